@@ -1,0 +1,66 @@
+/* config.h: settings from a key=value file and IMAGETOOLS_* environment variables. */
+#ifndef IT_CONFIG_H
+#define IT_CONFIG_H
+
+#include <stdint.h>
+
+/* Every setting of every program. Each has a default, a range, and a line in
+ * docs/configuration.md; strings are owned by the struct. */
+typedef struct it_config {
+	char *database_url;	    /* libpq conninfo or URI; empty: libpq's PG* env */
+	char *listen;		    /* FastCGI socket path; empty: inherited fd 0 */
+	char *url_prefix;	    /* path before /api/v1 on this site */
+	char *log_level;	    /* error, warn, info, debug */
+	char *allowed_origins;	    /* space-separated; empty: same origin only */
+	char *bridge_listen;	    /* host:port of the WebSocket bridge */
+	char *metrics_token;	    /* bearer token for /metrics; empty: open */
+	int64_t threads;	    /* FastCGI accept threads per process */
+	int64_t session_ttl;	    /* seconds a new session lives */
+	int64_t event_retention;    /* seconds events are kept (at least) */
+	int64_t max_upload_bytes;   /* per file */
+	int64_t max_request_bytes;  /* per upload request, all parts */
+	int64_t max_files;	    /* file parts per request */
+	int64_t longpoll_timeout;   /* cap on ?timeout= of long-polls, seconds */
+	int64_t keepalive_interval; /* SSE comment / long-poll whitespace, seconds */
+	int64_t sse_retry_ms;	    /* retry: hint sent to EventSource */
+	int64_t stream_buffer;	    /* bytes queued for one slow stream before it is dropped */
+	int64_t max_streams;	    /* parked streams per FastCGI process */
+	int64_t cgi_max_waiters;    /* concurrent waiting long-polls/streams in CGI mode */
+	int64_t cgi_stream_lifetime; /* seconds a CGI-mode SSE stream stays open */
+	int64_t thumbnail_size;	    /* longest edge of thumbnails, pixels */
+	int64_t max_pixels;	    /* refuse images larger than this many pixels */
+	int64_t expiry_warning;	    /* seconds before expiry that session.expiring is sent */
+	int64_t rate_uploads;	    /* uploads per minute per session and per address */
+	int64_t rate_sessions;	    /* sessions created per minute per address */
+	int64_t rate_streams;	    /* stream connects per minute per address */
+	int64_t max_streams_per_session; /* concurrent streams on one session */
+	int64_t ws_max_message;	    /* largest WebSocket message accepted, bytes */
+	int64_t ws_rate;	    /* WebSocket messages per 10 s per connection */
+	int64_t ws_ping_interval;   /* seconds between server pings */
+	int64_t worker_lease;	    /* seconds a worker's claim on a job lasts */
+} it_config;
+
+/* Fills cfg with the defaults. Strings are heap copies. */
+void it_config_defaults(it_config *cfg);
+
+/* Applies the key=value file at path (# comments, blank lines allowed).
+ * Returns 0, or -1 with a message naming the file, line and problem in err. */
+int it_config_load_file(it_config *cfg, const char *path, char *err, unsigned errlen);
+
+/* Applies IMAGETOOLS_<KEY> variables from the environment (after the file, so
+ * the environment wins). envp may be NULL for the process environment.
+ * Returns 0 or -1 with err set. */
+int it_config_load_env(it_config *cfg, char *const *envp, char *err, unsigned errlen);
+
+/* Sets one key from its text form. Returns 0, or -1 with err set when the
+ * key is unknown or the value is out of range. */
+int it_config_set(it_config *cfg, const char *key, const char *value, char *err, unsigned errlen);
+
+/* Loads defaults, then the file named by IMAGETOOLS_CONFIG or path (when not
+ * NULL and present), then the environment. Returns 0 or -1 with err set. */
+int it_config_load(it_config *cfg, const char *path, char *err, unsigned errlen);
+
+/* Frees the strings. */
+void it_config_free(it_config *cfg);
+
+#endif

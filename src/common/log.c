@@ -1,0 +1,84 @@
+/* log.c: one-line log records on stderr. */
+#include "config.h"
+
+#include "common/log.h"
+
+#include <stdio.h>
+#include <string.h>
+#include <sys/time.h>
+#include <time.h>
+#include <unistd.h>
+
+static const char *progname = "imagetools";
+static enum it_log_level max_level = IT_LOG_INFO;
+static const char *const level_names[] = {"error", "warn", "info", "debug"};
+
+void it_log_init(const char *name, enum it_log_level level)
+{
+	progname = name;
+	max_level = level;
+}
+
+int it_log_level_parse(const char *s)
+{
+	for (unsigned i = 0; i < sizeof(level_names) / sizeof(level_names[0]); i++)
+		if (strcmp(s, level_names[i]) == 0)
+			return (int)i;
+	return -1;
+}
+
+void it_logv(enum it_log_level level, const char *fmt, va_list ap)
+{
+	char line[2048];
+	struct timeval tv;
+	struct tm tm;
+	int n, m;
+
+	if (level > max_level)
+		return;
+	gettimeofday(&tv, NULL);
+	gmtime_r(&tv.tv_sec, &tm);
+	n = snprintf(line, sizeof(line), "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ %s[%d] %s: ",
+		     tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+		     (int)(tv.tv_usec / 1000), progname, (int)getpid(), level_names[level]);
+	if (n < 0)
+		return;
+	m = vsnprintf(line + n, sizeof(line) - (size_t)n - 1, fmt, ap);
+	if (m < 0)
+		m = 0;
+	n += m;
+	if (n > (int)sizeof(line) - 2)
+		n = (int)sizeof(line) - 2;
+	/* Control characters from client input must not forge extra records. */
+	for (int i = 0; i < n; i++)
+		if ((unsigned char)line[i] < 0x20)
+			line[i] = ' ';
+	line[n++] = '\n';
+	if (write(STDERR_FILENO, line, (size_t)n) < 0) {
+		/* Nowhere left to report it. */
+	}
+}
+
+void it_log(enum it_log_level level, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	it_logv(level, fmt, ap);
+	va_end(ap);
+}
+
+const char *it_log_redact(const char *secret, char *out, unsigned outlen)
+{
+	if (outlen < 16) {
+		if (outlen)
+			out[0] = '\0';
+		return out;
+	}
+	if (secret == NULL || *secret == '\0') {
+		snprintf(out, outlen, "-");
+		return out;
+	}
+	snprintf(out, outlen, "%.6s...", secret);
+	return out;
+}

@@ -1,0 +1,45 @@
+/* eventlog.h: the session event log of docs/event-log.md — the one way a change becomes an event. */
+#ifndef IT_EVENTLOG_H
+#define IT_EVENTLOG_H
+
+#include <json-c/json.h>
+#include <libpq-fe.h>
+#include <stdint.h>
+
+/* The NOTIFY channel every event is announced on; payload "<session>:<seq>",
+ * seq 0 meaning the session ended. */
+#define IT_EVENT_CHANNEL "imagetools_events"
+
+/* Appends an event of type with data (not owned; NULL means {}) to the log of
+ * session, inside the caller's open transaction, and queues its NOTIFY for
+ * commit. Call it last in the transaction: it holds the session's row lock
+ * until commit. Returns 0 and sets *seq (when not NULL), 404 when the session
+ * is unknown or expired, or 503 on a database error; after an error the
+ * caller must roll back. */
+int it_event_append(PGconn *conn, const char *session, const char *type, json_object *data, int64_t *seq);
+
+/* One event as read back, in wire form (DESIGN §4). */
+typedef struct it_event {
+	int64_t seq;
+	const char *type;
+	const char *json; /* {"id":..,"type":..,"timestamp":..,"data":{..}} */
+	size_t json_len;
+} it_event;
+
+/* Calls fn for each event of session with seq > after, in seq order, at most
+ * limit of them. The strings live until fn returns. Stops early when fn
+ * returns non-zero. Returns the number of events passed to fn, or -1 on a
+ * database error. */
+int it_event_read(PGconn **connp, const char *session, int64_t after, int limit,
+		  int (*fn)(const it_event *ev, void *arg), void *arg);
+
+/* The SQL that reads events: $1 session, $2 after, $3 limit; columns seq,
+ * type, wire JSON. Shared by the synchronous reader above and by the hub's
+ * asynchronous one. */
+extern const char it_event_read_sql[];
+
+/* Builds the wire JSON of an event that is not stored (connection.status,
+ * session.resync): no "id" member. Returns a heap string (free it). */
+char *it_event_transient(const char *type, json_object *data);
+
+#endif

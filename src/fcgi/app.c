@@ -1,0 +1,53 @@
+/* app.c: the route table of imagetools.fcgi and the dispatch of one request. */
+#include "config.h"
+
+#include "fcgi/app.h"
+
+#include "fcgi/handlers.h"
+#include "fcgi/router.h"
+
+#include <string.h>
+
+it_app it_g;
+
+static const it_route routes[] = {
+	{"GET", "/api/v1/health", it_h_health},
+	{"POST", "/api/v1/sessions", it_h_session_create},
+	{"GET", "/api/v1/sessions/{id}", it_h_session_get},
+	{"DELETE", "/api/v1/sessions/{id}", it_h_session_delete},
+};
+
+int it_app_session_problem(it_req *req, int rc)
+{
+	switch (rc) {
+	case 0: return 0;
+	case 400: it_resp_problem(req, 400, "invalid-session-id", "The session id is malformed."); break;
+	case 404: it_resp_problem(req, 404, "unknown-session", "No such session, or it has expired."); break;
+	default:
+		it_resp_header(req, "Retry-After", "5");
+		it_resp_problem(req, 503, "database-unavailable", "The database cannot be reached; try again shortly.");
+		break;
+	}
+	return 1;
+}
+
+void it_app_dispatch(it_req *req)
+{
+	const it_route *route = NULL;
+	char allow[128];
+
+	switch (it_router_match(routes, sizeof(routes) / sizeof(routes[0]), req->method, req->path, req, &route,
+				allow, sizeof(allow))) {
+	case IT_MATCH_OK:
+		route->handler(req);
+		break;
+	case IT_MATCH_BAD_METHOD:
+		it_resp_header(req, "Allow", "%s", allow);
+		it_resp_problem(req, 405, "method-not-allowed", "%s is not allowed here; allowed: %s.", req->method,
+				allow);
+		break;
+	default:
+		it_resp_problem(req, 404, "not-found", "No such resource.");
+		break;
+	}
+}

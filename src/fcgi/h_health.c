@@ -1,0 +1,27 @@
+/* h_health.c: GET /api/v1/health, liveness plus a database round trip. */
+#include "config.h"
+
+#include "db/db.h"
+#include "fcgi/app.h"
+#include "fcgi/handlers.h"
+
+#include <time.h>
+
+void it_h_health(it_req *req)
+{
+	PGconn *conn = it_db_thread_conn();
+	PGresult *res = it_db_exec(&conn, 1, "SELECT 1", 0, NULL);
+	int db_ok = it_db_ok(res, PGRES_TUPLES_OK);
+	json_object *o = json_object_new_object();
+
+	PQclear(res);
+	json_object_object_add(o, "status", json_object_new_string(db_ok ? "ok" : "unavailable"));
+	json_object_object_add(o, "database", json_object_new_string(db_ok ? "ok" : "unavailable"));
+	json_object_object_add(o, "mode", json_object_new_string(it_g.cgi ? "cgi" : "fastcgi"));
+	json_object_object_add(o, "version", json_object_new_string(PACKAGE_VERSION));
+	json_object_object_add(o, "uptime_seconds", json_object_new_int64((int64_t)(time(NULL) - it_g.started)));
+	if (!db_ok)
+		it_resp_header(req, "Retry-After", "5");
+	it_resp_json(req, db_ok ? 200 : 503, o);
+	json_object_put(o);
+}

@@ -1,0 +1,58 @@
+/* h_sessions.c: POST /sessions, GET and DELETE /sessions/{id}. */
+#include "config.h"
+
+#include "db/db.h"
+#include "db/sessions.h"
+#include "fcgi/app.h"
+#include "fcgi/handlers.h"
+
+static json_object *session_json(const it_session *s)
+{
+	json_object *o = json_object_new_object();
+
+	json_object_object_add(o, "session_id", json_object_new_string(s->id));
+	json_object_object_add(o, "created_at", json_object_new_string(s->created_at));
+	json_object_object_add(o, "expires_at", json_object_new_string(s->expires_at));
+	json_object_object_add(o, "last_event_id", json_object_new_int64(s->last_event_seq));
+	return o;
+}
+
+void it_h_session_create(it_req *req)
+{
+	PGconn *conn = it_db_thread_conn();
+	it_session s;
+	int rc;
+
+	if (it_req_drain(req, 64 * 1024) < 0) {
+		it_resp_problem(req, 413, "body-too-large", "POST /sessions takes no body");
+		return;
+	}
+	rc = it_sessions_create(&conn, it_g.cfg.session_ttl, &s);
+	if (it_app_session_problem(req, rc))
+		return;
+	json_object *o = session_json(&s);
+	it_resp_header(req, "Location", "%s/api/v1/sessions/%s", it_g.cfg.url_prefix, s.id);
+	it_resp_json(req, 201, o);
+	json_object_put(o);
+}
+
+void it_h_session_get(it_req *req)
+{
+	PGconn *conn = it_db_thread_conn();
+	it_session s;
+
+	if (it_app_session_problem(req, it_sessions_get(&conn, req->params[0], &s)))
+		return;
+	json_object *o = session_json(&s);
+	it_resp_json(req, 200, o);
+	json_object_put(o);
+}
+
+void it_h_session_delete(it_req *req)
+{
+	PGconn *conn = it_db_thread_conn();
+
+	if (it_app_session_problem(req, it_sessions_delete(&conn, req->params[0])))
+		return;
+	it_resp_begin(req, 204, NULL);
+}

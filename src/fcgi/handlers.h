@@ -1,0 +1,15 @@
+/* handlers.h: the HTTP handlers of imagetools.fcgi, one group per file. */
+#ifndef IT_HANDLERS_H
+#define IT_HANDLERS_H
+
+#include "fcgi/request.h"
+
+/* h_health.c */
+void it_h_health(it_req *req);
+
+/* h_sessions.c */
+void it_h_session_create(it_req *req);
+void it_h_session_get(it_req *req);
+void it_h_session_delete(it_req *req);
+
+#endif

@@ -1,0 +1,219 @@
+/* main.c: imagetools.fcgi — the REST API as a multi-threaded FastCGI server, or one plain CGI request. */
+#include "config.h"
+
+#include "common/log.h"
+#include "db/db.h"
+#include "fcgi/app.h"
+#include "fcgi/request.h"
+
+#include <errno.h>
+#include <fcgiapp.h>
+#include <getopt.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+/* FCGX_Accept_r on one listening socket is serialised, as libfcgi requires. */
+static pthread_mutex_t accept_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"Usage: imagetools.fcgi [--config FILE] [--socket PATH] [--threads N]\n"
+		"The ImageTools API. Spawned by a web server with a FastCGI socket on fd 0\n"
+		"(lighttpd mod_fastcgi, mod_fcgid), given a socket to listen on (--socket,\n"
+		"for Apache mod_proxy_fcgi or systemd), or run as plain CGI (mod_cgi).\n"
+		"Settings: %s, IMAGETOOLS_CONFIG, IMAGETOOLS_<KEY> variables.\n",
+		IT_CONFIG_PATH);
+}
+
+static void serve(it_req *req)
+{
+	int rc = it_req_init(req, req->fcgx, it_g.cfg.url_prefix);
+
+	if (rc != 0)
+		it_resp_problem(req, rc, "bad-request", "The request line cannot be handled.");
+	else
+		it_app_dispatch(req);
+	if (!req->headers_sent)
+		it_resp_problem(req, 500, "internal", "The handler gave no answer.");
+}
+
+static void *accept_thread(void *arg)
+{
+	FCGX_Request fcgx;
+	it_req req;
+
+	(void)arg;
+	if (FCGX_InitRequest(&fcgx, it_g.listen_fd, FCGI_FAIL_ACCEPT_ON_INTR) != 0)
+		return NULL;
+	for (;;) {
+		int rc;
+
+		pthread_mutex_lock(&accept_lock);
+		rc = it_g.stopping ? -1 : FCGX_Accept_r(&fcgx);
+		pthread_mutex_unlock(&accept_lock);
+		if (rc < 0) {
+			if (it_g.stopping)
+				break;
+			if (rc == -EINTR)
+				continue;
+			it_log_error("FCGX_Accept_r failed: %d", rc);
+			break;
+		}
+		req.fcgx = &fcgx;
+		serve(&req);
+		if (req.detached) {
+			/* The hub owns the connection now: free libfcgi's buffers
+			 * and parameters but leave the socket open. */
+			FCGX_Free(&fcgx, 0);
+			FCGX_InitRequest(&fcgx, it_g.listen_fd, FCGI_FAIL_ACCEPT_ON_INTR);
+		} else {
+			FCGX_Finish_r(&fcgx);
+		}
+		it_req_finish(&req);
+	}
+	FCGX_Finish_r(&fcgx);
+	it_db_thread_close();
+	return NULL;
+}
+
+static void on_wake(int sig)
+{
+	(void)sig;
+}
+
+/* Raises the soft descriptor limit to the hard one: every parked stream is
+ * a descriptor. */
+static void raise_fd_limit(void)
+{
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		setrlimit(RLIMIT_NOFILE, &rl);
+	}
+}
+
+static int run_cgi(void)
+{
+	it_req req;
+
+	req.fcgx = NULL;
+	serve(&req);
+	fflush(stdout);
+	it_req_finish(&req);
+	it_db_thread_close();
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{"config", required_argument, NULL, 'c'}, {"socket", required_argument, NULL, 's'},
+		{"threads", required_argument, NULL, 't'}, {"help", no_argument, NULL, 'h'},
+		{NULL, 0, NULL, 0},
+	};
+	const char *config_path = IT_CONFIG_PATH, *sock = NULL;
+	long threads = 0;
+	char err[512];
+	sigset_t stop_set;
+	pthread_t *tids;
+	struct sigaction sa;
+	int c, level;
+
+	while ((c = getopt_long(argc, argv, "c:s:t:h", opts, NULL)) != -1) {
+		switch (c) {
+		case 'c': config_path = optarg; break;
+		case 's': sock = optarg; break;
+		case 't': threads = strtol(optarg, NULL, 10); break;
+		case 'h': usage(stdout); return 0;
+		default: usage(stderr); return 2;
+		}
+	}
+	it_log_init("imagetools.fcgi", IT_LOG_INFO);
+	if (it_config_load(&it_g.cfg, config_path, err, sizeof(err)) < 0) {
+		it_log_error("configuration: %s", err);
+		if (FCGX_IsCGI()) {
+			printf("Status: 500 Internal Server Error\r\nContent-Type: application/problem+json\r\n\r\n"
+			       "{\"type\":\"urn:imagetools:problem:configuration\",\"title\":\"Internal Server "
+			       "Error\",\"status\":500,\"detail\":\"The server is misconfigured.\"}\n");
+		}
+		return 1;
+	}
+	level = it_log_level_parse(it_g.cfg.log_level);
+	it_log_init("imagetools.fcgi", level < 0 ? IT_LOG_INFO : (enum it_log_level)level);
+	if (threads > 0)
+		it_g.cfg.threads = threads;
+	if (sock == NULL && it_g.cfg.listen[0])
+		sock = it_g.cfg.listen;
+	it_db_configure(it_g.cfg.database_url);
+	it_g.started = time(NULL);
+
+	/* Our own handlers go in before FCGX_Init: libfcgi only installs its
+	 * SIGTERM/SIGUSR1 handlers over the default disposition. */
+	signal(SIGPIPE, SIG_IGN);
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_wake; /* no SA_RESTART: wakes a thread out of accept() */
+	sigaction(SIGUSR2, &sa, NULL);
+	sigaction(SIGUSR1, &sa, NULL);
+	sigemptyset(&stop_set);
+	sigaddset(&stop_set, SIGTERM);
+	sigaddset(&stop_set, SIGINT);
+	sigaddset(&stop_set, SIGHUP);
+	pthread_sigmask(SIG_BLOCK, &stop_set, NULL);
+
+	if (FCGX_Init() != 0) {
+		it_log_error("FCGX_Init failed");
+		return 1;
+	}
+	if (sock == NULL && FCGX_IsCGI()) {
+		it_g.cgi = 1;
+		return run_cgi();
+	}
+	it_g.listen_fd = 0;
+	if (sock) {
+		unlink(sock);
+		it_g.listen_fd = FCGX_OpenSocket(sock, 1024);
+		if (it_g.listen_fd < 0) {
+			it_log_error("cannot listen on %s", sock);
+			return 1;
+		}
+	}
+	raise_fd_limit();
+
+	tids = calloc((size_t)it_g.cfg.threads, sizeof(*tids));
+	if (tids == NULL)
+		return 1;
+	for (int64_t i = 0; i < it_g.cfg.threads; i++)
+		if (pthread_create(&tids[i], NULL, accept_thread, NULL) != 0) {
+			it_log_error("cannot start thread %lld", (long long)i);
+			return 1;
+		}
+	it_log_info("serving FastCGI with %lld threads", (long long)it_g.cfg.threads);
+
+	/* The main thread waits for a stop signal, then wakes every accept
+	 * thread (repeatedly: one may be just about to enter accept()). */
+	int sig = 0;
+	sigwait(&stop_set, &sig);
+	it_log_info("signal %d: shutting down", sig);
+	it_g.stopping = 1;
+	FCGX_ShutdownPending();
+	for (int64_t i = 0; i < it_g.cfg.threads; i++) {
+		for (int tries = 0; tries < 50; tries++) {
+			if (pthread_tryjoin_np(tids[i], NULL) == 0)
+				break;
+			pthread_kill(tids[i], SIGUSR2);
+			usleep(100 * 1000);
+		}
+	}
+	free(tids);
+	if (sock)
+		unlink(sock);
+	it_config_free(&it_g.cfg);
+	return 0;
+}

@@ -1,0 +1,402 @@
+/* request.c: one HTTP request as the FastCGI or CGI front sees it, and its response. */
+#include "config.h"
+
+#include "fcgi/request.h"
+
+#include "common/id.h"
+#include "common/log.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+extern char **environ;
+
+/* Response headers are few and short; 8 KiB is far more than any handler needs. */
+#define HEADERS_MAX 8192
+
+const char *it_http_reason(int status)
+{
+	switch (status) {
+	case 101: return "Switching Protocols";
+	case 200: return "OK";
+	case 201: return "Created";
+	case 202: return "Accepted";
+	case 204: return "No Content";
+	case 206: return "Partial Content";
+	case 304: return "Not Modified";
+	case 400: return "Bad Request";
+	case 401: return "Unauthorized";
+	case 403: return "Forbidden";
+	case 404: return "Not Found";
+	case 405: return "Method Not Allowed";
+	case 406: return "Not Acceptable";
+	case 408: return "Request Timeout";
+	case 409: return "Conflict";
+	case 410: return "Gone";
+	case 411: return "Length Required";
+	case 413: return "Content Too Large";
+	case 415: return "Unsupported Media Type";
+	case 416: return "Range Not Satisfiable";
+	case 422: return "Unprocessable Content";
+	case 429: return "Too Many Requests";
+	case 500: return "Internal Server Error";
+	case 501: return "Not Implemented";
+	case 503: return "Service Unavailable";
+	default: return "";
+	}
+}
+
+const char *it_req_env(const it_req *req, const char *name)
+{
+	if (req->fcgx)
+		return FCGX_GetParam(name, req->envp);
+	return getenv(name);
+}
+
+int it_req_init(it_req *req, FCGX_Request *fcgx, const char *url_prefix)
+{
+	const char *uri, *q, *cl;
+	size_t plen, prelen = url_prefix ? strlen(url_prefix) : 0;
+
+	memset(req, 0, sizeof(*req));
+	clock_gettime(CLOCK_MONOTONIC, &req->started);
+	req->fcgx = fcgx;
+	req->envp = fcgx ? fcgx->envp : environ;
+	it_buf_init(&req->headers, HEADERS_MAX);
+	req->status = 0;
+	req->content_length = -1;
+
+	req->method = it_req_env(req, "REQUEST_METHOD");
+	if (req->method == NULL || *req->method == '\0')
+		req->method = "GET";
+	req->remote_addr = it_req_env(req, "REMOTE_ADDR");
+	if (req->remote_addr == NULL)
+		req->remote_addr = "-";
+	cl = it_req_env(req, "CONTENT_LENGTH");
+	if (cl && *cl) {
+		int64_t v;
+		if (it_parse_uint(cl, INT64_MAX / 2, &v) < 0)
+			return 400;
+		req->content_length = v;
+	}
+
+	/* REQUEST_URI is the one variable lighttpd, Apache (mod_proxy_fcgi,
+	 * mod_fcgid, mod_cgi) and rewrites all agree on: the original URI. */
+	uri = it_req_env(req, "REQUEST_URI");
+	if (uri == NULL || *uri == '\0') {
+		const char *sn = it_req_env(req, "SCRIPT_NAME"), *pi = it_req_env(req, "PATH_INFO");
+		snprintf(req->path, sizeof(req->path), "%s%s", sn ? sn : "", pi ? pi : "");
+		q = it_req_env(req, "QUERY_STRING");
+		req->query = q ? q : "";
+	} else {
+		q = strchr(uri, '?');
+		plen = q ? (size_t)(q - uri) : strlen(uri);
+		if (plen >= sizeof(req->path)) {
+			snprintf(req->path, sizeof(req->path), "/");
+			return 400;
+		}
+		memcpy(req->path, uri, plen);
+		req->path[plen] = '\0';
+		req->query = q ? q + 1 : "";
+	}
+	if (prelen && strncmp(req->path, url_prefix, prelen) == 0)
+		memmove(req->path, req->path + prelen, strlen(req->path + prelen) + 1);
+	return 0;
+}
+
+static void log_path(const char *path, char *out, size_t outlen)
+{
+	/* Session ids are capabilities: only a short prefix reaches the log. */
+	size_t o = 0;
+	const char *p = path;
+
+	while (*p && o + 12 < outlen) {
+		const char *seg = p, *end = strchr(p, '/');
+		size_t n;
+		if (end == p) {
+			out[o++] = '/';
+			p++;
+			continue;
+		}
+		n = end ? (size_t)(end - seg) : strlen(seg);
+		if (n >= 22 && n != 36) {
+			o += (size_t)snprintf(out + o, outlen - o, "%.6s...", seg);
+		} else {
+			if (n > outlen - o - 1)
+				n = outlen - o - 1;
+			memcpy(out + o, seg, n);
+			o += n;
+		}
+		p = seg + (end ? (size_t)(end - seg) : strlen(seg));
+	}
+	out[o < outlen ? o : outlen - 1] = '\0';
+}
+
+void it_req_finish(it_req *req)
+{
+	struct timespec now;
+	char path[256];
+	double ms;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	ms = (double)(now.tv_sec - req->started.tv_sec) * 1e3 + (double)(now.tv_nsec - req->started.tv_nsec) / 1e6;
+	log_path(req->path, path, sizeof(path));
+	it_log_info("%s %s %s %d %lld %.1fms%s%s", req->remote_addr, req->method, path, req->status,
+		    (long long)req->bytes_out, ms, req->log_note[0] ? " " : "", req->log_note);
+	it_buf_free(&req->headers);
+}
+
+ssize_t it_req_read(it_req *req, void *buf, size_t n)
+{
+	if (n > INT32_MAX)
+		n = INT32_MAX;
+	if (req->fcgx) {
+		int r = FCGX_GetStr(buf, (int)n, req->fcgx->in);
+		if (r < 0 || (r == 0 && FCGX_GetError(req->fcgx->in) != 0))
+			return -1;
+		return r;
+	}
+	for (;;) {
+		ssize_t r = read(STDIN_FILENO, buf, n);
+		if (r < 0 && errno == EINTR)
+			continue;
+		return r;
+	}
+}
+
+int it_req_drain(it_req *req, int64_t max)
+{
+	char tmp[8192];
+	int64_t total = 0;
+	ssize_t r;
+
+	while ((r = it_req_read(req, tmp, sizeof(tmp))) > 0) {
+		total += r;
+		if (total > max)
+			return -1;
+	}
+	return r < 0 ? -1 : 0;
+}
+
+int it_resp_header(it_req *req, const char *name, const char *fmt, ...)
+{
+	char value[2048];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(value, sizeof(value), fmt, ap);
+	va_end(ap);
+	for (char *p = value; *p; p++)
+		if (*p == '\r' || *p == '\n')
+			*p = ' ';
+	return it_buf_printf(&req->headers, "%s: %s\r\n", name, value) < 0 ? -1 : 0;
+}
+
+static int raw_write(it_req *req, const void *p, size_t n)
+{
+	if (n == 0)
+		return 0;
+	if (req->fcgx) {
+		if (FCGX_PutStr(p, (int)n, req->fcgx->out) != (int)n)
+			return -1;
+	} else if (fwrite(p, 1, n, stdout) != n) {
+		return -1;
+	}
+	return 0;
+}
+
+int it_resp_begin(it_req *req, int status, const char *content_type)
+{
+	it_buf h;
+	int rc;
+
+	if (req->headers_sent)
+		return 0;
+	req->headers_sent = 1;
+	req->status = status;
+	it_buf_init(&h, HEADERS_MAX * 2);
+	it_buf_printf(&h, "Status: %d %s\r\n", status, it_http_reason(status));
+	if (content_type)
+		it_buf_printf(&h, "Content-Type: %s\r\n", content_type);
+	it_buf_puts(&h, "X-Content-Type-Options: nosniff\r\n");
+	if (req->headers.len)
+		it_buf_append(&h, req->headers.data, req->headers.len);
+	rc = it_buf_puts(&h, "\r\n");
+	if (rc == 0)
+		rc = raw_write(req, h.data, h.len);
+	it_buf_free(&h);
+	return rc;
+}
+
+int it_resp_write(it_req *req, const void *p, size_t n)
+{
+	if (!req->headers_sent && it_resp_begin(req, 200, NULL) < 0)
+		return -1;
+	if (raw_write(req, p, n) < 0)
+		return -1;
+	req->bytes_out += (int64_t)n;
+	return 0;
+}
+
+int it_resp_puts(it_req *req, const char *s)
+{
+	return it_resp_write(req, s, strlen(s));
+}
+
+int it_resp_flush(it_req *req)
+{
+	if (req->fcgx)
+		return FCGX_FFlush(req->fcgx->out) < 0 ? -1 : 0;
+	return fflush(stdout) == 0 ? 0 : -1;
+}
+
+int it_resp_json(it_req *req, int status, json_object *obj)
+{
+	size_t len;
+	const char *s = json_object_to_json_string_length(obj, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE, &len);
+
+	it_resp_header(req, "Cache-Control", "no-store");
+	it_resp_header(req, "Content-Length", "%zu", len + 1);
+	if (it_resp_begin(req, status, "application/json") < 0)
+		return -1;
+	if (it_resp_write(req, s, len) < 0)
+		return -1;
+	return it_resp_write(req, "\n", 1);
+}
+
+static int problem_v(it_req *req, int status, const char *slug, json_object *ext, const char *detail, va_list ap)
+{
+	json_object *o = json_object_new_object();
+	char type[128], text[1024];
+	int rc;
+
+	snprintf(type, sizeof(type), "urn:imagetools:problem:%s", slug);
+	json_object_object_add(o, "type", json_object_new_string(type));
+	json_object_object_add(o, "title", json_object_new_string(it_http_reason(status)));
+	json_object_object_add(o, "status", json_object_new_int(status));
+	if (detail) {
+		vsnprintf(text, sizeof(text), detail, ap);
+		json_object_object_add(o, "detail", json_object_new_string(text));
+	}
+	json_object_object_add(o, "instance", json_object_new_string(req->path));
+	if (ext) {
+		json_object_object_foreach(ext, k, v) json_object_object_add(o, k, json_object_get(v));
+	}
+	snprintf(req->log_note, sizeof(req->log_note), "problem=%s", slug);
+	if (req->headers_sent) {
+		/* Too late to change the status: the caller must end the stream. */
+		json_object_put(o);
+		return -1;
+	}
+	{
+		size_t len;
+		const char *s = json_object_to_json_string_length(o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE, &len);
+		it_resp_header(req, "Cache-Control", "no-store");
+		it_resp_header(req, "Content-Length", "%zu", len + 1);
+		rc = it_resp_begin(req, status, "application/problem+json");
+		if (rc == 0)
+			rc = it_resp_write(req, s, len);
+		if (rc == 0)
+			rc = it_resp_write(req, "\n", 1);
+	}
+	json_object_put(o);
+	return rc;
+}
+
+int it_resp_problem(it_req *req, int status, const char *slug, const char *detail, ...)
+{
+	va_list ap;
+	int rc;
+
+	va_start(ap, detail);
+	rc = problem_v(req, status, slug, NULL, detail, ap);
+	va_end(ap);
+	return rc;
+}
+
+int it_resp_problem_ext(it_req *req, int status, const char *slug, json_object *ext, const char *detail, ...)
+{
+	va_list ap;
+	int rc;
+
+	va_start(ap, detail);
+	rc = problem_v(req, status, slug, ext, detail, ap);
+	va_end(ap);
+	return rc;
+}
+
+static int hexval(int c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
+int it_query_get(const char *query, const char *key, char *out, size_t outlen)
+{
+	size_t klen = strlen(key);
+	const char *p = query;
+
+	if (query == NULL || outlen == 0)
+		return -1;
+	while (*p) {
+		const char *end = strchr(p, '&'), *eq;
+		size_t seglen = end ? (size_t)(end - p) : strlen(p);
+		eq = memchr(p, '=', seglen);
+		size_t namelen = eq ? (size_t)(eq - p) : seglen;
+		if (namelen == klen && memcmp(p, key, klen) == 0) {
+			const char *v = eq ? eq + 1 : p + seglen;
+			const char *vend = p + seglen;
+			size_t o = 0;
+			while (v < vend) {
+				int c = (unsigned char)*v;
+				if (c == '+') {
+					c = ' ';
+					v++;
+				} else if (c == '%') {
+					int h, l;
+					if (vend - v < 3 || (h = hexval(v[1])) < 0 || (l = hexval(v[2])) < 0)
+						return -2;
+					c = h << 4 | l;
+					v += 3;
+				} else {
+					v++;
+				}
+				if (c == 0 || o + 1 >= outlen)
+					return -2;
+				out[o++] = (char)c;
+			}
+			out[o] = '\0';
+			return (int)o;
+		}
+		p += seglen;
+		if (*p == '&')
+			p++;
+	}
+	return -1;
+}
+
+int it_parse_uint(const char *s, int64_t max, int64_t *out)
+{
+	int64_t v = 0;
+
+	if (s == NULL || *s == '\0')
+		return -1;
+	for (; *s; s++) {
+		if (*s < '0' || *s > '9')
+			return -1;
+		if (v > (max - (*s - '0')) / 10)
+			return -1;
+		v = v * 10 + (*s - '0');
+	}
+	*out = v;
+	return 0;
+}

@@ -1,0 +1,102 @@
+/* request.h: one HTTP request as the FastCGI or CGI front sees it, and its response. */
+#ifndef IT_REQUEST_H
+#define IT_REQUEST_H
+
+#include "common/buf.h"
+
+#include <fcgiapp.h>
+#include <json-c/json.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <time.h>
+
+#define IT_ROUTE_MAX_PARAMS 4
+
+typedef struct it_req {
+	FCGX_Request *fcgx; /* NULL in CGI mode: stdin/stdout/environ are used */
+	char **envp;
+
+	const char *method;	  /* "GET", ... (never NULL) */
+	char path[1024];	  /* path below url_prefix, without the query */
+	const char *query;	  /* raw query string, "" when absent */
+	const char *remote_addr;  /* client address as the web server saw it */
+	int64_t content_length;	  /* -1 when the request has no Content-Length */
+	struct timespec started;
+
+	/* Filled by the router. */
+	const char *route;
+	const char *params[IT_ROUTE_MAX_PARAMS];
+	char param_store[IT_ROUTE_MAX_PARAMS][128];
+	int nparams;
+
+	/* Response state. */
+	int status;
+	int headers_sent;
+	int detached;		  /* the connection now belongs to the hub */
+	int64_t bytes_out;
+	it_buf headers;		  /* extra "Name: value\r\n" lines, bounded */
+	char log_note[96];	  /* short text appended to the access log line */
+} it_req;
+
+/* Binds req to an accepted FastCGI request, or to the CGI environment when
+ * fcgx is NULL. Returns 0, or 400 when the request line is unusable (too long
+ * a path, missing method). */
+int it_req_init(it_req *req, FCGX_Request *fcgx, const char *url_prefix);
+
+/* Releases what it_req_init took and writes the access log line. */
+void it_req_finish(it_req *req);
+
+/* Returns a CGI variable (REQUEST_METHOD, HTTP_LAST_EVENT_ID, ...) or NULL. */
+const char *it_req_env(const it_req *req, const char *name);
+
+/* Reads up to n bytes of the request body. Returns bytes read, 0 at the end,
+ * or -1 on error. */
+ssize_t it_req_read(it_req *req, void *buf, size_t n);
+
+/* Reads and drops the rest of the request body (bounded by max bytes).
+ * Returns 0, or -1 when more than max bytes remained or on error. */
+int it_req_drain(it_req *req, int64_t max);
+
+/* Adds a response header (formatted "Name: value"). CR and LF in the value
+ * are replaced, so client text can never split a header. Returns 0 or -1
+ * when the header block is full. */
+int it_resp_header(it_req *req, const char *name, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+/* Sends the status line and headers (with content_type unless NULL). Must
+ * come before any body bytes; later calls do nothing. Returns 0 or -1. */
+int it_resp_begin(it_req *req, int status, const char *content_type);
+
+/* Writes body bytes (starting the response with 200 if not yet begun).
+ * Returns 0 or -1 when the client is gone. */
+int it_resp_write(it_req *req, const void *p, size_t n);
+int it_resp_puts(it_req *req, const char *s);
+
+/* Pushes buffered bytes to the web server now. Returns 0 or -1. */
+int it_resp_flush(it_req *req);
+
+/* Sends obj as a complete application/json response with status. Does not
+ * take ownership of obj. Returns 0 or -1. */
+int it_resp_json(it_req *req, int status, json_object *obj);
+
+/* Sends an RFC 9457 application/problem+json response: type is a short slug
+ * (turned into "urn:imagetools:problem:<slug>"), detail a sentence for
+ * humans (may be NULL). Returns 0 or -1. */
+int it_resp_problem(it_req *req, int status, const char *slug, const char *detail, ...)
+	__attribute__((format(printf, 4, 5)));
+
+/* Like it_resp_problem, with extra members merged into the body (not owned). */
+int it_resp_problem_ext(it_req *req, int status, const char *slug, json_object *ext, const char *detail, ...)
+	__attribute__((format(printf, 5, 6)));
+
+/* The reason phrase of an HTTP status ("Not Found"), "" when unknown. */
+const char *it_http_reason(int status);
+
+/* Finds key in an application/x-www-form-urlencoded query and decodes its
+ * value into out (NUL-terminated). Returns the decoded length, -1 when the
+ * key is absent, or -2 when the value is malformed or longer than outlen-1. */
+int it_query_get(const char *query, const char *key, char *out, size_t outlen);
+
+/* Parses a non-negative decimal integer no larger than max. Returns 0 or -1. */
+int it_parse_uint(const char *s, int64_t max, int64_t *out);
+
+#endif

@@ -1,0 +1,83 @@
+/* test_config.c: unit tests for common/config. */
+#include "config.h"
+
+#include "common/config.h"
+#include "tap.h"
+
+#include <stdlib.h>
+#include <unistd.h>
+
+static const char *write_tmp(const char *text)
+{
+	static char path[] = "/tmp/it-config-XXXXXX";
+	int fd;
+
+	strcpy(path, "/tmp/it-config-XXXXXX");
+	fd = mkstemp(path);
+	if (fd < 0 || write(fd, text, strlen(text)) != (ssize_t)strlen(text))
+		abort();
+	close(fd);
+	return path;
+}
+
+int main(void)
+{
+	it_config cfg;
+	char err[256];
+	const char *path;
+
+	it_config_defaults(&cfg);
+	is_int(cfg.max_upload_bytes, 50 * 1024 * 1024, "default upload limit is 50 MiB");
+	is_int(cfg.threads, 8, "default threads");
+	is_str(cfg.log_level, "info", "default log level");
+
+	path = write_tmp("# comment\n\n  threads = 4  \nmax_upload_bytes=10M\nurl_prefix = \" /x \"\n"
+			 "database_url = host=/tmp port=5432 dbname=it\n");
+	is_int(it_config_load_file(&cfg, path, err, sizeof(err)), 0, "file loads");
+	is_int(cfg.threads, 4, "spaces around keys and values are ignored");
+	is_int(cfg.max_upload_bytes, 10 * 1024 * 1024, "M suffix");
+	is_str(cfg.url_prefix, " /x ", "quotes keep spaces");
+	is_str(cfg.database_url, "host=/tmp port=5432 dbname=it", "values may contain '='");
+	unlink(path);
+
+	path = write_tmp("threads = 4\nthreds = 5\n");
+	is_int(it_config_load_file(&cfg, path, err, sizeof(err)), -1, "unknown key refused");
+	ok(strstr(err, ":2:") && strstr(err, "threds"), "error names line and key: %s", err);
+	unlink(path);
+
+	path = write_tmp("threads = 0\n");
+	is_int(it_config_load_file(&cfg, path, err, sizeof(err)), -1, "value below range refused");
+	ok(strstr(err, "outside") != NULL, "error says out of range: %s", err);
+	unlink(path);
+
+	path = write_tmp("threads = many\n");
+	is_int(it_config_load_file(&cfg, path, err, sizeof(err)), -1, "non-number refused");
+	unlink(path);
+
+	path = write_tmp("just words\n");
+	is_int(it_config_load_file(&cfg, path, err, sizeof(err)), -1, "line without = refused");
+	unlink(path);
+
+	is_int(it_config_load_file(&cfg, "/nonexistent/it.conf", err, sizeof(err)), -1, "missing file refused");
+
+	{
+		char *envp[] = {"IMAGETOOLS_THREADS=16", "IMAGETOOLS_LOG_LEVEL=debug", "PATH=/bin", NULL};
+		is_int(it_config_load_env(&cfg, envp, err, sizeof(err)), 0, "environment loads");
+		is_int(cfg.threads, 16, "IMAGETOOLS_THREADS");
+		is_str(cfg.log_level, "debug", "IMAGETOOLS_LOG_LEVEL");
+	}
+	{
+		char *envp[] = {"IMAGETOOLS_NO_SUCH=1", NULL};
+		is_int(it_config_load_env(&cfg, envp, err, sizeof(err)), -1, "unknown variable refused");
+	}
+	{
+		char *envp[] = {"IMAGETOOLS_CONFIG=/etc/x.conf", NULL};
+		is_int(it_config_load_env(&cfg, envp, err, sizeof(err)), 0, "IMAGETOOLS_CONFIG is not a setting");
+	}
+	is_int(it_config_set(&cfg, "max_upload_bytes", "99999999999999999999", err, sizeof(err)), -1,
+	       "overflow refused");
+	is_int(it_config_set(&cfg, "max_upload_bytes", "9223372036854775807G", err, sizeof(err)), -1,
+	       "overflow through a suffix refused");
+	it_config_free(&cfg);
+	return tap_done();
+}
