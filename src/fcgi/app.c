@@ -15,6 +15,13 @@ static const it_route routes[] = {
 	{"POST", "/api/v1/sessions", it_h_session_create},
 	{"GET", "/api/v1/sessions/{id}", it_h_session_get},
 	{"DELETE", "/api/v1/sessions/{id}", it_h_session_delete},
+	{"GET", "/api/v1/sessions/{id}/images", it_h_session_images},
+	{"POST", "/api/v1/images", it_h_image_upload},
+	{"GET", "/api/v1/images/{id}", it_h_image_get},
+	{"PATCH", "/api/v1/images/{id}", it_h_image_patch},
+	{"DELETE", "/api/v1/images/{id}", it_h_image_delete},
+	{"GET", "/api/v1/images/{id}/file", it_h_image_file},
+	{"GET", "/api/v1/images/{id}/thumbnail", it_h_image_thumbnail},
 };
 
 int it_app_session_problem(it_req *req, int rc)
