@@ -23,6 +23,10 @@ static void init_once(void)
 	/* One worker thread per thumbnail: requests already run in parallel,
 	 * and this keeps memory per upload predictable. */
 	vips_concurrency_set(1);
+	/* Only our four sniffed formats ever reach libvips, but should one
+	 * slip through, the large third-party loaders (ImageMagick, PDF,
+	 * OpenSlide) stay out of reach of uploaded bytes. */
+	vips_block_untrusted_set(TRUE);
 	init_rc = 0;
 }
 
