@@ -15,6 +15,9 @@ static const it_route routes[] = {
 	{"POST", "/api/v1/sessions", it_h_session_create},
 	{"GET", "/api/v1/sessions/{id}", it_h_session_get},
 	{"DELETE", "/api/v1/sessions/{id}", it_h_session_delete},
+	{"POST", "/api/v1/operations", it_h_operation_create},
+	{"GET", "/api/v1/operations/{id}", it_h_operation_get},
+	{"POST", "/api/v1/operations/{id}/cancel", it_h_operation_cancel},
 };
 
 int it_app_session_problem(it_req *req, int rc)

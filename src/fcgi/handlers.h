@@ -12,4 +12,9 @@ void it_h_session_create(it_req *req);
 void it_h_session_get(it_req *req);
 void it_h_session_delete(it_req *req);
 
+/* h_operations.c */
+void it_h_operation_create(it_req *req);
+void it_h_operation_get(it_req *req);
+void it_h_operation_cancel(it_req *req);
+
 #endif
