@@ -3,14 +3,27 @@
 
 #include "worker/transform.h"
 
+#include "common/log.h"
+
 #include <stdio.h>
 #include <string.h>
 #include <vips/vips.h>
+
+/* libvips warns on stderr about every damaged file it meets; the worker
+ * already reports those per image, so the warnings go to the debug log. */
+static void vips_warning(const gchar *domain, GLogLevelFlags level, const gchar *message, gpointer arg)
+{
+	(void)domain;
+	(void)level;
+	(void)arg;
+	it_log_debug("libvips: %s", message);
+}
 
 int it_xf_init(const char *argv0)
 {
 	if (VIPS_INIT(argv0))
 		return -1;
+	g_log_set_handler("VIPS", G_LOG_LEVEL_WARNING | G_LOG_LEVEL_MESSAGE, vips_warning, NULL);
 	/* Every image is seen once: libvips' operation cache would only keep
 	 * decoded pixels of earlier images alive and grow the worker's RSS. */
 	vips_cache_set_max(0);
@@ -138,7 +151,8 @@ int it_xf_apply(const it_op_params *p, const char *in_type, const void *in, size
 		}
 	}
 	if (save(img, fmt, p->quality, p->strip, &out->data, &out->len) < 0) {
-		vips_err(err, errlen, "cannot encode");
+		/* Decoding is lazy: a damaged file fails here, while it is read. */
+		vips_err(err, errlen, "damaged or unsupported image");
 		goto out;
 	}
 	out->width = vips_image_get_width(img);
