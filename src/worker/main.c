@@ -39,11 +39,13 @@ static void on_signal(int sig)
 
 static void usage(FILE *f)
 {
-	fprintf(f, "Usage: imagetools-worker [--config FILE] [--once] [--progress-interval MS]\n"
+	fprintf(f, "Usage: imagetools-worker [--config FILE] [--once] [--progress-interval MS] [--parallel N]\n"
 		   "Runs long operations (bulk compress, resize, convert) from the job queue\n"
 		   "and the housekeeping of sessions and events. Any number may run at once,\n"
 		   "on one machine or many. --once drains the queue and exits (for cron).\n"
-		   "SIGTERM finishes the current image, returns the job to the queue, exits.\n");
+		   "SIGTERM finishes the current image, returns the job to the queue, exits.\n"
+		   "--progress-interval: least time between progress events of a job (250).\n"
+		   "--parallel: images transformed at once (default: one per CPU, at most 8).\n");
 }
 
 static time_t mono(void)
@@ -90,12 +92,13 @@ int main(int argc, char **argv)
 {
 	static const struct option opts[] = {
 		{"config", required_argument, NULL, 'c'}, {"once", no_argument, NULL, 'o'},
-		{"progress-interval", required_argument, NULL, 'p'}, {"help", no_argument, NULL, 'h'},
+		{"progress-interval", required_argument, NULL, 'p'}, {"parallel", required_argument, NULL, 'j'},
+		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
 	const char *config_path = IT_CONFIG_PATH;
 	int once = 0, c, level, backoff = 1, rc = 0;
-	long interval = 250;
+	long interval = 250, parallel = 0;
 	char *end;
 	time_t next_hk = 0, next_gc = 0;
 	it_config cfg;
@@ -105,7 +108,7 @@ int main(int argc, char **argv)
 	struct sigaction sa;
 
 	it_log_init("imagetools-worker", IT_LOG_INFO);
-	while ((c = getopt_long(argc, argv, "c:op:h", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "c:op:j:h", opts, NULL)) != -1) {
 		switch (c) {
 		case 'c': config_path = optarg; break;
 		case 'o': once = 1; break;
@@ -116,6 +119,13 @@ int main(int argc, char **argv)
 				return 2;
 			}
 			break;
+		case 'j':
+			parallel = strtol(optarg, &end, 10);
+			if (*optarg == '\0' || *end != '\0' || parallel < 1 || parallel > 64) {
+				fprintf(stderr, "imagetools-worker: --parallel takes 1 to 64\n");
+				return 2;
+			}
+			break;
 		case 'h': usage(stdout); return 0;
 		default: usage(stderr); return 2;
 		}
@@ -123,6 +133,12 @@ int main(int argc, char **argv)
 	if (optind != argc) {
 		usage(stderr);
 		return 2;
+	}
+	if (parallel == 0) {
+		/* One image per core: JPEG decoding and encoding are serial, so
+		 * a single image keeps one core busy. */
+		long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+		parallel = cpus < 1 ? 1 : cpus > 8 ? 8 : cpus;
 	}
 	if (it_config_load(&cfg, config_path, err, sizeof(err)) < 0) {
 		fprintf(stderr, "imagetools-worker: %s\n", err);
@@ -146,6 +162,7 @@ int main(int argc, char **argv)
 	memset(&w, 0, sizeof(w));
 	w.cfg = &cfg;
 	w.progress_interval_ms = (int)interval;
+	w.parallel = (int)parallel;
 	w.stopping = &stopping;
 	if (gethostname(host, sizeof(host)) < 0)
 		snprintf(host, sizeof(host), "localhost");
@@ -155,7 +172,8 @@ int main(int argc, char **argv)
 		memset(raw, 0, sizeof(raw));
 	it_base64url(raw, sizeof(raw), rnd);
 	snprintf(w.owner, sizeof(w.owner), "%s:%d:%s", host, (int)getpid(), rnd);
-	it_log_info("started as %s (lease %lld s%s)", w.owner, (long long)cfg.worker_lease, once ? ", once" : "");
+	it_log_info("started as %s (lease %lld s, %d images at once%s)", w.owner, (long long)cfg.worker_lease,
+		    w.parallel, once ? ", once" : "");
 
 	while (!stopping) {
 		it_wq_job job;

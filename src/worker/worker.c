@@ -11,6 +11,7 @@
 #include "db/images.h"
 #include "worker/transform.h"
 
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -116,79 +117,134 @@ static void drop_last_entry(it_wq_job *job)
 	}
 }
 
-/* Processes image i (0-based) and commits its outcome. Returns 0, 2 when
- * the job is no longer ours, or -1 on a database error. */
-static int do_image(struct run *r, int i)
+/* One image on its way through the three stages: loaded from the database
+ * (main thread), transformed (a helper thread when several run at once),
+ * stored with its events (main thread, in order). */
+struct slot {
+	int index;		/* 0-based position in the job */
+	it_image img;		/* the row as loaded */
+	int loaded;		/* img and bytes are valid */
+	it_buf bytes;		/* the original file */
+	it_xf_out xf;		/* the result, when transformed */
+	int transformed;
+	char err[256];		/* why this image failed, "" when it did not */
+	const it_op_params *params;
+	const it_config *cfg;
+	long long load_ms, xf_ms;
+	pthread_t thread;
+	int has_thread;
+};
+
+static void slot_free(struct slot *sl)
+{
+	it_buf_free(&sl->bytes);
+	it_xf_out_free(&sl->xf);
+}
+
+/* Stage 1: reads the image's row and bytes. Returns 0 (sl->err set when the
+ * image is gone), or -1 on a database error. */
+static int load(struct run *r, struct slot *sl)
+{
+	it_wq_job *job = r->job;
+	long long t0 = now_ms();
+	int rc;
+
+	rc = it_images_get(&r->w->conn, job->image_ids[sl->index], &sl->img);
+	if (rc == 0 && strcmp(sl->img.session_id, job->session) != 0)
+		rc = 404;
+	if (rc == 404 || rc == 400) {
+		snprintf(sl->err, sizeof(sl->err), "the image no longer exists");
+		return 0;
+	}
+	if (rc != 0)
+		return -1;
+	/* The stored size is the ceiling: nothing else can come out of the blob. */
+	it_buf_init(&sl->bytes, (size_t)sl->img.size + 1);
+	rc = read_blob(r->w->conn, sl->img.blob_id, &sl->bytes);
+	if (rc == 404) {
+		snprintf(sl->err, sizeof(sl->err), "the image no longer exists");
+		return 0;
+	}
+	if (rc != 0)
+		return -1;
+	sl->loaded = 1;
+	sl->load_ms = now_ms() - t0;
+	return 0;
+}
+
+/* Stage 2: libvips work only, no database: safe on a helper thread. */
+static void *transform(void *arg)
+{
+	struct slot *sl = arg;
+	long long t0 = now_ms();
+
+	if (sl->loaded && it_xf_apply(sl->params, sl->img.content_type, sl->bytes.data, sl->bytes.len,
+				      sl->cfg->max_pixels, (int)sl->cfg->thumbnail_size, &sl->xf, sl->err,
+				      sizeof(sl->err)) == 0)
+		sl->transformed = 1;
+	/* The original is not needed any more; free it before the next stage. */
+	it_buf_free(&sl->bytes);
+	sl->xf_ms = now_ms() - t0;
+	return NULL;
+}
+
+/* Stage 3: stores the outcome of sl and the job's progress in one
+ * transaction. Returns 0, 2 when the job is no longer ours, or -1 on a
+ * database error. */
+static int store(struct run *r, struct slot *sl)
 {
 	it_worker *w = r->w;
 	it_wq_job *job = r->job;
+	const int i = sl->index;
 	const char *id = job->image_ids[i];
 	json_object *entry = json_object_new_object(), *data = NULL;
-	it_image img, cur, out;
-	it_xf_out xf = {0};
-	char err[256] = "", msg[160];
+	it_image cur, out;
+	char msg[160];
 	int rc, commit_rc = -1, changed = 0, progress, next;
 	int64_t blob_id = 0, thumb_id = 0;
 	char sha[65];
-	it_buf bytes;
+	long long t0 = now_ms();
 
-	it_buf_init(&bytes, 0);
 	json_object_object_add(entry, "image_id", json_object_new_string(id));
-	rc = it_images_get(&w->conn, id, &img);
-	if (rc == 0 && strcmp(img.session_id, job->session) != 0)
-		rc = 404;
-	if (rc == 404 || rc == 400) {
-		snprintf(err, sizeof(err), "the image no longer exists");
-	} else if (rc != 0) {
-		goto out;
-	} else {
-		json_object_object_add(entry, "filename", json_object_new_string(img.filename));
-		json_object_object_add(entry, "bytes_before", json_object_new_int64(img.size));
-		/* The stored size is the ceiling: nothing else can come out of the blob. */
-		it_buf_init(&bytes, (size_t)img.size + 1);
-		rc = read_blob(w->conn, img.blob_id, &bytes);
-		if (rc == 404)
-			snprintf(err, sizeof(err), "the image no longer exists");
-		else if (rc != 0)
-			goto out;
-		else if (it_xf_apply(&job->params, img.content_type, bytes.data, bytes.len, w->cfg->max_pixels,
-				     (int)w->cfg->thumbnail_size, &xf, err, sizeof(err)) == 0) {
-			/* Recompressing an already small file can make it bigger;
-			 * then the original stays, which is what "compress" means. */
-			changed = !(job->params.type == IT_OP_COMPRESS && xf.len >= (size_t)img.size &&
-				    strcmp(xf.content_type, img.content_type) == 0);
-		}
+	if (sl->loaded) {
+		json_object_object_add(entry, "filename", json_object_new_string(sl->img.filename));
+		json_object_object_add(entry, "bytes_before", json_object_new_int64(sl->img.size));
 	}
-	it_buf_free(&bytes);
+	if (sl->transformed) {
+		/* Recompressing an already small file can make it bigger;
+		 * then the original stays, which is what "compress" means. */
+		changed = !(job->params.type == IT_OP_COMPRESS && sl->xf.len >= (size_t)sl->img.size &&
+			    strcmp(sl->xf.content_type, sl->img.content_type) == 0);
+	}
 
 	if (begin(r) < 0)
 		goto out;
 	if (changed) {
 		rc = it_images_get_for_update(w->conn, id, &cur);
 		if (rc == 404 || rc == 400) {
-			snprintf(err, sizeof(err), "the image no longer exists");
+			snprintf(sl->err, sizeof(sl->err), "the image no longer exists");
 			changed = 0;
 		} else if (rc != 0) {
 			goto out;
-		} else if (cur.blob_id != img.blob_id) {
+		} else if (cur.blob_id != sl->img.blob_id) {
 			/* Another operation stored a version meanwhile: ours was
 			 * computed from stale bytes and must not replace it. */
-			snprintf(err, sizeof(err), "the image changed while it was being processed");
+			snprintf(sl->err, sizeof(sl->err), "the image changed while it was being processed");
 			changed = 0;
 		}
 	}
 	if (changed) {
-		if (it_blob_put(w->conn, xf.data, xf.len, &blob_id, sha) != 0)
+		if (it_blob_put(w->conn, sl->xf.data, sl->xf.len, &blob_id, sha) != 0)
 			goto out;
-		if (xf.thumb && it_blob_put(w->conn, xf.thumb, xf.thumb_len, &thumb_id, NULL) != 0)
+		if (sl->xf.thumb && it_blob_put(w->conn, sl->xf.thumb, sl->xf.thumb_len, &thumb_id, NULL) != 0)
 			goto out;
 		cur.blob_id = blob_id;
 		cur.thumb_blob_id = thumb_id;
-		snprintf(cur.content_type, sizeof(cur.content_type), "%s", xf.content_type);
-		cur.size = (int64_t)xf.len;
+		snprintf(cur.content_type, sizeof(cur.content_type), "%s", sl->xf.content_type);
+		cur.size = (int64_t)sl->xf.len;
 		snprintf(cur.sha256, sizeof(cur.sha256), "%s", sha);
-		cur.width = xf.width;
-		cur.height = xf.height;
+		cur.width = sl->xf.width;
+		cur.height = sl->xf.height;
 		if (it_images_new_version(w->conn, id, &cur, &out) != 0)
 			goto out;
 		json_object_object_add(entry, "status", json_object_new_string("ok"));
@@ -197,12 +253,12 @@ static int do_image(struct run *r, int i)
 		json_object_object_add(entry, "width", json_object_new_int(out.width));
 		json_object_object_add(entry, "height", json_object_new_int(out.height));
 		json_object_object_add(entry, "version", json_object_new_int(out.version));
-	} else if (err[0]) {
+	} else if (sl->err[0]) {
 		json_object_object_add(entry, "status", json_object_new_string("failed"));
-		json_object_object_add(entry, "error", json_object_new_string(err));
+		json_object_object_add(entry, "error", json_object_new_string(sl->err));
 	} else {
 		json_object_object_add(entry, "status", json_object_new_string("unchanged"));
-		json_object_object_add(entry, "bytes_after", json_object_new_int64(img.size));
+		json_object_object_add(entry, "bytes_after", json_object_new_int64(sl->img.size));
 	}
 
 	/* The job's own row first, then the events: the same lock order
@@ -229,8 +285,10 @@ static int do_image(struct run *r, int i)
 	if (it_db_commit(w->conn) != 0)
 		goto out;
 	commit_rc = 0;
-	if (err[0])
-		it_log_info("operation %s: image %s failed: %s", job->id, id, err);
+	it_log_debug("operation %s: image %d: load %lld ms, %s %lld ms, store %lld ms", job->id, i + 1, sl->load_ms,
+		     it_op_type_verb(job->params.type), sl->xf_ms, now_ms() - t0);
+	if (sl->err[0])
+		it_log_info("operation %s: image %s failed: %s", job->id, id, sl->err);
 out:
 	if (commit_rc != 0) {
 		it_db_rollback(w->conn);
@@ -241,8 +299,6 @@ out:
 	}
 	json_object_put(entry);
 	json_object_put(data);
-	it_xf_out_free(&xf);
-	it_buf_free(&bytes);
 	return commit_rc;
 }
 
@@ -334,53 +390,118 @@ out:
 	return rc;
 }
 
+/* Checks between two images whether the job goes on. Returns 0 to go on,
+ * or the value it_wk_run returns after stopping here (*stopped set). */
+static int between(struct run *r, int i, int *stopped)
+{
+	it_worker *w = r->w;
+	it_wq_job *job = r->job;
+	int rc;
+
+	*stopped = 1;
+	if (*w->stopping) {
+		it_log_info("operation %s: shutting down, returned to the queue after %d images", job->id, i);
+		return it_wq_release(w->conn, job, w->owner);
+	}
+	rc = it_wq_renew(w->conn, job, w->owner, (int)w->cfg->worker_lease);
+	if (rc < 0)
+		return -1;
+	if (rc == 2) {
+		it_log_warn("operation %s: no longer ours (lease expired or session gone)", job->id);
+		return 0;
+	}
+	if (rc == 1)
+		return finish(r, 1) < 0 ? -1 : 0;
+	*stopped = 0;
+	return 0;
+}
+
 int it_wk_run(it_worker *w, it_wq_job *job)
 {
 	struct run r = {w, job, it_op_type_name(job->params.type), 0};
+	struct slot *slots;
+	int par = w->parallel > 0 ? w->parallel : 1, rc = 0, stopped = 0;
 	char msg[160];
-	int rc;
 
+	slots = calloc((size_t)par, sizeof(*slots));
+	if (slots == NULL)
+		return -1;
 	it_log_info("operation %s: %s of %d images, from image %d (claim %d)", job->id, r.type, job->total,
 		    job->done + 1, job->attempts);
-	for (int i = job->done; i < job->total; i++) {
-		if (*w->stopping) {
-			it_log_info("operation %s: shutting down, returned to the queue after %d images", job->id, i);
-			return it_wq_release(w->conn, job, w->owner);
+	rc = between(&r, job->done, &stopped);
+	if (stopped)
+		goto out;
+	if (job->done < job->total) {
+		/* The first image of this claim announces itself; later ones
+		 * are announced by the previous image's commit. */
+		int i = job->done;
+		next_message(&r, i + 1, msg, sizeof(msg));
+		if (begin(&r) < 0) {
+			rc = -1;
+			goto out;
 		}
-		rc = it_wq_renew(w->conn, job, w->owner, (int)w->cfg->worker_lease);
-		if (rc < 0)
-			return -1;
-		if (rc == 2) {
-			it_log_warn("operation %s: no longer ours (lease expired or session gone)", job->id);
-			return 0;
-		}
-		if (rc == 1)
-			return finish(&r, 1) < 0 ? -1 : 0;
-		if (i == job->done) {
-			/* The first image of this claim announces itself; later
-			 * ones are announced by the previous image's commit. */
-			next_message(&r, i + 1, msg, sizeof(msg));
-			if (begin(&r) < 0)
-				return -1;
-			rc = it_wq_record(w->conn, job, w->owner, (int)w->cfg->worker_lease, i + 1,
-					  i * 100 / job->total, msg);
-			if (rc == 0)
-				rc = progress_event(&r, i + 1, i * 100 / job->total, msg) == 0 ? 0 : -1;
-			if (rc == 0)
-				rc = it_db_commit(w->conn) == 0 ? 0 : -1;
-			if (rc != 0) {
-				it_db_rollback(w->conn);
-				return rc < 0 ? -1 : 0;
-			}
-		}
-		rc = do_image(&r, i);
-		if (rc < 0)
-			return -1;
-		if (rc == 2) {
-			it_log_warn("operation %s: no longer ours (lease expired or session gone)", job->id);
-			return 0;
+		rc = it_wq_record(w->conn, job, w->owner, (int)w->cfg->worker_lease, i + 1, i * 100 / job->total, msg);
+		if (rc == 0)
+			rc = progress_event(&r, i + 1, i * 100 / job->total, msg) == 0 ? 0 : -1;
+		if (rc == 0)
+			rc = it_db_commit(w->conn) == 0 ? 0 : -1;
+		if (rc != 0) {
+			it_db_rollback(w->conn);
+			rc = rc < 0 ? -1 : 0;
+			goto out;
 		}
 	}
-	rc = finish(&r, 0);
-	return rc < 0 ? -1 : 0;
+	while (job->done < job->total) {
+		int n = job->total - job->done < par ? job->total - job->done : par, k;
+
+		/* Load a batch, transform it on up to `parallel` threads (libvips
+		 * is thread-safe; the database is only used here, on this
+		 * thread), then store the images in order. */
+		for (k = 0; k < n; k++) {
+			struct slot *sl = &slots[k];
+			memset(sl, 0, sizeof(*sl));
+			sl->index = job->done + k;
+			sl->params = &job->params;
+			sl->cfg = w->cfg;
+			if (load(&r, sl) < 0) {
+				n = k + 1;
+				rc = -1;
+				break;
+			}
+			if (n > 1 && pthread_create(&sl->thread, NULL, transform, sl) == 0)
+				sl->has_thread = 1;
+			else
+				transform(sl);
+		}
+		for (k = 0; k < n; k++)
+			if (slots[k].has_thread)
+				pthread_join(slots[k].thread, NULL);
+		for (k = 0; k < n && rc == 0 && !stopped; k++) {
+			/* Cancellation and shutdown are honoured before every image. */
+			if (k > 0) {
+				rc = between(&r, job->done, &stopped);
+				if (stopped)
+					break;
+			}
+			rc = store(&r, &slots[k]);
+			if (rc == 2) {
+				it_log_warn("operation %s: no longer ours (lease expired or session gone)", job->id);
+				rc = 0;
+				stopped = 1;
+			}
+		}
+		for (k = 0; k < n; k++)
+			slot_free(&slots[k]);
+		if (rc < 0 || stopped)
+			goto out;
+		if (job->done < job->total) {
+			rc = between(&r, job->done, &stopped);
+			if (stopped)
+				goto out;
+		}
+	}
+	rc = finish(&r, 0) < 0 ? -1 : 0;
+out:
+	free(slots);
+	return rc;
 }

@@ -13,6 +13,7 @@ typedef struct it_worker {
 	const it_config *cfg;
 	char owner[128];		  /* lease owner: host:pid:random */
 	int progress_interval_ms;	  /* least time between progress events of one job */
+	int parallel;			  /* images transformed at once (threads), >= 1 */
 	volatile sig_atomic_t *stopping;  /* set by SIGTERM: release the job after the current image */
 } it_worker;
 
