@@ -278,7 +278,7 @@ int it_blob_reader_open(it_blob_reader *r, PGconn *conn, int64_t id, int64_t off
 
 ssize_t it_blob_reader_next(it_blob_reader *r, const void **data)
 {
-	char ids[24], ns[16], froms[16], lens[16];
+	char ids[24], ns[24], froms[24], lens[24];
 	const char *params[4] = {ids, ns, froms, lens};
 	int64_t n, within, take;
 
