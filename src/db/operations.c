@@ -182,11 +182,13 @@ int it_ops_enqueue(PGconn **connp, const char *session, const it_op_params *p, c
 	if (ids == NULL)
 		goto out;
 
-	/* Lock the session row first: the session cannot expire or be deleted
-	 * under us, and the image check below sees a stable set. */
+	/* Lock the session row first, in the mode it_event_append's UPDATE
+	 * takes anyway: the session cannot be deleted under us, and two
+	 * enqueues on one session queue up here instead of deadlocking while
+	 * both try to upgrade a shared lock. */
 	{
 		const char *pv[1] = {session};
-		res = it_db_exec(connp, 0, "SELECT 1 FROM sessions WHERE id = $1 AND expires_at > now() FOR SHARE", 1,
+		res = it_db_exec(connp, 0, "SELECT 1 FROM sessions WHERE id = $1 AND expires_at > now() FOR NO KEY UPDATE", 1,
 				 pv);
 		if (!it_db_ok(res, PGRES_TUPLES_OK))
 			goto out;

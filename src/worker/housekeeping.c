@@ -1,4 +1,4 @@
-/* housekeeping.c: the worker's periodic database chores: expiry warnings, expired sessions, event retention, orphans. */
+/* housekeeping.c: periodic chores: expiry warnings, expired sessions, event retention, orphaned blobs. */
 #include "config.h"
 
 #include "worker/housekeeping.h"

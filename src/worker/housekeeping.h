@@ -1,4 +1,4 @@
-/* housekeeping.h: the worker's periodic database chores: expiry warnings, expired sessions, event retention, orphans. */
+/* housekeeping.h: periodic chores: expiry warnings, expired sessions, event retention, orphaned blobs. */
 #ifndef IT_HOUSEKEEPING_H
 #define IT_HOUSEKEEPING_H
 

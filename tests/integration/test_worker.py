@@ -138,6 +138,17 @@ with Stack(tap, settings=SETTINGS) as st:
     tap.ok(versioned, "each is version 2 with the sha256 of its bytes")
     tap.ok(decoded, "the new files and thumbnails decode")
     tap.ok(result["bytes_after"] < result["bytes_before"], "totals shrank")
+    # What a client of the session receives over long-poll is that same log.
+    got, cursor = [], 0
+    while True:
+        r = st.request("GET", "/api/v1/events?session_id=%s&cursor=%d&timeout=1" % (sid, cursor))
+        body = r.json()
+        got += body["events"]
+        if not body["events"]:
+            break
+        cursor = body["cursor"]
+    tap.is_([(e["id"], e["type"], e["data"]) for e in got],
+            [(e["id"], e["type"], e["data"]) for e in wu.events(st, sid)], "a long-poll client sees every event")
 
     # ---------------------------------------------------------------- resize and convert
     op = wu.start_operation(st, sid, ids[:2], "bulk_resize", {"width": 320, "height": 320})

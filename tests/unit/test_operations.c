@@ -1,4 +1,4 @@
-/* test_operations.c: operation parameter validation (src/db/operations.c) and the libvips transforms (src/worker/transform.c). */
+/* test_operations.c: operation parameters (src/db/operations.c) and libvips transforms (src/worker/transform.c). */
 #include "config.h"
 
 #include "db/operations.h"
