@@ -1,0 +1,22 @@
+"""test_deploy_apache_fcgi.py: the deployment scenarios under Apache mod_proxy_fcgi
+(apache/imagetools.conf.example) with imagetools.fcgi started on its own Unix socket, first
+with --socket, then handed the socket the way systemd socket activation does."""
+
+from apache import ApacheStack, prerequisites
+from deploy_scenarios import check_basics, run_all
+from harness import Tap
+
+why = prerequisites("apache")
+if why:
+    print("1..0 # SKIP " + why)
+    raise SystemExit(0)
+
+tap = Tap()
+with ApacheStack(tap, mode="fcgi", bridge=True) as st:
+    run_all(tap, st, mode="fastcgi", label="apache proxy_fcgi")
+
+    # imagetools-fcgi.socket: systemd creates the socket (root:www-data 0660) and the
+    # service inherits it on fd 3 with LISTEN_FDS=1 and LISTEN_PID.
+    st.restart_fcgi(activation="systemd")
+    check_basics(tap, st, "fastcgi", "apache proxy_fcgi, socket-activated")
+tap.done()

@@ -1,0 +1,16 @@
+"""test_deploy_lighttpd_cgi.py: the deployment scenarios under lighttpd mod_cgi
+(lighttpd-cgi.conf.example): one process per request, no bridge."""
+
+from apache import LighttpdCgiStack, prerequisites
+from deploy_scenarios import run_all
+from harness import Tap
+
+why = prerequisites("lighttpd")
+if why:
+    print("1..0 # SKIP " + why)
+    raise SystemExit(0)
+
+tap = Tap()
+with LighttpdCgiStack(tap) as st:
+    run_all(tap, st, mode="cgi", label="lighttpd cgi", websocket=False)
+tap.done()

@@ -1,0 +1,16 @@
+"""test_deploy_lighttpd_fcgi.py: the deployment scenarios under lighttpd mod_fastcgi
+(lighttpd.conf.example), the bridge behind mod_proxy."""
+
+from apache import prerequisites
+from deploy_scenarios import run_all
+from harness import Stack, Tap
+
+why = prerequisites("lighttpd")
+if why:
+    print("1..0 # SKIP " + why)
+    raise SystemExit(0)
+
+tap = Tap()
+with Stack(tap, bridge=True, worker=False) as st:
+    run_all(tap, st, mode="fastcgi", label="lighttpd fastcgi")
+tap.done()
