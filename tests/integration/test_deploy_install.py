@@ -18,17 +18,23 @@ if why:
     raise SystemExit(0)
 
 
+# make runs this test: its MAKEFLAGS (jobserver, -w) must not leak into the makes started here.
+MAKE_ENV = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL", "MAKEOVERRIDES")}
+
+
+def make(*args):
+    return subprocess.run(["make", "-s", "--no-print-directory", "-C", BUILDDIR] + list(args),
+                          capture_output=True, text=True, env=MAKE_ENV)
+
+
 def makevar(name):
-    r = subprocess.run(["make", "-s", "-C", BUILDDIR, "--no-print-directory",
-                        "--eval", "it-print-var: ; @echo $(%s)" % name, "it-print-var"],
-                       capture_output=True, text=True)
-    return r.stdout.strip()
+    return make("--eval", "it-print-var: ; @echo $(%s)" % name, "it-print-var").stdout.strip()
 
 
 tap = Tap()
 dest = tempfile.mkdtemp(prefix="it-install-")
 try:
-    r = subprocess.run(["make", "-C", BUILDDIR, "install", "DESTDIR=" + dest], capture_output=True, text=True)
+    r = make("install", "DESTDIR=" + dest)
     if not tap.is_(r.returncode, 0, "make install DESTDIR=... succeeds"):
         tap.diag(r.stdout[-3000:] + r.stderr[-3000:])
         tap.done()
@@ -125,10 +131,14 @@ try:
                             "--database", st.conninfo], capture_output=True, text=True)
         tap.is_(r.returncode, 0, "the installed imagetools-migrate runs the installed migrations")
 
-    r = subprocess.run(["make", "-C", BUILDDIR, "uninstall", "DESTDIR=" + dest], capture_output=True, text=True)
+    r = make("uninstall", "DESTDIR=" + dest)
     tap.is_(r.returncode, 0, "make uninstall succeeds")
     left = [os.path.join(d, f) for d, _, fs in os.walk(dest) for f in fs]
     tap.is_(left, [], "and leaves no file behind")
+except Exception as e:
+    import traceback
+    tap.ok(False, "test raised %s: %s" % (type(e).__name__, e))
+    tap.diag(traceback.format_exc())
 finally:
     shutil.rmtree(dest, ignore_errors=True)
 tap.done()
