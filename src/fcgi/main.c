@@ -205,6 +205,14 @@ int main(int argc, char **argv)
 	 * /dev/null, which libfcgi would take for plain CGI. */
 	activated_fd = sock == NULL ? systemd_listen_fd() : -1;
 	if (sock == NULL && activated_fd < 0 && FCGX_IsCGI()) {
+		/* A CGI process has nothing to shut down gracefully: when the web
+		 * server ends it (lighttpd's tcp-fin-propagate sends SIGTERM as soon
+		 * as the client of a stream leaves) it must end at once, and
+		 * PostgreSQL rolls back whatever it had not committed. */
+		signal(SIGTERM, SIG_DFL);
+		signal(SIGINT, SIG_DFL);
+		signal(SIGHUP, SIG_DFL);
+		pthread_sigmask(SIG_UNBLOCK, &stop_set, NULL);
 		it_g.cgi = 1;
 		return run_cgi();
 	}
