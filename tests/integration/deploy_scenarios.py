@@ -334,6 +334,29 @@ def check_sse(tap, st, sid, label):
         c.close()
 
 
+def check_client_leaves(tap, st, sid, label, within):
+    """CGI mode: a stream whose client hangs up must not keep its process (and database
+    connection) until cgi_stream_lifetime: the web server has to tell it, or its next
+    keepalive write has to fail, within `within` seconds."""
+    if not has_route("GET", "/api/v1/events/stream"):
+        skip(tap, label + ": GET /api/v1/events/stream (SSE) is not built yet")
+        return
+    before = set(st.fcgi_pids())
+    c = SSEClient("127.0.0.1", st.port, api(st, "/events/stream?session_id=" + sid))
+    c.next()
+    streaming = set(st.fcgi_pids()) - before
+    tap.is_(len(streaming), 1, label + ": one CGI process serves the open stream")
+    c.resp.close()
+    c.close()
+    t0 = time.monotonic()
+    while streaming and time.monotonic() - t0 < within + 5:
+        streaming = {p for p in streaming if os.path.exists("/proc/%d" % p)}
+        time.sleep(0.1)
+    took = time.monotonic() - t0
+    tap.ok(not streaming and took <= within,
+           label + ": its process ends %.1f s after the client leaves (limit %d s)" % (took, within))
+
+
 def check_websocket(tap, st, sid, label):
     if not os.path.exists(st.bin("imagetools-wsbridge")) or getattr(st, "bridge", None) is None:
         skip(tap, label + ": no WebSocket bridge in this setup or not built yet")
@@ -355,12 +378,15 @@ def check_websocket(tap, st, sid, label):
         ws.close()
 
 
-def run_all(tap, st, mode, label, websocket=True):
-    """Every scenario against one running stack. mode: "fastcgi" or "cgi"."""
+def run_all(tap, st, mode, label, websocket=True, client_gone_within=None):
+    """Every scenario against one running stack. mode: "fastcgi" or "cgi";
+    client_gone_within: in CGI mode, seconds a stream's process may outlive its client."""
     sid = check_basics(tap, st, mode, label)
     check_static(tap, st, label)
     check_upload(tap, st, sid, label)
     check_longpoll(tap, st, sid, label)
     check_sse(tap, st, sid, label)
+    if client_gone_within is not None:
+        check_client_leaves(tap, st, sid, label, client_gone_within)
     if websocket:
         check_websocket(tap, st, sid, label)

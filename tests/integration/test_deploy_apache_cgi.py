@@ -11,6 +11,8 @@ if why:
     raise SystemExit(0)
 
 tap = Tap()
-with ApacheStack(tap, mode="cgi", prefix="/imagetools") as st:
-    run_all(tap, st, mode="cgi", label="apache cgi", websocket=False)
+# Apache notices a departed client only when a write fails: with a 2 s keepalive the
+# stream's process must be gone within a few keepalives.
+with ApacheStack(tap, mode="cgi", prefix="/imagetools", settings={"keepalive_interval": 2}) as st:
+    run_all(tap, st, mode="cgi", label="apache cgi", websocket=False, client_gone_within=10)
 tap.done()

@@ -12,5 +12,6 @@ if why:
 
 tap = Tap()
 with LighttpdCgiStack(tap) as st:
-    run_all(tap, st, mode="cgi", label="lighttpd cgi", websocket=False)
+    # tcp-fin-propagate ends the process at once, long before the next keepalive (15 s).
+    run_all(tap, st, mode="cgi", label="lighttpd cgi", websocket=False, client_gone_within=5)
 tap.done()
