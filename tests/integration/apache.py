@@ -66,6 +66,25 @@ def render_setenv(template, values):
     return "\n".join(out) + "\n"
 
 
+SANITIZER_RE = re.compile(r"ERROR: (AddressSanitizer|LeakSanitizer)|runtime error:")
+
+
+def check_logs_for_sanitizers(st, names):
+    """Fails st's test for sanitizer reports that reached a server's error log: CGI
+    programs' stderr goes there, and Apache gives CGI programs none of our environment
+    (so no ASAN_OPTIONS log_path)."""
+    for name in names:
+        p = os.path.join(st.dir, name)
+        if not os.path.exists(p):
+            continue
+        with open(p, errors="replace") as f:
+            text = f.read()
+        m = SANITIZER_RE.search(text)
+        if m:
+            st.tap.ok(False, "no sanitizer report in %s" % name)
+            st.tap.diag(text[max(0, m.start() - 200):m.start() + 6000])
+
+
 def web_user():
     """(uid, gid, name) to drop to, or None when not root (everything then runs as we are)."""
     if os.geteuid() != 0:
@@ -91,6 +110,26 @@ class ApacheStack(Stack):
         if self.prefix:
             settings.setdefault("url_prefix", self.prefix)
         super().__init__(tap, settings=settings, **kw)
+
+    def env(self):
+        """harness.Stack.env(), with sanitizer reports going to a directory the web user
+        (whom imagetools.fcgi runs as) can write to."""
+        e = super().env()
+        sandir = os.path.join(self.dir, "san")
+        if not os.path.isdir(sandir):
+            os.makedirs(sandir)
+            os.chmod(sandir, 0o1777)
+        for k in ("ASAN_OPTIONS", "UBSAN_OPTIONS"):
+            e[k] = e[k].replace("log_path=%s:" % os.path.join(self.dir, "sanitizer"),
+                                "log_path=%s:" % os.path.join(sandir, "sanitizer"))
+        return e
+
+    def check_sanitizers(self):
+        super().check_sanitizers()
+        sandir = os.path.join(self.dir or "", "san")
+        if os.path.isdir(sandir):
+            check_logs_for_sanitizers(self, [os.path.join("san", n) for n in sorted(os.listdir(sandir))])
+        check_logs_for_sanitizers(self, ["apache-error.log", "imagetools-error.log", "fcgi.log"])
 
     # harness.Stack.start() calls start_lighttpd() once the database and the bridge are up:
     # here that starts Apache (and the FastCGI backend) instead.
@@ -275,6 +314,10 @@ class LighttpdCgiStack(Stack):
     """PostgreSQL + lighttpd running imagetools.fcgi as plain CGI (lighttpd-cgi.conf.example)."""
 
     prefix = ""
+
+    def check_sanitizers(self):
+        super().check_sanitizers()
+        check_logs_for_sanitizers(self, ["lighttpd-error.log"])
 
     def start_lighttpd(self):
         with open(os.path.join(SRCDIR, "lighttpd-cgi.conf.example")) as f:
