@@ -272,7 +272,7 @@ class ApacheStack(Stack):
 
     def host_config(self, site):
         mods = ["mpm_event", "authz_core", "authz_host", "mime", "dir", "alias", "env", "setenvif", "headers",
-                "rewrite", "proxy", "proxy_fcgi", "proxy_http", "proxy_wstunnel"]
+                "rewrite", "filter", "deflate", "reqtimeout", "proxy", "proxy_fcgi", "proxy_http", "proxy_wstunnel"]
         if self.mode == "cgi":
             # The classic shared host: prefork, mod_cgi forking each CGI from its child.
             mods[0] = "mpm_prefork"
@@ -291,7 +291,12 @@ class ApacheStack(Stack):
                  "KeepAlive On",
                  "<Directory />", "\tAllowOverride None", "\tRequire all denied", "</Directory>",
                  '<FilesMatch "^\\.ht">', "\tRequire all denied", "</FilesMatch>",
-                 "AccessFileName .htaccess"]
+                 "AccessFileName .htaccess",
+                 # The worst a host may do to a stream: compress every response it can
+                 # (Debian compresses only some types by default). The shipped configs
+                 # must keep event routes out of it.
+                 "SetOutputFilter DEFLATE",
+                 "RequestReadTimeout header=20-40,MinRate=500 body=20,MinRate=500"]
         lines[1:1] = ["LoadModule %s_module %s/mod_%s.so" % (m, APACHE_MODULES, m) for m in mods]
         if self.web:
             lines += ["User %s" % self.web[2], "Group #%d" % self.web[1]]

@@ -308,11 +308,14 @@ def check_sse(tap, st, sid, label):
         skip(tap, label + ": GET /api/v1/events/stream (SSE) is not built yet")
         return
     last = int(st.sql("SELECT last_event_seq FROM sessions WHERE id = :'p1'", sid))
+    # Browsers always offer compression; a compressed stream would be held back.
     c = SSEClient("127.0.0.1", st.port, api(st, "/events/stream?session_id=" + sid),
-                  headers={"Last-Event-ID": str(last)})
+                  headers={"Last-Event-ID": str(last), "Accept-Encoding": "gzip, deflate"})
     try:
         tap.is_(c.status, 200, label + ": SSE answers 200")
         tap.like(c.header("Content-Type") or "", "^text/event-stream", label + ": as text/event-stream")
+        tap.is_(c.header("Content-Encoding"), None, label + ": not compressed on the way")
+        tap.is_(c.header("X-Accel-Buffering"), "no", label + ": tells proxies in front not to buffer")
         # The first event arrives while the response is still open: nothing between the
         # backend and us holds the stream back.
         first = c.next()
