@@ -241,7 +241,7 @@ class ApacheStack(Stack):
         """The shared-hosting layout of apache/htaccess.example under a document root that
         allows .htaccess overrides, as a hosting provider configures it."""
         docroot = os.path.join(self.dir, "public_html")
-        appdir = docroot + self.prefix
+        appdir = self.appdir = docroot + self.prefix
         self.copy_web(appdir)
         cgidir = os.path.join(appdir, "cgi-bin")
         os.makedirs(cgidir, exist_ok=True)
