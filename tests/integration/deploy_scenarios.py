@@ -251,7 +251,7 @@ def check_upload(tap, st, sid, label):
         skip(tap, label + ": POST /api/v1/images is not built yet")
         return None
     small = png_bytes(16, 16, seed=7)
-    big = png_bytes(700, 700, seed=11)      # about 1.4 MB: more than any server buffers in memory
+    big = png_bytes(420, 420, seed=11)      # about 530 KB: more than any server buffers in memory
     ctype, body = multipart({"session_id": sid, "source": "cli"},
                             [("file", "small.png", "image/png", small), ("file", "big.png", "image/png", big)])
     r = st.request("POST", api(st, "/images"), body=body, headers={"Content-Type": ctype}, timeout=60)
@@ -263,12 +263,28 @@ def check_upload(tap, st, sid, label):
         f = st.request("GET", api(st, "/images/%s/file" % img.get("id")), timeout=60)
         tap.ok(f.status == 200 and f.body == want,
                label + ": %s downloads byte for byte (%d bytes)" % (img.get("filename"), len(want)))
+    ids = [img.get("id") for img in images]
+    evs = st.sql("SELECT payload->>'image_id' FROM events WHERE session_id = :'p1' AND type = 'image.uploaded' "
+                 "ORDER BY seq", sid).split()
+    tap.is_(evs[-2:], ids, label + ": one image.uploaded event per image, in order")
     ctype, body = multipart({"session_id": sid}, [("file", "notes.txt", "image/png", b"hello, not an image\n")])
     before = st.sql("SELECT count(*) FROM images")
     st.is_problem(st.request("POST", api(st, "/images"), body=body, headers={"Content-Type": ctype}), 415,
                   label + ": a non-image upload")
     tap.is_(st.sql("SELECT count(*) FROM images"), before, label + ": the refused upload stored nothing")
+    # Past max_upload_bytes (1M in these stacks): refused with 413 while the body is still
+    # arriving, and the web server must pass that answer on rather than fail the request.
+    huge = png_bytes(800, 800, seed=13)     # about 1.9 MB
+    ctype, body = multipart({"session_id": sid}, [("file", "huge.png", "image/png", huge)])
+    before = st.sql("SELECT count(*) FROM images")
+    st.is_problem(st.request("POST", api(st, "/images"), body=body, headers={"Content-Type": ctype}, timeout=60),
+                  413, label + ": a file over max_upload_bytes")
+    tap.is_(st.sql("SELECT count(*) FROM images"), before, label + ": the oversized upload stored nothing")
     return images
+
+
+# The settings every deployment test runs with (check_upload relies on max_upload_bytes).
+SETTINGS = {"max_upload_bytes": "1M"}
 
 
 def check_longpoll(tap, st, sid, label):

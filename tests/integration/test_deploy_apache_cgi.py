@@ -5,7 +5,7 @@ import os
 import shutil
 
 from apache import ApacheStack, prerequisites
-from deploy_scenarios import run_all
+from deploy_scenarios import SETTINGS, run_all
 from harness import Tap
 
 why = prerequisites("apache")
@@ -16,7 +16,7 @@ if why:
 tap = Tap()
 # Apache notices a departed client only when a write fails: with a 2 s keepalive the
 # stream's process must be gone within a few keepalives.
-with ApacheStack(tap, mode="cgi", prefix="/imagetools", settings={"keepalive_interval": 2}) as st:
+with ApacheStack(tap, mode="cgi", prefix="/imagetools", settings=dict(SETTINGS, keepalive_interval=2)) as st:
     run_all(tap, st, mode="cgi", label="apache cgi", websocket=False, client_gone_within=10)
 
     # On shared hosting everything sits in the web space: only the binary in cgi-bin/ may be

@@ -3,7 +3,7 @@
 with --socket, then handed the socket the way systemd socket activation does."""
 
 from apache import ApacheStack, prerequisites
-from deploy_scenarios import check_basics, run_all
+from deploy_scenarios import SETTINGS, check_basics, run_all
 from harness import Tap
 
 why = prerequisites("apache")
@@ -12,7 +12,7 @@ if why:
     raise SystemExit(0)
 
 tap = Tap()
-with ApacheStack(tap, mode="fcgi", bridge=True) as st:
+with ApacheStack(tap, mode="fcgi", bridge=True, settings=SETTINGS) as st:
     run_all(tap, st, mode="fastcgi", label="apache proxy_fcgi")
 
     # imagetools-fcgi.socket: systemd creates the socket (root:www-data 0660) and the

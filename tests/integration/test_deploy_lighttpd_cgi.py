@@ -2,7 +2,7 @@
 (lighttpd-cgi.conf.example): one process per request, no bridge."""
 
 from apache import LighttpdCgiStack, prerequisites
-from deploy_scenarios import run_all
+from deploy_scenarios import SETTINGS, run_all
 from harness import Tap
 
 why = prerequisites("lighttpd")
@@ -11,7 +11,7 @@ if why:
     raise SystemExit(0)
 
 tap = Tap()
-with LighttpdCgiStack(tap) as st:
+with LighttpdCgiStack(tap, settings=SETTINGS) as st:
     # tcp-fin-propagate ends the process at once, long before the next keepalive (15 s).
     run_all(tap, st, mode="cgi", label="lighttpd cgi", websocket=False, client_gone_within=5)
 tap.done()

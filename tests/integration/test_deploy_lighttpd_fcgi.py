@@ -2,7 +2,7 @@
 (lighttpd.conf.example), the bridge behind mod_proxy."""
 
 from apache import prerequisites
-from deploy_scenarios import run_all
+from deploy_scenarios import SETTINGS, run_all
 from harness import Stack, Tap
 
 why = prerequisites("lighttpd")
@@ -11,6 +11,6 @@ if why:
     raise SystemExit(0)
 
 tap = Tap()
-with Stack(tap, bridge=True, worker=False) as st:
+with Stack(tap, bridge=True, worker=False, settings=SETTINGS) as st:
     run_all(tap, st, mode="fastcgi", label="lighttpd fastcgi")
 tap.done()
