@@ -353,12 +353,33 @@ def check_sse(tap, st, sid, label):
         c.close()
 
 
-def check_client_leaves(tap, st, sid, label, within):
-    """CGI mode: a stream whose client hangs up must not keep its process (and database
-    connection) until cgi_stream_lifetime: the web server has to tell it, or its next
-    keepalive write has to fail, within `within` seconds."""
+def open_streams(st):
+    """SSE streams parked in the (single) FastCGI process, from its health report."""
+    r = st.request("GET", api(st, "/health"))
+    return r.json().get("hub", {}).get("sse_streams") if r.status == 200 else None
+
+
+def check_client_leaves(tap, st, sid, label, within, mode="cgi"):
+    """A stream whose client hangs up must not hold its resources until it would end by
+    itself: the web server has to tell the backend (lighttpd's tcp-fin-propagate), or the
+    backend's next keepalive write has to fail through it, within `within` seconds. In CGI
+    mode the stream's process must end; in FastCGI mode the hub must release the stream."""
     if not has_route("GET", "/api/v1/events/stream"):
         skip(tap, label + ": GET /api/v1/events/stream (SSE) is not built yet")
+        return
+    if mode == "fastcgi":
+        before = open_streams(st)
+        c = SSEClient("127.0.0.1", st.port, api(st, "/events/stream?session_id=" + sid))
+        c.next()
+        tap.is_(open_streams(st), (before or 0) + 1, label + ": the open stream is parked in the hub")
+        c.resp.close()
+        c.close()
+        t0 = time.monotonic()
+        while open_streams(st) != before and time.monotonic() - t0 < within + 5:
+            time.sleep(0.1)
+        took = time.monotonic() - t0
+        tap.ok(open_streams(st) == before and took <= within,
+               label + ": the hub releases it %.1f s after the client leaves (limit %d s)" % (took, within))
         return
     before = set(st.fcgi_pids())
     c = SSEClient("127.0.0.1", st.port, api(st, "/events/stream?session_id=" + sid))
@@ -399,13 +420,14 @@ def check_websocket(tap, st, sid, label):
 
 def run_all(tap, st, mode, label, websocket=True, client_gone_within=None):
     """Every scenario against one running stack. mode: "fastcgi" or "cgi";
-    client_gone_within: in CGI mode, seconds a stream's process may outlive its client."""
+    client_gone_within: seconds a stream may outlive its client (process in CGI mode,
+    parked stream in FastCGI mode)."""
     sid = check_basics(tap, st, mode, label)
     check_static(tap, st, label)
     check_upload(tap, st, sid, label)
     check_longpoll(tap, st, sid, label)
     check_sse(tap, st, sid, label)
     if client_gone_within is not None:
-        check_client_leaves(tap, st, sid, label, client_gone_within)
+        check_client_leaves(tap, st, sid, label, client_gone_within, mode)
     if websocket:
         check_websocket(tap, st, sid, label)

@@ -12,8 +12,10 @@ if why:
     raise SystemExit(0)
 
 tap = Tap()
-with ApacheStack(tap, mode="fcgi", bridge=True, settings=SETTINGS) as st:
-    run_all(tap, st, mode="fastcgi", label="apache proxy_fcgi")
+# Apache notices a departed client only when a write fails: with a 2 s keepalive the
+# stream must be released within a few keepalives.
+with ApacheStack(tap, mode="fcgi", bridge=True, settings=dict(SETTINGS, keepalive_interval=2)) as st:
+    run_all(tap, st, mode="fastcgi", label="apache proxy_fcgi", client_gone_within=10)
 
     # imagetools-fcgi.socket: systemd creates the socket (root:www-data 0660) and the
     # service inherits it on fd 3 with LISTEN_FDS=1 and LISTEN_PID.

@@ -12,5 +12,6 @@ if why:
 
 tap = Tap()
 with Stack(tap, bridge=True, worker=False, settings=SETTINGS) as st:
-    run_all(tap, st, mode="fastcgi", label="lighttpd fastcgi")
+    # tcp-fin-propagate tells the backend at once, long before the next keepalive (15 s).
+    run_all(tap, st, mode="fastcgi", label="lighttpd fastcgi", client_gone_within=5)
 tap.done()
