@@ -21,7 +21,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import time
 
 from harness import SRCDIR, Stack, render_lighttpd, wait_for
 
@@ -200,7 +199,7 @@ class ApacheStack(Stack):
             # to its own pid and then becomes imagetools.fcgi with exec.
             cmd = drop + ["sh", "-c", 'LISTEN_PID=$$ LISTEN_FDS=1 exec "$0"', binary]
             self.fcgi = subprocess.Popen(cmd, env=self.env(), stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-                                         pass_fds=(), preexec_fn=lambda: os.dup2(lsock.fileno(), 3),
+                                         preexec_fn=lambda: os.dup2(lsock.fileno(), 3),
                                          close_fds=False, start_new_session=True)
             lsock.close()
         else:
@@ -340,12 +339,3 @@ class LighttpdCgiStack(Stack):
                                          start_new_session=True)
         wait_for(lambda: self._health_answers(), timeout=20, what="lighttpd and the CGI")
 
-
-def wait_gone(pids, timeout=10.0):
-    """Waits until none of pids runs any more; returns the ones still running."""
-    deadline = time.monotonic() + timeout
-    left = list(pids)
-    while left and time.monotonic() < deadline:
-        left = [p for p in left if os.path.exists("/proc/%d" % p)]
-        time.sleep(0.05)
-    return left
