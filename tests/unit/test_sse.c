@@ -141,7 +141,7 @@ int main(void)
 			it_sse_init(&p, data, sizeof(data));
 			it_sse_feed(&p, cases[i][0], strlen(cases[i][0]), &used, &ev);
 			snprintf(got, sizeof(got), "%ld", it_sse_retry(&p));
-			is_str(got, cases[i][1], "retry from '%.*s'", (int)strlen(cases[i][0]) - 1, cases[i][0]);
+			is_str(got, cases[i][1], "retry case %zu", i);
 		}
 		char data[64];
 		it_sse_parser p;
