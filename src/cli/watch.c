@@ -2,7 +2,7 @@
 #include "config.h"
 
 #include "cli/cliutil.h"
-#include "cli/sse.h"
+#include "cli/sseparse.h"
 #include "common/buf.h"
 #include "common/log.h"
 
@@ -54,7 +54,7 @@ struct watch {
 	int done;	  /* --once: the first matching event was printed */
 	int fatal;	  /* a local error (state file) ends the program */
 	int delivered;	  /* this connection delivered events: reset the backoff */
-	it_sse_parser sse;
+	it_ssep_parser sse;
 	char *sse_data;
 };
 
@@ -304,7 +304,7 @@ static size_t on_stream(char *data, size_t size, size_t n, void *p)
 {
 	struct watch *w = p;
 	size_t len = size * n, off = 0, used;
-	it_sse_event ev;
+	it_ssep_event ev;
 	int rc;
 
 	if (!w->checked) {
@@ -315,7 +315,7 @@ static size_t on_stream(char *data, size_t size, size_t n, void *p)
 	if (!w->streaming)
 		return on_body(data, size, n, p);
 	while (off < len) {
-		rc = it_sse_feed(&w->sse, data + off, len - off, &used, &ev);
+		rc = it_ssep_feed(&w->sse, data + off, len - off, &used, &ev);
 		off += used;
 		if (rc < 0) {
 			if (!w->quiet)
@@ -323,7 +323,7 @@ static size_t on_stream(char *data, size_t size, size_t n, void *p)
 					strerror(-rc));
 			return 0;
 		}
-		if (rc == IT_SSE_EVENT && handle_event_text(w, ev.data, ev.data_len, ev.type) < 0)
+		if (rc == IT_SSEP_EVENT && handle_event_text(w, ev.data, ev.data_len, ev.type) < 0)
 			return 0;
 		if (w->done)
 			return 0;
@@ -455,7 +455,7 @@ static enum ending run_sse(struct watch *w, char *why, size_t whylen)
 	prepare(w, w->url.data);
 	it_buf_reset(&w->body);
 	w->body.max = MAX_ERROR_ANSWER;
-	it_sse_init(&w->sse, w->sse_data, MAX_EVENT);
+	it_ssep_init(&w->sse, w->sse_data, MAX_EVENT);
 	/* Resuming is the whole point: the server sends what came after this id. */
 	snprintf(line, sizeof(line), "Last-Event-ID: %lld", w->cursor);
 	hdr = curl_slist_append(hdr, line);
@@ -709,7 +709,7 @@ int main(int argc, char **argv)
 		if (w.delivered)
 			attempt = 0;
 		/* The server's retry: hint is the base delay when it gave one. */
-		delay = it_cli_backoff_ms(attempt++, it_sse_retry(&w.sse) > 0 ? it_sse_retry(&w.sse) : w.retry_delay_ms,
+		delay = it_cli_backoff_ms(attempt++, it_ssep_retry(&w.sse) > 0 ? it_ssep_retry(&w.sse) : w.retry_delay_ms,
 					  w.max_wait_ms, it_cli_random());
 		ra = it_cli_retry_after(w.retry_after, time(NULL));
 		if (ra >= 0)
