@@ -334,7 +334,9 @@ static enum outcome upload_one(CURL *h, const struct opts *o, const char *path, 
 		curl_mime_free(mime);
 		status = 0;
 		curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
-		if (x.show && x.drawn)
+		/* The last state is drawn even for a transfer too quick for the
+		 * callback's throttle, so a terminal always shows how it ended. */
+		if (x.show && (rc == CURLE_OK || x.drawn))
 			draw_progress(&x, (double)st.st_size, (double)st.st_size, 1);
 
 		if (rc == CURLE_ABORTED_BY_CALLBACK || stop_requested) {
