@@ -60,9 +60,10 @@ class Scripted(http.server.ThreadingHTTPServer):
 
     daemon_threads = True
 
-    def __init__(self, answers):
+    def __init__(self, answers, files=None):
         super().__init__(("127.0.0.1", 0), _ScriptedHandler)
         self.answers = list(answers)
+        self.files = dict(files or {})  # path -> (content type, bytes) served on GET
         self.requests = []
         self.lock = threading.Lock()
         self.thread = threading.Thread(target=self.serve_forever, daemon=True)
@@ -86,6 +87,14 @@ class _ScriptedHandler(http.server.BaseHTTPRequestHandler):
 
     def log_message(self, *args):
         pass
+
+    def do_GET(self):
+        ctype, data = self.server.files.get(self.path.split("?")[0], ("text/plain", None))
+        self.send_response(200 if data is not None else 404)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(data or b"")))
+        self.end_headers()
+        self.wfile.write(data or b"")
 
     def do_POST(self):
         srv = self.server
