@@ -102,7 +102,7 @@ class ImageToolsApi(
                 .addFormDataPart("file", name, UriBody(resolver, uri, type))
                 .build()
             val req = Request.Builder().url(url("/images")).post(body).build()
-            var waitMs: Long
+            var waitMs = 0L
             try {
                 client.newCall(req).execute().use { res ->
                     if (res.code == 201 || res.code == 200) return parseStored(res)
