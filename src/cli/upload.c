@@ -419,7 +419,9 @@ static int parse_long(const char *s, long lo, long hi, long *out)
 	return 0;
 }
 
-int main(int argc, char **argv)
+/* Everything main does; returns the exit code. main frees o->conf and url
+ * whichever way this returns. */
+static int run(int argc, char **argv, struct opts *o, it_buf *url)
 {
 	static const struct option longopts[] = {
 		{"server", required_argument, NULL, 's'}, {"session", required_argument, NULL, 'S'},
@@ -429,42 +431,39 @@ int main(int argc, char **argv)
 		{"timeout", required_argument, NULL, 't'}, {"help", no_argument, NULL, 'h'},
 		{"version", no_argument, NULL, 'V'},	  {NULL, 0, NULL, 0},
 	};
-	struct opts o;
 	struct sigaction sa;
 	char err[600], ua[64];
-	it_buf url;
 	CURL *h;
 	long v;
 	int c, stored = 0, rejected = 0, gave_up = 0, bad_session = 0, interrupted = 0;
 
-	memset(&o, 0, sizeof(o));
-	o.retries = 5;
-	o.retry_delay_ms = 1000;
-	o.max_wait_ms = 300000;
-	o.timeout_s = 60;
+	o->retries = 5;
+	o->retry_delay_ms = 1000;
+	o->max_wait_ms = 300000;
+	o->timeout_s = 60;
 	while ((c = getopt_long(argc, argv, "s:S:jqhV", longopts, NULL)) != -1) {
 		switch (c) {
-		case 's': free(o.conf.server); o.conf.server = strdup(optarg); break;
-		case 'S': free(o.conf.session); o.conf.session = strdup(optarg); break;
-		case 'o': free(o.conf.source); o.conf.source = strdup(optarg); break;
-		case 'j': o.json = 1; break;
-		case 'q': o.quiet = 1; break;
+		case 's': free(o->conf.server); o->conf.server = strdup(optarg); break;
+		case 'S': free(o->conf.session); o->conf.session = strdup(optarg); break;
+		case 'o': free(o->conf.source); o->conf.source = strdup(optarg); break;
+		case 'j': o->json = 1; break;
+		case 'q': o->quiet = 1; break;
 		case 'r':
 			if (parse_long(optarg, 0, 100, &v) < 0)
 				goto bad_number;
-			o.retries = (unsigned)v;
+			o->retries = (unsigned)v;
 			break;
 		case 'd':
-			if (parse_long(optarg, 1, 3600000, &o.retry_delay_ms) < 0)
+			if (parse_long(optarg, 1, 3600000, &o->retry_delay_ms) < 0)
 				goto bad_number;
 			break;
 		case 'w':
 			if (parse_long(optarg, 1, 86400, &v) < 0)
 				goto bad_number;
-			o.max_wait_ms = v * 1000;
+			o->max_wait_ms = v * 1000;
 			break;
 		case 't':
-			if (parse_long(optarg, 1, 86400, &o.timeout_s) < 0)
+			if (parse_long(optarg, 1, 86400, &o->timeout_s) < 0)
 				goto bad_number;
 			break;
 		case 'h': usage(stdout); return IT_EXIT_OK;
@@ -476,26 +475,23 @@ int main(int argc, char **argv)
 		fprintf(stderr, PROG ": no files given (try --help)\n");
 		return IT_EXIT_USAGE;
 	}
-	if (it_cli_conf_resolve(&o.conf, err, sizeof(err)) < 0) {
+	if (it_cli_conf_resolve(&o->conf, err, sizeof(err)) < 0) {
 		fprintf(stderr, PROG ": %s\n", err);
 		return IT_EXIT_USAGE;
 	}
-	if (o.conf.server == NULL || o.conf.session == NULL) {
+	if (o->conf.server == NULL || o->conf.session == NULL) {
 		fprintf(stderr, PROG ": %s is not set: use --%s, %s or the config file (see --help)\n",
-			o.conf.server ? "the session" : "the server", o.conf.server ? "session" : "server",
-			o.conf.server ? "IMAGETOOLS_SESSION" : "IMAGETOOLS_SERVER");
-		it_cli_conf_free(&o.conf);
+			o->conf.server ? "the session" : "the server", o->conf.server ? "session" : "server",
+			o->conf.server ? "IMAGETOOLS_SESSION" : "IMAGETOOLS_SERVER");
 		return IT_EXIT_USAGE;
 	}
-	if (o.conf.source == NULL)
-		o.conf.source = strdup("cli");
-	it_buf_init(&url, 8192);
-	if (it_cli_url(&url, o.conf.server, "/api/v1/images") < 0) {
+	if (o->conf.source == NULL)
+		o->conf.source = strdup("cli");
+	if (it_cli_url(url, o->conf.server, "/api/v1/images") < 0) {
 		fprintf(stderr, PROG ": the server must be an http:// or https:// URL\n");
-		it_cli_conf_free(&o.conf);
 		return IT_EXIT_USAGE;
 	}
-	o.progress = !o.quiet && isatty(STDERR_FILENO);
+	o->progress = !o->quiet && isatty(STDERR_FILENO);
 
 	memset(&sa, 0, sizeof(sa));
 	sa.sa_handler = on_signal;
@@ -506,7 +502,7 @@ int main(int argc, char **argv)
 		return IT_EXIT_FAILED;
 	}
 	snprintf(ua, sizeof(ua), PROG "/%s", PACKAGE_VERSION);
-	curl_easy_setopt(h, CURLOPT_URL, url.data);
+	curl_easy_setopt(h, CURLOPT_URL, url->data);
 	curl_easy_setopt(h, CURLOPT_USERAGENT, ua);
 	curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
 	curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
@@ -514,11 +510,11 @@ int main(int argc, char **argv)
 	/* A transfer that moves nothing for timeout_s is treated as a connection
 	 * failure and retried; a slow but moving upload is left alone. */
 	curl_easy_setopt(h, CURLOPT_LOW_SPEED_LIMIT, 1L);
-	curl_easy_setopt(h, CURLOPT_LOW_SPEED_TIME, o.timeout_s);
+	curl_easy_setopt(h, CURLOPT_LOW_SPEED_TIME, o->timeout_s);
 	curl_easy_setopt(h, CURLOPT_NOPROGRESS, 0L);
 
 	for (int i = optind; i < argc && !bad_session && !interrupted; i++) {
-		switch (upload_one(h, &o, argv[i], i - optind + 1, argc - optind)) {
+		switch (upload_one(h, o, argv[i], i - optind + 1, argc - optind)) {
 		case STORED: stored++; break;
 		case REJECTED:
 		case LOCAL_ERROR: rejected++; break;
@@ -529,9 +525,7 @@ int main(int argc, char **argv)
 	}
 	curl_easy_cleanup(h);
 	curl_global_cleanup();
-	it_buf_free(&url);
-	it_cli_conf_free(&o.conf);
-	if (!o.quiet && !o.json && argc - optind > 1)
+	if (!o->quiet && !o->json && argc - optind > 1)
 		fprintf(stderr, PROG ": %d of %d files stored\n", stored, argc - optind);
 	if (interrupted) {
 		fprintf(stderr, PROG ": interrupted\n");
@@ -546,4 +540,18 @@ int main(int argc, char **argv)
 bad_number:
 	fprintf(stderr, PROG ": '%s' is not a number in the allowed range (see --help)\n", optarg);
 	return IT_EXIT_USAGE;
+}
+
+int main(int argc, char **argv)
+{
+	struct opts o;
+	it_buf url;
+	int rc;
+
+	memset(&o, 0, sizeof(o));
+	it_buf_init(&url, 8192);
+	rc = run(argc, argv, &o, &url);
+	it_buf_free(&url);
+	it_cli_conf_free(&o.conf);
+	return rc;
 }

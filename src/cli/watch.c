@@ -563,6 +563,8 @@ int main(int argc, char **argv)
 	long v;
 
 	memset(&w, 0, sizeof(w));
+	it_buf_init(&w.url, 8192);
+	it_buf_init(&w.body, MAX_ERROR_ANSWER);
 	w.transport = T_SSE;
 	w.poll_timeout_s = 25;
 	w.idle_timeout_s = 45;
@@ -579,7 +581,7 @@ int main(int argc, char **argv)
 				w.transport = T_LONGPOLL;
 			else {
 				fprintf(stderr, PROG ": --transport is sse or longpoll, not '%s'\n", optarg);
-				return IT_EXIT_USAGE;
+				goto usage_error;
 			}
 			break;
 		case 'n': since = optarg; break;
@@ -587,7 +589,7 @@ int main(int argc, char **argv)
 		case 'T':
 			if (w.ntypes == MAX_TYPES) {
 				fprintf(stderr, PROG ": at most %d --type options\n", MAX_TYPES);
-				return IT_EXIT_USAGE;
+				goto usage_error;
 			}
 			w.types[w.ntypes++] = optarg;
 			break;
@@ -610,28 +612,25 @@ int main(int argc, char **argv)
 				goto bad_number;
 			w.max_wait_ms = v * 1000;
 			break;
-		case 'h': usage(stdout); return IT_EXIT_OK;
-		case 'V': printf(PROG " %s\n", PACKAGE_VERSION); return IT_EXIT_OK;
-		default: usage(stderr); return IT_EXIT_USAGE;
+		case 'h': usage(stdout); goto out;
+		case 'V': printf(PROG " %s\n", PACKAGE_VERSION); goto out;
+		default: usage(stderr); goto usage_error;
 		}
 	}
 	if (optind != argc) {
 		fprintf(stderr, PROG ": unexpected argument '%s' (try --help)\n", argv[optind]);
-		return IT_EXIT_USAGE;
+		goto usage_error;
 	}
 	if (it_cli_conf_resolve(&w.conf, err, sizeof(err)) < 0) {
 		fprintf(stderr, PROG ": %s\n", err);
-		return IT_EXIT_USAGE;
+		goto usage_error;
 	}
 	if (w.conf.server == NULL || w.conf.session == NULL) {
 		fprintf(stderr, PROG ": %s is not set: use --%s, %s or the config file (see --help)\n",
 			w.conf.server ? "the session" : "the server", w.conf.server ? "session" : "server",
 			w.conf.server ? "IMAGETOOLS_SESSION" : "IMAGETOOLS_SERVER");
-		exit_code = IT_EXIT_USAGE;
-		goto out_conf;
+		goto usage_error;
 	}
-	it_buf_init(&w.url, 8192);
-	it_buf_init(&w.body, MAX_ERROR_ANSWER);
 	if (it_cli_url(&w.url, w.conf.server, "/") < 0) {
 		fprintf(stderr, PROG ": the server must be an http:// or https:// URL\n");
 		exit_code = IT_EXIT_USAGE;
@@ -688,6 +687,12 @@ int main(int argc, char **argv)
 			goto out;
 	}
 
+	/* Writing the starting point now reports an unwritable state file at
+	 * once, not after the first event has been printed. */
+	if (state_save(&w) < 0) {
+		exit_code = IT_EXIT_FAILED;
+		goto out;
+	}
 	attempt = 0;
 	for (;;) {
 		enum ending end;
@@ -729,17 +734,19 @@ int main(int argc, char **argv)
 		}
 	}
 out:
-	if (w.h)
+	if (w.h) {
 		curl_easy_cleanup(w.h);
-	curl_global_cleanup();
+		curl_global_cleanup();
+	}
 	free(w.sse_data);
 	it_buf_free(&w.url);
 	it_buf_free(&w.body);
-out_conf:
 	it_cli_conf_free(&w.conf);
 	return exit_code;
 
 bad_number:
 	fprintf(stderr, PROG ": '%s' is not a number in the allowed range (see --help)\n", optarg);
-	return IT_EXIT_USAGE;
+usage_error:
+	exit_code = IT_EXIT_USAGE;
+	goto out;
 }
