@@ -270,6 +270,10 @@ with Stack(tap, settings={"max_upload_bytes": "2M", "keepalive_interval": 2}) as
     tap.like(r.stderr, r"QQQQQQ\.\.\. is unknown or has expired", "watch: clear message")
     r = run("imagetools-watch", "-s", st.url, "-S", sid, "--state", state, timeout=30)
     tap.is_(r.returncode, 2, "watch: a state file of another session is refused (exit 2)")
+    r = run("imagetools-watch", "-s", st.url, "-S", sid, "--state", os.path.join(tmp, "no", "such", "dir"),
+            timeout=30)
+    tap.is_(r.returncode, 1, "watch: an unwritable state file is reported at once (exit 1)")
+    tap.like(r.stderr, r"cannot write the state file", "watch: and named")
     tap.is_(run("imagetools-watch", "-s", st.url, "-S", sid, "-t", "ws").returncode, 2,
             "watch: unknown transport: exit 2")
     r = run("imagetools-watch", "--help")
