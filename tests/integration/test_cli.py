@@ -153,12 +153,6 @@ with Scripted([OK]) as srv:
 # ------------------------------------------------------------------ the real stack
 
 
-def upload_route_exists(st):
-    """True when this build has POST /images (the uploads subsystem may land after this test)."""
-    r = st.request("POST", "/api/v1/images", body=b"", headers={"Content-Type": "multipart/form-data; boundary=x"})
-    return not (r.status == 404 and (r.json() or {}).get("type") == "urn:imagetools:problem:not-found")
-
-
 def append_events(st, sid, n, type_="image.deleted"):
     st.sql("SELECT it_append_event(:'p1', :'p2', jsonb_build_object('image_id', g::text)) "
            "FROM generate_series(1, %d) g" % n, sid, type_)
@@ -170,43 +164,39 @@ def download(st, path):
 
 
 with Stack(tap, settings={"max_upload_bytes": "2M", "keepalive_interval": 2}) as st:
-    uploads = upload_route_exists(st)
     sid = st.new_session()
 
     # -- upload into the real server: the bytes stored equal the bytes sent.
-    if not uploads:
-        tap.ok(True, "# SKIP POST /api/v1/images is not in this build yet")
-    else:
-        files = [img1, img2, write(os.path.join(tmp, "three.png"), png_bytes(300, 200, seed=4, noisy=True))]
-        r = run("imagetools-upload", "--server", st.url, "--session", sid, "--json", *files)
-        tap.is_(r.returncode, 0, "three files stored: exit 0")
-        answers = [json.loads(x) for x in r.stdout.splitlines()]
-        tap.is_(len(answers), 3, "one JSON line per file")
-        for path, a in zip(files, answers):
-            img = (a.get("images") or [{}])[0]
-            want = hashlib.sha256(open(path, "rb").read()).hexdigest()
-            tap.is_(img.get("sha256"), want, "%s: the server's sha256 is the file's" % os.path.basename(path))
-            tap.is_(img.get("source"), "cli", "%s: source defaults to cli" % os.path.basename(path))
-            status, body = download(st, "/api/v1/images/%s/file" % img.get("id"))
-            tap.ok(status == 200 and hashlib.sha256(body).hexdigest() == want,
-                   "%s: the downloaded bytes are the bytes sent" % os.path.basename(path))
-        tap.is_(st.sql("SELECT count(*) FROM images WHERE session_id = :'p1'", sid), "3", "three images stored")
+    files = [img1, img2, write(os.path.join(tmp, "three.png"), png_bytes(300, 200, seed=4, noisy=True))]
+    r = run("imagetools-upload", "--server", st.url, "--session", sid, "--json", *files)
+    tap.is_(r.returncode, 0, "three files stored: exit 0")
+    answers = [json.loads(x) for x in r.stdout.splitlines()]
+    tap.is_(len(answers), 3, "one JSON line per file")
+    for path, a in zip(files, answers):
+        img = (a.get("images") or [{}])[0]
+        want = hashlib.sha256(open(path, "rb").read()).hexdigest()
+        tap.is_(img.get("sha256"), want, "%s: the server's sha256 is the file's" % os.path.basename(path))
+        tap.is_(img.get("source"), "cli", "%s: source defaults to cli" % os.path.basename(path))
+        status, body = download(st, "/api/v1/images/%s/file" % img.get("id"))
+        tap.ok(status == 200 and hashlib.sha256(body).hexdigest() == want,
+               "%s: the downloaded bytes are the bytes sent" % os.path.basename(path))
+    tap.is_(st.sql("SELECT count(*) FROM images WHERE session_id = :'p1'", sid), "3", "three images stored")
 
-        r = run("imagetools-upload", "-s", st.url, "-S", sid, img1, text, img2)
-        tap.is_(r.returncode, 1, "a text file among images: exit 1")
-        tap.like(r.stderr, r"notes\.png: not an image", "the text file is named as not an image")
-        tap.is_(st.sql("SELECT count(*) FROM images WHERE session_id = :'p1'", sid), "5",
-                "the two images around it were stored, the text file was not")
+    r = run("imagetools-upload", "-s", st.url, "-S", sid, img1, text, img2)
+    tap.is_(r.returncode, 1, "a text file among images: exit 1")
+    tap.like(r.stderr, r"notes\.png: not an image", "the text file is named as not an image")
+    tap.is_(st.sql("SELECT count(*) FROM images WHERE session_id = :'p1'", sid), "5",
+            "the two images around it were stored, the text file was not")
 
-        r = run("imagetools-upload", "-s", st.url, "-S", sid, write(os.path.join(tmp, "huge.png"),
-                png_bytes(1000, 800, seed=5, noisy=True)))
-        tap.is_(r.returncode, 1, "a file over max_upload_bytes: exit 1")
-        tap.like(r.stderr, r"huge\.png: too large", "it is named as too large")
-        tap.is_(st.sql("SELECT count(*) FROM images WHERE session_id = :'p1'", sid), "5", "and nothing was stored")
+    r = run("imagetools-upload", "-s", st.url, "-S", sid, write(os.path.join(tmp, "huge.png"),
+            png_bytes(1000, 800, seed=5, noisy=True)))
+    tap.is_(r.returncode, 1, "a file over max_upload_bytes: exit 1")
+    tap.like(r.stderr, r"huge\.png: too large", "it is named as too large")
+    tap.is_(st.sql("SELECT count(*) FROM images WHERE session_id = :'p1'", sid), "5", "and nothing was stored")
 
-        r = run("imagetools-upload", "-s", st.url, "-S", "Z" * 32, img1)
-        tap.is_(r.returncode, 3, "unknown session on the real server: exit 3")
-        tap.like(r.stderr, r"is unknown or has expired", "with a clear message")
+    r = run("imagetools-upload", "-s", st.url, "-S", "Z" * 32, img1)
+    tap.is_(r.returncode, 3, "unknown session on the real server: exit 3")
+    tap.like(r.stderr, r"is unknown or has expired", "with a clear message")
 
     # -- watch: every event once and in order, on both transports, across a kill.
     for transport in ("sse", "longpoll"):
@@ -239,19 +229,15 @@ with Stack(tap, settings={"max_upload_bytes": "2M", "keepalive_interval": 2}) as
                      "--once")
         time.sleep(1.0)
         append_events(st, ws, 2, "image.deleted")
-        if uploads:
-            r = run("imagetools-upload", "-s", st.url, "-S", ws, "-q", img2)
-            want_file = "two.png"
-        else:
-            st.sql("SELECT it_append_event(:'p1', 'image.uploaded', '{\"filename\":\"two.png\"}'::jsonb)", ws)
-            want_file = "two.png"
+        r = run("imagetools-upload", "-s", st.url, "-S", ws, "-q", img2)
+        tap.is_(r.returncode, 0, "%s: uploaded while watching" % transport)
         code = f.wait(20)
         tap.is_(code, 0, "%s: --once exits 0 after the first upload" % transport)
         lines = f.rest(0.1)
         tap.is_(len(lines), 1, "%s: exactly one line printed" % transport)
         ev = lines[0] if lines else {}
         tap.is_((ev.get("id"), ev.get("type"), (ev.get("data") or {}).get("filename")),
-                (13, "image.uploaded", want_file), "%s: it is the upload, not the filtered events" % transport)
+                (13, "image.uploaded", "two.png"), "%s: it is the upload, not the filtered events" % transport)
 
         # The session ending stops the follower with a clear message and exit 3.
         f = Follower("-s", st.url, "-S", ws, "-t", transport, "--since", "now", "--retry-delay", "100",
