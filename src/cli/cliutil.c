@@ -205,8 +205,7 @@ long it_cli_backoff_ms(unsigned attempt, long base_ms, long cap_ms, double r)
 	return d - (long)(r * (double)(d / 2));
 }
 
-/* Copies s into out with control characters replaced by '?'. */
-static void sanitize(char *out, size_t outlen, const char *s)
+void it_cli_sanitize(char *out, size_t outlen, const char *s)
 {
 	size_t i;
 
@@ -255,7 +254,7 @@ void it_cli_problem_message(const char *body, size_t len, long status, char *out
 		snprintf(raw, sizeof(raw), "HTTP %ld: %s", status, detail ? detail : title);
 	else
 		snprintf(raw, sizeof(raw), "HTTP %ld", status);
-	sanitize(out, outlen, raw);
+	it_cli_sanitize(out, outlen, raw);
 	json_object_put(o);
 }
 
@@ -264,7 +263,7 @@ void it_cli_problem_type(const char *body, size_t len, char *out, size_t outlen)
 	json_object *o = parse_object(body, len);
 	const char *t = member(o, "type");
 
-	sanitize(out, outlen, t ? t : "");
+	it_cli_sanitize(out, outlen, t ? t : "");
 	json_object_put(o);
 }
 

@@ -67,6 +67,10 @@ long it_cli_backoff_ms(unsigned attempt, long base_ms, long cap_ms, double r);
  * cannot rewrite the user's terminal. */
 void it_cli_problem_message(const char *body, size_t len, long status, char *out, size_t outlen);
 
+/* Copies s into out (outlen >= 1), truncated, with control characters
+ * replaced by '?': for printing text that came from a server. */
+void it_cli_sanitize(char *out, size_t outlen, const char *s);
+
 /* Reads the "type" member of a problem+json body into out ("" when absent). */
 void it_cli_problem_type(const char *body, size_t len, char *out, size_t outlen);
 

@@ -231,6 +231,7 @@ static void print_stored(const char *path, const it_buf *body)
 {
 	json_object *o = json_tokener_parse(body->data), *imgs, *img, *v;
 	const char *id = "?", *ct = "?";
+	char safe_id[80], safe_ct[80];
 	long long size = -1;
 
 	if (o && json_object_object_get_ex(o, "images", &imgs) && json_object_is_type(imgs, json_type_array) &&
@@ -243,7 +244,10 @@ static void print_stored(const char *path, const it_buf *body)
 		if (json_object_object_get_ex(img, "size", &v))
 			size = json_object_get_int64(v);
 	}
-	printf("%s: stored as %s (%lld bytes, %s)\n", path, id, size, ct);
+	/* What the server said is printed to the user's terminal: no control characters. */
+	it_cli_sanitize(safe_id, sizeof(safe_id), id ? id : "?");
+	it_cli_sanitize(safe_ct, sizeof(safe_ct), ct ? ct : "?");
+	printf("%s: stored as %s (%lld bytes, %s)\n", path, safe_id, size, safe_ct);
 	fflush(stdout);
 	json_object_put(o);
 }
