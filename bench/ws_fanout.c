@@ -1,0 +1,3 @@
+/* ws_fanout.c: placeholder */
+int main(void);
+int main(void) { return 0; }
