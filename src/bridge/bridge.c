@@ -41,7 +41,7 @@
 #define FETCH_LIMIT 200	      /* events per backlog read */
 #define TICK_MS 250	      /* housekeeping period */
 #define RATE_WINDOW 10.0      /* ws_rate counts messages per this many seconds */
-#define CLOSE_RESERVE 256     /* bytes kept free in each send buffer for a Close frame */
+#define CLOSE_RESERVE 256     /* room for a Close frame past the send limit */
 
 static const char ws_prefix[] = "/api/v1/ws/";
 
@@ -114,6 +114,7 @@ static struct bridge {
 	session *inflight;
 	int64_t inflight_after;
 	size_t soft, hard;
+	size_t frame_max;	/* largest frame queued into an empty buffer */
 	double now;
 	double listen_paused_until;
 	int stopping;
@@ -278,16 +279,18 @@ static int client_flush(client *c)
 	return 0;
 }
 
-/* Queues one frame (header + payload). Data frames must leave the Close
- * reserve free; Close frames may use it. Returns 0, 1 when the frame does
- * not fit (nothing queued), or -1 when the client was freed. */
+/* Queues one frame (header + payload). A frame is refused (1, nothing
+ * queued) when it would take the buffer past stream_buffer, except into an
+ * empty buffer, so that one event larger than the limit still gets through;
+ * a Close frame (at most 127 bytes) is always taken. So a client holds at
+ * most stream_buffer, or one event, plus a Close. Returns 0, 1, or -1 when
+ * the client was freed. */
 static int client_frame(client *c, int opcode, const void *payload, size_t len)
 {
 	unsigned char hdr[10];
 	size_t hl = it_ws_frame_header(hdr, opcode, len);
-	size_t limit = opcode == IT_WS_OP_CLOSE ? B.hard + CLOSE_RESERVE : B.hard;
 
-	if (c->out.len + hl + len > limit)
+	if (opcode != IT_WS_OP_CLOSE && c->out.len > 0 && c->out.len + hl + len > B.hard)
 		return 1;
 	if (c->out.len == 0) {
 		/* The common case: nothing queued, so hand the frame straight
@@ -553,9 +556,10 @@ static int deliver(client *c, PGresult *res, const int64_t *seqs, int n, int64_t
 		 * read from its cursor will serve it. */
 		if (c->cursor != after)
 			return 0;
-		if (send_resync(c, "cursor_expired", seqs[0] - 1) < 0 || c->state != C_LIVE)
+		if (send_resync(c, "cursor_expired", c->session->known_seq) < 0 || c->state != C_LIVE)
 			return -1;
-		c->cursor = seqs[0] - 1;
+		c->cursor = c->session->known_seq;
+		return 0;
 	}
 	if (c->cursor >= seqs[n - 1])
 		return 0;
@@ -934,8 +938,10 @@ static int handshake(client *c)
 		it_log_debug("WebSocket for session %s from id %lld", it_log_redact(sid, red, sizeof(red)),
 			     (long long)c->requested);
 	}
-	if (s->valid && B.pg_up && c->requested <= s->known_seq && s->busy != Q_CHECK && !s->need_check) {
-		/* A watched session whose newest id is known: no round trip. */
+	if (s->valid && B.pg_up && c->requested == s->known_seq && s->busy != Q_CHECK && !s->need_check) {
+		/* A client that is up to date with a session already watched
+		 * needs nothing from the log: admit it without a round trip.
+		 * Any other cursor is checked against the log's bounds. */
 		if (admit(c, s, s->known_seq) < 0)
 			return -1;
 	} else {
@@ -1138,7 +1144,9 @@ static void accept_clients(void)
 		it_list_init(&c->slink);
 		it_list_push(&B.clients, &c->alink);
 		it_buf_init(&c->in, HEAD_MAX);
-		it_buf_init(&c->out, B.hard + CLOSE_RESERVE);
+		/* client_frame enforces stream_buffer itself (see there); the
+		 * ceiling here only backs it up. */
+		it_buf_init(&c->out, B.hard + B.frame_max + CLOSE_RESERVE);
 		e.events = EPOLLIN;
 		e.data.ptr = &c->h;
 		if (epoll_ctl(B.epfd, EPOLL_CTL_ADD, fd, &e) < 0) {
@@ -1298,6 +1306,9 @@ int it_bridge_run(const it_config *cfg, const char *listen_addr)
 	B.lfd = B.sigfd = B.tfd = -1;
 	B.hard = (size_t)cfg->stream_buffer;
 	B.soft = B.hard / 2;
+	/* Events are small JSON objects; this only keeps a pathological one
+	 * from being buffered for every client. */
+	B.frame_max = 16u << 20;
 	B.now = mono();
 	it_list_init(&B.clients);
 	it_list_init(&B.dead);
