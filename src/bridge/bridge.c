@@ -493,7 +493,7 @@ static int admit(client *c, session *s, int64_t last_seq)
 	if (want < s->first_kept - 1 || want > last_seq) {
 		/* The log cannot say what happened since want: the client
 		 * must reload its state, then follows from the newest id. */
-		if (send_resync(c, want > last_seq ? "cursor_ahead" : "cursor_expired", last_seq) < 0 ||
+		if (send_resync(c, want > last_seq ? "cursor-ahead" : "cursor-expired", last_seq) < 0 ||
 		    c->state != C_LIVE)
 			return -1;
 		c->cursor = last_seq;
@@ -556,10 +556,9 @@ static int deliver(client *c, PGresult *res, const int64_t *seqs, int n, int64_t
 		 * read from its cursor will serve it. */
 		if (c->cursor != after)
 			return 0;
-		if (send_resync(c, "cursor_expired", c->session->known_seq) < 0 || c->state != C_LIVE)
+		if (send_resync(c, "gap", seqs[0] - 1) < 0 || c->state != C_LIVE)
 			return -1;
-		c->cursor = c->session->known_seq;
-		return 0;
+		c->cursor = seqs[0] - 1;
 	}
 	if (c->cursor >= seqs[n - 1])
 		return 0;

@@ -104,7 +104,7 @@ with Stack(tap, bridge=True) as st:
     status_first(tap, c, "cursor ahead")
     ev = c.recv_json()
     tap.ok(ev.get("type") == "session.resync" and "id" not in ev and ev["data"].get("last_event_id") == 46
-           and ev["data"].get("reason"), "cursor ahead: session.resync with last_event_id 46, no id")
+           and ev["data"].get("reason") == "cursor-ahead", "cursor ahead: session.resync with last_event_id 46, no id")
     append(st, sid, 1)
     tap.is_(ids(c.recv_events(1)), [47], "cursor ahead: continues with 47")
     c.close()
@@ -117,8 +117,8 @@ with Stack(tap, bridge=True) as st:
     c = ws(st, sid, last=5)
     status_first(tap, c, "pruned cursor")
     ev = c.recv_json()
-    tap.ok(ev.get("type") == "session.resync" and ev["data"].get("last_event_id") == 47,
-           "cursor older than the log: session.resync to 47")
+    tap.ok(ev.get("type") == "session.resync" and ev["data"].get("last_event_id") == 47
+           and ev["data"].get("reason") == "cursor-expired", "cursor older than the log: session.resync to 47")
     tap.is_(c.quiet(0.3), [], "cursor older than the log: no stale events after the resync")
     c.close()
     c = ws(st, sid, last=19)
