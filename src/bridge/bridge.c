@@ -39,6 +39,7 @@
 #define CLOSE_LINGER 2.0      /* seconds to wait for the peer after a close */
 #define SHUTDOWN_GRACE 3.0    /* seconds to let clients go on SIGTERM */
 #define FETCH_LIMIT 200	      /* events per backlog read */
+#define BATCH 32	      /* frames per writev */
 #define TICK_MS 250	      /* housekeeping period */
 #define RATE_WINDOW 10.0      /* ws_rate counts messages per this many seconds */
 #define CLOSE_RESERVE 256     /* room for a Close frame past the send limit */
@@ -333,6 +334,58 @@ nomem:
 	return -1;
 }
 
+/* Queues rows [first, first + k) of res (column 2, the wire JSON) as text
+ * frames with one writev when nothing is queued: a client that lagged gets
+ * its backlog in one system call instead of one per event. The caller has
+ * checked the limits. Returns 0, or -1 when the client was freed. */
+static int client_texts(client *c, PGresult *res, int first, int k)
+{
+	unsigned char hdrs[BATCH][10];
+	struct iovec iov[2 * BATCH];
+	size_t total = 0, skip;
+	ssize_t n = 0;
+	int j;
+
+	for (j = 0; j < k; j++) {
+		size_t len = (size_t)PQgetlength(res, first + j, 2);
+		iov[2 * j].iov_base = hdrs[j];
+		iov[2 * j].iov_len = it_ws_frame_header(hdrs[j], IT_WS_OP_TEXT, len);
+		iov[2 * j + 1].iov_base = PQgetvalue(res, first + j, 2);
+		iov[2 * j + 1].iov_len = len;
+		total += iov[2 * j].iov_len + len;
+	}
+	if (c->out.len == 0) {
+		do
+			n = writev(c->fd, iov, 2 * k);
+		while (n < 0 && errno == EINTR);
+		if (n < 0) {
+			if (errno != EAGAIN && errno != EWOULDBLOCK) {
+				client_free(c);
+				return -1;
+			}
+			n = 0;
+		}
+		c->last_tx = B.now;
+		if ((size_t)n == total)
+			return 0;
+	}
+	skip = (size_t)n;
+	for (j = 0; j < 2 * k; j++) {
+		if (skip >= iov[j].iov_len) {
+			skip -= iov[j].iov_len;
+			continue;
+		}
+		if (it_buf_append(&c->out, (char *)iov[j].iov_base + skip, iov[j].iov_len - skip) < 0) {
+			it_log_error("out of memory for a client's send buffer");
+			client_free(c);
+			return -1;
+		}
+		skip = 0;
+	}
+	set_want_out(c, 1);
+	return 0;
+}
+
 static void client_detach(client *c)
 {
 	session *s = c->session;
@@ -562,20 +615,30 @@ static int deliver(client *c, PGresult *res, const int64_t *seqs, int n, int64_t
 	}
 	if (c->cursor >= seqs[n - 1])
 		return 0;
-	for (i = (int)(c->cursor + 1 - seqs[0]); i < n; i++) {
-		int rc;
+	i = (int)(c->cursor + 1 - seqs[0]);
+	while (i < n && seqs[i] == c->cursor + 1) {
+		size_t bytes = 0;
+		int k = 0;
 
-		if (seqs[i] != c->cursor + 1)
-			break;
-		rc = client_frame(c, IT_WS_OP_TEXT, PQgetvalue(res, i, 2), (size_t)PQgetlength(res, i, 2));
-		if (rc < 0)
-			return -1;
-		if (rc == 1) {
-			c->behind = 1;
-			break;
+		/* A batch of consecutive rows that keeps the buffer under the
+		 * soft limit; the first may go into an empty buffer whatever
+		 * its size (see client_frame). */
+		while (i + k < n && k < BATCH && seqs[i + k] == seqs[i] + k) {
+			size_t fl = (size_t)PQgetlength(res, i + k, 2) + 10;
+			if (k > 0 && c->out.len + bytes + fl > B.soft)
+				break;
+			if (k == 0 && c->out.len > 0 && c->out.len + fl > B.hard) {
+				c->behind = 1;
+				return 0;
+			}
+			bytes += fl;
+			k++;
 		}
-		c->cursor = seqs[i];
-		B.delivered++;
+		if (client_texts(c, res, i, k) < 0)
+			return -1;
+		c->cursor = seqs[i + k - 1];
+		B.delivered += (unsigned long long)k;
+		i += k;
 		if (c->out.len >= B.soft) {
 			c->behind = 1;
 			break;
