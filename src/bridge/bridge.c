@@ -687,7 +687,9 @@ static void on_fetch(session *s, PGresult *res, int64_t after)
 
 /* ------------------------------------------------------------ the database */
 
-static const char check_sql[] = "SELECT last_event_seq, first_kept_seq, extract(epoch from expires_at)::bigint"
+/* The expiry is rounded up: rounded down, the bridge would ask again before
+ * the session has really expired. */
+static const char check_sql[] = "SELECT last_event_seq, first_kept_seq, ceil(extract(epoch from expires_at))::bigint"
 				" FROM sessions WHERE id = $1 AND expires_at > now()";
 
 /* Sends the next queued query, if the connection is free. */
