@@ -22,7 +22,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/mman.h>
 #include <unistd.h>
 
 /* A part's header block: browsers send about 200 bytes. */
@@ -234,7 +233,7 @@ static int file_end(upload *u)
 	upload_file *f = &u->files[u->nfiles];
 	it_image *img = &f->img;
 	const char *name = u->display;
-	void *map = NULL, *thumb = NULL;
+	void *thumb = NULL;
 	size_t thumb_len = 0;
 	const char *thumb_type;
 	char err[256];
@@ -254,14 +253,9 @@ static int file_end(upload *u)
 	img->size = u->blob.size;
 	memcpy(img->sha256, u->blob.sha256, sizeof(img->sha256));
 
-	/* The header walk reads a few pages of the mapping, not the file. */
-	map = mmap(NULL, (size_t)u->file_size, PROT_READ, MAP_PRIVATE, u->tmp_fd, 0);
-	if (map == MAP_FAILED) {
-		map = NULL;
-		return up_fail(u, 503, "storage-unavailable", "The upload cannot be stored right now.");
-	}
-	rc = it_sniff_image(map, (size_t)u->file_size, &s);
-	munmap(map, (size_t)u->file_size);
+	/* pread, not mmap: mapped file pages would count as (and fault in
+	 * around each touch as) resident memory of this process. */
+	rc = it_sniff_fd(u->tmp_fd, (uint64_t)u->file_size, &s);
 	if (rc == IT_SNIFF_UNKNOWN)
 		return up_fail(u, 415, "not-an-image", "\"%.60s\" is not a JPEG, PNG, GIF or WebP image.", name);
 	if (rc != IT_SNIFF_OK)
