@@ -1,6 +1,7 @@
 /* h_images.c: uploads (POST /images), image metadata, downloads, thumbnails, rename and delete. */
 #include "config.h"
 
+#include "common/id.h"
 #include "common/log.h"
 #include "db/blobs.h"
 #include "db/db.h"
@@ -283,6 +284,25 @@ out:
 	return ret;
 }
 
+/* Is the session live? Checked inside the upload's transaction, on its
+ * connection and never retried on another one: a reconnect would silently
+ * carry the rest of the request outside the transaction. Returns 0, 400,
+ * 404 or 503. */
+static int session_live(PGconn *conn, const char *id)
+{
+	const char *params[1] = {id};
+	PGresult *res;
+	int rc = 503;
+
+	if (!it_id_session_valid(id))
+		return 400;
+	res = it_db_exec(&conn, 0, "SELECT 1 FROM sessions WHERE id = $1 AND expires_at > now()", 1, params);
+	if (it_db_ok(res, PGRES_TUPLES_OK))
+		rc = PQntuples(res) == 1 ? 0 : 404;
+	PQclear(res);
+	return rc;
+}
+
 static int part_end(upload *u)
 {
 	switch (u->kind) {
@@ -295,7 +315,7 @@ static int part_end(upload *u)
 			memcpy(u->session, u->field, u->field_len + 1);
 			/* Checked at once so that an upload into a dead session
 			 * stops before its bytes are read. */
-			rc = it_sessions_get(&u->conn, u->session, NULL);
+			rc = session_live(u->conn, u->session);
 			if (rc == 400)
 				return up_fail(u, 400, "invalid-session-id", "The session id is malformed.");
 			if (rc == 404)

@@ -293,6 +293,20 @@ with Stack(tap, settings={"max_upload_bytes": "26M", "max_files": "5", "thumbnai
             sorted(st.sql("SELECT id FROM images WHERE session_id = :'p1'", P).split()),
             "each image has exactly one event")
 
+    # ---------------------------------------------------------------- plain CGI (shared hosting)
+    C = st.new_session()
+    ctype, body = multipart([("session_id", C), ("source", "web")], [("file", 'filename="cgi.png"', pngdata)])
+    env = st.env()
+    env.update({"REQUEST_METHOD": "POST", "REQUEST_URI": "/api/v1/images", "QUERY_STRING": "",
+                "CONTENT_TYPE": ctype, "CONTENT_LENGTH": str(len(body)), "GATEWAY_INTERFACE": "CGI/1.1",
+                "REMOTE_ADDR": "127.0.0.1"})
+    r = subprocess.run([st.bin("cgi-bin/imagetools.fcgi")], input=body, env=env, capture_output=True, timeout=60)
+    head, _, cbody = r.stdout.partition(b"\r\n\r\n")
+    cimg = (parse(cbody).get("images") or [{}])[0]
+    tap.is_((head.split(b"\r\n")[0], cimg.get("filename")), (b"Status: 201 Created", "cgi.png"),
+            "the same binary as plain CGI stores an upload")
+    tap.is_([(e[0], e[1]) for e in events(C)], [(1, "image.uploaded")], "CGI upload: its event")
+
     # ---------------------------------------------------------------- a 25 MB upload in flat memory
     bigpng = os.path.join(work, "big.png")
     with open(bigpng, "wb") as f:
