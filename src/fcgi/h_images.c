@@ -463,6 +463,9 @@ void it_h_image_upload(it_req *req)
 		in_txn = 1;
 
 	if (u->status == 0 && upload_body(u) == 0 && upload_store(u) == 0) {
+		/* The epilogue after the close delimiter (usually a CRLF) is read
+		 * and dropped so that the web server sees the body consumed. */
+		it_req_drain(req, 64 * 1024);
 		json_object *o = json_object_new_object(), *arr = json_object_new_array();
 		for (int i = 0; i < u->nfiles; i++)
 			json_object_array_add(arr, it_images_json(&u->files[i].img, it_g.cfg.url_prefix));
