@@ -164,6 +164,16 @@ with Stack(tap, settings={"max_upload_bytes": "26M", "max_files": "5", "thumbnai
     status, _, body = curl_upload(big)
     tap.is_((status, parse(body).get("type")), (413, "urn:imagetools:problem:file-too-large"),
             "a file over max_upload_bytes: 413")
+    # Far over the limit: the rest of the body is not drained, the connection is cut after the answer.
+    with open(big, "ab") as f:
+        f.write(os.urandom(14 * 1024 * 1024))
+    status, _, body = curl_upload(big)
+    tap.is_((status, parse(body).get("type")), (413, "urn:imagetools:problem:file-too-large"),
+            "a file far over max_upload_bytes: 413, the client still gets the answer")
+    ctype, body = multipart([("session_id", S)], [("file", 'filename="t.png"', png_bytes(4, 4))])
+    status, rbody = raw_post(st.port, "/api/v1/images", ctype, body, content_length=205 * 1048576)
+    tap.is_((status, parse(rbody).get("type")), (413, "urn:imagetools:problem:request-too-large"),
+            "a Content-Length over max_request_bytes: 413 before reading the body")
     status, _, body = curl_upload(a, a, a, a, a, a)
     tap.is_((status, parse(body).get("type")), (413, "urn:imagetools:problem:too-many-files"), "over max_files: 413")
     status, _, body = curl_upload(a, session="A" * 32)
