@@ -271,6 +271,15 @@ with Stack(tap, settings={"max_upload_bytes": "26M", "max_files": "5", "thumbnai
                              body={"filename": "x.png"}), 404, "rename of an unknown image")
     tap.is_(len(events(S)), n_ev + 1, "failed renames made no events")
 
+    # A new version (what the worker's operations do) swaps in new blobs: the old ones go.
+    gif_img = images["gif"]
+    old_ids = st.sql("SELECT blob_id || ' ' || thumb_blob_id FROM images WHERE id = :'p1'", gif_img["id"]).split()
+    st.sql("WITH b AS (INSERT INTO blobs (chunk_size) VALUES (262144), (262144) RETURNING id)"
+           " UPDATE images SET blob_id = (SELECT min(id) FROM b), thumb_blob_id = (SELECT max(id) FROM b),"
+           " version = version + 1 WHERE id = :'p1'", gif_img["id"])
+    tap.is_(st.sql("SELECT count(*) FROM blobs WHERE id IN (:p1, :p2)", *old_ids), "0",
+            "a new version's swap deletes the previous blobs")
+
     blob_ids = st.sql("SELECT blob_id || ' ' || thumb_blob_id FROM images WHERE id = :'p1'", png_img["id"]).split()
     r = st.request("DELETE", "/api/v1/images/" + png_img["id"])
     tap.is_(r.status, 204, "delete: 204")
