@@ -354,5 +354,23 @@ with Stack(tap, settings={"max_upload_bytes": "26M", "max_files": "5", "thumbnai
     tap.is_(st.sql("SELECT count(*) FROM blobs b WHERE NOT EXISTS (SELECT 1 FROM images i"
                    " WHERE i.blob_id = b.id OR i.thumb_blob_id = b.id)"), "0", "and no blob is left orphaned")
 
+# The database goes away and comes back: uploads answer 503 meanwhile, then work again in the
+# same FastCGI process.
+with Stack(tap, own_cluster=True) as st:
+    S = st.new_session()
+    small = os.path.join(work, "small.png")
+    with open(small, "wb") as f:
+        f.write(png_bytes(16, 16))
+    st.pg.stop()
+    status, headers, body = st.curl("-F", "session_id=" + S, "-F", "file=@" + small, st.url + "/api/v1/images")
+    tap.is_((status, json.loads(body or b"{}").get("type")), (503, "urn:imagetools:problem:database-unavailable"),
+            "database down: 503 database-unavailable")
+    tap.like(headers, r"(?im)^retry-after: \d+", "with Retry-After")
+    st.pg.start()
+    status, _, body = st.curl("-F", "session_id=" + S, "-F", "file=@" + small, st.url + "/api/v1/images")
+    tap.is_(status, 201, "database back: the next upload is stored")
+    tap.is_(st.sql("SELECT count(*) || ' ' || (SELECT last_event_seq FROM sessions) FROM images"), "1 1",
+            "one image, one event: nothing half-stored from the failed attempt")
+
 subprocess.run(["rm", "-rf", work])
 tap.done()
