@@ -430,6 +430,7 @@ void it_h_image_upload(it_req *req)
 {
 	char boundary[IT_MP_BOUNDARY_MAX + 1];
 	const char *ct = it_req_env(req, "CONTENT_TYPE");
+	json_object *o, *arr;
 	int in_txn = 0;
 	upload *u;
 
@@ -466,7 +467,8 @@ void it_h_image_upload(it_req *req)
 		/* The epilogue after the close delimiter (usually a CRLF) is read
 		 * and dropped so that the web server sees the body consumed. */
 		it_req_drain(req, 64 * 1024);
-		json_object *o = json_object_new_object(), *arr = json_object_new_array();
+		o = json_object_new_object();
+		arr = json_object_new_array();
 		for (int i = 0; i < u->nfiles; i++)
 			json_object_array_add(arr, it_images_json(&u->files[i].img, it_g.cfg.url_prefix));
 		json_object_object_add(o, "images", arr);
