@@ -221,8 +221,20 @@ with Stack(tap, settings={"max_upload_bytes": "2M", "keepalive_interval": 2}) as
         more = [e for e in f.rest(1.5) if "id" in e]
         tap.is_([e.get("id") for e in got + more], [6, 7, 8, 9, 10],
                 "%s: after a kill it resumes from --state: nothing twice, nothing lost" % transport)
+
+        # The web server going away and coming back: the follower reconnects by itself.
+        st.stop_lighttpd()
+        append_events(st, ws, 2)
+        time.sleep(1.0)
+        st.start_lighttpd()
+        got = f.stored(2, timeout=40)
+        append_events(st, ws, 1)
+        got += f.stored(1)
+        more = [e for e in f.rest(1.0) if "id" in e]
+        tap.is_([e.get("id") for e in got + more], [11, 12, 13],
+                "%s: reconnects after the web server restarts: nothing twice, nothing lost" % transport)
         tap.is_(f.stop(), 0, "%s: SIGTERM ends it with exit 0" % transport)
-        tap.is_(json.load(open(state)).get("last_event_id"), 10, "%s: the state file has the last id" % transport)
+        tap.is_(json.load(open(state)).get("last_event_id"), 13, "%s: the state file has the last id" % transport)
 
         # --type filters, --once exits on the first match.
         f = Follower("-s", st.url, "-S", ws, "-t", transport, "--since", "now", "--type", "image.uploaded",
@@ -237,7 +249,7 @@ with Stack(tap, settings={"max_upload_bytes": "2M", "keepalive_interval": 2}) as
         tap.is_(len(lines), 1, "%s: exactly one line printed" % transport)
         ev = lines[0] if lines else {}
         tap.is_((ev.get("id"), ev.get("type"), (ev.get("data") or {}).get("filename")),
-                (13, "image.uploaded", "two.png"), "%s: it is the upload, not the filtered events" % transport)
+                (16, "image.uploaded", "two.png"), "%s: it is the upload, not the filtered events" % transport)
 
         # The session ending stops the follower with a clear message and exit 3.
         f = Follower("-s", st.url, "-S", ws, "-t", transport, "--since", "now", "--retry-delay", "100",
@@ -248,6 +260,28 @@ with Stack(tap, settings={"max_upload_bytes": "2M", "keepalive_interval": 2}) as
         tap.is_(code, 3, "%s: a deleted session ends the follower with exit 3" % transport)
         tap.like("".join(f.stderr), r"session .{6}\.\.\. is unknown or has expired",
                  "%s: and says why" % transport)
+        f.stop()
+
+    # A cursor the log cannot serve (here: ahead of it) gets session.resync, and the follower
+    # goes on from the id the server names.
+    for transport in ("sse", "longpoll"):
+        rs = st.new_session()
+        append_events(st, rs, 3)
+        rstate = os.path.join(tmp, "state-resync-" + transport)
+        write(rstate, json.dumps({"session_id": rs, "last_event_id": 50}).encode())
+        f = Follower("-s", st.url, "-S", rs, "-t", transport, "--state", rstate, "--retry-delay", "100",
+                     "--poll-timeout", "2")
+        seen = []
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and not any(e.get("type") == "session.resync" for e in seen):
+            seen += f.events(1, timeout=1)
+        resync = [e for e in seen if e.get("type") == "session.resync"]
+        tap.ok(resync and "id" not in resync[0] and resync[0].get("data", {}).get("last_event_id") == 3,
+               "%s: a cursor ahead of the log prints session.resync naming event 3" % transport)
+        append_events(st, rs, 1)
+        got = f.stored(1)
+        more = [e for e in f.rest(1.0) if "id" in e]
+        tap.is_([e.get("id") for e in got + more], [4], "%s: after the resync it continues with event 4" % transport)
         f.stop()
 
     # An invalid session from the start.
