@@ -278,14 +278,16 @@ static enum outcome upload_one(CURL *h, const struct opts *o, const char *path, 
 	enum outcome result = GAVE_UP;
 	unsigned attempt;
 	long status = 0;
+	const char *unusable = NULL;
 
-	if (stat(path, &st) < 0 || !S_ISREG(st.st_mode) || access(path, R_OK) < 0) {
-		const char *why = errno ? strerror(errno) : "not a regular file";
-		if (stat(path, &st) == 0 && !S_ISREG(st.st_mode))
-			why = "not a regular file";
-		fprintf(stderr, PROG ": %s: %s\n", path, why);
+	if (stat(path, &st) < 0 || access(path, R_OK) < 0)
+		unusable = strerror(errno);
+	else if (!S_ISREG(st.st_mode))
+		unusable = "not a regular file";
+	if (unusable) {
+		fprintf(stderr, PROG ": %s: %s\n", path, unusable);
 		if (o->json)
-			print_json(path, 0, NULL, why);
+			print_json(path, 0, NULL, unusable);
 		return LOCAL_ERROR;
 	}
 	pathcopy = strdup(path);
