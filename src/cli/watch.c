@@ -43,6 +43,7 @@ struct watch {
 	int ntypes;
 	int once, quiet;
 	long poll_timeout_s, idle_timeout_s, retry_delay_ms, max_wait_ms;
+	int retry_delay_given; /* --retry-delay was given: it wins over the server's hint */
 	long long cursor;
 
 	CURL *h;
@@ -606,6 +607,7 @@ int main(int argc, char **argv)
 		case 'd':
 			if (parse_long(optarg, 1, 3600000, &w.retry_delay_ms) < 0)
 				goto bad_number;
+			w.retry_delay_given = 1;
 			break;
 		case 'w':
 			if (parse_long(optarg, 1, 86400, &v) < 0)
@@ -713,8 +715,11 @@ int main(int argc, char **argv)
 		}
 		if (w.delivered)
 			attempt = 0;
-		/* The server's retry: hint is the base delay when it gave one. */
-		delay = it_cli_backoff_ms(attempt++, it_ssep_retry(&w.sse) > 0 ? it_ssep_retry(&w.sse) : w.retry_delay_ms,
+		/* The server's retry: hint is the base delay when it gave one and
+		 * the user did not choose one. */
+		delay = it_cli_backoff_ms(attempt++,
+					  it_ssep_retry(&w.sse) > 0 && !w.retry_delay_given ? it_ssep_retry(&w.sse)
+											     : w.retry_delay_ms,
 					  w.max_wait_ms, it_cli_random());
 		ra = it_cli_retry_after(w.retry_after, time(NULL));
 		if (ra >= 0)
