@@ -198,6 +198,24 @@ with Stack(tap, settings={"max_upload_bytes": "2M", "keepalive_interval": 2}) as
     tap.is_(r.returncode, 3, "unknown session on the real server: exit 3")
     tap.like(r.stderr, r"is unknown or has expired", "with a clear message")
 
+    r = run("imagetools-upload", "-s", st.url, "-S", sid, "--source", "fax", img1)
+    tap.is_(r.returncode, 1, "an unknown --source: exit 1")
+    tap.like(r.stderr, r"one\.png: refused \(.*HTTP 400", "the server's 400 is shown")
+
+    # The web server down when the upload starts: connection errors are retried until it is back.
+    st.stop_lighttpd()
+    p = subprocess.Popen([os.path.join(os.environ.get("IT_BUILDDIR", "."), "imagetools-upload"), "-s", st.url,
+                          "-S", sid, "--retry-delay", "500", "--retries", "8", "--json", img2],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(1.5)
+    st.start_lighttpd()
+    out, err = p.communicate(timeout=60)
+    tap.is_(p.returncode, 0, "upload while the server restarts: stored after retries")
+    tap.like(err, r"(?i)couldn't connect.*retrying", "the connection errors were retried")
+    img = ((json.loads(out.splitlines()[0]) if out.strip() else {}).get("images") or [{}])[0]
+    tap.is_(img.get("sha256"), hashlib.sha256(open(img2, "rb").read()).hexdigest(), "with the right bytes")
+    tap.is_(st.sql("SELECT count(*) FROM images WHERE session_id = :'p1'", sid), "6", "stored once")
+
     # -- watch: every event once and in order, on both transports, across a kill.
     for transport in ("sse", "longpoll"):
         ws = st.new_session()
