@@ -9,7 +9,6 @@ import json
 import os
 import struct
 import sys
-import time
 
 from cdp import CHROMIUM, Chromium
 from cli_helpers import Scripted, png_bytes, problem
@@ -68,7 +67,8 @@ try:
         tap.ok(data == cat, "the file part holds the image's exact bytes")
 
         tab = browser.send("Target.createTarget", {"url": srv.url + "/page.html"})
-        time.sleep(1.0)
+        wait_for(lambda: browser.evaluate(s, "chrome.tabs.query({url: %s, status: 'complete'}).then(t => t.length)"
+                                          % js(srv.url + "/page.html")), timeout=15, what="the page to load")
         r = browser.evaluate(s, "chrome.tabs.query({url: %s}).then(t => imagetools.sendScreenshot(t[0]))"
                              % js(srv.url + "/page.html"))
         tap.is_(r and r.get("ok"), True, "Send screenshot: reported as sent")

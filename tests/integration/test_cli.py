@@ -255,9 +255,9 @@ with Stack(tap, settings={"max_upload_bytes": "2M", "keepalive_interval": 2}) as
         tap.is_(json.load(open(state)).get("last_event_id"), 13, "%s: the state file has the last id" % transport)
 
         # --type filters, --once exits on the first match.
-        f = Follower("-s", st.url, "-S", ws, "-t", transport, "--since", "now", "--type", "image.uploaded",
+        # --since 13: whenever the follower gets going, it starts after the events above.
+        f = Follower("-s", st.url, "-S", ws, "-t", transport, "--since", "13", "--type", "image.uploaded",
                      "--once")
-        time.sleep(1.0)
         append_events(st, ws, 2, "image.deleted")
         r = run("imagetools-upload", "-s", st.url, "-S", ws, "-q", img2)
         tap.is_(r.returncode, 0, "%s: uploaded while watching" % transport)
@@ -279,6 +279,18 @@ with Stack(tap, settings={"max_upload_bytes": "2M", "keepalive_interval": 2}) as
         tap.like("".join(f.stderr), r"session .{6}\.\.\. is unknown or has expired",
                  "%s: and says why" % transport)
         f.stop()
+
+    # --since now skips the log so far. SSE prints connection.status once it is connected, after
+    # the follower has read the session's last id, so the event appended then is the first new one.
+    ns = st.new_session()
+    append_events(st, ns, 3)
+    f = Follower("-s", st.url, "-S", ns, "--since", "now")
+    first = f.events(1)
+    tap.is_([e.get("type") for e in first], ["connection.status"], "--since now: connected")
+    append_events(st, ns, 1)
+    got = f.events(1)
+    tap.is_([e.get("id") for e in got], [4], "--since now: the first event printed is the next one")
+    f.stop()
 
     # A cursor the log cannot serve (here: ahead of it) gets session.resync, and the follower
     # goes on from the id the server names.
