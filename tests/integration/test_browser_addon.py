@@ -39,11 +39,12 @@ def png_size(data):
 
 browser = Chromium(extension=ADDON)
 try:
-    sw = browser.wait_target(lambda t: t["type"] == "service_worker" and t["url"].startswith("chrome-extension://"))
+    sw = browser.wait_target(lambda t: t["type"] == "service_worker" and t["url"].startswith("chrome-extension://"),
+                             timeout=60)
     ext_id = sw["url"].split("/")[2]
     s = browser.attach(sw["targetId"])
     # The worker is an ES module: the target exists a moment before the module has run.
-    wait_for(lambda: browser.evaluate(s, "typeof imagetools") == "object", timeout=15, what="the add-on's worker")
+    wait_for(lambda: browser.evaluate(s, "typeof imagetools") == "object", timeout=30, what="the add-on's worker")
     tap.ok(True, "the add-on loads unpacked in Chromium (Manifest V3 service worker)")
 
     with Scripted([OK, OK, problem(404, "unknown-session", "No such session, or it has expired."),
