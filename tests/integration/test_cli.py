@@ -84,6 +84,19 @@ with Scripted([OK, problem(415, "unsupported-media-type", "Not an image."), OK])
     tap.is_([x.get("status") for x in lines[1:3]], [415, 0], "--json carries the failure's status")
     tap.ok("images" in lines[0] and "images" in lines[3], "--json carries the server's answer")
 
+# --files-from: paths one per line (here on standard input) after the ones on the command line.
+with Scripted([OK, OK, OK]) as srv:
+    listing = "%s\n\n%s\r\n%s\n" % (img2, os.path.join(tmp, "missing.png"), big)
+    p = subprocess.run([os.path.join(os.environ.get("IT_BUILDDIR", "."), "imagetools-upload"), "-s", srv.url,
+                        "-S", SID, "--json", "--files-from", "-", img1], input=listing, capture_output=True,
+                       text=True, timeout=60)
+    tap.is_(p.returncode, 1, "--files-from: one missing file: exit 1")
+    tap.is_([json.loads(x).get("file") for x in p.stdout.splitlines()],
+            [img1, img2, os.path.join(tmp, "missing.png"), big],
+            "--files-from: arguments first, then each listed path (blank lines skipped, CRLF accepted)")
+    tap.is_([r["parts"].get("file", (None, None))[0] for r in srv.requests], ["one.png", "two.png", "big.png"],
+            "--files-from: one request per existing file")
+
 # An unknown session stops at once: later files would fail the same way.
 with Scripted([problem(404, "unknown-session", "No such session, or it has expired."), OK]) as srv:
     r = run("imagetools-upload", "-s", srv.url, "-S", SID, img1, img2)
