@@ -6,7 +6,7 @@ import hashlib
 import json
 import os
 import pty
-import re
+import shutil
 import signal
 import subprocess
 import tempfile
@@ -342,4 +342,5 @@ with Stack(tap, settings={"max_upload_bytes": "2M", "keepalive_interval": 2}) as
     r = run("imagetools-watch", "--help")
     tap.ok(r.returncode == 0 and "--transport" in r.stdout, "watch --help")
 
+shutil.rmtree(tmp, ignore_errors=True)
 tap.done()
