@@ -997,6 +997,12 @@ static int handshake(client *c)
 	c->session = s;
 	it_list_push(&s->clients, &c->slink);
 	s->nclients++;
+	if (s->nclients > (unsigned)B.cfg->max_streams_per_session) {
+		/* One capability should not pin unbounded resources: extras
+		 * are told to come back later, as the hub does for SSE. */
+		it_buf_free(&c->in);
+		return client_close(c, IT_WS_CLOSE_TRY_LATER, "Too many connections to this session");
+	}
 	{
 		char red[16];
 		it_log_debug("WebSocket for session %s from id %lld", it_log_redact(sid, red, sizeof(red)),

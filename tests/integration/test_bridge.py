@@ -227,8 +227,19 @@ with Stack(tap, bridge=True) as st:
 # ------------------------------------------------------------------ pings, origins list, slow consumers
 
 with Stack(tap, bridge=True, settings={"ws_ping_interval": 1, "allowed_origins": "https://app.example",
-                                       "stream_buffer": "4K"}) as st:
+                                       "stream_buffer": "4K", "max_streams_per_session": 3}) as st:
     sid = st.new_session()
+    # max_streams_per_session: the fourth socket on one session is told to come back later.
+    few = [ws(st, sid) for _ in range(3)]
+    for i, f in enumerate(few):
+        status_first(tap, f, "socket %d of 3" % (i + 1))
+    extra = ws(st, sid)
+    tap.is_(extra.expect_close()[0], 1013, "a fourth socket on the session is closed with 1013")
+    for f in few:
+        f.close()
+    again = wait_for(lambda: ws(st, sid), timeout=5, what="a socket after the others closed")
+    status_first(tap, again, "a socket is admitted again once the others closed")
+    again.close()
     c = ws(st, sid, origin="https://app.example")
     status_first(tap, c, "listed Origin accepted")
     tap.is_(c.quiet(2.5), [], "idle client gets no text frames")
