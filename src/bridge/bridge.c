@@ -5,6 +5,7 @@
 
 #include "bridge/http.h"
 #include "bridge/pgl.h"
+#include "bridge/ratelimit.h"
 #include "bridge/ws.h"
 #include "common/buf.h"
 #include "common/id.h"
@@ -121,6 +122,8 @@ static struct bridge {
 	int stopping;
 	double stop_deadline;
 	unsigned long long delivered;
+	it_rl rate;		/* upgrades per client address (rate_streams) */
+	double rate_pruned;
 	unsigned char rbuf[65536];
 } B;
 
@@ -905,6 +908,45 @@ static int parse_query(const char *q, size_t qlen, int64_t *out)
 	return 0;
 }
 
+/* The client's address for rate limiting: the peer, or, when the peer is
+ * the web server on this machine, the last X-Forwarded-For entry (the one
+ * that web server added; earlier ones come from the client and may lie). */
+static void client_address(const client *c, const it_http_request *req, char *out, size_t outlen)
+{
+	struct sockaddr_storage ss;
+	socklen_t sl = sizeof(ss);
+	const it_http_header *xff;
+	int loopback = 0;
+
+	snprintf(out, outlen, "unknown");
+	if (getpeername(c->fd, (struct sockaddr *)&ss, &sl) == 0) {
+		if (ss.ss_family == AF_INET) {
+			struct sockaddr_in *a = (struct sockaddr_in *)&ss;
+			inet_ntop(AF_INET, &a->sin_addr, out, (socklen_t)outlen);
+			loopback = (ntohl(a->sin_addr.s_addr) >> 24) == 127;
+		} else if (ss.ss_family == AF_INET6) {
+			struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
+			inet_ntop(AF_INET6, &a->sin6_addr, out, (socklen_t)outlen);
+			loopback = IN6_IS_ADDR_LOOPBACK(&a->sin6_addr);
+		}
+	}
+	xff = it_http_find(req, "X-Forwarded-For");
+	if (loopback && xff && xff->value_len > 0) {
+		const char *v = xff->value, *last = v;
+		size_t i, n;
+		for (i = 0; i < xff->value_len; i++)
+			if (v[i] == ',')
+				last = v + i + 1;
+		while (last < v + xff->value_len && *last == ' ')
+			last++;
+		n = (size_t)(v + xff->value_len - last);
+		if (n > 0 && n < outlen) {
+			memcpy(out, last, n);
+			out[n] = '\0';
+		}
+	}
+}
+
 static int process_frames(client *c, unsigned char *buf, size_t len);
 
 static int handshake(client *c)
@@ -965,6 +1007,18 @@ static int handshake(client *c)
 		it_log_info("WebSocket upgrade refused: origin not allowed");
 		return client_http_error(c, 403, "Forbidden", "origin-not-allowed",
 					 "This origin may not open WebSockets here.", NULL);
+	}
+	{
+		char addr[64], hdr[48];
+		unsigned wait;
+
+		client_address(c, &req, addr, sizeof(addr));
+		wait = it_rl_hit(&B.rate, addr, B.now);
+		if (wait) {
+			snprintf(hdr, sizeof(hdr), "Retry-After: %u\r\n", wait);
+			return client_http_error(c, 429, "Too Many Requests", "rate-limited",
+						 "Too many WebSocket connections from this address; retry later.", hdr);
+		}
 	}
 	plen -= sizeof(ws_prefix) - 1;
 	path += sizeof(ws_prefix) - 1;
@@ -1236,6 +1290,10 @@ static void tick(void)
 	size_t i;
 
 	it_pgl_tick(&B.pg, B.now);
+	if (B.now - B.rate_pruned >= 10.0) {
+		it_rl_prune(&B.rate, B.now);
+		B.rate_pruned = B.now;
+	}
 	if (B.listen_paused_until > 0 && B.now >= B.listen_paused_until && !B.stopping) {
 		struct epoll_event e = {.events = EPOLLIN, .data.ptr = &B.listen_h};
 		epoll_ctl(B.epfd, EPOLL_CTL_ADD, B.lfd, &e);
@@ -1387,6 +1445,12 @@ int it_bridge_run(const it_config *cfg, const char *listen_addr)
 	B.signal_h.kind = H_SIGNAL;
 	B.timer_h.kind = H_TIMER;
 	B.pg_h.kind = H_PG;
+	/* 100,000 addresses at most in one minute's table (some 10 MB); past
+	 * that, new ones share one counter. */
+	if (it_rl_init(&B.rate, (unsigned)cfg->rate_streams, 60.0, 100000) < 0) {
+		it_log_error("out of memory");
+		return -1;
+	}
 	raise_fd_limit();
 	signal(SIGPIPE, SIG_IGN);
 	sigemptyset(&mask);
@@ -1494,5 +1558,6 @@ out:
 		}
 		free(B.buckets);
 	}
+	it_rl_free(&B.rate);
 	return rc;
 }

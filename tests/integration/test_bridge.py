@@ -314,6 +314,27 @@ with Stack(tap, bridge=True, settings={"ws_ping_interval": 1, "allowed_origins":
     tap.is_(ids(rest_evs), list(range(len(evs) + 1, n_events + 1)), "resuming by id gives exactly the rest")
     c.close()
 
+# ------------------------------------------------------------------ connections per address
+
+with Stack(tap, bridge=True, settings={"rate_streams": 3}) as st:
+    sid = st.new_session()
+    for i in range(3):
+        c = ws(st, sid)
+        status_first(tap, c, "upgrade %d of 3 in a minute" % (i + 1))
+        c.close()
+    try:
+        # A client cannot escape the limit by claiming another address:
+        # the bridge trusts only the entry its web server adds.
+        ws(st, sid, headers={"X-Forwarded-For": "203.0.113.9"})
+        tap.ok(False, "fourth upgrade from one address refused")
+    except HandshakeError as e:
+        tap.is_(e.status, 429, "fourth upgrade in a minute from one address: 429, even with a forged X-Forwarded-For")
+        tap.ok(e.headers.get("retry-after", "").isdigit(), "429 says when to retry")
+        tap.like(e.body.decode(), "rate-limited", "429 body is a problem")
+    c = ws(st, sid, port=st.bridge_port, headers={"X-Forwarded-For": "198.51.100.7"})
+    status_first(tap, c, "another address (as the local web server reports it) has its own budget")
+    c.close()
+
 # ------------------------------------------------------------------ restarts and shutdown (own cluster)
 
 with Stack(tap, own_cluster=True, bridge=True) as st:
