@@ -125,7 +125,7 @@ static struct bridge {
 	double listen_paused_until;
 	int stopping;
 	double stop_deadline;
-	unsigned long long delivered;
+	unsigned long long delivered, reads, checks; /* for the log line at exit */
 	it_rl rate;		/* upgrades per client address (rate_streams) */
 	double rate_pruned;
 	unsigned char rbuf[65536];
@@ -746,6 +746,7 @@ static void pump(void)
 			B.inflight_kind = Q_CHECK;
 			B.inflight[0] = s;
 			B.ninflight = 1;
+			B.checks++;
 			it_pgl_send(&B.pg, check_sql, 1, p);
 			return;
 		}
@@ -785,6 +786,7 @@ static void pump(void)
 		params[2] = limit;
 		B.inflight_kind = Q_FETCH;
 		B.ninflight = n;
+		B.reads++;
 		it_pgl_send(&B.pg, it_event_read_many_sql, 3, params);
 	}
 	it_buf_free(&ids);
@@ -1605,7 +1607,8 @@ int it_bridge_run(const it_config *cfg, const char *listen_addr)
 		reap();
 	}
 	rc = 0;
-	it_log_info("stopped; %llu event frames delivered", B.delivered);
+	it_log_info("stopped: %llu event frames delivered, %llu reads of the log, %llu session checks", B.delivered,
+		    B.reads, B.checks);
 out:
 	{
 		it_list *pos, *tmp;

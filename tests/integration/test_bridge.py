@@ -4,6 +4,7 @@ protocol errors, slow consumers and graceful shutdown."""
 
 import json
 import os
+import re
 import signal
 import socket
 import struct
@@ -334,6 +335,26 @@ with Stack(tap, bridge=True, settings={"rate_streams": 3}) as st:
     c = ws(st, sid, port=st.bridge_port, headers={"X-Forwarded-For": "198.51.100.7"})
     status_first(tap, c, "another address (as the local web server reports it) has its own budget")
     c.close()
+
+# ------------------------------------------------------------------ one read per session per notification
+
+with Stack(tap, bridge=True) as st:
+    sid = st.new_session()
+    many = [ws(st, sid) for _ in range(20)]
+    for c in many:
+        c.recv_json()  # connection.status
+    append(st, sid, 5)
+    tap.ok(all(ids(c.recv_events(5)) == [1, 2, 3, 4, 5] for c in many), "20 clients got events 1..5")
+    st.bridge.send_signal(signal.SIGTERM)
+    tap.is_(st.bridge.wait(timeout=10), 0, "bridge stopped")
+    with open(os.path.join(st.dir, "bridge.log")) as f:
+        log = f.read()
+    m = re.search(r"stopped: (\d+) event frames delivered, (\d+) reads of the log", log)
+    tap.ok(m is not None, "the bridge logs what it delivered")
+    if m:
+        tap.is_(int(m.group(1)), 100, "100 frames delivered (5 events x 20 clients)")
+        tap.ok(int(m.group(2)) <= 5, "with at most one read of the log per notification, not one per client (%s reads)"
+               % m.group(2))
 
 # ------------------------------------------------------------------ restarts and shutdown (own cluster)
 
