@@ -1051,6 +1051,9 @@ static int handshake(client *c)
 	if (req.method_len != 3 || memcmp(req.method, "GET", 3) != 0 || req.minor_version < 1)
 		return client_http_error(c, 400, "Bad Request", "bad-request",
 					 "A WebSocket upgrade is a GET over HTTP/1.1.", NULL);
+	if (it_http_find(&req, "Host") == NULL)
+		return client_http_error(c, 400, "Bad Request", "bad-request", "An HTTP/1.1 request needs a Host header.",
+					 NULL);
 	path = req.target;
 	plen = req.target_len;
 	prelen = strlen(B.cfg->url_prefix);

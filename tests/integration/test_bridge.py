@@ -176,6 +176,11 @@ with Stack(tap, bridge=True) as st:
     except HandshakeError as e:
         tap.is_(e.status, 400, "non-numeric last_event_id: 400")
     s = socket.create_connection(("127.0.0.1", st.bridge_port))
+    s.sendall(b"GET /api/v1/ws/x HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+              b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
+    tap.like(s.recv(4096).decode(errors="replace"), r"^HTTP/1.1 400 (.|\n)*Host", "no Host header: 400")
+    s.close()
+    s = socket.create_connection(("127.0.0.1", st.bridge_port))
     s.sendall(b"GET /api/v1/ws/x HTTP/1.1\r\n" + b"X-Filler: " + b"a" * 9000 + b"\r\n\r\n")
     tap.like(s.recv(4096).decode(errors="replace"), r"^HTTP/1.1 431 ", "request head over 8 KiB: 431")
     s.close()
