@@ -53,9 +53,10 @@ BEGIN
 END
 $$;
 
--- The wire form of an event (DESIGN §4), built where it is read.
+-- The wire form of an event (DESIGN §4), built where it is read: compact,
+-- one line, members in the documented order.
 CREATE FUNCTION it_event_json(e events) RETURNS text
 LANGUAGE sql STABLE PARALLEL SAFE AS $$
-    SELECT json_build_object('id', e.seq, 'type', e.type, 'timestamp', it_ts(e.created_at),
-                             'data', e.payload)::text
+    SELECT format('{"id":%s,"type":%s,"timestamp":%s,"data":%s}',
+                  e.seq, to_json(e.type)::text, to_json(it_ts(e.created_at))::text, e.payload::text)
 $$;

@@ -15,6 +15,8 @@ static const it_route routes[] = {
 	{"POST", "/api/v1/sessions", it_h_session_create},
 	{"GET", "/api/v1/sessions/{id}", it_h_session_get},
 	{"DELETE", "/api/v1/sessions/{id}", it_h_session_delete},
+	{"GET", "/api/v1/events", it_h_events_poll},
+	{"GET", "/api/v1/events/stream", it_h_events_stream},
 };
 
 int it_app_session_problem(it_req *req, int rc)

@@ -12,4 +12,8 @@ void it_h_session_create(it_req *req);
 void it_h_session_get(it_req *req);
 void it_h_session_delete(it_req *req);
 
+/* h_events.c */
+void it_h_events_poll(it_req *req);
+void it_h_events_stream(it_req *req);
+
 #endif

@@ -5,6 +5,7 @@
 #include "db/db.h"
 #include "fcgi/app.h"
 #include "fcgi/request.h"
+#include "hub/hub.h"
 
 #include <errno.h>
 #include <fcgiapp.h>
@@ -67,6 +68,8 @@ static void *accept_thread(void *arg)
 		}
 		req.fcgx = &fcgx;
 		serve(&req);
+		/* Logged before libfcgi frees the parameters the request points into. */
+		it_req_finish(&req);
 		if (req.detached) {
 			/* The hub owns the connection now: free libfcgi's buffers
 			 * and parameters but leave the socket open. */
@@ -75,7 +78,6 @@ static void *accept_thread(void *arg)
 		} else {
 			FCGX_Finish_r(&fcgx);
 		}
-		it_req_finish(&req);
 	}
 	FCGX_Finish_r(&fcgx);
 	it_db_thread_close();
@@ -185,6 +187,10 @@ int main(int argc, char **argv)
 		}
 	}
 	raise_fd_limit();
+	if (it_hub_start(&it_g.hub, &it_g.cfg) < 0) {
+		it_log_error("cannot start the event hub");
+		return 1;
+	}
 
 	tids = calloc((size_t)it_g.cfg.threads, sizeof(*tids));
 	if (tids == NULL)
@@ -203,15 +209,31 @@ int main(int argc, char **argv)
 	it_log_info("signal %d: shutting down", sig);
 	it_g.stopping = 1;
 	FCGX_ShutdownPending();
-	for (int64_t i = 0; i < it_g.cfg.threads; i++) {
-		for (int tries = 0; tries < 50; tries++) {
-			if (pthread_tryjoin_np(tids[i], NULL) == 0)
-				break;
-			pthread_kill(tids[i], SIGUSR2);
-			usleep(100 * 1000);
+	/* Threads waiting for the accept lock are not interrupted by a signal,
+	 * so every round wakes all of them until each has finished. */
+	{
+		int64_t left = it_g.cfg.threads;
+		char *done = calloc((size_t)it_g.cfg.threads, 1);
+		for (int round = 0; left > 0 && done && round < 100; round++) {
+			for (int64_t i = 0; i < it_g.cfg.threads; i++) {
+				if (done[i])
+					continue;
+				if (pthread_tryjoin_np(tids[i], NULL) == 0) {
+					done[i] = 1;
+					left--;
+				} else {
+					pthread_kill(tids[i], SIGUSR2);
+				}
+			}
+			if (left > 0)
+				usleep(50 * 1000);
 		}
+		free(done);
 	}
 	free(tids);
+	/* Open streams are ended properly, so clients reconnect at once. */
+	it_hub_stop(it_g.hub);
+	it_g.hub = NULL;
 	if (sock)
 		unlink(sock);
 	it_config_free(&it_g.cfg);

@@ -209,6 +209,17 @@ static int raw_write(it_req *req, const void *p, size_t n)
 	return 0;
 }
 
+int it_resp_head(it_req *req, int status, const char *content_type, it_buf *out)
+{
+	it_buf_printf(out, "Status: %d %s\r\n", status, it_http_reason(status));
+	if (content_type)
+		it_buf_printf(out, "Content-Type: %s\r\n", content_type);
+	it_buf_puts(out, "X-Content-Type-Options: nosniff\r\n");
+	if (req->headers.len)
+		it_buf_append(out, req->headers.data, req->headers.len);
+	return it_buf_puts(out, "\r\n") < 0 ? -1 : 0;
+}
+
 int it_resp_begin(it_req *req, int status, const char *content_type)
 {
 	it_buf h;
@@ -219,13 +230,7 @@ int it_resp_begin(it_req *req, int status, const char *content_type)
 	req->headers_sent = 1;
 	req->status = status;
 	it_buf_init(&h, HEADERS_MAX * 2);
-	it_buf_printf(&h, "Status: %d %s\r\n", status, it_http_reason(status));
-	if (content_type)
-		it_buf_printf(&h, "Content-Type: %s\r\n", content_type);
-	it_buf_puts(&h, "X-Content-Type-Options: nosniff\r\n");
-	if (req->headers.len)
-		it_buf_append(&h, req->headers.data, req->headers.len);
-	rc = it_buf_puts(&h, "\r\n");
+	rc = it_resp_head(req, status, content_type, &h);
 	if (rc == 0)
 		rc = raw_write(req, h.data, h.len);
 	it_buf_free(&h);

@@ -66,6 +66,11 @@ int it_resp_header(it_req *req, const char *name, const char *fmt, ...) __attrib
  * come before any body bytes; later calls do nothing. Returns 0 or -1. */
 int it_resp_begin(it_req *req, int status, const char *content_type);
 
+/* Formats the status line and headers (as it_resp_begin would send them)
+ * into out, for a response that is written by other means (the hub). Returns
+ * 0, or -1 when out is too small. */
+int it_resp_head(it_req *req, int status, const char *content_type, it_buf *out);
+
 /* Writes body bytes (starting the response with 200 if not yet begun).
  * Returns 0 or -1 when the client is gone. */
 int it_resp_write(it_req *req, const void *p, size_t n);

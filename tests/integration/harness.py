@@ -289,6 +289,7 @@ class Stack:
                     p.kill()
                     p.wait()
         self.procs = []
+        self.check_sanitizers()
         if self.owns_db and self.dbname and not self.owns_pg:
             try:
                 psql(self.sockdir, self.pgport, "postgres",
@@ -320,7 +321,22 @@ class Stack:
     def env(self):
         e = dict(os.environ)
         e["IMAGETOOLS_CONFIG"] = self.config
+        # Sanitizer reports of the servers land in files the test checks at the end.
+        san = "log_path=%s:" % os.path.join(self.dir, "sanitizer")
+        e["ASAN_OPTIONS"] = san + "detect_leaks=0:" + e.get("ASAN_OPTIONS", "")
+        e["UBSAN_OPTIONS"] = san + "print_stacktrace=1:" + e.get("UBSAN_OPTIONS", "")
         return e
+
+    def check_sanitizers(self):
+        """Fails the test for every AddressSanitizer / UBSan report a server wrote."""
+        if not self.dir or not os.path.isdir(self.dir):
+            return
+        for name in sorted(os.listdir(self.dir)):
+            if name.startswith("sanitizer."):
+                with open(os.path.join(self.dir, name), errors="replace") as f:
+                    text = f.read()
+                self.tap.ok(False, "no sanitizer report from a server process (%s)" % name)
+                self.tap.diag(text[:6000])
 
     def start_lighttpd(self):
         with open(os.path.join(SRCDIR, "lighttpd.conf.example")) as f:

@@ -13,7 +13,7 @@ static int tap_n, tap_failed;
 	tap_is_int((long long)(got), (long long)(want), __FILE__, __LINE__, __VA_ARGS__)
 #define is_str(got, want, ...) tap_is_str((got), (want), __FILE__, __LINE__, __VA_ARGS__)
 
-__attribute__((format(printf, 4, 5))) static int tap_ok(int pass, const char *file, int line, const char *fmt, ...)
+__attribute__((format(printf, 4, 5), unused)) static int tap_ok(int pass, const char *file, int line, const char *fmt, ...)
 {
 	va_list ap;
 
@@ -31,7 +31,7 @@ __attribute__((format(printf, 4, 5))) static int tap_ok(int pass, const char *fi
 	return pass;
 }
 
-__attribute__((format(printf, 5, 6))) static int tap_is_int(long long got, long long want, const char *file,
+__attribute__((format(printf, 5, 6), unused)) static int tap_is_int(long long got, long long want, const char *file,
 							    int line, const char *fmt, ...)
 {
 	va_list ap;
@@ -47,7 +47,7 @@ __attribute__((format(printf, 5, 6))) static int tap_is_int(long long got, long 
 	return 1;
 }
 
-__attribute__((format(printf, 5, 6))) static int tap_is_str(const char *got, const char *want, const char *file,
+__attribute__((format(printf, 5, 6), unused)) static int tap_is_str(const char *got, const char *want, const char *file,
 							    int line, const char *fmt, ...)
 {
 	va_list ap;
@@ -64,7 +64,7 @@ __attribute__((format(printf, 5, 6))) static int tap_is_str(const char *got, con
 	return 1;
 }
 
-static int tap_done(void)
+__attribute__((unused)) static int tap_done(void)
 {
 	printf("1..%d\n", tap_n);
 	return tap_failed ? 1 : 0;

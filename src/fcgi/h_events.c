@@ -1,0 +1,513 @@
+/* h_events.c: GET /events (long-poll) and GET /events/stream (Server-Sent Events).
+ *
+ * Both answer at once from the event log when they can. Otherwise, under
+ * FastCGI, the request thread sends nothing itself: it formats the response
+ * head and hands the raw connection to the hub (hub/hub.h), which waits for
+ * events without a thread or a database connection per client. Under plain
+ * CGI there is no hub: the process waits on its own connection with LISTEN,
+ * and a cross-process cap (advisory locks) bounds how many may wait. */
+#include "config.h"
+
+#include "common/log.h"
+#include "db/db.h"
+#include "db/eventlog.h"
+#include "db/sessions.h"
+#include "fcgi/app.h"
+#include "fcgi/handlers.h"
+#include "hub/hub.h"
+#include "hub/sse.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+/* Events in one long-poll answer or one backlog read. */
+#define BATCH 500
+/* Advisory lock class for the CGI waiter slots. */
+#define CGI_SLOT_LOCK 7324002
+/* Advice to a client turned away by a full server, in milliseconds. */
+#define BUSY_RETRY_MS 2000
+
+struct stream_args {
+	char session[72];
+	int64_t cursor;
+	int64_t timeout_s;
+};
+
+static int64_t mono_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Reads session_id and an optional integer from the query. Sends the problem
+ * and returns -1 on bad input. */
+static int parse_args(it_req *req, struct stream_args *a, const char *cursor_key, const char *header)
+{
+	char v[32];
+	int n;
+
+	n = it_query_get(req->query, "session_id", a->session, sizeof(a->session));
+	if (n < 0) {
+		it_resp_problem(req, 400, "missing-session-id", "The session_id query parameter is required.");
+		return -1;
+	}
+	if (!it_id_session_valid(a->session)) {
+		it_resp_problem(req, 400, "invalid-session-id", "The session id is malformed.");
+		return -1;
+	}
+	a->cursor = 0;
+	const char *h = header ? it_req_env(req, header) : NULL;
+	if (h && *h) {
+		if (it_parse_uint(h, INT64_MAX / 2, &a->cursor) < 0) {
+			it_resp_problem(req, 400, "invalid-cursor", "Last-Event-ID must be a non-negative integer.");
+			return -1;
+		}
+	} else if ((n = it_query_get(req->query, cursor_key, v, sizeof(v))) != -1) {
+		if (n < 0 || it_parse_uint(v, INT64_MAX / 2, &a->cursor) < 0) {
+			it_resp_problem(req, 400, "invalid-cursor", "%s must be a non-negative integer.", cursor_key);
+			return -1;
+		}
+	}
+	a->timeout_s = it_g.cfg.longpoll_timeout;
+	if ((n = it_query_get(req->query, "timeout", v, sizeof(v))) != -1) {
+		if (n < 0 || it_parse_uint(v, 86400, &a->timeout_s) < 0) {
+			it_resp_problem(req, 400, "invalid-timeout", "timeout must be a whole number of seconds.");
+			return -1;
+		}
+		if (a->timeout_s > it_g.cfg.longpoll_timeout)
+			a->timeout_s = it_g.cfg.longpoll_timeout;
+	}
+	return 0;
+}
+
+/* A cursor the log cannot serve: older than what is kept, or newer than the
+ * session's last event (a client from before a database restore). */
+static int needs_resync(const it_session *s, int64_t cursor)
+{
+	return cursor < s->first_kept_seq - 1 || cursor > s->last_event_seq;
+}
+
+static char *resync_json(const it_session *s, const char *reason)
+{
+	json_object *d = json_object_new_object();
+	char *j;
+
+	json_object_object_add(d, "reason", json_object_new_string(reason));
+	json_object_object_add(d, "last_event_id", json_object_new_int64(s->last_event_seq));
+	j = it_event_transient("session.resync", d);
+	json_object_put(d);
+	return j;
+}
+
+static char *status_json(const char *status, const char *transport)
+{
+	json_object *d = json_object_new_object();
+	char *j;
+
+	json_object_object_add(d, "status", json_object_new_string(status));
+	json_object_object_add(d, "transport", json_object_new_string(transport));
+	j = it_event_transient("connection.status", d);
+	json_object_put(d);
+	return j;
+}
+
+/* ------------------------------------------------------------------ long-poll body */
+
+struct lp_body {
+	it_buf items; /* comma-separated wire JSON */
+	int64_t cursor;
+	int count;
+};
+
+static int lp_collect(const it_event *ev, void *arg)
+{
+	struct lp_body *b = arg;
+
+	if (it_buf_printf(&b->items, "%s", b->count ? "," : "") < 0 ||
+	    it_buf_append(&b->items, ev->json, ev->json_len) < 0)
+		return 1; /* full: the client continues from the cursor */
+	b->cursor = ev->seq;
+	b->count++;
+	return 0;
+}
+
+/* Sends {"events":[...],"cursor":N} (plus extra members, a JSON fragment
+ * starting with a comma, or NULL). */
+static void lp_answer(it_req *req, struct lp_body *b, const char *extra)
+{
+	it_buf out;
+
+	it_buf_init(&out, b->items.max + 256);
+	it_buf_printf(&out, "{\"events\":[%s],\"cursor\":%lld%s}\n", b->items.data ? b->items.data : "",
+		      (long long)b->cursor, extra ? extra : "");
+	it_resp_header(req, "Cache-Control", "no-store");
+	it_resp_header(req, "Content-Length", "%zu", out.len);
+	it_resp_begin(req, 200, "application/json");
+	it_resp_write(req, out.data, out.len);
+	it_buf_free(&out);
+	snprintf(req->log_note, sizeof(req->log_note), "events=%d", b->count);
+}
+
+/* Writes the answer when the head was already sent (CGI mode, waiting). */
+static void lp_write_body(it_req *req, struct lp_body *b)
+{
+	it_buf out;
+
+	it_buf_init(&out, b->items.max + 256);
+	it_buf_printf(&out, "{\"events\":[%s],\"cursor\":%lld}\n", b->items.data ? b->items.data : "",
+		      (long long)b->cursor);
+	it_resp_write(req, out.data, out.len);
+	it_buf_free(&out);
+	snprintf(req->log_note, sizeof(req->log_note), "events=%d", b->count);
+}
+
+/* ------------------------------------------------------------------ hand-over to the hub */
+
+/* Gives the FastCGI connection to the hub. Returns 0 (the request is then
+ * complete as far as this thread is concerned) or a negative errno with
+ * nothing taken. */
+static int handover(it_req *req, enum it_stream_kind kind, const struct stream_args *a, const it_session *s,
+		    const it_buf *head)
+{
+	it_park p;
+	int fd, hi, rc;
+
+	if (it_g.hub == NULL || req->fcgx == NULL)
+		return -ENOTSUP;
+	/* The request body (none for a GET) is read to its end, so only
+	 * records that concern the hub can follow on the connection. */
+	if (it_req_drain(req, 65536) < 0)
+		return -EIO;
+	fd = req->fcgx->ipcFd;
+	/* Parked connections live above descriptor 1023: libfcgi's own
+	 * close path uses select(), which cannot take higher numbers, and
+	 * this way the connections it handles keep low ones. */
+	hi = fcntl(fd, F_DUPFD_CLOEXEC, 1024);
+	if (hi < 0)
+		return -errno;
+	memset(&p, 0, sizeof(p));
+	p.fd = hi;
+	p.request_id = (uint16_t)req->fcgx->requestId;
+	p.kind = kind;
+	p.session = a->session;
+	p.cursor = a->cursor;
+	p.expires_unix = s->expires_unix;
+	p.timeout_ms = a->timeout_s * 1000;
+	p.head = head->data;
+	p.head_len = head->len;
+	rc = it_hub_park(it_g.hub, &p);
+	if (rc < 0) {
+		close(hi);
+		return rc;
+	}
+	close(fd);
+	req->detached = 1;
+	req->headers_sent = 1;
+	req->status = 200;
+	snprintf(req->log_note, sizeof(req->log_note), "parked");
+	return 0;
+}
+
+/* ------------------------------------------------------------------ CGI mode */
+
+/* Takes one of cgi_max_waiters slots, shared by every CGI process through
+ * advisory locks (released when the connection closes, even on a crash).
+ * Returns 1 with a slot, 0 when all are taken, -1 on a database error. */
+static int cgi_slot(PGconn **conn)
+{
+	char cap[24], cls[24];
+	const char *params[2] = {cls, cap};
+	PGresult *res;
+	int rc = -1;
+
+	if (it_g.cfg.cgi_max_waiters <= 0)
+		return 0;
+	snprintf(cls, sizeof(cls), "%d", CGI_SLOT_LOCK);
+	snprintf(cap, sizeof(cap), "%lld", (long long)it_g.cfg.cgi_max_waiters);
+	/* LIMIT 1 stops at the first lock taken, so at most one is held. */
+	res = it_db_exec(conn, 0,
+			 "SELECT s FROM generate_series(0, $2::int - 1) s"
+			 " WHERE pg_try_advisory_lock($1::int, s) LIMIT 1",
+			 2, params);
+	if (it_db_ok(res, PGRES_TUPLES_OK))
+		rc = PQntuples(res) == 1;
+	PQclear(res);
+	return rc;
+}
+
+/* Waits on conn (which LISTENs) until a notification for session arrives
+ * (returns its seq, 0 meaning the session ended), deadline passes (-1), or the
+ * connection fails (-2). Calls keepalive(arg) every keepalive_interval; a
+ * non-zero return from it (the client went away) ends the wait with -3. */
+static int64_t cgi_wait(PGconn *conn, const char *session, int64_t deadline, int (*keepalive)(void *), void *arg)
+{
+	int64_t next_ka = mono_ms() + it_g.cfg.keepalive_interval * 1000;
+	size_t slen = strlen(session);
+
+	for (;;) {
+		PGnotify *n;
+		int64_t now = mono_ms(), wait;
+		struct pollfd pfd;
+
+		while ((n = PQnotifies(conn)) != NULL) {
+			int64_t seq = -1;
+			if (strncmp(n->extra, session, slen) == 0 && n->extra[slen] == ':')
+				seq = strtoll(n->extra + slen + 1, NULL, 10);
+			PQfreemem(n);
+			if (seq >= 0)
+				return seq;
+		}
+		if (now >= deadline)
+			return -1;
+		if (now >= next_ka) {
+			next_ka = now + it_g.cfg.keepalive_interval * 1000;
+			if (keepalive && keepalive(arg))
+				return -3;
+		}
+		wait = (deadline < next_ka ? deadline : next_ka) - now;
+		pfd.fd = PQsocket(conn);
+		pfd.events = POLLIN;
+		if (poll(&pfd, 1, (int)(wait > 1000 ? 1000 : wait)) > 0 && !PQconsumeInput(conn))
+			return -2;
+	}
+}
+
+static int listen_on(PGconn **conn)
+{
+	PGresult *res = it_db_exec(conn, 0, "LISTEN " IT_EVENT_CHANNEL, 0, NULL);
+	int ok = it_db_ok(res, PGRES_COMMAND_OK);
+
+	PQclear(res);
+	return ok ? 0 : -1;
+}
+
+static int lp_keepalive(void *arg)
+{
+	it_req *req = arg;
+
+	return it_resp_write(req, " ", 1) < 0 || it_resp_flush(req) < 0;
+}
+
+static void cgi_longpoll(it_req *req, PGconn **conn, const struct stream_args *a, struct lp_body *b)
+{
+	int slot = cgi_slot(conn);
+	int64_t deadline = mono_ms() + a->timeout_s * 1000, seq;
+
+	if (slot <= 0 || listen_on(conn) < 0) {
+		char extra[48];
+		snprintf(extra, sizeof(extra), ",\"retry_after_ms\":%d", BUSY_RETRY_MS);
+		it_resp_header(req, "Retry-After", "%d", BUSY_RETRY_MS / 1000);
+		lp_answer(req, b, extra);
+		return;
+	}
+	/* Anything committed between the first read and LISTEN. */
+	if (it_event_read(conn, a->session, a->cursor, BATCH, lp_collect, b) > 0) {
+		lp_answer(req, b, NULL);
+		return;
+	}
+	it_resp_header(req, "Cache-Control", "no-store");
+	it_resp_header(req, "X-Accel-Buffering", "no");
+	it_resp_begin(req, 200, "application/json");
+	it_resp_write(req, " ", 1);
+	it_resp_flush(req);
+	do {
+		seq = cgi_wait(*conn, a->session, deadline, lp_keepalive, req);
+	} while (seq > 0 && it_event_read(conn, a->session, a->cursor, BATCH, lp_collect, b) == 0);
+	lp_write_body(req, b);
+}
+
+static int sse_keepalive(void *arg)
+{
+	it_req *req = arg;
+
+	return it_resp_puts(req, ": keepalive\n\n") < 0 || it_resp_flush(req) < 0;
+}
+
+struct sse_out {
+	it_req *req;
+	int64_t cursor;
+	int failed;
+};
+
+static int sse_write(const it_event *ev, void *arg)
+{
+	struct sse_out *o = arg;
+	it_buf b;
+
+	it_buf_init(&b, ev->json_len + 256);
+	if (it_sse_event(&b, ev->seq, ev->type, ev->json, ev->json_len) < 0 || it_resp_write(o->req, b.data, b.len) < 0)
+		o->failed = 1;
+	it_buf_free(&b);
+	if (o->failed)
+		return 1;
+	o->cursor = ev->seq;
+	return 0;
+}
+
+/* CGI mode keeps a stream open for cgi_stream_lifetime seconds, then ends it
+ * so the process goes away; EventSource reconnects with Last-Event-ID. */
+static void cgi_stream(it_req *req, PGconn **conn, const struct stream_args *a)
+{
+	struct sse_out o = {req, a->cursor, 0};
+	int64_t deadline = mono_ms() + it_g.cfg.cgi_stream_lifetime * 1000, seq = 1;
+	int n;
+
+	if (cgi_slot(conn) <= 0 || listen_on(conn) < 0) {
+		it_buf b;
+		it_buf_init(&b, 64);
+		it_sse_retry(&b, BUSY_RETRY_MS);
+		it_resp_write(req, b.data, b.len);
+		it_buf_free(&b);
+		snprintf(req->log_note, sizeof(req->log_note), "busy");
+		return;
+	}
+	it_resp_flush(req);
+	while (!o.failed && seq > 0) {
+		do {
+			n = it_event_read(conn, a->session, o.cursor, BATCH, sse_write, &o);
+		} while (n == BATCH && !o.failed);
+		if (n < 0 || o.failed || it_resp_flush(req) < 0)
+			break;
+		seq = cgi_wait(*conn, a->session, deadline, sse_keepalive, req);
+	}
+}
+
+/* ------------------------------------------------------------------ handlers */
+
+void it_h_events_poll(it_req *req)
+{
+	PGconn *conn = it_db_thread_conn();
+	struct stream_args a;
+	struct lp_body b;
+	it_session s;
+	int n;
+
+	if (parse_args(req, &a, "cursor", NULL) < 0)
+		return;
+	if (it_app_session_problem(req, it_sessions_get(&conn, a.session, &s)))
+		return;
+	it_buf_init(&b.items, (size_t)it_g.cfg.stream_buffer);
+	b.cursor = a.cursor;
+	b.count = 0;
+	if (needs_resync(&s, a.cursor)) {
+		char *j = resync_json(&s, a.cursor > s.last_event_seq ? "cursor-ahead" : "cursor-expired");
+		it_buf_puts(&b.items, j);
+		free(j);
+		b.cursor = s.last_event_seq;
+		lp_answer(req, &b, NULL);
+		goto out;
+	}
+	n = it_event_read(&conn, a.session, a.cursor, BATCH, lp_collect, &b);
+	if (n < 0) {
+		it_app_session_problem(req, 503);
+		goto out;
+	}
+	if (n > 0 || a.timeout_s == 0) {
+		lp_answer(req, &b, NULL);
+		goto out;
+	}
+	if (it_g.cgi) {
+		cgi_longpoll(req, &conn, &a, &b);
+		goto out;
+	}
+	{
+		it_buf head;
+		int rc;
+		it_buf_init(&head, 16384);
+		it_resp_header(req, "Cache-Control", "no-store");
+		it_resp_header(req, "X-Accel-Buffering", "no");
+		it_resp_head(req, 200, "application/json", &head);
+		/* Apache's mod_proxy_fcgi sends no header before the first body
+		 * byte: a space (allowed before JSON) releases them. */
+		it_buf_puts(&head, " ");
+		rc = handover(req, IT_STREAM_LONGPOLL, &a, &s, &head);
+		it_buf_free(&head);
+		if (rc < 0) {
+			char extra[48];
+			snprintf(extra, sizeof(extra), ",\"retry_after_ms\":%d", BUSY_RETRY_MS);
+			it_buf_free(&req->headers);
+			it_buf_init(&req->headers, 8192);
+			it_resp_header(req, "Retry-After", "%d", BUSY_RETRY_MS / 1000);
+			lp_answer(req, &b, extra);
+		}
+	}
+out:
+	it_buf_free(&b.items);
+}
+
+void it_h_events_stream(it_req *req)
+{
+	PGconn *conn = it_db_thread_conn();
+	struct stream_args a;
+	it_session s;
+	it_buf head;
+	char *j;
+	int rc;
+
+	if (parse_args(req, &a, "last_event_id", "HTTP_LAST_EVENT_ID") < 0)
+		return;
+	rc = it_sessions_get(&conn, a.session, &s);
+	it_resp_header(req, "Cache-Control", "no-cache");
+	it_resp_header(req, "X-Accel-Buffering", "no");
+	if (rc == 503) {
+		/* EventSource gives up for good on a non-200 answer; a short
+		 * stream with a retry hint makes it come back instead. */
+		it_buf_init(&head, 4096);
+		it_sse_retry(&head, 5000);
+		j = status_json("degraded", "sse");
+		it_sse_transient(&head, "connection.status", j);
+		free(j);
+		it_resp_begin(req, 200, "text/event-stream");
+		it_resp_write(req, head.data, head.len);
+		it_buf_free(&head);
+		snprintf(req->log_note, sizeof(req->log_note), "database-unavailable");
+		return;
+	}
+	if (rc != 0) {
+		it_buf_free(&req->headers);
+		it_buf_init(&req->headers, 8192);
+		it_app_session_problem(req, rc);
+		return;
+	}
+
+	it_buf_init(&head, 16384);
+	if (!it_g.cgi)
+		it_resp_head(req, 200, "text/event-stream", &head);
+	it_sse_retry(&head, it_g.cfg.sse_retry_ms);
+	j = status_json("connected", "sse");
+	it_sse_transient(&head, "connection.status", j);
+	free(j);
+	if (needs_resync(&s, a.cursor)) {
+		j = resync_json(&s, a.cursor > s.last_event_seq ? "cursor-ahead" : "cursor-expired");
+		it_sse_transient(&head, "session.resync", j);
+		free(j);
+		a.cursor = s.last_event_seq;
+	}
+	if (it_g.cgi) {
+		it_resp_begin(req, 200, "text/event-stream");
+		it_resp_write(req, head.data, head.len);
+		it_buf_free(&head);
+		cgi_stream(req, &conn, &a);
+		return;
+	}
+	rc = handover(req, IT_STREAM_SSE, &a, &s, &head);
+	it_buf_free(&head);
+	if (rc < 0) {
+		/* Full: come back later rather than fail for good. */
+		it_buf b;
+		it_buf_init(&b, 64);
+		it_sse_retry(&b, BUSY_RETRY_MS * 2);
+		it_resp_begin(req, 200, "text/event-stream");
+		it_resp_write(req, b.data, b.len);
+		it_buf_free(&b);
+		snprintf(req->log_note, sizeof(req->log_note), "busy");
+	}
+}

@@ -1,0 +1,62 @@
+/* hub.h: the per-process event hub of imagetools.fcgi (docs/hub.md).
+ *
+ * One thread owns an epoll loop, one PostgreSQL connection that LISTENs for
+ * new events (and reads them), and every parked stream: long-polls waiting
+ * for an event and open Server-Sent Events streams. A request thread answers
+ * the request's headers, then hands the raw FastCGI connection to the hub,
+ * which writes FastCGI records itself; a parked stream costs a few hundred
+ * bytes, not a thread and a database connection. */
+#ifndef IT_HUB_H
+#define IT_HUB_H
+
+#include "common/config.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct it_hub it_hub;
+
+enum it_stream_kind { IT_STREAM_SSE = 1, IT_STREAM_LONGPOLL = 2 };
+
+typedef struct it_park {
+	int fd;			 /* the FastCGI connection; the hub owns it after a successful park */
+	uint16_t request_id;	 /* FastCGI request id on that connection */
+	enum it_stream_kind kind;
+	const char *session;	 /* copied */
+	int64_t cursor;		 /* deliver events with seq > cursor */
+	int64_t expires_unix;	 /* the session's expiry: the stream ends then */
+	int64_t timeout_ms;	 /* long-poll: answer with no events after this */
+	const void *head;	 /* bytes to send first (CGI-style headers and any body start), copied */
+	size_t head_len;
+} it_park;
+
+/* Counters, read by /metrics. Updated atomically by the hub thread. */
+typedef struct it_hub_stats {
+	int64_t open_sse, open_longpoll;
+	int64_t events_sse, events_longpoll; /* events written to clients */
+	int64_t resyncs;
+	int64_t dropped_slow;		     /* streams closed because their buffer was full */
+	int64_t released;		     /* streams ended by the client going away */
+	int64_t reconnects;		     /* LISTEN connection re-established */
+	int64_t fetches;		     /* event reads from the database */
+	int db_up;
+} it_hub_stats;
+
+/* Starts the hub thread. cfg must outlive the hub. Returns 0 or a negative
+ * errno; *out is set on success. */
+int it_hub_start(it_hub **out, const it_config *cfg);
+
+/* Hands a stream to the hub. On success (0) the hub owns p->fd and will write
+ * p->head, then events, then end the FastCGI request and close the fd. On
+ * failure (-EBUSY when max_streams are open, -ENOMEM) nothing was taken and the
+ * caller still owns the fd and must answer the request itself. Thread-safe. */
+int it_hub_park(it_hub *hub, const it_park *p);
+
+/* Copies the counters. Thread-safe. */
+void it_hub_stats_get(it_hub *hub, it_hub_stats *out);
+
+/* Ends every stream (each response is completed, so clients reconnect
+ * elsewhere), stops the thread and frees the hub. */
+void it_hub_stop(it_hub *hub);
+
+#endif
