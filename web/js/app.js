@@ -515,14 +515,17 @@ function setConnIndicator(d) {
   const via = d.transport ? ' · ' + TRANSPORT_NAMES[d.transport] : '';
   const text = {
     connected: 'Live' + via,
-    degraded: (d.reason === 'server' ? 'Server degraded' : 'Live') + via,
+    degraded: 'Degraded' + via,
     connecting: 'Connecting…',
     offline: 'Offline, reconnecting…',
     disconnected: 'Disconnected',
     ended: 'Session ended',
   }[d.status] || d.status;
   $('conn-text').textContent = text;
-  conn.title = d.transport ? 'Receiving updates over ' + TRANSPORT_NAMES[d.transport] : text;
+  conn.dataset.fallback = d.fallback ? 'yes' : 'no';
+  conn.title = d.transport
+    ? 'Receiving updates over ' + TRANSPORT_NAMES[d.transport] + (d.fallback ? ' (fallback)' : '')
+    : text;
 }
 
 // ------------------------------------------------------------------ device panel

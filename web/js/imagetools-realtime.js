@@ -310,6 +310,7 @@ export class RealtimeClient {
     }
     this._handlers = new Map();
     this._sessionId = null;
+    this._lastSession = null;
     this._lastEventId = 0;
     this._active = null; // the transport delivering events
     this._activeLevel = -1; // its index in transports
@@ -342,7 +343,10 @@ export class RealtimeClient {
     return this._lastEventId;
   }
 
-  /** 'disconnected', 'connecting', 'connected', 'degraded' or 'offline'. */
+  /**
+   * 'disconnected', 'connecting', 'connected' (events flow), 'degraded' (events flow but the
+   * server reports trouble) or 'offline' (no transport works at the moment; retrying).
+   */
   get status() {
     return this._status;
   }
@@ -382,7 +386,10 @@ export class RealtimeClient {
    */
   connect(sessionId, options = {}) {
     if (typeof sessionId !== 'string' || !sessionId) throw new TypeError('connect: session id required');
-    if (sessionId !== this._sessionId) this._lastEventId = 0;
+    // The position belongs to a session: kept across disconnect() and connect() of the same
+    // one, reset for another.
+    if (sessionId !== this._lastSession) this._lastEventId = 0;
+    this._lastSession = sessionId;
     if (isValidId(options.lastEventId)) this._lastEventId = options.lastEventId;
     this._teardown();
     this._sessionId = sessionId;
@@ -623,23 +630,26 @@ export class RealtimeClient {
   }
 
   // Derives the status from the facts (or takes an explicit one) and emits connection.status
-  // when anything a user would see changed.
+  // when anything a user would see changed. Being on a fallback transport is not by itself
+  // "degraded" (a site without the bridge is served fine over SSE); the data says so in
+  // `fallback`. Degraded means events flow but the server reports trouble (its database away).
   _setStatus(explicit) {
     let status = explicit;
+    const netOffline = typeof navigator !== 'undefined' && navigator.onLine === false;
     if (!status || status === 'connecting') {
       if (!this._sessionId) status = 'disconnected';
-      else if (!this.online) status = 'offline';
-      else if (this._active) status = this._activeLevel > 0 || this._serverDegraded ? 'degraded' : 'connected';
-      else if (this._retryTimer) status = 'offline';
+      else if (this._active) status = this._serverDegraded || !this.online ? 'degraded' : 'connected';
+      else if (netOffline || this._retryTimer || !this._online) status = 'offline';
       else status = 'connecting';
     }
     const transport = this.transport;
-    const key = status + '/' + transport + '/' + this.online;
+    const fallback = this._activeLevel > 0;
+    const key = [status, transport, this.online, fallback].join('/');
     if (key === this._statusKey) return;
     this._statusKey = key;
     this._status = status;
-    const data = { status, transport, online: this.online, last_event_id: this._lastEventId };
-    if (status === 'degraded') data.reason = this._serverDegraded ? 'server' : 'fallback';
+    const data = { status, transport, fallback, online: this.online, last_event_id: this._lastEventId };
+    if (status === 'degraded') data.reason = this._serverDegraded ? 'server' : 'health';
     if (this._retryTimer) data.retry_in = Math.max(0, this._retryAt - Date.now());
     this._emitLocal('connection.status', data);
   }
