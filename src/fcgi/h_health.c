@@ -4,8 +4,10 @@
 #include "db/db.h"
 #include "fcgi/app.h"
 #include "fcgi/handlers.h"
+#include "hub/hub.h"
 
 #include <time.h>
+#include <unistd.h>
 
 void it_h_health(it_req *req)
 {
@@ -20,6 +22,17 @@ void it_h_health(it_req *req)
 	json_object_object_add(o, "mode", json_object_new_string(it_g.cgi ? "cgi" : "fastcgi"));
 	json_object_object_add(o, "version", json_object_new_string(PACKAGE_VERSION));
 	json_object_object_add(o, "uptime_seconds", json_object_new_int64((int64_t)(time(NULL) - it_g.started)));
+	if (it_g.hub) {
+		it_hub_stats hs;
+		json_object *h = json_object_new_object();
+		it_hub_stats_get(it_g.hub, &hs);
+		json_object_object_add(h, "listening", json_object_new_boolean(hs.db_up));
+		json_object_object_add(h, "sse_streams", json_object_new_int64(hs.open_sse));
+		json_object_object_add(h, "longpoll_waiters", json_object_new_int64(hs.open_longpoll));
+		json_object_object_add(h, "released", json_object_new_int64(hs.released));
+		json_object_object_add(h, "process", json_object_new_int64((int64_t)getpid()));
+		json_object_object_add(o, "hub", h);
+	}
 	if (!db_ok)
 		it_resp_header(req, "Retry-After", "5");
 	it_resp_json(req, db_ok ? 200 : 503, o);

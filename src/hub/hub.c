@@ -747,12 +747,23 @@ static void stream_io(it_hub *hub, struct hstream *st, uint32_t events)
 	if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) {
 		uint8_t buf[512];
 		ssize_t r = read(st->fd, buf, sizeof(buf));
-		if (r == 0 || (r < 0 && errno != EAGAIN && errno != EINTR) ||
-		    (r > 0 && it_fcgi_scan_feed(&st->scan, st->rid, buf, (size_t)r))) {
-			/* The web server closed the connection or aborted the
-			 * request: the client is gone. */
+		if (r < 0 && errno != EAGAIN && errno != EINTR) {
 			stat_add(hub, &hub->stats.released, 1);
 			stream_close(hub, st);
+			return;
+		}
+		if (r == 0 || (r > 0 && it_fcgi_scan_feed(&st->scan, st->rid, buf, (size_t)r))) {
+			/* The web server half-closed the connection (lighttpd's
+			 * tcp-fin-propagate) or aborted the request: the client is
+			 * gone. The request still ends properly, so the web server
+			 * sees a complete answer rather than a backend failure. */
+			stat_add(hub, &hub->stats.released, 1);
+			if (st->ending) {
+				stream_close(hub, st);
+				return;
+			}
+			it_buf_reset(&st->lp);
+			stream_end(hub, st);
 			return;
 		}
 	}
