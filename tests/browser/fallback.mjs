@@ -142,6 +142,27 @@ run(async (context) => {
   const rr = await rec(page, 'main');
   is(rr.ids, range(1, missed[missed.length - 1]), 'resuming from lastEventId repeats and skips nothing');
 
+  // ---------------------------------------------------------------- online and visibility cut the wait short
+  // With every route refused the client waits out a long backoff (20 s here); the browser's
+  // "online" event, or the tab becoming visible, must make it try again at once.
+  const EVENTS = '**/api/v1/events**';
+  for (const trigger of ['online', 'visibilitychange']) {
+    const name = 'wake-' + trigger;
+    await page.route(EVENTS, (r) => r.abort('internetdisconnected'));
+    await makeClient(page, sid, name, { transports: ['sse', 'longpoll'], backoffBase: 20000, backoffCap: 30000 });
+    const offline = await until(() => page.evaluate((n) => window.__clients[n].c.status === 'offline', name), 10000);
+    ok(offline, `${trigger}: with the event routes refused the client is offline, waiting to retry`);
+    await page.unroute(EVENTS);
+    const t0 = Date.now();
+    await page.evaluate((ev) => {
+      if (ev === 'online') window.dispatchEvent(new Event('online'));
+      else document.dispatchEvent(new Event('visibilitychange'));
+    }, trigger);
+    const back = await waitTransport(page, name, 'sse', 8000);
+    ok(back, `${trigger}: the client reconnects at once instead of after the backoff (${Date.now() - t0} ms)`);
+    await page.evaluate((n) => window.__clients[n].c.disconnect(), name);
+  }
+
   // ---------------------------------------------------------------- an unknown session
   await page.evaluate(async () => {
     const { RealtimeClient } = await import('/js/imagetools-realtime.js');

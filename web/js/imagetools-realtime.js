@@ -38,13 +38,17 @@ const DEFAULTS = {
 };
 
 function jittered(ms) {
-  // "Equal jitter": between the nominal delay and one and a half times it, so that many
-  // clients cut off together by a restart do not all come back in the same instant.
-  return Math.round(ms * (1 + Math.random() * 0.5));
+  // Between three quarters and one and a quarter of the nominal delay, so that many clients
+  // cut off together by a restart do not all come back in the same instant.
+  return Math.round(ms * (0.75 + Math.random() * 0.5));
 }
 
+// The delay before reconnect attempt number `attempt` (0 = first): base, 2 base, 4 base, ...
+// up to cap, jittered, and never below base or above cap. The jitter stays at the cap too,
+// where a long outage has gathered the most clients.
 function backoffDelay(base, cap, attempt) {
-  return Math.min(cap, jittered(base * 2 ** Math.min(attempt, 16)));
+  const nominal = Math.min(cap, base * 2 ** Math.min(attempt, 30));
+  return Math.max(base, Math.min(cap, jittered(nominal)));
 }
 
 function isValidId(n) {
