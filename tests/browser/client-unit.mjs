@@ -148,7 +148,7 @@ const base = { baseUrl: 'http://app.test', WebSocket: FakeWs, EventSource: FakeE
   ok(bounded, 'delays grow 1 s, 2 s, 4 s ... within +-25 % jitter, between 1 s and the 30 s cap');
   console.log('# delays (ms): ' + gaps.join(', '));
   const capped = gaps.slice(6);
-  ok(new Set(capped).size > capped.length / 2, 'the jitter stays at the cap: delays there differ');
+  ok(new Set(capped).size >= capped.length - 2, 'the jitter stays at the cap: delays there differ');
   ok(Math.max(...gaps) <= 30000 && Math.max(...gaps) > 25000, 'the longest delays are near the 30 s cap');
   c.disconnect();
   const n = log.length;

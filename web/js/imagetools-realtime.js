@@ -44,11 +44,14 @@ function jittered(ms) {
 }
 
 // The delay before reconnect attempt number `attempt` (0 = first): base, 2 base, 4 base, ...
-// up to cap, jittered, and never below base or above cap. The jitter stays at the cap too,
-// where a long outage has gathered the most clients.
+// up to cap, each spread uniformly over -25 %..+25 % but kept between base and cap. The
+// spread stays at the cap too (22.5-30 s by default), where a long outage has gathered the
+// most clients.
 function backoffDelay(base, cap, attempt) {
   const nominal = Math.min(cap, base * 2 ** Math.min(attempt, 30));
-  return Math.max(base, Math.min(cap, jittered(nominal)));
+  const lower = Math.max(base, nominal * 0.75);
+  const upper = Math.max(lower, Math.min(cap, nominal * 1.25));
+  return Math.round(lower + Math.random() * (upper - lower));
 }
 
 function isValidId(n) {
