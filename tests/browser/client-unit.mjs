@@ -79,6 +79,11 @@ class FakeWs {
       if (FakeWs.mode === 'refuse') {
         this.readyState = 3;
         this.onclose && this.onclose({ code: 1006 });
+      } else if (FakeWs.mode === 'flap') {
+        this.readyState = 1;
+        this.onopen && this.onopen();
+        this.frame({ type: 'connection.status', data: { status: 'degraded', transport: 'websocket' } });
+        queueMicrotask(() => this.onclose && this.onclose({ code: 1011 }));
       } else if (FakeWs.mode === 'invalid') {
         this.readyState = 3;
         this.onclose && this.onclose({ code: 4004 });
@@ -203,6 +208,19 @@ const base = { baseUrl: 'http://app.test', WebSocket: FakeWs, EventSource: FakeE
   is(FakeWs.instances.length, 2, 'no pong within 10 s: the socket is declared dead and replaced');
   const again = FakeWs.instances[FakeWs.instances.length - 1];
   ok(again.url.endsWith('last_event_id=11'), 'the replacement resumes after the last id: ' + again.url);
+  c.disconnect();
+}
+
+// ------------------------------------------------------------------ a server that accepts and drops at once
+
+{
+  FakeWs.mode = 'flap';
+  FakeWs.instances = [];
+  const c = new RealtimeClient({ ...base });
+  c.connect('S5');
+  await advance(120000);
+  const n = FakeWs.instances.length;
+  ok(n >= 4 && n <= 9, `a connection dropped right after it opened is retried with growing delays (${n} in 2 min, not 120)`);
   c.disconnect();
 }
 

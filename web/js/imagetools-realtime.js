@@ -37,6 +37,9 @@ const DEFAULTS = {
   longpollTimeout: 25, // seconds the server may hold a long-poll
 };
 
+// A connection that lasted this long without dropping resets the backoff, ms.
+const STABLE_AFTER = 10000;
+
 function jittered(ms) {
   // Between three quarters and one and a quarter of the nominal delay, so that many clients
   // cut off together by a restart do not all come back in the same instant.
@@ -281,7 +284,9 @@ class LongPollTransport {
       }
       // The next request starts from the client's position (which a session.resync may have
       // moved), not from the server's cursor alone, so both stay one number.
-      if (body.retry_ms > 0) await new Promise((res) => setTimeout(res, body.retry_ms));
+      // A busy server (CGI mode past its waiter cap) answers at once with a hint to wait.
+      const hint = Number(body.retry_after_ms || body.retry_ms) || 0;
+      if (hint > 0 && !this.done) await new Promise((res) => setTimeout(res, Math.min(hint, 60000)));
     }
   }
 
@@ -426,6 +431,7 @@ export class RealtimeClient {
   _teardown() {
     clearTimeout(this._retryTimer);
     clearTimeout(this._upgradeTimer);
+    clearTimeout(this._stableTimer);
     this._retryTimer = this._upgradeTimer = null;
     for (const t of [this._active, this._probe, this._pending]) if (t) t.close();
     this._active = this._probe = this._pending = null;
@@ -489,7 +495,13 @@ export class RealtimeClient {
     if (this._active && this._active !== t) this._active.close();
     this._active = t;
     this._activeLevel = level;
-    this._failures = 0;
+    // The backoff starts over only once the connection proved stable (it delivered an event
+    // or lasted a while): a server that accepts and drops at once (its database away, a
+    // crashing backend) must not be hammered every second by every client.
+    clearTimeout(this._stableTimer);
+    this._stableTimer = setTimeout(() => {
+      if (this._active === t) this._failures = 0;
+    }, STABLE_AFTER);
     this._scheduleUpgrade();
     this._setStatus();
   }
@@ -506,6 +518,7 @@ export class RealtimeClient {
   // A transport that worked dropped: try the same kind again after a backoff delay (a restart
   // of the server looks like this), starting from it rather than from the top of the list.
   _activeFailed(level, info) {
+    clearTimeout(this._stableTimer);
     this._active = null;
     this._activeLevel = -1;
     clearTimeout(this._upgradeTimer);
@@ -613,6 +626,7 @@ export class RealtimeClient {
       // lastEventId", so an id at or below it has been handled already.
       if (id <= this._lastEventId) return;
       this._lastEventId = id;
+      this._failures = 0;
     }
     this._emit(msg);
   }
