@@ -102,8 +102,9 @@ run(async (context) => {
         `the second tab notifies about ${name}`);
       ok(!(await toasts(a)).some((t) => t.endsWith(': ' + name)), `the uploading tab does not notify about its own ${name}`);
     }
-    const imgs = await a.$$eval('#gallery .card img', (els) => els.filter((e) => e.naturalWidth > 0).length);
-    ok(imgs >= 2, `thumbnails load in the gallery (${imgs} shown)`);
+    const loaded = () => a.$$eval('#gallery .card img', (els) => els.filter((e) => e.complete && e.naturalWidth > 0).length);
+    const imgs = await until(async () => ((await loaded()) >= 2 ? loaded() : null), 15000);
+    ok(imgs >= 2, `thumbnails load in the gallery (${imgs || await loaded()} shown)`);
 
     const up = await ctl('curl_upload', { session: sid, filename: 'photo.jpg', source: 'android_app', seed: 3 });
     is(up.status, 201, 'curl uploads as the Android app');
@@ -160,6 +161,9 @@ run(async (context) => {
     }, 30000);
     is(end, 'cancelled', 'cancel stops the operation');
     ok(await a.$eval('#op-progress', (e) => e.value) < 100, 'a cancelled operation does not show 100 %');
+    await a.waitForTimeout(300);
+    is(await a.textContent('#op-message'), 'Cancelled', 'the panel says it was cancelled');
+    ok(await a.$eval('#op-cancel', (e) => e.hidden), 'and offers no Cancel button any more');
   }
 
   // ---------------------------------------------------------------- screenshots

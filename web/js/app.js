@@ -430,8 +430,13 @@ async function cancelOperation() {
   if (!op) return;
   $('op-cancel').disabled = true;
   try {
-    await api('POST', '/operations/' + encodeURIComponent(op.id) + '/cancel');
-    $('op-message').textContent = 'Cancelling…';
+    const r = await api('POST', '/operations/' + encodeURIComponent(op.id) + '/cancel');
+    // The operation.failed event may have come first; never step back from a final state.
+    const cur = state.operation;
+    if (cur && cur.id === op.id && (cur.status === 'queued' || cur.status === 'running')) {
+      if (r && r.status === 'cancelled') showOperation({ ...cur, status: 'cancelled', message: 'Cancelled' });
+      else $('op-message').textContent = 'Cancelling…';
+    }
   } catch (e) {
     toast('Could not cancel: ' + e.message, 'error');
   } finally {
