@@ -15,6 +15,13 @@
 const char it_event_read_sql[] = "SELECT e.seq, e.type, it_event_json(e) FROM events e"
 				 " WHERE e.session_id = $1 AND e.seq > $2 ORDER BY e.seq LIMIT $3";
 
+const char it_event_read_many_sql[] =
+	"SELECT q.sid, e.seq, e.type, e.json"
+	" FROM unnest($1::text[], $2::bigint[]) WITH ORDINALITY AS q(sid, after, ord)"
+	" CROSS JOIN LATERAL (SELECT e2.seq, e2.type, it_event_json(e2) AS json FROM events e2"
+	"  WHERE e2.session_id = q.sid AND e2.seq > q.after ORDER BY e2.seq LIMIT $3) e"
+	" ORDER BY q.ord, e.seq";
+
 int it_event_append(PGconn *conn, const char *session, const char *type, json_object *data, int64_t *seq)
 {
 	const char *params[3];

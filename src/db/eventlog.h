@@ -38,6 +38,12 @@ int it_event_read(PGconn **connp, const char *session, int64_t after, int limit,
  * asynchronous one. */
 extern const char it_event_read_sql[];
 
+/* The SQL that reads events of many sessions in one round trip: $1 a text[]
+ * of session ids, $2 a bigint[] of their cursors, $3 the limit per session;
+ * columns session id, seq, type, wire JSON, grouped by session in the order
+ * given and by seq within one. */
+extern const char it_event_read_many_sql[];
+
 /* Builds the wire JSON of an event that is not stored (connection.status,
  * session.resync): no "id" member. Returns a heap string (free it). */
 char *it_event_transient(const char *type, json_object *data);

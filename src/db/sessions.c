@@ -11,7 +11,7 @@
 #include <string.h>
 
 #define SESSION_COLUMNS \
-	"id, it_ts(created_at), it_ts(expires_at), extract(epoch from expires_at)::bigint, last_event_seq, first_kept_seq"
+	"id, it_ts(created_at), it_ts(expires_at), ceil(extract(epoch from expires_at))::bigint, last_event_seq, first_kept_seq"
 
 static void fill(const PGresult *res, it_session *out)
 {

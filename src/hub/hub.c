@@ -22,8 +22,11 @@
 #include <time.h>
 #include <unistd.h>
 
-/* Events read per query; a session further behind is read in several passes. */
+/* Events read per session per query; a session further behind is read in
+ * several passes. */
 #define FETCH_LIMIT 500
+/* Sessions read together in one query (one round trip however many are due). */
+#define FETCH_SESSIONS 128
 /* How often timers (keepalives, long-poll deadlines, expiry) are looked at. */
 #define TICK_MS 250
 /* A stream whose buffered output has not moved for this long is dropped. */
@@ -98,7 +101,8 @@ struct it_hub {
 	int announced_down;
 	int64_t pg_retry_ms, backoff_ms;
 	int64_t pg_deadline_ms;	/* a connection attempt gives up then */
-	struct hsess *inflight;
+	struct hsess *inflight[FETCH_SESSIONS];
+	int ninflight;
 };
 
 static int64_t now_ms(void)
@@ -441,12 +445,11 @@ static void pg_lost(it_hub *hub, const char *why)
 		PQfinish(hub->pg);
 		hub->pg = NULL;
 	}
-	if (hub->inflight) {
-		struct hsess *s = hub->inflight;
-		hub->inflight = NULL;
-		s->inflight = 0;
-		sess_maybe_free(hub, s);
+	for (int i = 0; i < hub->ninflight; i++) {
+		hub->inflight[i]->inflight = 0;
+		sess_maybe_free(hub, hub->inflight[i]);
 	}
+	hub->ninflight = 0;
 	hub->pg_busy = 0;
 	hub->pg_state = PG_DOWN;
 	hub->pg_retry_ms = now_ms() + hub->backoff_ms;
@@ -520,35 +523,50 @@ static void on_listening(it_hub *hub)
 	}
 }
 
-static void on_rows(it_hub *hub, struct hsess *s, PGresult *res)
+/* Hands the rows of one read (many sessions, grouped) to the streams. */
+static void on_rows(it_hub *hub, PGresult *res)
 {
-	int n = PQntuples(res);
+	int n = PQntuples(res), count = 0;
+	struct hsess *s = NULL;
 	it_list *pos, *tmp;
 
 	stat_add(hub, &hub->stats.fetches, 1);
 	for (int i = 0; i < n; i++) {
-		int64_t seq = strtoll(PQgetvalue(res, i, 0), NULL, 10);
-		const char *type = PQgetvalue(res, i, 1), *json = PQgetvalue(res, i, 2);
-		size_t len = (size_t)PQgetlength(res, i, 2);
+		const char *sid = PQgetvalue(res, i, 0);
+		int64_t seq = strtoll(PQgetvalue(res, i, 1), NULL, 10);
+		const char *type = PQgetvalue(res, i, 2), *json = PQgetvalue(res, i, 3);
+		size_t len = (size_t)PQgetlength(res, i, 3);
+
+		if (s == NULL || strcmp(s->id, sid) != 0) {
+			if (s && count == FETCH_LIMIT)
+				s->again = 1;
+			s = sess_find(hub, sid);
+			count = 0;
+		}
+		count++;
+		if (s == NULL)
+			continue;
 		if (seq > s->max_seen)
 			s->max_seen = seq;
 		it_list_foreach_safe(pos, tmp, &s->streams)
 		{
-			struct hstream *st = it_container_of(pos, struct hstream, sess_link);
-			deliver(hub, st, seq, type, json, len);
+			deliver(hub, it_container_of(pos, struct hstream, sess_link), seq, type, json, len);
 		}
 	}
-	if (n == FETCH_LIMIT)
+	if (s && count == FETCH_LIMIT)
 		s->again = 1;
 	/* Long-polls answer with everything this read gave them; SSE streams
 	 * get their bytes now. */
-	it_list_foreach_safe(pos, tmp, &s->streams)
-	{
-		struct hstream *st = it_container_of(pos, struct hstream, sess_link);
-		if (st->kind == IT_STREAM_LONGPOLL && st->lp.len > 0)
-			stream_end(hub, st);
-		else if (st->out.len > 0)
-			stream_flush(hub, st);
+	for (int k = 0; k < hub->ninflight; k++) {
+		s = hub->inflight[k];
+		it_list_foreach_safe(pos, tmp, &s->streams)
+		{
+			struct hstream *st = it_container_of(pos, struct hstream, sess_link);
+			if (st->kind == IT_STREAM_LONGPOLL && st->lp.len > 0)
+				stream_end(hub, st);
+			else if (st->out.len > 0)
+				stream_flush(hub, st);
+		}
 	}
 }
 
@@ -562,21 +580,24 @@ static void pg_results(it_hub *hub)
 			hub->pg_busy = 0;
 			if (hub->pg_state == PG_LISTENING) {
 				on_listening(hub);
-			} else if (hub->inflight) {
-				struct hsess *s = hub->inflight;
-				hub->inflight = NULL;
-				s->inflight = 0;
-				if (s->again) {
-					s->again = 0;
-					queue_fetch(hub, s);
+			} else {
+				int k = hub->ninflight;
+				hub->ninflight = 0;
+				for (int i = 0; i < k; i++) {
+					struct hsess *s = hub->inflight[i];
+					s->inflight = 0;
+					if (s->again) {
+						s->again = 0;
+						queue_fetch(hub, s);
+					}
+					sess_maybe_free(hub, s);
 				}
-				sess_maybe_free(hub, s);
 			}
 			break;
 		}
 		if (PQresultStatus(res) == PGRES_TUPLES_OK) {
-			if (hub->inflight)
-				on_rows(hub, hub->inflight, res);
+			if (hub->ninflight)
+				on_rows(hub, res);
 		} else if (PQresultStatus(res) != PGRES_COMMAND_OK) {
 			it_log_warn("hub: query failed: %s", PQresultErrorMessage(res));
 		}
@@ -615,14 +636,24 @@ static void on_notify(it_hub *hub, const char *payload)
 		queue_fetch(hub, s);
 }
 
+/* Sends one read for up to FETCH_SESSIONS queued sessions, each from the
+ * lowest cursor among its streams that can take more. */
 static void pg_send_next(it_hub *hub)
 {
-	while (hub->pg_state == PG_READY && !hub->pg_busy && !it_list_empty(&hub->fetch_queue)) {
+	it_buf sids, afters;
+	char limit[16];
+	const char *params[3];
+
+	if (hub->pg_state != PG_READY || hub->pg_busy || it_list_empty(&hub->fetch_queue))
+		return;
+	it_buf_init(&sids, (size_t)FETCH_SESSIONS * 80 + 16);
+	it_buf_init(&afters, (size_t)FETCH_SESSIONS * 24 + 16);
+	it_buf_puts(&sids, "{");
+	it_buf_puts(&afters, "{");
+	while (hub->ninflight < FETCH_SESSIONS && !it_list_empty(&hub->fetch_queue)) {
 		struct hsess *s = it_container_of(hub->fetch_queue.next, struct hsess, queue_link);
 		int64_t min = INT64_MAX;
 		it_list *pos;
-		char after[24], limit[16];
-		const char *params[3];
 
 		it_list_unlink(&s->queue_link);
 		s->queued = 0;
@@ -635,22 +666,31 @@ static void pg_send_next(it_hub *hub)
 			sess_maybe_free(hub, s);
 			continue;
 		}
-		snprintf(after, sizeof(after), "%lld", (long long)min);
-		snprintf(limit, sizeof(limit), "%d", FETCH_LIMIT);
-		params[0] = s->id;
-		params[1] = after;
-		params[2] = limit;
-		if (!PQsendQueryParams(hub->pg, it_event_read_sql, 3, NULL, params, NULL, NULL, 0)) {
-			queue_fetch(hub, s);
-			pg_lost(hub, PQerrorMessage(hub->pg));
-			return;
-		}
-		hub->pg_busy = 1;
-		hub->inflight = s;
+		/* Session ids are URL-safe base64: no quoting needed in an array literal. */
+		it_buf_printf(&sids, "%s%s", hub->ninflight ? "," : "", s->id);
+		it_buf_printf(&afters, "%s%lld", hub->ninflight ? "," : "", (long long)min);
+		hub->inflight[hub->ninflight++] = s;
 		s->inflight = 1;
-		if (PQflush(hub->pg) == 1)
-			pg_register(hub, EPOLLIN | EPOLLOUT);
 	}
+	it_buf_puts(&sids, "}");
+	it_buf_puts(&afters, "}");
+	if (hub->ninflight > 0) {
+		snprintf(limit, sizeof(limit), "%d", FETCH_LIMIT);
+		params[0] = sids.data;
+		params[1] = afters.data;
+		params[2] = limit;
+		if (!PQsendQueryParams(hub->pg, it_event_read_many_sql, 3, NULL, params, NULL, NULL, 0)) {
+			for (int i = 0; i < hub->ninflight; i++)
+				hub->inflight[i]->again = 1;
+			pg_lost(hub, PQerrorMessage(hub->pg));
+		} else {
+			hub->pg_busy = 1;
+			if (PQflush(hub->pg) == 1)
+				pg_register(hub, EPOLLIN | EPOLLOUT);
+		}
+	}
+	it_buf_free(&sids);
+	it_buf_free(&afters);
 }
 
 static void pg_io(it_hub *hub, uint32_t events)

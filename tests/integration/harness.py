@@ -232,6 +232,7 @@ class Stack:
         self.bridge = None
         self.worker = None
         self.dir = None
+        self.config = None
 
     # -- life cycle
 
@@ -377,6 +378,8 @@ class Stack:
 
     def fcgi_pids(self):
         pids = []
+        if self.config is None:
+            return pids
         sock_prefix = os.path.join(self.dir, "imagetools.fcgi.sock")
         for pid in os.listdir("/proc"):
             if not pid.isdigit():

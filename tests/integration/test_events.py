@@ -168,6 +168,20 @@ with Stack(tap, own_cluster=True, settings={"keepalive_interval": 1}) as st:
     tap.is_(s6.status, 404, "reconnecting to it is 404")
     s6.close()
 
+    # --- the session expires: its streams end at expiry
+    short = st.new_session()
+    st.sql("UPDATE sessions SET expires_at = now() + interval '2 seconds' WHERE id = :'p1'", short)
+    s7 = SSEStream(st.port, short)
+    lp7 = {}
+    th = threading.Thread(target=lambda: lp7.update(zip(("r", "b"), longpoll(st, short, 0, timeout=20))))
+    th.start()
+    t0 = time.monotonic()
+    s7.read_until(lambda s: False, timeout=6)
+    th.join()
+    tap.ok(s7.closed and time.monotonic() - t0 < 5, "an SSE stream ends when its session expires")
+    tap.ok(lp7.get("b") == {"events": [], "cursor": 0}, "a waiting long-poll answers when its session expires")
+    st.is_problem(st.request("GET", "/api/v1/events/stream?session_id=" + short), 404, "expired session")
+
     # --- 500 concurrent streams while events flow
     sessions = [st.new_session() for _ in range(10)]
     many = ManySSE(st.port, [sessions[i % 10] for i in range(500)])
