@@ -119,9 +119,19 @@ class FakeEs {
 }
 
 const fetches = [];
+let longpollWorks = false;
 async function fakeFetch(url) {
   fetches.push(url);
-  if (url.includes('/events?')) log.push({ t: clock.now, kind: 'longpoll', url });
+  if (url.includes('/events?')) {
+    log.push({ t: clock.now, kind: 'longpoll', url });
+    if (longpollWorks) {
+      // Answers like the server: at once for timeout=0, otherwise after the wait.
+      const wait = Number(new URL(url).searchParams.get('timeout')) * 1000;
+      await new Promise((res) => setTimeout(res, wait));
+      const cursor = Number(new URL(url).searchParams.get('cursor'));
+      return { status: 200, headers: new Map(), text: async () => ' {"events": [], "cursor": ' + cursor + '}' };
+    }
+  }
   throw new TypeError('Failed to fetch');
 }
 
@@ -237,8 +247,22 @@ const base = { baseUrl: 'http://app.test', WebSocket: FakeWs, EventSource: FakeE
   ok(es && es.url === 'http://app.test/api/v1/events/stream?session_id=S3&last_event_id=42',
     'SSE resumes with the last_event_id query: ' + (es && es.url));
   const lp = fetches.find((u) => u.includes('/events?'));
-  ok(lp === 'http://app.test/api/v1/events?session_id=S3&cursor=42&timeout=25', 'long-poll resumes with cursor: ' + lp);
+  ok(lp === 'http://app.test/api/v1/events?session_id=S3&cursor=42&timeout=0',
+    'long-poll resumes with cursor, first asking for an answer at once: ' + lp);
   c.disconnect();
+
+  longpollWorks = true;
+  fetches.length = 0;
+  const d = new RealtimeClient({ ...base });
+  d.connect('S3b', { lastEventId: 7 });
+  await advance(100);
+  is(d.transport, 'longpoll', 'long-poll is used when the others fail');
+  await advance(25000);
+  const polls = fetches.filter((u) => u.includes('/events?'));
+  is(polls.slice(0, 2).map((u) => new URL(u).searchParams.get('timeout')), ['0', '25'],
+    'once the first answer came, long-polls wait 25 s');
+  d.disconnect();
+  longpollWorks = false;
 }
 
 // ------------------------------------------------------------------ an invalid session ends it

@@ -158,6 +158,18 @@ class BrowserRun:
             ids.append(int(out))
         return ids
 
+    def ctl_append_timed(self, req):
+        """Appends count events interval_ms apart, each with data.t = its insert time (epoch ms, taken
+        inside the transaction just before commit), for latency measurements; returns the ids."""
+        ids = []
+        for i in range(int(req.get("count", 1))):
+            out = self.st.sql("SELECT it_append_event(:'p1', 'image.deleted', jsonb_build_object("
+                              "'image_id', 'bench', 'n', %d, 't', "
+                              "round(extract(epoch FROM clock_timestamp()) * 1000, 3)))" % i, req["session"])
+            ids.append(int(out))
+            time.sleep(float(req.get("interval_ms", 50)) / 1000.0)
+        return ids
+
     def ctl_restart_lighttpd(self, req):
         self.st.restart_lighttpd()
         return True

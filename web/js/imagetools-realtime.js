@@ -247,7 +247,9 @@ class LongPollTransport {
       const url = new URL(this.client._apiUrl('/events'));
       url.searchParams.set('session_id', this.sessionId);
       url.searchParams.set('cursor', String(this.client.lastEventId));
-      url.searchParams.set('timeout', String(opts.longpollTimeout));
+      // The first request asks for an immediate answer: it proves the route works (and fetches
+      // the backlog) at once, rather than after a whole quiet wait.
+      url.searchParams.set('timeout', String(this.alive ? opts.longpollTimeout : 0));
       this.abort = new AbortController();
       // The server answers within its timeout (plus keepalive spaces); a request that hangs far
       // longer went to a dead connection.
