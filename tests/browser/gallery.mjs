@@ -94,7 +94,9 @@ run(async (context) => {
       { name: 'forest.png', mimeType: 'image/png', buffer: makePng(200, 320, 2) },
     ]);
     const done = await until(async () => (await a.$$('#uploads .upload.done')).length === 2 || null, 20000);
-    ok(done, 'both uploads in the first tab finish with their progress bars at 100 %');
+    ok(done, 'both uploads from the file picker finish');
+    is(await a.$$eval('#uploads .upload.done progress', (els) => els.map((e) => e.value)), [100, 100],
+      'their progress bars are at 100 %');
     for (const name of ['sunset.png', 'forest.png']) {
       ok(await until(async () => (await galleryNames(b)).includes(name) || null),
         `${name} appears in the second tab without a reload`);
@@ -123,6 +125,38 @@ run(async (context) => {
         'the uploaded hostile name is shown as the server stored it: ' + stored.filename);
       is(await injected(b), 0, 'still no element built from a file name');
     }
+
+    // Drag and drop: a real drop event carrying a file, as the browser makes it.
+    const dropped = makePng(90, 90, 5).toString('base64');
+    await a.evaluate((b64) => {
+      const bytes = Uint8Array.from(atob(b64), (ch) => ch.charCodeAt(0));
+      const dt = new DataTransfer();
+      dt.items.add(new File([bytes], 'dropped.png', { type: 'image/png' }));
+      document.getElementById('dropzone').dispatchEvent(new DragEvent('drop', { dataTransfer: dt, bubbles: true, cancelable: true }));
+    }, dropped);
+    ok(await until(async () => (await galleryNames(b)).includes('dropped.png') || null),
+      'a file dropped on the drop zone is uploaded and appears in the other tab');
+
+    // Not an image: the server's problem detail is shown on that file's row, nothing stored.
+    await a.setInputFiles('#file-input', [{ name: 'notes.png', mimeType: 'image/png', buffer: Buffer.from('just text, not a PNG\n') }]);
+    const failed = await until(async () => {
+      const t = await a.$$eval('#uploads .upload.failed .status', (els) => els.map((e) => e.textContent));
+      return t.length ? t[0] : null;
+    }, 15000);
+    ok(failed && failed.length > 10 && !/^failed \(HTTP/.test(failed), 'a refused upload shows the server\'s explanation: ' + failed);
+    ok(!(await galleryNames(a)).includes('notes.png') && !(await galleryNames(b)).includes('notes.png'),
+      'and no card appears for it');
+
+    // A rename in one tab (PATCH) reaches the other as image.updated.
+    const sunsetId = await a.$eval('#gallery .card:has(.name:text-is("sunset.png"))', (e) => e.dataset.id).catch(() => null);
+    const renamed = await a.evaluate(async (id) => {
+      const r = await fetch('/api/v1/images/' + id, { method: 'PATCH', headers: { 'Content-Type': 'application/json' },
+        body: JSON.stringify({ filename: 'evening.png' }) });
+      return r.status;
+    }, sunsetId);
+    is(renamed, 200, 'a rename is accepted');
+    ok(await until(async () => (await galleryNames(b)).includes('evening.png') && !(await galleryNames(b)).includes('sunset.png') || null),
+      'the other tab shows the new name (image.updated)');
 
     // Deleting in one tab removes the card in the other.
     const before = (await galleryNames(b)).filter((n) => n === 'forest.png').length;
