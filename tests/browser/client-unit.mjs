@@ -281,6 +281,25 @@ const base = { baseUrl: 'http://app.test', WebSocket: FakeWs, EventSource: FakeE
 }
 
 {
+  FakeWs.mode = 'accept';
+  FakeWs.instances = [];
+  const c = new RealtimeClient({ ...base });
+  c.configure({ baseUrl: 'https://example.test/tools/' });
+  c.connect('S6');
+  await advance(0);
+  is(FakeWs.instances[0] && FakeWs.instances[0].url, 'wss://example.test/tools/api/v1/ws/S6?last_event_id=0',
+    'configure() moves the client under a path, https becomes wss');
+  c.disconnect();
+  let threw = false;
+  try {
+    c.configure({ transports: [] });
+  } catch (e) {
+    threw = true;
+  }
+  ok(threw, 'configure() refuses an empty transport list');
+}
+
+{
   let threw = false;
   try {
     new RealtimeClient({ transports: ['carrier-pigeon'] });

@@ -7,7 +7,9 @@
 import { realtime } from './imagetools-realtime.js';
 import { drawQr } from './qr.js';
 
-const API = '/api/v1';
+// The page may live under a path (shared hosting, url_prefix); the API is beside it.
+const ROOT = new URL('.', location.href).pathname.replace(/\/$/, '');
+const API = ROOT + '/api/v1';
 const SESSION_RE = /^[A-Za-z0-9_-]{16,128}$/;
 const SOURCE_NAMES = {
   web: 'a web browser',
@@ -596,6 +598,7 @@ function setupControls() {
   });
 }
 
+realtime.configure({ baseUrl: location.origin + ROOT });
 setupRealtime();
 setupControls();
 setupDropzone();

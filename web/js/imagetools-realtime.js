@@ -347,6 +347,20 @@ export class RealtimeClient {
     };
   }
 
+  /**
+   * Changes options (baseUrl, transports, timings) of this client; they apply from the next
+   * connect(). Lets an app set up the shared `realtime` instance, e.g. for a site under a path.
+   */
+  configure(options = {}) {
+    const next = { ...this._opts, ...options };
+    const unknown = next.transports.filter((t) => !TRANSPORT_CLASSES[t]);
+    if (unknown.length || !next.transports.length) {
+      throw new Error('RealtimeClient: unknown transport(s): ' + unknown.join(', '));
+    }
+    this._opts = next;
+    return this;
+  }
+
   /** The transport delivering events now ('websocket', 'sse', 'longpoll'), or null. */
   get transport() {
     return this._active ? this._active.name : null;
