@@ -200,6 +200,18 @@ run(async (context) => {
     ok(await a.$eval('#op-cancel', (e) => e.hidden), 'and offers no Cancel button any more');
   }
 
+  // ---------------------------------------------------------------- a tab opened later
+  if (FEATURES.uploads) {
+    const c = await openPage(context, BASE + '/#s=' + sid);
+    const want = (await galleryNames(a)).sort();
+    const got = await until(async () => {
+      const n = (await galleryNames(c)).sort();
+      return n.length === want.length ? n : null;
+    });
+    is(got, want, 'a tab opened later lists the same images (GET /sessions/{id}/images)');
+    await c.close();
+  }
+
   // ---------------------------------------------------------------- screenshots
   await a.setViewportSize({ width: 1280, height: 860 });
   await a.screenshot({ path: path.join(ARTIFACTS, 'page-desktop.png'), fullPage: true });

@@ -176,7 +176,11 @@ function imageId(data) {
 }
 
 function thumbUrl(data) {
-  const url = data.thumbnail_url || API + '/images/' + encodeURIComponent(imageId(data)) + '/thumbnail';
+  // Only a path on this site: an event written by any producer must not make the page fetch
+  // from elsewhere (the CSP would block it too; this keeps the console clean).
+  const given = data.thumbnail_url;
+  const local = typeof given === 'string' && given.startsWith('/') && !given.startsWith('//');
+  const url = local ? given : API + '/images/' + encodeURIComponent(imageId(data)) + '/thumbnail';
   // The version changes when the image does (compress, rename), so the browser refetches then.
   return url + (data.version ? (url.includes('?') ? '&' : '?') + 'v=' + encodeURIComponent(data.version) : '');
 }
