@@ -353,6 +353,7 @@ function uploadOne(file) {
     } else {
       row.classList.add('failed');
       status.textContent = (body && (body.detail || body.title)) || 'failed (HTTP ' + xhr.status + ')';
+      setTimeout(() => row.remove(), 30000);
     }
   });
   xhr.addEventListener('error', () => {
