@@ -265,6 +265,21 @@ const base = { baseUrl: 'http://app.test', WebSocket: FakeWs, EventSource: FakeE
   longpollWorks = false;
 }
 
+// ------------------------------------------------------------------ a browser without WebSocket or EventSource
+
+{
+  longpollWorks = true;
+  log.length = 0;
+  // Node has neither global; passing null makes the client look for them there.
+  const c = new RealtimeClient({ ...base, WebSocket: null, EventSource: null });
+  c.connect('S7');
+  await advance(100);
+  is(c.transport, 'longpoll', 'without WebSocket and EventSource the client long-polls');
+  is(log.map((l) => l.kind).slice(0, 1), ['longpoll'], 'without trying to construct the missing ones');
+  c.disconnect();
+  longpollWorks = false;
+}
+
 // ------------------------------------------------------------------ an invalid session ends it
 
 {
