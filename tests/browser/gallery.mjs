@@ -228,4 +228,15 @@ run(async (context) => {
     is(p.report.dialogs, [], `no dialog opened in the ${tab} tab (no injected script ran)`);
     is(p.report.errors.filter((e) => !NETWORK_NOISE.test(e)), [], `no script errors in the ${tab} tab`);
   }
+  // And the policy is really in force (so the checks above mean something): an inline script
+  // added to the page is refused.
+  const refused = await b.evaluate(() => new Promise((resolve) => {
+    window.__inlineRan = false;
+    document.addEventListener('securitypolicyviolation', () => resolve(!window.__inlineRan), { once: true });
+    const s = document.createElement('script');
+    s.textContent = 'window.__inlineRan = true;';
+    document.body.append(s);
+    setTimeout(() => resolve(false), 3000);
+  }));
+  ok(refused, 'the Content-Security-Policy is in force: an inline script is refused');
 });
