@@ -28,10 +28,11 @@ run(async (context) => {
   // short health polling to watch the outage.
   await page.evaluate(async () => {
     const { realtime, RealtimeClient } = await import('/js/imagetools-realtime.js');
-    window.__rec = { ids: [], online: [] };
+    window.__rec = { ids: [], online: [], page: [] };
     realtime.on('*', (m) => {
       if (m.id !== undefined) window.__rec.ids.push(m.id);
     });
+    realtime.on('connection.status', (d) => window.__rec.page.push(d.status + '/' + d.transport));
     const watcher = new RealtimeClient({ healthInterval: 500, backoffBase: 200, backoffCap: 1000 });
     watcher.on('connection.status', (d) => {
       const r = window.__rec.online;
@@ -54,6 +55,8 @@ run(async (context) => {
   await ctl('pg_stop');
   const wentOffline = await until(() => page.evaluate(() => window.__rec.online.includes(false)), 10000);
   ok(wentOffline, 'health polling reports the database outage (online = false)');
+  const pageSaw = await until(() => page.evaluate(() => window.__rec.page.some((s) => /^(degraded|offline)/.test(s))), 20000);
+  ok(pageSaw, 'the page\'s own client reports the outage (degraded or offline) while the database is away');
   await ctl('pg_start');
   last = (await append(3)).pop();
   ok(await waitLast(last, 45000), 'events written after the database restart arrive');
@@ -72,6 +75,7 @@ run(async (context) => {
   }, 20000);
   is(status, 'connected', 'the indicator shows the page live again');
   diag('indicator: ' + (await page.textContent('#conn-text')));
+  diag('page statuses: ' + (await page.evaluate(() => window.__rec.page.join(', '))));
 
   if (FEATURES.uploads) {
     const up = await ctl('curl_upload', { session: sid, filename: 'after-restarts.png', source: 'android_app' });
