@@ -123,6 +123,38 @@ run(async (context) => {
   is(r.transports.slice(0, want.length), want, 'the transports went ' + want.join(' -> '));
   is(await page.evaluate(() => window.__clients.main.c.lastEventId), last, 'lastEventId is the last id handled');
 
+  // ---------------------------------------------------------------- session.resync on every transport
+  // A position the log cannot serve (newer than the session's last event, as after a database
+  // restore) gets session.resync; the client takes its last_event_id and goes on from there.
+  const kinds = (FEATURES.bridge ? ['websocket'] : []).concat(['sse', 'longpoll']);
+  for (const k of kinds) {
+    const [now] = await events(1);
+    const name = 'resync-' + k;
+    await page.evaluate(async ({ sid, name, k }) => {
+      const { RealtimeClient } = await import('/js/imagetools-realtime.js');
+      const c = new RealtimeClient({ transports: [k], longpollTimeout: 5 });
+      const rec = { seen: [] };
+      c.on('*', (m) => {
+        if (m.type === 'session.resync') rec.seen.push('resync:' + m.data.last_event_id);
+        else if (m.id !== undefined) rec.seen.push(m.id);
+      });
+      window.__clients[name] = { c, rec };
+      c.connect(sid, { lastEventId: 1000000 });
+    }, { sid, name, k });
+    const got = await until(async () => {
+      const r = await rec(page, name);
+      return r.seen.length ? r.seen : null;
+    });
+    is(got && got[0], 'resync:' + now, `${k}: a position beyond the log gets session.resync to the last id`);
+    const more = await events(2);
+    const r = await until(async () => {
+      const x = await rec(page, name);
+      return x.seen.length >= 3 ? x.seen : null;
+    });
+    is(r, ['resync:' + now, ...more], `${k}: after the resync the client receives the new events`);
+    await page.evaluate((n) => window.__clients[n].c.disconnect(), name);
+  }
+
   // ---------------------------------------------------------------- a WebSocket that closes before delivering
   // What a proxy that strips the Upgrade header does: the socket opens (or not) and closes
   // without a single frame. The client must not stay on it.
