@@ -244,6 +244,8 @@ class LongPollTransport {
     const opts = this.client._opts;
     const fetchFn = opts.fetch || globalThis.fetch.bind(globalThis);
     while (!this.done) {
+      // Each request starts from the client's position (which a session.resync may have moved),
+      // not from the server's cursor, so there is one position for every transport.
       const url = new URL(this.client._apiUrl('/events'));
       url.searchParams.set('session_id', this.sessionId);
       url.searchParams.set('cursor', String(this.client.lastEventId));
@@ -284,8 +286,6 @@ class LongPollTransport {
         if (this.done) return;
         this.cb.message(msg);
       }
-      // The next request starts from the client's position (which a session.resync may have
-      // moved), not from the server's cursor alone, so both stay one number.
       // A busy server (CGI mode past its waiter cap) answers at once with a hint to wait.
       const hint = Number(body.retry_after_ms || body.retry_ms) || 0;
       if (hint > 0 && !this.done) await new Promise((res) => setTimeout(res, Math.min(hint, 60000)));
@@ -511,6 +511,9 @@ export class RealtimeClient {
     if (this._active && this._active !== t) this._active.close();
     this._active = t;
     this._activeLevel = level;
+    // What the previous connection's server said about itself no longer holds; a WebSocket or
+    // SSE stream says it again in its first frame (long-poll has the health check).
+    this._serverDegraded = false;
     // The backoff starts over only once the connection proved stable (it delivered an event
     // or lasted a while): a server that accepts and drops at once (its database away, a
     // crashing backend) must not be hammered every second by every client.
