@@ -17,7 +17,7 @@ run(async (context) => {
   const sid = await ctl('new_session');
   const kinds = (FEATURES.bridge ? ['websocket'] : []).concat(['sse', 'longpoll']);
   await page.evaluate(async ({ sid, kinds }) => {
-    const { RealtimeClient } = await import('/js/imagetools-realtime.js');
+    const { RealtimeClient } = await import(new URL('js/imagetools-realtime.js', document.baseURI).href);
     window.__bench = {};
     for (const k of kinds) {
       const b = { lat: [], ids: [], t0: performance.now(), connectMs: null };
@@ -56,7 +56,7 @@ run(async (context) => {
   // until an event committed at that moment reaches the handler (over SSE)?
   if (FEATURES.bridge) {
     await page.evaluate(async (sid) => {
-      const { RealtimeClient } = await import('/js/imagetools-realtime.js');
+      const { RealtimeClient } = await import(new URL('js/imagetools-realtime.js', document.baseURI).href);
       const c = new RealtimeClient();
       window.__fo = { c, got: new Map() };
       c.on('image.deleted', (d, m) => window.__fo.got.set(m.id, performance.timeOrigin + performance.now()));

@@ -12,7 +12,7 @@ const STREAM = '**/api/v1/events/stream**';
 
 async function makeClient(page, sid, name, options = {}) {
   await page.evaluate(async ({ sid, name, options }) => {
-    const { RealtimeClient } = await import('/js/imagetools-realtime.js');
+    const { RealtimeClient } = await import(new URL('js/imagetools-realtime.js', document.baseURI).href);
     const c = new RealtimeClient({
       upgradeInterval: 1500, backoffBase: 200, backoffCap: 2000, healthInterval: 1000,
       connectTimeout: 4000, pingInterval: 1000, pongTimeout: 2000, longpollTimeout: 5, ...options,
@@ -131,7 +131,7 @@ run(async (context) => {
     const [now] = await events(1);
     const name = 'resync-' + k;
     await page.evaluate(async ({ sid, name, k }) => {
-      const { RealtimeClient } = await import('/js/imagetools-realtime.js');
+      const { RealtimeClient } = await import(new URL('js/imagetools-realtime.js', document.baseURI).href);
       const c = new RealtimeClient({ transports: [k], longpollTimeout: 5 });
       const rec = { seen: [] };
       c.on('*', (m) => {
@@ -197,7 +197,7 @@ run(async (context) => {
 
   // ---------------------------------------------------------------- an unknown session
   await page.evaluate(async () => {
-    const { RealtimeClient } = await import('/js/imagetools-realtime.js');
+    const { RealtimeClient } = await import(new URL('js/imagetools-realtime.js', document.baseURI).href);
     const c = new RealtimeClient({ backoffBase: 100, backoffCap: 500, connectTimeout: 2000 });
     window.__invalid = null;
     c.on('session.invalid', (d) => { window.__invalid = d.session_id; });

@@ -3,7 +3,7 @@
 // the QR code decodes to the session link; screenshots at desktop and phone widths.
 
 import path from 'node:path';
-import { ARTIFACTS, BASE, FEATURES, ctl, diag, is, makePng, ok, openPage, run, skip, until } from './lib.mjs';
+import { ARTIFACTS, BASE, FEATURES, LABEL, ctl, diag, is, makePng, ok, openPage, run, skip, until } from './lib.mjs';
 
 // Chromium logs failed requests and WebSocket handshakes to the console; during fallback those
 // are expected and are not script errors.
@@ -40,7 +40,7 @@ run(async (context) => {
   is(joinHref, BASE + '/#s=' + sid, 'the device panel shows the session link');
 
   // ---------------------------------------------------------------- QR code
-  const qrPath = path.join(ARTIFACTS, 'qr.png');
+  const qrPath = path.join(ARTIFACTS, LABEL + 'qr.png');
   await a.locator('#qr').screenshot({ path: qrPath });
   const decoded = await ctl('zbar', { path: qrPath });
   if (decoded && decoded.skip) skip('the QR code decodes to the session link', decoded.skip);
@@ -150,7 +150,7 @@ run(async (context) => {
     // A rename in one tab (PATCH) reaches the other as image.updated.
     const sunsetId = await a.$eval('#gallery .card:has(.name:text-is("sunset.png"))', (e) => e.dataset.id).catch(() => null);
     const renamed = await a.evaluate(async (id) => {
-      const r = await fetch('/api/v1/images/' + id, { method: 'PATCH', headers: { 'Content-Type': 'application/json' },
+      const r = await fetch('api/v1/images/' + id, { method: 'PATCH', headers: { 'Content-Type': 'application/json' },
         body: JSON.stringify({ filename: 'evening.png' }) });
       return r.status;
     }, sunsetId);
@@ -214,10 +214,10 @@ run(async (context) => {
 
   // ---------------------------------------------------------------- screenshots
   await a.setViewportSize({ width: 1280, height: 860 });
-  await a.screenshot({ path: path.join(ARTIFACTS, 'page-desktop.png'), fullPage: true });
+  await a.screenshot({ path: path.join(ARTIFACTS, LABEL + 'page-desktop.png'), fullPage: true });
   await a.setViewportSize({ width: 390, height: 844 });
   await a.waitForTimeout(200);
-  await a.screenshot({ path: path.join(ARTIFACTS, 'page-phone.png'), fullPage: true });
+  await a.screenshot({ path: path.join(ARTIFACTS, LABEL + 'page-phone.png'), fullPage: true });
   const overflow = await a.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
   ok(overflow <= 0, `nothing is wider than a phone screen (overflow ${overflow}px)`);
   diag('screenshots in ' + ARTIFACTS);

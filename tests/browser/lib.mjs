@@ -14,6 +14,8 @@ import zlib from 'node:zlib';
 export const BASE = process.env.IT_URL;
 export const ARTIFACTS = process.env.IT_ARTIFACTS || os.tmpdir();
 export const FEATURES = JSON.parse(process.env.IT_FEATURES || '{}');
+// Prefix of artifact file names, so that runs against different deployments keep theirs apart.
+export const LABEL = process.env.IT_LABEL ? process.env.IT_LABEL + '-' : '';
 
 let failures = 0;
 

@@ -64,6 +64,8 @@ class BrowserRun:
     def __init__(self, tap, stack):
         self.tap = tap
         self.st = stack
+        # Shared-hosting stacks serve everything under a path (url_prefix).
+        self.prefix = getattr(stack, "prefix", "") or ""
         self.artifacts = os.path.join(BUILDDIR, "tests", "artifacts")
         os.makedirs(self.artifacts, exist_ok=True)
 
@@ -72,14 +74,15 @@ class BrowserRun:
     def features(self):
         st = self.st
         f = {"bridge": st.bridge is not None, "worker": st.worker is not None}
-        sid = st.new_session()
-        r = st.request("GET", "/api/v1/events?session_id=%s&cursor=0&timeout=1" % sid, timeout=15)
+        sid = self.new_session()
+        p = self.prefix
+        r = st.request("GET", p + "/api/v1/events?session_id=%s&cursor=0&timeout=1" % sid, timeout=15)
         f["longpoll"] = r.status == 200
-        st_code, headers, _ = st.curl("-m", "2", "%s/api/v1/events/stream?session_id=%s" % (st.url, sid))
+        st_code, headers, _ = st.curl("-m", "2", "%s%s/api/v1/events/stream?session_id=%s" % (st.url, p, sid))
         f["sse"] = st_code == 200 and "text/event-stream" in headers
-        r = st.request("GET", "/api/v1/sessions/%s/images" % sid)
+        r = st.request("GET", p + "/api/v1/sessions/%s/images" % sid)
         f["uploads"] = r.status == 200
-        r = st.request("GET", "/api/v1/operations/%s" % uuid.uuid4())
+        r = st.request("GET", p + "/api/v1/operations/%s" % uuid.uuid4())
         # A missing route answers the router's generic "not-found" problem; a missing operation
         # answers its own type.
         f["operations"] = r.status == 404 and b'problem:not-found"' not in r.body.replace(b" ", b"")
@@ -87,11 +90,14 @@ class BrowserRun:
 
     # -- running a script
 
-    def run(self, script, env=None, timeout=300):
+    def run(self, script, env=None, timeout=300, label=None):
+        """Runs script; label (e.g. "apache-cgi") prefixes its artifact file names."""
         e = dict(os.environ)
+        if label:
+            e["IT_LABEL"] = label
         self.feat = self.features()
         self.tap.diag("stack features: %s" % json.dumps(self.feat, sort_keys=True))
-        e.update({"IT_URL": self.st.url, "IT_ARTIFACTS": self.artifacts, "IT_FEATURES": json.dumps(self.feat),
+        e.update({"IT_URL": self.st.url + self.prefix, "IT_ARTIFACTS": self.artifacts, "IT_FEATURES": json.dumps(self.feat),
                   "IT_CHROMIUM": CHROMIUM, "IT_BROWSER_TIMEOUT": str(timeout - 20)})
         e.update(env or {})
         proc = subprocess.Popen(["node", os.path.join(BROWSER_DIR, script)], cwd=BROWSER_DIR, env=e,
@@ -144,8 +150,14 @@ class BrowserRun:
         except Exception as ex:  # the script decides what a failure means
             return {"error": "%s: %s" % (type(ex).__name__, ex)}
 
+    def new_session(self):
+        r = self.st.request("POST", self.prefix + "/api/v1/sessions", body=b"", headers={"Content-Length": "0"})
+        if r.status != 201:
+            raise RuntimeError("session create failed: %r" % r)
+        return r.json()["session_id"]
+
     def ctl_new_session(self, req):
-        return self.st.new_session()
+        return self.new_session()
 
     def ctl_append(self, req):
         """Appends count events of type to a session through it_append_event; returns their ids."""
@@ -223,7 +235,7 @@ class BrowserRun:
             status, _, body = self.st.curl("-F", "session_id=" + req["session"],
                                            "-F", "source=" + req.get("source", "android_app"),
                                            "-F", 'file=@%s;filename="%s";type=image/png' % (path, name),
-                                           self.st.url + "/api/v1/images")
+                                           self.st.url + self.prefix + "/api/v1/images")
             try:
                 body = json.loads(body.decode("utf-8"))
             except ValueError:
