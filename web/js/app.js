@@ -28,6 +28,7 @@ const state = {
   selected: new Set(),
   ownUploads: new Map(), // size -> count of this tab's uploads in flight, to tell own uploads from others'
   ownImageIds: new Set(),
+  deleted: new Set(), // ids deleted while a list request may still carry them
   operation: null, // {id, type, status}
 };
 
@@ -142,6 +143,7 @@ async function openSession(id, { create = false } = {}) {
 
 function clearGallery() {
   state.images.clear();
+  state.deleted.clear();
   state.selected.clear();
   $('gallery').replaceChildren();
   updateCounts();
@@ -159,7 +161,7 @@ async function loadImages() {
       if (state.session !== id) return;
       for (const img of r.images || []) {
         seen.add(img.id);
-        upsertImage(img, { append: true });
+        if (!state.deleted.has(img.id)) upsertImage(img, { append: true });
       }
       if (!r.next) break;
       before = r.next;
@@ -261,6 +263,7 @@ function renderCard(entry) {
 }
 
 function removeImage(id) {
+  state.deleted.add(id);
   const entry = state.images.get(id);
   if (!entry) return;
   entry.el.remove();
