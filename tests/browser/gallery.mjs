@@ -212,6 +212,32 @@ run(async (context) => {
     await c.close();
   }
 
+  // ---------------------------------------------------------------- new session, join by link, expiry warning
+  {
+    const c = await openPage(context, BASE + '/#s=' + sid);
+    await until(async () => (await c.textContent('#session-id')) === sid || null);
+    await c.click('#new-session');
+    const other = await until(async () => {
+      const id = await c.textContent('#session-id');
+      return id !== sid && /^[A-Za-z0-9_-]{16,}$/.test(id) ? id : null;
+    });
+    ok(other && c.url().endsWith('#s=' + other), '"New session" starts another session and puts it in the URL');
+    is(await galleryNames(c), [], 'its gallery is empty');
+    await c.fill('#join-input', BASE + '/#s=' + sid);
+    await c.click('#join-form button[type=submit]');
+    is(await until(async () => ((await c.textContent('#session-id')) === sid ? sid : null)), sid,
+      'pasting a session link into Join goes back to that session');
+    if (streaming) {
+      await ctl('append', { session: sid, type: 'session.expiring', data: { expires_at: '2030-01-01T00:00:00.000Z', seconds_left: 300 } });
+      ok(await until(async () => (await toasts(c)).some((t) => /expires in about 5 min/.test(t)) || null),
+        'a session.expiring event warns in a notification');
+    }
+    await c.fill('#join-input', 'not a session');
+    await c.click('#join-form button[type=submit]');
+    ok(!(await c.$eval('#session-error', (e) => e.hidden)), 'a malformed link is refused with a message');
+    await c.close();
+  }
+
   // ---------------------------------------------------------------- screenshots
   await a.setViewportSize({ width: 1280, height: 860 });
   await a.screenshot({ path: path.join(ARTIFACTS, LABEL + 'page-desktop.png'), fullPage: true });
