@@ -120,8 +120,10 @@ class FakeEs {
 
 const fetches = [];
 let longpollWorks = false;
+const healthChecks = [];
 async function fakeFetch(url) {
   fetches.push(url);
+  if (url.endsWith('/health')) healthChecks.push(clock.now);
   if (url.includes('/events?')) {
     log.push({ t: clock.now, kind: 'longpoll', url });
     if (longpollWorks) {
@@ -165,6 +167,11 @@ const base = { baseUrl: 'http://app.test', WebSocket: FakeWs, EventSource: FakeE
   const capped = gaps.slice(6);
   ok(new Set(capped).size >= capped.length - 2, 'the jitter stays at the cap: delays there differ');
   ok(Math.max(...gaps) <= 30000 && Math.max(...gaps) > 25000, 'the longest delays are near the 30 s cap');
+  // Health polling while the server is unreachable: 1 s, 2 s, 4 s ... up to the 30 s interval.
+  const hgaps = healthChecks.slice(1).map((t, i) => t - healthChecks[i]);
+  console.log('# health check gaps (ms): ' + hgaps.slice(0, 8).join(', ') + ', ...');
+  ok(hgaps.length > 20 && hgaps[0] <= 1250 && hgaps.every((g) => g <= 30000) && hgaps.slice(-5).every((g) => g >= 22500),
+    'failing health checks back off from 1 s to the 30 s interval');
   c.disconnect();
   const n = log.length;
   await advance(120000);
