@@ -416,6 +416,13 @@ def check_websocket(tap, st, sid, label):
         tap.is_(ws.recv_text(), "pong", label + ": ping is answered with pong")
     finally:
         ws.close()
+    # The bridge's Origin check works through the proxy only if the proxy passes the
+    # browser's Host on: a page from elsewhere must be refused, ours (above) accepted.
+    ws = WSClient("127.0.0.1", st.port, api(st, "/ws/%s" % sid), "http://evil.example")
+    try:
+        tap.is_(ws.status, 403, label + ": an upgrade from a foreign Origin is refused")
+    finally:
+        ws.close()
 
 
 def run_all(tap, st, mode, label, websocket=True, client_gone_within=None):
