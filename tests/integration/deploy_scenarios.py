@@ -20,6 +20,7 @@ import os
 import re
 import socket
 import struct
+import subprocess
 import threading
 import time
 import zlib
@@ -425,6 +426,53 @@ def check_websocket(tap, st, sid, label):
         ws.close()
 
 
+def check_cli(tap, st, sid, label):
+    """The command-line clients against this site's URL (with its prefix, as a user would
+    give it): imagetools-upload stores a file, imagetools-watch sees its event over SSE and
+    over long-poll."""
+    if not (os.path.exists(st.bin("imagetools-upload")) and os.path.exists(st.bin("imagetools-watch"))
+            and has_route("POST", "/api/v1/images")):
+        skip(tap, label + ": the command-line clients or uploads are not built yet")
+        return
+    server = "http://127.0.0.1:%d%s" % (st.port, getattr(st, "prefix", ""))
+    home = os.path.join(st.dir, "cli-home")
+    os.makedirs(home, exist_ok=True)
+    env = dict(os.environ, HOME=home, XDG_CONFIG_HOME=home)
+    env.pop("IMAGETOOLS_SERVER", None)
+    env.pop("IMAGETOOLS_SESSION", None)
+    last = st.sql("SELECT last_event_seq FROM sessions WHERE id = :'p1'", sid)
+    watchers = {t: subprocess.Popen([st.bin("imagetools-watch"), "-s", server, "-S", sid, "-t", t, "--since", last,
+                                     "-T", "image.uploaded", "-1", "-q"], env=env, stdout=subprocess.PIPE,
+                                    stderr=subprocess.PIPE)
+                for t in ("sse", "longpoll")}
+    path = os.path.join(home, "from-cli.png")
+    data = png_bytes(24, 24, seed=5)
+    with open(path, "wb") as f:
+        f.write(data)
+    r = subprocess.run([st.bin("imagetools-upload"), "-s", server, "-S", sid, "-q", "-j", path], env=env,
+                       capture_output=True, timeout=60)
+    tap.is_(r.returncode, 0, label + ": imagetools-upload stores a file through the site")
+    try:
+        answer = json.loads(r.stdout.decode().splitlines()[0])
+    except (ValueError, IndexError):
+        answer = {}
+    stored = (answer.get("images") or [answer])[0] if isinstance(answer, dict) else {}
+    tap.is_(stored.get("sha256"), hashlib.sha256(data).hexdigest(), label + ": as the bytes it sent")
+    for t, p in watchers.items():
+        try:
+            out, err = p.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            out, err = p.communicate()
+        try:
+            ev = json.loads(out.decode().splitlines()[0])
+        except (ValueError, IndexError):
+            ev = {}
+            tap.diag("imagetools-watch -t %s: %r %r" % (t, out[-500:], err[-500:]))
+        tap.is_((ev.get("type"), ev.get("data", {}).get("filename")), ("image.uploaded", "from-cli.png"),
+                label + ": imagetools-watch over %s sees the upload" % t)
+
+
 def run_all(tap, st, mode, label, websocket=True, client_gone_within=None):
     """Every scenario against one running stack. mode: "fastcgi" or "cgi";
     client_gone_within: seconds a stream may outlive its client (process in CGI mode,
@@ -434,6 +482,7 @@ def run_all(tap, st, mode, label, websocket=True, client_gone_within=None):
     check_upload(tap, st, sid, label)
     check_longpoll(tap, st, sid, label)
     check_sse(tap, st, sid, label)
+    check_cli(tap, st, sid, label)
     if client_gone_within is not None:
         check_client_leaves(tap, st, sid, label, client_gone_within, mode)
     if websocket:
