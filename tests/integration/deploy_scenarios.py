@@ -473,16 +473,56 @@ def check_cli(tap, st, sid, label):
                 label + ": imagetools-watch over %s sees the upload" % t)
 
 
+def check_operation(tap, st, sid, images, label, cron):
+    """A long operation end to end through the site: POST /operations, the worker (a daemon,
+    or `imagetools-worker --once` from cron where no daemon may run), and its progress
+    reaching an SSE client."""
+    if not (images and has_route("POST", "/api/v1/operations") and os.path.exists(st.bin("imagetools-worker"))):
+        skip(tap, label + ": operations, the worker or uploads are not built yet")
+        return
+    last = st.sql("SELECT last_event_seq FROM sessions WHERE id = :'p1'", sid)
+    c = SSEClient("127.0.0.1", st.port, api(st, "/events/stream?session_id=" + sid), headers={"Last-Event-ID": last},
+                  timeout=60)
+    try:
+        c.next()
+        body = {"session_id": sid, "type": "bulk_resize", "image_ids": [images[0]["id"]], "params": {"width": 8}}
+        r = st.request("POST", api(st, "/operations"), body=body)
+        tap.is_(r.status, 202, label + ": an operation is accepted")
+        op = r.json().get("operation_id") if r.status == 202 else None
+        if cron:
+            w = subprocess.run([st.bin("imagetools-worker"), "--once"], env=st.env(), capture_output=True, timeout=120)
+            tap.is_(w.returncode, 0, label + ": imagetools-worker --once (cron) runs the queue")
+        elif st.worker is None:
+            st.start_worker()
+        seen = []
+        while True:
+            ev = c.next()
+            if ev.get("data", {}).get("data", {}).get("operation_id") != op:
+                continue
+            seen.append((int(ev["id"]), ev.get("event")))
+            if ev.get("event") in ("operation.completed", "operation.failed"):
+                break
+        types = [t for _, t in seen]
+        tap.is_((types[0], types[-1]), ("operation.started", "operation.completed"),
+                label + ": its events arrive on the stream, started to completed")
+        tap.ok(all(a[0] < b[0] for a, b in zip(seen, seen[1:])), label + ": in order")
+    finally:
+        c.close()
+    r = st.request("GET", api(st, "/operations/%s" % op))
+    tap.is_(r.json().get("status") if r.status == 200 else r.status, "completed", label + ": the operation reads back completed")
+
+
 def run_all(tap, st, mode, label, websocket=True, client_gone_within=None):
     """Every scenario against one running stack. mode: "fastcgi" or "cgi";
     client_gone_within: seconds a stream may outlive its client (process in CGI mode,
     parked stream in FastCGI mode)."""
     sid = check_basics(tap, st, mode, label)
     check_static(tap, st, label)
-    check_upload(tap, st, sid, label)
+    images = check_upload(tap, st, sid, label)
     check_longpoll(tap, st, sid, label)
     check_sse(tap, st, sid, label)
     check_cli(tap, st, sid, label)
+    check_operation(tap, st, sid, images, label, cron=(mode == "cgi"))
     if client_gone_within is not None:
         check_client_leaves(tap, st, sid, label, client_gone_within, mode)
     if websocket:
