@@ -377,8 +377,12 @@ static int deliver(it_hub *hub, struct hstream *st, int64_t seq, const char *typ
 		st->behind = 1;
 		return 0;
 	}
-	if (seq > st->cursor + 1)
+	if (seq > st->cursor + 1) {
+		/* Only pruning makes a gap in the log: worth a line. */
+		it_log_warn("hub: events %lld..%lld are gone from the log; stream told to resync",
+			    (long long)st->cursor + 1, (long long)seq - 1);
 		send_resync(hub, st, "gap", seq - 1);
+	}
 	if (st->kind == IT_STREAM_SSE) {
 		it_buf tmp;
 		int rc;
@@ -540,6 +544,8 @@ static void on_rows(it_hub *hub, PGresult *res)
 	it_list *pos, *tmp;
 
 	stat_add(hub, &hub->stats.fetches, 1);
+	if (n > 0)
+		it_log_debug("hub: read %d events, %s..%s", n, PQgetvalue(res, 0, 1), PQgetvalue(res, n - 1, 1));
 	for (int i = 0; i < n; i++) {
 		const char *sid = PQgetvalue(res, i, 0);
 		int64_t seq = strtoll(PQgetvalue(res, i, 1), NULL, 10);
@@ -689,6 +695,7 @@ static void pg_send_next(it_hub *hub)
 		params[0] = sids.data;
 		params[1] = afters.data;
 		params[2] = limit;
+		it_log_debug("hub: reading %d sessions from %s", hub->ninflight, afters.data);
 		if (!PQsendQueryParams(hub->pg, it_event_read_many_sql, 3, NULL, params, NULL, NULL, 0)) {
 			for (int i = 0; i < hub->ninflight; i++)
 				hub->inflight[i]->again = 1;

@@ -355,9 +355,11 @@ class Stack:
                 "fcgi_procs": self.fcgi_procs, "config": self.config, "bridge_host": "127.0.0.1",
                 "bridge_port": self.bridge_port, "errorlog": self.errorlog,
                 "pidfile": os.path.join(self.dir, "lighttpd.pid")}))
+        # The FastCGI processes inherit lighttpd's stderr: their log lines land here.
+        log = open(os.path.join(self.dir, "fcgi.log"), "ab")
         self.lighttpd = subprocess.Popen(["lighttpd", "-D", "-f", self.lighttpd_conf], env=self.env(),
-                                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                         start_new_session=True)
+                                         stdout=subprocess.DEVNULL, stderr=log, start_new_session=True)
+        log.close()
         wait_for(lambda: self._health_answers(), timeout=20, what="lighttpd and imagetools.fcgi")
 
     def _health_answers(self):
@@ -440,7 +442,7 @@ class Stack:
     def dump_logs(self):
         if not self.dir:
             return
-        for name in ("lighttpd-error.log", "bridge.log", "worker.log"):
+        for name in ("lighttpd-error.log", "fcgi.log", "bridge.log", "worker.log"):
             p = os.path.join(self.dir, name)
             if os.path.exists(p):
                 with open(p, errors="replace") as f:

@@ -64,15 +64,18 @@ class Follower(threading.Thread):
         if s.status != 200:
             s.close()
             return
+        done = 0  # events may already have come with the response head
         try:
-            while not self.stop and not s.closed:
+            while not self.stop:
+                for ev in s.parser.events[done:]:
+                    self.take(ev["json"])
+                done = len(s.parser.events)
+                if s.closed:
+                    break
                 if time.monotonic() < self.stall_until:
                     time.sleep(0.1)
                     continue
-                n = len(s.parser.events)
-                s.read_until(lambda x: len(x.parser.events) > n, timeout=1)
-                for ev in s.parser.events[n:]:
-                    self.take(ev["json"])
+                s.read_until(lambda x: len(x.parser.events) > done, timeout=1)
         finally:
             s.close()
 
