@@ -6,6 +6,7 @@ housekeeping (expiry warnings, expired sessions, event retention, abandoned jobs
 import hashlib
 import signal
 import subprocess
+import threading
 import time
 
 from harness import Stack, Tap, wait_for
@@ -74,6 +75,25 @@ with Stack(tap, settings=SETTINGS) as st:
     st.is_problem(st.request("GET", "/api/v1/operations/nope"), 404, "malformed operation id")
     st.is_problem(st.request("POST", "/api/v1/operations/0b7e3c1a-2f4d-4c5e-9a8b-1c2d3e4f5a6b/cancel",
                              body=b"", headers={"Content-Length": "0"}), 404, "cancel an unknown operation")
+
+    # ---------------------------------------------------------------- concurrent enqueues on one session
+
+    statuses = []
+
+    def enqueue_one():
+        statuses.append(post(dict(base, image_ids=ids[:1])).status)
+    threads = [threading.Thread(target=enqueue_one) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    tap.is_(statuses, [202] * 8, "8 concurrent enqueues on one session all succeed")
+    started = [e for e in wu.events(st, sid) if e["type"] == "operation.started"]
+    tap.is_(len(started), 8, "with one operation.started each")
+    for op_id in set(e["data"]["operation_id"] for e in started):
+        st.request("POST", "/api/v1/operations/%s/cancel" % op_id, body=b"", headers={"Content-Length": "0"})
+    tap.is_(st.sql("SELECT count(*) FROM operations WHERE status <> 'cancelled'"), "0",
+            "(cancelled again before any worker runs)")
 
     # ---------------------------------------------------------------- a queued operation, cancelled
     r = post(base)
@@ -212,10 +232,15 @@ with Stack(tap, settings=SETTINGS) as st:
     tap.is_(sum(wu.image_row(st, i)["version"] == 2 for i in ids), n, "no half-done image")
 
     # --once drains the queue and exits (cron on shared hosting).
-    r = subprocess.run([st.bin("imagetools-worker"), "--once"], env=st.env(), capture_output=True, timeout=120)
+    last_seq = wu.events(st, sid)[-1]["id"]
+    r = subprocess.run([st.bin("imagetools-worker"), "--once", "--progress-interval", "60000"], env=st.env(),
+                       capture_output=True, timeout=120)
     tap.is_(r.returncode, 0, "--once exits 0")
     done = wu.get_operation(st, op)
     tap.is_((done["status"], done["attempts"]), ("completed", 1), "--once finished the released job")
+    prog = [e["data"] for e in events_of(st, sid, op) if e["type"] == "operation.progress" and e["id"] > last_seq]
+    tap.is_([(p["current"], p["progress"]) for p in prog], [(n + 1, n * 5), (20, 100)],
+            "throttled progress: the claim's first image and the final 100% only")
     tap.is_([wu.image_row(st, i)["version"] for i in ids], [2] * 20, "every image once, none twice")
     ups = [e for e in wu.events(st, sid) if e["type"] == "image.updated"]
     tap.is_(len(ups), 20, "one image.updated per image across the two workers")
