@@ -11,6 +11,7 @@
 #include "db/images.h"
 #include "worker/transform.h"
 
+#include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -390,6 +391,33 @@ out:
 	return rc;
 }
 
+/* Waits for the transform threads of a batch, renewing the lease every
+ * third of worker_lease meanwhile: a huge image, or a slow machine, must not
+ * look like a dead worker. Losing the lease here is noticed by the next
+ * store, whose conditional update then finds no row. */
+static void wait_transforms(struct run *r, struct slot *slots, int n)
+{
+	const int lease = (int)r->w->cfg->worker_lease;
+	struct timespec deadline;
+
+	for (int k = 0; k < n; k++) {
+		if (!slots[k].has_thread)
+			continue;
+		for (;;) {
+			clock_gettime(CLOCK_REALTIME, &deadline);
+			deadline.tv_sec += lease / 3 > 0 ? lease / 3 : 1;
+			if (pthread_timedjoin_np(slots[k].thread, NULL, &deadline) != ETIMEDOUT)
+				break;
+			if (it_wq_renew(r->w->conn, r->job, r->w->owner, lease) < 0)
+				it_log_warn("operation %s: lease renewal failed", r->job->id);
+		}
+		slots[k].has_thread = 0;
+	}
+	/* A full lease for storing the batch, however long the wait was. */
+	if (it_wq_renew(r->w->conn, r->job, r->w->owner, lease) < 0)
+		it_log_warn("operation %s: lease renewal failed", r->job->id);
+}
+
 /* Checks between two images whether the job goes on. Returns 0 to go on,
  * or the value it_wk_run returns after stopping here (*stopped set). */
 static int between(struct run *r, int i, int *stopped)
@@ -468,14 +496,14 @@ int it_wk_run(it_worker *w, it_wq_job *job)
 				rc = -1;
 				break;
 			}
-			if (n > 1 && pthread_create(&sl->thread, NULL, transform, sl) == 0)
+			/* A thread even for one image: this thread keeps the
+			 * lease alive meanwhile (wait_transforms). */
+			if (pthread_create(&sl->thread, NULL, transform, sl) == 0)
 				sl->has_thread = 1;
 			else
 				transform(sl);
 		}
-		for (k = 0; k < n; k++)
-			if (slots[k].has_thread)
-				pthread_join(slots[k].thread, NULL);
+		wait_transforms(&r, slots, n);
 		for (k = 0; k < n && rc == 0 && !stopped; k++) {
 			/* Cancellation and shutdown are honoured before every image. */
 			if (k > 0) {

@@ -293,6 +293,19 @@ with Stack(tap, settings=SETTINGS) as st:
             "the workers' log shows one claim per job")
     wu.stop_worker(st, wd, signal.SIGTERM)
 
+    # One image that takes longer than the 5 s lease (enlarged to 18 megapixels, then PNG): the
+    # worker keeps its lease alive while libvips works, so the other idle worker never steals it.
+    sid = st.new_session()
+    big = upload_big(st, sid, 1)
+    op = wu.start_operation(st, sid, big, "bulk_resize", {"width": 5000, "height": 5000, "enlarge": True,
+                                                          "format": "png"})
+    done = wu.wait_operation(st, op, timeout=180)
+    secs = float(st.sql("SELECT extract(epoch FROM finished_at - started_at) FROM operations WHERE id = :'p1'", op))
+    tap.is_((done["status"], done["attempts"]), ("completed", 1),
+            "an image slower than the lease (%.1f s) is not taken over by another worker" % secs)
+    tap.is_((wu.image_row(st, big[0])["version"], wu.image_row(st, big[0])["width"]), (2, 5000),
+            "stored once, at 5000 pixels wide")
+
     # ---------------------------------------------------------------- housekeeping
     # A job abandoned by IT_OPS_MAX_ATTEMPTS dead workers is failed, never left "running".
     sid = st.new_session()
