@@ -117,8 +117,18 @@ with Stack(tap, settings=SETTINGS) as st:
                              headers={"Content-Length": "0"}), 409, "cancelling a finished operation")
     tap.is_([wu.image_row(st, i)["version"] for i in ids], [1, 1], "no image was touched")
 
+    # An image deleted after the operation was queued is reported, not fatal.
+    sid_del = st.new_session()
+    del_ids = upload(st, sid_del, 2)
+    op_del = wu.start_operation(st, sid_del, del_ids)
+    tap.is_(st.request("DELETE", "/api/v1/images/" + del_ids[1]).status, 204, "an image deleted while queued")
+
     # ---------------------------------------------------------------- compress 5 JPEGs
     w1 = st.start_worker("--progress-interval", "0")
+    done = wu.wait_operation(st, op_del)
+    entry = [x for x in done["result"]["images"] if x["image_id"] == del_ids[1]]
+    tap.is_((done["status"], done["result"]["failed"], entry[0]["error"] if entry else None),
+            ("completed", 1, "the image no longer exists"), "is reported as failed; the other one is done")
     sid = st.new_session()
     ids = upload(st, sid, 5)
     before = {i: wu.image_bytes(st, i) for i in ids}
