@@ -362,4 +362,31 @@ with Stack(tap, settings=SETTINGS) as st:
     for p in (wb, wc):
         tap.is_(wu.stop_worker(st, p, signal.SIGTERM), 0, "worker stops on SIGTERM")
 
+# ---------------------------------------------------------------- the worker outlives PostgreSQL restarts
+with Stack(tap, own_cluster=True, settings=SETTINGS) as st:
+    w = st.start_worker()
+    sid = st.new_session()
+    ids = upload(st, sid, 2)
+    op = wu.start_operation(st, sid, ids)
+    tap.is_(wu.wait_operation(st, op)["status"], "completed", "a job before the restart")
+    st.pg.restart(down_seconds=1.0)
+    wait_for(lambda: st.request("GET", "/api/v1/health").status == 200, timeout=30, what="health after restart")
+    op = wu.start_operation(st, sid, ids)
+    done = wu.wait_operation(st, op, timeout=90)
+    tap.is_((done["status"], w.poll()), ("completed", None),
+            "after PostgreSQL restarts, the same worker process reconnects and runs the next job")
+
+    # A session deleted in the middle of its job: the worker lets go and takes the next job.
+    sid = st.new_session()
+    ids = upload_big(st, sid, 30)
+    op = wu.start_operation(st, sid, ids)
+    wu.wait_done(st, op, 2)
+    tap.is_(st.request("DELETE", "/api/v1/sessions/" + sid).status, 204, "session deleted mid-job")
+    tap.is_(st.sql("SELECT count(*) FROM operations WHERE id = :'p1'", op), "0", "its operation went with it")
+    sid = st.new_session()
+    ids = upload(st, sid, 1)
+    op = wu.start_operation(st, sid, ids)
+    tap.is_(wu.wait_operation(st, op)["status"], "completed", "and the worker goes on with the next job")
+    tap.is_(wu.stop_worker(st, w, signal.SIGTERM), 0, "worker stops on SIGTERM")
+
 tap.done()
