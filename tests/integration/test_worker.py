@@ -4,6 +4,8 @@ cancellation, corrupt files, a worker killed mid-job, concurrent workers, SIGTER
 housekeeping (expiry warnings, expired sessions, event retention, abandoned jobs)."""
 
 import hashlib
+import http.client
+import json
 import signal
 import subprocess
 import threading
@@ -334,13 +336,29 @@ with Stack(tap, settings=SETTINGS) as st:
     op = wu.start_operation(st, sid, ids)
     wu.wait_operation(st, op)
     st.sql("UPDATE sessions SET expires_at = now() + interval '6 seconds' WHERE id = :'p1'", sid)
-    ev = wait_for(lambda: [e for e in wu.events(st, sid) if e["type"] == "session.expiring"], timeout=15,
-                  what="session.expiring")
-    live = st.sql("SELECT expires_at > now() FROM sessions WHERE id = :'p1'", sid)
-    tap.is_(live, "t", "session.expiring arrives while the session is still live")
-    tap.ok(0 < ev[0]["data"]["seconds_left"] <= 3, "seconds_left within expiry_warning (%r)" % ev[0]["data"])
-    tap.like(ev[0]["data"].get("expires_at", ""), r"Z$", "with expires_at")
-    tap.is_(st.sql("SELECT count(*) FROM events WHERE session_id = :'p1' AND type = 'session.expiring'", sid), "1", "exactly once")
+    # A browser tab on SSE: it must get session.expiring before its stream ends with the session.
+    conn = http.client.HTTPConnection("127.0.0.1", st.port, timeout=30)
+    conn.request("GET", "/api/v1/events/stream?session_id=" + sid)
+    resp = conn.getresponse()
+    seen, expiring_live, ev = [], None, [{}]
+    while True:
+        line = resp.readline()
+        if not line:
+            break
+        if line.startswith(b"event: "):
+            seen.append(line[7:].strip().decode())
+            if seen[-1] == "session.expiring":
+                expiring_live = st.sql("SELECT count(*) FROM sessions WHERE id = :'p1' AND expires_at > now()",
+                                       sid)
+        elif line.startswith(b"data: ") and seen and seen[-1] == "session.expiring":
+            ev = [json.loads(line[6:])]
+    conn.close()
+    tap.is_(seen.count("session.expiring"), 1, "an SSE client gets session.expiring once, then the stream ends")
+    tap.is_(expiring_live, "1", "session.expiring arrives while the session is still live")
+    tap.is_(ev[0].get("type"), "session.expiring", "in the wire format")
+    data = ev[0].get("data", {})
+    tap.ok(0 < data.get("seconds_left", 0) <= 3, "seconds_left within expiry_warning (%r)" % data)
+    tap.like(data.get("expires_at", ""), r"Z$", "with expires_at")
     wait_for(lambda: st.sql("SELECT count(*) FROM sessions WHERE id = :'p1'", sid) == "0", timeout=15,
              what="the expired session to be deleted")
     tap.ok(True, "the expired session is deleted")
