@@ -43,7 +43,9 @@ def main():
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
     tap = Tap()
-    with Stack(tap, own_cluster=True, bridge=True, settings={"log_level": "warn", "max_streams": 20000}) as st:
+    # Every connection comes from 127.0.0.1, so the per-address limits are lifted.
+    settings = {"log_level": "warn", "max_streams": 20000, "rate_streams": 0, "max_streams_per_session": 100000}
+    with Stack(tap, own_cluster=True, bridge=True, settings=settings) as st:
         sessions = [st.new_session() for _ in range(args.sessions)]
         sel = selectors.DefaultSelector()
         sse = [Client("sse", st.port, sessions[i % len(sessions)]) for i in range(args.sse)]

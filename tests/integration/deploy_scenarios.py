@@ -20,6 +20,7 @@ import os
 import re
 import socket
 import struct
+import subprocess
 import threading
 import time
 import zlib
@@ -359,42 +360,45 @@ def open_streams(st):
     return r.json().get("hub", {}).get("sse_streams") if r.status == 200 else None
 
 
-def check_client_leaves(tap, st, sid, label, within, mode="cgi"):
+def count_streams(st, mode):
+    """Open streams of st: parked in the (single) FastCGI process, or CGI processes."""
+    return open_streams(st) if mode == "fastcgi" else len(st.fcgi_pids())
+
+
+def check_client_leaves(tap, st, sid, label, within, mode="cgi", half_close=False):
     """A stream whose client hangs up must not hold its resources until it would end by
-    itself: the web server has to tell the backend (lighttpd's tcp-fin-propagate), or the
-    backend's next keepalive write has to fail through it, within `within` seconds. In CGI
-    mode the stream's process must end; in FastCGI mode the hub must release the stream."""
+    itself: the web server has to tell the backend, or the backend's next keepalive write
+    has to fail through it, within `within` seconds. In CGI mode the stream's process must
+    end; in FastCGI mode the hub must release the stream. half_close: the client only
+    shuts down its sending side (it still reads), which only lighttpd's
+    tcp-fin-propagate passes on."""
     if not has_route("GET", "/api/v1/events/stream"):
         skip(tap, label + ": GET /api/v1/events/stream (SSE) is not built yet")
         return
-    if mode == "fastcgi":
-        before = open_streams(st)
-        c = SSEClient("127.0.0.1", st.port, api(st, "/events/stream?session_id=" + sid))
-        c.next()
-        tap.is_(open_streams(st), (before or 0) + 1, label + ": the open stream is parked in the hub")
-        c.resp.close()
-        c.close()
-        t0 = time.monotonic()
-        while open_streams(st) != before and time.monotonic() - t0 < within + 5:
-            time.sleep(0.1)
-        took = time.monotonic() - t0
-        tap.ok(open_streams(st) == before and took <= within,
-               label + ": the hub releases it %.1f s after the client leaves (limit %d s)" % (took, within))
-        return
-    before = set(st.fcgi_pids())
-    c = SSEClient("127.0.0.1", st.port, api(st, "/events/stream?session_id=" + sid))
-    c.next()
-    streaming = set(st.fcgi_pids()) - before
-    tap.is_(len(streaming), 1, label + ": one CGI process serves the open stream")
-    c.resp.close()
-    c.close()
+    how = "half-closes" if half_close else "leaves"
+    before = count_streams(st, mode)
+    s = socket.create_connection(("127.0.0.1", st.port), timeout=15)
+    s.sendall(("GET %s HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n\r\n"
+               % (api(st, "/events/stream?session_id=" + sid), st.port)).encode())
+    got = b""
+    while b"\n\n" not in got.partition(b"\r\n\r\n")[2].replace(b"\r\n", b"\n"):
+        chunk = s.recv(4096)
+        if not chunk:
+            break
+        got += chunk
+    tap.is_(count_streams(st, mode), (before or 0) + 1,
+            label + ": an open stream holds %s" % ("a parked stream in the hub" if mode == "fastcgi" else "a CGI process"))
+    if half_close:
+        s.shutdown(socket.SHUT_WR)
+    else:
+        s.close()
     t0 = time.monotonic()
-    while streaming and time.monotonic() - t0 < within + 5:
-        streaming = {p for p in streaming if os.path.exists("/proc/%d" % p)}
+    while count_streams(st, mode) != before and time.monotonic() - t0 < within + 5:
         time.sleep(0.1)
     took = time.monotonic() - t0
-    tap.ok(not streaming and took <= within,
-           label + ": its process ends %.1f s after the client leaves (limit %d s)" % (took, within))
+    tap.ok(count_streams(st, mode) == before and took <= within,
+           label + ": released %.1f s after the client %s (limit %d s)" % (took, how, within))
+    s.close()
 
 
 def check_websocket(tap, st, sid, label):
@@ -416,18 +420,116 @@ def check_websocket(tap, st, sid, label):
         tap.is_(ws.recv_text(), "pong", label + ": ping is answered with pong")
     finally:
         ws.close()
+    # The bridge's Origin check works through the proxy only if the proxy passes the
+    # browser's Host on: a page from elsewhere must be refused, ours (above) accepted.
+    ws = WSClient("127.0.0.1", st.port, api(st, "/ws/%s" % sid), "http://evil.example")
+    try:
+        tap.is_(ws.status, 403, label + ": an upgrade from a foreign Origin is refused")
+    finally:
+        ws.close()
 
 
-def run_all(tap, st, mode, label, websocket=True, client_gone_within=None):
+def check_cli(tap, st, sid, label):
+    """The command-line clients against this site's URL (with its prefix, as a user would
+    give it): imagetools-upload stores a file, imagetools-watch sees its event over SSE and
+    over long-poll."""
+    if not (os.path.exists(st.bin("imagetools-upload")) and os.path.exists(st.bin("imagetools-watch"))
+            and has_route("POST", "/api/v1/images")):
+        skip(tap, label + ": the command-line clients or uploads are not built yet")
+        return
+    server = "http://127.0.0.1:%d%s" % (st.port, getattr(st, "prefix", ""))
+    home = os.path.join(st.dir, "cli-home")
+    os.makedirs(home, exist_ok=True)
+    env = dict(os.environ, HOME=home, XDG_CONFIG_HOME=home)
+    env.pop("IMAGETOOLS_SERVER", None)
+    env.pop("IMAGETOOLS_SESSION", None)
+    last = st.sql("SELECT last_event_seq FROM sessions WHERE id = :'p1'", sid)
+    watchers = {t: subprocess.Popen([st.bin("imagetools-watch"), "-s", server, "-S", sid, "-t", t, "--since", last,
+                                     "-T", "image.uploaded", "-1", "-q"], env=env, stdout=subprocess.PIPE,
+                                    stderr=subprocess.PIPE)
+                for t in ("sse", "longpoll")}
+    path = os.path.join(home, "from-cli.png")
+    data = png_bytes(24, 24, seed=5)
+    with open(path, "wb") as f:
+        f.write(data)
+    r = subprocess.run([st.bin("imagetools-upload"), "-s", server, "-S", sid, "-q", "-j", path], env=env,
+                       capture_output=True, timeout=60)
+    tap.is_(r.returncode, 0, label + ": imagetools-upload stores a file through the site")
+    try:
+        answer = json.loads(r.stdout.decode().splitlines()[0])
+    except (ValueError, IndexError):
+        answer = {}
+    stored = (answer.get("images") or [answer])[0] if isinstance(answer, dict) else {}
+    tap.is_(stored.get("sha256"), hashlib.sha256(data).hexdigest(), label + ": as the bytes it sent")
+    for t, p in watchers.items():
+        try:
+            out, err = p.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            out, err = p.communicate()
+        try:
+            ev = json.loads(out.decode().splitlines()[0])
+        except (ValueError, IndexError):
+            ev = {}
+            tap.diag("imagetools-watch -t %s: %r %r" % (t, out[-500:], err[-500:]))
+        tap.is_((ev.get("type"), ev.get("data", {}).get("filename")), ("image.uploaded", "from-cli.png"),
+                label + ": imagetools-watch over %s sees the upload" % t)
+
+
+def check_operation(tap, st, sid, images, label, cron):
+    """A long operation end to end through the site: POST /operations, the worker (a daemon,
+    or `imagetools-worker --once` from cron where no daemon may run), and its progress
+    reaching an SSE client."""
+    if not (images and has_route("POST", "/api/v1/operations") and os.path.exists(st.bin("imagetools-worker"))):
+        skip(tap, label + ": operations, the worker or uploads are not built yet")
+        return
+    last = st.sql("SELECT last_event_seq FROM sessions WHERE id = :'p1'", sid)
+    c = SSEClient("127.0.0.1", st.port, api(st, "/events/stream?session_id=" + sid), headers={"Last-Event-ID": last},
+                  timeout=60)
+    try:
+        c.next()
+        body = {"session_id": sid, "type": "bulk_resize", "image_ids": [images[0]["id"]], "params": {"width": 8}}
+        r = st.request("POST", api(st, "/operations"), body=body)
+        tap.is_(r.status, 202, label + ": an operation is accepted")
+        op = r.json().get("operation_id") if r.status == 202 else None
+        if cron:
+            w = subprocess.run([st.bin("imagetools-worker"), "--once"], env=st.env(), capture_output=True, timeout=120)
+            tap.is_(w.returncode, 0, label + ": imagetools-worker --once (cron) runs the queue")
+        elif st.worker is None:
+            st.start_worker()
+        seen = []
+        while True:
+            ev = c.next()
+            if ev.get("data", {}).get("data", {}).get("operation_id") != op:
+                continue
+            seen.append((int(ev["id"]), ev.get("event")))
+            if ev.get("event") in ("operation.completed", "operation.failed"):
+                break
+        types = [t for _, t in seen]
+        tap.is_((types[0], types[-1]), ("operation.started", "operation.completed"),
+                label + ": its events arrive on the stream, started to completed")
+        tap.ok(all(a[0] < b[0] for a, b in zip(seen, seen[1:])), label + ": in order")
+    finally:
+        c.close()
+    r = st.request("GET", api(st, "/operations/%s" % op))
+    tap.is_(r.json().get("status") if r.status == 200 else r.status, "completed", label + ": the operation reads back completed")
+
+
+def run_all(tap, st, mode, label, websocket=True, client_gone_within=None, half_close_within=None):
     """Every scenario against one running stack. mode: "fastcgi" or "cgi";
     client_gone_within: seconds a stream may outlive its client (process in CGI mode,
-    parked stream in FastCGI mode)."""
+    parked stream in FastCGI mode); half_close_within: the same for a client that only
+    half-closes (lighttpd's tcp-fin-propagate)."""
     sid = check_basics(tap, st, mode, label)
     check_static(tap, st, label)
-    check_upload(tap, st, sid, label)
+    images = check_upload(tap, st, sid, label)
     check_longpoll(tap, st, sid, label)
     check_sse(tap, st, sid, label)
+    check_cli(tap, st, sid, label)
+    check_operation(tap, st, sid, images, label, cron=(mode == "cgi"))
     if client_gone_within is not None:
         check_client_leaves(tap, st, sid, label, client_gone_within, mode)
+    if half_close_within is not None:
+        check_client_leaves(tap, st, sid, label, half_close_within, mode, half_close=True)
     if websocket:
         check_websocket(tap, st, sid, label)

@@ -2,6 +2,8 @@
 (apache/imagetools.conf.example) with imagetools.fcgi started on its own Unix socket, first
 with --socket, then handed the socket the way systemd socket activation does."""
 
+import os
+
 from apache import ApacheStack, prerequisites
 from deploy_scenarios import SETTINGS, check_basics, run_all
 from harness import Tap
@@ -16,6 +18,13 @@ tap = Tap()
 # stream must be released within a few keepalives.
 with ApacheStack(tap, mode="fcgi", bridge=True, settings=dict(SETTINGS, keepalive_interval=2)) as st:
     run_all(tap, st, mode="fastcgi", label="apache proxy_fcgi", client_gone_within=10)
+
+    # Session ids are capabilities: Apache's access log records the page, never an API URL.
+    st.request("GET", "/index.html?from=test")
+    with open(os.path.join(st.dir, "imagetools-access.log")) as f:
+        log = f.read()
+    tap.like(log, r'"GET /index\.html\?from=test HTTP/1\.1"', "apache proxy_fcgi: the access log records pages")
+    tap.ok("/api/v1/" not in log, "apache proxy_fcgi: and no API URL (session ids stay out of it)")
 
     # imagetools-fcgi.socket: systemd creates the socket (root:www-data 0660) and the
     # service inherits it on fd 3 with LISTEN_FDS=1 and LISTEN_PID.

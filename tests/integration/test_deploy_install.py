@@ -89,6 +89,19 @@ try:
     apache_conf = open(os.path.join(SRCDIR, "apache", "imagetools.conf.example")).read()
     tap.like(apache_conf, r"(?m)^Define IT_SOCKET\s+/run/imagetools/imagetools\.fcgi\.sock$",
              "the Apache example points at the socket unit's path")
+    # With the default prefix the examples work as installed: their paths are the install paths.
+    if paths["pkgdatadir"] == "/usr/local/share/imagetools-rt":
+        for e in ("lighttpd.conf.example", "lighttpd-cgi.conf.example"):
+            text = open(os.path.join(SRCDIR, e)).read()
+            tap.like(text, r'(?m)^var\.fcgi_bin\s*=\s*"%s/imagetools\.fcgi"$' % re.escape(paths["cgibindir"]),
+                     e + ": fcgi_bin is where make install puts imagetools.fcgi")
+            tap.like(text, r'(?m)^var\.webroot\s*=\s*"%s/web"$' % re.escape(paths["pkgdatadir"]),
+                     e + ": webroot is where make install puts web/")
+        tap.like(apache_conf, r"(?m)^Define IT_WEBROOT\s+%s/web$" % re.escape(paths["pkgdatadir"]),
+                 "apache/imagetools.conf.example: IT_WEBROOT is where make install puts web/")
+    else:
+        tap.n += 1
+        print("ok %d # SKIP the examples name the default prefix's paths; this is %s" % (tap.n, paths["pkgdatadir"]))
     if shutil.which("systemd-analyze"):
         r = subprocess.run(["systemd-analyze", "verify"] +
                            [inst(paths["systemdunitdir"], u) for u in list(units) + ["imagetools-fcgi.socket"]],

@@ -12,6 +12,7 @@ if why:
 
 tap = Tap()
 with LighttpdCgiStack(tap, settings=SETTINGS) as st:
-    # tcp-fin-propagate ends the process at once, long before the next keepalive (15 s).
-    run_all(tap, st, mode="cgi", label="lighttpd cgi", websocket=False, client_gone_within=5)
+    # lighttpd ends the CGI when its client closes, and with cgi.limits tcp-fin-propagate
+    # also when it only half-closes: at once, long before the next keepalive (15 s).
+    run_all(tap, st, mode="cgi", label="lighttpd cgi", websocket=False, client_gone_within=5, half_close_within=5)
 tap.done()

@@ -12,6 +12,7 @@ if why:
 
 tap = Tap()
 with Stack(tap, bridge=True, worker=False, settings=SETTINGS) as st:
-    # tcp-fin-propagate tells the backend at once, long before the next keepalive (15 s).
-    run_all(tap, st, mode="fastcgi", label="lighttpd fastcgi", client_gone_within=5)
+    # lighttpd ends the backend request when its client closes, and with tcp-fin-propagate
+    # also when it only half-closes: at once, long before the next keepalive (15 s).
+    run_all(tap, st, mode="fastcgi", label="lighttpd fastcgi", client_gone_within=5, half_close_within=5)
 tap.done()

@@ -1,7 +1,8 @@
-"""test_deploy_two_nodes.py: two web nodes over one PostgreSQL, as in docs/scaling.md: node A
+"""test_deploy_two_nodes.py: web nodes over one PostgreSQL, as in docs/scaling.md: node A
 is lighttpd + imagetools.fcgi (+ bridge), node B is Apache + imagetools.fcgi (+ bridge),
-each with its own processes and nothing shared but the database. What happens through A
-reaches clients of B: the session, and every event, on SSE, long-poll and WebSocket."""
+node C is Apache mod_cgi (shared hosting), each with its own processes and nothing shared
+but the database. What happens through A reaches clients of B (the session, and every
+event, on SSE, long-poll and WebSocket) and of C (SSE)."""
 
 import hashlib
 import json
@@ -88,6 +89,23 @@ with Stack(tap, bridge=True) as a, ApacheStack(tap, mode="fcgi", bridge=True, pg
                     "the event from A ends a waiting long-poll on B")
         else:
             skip(tap, "long-poll is not built yet")
+
+    # A third node on shared hosting (Apache mod_cgi, no daemons) joins the same database:
+    # what happens through A reaches its SSE clients as well.
+    with ApacheStack(tap, mode="cgi", pg=a.pg, dbname=a.dbname) as c:
+        r = c.request("GET", api(c, "/sessions/" + sid))
+        tap.is_(r.status, 200, "the session is valid on the CGI node C")
+        if sse:
+            start = int(a.sql("SELECT last_event_seq FROM sessions WHERE id = :'p1'", sid))
+            sse_c = SSEClient("127.0.0.1", c.port, api(c, "/events/stream?session_id=" + sid),
+                              headers={"Last-Event-ID": str(start)})
+            tap.is_(sse_c.next().get("event"), "connection.status", "SSE on C is open")
+            eid, etype = make_event()
+            ev = sse_c.next()
+            tap.is_((int(ev.get("id", -1)), ev.get("event")), (eid, etype), "the event from A reaches SSE on C")
+            sse_c.close()
+        else:
+            skip(tap, "SSE is not built yet")
 
     r = a.request("DELETE", api(a, "/sessions/" + sid))
     tap.is_(r.status, 204, "session deleted on A")
