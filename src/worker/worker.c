@@ -11,11 +11,13 @@
 #include "db/images.h"
 #include "worker/transform.h"
 
+#include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 /* Per-run state that is not part of the stored job. */
 struct run {
@@ -188,10 +190,40 @@ static void *transform(void *arg)
 	return NULL;
 }
 
-/* Stage 3: stores the outcome of sl and the job's progress in one
- * transaction. Returns 0, 2 when the job is no longer ours, or -1 on a
- * database error. */
-static int store(struct run *r, struct slot *sl)
+/* Takes the session's row lock (the mode it_event_append takes anyway)
+ * inside the open transaction. Returns 0, 2 when the session is gone, -1. */
+static int lock_session(struct run *r)
+{
+	const char *pv[1] = {r->job->session};
+	PGresult *res = PQexecParams(r->w->conn,
+				     "SELECT 1 FROM sessions WHERE id = $1 AND expires_at > now() FOR NO KEY UPDATE",
+				     1, NULL, pv, NULL, NULL, 0);
+	int rc = !it_db_ok(res, PGRES_TUPLES_OK) ? -1 : PQntuples(res) == 1 ? 0 : 2;
+
+	PQclear(res);
+	return rc;
+}
+
+/* Locks the image row without waiting. Returns 0 (locked, or the image is
+ * gone: the caller finds out next), 1 when someone else holds it, -1. */
+static int try_lock_image(struct run *r, const char *id)
+{
+	const char *pv[1] = {id};
+	PGresult *res = PQexecParams(r->w->conn, "SELECT 1 FROM images WHERE id = $1::uuid FOR UPDATE NOWAIT", 1,
+				     NULL, pv, NULL, NULL, 0);
+	int rc = it_db_ok(res, PGRES_TUPLES_OK) ? 0 : strcmp(it_db_sqlstate(res), "55P03") == 0 ? 1 : -1;
+
+	PQclear(res);
+	return rc;
+}
+
+/* One attempt of store(). Lock order, the same as every other writer of a
+ * session's rows: the new blobs first (rows nobody else can see), then the
+ * session, then the image, then the job. Deleting a session (session, then
+ * its images and jobs) can therefore never deadlock with a worker. A rename
+ * or deletion of the image takes the image before the session; the worker
+ * only tries the image lock (NOWAIT) and, when it is taken, starts over. */
+static int store_once(struct run *r, struct slot *sl)
 {
 	it_worker *w = r->w;
 	it_wq_job *job = r->job;
@@ -220,6 +252,22 @@ static int store(struct run *r, struct slot *sl)
 	if (begin(r) < 0)
 		goto out;
 	if (changed) {
+		if (it_blob_put(w->conn, sl->xf.data, sl->xf.len, &blob_id, sha) != 0)
+			goto out;
+		if (sl->xf.thumb && it_blob_put(w->conn, sl->xf.thumb, sl->xf.thumb_len, &thumb_id, NULL) != 0)
+			goto out;
+	}
+	rc = lock_session(r);
+	if (rc != 0) {
+		commit_rc = rc;
+		goto out;
+	}
+	if (changed) {
+		rc = try_lock_image(r, id);
+		if (rc != 0) {
+			commit_rc = rc > 0 ? 1 : -1;
+			goto out;
+		}
 		rc = it_images_get_for_update(w->conn, id, &cur);
 		if (rc == 404 || rc == 400) {
 			snprintf(sl->err, sizeof(sl->err), "the image no longer exists");
@@ -232,12 +280,14 @@ static int store(struct run *r, struct slot *sl)
 			snprintf(sl->err, sizeof(sl->err), "the image changed while it was being processed");
 			changed = 0;
 		}
+		if (!changed) {
+			/* The blobs written above belong to nothing now. */
+			if (it_blob_delete(w->conn, blob_id) == 503 ||
+			    (thumb_id && it_blob_delete(w->conn, thumb_id) == 503))
+				goto out;
+		}
 	}
 	if (changed) {
-		if (it_blob_put(w->conn, sl->xf.data, sl->xf.len, &blob_id, sha) != 0)
-			goto out;
-		if (sl->xf.thumb && it_blob_put(w->conn, sl->xf.thumb, sl->xf.thumb_len, &thumb_id, NULL) != 0)
-			goto out;
 		cur.blob_id = blob_id;
 		cur.thumb_blob_id = thumb_id;
 		snprintf(cur.content_type, sizeof(cur.content_type), "%s", sl->xf.content_type);
@@ -261,8 +311,6 @@ static int store(struct run *r, struct slot *sl)
 		json_object_object_add(entry, "bytes_after", json_object_new_int64(sl->img.size));
 	}
 
-	/* The job's own row first, then the events: the same lock order
-	 * (operation, then session) as cancellation and housekeeping. */
 	add_entry(job, json_object_get(entry));
 	job->done = i + 1;
 	next = i + 2 <= job->total ? i + 2 : job->total;
@@ -300,6 +348,30 @@ out:
 	json_object_put(entry);
 	json_object_put(data);
 	return commit_rc;
+}
+
+/* Stage 3: stores the outcome of sl and the job's progress in one
+ * transaction. A transaction that fails on a live connection (the image
+ * row was busy, or PostgreSQL broke a deadlock with some other writer by
+ * aborting us) is tried again a few times. Returns 0, 2 when the job is no
+ * longer ours (or its session is gone), or -1 on a database error. */
+static int store(struct run *r, struct slot *sl)
+{
+	char err[sizeof(sl->err)];
+	int rc = -1;
+
+	memcpy(err, sl->err, sizeof(err));
+	for (int attempt = 0; attempt < 20; attempt++) {
+		memcpy(sl->err, err, sizeof(err));
+		rc = store_once(r, sl);
+		if (rc == 0 || rc == 2 || it_db_broken(r->w->conn))
+			break;
+		it_log_debug("operation %s: image %d: storing again (%s)", r->job->id, sl->index + 1,
+			     rc > 0 ? "image busy" : "transaction failed");
+		rc = -1;
+		usleep(20000 * (unsigned)(attempt + 1));
+	}
+	return rc;
 }
 
 /* Totals of the result, added to it for the summary. */
@@ -366,6 +438,10 @@ static int finish(struct run *r, int cancelled)
 	}
 	if (begin(r) < 0)
 		goto out;
+	/* The session first, as in store_once. */
+	rc = lock_session(r);
+	if (rc != 0)
+		goto out;
 	rc = it_wq_finish(w->conn, job, w->owner, status, reason, msg);
 	if (rc != 0)
 		goto out;
@@ -388,6 +464,33 @@ out:
 		it_db_rollback(w->conn);
 	json_object_put(d);
 	return rc;
+}
+
+/* Waits for the transform threads of a batch, renewing the lease every
+ * third of worker_lease meanwhile: a huge image, or a slow machine, must not
+ * look like a dead worker. Losing the lease here is noticed by the next
+ * store, whose conditional update then finds no row. */
+static void wait_transforms(struct run *r, struct slot *slots, int n)
+{
+	const int lease = (int)r->w->cfg->worker_lease;
+	struct timespec deadline;
+
+	for (int k = 0; k < n; k++) {
+		if (!slots[k].has_thread)
+			continue;
+		for (;;) {
+			clock_gettime(CLOCK_REALTIME, &deadline);
+			deadline.tv_sec += lease / 3 > 0 ? lease / 3 : 1;
+			if (pthread_timedjoin_np(slots[k].thread, NULL, &deadline) != ETIMEDOUT)
+				break;
+			if (it_wq_renew(r->w->conn, r->job, r->w->owner, lease) < 0)
+				it_log_warn("operation %s: lease renewal failed", r->job->id);
+		}
+		slots[k].has_thread = 0;
+	}
+	/* A full lease for storing the batch, however long the wait was. */
+	if (it_wq_renew(r->w->conn, r->job, r->w->owner, lease) < 0)
+		it_log_warn("operation %s: lease renewal failed", r->job->id);
 }
 
 /* Checks between two images whether the job goes on. Returns 0 to go on,
@@ -440,7 +543,10 @@ int it_wk_run(it_worker *w, it_wq_job *job)
 			rc = -1;
 			goto out;
 		}
-		rc = it_wq_record(w->conn, job, w->owner, (int)w->cfg->worker_lease, i + 1, i * 100 / job->total, msg);
+		rc = lock_session(&r);
+		if (rc == 0)
+			rc = it_wq_record(w->conn, job, w->owner, (int)w->cfg->worker_lease, i + 1,
+					  i * 100 / job->total, msg);
 		if (rc == 0)
 			rc = progress_event(&r, i + 1, i * 100 / job->total, msg) == 0 ? 0 : -1;
 		if (rc == 0)
@@ -468,14 +574,14 @@ int it_wk_run(it_worker *w, it_wq_job *job)
 				rc = -1;
 				break;
 			}
-			if (n > 1 && pthread_create(&sl->thread, NULL, transform, sl) == 0)
+			/* A thread even for one image: this thread keeps the
+			 * lease alive meanwhile (wait_transforms). */
+			if (pthread_create(&sl->thread, NULL, transform, sl) == 0)
 				sl->has_thread = 1;
 			else
 				transform(sl);
 		}
-		for (k = 0; k < n; k++)
-			if (slots[k].has_thread)
-				pthread_join(slots[k].thread, NULL);
+		wait_transforms(&r, slots, n);
 		for (k = 0; k < n && rc == 0 && !stopped; k++) {
 			/* Cancellation and shutdown are honoured before every image. */
 			if (k > 0) {

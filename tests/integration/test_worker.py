@@ -4,8 +4,11 @@ cancellation, corrupt files, a worker killed mid-job, concurrent workers, SIGTER
 housekeeping (expiry warnings, expired sessions, event retention, abandoned jobs)."""
 
 import hashlib
+import http.client
+import json
 import signal
 import subprocess
+import threading
 import time
 
 from harness import Stack, Tap, wait_for
@@ -75,6 +78,25 @@ with Stack(tap, settings=SETTINGS) as st:
     st.is_problem(st.request("POST", "/api/v1/operations/0b7e3c1a-2f4d-4c5e-9a8b-1c2d3e4f5a6b/cancel",
                              body=b"", headers={"Content-Length": "0"}), 404, "cancel an unknown operation")
 
+    # ---------------------------------------------------------------- concurrent enqueues on one session
+
+    statuses = []
+
+    def enqueue_one():
+        statuses.append(post(dict(base, image_ids=ids[:1])).status)
+    threads = [threading.Thread(target=enqueue_one) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    tap.is_(statuses, [202] * 8, "8 concurrent enqueues on one session all succeed")
+    started = [e for e in wu.events(st, sid) if e["type"] == "operation.started"]
+    tap.is_(len(started), 8, "with one operation.started each")
+    for op_id in set(e["data"]["operation_id"] for e in started):
+        st.request("POST", "/api/v1/operations/%s/cancel" % op_id, body=b"", headers={"Content-Length": "0"})
+    tap.is_(st.sql("SELECT count(*) FROM operations WHERE status <> 'cancelled'"), "0",
+            "(cancelled again before any worker runs)")
+
     # ---------------------------------------------------------------- a queued operation, cancelled
     r = post(base)
     tap.is_(r.status, 202, "operation accepted with 202")
@@ -97,8 +119,18 @@ with Stack(tap, settings=SETTINGS) as st:
                              headers={"Content-Length": "0"}), 409, "cancelling a finished operation")
     tap.is_([wu.image_row(st, i)["version"] for i in ids], [1, 1], "no image was touched")
 
+    # An image deleted after the operation was queued is reported, not fatal.
+    sid_del = st.new_session()
+    del_ids = upload(st, sid_del, 2)
+    op_del = wu.start_operation(st, sid_del, del_ids)
+    tap.is_(st.request("DELETE", "/api/v1/images/" + del_ids[1]).status, 204, "an image deleted while queued")
+
     # ---------------------------------------------------------------- compress 5 JPEGs
     w1 = st.start_worker("--progress-interval", "0")
+    done = wu.wait_operation(st, op_del)
+    entry = [x for x in done["result"]["images"] if x["image_id"] == del_ids[1]]
+    tap.is_((done["status"], done["result"]["failed"], entry[0]["error"] if entry else None),
+            ("completed", 1, "the image no longer exists"), "is reported as failed; the other one is done")
     sid = st.new_session()
     ids = upload(st, sid, 5)
     before = {i: wu.image_bytes(st, i) for i in ids}
@@ -212,10 +244,15 @@ with Stack(tap, settings=SETTINGS) as st:
     tap.is_(sum(wu.image_row(st, i)["version"] == 2 for i in ids), n, "no half-done image")
 
     # --once drains the queue and exits (cron on shared hosting).
-    r = subprocess.run([st.bin("imagetools-worker"), "--once"], env=st.env(), capture_output=True, timeout=120)
+    last_seq = wu.events(st, sid)[-1]["id"]
+    r = subprocess.run([st.bin("imagetools-worker"), "--once", "--progress-interval", "60000"], env=st.env(),
+                       capture_output=True, timeout=120)
     tap.is_(r.returncode, 0, "--once exits 0")
     done = wu.get_operation(st, op)
     tap.is_((done["status"], done["attempts"]), ("completed", 1), "--once finished the released job")
+    prog = [e["data"] for e in events_of(st, sid, op) if e["type"] == "operation.progress" and e["id"] > last_seq]
+    tap.is_([(p["current"], p["progress"]) for p in prog], [(n + 1, n * 5), (20, 100)],
+            "throttled progress: the claim's first image and the final 100% only")
     tap.is_([wu.image_row(st, i)["version"] for i in ids], [2] * 20, "every image once, none twice")
     ups = [e for e in wu.events(st, sid) if e["type"] == "image.updated"]
     tap.is_(len(ups), 20, "one image.updated per image across the two workers")
@@ -268,6 +305,19 @@ with Stack(tap, settings=SETTINGS) as st:
             "the workers' log shows one claim per job")
     wu.stop_worker(st, wd, signal.SIGTERM)
 
+    # One image that takes longer than the 5 s lease (enlarged to 18 megapixels, then PNG): the
+    # worker keeps its lease alive while libvips works, so the other idle worker never steals it.
+    sid = st.new_session()
+    big = upload_big(st, sid, 1)
+    op = wu.start_operation(st, sid, big, "bulk_resize", {"width": 5000, "height": 5000, "enlarge": True,
+                                                          "format": "png"})
+    done = wu.wait_operation(st, op, timeout=180)
+    secs = float(st.sql("SELECT extract(epoch FROM finished_at - started_at) FROM operations WHERE id = :'p1'", op))
+    tap.is_((done["status"], done["attempts"]), ("completed", 1),
+            "an image slower than the lease (%.1f s) is not taken over by another worker" % secs)
+    tap.is_((wu.image_row(st, big[0])["version"], wu.image_row(st, big[0])["width"]), (2, 5000),
+            "stored once, at 5000 pixels wide")
+
     # ---------------------------------------------------------------- housekeeping
     # A job abandoned by IT_OPS_MAX_ATTEMPTS dead workers is failed, never left "running".
     sid = st.new_session()
@@ -286,13 +336,29 @@ with Stack(tap, settings=SETTINGS) as st:
     op = wu.start_operation(st, sid, ids)
     wu.wait_operation(st, op)
     st.sql("UPDATE sessions SET expires_at = now() + interval '6 seconds' WHERE id = :'p1'", sid)
-    ev = wait_for(lambda: [e for e in wu.events(st, sid) if e["type"] == "session.expiring"], timeout=15,
-                  what="session.expiring")
-    live = st.sql("SELECT expires_at > now() FROM sessions WHERE id = :'p1'", sid)
-    tap.is_(live, "t", "session.expiring arrives while the session is still live")
-    tap.ok(0 < ev[0]["data"]["seconds_left"] <= 3, "seconds_left within expiry_warning (%r)" % ev[0]["data"])
-    tap.like(ev[0]["data"].get("expires_at", ""), r"Z$", "with expires_at")
-    tap.is_(st.sql("SELECT count(*) FROM events WHERE session_id = :'p1' AND type = 'session.expiring'", sid), "1", "exactly once")
+    # A browser tab on SSE: it must get session.expiring before its stream ends with the session.
+    conn = http.client.HTTPConnection("127.0.0.1", st.port, timeout=30)
+    conn.request("GET", "/api/v1/events/stream?session_id=" + sid)
+    resp = conn.getresponse()
+    seen, expiring_live, ev = [], None, [{}]
+    while True:
+        line = resp.readline()
+        if not line:
+            break
+        if line.startswith(b"event: "):
+            seen.append(line[7:].strip().decode())
+            if seen[-1] == "session.expiring":
+                expiring_live = st.sql("SELECT count(*) FROM sessions WHERE id = :'p1' AND expires_at > now()",
+                                       sid)
+        elif line.startswith(b"data: ") and seen and seen[-1] == "session.expiring":
+            ev = [json.loads(line[6:])]
+    conn.close()
+    tap.is_(seen.count("session.expiring"), 1, "an SSE client gets session.expiring once, then the stream ends")
+    tap.is_(expiring_live, "1", "session.expiring arrives while the session is still live")
+    tap.is_(ev[0].get("type"), "session.expiring", "in the wire format")
+    data = ev[0].get("data", {})
+    tap.ok(0 < data.get("seconds_left", 0) <= 3, "seconds_left within expiry_warning (%r)" % data)
+    tap.like(data.get("expires_at", ""), r"Z$", "with expires_at")
     wait_for(lambda: st.sql("SELECT count(*) FROM sessions WHERE id = :'p1'", sid) == "0", timeout=15,
              what="the expired session to be deleted")
     tap.ok(True, "the expired session is deleted")
@@ -313,5 +379,32 @@ with Stack(tap, settings=SETTINGS) as st:
             "old events pruned; first_kept_seq moves past them")
     for p in (wb, wc):
         tap.is_(wu.stop_worker(st, p, signal.SIGTERM), 0, "worker stops on SIGTERM")
+
+# ---------------------------------------------------------------- the worker outlives PostgreSQL restarts
+with Stack(tap, own_cluster=True, settings=SETTINGS) as st:
+    w = st.start_worker()
+    sid = st.new_session()
+    ids = upload(st, sid, 2)
+    op = wu.start_operation(st, sid, ids)
+    tap.is_(wu.wait_operation(st, op)["status"], "completed", "a job before the restart")
+    st.pg.restart(down_seconds=1.0)
+    wait_for(lambda: st.request("GET", "/api/v1/health").status == 200, timeout=30, what="health after restart")
+    op = wu.start_operation(st, sid, ids)
+    done = wu.wait_operation(st, op, timeout=90)
+    tap.is_((done["status"], w.poll()), ("completed", None),
+            "after PostgreSQL restarts, the same worker process reconnects and runs the next job")
+
+    # A session deleted in the middle of its job: the worker lets go and takes the next job.
+    sid = st.new_session()
+    ids = upload_big(st, sid, 30)
+    op = wu.start_operation(st, sid, ids)
+    wu.wait_done(st, op, 2)
+    tap.is_(st.request("DELETE", "/api/v1/sessions/" + sid).status, 204, "session deleted mid-job")
+    tap.is_(st.sql("SELECT count(*) FROM operations WHERE id = :'p1'", op), "0", "its operation went with it")
+    sid = st.new_session()
+    ids = upload(st, sid, 1)
+    op = wu.start_operation(st, sid, ids)
+    tap.is_(wu.wait_operation(st, op)["status"], "completed", "and the worker goes on with the next job")
+    tap.is_(wu.stop_worker(st, w, signal.SIGTERM), 0, "worker stops on SIGTERM")
 
 tap.done()

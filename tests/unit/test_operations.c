@@ -131,6 +131,31 @@ static void test_transform(void)
 	ok(err[0] != '\0' && strchr(err, '\n') == NULL, "one-line error: %s", err);
 	g_free(jpg);
 
+	/* A portrait photo stored sideways with EXIF orientation 6: stripping the
+	 * metadata must not turn it sideways, so the rotation goes into the pixels. */
+	{
+		VipsImage *x = NULL, *y = NULL, *back;
+		void *rot = NULL;
+		size_t rotlen = 0;
+
+		vips_xyz(&x, 640, 480, NULL);
+		vips_cast_uchar(x, &y, NULL);
+		vips_image_set_int(y, VIPS_META_ORIENTATION, 6);
+		vips_jpegsave_buffer(y, &rot, &rotlen, "Q", 95, NULL);
+		g_object_unref(x);
+		g_object_unref(y);
+		parse(IT_OP_COMPRESS, "{\"quality\":60}", &p, err);
+		is_int(it_xf_apply(&p, "image/jpeg", rot, rotlen, 100000000, 0, &out, err, sizeof(err)), 0,
+		       "compress a rotated photo");
+		ok(out.width == 480 && out.height == 640, "the orientation is applied (%dx%d)", out.width, out.height);
+		back = vips_image_new_from_buffer(out.data, out.len, "", NULL);
+		ok(back && !vips_image_get_typeof(back, VIPS_META_EXIF_NAME), "and the EXIF block is gone");
+		if (back)
+			g_object_unref(back);
+		it_xf_out_free(&out);
+		g_free(rot);
+	}
+
 	jpg = make_image(200, 100, 1, &len);
 	parse(IT_OP_RESIZE, "{\"width\":50}", &p, err);
 	is_int(it_xf_apply(&p, "image/png", jpg, len, 100000000, 0, &out, err, sizeof(err)), 0, "resize a PNG");
