@@ -6,7 +6,7 @@ import os
 
 from apache import ApacheStack, prerequisites
 from deploy_scenarios import SETTINGS, check_basics, run_all
-from harness import Tap
+from harness import Tap, wait_for
 
 why = prerequisites("apache")
 if why:
@@ -21,8 +21,14 @@ with ApacheStack(tap, mode="fcgi", bridge=True, settings=dict(SETTINGS, keepaliv
 
     # Session ids are capabilities: Apache's access log records the page, never an API URL.
     st.request("GET", "/index.html?from=test")
-    with open(os.path.join(st.dir, "imagetools-access.log")) as f:
-        log = f.read()
+
+    def access_log():
+        with open(os.path.join(st.dir, "imagetools-access.log")) as f:
+            return f.read()
+
+    # Apache writes the line in its logging phase, after the answer has gone out.
+    wait_for(lambda: "from=test" in access_log(), timeout=5, what="the access log line")
+    log = access_log()
     tap.like(log, r'"GET /index\.html\?from=test HTTP/1\.1"', "apache proxy_fcgi: the access log records pages")
     tap.ok("/api/v1/" not in log, "apache proxy_fcgi: and no API URL (session ids stay out of it)")
 
