@@ -16,4 +16,10 @@ void it_h_session_delete(it_req *req);
 void it_h_events_poll(it_req *req);
 void it_h_events_stream(it_req *req);
 
+/* h_metrics.c */
+void it_h_metrics(it_req *req);
+/* Starts and stops the flush thread that makes this process count in /metrics. */
+void it_h_metrics_start(void);
+void it_h_metrics_stop(void);
+
 #endif
