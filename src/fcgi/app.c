@@ -20,6 +20,13 @@ static const it_route routes[] = {
 	{"DELETE", "/api/v1/sessions/{id}", it_h_session_delete},
 	{"GET", "/api/v1/events", it_h_events_poll},
 	{"GET", "/api/v1/events/stream", it_h_events_stream},
+	{"GET", "/api/v1/sessions/{id}/images", it_h_session_images},
+	{"POST", "/api/v1/images", it_h_image_upload},
+	{"GET", "/api/v1/images/{id}", it_h_image_get},
+	{"PATCH", "/api/v1/images/{id}", it_h_image_patch},
+	{"DELETE", "/api/v1/images/{id}", it_h_image_delete},
+	{"GET", "/api/v1/images/{id}/file", it_h_image_file},
+	{"GET", "/api/v1/images/{id}/thumbnail", it_h_image_thumbnail},
 	{"GET", "/api/v1/metrics", it_h_metrics},
 };
 

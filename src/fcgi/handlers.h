@@ -16,6 +16,15 @@ void it_h_session_delete(it_req *req);
 void it_h_events_poll(it_req *req);
 void it_h_events_stream(it_req *req);
 
+/* h_images.c */
+void it_h_image_upload(it_req *req);
+void it_h_session_images(it_req *req);
+void it_h_image_get(it_req *req);
+void it_h_image_patch(it_req *req);
+void it_h_image_delete(it_req *req);
+void it_h_image_file(it_req *req);
+void it_h_image_thumbnail(it_req *req);
+
 /* h_metrics.c */
 void it_h_metrics(it_req *req);
 /* Starts and stops the flush thread that makes this process count in /metrics. */

@@ -64,6 +64,7 @@ struct hstream {
 	uint8_t ending;		/* end records queued; close once written */
 	uint8_t want_out;	/* EPOLLOUT registered */
 	uint8_t behind;		/* skipped events because its buffer was half full */
+	uint8_t refused;	/* over a limit: ended at once with a retry hint */
 	int64_t cursor;
 	int64_t expires_unix;
 	int64_t deadline_ms;	/* long-poll answer time, or linger limit once ending */
@@ -306,8 +307,9 @@ static void stream_end(it_hub *hub, struct hstream *st)
 		return;
 	if (st->kind == IT_STREAM_LONGPOLL) {
 		static const char open[] = "{\"events\":[";
-		char tail[48];
-		int n = snprintf(tail, sizeof(tail), "],\"cursor\":%lld}\n", (long long)st->cursor);
+		char tail[80];
+		int n = snprintf(tail, sizeof(tail), "],\"cursor\":%lld%s}\n", (long long)st->cursor,
+				 st->refused ? ",\"retry_after_ms\":5000" : "");
 		/* Only whitespace was sent while waiting; the answer goes now,
 		 * in one piece. */
 		if (stream_put(st, open, sizeof(open) - 1) < 0 || (st->lp.len && stream_put(st, st->lp.data, st->lp.len) < 0) ||
@@ -751,6 +753,17 @@ static void adopt(it_hub *hub, struct hstream *st)
 	st->sess = s;
 	s->nstreams++;
 	it_list_push(&s->streams, &st->sess_link);
+	if (s->nstreams > hub->cfg->max_streams_per_session) {
+		/* Too many streams on one session in this process: this one ends
+		 * at once, with a hint to come back later (SSE: the retry: sent
+		 * in its head; long-poll: retry_after_ms). */
+		static const char retry[] = "retry: 5000\n\n";
+		st->refused = 1;
+		if (st->kind == IT_STREAM_SSE)
+			stream_put(st, retry, sizeof(retry) - 1);
+		stream_end(hub, st);
+		return;
+	}
 	if (stream_flush(hub, st) < 0)
 		return;
 	queue_fetch(hub, s);

@@ -182,6 +182,14 @@ with Stack(tap, own_cluster=True, settings={"keepalive_interval": 1}) as st:
     tap.ok(lp7.get("b") == {"events": [], "cursor": 0}, "a waiting long-poll answers when its session expires")
     st.is_problem(st.request("GET", "/api/v1/events/stream?session_id=" + short), 404, "expired session")
 
+    # --- concurrent streams per session are capped (max_streams_per_session = 64)
+    crowd = st.new_session()
+    many = ManySSE(st.port, [crowd] * 70)
+    many.pump_until(lambda: sum(1 for s in many.streams if s["closed"]) >= 6, 15)
+    tap.is_(sum(1 for s in many.streams if s["closed"]), 6, "streams past the per-session cap are ended")
+    tap.ok(all(s["parser"].retry == 5000 for s in many.streams if s["closed"]), "with a retry hint")
+    many.close()
+
     # --- 500 concurrent streams while events flow
     sessions = [st.new_session() for _ in range(10)]
     many = ManySSE(st.port, [sessions[i % 10] for i in range(500)])

@@ -1,0 +1,80 @@
+/* images.h: the images table: metadata rows that point at their blobs. */
+#ifndef IT_IMAGES_H
+#define IT_IMAGES_H
+
+#include <json-c/json.h>
+#include <libpq-fe.h>
+#include <stdint.h>
+
+/* Longest sanitised display name, in bytes (UTF-8), NUL excluded. */
+#define IT_IMAGE_NAME_MAX 255
+/* Longest original filename kept, in bytes (UTF-8), NUL excluded. */
+#define IT_IMAGE_ORIG_MAX 1023
+
+/* One image row. Strings are NUL-terminated copies owned by the struct. */
+typedef struct it_image {
+	char id[37];			/* uuid, lower-case */
+	char session_id[80];
+	char filename[IT_IMAGE_NAME_MAX + 1];
+	char original_filename[IT_IMAGE_ORIG_MAX + 1];
+	char content_type[32];		/* sniffed: image/jpeg, image/png, ... */
+	int64_t size;
+	char sha256[65];
+	int32_t width, height;
+	char source[16];
+	int32_t version;
+	int64_t blob_id;
+	int64_t thumb_blob_id;		/* 0 when there is none */
+	char created_at[40], updated_at[40];
+	int64_t pos;			/* listing order / pagination cursor */
+} it_image;
+
+/* Outcomes, as in the rest of the database layer: 0, or an HTTP status:
+ * 400 malformed id, 404 unknown image (or its session expired), 503
+ * database error (after which a transaction must be rolled back). */
+
+/* Inserts img (filename, original_filename, content_type, size, sha256,
+ * width, height, source, blob_id, thumb_blob_id, session_id) inside the
+ * caller's transaction and fills in id, version, timestamps and pos.
+ * Returns 0, 404 (session gone) or 503. */
+int it_images_insert(PGconn *conn, it_image *img);
+
+/* Reads one image of a live session. Returns 0, 400, 404 or 503. */
+int it_images_get(PGconn **connp, const char *id, it_image *out);
+
+/* Like it_images_get but locks the row (FOR UPDATE) inside the caller's
+ * transaction, for changes: rename, delete, a new version. */
+int it_images_get_for_update(PGconn *conn, const char *id, it_image *out);
+
+/* Calls fn for up to limit images of session, newest first, whose pos is
+ * below before (0: from the newest). Returns the number passed to fn, or -1
+ * on a database error. Stops early when fn returns non-zero. */
+int it_images_list(PGconn **connp, const char *session, int64_t before, int limit,
+		   int (*fn)(const it_image *img, void *arg), void *arg);
+
+/* Renames an image inside the caller's transaction (updated_at moves, the
+ * version does not: the bytes are the same). Fills out with the new row.
+ * Returns 0, 400, 404 or 503. */
+int it_images_rename(PGconn *conn, const char *id, const char *filename, it_image *out);
+
+/* Deletes an image inside the caller's transaction; its blobs go with it
+ * (trigger). Fills out (when not NULL) with the row as it was. Returns 0,
+ * 400, 404 or 503. */
+int it_images_delete(PGconn *conn, const char *id, it_image *out);
+
+/* Swaps in a new version inside the caller's transaction: blob_id (and
+ * thumb_blob_id, 0 for none), content_type, size, sha256, width and height
+ * are taken from v; version is bumped, updated_at moves, and the old blobs
+ * are deleted (trigger). Fills out with the new row. Returns 0, 400, 404 or
+ * 503. The caller then appends image.updated (it_images_event_data). */
+int it_images_new_version(PGconn *conn, const char *id, const it_image *v, it_image *out);
+
+/* The image's API representation (docs/api.md), with URLs under url_prefix.
+ * Returns a new object (json_object_put it). */
+json_object *it_images_json(const it_image *img, const char *url_prefix);
+
+/* The data of an image.uploaded or image.updated event for img. Returns a
+ * new object (json_object_put it). */
+json_object *it_images_event_data(const it_image *img, const char *url_prefix);
+
+#endif

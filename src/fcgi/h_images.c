@@ -1,0 +1,891 @@
+/* h_images.c: uploads (POST /images), image metadata, downloads, thumbnails, rename and delete. */
+#include "config.h"
+
+#include "common/log.h"
+#include "db/blobs.h"
+#include "db/db.h"
+#include "db/eventlog.h"
+#include "db/images.h"
+#include "db/sessions.h"
+#include "fcgi/app.h"
+#include "fcgi/handlers.h"
+#include "image/filename.h"
+#include "image/sniff.h"
+#include "image/thumb.h"
+#include "parse/multipart.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+/* A part's header block: browsers send about 200 bytes. */
+#define MP_HEADER_MAX (8 * 1024)
+/* The read buffer: what the parser may hold back plus one large read. */
+#define READ_BUF (MP_HEADER_MAX + 128 * 1024)
+/* Plain form fields (session_id, source) are short. */
+#define FIELD_MAX 128
+/* After an error, the rest of the body is read and dropped up to this many
+ * bytes so that the client sees the answer; beyond, the connection is cut. */
+#define DRAIN_MAX (8 * 1024 * 1024)
+/* PATCH bodies. */
+#define JSON_BODY_MAX (16 * 1024)
+/* Thumbnails are read whole to learn their type; they are small. */
+#define THUMB_MAX (8 * 1024 * 1024)
+
+static const char *const sources[] = {"web", "android_app", "browser_addon", "cli", "api"};
+
+/* ---------------------------------------------------------------- uploads */
+
+/* One stored file of the request, waiting for its image row. */
+typedef struct upload_file {
+	it_image img;
+} upload_file;
+
+/* The state of one POST /images. Freed in one place (upload_free). */
+typedef struct upload {
+	it_req *req;
+	PGconn *conn;
+	it_multipart mp;
+	char *buf;
+	size_t blen;
+	int64_t body_read;
+
+	/* the current part */
+	enum { P_NONE, P_FIELD, P_FILE, P_SKIP } kind;
+	char field_name[IT_MP_NAME_MAX + 1];
+	char field[FIELD_MAX + 1];
+	size_t field_len;
+	it_blob_writer blob;
+	int blob_open;
+	int tmp_fd;
+	unsigned char head[IT_SNIFF_MAGIC_BYTES];
+	size_t head_len;
+	int64_t file_size;
+	it_mp_part part;
+	char display[IT_IMAGE_NAME_MAX + 1]; /* the part's sanitised filename, for messages */
+
+	/* the request so far */
+	char session[FIELD_MAX + 1];
+	char source[FIELD_MAX + 1];
+	upload_file *files;
+	int nfiles;
+
+	/* the first error: status, problem slug and detail */
+	int status;
+	const char *slug;
+	char detail[256];
+} upload;
+
+__attribute__((format(printf, 4, 5))) static int up_fail(upload *u, int status, const char *slug, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (u->status == 0) {
+		u->status = status;
+		u->slug = slug;
+		va_start(ap, fmt);
+		vsnprintf(u->detail, sizeof(u->detail), fmt, ap);
+		va_end(ap);
+	}
+	return -1;
+}
+
+/* An unlinked temporary file: it disappears with the descriptor, whatever
+ * happens to the process. */
+static int tmpfile_open(void)
+{
+	const char *dir = getenv("TMPDIR");
+	char path[4096];
+	int fd;
+
+	if (dir == NULL || *dir == '\0')
+		dir = "/tmp";
+#ifdef O_TMPFILE
+	fd = open(dir, O_TMPFILE | O_RDWR | O_EXCL | O_CLOEXEC, 0600);
+	if (fd >= 0)
+		return fd;
+#endif
+	snprintf(path, sizeof(path), "%s/imagetools-upload-XXXXXX", dir);
+	fd = mkostemp(path, O_CLOEXEC);
+	if (fd >= 0)
+		unlink(path);
+	return fd;
+}
+
+static int write_all(int fd, const char *p, size_t n)
+{
+	while (n > 0) {
+		ssize_t w = write(fd, p, n);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0)
+			return -1;
+		p += w;
+		n -= (size_t)w;
+	}
+	return 0;
+}
+
+static void close_file_part(upload *u)
+{
+	if (u->blob_open)
+		it_blob_writer_abort(&u->blob);
+	u->blob_open = 0;
+	if (u->tmp_fd >= 0)
+		close(u->tmp_fd);
+	u->tmp_fd = -1;
+}
+
+static int is_file_field(const char *name)
+{
+	return strcmp(name, "file") == 0 || strcmp(name, "file[]") == 0 || strcmp(name, "files") == 0;
+}
+
+static int part_begin(upload *u, const it_mp_part *part)
+{
+	u->part = *part;
+	u->field_len = 0;
+	it_filename_sanitize(part->filename, NULL, u->display, sizeof(u->display));
+	snprintf(u->field_name, sizeof(u->field_name), "%s", part->name);
+	if (is_file_field(part->name)) {
+		if (u->nfiles >= it_g.cfg.max_files)
+			return up_fail(u, 413, "too-many-files", "At most %" PRId64 " files per request.",
+				       it_g.cfg.max_files);
+		u->kind = P_FILE;
+		u->head_len = 0;
+		u->file_size = 0;
+		u->tmp_fd = tmpfile_open();
+		if (u->tmp_fd < 0) {
+			it_log_error("cannot create a temporary file: %s", strerror(errno));
+			return up_fail(u, 503, "storage-unavailable", "The upload cannot be stored right now.");
+		}
+		if (it_blob_writer_open(&u->blob, u->conn) != 0)
+			return up_fail(u, 503, "database-unavailable", "The database cannot be reached; try again shortly.");
+		u->blob_open = 1;
+		return 0;
+	}
+	if (strcmp(part->name, "session_id") == 0 || strcmp(part->name, "source") == 0) {
+		u->kind = P_FIELD;
+		return 0;
+	}
+	/* Unknown fields are tolerated (forms carry extra inputs) and dropped;
+	 * their bytes still count against max_request_bytes. */
+	u->kind = P_SKIP;
+	return 0;
+}
+
+static int part_data(upload *u, const char *p, size_t n)
+{
+	switch (u->kind) {
+	case P_FIELD:
+		if (u->field_len + n > FIELD_MAX)
+			return up_fail(u, 400, "field-too-long", "The field %s is too long.", u->field_name);
+		memcpy(u->field + u->field_len, p, n);
+		u->field_len += n;
+		return 0;
+	case P_FILE:
+		u->file_size += (int64_t)n;
+		if (u->file_size > it_g.cfg.max_upload_bytes)
+			return up_fail(u, 413, "file-too-large", "A file is larger than the limit of %" PRId64 " bytes.",
+				       it_g.cfg.max_upload_bytes);
+		if (u->head_len < sizeof(u->head)) {
+			size_t k = sizeof(u->head) - u->head_len;
+			it_sniff s;
+			if (k > n)
+				k = n;
+			memcpy(u->head + u->head_len, p, k);
+			u->head_len += k;
+			/* Refuse non-images as soon as their first bytes say so. */
+			if (it_sniff_type(u->head, u->head_len, &s) == IT_SNIFF_UNKNOWN)
+				return up_fail(u, 415, "not-an-image",
+					       "\"%.60s\" is not a JPEG, PNG, GIF or WebP image.", u->display);
+		}
+		if (write_all(u->tmp_fd, p, n) < 0) {
+			it_log_error("temporary file write failed: %s", strerror(errno));
+			return up_fail(u, 503, "storage-unavailable", "The upload cannot be stored right now.");
+		}
+		if (it_blob_writer_append(&u->blob, p, n) != 0)
+			return up_fail(u, 503, "database-unavailable", "The database cannot be reached; try again shortly.");
+		return 0;
+	default:
+		return 0;
+	}
+}
+
+static int valid_source(const char *s)
+{
+	for (size_t i = 0; i < sizeof(sources) / sizeof(sources[0]); i++)
+		if (strcmp(s, sources[i]) == 0)
+			return 1;
+	return 0;
+}
+
+/* The bytes are complete: sniff the header, check the pixel count, make the
+ * thumbnail, and keep what the image row will need. */
+static int file_end(upload *u)
+{
+	upload_file *f = &u->files[u->nfiles];
+	it_image *img = &f->img;
+	const char *name = u->display;
+	void *map = NULL, *thumb = NULL;
+	size_t thumb_len = 0;
+	const char *thumb_type;
+	char err[256];
+	it_sniff s;
+	enum it_sniff_rc rc;
+	int ret = -1;
+
+	memset(img, 0, sizeof(*img));
+	if (u->file_size == 0)
+		return up_fail(u, 415, "not-an-image", "\"%.60s\" is empty.", name);
+	if (it_blob_writer_finish(&u->blob) != 0) {
+		u->blob_open = 0;
+		return up_fail(u, 503, "database-unavailable", "The database cannot be reached; try again shortly.");
+	}
+	u->blob_open = 0;
+	img->blob_id = u->blob.id;
+	img->size = u->blob.size;
+	memcpy(img->sha256, u->blob.sha256, sizeof(img->sha256));
+
+	/* The header walk reads a few pages of the mapping, not the file. */
+	map = mmap(NULL, (size_t)u->file_size, PROT_READ, MAP_PRIVATE, u->tmp_fd, 0);
+	if (map == MAP_FAILED) {
+		map = NULL;
+		return up_fail(u, 503, "storage-unavailable", "The upload cannot be stored right now.");
+	}
+	rc = it_sniff_image(map, (size_t)u->file_size, &s);
+	munmap(map, (size_t)u->file_size);
+	if (rc == IT_SNIFF_UNKNOWN)
+		return up_fail(u, 415, "not-an-image", "\"%.60s\" is not a JPEG, PNG, GIF or WebP image.", name);
+	if (rc != IT_SNIFF_OK)
+		return up_fail(u, 415, "corrupt-image", "\"%.60s\" has a damaged or truncated header.", name);
+	if ((uint64_t)s.width * s.height > (uint64_t)it_g.cfg.max_pixels)
+		return up_fail(u, 413, "too-many-pixels",
+			       "\"%.60s\" is %" PRIu32 "x%" PRIu32 " pixels; the limit is %" PRId64 " pixels.", name,
+			       s.width, s.height, it_g.cfg.max_pixels);
+	if (it_thumb_make(u->tmp_fd, (int)it_g.cfg.thumbnail_size, &thumb, &thumb_len, &thumb_type, err,
+			  sizeof(err)) != 0)
+		return up_fail(u, 415, "corrupt-image", "\"%.60s\" cannot be decoded as an image.", name);
+	if (it_blob_put(u->conn, thumb, thumb_len, &img->thumb_blob_id, NULL) != 0) {
+		up_fail(u, 503, "database-unavailable", "The database cannot be reached; try again shortly.");
+		goto out;
+	}
+	snprintf(img->content_type, sizeof(img->content_type), "%s", s.content_type);
+	img->width = (int32_t)s.width;
+	img->height = (int32_t)s.height;
+	it_filename_utf8(u->part.filename, img->original_filename, sizeof(img->original_filename));
+	it_filename_sanitize(u->part.filename, s.ext, img->filename, sizeof(img->filename));
+	u->nfiles++;
+	ret = 0;
+out:
+	free(thumb);
+	return ret;
+}
+
+static int part_end(upload *u)
+{
+	switch (u->kind) {
+	case P_FIELD:
+		u->field[u->field_len] = '\0';
+		if (strlen(u->field) != u->field_len)
+			return up_fail(u, 400, "bad-field", "The field %s contains a NUL byte.", u->field_name);
+		if (strcmp(u->field_name, "session_id") == 0) {
+			int rc;
+			memcpy(u->session, u->field, u->field_len + 1);
+			/* Checked at once so that an upload into a dead session
+			 * stops before its bytes are read. */
+			rc = it_sessions_get(&u->conn, u->session, NULL);
+			if (rc == 400)
+				return up_fail(u, 400, "invalid-session-id", "The session id is malformed.");
+			if (rc == 404)
+				return up_fail(u, 404, "unknown-session", "No such session, or it has expired.");
+			if (rc != 0)
+				return up_fail(u, 503, "database-unavailable", "The database cannot be reached; try again shortly.");
+		} else {
+			memcpy(u->source, u->field, u->field_len + 1);
+			if (!valid_source(u->source))
+				return up_fail(u, 400, "unknown-source",
+					       "source must be one of web, android_app, browser_addon, cli, api.");
+		}
+		break;
+	case P_FILE: {
+		int rc = file_end(u);
+		close_file_part(u);
+		if (rc < 0)
+			return rc;
+		break;
+	}
+	default: break;
+	}
+	u->kind = P_NONE;
+	return 0;
+}
+
+/* Reads and parses the whole body. Returns 0 when every part is stored,
+ * -1 with u->status set otherwise. */
+static int upload_body(upload *u)
+{
+	for (;;) {
+		it_mp_event ev;
+		ssize_t used = it_mp_parse(&u->mp, u->buf, u->blen, &ev);
+
+		if (used < 0)
+			return up_fail(u, 400, "malformed-multipart", "%s", it_mp_error(&u->mp));
+		switch (ev.type) {
+		case IT_MP_PART:
+			if (part_begin(u, &ev.part) < 0)
+				return -1;
+			break;
+		case IT_MP_DATA:
+			if (part_data(u, ev.data, ev.len) < 0)
+				return -1;
+			break;
+		case IT_MP_PART_END:
+			if (part_end(u) < 0)
+				return -1;
+			break;
+		case IT_MP_END:
+			return 0;
+		case IT_MP_NEED_MORE:
+			break;
+		}
+		memmove(u->buf, u->buf + used, u->blen - (size_t)used);
+		u->blen -= (size_t)used;
+		if (ev.type == IT_MP_NEED_MORE) {
+			ssize_t r;
+			if (u->blen == READ_BUF)
+				return up_fail(u, 400, "malformed-multipart", "A part's header block is too large.");
+			r = it_req_read(u->req, u->buf + u->blen, READ_BUF - u->blen);
+			if (r < 0)
+				return up_fail(u, 400, "truncated", "The request body could not be read to its end.");
+			if (r == 0)
+				return up_fail(u, 400, "truncated",
+					       "The request body ends before the closing multipart boundary.");
+			u->body_read += r;
+			if (u->body_read > it_g.cfg.max_request_bytes)
+				return up_fail(u, 413, "request-too-large",
+					       "The request is larger than the limit of %" PRId64 " bytes.",
+					       it_g.cfg.max_request_bytes);
+			u->blen += (size_t)r;
+		}
+	}
+}
+
+/* Inserts the image rows, then their events (last: they take the session's
+ * row lock), all in the open transaction. */
+static int upload_store(upload *u)
+{
+	int rc;
+
+	if (u->session[0] == '\0')
+		return up_fail(u, 400, "missing-session-id", "The session_id field is missing.");
+	if (u->nfiles == 0)
+		return up_fail(u, 400, "missing-file", "No file part was sent (field name \"file\").");
+	for (int i = 0; i < u->nfiles; i++) {
+		it_image *img = &u->files[i].img;
+		snprintf(img->session_id, sizeof(img->session_id), "%.79s", u->session);
+		snprintf(img->source, sizeof(img->source), "%.15s", u->source[0] ? u->source : "web");
+		rc = it_images_insert(u->conn, img);
+		if (rc == 404)
+			return up_fail(u, 404, "unknown-session", "No such session, or it has expired.");
+		if (rc != 0)
+			return up_fail(u, 503, "database-unavailable", "The database cannot be reached; try again shortly.");
+	}
+	for (int i = 0; i < u->nfiles; i++) {
+		json_object *data = it_images_event_data(&u->files[i].img, it_g.cfg.url_prefix);
+		rc = it_event_append(u->conn, u->session, "image.uploaded", data, NULL);
+		json_object_put(data);
+		if (rc == 404)
+			return up_fail(u, 404, "unknown-session", "No such session, or it has expired.");
+		if (rc != 0)
+			return up_fail(u, 503, "database-unavailable", "The database cannot be reached; try again shortly.");
+	}
+	if (it_db_commit(u->conn) != 0)
+		return up_fail(u, 503, "database-unavailable", "The database cannot be reached; try again shortly.");
+	return 0;
+}
+
+void it_h_image_upload(it_req *req)
+{
+	char boundary[IT_MP_BOUNDARY_MAX + 1];
+	const char *ct = it_req_env(req, "CONTENT_TYPE");
+	int in_txn = 0;
+	upload *u;
+
+	if (it_mp_boundary(ct, boundary) < 0) {
+		it_resp_problem(req, 400, "not-multipart",
+				"Uploads are multipart/form-data with a boundary (curl -F file=@photo.jpg).");
+		return;
+	}
+	if (req->content_length > it_g.cfg.max_request_bytes) {
+		/* Not a byte is read: the web server closes the connection. */
+		it_resp_problem(req, 413, "request-too-large", "The request is larger than the limit of %" PRId64 " bytes.",
+				it_g.cfg.max_request_bytes);
+		return;
+	}
+	u = calloc(1, sizeof(*u));
+	if (u == NULL || (u->buf = malloc(READ_BUF)) == NULL ||
+	    (u->files = calloc((size_t)it_g.cfg.max_files, sizeof(*u->files))) == NULL) {
+		if (u)
+			free(u->buf);
+		free(u);
+		it_resp_problem(req, 503, "out-of-memory", "The server is out of memory; try again shortly.");
+		return;
+	}
+	u->req = req;
+	u->tmp_fd = -1;
+	it_mp_init(&u->mp, boundary, MP_HEADER_MAX);
+	u->conn = it_db_thread_conn();
+	if (u->conn == NULL || it_db_begin(&u->conn) != 0)
+		up_fail(u, 503, "database-unavailable", "The database cannot be reached; try again shortly.");
+	else
+		in_txn = 1;
+
+	if (u->status == 0 && upload_body(u) == 0 && upload_store(u) == 0) {
+		json_object *o = json_object_new_object(), *arr = json_object_new_array();
+		for (int i = 0; i < u->nfiles; i++)
+			json_object_array_add(arr, it_images_json(&u->files[i].img, it_g.cfg.url_prefix));
+		json_object_object_add(o, "images", arr);
+		snprintf(req->log_note, sizeof(req->log_note), "images=%d", u->nfiles);
+		it_resp_json(req, 201, o);
+		json_object_put(o);
+	} else {
+		/* Nothing of this request survives: the blobs, chunks and rows
+		 * written so far vanish with the rollback. */
+		close_file_part(u);
+		if (in_txn)
+			it_db_rollback(u->conn);
+		if (u->status == 503)
+			it_resp_header(req, "Retry-After", "5");
+		it_resp_problem(req, u->status ? u->status : 500, u->slug ? u->slug : "internal", "%s", u->detail);
+		it_resp_flush(req);
+		/* Read what is left so that the client, still sending, gets the
+		 * answer instead of a reset; past DRAIN_MAX the connection is cut. */
+		if (req->content_length < 0 || req->content_length - u->body_read <= DRAIN_MAX)
+			it_req_drain(req, DRAIN_MAX);
+	}
+	close_file_part(u);
+	free(u->files);
+	free(u->buf);
+	free(u);
+}
+
+/* ---------------------------------------------------------------- metadata */
+
+static int image_problem(it_req *req, int rc)
+{
+	switch (rc) {
+	case 0: return 0;
+	case 400: it_resp_problem(req, 400, "invalid-image-id", "The image id is not a UUID."); break;
+	case 404: it_resp_problem(req, 404, "unknown-image", "No such image, or its session has expired."); break;
+	default:
+		it_resp_header(req, "Retry-After", "5");
+		it_resp_problem(req, 503, "database-unavailable", "The database cannot be reached; try again shortly.");
+		break;
+	}
+	return 1;
+}
+
+void it_h_image_get(it_req *req)
+{
+	PGconn *conn = it_db_thread_conn();
+	it_image *img = malloc(sizeof(*img));
+	json_object *o;
+
+	if (img == NULL || image_problem(req, conn ? it_images_get(&conn, req->params[0], img) : 503)) {
+		free(img);
+		return;
+	}
+	o = it_images_json(img, it_g.cfg.url_prefix);
+	it_resp_json(req, 200, o);
+	json_object_put(o);
+	free(img);
+}
+
+struct list_ctx {
+	json_object *arr;
+	int n, limit;
+	int64_t last_pos;
+};
+
+static int list_one(const it_image *img, void *arg)
+{
+	struct list_ctx *c = arg;
+
+	if (c->n == c->limit)
+		return 1; /* the extra row only says there is a next page */
+	json_object_array_add(c->arr, it_images_json(img, it_g.cfg.url_prefix));
+	c->last_pos = img->pos;
+	c->n++;
+	return 0;
+}
+
+void it_h_session_images(it_req *req)
+{
+	PGconn *conn = it_db_thread_conn();
+	struct list_ctx c = {0};
+	char v[32];
+	int64_t limit = 50, before = 0;
+	int got;
+	json_object *o;
+
+	if (it_query_get(req->query, "limit", v, sizeof(v)) != -1 &&
+	    (it_parse_uint(v, 200, &limit) < 0 || limit < 1)) {
+		it_resp_problem(req, 400, "bad-limit", "limit must be an integer from 1 to 200.");
+		return;
+	}
+	if (it_query_get(req->query, "before", v, sizeof(v)) != -1 && it_parse_uint(v, INT64_MAX, &before) < 0) {
+		it_resp_problem(req, 400, "bad-cursor", "before must be the next value of a previous page.");
+		return;
+	}
+	if (it_app_session_problem(req, conn ? it_sessions_get(&conn, req->params[0], NULL) : 503))
+		return;
+	c.arr = json_object_new_array();
+	c.limit = (int)limit;
+	got = it_images_list(&conn, req->params[0], before, (int)limit + 1, list_one, &c);
+	if (got < 0) {
+		json_object_put(c.arr);
+		it_app_session_problem(req, 503);
+		return;
+	}
+	o = json_object_new_object();
+	json_object_object_add(o, "images", c.arr);
+	if (got > c.n) {
+		snprintf(v, sizeof(v), "%" PRId64, c.last_pos);
+		json_object_object_add(o, "next", json_object_new_string(v));
+	} else {
+		json_object_object_add(o, "next", NULL);
+	}
+	it_resp_json(req, 200, o);
+	json_object_put(o);
+}
+
+/* ---------------------------------------------------------------- downloads */
+
+/* Does an If-None-Match list contain etag (weak comparison, RFC 9110 13.1.2)? */
+static int etag_matches(const char *list, const char *etag)
+{
+	const char *p = list;
+	size_t elen = strlen(etag);
+
+	while (*p) {
+		while (*p == ' ' || *p == '\t' || *p == ',')
+			p++;
+		if (*p == '*')
+			return 1;
+		if (strncmp(p, "W/", 2) == 0)
+			p += 2;
+		if (strncmp(p, etag, elen) == 0 && (p[elen] == '\0' || p[elen] == ',' || p[elen] == ' ' || p[elen] == '\t'))
+			return 1;
+		while (*p && *p != ',')
+			p++;
+	}
+	return 0;
+}
+
+/* Parses a single "bytes=a-b", "bytes=a-" or "bytes=-n" range against size.
+ * Returns 1 with [*start, *end] set, 0 to ignore the header (malformed or
+ * several ranges: the whole file is sent), or -1 when unsatisfiable. */
+static int parse_range(const char *h, int64_t size, int64_t *start, int64_t *end)
+{
+	const char *dash;
+	char a[24], b[24];
+	int64_t x, y;
+	size_t alen, blen;
+
+	while (*h == ' ')
+		h++;
+	if (strncasecmp(h, "bytes=", 6) != 0 || strchr(h, ','))
+		return 0;
+	h += 6;
+	dash = strchr(h, '-');
+	if (dash == NULL)
+		return 0;
+	alen = (size_t)(dash - h);
+	blen = strlen(dash + 1);
+	while (blen > 0 && dash[blen] == ' ')
+		blen--;
+	if (alen >= sizeof(a) || blen >= sizeof(b))
+		return 0;
+	memcpy(a, h, alen);
+	a[alen] = '\0';
+	memcpy(b, dash + 1, blen);
+	b[blen] = '\0';
+	if (alen == 0) {
+		/* suffix: the last y bytes */
+		if (it_parse_uint(b, INT64_MAX, &y) < 0)
+			return 0;
+		if (y == 0 || size == 0)
+			return -1;
+		*start = y >= size ? 0 : size - y;
+		*end = size - 1;
+		return 1;
+	}
+	if (it_parse_uint(a, INT64_MAX, &x) < 0)
+		return 0;
+	if (blen == 0) {
+		y = size - 1;
+	} else {
+		if (it_parse_uint(b, INT64_MAX, &y) < 0 || y < x)
+			return 0;
+		if (y >= size)
+			y = size - 1;
+	}
+	if (x >= size)
+		return -1;
+	*start = x;
+	*end = y;
+	return 1;
+}
+
+void it_h_image_file(it_req *req)
+{
+	PGconn *conn = it_db_thread_conn();
+	it_image *img = malloc(sizeof(*img));
+	const char *inm, *range, *ifrange;
+	char etag[80], disp[2048];
+	int64_t start = 0, end = -1;
+	it_blob_reader r;
+	const void *p;
+	ssize_t n;
+	int rc, partial = 0;
+
+	if (img == NULL || image_problem(req, conn ? it_images_get(&conn, req->params[0], img) : 503))
+		goto out;
+	snprintf(etag, sizeof(etag), "\"%s\"", img->sha256);
+	it_resp_header(req, "ETag", "%s", etag);
+	it_resp_header(req, "Cache-Control", "private, no-cache");
+	it_resp_header(req, "Accept-Ranges", "bytes");
+	inm = it_req_env(req, "HTTP_IF_NONE_MATCH");
+	if (inm && etag_matches(inm, etag)) {
+		it_resp_begin(req, 304, NULL);
+		goto out;
+	}
+	end = img->size - 1;
+	range = it_req_env(req, "HTTP_RANGE");
+	ifrange = it_req_env(req, "HTTP_IF_RANGE");
+	if (range && (ifrange == NULL || strcmp(ifrange, etag) == 0)) {
+		int pr = parse_range(range, img->size, &start, &end);
+		if (pr < 0) {
+			it_resp_header(req, "Content-Range", "bytes */%" PRId64, img->size);
+			it_resp_problem(req, 416, "range-not-satisfiable", "The file has %" PRId64 " bytes.", img->size);
+			goto out;
+		}
+		if (pr == 0) {
+			start = 0;
+			end = img->size - 1;
+		} else {
+			partial = 1;
+		}
+	}
+	rc = it_blob_reader_open(&r, conn, img->blob_id, start, end - start + 1);
+	if (rc != 0) {
+		image_problem(req, rc == 404 ? 404 : 503);
+		goto out;
+	}
+	if (it_filename_disposition(img->filename, disp, sizeof(disp)) == 0)
+		it_resp_header(req, "Content-Disposition", "%s", disp);
+	/* Only sniffed raster types are ever stored, but a sandbox costs
+	 * nothing should one be opened as a document. */
+	it_resp_header(req, "Content-Security-Policy", "default-src 'none'; sandbox");
+	it_resp_header(req, "Content-Length", "%" PRId64, end - start + 1);
+	if (partial)
+		it_resp_header(req, "Content-Range", "bytes %" PRId64 "-%" PRId64 "/%" PRId64, start, end, img->size);
+	it_resp_begin(req, partial ? 206 : 200, img->content_type);
+	if (strcmp(req->method, "HEAD") != 0) {
+		while ((n = it_blob_reader_next(&r, &p)) > 0)
+			if (it_resp_write(req, p, (size_t)n) < 0)
+				break;
+		if (n < 0)
+			it_log_warn("download of an image cut short: blob read failed (%d)", (int)-n);
+	}
+	it_blob_reader_close(&r);
+out:
+	free(img);
+}
+
+void it_h_image_thumbnail(it_req *req)
+{
+	PGconn *conn = it_db_thread_conn();
+	it_image *img = malloc(sizeof(*img));
+	it_blob_reader r;
+	char etag[80];
+	const void *p;
+	ssize_t n;
+	it_sniff s;
+	const char *inm;
+	int rc;
+
+	if (img == NULL || image_problem(req, conn ? it_images_get(&conn, req->params[0], img) : 503))
+		goto out;
+	if (img->thumb_blob_id == 0) {
+		it_resp_problem(req, 404, "no-thumbnail", "This image has no thumbnail.");
+		goto out;
+	}
+	rc = it_blob_reader_open(&r, conn, img->thumb_blob_id, 0, -1);
+	if (rc != 0 || r.info.size > THUMB_MAX || r.info.size < IT_SNIFF_MAGIC_BYTES) {
+		image_problem(req, rc == 404 ? 404 : 503);
+		goto out;
+	}
+	snprintf(etag, sizeof(etag), "\"t-%s\"", r.info.sha256);
+	it_resp_header(req, "ETag", "%s", etag);
+	it_resp_header(req, "Cache-Control", "private, no-cache");
+	inm = it_req_env(req, "HTTP_IF_NONE_MATCH");
+	if (inm && etag_matches(inm, etag)) {
+		it_resp_begin(req, 304, NULL);
+		it_blob_reader_close(&r);
+		goto out;
+	}
+	n = it_blob_reader_next(&r, &p);
+	if (n < IT_SNIFF_MAGIC_BYTES || it_sniff_type(p, (size_t)n, &s) != IT_SNIFF_OK) {
+		it_blob_reader_close(&r);
+		image_problem(req, 503);
+		goto out;
+	}
+	it_resp_header(req, "Content-Length", "%" PRId64, r.info.size);
+	it_resp_header(req, "Content-Security-Policy", "default-src 'none'; sandbox");
+	it_resp_begin(req, 200, s.content_type);
+	if (strcmp(req->method, "HEAD") != 0) {
+		do {
+			if (it_resp_write(req, p, (size_t)n) < 0)
+				break;
+		} while ((n = it_blob_reader_next(&r, &p)) > 0);
+	}
+	it_blob_reader_close(&r);
+out:
+	free(img);
+}
+
+/* ---------------------------------------------------------------- changes */
+
+/* Reads a JSON request body of at most JSON_BODY_MAX bytes. Returns the
+ * parsed object (json_object_put it) or NULL after answering the problem. */
+static json_object *read_json_body(it_req *req)
+{
+	it_buf b;
+	char tmp[4096];
+	ssize_t r;
+	json_object *o = NULL;
+	json_tokener *tok;
+
+	if (req->content_length > JSON_BODY_MAX) {
+		it_resp_problem(req, 413, "body-too-large", "The JSON body is limited to %d bytes.", JSON_BODY_MAX);
+		return NULL;
+	}
+	it_buf_init(&b, JSON_BODY_MAX);
+	while ((r = it_req_read(req, tmp, sizeof(tmp))) > 0) {
+		if (it_buf_append(&b, tmp, (size_t)r) != 0) {
+			it_buf_free(&b);
+			it_resp_problem(req, 413, "body-too-large", "The JSON body is limited to %d bytes.", JSON_BODY_MAX);
+			return NULL;
+		}
+	}
+	if (r < 0 || b.len == 0) {
+		it_buf_free(&b);
+		it_resp_problem(req, 400, "bad-json", "The request body must be a JSON object.");
+		return NULL;
+	}
+	tok = json_tokener_new();
+	o = json_tokener_parse_ex(tok, b.data, (int)b.len);
+	if (o == NULL || json_tokener_get_error(tok) != json_tokener_success ||
+	    json_tokener_get_parse_end(tok) != b.len || !json_object_is_type(o, json_type_object)) {
+		json_object_put(o);
+		o = NULL;
+		it_resp_problem(req, 400, "bad-json", "The request body must be a JSON object.");
+	}
+	json_tokener_free(tok);
+	it_buf_free(&b);
+	return o;
+}
+
+void it_h_image_patch(it_req *req)
+{
+	PGconn *conn = it_db_thread_conn();
+	json_object *body, *fn, *data;
+	it_image *img = NULL;
+	const char *raw;
+	char name[IT_IMAGE_NAME_MAX + 1];
+	int rc;
+
+	if ((body = read_json_body(req)) == NULL)
+		return;
+	if (!json_object_object_get_ex(body, "filename", &fn) || !json_object_is_type(fn, json_type_string)) {
+		it_resp_problem(req, 400, "missing-filename", "Send {\"filename\": \"new name\"}.");
+		goto out;
+	}
+	raw = json_object_get_string(fn);
+	if (json_object_get_string_len(fn) > IT_IMAGE_ORIG_MAX || strlen(raw) != (size_t)json_object_get_string_len(fn)) {
+		it_resp_problem(req, 400, "bad-filename", "The filename is too long or contains a NUL character.");
+		goto out;
+	}
+	it_filename_sanitize(raw, NULL, name, sizeof(name));
+	if (strcmp(name, "image") == 0 && strcmp(raw, "image") != 0) {
+		it_resp_problem(req, 400, "bad-filename", "The filename has no usable characters.");
+		goto out;
+	}
+	img = malloc(sizeof(*img));
+	if (img == NULL || conn == NULL || it_db_begin(&conn) != 0) {
+		image_problem(req, 503);
+		goto out;
+	}
+	rc = it_images_rename(conn, req->params[0], name, img);
+	if (rc == 0) {
+		data = it_images_event_data(img, it_g.cfg.url_prefix);
+		rc = it_event_append(conn, img->session_id, "image.updated", data, NULL);
+		json_object_put(data);
+		if (rc == 0 && it_db_commit(conn) != 0)
+			rc = 503;
+	}
+	if (rc != 0) {
+		it_db_rollback(conn);
+		image_problem(req, rc);
+		goto out;
+	}
+	data = it_images_json(img, it_g.cfg.url_prefix);
+	it_resp_json(req, 200, data);
+	json_object_put(data);
+out:
+	free(img);
+	json_object_put(body);
+}
+
+void it_h_image_delete(it_req *req)
+{
+	PGconn *conn = it_db_thread_conn();
+	it_image *img = malloc(sizeof(*img));
+	json_object *data;
+	int rc;
+
+	if (it_req_drain(req, JSON_BODY_MAX) < 0) {
+		it_resp_problem(req, 413, "body-too-large", "DELETE takes no body.");
+		goto out;
+	}
+	if (img == NULL || conn == NULL || it_db_begin(&conn) != 0) {
+		image_problem(req, 503);
+		goto out;
+	}
+	rc = it_images_delete(conn, req->params[0], img);
+	if (rc == 0) {
+		data = json_object_new_object();
+		json_object_object_add(data, "image_id", json_object_new_string(img->id));
+		rc = it_event_append(conn, img->session_id, "image.deleted", data, NULL);
+		json_object_put(data);
+		if (rc == 0 && it_db_commit(conn) != 0)
+			rc = 503;
+	}
+	if (rc != 0) {
+		it_db_rollback(conn);
+		image_problem(req, rc);
+		goto out;
+	}
+	it_resp_begin(req, 204, NULL);
+out:
+	free(img);
+}

@@ -1,0 +1,29 @@
+/* filename.h: client-supplied file names made safe to store, display and send back in headers. */
+#ifndef IT_FILENAME_H
+#define IT_FILENAME_H
+
+#include <stddef.h>
+
+/* A file name is only ever shown and offered for saving, never used as a
+ * path on this server: these functions make it harmless wherever it goes. */
+
+/* Copies in to out (outlen bytes, NUL-terminated) as valid UTF-8: every byte
+ * that is not part of a well-formed UTF-8 sequence becomes U+FFFD, NUL ends
+ * the name. Cut at a character boundary to fit. Returns the length. */
+size_t it_filename_utf8(const char *in, char *out, size_t outlen);
+
+/* The display name: valid UTF-8; only the last path component (after the
+ * last '/' or '\'); control characters (C0, DEL, C1) and bidirectional
+ * overrides removed, tabs and line breaks turned into spaces; leading and
+ * trailing spaces and dots trimmed; at most outlen - 1 bytes, cut inside the
+ * stem so that a short extension survives. When nothing is left, the name
+ * is "image" plus "." ext (ext may be NULL). Returns the length. */
+size_t it_filename_sanitize(const char *in, const char *ext, char *out, size_t outlen);
+
+/* Writes a Content-Disposition value for name (already sanitised):
+ * `attachment; filename="<ASCII fallback>"; filename*=UTF-8''<percent-encoded>`
+ * (RFC 6266). The fallback replaces non-ASCII, '"', '\' and '%' with '_'.
+ * Returns 0, or -1 when out is too small. */
+int it_filename_disposition(const char *name, char *out, size_t outlen);
+
+#endif

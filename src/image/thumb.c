@@ -1,0 +1,94 @@
+/* thumb.c: thumbnails with libvips, from an image in a file. */
+#include "config.h"
+
+#include "image/thumb.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <vips/vips.h>
+
+static pthread_once_t once = PTHREAD_ONCE_INIT;
+static int init_rc = -1;
+
+static void init_once(void)
+{
+	if (VIPS_INIT("imagetools") != 0)
+		return;
+	/* Each request makes one thumbnail of a file that is deleted right
+	 * after: caching operations would only hold memory and descriptors. */
+	vips_cache_set_max(0);
+	/* One worker thread per thumbnail: requests already run in parallel,
+	 * and this keeps memory per upload predictable. */
+	vips_concurrency_set(1);
+	/* Only our four sniffed formats ever reach libvips, but should one
+	 * slip through, the large third-party loaders (ImageMagick, PDF,
+	 * OpenSlide) stay out of reach of uploaded bytes. */
+	vips_block_untrusted_set(TRUE);
+	init_rc = 0;
+}
+
+int it_thumb_init(void)
+{
+	pthread_once(&once, init_once);
+	return init_rc;
+}
+
+int it_thumb_make(int fd, int size, void **out, size_t *outlen, const char **content_type, char *err,
+		  size_t errlen)
+{
+	VipsSource *src = NULL;
+	VipsImage *img = NULL;
+	void *buf = NULL;
+	size_t len = 0;
+	int rc = -1;
+
+	*out = NULL;
+	*outlen = 0;
+	if (it_thumb_init() < 0) {
+		snprintf(err, errlen, "libvips failed to start");
+		return -1;
+	}
+	if (lseek(fd, 0, SEEK_SET) < 0) {
+		snprintf(err, errlen, "cannot rewind the image file");
+		return -1;
+	}
+	src = vips_source_new_from_descriptor(fd);
+	if (src == NULL)
+		goto out;
+	if (vips_thumbnail_source(src, &img, size, "height", size, "size", VIPS_SIZE_DOWN, NULL) != 0)
+		goto out;
+	if (vips_image_hasalpha(img)) {
+		if (vips_pngsave_buffer(img, &buf, &len, "strip", TRUE, "compression", 6, NULL) != 0)
+			goto out;
+		*content_type = "image/png";
+	} else {
+		if (vips_jpegsave_buffer(img, &buf, &len, "Q", 80, "strip", TRUE, NULL) != 0)
+			goto out;
+		*content_type = "image/jpeg";
+	}
+	/* g_free and free are the same allocator on glibc builds of GLib, but
+	 * copying keeps the ownership contract plain. */
+	*out = malloc(len ? len : 1);
+	if (*out == NULL)
+		goto out;
+	memcpy(*out, buf, len);
+	*outlen = len;
+	rc = 0;
+out:
+	if (rc != 0) {
+		const char *e = vips_error_buffer();
+		size_t n = strcspn(e, "\n");
+		snprintf(err, errlen, "%.*s", (int)(n < 200 ? n : 200), n ? e : "libvips could not read the image");
+		vips_error_clear();
+	}
+	g_free(buf);
+	if (img)
+		g_object_unref(img);
+	if (src)
+		g_object_unref(src);
+	vips_thread_shutdown();
+	return rc;
+}

@@ -1,0 +1,23 @@
+/* thumb.h: thumbnails with libvips, from an image in a file. */
+#ifndef IT_THUMB_H
+#define IT_THUMB_H
+
+#include <stddef.h>
+
+/* Starts libvips once per process (later calls do nothing) and turns off its
+ * operation cache, which would otherwise keep decoded images and descriptors
+ * of deleted temporary files alive. Called by it_thumb_make; call it from
+ * main() before threads if you want start-up errors early. Returns 0 or -1. */
+int it_thumb_init(void);
+
+/* Makes a thumbnail of the image held in fd (read from offset 0; fd is not
+ * closed), its longest edge at most size pixels (never enlarged), rotated
+ * upright from EXIF, metadata stripped: PNG when the image has an alpha
+ * channel, JPEG otherwise. Returns 0 and sets *out (heap, free() it),
+ * *outlen and *content_type (static), or -1 with a sentence in err when
+ * libvips cannot read the image. The caller checks the pixel count
+ * (max_pixels) before calling: decoding is where a bomb would go off. */
+int it_thumb_make(int fd, int size, void **out, size_t *outlen, const char **content_type, char *err,
+		  size_t errlen);
+
+#endif

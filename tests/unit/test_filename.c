@@ -1,0 +1,61 @@
+/* test_filename.c: unit tests for image/filename: display names, UTF-8 repair, Content-Disposition. */
+#include "config.h"
+
+#include "image/filename.h"
+#include "tap.h"
+
+#include <string.h>
+
+static const char *san(const char *in, const char *ext)
+{
+	static char out[256];
+	it_filename_sanitize(in, ext, out, sizeof(out));
+	return out;
+}
+
+int main(void)
+{
+	char out[2048], big[1200];
+
+	is_str(san("photo.jpg", "jpg"), "photo.jpg", "a plain name is kept");
+	is_str(san("../../etc/passwd", "png"), "passwd", "path components are dropped");
+	is_str(san("C:\\Users\\me\\x.gif", "gif"), "x.gif", "Windows paths too");
+	is_str(san("a\r\nb\tc.png", NULL), "a b c.png", "CR, LF and tab become spaces");
+	is_str(san("a\x01\x7f" "b.png", NULL), "ab.png", "control characters are removed");
+	is_str(san("evil\xe2\x80\xaegnp.exe", NULL), "evilgnp.exe", "bidi overrides are removed");
+	is_str(san("<script>alert(1)</script>.png", NULL), "script>.png",
+	       "the last '/' still starts the name; the rest is kept for display (escaped by renderers)");
+	is_str(san("\"quoted\" 'name'.jpg", NULL), "\"quoted\" 'name'.jpg", "quotes are kept for display");
+	is_str(san("..", "jpg"), "image.jpg", "'..' becomes a default name");
+	is_str(san("  .hidden. ", "png"), "hidden", "leading and trailing dots and spaces are trimmed");
+	is_str(san("", "webp"), "image.webp", "an empty name becomes image.<ext>");
+	is_str(san("dir/", NULL), "image", "a trailing separator leaves nothing: the default");
+	is_str(san("caf\xc3\xa9 \xe2\x82\xac.jpg", NULL), "caf\xc3\xa9 \xe2\x82\xac.jpg", "UTF-8 is kept");
+	is_str(san("bad\xff\xfe.jpg", NULL), "bad\xef\xbf\xbd\xef\xbf\xbd.jpg", "invalid UTF-8 becomes U+FFFD");
+
+	memset(big, 'a', 1000);
+	strcpy(big + 1000, ".jpeg");
+	{
+		const char *s = san(big, NULL);
+		is_int(strlen(s), 255, "long names are cut to 255 bytes");
+		ok(strcmp(s + 250, ".jpeg") == 0, "the extension survives the cut");
+	}
+	memset(big, 0, sizeof(big));
+	for (int i = 0; i < 300; i++)
+		memcpy(big + 3 * i, "\xe2\x82\xac", 3);
+	{
+		const char *s = san(big, NULL);
+		ok(strlen(s) <= 255 && strlen(s) % 3 == 0, "a cut never splits a character");
+	}
+
+	it_filename_utf8("ok\xc0\xaf", out, sizeof(out));
+	is_str(out, "ok\xef\xbf\xbd\xef\xbf\xbd", "overlong encodings are replaced");
+	it_filename_utf8("\xed\xa0\x80", out, sizeof(out));
+	is_str(out, "\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd", "surrogates are replaced");
+
+	is_int(it_filename_disposition("caf\xc3\xa9 \"1\".jpg", out, sizeof(out)), 0, "disposition fits");
+	is_str(out, "attachment; filename=\"caf_ _1_.jpg\"; filename*=UTF-8''caf%C3%A9%20%221%22.jpg",
+	       "ASCII fallback and RFC 8187 filename*");
+	is_int(it_filename_disposition("x.jpg", out, 20), -1, "too small an output is refused");
+	return tap_done();
+}
