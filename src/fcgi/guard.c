@@ -127,19 +127,42 @@ int it_guard_request(it_req *req)
 	return 0;
 }
 
-int it_guard_rate(it_req *req, const char *kind, const char *subject, int64_t per_minute)
+/* A second connection per request thread, for limits checked while the
+ * thread's own connection is inside the request's transaction. */
+static __thread PGconn *side_conn;
+
+int it_guard_rate_check(const char *kind, const char *subject, int64_t per_minute, int64_t *retry_after)
 {
-	PGconn *conn;
-	int64_t retry = 0;
+	PGconn *conn, **connp;
 	char labels[64];
 
+	*retry_after = 0;
 	if (per_minute <= 0)
 		return 0;
 	conn = it_db_thread_conn();
-	if (conn == NULL || it_ratelimit_take(&conn, kind, subject, per_minute, &retry) != 1)
+	connp = &conn;
+	if (conn && PQtransactionStatus(conn) != PQTRANS_IDLE) {
+		if (side_conn && it_db_broken(side_conn)) {
+			PQfinish(side_conn);
+			side_conn = NULL;
+		}
+		if (side_conn == NULL)
+			side_conn = it_db_connect();
+		connp = &side_conn;
+	}
+	if (*connp == NULL || it_ratelimit_take(connp, kind, subject, per_minute, retry_after) != 1)
 		return 0;
 	snprintf(labels, sizeof(labels), "limit=\"%s\"", kind);
 	it_metrics_inc("imagetools_rate_limited_total", labels, 1);
+	return 1;
+}
+
+int it_guard_rate(it_req *req, const char *kind, const char *subject, int64_t per_minute)
+{
+	int64_t retry = 0;
+
+	if (!it_guard_rate_check(kind, subject, per_minute, &retry))
+		return 0;
 	it_resp_header(req, "Retry-After", "%lld", (long long)retry);
 	{
 		json_object *ext = json_object_new_object();

@@ -23,6 +23,14 @@ int it_guard_request(it_req *req);
  * returns 0 (also when the database could not be asked). */
 int it_guard_rate(it_req *req, const char *kind, const char *subject, int64_t per_minute);
 
+/* The check of it_guard_rate without the answer, for handlers that find the
+ * subject in the middle of a request (the session of an upload). Returns 1
+ * and sets *retry_after when over the limit (counted as above), else 0.
+ * Safe to call while the thread's connection is inside a transaction: the
+ * bucket is then updated on a second connection of the thread, so that its
+ * row lock is not held until the request's own commit. */
+int it_guard_rate_check(const char *kind, const char *subject, int64_t per_minute, int64_t *retry_after);
+
 /* Returns 1 when origin (an Origin header value) is in the space-separated
  * list allowed (exact match, ASCII case-insensitive; "null" never matches),
  * else 0. Exposed for the unit test and the fuzz target. */
