@@ -9,11 +9,12 @@ import threading
 import time
 
 from harness import Stack, Tap, wait_for
+from uploads_util import png_bytes
 
 tap = Tap()
 
 ALLOWED = "https://app.example moz-extension://0b7e3c1a-addon"
-SETTINGS = {"rate_sessions": 3, "rate_streams": 3, "allowed_origins": '"%s"' % ALLOWED, "keepalive_interval": 1}
+SETTINGS = {"rate_sessions": 3, "rate_streams": 3, "rate_uploads": 4, "allowed_origins": '"%s"' % ALLOWED, "keepalive_interval": 1}
 
 
 def post_session(st, headers=None):
@@ -219,6 +220,59 @@ with Stack(tap, settings=SETTINGS, fcgi_procs=2) as st:
     r = st.request("GET", "/api/v1/events?session_id=%s&cursor=0&timeout=5" % s2)
     st.is_problem(r, 429, "a long-poll that would wait counts as a stream")
     tap.is_(r.json().get("retry_after"), int(r.header("Retry-After") or -1), "body and header agree")
+
+    # ---------------------------------------------------------------- rate limits: uploads
+    st.sql("DELETE FROM rate_limits")
+    up_a, up_b, up_c = st.new_session(), st.new_session(), st.new_session()
+    png = os.path.join(st.dir, "tiny.png")
+    with open(png, "wb") as f:
+        f.write(png_bytes(8, 8))
+
+    def upload(session):
+        return st.curl("-s", "-F", "session_id=" + session, "-F", "source=cli", "-F", "file=@%s" % png,
+                       st.url + "/api/v1/images")
+
+    def images():
+        return int(st.sql("SELECT count(*) FROM images"))
+
+    m_up0 = metrics(st)
+    n0 = images()
+    codes = [upload(up_a)[0] for _ in range(4)]
+    tap.is_(codes, [201] * 4, "four uploads within rate_uploads=4")
+    status, headers, body = upload(up_b)
+    tap.is_(status, 429, "the fifth upload from the address in the minute is refused")
+    tap.like(headers, r"(?im)^Retry-After: \d+", "with Retry-After")
+    tap.like(headers, r"(?im)^Content-Type: application/problem\+json", "as problem+json")
+    tap.is_(images(), n0 + 4, "the refused upload stored nothing")
+    tap.is_(st.sql("SELECT last_event_seq FROM sessions WHERE id = :'p1'", up_b), "0", "and sent no event")
+
+    # Per session: a fresh address bucket, but session A has had its four.
+    st.sql("DELETE FROM rate_limits WHERE key LIKE 'uploads:%'")
+    status, headers, body = upload(up_a)
+    tap.is_(status, 429, "a session's own limit holds whatever the address")
+    tap.like(headers, r"(?im)^Retry-After: \d+", "with Retry-After")
+    tap.like(body.decode(errors="replace"), r"uploads into this session", "the problem says which limit")
+    tap.is_(images(), n0 + 4, "nothing stored")
+    tap.is_(upload(up_c)[0], 201, "another session uploads meanwhile")
+
+    def uploads_counted():
+        m = metrics(st)
+        return m if m.get('imagetools_uploads_total{source="cli"}', 0) - m_up0.get('imagetools_uploads_total{source="cli"}', 0) == 5 \
+            and m.get('imagetools_upload_errors_total{status="429"}', 0) - m_up0.get('imagetools_upload_errors_total{status="429"}', 0) == 2 \
+            else None
+    try:
+        m_up1 = wait_for(uploads_counted, timeout=15, interval=0.5, what="upload metrics")
+    except TimeoutError:
+        m_up1 = metrics(st)
+    key_u = 'imagetools_uploads_total{source="cli"}'
+    tap.is_(m_up1.get(key_u, 0) - m_up0.get(key_u, 0), 5.0, "uploads counted by source")
+    tap.is_(m_up1.get("imagetools_upload_bytes_total", 0) - m_up0.get("imagetools_upload_bytes_total", 0),
+            5.0 * os.path.getsize(png), "upload bytes counted")
+    key_e = 'imagetools_upload_errors_total{status="429"}'
+    tap.is_(m_up1.get(key_e, 0) - m_up0.get(key_e, 0), 2.0, "refused uploads counted by status")
+    tap.is_(m_up1.get("imagetools_images_stored"), float(images()), "imagetools_images_stored matches the database")
+    tap.is_(m_up1.get("imagetools_image_bytes_stored"), float(st.sql("SELECT sum(size) FROM images")),
+            "imagetools_image_bytes_stored matches the database")
 
     # ---------------------------------------------------------------- metrics
     st.sql("DELETE FROM rate_limits")
