@@ -27,6 +27,9 @@ static const it_route routes[] = {
 	{"DELETE", "/api/v1/images/{id}", it_h_image_delete},
 	{"GET", "/api/v1/images/{id}/file", it_h_image_file},
 	{"GET", "/api/v1/images/{id}/thumbnail", it_h_image_thumbnail},
+	{"POST", "/api/v1/operations", it_h_operation_create},
+	{"GET", "/api/v1/operations/{id}", it_h_operation_get},
+	{"POST", "/api/v1/operations/{id}/cancel", it_h_operation_cancel},
 	{"GET", "/api/v1/metrics", it_h_metrics},
 };
 

@@ -25,6 +25,11 @@ void it_h_image_delete(it_req *req);
 void it_h_image_file(it_req *req);
 void it_h_image_thumbnail(it_req *req);
 
+/* h_operations.c */
+void it_h_operation_create(it_req *req);
+void it_h_operation_get(it_req *req);
+void it_h_operation_cancel(it_req *req);
+
 /* h_metrics.c */
 void it_h_metrics(it_req *req);
 /* Starts and stops the flush thread that makes this process count in /metrics. */

@@ -29,7 +29,8 @@ static void usage(FILE *f)
 		"Usage: imagetools.fcgi [--config FILE] [--socket PATH] [--threads N]\n"
 		"The ImageTools API. Spawned by a web server with a FastCGI socket on fd 0\n"
 		"(lighttpd mod_fastcgi, mod_fcgid), given a socket to listen on (--socket,\n"
-		"for Apache mod_proxy_fcgi or systemd), or run as plain CGI (mod_cgi).\n"
+		"for Apache mod_proxy_fcgi), handed one by systemd (LISTEN_FDS, fd 3), or\n"
+		"run as plain CGI (mod_cgi).\n"
 		"Settings: %s, IMAGETOOLS_CONFIG, IMAGETOOLS_<KEY> variables.\n",
 		IT_CONFIG_PATH);
 }
@@ -103,6 +104,32 @@ static void raise_fd_limit(void)
 	}
 }
 
+/* Returns the listening socket systemd passed (socket activation), or -1.
+ * systemd puts the first socket on fd 3 and names the receiving process in
+ * LISTEN_PID; a value meant for another process (inherited by accident) is
+ * ignored. The variables are removed so nothing started later inherits them. */
+static int systemd_listen_fd(void)
+{
+	const char *pid = getenv("LISTEN_PID"), *fds = getenv("LISTEN_FDS");
+	int64_t p, n;
+
+	if (pid == NULL || fds == NULL)
+		return -1;
+	if (it_parse_uint(pid, INT32_MAX, &p) < 0 || p != (int64_t)getpid() ||
+	    it_parse_uint(fds, 1024, &n) < 0 || n < 1) {
+		unsetenv("LISTEN_PID");
+		unsetenv("LISTEN_FDS");
+		unsetenv("LISTEN_FDNAMES");
+		return -1;
+	}
+	if (n > 1)
+		it_log_warn("systemd passed %lld sockets; serving the first only", (long long)n);
+	unsetenv("LISTEN_PID");
+	unsetenv("LISTEN_FDS");
+	unsetenv("LISTEN_FDNAMES");
+	return 3;
+}
+
 static int run_cgi(void)
 {
 	it_req req;
@@ -132,6 +159,7 @@ int main(int argc, char **argv)
 	};
 	const char *config_path = IT_CONFIG_PATH, *sock = NULL;
 	long threads = 0;
+	int activated_fd;
 	char err[512];
 	sigset_t stop_set;
 	pthread_t *tids;
@@ -183,11 +211,22 @@ int main(int argc, char **argv)
 		it_log_error("FCGX_Init failed");
 		return 1;
 	}
-	if (sock == NULL && FCGX_IsCGI()) {
+	/* Socket activation comes before the CGI test: under systemd fd 0 is
+	 * /dev/null, which libfcgi would take for plain CGI. */
+	activated_fd = sock == NULL ? systemd_listen_fd() : -1;
+	if (sock == NULL && activated_fd < 0 && FCGX_IsCGI()) {
+		/* A CGI process has nothing to shut down gracefully: when the web
+		 * server ends it (lighttpd's tcp-fin-propagate sends SIGTERM as soon
+		 * as the client of a stream leaves) it must end at once, and
+		 * PostgreSQL rolls back whatever it had not committed. */
+		signal(SIGTERM, SIG_DFL);
+		signal(SIGINT, SIG_DFL);
+		signal(SIGHUP, SIG_DFL);
+		pthread_sigmask(SIG_UNBLOCK, &stop_set, NULL);
 		it_g.cgi = 1;
 		return run_cgi();
 	}
-	it_g.listen_fd = 0;
+	it_g.listen_fd = activated_fd >= 0 ? activated_fd : 0;
 	if (sock) {
 		unlink(sock);
 		it_g.listen_fd = FCGX_OpenSocket(sock, 1024);

@@ -103,8 +103,14 @@ int it_req_init(it_req *req, FCGX_Request *fcgx, const char *url_prefix)
 		req->path[plen] = '\0';
 		req->query = q ? q + 1 : "";
 	}
-	if (prelen && strncmp(req->path, url_prefix, prelen) == 0)
+	/* Only a whole path segment is a prefix: "/imagetools" must not be
+	 * stripped from "/imagetoolsx/api/v1/...". */
+	req->url_prefix = "";
+	if (prelen && strncmp(req->path, url_prefix, prelen) == 0 &&
+	    (req->path[prelen] == '/' || req->path[prelen] == '\0')) {
 		memmove(req->path, req->path + prelen, strlen(req->path + prelen) + 1);
+		req->url_prefix = url_prefix;
+	}
 	return 0;
 }
 
@@ -287,7 +293,9 @@ static int problem_v(it_req *req, int status, const char *slug, json_object *ext
 		vsnprintf(text, sizeof(text), detail, ap);
 		json_object_object_add(o, "detail", json_object_new_string(text));
 	}
-	json_object_object_add(o, "instance", json_object_new_string(req->path));
+	/* The path as the client knows it, so that it resolves on this site. */
+	snprintf(text, sizeof(text), "%s%s", req->url_prefix ? req->url_prefix : "", req->path);
+	json_object_object_add(o, "instance", json_object_new_string(text));
 	if (ext) {
 		json_object_object_foreach(ext, k, v) json_object_object_add(o, k, json_object_get(v));
 	}

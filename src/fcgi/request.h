@@ -18,6 +18,7 @@ typedef struct it_req {
 
 	const char *method;	  /* "GET", ... (never NULL) */
 	char path[1024];	  /* path below url_prefix, without the query */
+	const char *url_prefix;	  /* the site's prefix that was stripped ("" when none) */
 	const char *query;	  /* raw query string, "" when absent */
 	const char *remote_addr;  /* client address as the web server saw it */
 	int64_t content_length;	  /* -1 when the request has no Content-Length */

@@ -70,6 +70,10 @@ class Tap:
             return False
         return True
 
+    def skip(self, name, reason):
+        self.n += 1
+        print("ok %d - %s # SKIP %s" % (self.n, name.replace("\n", " "), reason))
+
     def diag(self, msg):
         for line in str(msg).splitlines():
             print("# " + line)
@@ -398,6 +402,17 @@ class Stack:
                 pids.append(int(pid))
         del sock_prefix
         return pids
+
+    def sanitized(self):
+        """True when the FastCGI processes run with AddressSanitizer (memory figures mean nothing then)."""
+        for pid in self.fcgi_pids():
+            try:
+                with open("/proc/%d/maps" % pid) as f:
+                    if "libasan" in f.read():
+                        return True
+            except OSError:
+                pass
+        return False
 
     def kill_fcgi(self, sig=signal.SIGKILL, only_stray=False):
         for pid in self.fcgi_pids():

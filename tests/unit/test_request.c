@@ -107,6 +107,12 @@ int main(void)
 		setenv("REQUEST_URI", "/site/api/v1/health", 1);
 		it_req_init(&req, NULL, "/site");
 		is_str(req.path, "/api/v1/health", "url_prefix is stripped");
+		is_str(req.url_prefix, "/site", "the stripped prefix is kept for links");
+		it_buf_free(&req.headers);
+		setenv("REQUEST_URI", "/siteX/api/v1/health", 1);
+		it_req_init(&req, NULL, "/site");
+		is_str(req.path, "/siteX/api/v1/health", "url_prefix only matches whole segments");
+		is_str(req.url_prefix, "", "nothing stripped");
 		it_buf_free(&req.headers);
 	}
 

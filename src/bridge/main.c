@@ -1,0 +1,71 @@
+/* main.c: imagetools-wsbridge — the optional WebSocket daemon that pushes session events to browsers. */
+#include "config.h"
+
+#include "bridge/bridge.h"
+#include "common/config.h"
+#include "common/log.h"
+
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"Usage: imagetools-wsbridge [--config FILE] [--listen HOST:PORT]\n"
+		"Serves GET /api/v1/ws/{session_id} WebSocket upgrades (proxied by the web\n"
+		"server) and pushes every event of the session as a JSON text frame.\n"
+		"--listen defaults to the bridge_listen setting. Settings: %s,\n"
+		"IMAGETOOLS_CONFIG, IMAGETOOLS_<KEY> variables. SIGTERM closes every socket\n"
+		"with 1001 and exits.\n",
+		IT_CONFIG_PATH);
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option opts[] = {{"config", required_argument, NULL, 'c'},
+					     {"listen", required_argument, NULL, 'l'},
+					     {"help", no_argument, NULL, 'h'},
+					     {NULL, 0, NULL, 0}};
+	const char *config_path = IT_CONFIG_PATH, *listen_addr = NULL;
+	it_config cfg;
+	char err[512];
+	int opt, rc, level;
+
+	while ((opt = getopt_long(argc, argv, "c:l:h", opts, NULL)) != -1) {
+		switch (opt) {
+		case 'c':
+			config_path = optarg;
+			if (access(config_path, R_OK) != 0) {
+				fprintf(stderr, "imagetools-wsbridge: cannot read %s\n", config_path);
+				return 1;
+			}
+			break;
+		case 'l':
+			listen_addr = optarg;
+			break;
+		case 'h':
+			usage(stdout);
+			return 0;
+		default:
+			usage(stderr);
+			return 2;
+		}
+	}
+	if (optind != argc) {
+		usage(stderr);
+		return 2;
+	}
+	it_log_init("imagetools-wsbridge", IT_LOG_INFO);
+	if (it_config_load(&cfg, config_path, err, sizeof(err)) < 0) {
+		it_log_error("%s", err);
+		return 1;
+	}
+	level = it_log_level_parse(cfg.log_level);
+	it_log_init("imagetools-wsbridge", level < 0 ? IT_LOG_INFO : (enum it_log_level)level);
+	rc = it_bridge_run(&cfg, listen_addr ? listen_addr : cfg.bridge_listen);
+	it_config_free(&cfg);
+	return rc == 0 ? 0 : 1;
+}

@@ -1,0 +1,291 @@
+/* cliutil.c: what imagetools-upload and imagetools-watch share: settings, URLs, errors, backoff. */
+#include "config.h"
+
+#include "cli/cliutil.h"
+
+#include <ctype.h>
+#include <curl/curl.h>
+#include <errno.h>
+#include <json-c/json.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+
+int it_cli_conf_path(char *out, size_t outlen)
+{
+	const char *xdg = getenv("XDG_CONFIG_HOME"), *home = getenv("HOME");
+	int n;
+
+	/* The XDG base directory spec says a relative XDG_CONFIG_HOME is invalid
+	 * and must be ignored. */
+	if (xdg && xdg[0] == '/')
+		n = snprintf(out, outlen, "%s/imagetools/cli.conf", xdg);
+	else if (home && home[0])
+		n = snprintf(out, outlen, "%s/.config/imagetools/cli.conf", home);
+	else
+		return -1;
+	return n < 0 || (size_t)n >= outlen ? -1 : 0;
+}
+
+static char *trim(char *s)
+{
+	char *e;
+
+	while (isspace((unsigned char)*s))
+		s++;
+	e = s + strlen(s);
+	while (e > s && isspace((unsigned char)e[-1]))
+		*--e = '\0';
+	return s;
+}
+
+int it_cli_conf_load_file(it_cli_conf *c, const char *path, char *err, size_t errlen)
+{
+	FILE *f = fopen(path, "r");
+	char line[4096];
+	int lineno = 0, rc = 0;
+
+	if (f == NULL) {
+		if (errno == ENOENT)
+			return 0;
+		snprintf(err, errlen, "%s: %s", path, strerror(errno));
+		return -1;
+	}
+	while (fgets(line, sizeof(line), f)) {
+		char *key, *val, *eq, **slot;
+		size_t vl;
+
+		lineno++;
+		if (strchr(line, '\n') == NULL && !feof(f)) {
+			snprintf(err, errlen, "%s:%d: line too long", path, lineno);
+			rc = -1;
+			break;
+		}
+		key = trim(line);
+		if (*key == '\0' || *key == '#')
+			continue;
+		eq = strchr(key, '=');
+		if (eq == NULL) {
+			snprintf(err, errlen, "%s:%d: expected key = value", path, lineno);
+			rc = -1;
+			break;
+		}
+		*eq = '\0';
+		key = trim(key);
+		val = trim(eq + 1);
+		vl = strlen(val);
+		if (vl >= 2 && val[0] == '"' && val[vl - 1] == '"') {
+			val[vl - 1] = '\0';
+			val++;
+		}
+		if (strcmp(key, "server") == 0)
+			slot = &c->server;
+		else if (strcmp(key, "session") == 0)
+			slot = &c->session;
+		else if (strcmp(key, "source") == 0)
+			slot = &c->source;
+		else {
+			snprintf(err, errlen, "%s:%d: unknown key '%.40s' (known: server, session, source)", path,
+				 lineno, key);
+			rc = -1;
+			break;
+		}
+		/* Values already given on the command line or in the environment win. */
+		if (*slot == NULL && *val) {
+			*slot = strdup(val);
+			if (*slot == NULL) {
+				snprintf(err, errlen, "out of memory");
+				rc = -1;
+				break;
+			}
+		}
+	}
+	fclose(f);
+	return rc;
+}
+
+static int from_env(char **slot, const char *name)
+{
+	const char *v = getenv(name);
+
+	if (*slot || v == NULL || *v == '\0')
+		return 0;
+	*slot = strdup(v);
+	return *slot ? 0 : -1;
+}
+
+int it_cli_conf_resolve(it_cli_conf *c, char *err, size_t errlen)
+{
+	char path[4096];
+
+	if (from_env(&c->server, "IMAGETOOLS_SERVER") < 0 || from_env(&c->session, "IMAGETOOLS_SESSION") < 0 ||
+	    from_env(&c->source, "IMAGETOOLS_SOURCE") < 0) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	if ((c->server == NULL || c->session == NULL || c->source == NULL) &&
+	    it_cli_conf_path(path, sizeof(path)) == 0)
+		return it_cli_conf_load_file(c, path, err, errlen);
+	return 0;
+}
+
+void it_cli_conf_free(it_cli_conf *c)
+{
+	free(c->server);
+	free(c->session);
+	free(c->source);
+	c->server = c->session = c->source = NULL;
+}
+
+int it_cli_url(it_buf *out, const char *server, const char *path)
+{
+	size_t n = strlen(server);
+
+	if (strncmp(server, "http://", 7) != 0 && strncmp(server, "https://", 8) != 0)
+		return -1;
+	while (n > 0 && server[n - 1] == '/')
+		n--;
+	it_buf_reset(out);
+	if (it_buf_append(out, server, n) < 0 || it_buf_puts(out, path) < 0)
+		return -1;
+	return 0;
+}
+
+int it_cli_urlencode(it_buf *out, const char *s)
+{
+	static const char hex[] = "0123456789ABCDEF";
+	int rc = 0;
+
+	for (; *s && rc == 0; s++) {
+		unsigned char c = (unsigned char)*s;
+
+		if (isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~') {
+			rc = it_buf_append(out, s, 1);
+		} else {
+			char e[3] = {'%', hex[c >> 4], hex[c & 15]};
+			rc = it_buf_append(out, e, 3);
+		}
+	}
+	return rc;
+}
+
+long it_cli_retry_after(const char *value, time_t now)
+{
+	const char *p;
+	time_t t;
+
+	if (value == NULL)
+		return -1;
+	while (*value == ' ' || *value == '\t')
+		value++;
+	if (*value == '\0')
+		return -1;
+	for (p = value; *p >= '0' && *p <= '9'; p++)
+		;
+	if (p > value && (*p == '\0' || *p == ' ' || *p == '\t' || *p == '\r' || *p == '\n')) {
+		if (p - value > 9)
+			return 999999999; /* absurd, but a number: the caller caps it */
+		return strtol(value, NULL, 10);
+	}
+	t = curl_getdate(value, NULL);
+	if (t == (time_t)-1)
+		return -1;
+	return t > now ? (long)(t - now) : 0;
+}
+
+long it_cli_backoff_ms(unsigned attempt, long base_ms, long cap_ms, double r)
+{
+	long d = base_ms;
+
+	for (unsigned i = 0; i < attempt && d < cap_ms; i++)
+		d *= 2;
+	if (d > cap_ms)
+		d = cap_ms;
+	return d - (long)(r * (double)(d / 2));
+}
+
+void it_cli_sanitize(char *out, size_t outlen, const char *s)
+{
+	size_t i;
+
+	for (i = 0; s[i] && i + 1 < outlen; i++)
+		out[i] = ((unsigned char)s[i] < 0x20 || s[i] == 0x7f) ? '?' : s[i];
+	out[i] = '\0';
+}
+
+static json_object *parse_object(const char *body, size_t len)
+{
+	json_tokener *tok;
+	json_object *o;
+
+	if (body == NULL || len == 0 || len > INT32_MAX)
+		return NULL;
+	tok = json_tokener_new();
+	if (tok == NULL)
+		return NULL;
+	o = json_tokener_parse_ex(tok, body, (int)len);
+	json_tokener_free(tok);
+	if (o && !json_object_is_type(o, json_type_object)) {
+		json_object_put(o);
+		o = NULL;
+	}
+	return o;
+}
+
+static const char *member(json_object *o, const char *key)
+{
+	json_object *v;
+
+	if (o && json_object_object_get_ex(o, key, &v) && json_object_is_type(v, json_type_string))
+		return json_object_get_string(v);
+	return NULL;
+}
+
+void it_cli_problem_message(const char *body, size_t len, long status, char *out, size_t outlen)
+{
+	json_object *o = parse_object(body, len);
+	const char *title = member(o, "title"), *detail = member(o, "detail");
+	char raw[512];
+
+	if (detail && title)
+		snprintf(raw, sizeof(raw), "%s (HTTP %ld): %s", title, status, detail);
+	else if (detail || title)
+		snprintf(raw, sizeof(raw), "HTTP %ld: %s", status, detail ? detail : title);
+	else
+		snprintf(raw, sizeof(raw), "HTTP %ld", status);
+	it_cli_sanitize(out, outlen, raw);
+	json_object_put(o);
+}
+
+void it_cli_problem_type(const char *body, size_t len, char *out, size_t outlen)
+{
+	json_object *o = parse_object(body, len);
+	const char *t = member(o, "type");
+
+	it_cli_sanitize(out, outlen, t ? t : "");
+	json_object_put(o);
+}
+
+int it_cli_sleep_ms(long ms, volatile sig_atomic_t *stop)
+{
+	while (ms > 0) {
+		long slice = ms > 100 ? 100 : ms;
+		struct timespec ts = {slice / 1000, (slice % 1000) * 1000000L};
+
+		if (stop && *stop)
+			return -1;
+		nanosleep(&ts, NULL);
+		ms -= slice;
+	}
+	return stop && *stop ? -1 : 0;
+}
+
+double it_cli_random(void)
+{
+	unsigned int v;
+
+	if (getrandom(&v, sizeof(v), GRND_NONBLOCK) != sizeof(v))
+		v = (unsigned int)rand();
+	return (double)v / 4294967296.0;
+}

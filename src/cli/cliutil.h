@@ -1,0 +1,84 @@
+/* cliutil.h: what imagetools-upload and imagetools-watch share: settings, URLs, errors, backoff. */
+#ifndef IT_CLIUTIL_H
+#define IT_CLIUTIL_H
+
+#include <signal.h>
+#include <stddef.h>
+#include <time.h>
+
+#include "common/buf.h"
+
+/* Exit codes shared by both programs (documented in docs/cli.md and the man pages). */
+enum {
+	IT_EXIT_OK = 0,
+	IT_EXIT_FAILED = 1,	 /* upload: some files were not stored; watch: a fatal local error */
+	IT_EXIT_USAGE = 2,	 /* bad arguments or configuration */
+	IT_EXIT_SESSION = 3,	 /* the session is unknown or expired (404) */
+	IT_EXIT_UNREACHABLE = 4, /* upload: the server stayed unreachable or kept failing */
+};
+
+/* The settings a user gives once: where the server is and which session. */
+typedef struct it_cli_conf {
+	char *server;  /* base URL of the site, e.g. http://host:8080 or https://host/imagetools */
+	char *session; /* session id */
+	char *source;  /* upload source (imagetools-upload only) */
+} it_cli_conf;
+
+/* Writes the user's config file path into out: $XDG_CONFIG_HOME/imagetools/cli.conf,
+ * else $HOME/.config/imagetools/cli.conf. Returns 0, or -1 when neither
+ * variable is set or the path does not fit. */
+int it_cli_conf_path(char *out, size_t outlen);
+
+/* Fills the unset (NULL) members of c from a key = value file (keys server,
+ * session, source; # comments; values optionally in double quotes). A
+ * missing file is not an error. Returns 0, or -1 with a message naming the
+ * file and line in err (unknown key, malformed line, unreadable file).
+ * Strings set here are heap copies owned by c. */
+int it_cli_conf_load_file(it_cli_conf *c, const char *path, char *err, size_t errlen);
+
+/* Resolves c: members already set (from the command line, heap copies) win,
+ * then IMAGETOOLS_SERVER / IMAGETOOLS_SESSION / IMAGETOOLS_SOURCE, then the
+ * user's config file. Returns 0 or -1 with err set. */
+int it_cli_conf_resolve(it_cli_conf *c, char *err, size_t errlen);
+
+void it_cli_conf_free(it_cli_conf *c);
+
+/* Sets out to server + path (path starts with "/api/v1"), dropping trailing
+ * slashes of server. Returns 0, or -1 when server is not an http(s) URL. */
+int it_cli_url(it_buf *out, const char *server, const char *path);
+
+/* Appends s to out percent-encoded for a query value. Returns 0 or a
+ * negative errno from it_buf. */
+int it_cli_urlencode(it_buf *out, const char *s);
+
+/* Parses a Retry-After value (delta-seconds or an HTTP-date, relative to
+ * now). Returns the seconds to wait (0 for a date in the past), or -1 when
+ * value is NULL or malformed. */
+long it_cli_retry_after(const char *value, time_t now);
+
+/* The delay before retry number attempt (0-based): base_ms doubled per
+ * attempt up to cap_ms, then a random part of up to half of it taken off so
+ * that many clients do not retry in step. r is a random value in [0, 1). */
+long it_cli_backoff_ms(unsigned attempt, long base_ms, long cap_ms, double r);
+
+/* Writes a one-line description of an error answer into out: the
+ * problem+json title and detail when body is one, else the status alone.
+ * Control characters from the server are replaced, so a hostile server
+ * cannot rewrite the user's terminal. */
+void it_cli_problem_message(const char *body, size_t len, long status, char *out, size_t outlen);
+
+/* Copies s into out (outlen >= 1), truncated, with control characters
+ * replaced by '?': for printing text that came from a server. */
+void it_cli_sanitize(char *out, size_t outlen, const char *s);
+
+/* Reads the "type" member of a problem+json body into out ("" when absent). */
+void it_cli_problem_type(const char *body, size_t len, char *out, size_t outlen);
+
+/* Sleeps ms milliseconds, waking early when *stop becomes non-zero.
+ * Returns 0, or -1 when it was stopped. */
+int it_cli_sleep_ms(long ms, volatile sig_atomic_t *stop);
+
+/* A random number in [0, 1) for jitter (not for secrets). */
+double it_cli_random(void);
+
+#endif

@@ -1,0 +1,561 @@
+/* upload.c: imagetools-upload, which sends image files into a session: the reference external source. */
+#include "config.h"
+
+#include "cli/cliutil.h"
+#include "common/buf.h"
+#include "common/log.h"
+
+#include <curl/curl.h>
+#include <errno.h>
+#include <getopt.h>
+#include <json-c/json.h>
+#include <libgen.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#define PROG "imagetools-upload"
+
+/* The answer to one upload is a small JSON document; anything larger is not
+ * from an ImageTools server and is refused rather than buffered. */
+#define MAX_ANSWER (1u << 20)
+
+/* What happened to one file; the exit code is derived from the worst. */
+enum outcome { STORED, REJECTED, LOCAL_ERROR, GAVE_UP, BAD_SESSION, INTERRUPTED };
+
+struct opts {
+	it_cli_conf conf;
+	int quiet, json, progress;
+	unsigned retries;
+	long retry_delay_ms; /* first backoff delay */
+	long max_wait_ms;    /* ceiling on any single wait, Retry-After included */
+	long timeout_s;	     /* a transfer making no progress this long is retried */
+};
+
+/* Per-transfer state shared with libcurl's callbacks. */
+struct xfer {
+	it_buf body;
+	char retry_after[64];
+	char content_type[128];
+	const char *label; /* "[2/5] photo.jpg" for the progress bar */
+	int show;
+	double start, last_draw;
+	int drawn;
+};
+
+static volatile sig_atomic_t stop_requested;
+
+static void on_signal(int sig)
+{
+	(void)sig;
+	stop_requested = 1;
+}
+
+static double now_s(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"Usage: " PROG " [OPTIONS] FILE...\n"
+		"Uploads each FILE into an ImageTools session (one request per file).\n"
+		"\n"
+		"  -s, --server URL       the site, e.g. http://host:8080 (IMAGETOOLS_SERVER)\n"
+		"  -S, --session ID       the session to upload into (IMAGETOOLS_SESSION)\n"
+		"      --source NAME      android_app, browser_addon, cli (default), web, api\n"
+		"  -j, --json             print the server's answer per file, one JSON object a line\n"
+		"  -q, --quiet            no progress bar and no per-file lines, only errors\n"
+		"      --retries N        retries after connection errors, 5xx and 429 (default 5)\n"
+		"      --retry-delay MS   first backoff delay, doubled each retry (default 1000)\n"
+		"      --max-wait SEC     longest single wait, Retry-After included (default 300)\n"
+		"      --timeout SEC      give up a transfer stalled this long, then retry (default 60)\n"
+		"  -h, --help             this text\n"
+		"  -V, --version          the version\n"
+		"\n"
+		"Server and session may also come from the user's config file\n"
+		"($XDG_CONFIG_HOME/imagetools/cli.conf or ~/.config/imagetools/cli.conf,\n"
+		"lines of key = value with keys server, session, source).\n"
+		"Exit status: 0 all stored, 1 some files failed, 2 usage or configuration error,\n"
+		"3 unknown or expired session, 4 server unreachable or failing after retries.\n");
+}
+
+static void human_bytes(char *out, size_t n, double v)
+{
+	static const char *unit[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+	int u = 0;
+
+	while (v >= 1024 && u < 4) {
+		v /= 1024;
+		u++;
+	}
+	snprintf(out, n, u ? "%.1f %s" : "%.0f %s", v, unit[u]);
+}
+
+static void draw_progress(struct xfer *x, double done, double total, int final)
+{
+	double t = now_s(), el = t - x->start, rate = el > 0 ? done / el : 0;
+	char d[32], tot[32], r[32], eta[32] = "";
+	char bar[21];
+	int pct = total > 0 ? (int)(done * 100 / total) : 0, fill = pct / 5;
+
+	if (!final && t - x->last_draw < 0.1)
+		return;
+	x->last_draw = t;
+	memset(bar, ' ', 20);
+	memset(bar, '#', (size_t)(fill > 20 ? 20 : fill));
+	bar[20] = '\0';
+	human_bytes(d, sizeof(d), done);
+	human_bytes(tot, sizeof(tot), total);
+	human_bytes(r, sizeof(r), rate);
+	if (rate > 0 && total > done) {
+		long s = (long)((total - done) / rate);
+		snprintf(eta, sizeof(eta), " ETA %ld:%02ld", s / 60, s % 60);
+	}
+	fprintf(stderr, "\r\033[K%-28.28s %3d%% [%s] %s / %s %s/s%s", x->label, pct, bar, d, tot, r, eta);
+	if (final)
+		fputc('\n', stderr);
+	x->drawn = 1;
+}
+
+static int on_progress(void *p, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal, curl_off_t ulnow)
+{
+	struct xfer *x = p;
+
+	(void)dltotal;
+	(void)dlnow;
+	if (stop_requested)
+		return 1;
+	if (x->show && ultotal > 0)
+		draw_progress(x, (double)ulnow, (double)ultotal, 0);
+	return 0;
+}
+
+static size_t on_body(char *data, size_t size, size_t n, void *p)
+{
+	struct xfer *x = p;
+
+	if (it_buf_append(&x->body, data, size * n) < 0)
+		return 0; /* too large: libcurl ends the transfer with a write error */
+	return size * n;
+}
+
+/* Copies the value of header line h into out when its name is name. */
+static void header_value(const char *h, size_t len, const char *name, char *out, size_t outlen)
+{
+	size_t nl = strlen(name), v;
+
+	if (len <= nl + 1 || strncasecmp(h, name, nl) != 0 || h[nl] != ':')
+		return;
+	for (v = nl + 1; v < len && (h[v] == ' ' || h[v] == '\t'); v++)
+		;
+	while (len > v && (h[len - 1] == '\r' || h[len - 1] == '\n' || h[len - 1] == ' '))
+		len--;
+	if (len - v >= outlen)
+		len = v + outlen - 1;
+	memcpy(out, h + v, len - v);
+	out[len - v] = '\0';
+}
+
+static size_t on_header(char *data, size_t size, size_t n, void *p)
+{
+	struct xfer *x = p;
+
+	/* A new status line starts a new set of headers (after 100 Continue). */
+	if (size * n > 5 && strncmp(data, "HTTP/", 5) == 0) {
+		x->retry_after[0] = '\0';
+		x->content_type[0] = '\0';
+	}
+	header_value(data, size * n, "Retry-After", x->retry_after, sizeof(x->retry_after));
+	header_value(data, size * n, "Content-Type", x->content_type, sizeof(x->content_type));
+	return size * n;
+}
+
+/* Connection-level failures worth another try: the server may be restarting. */
+static int curl_retryable(CURLcode rc)
+{
+	switch (rc) {
+	case CURLE_COULDNT_RESOLVE_HOST:
+	case CURLE_COULDNT_CONNECT:
+	case CURLE_OPERATION_TIMEDOUT:
+	case CURLE_SEND_ERROR:
+	case CURLE_RECV_ERROR:
+	case CURLE_GOT_NOTHING:
+	case CURLE_PARTIAL_FILE:
+	case CURLE_HTTP2:
+	case CURLE_HTTP2_STREAM:
+	case CURLE_SSL_CONNECT_ERROR: return 1;
+	default: return 0;
+	}
+}
+
+/* Prints one JSON line for --json: the server's answer with "file" added, or
+ * an object describing a failure that produced no JSON answer. */
+static void print_json(const char *path, long status, const it_buf *body, const char *error)
+{
+	json_object *o = NULL;
+
+	if (body && body->len) {
+		json_tokener *tok = json_tokener_new();
+		if (tok) {
+			o = json_tokener_parse_ex(tok, body->data, (int)body->len);
+			json_tokener_free(tok);
+		}
+		if (o && !json_object_is_type(o, json_type_object)) {
+			json_object_put(o);
+			o = NULL;
+		}
+	}
+	if (o == NULL) {
+		o = json_object_new_object();
+		json_object_object_add(o, "status", json_object_new_int64(status));
+		json_object_object_add(o, "error", json_object_new_string(error ? error : "unreadable answer"));
+	}
+	json_object_object_add(o, "file", json_object_new_string(path));
+	printf("%s\n", json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
+	fflush(stdout);
+	json_object_put(o);
+}
+
+/* Says what was stored, from the 201 answer: {"images": [image, ...]}. */
+static void print_stored(const char *path, const it_buf *body)
+{
+	json_object *o = json_tokener_parse(body->data), *imgs, *img, *v;
+	const char *id = "?", *ct = "?";
+	char safe_id[80], safe_ct[80];
+	long long size = -1;
+
+	if (o && json_object_object_get_ex(o, "images", &imgs) && json_object_is_type(imgs, json_type_array) &&
+	    json_object_array_length(imgs) > 0) {
+		img = json_object_array_get_idx(imgs, 0);
+		if (json_object_object_get_ex(img, "id", &v))
+			id = json_object_get_string(v);
+		if (json_object_object_get_ex(img, "content_type", &v))
+			ct = json_object_get_string(v);
+		if (json_object_object_get_ex(img, "size", &v))
+			size = json_object_get_int64(v);
+	}
+	/* What the server said is printed to the user's terminal: no control characters. */
+	it_cli_sanitize(safe_id, sizeof(safe_id), id ? id : "?");
+	it_cli_sanitize(safe_ct, sizeof(safe_ct), ct ? ct : "?");
+	printf("%s: stored as %s (%lld bytes, %s)\n", path, safe_id, size, safe_ct);
+	fflush(stdout);
+	json_object_put(o);
+}
+
+/* Explains a 4xx answer the way a user can act on it. */
+static void report_rejection(const char *path, long status, const it_buf *body, const char *session)
+{
+	char msg[600], red[16];
+
+	it_cli_problem_message(body->data, body->len, status, msg, sizeof(msg));
+	switch (status) {
+	case 404:
+		fprintf(stderr, PROG ": session %s is unknown or has expired; start a new one in ImageTools (%s)\n",
+			it_log_redact(session, red, sizeof(red)), msg);
+		break;
+	case 413: fprintf(stderr, PROG ": %s: too large for this server (%s)\n", path, msg); break;
+	case 415: fprintf(stderr, PROG ": %s: not an image the server accepts (%s)\n", path, msg); break;
+	default: fprintf(stderr, PROG ": %s: refused (%s)\n", path, msg); break;
+	}
+}
+
+static enum outcome upload_one(CURL *h, const struct opts *o, const char *path, int idx,
+			       int count)
+{
+	struct xfer x;
+	struct stat st;
+	char label[64], *pathcopy, errbuf[CURL_ERROR_SIZE];
+	enum outcome result = GAVE_UP;
+	unsigned attempt;
+	long status = 0;
+
+	if (stat(path, &st) < 0 || !S_ISREG(st.st_mode) || access(path, R_OK) < 0) {
+		const char *why = errno ? strerror(errno) : "not a regular file";
+		if (stat(path, &st) == 0 && !S_ISREG(st.st_mode))
+			why = "not a regular file";
+		fprintf(stderr, PROG ": %s: %s\n", path, why);
+		if (o->json)
+			print_json(path, 0, NULL, why);
+		return LOCAL_ERROR;
+	}
+	pathcopy = strdup(path);
+	if (count > 1)
+		snprintf(label, sizeof(label), "[%d/%d] %s", idx, count, pathcopy ? basename(pathcopy) : path);
+	else
+		snprintf(label, sizeof(label), "%s", pathcopy ? basename(pathcopy) : path);
+	memset(&x, 0, sizeof(x));
+	it_buf_init(&x.body, MAX_ANSWER);
+	x.label = label;
+	x.show = o->progress;
+
+	for (attempt = 0;; attempt++) {
+		curl_mime *mime = curl_mime_init(h);
+		curl_mimepart *part;
+		CURLcode rc;
+		long wait_ms = -1, ra;
+		char why[700];
+
+		part = curl_mime_addpart(mime);
+		curl_mime_name(part, "session_id");
+		curl_mime_data(part, o->conf.session, CURL_ZERO_TERMINATED);
+		part = curl_mime_addpart(mime);
+		curl_mime_name(part, "source");
+		curl_mime_data(part, o->conf.source, CURL_ZERO_TERMINATED);
+		/* The file is read from disk while it is sent: memory stays small
+		 * whatever the file's size. */
+		part = curl_mime_addpart(mime);
+		curl_mime_name(part, "file");
+		if (curl_mime_filedata(part, path) != CURLE_OK) {
+			curl_mime_free(mime);
+			fprintf(stderr, PROG ": %s: cannot be read\n", path);
+			result = LOCAL_ERROR;
+			break;
+		}
+		curl_easy_setopt(h, CURLOPT_MIMEPOST, mime);
+
+		it_buf_reset(&x.body);
+		x.start = x.last_draw = now_s();
+		x.drawn = 0;
+		errbuf[0] = '\0';
+		curl_easy_setopt(h, CURLOPT_ERRORBUFFER, errbuf);
+		curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
+		curl_easy_setopt(h, CURLOPT_WRITEDATA, &x);
+		curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, on_header);
+		curl_easy_setopt(h, CURLOPT_HEADERDATA, &x);
+		curl_easy_setopt(h, CURLOPT_XFERINFOFUNCTION, on_progress);
+		curl_easy_setopt(h, CURLOPT_XFERINFODATA, &x);
+		rc = curl_easy_perform(h);
+		curl_mime_free(mime);
+		status = 0;
+		curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
+		/* The last state is drawn even for a transfer too quick for the
+		 * callback's throttle, so a terminal always shows how it ended. */
+		if (x.show && (rc == CURLE_OK || x.drawn))
+			draw_progress(&x, (double)st.st_size, (double)st.st_size, 1);
+
+		if (rc == CURLE_ABORTED_BY_CALLBACK || stop_requested) {
+			result = INTERRUPTED;
+			break;
+		}
+		if (rc != CURLE_OK) {
+			snprintf(why, sizeof(why), "%s", errbuf[0] ? errbuf : curl_easy_strerror(rc));
+			if (rc == CURLE_READ_ERROR) {
+				fprintf(stderr, PROG ": %s: reading the file failed: %s\n", path, why);
+				if (o->json)
+					print_json(path, 0, NULL, why);
+				result = LOCAL_ERROR;
+				break;
+			}
+			if (!curl_retryable(rc) || attempt >= o->retries) {
+				fprintf(stderr, PROG ": %s: %s%s\n", path, why,
+					curl_retryable(rc) ? " (giving up after retries)" : "");
+				if (o->json)
+					print_json(path, 0, NULL, why);
+				result = GAVE_UP;
+				break;
+			}
+		} else if (status == 200 || status == 201) {
+			if (o->json)
+				print_json(path, status, &x.body, NULL);
+			else if (!o->quiet)
+				print_stored(path, &x.body);
+			result = STORED;
+			break;
+		} else if (status == 429 || status >= 500) {
+			it_cli_problem_message(x.body.data, x.body.len, status, why, sizeof(why));
+			if (attempt >= o->retries) {
+				fprintf(stderr, PROG ": %s: %s (giving up after %u retries)\n", path, why, o->retries);
+				if (o->json)
+					print_json(path, status, &x.body, why);
+				result = GAVE_UP;
+				break;
+			}
+			/* The server knows best when it can take the request again. */
+			ra = it_cli_retry_after(x.retry_after, time(NULL));
+			if (ra >= 0)
+				wait_ms = ra > o->max_wait_ms / 1000 ? o->max_wait_ms : ra * 1000;
+		} else {
+			/* Any other answer is final: the same request would fail again. */
+			report_rejection(path, status, &x.body, o->conf.session);
+			if (o->json)
+				print_json(path, status, &x.body, NULL);
+			result = status == 404 ? BAD_SESSION : REJECTED;
+			break;
+		}
+		if (wait_ms < 0) {
+			wait_ms = it_cli_backoff_ms(attempt, o->retry_delay_ms, o->max_wait_ms, it_cli_random());
+			if (wait_ms > o->max_wait_ms)
+				wait_ms = o->max_wait_ms;
+		}
+		if (!o->quiet)
+			fprintf(stderr, PROG ": %s: %s; retrying in %.1f s (%u of %u)\n", path,
+				why, wait_ms / 1000.0, attempt + 1, o->retries);
+		if (it_cli_sleep_ms(wait_ms, &stop_requested) < 0) {
+			result = INTERRUPTED;
+			break;
+		}
+	}
+	it_buf_free(&x.body);
+	free(pathcopy);
+	return result;
+}
+
+static int parse_long(const char *s, long lo, long hi, long *out)
+{
+	char *end;
+	long v;
+
+	errno = 0;
+	v = strtol(s, &end, 10);
+	if (errno || end == s || *end || v < lo || v > hi)
+		return -1;
+	*out = v;
+	return 0;
+}
+
+/* Everything main does; returns the exit code. main frees o->conf and url
+ * whichever way this returns. */
+static int run(int argc, char **argv, struct opts *o, it_buf *url)
+{
+	static const struct option longopts[] = {
+		{"server", required_argument, NULL, 's'}, {"session", required_argument, NULL, 'S'},
+		{"source", required_argument, NULL, 'o'}, {"json", no_argument, NULL, 'j'},
+		{"quiet", no_argument, NULL, 'q'},	  {"retries", required_argument, NULL, 'r'},
+		{"retry-delay", required_argument, NULL, 'd'}, {"max-wait", required_argument, NULL, 'w'},
+		{"timeout", required_argument, NULL, 't'}, {"help", no_argument, NULL, 'h'},
+		{"version", no_argument, NULL, 'V'},	  {NULL, 0, NULL, 0},
+	};
+	struct sigaction sa;
+	char err[600], ua[64];
+	CURL *h;
+	long v;
+	int c, stored = 0, rejected = 0, gave_up = 0, bad_session = 0, interrupted = 0;
+
+	o->retries = 5;
+	o->retry_delay_ms = 1000;
+	o->max_wait_ms = 300000;
+	o->timeout_s = 60;
+	while ((c = getopt_long(argc, argv, "s:S:jqhV", longopts, NULL)) != -1) {
+		switch (c) {
+		case 's': free(o->conf.server); o->conf.server = strdup(optarg); break;
+		case 'S': free(o->conf.session); o->conf.session = strdup(optarg); break;
+		case 'o': free(o->conf.source); o->conf.source = strdup(optarg); break;
+		case 'j': o->json = 1; break;
+		case 'q': o->quiet = 1; break;
+		case 'r':
+			if (parse_long(optarg, 0, 100, &v) < 0)
+				goto bad_number;
+			o->retries = (unsigned)v;
+			break;
+		case 'd':
+			if (parse_long(optarg, 1, 3600000, &o->retry_delay_ms) < 0)
+				goto bad_number;
+			break;
+		case 'w':
+			if (parse_long(optarg, 1, 86400, &v) < 0)
+				goto bad_number;
+			o->max_wait_ms = v * 1000;
+			break;
+		case 't':
+			if (parse_long(optarg, 1, 86400, &o->timeout_s) < 0)
+				goto bad_number;
+			break;
+		case 'h': usage(stdout); return IT_EXIT_OK;
+		case 'V': printf(PROG " %s\n", PACKAGE_VERSION); return IT_EXIT_OK;
+		default: usage(stderr); return IT_EXIT_USAGE;
+		}
+	}
+	if (optind >= argc) {
+		fprintf(stderr, PROG ": no files given (try --help)\n");
+		return IT_EXIT_USAGE;
+	}
+	if (it_cli_conf_resolve(&o->conf, err, sizeof(err)) < 0) {
+		fprintf(stderr, PROG ": %s\n", err);
+		return IT_EXIT_USAGE;
+	}
+	if (o->conf.server == NULL || o->conf.session == NULL) {
+		fprintf(stderr, PROG ": %s is not set: use --%s, %s or the config file (see --help)\n",
+			o->conf.server ? "the session" : "the server", o->conf.server ? "session" : "server",
+			o->conf.server ? "IMAGETOOLS_SESSION" : "IMAGETOOLS_SERVER");
+		return IT_EXIT_USAGE;
+	}
+	if (o->conf.source == NULL)
+		o->conf.source = strdup("cli");
+	if (it_cli_url(url, o->conf.server, "/api/v1/images") < 0) {
+		fprintf(stderr, PROG ": the server must be an http:// or https:// URL\n");
+		return IT_EXIT_USAGE;
+	}
+	o->progress = !o->quiet && isatty(STDERR_FILENO);
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_signal;
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK || (h = curl_easy_init()) == NULL) {
+		fprintf(stderr, PROG ": cannot initialise libcurl\n");
+		return IT_EXIT_FAILED;
+	}
+	snprintf(ua, sizeof(ua), PROG "/%s", PACKAGE_VERSION);
+	curl_easy_setopt(h, CURLOPT_URL, url->data);
+	curl_easy_setopt(h, CURLOPT_USERAGENT, ua);
+	curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
+	curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT, 15L);
+	/* A transfer that moves nothing for timeout_s is treated as a connection
+	 * failure and retried; a slow but moving upload is left alone. */
+	curl_easy_setopt(h, CURLOPT_LOW_SPEED_LIMIT, 1L);
+	curl_easy_setopt(h, CURLOPT_LOW_SPEED_TIME, o->timeout_s);
+	curl_easy_setopt(h, CURLOPT_NOPROGRESS, 0L);
+
+	for (int i = optind; i < argc && !bad_session && !interrupted; i++) {
+		switch (upload_one(h, o, argv[i], i - optind + 1, argc - optind)) {
+		case STORED: stored++; break;
+		case REJECTED:
+		case LOCAL_ERROR: rejected++; break;
+		case GAVE_UP: gave_up++; break;
+		case BAD_SESSION: bad_session = 1; break;
+		case INTERRUPTED: interrupted = 1; break;
+		}
+	}
+	curl_easy_cleanup(h);
+	curl_global_cleanup();
+	if (!o->quiet && !o->json && argc - optind > 1)
+		fprintf(stderr, PROG ": %d of %d files stored\n", stored, argc - optind);
+	if (interrupted) {
+		fprintf(stderr, PROG ": interrupted\n");
+		return IT_EXIT_FAILED;
+	}
+	if (bad_session)
+		return IT_EXIT_SESSION;
+	if (gave_up)
+		return IT_EXIT_UNREACHABLE;
+	return rejected ? IT_EXIT_FAILED : IT_EXIT_OK;
+
+bad_number:
+	fprintf(stderr, PROG ": '%s' is not a number in the allowed range (see --help)\n", optarg);
+	return IT_EXIT_USAGE;
+}
+
+int main(int argc, char **argv)
+{
+	struct opts o;
+	it_buf url;
+	int rc;
+
+	memset(&o, 0, sizeof(o));
+	it_buf_init(&url, 8192);
+	rc = run(argc, argv, &o, &url);
+	it_buf_free(&url);
+	it_cli_conf_free(&o.conf);
+	return rc;
+}

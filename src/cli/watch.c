@@ -1,0 +1,752 @@
+/* watch.c: imagetools-watch, which follows a session's events over SSE or long-poll and prints them as JSON lines. */
+#include "config.h"
+
+#include "cli/cliutil.h"
+#include "cli/sseparse.h"
+#include "common/buf.h"
+#include "common/log.h"
+
+#include <curl/curl.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <json-c/json.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+#include <unistd.h>
+
+#define PROG "imagetools-watch"
+
+/* One SSE event's data is one JSON event; 1 MiB is far above any the server
+ * sends, and the ceiling keeps a misbehaving server from growing us. */
+#define MAX_EVENT (1u << 20)
+/* A long-poll answer holds at most 500 events. */
+#define MAX_POLL_ANSWER (64u << 20)
+/* Error answers are short problem+json documents. */
+#define MAX_ERROR_ANSWER (64u << 10)
+#define MAX_TYPES 32
+
+enum transport { T_SSE, T_LONGPOLL };
+
+/* Why a connection ended, deciding what happens next. */
+enum ending { E_RETRY, E_DONE, E_STOPPED, E_BAD_SESSION, E_FATAL };
+
+struct watch {
+	it_cli_conf conf;
+	enum transport transport;
+	const char *state_path;
+	const char *types[MAX_TYPES];
+	int ntypes;
+	int once, quiet;
+	long poll_timeout_s, idle_timeout_s, retry_delay_ms, max_wait_ms;
+	long long cursor;
+
+	CURL *h;
+	it_buf url, body;
+	long status;
+	int checked;	  /* the status of the current answer has been looked at */
+	int streaming;	  /* the current answer is a 200 event stream */
+	char retry_after[64], content_type[128];
+	int done;	  /* --once: the first matching event was printed */
+	int fatal;	  /* a local error (state file) ends the program */
+	int delivered;	  /* this connection delivered events: reset the backoff */
+	it_ssep_parser sse;
+	char *sse_data;
+};
+
+static volatile sig_atomic_t stop_requested;
+
+static void on_signal(int sig)
+{
+	(void)sig;
+	stop_requested = 1;
+}
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"Usage: " PROG " [OPTIONS]\n"
+		"Follows an ImageTools session's events and prints each as one JSON object\n"
+		"per line, forever: it reconnects with backoff and resumes after the last\n"
+		"event it printed.\n"
+		"\n"
+		"  -s, --server URL        the site, e.g. http://host:8080 (IMAGETOOLS_SERVER)\n"
+		"  -S, --session ID        the session to follow (IMAGETOOLS_SESSION)\n"
+		"  -t, --transport T       sse (default) or longpoll\n"
+		"      --since N|now       start after event N (default 0: the whole log) or\n"
+		"                          after the session's current last event\n"
+		"      --state FILE        remember the last event id in FILE across restarts;\n"
+		"                          when FILE exists it wins over --since\n"
+		"  -T, --type TYPE         print only events of TYPE (repeatable)\n"
+		"  -1, --once              exit after the first printed event\n"
+		"  -q, --quiet             no messages about reconnects\n"
+		"      --poll-timeout SEC  long-poll wait per request (default 25)\n"
+		"      --idle-timeout SEC  reconnect an SSE stream silent this long (default 45)\n"
+		"      --retry-delay MS    first reconnect delay, doubled each time (default 1000)\n"
+		"      --max-wait SEC      longest reconnect delay (default 60)\n"
+		"  -h, --help              this text\n"
+		"  -V, --version           the version\n"
+		"\n"
+		"Server and session may also come from the user's config file\n"
+		"($XDG_CONFIG_HOME/imagetools/cli.conf or ~/.config/imagetools/cli.conf).\n"
+		"Exit status: 0 stopped by --once or a signal, 1 local error (state file),\n"
+		"2 usage or configuration error, 3 unknown or expired session.\n");
+}
+
+/* ------------------------------------------------------------ state file */
+
+/* Reads the cursor from the state file. Returns 1 when read, 0 when the file
+ * does not exist, -1 on error (message printed). */
+static int state_load(struct watch *w)
+{
+	char buf[4096];
+	json_object *o, *v;
+	ssize_t n;
+	int fd = open(w->state_path, O_RDONLY | O_CLOEXEC), rc = -1;
+
+	if (fd < 0) {
+		if (errno == ENOENT)
+			return 0;
+		fprintf(stderr, PROG ": %s: %s\n", w->state_path, strerror(errno));
+		return -1;
+	}
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n < 0) {
+		fprintf(stderr, PROG ": %s: %s\n", w->state_path, strerror(errno));
+		return -1;
+	}
+	buf[n] = '\0';
+	o = json_tokener_parse(buf);
+	if (o == NULL || !json_object_object_get_ex(o, "last_event_id", &v) || !json_object_is_type(v, json_type_int) ||
+	    json_object_get_int64(v) < 0) {
+		fprintf(stderr, PROG ": %s: not a state file written by " PROG "\n", w->state_path);
+		goto out;
+	}
+	w->cursor = json_object_get_int64(v);
+	if (!json_object_object_get_ex(o, "session_id", &v) ||
+	    strcmp(json_object_get_string(v), w->conf.session) != 0) {
+		fprintf(stderr, PROG ": %s belongs to another session; use another --state file\n", w->state_path);
+		goto out;
+	}
+	rc = 1;
+out:
+	json_object_put(o);
+	return rc;
+}
+
+/* Writes the cursor to a temporary file and renames it over the state file,
+ * so a crash at any moment leaves either the old or the new cursor, never a
+ * torn file. Mode 0600: the file names the session, which is a capability. */
+static int state_save(struct watch *w)
+{
+	char tmp[4200], text[256];
+	int fd, n, ok;
+
+	if (w->state_path == NULL)
+		return 0;
+	if (snprintf(tmp, sizeof(tmp), "%s.tmp.%ld", w->state_path, (long)getpid()) >= (int)sizeof(tmp))
+		return -1;
+	n = snprintf(text, sizeof(text), "{\"session_id\":\"%s\",\"last_event_id\":%lld}\n", w->conf.session,
+		     w->cursor);
+	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (fd < 0)
+		goto fail;
+	ok = write(fd, text, (size_t)n) == n && fsync(fd) == 0;
+	ok &= close(fd) == 0;
+	if (!ok || rename(tmp, w->state_path) < 0) {
+		unlink(tmp);
+		goto fail;
+	}
+	return 0;
+fail:
+	fprintf(stderr, PROG ": cannot write the state file %s: %s\n", w->state_path, strerror(errno));
+	return -1;
+}
+
+/* ------------------------------------------------------------ events */
+
+static int wanted(const struct watch *w, const char *type)
+{
+	if (w->ntypes == 0)
+		return 1;
+	for (int i = 0; i < w->ntypes; i++)
+		if (strcmp(w->types[i], type) == 0)
+			return 1;
+	return 0;
+}
+
+/* Handles one event object: skips what was already printed, prints it when
+ * it matches the filter, and moves the cursor. Returns 0, or -1 when the
+ * program must stop (state file unwritable). */
+static int handle_event(struct watch *w, json_object *ev, const char *fallback_type)
+{
+	json_object *v, *data;
+	const char *type = fallback_type;
+	long long id = -1;
+
+	if (!json_object_is_type(ev, json_type_object))
+		return 0;
+	if (json_object_object_get_ex(ev, "type", &v) && json_object_is_type(v, json_type_string))
+		type = json_object_get_string(v);
+	if (json_object_object_get_ex(ev, "id", &v) && json_object_is_type(v, json_type_int))
+		id = json_object_get_int64(v);
+	/* After a reconnect the server starts after our cursor; an older id can
+	 * only be a repeat, and printing it twice would mislead a consumer. */
+	if (id >= 0 && id <= w->cursor)
+		return 0;
+	if (type && wanted(w, type)) {
+		if (printf("%s\n", json_object_to_json_string_ext(ev, JSON_C_TO_STRING_PLAIN |
+									      JSON_C_TO_STRING_NOSLASHESCAPE)) < 0 ||
+		    fflush(stdout) != 0) {
+			w->fatal = 1;
+			return -1;
+		}
+		if (w->once)
+			w->done = 1;
+	}
+	if (id >= 0) {
+		w->cursor = id;
+		w->delivered = 1;
+	} else if (type && strcmp(type, "session.resync") == 0 && json_object_object_get_ex(ev, "data", &data) &&
+		   json_object_object_get_ex(data, "last_event_id", &v) && json_object_is_type(v, json_type_int)) {
+		/* The server could not give us what we missed: the consumer has
+		 * seen the resync line and reloads; we go on from where it says. */
+		w->cursor = json_object_get_int64(v);
+		w->delivered = 1;
+	} else {
+		return 0;
+	}
+	if (state_save(w) < 0) {
+		w->fatal = 1;
+		return -1;
+	}
+	return 0;
+}
+
+static int handle_event_text(struct watch *w, const char *text, size_t len, const char *type)
+{
+	json_tokener *tok = json_tokener_new();
+	json_object *ev;
+	int rc = 0;
+
+	if (tok == NULL)
+		return -1;
+	ev = json_tokener_parse_ex(tok, text, (int)len);
+	if (ev == NULL || json_tokener_get_parse_end(tok) != len) {
+		if (!w->quiet)
+			fprintf(stderr, PROG ": skipping an event whose data is not JSON (type %.40s)\n", type);
+	} else {
+		rc = handle_event(w, ev, type);
+	}
+	json_object_put(ev);
+	json_tokener_free(tok);
+	return rc;
+}
+
+/* ------------------------------------------------------------ HTTP */
+
+static int on_progress(void *p, curl_off_t a, curl_off_t b, curl_off_t c, curl_off_t d)
+{
+	struct watch *w = p;
+
+	(void)a;
+	(void)b;
+	(void)c;
+	(void)d;
+	return stop_requested || w->done || w->fatal;
+}
+
+static void header_value(const char *h, size_t len, const char *name, char *out, size_t outlen)
+{
+	size_t nl = strlen(name), v;
+
+	if (len <= nl + 1 || strncasecmp(h, name, nl) != 0 || h[nl] != ':')
+		return;
+	for (v = nl + 1; v < len && (h[v] == ' ' || h[v] == '\t'); v++)
+		;
+	while (len > v && (h[len - 1] == '\r' || h[len - 1] == '\n' || h[len - 1] == ' '))
+		len--;
+	if (len - v >= outlen)
+		len = v + outlen - 1;
+	memcpy(out, h + v, len - v);
+	out[len - v] = '\0';
+}
+
+static size_t on_header(char *data, size_t size, size_t n, void *p)
+{
+	struct watch *w = p;
+
+	if (size * n > 5 && strncmp(data, "HTTP/", 5) == 0) {
+		w->retry_after[0] = '\0';
+		w->content_type[0] = '\0';
+	}
+	header_value(data, size * n, "Retry-After", w->retry_after, sizeof(w->retry_after));
+	header_value(data, size * n, "Content-Type", w->content_type, sizeof(w->content_type));
+	return size * n;
+}
+
+/* Collects an answer body (long-poll answers and errors). */
+static size_t on_body(char *data, size_t size, size_t n, void *p)
+{
+	struct watch *w = p;
+
+	return it_buf_append(&w->body, data, size * n) < 0 ? 0 : size * n;
+}
+
+/* Feeds an event stream to the SSE parser as it arrives; anything but a 200
+ * text/event-stream answer is collected as an error body instead. */
+static size_t on_stream(char *data, size_t size, size_t n, void *p)
+{
+	struct watch *w = p;
+	size_t len = size * n, off = 0, used;
+	it_ssep_event ev;
+	int rc;
+
+	if (!w->checked) {
+		w->checked = 1;
+		curl_easy_getinfo(w->h, CURLINFO_RESPONSE_CODE, &w->status);
+		w->streaming = w->status == 200 && strncasecmp(w->content_type, "text/event-stream", 17) == 0;
+	}
+	if (!w->streaming)
+		return on_body(data, size, n, p);
+	while (off < len) {
+		rc = it_ssep_feed(&w->sse, data + off, len - off, &used, &ev);
+		off += used;
+		if (rc < 0) {
+			if (!w->quiet)
+				fprintf(stderr, PROG ": the event stream broke the protocol (%s); reconnecting\n",
+					strerror(-rc));
+			return 0;
+		}
+		if (rc == IT_SSEP_EVENT && handle_event_text(w, ev.data, ev.data_len, ev.type) < 0)
+			return 0;
+		if (w->done)
+			return 0;
+	}
+	return len;
+}
+
+static void prepare(struct watch *w, const char *url)
+{
+	curl_easy_reset(w->h);
+	curl_easy_setopt(w->h, CURLOPT_URL, url);
+	curl_easy_setopt(w->h, CURLOPT_USERAGENT, PROG "/" PACKAGE_VERSION);
+	curl_easy_setopt(w->h, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(w->h, CURLOPT_PROTOCOLS_STR, "http,https");
+	curl_easy_setopt(w->h, CURLOPT_CONNECTTIMEOUT, 15L);
+	curl_easy_setopt(w->h, CURLOPT_NOPROGRESS, 0L);
+	curl_easy_setopt(w->h, CURLOPT_XFERINFOFUNCTION, on_progress);
+	curl_easy_setopt(w->h, CURLOPT_XFERINFODATA, w);
+	curl_easy_setopt(w->h, CURLOPT_HEADERFUNCTION, on_header);
+	curl_easy_setopt(w->h, CURLOPT_HEADERDATA, w);
+	curl_easy_setopt(w->h, CURLOPT_WRITEDATA, w);
+	curl_easy_setopt(w->h, CURLOPT_ACCEPT_ENCODING, "");
+	w->status = 0;
+	w->checked = 0;
+	w->streaming = 0;
+	w->retry_after[0] = w->content_type[0] = '\0';
+}
+
+static int build_url(struct watch *w, const char *path, int with_cursor)
+{
+	char num[32];
+
+	if (it_cli_url(&w->url, w->conf.server, path) < 0 || it_buf_puts(&w->url, "?session_id=") < 0 ||
+	    it_cli_urlencode(&w->url, w->conf.session) < 0)
+		return -1;
+	if (with_cursor) {
+		snprintf(num, sizeof(num), "%lld", w->cursor);
+		if (it_buf_printf(&w->url, "&cursor=%s&timeout=%ld", num, w->poll_timeout_s) < 0)
+			return -1;
+	}
+	return 0;
+}
+
+/* Asks GET /sessions/{id} whether the session exists. Returns 1 yes (and
+ * sets *last to its last event id when last is not NULL), 0 when it is
+ * unknown or expired, -1 when the server could not say (try again later). */
+static int check_session(struct watch *w, long long *last)
+{
+	json_object *o, *v;
+	CURLcode rc;
+	int ok = -1;
+
+	it_buf_reset(&w->url);
+	if (it_cli_url(&w->url, w->conf.server, "/api/v1/sessions/") < 0 ||
+	    it_cli_urlencode(&w->url, w->conf.session) < 0)
+		return -1;
+	prepare(w, w->url.data);
+	it_buf_reset(&w->body);
+	w->body.max = MAX_ERROR_ANSWER;
+	curl_easy_setopt(w->h, CURLOPT_WRITEFUNCTION, on_body);
+	curl_easy_setopt(w->h, CURLOPT_TIMEOUT, 30L);
+	rc = curl_easy_perform(w->h);
+	curl_easy_getinfo(w->h, CURLINFO_RESPONSE_CODE, &w->status);
+	if (rc != CURLE_OK)
+		return -1;
+	if (w->status == 404 || w->status == 400)
+		return 0;
+	if (w->status != 200)
+		return -1;
+	ok = 1;
+	if (last) {
+		o = json_tokener_parse(w->body.data);
+		if (o && json_object_object_get_ex(o, "last_event_id", &v))
+			*last = json_object_get_int64(v);
+		else
+			ok = -1;
+		json_object_put(o);
+	}
+	return ok;
+}
+
+static void explain_bad_session(struct watch *w)
+{
+	char red[16], msg[600];
+
+	it_cli_problem_message(w->body.data, w->body.len, w->status, msg, sizeof(msg));
+	fprintf(stderr, PROG ": session %s is unknown or has expired (%s)\n",
+		it_log_redact(w->conf.session, red, sizeof(red)), msg);
+}
+
+/* Classifies a finished request that was not a success. */
+static enum ending failure(struct watch *w, CURLcode rc, char *why, size_t whylen)
+{
+	if (stop_requested)
+		return E_STOPPED;
+	if (w->fatal)
+		return E_FATAL;
+	if (w->done)
+		return E_DONE;
+	if (rc != CURLE_OK && !(rc == CURLE_WRITE_ERROR && w->streaming)) {
+		snprintf(why, whylen, "%s", curl_easy_strerror(rc));
+		return E_RETRY;
+	}
+	if (w->status == 404) {
+		explain_bad_session(w);
+		return E_BAD_SESSION;
+	}
+	if (w->status >= 400 && w->status < 500 && w->status != 429 && w->status != 408) {
+		it_cli_problem_message(w->body.data, w->body.len, w->status, why, whylen);
+		fprintf(stderr, PROG ": the server refused: %s\n", why);
+		return E_FATAL;
+	}
+	if (w->status == 200)
+		snprintf(why, whylen, "the server ended the stream");
+	else
+		it_cli_problem_message(w->body.data, w->body.len, w->status, why, whylen);
+	return E_RETRY;
+}
+
+static enum ending run_sse(struct watch *w, char *why, size_t whylen)
+{
+	struct curl_slist *hdr = NULL;
+	char line[64];
+	CURLcode rc;
+
+	it_buf_reset(&w->url);
+	if (build_url(w, "/api/v1/events/stream", 0) < 0)
+		return E_FATAL;
+	prepare(w, w->url.data);
+	it_buf_reset(&w->body);
+	w->body.max = MAX_ERROR_ANSWER;
+	it_ssep_init(&w->sse, w->sse_data, MAX_EVENT);
+	/* Resuming is the whole point: the server sends what came after this id. */
+	snprintf(line, sizeof(line), "Last-Event-ID: %lld", w->cursor);
+	hdr = curl_slist_append(hdr, line);
+	hdr = curl_slist_append(hdr, "Accept: text/event-stream");
+	hdr = curl_slist_append(hdr, "Cache-Control: no-cache");
+	curl_easy_setopt(w->h, CURLOPT_HTTPHEADER, hdr);
+	curl_easy_setopt(w->h, CURLOPT_WRITEFUNCTION, on_stream);
+	/* The server sends a comment every keepalive_interval; a stream silent for
+	 * much longer is dead even if TCP has not noticed. */
+	curl_easy_setopt(w->h, CURLOPT_LOW_SPEED_LIMIT, 1L);
+	curl_easy_setopt(w->h, CURLOPT_LOW_SPEED_TIME, w->idle_timeout_s);
+	rc = curl_easy_perform(w->h);
+	curl_slist_free_all(hdr);
+	if (!w->checked)
+		curl_easy_getinfo(w->h, CURLINFO_RESPONSE_CODE, &w->status);
+	if (w->status == 200 && !w->streaming && w->checked && rc == CURLE_OK) {
+		snprintf(why, whylen, "the answer was not an event stream (%s)", w->content_type);
+		return E_RETRY;
+	}
+	return failure(w, rc, why, whylen);
+}
+
+static enum ending run_longpoll(struct watch *w, char *why, size_t whylen)
+{
+	json_object *o = NULL, *events, *cur;
+	enum ending end = E_RETRY;
+	CURLcode rc;
+	size_t i, n;
+
+	for (;;) {
+		it_buf_reset(&w->url);
+		if (build_url(w, "/api/v1/events", 1) < 0)
+			return E_FATAL;
+		prepare(w, w->url.data);
+		it_buf_reset(&w->body);
+		w->body.max = MAX_POLL_ANSWER;
+		curl_easy_setopt(w->h, CURLOPT_WRITEFUNCTION, on_body);
+		curl_easy_setopt(w->h, CURLOPT_TIMEOUT, w->poll_timeout_s + 30);
+		rc = curl_easy_perform(w->h);
+		curl_easy_getinfo(w->h, CURLINFO_RESPONSE_CODE, &w->status);
+		if (rc != CURLE_OK || w->status != 200)
+			return failure(w, rc, why, whylen);
+		/* The body may start with the spaces a waiting long-poll sends to
+		 * keep proxies from timing out; the JSON parser skips them. */
+		o = json_tokener_parse(w->body.data);
+		if (o == NULL || !json_object_object_get_ex(o, "events", &events) ||
+		    !json_object_is_type(events, json_type_array)) {
+			snprintf(why, whylen, "the long-poll answer is not {\"events\": [...]}");
+			json_object_put(o);
+			return E_RETRY;
+		}
+		n = json_object_array_length(events);
+		for (i = 0; i < n && !w->done && !w->fatal; i++)
+			handle_event(w, json_object_array_get_idx(events, i), NULL);
+		if (!w->done && !w->fatal && json_object_object_get_ex(o, "cursor", &cur) &&
+		    json_object_is_type(cur, json_type_int) && json_object_get_int64(cur) > w->cursor) {
+			/* Every event up to the answer's cursor was handled (printed or
+			 * filtered out): the next request starts after it. */
+			w->cursor = json_object_get_int64(cur);
+			if (state_save(w) < 0)
+				w->fatal = 1;
+		}
+		json_object_put(o);
+		if (w->fatal)
+			return E_FATAL;
+		if (w->done)
+			return E_DONE;
+		if (stop_requested)
+			return E_STOPPED;
+	}
+	return end;
+}
+
+static int parse_long(const char *s, long lo, long hi, long *out)
+{
+	char *end;
+	long v;
+
+	errno = 0;
+	v = strtol(s, &end, 10);
+	if (errno || end == s || *end || v < lo || v > hi)
+		return -1;
+	*out = v;
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{"server", required_argument, NULL, 's'},      {"session", required_argument, NULL, 'S'},
+		{"transport", required_argument, NULL, 't'},   {"since", required_argument, NULL, 'n'},
+		{"state", required_argument, NULL, 'f'},       {"type", required_argument, NULL, 'T'},
+		{"once", no_argument, NULL, '1'},	       {"quiet", no_argument, NULL, 'q'},
+		{"poll-timeout", required_argument, NULL, 'P'}, {"idle-timeout", required_argument, NULL, 'I'},
+		{"retry-delay", required_argument, NULL, 'd'}, {"max-wait", required_argument, NULL, 'w'},
+		{"help", no_argument, NULL, 'h'},	       {"version", no_argument, NULL, 'V'},
+		{NULL, 0, NULL, 0},
+	};
+	struct watch w;
+	struct sigaction sa;
+	const char *since = NULL;
+	char err[600], why[700];
+	unsigned attempt = 0;
+	int c, rc, want_now, exit_code = IT_EXIT_OK;
+	long v;
+
+	memset(&w, 0, sizeof(w));
+	it_buf_init(&w.url, 8192);
+	it_buf_init(&w.body, MAX_ERROR_ANSWER);
+	w.transport = T_SSE;
+	w.poll_timeout_s = 25;
+	w.idle_timeout_s = 45;
+	w.retry_delay_ms = 1000;
+	w.max_wait_ms = 60000;
+	while ((c = getopt_long(argc, argv, "s:S:t:T:1qhV", longopts, NULL)) != -1) {
+		switch (c) {
+		case 's': free(w.conf.server); w.conf.server = strdup(optarg); break;
+		case 'S': free(w.conf.session); w.conf.session = strdup(optarg); break;
+		case 't':
+			if (strcmp(optarg, "sse") == 0)
+				w.transport = T_SSE;
+			else if (strcmp(optarg, "longpoll") == 0)
+				w.transport = T_LONGPOLL;
+			else {
+				fprintf(stderr, PROG ": --transport is sse or longpoll, not '%s'\n", optarg);
+				goto usage_error;
+			}
+			break;
+		case 'n': since = optarg; break;
+		case 'f': w.state_path = optarg; break;
+		case 'T':
+			if (w.ntypes == MAX_TYPES) {
+				fprintf(stderr, PROG ": at most %d --type options\n", MAX_TYPES);
+				goto usage_error;
+			}
+			w.types[w.ntypes++] = optarg;
+			break;
+		case '1': w.once = 1; break;
+		case 'q': w.quiet = 1; break;
+		case 'P':
+			if (parse_long(optarg, 1, 3600, &w.poll_timeout_s) < 0)
+				goto bad_number;
+			break;
+		case 'I':
+			if (parse_long(optarg, 1, 86400, &w.idle_timeout_s) < 0)
+				goto bad_number;
+			break;
+		case 'd':
+			if (parse_long(optarg, 1, 3600000, &w.retry_delay_ms) < 0)
+				goto bad_number;
+			break;
+		case 'w':
+			if (parse_long(optarg, 1, 86400, &v) < 0)
+				goto bad_number;
+			w.max_wait_ms = v * 1000;
+			break;
+		case 'h': usage(stdout); goto out;
+		case 'V': printf(PROG " %s\n", PACKAGE_VERSION); goto out;
+		default: usage(stderr); goto usage_error;
+		}
+	}
+	if (optind != argc) {
+		fprintf(stderr, PROG ": unexpected argument '%s' (try --help)\n", argv[optind]);
+		goto usage_error;
+	}
+	if (it_cli_conf_resolve(&w.conf, err, sizeof(err)) < 0) {
+		fprintf(stderr, PROG ": %s\n", err);
+		goto usage_error;
+	}
+	if (w.conf.server == NULL || w.conf.session == NULL) {
+		fprintf(stderr, PROG ": %s is not set: use --%s, %s or the config file (see --help)\n",
+			w.conf.server ? "the session" : "the server", w.conf.server ? "session" : "server",
+			w.conf.server ? "IMAGETOOLS_SESSION" : "IMAGETOOLS_SERVER");
+		goto usage_error;
+	}
+	if (it_cli_url(&w.url, w.conf.server, "/") < 0) {
+		fprintf(stderr, PROG ": the server must be an http:// or https:// URL\n");
+		exit_code = IT_EXIT_USAGE;
+		goto out;
+	}
+	if (since && strcmp(since, "now") != 0) {
+		char *end;
+		errno = 0;
+		w.cursor = strtoll(since, &end, 10);
+		if (errno || end == since || *end || w.cursor < 0) {
+			fprintf(stderr, PROG ": --since is an event id or 'now', not '%s'\n", since);
+			exit_code = IT_EXIT_USAGE;
+			goto out;
+		}
+	}
+	rc = w.state_path ? state_load(&w) : 0;
+	if (rc < 0) {
+		exit_code = IT_EXIT_USAGE;
+		goto out;
+	}
+	w.sse_data = malloc(MAX_EVENT);
+	if (w.sse_data == NULL || curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK ||
+	    (w.h = curl_easy_init()) == NULL) {
+		fprintf(stderr, PROG ": out of memory\n");
+		exit_code = IT_EXIT_FAILED;
+		goto out;
+	}
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_signal;
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+
+	/* Check the session first, so a typo is reported at once instead of as
+	 * a stream of reconnects; --since now needs its last event id anyway. */
+	want_now = since && rc == 0 && strcmp(since, "now") == 0;
+	for (;;) {
+		long long last = 0;
+
+		rc = check_session(&w, want_now ? &last : NULL);
+		if (rc == 1) {
+			if (last > w.cursor)
+				w.cursor = last;
+			break;
+		}
+		if (rc == 0) {
+			explain_bad_session(&w);
+			exit_code = IT_EXIT_SESSION;
+			goto out;
+		}
+		v = it_cli_backoff_ms(attempt++, w.retry_delay_ms, w.max_wait_ms, it_cli_random());
+		if (!w.quiet)
+			fprintf(stderr, PROG ": the server is not answering; trying again in %.1f s\n", v / 1000.0);
+		if (it_cli_sleep_ms(v, &stop_requested) < 0)
+			goto out;
+	}
+
+	/* Writing the starting point now reports an unwritable state file at
+	 * once, not after the first event has been printed. */
+	if (state_save(&w) < 0) {
+		exit_code = IT_EXIT_FAILED;
+		goto out;
+	}
+	attempt = 0;
+	for (;;) {
+		enum ending end;
+		long delay, ra;
+
+		w.delivered = 0;
+		why[0] = '\0';
+		end = w.transport == T_SSE ? run_sse(&w, why, sizeof(why)) : run_longpoll(&w, why, sizeof(why));
+		if (end == E_DONE || end == E_STOPPED)
+			break;
+		if (end == E_BAD_SESSION) {
+			exit_code = IT_EXIT_SESSION;
+			break;
+		}
+		if (end == E_FATAL) {
+			exit_code = IT_EXIT_FAILED;
+			break;
+		}
+		if (w.delivered)
+			attempt = 0;
+		/* The server's retry: hint is the base delay when it gave one. */
+		delay = it_cli_backoff_ms(attempt++, it_ssep_retry(&w.sse) > 0 ? it_ssep_retry(&w.sse) : w.retry_delay_ms,
+					  w.max_wait_ms, it_cli_random());
+		ra = it_cli_retry_after(w.retry_after, time(NULL));
+		if (ra >= 0)
+			delay = ra * 1000 > w.max_wait_ms ? w.max_wait_ms : ra * 1000;
+		if (!w.quiet)
+			fprintf(stderr, PROG ": %s; reconnecting in %.1f s after event %lld\n", why, delay / 1000.0,
+				w.cursor);
+		if (it_cli_sleep_ms(delay, &stop_requested) < 0)
+			break;
+		/* A stream that ended may mean the session ended: ask, so that the
+		 * program stops with a clear message instead of retrying forever. */
+		rc = check_session(&w, NULL);
+		if (rc == 0) {
+			explain_bad_session(&w);
+			exit_code = IT_EXIT_SESSION;
+			break;
+		}
+	}
+out:
+	if (w.h) {
+		curl_easy_cleanup(w.h);
+		curl_global_cleanup();
+	}
+	free(w.sse_data);
+	it_buf_free(&w.url);
+	it_buf_free(&w.body);
+	it_cli_conf_free(&w.conf);
+	return exit_code;
+
+bad_number:
+	fprintf(stderr, PROG ": '%s' is not a number in the allowed range (see --help)\n", optarg);
+usage_error:
+	exit_code = IT_EXIT_USAGE;
+	goto out;
+}

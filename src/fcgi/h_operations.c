@@ -1,0 +1,180 @@
+/* h_operations.c: POST /operations, GET /operations/{id}, POST /operations/{id}/cancel. */
+#include "config.h"
+
+#include "common/buf.h"
+#include "common/id.h"
+#include "db/db.h"
+#include "db/operations.h"
+#include "fcgi/app.h"
+#include "fcgi/handlers.h"
+
+#include <string.h>
+
+/* A request naming IT_OPS_MAX_IMAGES uuids with their quotes and commas is
+ * about 40 KB; anything beyond this is not a valid operation request. */
+#define MAX_BODY (64 * 1024)
+
+/* Reads the whole JSON body into b (bounded by MAX_BODY) and parses it.
+ * Returns the object (put it) or NULL after answering with a problem. */
+static json_object *read_json_body(it_req *req, it_buf *b)
+{
+	char tmp[8192];
+	ssize_t r;
+	json_tokener *tok;
+	json_object *o;
+
+	if (req->content_length > MAX_BODY) {
+		it_resp_problem(req, 413, "body-too-large", "The request body is larger than %d bytes.", MAX_BODY);
+		return NULL;
+	}
+	while ((r = it_req_read(req, tmp, sizeof(tmp))) > 0) {
+		if (it_buf_append(b, tmp, (size_t)r) < 0) {
+			it_resp_problem(req, 413, "body-too-large", "The request body is larger than %d bytes.",
+					MAX_BODY);
+			return NULL;
+		}
+	}
+	if (r < 0) {
+		it_resp_problem(req, 400, "bad-body", "The request body could not be read.");
+		return NULL;
+	}
+	/* A shallow depth limit: a valid request nests three levels deep. */
+	tok = json_tokener_new_ex(8);
+	o = tok ? json_tokener_parse_ex(tok, b->data ? b->data : "", (int)b->len) : NULL;
+	if (o == NULL || json_tokener_get_error(tok) != json_tokener_success ||
+	    json_tokener_get_parse_end(tok) != b->len || !json_object_is_type(o, json_type_object)) {
+		json_object_put(o);
+		o = NULL;
+		it_resp_problem(req, 400, "bad-json", "The body must be one JSON object.");
+	}
+	if (tok)
+		json_tokener_free(tok);
+	return o;
+}
+
+void it_h_operation_create(it_req *req)
+{
+	PGconn *conn = it_db_thread_conn();
+	const char *ids[IT_OPS_MAX_IMAGES];
+	json_object *body = NULL, *v, *arr, *op = NULL;
+	char err[160], missing[40];
+	const char *session;
+	it_op_params p;
+	it_buf b;
+	int type, n, rc;
+
+	it_buf_init(&b, MAX_BODY);
+	body = read_json_body(req, &b);
+	if (body == NULL)
+		goto out;
+
+	if (!json_object_object_get_ex(body, "session_id", &v) || !json_object_is_type(v, json_type_string) ||
+	    !it_id_session_valid(json_object_get_string(v))) {
+		it_resp_problem(req, 400, "invalid-session-id", "session_id is missing or malformed.");
+		goto out;
+	}
+	session = json_object_get_string(v);
+	if (!json_object_object_get_ex(body, "type", &v) || !json_object_is_type(v, json_type_string) ||
+	    (type = it_op_type_parse(json_object_get_string(v))) < 0) {
+		it_resp_problem(req, 400, "unknown-operation-type",
+				"type must be \"bulk_compress\", \"bulk_resize\" or \"bulk_convert\".");
+		goto out;
+	}
+	if (!json_object_object_get_ex(body, "image_ids", &arr) || !json_object_is_type(arr, json_type_array) ||
+	    (n = (int)json_object_array_length(arr)) < 1 || n > IT_OPS_MAX_IMAGES) {
+		it_resp_problem(req, 400, "invalid-image-ids", "image_ids must be an array of 1 to %d image ids.",
+				IT_OPS_MAX_IMAGES);
+		goto out;
+	}
+	for (int i = 0; i < n; i++) {
+		json_object *e = json_object_array_get_idx(arr, (size_t)i);
+		if (!json_object_is_type(e, json_type_string) || !it_id_uuid_valid(json_object_get_string(e))) {
+			it_resp_problem(req, 400, "invalid-image-ids", "image_ids[%d] is not an image id.", i);
+			goto out;
+		}
+		ids[i] = json_object_get_string(e);
+		/* Quadratic, but n is at most IT_OPS_MAX_IMAGES and this is cheap next to the work queued. */
+		for (int j = 0; j < i; j++) {
+			if (strcmp(ids[j], ids[i]) == 0) {
+				it_resp_problem(req, 400, "invalid-image-ids", "image_ids names %s twice.", ids[i]);
+				goto out;
+			}
+		}
+	}
+	json_object_object_get_ex(body, "params", &v);
+	if (it_op_params_parse((enum it_op_type)type, v, &p, err, sizeof(err)) < 0) {
+		it_resp_problem(req, 400, "invalid-params", "%s", err);
+		goto out;
+	}
+	json_object_object_foreach(body, key, val)
+	{
+		(void)val;
+		if (strcmp(key, "session_id") && strcmp(key, "type") && strcmp(key, "image_ids") &&
+		    strcmp(key, "params")) {
+			it_resp_problem(req, 400, "unknown-field", "%.40s is not a field of an operation request.",
+					key);
+			goto out;
+		}
+	}
+
+	rc = it_ops_enqueue(&conn, session, &p, ids, n, &op, missing);
+	if (rc == 404 && missing[0]) {
+		it_resp_problem(req, 404, "unknown-image", "Image %s is not in this session.", missing);
+		goto out;
+	}
+	if (it_app_session_problem(req, rc))
+		goto out;
+	it_resp_header(req, "Location", "%s/api/v1/operations/%s", it_g.cfg.url_prefix,
+		       json_object_get_string(json_object_object_get(op, "id")));
+	it_resp_json(req, 202, op);
+out:
+	json_object_put(op);
+	json_object_put(body);
+	it_buf_free(&b);
+}
+
+static int op_problem(it_req *req, int rc)
+{
+	switch (rc) {
+	case 0: return 0;
+	case 404: it_resp_problem(req, 404, "unknown-operation", "No such operation."); return 1;
+	case 409:
+		it_resp_problem(req, 409, "operation-finished", "The operation has already finished.");
+		return 1;
+	default: return it_app_session_problem(req, 503);
+	}
+}
+
+void it_h_operation_get(it_req *req)
+{
+	PGconn *conn = it_db_thread_conn();
+	json_object *op = NULL;
+
+	if (!it_id_uuid_valid(req->params[0])) {
+		it_resp_problem(req, 404, "unknown-operation", "No such operation.");
+		return;
+	}
+	if (op_problem(req, it_ops_get(&conn, req->params[0], &op)))
+		return;
+	it_resp_json(req, 200, op);
+	json_object_put(op);
+}
+
+void it_h_operation_cancel(it_req *req)
+{
+	PGconn *conn = it_db_thread_conn();
+	json_object *op = NULL;
+
+	if (it_req_drain(req, MAX_BODY) < 0) {
+		it_resp_problem(req, 413, "body-too-large", "The request body is larger than %d bytes.", MAX_BODY);
+		return;
+	}
+	if (!it_id_uuid_valid(req->params[0])) {
+		it_resp_problem(req, 404, "unknown-operation", "No such operation.");
+		return;
+	}
+	if (op_problem(req, it_ops_cancel(&conn, req->params[0], &op)))
+		return;
+	it_resp_json(req, 202, op);
+	json_object_put(op);
+}

@@ -1,0 +1,232 @@
+/* main.c: imagetools-worker, the daemon that runs long operations from the job queue and does housekeeping. */
+#include "config.h"
+
+#include "common/config.h"
+#include "common/id.h"
+#include "common/log.h"
+#include "db/db.h"
+#include "db/operations.h"
+#include "worker/housekeeping.h"
+#include "worker/queue.h"
+#include "worker/transform.h"
+#include "worker/worker.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+/* Seconds between housekeeping rounds: each is a handful of indexed queries,
+ * and session.expiring should arrive close to expiry_warning. */
+#define HK_INTERVAL 1
+/* Seconds between scans for orphaned blobs (a full scan of the blobs table). */
+#define GC_INTERVAL 600
+/* Longest wait between reconnection attempts, seconds. */
+#define MAX_BACKOFF 30
+
+static volatile sig_atomic_t stopping;
+
+static void on_signal(int sig)
+{
+	(void)sig;
+	stopping = 1;
+}
+
+static void usage(FILE *f)
+{
+	fprintf(f, "Usage: imagetools-worker [--config FILE] [--once] [--progress-interval MS] [--parallel N]\n"
+		   "Runs long operations (bulk compress, resize, convert) from the job queue\n"
+		   "and the housekeeping of sessions and events. Any number may run at once,\n"
+		   "on one machine or many. --once drains the queue and exits (for cron).\n"
+		   "SIGTERM finishes the current image, returns the job to the queue, exits.\n"
+		   "--progress-interval: least time between progress events of a job (250).\n"
+		   "--parallel: images transformed at once (default: one per CPU, at most 8).\n");
+}
+
+static time_t mono(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec;
+}
+
+/* Connects and LISTENs on the jobs channel. Returns the connection or NULL. */
+static PGconn *connect_listen(void)
+{
+	PGconn *c = it_db_connect();
+	PGresult *res;
+
+	if (c == NULL)
+		return NULL;
+	res = PQexec(c, "LISTEN " IT_JOBS_CHANNEL);
+	if (!it_db_ok(res, PGRES_COMMAND_OK)) {
+		it_log_warn("LISTEN failed: %s", PQerrorMessage(c));
+		PQclear(res);
+		PQfinish(c);
+		return NULL;
+	}
+	PQclear(res);
+	return c;
+}
+
+/* Sleeps until a job is announced, timeout seconds pass, or a signal comes. */
+static void wait_for_work(PGconn *conn, int timeout_ms)
+{
+	struct pollfd pfd = {.fd = PQsocket(conn), .events = POLLIN};
+	PGnotify *n;
+
+	if (pfd.fd >= 0 && poll(&pfd, 1, timeout_ms) > 0)
+		PQconsumeInput(conn);
+	/* The notifications only wake us: the queue itself says what to do. */
+	while ((n = PQnotifies(conn)) != NULL)
+		PQfreemem(n);
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{"config", required_argument, NULL, 'c'}, {"once", no_argument, NULL, 'o'},
+		{"progress-interval", required_argument, NULL, 'p'}, {"parallel", required_argument, NULL, 'j'},
+		{"help", no_argument, NULL, 'h'},
+		{NULL, 0, NULL, 0},
+	};
+	const char *config_path = IT_CONFIG_PATH;
+	int once = 0, c, level, backoff = 1, rc = 0;
+	long interval = 250, parallel = 0;
+	char *end;
+	time_t next_hk = 0, next_gc = 0;
+	it_config cfg;
+	it_worker w;
+	char err[512], host[64], rnd[12];
+	unsigned char raw[6];
+	struct sigaction sa;
+
+	it_log_init("imagetools-worker", IT_LOG_INFO);
+	while ((c = getopt_long(argc, argv, "c:op:j:h", opts, NULL)) != -1) {
+		switch (c) {
+		case 'c': config_path = optarg; break;
+		case 'o': once = 1; break;
+		case 'p':
+			interval = strtol(optarg, &end, 10);
+			if (*optarg == '\0' || *end != '\0' || interval < 0 || interval > 60000) {
+				fprintf(stderr, "imagetools-worker: --progress-interval takes 0 to 60000 ms\n");
+				return 2;
+			}
+			break;
+		case 'j':
+			parallel = strtol(optarg, &end, 10);
+			if (*optarg == '\0' || *end != '\0' || parallel < 1 || parallel > 64) {
+				fprintf(stderr, "imagetools-worker: --parallel takes 1 to 64\n");
+				return 2;
+			}
+			break;
+		case 'h': usage(stdout); return 0;
+		default: usage(stderr); return 2;
+		}
+	}
+	if (optind != argc) {
+		usage(stderr);
+		return 2;
+	}
+	if (parallel == 0) {
+		/* One image per core: JPEG decoding and encoding are serial, so
+		 * a single image keeps one core busy. */
+		long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+		parallel = cpus < 1 ? 1 : cpus > 8 ? 8 : cpus;
+	}
+	if (it_config_load(&cfg, config_path, err, sizeof(err)) < 0) {
+		fprintf(stderr, "imagetools-worker: %s\n", err);
+		return 2;
+	}
+	level = it_log_level_parse(cfg.log_level);
+	it_log_init("imagetools-worker", level < 0 ? IT_LOG_INFO : (enum it_log_level)level);
+	it_db_configure(cfg.database_url);
+	if (it_xf_init(argv[0]) < 0) {
+		it_log_error("libvips failed to start");
+		return 1;
+	}
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_signal;
+	/* No SA_RESTART: a signal must cut a wait short. */
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGINT, &sa, NULL);
+	signal(SIGPIPE, SIG_IGN);
+
+	memset(&w, 0, sizeof(w));
+	w.cfg = &cfg;
+	w.progress_interval_ms = (int)interval;
+	w.parallel = (int)parallel;
+	w.stopping = &stopping;
+	if (gethostname(host, sizeof(host)) < 0)
+		snprintf(host, sizeof(host), "localhost");
+	host[sizeof(host) - 1] = '\0';
+	/* The random part keeps owners unique even when a pid is reused. */
+	if (it_random_bytes(raw, sizeof(raw)) < 0)
+		memset(raw, 0, sizeof(raw));
+	it_base64url(raw, sizeof(raw), rnd);
+	snprintf(w.owner, sizeof(w.owner), "%s:%d:%s", host, (int)getpid(), rnd);
+	it_log_info("started as %s (lease %lld s, %d images at once%s)", w.owner, (long long)cfg.worker_lease,
+		    w.parallel, once ? ", once" : "");
+
+	while (!stopping) {
+		it_wq_job job;
+		int claimed;
+
+		if (w.conn == NULL || PQstatus(w.conn) != CONNECTION_OK) {
+			if (w.conn)
+				PQfinish(w.conn);
+			w.conn = connect_listen();
+			if (w.conn == NULL) {
+				if (once) {
+					rc = 1;
+					break;
+				}
+				sleep((unsigned)backoff);
+				backoff = backoff * 2 > MAX_BACKOFF ? MAX_BACKOFF : backoff * 2;
+				continue;
+			}
+			backoff = 1;
+		}
+		if (mono() >= next_hk) {
+			it_hk_stats st;
+			int gc = mono() >= next_gc;
+			if (it_hk_run(w.conn, &cfg, gc, &st) == 0 && gc)
+				next_gc = mono() + GC_INTERVAL;
+			next_hk = mono() + HK_INTERVAL;
+		}
+		claimed = it_wq_claim(w.conn, w.owner, (int)cfg.worker_lease, &job);
+		if (claimed == 1) {
+			if (it_wk_run(&w, &job) < 0)
+				it_log_warn("operation %s interrupted by a database error; its lease will expire", job.id);
+			it_wq_job_free(&job);
+			continue;
+		}
+		if (claimed < 0) {
+			/* A broken connection is replaced at the top of the loop;
+			 * any other failure is not retried in a tight loop. */
+			if (once) {
+				rc = 1;
+				break;
+			}
+			if (PQstatus(w.conn) == CONNECTION_OK)
+				sleep(1);
+			continue;
+		}
+		if (once)
+			break;
+		wait_for_work(w.conn, HK_INTERVAL * 1000);
+	}
+	if (w.conn)
+		PQfinish(w.conn);
+	it_log_info("stopped");
+	it_config_free(&cfg);
+	it_xf_shutdown();
+	return rc;
+}

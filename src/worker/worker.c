@@ -1,0 +1,507 @@
+/* worker.c: runs one claimed operation image by image, with progress events, cancellation and shutdown. */
+#include "config.h"
+
+#include "worker/worker.h"
+
+#include "common/buf.h"
+#include "common/log.h"
+#include "db/blobs.h"
+#include "db/db.h"
+#include "db/eventlog.h"
+#include "db/images.h"
+#include "worker/transform.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+/* Per-run state that is not part of the stored job. */
+struct run {
+	it_worker *w;
+	it_wq_job *job;
+	const char *type;
+	long long last_progress_ms; /* when the last progress event was written, 0: never */
+};
+
+static long long now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Appends an operation.progress event inside the caller's transaction. */
+static int progress_event(struct run *r, int current, int progress, const char *message)
+{
+	json_object *d = json_object_new_object();
+	int rc;
+
+	json_object_object_add(d, "operation_id", json_object_new_string(r->job->id));
+	json_object_object_add(d, "operation_type", json_object_new_string(r->type));
+	json_object_object_add(d, "progress", json_object_new_int(progress));
+	json_object_object_add(d, "current", json_object_new_int(current));
+	json_object_object_add(d, "total", json_object_new_int(r->job->total));
+	json_object_object_add(d, "message", json_object_new_string(message));
+	rc = it_event_append(r->w->conn, r->job->session, "operation.progress", d, NULL);
+	json_object_put(d);
+	r->last_progress_ms = now_ms();
+	return rc;
+}
+
+/* Progress events are throttled per job: a bulk operation on small images
+ * would otherwise flood every client of the session. */
+static int progress_due(const struct run *r)
+{
+	return r->last_progress_ms == 0 || now_ms() - r->last_progress_ms >= r->w->progress_interval_ms;
+}
+
+static void next_message(const struct run *r, int current, char *buf, size_t len)
+{
+	snprintf(buf, len, "%s image %d of %d...", it_op_type_verb(r->job->params.type), current, r->job->total);
+}
+
+/* Runs BEGIN on the worker's connection. */
+static int begin(struct run *r)
+{
+	return it_db_begin(&r->w->conn);
+}
+
+/* Reads a whole blob into b. Returns 0, 404 or 503 (500 when b's ceiling is hit). */
+static int read_blob(PGconn *conn, int64_t id, it_buf *b)
+{
+	it_blob_reader rd;
+	const void *p;
+	ssize_t n;
+	int rc;
+
+	rc = it_blob_reader_open(&rd, conn, id, 0, -1);
+	if (rc != 0)
+		return rc;
+	while ((n = it_blob_reader_next(&rd, &p)) > 0) {
+		if (it_buf_append(b, p, (size_t)n) < 0) {
+			rc = 500;
+			break;
+		}
+	}
+	if (n < 0)
+		rc = (int)-n;
+	it_blob_reader_close(&rd);
+	return rc;
+}
+
+/* Adds the per-image entry to the job's result. Takes ownership of entry. */
+static void add_entry(it_wq_job *job, json_object *entry)
+{
+	json_object *images;
+
+	if (!json_object_object_get_ex(job->result, "images", &images) ||
+	    !json_object_is_type(images, json_type_array)) {
+		images = json_object_new_array();
+		json_object_object_add(job->result, "images", images);
+	}
+	json_object_array_add(images, entry);
+}
+
+/* Drops the entry add_entry added last (its transaction rolled back). */
+static void drop_last_entry(it_wq_job *job)
+{
+	json_object *images;
+
+	if (json_object_object_get_ex(job->result, "images", &images)) {
+		size_t n = json_object_array_length(images);
+		if (n > 0)
+			json_object_array_del_idx(images, n - 1, 1);
+	}
+}
+
+/* One image on its way through the three stages: loaded from the database
+ * (main thread), transformed (a helper thread when several run at once),
+ * stored with its events (main thread, in order). */
+struct slot {
+	int index;		/* 0-based position in the job */
+	it_image img;		/* the row as loaded */
+	int loaded;		/* img and bytes are valid */
+	it_buf bytes;		/* the original file */
+	it_xf_out xf;		/* the result, when transformed */
+	int transformed;
+	char err[256];		/* why this image failed, "" when it did not */
+	const it_op_params *params;
+	const it_config *cfg;
+	long long load_ms, xf_ms;
+	pthread_t thread;
+	int has_thread;
+};
+
+static void slot_free(struct slot *sl)
+{
+	it_buf_free(&sl->bytes);
+	it_xf_out_free(&sl->xf);
+}
+
+/* Stage 1: reads the image's row and bytes. Returns 0 (sl->err set when the
+ * image is gone), or -1 on a database error. */
+static int load(struct run *r, struct slot *sl)
+{
+	it_wq_job *job = r->job;
+	long long t0 = now_ms();
+	int rc;
+
+	rc = it_images_get(&r->w->conn, job->image_ids[sl->index], &sl->img);
+	if (rc == 0 && strcmp(sl->img.session_id, job->session) != 0)
+		rc = 404;
+	if (rc == 404 || rc == 400) {
+		snprintf(sl->err, sizeof(sl->err), "the image no longer exists");
+		return 0;
+	}
+	if (rc != 0)
+		return -1;
+	/* The stored size is the ceiling: nothing else can come out of the blob. */
+	it_buf_init(&sl->bytes, (size_t)sl->img.size + 1);
+	rc = read_blob(r->w->conn, sl->img.blob_id, &sl->bytes);
+	if (rc == 404) {
+		snprintf(sl->err, sizeof(sl->err), "the image no longer exists");
+		return 0;
+	}
+	if (rc != 0)
+		return -1;
+	sl->loaded = 1;
+	sl->load_ms = now_ms() - t0;
+	return 0;
+}
+
+/* Stage 2: libvips work only, no database: safe on a helper thread. */
+static void *transform(void *arg)
+{
+	struct slot *sl = arg;
+	long long t0 = now_ms();
+
+	if (sl->loaded && it_xf_apply(sl->params, sl->img.content_type, sl->bytes.data, sl->bytes.len,
+				      sl->cfg->max_pixels, (int)sl->cfg->thumbnail_size, &sl->xf, sl->err,
+				      sizeof(sl->err)) == 0)
+		sl->transformed = 1;
+	/* The original is not needed any more; free it before the next stage. */
+	it_buf_free(&sl->bytes);
+	sl->xf_ms = now_ms() - t0;
+	return NULL;
+}
+
+/* Stage 3: stores the outcome of sl and the job's progress in one
+ * transaction. Returns 0, 2 when the job is no longer ours, or -1 on a
+ * database error. */
+static int store(struct run *r, struct slot *sl)
+{
+	it_worker *w = r->w;
+	it_wq_job *job = r->job;
+	const int i = sl->index;
+	const char *id = job->image_ids[i];
+	json_object *entry = json_object_new_object(), *data = NULL;
+	it_image cur, out;
+	char msg[160];
+	int rc, commit_rc = -1, changed = 0, progress, next;
+	int64_t blob_id = 0, thumb_id = 0;
+	char sha[65];
+	long long t0 = now_ms();
+
+	json_object_object_add(entry, "image_id", json_object_new_string(id));
+	if (sl->loaded) {
+		json_object_object_add(entry, "filename", json_object_new_string(sl->img.filename));
+		json_object_object_add(entry, "bytes_before", json_object_new_int64(sl->img.size));
+	}
+	if (sl->transformed) {
+		/* Recompressing an already small file can make it bigger;
+		 * then the original stays, which is what "compress" means. */
+		changed = !(job->params.type == IT_OP_COMPRESS && sl->xf.len >= (size_t)sl->img.size &&
+			    strcmp(sl->xf.content_type, sl->img.content_type) == 0);
+	}
+
+	if (begin(r) < 0)
+		goto out;
+	if (changed) {
+		rc = it_images_get_for_update(w->conn, id, &cur);
+		if (rc == 404 || rc == 400) {
+			snprintf(sl->err, sizeof(sl->err), "the image no longer exists");
+			changed = 0;
+		} else if (rc != 0) {
+			goto out;
+		} else if (cur.blob_id != sl->img.blob_id) {
+			/* Another operation stored a version meanwhile: ours was
+			 * computed from stale bytes and must not replace it. */
+			snprintf(sl->err, sizeof(sl->err), "the image changed while it was being processed");
+			changed = 0;
+		}
+	}
+	if (changed) {
+		if (it_blob_put(w->conn, sl->xf.data, sl->xf.len, &blob_id, sha) != 0)
+			goto out;
+		if (sl->xf.thumb && it_blob_put(w->conn, sl->xf.thumb, sl->xf.thumb_len, &thumb_id, NULL) != 0)
+			goto out;
+		cur.blob_id = blob_id;
+		cur.thumb_blob_id = thumb_id;
+		snprintf(cur.content_type, sizeof(cur.content_type), "%s", sl->xf.content_type);
+		cur.size = (int64_t)sl->xf.len;
+		snprintf(cur.sha256, sizeof(cur.sha256), "%s", sha);
+		cur.width = sl->xf.width;
+		cur.height = sl->xf.height;
+		if (it_images_new_version(w->conn, id, &cur, &out) != 0)
+			goto out;
+		json_object_object_add(entry, "status", json_object_new_string("ok"));
+		json_object_object_add(entry, "bytes_after", json_object_new_int64(out.size));
+		json_object_object_add(entry, "content_type", json_object_new_string(out.content_type));
+		json_object_object_add(entry, "width", json_object_new_int(out.width));
+		json_object_object_add(entry, "height", json_object_new_int(out.height));
+		json_object_object_add(entry, "version", json_object_new_int(out.version));
+	} else if (sl->err[0]) {
+		json_object_object_add(entry, "status", json_object_new_string("failed"));
+		json_object_object_add(entry, "error", json_object_new_string(sl->err));
+	} else {
+		json_object_object_add(entry, "status", json_object_new_string("unchanged"));
+		json_object_object_add(entry, "bytes_after", json_object_new_int64(sl->img.size));
+	}
+
+	/* The job's own row first, then the events: the same lock order
+	 * (operation, then session) as cancellation and housekeeping. */
+	add_entry(job, json_object_get(entry));
+	job->done = i + 1;
+	next = i + 2 <= job->total ? i + 2 : job->total;
+	progress = job->done * 100 / job->total;
+	next_message(r, next, msg, sizeof(msg));
+	rc = it_wq_record(w->conn, job, w->owner, (int)w->cfg->worker_lease, next, progress, msg);
+	if (rc != 0) {
+		commit_rc = rc;
+		goto out;
+	}
+	if (changed) {
+		data = it_images_event_data(&out, w->cfg->url_prefix);
+		if (it_event_append(w->conn, job->session, "image.updated", data, NULL) != 0)
+			goto out;
+	}
+	/* The progress of the last image is the final event, always sent by
+	 * the completion; the others are throttled. */
+	if (job->done < job->total && progress_due(r) && progress_event(r, next, progress, msg) != 0)
+		goto out;
+	if (it_db_commit(w->conn) != 0)
+		goto out;
+	commit_rc = 0;
+	it_log_debug("operation %s: image %d: load %lld ms, %s %lld ms, store %lld ms", job->id, i + 1, sl->load_ms,
+		     it_op_type_verb(job->params.type), sl->xf_ms, now_ms() - t0);
+	if (sl->err[0])
+		it_log_info("operation %s: image %s failed: %s", job->id, id, sl->err);
+out:
+	if (commit_rc != 0) {
+		it_db_rollback(w->conn);
+		if (job->done == i + 1) {
+			drop_last_entry(job);
+			job->done = i;
+		}
+	}
+	json_object_put(entry);
+	json_object_put(data);
+	return commit_rc;
+}
+
+/* Totals of the result, added to it for the summary. */
+static void summarise(it_wq_job *job, int *ok, int *failed)
+{
+	json_object *images, *failed_ids = json_object_new_array();
+	long long before = 0, after = 0;
+	int unchanged = 0;
+
+	*ok = *failed = 0;
+	if (json_object_object_get_ex(job->result, "images", &images)) {
+		size_t n = json_object_array_length(images);
+		for (size_t k = 0; k < n; k++) {
+			json_object *e = json_object_array_get_idx(images, k), *v;
+			const char *st = json_object_object_get_ex(e, "status", &v) ? json_object_get_string(v) : "";
+			if (strcmp(st, "failed") == 0) {
+				(*failed)++;
+				if (json_object_object_get_ex(e, "image_id", &v))
+					json_object_array_add(failed_ids, json_object_get(v));
+				continue;
+			}
+			(*ok)++;
+			unchanged += strcmp(st, "unchanged") == 0;
+			if (json_object_object_get_ex(e, "bytes_before", &v))
+				before += json_object_get_int64(v);
+			if (json_object_object_get_ex(e, "bytes_after", &v))
+				after += json_object_get_int64(v);
+		}
+	}
+	json_object_object_add(job->result, "succeeded", json_object_new_int(*ok));
+	json_object_object_add(job->result, "failed", json_object_new_int(*failed));
+	json_object_object_add(job->result, "unchanged", json_object_new_int(unchanged));
+	json_object_object_add(job->result, "failed_image_ids", failed_ids);
+	json_object_object_add(job->result, "bytes_before", json_object_new_int64(before));
+	json_object_object_add(job->result, "bytes_after", json_object_new_int64(after));
+}
+
+/* Ends the job: completed, failed (every image failed) or cancelled, with
+ * the final progress event (never throttled) and the closing event in one
+ * transaction. Returns 0, 2 or -1. */
+static int finish(struct run *r, int cancelled)
+{
+	it_worker *w = r->w;
+	it_wq_job *job = r->job;
+	json_object *d = json_object_new_object();
+	const char *status, *reason = NULL;
+	char msg[160];
+	int ok, failed, rc = -1;
+
+	summarise(job, &ok, &failed);
+	if (cancelled) {
+		status = "cancelled";
+		reason = "cancelled";
+		snprintf(msg, sizeof(msg), "Cancelled after %d of %d images", job->done, job->total);
+	} else if (ok == 0) {
+		status = "failed";
+		reason = "every image failed";
+		snprintf(msg, sizeof(msg), "Failed: none of %d images could be processed", job->total);
+	} else {
+		status = "completed";
+		snprintf(msg, sizeof(msg), "Done: %d of %d images%s", ok, job->total, failed ? ", some failed" : "");
+		if (failed)
+			snprintf(msg, sizeof(msg), "Done: %d of %d images, %d failed", ok, job->total, failed);
+	}
+	if (begin(r) < 0)
+		goto out;
+	rc = it_wq_finish(w->conn, job, w->owner, status, reason, msg);
+	if (rc != 0)
+		goto out;
+	rc = -1;
+	if (!cancelled && progress_event(r, job->total, 100, msg) != 0)
+		goto out;
+	json_object_object_add(d, "operation_id", json_object_new_string(job->id));
+	json_object_object_add(d, "operation_type", json_object_new_string(r->type));
+	if (reason)
+		json_object_object_add(d, "reason", json_object_new_string(reason));
+	json_object_object_add(d, "result", json_object_get(job->result));
+	if (it_event_append(w->conn, job->session, reason ? "operation.failed" : "operation.completed", d, NULL) != 0)
+		goto out;
+	if (it_db_commit(w->conn) != 0)
+		goto out;
+	rc = 0;
+	it_log_info("operation %s %s: %s", job->id, status, msg);
+out:
+	if (rc != 0)
+		it_db_rollback(w->conn);
+	json_object_put(d);
+	return rc;
+}
+
+/* Checks between two images whether the job goes on. Returns 0 to go on,
+ * or the value it_wk_run returns after stopping here (*stopped set). */
+static int between(struct run *r, int i, int *stopped)
+{
+	it_worker *w = r->w;
+	it_wq_job *job = r->job;
+	int rc;
+
+	*stopped = 1;
+	if (*w->stopping) {
+		it_log_info("operation %s: shutting down, returned to the queue after %d images", job->id, i);
+		return it_wq_release(w->conn, job, w->owner);
+	}
+	rc = it_wq_renew(w->conn, job, w->owner, (int)w->cfg->worker_lease);
+	if (rc < 0)
+		return -1;
+	if (rc == 2) {
+		it_log_warn("operation %s: no longer ours (lease expired or session gone)", job->id);
+		return 0;
+	}
+	if (rc == 1)
+		return finish(r, 1) < 0 ? -1 : 0;
+	*stopped = 0;
+	return 0;
+}
+
+int it_wk_run(it_worker *w, it_wq_job *job)
+{
+	struct run r = {w, job, it_op_type_name(job->params.type), 0};
+	struct slot *slots;
+	int par = w->parallel > 0 ? w->parallel : 1, rc = 0, stopped = 0;
+	char msg[160];
+
+	slots = calloc((size_t)par, sizeof(*slots));
+	if (slots == NULL)
+		return -1;
+	it_log_info("operation %s: %s of %d images, from image %d (claim %d)", job->id, r.type, job->total,
+		    job->done + 1, job->attempts);
+	rc = between(&r, job->done, &stopped);
+	if (stopped)
+		goto out;
+	if (job->done < job->total) {
+		/* The first image of this claim announces itself; later ones
+		 * are announced by the previous image's commit. */
+		int i = job->done;
+		next_message(&r, i + 1, msg, sizeof(msg));
+		if (begin(&r) < 0) {
+			rc = -1;
+			goto out;
+		}
+		rc = it_wq_record(w->conn, job, w->owner, (int)w->cfg->worker_lease, i + 1, i * 100 / job->total, msg);
+		if (rc == 0)
+			rc = progress_event(&r, i + 1, i * 100 / job->total, msg) == 0 ? 0 : -1;
+		if (rc == 0)
+			rc = it_db_commit(w->conn) == 0 ? 0 : -1;
+		if (rc != 0) {
+			it_db_rollback(w->conn);
+			rc = rc < 0 ? -1 : 0;
+			goto out;
+		}
+	}
+	while (job->done < job->total) {
+		int n = job->total - job->done < par ? job->total - job->done : par, k;
+
+		/* Load a batch, transform it on up to `parallel` threads (libvips
+		 * is thread-safe; the database is only used here, on this
+		 * thread), then store the images in order. */
+		for (k = 0; k < n; k++) {
+			struct slot *sl = &slots[k];
+			memset(sl, 0, sizeof(*sl));
+			sl->index = job->done + k;
+			sl->params = &job->params;
+			sl->cfg = w->cfg;
+			if (load(&r, sl) < 0) {
+				n = k + 1;
+				rc = -1;
+				break;
+			}
+			if (n > 1 && pthread_create(&sl->thread, NULL, transform, sl) == 0)
+				sl->has_thread = 1;
+			else
+				transform(sl);
+		}
+		for (k = 0; k < n; k++)
+			if (slots[k].has_thread)
+				pthread_join(slots[k].thread, NULL);
+		for (k = 0; k < n && rc == 0 && !stopped; k++) {
+			/* Cancellation and shutdown are honoured before every image. */
+			if (k > 0) {
+				rc = between(&r, job->done, &stopped);
+				if (stopped)
+					break;
+			}
+			rc = store(&r, &slots[k]);
+			if (rc == 2) {
+				it_log_warn("operation %s: no longer ours (lease expired or session gone)", job->id);
+				rc = 0;
+				stopped = 1;
+			}
+		}
+		for (k = 0; k < n; k++)
+			slot_free(&slots[k]);
+		if (rc < 0 || stopped)
+			goto out;
+		if (job->done < job->total) {
+			rc = between(&r, job->done, &stopped);
+			if (stopped)
+				goto out;
+		}
+	}
+	rc = finish(&r, 0) < 0 ? -1 : 0;
+out:
+	free(slots);
+	return rc;
+}

@@ -1,0 +1,131 @@
+"""test_browser_addon.py: the example browser add-on (examples/browser-addon) loaded unpacked in
+headless Chromium, driven over the DevTools protocol: pairing from a link and from the options
+page, "Send image" and "Send screenshot" (the context-menu handlers, called in the service worker
+since a headless browser has no menus to click), against a scripted server that records exactly
+what was sent and against the real stack."""
+
+import hashlib
+import json
+import os
+import struct
+import sys
+import time
+
+from cdp import CHROMIUM, Chromium
+from cli_helpers import Scripted, png_bytes, problem
+from harness import SRCDIR, Stack, Tap, wait_for
+
+if not os.access(CHROMIUM, os.X_OK):
+    print("1..0 # SKIP %s is not installed" % CHROMIUM)
+    sys.exit(0)
+
+ADDON = os.path.join(SRCDIR, "examples", "browser-addon")
+SID = "S" * 32
+tap = Tap()
+cat = png_bytes(120, 80, seed=7)
+page = b"<!doctype html><title>cats</title><body style='background:#3a6'><img id=c src='/photos/cat.png'></body>"
+OK = (201, {"Content-Type": "application/json"}, {"images": [{"id": "0b7e3c1a-2f4d-4c5e-9a8b-1c2d3e4f5a6b",
+                                                              "filename": "cat.png"}]})
+
+
+def js(v):
+    return json.dumps(v)
+
+
+def png_size(data):
+    if data[:8] != b"\x89PNG\r\n\x1a\n":
+        return None
+    return struct.unpack(">II", data[16:24])
+
+
+browser = Chromium(extension=ADDON)
+try:
+    sw = browser.wait_target(lambda t: t["type"] == "service_worker" and t["url"].startswith("chrome-extension://"))
+    ext_id = sw["url"].split("/")[2]
+    s = browser.attach(sw["targetId"])
+    # The worker is an ES module: the target exists a moment before the module has run.
+    wait_for(lambda: browser.evaluate(s, "typeof imagetools") == "object", timeout=15, what="the add-on's worker")
+    tap.ok(True, "the add-on loads unpacked in Chromium (Manifest V3 service worker)")
+
+    with Scripted([OK, OK, problem(404, "unknown-session", "No such session, or it has expired."),
+                   problem(415, "unsupported-media-type", "Not an image.")],
+                  files={"/photos/cat.png": ("image/png", cat), "/page.html": ("text/html", page)}) as srv:
+        r = browser.evaluate(s, "imagetools.pair(%s)" % js(srv.url + "/#s=" + SID))
+        tap.is_(r and r.get("ok"), True, "pairing from the page's link")
+        stored = browser.evaluate(s, "chrome.storage.sync.get(['server', 'session'])")
+        tap.is_(stored, {"server": srv.url, "session": SID}, "server and session are taken from the link")
+        r = browser.evaluate(s, "imagetools.pair('http://example.org/no-session-here')")
+        tap.is_(r and r.get("ok"), False, "a link without a session is refused")
+
+        r = browser.evaluate(s, "imagetools.sendImage(%s)" % js(srv.url + "/photos/cat.png"))
+        tap.is_(r and r.get("ok"), True, "Send image: reported as sent")
+        req = srv.requests[0] if srv.requests else {"parts": {}, "path": ""}
+        tap.is_(req["path"], "/api/v1/images", "POST /api/v1/images")
+        tap.is_(req["parts"].get("session_id", (0, b""))[1], SID.encode(), "session_id field")
+        tap.is_(req["parts"].get("source", (0, b""))[1], b"browser_addon", "source=browser_addon")
+        fname, data = req["parts"].get("file", (None, b""))
+        tap.is_(fname, "cat.png", "the file part is named after the image URL")
+        tap.ok(data == cat, "the file part holds the image's exact bytes")
+
+        tab = browser.send("Target.createTarget", {"url": srv.url + "/page.html"})
+        time.sleep(1.0)
+        r = browser.evaluate(s, "chrome.tabs.query({url: %s}).then(t => imagetools.sendScreenshot(t[0]))"
+                             % js(srv.url + "/page.html"))
+        tap.is_(r and r.get("ok"), True, "Send screenshot: reported as sent")
+        req = srv.requests[1] if len(srv.requests) > 1 else {"parts": {}}
+        fname, data = req["parts"].get("file", (None, b""))
+        tap.like(fname or "", r"^screenshot-\d{4}-\d\d-\d\d-\d\d-\d\d-\d\d\.png$", "the screenshot is named by date")
+        size = png_size(data or b"")
+        tap.ok(size is not None and size[0] > 100 and size[1] > 100, "the screenshot is a PNG of the tab (%r)" % (size,))
+        tap.is_(req["parts"].get("source", (0, b""))[1], b"browser_addon", "screenshot source=browser_addon")
+
+        r = browser.evaluate(s, "imagetools.sendImage(%s)" % js(srv.url + "/photos/cat.png"))
+        tap.is_((r or {}).get("status"), 404, "an unknown session is reported as failed")
+        tap.like((r or {}).get("message", ""), r"unknown or has expired", "with a message the user can act on")
+        tap.is_(browser.evaluate(s, "chrome.action.getBadgeText({})"), "ERR", "the toolbar button shows the failure")
+        r = browser.evaluate(s, "imagetools.sendImage(%s)" % js(srv.url + "/photos/cat.png"))
+        tap.like((r or {}).get("message", ""), r"does not accept this file as an image", "415 is explained")
+        r = browser.evaluate(s, "imagetools.sendImage(%s)" % js(srv.url + "/photos/missing.png"))
+        tap.like((r or {}).get("message", ""), r"Cannot fetch the image", "an image that cannot be fetched")
+        tap.is_(len(srv.requests), 4, "and nothing was posted for it")
+        browser.send("Target.closeTarget", {"targetId": tab["targetId"]})
+
+    with Stack(tap) as st:
+        sid = st.new_session()
+        # The options page: paste the pairing link, save, and it checks the session exists.
+        opt = browser.send("Target.createTarget", {"url": "chrome-extension://%s/options.html" % ext_id})
+        ps = browser.attach(opt["targetId"])
+        wait_for(lambda: browser.evaluate(ps, "document.readyState === 'complete' && "
+                                             "!!document.getElementById('pairing')"), what="options page")
+        # The page fills in what is stored asynchronously; wait for it before typing.
+        shown = wait_for(lambda: browser.evaluate(ps, "document.getElementById('pairing').value"), timeout=10,
+                         what="the stored session on the options page")
+        tap.is_(shown, SID, "options page: shows the stored session")
+        browser.evaluate(ps, "document.getElementById('pairing').value = %s; "
+                             "document.getElementById('form').requestSubmit(); true" % js(st.url + "/#s=" + sid))
+        status = wait_for(lambda: browser.evaluate(ps, "document.getElementById('status').textContent"),
+                          timeout=15, what="the options page's answer")
+        tap.like(status, r"^Saved\. Paired: the session exists\.$", "options page: pairing link saved and checked")
+        stored = browser.evaluate(s, "chrome.storage.sync.get(['server', 'session'])")
+        tap.is_(stored, {"server": st.url, "session": sid}, "options page: stored server and session")
+        browser.evaluate(ps, "document.getElementById('pairing').value = %s; "
+                             "document.getElementById('status').textContent = ''; "
+                             "document.getElementById('form').requestSubmit(); true" % js("Z" * 32))
+        status = wait_for(lambda: browser.evaluate(ps, "document.getElementById('status').textContent"),
+                          timeout=15, what="the options page's answer")
+        tap.like(status, r"unknown or has expired", "options page: an unknown session is reported")
+        browser.send("Target.closeTarget", {"targetId": opt["targetId"]})
+
+        browser.evaluate(s, "imagetools.pair(%s)" % js(st.url + "/#s=" + sid))
+        with Scripted([], files={"/photos/cat.png": ("image/png", cat)}) as srv:
+            r = browser.evaluate(s, "imagetools.sendImage(%s)" % js(srv.url + "/photos/cat.png"))
+        tap.is_((r or {}).get("ok"), True, "real server: Send image stored it")
+        img = (r or {}).get("image") or {}
+        tap.is_(img.get("source"), "browser_addon", "real server: source browser_addon")
+        tap.is_(img.get("sha256"), hashlib.sha256(cat).hexdigest(), "real server: the bytes stored are the image's")
+        tap.is_(st.sql("SELECT count(*) FROM images WHERE session_id = :'p1' AND source = 'browser_addon'", sid),
+                "1", "real server: one image in the session")
+finally:
+    browser.close()
+
+tap.done()

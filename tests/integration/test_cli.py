@@ -1,0 +1,268 @@
+"""test_cli.py: imagetools-upload and imagetools-watch against a scripted loopback server (retries,
+errors, exit codes) and against the real stack (bytes stored equal bytes sent, every event once and
+in order on both transports, resuming from --state after a kill, --once, bad sessions)."""
+
+import hashlib
+import json
+import os
+import pty
+import re
+import signal
+import subprocess
+import tempfile
+import time
+
+from cli_helpers import Follower, Scripted, png_bytes, problem, run, write
+from harness import Stack, Tap, free_port, wait_for
+
+tap = Tap()
+tmp = tempfile.mkdtemp(prefix="it-cli-")
+SID = "A" * 32
+img1 = write(os.path.join(tmp, "one.png"), png_bytes(40, 30, seed=1))
+img2 = write(os.path.join(tmp, "two.png"), png_bytes(64, 48, seed=2))
+big = write(os.path.join(tmp, "big.png"), png_bytes(700, 600, seed=3, noisy=True))
+text = write(os.path.join(tmp, "notes.png"), b"this is not an image at all\n" * 10)
+OK = (201, {"Content-Type": "application/json"}, {"images": [{"id": "0b7e3c1a-2f4d-4c5e-9a8b-1c2d3e4f5a6b",
+                                                              "size": 1, "content_type": "image/png"}]})
+
+# ------------------------------------------------------------------ scripted server
+
+# 503 with Retry-After, then success: the retry waits as long as the server asked.
+with Scripted([(503, {"Retry-After": "1", "Content-Type": "application/problem+json"},
+                {"type": "urn:imagetools:problem:database-unavailable", "title": "Service Unavailable",
+                 "status": 503, "detail": "The database is unavailable."}), OK]) as srv:
+    r = run("imagetools-upload", "--server", srv.url, "--session", SID, "--retry-delay", "50", img1)
+    tap.is_(r.returncode, 0, "503 then 201: exit 0")
+    tap.is_(len(srv.requests), 2, "503 then 201: the upload was sent twice")
+    if len(srv.requests) == 2:
+        gap = srv.requests[1]["t"] - srv.requests[0]["t"]
+        tap.ok(gap >= 0.9, "the retry honoured Retry-After: 1 (waited %.2f s)" % gap)
+        tap.is_(srv.requests[1]["parts"].get("file", (None, None))[1], open(img1, "rb").read(),
+                "the retried request carries the whole file again")
+    tap.like(r.stderr, r"database is unavailable.*retrying", "the retry is announced with the server's reason")
+
+# The multipart body: session_id, source, file with its name and exact bytes.
+with Scripted([OK]) as srv:
+    r = run("imagetools-upload", "--server", srv.url + "/", "--session", SID, "--source", "android_app", big)
+    tap.is_(r.returncode, 0, "upload to the scripted server")
+    req = srv.requests[0] if srv.requests else {"parts": {}, "path": "", "headers": {}}
+    tap.is_(req["path"], "/api/v1/images", "POST /api/v1/images (trailing slash of --server dropped)")
+    tap.is_(req["parts"].get("session_id", (None, b""))[1], SID.encode(), "session_id part")
+    tap.is_(req["parts"].get("source", (None, b""))[1], b"android_app", "source part from --source")
+    fname, data = req["parts"].get("file", (None, b""))
+    tap.is_(fname, "big.png", "file part carries the file's base name")
+    tap.ok(data == open(big, "rb").read(), "file part carries the exact bytes (%d)" % len(data or b""))
+    tap.like(req["headers"].get("Content-Type", ""), r"^multipart/form-data; boundary=", "multipart/form-data")
+    tap.like(r.stdout, r"big\.png: stored as 0b7e3c1a", "a line per stored file")
+    tap.ok("\r" not in r.stderr, "no progress bar when stderr is not a terminal")
+
+# 429 is retried like 503; every other 4xx is final and explained.
+with Scripted([(429, {"Retry-After": "0"}, b""), OK]) as srv:
+    r = run("imagetools-upload", "-s", srv.url, "-S", SID, "--retry-delay", "50", img1)
+    tap.is_((r.returncode, len(srv.requests)), (0, 2), "429 is retried")
+
+cases = [(415, "unsupported-media-type", "The file is not a PNG, JPEG, GIF or WebP image.",
+          r"not an image the server accepts.*not a PNG"),
+         (413, "too-large", "The file is larger than 50 MiB.", r"too large for this server.*larger than 50 MiB"),
+         (400, "invalid-source", "source must be one of web, android_app.", r"refused.*source must be")]
+for status, slug, detail, pattern in cases:
+    with Scripted([problem(status, slug, detail), OK]) as srv:
+        r = run("imagetools-upload", "-s", srv.url, "-S", SID, "--retry-delay", "50", img1)
+        tap.is_(r.returncode, 1, "%d: exit 1" % status)
+        tap.is_(len(srv.requests), 1, "%d: not retried" % status)
+        tap.like(r.stderr, pattern, "%d: the message says what was wrong" % status)
+
+# A rejected file does not sink the others; a missing one neither.
+with Scripted([OK, problem(415, "unsupported-media-type", "Not an image."), OK]) as srv:
+    r = run("imagetools-upload", "-s", srv.url, "-S", SID, "--json", img1, text,
+            os.path.join(tmp, "missing.png"), img2)
+    tap.is_(r.returncode, 1, "some failed: exit 1")
+    tap.is_(len(srv.requests), 3, "one request per existing file")
+    lines = [json.loads(x) for x in r.stdout.splitlines()]
+    tap.is_([x.get("file") for x in lines], [img1, text, os.path.join(tmp, "missing.png"), img2],
+            "--json prints one object per file, in order, naming it")
+    tap.is_([x.get("status") for x in lines[1:3]], [415, 0], "--json carries the failure's status")
+    tap.ok("images" in lines[0] and "images" in lines[3], "--json carries the server's answer")
+
+# An unknown session stops at once: later files would fail the same way.
+with Scripted([problem(404, "unknown-session", "No such session, or it has expired."), OK]) as srv:
+    r = run("imagetools-upload", "-s", srv.url, "-S", SID, img1, img2)
+    tap.is_(r.returncode, 3, "404 session: exit 3")
+    tap.is_(len(srv.requests), 1, "404 session: no further requests")
+    tap.like(r.stderr, r"session AAAAAA\.\.\. is unknown or has expired", "404: clear message")
+    tap.ok(SID not in r.stderr, "the message shows only a prefix of the session id")
+
+# 5xx forever: a bounded number of tries, then exit 4.
+with Scripted([(502, {}, b"<html>bad gateway</html>")] * 3) as srv:
+    r = run("imagetools-upload", "-s", srv.url, "-S", SID, "--retries", "2", "--retry-delay", "20", img1)
+    tap.is_((r.returncode, len(srv.requests)), (4, 3), "502 three times with --retries 2: exit 4 after 3 tries")
+    tap.like(r.stderr, r"HTTP 502 \(giving up after 2 retries\)", "says it gave up")
+port = free_port()
+r = run("imagetools-upload", "-s", "http://127.0.0.1:%d" % port, "-S", SID, "--retries", "1", "--retry-delay", "20",
+        img1)
+tap.is_(r.returncode, 4, "nothing listening: exit 4")
+tap.like(r.stderr, r"(?i)couldn't connect.*retrying(.|\n)*giving up", "connection errors are retried, then given up")
+
+# Usage and configuration.
+tap.is_(run("imagetools-upload", "-s", "http://x", "-S", SID).returncode, 2, "no files: exit 2")
+r = run("imagetools-upload", "-S", SID, img1)
+tap.is_(r.returncode, 2, "no server: exit 2")
+tap.like(r.stderr, r"IMAGETOOLS_SERVER", "the message says how to set the server")
+tap.is_(run("imagetools-upload", "-s", "127.0.0.1:80", "-S", SID, img1).returncode, 2, "server must be a URL")
+tap.is_(run("imagetools-upload", "--retries", "x", img1).returncode, 2, "a bad number: exit 2")
+r = run("imagetools-upload", "--help")
+tap.ok(r.returncode == 0 and "--session" in r.stdout and "Exit status" in r.stdout, "--help")
+cfgdir = os.path.join(tmp, "cfg")
+os.makedirs(os.path.join(cfgdir, "imagetools"))
+with Scripted([OK, OK]) as srv:
+    write(os.path.join(cfgdir, "imagetools", "cli.conf"),
+          ("# test\nserver = %s\nsession = \"%s\"\nsource = browser_addon\n" % (srv.url, SID)).encode())
+    r = run("imagetools-upload", img1, env={"XDG_CONFIG_HOME": cfgdir})
+    tap.is_(r.returncode, 0, "server, session and source from the config file")
+    tap.is_(srv.requests[0]["parts"].get("source", (0, b""))[1] if srv.requests else None, b"browser_addon",
+            "source from the config file")
+    r = run("imagetools-upload", img1, env={"XDG_CONFIG_HOME": cfgdir, "IMAGETOOLS_SESSION": "B" * 32})
+    tap.is_(srv.requests[1]["parts"].get("session_id", (0, b""))[1] if len(srv.requests) > 1 else None,
+            b"B" * 32, "IMAGETOOLS_SESSION wins over the config file")
+write(os.path.join(cfgdir, "imagetools", "cli.conf"), b"sever = http://typo\n")
+r = run("imagetools-upload", img1, env={"XDG_CONFIG_HOME": cfgdir})
+tap.is_(r.returncode, 2, "an unknown key in the config file: exit 2")
+tap.like(r.stderr, r"cli\.conf:1: unknown key 'sever'", "the message names the file, line and key")
+
+# A progress bar on a terminal.
+with Scripted([OK]) as srv:
+    master, slave = pty.openpty()
+    p = subprocess.Popen([os.path.join(os.environ.get("IT_BUILDDIR", "."), "imagetools-upload"), "-s", srv.url,
+                          "-S", SID, big], stdout=subprocess.PIPE, stderr=slave, stdin=subprocess.DEVNULL)
+    os.close(slave)
+    out = b""
+    while True:
+        try:
+            chunk = os.read(master, 4096)
+        except OSError:
+            break
+        if not chunk:
+            break
+        out += chunk
+    p.wait(timeout=30)
+    os.close(master)
+    shown = out.decode(errors="replace")
+    tap.like(shown, r"big\.png +100% \[#{20}\] 1\.\d MiB / 1\.\d MiB", "a terminal shows a progress bar to 100%")
+    tap.like(shown, r"[\d.]+ [KMG]?i?B/s", "with the transfer rate")
+
+# ------------------------------------------------------------------ the real stack
+
+
+def append_events(st, sid, n, type_="image.deleted"):
+    st.sql("SELECT it_append_event(:'p1', :'p2', jsonb_build_object('image_id', g::text)) "
+           "FROM generate_series(1, %d) g" % n, sid, type_)
+
+
+def download(st, path):
+    status, _, body = st.curl(st.url + path)
+    return status, body
+
+
+with Stack(tap, settings={"max_upload_bytes": "2M", "keepalive_interval": 2}) as st:
+    sid = st.new_session()
+
+    # -- upload into the real server: the bytes stored equal the bytes sent.
+    files = [img1, img2, write(os.path.join(tmp, "three.png"), png_bytes(300, 200, seed=4, noisy=True))]
+    r = run("imagetools-upload", "--server", st.url, "--session", sid, "--json", *files)
+    tap.is_(r.returncode, 0, "three files stored: exit 0")
+    answers = [json.loads(x) for x in r.stdout.splitlines()]
+    tap.is_(len(answers), 3, "one JSON line per file")
+    for path, a in zip(files, answers):
+        img = (a.get("images") or [{}])[0]
+        want = hashlib.sha256(open(path, "rb").read()).hexdigest()
+        tap.is_(img.get("sha256"), want, "%s: the server's sha256 is the file's" % os.path.basename(path))
+        tap.is_(img.get("source"), "cli", "%s: source defaults to cli" % os.path.basename(path))
+        status, body = download(st, "/api/v1/images/%s/file" % img.get("id"))
+        tap.ok(status == 200 and hashlib.sha256(body).hexdigest() == want,
+               "%s: the downloaded bytes are the bytes sent" % os.path.basename(path))
+    tap.is_(st.sql("SELECT count(*) FROM images WHERE session_id = :'p1'", sid), "3", "three images stored")
+
+    r = run("imagetools-upload", "-s", st.url, "-S", sid, img1, text, img2)
+    tap.is_(r.returncode, 1, "a text file among images: exit 1")
+    tap.like(r.stderr, r"notes\.png: not an image", "the text file is named as not an image")
+    tap.is_(st.sql("SELECT count(*) FROM images WHERE session_id = :'p1'", sid), "5",
+            "the two images around it were stored, the text file was not")
+
+    r = run("imagetools-upload", "-s", st.url, "-S", sid, write(os.path.join(tmp, "huge.png"),
+            png_bytes(1000, 800, seed=5, noisy=True)))
+    tap.is_(r.returncode, 1, "a file over max_upload_bytes: exit 1")
+    tap.like(r.stderr, r"huge\.png: too large", "it is named as too large")
+    tap.is_(st.sql("SELECT count(*) FROM images WHERE session_id = :'p1'", sid), "5", "and nothing was stored")
+
+    r = run("imagetools-upload", "-s", st.url, "-S", "Z" * 32, img1)
+    tap.is_(r.returncode, 3, "unknown session on the real server: exit 3")
+    tap.like(r.stderr, r"is unknown or has expired", "with a clear message")
+
+    # -- watch: every event once and in order, on both transports, across a kill.
+    for transport in ("sse", "longpoll"):
+        ws = st.new_session()
+        state = os.path.join(tmp, "state-" + transport)
+        args = ["-s", st.url, "-S", ws, "--transport", transport, "--state", state, "--retry-delay", "100",
+                "--poll-timeout", "5"]
+        f = Follower(*args)
+        append_events(st, ws, 5)
+        got = f.stored(5)
+        tap.is_([e.get("id") for e in got], [1, 2, 3, 4, 5], "%s: events 1-5 in order" % transport)
+        tap.ok(all(e.get("type") == "image.deleted" and e.get("timestamp") for e in got),
+               "%s: events are printed whole (type, timestamp, data)" % transport)
+        wait_for(lambda: json.load(open(state)).get("last_event_id") == 5, timeout=10, what="state file")
+        tap.ok(oct(os.stat(state).st_mode & 0o777) == "0o600", "%s: the state file is private (0600)" % transport)
+        f.stop(signal.SIGKILL)
+        append_events(st, ws, 3)
+        f = Follower(*args)
+        got = f.stored(3)
+        append_events(st, ws, 2)
+        got += f.stored(2)
+        more = [e for e in f.rest(1.5) if "id" in e]
+        tap.is_([e.get("id") for e in got + more], [6, 7, 8, 9, 10],
+                "%s: after a kill it resumes from --state: nothing twice, nothing lost" % transport)
+        tap.is_(f.stop(), 0, "%s: SIGTERM ends it with exit 0" % transport)
+        tap.is_(json.load(open(state)).get("last_event_id"), 10, "%s: the state file has the last id" % transport)
+
+        # --type filters, --once exits on the first match.
+        f = Follower("-s", st.url, "-S", ws, "-t", transport, "--since", "now", "--type", "image.uploaded",
+                     "--once")
+        time.sleep(1.0)
+        append_events(st, ws, 2, "image.deleted")
+        r = run("imagetools-upload", "-s", st.url, "-S", ws, "-q", img2)
+        tap.is_(r.returncode, 0, "%s: uploaded while watching" % transport)
+        code = f.wait(20)
+        tap.is_(code, 0, "%s: --once exits 0 after the first upload" % transport)
+        lines = f.rest(0.1)
+        tap.is_(len(lines), 1, "%s: exactly one line printed" % transport)
+        ev = lines[0] if lines else {}
+        tap.is_((ev.get("id"), ev.get("type"), (ev.get("data") or {}).get("filename")),
+                (13, "image.uploaded", "two.png"), "%s: it is the upload, not the filtered events" % transport)
+
+        # The session ending stops the follower with a clear message and exit 3.
+        f = Follower("-s", st.url, "-S", ws, "-t", transport, "--since", "now", "--retry-delay", "100",
+                     "--poll-timeout", "2")
+        time.sleep(1.0)
+        tap.is_(st.request("DELETE", "/api/v1/sessions/" + ws).status, 204, "%s: session deleted" % transport)
+        code = f.wait(30)
+        tap.is_(code, 3, "%s: a deleted session ends the follower with exit 3" % transport)
+        tap.like("".join(f.stderr), r"session .{6}\.\.\. is unknown or has expired",
+                 "%s: and says why" % transport)
+        f.stop()
+
+    # An invalid session from the start.
+    r = run("imagetools-watch", "-s", st.url, "-S", "Q" * 32, timeout=30)
+    tap.is_(r.returncode, 3, "watch: unknown session: exit 3")
+    tap.like(r.stderr, r"QQQQQQ\.\.\. is unknown or has expired", "watch: clear message")
+    r = run("imagetools-watch", "-s", st.url, "-S", sid, "--state", state, timeout=30)
+    tap.is_(r.returncode, 2, "watch: a state file of another session is refused (exit 2)")
+    r = run("imagetools-watch", "-s", st.url, "-S", sid, "--state", os.path.join(tmp, "no", "such", "dir"),
+            timeout=30)
+    tap.is_(r.returncode, 1, "watch: an unwritable state file is reported at once (exit 1)")
+    tap.like(r.stderr, r"cannot write the state file", "watch: and named")
+    tap.is_(run("imagetools-watch", "-s", st.url, "-S", sid, "-t", "ws").returncode, 2,
+            "watch: unknown transport: exit 2")
+    r = run("imagetools-watch", "--help")
+    tap.ok(r.returncode == 0 and "--transport" in r.stdout, "watch --help")
+
+tap.done()

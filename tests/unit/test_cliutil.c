@@ -1,0 +1,145 @@
+/* test_cliutil.c: unit tests for cli/cliutil (settings, URLs, Retry-After, backoff, problem messages). */
+#include "config.h"
+
+#include "cli/cliutil.h"
+#include "tap.h"
+
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static char dir[] = "/tmp/it-cliutil-XXXXXX";
+
+static void write_file(const char *path, const char *text)
+{
+	FILE *f = fopen(path, "w");
+
+	fputs(text, f);
+	fclose(f);
+}
+
+int main(void)
+{
+	char path[4200], conf[4300], err[600], msg[600];
+	it_cli_conf c = {0};
+	it_buf b;
+
+	if (mkdtemp(dir) == NULL)
+		return 1;
+
+	/* Where the config file is looked for. */
+	setenv("XDG_CONFIG_HOME", "/x/cfg", 1);
+	setenv("HOME", "/home/u", 1);
+	ok(it_cli_conf_path(path, sizeof(path)) == 0 && strcmp(path, "/x/cfg/imagetools/cli.conf") == 0,
+	   "XDG_CONFIG_HOME is used");
+	setenv("XDG_CONFIG_HOME", "relative", 1);
+	it_cli_conf_path(path, sizeof(path));
+	is_str(path, "/home/u/.config/imagetools/cli.conf", "a relative XDG_CONFIG_HOME is ignored");
+	unsetenv("XDG_CONFIG_HOME");
+	it_cli_conf_path(path, sizeof(path));
+	is_str(path, "/home/u/.config/imagetools/cli.conf", "else ~/.config");
+
+	/* The file format. */
+	snprintf(conf, sizeof(conf), "%s/imagetools", dir);
+	mkdir(conf, 0700);
+	snprintf(conf, sizeof(conf), "%s/imagetools/cli.conf", dir);
+	write_file(conf, "# my server\n\n  server = http://file:1  \nsession=\"fromfile\"\nsource = android_app\n");
+	is_int(it_cli_conf_load_file(&c, conf, err, sizeof(err)), 0, "a valid file loads");
+	is_str(c.server, "http://file:1", "spaces around values are trimmed");
+	is_str(c.session, "fromfile", "double quotes are removed");
+	is_str(c.source, "android_app", "source is read");
+	it_cli_conf_free(&c);
+	c.server = strdup("http://flag:2");
+	it_cli_conf_load_file(&c, conf, err, sizeof(err));
+	is_str(c.server, "http://flag:2", "a value set before (command line) wins over the file");
+	it_cli_conf_free(&c);
+
+	write_file(conf, "server = http://a\nsesion = typo\n");
+	is_int(it_cli_conf_load_file(&c, conf, err, sizeof(err)), -1, "an unknown key is an error");
+	ok(strstr(err, ":2:") && strstr(err, "sesion"), "the error names the line and key: %s", err);
+	it_cli_conf_free(&c);
+	write_file(conf, "just words\n");
+	is_int(it_cli_conf_load_file(&c, conf, err, sizeof(err)), -1, "a line without = is an error");
+	it_cli_conf_free(&c);
+	is_int(it_cli_conf_load_file(&c, "/nonexistent/cli.conf", err, sizeof(err)), 0, "a missing file is fine");
+
+	/* Precedence: command line, environment, file. */
+	write_file(conf, "server = http://file:1\nsession = fromfile\n");
+	setenv("XDG_CONFIG_HOME", dir, 1);
+	setenv("IMAGETOOLS_SESSION", "fromenv", 1);
+	unsetenv("IMAGETOOLS_SERVER");
+	unsetenv("IMAGETOOLS_SOURCE");
+	is_int(it_cli_conf_resolve(&c, err, sizeof(err)), 0, "resolve");
+	is_str(c.session, "fromenv", "the environment wins over the file");
+	is_str(c.server, "http://file:1", "the file fills the rest");
+	it_cli_conf_free(&c);
+	c.session = strdup("fromflag");
+	it_cli_conf_resolve(&c, err, sizeof(err));
+	is_str(c.session, "fromflag", "the command line wins over the environment");
+	it_cli_conf_free(&c);
+	unsetenv("IMAGETOOLS_SESSION");
+
+	/* URLs. */
+	it_buf_init(&b, 1024);
+	is_int(it_cli_url(&b, "http://h:8080//", "/api/v1/images"), 0, "url");
+	is_str(b.data, "http://h:8080/api/v1/images", "trailing slashes of the server are dropped");
+	it_cli_url(&b, "https://h/prefix", "/api/v1/images");
+	is_str(b.data, "https://h/prefix/api/v1/images", "a path prefix is kept");
+	is_int(it_cli_url(&b, "ftp://h", "/x"), -1, "only http and https");
+	is_int(it_cli_url(&b, "h:8080", "/x"), -1, "a bare host is refused");
+	it_buf_reset(&b);
+	it_cli_urlencode(&b, "aZ09-_.~ /&=?%");
+	is_str(b.data, "aZ09-_.~%20%2F%26%3D%3F%25", "query values are percent-encoded");
+	it_buf_free(&b);
+
+	/* Retry-After. */
+	is_int(it_cli_retry_after("3", 0), 3, "delta-seconds");
+	is_int(it_cli_retry_after(" 120", 0), 120, "leading space");
+	is_int(it_cli_retry_after("0", 0), 0, "zero");
+	is_int(it_cli_retry_after(NULL, 0), -1, "absent");
+	is_int(it_cli_retry_after("", 0), -1, "empty");
+	is_int(it_cli_retry_after("-1", 0), -1, "negative is malformed");
+	is_int(it_cli_retry_after("soon", 0), -1, "words are malformed");
+	is_int(it_cli_retry_after("Wed, 21 Oct 2015 07:28:00 GMT", 1445412470), 10, "an HTTP-date 10 s ahead");
+	is_int(it_cli_retry_after("Wed, 21 Oct 2015 07:28:00 GMT", 1445412490), 0, "an HTTP-date in the past");
+
+	/* Backoff: doubles, capped, jitter takes at most half off. */
+	is_int(it_cli_backoff_ms(0, 1000, 60000, 0.0), 1000, "first delay is the base");
+	is_int(it_cli_backoff_ms(1, 1000, 60000, 0.0), 2000, "doubles");
+	is_int(it_cli_backoff_ms(3, 1000, 60000, 0.0), 8000, "doubles again");
+	is_int(it_cli_backoff_ms(10, 1000, 60000, 0.0), 60000, "capped");
+	is_int(it_cli_backoff_ms(4000000000u, 1000, 60000, 0.0), 60000, "no overflow on huge attempts");
+	is_int(it_cli_backoff_ms(0, 1000, 60000, 0.999), 501, "jitter takes at most half");
+	for (int i = 0; i < 1000; i++) {
+		double r = it_cli_random();
+		if (r < 0 || r >= 1) {
+			ok(0, "random in [0, 1)");
+			break;
+		}
+	}
+
+	/* Problem messages. */
+	{
+		const char *p = "{\"type\":\"urn:imagetools:problem:too-large\",\"title\":\"Payload Too Large\","
+				"\"status\":413,\"detail\":\"The file is larger than 50 MiB.\"}";
+		it_cli_problem_message(p, strlen(p), 413, msg, sizeof(msg));
+		is_str(msg, "Payload Too Large (HTTP 413): The file is larger than 50 MiB.", "title and detail");
+		it_cli_problem_type(p, strlen(p), msg, sizeof(msg));
+		is_str(msg, "urn:imagetools:problem:too-large", "type");
+		it_cli_problem_message("<html>bad gateway</html>", 24, 502, msg, sizeof(msg));
+		is_str(msg, "HTTP 502", "not JSON: the status alone");
+		p = "{\"title\":\"x\\u001b[2Jy\",\"detail\":\"a\\nb\"}";
+		it_cli_problem_message(p, strlen(p), 400, msg, sizeof(msg));
+		is_str(msg, "x?[2Jy (HTTP 400): a?b", "control characters from the server are replaced");
+		it_cli_problem_message(NULL, 0, 503, msg, sizeof(msg));
+		is_str(msg, "HTTP 503", "no body");
+		it_cli_problem_type("[1]", 3, msg, sizeof(msg));
+		is_str(msg, "", "not an object: no type");
+	}
+
+	unlink(conf);
+	snprintf(conf, sizeof(conf), "%s/imagetools", dir);
+	rmdir(conf);
+	rmdir(dir);
+	return tap_done();
+}

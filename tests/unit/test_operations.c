@@ -1,0 +1,154 @@
+/* test_operations.c: operation parameters (src/db/operations.c) and libvips transforms (src/worker/transform.c). */
+#include "config.h"
+
+#include "db/operations.h"
+#include "worker/transform.h"
+
+#include "tap.h"
+
+#include <stdlib.h>
+#include <vips/vips.h>
+
+static int parse(enum it_op_type t, const char *json, it_op_params *p, char *err)
+{
+	json_object *o = json ? json_tokener_parse(json) : NULL;
+	int rc = it_op_params_parse(t, o, p, err, 160);
+
+	json_object_put(o);
+	return rc;
+}
+
+static void test_params(void)
+{
+	it_op_params p;
+	char err[160];
+	json_object *o;
+
+	is_int(it_op_type_parse("bulk_compress"), IT_OP_COMPRESS, "bulk_compress is known");
+	is_int(it_op_type_parse("bulk_resize"), IT_OP_RESIZE, "bulk_resize is known");
+	is_int(it_op_type_parse("bulk_convert"), IT_OP_CONVERT, "bulk_convert is known");
+	is_int(it_op_type_parse("bulk_delete"), -1, "unknown type refused");
+	is_int(it_op_type_parse(NULL), -1, "NULL type refused");
+
+	is_int(parse(IT_OP_COMPRESS, NULL, &p, err), 0, "compress without params");
+	is_int(p.quality, 75, "default quality 75");
+	is_int(p.strip, 1, "compress strips metadata by default");
+	is_int(p.format, IT_FMT_KEEP, "compress keeps the format by default");
+	is_int(parse(IT_OP_COMPRESS, "{\"quality\":40,\"format\":\"webp\",\"strip\":false}", &p, err), 0,
+	       "compress with every param");
+	ok(p.quality == 40 && p.format == IT_FMT_WEBP && p.strip == 0, "values taken");
+	is_int(parse(IT_OP_COMPRESS, "{\"quality\":0}", &p, err), -1, "quality 0 refused");
+	is_str(err, "params.quality must be between 1 and 100.", "the error names the range");
+	is_int(parse(IT_OP_COMPRESS, "{\"quality\":101}", &p, err), -1, "quality 101 refused");
+	is_int(parse(IT_OP_COMPRESS, "{\"quality\":\"75\"}", &p, err), -1, "quality as a string refused");
+	is_int(parse(IT_OP_COMPRESS, "{\"quality\":75.5}", &p, err), -1, "fractional quality refused");
+	is_int(parse(IT_OP_COMPRESS, "{\"format\":\"png\"}", &p, err), -1, "compress to PNG refused");
+	is_int(parse(IT_OP_COMPRESS, "{\"qualty\":75}", &p, err), -1, "misspelt key refused");
+	is_str(err, "params.qualty is not a parameter of bulk_compress.", "the error names the key");
+	is_int(parse(IT_OP_COMPRESS, "[1]", &p, err), -1, "params must be an object");
+	is_int(parse(IT_OP_COMPRESS, "{\"width\":10}", &p, err), -1, "width is not a compress param");
+
+	is_int(parse(IT_OP_RESIZE, NULL, &p, err), -1, "resize needs a size");
+	is_int(parse(IT_OP_RESIZE, "{\"width\":800}", &p, err), 0, "resize by width only");
+	ok(p.width == 800 && p.height == 0 && p.enlarge == 0, "width taken, height unbounded");
+	is_int(parse(IT_OP_RESIZE, "{\"width\":0,\"height\":10}", &p, err), -1, "width 0 refused");
+	is_int(parse(IT_OP_RESIZE, "{\"width\":16385}", &p, err), -1, "width past the maximum refused");
+	is_int(parse(IT_OP_RESIZE, "{\"width\":100,\"height\":50,\"format\":\"png\",\"enlarge\":true}", &p, err), 0,
+	       "resize with every param");
+	ok(p.height == 50 && p.format == IT_FMT_PNG && p.enlarge == 1, "values taken");
+
+	is_int(parse(IT_OP_CONVERT, NULL, &p, err), -1, "convert needs a format");
+	is_int(parse(IT_OP_CONVERT, "{\"format\":\"keep\"}", &p, err), -1, "convert to keep refused");
+	is_int(parse(IT_OP_CONVERT, "{\"format\":\"gif\"}", &p, err), -1, "convert to gif refused");
+	is_int(parse(IT_OP_CONVERT, "{\"format\":\"png\"}", &p, err), 0, "convert to png");
+
+	/* The stored form goes through the same validation when the worker reads it. */
+	parse(IT_OP_RESIZE, "{\"height\":300}", &p, err);
+	o = it_op_params_json(&p);
+	{
+		it_op_params q;
+		is_int(it_op_params_parse(IT_OP_RESIZE, o, &q, err, sizeof(err)), 0, "stored params parse again");
+		ok(q.height == 300 && q.width == 0 && q.quality == p.quality, "and mean the same");
+	}
+	json_object_put(o);
+}
+
+/* Encodes a w x h test pattern as JPEG (quality 95) or PNG. */
+static void *make_image(int w, int h, int png, size_t *len)
+{
+	VipsImage *x = NULL, *y = NULL;
+	void *buf = NULL;
+
+	if (vips_xyz(&x, w, h, NULL) || vips_cast_uchar(x, &y, NULL))
+		return NULL;
+	if (png)
+		vips_pngsave_buffer(y, &buf, len, NULL);
+	else
+		vips_jpegsave_buffer(y, &buf, len, "Q", 95, NULL);
+	g_object_unref(x);
+	g_object_unref(y);
+	return buf;
+}
+
+static void test_transform(void)
+{
+	it_op_params p;
+	it_xf_out out;
+	char err[256];
+	size_t len = 0;
+	void *jpg = make_image(640, 480, 0, &len);
+
+	ok(jpg != NULL, "test JPEG made");
+	parse(IT_OP_COMPRESS, "{\"quality\":50}", &p, err);
+	is_int(it_xf_apply(&p, "image/jpeg", jpg, len, 100000000, 64, &out, err, sizeof(err)), 0, "compress");
+	ok(out.len > 0 && out.len < len, "smaller than the quality-95 original (%zu < %zu)", out.len, len);
+	ok(out.width == 640 && out.height == 480, "same size");
+	is_str(out.content_type, "image/jpeg", "still JPEG");
+	ok(out.thumb != NULL && out.thumb_len > 0, "thumbnail made");
+	it_xf_out_free(&out);
+
+	parse(IT_OP_RESIZE, "{\"width\":100,\"height\":100}", &p, err);
+	is_int(it_xf_apply(&p, "image/jpeg", jpg, len, 100000000, 0, &out, err, sizeof(err)), 0, "resize");
+	ok(out.width == 100 && out.height == 75, "fits within 100x100 keeping the aspect (%dx%d)", out.width,
+	   out.height);
+	ok(out.thumb == NULL, "no thumbnail asked");
+	it_xf_out_free(&out);
+
+	parse(IT_OP_CONVERT, "{\"format\":\"webp\"}", &p, err);
+	is_int(it_xf_apply(&p, "image/jpeg", jpg, len, 100000000, 0, &out, err, sizeof(err)), 0, "convert");
+	is_str(out.content_type, "image/webp", "to WebP");
+	ok(out.len > 12 && memcmp((char *)out.data + 8, "WEBP", 4) == 0, "the bytes are WebP");
+	it_xf_out_free(&out);
+
+	parse(IT_OP_COMPRESS, NULL, &p, err);
+	is_int(it_xf_apply(&p, "image/jpeg", jpg, len, 1000, 0, &out, err, sizeof(err)), -1,
+	       "more than max_pixels refused");
+	ok(strstr(err, "max_pixels") != NULL, "and says why: %s", err);
+	is_int(it_xf_apply(&p, "image/jpeg", jpg, len / 2, 100000000, 0, &out, err, sizeof(err)), -1,
+	       "truncated JPEG refused");
+	is_int(it_xf_apply(&p, "image/jpeg", "not an image at all", 19, 100000000, 0, &out, err, sizeof(err)), -1,
+	       "garbage refused");
+	ok(err[0] != '\0' && strchr(err, '\n') == NULL, "one-line error: %s", err);
+	g_free(jpg);
+
+	jpg = make_image(200, 100, 1, &len);
+	parse(IT_OP_RESIZE, "{\"width\":50}", &p, err);
+	is_int(it_xf_apply(&p, "image/png", jpg, len, 100000000, 0, &out, err, sizeof(err)), 0, "resize a PNG");
+	is_str(out.content_type, "image/png", "stays PNG");
+	ok(out.width == 50 && out.height == 25, "50x25");
+	it_xf_out_free(&out);
+	g_free(jpg);
+}
+
+int main(int argc, char **argv)
+{
+	(void)argc;
+	test_params();
+	if (it_xf_init(argv[0]) < 0) {
+		ok(0, "libvips starts");
+	} else {
+		test_transform();
+		it_xf_shutdown();
+	}
+	return tap_done();
+}
