@@ -10,6 +10,7 @@
 #include "common/id.h"
 #include "common/list.h"
 #include "common/log.h"
+#include "db/metrics.h"
 #include "db/eventlog.h"
 
 #include <arpa/inet.h>
@@ -394,6 +395,7 @@ static void client_detach(client *c)
 		return;
 	it_list_unlink(&c->slink);
 	s->nclients--;
+	it_metrics_gauge_add("imagetools_connections_open", "transport=\"websocket\"", -1);
 	c->session = NULL;
 	session_release(s);
 }
@@ -488,6 +490,7 @@ static int send_resync(client *c, const char *reason, int64_t last)
 	char *s;
 	int rc;
 
+	it_metrics_inc("imagetools_resyncs_total", NULL, 1);
 	json_object_object_add(d, "reason", json_object_new_string(reason));
 	json_object_object_add(d, "last_event_id", json_object_new_int64(last));
 	s = transient("session.resync", d);
@@ -541,6 +544,8 @@ static int admit(client *c, session *s, int64_t last_seq)
 	int64_t want = c->requested;
 
 	c->state = C_LIVE;
+	if (want > 0)
+		it_metrics_inc("imagetools_resumes_total", "transport=\"websocket\"", 1);
 	if (send_status(c, "connected") < 0 || c->state != C_LIVE)
 		return -1;
 	if (want < s->first_kept - 1 || want > last_seq) {
@@ -638,6 +643,7 @@ static int deliver(client *c, PGresult *res, const int64_t *seqs, int n, int64_t
 			return -1;
 		c->cursor = seqs[i + k - 1];
 		B.delivered += (unsigned long long)k;
+		it_metrics_inc("imagetools_events_delivered_total", "transport=\"websocket\"", k);
 		i += k;
 		if (c->out.len >= B.soft) {
 			c->behind = 1;
@@ -962,6 +968,7 @@ static int handshake(client *c)
 		return client_http_error(c, 400, "Bad Request", "bad-cursor",
 					 "last_event_id must be a non-negative integer.", NULL);
 	if (!origin_allowed(&req)) {
+		it_metrics_inc("imagetools_origin_refused_total", NULL, 1);
 		it_log_info("WebSocket upgrade refused: origin not allowed");
 		return client_http_error(c, 403, "Forbidden", "origin-not-allowed",
 					 "This origin may not open WebSockets here.", NULL);
@@ -997,6 +1004,7 @@ static int handshake(client *c)
 	c->session = s;
 	it_list_push(&s->clients, &c->slink);
 	s->nclients++;
+	it_metrics_gauge_add("imagetools_connections_open", "transport=\"websocket\"", 1);
 	{
 		char red[16];
 		it_log_debug("WebSocket for session %s from id %lld", it_log_redact(sid, red, sizeof(red)),

@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <json-c/json.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -311,7 +312,16 @@ int it_metrics_start(const char *program, int interval_s, it_metrics_collect_fn 
 	m.arg = arg;
 	m.stopping = 0;
 	m.running = 1;
-	rc = pthread_create(&m.tid, NULL, flush_thread, NULL);
+	{
+		/* The thread takes no signals: programs that wait for SIGTERM
+		 * with sigwait or a signalfd block it only in their own thread,
+		 * possibly after this one has started. */
+		sigset_t all, old;
+		sigfillset(&all);
+		pthread_sigmask(SIG_SETMASK, &all, &old);
+		rc = pthread_create(&m.tid, NULL, flush_thread, NULL);
+		pthread_sigmask(SIG_SETMASK, &old, NULL);
+	}
 	if (rc != 0) {
 		m.running = 0;
 		return -rc;

@@ -40,6 +40,8 @@ static const struct family families[] = {
 	{"imagetools_rate_limited_total", "counter", "Requests refused with 429, by limit (sessions, streams, uploads)."},
 	{"imagetools_origin_refused_total", "counter", "Requests refused because of their Origin."},
 	{"imagetools_metrics_dropped_total", "counter", "Metric samples dropped because a process's table was full."},
+	{"imagetools_operations_finished_total", "counter", "Operations the workers finished, by type and status."},
+	{"imagetools_operation_images_total", "counter", "Images the workers processed in operations, by result."},
 	{"imagetools_processes", "gauge", "Processes that flushed metrics recently, by program."},
 	{"imagetools_sessions_active", "gauge", "Sessions that have not expired."},
 	{"imagetools_images_stored", "gauge", "Images stored."},

@@ -10,6 +10,8 @@ import time
 
 from harness import Stack, Tap, wait_for
 from uploads_util import png_bytes
+from worker_util import jpeg_bytes, put_image, start_operation, wait_operation
+from wsclient import HandshakeError, WsClient
 
 tap = Tap()
 
@@ -352,5 +354,58 @@ with Stack(tap, settings=SETTINGS, fcgi_procs=2) as st:
     tap.ok(logs.count("\n") >= 4, "the CGI runs logged their requests")
     tap.ok(sid not in logs, "no whole session id reaches the log")
     tap.ok(sid[:6] in logs, "a short prefix does, for tracing")
+
+# ---------------------------------------------------------------- the bridge and the worker in /metrics
+with Stack(tap, bridge=True, worker=True, settings={"allowed_origins": "https://app.example"}) as st:
+    sid = st.new_session()
+    img = put_image(st, sid, jpeg_bytes(64, 48))
+    m0 = metrics(st)
+    ws = WsClient.connect("127.0.0.1", st.port, "/api/v1/ws/%s?last_event_id=1" % sid)
+    op = start_operation(st, sid, [img])
+    got = []
+    while not got or got[-1].get("type") not in ("operation.completed", "operation.failed"):
+        got += ws.recv_events(1, timeout=60)
+    tap.is_(wait_operation(st, op)["status"], "completed", "an operation ran on the worker")
+    n_ws = len([e for e in got if "id" in e])
+    ws_open = 'imagetools_connections_open{transport="websocket"}'
+    ws_ev = 'imagetools_events_delivered_total{transport="websocket"}'
+    ws_res = 'imagetools_resumes_total{transport="websocket"}'
+    fin = 'imagetools_operations_finished_total{type="bulk_compress",status="completed"}'
+
+    def all_counted():
+        m = metrics(st)
+        return m if (m.get(ws_ev, 0) - m0.get(ws_ev, 0) == n_ws and m.get(ws_open, 0) == 1
+                     and m.get(fin, 0) - m0.get(fin, 0) == 1) else None
+    try:
+        m1 = wait_for(all_counted, timeout=20, interval=0.5, what="bridge and worker counters")
+    except TimeoutError:
+        m1 = metrics(st)
+    tap.is_(m1.get(ws_open, 0), 1.0, "the open WebSocket is counted by the bridge")
+    tap.is_(m1.get(ws_ev, 0) - m0.get(ws_ev, 0), float(n_ws), "events delivered over WebSocket (%d) counted" % n_ws)
+    tap.is_(m1.get(ws_res, 0) - m0.get(ws_res, 0), 1.0, "a WebSocket with last_event_id counts as a resume")
+    tap.is_(m1.get(fin, 0) - m0.get(fin, 0), 1.0, "the worker's finished operation counted")
+    tap.is_(m1.get('imagetools_processes{program="imagetools-wsbridge"}'), 1.0, "the bridge process is seen")
+    tap.is_(m1.get('imagetools_processes{program="imagetools-worker"}'), 1.0, "the worker process is seen")
+    tap.is_(m1.get('imagetools_operations{status="completed"}'), 1.0, "queue table by status")
+    tap.is_(m1.get('imagetools_operations{status="queued"}'), 0.0, "queue depth 0 when idle")
+    tap.is_(m1.get('imagetools_operation_duration_seconds_count{type="bulk_compress"}'), 1.0,
+            "operation durations summarised from the queue table")
+    tap.ok('imagetools_operation_duration_seconds{type="bulk_compress",quantile="0.5"}' in m1,
+           "with quantiles")
+    ws.close()
+    try:
+        WsClient.connect("127.0.0.1", st.port, "/api/v1/ws/" + sid, origin="https://evil.example")
+        tap.ok(False, "a WebSocket from an unlisted origin is refused")
+    except HandshakeError as e:
+        tap.is_(e.status, 403, "a WebSocket from an unlisted origin is refused")
+    try:
+        m2 = wait_for(lambda: (lambda m: m if m.get(ws_open, 0) == 0 and m.get("imagetools_origin_refused_total", 0)
+                                >= m0.get("imagetools_origin_refused_total", 0) + 1 else None)(metrics(st)),
+                      timeout=20, interval=0.5, what="the closed WebSocket")
+    except TimeoutError:
+        m2 = metrics(st)
+    tap.is_(m2.get(ws_open, 0), 0.0, "a closed WebSocket leaves the gauge")
+    tap.ok(m2.get("imagetools_origin_refused_total", 0) >= m0.get("imagetools_origin_refused_total", 0) + 1,
+           "the bridge's Origin refusals are counted")
 
 tap.done()
