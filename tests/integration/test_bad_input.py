@@ -13,6 +13,7 @@ import time
 
 from harness import Stack, Tap
 from uploads_util import png_bomb, png_bytes
+from wsclient import OP_TEXT, HandshakeError, WsClient, frame
 
 tap = Tap()
 
@@ -107,7 +108,7 @@ def form(parts, boundary=B, close=True):
     return out
 
 
-with Stack(tap, settings=SETTINGS) as st:
+with Stack(tap, settings=SETTINGS, bridge=True) as st:
     SID = st.new_session()
     # One stored image, so that PATCH/DELETE reach their body parsing.
     png_ok = png_bytes(4, 4)
@@ -383,6 +384,42 @@ with Stack(tap, settings=SETTINGS) as st:
          lambda: curl(st.url + "/api/v1/events?session_id=%27--&cursor=%27--&timeout=%27--"))
     case("curl: long-poll cursor overflow", 400,
          lambda: curl(st.url + "/api/v1/events?session_id=%s&cursor=184467440737095516160" % SID))
+
+    # ------------------------------------------------------------ WebSocket (the bridge, through lighttpd)
+    def ws_case(name, data, codes):
+        ncases[0] += 1
+        before = counts()
+        try:
+            ws = WsClient.connect("127.0.0.1", st.port, "/api/v1/ws/%s?last_event_id=0" % SID)
+            ws.recv_json(timeout=10)  # connection.status
+            try:
+                ws.send_raw(data)
+            except OSError:
+                pass
+            code, _ = ws.expect_close(timeout=15)
+            ws.abort()
+        except Exception as e:
+            tap.ok(False, "%s: raised %r" % (name, e))
+            return
+        tap.ok(code in codes, "%s: closed with %s (got %s)" % (name, "/".join(map(str, codes)), code))
+        ws2 = WsClient.connect("127.0.0.1", st.port, "/api/v1/ws/" + SID)
+        tap.is_(ws2.recv_json(timeout=10).get("type"), "connection.status", "%s: the bridge serves the next socket" % name)
+        ws2.abort()
+        tap.is_(counts(), before, "%s: nothing stored" % name)
+
+    ws_case("WebSocket message over ws_max_message", frame(OP_TEXT, b"x" * 70000), (1009,))
+    ws_case("WebSocket frame declaring 2^62 bytes", frame(OP_TEXT, b"", length=1 << 62), (1009, 1002))
+    ws_case("WebSocket frame declaring 2^63 bytes (invalid)", frame(OP_TEXT, b"", length=1 << 63), (1002, 1009))
+    ws_case("WebSocket text frame with invalid UTF-8", frame(OP_TEXT, b"\xff\xfe\xc0\xaf"), (1007,))
+    ncases[0] += 1
+    try:
+        ws = WsClient.connect("127.0.0.1", st.port, "/api/v1/ws/" + "%27%20OR%201%3D1--")
+        code, _ = ws.expect_close(timeout=10)
+        ws.abort()
+        tap.is_(code, 4004, "WebSocket with SQL as session id: closed with 4004 Invalid session")
+    except HandshakeError as e:
+        tap.ok(e.status in (400, 404), "WebSocket with SQL as session id: refused (%s)" % e.status)
+    tap.ok(alive(), "WebSocket with SQL as session id: the server answers the next request")
 
     tap.ok(ncases[0] >= 50, "the catalogue has at least 50 cases (%d)" % ncases[0])
 
