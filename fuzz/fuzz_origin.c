@@ -32,6 +32,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (it_guard_origin_listed(allowed, origin)) {
 		if (*origin == '\0' || strcmp(origin, "null") == 0 || strpbrk(origin, " \t") != NULL)
 			abort();
+		/* Never an http(s) origin unless listed word for word. */
+		if ((strncasecmp(origin, "http://", 7) == 0 || strncasecmp(origin, "https://", 8) == 0) &&
+		    strcasestr(allowed, origin) == NULL)
+			abort();
 	}
 	if (it_guard_same_origin(origin, host)) {
 		if (strncasecmp(origin, "http://", 7) != 0 && strncasecmp(origin, "https://", 8) != 0)

@@ -21,6 +21,28 @@
  * allowed_origins effective soon. */
 #define PREFLIGHT_MAX_AGE "600"
 
+/* Whether entry (n bytes) is a scheme wildcard (a scheme other than http and
+ * https, then ":", "//" and a star), and origin is "<scheme>://<host>" with
+ * that scheme. Firefox gives each installation of an add-on its own random
+ * moz-extension:// host, so an add-on can only be allowed by its scheme. Only a browser extension can
+ * present such an origin; web pages cannot, and a wildcard for http(s) would
+ * switch the check off, so it is not offered. */
+static int scheme_wildcard(const char *entry, size_t n, const char *origin)
+{
+	size_t slen;
+	const char *host;
+
+	if (n < 5 || memcmp(entry + n - 4, "://*", 4) != 0)
+		return 0;
+	slen = n - 4;
+	if ((slen == 4 && strncasecmp(entry, "http", 4) == 0) || (slen == 5 && strncasecmp(entry, "https", 5) == 0))
+		return 0;
+	if (strncasecmp(origin, entry, slen + 3) != 0)
+		return 0;
+	host = origin + slen + 3;
+	return *host != '\0' && strpbrk(host, "/?#@ \t") == NULL;
+}
+
 int it_guard_origin_listed(const char *allowed, const char *origin)
 {
 	size_t olen;
@@ -35,6 +57,8 @@ int it_guard_origin_listed(const char *allowed, const char *origin)
 			p++;
 		n = strcspn(p, " \t");
 		if (n == olen && strncasecmp(p, origin, n) == 0)
+			return 1;
+		if (scheme_wildcard(p, n, origin))
 			return 1;
 		p += n;
 	}

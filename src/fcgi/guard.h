@@ -33,6 +33,8 @@ int it_guard_rate_check(const char *kind, const char *subject, int64_t per_minut
 
 /* Returns 1 when origin (an Origin header value) is in the space-separated
  * list allowed (exact match, ASCII case-insensitive; "null" never matches),
+ * or matches a scheme wildcard entry (a non-http(s) scheme followed by
+ * ":" "//" and a star, as in the moz-extension wildcard for Firefox add-ons),
  * else 0. Exposed for the unit test and the fuzz target. */
 int it_guard_origin_listed(const char *allowed, const char *origin);
 

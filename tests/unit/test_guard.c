@@ -21,6 +21,15 @@ int main(void)
 	ok(!it_guard_origin_listed(allowed, "https://app.example moz-extension://abc-123"),
 	   "two listed origins glued together are not one");
 
+	ok(it_guard_origin_listed("moz-extension://*", "moz-extension://6f1c-44aa"), "scheme wildcard for add-ons");
+	ok(it_guard_origin_listed("https://a.example moz-extension://*", "MOZ-EXTENSION://x"), "wildcard, other case");
+	ok(!it_guard_origin_listed("moz-extension://*", "moz-extension://"), "wildcard needs a host");
+	ok(!it_guard_origin_listed("moz-extension://*", "moz-extension://x/y"), "wildcard: no path");
+	ok(!it_guard_origin_listed("moz-extension://*", "chrome-extension://x"), "wildcard: only its scheme");
+	ok(!it_guard_origin_listed("https://*", "https://evil.example"), "no wildcard for https");
+	ok(!it_guard_origin_listed("http://*", "http://evil.example"), "no wildcard for http");
+	ok(!it_guard_origin_listed("*", "https://evil.example"), "a bare * allows nothing");
+
 	ok(it_guard_same_origin("http://127.0.0.1:8080", "127.0.0.1:8080"), "same host and port");
 	ok(it_guard_same_origin("https://Example.org", "example.org"), "default port, case-insensitive");
 	ok(it_guard_same_origin("https://example.org", "example.org:443"), "explicit default port in Host");
