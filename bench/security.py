@@ -1,11 +1,12 @@
 #!/usr/bin/env python3
 """bench/security.py: what the rate limits and the metrics cost, through lighttpd and imagetools.fcgi.
 
-    python3 bench/security.py [--builddir build] [--requests 2000] [--threads 4]
+    python3 bench/security.py [--builddir build] [--requests 1000] [--threads 4] [--rounds 5]
 
-Runs the same load against two stacks in one run, on one database cluster: the baseline
-with rate limits off (rate_sessions = 0), and one with the limit on but never reached
-(rate_sessions = 10000000), so every request pays the bucket's UPSERT. Reported: requests
+Runs the same load against two stacks side by side, on one database cluster, measured in
+alternation for several rounds: the baseline with rate limits off (rate_sessions = 0), and
+one with the limit on but never reached
+(rate_sessions = 1000000), so every request pays the bucket's UPSERT. Reported: requests
 per second and p50/p99 latency of POST /api/v1/sessions on each, and their ratio; the same
 for GET /api/v1/health (no limit: the cost of the Origin guard and the response counter
 alone) and the latency of GET /api/v1/metrics. Traffic goes to 127.0.0.1 only and is
@@ -63,44 +64,48 @@ def load(port, method, path, n, threads):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--builddir", default=os.path.join(HERE, "..", "build"))
-    ap.add_argument("--requests", type=int, default=2000)
+    ap.add_argument("--requests", type=int, default=1000)
     ap.add_argument("--threads", type=int, default=4)
+    ap.add_argument("--rounds", type=int, default=5)
     args = ap.parse_args()
     harness.BUILDDIR = os.path.abspath(args.builddir)
     n = min(args.requests, 20000)
     tap = Tap()
-    rows = {}
     pg = harness.Postgres()
+    res = {"off": {"sessions": [], "health": [], "metrics": []}, "on": {"sessions": [], "health": [], "metrics": []}}
     try:
-        for name, rate in (("limits off", 0), ("limits on", 10000000)):
-            with Stack(tap, pg=pg, settings={"rate_sessions": rate, "threads": 8}) as st:
+        # Both stacks run side by side and are measured in alternation, round after round, so
+        # that load from elsewhere on the machine hits both alike; ratios are per round.
+        with Stack(tap, pg=pg, settings={"rate_sessions": 0}) as off, \
+                Stack(tap, pg=pg, settings={"rate_sessions": 1000000}) as on:
+            stacks = {"off": off, "on": on}
+            for st in stacks.values():
                 load(st.port, "GET", "/api/v1/health", 200, args.threads)  # warm-up
-                rows[name] = {
-                    "sessions": load(st.port, "POST", "/api/v1/sessions", n, args.threads),
-                    "health": load(st.port, "GET", "/api/v1/health", n, args.threads),
-                }
-                ms = []
-                for _ in range(50):
+            for _ in range(args.rounds):
+                for name, st in stacks.items():
+                    res[name]["sessions"].append(load(st.port, "POST", "/api/v1/sessions", n, args.threads))
+                    res[name]["health"].append(load(st.port, "GET", "/api/v1/health", n, args.threads))
                     t0 = time.perf_counter()
                     st.request("GET", "/api/v1/metrics")
-                    ms.append((time.perf_counter() - t0) * 1e3)
-                rows[name]["metrics_p50"] = statistics.median(ms)
-                rows[name]["buckets"] = st.sql("SELECT count(*) FROM rate_limits")
+                    res[name]["metrics"].append((time.perf_counter() - t0) * 1e3)
+            buckets = on.sql("SELECT count(*) FROM rate_limits")
     finally:
         pg.destroy()
-    print("# %d requests each, %d connections, lighttpd + 1 imagetools.fcgi + PostgreSQL on 127.0.0.1"
-          % (n, args.threads))
-    print("%-12s %-28s %10s %9s %9s  %s" % ("stack", "request", "req/s", "p50 ms", "p99 ms", "statuses"))
-    for name in rows:
+    print("# %d requests per measurement, %d rounds, %d connections; lighttpd + 1 imagetools.fcgi each,"
+          " one PostgreSQL, 127.0.0.1" % (n, args.rounds, args.threads))
+    print("%-6s %-24s %10s %9s %9s" % ("limits", "request", "req/s", "p50 ms", "p99 ms"))
+    for name in ("off", "on"):
         for what, label in (("sessions", "POST /api/v1/sessions"), ("health", "GET /api/v1/health")):
-            rps, p50, p99, stt = rows[name][what]
-            print("%-12s %-28s %10.0f %9.2f %9.2f  %s" % (name, label, rps, p50, p99, stt))
-        print("%-12s %-28s %10s %9.2f" % (name, "GET /api/v1/metrics", "", rows[name]["metrics_p50"]))
-    base, on = rows["limits off"], rows["limits on"]
-    print("ratio on/off: POST /sessions throughput %.2f, p50 latency %.2f; health throughput %.2f"
-          % (on["sessions"][0] / base["sessions"][0], on["sessions"][1] / base["sessions"][1],
-             on["health"][0] / base["health"][0]))
-    print("rate-limit buckets after the 'on' run: %s (one per client address)" % on["buckets"])
+            rows = res[name][what]
+            print("%-6s %-24s %10.0f %9.2f %9.2f" % (name, label, statistics.median(r[0] for r in rows),
+                                                      statistics.median(r[1] for r in rows),
+                                                      statistics.median(r[2] for r in rows)))
+        print("%-6s %-24s %10s %9.2f" % (name, "GET /api/v1/metrics", "", statistics.median(res[name]["metrics"])))
+    for what in ("sessions", "health"):
+        ratios = sorted(b[0] / a[0] for a, b in zip(res["off"][what], res["on"][what]))
+        print("throughput ratio on/off, %s: median %.2f (rounds: %s)" % (what, statistics.median(ratios),
+                                                                          " ".join("%.2f" % r for r in ratios)))
+    print("rate-limit buckets after the run: %s (one per client address)" % buckets)
 
 
 if __name__ == "__main__":
