@@ -1,6 +1,7 @@
 /* h_images.c: uploads (POST /images), image metadata, downloads, thumbnails, rename and delete. */
 #include "config.h"
 
+#include "common/id.h"
 #include "common/log.h"
 #include "db/blobs.h"
 #include "db/db.h"
@@ -24,7 +25,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/mman.h>
 #include <unistd.h>
 
 /* A part's header block: browsers send about 200 bytes. */
@@ -237,7 +237,7 @@ static int file_end(upload *u)
 	upload_file *f = &u->files[u->nfiles];
 	it_image *img = &f->img;
 	const char *name = u->display;
-	void *map = NULL, *thumb = NULL;
+	void *thumb = NULL;
 	size_t thumb_len = 0;
 	const char *thumb_type;
 	char err[256];
@@ -257,14 +257,9 @@ static int file_end(upload *u)
 	img->size = u->blob.size;
 	memcpy(img->sha256, u->blob.sha256, sizeof(img->sha256));
 
-	/* The header walk reads a few pages of the mapping, not the file. */
-	map = mmap(NULL, (size_t)u->file_size, PROT_READ, MAP_PRIVATE, u->tmp_fd, 0);
-	if (map == MAP_FAILED) {
-		map = NULL;
-		return up_fail(u, 503, "storage-unavailable", "The upload cannot be stored right now.");
-	}
-	rc = it_sniff_image(map, (size_t)u->file_size, &s);
-	munmap(map, (size_t)u->file_size);
+	/* pread, not mmap: mapped file pages would count as (and fault in
+	 * around each touch as) resident memory of this process. */
+	rc = it_sniff_fd(u->tmp_fd, (uint64_t)u->file_size, &s);
 	if (rc == IT_SNIFF_UNKNOWN)
 		return up_fail(u, 415, "not-an-image", "\"%.60s\" is not a JPEG, PNG, GIF or WebP image.", name);
 	if (rc != IT_SNIFF_OK)
@@ -292,6 +287,25 @@ out:
 	return ret;
 }
 
+/* Is the session live? Checked inside the upload's transaction, on its
+ * connection and never retried on another one: a reconnect would silently
+ * carry the rest of the request outside the transaction. Returns 0, 400,
+ * 404 or 503. */
+static int session_live(PGconn *conn, const char *id)
+{
+	const char *params[1] = {id};
+	PGresult *res;
+	int rc = 503;
+
+	if (!it_id_session_valid(id))
+		return 400;
+	res = it_db_exec(&conn, 0, "SELECT 1 FROM sessions WHERE id = $1 AND expires_at > now()", 1, params);
+	if (it_db_ok(res, PGRES_TUPLES_OK))
+		rc = PQntuples(res) == 1 ? 0 : 404;
+	PQclear(res);
+	return rc;
+}
+
 static int part_end(upload *u)
 {
 	switch (u->kind) {
@@ -304,7 +318,7 @@ static int part_end(upload *u)
 			memcpy(u->session, u->field, u->field_len + 1);
 			/* Checked at once so that an upload into a dead session
 			 * stops before its bytes are read. */
-			rc = it_sessions_get(&u->conn, u->session, NULL);
+			rc = session_live(u->conn, u->session);
 			if (rc == 400)
 				return up_fail(u, 400, "invalid-session-id", "The session id is malformed.");
 			if (rc == 404)
@@ -423,6 +437,7 @@ void it_h_image_upload(it_req *req)
 {
 	char boundary[IT_MP_BOUNDARY_MAX + 1];
 	const char *ct = it_req_env(req, "CONTENT_TYPE");
+	json_object *o, *arr;
 	int in_txn = 0;
 	upload *u;
 
@@ -464,7 +479,11 @@ void it_h_image_upload(it_req *req)
 		in_txn = 1;
 
 	if (u->status == 0 && upload_body(u) == 0 && upload_store(u) == 0) {
-		json_object *o = json_object_new_object(), *arr = json_object_new_array();
+		/* The epilogue after the close delimiter (usually a CRLF) is read
+		 * and dropped so that the web server sees the body consumed. */
+		it_req_drain(req, 64 * 1024);
+		o = json_object_new_object();
+		arr = json_object_new_array();
 		for (int i = 0; i < u->nfiles; i++)
 			json_object_array_add(arr, it_images_json(&u->files[i].img, it_g.cfg.url_prefix));
 		json_object_object_add(o, "images", arr);

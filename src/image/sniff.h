@@ -31,4 +31,9 @@ enum it_sniff_rc it_sniff_type(const void *p, size_t n, it_sniff *out);
  * p[0..n). */
 enum it_sniff_rc it_sniff_image(const void *p, size_t n, it_sniff *out);
 
+/* The same for the size bytes of a file open on fd, read with pread(2) a
+ * few bytes at a time (the file offset does not move): walking a large file
+ * costs a few reads, not its size in memory. A read error is IT_SNIFF_BAD. */
+enum it_sniff_rc it_sniff_fd(int fd, uint64_t size, it_sniff *out);
+
 #endif

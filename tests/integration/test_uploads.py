@@ -164,6 +164,16 @@ with Stack(tap, settings={"max_upload_bytes": "26M", "max_files": "5", "thumbnai
     status, _, body = curl_upload(big)
     tap.is_((status, parse(body).get("type")), (413, "urn:imagetools:problem:file-too-large"),
             "a file over max_upload_bytes: 413")
+    # Far over the limit: the rest of the body is not drained, the connection is cut after the answer.
+    with open(big, "ab") as f:
+        f.write(os.urandom(14 * 1024 * 1024))
+    status, _, body = curl_upload(big)
+    tap.is_((status, parse(body).get("type")), (413, "urn:imagetools:problem:file-too-large"),
+            "a file far over max_upload_bytes: 413, the client still gets the answer")
+    ctype, body = multipart([("session_id", S)], [("file", 'filename="t.png"', png_bytes(4, 4))])
+    status, rbody = raw_post(st.port, "/api/v1/images", ctype, body, content_length=205 * 1048576)
+    tap.is_((status, parse(rbody).get("type")), (413, "urn:imagetools:problem:request-too-large"),
+            "a Content-Length over max_request_bytes: 413 before reading the body")
     status, _, body = curl_upload(a, a, a, a, a, a)
     tap.is_((status, parse(body).get("type")), (413, "urn:imagetools:problem:too-many-files"), "over max_files: 413")
     status, _, body = curl_upload(a, session="A" * 32)
@@ -261,6 +271,15 @@ with Stack(tap, settings={"max_upload_bytes": "26M", "max_files": "5", "thumbnai
                              body={"filename": "x.png"}), 404, "rename of an unknown image")
     tap.is_(len(events(S)), n_ev + 1, "failed renames made no events")
 
+    # A new version (what the worker's operations do) swaps in new blobs: the old ones go.
+    gif_img = images["gif"]
+    old_ids = st.sql("SELECT blob_id || ' ' || thumb_blob_id FROM images WHERE id = :'p1'", gif_img["id"]).split()
+    st.sql("WITH b AS (INSERT INTO blobs (chunk_size) VALUES (262144), (262144) RETURNING id)"
+           " UPDATE images SET blob_id = (SELECT min(id) FROM b), thumb_blob_id = (SELECT max(id) FROM b),"
+           " version = version + 1 WHERE id = :'p1'", gif_img["id"])
+    tap.is_(st.sql("SELECT count(*) FROM blobs WHERE id IN (:p1, :p2)", *old_ids), "0",
+            "a new version's swap deletes the previous blobs")
+
     blob_ids = st.sql("SELECT blob_id || ' ' || thumb_blob_id FROM images WHERE id = :'p1'", png_img["id"]).split()
     r = st.request("DELETE", "/api/v1/images/" + png_img["id"])
     tap.is_(r.status, 204, "delete: 204")
@@ -293,6 +312,20 @@ with Stack(tap, settings={"max_upload_bytes": "26M", "max_files": "5", "thumbnai
             sorted(st.sql("SELECT id FROM images WHERE session_id = :'p1'", P).split()),
             "each image has exactly one event")
 
+    # ---------------------------------------------------------------- plain CGI (shared hosting)
+    C = st.new_session()
+    ctype, body = multipart([("session_id", C), ("source", "web")], [("file", 'filename="cgi.png"', pngdata)])
+    env = st.env()
+    env.update({"REQUEST_METHOD": "POST", "REQUEST_URI": "/api/v1/images", "QUERY_STRING": "",
+                "CONTENT_TYPE": ctype, "CONTENT_LENGTH": str(len(body)), "GATEWAY_INTERFACE": "CGI/1.1",
+                "REMOTE_ADDR": "127.0.0.1"})
+    r = subprocess.run([st.bin("cgi-bin/imagetools.fcgi")], input=body, env=env, capture_output=True, timeout=60)
+    head, _, cbody = r.stdout.partition(b"\r\n\r\n")
+    cimg = (parse(cbody).get("images") or [{}])[0]
+    tap.is_((head.split(b"\r\n")[0], cimg.get("filename")), (b"Status: 201 Created", "cgi.png"),
+            "the same binary as plain CGI stores an upload")
+    tap.is_([(e[0], e[1]) for e in events(C)], [(1, "image.uploaded")], "CGI upload: its event")
+
     # ---------------------------------------------------------------- a 25 MB upload in flat memory
     bigpng = os.path.join(work, "big.png")
     with open(bigpng, "wb") as f:
@@ -320,6 +353,24 @@ with Stack(tap, settings={"max_upload_bytes": "26M", "max_files": "5", "thumbnai
     tap.is_(st.sql("SELECT count(*) FROM images WHERE session_id = :'p1'", P), "0", "deleting a session deletes its images")
     tap.is_(st.sql("SELECT count(*) FROM blobs b WHERE NOT EXISTS (SELECT 1 FROM images i"
                    " WHERE i.blob_id = b.id OR i.thumb_blob_id = b.id)"), "0", "and no blob is left orphaned")
+
+# The database goes away and comes back: uploads answer 503 meanwhile, then work again in the
+# same FastCGI process.
+with Stack(tap, own_cluster=True) as st:
+    S = st.new_session()
+    small = os.path.join(work, "small.png")
+    with open(small, "wb") as f:
+        f.write(png_bytes(16, 16))
+    st.pg.stop()
+    status, headers, body = st.curl("-F", "session_id=" + S, "-F", "file=@" + small, st.url + "/api/v1/images")
+    tap.is_((status, json.loads(body or b"{}").get("type")), (503, "urn:imagetools:problem:database-unavailable"),
+            "database down: 503 database-unavailable")
+    tap.like(headers, r"(?im)^retry-after: \d+", "with Retry-After")
+    st.pg.start()
+    status, _, body = st.curl("-F", "session_id=" + S, "-F", "file=@" + small, st.url + "/api/v1/images")
+    tap.is_(status, 201, "database back: the next upload is stored")
+    tap.is_(st.sql("SELECT count(*) || ' ' || (SELECT last_event_seq FROM sessions) FROM images"), "1 1",
+            "one image, one event: nothing half-stored from the failed attempt")
 
 subprocess.run(["rm", "-rf", work])
 tap.done()

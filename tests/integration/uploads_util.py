@@ -41,8 +41,11 @@ def png_bytes(width, height, pixels=None, level=6):
     if pixels is None:
         pixels = os.urandom(row * height)
     raw = b"".join(b"\x00" + pixels[y * row:(y + 1) * row] for y in range(height))
+    data = zlib.compress(raw, level)
+    # Encoders split the image data into many IDAT chunks; so do we (decoders may hold a whole chunk).
+    idat = b"".join(_chunk(b"IDAT", data[i:i + 65536]) for i in range(0, len(data), 65536))
     return (b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
-            + _chunk(b"IDAT", zlib.compress(raw, level)) + _chunk(b"IEND", b""))
+            + idat + _chunk(b"IEND", b""))
 
 
 def png_bomb(width=100000, height=100000):

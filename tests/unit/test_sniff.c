@@ -106,6 +106,16 @@ int main(void)
 		is_int(sniff_guarded(jpeg, 30000, &s), IT_SNIFF_NEED_MORE, "JPEG cut inside APP1 needs more");
 		is_str(s.content_type, "image/jpeg", "JPEG: content type");
 	}
+	{
+		/* The same walk over a file, with pread. */
+		FILE *f = tmpfile();
+		it_sniff s;
+		ok(f && fwrite(jpeg, 1, j, f) == j && fflush(f) == 0, "JPEG written to a temporary file");
+		is_int(it_sniff_fd(fileno(f), j, &s), IT_SNIFF_OK, "it_sniff_fd: JPEG found in the file");
+		ok(s.width == 4032 && s.height == 3024, "it_sniff_fd: 4032x3024");
+		is_int(it_sniff_fd(fileno(f), 30000, &s), IT_SNIFF_NEED_MORE, "it_sniff_fd: a shorter size needs more");
+		fclose(f);
+	}
 	check("JPEG with scan data before a frame", "\xff\xd8\xff\xda\x00\x02", 6, IT_SNIFF_BAD, NULL, 0, 0);
 	check("JPEG with garbage between segments", "\xff\xd8\xff\xe0\x00\x02X", 7, IT_SNIFF_BAD, NULL, 0, 0);
 
