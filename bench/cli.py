@@ -107,11 +107,13 @@ def main():
         base = follow_until(["curl", "-sN", st.url + "/api/v1/events/stream?session_id=" + es], a.events, b"id: ")
         sse = follow_until([watch, "-q", "-s", st.url, "-S", es], a.events, b'"id":')
         lp = follow_until([watch, "-q", "-s", st.url, "-S", es, "-t", "longpoll"], a.events, b'"id":')
+        state = os.path.join(tmp, "state")
+        sst = follow_until([watch, "-q", "-s", st.url, "-S", es, "--state", state], a.events, b'"id":')
         print()
         print("| reader | %d events, s | events/s | ratio to curl -N |" % a.events)
         print("|---|---|---|---|")
         for name, t in (("curl -N (SSE, raw)", base), ("imagetools-watch sse", sse),
-                        ("imagetools-watch longpoll", lp)):
+                        ("imagetools-watch longpoll", lp), ("imagetools-watch sse --state", sst)):
             print("| %s | %.3f | %.0f | %.2f |" % (name, t, a.events / t, t / base))
     print("# load average %.2f %.2f %.2f" % os.getloadavg())
 

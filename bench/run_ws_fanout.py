@@ -29,7 +29,8 @@ scenarios = [(n, 1, 50, 5), (n, 1, 50, 20), (n, n // 10, 2000, 200)]
 
 tap = Tap()
 rc = 0
-with Stack(tap, own_cluster=True, bridge=True, settings={"log_level": "warn"}) as st:
+with Stack(tap, own_cluster=True, bridge=True, settings={"log_level": "warn", "max_streams_per_session": 20000,
+                                                                  "rate_streams": 0}) as st:
     for clients, sessions, events, rate in scenarios:
         # A fresh bridge each time, so that its RSS growth is this scenario's.
         st.bridge.terminate()

@@ -5,6 +5,7 @@
 
 #include "bridge/http.h"
 #include "bridge/pgl.h"
+#include "bridge/ratelimit.h"
 #include "bridge/ws.h"
 #include "common/buf.h"
 #include "common/id.h"
@@ -41,6 +42,8 @@
 #define SHUTDOWN_GRACE 3.0    /* seconds to let clients go on SIGTERM */
 #define FETCH_LIMIT 200	      /* events per backlog read */
 #define BATCH 32	      /* frames per writev */
+#define READ_BATCH 64	      /* sessions per read of the log */
+#define JSON_COL 3	      /* wire JSON column of it_event_read_many_sql */
 #define TICK_MS 250	      /* housekeeping period */
 #define RATE_WINDOW 10.0      /* ws_rate counts messages per this many seconds */
 #define CLOSE_RESERVE 256     /* room for a Close frame past the send limit */
@@ -113,15 +116,19 @@ static struct bridge {
 	it_list work;
 	session **buckets;
 	size_t nbuckets, nsessions;
-	session *inflight;
-	int64_t inflight_after;
+	enum query_kind inflight_kind;
+	session *inflight[READ_BATCH]; /* sessions the query in flight is for */
+	int64_t inflight_after[READ_BATCH];
+	int ninflight;
 	size_t soft, hard;
 	size_t frame_max;	/* largest frame queued into an empty buffer */
 	double now;
 	double listen_paused_until;
 	int stopping;
 	double stop_deadline;
-	unsigned long long delivered;
+	unsigned long long delivered, reads, checks; /* for the log line at exit */
+	it_rl rate;		/* upgrades per client address (rate_streams) */
+	double rate_pruned;
 	unsigned char rbuf[65536];
 } B;
 
@@ -335,7 +342,7 @@ nomem:
 	return -1;
 }
 
-/* Queues rows [first, first + k) of res (column 2, the wire JSON) as text
+/* Queues rows [first, first + k) of res (their wire JSON) as text
  * frames with one writev when nothing is queued: a client that lagged gets
  * its backlog in one system call instead of one per event. The caller has
  * checked the limits. Returns 0, or -1 when the client was freed. */
@@ -348,10 +355,10 @@ static int client_texts(client *c, PGresult *res, int first, int k)
 	int j;
 
 	for (j = 0; j < k; j++) {
-		size_t len = (size_t)PQgetlength(res, first + j, 2);
+		size_t len = (size_t)PQgetlength(res, first + j, JSON_COL);
 		iov[2 * j].iov_base = hdrs[j];
 		iov[2 * j].iov_len = it_ws_frame_header(hdrs[j], IT_WS_OP_TEXT, len);
-		iov[2 * j + 1].iov_base = PQgetvalue(res, first + j, 2);
+		iov[2 * j + 1].iov_base = PQgetvalue(res, first + j, JSON_COL);
 		iov[2 * j + 1].iov_len = len;
 		total += iov[2 * j].iov_len + len;
 	}
@@ -565,21 +572,20 @@ static int admit(client *c, session *s, int64_t last_seq)
 	return 0;
 }
 
-static void on_check(session *s, PGresult *res)
+/* Applies a session check. Returns 0 when the query failed (to be retried). */
+static int on_check(session *s, PGresult *res)
 {
 	it_list *pos, *tmp;
 	int64_t last, first, exp;
 
 	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-		/* The tick queues it again. */
 		it_log_warn("session check failed: %s", PQresultErrorMessage(res));
-		s->need_check = 1;
-		return;
+		return 0;
 	}
 	if (PQntuples(res) != 1) {
 		s->valid = 0;
 		session_close_all(s, IT_WS_CLOSE_INVALID_SESSION, "Invalid session");
-		return;
+		return 1;
 	}
 	last = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
 	first = strtoll(PQgetvalue(res, 0, 1), NULL, 10);
@@ -598,10 +604,12 @@ static void on_check(session *s, PGresult *res)
 	s->pins--;
 	if (session_lagging(s))
 		s->need_fetch = 1;
+	return 1;
 }
 
-/* Sends a client the rows it has not had yet, up to its soft limit. */
-static int deliver(client *c, PGresult *res, const int64_t *seqs, int n, int64_t after)
+/* Sends a client the rows it has not had yet, up to its soft limit. The
+ * session's rows are res rows [base, base + n), their ids in seqs. */
+static int deliver(client *c, PGresult *res, int base, const int64_t *seqs, int n, int64_t after)
 {
 	int i;
 
@@ -629,7 +637,7 @@ static int deliver(client *c, PGresult *res, const int64_t *seqs, int n, int64_t
 		 * soft limit; the first may go into an empty buffer whatever
 		 * its size (see client_frame). */
 		while (i + k < n && k < BATCH && seqs[i + k] == seqs[i] + k) {
-			size_t fl = (size_t)PQgetlength(res, i + k, 2) + 10;
+			size_t fl = (size_t)PQgetlength(res, base + i + k, JSON_COL) + 10;
 			if (k > 0 && c->out.len + bytes + fl > B.soft)
 				break;
 			if (k == 0 && c->out.len > 0 && c->out.len + fl > B.hard) {
@@ -639,7 +647,7 @@ static int deliver(client *c, PGresult *res, const int64_t *seqs, int n, int64_t
 			bytes += fl;
 			k++;
 		}
-		if (client_texts(c, res, i, k) < 0)
+		if (client_texts(c, res, base + i, k) < 0)
 			return -1;
 		c->cursor = seqs[i + k - 1];
 		B.delivered += (unsigned long long)k;
@@ -653,18 +661,13 @@ static int deliver(client *c, PGresult *res, const int64_t *seqs, int n, int64_t
 	return 0;
 }
 
-static void on_fetch(session *s, PGresult *res, int64_t after)
+/* Hands a session its rows [base, base + n) of a read. */
+static void on_fetch(session *s, PGresult *res, int base, int n, int64_t after)
 {
 	it_list *pos, *tmp;
 	int64_t *seqs = NULL;
-	int n, i;
+	int i;
 
-	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-		it_log_warn("event read failed: %s", PQresultErrorMessage(res));
-		s->need_fetch = 1;
-		return;
-	}
-	n = PQntuples(res);
 	if (n > 0) {
 		seqs = malloc(sizeof(*seqs) * (size_t)n);
 		if (seqs == NULL) {
@@ -672,13 +675,13 @@ static void on_fetch(session *s, PGresult *res, int64_t after)
 			return;
 		}
 		for (i = 0; i < n; i++)
-			seqs[i] = strtoll(PQgetvalue(res, i, 0), NULL, 10);
+			seqs[i] = strtoll(PQgetvalue(res, base + i, 1), NULL, 10);
 		if (seqs[n - 1] > s->known_seq)
 			s->known_seq = seqs[n - 1];
 		s->pins++;
 		it_list_foreach_safe(pos, tmp, &s->clients) {
 			client *c = it_container_of(pos, client, slink);
-			deliver(c, res, seqs, n, after);
+			deliver(c, res, base, seqs, n, after);
 		}
 		s->pins--;
 		free(seqs);
@@ -698,66 +701,156 @@ static void on_fetch(session *s, PGresult *res, int64_t after)
 static const char check_sql[] = "SELECT last_event_seq, first_kept_seq, ceil(extract(epoch from expires_at))::bigint"
 				" FROM sessions WHERE id = $1 AND expires_at > now()";
 
-/* Sends the next queued query, if the connection is free. */
+/* The smallest cursor among the clients of s that can take more, or -1. */
+static int64_t read_from(const session *s)
+{
+	const it_list *pos;
+	int64_t after = INT64_MAX;
+
+	for (pos = s->clients.next; pos != &s->clients; pos = pos->next) {
+		const client *c = it_container_of(pos, client, slink);
+		if (c->state == C_LIVE && !c->behind && c->cursor < after)
+			after = c->cursor;
+	}
+	return after == INT64_MAX ? -1 : after;
+}
+
+/* Appends s to a PostgreSQL array literal (ids are base64url: no quoting
+ * needed, but quoted anyway). */
+static int array_add(it_buf *b, const char *item, int quote)
+{
+	return it_buf_printf(b, "%s%s%s%s", b->len > 1 ? "," : "", quote ? "\"" : "", item, quote ? "\"" : "");
+}
+
+/* Sends the next query, if the connection is free: a session check when one
+ * is due (they come first, as clients wait on them), else one read of the
+ * log for up to READ_BATCH sessions, so that a burst of notifications over
+ * many sessions costs a few round trips rather than one each. */
 static void pump(void)
 {
-	while (it_pgl_idle(&B.pg) && !it_list_empty(&B.work)) {
-		session *s = it_container_of(B.work.next, session, work);
-		it_list_unlink(&s->work);
+	it_list *pos, *tmp;
+	it_buf ids, afters;
+	char limit[16];
+	const char *params[3];
+	int n = 0;
+
+	if (!it_pgl_idle(&B.pg) || it_list_empty(&B.work))
+		return;
+	it_list_foreach_safe(pos, tmp, &B.work) {
+		session *s = it_container_of(pos, session, work);
 		if (s->nclients == 0) {
+			it_list_unlink(&s->work);
 			s->need_check = s->need_fetch = 0;
 			session_release(s);
 			continue;
 		}
 		if (s->need_check) {
-			const char *params[1] = {s->id};
+			const char *p[1] = {s->id};
+			it_list_unlink(&s->work);
 			s->need_check = 0;
 			s->busy = Q_CHECK;
-			B.inflight = s;
-			it_pgl_send(&B.pg, check_sql, 1, params);
-			return;
-		}
-		if (s->need_fetch) {
-			char afters[24], limits[16];
-			const char *params[3] = {s->id, afters, limits};
-			it_list *pos, *tmp;
-			int64_t after = INT64_MAX;
-
-			s->need_fetch = 0;
-			it_list_foreach_safe(pos, tmp, &s->clients) {
-				client *c = it_container_of(pos, client, slink);
-				if (c->state == C_LIVE && !c->behind && c->cursor < after)
-					after = c->cursor;
-			}
-			if (after == INT64_MAX)
-				continue;
-			snprintf(afters, sizeof(afters), "%lld", (long long)after);
-			snprintf(limits, sizeof(limits), "%d", FETCH_LIMIT);
-			s->stale = 0;
-			s->busy = Q_FETCH;
-			B.inflight = s;
-			B.inflight_after = after;
-			it_pgl_send(&B.pg, it_event_read_sql, 3, params);
+			B.inflight_kind = Q_CHECK;
+			B.inflight[0] = s;
+			B.ninflight = 1;
+			B.checks++;
+			it_pgl_send(&B.pg, check_sql, 1, p);
 			return;
 		}
 	}
+	it_buf_init(&ids, (size_t)READ_BATCH * 80 + 16);
+	it_buf_init(&afters, (size_t)READ_BATCH * 24 + 16);
+	it_buf_puts(&ids, "{");
+	it_buf_puts(&afters, "{");
+	it_list_foreach_safe(pos, tmp, &B.work) {
+		session *s = it_container_of(pos, session, work);
+		char num[24];
+		int64_t after;
+
+		if (n == READ_BATCH)
+			break;
+		it_list_unlink(&s->work);
+		after = s->need_fetch ? read_from(s) : -1;
+		s->need_fetch = 0;
+		if (after < 0)
+			continue;
+		snprintf(num, sizeof(num), "%lld", (long long)after);
+		if (array_add(&ids, s->id, 1) < 0 || array_add(&afters, num, 0) < 0) {
+			s->need_fetch = 1;
+			it_list_push(&B.work, &s->work);
+			break;
+		}
+		s->stale = 0;
+		s->busy = Q_FETCH;
+		B.inflight[n] = s;
+		B.inflight_after[n] = after;
+		n++;
+	}
+	if (n > 0 && it_buf_puts(&ids, "}") == 0 && it_buf_puts(&afters, "}") == 0) {
+		snprintf(limit, sizeof(limit), "%d", FETCH_LIMIT);
+		params[0] = ids.data;
+		params[1] = afters.data;
+		params[2] = limit;
+		B.inflight_kind = Q_FETCH;
+		B.ninflight = n;
+		B.reads++;
+		it_pgl_send(&B.pg, it_event_read_many_sql, 3, params);
+	}
+	it_buf_free(&ids);
+	it_buf_free(&afters);
+}
+
+/* Ends the query in flight for every session it was for. redo: the work
+ * is still to be done; queue: queue it now (after a failed query, the tick
+ * queues it again a moment later instead, so that a query that keeps
+ * failing does not spin). */
+static void inflight_done(int redo, int queue)
+{
+	int i;
+
+	for (i = 0; i < B.ninflight; i++) {
+		session *s = B.inflight[i];
+		if (redo) {
+			if (B.inflight_kind == Q_CHECK)
+				s->need_check = 1;
+			else
+				s->need_fetch = 1;
+		}
+		s->busy = Q_NONE;
+		if (queue)
+			session_queue(s);
+		session_release(s);
+	}
+	B.ninflight = 0;
+	B.inflight_kind = Q_NONE;
 }
 
 static void pg_result(void *arg, PGresult *res)
 {
-	session *s = B.inflight;
+	int i, row = 0, rows;
 
 	(void)arg;
-	if (s == NULL)
+	if (B.ninflight == 0)
 		return;
-	if (s->busy == Q_CHECK)
-		on_check(s, res);
-	else if (s->busy == Q_FETCH)
-		on_fetch(s, res, B.inflight_after);
-	s->busy = Q_NONE;
-	B.inflight = NULL;
-	session_queue(s);
-	session_release(s);
+	if (B.inflight_kind == Q_CHECK) {
+		int ok = on_check(B.inflight[0], res);
+		inflight_done(!ok, ok);
+		return;
+	}
+	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+		it_log_warn("event read failed: %s", PQresultErrorMessage(res));
+		inflight_done(1, 0);
+		return;
+	}
+	/* Rows come grouped by session, in the order the sessions were sent. */
+	rows = PQntuples(res);
+	for (i = 0; i < B.ninflight; i++) {
+		session *s = B.inflight[i];
+		int first = row;
+		while (row < rows && strcmp(PQgetvalue(res, row, 0), s->id) == 0)
+			row++;
+		on_fetch(s, res, first, row - first, B.inflight_after[i]);
+	}
+	inflight_done(0, 1);
 }
 
 static void broadcast_status(const char *status)
@@ -795,20 +888,9 @@ static void pg_ready(void *arg)
 
 static void pg_lost(void *arg)
 {
-	session *s = B.inflight;
-
 	(void)arg;
 	B.pg_up = 0;
-	if (s) {
-		if (s->busy == Q_CHECK)
-			s->need_check = 1;
-		else
-			s->need_fetch = 1;
-		s->busy = Q_NONE;
-		B.inflight = NULL;
-		session_queue(s);
-		session_release(s);
-	}
+	inflight_done(1, 1);
 	B.was_degraded = 1;
 	broadcast_status("degraded");
 }
@@ -911,6 +993,45 @@ static int parse_query(const char *q, size_t qlen, int64_t *out)
 	return 0;
 }
 
+/* The client's address for rate limiting: the peer, or, when the peer is
+ * the web server on this machine, the last X-Forwarded-For entry (the one
+ * that web server added; earlier ones come from the client and may lie). */
+static void client_address(const client *c, const it_http_request *req, char *out, size_t outlen)
+{
+	struct sockaddr_storage ss;
+	socklen_t sl = sizeof(ss);
+	const it_http_header *xff;
+	int loopback = 0;
+
+	snprintf(out, outlen, "unknown");
+	if (getpeername(c->fd, (struct sockaddr *)&ss, &sl) == 0) {
+		if (ss.ss_family == AF_INET) {
+			struct sockaddr_in *a = (struct sockaddr_in *)&ss;
+			inet_ntop(AF_INET, &a->sin_addr, out, (socklen_t)outlen);
+			loopback = (ntohl(a->sin_addr.s_addr) >> 24) == 127;
+		} else if (ss.ss_family == AF_INET6) {
+			struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
+			inet_ntop(AF_INET6, &a->sin6_addr, out, (socklen_t)outlen);
+			loopback = IN6_IS_ADDR_LOOPBACK(&a->sin6_addr);
+		}
+	}
+	xff = it_http_find(req, "X-Forwarded-For");
+	if (loopback && xff && xff->value_len > 0) {
+		const char *v = xff->value, *last = v;
+		size_t i, n;
+		for (i = 0; i < xff->value_len; i++)
+			if (v[i] == ',')
+				last = v + i + 1;
+		while (last < v + xff->value_len && *last == ' ')
+			last++;
+		n = (size_t)(v + xff->value_len - last);
+		if (n > 0 && n < outlen) {
+			memcpy(out, last, n);
+			out[n] = '\0';
+		}
+	}
+}
+
 static int process_frames(client *c, unsigned char *buf, size_t len);
 
 static int handshake(client *c)
@@ -936,6 +1057,9 @@ static int handshake(client *c)
 	if (req.method_len != 3 || memcmp(req.method, "GET", 3) != 0 || req.minor_version < 1)
 		return client_http_error(c, 400, "Bad Request", "bad-request",
 					 "A WebSocket upgrade is a GET over HTTP/1.1.", NULL);
+	if (it_http_find(&req, "Host") == NULL)
+		return client_http_error(c, 400, "Bad Request", "bad-request", "An HTTP/1.1 request needs a Host header.",
+					 NULL);
 	path = req.target;
 	plen = req.target_len;
 	prelen = strlen(B.cfg->url_prefix);
@@ -973,6 +1097,18 @@ static int handshake(client *c)
 		return client_http_error(c, 403, "Forbidden", "origin-not-allowed",
 					 "This origin may not open WebSockets here.", NULL);
 	}
+	{
+		char addr[64], hdr[48];
+		unsigned wait;
+
+		client_address(c, &req, addr, sizeof(addr));
+		wait = it_rl_hit(&B.rate, addr, B.now);
+		if (wait) {
+			snprintf(hdr, sizeof(hdr), "Retry-After: %u\r\n", wait);
+			return client_http_error(c, 429, "Too Many Requests", "rate-limited",
+						 "Too many WebSocket connections from this address; retry later.", hdr);
+		}
+	}
 	plen -= sizeof(ws_prefix) - 1;
 	path += sizeof(ws_prefix) - 1;
 	if (plen >= sizeof(sid))
@@ -1005,6 +1141,12 @@ static int handshake(client *c)
 	it_list_push(&s->clients, &c->slink);
 	s->nclients++;
 	it_metrics_gauge_add("imagetools_connections_open", "transport=\"websocket\"", 1);
+	if (s->nclients > (unsigned)B.cfg->max_streams_per_session) {
+		/* One capability should not pin unbounded resources: extras
+		 * are told to come back later, as the hub does for SSE. */
+		it_buf_free(&c->in);
+		return client_close(c, IT_WS_CLOSE_TRY_LATER, "Too many connections to this session");
+	}
 	{
 		char red[16];
 		it_log_debug("WebSocket for session %s from id %lld", it_log_redact(sid, red, sizeof(red)),
@@ -1238,6 +1380,10 @@ static void tick(void)
 	size_t i;
 
 	it_pgl_tick(&B.pg, B.now);
+	if (B.now - B.rate_pruned >= 10.0) {
+		it_rl_prune(&B.rate, B.now);
+		B.rate_pruned = B.now;
+	}
 	if (B.listen_paused_until > 0 && B.now >= B.listen_paused_until && !B.stopping) {
 		struct epoll_event e = {.events = EPOLLIN, .data.ptr = &B.listen_h};
 		epoll_ctl(B.epfd, EPOLL_CTL_ADD, B.lfd, &e);
@@ -1389,6 +1535,12 @@ int it_bridge_run(const it_config *cfg, const char *listen_addr)
 	B.signal_h.kind = H_SIGNAL;
 	B.timer_h.kind = H_TIMER;
 	B.pg_h.kind = H_PG;
+	/* 100,000 addresses at most in one minute's table (some 10 MB); past
+	 * that, new ones share one counter. */
+	if (it_rl_init(&B.rate, (unsigned)cfg->rate_streams, 60.0, 100000) < 0) {
+		it_log_error("out of memory");
+		return -1;
+	}
 	raise_fd_limit();
 	signal(SIGPIPE, SIG_IGN);
 	sigemptyset(&mask);
@@ -1466,7 +1618,8 @@ int it_bridge_run(const it_config *cfg, const char *listen_addr)
 		reap();
 	}
 	rc = 0;
-	it_log_info("stopped; %llu event frames delivered", B.delivered);
+	it_log_info("stopped: %llu event frames delivered, %llu reads of the log, %llu session checks", B.delivered,
+		    B.reads, B.checks);
 out:
 	{
 		it_list *pos, *tmp;
@@ -1496,5 +1649,6 @@ out:
 		}
 		free(B.buckets);
 	}
+	it_rl_free(&B.rate);
 	return rc;
 }

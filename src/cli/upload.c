@@ -31,6 +31,7 @@ enum outcome { STORED, REJECTED, LOCAL_ERROR, GAVE_UP, BAD_SESSION, INTERRUPTED 
 struct opts {
 	it_cli_conf conf;
 	int quiet, json, progress;
+	const char *files_from; /* file with one path per line, "-" for standard input */
 	unsigned retries;
 	long retry_delay_ms; /* first backoff delay */
 	long max_wait_ms;    /* ceiling on any single wait, Retry-After included */
@@ -73,6 +74,8 @@ static void usage(FILE *f)
 		"  -s, --server URL       the site, e.g. http://host:8080 (IMAGETOOLS_SERVER)\n"
 		"  -S, --session ID       the session to upload into (IMAGETOOLS_SESSION)\n"
 		"      --source NAME      android_app, browser_addon, cli (default), web, api\n"
+		"      --files-from FILE  also upload the files named in FILE, one per line\n"
+		"                         (- for standard input: find ... | " PROG " --files-from -)\n"
 		"  -j, --json             print the server's answer per file, one JSON object a line\n"
 		"  -q, --quiet            no progress bar and no per-file lines, only errors\n"
 		"      --retries N        retries after connection errors, 5xx and 429 (default 5)\n"
@@ -278,19 +281,23 @@ static enum outcome upload_one(CURL *h, const struct opts *o, const char *path, 
 	enum outcome result = GAVE_UP;
 	unsigned attempt;
 	long status = 0;
+	const char *unusable = NULL;
 
-	if (stat(path, &st) < 0 || !S_ISREG(st.st_mode) || access(path, R_OK) < 0) {
-		const char *why = errno ? strerror(errno) : "not a regular file";
-		if (stat(path, &st) == 0 && !S_ISREG(st.st_mode))
-			why = "not a regular file";
-		fprintf(stderr, PROG ": %s: %s\n", path, why);
+	if (stat(path, &st) < 0 || access(path, R_OK) < 0)
+		unusable = strerror(errno);
+	else if (!S_ISREG(st.st_mode))
+		unusable = "not a regular file";
+	if (unusable) {
+		fprintf(stderr, PROG ": %s: %s\n", path, unusable);
 		if (o->json)
-			print_json(path, 0, NULL, why);
+			print_json(path, 0, NULL, unusable);
 		return LOCAL_ERROR;
 	}
 	pathcopy = strdup(path);
 	if (count > 1)
 		snprintf(label, sizeof(label), "[%d/%d] %s", idx, count, pathcopy ? basename(pathcopy) : path);
+	else if (count == 0) /* read from --files-from: the total is not known yet */
+		snprintf(label, sizeof(label), "[%d] %s", idx, pathcopy ? basename(pathcopy) : path);
 	else
 		snprintf(label, sizeof(label), "%s", pathcopy ? basename(pathcopy) : path);
 	memset(&x, 0, sizeof(x));
@@ -410,6 +417,23 @@ static enum outcome upload_one(CURL *h, const struct opts *o, const char *path, 
 	return result;
 }
 
+/* How the files went, for the summary and the exit code. */
+struct totals {
+	int stored, rejected, gave_up, bad_session, interrupted;
+};
+
+static void tally(struct totals *t, enum outcome r)
+{
+	switch (r) {
+	case STORED: t->stored++; break;
+	case REJECTED:
+	case LOCAL_ERROR: t->rejected++; break;
+	case GAVE_UP: t->gave_up++; break;
+	case BAD_SESSION: t->bad_session = 1; break;
+	case INTERRUPTED: t->interrupted = 1; break;
+	}
+}
+
 static int parse_long(const char *s, long lo, long hi, long *out)
 {
 	char *end;
@@ -433,13 +457,15 @@ static int run(int argc, char **argv, struct opts *o, it_buf *url)
 		{"quiet", no_argument, NULL, 'q'},	  {"retries", required_argument, NULL, 'r'},
 		{"retry-delay", required_argument, NULL, 'd'}, {"max-wait", required_argument, NULL, 'w'},
 		{"timeout", required_argument, NULL, 't'}, {"help", no_argument, NULL, 'h'},
-		{"version", no_argument, NULL, 'V'},	  {NULL, 0, NULL, 0},
+		{"version", no_argument, NULL, 'V'},	  {"files-from", required_argument, NULL, 'F'},
+		{NULL, 0, NULL, 0},
 	};
 	struct sigaction sa;
 	char err[600], ua[64];
 	CURL *h;
 	long v;
-	int c, stored = 0, rejected = 0, gave_up = 0, bad_session = 0, interrupted = 0;
+	struct totals t = {0};
+	int c, total = 0;
 
 	o->retries = 5;
 	o->retry_delay_ms = 1000;
@@ -451,6 +477,7 @@ static int run(int argc, char **argv, struct opts *o, it_buf *url)
 		case 'S': free(o->conf.session); o->conf.session = strdup(optarg); break;
 		case 'o': free(o->conf.source); o->conf.source = strdup(optarg); break;
 		case 'j': o->json = 1; break;
+		case 'F': o->files_from = optarg; break;
 		case 'q': o->quiet = 1; break;
 		case 'r':
 			if (parse_long(optarg, 0, 100, &v) < 0)
@@ -475,7 +502,7 @@ static int run(int argc, char **argv, struct opts *o, it_buf *url)
 		default: usage(stderr); return IT_EXIT_USAGE;
 		}
 	}
-	if (optind >= argc) {
+	if (optind >= argc && o->files_from == NULL) {
 		fprintf(stderr, PROG ": no files given (try --help)\n");
 		return IT_EXIT_USAGE;
 	}
@@ -517,29 +544,45 @@ static int run(int argc, char **argv, struct opts *o, it_buf *url)
 	curl_easy_setopt(h, CURLOPT_LOW_SPEED_TIME, o->timeout_s);
 	curl_easy_setopt(h, CURLOPT_NOPROGRESS, 0L);
 
-	for (int i = optind; i < argc && !bad_session && !interrupted; i++) {
-		switch (upload_one(h, o, argv[i], i - optind + 1, argc - optind)) {
-		case STORED: stored++; break;
-		case REJECTED:
-		case LOCAL_ERROR: rejected++; break;
-		case GAVE_UP: gave_up++; break;
-		case BAD_SESSION: bad_session = 1; break;
-		case INTERRUPTED: interrupted = 1; break;
+	for (int i = optind; i < argc && !t.bad_session && !t.interrupted; i++) {
+		tally(&t, upload_one(h, o, argv[i], i - optind + 1, argc - optind));
+		total++;
+	}
+	if (o->files_from && !t.bad_session && !t.interrupted) {
+		FILE *f = strcmp(o->files_from, "-") == 0 ? stdin : fopen(o->files_from, "r");
+		char *line = NULL;
+		size_t cap = 0;
+		ssize_t n;
+
+		if (f == NULL) {
+			fprintf(stderr, PROG ": %s: %s\n", o->files_from, strerror(errno));
+			t.rejected++;
 		}
+		while (f && !t.bad_session && !t.interrupted && (n = getline(&line, &cap, f)) > 0) {
+			while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r'))
+				line[--n] = '\0';
+			if (n == 0)
+				continue;
+			total++;
+			tally(&t, upload_one(h, o, line, total, 0));
+		}
+		free(line);
+		if (f && f != stdin)
+			fclose(f);
 	}
 	curl_easy_cleanup(h);
 	curl_global_cleanup();
-	if (!o->quiet && !o->json && argc - optind > 1)
-		fprintf(stderr, PROG ": %d of %d files stored\n", stored, argc - optind);
-	if (interrupted) {
+	if (!o->quiet && !o->json && total > 1)
+		fprintf(stderr, PROG ": %d of %d files stored\n", t.stored, total);
+	if (t.interrupted) {
 		fprintf(stderr, PROG ": interrupted\n");
 		return IT_EXIT_FAILED;
 	}
-	if (bad_session)
+	if (t.bad_session)
 		return IT_EXIT_SESSION;
-	if (gave_up)
+	if (t.gave_up)
 		return IT_EXIT_UNREACHABLE;
-	return rejected ? IT_EXIT_FAILED : IT_EXIT_OK;
+	return t.rejected ? IT_EXIT_FAILED : IT_EXIT_OK;
 
 bad_number:
 	fprintf(stderr, PROG ": '%s' is not a number in the allowed range (see --help)\n", optarg);

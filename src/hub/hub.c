@@ -50,6 +50,7 @@ struct hsess {
 	uint8_t queued, inflight, again;
 	uint8_t pinned;		/* being iterated: not to be freed yet */
 	int64_t max_seen;	/* highest seq read from the log so far */
+	int64_t fetch_after;	/* the cursor the read in flight started from */
 	char id[72];
 };
 
@@ -363,8 +364,14 @@ static void send_resync(it_hub *hub, struct hstream *st, const char *reason, int
 /* Hands one event to one stream. Returns -1 when the stream went away. */
 static int deliver(it_hub *hub, struct hstream *st, int64_t seq, const char *type, const char *json, size_t len)
 {
-	if (seq <= st->cursor || st->ending)
+	if (seq <= st->cursor || st->ending || st->behind)
 		return 0;
+	if (st->sess && st->cursor < st->sess->fetch_after) {
+		/* The stream arrived after this read was sent, from an older
+		 * cursor: these rows are not its next ones. Read again for it. */
+		st->sess->again = 1;
+		return 0;
+	}
 	if (st->out.len > st->out.max / 2) {
 		/* Backpressure: stop here; the stream asks again once drained. */
 		st->behind = 1;
@@ -671,6 +678,7 @@ static void pg_send_next(it_hub *hub)
 		/* Session ids are URL-safe base64: no quoting needed in an array literal. */
 		it_buf_printf(&sids, "%s%s", hub->ninflight ? "," : "", s->id);
 		it_buf_printf(&afters, "%s%lld", hub->ninflight ? "," : "", (long long)min);
+		s->fetch_after = min;
 		hub->inflight[hub->ninflight++] = s;
 		s->inflight = 1;
 	}

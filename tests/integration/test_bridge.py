@@ -4,6 +4,7 @@ protocol errors, slow consumers and graceful shutdown."""
 
 import json
 import os
+import re
 import signal
 import socket
 import struct
@@ -175,6 +176,11 @@ with Stack(tap, bridge=True) as st:
     except HandshakeError as e:
         tap.is_(e.status, 400, "non-numeric last_event_id: 400")
     s = socket.create_connection(("127.0.0.1", st.bridge_port))
+    s.sendall(b"GET /api/v1/ws/x HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+              b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
+    tap.like(s.recv(4096).decode(errors="replace"), r"^HTTP/1.1 400 (.|\n)*Host", "no Host header: 400")
+    s.close()
+    s = socket.create_connection(("127.0.0.1", st.bridge_port))
     s.sendall(b"GET /api/v1/ws/x HTTP/1.1\r\n" + b"X-Filler: " + b"a" * 9000 + b"\r\n\r\n")
     tap.like(s.recv(4096).decode(errors="replace"), r"^HTTP/1.1 431 ", "request head over 8 KiB: 431")
     s.close()
@@ -227,8 +233,19 @@ with Stack(tap, bridge=True) as st:
 # ------------------------------------------------------------------ pings, origins list, slow consumers
 
 with Stack(tap, bridge=True, settings={"ws_ping_interval": 1, "allowed_origins": "https://app.example",
-                                       "stream_buffer": "4K"}) as st:
+                                       "stream_buffer": "4K", "max_streams_per_session": 3}) as st:
     sid = st.new_session()
+    # max_streams_per_session: the fourth socket on one session is told to come back later.
+    few = [ws(st, sid) for _ in range(3)]
+    for i, f in enumerate(few):
+        status_first(tap, f, "socket %d of 3" % (i + 1))
+    extra = ws(st, sid)
+    tap.is_(extra.expect_close()[0], 1013, "a fourth socket on the session is closed with 1013")
+    for f in few:
+        f.close()
+    again = wait_for(lambda: ws(st, sid), timeout=5, what="a socket after the others closed")
+    status_first(tap, again, "a socket is admitted again once the others closed")
+    again.close()
     c = ws(st, sid, origin="https://app.example")
     status_first(tap, c, "listed Origin accepted")
     tap.is_(c.quiet(2.5), [], "idle client gets no text frames")
@@ -302,6 +319,47 @@ with Stack(tap, bridge=True, settings={"ws_ping_interval": 1, "allowed_origins":
     rest_evs = c.recv_events(n_events - len(evs), timeout=30)
     tap.is_(ids(rest_evs), list(range(len(evs) + 1, n_events + 1)), "resuming by id gives exactly the rest")
     c.close()
+
+# ------------------------------------------------------------------ connections per address
+
+with Stack(tap, bridge=True, settings={"rate_streams": 3}) as st:
+    sid = st.new_session()
+    for i in range(3):
+        c = ws(st, sid)
+        status_first(tap, c, "upgrade %d of 3 in a minute" % (i + 1))
+        c.close()
+    try:
+        # A client cannot escape the limit by claiming another address:
+        # the bridge trusts only the entry its web server adds.
+        ws(st, sid, headers={"X-Forwarded-For": "203.0.113.9"})
+        tap.ok(False, "fourth upgrade from one address refused")
+    except HandshakeError as e:
+        tap.is_(e.status, 429, "fourth upgrade in a minute from one address: 429, even with a forged X-Forwarded-For")
+        tap.ok(e.headers.get("retry-after", "").isdigit(), "429 says when to retry")
+        tap.like(e.body.decode(), "rate-limited", "429 body is a problem")
+    c = ws(st, sid, port=st.bridge_port, headers={"X-Forwarded-For": "198.51.100.7"})
+    status_first(tap, c, "another address (as the local web server reports it) has its own budget")
+    c.close()
+
+# ------------------------------------------------------------------ one read per session per notification
+
+with Stack(tap, bridge=True) as st:
+    sid = st.new_session()
+    many = [ws(st, sid) for _ in range(20)]
+    for c in many:
+        c.recv_json()  # connection.status
+    append(st, sid, 5)
+    tap.ok(all(ids(c.recv_events(5)) == [1, 2, 3, 4, 5] for c in many), "20 clients got events 1..5")
+    st.bridge.send_signal(signal.SIGTERM)
+    tap.is_(st.bridge.wait(timeout=10), 0, "bridge stopped")
+    with open(os.path.join(st.dir, "bridge.log")) as f:
+        log = f.read()
+    m = re.search(r"stopped: (\d+) event frames delivered, (\d+) reads of the log", log)
+    tap.ok(m is not None, "the bridge logs what it delivered")
+    if m:
+        tap.is_(int(m.group(1)), 100, "100 frames delivered (5 events x 20 clients)")
+        tap.ok(int(m.group(2)) <= 5, "with at most one read of the log per notification, not one per client (%s reads)"
+               % m.group(2))
 
 # ------------------------------------------------------------------ restarts and shutdown (own cluster)
 

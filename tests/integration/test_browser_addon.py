@@ -9,7 +9,6 @@ import json
 import os
 import struct
 import sys
-import time
 
 from cdp import CHROMIUM, Chromium
 from cli_helpers import Scripted, png_bytes, problem
@@ -40,11 +39,12 @@ def png_size(data):
 
 browser = Chromium(extension=ADDON)
 try:
-    sw = browser.wait_target(lambda t: t["type"] == "service_worker" and t["url"].startswith("chrome-extension://"))
+    sw = browser.wait_target(lambda t: t["type"] == "service_worker" and t["url"].startswith("chrome-extension://"),
+                             timeout=60)
     ext_id = sw["url"].split("/")[2]
     s = browser.attach(sw["targetId"])
     # The worker is an ES module: the target exists a moment before the module has run.
-    wait_for(lambda: browser.evaluate(s, "typeof imagetools") == "object", timeout=15, what="the add-on's worker")
+    wait_for(lambda: browser.evaluate(s, "typeof imagetools") == "object", timeout=30, what="the add-on's worker")
     tap.ok(True, "the add-on loads unpacked in Chromium (Manifest V3 service worker)")
 
     with Scripted([OK, OK, problem(404, "unknown-session", "No such session, or it has expired."),
@@ -68,7 +68,8 @@ try:
         tap.ok(data == cat, "the file part holds the image's exact bytes")
 
         tab = browser.send("Target.createTarget", {"url": srv.url + "/page.html"})
-        time.sleep(1.0)
+        wait_for(lambda: browser.evaluate(s, "chrome.tabs.query({url: %s, status: 'complete'}).then(t => t.length)"
+                                          % js(srv.url + "/page.html")), timeout=15, what="the page to load")
         r = browser.evaluate(s, "chrome.tabs.query({url: %s}).then(t => imagetools.sendScreenshot(t[0]))"
                              % js(srv.url + "/page.html"))
         tap.is_(r and r.get("ok"), True, "Send screenshot: reported as sent")

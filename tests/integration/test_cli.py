@@ -6,7 +6,7 @@ import hashlib
 import json
 import os
 import pty
-import re
+import shutil
 import signal
 import subprocess
 import tempfile
@@ -83,6 +83,19 @@ with Scripted([OK, problem(415, "unsupported-media-type", "Not an image."), OK])
             "--json prints one object per file, in order, naming it")
     tap.is_([x.get("status") for x in lines[1:3]], [415, 0], "--json carries the failure's status")
     tap.ok("images" in lines[0] and "images" in lines[3], "--json carries the server's answer")
+
+# --files-from: paths one per line (here on standard input) after the ones on the command line.
+with Scripted([OK, OK, OK]) as srv:
+    listing = "%s\n\n%s\r\n%s\n" % (img2, os.path.join(tmp, "missing.png"), big)
+    p = subprocess.run([os.path.join(os.environ.get("IT_BUILDDIR", "."), "imagetools-upload"), "-s", srv.url,
+                        "-S", SID, "--json", "--files-from", "-", img1], input=listing, capture_output=True,
+                       text=True, timeout=60)
+    tap.is_(p.returncode, 1, "--files-from: one missing file: exit 1")
+    tap.is_([json.loads(x).get("file") for x in p.stdout.splitlines()],
+            [img1, img2, os.path.join(tmp, "missing.png"), big],
+            "--files-from: arguments first, then each listed path (blank lines skipped, CRLF accepted)")
+    tap.is_([r["parts"].get("file", (None, None))[0] for r in srv.requests], ["one.png", "two.png", "big.png"],
+            "--files-from: one request per existing file")
 
 # An unknown session stops at once: later files would fail the same way.
 with Scripted([problem(404, "unknown-session", "No such session, or it has expired."), OK]) as srv:
@@ -198,6 +211,24 @@ with Stack(tap, settings={"max_upload_bytes": "2M", "keepalive_interval": 2}) as
     tap.is_(r.returncode, 3, "unknown session on the real server: exit 3")
     tap.like(r.stderr, r"is unknown or has expired", "with a clear message")
 
+    r = run("imagetools-upload", "-s", st.url, "-S", sid, "--source", "fax", img1)
+    tap.is_(r.returncode, 1, "an unknown --source: exit 1")
+    tap.like(r.stderr, r"one\.png: refused \(.*HTTP 400", "the server's 400 is shown")
+
+    # The web server down when the upload starts: connection errors are retried until it is back.
+    st.stop_lighttpd()
+    p = subprocess.Popen([os.path.join(os.environ.get("IT_BUILDDIR", "."), "imagetools-upload"), "-s", st.url,
+                          "-S", sid, "--retry-delay", "500", "--retries", "8", "--json", img2],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(1.5)
+    st.start_lighttpd()
+    out, err = p.communicate(timeout=60)
+    tap.is_(p.returncode, 0, "upload while the server restarts: stored after retries")
+    tap.like(err, r"(?i)couldn't connect.*retrying", "the connection errors were retried")
+    img = ((json.loads(out.splitlines()[0]) if out.strip() else {}).get("images") or [{}])[0]
+    tap.is_(img.get("sha256"), hashlib.sha256(open(img2, "rb").read()).hexdigest(), "with the right bytes")
+    tap.is_(st.sql("SELECT count(*) FROM images WHERE session_id = :'p1'", sid), "6", "stored once")
+
     # -- watch: every event once and in order, on both transports, across a kill.
     for transport in ("sse", "longpoll"):
         ws = st.new_session()
@@ -221,13 +252,25 @@ with Stack(tap, settings={"max_upload_bytes": "2M", "keepalive_interval": 2}) as
         more = [e for e in f.rest(1.5) if "id" in e]
         tap.is_([e.get("id") for e in got + more], [6, 7, 8, 9, 10],
                 "%s: after a kill it resumes from --state: nothing twice, nothing lost" % transport)
+
+        # The web server going away and coming back: the follower reconnects by itself.
+        st.stop_lighttpd()
+        append_events(st, ws, 2)
+        time.sleep(1.0)
+        st.start_lighttpd()
+        got = f.stored(2, timeout=40)
+        append_events(st, ws, 1)
+        got += f.stored(1)
+        more = [e for e in f.rest(1.0) if "id" in e]
+        tap.is_([e.get("id") for e in got + more], [11, 12, 13],
+                "%s: reconnects after the web server restarts: nothing twice, nothing lost" % transport)
         tap.is_(f.stop(), 0, "%s: SIGTERM ends it with exit 0" % transport)
-        tap.is_(json.load(open(state)).get("last_event_id"), 10, "%s: the state file has the last id" % transport)
+        tap.is_(json.load(open(state)).get("last_event_id"), 13, "%s: the state file has the last id" % transport)
 
         # --type filters, --once exits on the first match.
-        f = Follower("-s", st.url, "-S", ws, "-t", transport, "--since", "now", "--type", "image.uploaded",
+        # --since 13: whenever the follower gets going, it starts after the events above.
+        f = Follower("-s", st.url, "-S", ws, "-t", transport, "--since", "13", "--type", "image.uploaded",
                      "--once")
-        time.sleep(1.0)
         append_events(st, ws, 2, "image.deleted")
         r = run("imagetools-upload", "-s", st.url, "-S", ws, "-q", img2)
         tap.is_(r.returncode, 0, "%s: uploaded while watching" % transport)
@@ -237,7 +280,7 @@ with Stack(tap, settings={"max_upload_bytes": "2M", "keepalive_interval": 2}) as
         tap.is_(len(lines), 1, "%s: exactly one line printed" % transport)
         ev = lines[0] if lines else {}
         tap.is_((ev.get("id"), ev.get("type"), (ev.get("data") or {}).get("filename")),
-                (13, "image.uploaded", "two.png"), "%s: it is the upload, not the filtered events" % transport)
+                (16, "image.uploaded", "two.png"), "%s: it is the upload, not the filtered events" % transport)
 
         # The session ending stops the follower with a clear message and exit 3.
         f = Follower("-s", st.url, "-S", ws, "-t", transport, "--since", "now", "--retry-delay", "100",
@@ -248,6 +291,63 @@ with Stack(tap, settings={"max_upload_bytes": "2M", "keepalive_interval": 2}) as
         tap.is_(code, 3, "%s: a deleted session ends the follower with exit 3" % transport)
         tap.like("".join(f.stderr), r"session .{6}\.\.\. is unknown or has expired",
                  "%s: and says why" % transport)
+        f.stop()
+
+    # SIGKILL in the middle of a backlog: the state file is never torn, nothing is lost, and at
+    # most the one event printed just before the kill is printed again.
+    for transport in ("sse", "longpoll"):
+        ks = st.new_session()
+        append_events(st, ks, 2000)
+        kstate = os.path.join(tmp, "state-kill-" + transport)
+        args = ["-s", st.url, "-S", ks, "-t", transport, "--state", kstate, "--retry-delay", "100"]
+        f = Follower(*args)
+        first = f.stored(300)
+        f.proc.kill()
+        f.proc.wait()
+        first += [e for e in f.rest(0.5) if "id" in e]
+        saved = json.load(open(kstate)).get("last_event_id")
+        f = Follower(*args)
+        second = f.stored(2000 - saved, timeout=60)
+        second += [e for e in f.rest(1.0) if "id" in e]
+        f.stop()
+        ids = [e.get("id") for e in first + second]
+        tap.is_(sorted(set(ids)), list(range(1, 2001)),
+                "%s: killed after %d of 2000 events: none lost across the restart" % (transport, len(first)))
+        tap.ok(len(ids) - len(set(ids)) <= 1 and ids == sorted(ids),
+               "%s: in order, at most the event in flight twice (%d repeated)" % (transport, len(ids) - len(set(ids))))
+
+    # --since now skips the log so far. SSE prints connection.status once it is connected, after
+    # the follower has read the session's last id, so the event appended then is the first new one.
+    ns = st.new_session()
+    append_events(st, ns, 3)
+    f = Follower("-s", st.url, "-S", ns, "--since", "now")
+    first = f.events(1)
+    tap.is_([e.get("type") for e in first], ["connection.status"], "--since now: connected")
+    append_events(st, ns, 1)
+    got = f.events(1)
+    tap.is_([e.get("id") for e in got], [4], "--since now: the first event printed is the next one")
+    f.stop()
+
+    # A cursor the log cannot serve (here: ahead of it) gets session.resync, and the follower
+    # goes on from the id the server names.
+    for transport in ("sse", "longpoll"):
+        rs = st.new_session()
+        append_events(st, rs, 3)
+        rstate = os.path.join(tmp, "state-resync-" + transport)
+        write(rstate, json.dumps({"session_id": rs, "last_event_id": 50}).encode())
+        f = Follower("-s", st.url, "-S", rs, "-t", transport, "--state", rstate, "--retry-delay", "100",
+                     "--poll-timeout", "2")
+        seen = []
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and not any(e.get("type") == "session.resync" for e in seen):
+            seen += f.events(1, timeout=1)
+        resync = [e for e in seen if e.get("type") == "session.resync"]
+        tap.ok(resync and "id" not in resync[0] and resync[0].get("data", {}).get("last_event_id") == 3,
+               "%s: a cursor ahead of the log prints session.resync naming event 3" % transport)
+        append_events(st, rs, 1)
+        got = f.stored(1)
+        more = [e for e in f.rest(1.0) if "id" in e]
+        tap.is_([e.get("id") for e in got + more], [4], "%s: after the resync it continues with event 4" % transport)
         f.stop()
 
     # An invalid session from the start.
@@ -265,4 +365,5 @@ with Stack(tap, settings={"max_upload_bytes": "2M", "keepalive_interval": 2}) as
     r = run("imagetools-watch", "--help")
     tap.ok(r.returncode == 0 and "--transport" in r.stdout, "watch --help")
 
+shutil.rmtree(tmp, ignore_errors=True)
 tap.done()

@@ -182,6 +182,35 @@ with Stack(tap, own_cluster=True, settings={"keepalive_interval": 1}) as st:
     tap.ok(lp7.get("b") == {"events": [], "cursor": 0}, "a waiting long-poll answers when its session expires")
     st.is_problem(st.request("GET", "/api/v1/events/stream?session_id=" + short), 404, "expired session")
 
+    # --- streams joining from old cursors while events stream in: each gets exactly its next ones
+    busy = st.new_session()
+    append(st, busy, 50)
+    flowing = {"stop": False}
+
+    def writer():
+        while not flowing["stop"]:
+            append(st, busy, 3)
+
+    wt = threading.Thread(target=writer)
+    wt.start()
+    joiners = []
+    for k in range(24):
+        joiners.append((k * 2, SSEStream(st.port, busy, last_event_id=k * 2)))
+        time.sleep(0.05)
+    time.sleep(1.0)
+    flowing["stop"] = True
+    wt.join()
+    last = int(st.sql("SELECT last_event_seq FROM sessions WHERE id = :'p1'", busy))
+    bad = 0
+    for start, j in joiners:
+        j.read_until(lambda s: s.ids() and s.ids()[-1] >= last, timeout=15)
+        if j.ids() != list(range(start + 1, last + 1)):
+            bad += 1
+            tap.diag("joined after %d, got %r" % (start, j.ids()[:12]))
+        j.close()
+    tap.is_(bad, 0, "24 streams joining at different cursors under a stream of events each get exactly "
+            "their next events, in order")
+
     # --- concurrent streams per session are capped (max_streams_per_session = 64)
     crowd = st.new_session()
     many = ManySSE(st.port, [crowd] * 70)

@@ -1,0 +1,335 @@
+// client-unit.mjs: the realtime client's decisions under a fake clock and fake transports (Node,
+// no browser): backoff bounds and cap, never giving up, duplicate and order filtering, resync,
+// heartbeat, resume positions in every transport's URL, invalid sessions.
+//
+// The browser scenarios (gallery, fallback, restart) show the same client against the real
+// server; this file covers what takes minutes of real time or cannot be provoked there.
+
+import { RealtimeClient } from '../../web/js/imagetools-realtime.js';
+
+let failures = 0;
+function ok(cond, name) {
+  console.log((cond ? 'ok' : 'not ok') + ' - ' + name);
+  if (!cond) failures++;
+  return cond;
+}
+function is(got, want, name) {
+  const g = JSON.stringify(got);
+  const w = JSON.stringify(want);
+  if (!ok(g === w, name)) {
+    console.log('# got:  ' + g);
+    console.log('# want: ' + w);
+  }
+}
+
+// ------------------------------------------------------------------ a fake clock
+
+const clock = { now: 0, timers: new Map(), next: 1 };
+globalThis.setTimeout = (fn, ms = 0) => {
+  const id = clock.next++;
+  clock.timers.set(id, { at: clock.now + Math.max(0, ms), fn });
+  return id;
+};
+globalThis.clearTimeout = (id) => clock.timers.delete(id);
+globalThis.setInterval = (fn, ms) => {
+  const id = clock.next++;
+  const tick = () => {
+    clock.timers.set(id, { at: clock.now + ms, fn: () => { tick(); fn(); } });
+  };
+  tick();
+  return id;
+};
+globalThis.clearInterval = (id) => clock.timers.delete(id);
+const realNow = Date.now;
+Date.now = () => clock.now;
+
+const flush = async () => {
+  for (let i = 0; i < 20; i++) await Promise.resolve();
+};
+
+async function advance(ms) {
+  const end = clock.now + ms;
+  for (;;) {
+    await flush();
+    let first = null;
+    for (const [id, t] of clock.timers) if (t.at <= end && (!first || t.at < first[1].at)) first = [id, t];
+    if (!first) break;
+    clock.timers.delete(first[0]);
+    clock.now = first[1].at;
+    first[1].fn();
+  }
+  clock.now = end;
+  await flush();
+}
+
+// ------------------------------------------------------------------ fake transports
+
+const log = [];
+
+class FakeWs {
+  static instances = [];
+  static mode = 'refuse'; // 'refuse': closes before any frame; 'accept': opens and greets
+  constructor(url) {
+    this.url = url;
+    this.sent = [];
+    this.readyState = 0;
+    FakeWs.instances.push(this);
+    log.push({ t: clock.now, kind: 'ws', url });
+    queueMicrotask(() => {
+      if (FakeWs.mode === 'refuse') {
+        this.readyState = 3;
+        this.onclose && this.onclose({ code: 1006 });
+      } else if (FakeWs.mode === 'flap') {
+        this.readyState = 1;
+        this.onopen && this.onopen();
+        this.frame({ type: 'connection.status', data: { status: 'degraded', transport: 'websocket' } });
+        queueMicrotask(() => this.onclose && this.onclose({ code: 1011 }));
+      } else if (FakeWs.mode === 'invalid') {
+        this.readyState = 3;
+        this.onclose && this.onclose({ code: 4004 });
+      } else {
+        this.readyState = 1;
+        this.onopen && this.onopen();
+        this.frame({ type: 'connection.status', data: { status: 'connected', transport: 'websocket' } });
+      }
+    });
+  }
+  frame(obj) {
+    this.onmessage && this.onmessage({ data: typeof obj === 'string' ? obj : JSON.stringify(obj) });
+  }
+  send(s) {
+    this.sent.push(s);
+  }
+  close() {
+    this.readyState = 3;
+  }
+}
+
+class FakeEs {
+  static instances = [];
+  constructor(url) {
+    this.url = url;
+    FakeEs.instances.push(this);
+    log.push({ t: clock.now, kind: 'sse', url });
+    queueMicrotask(() => this.onerror && this.onerror());
+  }
+  addEventListener() {}
+  removeEventListener() {}
+  close() {}
+}
+
+const fetches = [];
+let longpollWorks = false;
+const healthChecks = [];
+async function fakeFetch(url) {
+  fetches.push(url);
+  if (url.endsWith('/health')) healthChecks.push(clock.now);
+  if (url.includes('/events?')) {
+    log.push({ t: clock.now, kind: 'longpoll', url });
+    if (longpollWorks) {
+      // Answers like the server: at once for timeout=0, otherwise after the wait.
+      const wait = Number(new URL(url).searchParams.get('timeout')) * 1000;
+      await new Promise((res) => setTimeout(res, wait));
+      const cursor = Number(new URL(url).searchParams.get('cursor'));
+      return { status: 200, headers: new Map(), text: async () => ' {"events": [], "cursor": ' + cursor + '}' };
+    }
+  }
+  throw new TypeError('Failed to fetch');
+}
+
+const base = { baseUrl: 'http://app.test', WebSocket: FakeWs, EventSource: FakeEs, fetch: fakeFetch };
+
+// ------------------------------------------------------------------ backoff and never giving up
+
+{
+  const c = new RealtimeClient({ ...base });
+  const statuses = [];
+  c.on('connection.status', (d) => statuses.push(d.status));
+  c.connect('S1');
+  await advance(0);
+  is(log.map((l) => l.kind), ['ws', 'sse', 'longpoll'], 'one cycle tries WebSocket, SSE, long-poll in order');
+  ok(statuses.includes('offline'), 'after a failed cycle the status is offline');
+
+  // Thirty cycles: about ten minutes of fake time.
+  await advance(15 * 60 * 1000);
+  const starts = log.filter((l) => l.kind === 'ws').map((l) => l.t);
+  ok(starts.length > 30, `it never gives up (${starts.length} cycles in 15 minutes)`);
+  let bounded = true;
+  const gaps = [];
+  for (let i = 1; i < starts.length; i++) {
+    const gap = starts[i] - starts[i - 1];
+    gaps.push(gap);
+    const nominal = Math.min(30000, 1000 * 2 ** (i - 1));
+    if (gap < Math.max(1000, nominal * 0.75) || gap > Math.min(30000, nominal * 1.25)) bounded = false;
+  }
+  ok(bounded, 'delays grow 1 s, 2 s, 4 s ... within +-25 % jitter, between 1 s and the 30 s cap');
+  console.log('# delays (ms): ' + gaps.join(', '));
+  const capped = gaps.slice(6);
+  ok(new Set(capped).size >= capped.length - 2, 'the jitter stays at the cap: delays there differ');
+  ok(Math.max(...gaps) <= 30000 && Math.max(...gaps) > 25000, 'the longest delays are near the 30 s cap');
+  // Health polling while the server is unreachable: 1 s, 2 s, 4 s ... up to the 30 s interval.
+  const hgaps = healthChecks.slice(1).map((t, i) => t - healthChecks[i]);
+  console.log('# health check gaps (ms): ' + hgaps.slice(0, 8).join(', ') + ', ...');
+  ok(hgaps.length > 20 && hgaps[0] <= 1250 && hgaps.every((g) => g <= 30000) && hgaps.slice(-5).every((g) => g >= 22500),
+    'failing health checks back off from 1 s to the 30 s interval');
+  c.disconnect();
+  const n = log.length;
+  await advance(120000);
+  is(log.length, n, 'disconnect() stops all attempts');
+}
+
+// ------------------------------------------------------------------ delivery rules
+
+{
+  FakeWs.mode = 'accept';
+  FakeWs.instances = [];
+  const c = new RealtimeClient({ ...base });
+  const seen = [];
+  const all = [];
+  c.on('image.deleted', (data, msg) => seen.push(msg.id));
+  const statusData = [];
+  c.on('*', (m) => {
+    all.push(m.type + (m.id ? ':' + m.id : ''));
+    if (m.type === 'connection.status') statusData.push(m.data);
+  });
+  c.on('session.resync', (d) => seen.push('resync ' + d.last_event_id));
+  c.connect('S2');
+  await advance(0);
+  is(c.transport, 'websocket', 'a WebSocket that greets is used');
+  const ws = FakeWs.instances[0];
+  ok(ws.url === 'ws://app.test/api/v1/ws/S2?last_event_id=0', 'the WebSocket URL carries last_event_id: ' + ws.url);
+  for (const id of [1, 2, 2, 3, 1, 4]) ws.frame({ id, type: 'image.deleted', data: { image_id: 'x' + id } });
+  is(seen, [1, 2, 3, 4], 'repeated and older ids are dropped, order kept');
+  ws.frame({ type: 'session.resync', data: { reason: 'cursor too old', last_event_id: 10 } });
+  ws.frame({ id: 5, type: 'image.deleted', data: {} });
+  ws.frame({ id: 11, type: 'image.deleted', data: {} });
+  is(seen, [1, 2, 3, 4, 'resync 10', 11], 'session.resync is passed on and moves lastEventId');
+  is(c.lastEventId, 11, 'lastEventId follows');
+  ok(statusData.length > 0 && statusData.every((d) => 'fallback' in d),
+    "the server's connection.status frames are folded into the client's own");
+  ws.frame('not json');
+  ws.frame({ id: 'x', type: 'image.deleted' });
+  is(c.lastEventId, 11, 'malformed frames are ignored');
+
+  // Heartbeat: ping every 30 s; without an answer the socket is replaced.
+  await advance(30000);
+  is(ws.sent, ['ping'], 'a ping after 30 s');
+  ws.frame('pong');
+  await advance(29000);
+  is(FakeWs.instances.length, 1, 'a pong keeps the socket');
+  await advance(1000);
+  is(ws.sent, ['ping', 'ping'], 'the next ping 30 s after the first');
+  await advance(9000);
+  is(FakeWs.instances.length, 1, 'the socket lives while the pong may still come');
+  await advance(1500 + 1300);
+  is(FakeWs.instances.length, 2, 'no pong within 10 s: the socket is declared dead and replaced');
+  const again = FakeWs.instances[FakeWs.instances.length - 1];
+  ok(again.url.endsWith('last_event_id=11'), 'the replacement resumes after the last id: ' + again.url);
+  c.disconnect();
+}
+
+// ------------------------------------------------------------------ a server that accepts and drops at once
+
+{
+  FakeWs.mode = 'flap';
+  FakeWs.instances = [];
+  const c = new RealtimeClient({ ...base });
+  c.connect('S5');
+  await advance(120000);
+  const n = FakeWs.instances.length;
+  ok(n >= 4 && n <= 9, `a connection dropped right after it opened is retried with growing delays (${n} in 2 min, not 120)`);
+  c.disconnect();
+}
+
+// ------------------------------------------------------------------ the other transports' resume positions
+
+{
+  FakeWs.mode = 'refuse';
+  FakeEs.instances = [];
+  fetches.length = 0;
+  const c = new RealtimeClient({ ...base });
+  c.connect('S3', { lastEventId: 42 });
+  await advance(0);
+  const es = FakeEs.instances[0];
+  ok(es && es.url === 'http://app.test/api/v1/events/stream?session_id=S3&last_event_id=42',
+    'SSE resumes with the last_event_id query: ' + (es && es.url));
+  const lp = fetches.find((u) => u.includes('/events?'));
+  ok(lp === 'http://app.test/api/v1/events?session_id=S3&cursor=42&timeout=0',
+    'long-poll resumes with cursor, first asking for an answer at once: ' + lp);
+  c.disconnect();
+
+  longpollWorks = true;
+  fetches.length = 0;
+  const d = new RealtimeClient({ ...base });
+  d.connect('S3b', { lastEventId: 7 });
+  await advance(100);
+  is(d.transport, 'longpoll', 'long-poll is used when the others fail');
+  await advance(25000);
+  const polls = fetches.filter((u) => u.includes('/events?'));
+  is(polls.slice(0, 2).map((u) => new URL(u).searchParams.get('timeout')), ['0', '25'],
+    'once the first answer came, long-polls wait 25 s');
+  d.disconnect();
+  longpollWorks = false;
+}
+
+// ------------------------------------------------------------------ a browser without WebSocket or EventSource
+
+{
+  longpollWorks = true;
+  log.length = 0;
+  // Node has neither global; passing null makes the client look for them there.
+  const c = new RealtimeClient({ ...base, WebSocket: null, EventSource: null });
+  c.connect('S7');
+  await advance(100);
+  is(c.transport, 'longpoll', 'without WebSocket and EventSource the client long-polls');
+  is(log.map((l) => l.kind).slice(0, 1), ['longpoll'], 'without trying to construct the missing ones');
+  c.disconnect();
+  longpollWorks = false;
+}
+
+// ------------------------------------------------------------------ an invalid session ends it
+
+{
+  FakeWs.mode = 'invalid';
+  FakeWs.instances = [];
+  const c = new RealtimeClient({ ...base });
+  let invalid = null;
+  c.on('session.invalid', (d) => { invalid = d.session_id; });
+  c.connect('S4');
+  await advance(60000);
+  is(invalid, 'S4', 'close code 4004 ends in session.invalid');
+  is(FakeWs.instances.length, 1, 'and no more attempts');
+  is(c.status, 'disconnected', 'the client is disconnected');
+}
+
+{
+  FakeWs.mode = 'accept';
+  FakeWs.instances = [];
+  const c = new RealtimeClient({ ...base });
+  c.configure({ baseUrl: 'https://example.test/tools/' });
+  c.connect('S6');
+  await advance(0);
+  is(FakeWs.instances[0] && FakeWs.instances[0].url, 'wss://example.test/tools/api/v1/ws/S6?last_event_id=0',
+    'configure() moves the client under a path, https becomes wss');
+  c.disconnect();
+  let threw = false;
+  try {
+    c.configure({ transports: [] });
+  } catch (e) {
+    threw = true;
+  }
+  ok(threw, 'configure() refuses an empty transport list');
+}
+
+{
+  let threw = false;
+  try {
+    new RealtimeClient({ transports: ['carrier-pigeon'] });
+  } catch (e) {
+    threw = true;
+  }
+  ok(threw, 'an unknown transport name is refused');
+}
+
+Date.now = realNow;
+process.exit(failures ? 1 : 0);

@@ -1,0 +1,40 @@
+/* test_ratelimit.c: unit tests of the bridge's per-address connection rate limit. */
+#include "config.h"
+
+#include "bridge/ratelimit.h"
+
+#include "tap.h"
+
+int main(void)
+{
+	it_rl rl;
+	int i, allowed = 0;
+
+	is_int(it_rl_init(&rl, 3, 60.0, 2), 0, "init");
+	for (i = 0; i < 5; i++)
+		allowed += it_rl_hit(&rl, "10.0.0.1", 100.0 + i) == 0;
+	is_int(allowed, 3, "three hits allowed in a window, then refused");
+	is_int(it_rl_hit(&rl, "10.0.0.1", 130.0), 30, "refusal says how long until the window ends");
+	is_int(it_rl_hit(&rl, "10.0.0.2", 130.0), 0, "another key has its own window");
+	is_int(it_rl_hit(&rl, "10.0.0.1", 160.5), 0, "allowed again in the next window");
+	/* max_keys 2: a third key shares the overflow counter. */
+	allowed = 0;
+	for (i = 0; i < 5; i++) {
+		char key[32];
+		snprintf(key, sizeof(key), "192.0.2.%d", i);
+		allowed += it_rl_hit(&rl, key, 161.0) == 0;
+	}
+	is_int(allowed, 3, "distinct keys past max_keys share one counter");
+	is_int(rl.nkeys, 2, "the table did not grow past max_keys");
+	it_rl_prune(&rl, 300.0);
+	is_int(rl.nkeys, 0, "prune forgets finished windows");
+	it_rl_free(&rl);
+
+	is_int(it_rl_init(&rl, 0, 60.0, 10), 0, "init without a limit");
+	allowed = 0;
+	for (i = 0; i < 1000; i++)
+		allowed += it_rl_hit(&rl, "x", 1.0) == 0;
+	is_int(allowed, 1000, "limit 0 allows everything");
+	it_rl_free(&rl);
+	return tap_done();
+}

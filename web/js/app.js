@@ -1,0 +1,613 @@
+// app.js: the ImageTools page: session, uploads with progress, live gallery, bulk compress, device panel.
+//
+// Every piece of data from the server or from other people (file names above all) reaches the
+// page through textContent or element properties, never through innerHTML, so a file named
+// "<img src=x onerror=alert(1)>.png" is shown as exactly that text.
+
+import { realtime } from './imagetools-realtime.js';
+import { drawQr } from './qr.js';
+
+// The page may live under a path (shared hosting, url_prefix); the API is beside it.
+const ROOT = new URL('.', location.href).pathname.replace(/\/$/, '');
+const API = ROOT + '/api/v1';
+const SESSION_RE = /^[A-Za-z0-9_-]{16,128}$/;
+const SOURCE_NAMES = {
+  web: 'a web browser',
+  android_app: 'Android app',
+  browser_addon: 'browser add-on',
+  cli: 'command line',
+  api: 'API',
+};
+const TRANSPORT_NAMES = { websocket: 'WebSocket', sse: 'SSE', longpoll: 'long-poll' };
+
+const $ = (id) => document.getElementById(id);
+
+const state = {
+  session: null,
+  images: new Map(), // id -> {data, el}
+  selected: new Set(),
+  ownUploads: new Map(), // size -> count of this tab's uploads in flight, to tell own uploads from others'
+  ownImageIds: new Set(),
+  deleted: new Set(), // ids deleted while a list request may still carry them
+  operation: null, // {id, type, status}
+};
+
+// ------------------------------------------------------------------ small helpers
+
+function el(tag, className, text) {
+  const e = document.createElement(tag);
+  if (className) e.className = className;
+  if (text !== undefined) e.textContent = text;
+  return e;
+}
+
+async function api(method, path, body) {
+  const init = { method, headers: {}, cache: 'no-store' };
+  if (body !== undefined) {
+    init.headers['Content-Type'] = 'application/json';
+    init.body = JSON.stringify(body);
+  } else if (method === 'POST') {
+    init.headers['Content-Length'] = '0';
+  }
+  const r = await fetch(API + path, init);
+  const text = await r.text();
+  let json = null;
+  try {
+    json = text ? JSON.parse(text) : null;
+  } catch (e) {
+    json = null;
+  }
+  if (!r.ok) {
+    const err = new Error((json && (json.detail || json.title)) || 'HTTP ' + r.status);
+    err.status = r.status;
+    err.problem = json;
+    throw err;
+  }
+  return json;
+}
+
+function toast(text, kind = 'info', ms = 6000) {
+  const t = el('div', 'toast ' + kind, text);
+  t.setAttribute('role', kind === 'error' ? 'alert' : 'status');
+  $('toasts').append(t);
+  // Keep the stack short on a busy session.
+  while ($('toasts').children.length > 4) $('toasts').firstElementChild.remove();
+  setTimeout(() => {
+    t.classList.add('leaving');
+    setTimeout(() => t.remove(), 300);
+  }, ms);
+}
+
+function humanSize(n) {
+  if (!(n >= 0)) return '';
+  if (n < 1024) return n + ' B';
+  if (n < 1024 * 1024) return (n / 1024).toFixed(1) + ' KB';
+  return (n / 1024 / 1024).toFixed(1) + ' MB';
+}
+
+// ------------------------------------------------------------------ session
+
+function sessionFromUrl() {
+  const hash = new URLSearchParams(location.hash.slice(1));
+  const query = new URLSearchParams(location.search);
+  const id = hash.get('s') || hash.get('session') || query.get('session') || query.get('s');
+  return id && SESSION_RE.test(id) ? id : null;
+}
+
+function sessionLink(id) {
+  return location.origin + location.pathname + '#s=' + id;
+}
+
+function showSessionError(msg) {
+  const p = $('session-error');
+  p.textContent = msg || '';
+  p.hidden = !msg;
+}
+
+async function newSession() {
+  const s = await api('POST', '/sessions');
+  return s.session_id;
+}
+
+async function openSession(id, { create = false } = {}) {
+  showSessionError('');
+  if (!id && create) {
+    try {
+      id = await newSession();
+    } catch (e) {
+      showSessionError('Could not create a session: ' + e.message);
+      return;
+    }
+  }
+  if (!id) return;
+  try {
+    await api('GET', '/sessions/' + encodeURIComponent(id));
+  } catch (e) {
+    if (e.status === 404 || e.status === 400) {
+      showSessionError('That session does not exist or has expired. A new one was started.');
+      return openSession(null, { create: true });
+    }
+    showSessionError('The server cannot be reached right now; retrying in the background.');
+  }
+  state.session = id;
+  // The id is a capability: it lives in the fragment, which browsers never send to servers.
+  if (sessionFromUrl() !== id) history.replaceState(null, '', '#s=' + id);
+  $('session-id').textContent = id;
+  renderDevicePanel(id);
+  clearGallery();
+  realtime.connect(id);
+  await loadImages();
+}
+
+// ------------------------------------------------------------------ gallery
+
+function clearGallery() {
+  state.images.clear();
+  state.deleted.clear();
+  state.selected.clear();
+  $('gallery').replaceChildren();
+  updateCounts();
+}
+
+async function loadImages() {
+  const id = state.session;
+  const seen = new Set();
+  let before = null;
+  try {
+    // Newest first, page by page; a few hundred images at most in a session in practice.
+    for (let pages = 0; pages < 20; pages++) {
+      const q = '?limit=100' + (before ? '&before=' + encodeURIComponent(before) : '');
+      const r = await api('GET', '/sessions/' + encodeURIComponent(id) + '/images' + q);
+      if (state.session !== id) return;
+      for (const img of r.images || []) {
+        seen.add(img.id);
+        if (!state.deleted.has(img.id)) upsertImage(img, { append: true });
+      }
+      if (!r.next) break;
+      before = r.next;
+    }
+    // After a resync, drop what the server no longer has.
+    for (const imgId of [...state.images.keys()]) if (!seen.has(imgId)) removeImage(imgId);
+  } catch (e) {
+    if (e.status !== 404) toast('Could not load the images: ' + e.message, 'error');
+  }
+}
+
+function imageId(data) {
+  return data.image_id || data.id;
+}
+
+function thumbUrl(data) {
+  // Only a path on this site: an event written by any producer must not make the page fetch
+  // from elsewhere (the CSP would block it too; this keeps the console clean).
+  const given = data.thumbnail_url;
+  const local = typeof given === 'string' && given.startsWith('/') && !given.startsWith('//');
+  const url = local ? given : API + '/images/' + encodeURIComponent(imageId(data)) + '/thumbnail';
+  // The version changes when the image does (compress, rename), so the browser refetches then.
+  return url + (data.version ? (url.includes('?') ? '&' : '?') + 'v=' + encodeURIComponent(data.version) : '');
+}
+
+function upsertImage(data, { append = false } = {}) {
+  const id = imageId(data);
+  if (!id) return;
+  let entry = state.images.get(id);
+  if (!entry) {
+    entry = { data: {}, el: buildCard(id) };
+    state.images.set(id, entry);
+    if (append) $('gallery').append(entry.el);
+    else $('gallery').prepend(entry.el);
+  }
+  Object.assign(entry.data, data);
+  renderCard(entry);
+  updateCounts();
+}
+
+function buildCard(id) {
+  const li = el('li', 'card');
+  li.dataset.id = id;
+  const fig = el('figure', 'thumb-box');
+  const img = el('img', 'thumb');
+  img.alt = '';
+  img.loading = 'lazy';
+  img.decoding = 'async';
+  img.addEventListener('error', () => li.classList.add('no-thumb'));
+  img.addEventListener('load', () => li.classList.remove('no-thumb'));
+  fig.append(img);
+  const check = el('input', 'select');
+  check.type = 'checkbox';
+  check.addEventListener('change', () => {
+    if (check.checked) state.selected.add(id);
+    else state.selected.delete(id);
+    li.classList.toggle('selected', check.checked);
+    updateCounts();
+  });
+  const del = el('button', 'delete', '×');
+  del.type = 'button';
+  del.addEventListener('click', async () => {
+    del.disabled = true;
+    try {
+      await api('DELETE', '/images/' + encodeURIComponent(id));
+      removeImage(id);
+    } catch (e) {
+      del.disabled = false;
+      toast('Could not delete: ' + e.message, 'error');
+    }
+  });
+  const meta = el('div', 'meta');
+  const name = el('span', 'name');
+  const info = el('span', 'info');
+  meta.append(name, info);
+  li.append(fig, check, del, meta);
+  return li;
+}
+
+function renderCard(entry) {
+  const d = entry.data;
+  const li = entry.el;
+  const name = d.filename || d.original_filename || '(unnamed)';
+  li.querySelector('.name').textContent = name;
+  li.querySelector('.name').title = name;
+  const parts = [];
+  if (d.width && d.height) parts.push(d.width + '×' + d.height);
+  if (d.size) parts.push(humanSize(d.size));
+  if (d.source && d.source !== 'web') parts.push('from ' + (SOURCE_NAMES[d.source] || d.source));
+  li.querySelector('.info').textContent = parts.join(' · ');
+  const img = li.querySelector('img');
+  const src = thumbUrl(d);
+  if (img.getAttribute('src') !== src) img.src = src;
+  img.alt = name;
+  const check = li.querySelector('.select');
+  check.setAttribute('aria-label', 'Select ' + name);
+  li.querySelector('.delete').setAttribute('aria-label', 'Delete ' + name);
+  li.querySelector('.delete').title = 'Delete';
+}
+
+function removeImage(id) {
+  state.deleted.add(id);
+  const entry = state.images.get(id);
+  if (!entry) return;
+  entry.el.remove();
+  state.images.delete(id);
+  state.selected.delete(id);
+  updateCounts();
+}
+
+function updateCounts() {
+  const n = state.images.size;
+  $('image-count').textContent = n ? '(' + n + ')' : '';
+  $('empty').hidden = n > 0;
+  for (const id of state.selected) if (!state.images.has(id)) state.selected.delete(id);
+  const k = state.selected.size;
+  $('selection-count').textContent = k + ' selected';
+  const busy = state.operation && (state.operation.status === 'queued' || state.operation.status === 'running');
+  $('compress').disabled = k === 0 || busy;
+  $('select-all').checked = n > 0 && k === n;
+  $('select-all').indeterminate = k > 0 && k < n;
+}
+
+function selectAll(on) {
+  for (const [id, entry] of state.images) {
+    const check = entry.el.querySelector('.select');
+    check.checked = on;
+    entry.el.classList.toggle('selected', on);
+    if (on) state.selected.add(id);
+    else state.selected.delete(id);
+  }
+  updateCounts();
+}
+
+// ------------------------------------------------------------------ uploads
+
+function uploadFiles(files) {
+  if (!state.session) return;
+  for (const f of files) uploadOne(f);
+}
+
+function uploadOne(file) {
+  const row = el('li', 'upload');
+  const name = el('span', 'name', file.name);
+  name.title = file.name;
+  const bar = el('progress');
+  bar.max = 100;
+  bar.value = 0;
+  const status = el('span', 'status muted', 'waiting');
+  row.append(name, bar, status);
+  $('uploads').prepend(row);
+
+  const form = new FormData();
+  form.append('session_id', state.session);
+  form.append('source', 'web');
+  form.append('file', file, file.name);
+  // The image.uploaded event may arrive before this request's answer does; the size of the
+  // upload in flight is how the event handler recognises it as this tab's own.
+  state.ownUploads.set(file.size, (state.ownUploads.get(file.size) || 0) + 1);
+  const release = () => {
+    const c = (state.ownUploads.get(file.size) || 1) - 1;
+    if (c > 0) state.ownUploads.set(file.size, c);
+    else state.ownUploads.delete(file.size);
+  };
+
+  // XMLHttpRequest rather than fetch: it reports upload progress.
+  const xhr = new XMLHttpRequest();
+  xhr.open('POST', API + '/images');
+  xhr.responseType = 'text';
+  xhr.upload.addEventListener('progress', (e) => {
+    if (!e.lengthComputable) return;
+    bar.value = Math.round((e.loaded / e.total) * 100);
+    status.textContent = bar.value + ' %';
+  });
+  xhr.addEventListener('load', () => {
+    release();
+    let body = null;
+    try {
+      body = JSON.parse(xhr.responseText);
+    } catch (e) {
+      body = null;
+    }
+    if (xhr.status === 201 && body && Array.isArray(body.images)) {
+      bar.value = 100;
+      status.textContent = 'done';
+      row.classList.add('done');
+      for (const img of body.images) {
+        state.ownImageIds.add(img.id);
+        upsertImage(img);
+      }
+      setTimeout(() => row.remove(), 4000);
+    } else {
+      row.classList.add('failed');
+      status.textContent = (body && (body.detail || body.title)) || 'failed (HTTP ' + xhr.status + ')';
+      setTimeout(() => row.remove(), 30000);
+    }
+  });
+  xhr.addEventListener('error', () => {
+    release();
+    row.classList.add('failed');
+    status.textContent = 'network error';
+  });
+  status.textContent = '0 %';
+  xhr.send(form);
+}
+
+function setupDropzone() {
+  const zone = $('dropzone');
+  const input = $('file-input');
+  input.addEventListener('change', () => {
+    uploadFiles([...input.files]);
+    input.value = '';
+  });
+  for (const t of ['dragenter', 'dragover']) {
+    zone.addEventListener(t, (e) => {
+      e.preventDefault();
+      zone.classList.add('over');
+    });
+  }
+  for (const t of ['dragleave', 'drop']) {
+    zone.addEventListener(t, (e) => {
+      e.preventDefault();
+      zone.classList.remove('over');
+    });
+  }
+  zone.addEventListener('drop', (e) => {
+    const files = [...(e.dataTransfer ? e.dataTransfer.files : [])];
+    if (files.length) uploadFiles(files);
+  });
+  // A file dropped next to the zone must not make the browser navigate away from the session.
+  window.addEventListener('dragover', (e) => e.preventDefault());
+  window.addEventListener('drop', (e) => e.preventDefault());
+}
+
+// ------------------------------------------------------------------ operations
+
+function showOperation(op) {
+  state.operation = op;
+  $('operation').hidden = false;
+  $('op-label').textContent = op.label || 'Compressing';
+  const p = Math.max(0, Math.min(100, Math.round(op.progress || 0)));
+  $('op-progress').value = p;
+  $('op-percent').textContent = p + ' %';
+  $('op-message').textContent = op.message || '';
+  $('op-cancel').hidden = !(op.status === 'queued' || op.status === 'running');
+  $('operation').dataset.status = op.status;
+  updateCounts();
+}
+
+function opLabel(type) {
+  return { bulk_compress: 'Compressing', bulk_resize: 'Resizing', bulk_convert: 'Converting' }[type] || type;
+}
+
+async function startCompress() {
+  const ids = [...state.selected];
+  if (!ids.length) return;
+  $('compress').disabled = true;
+  try {
+    const op = await api('POST', '/operations', {
+      session_id: state.session, type: 'bulk_compress', image_ids: ids, params: { quality: 75 },
+    });
+    const id = op.operation_id || op.id;
+    // The operation.started event may already have shown it; keep whatever is further along.
+    if (!state.operation || state.operation.id !== id) {
+      showOperation({ id, type: 'bulk_compress', label: opLabel('bulk_compress'), status: op.status || 'queued',
+        progress: op.progress || 0, message: ids.length + ' images queued' });
+    }
+  } catch (e) {
+    toast('Could not start compressing: ' + e.message, 'error');
+    updateCounts();
+  }
+}
+
+async function cancelOperation() {
+  const op = state.operation;
+  if (!op) return;
+  $('op-cancel').disabled = true;
+  try {
+    const r = await api('POST', '/operations/' + encodeURIComponent(op.id) + '/cancel');
+    // The operation.failed event may have come first; never step back from a final state.
+    const cur = state.operation;
+    if (cur && cur.id === op.id && (cur.status === 'queued' || cur.status === 'running')) {
+      if (r && r.status === 'cancelled') showOperation({ ...cur, status: 'cancelled', message: 'Cancelled' });
+      else $('op-message').textContent = 'Cancelling…';
+    }
+  } catch (e) {
+    toast('Could not cancel: ' + e.message, 'error');
+  } finally {
+    $('op-cancel').disabled = false;
+  }
+}
+
+function onOperationEvent(type, d) {
+  const id = d.operation_id;
+  if (!id) return;
+  const cur = state.operation && state.operation.id === id ? state.operation : null;
+  const base = cur || { id, type: d.operation_type, label: opLabel(d.operation_type), progress: 0 };
+  if (type === 'operation.started') {
+    showOperation({ ...base, status: 'running', message: d.total ? '0 of ' + d.total : '' });
+  } else if (type === 'operation.progress') {
+    const msg = d.message || (d.total ? d.current + ' of ' + d.total : '');
+    showOperation({ ...base, status: 'running', progress: d.progress, message: msg });
+  } else if (type === 'operation.completed') {
+    showOperation({ ...base, status: 'completed', progress: 100, message: completedMessage(d.result) });
+    toast(base.label + ' finished', 'success');
+  } else if (type === 'operation.failed') {
+    const cancelled = d.reason === 'cancelled';
+    showOperation({ ...base, status: cancelled ? 'cancelled' : 'failed',
+      message: cancelled ? 'Cancelled' : 'Failed: ' + (d.reason || 'unknown error') });
+    toast(cancelled ? base.label + ' cancelled' : base.label + ' failed', cancelled ? 'info' : 'error');
+  }
+}
+
+function completedMessage(result) {
+  if (result && typeof result === 'object') {
+    const done = result.processed ?? result.completed ?? result.count;
+    const saved = result.bytes_saved ?? result.saved_bytes;
+    const parts = ['Done'];
+    if (done !== undefined) parts.push(done + ' images');
+    if (saved !== undefined) parts.push(humanSize(saved) + ' saved');
+    return parts.join(', ');
+  }
+  return 'Done';
+}
+
+// ------------------------------------------------------------------ realtime events
+
+function onUploaded(d) {
+  const id = imageId(d);
+  const known = state.images.has(id) || state.ownImageIds.has(id);
+  const mine = known || (d.source === 'web' && state.ownUploads.has(d.size));
+  if (mine) state.ownImageIds.add(id);
+  upsertImage(d);
+  if (!mine) {
+    const from = SOURCE_NAMES[d.source] || d.source || 'somewhere';
+    toast('New image from ' + from + ': ' + (d.filename || 'unnamed'), 'info');
+  }
+}
+
+function setupRealtime() {
+  realtime.on('image.uploaded', onUploaded);
+  realtime.on('image.updated', (d) => {
+    if (state.images.has(imageId(d))) upsertImage(d);
+  });
+  realtime.on('image.deleted', (d) => removeImage(imageId(d)));
+  for (const t of ['operation.started', 'operation.progress', 'operation.completed', 'operation.failed']) {
+    realtime.on(t, (d) => onOperationEvent(t, d));
+  }
+  realtime.on('session.expiring', (d) => {
+    const min = Math.max(1, Math.round((d.seconds_left || 0) / 60));
+    toast('This session expires in about ' + min + ' min. Download what you need.', 'warning', 15000);
+  });
+  // Events were dropped from the log before this tab could see them: reload the state.
+  realtime.on('session.resync', () => loadImages());
+  realtime.on('session.invalid', () => {
+    showSessionError('This session has ended. Start a new one to go on.');
+    setConnIndicator({ status: 'ended' });
+  });
+  realtime.on('connection.status', setConnIndicator);
+}
+
+function setConnIndicator(d) {
+  const conn = $('conn');
+  conn.dataset.status = d.status;
+  conn.dataset.transport = d.transport || '';
+  const via = d.transport ? ' · ' + TRANSPORT_NAMES[d.transport] : '';
+  const text = {
+    connected: 'Live' + via,
+    degraded: 'Degraded' + via,
+    connecting: 'Connecting…',
+    offline: 'Offline, reconnecting…',
+    disconnected: 'Disconnected',
+    ended: 'Session ended',
+  }[d.status] || d.status;
+  $('conn-text').textContent = text;
+  conn.dataset.fallback = d.fallback ? 'yes' : 'no';
+  conn.title = d.transport
+    ? 'Receiving updates over ' + TRANSPORT_NAMES[d.transport] + (d.fallback ? ' (fallback)' : '')
+    : text;
+}
+
+// ------------------------------------------------------------------ device panel
+
+function renderDevicePanel(id) {
+  const link = sessionLink(id);
+  const a = $('join-link');
+  a.href = link;
+  a.textContent = link;
+  try {
+    drawQr($('qr'), link, { level: 'M', moduleSize: 5 });
+  } catch (e) {
+    // A link too long for the encoder (a very long host name): the text link still works.
+    $('qr').hidden = true;
+  }
+  const uploadUrl = location.origin + API + '/images';
+  $('upload-url').textContent = uploadUrl;
+  $('curl-example').textContent =
+    "curl -F session_id=" + id + " -F source=cli \\\n     -F file=@photo.jpg " + uploadUrl;
+}
+
+// ------------------------------------------------------------------ start
+
+function setupControls() {
+  $('new-session').addEventListener('click', async () => {
+    const id = await newSession().catch((e) => {
+      showSessionError('Could not create a session: ' + e.message);
+      return null;
+    });
+    if (id) {
+      history.pushState(null, '', '#s=' + id);
+      await openSession(id);
+    }
+  });
+  $('join-form').addEventListener('submit', (e) => {
+    e.preventDefault();
+    const v = $('join-input').value.trim();
+    let id = v;
+    const m = v.match(/[#?&]s(?:ession)?=([A-Za-z0-9_-]+)/);
+    if (m) id = m[1];
+    if (!SESSION_RE.test(id)) {
+      showSessionError('That is not a session link or id.');
+      return;
+    }
+    $('join-input').value = '';
+    history.pushState(null, '', '#s=' + id);
+    openSession(id);
+  });
+  $('copy-link').addEventListener('click', async () => {
+    try {
+      await navigator.clipboard.writeText($('join-link').href);
+      toast('Link copied', 'success', 2000);
+    } catch (e) {
+      toast('Copy failed; select the link instead', 'error', 3000);
+    }
+  });
+  $('select-all').addEventListener('change', (e) => selectAll(e.target.checked));
+  $('compress').addEventListener('click', startCompress);
+  $('op-cancel').addEventListener('click', cancelOperation);
+  window.addEventListener('hashchange', () => {
+    const id = sessionFromUrl();
+    if (id && id !== state.session) openSession(id);
+  });
+}
+
+realtime.configure({ baseUrl: location.origin + ROOT });
+setupRealtime();
+setupControls();
+setupDropzone();
+openSession(sessionFromUrl(), { create: true });

@@ -1,0 +1,739 @@
+// imagetools-realtime.js: the ImageTools realtime client (WebSocket, then SSE, then long-poll), an ES module.
+//
+// Usage, from a plain page or a Vue/React app, no build step:
+//
+//   import { realtime } from '/js/imagetools-realtime.js';
+//   realtime.on('image.uploaded', (data, msg) => addToGallery(data));
+//   realtime.on('connection.status', (data) => showIndicator(data.status, data.transport));
+//   realtime.connect(sessionId);
+//
+// The client never gives up on its own: it falls back from WebSocket to Server-Sent Events to
+// long-polling when the better transport is missing or broken, probes the better ones again now
+// and then, reconnects with exponential backoff and jitter, and resumes from the id of the last
+// event it handled, so handlers see every event of the session exactly once and in order.
+// docs/browser-client.md describes it in full.
+
+const DEFAULT_TRANSPORTS = ['websocket', 'sse', 'longpoll'];
+
+// Event types the server names on an SSE stream. EventSource only reports named events to
+// listeners registered for that exact name, so the stream transport has to know them all;
+// unnamed events ('message') are taken as well, for types added later.
+const EVENT_TYPES = [
+  'image.uploaded', 'image.updated', 'image.deleted',
+  'operation.started', 'operation.progress', 'operation.completed', 'operation.failed',
+  'session.expiring', 'connection.status', 'session.resync', 'message',
+];
+
+const DEFAULTS = {
+  baseUrl: '',
+  transports: DEFAULT_TRANSPORTS,
+  backoffBase: 1000, // first reconnect delay, ms
+  backoffCap: 30000, // longest reconnect delay, ms
+  pingInterval: 30000, // WebSocket heartbeat, ms
+  pongTimeout: 10000, // a WebSocket without an answer this long after a ping is dead, ms
+  connectTimeout: 10000, // a transport that shows no sign of life this long has failed, ms
+  healthInterval: 30000, // /health polling while it succeeds, ms
+  upgradeInterval: 60000, // how often to try a better transport while on a fallback, ms
+  longpollTimeout: 25, // seconds the server may hold a long-poll
+};
+
+// A connection that lasted this long without dropping resets the backoff, ms.
+const STABLE_AFTER = 10000;
+
+function jittered(ms) {
+  // Between three quarters and one and a quarter of the nominal delay, so that many clients
+  // cut off together by a restart do not all come back in the same instant.
+  return Math.round(ms * (0.75 + Math.random() * 0.5));
+}
+
+// The delay before reconnect attempt number `attempt` (0 = first): base, 2 base, 4 base, ...
+// up to cap, each spread uniformly over -25 %..+25 % but kept between base and cap. The
+// spread stays at the cap too (22.5-30 s by default), where a long outage has gathered the
+// most clients.
+function backoffDelay(base, cap, attempt) {
+  const nominal = Math.min(cap, base * 2 ** Math.min(attempt, 30));
+  const lower = Math.max(base, nominal * 0.75);
+  const upper = Math.max(lower, Math.min(cap, nominal * 1.25));
+  return Math.round(lower + Math.random() * (upper - lower));
+}
+
+function isValidId(n) {
+  return Number.isSafeInteger(n) && n >= 0;
+}
+
+// ------------------------------------------------------------------ transports
+//
+// Each transport is a small object with close(); it reports through the callbacks it is given:
+//   alive()        the first sign that the server answered properly (the connection works)
+//   message(msg)   one parsed event object
+//   fail(info)     the connection is over; info = {code, invalidSession} where known
+// A transport calls fail at most once and nothing after it, and nothing after close().
+
+class WebSocketTransport {
+  constructor(client, sessionId, cb) {
+    this.name = 'websocket';
+    this.cb = cb;
+    this.done = false;
+    this.pingTimer = null;
+    this.pongTimer = null;
+    const url = new URL(client._apiUrl('/ws/' + encodeURIComponent(sessionId)));
+    url.protocol = url.protocol === 'https:' ? 'wss:' : 'ws:';
+    url.searchParams.set('last_event_id', String(client.lastEventId));
+    const Ws = client._opts.WebSocket || globalThis.WebSocket;
+    if (typeof Ws !== 'function') {
+      queueMicrotask(() => this._fail({ reason: 'unavailable' }));
+      return;
+    }
+    try {
+      this.ws = new Ws(url.toString());
+    } catch (e) {
+      queueMicrotask(() => this._fail({ reason: 'refused' }));
+      return;
+    }
+    const opts = client._opts;
+    this.connectTimer = setTimeout(() => this._fail({ reason: 'timeout' }), opts.connectTimeout);
+    this.ws.onmessage = (ev) => {
+      // Any frame proves the connection alive, so the heartbeat waits again from here.
+      this._armPong(opts);
+      if (typeof ev.data !== 'string') return;
+      if (ev.data === 'pong') return;
+      let msg;
+      try {
+        msg = JSON.parse(ev.data);
+      } catch (e) {
+        return;
+      }
+      // Opening the socket is not enough: a proxy that strips the Upgrade header may accept
+      // and close at once. The bridge's first frame (connection.status) is the proof.
+      if (!this.alive) {
+        this.alive = true;
+        clearTimeout(this.connectTimer);
+        this.cb.alive();
+      }
+      if (!this.done) this.cb.message(msg);
+    };
+    this.ws.onopen = () => {
+      this.pingTimer = setInterval(() => {
+        if (this.ws.readyState !== 1) return;
+        try {
+          this.ws.send('ping');
+        } catch (e) {
+          return;
+        }
+        this._armPong(opts, true);
+      }, opts.pingInterval);
+    };
+    this.ws.onclose = (ev) => {
+      this._fail({ reason: 'closed', code: ev.code, invalidSession: ev.code === 4004 });
+    };
+    this.ws.onerror = () => {
+      // onclose follows and carries the code; nothing to do here.
+    };
+  }
+
+  _armPong(opts, start) {
+    if (start) {
+      if (this.pongTimer) return;
+      this.pongTimer = setTimeout(() => {
+        this._fail({ reason: 'heartbeat' });
+      }, opts.pongTimeout);
+    } else if (this.pongTimer) {
+      clearTimeout(this.pongTimer);
+      this.pongTimer = null;
+    }
+  }
+
+  _fail(info) {
+    if (this.done) return;
+    this.close();
+    this.cb.fail(info);
+  }
+
+  close() {
+    this.done = true;
+    clearTimeout(this.connectTimer);
+    clearTimeout(this.pongTimer);
+    clearInterval(this.pingTimer);
+    if (this.ws) {
+      this.ws.onmessage = this.ws.onclose = this.ws.onerror = this.ws.onopen = null;
+      try {
+        this.ws.close(1000, 'client closed');
+      } catch (e) {
+        // Closing a socket that never opened may throw in some engines; it is gone either way.
+      }
+    }
+  }
+}
+
+class SseTransport {
+  constructor(client, sessionId, cb) {
+    this.name = 'sse';
+    this.cb = cb;
+    this.done = false;
+    const Es = client._opts.EventSource || globalThis.EventSource;
+    if (typeof Es !== 'function') {
+      queueMicrotask(() => this._fail({ reason: 'unavailable' }));
+      return;
+    }
+    // A new EventSource cannot be given a Last-Event-ID header, so the position travels in the
+    // query; the browser's own reconnects are not used (see onerror).
+    const url = new URL(client._apiUrl('/events/stream'));
+    url.searchParams.set('session_id', sessionId);
+    url.searchParams.set('last_event_id', String(client.lastEventId));
+    try {
+      this.es = new Es(url.toString());
+    } catch (e) {
+      queueMicrotask(() => this._fail({ reason: 'refused' }));
+      return;
+    }
+    this.connectTimer = setTimeout(() => this._fail({ reason: 'timeout' }), client._opts.connectTimeout);
+    this.es.onopen = () => this._alive();
+    this.listener = (ev) => {
+      let msg;
+      try {
+        msg = JSON.parse(ev.data);
+      } catch (e) {
+        return;
+      }
+      this._alive();
+      if (!this.done) this.cb.message(msg);
+    };
+    for (const t of EVENT_TYPES) this.es.addEventListener(t, this.listener);
+    // EventSource retries by itself after a dropped stream but gives up for good after a non-200
+    // answer or a wrong Content-Type, and it knows nothing of backoff with a cap or of other
+    // transports. Every error therefore ends this transport and the client decides what next.
+    this.es.onerror = () => this._fail({ reason: 'error' });
+  }
+
+  _alive() {
+    if (this.alive || this.done) return;
+    this.alive = true;
+    clearTimeout(this.connectTimer);
+    this.cb.alive();
+  }
+
+  _fail(info) {
+    if (this.done) return;
+    this.close();
+    this.cb.fail(info);
+  }
+
+  close() {
+    this.done = true;
+    clearTimeout(this.connectTimer);
+    if (this.es) {
+      for (const t of EVENT_TYPES) this.es.removeEventListener(t, this.listener);
+      this.es.onopen = this.es.onerror = null;
+      this.es.close();
+    }
+  }
+}
+
+class LongPollTransport {
+  constructor(client, sessionId, cb) {
+    this.name = 'longpoll';
+    this.client = client;
+    this.sessionId = sessionId;
+    this.cb = cb;
+    this.done = false;
+    this.abort = null;
+    queueMicrotask(() => this._loop());
+  }
+
+  async _loop() {
+    const opts = this.client._opts;
+    const fetchFn = opts.fetch || globalThis.fetch.bind(globalThis);
+    while (!this.done) {
+      // Each request starts from the client's position (which a session.resync may have moved),
+      // not from the server's cursor, so there is one position for every transport.
+      const url = new URL(this.client._apiUrl('/events'));
+      url.searchParams.set('session_id', this.sessionId);
+      url.searchParams.set('cursor', String(this.client.lastEventId));
+      // The first request asks for an immediate answer: it proves the route works (and fetches
+      // the backlog) at once, rather than after a whole quiet wait.
+      url.searchParams.set('timeout', String(this.alive ? opts.longpollTimeout : 0));
+      this.abort = new AbortController();
+      // The server answers within its timeout (plus keepalive spaces); a request that hangs far
+      // longer went to a dead connection.
+      const timer = setTimeout(() => this.abort.abort(), opts.longpollTimeout * 1000 + opts.connectTimeout);
+      let body;
+      try {
+        const r = await fetchFn(url.toString(), { signal: this.abort.signal, cache: 'no-store' });
+        // A 404 may mean an unknown session or a server without this route; the client asks
+        // GET /sessions/{id} before it concludes the session is gone (see _checkSession).
+        if (r.status !== 200) {
+          this._fail({ reason: 'http', code: r.status, retryAfter: Number(r.headers.get('Retry-After')) || 0 });
+          return;
+        }
+        // The body may begin with keepalive spaces, which JSON.parse skips.
+        body = JSON.parse(await r.text());
+      } catch (e) {
+        this._fail({ reason: 'error' });
+        return;
+      } finally {
+        clearTimeout(timer);
+      }
+      if (this.done) return;
+      if (!body || !Array.isArray(body.events)) {
+        this._fail({ reason: 'bad-response' });
+        return;
+      }
+      if (!this.alive) {
+        this.alive = true;
+        this.cb.alive();
+      }
+      for (const msg of body.events) {
+        if (this.done) return;
+        this.cb.message(msg);
+      }
+      // A busy server (CGI mode past its waiter cap) answers at once with a hint to wait.
+      const hint = Number(body.retry_after_ms || body.retry_ms) || 0;
+      if (hint > 0 && !this.done) await new Promise((res) => setTimeout(res, Math.min(hint, 60000)));
+    }
+  }
+
+  _fail(info) {
+    if (this.done) return;
+    this.done = true;
+    this.cb.fail(info);
+  }
+
+  close() {
+    this.done = true;
+    if (this.abort) this.abort.abort();
+  }
+}
+
+const TRANSPORT_CLASSES = { websocket: WebSocketTransport, sse: SseTransport, longpoll: LongPollTransport };
+
+// ------------------------------------------------------------------ the client
+
+export class RealtimeClient {
+  /**
+   * @param {object} [options]
+   * @param {string} [options.baseUrl]  origin and path in front of /api/v1 ('' = this page's origin)
+   * @param {string[]} [options.transports]  in order of preference; any of 'websocket', 'sse', 'longpoll'
+   * Timing options (ms unless said): backoffBase, backoffCap, pingInterval, pongTimeout,
+   * connectTimeout, healthInterval, upgradeInterval, longpollTimeout (s). See docs/browser-client.md.
+   */
+  constructor(options = {}) {
+    this._opts = { ...DEFAULTS, ...options };
+    const unknown = this._opts.transports.filter((t) => !TRANSPORT_CLASSES[t]);
+    if (unknown.length || !this._opts.transports.length) {
+      throw new Error('RealtimeClient: unknown transport(s): ' + unknown.join(', '));
+    }
+    this._handlers = new Map();
+    this._sessionId = null;
+    this._lastSession = null;
+    this._lastEventId = 0;
+    this._active = null; // the transport delivering events
+    this._activeLevel = -1; // its index in transports
+    this._probe = null; // a better transport being tried while connected on a worse one
+    this._attemptLevel = 0;
+    this._failures = 0; // consecutive failed connection cycles, for backoff
+    this._retryTimer = null;
+    this._upgradeTimer = null;
+    this._healthTimer = null;
+    this._healthFailures = 0;
+    this._online = true;
+    this._serverDegraded = false;
+    this._status = 'disconnected';
+    this._statusKey = '';
+    this._env = false;
+    this._onOnline = () => this._wake('online');
+    this._onOffline = () => this._setStatus();
+    this._onVisible = () => {
+      if (typeof document !== 'undefined' && document.visibilityState === 'visible') this._wake('visible');
+    };
+  }
+
+  /**
+   * Changes options (baseUrl, transports, timings) of this client; they apply from the next
+   * connect(). Lets an app set up the shared `realtime` instance, e.g. for a site under a path.
+   */
+  configure(options = {}) {
+    const next = { ...this._opts, ...options };
+    const unknown = next.transports.filter((t) => !TRANSPORT_CLASSES[t]);
+    if (unknown.length || !next.transports.length) {
+      throw new Error('RealtimeClient: unknown transport(s): ' + unknown.join(', '));
+    }
+    this._opts = next;
+    return this;
+  }
+
+  /** The transport delivering events now ('websocket', 'sse', 'longpoll'), or null. */
+  get transport() {
+    return this._active ? this._active.name : null;
+  }
+
+  /** The id of the last event handed to handlers (0 before any). */
+  get lastEventId() {
+    return this._lastEventId;
+  }
+
+  /**
+   * 'disconnected', 'connecting', 'connected' (events flow), 'degraded' (events flow but the
+   * server reports trouble) or 'offline' (no transport works at the moment; retrying).
+   */
+  get status() {
+    return this._status;
+  }
+
+  /** False while /api/v1/health fails or the browser reports no network. */
+  get online() {
+    return this._online && !(typeof navigator !== 'undefined' && navigator.onLine === false);
+  }
+
+  /** The session connected to, or null. */
+  get sessionId() {
+    return this._sessionId;
+  }
+
+  /**
+   * Registers handler(data, message) for events of type, or handler(message) for '*' (every
+   * event, including the local connection.status). Returns a function that unregisters it.
+   */
+  on(type, handler) {
+    if (typeof handler !== 'function') throw new TypeError('handler must be a function');
+    if (!this._handlers.has(type)) this._handlers.set(type, new Set());
+    this._handlers.get(type).add(handler);
+    return () => this.off(type, handler);
+  }
+
+  /** Unregisters a handler given to on(); without handler, every handler of type. */
+  off(type, handler) {
+    const set = this._handlers.get(type);
+    if (!set) return;
+    if (handler) set.delete(handler);
+    else set.clear();
+  }
+
+  /**
+   * Connects to a session, resuming after lastEventId when it is the same session as before
+   * (or after options.lastEventId). Connecting to another session starts from its beginning.
+   */
+  connect(sessionId, options = {}) {
+    if (typeof sessionId !== 'string' || !sessionId) throw new TypeError('connect: session id required');
+    // The position belongs to a session: kept across disconnect() and connect() of the same
+    // one, reset for another.
+    if (sessionId !== this._lastSession) this._lastEventId = 0;
+    this._lastSession = sessionId;
+    if (isValidId(options.lastEventId)) this._lastEventId = options.lastEventId;
+    this._teardown();
+    this._sessionId = sessionId;
+    this._failures = 0;
+    this._listenEnvironment(true);
+    this._startHealth();
+    this._attempt(0);
+  }
+
+  /** Closes every connection and timer; handlers stay registered. */
+  disconnect() {
+    this._teardown();
+    this._listenEnvironment(false);
+    clearTimeout(this._healthTimer);
+    this._healthTimer = null;
+    this._sessionId = null;
+    this._setStatus('disconnected');
+  }
+
+  // -------------------------------------------------------------- internals
+
+  _apiUrl(path) {
+    const base = this._opts.baseUrl || (typeof location !== 'undefined' ? location.origin : '');
+    return base.replace(/\/+$/, '') + '/api/v1' + path;
+  }
+
+  _teardown() {
+    clearTimeout(this._retryTimer);
+    clearTimeout(this._upgradeTimer);
+    clearTimeout(this._stableTimer);
+    this._retryTimer = this._upgradeTimer = null;
+    for (const t of [this._active, this._probe, this._pending]) if (t) t.close();
+    this._active = this._probe = this._pending = null;
+    this._activeLevel = -1;
+  }
+
+  _listenEnvironment(on) {
+    if (typeof window === 'undefined' || on === this._env) return;
+    this._env = on;
+    const m = on ? 'addEventListener' : 'removeEventListener';
+    window[m]('online', this._onOnline);
+    window[m]('offline', this._onOffline);
+    if (typeof document !== 'undefined') document[m]('visibilitychange', this._onVisible);
+  }
+
+  // Something suggests the network is back (or the user looks again): while waiting to
+  // reconnect, do it now instead of at the end of the backoff; and check health at once.
+  _wake(why) {
+    if (!this._sessionId) return;
+    if (why !== 'health') this._checkHealthSoon(0);
+    if (this._retryTimer) {
+      clearTimeout(this._retryTimer);
+      this._retryTimer = null;
+      this._failures = 0;
+      this._attempt(0);
+    } else {
+      this._setStatus();
+    }
+  }
+
+  // Starts the transport at level; on failure before it worked, the next level is tried at once.
+  _attempt(level) {
+    const opts = this._opts;
+    this._attemptLevel = level;
+    this._setStatus('connecting');
+    const name = opts.transports[level];
+    let t = null;
+    const cb = {
+      alive: () => {
+        if (this._pending !== t) return;
+        this._pending = null;
+        this._promote(t, level);
+      },
+      message: (msg) => {
+        if (this._pending === t || this._active === t) this._dispatch(msg);
+      },
+      fail: (info) => {
+        if (this._pending === t) {
+          this._pending = null;
+          this._attemptFailed(level, info);
+        } else if (this._active === t) {
+          this._activeFailed(level, info);
+        }
+      },
+    };
+    t = new TRANSPORT_CLASSES[name](this, this._sessionId, cb);
+    this._pending = t;
+  }
+
+  _promote(t, level) {
+    if (this._active && this._active !== t) this._active.close();
+    this._active = t;
+    this._activeLevel = level;
+    // What the previous connection's server said about itself no longer holds; a WebSocket or
+    // SSE stream says it again in its first frame (long-poll has the health check).
+    this._serverDegraded = false;
+    // The backoff starts over only once the connection proved stable (it delivered an event
+    // or lasted a while): a server that accepts and drops at once (its database away, a
+    // crashing backend) must not be hammered every second by every client.
+    clearTimeout(this._stableTimer);
+    this._stableTimer = setTimeout(() => {
+      if (this._active === t) this._failures = 0;
+    }, STABLE_AFTER);
+    this._scheduleUpgrade();
+    this._setStatus();
+  }
+
+  _attemptFailed(level, info) {
+    if (info && info.invalidSession) return this._invalidSession();
+    if (level + 1 < this._opts.transports.length) {
+      this._attempt(level + 1);
+      return;
+    }
+    this._retryLater(0, info);
+  }
+
+  // A transport that worked dropped: try the same kind again after a backoff delay (a restart
+  // of the server looks like this), starting from it rather than from the top of the list.
+  _activeFailed(level, info) {
+    clearTimeout(this._stableTimer);
+    this._active = null;
+    this._activeLevel = -1;
+    clearTimeout(this._upgradeTimer);
+    if (this._probe) {
+      this._probe.close();
+      this._probe = null;
+    }
+    if (info && info.invalidSession) return this._invalidSession();
+    this._retryLater(level, info);
+  }
+
+  _retryLater(level, info) {
+    const opts = this._opts;
+    let delay = backoffDelay(opts.backoffBase, opts.backoffCap, this._failures);
+    if (info && info.retryAfter > 0) delay = Math.max(delay, Math.min(opts.backoffCap, info.retryAfter * 1000));
+    this._failures++;
+    this._retryTimer = setTimeout(() => {
+      this._retryTimer = null;
+      this._attempt(level);
+    }, delay);
+    this._retryAt = Date.now() + delay;
+    this._setStatus();
+    // After a whole cycle failed, the session itself may be gone: a 404 then ends the attempts.
+    this._checkSession();
+  }
+
+  async _checkSession() {
+    const id = this._sessionId;
+    try {
+      const r = await (this._opts.fetch || globalThis.fetch.bind(globalThis))(
+        this._apiUrl('/sessions/' + encodeURIComponent(id)), { cache: 'no-store' });
+      if (r.status === 404 && this._sessionId === id && !this._active) this._invalidSession();
+    } catch (e) {
+      // Unreachable: that is what the backoff is for.
+    }
+  }
+
+  _invalidSession() {
+    const id = this._sessionId;
+    this.disconnect();
+    this._emitLocal('session.invalid', { session_id: id });
+  }
+
+  // While on a fallback, now and then try the better transports; the first that works takes over.
+  _scheduleUpgrade() {
+    clearTimeout(this._upgradeTimer);
+    this._upgradeTimer = null;
+    if (this._activeLevel <= 0) return;
+    this._upgradeTimer = setTimeout(() => this._tryUpgrade(0), jittered(this._opts.upgradeInterval));
+  }
+
+  _tryUpgrade(level) {
+    this._upgradeTimer = null;
+    if (!this._active || level >= this._activeLevel) {
+      this._scheduleUpgrade();
+      return;
+    }
+    const name = this._opts.transports[level];
+    let p = null;
+    // The probe resumes from the current position and its events go through the same duplicate
+    // filter, so while both transports run an event is handed on once, by whichever is first.
+    const cb = {
+      alive: () => {
+        if (this._probe !== p) return;
+        this._probe = null;
+        this._promote(p, level);
+      },
+      message: (msg) => {
+        if (this._probe === p || this._active === p) this._dispatch(msg);
+      },
+      fail: (info) => {
+        if (this._probe === p) {
+          this._probe = null;
+          this._tryUpgrade(level + 1);
+        } else if (this._active === p) {
+          this._activeFailed(level, info);
+        }
+      },
+    };
+    p = new TRANSPORT_CLASSES[name](this, this._sessionId, cb);
+    this._probe = p;
+  }
+
+  _dispatch(msg) {
+    if (!msg || typeof msg !== 'object' || typeof msg.type !== 'string') return;
+    if (msg.type === 'connection.status') {
+      // The server's view of its own health (degraded while its database is away). It is
+      // folded into the client's status instead of being passed on, so that handlers see one
+      // consistent connection.status stream.
+      const s = msg.data && msg.data.status;
+      this._serverDegraded = s === 'degraded' || s === 'reconnecting';
+      this._setStatus();
+      return;
+    }
+    if (msg.type === 'session.resync') {
+      const to = msg.data && Number(msg.data.last_event_id);
+      if (isValidId(to)) this._lastEventId = to;
+      this._emit(msg);
+      return;
+    }
+    if (msg.id !== undefined && msg.id !== null) {
+      const id = Number(msg.id);
+      if (!isValidId(id)) return;
+      // Two transports may overlap during a switch, and every reconnect asks for "after
+      // lastEventId", so an id at or below it has been handled already.
+      if (id <= this._lastEventId) return;
+      this._lastEventId = id;
+      this._failures = 0;
+    }
+    this._emit(msg);
+  }
+
+  _emit(msg) {
+    const call = (fn, ...args) => {
+      try {
+        fn(...args);
+      } catch (e) {
+        // One faulty handler must not stop the others or the stream.
+        console.error('imagetools-realtime: handler for', msg.type, 'threw', e);
+      }
+    };
+    const typed = this._handlers.get(msg.type);
+    if (typed) for (const fn of [...typed]) call(fn, msg.data, msg);
+    const all = this._handlers.get('*');
+    if (all) for (const fn of [...all]) call(fn, msg);
+  }
+
+  _emitLocal(type, data) {
+    this._emit({ type, timestamp: new Date().toISOString(), data });
+  }
+
+  // Derives the status from the facts (or takes an explicit one) and emits connection.status
+  // when anything a user would see changed. Being on a fallback transport is not by itself
+  // "degraded" (a site without the bridge is served fine over SSE); the data says so in
+  // `fallback`. Degraded means events flow but the server reports trouble (its database away).
+  _setStatus(explicit) {
+    let status = explicit;
+    const netOffline = typeof navigator !== 'undefined' && navigator.onLine === false;
+    if (!status || status === 'connecting') {
+      if (!this._sessionId) status = 'disconnected';
+      else if (this._active) status = this._serverDegraded || !this.online ? 'degraded' : 'connected';
+      else if (netOffline || this._retryTimer || !this._online) status = 'offline';
+      else status = 'connecting';
+    }
+    const transport = this.transport;
+    const fallback = this._activeLevel > 0;
+    const key = [status, transport, this.online, fallback].join('/');
+    if (key === this._statusKey) return;
+    this._statusKey = key;
+    this._status = status;
+    const data = { status, transport, fallback, online: this.online, last_event_id: this._lastEventId };
+    if (status === 'degraded') data.reason = this._serverDegraded ? 'server' : 'health';
+    if (this._retryTimer) data.retry_in = Math.max(0, this._retryAt - Date.now());
+    this._emitLocal('connection.status', data);
+  }
+
+  // ------------------------------------------------------------ health polling
+
+  _startHealth() {
+    if (this._healthTimer) return;
+    this._checkHealthSoon(0);
+  }
+
+  _checkHealthSoon(delay) {
+    clearTimeout(this._healthTimer);
+    this._healthTimer = setTimeout(() => this._checkHealth(), delay);
+  }
+
+  async _checkHealth() {
+    this._healthTimer = null;
+    if (!this._sessionId) return;
+    const opts = this._opts;
+    let ok = false;
+    const ctl = new AbortController();
+    const timer = setTimeout(() => ctl.abort(), opts.connectTimeout);
+    try {
+      const r = await (opts.fetch || globalThis.fetch.bind(globalThis))(this._apiUrl('/health'),
+        { cache: 'no-store', signal: ctl.signal });
+      ok = r.status === 200;
+    } catch (e) {
+      ok = false;
+    } finally {
+      clearTimeout(timer);
+    }
+    if (!this._sessionId) return;
+    const was = this._online;
+    this._online = ok;
+    this._healthFailures = ok ? 0 : this._healthFailures + 1;
+    this._setStatus();
+    // Health is back while the transports wait out a long backoff: reconnect now.
+    if (ok && !was && this._retryTimer) this._wake('health');
+    const next = ok ? opts.healthInterval
+      : backoffDelay(opts.backoffBase, Math.min(opts.backoffCap, opts.healthInterval), this._healthFailures - 1);
+    if (!this._healthTimer) this._checkHealthSoon(next);
+  }
+}
+
+/** A shared client for apps that talk to one server (the page's own origin). */
+export const realtime = new RealtimeClient();
