@@ -11,6 +11,7 @@
 #include "common/id.h"
 #include "common/list.h"
 #include "common/log.h"
+#include "db/metrics.h"
 #include "db/eventlog.h"
 
 #include <arpa/inet.h>
@@ -401,6 +402,7 @@ static void client_detach(client *c)
 		return;
 	it_list_unlink(&c->slink);
 	s->nclients--;
+	it_metrics_gauge_add("imagetools_connections_open", "transport=\"websocket\"", -1);
 	c->session = NULL;
 	session_release(s);
 }
@@ -495,6 +497,7 @@ static int send_resync(client *c, const char *reason, int64_t last)
 	char *s;
 	int rc;
 
+	it_metrics_inc("imagetools_resyncs_total", NULL, 1);
 	json_object_object_add(d, "reason", json_object_new_string(reason));
 	json_object_object_add(d, "last_event_id", json_object_new_int64(last));
 	s = transient("session.resync", d);
@@ -548,6 +551,8 @@ static int admit(client *c, session *s, int64_t last_seq)
 	int64_t want = c->requested;
 
 	c->state = C_LIVE;
+	if (want > 0)
+		it_metrics_inc("imagetools_resumes_total", "transport=\"websocket\"", 1);
 	if (send_status(c, "connected") < 0 || c->state != C_LIVE)
 		return -1;
 	if (want < s->first_kept - 1 || want > last_seq) {
@@ -646,6 +651,7 @@ static int deliver(client *c, PGresult *res, int base, const int64_t *seqs, int 
 			return -1;
 		c->cursor = seqs[i + k - 1];
 		B.delivered += (unsigned long long)k;
+		it_metrics_inc("imagetools_events_delivered_total", "transport=\"websocket\"", k);
 		i += k;
 		if (c->out.len >= B.soft) {
 			c->behind = 1;
@@ -1086,6 +1092,7 @@ static int handshake(client *c)
 		return client_http_error(c, 400, "Bad Request", "bad-cursor",
 					 "last_event_id must be a non-negative integer.", NULL);
 	if (!origin_allowed(&req)) {
+		it_metrics_inc("imagetools_origin_refused_total", NULL, 1);
 		it_log_info("WebSocket upgrade refused: origin not allowed");
 		return client_http_error(c, 403, "Forbidden", "origin-not-allowed",
 					 "This origin may not open WebSockets here.", NULL);
@@ -1133,6 +1140,7 @@ static int handshake(client *c)
 	c->session = s;
 	it_list_push(&s->clients, &c->slink);
 	s->nclients++;
+	it_metrics_gauge_add("imagetools_connections_open", "transport=\"websocket\"", 1);
 	if (s->nclients > (unsigned)B.cfg->max_streams_per_session) {
 		/* One capability should not pin unbounded resources: extras
 		 * are told to come back later, as the hub does for SSE. */

@@ -4,6 +4,8 @@
 #include "bridge/bridge.h"
 #include "common/config.h"
 #include "common/log.h"
+#include "db/db.h"
+#include "db/metrics.h"
 
 #include <getopt.h>
 #include <stdio.h>
@@ -65,7 +67,11 @@ int main(int argc, char **argv)
 	}
 	level = it_log_level_parse(cfg.log_level);
 	it_log_init("imagetools-wsbridge", level < 0 ? IT_LOG_INFO : (enum it_log_level)level);
+	/* Counters reach /metrics through the database, on a thread of their own. */
+	it_db_configure(cfg.database_url);
+	it_metrics_start("imagetools-wsbridge", 5, NULL, NULL);
 	rc = it_bridge_run(&cfg, listen_addr ? listen_addr : cfg.bridge_listen);
+	it_metrics_stop();
 	it_config_free(&cfg);
 	return rc == 0 ? 0 : 1;
 }

@@ -27,6 +27,41 @@ int it_log_level_parse(const char *s)
 	return -1;
 }
 
+static int id_char(unsigned char c)
+{
+	return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '_';
+}
+
+/* Shortens every run of exactly IT_LOG_SECRET_LEN URL-safe characters (the
+ * shape of a session id) in s[0..n) to its first six and "...", in place,
+ * and returns the new length. Callers redact the ids they log themselves;
+ * this catches the ones that arrive inside text they pass on, such as a
+ * database error's "Key (session_id)=(...)" detail. UUIDs (36 characters
+ * with dashes) and SHA-256 digests (64) are left alone. */
+static int redact_ids(char *s, int n)
+{
+	int in = 0, out = 0;
+
+	while (in < n) {
+		int run = 0;
+		while (in + run < n && id_char((unsigned char)s[in + run]))
+			run++;
+		if (run == IT_LOG_SECRET_LEN) {
+			memmove(s + out, s + in, 6);
+			memcpy(s + out + 6, "...", 3);
+			out += 9;
+			in += run;
+		} else if (run > 0) {
+			memmove(s + out, s + in, (size_t)run);
+			out += run;
+			in += run;
+		} else {
+			s[out++] = s[in++];
+		}
+	}
+	return out;
+}
+
 void it_logv(enum it_log_level level, const char *fmt, va_list ap)
 {
 	char line[2048];
@@ -49,6 +84,7 @@ void it_logv(enum it_log_level level, const char *fmt, va_list ap)
 	n += m;
 	if (n > (int)sizeof(line) - 2)
 		n = (int)sizeof(line) - 2;
+	n = redact_ids(line, n);
 	/* Control characters from client input must not forge extra records. */
 	for (int i = 0; i < n; i++)
 		if ((unsigned char)line[i] < 0x20)

@@ -18,6 +18,11 @@ void it_logv(enum it_log_level level, const char *fmt, va_list ap);
 /* Parses "error", "warn", "info" or "debug"; returns -1 for anything else. */
 int it_log_level_parse(const char *s);
 
+/* Length of a session id (common/id.h). Every record is scanned for runs of
+ * exactly this many URL-safe characters, which are cut to a short prefix, so
+ * a session id inside a database error message never reaches the log whole. */
+#define IT_LOG_SECRET_LEN 32
+
 /* Returns a short, log-safe prefix of a secret such as a session id: the first
  * six characters followed by an ellipsis. Writes into out (at least 16 bytes). */
 const char *it_log_redact(const char *secret, char *out, unsigned outlen);

@@ -3,9 +3,12 @@
 
 #include "fcgi/app.h"
 
+#include "db/metrics.h"
+#include "fcgi/guard.h"
 #include "fcgi/handlers.h"
 #include "fcgi/router.h"
 
+#include <stdio.h>
 #include <string.h>
 
 it_app it_g;
@@ -27,6 +30,7 @@ static const it_route routes[] = {
 	{"POST", "/api/v1/operations", it_h_operation_create},
 	{"GET", "/api/v1/operations/{id}", it_h_operation_get},
 	{"POST", "/api/v1/operations/{id}/cancel", it_h_operation_cancel},
+	{"GET", "/api/v1/metrics", it_h_metrics},
 };
 
 int it_app_session_problem(it_req *req, int rc)
@@ -43,11 +47,24 @@ int it_app_session_problem(it_req *req, int rc)
 	return 1;
 }
 
+/* Counts the answer by route pattern (never the raw path: ids would make
+ * the label set unbounded) and status. */
+static void count_response(const it_req *req)
+{
+	char labels[IT_METRICS_KEY_MAX];
+
+	snprintf(labels, sizeof(labels), "route=\"%s\",status=\"%d\"", req->route ? req->route : "unmatched",
+		 req->status);
+	it_metrics_inc("imagetools_http_responses_total", labels, 1);
+}
+
 void it_app_dispatch(it_req *req)
 {
 	const it_route *route = NULL;
 	char allow[128];
 
+	if (it_guard_request(req))
+		goto out;
 	switch (it_router_match(routes, sizeof(routes) / sizeof(routes[0]), req->method, req->path, req, &route,
 				allow, sizeof(allow))) {
 	case IT_MATCH_OK:
@@ -62,4 +79,6 @@ void it_app_dispatch(it_req *req)
 		it_resp_problem(req, 404, "not-found", "No such resource.");
 		break;
 	}
+out:
+	count_response(req);
 }

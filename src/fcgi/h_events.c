@@ -11,8 +11,10 @@
 #include "common/log.h"
 #include "db/db.h"
 #include "db/eventlog.h"
+#include "db/metrics.h"
 #include "db/sessions.h"
 #include "fcgi/app.h"
+#include "fcgi/guard.h"
 #include "fcgi/handlers.h"
 #include "hub/hub.h"
 #include "hub/sse.h"
@@ -154,6 +156,7 @@ static void lp_answer(it_req *req, struct lp_body *b, const char *extra)
 	it_resp_write(req, out.data, out.len);
 	it_buf_free(&out);
 	snprintf(req->log_note, sizeof(req->log_note), "events=%d", b->count);
+	it_metrics_inc("imagetools_events_delivered_total", "transport=\"longpoll\"", b->count);
 }
 
 /* Writes the answer when the head was already sent (CGI mode, waiting). */
@@ -167,6 +170,7 @@ static void lp_write_body(it_req *req, struct lp_body *b)
 	it_resp_write(req, out.data, out.len);
 	it_buf_free(&out);
 	snprintf(req->log_note, sizeof(req->log_note), "events=%d", b->count);
+	it_metrics_inc("imagetools_events_delivered_total", "transport=\"longpoll\"", b->count);
 }
 
 /* ------------------------------------------------------------------ hand-over to the hub */
@@ -349,6 +353,7 @@ static int sse_write(const it_event *ev, void *arg)
 	if (o->failed)
 		return 1;
 	o->cursor = ev->seq;
+	it_metrics_inc("imagetools_events_delivered_total", "transport=\"sse\"", 1);
 	return 0;
 }
 
@@ -402,6 +407,7 @@ void it_h_events_poll(it_req *req)
 		it_buf_puts(&b.items, j);
 		free(j);
 		b.cursor = s.last_event_seq;
+		it_metrics_inc("imagetools_resyncs_total", NULL, 1);
 		lp_answer(req, &b, NULL);
 		goto out;
 	}
@@ -414,6 +420,10 @@ void it_h_events_poll(it_req *req)
 		lp_answer(req, &b, NULL);
 		goto out;
 	}
+	/* Only a long-poll that waits holds a connection: one that answers at
+	 * once is an ordinary request and is not counted as a stream. */
+	if (it_guard_rate(req, "streams", req->remote_addr, it_g.cfg.rate_streams))
+		goto out;
 	if (it_g.cgi) {
 		cgi_longpoll(req, &conn, &a, &b);
 		goto out;
@@ -454,6 +464,10 @@ void it_h_events_stream(it_req *req)
 
 	if (parse_args(req, &a, "last_event_id", "HTTP_LAST_EVENT_ID") < 0)
 		return;
+	if (it_guard_rate(req, "streams", req->remote_addr, it_g.cfg.rate_streams))
+		return;
+	if (a.cursor > 0)
+		it_metrics_inc("imagetools_resumes_total", "transport=\"sse\"", 1);
 	rc = it_sessions_get(&conn, a.session, &s);
 	it_resp_header(req, "Cache-Control", "no-cache");
 	it_resp_header(req, "X-Accel-Buffering", "no");
@@ -489,6 +503,7 @@ void it_h_events_stream(it_req *req)
 		j = resync_json(&s, a.cursor > s.last_event_seq ? "cursor-ahead" : "cursor-expired");
 		it_sse_transient(&head, "session.resync", j);
 		free(j);
+		it_metrics_inc("imagetools_resyncs_total", NULL, 1);
 		a.cursor = s.last_event_seq;
 	}
 	if (it_g.cgi) {

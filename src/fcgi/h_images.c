@@ -7,8 +7,10 @@
 #include "db/db.h"
 #include "db/eventlog.h"
 #include "db/images.h"
+#include "db/metrics.h"
 #include "db/sessions.h"
 #include "fcgi/app.h"
+#include "fcgi/guard.h"
 #include "fcgi/handlers.h"
 #include "image/filename.h"
 #include "image/sniff.h"
@@ -81,6 +83,7 @@ typedef struct upload {
 	int status;
 	const char *slug;
 	char detail[256];
+	int64_t retry_after; /* with status 429 */
 } upload;
 
 __attribute__((format(printf, 4, 5))) static int up_fail(upload *u, int status, const char *slug, const char *fmt, ...)
@@ -322,6 +325,10 @@ static int part_end(upload *u)
 				return up_fail(u, 404, "unknown-session", "No such session, or it has expired.");
 			if (rc != 0)
 				return up_fail(u, 503, "database-unavailable", "The database cannot be reached; try again shortly.");
+			if (it_guard_rate_check("uploads-session", u->session, it_g.cfg.rate_uploads, &u->retry_after))
+				return up_fail(u, 429, "rate-limited",
+					       "Too many uploads into this session; try again in %" PRId64 " seconds.",
+					       u->retry_after);
 		} else {
 			memcpy(u->source, u->field, u->field_len + 1);
 			if (!valid_source(u->source))
@@ -437,12 +444,20 @@ void it_h_image_upload(it_req *req)
 	if (it_mp_boundary(ct, boundary) < 0) {
 		it_resp_problem(req, 400, "not-multipart",
 				"Uploads are multipart/form-data with a boundary (curl -F file=@photo.jpg).");
+		it_metrics_inc("imagetools_upload_errors_total", "status=\"400\"", 1);
 		return;
 	}
 	if (req->content_length > it_g.cfg.max_request_bytes) {
 		/* Not a byte is read: the web server closes the connection. */
 		it_resp_problem(req, 413, "request-too-large", "The request is larger than the limit of %" PRId64 " bytes.",
 				it_g.cfg.max_request_bytes);
+		it_metrics_inc("imagetools_upload_errors_total", "status=\"413\"", 1);
+		return;
+	}
+	if (it_guard_rate(req, "uploads", req->remote_addr, it_g.cfg.rate_uploads)) {
+		it_metrics_inc("imagetools_upload_errors_total", "status=\"429\"", 1);
+		if (req->content_length >= 0 && req->content_length <= DRAIN_MAX)
+			it_req_drain(req, DRAIN_MAX);
 		return;
 	}
 	u = calloc(1, sizeof(*u));
@@ -472,6 +487,12 @@ void it_h_image_upload(it_req *req)
 		for (int i = 0; i < u->nfiles; i++)
 			json_object_array_add(arr, it_images_json(&u->files[i].img, it_g.cfg.url_prefix));
 		json_object_object_add(o, "images", arr);
+		for (int i = 0; i < u->nfiles; i++) {
+			char labels[48];
+			snprintf(labels, sizeof(labels), "source=\"%s\"", u->files[i].img.source);
+			it_metrics_inc("imagetools_uploads_total", labels, 1);
+			it_metrics_inc("imagetools_upload_bytes_total", NULL, u->files[i].img.size);
+		}
 		snprintf(req->log_note, sizeof(req->log_note), "images=%d", u->nfiles);
 		it_resp_json(req, 201, o);
 		json_object_put(o);
@@ -483,6 +504,13 @@ void it_h_image_upload(it_req *req)
 			it_db_rollback(u->conn);
 		if (u->status == 503)
 			it_resp_header(req, "Retry-After", "5");
+		if (u->status == 429)
+			it_resp_header(req, "Retry-After", "%" PRId64, u->retry_after);
+		{
+			char labels[32];
+			snprintf(labels, sizeof(labels), "status=\"%d\"", u->status ? u->status : 500);
+			it_metrics_inc("imagetools_upload_errors_total", labels, 1);
+		}
 		it_resp_problem(req, u->status ? u->status : 500, u->slug ? u->slug : "internal", "%s", u->detail);
 		it_resp_flush(req);
 		/* Read what is left so that the client, still sending, gets the

@@ -4,6 +4,7 @@
 #include "db/db.h"
 #include "db/sessions.h"
 #include "fcgi/app.h"
+#include "fcgi/guard.h"
 #include "fcgi/handlers.h"
 
 static json_object *session_json(const it_session *s)
@@ -27,6 +28,8 @@ void it_h_session_create(it_req *req)
 		it_resp_problem(req, 413, "body-too-large", "POST /sessions takes no body");
 		return;
 	}
+	if (it_guard_rate(req, "sessions", req->remote_addr, it_g.cfg.rate_sessions))
+		return;
 	rc = it_sessions_create(&conn, it_g.cfg.session_ttl, &s);
 	if (it_app_session_problem(req, rc))
 		return;

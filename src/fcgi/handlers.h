@@ -30,4 +30,10 @@ void it_h_operation_create(it_req *req);
 void it_h_operation_get(it_req *req);
 void it_h_operation_cancel(it_req *req);
 
+/* h_metrics.c */
+void it_h_metrics(it_req *req);
+/* Starts and stops the flush thread that makes this process count in /metrics. */
+void it_h_metrics_start(void);
+void it_h_metrics_stop(void);
+
 #endif

@@ -3,7 +3,9 @@
 
 #include "common/log.h"
 #include "db/db.h"
+#include "db/metrics.h"
 #include "fcgi/app.h"
+#include "fcgi/handlers.h"
 #include "fcgi/request.h"
 #include "hub/hub.h"
 
@@ -136,6 +138,14 @@ static int run_cgi(void)
 	serve(&req);
 	fflush(stdout);
 	it_req_finish(&req);
+	/* A CGI process lives for one request: what it counted is added to
+	 * this host's shared row now, after the client has its answer. */
+	{
+		PGconn *conn = it_db_thread_conn();
+		it_metrics_program("imagetools.fcgi");
+		if (conn)
+			it_metrics_flush(&conn);
+	}
 	it_db_thread_close();
 	return 0;
 }
@@ -230,6 +240,7 @@ int main(int argc, char **argv)
 		it_log_error("cannot start the event hub");
 		return 1;
 	}
+	it_h_metrics_start();
 
 	tids = calloc((size_t)it_g.cfg.threads, sizeof(*tids));
 	if (tids == NULL)
@@ -271,6 +282,7 @@ int main(int argc, char **argv)
 	}
 	free(tids);
 	/* Open streams are ended properly, so clients reconnect at once. */
+	it_h_metrics_stop();
 	it_hub_stop(it_g.hub);
 	it_g.hub = NULL;
 	if (sock)

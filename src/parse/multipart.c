@@ -373,6 +373,7 @@ int it_mp_boundary(const char *ct, char *out)
 	span s;
 	const char *tok;
 	size_t n;
+	int found = -1;
 
 	if (ct == NULL)
 		return -1;
@@ -388,7 +389,9 @@ int it_mp_boundary(const char *ct, char *out)
 		int cut = 0;
 
 		skip_ows(&s);
-		if (s.p >= s.end || *s.p != ';')
+		if (s.p >= s.end)
+			return found;
+		if (*s.p != ';')
 			return -1;
 		s.p++;
 		skip_ows(&s);
@@ -423,13 +426,17 @@ int it_mp_boundary(const char *ct, char *out)
 		if (vlen < 0)
 			return -1;
 		if (strcasecmp(key, "boundary") == 0) {
+			/* Two boundaries are ambiguous: a filter in front may split
+			 * the body by the other one than we do, so neither is used. */
+			if (found >= 0)
+				return -1;
 			if (cut || vlen < 1 || vlen > IT_MP_BOUNDARY_MAX || val[vlen - 1] == ' ')
 				return -1;
 			for (long i = 0; i < vlen; i++)
 				if (!is_bchar((unsigned char)val[i]))
 					return -1;
 			memcpy(out, val, (size_t)vlen + 1);
-			return (int)vlen;
+			found = (int)vlen;
 		}
 	}
 }

@@ -5,6 +5,7 @@
 #include "common/id.h"
 #include "common/log.h"
 #include "db/db.h"
+#include "db/metrics.h"
 #include "db/operations.h"
 #include "worker/housekeeping.h"
 #include "worker/queue.h"
@@ -175,6 +176,8 @@ int main(int argc, char **argv)
 	it_log_info("started as %s (lease %lld s, %d images at once%s)", w.owner, (long long)cfg.worker_lease,
 		    w.parallel, once ? ", once" : "");
 
+	/* Counters reach /metrics through the database, on a thread of their own. */
+	it_metrics_start("imagetools-worker", 5, NULL, NULL);
 	while (!stopping) {
 		it_wq_job job;
 		int claimed;
@@ -225,6 +228,7 @@ int main(int argc, char **argv)
 	}
 	if (w.conn)
 		PQfinish(w.conn);
+	it_metrics_stop();
 	it_log_info("stopped");
 	it_config_free(&cfg);
 	it_xf_shutdown();

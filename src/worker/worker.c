@@ -9,6 +9,7 @@
 #include "db/db.h"
 #include "db/eventlog.h"
 #include "db/images.h"
+#include "db/metrics.h"
 #include "worker/transform.h"
 
 #include <errno.h>
@@ -459,6 +460,13 @@ static int finish(struct run *r, int cancelled)
 		goto out;
 	rc = 0;
 	it_log_info("operation %s %s: %s", job->id, status, msg);
+	{
+		char labels[96];
+		snprintf(labels, sizeof(labels), "type=\"%s\",status=\"%s\"", r->type, status);
+		it_metrics_inc("imagetools_operations_finished_total", labels, 1);
+		it_metrics_inc("imagetools_operation_images_total", "result=\"ok\"", ok);
+		it_metrics_inc("imagetools_operation_images_total", "result=\"failed\"", failed);
+	}
 out:
 	if (rc != 0)
 		it_db_rollback(w->conn);

@@ -91,7 +91,8 @@ try:
         tap.is_(len(srv.requests), 4, "and nothing was posted for it")
         browser.send("Target.closeTarget", {"targetId": tab["targetId"]})
 
-    with Stack(tap) as st:
+    # The add-on posts from its extension origin, which the server refuses unless listed.
+    with Stack(tap, settings={"allowed_origins": "chrome-extension://%s" % ext_id}) as st:
         sid = st.new_session()
         # The options page: paste the pairing link, save, and it checks the session exists.
         opt = browser.send("Target.createTarget", {"url": "chrome-extension://%s/options.html" % ext_id})

@@ -1,0 +1,73 @@
+/* ratelimit.c: token-bucket rate limits kept in PostgreSQL, shared by every process and node. */
+#include "config.h"
+
+#include "db/ratelimit.h"
+
+#include "common/log.h"
+#include "db/db.h"
+
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+/* A bucket untouched this long is full again and can go: its row carries
+ * nothing a fresh row would not. Buckets refill within a minute, so ten is
+ * generous. */
+#define PRUNE_IDLE "10 minutes"
+#define PRUNE_EVERY_S 60
+
+static _Atomic int64_t next_prune;
+
+/* Deletes idle buckets, at most once a minute per process. The table is small
+ * (one row per active client and session) and unlogged, so a scan is cheap. */
+static void maybe_prune(PGconn **connp)
+{
+	int64_t now = (int64_t)time(NULL), due = atomic_load(&next_prune);
+	PGresult *res;
+
+	if (now < due || !atomic_compare_exchange_strong(&next_prune, &due, now + PRUNE_EVERY_S))
+		return;
+	res = it_db_exec(connp, 0, "DELETE FROM rate_limits WHERE updated < now() - interval '" PRUNE_IDLE "'", 0,
+			 NULL);
+	if (!it_db_ok(res, PGRES_COMMAND_OK) && res)
+		it_log_warn("pruning rate limits failed: %s", PQresultErrorMessage(res));
+	PQclear(res);
+}
+
+int it_ratelimit_take(PGconn **connp, const char *kind, const char *subject, int64_t per_minute,
+		      int64_t *retry_after)
+{
+	char key[256], cap[32], rate[48];
+	const char *params[3] = {key, cap, rate};
+	PGresult *res;
+	int rc = -1;
+
+	*retry_after = 0;
+	if (per_minute <= 0)
+		return 0;
+	snprintf(key, sizeof(key), "%s:%s", kind, subject ? subject : "-");
+	snprintf(cap, sizeof(cap), "%lld", (long long)per_minute);
+	snprintf(rate, sizeof(rate), "%.9g", (double)per_minute / 60.0);
+	/* Not retried after a reconnect: a take that may have happened once
+	 * must not be taken twice. */
+	res = it_db_exec(connp, 0, "SELECT allowed, retry_after FROM it_rate_take($1, $2, $3)", 3, params);
+	if (it_db_ok(res, PGRES_TUPLES_OK) && PQntuples(res) == 1) {
+		if (strcmp(PQgetvalue(res, 0, 0), "t") == 0) {
+			rc = 0;
+		} else {
+			double s = strtod(PQgetvalue(res, 0, 1), NULL);
+			/* Whole seconds, rounded up: a client that waits exactly this
+			 * long finds a token. */
+			*retry_after = s < 1 ? 1 : (int64_t)s + ((double)(int64_t)s < s);
+			rc = 1;
+		}
+	} else if (res) {
+		it_log_warn("rate limit check failed: %s", PQresultErrorMessage(res));
+	}
+	PQclear(res);
+	if (rc >= 0)
+		maybe_prune(connp);
+	return rc;
+}

@@ -1,0 +1,24 @@
+/* ratelimit.h: token-bucket rate limits kept in PostgreSQL, shared by every process and node. */
+#ifndef IT_RATELIMIT_H
+#define IT_RATELIMIT_H
+
+#include <libpq-fe.h>
+#include <stdint.h>
+
+/* Takes one token from the bucket named by kind and subject ("sessions" and a
+ * client address, "uploads" and a session id...). The bucket holds
+ * per_minute tokens and refills at per_minute per minute, so a client may
+ * burst a minute's allowance and then continues at the steady rate.
+ * per_minute <= 0 disables the limit.
+ *
+ * Returns 0 when the request may go ahead, 1 when it is over the limit
+ * (*retry_after is then the whole seconds until a token is back, at least 1),
+ * or -1 when the database could not answer (logged). Callers let requests
+ * through on -1: the handler that follows needs the database anyway and
+ * answers 503 itself, and a limiter must not turn a database blip into a
+ * refusal of everything. Also prunes buckets idle for long, about once a
+ * minute per process. */
+int it_ratelimit_take(PGconn **connp, const char *kind, const char *subject, int64_t per_minute,
+		      int64_t *retry_after);
+
+#endif

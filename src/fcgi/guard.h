@@ -1,0 +1,45 @@
+/* guard.h: checks every API request passes before its handler: Origin and CORS, and the rate-limit answer (docs/security.md). */
+#ifndef IT_GUARD_H
+#define IT_GUARD_H
+
+#include "fcgi/request.h"
+
+#include <stdint.h>
+
+/* Runs before routing. Answers CORS preflights (OPTIONS with an Origin) and
+ * refuses state-changing requests (POST, PATCH, PUT, DELETE) whose Origin is
+ * neither this site (the Origin's host equals the Host header) nor listed in
+ * allowed_origins (403 problem+json). For an allowed cross-origin request it
+ * adds Access-Control-Allow-Origin to the response headers and lets it
+ * through. Returns 1 when it has answered the request, 0 when the handler
+ * should run. */
+int it_guard_request(it_req *req);
+
+/* Takes a token from the rate limit kind ("sessions", "streams",
+ * "uploads"...) of subject (a client address or a session id), allowing
+ * per_minute a minute (0: no limit). When over the limit, answers 429
+ * problem+json with Retry-After, counts it in
+ * imagetools_rate_limited_total{limit=kind}, and returns 1; otherwise
+ * returns 0 (also when the database could not be asked). */
+int it_guard_rate(it_req *req, const char *kind, const char *subject, int64_t per_minute);
+
+/* The check of it_guard_rate without the answer, for handlers that find the
+ * subject in the middle of a request (the session of an upload). Returns 1
+ * and sets *retry_after when over the limit (counted as above), else 0.
+ * Safe to call while the thread's connection is inside a transaction: the
+ * bucket is then updated on a second connection of the thread, so that its
+ * row lock is not held until the request's own commit. */
+int it_guard_rate_check(const char *kind, const char *subject, int64_t per_minute, int64_t *retry_after);
+
+/* Returns 1 when origin (an Origin header value) is in the space-separated
+ * list allowed (exact match, ASCII case-insensitive; "null" never matches),
+ * or matches a scheme wildcard entry (a non-http(s) scheme followed by
+ * ":" "//" and a star, as in the moz-extension wildcard for Firefox add-ons),
+ * else 0. Exposed for the unit test and the fuzz target. */
+int it_guard_origin_listed(const char *allowed, const char *origin);
+
+/* Returns 1 when origin names the same host and port as the Host header
+ * value host, ignoring the scheme (a TLS proxy in front changes it). */
+int it_guard_same_origin(const char *origin, const char *host);
+
+#endif

@@ -1,0 +1,411 @@
+"""test_security.py: rate limits shared by processes and nodes, Origin and CORS, security headers,
+log redaction and /metrics across processes, against real lighttpd + PostgreSQL."""
+
+import os
+import re
+import socket
+import subprocess
+import threading
+import time
+
+from harness import Stack, Tap, wait_for
+from uploads_util import png_bytes
+from worker_util import jpeg_bytes, put_image, start_operation, wait_operation
+from wsclient import HandshakeError, WsClient
+
+tap = Tap()
+
+ALLOWED = "https://app.example moz-extension://0b7e3c1a-addon"
+SETTINGS = {"rate_sessions": 3, "rate_streams": 3, "rate_uploads": 4, "allowed_origins": '"%s"' % ALLOWED, "keepalive_interval": 1}
+
+
+def post_session(st, headers=None):
+    h = {"Content-Length": "0"}
+    h.update(headers or {})
+    return st.request("POST", "/api/v1/sessions", body=b"", headers=h)
+
+
+def stream_head(port, sid, extra=""):
+    """Opens an SSE stream over a raw socket and returns (status, head text), then hangs up."""
+    s = socket.create_connection(("127.0.0.1", port), timeout=10)
+    try:
+        s.sendall(("GET /api/v1/events/stream?session_id=%s HTTP/1.1\r\nHost: 127.0.0.1\r\n%s"
+                   "Connection: close\r\n\r\n" % (sid, extra)).encode())
+        data = b""
+        while b"\r\n\r\n" not in data:
+            chunk = s.recv(4096)
+            if not chunk:
+                break
+            data += chunk
+        head = data.split(b"\r\n\r\n", 1)[0].decode(errors="replace")
+        m = re.match(r"HTTP/1\.\d (\d+)", head)
+        return (int(m.group(1)) if m else 0), head
+    finally:
+        s.close()
+
+
+def metrics(st, headers=None):
+    """Fetches /metrics and returns {sample: value} (value as float)."""
+    r = st.request("GET", "/api/v1/metrics", headers=headers)
+    if r.status != 200:
+        raise RuntimeError("metrics answered %d" % r.status)
+    out = {}
+    for line in r.body.decode().splitlines():
+        if not line or line.startswith("#"):
+            continue
+        name, _, value = line.rpartition(" ")
+        out[name] = float(value)
+    return out
+
+
+def cgi(st, method, uri, extra_env=None, headers=None):
+    env = st.env()
+    env.update({"REQUEST_METHOD": method, "REQUEST_URI": uri, "QUERY_STRING": uri.partition("?")[2],
+                "GATEWAY_INTERFACE": "CGI/1.1", "REMOTE_ADDR": "127.0.0.1", "HTTP_HOST": "127.0.0.1",
+                "CONTENT_LENGTH": "0"})
+    env.update(extra_env or {})
+    for k, v in (headers or {}).items():
+        env["HTTP_" + k.upper().replace("-", "_")] = v
+    p = subprocess.run([st.bin("cgi-bin/imagetools.fcgi")], env=env, stdin=subprocess.DEVNULL,
+                       capture_output=True, timeout=30)
+    out = p.stdout.decode(errors="replace")
+    m = re.match(r"Status: (\d+)", out)
+    return (int(m.group(1)) if m else 0), out
+
+
+with Stack(tap, settings=SETTINGS, fcgi_procs=2) as st:
+    origin_self = "http://127.0.0.1:%d" % st.port
+    sessions_before = int(st.sql("SELECT count(*) FROM sessions"))
+
+    # ---------------------------------------------------------------- Origin and CORS
+    r = st.request("OPTIONS", "/api/v1/sessions", headers={
+        "Origin": "https://app.example", "Access-Control-Request-Method": "POST",
+        "Access-Control-Request-Headers": "content-type"})
+    tap.is_(r.status, 204, "preflight from an allowed origin: 204")
+    tap.is_(r.header("Access-Control-Allow-Origin"), "https://app.example", "preflight echoes the origin")
+    tap.like(r.header("Access-Control-Allow-Methods") or "", r"\bPOST\b.*\bDELETE\b", "preflight lists the methods")
+    tap.like(r.header("Access-Control-Allow-Headers") or "", r"Last-Event-ID", "preflight allows Last-Event-ID")
+    tap.like(r.header("Access-Control-Max-Age") or "", r"^\d+$", "preflight has a max-age")
+    tap.is_(r.header("Vary"), "Origin", "answers that depend on Origin say so")
+
+    r = st.request("OPTIONS", "/api/v1/events/stream?session_id=x", headers={
+        "Origin": "moz-extension://0b7e3c1a-addon", "Access-Control-Request-Method": "GET",
+        "Access-Control-Request-Headers": "last-event-id"})
+    tap.is_(r.status, 204, "preflight from the browser add-on's extension origin (listed)")
+    tap.is_(r.header("Access-Control-Allow-Origin"), "moz-extension://0b7e3c1a-addon", "extension origin echoed")
+
+    r = st.request("OPTIONS", "/api/v1/sessions", headers={
+        "Origin": "https://evil.example", "Access-Control-Request-Method": "POST"})
+    st.is_problem(r, 403, "preflight from an unlisted origin")
+    tap.is_(r.header("Access-Control-Allow-Origin"), None, "no Access-Control-Allow-Origin for it")
+
+    r = post_session(st, {"Origin": "https://evil.example"})
+    st.is_problem(r, 403, "POST from an unlisted origin is refused")
+    r = post_session(st, {"Origin": "https://app.example.evil.example"})
+    st.is_problem(r, 403, "an origin that merely starts with a listed one is refused")
+    r = post_session(st, {"Origin": "null"})
+    st.is_problem(r, 403, "the opaque origin null is refused")
+    tap.is_(int(st.sql("SELECT count(*) FROM sessions")), sessions_before, "refused requests stored nothing")
+
+    r = post_session(st, {"Origin": origin_self})
+    tap.is_(r.status, 201, "POST from the site's own origin (Origin host = Host) is allowed")
+    tap.is_(r.header("Access-Control-Allow-Origin"), None, "same-origin answers need no CORS header")
+    sid = r.json()["session_id"]
+    r = post_session(st, {"Origin": "https://app.example"})
+    tap.is_(r.status, 201, "POST from an allowed origin is allowed")
+    tap.is_(r.header("Access-Control-Allow-Origin"), "https://app.example", "and carries Allow-Origin")
+    tap.like(r.header("Access-Control-Expose-Headers") or "", "Retry-After", "Retry-After is readable cross-origin")
+    r = post_session(st)
+    tap.is_(r.status, 201, "a request without Origin (curl, the Android app) is allowed")
+
+    r = st.request("DELETE", "/api/v1/sessions/" + sid, headers={"Origin": "https://evil.example"})
+    st.is_problem(r, 403, "DELETE from an unlisted origin is refused")
+    tap.is_(st.request("GET", "/api/v1/sessions/" + sid).status, 200, "and the session is still there")
+    r = st.request("GET", "/api/v1/sessions/" + sid, headers={"Origin": "https://evil.example"})
+    tap.is_(r.status, 200, "a GET from an unlisted origin is answered")
+    tap.is_(r.header("Access-Control-Allow-Origin"), None, "but without Allow-Origin, so its page cannot read it")
+    tap.is_(r.header("X-Content-Type-Options"), "nosniff", "API answers carry nosniff")
+
+    # The static web page gets a strict policy from the web server.
+    status, headers, _ = st.curl("-s", st.url + "/")
+    tap.like(headers, r"(?im)^Content-Security-Policy: default-src 'self';.*frame-ancestors 'none'",
+             "static pages carry a strict Content-Security-Policy")
+    tap.like(headers, r"(?im)^Content-Security-Policy:(?!.*unsafe-inline)", "which allows no inline script")
+    tap.like(headers, r"(?im)^X-Frame-Options: DENY", "static pages refuse framing")
+    status, headers, _ = st.curl("-s", st.url + "/api/v1/health")
+    tap.ok("Content-Security-Policy" not in headers, "the page's policy is not put on API answers")
+
+    # ---------------------------------------------------------------- rate limits: sessions
+    st.sql("DELETE FROM rate_limits")
+    before = int(st.sql("SELECT count(*) FROM sessions"))
+    results = []
+    lock = threading.Lock()
+
+    def create():
+        r = post_session(st)
+        with lock:
+            results.append(r)
+
+    threads = [threading.Thread(target=create) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    codes = sorted(r.status for r in results)
+    tap.is_(codes, [201] * 3 + [429] * 5, "8 concurrent creations over 2 processes: exactly 3 pass (rate_sessions=3)")
+    tap.is_(int(st.sql("SELECT count(*) FROM sessions")), before + 3, "only the allowed ones stored a session")
+    limited = [r for r in results if r.status == 429]
+    body = st.is_problem(limited[0], 429, "over the limit") if limited else None
+    tap.is_((body or {}).get("type"), "urn:imagetools:problem:rate-limited", "problem type rate-limited")
+    ra = limited[0].header("Retry-After") if limited else None
+    tap.like(ra or "", r"^\d+$", "429 carries Retry-After in seconds")
+    # 3 per minute: one token every 20 s, so the wait is at most 20 s and at least 1.
+    tap.ok(ra and 1 <= int(ra) <= 20, "Retry-After is the time until a token is back (%s s)" % ra)
+
+    # The limit holds across nodes and CGI processes: they share the bucket.
+    with Stack(tap, settings=SETTINGS, pg=st.pg, dbname=st.dbname) as node_b:
+        st.is_problem(post_session(node_b), 429, "a second node shares the same bucket")
+        status, out = cgi(st, "POST", "/api/v1/sessions")
+        tap.is_(status, 429, "so does a plain CGI process")
+        tap.like(out, r"(?m)^Retry-After: \d+", "CGI 429 carries Retry-After")
+        status, out = cgi(st, "POST", "/api/v1/sessions", {"IMAGETOOLS_RATE_SESSIONS": "0"})
+        tap.is_(status, 201, "rate_sessions = 0 disables the limit")
+
+        # Time passing refills the bucket: move the clock of the bucket back instead of sleeping.
+        st.sql("UPDATE rate_limits SET updated = updated - interval '21 seconds' WHERE key LIKE 'sessions:%'")
+        tap.is_(post_session(st).status, 201, "after Retry-After seconds a token is back")
+        st.is_problem(post_session(st), 429, "and only one")
+        st.sql("UPDATE rate_limits SET updated = updated - interval '1 hour' WHERE key LIKE 'sessions:%'")
+        codes = [post_session(st).status for _ in range(4)]
+        tap.is_(codes, [201, 201, 201, 429], "a long-idle bucket is full again, never fuller than its size")
+
+        # Requests answered by node B count in node A's /metrics.
+        m0 = metrics(st)
+        for _ in range(7):
+            node_b.request("GET", "/api/v1/sessions/" + "Q" * 32)
+        key = 'imagetools_http_responses_total{route="/api/v1/sessions/{id}",status="404"}'
+
+        def b_counted():
+            m = metrics(st)
+            return m if m.get(key, 0) - m0.get(key, 0) == 7 else None
+        m1 = None
+        try:
+            m1 = wait_for(b_counted, timeout=20, interval=0.5, what="node B's counters in /metrics")
+        except TimeoutError:
+            pass
+        tap.ok(m1 is not None, "requests answered by another node are counted in /metrics (flushed every 5 s)")
+        progs = (m1 or {}).get('imagetools_processes{program="imagetools.fcgi"}', 0)
+        tap.ok(progs >= 2, "/metrics sees the FastCGI processes of both nodes (%d)" % progs)
+    # Node B has stopped: it flushed at exit, and its counts never go away.
+    m2 = metrics(st)
+    tap.ok(m2.get(key, 0) >= (m1 or {}).get(key, 0) > 0, "a stopped node's counters stay in the totals")
+    live = ",".join(str(p) for p in st.fcgi_pids())
+    st.sql("UPDATE process_metrics SET updated = now() - interval '2 hours'"
+           " WHERE pid <> 0 AND program <> 'retired' AND pid NOT IN (%s)" % live)
+    st.sql("SELECT it_metrics_retire(3600)")
+    m3 = metrics(st)
+    tap.ok(m3.get(key, 0) >= m2.get(key, 0), "folding silent processes into 'retired' keeps totals monotonic")
+    tap.ok(int(st.sql("SELECT count(*) FROM process_metrics WHERE program = 'retired'")) == 1,
+           "silent processes were folded into one retired row")
+
+    # ---------------------------------------------------------------- rate limits: streams
+    st.sql("DELETE FROM rate_limits")
+    s2 = st.new_session()
+    codes = [stream_head(st.port, s2)[0] for _ in range(3)]
+    tap.is_(codes, [200, 200, 200], "three SSE connections within rate_streams=3")
+    status, head = stream_head(st.port, s2)
+    tap.is_(status, 429, "the fourth SSE connection in the minute is refused")
+    tap.like(head, r"(?im)^Retry-After: \d+", "with Retry-After")
+    tap.like(head, r"(?im)^Content-Type: application/problem\+json", "as problem+json")
+    r = st.request("GET", "/api/v1/events?session_id=%s&cursor=0&timeout=0" % s2)
+    tap.is_(r.status, 200, "a long-poll that answers at once is not a stream and is not limited")
+    r = st.request("GET", "/api/v1/events?session_id=%s&cursor=0&timeout=5" % s2)
+    st.is_problem(r, 429, "a long-poll that would wait counts as a stream")
+    tap.is_(r.json().get("retry_after"), int(r.header("Retry-After") or -1), "body and header agree")
+
+    # ---------------------------------------------------------------- rate limits: uploads
+    st.sql("DELETE FROM rate_limits")
+    up_a, up_b, up_c = st.new_session(), st.new_session(), st.new_session()
+    png = os.path.join(st.dir, "tiny.png")
+    with open(png, "wb") as f:
+        f.write(png_bytes(8, 8))
+
+    def upload(session):
+        return st.curl("-s", "-F", "session_id=" + session, "-F", "source=cli", "-F", "file=@%s" % png,
+                       st.url + "/api/v1/images")
+
+    def images():
+        return int(st.sql("SELECT count(*) FROM images"))
+
+    m_up0 = metrics(st)
+    n0 = images()
+    codes = [upload(up_a)[0] for _ in range(4)]
+    tap.is_(codes, [201] * 4, "four uploads within rate_uploads=4")
+    status, headers, body = upload(up_b)
+    tap.is_(status, 429, "the fifth upload from the address in the minute is refused")
+    tap.like(headers, r"(?im)^Retry-After: \d+", "with Retry-After")
+    tap.like(headers, r"(?im)^Content-Type: application/problem\+json", "as problem+json")
+    tap.is_(images(), n0 + 4, "the refused upload stored nothing")
+    tap.is_(st.sql("SELECT last_event_seq FROM sessions WHERE id = :'p1'", up_b), "0", "and sent no event")
+
+    # Per session: a fresh address bucket, but session A has had its four.
+    st.sql("DELETE FROM rate_limits WHERE key LIKE 'uploads:%'")
+    status, headers, body = upload(up_a)
+    tap.is_(status, 429, "a session's own limit holds whatever the address")
+    tap.like(headers, r"(?im)^Retry-After: \d+", "with Retry-After")
+    tap.like(body.decode(errors="replace"), r"uploads into this session", "the problem says which limit")
+    tap.is_(images(), n0 + 4, "nothing stored")
+    tap.is_(upload(up_c)[0], 201, "another session uploads meanwhile")
+
+    def uploads_counted():
+        m = metrics(st)
+        return m if m.get('imagetools_uploads_total{source="cli"}', 0) - m_up0.get('imagetools_uploads_total{source="cli"}', 0) == 5 \
+            and m.get('imagetools_upload_errors_total{status="429"}', 0) - m_up0.get('imagetools_upload_errors_total{status="429"}', 0) == 2 \
+            else None
+    try:
+        m_up1 = wait_for(uploads_counted, timeout=15, interval=0.5, what="upload metrics")
+    except TimeoutError:
+        m_up1 = metrics(st)
+    key_u = 'imagetools_uploads_total{source="cli"}'
+    tap.is_(m_up1.get(key_u, 0) - m_up0.get(key_u, 0), 5.0, "uploads counted by source")
+    tap.is_(m_up1.get("imagetools_upload_bytes_total", 0) - m_up0.get("imagetools_upload_bytes_total", 0),
+            5.0 * os.path.getsize(png), "upload bytes counted")
+    key_e = 'imagetools_upload_errors_total{status="429"}'
+    tap.is_(m_up1.get(key_e, 0) - m_up0.get(key_e, 0), 2.0, "refused uploads counted by status")
+    tap.is_(m_up1.get("imagetools_images_stored"), float(images()), "imagetools_images_stored matches the database")
+    tap.is_(m_up1.get("imagetools_image_bytes_stored"), float(st.sql("SELECT sum(size) FROM images")),
+            "imagetools_image_bytes_stored matches the database")
+
+    # ---------------------------------------------------------------- metrics
+    st.sql("DELETE FROM rate_limits")
+    s3 = st.new_session()
+    st.sql("SELECT it_append_event(:'p1', 'image.uploaded', '{}'); SELECT it_append_event(:'p1', 'image.deleted', '{}')",
+           s3)
+    m0 = metrics(st)
+    r = st.request("GET", "/api/v1/events?session_id=%s&cursor=0&timeout=0" % s3)
+    tap.is_(len(r.json()["events"]), 2, "long-poll delivers two events")
+    m1 = metrics(st)
+    lp = 'imagetools_events_delivered_total{transport="longpoll"}'
+    tap.is_(m1.get(lp, 0) - m0.get(lp, 0), 2.0, "events delivered by long-poll counted exactly")
+    rl = 'imagetools_rate_limited_total{limit="sessions"}'
+    tap.ok(m1.get(rl, 0) >= 5 + 1 + 1 + 1, "rate-limited requests counted (%s)" % m1.get(rl))
+    # The refusals may have been counted by the other FastCGI process, which
+    # flushes every 5 s.
+    m1 = wait_for(lambda: (lambda m: m if m.get('imagetools_rate_limited_total{limit="streams"}', 0) >= 2 else None)(
+        metrics(st)), timeout=15, interval=0.5, what="stream refusals in /metrics")
+    tap.ok(m1.get('imagetools_rate_limited_total{limit="streams"}', 0) >= 2, "stream limits counted")
+    tap.is_(m1.get("imagetools_sessions_active"), float(st.sql("SELECT count(*) FROM sessions WHERE expires_at > now()")),
+            "imagetools_sessions_active matches the database")
+    tap.ok(m1.get("imagetools_origin_refused_total", 0) >= 5, "requests refused for their Origin counted")
+
+    # An open SSE stream shows as an open connection, and a resume is counted.
+    s = socket.create_connection(("127.0.0.1", st.port), timeout=10)
+    s.sendall(("GET /api/v1/events/stream?session_id=%s HTTP/1.1\r\nHost: x\r\nLast-Event-ID: 1\r\n\r\n" % s3).encode())
+    got = b""
+    while b"image.deleted" not in got:
+        chunk = s.recv(4096)
+        if not chunk:
+            break
+        got += chunk
+    tap.ok(b"id: 2" in got, "the stream resumed after Last-Event-ID 1")
+    sse = 'imagetools_connections_open{transport="sse"}'
+    resumes = 'imagetools_resumes_total{transport="sse"}'
+    try:
+        m2 = wait_for(lambda: (lambda m: m if m.get(sse, 0) >= 1 and m.get(resumes, 0) > m1.get(resumes, 0) else None)(
+            metrics(st)), timeout=15, interval=0.5, what="the open stream in /metrics")
+    except TimeoutError:
+        m2 = metrics(st)
+    tap.ok(m2.get(sse, 0) >= 1, "an open SSE stream is an open connection")
+    tap.is_(m2.get(resumes, 0) - m1.get(resumes, 0), 1.0, "a reconnect with Last-Event-ID counts as a resume")
+    s.close()
+
+    r = st.request("GET", "/api/v1/metrics")
+    tap.is_(r.header("Content-Type"), "text/plain; version=0.0.4; charset=utf-8", "Prometheus text format")
+    text = r.body.decode()
+    families = re.findall(r"(?m)^# TYPE (\S+) (\S+)$", text)
+    tap.is_(len(families), len(set(f for f, _ in families)), "each family is declared once")
+    tap.ok(all(re.match(r'^[a-z_]+(\{[a-z_]+="[^"]*"(,[a-z_]+="[^"]*")*\})? -?[0-9.e+]+$', line)
+               for line in text.splitlines() if line and not line.startswith("#")),
+           "every sample line is name{labels} value")
+
+    # metrics_token: the plain CGI run takes the setting from its environment.
+    status, out = cgi(st, "GET", "/api/v1/metrics", {"IMAGETOOLS_METRICS_TOKEN": "s3cret-token"})
+    tap.is_(status, 401, "with metrics_token set, /metrics needs the token")
+    tap.like(out, r"application/problem\+json", "401 is problem+json")
+    status, out = cgi(st, "GET", "/api/v1/metrics", {"IMAGETOOLS_METRICS_TOKEN": "s3cret-token"},
+                      {"Authorization": "Bearer s3cret-tokeX"})
+    tap.is_(status, 401, "a wrong token is refused")
+    status, out = cgi(st, "GET", "/api/v1/metrics", {"IMAGETOOLS_METRICS_TOKEN": "s3cret-token"},
+                      {"Authorization": "Bearer s3cret-token"})
+    tap.is_(status, 200, "the right token opens /metrics")
+    tap.like(out, r"(?m)^imagetools_sessions_active \d+$", "and it has the samples")
+
+    # ---------------------------------------------------------------- logs
+    # A CGI run logs to its stderr, which the test can read whole.
+    env = {"IMAGETOOLS_LOG_LEVEL": "debug"}
+    logs = ""
+    for uri in ("/api/v1/sessions/" + sid, "/api/v1/events?session_id=%s&cursor=0&timeout=0" % sid,
+                "/api/v1/sessions/" + sid + "/x", "/api/v1/events/stream?session_id=%s&last_event_id=9" % sid):
+        env["IMAGETOOLS_CGI_STREAM_LIFETIME"] = "5"
+        p = subprocess.run([st.bin("cgi-bin/imagetools.fcgi")], env=dict(st.env(), **env, REQUEST_METHOD="GET",
+                           REQUEST_URI=uri, QUERY_STRING=uri.partition("?")[2], REMOTE_ADDR="127.0.0.1",
+                           GATEWAY_INTERFACE="CGI/1.1"), stdin=subprocess.DEVNULL, capture_output=True, timeout=30)
+        logs += p.stderr.decode(errors="replace")
+    tap.ok(logs.count("\n") >= 4, "the CGI runs logged their requests")
+    tap.ok(sid not in logs, "no whole session id reaches the log")
+    tap.ok(sid[:6] in logs, "a short prefix does, for tracing")
+
+# ---------------------------------------------------------------- the bridge and the worker in /metrics
+with Stack(tap, bridge=True, worker=True, settings={"allowed_origins": "https://app.example"}) as st:
+    sid = st.new_session()
+    img = put_image(st, sid, jpeg_bytes(64, 48))
+    m0 = metrics(st)
+    ws = WsClient.connect("127.0.0.1", st.port, "/api/v1/ws/%s?last_event_id=1" % sid)
+    op = start_operation(st, sid, [img])
+    got = []
+    while not got or got[-1].get("type") not in ("operation.completed", "operation.failed"):
+        got += ws.recv_events(1, timeout=60)
+    tap.is_(wait_operation(st, op)["status"], "completed", "an operation ran on the worker")
+    n_ws = len([e for e in got if "id" in e])
+    ws_open = 'imagetools_connections_open{transport="websocket"}'
+    ws_ev = 'imagetools_events_delivered_total{transport="websocket"}'
+    ws_res = 'imagetools_resumes_total{transport="websocket"}'
+    fin = 'imagetools_operations_finished_total{type="bulk_compress",status="completed"}'
+
+    def all_counted():
+        m = metrics(st)
+        return m if (m.get(ws_ev, 0) - m0.get(ws_ev, 0) == n_ws and m.get(ws_open, 0) == 1
+                     and m.get(fin, 0) - m0.get(fin, 0) == 1) else None
+    try:
+        m1 = wait_for(all_counted, timeout=20, interval=0.5, what="bridge and worker counters")
+    except TimeoutError:
+        m1 = metrics(st)
+    tap.is_(m1.get(ws_open, 0), 1.0, "the open WebSocket is counted by the bridge")
+    tap.is_(m1.get(ws_ev, 0) - m0.get(ws_ev, 0), float(n_ws), "events delivered over WebSocket (%d) counted" % n_ws)
+    tap.is_(m1.get(ws_res, 0) - m0.get(ws_res, 0), 1.0, "a WebSocket with last_event_id counts as a resume")
+    tap.is_(m1.get(fin, 0) - m0.get(fin, 0), 1.0, "the worker's finished operation counted")
+    tap.is_(m1.get('imagetools_processes{program="imagetools-wsbridge"}'), 1.0, "the bridge process is seen")
+    tap.is_(m1.get('imagetools_processes{program="imagetools-worker"}'), 1.0, "the worker process is seen")
+    tap.is_(m1.get('imagetools_operations{status="completed"}'), 1.0, "queue table by status")
+    tap.is_(m1.get('imagetools_operations{status="queued"}'), 0.0, "queue depth 0 when idle")
+    tap.is_(m1.get('imagetools_operation_duration_seconds_count{type="bulk_compress"}'), 1.0,
+            "operation durations summarised from the queue table")
+    tap.ok('imagetools_operation_duration_seconds{type="bulk_compress",quantile="0.5"}' in m1,
+           "with quantiles")
+    ws.close()
+    try:
+        WsClient.connect("127.0.0.1", st.port, "/api/v1/ws/" + sid, origin="https://evil.example")
+        tap.ok(False, "a WebSocket from an unlisted origin is refused")
+    except HandshakeError as e:
+        tap.is_(e.status, 403, "a WebSocket from an unlisted origin is refused")
+    try:
+        m2 = wait_for(lambda: (lambda m: m if m.get(ws_open, 0) == 0 and m.get("imagetools_origin_refused_total", 0)
+                                >= m0.get("imagetools_origin_refused_total", 0) + 1 else None)(metrics(st)),
+                      timeout=20, interval=0.5, what="the closed WebSocket")
+    except TimeoutError:
+        m2 = metrics(st)
+    tap.is_(m2.get(ws_open, 0), 0.0, "a closed WebSocket leaves the gauge")
+    tap.ok(m2.get("imagetools_origin_refused_total", 0) >= m0.get("imagetools_origin_refused_total", 0) + 1,
+           "the bridge's Origin refusals are counted")
+
+tap.done()
