@@ -1,4 +1,4 @@
--- 004: rate limits shared by every process and node, and per-process metrics (docs/security.md, docs/metrics.md).
+-- 005: rate limits shared by every process and node, and per-process metrics (docs/security.md, docs/metrics.md).
 
 -- One token bucket per key ("sessions:<addr>", "uploads:s:<session>", ...).
 -- Unlogged: after a crash the buckets start full again, which is harmless,
