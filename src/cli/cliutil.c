@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/random.h>
 
 int it_cli_conf_path(char *out, size_t outlen)
@@ -288,4 +289,20 @@ double it_cli_random(void)
 	if (getrandom(&v, sizeof(v), GRND_NONBLOCK) != sizeof(v))
 		v = (unsigned int)rand();
 	return (double)v / 4294967296.0;
+}
+
+void it_cli_header_value(const char *h, size_t len, const char *name, char *out, size_t outlen)
+{
+	size_t nl = strlen(name), v;
+
+	if (len <= nl + 1 || strncasecmp(h, name, nl) != 0 || h[nl] != ':')
+		return;
+	for (v = nl + 1; v < len && (h[v] == ' ' || h[v] == '\t'); v++)
+		;
+	while (len > v && (h[len - 1] == '\r' || h[len - 1] == '\n' || h[len - 1] == ' '))
+		len--;
+	if (len - v >= outlen)
+		len = v + outlen - 1;
+	memcpy(out, h + v, len - v);
+	out[len - v] = '\0';
 }

@@ -76,6 +76,12 @@ void it_cli_problem_type(const char *body, size_t len, char *out, size_t outlen)
 
 /* Sleeps ms milliseconds, waking early when *stop becomes non-zero.
  * Returns 0, or -1 when it was stopped. */
+/* Copies the value of the header line h (len bytes, as libcurl's header
+ * callback passes it) into out (NUL-terminated, truncated to outlen) when the
+ * line's name is name, compared without regard to case; otherwise leaves out
+ * alone. */
+void it_cli_header_value(const char *h, size_t len, const char *name, char *out, size_t outlen);
+
 int it_cli_sleep_ms(long ms, volatile sig_atomic_t *stop);
 
 /* A random number in [0, 1) for jitter (not for secrets). */

@@ -152,23 +152,6 @@ static size_t on_body(char *data, size_t size, size_t n, void *p)
 	return size * n;
 }
 
-/* Copies the value of header line h into out when its name is name. */
-static void header_value(const char *h, size_t len, const char *name, char *out, size_t outlen)
-{
-	size_t nl = strlen(name), v;
-
-	if (len <= nl + 1 || strncasecmp(h, name, nl) != 0 || h[nl] != ':')
-		return;
-	for (v = nl + 1; v < len && (h[v] == ' ' || h[v] == '\t'); v++)
-		;
-	while (len > v && (h[len - 1] == '\r' || h[len - 1] == '\n' || h[len - 1] == ' '))
-		len--;
-	if (len - v >= outlen)
-		len = v + outlen - 1;
-	memcpy(out, h + v, len - v);
-	out[len - v] = '\0';
-}
-
 static size_t on_header(char *data, size_t size, size_t n, void *p)
 {
 	struct xfer *x = p;
@@ -178,8 +161,8 @@ static size_t on_header(char *data, size_t size, size_t n, void *p)
 		x->retry_after[0] = '\0';
 		x->content_type[0] = '\0';
 	}
-	header_value(data, size * n, "Retry-After", x->retry_after, sizeof(x->retry_after));
-	header_value(data, size * n, "Content-Type", x->content_type, sizeof(x->content_type));
+	it_cli_header_value(data, size * n, "Retry-After", x->retry_after, sizeof(x->retry_after));
+	it_cli_header_value(data, size * n, "Content-Type", x->content_type, sizeof(x->content_type));
 	return size * n;
 }
 

@@ -305,22 +305,6 @@ static int on_progress(void *p, curl_off_t a, curl_off_t b, curl_off_t c, curl_o
 	return stop_requested || w->done || w->fatal;
 }
 
-static void header_value(const char *h, size_t len, const char *name, char *out, size_t outlen)
-{
-	size_t nl = strlen(name), v;
-
-	if (len <= nl + 1 || strncasecmp(h, name, nl) != 0 || h[nl] != ':')
-		return;
-	for (v = nl + 1; v < len && (h[v] == ' ' || h[v] == '\t'); v++)
-		;
-	while (len > v && (h[len - 1] == '\r' || h[len - 1] == '\n' || h[len - 1] == ' '))
-		len--;
-	if (len - v >= outlen)
-		len = v + outlen - 1;
-	memcpy(out, h + v, len - v);
-	out[len - v] = '\0';
-}
-
 static size_t on_header(char *data, size_t size, size_t n, void *p)
 {
 	struct watch *w = p;
@@ -329,8 +313,8 @@ static size_t on_header(char *data, size_t size, size_t n, void *p)
 		w->retry_after[0] = '\0';
 		w->content_type[0] = '\0';
 	}
-	header_value(data, size * n, "Retry-After", w->retry_after, sizeof(w->retry_after));
-	header_value(data, size * n, "Content-Type", w->content_type, sizeof(w->content_type));
+	it_cli_header_value(data, size * n, "Retry-After", w->retry_after, sizeof(w->retry_after));
+	it_cli_header_value(data, size * n, "Content-Type", w->content_type, sizeof(w->content_type));
 	return size * n;
 }
 
