@@ -44,6 +44,7 @@ static const struct key keys[] = {
 	I(keepalive_interval, 15, 1, 300),
 	I(sse_retry_ms, 3000, 100, 600000),
 	I(stream_buffer, 262144, 4096, 67108864),
+	I(stream_stall_timeout, 60, 1, 3600),
 	I(max_streams, 10000, 1, 1000000),
 	I(cgi_max_waiters, 32, 0, 100000),
 	I(cgi_stream_lifetime, 60, 5, 3600),

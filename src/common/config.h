@@ -24,6 +24,7 @@ typedef struct it_config {
 	int64_t keepalive_interval; /* SSE comment / long-poll whitespace, seconds */
 	int64_t sse_retry_ms;	    /* retry: hint sent to EventSource */
 	int64_t stream_buffer;	    /* bytes queued for one slow stream before it is dropped */
+	int64_t stream_stall_timeout; /* seconds a stream's output may stand still */
 	int64_t max_streams;	    /* parked streams per FastCGI process */
 	int64_t cgi_max_waiters;    /* concurrent waiting long-polls/streams in CGI mode */
 	int64_t cgi_stream_lifetime; /* seconds a CGI-mode SSE stream stays open */

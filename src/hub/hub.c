@@ -29,8 +29,6 @@
 #define FETCH_SESSIONS 128
 /* How often timers (keepalives, long-poll deadlines, expiry) are looked at. */
 #define TICK_MS 250
-/* A stream whose buffered output has not moved for this long is dropped. */
-#define STALL_MS 60000
 /* An ended stream gets this long to drain its last bytes. */
 #define LINGER_MS 10000
 #define BACKOFF_MIN_MS 250
@@ -853,7 +851,7 @@ static void tick(it_hub *hub)
 				stream_close(hub, st);
 			continue;
 		}
-		if (st->out.len > 0 && now - st->last_progress_ms > STALL_MS) {
+		if (st->out.len > 0 && now - st->last_progress_ms > hub->cfg->stream_stall_timeout * 1000) {
 			stat_add(hub, &hub->stats.dropped_slow, 1);
 			stream_close(hub, st);
 			continue;

@@ -35,7 +35,7 @@ typedef struct it_hub_stats {
 	int64_t open_sse, open_longpoll;
 	int64_t events_sse, events_longpoll; /* events written to clients */
 	int64_t resyncs;
-	int64_t dropped_slow;		     /* streams closed because their buffer was full */
+	int64_t dropped_slow;		     /* streams closed because their output stood still */
 	int64_t released;		     /* streams ended by the client going away */
 	int64_t reconnects;		     /* LISTEN connection re-established */
 	int64_t fetches;		     /* event reads from the database */

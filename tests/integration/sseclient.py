@@ -127,8 +127,16 @@ class Dechunker:
 class SSEStream:
     """One EventSource-like HTTP/1.1 connection (raw socket, chunked or not)."""
 
-    def __init__(self, port, session, last_event_id=None, query_id=None, timeout=30, path=None):
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    def __init__(self, port, session, last_event_id=None, query_id=None, timeout=30, path=None, rcvbuf=None):
+        if rcvbuf is None:
+            self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+        else:
+            # A small receive window, set before connecting: a client that stops
+            # reading stalls the server after a few KiB instead of megabytes.
+            self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+            self.sock.settimeout(timeout)
+            self.sock.connect(("127.0.0.1", port))
         if path is None:
             path = "/api/v1/events/stream?session_id=" + session
             if query_id is not None:
