@@ -142,8 +142,10 @@ class Follower:
                                      text=True)
         self.lines = queue.Queue()
         self.stderr = []
-        threading.Thread(target=self._pump, args=(self.proc.stdout, self.lines.put), daemon=True).start()
-        threading.Thread(target=self._pump, args=(self.proc.stderr, self.stderr.append), daemon=True).start()
+        self.pumps = [threading.Thread(target=self._pump, args=(self.proc.stdout, self.lines.put), daemon=True),
+                      threading.Thread(target=self._pump, args=(self.proc.stderr, self.stderr.append), daemon=True)]
+        for t in self.pumps:
+            t.start()
 
     @staticmethod
     def _pump(stream, put):
@@ -182,11 +184,19 @@ class Follower:
             except queue.Empty:
                 return out
 
+    def _drain(self):
+        # The process has exited: its last lines may still be on their way
+        # through the pipes, so wait for the readers to reach end of file.
+        for t in self.pumps:
+            t.join(timeout=5)
+
     def wait(self, timeout=20):
         try:
-            return self.proc.wait(timeout=timeout)
+            code = self.proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             return None
+        self._drain()
+        return code
 
     def stop(self, sig=15):
         if self.proc.poll() is None:
@@ -196,4 +206,5 @@ class Follower:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+        self._drain()
         return self.proc.returncode
