@@ -34,6 +34,7 @@ typedef struct it_config {
 	int64_t rate_uploads;	    /* uploads per minute per session and per address */
 	int64_t rate_sessions;	    /* sessions created per minute per address */
 	int64_t rate_streams;	    /* stream connects per minute per address */
+	int64_t rate_operations;    /* operations started per minute per session and per address */
 	int64_t max_streams_per_session; /* concurrent streams on one session */
 	int64_t ws_max_message;	    /* largest WebSocket message accepted, bytes */
 	int64_t ws_rate;	    /* WebSocket messages per 10 s per connection */

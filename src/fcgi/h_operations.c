@@ -6,6 +6,7 @@
 #include "db/db.h"
 #include "db/operations.h"
 #include "fcgi/app.h"
+#include "fcgi/guard.h"
 #include "fcgi/handlers.h"
 
 #include <string.h>
@@ -62,7 +63,12 @@ void it_h_operation_create(it_req *req)
 	it_op_params p;
 	it_buf b;
 	int type, n, rc;
+	int64_t retry;
 
+	/* An operation costs a worker seconds of CPU per image: the address is
+	 * checked before the body is read, the session once it is known. */
+	if (it_guard_rate(req, "operations", req->remote_addr, it_g.cfg.rate_operations))
+		return;
 	it_buf_init(&b, MAX_BODY);
 	body = read_json_body(req, &b);
 	if (body == NULL)
@@ -74,6 +80,15 @@ void it_h_operation_create(it_req *req)
 		goto out;
 	}
 	session = json_object_get_string(v);
+	if (it_guard_rate_check("operations-session", session, it_g.cfg.rate_operations, &retry)) {
+		json_object *ext = json_object_new_object();
+		it_resp_header(req, "Retry-After", "%lld", (long long)retry);
+		json_object_object_add(ext, "retry_after", json_object_new_int64(retry));
+		it_resp_problem_ext(req, 429, "rate-limited", ext,
+				    "Too many operations in this session; try again in %lld seconds.", (long long)retry);
+		json_object_put(ext);
+		goto out;
+	}
 	if (!json_object_object_get_ex(body, "type", &v) || !json_object_is_type(v, json_type_string) ||
 	    (type = it_op_type_parse(json_object_get_string(v))) < 0) {
 		it_resp_problem(req, 400, "unknown-operation-type",

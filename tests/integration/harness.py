@@ -320,7 +320,7 @@ class Stack:
         # Every test client comes from 127.0.0.1, so the per-address rate limits would
         # trip tests that open hundreds of streams; test_security.py turns them on.
         s = {"database_url": self.conninfo, "log_level": "info", "rate_sessions": 0, "rate_streams": 0,
-             "rate_uploads": 0}
+             "rate_uploads": 0, "rate_operations": 0}
         s.update(self.settings)
         with open(self.config, "w") as f:
             for k, v in s.items():

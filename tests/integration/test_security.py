@@ -16,7 +16,7 @@ from wsclient import HandshakeError, WsClient
 tap = Tap()
 
 ALLOWED = "https://app.example moz-extension://0b7e3c1a-addon"
-SETTINGS = {"rate_sessions": 3, "rate_streams": 3, "rate_uploads": 4, "allowed_origins": '"%s"' % ALLOWED, "keepalive_interval": 1}
+SETTINGS = {"rate_sessions": 3, "rate_streams": 3, "rate_uploads": 4, "rate_operations": 2, "allowed_origins": '"%s"' % ALLOWED, "keepalive_interval": 1}
 
 
 def post_session(st, headers=None):
@@ -275,6 +275,34 @@ with Stack(tap, settings=SETTINGS, fcgi_procs=2) as st:
     tap.is_(m_up1.get("imagetools_images_stored"), float(images()), "imagetools_images_stored matches the database")
     tap.is_(m_up1.get("imagetools_image_bytes_stored"), float(st.sql("SELECT sum(size) FROM images")),
             "imagetools_image_bytes_stored matches the database")
+
+    # ---------------------------------------------------------------- rate limits: operations
+    st.sql("DELETE FROM rate_limits")
+    op_a, op_b = st.new_session(), st.new_session()
+    img_a = put_image(st, op_a, jpeg_bytes(32, 24))
+    img_b = put_image(st, op_b, jpeg_bytes(32, 24))
+
+    def post_operation(session, image):
+        return st.request("POST", "/api/v1/operations",
+                          body={"session_id": session, "type": "bulk_compress", "image_ids": [image]})
+
+    def operations():
+        return int(st.sql("SELECT count(*) FROM operations"))
+
+    n_ops = operations()
+    tap.is_([post_operation(op_a, img_a).status for _ in range(2)], [202, 202], "two operations within rate_operations=2")
+    r = post_operation(op_b, img_b)
+    tap.is_(r.status, 429, "the third operation from the address in the minute is refused")
+    tap.ok(r.header("Retry-After") and r.header("Content-Type") == "application/problem+json",
+           "with Retry-After, as problem+json")
+    tap.is_(operations(), n_ops + 2, "the refused operation was not queued")
+    st.sql("DELETE FROM rate_limits WHERE key LIKE 'operations:%'")
+    r = post_operation(op_a, img_a)
+    tap.is_(r.status, 429, "a session's own operation limit holds whatever the address")
+    tap.like(r.body.decode(errors="replace"), r"operations in this session", "the problem says which limit")
+    tap.is_(st.sql("SELECT count(*) FROM events WHERE session_id = :'p1' AND type = 'operation.started'", op_a), "2",
+            "and no operation.started event was sent for it")
+    tap.is_(post_operation(op_b, img_b).status, 202, "another session starts one meanwhile")
 
     # ---------------------------------------------------------------- metrics
     st.sql("DELETE FROM rate_limits")
