@@ -2,10 +2,10 @@
 #include "config.h"
 
 #include "cli/cliutil.h"
+#include "common/kvfile.h"
 
 #include <ctype.h>
 #include <curl/curl.h>
-#include <errno.h>
 #include <json-c/json.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -29,81 +29,32 @@ int it_cli_conf_path(char *out, size_t outlen)
 	return n < 0 || (size_t)n >= outlen ? -1 : 0;
 }
 
-static char *trim(char *s)
+static int conf_cb(void *ud, const char *key, const char *val, char *why, size_t whylen)
 {
-	char *e;
+	it_cli_conf *c = ud;
+	char **slot;
 
-	while (isspace((unsigned char)*s))
-		s++;
-	e = s + strlen(s);
-	while (e > s && isspace((unsigned char)e[-1]))
-		*--e = '\0';
-	return s;
+	if (strcmp(key, "server") == 0)
+		slot = &c->server;
+	else if (strcmp(key, "session") == 0)
+		slot = &c->session;
+	else if (strcmp(key, "source") == 0)
+		slot = &c->source;
+	else {
+		snprintf(why, whylen, "unknown key '%.40s' (known: server, session, source)", key);
+		return -1;
+	}
+	/* Values already given on the command line or in the environment win. */
+	if (*slot == NULL && *val && (*slot = strdup(val)) == NULL) {
+		snprintf(why, whylen, "out of memory");
+		return -1;
+	}
+	return 0;
 }
 
 int it_cli_conf_load_file(it_cli_conf *c, const char *path, char *err, size_t errlen)
 {
-	FILE *f = fopen(path, "r");
-	char line[4096];
-	int lineno = 0, rc = 0;
-
-	if (f == NULL) {
-		if (errno == ENOENT)
-			return 0;
-		snprintf(err, errlen, "%s: %s", path, strerror(errno));
-		return -1;
-	}
-	while (fgets(line, sizeof(line), f)) {
-		char *key, *val, *eq, **slot;
-		size_t vl;
-
-		lineno++;
-		if (strchr(line, '\n') == NULL && !feof(f)) {
-			snprintf(err, errlen, "%s:%d: line too long", path, lineno);
-			rc = -1;
-			break;
-		}
-		key = trim(line);
-		if (*key == '\0' || *key == '#')
-			continue;
-		eq = strchr(key, '=');
-		if (eq == NULL) {
-			snprintf(err, errlen, "%s:%d: expected key = value", path, lineno);
-			rc = -1;
-			break;
-		}
-		*eq = '\0';
-		key = trim(key);
-		val = trim(eq + 1);
-		vl = strlen(val);
-		if (vl >= 2 && val[0] == '"' && val[vl - 1] == '"') {
-			val[vl - 1] = '\0';
-			val++;
-		}
-		if (strcmp(key, "server") == 0)
-			slot = &c->server;
-		else if (strcmp(key, "session") == 0)
-			slot = &c->session;
-		else if (strcmp(key, "source") == 0)
-			slot = &c->source;
-		else {
-			snprintf(err, errlen, "%s:%d: unknown key '%.40s' (known: server, session, source)", path,
-				 lineno, key);
-			rc = -1;
-			break;
-		}
-		/* Values already given on the command line or in the environment win. */
-		if (*slot == NULL && *val) {
-			*slot = strdup(val);
-			if (*slot == NULL) {
-				snprintf(err, errlen, "out of memory");
-				rc = -1;
-				break;
-			}
-		}
-	}
-	fclose(f);
-	return rc;
+	return it_kv_read_file(path, 1, conf_cb, c, err, errlen);
 }
 
 static int from_env(char **slot, const char *name)
@@ -305,4 +256,17 @@ void it_cli_header_value(const char *h, size_t len, const char *name, char *out,
 		len = v + outlen - 1;
 	memcpy(out, h + v, len - v);
 	out[len - v] = '\0';
+}
+
+size_t it_cli_on_header(char *data, size_t size, size_t n, void *headers)
+{
+	it_cli_headers *hd = headers;
+
+	if (size * n > 5 && strncmp(data, "HTTP/", 5) == 0) {
+		hd->retry_after[0] = '\0';
+		hd->content_type[0] = '\0';
+	}
+	it_cli_header_value(data, size * n, "Retry-After", hd->retry_after, sizeof(hd->retry_after));
+	it_cli_header_value(data, size * n, "Content-Type", hd->content_type, sizeof(hd->content_type));
+	return size * n;
 }

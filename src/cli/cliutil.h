@@ -82,6 +82,17 @@ void it_cli_problem_type(const char *body, size_t len, char *out, size_t outlen)
  * alone. */
 void it_cli_header_value(const char *h, size_t len, const char *name, char *out, size_t outlen);
 
+/* The response headers the clients act on. */
+typedef struct it_cli_headers {
+	char retry_after[64];
+	char content_type[128];
+} it_cli_headers;
+
+/* A CURLOPT_HEADERFUNCTION that fills the it_cli_headers given as
+ * CURLOPT_HEADERDATA; each status line (a 100 Continue, a redirect) starts
+ * the set afresh. */
+size_t it_cli_on_header(char *data, size_t size, size_t n, void *headers);
+
 int it_cli_sleep_ms(long ms, volatile sig_atomic_t *stop);
 
 /* A random number in [0, 1) for jitter (not for secrets). */

@@ -41,8 +41,7 @@ struct opts {
 /* Per-transfer state shared with libcurl's callbacks. */
 struct xfer {
 	it_buf body;
-	char retry_after[64];
-	char content_type[128];
+	it_cli_headers hdr;
 	const char *label; /* "[2/5] photo.jpg" for the progress bar */
 	int show;
 	double start, last_draw;
@@ -149,20 +148,6 @@ static size_t on_body(char *data, size_t size, size_t n, void *p)
 
 	if (it_buf_append(&x->body, data, size * n) < 0)
 		return 0; /* too large: libcurl ends the transfer with a write error */
-	return size * n;
-}
-
-static size_t on_header(char *data, size_t size, size_t n, void *p)
-{
-	struct xfer *x = p;
-
-	/* A new status line starts a new set of headers (after 100 Continue). */
-	if (size * n > 5 && strncmp(data, "HTTP/", 5) == 0) {
-		x->retry_after[0] = '\0';
-		x->content_type[0] = '\0';
-	}
-	it_cli_header_value(data, size * n, "Retry-After", x->retry_after, sizeof(x->retry_after));
-	it_cli_header_value(data, size * n, "Content-Type", x->content_type, sizeof(x->content_type));
 	return size * n;
 }
 
@@ -320,8 +305,8 @@ static enum outcome upload_one(CURL *h, const struct opts *o, const char *path, 
 		curl_easy_setopt(h, CURLOPT_ERRORBUFFER, errbuf);
 		curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
 		curl_easy_setopt(h, CURLOPT_WRITEDATA, &x);
-		curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, on_header);
-		curl_easy_setopt(h, CURLOPT_HEADERDATA, &x);
+		curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, it_cli_on_header);
+		curl_easy_setopt(h, CURLOPT_HEADERDATA, &x.hdr);
 		curl_easy_setopt(h, CURLOPT_XFERINFOFUNCTION, on_progress);
 		curl_easy_setopt(h, CURLOPT_XFERINFODATA, &x);
 		rc = curl_easy_perform(h);
@@ -371,7 +356,7 @@ static enum outcome upload_one(CURL *h, const struct opts *o, const char *path, 
 				break;
 			}
 			/* The server knows best when it can take the request again. */
-			ra = it_cli_retry_after(x.retry_after, time(NULL));
+			ra = it_cli_retry_after(x.hdr.retry_after, time(NULL));
 			if (ra >= 0)
 				wait_ms = ra > o->max_wait_ms / 1000 ? o->max_wait_ms : ra * 1000;
 		} else {

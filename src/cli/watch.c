@@ -51,7 +51,7 @@ struct watch {
 	long status;
 	int checked;	  /* the status of the current answer has been looked at */
 	int streaming;	  /* the current answer is a 200 event stream */
-	char retry_after[64], content_type[128];
+	it_cli_headers hdr;
 	int done;	  /* --once: the first matching event was printed */
 	int fatal;	  /* a local error (state file) ends the program */
 	int delivered;	  /* this connection delivered events: reset the backoff */
@@ -305,19 +305,6 @@ static int on_progress(void *p, curl_off_t a, curl_off_t b, curl_off_t c, curl_o
 	return stop_requested || w->done || w->fatal;
 }
 
-static size_t on_header(char *data, size_t size, size_t n, void *p)
-{
-	struct watch *w = p;
-
-	if (size * n > 5 && strncmp(data, "HTTP/", 5) == 0) {
-		w->retry_after[0] = '\0';
-		w->content_type[0] = '\0';
-	}
-	it_cli_header_value(data, size * n, "Retry-After", w->retry_after, sizeof(w->retry_after));
-	it_cli_header_value(data, size * n, "Content-Type", w->content_type, sizeof(w->content_type));
-	return size * n;
-}
-
 /* Collects an answer body (long-poll answers and errors). */
 static size_t on_body(char *data, size_t size, size_t n, void *p)
 {
@@ -338,7 +325,7 @@ static size_t on_stream(char *data, size_t size, size_t n, void *p)
 	if (!w->checked) {
 		w->checked = 1;
 		curl_easy_getinfo(w->h, CURLINFO_RESPONSE_CODE, &w->status);
-		w->streaming = w->status == 200 && strncasecmp(w->content_type, "text/event-stream", 17) == 0;
+		w->streaming = w->status == 200 && strncasecmp(w->hdr.content_type, "text/event-stream", 17) == 0;
 	}
 	if (!w->streaming)
 		return on_body(data, size, n, p);
@@ -370,14 +357,14 @@ static void prepare(struct watch *w, const char *url)
 	curl_easy_setopt(w->h, CURLOPT_NOPROGRESS, 0L);
 	curl_easy_setopt(w->h, CURLOPT_XFERINFOFUNCTION, on_progress);
 	curl_easy_setopt(w->h, CURLOPT_XFERINFODATA, w);
-	curl_easy_setopt(w->h, CURLOPT_HEADERFUNCTION, on_header);
-	curl_easy_setopt(w->h, CURLOPT_HEADERDATA, w);
+	curl_easy_setopt(w->h, CURLOPT_HEADERFUNCTION, it_cli_on_header);
+	curl_easy_setopt(w->h, CURLOPT_HEADERDATA, &w->hdr);
 	curl_easy_setopt(w->h, CURLOPT_WRITEDATA, w);
 	curl_easy_setopt(w->h, CURLOPT_ACCEPT_ENCODING, "");
 	w->status = 0;
 	w->checked = 0;
 	w->streaming = 0;
-	w->retry_after[0] = w->content_type[0] = '\0';
+	w->hdr.retry_after[0] = w->hdr.content_type[0] = '\0';
 }
 
 static int build_url(struct watch *w, const char *path, int with_cursor)
@@ -500,7 +487,7 @@ static enum ending run_sse(struct watch *w, char *why, size_t whylen)
 	if (!w->checked)
 		curl_easy_getinfo(w->h, CURLINFO_RESPONSE_CODE, &w->status);
 	if (w->status == 200 && !w->streaming && w->checked && rc == CURLE_OK) {
-		snprintf(why, whylen, "the answer was not an event stream (%s)", w->content_type);
+		snprintf(why, whylen, "the answer was not an event stream (%s)", w->hdr.content_type);
 		return E_RETRY;
 	}
 	return failure(w, rc, why, whylen);
@@ -749,7 +736,7 @@ int main(int argc, char **argv)
 					  it_ssep_retry(&w.sse) > 0 && !w.retry_delay_given ? it_ssep_retry(&w.sse)
 											     : w.retry_delay_ms,
 					  w.max_wait_ms, it_cli_random());
-		ra = it_cli_retry_after(w.retry_after, time(NULL));
+		ra = it_cli_retry_after(w.hdr.retry_after, time(NULL));
 		if (ra >= 0)
 			delay = ra * 1000 > w.max_wait_ms ? w.max_wait_ms : ra * 1000;
 		if (!w.quiet)

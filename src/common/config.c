@@ -2,6 +2,7 @@
 #include "config.h"
 
 #include "common/config.h"
+#include "common/kvfile.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -148,63 +149,14 @@ void it_config_defaults(it_config *cfg)
 			abort(); /* a default outside its own range is a bug */
 }
 
-static char *trim(char *s)
+static int set_cb(void *ud, const char *key, const char *val, char *why, size_t whylen)
 {
-	char *e;
-
-	while (isspace((unsigned char)*s))
-		s++;
-	e = s + strlen(s);
-	while (e > s && isspace((unsigned char)e[-1]))
-		*--e = '\0';
-	return s;
+	return it_config_set(ud, key, val, why, (unsigned)whylen);
 }
 
 int it_config_load_file(it_config *cfg, const char *path, char *err, unsigned errlen)
 {
-	FILE *f = fopen(path, "r");
-	char line[4096];
-	unsigned lineno = 0;
-	int rc = 0;
-
-	if (f == NULL) {
-		snprintf(err, errlen, "%s: %s", path, strerror(errno));
-		return -1;
-	}
-	while (fgets(line, sizeof(line), f)) {
-		char *s, *eq, *key, *val, sub[200];
-		lineno++;
-		if (strchr(line, '\n') == NULL && !feof(f)) {
-			snprintf(err, errlen, "%s:%u: line too long", path, lineno);
-			rc = -1;
-			break;
-		}
-		s = trim(line);
-		if (*s == '\0' || *s == '#')
-			continue;
-		eq = strchr(s, '=');
-		if (eq == NULL) {
-			snprintf(err, errlen, "%s:%u: expected key = value", path, lineno);
-			rc = -1;
-			break;
-		}
-		*eq = '\0';
-		key = trim(s);
-		val = trim(eq + 1);
-		/* Values may be quoted to keep leading or trailing spaces. */
-		size_t vl = strlen(val);
-		if (vl >= 2 && val[0] == '"' && val[vl - 1] == '"') {
-			val[vl - 1] = '\0';
-			val++;
-		}
-		if (it_config_set(cfg, key, val, sub, sizeof(sub)) < 0) {
-			snprintf(err, errlen, "%s:%u: %s", path, lineno, sub);
-			rc = -1;
-			break;
-		}
-	}
-	fclose(f);
-	return rc;
+	return it_kv_read_file(path, 0, set_cb, cfg, err, errlen);
 }
 
 int it_config_load_env(it_config *cfg, char *const *envp, char *err, unsigned errlen)
