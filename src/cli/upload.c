@@ -402,19 +402,6 @@ static void tally(struct totals *t, enum outcome r)
 	}
 }
 
-static int parse_long(const char *s, long lo, long hi, long *out)
-{
-	char *end;
-	long v;
-
-	errno = 0;
-	v = strtol(s, &end, 10);
-	if (errno || end == s || *end || v < lo || v > hi)
-		return -1;
-	*out = v;
-	return 0;
-}
-
 /* Everything main does; returns the exit code. main frees o->conf and url
  * whichever way this returns. */
 static int run(int argc, char **argv, struct opts *o, it_buf *url)
@@ -448,21 +435,21 @@ static int run(int argc, char **argv, struct opts *o, it_buf *url)
 		case 'F': o->files_from = optarg; break;
 		case 'q': o->quiet = 1; break;
 		case 'r':
-			if (parse_long(optarg, 0, 100, &v) < 0)
+			if (it_cli_parse_long(optarg, 0, 100, &v) < 0)
 				goto bad_number;
 			o->retries = (unsigned)v;
 			break;
 		case 'd':
-			if (parse_long(optarg, 1, 3600000, &o->retry_delay_ms) < 0)
+			if (it_cli_parse_long(optarg, 1, 3600000, &o->retry_delay_ms) < 0)
 				goto bad_number;
 			break;
 		case 'w':
-			if (parse_long(optarg, 1, 86400, &v) < 0)
+			if (it_cli_parse_long(optarg, 1, 86400, &v) < 0)
 				goto bad_number;
 			o->max_wait_ms = v * 1000;
 			break;
 		case 't':
-			if (parse_long(optarg, 1, 86400, &o->timeout_s) < 0)
+			if (it_cli_parse_long(optarg, 1, 86400, &o->timeout_s) < 0)
 				goto bad_number;
 			break;
 		case 'h': usage(stdout); return IT_EXIT_OK;

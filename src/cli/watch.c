@@ -544,19 +544,6 @@ static enum ending run_longpoll(struct watch *w, char *why, size_t whylen)
 	return end;
 }
 
-static int parse_long(const char *s, long lo, long hi, long *out)
-{
-	char *end;
-	long v;
-
-	errno = 0;
-	v = strtol(s, &end, 10);
-	if (errno || end == s || *end || v < lo || v > hi)
-		return -1;
-	*out = v;
-	return 0;
-}
-
 int main(int argc, char **argv)
 {
 	static const struct option longopts[] = {
@@ -612,20 +599,20 @@ int main(int argc, char **argv)
 		case '1': w.once = 1; break;
 		case 'q': w.quiet = 1; break;
 		case 'P':
-			if (parse_long(optarg, 1, 3600, &w.poll_timeout_s) < 0)
+			if (it_cli_parse_long(optarg, 1, 3600, &w.poll_timeout_s) < 0)
 				goto bad_number;
 			break;
 		case 'I':
-			if (parse_long(optarg, 1, 86400, &w.idle_timeout_s) < 0)
+			if (it_cli_parse_long(optarg, 1, 86400, &w.idle_timeout_s) < 0)
 				goto bad_number;
 			break;
 		case 'd':
-			if (parse_long(optarg, 1, 3600000, &w.retry_delay_ms) < 0)
+			if (it_cli_parse_long(optarg, 1, 3600000, &w.retry_delay_ms) < 0)
 				goto bad_number;
 			w.retry_delay_given = 1;
 			break;
 		case 'w':
-			if (parse_long(optarg, 1, 86400, &v) < 0)
+			if (it_cli_parse_long(optarg, 1, 86400, &v) < 0)
 				goto bad_number;
 			w.max_wait_ms = v * 1000;
 			break;
