@@ -102,6 +102,9 @@ def main():
             st.restart_lighttpd()  # a fresh imagetools.fcgi: its VmHWM is this size's alone
             up, raw = [], []
             for _ in range(args.runs):
+                # Each timed step starts from a checkpoint, so that neither side
+                # pays for the other's WAL (both write hundreds of MB of it).
+                st.sql("CHECKPOINT")
                 t0 = time.monotonic()
                 r = subprocess.run(["psql", "-X", "-q", "-h", st.sockdir, "-p", str(st.pgport), "-U", "postgres",
                                     "-d", st.dbname, "-c", "\\copy bench_raw (data) FROM '%s' WITH (FORMAT binary)"
@@ -110,6 +113,7 @@ def main():
                 if r.returncode != 0:
                     raise RuntimeError(r.stderr)
                 st.sql("TRUNCATE bench_raw")
+                st.sql("CHECKPOINT")
                 t0 = time.monotonic()
                 status, _, body = st.curl("-F", "session_id=" + S, "-F", "source=cli", "-F", "file=@" + path,
                                           st.url + "/api/v1/images")
@@ -117,6 +121,7 @@ def main():
                 if status != 201:
                     raise RuntimeError("upload of %d MB failed: %d %r" % (mb, status, body[:300]))
                 st.sql("DELETE FROM images")
+                st.sql("VACUUM")
             hwm = max(vm_hwm_kb(p) for p in st.fcgi_pids())
             tu, tr = statistics.median(up), statistics.median(raw)
             rows.append((mb, tu, mb / tu, tr, mb / tr, tr / tu, hwm))
