@@ -88,6 +88,38 @@ int it_images_insert(PGconn *conn, it_image *img)
 		       11, params, img);
 }
 
+int it_images_session_bytes(PGconn *conn, const char *session, int lock, int64_t *bytes)
+{
+	const char *params[1] = {session};
+	PGresult *res;
+	int rc = 503;
+
+	*bytes = 0;
+	if (!it_id_session_valid(session))
+		return 400;
+	if (lock) {
+		res = it_db_exec(&conn, 0, "SELECT 1 FROM sessions WHERE id = $1 AND expires_at > now() FOR NO KEY UPDATE",
+				 1, params);
+		if (!it_db_ok(res, PGRES_TUPLES_OK) || PQntuples(res) != 1) {
+			rc = it_db_ok(res, PGRES_TUPLES_OK) ? 404 : 503;
+			PQclear(res);
+			return rc;
+		}
+		PQclear(res);
+	}
+	res = it_db_exec(&conn, 0,
+			 "SELECT COALESCE((SELECT sum(size) FROM images WHERE session_id = s.id), 0)::bigint"
+			 " FROM sessions s WHERE s.id = $1 AND s.expires_at > now()",
+			 1, params);
+	if (it_db_ok(res, PGRES_TUPLES_OK)) {
+		rc = PQntuples(res) == 1 ? 0 : 404;
+		if (rc == 0)
+			*bytes = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+	}
+	PQclear(res);
+	return rc;
+}
+
 int it_images_get(PGconn **connp, const char *id, it_image *out)
 {
 	const char *params[1] = {id};

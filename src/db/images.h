@@ -39,6 +39,14 @@ typedef struct it_image {
  * Returns 0, 404 (session gone) or 503. */
 int it_images_insert(PGconn *conn, it_image *img);
 
+/* The bytes held by the images of a live session, in *bytes. With lock, inside
+ * the caller's transaction, the session's row is locked first (FOR NO KEY
+ * UPDATE, the lock an event append takes anyway) and the sum is read by a
+ * second statement, which sees every upload that committed while this one
+ * waited: concurrent uploads into one session count each other. Returns 0,
+ * 400, 404 (no such session, or expired) or 503. */
+int it_images_session_bytes(PGconn *conn, const char *session, int lock, int64_t *bytes);
+
 /* Reads one image of a live session. Returns 0, 400, 404 or 503. */
 int it_images_get(PGconn **connp, const char *id, it_image *out);
 

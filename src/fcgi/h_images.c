@@ -75,6 +75,8 @@ typedef struct upload {
 
 	/* the request so far */
 	char session[FIELD_MAX + 1];
+	int64_t session_bytes; /* held by the session's images when its id arrived */
+	int64_t files_bytes;   /* of every file part so far */
 	char source[FIELD_MAX + 1];
 	upload_file *files;
 	int nfiles;
@@ -184,6 +186,23 @@ static int part_begin(upload *u, const it_mp_part *part)
 	return 0;
 }
 
+/* Whether the files of this request would take the session past
+ * max_session_bytes, given what it holds (0: no limit). */
+static int over_quota(const upload *u, int64_t held)
+{
+	int64_t limit = it_g.cfg.max_session_bytes;
+
+	return limit > 0 && u->session[0] != '\0' && held + u->files_bytes > limit;
+}
+
+static int quota_fail(upload *u, int64_t held)
+{
+	return up_fail(u, 413, "session-quota-exceeded",
+		       "The session holds %" PRId64 " bytes; with this upload it would pass its limit of %" PRId64
+		       " bytes. Delete images to make room.",
+		       held, it_g.cfg.max_session_bytes);
+}
+
 static int part_data(upload *u, const char *p, size_t n)
 {
 	switch (u->kind) {
@@ -195,9 +214,12 @@ static int part_data(upload *u, const char *p, size_t n)
 		return 0;
 	case P_FILE:
 		u->file_size += (int64_t)n;
+		u->files_bytes += (int64_t)n;
 		if (u->file_size > it_g.cfg.max_upload_bytes)
 			return up_fail(u, 413, "file-too-large", "A file is larger than the limit of %" PRId64 " bytes.",
 				       it_g.cfg.max_upload_bytes);
+		if (over_quota(u, u->session_bytes))
+			return quota_fail(u, u->session_bytes);
 		if (u->head_len < sizeof(u->head)) {
 			size_t k = sizeof(u->head) - u->head_len;
 			it_sniff s;
@@ -291,21 +313,6 @@ out:
  * connection and never retried on another one: a reconnect would silently
  * carry the rest of the request outside the transaction. Returns 0, 400,
  * 404 or 503. */
-static int session_live(PGconn *conn, const char *id)
-{
-	const char *params[1] = {id};
-	PGresult *res;
-	int rc = 503;
-
-	if (!it_id_session_valid(id))
-		return 400;
-	res = it_db_exec(&conn, 0, "SELECT 1 FROM sessions WHERE id = $1 AND expires_at > now()", 1, params);
-	if (it_db_ok(res, PGRES_TUPLES_OK))
-		rc = PQntuples(res) == 1 ? 0 : 404;
-	PQclear(res);
-	return rc;
-}
-
 static int part_end(upload *u)
 {
 	switch (u->kind) {
@@ -316,9 +323,9 @@ static int part_end(upload *u)
 		if (strcmp(u->field_name, "session_id") == 0) {
 			int rc;
 			memcpy(u->session, u->field, u->field_len + 1);
-			/* Checked at once so that an upload into a dead session
-			 * stops before its bytes are read. */
-			rc = session_live(u->conn, u->session);
+			/* Checked at once so that an upload into a dead (or full)
+			 * session stops before its bytes are read. */
+			rc = it_images_session_bytes(u->conn, u->session, 0, &u->session_bytes);
 			if (rc == 400)
 				return up_fail(u, 400, "invalid-session-id", "The session id is malformed.");
 			if (rc == 404)
@@ -329,6 +336,8 @@ static int part_end(upload *u)
 				return up_fail(u, 429, "rate-limited",
 					       "Too many uploads into this session; try again in %" PRId64 " seconds.",
 					       u->retry_after);
+			if (over_quota(u, u->session_bytes))
+				return quota_fail(u, u->session_bytes);
 		} else {
 			memcpy(u->source, u->field, u->field_len + 1);
 			if (!valid_source(u->source))
@@ -399,16 +408,26 @@ static int upload_body(upload *u)
 	}
 }
 
-/* Inserts the image rows, then their events (last: they take the session's
- * row lock), all in the open transaction. */
+/* Locks the session's row, checks the quota against what it holds now, then
+ * inserts the image rows and their events, all in the open transaction. */
 static int upload_store(upload *u)
 {
+	int64_t held;
 	int rc;
 
 	if (u->session[0] == '\0')
 		return up_fail(u, 400, "missing-session-id", "The session_id field is missing.");
 	if (u->nfiles == 0)
 		return up_fail(u, 400, "missing-file", "No file part was sent (field name \"file\").");
+	rc = it_images_session_bytes(u->conn, u->session, 1, &held);
+	if (rc == 400)
+		return up_fail(u, 400, "invalid-session-id", "The session id is malformed.");
+	if (rc == 404)
+		return up_fail(u, 404, "unknown-session", "No such session, or it has expired.");
+	if (rc != 0)
+		return up_fail(u, 503, "database-unavailable", "The database cannot be reached; try again shortly.");
+	if (over_quota(u, held))
+		return quota_fail(u, held);
 	for (int i = 0; i < u->nfiles; i++) {
 		it_image *img = &u->files[i].img;
 		snprintf(img->session_id, sizeof(img->session_id), "%.79s", u->session);

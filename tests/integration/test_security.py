@@ -1,6 +1,7 @@
 """test_security.py: rate limits shared by processes and nodes, Origin and CORS, security headers,
 log redaction and /metrics across processes, against real lighttpd + PostgreSQL."""
 
+import json
 import os
 import re
 import socket
@@ -16,7 +17,7 @@ from wsclient import HandshakeError, WsClient
 tap = Tap()
 
 ALLOWED = "https://app.example moz-extension://0b7e3c1a-addon"
-SETTINGS = {"rate_sessions": 3, "rate_streams": 3, "rate_uploads": 4, "rate_operations": 2, "allowed_origins": '"%s"' % ALLOWED, "keepalive_interval": 1}
+SETTINGS = {"rate_sessions": 3, "rate_streams": 3, "rate_uploads": 4, "rate_operations": 2, "max_session_bytes": 100000, "allowed_origins": '"%s"' % ALLOWED, "keepalive_interval": 1}
 
 
 def post_session(st, headers=None):
@@ -303,6 +304,53 @@ with Stack(tap, settings=SETTINGS, fcgi_procs=2) as st:
     tap.is_(st.sql("SELECT count(*) FROM events WHERE session_id = :'p1' AND type = 'operation.started'", op_a), "2",
             "and no operation.started event was sent for it")
     tap.is_(post_operation(op_b, img_b).status, 202, "another session starts one meanwhile")
+
+    # ---------------------------------------------------------------- storage quota per session
+    def upload_files(session, *paths):
+        st.sql("DELETE FROM rate_limits")  # this section is about the quota, not the rate
+        args = ["-s", "-F", "session_id=" + session]
+        for p in paths:
+            args += ["-F", "file=@%s" % p]
+        return st.curl(*(args + [st.url + "/api/v1/images"]))
+
+    def held(session):
+        return int(st.sql("SELECT COALESCE(sum(size), 0) FROM images WHERE session_id = :'p1'", session))
+
+    big, half_a, half_b = (os.path.join(st.dir, n) for n in ("q60k.png", "q30k-a.png", "q30k-b.png"))
+    for path, side in ((big, 140), (half_a, 100), (half_b, 100)):
+        with open(path, "wb") as f:  # random pixels, stored: about 3 bytes a pixel
+            f.write(png_bytes(side, side, level=0))
+    q = st.new_session()
+    status, _, body = upload_files(q, big)
+    tap.is_(status, 201, "a %d-byte image fits the 100000-byte session quota" % os.path.getsize(big))
+    first_id = json.loads(body)["images"][0]["id"] if status == 201 else ""
+    status, headers, body = upload_files(q, big)
+    tap.is_(status, 413, "a second one would pass the quota: 413")
+    tap.like(headers, r"(?im)^Content-Type: application/problem\+json", "as problem+json")
+    tap.like(body.decode(errors="replace"), r"session-quota-exceeded.*holds %d bytes" % os.path.getsize(big),
+             "the problem says how much the session holds")
+    tap.is_(held(q), os.path.getsize(big), "nothing more was stored")
+    tap.is_(st.sql("SELECT last_event_seq FROM sessions WHERE id = :'p1'", q), "1", "and no event was sent")
+    status, _, _ = upload_files(q, half_a, half_b)
+    tap.is_(status, 413, "two files that fit one by one but not together: 413")
+    tap.is_(held(q), os.path.getsize(big), "neither of them was stored")
+    tap.is_(st.request("DELETE", "/api/v1/images/" + first_id).status, 204, "deleting the image")
+    tap.is_(upload_files(q, half_a, half_b)[0], 201, "makes room for both")
+
+    # Two uploads at once into an empty session, each fitting alone, not together:
+    # the row lock makes the second see the first.
+    r2 = st.new_session()
+    st.sql("DELETE FROM rate_limits")
+    codes = []
+    threads = [threading.Thread(target=lambda: codes.append(st.curl("-s", "-F", "session_id=" + r2, "-F",
+                                                                       "file=@%s" % big, st.url + "/api/v1/images")[0]))
+               for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    tap.is_(sorted(codes), [201, 413], "two concurrent uploads past the quota together: one stored, one 413")
+    tap.is_(held(r2), os.path.getsize(big), "the session holds exactly one of them")
 
     # ---------------------------------------------------------------- metrics
     st.sql("DELETE FROM rate_limits")
