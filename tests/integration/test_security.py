@@ -337,18 +337,35 @@ with Stack(tap, settings=SETTINGS, fcgi_procs=2) as st:
     tap.is_(st.request("DELETE", "/api/v1/images/" + first_id).status, 204, "deleting the image")
     tap.is_(upload_files(q, half_a, half_b)[0], 201, "makes room for both")
 
-    # Two uploads at once into an empty session, each fitting alone, not together:
-    # the row lock makes the second see the first.
+    # Two uploads at once into an empty session, each fitting alone, not together.
+    # An open transaction holds the session's row lock until both are waiting,
+    # so both are inside their transactions at the same time: the lock taken
+    # before the quota check makes the second count the first.
     r2 = st.new_session()
     st.sql("DELETE FROM rate_limits")
+    holder = subprocess.Popen(["psql", "-X", "-q", "-A", "-t", "-h", st.sockdir, "-p", str(st.pgport), "-U",
+                               "postgres", "-d", st.dbname], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    holder.stdin.write("BEGIN;\nSELECT 'locked' FROM sessions WHERE id = '%s' FOR NO KEY UPDATE;\n" % r2)
+    holder.stdin.flush()
+    tap.is_(holder.stdout.readline().strip(), "locked", "a transaction holds the session's row lock")
     codes = []
     threads = [threading.Thread(target=lambda: codes.append(st.curl("-s", "-F", "session_id=" + r2, "-F",
                                                                        "file=@%s" % big, st.url + "/api/v1/images")[0]))
                for _ in range(2)]
     for t in threads:
         t.start()
+    try:
+        wait_for(lambda: int(st.sql("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'")) >= 2,
+                 timeout=30, what="both uploads waiting for the session's lock")
+        waited = True
+    except TimeoutError:
+        waited = False
+    holder.stdin.write("COMMIT;\n")
+    holder.stdin.close()
+    holder.wait(timeout=30)
     for t in threads:
         t.join()
+    tap.ok(waited, "both uploads reached the session's lock while the other was in flight")
     tap.is_(sorted(codes), [201, 413], "two concurrent uploads past the quota together: one stored, one 413")
     tap.is_(held(r2), os.path.getsize(big), "the session holds exactly one of them")
 
