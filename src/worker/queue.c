@@ -54,7 +54,11 @@ int it_wq_claim(PGconn *conn, const char *owner, int lease, it_wq_job *job)
 		" WHERE o.id = (SELECT q.id FROM operations q JOIN sessions s ON s.id = q.session_id"
 		"   WHERE (q.status = 'queued' OR (q.status = 'running' AND q.lease_until < now()))"
 		"     AND q.attempts < $3::integer AND s.expires_at > now()"
-		"   ORDER BY q.created_at LIMIT 1 FOR UPDATE OF q SKIP LOCKED)"
+		/* Round robin between sessions: the job of the session whose
+		 * last job started longest ago (or never) goes first, so one
+		 * session queueing many jobs does not hold up the others. */
+		"   ORDER BY (SELECT max(r.started_at) FROM operations r WHERE r.session_id = q.session_id) NULLS FIRST,"
+		"     q.created_at LIMIT 1 FOR UPDATE OF q SKIP LOCKED)"
 		" RETURNING o.id::text, o.session_id, o.type, o.params::text, array_to_string(o.image_ids, ','),"
 		" o.total, o.done, o.attempts, o.result::text",
 		3, NULL, pv, NULL, NULL, 0);

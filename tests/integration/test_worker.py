@@ -257,6 +257,19 @@ with Stack(tap, settings=SETTINGS) as st:
     ups = [e for e in wu.events(st, sid) if e["type"] == "image.updated"]
     tap.is_(len(ups), 20, "one image.updated per image across the two workers")
 
+    # ---------------------------------------------------------------- fairness between sessions
+    # One session queues three jobs, then another session one: it runs second, not last.
+    busy, light = st.new_session(), st.new_session()
+    busy_img, light_img = upload(st, busy, 1), upload(st, light, 1)
+    busy_ops = [wu.start_operation(st, busy, busy_img) for _ in range(3)]
+    light_op = wu.start_operation(st, light, light_img)
+    r = subprocess.run([st.bin("imagetools-worker"), "--once"], env=st.env(), capture_output=True, timeout=120)
+    tap.is_(r.returncode, 0, "--once ran the four jobs")
+    order = st.sql("SELECT string_agg(id::text, ',' ORDER BY started_at) FROM operations"
+                   " WHERE session_id IN (:'p1', :'p2')", busy, light).split(",")
+    tap.is_(order, [busy_ops[0], light_op, busy_ops[1], busy_ops[2]],
+            "sessions take turns: the other session's job ran second")
+
     # ---------------------------------------------------------------- kill -9 mid-job: another worker takes over
     wa = st.start_worker()
     sid = st.new_session()
