@@ -147,16 +147,32 @@ run(async (context) => {
     ok(!(await galleryNames(a)).includes('notes.png') && !(await galleryNames(b)).includes('notes.png'),
       'and no card appears for it');
 
-    // A rename in one tab (PATCH) reaches the other as image.updated.
+    // Rename in place in one tab: the other tab follows from the image.updated event.
     const sunsetId = await a.$eval('#gallery .card:has(.name:text-is("sunset.png"))', (e) => e.dataset.id).catch(() => null);
-    const renamed = await a.evaluate(async (id) => {
-      const r = await fetch('api/v1/images/' + id, { method: 'PATCH', headers: { 'Content-Type': 'application/json' },
-        body: JSON.stringify({ filename: 'evening.png' }) });
-      return r.status;
-    }, sunsetId);
-    is(renamed, 200, 'a rename is accepted');
-    ok(await until(async () => (await galleryNames(b)).includes('evening.png') && !(await galleryNames(b)).includes('sunset.png') || null),
-      'the other tab shows the new name (image.updated)');
+    ok(sunsetId, 'the card of sunset.png is found');
+    const card = a.locator(`#gallery .card[data-id="${sunsetId}"]`);
+    await card.locator('.rename').click();
+    const field = card.locator('.rename-input');
+    ok(await field.isVisible(), 'Rename turns the name into a text field');
+    await field.fill('dusk.png');
+    await field.press('Enter');
+    ok(await until(async () => (await galleryNames(b)).includes('dusk.png') || null),
+      'a rename in one tab shows in the other');
+    ok(!(await galleryNames(b)).includes('sunset.png') && (await galleryNames(a)).includes('dusk.png'),
+      'under the new name only, in both tabs');
+    await card.locator('.rename').click();
+    await card.locator('.rename-input').press('Escape');
+    is(await card.locator('.rename-input').count(), 0, 'Escape leaves the name as it was');
+
+    // Download: the link fetches the stored bytes under the new name.
+    const href = await card.locator('.download').getAttribute('href');
+    const got = await a.evaluate(async (u) => {
+      const r = await fetch(u);
+      return { status: r.status, disposition: r.headers.get('Content-Disposition'), size: (await r.arrayBuffer()).byteLength };
+    }, href);
+    is(got.status, 200, 'the Download link answers 200');
+    ok(/dusk\.png/.test(got.disposition || ''), 'named by the server after the rename: ' + got.disposition);
+    is(got.size, makePng(320, 200, 1).length, 'with the bytes that were uploaded');
 
     // Deleting in one tab removes the card in the other.
     const before = (await galleryNames(b)).filter((n) => n === 'forest.png').length;

@@ -236,9 +236,57 @@ function buildCard(id) {
   const meta = el('div', 'meta');
   const name = el('span', 'name');
   const info = el('span', 'info');
-  meta.append(name, info);
+  const actions = el('div', 'actions');
+  const download = el('a', 'download', 'Download');
+  download.href = API + '/images/' + encodeURIComponent(id) + '/file';
+  const rename = el('button', 'rename', 'Rename');
+  rename.type = 'button';
+  rename.addEventListener('click', () => startRename(id));
+  actions.append(download, rename);
+  meta.append(name, info, actions);
   li.append(fig, check, del, meta);
   return li;
+}
+
+// Renaming edits the name in place: Enter saves (PATCH; the image.updated event then renames
+// the card in every tab), Escape or leaving the field cancels.
+function startRename(id) {
+  const entry = state.images.get(id);
+  if (!entry || entry.el.querySelector('.rename-input')) return;
+  const name = entry.el.querySelector('.name');
+  const input = el('input', 'rename-input');
+  input.type = 'text';
+  input.value = entry.data.filename || '';
+  input.maxLength = 255;
+  input.setAttribute('aria-label', 'New name');
+  let done = false;
+  const finish = () => {
+    done = true;
+    input.remove();
+    name.hidden = false;
+  };
+  input.addEventListener('keydown', async (ev) => {
+    if (ev.key === 'Escape') finish();
+    if (ev.key !== 'Enter' || done) return;
+    const wanted = input.value.trim();
+    if (!wanted || wanted === entry.data.filename) return finish();
+    input.disabled = true;
+    try {
+      const img = await api('PATCH', '/images/' + encodeURIComponent(id), { filename: wanted });
+      finish();
+      if (img) upsertImage(img);
+    } catch (e) {
+      input.disabled = false;
+      toast('Could not rename: ' + e.message, 'error');
+    }
+  });
+  input.addEventListener('blur', () => {
+    if (!input.disabled && !done) finish();
+  });
+  name.hidden = true;
+  name.after(input);
+  input.focus();
+  input.select();
 }
 
 function renderCard(entry) {
@@ -260,6 +308,10 @@ function renderCard(entry) {
   check.setAttribute('aria-label', 'Select ' + name);
   li.querySelector('.delete').setAttribute('aria-label', 'Delete ' + name);
   li.querySelector('.delete').title = 'Delete';
+  // The server names the download (Content-Disposition); this is the browser's suggestion.
+  li.querySelector('.download').download = name;
+  li.querySelector('.download').setAttribute('aria-label', 'Download ' + name);
+  li.querySelector('.rename').setAttribute('aria-label', 'Rename ' + name);
 }
 
 function removeImage(id) {
