@@ -175,7 +175,10 @@ def main():
 
     tap = Tap()
     rows = []
-    with Stack(tap, own_cluster=True, settings={"log_level": "warn", "max_streams": 20000}) as st:
+    # Every subscriber comes from 127.0.0.1 and may share one session: the per-session
+    # and per-address stream limits (rate_streams is off in the test harness) are lifted.
+    with Stack(tap, own_cluster=True, settings={"log_level": "warn", "max_streams": 20000,
+                                                 "max_streams_per_session": 100000}) as st:
         idle = {"fcgi": rss_kb(st.fcgi_pids()[0]), "lighttpd": rss_kb(st.lighttpd.pid)}
         for kind in args.kinds.split(","):
             base = run(st, kind, 1, 1, args.events)
