@@ -203,6 +203,21 @@ static int quota_fail(upload *u, int64_t held)
 		       held, it_g.cfg.max_session_bytes);
 }
 
+/* Reads what the session's images hold (locking its row with lock) and
+ * answers for a session that is malformed, gone, unreachable or full. */
+static int session_check(upload *u, int lock, int64_t *held)
+{
+	int rc = it_images_session_bytes(u->conn, u->session, lock, held);
+
+	if (rc == 400)
+		return up_fail(u, 400, "invalid-session-id", "The session id is malformed.");
+	if (rc == 404)
+		return up_fail(u, 404, "unknown-session", "No such session, or it has expired.");
+	if (rc != 0)
+		return up_fail(u, 503, "database-unavailable", "The database cannot be reached; try again shortly.");
+	return over_quota(u, *held) ? quota_fail(u, *held) : 0;
+}
+
 static int part_data(upload *u, const char *p, size_t n)
 {
 	switch (u->kind) {
@@ -325,19 +340,12 @@ static int part_end(upload *u)
 			memcpy(u->session, u->field, u->field_len + 1);
 			/* Checked at once so that an upload into a dead (or full)
 			 * session stops before its bytes are read. */
-			rc = it_images_session_bytes(u->conn, u->session, 0, &u->session_bytes);
-			if (rc == 400)
-				return up_fail(u, 400, "invalid-session-id", "The session id is malformed.");
-			if (rc == 404)
-				return up_fail(u, 404, "unknown-session", "No such session, or it has expired.");
-			if (rc != 0)
-				return up_fail(u, 503, "database-unavailable", "The database cannot be reached; try again shortly.");
+			if ((rc = session_check(u, 0, &u->session_bytes)) != 0)
+				return rc;
 			if (it_guard_rate_check("uploads-session", u->session, it_g.cfg.rate_uploads, &u->retry_after))
 				return up_fail(u, 429, "rate-limited",
 					       "Too many uploads into this session; try again in %" PRId64 " seconds.",
 					       u->retry_after);
-			if (over_quota(u, u->session_bytes))
-				return quota_fail(u, u->session_bytes);
 		} else {
 			memcpy(u->source, u->field, u->field_len + 1);
 			if (!valid_source(u->source))
@@ -419,15 +427,8 @@ static int upload_store(upload *u)
 		return up_fail(u, 400, "missing-session-id", "The session_id field is missing.");
 	if (u->nfiles == 0)
 		return up_fail(u, 400, "missing-file", "No file part was sent (field name \"file\").");
-	rc = it_images_session_bytes(u->conn, u->session, 1, &held);
-	if (rc == 400)
-		return up_fail(u, 400, "invalid-session-id", "The session id is malformed.");
-	if (rc == 404)
-		return up_fail(u, 404, "unknown-session", "No such session, or it has expired.");
-	if (rc != 0)
-		return up_fail(u, 503, "database-unavailable", "The database cannot be reached; try again shortly.");
-	if (over_quota(u, held))
-		return quota_fail(u, held);
+	if ((rc = session_check(u, 1, &held)) != 0)
+		return rc;
 	for (int i = 0; i < u->nfiles; i++) {
 		it_image *img = &u->files[i].img;
 		snprintf(img->session_id, sizeof(img->session_id), "%.79s", u->session);
