@@ -4,7 +4,9 @@
 
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 static int tap_n, tap_failed;
 
@@ -62,6 +64,21 @@ __attribute__((format(printf, 5, 6), unused)) static int tap_is_str(const char *
 		return 0;
 	}
 	return 1;
+}
+
+/* Writes text to a new file under /tmp and returns its path, which stays
+ * valid until the next call. */
+__attribute__((unused)) static const char *tap_write_tmp(const char *text)
+{
+	static char path[32];
+	int fd;
+
+	strcpy(path, "/tmp/it-unit-XXXXXX");
+	fd = mkstemp(path);
+	if (fd < 0 || write(fd, text, strlen(text)) != (ssize_t)strlen(text))
+		abort();
+	close(fd);
+	return path;
 }
 
 __attribute__((unused)) static int tap_done(void)

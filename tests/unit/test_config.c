@@ -7,19 +7,6 @@
 #include <stdlib.h>
 #include <unistd.h>
 
-static const char *write_tmp(const char *text)
-{
-	static char path[] = "/tmp/it-config-XXXXXX";
-	int fd;
-
-	strcpy(path, "/tmp/it-config-XXXXXX");
-	fd = mkstemp(path);
-	if (fd < 0 || write(fd, text, strlen(text)) != (ssize_t)strlen(text))
-		abort();
-	close(fd);
-	return path;
-}
-
 int main(void)
 {
 	it_config cfg;
@@ -31,7 +18,7 @@ int main(void)
 	is_int(cfg.threads, 8, "default threads");
 	is_str(cfg.log_level, "info", "default log level");
 
-	path = write_tmp("# comment\n\n  threads = 4  \nmax_upload_bytes=10M\nurl_prefix = \" /x \"\n"
+	path = tap_write_tmp("# comment\n\n  threads = 4  \nmax_upload_bytes=10M\nurl_prefix = \" /x \"\n"
 			 "database_url = host=/tmp port=5432 dbname=it\n");
 	is_int(it_config_load_file(&cfg, path, err, sizeof(err)), 0, "file loads");
 	is_int(cfg.threads, 4, "spaces around keys and values are ignored");
@@ -40,21 +27,21 @@ int main(void)
 	is_str(cfg.database_url, "host=/tmp port=5432 dbname=it", "values may contain '='");
 	unlink(path);
 
-	path = write_tmp("threads = 4\nthreds = 5\n");
+	path = tap_write_tmp("threads = 4\nthreds = 5\n");
 	is_int(it_config_load_file(&cfg, path, err, sizeof(err)), -1, "unknown key refused");
 	ok(strstr(err, ":2:") && strstr(err, "threds"), "error names line and key: %s", err);
 	unlink(path);
 
-	path = write_tmp("threads = 0\n");
+	path = tap_write_tmp("threads = 0\n");
 	is_int(it_config_load_file(&cfg, path, err, sizeof(err)), -1, "value below range refused");
 	ok(strstr(err, "outside") != NULL, "error says out of range: %s", err);
 	unlink(path);
 
-	path = write_tmp("threads = many\n");
+	path = tap_write_tmp("threads = many\n");
 	is_int(it_config_load_file(&cfg, path, err, sizeof(err)), -1, "non-number refused");
 	unlink(path);
 
-	path = write_tmp("just words\n");
+	path = tap_write_tmp("just words\n");
 	is_int(it_config_load_file(&cfg, path, err, sizeof(err)), -1, "line without = refused");
 	unlink(path);
 

@@ -8,19 +8,6 @@
 #include <stdlib.h>
 #include <unistd.h>
 
-static const char *write_tmp(const char *text)
-{
-	static char path[] = "/tmp/it-kvfile-XXXXXX";
-	int fd;
-
-	strcpy(path, "/tmp/it-kvfile-XXXXXX");
-	fd = mkstemp(path);
-	if (fd < 0 || write(fd, text, strlen(text)) != (ssize_t)strlen(text))
-		abort();
-	close(fd);
-	return path;
-}
-
 /* Collects the pairs as "key=value;" and refuses the key "bad". */
 static int collect(void *ud, const char *key, const char *val, char *why, size_t whylen)
 {
@@ -40,7 +27,7 @@ int main(void)
 	const char *path;
 
 	got[0] = '\0';
-	path = write_tmp("# a comment\n\n   a = 1\nb=two words  \n\tc = \" padded \"\nd =\ne = \"\n  # indented comment\n"
+	path = tap_write_tmp("# a comment\n\n   a = 1\nb=two words  \n\tc = \" padded \"\nd =\ne = \"\n  # indented comment\n"
 			 "f = x = y\nlast = no newline");
 	is_int(it_kv_read_file(path, 0, collect, got, err, sizeof(err)), 0, "a well-formed file reads");
 	is_str(got, "a=1;b=two words;c= padded ;d=;e=\";f=x = y;last=no newline;",
@@ -48,13 +35,13 @@ int main(void)
 	unlink(path);
 
 	got[0] = '\0';
-	path = write_tmp("a = 1\nbad = 2\nc = 3\n");
+	path = tap_write_tmp("a = 1\nbad = 2\nc = 3\n");
 	is_int(it_kv_read_file(path, 0, collect, got, err, sizeof(err)), -1, "a refusal by the callback stops the read");
 	ok(strstr(err, ":2: bad is refused") != NULL, "the error names the file and line: %s", err);
 	is_str(got, "a=1;", "nothing after the refused line is read");
 	unlink(path);
 
-	path = write_tmp("a = 1\nno equals sign here\n");
+	path = tap_write_tmp("a = 1\nno equals sign here\n");
 	is_int(it_kv_read_file(path, 0, collect, got, err, sizeof(err)), -1, "a line without = is an error");
 	ok(strstr(err, ":2: expected key = value") != NULL, "and says so: %s", err);
 	unlink(path);
@@ -64,7 +51,7 @@ int main(void)
 	long_line[1] = '=';
 	long_line[sizeof(long_line) - 2] = '\n';
 	long_line[sizeof(long_line) - 1] = '\0';
-	path = write_tmp(long_line);
+	path = tap_write_tmp(long_line);
 	is_int(it_kv_read_file(path, 0, collect, got, err, sizeof(err)), -1, "a line over 4 KiB is an error");
 	ok(strstr(err, ":1: line too long") != NULL, "and says so: %s", err);
 	unlink(path);
