@@ -365,6 +365,18 @@ def count_streams(st, mode):
     return open_streams(st) if mode == "fastcgi" else len(st.fcgi_pids())
 
 
+def settled_count(st, mode, timeout=10.0):
+    """count_streams once it has stopped moving: a stream or CGI process of an earlier
+    check may still be on its way out, and counting it would skew what follows."""
+    last, same, deadline = count_streams(st, mode), 0, time.monotonic() + timeout
+    while same < 3 and time.monotonic() < deadline:
+        time.sleep(0.2)
+        now = count_streams(st, mode)
+        same = same + 1 if now == last else 0
+        last = now
+    return last
+
+
 def check_client_leaves(tap, st, sid, label, within, mode="cgi", half_close=False):
     """A stream whose client hangs up must not hold its resources until it would end by
     itself: the web server has to tell the backend, or the backend's next keepalive write
@@ -376,7 +388,7 @@ def check_client_leaves(tap, st, sid, label, within, mode="cgi", half_close=Fals
         skip(tap, label + ": GET /api/v1/events/stream (SSE) is not built yet")
         return
     how = "half-closes" if half_close else "leaves"
-    before = count_streams(st, mode)
+    before = settled_count(st, mode)
     s = socket.create_connection(("127.0.0.1", st.port), timeout=15)
     s.sendall(("GET %s HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n\r\n"
                % (api(st, "/events/stream?session_id=" + sid), st.port)).encode())
