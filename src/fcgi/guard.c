@@ -184,16 +184,22 @@ int it_guard_rate_check(const char *kind, const char *subject, int64_t per_minut
 int it_guard_rate(it_req *req, const char *kind, const char *subject, int64_t per_minute)
 {
 	int64_t retry = 0;
+	char what[64];
 
 	if (!it_guard_rate_check(kind, subject, per_minute, &retry))
 		return 0;
-	it_resp_header(req, "Retry-After", "%lld", (long long)retry);
-	{
-		json_object *ext = json_object_new_object();
-		json_object_object_add(ext, "retry_after", json_object_new_int64(retry));
-		it_resp_problem_ext(req, 429, "rate-limited", ext,
-				    "Too many %s requests; try again in %lld seconds.", kind, (long long)retry);
-		json_object_put(ext);
-	}
+	snprintf(what, sizeof(what), "Too many %s requests", kind);
+	it_guard_rate_refuse(req, retry, what);
 	return 1;
+}
+
+void it_guard_rate_refuse(it_req *req, int64_t retry_after, const char *what)
+{
+	json_object *ext = json_object_new_object();
+
+	it_resp_header(req, "Retry-After", "%lld", (long long)retry_after);
+	json_object_object_add(ext, "retry_after", json_object_new_int64(retry_after));
+	it_resp_problem_ext(req, 429, "rate-limited", ext, "%s; try again in %lld seconds.", what,
+			    (long long)retry_after);
+	json_object_put(ext);
 }

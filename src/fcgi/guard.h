@@ -31,6 +31,11 @@ int it_guard_rate(it_req *req, const char *kind, const char *subject, int64_t pe
  * row lock is not held until the request's own commit. */
 int it_guard_rate_check(const char *kind, const char *subject, int64_t per_minute, int64_t *retry_after);
 
+/* The 429 answer of it_guard_rate, for a refusal found by it_guard_rate_check:
+ * Retry-After, retry_after in the problem body, and the detail
+ * "<what>; try again in N seconds." */
+void it_guard_rate_refuse(it_req *req, int64_t retry_after, const char *what);
+
 /* Returns 1 when origin (an Origin header value) is in the space-separated
  * list allowed (exact match, ASCII case-insensitive; "null" never matches),
  * or matches a scheme wildcard entry (a non-http(s) scheme followed by

@@ -204,7 +204,10 @@ static int quota_fail(upload *u, int64_t held)
 }
 
 /* Reads what the session's images hold (locking its row with lock) and
- * answers for a session that is malformed, gone, unreachable or full. */
+ * answers for a session that is malformed, gone, unreachable or full. Asked
+ * inside the upload's transaction, on its connection and never retried on
+ * another one: a reconnect would silently carry the rest of the request
+ * outside the transaction. */
 static int session_check(upload *u, int lock, int64_t *held)
 {
 	int rc = it_images_session_bytes(u->conn, u->session, lock, held);
@@ -324,10 +327,6 @@ out:
 	return ret;
 }
 
-/* Is the session live? Checked inside the upload's transaction, on its
- * connection and never retried on another one: a reconnect would silently
- * carry the rest of the request outside the transaction. Returns 0, 400,
- * 404 or 503. */
 static int part_end(upload *u)
 {
 	switch (u->kind) {

@@ -81,12 +81,7 @@ void it_h_operation_create(it_req *req)
 	}
 	session = json_object_get_string(v);
 	if (it_guard_rate_check("operations-session", session, it_g.cfg.rate_operations, &retry)) {
-		json_object *ext = json_object_new_object();
-		it_resp_header(req, "Retry-After", "%lld", (long long)retry);
-		json_object_object_add(ext, "retry_after", json_object_new_int64(retry));
-		it_resp_problem_ext(req, 429, "rate-limited", ext,
-				    "Too many operations in this session; try again in %lld seconds.", (long long)retry);
-		json_object_put(ext);
+		it_guard_rate_refuse(req, retry, "Too many operations in this session");
 		goto out;
 	}
 	if (!json_object_object_get_ex(body, "type", &v) || !json_object_is_type(v, json_type_string) ||
