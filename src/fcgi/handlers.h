@@ -16,8 +16,10 @@ void it_h_session_delete(it_req *req);
 void it_h_events_poll(it_req *req);
 void it_h_events_stream(it_req *req);
 
-/* h_images.c */
+/* h_upload.c */
 void it_h_image_upload(it_req *req);
+
+/* h_images.c */
 void it_h_session_images(it_req *req);
 void it_h_image_get(it_req *req);
 void it_h_image_patch(it_req *req);

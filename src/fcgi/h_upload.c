@@ -1,0 +1,538 @@
+/* h_upload.c: POST /images, multipart uploads streamed into the blob store with their events. */
+#include "config.h"
+
+#include "common/id.h"
+#include "common/log.h"
+#include "db/blobs.h"
+#include "db/db.h"
+#include "db/eventlog.h"
+#include "db/images.h"
+#include "db/metrics.h"
+#include "db/sessions.h"
+#include "fcgi/app.h"
+#include "fcgi/guard.h"
+#include "fcgi/handlers.h"
+#include "image/filename.h"
+#include "image/sniff.h"
+#include "image/thumb.h"
+#include "parse/multipart.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+/* A part's header block: browsers send about 200 bytes. */
+#define MP_HEADER_MAX (8 * 1024)
+/* The read buffer: what the parser may hold back plus one large read. */
+#define READ_BUF (MP_HEADER_MAX + 128 * 1024)
+/* Plain form fields (session_id, source) are short. */
+#define FIELD_MAX 128
+/* After an error, the rest of the body is read and dropped up to this many
+ * bytes so that the client sees the answer; beyond, the connection is cut. */
+#define DRAIN_MAX (8 * 1024 * 1024)
+
+static const char *const sources[] = {"web", "android_app", "browser_addon", "cli", "api"};
+
+/* One stored file of the request, waiting for its image row. */
+typedef struct upload_file {
+	it_image img;
+} upload_file;
+
+/* The state of one POST /images. Freed in one place (upload_free). */
+typedef struct upload {
+	it_req *req;
+	PGconn *conn;
+	it_multipart mp;
+	char *buf;
+	size_t blen;
+	int64_t body_read;
+
+	/* the current part */
+	enum { P_NONE, P_FIELD, P_FILE, P_SKIP } kind;
+	char field_name[IT_MP_NAME_MAX + 1];
+	char field[FIELD_MAX + 1];
+	size_t field_len;
+	it_blob_writer blob;
+	int blob_open;
+	int tmp_fd;
+	unsigned char head[IT_SNIFF_MAGIC_BYTES];
+	size_t head_len;
+	int64_t file_size;
+	it_mp_part part;
+	char display[IT_IMAGE_NAME_MAX + 1]; /* the part's sanitised filename, for messages */
+
+	/* the request so far */
+	char session[FIELD_MAX + 1];
+	int64_t session_bytes; /* held by the session's images when its id arrived */
+	int64_t files_bytes;   /* of every file part so far */
+	char source[FIELD_MAX + 1];
+	upload_file *files;
+	int nfiles;
+
+	/* the first error: status, problem slug and detail */
+	int status;
+	const char *slug;
+	char detail[256];
+	int64_t retry_after; /* with status 429 */
+} upload;
+
+__attribute__((format(printf, 4, 5))) static int up_fail(upload *u, int status, const char *slug, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (u->status == 0) {
+		u->status = status;
+		u->slug = slug;
+		va_start(ap, fmt);
+		vsnprintf(u->detail, sizeof(u->detail), fmt, ap);
+		va_end(ap);
+	}
+	return -1;
+}
+
+/* An unlinked temporary file: it disappears with the descriptor, whatever
+ * happens to the process. */
+static int tmpfile_open(void)
+{
+	const char *dir = getenv("TMPDIR");
+	char path[4096];
+	int fd;
+
+	if (dir == NULL || *dir == '\0')
+		dir = "/tmp";
+#ifdef O_TMPFILE
+	fd = open(dir, O_TMPFILE | O_RDWR | O_EXCL | O_CLOEXEC, 0600);
+	if (fd >= 0)
+		return fd;
+#endif
+	snprintf(path, sizeof(path), "%s/imagetools-upload-XXXXXX", dir);
+	fd = mkostemp(path, O_CLOEXEC);
+	if (fd >= 0)
+		unlink(path);
+	return fd;
+}
+
+static int write_all(int fd, const char *p, size_t n)
+{
+	while (n > 0) {
+		ssize_t w = write(fd, p, n);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0)
+			return -1;
+		p += w;
+		n -= (size_t)w;
+	}
+	return 0;
+}
+
+static void close_file_part(upload *u)
+{
+	if (u->blob_open)
+		it_blob_writer_abort(&u->blob);
+	u->blob_open = 0;
+	if (u->tmp_fd >= 0)
+		close(u->tmp_fd);
+	u->tmp_fd = -1;
+}
+
+static int is_file_field(const char *name)
+{
+	return strcmp(name, "file") == 0 || strcmp(name, "file[]") == 0 || strcmp(name, "files") == 0;
+}
+
+static int part_begin(upload *u, const it_mp_part *part)
+{
+	u->part = *part;
+	u->field_len = 0;
+	it_filename_sanitize(part->filename, NULL, u->display, sizeof(u->display));
+	snprintf(u->field_name, sizeof(u->field_name), "%s", part->name);
+	if (is_file_field(part->name)) {
+		if (u->nfiles >= it_g.cfg.max_files)
+			return up_fail(u, 413, "too-many-files", "At most %" PRId64 " files per request.",
+				       it_g.cfg.max_files);
+		u->kind = P_FILE;
+		u->head_len = 0;
+		u->file_size = 0;
+		u->tmp_fd = tmpfile_open();
+		if (u->tmp_fd < 0) {
+			it_log_error("cannot create a temporary file: %s", strerror(errno));
+			return up_fail(u, 503, "storage-unavailable", "The upload cannot be stored right now.");
+		}
+		if (it_blob_writer_open(&u->blob, u->conn) != 0)
+			return up_fail(u, 503, "database-unavailable", "The database cannot be reached; try again shortly.");
+		u->blob_open = 1;
+		return 0;
+	}
+	if (strcmp(part->name, "session_id") == 0 || strcmp(part->name, "source") == 0) {
+		u->kind = P_FIELD;
+		return 0;
+	}
+	/* Unknown fields are tolerated (forms carry extra inputs) and dropped;
+	 * their bytes still count against max_request_bytes. */
+	u->kind = P_SKIP;
+	return 0;
+}
+
+/* Whether the files of this request would take the session past
+ * max_session_bytes, given what it holds (0: no limit). */
+static int over_quota(const upload *u, int64_t held)
+{
+	int64_t limit = it_g.cfg.max_session_bytes;
+
+	return limit > 0 && u->session[0] != '\0' && held + u->files_bytes > limit;
+}
+
+static int quota_fail(upload *u, int64_t held)
+{
+	return up_fail(u, 413, "session-quota-exceeded",
+		       "The session holds %" PRId64 " bytes; with this upload it would pass its limit of %" PRId64
+		       " bytes. Delete images to make room.",
+		       held, it_g.cfg.max_session_bytes);
+}
+
+/* Reads what the session's images hold (locking its row with lock) and
+ * answers for a session that is malformed, gone, unreachable or full. Asked
+ * inside the upload's transaction, on its connection and never retried on
+ * another one: a reconnect would silently carry the rest of the request
+ * outside the transaction. */
+static int session_check(upload *u, int lock, int64_t *held)
+{
+	int rc = it_images_session_bytes(u->conn, u->session, lock, held);
+
+	if (rc == 400)
+		return up_fail(u, 400, "invalid-session-id", "The session id is malformed.");
+	if (rc == 404)
+		return up_fail(u, 404, "unknown-session", "No such session, or it has expired.");
+	if (rc != 0)
+		return up_fail(u, 503, "database-unavailable", "The database cannot be reached; try again shortly.");
+	return over_quota(u, *held) ? quota_fail(u, *held) : 0;
+}
+
+static int part_data(upload *u, const char *p, size_t n)
+{
+	switch (u->kind) {
+	case P_FIELD:
+		if (u->field_len + n > FIELD_MAX)
+			return up_fail(u, 400, "field-too-long", "The field %s is too long.", u->field_name);
+		memcpy(u->field + u->field_len, p, n);
+		u->field_len += n;
+		return 0;
+	case P_FILE:
+		u->file_size += (int64_t)n;
+		u->files_bytes += (int64_t)n;
+		if (u->file_size > it_g.cfg.max_upload_bytes)
+			return up_fail(u, 413, "file-too-large", "A file is larger than the limit of %" PRId64 " bytes.",
+				       it_g.cfg.max_upload_bytes);
+		if (over_quota(u, u->session_bytes))
+			return quota_fail(u, u->session_bytes);
+		if (u->head_len < sizeof(u->head)) {
+			size_t k = sizeof(u->head) - u->head_len;
+			it_sniff s;
+			if (k > n)
+				k = n;
+			memcpy(u->head + u->head_len, p, k);
+			u->head_len += k;
+			/* Refuse non-images as soon as their first bytes say so. */
+			if (it_sniff_type(u->head, u->head_len, &s) == IT_SNIFF_UNKNOWN)
+				return up_fail(u, 415, "not-an-image",
+					       "\"%.60s\" is not a JPEG, PNG, GIF or WebP image.", u->display);
+		}
+		if (write_all(u->tmp_fd, p, n) < 0) {
+			it_log_error("temporary file write failed: %s", strerror(errno));
+			return up_fail(u, 503, "storage-unavailable", "The upload cannot be stored right now.");
+		}
+		if (it_blob_writer_append(&u->blob, p, n) != 0)
+			return up_fail(u, 503, "database-unavailable", "The database cannot be reached; try again shortly.");
+		return 0;
+	default:
+		return 0;
+	}
+}
+
+static int valid_source(const char *s)
+{
+	for (size_t i = 0; i < sizeof(sources) / sizeof(sources[0]); i++)
+		if (strcmp(s, sources[i]) == 0)
+			return 1;
+	return 0;
+}
+
+/* The bytes are complete: sniff the header, check the pixel count, make the
+ * thumbnail, and keep what the image row will need. */
+static int file_end(upload *u)
+{
+	upload_file *f = &u->files[u->nfiles];
+	it_image *img = &f->img;
+	const char *name = u->display;
+	void *thumb = NULL;
+	size_t thumb_len = 0;
+	const char *thumb_type;
+	char err[256];
+	it_sniff s;
+	enum it_sniff_rc rc;
+	int ret = -1;
+
+	memset(img, 0, sizeof(*img));
+	if (u->file_size == 0)
+		return up_fail(u, 415, "not-an-image", "\"%.60s\" is empty.", name);
+	if (it_blob_writer_finish(&u->blob) != 0) {
+		u->blob_open = 0;
+		return up_fail(u, 503, "database-unavailable", "The database cannot be reached; try again shortly.");
+	}
+	u->blob_open = 0;
+	img->blob_id = u->blob.id;
+	img->size = u->blob.size;
+	memcpy(img->sha256, u->blob.sha256, sizeof(img->sha256));
+
+	/* pread, not mmap: mapped file pages would count as (and fault in
+	 * around each touch as) resident memory of this process. */
+	rc = it_sniff_fd(u->tmp_fd, (uint64_t)u->file_size, &s);
+	if (rc == IT_SNIFF_UNKNOWN)
+		return up_fail(u, 415, "not-an-image", "\"%.60s\" is not a JPEG, PNG, GIF or WebP image.", name);
+	if (rc != IT_SNIFF_OK)
+		return up_fail(u, 415, "corrupt-image", "\"%.60s\" has a damaged or truncated header.", name);
+	if ((uint64_t)s.width * s.height > (uint64_t)it_g.cfg.max_pixels)
+		return up_fail(u, 413, "too-many-pixels",
+			       "\"%.60s\" is %" PRIu32 "x%" PRIu32 " pixels; the limit is %" PRId64 " pixels.", name,
+			       s.width, s.height, it_g.cfg.max_pixels);
+	if (it_thumb_make(u->tmp_fd, (int)it_g.cfg.thumbnail_size, &thumb, &thumb_len, &thumb_type, err,
+			  sizeof(err)) != 0)
+		return up_fail(u, 415, "corrupt-image", "\"%.60s\" cannot be decoded as an image.", name);
+	if (it_blob_put(u->conn, thumb, thumb_len, &img->thumb_blob_id, NULL) != 0) {
+		up_fail(u, 503, "database-unavailable", "The database cannot be reached; try again shortly.");
+		goto out;
+	}
+	snprintf(img->content_type, sizeof(img->content_type), "%s", s.content_type);
+	img->width = (int32_t)s.width;
+	img->height = (int32_t)s.height;
+	it_filename_utf8(u->part.filename, img->original_filename, sizeof(img->original_filename));
+	it_filename_sanitize(u->part.filename, s.ext, img->filename, sizeof(img->filename));
+	u->nfiles++;
+	ret = 0;
+out:
+	free(thumb);
+	return ret;
+}
+
+static int part_end(upload *u)
+{
+	switch (u->kind) {
+	case P_FIELD:
+		u->field[u->field_len] = '\0';
+		if (strlen(u->field) != u->field_len)
+			return up_fail(u, 400, "bad-field", "The field %s contains a NUL byte.", u->field_name);
+		if (strcmp(u->field_name, "session_id") == 0) {
+			int rc;
+			memcpy(u->session, u->field, u->field_len + 1);
+			/* Checked at once so that an upload into a dead (or full)
+			 * session stops before its bytes are read. */
+			if ((rc = session_check(u, 0, &u->session_bytes)) != 0)
+				return rc;
+			if (it_guard_rate_check("uploads-session", u->session, it_g.cfg.rate_uploads, &u->retry_after))
+				return up_fail(u, 429, "rate-limited",
+					       "Too many uploads into this session; try again in %" PRId64 " seconds.",
+					       u->retry_after);
+		} else {
+			memcpy(u->source, u->field, u->field_len + 1);
+			if (!valid_source(u->source))
+				return up_fail(u, 400, "unknown-source",
+					       "source must be one of web, android_app, browser_addon, cli, api.");
+		}
+		break;
+	case P_FILE: {
+		int rc = file_end(u);
+		close_file_part(u);
+		if (rc < 0)
+			return rc;
+		break;
+	}
+	default: break;
+	}
+	u->kind = P_NONE;
+	return 0;
+}
+
+/* Reads and parses the whole body. Returns 0 when every part is stored,
+ * -1 with u->status set otherwise. */
+static int upload_body(upload *u)
+{
+	for (;;) {
+		it_mp_event ev;
+		ssize_t used = it_mp_parse(&u->mp, u->buf, u->blen, &ev);
+
+		if (used < 0)
+			return up_fail(u, 400, "malformed-multipart", "%s", it_mp_error(&u->mp));
+		switch (ev.type) {
+		case IT_MP_PART:
+			if (part_begin(u, &ev.part) < 0)
+				return -1;
+			break;
+		case IT_MP_DATA:
+			if (part_data(u, ev.data, ev.len) < 0)
+				return -1;
+			break;
+		case IT_MP_PART_END:
+			if (part_end(u) < 0)
+				return -1;
+			break;
+		case IT_MP_END:
+			return 0;
+		case IT_MP_NEED_MORE:
+			break;
+		}
+		memmove(u->buf, u->buf + used, u->blen - (size_t)used);
+		u->blen -= (size_t)used;
+		if (ev.type == IT_MP_NEED_MORE) {
+			ssize_t r;
+			if (u->blen == READ_BUF)
+				return up_fail(u, 400, "malformed-multipart", "A part's header block is too large.");
+			r = it_req_read(u->req, u->buf + u->blen, READ_BUF - u->blen);
+			if (r < 0)
+				return up_fail(u, 400, "truncated", "The request body could not be read to its end.");
+			if (r == 0)
+				return up_fail(u, 400, "truncated",
+					       "The request body ends before the closing multipart boundary.");
+			u->body_read += r;
+			if (u->body_read > it_g.cfg.max_request_bytes)
+				return up_fail(u, 413, "request-too-large",
+					       "The request is larger than the limit of %" PRId64 " bytes.",
+					       it_g.cfg.max_request_bytes);
+			u->blen += (size_t)r;
+		}
+	}
+}
+
+/* Locks the session's row, checks the quota against what it holds now, then
+ * inserts the image rows and their events, all in the open transaction. */
+static int upload_store(upload *u)
+{
+	int64_t held;
+	int rc;
+
+	if (u->session[0] == '\0')
+		return up_fail(u, 400, "missing-session-id", "The session_id field is missing.");
+	if (u->nfiles == 0)
+		return up_fail(u, 400, "missing-file", "No file part was sent (field name \"file\").");
+	if ((rc = session_check(u, 1, &held)) != 0)
+		return rc;
+	for (int i = 0; i < u->nfiles; i++) {
+		it_image *img = &u->files[i].img;
+		snprintf(img->session_id, sizeof(img->session_id), "%.79s", u->session);
+		snprintf(img->source, sizeof(img->source), "%.15s", u->source[0] ? u->source : "web");
+		rc = it_images_insert(u->conn, img);
+		if (rc == 404)
+			return up_fail(u, 404, "unknown-session", "No such session, or it has expired.");
+		if (rc != 0)
+			return up_fail(u, 503, "database-unavailable", "The database cannot be reached; try again shortly.");
+	}
+	for (int i = 0; i < u->nfiles; i++) {
+		json_object *data = it_images_event_data(&u->files[i].img, it_g.cfg.url_prefix);
+		rc = it_event_append(u->conn, u->session, "image.uploaded", data, NULL);
+		json_object_put(data);
+		if (rc == 404)
+			return up_fail(u, 404, "unknown-session", "No such session, or it has expired.");
+		if (rc != 0)
+			return up_fail(u, 503, "database-unavailable", "The database cannot be reached; try again shortly.");
+	}
+	if (it_db_commit(u->conn) != 0)
+		return up_fail(u, 503, "database-unavailable", "The database cannot be reached; try again shortly.");
+	return 0;
+}
+
+void it_h_image_upload(it_req *req)
+{
+	char boundary[IT_MP_BOUNDARY_MAX + 1];
+	const char *ct = it_req_env(req, "CONTENT_TYPE");
+	json_object *o, *arr;
+	int in_txn = 0;
+	upload *u;
+
+	if (it_mp_boundary(ct, boundary) < 0) {
+		it_resp_problem(req, 400, "not-multipart",
+				"Uploads are multipart/form-data with a boundary (curl -F file=@photo.jpg).");
+		it_metrics_inc("imagetools_upload_errors_total", "status=\"400\"", 1);
+		return;
+	}
+	if (req->content_length > it_g.cfg.max_request_bytes) {
+		/* Not a byte is read: the web server closes the connection. */
+		it_resp_problem(req, 413, "request-too-large", "The request is larger than the limit of %" PRId64 " bytes.",
+				it_g.cfg.max_request_bytes);
+		it_metrics_inc("imagetools_upload_errors_total", "status=\"413\"", 1);
+		return;
+	}
+	if (it_guard_rate(req, "uploads", req->remote_addr, it_g.cfg.rate_uploads)) {
+		it_metrics_inc("imagetools_upload_errors_total", "status=\"429\"", 1);
+		if (req->content_length >= 0 && req->content_length <= DRAIN_MAX)
+			it_req_drain(req, DRAIN_MAX);
+		return;
+	}
+	u = calloc(1, sizeof(*u));
+	if (u == NULL || (u->buf = malloc(READ_BUF)) == NULL ||
+	    (u->files = calloc((size_t)it_g.cfg.max_files, sizeof(*u->files))) == NULL) {
+		if (u)
+			free(u->buf);
+		free(u);
+		it_resp_problem(req, 503, "out-of-memory", "The server is out of memory; try again shortly.");
+		return;
+	}
+	u->req = req;
+	u->tmp_fd = -1;
+	it_mp_init(&u->mp, boundary, MP_HEADER_MAX);
+	u->conn = it_db_thread_conn();
+	if (u->conn == NULL || it_db_begin(&u->conn) != 0)
+		up_fail(u, 503, "database-unavailable", "The database cannot be reached; try again shortly.");
+	else
+		in_txn = 1;
+
+	if (u->status == 0 && upload_body(u) == 0 && upload_store(u) == 0) {
+		/* The epilogue after the close delimiter (usually a CRLF) is read
+		 * and dropped so that the web server sees the body consumed. */
+		it_req_drain(req, 64 * 1024);
+		o = json_object_new_object();
+		arr = json_object_new_array();
+		for (int i = 0; i < u->nfiles; i++)
+			json_object_array_add(arr, it_images_json(&u->files[i].img, it_g.cfg.url_prefix));
+		json_object_object_add(o, "images", arr);
+		for (int i = 0; i < u->nfiles; i++) {
+			char labels[48];
+			snprintf(labels, sizeof(labels), "source=\"%s\"", u->files[i].img.source);
+			it_metrics_inc("imagetools_uploads_total", labels, 1);
+			it_metrics_inc("imagetools_upload_bytes_total", NULL, u->files[i].img.size);
+		}
+		snprintf(req->log_note, sizeof(req->log_note), "images=%d", u->nfiles);
+		it_resp_json(req, 201, o);
+		json_object_put(o);
+	} else {
+		/* Nothing of this request survives: the blobs, chunks and rows
+		 * written so far vanish with the rollback. */
+		close_file_part(u);
+		if (in_txn)
+			it_db_rollback(u->conn);
+		if (u->status == 503)
+			it_resp_header(req, "Retry-After", "5");
+		if (u->status == 429)
+			it_resp_header(req, "Retry-After", "%" PRId64, u->retry_after);
+		{
+			char labels[32];
+			snprintf(labels, sizeof(labels), "status=\"%d\"", u->status ? u->status : 500);
+			it_metrics_inc("imagetools_upload_errors_total", labels, 1);
+		}
+		it_resp_problem(req, u->status ? u->status : 500, u->slug ? u->slug : "internal", "%s", u->detail);
+		it_resp_flush(req);
+		/* Read what is left so that the client, still sending, gets the
+		 * answer instead of a reset; past DRAIN_MAX the connection is cut. */
+		if (req->content_length < 0 || req->content_length - u->body_read <= DRAIN_MAX)
+			it_req_drain(req, DRAIN_MAX);
+	}
+	close_file_part(u);
+	free(u->files);
+	free(u->buf);
+	free(u);
+}
