@@ -15,6 +15,12 @@ typedef struct it_config {
 	char *bridge_listen;	    /* host:port of the WebSocket bridge */
 	char *metrics_token;	    /* bearer token for /metrics; empty: open */
 	int64_t threads;	    /* FastCGI accept threads per process */
+	int64_t upload_threads;	    /* FastCGI threads that serve uploads only */
+	int64_t upload_queue;	    /* uploads waiting for an upload thread */
+	int64_t max_uploads_per_address; /* uploads in flight per client address; 0: no limit */
+	int64_t upload_body_timeout; /* seconds a request body may take before upload_min_rate counts */
+	int64_t upload_min_rate;    /* bytes per second a request body must keep up; 0: no limit */
+	int64_t upload_body_max_time; /* seconds any request body may take at most; 0: no cap */
 	int64_t session_ttl;	    /* seconds a new session lives */
 	int64_t event_retention;    /* seconds events are kept (at least) */
 	int64_t max_upload_bytes;   /* per file */

@@ -14,23 +14,23 @@
 it_app it_g;
 
 static const it_route routes[] = {
-	{"GET", "/api/v1/health", it_h_health},
-	{"POST", "/api/v1/sessions", it_h_session_create},
-	{"GET", "/api/v1/sessions/{id}", it_h_session_get},
-	{"DELETE", "/api/v1/sessions/{id}", it_h_session_delete},
-	{"GET", "/api/v1/events", it_h_events_poll},
-	{"GET", "/api/v1/events/stream", it_h_events_stream},
-	{"GET", "/api/v1/sessions/{id}/images", it_h_session_images},
-	{"POST", "/api/v1/images", it_h_image_upload},
-	{"GET", "/api/v1/images/{id}", it_h_image_get},
-	{"PATCH", "/api/v1/images/{id}", it_h_image_patch},
-	{"DELETE", "/api/v1/images/{id}", it_h_image_delete},
-	{"GET", "/api/v1/images/{id}/file", it_h_image_file},
-	{"GET", "/api/v1/images/{id}/thumbnail", it_h_image_thumbnail},
-	{"POST", "/api/v1/operations", it_h_operation_create},
-	{"GET", "/api/v1/operations/{id}", it_h_operation_get},
-	{"POST", "/api/v1/operations/{id}/cancel", it_h_operation_cancel},
-	{"GET", "/api/v1/metrics", it_h_metrics},
+	{"GET", "/api/v1/health", it_h_health, 0},
+	{"POST", "/api/v1/sessions", it_h_session_create, 0},
+	{"GET", "/api/v1/sessions/{id}", it_h_session_get, 0},
+	{"DELETE", "/api/v1/sessions/{id}", it_h_session_delete, 0},
+	{"GET", "/api/v1/events", it_h_events_poll, 0},
+	{"GET", "/api/v1/events/stream", it_h_events_stream, 0},
+	{"GET", "/api/v1/sessions/{id}/images", it_h_session_images, 0},
+	{"POST", "/api/v1/images", it_h_image_upload, IT_ROUTE_LONG_BODY},
+	{"GET", "/api/v1/images/{id}", it_h_image_get, 0},
+	{"PATCH", "/api/v1/images/{id}", it_h_image_patch, 0},
+	{"DELETE", "/api/v1/images/{id}", it_h_image_delete, 0},
+	{"GET", "/api/v1/images/{id}/file", it_h_image_file, 0},
+	{"GET", "/api/v1/images/{id}/thumbnail", it_h_image_thumbnail, 0},
+	{"POST", "/api/v1/operations", it_h_operation_create, 0},
+	{"GET", "/api/v1/operations/{id}", it_h_operation_get, 0},
+	{"POST", "/api/v1/operations/{id}/cancel", it_h_operation_cancel, 0},
+	{"GET", "/api/v1/metrics", it_h_metrics, 0},
 };
 
 int it_app_session_problem(it_req *req, int rc)
@@ -58,18 +58,18 @@ static void count_response(const it_req *req)
 	it_metrics_inc("imagetools_http_responses_total", labels, 1);
 }
 
-void it_app_dispatch(it_req *req)
+const it_route *it_app_route(it_req *req)
 {
 	const it_route *route = NULL;
 	char allow[128];
 
+	it_req_body_limits(req, it_g.cfg.upload_body_timeout, it_g.cfg.upload_min_rate, it_g.cfg.upload_body_max_time);
 	if (it_guard_request(req))
-		goto out;
+		goto answered;
 	switch (it_router_match(routes, sizeof(routes) / sizeof(routes[0]), req->method, req->path, req, &route,
 				allow, sizeof(allow))) {
 	case IT_MATCH_OK:
-		route->handler(req);
-		break;
+		return route;
 	case IT_MATCH_BAD_METHOD:
 		it_resp_header(req, "Allow", "%s", allow);
 		it_resp_problem(req, 405, "method-not-allowed", "%s is not allowed here; allowed: %s.", req->method,
@@ -79,6 +79,39 @@ void it_app_dispatch(it_req *req)
 		it_resp_problem(req, 404, "not-found", "No such resource.");
 		break;
 	}
-out:
+answered:
 	count_response(req);
+	return NULL;
+}
+
+void it_app_run(it_req *req, const it_route *route)
+{
+	route->handler(req);
+	count_response(req);
+}
+
+void it_app_refuse_busy(it_req *req, int status, int64_t retry_after)
+{
+	char labels[32];
+
+	it_resp_header(req, "Retry-After", "%lld", (long long)retry_after);
+	if (status == 429)
+		it_resp_problem(req, 429, "too-many-uploads",
+				"This address has %lld uploads in progress already; try again in %lld seconds.",
+				(long long)it_g.cfg.max_uploads_per_address, (long long)retry_after);
+	else
+		it_resp_problem(req, 503, "server-busy",
+				"Every upload slot of the server is taken; try again in %lld seconds.",
+				(long long)retry_after);
+	snprintf(labels, sizeof(labels), "status=\"%d\"", status);
+	it_metrics_inc("imagetools_upload_errors_total", labels, 1);
+	count_response(req);
+}
+
+void it_app_dispatch(it_req *req)
+{
+	const it_route *route = it_app_route(req);
+
+	if (route)
+		it_app_run(req, route);
 }

@@ -394,6 +394,11 @@ static int upload_body(upload *u)
 			if (u->blen == READ_BUF)
 				return up_fail(u, 400, "malformed-multipart", "A part's header block is too large.");
 			r = it_req_read(u->req, u->buf + u->blen, READ_BUF - u->blen);
+			if (r == IT_REQ_TOO_SLOW)
+				return up_fail(u, 408, "too-slow",
+					       "The request body arrived slower than %" PRId64
+					       " bytes per second (after a first %" PRId64 " seconds); nothing was stored.",
+					       it_g.cfg.upload_min_rate, it_g.cfg.upload_body_timeout);
 			if (r < 0)
 				return up_fail(u, 400, "truncated", "The request body could not be read to its end.");
 			if (r == 0)

@@ -6,6 +6,7 @@
 #include "db/metrics.h"
 #include "fcgi/app.h"
 #include "fcgi/handlers.h"
+#include "fcgi/pool.h"
 #include "fcgi/request.h"
 #include "hub/hub.h"
 
@@ -23,6 +24,14 @@
 /* FCGX_Accept_r on one listening socket is serialised, as libfcgi requires. */
 static pthread_mutex_t accept_lock = PTHREAD_MUTEX_INITIALIZER;
 
+/* The upload threads (FastCGI mode only). */
+static it_pool *upload_pool;
+
+/* Retry-After of an upload refused because the server or the address is
+ * busy: uploads in flight end, or are cut by the body deadline, within
+ * seconds to minutes; a client that waits a few seconds finds a slot. */
+#define BUSY_RETRY_AFTER 5
+
 static void usage(FILE *f)
 {
 	fprintf(f,
@@ -35,6 +44,13 @@ static void usage(FILE *f)
 		IT_CONFIG_PATH);
 }
 
+/* A handler that wrote nothing is a bug; the client gets a 500 all the same. */
+static void answer_check(it_req *req)
+{
+	if (!req->headers_sent)
+		it_resp_problem(req, 500, "internal", "The handler gave no answer.");
+}
+
 static void serve(it_req *req)
 {
 	int rc = it_req_init(req, req->fcgx, it_g.cfg.url_prefix);
@@ -43,23 +59,84 @@ static void serve(it_req *req)
 		it_resp_problem(req, rc, "bad-request", "The request line cannot be handled.");
 	else
 		it_app_dispatch(req);
-	if (!req->headers_sent)
-		it_resp_problem(req, 500, "internal", "The handler gave no answer.");
+	answer_check(req);
+}
+
+/* A job with a fresh FastCGI request for accept_thread, or NULL. */
+static it_pool_job *job_new(void)
+{
+	it_pool_job *job = calloc(1, sizeof(*job));
+
+	if (job && FCGX_InitRequest(&job->fcgx, it_g.listen_fd, FCGI_FAIL_ACCEPT_ON_INTR) != 0) {
+		free(job);
+		job = NULL;
+	}
+	return job;
+}
+
+/* Serves an accepted request on the accepting thread, or hands it to the
+ * upload threads. Returns 1 when the pool took the job, 0 when the request
+ * has its answer. Guard and routing run here: they are cheap, and the
+ * refusals of a busy pool need no more than them. */
+static int serve_accepted(it_pool_job *job)
+{
+	it_req *req = &job->req;
+	const it_route *route;
+	int rc = it_req_init(req, &job->fcgx, it_g.cfg.url_prefix);
+
+	if (rc != 0) {
+		it_resp_problem(req, rc, "bad-request", "The request line cannot be handled.");
+		goto out;
+	}
+	route = it_app_route(req);
+	if (route == NULL)
+		goto out;
+	if (!(route->flags & IT_ROUTE_LONG_BODY) || upload_pool == NULL) {
+		it_app_run(req, route);
+		goto out;
+	}
+	job->route = route;
+	switch (it_pool_submit(upload_pool, job)) {
+	case IT_POOL_QUEUED: return 1;
+	case IT_POOL_ADDRESS_BUSY: it_app_refuse_busy(req, 429, BUSY_RETRY_AFTER); break;
+	default: it_app_refuse_busy(req, 503, BUSY_RETRY_AFTER); break;
+	}
+out:
+	answer_check(req);
+	return 0;
+}
+
+/* Runs on an upload thread: the request is complete when this returns. */
+static void upload_serve(it_pool_job *job)
+{
+	it_app_run(&job->req, job->route);
+	answer_check(&job->req);
+	it_req_finish(&job->req);
+	FCGX_Finish_r(&job->fcgx);
+	free(job);
+}
+
+/* Ends a job that waited while the process stops. */
+static void upload_drop(it_pool_job *job)
+{
+	it_app_refuse_busy(&job->req, 503, BUSY_RETRY_AFTER);
+	it_req_finish(&job->req);
+	FCGX_Finish_r(&job->fcgx);
+	free(job);
 }
 
 static void *accept_thread(void *arg)
 {
-	FCGX_Request fcgx;
-	it_req req;
+	it_pool_job *job = job_new();
 
 	(void)arg;
-	if (FCGX_InitRequest(&fcgx, it_g.listen_fd, FCGI_FAIL_ACCEPT_ON_INTR) != 0)
+	if (job == NULL)
 		return NULL;
 	for (;;) {
 		int rc;
 
 		pthread_mutex_lock(&accept_lock);
-		rc = it_g.stopping ? -1 : FCGX_Accept_r(&fcgx);
+		rc = it_g.stopping ? -1 : FCGX_Accept_r(&job->fcgx);
 		pthread_mutex_unlock(&accept_lock);
 		if (rc < 0) {
 			if (it_g.stopping)
@@ -69,20 +146,29 @@ static void *accept_thread(void *arg)
 			it_log_error("FCGX_Accept_r failed: %d", rc);
 			break;
 		}
-		req.fcgx = &fcgx;
-		serve(&req);
+		if (serve_accepted(job)) {
+			/* The upload threads own that request now; accepting
+			 * goes on with a new one. */
+			job = job_new();
+			if (job == NULL) {
+				it_log_error("out of memory: an accept thread ends");
+				return NULL;
+			}
+			continue;
+		}
 		/* Logged before libfcgi frees the parameters the request points into. */
-		it_req_finish(&req);
-		if (req.detached) {
+		it_req_finish(&job->req);
+		if (job->req.detached) {
 			/* The hub owns the connection now: free libfcgi's buffers
 			 * and parameters but leave the socket open. */
-			FCGX_Free(&fcgx, 0);
-			FCGX_InitRequest(&fcgx, it_g.listen_fd, FCGI_FAIL_ACCEPT_ON_INTR);
+			FCGX_Free(&job->fcgx, 0);
+			FCGX_InitRequest(&job->fcgx, it_g.listen_fd, FCGI_FAIL_ACCEPT_ON_INTR);
 		} else {
-			FCGX_Finish_r(&fcgx);
+			FCGX_Finish_r(&job->fcgx);
 		}
 	}
-	FCGX_Finish_r(&fcgx);
+	FCGX_Finish_r(&job->fcgx);
+	free(job);
 	it_db_thread_close();
 	return NULL;
 }
@@ -242,6 +328,12 @@ int main(int argc, char **argv)
 	}
 	it_h_metrics_start();
 
+	upload_pool = it_pool_start((unsigned)it_g.cfg.upload_threads, (unsigned)it_g.cfg.upload_queue,
+				    (unsigned)it_g.cfg.max_uploads_per_address, upload_serve, upload_drop);
+	if (upload_pool == NULL) {
+		it_log_error("cannot start the upload threads");
+		return 1;
+	}
 	tids = calloc((size_t)it_g.cfg.threads, sizeof(*tids));
 	if (tids == NULL)
 		return 1;
@@ -250,7 +342,8 @@ int main(int argc, char **argv)
 			it_log_error("cannot start thread %lld", (long long)i);
 			return 1;
 		}
-	it_log_info("serving FastCGI with %lld threads", (long long)it_g.cfg.threads);
+	it_log_info("serving FastCGI with %lld threads and %lld upload threads", (long long)it_g.cfg.threads,
+		    (long long)it_g.cfg.upload_threads);
 
 	/* The main thread waits for a stop signal, then wakes every accept
 	 * thread (repeatedly: one may be just about to enter accept()). */
@@ -281,6 +374,10 @@ int main(int argc, char **argv)
 		free(done);
 	}
 	free(tids);
+	/* No accept thread hands over uploads any more: the upload threads end
+	 * theirs, and uploads still waiting get a 503 to retry elsewhere. */
+	it_pool_stop(upload_pool);
+	upload_pool = NULL;
 	/* Open streams are ended properly, so clients reconnect at once. */
 	it_h_metrics_stop();
 	it_hub_stop(it_g.hub);

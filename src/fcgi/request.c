@@ -7,10 +7,14 @@
 #include "common/log.h"
 
 #include <errno.h>
+#include <poll.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/time.h>
 #include <unistd.h>
 
 extern char **environ;
@@ -156,22 +160,159 @@ void it_req_finish(it_req *req)
 	it_buf_free(&req->headers);
 }
 
-ssize_t it_req_read(it_req *req, void *buf, size_t n)
+void it_req_body_limits(it_req *req, int64_t grace_s, int64_t min_rate, int64_t cap_s)
 {
-	if (n > INT32_MAX)
-		n = INT32_MAX;
-	if (req->fcgx) {
-		int r = FCGX_GetStr(buf, (int)n, req->fcgx->in);
-		if (r < 0 || (r == 0 && FCGX_GetError(req->fcgx->in) != 0))
-			return -1;
-		return r;
+	req->body_grace_s = grace_s < 0 ? 0 : grace_s;
+	req->body_min_rate = min_rate < 0 ? 0 : min_rate;
+	req->body_cap_s = cap_s < 0 ? 0 : cap_s;
+}
+
+int64_t it_req_body_allowance_ms(int64_t grace_s, int64_t min_rate, int64_t cap_s, int64_t received)
+{
+	const int64_t big = INT64_MAX / 4;
+	int64_t ms;
+
+	if (min_rate <= 0)
+		return INT64_MAX;
+	if (grace_s < 0)
+		grace_s = 0;
+	if (received < 0)
+		received = 0;
+	/* received / min_rate seconds, in milliseconds, without overflow:
+	 * whole seconds first, then the remainder (less than min_rate). */
+	ms = received / min_rate;
+	ms = ms > big / 1000 ? big : ms * 1000 + (received % min_rate) * 1000 / min_rate;
+	ms += grace_s > big / 1000 ? big : grace_s * 1000;
+	if (ms > big)
+		ms = big;
+	if (cap_s > 0 && cap_s <= big / 1000 && ms > cap_s * 1000)
+		ms = cap_s * 1000;
+	return ms;
+}
+
+/* Milliseconds left before the body's deadline, given extra bytes read in
+ * the current call; INT64_MAX without a deadline. Starts the clock. */
+static int64_t body_left_ms(it_req *req, size_t extra)
+{
+	struct timespec now;
+	int64_t allow, elapsed;
+
+	allow = it_req_body_allowance_ms(req->body_grace_s, req->body_min_rate, req->body_cap_s,
+					 req->body_received + (int64_t)extra);
+	if (allow == INT64_MAX)
+		return INT64_MAX;
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	if (!req->body_clock) {
+		req->body_started = now;
+		req->body_clock = 1;
 	}
+	elapsed = (int64_t)(now.tv_sec - req->body_started.tv_sec) * 1000 +
+		  (now.tv_nsec - req->body_started.tv_nsec) / 1000000;
+	return allow - elapsed;
+}
+
+/* Sets the receive timeout of a FastCGI connection (0: none). */
+static int set_recv_timeout(int fd, int64_t ms)
+{
+	struct timeval tv;
+
+	tv.tv_sec = (time_t)(ms / 1000);
+	tv.tv_usec = (suseconds_t)(ms % 1000) * 1000;
+	return setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+}
+
+/* FastCGI: libfcgi reads the connection whenever its stream has no bytes
+ * left, blocking, and FCGX_GetStr keeps reading until it has all it was
+ * asked for. Waiting in poll() first is not enough: libfcgi may already hold
+ * the next records in a private buffer, and the descriptor would then stay
+ * quiet although the body is complete. So the bytes the stream shows are
+ * taken without waiting, and every read that may wait asks for one byte only
+ * with the time left as the socket's receive timeout: libfcgi's read() then
+ * fails with EAGAIN at the deadline, and no byte is ever waited for longer. */
+static ssize_t fcgi_read(it_req *req, char *buf, size_t n)
+{
+	FCGX_Stream *in = req->fcgx->in;
+	int fd = req->fcgx->ipcFd;
+	size_t got = 0;
+
+	while (got < n) {
+		ptrdiff_t avail = in->stop - in->rdNext;
+		int64_t left;
+		int r, timed;
+
+		if (avail > 0) {
+			size_t m = (size_t)avail < n - got ? (size_t)avail : n - got;
+			got += (size_t)FCGX_GetStr(buf + got, (int)m, in);
+			continue;
+		}
+		if (FCGX_HasSeenEOF(in))
+			break;
+		left = body_left_ms(req, got);
+		if (left == INT64_MAX) {
+			r = FCGX_GetStr(buf + got, (int)(n - got), in);
+			got += r > 0 ? (size_t)r : 0;
+			break;
+		}
+		/* Past the deadline, bytes that are already there still count. */
+		timed = set_recv_timeout(fd, left > 1 ? left : 1) == 0;
+		r = FCGX_GetStr(buf + got, 1, in);
+		if (timed)
+			set_recv_timeout(fd, 0);
+		if (r <= 0)
+			break;
+		got += (size_t)r;
+	}
+	req->body_received += (int64_t)got;
+	if (got > 0)
+		return (ssize_t)got;
+	switch (FCGX_GetError(in)) {
+	case 0: return 0;
+	case EAGAIN:
+#if EWOULDBLOCK != EAGAIN
+	case EWOULDBLOCK:
+#endif
+		req->body_too_slow = 1;
+		return IT_REQ_TOO_SLOW;
+	default: return -1;
+	}
+}
+
+/* CGI: the body is a pipe or socket on fd 0 that nothing else buffers, so
+ * poll() with the time left is exact. */
+static ssize_t cgi_read(it_req *req, void *buf, size_t n)
+{
 	for (;;) {
-		ssize_t r = read(STDIN_FILENO, buf, n);
+		int64_t left = body_left_ms(req, 0);
+		ssize_t r;
+
+		if (left != INT64_MAX) {
+			struct pollfd p = {.fd = STDIN_FILENO, .events = POLLIN};
+			int rc = poll(&p, 1, left <= 0 ? 0 : left > INT32_MAX ? INT32_MAX : (int)left);
+			if (rc < 0 && errno == EINTR)
+				continue;
+			if (rc == 0) {
+				req->body_too_slow = 1;
+				return IT_REQ_TOO_SLOW;
+			}
+		}
+		r = read(STDIN_FILENO, buf, n);
 		if (r < 0 && errno == EINTR)
 			continue;
+		if (r > 0)
+			req->body_received += r;
 		return r;
 	}
+}
+
+ssize_t it_req_read(it_req *req, void *buf, size_t n)
+{
+	if (req->body_too_slow)
+		return IT_REQ_TOO_SLOW;
+	if (n > INT32_MAX)
+		n = INT32_MAX;
+	if (n == 0)
+		return 0;
+	return req->fcgx ? fcgi_read(req, buf, n) : cgi_read(req, buf, n);
 }
 
 int it_req_drain(it_req *req, int64_t max)

@@ -12,6 +12,10 @@
 
 #define IT_ROUTE_MAX_PARAMS 4
 
+/* What it_req_read returns when the request body came in slower than its
+ * deadline allows (it_req_body_limits). */
+#define IT_REQ_TOO_SLOW (-2)
+
 typedef struct it_req {
 	FCGX_Request *fcgx; /* NULL in CGI mode: stdin/stdout/environ are used */
 	char **envp;
@@ -23,6 +27,16 @@ typedef struct it_req {
 	const char *remote_addr;  /* client address as the web server saw it */
 	int64_t content_length;	  /* -1 when the request has no Content-Length */
 	struct timespec started;
+
+	/* The deadline of the request body (it_req_body_limits), kept by
+	 * it_req_read: the clock starts at the first read. */
+	int64_t body_grace_s;
+	int64_t body_min_rate;	  /* bytes per second; 0: no deadline */
+	int64_t body_cap_s;	  /* 0: no cap */
+	int64_t body_received;	  /* bytes read so far */
+	struct timespec body_started;
+	int body_clock;		  /* body_started is set */
+	int body_too_slow;	  /* the deadline passed: every later read fails */
 
 	/* Filled by the router. */
 	const char *route;
@@ -50,12 +64,29 @@ void it_req_finish(it_req *req);
 /* Returns a CGI variable (REQUEST_METHOD, HTTP_LAST_EVENT_ID, ...) or NULL. */
 const char *it_req_env(const it_req *req, const char *name);
 
-/* Reads up to n bytes of the request body. Returns bytes read, 0 at the end,
- * or -1 on error. */
+/* Gives the request body a deadline, in the manner of Apache mod_reqtimeout's
+ * "body=grace,MinRate=min_rate": from the first read, the body may take
+ * grace_s seconds plus one second for every min_rate bytes received so far,
+ * and never more than cap_s seconds in all (0: no cap). min_rate 0 switches
+ * the deadline off (the default after it_req_init). A sender that falls
+ * behind holds its thread for a bounded time only. */
+void it_req_body_limits(it_req *req, int64_t grace_s, int64_t min_rate, int64_t cap_s);
+
+/* The time, in milliseconds after its first read, by which a body of which
+ * received bytes have arrived must have gone on arriving (see
+ * it_req_body_limits). INT64_MAX when min_rate is 0; saturates instead of
+ * overflowing. Exposed for the unit test. */
+int64_t it_req_body_allowance_ms(int64_t grace_s, int64_t min_rate, int64_t cap_s, int64_t received);
+
+/* Reads up to n bytes of the request body, waiting until n bytes, the end of
+ * the body, or the body's deadline. Returns bytes read, 0 at the end, -1 on
+ * error, or IT_REQ_TOO_SLOW when the deadline passed with nothing read (then
+ * every later call returns IT_REQ_TOO_SLOW at once). */
 ssize_t it_req_read(it_req *req, void *buf, size_t n);
 
-/* Reads and drops the rest of the request body (bounded by max bytes).
- * Returns 0, or -1 when more than max bytes remained or on error. */
+/* Reads and drops the rest of the request body (bounded by max bytes and by
+ * the body's deadline). Returns 0, or -1 when more than max bytes remained,
+ * the deadline passed, or on error. */
 int it_req_drain(it_req *req, int64_t max);
 
 /* Adds a response header (formatted "Name: value"). CR and LF in the value

@@ -8,10 +8,18 @@
  * included, is a response it has written. */
 typedef void (*it_handler)(it_req *req);
 
+/* Route flags. IT_ROUTE_LONG_BODY: the handler reads a request body that
+ * may be large and take long to arrive (uploads). In FastCGI mode such a
+ * request is served by the upload threads, never by the threads that accept
+ * requests, so that slow uploads cannot hold every thread short requests
+ * need. */
+#define IT_ROUTE_LONG_BODY 1u
+
 typedef struct it_route {
 	const char *method;  /* "GET", "POST", ... */
 	const char *pattern; /* literal segments and {name} placeholders */
 	it_handler handler;
+	unsigned flags;	     /* IT_ROUTE_* */
 } it_route;
 
 enum it_match { IT_MATCH_OK = 0, IT_MATCH_NOT_FOUND = 404, IT_MATCH_BAD_METHOD = 405 };

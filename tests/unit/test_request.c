@@ -5,7 +5,10 @@
 #include "tap.h"
 
 #include <json-c/json.h>
+#include <pthread.h>
 #include <stdlib.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 static char captured[65536];
@@ -58,6 +61,155 @@ static void check_path(it_req *req)
 {
 	is_str(req->path, "/api/v1/health", "path excludes the query");
 	is_str(req->query, "x=1&y=2", "query after '?'");
+}
+
+/* ------------------------------------------------------------------ body deadline */
+
+/* One FastCGI record header (version 1, request id 1). */
+static size_t fcgi_record(unsigned char *out, int type, const void *content, size_t len)
+{
+	out[0] = 1;
+	out[1] = (unsigned char)type;
+	out[2] = 0;
+	out[3] = 1;
+	out[4] = (unsigned char)(len >> 8);
+	out[5] = (unsigned char)len;
+	out[6] = 0;
+	out[7] = 0;
+	if (len)
+		memcpy(out + 8, content, len);
+	return 8 + len;
+}
+
+struct web_server {
+	char path[108];
+	int end_body;	/* send the empty stdin record that ends the body */
+	int fd;		/* the connection, kept open until the test is done */
+};
+
+/* Plays the web server: one request whose body ("hello" then "world") comes
+ * in two records written at once, so that libfcgi reads both in one read()
+ * and the second waits in its private buffer. Then the connection stays
+ * quiet: only the deadline or the end record may end the read. */
+static void *web_server(void *arg)
+{
+	struct web_server *w = arg;
+	static const unsigned char begin[8] = {0, 1, 0, 0, 0, 0, 0, 0}; /* responder, no keep-conn */
+	static const unsigned char params[] = {14, 4, 'R', 'E', 'Q', 'U', 'E', 'S', 'T', '_', 'M', 'E', 'T', 'H',
+					       'O', 'D', 'P', 'O', 'S', 'T'};
+	unsigned char buf[256];
+	size_t n = 0;
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", w->path);
+	w->fd = socket(AF_UNIX, SOCK_STREAM, 0);
+	if (connect(w->fd, (struct sockaddr *)&sa, sizeof(sa)) != 0)
+		return NULL;
+	n += fcgi_record(buf + n, 1, begin, sizeof(begin));
+	n += fcgi_record(buf + n, 4, params, sizeof(params));
+	n += fcgi_record(buf + n, 4, NULL, 0);
+	n += fcgi_record(buf + n, 5, "hello", 5);
+	n += fcgi_record(buf + n, 5, "world", 5);
+	if (w->end_body)
+		n += fcgi_record(buf + n, 5, NULL, 0);
+	if (write(w->fd, buf, n) != (ssize_t)n)
+		return NULL;
+	return NULL;
+}
+
+/* Reads a FastCGI body through it_req_read with a deadline of grace 0 and a
+ * rate of 1000 bytes per second (10 bytes: 10 ms). Returns what the reads gave, joined, with the
+ * last return value in *last. */
+static void fcgi_body(int end_body, char *got, size_t gotlen, ssize_t *last)
+{
+	struct web_server w = {.end_body = end_body, .fd = -1};
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	FCGX_Request fcgx;
+	pthread_t t;
+	it_req req;
+	size_t o = 0;
+	int lfd;
+
+	snprintf(w.path, sizeof(w.path), "/tmp/it-req-%d.sock", (int)getpid());
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", w.path);
+	unlink(w.path);
+	lfd = socket(AF_UNIX, SOCK_STREAM, 0);
+	if (bind(lfd, (struct sockaddr *)&sa, sizeof(sa)) != 0 || listen(lfd, 1) != 0)
+		return;
+	FCGX_Init();
+	FCGX_InitRequest(&fcgx, lfd, 0);
+	pthread_create(&t, NULL, web_server, &w);
+	if (FCGX_Accept_r(&fcgx) == 0) {
+		it_req_init(&req, &fcgx, "");
+		it_req_body_limits(&req, 0, 1000, 0);
+		for (;;) {
+			*last = it_req_read(&req, got + o, gotlen - 1 - o);
+			if (*last <= 0 || o + (size_t)*last >= gotlen - 1)
+				break;
+			o += (size_t)*last;
+		}
+		got[o] = '\0';
+		it_buf_free(&req.headers);
+	}
+	pthread_join(t, NULL);
+	FCGX_Finish_r(&fcgx);
+	if (w.fd >= 0)
+		close(w.fd);
+	close(lfd);
+	unlink(w.path);
+}
+
+static void body_deadline(void)
+{
+	char got[64];
+	ssize_t last = 99;
+	int p[2], saved;
+	it_req req;
+
+	/* mod_reqtimeout's body=20,MinRate=500: 20 s, plus 1 s per 500 bytes. */
+	is_int(it_req_body_allowance_ms(20, 500, 0, 0), 20000, "grace alone before any byte");
+	is_int(it_req_body_allowance_ms(20, 500, 0, 500), 21000, "one second more per min_rate bytes");
+	is_int(it_req_body_allowance_ms(20, 500, 0, 250), 20500, "fractions of a second count");
+	is_int(it_req_body_allowance_ms(20, 500, 60, 1000000), 60000, "the cap bounds the extension");
+	is_int(it_req_body_allowance_ms(20, 500, 60, 0), 20000, "the cap above the grace changes nothing");
+	is_int(it_req_body_allowance_ms(20, 0, 60, 0), INT64_MAX, "min_rate 0: no deadline");
+	ok(it_req_body_allowance_ms(20, 1, 0, INT64_MAX) > 0, "no overflow at huge byte counts");
+	ok(it_req_body_allowance_ms(INT64_MAX, 1, 0, INT64_MAX) > 0, "no overflow at a huge grace");
+
+	/* CGI: bytes that are there are read at once; then a quiet pipe past
+	 * the deadline (grace 0, 1000 B/s: 10 bytes allow 10 ms) is too slow,
+	 * and stays so. */
+	if (pipe(p) != 0)
+		return;
+	saved = dup(STDIN_FILENO);
+	dup2(p[0], STDIN_FILENO);
+	if (write(p[1], "0123456789", 10) != 10)
+		return;
+	setenv("REQUEST_URI", "/api/v1/images", 1);
+	it_req_init(&req, NULL, "");
+	it_req_body_limits(&req, 0, 1000, 0);
+	is_int(it_req_read(&req, got, sizeof(got)), 10, "CGI: bytes already there are read");
+	is_int(it_req_read(&req, got, sizeof(got)), IT_REQ_TOO_SLOW, "CGI: nothing more in time: too slow");
+	if (write(p[1], "x", 1) != 1)
+		return;
+	is_int(it_req_read(&req, got, sizeof(got)), IT_REQ_TOO_SLOW, "CGI: too slow for good");
+	is_int(it_req_drain(&req, 1000), -1, "CGI: drain fails too");
+	it_buf_free(&req.headers);
+	dup2(saved, STDIN_FILENO);
+	close(saved);
+	close(p[0]);
+	close(p[1]);
+
+	/* FastCGI: records that libfcgi holds already are delivered although
+	 * the connection stays quiet (waiting for the descriptor to become
+	 * readable would wait until the deadline and cut a complete body). */
+	fcgi_body(1, got, sizeof(got), &last);
+	is_str(got, "helloworld", "FastCGI: the whole body, from libfcgi's own buffer");
+	is_int(last, 0, "FastCGI: then the end, not a timeout");
+	last = 99;
+	fcgi_body(0, got, sizeof(got), &last);
+	is_str(got, "helloworld", "FastCGI: bytes that came are read");
+	is_int(last, IT_REQ_TOO_SLOW, "FastCGI: then a quiet connection is cut at the deadline");
 }
 
 int main(void)
@@ -137,5 +289,7 @@ int main(void)
 	is_int(it_parse_uint("99999999999999999999999", INT64_MAX, &v), -1, "overflow");
 	is_int(it_parse_uint("9223372036854775807", INT64_MAX, &v), 0, "INT64_MAX itself");
 	is_int(it_parse_uint("1e3", 10000, &v), -1, "exponent refused");
+
+	body_deadline();
 	return tap_done();
 }

@@ -10,10 +10,10 @@ static void h3(it_req *r) { (void)r; }
 static void h4(it_req *r) { (void)r; }
 
 static const it_route routes[] = {
-	{"GET", "/api/v1/health", h1},
-	{"GET", "/api/v1/sessions/{id}", h2},
-	{"DELETE", "/api/v1/sessions/{id}", h3},
-	{"GET", "/api/v1/images/{id}/file", h4},
+	{"GET", "/api/v1/health", h1, 0},
+	{"GET", "/api/v1/sessions/{id}", h2, 0},
+	{"DELETE", "/api/v1/sessions/{id}", h3, 0},
+	{"GET", "/api/v1/images/{id}/file", h4, 0},
 };
 #define N (sizeof(routes) / sizeof(routes[0]))
 
