@@ -235,44 +235,73 @@ static int url_refused(it_req *req, const char *slug, const char *why)
 	return 1;
 }
 
-/* Decides whether this request may have the bytes named label ("file",
- * "thumbnail") of image params[0], and reads the image into img. A
- * credential, when presented, decides (the owner's session, else 404);
- * otherwise the URL's signature does: it is checked before the database is
- * asked anything, so a forged URL costs one HMAC and learns nothing about
- * which ids exist. Returns 0 with img filled, or 1 after answering. */
-static int image_for_bytes(it_req *req, PGconn **connp, const char *label, it_image *img)
+/* Checks the signature a URL for the bytes named label carries and, when it
+ * holds, reads the image into img. The signature is checked before the
+ * database is asked anything, so a forged URL costs one HMAC and learns
+ * nothing about which ids exist. Returns 0, 403 with *slug and *why set, or
+ * 404 / 503 for image_problem. */
+static int check_signed(it_req *req, PGconn **connp, const char *label, it_image *img, const char **slug,
+			const char **why)
 {
-	char cred[IT_AUTH_CRED_MAX + 1], sig[IT_URLSIGN_SIG_LEN + 2], v[24];
+	char sig[IT_URLSIGN_SIG_LEN + 2], v[24];
 	int64_t version, exp;
 	const it_urlsign *us;
-	int got;
+	int rc;
+
+	*slug = "bad-signature";
+	if (it_query_get(req->query, "sig", sig, sizeof(sig)) < 0 || it_query_get(req->query, "v", v, sizeof(v)) < 0 ||
+	    it_parse_uint(v, INT32_MAX, &version) < 0 || it_query_get(req->query, "exp", v, sizeof(v)) < 0 ||
+	    it_parse_uint(v, INT64_MAX, &exp) < 0) {
+		*why = "This URL's signature is incomplete or malformed.";
+		return 403;
+	}
+	if (*connp == NULL || (us = it_secrets_url_signer(connp, &it_g.cfg)) == NULL)
+		return 503;
+	switch (it_urlsign_verify(us, label, req->params[0], version, exp, sig, (int64_t)time(NULL))) {
+	case IT_URLSIGN_OK: break;
+	case IT_URLSIGN_EXPIRED:
+		*slug = "url-expired";
+		*why = "This URL has expired.";
+		return 403;
+	default: *why = "This URL's signature does not match it."; return 403;
+	}
+	if ((rc = it_images_get(connp, req->params[0], img)) != 0)
+		return rc;
+	/* A new version (an operation's result) is new bytes; what was
+	 * shared before was the old picture, which is gone. */
+	if (img->version != version) {
+		*slug = "url-expired";
+		*why = "This URL was signed for an earlier version of the image.";
+		return 403;
+	}
+	return 0;
+}
+
+/* Decides whether this request may have the bytes named label ("file",
+ * "thumbnail") of image params[0], and reads the image into img. A URL
+ * with a valid signature is enough; otherwise the session credential is
+ * needed (a client that holds it may also present a stale URL with it).
+ * Returns 0 with img filled, or 1 after answering. */
+static int image_for_bytes(it_req *req, PGconn **connp, const char *label, it_image *img)
+{
+	char cred[IT_AUTH_CRED_MAX + 1], probe[2];
+	const char *slug = NULL, *why = NULL;
+	int rc;
 
 	if (!it_id_uuid_valid(req->params[0]))
 		return image_problem(req, 400);
-	got = it_query_get(req->query, "sig", sig, sizeof(sig));
-	if (got == -1 || it_auth_credential(req, cred, sizeof(cred)) != 0) {
-		if (it_auth_require_session(req, cred, sizeof(cred)) < 0)
-			return 1;
-		return image_problem(req, *connp ? it_images_get_owned(connp, req->params[0], cred, img) : 503);
+	if (it_query_get(req->query, "sig", probe, sizeof(probe)) != -1) {
+		rc = check_signed(req, connp, label, img, &slug, &why);
+		if (rc == 0)
+			return 0;
+		if (rc != 403)
+			return image_problem(req, rc);
+		if (it_auth_credential(req, cred, sizeof(cred)) == 0)
+			return url_refused(req, slug, why);
 	}
-	if (it_query_get(req->query, "v", v, sizeof(v)) < 0 || it_parse_uint(v, INT32_MAX, &version) < 0 ||
-	    it_query_get(req->query, "exp", v, sizeof(v)) < 0 || it_parse_uint(v, INT64_MAX, &exp) < 0)
-		return url_refused(req, "bad-signature", "This URL's signature is incomplete.");
-	if ((us = signer_or_503(req, connp)) == NULL)
+	if (it_auth_require_session(req, cred, sizeof(cred)) < 0)
 		return 1;
-	switch (it_urlsign_verify(us, label, req->params[0], version, exp, got > 0 ? sig : NULL, (int64_t)time(NULL))) {
-	case IT_URLSIGN_OK: break;
-	case IT_URLSIGN_EXPIRED: return url_refused(req, "url-expired", "This URL has expired.");
-	default: return url_refused(req, "bad-signature", "This URL's signature does not match it.");
-	}
-	if (image_problem(req, it_images_get(connp, req->params[0], img)))
-		return 1;
-	/* A new version (an operation's result) means new bytes; what was
-	 * shared before was the old picture, which is gone. */
-	if (img->version != version)
-		return url_refused(req, "url-expired", "This URL was signed for an earlier version of the image.");
-	return 0;
+	return image_problem(req, *connp ? it_images_get_owned(connp, req->params[0], cred, img) : 503);
 }
 
 void it_h_image_file(it_req *req)
