@@ -276,8 +276,7 @@ function buildCard(id) {
   const actions = el('div', 'actions');
   const download = el('a', 'download', 'Download');
   download.addEventListener('click', async (ev) => {
-    const entry = state.images.get(id);
-    if (!entry || !stale(entry.data.file_url)) return;
+    if (!stale(download.getAttribute('href'))) return;
     ev.preventDefault();
     if (await refreshUrls(id)) download.click();
     else toast('Could not refresh the download link; reload the page.', 'error');
