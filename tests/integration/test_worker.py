@@ -155,6 +155,15 @@ with Stack(tap, settings=SETTINGS) as st:
     updated = [e["data"]["image_id"] for e in evs if e["type"] == "image.updated"]
     tap.is_(sorted(updated), sorted(ids), "one image.updated per image")
     tap.ok(evs.index(ops[-1]) == len(evs) - 1, "completed comes after every image.updated")
+    # The worker signs the new version's URLs: they fetch the new bytes without a credential,
+    # and the URL of version 1 (from image.uploaded) is retired.
+    first_up = [e["data"] for e in evs if e["type"] == "image.updated"][0]
+    r = st.request("GET", first_up.get("file_url", "/"))
+    tap.is_((r.status, r.body), (200, wu.image_bytes(st, first_up["image_id"])),
+            "image.updated carries a signed URL of the new version that serves its bytes")
+    old_url = [e["data"]["file_url"] for e in wu.events(st, sid)
+               if e["type"] == "image.uploaded" and e["data"]["image_id"] == first_up["image_id"]]
+    tap.is_(st.request("GET", old_url[0] if old_url else "/").status, 403, "the version-1 URL no longer works")
     result = ops[-1]["data"]["result"]
     tap.is_((result.get("succeeded"), result.get("failed")), (5, 0), "summary: 5 succeeded")
     per = {x["image_id"]: x for x in result.get("images", [])}
