@@ -22,10 +22,16 @@ struct key {
 	size_t off;
 	const char *def;
 	int64_t min, max;
+	/* For strings with a form: returns 0 when value has it, else -1
+	 * with a sentence in why. NULL: any string. */
+	int (*check)(const char *value, char *why, size_t whylen);
 };
 
-#define S(field, def) {#field, K_STR, offsetof(it_config, field), def, 0, 0}
-#define I(field, def, lo, hi) {#field, K_INT, offsetof(it_config, field), #def, lo, hi}
+static int check_signing_key(const char *value, char *why, size_t whylen);
+
+#define S(field, def) {#field, K_STR, offsetof(it_config, field), def, 0, 0, NULL}
+#define SC(field, def, check) {#field, K_STR, offsetof(it_config, field), def, 0, 0, check}
+#define I(field, def, lo, hi) {#field, K_INT, offsetof(it_config, field), #def, lo, hi, NULL}
 
 static const struct key keys[] = {
 	S(database_url, ""),
@@ -35,6 +41,7 @@ static const struct key keys[] = {
 	S(allowed_origins, ""),
 	S(bridge_listen, "127.0.0.1:8081"),
 	S(metrics_token, ""),
+	SC(url_signing_key, "", check_signing_key),
 	I(threads, 8, 1, 256),
 	I(upload_threads, 8, 1, 256),
 	I(upload_queue, 16, 0, 10000),
@@ -68,10 +75,44 @@ static const struct key keys[] = {
 	I(ws_rate, 100, 1, 1000000),
 	I(ws_ping_interval, 30, 1, 3600),
 	I(worker_lease, 60, 5, 3600),
+	I(signed_url_ttl, 604800, 300, 31536000),
 };
 
 #undef S
+#undef SC
 #undef I
+
+/* The form it_urlsign_key_parse (common/urlsign.c) accepts, checked here so
+ * that a wrong key stops a program at start-up; tests/unit/test_urlsign.c
+ * holds the two to the same rule. The key is 32 to 64 bytes written as an
+ * even number of hex digits (at least 64), or else in base64 or base64url
+ * with optional padding. */
+static int check_signing_key(const char *value, char *why, size_t whylen)
+{
+	size_t n = strlen(value), i;
+	int hex = n >= 64 && n % 2 == 0;
+
+	if (n == 0)
+		return 0;
+	for (i = 0; hex && i < n; i++)
+		if (!isxdigit((unsigned char)value[i]))
+			hex = 0;
+	if (hex) {
+		if (n <= 128)
+			return 0;
+	} else {
+		while (n > 0 && value[n - 1] == '=')
+			n--;
+		for (i = 0; i < n; i++)
+			if (!isalnum((unsigned char)value[i]) && !strchr("+/-_", value[i]))
+				break;
+		if (i == n && n % 4 != 1 && n * 3 / 4 >= 32 && n * 3 / 4 <= 64)
+			return 0;
+	}
+	snprintf(why, whylen, "must be 32 to 64 random bytes in hex (64 to 128 digits) or base64, e.g. the output of"
+			      " `openssl rand -hex 32`");
+	return -1;
+}
 
 static const struct key *find_key(const char *name, size_t n)
 {
@@ -112,7 +153,14 @@ static int set_key(it_config *cfg, const struct key *k, const char *value, char 
 
 	if (k->kind == K_STR) {
 		char **slot = (char **)(base + k->off);
-		char *copy = strdup(value);
+		char *copy, why[160];
+
+		if (k->check && k->check(value, why, sizeof(why)) < 0) {
+			/* The value itself is not echoed: it may be a secret. */
+			snprintf(err, errlen, "%s %s", k->name, why);
+			return -1;
+		}
+		copy = strdup(value);
 		if (copy == NULL) {
 			snprintf(err, errlen, "out of memory");
 			return -1;

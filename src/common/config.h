@@ -14,6 +14,7 @@ typedef struct it_config {
 	char *allowed_origins;	    /* space-separated; empty: same origin only */
 	char *bridge_listen;	    /* host:port of the WebSocket bridge */
 	char *metrics_token;	    /* bearer token for /metrics; empty: open */
+	char *url_signing_key;	    /* HMAC key of signed image URLs (hex/base64); empty: one made in the database */
 	int64_t threads;	    /* FastCGI accept threads per process */
 	int64_t upload_threads;	    /* FastCGI threads that serve uploads only */
 	int64_t upload_queue;	    /* uploads waiting for an upload thread */
@@ -47,6 +48,7 @@ typedef struct it_config {
 	int64_t ws_rate;	    /* WebSocket messages per 10 s per connection */
 	int64_t ws_ping_interval;   /* seconds between server pings */
 	int64_t worker_lease;	    /* seconds a worker's claim on a job lasts */
+	int64_t signed_url_ttl;	    /* seconds a signed file/thumbnail URL lives (at least) */
 } it_config;
 
 /* Fills cfg with the defaults. Strings are heap copies. */

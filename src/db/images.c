@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #define IMAGE_COLUMNS                                                                                       \
 	"i.id::text, i.session_id, i.filename, i.original_filename, i.content_type, i.size, i.sha256, i.width," \
@@ -132,6 +133,20 @@ int it_images_get(PGconn **connp, const char *id, it_image *out)
 		       1, params, out);
 }
 
+int it_images_get_owned(PGconn **connp, const char *id, const char *session, it_image *out)
+{
+	const char *params[2] = {id, session};
+
+	if (!it_id_uuid_valid(id))
+		return 400;
+	if (!it_id_session_valid(session))
+		return 404;
+	return one_row(connp, 1,
+		       "SELECT " IMAGE_COLUMNS " FROM images i JOIN sessions s ON s.id = i.session_id"
+		       " WHERE i.id = $1::uuid AND i.session_id = $2 AND s.expires_at > now()",
+		       2, params, out);
+}
+
 int it_images_get_for_update(PGconn *conn, const char *id, it_image *out)
 {
 	const char *params[1] = {id};
@@ -181,30 +196,34 @@ int it_images_list(PGconn **connp, const char *session, int64_t before, int limi
 	return i;
 }
 
-int it_images_rename(PGconn *conn, const char *id, const char *filename, it_image *out)
+int it_images_rename(PGconn *conn, const char *id, const char *session, const char *filename, it_image *out)
 {
-	const char *params[2] = {id, filename};
+	const char *params[3] = {id, session, filename};
 
 	if (!it_id_uuid_valid(id))
 		return 400;
+	if (!it_id_session_valid(session))
+		return 404;
 	return one_row(&conn, 0,
-		       "UPDATE images AS i SET filename = $2, updated_at = now() FROM sessions s"
-		       " WHERE i.id = $1::uuid AND s.id = i.session_id AND s.expires_at > now()"
+		       "UPDATE images AS i SET filename = $3, updated_at = now() FROM sessions s"
+		       " WHERE i.id = $1::uuid AND i.session_id = $2 AND s.id = i.session_id AND s.expires_at > now()"
 		       " RETURNING " IMAGE_COLUMNS,
-		       2, params, out);
+		       3, params, out);
 }
 
-int it_images_delete(PGconn *conn, const char *id, it_image *out)
+int it_images_delete(PGconn *conn, const char *id, const char *session, it_image *out)
 {
-	const char *params[1] = {id};
+	const char *params[2] = {id, session};
 
 	if (!it_id_uuid_valid(id))
 		return 400;
+	if (!it_id_session_valid(session))
+		return 404;
 	return one_row(&conn, 0,
 		       "DELETE FROM images AS i USING sessions s"
-		       " WHERE i.id = $1::uuid AND s.id = i.session_id AND s.expires_at > now()"
+		       " WHERE i.id = $1::uuid AND i.session_id = $2 AND s.id = i.session_id AND s.expires_at > now()"
 		       " RETURNING " IMAGE_COLUMNS,
-		       1, params, out);
+		       2, params, out);
 }
 
 int it_images_new_version(PGconn *conn, const char *id, const it_image *v, it_image *out)
@@ -228,22 +247,35 @@ int it_images_new_version(PGconn *conn, const char *id, const it_image *v, it_im
 		       8, params, out);
 }
 
-static void add_urls(json_object *o, const it_image *img, const char *url_prefix)
+int it_images_url(const it_image *img, const char *label, const char *url_prefix, const it_urlsign *signer,
+		  int64_t now, char *out, size_t outlen)
 {
-	char url[256];
+	char query[IT_URLSIGN_QUERY_MAX];
+	int n;
 
-	snprintf(url, sizeof(url), "%s/api/v1/images/%s/file", url_prefix ? url_prefix : "", img->id);
-	json_object_object_add(o, "file_url", json_object_new_string(url));
-	snprintf(url, sizeof(url), "%s/api/v1/images/%s/thumbnail", url_prefix ? url_prefix : "", img->id);
-	json_object_object_add(o, "thumbnail_url", json_object_new_string(url));
+	if (it_urlsign_query(signer, label, img->id, img->version, now, query, sizeof(query)) != 0)
+		return -1;
+	n = snprintf(out, outlen, "%s/api/v1/images/%s/%s?%s", url_prefix ? url_prefix : "", img->id, label, query);
+	return n < 0 || (size_t)n >= outlen ? -1 : 0;
 }
 
-json_object *it_images_json(const it_image *img, const char *url_prefix)
+static void add_urls(json_object *o, const it_image *img, const char *url_prefix, const it_urlsign *signer)
+{
+	/* The prefix is a configured path; the rest is at most ~200 bytes. */
+	char url[1024];
+	int64_t now = (int64_t)time(NULL);
+
+	if (it_images_url(img, "file", url_prefix, signer, now, url, sizeof(url)) == 0)
+		json_object_object_add(o, "file_url", json_object_new_string(url));
+	if (it_images_url(img, "thumbnail", url_prefix, signer, now, url, sizeof(url)) == 0)
+		json_object_object_add(o, "thumbnail_url", json_object_new_string(url));
+}
+
+json_object *it_images_json(const it_image *img, const char *url_prefix, const it_urlsign *signer)
 {
 	json_object *o = json_object_new_object();
 
 	json_object_object_add(o, "id", json_object_new_string(img->id));
-	json_object_object_add(o, "session_id", json_object_new_string(img->session_id));
 	json_object_object_add(o, "filename", json_object_new_string(img->filename));
 	json_object_object_add(o, "original_filename", json_object_new_string(img->original_filename));
 	json_object_object_add(o, "content_type", json_object_new_string(img->content_type));
@@ -255,11 +287,11 @@ json_object *it_images_json(const it_image *img, const char *url_prefix)
 	json_object_object_add(o, "version", json_object_new_int(img->version));
 	json_object_object_add(o, "created_at", json_object_new_string(img->created_at));
 	json_object_object_add(o, "updated_at", json_object_new_string(img->updated_at));
-	add_urls(o, img, url_prefix);
+	add_urls(o, img, url_prefix, signer);
 	return o;
 }
 
-json_object *it_images_event_data(const it_image *img, const char *url_prefix)
+json_object *it_images_event_data(const it_image *img, const char *url_prefix, const it_urlsign *signer)
 {
 	json_object *o = json_object_new_object();
 
@@ -272,6 +304,6 @@ json_object *it_images_event_data(const it_image *img, const char *url_prefix)
 	json_object_object_add(o, "width", json_object_new_int(img->width));
 	json_object_object_add(o, "height", json_object_new_int(img->height));
 	json_object_object_add(o, "version", json_object_new_int(img->version));
-	add_urls(o, img, url_prefix);
+	add_urls(o, img, url_prefix, signer);
 	return o;
 }

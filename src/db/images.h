@@ -1,9 +1,12 @@
 /* images.h: the images table: metadata rows that point at their blobs. */
-#ifndef IT_IMAGES_H
-#define IT_IMAGES_H
+#ifndef IT_DB_IMAGES_H
+#define IT_DB_IMAGES_H
+
+#include "common/urlsign.h"
 
 #include <json-c/json.h>
 #include <libpq-fe.h>
+#include <stddef.h>
 #include <stdint.h>
 
 /* Longest sanitised display name, in bytes (UTF-8), NUL excluded. */
@@ -47,8 +50,17 @@ int it_images_insert(PGconn *conn, it_image *img);
  * 400, 404 (no such session, or expired) or 503. */
 int it_images_session_bytes(PGconn *conn, const char *session, int lock, int64_t *bytes);
 
-/* Reads one image of a live session. Returns 0, 400, 404 or 503. */
+/* Reads one image of a live session, whichever session it is: only for
+ * callers that hold a capability for the image itself (a signed URL, a job
+ * of the image's session). Returns 0, 400, 404 or 503. */
 int it_images_get(PGconn **connp, const char *id, it_image *out);
+
+/* Reads image id if it belongs to session (the credential the caller
+ * presented) and that session is live: one statement on (id, session).
+ * An image of another session answers 404 exactly like an unknown one, so
+ * that no caller learns whether an id exists. Returns 0, 400 (id is not a
+ * UUID), 404 or 503. */
+int it_images_get_owned(PGconn **connp, const char *id, const char *session, it_image *out);
 
 /* Like it_images_get but locks the row (FOR UPDATE) inside the caller's
  * transaction, for changes: rename, delete, a new version. */
@@ -60,15 +72,16 @@ int it_images_get_for_update(PGconn *conn, const char *id, it_image *out);
 int it_images_list(PGconn **connp, const char *session, int64_t before, int limit,
 		   int (*fn)(const it_image *img, void *arg), void *arg);
 
-/* Renames an image inside the caller's transaction (updated_at moves, the
- * version does not: the bytes are the same). Fills out with the new row.
- * Returns 0, 400, 404 or 503. */
-int it_images_rename(PGconn *conn, const char *id, const char *filename, it_image *out);
+/* Renames image id of session inside the caller's transaction (updated_at
+ * moves, the version does not: the bytes are the same, and so the signed
+ * URLs handed out stay valid). Fills out with the new row. Returns 0, 400,
+ * 404 (unknown, or not of session) or 503. */
+int it_images_rename(PGconn *conn, const char *id, const char *session, const char *filename, it_image *out);
 
-/* Deletes an image inside the caller's transaction; its blobs go with it
- * (trigger). Fills out (when not NULL) with the row as it was. Returns 0,
- * 400, 404 or 503. */
-int it_images_delete(PGconn *conn, const char *id, it_image *out);
+/* Deletes image id of session inside the caller's transaction; its blobs go
+ * with it (trigger). Fills out (when not NULL) with the row as it was.
+ * Returns 0, 400, 404 (unknown, or not of session) or 503. */
+int it_images_delete(PGconn *conn, const char *id, const char *session, it_image *out);
 
 /* Swaps in a new version inside the caller's transaction: blob_id (and
  * thumb_blob_id, 0 for none), content_type, size, sha256, width and height
@@ -77,12 +90,20 @@ int it_images_delete(PGconn *conn, const char *id, it_image *out);
  * 503. The caller then appends image.updated (it_images_event_data). */
 int it_images_new_version(PGconn *conn, const char *id, const it_image *v, it_image *out);
 
-/* The image's API representation (docs/api.md), with URLs under url_prefix.
- * Returns a new object (json_object_put it). */
-json_object *it_images_json(const it_image *img, const char *url_prefix);
+/* Writes the signed URL of img's bytes named label ("file" or "thumbnail")
+ * under url_prefix (NULL: none), signed by signer at time now (Unix), into
+ * out: "<prefix>/api/v1/images/<id>/<label>?v=<version>&exp=<unix>&sig=<mac>".
+ * Returns 0, or -1 when out (outlen bytes) is too small. */
+int it_images_url(const it_image *img, const char *label, const char *url_prefix, const it_urlsign *signer,
+		  int64_t now, char *out, size_t outlen);
 
-/* The data of an image.uploaded or image.updated event for img. Returns a
- * new object (json_object_put it). */
-json_object *it_images_event_data(const it_image *img, const char *url_prefix);
+/* The image's API representation (docs/api.md), with file_url and
+ * thumbnail_url signed by signer (not NULL) under url_prefix. It never
+ * carries the session id. Returns a new object (json_object_put it). */
+json_object *it_images_json(const it_image *img, const char *url_prefix, const it_urlsign *signer);
+
+/* The data of an image.uploaded or image.updated event for img, with URLs
+ * signed as in it_images_json. Returns a new object (json_object_put it). */
+json_object *it_images_event_data(const it_image *img, const char *url_prefix, const it_urlsign *signer);
 
 #endif

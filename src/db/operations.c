@@ -265,17 +265,17 @@ out:
 	return rc;
 }
 
-int it_ops_get(PGconn **connp, const char *id, json_object **out)
+int it_ops_get(PGconn **connp, const char *id, const char *session, json_object **out)
 {
-	const char *pv[1] = {id};
+	const char *pv[2] = {id, session};
 	PGresult *res;
 	int rc = 503;
 
 	*out = NULL;
 	res = it_db_exec(connp, 1,
 			 "SELECT it_operation_json(o)::text FROM operations o JOIN sessions s ON s.id = o.session_id"
-			 " WHERE o.id = $1::uuid AND s.expires_at > now()",
-			 1, pv);
+			 " WHERE o.id = $1::uuid AND o.session_id = $2 AND s.expires_at > now()",
+			 2, pv);
 	if (it_db_ok(res, PGRES_TUPLES_OK)) {
 		if (PQntuples(res) == 1) {
 			*out = row_json(res);
@@ -288,11 +288,11 @@ int it_ops_get(PGconn **connp, const char *id, json_object **out)
 	return rc;
 }
 
-int it_ops_cancel(PGconn **connp, const char *id, json_object **out)
+int it_ops_cancel(PGconn **connp, const char *id, const char *session, json_object **out)
 {
-	const char *pv[1] = {id};
+	const char *pv[2] = {id, session};
 	PGresult *res;
-	char status[16], session[128], type[32];
+	char status[16], type[32];
 	json_object *data = NULL;
 	int rc = 503;
 
@@ -300,10 +300,10 @@ int it_ops_cancel(PGconn **connp, const char *id, json_object **out)
 	if (it_db_begin(connp) < 0)
 		return 503;
 	res = it_db_exec(connp, 0,
-			 "SELECT o.status, o.session_id, o.type, o.result::text FROM operations o"
+			 "SELECT o.status, o.type, o.result::text FROM operations o"
 			 " JOIN sessions s ON s.id = o.session_id"
-			 " WHERE o.id = $1::uuid AND s.expires_at > now() FOR UPDATE OF o",
-			 1, pv);
+			 " WHERE o.id = $1::uuid AND o.session_id = $2 AND s.expires_at > now() FOR UPDATE OF o",
+			 2, pv);
 	if (!it_db_ok(res, PGRES_TUPLES_OK))
 		goto out;
 	if (PQntuples(res) == 0) {
@@ -311,11 +311,10 @@ int it_ops_cancel(PGconn **connp, const char *id, json_object **out)
 		goto out;
 	}
 	snprintf(status, sizeof(status), "%s", PQgetvalue(res, 0, 0));
-	snprintf(session, sizeof(session), "%s", PQgetvalue(res, 0, 1));
-	snprintf(type, sizeof(type), "%s", PQgetvalue(res, 0, 2));
+	snprintf(type, sizeof(type), "%s", PQgetvalue(res, 0, 1));
 	if (strcmp(status, "queued") == 0) {
 		data = json_object_new_object();
-		json_object_object_add(data, "result", json_tokener_parse(PQgetvalue(res, 0, 3)));
+		json_object_object_add(data, "result", json_tokener_parse(PQgetvalue(res, 0, 2)));
 	}
 	PQclear(res);
 	res = NULL;

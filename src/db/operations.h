@@ -1,6 +1,6 @@
 /* operations.h: the long-operation job queue of docs/worker.md, as the API and the worker use it. */
-#ifndef IT_OPERATIONS_H
-#define IT_OPERATIONS_H
+#ifndef IT_DB_OPERATIONS_H
+#define IT_DB_OPERATIONS_H
 
 #include <json-c/json.h>
 #include <libpq-fe.h>
@@ -60,14 +60,18 @@ json_object *it_op_params_json(const it_op_params *p);
 int it_ops_enqueue(PGconn **connp, const char *session, const it_op_params *p, const char *const *image_ids, int n,
 		   json_object **out, char *missing);
 
-/* Reads one operation; *out receives its JSON (put it). Returns 0, 404 when
- * unknown (or its session has expired), or 503. */
-int it_ops_get(PGconn **connp, const char *id, json_object **out);
+/* Reads operation id of session (the credential the caller presented); *out
+ * receives its JSON, which does not carry the session id (put it). One
+ * statement on (id, session): an operation of another session answers 404
+ * like an unknown one. Returns 0, 404 when unknown, not of session, or its
+ * session has expired, or 503. */
+int it_ops_get(PGconn **connp, const char *id, const char *session, json_object **out);
 
-/* Asks for an operation to stop. A queued one ends at once as cancelled (with
- * its operation.failed event, reason "cancelled"); a running one is stopped by
- * its worker before the next image. *out receives the operation's JSON (put
- * it). Returns 0, 404 unknown, 409 already finished, or 503. */
-int it_ops_cancel(PGconn **connp, const char *id, json_object **out);
+/* Asks for operation id of session to stop. A queued one ends at once as
+ * cancelled (with its operation.failed event, reason "cancelled"); a running
+ * one is stopped by its worker before the next image. *out receives the
+ * operation's JSON (put it). Returns 0, 404 unknown or not of session, 409
+ * already finished, or 503. */
+int it_ops_cancel(PGconn **connp, const char *id, const char *session, json_object **out);
 
 #endif

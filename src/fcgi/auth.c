@@ -3,6 +3,8 @@
 
 #include "fcgi/auth.h"
 
+#include "common/id.h"
+
 #include <string.h>
 #include <strings.h>
 
@@ -50,4 +52,25 @@ int it_auth_credential(const it_req *req, char *out, size_t outlen)
 	if (n < 0)
 		return -1;
 	return copy_cred(out, (size_t)n, out, outlen);
+}
+
+int it_auth_require_session(it_req *req, char *out, size_t outlen)
+{
+	int rc = it_auth_credential(req, out, outlen);
+
+	if (rc == 0) {
+		it_resp_header(req, "WWW-Authenticate", "Bearer realm=\"imagetools\"");
+		it_resp_problem(req, 401, "credential-required",
+				"This needs the session's credential: send \"Authorization: Bearer <session_id>\" (or"
+				" ?session_id=). File and thumbnail bytes can also be fetched through the signed URLs"
+				" the API hands out.");
+		return -1;
+	}
+	if (rc < 0 || !it_id_session_valid(out)) {
+		it_resp_problem(req, 400, "invalid-credential",
+				"The credential is malformed: send \"Authorization: Bearer <session_id>\" with the id"
+				" POST /api/v1/sessions returned.");
+		return -1;
+	}
+	return 0;
 }

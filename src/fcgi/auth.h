@@ -19,4 +19,13 @@
  * not printable ASCII. */
 int it_auth_credential(const it_req *req, char *out, size_t outlen);
 
+/* Like it_auth_credential, for endpoints that need the credential: when the
+ * request presents none, answers 401 credential-required (with
+ * WWW-Authenticate: Bearer); when it presents one that is not of the form
+ * of a session id, answers 400 invalid-credential. Whether the session is
+ * live and what it may see is left to the handler's query. out holds at
+ * least IT_AUTH_CRED_MAX + 1 bytes. Returns 0 with the credential in out,
+ * or -1 after answering. */
+int it_auth_require_session(it_req *req, char *out, size_t outlen);
+
 #endif

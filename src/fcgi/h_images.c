@@ -1,14 +1,17 @@
 /* h_images.c: image metadata, listings, downloads, thumbnails, rename and delete. */
 #include "config.h"
 
+#include "common/id.h"
 #include "common/log.h"
 #include "db/blobs.h"
 #include "db/db.h"
 #include "db/eventlog.h"
 #include "db/images.h"
 #include "db/metrics.h"
+#include "db/secrets.h"
 #include "db/sessions.h"
 #include "fcgi/app.h"
+#include "fcgi/auth.h"
 #include "fcgi/guard.h"
 #include "fcgi/handlers.h"
 #include "image/filename.h"
@@ -19,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
 /* PATCH bodies. */
 #define JSON_BODY_MAX (16 * 1024)
@@ -41,24 +45,49 @@ static int image_problem(it_req *req, int rc)
 	return 1;
 }
 
+/* The URL signer, or NULL after answering 503. Called before any
+ * transaction is opened on *connp (the key may be made on first use). */
+static const it_urlsign *signer_or_503(it_req *req, PGconn **connp)
+{
+	const it_urlsign *us = *connp ? it_secrets_url_signer(connp, &it_g.cfg) : NULL;
+
+	if (us == NULL)
+		image_problem(req, 503);
+	return us;
+}
+
+/* Checks the image id's form and the session credential. Returns 0 with
+ * the credential in session, or 1 after answering (400 malformed id, 401
+ * no credential, 400 malformed credential). The id's form is checked first:
+ * it reveals nothing, and a client with a broken id learns that first. */
+static int id_and_credential(it_req *req, char *session, size_t len)
+{
+	if (!it_id_uuid_valid(req->params[0]))
+		return image_problem(req, 400);
+	return it_auth_require_session(req, session, len) < 0;
+}
+
 void it_h_image_get(it_req *req)
 {
 	PGconn *conn = it_db_thread_conn();
 	it_image *img = malloc(sizeof(*img));
+	char session[IT_AUTH_CRED_MAX + 1];
+	const it_urlsign *us;
 	json_object *o;
 
-	if (img == NULL || image_problem(req, conn ? it_images_get(&conn, req->params[0], img) : 503)) {
-		free(img);
-		return;
-	}
-	o = it_images_json(img, it_g.cfg.url_prefix);
+	if (img == NULL || id_and_credential(req, session, sizeof(session)) || (us = signer_or_503(req, &conn)) == NULL ||
+	    image_problem(req, it_images_get_owned(&conn, req->params[0], session, img)))
+		goto out;
+	o = it_images_json(img, it_g.cfg.url_prefix, us);
 	it_resp_json(req, 200, o);
 	json_object_put(o);
+out:
 	free(img);
 }
 
 struct list_ctx {
 	json_object *arr;
+	const it_urlsign *us;
 	int n, limit;
 	int64_t last_pos;
 };
@@ -69,7 +98,7 @@ static int list_one(const it_image *img, void *arg)
 
 	if (c->n == c->limit)
 		return 1; /* the extra row only says there is a next page */
-	json_object_array_add(c->arr, it_images_json(img, it_g.cfg.url_prefix));
+	json_object_array_add(c->arr, it_images_json(img, it_g.cfg.url_prefix, c->us));
 	c->last_pos = img->pos;
 	c->n++;
 	return 0;
@@ -94,6 +123,8 @@ void it_h_session_images(it_req *req)
 		return;
 	}
 	if (it_app_session_problem(req, conn ? it_sessions_get(&conn, req->params[0], NULL) : 503))
+		return;
+	if ((c.us = signer_or_503(req, &conn)) == NULL)
 		return;
 	c.arr = json_object_new_array();
 	c.limit = (int)limit;
@@ -193,6 +224,86 @@ static int parse_range(const char *h, int64_t size, int64_t *start, int64_t *end
 	return 1;
 }
 
+/* Answers 403 for a signed URL that does not hold, saying how to get a good
+ * one. Returns 1. */
+static int url_refused(it_req *req, const char *slug, const char *why)
+{
+	it_resp_problem(req, 403, slug,
+			"%s Fetch fresh URLs with the session credential: GET /api/v1/images/{id} or"
+			" GET /api/v1/sessions/{session_id}/images.",
+			why);
+	return 1;
+}
+
+/* Checks the signature a URL for the bytes named label carries and, when it
+ * holds, reads the image into img. The signature is checked before the
+ * database is asked anything, so a forged URL costs one HMAC and learns
+ * nothing about which ids exist. Returns 0, 403 with *slug and *why set, or
+ * 404 / 503 for image_problem. */
+static int check_signed(it_req *req, PGconn **connp, const char *label, it_image *img, const char **slug,
+			const char **why)
+{
+	char sig[IT_URLSIGN_SIG_LEN + 2], v[24];
+	int64_t version, exp;
+	const it_urlsign *us;
+	int rc;
+
+	*slug = "bad-signature";
+	if (it_query_get(req->query, "sig", sig, sizeof(sig)) < 0 || it_query_get(req->query, "v", v, sizeof(v)) < 0 ||
+	    it_parse_uint(v, INT32_MAX, &version) < 0 || it_query_get(req->query, "exp", v, sizeof(v)) < 0 ||
+	    it_parse_uint(v, INT64_MAX, &exp) < 0) {
+		*why = "This URL's signature is incomplete or malformed.";
+		return 403;
+	}
+	if (*connp == NULL || (us = it_secrets_url_signer(connp, &it_g.cfg)) == NULL)
+		return 503;
+	switch (it_urlsign_verify(us, label, req->params[0], version, exp, sig, (int64_t)time(NULL))) {
+	case IT_URLSIGN_OK: break;
+	case IT_URLSIGN_EXPIRED:
+		*slug = "url-expired";
+		*why = "This URL has expired.";
+		return 403;
+	default: *why = "This URL's signature does not match it."; return 403;
+	}
+	if ((rc = it_images_get(connp, req->params[0], img)) != 0)
+		return rc;
+	/* A new version (an operation's result) is new bytes; what was
+	 * shared before was the old picture, which is gone. */
+	if (img->version != version) {
+		*slug = "url-expired";
+		*why = "This URL was signed for an earlier version of the image.";
+		return 403;
+	}
+	return 0;
+}
+
+/* Decides whether this request may have the bytes named label ("file",
+ * "thumbnail") of image params[0], and reads the image into img. A URL
+ * with a valid signature is enough; otherwise the session credential is
+ * needed (a client that holds it may also present a stale URL with it).
+ * Returns 0 with img filled, or 1 after answering. */
+static int image_for_bytes(it_req *req, PGconn **connp, const char *label, it_image *img)
+{
+	char cred[IT_AUTH_CRED_MAX + 1], probe[2];
+	const char *slug = NULL, *why = NULL;
+	int rc;
+
+	if (!it_id_uuid_valid(req->params[0]))
+		return image_problem(req, 400);
+	if (it_query_get(req->query, "sig", probe, sizeof(probe)) != -1) {
+		rc = check_signed(req, connp, label, img, &slug, &why);
+		if (rc == 0)
+			return 0;
+		if (rc != 403)
+			return image_problem(req, rc);
+		if (it_auth_credential(req, cred, sizeof(cred)) == 0)
+			return url_refused(req, slug, why);
+	}
+	if (it_auth_require_session(req, cred, sizeof(cred)) < 0)
+		return 1;
+	return image_problem(req, *connp ? it_images_get_owned(connp, req->params[0], cred, img) : 503);
+}
+
 void it_h_image_file(it_req *req)
 {
 	PGconn *conn = it_db_thread_conn();
@@ -205,7 +316,7 @@ void it_h_image_file(it_req *req)
 	ssize_t n;
 	int rc, partial = 0;
 
-	if (img == NULL || image_problem(req, conn ? it_images_get(&conn, req->params[0], img) : 503))
+	if (img == NULL || image_for_bytes(req, &conn, "file", img))
 		goto out;
 	snprintf(etag, sizeof(etag), "\"%s\"", img->sha256);
 	it_resp_header(req, "ETag", "%s", etag);
@@ -271,7 +382,7 @@ void it_h_image_thumbnail(it_req *req)
 	const char *inm;
 	int rc;
 
-	if (img == NULL || image_problem(req, conn ? it_images_get(&conn, req->params[0], img) : 503))
+	if (img == NULL || image_for_bytes(req, &conn, "thumbnail", img))
 		goto out;
 	if (img->thumb_blob_id == 0) {
 		it_resp_problem(req, 404, "no-thumbnail", "This image has no thumbnail.");
@@ -356,14 +467,21 @@ static json_object *read_json_body(it_req *req)
 void it_h_image_patch(it_req *req)
 {
 	PGconn *conn = it_db_thread_conn();
-	json_object *body, *fn, *data;
+	json_object *body = NULL, *fn, *data;
 	it_image *img = NULL;
+	const it_urlsign *us;
 	const char *raw;
-	char name[IT_IMAGE_NAME_MAX + 1];
+	char name[IT_IMAGE_NAME_MAX + 1], session[IT_AUTH_CRED_MAX + 1];
 	int rc;
 
+	/* Refused before the body is read: a caller without the credential
+	 * gets nothing parsed on its behalf. */
+	if (id_and_credential(req, session, sizeof(session))) {
+		it_req_drain(req, JSON_BODY_MAX);
+		goto out;
+	}
 	if ((body = read_json_body(req)) == NULL)
-		return;
+		goto out;
 	if (!json_object_object_get_ex(body, "filename", &fn) || !json_object_is_type(fn, json_type_string)) {
 		it_resp_problem(req, 400, "missing-filename", "Send {\"filename\": \"new name\"}.");
 		goto out;
@@ -378,14 +496,16 @@ void it_h_image_patch(it_req *req)
 		it_resp_problem(req, 400, "bad-filename", "The filename has no usable characters.");
 		goto out;
 	}
+	if ((us = signer_or_503(req, &conn)) == NULL)
+		goto out;
 	img = malloc(sizeof(*img));
-	if (img == NULL || conn == NULL || it_db_begin(&conn) != 0) {
+	if (img == NULL || it_db_begin(&conn) != 0) {
 		image_problem(req, 503);
 		goto out;
 	}
-	rc = it_images_rename(conn, req->params[0], name, img);
+	rc = it_images_rename(conn, req->params[0], session, name, img);
 	if (rc == 0) {
-		data = it_images_event_data(img, it_g.cfg.url_prefix);
+		data = it_images_event_data(img, it_g.cfg.url_prefix, us);
 		rc = it_event_append(conn, img->session_id, "image.updated", data, NULL);
 		json_object_put(data);
 		if (rc == 0 && it_db_commit(conn) != 0)
@@ -396,7 +516,7 @@ void it_h_image_patch(it_req *req)
 		image_problem(req, rc);
 		goto out;
 	}
-	data = it_images_json(img, it_g.cfg.url_prefix);
+	data = it_images_json(img, it_g.cfg.url_prefix, us);
 	it_resp_json(req, 200, data);
 	json_object_put(data);
 out:
@@ -408,9 +528,14 @@ void it_h_image_delete(it_req *req)
 {
 	PGconn *conn = it_db_thread_conn();
 	it_image *img = malloc(sizeof(*img));
+	char session[IT_AUTH_CRED_MAX + 1];
 	json_object *data;
 	int rc;
 
+	if (id_and_credential(req, session, sizeof(session))) {
+		it_req_drain(req, JSON_BODY_MAX);
+		goto out;
+	}
 	if (it_req_drain(req, JSON_BODY_MAX) < 0) {
 		it_resp_problem(req, 413, "body-too-large", "DELETE takes no body.");
 		goto out;
@@ -419,7 +544,7 @@ void it_h_image_delete(it_req *req)
 		image_problem(req, 503);
 		goto out;
 	}
-	rc = it_images_delete(conn, req->params[0], img);
+	rc = it_images_delete(conn, req->params[0], session, img);
 	if (rc == 0) {
 		data = json_object_new_object();
 		json_object_object_add(data, "image_id", json_object_new_string(img->id));

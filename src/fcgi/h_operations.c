@@ -6,6 +6,7 @@
 #include "db/db.h"
 #include "db/operations.h"
 #include "fcgi/app.h"
+#include "fcgi/auth.h"
 #include "fcgi/guard.h"
 #include "fcgi/handlers.h"
 
@@ -58,7 +59,7 @@ void it_h_operation_create(it_req *req)
 	PGconn *conn = it_db_thread_conn();
 	const char *ids[IT_OPS_MAX_IMAGES];
 	json_object *body = NULL, *v, *arr, *op = NULL;
-	char err[160], missing[40];
+	char err[160], missing[40], cred[IT_AUTH_CRED_MAX + 1];
 	const char *session;
 	it_op_params p;
 	it_buf b;
@@ -74,12 +75,16 @@ void it_h_operation_create(it_req *req)
 	if (body == NULL)
 		goto out;
 
-	if (!json_object_object_get_ex(body, "session_id", &v) || !json_object_is_type(v, json_type_string) ||
-	    !it_id_session_valid(json_object_get_string(v))) {
+	/* The session is named in the body, or else by the credential the
+	 * request presents (Authorization: Bearer), as for the other calls. */
+	if (json_object_object_get_ex(body, "session_id", &v))
+		session = json_object_is_type(v, json_type_string) ? json_object_get_string(v) : "";
+	else
+		session = it_auth_credential(req, cred, sizeof(cred)) == 1 ? cred : "";
+	if (!it_id_session_valid(session)) {
 		it_resp_problem(req, 400, "invalid-session-id", "session_id is missing or malformed.");
 		goto out;
 	}
-	session = json_object_get_string(v);
 	if (it_guard_rate_check("operations-session", session, it_g.cfg.rate_operations, &retry)) {
 		it_guard_rate_refuse(req, retry, "Too many operations in this session");
 		goto out;
@@ -159,12 +164,15 @@ void it_h_operation_get(it_req *req)
 {
 	PGconn *conn = it_db_thread_conn();
 	json_object *op = NULL;
+	char session[IT_AUTH_CRED_MAX + 1];
 
 	if (!it_id_uuid_valid(req->params[0])) {
 		it_resp_problem(req, 404, "unknown-operation", "No such operation.");
 		return;
 	}
-	if (op_problem(req, it_ops_get(&conn, req->params[0], &op)))
+	if (it_auth_require_session(req, session, sizeof(session)) < 0)
+		return;
+	if (op_problem(req, it_ops_get(&conn, req->params[0], session, &op)))
 		return;
 	it_resp_json(req, 200, op);
 	json_object_put(op);
@@ -174,6 +182,7 @@ void it_h_operation_cancel(it_req *req)
 {
 	PGconn *conn = it_db_thread_conn();
 	json_object *op = NULL;
+	char session[IT_AUTH_CRED_MAX + 1];
 
 	if (it_req_drain(req, MAX_BODY) < 0) {
 		it_resp_problem(req, 413, "body-too-large", "The request body is larger than %d bytes.", MAX_BODY);
@@ -183,7 +192,9 @@ void it_h_operation_cancel(it_req *req)
 		it_resp_problem(req, 404, "unknown-operation", "No such operation.");
 		return;
 	}
-	if (op_problem(req, it_ops_cancel(&conn, req->params[0], &op)))
+	if (it_auth_require_session(req, session, sizeof(session)) < 0)
+		return;
+	if (op_problem(req, it_ops_cancel(&conn, req->params[0], session, &op)))
 		return;
 	it_resp_json(req, 202, op);
 	json_object_put(op);

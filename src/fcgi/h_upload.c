@@ -8,6 +8,7 @@
 #include "db/eventlog.h"
 #include "db/images.h"
 #include "db/metrics.h"
+#include "db/secrets.h"
 #include "db/sessions.h"
 #include "fcgi/app.h"
 #include "fcgi/guard.h"
@@ -48,6 +49,7 @@ typedef struct upload_file {
 typedef struct upload {
 	it_req *req;
 	PGconn *conn;
+	const it_urlsign *signer;	/* signs the URLs of the stored images */
 	it_multipart mp;
 	char *buf;
 	size_t blen;
@@ -438,7 +440,7 @@ static int upload_store(upload *u)
 			return up_fail(u, 503, "database-unavailable", "The database cannot be reached; try again shortly.");
 	}
 	for (int i = 0; i < u->nfiles; i++) {
-		json_object *data = it_images_event_data(&u->files[i].img, it_g.cfg.url_prefix);
+		json_object *data = it_images_event_data(&u->files[i].img, it_g.cfg.url_prefix, u->signer);
 		rc = it_event_append(u->conn, u->session, "image.uploaded", data, NULL);
 		json_object_put(data);
 		if (rc == 404)
@@ -491,7 +493,9 @@ void it_h_image_upload(it_req *req)
 	u->tmp_fd = -1;
 	it_mp_init(&u->mp, boundary, MP_HEADER_MAX);
 	u->conn = it_db_thread_conn();
-	if (u->conn == NULL || it_db_begin(&u->conn) != 0)
+	/* Before the transaction: the signing key may be made on first use. */
+	if (u->conn == NULL || (u->signer = it_secrets_url_signer(&u->conn, &it_g.cfg)) == NULL ||
+	    it_db_begin(&u->conn) != 0)
 		up_fail(u, 503, "database-unavailable", "The database cannot be reached; try again shortly.");
 	else
 		in_txn = 1;
@@ -503,7 +507,7 @@ void it_h_image_upload(it_req *req)
 		o = json_object_new_object();
 		arr = json_object_new_array();
 		for (int i = 0; i < u->nfiles; i++)
-			json_object_array_add(arr, it_images_json(&u->files[i].img, it_g.cfg.url_prefix));
+			json_object_array_add(arr, it_images_json(&u->files[i].img, it_g.cfg.url_prefix, u->signer));
 		json_object_object_add(o, "images", arr);
 		for (int i = 0; i < u->nfiles; i++) {
 			char labels[48];

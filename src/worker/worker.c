@@ -10,6 +10,7 @@
 #include "db/eventlog.h"
 #include "db/images.h"
 #include "db/metrics.h"
+#include "db/secrets.h"
 #include "worker/transform.h"
 
 #include <errno.h>
@@ -26,6 +27,7 @@ struct run {
 	it_wq_job *job;
 	const char *type;
 	long long last_progress_ms; /* when the last progress event was written, 0: never */
+	const it_urlsign *signer;   /* signs the URLs in image.updated events */
 };
 
 static long long now_ms(void)
@@ -323,7 +325,7 @@ static int store_once(struct run *r, struct slot *sl)
 		goto out;
 	}
 	if (changed) {
-		data = it_images_event_data(&out, w->cfg->url_prefix);
+		data = it_images_event_data(&out, w->cfg->url_prefix, r->signer);
 		if (it_event_append(w->conn, job->session, "image.updated", data, NULL) != 0)
 			goto out;
 	}
@@ -529,11 +531,15 @@ static int between(struct run *r, int i, int *stopped)
 
 int it_wk_run(it_worker *w, it_wq_job *job)
 {
-	struct run r = {w, job, it_op_type_name(job->params.type), 0};
+	struct run r = {w, job, it_op_type_name(job->params.type), 0, NULL};
 	struct slot *slots;
 	int par = w->parallel > 0 ? w->parallel : 1, rc = 0, stopped = 0;
 	char msg[160];
 
+	/* Before any transaction: the signing key may be made on first use. */
+	r.signer = it_secrets_url_signer(&w->conn, w->cfg);
+	if (r.signer == NULL)
+		return -1;
 	slots = calloc((size_t)par, sizeof(*slots));
 	if (slots == NULL)
 		return -1;

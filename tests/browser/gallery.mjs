@@ -107,6 +107,9 @@ run(async (context) => {
     const loaded = () => a.$$eval('#gallery .card img', (els) => els.filter((e) => e.complete && e.naturalWidth > 0).length);
     const imgs = await until(async () => ((await loaded()) >= 2 ? loaded() : null), 15000);
     ok(imgs >= 2, `thumbnails load in the gallery (${imgs || await loaded()} shown)`);
+    const srcs = await a.$$eval('#gallery .card img', (els) => els.map((e) => e.getAttribute('src') || ''));
+    ok(srcs.length >= 2 && srcs.every((s) => /\/thumbnail\?v=\d+&exp=\d+&sig=[\w-]{43}$/.test(s)),
+      'the thumbnails are the signed URLs the server handed out');
 
     const up = await ctl('curl_upload', { session: sid, filename: 'photo.jpg', source: 'android_app', seed: 3 });
     is(up.status, 201, 'curl uploads as the Android app');
@@ -174,9 +177,27 @@ run(async (context) => {
       const r = await fetch(u);
       return { status: r.status, disposition: r.headers.get('Content-Disposition'), size: (await r.arrayBuffer()).byteLength };
     }, href);
+    ok(/\/file\?v=\d+&exp=\d+&sig=/.test(href || ''), 'the Download link is a signed URL: ' + href);
     is(got.status, 200, 'the Download link answers 200');
     ok(/dusk\.png/.test(got.disposition || ''), 'named by the server after the rename: ' + got.disposition);
     is(got.size, makePng(320, 200, 1).length, 'with the bytes that were uploaded');
+
+    // A link whose signature has run out (a page left open past signed_url_ttl) is refreshed with
+    // the session credential when it is clicked, and the download still happens.
+    const expired = await a.evaluate((id) => {
+      const link = document.querySelector(`#gallery .card[data-id="${id}"] .download`);
+      link.setAttribute('href', link.getAttribute('href').replace(/exp=\d+/, 'exp=1000'));
+      return link.getAttribute('href');
+    }, sunsetId);
+    is(await a.evaluate(async (u) => (await fetch(u)).status, expired), 403, 'an expired signed URL is refused (403)');
+    const [download] = await Promise.all([
+      a.waitForEvent('download', { timeout: 15000 }).catch(() => null),
+      card.locator('.download').click(),
+    ]);
+    const fresh = await card.locator('.download').getAttribute('href');
+    ok(download && /dusk\.png$/.test(download.suggestedFilename()),
+      'clicking an expired Download link still downloads: ' + (download && download.suggestedFilename()));
+    ok(fresh !== expired && /exp=\d{10}/.test(fresh || ''), 'after the page fetched a fresh signed URL');
 
     // Deleting in one tab removes the card in the other.
     const before = (await galleryNames(b)).filter((n) => n === 'forest.png').length;

@@ -82,7 +82,7 @@ class BrowserRun:
         f["sse"] = st_code == 200 and "text/event-stream" in headers
         r = st.request("GET", p + "/api/v1/sessions/%s/images" % sid)
         f["uploads"] = r.status == 200
-        r = st.request("GET", p + "/api/v1/operations/%s" % uuid.uuid4())
+        r = st.request("GET", p + "/api/v1/operations/%s" % uuid.uuid4(), headers={"Authorization": "Bearer " + sid})
         # A missing route answers the router's generic "not-found" problem; a missing operation
         # answers its own type.
         f["operations"] = r.status == 404 and b'problem:not-found"' not in r.body.replace(b" ", b"")

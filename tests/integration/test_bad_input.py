@@ -218,7 +218,21 @@ with Stack(tap, settings=SETTINGS, bridge=True) as st:
     case("image id not a UUID", 400, lambda: raw(st, get("/api/v1/images/not-a-uuid")), slug="invalid-image-id")
     case("image id with SQL", 400, lambda: raw(st, get("/api/v1/images/1%27%3BDROP%20TABLE%20images%3B--")))
     case("unknown image file with a bogus Range", 404,
-         lambda: raw(st, get("/api/v1/images/00000000-0000-4000-8000-000000000000/file", "Range: bytes=-1-99999999999999999999\r\n")))
+         lambda: raw(st, get("/api/v1/images/00000000-0000-4000-8000-000000000000/file?session_id=" + SID,
+                             "Range: bytes=-1-99999999999999999999\r\n")))
+    case("image without a credential", 401, lambda: raw(st, get("/api/v1/images/" + IMG)), slug="credential-required")
+    case("image with a malformed Bearer", 400,
+         lambda: raw(st, get("/api/v1/images/" + IMG, "Authorization: Bearer x'OR'1'='1\r\n")), slug="invalid-credential")
+    case("image with two Bearer tokens", 400,
+         lambda: raw(st, get("/api/v1/images/" + IMG, "Authorization: Bearer %s %s\r\n" % (SID, SID))))
+    case("image file with a forged signature", 403,
+         lambda: raw(st, get("/api/v1/images/%s/file?v=1&exp=9999999999&sig=%s" % (IMG, "A" * 43))), slug="bad-signature")
+    case("image file with a huge exp", 403,
+         lambda: raw(st, get("/api/v1/images/%s/file?v=1&exp=%s&sig=%s" % (IMG, "9" * 40, "A" * 43))), slug="bad-signature")
+    case("image file with a negative version", 403,
+         lambda: raw(st, get("/api/v1/images/%s/file?v=-1&exp=1&sig=%s" % (IMG, "A" * 43))), slug="bad-signature")
+    case("image file with a 2 KB signature", 403,
+         lambda: raw(st, get("/api/v1/images/%s/file?v=1&exp=1&sig=%s" % (IMG, "A" * 2000))), slug="bad-signature")
     case("NUL encoded in the path", 400, lambda: raw(st, get("/api/v1/%00")), by_server=True)
     case("unknown API route with NUL encoded", (400, 404), lambda: raw(st, get("/api/v1/images/%00")), by_server=True)
 
@@ -344,7 +358,7 @@ with Stack(tap, settings=SETTINGS, bridge=True) as st:
                          (b'name="file"; filename="../../\xff\xfe\xc0\xaf.png"', b"not an image")]))
 
     # ------------------------------------------------------------ JSON bodies
-    patch = "/api/v1/images/" + IMG
+    patch = "/api/v1/images/%s?session_id=%s" % (IMG, SID)
     case("PATCH with broken JSON", 400, lambda: raw(st, post(patch, b"{nope", "application/json").replace(b"POST", b"PATCH", 1)),
          slug="bad-json")
     case("PATCH with a JSON array", 400, lambda: raw(st, post(patch, b"[]", "application/json").replace(b"POST", b"PATCH", 1)))

@@ -115,7 +115,7 @@ try:
     # The example configuration: every key the programs know is in it, and with every line
     # uncommented it loads (an unknown key or bad value would stop the program).
     with open(os.path.join(SRCDIR, "src", "common", "config.c")) as f:
-        keys = re.findall(r"^\s*[SI]\((\w+),", f.read(), re.M)
+        keys = re.findall(r"^\s*(?:S|SC|I)\((\w+),", f.read(), re.M)
     example = open(os.path.join(SRCDIR, "imagetools.conf.example")).read()
     documented = re.findall(r"^# (\w+) =", example, re.M)
     tap.is_(sorted(set(keys) - set(documented)), [], "imagetools.conf.example lists every key")

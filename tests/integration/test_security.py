@@ -334,7 +334,8 @@ with Stack(tap, settings=SETTINGS, fcgi_procs=2) as st:
     status, _, _ = upload_files(q, half_a, half_b)
     tap.is_(status, 413, "two files that fit one by one but not together: 413")
     tap.is_(held(q), os.path.getsize(big), "neither of them was stored")
-    tap.is_(st.request("DELETE", "/api/v1/images/" + first_id).status, 204, "deleting the image")
+    tap.is_(st.request("DELETE", "/api/v1/images/" + first_id, headers={"Authorization": "Bearer " + q}).status, 204,
+            "deleting the image")
     tap.is_(upload_files(q, half_a, half_b)[0], 201, "makes room for both")
 
     # Two uploads at once into an empty session, each fitting alone, not together.

@@ -18,6 +18,7 @@ work = tempfile.mkdtemp(prefix="it-uploads-")
 # 25 MB upload whose memory is measured.
 with Stack(tap, settings={"max_upload_bytes": "26M", "max_files": "5", "thumbnail_size": "128"}) as st:
     S = st.new_session()
+    AUTH = {"Authorization": "Bearer " + S}
 
     def counts():
         """Rows a failed request must not leave behind."""
@@ -72,7 +73,8 @@ with Stack(tap, settings={"max_upload_bytes": "26M", "max_files": "5", "thumbnai
                 "%s: file name kept" % ext)
         tap.is_(img.get("source"), "android_app", "%s: source" % ext)
         tap.is_(img.get("version"), 1, "%s: version 1" % ext)
-        tap.is_(img.get("file_url"), "/api/v1/images/%s/file" % img.get("id"), "%s: file_url" % ext)
+        tap.like(img.get("file_url", ""), r"^/api/v1/images/%s/file\?v=1&exp=\d+&sig=[\w-]{43}$" % img.get("id"),
+                 "%s: file_url, signed" % ext)
         out = os.path.join(work, "down." + ext)
         status, headers = download(img.get("file_url", "/"), out)
         tap.is_(status, 200, "%s: download 200" % ext)
@@ -96,10 +98,11 @@ with Stack(tap, settings={"max_upload_bytes": "26M", "max_files": "5", "thumbnai
             "each event names its image, in upload order")
     d = ev[0][2] if ev else {}
     tap.is_((d.get("filename"), d.get("source"), d.get("content_type"), d.get("width"), d.get("height"),
-             d.get("size"), d.get("thumbnail_url"), d.get("file_url")),
+             d.get("size"), (d.get("thumbnail_url") or "").split("?")[0], (d.get("file_url") or "").split("?")[0]),
             ("photo.jpg", "android_app", "image/jpeg", 300, 200, images["jpg"].get("size"),
              "/api/v1/images/%s/thumbnail" % images["jpg"].get("id"), "/api/v1/images/%s/file" % images["jpg"].get("id")),
             "image.uploaded data has the documented fields")
+    tap.like(d.get("thumbnail_url") or "", r"\?v=1&exp=\d+&sig=", "with signed URLs")
 
     # ---------------------------------------------------------------- several files, odd names
     a = vips_image(os.path.join(work, "a.jpg"), 64, 48)
@@ -213,26 +216,26 @@ with Stack(tap, settings={"max_upload_bytes": "26M", "max_files": "5", "thumbnai
     with open(path, "rb") as f:
         data = f.read()
     url = "/api/v1/images/%s/file" % jpg.get("id")
-    r = st.request("GET", url, headers={"If-None-Match": '"%s"' % jpg.get("sha256")})
+    r = st.request("GET", url, headers={**AUTH, "If-None-Match": '"%s"' % jpg.get("sha256")})
     tap.is_((r.status, r.body), (304, b""), "If-None-Match with the ETag: 304, no body")
-    r = st.request("GET", url, headers={"If-None-Match": '"other", W/"%s"' % jpg.get("sha256")})
+    r = st.request("GET", url, headers={**AUTH, "If-None-Match": '"other", W/"%s"' % jpg.get("sha256")})
     tap.is_(r.status, 304, "If-None-Match list with a weak match: 304")
-    r = st.request("GET", url, headers={"Range": "bytes=10-109"})
+    r = st.request("GET", url, headers={**AUTH, "Range": "bytes=10-109"})
     tap.is_((r.status, r.body, r.header("Content-Range")), (206, data[10:110], "bytes 10-109/%d" % len(data)),
             "Range bytes=10-109: 206 with exactly those bytes")
-    r = st.request("GET", url, headers={"Range": "bytes=-50"})
+    r = st.request("GET", url, headers={**AUTH, "Range": "bytes=-50"})
     tap.is_((r.status, r.body), (206, data[-50:]), "suffix range: the last 50 bytes")
-    r = st.request("GET", url, headers={"Range": "bytes=%d-" % (len(data) - 7)})
+    r = st.request("GET", url, headers={**AUTH, "Range": "bytes=%d-" % (len(data) - 7)})
     tap.is_((r.status, r.body), (206, data[-7:]), "open range to the end")
-    r = st.request("GET", url, headers={"Range": "bytes=%d-" % len(data)})
+    r = st.request("GET", url, headers={**AUTH, "Range": "bytes=%d-" % len(data)})
     tap.is_((r.status, r.header("Content-Range")), (416, "bytes */%d" % len(data)), "range past the end: 416")
-    r = st.request("GET", url, headers={"Range": "bytes=0-9", "If-Range": '"stale"'})
+    r = st.request("GET", url, headers={**AUTH, "Range": "bytes=0-9", "If-Range": '"stale"'})
     tap.is_((r.status, len(r.body)), (200, len(data)), "If-Range with another ETag: the whole file")
-    r = st.request("HEAD", url)
+    r = st.request("HEAD", url, headers=AUTH)
     tap.is_((r.status, r.body, r.header("Content-Length")), (200, b"", str(len(data))), "HEAD: headers only")
-    st.is_problem(st.request("GET", "/api/v1/images/00000000-0000-4000-8000-000000000000/file"), 404, "unknown image")
-    st.is_problem(st.request("GET", "/api/v1/images/not-a-uuid"), 400, "malformed image id")
-    r = st.request("GET", "/api/v1/images/" + jpg.get("id", ""))
+    st.is_problem(st.request("GET", "/api/v1/images/00000000-0000-4000-8000-000000000000/file", headers=AUTH), 404, "unknown image")
+    st.is_problem(st.request("GET", "/api/v1/images/not-a-uuid", headers=AUTH), 400, "malformed image id")
+    r = st.request("GET", "/api/v1/images/" + jpg.get("id", ""), headers=AUTH)
     tap.is_((r.status, r.json().get("sha256")), (200, jpg.get("sha256")), "GET /images/{id}: metadata")
 
     # ---------------------------------------------------------------- listing
@@ -254,7 +257,7 @@ with Stack(tap, settings={"max_upload_bytes": "26M", "max_files": "5", "thumbnai
     # ---------------------------------------------------------------- rename and delete
     n_ev = len(events(S))
     png_img = images["png"]
-    r = st.request("PATCH", "/api/v1/images/" + png_img["id"], body={"filename": "../holiday\n2026.png"})
+    r = st.request("PATCH", "/api/v1/images/" + png_img["id"], body={"filename": "../holiday\n2026.png"}, headers=AUTH)
     tap.is_((r.status, r.json().get("filename"), r.json().get("original_filename")),
             (200, "holiday 2026.png", "photo.png"), "rename: 200, new name sanitised, original kept")
     ev = events(S)
@@ -262,13 +265,13 @@ with Stack(tap, settings={"max_upload_bytes": "26M", "max_files": "5", "thumbnai
             (n_ev + 1, n_ev + 1, "image.updated", png_img["id"], "holiday 2026.png"),
             "rename: exactly one image.updated event, next id")
     st.is_problem(st.request("PATCH", "/api/v1/images/" + png_img["id"], body=b"{nope",
-                             headers={"Content-Type": "application/json"}), 400, "rename with bad JSON")
-    st.is_problem(st.request("PATCH", "/api/v1/images/" + png_img["id"], body={"name": "x"}), 400,
+                             headers={**AUTH, "Content-Type": "application/json"}), 400, "rename with bad JSON")
+    st.is_problem(st.request("PATCH", "/api/v1/images/" + png_img["id"], body={"name": "x"}, headers=AUTH), 400,
                   "rename without filename")
     st.is_problem(st.request("PATCH", "/api/v1/images/" + png_img["id"], body=b"{\"filename\":\"" + b"a" * 20000 + b"\"}",
-                             headers={"Content-Type": "application/json"}), 413, "rename with a huge body")
+                             headers={**AUTH, "Content-Type": "application/json"}), 413, "rename with a huge body")
     st.is_problem(st.request("PATCH", "/api/v1/images/00000000-0000-4000-8000-000000000000",
-                             body={"filename": "x.png"}), 404, "rename of an unknown image")
+                             body={"filename": "x.png"}, headers=AUTH), 404, "rename of an unknown image")
     tap.is_(len(events(S)), n_ev + 1, "failed renames made no events")
 
     # A new version (what the worker's operations do) swaps in new blobs: the old ones go.
@@ -281,7 +284,7 @@ with Stack(tap, settings={"max_upload_bytes": "26M", "max_files": "5", "thumbnai
             "a new version's swap deletes the previous blobs")
 
     blob_ids = st.sql("SELECT blob_id || ' ' || thumb_blob_id FROM images WHERE id = :'p1'", png_img["id"]).split()
-    r = st.request("DELETE", "/api/v1/images/" + png_img["id"])
+    r = st.request("DELETE", "/api/v1/images/" + png_img["id"], headers=AUTH)
     tap.is_(r.status, 204, "delete: 204")
     tap.is_(st.sql("SELECT count(*) FROM blobs WHERE id IN (:p1, :p2)", *blob_ids), "0",
             "delete: the image's blobs are gone")
@@ -290,8 +293,8 @@ with Stack(tap, settings={"max_upload_bytes": "26M", "max_files": "5", "thumbnai
     ev = events(S)
     tap.is_((len(ev), ev[-1][1], ev[-1][2]), (n_ev + 2, "image.deleted", {"image_id": png_img["id"]}),
             "delete: exactly one image.deleted event")
-    st.is_problem(st.request("GET", "/api/v1/images/%s/file" % png_img["id"]), 404, "deleted image's file")
-    st.is_problem(st.request("DELETE", "/api/v1/images/" + png_img["id"]), 404, "deleting twice")
+    st.is_problem(st.request("GET", "/api/v1/images/%s/file" % png_img["id"], headers=AUTH), 404, "deleted image's file")
+    st.is_problem(st.request("DELETE", "/api/v1/images/" + png_img["id"], headers=AUTH), 404, "deleting twice")
     tap.is_([e[0] for e in ev], list(range(1, len(ev) + 1)), "the session's log has no gaps")
 
     # ---------------------------------------------------------------- 8 parallel uploads

@@ -72,11 +72,12 @@ with Stack(tap, settings=SETTINGS) as st:
     tap.is_(st.sql("SELECT count(*) FROM operations"), "0", "refused requests stored nothing")
     tap.is_([e["type"] for e in wu.events(st, sid) if e["type"].startswith("operation.")], [],
             "and sent no event")
-    st.is_problem(st.request("GET", "/api/v1/operations/0b7e3c1a-2f4d-4c5e-9a8b-1c2d3e4f5a6b"), 404,
+    st.is_problem(st.request("GET", "/api/v1/operations/0b7e3c1a-2f4d-4c5e-9a8b-1c2d3e4f5a6b",
+                             headers={"Authorization": "Bearer " + sid}), 404,
                   "unknown operation")
     st.is_problem(st.request("GET", "/api/v1/operations/nope"), 404, "malformed operation id")
     st.is_problem(st.request("POST", "/api/v1/operations/0b7e3c1a-2f4d-4c5e-9a8b-1c2d3e4f5a6b/cancel",
-                             body=b"", headers={"Content-Length": "0"}), 404, "cancel an unknown operation")
+                             body=b"", headers={"Content-Length": "0", "Authorization": "Bearer " + sid}), 404, "cancel an unknown operation")
 
     # ---------------------------------------------------------------- concurrent enqueues on one session
 
@@ -93,7 +94,7 @@ with Stack(tap, settings=SETTINGS) as st:
     started = [e for e in wu.events(st, sid) if e["type"] == "operation.started"]
     tap.is_(len(started), 8, "with one operation.started each")
     for op_id in set(e["data"]["operation_id"] for e in started):
-        st.request("POST", "/api/v1/operations/%s/cancel" % op_id, body=b"", headers={"Content-Length": "0"})
+        wu.cancel_operation(st, op_id)
     tap.is_(st.sql("SELECT count(*) FROM operations WHERE status <> 'cancelled'"), "0",
             "(cancelled again before any worker runs)")
 
@@ -109,21 +110,21 @@ with Stack(tap, settings=SETTINGS) as st:
     tap.is_([e["type"] for e in evs], ["operation.started"], "operation.started committed with the enqueue")
     tap.is_(evs[0]["data"], {"operation_id": op["id"], "operation_type": "bulk_compress", "total": 2},
             "operation.started data")
-    r = st.request("POST", "/api/v1/operations/%s/cancel" % op["id"], body=b"", headers={"Content-Length": "0"})
+    r = wu.cancel_operation(st, op["id"])
     tap.is_(r.status, 202, "cancel accepted")
     tap.is_(r.json().get("status"), "cancelled", "a queued operation is cancelled at once")
     evs = events_of(st, sid, op["id"])
     tap.is_([e["type"] for e in evs], ["operation.started", "operation.failed"], "then operation.failed")
     tap.is_(evs[-1]["data"].get("reason"), "cancelled", "with reason cancelled")
-    st.is_problem(st.request("POST", "/api/v1/operations/%s/cancel" % op["id"], body=b"",
-                             headers={"Content-Length": "0"}), 409, "cancelling a finished operation")
+    st.is_problem(wu.cancel_operation(st, op["id"]), 409, "cancelling a finished operation")
     tap.is_([wu.image_row(st, i)["version"] for i in ids], [1, 1], "no image was touched")
 
     # An image deleted after the operation was queued is reported, not fatal.
     sid_del = st.new_session()
     del_ids = upload(st, sid_del, 2)
     op_del = wu.start_operation(st, sid_del, del_ids)
-    tap.is_(st.request("DELETE", "/api/v1/images/" + del_ids[1]).status, 204, "an image deleted while queued")
+    tap.is_(st.request("DELETE", "/api/v1/images/" + del_ids[1], headers={"Authorization": "Bearer " + sid_del}).status,
+            204, "an image deleted while queued")
 
     # ---------------------------------------------------------------- compress 5 JPEGs
     w1 = st.start_worker("--progress-interval", "0")
@@ -154,6 +155,15 @@ with Stack(tap, settings=SETTINGS) as st:
     updated = [e["data"]["image_id"] for e in evs if e["type"] == "image.updated"]
     tap.is_(sorted(updated), sorted(ids), "one image.updated per image")
     tap.ok(evs.index(ops[-1]) == len(evs) - 1, "completed comes after every image.updated")
+    # The worker signs the new version's URLs: they fetch the new bytes without a credential,
+    # and the URL of version 1 (from image.uploaded) is retired.
+    first_up = [e["data"] for e in evs if e["type"] == "image.updated"][0]
+    r = st.request("GET", first_up.get("file_url", "/"))
+    tap.is_((r.status, r.body), (200, wu.image_bytes(st, first_up["image_id"])),
+            "image.updated carries a signed URL of the new version that serves its bytes")
+    old_url = [e["data"]["file_url"] for e in wu.events(st, sid)
+               if e["type"] == "image.uploaded" and e["data"]["image_id"] == first_up["image_id"]]
+    tap.is_(st.request("GET", old_url[0] if old_url else "/").status, 403, "the version-1 URL no longer works")
     result = ops[-1]["data"]["result"]
     tap.is_((result.get("succeeded"), result.get("failed")), (5, 0), "summary: 5 succeeded")
     per = {x["image_id"]: x for x in result.get("images", [])}
@@ -216,7 +226,7 @@ with Stack(tap, settings=SETTINGS) as st:
     ids = upload_big(st, sid, 30)
     op = wu.start_operation(st, sid, ids)
     wu.wait_done(st, op, 2)
-    r = st.request("POST", "/api/v1/operations/%s/cancel" % op, body=b"", headers={"Content-Length": "0"})
+    r = wu.cancel_operation(st, op)
     tap.is_(r.status, 202, "cancel of a running operation accepted")
     done = wu.wait_operation(st, op)
     tap.is_((done["status"], done["error"]), ("cancelled", "cancelled"), "status cancelled, error cancelled")

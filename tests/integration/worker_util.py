@@ -157,9 +157,21 @@ def start_operation(st, session, image_ids, type_="bulk_compress", params=None):
     return r.json()["operation_id"]
 
 
-def get_operation(st, op_id):
-    r = st.request("GET", "/api/v1/operations/" + op_id)
+def op_session(st, op_id):
+    """The session an operation belongs to (read from the database: the API tells it to no one)."""
+    return st.sql("SELECT session_id FROM operations WHERE id = :'p1'", op_id)
+
+
+def get_operation(st, op_id, session=None):
+    r = st.request("GET", "/api/v1/operations/" + op_id,
+                   headers={"Authorization": "Bearer " + (session or op_session(st, op_id))})
     return r.json() if r.status == 200 else None
+
+
+def cancel_operation(st, op_id, session=None):
+    """POST /operations/{id}/cancel with the operation's session credential; returns the response."""
+    return st.request("POST", "/api/v1/operations/%s/cancel" % op_id, body=b"",
+                      headers={"Content-Length": "0", "Authorization": "Bearer " + (session or op_session(st, op_id))})
 
 
 def wait_operation(st, op_id, statuses=("completed", "failed", "cancelled"), timeout=60):

@@ -43,6 +43,8 @@ function el(tag, className, text) {
 
 async function api(method, path, body) {
   const init = { method, headers: {}, cache: 'no-store' };
+  // Image and operation ids are names, not keys: every call about them presents the session.
+  if (state.session) init.headers.Authorization = 'Bearer ' + state.session;
   if (body !== undefined) {
     init.headers['Content-Type'] = 'application/json';
     init.body = JSON.stringify(body);
@@ -177,14 +179,44 @@ function imageId(data) {
   return data.image_id || data.id;
 }
 
+// The server hands out file and thumbnail URLs signed for one version of the image and valid until
+// an expiry (?v=&exp=&sig=): an <img src> or a download link needs no credential, and no URL on
+// the page leads anywhere but to those bytes. Only paths on this site are used: an event written by
+// any producer must not make the page fetch from elsewhere (the CSP would block it too).
+function localUrl(given) {
+  return typeof given === 'string' && given.startsWith('/') && !given.startsWith('//') ? given : '';
+}
+
 function thumbUrl(data) {
-  // Only a path on this site: an event written by any producer must not make the page fetch
-  // from elsewhere (the CSP would block it too; this keeps the console clean).
-  const given = data.thumbnail_url;
-  const local = typeof given === 'string' && given.startsWith('/') && !given.startsWith('//');
-  const url = local ? given : API + '/images/' + encodeURIComponent(imageId(data)) + '/thumbnail';
-  // The version changes when the image does (compress, rename), so the browser refetches then.
-  return url + (data.version ? (url.includes('?') ? '&' : '?') + 'v=' + encodeURIComponent(data.version) : '');
+  return localUrl(data.thumbnail_url);
+}
+
+// Seconds since the epoch at which a signed URL stops working (0: unknown).
+function urlExpiry(url) {
+  const m = /[?&]exp=(\d+)/.exec(url || '');
+  return m ? Number(m[1]) : 0;
+}
+
+// Signed URLs expire (signed_url_ttl) and a page may stay open longer; the image's metadata, read
+// with the session credential, carries fresh ones.
+async function refreshUrls(id) {
+  const entry = state.images.get(id);
+  if (!entry || entry.refreshing) return false;
+  entry.refreshing = true;
+  try {
+    const img = await api('GET', '/images/' + encodeURIComponent(id));
+    if (img && state.images.has(id)) upsertImage(img);
+    return true;
+  } catch (e) {
+    return false; // gone meanwhile (its image.deleted event will follow) or the server is away
+  } finally {
+    setTimeout(() => { entry.refreshing = false; }, 30000);
+  }
+}
+
+function stale(url) {
+  const exp = urlExpiry(url);
+  return exp > 0 && exp * 1000 < Date.now() + 60000;
 }
 
 function upsertImage(data, { append = false } = {}) {
@@ -210,7 +242,12 @@ function buildCard(id) {
   img.alt = '';
   img.loading = 'lazy';
   img.decoding = 'async';
-  img.addEventListener('error', () => li.classList.add('no-thumb'));
+  img.addEventListener('error', () => {
+    li.classList.add('no-thumb');
+    // An expired URL (a page left open for days) is refreshed once; a missing thumbnail is not.
+    const entry = state.images.get(id);
+    if (entry && stale(entry.data.thumbnail_url)) refreshUrls(id);
+  });
   img.addEventListener('load', () => li.classList.remove('no-thumb'));
   fig.append(img);
   const check = el('input', 'select');
@@ -238,7 +275,12 @@ function buildCard(id) {
   const info = el('span', 'info');
   const actions = el('div', 'actions');
   const download = el('a', 'download', 'Download');
-  download.href = API + '/images/' + encodeURIComponent(id) + '/file';
+  download.addEventListener('click', async (ev) => {
+    if (!stale(download.getAttribute('href'))) return;
+    ev.preventDefault();
+    if (await refreshUrls(id)) download.click();
+    else toast('Could not refresh the download link; reload the page.', 'error');
+  });
   const rename = el('button', 'rename', 'Rename');
   rename.type = 'button';
   rename.addEventListener('click', () => startRename(id));
@@ -302,7 +344,12 @@ function renderCard(entry) {
   li.querySelector('.info').textContent = parts.join(' · ');
   const img = li.querySelector('img');
   const src = thumbUrl(d);
-  if (img.getAttribute('src') !== src) img.src = src;
+  // A new version or a fresh signature is a new URL, so the browser refetches exactly then.
+  if (!src) li.classList.add('no-thumb');
+  else if (img.getAttribute('src') !== src) img.src = src;
+  const file = localUrl(d.file_url);
+  if (file) li.querySelector('.download').href = file;
+  else li.querySelector('.download').removeAttribute('href');
   img.alt = name;
   const check = li.querySelector('.select');
   check.setAttribute('aria-label', 'Select ' + name);

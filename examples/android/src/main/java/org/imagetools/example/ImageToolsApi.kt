@@ -19,6 +19,7 @@ import okio.BufferedSink
 import okio.source
 import org.json.JSONObject
 import java.io.IOException
+import java.net.URI
 import java.util.concurrent.TimeUnit
 import kotlin.math.min
 import kotlin.random.Random
@@ -57,8 +58,21 @@ data class Pairing(val server: String, val session: String) {
 /** An error answer, from its problem+json body; [status] is 0 when the server was not reached. */
 class ImageToolsException(val status: Int, val type: String?, message: String) : IOException(message)
 
-/** One stored image, as in the 201 answer's `images` array. */
-data class StoredImage(val id: String, val filename: String, val size: Long, val sha256: String, val json: JSONObject)
+/**
+ * One stored image, as in the 201 answer's `images` array. [fileUrl] and [thumbnailUrl] are
+ * signed, expiring URLs (paths on the server): they fetch the bytes without the session
+ * credential, e.g. for an image loader, until `signed_url_ttl` runs out; [ImageToolsApi.image]
+ * hands out fresh ones. The id alone opens nothing: it is a name, not a key.
+ */
+data class StoredImage(
+    val id: String,
+    val filename: String,
+    val size: Long,
+    val sha256: String,
+    val fileUrl: String,
+    val thumbnailUrl: String,
+    val json: JSONObject,
+)
 
 class ImageToolsApi(
     private val pairing: Pairing,
@@ -72,6 +86,29 @@ class ImageToolsApi(
     private val maxWaitMs: Long = 300_000,
 ) {
     private fun url(path: String) = pairing.server.trimEnd('/') + "/api/v1" + path
+
+    /**
+     * A signed URL from an answer made absolute for an HTTP client or image loader. The server
+     * hands out paths that already carry its url_prefix, so they resolve against the host.
+     */
+    fun absolute(signedPath: String): String = URI(pairing.server).resolve(signedPath).toString()
+
+    /** Every call about an image or an operation presents the session as its credential. */
+    private fun Request.Builder.credential() = header("Authorization", "Bearer " + pairing.session)
+
+    /**
+     * GET /images/{id} with the session credential: the image's metadata with freshly signed
+     * URLs (for an event whose URLs have expired). Null when the image is gone or not in this
+     * session (404: the server does not say which).
+     */
+    fun image(id: String): StoredImage? {
+        val req = Request.Builder().url(url("/images/$id")).credential().build()
+        client.newCall(req).execute().use { res ->
+            if (res.code == 404) return null
+            if (res.code != 200) throw problem(res)
+            return stored(JSONObject(res.body!!.string()))
+        }
+    }
 
     /** GET /sessions/{id}: true when the session exists, false when unknown or expired (404). */
     fun sessionExists(): Boolean {
@@ -131,10 +168,13 @@ class ImageToolsApi(
         res.header("Retry-After")?.trim()?.toLongOrNull()?.let { it * 1000 }
             ?: res.headers.getDate("Retry-After")?.let { maxOf(0L, it.time - System.currentTimeMillis()) }
 
-    private fun parseStored(res: Response): StoredImage {
-        val o = JSONObject(res.body!!.string()).getJSONArray("images").getJSONObject(0)
-        return StoredImage(o.getString("id"), o.optString("filename"), o.optLong("size"), o.optString("sha256"), o)
-    }
+    private fun parseStored(res: Response): StoredImage =
+        stored(JSONObject(res.body!!.string()).getJSONArray("images").getJSONObject(0))
+
+    private fun stored(o: JSONObject) = StoredImage(
+        o.getString("id"), o.optString("filename"), o.optLong("size"), o.optString("sha256"),
+        o.optString("file_url"), o.optString("thumbnail_url"), o,
+    )
 
     private fun displayName(resolver: ContentResolver, uri: Uri): String? =
         resolver.query(uri, arrayOf(OpenableColumns.DISPLAY_NAME), null, null, null)?.use { c ->
