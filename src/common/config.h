@@ -28,6 +28,7 @@ typedef struct it_config {
 	int64_t max_request_bytes;  /* per upload request, all parts */
 	int64_t max_files;	    /* file parts per request */
 	int64_t max_session_bytes;  /* bytes a session's images may hold; 0: no limit */
+	int64_t max_staged_bytes;   /* file bytes held before the session is known */
 	int64_t longpoll_timeout;   /* cap on ?timeout= of long-polls, seconds */
 	int64_t keepalive_interval; /* SSE comment / long-poll whitespace, seconds */
 	int64_t sse_retry_ms;	    /* retry: hint sent to EventSource */

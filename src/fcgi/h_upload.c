@@ -11,6 +11,7 @@
 #include "db/secrets.h"
 #include "db/sessions.h"
 #include "fcgi/app.h"
+#include "fcgi/auth.h"
 #include "fcgi/guard.h"
 #include "fcgi/handlers.h"
 #include "image/filename.h"
@@ -45,6 +46,16 @@ typedef struct upload_file {
 	it_image img;
 } upload_file;
 
+/* A complete file part that arrived before the request's session was known:
+ * its bytes are only in its temporary file (never in the database) until
+ * the session is, then they go into the blob store like any other file. */
+typedef struct staged_file {
+	int tmp_fd;
+	int64_t size;
+	char filename[IT_MP_FILENAME_MAX + 1]; /* as sent */
+	char display[IT_IMAGE_NAME_MAX + 1];
+} staged_file;
+
 /* The state of one POST /images. Freed in one place (upload_free). */
 typedef struct upload {
 	it_req *req;
@@ -71,11 +82,18 @@ typedef struct upload {
 
 	/* the request so far */
 	char session[FIELD_MAX + 1];
+	int session_ok;	       /* the session was checked: live, within rate and quota */
+	int from_credential;   /* it came from the Authorization header or the URL */
+	int have_session_field;
+	int have_source;
 	int64_t session_bytes; /* held by the session's images when its id arrived */
 	int64_t files_bytes;   /* of every file part so far */
+	int64_t staged_bytes;  /* of the file parts that came before the session */
 	char source[FIELD_MAX + 1];
 	upload_file *files;
-	int nfiles;
+	int nfiles;	       /* stored in the blob store */
+	staged_file *staged;   /* allocated with the first one */
+	int nstaged;
 
 	/* the first error: status, problem slug and detail */
 	int status;
@@ -144,9 +162,21 @@ static void close_file_part(upload *u)
 	u->tmp_fd = -1;
 }
 
+/* "file" is ours; the others are what common uploaders send by default
+ * ("files[]": Uppy's XHR upload in bundle mode; "file[]", "files": forms
+ * with several files). */
 static int is_file_field(const char *name)
 {
-	return strcmp(name, "file") == 0 || strcmp(name, "file[]") == 0 || strcmp(name, "files") == 0;
+	return strcmp(name, "file") == 0 || strcmp(name, "file[]") == 0 || strcmp(name, "files") == 0 ||
+	       strcmp(name, "files[]") == 0;
+}
+
+static void close_staged(upload *u)
+{
+	for (int i = 0; i < u->nstaged; i++)
+		if (u->staged[i].tmp_fd >= 0)
+			close(u->staged[i].tmp_fd);
+	u->nstaged = 0;
 }
 
 static int part_begin(upload *u, const it_mp_part *part)
@@ -156,7 +186,7 @@ static int part_begin(upload *u, const it_mp_part *part)
 	it_filename_sanitize(part->filename, NULL, u->display, sizeof(u->display));
 	snprintf(u->field_name, sizeof(u->field_name), "%s", part->name);
 	if (is_file_field(part->name)) {
-		if (u->nfiles >= it_g.cfg.max_files)
+		if (u->nfiles + u->nstaged >= it_g.cfg.max_files)
 			return up_fail(u, 413, "too-many-files", "At most %" PRId64 " files per request.",
 				       it_g.cfg.max_files);
 		u->kind = P_FILE;
@@ -167,6 +197,11 @@ static int part_begin(upload *u, const it_mp_part *part)
 			it_log_error("cannot create a temporary file: %s", strerror(errno));
 			return up_fail(u, 503, "storage-unavailable", "The upload cannot be stored right now.");
 		}
+		/* Before the session is known the part goes to its temporary
+		 * file only (staged): an anonymous client writes nothing into
+		 * the database. */
+		if (!u->session_ok)
+			return 0;
 		if (it_blob_writer_open(&u->blob, u->conn) != 0)
 			return up_fail(u, 503, "database-unavailable", "The database cannot be reached; try again shortly.");
 		u->blob_open = 1;
@@ -246,11 +281,19 @@ static int part_data(upload *u, const char *p, size_t n)
 				return up_fail(u, 415, "not-an-image",
 					       "\"%.60s\" is not a JPEG, PNG, GIF or WebP image.", u->display);
 		}
+		if (!u->blob_open) {
+			u->staged_bytes += (int64_t)n;
+			if (u->staged_bytes > it_g.cfg.max_staged_bytes)
+				return up_fail(u, 400, "session-id-first",
+					       "A file came before the session: send the session_id field before the files, "
+					       "or the session in the URL (?session_id=...) or in an Authorization: Bearer "
+					       "header.");
+		}
 		if (write_all(u->tmp_fd, p, n) < 0) {
 			it_log_error("temporary file write failed: %s", strerror(errno));
 			return up_fail(u, 503, "storage-unavailable", "The upload cannot be stored right now.");
 		}
-		if (it_blob_writer_append(&u->blob, p, n) != 0)
+		if (u->blob_open && it_blob_writer_append(&u->blob, p, n) != 0)
 			return up_fail(u, 503, "database-unavailable", "The database cannot be reached; try again shortly.");
 		return 0;
 	default:
@@ -323,6 +366,78 @@ out:
 	return ret;
 }
 
+/* Keeps a complete file part that came before the session in its
+ * temporary file, for session_known. */
+static int stage_file(upload *u)
+{
+	staged_file *f;
+
+	if (u->staged == NULL && (u->staged = calloc((size_t)it_g.cfg.max_files, sizeof(*u->staged))) == NULL)
+		return up_fail(u, 503, "out-of-memory", "The server is out of memory; try again shortly.");
+	f = &u->staged[u->nstaged++];
+	f->tmp_fd = u->tmp_fd;
+	u->tmp_fd = -1;
+	f->size = u->file_size;
+	snprintf(f->filename, sizeof(f->filename), "%s", u->part.filename);
+	snprintf(f->display, sizeof(f->display), "%s", u->display);
+	return 0;
+}
+
+/* Copies a staged file into a new blob, then treats it as if it had just
+ * been streamed in (file_end). */
+static int store_staged(upload *u, staged_file *f)
+{
+	char buf[32 * 1024];
+	off_t off = 0;
+
+	u->tmp_fd = f->tmp_fd;
+	f->tmp_fd = -1;
+	u->file_size = f->size;
+	snprintf(u->part.filename, sizeof(u->part.filename), "%s", f->filename);
+	snprintf(u->display, sizeof(u->display), "%s", f->display);
+	if (it_blob_writer_open(&u->blob, u->conn) != 0)
+		return up_fail(u, 503, "database-unavailable", "The database cannot be reached; try again shortly.");
+	u->blob_open = 1;
+	while (off < f->size) {
+		ssize_t r = pread(u->tmp_fd, buf, sizeof(buf), off);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0) {
+			it_log_error("temporary file read failed: %s", r < 0 ? strerror(errno) : "short file");
+			return up_fail(u, 503, "storage-unavailable", "The upload cannot be stored right now.");
+		}
+		if (it_blob_writer_append(&u->blob, buf, (size_t)r) != 0)
+			return up_fail(u, 503, "database-unavailable", "The database cannot be reached; try again shortly.");
+		off += r;
+	}
+	return file_end(u);
+}
+
+/* The request's session id is known (u->session): checks that the session
+ * is live, within its rate and quota, before a byte of a file goes into the
+ * database; then stores the files that came before it. */
+static int session_known(upload *u)
+{
+	int rc;
+
+	/* Checked at once so that an upload into a dead (or full) session
+	 * stops before its bytes are read. */
+	if ((rc = session_check(u, 0, &u->session_bytes)) != 0)
+		return rc;
+	if (it_guard_rate_check("uploads-session", u->session, it_g.cfg.rate_uploads, &u->retry_after))
+		return up_fail(u, 429, "rate-limited", "Too many uploads into this session; try again in %" PRId64 " seconds.",
+			       u->retry_after);
+	u->session_ok = 1;
+	for (int i = 0; i < u->nstaged; i++) {
+		rc = store_staged(u, &u->staged[i]);
+		close_file_part(u);
+		if (rc < 0)
+			return rc;
+	}
+	close_staged(u);
+	return 0;
+}
+
 static int part_end(upload *u)
 {
 	switch (u->kind) {
@@ -331,17 +446,25 @@ static int part_end(upload *u)
 		if (strlen(u->field) != u->field_len)
 			return up_fail(u, 400, "bad-field", "The field %s contains a NUL byte.", u->field_name);
 		if (strcmp(u->field_name, "session_id") == 0) {
-			int rc;
+			/* Two values are ambiguous: the one checked must be the one
+			 * stored under. */
+			if (u->have_session_field)
+				return up_fail(u, 400, "duplicate-field", "The field session_id is sent twice.");
+			u->have_session_field = 1;
+			if (u->from_credential) {
+				if (strcmp(u->field, u->session) != 0)
+					return up_fail(u, 400, "session-mismatch",
+						       "The session_id field names another session than the "
+						       "Authorization header or the URL.");
+				break;
+			}
 			memcpy(u->session, u->field, u->field_len + 1);
-			/* Checked at once so that an upload into a dead (or full)
-			 * session stops before its bytes are read. */
-			if ((rc = session_check(u, 0, &u->session_bytes)) != 0)
-				return rc;
-			if (it_guard_rate_check("uploads-session", u->session, it_g.cfg.rate_uploads, &u->retry_after))
-				return up_fail(u, 429, "rate-limited",
-					       "Too many uploads into this session; try again in %" PRId64 " seconds.",
-					       u->retry_after);
+			if (session_known(u) != 0)
+				return -1;
 		} else {
+			if (u->have_source)
+				return up_fail(u, 400, "duplicate-field", "The field source is sent twice.");
+			u->have_source = 1;
 			memcpy(u->source, u->field, u->field_len + 1);
 			if (!valid_source(u->source))
 				return up_fail(u, 400, "unknown-source",
@@ -349,7 +472,7 @@ static int part_end(upload *u)
 		}
 		break;
 	case P_FILE: {
-		int rc = file_end(u);
+		int rc = u->blob_open ? file_end(u) : stage_file(u);
 		close_file_part(u);
 		if (rc < 0)
 			return rc;
@@ -359,6 +482,25 @@ static int part_end(upload *u)
 	}
 	u->kind = P_NONE;
 	return 0;
+}
+
+/* A session presented with the request itself (Authorization: Bearer, or
+ * ?session_id= in the URL) is checked before a byte of the body is read,
+ * so that files stream straight into the blob store whatever the order of
+ * the parts. */
+static int upload_credential(upload *u)
+{
+	char cred[IT_AUTH_CRED_MAX + 1];
+	int rc = it_auth_credential(u->req, cred, sizeof(cred));
+
+	if (rc == 0)
+		return 0;
+	if (rc < 0 || strlen(cred) > FIELD_MAX)
+		return up_fail(u, 400, "invalid-session-id",
+			       "The session in the Authorization header or the URL is malformed.");
+	memcpy(u->session, cred, strlen(cred) + 1);
+	u->from_credential = 1;
+	return session_known(u);
 }
 
 /* Reads and parses the whole body. Returns 0 when every part is stored,
@@ -499,6 +641,8 @@ void it_h_image_upload(it_req *req)
 		up_fail(u, 503, "database-unavailable", "The database cannot be reached; try again shortly.");
 	else
 		in_txn = 1;
+	if (u->status == 0)
+		upload_credential(u);
 
 	if (u->status == 0 && upload_body(u) == 0 && upload_store(u) == 0) {
 		/* The epilogue after the close delimiter (usually a CRLF) is read
@@ -541,6 +685,8 @@ void it_h_image_upload(it_req *req)
 			it_req_drain(req, DRAIN_MAX);
 	}
 	close_file_part(u);
+	close_staged(u);
+	free(u->staged);
 	free(u->files);
 	free(u->buf);
 	free(u);

@@ -3,9 +3,11 @@
 
 #include "image/filename.h"
 
+#include <ctype.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
 
 /* Decodes one UTF-8 character at s (n bytes available). Returns its length
  * and sets *cp, or 0 for a malformed, overlong or surrogate sequence. */
@@ -77,6 +79,104 @@ static int dropped(uint32_t cp)
 	       cp == 0x200e || cp == 0x200f || cp == 0xfeff;
 }
 
+/* The extensions that name each accepted type; the first is the one given
+ * to files whose name has none or a wrong one. */
+static const struct {
+	const char *content_type;
+	const char *ext;
+	const char *aliases[4];
+} types[] = {
+	{"image/jpeg", "jpg", {"jpg", "jpeg", "jpe", "jfif"}},
+	{"image/png", "png", {"png", NULL, NULL, NULL}},
+	{"image/gif", "gif", {"gif", NULL, NULL, NULL}},
+	{"image/webp", "webp", {"webp", NULL, NULL, NULL}},
+};
+
+/* Whether e[0..n) names the same type as ext (case-insensitively). */
+static int ext_matches(const char *e, size_t n, const char *ext)
+{
+	for (size_t i = 0; i < sizeof(types) / sizeof(types[0]); i++) {
+		if (strcmp(types[i].ext, ext) != 0)
+			continue;
+		for (size_t k = 0; k < 4 && types[i].aliases[k]; k++)
+			if (strlen(types[i].aliases[k]) == n && strncasecmp(e, types[i].aliases[k], n) == 0)
+				return 1;
+		return 0;
+	}
+	return strlen(ext) == n && strncasecmp(e, ext, n) == 0;
+}
+
+/* The length of the extension at the end of p[0..n) (without its dot): 1
+ * to 8 ASCII letters and digits, at least one a letter, after the last dot,
+ * as extensions that systems act on look; 0 when the name has none
+ * ("notes", "v1.final draft", "scan.001", "2024.05.01"). */
+static size_t ext_len(const char *p, size_t n)
+{
+	size_t k = 0;
+	int letter = 0;
+
+	while (k < n && k <= 8 && (unsigned char)p[n - 1 - k] < 0x80 && isalnum((unsigned char)p[n - 1 - k])) {
+		letter |= isalpha((unsigned char)p[n - 1 - k]) != 0;
+		k++;
+	}
+	if (k == 0 || k > 8 || k >= n || p[n - 1 - k] != '.' || !letter)
+		return 0;
+	return k;
+}
+
+/* Writes stem p[0..n) with the extension of the content: a matching
+ * extension is kept as written ("IMG.JPEG"), a wrong one is replaced
+ * ("x.html" becomes "x.jpg", "a.jpg.html" becomes "a.jpg"), and a name
+ * without one gets it ("scan" becomes "scan.jpg"). Only the last extension
+ * decides how a saved file opens, so inner ones ("a.html.jpg") stay. */
+static size_t with_ext(const char *p, size_t n, const char *ext, char *out, size_t outlen)
+{
+	size_t k = ext_len(p, n), o;
+	const char *e = ext;
+	size_t elen = strlen(ext);
+
+	if (k > 0 && ext_matches(p + n - k, k, ext)) {
+		e = p + n - k;
+		elen = k;
+		n -= k + 1;
+	} else if (k > 0) {
+		size_t k2;
+		n -= k + 1;
+		/* "a.jpg.html": the name already carried the right extension
+		 * before the wrong one. */
+		k2 = ext_len(p, n);
+		if (k2 > 0 && ext_matches(p + n - k2, k2, ext)) {
+			e = p + n - k2;
+			elen = k2;
+			n -= k2 + 1;
+		}
+	}
+	while (n > 0 && (p[n - 1] == ' ' || p[n - 1] == '.'))
+		n--;
+	if (n == 0) {
+		p = "image";
+		n = 5;
+	}
+	if (elen + 2 > outlen) {
+		if (outlen > 0)
+			out[0] = '\0';
+		return 0;
+	}
+	/* Cut the stem (at a character boundary) so that the extension fits. */
+	if (n + 1 + elen >= outlen) {
+		n = outlen - 2 - elen;
+		while (n > 0 && ((unsigned char)p[n] & 0xc0) == 0x80)
+			n--;
+	}
+	memcpy(out, p, n);
+	o = n;
+	out[o++] = '.';
+	memcpy(out + o, e, elen);
+	o += elen;
+	out[o] = '\0';
+	return o;
+}
+
 size_t it_filename_sanitize(const char *in, const char *ext, char *out, size_t outlen)
 {
 	char clean[4096];
@@ -123,11 +223,13 @@ size_t it_filename_sanitize(const char *in, const char *ext, char *out, size_t o
 	while (end > start && (clean[end - 1] == ' ' || clean[end - 1] == '.'))
 		end--;
 	n = end - start;
+	p = clean + start;
+	if (ext != NULL)
+		return with_ext(p, n, ext, out, outlen);
 	if (n == 0) {
-		snprintf(out, outlen, "image%s%s", ext ? "." : "", ext ? ext : "");
+		snprintf(out, outlen, "image");
 		return strlen(out);
 	}
-	p = clean + start;
 	if (n < outlen) {
 		memcpy(out, p, n);
 		out[n] = '\0';
@@ -148,6 +250,14 @@ size_t it_filename_sanitize(const char *in, const char *ext, char *out, size_t o
 	memcpy(out + o, p + n - extlen, extlen);
 	out[o + extlen] = '\0';
 	return o + extlen;
+}
+
+const char *it_filename_ext_for_type(const char *content_type)
+{
+	for (size_t i = 0; content_type != NULL && i < sizeof(types) / sizeof(types[0]); i++)
+		if (strcmp(content_type, types[i].content_type) == 0)
+			return types[i].ext;
+	return NULL;
 }
 
 int it_filename_disposition(const char *name, char *out, size_t outlen)

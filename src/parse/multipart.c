@@ -182,7 +182,7 @@ static const char *parse_disposition(span s, it_mp_part *part)
 {
 	const char *tok;
 	size_t n;
-	int have_name = 0, have_ext = 0;
+	int have_name = 0, have_ext = 0, seen_filename = 0, seen_ext = 0;
 
 	skip_ows(&s);
 	if (read_token(&s, &tok, &n) < 0 || n != 9 || strncasecmp(tok, "form-data", 9) != 0)
@@ -213,12 +213,20 @@ static const char *parse_disposition(span s, it_mp_part *part)
 			return "A part's Content-Disposition is malformed.";
 		s.p++;
 		skip_ows(&s);
+		/* A parameter given twice is refused rather than resolved: which
+		 * one wins differs between parsers (a filter in front may check
+		 * the first name while we would store under the last one). */
 		if (strcasecmp(key, "name") == 0) {
+			if (have_name)
+				return "A part's Content-Disposition has two name parameters.";
 			vlen = read_value(&s, part->name, sizeof(part->name), &cut);
 			if (vlen < 0 || cut)
 				return "A part's field name is malformed or too long.";
 			have_name = 1;
 		} else if (strcasecmp(key, "filename") == 0) {
+			if (seen_filename)
+				return "A part's Content-Disposition has two filename parameters.";
+			seen_filename = 1;
 			vlen = read_value(&s, raw, sizeof(raw), &cut);
 			if (vlen < 0)
 				return "A part's filename is malformed.";
@@ -236,6 +244,9 @@ static const char *parse_disposition(span s, it_mp_part *part)
 		} else if (strcasecmp(key, "filename*") == 0) {
 			char dec[IT_MP_FILENAME_MAX + 1];
 			int dcut = 0;
+			if (seen_ext)
+				return "A part's Content-Disposition has two filename* parameters.";
+			seen_ext = 1;
 			vlen = read_value(&s, raw, sizeof(raw), &cut);
 			if (vlen < 0)
 				return "A part's filename* is malformed.";

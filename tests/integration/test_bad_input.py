@@ -20,6 +20,7 @@ tap = Tap()
 SETTINGS = {
     # Limits small enough to reach in a test; rate limits off so that only the input decides.
     "max_upload_bytes": "64K", "max_request_bytes": "256K", "max_files": 3, "max_pixels": 1000000,
+    "max_staged_bytes": "16K",
     "rate_sessions": 0, "rate_streams": 0, "rate_uploads": 0, "longpoll_timeout": 2,
 }
 B = "itBadInputBoundary"
@@ -353,6 +354,33 @@ with Stack(tap, settings=SETTINGS, bridge=True) as st:
                                                          [('name="file"; filename="%d.png"' % i, png_ok) for i in range(4)]))
     case("file over max_upload_bytes", 413, lambda: upload([('name="session_id"', SID.encode()),
                                                            ('name="file"; filename="big.png"', png_bytes(160, 160, level=0))]))
+    # Before the session is known, files wait in a local temporary file (never the database),
+    # and only up to max_staged_bytes.
+    jpeg_junk = b"\xff\xd8\xff\xe0" + os.urandom(40000)
+    case("40 KB file before session_id (over max_staged_bytes)", 400,
+         lambda: upload([('name="file"; filename="a.jpg"', jpeg_junk), ('name="session_id"', SID.encode())]),
+         slug="session-id-first")
+    case("40 KB file and no session at all", 400, lambda: upload([('name="file"; filename="a.jpg"', jpeg_junk)]),
+         slug="session-id-first")
+    case("two session_id fields", 400, lambda: upload([('name="session_id"', SID.encode()), ('name="session_id"', SID_CHARS.encode()),
+                                                      ('name="file"; filename="a.png"', png_ok)]), slug="duplicate-field")
+    case("two source fields", 400, lambda: upload([('name="session_id"', SID.encode()), ('name="source"', b"web"),
+                                                  ('name="source"', b"cli"), ('name="file"; filename="a.png"', png_ok)]),
+         slug="duplicate-field")
+    case("two filename parameters", 400, lambda: upload([('name="session_id"', SID.encode()),
+                                                        ('name="file"; filename="a.png"; filename="a.html"', png_ok)]),
+         slug="malformed-multipart")
+    case("two name parameters", 400, lambda: upload([('name="session_id"', SID.encode()),
+                                                    ('name="file"; name="source"; filename="a.png"', png_ok)]),
+         slug="malformed-multipart")
+    case("session_id field disagreeing with the Authorization header", 400,
+         lambda: raw(st, post(up, form([('name="session_id"', SID_CHARS.encode()), ('name="file"; filename="a.png"', png_ok)]),
+                              extra="Authorization: Bearer %s\r\n" % SID)), slug="session-mismatch")
+    case("malformed Bearer credential", 400,
+         lambda: raw(st, post(up, form(good_parts), extra="Authorization: Bearer a b\r\n")), slug="invalid-session-id")
+    case("unknown session in the URL, file first", 404,
+         lambda: raw(st, post(up + "?session_id=" + SID_CHARS, form([('name="file"; filename="a.jpg"', jpeg_junk)]))),
+         slug="unknown-session")
     case("invalid UTF-8 and a traversal in the filename, but not an image", 415,
          lambda: upload([('name="session_id"', SID.encode()),
                          (b'name="file"; filename="../../\xff\xfe\xc0\xaf.png"', b"not an image")]))

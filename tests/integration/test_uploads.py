@@ -120,7 +120,7 @@ with Stack(tap, settings={"max_upload_bytes": "26M", "max_files": "5", "thumbnai
     tap.is_([e[0] for e in events(S)][4:], [5, 6, 7], "one event per image, consecutive")
 
     hostile = [
-        ('filename="../../etc/passwd"', "passwd", "../../etc/passwd"),
+        ('filename="../../etc/passwd"', "passwd.png", "../../etc/passwd"),
         ('filename="q\\"uote\\".png"', 'q"uote".png', 'q"uote".png'),
         ('filename="<script>alert(1)<\\/script>.png"', "script>.png", "<script>alert(1)<\\/script>.png"),
         ('filename="fallback.png"; filename*=UTF-8\'\'%E2%82%AC%0D%0Ax%09y.png', "€ x y.png", "€\r\nx\ty.png"),

@@ -66,7 +66,8 @@ static void result_free(result *r)
 }
 
 /* Feeds in[0..len) in pieces as a server reading a socket would: split 0 =
- * all at once, 1 = byte by byte, otherwise random piece sizes from seed. */
+ * all at once, 1 = byte by byte, 3 = two pieces cut after seed bytes,
+ * otherwise random piece sizes from seed. */
 static void run(const char *boundary, const char *in, size_t len, int split, unsigned seed, size_t max_header,
 		result *r)
 {
@@ -85,7 +86,10 @@ static void run(const char *boundary, const char *in, size_t len, int split, uns
 		size_t piece;
 		if (pos >= len)
 			break;
-		piece = split == 0 ? len - pos : split == 1 ? 1 : 1 + (size_t)rand() % 700;
+		if (split == 3)
+			piece = pos == 0 ? seed : len - pos;
+		else
+			piece = split == 0 ? len - pos : split == 1 ? 1 : 1 + (size_t)rand() % 700;
 		if (piece > len - pos)
 			piece = len - pos;
 		if (piece > BUF_CAP - plen)
@@ -169,6 +173,22 @@ static void parse_all_ways(const char *name, const char *boundary, const char *i
 }
 
 #define S(lit) lit, sizeof(lit) - 1
+
+/* parse_all_ways, and also in two pieces cut at every byte. */
+static void parse_every_cut(const char *name, const char *boundary, const char *in, size_t len, size_t max_header,
+			    result *r)
+{
+	int agree = 1;
+	result other;
+
+	parse_all_ways(name, boundary, in, len, max_header, r);
+	for (size_t cut = 1; cut < len; cut++) {
+		run(boundary, in, len, 3, (unsigned)cut, max_header, &other);
+		agree &= same(r, &other);
+		result_free(&other);
+	}
+	ok(agree, "%s: every two-piece split agrees with one-shot parsing", name);
+}
 
 static void test_basic(void)
 {
@@ -317,6 +337,41 @@ static void test_errors(void)
 		parse_all_ways(bad[i].name, "b", bad[i].body, strlen(bad[i].body), 8192, &r);
 		ok(r.err == 1 && r.errmsg != NULL, "%s: refused (%s)", bad[i].name, r.errmsg ? r.errmsg : "-");
 		result_free(&r);
+	}
+
+	/* A parameter given twice is ambiguous (parsers disagree on which one
+	 * wins), so the part is refused, wherever the body is split. */
+	{
+		static const struct {
+			const char *name, *body;
+		} dup[] = {
+			{"two filename parameters",
+			 "--b\r\nContent-Disposition: form-data; name=file; filename=\"a.jpg\"; filename=\"b.html\"\r\n\r\n"
+			 "x\r\n--b--"},
+			{"two name parameters",
+			 "--b\r\nContent-Disposition: form-data; name=file; filename=a.jpg; name=session_id\r\n\r\nx\r\n--b--"},
+			{"two name parameters, differing in case",
+			 "--b\r\nContent-Disposition: form-data; NAME=file; name=file\r\n\r\nx\r\n--b--"},
+			{"two filename* parameters",
+			 "--b\r\nContent-Disposition: form-data; name=file; filename*=UTF-8''a.jpg; "
+			 "filename*=UTF-8''b.html\r\n\r\nx\r\n--b--"},
+		};
+		for (size_t i = 0; i < sizeof(dup) / sizeof(dup[0]); i++) {
+			parse_every_cut(dup[i].name, "b", dup[i].body, strlen(dup[i].body), 8192, &r);
+			ok(r.err == 1 && r.errmsg != NULL && strstr(r.errmsg, "two"), "%s: refused (%s)", dup[i].name,
+			   r.errmsg ? r.errmsg : "-");
+			result_free(&r);
+		}
+		/* filename and filename* together are one name in two encodings
+		 * (RFC 7578 4.2), not a duplicate. */
+		{
+			const char body[] = "--b\r\nContent-Disposition: form-data; name=file; filename=\"a.jpg\"; "
+					    "filename*=UTF-8''%C3%A9.jpg\r\n\r\nx\r\n--b--";
+			parse_every_cut("filename and filename*", "b", S(body), 8192, &r);
+			ok(r.err == 0 && r.nparts == 1, "filename with filename*: accepted");
+			is_str(r.part[0].filename, "\xc3\xa9.jpg", "filename with filename*: filename* wins");
+			result_free(&r);
+		}
 	}
 
 	/* The header block limit. */
