@@ -503,7 +503,17 @@ void it_h_image_patch(it_req *req)
 		image_problem(req, 503);
 		goto out;
 	}
-	rc = it_images_rename(conn, req->params[0], session, name, img);
+	/* The new name ends in the extension of what the file is, whatever the
+	 * caller typed, as an upload's does: a JPEG renamed "x.html" would
+	 * otherwise be saved by the browser as a page. The row is locked, so
+	 * the type cannot change under the rename. */
+	rc = it_images_get_for_update(conn, req->params[0], img);
+	if (rc == 0 && strcmp(img->session_id, session) != 0)
+		rc = 404;
+	if (rc == 0) {
+		it_filename_sanitize(raw, it_filename_ext_for_type(img->content_type), name, sizeof(name));
+		rc = it_images_rename(conn, req->params[0], session, name, img);
+	}
 	if (rc == 0) {
 		data = it_images_event_data(img, it_g.cfg.url_prefix, us);
 		rc = it_event_append(conn, img->session_id, "image.updated", data, NULL);
