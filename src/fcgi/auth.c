@@ -35,16 +35,19 @@ int it_auth_credential(const it_req *req, char *out, size_t outlen)
 		size_t len;
 		while (*h == ' ' || *h == '\t')
 			h++;
-		/* The scheme is case-insensitive (RFC 9110 11.1). */
-		if (strncasecmp(h, "Bearer", 6) != 0 || (h[6] != ' ' && h[6] != '\t'))
-			return -1;
-		h += 6;
-		while (*h == ' ' || *h == '\t')
-			h++;
-		len = strlen(h);
-		while (len > 0 && (h[len - 1] == ' ' || h[len - 1] == '\t'))
-			len--;
-		return copy_cred(h, len, out, outlen);
+		/* The scheme is case-insensitive (RFC 9110 11.1). Another scheme
+		 * is not ours: a site behind HTTP Basic authentication has the
+		 * browser send its password on every request, and the session
+		 * then travels in the query. */
+		if (strncasecmp(h, "Bearer", 6) == 0 && (h[6] == ' ' || h[6] == '\t')) {
+			h += 6;
+			while (*h == ' ' || *h == '\t')
+				h++;
+			len = strlen(h);
+			while (len > 0 && (h[len - 1] == ' ' || h[len - 1] == '\t'))
+				len--;
+			return copy_cred(h, len, out, outlen);
+		}
 	}
 	n = it_query_get(req->query, "session_id", out, outlen);
 	if (n == -1)

@@ -12,7 +12,9 @@
 
 /* Finds the session credential the request presents and copies it into out
  * (outlen bytes, NUL-terminated): the "Authorization: Bearer <value>" header
- * first, else the session_id query parameter. Only where the credential
+ * first, else the session_id query parameter. An Authorization header of
+ * another scheme (Basic, for a site behind a password) is not a credential
+ * of ours and is passed over. Only where the credential
  * came from is decided here; whether it names a live session is the
  * handler's question. Returns 1 when one was found, 0 when the request
  * presents none, -1 when the one it presents is empty, too long for out or

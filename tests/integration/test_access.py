@@ -102,7 +102,7 @@ with Stack(tap, settings={"url_signing_key": KEY_HEX, "signed_url_ttl": 3600}) a
         r = call(method, target, "not a session id!", body=body)
         st.is_problem(r, 400, "%s with a malformed credential" % name)
         r = call(method, target, body=body, headers={"Authorization": "Basic dXNlcjpwYXNz"})
-        st.is_problem(r, 400, "%s with a non-Bearer Authorization" % name)
+        st.is_problem(r, 401, "%s with only a Basic Authorization (a site password, not a credential)" % name)
         tap.is_(state(), before, "%s: refused calls changed nothing (rows, operation, events)" % name)
 
     # ------------------------------------------------------------ the owner: Bearer and query both work
@@ -119,6 +119,8 @@ with Stack(tap, settings={"url_signing_key": KEY_HEX, "signed_url_ttl": 3600}) a
                 tap.ok("session_id" not in r.json(), "%s (%s): the JSON carries no session_id" % (name, how))
     r = call("GET", "/api/v1/images/%s/file" % IMG, A)
     tap.is_(r.body, jpeg, "the owner downloads the bytes with the credential alone")
+    r = call("GET", "/api/v1/images/%s" % IMG, A, "query", headers={"Authorization": "Basic dXNlcjpwYXNz"})
+    tap.is_(r.status, 200, "behind a site's Basic password, the credential in the query still works")
     tap.is_(st.sql("SELECT filename FROM images WHERE id = :'p1'", IMG), "renamed.jpg", "the owner's PATCH renamed")
     tap.is_(st.sql("SELECT status FROM operations WHERE id = :'p1'", OP), "cancelled", "the owner's cancel cancelled")
 

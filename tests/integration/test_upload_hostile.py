@@ -174,7 +174,7 @@ with Stack(tap, own_cluster=True, settings={"max_upload_bytes": "60M", "max_requ
     status, _, body = curl_upload("session_id=" + S, "file=@%s;filename=holiday" % jpg)
     tap.is_((parse(body).get("images") or [{}])[0].get("filename"), "holiday.jpg", "a name without an extension gets .jpg")
     if img.get("id"):
-        r = st.request("PATCH", "/api/v1/images/" + img["id"], body=json.dumps({"filename": "renamed.html"}),
+        r = st.request("PATCH", "/api/v1/images/" + img["id"], body={"filename": "renamed.html"},
                        headers={"Content-Type": "application/json", "Authorization": "Bearer " + S})
         tap.is_((r.status, parse(r.body).get("filename")), (200, "renamed.jpg"),
                 "a rename to x.html keeps the extension of what the file is: renamed.jpg")
