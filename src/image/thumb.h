@@ -1,6 +1,6 @@
 /* thumb.h: thumbnails with libvips, from an image in a file. */
-#ifndef IT_THUMB_H
-#define IT_THUMB_H
+#ifndef IT_IMAGE_THUMB_H
+#define IT_IMAGE_THUMB_H
 
 #include <stddef.h>
 
