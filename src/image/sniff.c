@@ -533,7 +533,8 @@ int it_sniff_check(const it_sniff *s, const it_sniff_limits *lim, char *why, siz
 	 * theirs; but pixels are counted per frame and for the canvas, the
 	 * way decoders allocate them. */
 	if (s->frames > IT_SNIFF_MAX_FRAMES) {
-		snprintf(why, whylen, "has more than %d frames", IT_SNIFF_MAX_FRAMES);
+		snprintf(why, whylen, "has more than %d frames; the limit is %d frames", IT_SNIFF_MAX_FRAMES,
+			 IT_SNIFF_MAX_FRAMES);
 		return -1;
 	}
 	if ((uint64_t)s->width * s->height > lim->max_pixels) {
