@@ -66,6 +66,8 @@ static const struct key keys[] = {
 	I(cgi_stream_lifetime, 60, 5, 3600),
 	I(thumbnail_size, 256, 16, 2048),
 	I(max_pixels, 100000000, 1, 4294967296),
+	I(max_dimension, 16384, 1, 4294967295),
+	I(max_decode_bytes, 134217728, 1048576, 17179869184),
 	I(expiry_warning, 300, 1, 86400),
 	I(rate_uploads, 120, 0, 1000000),
 	I(rate_sessions, 30, 0, 1000000),

@@ -39,6 +39,8 @@ typedef struct it_config {
 	int64_t cgi_stream_lifetime; /* seconds a CGI-mode SSE stream stays open */
 	int64_t thumbnail_size;	    /* longest edge of thumbnails, pixels */
 	int64_t max_pixels;	    /* refuse images larger than this many pixels */
+	int64_t max_dimension;	    /* refuse images wider or higher than this */
+	int64_t max_decode_bytes;   /* refuse images a decoder must hold whole in more bytes */
 	int64_t expiry_warning;	    /* seconds before expiry that session.expiring is sent */
 	int64_t rate_uploads;	    /* uploads per minute per session and per address */
 	int64_t rate_sessions;	    /* sessions created per minute per address */

@@ -343,10 +343,12 @@ static int file_end(upload *u)
 		return up_fail(u, 415, "not-an-image", "\"%.60s\" is not a JPEG, PNG, GIF or WebP image.", name);
 	if (rc != IT_SNIFF_OK)
 		return up_fail(u, 415, "corrupt-image", "\"%.60s\" has a damaged or truncated header.", name);
-	if ((uint64_t)s.width * s.height > (uint64_t)it_g.cfg.max_pixels)
-		return up_fail(u, 413, "too-many-pixels",
-			       "\"%.60s\" is %" PRIu32 "x%" PRIu32 " pixels; the limit is %" PRId64 " pixels.", name,
-			       s.width, s.height, it_g.cfg.max_pixels);
+	/* Every frame and what decoding it would hold, before libvips allocates. */
+	if (it_sniff_check(&s,
+			   &(it_sniff_limits){(uint64_t)it_g.cfg.max_pixels, (uint64_t)it_g.cfg.max_dimension,
+					      (uint64_t)it_g.cfg.max_decode_bytes},
+			   err, sizeof(err)) != 0)
+		return up_fail(u, 413, "too-many-pixels", "\"%.60s\" %s.", name, err);
 	if (it_thumb_make(u->tmp_fd, (int)it_g.cfg.thumbnail_size, &thumb, &thumb_len, &thumb_type, err,
 			  sizeof(err)) != 0)
 		return up_fail(u, 415, "corrupt-image", "\"%.60s\" cannot be decoded as an image.", name);

@@ -3,6 +3,8 @@
 
 #include "image/sniff.h"
 
+#include <inttypes.h>
+#include <stdio.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -71,72 +73,264 @@ enum it_sniff_rc it_sniff_type(const void *buf, size_t n, it_sniff *out)
 	return undecided ? IT_SNIFF_NEED_MORE : IT_SNIFF_UNKNOWN;
 }
 
-/* Where the header bytes come from: memory, or a file read with pread(2) so
- * that walking a large file touches no more of it than the few bytes read. */
+/* Where the header bytes come from: memory, or a file read with pread(2)
+ * through a small window so that walking a large file touches no more of it
+ * than the blocks it reads, and the chains of GIF sub-blocks cost one read
+ * per window rather than one per block. */
+#define WINDOW 4096
 typedef struct src {
 	const unsigned char *mem;
 	int fd;
 	uint64_t size;
-	unsigned char tmp[16];
+	int final; /* size is the whole file: its end ends an animation */
 	int io_error;
+	uint64_t win_off;
+	size_t win_len;
+	unsigned char win[WINDOW];
 } src;
 
-/* Returns the k (at most 16) bytes at off, or NULL when they lie beyond the
+/* Returns the k (at most 64) bytes at off, or NULL when they lie beyond the
  * end (or cannot be read: io_error is then set). */
 static const unsigned char *at(src *s, uint64_t off, size_t k)
 {
+	ssize_t got;
+	size_t want;
+
 	if (off > s->size || k > s->size - off)
 		return NULL;
 	if (s->mem)
 		return s->mem + off;
-	if (pread(s->fd, s->tmp, k, (off_t)off) != (ssize_t)k) {
+	if (off >= s->win_off && off + k <= s->win_off + s->win_len)
+		return s->win + (off - s->win_off);
+	want = s->size - off < WINDOW ? (size_t)(s->size - off) : WINDOW;
+	got = pread(s->fd, s->win, want, (off_t)off);
+	if (got < 0 || (size_t)got < k) {
 		s->io_error = 1;
+		s->win_len = 0;
 		return NULL;
 	}
-	return s->tmp;
+	s->win_off = off;
+	s->win_len = (size_t)got;
+	return s->win;
+}
+
+/* Records one frame of w x h at (x, y): the largest by area, and the extent. */
+static void add_frame(it_sniff *out, uint64_t x, uint64_t y, uint32_t w, uint32_t h)
+{
+	if ((uint64_t)w * h > (uint64_t)out->frame_width * out->frame_height) {
+		out->frame_width = w;
+		out->frame_height = h;
+	}
+	if (x + w > out->extent_width)
+		out->extent_width = x + w > UINT32_MAX ? UINT32_MAX : (uint32_t)(x + w);
+	if (y + h > out->extent_height)
+		out->extent_height = y + h > UINT32_MAX ? UINT32_MAX : (uint32_t)(y + h);
+	out->frames++;
+}
+
+/* The bit depths the PNG specification allows for each colour type. */
+static int png_depth_ok(unsigned type, unsigned depth)
+{
+	switch (type) {
+	case 0: return depth == 1 || depth == 2 || depth == 4 || depth == 8 || depth == 16;
+	case 3: return depth == 1 || depth == 2 || depth == 4 || depth == 8;
+	default: return depth == 8 || depth == 16;
+	}
 }
 
 static enum it_sniff_rc png_size(src *s, it_sniff *out)
 {
-	const unsigned char *p = at(s, 8, 16);
+	const unsigned char *p = at(s, 8, 21);
+	unsigned depth, type, channels;
 
-	/* The first chunk must be IHDR: length 13, then width and height. */
+	/* The first chunk must be IHDR: length 13, width, height, bit depth,
+	 * colour type, compression, filter, interlace. */
 	if (p == NULL)
 		return IT_SNIFF_NEED_MORE;
 	if (be32(p) != 13 || memcmp(p + 4, "IHDR", 4) != 0)
 		return IT_SNIFF_BAD;
 	out->width = be32(p + 8);
 	out->height = be32(p + 12);
+	depth = p[16];
+	type = p[17];
+	switch (type) {
+	case 0: channels = 1; break; /* grey: 1, 2, 4, 8, 16 bits */
+	case 2: channels = 3; break; /* RGB: 8, 16 */
+	case 3: channels = 4; break; /* palette: 1, 2, 4, 8 bits, expanded to RGB(A) */
+	case 4: channels = 2; break; /* grey + alpha: 8, 16 */
+	case 6: channels = 4; break; /* RGBA: 8, 16 */
+	default: return IT_SNIFF_BAD;
+	}
+	if (!png_depth_ok(type, depth))
+		return IT_SNIFF_BAD;
+	if (p[20] > 1)
+		return IT_SNIFF_BAD;
+	/* Decoders hand out 8- or 16-bit samples whatever the stored depth. */
+	out->bytes_per_pixel = channels * (depth == 16 ? 2 : 1);
+	out->interlaced = p[20] == 1;
+	add_frame(out, 0, 0, out->width, out->height);
+	/* Adam7 spreads every row over seven passes: a decoder must hold the
+	 * whole image before it can hand out the first row. */
+	if (out->interlaced)
+		out->whole_bytes = (uint64_t)out->width * out->height * out->bytes_per_pixel;
 	return IT_SNIFF_OK;
+}
+
+/* Skips a chain of GIF sub-blocks (a length byte, then that many bytes)
+ * up to its zero-length terminator. Returns 0, or 1 when the bytes end. */
+static int gif_skip_blocks(src *s, uint64_t *off)
+{
+	const unsigned char *p;
+
+	for (;;) {
+		if ((p = at(s, *off, 1)) == NULL)
+			return 1;
+		*off += 1 + (uint64_t)p[0];
+		if (p[0] == 0)
+			return 0;
+	}
 }
 
 static enum it_sniff_rc gif_size(src *s, it_sniff *out)
 {
-	const unsigned char *p = at(s, 6, 4);
+	const unsigned char *p = at(s, 6, 7);
+	uint64_t off = 13;
 
-	/* The logical screen: every frame is drawn inside it. */
+	/* The logical screen, then (when its flag is set) the global colour
+	 * table of 3 * 2^(n+1) bytes. */
 	if (p == NULL)
 		return IT_SNIFF_NEED_MORE;
 	out->width = le16(p);
 	out->height = le16(p + 2);
+	out->extent_width = out->width;
+	out->extent_height = out->height;
+	if (p[4] & 0x80)
+		off += 3u << ((p[4] & 7) + 1);
+	/* Then blocks: extensions (0x21, a label, sub-blocks), images (0x2c,
+	 * a descriptor, maybe a local colour table, the LZW code size,
+	 * sub-blocks) and the trailer (0x3b). Every frame is walked: the
+	 * screen says nothing about the size of the frames inside it. */
+	for (;;) {
+		if ((p = at(s, off, 1)) == NULL)
+			break;
+		if (p[0] == 0x3b)
+			goto done;
+		if (p[0] == 0x21) {
+			off += 2;
+			if (gif_skip_blocks(s, &off))
+				break;
+			continue;
+		}
+		if (p[0] != 0x2c)
+			/* Decoders stop at bytes that are no block; so do we, once
+			 * a frame has been seen. */
+			goto done;
+		if ((p = at(s, off + 1, 9)) == NULL)
+			break;
+		if (out->frames == IT_SNIFF_MAX_FRAMES) {
+			out->frames++; /* "more than allowed": no need to walk on */
+			goto done;
+		}
+		add_frame(out, le16(p), le16(p + 2), le16(p + 4), le16(p + 6));
+		off += 10;
+		if (p[8] & 0x80)
+			off += 3u << ((p[8] & 7) + 1);
+		off += 1; /* LZW minimum code size */
+		if (gif_skip_blocks(s, &off))
+			break;
+	}
+	/* The bytes ended inside the block list. */
+	if (!s->final)
+		return IT_SNIFF_NEED_MORE;
+done:
+	if (out->frames == 0)
+		return IT_SNIFF_BAD;
+	/* Some encoders write a zero screen and let the frames size it. */
+	if (out->width == 0 || out->height == 0) {
+		out->width = out->extent_width;
+		out->height = out->extent_height;
+	}
+	/* The decoder draws every frame into a canvas of RGBA pixels and
+	 * decodes each frame into a buffer of its own. */
+	out->bytes_per_pixel = 4;
+	out->whole_bytes = ((uint64_t)out->extent_width * out->extent_height +
+			    (uint64_t)out->frame_width * out->frame_height) *
+			   4;
+	return IT_SNIFF_OK;
+}
+
+/* Walks the chunks of an animated WebP (VP8X with the animation flag) from
+ * off to the end of the RIFF data, adding each ANMF frame. */
+static enum it_sniff_rc webp_frames(src *s, it_sniff *out, uint64_t off, uint64_t end)
+{
+	const unsigned char *p;
+
+	while (off < end) {
+		uint64_t len;
+		if ((p = at(s, off, 8)) == NULL)
+			break;
+		len = le32(p + 4);
+		if (memcmp(p, "ANMF", 4) == 0) {
+			const unsigned char *f;
+			/* X/2, Y/2, width-1, height-1: 24 bits each. */
+			if (len < 16)
+				return IT_SNIFF_BAD;
+			if ((f = at(s, off + 8, 12)) == NULL)
+				break;
+			if (out->frames == IT_SNIFF_MAX_FRAMES) {
+				out->frames++;
+				return IT_SNIFF_OK;
+			}
+			add_frame(out, 2 * (uint64_t)le24(f), 2 * (uint64_t)le24(f + 3), le24(f + 6) + 1,
+				  le24(f + 9) + 1);
+		}
+		off += 8 + len + (len & 1);
+	}
+	if (off < end && !s->final)
+		return IT_SNIFF_NEED_MORE;
+	if (out->frames == 0)
+		return s->final || off >= end ? IT_SNIFF_BAD : IT_SNIFF_NEED_MORE;
 	return IT_SNIFF_OK;
 }
 
 static enum it_sniff_rc webp_size(src *s, it_sniff *out)
 {
-	const unsigned char *p = at(s, 12, 4);
+	const unsigned char *p = at(s, 4, 12);
 	char fourcc[4];
+	uint64_t end;
 
 	if (p == NULL)
 		return IT_SNIFF_NEED_MORE;
-	memcpy(fourcc, p, 4);
+	end = 8 + (uint64_t)le32(p);
+	memcpy(fourcc, p + 8, 4);
+	out->bytes_per_pixel = 4;
 	if (memcmp(fourcc, "VP8X", 4) == 0) {
-		/* Extended format: the canvas size, minus one, 24 bits each. */
-		if ((p = at(s, 24, 6)) == NULL)
+		/* Extended format: flags, 3 reserved bytes, then the canvas
+		 * size, minus one, 24 bits each. */
+		enum it_sniff_rc rc = IT_SNIFF_OK;
+		int animated;
+		if ((p = at(s, 20, 10)) == NULL)
 			return IT_SNIFF_NEED_MORE;
-		out->width = le24(p) + 1;
-		out->height = le24(p + 3) + 1;
-		return IT_SNIFF_OK;
+		animated = (p[0] & 0x02) != 0;
+		out->width = le24(p + 4) + 1;
+		out->height = le24(p + 7) + 1;
+		out->extent_width = out->width;
+		out->extent_height = out->height;
+		if (animated) {
+			/* Animation: frames of their own size at their own
+			 * offsets, composed onto the canvas. */
+			rc = webp_frames(s, out, 30, end);
+			if (rc != IT_SNIFF_OK)
+				return rc;
+		} else {
+			add_frame(out, 0, 0, out->width, out->height);
+		}
+		/* The canvas, and for an animation each frame's own buffer
+		 * that is composed onto it. */
+		out->whole_bytes = (uint64_t)out->extent_width * out->extent_height * 4;
+		if (animated)
+			out->whole_bytes += (uint64_t)out->frame_width * out->frame_height * 4;
+		return rc;
 	}
 	if (memcmp(fourcc, "VP8L", 4) == 0) {
 		/* Lossless: signature 0x2f, then 14 bits each of width-1, height-1. */
@@ -148,9 +342,7 @@ static enum it_sniff_rc webp_size(src *s, it_sniff *out)
 		bits = le32(p + 1);
 		out->width = (bits & 0x3fff) + 1;
 		out->height = ((bits >> 14) & 0x3fff) + 1;
-		return IT_SNIFF_OK;
-	}
-	if (memcmp(fourcc, "VP8 ", 4) == 0) {
+	} else if (memcmp(fourcc, "VP8 ", 4) == 0) {
 		/* Lossy: a key frame's tag (3 bytes), start code 9d 01 2a, then
 		 * 14 bits each of width and height (2 bits of scaling above). */
 		if ((p = at(s, 23, 7)) == NULL)
@@ -159,18 +351,46 @@ static enum it_sniff_rc webp_size(src *s, it_sniff *out)
 			return IT_SNIFF_BAD;
 		out->width = le16(p + 3) & 0x3fff;
 		out->height = le16(p + 5) & 0x3fff;
-		return IT_SNIFF_OK;
+	} else {
+		return IT_SNIFF_BAD;
 	}
-	return IT_SNIFF_BAD;
+	/* libwebp decodes the whole frame into one buffer. */
+	add_frame(out, 0, 0, out->width, out->height);
+	out->whole_bytes = (uint64_t)out->width * out->height * 4;
+	return IT_SNIFF_OK;
+}
+
+/* The bytes of DCT coefficients a JPEG decoder keeps for the whole image
+ * when it cannot stream (progressive or multi-scan): 64 coefficients of two
+ * bytes per 8x8 block of every component, at its own sampling. */
+static uint64_t jpeg_coef_bytes(const it_sniff *out, const unsigned char *comp, unsigned n, unsigned hmax,
+				unsigned vmax)
+{
+	uint64_t sum = 0;
+
+	for (unsigned c = 0; c < n; c++) {
+		unsigned h = comp[3 * c + 1] >> 4, v = comp[3 * c + 1] & 15;
+		uint64_t bw = ((uint64_t)out->width * h + hmax * 8 - 1) / (hmax * 8);
+		uint64_t bh = ((uint64_t)out->height * v + vmax * 8 - 1) / (vmax * 8);
+		/* Whole MCUs: round each up to the component's sampling. */
+		bw = (bw + h - 1) / h * h;
+		bh = (bh + v - 1) / v * v;
+		sum += bw * bh * 64 * 2;
+	}
+	return sum;
 }
 
 static enum it_sniff_rc jpeg_size(src *s, it_sniff *out)
 {
 	uint64_t i = 2;
 	const unsigned char *p;
+	unsigned char comp[3 * 4];
+	unsigned ncomp = 0, hmax = 1, vmax = 1;
+	int have_frame = 0, progressive = 0;
 
-	/* Walk the marker segments up to the first frame header (SOFn),
-	 * reading only each segment's marker and length. */
+	/* Walk the marker segments up to the first scan (SOS), reading only
+	 * each segment's marker and length, and the frame header (SOFn) on
+	 * the way: the scan says whether the decoder can stream. */
 	for (;;) {
 		unsigned m;
 		uint32_t len;
@@ -189,22 +409,60 @@ static enum it_sniff_rc jpeg_size(src *s, it_sniff *out)
 		i++;
 		if (m == 0x01 || (m >= 0xd0 && m <= 0xd7))
 			continue; /* stand-alone markers */
-		if (m == 0xd8 || m == 0xd9 || m == 0xda || m == 0x00)
-			return IT_SNIFF_BAD; /* image data or the end before any frame */
+		if (m == 0xd8 || m == 0xd9 || m == 0x00)
+			return IT_SNIFF_BAD; /* the end (or a second start) before any scan */
 		if ((p = at(s, i, 2)) == NULL)
 			return IT_SNIFF_NEED_MORE;
 		len = be16(p);
 		if (len < 2)
 			return IT_SNIFF_BAD;
-		if ((m >= 0xc0 && m <= 0xcf) && m != 0xc4 && m != 0xc8 && m != 0xcc) {
-			/* SOFn: length, precision, height, width. */
-			if (len < 7)
+		if (m == 0xda) {
+			unsigned ns;
+			/* SOS: length, then the number of components in this
+			 * scan. Fewer than the frame has means more scans: the
+			 * decoder keeps every coefficient until the last. */
+			if (!have_frame || len < 3)
 				return IT_SNIFF_BAD;
-			if ((p = at(s, i + 3, 4)) == NULL)
+			if ((p = at(s, i + 2, 1)) == NULL)
+				return IT_SNIFF_NEED_MORE;
+			ns = p[0];
+			if (ns == 0 || ns > ncomp)
+				return IT_SNIFF_BAD;
+			out->interlaced = progressive || ns < ncomp;
+			if (out->interlaced)
+				out->whole_bytes = jpeg_coef_bytes(out, comp, ncomp, hmax, vmax);
+			return IT_SNIFF_OK;
+		}
+		if ((m >= 0xc0 && m <= 0xcf) && m != 0xc4 && m != 0xc8 && m != 0xcc) {
+			/* SOFn: length, precision, height, width, components,
+			 * then id, sampling (H<<4 | V), table per component. */
+			if (have_frame)
+				return IT_SNIFF_BAD;
+			if (len < 8)
+				return IT_SNIFF_BAD;
+			if ((p = at(s, i + 3, 5)) == NULL)
 				return IT_SNIFF_NEED_MORE;
 			out->height = be16(p);
 			out->width = be16(p + 2);
-			return IT_SNIFF_OK;
+			ncomp = p[4];
+			/* libvips reads grey, YCbCr/RGB and CMYK. */
+			if (ncomp == 0 || ncomp > 4 || len < 8 + 3 * ncomp)
+				return IT_SNIFF_BAD;
+			if ((p = at(s, i + 8, 3 * ncomp)) == NULL)
+				return IT_SNIFF_NEED_MORE;
+			memcpy(comp, p, 3 * ncomp);
+			for (unsigned c = 0; c < ncomp; c++) {
+				unsigned h = comp[3 * c + 1] >> 4, v = comp[3 * c + 1] & 15;
+				if (h < 1 || h > 4 || v < 1 || v > 4)
+					return IT_SNIFF_BAD;
+				hmax = h > hmax ? h : hmax;
+				vmax = v > vmax ? v : vmax;
+			}
+			/* SOF2, 6, 10, 14: progressive. */
+			progressive = (m & 3) == 2;
+			out->bytes_per_pixel = ncomp;
+			add_frame(out, 0, 0, out->width, out->height);
+			have_frame = 1;
 		}
 		i += len;
 	}
@@ -217,14 +475,14 @@ static enum it_sniff_rc sniff(src *s, it_sniff *out)
 	unsigned char head[IT_SNIFF_MAGIC_BYTES];
 	enum it_sniff_rc rc;
 
+	memset(out, 0, sizeof(*out));
 	if ((p = at(s, 0, n)) == NULL && n > 0)
-		return IT_SNIFF_NEED_MORE;
+		return s->io_error ? IT_SNIFF_BAD : IT_SNIFF_NEED_MORE;
 	if (n)
 		memcpy(head, p, n);
 	rc = it_sniff_type(head, n, out);
 	if (rc != IT_SNIFF_OK)
 		return rc;
-	out->width = out->height = 0;
 	switch (out->ext[0]) {
 	case 'p': rc = png_size(s, out); break;
 	case 'g': rc = gif_size(s, out); break;
@@ -233,10 +491,17 @@ static enum it_sniff_rc sniff(src *s, it_sniff *out)
 	}
 	if (s->io_error)
 		return IT_SNIFF_BAD;
-	if (rc == IT_SNIFF_OK && (out->width == 0 || out->height == 0 || out->width > 0x7fffffff ||
-				  out->height > 0x7fffffff))
-		rc = IT_SNIFF_BAD;
-	return rc;
+	if (rc != IT_SNIFF_OK)
+		return rc;
+	if (out->width == 0 || out->height == 0 || out->width > 0x7fffffff || out->height > 0x7fffffff)
+		return IT_SNIFF_BAD;
+	/* A frame of no pixels (a GIF may declare one) adds nothing; the
+	 * image itself is always inside its extent. */
+	if (out->extent_width < out->width)
+		out->extent_width = out->width;
+	if (out->extent_height < out->height)
+		out->extent_height = out->height;
+	return IT_SNIFF_OK;
 }
 
 enum it_sniff_rc it_sniff_image(const void *buf, size_t n, it_sniff *out)
@@ -246,9 +511,60 @@ enum it_sniff_rc it_sniff_image(const void *buf, size_t n, it_sniff *out)
 	return sniff(&s, out);
 }
 
-enum it_sniff_rc it_sniff_fd(int fd, uint64_t size, it_sniff *out)
+enum it_sniff_rc it_sniff_whole(const void *buf, size_t n, it_sniff *out)
 {
-	src s = {.mem = NULL, .fd = fd, .size = size};
+	src s = {.mem = buf, .fd = -1, .size = n, .final = 1};
 
 	return sniff(&s, out);
+}
+
+enum it_sniff_rc it_sniff_fd(int fd, uint64_t size, it_sniff *out)
+{
+	src s = {.mem = NULL, .fd = fd, .size = size, .final = 1};
+
+	return sniff(&s, out);
+}
+
+int it_sniff_check(const it_sniff *s, const it_sniff_limits *lim, char *why, size_t whylen)
+{
+	uint32_t side = s->extent_width > s->extent_height ? s->extent_width : s->extent_height;
+
+	/* The image and every frame are inside the extent, so its sides bound
+	 * theirs; but pixels are counted per frame and for the canvas, the
+	 * way decoders allocate them. */
+	if (s->frames > IT_SNIFF_MAX_FRAMES) {
+		snprintf(why, whylen, "has more than %d frames; the limit is %d frames", IT_SNIFF_MAX_FRAMES,
+			 IT_SNIFF_MAX_FRAMES);
+		return -1;
+	}
+	if ((uint64_t)s->width * s->height > lim->max_pixels) {
+		snprintf(why, whylen, "is %" PRIu32 "x%" PRIu32 " pixels; the limit (max_pixels) is %" PRIu64 " pixels", s->width,
+			 s->height, lim->max_pixels);
+		return -1;
+	}
+	if ((uint64_t)s->frame_width * s->frame_height > lim->max_pixels) {
+		snprintf(why, whylen, "has a frame of %" PRIu32 "x%" PRIu32 " pixels; the limit (max_pixels) is %" PRIu64 " pixels",
+			 s->frame_width, s->frame_height, lim->max_pixels);
+		return -1;
+	}
+	if ((uint64_t)s->extent_width * s->extent_height > lim->max_pixels) {
+		snprintf(why, whylen,
+			 "has frames reaching %" PRIu32 "x%" PRIu32 " pixels; the limit (max_pixels) is %" PRIu64 " pixels",
+			 s->extent_width, s->extent_height, lim->max_pixels);
+		return -1;
+	}
+	if (side > lim->max_dimension) {
+		snprintf(why, whylen, "is %" PRIu32 " pixels %s; the limit (max_dimension) is %" PRIu64 " pixels",
+			 side, s->extent_width >= s->extent_height ? "wide" : "high", lim->max_dimension);
+		return -1;
+	}
+	if (s->whole_bytes > lim->max_decode_bytes) {
+		snprintf(why, whylen,
+			 "would take %" PRIu64 " MiB to decode (%s); the limit (max_decode_bytes) is %" PRIu64 " MiB",
+			 (s->whole_bytes + (1 << 20) - 1) >> 20,
+			 s->ext[0] == 'j' ? "progressive JPEG" : s->ext[0] == 'p' ? "interlaced PNG" : "whole frames",
+			 lim->max_decode_bytes >> 20);
+		return -1;
+	}
+	return 0;
 }

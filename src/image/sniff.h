@@ -1,6 +1,6 @@
 /* sniff.h: an image's type from its magic bytes and its size from its header, never from the client. */
-#ifndef IT_SNIFF_H
-#define IT_SNIFF_H
+#ifndef IT_IMAGE_SNIFF_H
+#define IT_IMAGE_SNIFF_H
 
 #include <stddef.h>
 #include <stdint.h>
@@ -8,10 +8,30 @@
 /* Bytes it_sniff_type needs to decide (WebP's "RIFF....WEBP" is 12). */
 #define IT_SNIFF_MAGIC_BYTES 12
 
+/* Frames an animation may declare. libvips reads every frame header of a GIF
+ * or animated WebP when it opens one, and keeps state per frame; no image
+ * people upload has more (a 10-minute animation at 6 frames per second). */
+#define IT_SNIFF_MAX_FRAMES 4096
+
+/* What the header says about the pixels a decoder will produce: everything
+ * it_sniff_check needs to decide before any decoder allocates. */
 typedef struct it_sniff {
 	const char *content_type; /* "image/jpeg", "image/png", "image/gif", "image/webp" (static) */
 	const char *ext;	  /* "jpg", "png", "gif", "webp" (static) */
-	uint32_t width, height;	  /* set by it_sniff_image */
+	uint32_t width, height;	  /* the image as shown (GIF screen, WebP canvas, PNG/JPEG frame) */
+	/* The smallest canvas that holds the image and every frame at its
+	 * offset: a GIF frame may lie outside (or be larger than) the screen
+	 * it belongs to, and decoders size their buffers to cover it. */
+	uint32_t extent_width, extent_height;
+	uint32_t frame_width, frame_height; /* the largest frame by area (the image itself when still) */
+	uint32_t frames;		    /* 1 for still images; IT_SNIFF_MAX_FRAMES + 1 means "more" */
+	uint32_t bytes_per_pixel;	    /* as decoded: 16-bit RGBA PNG is 8, GIF and WebP 4, JPEG one per component */
+	/* Bytes the decoder holds at once whatever libvips asks of it: the
+	 * whole canvas for GIF and WebP, the whole image for an interlaced PNG,
+	 * the DCT coefficients of every block for a progressive or multi-scan
+	 * JPEG; 0 for decoders that stream rows (baseline JPEG, PNG). */
+	uint64_t whole_bytes;
+	int interlaced; /* PNG Adam7, progressive or multi-scan JPEG */
 } it_sniff;
 
 enum it_sniff_rc {
@@ -25,15 +45,35 @@ enum it_sniff_rc {
  * and out->ext on IT_SNIFF_OK. Reads at most IT_SNIFF_MAGIC_BYTES bytes. */
 enum it_sniff_rc it_sniff_type(const void *p, size_t n, it_sniff *out);
 
-/* Decides the format and the pixel size from the first n bytes of a file
- * (for JPEG the size may come after large metadata segments: pass the whole
- * file when you can; it is only walked, never decoded). Never reads outside
- * p[0..n). */
+/* Decides the format and every field of out from the first n bytes of a file
+ * (more may follow: an animation whose frames are not all there yet needs
+ * more). Headers are walked (GIF blocks and LZW sub-blocks by their lengths,
+ * RIFF chunks, JPEG segments), never decoded. Never reads outside p[0..n). */
 enum it_sniff_rc it_sniff_image(const void *p, size_t n, it_sniff *out);
 
-/* The same for the size bytes of a file open on fd, read with pread(2) a
- * few bytes at a time (the file offset does not move): walking a large file
- * costs a few reads, not its size in memory. A read error is IT_SNIFF_BAD. */
+/* The same for p[0..n) that is the whole file: an animation that ends early
+ * (a GIF without its trailer) is judged by the frames that are there, as a
+ * decoder would show it. Never reads outside p[0..n). */
+enum it_sniff_rc it_sniff_whole(const void *p, size_t n, it_sniff *out);
+
+/* The same for the whole file of size bytes open on fd, read with pread(2)
+ * through a 4 KiB window (the file offset does not move): walking a large
+ * file costs a few reads, not its size in memory. A read error is
+ * IT_SNIFF_BAD. */
 enum it_sniff_rc it_sniff_fd(int fd, uint64_t size, it_sniff *out);
+
+/* What a server lets a decoder take (configuration.md: max_pixels,
+ * max_dimension, max_decode_bytes). */
+typedef struct it_sniff_limits {
+	uint64_t max_pixels;	   /* of the image, its extent and every frame */
+	uint64_t max_dimension;	   /* longest side of the image, its extent or any frame */
+	uint64_t max_decode_bytes; /* ceiling on whole_bytes */
+} it_sniff_limits;
+
+/* Decides whether the image sniffed into s (IT_SNIFF_OK) may be decoded
+ * within lim. Returns 0, or -1 with a sentence fragment in why that follows
+ * the file's name ("has a 65535x65535 frame; ..."). The upload handler and
+ * the worker both call it before libvips sees the bytes. */
+int it_sniff_check(const it_sniff *s, const it_sniff_limits *lim, char *why, size_t whylen);
 
 #endif

@@ -55,6 +55,21 @@ int it_thumb_make(int fd, int size, void **out, size_t *outlen, const char **con
 		snprintf(err, errlen, "cannot rewind the image file");
 		return -1;
 	}
+	/* vips_thumbnail_source opens the image with sequential access and
+	 * shrinks while loading where the format allows it (JPEG by DCT
+	 * scaling, WebP by libwebp's scaled decode); PNG and GIF are decoded
+	 * at full size, in strips. What a thumbnail costs then depends on the
+	 * row, not the file: measured with libvips 8.14 on a 777 kB PNG of
+	 * 1000000x100 16-bit RGBA pixels, the peak was 1.2 GB, of which about
+	 * a thousand rows (8 MB each, more once premultiplied to float) sit
+	 * in the loader's line cache and the shrink's input regions; a plain
+	 * sequential copy of an 8192-wide 16-bit RGBA PNG holds 53 MB of
+	 * region buffers the same way. libvips has no allocation ceiling per
+	 * operation, so the bound is set before it runs: it_sniff_check caps
+	 * the width (max_dimension: at 16384 the worst PNG, 16-bit RGBA, peaks
+	 * near 160 MB above the process's base) and the buffers that decoders
+	 * hold whole (max_decode_bytes: GIF canvases, interlaced PNG,
+	 * progressive JPEG, WebP). */
 	src = vips_source_new_from_descriptor(fd);
 	if (src == NULL)
 		goto out;

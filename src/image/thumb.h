@@ -1,6 +1,6 @@
 /* thumb.h: thumbnails with libvips, from an image in a file. */
-#ifndef IT_THUMB_H
-#define IT_THUMB_H
+#ifndef IT_IMAGE_THUMB_H
+#define IT_IMAGE_THUMB_H
 
 #include <stddef.h>
 
@@ -15,8 +15,9 @@ int it_thumb_init(void);
  * upright from EXIF, metadata stripped: PNG when the image has an alpha
  * channel, JPEG otherwise. Returns 0 and sets *out (heap, free() it),
  * *outlen and *content_type (static), or -1 with a sentence in err when
- * libvips cannot read the image. The caller checks the pixel count
- * (max_pixels) before calling: decoding is where a bomb would go off. */
+ * libvips cannot read the image. The caller runs it_sniff_check (image/sniff.h)
+ * on the same file first: decoding is where a bomb would go off, and what
+ * that check lets through is what bounds the memory a thumbnail takes. */
 int it_thumb_make(int fd, int size, void **out, size_t *outlen, const char **content_type, char *err,
 		  size_t errlen);
 

@@ -4,7 +4,9 @@
 #include "worker/transform.h"
 
 #include "common/log.h"
+#include "image/sniff.h"
 
+#include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
 #include <vips/vips.h>
@@ -96,7 +98,70 @@ static const char *mime(enum it_op_format f)
 	return f == IT_FMT_PNG ? "image/png" : f == IT_FMT_WEBP ? "image/webp" : "image/jpeg";
 }
 
-int it_xf_apply(const it_op_params *p, const char *in_type, const void *in, size_t len, int64_t max_pixels,
+/* The size a resize to p produces from w x h (thumbnail's rules: fit in
+ * the box, a missing side unbounded, smaller images kept unless enlarge). */
+static void resized(const it_op_params *p, uint32_t w, uint32_t h, double *ow, double *oh)
+{
+	double sx = p->width ? (double)p->width / w : 1e300, sy = p->height ? (double)p->height / h : 1e300;
+	double sc = sx < sy ? sx : sy;
+
+	if (!p->enlarge && sc > 1)
+		sc = 1;
+	*ow = w * sc;
+	*oh = h * sc;
+}
+
+/* Refuses what would take more memory than lim allows, from the header
+ * walk alone (it_sniff_check: every frame, the decoder's whole-image
+ * buffers, the row width), and what the operation itself would hold: an
+ * upright rotation needs the whole image, an enlargement its output, and
+ * the WebP encoder its whole output (libvips hands libwebp one picture:
+ * measured, about 5 bytes a pixel for RGB and 13 with alpha above what a
+ * streamed JPEG of the same image takes). */
+static int check_limits(const it_op_params *p, enum it_op_format fmt, const void *in, size_t len,
+			const it_sniff_limits *lim, int rotate, char *err, size_t errlen)
+{
+	it_sniff s;
+	char why[200];
+	double ow = 0, oh = 0;
+
+	if (it_sniff_whole(in, len, &s) != IT_SNIFF_OK) {
+		snprintf(err, errlen, "not a readable image: damaged or unknown header");
+		return -1;
+	}
+	if (rotate && (uint64_t)s.width * s.height * s.bytes_per_pixel > s.whole_bytes)
+		s.whole_bytes = (uint64_t)s.width * s.height * s.bytes_per_pixel;
+	if (it_sniff_check(&s, lim, why, sizeof(why)) != 0) {
+		snprintf(err, errlen, "the image %s", why);
+		return -1;
+	}
+	if (p->type == IT_OP_RESIZE) {
+		resized(p, s.width, s.height, &ow, &oh);
+		if (ow > (double)lim->max_dimension || oh > (double)lim->max_dimension ||
+		    ow * oh > (double)lim->max_pixels) {
+			snprintf(err, errlen, "resizing would make %.0fx%.0f pixels, more than max_pixels or max_dimension",
+				 ow, oh);
+			return -1;
+		}
+	} else {
+		ow = s.width;
+		oh = s.height;
+	}
+	if (fmt == IT_FMT_WEBP) {
+		/* Grey + alpha and RGBA (any depth), GIF and WebP may carry alpha. */
+		double per = s.bytes_per_pixel == 2 || s.bytes_per_pixel >= 4 ? 13 : 5;
+		if (ow * oh * per > (double)lim->max_decode_bytes) {
+			snprintf(err, errlen,
+				 "encoding %.0fx%.0f pixels as WebP would take %.0f MiB; the limit (max_decode_bytes) is "
+				 "%" PRIu64 " MiB",
+				 ow, oh, ow * oh * per / 1048576, lim->max_decode_bytes >> 20);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+int it_xf_apply(const it_op_params *p, const char *in_type, const void *in, size_t len, const it_sniff_limits *lim,
 		int thumb_size, it_xf_out *out, char *err, size_t errlen)
 {
 	VipsImage *hdr = NULL, *img = NULL, *tmp = NULL, *thumb = NULL;
@@ -104,18 +169,20 @@ int it_xf_apply(const it_op_params *p, const char *in_type, const void *in, size
 	int orientation = 1, rc = -1;
 
 	memset(out, 0, sizeof(*out));
-	/* The header alone: the pixel count is checked before any decoding. */
+	/* Our own header walk first: libvips is not asked even for the header
+	 * of an image that would not be decoded anyway. */
+	if (check_limits(p, fmt, in, len, lim, 0, err, errlen) < 0)
+		goto out;
 	hdr = vips_image_new_from_buffer(in, len, "", NULL);
 	if (hdr == NULL) {
 		vips_err(err, errlen, "not a readable image");
 		goto out;
 	}
-	if ((int64_t)hdr->Xsize * hdr->Ysize > max_pixels) {
-		snprintf(err, errlen, "the image has %dx%d pixels, more than max_pixels", hdr->Xsize, hdr->Ysize);
-		goto out;
-	}
 	if (vips_image_get_typeof(hdr, VIPS_META_ORIENTATION))
 		vips_image_get_int(hdr, VIPS_META_ORIENTATION, &orientation);
+	if (p->type != IT_OP_RESIZE && p->strip && orientation > 1 &&
+	    check_limits(p, fmt, in, len, lim, 1, err, errlen) < 0)
+		goto out;
 
 	if (p->type == IT_OP_RESIZE) {
 		/* thumbnail_buffer shrinks while decoding (JPEG DCT scaling,

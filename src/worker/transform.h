@@ -3,6 +3,7 @@
 #define IT_TRANSFORM_H
 
 #include "db/operations.h"
+#include "image/sniff.h"
 
 #include <stddef.h>
 #include <stdint.h>
@@ -26,10 +27,11 @@ void it_xf_shutdown(void);
 
 /* Applies p to the encoded image in[0..len) whose sniffed type is in_type,
  * and renders a thumbnail of the result with longest edge thumb_size (0: no
- * thumbnail). Images of more than max_pixels pixels are refused before they
- * are decoded. Returns 0 and fills out, or -1 with a sentence in err (a
+ * thumbnail). Images beyond lim (it_sniff_check, and for the operation: an
+ * upright rotation holds the whole image, a resize its output) are refused
+ * before libvips reads them. Returns 0 and fills out, or -1 with a sentence in err (a
  * corrupt or unsupported file). */
-int it_xf_apply(const it_op_params *p, const char *in_type, const void *in, size_t len, int64_t max_pixels,
+int it_xf_apply(const it_op_params *p, const char *in_type, const void *in, size_t len, const it_sniff_limits *lim,
 		int thumb_size, it_xf_out *out, char *err, size_t errlen);
 
 /* Frees what out holds; safe on a zeroed or already freed struct. */

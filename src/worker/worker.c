@@ -184,7 +184,9 @@ static void *transform(void *arg)
 	long long t0 = now_ms();
 
 	if (sl->loaded && it_xf_apply(sl->params, sl->img.content_type, sl->bytes.data, sl->bytes.len,
-				      sl->cfg->max_pixels, (int)sl->cfg->thumbnail_size, &sl->xf, sl->err,
+				      &(it_sniff_limits){(uint64_t)sl->cfg->max_pixels, (uint64_t)sl->cfg->max_dimension,
+							 (uint64_t)sl->cfg->max_decode_bytes},
+				      (int)sl->cfg->thumbnail_size, &sl->xf, sl->err,
 				      sizeof(sl->err)) == 0)
 		sl->transformed = 1;
 	/* The original is not needed any more; free it before the next stage. */

@@ -92,6 +92,7 @@ static void *make_image(int w, int h, int png, size_t *len)
 
 static void test_transform(void)
 {
+	static const it_sniff_limits lim = {100000000, 16384, 134217728}, tiny = {1000, 16384, 134217728};
 	it_op_params p;
 	it_xf_out out;
 	char err[256];
@@ -100,7 +101,7 @@ static void test_transform(void)
 
 	ok(jpg != NULL, "test JPEG made");
 	parse(IT_OP_COMPRESS, "{\"quality\":50}", &p, err);
-	is_int(it_xf_apply(&p, "image/jpeg", jpg, len, 100000000, 64, &out, err, sizeof(err)), 0, "compress");
+	is_int(it_xf_apply(&p, "image/jpeg", jpg, len, &lim, 64, &out, err, sizeof(err)), 0, "compress");
 	ok(out.len > 0 && out.len < len, "smaller than the quality-95 original (%zu < %zu)", out.len, len);
 	ok(out.width == 640 && out.height == 480, "same size");
 	is_str(out.content_type, "image/jpeg", "still JPEG");
@@ -108,25 +109,25 @@ static void test_transform(void)
 	it_xf_out_free(&out);
 
 	parse(IT_OP_RESIZE, "{\"width\":100,\"height\":100}", &p, err);
-	is_int(it_xf_apply(&p, "image/jpeg", jpg, len, 100000000, 0, &out, err, sizeof(err)), 0, "resize");
+	is_int(it_xf_apply(&p, "image/jpeg", jpg, len, &lim, 0, &out, err, sizeof(err)), 0, "resize");
 	ok(out.width == 100 && out.height == 75, "fits within 100x100 keeping the aspect (%dx%d)", out.width,
 	   out.height);
 	ok(out.thumb == NULL, "no thumbnail asked");
 	it_xf_out_free(&out);
 
 	parse(IT_OP_CONVERT, "{\"format\":\"webp\"}", &p, err);
-	is_int(it_xf_apply(&p, "image/jpeg", jpg, len, 100000000, 0, &out, err, sizeof(err)), 0, "convert");
+	is_int(it_xf_apply(&p, "image/jpeg", jpg, len, &lim, 0, &out, err, sizeof(err)), 0, "convert");
 	is_str(out.content_type, "image/webp", "to WebP");
 	ok(out.len > 12 && memcmp((char *)out.data + 8, "WEBP", 4) == 0, "the bytes are WebP");
 	it_xf_out_free(&out);
 
 	parse(IT_OP_COMPRESS, NULL, &p, err);
-	is_int(it_xf_apply(&p, "image/jpeg", jpg, len, 1000, 0, &out, err, sizeof(err)), -1,
+	is_int(it_xf_apply(&p, "image/jpeg", jpg, len, &tiny, 0, &out, err, sizeof(err)), -1,
 	       "more than max_pixels refused");
 	ok(strstr(err, "max_pixels") != NULL, "and says why: %s", err);
-	is_int(it_xf_apply(&p, "image/jpeg", jpg, len / 2, 100000000, 0, &out, err, sizeof(err)), -1,
+	is_int(it_xf_apply(&p, "image/jpeg", jpg, len / 2, &lim, 0, &out, err, sizeof(err)), -1,
 	       "truncated JPEG refused");
-	is_int(it_xf_apply(&p, "image/jpeg", "not an image at all", 19, 100000000, 0, &out, err, sizeof(err)), -1,
+	is_int(it_xf_apply(&p, "image/jpeg", "not an image at all", 19, &lim, 0, &out, err, sizeof(err)), -1,
 	       "garbage refused");
 	ok(err[0] != '\0' && strchr(err, '\n') == NULL, "one-line error: %s", err);
 	g_free(jpg);
@@ -145,7 +146,7 @@ static void test_transform(void)
 		g_object_unref(x);
 		g_object_unref(y);
 		parse(IT_OP_COMPRESS, "{\"quality\":60}", &p, err);
-		is_int(it_xf_apply(&p, "image/jpeg", rot, rotlen, 100000000, 0, &out, err, sizeof(err)), 0,
+		is_int(it_xf_apply(&p, "image/jpeg", rot, rotlen, &lim, 0, &out, err, sizeof(err)), 0,
 		       "compress a rotated photo");
 		ok(out.width == 480 && out.height == 640, "the orientation is applied (%dx%d)", out.width, out.height);
 		back = vips_image_new_from_buffer(out.data, out.len, "", NULL);
@@ -158,7 +159,7 @@ static void test_transform(void)
 
 	jpg = make_image(200, 100, 1, &len);
 	parse(IT_OP_RESIZE, "{\"width\":50}", &p, err);
-	is_int(it_xf_apply(&p, "image/png", jpg, len, 100000000, 0, &out, err, sizeof(err)), 0, "resize a PNG");
+	is_int(it_xf_apply(&p, "image/png", jpg, len, &lim, 0, &out, err, sizeof(err)), 0, "resize a PNG");
 	is_str(out.content_type, "image/png", "stays PNG");
 	ok(out.width == 50 && out.height == 25, "50x25");
 	it_xf_out_free(&out);
