@@ -3,6 +3,7 @@
 
 #include "common/urlsign.h"
 
+#include "common/hex.h"
 #include "common/id.h"
 
 #include <inttypes.h>
@@ -29,17 +30,6 @@ void it_urlsign_hmac(const void *key, size_t keylen, const void *msg, size_t len
 		memset(out, 0, IT_URLSIGN_MAC_LEN); /* cannot happen with SHA-256; never sign with garbage */
 }
 
-static int hexval(int c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 static int b64val(int c)
 {
 	if (c >= 'A' && c <= 'Z')
@@ -63,13 +53,13 @@ int it_urlsign_key_parse(const char *text, unsigned char *out)
 	int bits = 0;
 
 	for (i = 0; hex && i < n; i++)
-		if (hexval((unsigned char)text[i]) < 0)
+		if (it_hex_value((unsigned char)text[i]) < 0)
 			hex = 0;
 	if (hex) {
 		if (n / 2 > IT_URLSIGN_KEY_MAX)
 			return -1;
 		for (i = 0; i < n; i += 2)
-			out[len++] = (unsigned char)(hexval((unsigned char)text[i]) << 4 | hexval((unsigned char)text[i + 1]));
+			out[len++] = (unsigned char)(it_hex_value((unsigned char)text[i]) << 4 | it_hex_value((unsigned char)text[i + 1]));
 		return (int)len;
 	}
 	while (n > 0 && text[n - 1] == '=')

@@ -3,6 +3,7 @@
 
 #include "fcgi/request.h"
 
+#include "common/hex.h"
 #include "common/id.h"
 #include "common/log.h"
 
@@ -483,17 +484,6 @@ int it_resp_problem_ext(it_req *req, int status, const char *slug, json_object *
 	return rc;
 }
 
-static int hexval(int c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 int it_query_get(const char *query, const char *key, char *out, size_t outlen)
 {
 	size_t klen = strlen(key);
@@ -517,7 +507,7 @@ int it_query_get(const char *query, const char *key, char *out, size_t outlen)
 					v++;
 				} else if (c == '%') {
 					int h, l;
-					if (vend - v < 3 || (h = hexval(v[1])) < 0 || (l = hexval(v[2])) < 0)
+					if (vend - v < 3 || (h = it_hex_value(v[1])) < 0 || (l = it_hex_value(v[2])) < 0)
 						return -2;
 					c = h << 4 | l;
 					v += 3;

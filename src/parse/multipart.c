@@ -3,6 +3,8 @@
 
 #include "parse/multipart.h"
 
+#include "common/hex.h"
+
 #include <string.h>
 #include <strings.h>
 
@@ -113,17 +115,6 @@ static long read_value(span *s, char *out, size_t cap, int *truncated)
 	return (long)o;
 }
 
-static int hexval(int c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 /* Decodes an RFC 5987 ext-value (charset'language'pct-encoded) into out
  * as UTF-8. Accepts UTF-8 and ISO-8859-1. Returns the length or -1. */
 static long decode_ext(const char *in, size_t n, char *out, size_t cap, int *truncated)
@@ -146,7 +137,7 @@ static long decode_ext(const char *in, size_t n, char *out, size_t cap, int *tru
 	for (p = q2 + 1; p < end;) {
 		int c = (unsigned char)*p, h, l;
 		if (c == '%') {
-			if (end - p < 3 || (h = hexval(p[1])) < 0 || (l = hexval(p[2])) < 0)
+			if (end - p < 3 || (h = it_hex_value(p[1])) < 0 || (l = it_hex_value(p[2])) < 0)
 				return -1;
 			c = h << 4 | l;
 			p += 3;

@@ -298,7 +298,7 @@ with Stack(tap) as st:
         if r.status == 201:
             img = r.json()["images"][0]
             tap.is_((img.get("width"), img.get("height")), (w, h), "%s: %dx%d" % (name, w, h))
-            t = st.request("GET", "/api/v1/images/%s/thumbnail" % img["id"])
+            t = st.request("GET", img["thumbnail_url"])
             tap.ok(t.status == 200 and len(t.body) > 0, "%s: has a thumbnail" % name)
         check_peak(peak, name)
 
