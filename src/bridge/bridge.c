@@ -8,6 +8,7 @@
 #include "bridge/ratelimit.h"
 #include "bridge/ws.h"
 #include "common/buf.h"
+#include "common/host.h"
 #include "common/id.h"
 #include "common/list.h"
 #include "common/log.h"
@@ -1054,6 +1055,15 @@ static int handshake(client *c)
 	}
 	if (n < 0)
 		return client_http_error(c, 400, "Bad Request", "bad-request", "Malformed request.", NULL);
+	/* Before anything else, as in imagetools.fcgi (src/fcgi/guard.c): a
+	 * Host that is not one of server_names is a DNS-rebinding page. */
+	h = it_http_find(&req, "Host");
+	if (!it_host_listed(B.cfg->server_names, h ? h->value : NULL, h ? h->value_len : 0)) {
+		it_log_info("WebSocket upgrade refused: Host not in server_names");
+		return client_http_error(c, 421, "Misdirected Request", "misdirected-request",
+					 "This server does not answer for the host named in the request; see server_names.",
+					 NULL);
+	}
 	if (req.method_len != 3 || memcmp(req.method, "GET", 3) != 0 || req.minor_version < 1)
 		return client_http_error(c, 400, "Bad Request", "bad-request",
 					 "A WebSocket upgrade is a GET over HTTP/1.1.", NULL);

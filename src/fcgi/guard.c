@@ -1,8 +1,9 @@
-/* guard.c: checks every API request passes before its handler: Origin and CORS, and the rate-limit answer. */
+/* guard.c: checks every API request passes before its handler: Host, Origin and CORS, and the rate-limit answer. */
 #include "config.h"
 
 #include "fcgi/guard.h"
 
+#include "common/host.h"
 #include "db/db.h"
 #include "db/metrics.h"
 #include "db/ratelimit.h"
@@ -113,6 +114,22 @@ int it_guard_request(it_req *req)
 	int preflight = strcmp(req->method, "OPTIONS") == 0;
 	int same, listed;
 
+	/* DNS rebinding: a page on evil.example whose name later resolves to
+	 * this server is same-origin with itself, so its Origin matches its
+	 * Host, and only the Host tells that the browser thinks it is talking
+	 * to another site. 421 Misdirected Request (RFC 9110 15.5.20) says
+	 * exactly that: this server does not answer for that name. It is
+	 * checked before anything else, preflights included. */
+	if (!it_host_listed(it_g.cfg.server_names, host, host ? strlen(host) : 0)) {
+		/* The title is given here because the request layer's table of
+		 * reason phrases does not know 421. */
+		json_object *ext = json_object_new_object();
+		json_object_object_add(ext, "title", json_object_new_string("Misdirected Request"));
+		it_resp_problem_ext(req, 421, "misdirected-request", ext,
+				    "This server does not answer for the host named in the request; see server_names.");
+		json_object_put(ext);
+		return 1;
+	}
 	if (origin == NULL || *origin == '\0') {
 		if (preflight) {
 			/* Not a CORS preflight: say what the API speaks. */
