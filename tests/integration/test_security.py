@@ -1,6 +1,6 @@
 """test_security.py: rate limits shared by processes and nodes, Origin and CORS, the Host allow-list
-(server_names), security headers, log redaction and /metrics across processes, against real
-lighttpd + PostgreSQL."""
+(server_names), Range requests passing lighttpd untouched, security headers, log redaction and
+/metrics across processes, against real lighttpd + PostgreSQL."""
 
 import json
 import os
@@ -12,7 +12,7 @@ import time
 
 from harness import Stack, Tap, wait_for
 from uploads_util import png_bytes
-from worker_util import jpeg_bytes, put_image, start_operation, wait_operation
+from worker_util import _multipart, jpeg_bytes, put_image, start_operation, wait_operation
 from wsclient import HandshakeError, WsClient
 
 tap = Tap()
@@ -560,5 +560,38 @@ with Stack(tap, bridge=True, settings={"server_names": '"%s"' % NAMES}) as st:
                               origin="http://[::1]:%d" % port)
         tap.is_(ws.recv_json().get("type"), "connection.status", "a WebSocket with a listed Host opens %s" % where)
         ws.close()
+
+    # ------------------------------------------------------------ Range at the front end
+    # lighttpd must pass the API's answers untouched: no 206 cut by lighttpd from a complete
+    # 200 (the thumbnail), no HTML 416 of its own. /file answers Range itself.
+    data = jpeg_bytes(300, 200)
+    r = st.request("POST", "/api/v1/images", body=_multipart(sid, "r.jpg", data),
+                   headers={"Content-Type": "multipart/form-data; boundary=itboundary"})
+    tap.is_(r.status, 201, "an image for the Range checks")
+    im = r.json()["images"][0] if r.status == 201 else {}
+    thumb_url, file_url = im.get("thumbnail_url", ""), im.get("file_url", "")
+    whole_thumb = st.request("GET", thumb_url)
+    tap.is_(whole_thumb.status, 200, "the thumbnail without Range")
+    for rng in ("bytes=0-9", "bytes=-5", "bytes=0-1,5-6", "bytes=999999-", "bytes=abc", "lines=1-2"):
+        r = st.request("GET", thumb_url, headers={"Range": rng})
+        tap.ok(r.status == 200 and r.body == whole_thumb.body and r.header("Content-Range") is None,
+               "thumbnail with Range %s: 200 with the whole body (got %d %s)"
+               % (rng, r.status, r.header("Content-Type")))
+    r = st.request("GET", file_url, headers={"Range": "bytes=0-9"})
+    tap.is_((r.status, r.header("Content-Range"), r.body), (206, "bytes 0-9/%d" % len(data), data[:10]),
+            "/file with bytes=0-9: 206 with the first ten bytes")
+    r = st.request("GET", file_url, headers={"Range": "bytes=-5"})
+    tap.is_((r.status, r.body), (206, data[-5:]), "/file with bytes=-5: 206 with the last five bytes")
+    r = st.request("GET", file_url, headers={"Range": "bytes=%d-" % len(data)})
+    st.is_problem(r, 416, "/file with a Range past the end")
+    tap.is_(r.header("Content-Range"), "bytes */%d" % len(data), "416 names the size")
+    for rng in ("bytes=abc", "bytes=5-2", "bytes=0-1,5-6", "bytes=--1", "lines=1-2", "bytes=" + "9" * 40 + "-"):
+        r = st.request("GET", file_url, headers={"Range": rng})
+        ct = (r.header("Content-Type") or "").split(";")[0]
+        good = ((r.status == 200 and r.body == data) or
+                (r.status == 416 and ct == "application/problem+json") or
+                (r.status == 206 and ct.startswith("multipart/byteranges")))
+        tap.ok(good, "/file with Range %s: the whole file or 416 problem+json, never HTML (got %d %s)"
+               % (rng, r.status, ct))
 
 tap.done()
