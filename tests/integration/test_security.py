@@ -505,7 +505,8 @@ with Stack(tap, bridge=True, worker=True, settings={"allowed_origins": "https://
 
 # ---------------------------------------------------------------- server_names: the Host allow-list
 NAMES = "127.0.0.1 [::1] app.example:8080 tls.example:443"
-with Stack(tap, bridge=True, settings={"server_names": '"%s"' % NAMES}) as st:
+# A small thumbnail, answered whole at once: the answer lighttpd would cut to a Range.
+with Stack(tap, bridge=True, settings={"server_names": '"%s"' % NAMES, "thumbnail_size": 64}) as st:
     def with_host(method, path, host, extra=None):
         h = {"Host": host, "Content-Length": "0"}
         h.update(extra or {})
