@@ -8,6 +8,7 @@
 #include "bridge/ratelimit.h"
 #include "bridge/ws.h"
 #include "common/buf.h"
+#include "common/host.h"
 #include "common/id.h"
 #include "common/list.h"
 #include "common/log.h"
@@ -17,6 +18,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <json-c/json.h>
+#include <limits.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -80,11 +82,11 @@ typedef struct client {
 	it_ws_reader rd;
 	int64_t cursor;		/* id of the last event sent */
 	int64_t requested;	/* last_event_id asked for */
-	double created, last_rx, ping_sent, last_tx, rate_start, close_deadline;
+	double created, ping_sent, last_tx, rate_start, close_deadline;
 	unsigned rate_count;
 	unsigned msg_n;		/* bytes of the current message, saturating at 5 */
 	uint8_t msg_ping;	/* the current message still reads as a prefix of "ping" */
-	uint8_t ping_out;	/* a Ping is unanswered */
+	uint8_t ping_out;	/* the last Ping (sent at ping_sent) is not answered yet */
 	uint8_t behind;		/* stopped feeding: the send buffer is over the soft limit */
 	uint8_t want_out;	/* registered for EPOLLOUT */
 	uint8_t wr_shut;	/* our side of the TCP connection is shut down */
@@ -1054,6 +1056,15 @@ static int handshake(client *c)
 	}
 	if (n < 0)
 		return client_http_error(c, 400, "Bad Request", "bad-request", "Malformed request.", NULL);
+	/* Before anything else, as in imagetools.fcgi (src/fcgi/guard.c): a
+	 * Host that is not one of server_names is a DNS-rebinding page. */
+	h = it_http_find(&req, "Host");
+	if (!it_host_listed(B.cfg->server_names, h ? h->value : NULL, h ? h->value_len : 0)) {
+		it_log_info("WebSocket upgrade refused: Host not in server_names");
+		return client_http_error(c, 421, "Misdirected Request", "misdirected-request",
+					 "This server does not answer for the host named in the request; see server_names.",
+					 NULL);
+	}
 	if (req.method_len != 3 || memcmp(req.method, "GET", 3) != 0 || req.minor_version < 1)
 		return client_http_error(c, 400, "Bad Request", "bad-request",
 					 "A WebSocket upgrade is a GET over HTTP/1.1.", NULL);
@@ -1125,7 +1136,8 @@ static int handshake(client *c)
 		return -1;
 	}
 	c->state = C_CHECKING;
-	c->last_rx = B.now;
+	/* The first Ping goes out one ws_ping_interval after the upgrade. */
+	c->ping_sent = B.now;
 	it_ws_reader_init(&c->rd, (uint64_t)B.cfg->ws_max_message);
 	if (client_flush(c) < 0)
 		return -1;
@@ -1179,15 +1191,16 @@ static int handshake(client *c)
 
 /* ------------------------------------------------------------ client input */
 
-/* Counts one message against ws_rate. Returns -1 when the client was closed
+/* Counts n frames against ws_rate. Returns -1 when the client was closed
  * for it (or freed), else 0. */
-static int rate_hit(client *c)
+static int rate_hit(client *c, unsigned n)
 {
 	if (B.now - c->rate_start >= RATE_WINDOW) {
 		c->rate_start = B.now;
 		c->rate_count = 0;
 	}
-	if (++c->rate_count > (unsigned)B.cfg->ws_rate) {
+	c->rate_count = n > UINT_MAX - c->rate_count ? UINT_MAX : c->rate_count + n;
+	if (c->rate_count > (unsigned)B.cfg->ws_rate) {
 		client_close(c, IT_WS_CLOSE_POLICY, "Message rate limit exceeded");
 		return -1;
 	}
@@ -1201,6 +1214,16 @@ static int process_frames(client *c, unsigned char *buf, size_t len)
 		ssize_t n = it_ws_read(&c->rd, buf, len, &ev);
 		size_t i;
 
+		/* Every frame counts against ws_rate, data or control, empty
+		 * or not, and before anything is done for it: otherwise a
+		 * message that never ends (endless empty continuation frames)
+		 * would never be counted at all. */
+		if (c->rd.frames > 0) {
+			unsigned frames = c->rd.frames;
+			c->rd.frames = 0;
+			if (rate_hit(c, frames) < 0)
+				return -1;
+		}
 		if (n < 0) {
 			int code = (int)-n;
 			const char *why = code == IT_WS_CLOSE_BAD_DATA	? "Invalid UTF-8"
@@ -1220,8 +1243,6 @@ static int process_frames(client *c, unsigned char *buf, size_t len)
 					c->msg_ping = 0;
 			if (!ev.fin)
 				break;
-			if (rate_hit(c) < 0)
-				return -1;
 			if (ev.opcode == IT_WS_OP_BINARY) {
 				client_close(c, IT_WS_CLOSE_UNSUPPORTED, "Binary messages are not accepted");
 				return -1;
@@ -1233,14 +1254,13 @@ static int process_frames(client *c, unsigned char *buf, size_t len)
 			c->msg_ping = 1;
 			break;
 		case IT_WS_PING:
-			if (rate_hit(c) < 0)
-				return -1;
 			if (client_frame(c, IT_WS_OP_PONG, ev.data, ev.len) < 0)
 				return -1;
 			break;
 		case IT_WS_PONG:
-			if (rate_hit(c) < 0)
-				return -1;
+			/* Only a Pong answers a Ping: other traffic does not
+			 * show that the peer follows the protocol. */
+			c->ping_out = 0;
 			break;
 		case IT_WS_CLOSE:
 			{
@@ -1279,8 +1299,6 @@ static void client_readable(client *c)
 				client_free(c);
 			return;
 		}
-		c->last_rx = B.now;
-		c->ping_out = 0;
 		if (c->state == C_CLOSING)
 			continue; /* after a Close, input is only drained */
 		if (c->state == C_HANDSHAKE) {
@@ -1353,7 +1371,7 @@ static void accept_clients(void)
 		c->h.kind = H_CLIENT;
 		c->fd = fd;
 		c->state = C_HANDSHAKE;
-		c->created = c->last_rx = c->last_tx = c->rate_start = B.now;
+		c->created = c->ping_sent = c->last_tx = c->rate_start = B.now;
 		c->msg_ping = 1;
 		it_list_init(&c->slink);
 		it_list_push(&B.clients, &c->alink);
@@ -1377,6 +1395,7 @@ static void tick(void)
 	it_list *pos, *tmp;
 	int64_t wall = (int64_t)time(NULL);
 	double interval = (double)B.cfg->ws_ping_interval;
+	double pong_timeout = (double)B.cfg->ws_pong_timeout;
 	size_t i;
 
 	it_pgl_tick(&B.pg, B.now);
@@ -1402,14 +1421,19 @@ static void tick(void)
 			break;
 		case C_CHECKING:
 		case C_LIVE:
-			if (c->ping_out && B.now - c->ping_sent >= interval) {
-				/* Nothing came back for a whole interval
-				 * after a Ping: the peer is gone. */
-				it_log_debug("dropping an unresponsive WebSocket");
-				client_free(c);
-			} else if (c->behind && c->out.len > 0 && B.now - c->last_tx >= interval) {
+			if (c->behind && c->out.len > 0 && B.now - c->last_tx >= interval) {
 				client_close(c, IT_WS_CLOSE_TRY_LATER, "Consumer too slow");
-			} else if (!c->ping_out && B.now - c->last_rx >= interval) {
+			} else if (c->ping_out && B.now - c->ping_sent >= pong_timeout) {
+				/* No Pong within ws_pong_timeout: the peer is gone
+				 * or ignores the protocol. Say why, in case it
+				 * still reads, but do not wait long for its Close. */
+				it_log_debug("closing a WebSocket whose Ping went unanswered");
+				if (client_close(c, IT_WS_CLOSE_POLICY, "Ping not answered") == 0)
+					c->close_deadline = B.now + 0.5;
+			} else if (!c->ping_out && B.now - c->ping_sent >= interval) {
+				/* A Ping every ws_ping_interval, however busy the
+				 * client is: a peer that sends but never answers
+				 * is no more alive than a silent one. */
 				static const char payload[] = "keepalive";
 				c->ping_out = 1;
 				c->ping_sent = B.now;

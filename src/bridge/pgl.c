@@ -4,6 +4,7 @@
 #include "bridge/pgl.h"
 
 #include "common/log.h"
+#include "db/db.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -107,6 +108,7 @@ static void lose(it_pgl *p, const char *why)
 	}
 	p->state = ST_DOWN;
 	p->flushing = 0;
+	p->recycle = 0;
 	p->retry_at = mono() + p->backoff * (0.75 + 0.5 * (rand() / (double)RAND_MAX));
 	p->backoff *= 2;
 	if (p->backoff > BACKOFF_MAX)
@@ -234,6 +236,14 @@ static void collect(it_pgl *p)
 					p->hooks.ready(p->arg);
 			} else {
 				p->state = ST_READY;
+				/* Reconnecting is the only way out of a session
+				 * the server has turned against us (read-only
+				 * after a failover, shutting down); the clients
+				 * are resynchronised once it LISTENs again. */
+				if (p->recycle) {
+					lose(p, "the session cannot be trusted");
+					return;
+				}
 			}
 			continue;
 		}
@@ -244,8 +254,11 @@ static void collect(it_pgl *p)
 				lose(p, "LISTEN");
 				return;
 			}
-		} else if (p->hooks.result) {
-			p->hooks.result(p->arg, res);
+		} else {
+			if (it_db_conn_error(res))
+				p->recycle = 1;
+			if (p->hooks.result)
+				p->hooks.result(p->arg, res);
 		}
 		PQclear(res);
 	}

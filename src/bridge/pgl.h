@@ -30,6 +30,7 @@ typedef struct it_pgl {
 	unsigned reg_ev;  /* events it is registered for */
 	int state;	  /* internal: down, connecting, listening, ready, busy */
 	int flushing;	  /* a query is still being written */
+	int recycle;	  /* an answer said the session is no good: reconnect once the statement is done */
 	double retry_at;  /* when to try connecting again (monotonic seconds) */
 	double backoff;	  /* current reconnect delay, seconds */
 	char *channel;

@@ -142,6 +142,8 @@ static int finish_header(it_ws_reader *r)
 	r->hdr_len = 0;
 	r->hdr_need = 0;
 	r->in_payload = 1;
+	if (r->frames < UINT32_MAX)
+		r->frames++;
 	return 0;
 }
 

@@ -70,13 +70,17 @@ typedef struct it_ws_reader {
 	uint8_t msg_opcode;    /* text/binary message in progress, or 0 */
 	uint8_t ctl_len;
 	uint8_t ctl[125];      /* control frame payload */
+	uint32_t frames;       /* frames whose header was read: counted up here, read and reset by the caller */
 } it_ws_reader;
 
 /* Prepares a reader that accepts messages up to max_message bytes. */
 void it_ws_reader_init(it_ws_reader *r, uint64_t max_message);
 
 /* Consumes client-to-server bytes from buf (unmasking payload in place) and
- * describes in *ev the first thing that completed. Returns the number of
+ * describes in *ev the first thing that completed. Every frame whose header
+ * it reads adds one to r->frames, including frames it reports nothing for
+ * (an empty frame inside a fragmented message), so that the caller can hold
+ * every frame against its rate limit; one call may read many such frames. Returns the number of
  * bytes consumed; call again with the rest until it returns with kind
  * IT_WS_MORE, which it does only once all of len is consumed. Returns a
  * negative close code instead when the stream breaks the protocol: -1002

@@ -39,6 +39,7 @@ static const struct key keys[] = {
 	S(url_prefix, ""),
 	S(log_level, "info"),
 	S(allowed_origins, ""),
+	S(server_names, ""),
 	S(bridge_listen, "127.0.0.1:8081"),
 	S(metrics_token, ""),
 	SC(url_signing_key, "", check_signing_key),
@@ -77,6 +78,7 @@ static const struct key keys[] = {
 	I(ws_max_message, 65536, 126, 16777216),
 	I(ws_rate, 100, 1, 1000000),
 	I(ws_ping_interval, 30, 1, 3600),
+	I(ws_pong_timeout, 10, 1, 3600),
 	I(worker_lease, 60, 5, 3600),
 	I(signed_url_ttl, 604800, 300, 31536000),
 };

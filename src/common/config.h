@@ -12,6 +12,7 @@ typedef struct it_config {
 	char *url_prefix;	    /* path before /api/v1 on this site */
 	char *log_level;	    /* error, warn, info, debug */
 	char *allowed_origins;	    /* space-separated; empty: same origin only */
+	char *server_names;	    /* space-separated Host values; empty: any */
 	char *bridge_listen;	    /* host:port of the WebSocket bridge */
 	char *metrics_token;	    /* bearer token for /metrics; empty: open */
 	char *url_signing_key;	    /* HMAC key of signed image URLs (hex/base64); empty: one made in the database */
@@ -50,6 +51,7 @@ typedef struct it_config {
 	int64_t ws_max_message;	    /* largest WebSocket message accepted, bytes */
 	int64_t ws_rate;	    /* WebSocket messages per 10 s per connection */
 	int64_t ws_ping_interval;   /* seconds between server pings */
+	int64_t ws_pong_timeout;    /* seconds a client has to answer a ping */
 	int64_t worker_lease;	    /* seconds a worker's claim on a job lasts */
 	int64_t signed_url_ttl;	    /* seconds a signed file/thumbnail URL lives (at least) */
 } it_config;

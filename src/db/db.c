@@ -1,10 +1,11 @@
-/* db.c: PostgreSQL connections for request threads, with reconnection. */
+/* db.c: PostgreSQL connections for request threads, with reconnection and recycling. */
 #include "config.h"
 
 #include "db/db.h"
 
 #include "common/log.h"
 
+#include <libpq-events.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,6 +14,11 @@
 static char *conninfo;
 static __thread PGconn *thread_conn;
 static __thread time_t thread_last_complaint;
+
+/* The instance data of watch() on a connection: NULL while it is good,
+ * SUSPECT once an answer said its session cannot be trusted. */
+static char suspect_mark;
+#define SUSPECT ((void *)&suspect_mark)
 
 void it_db_configure(const char *ci)
 {
@@ -24,6 +30,63 @@ static void quiet_notices(void *arg, const PGresult *res)
 {
 	(void)arg;
 	(void)res;
+}
+
+int it_db_conn_error(const PGresult *res)
+{
+	const char *s;
+
+	if (res == NULL || PQresultStatus(res) != PGRES_FATAL_ERROR)
+		return 0;
+	s = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+	if (s == NULL || strlen(s) != 5)
+		return 0;
+	/* 25006: the session is read-only. Either the database or role was
+	 * set to default_transaction_read_only when the session began (the
+	 * setting is read once, at connection time), or the server is a
+	 * standby now (a failover left us on the old primary). Only a new
+	 * session can tell whether writes work again. */
+	if (strcmp(s, "25006") == 0)
+		return 1;
+	/* Class 08: connection exceptions. */
+	if (strncmp(s, "08", 2) == 0)
+		return 1;
+	/* 57P01 admin_shutdown, 57P02 crash_shutdown, 57P03 cannot_connect_now,
+	 * 57P04 database_dropped, 57P05 idle_session_timeout: the server ended
+	 * or is ending the session. */
+	if (strncmp(s, "57P0", 4) == 0 && s[4] >= '1' && s[4] <= '5')
+		return 1;
+	/* 25P03: idle_in_transaction_session_timeout ended the session. */
+	return strcmp(s, "25P03") == 0;
+}
+
+/* Sees every result created on a connection made by it_db_connect, whoever
+ * ran the statement (the helpers here, or PQexec directly as the worker
+ * does), and marks the connection when the answer says its session is no
+ * good. A successful PQreset clears the mark. */
+static int watch(PGEventId id, void *info, void *pass)
+{
+	(void)pass;
+	if (id == PGEVT_RESULTCREATE) {
+		PGEventResultCreate *e = info;
+		if (it_db_conn_error(e->result))
+			PQsetInstanceData(e->conn, watch, SUSPECT);
+	} else if (id == PGEVT_CONNRESET) {
+		PGEventConnReset *e = info;
+		PQsetInstanceData(e->conn, watch, NULL);
+	}
+	return 1;
+}
+
+static void complain(PGconn *c)
+{
+	time_t now = time(NULL);
+
+	if (now != thread_last_complaint) {
+		thread_last_complaint = now;
+		/* PQerrorMessage names host and port, never the password. */
+		it_log_warn("database connection failed: %s", PQerrorMessage(c));
+	}
 }
 
 PGconn *it_db_connect(void)
@@ -46,29 +109,51 @@ PGconn *it_db_connect(void)
 	if (c == NULL)
 		return NULL;
 	if (PQstatus(c) != CONNECTION_OK) {
-		time_t now = time(NULL);
-		if (now != thread_last_complaint) {
-			thread_last_complaint = now;
-			/* PQerrorMessage names host and port, never the password. */
-			it_log_warn("database connection failed: %s", PQerrorMessage(c));
-		}
+		complain(c);
 		PQfinish(c);
 		return NULL;
 	}
 	PQsetNoticeReceiver(c, quiet_notices, NULL);
+	if (!PQregisterEventProc(c, watch, "imagetools", NULL))
+		it_log_warn("database: cannot watch the connection's answers; it will not be recycled on errors");
 	return c;
 }
 
 int it_db_broken(PGconn *conn)
 {
-	return conn == NULL || PQstatus(conn) != CONNECTION_OK;
+	return conn == NULL || PQstatus(conn) != CONNECTION_OK || PQinstanceData(conn, watch) == SUSPECT;
+}
+
+/* Whether a transaction may be open on conn: one is, or the connection
+ * broke and nobody can tell. */
+static int maybe_in_transaction(PGconn *conn)
+{
+	return PQtransactionStatus(conn) != PQTRANS_IDLE;
+}
+
+/* Replaces the session of conn with a new one, in place: the PGconn stays
+ * the same object, so every copy of the pointer a caller holds stays valid.
+ * Returns 0, or -1 when the server cannot be reached (conn is then left
+ * broken, to be renewed at its next use). */
+static int renew(PGconn *conn)
+{
+	PQreset(conn);
+	if (PQstatus(conn) != CONNECTION_OK) {
+		complain(conn);
+		return -1;
+	}
+	return 0;
 }
 
 PGconn *it_db_thread_conn(void)
 {
-	if (thread_conn && PQstatus(thread_conn) != CONNECTION_OK) {
-		PQfinish(thread_conn);
-		thread_conn = NULL;
+	/* A broken connection is renewed between transactions, never inside
+	 * one: the caller must see its transaction fail and roll back. */
+	if (thread_conn && it_db_broken(thread_conn)) {
+		if (PQstatus(thread_conn) == CONNECTION_OK && maybe_in_transaction(thread_conn))
+			return thread_conn;
+		if (renew(thread_conn) < 0)
+			return NULL;
 	}
 	if (thread_conn == NULL)
 		thread_conn = it_db_connect();
@@ -84,28 +169,40 @@ void it_db_thread_close(void)
 
 PGresult *it_db_exec(PGconn **connp, int retry, const char *sql, int nparams, const char *const *params)
 {
+	PGconn *conn = *connp;
 	PGresult *res;
+	int renewed = 0;
 
-	if (*connp == NULL)
+	if (conn == NULL)
 		return NULL;
-	res = PQexecParams(*connp, sql, nparams, NULL, params, NULL, NULL, 0);
-	if (retry && PQstatus(*connp) != CONNECTION_OK) {
-		PQclear(res);
-		/* Only the thread's own connection is replaced behind its back. */
-		if (*connp == thread_conn) {
-			PQfinish(thread_conn);
-			thread_conn = it_db_connect();
-			*connp = thread_conn;
-		} else {
-			PQreset(*connp);
-			if (PQstatus(*connp) != CONNECTION_OK)
-				return NULL;
-		}
-		if (*connp == NULL)
+	/* A connection marked suspect by an earlier answer, with no transaction
+	 * open, gets a new session before it is used again. */
+	if (PQstatus(conn) == CONNECTION_OK && it_db_broken(conn) && !maybe_in_transaction(conn)) {
+		if (renew(conn) < 0)
 			return NULL;
-		res = PQexecParams(*connp, sql, nparams, NULL, params, NULL, NULL, 0);
+		renewed = 1;
 	}
-	return res;
+	if (maybe_in_transaction(conn)) {
+		/* Inside a transaction nothing is repeated: on a new session the
+		 * transaction's earlier statements would be gone. The caller
+		 * fails, rolls back, and the connection is renewed at its next
+		 * use. */
+		return PQexecParams(conn, sql, nparams, NULL, params, NULL, NULL, 0);
+	}
+	res = PQexecParams(conn, sql, nparams, NULL, params, NULL, NULL, 0);
+	if (renewed || !it_db_broken(conn))
+		return res;
+	/* Once more on a new session: for statements the caller says are safe
+	 * to repeat, and for any statement the server refused because of the
+	 * session's state (an error answer outside a transaction means nothing
+	 * was done, so repeating it is safe). A connection that broke without
+	 * an answer may or may not have run the statement. */
+	if (!retry && !it_db_conn_error(res))
+		return res;
+	PQclear(res);
+	if (renew(conn) < 0)
+		return NULL;
+	return PQexecParams(conn, sql, nparams, NULL, params, NULL, NULL, 0);
 }
 
 PGresult *it_db_exec_bin(PGconn *conn, const char *sql, int nparams, const char *const *values,
@@ -129,10 +226,19 @@ const char *it_db_sqlstate(const PGresult *res)
 
 int it_db_begin(PGconn **connp)
 {
-	PGresult *res = it_db_exec(connp, 1, "BEGIN", 0, NULL);
-	int ok = it_db_ok(res, PGRES_COMMAND_OK);
+	PGresult *res;
+	int ok;
 
-	if (!ok && *connp)
+	if (*connp == NULL)
+		return -1;
+	/* A new transaction starts here, so a broken connection may be
+	 * renewed even when its old transaction's fate is unknown. */
+	if (it_db_broken(*connp) && (PQstatus(*connp) != CONNECTION_OK || !maybe_in_transaction(*connp)) &&
+	    renew(*connp) < 0)
+		return -1;
+	res = it_db_exec(connp, 1, "BEGIN", 0, NULL);
+	ok = it_db_ok(res, PGRES_COMMAND_OK);
+	if (!ok)
 		it_log_warn("BEGIN failed: %s", PQerrorMessage(*connp));
 	PQclear(res);
 	return ok ? 0 : -1;
@@ -141,10 +247,14 @@ int it_db_begin(PGconn **connp)
 int it_db_commit(PGconn *conn)
 {
 	PGresult *res = PQexec(conn, "COMMIT");
-	int ok = it_db_ok(res, PGRES_COMMAND_OK);
+	/* COMMIT of a transaction that already failed answers ROLLBACK, with
+	 * a success status: only the tag tells. */
+	int ok = it_db_ok(res, PGRES_COMMAND_OK) && strcmp(PQcmdStatus(res), "COMMIT") == 0;
 
 	if (!ok)
-		it_log_warn("COMMIT failed: %s", PQerrorMessage(conn));
+		it_log_warn("COMMIT failed: %s", res && PQresultStatus(res) == PGRES_COMMAND_OK
+							  ? "the transaction had failed and was rolled back"
+							  : PQerrorMessage(conn));
 	PQclear(res);
 	return ok ? 0 : -1;
 }

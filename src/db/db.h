@@ -1,6 +1,6 @@
-/* db.h: PostgreSQL connections for request threads, with reconnection. */
-#ifndef IT_DB_H
-#define IT_DB_H
+/* db.h: PostgreSQL connections for request threads, with reconnection and recycling. */
+#ifndef IT_DB_DB_H
+#define IT_DB_DB_H
 
 #include <libpq-fe.h>
 #include <stdint.h>
@@ -11,20 +11,30 @@ void it_db_configure(const char *conninfo);
 
 /* Returns the calling thread's connection, connecting or reconnecting as
  * needed, or NULL when the database cannot be reached (logged, rate-limited).
- * The connection belongs to the thread: never pass it to another one. */
+ * The connection belongs to the thread: never pass it to another one. A
+ * broken connection (it_db_broken) is given a new session in place (the
+ * pointer stays the same, so copies held by callers stay valid), but never
+ * while a transaction is open on it. */
 PGconn *it_db_thread_conn(void);
 
 /* Closes the calling thread's connection, if any. */
 void it_db_thread_close(void);
 
-/* Opens a new connection the caller owns (PQfinish it). NULL on failure. */
+/* Opens a new connection the caller owns (PQfinish it). NULL on failure.
+ * Every connection made here (and so the thread's) is watched: any answer
+ * it_db_conn_error recognises, whoever ran the statement, marks it broken. */
 PGconn *it_db_connect(void);
 
-/* Runs a parameterised statement (text parameters, text results). When the
- * connection turns out to be broken and retry is set, reconnects once and
- * runs it again: only for statements that are safe to repeat (reads, BEGIN).
- * Returns the result (PQclear it) or NULL when there is no connection;
- * *connp is updated after a reconnect. */
+/* Runs a parameterised statement (text parameters, text results). A broken
+ * connection with no transaction open is given a new session first. When no
+ * transaction is open and the connection turns out to be broken by this
+ * statement, it gets a new session and the statement runs once more: when
+ * retry is set (statements safe to repeat: reads, BEGIN, inserts of fresh
+ * ids), or when the server refused the statement for the session's state
+ * (it_db_conn_error: nothing was done). Inside a transaction nothing is
+ * repeated: the result is the failure, the caller rolls back, and the
+ * connection is renewed at its next use. Returns the result (PQclear it) or
+ * NULL when there is no connection. *connp stays the same object. */
 PGresult *it_db_exec(PGconn **connp, int retry, const char *sql, int nparams, const char *const *params);
 
 /* Like it_db_exec but with explicit lengths and formats (1 = binary) for
@@ -35,11 +45,24 @@ PGresult *it_db_exec_bin(PGconn *conn, const char *sql, int nparams, const char 
 /* Returns 1 when res succeeded with the expected status. */
 int it_db_ok(const PGresult *res, ExecStatusType want);
 
-/* Returns 1 when the connection is unusable (the server went away). */
+/* Returns 1 when the connection is unusable: NULL, the server went away, or
+ * an answer on it said its session cannot be trusted (it_db_conn_error).
+ * Owners of their own connections replace such a one (PQfinish and connect,
+ * or PQreset) once no transaction is open on it. */
 int it_db_broken(PGconn *conn);
 
-/* Runs BEGIN (retrying once on a dead connection), COMMIT or ROLLBACK.
- * Return 0 on success, -1 on failure (logged). */
+/* Returns 1 when res (NULL allowed) is an error whose SQLSTATE means the
+ * session, not the statement, is at fault, so that only a new session can
+ * succeed: 25006 read_only_sql_transaction (a database set read-only, or a
+ * standby after a failover), class 08 (connection exceptions), 57P01-57P05
+ * (the server shut down, crashed, is starting, dropped the database, or
+ * timed the session out) and 25P03 (idle in transaction too long). */
+int it_db_conn_error(const PGresult *res);
+
+/* Runs BEGIN (renewing a broken connection first, retrying once on a dead
+ * one), COMMIT or ROLLBACK. Return 0 on success, -1 on failure (logged);
+ * COMMIT fails too when the transaction had already failed (the server then
+ * answers ROLLBACK). */
 int it_db_begin(PGconn **connp);
 int it_db_commit(PGconn *conn);
 void it_db_rollback(PGconn *conn);

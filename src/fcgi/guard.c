@@ -1,8 +1,9 @@
-/* guard.c: checks every API request passes before its handler: Origin and CORS, and the rate-limit answer. */
+/* guard.c: checks every API request passes before its handler: Host, Origin and CORS, and the rate-limit answer. */
 #include "config.h"
 
 #include "fcgi/guard.h"
 
+#include "common/host.h"
 #include "db/db.h"
 #include "db/metrics.h"
 #include "db/ratelimit.h"
@@ -113,6 +114,17 @@ int it_guard_request(it_req *req)
 	int preflight = strcmp(req->method, "OPTIONS") == 0;
 	int same, listed;
 
+	/* DNS rebinding: a page on evil.example whose name later resolves to
+	 * this server is same-origin with itself, so its Origin matches its
+	 * Host, and only the Host tells that the browser thinks it is talking
+	 * to another site. 421 Misdirected Request (RFC 9110 15.5.20) says
+	 * exactly that: this server does not answer for that name. It is
+	 * checked before anything else, preflights included. */
+	if (!it_host_listed(it_g.cfg.server_names, host, host ? strlen(host) : 0)) {
+		it_resp_problem(req, 421, "misdirected-request",
+				"This server does not answer for the host named in the request; see server_names.");
+		return 1;
+	}
 	if (origin == NULL || *origin == '\0') {
 		if (preflight) {
 			/* Not a CORS preflight: say what the API speaks. */

@@ -1,12 +1,14 @@
-/* guard.h: checks every API request passes before its handler: Origin and CORS, and the rate-limit answer (docs/security.md). */
-#ifndef IT_GUARD_H
-#define IT_GUARD_H
+/* guard.h: checks every API request passes before its handler: Host, Origin and CORS, and the rate-limit answer (docs/security.md). */
+#ifndef IT_FCGI_GUARD_H
+#define IT_FCGI_GUARD_H
 
 #include "fcgi/request.h"
 
 #include <stdint.h>
 
-/* Runs before routing. Answers CORS preflights (OPTIONS with an Origin) and
+/* Runs before routing. First refuses a request whose Host header is not
+ * one of server_names (when that is set) with 421 problem+json, before
+ * anything else is looked at. Then answers CORS preflights (OPTIONS with an Origin) and
  * refuses state-changing requests (POST, PATCH, PUT, DELETE) whose Origin is
  * neither this site (the Origin's host equals the Host header) nor listed in
  * allowed_origins (403 problem+json). For an allowed cross-origin request it

@@ -182,7 +182,10 @@ int main(int argc, char **argv)
 		it_wq_job job;
 		int claimed;
 
-		if (w.conn == NULL || PQstatus(w.conn) != CONNECTION_OK) {
+		/* Broken also covers a connection whose session answered that
+		 * it cannot be trusted (read-only after a failover, or the
+		 * server shutting down): only a new session recovers. */
+		if (it_db_broken(w.conn)) {
 			if (w.conn)
 				PQfinish(w.conn);
 			w.conn = connect_listen();
@@ -212,14 +215,15 @@ int main(int argc, char **argv)
 			continue;
 		}
 		if (claimed < 0) {
-			/* A broken connection is replaced at the top of the loop;
-			 * any other failure is not retried in a tight loop. */
+			/* A broken connection is replaced at the top of the loop,
+			 * after a pause: a new session can fail the same way (a
+			 * database still read-only), and neither that nor any
+			 * other failure may spin the loop. */
 			if (once) {
 				rc = 1;
 				break;
 			}
-			if (PQstatus(w.conn) == CONNECTION_OK)
-				sleep(1);
+			sleep(1);
 			continue;
 		}
 		if (once)

@@ -1,10 +1,11 @@
 """test_bridge.py: the WebSocket bridge through lighttpd with a raw-socket client: delivery in order
-exactly once, ping/pong, resume and resync, 4004, Origin, PostgreSQL restart, bridge restart,
-protocol errors, slow consumers and graceful shutdown."""
+exactly once, ping/pong and the Pong deadline, resume and resync, 4004, Origin, PostgreSQL restart,
+bridge restart, protocol errors, floods of empty frames, slow consumers and graceful shutdown."""
 
 import json
 import os
 import re
+import select
 import signal
 import socket
 import struct
@@ -212,6 +213,28 @@ with Stack(tap, bridge=True) as st:
         expect_close(tap, c, code, name)
         c.abort()
 
+    # Endless empty continuation frames: a message that never ends is still counted, frame by
+    # frame, against ws_rate (100 per 10 s here), and the connection is closed with 1008.
+    c = ws(st, sid, last=47)
+    status_first(tap, c, "empty continuation flood")
+    one = frame(OP_CONT, b"", fin=False)
+    c.send_frame(OP_TEXT, "p", fin=False)
+    sent = 0
+    try:
+        while sent < 200000:
+            c.send_raw(one * 5000)
+            sent += 5000
+            if select.select([c.sock], [], [], 0)[0]:
+                break  # the server has answered (its Close): stop sending
+    except OSError:
+        pass
+    try:
+        got = c.expect_close(timeout=10)
+    except (TimeoutError, OSError):
+        got = ("still open", None)
+    tap.is_(got[0], 1008, "empty continuation frames: closed with 1008")
+    c.abort()
+
     # Truncated frames and abrupt closes: nothing to answer, nothing must break.
     for name, data in (("truncated header", b"\x81"), ("truncated length", b"\x81\xfe\x01"),
                        ("truncated payload", frame(OP_TEXT, "hello")[:-2]), ("abrupt close", b"")):
@@ -232,7 +255,7 @@ with Stack(tap, bridge=True) as st:
 
 # ------------------------------------------------------------------ pings, origins list, slow consumers
 
-with Stack(tap, bridge=True, settings={"ws_ping_interval": 1, "allowed_origins": "https://app.example",
+with Stack(tap, bridge=True, settings={"ws_ping_interval": 1, "ws_pong_timeout": 1, "allowed_origins": "https://app.example",
                                        "stream_buffer": "4K", "max_streams_per_session": 3}) as st:
     sid = st.new_session()
     # max_streams_per_session: the fourth socket on one session is told to come back later.
@@ -261,9 +284,47 @@ with Stack(tap, bridge=True, settings={"ws_ping_interval": 1, "allowed_origins":
     dead = ws(st, sid)
     status_first(tap, dead, "client that will not answer")
     dead.auto_pong = False
-    t0 = time.monotonic()
-    tap.ok(dead.eof(6), "a client that never answers Pings is dropped")
-    tap.ok(time.monotonic() - t0 < 4.5, "within about two ping intervals")
+    try:
+        got = dead.expect_close(timeout=10)
+    except TimeoutError:
+        got = (None, "still open")
+    tap.is_(got, (1008, "Ping not answered"), "a client that never answers Pings is closed with 1008")
+    tap.ok(dead.eof(5), "and its connection is dropped")
+
+    # Only a Pong answers a Ping: a client that keeps sending (text pings, its own Pings) but
+    # never answers is closed as well, however busy it is.
+    chatty = ws(st, sid)
+    status_first(tap, chatty, "client that sends but does not answer Pings")
+    chatty.auto_pong = False
+    code = None
+    deadline = time.monotonic() + 10
+    try:
+        while code is None and time.monotonic() < deadline:
+            chatty.send_text("ping")
+            chatty.send_frame(OP_PING, b"me")
+            end = time.monotonic() + 0.3
+            while time.monotonic() < end:
+                try:
+                    op, payload, fin = chatty.recv_frame(max(0.01, end - time.monotonic()))
+                except TimeoutError:
+                    break
+                if op == OP_CLOSE:
+                    code = struct.unpack("!H", payload[:2])[0]
+                    break
+    except (EOFError, OSError):
+        pass
+    tap.is_(code, 1008, "a client that sends but never answers Pings is closed with 1008")
+    chatty.abort()
+    polite = ws(st, sid)
+    status_first(tap, polite, "client that sends and answers Pings")
+    answers = []
+    for _ in range(10):
+        polite.send_text("ping")
+        answers.append(polite.recv_text())
+        time.sleep(0.3)
+    tap.is_(answers, ["pong"] * 10, "a busy client answering Pings stays connected")
+    tap.ok(polite.pings >= 2, "it was pinged while busy (%d Pings)" % polite.pings)
+    polite.close()
 
     # A consumer that does not read: it is cut off with 1013 (or dropped), and
     # resuming by id then gives it the rest without gaps or duplicates.
@@ -311,7 +372,8 @@ with Stack(tap, bridge=True, settings={"ws_ping_interval": 1, "allowed_origins":
     except (EOFError, AttributeError, TimeoutError):
         pass
     evs = [e for e in got if "id" in e]
-    tap.ok(close_code in (1013, None) and 0 < len(evs) < n_events,
+    # It stops answering Pings too: whichever limit comes first closes it.
+    tap.ok(close_code in (1013, 1008, None) and 0 < len(evs) < n_events,
            "a consumer that stops reading is cut off (code %r after %d events)" % (close_code, len(evs)))
     tap.is_(ids(evs), list(range(1, len(evs) + 1)), "what it got was in order, without gaps")
     c = ws(st, sid, last=len(evs), origin="https://app.example")

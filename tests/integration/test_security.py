@@ -1,5 +1,6 @@
-"""test_security.py: rate limits shared by processes and nodes, Origin and CORS, security headers,
-log redaction and /metrics across processes, against real lighttpd + PostgreSQL."""
+"""test_security.py: rate limits shared by processes and nodes, Origin and CORS, the Host allow-list
+(server_names), Range requests passing lighttpd untouched, security headers, log redaction and
+/metrics across processes, against real lighttpd + PostgreSQL."""
 
 import json
 import os
@@ -11,7 +12,7 @@ import time
 
 from harness import Stack, Tap, wait_for
 from uploads_util import png_bytes
-from worker_util import jpeg_bytes, put_image, start_operation, wait_operation
+from worker_util import _multipart, jpeg_bytes, put_image, start_operation, wait_operation
 from wsclient import HandshakeError, WsClient
 
 tap = Tap()
@@ -501,5 +502,98 @@ with Stack(tap, bridge=True, worker=True, settings={"allowed_origins": "https://
     tap.is_(m2.get(ws_open, 0), 0.0, "a closed WebSocket leaves the gauge")
     tap.ok(m2.get("imagetools_origin_refused_total", 0) >= m0.get("imagetools_origin_refused_total", 0) + 1,
            "the bridge's Origin refusals are counted")
+
+
+# ---------------------------------------------------------------- server_names: the Host allow-list
+NAMES = "127.0.0.1 [::1] app.example:8080 tls.example:443"
+# A small thumbnail, answered whole at once: the answer lighttpd would cut to a Range.
+with Stack(tap, bridge=True, settings={"server_names": '"%s"' % NAMES, "thumbnail_size": 64}) as st:
+    def with_host(method, path, host, extra=None):
+        h = {"Host": host, "Content-Length": "0"}
+        h.update(extra or {})
+        return st.request(method, path, body=b"" if method == "POST" else None, headers=h)
+
+    before = st.sql("SELECT count(*) FROM sessions")
+    # DNS rebinding: a page on evil.example, whose name now resolves to this server, is
+    # same-origin with itself, so its Origin matches its Host.
+    r = with_host("POST", "/api/v1/sessions", "evil.example", {"Origin": "http://evil.example"})
+    b = st.is_problem(r, 421, "DNS rebinding: Host evil.example with a matching Origin")
+    tap.like((b or {}).get("type", ""), "misdirected-request$", "421: problem slug")
+    tap.is_((b or {}).get("title"), "Misdirected Request", "421: title")
+    r = with_host("POST", "/api/v1/sessions", "evil.example:%d" % st.port, {"Origin": "http://evil.example:%d" % st.port})
+    st.is_problem(r, 421, "DNS rebinding on the server's own port")
+    tap.is_(st.sql("SELECT count(*) FROM sessions"), before, "the refused requests stored nothing")
+    st.is_problem(with_host("GET", "/api/v1/health", "evil.example"), 421, "every API request is checked (health)")
+    st.is_problem(with_host("OPTIONS", "/api/v1/sessions", "evil.example",
+                            {"Origin": "http://evil.example", "Access-Control-Request-Method": "POST"}),
+                  421, "a preflight with an unlisted Host")
+    sid = st.new_session()
+    st.is_problem(with_host("GET", "/api/v1/sessions/" + sid, "evil.example"), 421,
+                  "reads are refused too (before the session is looked at)")
+    for host in ("127.0.0.1:%d" % st.port, "127.0.0.1", "[::1]:%d" % st.port, "[::1]", "app.example:8080",
+                 "APP.example:8080", "tls.example", "tls.example:443"):
+        r = with_host("POST", "/api/v1/sessions", host)
+        tap.is_(r.status, 201, "Host %s is listed" % host.replace(str(st.port), "<port>"))
+    for host in ("app.example", "app.example:9090", "tls.example:8443", "127.0.0.1.evil.example", "[::2]:%d" % st.port):
+        st.is_problem(with_host("POST", "/api/v1/sessions", host), 421,
+                      "Host %s is not listed" % host.replace(str(st.port), "<port>"))
+    # HTTP/1.0 without Host: nothing names the site.
+    s = socket.create_connection(("127.0.0.1", st.port), timeout=10)
+    s.sendall(b"GET /api/v1/health HTTP/1.0\r\n\r\n")
+    data = b""
+    while True:
+        chunk = s.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+    s.close()
+    tap.like(data.split(b"\r\n", 1)[0].decode("latin-1"), r"^HTTP/1\.[01] 421", "a request without Host gets 421")
+    # The bridge checks the same list, through lighttpd and directly.
+    for port, where in ((st.port, "through lighttpd"), (st.bridge_port, "directly")):
+        try:
+            WsClient.connect("127.0.0.1", port, "/api/v1/ws/" + sid, origin="http://evil.example",
+                             host_header="evil.example").close()
+            tap.ok(False, "a WebSocket upgrade with Host evil.example is refused %s" % where)
+        except HandshakeError as e:
+            tap.is_(e.status, 421, "a WebSocket upgrade with Host evil.example is refused %s" % where)
+            tap.is_(e.headers.get("content-type"), "application/problem+json", "421 upgrade: problem+json")
+            tap.like(e.body.decode("utf-8", "replace"), "misdirected-request", "421 upgrade: problem slug")
+        ws = WsClient.connect("127.0.0.1", port, "/api/v1/ws/" + sid, host_header="[::1]:%d" % port,
+                              origin="http://[::1]:%d" % port)
+        tap.is_(ws.recv_json().get("type"), "connection.status", "a WebSocket with a listed Host opens %s" % where)
+        ws.close()
+
+    # ------------------------------------------------------------ Range at the front end
+    # lighttpd must pass the API's answers untouched: no 206 cut by lighttpd from a complete
+    # 200 (the thumbnail), no HTML 416 of its own. /file answers Range itself.
+    data = jpeg_bytes(300, 200)
+    r = st.request("POST", "/api/v1/images", body=_multipart(sid, "r.jpg", data),
+                   headers={"Content-Type": "multipart/form-data; boundary=itboundary"})
+    tap.is_(r.status, 201, "an image for the Range checks")
+    im = r.json()["images"][0] if r.status == 201 else {}
+    thumb_url, file_url = im.get("thumbnail_url", ""), im.get("file_url", "")
+    whole_thumb = st.request("GET", thumb_url)
+    tap.is_(whole_thumb.status, 200, "the thumbnail without Range")
+    for rng in ("bytes=0-9", "bytes=-5", "bytes=0-1,5-6", "bytes=999999-", "bytes=abc", "lines=1-2"):
+        r = st.request("GET", thumb_url, headers={"Range": rng})
+        tap.ok(r.status == 200 and r.body == whole_thumb.body and r.header("Content-Range") is None,
+               "thumbnail with Range %s: 200 with the whole body (got %d %s)"
+               % (rng, r.status, r.header("Content-Type")))
+    r = st.request("GET", file_url, headers={"Range": "bytes=0-9"})
+    tap.is_((r.status, r.header("Content-Range"), r.body), (206, "bytes 0-9/%d" % len(data), data[:10]),
+            "/file with bytes=0-9: 206 with the first ten bytes")
+    r = st.request("GET", file_url, headers={"Range": "bytes=-5"})
+    tap.is_((r.status, r.body), (206, data[-5:]), "/file with bytes=-5: 206 with the last five bytes")
+    r = st.request("GET", file_url, headers={"Range": "bytes=%d-" % len(data)})
+    st.is_problem(r, 416, "/file with a Range past the end")
+    tap.is_(r.header("Content-Range"), "bytes */%d" % len(data), "416 names the size")
+    for rng in ("bytes=abc", "bytes=5-2", "bytes=0-1,5-6", "bytes=--1", "lines=1-2", "bytes=" + "9" * 40 + "-"):
+        r = st.request("GET", file_url, headers={"Range": rng})
+        ct = (r.header("Content-Type") or "").split(";")[0]
+        good = ((r.status == 200 and r.body == data) or
+                (r.status == 416 and ct == "application/problem+json") or
+                (r.status == 206 and ct.startswith("multipart/byteranges")))
+        tap.ok(good, "/file with Range %s: the whole file or 416 problem+json, never HTML (got %d %s)"
+               % (rng, r.status, ct))
 
 tap.done()

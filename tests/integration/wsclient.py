@@ -67,10 +67,12 @@ class WsClient:
         self.auto_pong = True
 
     @classmethod
-    def connect(cls, host, port, path, origin=None, headers=None, timeout=10.0, version="13", key=None):
+    def connect(cls, host, port, path, origin=None, headers=None, timeout=10.0, version="13", key=None,
+                host_header=None):
+        """host_header replaces the Host header (host:port by default)."""
         sock = socket.create_connection((host, port), timeout=timeout)
         key = key or base64.b64encode(os.urandom(16)).decode()
-        lines = ["GET %s HTTP/1.1" % path, "Host: %s:%d" % (host, port), "Upgrade: websocket",
+        lines = ["GET %s HTTP/1.1" % path, "Host: " + (host_header or "%s:%d" % (host, port)), "Upgrade: websocket",
                  "Connection: Upgrade", "Sec-WebSocket-Key: " + key, "Sec-WebSocket-Version: " + version]
         if origin:
             lines.append("Origin: " + origin)

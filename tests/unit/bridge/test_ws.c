@@ -205,6 +205,80 @@ static void test_frames(void)
 	check_stream(in, n, 100000, 0, want, "64-bit length");
 }
 
+/* Feeds in to a fresh reader in pieces of chunk bytes (each right before an
+ * unmapped page) and returns the frames it counted, -1 on an error; *events
+ * gets the number of events it reported. */
+static long count_frames(const unsigned char *in, size_t n, size_t chunk, long *events)
+{
+	it_ws_reader r;
+	size_t off = 0;
+	long frames = 0;
+
+	*events = 0;
+	it_ws_reader_init(&r, 1024);
+	while (off < n) {
+		size_t take = n - off < chunk ? n - off : chunk, mapped, used = 0;
+		unsigned char *g = guard_copy(in + off, take, &mapped);
+		int bad = 0;
+
+		for (;;) {
+			it_ws_event ev;
+			ssize_t k = it_ws_read(&r, g + used, take - used, &ev);
+			if (k < 0) {
+				bad = 1;
+				break;
+			}
+			used += (size_t)k;
+			frames += r.frames;
+			r.frames = 0;
+			if (ev.kind == IT_WS_MORE)
+				break;
+			(*events)++;
+		}
+		guard_free(g, take, mapped);
+		if (bad)
+			return -1;
+		off += take;
+	}
+	return frames;
+}
+
+/* Every frame is counted, also those the reader reports nothing for, so
+ * that the bridge can hold each against ws_rate: a message that never ends
+ * (endless empty continuation frames) is otherwise never counted at all. */
+static void test_frame_count(void)
+{
+	static unsigned char in[1200 * 6 + 64];
+	size_t n = 0, chunks[] = {1, 2, 5, 6, 7, 4096, sizeof(in)};
+	long frames, events;
+	int i, same = 1;
+
+	n += frame(in + n, 0x01, "p", 1, 1);
+	for (i = 0; i < 1200; i++)
+		n += frame(in + n, 0x00, "", 0, 1);
+	frames = count_frames(in, n, n, &events);
+	is_int((int)frames, 1201, "frame count: a text frame and 1200 empty continuations are 1201 frames");
+	is_int((int)events, 1, "frame count: of which only the first reports anything");
+	for (i = 0; i < (int)(sizeof(chunks) / sizeof(chunks[0])); i++) {
+		long e;
+		if (count_frames(in, n, chunks[i], &e) != 1201)
+			same = 0;
+	}
+	ok(same, "frame count: the same at every piece size");
+
+	n = frame(in, 0x89, "", 0, 1);
+	n += frame(in + n, 0x8A, "x", 1, 1);
+	n += frame(in + n, 0x81, "", 0, 1);
+	n += frame(in + n, 0x01, "a", 1, 1);
+	n += frame(in + n, 0x80, "b", 1, 1);
+	frames = count_frames(in, n, 3, &events);
+	is_int((int)frames, 5, "frame count: control, empty and fragmented frames count one each");
+
+	n = frame(in, 0x81, "ab", 2, 1);
+	frames = count_frames(in, n - 1, 1, &events);
+	is_int((int)frames, 1, "frame count: a frame counts once its header is in, before its payload");
+}
+
 static void test_errors(void)
 {
 	unsigned char in[512];
@@ -303,6 +377,7 @@ int main(void)
 {
 	test_utf8();
 	test_frames();
+	test_frame_count();
 	test_errors();
 	test_truncated();
 	test_encode();

@@ -1,0 +1,103 @@
+/* host.c: the Host allow-list (server_names): whether a Host header names this site. */
+#include "config.h"
+
+#include "common/host.h"
+
+#include <string.h>
+#include <strings.h>
+
+/* A Host value or list entry split into its name and port. */
+typedef struct hostport {
+	const char *name;
+	size_t name_len;
+	const char *port; /* digits, or NULL when there is no port */
+	size_t port_len;
+} hostport;
+
+/* Splits s (n bytes) into name and port. Returns 0, or -1 when s is not
+ * host[:port] with host a reg-name, an IPv4 address or [IPv6]. Only the
+ * shape is checked: a name with odd characters simply matches no entry. */
+static int split(const char *s, size_t n, hostport *hp)
+{
+	const char *end = s + n, *p;
+
+	memset(hp, 0, sizeof(*hp));
+	if (n == 0)
+		return -1;
+	if (s[0] == '[') {
+		p = memchr(s, ']', n);
+		if (p == NULL || p == s + 1)
+			return -1;
+		hp->name = s;
+		hp->name_len = (size_t)(p - s) + 1;
+		p++;
+	} else {
+		p = memchr(s, ':', n);
+		if (p == NULL)
+			p = end;
+		hp->name = s;
+		hp->name_len = (size_t)(p - s);
+		if (hp->name_len == 0)
+			return -1;
+	}
+	if (p < end) {
+		size_t i;
+		if (*p != ':')
+			return -1;
+		hp->port = p + 1;
+		hp->port_len = (size_t)(end - p - 1);
+		if (hp->port_len == 0 || hp->port_len > 5)
+			return -1;
+		for (i = 0; i < hp->port_len; i++)
+			if (hp->port[i] < '0' || hp->port[i] > '9')
+				return -1;
+	}
+	/* User info, paths, queries, spaces and control characters have no
+	 * place in a Host header. */
+	for (p = hp->name; p < hp->name + hp->name_len; p++)
+		if (*p == '@' || *p == '/' || *p == '?' || *p == '#' || *p == '\\' || (unsigned char)*p <= ' ' ||
+		    *p == 0x7f)
+			return -1;
+	return 0;
+}
+
+static int port_is(const hostport *hp, const char *port)
+{
+	return hp->port_len == strlen(port) && memcmp(hp->port, port, hp->port_len) == 0;
+}
+
+static int entry_matches(const hostport *e, const hostport *h)
+{
+	if (e->name_len != h->name_len || strncasecmp(e->name, h->name, e->name_len) != 0)
+		return 0;
+	if (e->port == NULL)
+		return 1;
+	if (h->port == NULL)
+		return port_is(e, "80") || port_is(e, "443");
+	return e->port_len == h->port_len && memcmp(e->port, h->port, e->port_len) == 0;
+}
+
+int it_host_listed(const char *list, const char *host, size_t hlen)
+{
+	const char *p = list;
+	hostport h;
+
+	if (list == NULL || strspn(list, " \t") == strlen(list))
+		return 1;
+	if (host == NULL || split(host, hlen, &h) < 0)
+		return 0;
+	if (h.name[0] != '[' && h.name_len > 1 && h.name[h.name_len - 1] == '.')
+		h.name_len--;
+	while (*p) {
+		hostport e;
+		size_t n;
+
+		while (*p == ' ' || *p == '\t')
+			p++;
+		n = strcspn(p, " \t");
+		if (n && split(p, n, &e) == 0 && entry_matches(&e, &h))
+			return 1;
+		p += n;
+	}
+	return 0;
+}
