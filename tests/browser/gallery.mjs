@@ -111,13 +111,13 @@ run(async (context) => {
     ok(srcs.length >= 2 && srcs.every((s) => /\/thumbnail\?v=\d+&exp=\d+&sig=[\w-]{43}$/.test(s)),
       'the thumbnails are the signed URLs the server handed out');
 
-    const up = await ctl('curl_upload', { session: sid, filename: 'photo.jpg', source: 'android_app', seed: 3 });
+    const up = await ctl('curl_upload', { session: sid, filename: 'photo.png', source: 'android_app', seed: 3 });
     is(up.status, 201, 'curl uploads as the Android app');
     for (const [p, tab] of [[a, 'first'], [b, 'second']]) {
-      ok(await until(async () => (await galleryNames(p)).includes('photo.jpg') || null),
+      ok(await until(async () => (await galleryNames(p)).includes('photo.png') || null),
         `the curl upload appears in the ${tab} tab`);
-      ok(await until(async () => (await toasts(p)).includes('New image from Android app: photo.jpg') || null),
-        `the ${tab} tab shows "New image from Android app: photo.jpg"`);
+      ok(await until(async () => (await toasts(p)).includes('New image from Android app: photo.png') || null),
+        `the ${tab} tab shows "New image from Android app: photo.png"`);
     }
 
     const hostile = await ctl('curl_upload', { session: sid, filename: XSS_NAME, source: 'cli', seed: 4 });

@@ -114,7 +114,7 @@ with Stack(tap, settings=SETTINGS, worker=True) as st:
     op = r.json().get("operation_id") or r.json().get("id") if r.status == 202 else None
 
     def op_done():
-        o = st.request("GET", "/api/v1/operations/%s" % op).json()
+        o = st.request("GET", "/api/v1/operations/%s" % op, headers={"Authorization": "Bearer " + sid}).json()
         return o.get("status") in ("completed", "failed", "cancelled") and o
 
     done = None

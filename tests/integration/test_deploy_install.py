@@ -131,7 +131,8 @@ try:
         with open(conf, "w") as f:
             f.write(uncommented)
         env = dict(os.environ, IMAGETOOLS_CONFIG=conf, REQUEST_METHOD="GET", QUERY_STRING="",
-                   REQUEST_URI="/imagetools/api/v1/health", GATEWAY_INTERFACE="CGI/1.1", REMOTE_ADDR="127.0.0.1")
+                   REQUEST_URI="/imagetools/api/v1/health", GATEWAY_INTERFACE="CGI/1.1", REMOTE_ADDR="127.0.0.1",
+                   HTTP_HOST=re.search(r"(?m)^server_names = (\S+)", uncommented).group(1))
         p = subprocess.run([fcgi], env=env, stdin=subprocess.DEVNULL, capture_output=True, timeout=30)
         out = p.stdout.decode(errors="replace")
         tap.like(out, r"^Status: 200 OK\r\n", "the installed imagetools.fcgi runs with every example key set")
