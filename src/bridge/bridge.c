@@ -12,6 +12,7 @@
 #include "common/id.h"
 #include "common/list.h"
 #include "common/log.h"
+#include "common/origin.h"
 #include "db/metrics.h"
 #include "db/eventlog.h"
 
@@ -928,42 +929,14 @@ static void pg_notify(void *arg, const char *payload)
 
 /* ------------------------------------------------------------ the upgrade */
 
-/* Whether origin (the Origin header) may open a socket. */
+/* Whether origin (the Origin header) may open a socket: the rule
+ * imagetools.fcgi applies too (src/common/origin.h). */
 static int origin_allowed(const it_http_request *req)
 {
-	const it_http_header *o = it_http_find(req, "Origin"), *h;
-	const char *list = B.cfg->allowed_origins, *p, *host;
-	size_t hl, ol;
+	const it_http_header *o = it_http_find(req, "Origin"), *h = it_http_find(req, "Host");
 
-	/* Browsers always send Origin; programs that do not are not subject
-	 * to the cross-site attacks the check is about. */
-	if (o == NULL)
-		return 1;
-	if (list && *list) {
-		for (p = list; *p;) {
-			size_t n;
-			while (*p == ' ' || *p == '\t')
-				p++;
-			n = strcspn(p, " \t");
-			if (n == 1 && *p == '*')
-				return 1;
-			if (n && n == o->value_len && strncasecmp(p, o->value, n) == 0)
-				return 1;
-			p += n;
-		}
-		return 0;
-	}
-	/* Same origin: the host (and port) in Origin equals Host. */
-	h = it_http_find(req, "Host");
-	if (h == NULL)
-		return 0;
-	host = memchr(o->value, ':', o->value_len);
-	if (host == NULL || (size_t)(o->value + o->value_len - host) < 3 || host[1] != '/' || host[2] != '/')
-		return 0;
-	host += 3;
-	ol = (size_t)(o->value + o->value_len - host);
-	hl = h->value_len;
-	return ol == hl && strncasecmp(host, h->value, hl) == 0;
+	return it_origin_check(o ? o->value : NULL, o ? o->value_len : 0, h ? h->value : NULL, h ? h->value_len : 0,
+			       B.cfg->allowed_origins) != IT_ORIGIN_REFUSED;
 }
 
 /* Parses ?last_event_id=N out of query (may be NULL). Returns 0 with *out

@@ -6,18 +6,9 @@
 #include <string.h>
 #include <strings.h>
 
-/* A Host value or list entry split into its name and port. */
-typedef struct hostport {
-	const char *name;
-	size_t name_len;
-	const char *port; /* digits, or NULL when there is no port */
-	size_t port_len;
-} hostport;
-
-/* Splits s (n bytes) into name and port. Returns 0, or -1 when s is not
- * host[:port] with host a reg-name, an IPv4 address or [IPv6]. Only the
- * shape is checked: a name with odd characters simply matches no entry. */
-static int split(const char *s, size_t n, hostport *hp)
+/* Only the shape is checked: a name with odd characters simply matches no
+ * entry. */
+int it_host_split(const char *s, size_t n, it_hostport *hp)
 {
 	const char *end = s + n, *p;
 
@@ -61,12 +52,12 @@ static int split(const char *s, size_t n, hostport *hp)
 	return 0;
 }
 
-static int port_is(const hostport *hp, const char *port)
+static int port_is(const it_hostport *hp, const char *port)
 {
 	return hp->port_len == strlen(port) && memcmp(hp->port, port, hp->port_len) == 0;
 }
 
-static int entry_matches(const hostport *e, const hostport *h)
+static int entry_matches(const it_hostport *e, const it_hostport *h)
 {
 	if (e->name_len != h->name_len || strncasecmp(e->name, h->name, e->name_len) != 0)
 		return 0;
@@ -80,22 +71,22 @@ static int entry_matches(const hostport *e, const hostport *h)
 int it_host_listed(const char *list, const char *host, size_t hlen)
 {
 	const char *p = list;
-	hostport h;
+	it_hostport h;
 
 	if (list == NULL || strspn(list, " \t") == strlen(list))
 		return 1;
-	if (host == NULL || split(host, hlen, &h) < 0)
+	if (host == NULL || it_host_split(host, hlen, &h) < 0)
 		return 0;
 	if (h.name[0] != '[' && h.name_len > 1 && h.name[h.name_len - 1] == '.')
 		h.name_len--;
 	while (*p) {
-		hostport e;
+		it_hostport e;
 		size_t n;
 
 		while (*p == ' ' || *p == '\t')
 			p++;
 		n = strcspn(p, " \t");
-		if (n && split(p, n, &e) == 0 && entry_matches(&e, &h))
+		if (n && it_host_split(p, n, &e) == 0 && entry_matches(&e, &h))
 			return 1;
 		p += n;
 	}

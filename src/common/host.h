@@ -4,6 +4,23 @@
 
 #include <stddef.h>
 
+/* A Host value (or the host[:port] part of an origin) split into its name and
+ * port. Both point into the string given to it_host_split. */
+typedef struct it_hostport {
+	const char *name; /* a reg-name, an IPv4 address or "[IPv6]" (brackets kept) */
+	size_t name_len;
+	const char *port; /* 1 to 5 digits, or NULL when there is no port */
+	size_t port_len;
+} it_hostport;
+
+/* Splits s (n bytes, not necessarily NUL-terminated) into *hp. Returns 0, or
+ * -1 when s is not host[:port] with host a non-empty reg-name, an IPv4
+ * address or a bracketed IPv6 address: user info, a path, a query, a
+ * fragment, a backslash, spaces or control characters, an unbracketed IPv6
+ * address or a port that is not 1 to 5 digits. Only the shape is checked.
+ * Never reads outside s. */
+int it_host_split(const char *s, size_t n, it_hostport *hp);
+
 /* Returns 1 when host (a Host header value of hlen bytes, not necessarily
  * NUL-terminated; NULL allowed) is one of the names in list, else 0.
  *

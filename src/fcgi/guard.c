@@ -4,6 +4,7 @@
 #include "fcgi/guard.h"
 
 #include "common/host.h"
+#include "common/origin.h"
 #include "db/db.h"
 #include "db/metrics.h"
 #include "db/ratelimit.h"
@@ -13,94 +14,36 @@
 #include <string.h>
 #include <strings.h>
 
-/* What a cross-origin page may send and read. Last-Event-ID lets a
- * polyfilled EventSource resume; Authorization carries the metrics token. */
+/* What a cross-origin page may send and read. A browser refuses the whole
+ * request when its preflight asks for one header not listed here, and
+ * upload libraries add theirs to every request: Dropzone and Fine Uploader
+ * send Cache-Control and X-Requested-With (Fine Uploader also X-File-Name
+ * and X-Mime-Type), jQuery File Upload Content-Range and
+ * Content-Disposition for chunks, tus-js-client (and Uppy's tus plugin, and
+ * FilePond's chunks) the tus headers, X-HTTP-Method-Override in place of
+ * PATCH, and Upload-Complete with Upload-Draft-Interop-Version for the IETF
+ * resumable upload draft. Last-Event-ID lets a polyfilled EventSource
+ * resume; Authorization carries the metrics token; Range, If-Range and
+ * If-None-Match make downloads resumable and cacheable. Listing a header
+ * the API does not read costs nothing: the request is answered as if it
+ * were not there. */
 #define ALLOW_METHODS "GET, POST, PATCH, DELETE, OPTIONS"
-#define ALLOW_HEADERS "Content-Type, Last-Event-ID, Authorization"
-#define EXPOSE_HEADERS "Location, Retry-After, ETag, Content-Disposition"
+#define ALLOW_HEADERS                                                                                              \
+	"Content-Type, Last-Event-ID, Authorization, Cache-Control, X-Requested-With, X-File-Name, X-Mime-Type, "   \
+	"Content-Range, Content-Disposition, Range, If-Range, If-None-Match, X-HTTP-Method-Override, "             \
+	"Tus-Resumable, Upload-Length, Upload-Offset, Upload-Metadata, Upload-Checksum, Upload-Defer-Length, "     \
+	"Upload-Concat, Upload-Name, Upload-Complete, Upload-Draft-Interop-Version"
+/* Response headers a cross-origin page may read besides the CORS-safelisted
+ * ones: where a new resource is (Location), when to retry (Retry-After),
+ * download metadata, and the tus headers a resumable upload needs to go on
+ * (its offset and length, the server's version, extensions and limits). */
+#define EXPOSE_HEADERS                                                                                             \
+	"Location, Retry-After, ETag, Content-Disposition, Content-Range, Upload-Offset, Upload-Length, "          \
+	"Upload-Metadata, Upload-Expires, Upload-Complete, Tus-Resumable, Tus-Version, Tus-Extension, "            \
+	"Tus-Max-Size, Tus-Checksum-Algorithm"
 /* Browsers cap this anyway (Chromium: 2 h); ten minutes keeps a changed
  * allowed_origins effective soon. */
 #define PREFLIGHT_MAX_AGE "600"
-
-/* Whether entry (n bytes) is a scheme wildcard (a scheme other than http and
- * https, then ":", "//" and a star), and origin is "<scheme>://<host>" with
- * that scheme. Firefox gives each installation of an add-on its own random
- * moz-extension:// host, so an add-on can only be allowed by its scheme. Only a browser extension can
- * present such an origin; web pages cannot, and a wildcard for http(s) would
- * switch the check off, so it is not offered. */
-static int scheme_wildcard(const char *entry, size_t n, const char *origin)
-{
-	size_t slen;
-	const char *host;
-
-	if (n < 5 || memcmp(entry + n - 4, "://*", 4) != 0)
-		return 0;
-	slen = n - 4;
-	if ((slen == 4 && strncasecmp(entry, "http", 4) == 0) || (slen == 5 && strncasecmp(entry, "https", 5) == 0))
-		return 0;
-	if (strncasecmp(origin, entry, slen + 3) != 0)
-		return 0;
-	host = origin + slen + 3;
-	return *host != '\0' && strpbrk(host, "/?#@ \t") == NULL;
-}
-
-int it_guard_origin_listed(const char *allowed, const char *origin)
-{
-	size_t olen;
-	const char *p = allowed;
-
-	if (allowed == NULL || origin == NULL || *origin == '\0' || strcmp(origin, "null") == 0)
-		return 0;
-	olen = strlen(origin);
-	while (*p) {
-		size_t n;
-		while (*p == ' ' || *p == '\t')
-			p++;
-		n = strcspn(p, " \t");
-		if (n == olen && strncasecmp(p, origin, n) == 0)
-			return 1;
-		if (scheme_wildcard(p, n, origin))
-			return 1;
-		p += n;
-	}
-	return 0;
-}
-
-/* Length of s without a default port (":80" after http, ":443" after https,
- * either after a bare Host value). */
-static size_t strip_default_port(const char *s, size_t n, int scheme_https)
-{
-	if (n > 3 && memcmp(s + n - 3, ":80", 3) == 0 && scheme_https != 1)
-		return n - 3;
-	if (n > 4 && memcmp(s + n - 4, ":443", 4) == 0 && scheme_https != 0)
-		return n - 4;
-	return n;
-}
-
-int it_guard_same_origin(const char *origin, const char *host)
-{
-	const char *auth;
-	size_t alen, hlen;
-	int https;
-
-	if (origin == NULL || host == NULL || *host == '\0')
-		return 0;
-	if (strncasecmp(origin, "http://", 7) == 0) {
-		auth = origin + 7;
-		https = 0;
-	} else if (strncasecmp(origin, "https://", 8) == 0) {
-		auth = origin + 8;
-		https = 1;
-	} else {
-		return 0;
-	}
-	/* An Origin is scheme://host[:port] and nothing else. */
-	if (strpbrk(auth, "/?#@") != NULL || *auth == '\0')
-		return 0;
-	alen = strip_default_port(auth, strlen(auth), https);
-	hlen = strip_default_port(host, strlen(host), -1);
-	return alen == hlen && strncasecmp(auth, host, alen) == 0;
-}
 
 static int state_changing(const char *method)
 {
@@ -112,7 +55,7 @@ int it_guard_request(it_req *req)
 	const char *origin = it_req_env(req, "HTTP_ORIGIN");
 	const char *host = it_req_env(req, "HTTP_HOST");
 	int preflight = strcmp(req->method, "OPTIONS") == 0;
-	int same, listed;
+	it_origin_verdict verdict;
 
 	/* DNS rebinding: a page on evil.example whose name later resolves to
 	 * this server is same-origin with itself, so its Origin matches its
@@ -125,7 +68,9 @@ int it_guard_request(it_req *req)
 				"This server does not answer for the host named in the request; see server_names.");
 		return 1;
 	}
-	if (origin == NULL || *origin == '\0') {
+	verdict = it_origin_check(origin, origin ? strlen(origin) : 0, host, host ? strlen(host) : 0,
+				  it_g.cfg.allowed_origins);
+	if (verdict == IT_ORIGIN_ABSENT) {
 		if (preflight) {
 			/* Not a CORS preflight: say what the API speaks. */
 			it_resp_header(req, "Allow", ALLOW_METHODS);
@@ -134,9 +79,7 @@ int it_guard_request(it_req *req)
 		}
 		return 0;
 	}
-	same = it_guard_same_origin(origin, host);
-	listed = it_guard_origin_listed(it_g.cfg.allowed_origins, origin);
-	if (!same && !listed) {
+	if (verdict == IT_ORIGIN_REFUSED) {
 		if (preflight || state_changing(req->method)) {
 			it_metrics_inc("imagetools_origin_refused_total", NULL, 1);
 			it_resp_problem(req, 403, "origin-not-allowed",
@@ -147,7 +90,7 @@ int it_guard_request(it_req *req)
 		 * Access-Control-Allow-Origin the browser keeps it from the page. */
 		return 0;
 	}
-	if (listed && !same) {
+	if (verdict == IT_ORIGIN_LISTED) {
 		it_resp_header(req, "Access-Control-Allow-Origin", "%s", origin);
 		it_resp_header(req, "Vary", "Origin");
 		if (!preflight)

@@ -8,12 +8,13 @@
 
 /* Runs before routing. First refuses a request whose Host header is not
  * one of server_names (when that is set) with 421 problem+json, before
- * anything else is looked at. Then answers CORS preflights (OPTIONS with an Origin) and
- * refuses state-changing requests (POST, PATCH, PUT, DELETE) whose Origin is
- * neither this site (the Origin's host equals the Host header) nor listed in
- * allowed_origins (403 problem+json). For an allowed cross-origin request it
- * adds Access-Control-Allow-Origin to the response headers and lets it
- * through. Returns 1 when it has answered the request, 0 when the handler
+ * anything else is looked at. Then judges the Origin by the rule
+ * every server shares (it_origin_check, src/common/origin.h): answers CORS
+ * preflights (OPTIONS with an Origin) and refuses preflights and
+ * state-changing requests (POST, PATCH, PUT, DELETE) from a refused origin
+ * (403 problem+json). For a listed cross-origin request it adds
+ * Access-Control-Allow-Origin (and, on preflights, the methods and request
+ * headers the API accepts) to the response headers and lets it through. Returns 1 when it has answered the request, 0 when the handler
  * should run. */
 int it_guard_request(it_req *req);
 
@@ -37,16 +38,5 @@ int it_guard_rate_check(const char *kind, const char *subject, int64_t per_minut
  * Retry-After, retry_after in the problem body, and the detail
  * "<what>; try again in N seconds." */
 void it_guard_rate_refuse(it_req *req, int64_t retry_after, const char *what);
-
-/* Returns 1 when origin (an Origin header value) is in the space-separated
- * list allowed (exact match, ASCII case-insensitive; "null" never matches),
- * or matches a scheme wildcard entry (a non-http(s) scheme followed by
- * ":" "//" and a star, as in the moz-extension wildcard for Firefox add-ons),
- * else 0. Exposed for the unit test and the fuzz target. */
-int it_guard_origin_listed(const char *allowed, const char *origin);
-
-/* Returns 1 when origin names the same host and port as the Host header
- * value host, ignoring the scheme (a TLS proxy in front changes it). */
-int it_guard_same_origin(const char *origin, const char *host);
 
 #endif

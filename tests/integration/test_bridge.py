@@ -274,8 +274,11 @@ with Stack(tap, bridge=True, settings={"ws_ping_interval": 1, "ws_pong_timeout":
     tap.is_(c.quiet(2.5), [], "idle client gets no text frames")
     tap.ok(c.pings >= 1, "the server pinged the idle client (%d pings)" % c.pings)
     tap.ok(c.quiet(1.5) == [] and c.pings >= 2, "a client answering Pings stays connected")
+    own = ws(st, sid, origin="http://127.0.0.1:%d" % st.port)
+    status_first(tap, own, "with allowed_origins set, the site's own Origin is still accepted")
+    own.close()
     try:
-        ws(st, sid, origin="http://127.0.0.1:%d" % st.port)
+        ws(st, sid, origin="https://evil.example")
         tap.ok(False, "unlisted Origin refused")
     except HandshakeError as e:
         tap.is_(e.status, 403, "with allowed_origins set, an unlisted Origin is 403")
