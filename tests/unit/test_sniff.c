@@ -483,7 +483,8 @@ static void test_webp(void)
 
 static void test_jpeg(void)
 {
-	static const unsigned char h420[] = {0x22, 0x11, 0x11}, h444[] = {0x11, 0x11, 0x11}, bad_hv[] = {0x22, 0x10, 0x11};
+	static const unsigned char h420[] = {0x22, 0x11, 0x11}, h444[] = {0x11, 0x11, 0x11}, bad_hv[] = {0x22, 0x10, 0x11},
+				   h5[] = {0x11, 0x11, 0x11, 0x11, 0x11};
 	bytes b = {0};
 	it_sniff s;
 
@@ -525,7 +526,7 @@ static void test_jpeg(void)
 	expect_refused("progressive 81 MP", &s, "max_decode_bytes");
 
 	b.n = 0;
-	jpeg(&b, 0xc0, 100, 100, h444, 5, 5, 0);
+	jpeg(&b, 0xc0, 100, 100, h5, 5, 5, 0);
 	check("JPEG with 5 components", b.p, b.n, IT_SNIFF_BAD, &s);
 	b.n = 0;
 	jpeg(&b, 0xc0, 100, 100, bad_hv, 3, 3, 0);
