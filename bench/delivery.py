@@ -2,7 +2,7 @@
 """bench/delivery.py: event delivery of ImageTools against Nchan (nginx pub/sub), same client, same run.
 
     python3 bench/delivery.py [--builddir build] [--sizes 100,2000] [--events 200] [--rate 50]
-                              [--transports sse,longpoll,ws] [--spread] [--ceiling] [--out FILE]
+                              [--transports sse,longpoll,ws] [--spread] [--ceiling] [--no-nchan] [--out FILE]
 
 Starts, on 127.0.0.1 only:
   - Nchan: nginx with Debian's libnginx-mod-nchan, one worker, from a config this script
@@ -31,6 +31,8 @@ transport; WebSocket to ImageTools both through lighttpd and to the bridge direc
 --spread-rate/s spread over the sessions. --ceiling: one SSE subscriber on each of 100
 sessions, publishing at rising rates (--ceiling-rates) for --ceiling-seconds each, until
 events are lost or the publisher cannot reach the rate.
+
+--no-nchan runs the ImageTools side only (nginx is then neither needed nor started).
 
 Nothing is installed here: nginx and the module come from `scripts/dev bench` (or
 `apt-get install nginx-light libnginx-mod-nchan`). Every run is bounded in count and time
@@ -477,10 +479,11 @@ def main():
     ap.add_argument("--ceiling-rates", default="500,1000,2000,4000,8000")
     ap.add_argument("--ceiling-seconds", type=float, default=3)
     ap.add_argument("--publishers", type=int, default=4, help="publisher connections in the ceiling runs")
+    ap.add_argument("--no-nchan", action="store_true", help="run the ImageTools side only")
     ap.add_argument("--out", help="file the tables are appended to (default: BUILDDIR/delivery-results.md)")
     args = ap.parse_args()
 
-    if not shutil.which("nginx") or not os.path.exists(NCHAN_MODULE):
+    if not args.no_nchan and (not shutil.which("nginx") or not os.path.exists(NCHAN_MODULE)):
         sys.exit("delivery.py: needs nginx and Nchan: scripts/dev bench, or "
                  "apt-get install nginx-light libnginx-mod-nchan")
     harness.BUILDDIR = os.path.abspath(args.builddir)
@@ -497,7 +500,8 @@ def main():
     print(header)
     out.write("\n" + header + "\n")
     tap = Tap()
-    nginx = Nginx(buffer_length=max(1000, args.events, args.spread_events // max(1, args.spread_sessions) + 10))
+    nginx = None if args.no_nchan else Nginx(
+        buffer_length=max(1000, args.events, args.spread_events // max(1, args.spread_sessions) + 10))
     # One subscriber group shares a session from one address: the per-session and per-address
     # stream limits are lifted, as in bench/streams.py and bench/run_ws_fanout.py.
     settings = {"log_level": "warn", "max_streams": 20000, "max_streams_per_session": 100000, "rate_streams": 0}
@@ -507,8 +511,8 @@ def main():
             # (and its CPU to PostgreSQL's) at random moments; runs are minutes long.
             st.sql("ALTER SYSTEM SET autovacuum = off")
             st.sql("SELECT pg_reload_conf()")
-            np_ = nginx.port
-            nchan = Target("nchan", "nchan",
+            np_ = nginx.port if nginx else 0
+            nchan = None if nginx is None else Target("nchan", "nchan",
                            {"sse": "http://127.0.0.1:%d/sub/sse?id={s}" % np_,
                             "longpoll": "http://127.0.0.1:%d/sub/lp?id={s}" % np_,
                             "ws": "ws://127.0.0.1:%d/sub/ws?id={s}" % np_},
@@ -525,26 +529,28 @@ def main():
                             lambda n: PgPublisher(st, n), lambda: imagetools_cpu(st),
                             lambda n: new_sessions(st, n), st=st)
             transports = args.transports.split(",")
+            others = () if nchan is None else (nchan,)
             for n in [int(x) for x in args.sizes.split(",") if x]:
                 rows = []
                 for tr in transports:
-                    for target in (nchan, it) + ((bridge,) if tr == "ws" else ()):
+                    for target in others + (it,) + ((bridge,) if tr == "ws" else ()):
                         attempt(rows, run, args, target, tr, n, 1, args.events, args.rate)
                         time.sleep(1)
                 report("%d subscribers on one session, %d events at %g/s" % (n, args.events, args.rate), rows, out)
             if args.spread:
                 rows = []
                 for tr in args.spread_transports.split(","):
-                    for target in (nchan, it) + ((bridge,) if tr == "ws" else ()):
+                    for target in others + (it,) + ((bridge,) if tr == "ws" else ()):
                         attempt(rows, run, args, target, tr, args.spread_clients, args.spread_sessions,
                                 args.spread_events, args.spread_rate, publishers=args.publishers)
                         time.sleep(2)
                 report("%d subscribers over %d sessions, %d events at %g/s spread over the sessions"
                        % (args.spread_clients, args.spread_sessions, args.spread_events, args.spread_rate), rows, out)
             if args.ceiling:
-                ceiling(args, (nchan, it), out)
+                ceiling(args, others + (it,), out)
     finally:
-        nginx.stop()
+        if nginx:
+            nginx.stop()
         out.close()
 
 

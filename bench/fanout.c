@@ -2,7 +2,7 @@
 /*
  * Usage: fanout --transport sse|longpoll|ws --flavor imagetools|nchan --url PATTERN
  *               --sessions FILE --clients N --events E [--burst B] [--open-timeout S]
- *               [--drain S] [--timeout S]
+ *               [--drain S] [--timeout S] [--ids]
  *
  * PATTERN is an http:// or ws:// URL on 127.0.0.1 in which "{s}" stands for a
  * session (channel) id and "{c}" for the long-poll cursor, e.g.
@@ -33,6 +33,12 @@
  * after END, or after --timeout seconds in all, and prints one JSON line of
  * results. Exit status 0 when delivered equals expected with no duplicate
  * and nothing out of order, 1 otherwise, 2 on a usage or setup error.
+ *
+ * --ids (ImageTools only) counts every event of the log instead: each event
+ * object the server sends ({"id":N,...}, N its sequence number in the
+ * session's log, whatever its type) must arrive once and in order, so E is
+ * then the number of events the session's log will hold. Latency is not
+ * measured then (the events need not carry "t").
  *
  * Bounds: 127.0.0.1 only, at most 19,000 subscribers and 2,000,000 events,
  * 1 MiB of buffered input per subscriber.
@@ -99,6 +105,7 @@ static struct {
 	char *pattern; /* path and query, with {s} and {c} */
 	char (*sids)[72];
 	int nsessions, nclients, nevents;
+	int ids; /* --ids: every logged event counts, by its id */
 	int *expect; /* events per session */
 	sub *subs;
 	int epfd;
@@ -222,6 +229,17 @@ static const char *after_key(const char *p, const char *end, const char *key)
 static void scan_payloads(sub *s, const char *text, size_t len, double now)
 {
 	const char *end = text + len, *p = text;
+
+	if (G.ids) {
+		/* The server writes each event as {"id":N,"type":...} with no
+		 * space; data members come from jsonb, which writes "id": N. */
+		while ((p = strstr(p, "{\"id\":")) != NULL && p < end) {
+			p += 6;
+			if (*p >= '0' && *p <= '9')
+				record(s, atoi(p), now, now);
+		}
+		return;
+	}
 
 	while ((p = strstr(p, "\"seq\"")) != NULL && p < end) {
 		const char *open = p, *close = p, *v, *q;
@@ -885,7 +903,7 @@ int main(int argc, char **argv)
 	    {"transport", 1, NULL, 'T'}, {"flavor", 1, NULL, 'F'},	 {"url", 1, NULL, 'u'},
 	    {"sessions", 1, NULL, 's'},	 {"clients", 1, NULL, 'n'},	 {"events", 1, NULL, 'e'},
 	    {"burst", 1, NULL, 'b'},	 {"open-timeout", 1, NULL, 'o'}, {"drain", 1, NULL, 'd'},
-	    {"timeout", 1, NULL, 't'},	 {NULL, 0, NULL, 0}};
+	    {"timeout", 1, NULL, 't'},	 {"ids", 0, NULL, 'i'},		 {NULL, 0, NULL, 0}};
 	const char *url = NULL, *sessions = NULL, *transport = NULL, *flavor = NULL;
 	int nclients = 100, nevents = 200, burst = 500, opt, ended = 0, i;
 	double open_timeout = 120, drain = 30, timeout = 900, t0, t_ready, cpu0, cpu1, deadline, t_end = 0;
@@ -903,6 +921,7 @@ int main(int argc, char **argv)
 		case 'o': open_timeout = atof(optarg); break;
 		case 'd': drain = atof(optarg); break;
 		case 't': timeout = atof(optarg); break;
+		case 'i': G.ids = 1; break;
 		default: return 2;
 		}
 	}
@@ -910,7 +929,7 @@ int main(int argc, char **argv)
 	    nevents > MAX_EVENTS || burst < 1 || timeout <= 0)
 		die("usage: fanout --transport sse|longpoll|ws --flavor imagetools|nchan --url PATTERN "
 		    "--sessions FILE [--clients N<=19000] [--events E<=2000000] [--burst B] "
-		    "[--open-timeout S] [--drain S] [--timeout S]");
+		    "[--open-timeout S] [--drain S] [--timeout S] [--ids]");
 	if (strcmp(transport, "sse") == 0)
 		G.transport = T_SSE;
 	else if (strcmp(transport, "longpoll") == 0)
@@ -925,6 +944,8 @@ int main(int argc, char **argv)
 		G.flavor = F_NCHAN;
 	else
 		die("--flavor imagetools|nchan");
+	if (G.ids && G.flavor != F_IMAGETOOLS)
+		die("--ids needs --flavor imagetools");
 	parse_url(url);
 	read_sessions(sessions);
 	if ((long long)nclients * (nevents / G.nsessions + 1) > 400000000LL)

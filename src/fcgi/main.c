@@ -4,6 +4,7 @@
 #include "common/log.h"
 #include "db/db.h"
 #include "db/metrics.h"
+#include "fcgi/acceptor.h"
 #include "fcgi/app.h"
 #include "fcgi/handlers.h"
 #include "fcgi/pool.h"
@@ -13,6 +14,7 @@
 #include <errno.h>
 #include <fcgiapp.h>
 #include <getopt.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -21,11 +23,27 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
-/* FCGX_Accept_r on one listening socket is serialised, as libfcgi requires. */
-static pthread_mutex_t accept_lock = PTHREAD_MUTEX_INITIALIZER;
+/* The thread that accepts FastCGI connections for the request threads. */
+static it_acceptor *acceptor;
 
 /* The upload threads (FastCGI mode only). */
 static it_pool *upload_pool;
+
+/* Listen backlog of a socket created here (--socket, `listen`): the kernel
+ * caps it at net.core.somaxconn. The accepting thread keeps it nearly empty;
+ * it only has to hold what arrives while the process starts or while it is
+ * out of descriptors. */
+#define LISTEN_BACKLOG 4096
+
+/* How long a request thread waits for the first bytes of a connection it
+ * took (the web server writes its request right after connecting), in ms.
+ * A peer that connected and sends nothing would otherwise hold the thread
+ * for good; libfcgi's own accept drops such a peer after 2 s. */
+#define FIRST_BYTES_MS 5000
+
+/* The FastCGI requests of the request threads have no listening socket:
+ * they are given connections the accepting thread took (request_thread). */
+#define NO_LISTEN_FD (-1)
 
 /* Retry-After of an upload refused because the server or the address is
  * busy: uploads in flight end, or are cut by the body deadline, within
@@ -62,12 +80,12 @@ static void serve(it_req *req)
 	answer_check(req);
 }
 
-/* A job with a fresh FastCGI request for accept_thread, or NULL. */
+/* A job with a fresh FastCGI request for request_thread, or NULL. */
 static it_pool_job *job_new(void)
 {
 	it_pool_job *job = calloc(1, sizeof(*job));
 
-	if (job && FCGX_InitRequest(&job->fcgx, it_g.listen_fd, FCGI_FAIL_ACCEPT_ON_INTR) != 0) {
+	if (job && FCGX_InitRequest(&job->fcgx, NO_LISTEN_FD, 0) != 0) {
 		free(job);
 		job = NULL;
 	}
@@ -106,12 +124,15 @@ out:
 	return 0;
 }
 
-/* Runs on an upload thread: the request is complete when this returns. */
+/* Runs on an upload thread: the request is complete when this returns. A
+ * connection the web server would keep open for further requests is closed
+ * all the same: no thread would read them. */
 static void upload_serve(it_pool_job *job)
 {
 	it_app_run(&job->req, job->route);
 	answer_check(&job->req);
 	it_req_finish(&job->req);
+	job->fcgx.keepConnection = 0;
 	FCGX_Finish_r(&job->fcgx);
 	free(job);
 }
@@ -121,37 +142,73 @@ static void upload_drop(it_pool_job *job)
 {
 	it_app_refuse_busy(&job->req, 503, BUSY_RETRY_AFTER);
 	it_req_finish(&job->req);
+	job->fcgx.keepConnection = 0;
 	FCGX_Finish_r(&job->fcgx);
 	free(job);
 }
 
-static void *accept_thread(void *arg)
+/* Whether the peer of a connection just taken has sent something (or
+ * closed it) within FIRST_BYTES_MS. */
+static int first_bytes(int fd)
+{
+	struct pollfd p = {.fd = fd, .events = POLLIN};
+	int n;
+
+	do {
+		n = poll(&p, 1, FIRST_BYTES_MS);
+	} while (n < 0 && errno == EINTR && !it_g.stopping);
+	return n > 0;
+}
+
+/* Gives libfcgi the next request: the next one on a connection the web
+ * server keeps open (FCGI_KEEP_CONN), else the first one of a connection
+ * from the accepting thread. Returns 0 with a request, -1 when the process
+ * stops. */
+static int next_request(FCGX_Request *fcgx)
+{
+	while (!it_g.stopping) {
+		int fd;
+
+		if (fcgx->ipcFd < 0) {
+			fd = it_acceptor_take(acceptor);
+			if (fd < 0)
+				return -1;
+			if (!first_bytes(fd)) {
+				close(fd);
+				continue;
+			}
+			/* libfcgi then reads the request from this connection as
+			 * from one it kept open after an earlier request, instead
+			 * of accepting one itself. Should the connection carry no
+			 * valid request, libfcgi closes it and falls back to its
+			 * own accept() on NO_LISTEN_FD, which fails at once. */
+			fcgx->ipcFd = fd;
+			fcgx->keepConnection = 1;
+		}
+		if (FCGX_Accept_r(fcgx) == 0)
+			return 0;
+		if (fcgx->ipcFd >= 0) {
+			close(fcgx->ipcFd);
+			fcgx->ipcFd = -1;
+		}
+	}
+	return -1;
+}
+
+static void *request_thread(void *arg)
 {
 	it_pool_job *job = job_new();
 
 	(void)arg;
 	if (job == NULL)
 		return NULL;
-	for (;;) {
-		int rc;
-
-		pthread_mutex_lock(&accept_lock);
-		rc = it_g.stopping ? -1 : FCGX_Accept_r(&job->fcgx);
-		pthread_mutex_unlock(&accept_lock);
-		if (rc < 0) {
-			if (it_g.stopping)
-				break;
-			if (rc == -EINTR)
-				continue;
-			it_log_error("FCGX_Accept_r failed: %d", rc);
-			break;
-		}
+	while (next_request(&job->fcgx) == 0) {
 		if (serve_accepted(job)) {
-			/* The upload threads own that request now; accepting
+			/* The upload threads own that request now; serving
 			 * goes on with a new one. */
 			job = job_new();
 			if (job == NULL) {
-				it_log_error("out of memory: an accept thread ends");
+				it_log_error("out of memory: a request thread ends");
 				return NULL;
 			}
 			continue;
@@ -162,15 +219,33 @@ static void *accept_thread(void *arg)
 			/* The hub owns the connection now: free libfcgi's buffers
 			 * and parameters but leave the socket open. */
 			FCGX_Free(&job->fcgx, 0);
-			FCGX_InitRequest(&job->fcgx, it_g.listen_fd, FCGI_FAIL_ACCEPT_ON_INTR);
+			FCGX_InitRequest(&job->fcgx, NO_LISTEN_FD, 0);
 		} else {
 			FCGX_Finish_r(&job->fcgx);
 		}
 	}
+	job->fcgx.keepConnection = 0;
 	FCGX_Finish_r(&job->fcgx);
 	free(job);
 	it_db_thread_close();
 	return NULL;
+}
+
+/* Connections that may wait for a request thread: a quarter of the
+ * descriptor limit, so that parked streams and database connections keep
+ * the rest. */
+static unsigned accept_queue_max(void)
+{
+	struct rlimit rl;
+	rlim_t q = 1024;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY)
+		q = rl.rlim_cur / 4;
+	if (q < 64)
+		q = 64;
+	if (q > 65536)
+		q = 65536;
+	return (unsigned)q;
 }
 
 static void on_wake(int sig)
@@ -315,7 +390,7 @@ int main(int argc, char **argv)
 	it_g.listen_fd = activated_fd >= 0 ? activated_fd : 0;
 	if (sock) {
 		unlink(sock);
-		it_g.listen_fd = FCGX_OpenSocket(sock, 1024);
+		it_g.listen_fd = FCGX_OpenSocket(sock, LISTEN_BACKLOG);
 		if (it_g.listen_fd < 0) {
 			it_log_error("cannot listen on %s", sock);
 			return 1;
@@ -334,26 +409,34 @@ int main(int argc, char **argv)
 		it_log_error("cannot start the upload threads");
 		return 1;
 	}
+	acceptor = it_acceptor_start(it_g.listen_fd, accept_queue_max());
+	if (acceptor == NULL) {
+		it_log_error("cannot start the accepting thread");
+		return 1;
+	}
 	tids = calloc((size_t)it_g.cfg.threads, sizeof(*tids));
 	if (tids == NULL)
 		return 1;
 	for (int64_t i = 0; i < it_g.cfg.threads; i++)
-		if (pthread_create(&tids[i], NULL, accept_thread, NULL) != 0) {
+		if (pthread_create(&tids[i], NULL, request_thread, NULL) != 0) {
 			it_log_error("cannot start thread %lld", (long long)i);
 			return 1;
 		}
 	it_log_info("serving FastCGI with %lld threads and %lld upload threads", (long long)it_g.cfg.threads,
 		    (long long)it_g.cfg.upload_threads);
 
-	/* The main thread waits for a stop signal, then wakes every accept
-	 * thread (repeatedly: one may be just about to enter accept()). */
+	/* The main thread waits for a stop signal, then stops accepting: the
+	 * request threads waiting for a connection get none and end, and the
+	 * connections not yet served are closed (the web server tries them
+	 * again elsewhere or on the next process). */
 	int sig = 0;
 	sigwait(&stop_set, &sig);
 	it_log_info("signal %d: shutting down", sig);
 	it_g.stopping = 1;
 	FCGX_ShutdownPending();
-	/* Threads waiting for the accept lock are not interrupted by a signal,
-	 * so every round wakes all of them until each has finished. */
+	it_acceptor_stop(acceptor);
+	/* A thread reading a request is woken by a signal; every round wakes
+	 * again those that have not finished (one may be just about to block). */
 	{
 		int64_t left = it_g.cfg.threads;
 		char *done = calloc((size_t)it_g.cfg.threads, 1);
@@ -374,7 +457,9 @@ int main(int argc, char **argv)
 		free(done);
 	}
 	free(tids);
-	/* No accept thread hands over uploads any more: the upload threads end
+	it_acceptor_free(acceptor);
+	acceptor = NULL;
+	/* No request thread hands over uploads any more: the upload threads end
 	 * theirs, and uploads still waiting get a 503 to retry elsewhere. */
 	it_pool_stop(upload_pool);
 	upload_pool = NULL;
