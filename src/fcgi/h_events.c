@@ -17,7 +17,7 @@
 #include "fcgi/guard.h"
 #include "fcgi/handlers.h"
 #include "hub/hub.h"
-#include "hub/sse.h"
+#include "feed/sse.h"
 
 #include <errno.h>
 #include <fcntl.h>

@@ -8,7 +8,7 @@
 #include "db/db.h"
 #include "db/eventlog.h"
 #include "hub/fcgi_record.h"
-#include "hub/sse.h"
+#include "feed/sse.h"
 
 #include <errno.h>
 #include <fcntl.h>
