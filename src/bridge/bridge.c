@@ -4,7 +4,7 @@
 #include "bridge/bridge.h"
 
 #include "bridge/http.h"
-#include "bridge/pgl.h"
+#include "db/pgl.h"
 #include "bridge/ratelimit.h"
 #include "bridge/ws.h"
 #include "common/buf.h"

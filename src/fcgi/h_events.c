@@ -1,7 +1,10 @@
 /* h_events.c: GET /events (long-poll) and GET /events/stream (Server-Sent Events).
  *
- * Both answer at once from the event log when they can. Otherwise, under
- * FastCGI, the request thread sends nothing itself: it formats the response
+ * Both look the session up (one query: it decides 404 and resync). A
+ * long-poll whose session has no event after the cursor reads nothing; one
+ * that has events answers at once, from the log, or, under FastCGI when
+ * the hub follows the session, from the hub's ring of recent events. Under
+ * FastCGI a request that waits sends nothing itself: it formats the response
  * head and hands the raw connection to the hub (hub/hub.h), which waits for
  * events without a thread or a database connection per client. Under plain
  * CGI there is no hub: the process waits on its own connection with LISTEN,
@@ -17,7 +20,7 @@
 #include "fcgi/guard.h"
 #include "fcgi/handlers.h"
 #include "hub/hub.h"
-#include "hub/sse.h"
+#include "feed/sse.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -220,6 +223,53 @@ static int handover(it_req *req, enum it_stream_kind kind, const struct stream_a
 	return 0;
 }
 
+/* Whether the hub follows session closely enough to answer a poll from its
+ * ring of recent events (or one read shared by every stream of the session)
+ * instead of this thread reading the log. The session itself is still
+ * looked up by the caller: pruning raises first_kept_seq without any
+ * notification, so only the database can say whether a cursor still lies
+ * within the log (docs/hub.md, "What a poll costs"). */
+static int hub_follows(const char *session)
+{
+	it_feed_info fi;
+
+	return it_g.hub != NULL && !it_g.cgi && it_hub_lookup(it_g.hub, session, &fi) == 0;
+}
+
+/* Parks a long-poll on the hub. Returns 0 or a negative errno (nothing
+ * sent; the caller answers). */
+static int park_longpoll(it_req *req, const struct stream_args *a, const it_session *s)
+{
+	it_buf head;
+	int rc;
+
+	it_buf_init(&head, 16384);
+	it_resp_header(req, "Cache-Control", "no-store");
+	it_resp_header(req, "X-Accel-Buffering", "no");
+	it_resp_head(req, 200, "application/json", &head);
+	/* Apache's mod_proxy_fcgi sends no header before the first body
+	 * byte: a space (allowed before JSON) releases them. */
+	it_buf_puts(&head, " ");
+	rc = handover(req, IT_STREAM_LONGPOLL, a, s, &head);
+	it_buf_free(&head);
+	if (rc < 0) {
+		it_buf_free(&req->headers);
+		it_buf_init(&req->headers, 8192);
+	}
+	return rc;
+}
+
+/* Answers a long-poll the hub could not take (max_streams): nothing yet,
+ * come back in a moment. */
+static void busy_answer(it_req *req, struct lp_body *b)
+{
+	char extra[48];
+
+	snprintf(extra, sizeof(extra), ",\"retry_after_ms\":%d", BUSY_RETRY_MS);
+	it_resp_header(req, "Retry-After", "%d", BUSY_RETRY_MS / 1000);
+	lp_answer(req, b, extra);
+}
+
 /* ------------------------------------------------------------------ CGI mode */
 
 /* Takes one of cgi_max_waiters slots, shared by every CGI process through
@@ -397,11 +447,11 @@ void it_h_events_poll(it_req *req)
 
 	if (parse_args(req, &a, "cursor", NULL) < 0)
 		return;
-	if (it_app_session_problem(req, it_sessions_get(&conn, a.session, &s)))
-		return;
 	it_buf_init(&b.items, (size_t)it_g.cfg.stream_buffer);
 	b.cursor = a.cursor;
 	b.count = 0;
+	if (it_app_session_problem(req, it_sessions_get(&conn, a.session, &s)))
+		goto out;
 	if (needs_resync(&s, a.cursor)) {
 		char *j = resync_json(&s, a.cursor > s.last_event_seq ? "cursor-ahead" : "cursor-expired");
 		it_buf_puts(&b.items, j);
@@ -411,7 +461,14 @@ void it_h_events_poll(it_req *req)
 		lp_answer(req, &b, NULL);
 		goto out;
 	}
-	n = it_event_read(&conn, a.session, a.cursor, BATCH, lp_collect, &b);
+	if (a.cursor < s.last_event_seq && a.timeout_s > 0 && hub_follows(a.session)) {
+		/* The events exist and the hub has them (or reads them once for
+		 * every stream of the session): it answers at once. */
+		if (park_longpoll(req, &a, &s) == 0)
+			goto out;
+	}
+	/* The session's last id is the cursor: nothing to read. */
+	n = a.cursor < s.last_event_seq ? it_event_read(&conn, a.session, a.cursor, BATCH, lp_collect, &b) : 0;
 	if (n < 0) {
 		it_app_session_problem(req, 503);
 		goto out;
@@ -428,27 +485,8 @@ void it_h_events_poll(it_req *req)
 		cgi_longpoll(req, &conn, &a, &b);
 		goto out;
 	}
-	{
-		it_buf head;
-		int rc;
-		it_buf_init(&head, 16384);
-		it_resp_header(req, "Cache-Control", "no-store");
-		it_resp_header(req, "X-Accel-Buffering", "no");
-		it_resp_head(req, 200, "application/json", &head);
-		/* Apache's mod_proxy_fcgi sends no header before the first body
-		 * byte: a space (allowed before JSON) releases them. */
-		it_buf_puts(&head, " ");
-		rc = handover(req, IT_STREAM_LONGPOLL, &a, &s, &head);
-		it_buf_free(&head);
-		if (rc < 0) {
-			char extra[48];
-			snprintf(extra, sizeof(extra), ",\"retry_after_ms\":%d", BUSY_RETRY_MS);
-			it_buf_free(&req->headers);
-			it_buf_init(&req->headers, 8192);
-			it_resp_header(req, "Retry-After", "%d", BUSY_RETRY_MS / 1000);
-			lp_answer(req, &b, extra);
-		}
-	}
+	if (park_longpoll(req, &a, &s) < 0)
+		busy_answer(req, &b);
 out:
 	it_buf_free(&b.items);
 }

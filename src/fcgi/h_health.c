@@ -31,6 +31,9 @@ void it_h_health(it_req *req)
 		json_object_object_add(h, "longpoll_waiters", json_object_new_int64(hs.open_longpoll));
 		json_object_object_add(h, "released", json_object_new_int64(hs.released));
 		json_object_object_add(h, "dropped_slow", json_object_new_int64(hs.dropped_slow));
+		json_object_object_add(h, "reads", json_object_new_int64(hs.fetches));
+		json_object_object_add(h, "checks", json_object_new_int64(hs.checks));
+		json_object_object_add(h, "lookups", json_object_new_int64(hs.lookups));
 		json_object_object_add(h, "process", json_object_new_int64((int64_t)getpid()));
 		json_object_object_add(o, "hub", h);
 	}

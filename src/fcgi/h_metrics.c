@@ -33,6 +33,10 @@ static const struct family families[] = {
 	{"imagetools_streams_released_total", "counter", "Streams ended because the client went away."},
 	{"imagetools_hub_reconnects_total", "counter", "Times a hub re-established its LISTEN connection after losing it."},
 	{"imagetools_hub_listening", "gauge", "FastCGI processes whose hub is connected and listening."},
+	{"imagetools_feed_queries_total", "counter",
+	 "Queries the event-delivery core made, by kind (read: the event log; check: sessions)."},
+	{"imagetools_feed_lookups_total", "counter",
+	 "Long-polls and SSE resumes a hub served from its registry without a session query."},
 	{"imagetools_uploads_total", "counter", "Images stored by uploads, by source."},
 	{"imagetools_upload_bytes_total", "counter", "Bytes of images stored by uploads."},
 	{"imagetools_upload_errors_total", "counter", "Upload requests refused or failed, by HTTP status."},
@@ -80,6 +84,9 @@ static void collect(void *arg)
 	it_metrics_inc("imagetools_streams_released_total", NULL, hs.released - prev.released);
 	/* The hub's first connection is not a reconnect. */
 	it_metrics_counter_store("imagetools_hub_reconnects_total", NULL, hs.reconnects > 1 ? hs.reconnects - 1 : 0);
+	it_metrics_counter_store("imagetools_feed_queries_total", "kind=\"read\"", hs.fetches);
+	it_metrics_counter_store("imagetools_feed_queries_total", "kind=\"check\"", hs.checks);
+	it_metrics_counter_store("imagetools_feed_lookups_total", NULL, hs.lookups);
 	prev = hs;
 	pthread_mutex_unlock(&collect_lock);
 }

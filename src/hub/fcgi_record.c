@@ -5,7 +5,7 @@
 
 #include <errno.h>
 
-static void header(uint8_t h[IT_FCGI_HEADER_LEN], uint8_t type, uint16_t id, uint16_t len)
+void it_fcgi_header(uint8_t h[IT_FCGI_HEADER_LEN], uint8_t type, uint16_t id, uint16_t len)
 {
 	h[0] = 1; /* FCGI_VERSION_1 */
 	h[1] = type;
@@ -28,7 +28,7 @@ int it_fcgi_stdout(it_buf *out, uint16_t id, const void *data, size_t n)
 	while (n > 0) {
 		uint8_t h[IT_FCGI_HEADER_LEN];
 		uint16_t len = n > 65535 ? 65535 : (uint16_t)n;
-		header(h, IT_FCGI_STDOUT, id, len);
+		it_fcgi_header(h, IT_FCGI_STDOUT, id, len);
 		if (it_buf_append(out, h, sizeof(h)) < 0 || it_buf_append(out, p, len) < 0) {
 			out->len = before;
 			return -ENOMEM;
@@ -45,8 +45,8 @@ int it_fcgi_end(it_buf *out, uint16_t id)
 	size_t max = out->max;
 	int rc;
 
-	header(rec, IT_FCGI_STDOUT, id, 0);
-	header(rec + 8, IT_FCGI_END_REQUEST, id, 8);
+	it_fcgi_header(rec, IT_FCGI_STDOUT, id, 0);
+	it_fcgi_header(rec + 8, IT_FCGI_END_REQUEST, id, 8);
 	for (int i = 16; i < 24; i++)
 		rec[i] = 0; /* appStatus 0, FCGI_REQUEST_COMPLETE, reserved */
 	out->max = out->len + sizeof(rec) > max ? out->len + sizeof(rec) : max;

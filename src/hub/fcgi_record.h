@@ -12,6 +12,10 @@
 #define IT_FCGI_END_REQUEST 3
 #define IT_FCGI_STDOUT 6
 
+/* Writes the 8-byte header of a record of type for request id with len
+ * content bytes and no padding. */
+void it_fcgi_header(uint8_t h[IT_FCGI_HEADER_LEN], uint8_t type, uint16_t id, uint16_t len);
+
 /* Appends data as FCGI_STDOUT records of request id (split at 65535 bytes;
  * no padding). Returns 0, or -ENOSPC when out's ceiling would be passed
  * (out is then unchanged). n == 0 appends nothing (an empty record would end

@@ -1,38 +1,32 @@
-/* hub.c: the per-process event hub of imagetools.fcgi (docs/hub.md). */
+/* hub.c: the per-process event hub of imagetools.fcgi (docs/hub.md): parked FastCGI streams on the feed. */
 #include "config.h"
 
 #include "hub/hub.h"
 
 #include "common/list.h"
 #include "common/log.h"
-#include "db/db.h"
-#include "db/eventlog.h"
+#include "feed/feed.h"
+#include "feed/sse.h"
 #include "hub/fcgi_record.h"
-#include "hub/sse.h"
 
 #include <errno.h>
 #include <fcntl.h>
-#include <libpq-fe.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
 
-/* Events read per session per query; a session further behind is read in
- * several passes. */
-#define FETCH_LIMIT 500
-/* Sessions read together in one query (one round trip however many are due). */
-#define FETCH_SESSIONS 128
 /* How often timers (keepalives, long-poll deadlines, expiry) are looked at. */
 #define TICK_MS 250
 /* An ended stream gets this long to drain its last bytes. */
 #define LINGER_MS 10000
-#define BACKOFF_MIN_MS 250
-#define BACKOFF_MAX_MS 5000
+/* iovecs per writev. */
+#define IOV_MAX_HUB 64
 
 enum tag_kind { TAG_STREAM, TAG_PG, TAG_CMD };
 
@@ -40,41 +34,207 @@ struct tag {
 	enum tag_kind kind;
 };
 
-struct hsess {
-	struct hsess *hnext;	/* hash chain */
-	it_list streams;	/* struct hstream.sess_link */
-	it_list queue_link;	/* in hub->fetch_queue while queued */
-	int nstreams;
-	uint8_t queued, inflight, again;
-	uint8_t pinned;		/* being iterated: not to be freed yet */
-	int64_t max_seen;	/* highest seq read from the log so far */
-	int64_t fetch_after;	/* the cursor the read in flight started from */
-	char id[72];
+/* ------------------------------------------------------------------ output queue
+ *
+ * What a stream still has to write: FastCGI records whose content is either
+ * a shared event (a reference: the bytes are the event's own SSE form, the
+ * same for every stream of the session) or bytes of this stream's own (the
+ * head, a keepalive, a connection.status). Written with writev: a record
+ * header of 8 bytes, then the content where it lies. */
+
+struct seg {
+	it_feed_event *ev; /* reference held, or NULL */
+	char *heap;	   /* owned bytes, or NULL (then inl) */
+	const char *p;	   /* content: into ev's wire form or heap; NULL: inl */
+	size_t len, off;   /* content bytes, and how many are written */
+	uint8_t hdr[IT_FCGI_HEADER_LEN];
+	uint8_t hlen, hoff;
+	uint8_t inl[24]; /* small content of its own (end records) */
+};
+
+struct outq {
+	struct seg *v;
+	unsigned head, n, cap;
+	size_t bytes; /* not yet written */
+};
+
+static struct seg *oq_add(struct outq *q)
+{
+	if (q->n == q->cap) {
+		unsigned cap = q->cap ? q->cap * 2 : 8;
+		struct seg *v = malloc(cap * sizeof(*v));
+		if (v == NULL)
+			return NULL;
+		for (unsigned i = 0; i < q->n; i++)
+			v[i] = q->v[(q->head + i) % q->cap];
+		free(q->v);
+		q->v = v;
+		q->head = 0;
+		q->cap = cap;
+	}
+	struct seg *s = &q->v[(q->head + q->n++) % q->cap];
+	memset(s, 0, sizeof(*s));
+	return s;
+}
+
+static void seg_release(struct seg *s)
+{
+	it_feed_event_unref(s->ev);
+	free(s->heap);
+}
+
+static void oq_free(struct outq *q)
+{
+	for (unsigned i = 0; i < q->n; i++)
+		seg_release(&q->v[(q->head + i) % q->cap]);
+	free(q->v);
+	memset(q, 0, sizeof(*q));
+}
+
+/* Queues content as FCGI_STDOUT records (65535 bytes at most each). With
+ * ev, the content lies in ev and each record holds a reference; with heap,
+ * the queue takes ownership (the last record frees it). Returns 0 or
+ * -ENOMEM (nothing queued; heap freed). */
+static int oq_stdout(struct outq *q, uint16_t rid, it_feed_event *ev, char *heap, const char *p, size_t n)
+{
+	unsigned before = q->n;
+	size_t bytes = q->bytes;
+
+	while (n > 0) {
+		uint16_t len = n > 65535 ? 65535 : (uint16_t)n;
+		struct seg *s = oq_add(q);
+		if (s == NULL)
+			goto nomem;
+		it_fcgi_header(s->hdr, IT_FCGI_STDOUT, rid, len);
+		s->hlen = IT_FCGI_HEADER_LEN;
+		s->p = p;
+		s->len = len;
+		if (ev)
+			s->ev = it_feed_event_ref(ev);
+		p += len;
+		n -= len;
+		q->bytes += IT_FCGI_HEADER_LEN + len;
+	}
+	if (heap && q->n > before)
+		q->v[(q->head + q->n - 1) % q->cap].heap = heap;
+	else
+		free(heap);
+	return 0;
+nomem:
+	while (q->n > before) {
+		q->n--;
+		seg_release(&q->v[(q->head + q->n) % q->cap]);
+	}
+	q->bytes = bytes;
+	free(heap);
+	return -ENOMEM;
+}
+
+/* Queues the end of the response: an empty FCGI_STDOUT and FCGI_END_REQUEST. */
+static int oq_end(struct outq *q, uint16_t rid)
+{
+	it_buf b;
+	struct seg *s = oq_add(q);
+
+	if (s == NULL)
+		return -ENOMEM;
+	/* it_fcgi_end writes into a buffer; the 24 bytes go inline. */
+	it_buf_init(&b, 64);
+	if (it_fcgi_end(&b, rid) < 0 || b.len != sizeof(s->inl)) {
+		it_buf_free(&b);
+		q->n--;
+		return -ENOMEM;
+	}
+	memcpy(s->inl, b.data, b.len);
+	s->len = b.len;
+	q->bytes += b.len;
+	it_buf_free(&b);
+	return 0;
+}
+
+/* Writes what it can. Returns bytes written (>= 0), or -1 on a broken
+ * connection. */
+static ssize_t oq_write(struct outq *q, int fd)
+{
+	struct iovec iov[IOV_MAX_HUB];
+	ssize_t total = 0;
+
+	while (q->n > 0) {
+		int k = 0;
+		ssize_t w;
+		for (unsigned i = 0; i < q->n && k + 2 <= IOV_MAX_HUB; i++) {
+			struct seg *s = &q->v[(q->head + i) % q->cap];
+			if (s->hoff < s->hlen) {
+				iov[k].iov_base = s->hdr + s->hoff;
+				iov[k++].iov_len = (size_t)(s->hlen - s->hoff);
+			}
+			if (s->off < s->len) {
+				iov[k].iov_base = (char *)(s->p ? s->p : (const char *)s->inl) + s->off;
+				iov[k++].iov_len = s->len - s->off;
+			}
+		}
+		do
+			w = writev(fd, iov, k);
+		while (w < 0 && errno == EINTR);
+		if (w < 0)
+			return errno == EAGAIN || errno == EWOULDBLOCK ? total : -1;
+		total += w;
+		q->bytes -= (size_t)w;
+		while (w > 0) {
+			struct seg *s = &q->v[q->head];
+			size_t h = (size_t)(s->hlen - s->hoff), c;
+			if (h) {
+				h = (size_t)w < h ? (size_t)w : h;
+				s->hoff = (uint8_t)(s->hoff + h);
+				w -= (ssize_t)h;
+			}
+			c = s->len - s->off;
+			c = (size_t)w < c ? (size_t)w : c;
+			s->off += c;
+			w -= (ssize_t)c;
+			if (s->hoff == s->hlen && s->off == s->len) {
+				seg_release(s);
+				q->head = (q->head + 1) % q->cap;
+				q->n--;
+			}
+		}
+	}
+	return total;
+}
+
+/* ------------------------------------------------------------------ streams */
+
+/* One item of a long-poll answer: an event or a transient's JSON. */
+struct lpitem {
+	it_feed_event *ev;
+	char *json;
 };
 
 struct hstream {
-	struct tag tag; /* first: epoll data points here */
-	it_list sess_link, all_link;
-	struct hsess *sess;
-	char *pending_sid;	/* until the hub thread adopts the stream */
+	it_feed_sub sub; /* the core's view of this stream */
+	struct tag tag;
+	struct it_hub *hub;
+	it_list all_link;
+	char *pending_sid; /* until the hub thread adopts the stream */
 	int fd;
 	uint16_t rid;
 	uint8_t kind;
-	uint8_t ending;		/* end records queued; close once written */
-	uint8_t want_out;	/* EPOLLOUT registered */
-	uint8_t behind;		/* skipped events because its buffer was half full */
-	uint8_t refused;	/* over a limit: ended at once with a retry hint */
-	int64_t cursor;
+	uint8_t subscribed; /* in the feed */
+	uint8_t ending;	    /* end records queued; close once written */
+	uint8_t want_out;   /* EPOLLOUT registered */
+	uint8_t behind;	    /* told the core "no room": resumed once drained */
+	uint8_t refused;    /* over a limit: ended at once with a retry hint */
 	int64_t expires_unix;
-	int64_t deadline_ms;	/* long-poll answer time, or linger limit once ending */
+	int64_t deadline_ms; /* long-poll answer time, or linger limit once ending */
 	int64_t next_keepalive_ms;
 	int64_t last_progress_ms;
+	size_t max;	     /* stream_buffer */
 	it_fcgi_scan scan;
-	it_buf out;		/* FastCGI records not yet written */
-	it_buf lp;		/* long-poll: events gathered for the answer, comma-separated */
+	struct outq out;
+	struct lpitem *lp; /* long-poll: the answer gathered so far */
+	unsigned nlp, lpcap;
+	size_t lp_bytes;
 };
-
-enum pg_state { PG_DOWN, PG_CONNECTING, PG_LISTENING, PG_READY };
 
 struct it_hub {
 	const it_config *cfg;
@@ -82,27 +242,19 @@ struct it_hub {
 	int epfd, evfd;
 	struct tag cmd_tag, pg_tag;
 
-	pthread_mutex_t lock; /* guards incoming and stats */
+	pthread_mutex_t lock; /* guards incoming, nstreams, stopping */
 	it_list incoming;     /* streams parked by request threads, not yet adopted */
 	int64_t nstreams;     /* parked or adopted; bounded by cfg->max_streams */
 	int stopping;
-	it_hub_stats stats;
+	it_hub_stats stats; /* atomics */
 
-	struct hsess **buckets;
-	size_t nbuckets, nsess;
+	/* Held by the hub thread whenever it runs (everything but
+	 * epoll_wait), and by request threads for it_hub_lookup: the feed
+	 * is single-threaded. */
+	pthread_mutex_t feed_lock;
+	it_feed *feed;
 	it_list all;
-	it_list fetch_queue;
-
-	PGconn *pg;
-	enum pg_state pg_state;
-	int pg_fd;		/* registered with epoll, or -1 */
-	uint32_t pg_events;
-	int pg_busy;
-	int announced_down;
-	int64_t pg_retry_ms, backoff_ms;
-	int64_t pg_deadline_ms;	/* a connection attempt gives up then */
-	struct hsess *inflight[FETCH_SESSIONS];
-	int ninflight;
+	int64_t now;
 };
 
 static int64_t now_ms(void)
@@ -113,109 +265,10 @@ static int64_t now_ms(void)
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-static void stat_add(it_hub *hub, int64_t *field, int64_t d)
+static void stat_add(int64_t *field, int64_t d)
 {
 	__atomic_add_fetch(field, d, __ATOMIC_RELAXED);
-	(void)hub;
 }
-
-/* ------------------------------------------------------------------ sessions */
-
-static size_t hash_id(const char *s)
-{
-	size_t h = 1469598103934665603ULL;
-
-	while (*s)
-		h = (h ^ (unsigned char)*s++) * 1099511628211ULL;
-	return h;
-}
-
-static int grow_buckets(it_hub *hub)
-{
-	size_t n = hub->nbuckets ? hub->nbuckets * 2 : 1024;
-	struct hsess **b = calloc(n, sizeof(*b));
-
-	if (b == NULL)
-		return -ENOMEM;
-	for (size_t i = 0; i < hub->nbuckets; i++) {
-		struct hsess *s = hub->buckets[i], *next;
-		for (; s; s = next) {
-			next = s->hnext;
-			size_t k = hash_id(s->id) & (n - 1);
-			s->hnext = b[k];
-			b[k] = s;
-		}
-	}
-	free(hub->buckets);
-	hub->buckets = b;
-	hub->nbuckets = n;
-	return 0;
-}
-
-static struct hsess *sess_find(it_hub *hub, const char *id)
-{
-	struct hsess *s;
-
-	if (hub->nbuckets == 0)
-		return NULL;
-	for (s = hub->buckets[hash_id(id) & (hub->nbuckets - 1)]; s; s = s->hnext)
-		if (strcmp(s->id, id) == 0)
-			return s;
-	return NULL;
-}
-
-static struct hsess *sess_get(it_hub *hub, const char *id)
-{
-	struct hsess *s = sess_find(hub, id);
-	size_t k;
-
-	if (s)
-		return s;
-	if (hub->nsess >= hub->nbuckets && grow_buckets(hub) < 0)
-		return NULL;
-	s = calloc(1, sizeof(*s));
-	if (s == NULL)
-		return NULL;
-	snprintf(s->id, sizeof(s->id), "%s", id);
-	it_list_init(&s->streams);
-	it_list_init(&s->queue_link);
-	k = hash_id(id) & (hub->nbuckets - 1);
-	s->hnext = hub->buckets[k];
-	hub->buckets[k] = s;
-	hub->nsess++;
-	return s;
-}
-
-/* Frees a session once nothing refers to it any more. */
-static void sess_maybe_free(it_hub *hub, struct hsess *s)
-{
-	struct hsess **pp;
-
-	if (s->nstreams > 0 || s->inflight || s->pinned)
-		return;
-	it_list_unlink(&s->queue_link);
-	for (pp = &hub->buckets[hash_id(s->id) & (hub->nbuckets - 1)]; *pp; pp = &(*pp)->hnext)
-		if (*pp == s) {
-			*pp = s->hnext;
-			break;
-		}
-	hub->nsess--;
-	free(s);
-}
-
-static void queue_fetch(it_hub *hub, struct hsess *s)
-{
-	if (s->inflight) {
-		s->again = 1;
-		return;
-	}
-	if (!s->queued) {
-		s->queued = 1;
-		it_list_push(&hub->fetch_queue, &s->queue_link);
-	}
-}
-
-/* ------------------------------------------------------------------ streams */
 
 static void set_out_interest(it_hub *hub, struct hstream *st, int want)
 {
@@ -229,62 +282,60 @@ static void set_out_interest(it_hub *hub, struct hstream *st, int want)
 	epoll_ctl(hub->epfd, EPOLL_CTL_MOD, st->fd, &ev);
 }
 
+static void lp_clear(struct hstream *st)
+{
+	for (unsigned i = 0; i < st->nlp; i++) {
+		it_feed_event_unref(st->lp[i].ev);
+		free(st->lp[i].json);
+	}
+	st->nlp = 0;
+	st->lp_bytes = 0;
+}
+
 static void stream_close(it_hub *hub, struct hstream *st)
 {
-	struct hsess *s = st->sess;
-
+	if (st->subscribed)
+		it_feed_unsubscribe(&st->sub);
 	epoll_ctl(hub->epfd, EPOLL_CTL_DEL, st->fd, NULL);
 	close(st->fd);
 	it_list_unlink(&st->all_link);
-	it_list_unlink(&st->sess_link);
-	it_buf_free(&st->out);
-	it_buf_free(&st->lp);
+	oq_free(&st->out);
+	lp_clear(st);
+	free(st->lp);
 	pthread_mutex_lock(&hub->lock);
 	hub->nstreams--;
 	pthread_mutex_unlock(&hub->lock);
-	stat_add(hub, st->kind == IT_STREAM_SSE ? &hub->stats.open_sse : &hub->stats.open_longpoll, -1);
+	stat_add(st->kind == IT_STREAM_SSE ? &hub->stats.open_sse : &hub->stats.open_longpoll, -1);
 	free(st);
-	if (s) {
-		s->nstreams--;
-		sess_maybe_free(hub, s);
-	}
 }
 
-/* Writes what is buffered. Returns -1 when the stream was closed. */
+/* Writes what is queued. Returns -1 when the stream was closed. */
 static int stream_flush(it_hub *hub, struct hstream *st)
 {
-	size_t done = 0;
+	ssize_t w = oq_write(&st->out, st->fd);
 
-	while (done < st->out.len) {
-		ssize_t w = write(st->fd, st->out.data + done, st->out.len - done);
-		if (w > 0) {
-			done += (size_t)w;
-			continue;
-		}
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
-			break;
-		stat_add(hub, &hub->stats.released, 1);
+	if (w < 0) {
+		stat_add(&hub->stats.released, 1);
 		stream_close(hub, st);
 		return -1;
 	}
-	if (done > 0) {
-		it_buf_consume(&st->out, done);
-		st->last_progress_ms = now_ms();
-	}
-	if (st->out.len == 0) {
+	if (w > 0)
+		st->last_progress_ms = hub->now;
+	if (st->out.n == 0) {
 		if (st->ending) {
 			stream_close(hub, st);
 			return -1;
 		}
-		/* Idle streams keep no buffer: that is most of them. */
-		if (st->out.cap > 4096)
-			it_buf_free(&st->out);
+		/* Idle streams keep no queue: that is most of them. */
+		if (st->out.cap > 8) {
+			free(st->out.v);
+			st->out.v = NULL;
+			st->out.cap = st->out.head = 0;
+		}
 		set_out_interest(hub, st, 0);
-		if (st->behind && st->sess) {
+		if (st->behind) {
 			st->behind = 0;
-			queue_fetch(hub, st->sess);
+			it_feed_resume(&st->sub);
 		}
 	} else {
 		set_out_interest(hub, st, 1);
@@ -292,484 +343,191 @@ static int stream_flush(it_hub *hub, struct hstream *st)
 	return 0;
 }
 
-/* Queues body bytes as FastCGI records. Returns -1 when they do not fit (the
- * caller decides whether that drops the stream). */
+/* Queues bytes of the stream's own. Returns -1 when out of memory. */
 static int stream_put(struct hstream *st, const void *p, size_t n)
 {
-	return it_fcgi_stdout(&st->out, st->rid, p, n) < 0 ? -1 : 0;
+	char *c;
+
+	if (n == 0)
+		return 0;
+	if ((c = malloc(n)) == NULL)
+		return -1;
+	memcpy(c, p, n);
+	return oq_stdout(&st->out, st->rid, NULL, c, c, n) < 0 ? -1 : 0;
 }
 
-/* Completes the response and closes once the bytes are out. */
-static void stream_end(it_hub *hub, struct hstream *st)
+/* Completes the response and closes once the bytes are out. Returns -1
+ * when the stream was closed already. */
+static int stream_end(it_hub *hub, struct hstream *st)
 {
 	if (st->ending)
-		return;
+		return 0;
+	if (st->subscribed) {
+		it_feed_unsubscribe(&st->sub);
+		st->subscribed = 0;
+	}
 	if (st->kind == IT_STREAM_LONGPOLL) {
-		static const char open[] = "{\"events\":[";
+		/* Only whitespace was sent while waiting; the answer goes now:
+		 * the events' own JSON, shared, between bytes of its own. */
 		char tail[80];
-		int n = snprintf(tail, sizeof(tail), "],\"cursor\":%lld%s}\n", (long long)st->cursor,
+		int n = snprintf(tail, sizeof(tail), "],\"cursor\":%lld%s}\n", (long long)st->sub.cursor,
 				 st->refused ? ",\"retry_after_ms\":5000" : "");
-		/* Only whitespace was sent while waiting; the answer goes now,
-		 * in one piece. */
-		if (stream_put(st, open, sizeof(open) - 1) < 0 || (st->lp.len && stream_put(st, st->lp.data, st->lp.len) < 0) ||
-		    stream_put(st, tail, (size_t)n) < 0) {
-			stream_close(hub, st);
-			return;
+		int rc = stream_put(st, "{\"events\":[", 11);
+		for (unsigned i = 0; rc == 0 && i < st->nlp; i++) {
+			if (i > 0)
+				rc = stream_put(st, ",", 1);
+			if (rc == 0 && st->lp[i].ev)
+				rc = oq_stdout(&st->out, st->rid, st->lp[i].ev, NULL, st->lp[i].ev->json,
+					       st->lp[i].ev->json_len);
+			else if (rc == 0)
+				rc = stream_put(st, st->lp[i].json, strlen(st->lp[i].json));
 		}
-	}
-	it_fcgi_end(&st->out, st->rid);
-	st->ending = 1;
-	st->deadline_ms = now_ms() + LINGER_MS;
-	it_list_unlink(&st->sess_link);
-	if (st->sess) {
-		struct hsess *s = st->sess;
-		st->sess = NULL;
-		s->nstreams--;
-		sess_maybe_free(hub, s);
-	}
-	stream_flush(hub, st);
-}
-
-static void stream_transient(it_hub *hub, struct hstream *st, const char *type, json_object *data)
-{
-	char *json = it_event_transient(type, data);
-	it_buf tmp;
-
-	if (json == NULL)
-		return;
-	if (st->kind == IT_STREAM_SSE) {
-		it_buf_init(&tmp, 4096);
-		if (it_sse_transient(&tmp, type, json) == 0 && stream_put(st, tmp.data, tmp.len) == 0)
-			stream_flush(hub, st);
-		it_buf_free(&tmp);
-	} else if (it_buf_printf(&st->lp, "%s%s", st->lp.len ? "," : "", json) < 0) {
-		/* No room: the client resumes from its cursor anyway. */
-	}
-	free(json);
-}
-
-static void send_resync(it_hub *hub, struct hstream *st, const char *reason, int64_t last)
-{
-	json_object *d = json_object_new_object();
-
-	json_object_object_add(d, "reason", json_object_new_string(reason));
-	json_object_object_add(d, "last_event_id", json_object_new_int64(last));
-	stream_transient(hub, st, "session.resync", d);
-	json_object_put(d);
-	stat_add(hub, &hub->stats.resyncs, 1);
-}
-
-/* Hands one event to one stream. Returns -1 when the stream went away. */
-static int deliver(it_hub *hub, struct hstream *st, int64_t seq, const char *type, const char *json, size_t len)
-{
-	if (seq <= st->cursor || st->ending || st->behind)
-		return 0;
-	if (st->sess && st->cursor < st->sess->fetch_after) {
-		/* The stream arrived after this read was sent, from an older
-		 * cursor: these rows are not its next ones. Read again for it. */
-		st->sess->again = 1;
-		return 0;
-	}
-	if (st->out.len > st->out.max / 2) {
-		/* Backpressure: stop here; the stream asks again once drained. */
-		st->behind = 1;
-		return 0;
-	}
-	if (seq > st->cursor + 1) {
-		/* Only pruning makes a gap in the log: worth a line. */
-		it_log_warn("hub: events %lld..%lld are gone from the log; stream told to resync",
-			    (long long)st->cursor + 1, (long long)seq - 1);
-		send_resync(hub, st, "gap", seq - 1);
-	}
-	if (st->kind == IT_STREAM_SSE) {
-		it_buf tmp;
-		int rc;
-		it_buf_init(&tmp, st->out.max);
-		rc = it_sse_event(&tmp, seq, type, json, len);
 		if (rc == 0)
-			rc = stream_put(st, tmp.data, tmp.len);
-		it_buf_free(&tmp);
+			rc = stream_put(st, tail, (size_t)n);
+		lp_clear(st);
 		if (rc < 0) {
-			st->behind = 1;
-			return 0;
+			stream_close(hub, st);
+			return -1;
 		}
-		stat_add(hub, &hub->stats.events_sse, 1);
-	} else {
-		if (it_buf_printf(&st->lp, "%s", st->lp.len ? "," : "") < 0 || it_buf_append(&st->lp, json, len) < 0)
-			return 0; /* full: this answer ends here, the next poll continues */
-		stat_add(hub, &hub->stats.events_longpoll, 1);
 	}
-	st->cursor = seq;
+	if (oq_end(&st->out, st->rid) < 0) {
+		stream_close(hub, st);
+		return -1;
+	}
+	st->ending = 1;
+	st->deadline_ms = hub->now + LINGER_MS;
+	return stream_flush(hub, st);
+}
+
+static int lp_add(struct hstream *st, it_feed_event *ev, char *json)
+{
+	if (st->nlp == st->lpcap) {
+		unsigned cap = st->lpcap ? st->lpcap * 2 : 8;
+		struct lpitem *v = realloc(st->lp, cap * sizeof(*v));
+		if (v == NULL)
+			return -1;
+		st->lp = v;
+		st->lpcap = cap;
+	}
+	st->lp[st->nlp].ev = ev ? it_feed_event_ref(ev) : NULL;
+	st->lp[st->nlp].json = json;
+	st->nlp++;
+	st->lp_bytes += (ev ? ev->json_len : strlen(json)) + 1;
 	return 0;
 }
 
-/* ------------------------------------------------------------------ PostgreSQL */
+/* ------------------------------------------------------------------ the core's callbacks */
 
-static void pg_register(it_hub *hub, uint32_t events)
+static int on_event(it_feed_sub *sub, it_feed_event *ev)
 {
-	struct epoll_event ev;
-	int fd = hub->pg ? PQsocket(hub->pg) : -1;
+	struct hstream *st = (struct hstream *)sub;
+	it_hub *hub = st->hub;
 
-	if (fd != hub->pg_fd && hub->pg_fd >= 0) {
-		epoll_ctl(hub->epfd, EPOLL_CTL_DEL, hub->pg_fd, NULL);
-		hub->pg_fd = -1;
+	if (st->kind == IT_STREAM_SSE) {
+		struct iovec w;
+		/* Backpressure: past half the buffer the core stops here and
+		 * offers again from this cursor once the queue has drained. An
+		 * event goes into an empty queue whatever its size. */
+		if (st->out.n > 0 && st->out.bytes + ev->json_len > st->max / 2) {
+			st->behind = 1;
+			return 1;
+		}
+		if (it_feed_event_wire(ev, IT_FEED_FMT_SSE, &w) < 0 ||
+		    oq_stdout(&st->out, st->rid, ev, NULL, w.iov_base, w.iov_len) < 0) {
+			st->behind = 1;
+			return 1;
+		}
+		stat_add(&hub->stats.events_sse, 1);
+		return 0;
 	}
-	if (fd < 0)
-		return;
-	ev.events = events;
-	ev.data.ptr = &hub->pg_tag;
-	if (hub->pg_fd == fd) {
-		if (hub->pg_events != events)
-			epoll_ctl(hub->epfd, EPOLL_CTL_MOD, fd, &ev);
-	} else {
-		epoll_ctl(hub->epfd, EPOLL_CTL_ADD, fd, &ev);
-		hub->pg_fd = fd;
-	}
-	hub->pg_events = events;
+	/* Long-poll: a full answer goes now; the next poll continues. */
+	if (st->nlp > 0 && st->lp_bytes + ev->json_len > st->max)
+		return 1;
+	if (lp_add(st, ev, NULL) < 0)
+		return 1;
+	stat_add(&hub->stats.events_longpoll, 1);
+	return 0;
 }
 
-static void announce(it_hub *hub, const char *status)
+static int on_transient(it_feed_sub *sub, const it_feed_transient *t)
 {
-	it_list *pos, *tmp;
-	json_object *d = json_object_new_object();
+	struct hstream *st = (struct hstream *)sub;
+	int resync = strcmp(t->type, "session.resync") == 0;
+	char *json;
 
-	json_object_object_add(d, "status", json_object_new_string(status));
-	json_object_object_add(d, "transport", json_object_new_string("sse"));
-	it_list_foreach_safe(pos, tmp, &hub->all)
-	{
-		struct hstream *st = it_container_of(pos, struct hstream, all_link);
-		if (st->kind == IT_STREAM_SSE && !st->ending)
-			stream_transient(hub, st, "connection.status", d);
+	if (resync)
+		stat_add(&st->hub->stats.resyncs, 1);
+	else if (st->kind == IT_STREAM_LONGPOLL)
+		return 0; /* a long-poll's answer is about the session only */
+	json = it_feed_transient_json(t, "sse");
+	if (json == NULL)
+		return 0;
+	if (st->kind == IT_STREAM_SSE) {
+		it_buf b;
+		it_buf_init(&b, strlen(json) + 128);
+		if (it_sse_transient(&b, t->type, json) == 0)
+			oq_stdout(&st->out, st->rid, NULL, b.data, b.data, b.len);
+		else
+			it_buf_free(&b);
+		free(json);
+	} else if (lp_add(st, NULL, json) < 0) {
+		free(json);
 	}
-	json_object_put(d);
+	return 0;
 }
 
-static void pg_lost(it_hub *hub, const char *why)
+static int on_batch_end(it_feed_sub *sub)
 {
-	if (hub->pg) {
-		/* Said once per outage, not on every retry. */
-		if (!hub->announced_down)
-			it_log_warn("hub: database connection lost (%s); reconnecting", why);
-		if (hub->pg_fd >= 0)
-			epoll_ctl(hub->epfd, EPOLL_CTL_DEL, hub->pg_fd, NULL);
-		hub->pg_fd = -1;
-		PQfinish(hub->pg);
-		hub->pg = NULL;
+	struct hstream *st = (struct hstream *)sub;
+
+	/* A long-poll answers with everything this hand-over gave it. */
+	if (st->kind == IT_STREAM_LONGPOLL) {
+		if (st->nlp == 0)
+			return 0;
+		stream_end(st->hub, st);
+		return -1;
 	}
-	for (int i = 0; i < hub->ninflight; i++) {
-		hub->inflight[i]->inflight = 0;
-		sess_maybe_free(hub, hub->inflight[i]);
-	}
-	hub->ninflight = 0;
-	hub->pg_busy = 0;
-	hub->pg_state = PG_DOWN;
-	hub->pg_retry_ms = now_ms() + hub->backoff_ms;
-	hub->backoff_ms = hub->backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : hub->backoff_ms * 2;
-	__atomic_store_n(&hub->stats.db_up, 0, __ATOMIC_RELAXED);
-	if (!hub->announced_down) {
-		hub->announced_down = 1;
-		announce(hub, "degraded");
-	}
+	return stream_flush(st->hub, st);
 }
 
-static void pg_connect_start(it_hub *hub)
+static void on_ended(it_feed_sub *sub, enum it_feed_end why)
 {
-	const char *keys[4] = {NULL}, *vals[4] = {NULL};
-	int k = 0;
+	struct hstream *st = (struct hstream *)sub;
 
-	if (hub->cfg->database_url[0]) {
-		keys[k] = "dbname";
-		vals[k++] = hub->cfg->database_url;
-	}
-	keys[k] = "application_name";
-	vals[k++] = "imagetools-hub";
-	hub->pg = PQconnectStartParams(keys, vals, 1);
-	if (hub->pg == NULL || PQstatus(hub->pg) == CONNECTION_BAD) {
-		pg_lost(hub, hub->pg ? PQerrorMessage(hub->pg) : "out of memory");
-		return;
-	}
-	hub->pg_state = PG_CONNECTING;
-	hub->pg_deadline_ms = now_ms() + 10000;
-	pg_register(hub, EPOLLOUT);
+	(void)why;
+	/* The session was deleted or expired: its streams end. */
+	st->subscribed = 0;
+	stream_end(st->hub, st);
 }
 
-static void pg_send_next(it_hub *hub);
-
-static void pg_connect_poll(it_hub *hub)
-{
-	switch (PQconnectPoll(hub->pg)) {
-	case PGRES_POLLING_READING: pg_register(hub, EPOLLIN); break;
-	case PGRES_POLLING_WRITING: pg_register(hub, EPOLLOUT); break;
-	case PGRES_POLLING_OK:
-		PQsetnonblocking(hub->pg, 1);
-		pg_register(hub, EPOLLIN);
-		if (!PQsendQuery(hub->pg, "LISTEN " IT_EVENT_CHANNEL)) {
-			pg_lost(hub, PQerrorMessage(hub->pg));
-			return;
-		}
-		hub->pg_busy = 1;
-		hub->pg_state = PG_LISTENING;
-		break;
-	default: pg_lost(hub, PQerrorMessage(hub->pg)); break;
-	}
-}
-
-static void on_listening(it_hub *hub)
-{
-	int was_down = hub->announced_down;
-
-	hub->pg_state = PG_READY;
-	hub->backoff_ms = BACKOFF_MIN_MS;
-	__atomic_store_n(&hub->stats.db_up, 1, __ATOMIC_RELAXED);
-	stat_add(hub, &hub->stats.reconnects, 1);
-	/* Whatever was committed while we were not listening is read now:
-	 * every session re-reads from its streams' cursors. */
-	for (size_t i = 0; i < hub->nbuckets; i++)
-		for (struct hsess *s = hub->buckets[i]; s; s = s->hnext)
-			queue_fetch(hub, s);
-	if (was_down) {
-		hub->announced_down = 0;
-		announce(hub, "connected");
-		it_log_info("hub: listening again");
-	}
-}
-
-/* Hands the rows of one read (many sessions, grouped) to the streams. */
-static void on_rows(it_hub *hub, PGresult *res)
-{
-	int n = PQntuples(res), count = 0;
-	struct hsess *s = NULL;
-	it_list *pos, *tmp;
-
-	stat_add(hub, &hub->stats.fetches, 1);
-	if (n > 0)
-		it_log_debug("hub: read %d events, %s..%s", n, PQgetvalue(res, 0, 1), PQgetvalue(res, n - 1, 1));
-	for (int i = 0; i < n; i++) {
-		const char *sid = PQgetvalue(res, i, 0);
-		int64_t seq = strtoll(PQgetvalue(res, i, 1), NULL, 10);
-		const char *type = PQgetvalue(res, i, 2), *json = PQgetvalue(res, i, 3);
-		size_t len = (size_t)PQgetlength(res, i, 3);
-
-		if (s == NULL || strcmp(s->id, sid) != 0) {
-			if (s && count == FETCH_LIMIT)
-				s->again = 1;
-			s = sess_find(hub, sid);
-			count = 0;
-		}
-		count++;
-		if (s == NULL)
-			continue;
-		if (seq > s->max_seen)
-			s->max_seen = seq;
-		it_list_foreach_safe(pos, tmp, &s->streams)
-		{
-			deliver(hub, it_container_of(pos, struct hstream, sess_link), seq, type, json, len);
-		}
-	}
-	if (s && count == FETCH_LIMIT)
-		s->again = 1;
-	/* Long-polls answer with everything this read gave them; SSE streams
-	 * get their bytes now. */
-	for (int k = 0; k < hub->ninflight; k++) {
-		s = hub->inflight[k];
-		it_list_foreach_safe(pos, tmp, &s->streams)
-		{
-			struct hstream *st = it_container_of(pos, struct hstream, sess_link);
-			if (st->kind == IT_STREAM_LONGPOLL && st->lp.len > 0)
-				stream_end(hub, st);
-			else if (st->out.len > 0)
-				stream_flush(hub, st);
-		}
-	}
-}
-
-static void pg_results(it_hub *hub)
-{
-	PGresult *res;
-
-	while (hub->pg_busy && !PQisBusy(hub->pg)) {
-		res = PQgetResult(hub->pg);
-		if (res == NULL) {
-			hub->pg_busy = 0;
-			if (hub->pg_state == PG_LISTENING) {
-				on_listening(hub);
-			} else {
-				int k = hub->ninflight;
-				hub->ninflight = 0;
-				for (int i = 0; i < k; i++) {
-					struct hsess *s = hub->inflight[i];
-					s->inflight = 0;
-					if (s->again) {
-						s->again = 0;
-						queue_fetch(hub, s);
-					}
-					sess_maybe_free(hub, s);
-				}
-			}
-			break;
-		}
-		if (PQresultStatus(res) == PGRES_TUPLES_OK) {
-			if (hub->ninflight)
-				on_rows(hub, res);
-		} else if (PQresultStatus(res) != PGRES_COMMAND_OK) {
-			it_log_warn("hub: query failed: %s", PQresultErrorMessage(res));
-		}
-		PQclear(res);
-	}
-}
-
-static void on_notify(it_hub *hub, const char *payload)
-{
-	const char *colon = strrchr(payload, ':');
-	char id[72];
-	struct hsess *s;
-	int64_t seq;
-
-	if (colon == NULL || (size_t)(colon - payload) >= sizeof(id))
-		return;
-	memcpy(id, payload, (size_t)(colon - payload));
-	id[colon - payload] = '\0';
-	s = sess_find(hub, id);
-	if (s == NULL)
-		return;
-	seq = strtoll(colon + 1, NULL, 10);
-	if (seq == 0) {
-		/* The session ended: its streams end too. */
-		it_list *pos, *tmp;
-		s->pinned = 1;
-		it_list_foreach_safe(pos, tmp, &s->streams)
-		{
-			stream_end(hub, it_container_of(pos, struct hstream, sess_link));
-		}
-		s->pinned = 0;
-		sess_maybe_free(hub, s);
-		return;
-	}
-	if (seq > s->max_seen)
-		queue_fetch(hub, s);
-}
-
-/* Sends one read for up to FETCH_SESSIONS queued sessions, each from the
- * lowest cursor among its streams that can take more. */
-static void pg_send_next(it_hub *hub)
-{
-	it_buf sids, afters;
-	char limit[16];
-	const char *params[3];
-
-	if (hub->pg_state != PG_READY || hub->pg_busy || it_list_empty(&hub->fetch_queue))
-		return;
-	it_buf_init(&sids, (size_t)FETCH_SESSIONS * 80 + 16);
-	it_buf_init(&afters, (size_t)FETCH_SESSIONS * 24 + 16);
-	it_buf_puts(&sids, "{");
-	it_buf_puts(&afters, "{");
-	while (hub->ninflight < FETCH_SESSIONS && !it_list_empty(&hub->fetch_queue)) {
-		struct hsess *s = it_container_of(hub->fetch_queue.next, struct hsess, queue_link);
-		int64_t min = INT64_MAX;
-		it_list *pos;
-
-		it_list_unlink(&s->queue_link);
-		s->queued = 0;
-		for (pos = s->streams.next; pos != &s->streams; pos = pos->next) {
-			struct hstream *st = it_container_of(pos, struct hstream, sess_link);
-			if (!st->behind && st->cursor < min)
-				min = st->cursor;
-		}
-		if (min == INT64_MAX) {
-			sess_maybe_free(hub, s);
-			continue;
-		}
-		/* Session ids are URL-safe base64: no quoting needed in an array literal. */
-		it_buf_printf(&sids, "%s%s", hub->ninflight ? "," : "", s->id);
-		it_buf_printf(&afters, "%s%lld", hub->ninflight ? "," : "", (long long)min);
-		s->fetch_after = min;
-		hub->inflight[hub->ninflight++] = s;
-		s->inflight = 1;
-	}
-	it_buf_puts(&sids, "}");
-	it_buf_puts(&afters, "}");
-	if (hub->ninflight > 0) {
-		snprintf(limit, sizeof(limit), "%d", FETCH_LIMIT);
-		params[0] = sids.data;
-		params[1] = afters.data;
-		params[2] = limit;
-		it_log_debug("hub: reading %d sessions from %s", hub->ninflight, afters.data);
-		if (!PQsendQueryParams(hub->pg, it_event_read_many_sql, 3, NULL, params, NULL, NULL, 0)) {
-			for (int i = 0; i < hub->ninflight; i++)
-				hub->inflight[i]->again = 1;
-			pg_lost(hub, PQerrorMessage(hub->pg));
-		} else {
-			hub->pg_busy = 1;
-			if (PQflush(hub->pg) == 1)
-				pg_register(hub, EPOLLIN | EPOLLOUT);
-		}
-	}
-	it_buf_free(&sids);
-	it_buf_free(&afters);
-}
-
-static void pg_io(it_hub *hub, uint32_t events)
-{
-	PGnotify *n;
-
-	if (hub->pg_state == PG_CONNECTING) {
-		pg_connect_poll(hub);
-		return;
-	}
-	if (events & EPOLLOUT) {
-		int f = PQflush(hub->pg);
-		if (f < 0) {
-			pg_lost(hub, PQerrorMessage(hub->pg));
-			return;
-		}
-		if (f == 0)
-			pg_register(hub, EPOLLIN);
-	}
-	if (events & (EPOLLIN | EPOLLHUP | EPOLLERR)) {
-		if (!PQconsumeInput(hub->pg)) {
-			pg_lost(hub, PQerrorMessage(hub->pg));
-			return;
-		}
-		pg_results(hub);
-		while ((n = PQnotifies(hub->pg)) != NULL) {
-			on_notify(hub, n->extra);
-			PQfreemem(n);
-		}
-		if (PQstatus(hub->pg) != CONNECTION_OK)
-			pg_lost(hub, "connection closed");
-	}
-}
+static const it_feed_sub_ops stream_ops = {on_event, on_transient, on_batch_end, on_ended};
 
 /* ------------------------------------------------------------------ the loop */
 
 static void adopt(it_hub *hub, struct hstream *st)
 {
 	struct epoll_event ev;
-	struct hsess *s;
 	int flags = fcntl(st->fd, F_GETFL);
 
 	fcntl(st->fd, F_SETFL, flags | O_NONBLOCK);
 	ev.events = EPOLLIN | EPOLLRDHUP;
 	ev.data.ptr = &st->tag;
-	stat_add(hub, st->kind == IT_STREAM_SSE ? &hub->stats.open_sse : &hub->stats.open_longpoll, 1);
-	s = sess_get(hub, st->pending_sid);
-	free(st->pending_sid);
-	st->pending_sid = NULL;
+	stat_add(st->kind == IT_STREAM_SSE ? &hub->stats.open_sse : &hub->stats.open_longpoll, 1);
 	it_list_push(&hub->all, &st->all_link);
-	if (s == NULL || epoll_ctl(hub->epfd, EPOLL_CTL_ADD, st->fd, &ev) < 0) {
-		st->sess = NULL;
+	if (epoll_ctl(hub->epfd, EPOLL_CTL_ADD, st->fd, &ev) < 0 ||
+	    it_feed_subscribe(hub->feed, &st->sub, st->pending_sid, st->sub.cursor, 0) < 0) {
+		free(st->pending_sid);
+		st->pending_sid = NULL;
 		stream_close(hub, st);
-		if (s)
-			sess_maybe_free(hub, s);
 		return;
 	}
-	st->sess = s;
-	s->nstreams++;
-	it_list_push(&s->streams, &st->sess_link);
-	if (s->nstreams > hub->cfg->max_streams_per_session) {
+	free(st->pending_sid);
+	st->pending_sid = NULL;
+	st->subscribed = 1;
+	if (it_feed_sub_count(&st->sub) > (unsigned)hub->cfg->max_streams_per_session) {
 		/* Too many streams on one session in this process: this one ends
-		 * at once, with a hint to come back later (SSE: the retry: sent
-		 * in its head; long-poll: retry_after_ms). */
+		 * at once, with a hint to come back later (SSE: a retry: line;
+		 * long-poll: retry_after_ms). */
 		static const char retry[] = "retry: 5000\n\n";
 		st->refused = 1;
 		if (st->kind == IT_STREAM_SSE)
@@ -777,9 +535,7 @@ static void adopt(it_hub *hub, struct hstream *st)
 		stream_end(hub, st);
 		return;
 	}
-	if (stream_flush(hub, st) < 0)
-		return;
-	queue_fetch(hub, s);
+	stream_flush(hub, st);
 }
 
 static void drain_incoming(it_hub *hub)
@@ -814,7 +570,7 @@ static void stream_io(it_hub *hub, struct hstream *st, uint32_t events)
 		uint8_t buf[512];
 		ssize_t r = read(st->fd, buf, sizeof(buf));
 		if (r < 0 && errno != EAGAIN && errno != EINTR) {
-			stat_add(hub, &hub->stats.released, 1);
+			stat_add(&hub->stats.released, 1);
 			stream_close(hub, st);
 			return;
 		}
@@ -823,12 +579,12 @@ static void stream_io(it_hub *hub, struct hstream *st, uint32_t events)
 			 * tcp-fin-propagate) or aborted the request: the client is
 			 * gone. The request still ends properly, so the web server
 			 * sees a complete answer rather than a backend failure. */
-			stat_add(hub, &hub->stats.released, 1);
+			stat_add(&hub->stats.released, 1);
 			if (st->ending) {
 				stream_close(hub, st);
 				return;
 			}
-			it_buf_reset(&st->lp);
+			lp_clear(st);
 			stream_end(hub, st);
 			return;
 		}
@@ -839,7 +595,7 @@ static void stream_io(it_hub *hub, struct hstream *st, uint32_t events)
 
 static void tick(it_hub *hub)
 {
-	int64_t now = now_ms();
+	int64_t now = hub->now;
 	time_t wall = time(NULL);
 	it_list *pos, *tmp;
 
@@ -851,8 +607,8 @@ static void tick(it_hub *hub)
 				stream_close(hub, st);
 			continue;
 		}
-		if (st->out.len > 0 && now - st->last_progress_ms > hub->cfg->stream_stall_timeout * 1000) {
-			stat_add(hub, &hub->stats.dropped_slow, 1);
+		if (st->out.n > 0 && now - st->last_progress_ms > hub->cfg->stream_stall_timeout * 1000) {
+			stat_add(&hub->stats.dropped_slow, 1);
 			stream_close(hub, st);
 			continue;
 		}
@@ -870,10 +626,18 @@ static void tick(it_hub *hub)
 				stream_flush(hub, st);
 		}
 	}
-	if (hub->pg_state == PG_DOWN && now >= hub->pg_retry_ms)
-		pg_connect_start(hub);
-	else if (hub->pg_state == PG_CONNECTING && now >= hub->pg_deadline_ms)
-		pg_lost(hub, "connection attempt timed out");
+}
+
+/* Copies the core's counters where request threads read them. */
+static void publish_stats(it_hub *hub)
+{
+	it_feed_stats fs;
+
+	it_feed_stats_get(hub->feed, &fs);
+	__atomic_store_n(&hub->stats.fetches, (int64_t)fs.reads, __ATOMIC_RELAXED);
+	__atomic_store_n(&hub->stats.checks, (int64_t)fs.checks, __ATOMIC_RELAXED);
+	__atomic_store_n(&hub->stats.reconnects, (int64_t)fs.reconnects, __ATOMIC_RELAXED);
+	__atomic_store_n(&hub->stats.db_up, fs.db_up, __ATOMIC_RELAXED);
 }
 
 static void shutdown_streams(it_hub *hub)
@@ -890,10 +654,11 @@ static void shutdown_streams(it_hub *hub)
 	while (!it_list_empty(&hub->all) && now_ms() < until) {
 		struct epoll_event evs[64];
 		int n = epoll_wait(hub->epfd, evs, 64, 50);
+		hub->now = now_ms();
 		for (int i = 0; i < n; i++) {
 			struct tag *t = evs[i].data.ptr;
 			if (t->kind == TAG_STREAM)
-				stream_io(hub, (struct hstream *)t, evs[i].events);
+				stream_io(hub, it_container_of(t, struct hstream, tag), evs[i].events);
 		}
 	}
 	it_list_foreach_safe(pos, tmp, &hub->all)
@@ -905,9 +670,13 @@ static void shutdown_streams(it_hub *hub)
 static void *hub_main(void *arg)
 {
 	it_hub *hub = arg;
-	int64_t next_tick = now_ms() + TICK_MS;
+	int64_t next_tick;
 
-	pg_connect_start(hub);
+	pthread_mutex_lock(&hub->feed_lock);
+	hub->now = now_ms();
+	next_tick = hub->now + TICK_MS;
+	it_feed_tick(hub->feed, hub->now);
+	pthread_mutex_unlock(&hub->feed_lock);
 	for (;;) {
 		struct epoll_event evs[256];
 		int64_t wait = next_tick - now_ms();
@@ -916,26 +685,30 @@ static void *hub_main(void *arg)
 		if (__atomic_load_n(&hub->stopping, __ATOMIC_ACQUIRE))
 			break;
 		n = epoll_wait(hub->epfd, evs, 256, wait < 0 ? 0 : (int)wait);
+		pthread_mutex_lock(&hub->feed_lock);
+		hub->now = now_ms();
 		for (int i = 0; i < n; i++) {
 			struct tag *t = evs[i].data.ptr;
 			switch (t->kind) {
 			case TAG_CMD: drain_incoming(hub); break;
-			case TAG_PG:
-				if (hub->pg)
-					pg_io(hub, evs[i].events);
+			case TAG_PG: it_feed_handle_pg(hub->feed, evs[i].events); break;
+			case TAG_STREAM:
+				stream_io(hub, it_container_of(t, struct hstream, tag), evs[i].events);
 				break;
-			case TAG_STREAM: stream_io(hub, (struct hstream *)t, evs[i].events); break;
 			}
 		}
-		if (now_ms() >= next_tick) {
+		if (hub->now >= next_tick) {
 			tick(hub);
-			next_tick = now_ms() + TICK_MS;
+			it_feed_tick(hub->feed, hub->now);
+			next_tick = hub->now + TICK_MS;
 		}
-		pg_send_next(hub);
+		it_feed_run(hub->feed);
+		publish_stats(hub);
+		pthread_mutex_unlock(&hub->feed_lock);
 	}
+	pthread_mutex_lock(&hub->feed_lock);
 	shutdown_streams(hub);
-	if (hub->pg)
-		PQfinish(hub->pg);
+	pthread_mutex_unlock(&hub->feed_lock);
 	return NULL;
 }
 
@@ -944,26 +717,34 @@ static void *hub_main(void *arg)
 int it_hub_start(it_hub **out, const it_config *cfg)
 {
 	it_hub *hub = calloc(1, sizeof(*hub));
+	it_feed_opts fo;
 	struct epoll_event ev;
-	int rc;
+	int rc = 0;
 
 	if (hub == NULL)
 		return -ENOMEM;
 	hub->cfg = cfg;
 	hub->cmd_tag.kind = TAG_CMD;
 	hub->pg_tag.kind = TAG_PG;
-	hub->pg_fd = -1;
-	hub->backoff_ms = BACKOFF_MIN_MS;
+	hub->epfd = hub->evfd = -1;
 	pthread_mutex_init(&hub->lock, NULL);
+	pthread_mutex_init(&hub->feed_lock, NULL);
 	it_list_init(&hub->incoming);
 	it_list_init(&hub->all);
-	it_list_init(&hub->fetch_queue);
 	hub->epfd = epoll_create1(EPOLL_CLOEXEC);
 	hub->evfd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-	if (hub->epfd < 0 || hub->evfd < 0 || grow_buckets(hub) < 0) {
+	if (hub->epfd < 0 || hub->evfd < 0) {
 		rc = -errno;
 		goto fail;
 	}
+	memset(&fo, 0, sizeof(fo));
+	fo.conninfo = cfg->database_url;
+	fo.app_name = "imagetools.fcgi hub";
+	fo.epfd = hub->epfd;
+	fo.pg_tag = &hub->pg_tag;
+	rc = it_feed_new(&hub->feed, &fo);
+	if (rc < 0)
+		goto fail;
 	ev.events = EPOLLIN;
 	ev.data.ptr = &hub->cmd_tag;
 	epoll_ctl(hub->epfd, EPOLL_CTL_ADD, hub->evfd, &ev);
@@ -975,11 +756,11 @@ int it_hub_start(it_hub **out, const it_config *cfg)
 	*out = hub;
 	return 0;
 fail:
+	it_feed_free(hub->feed);
 	if (hub->epfd >= 0)
 		close(hub->epfd);
 	if (hub->evfd >= 0)
 		close(hub->evfd);
-	free(hub->buckets);
 	free(hub);
 	return rc ? rc : -EIO;
 }
@@ -1001,21 +782,20 @@ int it_hub_park(it_hub *hub, const it_park *p)
 	st = calloc(1, sizeof(*st));
 	if (st == NULL || (st->pending_sid = strdup(p->session)) == NULL)
 		goto nomem;
+	st->sub.ops = &stream_ops;
+	st->sub.cursor = p->cursor;
+	st->hub = hub;
 	st->tag.kind = TAG_STREAM;
-	it_list_init(&st->sess_link);
 	it_list_init(&st->all_link);
 	st->fd = p->fd;
 	st->rid = p->request_id;
 	st->kind = (uint8_t)p->kind;
-	st->cursor = p->cursor;
 	st->expires_unix = p->expires_unix;
 	st->deadline_ms = now + p->timeout_ms;
 	st->next_keepalive_ms = now + hub->cfg->keepalive_interval * 1000;
 	st->last_progress_ms = now;
-	/* Room for the configured backlog plus one record header per event. */
-	it_buf_init(&st->out, (size_t)hub->cfg->stream_buffer);
-	it_buf_init(&st->lp, (size_t)hub->cfg->stream_buffer);
-	if (p->head_len && it_fcgi_stdout(&st->out, st->rid, p->head, p->head_len) < 0)
+	st->max = (size_t)hub->cfg->stream_buffer;
+	if (p->head_len && stream_put(st, p->head, p->head_len) < 0)
 		goto nomem;
 
 	pthread_mutex_lock(&hub->lock);
@@ -1028,13 +808,25 @@ int it_hub_park(it_hub *hub, const it_park *p)
 nomem:
 	if (st) {
 		free(st->pending_sid);
-		it_buf_free(&st->out);
+		oq_free(&st->out);
 		free(st);
 	}
 	pthread_mutex_lock(&hub->lock);
 	hub->nstreams--;
 	pthread_mutex_unlock(&hub->lock);
 	return -ENOMEM;
+}
+
+int it_hub_lookup(it_hub *hub, const char *session, it_feed_info *out)
+{
+	int rc;
+
+	pthread_mutex_lock(&hub->feed_lock);
+	rc = it_feed_lookup(hub->feed, session, out);
+	pthread_mutex_unlock(&hub->feed_lock);
+	if (rc == 0)
+		stat_add(&hub->stats.lookups, 1);
+	return rc;
 }
 
 void it_hub_stats_get(it_hub *hub, it_hub_stats *out)
@@ -1048,6 +840,8 @@ void it_hub_stats_get(it_hub *hub, it_hub_stats *out)
 	out->released = __atomic_load_n(&hub->stats.released, __ATOMIC_RELAXED);
 	out->reconnects = __atomic_load_n(&hub->stats.reconnects, __ATOMIC_RELAXED);
 	out->fetches = __atomic_load_n(&hub->stats.fetches, __ATOMIC_RELAXED);
+	out->checks = __atomic_load_n(&hub->stats.checks, __ATOMIC_RELAXED);
+	out->lookups = __atomic_load_n(&hub->stats.lookups, __ATOMIC_RELAXED);
 	out->db_up = __atomic_load_n(&hub->stats.db_up, __ATOMIC_RELAXED);
 }
 
@@ -1064,16 +858,10 @@ void it_hub_stop(it_hub *hub)
 		/* Already signalled. */
 	}
 	pthread_join(hub->thread, NULL);
-	for (size_t i = 0; i < hub->nbuckets; i++) {
-		struct hsess *s = hub->buckets[i], *next;
-		for (; s; s = next) {
-			next = s->hnext;
-			free(s);
-		}
-	}
-	free(hub->buckets);
+	it_feed_free(hub->feed);
 	close(hub->epfd);
 	close(hub->evfd);
 	pthread_mutex_destroy(&hub->lock);
+	pthread_mutex_destroy(&hub->feed_lock);
 	free(hub);
 }

@@ -1,15 +1,20 @@
 /* hub.h: the per-process event hub of imagetools.fcgi (docs/hub.md).
  *
- * One thread owns an epoll loop, one PostgreSQL connection that LISTENs for
- * new events (and reads them), and every parked stream: long-polls waiting
- * for an event and open Server-Sent Events streams. A request thread answers
- * the request's headers, then hands the raw FastCGI connection to the hub,
- * which writes FastCGI records itself; a parked stream costs a few hundred
- * bytes, not a thread and a database connection. */
+ * One thread owns an epoll loop, the event-delivery core (src/feed/: the
+ * LISTEN connection, the session registry, reads, resync, the ring of recent
+ * events) and every parked stream: long-polls waiting for an event and open
+ * Server-Sent Events streams, which are the core's subscribers. A request
+ * thread answers the request's headers, then hands the raw FastCGI
+ * connection to the hub, which writes FastCGI records itself; a parked
+ * stream costs a few hundred bytes, not a thread and a database connection.
+ *
+ * Every function here is thread-safe: it_hub_park, it_hub_lookup and
+ * it_hub_stats_get are called from request threads. */
 #ifndef IT_HUB_H
 #define IT_HUB_H
 
 #include "common/config.h"
+#include "feed/feed.h"
 
 #include <stddef.h>
 #include <stdint.h>
@@ -38,7 +43,9 @@ typedef struct it_hub_stats {
 	int64_t dropped_slow;		     /* streams closed because their output stood still */
 	int64_t released;		     /* streams ended by the client going away */
 	int64_t reconnects;		     /* LISTEN connection re-established */
-	int64_t fetches;		     /* event reads from the database */
+	int64_t fetches;		     /* event reads from the database (one query, many sessions) */
+	int64_t checks;			     /* session checks from the database (one query, many sessions) */
+	int64_t lookups;		     /* request threads answered from the hub's registry (no query) */
 	int db_up;
 } it_hub_stats;
 
@@ -51,6 +58,12 @@ int it_hub_start(it_hub **out, const it_config *cfg);
  * failure (-EBUSY when max_streams are open, -ENOMEM) nothing was taken and the
  * caller still owns the fd and must answer the request itself. Thread-safe. */
 int it_hub_park(it_hub *hub, const it_park *p);
+
+/* Asks the hub what it knows about session without a query (the core's
+ * registry: checked while listening, last id raised by every NOTIFY since,
+ * not expired). Returns 0 with *out filled, or -ENOENT when the caller must
+ * ask the database. Thread-safe; holds the hub's lock for a hash look-up. */
+int it_hub_lookup(it_hub *hub, const char *session, it_feed_info *out);
 
 /* Copies the counters. Thread-safe. */
 void it_hub_stats_get(it_hub *hub, it_hub_stats *out);

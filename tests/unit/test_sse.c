@@ -1,7 +1,7 @@
 /* test_sse.c: unit tests for hub/sse. */
 #include "config.h"
 
-#include "hub/sse.h"
+#include "feed/sse.h"
 #include "tap.h"
 
 #include <errno.h>

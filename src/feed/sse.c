@@ -1,7 +1,7 @@
 /* sse.c: the text/event-stream wire format. */
 #include "config.h"
 
-#include "hub/sse.h"
+#include "feed/sse.h"
 
 #include <string.h>
 

@@ -1,7 +1,7 @@
-/* pgl.c: the bridge's one PostgreSQL connection: LISTEN plus queries, all asynchronous on the caller's epoll loop. */
+/* pgl.c: one PostgreSQL connection that LISTENs and runs queries, all asynchronous on the owner's epoll loop. */
 #include "config.h"
 
-#include "bridge/pgl.h"
+#include "db/pgl.h"
 
 #include "common/log.h"
 #include "db/db.h"
@@ -11,18 +11,21 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
-#include <time.h>
 
-enum { ST_DOWN, ST_CONNECTING, ST_LISTENING, ST_READY, ST_BUSY };
+enum {
+	ST_DOWN = IT_PGL_DOWN,
+	ST_CONNECTING = IT_PGL_CONNECTING,
+	ST_LISTENING = IT_PGL_LISTENING,
+	ST_READY = IT_PGL_READY,
+	ST_BUSY = IT_PGL_BUSY
+};
 
-#define BACKOFF_MIN 0.1
-#define BACKOFF_MAX 5.0
-
-static double mono(void)
+double it_pgl_backoff_next(double prev)
 {
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+	if (prev <= 0)
+		return IT_PGL_BACKOFF_MIN;
+	prev *= 2;
+	return prev > IT_PGL_BACKOFF_MAX ? IT_PGL_BACKOFF_MAX : prev;
 }
 
 /* Keeps the epoll registration in step with libpq's socket, which changes
@@ -70,11 +73,17 @@ void it_pgl_init(it_pgl *p, int epfd, void *tag, const char *conninfo, const cha
 	p->tag = tag;
 	p->reg_fd = -1;
 	p->state = ST_DOWN;
-	p->backoff = BACKOFF_MIN;
+	p->backoff = IT_PGL_BACKOFF_MIN;
+	p->app = "imagetools";
 	p->channel = strdup(channel);
 	p->conninfo = strdup(conninfo ? conninfo : "");
 	p->hooks = *hooks;
 	p->arg = arg;
+}
+
+void it_pgl_set_app(it_pgl *p, const char *app)
+{
+	p->app = app;
 }
 
 void it_pgl_free(it_pgl *p)
@@ -97,7 +106,7 @@ int it_pgl_idle(const it_pgl *p)
  * backoff and jitter, so many bridges do not reconnect in lockstep. */
 static void lose(it_pgl *p, const char *why)
 {
-	int was_up = p->state >= ST_LISTENING;
+	int was_up = p->state >= ST_READY;
 
 	if (p->conn) {
 		if (was_up)
@@ -109,10 +118,8 @@ static void lose(it_pgl *p, const char *why)
 	p->state = ST_DOWN;
 	p->flushing = 0;
 	p->recycle = 0;
-	p->retry_at = mono() + p->backoff * (0.75 + 0.5 * (rand() / (double)RAND_MAX));
-	p->backoff *= 2;
-	if (p->backoff > BACKOFF_MAX)
-		p->backoff = BACKOFF_MAX;
+	p->retry_at = p->now + p->backoff * (0.75 + 0.5 * (rand() / (double)RAND_MAX));
+	p->backoff = it_pgl_backoff_next(p->backoff);
 	if (was_up && p->hooks.lost)
 		p->hooks.lost(p->arg);
 }
@@ -134,9 +141,7 @@ static void start_connect(it_pgl *p)
 		vals[n++] = p->conninfo;
 	}
 	keys[n] = "application_name";
-	vals[n++] = "imagetools-wsbridge";
-	keys[n] = "connect_timeout";
-	vals[n++] = "5";
+	vals[n++] = p->app;
 	keys[n] = NULL;
 	vals[n] = NULL;
 	p->conn = PQconnectStartParams(keys, vals, 1);
@@ -146,6 +151,7 @@ static void start_connect(it_pgl *p)
 	}
 	PQsetNoticeReceiver(p->conn, quiet_notices, NULL);
 	p->state = ST_CONNECTING;
+	p->deadline = p->now + IT_PGL_CONNECT_TIMEOUT;
 	watch(p, EPOLLOUT);
 }
 
@@ -187,13 +193,10 @@ static void poll_connect(it_pgl *p)
 	case PGRES_POLLING_OK:
 		break;
 	default:
-		{
-			/* One line per failed attempt would flood the log while
-			 * the server is down; the first and every tenth will do. */
-			static unsigned failures;
-			if (failures++ % 10 == 0)
-				it_log_warn("database connection failed: %s", PQerrorMessage(p->conn));
-		}
+		/* One line per failed attempt would flood the log while the
+		 * server is down; the first and every tenth will do. */
+		if (p->failures++ % 10 == 0)
+			it_log_warn("database connection failed: %s", PQerrorMessage(p->conn));
 		lose(p, "connect");
 		return;
 	}
@@ -230,7 +233,8 @@ static void collect(it_pgl *p)
 			/* The statement is complete. */
 			if (p->state == ST_LISTENING) {
 				it_log_info("database connection up, listening on %s", p->channel);
-				p->backoff = BACKOFF_MIN;
+				p->backoff = IT_PGL_BACKOFF_MIN;
+				p->failures = 0;
 				p->state = ST_READY;
 				if (p->hooks.ready)
 					p->hooks.ready(p->arg);
@@ -295,6 +299,16 @@ void it_pgl_handle(it_pgl *p, unsigned events)
 
 void it_pgl_tick(it_pgl *p, double now)
 {
-	if (p->state == ST_DOWN && now >= p->retry_at)
+	p->now = now;
+	if (p->state == ST_DOWN && now >= p->retry_at) {
 		start_connect(p);
+	} else if ((p->state == ST_CONNECTING || p->state == ST_LISTENING) && now >= p->deadline) {
+		/* A server that accepted the TCP connection but never answers
+		 * (a stopped VM, a full backlog behind a proxy) would otherwise
+		 * hold the attempt for ever: libpq has no timeout of its own
+		 * under PQconnectPoll. */
+		if (p->failures++ % 10 == 0)
+			it_log_warn("database connection attempt timed out after %.0f s", IT_PGL_CONNECT_TIMEOUT);
+		lose(p, "connection attempt timed out");
+	}
 }

@@ -1,6 +1,6 @@
 /* sse.h: the text/event-stream wire format (WHATWG HTML, server-sent events). */
-#ifndef IT_SSE_H
-#define IT_SSE_H
+#ifndef IT_FEED_SSE_H
+#define IT_FEED_SSE_H
 
 #include "common/buf.h"
 

@@ -1,0 +1,1202 @@
+/* feed.c: the event-delivery core shared by every transport (docs/feed.md). */
+#include "config.h"
+
+#include "feed/feed.h"
+
+#include "common/buf.h"
+#include "common/id.h"
+#include "common/log.h"
+#include "db/eventlog.h"
+#include "db/pgl.h"
+#include "feed/sse.h"
+
+#include <errno.h>
+#include <json-c/json.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define DEF_RING_EVENTS 256
+#define DEF_RING_BYTES (1u << 20)
+#define DEF_LINGER_MS 30000
+/* Rows read per session per query; a session further behind is read in
+ * several passes. */
+#define READ_LIMIT 500
+/* Sessions read (or checked) together in one query. */
+#define BATCH_SESSIONS 128
+#define ID_MAX 72
+
+enum { SUB_PENDING, SUB_LIVE };
+enum q_kind { Q_NONE, Q_CHECK, Q_READ };
+
+const char it_feed_check_sql[] =
+	"SELECT s.id, s.last_event_seq, s.first_kept_seq, ceil(extract(epoch from s.expires_at))::bigint"
+	" FROM sessions s WHERE s.id = ANY($1::text[]) AND s.expires_at > now()";
+
+typedef struct it_feed_sess {
+	struct it_feed_sess *hnext; /* hash chain */
+	struct it_feed *feed;
+	it_list subs;		    /* it_feed_sub.link */
+	it_list *iter_next;	    /* the next subscriber of a walk in progress */
+	it_list work;		    /* in feed->work while it needs a query */
+	unsigned nsubs, pins;
+	uint8_t busy; /* enum q_kind in flight for it */
+	uint8_t need_check, need_read;
+	uint8_t checked;    /* a check answered since the connection came up, and still valid */
+	uint8_t ever_valid; /* some check said it exists */
+	uint8_t stale;	    /* a NOTIFY came while a read was in flight */
+	uint8_t seen;	    /* scratch: in the check result */
+	uint64_t check_gen; /* feed->gen when the check in effect was sent */
+	uint64_t sent_gen;  /* feed->gen when the check in flight was sent */
+	int64_t known_last, first_kept, expires;
+	int64_t idle_since; /* ms; when it was last watched or looked up */
+	int64_t read_after; /* cursor of the read in flight */
+	it_feed_event **ring;
+	unsigned rhead, rcount;
+	size_t rbytes;
+	char id[ID_MAX];
+} sess;
+
+struct it_feed {
+	it_feed_opts o;
+	char *conninfo;
+	const it_feed_db_ops *dbops;
+	void *db;
+	it_pgl pgl;
+	sess **buckets;
+	size_t nbuckets, nsess;
+	it_list work;  /* sessions with need_check / need_read, not busy */
+	it_list ready; /* subscribers to look at in it_feed_run */
+	int db_up, degraded;
+	int walking;  /* walking the whole registry: sessions are freed by the tick instead */
+	uint64_t gen; /* counts check queries sent */
+	enum q_kind q;
+	sess *inflight[BATCH_SESSIONS];
+	int ninflight;
+	int64_t now_ms;
+	it_feed_stats st;
+};
+
+/* ------------------------------------------------------------------ events */
+
+it_feed_event *it_feed_event_new(int64_t seq, const char *type, const char *json, size_t json_len)
+{
+	size_t tl = strlen(type);
+	it_feed_event *ev = calloc(1, sizeof(*ev) + tl + 1 + json_len + 1);
+	char *p;
+
+	if (ev == NULL)
+		return NULL;
+	p = (char *)(ev + 1);
+	memcpy(p, type, tl + 1);
+	ev->type = p;
+	p += tl + 1;
+	memcpy(p, json, json_len);
+	p[json_len] = '\0';
+	ev->json = p;
+	ev->json_len = json_len;
+	ev->seq = seq;
+	ev->refs = 1;
+	return ev;
+}
+
+it_feed_event *it_feed_event_ref(it_feed_event *ev)
+{
+	ev->refs++;
+	return ev;
+}
+
+void it_feed_event_unref(it_feed_event *ev)
+{
+	if (ev == NULL || --ev->refs > 0)
+		return;
+	for (int i = 0; i < IT_FEED_NFMT; i++)
+		free(ev->wire[i]);
+	free(ev);
+}
+
+/* An unmasked WebSocket frame header (RFC 6455 5.2) for a final text frame. */
+static size_t ws_text_header(unsigned char h[10], size_t len)
+{
+	h[0] = 0x81;
+	if (len < 126) {
+		h[1] = (unsigned char)len;
+		return 2;
+	}
+	if (len < 65536) {
+		h[1] = 126;
+		h[2] = (unsigned char)(len >> 8);
+		h[3] = (unsigned char)len;
+		return 4;
+	}
+	h[1] = 127;
+	for (int i = 0; i < 8; i++)
+		h[2 + i] = (unsigned char)((uint64_t)len >> (56 - 8 * i));
+	return 10;
+}
+
+int it_feed_event_wire(it_feed_event *ev, enum it_feed_fmt fmt, struct iovec *out)
+{
+	if ((unsigned)fmt >= IT_FEED_NFMT)
+		return -EINVAL;
+	if (ev->wire[fmt] == NULL) {
+		if (fmt == IT_FEED_FMT_SSE) {
+			it_buf b;
+			it_buf_init(&b, ev->json_len + strlen(ev->type) + 64);
+			if (it_sse_event(&b, ev->seq, ev->type, ev->json, ev->json_len) < 0) {
+				it_buf_free(&b);
+				return -ENOMEM;
+			}
+			ev->wire[fmt] = b.data;
+			ev->wire_len[fmt] = b.len;
+		} else {
+			unsigned char h[10];
+			size_t hl = ws_text_header(h, ev->json_len);
+			char *p = malloc(hl + ev->json_len);
+			if (p == NULL)
+				return -ENOMEM;
+			memcpy(p, h, hl);
+			memcpy(p + hl, ev->json, ev->json_len);
+			ev->wire[fmt] = p;
+			ev->wire_len[fmt] = hl + ev->json_len;
+		}
+	}
+	out->iov_base = ev->wire[fmt];
+	out->iov_len = ev->wire_len[fmt];
+	return 0;
+}
+
+char *it_feed_transient_json(const it_feed_transient *t, const char *transport)
+{
+	json_object *d = json_object_new_object();
+	char *j;
+
+	if (d == NULL)
+		return NULL;
+	if (strcmp(t->type, "session.resync") == 0) {
+		json_object_object_add(d, "reason", json_object_new_string(t->reason ? t->reason : "gap"));
+		json_object_object_add(d, "last_event_id", json_object_new_int64(t->last_event_id));
+	} else {
+		json_object_object_add(d, "status", json_object_new_string(t->status ? t->status : "connected"));
+		if (transport)
+			json_object_object_add(d, "transport", json_object_new_string(transport));
+	}
+	j = it_event_transient(t->type, d);
+	json_object_put(d);
+	return j;
+}
+
+/* ------------------------------------------------------------------ NOTIFY */
+
+int it_feed_parse_notify(const char *p, size_t len, char *id, size_t idlen, int64_t *seq)
+{
+	size_t colon = len, i;
+	int64_t v = 0;
+
+	/* The id is base64url and has no colon; the last one separates. */
+	for (i = len; i > 0; i--)
+		if (p[i - 1] == ':') {
+			colon = i - 1;
+			break;
+		}
+	if (colon == len || colon == 0 || colon + 1 >= idlen || colon + 1 == len || len - colon - 1 > 18)
+		return -EINVAL;
+	for (i = colon + 1; i < len; i++) {
+		if (p[i] < '0' || p[i] > '9')
+			return -EINVAL;
+		v = v * 10 + (p[i] - '0');
+	}
+	memcpy(id, p, colon);
+	id[colon] = '\0';
+	*seq = v;
+	return 0;
+}
+
+/* ------------------------------------------------------------------ the registry */
+
+static size_t hash_id(const char *s)
+{
+	size_t h = 1469598103934665603ULL;
+
+	while (*s)
+		h = (h ^ (unsigned char)*s++) * 1099511628211ULL;
+	return h;
+}
+
+static int grow(it_feed *f)
+{
+	size_t n = f->nbuckets ? f->nbuckets * 2 : 256;
+	sess **b = calloc(n, sizeof(*b));
+
+	if (b == NULL)
+		return -ENOMEM;
+	for (size_t i = 0; i < f->nbuckets; i++) {
+		sess *s = f->buckets[i], *next;
+		for (; s; s = next) {
+			size_t k = hash_id(s->id) & (n - 1);
+			next = s->hnext;
+			s->hnext = b[k];
+			b[k] = s;
+		}
+	}
+	free(f->buckets);
+	f->buckets = b;
+	f->nbuckets = n;
+	return 0;
+}
+
+static sess *sess_find(const it_feed *f, const char *id)
+{
+	if (f->nbuckets == 0)
+		return NULL;
+	for (sess *s = f->buckets[hash_id(id) & (f->nbuckets - 1)]; s; s = s->hnext)
+		if (strcmp(s->id, id) == 0)
+			return s;
+	return NULL;
+}
+
+static sess *sess_get(it_feed *f, const char *id)
+{
+	sess *s = sess_find(f, id);
+	size_t k;
+
+	if (s)
+		return s;
+	if (f->nsess >= f->nbuckets && grow(f) < 0)
+		return NULL;
+	s = calloc(1, sizeof(*s));
+	if (s == NULL)
+		return NULL;
+	s->ring = calloc(f->o.ring_events, sizeof(*s->ring));
+	if (s->ring == NULL) {
+		free(s);
+		return NULL;
+	}
+	snprintf(s->id, sizeof(s->id), "%s", id);
+	s->feed = f;
+	it_list_init(&s->subs);
+	it_list_init(&s->work);
+	s->expires = INT64_MAX;
+	s->idle_since = f->now_ms;
+	k = hash_id(id) & (f->nbuckets - 1);
+	s->hnext = f->buckets[k];
+	f->buckets[k] = s;
+	f->nsess++;
+	return s;
+}
+
+static void ring_clear(sess *s, unsigned cap)
+{
+	for (unsigned i = 0; i < s->rcount; i++)
+		it_feed_event_unref(s->ring[(s->rhead + i) % cap]);
+	s->rhead = s->rcount = 0;
+	s->rbytes = 0;
+}
+
+static void sess_free(it_feed *f, sess *s)
+{
+	sess **pp;
+
+	for (pp = &f->buckets[hash_id(s->id) & (f->nbuckets - 1)]; *pp; pp = &(*pp)->hnext)
+		if (*pp == s) {
+			*pp = s->hnext;
+			break;
+		}
+	it_list_unlink(&s->work);
+	ring_clear(s, f->o.ring_events);
+	free(s->ring);
+	f->nsess--;
+	free(s);
+}
+
+/* Frees s when nothing refers to it and its check is not worth keeping. A
+ * checked session lingers (the tick frees it later) so that a re-poll or a
+ * resume soon after costs no query. */
+static void sess_release(it_feed *f, sess *s)
+{
+	if (s->nsubs || s->pins || s->busy != Q_NONE || f->walking)
+		return;
+	if (s->checked && f->db_up)
+		return;
+	sess_free(f, s);
+}
+
+static void sess_queue(it_feed *f, sess *s)
+{
+	if (s->busy == Q_NONE && it_list_empty(&s->work) && (s->need_check || s->need_read))
+		it_list_push(&f->work, &s->work);
+}
+
+/* ------------------------------------------------------------------ the ring */
+
+static it_feed_event *ring_get(const it_feed *f, const sess *s, int64_t seq)
+{
+	int64_t first;
+
+	if (s->rcount == 0)
+		return NULL;
+	first = s->ring[s->rhead]->seq;
+	if (seq < first || seq >= first + s->rcount)
+		return NULL;
+	return s->ring[(s->rhead + (unsigned)(seq - first)) % f->o.ring_events];
+}
+
+static int64_t ring_last(const it_feed *f, const sess *s)
+{
+	return s->rcount ? s->ring[(s->rhead + s->rcount - 1) % f->o.ring_events]->seq : -1;
+}
+
+/* Keeps ev (a new reference) as the ring's newest event. The ring holds a
+ * run of consecutive ids: an event that does not follow the newest starts
+ * the run again; older ones go first when it is full. */
+static void ring_push(it_feed *f, sess *s, it_feed_event *ev)
+{
+	unsigned cap = f->o.ring_events;
+
+	if (s->rcount && ev->seq != ring_last(f, s) + 1)
+		ring_clear(s, cap);
+	while (s->rcount && (s->rcount == cap || s->rbytes + ev->json_len > f->o.ring_bytes)) {
+		it_feed_event *old = s->ring[s->rhead];
+		s->rbytes -= old->json_len;
+		it_feed_event_unref(old);
+		s->rhead = (s->rhead + 1) % cap;
+		s->rcount--;
+	}
+	if (ev->json_len > f->o.ring_bytes)
+		return; /* too large to cache: reads serve it */
+	s->ring[(s->rhead + s->rcount) % cap] = it_feed_event_ref(ev);
+	s->rcount++;
+	s->rbytes += ev->json_len;
+}
+
+/* ------------------------------------------------------------------ subscribers */
+
+/* Walks the subscribers of s so that any of them may be unsubscribed (and
+ * freed) by a callback on the way: the walk keeps only the next link, which
+ * unsubscribe moves on when it removes that one. */
+#define FOREACH_SUB(s, sub)                                                                                        \
+	for (it_list *pos_ = ((s)->iter_next = (s)->subs.next, (s)->iter_next);                                    \
+	     pos_ != &(s)->subs && ((sub) = it_container_of(pos_, it_feed_sub, link), (s)->iter_next = pos_->next, 1); \
+	     pos_ = (s)->iter_next)
+
+static void pin(sess *s)
+{
+	s->pins++;
+}
+
+static void unpin(it_feed *f, sess *s)
+{
+	if (--s->pins == 0) {
+		s->iter_next = NULL;
+		sess_release(f, s);
+	}
+}
+
+static int send_transient(it_feed *f, it_feed_sub *sub, const it_feed_transient *t)
+{
+	if (strcmp(t->type, "session.resync") == 0)
+		f->st.resyncs++;
+	return sub->ops->transient ? sub->ops->transient(sub, t) : 0;
+}
+
+static int send_resync(it_feed *f, it_feed_sub *sub, const char *reason, int64_t last)
+{
+	it_feed_transient t = {.type = "session.resync", .reason = reason, .last_event_id = last};
+
+	return send_transient(f, sub, &t);
+}
+
+static int send_status(it_feed *f, it_feed_sub *sub, const char *status)
+{
+	it_feed_transient t = {.type = "connection.status", .status = status};
+
+	return send_transient(f, sub, &t);
+}
+
+/* Offers sub one event. Returns 1 taken, 0 paused (or not live), -1 gone. */
+static int offer(it_feed *f, it_feed_sub *sub, it_feed_event *ev)
+{
+	int r = sub->ops->event(sub, ev);
+
+	if (r < 0)
+		return -1;
+	if (r == 1) {
+		sub->paused = 1;
+		return 0;
+	}
+	sub->cursor = ev->seq;
+	f->st.delivered++;
+	return 1;
+}
+
+static int batch_end(it_feed_sub *sub)
+{
+	return sub->ops->batch_end ? sub->ops->batch_end(sub) : 0;
+}
+
+/* Hands sub what the ring holds after its cursor, then marks the session
+ * for a read if it still lags. *touched is set when something was handed
+ * over. Returns -1 when sub went away. */
+static int from_ring(it_feed *f, sess *s, it_feed_sub *sub, int *touched)
+{
+	it_feed_event *ev;
+
+	while (!sub->paused && sub->cursor < s->known_last && (ev = ring_get(f, s, sub->cursor + 1)) != NULL) {
+		int r = offer(f, sub, ev);
+		if (r < 0)
+			return -1;
+		if (r == 0)
+			break;
+		f->st.ring_served++;
+		*touched = 1;
+	}
+	if (!sub->paused && sub->cursor < s->known_last) {
+		s->need_read = 1;
+		sess_queue(f, s);
+	}
+	return 0;
+}
+
+/* Decides what a checked session can do for a pending subscriber. Returns
+ * -1 when sub went away, 0 otherwise (it may stay pending). */
+static int admit(it_feed *f, sess *s, it_feed_sub *sub)
+{
+	int touched = 0;
+
+	if (sub->cursor > s->known_last && s->check_gen <= sub->gen) {
+		/* The cursor is ahead of what this feed knows, but the check is
+		 * older than the subscriber: its NOTIFY may simply not have
+		 * arrived yet. Only a newer check may call it ahead. */
+		s->need_check = 1;
+		sess_queue(f, s);
+		return 0;
+	}
+	sub->state = SUB_LIVE;
+	if (sub->flags & IT_FEED_HELLO) {
+		if (send_status(f, sub, "connected") < 0)
+			return -1;
+		touched = 1;
+	}
+	if (sub->cursor > s->known_last || sub->cursor < s->first_kept - 1) {
+		/* The log cannot say what happened since the cursor: the client
+		 * reloads its state and follows from the newest id. */
+		if (send_resync(f, sub, sub->cursor > s->known_last ? "cursor-ahead" : "cursor-expired", s->known_last) < 0)
+			return -1;
+		sub->cursor = s->known_last;
+		touched = 1;
+	}
+	if (from_ring(f, s, sub, &touched) < 0)
+		return -1;
+	return touched ? (batch_end(sub) < 0 ? -1 : 0) : 0;
+}
+
+static void mark_ready(it_feed *f, it_feed_sub *sub)
+{
+	if (it_list_empty(&sub->work))
+		it_list_push(&f->ready, &sub->work);
+}
+
+/* Ends every subscriber of s. */
+static void end_all(it_feed *f, sess *s, enum it_feed_end why)
+{
+	it_feed_sub *sub;
+
+	pin(s);
+	FOREACH_SUB(s, sub)
+	{
+		it_feed_unsubscribe(sub);
+		if (sub->ops->ended)
+			sub->ops->ended(sub, why);
+	}
+	unpin(f, s);
+}
+
+static void announce(it_feed *f, const char *status)
+{
+	f->walking++;
+	for (size_t i = 0; i < f->nbuckets; i++) {
+		sess *s = f->buckets[i], *next;
+		for (; s; s = next) {
+			it_feed_sub *sub;
+			next = s->hnext;
+			pin(s);
+			FOREACH_SUB(s, sub)
+			{
+				if (sub->state == SUB_LIVE && send_status(f, sub, status) == 0)
+					batch_end(sub);
+			}
+			unpin(f, s);
+		}
+	}
+	f->walking--;
+}
+
+/* ------------------------------------------------------------------ queries */
+
+static int array_add(it_buf *b, const char *item, int quote)
+{
+	return it_buf_printf(b, "%s%s%s%s", b->len > 1 ? "," : "", quote ? "\"" : "", item, quote ? "\"" : "");
+}
+
+/* The smallest cursor among live subscribers of s that can take more and
+ * lag behind what is known, or -1. */
+static int64_t read_from(const sess *s)
+{
+	int64_t after = INT64_MAX;
+
+	for (const it_list *pos = s->subs.next; pos != &s->subs; pos = pos->next) {
+		const it_feed_sub *sub = it_container_of(pos, it_feed_sub, link);
+		if (sub->state == SUB_LIVE && !sub->paused && sub->cursor < s->known_last && sub->cursor < after)
+			after = sub->cursor;
+	}
+	return after == INT64_MAX ? -1 : after;
+}
+
+/* Sends the next query when the connection is free: session checks first
+ * (subscribers wait on them), else one read for up to BATCH_SESSIONS
+ * sessions, each from its lowest cursor. */
+static void pump(it_feed *f)
+{
+	it_list *pos, *tmp;
+	it_buf ids, afters;
+	const char *params[3];
+	char limit[16];
+	int n = 0;
+
+	if (f->q != Q_NONE || !f->db_up || it_list_empty(&f->work) || !f->dbops->idle(f->db))
+		return;
+	it_buf_init(&ids, (size_t)BATCH_SESSIONS * 80 + 16);
+	it_buf_init(&afters, (size_t)BATCH_SESSIONS * 24 + 16);
+	it_buf_puts(&ids, "{");
+	it_buf_puts(&afters, "{");
+	f->gen++;
+	it_list_foreach_safe(pos, tmp, &f->work)
+	{
+		sess *s = it_container_of(pos, sess, work);
+		if (n == BATCH_SESSIONS)
+			break;
+		if (!s->need_check)
+			continue;
+		if (array_add(&ids, s->id, 1) < 0)
+			break;
+		it_list_unlink(&s->work);
+		s->need_check = 0;
+		s->busy = Q_CHECK;
+		s->sent_gen = f->gen;
+		f->inflight[n++] = s;
+	}
+	if (n > 0) {
+		it_buf_puts(&ids, "}");
+		params[0] = ids.data;
+		f->q = Q_CHECK;
+		f->ninflight = n;
+		f->st.checks++;
+		if (f->dbops->send(f->db, it_feed_check_sql, 1, params) < 0 && f->q == Q_CHECK)
+			it_feed_db_lost(f);
+		goto out;
+	}
+	it_list_foreach_safe(pos, tmp, &f->work)
+	{
+		sess *s = it_container_of(pos, sess, work);
+		char num[24];
+		int64_t after;
+
+		if (n == BATCH_SESSIONS)
+			break;
+		it_list_unlink(&s->work);
+		after = s->need_read ? read_from(s) : -1;
+		s->need_read = 0;
+		if (after < 0) {
+			sess_release(f, s);
+			continue;
+		}
+		snprintf(num, sizeof(num), "%lld", (long long)after);
+		if (array_add(&ids, s->id, 1) < 0 || array_add(&afters, num, 0) < 0) {
+			s->need_read = 1;
+			sess_queue(f, s);
+			break;
+		}
+		s->stale = 0;
+		s->busy = Q_READ;
+		s->read_after = after;
+		f->inflight[n++] = s;
+	}
+	if (n > 0) {
+		snprintf(limit, sizeof(limit), "%d", READ_LIMIT);
+		it_buf_puts(&ids, "}");
+		it_buf_puts(&afters, "}");
+		params[0] = ids.data;
+		params[1] = afters.data;
+		params[2] = limit;
+		f->q = Q_READ;
+		f->ninflight = n;
+		f->st.reads++;
+		if (f->dbops->send(f->db, it_event_read_many_sql, 3, params) < 0 && f->q == Q_READ)
+			it_feed_db_lost(f);
+	}
+out:
+	it_buf_free(&ids);
+	it_buf_free(&afters);
+}
+
+/* Ends the query in flight. redo: its work is still to be done. */
+static void inflight_done(it_feed *f, int redo)
+{
+	int n = f->ninflight;
+	enum q_kind q = f->q;
+
+	f->ninflight = 0;
+	f->q = Q_NONE;
+	for (int i = 0; i < n; i++) {
+		sess *s = f->inflight[i];
+		if (redo) {
+			if (q == Q_CHECK)
+				s->need_check = 1;
+			else
+				s->need_read = 1;
+		}
+		s->busy = Q_NONE;
+		sess_queue(f, s);
+		sess_release(f, s);
+	}
+}
+
+static void on_check_row(it_feed *f, sess *s, int64_t last, int64_t first, int64_t exp)
+{
+	it_feed_sub *sub;
+
+	s->checked = 1;
+	s->ever_valid = 1;
+	s->check_gen = s->sent_gen;
+	s->first_kept = first;
+	s->expires = exp;
+	if (last > s->known_last)
+		s->known_last = last;
+	pin(s);
+	FOREACH_SUB(s, sub)
+	{
+		if (sub->state == SUB_PENDING)
+			admit(f, s, sub);
+		else if (!sub->paused && sub->cursor < s->known_last)
+			mark_ready(f, sub);
+	}
+	unpin(f, s);
+}
+
+static void on_check(it_feed *f, PGresult *res)
+{
+	int rows = PQntuples(res);
+	time_t wall = f->o.wall();
+
+	for (int i = 0; i < f->ninflight; i++)
+		f->inflight[i]->seen = 0;
+	for (int r = 0; r < rows; r++) {
+		sess *s = sess_find(f, PQgetvalue(res, r, 0));
+		if (s == NULL || s->busy != Q_CHECK)
+			continue;
+		s->seen = 1;
+		on_check_row(f, s, strtoll(PQgetvalue(res, r, 1), NULL, 10), strtoll(PQgetvalue(res, r, 2), NULL, 10),
+			     strtoll(PQgetvalue(res, r, 3), NULL, 10));
+	}
+	for (int i = 0; i < f->ninflight; i++) {
+		sess *s = f->inflight[i];
+		enum it_feed_end why;
+		if (s->seen)
+			continue;
+		why = !s->ever_valid ? IT_FEED_END_UNKNOWN : wall >= s->expires ? IT_FEED_END_EXPIRED : IT_FEED_END_DELETED;
+		s->checked = 0;
+		s->need_read = 0;
+		ring_clear(s, f->o.ring_events);
+		end_all(f, s, why);
+	}
+}
+
+/* Hands the rows of one session, [base, base + n) of res, to its
+ * subscribers, and keeps them in its ring. */
+static void on_rows(it_feed *f, sess *s, PGresult *res, int base, int n)
+{
+	it_feed_event **evs = NULL;
+	it_feed_sub *sub;
+	int progress = 0;
+
+	if (n > 0 && (evs = calloc((size_t)n, sizeof(*evs))) == NULL) {
+		s->need_read = 1;
+		return;
+	}
+	for (int i = 0; i < n; i++) {
+		int64_t seq = strtoll(PQgetvalue(res, base + i, 1), NULL, 10);
+		it_feed_event *ev = ring_get(f, s, seq);
+		evs[i] = ev ? it_feed_event_ref(ev)
+			    : it_feed_event_new(seq, PQgetvalue(res, base + i, 2), PQgetvalue(res, base + i, 3),
+						(size_t)PQgetlength(res, base + i, 3));
+		if (evs[i] == NULL) {
+			n = i; /* out of memory: deliver what was made, read the rest again */
+			s->need_read = 1;
+			break;
+		}
+		if (ev == NULL && (s->rcount == 0 || seq > ring_last(f, s)))
+			ring_push(f, s, evs[i]);
+		if (seq > s->known_last)
+			s->known_last = seq;
+	}
+	f->st.rows += (uint64_t)n;
+	pin(s);
+	FOREACH_SUB(s, sub)
+	{
+		int touched = 0, i = 0, gone = 0;
+
+		if (sub->state != SUB_LIVE || sub->paused)
+			continue;
+		while (i < n && evs[i]->seq <= sub->cursor)
+			i++;
+		if (i < n && evs[i]->seq > sub->cursor + 1 && sub->cursor < s->read_after) {
+			/* This read started after the cursor (the subscriber
+			 * came since it was sent): the rows are not its next
+			 * ones. A read from its cursor will serve it. */
+			s->need_read = 1;
+			continue;
+		}
+		for (; i < n && !sub->paused; i++) {
+			int r;
+			if (evs[i]->seq > sub->cursor + 1) {
+				/* The read covered the cursor, so the events in
+				 * between are gone from the log (pruned while the
+				 * client lagged): say so rather than skip silently. */
+				it_log_warn("feed: events %lld..%lld are gone from the log; subscriber told to resync",
+					    (long long)sub->cursor + 1, (long long)evs[i]->seq - 1);
+				if (send_resync(f, sub, "gap", evs[i]->seq - 1) < 0) {
+					gone = 1;
+					break;
+				}
+				sub->cursor = evs[i]->seq - 1;
+			}
+			r = offer(f, sub, evs[i]);
+			if (r < 0) {
+				gone = 1;
+				break;
+			}
+			if (r == 1) {
+				touched = 1;
+				progress = 1;
+			}
+		}
+		if (gone)
+			continue;
+		if (from_ring(f, s, sub, &touched) < 0)
+			continue;
+		if (touched)
+			batch_end(sub);
+	}
+	unpin(f, s);
+	for (int i = 0; i < n; i++)
+		it_feed_event_unref(evs[i]);
+	free(evs);
+	/* Read again when the page was full, when a notification came while
+	 * the read was in flight, or when a subscriber still lags and this
+	 * read made progress (without progress, the next notification will
+	 * do: no busy loop). */
+	if (n == READ_LIMIT || s->stale || (progress && read_from(s) >= 0))
+		s->need_read = 1;
+}
+
+static void on_read(it_feed *f, PGresult *res)
+{
+	int rows = PQntuples(res), row = 0;
+
+	/* Rows come grouped by session, in the order the sessions were sent. */
+	for (int i = 0; i < f->ninflight; i++) {
+		sess *s = f->inflight[i];
+		int first = row;
+		while (row < rows && strcmp(PQgetvalue(res, row, 0), s->id) == 0)
+			row++;
+		on_rows(f, s, res, first, row - first);
+	}
+}
+
+/* ------------------------------------------------------------------ database events */
+
+void it_feed_db_result(it_feed *f, PGresult *res)
+{
+	if (f->q == Q_NONE)
+		return;
+	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+		/* Retried from the tick, so that a query that keeps failing
+		 * does not spin. */
+		it_log_warn("feed: %s failed: %s", f->q == Q_CHECK ? "session check" : "event read",
+			    PQresultErrorMessage(res));
+		int n = f->ninflight;
+		enum q_kind q = f->q;
+		f->ninflight = 0;
+		f->q = Q_NONE;
+		for (int i = 0; i < n; i++) {
+			sess *s = f->inflight[i];
+			if (q == Q_CHECK)
+				s->need_check = 1;
+			else
+				s->need_read = 1;
+			s->busy = Q_NONE;
+			sess_release(f, s);
+		}
+		return;
+	}
+	if (f->q == Q_CHECK)
+		on_check(f, res);
+	else
+		on_read(f, res);
+	inflight_done(f, 0);
+}
+
+void it_feed_db_ready(it_feed *f)
+{
+	f->db_up = 1;
+	f->st.reconnects++;
+	/* Notifications may have been missed while the connection was down:
+	 * check every watched session again (it may have ended) and read from
+	 * every subscriber's cursor. */
+	for (size_t i = 0; i < f->nbuckets; i++)
+		for (sess *s = f->buckets[i]; s; s = s->hnext) {
+			s->need_check = 1;
+			s->need_read = 1;
+			sess_queue(f, s);
+		}
+	if (f->degraded) {
+		f->degraded = 0;
+		announce(f, "connected");
+	}
+}
+
+void it_feed_db_lost(it_feed *f)
+{
+	int was_up = f->db_up;
+
+	f->db_up = 0;
+	inflight_done(f, 1);
+	/* What was known may have changed unseen: nothing is trusted until
+	 * checked again, and sessions nobody watches are forgotten. */
+	for (size_t i = 0; i < f->nbuckets; i++) {
+		sess *s = f->buckets[i], *next;
+		for (; s; s = next) {
+			next = s->hnext;
+			s->checked = 0;
+			sess_release(f, s); /* frees only s itself */
+		}
+	}
+	if (was_up) {
+		f->degraded = 1;
+		announce(f, "degraded");
+	}
+}
+
+void it_feed_db_notify(it_feed *f, const char *payload)
+{
+	char id[ID_MAX];
+	int64_t seq;
+	sess *s;
+
+	if (it_feed_parse_notify(payload, strlen(payload), id, sizeof(id), &seq) < 0 || (s = sess_find(f, id)) == NULL)
+		return;
+	if (seq == 0) {
+		s->checked = 0;
+		s->need_read = 0;
+		ring_clear(s, f->o.ring_events);
+		end_all(f, s, IT_FEED_END_DELETED); /* frees s when nothing else holds it */
+		return;
+	}
+	if (seq <= s->known_last)
+		return;
+	s->known_last = seq;
+	if (s->busy == Q_READ)
+		s->stale = 1;
+	if (read_from(s) >= 0) {
+		s->need_read = 1;
+		sess_queue(f, s);
+	}
+}
+
+/* ------------------------------------------------------------------ the pgl adapter */
+
+static int pgl_idle(void *impl)
+{
+	return it_pgl_idle(impl);
+}
+
+static int pgl_send(void *impl, const char *sql, int nparams, const char *const *params)
+{
+	return it_pgl_send(impl, sql, nparams, params);
+}
+
+static void pgl_handle(void *impl, unsigned events)
+{
+	it_pgl_handle(impl, events);
+}
+
+static void pgl_tick(void *impl, double now)
+{
+	it_pgl_tick(impl, now);
+}
+
+static void pgl_destroy(void *impl)
+{
+	it_pgl_free(impl);
+}
+
+static const it_feed_db_ops pgl_ops = {pgl_idle, pgl_send, pgl_handle, pgl_tick, pgl_destroy};
+
+static void hook_ready(void *arg)
+{
+	it_feed_db_ready(arg);
+}
+
+static void hook_lost(void *arg)
+{
+	it_feed_db_lost(arg);
+}
+
+static void hook_notify(void *arg, const char *payload)
+{
+	it_feed_db_notify(arg, payload);
+}
+
+static void hook_result(void *arg, PGresult *res)
+{
+	it_feed_db_result(arg, res);
+}
+
+/* ------------------------------------------------------------------ public */
+
+static it_feed *feed_alloc(const it_feed_opts *o)
+{
+	it_feed *f = calloc(1, sizeof(*f));
+
+	if (f == NULL)
+		return NULL;
+	f->o = *o;
+	if (f->o.ring_events == 0)
+		f->o.ring_events = DEF_RING_EVENTS;
+	if (f->o.ring_bytes == 0)
+		f->o.ring_bytes = DEF_RING_BYTES;
+	if (f->o.linger_ms == 0)
+		f->o.linger_ms = DEF_LINGER_MS;
+	it_list_init(&f->work);
+	it_list_init(&f->ready);
+	if (grow(f) < 0) {
+		free(f);
+		return NULL;
+	}
+	return f;
+}
+
+static time_t wall_now(void)
+{
+	return time(NULL);
+}
+
+int it_feed_new_db(it_feed **out, const it_feed_opts *o, const it_feed_db_ops *ops, void *impl)
+{
+	it_feed *f = feed_alloc(o);
+
+	if (f == NULL)
+		return -ENOMEM;
+	if (f->o.wall == NULL)
+		f->o.wall = wall_now;
+	f->dbops = ops;
+	f->db = impl;
+	*out = f;
+	return 0;
+}
+
+int it_feed_new(it_feed **out, const it_feed_opts *o)
+{
+	static const it_pgl_hooks hooks = {hook_ready, hook_lost, hook_notify, hook_result};
+	it_feed *f = feed_alloc(o);
+
+	if (f == NULL)
+		return -ENOMEM;
+	if (f->o.wall == NULL)
+		f->o.wall = wall_now;
+	it_pgl_init(&f->pgl, o->epfd, o->pg_tag, o->conninfo, IT_EVENT_CHANNEL, &hooks, f);
+	if (f->pgl.channel == NULL || f->pgl.conninfo == NULL) {
+		it_pgl_free(&f->pgl);
+		free(f->buckets);
+		free(f);
+		return -ENOMEM;
+	}
+	it_pgl_set_app(&f->pgl, o->app_name ? o->app_name : "imagetools");
+	f->dbops = &pgl_ops;
+	f->db = &f->pgl;
+	*out = f;
+	return 0;
+}
+
+void it_feed_free(it_feed *f)
+{
+	if (f == NULL)
+		return;
+	if (f->dbops->destroy)
+		f->dbops->destroy(f->db);
+	for (size_t i = 0; i < f->nbuckets; i++) {
+		sess *s = f->buckets[i], *next;
+		for (; s; s = next) {
+			next = s->hnext;
+			while (!it_list_empty(&s->subs)) {
+				it_feed_sub *sub = it_container_of(s->subs.next, it_feed_sub, link);
+				it_list_unlink(&sub->link);
+				it_list_unlink(&sub->work);
+				sub->sess = NULL;
+			}
+			ring_clear(s, f->o.ring_events);
+			free(s->ring);
+			free(s);
+		}
+	}
+	free(f->buckets);
+	free(f);
+}
+
+void it_feed_handle_pg(it_feed *f, unsigned events)
+{
+	if (f->dbops->handle)
+		f->dbops->handle(f->db, events);
+	it_feed_run(f);
+}
+
+void it_feed_tick(it_feed *f, int64_t now_ms)
+{
+	time_t wall = f->o.wall();
+
+	f->now_ms = now_ms;
+	if (f->dbops->tick)
+		f->dbops->tick(f->db, (double)now_ms / 1000.0);
+	f->walking++;
+	for (size_t i = 0; i < f->nbuckets; i++) {
+		sess *s = f->buckets[i], *next;
+		for (; s; s = next) {
+			next = s->hnext;
+			if (s->nsubs == 0) {
+				if (s->pins == 0 && s->busy == Q_NONE &&
+				    (!s->checked || !f->db_up || now_ms - s->idle_since >= (int64_t)f->o.linger_ms))
+					sess_free(f, s);
+				continue;
+			}
+			if (s->checked && wall >= s->expires) {
+				s->checked = 0;
+				if (f->db_up) {
+					/* Ask the database rather than trust the
+					 * clock alone. */
+					s->need_check = 1;
+				} else {
+					ring_clear(s, f->o.ring_events);
+					end_all(f, s, IT_FEED_END_EXPIRED);
+					continue;
+				}
+			}
+			/* Work a failed query left undone. */
+			sess_queue(f, s);
+		}
+	}
+	f->walking--;
+	it_feed_run(f);
+}
+
+void it_feed_run(it_feed *f)
+{
+	while (!it_list_empty(&f->ready)) {
+		it_feed_sub *sub = it_container_of(f->ready.next, it_feed_sub, work);
+		sess *s = sub->sess;
+		int touched = 0;
+
+		it_list_unlink(&sub->work);
+		if (s == NULL)
+			continue;
+		pin(s);
+		if (sub->state == SUB_PENDING) {
+			if (s->checked && f->db_up) {
+				admit(f, s, sub);
+			} else {
+				s->need_check = 1;
+				sess_queue(f, s);
+			}
+		} else if (!sub->paused && from_ring(f, s, sub, &touched) == 0 && touched) {
+			batch_end(sub);
+		}
+		unpin(f, s);
+	}
+	pump(f);
+}
+
+int it_feed_subscribe(it_feed *f, it_feed_sub *sub, const char *session, int64_t cursor, unsigned flags)
+{
+	sess *s;
+
+	if (session == NULL || strlen(session) >= ID_MAX || !it_id_session_valid(session))
+		return -EINVAL;
+	s = sess_get(f, session);
+	if (s == NULL)
+		return -ENOMEM;
+	sub->sess = s;
+	sub->cursor = cursor < 0 ? 0 : cursor;
+	sub->gen = f->gen;
+	sub->state = SUB_PENDING;
+	sub->paused = 0;
+	sub->flags = (uint8_t)flags;
+	it_list_init(&sub->work);
+	it_list_push(&s->subs, &sub->link);
+	s->nsubs++;
+	f->st.subs++;
+	mark_ready(f, sub);
+	return 0;
+}
+
+void it_feed_unsubscribe(it_feed_sub *sub)
+{
+	sess *s = sub->sess;
+	it_feed *f;
+
+	if (s == NULL)
+		return;
+	f = s->feed;
+	if (s->iter_next == &sub->link)
+		s->iter_next = sub->link.next;
+	it_list_unlink(&sub->link);
+	it_list_unlink(&sub->work);
+	sub->sess = NULL;
+	s->nsubs--;
+	f->st.subs--;
+	if (s->nsubs == 0) {
+		s->idle_since = f->now_ms;
+		sess_release(f, s);
+	}
+}
+
+void it_feed_resume(it_feed_sub *sub)
+{
+	if (sub->sess == NULL || !sub->paused)
+		return;
+	sub->paused = 0;
+	mark_ready(sub->sess->feed, sub);
+}
+
+unsigned it_feed_sub_count(const it_feed_sub *sub)
+{
+	return sub->sess ? sub->sess->nsubs : 0;
+}
+
+int it_feed_lookup(it_feed *f, const char *session, it_feed_info *out)
+{
+	sess *s = sess_find(f, session);
+
+	if (s == NULL || !f->db_up || !s->checked || s->need_check || s->busy == Q_CHECK || f->o.wall() >= s->expires)
+		return -ENOENT;
+	s->idle_since = f->now_ms;
+	out->last_seq = s->known_last;
+	out->first_kept = s->first_kept;
+	out->expires = s->expires;
+	return 0;
+}
+
+void it_feed_stats_get(const it_feed *f, it_feed_stats *out)
+{
+	*out = f->st;
+	out->sessions = f->nsess;
+	out->db_up = f->db_up;
+}

@@ -1,0 +1,533 @@
+/* test_feed.c: the event-delivery core against an in-memory database and fake subscribers. */
+#include "config.h"
+
+#include "feed/feed.h"
+
+#include "fakedb.h"
+#include "guard.h"
+#include "tap.h"
+
+#include <errno.h>
+
+/* ------------------------------------------------------------------ a fake subscriber */
+
+struct fsub {
+	it_feed_sub sub;
+	int64_t ids[FAKE_EVENTS];
+	int n;
+	char transients[16][64]; /* "status:degraded", "resync:gap:7" */
+	int nt;
+	int batches;
+	int ended; /* enum it_feed_end, 0 while subscribed */
+	int room;  /* events it takes before saying "no room"; -1: no limit */
+	struct fsub *kill_other; /* unsubscribed by this one's first event */
+	int free_self;		 /* unsubscribes and frees itself on its first event */
+	it_feed_event *kept;	 /* the first event, referenced */
+};
+
+static int f_event(it_feed_sub *sub, it_feed_event *ev)
+{
+	struct fsub *s = (struct fsub *)sub;
+
+	if (s->free_self) {
+		it_feed_unsubscribe(sub);
+		free(s);
+		return -1;
+	}
+	if (s->room == 0)
+		return 1;
+	if (s->room > 0)
+		s->room--;
+	if (s->kill_other) {
+		it_feed_unsubscribe(&s->kill_other->sub);
+		s->kill_other = NULL;
+	}
+	if (s->kept == NULL)
+		s->kept = it_feed_event_ref(ev);
+	s->ids[s->n++] = ev->seq;
+	return 0;
+}
+
+static int f_transient(it_feed_sub *sub, const it_feed_transient *t)
+{
+	struct fsub *s = (struct fsub *)sub;
+
+	if (strcmp(t->type, "session.resync") == 0)
+		snprintf(s->transients[s->nt++ % 16], 64, "resync:%s:%lld", t->reason, (long long)t->last_event_id);
+	else
+		snprintf(s->transients[s->nt++ % 16], 64, "status:%s", t->status);
+	return 0;
+}
+
+static int f_batch(it_feed_sub *sub)
+{
+	((struct fsub *)sub)->batches++;
+	return 0;
+}
+
+static void f_ended(it_feed_sub *sub, enum it_feed_end why)
+{
+	((struct fsub *)sub)->ended = (int)why;
+}
+
+static const it_feed_sub_ops fops = {f_event, f_transient, f_batch, f_ended};
+
+static struct fsub *fsub_new(void)
+{
+	struct fsub *s = calloc(1, sizeof(*s));
+	s->sub.ops = &fops;
+	s->room = -1;
+	return s;
+}
+
+static void fsub_free(struct fsub *s)
+{
+	it_feed_unsubscribe(&s->sub);
+	it_feed_event_unref(s->kept);
+	free(s);
+}
+
+/* The ids it got are exactly from..to, in order. */
+static int got_run(const struct fsub *s, int64_t from, int64_t to)
+{
+	if (s->n != to - from + 1)
+		return 0;
+	for (int i = 0; i < s->n; i++)
+		if (s->ids[i] != from + i)
+			return 0;
+	return 1;
+}
+
+static time_t fake_now = 1000000;
+static time_t fake_wall(void)
+{
+	return fake_now;
+}
+
+static it_feed *setup(struct fake *fk, unsigned ring)
+{
+	it_feed_opts o = {.ring_events = ring, .linger_ms = 30000, .wall = fake_wall};
+	it_feed *f;
+
+	memset(fk, 0, sizeof(*fk));
+	if (it_feed_new_db(&f, &o, &fake_ops, fk) != 0)
+		abort();
+	fk->feed = f;
+	it_feed_tick(f, 1000);
+	fake_up(fk);
+	return f;
+}
+
+static void teardown(struct fake *fk)
+{
+	fake_clear(fk);
+	it_feed_free(fk->feed);
+}
+
+/* ------------------------------------------------------------------ tests */
+
+static void test_parse_notify(void)
+{
+	static const char good[] = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA:12345";
+	static const char *bad[] = {"", ":", "abc", "abc:", ":12", "abc:1x", "abc:-1", "abc:1234567890123456789",
+				    "a:b:c"};
+	char id[72];
+	int64_t seq = -1;
+	int all_safe = 1;
+
+	/* Every prefix of a good payload, placed right before an unmapped
+	 * page: no read past its end, and only the prefixes that end in a
+	 * whole number parse. */
+	for (size_t n = 0; n <= sizeof(good) - 1; n++) {
+		size_t mapped;
+		unsigned char *p = guard_copy(good, n, &mapped);
+		int rc = it_feed_parse_notify((const char *)p, n, id, sizeof(id), &seq);
+		int want_ok = n > 33;
+		if ((rc == 0) != want_ok)
+			all_safe = 0;
+		guard_free(p, n, mapped);
+	}
+	ok(all_safe, "every prefix of a payload parses or is refused, with no read past its end");
+	ok(it_feed_parse_notify(good, strlen(good), id, sizeof(id), &seq) == 0 && seq == 12345 && strlen(id) == 32,
+	   "<session>:<seq> gives the id and the seq");
+	ok(it_feed_parse_notify("BBBBBBBBBBBBBBBBBBBBBBBBBB:0", 28, id, sizeof(id), &seq) == 0 && seq == 0,
+	   "seq 0 (the session ended) parses");
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		int rc = it_feed_parse_notify(bad[i], strlen(bad[i]), id, sizeof(id), &seq);
+		if (strcmp(bad[i], "a:b:c") == 0)
+			ok(rc == -EINVAL, "a non-numeric seq after the last colon is refused");
+		else
+			ok(rc == -EINVAL, "malformed payload '%s' is refused", bad[i]);
+	}
+	ok(it_feed_parse_notify(good, strlen(good), id, 20, &seq) == -EINVAL, "an id longer than the buffer is refused");
+}
+
+static void test_event_formats(void)
+{
+	char big[70000];
+	it_feed_event *ev = it_feed_event_new(42, "image.uploaded", "{\"id\":42}", 9);
+	struct iovec a, b;
+
+	ok(it_feed_event_wire(ev, IT_FEED_FMT_SSE, &a) == 0 && it_feed_event_wire(ev, IT_FEED_FMT_SSE, &b) == 0 &&
+		   a.iov_base == b.iov_base,
+	   "an event is formatted once per wire format, then shared");
+	ok(a.iov_len == strlen("id: 42\nevent: image.uploaded\ndata: {\"id\":42}\n\n") &&
+		   memcmp(a.iov_base, "id: 42\nevent: image.uploaded\ndata: {\"id\":42}\n\n", a.iov_len) == 0,
+	   "SSE form: id, event, data lines");
+	ok(it_feed_event_wire(ev, IT_FEED_FMT_WS, &a) == 0 && a.iov_len == 11 &&
+		   ((unsigned char *)a.iov_base)[0] == 0x81 && ((unsigned char *)a.iov_base)[1] == 9,
+	   "WebSocket form: a final text frame, 7-bit length");
+	it_feed_event_unref(ev);
+	memset(big, 'x', sizeof(big));
+	ev = it_feed_event_new(1, "t", big, 200);
+	ok(it_feed_event_wire(ev, IT_FEED_FMT_WS, &a) == 0 && a.iov_len == 204 && ((unsigned char *)a.iov_base)[1] == 126,
+	   "WebSocket form: 16-bit length from 126 bytes");
+	it_feed_event_unref(ev);
+	ev = it_feed_event_new(1, "t", big, sizeof(big));
+	ok(it_feed_event_wire(ev, IT_FEED_FMT_WS, &a) == 0 && a.iov_len == sizeof(big) + 10 &&
+		   ((unsigned char *)a.iov_base)[1] == 127,
+	   "WebSocket form: 64-bit length from 65536 bytes");
+	it_feed_event_unref(ev);
+}
+
+static void test_basic_flow(void)
+{
+	struct fake fk;
+	it_feed *f = setup(&fk, 0);
+	struct fake_sess *fs = fake_add(&fk, 'A', fake_now + 3600);
+	struct fsub *a = fsub_new(), *b = fsub_new();
+	it_feed_stats st;
+
+	fake_append(fs, 3);
+	ok(it_feed_subscribe(f, &a->sub, "not a session id", 0, 0) == -EINVAL, "a malformed session id is refused");
+	ok(it_feed_subscribe(f, &a->sub, fs->id, 0, IT_FEED_HELLO) == 0, "subscribe");
+	ok(a->n == 0 && fk.busy == 0, "nothing is called back and nothing sent inside subscribe");
+	it_feed_run(f);
+	ok(fk.busy && strcmp(fk.sql, it_feed_check_sql) == 0, "the session is checked first");
+	fake_settle(&fk);
+	ok(got_run(a, 1, 3), "then its log is read and handed over in order");
+	is_str(a->transients[0], "status:connected", "IT_FEED_HELLO: connection.status connected on admission");
+	is_int(fk.checks, 1, "one check");
+	is_int(fk.reads, 1, "one read");
+
+	/* A second subscriber and a live event: one read for both. */
+	it_feed_subscribe(f, &b->sub, fs->id, 3, 0);
+	it_feed_run(f);
+	is_int(fk.busy, 0, "a subscriber up to date with a checked session costs no query");
+	fake_append(fs, 1);
+	fake_notify(&fk, fs, 4);
+	fake_settle(&fk);
+	ok(got_run(a, 1, 4) && got_run(b, 4, 4), "a NOTIFY brings the new event to both");
+	is_int(fk.reads, 2, "with one read of the log for both");
+	is_int(it_feed_sub_count(&a->sub), 2, "two subscribers on the session");
+
+	/* Notifications for unknown sessions and old seqs cost nothing. */
+	it_feed_db_notify(f, "CCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCC:5");
+	it_feed_db_notify(f, "garbage");
+	fake_notify(&fk, fs, 2);
+	is_int(fk.busy, 0, "NOTIFYs for unwatched sessions, malformed ones and old seqs send nothing");
+
+	it_feed_stats_get(f, &st);
+	ok(st.delivered == 5 && st.subs == 2 && st.sessions == 1 && st.db_up, "stats: delivered, subscribers, sessions");
+	fsub_free(a);
+	fsub_free(b);
+	teardown(&fk);
+}
+
+static void test_shared_events(void)
+{
+	struct fake fk;
+	it_feed *f = setup(&fk, 0);
+	struct fake_sess *fs = fake_add(&fk, 'A', fake_now + 3600);
+	struct fsub *a = fsub_new(), *b = fsub_new();
+
+	it_feed_subscribe(f, &a->sub, fs->id, 0, 0);
+	it_feed_subscribe(f, &b->sub, fs->id, 0, 0);
+	it_feed_run(f);
+	fake_settle(&fk);
+	fake_append(fs, 1);
+	fake_notify(&fk, fs, 1);
+	fake_settle(&fk);
+	ok(a->kept && a->kept == b->kept, "every subscriber of a session is handed the same event object");
+	fsub_free(a);
+	fsub_free(b);
+	teardown(&fk);
+}
+
+static void test_ring_and_linger(void)
+{
+	struct fake fk;
+	it_feed *f = setup(&fk, 8);
+	struct fake_sess *fs = fake_add(&fk, 'A', fake_now + 3600);
+	struct fsub *a = fsub_new(), *b, *c;
+	it_feed_info info;
+	int reads;
+
+	fake_append(fs, 5);
+	it_feed_subscribe(f, &a->sub, fs->id, 0, 0);
+	it_feed_run(f);
+	fake_settle(&fk);
+	ok(got_run(a, 1, 5), "first subscriber reads the log");
+	reads = fk.reads;
+
+	b = fsub_new();
+	it_feed_subscribe(f, &b->sub, fs->id, 2, 0);
+	it_feed_run(f);
+	ok(got_run(b, 3, 5) && fk.busy == 0 && fk.reads == reads && fk.checks == 1,
+	   "a resume inside the ring is served from it: no query at all");
+
+	/* Everyone leaves; the session lingers with its check and ring. */
+	fsub_free(a);
+	fsub_free(b);
+	it_feed_tick(f, 1000 + 29000);
+	ok(it_feed_lookup(f, fs->id, &info) == 0 && info.last_seq == 5 && info.first_kept == 1,
+	   "a session nobody watches lingers: lookup answers without a query");
+	fake_append(fs, 1);
+	fake_notify(&fk, fs, 6);
+	ok(fk.busy == 0 && it_feed_lookup(f, fs->id, &info) == 0 && info.last_seq == 6,
+	   "a NOTIFY for a lingering session raises its last id without reading");
+	c = fsub_new();
+	it_feed_subscribe(f, &c->sub, fs->id, 5, 0);
+	it_feed_run(f);
+	ok(fk.busy && strcmp(fk.sql, it_feed_check_sql) != 0, "a re-poll of a lingering session needs no check");
+	fake_settle(&fk);
+	ok(got_run(c, 6, 6), "and the event it missed comes from one read");
+	fsub_free(c);
+	it_feed_tick(f, 1000 + 29000 + 31000);
+	ok(it_feed_lookup(f, fs->id, &info) == -ENOENT, "after the linger time the session is forgotten");
+	ok(it_feed_lookup(f, "DDDDDDDDDDDDDDDDDDDDDDDDDDDDDDDD", &info) == -ENOENT, "lookup of an unknown session");
+	teardown(&fk);
+}
+
+static void test_resync(void)
+{
+	struct fake fk;
+	it_feed *f = setup(&fk, 0);
+	struct fake_sess *fs = fake_add(&fk, 'A', fake_now + 3600);
+	struct fsub *a = fsub_new(), *b = fsub_new(), *c = fsub_new(), *d = fsub_new();
+
+	fake_append(fs, 10);
+	fake_prune(fs, 4);
+	it_feed_subscribe(f, &a->sub, fs->id, 1, 0);
+	it_feed_run(f);
+	fake_settle(&fk);
+	is_str(a->transients[0], "resync:cursor-expired:10", "a cursor older than the first kept event: cursor-expired");
+	ok(a->n == 0 && a->sub.cursor == 10, "and it continues from the last id");
+	fake_append(fs, 1);
+	fake_notify(&fk, fs, 11);
+	fake_settle(&fk);
+	ok(got_run(a, 11, 11), "then gets new events only");
+
+	it_feed_subscribe(f, &b->sub, fs->id, 4, 0);
+	it_feed_run(f);
+	fake_settle(&fk);
+	ok(b->nt == 0 && got_run(b, 5, 11), "a cursor right before the first kept event is served (no resync)");
+
+	/* Ahead of what the feed knows: its NOTIFY may not have come yet, so
+	 * the session is checked again before anything is said. */
+	fake_append(fs, 1); /* 12 committed; its NOTIFY is late */
+	it_feed_subscribe(f, &c->sub, fs->id, 12, 0);
+	it_feed_run(f);
+	ok(fk.busy && strcmp(fk.sql, it_feed_check_sql) == 0, "a cursor ahead of the known last id is checked again");
+	fake_settle(&fk);
+	ok(c->nt == 0, "and not told to resync when the database has it");
+	fake_notify(&fk, fs, 12);
+	fake_settle(&fk);
+	ok(c->n == 0 && got_run(a, 11, 12), "the late NOTIFY then serves the others, and it gets nothing twice");
+	fake_append(fs, 1);
+	fake_notify(&fk, fs, 13);
+	fake_settle(&fk);
+	ok(got_run(c, 13, 13), "and the next event reaches it");
+
+	it_feed_subscribe(f, &d->sub, fs->id, 500, 0);
+	it_feed_run(f);
+	fake_settle(&fk);
+	is_str(d->transients[0], "resync:cursor-ahead:13", "a cursor ahead of the database: cursor-ahead");
+	ok(d->sub.cursor == 13, "and it continues from the last id");
+	fsub_free(a);
+	fsub_free(b);
+	fsub_free(c);
+	fsub_free(d);
+	teardown(&fk);
+}
+
+static void test_pause_and_gap(void)
+{
+	struct fake fk;
+	it_feed *f = setup(&fk, 4);
+	struct fake_sess *fs = fake_add(&fk, 'A', fake_now + 3600);
+	struct fsub *a = fsub_new(), *b = fsub_new();
+
+	fake_append(fs, 2);
+	a->room = 1;
+	it_feed_subscribe(f, &a->sub, fs->id, 0, 0);
+	it_feed_subscribe(f, &b->sub, fs->id, 0, 0);
+	it_feed_run(f);
+	fake_settle(&fk);
+	ok(got_run(a, 1, 1) && got_run(b, 1, 2), "a subscriber with no room is paused after what it took");
+	fake_append(fs, 3);
+	fake_notify(&fk, fs, 5);
+	fake_settle(&fk);
+	ok(got_run(a, 1, 1) && got_run(b, 1, 5), "a paused subscriber is offered nothing; the others go on");
+	a->room = -1;
+	it_feed_resume(&a->sub);
+	it_feed_run(f);
+	fake_settle(&fk);
+	ok(got_run(a, 1, 5), "resumed, it gets the rest from its cursor, exactly once");
+
+	/* Paused long enough for the log to be pruned past its cursor. */
+	a->room = 0;
+	fake_append(fs, 1);
+	fake_notify(&fk, fs, 6);
+	fake_settle(&fk);
+	fake_append(fs, 20);
+	fake_prune(fs, 9);
+	fake_notify(&fk, fs, 26);
+	fake_settle(&fk);
+	a->room = -1;
+	it_feed_resume(&a->sub);
+	it_feed_run(f);
+	fake_settle(&fk);
+	is_str(a->transients[0], "resync:gap:9", "a gap in the rows after its cursor: session.resync gap");
+	ok(a->n == 5 + 17 && a->ids[5] == 10 && a->ids[a->n - 1] == 26, "then the events after the gap, in order");
+	fsub_free(a);
+	fsub_free(b);
+	teardown(&fk);
+}
+
+static void test_unsubscribe_in_delivery(void)
+{
+	struct fake fk;
+	it_feed *f = setup(&fk, 0);
+	struct fake_sess *fs = fake_add(&fk, 'A', fake_now + 3600);
+	struct fsub *a = fsub_new(), *b = fsub_new(), *c = fsub_new(), *d = fsub_new();
+
+	it_feed_subscribe(f, &a->sub, fs->id, 0, 0);
+	it_feed_subscribe(f, &b->sub, fs->id, 0, 0);
+	it_feed_subscribe(f, &d->sub, fs->id, 0, 0);
+	it_feed_subscribe(f, &c->sub, fs->id, 0, 0);
+	it_feed_run(f);
+	fake_settle(&fk);
+	a->kill_other = b; /* a unsubscribes b, the next one */
+	d->free_self = 1;  /* d ends and frees itself */
+	fake_append(fs, 2);
+	fake_notify(&fk, fs, 2);
+	fake_settle(&fk);
+	ok(got_run(a, 1, 2) && b->n == 0 && got_run(c, 1, 2),
+	   "a callback may unsubscribe the next subscriber, or end and free its own: the walk goes on");
+	is_int(it_feed_sub_count(&a->sub), 2, "two left");
+	it_feed_unsubscribe(&b->sub);
+	ok(1, "unsubscribing twice is harmless");
+	fsub_free(a);
+	fsub_free(b);
+	fsub_free(c);
+	teardown(&fk);
+}
+
+static void test_session_end(void)
+{
+	struct fake fk;
+	it_feed *f = setup(&fk, 0);
+	struct fake_sess *fs = fake_add(&fk, 'A', fake_now + 10), *gone = fake_add(&fk, 'B', fake_now + 10);
+	struct fsub *a = fsub_new(), *b = fsub_new(), *u = fsub_new(), *e = fsub_new();
+
+	gone->exists = 0;
+	it_feed_subscribe(f, &u->sub, gone->id, 0, 0);
+	it_feed_subscribe(f, &a->sub, fs->id, 0, 0);
+	it_feed_subscribe(f, &b->sub, fs->id, 0, 0);
+	it_feed_run(f);
+	fake_settle(&fk);
+	is_int(fk.last_batch, 2, "two sessions checked in one query");
+	is_int(u->ended, IT_FEED_END_UNKNOWN, "an unknown session ends its subscriber");
+	ok(a->ended == 0, "a live one does not");
+	fake_notify(&fk, fs, 0);
+	ok(a->ended == IT_FEED_END_DELETED && b->ended == IT_FEED_END_DELETED, "NOTIFY seq 0 ends every subscriber");
+	is_int(it_feed_sub_count(&a->sub), 0, "and they are unsubscribed");
+
+	/* Expiry: the clock passes it; the database confirms. */
+	fs = fake_add(&fk, 'E', fake_now + 10);
+	it_feed_subscribe(f, &e->sub, fs->id, 0, 0);
+	it_feed_run(f);
+	fake_settle(&fk);
+	fake_now += 11;
+	fs->exists = 0;
+	it_feed_tick(f, 5000);
+	fake_settle(&fk);
+	is_int(e->ended, IT_FEED_END_EXPIRED, "a session past its expiry ends its subscribers");
+	fsub_free(a);
+	fsub_free(b);
+	fsub_free(u);
+	fsub_free(e);
+	teardown(&fk);
+}
+
+static void test_degraded(void)
+{
+	struct fake fk;
+	it_feed *f = setup(&fk, 0);
+	struct fake_sess *fs = fake_add(&fk, 'A', fake_now + 3600), *fs2 = fake_add(&fk, 'B', fake_now + 3600);
+	struct fsub *a = fsub_new(), *b = fsub_new(), *c = fsub_new();
+	it_feed_info info;
+
+	fake_append(fs, 2);
+	it_feed_subscribe(f, &a->sub, fs->id, 0, 0);
+	it_feed_subscribe(f, &b->sub, fs->id, 1, 0);
+	it_feed_subscribe(f, &c->sub, fs2->id, 0, 0);
+	it_feed_run(f);
+	fake_settle(&fk);
+	fake_append(fs, 1);
+	fk.up = 0;
+	fake_notify(&fk, fs, 3); /* the read it asks for cannot be sent */
+	fake_down(&fk);
+	is_str(a->transients[0], "status:degraded", "the LISTEN connection lost: connection.status degraded");
+	ok(it_feed_lookup(f, fs->id, &info) == -ENOENT, "and nothing cached is trusted");
+	fake_append(fs, 2);  /* committed while nobody listened */
+	fake_append(fs2, 1);
+	fake_up(&fk);
+	is_str(a->transients[1], "status:connected", "back: connection.status connected");
+	fake_settle(&fk);
+	ok(got_run(a, 1, 5) && got_run(b, 2, 5) && got_run(c, 1, 1),
+	   "every subscriber re-reads from its cursor: nothing lost, nothing twice");
+	is_int(fk.last_batch, 2, "one read for both sessions");
+	fsub_free(a);
+	fsub_free(b);
+	fsub_free(c);
+	teardown(&fk);
+}
+
+static void test_many_events_and_pages(void)
+{
+	struct fake fk;
+	it_feed *f = setup(&fk, 16);
+	struct fake_sess *fs = fake_add(&fk, 'A', fake_now + 3600);
+	struct fsub *a = fsub_new(), *b = fsub_new();
+
+	fake_append(fs, 1100);
+	it_feed_subscribe(f, &a->sub, fs->id, 0, 0);
+	it_feed_run(f);
+	fake_settle(&fk);
+	ok(got_run(a, 1, 1100), "a log longer than one read arrives in pages, in order");
+	is_int(fk.reads, 3, "three reads of 500");
+	it_feed_subscribe(f, &b->sub, fs->id, 1090, 0);
+	it_feed_run(f);
+	ok(got_run(b, 1091, 1100) && fk.busy == 0, "the ring keeps the newest events");
+	fsub_free(a);
+	fsub_free(b);
+	teardown(&fk);
+}
+
+int main(void)
+{
+	test_parse_notify();
+	test_event_formats();
+	test_basic_flow();
+	test_shared_events();
+	test_ring_and_linger();
+	test_resync();
+	test_pause_and_gap();
+	test_unsubscribe_in_delivery();
+	test_session_end();
+	test_degraded();
+	test_many_events_and_pages();
+	return tap_done();
+}
