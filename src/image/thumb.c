@@ -23,7 +23,8 @@ static void init_once(void)
 	/* One worker thread per thumbnail: requests already run in parallel,
 	 * and this keeps memory per upload predictable. */
 	vips_concurrency_set(1);
-	/* Only our four sniffed formats ever reach libvips, but should one
+	/* Only our sniffed formats (JPEG, PNG, GIF, WebP, HEIC, AVIF) ever
+	 * reach libvips, but should one
 	 * slip through, the large third-party loaders (ImageMagick, PDF,
 	 * OpenSlide) stay out of reach of uploaded bytes. */
 	vips_block_untrusted_set(TRUE);
@@ -34,6 +35,11 @@ int it_thumb_init(void)
 {
 	pthread_once(&once, init_once);
 	return init_rc;
+}
+
+int it_thumb_heif_readable(void)
+{
+	return it_thumb_init() == 0 && vips_type_find("VipsForeignLoad", "heifload_source") != 0;
 }
 
 int it_thumb_make(int fd, int size, void **out, size_t *outlen, const char **content_type, char *err,

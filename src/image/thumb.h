@@ -10,6 +10,12 @@
  * main() before threads if you want start-up errors early. Returns 0 or -1. */
 int it_thumb_init(void);
 
+/* Whether this libvips reads HEIF images (HEIC, AVIF): it has the heif
+ * loader (libheif). Debian's libvips 8.14 has it; a build without it
+ * cannot show or convert what phones send, and uploads of those are then
+ * refused with a sentence that says so. Starts libvips (it_thumb_init). */
+int it_thumb_heif_readable(void);
+
 /* Makes a thumbnail of the image held in fd (read from offset 0; fd is not
  * closed), its longest edge at most size pixels (never enlarged), rotated
  * upright from EXIF, metadata stripped: PNG when the image has an alpha
