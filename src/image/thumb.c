@@ -42,6 +42,33 @@ int it_thumb_heif_readable(void)
 	return it_thumb_init() == 0 && vips_type_find("VipsForeignLoad", "heifload_source") != 0;
 }
 
+static pthread_once_t avif_once = PTHREAD_ONCE_INIT;
+static int avif_ok;
+
+static void avif_probe(void)
+{
+	VipsImage *x = NULL;
+	void *buf = NULL;
+	size_t len = 0;
+
+	if (vips_black(&x, 16, 16, "bands", 3, NULL) == 0 &&
+	    vips_heifsave_buffer(x, &buf, &len, "compression", VIPS_FOREIGN_HEIF_COMPRESSION_AV1, "Q", 50, NULL) ==
+		    0)
+		avif_ok = len > 12;
+	vips_error_clear();
+	g_free(buf);
+	if (x)
+		g_object_unref(x);
+}
+
+int it_thumb_avif_writable(void)
+{
+	if (it_thumb_init() < 0)
+		return 0;
+	pthread_once(&avif_once, avif_probe);
+	return avif_ok;
+}
+
 int it_thumb_make(int fd, int size, void **out, size_t *outlen, const char **content_type, char *err,
 		  size_t errlen)
 {

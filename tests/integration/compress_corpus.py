@@ -17,6 +17,7 @@ tests/tools/it-ssim (libvips operations in memory; ImageMagick 6 here has no SSI
 import os
 import struct
 import subprocess
+import tempfile
 
 
 def run(*argv):
@@ -190,8 +191,24 @@ def rgb_to_png(d, v, name):
     return out
 
 
+def transparent(path, fmt, bands):
+    """Whether any pixel of any frame of path is not fully opaque: GIF and WebP encoders may add an
+    alpha channel to an opaque animation (unchanged areas between frames), which shows nothing."""
+    fd, tmp = tempfile.mkstemp(suffix=".v")
+    os.close(fd)
+    try:
+        src = path + ("[n=-1]" if fmt in ("gif", "webp") else "")
+        vips("extract_band", src, tmp, bands - 1)
+        r = subprocess.run(["vips", "min", tmp], check=True, capture_output=True, text=True)
+        r2 = subprocess.run(["vips", "max", tmp], check=True, capture_output=True, text=True)
+        return float(r.stdout) < float(r2.stdout) or float(r.stdout) < 255
+    finally:
+        os.unlink(tmp)
+
+
 def info(path):
-    """Format, size, bands, alpha, frame count and sample depth of an image file, as libvips reads it."""
+    """Format, size, bands, alpha (transparency in use), frame count, sample depth, orientation and
+    whether an ICC profile is attached, of an image file as libvips reads it."""
     def field(name, extra=""):
         r = subprocess.run(["vipsheader", "-f", name, path + extra], capture_output=True, text=True)
         return r.stdout.strip() if r.returncode == 0 else None
@@ -199,10 +216,10 @@ def info(path):
     fmt = {"jpegload": "jpeg", "pngload": "png", "gifload": "gif", "webpload": "webp",
            "heifload": "heif"}.get(loader.replace("_source", "").replace("_buffer", ""), loader)
     bands = int(field("bands") or 0)
-    interp = field("interpretation") or ""
+    interp = (field("interpretation") or "").lower().rstrip(")").split("_")[-1]
     pages = field("n-pages")
     frames = int(pages) if pages and pages.isdigit() else 1
-    alpha = bands == 4 and interp != "cmyk" or bands == 2
+    alpha = (bands == 4 and interp != "cmyk" or bands == 2) and transparent(path, fmt, bands)
     return {"format": fmt, "width": int(field("width") or 0), "height": int(field("height") or 0),
             "bands": bands, "alpha": alpha, "frames": frames, "interpretation": interp,
             "depth": 16 if (field("format") or "") == "ushort" else 8,
