@@ -396,6 +396,7 @@ int it_xf_apply(const it_op_params *p, const char *in_type, const void *in, size
 	enum kind k = kind_of(in_type);
 	it_sniff s;
 	int orientation = 1, rc = -1, fmt, animated, rotate, frames = 1, page_h, strip_all = 0;
+	it_op_params keep444;
 
 	memset(out, 0, sizeof(*out));
 	if (errlen)
@@ -494,6 +495,20 @@ int it_xf_apply(const it_op_params *p, const char *in_type, const void *in, size
 			 "%stransparency flattened onto #%02x%02x%02x", out->note[0] ? "; " : "", p->background[0],
 			 p->background[1], p->background[2]);
 	}
+	{
+		/* "auto" keeps a JPEG's own chroma resolution: subsampling a
+		 * 4:4:4 source halves its colour detail, which a compressor
+		 * must not do behind the owner's back (ImageMagick keeps the
+		 * source's sampling too). */
+		const char *sub = NULL;
+		if (p->subsample == IT_SUB_AUTO && k == K_JPEG && fmt == O_JPEG &&
+		    vips_image_get_typeof(hdr, "jpeg-chroma-subsample") &&
+		    vips_image_get_string(hdr, "jpeg-chroma-subsample", &sub) == 0 && sub && strcmp(sub, "4:4:4") == 0) {
+			keep444 = *p;
+			keep444.subsample = IT_SUB_OFF;
+			p = &keep444;
+		}
+	}
 	if (p->strip) {
 		int kept = strip_metadata(&img);
 		if (kept < 0)
@@ -529,14 +544,19 @@ int it_xf_apply(const it_op_params *p, const char *in_type, const void *in, size
 	}
 
 	if (thumb_size > 0) {
-		/* From the encoded result, so the thumbnail shows what is stored. */
 		it_op_params tp = *p;
 		tp.quality = 80;
 		tp.palette = 0;
 		tp.progressive = 0;
 		tp.subsample = IT_SUB_AUTO;
-		if (vips_thumbnail_buffer(out->data, out->len, &thumb, thumb_size, "height", thumb_size, "size",
-					  VIPS_SIZE_DOWN, NULL) ||
+		/* From the encoded result, so the thumbnail shows what is
+		 * stored; but a JPEG recompressed as JPEG looks the same at
+		 * thumbnail size, and the source (usually baseline) shrinks
+		 * while it decodes, where a progressive result would be
+		 * decoded whole: measured, 0.3 s of a 12 MP photo's 0.6. */
+		int from_source = p->type == IT_OP_COMPRESS && k == K_JPEG && fmt == O_JPEG;
+		if (vips_thumbnail_buffer(from_source ? (void *)in : out->data, from_source ? len : out->len, &thumb,
+					  thumb_size, "height", thumb_size, "size", VIPS_SIZE_DOWN, NULL) ||
 		    save(thumb, vips_image_hasalpha(thumb) ? O_PNG : O_JPEG, &tp, 1, 0, 0, &out->thumb,
 			 &out->thumb_len) < 0) {
 			vips_err(err, errlen, "cannot make the thumbnail");
