@@ -767,13 +767,13 @@ static enum it_sniff_rc isobmff_size(src *s, it_sniff *out)
 	/* libheif applies the rotation: the image is shown turned. */
 	out->width = hp.rotated ? hp.height : hp.width;
 	out->height = hp.rotated ? hp.width : hp.height;
-	add_frame(out, 0, 0, max_w, max_h);
-	/* The extent holds the image as shown and the largest item turned
-	 * the same way. */
+	/* The largest item is a frame turned the way the image is shown; the
+	 * extent holds it and the image. */
 	{
-		uint32_t ew = hp.rotated ? max_h : max_w, eh = hp.rotated ? max_w : max_h;
-		out->extent_width = out->width > ew ? out->width : ew;
-		out->extent_height = out->height > eh ? out->height : eh;
+		uint32_t fw = hp.rotated ? max_h : max_w, fh = hp.rotated ? max_w : max_h;
+		add_frame(out, 0, 0, fw, fh);
+		out->extent_width = out->width > fw ? out->width : fw;
+		out->extent_height = out->height > fh ? out->height : fh;
 	}
 	/* libvips hands out 8- or 16-bit samples, RGB plus maybe alpha; libheif
 	 * decodes the whole image at once, into its YCbCr planes (at most

@@ -546,7 +546,7 @@ static void test_heif(void)
 	heif(&b, "avif", "avifmif1miafMA1B", 1000, 500, 10, 1, 0, 0, 0, 0);
 	check("AVIF 10-bit turned 90 degrees", b.p, b.n, IT_SNIFF_OK, &s);
 	is_str(s.content_type, "image/avif", "AVIF: content type");
-	ok(s.width == 500 && s.height == 1000 && s.bytes_per_pixel == 8,
+	ok(s.width == 500 && s.height == 1000 && s.bytes_per_pixel == 8 && s.frame_width == 500 && s.extent_height == 1000,
 	   "irot: shown 500x1000; 10 bits decode to 16-bit samples (%ux%u, %u)", s.width, s.height,
 	   s.bytes_per_pixel);
 
