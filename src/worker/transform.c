@@ -249,7 +249,17 @@ static int save(VipsImage *img, enum outfmt fmt, const it_op_params *p, int stri
 
 	switch (fmt) {
 	case O_PNG:
-		if (p->palette || src_palette) {
+		if (p->palette && vips_image_get_format(img) == VIPS_FORMAT_USHORT) {
+			/* libimagequant takes 8-bit pixels: 16-bit ones go
+			 * down to 8 first (quantising loses far more). */
+			VipsImage *eight = NULL;
+			int grey = vips_image_get_bands(img) <= 2;
+			if (vips_colourspace(img, &eight, grey ? VIPS_INTERPRETATION_B_W : VIPS_INTERPRETATION_sRGB, NULL))
+				return -1;
+			rc = vips_pngsave_buffer(eight, buf, len, "palette", TRUE, "Q", p->quality, "dither", 1.0,
+						 "compression", 9, "strip", strip, NULL);
+			g_object_unref(eight);
+		} else if (p->palette || src_palette) {
 			/* libimagequant keeps alpha. A source that was a
 			 * palette already is redone at full quality without
 			 * dithering: its colours come back as they were. */
