@@ -229,7 +229,7 @@ int it_images_delete(PGconn *conn, const char *id, const char *session, it_image
 int it_images_new_version(PGconn *conn, const char *id, const it_image *v, it_image *out)
 {
 	char sizes[24], ws[16], hs[16], blobs[24], thumbs[24];
-	const char *params[8] = {id, v->content_type, sizes, v->sha256, ws, hs, blobs, thumbs};
+	const char *params[9] = {id, v->content_type, sizes, v->sha256, ws, hs, blobs, thumbs, v->filename};
 
 	if (!it_id_uuid_valid(id))
 		return 400;
@@ -241,10 +241,10 @@ int it_images_new_version(PGconn *conn, const char *id, const it_image *v, it_im
 	return one_row(&conn, 0,
 		       "UPDATE images AS i SET content_type = $2, size = $3, sha256 = $4, width = $5, height = $6,"
 		       " blob_id = $7, thumb_blob_id = nullif($8::bigint, 0), version = i.version + 1,"
-		       " updated_at = now() FROM sessions s"
+		       " filename = coalesce(nullif($9, ''), i.filename), updated_at = now() FROM sessions s"
 		       " WHERE i.id = $1::uuid AND s.id = i.session_id AND s.expires_at > now()"
 		       " RETURNING " IMAGE_COLUMNS,
-		       8, params, out);
+		       9, params, out);
 }
 
 int it_images_url(const it_image *img, const char *label, const char *url_prefix, const it_urlsign *signer,

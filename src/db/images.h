@@ -84,8 +84,9 @@ int it_images_rename(PGconn *conn, const char *id, const char *session, const ch
 int it_images_delete(PGconn *conn, const char *id, const char *session, it_image *out);
 
 /* Swaps in a new version inside the caller's transaction: blob_id (and
- * thumb_blob_id, 0 for none), content_type, size, sha256, width and height
- * are taken from v; version is bumped, updated_at moves, and the old blobs
+ * thumb_blob_id, 0 for none), content_type, size, sha256, width, height and
+ * filename (unless "": a new format brings the extension of its type) are
+ * taken from v; version is bumped, updated_at moves, and the old blobs
  * are deleted (trigger). Fills out with the new row. Returns 0, 400, 404 or
  * 503. The caller then appends image.updated (it_images_event_data). */
 int it_images_new_version(PGconn *conn, const char *id, const it_image *v, it_image *out);

@@ -14,7 +14,13 @@
 
 static const char *const type_names[IT_OP_NTYPES] = {"bulk_compress", "bulk_resize", "bulk_convert"};
 static const char *const type_verbs[IT_OP_NTYPES] = {"Compressing", "Resizing", "Converting"};
-static const char *const format_names[] = {"keep", "jpeg", "png", "webp"};
+static const char *const format_names[] = {"keep", "jpeg", "png", "webp", "avif"};
+static const char *const subsample_names[] = {"auto", "on", "off"};
+
+const char *it_op_format_name(enum it_op_format f)
+{
+	return (unsigned)f <= IT_FMT_AVIF ? format_names[f] : "keep";
+}
 
 int it_op_type_parse(const char *name)
 {
@@ -67,13 +73,56 @@ static int get_bool(json_object *v, const char *key, int *out, char *err, size_t
 	return 0;
 }
 
+/* Reads "#rrggbb" into rgb. Returns 0 or -1. */
+static int get_colour(json_object *v, const char *key, unsigned char rgb[3], char *err, size_t errlen)
+{
+	const char *c = json_object_is_type(v, json_type_string) ? json_object_get_string(v) : "";
+	unsigned x[3];
+
+	if (strlen(c) != 7 || c[0] != '#' || strspn(c + 1, "0123456789abcdefABCDEF") != 6 ||
+	    sscanf(c + 1, "%2x%2x%2x", &x[0], &x[1], &x[2]) != 3)
+		return fail(err, errlen, "params.%s must be a colour written \"#rrggbb\".", key);
+	for (int i = 0; i < 3; i++)
+		rgb[i] = (unsigned char)x[i];
+	return 0;
+}
+
+/* Reads params.format: keep (not for convert), jpeg, png (not for compress:
+ * PNG output is lossless, use keep), webp, avif. */
+static int get_format(enum it_op_type type, json_object *v, enum it_op_format *out, char *err, size_t errlen)
+{
+	const char *f = json_object_is_type(v, json_type_string) ? json_object_get_string(v) : "";
+
+	if (strcmp(f, "keep") == 0 && type != IT_OP_CONVERT)
+		*out = IT_FMT_KEEP;
+	else if (strcmp(f, "jpeg") == 0 || strcmp(f, "jpg") == 0)
+		*out = IT_FMT_JPEG;
+	else if (strcmp(f, "webp") == 0)
+		*out = IT_FMT_WEBP;
+	else if (strcmp(f, "avif") == 0)
+		*out = IT_FMT_AVIF;
+	else if (strcmp(f, "png") == 0 && type != IT_OP_COMPRESS)
+		*out = IT_FMT_PNG;
+	else
+		return fail(err, errlen, "params.format must be %s.",
+			    type == IT_OP_COMPRESS ? "\"keep\", \"jpeg\", \"webp\" or \"avif\""
+			    : type == IT_OP_RESIZE ? "\"keep\", \"jpeg\", \"png\", \"webp\" or \"avif\""
+						   : "\"jpeg\", \"png\", \"webp\" or \"avif\"");
+	return 0;
+}
+
 int it_op_params_parse(enum it_op_type type, json_object *params, it_op_params *out, char *err, size_t errlen)
 {
 	memset(out, 0, sizeof(*out));
 	out->type = type;
 	out->format = IT_FMT_KEEP;
 	out->quality = type == IT_OP_COMPRESS ? 75 : 85;
-	out->strip = type == IT_OP_COMPRESS;
+	/* Metadata goes only when asked: it may be what the owner wants kept
+	 * (copyright, camera, date), and dropping it is not undone. */
+	out->strip = 0;
+	out->progressive = 1;
+	out->subsample = IT_SUB_AUTO;
+	memset(out->background, 255, sizeof(out->background));
 
 	if (params != NULL && !json_object_is_type(params, json_type_object))
 		return fail(err, errlen, "params must be a JSON object.");
@@ -86,21 +135,23 @@ int it_op_params_parse(enum it_op_type type, json_object *params, it_op_params *
 				rc = get_int(v, key, 1, 100, &out->quality, err, errlen);
 			} else if (strcmp(key, "strip") == 0) {
 				rc = get_bool(v, key, &out->strip, err, errlen);
-			} else if (strcmp(key, "format") == 0) {
-				const char *f = json_object_is_type(v, json_type_string) ? json_object_get_string(v) : "";
-				if (strcmp(f, "keep") == 0 && type != IT_OP_CONVERT)
-					out->format = IT_FMT_KEEP;
-				else if (strcmp(f, "jpeg") == 0 || strcmp(f, "jpg") == 0)
-					out->format = IT_FMT_JPEG;
-				else if (strcmp(f, "webp") == 0)
-					out->format = IT_FMT_WEBP;
-				else if (strcmp(f, "png") == 0 && type != IT_OP_COMPRESS)
-					out->format = IT_FMT_PNG;
+			} else if (strcmp(key, "palette") == 0) {
+				rc = get_bool(v, key, &out->palette, err, errlen);
+			} else if (strcmp(key, "progressive") == 0) {
+				rc = get_bool(v, key, &out->progressive, err, errlen);
+			} else if (strcmp(key, "subsample") == 0) {
+				const char *s = json_object_is_type(v, json_type_string) ? json_object_get_string(v) : "";
+				int k;
+				for (k = 0; k < 3 && strcmp(s, subsample_names[k]) != 0; k++)
+					;
+				if (k < 3)
+					out->subsample = (enum it_op_subsample)k;
 				else
-					rc = fail(err, errlen, "params.format must be %s.",
-						  type == IT_OP_COMPRESS ? "\"jpeg\", \"webp\" or \"keep\""
-						  : type == IT_OP_RESIZE ? "\"jpeg\", \"png\", \"webp\" or \"keep\""
-									 : "\"jpeg\", \"png\" or \"webp\"");
+					rc = fail(err, errlen, "params.subsample must be \"auto\", \"on\" or \"off\".");
+			} else if (strcmp(key, "background") == 0) {
+				rc = get_colour(v, key, out->background, err, errlen);
+			} else if (strcmp(key, "format") == 0) {
+				rc = get_format(type, v, &out->format, err, errlen);
 			} else if (type == IT_OP_RESIZE && strcmp(key, "width") == 0) {
 				rc = get_int(v, key, 1, IT_OPS_MAX_DIMENSION, &out->width, err, errlen);
 			} else if (type == IT_OP_RESIZE && strcmp(key, "height") == 0) {
@@ -118,7 +169,7 @@ int it_op_params_parse(enum it_op_type type, json_object *params, it_op_params *
 	if (type == IT_OP_RESIZE && out->width == 0 && out->height == 0)
 		return fail(err, errlen, "bulk_resize needs params.width, params.height or both.");
 	if (type == IT_OP_CONVERT && out->format == IT_FMT_KEEP)
-		return fail(err, errlen, "bulk_convert needs params.format: \"jpeg\", \"png\" or \"webp\".");
+		return fail(err, errlen, "bulk_convert needs params.format: \"jpeg\", \"png\", \"webp\" or \"avif\".");
 	return 0;
 }
 
@@ -129,6 +180,14 @@ json_object *it_op_params_json(const it_op_params *p)
 	json_object_object_add(o, "format", json_object_new_string(format_names[p->format]));
 	json_object_object_add(o, "quality", json_object_new_int(p->quality));
 	json_object_object_add(o, "strip", json_object_new_boolean(p->strip));
+	json_object_object_add(o, "palette", json_object_new_boolean(p->palette));
+	json_object_object_add(o, "progressive", json_object_new_boolean(p->progressive));
+	json_object_object_add(o, "subsample", json_object_new_string(subsample_names[p->subsample]));
+	{
+		char c[8];
+		snprintf(c, sizeof(c), "#%02x%02x%02x", p->background[0], p->background[1], p->background[2]);
+		json_object_object_add(o, "background", json_object_new_string(c));
+	}
 	if (p->type == IT_OP_RESIZE) {
 		if (p->width)
 			json_object_object_add(o, "width", json_object_new_int(p->width));

@@ -23,17 +23,27 @@
 #define IT_OPS_MAX_ATTEMPTS 3
 
 enum it_op_type { IT_OP_COMPRESS = 0, IT_OP_RESIZE, IT_OP_CONVERT, IT_OP_NTYPES };
-enum it_op_format { IT_FMT_KEEP = 0, IT_FMT_JPEG, IT_FMT_PNG, IT_FMT_WEBP };
+enum it_op_format { IT_FMT_KEEP = 0, IT_FMT_JPEG, IT_FMT_PNG, IT_FMT_WEBP, IT_FMT_AVIF };
+
+/* JPEG chroma subsampling: libvips' choice (4:2:0 below quality 90), always, never. */
+enum it_op_subsample { IT_SUB_AUTO = 0, IT_SUB_ON, IT_SUB_OFF };
 
 /* An operation's parameters after validation, with defaults filled in. */
 typedef struct it_op_params {
 	enum it_op_type type;
 	enum it_op_format format; /* IT_FMT_KEEP: the image's own format where possible */
-	int quality;		  /* 1-100, for JPEG and WebP output */
-	int strip;		  /* drop EXIF/XMP/ICC metadata */
+	int quality;		  /* 1-100, for JPEG, WebP and AVIF output and PNG palettes */
+	int strip;		  /* drop EXIF, XMP, IPTC and comments (a non-sRGB ICC profile stays) */
+	int palette;		  /* PNG output: quantise to a palette of at most 256 colours (lossy) */
+	int progressive;	  /* JPEG output: progressive (interlaced) */
+	enum it_op_subsample subsample;
+	unsigned char background[3]; /* what alpha is flattened onto for a format without alpha */
 	int width, height;	  /* bulk_resize: fit within (0 = unbounded side) */
 	int enlarge;		  /* bulk_resize: also scale smaller images up */
 } it_op_params;
+
+/* The name of a format in params ("keep", "jpeg", ...). */
+const char *it_op_format_name(enum it_op_format f);
 
 /* Returns the type for its name ("bulk_compress", ...) or -1. */
 int it_op_type_parse(const char *name);

@@ -5,6 +5,7 @@
 #include "fcgi/app.h"
 #include "fcgi/handlers.h"
 #include "hub/hub.h"
+#include "image/thumb.h"
 
 #include <time.h>
 #include <unistd.h>
@@ -36,6 +37,26 @@ void it_h_health(it_req *req)
 		json_object_object_add(h, "lookups", json_object_new_int64(hs.lookups));
 		json_object_object_add(h, "process", json_object_new_int64((int64_t)getpid()));
 		json_object_object_add(o, "hub", h);
+	}
+	{
+		/* The image formats uploads and operations take here: a page
+		 * offers AVIF only where this libvips can write it. */
+		json_object *f = json_object_new_object(), *rd = json_object_new_array(), *wr = json_object_new_array();
+		static const char *const always[] = {"jpeg", "png", "gif", "webp"};
+		for (size_t i = 0; i < 4; i++)
+			json_object_array_add(rd, json_object_new_string(always[i]));
+		if (it_thumb_heif_readable()) {
+			json_object_array_add(rd, json_object_new_string("heic"));
+			json_object_array_add(rd, json_object_new_string("avif"));
+		}
+		for (size_t i = 0; i < 4; i++)
+			if (i != 2) /* operations write GIF only by keeping it */
+				json_object_array_add(wr, json_object_new_string(always[i]));
+		if (it_thumb_avif_writable())
+			json_object_array_add(wr, json_object_new_string("avif"));
+		json_object_object_add(f, "read", rd);
+		json_object_object_add(f, "write", wr);
+		json_object_object_add(o, "formats", f);
 	}
 	if (!db_ok)
 		it_resp_header(req, "Retry-After", "5");

@@ -279,7 +279,7 @@ static int part_data(upload *u, const char *p, size_t n)
 			/* Refuse non-images as soon as their first bytes say so. */
 			if (it_sniff_type(u->head, u->head_len, &s) == IT_SNIFF_UNKNOWN)
 				return up_fail(u, 415, "not-an-image",
-					       "\"%.60s\" is not a JPEG, PNG, GIF or WebP image.", u->display);
+					       "\"%.60s\" is not a JPEG, PNG, GIF, WebP, HEIC or AVIF image.", u->display);
 		}
 		if (!u->blob_open) {
 			u->staged_bytes += (int64_t)n;
@@ -340,9 +340,14 @@ static int file_end(upload *u)
 	 * around each touch as) resident memory of this process. */
 	rc = it_sniff_fd(u->tmp_fd, (uint64_t)u->file_size, &s);
 	if (rc == IT_SNIFF_UNKNOWN)
-		return up_fail(u, 415, "not-an-image", "\"%.60s\" is not a JPEG, PNG, GIF or WebP image.", name);
+		return up_fail(u, 415, "not-an-image", "\"%.60s\" is not a JPEG, PNG, GIF, WebP, HEIC or AVIF image.", name);
 	if (rc != IT_SNIFF_OK)
 		return up_fail(u, 415, "corrupt-image", "\"%.60s\" has a damaged or truncated header.", name);
+	if ((s.ext[0] == 'h' || s.ext[0] == 'a') && !it_thumb_heif_readable())
+		return up_fail(u, 415, "unsupported-format",
+			       "\"%.60s\" is a %s image, which this server's libvips cannot read (it was built "
+			       "without libheif); convert it to JPEG before uploading.",
+			       name, s.ext[0] == 'a' ? "AVIF" : "HEIC");
 	/* Every frame and what decoding it would hold, before libvips allocates. */
 	if (it_sniff_check(&s,
 			   &(it_sniff_limits){(uint64_t)it_g.cfg.max_pixels, (uint64_t)it_g.cfg.max_dimension,

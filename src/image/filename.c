@@ -90,6 +90,9 @@ static const struct {
 	{"image/png", "png", {"png", NULL, NULL, NULL}},
 	{"image/gif", "gif", {"gif", NULL, NULL, NULL}},
 	{"image/webp", "webp", {"webp", NULL, NULL, NULL}},
+	{"image/heic", "heic", {"heic", "heif", "hif", NULL}},
+	{"image/heif", "heif", {"heif", "heic", "hif", NULL}},
+	{"image/avif", "avif", {"avif", NULL, NULL, NULL}},
 };
 
 /* Whether e[0..n) names the same type as ext (case-insensitively). */

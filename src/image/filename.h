@@ -19,7 +19,7 @@ size_t it_filename_utf8(const char *in, char *out, size_t outlen);
  * stem so that the extension survives.
  *
  * ext (may be NULL) is the extension of the content as sniffed ("jpg",
- * "png", "gif", "webp"): the name then ends in an extension of that type,
+ * "png", "gif", "webp", "heic", "avif"): the name then ends in an extension of that type,
  * because the extension decides what opens a saved file and a client's
  * "x.html" holding a JPEG/HTML polyglot must not be saved as HTML. A
  * matching extension is kept as written ("IMG.JPEG"); a wrong one (1 to 8

@@ -33,6 +33,65 @@ static uint32_t le32(const unsigned char *p)
 	return (uint32_t)p[3] << 24 | le24(p);
 }
 
+/* HEIF brands (ISO/IEC 23008-12, and AV1-HEIF for AVIF) and what they hold.
+ * The generic image-collection brands say nothing of the codec: the
+ * compatible brands then decide (it_sniff_image). */
+static const char *const heic_brands[] = {"heic", "heix", "heim", "heis", "hevc", "hevx"};
+static const char *const avif_brands[] = {"avif", "avis"};
+static const char *const heif_brands[] = {"mif1", "msf1", "miaf"};
+
+static int brand_in(const unsigned char *b, const char *const *list, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (memcmp(b, list[i], 4) == 0)
+			return 1;
+	return 0;
+}
+
+#define NBRANDS(a) (sizeof(a) / sizeof((a)[0]))
+
+/* Sets the type for the brand at b: 1 when it names one, 0 when it is a
+ * generic HEIF brand, -1 when it is no HEIF brand. */
+static int brand_type(const unsigned char *b, it_sniff *out)
+{
+	if (brand_in(b, heic_brands, NBRANDS(heic_brands))) {
+		out->content_type = "image/heic";
+		out->ext = "heic";
+		return 1;
+	}
+	if (brand_in(b, avif_brands, NBRANDS(avif_brands))) {
+		out->content_type = "image/avif";
+		out->ext = "avif";
+		return 1;
+	}
+	if (brand_in(b, heif_brands, NBRANDS(heif_brands))) {
+		out->content_type = "image/heif";
+		out->ext = "heif";
+		return 0;
+	}
+	return -1;
+}
+
+/* ISOBMFF (HEIC, AVIF): the file starts with its ftyp box, <size> "ftyp"
+ * <major brand>; a ftyp box is 16 + 4k bytes, far below 64 KiB, so the
+ * first two bytes are zero (which also keeps every other format's magic
+ * out of this branch). */
+static enum it_sniff_rc isobmff_type(const unsigned char *p, size_t n, it_sniff *out)
+{
+	size_t k;
+
+	if ((n > 0 && p[0] != 0) || (n > 1 && p[1] != 0))
+		return IT_SNIFF_UNKNOWN;
+	if (n >= 4 && (be32(p) < 16 || be32(p) % 4 != 0))
+		return IT_SNIFF_UNKNOWN;
+	k = n < 4 ? 0 : n - 4 < 4 ? n - 4 : 4;
+	if (k > 0 && memcmp(p + 4, "ftyp", k) != 0)
+		return IT_SNIFF_UNKNOWN;
+	if (n < 12)
+		return IT_SNIFF_NEED_MORE;
+	return brand_type(p + 8, out) < 0 ? IT_SNIFF_UNKNOWN : IT_SNIFF_OK;
+}
+
 enum it_sniff_rc it_sniff_type(const void *buf, size_t n, it_sniff *out)
 {
 	const unsigned char *p = buf;
@@ -69,6 +128,11 @@ enum it_sniff_rc it_sniff_type(const void *buf, size_t n, it_sniff *out)
 			out->ext = "webp";
 			return IT_SNIFF_OK;
 		}
+	}
+	switch (isobmff_type(p, n, out)) {
+	case IT_SNIFF_OK: return IT_SNIFF_OK;
+	case IT_SNIFF_NEED_MORE: undecided = 1; break;
+	default: break;
 	}
 	return undecided ? IT_SNIFF_NEED_MORE : IT_SNIFF_UNKNOWN;
 }
@@ -468,6 +532,258 @@ static enum it_sniff_rc jpeg_size(src *s, it_sniff *out)
 	}
 }
 
+/* One ISOBMFF box: its type, where its body starts and where it ends. */
+typedef struct box {
+	char type[4];
+	uint64_t body, end;
+	int to_end; /* size 0: the box runs to the end of the file */
+} box;
+
+/* The answer when the bytes end inside what must be read: more may come,
+ * unless this is the whole file. */
+static enum it_sniff_rc short_of(const src *s)
+{
+	return s->final ? IT_SNIFF_BAD : IT_SNIFF_NEED_MORE;
+}
+
+/* Reads the box header at off, which must lie inside [off, parent_end).
+ * Returns OK, NEED_MORE/BAD (see short_of), or BAD for a box that claims
+ * to be smaller than its header or to reach beyond its parent. */
+static enum it_sniff_rc box_at(src *s, uint64_t off, uint64_t parent_end, box *b)
+{
+	const unsigned char *p = at(s, off, 8);
+	uint64_t size;
+
+	if (p == NULL)
+		return short_of(s);
+	size = be32(p);
+	memcpy(b->type, p + 4, 4);
+	b->body = off + 8;
+	b->to_end = size == 0;
+	if (size == 1) {
+		/* A 64-bit size follows the type. */
+		if ((p = at(s, off + 8, 8)) == NULL)
+			return short_of(s);
+		size = (uint64_t)be32(p) << 32 | be32(p + 4);
+		b->body = off + 16;
+	} else if (size == 0) {
+		/* "To the end of the file": only the last box (mdat) does that,
+		 * and nothing this walk needs comes after it. */
+		size = parent_end - off;
+	}
+	if (size < b->body - off || size > parent_end - off)
+		return IT_SNIFF_BAD;
+	b->end = off + size;
+	return IT_SNIFF_OK;
+}
+
+/* Finds the first child of type in [off, end). Returns OK (b set), BAD when
+ * there is none (or a child is malformed), or NEED_MORE. */
+static enum it_sniff_rc find_box(src *s, uint64_t off, uint64_t end, const char *type, box *b)
+{
+	for (int n = 0; off < end; n++) {
+		enum it_sniff_rc rc;
+		/* Real files have a handful of boxes per level; a file made of
+		 * millions of empty ones is not worth walking. */
+		if (n == 4096)
+			return IT_SNIFF_BAD;
+		rc = box_at(s, off, end, b);
+		if (rc != IT_SNIFF_OK)
+			return rc;
+		if (memcmp(b->type, type, 4) == 0)
+			return IT_SNIFF_OK;
+		if (b->to_end)
+			return IT_SNIFF_BAD; /* nothing follows */
+		off = b->end;
+	}
+	return IT_SNIFF_BAD;
+}
+
+/* The properties of the primary item that size its pixels. */
+typedef struct heif_props {
+	uint32_t width, height; /* ispe */
+	unsigned depth;		/* pixi: the largest bits per channel, 8 without one */
+	int rotated;		/* irot by 90 or 270 degrees */
+} heif_props;
+
+/* Walks ipma for item's property indices (1-based into ipco), up to max of
+ * them. Returns the count, or -1 (BAD) / -2 (bytes end). */
+static int ipma_indices(src *s, const box *ipma, uint32_t item, unsigned *idx, int max)
+{
+	const unsigned char *p = at(s, ipma->body, 8);
+	uint64_t off = ipma->body + 8;
+	uint32_t entries;
+	unsigned version, flags;
+
+	if (p == NULL)
+		return -2;
+	version = p[0];
+	flags = (unsigned)p[3];
+	entries = be32(p + 4);
+	for (uint32_t e = 0; e < entries; e++) {
+		uint32_t id;
+		unsigned count, width = (flags & 1) ? 2 : 1, idlen = version < 1 ? 2 : 4;
+		if (off + idlen + 1 > ipma->end)
+			return -1;
+		if ((p = at(s, off, idlen + 1)) == NULL)
+			return -2;
+		id = idlen == 2 ? be16(p) : be32(p);
+		count = p[idlen];
+		off += idlen + 1;
+		if (off + (uint64_t)count * width > ipma->end)
+			return -1;
+		if (id != item) {
+			off += (uint64_t)count * width;
+			continue;
+		}
+		if ((p = at(s, off, count * width)) == NULL)
+			return -2;
+		if ((int)count > max)
+			count = (unsigned)max;
+		for (unsigned a = 0; a < count; a++)
+			idx[a] = width == 2 ? be16(p + 2 * a) & 0x7fff : p[a] & 0x7f;
+		return (int)count;
+	}
+	return 0;
+}
+
+static enum it_sniff_rc isobmff_size(src *s, it_sniff *out)
+{
+	const unsigned char *p;
+	/* The top level ends with the file; a prefix does not know where. */
+	uint64_t ftyp_len, end = s->final ? s->size : UINT64_MAX, off;
+	box meta, pitm, iprp, ipco, ipma, prop;
+	heif_props hp = {0, 0, 8, 0};
+	uint32_t primary, max_w = 0, max_h = 0;
+	unsigned idx[64];
+	int named, nidx;
+	enum it_sniff_rc rc;
+
+	/* The type (it_sniff_type) came from the major brand; a generic one
+	 * ("mif1") leaves the codec to the compatible brands. */
+	if ((p = at(s, 0, 12)) == NULL)
+		return short_of(s);
+	ftyp_len = be32(p);
+	named = brand_type(p + 8, out);
+	for (off = 16; named <= 0 && off + 4 <= ftyp_len; off += 4) {
+		if ((p = at(s, off, 4)) == NULL)
+			return short_of(s);
+		if (brand_in(p, heic_brands, NBRANDS(heic_brands)) || brand_in(p, avif_brands, NBRANDS(avif_brands)))
+			named = brand_type(p, out);
+	}
+	if (named <= 0 && off + 4 > ftyp_len)
+		/* An image collection of a codec we do not take (JPEG in HEIF). */
+		return IT_SNIFF_UNKNOWN;
+
+	/* meta (a full box: version and flags first) holds pitm, the primary
+	 * item's id, and iprp: ipco (the properties, numbered from 1) and ipma
+	 * (which item has which). It comes before the media data in every
+	 * file that can be shown while it loads, and libheif needs it first. */
+	if ((rc = find_box(s, ftyp_len, end, "meta", &meta)) != IT_SNIFF_OK)
+		return rc;
+	if (meta.to_end || meta.end - meta.body < 4)
+		return IT_SNIFF_BAD;
+	/* libheif reads the whole meta box before anything else: so do we,
+	 * and a file that ends inside it is damaged. */
+	if (at(s, meta.end - 1, 1) == NULL)
+		return short_of(s);
+	if ((rc = find_box(s, meta.body + 4, meta.end, "pitm", &pitm)) != IT_SNIFF_OK ||
+	    (rc = find_box(s, meta.body + 4, meta.end, "iprp", &iprp)) != IT_SNIFF_OK ||
+	    (rc = find_box(s, iprp.body, iprp.end, "ipco", &ipco)) != IT_SNIFF_OK ||
+	    (rc = find_box(s, iprp.body, iprp.end, "ipma", &ipma)) != IT_SNIFF_OK)
+		return rc;
+	if (pitm.end - pitm.body < 6 || ipma.end - ipma.body < 8)
+		return IT_SNIFF_BAD;
+	/* pitm: version and flags, then the id in 16 bits (version 0) or 32. */
+	if ((p = at(s, pitm.body, 6)) == NULL)
+		return short_of(s);
+	if (p[0] == 0) {
+		primary = be16(p + 4);
+	} else {
+		if (pitm.end - pitm.body < 8)
+			return IT_SNIFF_BAD;
+		if ((p = at(s, pitm.body, 8)) == NULL)
+			return short_of(s);
+		primary = be32(p + 4);
+	}
+	nidx = ipma_indices(s, &ipma, primary, idx, (int)(sizeof(idx) / sizeof(idx[0])));
+	if (nidx < 0)
+		return nidx == -2 ? short_of(s) : IT_SNIFF_BAD;
+
+	/* Every property in order: the primary item's size, depth and
+	 * rotation, and the largest size any item declares (a grid's tiles,
+	 * an alpha plane, a thumbnail: libheif decodes those too). */
+	off = ipco.body;
+	for (unsigned n = 1; off < ipco.end; n++) {
+		int mine = 0;
+		if (n > 4096)
+			return IT_SNIFF_BAD;
+		if ((rc = box_at(s, off, ipco.end, &prop)) != IT_SNIFF_OK)
+			return rc;
+		for (int a = 0; a < nidx; a++)
+			mine |= idx[a] == n;
+		if (memcmp(prop.type, "ispe", 4) == 0) {
+			uint32_t w, h;
+			/* A full box: version and flags, then width and height. */
+			if (prop.end - prop.body < 12)
+				return IT_SNIFF_BAD;
+			if ((p = at(s, prop.body + 4, 8)) == NULL)
+				return short_of(s);
+			w = be32(p);
+			h = be32(p + 4);
+			if ((uint64_t)w * h > (uint64_t)max_w * max_h) {
+				max_w = w;
+				max_h = h;
+			}
+			if (mine) {
+				hp.width = w;
+				hp.height = h;
+			}
+		} else if (mine && memcmp(prop.type, "pixi", 4) == 0) {
+			/* A full box: channel count, then bits of each channel. */
+			unsigned nch;
+			if (prop.end - prop.body < 5)
+				return IT_SNIFF_BAD;
+			if ((p = at(s, prop.body + 4, 1)) == NULL)
+				return short_of(s);
+			nch = p[0];
+			if (nch > 16 || prop.end - prop.body < 5 + (uint64_t)nch)
+				return IT_SNIFF_BAD;
+			if (nch && (p = at(s, prop.body + 5, nch)) == NULL)
+				return short_of(s);
+			for (unsigned c = 0; c < nch; c++)
+				hp.depth = p[c] > hp.depth ? p[c] : hp.depth;
+		} else if (mine && memcmp(prop.type, "irot", 4) == 0) {
+			if (prop.end - prop.body < 1)
+				return IT_SNIFF_BAD;
+			if ((p = at(s, prop.body, 1)) == NULL)
+				return short_of(s);
+			hp.rotated = (p[0] & 3) == 1 || (p[0] & 3) == 3;
+		}
+		off = prop.end;
+	}
+	if (hp.width == 0 || hp.height == 0 || hp.depth > 16)
+		return IT_SNIFF_BAD;
+	/* libheif applies the rotation: the image is shown turned. */
+	out->width = hp.rotated ? hp.height : hp.width;
+	out->height = hp.rotated ? hp.width : hp.height;
+	/* The largest item is a frame turned the way the image is shown; the
+	 * extent holds it and the image. */
+	{
+		uint32_t fw = hp.rotated ? max_h : max_w, fh = hp.rotated ? max_w : max_h;
+		add_frame(out, 0, 0, fw, fh);
+		out->extent_width = out->width > fw ? out->width : fw;
+		out->extent_height = out->height > fh ? out->height : fh;
+	}
+	/* libvips hands out 8- or 16-bit samples, RGB plus maybe alpha; libheif
+	 * decodes the whole image at once, into its YCbCr planes (at most
+	 * three full ones) and then into the interleaved RGBA that libvips
+	 * reads rows from. */
+	out->bytes_per_pixel = 4 * (hp.depth > 8 ? 2 : 1);
+	out->whole_bytes = (uint64_t)max_w * max_h * (out->bytes_per_pixel + 3 * (hp.depth > 8 ? 2 : 1));
+	return IT_SNIFF_OK;
+}
+
 static enum it_sniff_rc sniff(src *s, it_sniff *out)
 {
 	const unsigned char *p;
@@ -484,6 +800,8 @@ static enum it_sniff_rc sniff(src *s, it_sniff *out)
 	if (rc != IT_SNIFF_OK)
 		return rc;
 	switch (out->ext[0]) {
+	case 'h':
+	case 'a': rc = isobmff_size(s, out); break;
 	case 'p': rc = png_size(s, out); break;
 	case 'g': rc = gif_size(s, out); break;
 	case 'w': rc = webp_size(s, out); break;
@@ -562,7 +880,10 @@ int it_sniff_check(const it_sniff *s, const it_sniff_limits *lim, char *why, siz
 		snprintf(why, whylen,
 			 "would take %" PRIu64 " MiB to decode (%s); the limit (max_decode_bytes) is %" PRIu64 " MiB",
 			 (s->whole_bytes + (1 << 20) - 1) >> 20,
-			 s->ext[0] == 'j' ? "progressive JPEG" : s->ext[0] == 'p' ? "interlaced PNG" : "whole frames",
+			 s->ext[0] == 'j'	  ? "progressive JPEG"
+			 : s->ext[0] == 'p' ? "interlaced PNG"
+			 : s->ext[0] == 'h' || s->ext[0] == 'a' ? "HEIF is decoded whole"
+						   : "whole frames",
 			 lim->max_decode_bytes >> 20);
 		return -1;
 	}

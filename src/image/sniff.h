@@ -5,7 +5,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* Bytes it_sniff_type needs to decide (WebP's "RIFF....WEBP" is 12). */
+/* Bytes it_sniff_type needs to decide (WebP's "RIFF....WEBP" and HEIF's
+ * "....ftyp<brand>" are 12). */
 #define IT_SNIFF_MAGIC_BYTES 12
 
 /* Frames an animation may declare. libvips reads every frame header of a GIF
@@ -16,8 +17,12 @@
 /* What the header says about the pixels a decoder will produce: everything
  * it_sniff_check needs to decide before any decoder allocates. */
 typedef struct it_sniff {
-	const char *content_type; /* "image/jpeg", "image/png", "image/gif", "image/webp" (static) */
-	const char *ext;	  /* "jpg", "png", "gif", "webp" (static) */
+	/* "image/jpeg", "image/png", "image/gif", "image/webp", "image/heic",
+	 * "image/avif" (static); it_sniff_type alone may also answer
+	 * "image/heif" for a HEIF whose major brand does not name the codec:
+	 * the whole header walk then decides between HEIC and AVIF. */
+	const char *content_type;
+	const char *ext; /* "jpg", "png", "gif", "webp", "heic", "avif" ("heif"), static */
 	uint32_t width, height;	  /* the image as shown (GIF screen, WebP canvas, PNG/JPEG frame) */
 	/* The smallest canvas that holds the image and every frame at its
 	 * offset: a GIF frame may lie outside (or be larger than) the screen
@@ -48,7 +53,10 @@ enum it_sniff_rc it_sniff_type(const void *p, size_t n, it_sniff *out);
 /* Decides the format and every field of out from the first n bytes of a file
  * (more may follow: an animation whose frames are not all there yet needs
  * more). Headers are walked (GIF blocks and LZW sub-blocks by their lengths,
- * RIFF chunks, JPEG segments), never decoded. Never reads outside p[0..n). */
+ * RIFF chunks, JPEG segments, the ISOBMFF boxes of HEIF: ftyp brands, then
+ * meta's pitm and iprp for the primary item's ispe size, pixi depth and
+ * irot rotation, and the largest ispe of any item), never decoded. HEIF is
+ * one frame (libvips shows the primary image). Never reads outside p[0..n). */
 enum it_sniff_rc it_sniff_image(const void *p, size_t n, it_sniff *out);
 
 /* The same for p[0..n) that is the whole file: an animation that ends early

@@ -23,7 +23,8 @@ static void init_once(void)
 	/* One worker thread per thumbnail: requests already run in parallel,
 	 * and this keeps memory per upload predictable. */
 	vips_concurrency_set(1);
-	/* Only our four sniffed formats ever reach libvips, but should one
+	/* Only our sniffed formats (JPEG, PNG, GIF, WebP, HEIC, AVIF) ever
+	 * reach libvips, but should one
 	 * slip through, the large third-party loaders (ImageMagick, PDF,
 	 * OpenSlide) stay out of reach of uploaded bytes. */
 	vips_block_untrusted_set(TRUE);
@@ -34,6 +35,38 @@ int it_thumb_init(void)
 {
 	pthread_once(&once, init_once);
 	return init_rc;
+}
+
+int it_thumb_heif_readable(void)
+{
+	return it_thumb_init() == 0 && vips_type_find("VipsForeignLoad", "heifload_source") != 0;
+}
+
+static pthread_once_t avif_once = PTHREAD_ONCE_INIT;
+static int avif_ok;
+
+static void avif_probe(void)
+{
+	VipsImage *x = NULL;
+	void *buf = NULL;
+	size_t len = 0;
+
+	if (vips_black(&x, 16, 16, "bands", 3, NULL) == 0 &&
+	    vips_heifsave_buffer(x, &buf, &len, "compression", VIPS_FOREIGN_HEIF_COMPRESSION_AV1, "Q", 50, NULL) ==
+		    0)
+		avif_ok = len > 12;
+	vips_error_clear();
+	g_free(buf);
+	if (x)
+		g_object_unref(x);
+}
+
+int it_thumb_avif_writable(void)
+{
+	if (it_thumb_init() < 0)
+		return 0;
+	pthread_once(&avif_once, avif_probe);
+	return avif_ok;
 }
 
 int it_thumb_make(int fd, int size, void **out, size_t *outlen, const char **content_type, char *err,

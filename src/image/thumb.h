@@ -10,6 +10,17 @@
  * main() before threads if you want start-up errors early. Returns 0 or -1. */
 int it_thumb_init(void);
 
+/* Whether this libvips reads HEIF images (HEIC, AVIF): it has the heif
+ * loader (libheif). Debian's libvips 8.14 has it; a build without it
+ * cannot show or convert what phones send, and uploads of those are then
+ * refused with a sentence that says so. Starts libvips (it_thumb_init). */
+int it_thumb_heif_readable(void);
+
+/* Whether this libvips writes AVIF: libheif with an AV1 encoder, which only
+ * trying tells (a 16x16 image, once per process). For GET /health, so that
+ * a page offers AVIF only where operations can make it. */
+int it_thumb_avif_writable(void);
+
 /* Makes a thumbnail of the image held in fd (read from offset 0; fd is not
  * closed), its longest edge at most size pixels (never enlarged), rotated
  * upright from EXIF, metadata stripped: PNG when the image has an alpha

@@ -11,6 +11,7 @@
 #include "db/images.h"
 #include "db/metrics.h"
 #include "db/secrets.h"
+#include "image/filename.h"
 #include "worker/transform.h"
 
 #include <errno.h>
@@ -38,18 +39,94 @@ static long long now_ms(void)
 	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-/* Appends an operation.progress event inside the caller's transaction. */
-static int progress_event(struct run *r, int current, int progress, const char *message)
+/* What the images finished so far add up to. */
+struct totals {
+	int ok, unchanged, failed;
+	long long before, after; /* of the images that did not fail */
+};
+
+static void count(const it_wq_job *job, struct totals *t)
+{
+	json_object *images;
+
+	memset(t, 0, sizeof(*t));
+	if (!json_object_object_get_ex(job->result, "images", &images))
+		return;
+	for (size_t k = 0, n = json_object_array_length(images); k < n; k++) {
+		json_object *e = json_object_array_get_idx(images, k), *v;
+		const char *st = json_object_object_get_ex(e, "status", &v) ? json_object_get_string(v) : "";
+		if (strcmp(st, "failed") == 0) {
+			t->failed++;
+			continue;
+		}
+		t->ok++;
+		t->unchanged += strcmp(st, "unchanged") == 0;
+		if (json_object_object_get_ex(e, "bytes_before", &v))
+			t->before += json_object_get_int64(v);
+		if (json_object_object_get_ex(e, "bytes_after", &v))
+			t->after += json_object_get_int64(v);
+	}
+}
+
+/* Adds the running totals to an event's data: what a page needs to say
+ * "Saved 3.4 MB (41 %) on 12 images, 2 unchanged" at any moment. */
+static void add_totals(json_object *d, const struct totals *t)
+{
+	json_object_object_add(d, "succeeded", json_object_new_int(t->ok));
+	json_object_object_add(d, "unchanged", json_object_new_int(t->unchanged));
+	json_object_object_add(d, "failed", json_object_new_int(t->failed));
+	json_object_object_add(d, "bytes_before", json_object_new_int64(t->before));
+	json_object_object_add(d, "bytes_after", json_object_new_int64(t->after));
+	json_object_object_add(d, "bytes_saved", json_object_new_int64(t->before - t->after));
+}
+
+/* Writes n bytes the way the page does (1024 B = 1.0 KB). */
+static void human(long long n, char *buf, size_t len)
+{
+	if (n < 1024)
+		snprintf(buf, len, "%lld B", n);
+	else if (n < 1024 * 1024)
+		snprintf(buf, len, "%.1f KB", n / 1024.0);
+	else
+		snprintf(buf, len, "%.1f MB", n / 1048576.0);
+}
+
+/* "Saved 3.4 MB (41 %) on 12 images, 2 unchanged, 1 failed". */
+static void saved_message(const struct totals *t, char *buf, size_t len)
+{
+	char h[32];
+	long long saved = t->before - t->after;
+	int pct = t->before > 0 ? (int)((saved * 100 + t->before / 2) / t->before) : 0;
+	size_t n;
+
+	human(saved, h, sizeof(h));
+	n = (size_t)snprintf(buf, len, "Saved %s (%d %%) on %d image%s", h, pct, t->ok, t->ok == 1 ? "" : "s");
+	if (t->unchanged && n < len)
+		n += (size_t)snprintf(buf + n, len - n, ", %d unchanged", t->unchanged);
+	if (t->failed && n < len)
+		snprintf(buf + n, len - n, ", %d failed", t->failed);
+}
+
+/* Appends an operation.progress event inside the caller's transaction,
+ * with the running totals and, when given, the entry of the image just
+ * finished (the same object as in the result). */
+static int progress_event(struct run *r, int current, int progress, const char *message, json_object *image)
 {
 	json_object *d = json_object_new_object();
+	struct totals t;
 	int rc;
 
+	count(r->job, &t);
 	json_object_object_add(d, "operation_id", json_object_new_string(r->job->id));
 	json_object_object_add(d, "operation_type", json_object_new_string(r->type));
 	json_object_object_add(d, "progress", json_object_new_int(progress));
 	json_object_object_add(d, "current", json_object_new_int(current));
 	json_object_object_add(d, "total", json_object_new_int(r->job->total));
+	json_object_object_add(d, "done", json_object_new_int(r->job->done));
 	json_object_object_add(d, "message", json_object_new_string(message));
+	add_totals(d, &t);
+	if (image)
+		json_object_object_add(d, "image", json_object_get(image));
 	rc = it_event_append(r->w->conn, r->job->session, "operation.progress", d, NULL);
 	json_object_put(d);
 	r->last_progress_ms = now_ms();
@@ -247,12 +324,11 @@ static int store_once(struct run *r, struct slot *sl)
 		json_object_object_add(entry, "filename", json_object_new_string(sl->img.filename));
 		json_object_object_add(entry, "bytes_before", json_object_new_int64(sl->img.size));
 	}
-	if (sl->transformed) {
-		/* Recompressing an already small file can make it bigger;
-		 * then the original stays, which is what "compress" means. */
-		changed = !(job->params.type == IT_OP_COMPRESS && sl->xf.len >= (size_t)sl->img.size &&
-			    strcmp(sl->xf.content_type, sl->img.content_type) == 0);
-	}
+	/* The transform leaves the original in place when its result would
+	 * not be smaller (compress never makes a file bigger) or the format
+	 * is kept as it is; xf.unchanged says why. */
+	if (sl->transformed)
+		changed = sl->xf.unchanged[0] == '\0';
 
 	if (begin(r) < 0)
 		goto out;
@@ -293,6 +369,14 @@ static int store_once(struct run *r, struct slot *sl)
 		}
 	}
 	if (changed) {
+		if (strcmp(cur.content_type, sl->xf.content_type) != 0) {
+			/* Another format: the name's extension follows it, so
+			 * that a download's name, Content-Type and bytes agree. */
+			char name[sizeof(cur.filename)];
+			it_filename_sanitize(cur.filename, it_filename_ext_for_type(sl->xf.content_type), name,
+					     sizeof(name));
+			memcpy(cur.filename, name, sizeof(name));
+		}
 		cur.blob_id = blob_id;
 		cur.thumb_blob_id = thumb_id;
 		snprintf(cur.content_type, sizeof(cur.content_type), "%s", sl->xf.content_type);
@@ -303,17 +387,23 @@ static int store_once(struct run *r, struct slot *sl)
 		if (it_images_new_version(w->conn, id, &cur, &out) != 0)
 			goto out;
 		json_object_object_add(entry, "status", json_object_new_string("ok"));
+		json_object_object_add(entry, "filename", json_object_new_string(out.filename));
 		json_object_object_add(entry, "bytes_after", json_object_new_int64(out.size));
 		json_object_object_add(entry, "content_type", json_object_new_string(out.content_type));
 		json_object_object_add(entry, "width", json_object_new_int(out.width));
 		json_object_object_add(entry, "height", json_object_new_int(out.height));
+		json_object_object_add(entry, "frames", json_object_new_int(sl->xf.frames));
 		json_object_object_add(entry, "version", json_object_new_int(out.version));
+		if (sl->xf.note[0])
+			json_object_object_add(entry, "note", json_object_new_string(sl->xf.note));
 	} else if (sl->err[0]) {
 		json_object_object_add(entry, "status", json_object_new_string("failed"));
 		json_object_object_add(entry, "error", json_object_new_string(sl->err));
 	} else {
 		json_object_object_add(entry, "status", json_object_new_string("unchanged"));
 		json_object_object_add(entry, "bytes_after", json_object_new_int64(sl->img.size));
+		if (sl->xf.unchanged[0])
+			json_object_object_add(entry, "reason", json_object_new_string(sl->xf.unchanged));
 	}
 
 	add_entry(job, json_object_get(entry));
@@ -333,7 +423,7 @@ static int store_once(struct run *r, struct slot *sl)
 	}
 	/* The progress of the last image is the final event, always sent by
 	 * the completion; the others are throttled. */
-	if (job->done < job->total && progress_due(r) && progress_event(r, next, progress, msg) != 0)
+	if (job->done < job->total && progress_due(r) && progress_event(r, next, progress, msg, entry) != 0)
 		goto out;
 	if (it_db_commit(w->conn) != 0)
 		goto out;
@@ -380,38 +470,21 @@ static int store(struct run *r, struct slot *sl)
 }
 
 /* Totals of the result, added to it for the summary. */
-static void summarise(it_wq_job *job, int *ok, int *failed)
+static void summarise(it_wq_job *job, struct totals *t)
 {
 	json_object *images, *failed_ids = json_object_new_array();
-	long long before = 0, after = 0;
-	int unchanged = 0;
 
-	*ok = *failed = 0;
+	count(job, t);
 	if (json_object_object_get_ex(job->result, "images", &images)) {
-		size_t n = json_object_array_length(images);
-		for (size_t k = 0; k < n; k++) {
+		for (size_t k = 0, n = json_object_array_length(images); k < n; k++) {
 			json_object *e = json_object_array_get_idx(images, k), *v;
-			const char *st = json_object_object_get_ex(e, "status", &v) ? json_object_get_string(v) : "";
-			if (strcmp(st, "failed") == 0) {
-				(*failed)++;
-				if (json_object_object_get_ex(e, "image_id", &v))
-					json_object_array_add(failed_ids, json_object_get(v));
-				continue;
-			}
-			(*ok)++;
-			unchanged += strcmp(st, "unchanged") == 0;
-			if (json_object_object_get_ex(e, "bytes_before", &v))
-				before += json_object_get_int64(v);
-			if (json_object_object_get_ex(e, "bytes_after", &v))
-				after += json_object_get_int64(v);
+			if (json_object_object_get_ex(e, "status", &v) && strcmp(json_object_get_string(v), "failed") == 0 &&
+			    json_object_object_get_ex(e, "image_id", &v))
+				json_object_array_add(failed_ids, json_object_get(v));
 		}
 	}
-	json_object_object_add(job->result, "succeeded", json_object_new_int(*ok));
-	json_object_object_add(job->result, "failed", json_object_new_int(*failed));
-	json_object_object_add(job->result, "unchanged", json_object_new_int(unchanged));
+	add_totals(job->result, t);
 	json_object_object_add(job->result, "failed_image_ids", failed_ids);
-	json_object_object_add(job->result, "bytes_before", json_object_new_int64(before));
-	json_object_object_add(job->result, "bytes_after", json_object_new_int64(after));
 }
 
 /* Ends the job: completed, failed (every image failed) or cancelled, with
@@ -423,21 +496,30 @@ static int finish(struct run *r, int cancelled)
 	it_wq_job *job = r->job;
 	json_object *d = json_object_new_object();
 	const char *status, *reason = NULL;
-	char msg[160];
+	char msg[200], saved[120];
+	struct totals t;
 	int ok, failed, rc = -1;
 
-	summarise(job, &ok, &failed);
+	summarise(job, &t);
+	ok = t.ok;
+	failed = t.failed;
+	saved_message(&t, saved, sizeof(saved));
 	if (cancelled) {
 		status = "cancelled";
 		reason = "cancelled";
-		snprintf(msg, sizeof(msg), "Cancelled after %d of %d images", job->done, job->total);
+		/* What was done before the cancel stays done: say so. */
+		snprintf(msg, sizeof(msg), "Cancelled after %d of %d images; those stay done. %s", job->done, job->total,
+			 saved);
 	} else if (ok == 0) {
 		status = "failed";
 		reason = "every image failed";
 		snprintf(msg, sizeof(msg), "Failed: none of %d images could be processed", job->total);
+	} else if (job->params.type == IT_OP_COMPRESS) {
+		status = "completed";
+		snprintf(msg, sizeof(msg), "%s", saved);
 	} else {
 		status = "completed";
-		snprintf(msg, sizeof(msg), "Done: %d of %d images%s", ok, job->total, failed ? ", some failed" : "");
+		snprintf(msg, sizeof(msg), "Done: %d of %d images", ok, job->total);
 		if (failed)
 			snprintf(msg, sizeof(msg), "Done: %d of %d images, %d failed", ok, job->total, failed);
 	}
@@ -451,12 +533,13 @@ static int finish(struct run *r, int cancelled)
 	if (rc != 0)
 		goto out;
 	rc = -1;
-	if (!cancelled && progress_event(r, job->total, 100, msg) != 0)
+	if (!cancelled && progress_event(r, job->total, 100, msg, NULL) != 0)
 		goto out;
 	json_object_object_add(d, "operation_id", json_object_new_string(job->id));
 	json_object_object_add(d, "operation_type", json_object_new_string(r->type));
 	if (reason)
 		json_object_object_add(d, "reason", json_object_new_string(reason));
+	json_object_object_add(d, "message", json_object_new_string(msg));
 	json_object_object_add(d, "result", json_object_get(job->result));
 	if (it_event_append(w->conn, job->session, reason ? "operation.failed" : "operation.completed", d, NULL) != 0)
 		goto out;
@@ -564,7 +647,7 @@ int it_wk_run(it_worker *w, it_wq_job *job)
 			rc = it_wq_record(w->conn, job, w->owner, (int)w->cfg->worker_lease, i + 1,
 					  i * 100 / job->total, msg);
 		if (rc == 0)
-			rc = progress_event(&r, i + 1, i * 100 / job->total, msg) == 0 ? 0 : -1;
+			rc = progress_event(&r, i + 1, i * 100 / job->total, msg, NULL) == 0 ? 0 : -1;
 		if (rc == 0)
 			rc = it_db_commit(w->conn) == 0 ? 0 : -1;
 		if (rc != 0) {

@@ -64,6 +64,17 @@ int main(void)
 	}
 	is_str(it_filename_ext_for_type("image/jpeg"), "jpg", "ext for image/jpeg");
 	is_str(it_filename_ext_for_type("image/webp"), "webp", "ext for image/webp");
+	is_str(it_filename_ext_for_type("image/heic"), "heic", "ext for image/heic");
+	is_str(it_filename_ext_for_type("image/avif"), "avif", "ext for image/avif");
+	{
+		char nm[64];
+		it_filename_sanitize("IMG_0001.HEIC", "heic", nm, sizeof(nm));
+		is_str(nm, "IMG_0001.HEIC", "a HEIC keeps its .HEIC as written");
+		it_filename_sanitize("IMG_0001.HEIC", "jpg", nm, sizeof(nm));
+		is_str(nm, "IMG_0001.jpg", "converted to JPEG it becomes .jpg");
+		it_filename_sanitize("photo.avif", "avif", nm, sizeof(nm));
+		is_str(nm, "photo.avif", "an AVIF keeps .avif");
+	}
 	ok(it_filename_ext_for_type("text/html") == NULL && it_filename_ext_for_type(NULL) == NULL,
 	   "no ext for other types");
 

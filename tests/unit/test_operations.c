@@ -32,7 +32,16 @@ static void test_params(void)
 
 	is_int(parse(IT_OP_COMPRESS, NULL, &p, err), 0, "compress without params");
 	is_int(p.quality, 75, "default quality 75");
-	is_int(p.strip, 1, "compress strips metadata by default");
+	is_int(p.strip, 0, "compress keeps metadata unless asked");
+	ok(p.progressive == 1 && p.palette == 0 && p.subsample == IT_SUB_AUTO, "progressive JPEG, no palette, auto subsampling");
+	ok(p.background[0] == 255 && p.background[1] == 255 && p.background[2] == 255, "white background");
+	is_int(parse(IT_OP_COMPRESS, "{\"palette\":true,\"subsample\":\"off\",\"background\":\"#10A0ff\",\"format\":\"avif\"}",
+		     &p, err), 0, "palette, subsampling, background, AVIF");
+	ok(p.palette && p.subsample == IT_SUB_OFF && p.background[0] == 0x10 && p.background[1] == 0xa0 &&
+	   p.background[2] == 0xff && p.format == IT_FMT_AVIF, "values taken");
+	is_int(parse(IT_OP_COMPRESS, "{\"background\":\"white\"}", &p, err), -1, "a colour name refused");
+	is_str(err, "params.background must be a colour written \"#rrggbb\".", "the error shows the form");
+	is_int(parse(IT_OP_COMPRESS, "{\"subsample\":\"420\"}", &p, err), -1, "an unknown subsampling refused");
 	is_int(p.format, IT_FMT_KEEP, "compress keeps the format by default");
 	is_int(parse(IT_OP_COMPRESS, "{\"quality\":40,\"format\":\"webp\",\"strip\":false}", &p, err), 0,
 	       "compress with every param");
@@ -88,6 +97,167 @@ static void *make_image(int w, int h, int png, size_t *len)
 	g_object_unref(x);
 	g_object_unref(y);
 	return buf;
+}
+
+/* An RGBA image of w x h with a horizontal alpha ramp, as PNG. */
+static void *make_rgba_png(int w, int h, size_t *len)
+{
+	VipsImage *x = NULL, *y = NULL, *a = NULL;
+	void *buf = NULL;
+
+	vips_xyz(&x, w, h, NULL);
+	vips_cast_uchar(x, &y, NULL);
+	vips_extract_band(y, &a, 0, NULL);
+	{
+		VipsImage *in[4] = {a, a, y, a};
+		VipsImage *j = NULL;
+		vips_bandjoin(in, &j, 4, NULL);
+		vips_pngsave_buffer(j, &buf, len, NULL);
+		g_object_unref(j);
+	}
+	g_object_unref(x);
+	g_object_unref(y);
+	g_object_unref(a);
+	return buf;
+}
+
+static void test_formats(const it_sniff_limits *lim)
+{
+	it_op_params p;
+	it_xf_out out;
+	char err[256];
+	size_t len = 0;
+	void *png = make_rgba_png(300, 200, &len);
+	VipsImage *back;
+
+	parse(IT_OP_COMPRESS, NULL, &p, err);
+	is_int(it_xf_apply(&p, "image/png", png, len, lim, 64, &out, err, sizeof(err)), 0, "compress a PNG with alpha");
+	if (out.unchanged[0]) {
+		ok(out.data == NULL, "unchanged: %s", out.unchanged);
+	} else {
+		is_str(out.content_type, "image/png", "it stays PNG");
+		ok(out.len < len, "and is smaller (%zu < %zu)", out.len, len);
+		back = vips_image_new_from_buffer(out.data, out.len, "", NULL);
+		ok(back && vips_image_get_bands(back) == 4, "with its alpha channel");
+		if (back)
+			g_object_unref(back);
+	}
+	it_xf_out_free(&out);
+
+	/* An image that cannot get smaller stays as it is, with the reason. */
+	{
+		void *tight = NULL;
+		size_t tlen = 0;
+		VipsImage *x = NULL;
+		vips_black(&x, 64, 64, "bands", 3, NULL);
+		vips_jpegsave_buffer(x, &tight, &tlen, "Q", 20, "optimize_coding", TRUE, "strip", TRUE, NULL);
+		g_object_unref(x);
+		parse(IT_OP_COMPRESS, "{\"quality\":95}", &p, err);
+		is_int(it_xf_apply(&p, "image/jpeg", tight, tlen, lim, 64, &out, err, sizeof(err)), 0,
+		       "compress a JPEG at a higher quality than it has");
+		ok(out.unchanged[0] && out.data == NULL && out.thumb == NULL, "the original stays: %s", out.unchanged);
+		it_xf_out_free(&out);
+		g_free(tight);
+	}
+
+	/* To JPEG: alpha flattened onto the chosen background, and said. */
+	parse(IT_OP_CONVERT, "{\"format\":\"jpeg\",\"background\":\"#000000\"}", &p, err);
+	is_int(it_xf_apply(&p, "image/png", png, len, lim, 0, &out, err, sizeof(err)), 0, "convert RGBA to JPEG");
+	is_str(out.content_type, "image/jpeg", "JPEG");
+	ok(strstr(out.note, "#000000") != NULL, "the note says onto what: %s", out.note);
+	back = out.data ? vips_image_new_from_buffer(out.data, out.len, "", NULL) : NULL;
+	{
+		double px[4] = {0};
+		double *v = NULL;
+		int n = 0;
+		/* Top left is fully transparent: flattened onto black it is black. */
+		if (back && vips_getpoint(back, &v, &n, 0, 0, NULL) == 0 && n >= 1)
+			px[0] = v[0];
+		g_free(v);
+		ok(back && vips_image_get_bands(back) == 3 && px[0] < 16, "3 bands, transparent became black (%g)",
+		   px[0]);
+	}
+	if (back)
+		g_object_unref(back);
+	it_xf_out_free(&out);
+
+	/* To WebP: alpha kept, nothing flattened. */
+	parse(IT_OP_CONVERT, "{\"format\":\"webp\"}", &p, err);
+	is_int(it_xf_apply(&p, "image/png", png, len, lim, 0, &out, err, sizeof(err)), 0, "convert RGBA to WebP");
+	back = out.data ? vips_image_new_from_buffer(out.data, out.len, "", NULL) : NULL;
+	ok(back && vips_image_get_bands(back) == 4 && out.note[0] == '\0', "alpha kept, no note");
+	if (back)
+		g_object_unref(back);
+	it_xf_out_free(&out);
+	g_free(png);
+
+	/* An animated GIF stays animated, every frame. */
+	{
+		VipsImage *x = NULL, *y = NULL, *frames[3], *anim = NULL;
+		void *gif = NULL;
+		size_t glen = 0;
+		vips_xyz(&x, 40, 30, NULL);
+		vips_cast_uchar(x, &y, NULL);
+		for (int i = 0; i < 3; i++)
+			vips_linear1(y, &frames[i], 1, 60 * i, "uchar", TRUE, NULL);
+		vips_arrayjoin(frames, &anim, 3, "across", 1, NULL);
+		vips_image_set_int(anim, "page-height", 30);
+		vips_gifsave_buffer(anim, &gif, &glen, NULL);
+		parse(IT_OP_COMPRESS, NULL, &p, err);
+		is_int(it_xf_apply(&p, "image/gif", gif, glen, lim, 32, &out, err, sizeof(err)), 0,
+		       "compress an animated GIF");
+		if (out.unchanged[0])
+			ok(1, "unchanged: %s", out.unchanged);
+		else
+			ok(strcmp(out.content_type, "image/gif") == 0 && out.frames == 3 && out.width == 40 &&
+				   out.height == 30,
+			   "a GIF of 3 frames of 40x30 (%s, %d, %dx%d)", out.content_type, out.frames, out.width,
+			   out.height);
+		it_xf_out_free(&out);
+		parse(IT_OP_CONVERT, "{\"format\":\"jpeg\"}", &p, err);
+		is_int(it_xf_apply(&p, "image/gif", gif, glen, lim, 0, &out, err, sizeof(err)), 0,
+		       "convert the animation to JPEG");
+		ok(out.frames == 1 && strstr(out.note, "first of 3 frames") != NULL, "one frame, and said: %s",
+		   out.note);
+		it_xf_out_free(&out);
+		parse(IT_OP_CONVERT, "{\"format\":\"webp\"}", &p, err);
+		is_int(it_xf_apply(&p, "image/gif", gif, glen, lim, 0, &out, err, sizeof(err)), 0,
+		       "convert the animation to WebP");
+		ok(out.frames == 3 && out.height == 30, "every frame (%d)", out.frames);
+		it_xf_out_free(&out);
+		for (int i = 0; i < 3; i++)
+			g_object_unref(frames[i]);
+		g_object_unref(anim);
+		g_object_unref(x);
+		g_object_unref(y);
+		g_free(gif);
+	}
+
+	/* HEIC: kept as it is by compress, convertible to JPEG. */
+	if (it_xf_can_read_heif()) {
+		VipsImage *x = NULL;
+		void *heic = NULL;
+		size_t hlen = 0;
+		vips_black(&x, 64, 48, "bands", 3, NULL);
+		if (vips_heifsave_buffer(x, &heic, &hlen, "Q", 50, NULL) == 0) {
+			parse(IT_OP_COMPRESS, NULL, &p, err);
+			is_int(it_xf_apply(&p, "image/heic", heic, hlen, lim, 0, &out, err, sizeof(err)), 0,
+			       "compress a HEIC");
+			ok(strstr(out.unchanged, "HEIC") != NULL, "kept as it is, with the reason: %s", out.unchanged);
+			it_xf_out_free(&out);
+			parse(IT_OP_CONVERT, "{\"format\":\"jpeg\"}", &p, err);
+			is_int(it_xf_apply(&p, "image/heic", heic, hlen, lim, 16, &out, err, sizeof(err)), 0,
+			       "convert a HEIC to JPEG: %s", err);
+			ok(out.width == 64 && out.height == 48 && strcmp(out.content_type, "image/jpeg") == 0,
+			   "a 64x48 JPEG");
+			it_xf_out_free(&out);
+		} else {
+			ok(1, "# SKIP this libvips cannot write HEIC");
+		}
+		vips_error_clear();
+		g_free(heic);
+		g_object_unref(x);
+	}
 }
 
 static void test_transform(void)
@@ -147,7 +317,21 @@ static void test_transform(void)
 		g_object_unref(y);
 		parse(IT_OP_COMPRESS, "{\"quality\":60}", &p, err);
 		is_int(it_xf_apply(&p, "image/jpeg", rot, rotlen, &lim, 0, &out, err, sizeof(err)), 0,
-		       "compress a rotated photo");
+		       "compress a rotated photo, keeping its metadata");
+		ok(out.width == 640 && out.height == 480, "pixels stay as stored (%dx%d)", out.width, out.height);
+		back = vips_image_new_from_buffer(out.data, out.len, "", NULL);
+		{
+			int o = 0;
+			ok(back && vips_image_get_typeof(back, VIPS_META_ORIENTATION) &&
+				   vips_image_get_int(back, VIPS_META_ORIENTATION, &o) == 0 && o == 6,
+			   "and the orientation tag with them (%d)", o);
+		}
+		if (back)
+			g_object_unref(back);
+		it_xf_out_free(&out);
+		parse(IT_OP_COMPRESS, "{\"quality\":60,\"strip\":true}", &p, err);
+		is_int(it_xf_apply(&p, "image/jpeg", rot, rotlen, &lim, 0, &out, err, sizeof(err)), 0,
+		       "compress a rotated photo, stripping metadata");
 		ok(out.width == 480 && out.height == 640, "the orientation is applied (%dx%d)", out.width, out.height);
 		back = vips_image_new_from_buffer(out.data, out.len, "", NULL);
 		ok(back && !vips_image_get_typeof(back, VIPS_META_EXIF_NAME), "and the EXIF block is gone");
@@ -156,6 +340,8 @@ static void test_transform(void)
 		it_xf_out_free(&out);
 		g_free(rot);
 	}
+
+	test_formats(&lim);
 
 	jpg = make_image(200, 100, 1, &len);
 	parse(IT_OP_RESIZE, "{\"width\":50}", &p, err);

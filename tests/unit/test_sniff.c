@@ -1,5 +1,5 @@
 /* test_sniff.c: unit tests for image/sniff: types from magic bytes, sizes and decoding costs from headers
- * (every GIF and WebP frame walked), the limits check, every prefix of every input placed right before an
+ * (every GIF and WebP frame walked, HEIF's boxes), the limits check, every prefix of every input placed right before an
  * unmapped page. */
 #include "config.h"
 
@@ -417,6 +417,210 @@ static void test_gif(void)
 	free(b.p);
 }
 
+/* ISOBMFF boxes for HEIF: box_begin reserves the size, box_end fills it in. */
+static size_t box_begin(bytes *b, const char *type)
+{
+	size_t at = b->n;
+	be32(b, 0);
+	put(b, type, 4);
+	return at;
+}
+
+static void box_end(bytes *b, size_t at)
+{
+	uint32_t n = (uint32_t)(b->n - at);
+	b->p[at] = n >> 24;
+	b->p[at + 1] = (n >> 16) & 0xff;
+	b->p[at + 2] = (n >> 8) & 0xff;
+	b->p[at + 3] = n & 0xff;
+}
+
+static void heif_ftyp(bytes *b, const char *major, const char *compat)
+{
+	size_t f = box_begin(b, "ftyp");
+	put(b, major, 4);
+	be32(b, 0);
+	put(b, compat, strlen(compat));
+	box_end(b, f);
+}
+
+static void heif_ispe(bytes *b, uint32_t w, uint32_t h)
+{
+	size_t x = box_begin(b, "ispe");
+	be32(b, 0);
+	be32(b, w);
+	be32(b, h);
+	box_end(b, x);
+}
+
+/* A HEIF: ftyp, then meta with hdlr, pitm (item 1), iprp: ipco with
+ * properties 1 ispe of the primary (w x h), 2 pixi (depth), 3 irot (rot,
+ * when rot >= 0), 4 ispe of a second item (w2 x h2, when w2 > 0); ipma
+ * (version v, flags fl) gives item 1 properties 1, 2 and 3 and item 2
+ * property 4; then mdat. */
+static void heif(bytes *b, const char *major, const char *compat, uint32_t w, uint32_t h, unsigned depth, int rot,
+		 uint32_t w2, uint32_t h2, unsigned v, unsigned fl)
+{
+	size_t meta, x, iprp, ipco;
+
+	heif_ftyp(b, major, compat);
+	meta = box_begin(b, "meta");
+	be32(b, 0);
+	x = box_begin(b, "hdlr");
+	put(b, "\0\0\0\0\0\0\0\0pict\0\0\0\0\0\0\0\0\0\0\0\0\0", 25);
+	box_end(b, x);
+	x = box_begin(b, "pitm");
+	be32(b, v << 24);
+	if (v)
+		be32(b, 1);
+	else
+		be16(b, 1);
+	box_end(b, x);
+	iprp = box_begin(b, "iprp");
+	ipco = box_begin(b, "ipco");
+	heif_ispe(b, w, h);
+	x = box_begin(b, "pixi");
+	be32(b, 0);
+	put1(b, 3);
+	put1(b, depth);
+	put1(b, depth);
+	put1(b, depth);
+	box_end(b, x);
+	x = box_begin(b, rot >= 0 ? "irot" : "free");
+	put1(b, rot >= 0 ? (unsigned)rot : 0);
+	box_end(b, x);
+	if (w2)
+		heif_ispe(b, w2, h2);
+	box_end(b, ipco);
+	x = box_begin(b, "ipma");
+	be32(b, v << 24 | fl);
+	be32(b, w2 ? 2 : 1);
+	for (unsigned item = 1; item <= (w2 ? 2u : 1u); item++) {
+		unsigned props[3] = {1, 2, 3}, n = item == 1 ? 3 : 1;
+		if (item == 2)
+			props[0] = 4;
+		if (v)
+			be32(b, item);
+		else
+			be16(b, item);
+		put1(b, n);
+		for (unsigned k = 0; k < n; k++) {
+			if (fl & 1)
+				be16(b, 0x8000 | props[k]);
+			else
+				put1(b, 0x80 | props[k]);
+		}
+	}
+	box_end(b, x);
+	box_end(b, iprp);
+	box_end(b, meta);
+	x = box_begin(b, "mdat");
+	put(b, "\0\0\0\x10" "coded", 9);
+	box_end(b, x);
+}
+
+static void test_heif(void)
+{
+	bytes b = {0};
+	it_sniff s, t;
+
+	heif(&b, "heic", "mif1heic", 4032, 3024, 8, -1, 0, 0, 0, 0);
+	check("HEIC 4032x3024", b.p, b.n, IT_SNIFF_OK, &s);
+	is_str(s.content_type, "image/heic", "HEIC: content type");
+	is_str(s.ext, "heic", "HEIC: extension");
+	ok(s.width == 4032 && s.height == 3024 && s.frames == 1 && s.bytes_per_pixel == 4,
+	   "HEIC: 4032x3024, one frame, 8-bit RGBA");
+	ok(s.whole_bytes == 4032ull * 3024 * 7, "HEIC is decoded whole: planes and RGBA (%llu)",
+	   (unsigned long long)s.whole_bytes);
+	expect_allowed("HEIC 12 MP", &s);
+
+	b.n = 0;
+	heif(&b, "mif1", "mif1miafheic", 640, 480, 8, -1, 0, 0, 1, 1);
+	is_int(it_sniff_type(b.p, IT_SNIFF_MAGIC_BYTES, &t), IT_SNIFF_OK, "a generic major brand is HEIF to the magic");
+	is_str(t.content_type, "image/heif", "(image/heif until the brands are read)");
+	check("HEIF mif1 with heic compatible, ipma v1 wide", b.p, b.n, IT_SNIFF_OK, &s);
+	is_str(s.content_type, "image/heic", "the compatible brand names HEVC");
+	ok(s.width == 640 && s.height == 480, "640x480");
+
+	b.n = 0;
+	heif(&b, "avif", "avifmif1miafMA1B", 1000, 500, 10, 1, 0, 0, 0, 0);
+	check("AVIF 10-bit turned 90 degrees", b.p, b.n, IT_SNIFF_OK, &s);
+	is_str(s.content_type, "image/avif", "AVIF: content type");
+	ok(s.width == 500 && s.height == 1000 && s.bytes_per_pixel == 8 && s.frame_width == 500 && s.extent_height == 1000,
+	   "irot: shown 500x1000; 10 bits decode to 16-bit samples (%ux%u, %u)", s.width, s.height,
+	   s.bytes_per_pixel);
+
+	b.n = 0;
+	heif(&b, "mif1", "mif1miafavif", 64, 64, 8, 2, 0, 0, 0, 0);
+	check("HEIF mif1 with avif compatible, turned 180", b.p, b.n, IT_SNIFF_OK, &s);
+	ok(strcmp(s.content_type, "image/avif") == 0 && s.width == 64, "AVIF by its compatible brand");
+
+	b.n = 0;
+	heif(&b, "heic", "mif1heic", 64, 64, 8, -1, 65535, 65535, 0, 0);
+	check("HEIC with a 65535x65535 second item", b.p, b.n, IT_SNIFF_OK, &s);
+	ok(s.width == 64 && s.frame_width == 65535, "the primary is 64x64; the largest item is seen");
+	expect_refused("HEIC hiding a huge item", &s, "frame of 65535x65535");
+
+	b.n = 0;
+	heif(&b, "heic", "mif1heic", 40000, 30000, 8, -1, 0, 0, 0, 0);
+	check("HEIC 40000x30000", b.p, b.n, IT_SNIFF_OK, &s);
+	expect_refused("HEIC 1200 MP", &s, "max_pixels");
+
+	b.n = 0;
+	heif(&b, "heic", "mif1heic", 8000, 8000, 8, -1, 0, 0, 0, 0);
+	check("HEIC 8000x8000", b.p, b.n, IT_SNIFF_OK, &s);
+	expect_refused("HEIC 64 MP decoded whole", &s, "max_decode_bytes");
+
+	/* A 64-bit box size before meta. */
+	b.n = 0;
+	heif_ftyp(&b, "heic", "mif1heic");
+	be32(&b, 1);
+	put(&b, "free", 4);
+	be32(&b, 0);
+	be32(&b, 24);
+	put(&b, "12345678", 8);
+	{
+		bytes c = {0};
+		heif(&c, "heic", "mif1heic", 300, 200, 8, -1, 0, 0, 0, 0);
+		put(&b, c.p + 24, c.n - 24); /* c without its ftyp (24 bytes) */
+		free(c.p);
+	}
+	check("HEIC with a 64-bit sized box first", b.p, b.n, IT_SNIFF_OK, &s);
+	ok(s.width == 300 && s.height == 200, "300x200");
+
+	b.n = 0;
+	heif(&b, "mif1", "mif1miafjpeg", 64, 64, 8, -1, 0, 0, 0, 0);
+	check("HEIF without a codec we take", b.p, b.n, IT_SNIFF_UNKNOWN, &s);
+
+	b.n = 0;
+	heif_ftyp(&b, "heic", "mif1heic");
+	be32(&b, 0);
+	put(&b, "mdat", 4);
+	put(&b, "data", 4);
+	check("HEIC whose media data runs to the end before any meta", b.p, b.n, IT_SNIFF_BAD, &s);
+
+	b.n = 0;
+	heif(&b, "heic", "mif1heic", 64, 64, 8, -1, 0, 0, 0, 0);
+	b.p[24 + 1] += 1; /* meta claims 64 KiB more than the file has */
+	is_int(sniff_guarded(b.p, b.n, &s, 1), IT_SNIFF_BAD, "meta larger than the file: damaged");
+	is_int(sniff_guarded(b.p, b.n, &s, 0), IT_SNIFF_NEED_MORE, "(or, streaming, not all there yet)");
+
+	b.n = 0;
+	heif(&b, "heic", "mif1heic", 0, 64, 8, -1, 0, 0, 0, 0);
+	check("HEIC of zero width", b.p, b.n, IT_SNIFF_BAD, &s);
+	b.n = 0;
+	heif(&b, "heic", "mif1heic", 64, 64, 8, -1, 0, 0, 0, 0);
+	for (size_t k = 0; k + 4 <= b.n; k++)
+		if (memcmp(b.p + k, "pitm", 4) == 0)
+			b.p[k] = 'x'; /* pitm becomes "xitm" */
+	check("HEIC without a primary item", b.p, b.n, IT_SNIFF_BAD, &s);
+
+	check("QuickTime", "\0\0\0\x14" "ftypqt  \0\0\0\0qt  ", 20, IT_SNIFF_UNKNOWN, &s);
+	check("ftyp of a wrong size", "\0\0\0\x13" "ftypheic\0\0\0\0mif", 19, IT_SNIFF_UNKNOWN, &s);
+	is_int(it_sniff_type("\0\0", 2, &s), IT_SNIFF_NEED_MORE, "two zero bytes: maybe a HEIF");
+	free(b.p);
+}
+
 static void test_webp(void)
 {
 	static const unsigned char webp_l[] = {'R', 'I', 'F', 'F', 0, 0, 0, 0, 'W', 'E', 'B', 'P', 'V', 'P', '8', 'L',
@@ -574,6 +778,7 @@ int main(void)
 	test_gif();
 	test_webp();
 	test_jpeg();
+	test_heif();
 	test_limits();
 
 	check("plain text", "hello, world, this is text", 26, IT_SNIFF_UNKNOWN, &s);

@@ -505,7 +505,11 @@ function showOperation(op) {
   $('op-progress').value = p;
   $('op-percent').textContent = p + ' %';
   $('op-message').textContent = op.message || '';
-  $('op-cancel').hidden = !(op.status === 'queued' || op.status === 'running');
+  const live = op.status === 'queued' || op.status === 'running';
+  $('op-cancel').hidden = !live;
+  $('op-cancel-note').hidden = !live;
+  $('op-summary').textContent = op.summary || '';
+  showResults(op.images || []);
   $('operation').dataset.status = op.status;
   updateCounts();
 }
@@ -514,19 +518,63 @@ function opLabel(type) {
   return { bulk_compress: 'Compressing', bulk_resize: 'Resizing', bulk_convert: 'Converting' }[type] || type;
 }
 
+// "Saved 3.4 MB (41 %) on 12 images, 2 unchanged": from the totals the worker puts in every
+// progress event and in the result (succeeded counts the unchanged ones too).
+function savedText(t) {
+  if (!t || typeof t.bytes_before !== 'number' || typeof t.bytes_after !== 'number') return '';
+  const n = t.succeeded ?? 0;
+  const saved = t.bytes_before - t.bytes_after;
+  const pct = t.bytes_before > 0 ? Math.round((saved * 100) / t.bytes_before) : 0;
+  let text = 'Saved ' + humanSize(saved) + ' (' + pct + ' %) on ' + n + ' image' + (n === 1 ? '' : 's');
+  if (t.unchanged) text += ', ' + t.unchanged + ' unchanged';
+  if (t.failed) text += ', ' + t.failed + ' failed';
+  return text;
+}
+
+// One line per finished image: what it was, what it is, or why it was left alone.
+function showResults(images) {
+  const ul = $('op-results');
+  ul.replaceChildren();
+  for (const e of images) {
+    const li = el('li');
+    li.dataset.status = e.status || '';
+    li.dataset.id = e.image_id || '';
+    const name = e.filename || e.image_id || 'image';
+    if (e.status === 'ok') {
+      const pct = e.bytes_before ? Math.round(((e.bytes_before - e.bytes_after) * 100) / e.bytes_before) : 0;
+      li.textContent = name + ': ' + humanSize(e.bytes_before) + ' → ' + humanSize(e.bytes_after) +
+        ' (−' + pct + ' %)' + (e.note ? ' · ' + e.note : '');
+    } else if (e.status === 'unchanged') {
+      li.textContent = name + ': unchanged' + (e.reason ? ' · ' + e.reason : '');
+    } else {
+      li.textContent = name + ': failed' + (e.error ? ' · ' + e.error : '');
+    }
+    ul.append(li);
+  }
+}
+
+function compressParams() {
+  const params = { quality: Number($('cmp-quality').value) || 75 };
+  const format = $('cmp-format').value;
+  if (format && format !== 'keep') params.format = format;
+  if ($('cmp-strip').checked) params.strip = true;
+  if ($('cmp-palette').checked) params.palette = true;
+  return params;
+}
+
 async function startCompress() {
   const ids = [...state.selected];
   if (!ids.length) return;
   $('compress').disabled = true;
   try {
     const op = await api('POST', '/operations', {
-      session_id: state.session, type: 'bulk_compress', image_ids: ids, params: { quality: 75 },
+      session_id: state.session, type: 'bulk_compress', image_ids: ids, params: compressParams(),
     });
     const id = op.operation_id || op.id;
     // The operation.started event may already have shown it; keep whatever is further along.
     if (!state.operation || state.operation.id !== id) {
       showOperation({ id, type: 'bulk_compress', label: opLabel('bulk_compress'), status: op.status || 'queued',
-        progress: op.progress || 0, message: ids.length + ' images queued' });
+        progress: op.progress || 0, message: ids.length + ' images queued', images: [] });
     }
   } catch (e) {
     toast('Could not start compressing: ' + e.message, 'error');
@@ -544,7 +592,7 @@ async function cancelOperation() {
     const cur = state.operation;
     if (cur && cur.id === op.id && (cur.status === 'queued' || cur.status === 'running')) {
       if (r && r.status === 'cancelled') showOperation({ ...cur, status: 'cancelled', message: 'Cancelled' });
-      else $('op-message').textContent = 'Cancelling…';
+      else $('op-message').textContent = 'Cancelling… images already done stay done';
     }
   } catch (e) {
     toast('Could not cancel: ' + e.message, 'error');
@@ -553,37 +601,53 @@ async function cancelOperation() {
   }
 }
 
+// Adds the entry of the image a progress event names to the list, once.
+function withImage(images, entry) {
+  if (!entry || !entry.image_id) return images;
+  return [...images.filter((e) => e.image_id !== entry.image_id), entry];
+}
+
 function onOperationEvent(type, d) {
   const id = d.operation_id;
   if (!id) return;
   const cur = state.operation && state.operation.id === id ? state.operation : null;
-  const base = cur || { id, type: d.operation_type, label: opLabel(d.operation_type), progress: 0 };
+  const base = cur || { id, type: d.operation_type, label: opLabel(d.operation_type), progress: 0, images: [] };
+  const images = base.images || [];
   if (type === 'operation.started') {
-    showOperation({ ...base, status: 'running', message: d.total ? '0 of ' + d.total : '' });
+    showOperation({ ...base, status: 'running', message: d.total ? '0 of ' + d.total : '', images });
   } else if (type === 'operation.progress') {
     const msg = d.message || (d.total ? d.current + ' of ' + d.total : '');
-    showOperation({ ...base, status: 'running', progress: d.progress, message: msg });
+    showOperation({ ...base, status: 'running', progress: d.progress, message: msg, summary: savedText(d),
+      images: withImage(images, d.image) });
   } else if (type === 'operation.completed') {
-    showOperation({ ...base, status: 'completed', progress: 100, message: completedMessage(d.result) });
-    toast(base.label + ' finished', 'success');
+    const r = d.result || {};
+    showOperation({ ...base, status: 'completed', progress: 100, message: d.message || 'Done',
+      summary: savedText(r), images: r.images || images });
+    toast(base.label + ' finished' + (savedText(r) ? ': ' + savedText(r) : ''), 'success');
   } else if (type === 'operation.failed') {
     const cancelled = d.reason === 'cancelled';
-    showOperation({ ...base, status: cancelled ? 'cancelled' : 'failed',
-      message: cancelled ? 'Cancelled' : 'Failed: ' + (d.reason || 'unknown error') });
+    const r = d.result || {};
+    const done = (r.images || []).length;
+    // Images finished before the cancel keep their new versions: the panel says so and lists them.
+    const message = cancelled
+      ? (done ? 'Cancelled after ' + done + ' image' + (done === 1 ? '' : 's') + '; those stay done' : 'Cancelled')
+      : 'Failed: ' + (d.reason || 'unknown error');
+    showOperation({ ...base, status: cancelled ? 'cancelled' : 'failed', message,
+      summary: done ? savedText(r) : '', images: r.images || images });
     toast(cancelled ? base.label + ' cancelled' : base.label + ' failed', cancelled ? 'info' : 'error');
   }
 }
 
-function completedMessage(result) {
-  if (result && typeof result === 'object') {
-    const done = result.processed ?? result.completed ?? result.count;
-    const saved = result.bytes_saved ?? result.saved_bytes;
-    const parts = ['Done'];
-    if (done !== undefined) parts.push(done + ' images');
-    if (saved !== undefined) parts.push(humanSize(saved) + ' saved');
-    return parts.join(', ');
+// What this server can write: AVIF is offered only where its libvips has an AV1 encoder.
+async function loadFormats() {
+  try {
+    const h = await api('GET', '/health');
+    const w = (h && h.formats && h.formats.write) || [];
+    const avif = document.querySelector('#cmp-format option[value="avif"]');
+    avif.hidden = avif.disabled = !w.includes('avif');
+  } catch (e) {
+    // Without the answer the page offers what every server writes.
   }
-  return 'Done';
 }
 
 // ------------------------------------------------------------------ realtime events
@@ -698,6 +762,9 @@ function setupControls() {
   });
   $('select-all').addEventListener('change', (e) => selectAll(e.target.checked));
   $('compress').addEventListener('click', startCompress);
+  $('cmp-quality').addEventListener('input', () => {
+    $('cmp-quality-out').textContent = $('cmp-quality').value;
+  });
   $('op-cancel').addEventListener('click', cancelOperation);
   window.addEventListener('hashchange', () => {
     const id = sessionFromUrl();
@@ -709,4 +776,5 @@ realtime.configure({ baseUrl: location.origin + ROOT });
 setupRealtime();
 setupControls();
 setupDropzone();
+loadFormats();
 openSession(sessionFromUrl(), { create: true });

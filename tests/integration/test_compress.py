@@ -1,0 +1,228 @@
+"""test_compress.py: bulk operations that never damage an image, on a generated corpus
+(compress_corpus.py: a 12-megapixel photo stored sideways in Display P3, a screenshot PNG, PNG with
+alpha, palette PNG, 16-bit PNG, animated GIF, animated and lossless WebP, CMYK and greyscale JPEG,
+HEIC and AVIF when this libvips writes them), uploaded through the API, run by a real worker:
+
+- compress with default settings keeps every image's format, size, alpha, frame count and depth;
+  no file gets larger (an image that would is `unchanged`, with the reason); the lossy ones stay
+  above the SSIM floor below, the lossless ones are pixel-identical (SSIM 1); the photo keeps its
+  EXIF orientation and ICC profile; the events carry per-image bytes and the totals, and the
+  closing message says "Saved ... on N images, M unchanged";
+- downloads of the compressed PNG and GIF are still PNG and GIF: bytes, Content-Type and name;
+- strip turns the photo upright and drops EXIF but keeps its (not sRGB) profile;
+- convert renames (extension of the new type), flattens alpha only onto the chosen background,
+  keeps animation where the format can, and turns HEIC and AVIF into JPEG and WebP;
+- resize keeps the aspect, never enlarges unless asked, keeps animation.
+"""
+
+import os
+import shutil
+import subprocess
+import tempfile
+
+from harness import Stack, Tap
+import compress_corpus as cc
+import worker_util as wu
+
+# The SSIM floors at the default quality (75), documented in docs/worker.md: the worst of the
+# generated photos (colour noise, the hardest material a JPEG meets) measures about 0.97.
+SSIM_LOSSY = 0.95
+SSIM_LOSSLESS = 0.9999
+
+tap = Tap()
+work = tempfile.mkdtemp(prefix="it-compress-")
+
+
+def sniff(data):
+    for magic, kind in ((b"\xff\xd8\xff", "jpeg"), (b"\x89PNG\r\n\x1a\n", "png"), (b"GIF8", "gif")):
+        if data.startswith(magic):
+            return kind
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "webp"
+    if data[4:8] == b"ftyp":
+        return "heif"
+    return "?"
+
+
+def subprocess_out(argv):
+    r = subprocess.run(argv, capture_output=True, text=True)
+    return r.stdout.strip()
+
+
+def save(name, data):
+    p = os.path.join(work, name)
+    with open(p, "wb") as f:
+        f.write(data)
+    return p
+
+
+try:
+    os.makedirs(os.path.join(work, "corpus"))
+    items = cc.make(os.path.join(work, "corpus"))
+    by_name = {i.name: i for i in items}
+    tap.diag("corpus: " + ", ".join("%s %d B" % (i.name, i.size) for i in items))
+    with Stack(tap, settings={"thumbnail_size": 64}, worker=True) as st:
+        sid = st.new_session()
+        auth = {"Authorization": "Bearer " + sid}
+        ids = {}
+        for it in items:
+            ids[it.name] = wu.put_image(st, sid, it.data(), filename=it.name)
+        rows = {n: wu.image_row(st, i) for n, i in ids.items()}
+        tap.is_({n: r["content_type"] for n, r in rows.items()}, {i.name: i.content_type for i in items},
+                "every image of the corpus is accepted with its sniffed type (HEIC and AVIF too)")
+        for n in ("phone.heic", "phone.avif"):
+            if n in ids:
+                r = st.request("GET", "/api/v1/images/%s/thumbnail" % ids[n], headers=auth)
+                tap.ok(r.status == 200 and sniff(r.body) in ("jpeg", "png"),
+                       "%s has a thumbnail for the gallery (%s)" % (n, r.status))
+            else:
+                tap.skip("%s has a thumbnail" % n, "this libvips cannot write that format to make one")
+
+        # ------------------------------------------------------------ compress, default settings
+        op = wu.start_operation(st, sid, [ids[i.name] for i in items])
+        done = wu.wait_operation(st, op, timeout=300)
+        tap.is_(done["status"], "completed", "compress of the corpus completed")
+        res = done["result"]
+        per = {e["image_id"]: e for e in res["images"]}
+        tap.is_(res["failed"], 0, "no image failed")
+
+        problems, ssims = [], {}
+        for it in items:
+            e = per[ids[it.name]]
+            after = wu.image_bytes(st, ids[it.name])
+            row = wu.image_row(st, ids[it.name])
+            if len(after) > it.size:
+                problems.append("%s grew: %d -> %d" % (it.name, it.size, len(after)))
+            if e["status"] == "unchanged":
+                if after != it.data() or not e.get("reason") or row["version"] != 1:
+                    problems.append("%s unchanged but touched or without reason: %r" % (it.name, e))
+                continue
+            if e["status"] != "ok" or not len(after) < it.size:
+                problems.append("%s: %s, %d -> %d" % (it.name, e["status"], it.size, len(after)))
+                continue
+            a, b = cc.info(it.path), cc.info(save("c-" + it.name, after))
+            for k in ("format", "width", "height", "alpha", "frames", "depth", "orientation", "icc"):
+                if a[k] != b[k]:
+                    problems.append("%s: %s %r -> %r" % (it.name, k, a[k], b[k]))
+            if row["content_type"] != it.content_type or e["content_type"] != it.content_type:
+                problems.append("%s: content type %s" % (it.name, row["content_type"]))
+            if e["bytes_before"] != it.size or e["bytes_after"] != len(after):
+                problems.append("%s: bytes in the result %r" % (it.name, e))
+            ssims[it.name] = cc.ssim(it.path, save("c-" + it.name, after))
+        tap.is_(problems, [], "every image keeps format, size, alpha, frames, depth, orientation and profile;"
+                " none grew; unchanged ones are untouched and say why")
+        tap.diag("SSIM at the default quality: " + ", ".join("%s %.4f" % kv for kv in sorted(ssims.items())))
+        lossless = {"screenshot.png", "alpha.png", "palette.png", "deep.png", "anim.gif", "screenshot.webp"}
+        low = {n: v for n, v in ssims.items() if v < (SSIM_LOSSLESS if n in lossless else SSIM_LOSSY)}
+        tap.is_(low, {}, "SSIM stays above %.2f (lossy) and %.4f (lossless) against the originals"
+                % (SSIM_LOSSY, SSIM_LOSSLESS))
+        tap.ok(per[ids["photo.jpg"]]["status"] == "ok" and per[ids["alpha.png"]]["status"] == "ok"
+               and per[ids["anim.gif"]]["status"] == "ok",
+               "the photo, the PNG with alpha and the animated GIF did shrink")
+        tap.is_(per[ids["anim.gif"]].get("frames"), 8, "the GIF's entry counts its 8 frames")
+        for n in ("phone.heic", "phone.avif"):
+            if n in ids:
+                e = per[ids[n]]
+                tap.ok(e["status"] == "unchanged" and n[-4:].upper() in e.get("reason", ""),
+                       "%s is left as it is, with the reason: %s" % (n, e.get("reason")))
+        unchanged = sum(1 for e in res["images"] if e["status"] == "unchanged")
+        tap.is_((res["succeeded"], res["unchanged"]), (len(items), unchanged), "totals: every image, %d unchanged"
+                % unchanged)
+        tap.is_(res["bytes_before"], sum(i.size for i in items), "bytes_before is the corpus' size")
+        tap.is_(res["bytes_saved"], res["bytes_before"] - res["bytes_after"], "bytes_saved = before - after")
+        evs = wu.op_events(wu.events(st, sid), op)
+        prog = [e["data"] for e in evs if e["type"] == "operation.progress"]
+        tap.ok(prog and all("bytes_before" in p and "bytes_after" in p and "bytes_saved" in p for p in prog),
+               "every progress event carries the running totals")
+        tap.ok(any(p.get("image", {}).get("bytes_before") for p in prog),
+               "and progress events name the image just finished with its bytes")
+        tap.is_((prog[-1]["bytes_before"], prog[-1]["bytes_after"]), (res["bytes_before"], res["bytes_after"]),
+                "the last progress has the final totals")
+        comp = [e["data"] for e in evs if e["type"] == "operation.completed"][0]
+        pct = round(100.0 * res["bytes_saved"] / res["bytes_before"])
+        tap.like(comp.get("message", ""), r"^Saved \d+(\.\d)? (B|KB|MB) \(%d %%\) on %d images, %d unchanged$"
+                 % (pct, len(items), unchanged), "the summary: " + comp.get("message", ""))
+        tap.is_(done["message"], comp.get("message"), "and the operation's message is the same")
+
+        # Downloads of compressed PNG and GIF: still PNG and GIF, by bytes, Content-Type and name.
+        for n, kind, ctype in (("alpha.png", "png", "image/png"), ("anim.gif", "gif", "image/gif")):
+            r = st.request("GET", "/api/v1/images/%s/file" % ids[n], headers=auth)
+            tap.is_((r.status, sniff(r.body), r.header("Content-Type")), (200, kind, ctype),
+                    "%s downloads as %s bytes with Content-Type %s" % (n, kind, ctype))
+            tap.like(r.header("Content-Disposition") or "", r'filename="%s"' % n.replace(".", r"\."),
+                     "under its own name")
+            tap.is_(len(r.body), per[ids[n]]["bytes_after"], "with the compressed size")
+
+        # ------------------------------------------------------------ strip
+        sid2 = st.new_session()
+        photo = wu.put_image(st, sid2, by_name["photo.jpg"].data(), filename="photo.jpg")
+        op = wu.start_operation(st, sid2, [photo], params={"strip": True})
+        e = wu.wait_operation(st, op, timeout=120)["result"]["images"][0]
+        i = cc.info(save("strip-photo.jpg", wu.image_bytes(st, photo)))
+        tap.is_((e["status"], i["width"], i["height"], i["orientation"]), ("ok", 3000, 4000, 1),
+                "strip turns the sideways photo upright (3000x4000) instead of dropping its orientation")
+        tap.ok(i["icc"], "and keeps its Display P3 profile, which the colours need")
+        exif = subprocess_out(["vipsheader", "-f", "exif-ifd0-Orientation", save("strip-photo.jpg",
+                                                                                    wu.image_bytes(st, photo))])
+        tap.ok("Right" not in exif, "no orientation is left in the EXIF")
+
+        # ------------------------------------------------------------ convert
+        conv = {n: ids[n] for n in ("alpha.png", "anim.gif", "phone.heic", "phone.avif") if n in ids}
+        op = wu.start_operation(st, sid, [conv["alpha.png"]], "bulk_convert",
+                                {"format": "jpeg", "background": "#ff0000"})
+        e = wu.wait_operation(st, op)["result"]["images"][0]
+        row = wu.image_row(st, conv["alpha.png"])
+        r = st.request("GET", "/api/v1/images/%s/file" % conv["alpha.png"], headers=auth)
+        tap.is_((e["status"], row["content_type"], sniff(r.body), r.header("Content-Type")),
+                ("ok", "image/jpeg", "jpeg", "image/jpeg"), "PNG with alpha converted to JPEG: bytes and type agree")
+        tap.like(r.header("Content-Disposition") or "", r'filename="alpha\.jpg"', "and the name follows: alpha.jpg")
+        tap.is_(e.get("filename"), "alpha.jpg", "the result names the new file")
+        tap.like(e.get("note", ""), "#ff0000", "the entry says the transparency went onto #ff0000")
+        px = subprocess_out(["vips", "getpoint", save("conv.jpg", r.body), "0", "100"]).split()
+        tap.ok(len(px) == 3 and float(px[0]) > 200 and float(px[1]) < 60,
+               "the transparent left edge is now red: %s" % px)
+
+        op = wu.start_operation(st, sid, [conv["anim.gif"]], "bulk_convert", {"format": "webp"})
+        e = wu.wait_operation(st, op)["result"]["images"][0]
+        i = cc.info(save("anim-conv.webp", wu.image_bytes(st, conv["anim.gif"])))
+        tap.is_((e["status"], i["format"], i["frames"], e.get("filename")), ("ok", "webp", 8, "anim.webp"),
+                "an animated GIF converted to WebP keeps its 8 frames, named anim.webp")
+
+        for n, fmt, want in (("phone.heic", "jpeg", "jpeg"), ("phone.avif", "webp", "webp")):
+            if n not in conv:
+                tap.skip("%s converts to %s" % (n, fmt), "this libvips cannot write it to make one")
+                continue
+            op = wu.start_operation(st, sid, [conv[n]], "bulk_convert", {"format": fmt})
+            e = wu.wait_operation(st, op)["result"]["images"][0]
+            data = wu.image_bytes(st, conv[n])
+            i = cc.info(save("phone-conv." + fmt, data))
+            tap.is_((e["status"], sniff(data), i["width"], i["height"], e.get("filename")),
+                    ("ok", want, 1024, 768, "phone." + ("jpg" if fmt == "jpeg" else fmt)),
+                    "%s converts to %s, 1024x768, renamed" % (n, fmt))
+
+        # ------------------------------------------------------------ resize
+        sid3 = st.new_session()
+        r_ids = {n: wu.put_image(st, sid3, by_name[n].data(), filename=n) for n in ("photo.jpg", "gray.jpg", "anim.gif")}
+        op = wu.start_operation(st, sid3, [r_ids["photo.jpg"], r_ids["gray.jpg"]], "bulk_resize", {"width": 1000})
+        wu.wait_operation(st, op, timeout=120)
+        p = cc.info(save("r-photo.jpg", wu.image_bytes(st, r_ids["photo.jpg"])))
+        g = cc.info(save("r-gray.jpg", wu.image_bytes(st, r_ids["gray.jpg"])))
+        tap.is_((p["width"], p["height"], p["orientation"]), (1000, 1333, 1),
+                "resize to width 1000: the upright photo keeps its aspect (1000x1333)")
+        tap.is_((g["width"], g["height"]), (1000, 750), "the greyscale one too (1000x750)")
+        op = wu.start_operation(st, sid3, [r_ids["gray.jpg"]], "bulk_resize", {"width": 4000})
+        wu.wait_operation(st, op)
+        g = cc.info(save("r2-gray.jpg", wu.image_bytes(st, r_ids["gray.jpg"])))
+        tap.is_((g["width"], g["height"]), (1000, 750), "no upscaling unless asked")
+        op = wu.start_operation(st, sid3, [r_ids["gray.jpg"]], "bulk_resize", {"width": 2000, "enlarge": True})
+        wu.wait_operation(st, op)
+        g = cc.info(save("r3-gray.jpg", wu.image_bytes(st, r_ids["gray.jpg"])))
+        tap.is_((g["width"], g["height"]), (2000, 1500), "with enlarge: 2000x1500")
+        op = wu.start_operation(st, sid3, [r_ids["anim.gif"]], "bulk_resize", {"width": 100})
+        e = wu.wait_operation(st, op)["result"]["images"][0]
+        a = cc.info(save("r-anim.gif", wu.image_bytes(st, r_ids["anim.gif"])))
+        tap.is_((e["status"], a["format"], a["width"], a["height"], a["frames"]), ("ok", "gif", 100, 75, 8),
+                "a resized animated GIF stays a GIF of 8 frames, 100x75")
+finally:
+    shutil.rmtree(work, ignore_errors=True)
+tap.done()
