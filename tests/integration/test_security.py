@@ -11,7 +11,7 @@ import threading
 import time
 
 from harness import Stack, Tap, wait_for
-from uploads_util import png_bytes
+from uploads_util import png_bytes, read_to_end
 from worker_util import _multipart, jpeg_bytes, put_image, start_operation, wait_operation
 from wsclient import HandshakeError, WsClient
 
@@ -540,12 +540,7 @@ with Stack(tap, bridge=True, settings={"server_names": '"%s"' % NAMES, "thumbnai
     # HTTP/1.0 without Host: nothing names the site.
     s = socket.create_connection(("127.0.0.1", st.port), timeout=10)
     s.sendall(b"GET /api/v1/health HTTP/1.0\r\n\r\n")
-    data = b""
-    while True:
-        chunk = s.recv(65536)
-        if not chunk:
-            break
-        data += chunk
+    _, data = read_to_end(s)
     s.close()
     tap.like(data.split(b"\r\n", 1)[0].decode("latin-1"), r"^HTTP/1\.[01] 421", "a request without Host gets 421")
     # The bridge checks the same list, through lighttpd and directly.

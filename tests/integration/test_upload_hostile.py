@@ -12,7 +12,7 @@ import tempfile
 import time
 
 from harness import Stack, Tap
-from uploads_util import multipart, png_bytes, vips_image
+from uploads_util import multipart, png_bytes, read_to_end, vips_image
 
 tap = Tap()
 work = tempfile.mkdtemp(prefix="it-upload-hostile-")
@@ -197,14 +197,8 @@ with Stack(tap, own_cluster=True, settings={"max_upload_bytes": "60M", "max_requ
         time.sleep(0.05)
         s.sendall(mp[len(mp) // 2:])
         s.shutdown(socket.SHUT_WR)
-        data = b""
-        while True:
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            data += chunk
+        status, data = read_to_end(s)
         s.close()
-        status = int(data.split(b" ", 2)[1]) if data.startswith(b"HTTP/") else 0
         results[status] = results.get(status, 0) + 1
         if status == 201:
             ans = parse(data.split(b"\r\n\r\n", 1)[1])

@@ -76,6 +76,18 @@ def multipart(fields, files, boundary="----itTestBoundary7MA4YWxkTrZu0gW"):
     return "multipart/form-data; boundary=" + boundary, b"".join(out)
 
 
+def read_to_end(sock):
+    """Reads what the server sends until it closes the connection; returns (status, raw bytes).
+    The status is 0 when the answer is not HTTP."""
+    data = b""
+    while True:
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+    return (int(data.split(b" ", 2)[1]) if data.startswith(b"HTTP/") else 0), data
+
+
 def raw_post(port, path, content_type, body, content_length=None, close_after=False, timeout=30):
     """Sends a POST by hand. With close_after, sends body (possibly shorter than content_length)
     and closes the connection; returns None. Otherwise returns (status, body bytes)."""
@@ -87,13 +99,7 @@ def raw_post(port, path, content_type, body, content_length=None, close_after=Fa
         s.sendall(head.encode() + body)
         if close_after:
             return None
-        data = b""
-        while True:
-            b = s.recv(65536)
-            if not b:
-                break
-            data += b
-        status = int(data.split(b" ", 2)[1]) if data.startswith(b"HTTP/") else 0
+        status, data = read_to_end(s)
         return status, data.split(b"\r\n\r\n", 1)[1] if b"\r\n\r\n" in data else b""
     finally:
         s.close()
