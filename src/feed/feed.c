@@ -639,8 +639,10 @@ out:
 	it_buf_free(&afters);
 }
 
-/* Ends the query in flight. redo: its work is still to be done. */
-static void inflight_done(it_feed *f, int redo)
+/* Ends the query in flight. redo: its work is still to be done; queue:
+ * queue the sessions again now (after a failed query the tick does it a
+ * moment later instead, so that a query that keeps failing does not spin). */
+static void inflight_done(it_feed *f, int redo, int queue)
 {
 	int n = f->ninflight;
 	enum q_kind q = f->q;
@@ -656,7 +658,8 @@ static void inflight_done(it_feed *f, int redo)
 				s->need_read = 1;
 		}
 		s->busy = Q_NONE;
-		sess_queue(f, s);
+		if (queue)
+			sess_queue(f, s);
 		sess_release(f, s);
 	}
 }
@@ -824,26 +827,14 @@ void it_feed_db_result(it_feed *f, PGresult *res)
 		 * does not spin. */
 		it_log_warn("feed: %s failed: %s", f->q == Q_CHECK ? "session check" : "event read",
 			    PQresultErrorMessage(res));
-		int n = f->ninflight;
-		enum q_kind q = f->q;
-		f->ninflight = 0;
-		f->q = Q_NONE;
-		for (int i = 0; i < n; i++) {
-			sess *s = f->inflight[i];
-			if (q == Q_CHECK)
-				s->need_check = 1;
-			else
-				s->need_read = 1;
-			s->busy = Q_NONE;
-			sess_release(f, s);
-		}
+		inflight_done(f, 1, 0);
 		return;
 	}
 	if (f->q == Q_CHECK)
 		on_check(f, res);
 	else
 		on_read(f, res);
-	inflight_done(f, 0);
+	inflight_done(f, 0, 1);
 }
 
 void it_feed_db_ready(it_feed *f)
@@ -870,7 +861,7 @@ void it_feed_db_lost(it_feed *f)
 	int was_up = f->db_up;
 
 	f->db_up = 0;
-	inflight_done(f, 1);
+	inflight_done(f, 1, 1);
 	/* What was known may have changed unseen: nothing is trusted until
 	 * checked again, and sessions nobody watches are forgotten. */
 	for (size_t i = 0; i < f->nbuckets; i++) {
