@@ -1,10 +1,9 @@
-/* bridge.c: the WebSocket bridge's event loop: clients, the session registry and event fan-out. */
+/* bridge.c: the WebSocket bridge's event loop: the upgrade, frames, and a transport on the feed (docs/bridge.md). */
 #include "config.h"
 
 #include "bridge/bridge.h"
 
 #include "bridge/http.h"
-#include "db/pgl.h"
 #include "bridge/ratelimit.h"
 #include "bridge/ws.h"
 #include "common/buf.h"
@@ -14,11 +13,10 @@
 #include "common/log.h"
 #include "common/origin.h"
 #include "db/metrics.h"
-#include "db/eventlog.h"
+#include "feed/feed.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
-#include <json-c/json.h>
 #include <limits.h>
 #include <netdb.h>
 #include <netinet/in.h>
@@ -43,13 +41,9 @@
 #define HEAD_TIMEOUT 10.0     /* seconds to send it */
 #define CLOSE_LINGER 2.0      /* seconds to wait for the peer after a close */
 #define SHUTDOWN_GRACE 3.0    /* seconds to let clients go on SIGTERM */
-#define FETCH_LIMIT 200	      /* events per backlog read */
-#define BATCH 32	      /* frames per writev */
-#define READ_BATCH 64	      /* sessions per read of the log */
-#define JSON_COL 3	      /* wire JSON column of it_event_read_many_sql */
+#define IOV_BATCH 64	      /* iovecs per writev */
 #define TICK_MS 250	      /* housekeeping period */
 #define RATE_WINDOW 10.0      /* ws_rate counts messages per this many seconds */
-#define CLOSE_RESERVE 256     /* room for a Close frame past the send limit */
 
 static const char ws_prefix[] = "/api/v1/ws/";
 
@@ -62,74 +56,178 @@ typedef struct handle {
 
 enum client_state {
 	C_HANDSHAKE, /* reading the upgrade request */
-	C_CHECKING,  /* upgraded, waiting for the session check */
-	C_LIVE,	     /* receiving events */
+	C_OPEN,	     /* upgraded: subscribed to its session in the feed */
 	C_CLOSING,   /* Close (or an HTTP error) queued; draining, then waiting for the peer */
 };
 
-enum query_kind { Q_NONE, Q_CHECK, Q_FETCH };
+/* ------------------------------------------------------------ output queue
+ *
+ * What a client still has to be sent, in order: shared events (a reference;
+ * the bytes are the event's WebSocket frame, the same for every client of
+ * the session) and bytes of its own (the 101 answer, control frames,
+ * connection.status and session.resync). Written with writev. */
 
-struct session;
+struct seg {
+	it_feed_event *ev; /* reference held, or NULL */
+	char *heap;	   /* owned bytes, or NULL */
+	const char *p;	   /* the bytes: into ev's frame or heap */
+	size_t len, off;   /* bytes, and how many are written */
+};
+
+struct outq {
+	struct seg *v;
+	unsigned head, n, cap;
+	size_t bytes; /* not yet written */
+};
+
+static struct seg *oq_add(struct outq *q)
+{
+	if (q->n == q->cap) {
+		unsigned cap = q->cap ? q->cap * 2 : 8;
+		struct seg *v = malloc(cap * sizeof(*v));
+		if (v == NULL)
+			return NULL;
+		for (unsigned i = 0; i < q->n; i++)
+			v[i] = q->v[(q->head + i) % q->cap];
+		free(q->v);
+		q->v = v;
+		q->head = 0;
+		q->cap = cap;
+	}
+	return &q->v[(q->head + q->n++) % q->cap];
+}
+
+static void oq_free(struct outq *q)
+{
+	for (unsigned i = 0; i < q->n; i++) {
+		struct seg *s = &q->v[(q->head + i) % q->cap];
+		it_feed_event_unref(s->ev);
+		free(s->heap);
+	}
+	free(q->v);
+	memset(q, 0, sizeof(*q));
+}
+
+/* Queues a copy of n bytes (a and then b, either may be empty). Returns 0
+ * or -ENOMEM (nothing queued). */
+static int oq_copy(struct outq *q, const void *a, size_t na, const void *b, size_t nb)
+{
+	char *c = malloc(na + nb ? na + nb : 1);
+	struct seg *s;
+
+	if (c == NULL)
+		return -ENOMEM;
+	if ((s = oq_add(q)) == NULL) {
+		free(c);
+		return -ENOMEM;
+	}
+	memcpy(c, a, na);
+	if (nb)
+		memcpy(c + na, b, nb);
+	s->ev = NULL;
+	s->heap = c;
+	s->p = c;
+	s->len = na + nb;
+	s->off = 0;
+	q->bytes += na + nb;
+	return 0;
+}
+
+/* Queues a shared event's frame (w: its IT_FEED_FMT_WS form). */
+static int oq_event(struct outq *q, it_feed_event *ev, const struct iovec *w)
+{
+	struct seg *s = oq_add(q);
+
+	if (s == NULL)
+		return -ENOMEM;
+	s->ev = it_feed_event_ref(ev);
+	s->heap = NULL;
+	s->p = w->iov_base;
+	s->len = w->iov_len;
+	s->off = 0;
+	q->bytes += w->iov_len;
+	return 0;
+}
+
+/* Writes what it can. Returns bytes written (>= 0), or -1 on a broken
+ * connection. */
+static ssize_t oq_write(struct outq *q, int fd)
+{
+	struct iovec iov[IOV_BATCH];
+	ssize_t total = 0;
+
+	while (q->n > 0) {
+		int k = 0;
+		size_t want = 0;
+		ssize_t w;
+		for (unsigned i = 0; i < q->n && k < IOV_BATCH; i++) {
+			struct seg *s = &q->v[(q->head + i) % q->cap];
+			iov[k].iov_base = (char *)s->p + s->off;
+			iov[k].iov_len = s->len - s->off;
+			want += iov[k++].iov_len;
+		}
+		do
+			w = writev(fd, iov, k);
+		while (w < 0 && errno == EINTR);
+		if (w < 0)
+			return errno == EAGAIN || errno == EWOULDBLOCK ? total : -1;
+		total += w;
+		q->bytes -= (size_t)w;
+		if ((size_t)w < want)
+			want = 0; /* the kernel took part: the socket is full */
+		while (w > 0) {
+			struct seg *s = &q->v[q->head];
+			size_t c = s->len - s->off;
+			c = (size_t)w < c ? (size_t)w : c;
+			s->off += c;
+			w -= (ssize_t)c;
+			if (s->off == s->len) {
+				it_feed_event_unref(s->ev);
+				free(s->heap);
+				q->head = (q->head + 1) % q->cap;
+				q->n--;
+			}
+		}
+		if (want == 0)
+			break;
+	}
+	return total;
+}
 
 typedef struct client {
 	handle h;
 	int fd;
 	enum client_state state;
-	struct session *session; /* NULL before the upgrade and once closing */
-	it_list slink;		 /* in session->clients */
-	it_list alink;		 /* in bridge.clients */
-	it_buf in;		 /* the request head, freed after the upgrade */
-	it_buf out;		 /* bytes not yet accepted by the socket */
+	it_feed_sub sub;	/* the feed's view of this client, once open */
+	uint8_t subscribed;	/* sub is in the feed */
+	it_list alink;		/* in bridge.clients */
+	it_buf in;		/* the request head, freed after the upgrade */
+	struct outq out;	/* bytes not yet accepted by the socket */
 	it_ws_reader rd;
-	int64_t cursor;		/* id of the last event sent */
-	int64_t requested;	/* last_event_id asked for */
 	double created, ping_sent, last_tx, rate_start, close_deadline;
 	unsigned rate_count;
 	unsigned msg_n;		/* bytes of the current message, saturating at 5 */
 	uint8_t msg_ping;	/* the current message still reads as a prefix of "ping" */
 	uint8_t ping_out;	/* the last Ping (sent at ping_sent) is not answered yet */
-	uint8_t behind;		/* stopped feeding: the send buffer is over the soft limit */
+	uint8_t behind;		/* told the feed "no room": resumed once drained */
 	uint8_t want_out;	/* registered for EPOLLOUT */
 	uint8_t wr_shut;	/* our side of the TCP connection is shut down */
 	uint8_t dead;		/* freed at the end of this loop iteration */
 } client;
 
-typedef struct session {
-	struct session *hnext;
-	char id[72];
-	it_list clients;	/* client.slink, every one C_CHECKING or C_LIVE */
-	it_list work;		/* link in bridge.work while queued */
-	unsigned nclients;
-	unsigned pins;		/* callers walking the client list */
-	enum query_kind busy;	/* query in flight for it */
-	uint8_t need_check, need_fetch, stale, valid;
-	int64_t known_seq;	/* highest id known to exist */
-	int64_t first_kept;
-	int64_t expires;	/* wall-clock seconds; INT64_MAX while unknown */
-} session;
-
 static struct bridge {
 	const it_config *cfg;
 	int epfd, lfd, sigfd, tfd;
 	handle listen_h, signal_h, timer_h, pg_h;
-	it_pgl pg;
-	int pg_up, was_degraded;
+	it_feed *feed;
 	it_list clients;
 	it_list dead;		/* clients to free once the epoll batch is done */
-	it_list work;
-	session **buckets;
-	size_t nbuckets, nsessions;
-	enum query_kind inflight_kind;
-	session *inflight[READ_BATCH]; /* sessions the query in flight is for */
-	int64_t inflight_after[READ_BATCH];
-	int ninflight;
 	size_t soft, hard;
-	size_t frame_max;	/* largest frame queued into an empty buffer */
 	double now;
 	double listen_paused_until;
 	int stopping;
 	double stop_deadline;
-	unsigned long long delivered, reads, checks; /* for the log line at exit */
+	int64_t delivered_unreported; /* events taken since the metric was last added to */
 	it_rl rate;		/* upgrades per client address (rate_streams) */
 	double rate_pruned;
 	unsigned char rbuf[65536];
@@ -142,98 +240,6 @@ static double mono(void)
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (double)ts.tv_sec + ts.tv_nsec / 1e9;
-}
-
-/* ------------------------------------------------------------ sessions */
-
-static size_t hash(const char *s)
-{
-	size_t h = 1469598103934665603ULL;
-	while (*s)
-		h = (h ^ (unsigned char)*s++) * 1099511628211ULL;
-	return h;
-}
-
-static session *session_find(const char *id)
-{
-	session *s;
-
-	if (B.nbuckets == 0)
-		return NULL;
-	for (s = B.buckets[hash(id) & (B.nbuckets - 1)]; s; s = s->hnext)
-		if (strcmp(s->id, id) == 0)
-			return s;
-	return NULL;
-}
-
-static int grow_table(void)
-{
-	size_t n = B.nbuckets ? B.nbuckets * 2 : 256, i;
-	session **nb = calloc(n, sizeof(*nb));
-
-	if (nb == NULL)
-		return -1;
-	for (i = 0; i < B.nbuckets; i++) {
-		session *s = B.buckets[i], *next;
-		for (; s; s = next) {
-			size_t b = hash(s->id) & (n - 1);
-			next = s->hnext;
-			s->hnext = nb[b];
-			nb[b] = s;
-		}
-	}
-	free(B.buckets);
-	B.buckets = nb;
-	B.nbuckets = n;
-	return 0;
-}
-
-static session *session_get(const char *id)
-{
-	session *s = session_find(id);
-	size_t b;
-
-	if (s)
-		return s;
-	if (B.nsessions >= B.nbuckets && grow_table() < 0)
-		return NULL;
-	s = calloc(1, sizeof(*s));
-	if (s == NULL)
-		return NULL;
-	snprintf(s->id, sizeof(s->id), "%s", id);
-	it_list_init(&s->clients);
-	it_list_init(&s->work);
-	s->expires = INT64_MAX;
-	b = hash(id) & (B.nbuckets - 1);
-	s->hnext = B.buckets[b];
-	B.buckets[b] = s;
-	B.nsessions++;
-	return s;
-}
-
-/* Frees a session nobody watches any more, unless a query for it is in
- * flight or a caller is walking its clients (it is then freed later). */
-static void session_release(session *s)
-{
-	session **pp;
-
-	if (s->nclients || s->busy != Q_NONE || s->pins)
-		return;
-	for (pp = &B.buckets[hash(s->id) & (B.nbuckets - 1)]; *pp; pp = &(*pp)->hnext) {
-		if (*pp == s) {
-			*pp = s->hnext;
-			break;
-		}
-	}
-	it_list_unlink(&s->work);
-	B.nsessions--;
-	free(s);
-}
-
-static void session_queue(session *s)
-{
-	if (s->busy == Q_NONE && it_list_empty(&s->work) && (s->need_check || s->need_fetch))
-		it_list_push(&B.work, &s->work);
 }
 
 /* ------------------------------------------------------------ client output */
@@ -252,30 +258,26 @@ static void set_want_out(client *c, int on)
 	c->want_out = (uint8_t)on;
 }
 
-static void became_writable(client *c);
-
-/* Writes what is buffered. Returns 0, or -1 when the client was freed. */
+/* Writes what is queued. Returns 0, or -1 when the client was freed. */
 static int client_flush(client *c)
 {
-	while (c->out.len > 0) {
-		ssize_t n = send(c->fd, c->out.data, c->out.len, MSG_NOSIGNAL);
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			if (errno == EAGAIN || errno == EWOULDBLOCK)
-				break;
-			client_free(c);
-			return -1;
-		}
-		it_buf_consume(&c->out, (size_t)n);
-		c->last_tx = B.now;
+	ssize_t n = oq_write(&c->out, c->fd);
+
+	if (n < 0) {
+		client_free(c);
+		return -1;
 	}
-	if (c->out.len == 0) {
+	if (n > 0)
 		c->last_tx = B.now;
-		/* Idle connections give their buffer back: with thousands of
+	if (c->out.n == 0) {
+		c->last_tx = B.now;
+		/* Idle connections give their queue back: with thousands of
 		 * them, memory follows the clients that are actually busy. */
-		if (c->out.cap > 4096)
-			it_buf_free(&c->out);
+		if (c->out.cap > 8) {
+			free(c->out.v);
+			c->out.v = NULL;
+			c->out.cap = c->out.head = 0;
+		}
 		set_want_out(c, 0);
 		if (c->state == C_CLOSING && !c->wr_shut) {
 			/* Only our half is closed: the peer may still send its
@@ -284,130 +286,48 @@ static int client_flush(client *c)
 			shutdown(c->fd, SHUT_WR);
 			c->wr_shut = 1;
 		}
-		became_writable(c);
 	} else {
 		set_want_out(c, 1);
+	}
+	/* A slow client stops being fed at the soft limit; once it has
+	 * drained to half of that, the feed offers again from its cursor. */
+	if (c->behind && c->out.bytes <= B.soft / 2 && c->subscribed) {
+		c->behind = 0;
+		it_feed_resume(&c->sub);
 	}
 	return 0;
 }
 
-/* Queues one frame (header + payload). A frame is refused (1, nothing
- * queued) when it would take the buffer past stream_buffer, except into an
- * empty buffer, so that one event larger than the limit still gets through;
- * a Close frame (at most 127 bytes) is always taken. So a client holds at
- * most stream_buffer, or one event, plus a Close. Returns 0, 1, or -1 when
- * the client was freed. */
+/* Queues one frame (header + payload) and writes when nothing was queued
+ * before. A frame is refused (1, nothing queued) when it would take the
+ * queue past stream_buffer, except into an empty queue, so that one
+ * message larger than the limit still gets through; a Close frame (at most
+ * 127 bytes) is always taken. So a client holds at most stream_buffer, or
+ * one event, plus a Close. Returns 0, 1, or -1 when the client was freed. */
 static int client_frame(client *c, int opcode, const void *payload, size_t len)
 {
 	unsigned char hdr[10];
 	size_t hl = it_ws_frame_header(hdr, opcode, len);
+	int was_empty = c->out.n == 0;
 
-	if (opcode != IT_WS_OP_CLOSE && c->out.len > 0 && c->out.len + hl + len > B.hard)
+	if (opcode != IT_WS_OP_CLOSE && c->out.bytes > 0 && c->out.bytes + hl + len > B.hard)
 		return 1;
-	if (c->out.len == 0) {
-		/* The common case: nothing queued, so hand the frame straight
-		 * to the kernel and copy only what it does not take. */
-		struct iovec iov[2] = {{hdr, hl}, {(void *)payload, len}};
-		ssize_t n;
-
-		do
-			n = writev(c->fd, iov, len ? 2 : 1);
-		while (n < 0 && errno == EINTR);
-		if (n < 0) {
-			if (errno != EAGAIN && errno != EWOULDBLOCK) {
-				client_free(c);
-				return -1;
-			}
-			n = 0;
-		}
-		c->last_tx = B.now;
-		if ((size_t)n == hl + len)
-			return 0;
-		if ((size_t)n < hl) {
-			if (it_buf_append(&c->out, hdr + n, hl - (size_t)n) < 0 ||
-			    it_buf_append(&c->out, payload, len) < 0)
-				goto nomem;
-		} else if (it_buf_append(&c->out, (const char *)payload + (n - (ssize_t)hl),
-					 len - (size_t)(n - (ssize_t)hl)) < 0) {
-			goto nomem;
-		}
-		set_want_out(c, 1);
-		return 0;
+	if (oq_copy(&c->out, hdr, hl, payload, len) < 0) {
+		/* The limits were checked above, so only malloc can fail. */
+		it_log_error("out of memory for a client's send queue");
+		client_free(c);
+		return -1;
 	}
-	if (it_buf_append(&c->out, hdr, hl) < 0 || it_buf_append(&c->out, payload, len) < 0)
-		goto nomem;
-	return 0;
-nomem:
-	/* The limits were checked above, so only malloc can fail here, and a
-	 * half-queued frame cannot be taken back: drop the connection. */
-	it_log_error("out of memory for a client's send buffer");
-	client_free(c);
-	return -1;
-}
-
-/* Queues rows [first, first + k) of res (their wire JSON) as text
- * frames with one writev when nothing is queued: a client that lagged gets
- * its backlog in one system call instead of one per event. The caller has
- * checked the limits. Returns 0, or -1 when the client was freed. */
-static int client_texts(client *c, PGresult *res, int first, int k)
-{
-	unsigned char hdrs[BATCH][10];
-	struct iovec iov[2 * BATCH];
-	size_t total = 0, skip;
-	ssize_t n = 0;
-	int j;
-
-	for (j = 0; j < k; j++) {
-		size_t len = (size_t)PQgetlength(res, first + j, JSON_COL);
-		iov[2 * j].iov_base = hdrs[j];
-		iov[2 * j].iov_len = it_ws_frame_header(hdrs[j], IT_WS_OP_TEXT, len);
-		iov[2 * j + 1].iov_base = PQgetvalue(res, first + j, JSON_COL);
-		iov[2 * j + 1].iov_len = len;
-		total += iov[2 * j].iov_len + len;
-	}
-	if (c->out.len == 0) {
-		do
-			n = writev(c->fd, iov, 2 * k);
-		while (n < 0 && errno == EINTR);
-		if (n < 0) {
-			if (errno != EAGAIN && errno != EWOULDBLOCK) {
-				client_free(c);
-				return -1;
-			}
-			n = 0;
-		}
-		c->last_tx = B.now;
-		if ((size_t)n == total)
-			return 0;
-	}
-	skip = (size_t)n;
-	for (j = 0; j < 2 * k; j++) {
-		if (skip >= iov[j].iov_len) {
-			skip -= iov[j].iov_len;
-			continue;
-		}
-		if (it_buf_append(&c->out, (char *)iov[j].iov_base + skip, iov[j].iov_len - skip) < 0) {
-			it_log_error("out of memory for a client's send buffer");
-			client_free(c);
-			return -1;
-		}
-		skip = 0;
-	}
-	set_want_out(c, 1);
-	return 0;
+	return was_empty ? client_flush(c) : 0;
 }
 
 static void client_detach(client *c)
 {
-	session *s = c->session;
-
-	if (s == NULL)
+	if (!c->subscribed)
 		return;
-	it_list_unlink(&c->slink);
-	s->nclients--;
+	it_feed_unsubscribe(&c->sub);
+	c->subscribed = 0;
 	it_metrics_gauge_add("imagetools_connections_open", "transport=\"websocket\"", -1);
-	c->session = NULL;
-	session_release(s);
 }
 
 /* Starts the closing handshake with code and reason (reason < 124 bytes).
@@ -424,7 +344,7 @@ static int client_close(client *c, int code, const char *reason)
 	client_detach(c);
 	c->state = C_CLOSING;
 	c->close_deadline = B.now + CLOSE_LINGER;
-	if (c->behind && c->out.len > B.hard / 2) {
+	if (c->behind && c->out.bytes > B.hard / 2) {
 		/* A stalled consumer will not read the Close either. */
 		c->close_deadline = B.now + 0.5;
 	}
@@ -454,478 +374,82 @@ static int client_http_error(client *c, int status, const char *title, const cha
 	it_buf_free(&c->in);
 	c->state = C_CLOSING;
 	c->close_deadline = B.now + CLOSE_LINGER;
-	if (it_buf_append(&c->out, head, (size_t)hl) < 0 || it_buf_append(&c->out, body, (size_t)bl) < 0) {
+	if (oq_copy(&c->out, head, (size_t)hl, body, (size_t)bl) < 0) {
 		client_free(c);
 		return -1;
 	}
 	return client_flush(c);
 }
 
-static char *transient(const char *type, json_object *data)
+/* ------------------------------------------------------------ the feed's callbacks */
+
+static client *sub_client(it_feed_sub *sub)
 {
-	char *s = it_event_transient(type, data);
-	json_object_put(data);
-	return s;
+	return it_container_of(sub, client, sub);
 }
 
-static int send_text(client *c, const char *s)
+/* One stored event: its frame, shared by every client of the session, goes
+ * into the queue; batch_end writes them all with one writev. Past the soft
+ * limit the feed is told "no room" and offers again from this client's
+ * cursor once the queue has drained (client_flush). An event goes into an
+ * empty queue whatever its size. */
+static int on_event(it_feed_sub *sub, it_feed_event *ev)
 {
-	int rc;
+	client *c = sub_client(sub);
+	struct iovec w;
 
-	if (s == NULL)
-		return 0;
-	rc = client_frame(c, IT_WS_OP_TEXT, s, strlen(s));
-	if (rc == 1)
-		return client_close(c, IT_WS_CLOSE_TRY_LATER, "Send buffer full");
-	return rc;
-}
-
-static int send_status(client *c, const char *status)
-{
-	json_object *d = json_object_new_object();
-	char *s;
-	int rc;
-
-	json_object_object_add(d, "status", json_object_new_string(status));
-	json_object_object_add(d, "transport", json_object_new_string("websocket"));
-	s = transient("connection.status", d);
-	rc = send_text(c, s);
-	free(s);
-	return rc;
-}
-
-static int send_resync(client *c, const char *reason, int64_t last)
-{
-	json_object *d = json_object_new_object();
-	char *s;
-	int rc;
-
-	it_metrics_inc("imagetools_resyncs_total", NULL, 1);
-	json_object_object_add(d, "reason", json_object_new_string(reason));
-	json_object_object_add(d, "last_event_id", json_object_new_int64(last));
-	s = transient("session.resync", d);
-	rc = send_text(c, s);
-	free(s);
-	return rc;
-}
-
-/* ------------------------------------------------------------ fan-out */
-
-/* A slow client stops being fed at half its buffer; once drained it is
- * fed again from its cursor through the log. */
-static void became_writable(client *c)
-{
-	if (c->behind && c->out.len <= B.soft / 2 && c->session) {
-		c->behind = 0;
-		c->session->need_fetch = 1;
-		session_queue(c->session);
-	}
-}
-
-/* Whether any live client of s that can take more is behind known_seq. */
-static int session_lagging(session *s)
-{
-	it_list *pos, *tmp;
-
-	it_list_foreach_safe(pos, tmp, &s->clients) {
-		client *c = it_container_of(pos, client, slink);
-		if (c->state == C_LIVE && !c->behind && c->cursor < s->known_seq)
-			return 1;
-	}
-	return 0;
-}
-
-static void session_close_all(session *s, int code, const char *reason)
-{
-	it_list *pos, *tmp;
-
-	s->pins++;
-	it_list_foreach_safe(pos, tmp, &s->clients) {
-		client *c = it_container_of(pos, client, slink);
-		client_close(c, code, reason);
-	}
-	s->pins--;
-	session_release(s);
-}
-
-/* Lets a checked client in: status frame, cursor decision, then events. */
-static int admit(client *c, session *s, int64_t last_seq)
-{
-	int64_t want = c->requested;
-
-	c->state = C_LIVE;
-	if (want > 0)
-		it_metrics_inc("imagetools_resumes_total", "transport=\"websocket\"", 1);
-	if (send_status(c, "connected") < 0 || c->state != C_LIVE)
-		return -1;
-	if (want < s->first_kept - 1 || want > last_seq) {
-		/* The log cannot say what happened since want: the client
-		 * must reload its state, then follows from the newest id. */
-		if (send_resync(c, want > last_seq ? "cursor-ahead" : "cursor-expired", last_seq) < 0 ||
-		    c->state != C_LIVE)
-			return -1;
-		c->cursor = last_seq;
-	} else {
-		c->cursor = want;
-	}
-	if (c->cursor < s->known_seq) {
-		s->need_fetch = 1;
-		session_queue(s);
-	}
-	return 0;
-}
-
-/* Applies a session check. Returns 0 when the query failed (to be retried). */
-static int on_check(session *s, PGresult *res)
-{
-	it_list *pos, *tmp;
-	int64_t last, first, exp;
-
-	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-		it_log_warn("session check failed: %s", PQresultErrorMessage(res));
-		return 0;
-	}
-	if (PQntuples(res) != 1) {
-		s->valid = 0;
-		session_close_all(s, IT_WS_CLOSE_INVALID_SESSION, "Invalid session");
+	if (c->out.bytes > 0 && c->out.bytes + ev->json_len + 10 > B.soft) {
+		c->behind = 1;
 		return 1;
 	}
-	last = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
-	first = strtoll(PQgetvalue(res, 0, 1), NULL, 10);
-	exp = strtoll(PQgetvalue(res, 0, 2), NULL, 10);
-	s->valid = 1;
-	s->first_kept = first;
-	s->expires = exp;
-	if (last > s->known_seq)
-		s->known_seq = last;
-	s->pins++;
-	it_list_foreach_safe(pos, tmp, &s->clients) {
-		client *c = it_container_of(pos, client, slink);
-		if (c->state == C_CHECKING)
-			admit(c, s, last);
+	if (it_feed_event_wire(ev, IT_FEED_FMT_WS, &w) < 0 || oq_event(&c->out, ev, &w) < 0) {
+		it_log_error("out of memory for a client's send queue");
+		client_close(c, IT_WS_CLOSE_INTERNAL, "Out of memory");
+		return -1;
 	}
-	s->pins--;
-	if (session_lagging(s))
-		s->need_fetch = 1;
-	return 1;
-}
-
-/* Sends a client the rows it has not had yet, up to its soft limit. The
- * session's rows are res rows [base, base + n), their ids in seqs. */
-static int deliver(client *c, PGresult *res, int base, const int64_t *seqs, int n, int64_t after)
-{
-	int i;
-
-	if (c->state != C_LIVE || c->behind || n == 0)
-		return 0;
-	if (c->cursor + 1 < seqs[0]) {
-		/* A gap in front of the rows. When the read started at this
-		 * client's cursor, those events are gone (pruned while it
-		 * lagged): say so rather than skip silently. Otherwise a later
-		 * read from its cursor will serve it. */
-		if (c->cursor != after)
-			return 0;
-		if (send_resync(c, "gap", seqs[0] - 1) < 0 || c->state != C_LIVE)
-			return -1;
-		c->cursor = seqs[0] - 1;
-	}
-	if (c->cursor >= seqs[n - 1])
-		return 0;
-	i = (int)(c->cursor + 1 - seqs[0]);
-	while (i < n && seqs[i] == c->cursor + 1) {
-		size_t bytes = 0;
-		int k = 0;
-
-		/* A batch of consecutive rows that keeps the buffer under the
-		 * soft limit; the first may go into an empty buffer whatever
-		 * its size (see client_frame). */
-		while (i + k < n && k < BATCH && seqs[i + k] == seqs[i] + k) {
-			size_t fl = (size_t)PQgetlength(res, base + i + k, JSON_COL) + 10;
-			if (k > 0 && c->out.len + bytes + fl > B.soft)
-				break;
-			if (k == 0 && c->out.len > 0 && c->out.len + fl > B.hard) {
-				c->behind = 1;
-				return 0;
-			}
-			bytes += fl;
-			k++;
-		}
-		if (client_texts(c, res, base + i, k) < 0)
-			return -1;
-		c->cursor = seqs[i + k - 1];
-		B.delivered += (unsigned long long)k;
-		it_metrics_inc("imagetools_events_delivered_total", "transport=\"websocket\"", k);
-		i += k;
-		if (c->out.len >= B.soft) {
-			c->behind = 1;
-			break;
-		}
-	}
+	B.delivered_unreported++;
 	return 0;
 }
 
-/* Hands a session its rows [base, base + n) of a read. */
-static void on_fetch(session *s, PGresult *res, int base, int n, int64_t after)
+/* connection.status or session.resync: a text frame of the client's own. */
+static int on_transient(it_feed_sub *sub, const it_feed_transient *t)
 {
-	it_list *pos, *tmp;
-	int64_t *seqs = NULL;
-	int i;
+	client *c = sub_client(sub);
+	char *json = it_feed_transient_json(t, "websocket");
+	int rc;
 
-	if (n > 0) {
-		seqs = malloc(sizeof(*seqs) * (size_t)n);
-		if (seqs == NULL) {
-			s->need_fetch = 1;
-			return;
-		}
-		for (i = 0; i < n; i++)
-			seqs[i] = strtoll(PQgetvalue(res, base + i, 1), NULL, 10);
-		if (seqs[n - 1] > s->known_seq)
-			s->known_seq = seqs[n - 1];
-		s->pins++;
-		it_list_foreach_safe(pos, tmp, &s->clients) {
-			client *c = it_container_of(pos, client, slink);
-			deliver(c, res, base, seqs, n, after);
-		}
-		s->pins--;
-		free(seqs);
-	}
-	/* Read again when the page was full, when a notification came in
-	 * after this read was sent, or when some client is still behind and
-	 * this read made progress (without progress, waiting for the next
-	 * notification avoids a busy loop). */
-	if (n == FETCH_LIMIT || s->stale || (n > 0 && session_lagging(s)))
-		s->need_fetch = 1;
+	if (strcmp(t->type, "session.resync") == 0)
+		it_metrics_inc("imagetools_resyncs_total", NULL, 1);
+	if (json == NULL)
+		return 0;
+	rc = client_frame(c, IT_WS_OP_TEXT, json, strlen(json));
+	free(json);
+	if (rc == 1)
+		client_close(c, IT_WS_CLOSE_TRY_LATER, "Send buffer full");
+	return c->subscribed ? 0 : -1;
 }
 
-/* ------------------------------------------------------------ the database */
-
-/* The expiry is rounded up: rounded down, the bridge would ask again before
- * the session has really expired. */
-static const char check_sql[] = "SELECT last_event_seq, first_kept_seq, ceil(extract(epoch from expires_at))::bigint"
-				" FROM sessions WHERE id = $1 AND expires_at > now()";
-
-/* The smallest cursor among the clients of s that can take more, or -1. */
-static int64_t read_from(const session *s)
+static int on_batch_end(it_feed_sub *sub)
 {
-	const it_list *pos;
-	int64_t after = INT64_MAX;
+	client *c = sub_client(sub);
 
-	for (pos = s->clients.next; pos != &s->clients; pos = pos->next) {
-		const client *c = it_container_of(pos, client, slink);
-		if (c->state == C_LIVE && !c->behind && c->cursor < after)
-			after = c->cursor;
-	}
-	return after == INT64_MAX ? -1 : after;
+	if (client_flush(c) < 0)
+		return -1;
+	return c->subscribed ? 0 : -1;
 }
 
-/* Appends s to a PostgreSQL array literal (ids are base64url: no quoting
- * needed, but quoted anyway). */
-static int array_add(it_buf *b, const char *item, int quote)
+/* The session is unknown, deleted or expired: 4004, as a browser reports
+ * the close code of an open socket. */
+static void on_ended(it_feed_sub *sub, enum it_feed_end why)
 {
-	return it_buf_printf(b, "%s%s%s%s", b->len > 1 ? "," : "", quote ? "\"" : "", item, quote ? "\"" : "");
+	client *c = sub_client(sub);
+
+	(void)why;
+	client_detach(c); /* the feed has unsubscribed it: only the bookkeeping */
+	client_close(c, IT_WS_CLOSE_INVALID_SESSION, "Invalid session");
 }
 
-/* Sends the next query, if the connection is free: a session check when one
- * is due (they come first, as clients wait on them), else one read of the
- * log for up to READ_BATCH sessions, so that a burst of notifications over
- * many sessions costs a few round trips rather than one each. */
-static void pump(void)
-{
-	it_list *pos, *tmp;
-	it_buf ids, afters;
-	char limit[16];
-	const char *params[3];
-	int n = 0;
-
-	if (!it_pgl_idle(&B.pg) || it_list_empty(&B.work))
-		return;
-	it_list_foreach_safe(pos, tmp, &B.work) {
-		session *s = it_container_of(pos, session, work);
-		if (s->nclients == 0) {
-			it_list_unlink(&s->work);
-			s->need_check = s->need_fetch = 0;
-			session_release(s);
-			continue;
-		}
-		if (s->need_check) {
-			const char *p[1] = {s->id};
-			it_list_unlink(&s->work);
-			s->need_check = 0;
-			s->busy = Q_CHECK;
-			B.inflight_kind = Q_CHECK;
-			B.inflight[0] = s;
-			B.ninflight = 1;
-			B.checks++;
-			it_pgl_send(&B.pg, check_sql, 1, p);
-			return;
-		}
-	}
-	it_buf_init(&ids, (size_t)READ_BATCH * 80 + 16);
-	it_buf_init(&afters, (size_t)READ_BATCH * 24 + 16);
-	it_buf_puts(&ids, "{");
-	it_buf_puts(&afters, "{");
-	it_list_foreach_safe(pos, tmp, &B.work) {
-		session *s = it_container_of(pos, session, work);
-		char num[24];
-		int64_t after;
-
-		if (n == READ_BATCH)
-			break;
-		it_list_unlink(&s->work);
-		after = s->need_fetch ? read_from(s) : -1;
-		s->need_fetch = 0;
-		if (after < 0)
-			continue;
-		snprintf(num, sizeof(num), "%lld", (long long)after);
-		if (array_add(&ids, s->id, 1) < 0 || array_add(&afters, num, 0) < 0) {
-			s->need_fetch = 1;
-			it_list_push(&B.work, &s->work);
-			break;
-		}
-		s->stale = 0;
-		s->busy = Q_FETCH;
-		B.inflight[n] = s;
-		B.inflight_after[n] = after;
-		n++;
-	}
-	if (n > 0 && it_buf_puts(&ids, "}") == 0 && it_buf_puts(&afters, "}") == 0) {
-		snprintf(limit, sizeof(limit), "%d", FETCH_LIMIT);
-		params[0] = ids.data;
-		params[1] = afters.data;
-		params[2] = limit;
-		B.inflight_kind = Q_FETCH;
-		B.ninflight = n;
-		B.reads++;
-		it_pgl_send(&B.pg, it_event_read_many_sql, 3, params);
-	}
-	it_buf_free(&ids);
-	it_buf_free(&afters);
-}
-
-/* Ends the query in flight for every session it was for. redo: the work
- * is still to be done; queue: queue it now (after a failed query, the tick
- * queues it again a moment later instead, so that a query that keeps
- * failing does not spin). */
-static void inflight_done(int redo, int queue)
-{
-	int i;
-
-	for (i = 0; i < B.ninflight; i++) {
-		session *s = B.inflight[i];
-		if (redo) {
-			if (B.inflight_kind == Q_CHECK)
-				s->need_check = 1;
-			else
-				s->need_fetch = 1;
-		}
-		s->busy = Q_NONE;
-		if (queue)
-			session_queue(s);
-		session_release(s);
-	}
-	B.ninflight = 0;
-	B.inflight_kind = Q_NONE;
-}
-
-static void pg_result(void *arg, PGresult *res)
-{
-	int i, row = 0, rows;
-
-	(void)arg;
-	if (B.ninflight == 0)
-		return;
-	if (B.inflight_kind == Q_CHECK) {
-		int ok = on_check(B.inflight[0], res);
-		inflight_done(!ok, ok);
-		return;
-	}
-	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-		it_log_warn("event read failed: %s", PQresultErrorMessage(res));
-		inflight_done(1, 0);
-		return;
-	}
-	/* Rows come grouped by session, in the order the sessions were sent. */
-	rows = PQntuples(res);
-	for (i = 0; i < B.ninflight; i++) {
-		session *s = B.inflight[i];
-		int first = row;
-		while (row < rows && strcmp(PQgetvalue(res, row, 0), s->id) == 0)
-			row++;
-		on_fetch(s, res, first, row - first, B.inflight_after[i]);
-	}
-	inflight_done(0, 1);
-}
-
-static void broadcast_status(const char *status)
-{
-	it_list *pos, *tmp;
-
-	it_list_foreach_safe(pos, tmp, &B.clients) {
-		client *c = it_container_of(pos, client, alink);
-		if (c->state == C_LIVE)
-			send_status(c, status);
-	}
-}
-
-static void pg_ready(void *arg)
-{
-	size_t i;
-
-	(void)arg;
-	B.pg_up = 1;
-	/* Notifications may have been missed while the connection was down:
-	 * check every watched session again (it may have ended) and read
-	 * from every client's cursor. */
-	for (i = 0; i < B.nbuckets; i++) {
-		session *s;
-		for (s = B.buckets[i]; s; s = s->hnext) {
-			s->need_check = 1;
-			s->need_fetch = 1;
-			session_queue(s);
-		}
-	}
-	if (B.was_degraded)
-		broadcast_status("connected");
-	B.was_degraded = 0;
-}
-
-static void pg_lost(void *arg)
-{
-	(void)arg;
-	B.pg_up = 0;
-	inflight_done(1, 1);
-	B.was_degraded = 1;
-	broadcast_status("degraded");
-}
-
-static void pg_notify(void *arg, const char *payload)
-{
-	const char *colon = strrchr(payload, ':');
-	char id[72];
-	session *s;
-	int64_t seq;
-	size_t n;
-
-	(void)arg;
-	if (colon == NULL || (n = (size_t)(colon - payload)) >= sizeof(id))
-		return;
-	memcpy(id, payload, n);
-	id[n] = '\0';
-	s = session_find(id);
-	if (s == NULL)
-		return;
-	seq = strtoll(colon + 1, NULL, 10);
-	if (seq == 0) {
-		s->valid = 0;
-		session_close_all(s, IT_WS_CLOSE_INVALID_SESSION, "Invalid session");
-		return;
-	}
-	if (seq > s->known_seq)
-		s->known_seq = seq;
-	s->stale = 1;
-	s->need_fetch = 1;
-	session_queue(s);
-}
+static const it_feed_sub_ops ws_ops = {on_event, on_transient, on_batch_end, on_ended};
 
 /* ------------------------------------------------------------ the upgrade */
 
@@ -1017,8 +541,8 @@ static int handshake(client *c)
 	const char *path, *q;
 	size_t plen, prelen, qlen = 0;
 	char sid[72], accept[32], resp[256];
+	int64_t requested;
 	int n, rl;
-	session *s;
 
 	n = it_http_parse_request(c->in.data, c->in.len, &req);
 	if (n == -2) {
@@ -1072,7 +596,7 @@ static int handshake(client *c)
 	if (key == NULL || it_ws_accept_key(key->value, key->value_len, accept) < 0)
 		return client_http_error(c, 400, "Bad Request", "bad-request", "Missing or malformed Sec-WebSocket-Key.",
 					 NULL);
-	if (parse_query(q, qlen, &c->requested) < 0)
+	if (parse_query(q, qlen, &requested) < 0)
 		return client_http_error(c, 400, "Bad Request", "bad-cursor",
 					 "last_event_id must be a non-negative integer.", NULL);
 	if (!origin_allowed(&req)) {
@@ -1104,11 +628,11 @@ static int handshake(client *c)
 		      "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
 		      "Sec-WebSocket-Accept: %s\r\n\r\n",
 		      accept);
-	if (it_buf_append(&c->out, resp, (size_t)rl) < 0) {
+	if (oq_copy(&c->out, resp, (size_t)rl, NULL, 0) < 0) {
 		client_free(c);
 		return -1;
 	}
-	c->state = C_CHECKING;
+	c->state = C_OPEN;
 	/* The first Ping goes out one ws_ping_interval after the upgrade. */
 	c->ping_sent = B.now;
 	it_ws_reader_init(&c->rd, (uint64_t)B.cfg->ws_max_message);
@@ -1116,17 +640,19 @@ static int handshake(client *c)
 		return -1;
 
 	/* The session is checked after the upgrade, so that a browser sees
-	 * the 4004 close code rather than a failed handshake. */
-	s = it_id_session_valid(sid) ? session_get(sid) : NULL;
-	if (s == NULL) {
+	 * the 4004 close code rather than a failed handshake. The feed checks
+	 * it, sends connection.status "connected" on admission, weighs the
+	 * cursor against the log and then hands over the events. */
+	c->sub.ops = &ws_ops;
+	if (it_feed_subscribe(B.feed, &c->sub, sid, requested, IT_FEED_HELLO | IT_FEED_FRESH) < 0) {
 		it_buf_free(&c->in);
 		return client_close(c, IT_WS_CLOSE_INVALID_SESSION, "Invalid session");
 	}
-	c->session = s;
-	it_list_push(&s->clients, &c->slink);
-	s->nclients++;
+	c->subscribed = 1;
 	it_metrics_gauge_add("imagetools_connections_open", "transport=\"websocket\"", 1);
-	if (s->nclients > (unsigned)B.cfg->max_streams_per_session) {
+	if (requested > 0)
+		it_metrics_inc("imagetools_resumes_total", "transport=\"websocket\"", 1);
+	if (it_feed_sub_count(&c->sub) > (unsigned)B.cfg->max_streams_per_session) {
 		/* One capability should not pin unbounded resources: extras
 		 * are told to come back later, as the hub does for SSE. */
 		it_buf_free(&c->in);
@@ -1135,17 +661,7 @@ static int handshake(client *c)
 	{
 		char red[16];
 		it_log_debug("WebSocket for session %s from id %lld", it_log_redact(sid, red, sizeof(red)),
-			     (long long)c->requested);
-	}
-	if (s->valid && B.pg_up && c->requested == s->known_seq && s->busy != Q_CHECK && !s->need_check) {
-		/* A client that is up to date with a session already watched
-		 * needs nothing from the log: admit it without a round trip.
-		 * Any other cursor is checked against the log's bounds. */
-		if (admit(c, s, s->known_seq) < 0)
-			return -1;
-	} else {
-		s->need_check = 1;
-		session_queue(s);
+			     (long long)requested);
 	}
 	/* Frames that came in the same packet as the request head. */
 	if ((size_t)n < c->in.len) {
@@ -1305,7 +821,7 @@ static void client_free(client *c)
 	it_list_unlink(&c->alink);
 	it_list_push(&B.dead, &c->alink);
 	it_buf_free(&c->in);
-	it_buf_free(&c->out);
+	oq_free(&c->out);
 }
 
 static void reap(void)
@@ -1346,12 +862,8 @@ static void accept_clients(void)
 		c->state = C_HANDSHAKE;
 		c->created = c->ping_sent = c->last_tx = c->rate_start = B.now;
 		c->msg_ping = 1;
-		it_list_init(&c->slink);
 		it_list_push(&B.clients, &c->alink);
 		it_buf_init(&c->in, HEAD_MAX);
-		/* client_frame enforces stream_buffer itself (see there); the
-		 * ceiling here only backs it up. */
-		it_buf_init(&c->out, B.hard + B.frame_max + CLOSE_RESERVE);
 		e.events = EPOLLIN;
 		e.data.ptr = &c->h;
 		if (epoll_ctl(B.epfd, EPOLL_CTL_ADD, fd, &e) < 0) {
@@ -1366,12 +878,10 @@ static void accept_clients(void)
 static void tick(void)
 {
 	it_list *pos, *tmp;
-	int64_t wall = (int64_t)time(NULL);
 	double interval = (double)B.cfg->ws_ping_interval;
 	double pong_timeout = (double)B.cfg->ws_pong_timeout;
-	size_t i;
 
-	it_pgl_tick(&B.pg, B.now);
+	it_feed_tick(B.feed, (int64_t)(B.now * 1000.0));
 	if (B.now - B.rate_pruned >= 10.0) {
 		it_rl_prune(&B.rate, B.now);
 		B.rate_pruned = B.now;
@@ -1392,9 +902,8 @@ static void tick(void)
 			if (B.now >= c->close_deadline)
 				client_free(c);
 			break;
-		case C_CHECKING:
-		case C_LIVE:
-			if (c->behind && c->out.len > 0 && B.now - c->last_tx >= interval) {
+		case C_OPEN:
+			if (c->behind && c->out.bytes > 0 && B.now - c->last_tx >= interval) {
 				client_close(c, IT_WS_CLOSE_TRY_LATER, "Consumer too slow");
 			} else if (c->ping_out && B.now - c->ping_sent >= pong_timeout) {
 				/* No Pong within ws_pong_timeout: the peer is gone
@@ -1416,19 +925,6 @@ static void tick(void)
 			break;
 		}
 	}
-	for (i = 0; i < B.nbuckets; i++) {
-		session *s, *next;
-		for (s = B.buckets[i]; s; s = next) {
-			next = s->hnext;
-			if (s->valid && wall >= s->expires) {
-				/* Ask the database rather than trust the clock
-				 * alone: the session may have been extended. */
-				s->expires = INT64_MAX;
-				s->need_check = 1;
-			}
-			session_queue(s);
-		}
-	}
 }
 
 static void begin_shutdown(void)
@@ -1437,7 +933,7 @@ static void begin_shutdown(void)
 
 	if (B.stopping)
 		return;
-	it_log_info("shutting down: closing %zu sessions' sockets", B.nsessions);
+	it_log_info("shutting down: closing every socket");
 	B.stopping = 1;
 	B.stop_deadline = B.now + SHUTDOWN_GRACE;
 	epoll_ctl(B.epfd, EPOLL_CTL_DEL, B.lfd, NULL);
@@ -1510,7 +1006,8 @@ static int add_watch(int fd, handle *h)
 
 int it_bridge_run(const it_config *cfg, const char *listen_addr)
 {
-	static const it_pgl_hooks hooks = {pg_ready, pg_lost, pg_notify, pg_result};
+	it_feed_opts fo;
+	it_feed_stats fs;
 	struct itimerspec its = {{0, TICK_MS * 1000000L}, {0, TICK_MS * 1000000L}};
 	struct epoll_event evs[256];
 	sigset_t mask;
@@ -1521,13 +1018,9 @@ int it_bridge_run(const it_config *cfg, const char *listen_addr)
 	B.lfd = B.sigfd = B.tfd = -1;
 	B.hard = (size_t)cfg->stream_buffer;
 	B.soft = B.hard / 2;
-	/* Events are small JSON objects; this only keeps a pathological one
-	 * from being buffered for every client. */
-	B.frame_max = 16u << 20;
 	B.now = mono();
 	it_list_init(&B.clients);
 	it_list_init(&B.dead);
-	it_list_init(&B.work);
 	B.listen_h.kind = H_LISTEN;
 	B.signal_h.kind = H_SIGNAL;
 	B.timer_h.kind = H_TIMER;
@@ -1558,8 +1051,16 @@ int it_bridge_run(const it_config *cfg, const char *listen_addr)
 	if (add_watch(B.lfd, &B.listen_h) < 0 || add_watch(B.sigfd, &B.signal_h) < 0 ||
 	    add_watch(B.tfd, &B.timer_h) < 0)
 		goto out;
-	it_pgl_init(&B.pg, B.epfd, &B.pg_h, cfg->database_url, IT_EVENT_CHANNEL, &hooks, NULL);
-	it_pgl_tick(&B.pg, B.now);
+	memset(&fo, 0, sizeof(fo));
+	fo.conninfo = cfg->database_url;
+	fo.app_name = "imagetools-wsbridge";
+	fo.epfd = B.epfd;
+	fo.pg_tag = &B.pg_h;
+	if (it_feed_new(&B.feed, &fo) < 0) {
+		it_log_error("out of memory");
+		goto out;
+	}
+	it_feed_tick(B.feed, (int64_t)(B.now * 1000.0));
 	it_log_info("listening on %s", listen_addr);
 
 	for (;;) {
@@ -1596,7 +1097,7 @@ int it_bridge_run(const it_config *cfg, const char *listen_addr)
 				}
 				break;
 			case H_PG:
-				it_pgl_handle(&B.pg, evs[i].events);
+				it_feed_handle_pg(B.feed, evs[i].events);
 				break;
 			case H_CLIENT:
 				{
@@ -1611,12 +1112,18 @@ int it_bridge_run(const it_config *cfg, const char *listen_addr)
 				break;
 			}
 		}
-		pump();
+		it_feed_run(B.feed);
+		if (B.delivered_unreported > 0) {
+			it_metrics_inc("imagetools_events_delivered_total", "transport=\"websocket\"",
+				       B.delivered_unreported);
+			B.delivered_unreported = 0;
+		}
 		reap();
 	}
 	rc = 0;
-	it_log_info("stopped: %llu event frames delivered, %llu reads of the log, %llu session checks", B.delivered,
-		    B.reads, B.checks);
+	it_feed_stats_get(B.feed, &fs);
+	it_log_info("stopped: %llu event frames delivered, %llu reads of the log, %llu session checks",
+		    (unsigned long long)fs.delivered, (unsigned long long)fs.reads, (unsigned long long)fs.checks);
 out:
 	{
 		it_list *pos, *tmp;
@@ -1625,8 +1132,9 @@ out:
 		}
 		reap();
 	}
-	if (B.pg.channel)
-		it_pgl_free(&B.pg);
+	/* Every client is gone: the feed has no subscriber left. */
+	it_feed_free(B.feed);
+	B.feed = NULL;
 	if (B.lfd >= 0)
 		close(B.lfd);
 	if (B.sigfd >= 0)
@@ -1635,17 +1143,6 @@ out:
 		close(B.tfd);
 	if (B.epfd >= 0)
 		close(B.epfd);
-	{
-		size_t i;
-		for (i = 0; i < B.nbuckets; i++) {
-			session *s, *next;
-			for (s = B.buckets[i]; s; s = next) {
-				next = s->hnext;
-				free(s);
-			}
-		}
-		free(B.buckets);
-	}
 	it_rl_free(&B.rate);
 	return rc;
 }

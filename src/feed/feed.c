@@ -463,10 +463,14 @@ static int admit(it_feed *f, sess *s, it_feed_sub *sub)
 {
 	int touched = 0;
 
-	if (sub->cursor > s->known_last && s->check_gen <= sub->gen) {
+	if (s->check_gen <= sub->gen &&
+	    (sub->cursor > s->known_last || ((sub->flags & IT_FEED_FRESH) && sub->cursor != s->known_last))) {
 		/* The cursor is ahead of what this feed knows, but the check is
 		 * older than the subscriber: its NOTIFY may simply not have
-		 * arrived yet. Only a newer check may call it ahead. */
+		 * arrived yet. Only a newer check may call it ahead. With
+		 * IT_FEED_FRESH, any cursor but the newest id waits for a newer
+		 * check too: pruning raises first_kept without a notification,
+		 * so only the database can say whether it is still served. */
 		s->need_check = 1;
 		sess_queue(f, s);
 		return 0;

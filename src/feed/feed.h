@@ -116,6 +116,10 @@ typedef struct it_feed_sub_ops {
 
 /* Flags for it_feed_subscribe. */
 #define IT_FEED_HELLO 1u /* send connection.status "connected" on admission */
+/* Weigh the cursor against a check sent after subscribing (cursor-expired
+ * exactly as the log says), unless it is the newest id the feed knows: a
+ * client that is up to date costs no query. */
+#define IT_FEED_FRESH 2u
 
 /* Embedded by a transport in its connection. The transport sets ops and
  * reads cursor; everything else belongs to the core. */

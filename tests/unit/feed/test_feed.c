@@ -351,6 +351,38 @@ static void test_resync(void)
 	teardown(&fk);
 }
 
+static void test_fresh(void)
+{
+	struct fake fk;
+	it_feed *f = setup(&fk, 0);
+	struct fake_sess *fs = fake_add(&fk, 'A', fake_now + 3600);
+	struct fsub *a = fsub_new(), *b = fsub_new(), *c = fsub_new();
+	int checks;
+
+	fake_append(fs, 10);
+	it_feed_subscribe(f, &a->sub, fs->id, 0, 0);
+	it_feed_run(f);
+	fake_settle(&fk);
+	ok(got_run(a, 1, 10), "the ring holds 1..10");
+	/* Pruned in the database, without a notification. */
+	fake_prune(fs, 4);
+	checks = fk.checks;
+	it_feed_subscribe(f, &b->sub, fs->id, 1, IT_FEED_FRESH);
+	it_feed_run(f);
+	ok(fk.busy && strcmp(fk.sql, it_feed_check_sql) == 0, "IT_FEED_FRESH: an older cursor waits for a new check");
+	fake_settle(&fk);
+	is_str(b->transients[0], "resync:cursor-expired:10", "IT_FEED_FRESH: cursor-expired as the log says");
+	ok(b->n == 0 && fk.checks == checks + 1, "and no pruned event from the ring");
+	checks = fk.checks;
+	it_feed_subscribe(f, &c->sub, fs->id, 10, IT_FEED_FRESH);
+	it_feed_run(f);
+	ok(fk.busy == 0 && fk.checks == checks && c->nt == 0, "IT_FEED_FRESH: a cursor at the newest id costs no query");
+	fsub_free(a);
+	fsub_free(b);
+	fsub_free(c);
+	teardown(&fk);
+}
+
 static void test_pause_and_gap(void)
 {
 	struct fake fk;
@@ -524,6 +556,7 @@ int main(void)
 	test_shared_events();
 	test_ring_and_linger();
 	test_resync();
+	test_fresh();
 	test_pause_and_gap();
 	test_unsubscribe_in_delivery();
 	test_session_end();
