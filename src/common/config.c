@@ -28,6 +28,7 @@ struct key {
 };
 
 static int check_signing_key(const char *value, char *why, size_t whylen);
+static int check_public_url(const char *value, char *why, size_t whylen);
 
 #define S(field, def) {#field, K_STR, offsetof(it_config, field), def, 0, 0, NULL}
 #define SC(field, def, check) {#field, K_STR, offsetof(it_config, field), def, 0, 0, check}
@@ -43,6 +44,7 @@ static const struct key keys[] = {
 	S(bridge_listen, "127.0.0.1:8081"),
 	S(metrics_token, ""),
 	SC(url_signing_key, "", check_signing_key),
+	SC(public_url, "", check_public_url),
 	I(threads, 8, 1, 256),
 	I(upload_threads, 16, 1, 256),
 	I(upload_queue, 16, 0, 10000),
@@ -86,6 +88,43 @@ static const struct key keys[] = {
 #undef S
 #undef SC
 #undef I
+
+/* public_url goes into pairing links and QR codes that a phone opens: an
+ * http(s) URL with a host, nothing the page would have to strip (query,
+ * fragment) and nothing that could break out of a JSON string or a link
+ * (spaces, quotes, control characters). */
+static int check_public_url(const char *value, char *why, size_t whylen)
+{
+	const char *host;
+
+	if (*value == '\0')
+		return 0;
+	if (strncmp(value, "http://", 7) == 0)
+		host = value + 7;
+	else if (strncmp(value, "https://", 8) == 0)
+		host = value + 8;
+	else {
+		snprintf(why, whylen, "must start with http:// or https://");
+		return -1;
+	}
+	if (*host == '\0' || *host == '/' || *host == ':') {
+		snprintf(why, whylen, "names no host");
+		return -1;
+	}
+	if (strlen(value) > 1024) {
+		snprintf(why, whylen, "is longer than 1024 characters");
+		return -1;
+	}
+	for (const char *p = value; *p; p++) {
+		unsigned char c = (unsigned char)*p;
+		if (c <= ' ' || c >= 0x7f || c == '"' || c == '\'' || c == '<' || c == '>' || c == '\\' ||
+		    c == '?' || c == '#') {
+			snprintf(why, whylen, "must be a plain URL without spaces, quotes, query or fragment");
+			return -1;
+		}
+	}
+	return 0;
+}
 
 /* The form it_urlsign_key_parse (common/urlsign.c) accepts, checked here so
  * that a wrong key stops a program at start-up; tests/unit/test_urlsign.c

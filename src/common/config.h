@@ -16,6 +16,7 @@ typedef struct it_config {
 	char *bridge_listen;	    /* host:port of the WebSocket bridge */
 	char *metrics_token;	    /* bearer token for /metrics; empty: open */
 	char *url_signing_key;	    /* HMAC key of signed image URLs (hex/base64); empty: one made in the database */
+	char *public_url;	    /* address of the page as other devices reach it; empty: where it was opened */
 	int64_t threads;	    /* FastCGI accept threads per process */
 	int64_t upload_threads;	    /* FastCGI threads that serve uploads only */
 	int64_t upload_queue;	    /* uploads waiting for an upload thread */

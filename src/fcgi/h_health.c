@@ -7,6 +7,7 @@
 #include "hub/hub.h"
 #include "image/thumb.h"
 
+#include <string.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -23,6 +24,21 @@ void it_h_health(it_req *req)
 	json_object_object_add(o, "mode", json_object_new_string(it_g.cgi ? "cgi" : "fastcgi"));
 	json_object_object_add(o, "version", json_object_new_string(PACKAGE_VERSION));
 	json_object_object_add(o, "uptime_seconds", json_object_new_int64((int64_t)(time(NULL) - it_g.started)));
+	if (db_ok) {
+		/* Whether a WebSocket bridge of this deployment is running (it
+		 * writes its metrics row every few seconds), so that a page does
+		 * not open a WebSocket that can only fail, and 404, on a site
+		 * without one (plain CGI on shared hosting). Absent when the
+		 * table cannot be read: clients then simply try. */
+		res = it_db_exec(&conn, 1,
+				 "SELECT EXISTS (SELECT 1 FROM process_metrics WHERE program = 'imagetools-wsbridge'"
+				 " AND pid <> 0 AND updated > now() - interval '30 seconds')",
+				 0, NULL);
+		if (it_db_ok(res, PGRES_TUPLES_OK) && PQntuples(res) == 1)
+			json_object_object_add(o, "websocket",
+					       json_object_new_boolean(strcmp(PQgetvalue(res, 0, 0), "t") == 0));
+		PQclear(res);
+	}
 	if (it_g.hub) {
 		it_hub_stats hs;
 		json_object *h = json_object_new_object();

@@ -7,6 +7,9 @@
 #include "fcgi/guard.h"
 #include "fcgi/handlers.h"
 
+#include <stdio.h>
+#include <string.h>
+
 static json_object *session_json(const it_session *s)
 {
 	json_object *o = json_object_new_object();
@@ -15,6 +18,21 @@ static json_object *session_json(const it_session *s)
 	json_object_object_add(o, "created_at", json_object_new_string(s->created_at));
 	json_object_object_add(o, "expires_at", json_object_new_string(s->expires_at));
 	json_object_object_add(o, "last_event_id", json_object_new_int64(s->last_event_seq));
+	/* The page's pairing link and QR code: the address of the page as a
+	 * phone on the network reaches it, which the page cannot know when it
+	 * was opened as http://127.0.0.1 or behind a proxy. Without public_url
+	 * the page builds the link from its own address. */
+	if (it_g.cfg.public_url[0]) {
+		/* public_url is at most 1024 characters (config.c), an id 64. */
+		char link[1200];
+		const char *u = it_g.cfg.public_url;
+		size_t n = strlen(u);
+
+		while (n > 0 && u[n - 1] == '/')
+			n--;
+		snprintf(link, sizeof(link), "%.*s/#s=%s", (int)n, u, s->id);
+		json_object_object_add(o, "join_url", json_object_new_string(link));
+	}
 	return o;
 }
 

@@ -65,6 +65,16 @@ int main(void)
 	       "overflow refused");
 	is_int(it_config_set(&cfg, "max_upload_bytes", "9223372036854775807G", err, sizeof(err)), -1,
 	       "overflow through a suffix refused");
+	is_int(it_config_set(&cfg, "public_url", "http://192.168.1.20:8080/imagetools/", err, sizeof(err)), 0,
+	       "public_url takes an http URL with a port and a path");
+	is_str(cfg.public_url, "http://192.168.1.20:8080/imagetools/", "public_url kept as given");
+	is_int(it_config_set(&cfg, "public_url", "images.example.org", err, sizeof(err)), -1,
+	       "public_url without a scheme refused");
+	ok(strstr(err, "public_url") != NULL && strstr(err, "http://") != NULL, "the error names the key and the form");
+	is_int(it_config_set(&cfg, "public_url", "https://", err, sizeof(err)), -1, "public_url without a host refused");
+	is_int(it_config_set(&cfg, "public_url", "https://x.example/?a=\"b", err, sizeof(err)), -1,
+	       "public_url with a query or a quote refused");
+	is_int(it_config_set(&cfg, "public_url", "", err, sizeof(err)), 0, "empty public_url allowed");
 	it_config_free(&cfg);
 	return tap_done();
 }
