@@ -94,13 +94,22 @@ void it_cli_conf_free(it_cli_conf *c)
 int it_cli_url(it_buf *out, const char *server, const char *path)
 {
 	size_t n = strlen(server);
+	const char *scheme = "";
 
-	if (strncmp(server, "http://", 7) != 0 && strncmp(server, "https://", 8) != 0)
+	/* "host:8080" and "192.168.1.20:8080/imagetools" are what people
+	 * type and what the page shows in its address bar without the
+	 * scheme: they mean plain http. Any other scheme is refused. */
+	if (strstr(server, "://") == NULL) {
+		if (n == 0 || server[0] == '/' || server[0] == ':')
+			return -1;
+		scheme = "http://";
+	} else if (strncmp(server, "http://", 7) != 0 && strncmp(server, "https://", 8) != 0) {
 		return -1;
+	}
 	while (n > 0 && server[n - 1] == '/')
 		n--;
 	it_buf_reset(out);
-	if (it_buf_append(out, server, n) < 0 || it_buf_puts(out, path) < 0)
+	if (it_buf_puts(out, scheme) < 0 || it_buf_append(out, server, n) < 0 || it_buf_puts(out, path) < 0)
 		return -1;
 	return 0;
 }

@@ -15,6 +15,7 @@ enum {
 	IT_EXIT_USAGE = 2,	 /* bad arguments or configuration */
 	IT_EXIT_SESSION = 3,	 /* the session is unknown or expired (404) */
 	IT_EXIT_UNREACHABLE = 4, /* upload: the server stayed unreachable or kept failing */
+	IT_EXIT_NOT_SERVER = 5,	 /* the URL answers, but not as an ImageTools server (a wrong URL) */
 };
 
 /* The settings a user gives once: where the server is and which session. */
@@ -44,7 +45,8 @@ int it_cli_conf_resolve(it_cli_conf *c, char *err, size_t errlen);
 void it_cli_conf_free(it_cli_conf *c);
 
 /* Sets out to server + path (path starts with "/api/v1"), dropping trailing
- * slashes of server. Returns 0, or -1 when server is not an http(s) URL. */
+ * slashes of server; a server without a scheme ("host:8080") is taken as
+ * http://. Returns 0, or -1 when server names another scheme or no host. */
 int it_cli_url(it_buf *out, const char *server, const char *path);
 
 /* Appends s to out percent-encoded for a query value. Returns 0 or a

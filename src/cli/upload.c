@@ -3,9 +3,11 @@
 
 #include "cli/cliutil.h"
 #include "common/buf.h"
+#include "common/id.h"
 #include "common/log.h"
 
 #include <curl/curl.h>
+#include <dirent.h>
 #include <errno.h>
 #include <getopt.h>
 #include <json-c/json.h>
@@ -26,16 +28,17 @@
 #define MAX_ANSWER (1u << 20)
 
 /* What happened to one file; the exit code is derived from the worst. */
-enum outcome { STORED, REJECTED, LOCAL_ERROR, GAVE_UP, BAD_SESSION, INTERRUPTED };
+enum outcome { STORED, REJECTED, LOCAL_ERROR, GAVE_UP, BAD_SESSION, NOT_SERVER, INTERRUPTED };
 
 struct opts {
 	it_cli_conf conf;
-	int quiet, json, progress;
+	int quiet, json, progress, recursive;
 	const char *files_from; /* file with one path per line, "-" for standard input */
 	unsigned retries;
 	long retry_delay_ms; /* first backoff delay */
 	long max_wait_ms;    /* ceiling on any single wait, Retry-After included */
 	long timeout_s;	     /* a transfer making no progress this long is retried */
+	const char *url;     /* the upload URL, for messages */
 };
 
 /* Per-transfer state shared with libcurl's callbacks. */
@@ -70,9 +73,11 @@ static void usage(FILE *f)
 		"Usage: " PROG " [OPTIONS] FILE...\n"
 		"Uploads each FILE into an ImageTools session (one request per file).\n"
 		"\n"
-		"  -s, --server URL       the site, e.g. http://host:8080 (IMAGETOOLS_SERVER)\n"
+		"  -s, --server URL       the site, e.g. http://host:8080 or host:8080 (IMAGETOOLS_SERVER)\n"
 		"  -S, --session ID       the session to upload into (IMAGETOOLS_SESSION)\n"
 		"      --source NAME      android_app, browser_addon, cli (default), web, api\n"
+		"  -r, --recursive        upload the files in directories given, and below\n"
+		"                         (names starting with a dot are left out)\n"
 		"      --files-from FILE  also upload the files named in FILE, one per line\n"
 		"                         (- for standard input: find ... | " PROG " --files-from -)\n"
 		"  -j, --json             print the server's answer per file, one JSON object a line\n"
@@ -88,7 +93,8 @@ static void usage(FILE *f)
 		"($XDG_CONFIG_HOME/imagetools/cli.conf or ~/.config/imagetools/cli.conf,\n"
 		"lines of key = value with keys server, session, source).\n"
 		"Exit status: 0 all stored, 1 some files failed, 2 usage or configuration error,\n"
-		"3 unknown or expired session, 4 server unreachable or failing after retries.\n");
+		"3 unknown, expired or malformed session, 4 server unreachable or failing after\n"
+		"retries, 5 the URL is not an ImageTools server.\n");
 }
 
 static void human_bytes(char *out, size_t n, double v)
@@ -223,6 +229,44 @@ static void print_stored(const char *path, const it_buf *body)
 	json_object_put(o);
 }
 
+/* Whether an answer came from an ImageTools server: every refusal of one is
+ * problem+json with a type in its namespace. A web server's own 404 page, a
+ * proxy's error or another application's answer is not, and means the URL
+ * is wrong rather than the session or the file. */
+static int imagetools_problem(const it_buf *body, const char *want)
+{
+	char type[128];
+
+	it_cli_problem_type(body->data, body->len, type, sizeof(type));
+	if (strncmp(type, "urn:imagetools:problem:", 23) != 0)
+		return 0;
+	return want == NULL || strcmp(type + 23, want) == 0;
+}
+
+/* A 2xx answer of an ImageTools server to an upload: {"images": [...]}. */
+static int stored_answer(const it_buf *body)
+{
+	json_object *o = body->len ? json_tokener_parse(body->data) : NULL, *imgs;
+	int yes = o && json_object_object_get_ex(o, "images", &imgs) && json_object_is_type(imgs, json_type_array);
+
+	json_object_put(o);
+	return yes;
+}
+
+static void report_not_server(const char *url, long status)
+{
+	char safe[300];
+
+	it_cli_sanitize(safe, sizeof(safe), url);
+	if (status >= 200 && status < 300)
+		fprintf(stderr, PROG ": %s answered %ld, but not as an ImageTools server: check --server "
+				"(the address of the ImageTools page, e.g. http://host:8080)\n", safe, status);
+	else
+		fprintf(stderr, PROG ": %s is not an ImageTools server (HTTP %ld without an ImageTools "
+				"error): check --server (the address of the ImageTools page, e.g. http://host:8080)\n",
+			safe, status);
+}
+
 /* Explains a 4xx answer the way a user can act on it. */
 static void report_rejection(const char *path, long status, const it_buf *body, const char *session)
 {
@@ -339,6 +383,12 @@ static enum outcome upload_one(CURL *h, const struct opts *o, const char *path, 
 				result = GAVE_UP;
 				break;
 			}
+		} else if ((status == 200 || status == 201) && !stored_answer(&x.body)) {
+			report_not_server(o->url, status);
+			if (o->json)
+				print_json(path, status, NULL, "not an ImageTools server");
+			result = NOT_SERVER;
+			break;
 		} else if (status == 200 || status == 201) {
 			if (o->json)
 				print_json(path, status, &x.body, NULL);
@@ -359,12 +409,23 @@ static enum outcome upload_one(CURL *h, const struct opts *o, const char *path, 
 			ra = it_cli_retry_after(x.hdr.retry_after, time(NULL));
 			if (ra >= 0)
 				wait_ms = ra > o->max_wait_ms / 1000 ? o->max_wait_ms : ra * 1000;
+		} else if ((status >= 300 && status < 400) || status == 405 ||
+			   (status == 404 && !imagetools_problem(&x.body, "unknown-session"))) {
+			/* A 404 that is not about the session comes from a path
+			 * that is not the API, a redirect or a refused POST from
+			 * a server of static files: the URL is wrong. (Other
+			 * refusals, such as a proxy's 413, are about the file.) */
+			report_not_server(o->url, status);
+			if (o->json)
+				print_json(path, status, NULL, "not an ImageTools server");
+			result = NOT_SERVER;
+			break;
 		} else {
 			/* Any other answer is final: the same request would fail again. */
 			report_rejection(path, status, &x.body, o->conf.session);
 			if (o->json)
 				print_json(path, status, &x.body, NULL);
-			result = status == 404 ? BAD_SESSION : REJECTED;
+			result = status == 404 || imagetools_problem(&x.body, "invalid-session-id") ? BAD_SESSION : REJECTED;
 			break;
 		}
 		if (wait_ms < 0) {
@@ -387,7 +448,7 @@ static enum outcome upload_one(CURL *h, const struct opts *o, const char *path, 
 
 /* How the files went, for the summary and the exit code. */
 struct totals {
-	int stored, rejected, gave_up, bad_session, interrupted;
+	int stored, rejected, gave_up, bad_session, not_server, interrupted;
 };
 
 static void tally(struct totals *t, enum outcome r)
@@ -398,18 +459,99 @@ static void tally(struct totals *t, enum outcome r)
 	case LOCAL_ERROR: t->rejected++; break;
 	case GAVE_UP: t->gave_up++; break;
 	case BAD_SESSION: t->bad_session = 1; break;
+	case NOT_SERVER: t->not_server = 1; break;
 	case INTERRUPTED: t->interrupted = 1; break;
 	}
 }
 
+/* The files to upload, in order: the arguments, with directories expanded
+ * under --recursive. Owned strings. */
+struct pathlist {
+	char **v;
+	size_t n, cap;
+};
+
+static int pathlist_add(struct pathlist *l, const char *path)
+{
+	char *copy;
+
+	if (l->n == l->cap) {
+		size_t cap = l->cap ? l->cap * 2 : 64;
+		char **v = realloc(l->v, cap * sizeof(*v));
+		if (v == NULL)
+			return -1;
+		l->v = v;
+		l->cap = cap;
+	}
+	if ((copy = strdup(path)) == NULL)
+		return -1;
+	l->v[l->n++] = copy;
+	return 0;
+}
+
+static void pathlist_free(struct pathlist *l)
+{
+	for (size_t i = 0; i < l->n; i++)
+		free(l->v[i]);
+	free(l->v);
+}
+
+/* Directories nested deeper than this are not entered: a loop made of bind
+ * mounts must not make the walk endless. */
+#define MAX_DEPTH 32
+
+static int skip_hidden(const struct dirent *e)
+{
+	return e->d_name[0] != '.';
+}
+
+/* Adds the regular files under dir (sorted by name, so repeated runs upload
+ * in the same order; names starting with a dot left out; symbolic links to
+ * directories not followed). Returns 0, or -1 after a message. */
+static int collect_dir(struct pathlist *l, const char *dir, int depth)
+{
+	struct dirent **names = NULL;
+	int n, rc = 0;
+
+	if (depth > MAX_DEPTH) {
+		fprintf(stderr, PROG ": %s: nested too deep, left out\n", dir);
+		return 0;
+	}
+	n = scandir(dir, &names, skip_hidden, alphasort);
+	if (n < 0) {
+		fprintf(stderr, PROG ": %s: %s\n", dir, strerror(errno));
+		return -1;
+	}
+	for (int i = 0; i < n; i++) {
+		size_t len = strlen(dir);
+		char *child = malloc(len + strlen(names[i]->d_name) + 2);
+		struct stat st;
+
+		if (child && rc == 0) {
+			sprintf(child, "%s%s%s", dir, len && dir[len - 1] == '/' ? "" : "/", names[i]->d_name);
+			if (lstat(child, &st) == 0 && S_ISDIR(st.st_mode))
+				rc = collect_dir(l, child, depth + 1) < 0 ? -1 : 0;
+			else if (stat(child, &st) == 0 && S_ISREG(st.st_mode))
+				rc = pathlist_add(l, child);
+		} else if (child == NULL) {
+			rc = -1;
+		}
+		free(child);
+		free(names[i]);
+	}
+	free(names);
+	return rc;
+}
+
 /* Everything main does; returns the exit code. main frees o->conf and url
  * whichever way this returns. */
-static int run(int argc, char **argv, struct opts *o, it_buf *url)
+static int run(int argc, char **argv, struct opts *o, it_buf *url, struct pathlist *files)
 {
 	static const struct option longopts[] = {
 		{"server", required_argument, NULL, 's'}, {"session", required_argument, NULL, 'S'},
 		{"source", required_argument, NULL, 'o'}, {"json", no_argument, NULL, 'j'},
-		{"quiet", no_argument, NULL, 'q'},	  {"retries", required_argument, NULL, 'r'},
+		{"quiet", no_argument, NULL, 'q'},	  {"retries", required_argument, NULL, 'n'},
+		{"recursive", no_argument, NULL, 'r'},
 		{"retry-delay", required_argument, NULL, 'd'}, {"max-wait", required_argument, NULL, 'w'},
 		{"timeout", required_argument, NULL, 't'}, {"help", no_argument, NULL, 'h'},
 		{"version", no_argument, NULL, 'V'},	  {"files-from", required_argument, NULL, 'F'},
@@ -426,7 +568,7 @@ static int run(int argc, char **argv, struct opts *o, it_buf *url)
 	o->retry_delay_ms = 1000;
 	o->max_wait_ms = 300000;
 	o->timeout_s = 60;
-	while ((c = getopt_long(argc, argv, "s:S:jqhV", longopts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "s:S:jqrhV", longopts, NULL)) != -1) {
 		switch (c) {
 		case 's': free(o->conf.server); o->conf.server = strdup(optarg); break;
 		case 'S': free(o->conf.session); o->conf.session = strdup(optarg); break;
@@ -434,7 +576,8 @@ static int run(int argc, char **argv, struct opts *o, it_buf *url)
 		case 'j': o->json = 1; break;
 		case 'F': o->files_from = optarg; break;
 		case 'q': o->quiet = 1; break;
-		case 'r':
+		case 'r': o->recursive = 1; break;
+		case 'n':
 			if (it_cli_parse_long(optarg, 0, 100, &v) < 0)
 				goto bad_number;
 			o->retries = (unsigned)v;
@@ -474,8 +617,37 @@ static int run(int argc, char **argv, struct opts *o, it_buf *url)
 	if (o->conf.source == NULL)
 		o->conf.source = strdup("cli");
 	if (it_cli_url(url, o->conf.server, "/api/v1/images") < 0) {
-		fprintf(stderr, PROG ": the server must be an http:// or https:// URL\n");
+		fprintf(stderr, PROG ": the server must be an http:// or https:// URL, or host:port\n");
 		return IT_EXIT_USAGE;
+	}
+	o->url = url->data;
+	/* A session id has one form; anything else would be refused for every
+	 * file alike, so it is said once, before anything is sent. */
+	if (!it_id_session_valid(o->conf.session)) {
+		char safe[80];
+
+		it_cli_sanitize(safe, sizeof(safe), o->conf.session);
+		fprintf(stderr,
+			PROG ": '%s' is not a session id (22 to 64 letters, digits, '-' and '_'); copy it from "
+			     "the ImageTools page (the part after #s= in its link)\n",
+			strlen(o->conf.session) > 12 ? "..." : safe);
+		return IT_EXIT_SESSION;
+	}
+	for (int i = optind; i < argc; i++) {
+		struct stat st;
+
+		if (stat(argv[i], &st) == 0 && S_ISDIR(st.st_mode)) {
+			if (!o->recursive) {
+				fprintf(stderr, PROG ": %s: is a directory (use -r to upload what it holds)\n", argv[i]);
+				t.rejected++;
+				continue;
+			}
+			if (collect_dir(files, argv[i], 0) < 0)
+				t.rejected++;
+		} else if (pathlist_add(files, argv[i]) < 0) {
+			fprintf(stderr, PROG ": out of memory\n");
+			return IT_EXIT_FAILED;
+		}
 	}
 	o->progress = !o->quiet && isatty(STDERR_FILENO);
 
@@ -499,11 +671,11 @@ static int run(int argc, char **argv, struct opts *o, it_buf *url)
 	curl_easy_setopt(h, CURLOPT_LOW_SPEED_TIME, o->timeout_s);
 	curl_easy_setopt(h, CURLOPT_NOPROGRESS, 0L);
 
-	for (int i = optind; i < argc && !t.bad_session && !t.interrupted; i++) {
-		tally(&t, upload_one(h, o, argv[i], i - optind + 1, argc - optind));
+	for (size_t i = 0; i < files->n && !t.bad_session && !t.not_server && !t.interrupted; i++) {
+		tally(&t, upload_one(h, o, files->v[i], (int)i + 1, (int)files->n));
 		total++;
 	}
-	if (o->files_from && !t.bad_session && !t.interrupted) {
+	if (o->files_from && !t.bad_session && !t.not_server && !t.interrupted) {
 		FILE *f = strcmp(o->files_from, "-") == 0 ? stdin : fopen(o->files_from, "r");
 		char *line = NULL;
 		size_t cap = 0;
@@ -513,7 +685,7 @@ static int run(int argc, char **argv, struct opts *o, it_buf *url)
 			fprintf(stderr, PROG ": %s: %s\n", o->files_from, strerror(errno));
 			t.rejected++;
 		}
-		while (f && !t.bad_session && !t.interrupted && (n = getline(&line, &cap, f)) > 0) {
+		while (f && !t.bad_session && !t.not_server && !t.interrupted && (n = getline(&line, &cap, f)) > 0) {
 			while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r'))
 				line[--n] = '\0';
 			if (n == 0)
@@ -535,6 +707,8 @@ static int run(int argc, char **argv, struct opts *o, it_buf *url)
 	}
 	if (t.bad_session)
 		return IT_EXIT_SESSION;
+	if (t.not_server)
+		return IT_EXIT_NOT_SERVER;
 	if (t.gave_up)
 		return IT_EXIT_UNREACHABLE;
 	return t.rejected ? IT_EXIT_FAILED : IT_EXIT_OK;
@@ -548,11 +722,13 @@ int main(int argc, char **argv)
 {
 	struct opts o;
 	it_buf url;
+	struct pathlist files = {0};
 	int rc;
 
 	memset(&o, 0, sizeof(o));
 	it_buf_init(&url, 8192);
-	rc = run(argc, argv, &o, &url);
+	rc = run(argc, argv, &o, &url, &files);
+	pathlist_free(&files);
 	it_buf_free(&url);
 	it_cli_conf_free(&o.conf);
 	return rc;

@@ -105,6 +105,55 @@ with Scripted([problem(404, "unknown-session", "No such session, or it has expir
     tap.like(r.stderr, r"session AAAAAA\.\.\. is unknown or has expired", "404: clear message")
     tap.ok(SID not in r.stderr, "the message shows only a prefix of the session id")
 
+# A URL that is not an ImageTools server: a web server's own 404 page, or a catch-all page that
+# answers 200 to anything. Neither is an unknown session: a message of its own, exit 5, and the
+# later files are not sent.
+for status, body, what in [(404, b"<html><body>Not Found</body></html>", "a 404 page"),
+                           (200, b"<html>Welcome to my blog</html>", "a 200 page")]:
+    with Scripted([(status, {"Content-Type": "text/html"}, body), OK]) as srv:
+        r = run("imagetools-upload", "-s", srv.url + "/wrong", "-S", SID, img1, img2)
+        tap.is_(r.returncode, 5, "wrong URL (%s): exit 5" % what)
+        tap.like(r.stderr, r"/wrong/api/v1/images is not an ImageTools server|answered 200, but not as an ImageTools",
+                 "wrong URL (%s): the message says the URL is not an ImageTools server" % what)
+        tap.ok("unknown or has expired" not in r.stderr, "wrong URL (%s): not blamed on the session" % what)
+        tap.is_(len(srv.requests), 1, "wrong URL (%s): the later file is not sent" % what)
+# The router's own 404 (an ImageTools server, but not this path) is a wrong URL too.
+with Scripted([problem(404, "not-found", "No such route.")]) as srv:
+    r = run("imagetools-upload", "-s", srv.url, "-S", SID, img1)
+    tap.is_(r.returncode, 5, "a 404 that is not about the session: exit 5")
+
+# host:port without a scheme is http://host:port.
+with Scripted([OK]) as srv:
+    r = run("imagetools-upload", "-s", srv.url[len("http://"):], "-S", SID, img1)
+    tap.is_((r.returncode, [q["path"] for q in srv.requests]), (0, ["/api/v1/images"]),
+            "--server host:port without a scheme uploads over http")
+
+# A malformed session id: one clear error before anything is sent, exit 3.
+with Scripted([OK, OK]) as srv:
+    r = run("imagetools-upload", "-s", srv.url, "-S", "not a session!", img1, img2)
+    tap.is_(r.returncode, 3, "malformed session id: exit 3")
+    tap.is_(len(srv.requests), 0, "malformed session id: nothing is sent")
+    tap.is_(len([l for l in r.stderr.splitlines() if l.strip()]), 1, "malformed session id: one error line")
+    tap.like(r.stderr, r"is not a session id", "malformed session id: the message says so")
+
+# -r uploads what directories hold (sorted, hidden names left out); without -r a directory is
+# refused with a hint.
+tree = os.path.join(tmp, "tree")
+os.makedirs(os.path.join(tree, "sub", "deeper"))
+write(os.path.join(tree, "b.png"), png_bytes(8, 8, seed=4))
+write(os.path.join(tree, "a.png"), png_bytes(8, 8, seed=5))
+write(os.path.join(tree, "sub", "deeper", "c.png"), png_bytes(8, 8, seed=6))
+write(os.path.join(tree, ".hidden.png"), png_bytes(8, 8, seed=7))
+with Scripted([OK] * 5) as srv:
+    r = run("imagetools-upload", "-s", srv.url, "-S", SID, "-r", tree, img1)
+    tap.is_(r.returncode, 0, "-r: exit 0")
+    tap.is_([q["parts"].get("file", (None, None))[0] for q in srv.requests], ["a.png", "b.png", "c.png", "one.png"],
+            "-r: every file below the directory, in name order, then the next argument; no hidden file")
+with Scripted([OK]) as srv:
+    r = run("imagetools-upload", "-s", srv.url, "-S", SID, tree)
+    tap.is_((r.returncode, len(srv.requests)), (1, 0), "a directory without -r: exit 1, nothing sent")
+    tap.like(r.stderr, r"is a directory \(use -r", "a directory without -r: the message suggests -r")
+
 # 5xx forever: a bounded number of tries, then exit 4.
 with Scripted([(502, {}, b"<html>bad gateway</html>")] * 3) as srv:
     r = run("imagetools-upload", "-s", srv.url, "-S", SID, "--retries", "2", "--retry-delay", "20", img1)
@@ -121,7 +170,8 @@ tap.is_(run("imagetools-upload", "-s", "http://x", "-S", SID).returncode, 2, "no
 r = run("imagetools-upload", "-S", SID, img1)
 tap.is_(r.returncode, 2, "no server: exit 2")
 tap.like(r.stderr, r"IMAGETOOLS_SERVER", "the message says how to set the server")
-tap.is_(run("imagetools-upload", "-s", "127.0.0.1:80", "-S", SID, img1).returncode, 2, "server must be a URL")
+tap.is_(run("imagetools-upload", "-s", "ftp://127.0.0.1", "-S", SID, img1).returncode, 2,
+        "server must be an http(s) URL or host:port")
 tap.is_(run("imagetools-upload", "--retries", "x", img1).returncode, 2, "a bad number: exit 2")
 r = run("imagetools-upload", "--help")
 tap.ok(r.returncode == 0 and "--session" in r.stdout and "Exit status" in r.stdout, "--help")
@@ -211,6 +261,11 @@ with Stack(tap, settings={"max_upload_bytes": "2M", "keepalive_interval": 2}) as
     r = run("imagetools-upload", "-s", st.url, "-S", "Z" * 32, img1)
     tap.is_(r.returncode, 3, "unknown session on the real server: exit 3")
     tap.like(r.stderr, r"is unknown or has expired", "with a clear message")
+
+    # A wrong path on the real web server (its own 404 page) is told apart from an unknown session.
+    r = run("imagetools-upload", "-s", st.url + "/wrong", "-S", sid, img1)
+    tap.is_(r.returncode, 5, "a wrong --server path on the real server: exit 5")
+    tap.like(r.stderr, r"not an ImageTools server", "with a message naming the URL, not the session")
 
     r = run("imagetools-upload", "-s", st.url, "-S", sid, "--source", "fax", img1)
     tap.is_(r.returncode, 1, "an unknown --source: exit 1")

@@ -86,7 +86,9 @@ int main(void)
 	it_cli_url(&b, "https://h/prefix", "/api/v1/images");
 	is_str(b.data, "https://h/prefix/api/v1/images", "a path prefix is kept");
 	is_int(it_cli_url(&b, "ftp://h", "/x"), -1, "only http and https");
-	is_int(it_cli_url(&b, "h:8080", "/x"), -1, "a bare host is refused");
+	is_int(it_cli_url(&b, "h:8080", "/api/v1/images"), 0, "host:port without a scheme is taken");
+	is_str(b.data, "http://h:8080/api/v1/images", "... as http://");
+	is_int(it_cli_url(&b, "/just/a/path", "/x"), -1, "a path without a host is refused");
 	it_buf_reset(&b);
 	it_cli_urlencode(&b, "aZ09-_.~ /&=?%");
 	is_str(b.data, "aZ09-_.~%20%2F%26%3D%3F%25", "query values are percent-encoded");
