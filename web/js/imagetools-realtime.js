@@ -33,6 +33,8 @@ const DEFAULTS = {
   pongTimeout: 10000, // a WebSocket without an answer this long after a ping is dead, ms
   connectTimeout: 10000, // a transport that shows no sign of life this long has failed, ms
   healthInterval: 30000, // /health polling while it succeeds, ms
+  offlineProbeInterval: 2000, // /health polling while the server is away, ms (jittered)
+  healthFirstWait: 1500, // how long connect() waits for the first /health answer before trying, ms
   upgradeInterval: 60000, // how often to try a better transport while on a fallback, ms
   longpollTimeout: 25, // seconds the server may hold a long-poll
 };
@@ -335,6 +337,9 @@ export class RealtimeClient {
     this._upgradeTimer = null;
     this._healthTimer = null;
     this._healthFailures = 0;
+    this._healthKnown = false; // a /health answer arrived since connect()
+    this._lacking = new Set(); // transports /health says this server does not offer
+    this._firstAttemptTimer = null;
     this._online = true;
     this._serverDegraded = false;
     this._status = 'disconnected';
@@ -423,8 +428,28 @@ export class RealtimeClient {
     this._sessionId = sessionId;
     this._failures = 0;
     this._listenEnvironment(true);
-    this._startHealth();
+    // /health says whether the site runs a WebSocket bridge; without one, opening a WebSocket
+    // only earns a 404 in the browser's console on every page load. The first attempt waits for
+    // that answer, briefly: a server that does not answer at once is tried all the same.
+    clearTimeout(this._healthTimer);
+    this._healthTimer = null;
+    this._healthKnown = false;
+    this._checkHealthSoon(0);
+    this._firstAttemptTimer = setTimeout(() => this._firstAttempt(), this._opts.healthFirstWait);
+  }
+
+  _firstAttempt() {
+    clearTimeout(this._firstAttemptTimer);
+    this._firstAttemptTimer = null;
+    if (!this._sessionId || this._active || this._pending || this._retryTimer) return;
     this._attempt(0);
+  }
+
+  // The first level at or after level whose transport the server does not say it lacks.
+  _usable(level) {
+    const ts = this._opts.transports;
+    while (level < ts.length - 1 && this._lacking.has(ts[level])) level++;
+    return level;
   }
 
   /** Closes every connection and timer; handlers stay registered. */
@@ -445,6 +470,8 @@ export class RealtimeClient {
   }
 
   _teardown() {
+    clearTimeout(this._firstAttemptTimer);
+    this._firstAttemptTimer = null;
     clearTimeout(this._retryTimer);
     clearTimeout(this._upgradeTimer);
     clearTimeout(this._stableTimer);
@@ -481,6 +508,7 @@ export class RealtimeClient {
   // Starts the transport at level; on failure before it worked, the next level is tried at once.
   _attempt(level) {
     const opts = this._opts;
+    level = this._usable(level);
     this._attemptLevel = level;
     this._setStatus('connecting');
     const name = opts.transports[level];
@@ -591,6 +619,7 @@ export class RealtimeClient {
 
   _tryUpgrade(level) {
     this._upgradeTimer = null;
+    level = this._usable(level);
     if (!this._active || level >= this._activeLevel) {
       this._scheduleUpgrade();
       return;
@@ -678,6 +707,9 @@ export class RealtimeClient {
     const netOffline = typeof navigator !== 'undefined' && navigator.onLine === false;
     if (!status || status === 'connecting') {
       if (!this._sessionId) status = 'disconnected';
+      // The browser knows it has no network: whatever a socket opened before still claims,
+      // nothing new can arrive or be sent, and the person should see that.
+      else if (netOffline) status = 'offline';
       else if (this._active) status = this._serverDegraded || !this.online ? 'degraded' : 'connected';
       else if (netOffline || this._retryTimer || !this._online) status = 'offline';
       else status = 'connecting';
@@ -717,20 +749,30 @@ export class RealtimeClient {
       const r = await (opts.fetch || globalThis.fetch.bind(globalThis))(this._apiUrl('/health'),
         { cache: 'no-store', signal: ctl.signal });
       ok = r.status === 200;
+      if (ok) {
+        const h = await r.json().catch(() => null);
+        // Only a definite "no" counts: an older server says nothing, and every transport is tried.
+        if (h && h.websocket === false) this._lacking.add('websocket');
+        else this._lacking.delete('websocket');
+      }
     } catch (e) {
       ok = false;
     } finally {
       clearTimeout(timer);
     }
     if (!this._sessionId) return;
+    const first = !this._healthKnown;
+    this._healthKnown = true;
+    if (first && this._firstAttemptTimer) this._firstAttempt();
     const was = this._online;
     this._online = ok;
     this._healthFailures = ok ? 0 : this._healthFailures + 1;
     this._setStatus();
     // Health is back while the transports wait out a long backoff: reconnect now.
     if (ok && !was && this._retryTimer) this._wake('health');
-    const next = ok ? opts.healthInterval
-      : backoffDelay(opts.backoffBase, Math.min(opts.backoffCap, opts.healthInterval), this._healthFailures - 1);
+    // While the server is away the check is cheap and frequent, so that the page is live again
+    // within a couple of seconds of its return rather than at the end of a long backoff.
+    const next = ok ? opts.healthInterval : jittered(Math.min(opts.offlineProbeInterval, opts.healthInterval));
     if (!this._healthTimer) this._checkHealthSoon(next);
   }
 }
