@@ -186,6 +186,14 @@ class BrowserRun:
         self.st.restart_lighttpd()
         return True
 
+    def ctl_stop_lighttpd(self, req):
+        self.st.stop_lighttpd()
+        return True
+
+    def ctl_start_lighttpd(self, req):
+        self.st.start_lighttpd()
+        return True
+
     def ctl_pg_stop(self, req):
         self.st.pg.stop(req.get("mode", "fast"))
         return True
@@ -243,6 +251,10 @@ class BrowserRun:
             return {"status": status, "body": body}
         finally:
             shutil.rmtree(d, ignore_errors=True)
+
+    def ctl_image_count(self, req):
+        """The number of images the database holds for a session."""
+        return int(self.st.sql("SELECT count(*) FROM images WHERE session_id = :'p1'", req["session"]))
 
     def ctl_zbar(self, req):
         """Decodes the QR code in an image file with zbarimg; returns the text, or None."""

@@ -30,7 +30,11 @@ const state = {
   ownImageIds: new Set(),
   deleted: new Set(), // ids deleted while a list request may still carry them
   operation: null, // {id, type, status}
+  joinUrl: null, // the pairing link from the server (public_url), when it has one
 };
+
+// On a phone the toasts would cover the gallery: fewer of them, stacked compactly.
+const NARROW = window.matchMedia ? window.matchMedia('(max-width: 520px)') : { matches: false };
 
 // ------------------------------------------------------------------ small helpers
 
@@ -72,8 +76,9 @@ function toast(text, kind = 'info', ms = 6000) {
   const t = el('div', 'toast ' + kind, text);
   t.setAttribute('role', kind === 'error' ? 'alert' : 'status');
   $('toasts').append(t);
-  // Keep the stack short on a busy session.
-  while ($('toasts').children.length > 4) $('toasts').firstElementChild.remove();
+  // Keep the stack short on a busy session: the newest stay, at most two on a phone.
+  const max = NARROW.matches ? 2 : 4;
+  while ($('toasts').children.length > max) $('toasts').firstElementChild.remove();
   setTimeout(() => {
     t.classList.add('leaving');
     setTimeout(() => t.remove(), 300);
@@ -97,7 +102,7 @@ function sessionFromUrl() {
 }
 
 function sessionLink(id) {
-  return location.origin + location.pathname + '#s=' + id;
+  return state.joinUrl || location.origin + location.pathname + '#s=' + id;
 }
 
 function showSessionError(msg) {
@@ -111,6 +116,19 @@ async function newSession() {
   return s.session_id;
 }
 
+// A link or QR code that names a session the server does not know (expired, ended, mistyped):
+// the page says so and lets the person choose, rather than quietly starting an empty session
+// that nobody else is looking at.
+function showSessionMissing(id) {
+  state.session = null;
+  realtime.disconnect();
+  clearGallery();
+  $('session-id').textContent = id ? id.slice(0, 6) + '… (not found)' : '—';
+  $('session-missing').hidden = false;
+  document.body.dataset.session = 'missing';
+  setConnIndicator({ status: 'none' });
+}
+
 async function openSession(id, { create = false } = {}) {
   showSessionError('');
   if (!id && create) {
@@ -122,22 +140,30 @@ async function openSession(id, { create = false } = {}) {
     }
   }
   if (!id) return;
+  let info = null;
   try {
-    await api('GET', '/sessions/' + encodeURIComponent(id));
+    info = await api('GET', '/sessions/' + encodeURIComponent(id));
   } catch (e) {
     if (e.status === 404 || e.status === 400) {
-      showSessionError('That session does not exist or has expired. A new one was started.');
-      return openSession(null, { create: true });
+      showSessionMissing(id);
+      return;
     }
     showSessionError('The server cannot be reached right now; retrying in the background.');
   }
+  $('session-missing').hidden = true;
+  document.body.dataset.session = 'open';
   state.session = id;
+  state.joinUrl = info && typeof info.join_url === 'string' && /^https?:\/\//.test(info.join_url) ? info.join_url : null;
   // The id is a capability: it lives in the fragment, which browsers never send to servers.
   if (sessionFromUrl() !== id) history.replaceState(null, '', '#s=' + id);
   $('session-id').textContent = id;
   renderDevicePanel(id);
   clearGallery();
-  realtime.connect(id);
+  // Events up to the session's current position are history the image list already shows; a
+  // device joining now starts after them, so it never replays old notifications or an old
+  // operation's panel ("Compressing 0 % · Cancelled") as if they were happening now.
+  const from = info && Number.isSafeInteger(info.last_event_id) ? { lastEventId: info.last_event_id } : {};
+  realtime.connect(id, from);
   await loadImages();
 }
 
@@ -260,16 +286,9 @@ function buildCard(id) {
   });
   const del = el('button', 'delete', '×');
   del.type = 'button';
-  del.addEventListener('click', async () => {
-    del.disabled = true;
-    try {
-      await api('DELETE', '/images/' + encodeURIComponent(id));
-      removeImage(id);
-    } catch (e) {
-      del.disabled = false;
-      toast('Could not delete: ' + e.message, 'error');
-    }
-  });
+  // Deleting removes the image for everyone in the session and cannot be undone, so the card
+  // asks first, in place (no browser dialog, which a phone shows as a full-screen interruption).
+  del.addEventListener('click', () => askDelete(id));
   const meta = el('div', 'meta');
   const name = el('span', 'name');
   const info = el('span', 'info');
@@ -288,6 +307,33 @@ function buildCard(id) {
   meta.append(name, info, actions);
   li.append(fig, check, del, meta);
   return li;
+}
+
+function askDelete(id) {
+  const entry = state.images.get(id);
+  if (!entry || entry.el.querySelector('.confirm-delete')) return;
+  const box = el('div', 'confirm-delete');
+  box.setAttribute('role', 'group');
+  box.setAttribute('aria-label', 'Delete ' + (entry.data.filename || 'this image') + '?');
+  const q = el('p', null, 'Delete for everyone?');
+  const yes = el('button', 'button danger small confirm-yes', 'Delete');
+  yes.type = 'button';
+  const no = el('button', 'button secondary small confirm-no', 'Keep');
+  no.type = 'button';
+  box.append(q, yes, no);
+  no.addEventListener('click', () => box.remove());
+  yes.addEventListener('click', async () => {
+    yes.disabled = no.disabled = true;
+    try {
+      await api('DELETE', '/images/' + encodeURIComponent(id));
+      removeImage(id);
+    } catch (e) {
+      box.remove();
+      toast('Could not delete: ' + e.message, 'error');
+    }
+  });
+  entry.el.append(box);
+  no.focus();
 }
 
 // Renaming edits the name in place: Enter saves (PATCH; the image.updated event then renames
@@ -402,6 +448,18 @@ function uploadFiles(files) {
   for (const f of files) uploadOne(f);
 }
 
+// An upload that failed for a reason that passes (no network, the server restarting, busy or
+// rate limiting) is sent again on its own: after about 1 s, 2 s, 4 s ... up to 30 s (or the
+// server's Retry-After), and at once when the browser is back online or the connection is live
+// again; at most UPLOAD_RETRIES times, then the row offers a Retry button. Refusals that would
+// repeat (not an image, too large, unknown session) are final.
+const UPLOAD_RETRIES = 8;
+const waitingUploads = new Set(); // uploads waiting for their next attempt: {retryNow}
+
+function retryFailedUploads() {
+  for (const job of [...waitingUploads]) job.retryNow();
+}
+
 function uploadOne(file) {
   const row = el('li', 'upload');
   const name = el('span', 'name', file.name);
@@ -413,58 +471,106 @@ function uploadOne(file) {
   row.append(name, bar, status);
   $('uploads').prepend(row);
 
-  const form = new FormData();
-  form.append('session_id', state.session);
-  form.append('source', 'web');
-  form.append('file', file, file.name);
-  // The image.uploaded event may arrive before this request's answer does; the size of the
-  // upload in flight is how the event handler recognises it as this tab's own.
-  state.ownUploads.set(file.size, (state.ownUploads.get(file.size) || 0) + 1);
-  const release = () => {
-    const c = (state.ownUploads.get(file.size) || 1) - 1;
-    if (c > 0) state.ownUploads.set(file.size, c);
-    else state.ownUploads.delete(file.size);
+  const session = state.session;
+  let attempt = 0;
+  let timer = null;
+  const job = {
+    retryNow: () => {
+      if (timer) send();
+    },
   };
 
-  // XMLHttpRequest rather than fetch: it reports upload progress.
-  const xhr = new XMLHttpRequest();
-  xhr.open('POST', API + '/images');
-  xhr.responseType = 'text';
-  xhr.upload.addEventListener('progress', (e) => {
-    if (!e.lengthComputable) return;
-    bar.value = Math.round((e.loaded / e.total) * 100);
-    status.textContent = bar.value + ' %';
-  });
-  xhr.addEventListener('load', () => {
-    release();
-    let body = null;
-    try {
-      body = JSON.parse(xhr.responseText);
-    } catch (e) {
-      body = null;
-    }
-    if (xhr.status === 201 && body && Array.isArray(body.images)) {
-      bar.value = 100;
-      status.textContent = 'done';
-      row.classList.add('done');
-      for (const img of body.images) {
-        state.ownImageIds.add(img.id);
-        upsertImage(img);
-      }
-      setTimeout(() => row.remove(), 4000);
-    } else {
-      row.classList.add('failed');
-      status.textContent = (body && (body.detail || body.title)) || 'failed (HTTP ' + xhr.status + ')';
-      setTimeout(() => row.remove(), 30000);
-    }
-  });
-  xhr.addEventListener('error', () => {
-    release();
+  const fail = (text) => {
+    row.classList.remove('retrying');
     row.classList.add('failed');
-    status.textContent = 'network error';
-  });
-  status.textContent = '0 %';
-  xhr.send(form);
+    status.textContent = text;
+    const again = el('button', 'button secondary small retry', 'Retry');
+    again.type = 'button';
+    again.addEventListener('click', () => {
+      again.remove();
+      attempt = 0;
+      send();
+    });
+    status.append(' ', again);
+  };
+
+  const retryLater = (why, retryAfter) => {
+    if (attempt >= UPLOAD_RETRIES) {
+      fail(why + ' (gave up after ' + attempt + ' retries)');
+      return;
+    }
+    const nominal = Math.min(30000, 1000 * 2 ** attempt);
+    const delay = Math.max(retryAfter > 0 ? retryAfter * 1000 : 0, Math.round(nominal * (0.75 + Math.random() * 0.5)));
+    attempt++;
+    row.classList.add('retrying');
+    status.textContent = why + '; retrying in ' + Math.max(1, Math.round(delay / 1000)) + ' s';
+    timer = setTimeout(send, delay);
+    waitingUploads.add(job);
+  };
+
+  const send = () => {
+    clearTimeout(timer);
+    timer = null;
+    waitingUploads.delete(job);
+    row.classList.remove('failed');
+    bar.value = 0;
+    status.textContent = attempt ? 'retrying…' : '0 %';
+
+    const form = new FormData();
+    form.append('session_id', session);
+    form.append('source', 'web');
+    form.append('file', file, file.name);
+    // The image.uploaded event may arrive before this request's answer does; the size of the
+    // upload in flight is how the event handler recognises it as this tab's own.
+    state.ownUploads.set(file.size, (state.ownUploads.get(file.size) || 0) + 1);
+    const release = () => {
+      const c = (state.ownUploads.get(file.size) || 1) - 1;
+      if (c > 0) state.ownUploads.set(file.size, c);
+      else state.ownUploads.delete(file.size);
+    };
+
+    // XMLHttpRequest rather than fetch: it reports upload progress.
+    const xhr = new XMLHttpRequest();
+    xhr.open('POST', API + '/images');
+    xhr.responseType = 'text';
+    xhr.upload.addEventListener('progress', (e) => {
+      if (!e.lengthComputable) return;
+      bar.value = Math.round((e.loaded / e.total) * 100);
+      status.textContent = bar.value + ' %';
+    });
+    xhr.addEventListener('load', () => {
+      release();
+      let body = null;
+      try {
+        body = JSON.parse(xhr.responseText);
+      } catch (e) {
+        body = null;
+      }
+      const said = (body && (body.detail || body.title)) || 'failed (HTTP ' + xhr.status + ')';
+      if (xhr.status === 201 && body && Array.isArray(body.images)) {
+        bar.value = 100;
+        status.textContent = 'done';
+        row.classList.remove('retrying');
+        row.classList.add('done');
+        for (const img of body.images) {
+          state.ownImageIds.add(img.id);
+          if (state.session === session) upsertImage(img);
+        }
+        setTimeout(() => row.remove(), 4000);
+      } else if (xhr.status === 429 || xhr.status >= 500) {
+        retryLater(said, Number(xhr.getResponseHeader('Retry-After')) || 0);
+      } else {
+        fail(said);
+        setTimeout(() => row.remove(), 30000);
+      }
+    });
+    xhr.addEventListener('error', () => {
+      release();
+      retryLater('network error');
+    });
+    xhr.send(form);
+  };
+  send();
 }
 
 function setupDropzone() {
@@ -686,33 +792,71 @@ function setupRealtime() {
   realtime.on('connection.status', setConnIndicator);
 }
 
+// The indicator speaks plainly: Live (events arrive), Reconnecting (trying, or the server says
+// its database is away so new events wait), Offline (the browser has no network, or no server
+// answers). The transport is a detail next to it and in the tooltip.
+let everLive = false;
+
 function setConnIndicator(d) {
   const conn = $('conn');
   conn.dataset.status = d.status;
   conn.dataset.transport = d.transport || '';
-  const via = d.transport ? ' · ' + TRANSPORT_NAMES[d.transport] : '';
-  const text = {
-    connected: 'Live' + via,
-    degraded: 'Degraded' + via,
-    connecting: 'Connecting…',
-    offline: 'Offline, reconnecting…',
-    disconnected: 'Disconnected',
-    ended: 'Session ended',
-  }[d.status] || d.status;
-  $('conn-text').textContent = text;
+  if (d.status === 'connected') everLive = true;
+  const via = d.transport ? TRANSPORT_NAMES[d.transport] : '';
+  const netOffline = navigator.onLine === false;
+  const [word, state] = {
+    connected: ['Live', 'live'],
+    degraded: ['Reconnecting', 'reconnecting'],
+    connecting: everLive ? ['Reconnecting', 'reconnecting'] : ['Connecting…', 'connecting'],
+    offline: ['Offline', 'offline'],
+    disconnected: ['Disconnected', 'offline'],
+    ended: ['Session ended', 'ended'],
+    none: ['No session', 'ended'],
+  }[d.status] || [d.status, d.status];
+  conn.dataset.state = state;
+  $('conn-text').textContent = word;
+  let detail = via;
+  if (d.status === 'offline') {
+    detail = netOffline ? 'no network' : d.retry_in > 0 ? 'retrying in ' + Math.max(1, Math.round(d.retry_in / 1000)) + ' s' : 'retrying';
+  } else if (d.status === 'degraded') {
+    detail = (d.reason === 'server' ? 'server busy' : 'server unreachable') + (via ? ' · ' + via : '');
+  }
+  $('conn-detail').textContent = detail;
   conn.dataset.fallback = d.fallback ? 'yes' : 'no';
   conn.title = d.transport
-    ? 'Receiving updates over ' + TRANSPORT_NAMES[d.transport] + (d.fallback ? ' (fallback)' : '')
-    : text;
+    ? word + ': receiving updates over ' + via + (d.fallback ? ' (fallback)' : '')
+    : word + (detail ? ' (' + detail + ')' : '');
+  if (d.status === 'connected') retryFailedUploads();
 }
 
 // ------------------------------------------------------------------ device panel
+
+// Addresses only this computer can open: a phone scanning a link to one of them reaches itself.
+function isLoopback(url) {
+  let host;
+  try {
+    host = new URL(url).hostname.toLowerCase();
+  } catch (e) {
+    return false;
+  }
+  return host === 'localhost' || host.endsWith('.localhost') || /^127\./.test(host) || host === '[::1]' ||
+    host === '0.0.0.0' || host === '[::]';
+}
 
 function renderDevicePanel(id) {
   const link = sessionLink(id);
   const a = $('join-link');
   a.href = link;
   a.textContent = link;
+  const warn = $('loopback-warning');
+  if (isLoopback(link)) {
+    warn.textContent = 'This link uses ' + new URL(link).host + ', which only this computer can open: a phone ' +
+      'cannot reach it. Open this page by the computer\'s network address instead, or set public_url ' +
+      'in the server\'s configuration.';
+    warn.hidden = false;
+  } else {
+    warn.hidden = true;
+  }
   try {
     drawQr($('qr'), link, { level: 'M', moduleSize: 5 });
   } catch (e) {
@@ -752,6 +896,19 @@ function setupControls() {
     history.pushState(null, '', '#s=' + id);
     openSession(id);
   });
+  $('start-new').addEventListener('click', async () => {
+    const id = await newSession().catch((e) => {
+      showSessionError('Could not create a session: ' + e.message);
+      return null;
+    });
+    if (id) {
+      history.pushState(null, '', '#s=' + id);
+      await openSession(id);
+    }
+  });
+  $('enter-other').addEventListener('click', () => {
+    $('join-input').focus();
+  });
   $('copy-link').addEventListener('click', async () => {
     try {
       await navigator.clipboard.writeText($('join-link').href);
@@ -773,6 +930,7 @@ function setupControls() {
 }
 
 realtime.configure({ baseUrl: location.origin + ROOT });
+window.addEventListener('online', retryFailedUploads);
 setupRealtime();
 setupControls();
 setupDropzone();

@@ -617,8 +617,20 @@ export class RealtimeClient {
     this._upgradeTimer = setTimeout(() => this._tryUpgrade(0), jittered(this._opts.upgradeInterval));
   }
 
-  _tryUpgrade(level) {
+  _tryUpgrade(level, fresh = false) {
     this._upgradeTimer = null;
+    // A better transport the server said it lacks may have appeared since (a bridge started):
+    // ask /health again before deciding, rather than trusting an answer up to 30 s old.
+    if (!fresh && this._active && this._lacking.size && this._opts.transports.slice(level, this._activeLevel)
+      .some((t) => this._lacking.has(t))) {
+      clearTimeout(this._healthTimer);
+      this._healthTimer = null;
+      const id = this._sessionId;
+      this._checkHealth().then(() => {
+        if (this._sessionId === id && this._active && !this._upgradeTimer && !this._probe) this._tryUpgrade(level, true);
+      });
+      return;
+    }
     level = this._usable(level);
     if (!this._active || level >= this._activeLevel) {
       this._scheduleUpgrade();
