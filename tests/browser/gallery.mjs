@@ -38,6 +38,11 @@ run(async (context) => {
 
   const joinHref = await a.getAttribute('#join-link', 'href');
   is(joinHref, BASE + '/#s=' + sid, 'the device panel shows the session link');
+  // Without public_url the link is the address the page was opened at: 127.0.0.1 here, which
+  // a phone cannot reach, and the page says so.
+  ok(!(await a.$eval('#loopback-warning', (e) => e.hidden)) &&
+    /only this computer can open/.test(await a.textContent('#loopback-warning')),
+    'the device panel warns that a loopback link cannot be opened from a phone');
 
   // ---------------------------------------------------------------- QR code
   const qrPath = path.join(ARTIFACTS, LABEL + 'qr.png');
@@ -202,6 +207,8 @@ run(async (context) => {
     // Deleting in one tab removes the card in the other.
     const before = (await galleryNames(b)).filter((n) => n === 'forest.png').length;
     await a.click('#gallery .card:has(.name:text-is("forest.png")) .delete', { force: true });
+    // Delete asks first, on the card.
+    await a.click('#gallery .card:has(.name:text-is("forest.png")) .confirm-yes');
     ok(before === 1 && await until(async () => !(await galleryNames(b)).includes('forest.png') || null),
       'a deletion in one tab removes the image from the other');
   }
