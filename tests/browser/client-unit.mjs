@@ -215,6 +215,40 @@ const base = { baseUrl: 'http://app.test', WebSocket: FakeWs, EventSource: FakeE
   c.disconnect();
 }
 
+{
+  // A healthy connection drops (the web server stopped) while /health is on its 30 s interval:
+  // the drop itself brings the next check forward, so the return is noticed within seconds
+  // even though the transport backoff has grown meanwhile.
+  FakeWs.mode = 'accept';
+  FakeWs.instances = [];
+  let up = true;
+  const hf = async (url) => {
+    if (url.endsWith('/health')) {
+      if (!up) throw new TypeError('Failed to fetch');
+      return { status: 200, headers: new Map(), json: async () => ({ status: 'ok', websocket: true }) };
+    }
+    return fakeFetch(url);
+  };
+  log.length = 0;
+  const c = new RealtimeClient({ ...base, fetch: hf });
+  c.connect('S9');
+  await advance(5000);
+  is(c.transport, 'websocket', 'a healthy connection on WebSocket');
+  up = false;
+  FakeWs.mode = 'refuse';
+  FakeWs.instances[FakeWs.instances.length - 1].onclose({ code: 1006 });
+  await advance(15000);
+  ok(c.online === false, 'a 15 s outage shows in /health, though the healthy interval is 30 s');
+  up = true;
+  FakeWs.mode = 'accept';
+  const back = clock.now;
+  await advance(3000);
+  ok(c.transport === 'websocket' && log.filter((l) => l.kind === 'ws' && l.t > back).length > 0 &&
+    log.filter((l) => l.kind === 'ws' && l.t > back)[0].t - back <= 2600,
+    'after a drop from a healthy state the server\'s return is noticed within 2.6 s');
+  c.disconnect();
+}
+
 // ------------------------------------------------------------------ delivery rules
 
 {

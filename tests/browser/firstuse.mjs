@@ -146,6 +146,16 @@ run(async (context) => {
   is(await ctl('image_count', { session: sid }), 1, 'stored exactly once');
 
   // The web server away long enough for the backoff to grow, then back: live within seconds.
+  // What the page's client and network did, for the diagnosis should this fail.
+  await a.evaluate(async () => {
+    const { realtime } = await import(new URL('js/imagetools-realtime.js', document.baseURI).href);
+    window.__st = [];
+    realtime.on('connection.status', (d) => window.__st.push([Date.now(), d.status, d.transport, d.online, d.retry_in]));
+  });
+  const netlog = [];
+  a.on('requestfinished', (r) => netlog.push([Date.now(), 'done', new URL(r.url()).pathname]));
+  a.on('requestfailed', (r) => netlog.push([Date.now(), 'failed', new URL(r.url()).pathname, r.failure()?.errorText]));
+  a.on('request', (r) => netlog.push([Date.now(), 'start', new URL(r.url()).pathname]));
   await ctl('stop_lighttpd');
   ok(await until(async () => ['offline', 'reconnecting'].includes(await connState(a)) || null, 20000),
     'with the web server down the indicator leaves "Live" (' + await connText(a) + ')');
@@ -155,7 +165,11 @@ run(async (context) => {
   const back = Date.now();
   const live = await waitState(a, 'live', 20000);
   const took = Date.now() - back;
-  ok(live && took <= 6000, `live again within 6 s of the server's return (took ${took} ms)`);
+  if (!ok(live && took <= 6000, `live again within 6 s of the server's return (took ${took} ms)`)) {
+    diag('server back at ' + back);
+    diag('statuses: ' + JSON.stringify(await a.evaluate(() => window.__st)));
+    diag('network: ' + JSON.stringify(netlog.filter((e) => e[0] > back - 8000)));
+  }
 
   // ---------------------------------------------------------------- Delete asks first
   {

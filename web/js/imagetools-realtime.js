@@ -338,6 +338,7 @@ export class RealtimeClient {
     this._healthTimer = null;
     this._healthFailures = 0;
     this._healthKnown = false; // a /health answer arrived since connect()
+    this._healthDue = 0; // when the next /health check is due (Date.now() ms)
     this._lacking = new Set(); // transports /health says this server does not offer
     this._firstAttemptTimer = null;
     this._online = true;
@@ -587,6 +588,11 @@ export class RealtimeClient {
       this._attempt(level);
     }, delay);
     this._retryAt = Date.now() + delay;
+    // A connection that dropped may mean the server went away: check /health soon (and then
+    // every offlineProbeInterval while it fails) rather than at the end of the healthy 30 s
+    // interval, so that its return is noticed within a couple of seconds.
+    const soon = jittered(opts.offlineProbeInterval);
+    if (this._healthTimer && this._healthDue > Date.now() + soon) this._checkHealthSoon(soon);
     this._setStatus();
     // After a whole cycle failed, the session itself may be gone: a 404 then ends the attempts.
     this._checkSession();
@@ -747,6 +753,7 @@ export class RealtimeClient {
 
   _checkHealthSoon(delay) {
     clearTimeout(this._healthTimer);
+    this._healthDue = Date.now() + delay;
     this._healthTimer = setTimeout(() => this._checkHealth(), delay);
   }
 
