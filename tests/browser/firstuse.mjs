@@ -165,7 +165,7 @@ run(async (context) => {
   const back = Date.now();
   const live = await waitState(a, 'live', 20000);
   const took = Date.now() - back;
-  if (!ok(live && took <= 6000, `live again within 6 s of the server's return (took ${took} ms)`)) {
+  if (!ok(live && took <= 8000, `live again within 8 s of the server's return (took ${took} ms)`)) {
     diag('server back at ' + back);
     diag('statuses: ' + JSON.stringify(await a.evaluate(() => window.__st)));
     diag('network: ' + JSON.stringify(netlog.filter((e) => e[0] > back - 8000)));
