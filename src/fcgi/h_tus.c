@@ -37,7 +37,7 @@
  * of the database) can cost the client at most, against one commit (and
  * one WAL flush) per step. A PATCH with Upload-Checksum is all or nothing,
  * so it commits once, at its end. */
-#define STEP_BYTES (4 * 1024 * 1024)
+#define STEP_BYTES (8 * 1024 * 1024)
 /* After a refusal, the rest of a body is read and dropped up to this many
  * bytes so that the client sees the answer; beyond, the connection is cut. */
 #define DRAIN_MAX (8 * 1024 * 1024)
@@ -57,6 +57,12 @@ typedef struct tus {
 	const char *slug;
 	char detail[256];
 	int64_t body_read;
+	/* A request that sends the whole upload from its first byte keeps a
+	 * local copy and its SHA-256 on the way, as a multipart upload does,
+	 * so that finishing need not read the bytes back from the database. */
+	int local_fd;
+	EVP_MD_CTX *local_md;
+	int64_t local_len;
 } tus;
 
 __attribute__((format(printf, 4, 5))) static int fail(tus *t, int status, const char *slug, const char *fmt, ...)
@@ -345,8 +351,27 @@ static int finish(tus *t)
 	/* The bytes arrived over many requests and maybe many processes: the
 	 * hash and the local file for the sniffer and libvips come from the
 	 * stored blob, read once in bounded memory. */
-	if (it_blob_export(t->conn, img.blob_id, fd, img.sha256) != 0 ||
-	    it_blob_set_sha256(t->conn, img.blob_id, img.sha256) != 0) {
+	if (t->local_fd >= 0 && t->local_md != NULL && t->local_len == img.size) {
+		unsigned char digest[EVP_MAX_MD_SIZE];
+		unsigned int dlen = 0;
+		static const char hexd[] = "0123456789abcdef";
+		if (EVP_DigestFinal_ex(t->local_md, digest, &dlen) != 1 || dlen != 32) {
+			rc = fail(t, 503, "out-of-memory", "The server is out of memory; try again shortly.");
+			goto out;
+		}
+		for (unsigned i = 0; i < dlen; i++) {
+			img.sha256[2 * i] = hexd[digest[i] >> 4];
+			img.sha256[2 * i + 1] = hexd[digest[i] & 15];
+		}
+		img.sha256[64] = '\0';
+		close(fd);
+		fd = t->local_fd;
+		t->local_fd = -1;
+	} else if (it_blob_export(t->conn, img.blob_id, fd, img.sha256) != 0) {
+		rc = db_fail(t);
+		goto out;
+	}
+	if (it_blob_set_sha256(t->conn, img.blob_id, img.sha256) != 0) {
 		rc = db_fail(t);
 		goto out;
 	}
@@ -396,6 +421,30 @@ out:
 	if (rc != 0 && t->status != 503 && t->status != 0)
 		remove_upload(t, t->slug);
 	return rc;
+}
+
+static void local_drop(tus *t)
+{
+	if (t->local_fd >= 0)
+		close(t->local_fd);
+	t->local_fd = -1;
+	if (t->local_md != NULL)
+		EVP_MD_CTX_free(t->local_md);
+	t->local_md = NULL;
+}
+
+static int write_all(int fd, const char *p, size_t n)
+{
+	while (n > 0) {
+		ssize_t w = write(fd, p, n);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0)
+			return -1;
+		p += w;
+		n -= (size_t)w;
+	}
+	return 0;
 }
 
 /* Writes the request body at t->up.offset (the caller checked it and holds
@@ -453,6 +502,12 @@ static int write_body(tus *t)
 		goto out;
 	}
 	writer_open = 1;
+	if (start == 0 && t->local_fd < 0 && (t->local_fd = it_ingest_tmpfile()) >= 0) {
+		t->local_md = EVP_MD_CTX_new();
+		t->local_len = 0;
+		if (t->local_md == NULL || EVP_DigestInit_ex(t->local_md, EVP_sha256(), NULL) != 1)
+			local_drop(t);
+	}
 	for (;;) {
 		size_t want_n = READ_BUF;
 		ssize_t r;
@@ -501,6 +556,14 @@ static int write_body(tus *t)
 		if (it_blob_writer_append(&w, buf, (size_t)r) != 0) {
 			db_fail(t);
 			goto out;
+		}
+		if (t->local_fd >= 0) {
+			/* Only a shortcut: without it, finishing reads the blob. */
+			if (write_all(t->local_fd, buf, (size_t)r) != 0 ||
+			    EVP_DigestUpdate(t->local_md, buf, (size_t)r) != 1)
+				local_drop(t);
+			else
+				t->local_len += r;
 		}
 		received += r;
 		step += r;
@@ -636,6 +699,7 @@ static tus *tus_begin(it_req *req)
 		return NULL;
 	}
 	t->req = req;
+	t->local_fd = -1;
 	t->conn = it_db_thread_conn();
 	version_header(req);
 	if (check_version(t) == 0)
@@ -658,6 +722,7 @@ static void tus_end(tus *t, int drain)
 		if (drain && (req->content_length < 0 || req->content_length - t->body_read <= DRAIN_MAX))
 			it_req_drain(req, DRAIN_MAX);
 	}
+	local_drop(t);
 	free(t);
 }
 
