@@ -1,4 +1,4 @@
-/* base64.c: strict decoding of standard base64 (RFC 4648 section 4), as tus headers carry it. */
+/* base64.c: standard base64 (RFC 4648 section 4) as tus headers carry it: strict decoding, padded encoding. */
 #include "config.h"
 
 #include "common/base64.h"
@@ -51,4 +51,26 @@ ssize_t it_base64_decode(const char *in, size_t n, unsigned char *out, size_t ou
 	if (acc != 0)
 		return -1;
 	return (ssize_t)o;
+}
+
+void it_base64_encode(const unsigned char *in, size_t n, char *out)
+{
+	static const char a[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+	size_t i, o = 0;
+
+	for (i = 0; i + 2 < n; i += 3) {
+		unsigned v = (unsigned)in[i] << 16 | (unsigned)in[i + 1] << 8 | in[i + 2];
+		out[o++] = a[v >> 18];
+		out[o++] = a[(v >> 12) & 63];
+		out[o++] = a[(v >> 6) & 63];
+		out[o++] = a[v & 63];
+	}
+	if (i < n) {
+		unsigned v = (unsigned)in[i] << 16 | (i + 1 < n ? (unsigned)in[i + 1] << 8 : 0);
+		out[o++] = a[v >> 18];
+		out[o++] = a[(v >> 12) & 63];
+		out[o++] = i + 1 < n ? a[(v >> 6) & 63] : '=';
+		out[o++] = '=';
+	}
+	out[o] = '\0';
 }

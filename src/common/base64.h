@@ -1,4 +1,4 @@
-/* base64.h: strict decoding of standard base64 (RFC 4648 section 4), as tus headers carry it. */
+/* base64.h: standard base64 (RFC 4648 section 4) as tus headers carry it: strict decoding, padded encoding. */
 #ifndef IT_COMMON_BASE64_H
 #define IT_COMMON_BASE64_H
 
@@ -14,5 +14,9 @@
  * written, or -1 when in is not such an encoding or out is too small. in
  * need not be NUL-terminated; out is not NUL-terminated. */
 ssize_t it_base64_decode(const char *in, size_t n, unsigned char *out, size_t outlen);
+
+/* Encodes n bytes as padded standard base64 into out, which holds at least
+ * 4 * ((n + 2) / 3) + 1 bytes (NUL-terminated). */
+void it_base64_encode(const unsigned char *in, size_t n, char *out);
 
 #endif
