@@ -21,6 +21,8 @@ CREATE TABLE tus_uploads (
     -- of it the image will take.
     metadata     text        NOT NULL DEFAULT '',
     filename     text        NOT NULL DEFAULT '',
+    -- The file name sanitised for display (as images.filename), for events.
+    display_name text        NOT NULL DEFAULT '',
     source       text        NOT NULL
                  CHECK (source IN ('web', 'android_app', 'browser_addon', 'cli', 'api')),
     image_id     uuid,
@@ -73,7 +75,7 @@ BEGIN
     END IF;
     UPDATE tus_uploads SET progress_pct = pct, progress_at = clock_timestamp() WHERE id = p_id;
     PERFORM it_append_event(r.session_id, 'upload.progress',
-                            jsonb_build_object('upload_id', r.name, 'filename', r.filename, 'source', r.source,
+                            jsonb_build_object('upload_id', r.name, 'filename', r.display_name, 'source', r.source,
                                                'offset', p_offset, 'length', r.length, 'progress', pct));
     RETURN true;
 END
@@ -102,7 +104,7 @@ BEGIN
         DELETE FROM tus_uploads WHERE id = v_id;
         IF r.image_id IS NULL THEN
             PERFORM it_append_event(r.session_id, 'upload.failed',
-                                    jsonb_build_object('upload_id', r.name, 'filename', r.filename,
+                                    jsonb_build_object('upload_id', r.name, 'filename', r.display_name,
                                                        'source', r.source, 'offset', r."offset",
                                                        'length', r.length, 'reason', 'expired'));
         END IF;

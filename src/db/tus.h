@@ -26,13 +26,14 @@ typedef struct it_tus_upload {
 	int64_t offset;
 	char metadata[IT_TUS_METADATA_MAX + 1]; /* Upload-Metadata as sent */
 	char filename[IT_IMAGE_ORIG_MAX + 1];	 /* as sent, may be "" */
+	char display[IT_IMAGE_NAME_MAX + 1];	 /* sanitised for display, in events */
 	char source[16];
 	char image_id[37];		 /* "" until the upload became an image */
 	int64_t expires;		 /* Unix time */
 } it_tus_upload;
 
 /* Creates the upload u describes (id, session_id, length, metadata,
- * filename, source set by the caller) with an empty blob, expiring ttl
+ * filename, display, source set by the caller) with an empty blob, expiring ttl
  * seconds from now, and appends upload.started, in conn's open transaction.
  * Fills name, blob_id and expires. Returns 0, 404 (the session is unknown or
  * expired) or 503. */

@@ -15,6 +15,7 @@
 #include "fcgi/guard.h"
 #include "fcgi/handlers.h"
 #include "fcgi/ingest.h"
+#include "image/filename.h"
 #include "image/sniff.h"
 
 #include <errno.h>
@@ -826,6 +827,7 @@ void it_h_tus_create(it_req *req)
 		snprintf(t->up.metadata, sizeof(t->up.metadata), "%s", md ? md : "");
 	}
 	snprintf(t->up.filename, sizeof(t->up.filename), "%s", m.filename);
+	it_filename_sanitize(m.filename, NULL, t->up.display, sizeof(t->up.display));
 	snprintf(t->up.source, sizeof(t->up.source), "%s", m.source[0] ? m.source : "web");
 	if (it_db_begin(&t->conn) != 0) {
 		db_fail(t);

@@ -29,7 +29,7 @@ def meta(**kw):
 
 
 with Stack(tap, own_cluster=True, settings={"max_upload_bytes": "128M", "max_session_bytes": "1G",
-                                            "thumbnail_size": "64"}) as st:
+                                            "thumbnail_size": "64", "allowed_origins": "https://app.example"}) as st:
     S = st.new_session()
     OTHER = st.new_session()
 
@@ -88,6 +88,21 @@ with Stack(tap, own_cluster=True, settings={"max_upload_bytes": "128M", "max_ses
     tap.ok(r.status == 204 and all(h in allow for h in ("tus-resumable", "upload-offset", "upload-length",
                                                          "upload-metadata", "upload-checksum")),
            "preflight: tus request headers allowed")
+
+    # An allowed origin may send the tus headers and read the ones a client needs to go on.
+    r = st.request("OPTIONS", "/api/v1/uploads/tus", headers={
+        "Origin": "https://app.example", "Access-Control-Request-Method": "POST",
+        "Access-Control-Request-Headers": "tus-resumable,upload-length,upload-metadata"})
+    tap.ok(r.status == 204 and r.header("Access-Control-Allow-Origin") == "https://app.example"
+           and "upload-metadata" in (r.header("Access-Control-Allow-Headers") or "").lower(),
+           "preflight from an allowed origin: the tus headers are allowed")
+    r = tus("POST", "/api/v1/uploads/tus", headers={"Origin": "https://app.example", "Upload-Length": "10",
+                                                    "Upload-Metadata": meta(session_id=OTHER)})
+    exposed = [h.strip().lower() for h in (r.header("Access-Control-Expose-Headers") or "").split(",")]
+    tap.ok(r.status == 201 and all(h in exposed for h in ("location", "upload-offset", "upload-length",
+                                                          "upload-expires", "tus-resumable", "tus-version")),
+           "an allowed origin can read Location, Upload-Offset, Upload-Length, Upload-Expires, Tus-*")
+    tus("DELETE", r.header("Location") or "/")
 
     # ---------------------------------------------------------------- creation refusals
     r = create(len(small), version=False)
@@ -239,6 +254,11 @@ with Stack(tap, own_cluster=True, settings={"max_upload_bytes": "128M", "max_ses
     tap.is_(tus("HEAD", nloc).status, 404, "a non-image ends the upload")
     tap.ok(any(e[2].get("reason") == "not-an-image" for e in events(S, "upload.failed")),
            "upload.failed with reason not-an-image")
+    r = create(len(small), filename="../../etc/\u202epng.exe\nx.png")
+    st.is_problem(patch(r.header("Location") or "/", 0, b"hello, not an image"), 415, "a text file")
+    names = [e[2].get("filename") for e in events(S) if e[1].startswith("upload.")]
+    tap.ok(names and all("/" not in n and "\n" not in n and "\u202e" not in n for n in names),
+           "upload events carry the sanitised file name (%r)" % names[-1:])
 
     # Right magic, wrong inside: refused at completion, the upload and its bytes gone.
     broken = small[:40] + os.urandom(2000)
