@@ -9,12 +9,16 @@ bench/upload.py) through lighttpd -> imagetools.fcgi -> PostgreSQL twice per run
 one `curl -X PATCH -T` of the whole file (streamed, as `curl -F` streams). It reports the median wall times, the
 ratio tus/multipart throughput (goal >= 0.9) and the peak RSS of imagetools.fcgi (restarted
 per size). Then it cuts a PATCH after half the file and reports the resume cost: the bytes
-sent that the server did not keep (what a client sends twice). Traffic goes to 127.0.0.1
+sent that the server did not keep (what a client sends twice). When bench/tus-node has its
+node_modules (cd bench/tus-node && npm install), the same POST + PATCH also goes to
+@tus/server with its file store, the reference implementation, on the same machine (it
+writes a local file and neither sniffs, hashes nor thumbnails). Traffic goes to 127.0.0.1
 only.
 """
 
 import argparse
 import os
+import shutil
 import socket
 import statistics
 import subprocess
@@ -32,6 +36,43 @@ from upload import padded_jpeg, vm_hwm_kb  # noqa: E402
 from uploads_util import vips_image  # noqa: E402
 
 V = {"Tus-Resumable": "1.0.0"}
+
+
+def reference(path, size, runs, work):
+    """Median seconds of POST + PATCH of path against @tus/server, or None when it is not installed."""
+    node, here = shutil.which("node"), os.path.join(HERE, "tus-node")
+    if node is None or not os.path.isdir(os.path.join(here, "node_modules", "@tus", "server")):
+        return None
+    port = harness.free_port()
+    store = os.path.join(work, "tus-store")
+    os.makedirs(store, exist_ok=True)
+    p = subprocess.Popen([node, os.path.join(here, "server.mjs"), str(port), store], stdout=subprocess.PIPE,
+                         stderr=subprocess.DEVNULL, cwd=here)
+    try:
+        p.stdout.readline()
+        times = []
+        for _ in range(runs):
+            t0 = time.monotonic()
+            r = subprocess.run(["curl", "-sS", "-D", "-", "-o", "/dev/null", "-X", "POST", "-H", "Tus-Resumable: 1.0.0",
+                                "-H", "Upload-Length: %d" % size, "http://127.0.0.1:%d/files" % port],
+                               capture_output=True, text=True)
+            loc = [ln.split(":", 1)[1].strip() for ln in r.stdout.splitlines() if ln.lower().startswith("location:")]
+            if not loc:
+                raise RuntimeError("@tus/server create: %r" % r.stdout)
+            url = loc[0] if loc[0].startswith("http") else "http://127.0.0.1:%d%s" % (port, loc[0])
+            r = subprocess.run(["curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}", "-X", "PATCH",
+                                "-H", "Tus-Resumable: 1.0.0", "-H", "Upload-Offset: 0",
+                                "-H", "Content-Type: application/offset+octet-stream", "-T", path, url],
+                               capture_output=True, text=True)
+            times.append(time.monotonic() - t0)
+            if r.stdout != "204":
+                raise RuntimeError("@tus/server PATCH: %r" % r.stdout)
+            for f in os.listdir(store):
+                os.unlink(os.path.join(store, f))
+        return statistics.median(times)
+    finally:
+        p.terminate()
+        p.wait()
 
 
 def main():
@@ -90,7 +131,8 @@ def main():
                 st.sql("VACUUM")
             hwm = max(vm_hwm_kb(p) for p in st.fcgi_pids())
             m, t = statistics.median(mp), statistics.median(tu)
-            rows.append((mb, m, mb / m, t, mb / t, m / t, hwm))
+            ref = reference(path, size, args.runs, work)
+            rows.append((mb, m, mb / m, t, mb / t, m / t, hwm, ref))
 
             # The resume cost: half the file sent, then the connection cut.
             loc = create(size)
@@ -116,10 +158,12 @@ def main():
             resumes.append((mb, sent, kept))
             st.sql("DELETE FROM tus_uploads")
             os.unlink(path)
-    print("| size | multipart (curl -F) | MB/s | tus (POST + one PATCH) | MB/s | tus/multipart | fcgi peak RSS |")
-    print("|---:|---:|---:|---:|---:|---:|---:|")
-    for mb, m, sm, t, stu, ratio, hwm in rows:
-        print("| %d MB | %.3f s | %.0f | %.3f s | %.0f | %.2f | %.1f MB |" % (mb, m, sm, t, stu, ratio, hwm / 1024))
+    print("| size | multipart (curl -F) | MB/s | tus (POST + one PATCH) | MB/s | tus/multipart | fcgi peak RSS |"
+          " @tus/server (file store) |")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for mb, m, sm, t, stu, ratio, hwm, ref in rows:
+        print("| %d MB | %.3f s | %.0f | %.3f s | %.0f | %.2f | %.1f MB | %s |"
+              % (mb, m, sm, t, stu, ratio, hwm / 1024, "%.3f s, %.0f MB/s" % (ref, mb / ref) if ref else "-"))
     print()
     print("| size | bytes sent before the cut | kept by the server | to send again |")
     print("|---:|---:|---:|---:|")
