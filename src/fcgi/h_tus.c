@@ -593,8 +593,14 @@ static int write_body(tus *t)
 			writer_open = 1;
 		}
 	}
-	if (t->status != 0 && (md != NULL || (t->status != 400 && t->status != 408)))
-		goto out; /* all or nothing, or nothing worth keeping */
+	if (t->status != 0 && (md != NULL || (t->status != 400 && t->status != 408))) {
+		/* All or nothing, or nothing worth keeping: the transaction ends
+		 * here, so that the caller keeps nothing of it. */
+		it_blob_writer_abort(&w);
+		writer_open = 0;
+		end_txn(t, 0);
+		goto out;
+	}
 	if (md != NULL) {
 		if (EVP_DigestFinal_ex(md, got, &got_len) != 1 || got_len != sizeof(want) ||
 		    memcmp(got, want, sizeof(want)) != 0) {

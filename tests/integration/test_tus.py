@@ -177,6 +177,18 @@ with Stack(tap, own_cluster=True, settings={"max_upload_bytes": "128M", "max_ses
     st.is_problem(r, 460, "checksum mismatch")
     tap.is_(tus("HEAD", loc).header("Upload-Offset"), "0", "checksum mismatch: the bytes were discarded")
     tap.is_(chunk_rows(loc), 0, "checksum mismatch: no chunk stored")
+    # A PATCH with a checksum whose body ends early keeps nothing (it cannot be verified).
+    sk = socket.create_connection(("127.0.0.1", st.port), timeout=30)
+    sk.sendall(("PATCH %s HTTP/1.1\r\nHost: 127.0.0.1\r\nTus-Resumable: 1.0.0\r\nUpload-Offset: 0\r\n"
+                "Upload-Checksum: sha1 %s\r\nContent-Type: application/offset+octet-stream\r\n"
+                "Content-Length: %d\r\nConnection: close\r\n\r\n"
+                % (loc, b64(hashlib.sha1(small[:half]).digest()), half)).encode() + small[:half // 2])
+    sk.shutdown(socket.SHUT_WR)
+    read_to_end(sk)
+    sk.close()
+    wait_for(lambda: tus("HEAD", loc).status == 200, timeout=30, what="HEAD answers")
+    tap.is_(tus("HEAD", loc).header("Upload-Offset"), "0", "a checksummed PATCH cut short keeps nothing")
+    tap.is_(chunk_rows(loc), 0, "a checksummed PATCH cut short: no chunk stored")
     r = patch(loc, 0, small[:half], {"Upload-Checksum": "md5 " + b64(hashlib.md5(small[:half]).digest())})
     st.is_problem(r, 400, "unsupported checksum algorithm")
     r = patch(loc, 0, small[:half], {"Upload-Checksum": "sha1 " + b64(hashlib.sha1(small[:half]).digest())})
