@@ -2,6 +2,7 @@
 #include "config.h"
 
 #include "cli/cliutil.h"
+#include "cli/tusclient.h"
 #include "common/buf.h"
 #include "common/id.h"
 #include "common/log.h"
@@ -39,6 +40,9 @@ struct opts {
 	long max_wait_ms;    /* ceiling on any single wait, Retry-After included */
 	long timeout_s;	     /* a transfer making no progress this long is retried */
 	const char *url;     /* the upload URL, for messages */
+	int resume;	     /* tus: resumable, surviving a kill of this program */
+	char state_dir[4096]; /* where --resume keeps upload URLs */
+	long limit_rate;     /* bytes per second sent at most; 0: no limit */
 };
 
 /* Per-transfer state shared with libcurl's callbacks. */
@@ -86,6 +90,11 @@ static void usage(FILE *f)
 		"      --retry-delay MS   first backoff delay, doubled each retry (default 1000)\n"
 		"      --max-wait SEC     longest single wait, Retry-After included (default 300)\n"
 		"      --timeout SEC      give up a transfer stalled this long, then retry (default 60)\n"
+		"      --resume           resumable uploads (tus): an interrupted upload, even of a\n"
+		"                         killed " PROG ", goes on from where the server stands\n"
+		"      --state-dir DIR    where --resume keeps upload URLs\n"
+		"                         (default $XDG_STATE_HOME/imagetools-upload)\n"
+		"      --limit-rate BYTES send at most this many bytes per second\n"
 		"  -h, --help             this text\n"
 		"  -V, --version          the version\n"
 		"\n"
@@ -446,6 +455,39 @@ static enum outcome upload_one(CURL *h, const struct opts *o, const char *path, 
 	return result;
 }
 
+/* --resume: one file through tus (tusclient.h), reported like upload_one. */
+static enum outcome resume_one(CURL *h, const struct opts *o, const char *path)
+{
+	it_tusc_opts t = {o->conf.server, o->conf.session, o->conf.source, o->state_dir, o->retries,
+			  o->retry_delay_ms, o->max_wait_ms, &stop_requested, !o->quiet};
+	char url[2048], msg[700];
+	int rc = it_tusc_upload(h, &t, path, url, sizeof(url), msg, sizeof(msg));
+
+	if (o->json) {
+		json_object *j = json_object_new_object();
+		json_object_object_add(j, "file", json_object_new_string(path));
+		json_object_object_add(j, "upload_url", json_object_new_string(url));
+		json_object_object_add(j, "stored", json_object_new_boolean(rc == IT_TUSC_STORED));
+		if (rc != IT_TUSC_STORED)
+			json_object_object_add(j, "error", json_object_new_string(msg));
+		printf("%s\n", json_object_to_json_string_ext(j, JSON_C_TO_STRING_PLAIN));
+		fflush(stdout);
+		json_object_put(j);
+	} else if (rc == IT_TUSC_STORED && !o->quiet) {
+		printf("%s: stored\n", path);
+	}
+	if (rc != IT_TUSC_STORED && rc != IT_TUSC_INTERRUPTED)
+		fprintf(stderr, PROG ": %s: %s\n", path, msg);
+	switch (rc) {
+	case IT_TUSC_STORED: return STORED;
+	case IT_TUSC_REJECTED: return REJECTED;
+	case IT_TUSC_BAD_SESSION: return BAD_SESSION;
+	case IT_TUSC_INTERRUPTED: return INTERRUPTED;
+	case IT_TUSC_LOCAL_ERROR: return LOCAL_ERROR;
+	default: return GAVE_UP;
+	}
+}
+
 /* How the files went, for the summary and the exit code. */
 struct totals {
 	int stored, rejected, gave_up, bad_session, not_server, interrupted;
@@ -555,7 +597,8 @@ static int run(int argc, char **argv, struct opts *o, it_buf *url, struct pathli
 		{"retry-delay", required_argument, NULL, 'd'}, {"max-wait", required_argument, NULL, 'w'},
 		{"timeout", required_argument, NULL, 't'}, {"help", no_argument, NULL, 'h'},
 		{"version", no_argument, NULL, 'V'},	  {"files-from", required_argument, NULL, 'F'},
-		{NULL, 0, NULL, 0},
+		{"resume", no_argument, NULL, 'R'},	  {"state-dir", required_argument, NULL, 'D'},
+		{"limit-rate", required_argument, NULL, 'L'}, {NULL, 0, NULL, 0},
 	};
 	struct sigaction sa;
 	char err[600], ua[64];
@@ -577,6 +620,12 @@ static int run(int argc, char **argv, struct opts *o, it_buf *url, struct pathli
 		case 'F': o->files_from = optarg; break;
 		case 'q': o->quiet = 1; break;
 		case 'r': o->recursive = 1; break;
+		case 'R': o->resume = 1; break;
+		case 'D': snprintf(o->state_dir, sizeof(o->state_dir), "%s", optarg); break;
+		case 'L':
+			if (it_cli_parse_long(optarg, 1, 1L << 40, &o->limit_rate) < 0)
+				goto bad_number;
+			break;
 		case 'n':
 			if (it_cli_parse_long(optarg, 0, 100, &v) < 0)
 				goto bad_number;
@@ -616,6 +665,10 @@ static int run(int argc, char **argv, struct opts *o, it_buf *url, struct pathli
 	}
 	if (o->conf.source == NULL)
 		o->conf.source = strdup("cli");
+	if (o->resume && o->state_dir[0] == '\0' && it_tusc_default_state_dir(o->state_dir, sizeof(o->state_dir)) < 0) {
+		fprintf(stderr, PROG ": --resume needs --state-dir, XDG_STATE_HOME or HOME\n");
+		return IT_EXIT_USAGE;
+	}
 	if (it_cli_url(url, o->conf.server, "/api/v1/images") < 0) {
 		fprintf(stderr, PROG ": the server must be an http:// or https:// URL, or host:port\n");
 		return IT_EXIT_USAGE;
@@ -670,9 +723,12 @@ static int run(int argc, char **argv, struct opts *o, it_buf *url, struct pathli
 	curl_easy_setopt(h, CURLOPT_LOW_SPEED_LIMIT, 1L);
 	curl_easy_setopt(h, CURLOPT_LOW_SPEED_TIME, o->timeout_s);
 	curl_easy_setopt(h, CURLOPT_NOPROGRESS, 0L);
+	if (o->limit_rate > 0)
+		curl_easy_setopt(h, CURLOPT_MAX_SEND_SPEED_LARGE, (curl_off_t)o->limit_rate);
 
 	for (size_t i = 0; i < files->n && !t.bad_session && !t.not_server && !t.interrupted; i++) {
-		tally(&t, upload_one(h, o, files->v[i], (int)i + 1, (int)files->n));
+		tally(&t, o->resume ? resume_one(h, o, files->v[i])
+				    : upload_one(h, o, files->v[i], (int)i + 1, (int)files->n));
 		total++;
 	}
 	if (o->files_from && !t.bad_session && !t.not_server && !t.interrupted) {
@@ -691,7 +747,7 @@ static int run(int argc, char **argv, struct opts *o, it_buf *url, struct pathli
 			if (n == 0)
 				continue;
 			total++;
-			tally(&t, upload_one(h, o, line, total, 0));
+			tally(&t, o->resume ? resume_one(h, o, line) : upload_one(h, o, line, total, 0));
 		}
 		free(line);
 		if (f && f != stdin)

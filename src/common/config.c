@@ -59,6 +59,8 @@ static const struct key keys[] = {
 	I(max_files, 20, 1, 1000),
 	I(max_session_bytes, 1073741824, 0, 1125899906842624),
 	I(max_staged_bytes, 1048576, 0, 67108864),
+	I(resumable_upload_ttl, 86400, 60, 2592000),
+	I(upload_progress_interval_ms, 500, 100, 60000),
 	I(longpoll_timeout, 30, 1, 300),
 	I(keepalive_interval, 15, 1, 300),
 	I(sse_retry_ms, 3000, 100, 600000),

@@ -31,6 +31,8 @@ typedef struct it_config {
 	int64_t max_files;	    /* file parts per request */
 	int64_t max_session_bytes;  /* bytes a session's images may hold; 0: no limit */
 	int64_t max_staged_bytes;   /* file bytes held before the session is known */
+	int64_t resumable_upload_ttl; /* seconds an unfinished tus upload lives after its last byte */
+	int64_t upload_progress_interval_ms; /* least time between two upload.progress events of one upload */
 	int64_t longpoll_timeout;   /* cap on ?timeout= of long-polls, seconds */
 	int64_t keepalive_interval; /* SSE comment / long-poll whitespace, seconds */
 	int64_t sse_retry_ms;	    /* retry: hint sent to EventSource */

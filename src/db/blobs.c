@@ -55,6 +55,8 @@ static void hex(const unsigned char *in, size_t n, char *out)
 	out[2 * n] = '\0';
 }
 
+static int start_copy(it_blob_writer *w);
+
 static void release(it_blob_writer *w)
 {
 	free(w->row);
@@ -91,6 +93,51 @@ int it_blob_writer_open(it_blob_writer *w, PGconn *conn)
 		release(w);
 		return 503;
 	}
+	return start_copy(w);
+}
+
+int it_blob_writer_resume(it_blob_writer *w, PGconn *conn, int64_t id, int64_t size)
+{
+	char ids[24], ns[24];
+	const char *params[2] = {ids, ns};
+	PGresult *res;
+	int32_t n = (int32_t)(size / IT_BLOB_CHUNK);
+	size_t tail = (size_t)(size % IT_BLOB_CHUNK);
+
+	memset(w, 0, sizeof(*w));
+	w->conn = conn;
+	w->state = W_FAILED;
+	w->id = id;
+	w->size = size;
+	w->next_n = n;
+	w->resumed = 1;
+	if (conn == NULL || size < 0 || (w->row = malloc(ROW_HEAD + IT_BLOB_CHUNK)) == NULL)
+		return 503;
+	snprintf(ids, sizeof(ids), "%" PRId64, id);
+	snprintf(ns, sizeof(ns), "%" PRId32, n);
+	if (tail > 0) {
+		/* The short last chunk is taken back and written again, longer. */
+		res = it_db_exec_bin(conn, "DELETE FROM blob_chunks WHERE blob_id = $1 AND n = $2 RETURNING data", 2,
+				     params, NULL, NULL, 1);
+		if (!it_db_ok(res, PGRES_TUPLES_OK) || PQntuples(res) != 1 || (size_t)PQgetlength(res, 0, 0) != tail) {
+			it_log_warn("blob %" PRId64 ": its last chunk is not the %zu bytes expected", id, tail);
+			PQclear(res);
+			release(w);
+			return 503;
+		}
+		memcpy(w->row + ROW_HEAD, PQgetvalue(res, 0, 0), tail);
+		w->fill = tail;
+		PQclear(res);
+	}
+	return start_copy(w);
+}
+
+/* Puts conn into COPY mode for w's chunks. */
+static int start_copy(it_blob_writer *w)
+{
+	PGconn *conn = w->conn;
+	PGresult *res;
+
 	res = PQexec(conn, "COPY blob_chunks (blob_id, n, data) FROM STDIN (FORMAT binary)");
 	if (PQresultStatus(res) != PGRES_COPY_IN) {
 		it_log_warn("blob COPY failed: %s", PQerrorMessage(conn));
@@ -136,7 +183,7 @@ int it_blob_writer_append(it_blob_writer *w, const void *p, size_t n)
 
 	if (w->state != W_COPYING)
 		return 503;
-	if (EVP_DigestUpdate(w->md, p, n) != 1)
+	if (w->md != NULL && EVP_DigestUpdate(w->md, p, n) != 1)
 		goto fail;
 	while (n > 0) {
 		size_t room = IT_BLOB_CHUNK - w->fill, take = n < room ? n : room;
@@ -165,9 +212,13 @@ int it_blob_writer_finish(it_blob_writer *w)
 
 	if (w->state != W_COPYING)
 		goto out;
-	if (flush_chunk(w) != 0 || EVP_DigestFinal_ex(w->md, digest, &dlen) != 1)
+	if (flush_chunk(w) != 0)
 		goto out;
-	hex(digest, dlen, w->sha256);
+	if (!w->resumed) {
+		if (EVP_DigestFinal_ex(w->md, digest, &dlen) != 1)
+			goto out;
+		hex(digest, dlen, w->sha256);
+	}
 	put16(trailer, 0xffff);
 	if (PQputCopyData(w->conn, (const char *)trailer, 2) != 1 || PQputCopyEnd(w->conn, NULL) != 1)
 		goto out;
@@ -185,6 +236,8 @@ int it_blob_writer_finish(it_blob_writer *w)
 		goto out;
 	snprintf(ids, sizeof(ids), "%" PRId64, w->id);
 	snprintf(sizes, sizeof(sizes), "%" PRId64, w->size);
+	if (w->resumed)
+		params[2] = NULL;
 	res = it_db_exec(&w->conn, 0, "UPDATE blobs SET size = $2, sha256 = $3 WHERE id = $1", 3, params);
 	rc = it_db_ok(res, PGRES_COMMAND_OK) ? 0 : 503;
 	PQclear(res);
@@ -210,6 +263,20 @@ void it_blob_writer_abort(it_blob_writer *w)
 	}
 	w->state = W_DONE;
 	release(w);
+}
+
+int it_blob_set_sha256(PGconn *conn, int64_t id, const char *sha256_hex)
+{
+	char ids[24];
+	const char *params[2] = {ids, sha256_hex};
+	PGresult *res;
+	int rc;
+
+	snprintf(ids, sizeof(ids), "%" PRId64, id);
+	res = it_db_exec(&conn, 0, "UPDATE blobs SET sha256 = $2 WHERE id = $1", 2, params);
+	rc = it_db_ok(res, PGRES_COMMAND_OK) ? 0 : 503;
+	PQclear(res);
+	return rc;
 }
 
 int it_blob_put(PGconn *conn, const void *p, size_t n, int64_t *id, char *sha256_hex)
@@ -318,6 +385,14 @@ void it_blob_reader_close(it_blob_reader *r)
 
 int it_blob_read_to_fd(PGconn *conn, int64_t id, int fd)
 {
+	return it_blob_export(conn, id, fd, NULL);
+}
+
+int it_blob_export(PGconn *conn, int64_t id, int fd, char *sha256_hex)
+{
+	unsigned char digest[EVP_MAX_MD_SIZE];
+	unsigned int dlen = 0;
+	EVP_MD_CTX *md = NULL;
 	it_blob_reader r;
 	const void *p;
 	ssize_t n;
@@ -325,22 +400,45 @@ int it_blob_read_to_fd(PGconn *conn, int64_t id, int fd)
 
 	if (rc != 0)
 		return rc;
+	if (sha256_hex != NULL &&
+	    ((md = EVP_MD_CTX_new()) == NULL || EVP_DigestInit_ex(md, EVP_sha256(), NULL) != 1)) {
+		rc = 503;
+		goto out;
+	}
 	while ((n = it_blob_reader_next(&r, &p)) > 0) {
 		const char *c = p;
+		if (md != NULL && EVP_DigestUpdate(md, p, (size_t)n) != 1) {
+			rc = 503;
+			goto out;
+		}
 		while (n > 0) {
 			ssize_t w = write(fd, c, (size_t)n);
 			if (w < 0 && errno == EINTR)
 				continue;
 			if (w <= 0) {
-				it_blob_reader_close(&r);
-				return 500;
+				rc = 500;
+				goto out;
 			}
 			c += w;
 			n -= w;
 		}
 	}
+	if (n < 0) {
+		rc = (int)-n;
+		goto out;
+	}
+	if (md != NULL) {
+		if (EVP_DigestFinal_ex(md, digest, &dlen) != 1) {
+			rc = 503;
+			goto out;
+		}
+		hex(digest, dlen, sha256_hex);
+	}
+out:
+	if (md != NULL)
+		EVP_MD_CTX_free(md);
 	it_blob_reader_close(&r);
-	return n < 0 ? (int)-n : 0;
+	return rc;
 }
 
 int it_blob_delete(PGconn *conn, int64_t id)

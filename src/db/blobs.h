@@ -32,11 +32,20 @@ typedef struct it_blob_writer {
 	void *md;		/* EVP_MD_CTX */
 	int state;
 	int in_copy;		/* the connection is in COPY IN mode */
+	int resumed;		/* opened by it_blob_writer_resume: sha256 unknown */
 } it_blob_writer;
 
 /* Creates a blob row and starts streaming its chunks. Returns 0 or 503; on
  * failure nothing needs freeing but the transaction must be rolled back. */
 int it_blob_writer_open(it_blob_writer *w, PGconn *conn);
+
+/* Opens a writer that appends to blob id, which holds size bytes (a
+ * resumable upload, whose bytes arrive over many transactions). A last chunk
+ * shorter than IT_BLOB_CHUNK is read back into the writer and deleted, so
+ * every chunk but the last stays full. Such a writer knows no hash of the
+ * whole: finish records the size and leaves sha256 unset (see
+ * it_blob_set_sha256). Same transaction rules and returns as open. */
+int it_blob_writer_resume(it_blob_writer *w, PGconn *conn, int64_t id, int64_t size);
 
 /* Appends n bytes. Returns 0 or 503 (the writer is then failed: abort it). */
 int it_blob_writer_append(it_blob_writer *w, const void *p, size_t n);
@@ -50,6 +59,10 @@ int it_blob_writer_finish(it_blob_writer *w);
  * and frees the writer's memory. Safe after finish, after a failed open, and
  * more than once. The caller rolls back its transaction. */
 void it_blob_writer_abort(it_blob_writer *w);
+
+/* Records the hash (lower-case hex) of blob id, for blobs written by resumed
+ * writers. Returns 0 or 503. */
+int it_blob_set_sha256(PGconn *conn, int64_t id, const char *sha256_hex);
 
 /* Stores p[0..n) as a new blob in one call (thumbnails). Returns 0 and sets
  * *id (and sha256_hex when not NULL, 65 bytes) or 503. */
@@ -94,6 +107,10 @@ void it_blob_reader_close(it_blob_reader *r);
 /* Copies a whole blob to fd (for libvips, which wants a file). Returns 0,
  * 404, 503, or 500 when writing to fd fails. */
 int it_blob_read_to_fd(PGconn *conn, int64_t id, int fd);
+
+/* Like it_blob_read_to_fd, and writes the SHA-256 of the bytes (lower-case
+ * hex, 65 bytes with the NUL) to sha256_hex unless it is NULL. */
+int it_blob_export(PGconn *conn, int64_t id, int fd, char *sha256_hex);
 
 /* Deletes a blob and its chunks inside the caller's transaction. Images
  * delete their blobs themselves (a trigger, sql/002_images.sql); this is

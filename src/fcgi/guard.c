@@ -9,6 +9,7 @@
 #include "db/metrics.h"
 #include "db/ratelimit.h"
 #include "fcgi/app.h"
+#include "fcgi/handlers.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -56,6 +57,12 @@ int it_guard_request(it_req *req)
 	const char *host = it_req_env(req, "HTTP_HOST");
 	int preflight = strcmp(req->method, "OPTIONS") == 0;
 	it_origin_verdict verdict;
+
+	/* tus discovery: an OPTIONS request to the resumable upload endpoint
+	 * learns the protocol's version, extensions and limits, whether or
+	 * not it is a CORS preflight. */
+	if (preflight && strncmp(req->path, "/api/v1/uploads/tus", 19) == 0)
+		it_h_tus_discovery_headers(req);
 
 	/* DNS rebinding: a page on evil.example whose name later resolves to
 	 * this server is same-origin with itself, so its Origin matches its

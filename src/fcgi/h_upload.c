@@ -14,6 +14,7 @@
 #include "fcgi/auth.h"
 #include "fcgi/guard.h"
 #include "fcgi/handlers.h"
+#include "fcgi/ingest.h"
 #include "image/filename.h"
 #include "image/sniff.h"
 #include "image/thumb.h"
@@ -116,28 +117,6 @@ __attribute__((format(printf, 4, 5))) static int up_fail(upload *u, int status, 
 	return -1;
 }
 
-/* An unlinked temporary file: it disappears with the descriptor, whatever
- * happens to the process. */
-static int tmpfile_open(void)
-{
-	const char *dir = getenv("TMPDIR");
-	char path[4096];
-	int fd;
-
-	if (dir == NULL || *dir == '\0')
-		dir = "/tmp";
-#ifdef O_TMPFILE
-	fd = open(dir, O_TMPFILE | O_RDWR | O_EXCL | O_CLOEXEC, 0600);
-	if (fd >= 0)
-		return fd;
-#endif
-	snprintf(path, sizeof(path), "%s/imagetools-upload-XXXXXX", dir);
-	fd = mkostemp(path, O_CLOEXEC);
-	if (fd >= 0)
-		unlink(path);
-	return fd;
-}
-
 static int write_all(int fd, const char *p, size_t n)
 {
 	while (n > 0) {
@@ -192,7 +171,7 @@ static int part_begin(upload *u, const it_mp_part *part)
 		u->kind = P_FILE;
 		u->head_len = 0;
 		u->file_size = 0;
-		u->tmp_fd = tmpfile_open();
+		u->tmp_fd = it_ingest_tmpfile();
 		if (u->tmp_fd < 0) {
 			it_log_error("cannot create a temporary file: %s", strerror(errno));
 			return up_fail(u, 503, "storage-unavailable", "The upload cannot be stored right now.");
@@ -309,24 +288,17 @@ static int valid_source(const char *s)
 	return 0;
 }
 
-/* The bytes are complete: sniff the header, check the pixel count, make the
- * thumbnail, and keep what the image row will need. */
+/* The bytes are complete: end the blob, then sniff the header, check the
+ * pixel count and make the thumbnail (it_ingest_examine), keeping what the
+ * image row will need. */
 static int file_end(upload *u)
 {
-	upload_file *f = &u->files[u->nfiles];
-	it_image *img = &f->img;
-	const char *name = u->display;
-	void *thumb = NULL;
-	size_t thumb_len = 0;
-	const char *thumb_type;
-	char err[256];
-	it_sniff s;
-	enum it_sniff_rc rc;
-	int ret = -1;
+	it_image *img = &u->files[u->nfiles].img;
+	it_ingest_error e = {0};
 
 	memset(img, 0, sizeof(*img));
 	if (u->file_size == 0)
-		return up_fail(u, 415, "not-an-image", "\"%.60s\" is empty.", name);
+		return up_fail(u, 415, "not-an-image", "\"%.60s\" is empty.", u->display);
 	if (it_blob_writer_finish(&u->blob) != 0) {
 		u->blob_open = 0;
 		return up_fail(u, 503, "database-unavailable", "The database cannot be reached; try again shortly.");
@@ -335,42 +307,10 @@ static int file_end(upload *u)
 	img->blob_id = u->blob.id;
 	img->size = u->blob.size;
 	memcpy(img->sha256, u->blob.sha256, sizeof(img->sha256));
-
-	/* pread, not mmap: mapped file pages would count as (and fault in
-	 * around each touch as) resident memory of this process. */
-	rc = it_sniff_fd(u->tmp_fd, (uint64_t)u->file_size, &s);
-	if (rc == IT_SNIFF_UNKNOWN)
-		return up_fail(u, 415, "not-an-image", "\"%.60s\" is not a JPEG, PNG, GIF, WebP, HEIC or AVIF image.", name);
-	if (rc != IT_SNIFF_OK)
-		return up_fail(u, 415, "corrupt-image", "\"%.60s\" has a damaged or truncated header.", name);
-	if ((s.ext[0] == 'h' || s.ext[0] == 'a') && !it_thumb_heif_readable())
-		return up_fail(u, 415, "unsupported-format",
-			       "\"%.60s\" is a %s image, which this server's libvips cannot read (it was built "
-			       "without libheif); convert it to JPEG before uploading.",
-			       name, s.ext[0] == 'a' ? "AVIF" : "HEIC");
-	/* Every frame and what decoding it would hold, before libvips allocates. */
-	if (it_sniff_check(&s,
-			   &(it_sniff_limits){(uint64_t)it_g.cfg.max_pixels, (uint64_t)it_g.cfg.max_dimension,
-					      (uint64_t)it_g.cfg.max_decode_bytes},
-			   err, sizeof(err)) != 0)
-		return up_fail(u, 413, "too-many-pixels", "\"%.60s\" %s.", name, err);
-	if (it_thumb_make(u->tmp_fd, (int)it_g.cfg.thumbnail_size, &thumb, &thumb_len, &thumb_type, err,
-			  sizeof(err)) != 0)
-		return up_fail(u, 415, "corrupt-image", "\"%.60s\" cannot be decoded as an image.", name);
-	if (it_blob_put(u->conn, thumb, thumb_len, &img->thumb_blob_id, NULL) != 0) {
-		up_fail(u, 503, "database-unavailable", "The database cannot be reached; try again shortly.");
-		goto out;
-	}
-	snprintf(img->content_type, sizeof(img->content_type), "%s", s.content_type);
-	img->width = (int32_t)s.width;
-	img->height = (int32_t)s.height;
-	it_filename_utf8(u->part.filename, img->original_filename, sizeof(img->original_filename));
-	it_filename_sanitize(u->part.filename, s.ext, img->filename, sizeof(img->filename));
+	if (it_ingest_examine(u->conn, u->tmp_fd, u->file_size, u->part.filename, img, &e) != 0)
+		return up_fail(u, e.status, e.slug, "%s", e.detail);
 	u->nfiles++;
-	ret = 0;
-out:
-	free(thumb);
-	return ret;
+	return 0;
 }
 
 /* Keeps a complete file part that came before the session in its
@@ -580,22 +520,11 @@ static int upload_store(upload *u)
 		return rc;
 	for (int i = 0; i < u->nfiles; i++) {
 		it_image *img = &u->files[i].img;
+		it_ingest_error e = {0};
 		snprintf(img->session_id, sizeof(img->session_id), "%.79s", u->session);
 		snprintf(img->source, sizeof(img->source), "%.15s", u->source[0] ? u->source : "web");
-		rc = it_images_insert(u->conn, img);
-		if (rc == 404)
-			return up_fail(u, 404, "unknown-session", "No such session, or it has expired.");
-		if (rc != 0)
-			return up_fail(u, 503, "database-unavailable", "The database cannot be reached; try again shortly.");
-	}
-	for (int i = 0; i < u->nfiles; i++) {
-		json_object *data = it_images_event_data(&u->files[i].img, it_g.cfg.url_prefix, u->signer);
-		rc = it_event_append(u->conn, u->session, "image.uploaded", data, NULL);
-		json_object_put(data);
-		if (rc == 404)
-			return up_fail(u, 404, "unknown-session", "No such session, or it has expired.");
-		if (rc != 0)
-			return up_fail(u, 503, "database-unavailable", "The database cannot be reached; try again shortly.");
+		if (it_ingest_record(u->conn, img, u->signer, &e) != 0)
+			return up_fail(u, e.status, e.slug, "%s", e.detail);
 	}
 	if (it_db_commit(u->conn) != 0)
 		return up_fail(u, 503, "database-unavailable", "The database cannot be reached; try again shortly.");

@@ -19,6 +19,16 @@ void it_h_events_stream(it_req *req);
 /* h_upload.c */
 void it_h_image_upload(it_req *req);
 
+/* h_tus.c: resumable uploads (tus 1.0.0) under /api/v1/uploads/tus */
+void it_h_tus_create(it_req *req);
+void it_h_tus_head(it_req *req);
+void it_h_tus_patch(it_req *req);
+void it_h_tus_delete(it_req *req);
+void it_h_tus_override(it_req *req);
+/* Adds the tus discovery headers (Tus-Version, Tus-Extension, Tus-Max-Size,
+ * Tus-Checksum-Algorithm) to the answer of an OPTIONS request. */
+void it_h_tus_discovery_headers(it_req *req);
+
 /* h_images.c */
 void it_h_session_images(it_req *req);
 void it_h_image_get(it_req *req);

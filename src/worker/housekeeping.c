@@ -1,4 +1,4 @@
-/* housekeeping.c: periodic chores: expiry warnings, expired sessions, event retention, orphaned blobs. */
+/* housekeeping.c: periodic chores: expiry warnings, expired sessions, event retention, orphaned blobs, expired uploads. */
 #include "config.h"
 
 #include "worker/housekeeping.h"
@@ -47,7 +47,8 @@ int it_hk_run(PGconn *conn, const it_config *cfg, int gc_blobs, it_hk_stats *st)
 	res = PQexecParams(conn,
 			   "SELECT it_fail_abandoned_operations($1::integer),"
 			   " it_warn_expiring_sessions($2::integer, $4::integer),"
-			   " it_delete_expired_sessions($4::integer), it_prune_events($3::integer, $4::integer)",
+			   " it_delete_expired_sessions($4::integer), it_prune_events($3::integer, $4::integer),"
+			   " it_expire_tus_uploads($4::integer)",
 			   4, NULL, pv, NULL, NULL, 0);
 	if (!it_db_ok(res, PGRES_TUPLES_OK))
 		goto out;
@@ -55,6 +56,7 @@ int it_hk_run(PGconn *conn, const it_config *cfg, int gc_blobs, it_hk_stats *st)
 	st->warned = atoi(PQgetvalue(res, 0, 1));
 	st->expired = atoi(PQgetvalue(res, 0, 2));
 	st->pruned = atoll(PQgetvalue(res, 0, 3));
+	st->uploads = atoi(PQgetvalue(res, 0, 4));
 	PQclear(res);
 	res = NULL;
 	if (gc_blobs) {
@@ -65,6 +67,7 @@ int it_hk_run(PGconn *conn, const it_config *cfg, int gc_blobs, it_hk_stats *st)
 				   " WHERE b.created_at < now() - interval '1 hour'"
 				   " AND NOT EXISTS (SELECT 1 FROM images i WHERE i.blob_id = b.id)"
 				   " AND NOT EXISTS (SELECT 1 FROM images i WHERE i.thumb_blob_id = b.id)"
+				   " AND NOT EXISTS (SELECT 1 FROM tus_uploads t WHERE t.blob_id = b.id)"
 				   " LIMIT 1000) RETURNING 1) SELECT count(*) FROM d");
 		if (!it_db_ok(res, PGRES_TUPLES_OK))
 			goto out;
@@ -82,9 +85,9 @@ out:
 	PQclear(res);
 	if (PQtransactionStatus(conn) != PQTRANS_IDLE)
 		it_db_rollback(conn);
-	if (rc == 0 && (st->abandoned || st->warned || st->expired || st->pruned || st->blobs))
+	if (rc == 0 && (st->abandoned || st->warned || st->expired || st->pruned || st->blobs || st->uploads))
 		it_log_info("housekeeping: %d operations abandoned, %d sessions warned, %d expired sessions deleted,"
-			    " %lld events pruned, %lld orphaned blobs deleted",
-			    st->abandoned, st->warned, st->expired, st->pruned, st->blobs);
+			    " %lld events pruned, %lld orphaned blobs deleted, %d expired uploads deleted",
+			    st->abandoned, st->warned, st->expired, st->pruned, st->blobs, st->uploads);
 	return rc;
 }

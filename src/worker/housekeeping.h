@@ -1,4 +1,4 @@
-/* housekeeping.h: periodic chores: expiry warnings, expired sessions, event retention, orphaned blobs. */
+/* housekeeping.h: periodic chores: expiry warnings, expired sessions, event retention, orphaned blobs, expired uploads. */
 #ifndef IT_HOUSEKEEPING_H
 #define IT_HOUSEKEEPING_H
 
@@ -13,6 +13,7 @@ typedef struct it_hk_stats {
 	int expired;	    /* sessions deleted */
 	long long pruned;   /* events deleted */
 	long long blobs;    /* orphaned blobs deleted */
+	int uploads;	    /* expired resumable uploads deleted, with their bytes */
 } it_hk_stats;
 
 /* Runs one round in one transaction. Only one worker at a time does it (a

@@ -1,0 +1,122 @@
+/* ingest.c: the last step of every upload, multipart or resumable: a complete file becomes an image with its event. */
+#include "config.h"
+
+#include "fcgi/ingest.h"
+
+#include "common/log.h"
+#include "db/blobs.h"
+#include "db/eventlog.h"
+#include "fcgi/app.h"
+#include "image/filename.h"
+#include "image/sniff.h"
+#include "image/thumb.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+int it_ingest_fail(it_ingest_error *e, int status, const char *slug, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (e->status == 0) {
+		e->status = status;
+		e->slug = slug;
+		va_start(ap, fmt);
+		vsnprintf(e->detail, sizeof(e->detail), fmt, ap);
+		va_end(ap);
+	}
+	return -1;
+}
+
+int it_ingest_tmpfile(void)
+{
+	const char *dir = getenv("TMPDIR");
+	char path[4096];
+	int fd;
+
+	if (dir == NULL || *dir == '\0')
+		dir = "/tmp";
+#ifdef O_TMPFILE
+	fd = open(dir, O_TMPFILE | O_RDWR | O_EXCL | O_CLOEXEC, 0600);
+	if (fd >= 0)
+		return fd;
+#endif
+	snprintf(path, sizeof(path), "%s/imagetools-upload-XXXXXX", dir);
+	fd = mkostemp(path, O_CLOEXEC);
+	if (fd >= 0)
+		unlink(path);
+	return fd;
+}
+
+int it_ingest_examine(PGconn *conn, int fd, int64_t size, const char *client_name, it_image *img,
+		      it_ingest_error *e)
+{
+	char name[IT_IMAGE_NAME_MAX + 1], err[256];
+	void *thumb = NULL;
+	size_t thumb_len = 0;
+	const char *thumb_type;
+	it_sniff s;
+	enum it_sniff_rc rc;
+	int ret = -1;
+
+	it_filename_sanitize(client_name, NULL, name, sizeof(name));
+	if (size == 0)
+		return it_ingest_fail(e, 415, "not-an-image", "\"%.60s\" is empty.", name);
+	/* pread, not mmap: mapped file pages would count as (and fault in
+	 * around each touch as) resident memory of this process. */
+	rc = it_sniff_fd(fd, (uint64_t)size, &s);
+	if (rc == IT_SNIFF_UNKNOWN)
+		return it_ingest_fail(e, 415, "not-an-image",
+				      "\"%.60s\" is not a JPEG, PNG, GIF, WebP, HEIC or AVIF image.", name);
+	if (rc != IT_SNIFF_OK)
+		return it_ingest_fail(e, 415, "corrupt-image", "\"%.60s\" has a damaged or truncated header.", name);
+	if ((s.ext[0] == 'h' || s.ext[0] == 'a') && !it_thumb_heif_readable())
+		return it_ingest_fail(e, 415, "unsupported-format",
+				      "\"%.60s\" is a %s image, which this server's libvips cannot read (it was built "
+				      "without libheif); convert it to JPEG before uploading.",
+				      name, s.ext[0] == 'a' ? "AVIF" : "HEIC");
+	/* Every frame and what decoding it would hold, before libvips allocates. */
+	if (it_sniff_check(&s,
+			   &(it_sniff_limits){(uint64_t)it_g.cfg.max_pixels, (uint64_t)it_g.cfg.max_dimension,
+					      (uint64_t)it_g.cfg.max_decode_bytes},
+			   err, sizeof(err)) != 0)
+		return it_ingest_fail(e, 413, "too-many-pixels", "\"%.60s\" %s.", name, err);
+	if (it_thumb_make(fd, (int)it_g.cfg.thumbnail_size, &thumb, &thumb_len, &thumb_type, err, sizeof(err)) != 0)
+		return it_ingest_fail(e, 415, "corrupt-image", "\"%.60s\" cannot be decoded as an image.", name);
+	if (it_blob_put(conn, thumb, thumb_len, &img->thumb_blob_id, NULL) != 0) {
+		it_ingest_fail(e, 503, "database-unavailable", "The database cannot be reached; try again shortly.");
+		goto out;
+	}
+	snprintf(img->content_type, sizeof(img->content_type), "%s", s.content_type);
+	img->width = (int32_t)s.width;
+	img->height = (int32_t)s.height;
+	it_filename_utf8(client_name, img->original_filename, sizeof(img->original_filename));
+	it_filename_sanitize(client_name, s.ext, img->filename, sizeof(img->filename));
+	ret = 0;
+out:
+	free(thumb);
+	return ret;
+}
+
+int it_ingest_record(PGconn *conn, it_image *img, const it_urlsign *signer, it_ingest_error *e)
+{
+	json_object *data;
+	int rc = it_images_insert(conn, img);
+
+	if (rc == 0) {
+		/* The event last: it takes the session's row lock until commit. */
+		data = it_images_event_data(img, it_g.cfg.url_prefix, signer);
+		rc = it_event_append(conn, img->session_id, "image.uploaded", data, NULL);
+		json_object_put(data);
+	}
+	if (rc == 404)
+		return it_ingest_fail(e, 404, "unknown-session", "No such session, or it has expired.");
+	if (rc != 0)
+		return it_ingest_fail(e, 503, "database-unavailable", "The database cannot be reached; try again shortly.");
+	return 0;
+}
