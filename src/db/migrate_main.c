@@ -55,6 +55,11 @@ int main(int argc, char **argv)
 		fprintf(stderr, "imagetools-migrate: %s\n", err);
 		return 2;
 	}
+	if (it_db_check_conninfo(database ? database : cfg.database_url, err, sizeof(err)) < 0) {
+		fprintf(stderr, "imagetools-migrate: %s\n", err);
+		it_config_free(&cfg);
+		return 2;
+	}
 	it_db_configure(database ? database : cfg.database_url);
 	it_config_free(&cfg);
 	conn = it_db_connect();
