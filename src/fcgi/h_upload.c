@@ -343,7 +343,7 @@ static int file_end(upload *u)
 		return up_fail(u, 415, "not-an-image", "\"%.60s\" is not a JPEG, PNG, GIF, WebP, HEIC or AVIF image.", name);
 	if (rc != IT_SNIFF_OK)
 		return up_fail(u, 415, "corrupt-image", "\"%.60s\" has a damaged or truncated header.", name);
-	if ((s.ext[0] == 'h' || s.ext[0] == 'a') && !it_thumb_heif_readable())
+	if ((s.ext[0] == 'h' || s.ext[0] == 'a') && it_thumb_available() && !it_thumb_heif_readable())
 		return up_fail(u, 415, "unsupported-format",
 			       "\"%.60s\" is a %s image, which this server's libvips cannot read (it was built "
 			       "without libheif); convert it to JPEG before uploading.",
@@ -354,10 +354,11 @@ static int file_end(upload *u)
 					      (uint64_t)it_g.cfg.max_decode_bytes},
 			   err, sizeof(err)) != 0)
 		return up_fail(u, 413, "too-many-pixels", "\"%.60s\" %s.", name, err);
-	if (it_thumb_make(u->tmp_fd, (int)it_g.cfg.thumbnail_size, &thumb, &thumb_len, &thumb_type, err,
-			  sizeof(err)) != 0)
+	/* A build without libvips stores the image without a thumbnail. */
+	if (it_thumb_available() && it_thumb_make(u->tmp_fd, (int)it_g.cfg.thumbnail_size, &thumb, &thumb_len,
+						  &thumb_type, err, sizeof(err)) != 0)
 		return up_fail(u, 415, "corrupt-image", "\"%.60s\" cannot be decoded as an image.", name);
-	if (it_blob_put(u->conn, thumb, thumb_len, &img->thumb_blob_id, NULL) != 0) {
+	if (thumb != NULL && it_blob_put(u->conn, thumb, thumb_len, &img->thumb_blob_id, NULL) != 0) {
 		up_fail(u, 503, "database-unavailable", "The database cannot be reached; try again shortly.");
 		goto out;
 	}
