@@ -391,7 +391,16 @@ int main(int argc, char **argv)
 		return run_cgi();
 	}
 	it_g.listen_fd = activated_fd >= 0 ? activated_fd : 0;
-	if (sock) {
+	if (sock && strchr(sock, '/') == NULL && strchr(sock, ':') != NULL) {
+		/* libfcgi's [host]:port form, a TCP socket: bind() itself refuses
+		 * a port in use, and there is no file to remove. */
+		it_g.listen_fd = FCGX_OpenSocket(sock, LISTEN_BACKLOG);
+		if (it_g.listen_fd < 0) {
+			it_log_error("cannot listen on %s", sock);
+			return 1;
+		}
+		sock = NULL;
+	} else if (sock) {
 		/* Never over a live socket: a second server started on the same
 		 * path would take it over, and delete it under the first on exit. */
 		it_g.listen_fd = it_listen_unix(sock, LISTEN_BACKLOG, &sock_ident, err, sizeof(err));
