@@ -60,6 +60,7 @@ int main(int argc, char **argv)
 	if (it_config_load(&cfg, config_path, err, sizeof(err)) < 0 ||
 	    it_db_check_conninfo(cfg.database_url, err, sizeof(err)) < 0) {
 		it_log_error("%s", err);
+		it_config_free(&cfg);
 		return 1;
 	}
 	level = it_log_level_parse(cfg.log_level);

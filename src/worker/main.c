@@ -144,6 +144,7 @@ int main(int argc, char **argv)
 	if (it_config_load(&cfg, config_path, err, sizeof(err)) < 0 ||
 	    it_db_check_conninfo(cfg.database_url, err, sizeof(err)) < 0) {
 		fprintf(stderr, "imagetools-worker: %s\n", err);
+		it_config_free(&cfg);
 		return 2;
 	}
 	level = it_log_level_parse(cfg.log_level);
