@@ -23,6 +23,8 @@ BIN = {n: os.path.join(BUILDDIR, p) for n, p in (
 top = tempfile.mkdtemp(prefix="it-startup-")
 os.chmod(top, 0o755)
 procs = []
+# Sanitizer reports in what the programs wrote (an ASan build): an error exit must be clean too.
+reports = []
 
 
 def as_web_user():
@@ -38,7 +40,10 @@ def run(cmd, timeout=20):
                          start_new_session=True)
     try:
         out, err = p.communicate(timeout=timeout)
-        return p.returncode, err.decode(errors="replace")
+        text = err.decode(errors="replace")
+        if "Sanitizer" in text or "runtime error:" in text:
+            reports.append((cmd, text[-3000:]))
+        return p.returncode, text
     except subprocess.TimeoutExpired:
         os.killpg(p.pid, signal.SIGKILL)
         out, err = p.communicate()
@@ -127,6 +132,9 @@ try:
     second.send_signal(signal.SIGTERM)
     second.wait(timeout=20)
     tap.ok(not os.path.exists(sock), "and its owner removes it on exit")
+    tap.is_([c for c, _ in reports], [], "no sanitizer report from a program that stopped on an error")
+    for _, text in reports:
+        tap.diag(text)
 finally:
     for p in procs:
         if p.poll() is None:
