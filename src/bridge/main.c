@@ -40,10 +40,6 @@ int main(int argc, char **argv)
 		switch (opt) {
 		case 'c':
 			config_path = optarg;
-			if (access(config_path, R_OK) != 0) {
-				fprintf(stderr, "imagetools-wsbridge: cannot read %s\n", config_path);
-				return 1;
-			}
 			break;
 		case 'l':
 			listen_addr = optarg;
@@ -61,8 +57,10 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	it_log_init("imagetools-wsbridge", IT_LOG_INFO);
-	if (it_config_load(&cfg, config_path, err, sizeof(err)) < 0) {
+	if (it_config_load(&cfg, config_path, err, sizeof(err)) < 0 ||
+	    it_db_check_conninfo(cfg.database_url, err, sizeof(err)) < 0) {
 		it_log_error("%s", err);
+		it_config_free(&cfg);
 		return 1;
 	}
 	level = it_log_level_parse(cfg.log_level);

@@ -302,8 +302,14 @@ int it_config_load(it_config *cfg, const char *path, char *err, unsigned errlen)
 	if (env && *env) {
 		if (it_config_load_file(cfg, env, err, errlen) < 0)
 			return -1;
-	} else if (path && access(path, R_OK) == 0) {
-		if (it_config_load_file(cfg, path, err, errlen) < 0)
+	} else if (path) {
+		/* Only the built-in default file may be absent (every setting has
+		 * a default); a file named with --config must be there. One that
+		 * is there but cannot be read, say after chmod 600 for another
+		 * user, is an error naming the file and the reason: skipping it
+		 * would run on the defaults, connecting to another database
+		 * without a word. */
+		if (it_kv_read_file(path, strcmp(path, IT_CONFIG_PATH) == 0, set_cb, cfg, err, errlen) < 0)
 			return -1;
 	}
 	return it_config_load_env(cfg, NULL, err, errlen);

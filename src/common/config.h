@@ -75,8 +75,12 @@ int it_config_load_env(it_config *cfg, char *const *envp, char *err, unsigned er
  * key is unknown or the value is out of range. */
 int it_config_set(it_config *cfg, const char *key, const char *value, char *err, unsigned errlen);
 
-/* Loads defaults, then the file named by IMAGETOOLS_CONFIG or path (when not
- * NULL and present), then the environment. Returns 0 or -1 with err set. */
+/* Loads defaults, then the file named by IMAGETOOLS_CONFIG or else path
+ * (NULL: none), then the environment. Returns 0 or -1 with err set. Only
+ * path equal to the built-in default (IT_CONFIG_PATH, sysconfdir) may be
+ * absent; any other file that is missing, or that exists but cannot be read,
+ * is an error naming it and the reason ("/etc/imagetools.conf: Permission
+ * denied"). */
 int it_config_load(it_config *cfg, const char *path, char *err, unsigned errlen);
 
 /* Frees the strings. */

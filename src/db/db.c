@@ -7,6 +7,7 @@
 
 #include <libpq-events.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -24,6 +25,65 @@ void it_db_configure(const char *ci)
 {
 	free(conninfo);
 	conninfo = (ci && *ci) ? strdup(ci) : NULL;
+}
+
+/* 1 when the n bytes at w may be repeated in a message: the name of a
+ * libpq connection option, or punctuation such as the "=" libpq misses. */
+static int is_keyword(const PQconninfoOption *opts, const char *w, size_t n)
+{
+	if (n == 1 && (*w == '=' || *w == '&' || *w == '?' || *w == '/' || *w == ':' || *w == '@'))
+		return 1;
+	for (; opts && opts->keyword; opts++)
+		if (strlen(opts->keyword) == n && strncmp(opts->keyword, w, n) == 0)
+			return 1;
+	return 0;
+}
+
+int it_db_check_conninfo(const char *ci, char *err, size_t errlen)
+{
+	PQconninfoOption *parsed, *defs = NULL;
+	char *msg = NULL, *nl;
+	size_t o = 0;
+	int rc = 0;
+
+	if (ci == NULL || *ci == '\0')
+		return 0;
+	parsed = PQconninfoParse(ci, &msg);
+	if (parsed != NULL) {
+		PQconninfoFree(parsed);
+		goto out;
+	}
+	rc = -1;
+	o = (size_t)snprintf(err, errlen, "database_url is malformed (expected key=value pairs such as "
+					  "\"host=/run/postgresql dbname=imagetools user=imagetools\", or a URI "
+					  "such as \"postgresql://imagetools@localhost/imagetools\")");
+	if (msg == NULL || o >= errlen)
+		goto out;
+	defs = PQconndefaults();
+	if ((nl = strchr(msg, '\n')) != NULL)
+		*nl = '\0';
+	o += (size_t)snprintf(err + o, errlen - o, ": ");
+	/* libpq quotes the words it complains about, and those may be part of
+	 * the value (a password after a stray space): only option names stay. */
+	for (const char *p = msg; *p && o + 1 < errlen;) {
+		const char *q = *p == '"' ? strchr(p + 1, '"') : NULL;
+		if (q != NULL) {
+			size_t n = (size_t)(q - p - 1);
+			if (is_keyword(defs, p + 1, n))
+				o += (size_t)snprintf(err + o, errlen - o, "\"%.*s\"", (int)n, p + 1);
+			else
+				o += (size_t)snprintf(err + o, errlen - o, "\"...\"");
+			p = q + 1;
+		} else {
+			err[o++] = *p++;
+			err[o] = '\0';
+		}
+	}
+out:
+	if (defs)
+		PQconninfoFree(defs);
+	PQfreemem(msg);
+	return rc;
 }
 
 static void quiet_notices(void *arg, const PGresult *res)

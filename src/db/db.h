@@ -9,6 +9,16 @@
  * libpq take PGHOST, PGPORT, PGDATABASE... from the environment. */
 void it_db_configure(const char *conninfo);
 
+/* Checks that conninfo (the database_url setting; NULL or "" is fine: the
+ * PG* environment) is a connection string libpq can parse, key=value pairs
+ * or a postgresql:// URI, before anything tries to connect with it (a
+ * malformed one would otherwise only show up as a failing connection,
+ * retried for ever). Returns 0, or -1 with a sentence in err (errlen bytes)
+ * that names database_url and libpq's reason, in which every quoted word
+ * that is not a libpq keyword is replaced by "...": nothing of the value,
+ * a password least of all, is repeated. */
+int it_db_check_conninfo(const char *conninfo, char *err, size_t errlen);
+
 /* Returns the calling thread's connection, connecting or reconnecting as
  * needed, or NULL when the database cannot be reached (logged, rate-limited).
  * The connection belongs to the thread: never pass it to another one. A

@@ -53,6 +53,12 @@ int main(int argc, char **argv)
 	}
 	if (it_config_load(&cfg, config_path, err, sizeof(err)) < 0) {
 		fprintf(stderr, "imagetools-migrate: %s\n", err);
+		it_config_free(&cfg);
+		return 2;
+	}
+	if (it_db_check_conninfo(database ? database : cfg.database_url, err, sizeof(err)) < 0) {
+		fprintf(stderr, "imagetools-migrate: %s\n", err);
+		it_config_free(&cfg);
 		return 2;
 	}
 	it_db_configure(database ? database : cfg.database_url);

@@ -65,7 +65,8 @@ void it_h_health(it_req *req)
 			json_object_array_add(rd, json_object_new_string("heic"));
 			json_object_array_add(rd, json_object_new_string("avif"));
 		}
-		for (size_t i = 0; i < 4; i++)
+		/* A build without libvips runs no operations: it writes nothing. */
+		for (size_t i = 0; i < 4 && it_thumb_available(); i++)
 			if (i != 2) /* operations write GIF only by keeping it */
 				json_object_array_add(wr, json_object_new_string(always[i]));
 		if (it_thumb_avif_writable())

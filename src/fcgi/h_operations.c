@@ -9,6 +9,7 @@
 #include "fcgi/auth.h"
 #include "fcgi/guard.h"
 #include "fcgi/handlers.h"
+#include "image/thumb.h"
 
 #include <string.h>
 
@@ -70,6 +71,14 @@ void it_h_operation_create(it_req *req)
 	 * checked before the body is read, the session once it is known. */
 	if (it_guard_rate(req, "operations", req->remote_addr, it_g.cfg.rate_operations))
 		return;
+	/* A build without libvips has no worker: a queued operation would
+	 * never run. */
+	if (!it_thumb_available()) {
+		it_resp_problem(req, 501, "operations-unavailable",
+				"This server was built without libvips (configure --without-vips) and runs no image "
+				"operations.");
+		return;
+	}
 	it_buf_init(&b, MAX_BODY);
 	body = read_json_body(req, &b);
 	if (body == NULL)

@@ -75,7 +75,7 @@ int it_ingest_examine(PGconn *conn, int fd, int64_t size, const char *client_nam
 				      "\"%.60s\" is not a JPEG, PNG, GIF, WebP, HEIC or AVIF image.", name);
 	if (rc != IT_SNIFF_OK)
 		return it_ingest_fail(e, 415, "corrupt-image", "\"%.60s\" has a damaged or truncated header.", name);
-	if ((s.ext[0] == 'h' || s.ext[0] == 'a') && !it_thumb_heif_readable())
+	if ((s.ext[0] == 'h' || s.ext[0] == 'a') && it_thumb_available() && !it_thumb_heif_readable())
 		return it_ingest_fail(e, 415, "unsupported-format",
 				      "\"%.60s\" is a %s image, which this server's libvips cannot read (it was built "
 				      "without libheif); convert it to JPEG before uploading.",
@@ -86,9 +86,11 @@ int it_ingest_examine(PGconn *conn, int fd, int64_t size, const char *client_nam
 					      (uint64_t)it_g.cfg.max_decode_bytes},
 			   err, sizeof(err)) != 0)
 		return it_ingest_fail(e, 413, "too-many-pixels", "\"%.60s\" %s.", name, err);
-	if (it_thumb_make(fd, (int)it_g.cfg.thumbnail_size, &thumb, &thumb_len, &thumb_type, err, sizeof(err)) != 0)
+	/* A build without libvips stores the image without a thumbnail. */
+	if (it_thumb_available() &&
+	    it_thumb_make(fd, (int)it_g.cfg.thumbnail_size, &thumb, &thumb_len, &thumb_type, err, sizeof(err)) != 0)
 		return it_ingest_fail(e, 415, "corrupt-image", "\"%.60s\" cannot be decoded as an image.", name);
-	if (it_blob_put(conn, thumb, thumb_len, &img->thumb_blob_id, NULL) != 0) {
+	if (thumb != NULL && it_blob_put(conn, thumb, thumb_len, &img->thumb_blob_id, NULL) != 0) {
 		it_ingest_fail(e, 503, "database-unavailable", "The database cannot be reached; try again shortly.");
 		goto out;
 	}

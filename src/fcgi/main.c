@@ -7,6 +7,7 @@
 #include "fcgi/acceptor.h"
 #include "fcgi/app.h"
 #include "fcgi/handlers.h"
+#include "fcgi/listen.h"
 #include "fcgi/pool.h"
 #include "fcgi/request.h"
 #include "hub/hub.h"
@@ -319,6 +320,7 @@ int main(int argc, char **argv)
 		{NULL, 0, NULL, 0},
 	};
 	const char *config_path = IT_CONFIG_PATH, *sock = NULL;
+	it_listen_ident sock_ident = {0};
 	long threads = 0;
 	int activated_fd;
 	char err[512];
@@ -337,9 +339,10 @@ int main(int argc, char **argv)
 		}
 	}
 	it_log_init("imagetools.fcgi", IT_LOG_INFO);
-	if (it_config_load(&it_g.cfg, config_path, err, sizeof(err)) < 0) {
+	if (it_config_load(&it_g.cfg, config_path, err, sizeof(err)) < 0 ||
+	    it_db_check_conninfo(it_g.cfg.database_url, err, sizeof(err)) < 0) {
 		it_log_error("configuration: %s", err);
-		if (FCGX_IsCGI()) {
+		if (sock == NULL && FCGX_IsCGI()) {
 			printf("Status: 500 Internal Server Error\r\nContent-Type: application/problem+json\r\n\r\n"
 			       "{\"type\":\"urn:imagetools:problem:configuration\",\"title\":\"Internal Server "
 			       "Error\",\"status\":500,\"detail\":\"The server is misconfigured.\"}\n");
@@ -388,11 +391,21 @@ int main(int argc, char **argv)
 		return run_cgi();
 	}
 	it_g.listen_fd = activated_fd >= 0 ? activated_fd : 0;
-	if (sock) {
-		unlink(sock);
+	if (sock && strchr(sock, '/') == NULL && strchr(sock, ':') != NULL) {
+		/* libfcgi's [host]:port form, a TCP socket: bind() itself refuses
+		 * a port in use, and there is no file to remove. */
 		it_g.listen_fd = FCGX_OpenSocket(sock, LISTEN_BACKLOG);
 		if (it_g.listen_fd < 0) {
 			it_log_error("cannot listen on %s", sock);
+			return 1;
+		}
+		sock = NULL;
+	} else if (sock) {
+		/* Never over a live socket: a second server started on the same
+		 * path would take it over, and delete it under the first on exit. */
+		it_g.listen_fd = it_listen_unix(sock, LISTEN_BACKLOG, &sock_ident, err, sizeof(err));
+		if (it_g.listen_fd < 0) {
+			it_log_error("%s", err);
 			return 1;
 		}
 	}
@@ -467,8 +480,10 @@ int main(int argc, char **argv)
 	it_h_metrics_stop();
 	it_hub_stop(it_g.hub);
 	it_g.hub = NULL;
+	/* Only the socket this process created: another server may have
+	 * replaced it by now. */
 	if (sock)
-		unlink(sock);
+		it_listen_release(sock, &sock_ident);
 	it_config_free(&it_g.cfg);
 	return 0;
 }

@@ -8,7 +8,14 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+
+#ifdef IT_HAVE_VIPS
 #include <vips/vips.h>
+
+int it_thumb_available(void)
+{
+	return 1;
+}
 
 static pthread_once_t once = PTHREAD_ONCE_INIT;
 static int init_rc = -1;
@@ -140,3 +147,41 @@ out:
 	vips_thread_shutdown();
 	return rc;
 }
+
+#else /* !IT_HAVE_VIPS */
+
+/* Built --without-vips: no image is ever decoded in this process. */
+
+int it_thumb_available(void)
+{
+	return 0;
+}
+
+int it_thumb_init(void)
+{
+	return 0;
+}
+
+int it_thumb_heif_readable(void)
+{
+	return 0;
+}
+
+int it_thumb_avif_writable(void)
+{
+	return 0;
+}
+
+int it_thumb_make(int fd, int size, void **out, size_t *outlen, const char **content_type, char *err,
+		  size_t errlen)
+{
+	(void)fd;
+	(void)size;
+	*out = NULL;
+	*outlen = 0;
+	*content_type = NULL;
+	snprintf(err, errlen, "this server was built without libvips and makes no thumbnails");
+	return -1;
+}
+
+#endif

@@ -1,8 +1,14 @@
-/* thumb.h: thumbnails with libvips, from an image in a file. */
+/* thumb.h: thumbnails with libvips, from an image in a file (or none, in a build without libvips). */
 #ifndef IT_IMAGE_THUMB_H
 #define IT_IMAGE_THUMB_H
 
 #include <stddef.h>
+
+/* Whether this build makes thumbnails at all: 0 when configured
+ * --without-vips, where every function below answers "cannot" (init 0,
+ * readable and writable 0, make -1) and uploads are stored without a
+ * thumbnail (GET .../thumbnail answers 404 no-thumbnail). */
+int it_thumb_available(void);
 
 /* Starts libvips once per process (later calls do nothing) and turns off its
  * operation cache, which would otherwise keep decoded images and descriptors

@@ -141,8 +141,10 @@ int main(int argc, char **argv)
 		long cpus = sysconf(_SC_NPROCESSORS_ONLN);
 		parallel = cpus < 1 ? 1 : cpus > 8 ? 8 : cpus;
 	}
-	if (it_config_load(&cfg, config_path, err, sizeof(err)) < 0) {
+	if (it_config_load(&cfg, config_path, err, sizeof(err)) < 0 ||
+	    it_db_check_conninfo(cfg.database_url, err, sizeof(err)) < 0) {
 		fprintf(stderr, "imagetools-worker: %s\n", err);
+		it_config_free(&cfg);
 		return 2;
 	}
 	level = it_log_level_parse(cfg.log_level);

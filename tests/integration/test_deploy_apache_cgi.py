@@ -4,9 +4,9 @@ the shipped .htaccess files in a subdirectory (/imagetools, url_prefix), no daem
 import os
 import shutil
 
-from apache import ApacheStack, prerequisites
+from apache import ApacheStack, documented_allowoverride, prerequisites
 from deploy_scenarios import SETTINGS, run_all
-from harness import Tap
+from harness import SRCDIR, Tap
 
 why = prerequisites("apache")
 if why:
@@ -14,6 +14,12 @@ if why:
     raise SystemExit(0)
 
 tap = Tap()
+# The host's <Directory> allows exactly the overrides apache/htaccess.example says it needs,
+# and the deployment guide says the same.
+override = documented_allowoverride()
+with open(os.path.join(SRCDIR, "docs", "deploy.md")) as f:
+    tap.ok("`AllowOverride %s`" % override in f.read(),
+           "docs/deploy.md names the AllowOverride the .htaccess files need: %s" % override)
 # Apache notices a departed client only when a write fails: with a 2 s keepalive the
 # stream's process must be gone within a few keepalives.
 with ApacheStack(tap, mode="cgi", prefix="/imagetools", settings=dict(SETTINGS, keepalive_interval=2)) as st:

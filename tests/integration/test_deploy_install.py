@@ -31,6 +31,64 @@ def makevar(name):
     return make("--eval", "it-print-var: ; @echo $(%s)" % name, "it-print-var").stdout.strip()
 
 
+def systemd_unit_paths():
+    """The directories systemd reads units from (as root, for the system manager)."""
+    if shutil.which("systemd-analyze"):
+        r = subprocess.run(["systemd-analyze", "unit-paths"], capture_output=True, text=True)
+        if r.returncode == 0 and r.stdout.strip():
+            return [l.strip().rstrip("/") for l in r.stdout.splitlines() if l.strip()]
+    return ["/etc/systemd/system", "/run/systemd/system", "/usr/local/lib/systemd/system", "/lib/systemd/system",
+            "/usr/lib/systemd/system"]
+
+
+def units_under(root):
+    return sorted(os.path.relpath(os.path.join(d, f), root) for d, _, fs in os.walk(root) for f in fs
+                  if f.endswith((".service", ".socket")))
+
+
+def check_unit_dirs():
+    """A prefix install (./configure --prefix=/opt/x) puts its units where systemd reads them,
+    not under the prefix; --with-systemdsystemunitdir=DIR and =no are obeyed. Only configure
+    and the units' install rule run (nothing is compiled): with DESTDIR, as a packager would."""
+    have_pc = subprocess.run(["pkg-config", "--exists", "systemd"]).returncode == 0
+    for option, want in ((None, "systemd"), ("/srv/it-units", "/srv/it-units"), ("no", None)):
+        build = tempfile.mkdtemp(prefix="it-prefix-build-")
+        root = tempfile.mkdtemp(prefix="it-prefix-dest-")
+        try:
+            args = [os.path.join(SRCDIR, "configure"), "-q", "--prefix=/opt/x"]
+            if option:
+                args.append("--with-systemdsystemunitdir=" + option)
+            label = "--prefix=/opt/x" + (" --with-systemdsystemunitdir=" + option if option else "")
+            r = subprocess.run(args, cwd=build, capture_output=True, text=True, env=MAKE_ENV)
+            if not tap.is_(r.returncode, 0, label + ": configure succeeds"):
+                tap.diag(r.stderr[-2000:])
+                continue
+            if want == "systemd" and not have_pc:
+                tap.skip(label + ": units where systemd reads them", "systemd's pkg-config file is not installed")
+                continue
+            r = subprocess.run(["make", "-s", "--no-print-directory", "install-data", "DESTDIR=" + root],
+                               cwd=build, capture_output=True, text=True, env=MAKE_ENV)
+            if not tap.is_(r.returncode, 0, label + ": make install-data DESTDIR=... succeeds"):
+                tap.diag(r.stderr[-2000:])
+                continue
+            units = units_under(root)
+            if want is None:
+                tap.is_(units, [], label + ": installs no systemd unit")
+                continue
+            dirs = sorted(set("/" + os.path.dirname(u) for u in units))
+            tap.is_(len(units), 4, label + ": installs the four units (%s)" % ", ".join(dirs))
+            if want == "systemd":
+                tap.ok(len(dirs) == 1 and dirs[0] in systemd_unit_paths(),
+                       label + ": in a directory systemd reads units from: %s" % dirs)
+            else:
+                tap.is_(dirs, [want], label + ": in the directory given")
+            text = open(os.path.join(root + dirs[0], "imagetools-wsbridge.service")).read() if dirs else ""
+            tap.like(text, r"(?m)^ExecStart=/opt/x/bin/imagetools-wsbridge$", label + ": naming the programs under the prefix")
+        finally:
+            shutil.rmtree(build, ignore_errors=True)
+            shutil.rmtree(root, ignore_errors=True)
+
+
 tap = Tap()
 dest = tempfile.mkdtemp(prefix="it-install-")
 try:
@@ -59,7 +117,7 @@ try:
     else:
         print("ok %d # SKIP web/ is not built yet" % (tap.n + 1))
         tap.n += 1
-    examples = ["imagetools.conf.example", "lighttpd.conf.example", "lighttpd-cgi.conf.example",
+    examples = ["imagetools.conf.example", "lighttpd.conf.example", "lighttpd-cgi.conf.example", "nginx.conf.example",
                 "apache/imagetools.conf.example", "apache/htaccess.example", "cgi-bin/.htaccess.example"]
     for e in examples:
         p = inst(paths["docdir"], "examples", e)
@@ -149,6 +207,8 @@ try:
     tap.is_(r.returncode, 0, "make uninstall succeeds")
     left = [os.path.join(d, f) for d, _, fs in os.walk(dest) for f in fs]
     tap.is_(left, [], "and leaves no file behind")
+
+    check_unit_dirs()
 except Exception as e:
     import traceback
     tap.ok(False, "test raised %s: %s" % (type(e).__name__, e))

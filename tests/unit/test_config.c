@@ -4,7 +4,10 @@
 #include "common/config.h"
 #include "tap.h"
 
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 int main(void)
@@ -46,6 +49,41 @@ int main(void)
 	unlink(path);
 
 	is_int(it_config_load_file(&cfg, "/nonexistent/it.conf", err, sizeof(err)), -1, "missing file refused");
+
+	/* The default path (no IMAGETOOLS_CONFIG): a file that is not there is
+	 * skipped, one that cannot be read is an error naming it and why. */
+	unsetenv("IMAGETOOLS_CONFIG");
+	it_config_free(&cfg);
+	if (access(IT_CONFIG_PATH, F_OK) != 0) {
+		is_int(it_config_load(&cfg, IT_CONFIG_PATH, err, sizeof(err)), 0, "a missing default file is skipped");
+	} else {
+		ok(1, "a missing default file is skipped # SKIP " IT_CONFIG_PATH " exists here");
+	}
+	it_config_free(&cfg);
+	is_int(it_config_load(&cfg, "/nonexistent/it.conf", err, sizeof(err)), -1, "a missing file named by --config is not");
+	ok(strstr(err, "/nonexistent/it.conf") && strstr(err, "No such file"), "the error names it: %s", err);
+	it_config_free(&cfg);
+	path = tap_write_tmp("threads = 3\n");
+	{
+		/* A path through a regular file cannot be looked at, even by root. */
+		char below[64];
+		snprintf(below, sizeof(below), "%s/imagetools.conf", path);
+		is_int(it_config_load(&cfg, below, err, sizeof(err)), -1, "a default path that cannot be looked at is an error");
+		ok(strstr(err, below) && strstr(err, "Not a directory"), "naming the path and the reason: %s", err);
+		it_config_free(&cfg);
+	}
+	if (geteuid() != 0) {
+		chmod(path, 0);
+		is_int(it_config_load(&cfg, path, err, sizeof(err)), -1, "an unreadable default file is an error");
+		ok(strstr(err, path) && strstr(err, "Permission denied"), "naming the path and the reason: %s", err);
+		it_config_free(&cfg);
+	} else {
+		/* root reads every file: test_deploy_startup.py runs this case as www-data. */
+		ok(1, "an unreadable default file is an error # SKIP root reads every file");
+		ok(1, "naming the path and the reason # SKIP root reads every file");
+	}
+	unlink(path);
+	it_config_defaults(&cfg);
 
 	{
 		char *envp[] = {"IMAGETOOLS_THREADS=16", "IMAGETOOLS_LOG_LEVEL=debug", "PATH=/bin", NULL};
