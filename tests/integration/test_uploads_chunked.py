@@ -20,7 +20,7 @@ import time
 
 from apache import ApacheStack, LighttpdCgiStack, prerequisites
 from harness import Stack, Tap
-from uploads_util import multipart, png_bytes, read_to_end
+from uploads_util import multipart, png_bytes, read_to_end, vm_hwm_kb
 
 tap = Tap()
 work = tempfile.mkdtemp(prefix="it-chunked-")
@@ -140,6 +140,12 @@ def run(st, label):
         st_code, _, down = st.curl(st.url + imgs[0]["file_url"])
         tap.ok(st_code == 200 and len(down) == len(big_png) and down == big_png,
                "%s: 45 MB chunked: the download is byte-identical (%d bytes)" % (label, len(down)))
+    pids = st.fcgi_pids() if "fcgi" in label else []
+    if pids and not st.sanitized():
+        # The whole process, every thread, after all the uploads above (about 60 MB here); a
+        # body held in memory would add its 45 MB on top.
+        hwm = max(vm_hwm_kb(p) for p in pids)
+        tap.ok(hwm < 96 * 1024, "%s: imagetools.fcgi peak RSS stays under 96 MB (%d KiB)" % (label, hwm))
 
     # ---------------------------------------------------------------- over the limit, chunked
     before = counts()
