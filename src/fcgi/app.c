@@ -112,7 +112,9 @@ const it_route *it_app_route(it_req *req)
 	char allow[128];
 
 	it_req_body_limits(req, it_g.cfg.upload_body_timeout, it_g.cfg.upload_min_rate, it_g.cfg.upload_body_max_time);
-	if (web_server_refusal(req) || it_guard_request(req))
+	/* The guard first: a listed origin's page then gets CORS headers on the
+	 * web server's refusal too, and can read why its upload failed. */
+	if (it_guard_request(req) || web_server_refusal(req))
 		goto answered;
 	switch (it_router_match(routes, sizeof(routes) / sizeof(routes[0]), req->method, req->path, req, &route,
 				allow, sizeof(allow))) {
