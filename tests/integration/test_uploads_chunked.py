@@ -12,6 +12,7 @@ import http.client
 import json
 import os
 import re
+import shutil
 import socket
 import subprocess
 import tempfile
@@ -52,8 +53,6 @@ with open(os.path.join(work, "small.png"), "wb") as f:
     f.write(small_png)
 # About 45 MB of incompressible pixels, stored (level 0): 3880 x 3880 x 3 bytes.
 big_png = png_bytes(3880, 3880, level=0)
-with open(os.path.join(work, "big.png"), "wb") as f:
-    f.write(big_png)
 
 
 def run(st, label):
@@ -271,4 +270,5 @@ for name, server, make in SETUPS:
         server_refusals(st, name)
         if name == "lighttpd-cgi":
             cgi_direct(st)
+shutil.rmtree(work, ignore_errors=True)
 tap.done()
