@@ -63,13 +63,63 @@ static void count_response(const it_req *req)
 	it_metrics_inc("imagetools_http_responses_total", labels, 1);
 }
 
+/* A refusal the web server made itself (its own 400, 411, 413 ...) comes
+ * back here as an error document: lighttpd's server.error-handler and
+ * Apache's ErrorDocument run a GET of the handler with REDIRECT_STATUS set
+ * to the status they chose, and REQUEST_URI still names what the client
+ * asked for. Answering it here keeps every refusal of the API in one format
+ * (problem+json) whoever made it. REDIRECT_STATUS comes from the server
+ * only (a client's headers arrive as HTTP_*); lighttpd sets it to 200 on
+ * every request and Apache on its internal redirects, so only 400 to 599
+ * marks an error document. Returns 1 when it has answered. */
+static int web_server_refusal(it_req *req)
+{
+	const char *rs = it_req_env(req, "REDIRECT_STATUS");
+	const char *slug = "refused-by-web-server", *detail = "The web server refused the request.";
+	int64_t status;
+
+	if (rs == NULL || it_parse_uint(rs, 999, &status) < 0 || status < 400 || status > 599)
+		return 0;
+	switch (status) {
+	case 400: slug = "bad-request"; detail = "The web server could not parse the request."; break;
+	case 408: slug = "too-slow"; detail = "The request did not arrive in time."; break;
+	case 411:
+		slug = "length-required";
+		detail = "The web server needs this request's length (Content-Length) here.";
+		break;
+	case 413:
+		slug = "request-too-large";
+		detail = "The request is larger than the web server accepts.";
+		break;
+	case 414: slug = "uri-too-long"; detail = "The request's URL is too long."; break;
+	case 431: slug = "headers-too-large"; detail = "The request's header block is too large."; break;
+	case 502:
+	case 503:
+	case 504:
+		slug = "backend-unavailable";
+		detail = "The web server cannot reach the application right now; try again shortly.";
+		it_resp_header(req, "Retry-After", "5");
+		break;
+	default: break;
+	}
+	req->route = "(web server)";
+	if (status == 413)
+		it_resp_problem(req, 413, slug, "%s Uploads are limited to %lld bytes.", detail,
+				(long long)it_g.cfg.max_request_bytes);
+	else
+		it_resp_problem(req, (int)status, slug, "%s", detail);
+	return 1;
+}
+
 const it_route *it_app_route(it_req *req)
 {
 	const it_route *route = NULL;
 	char allow[128];
 
 	it_req_body_limits(req, it_g.cfg.upload_body_timeout, it_g.cfg.upload_min_rate, it_g.cfg.upload_body_max_time);
-	if (it_guard_request(req))
+	/* The guard first: a listed origin's page then gets CORS headers on the
+	 * web server's refusal too, and can read why its upload failed. */
+	if (it_guard_request(req) || web_server_refusal(req))
 		goto answered;
 	switch (it_router_match(routes, sizeof(routes) / sizeof(routes[0]), req->method, req->path, req, &route,
 				allow, sizeof(allow))) {

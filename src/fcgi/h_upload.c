@@ -515,7 +515,8 @@ static int upload_store(upload *u)
 	if (u->session[0] == '\0')
 		return up_fail(u, 400, "missing-session-id", "The session_id field is missing.");
 	if (u->nfiles == 0)
-		return up_fail(u, 400, "missing-file", "No file part was sent (field name \"file\").");
+		return up_fail(u, 400, "missing-file",
+			       "No file part was sent (field name \"file\", \"file[]\", \"files\" or \"files[]\").");
 	if ((rc = session_check(u, 1, &held)) != 0)
 		return rc;
 	for (int i = 0; i < u->nfiles; i++) {

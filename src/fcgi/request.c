@@ -45,17 +45,21 @@ const char *it_http_reason(int status)
 	case 411: return "Length Required";
 	case 412: return "Precondition Failed";
 	case 413: return "Content Too Large";
+	case 414: return "URI Too Long";
 	case 415: return "Unsupported Media Type";
 	case 416: return "Range Not Satisfiable";
 	case 421: return "Misdirected Request";
 	case 422: return "Unprocessable Content";
 	case 423: return "Locked";
 	case 429: return "Too Many Requests";
+	case 431: return "Request Header Fields Too Large";
 	/* tus 1.0: Upload-Checksum does not match the bytes. */
 	case 460: return "Checksum Mismatch";
 	case 500: return "Internal Server Error";
 	case 501: return "Not Implemented";
+	case 502: return "Bad Gateway";
 	case 503: return "Service Unavailable";
+	case 504: return "Gateway Timeout";
 	default: return "";
 	}
 }
@@ -65,6 +69,23 @@ const char *it_req_env(const it_req *req, const char *name)
 	if (req->fcgx)
 		return FCGX_GetParam(name, req->envp);
 	return getenv(name);
+}
+
+/* Whether a CGI request without CONTENT_LENGTH has a body that ends where
+ * stdin does. RFC 3875 (4.1.2, 4.2) says it has no body at all: the server
+ * sets CONTENT_LENGTH whenever there is one, and need not close stdin after
+ * it. Apache's mod_cgi is the exception that matters: it passes a chunked
+ * body de-chunked, without CONTENT_LENGTH, keeps the client's header as
+ * HTTP_TRANSFER_ENCODING, and closes stdin at the body's end. Only that case
+ * reads to the end of stdin; anything else would wait for an end that may
+ * never come. (lighttpd collects a chunked body first and then sets
+ * CONTENT_LENGTH; FastCGI needs none of this: its stdin stream ends with an
+ * empty record.) */
+static int body_to_eof(const it_req *req)
+{
+	const char *te = it_req_env(req, "HTTP_TRANSFER_ENCODING");
+
+	return te != NULL && strcasestr(te, "chunked") != NULL;
 }
 
 int it_req_init(it_req *req, FCGX_Request *fcgx, const char *url_prefix)
@@ -92,6 +113,8 @@ int it_req_init(it_req *req, FCGX_Request *fcgx, const char *url_prefix)
 		if (it_parse_uint(cl, INT64_MAX / 2, &v) < 0)
 			return 400;
 		req->content_length = v;
+	} else if (fcgx == NULL && !body_to_eof(req)) {
+		req->content_length = 0;
 	}
 
 	/* REQUEST_URI is the one variable lighttpd, Apache (mod_proxy_fcgi,
@@ -287,6 +310,13 @@ static ssize_t fcgi_read(it_req *req, char *buf, size_t n)
  * poll() with the time left is exact. */
 static ssize_t cgi_read(it_req *req, void *buf, size_t n)
 {
+	/* Never past CONTENT_LENGTH: stdin need not end there. */
+	if (req->content_length >= 0) {
+		if (req->body_received >= req->content_length)
+			return 0;
+		if ((int64_t)n > req->content_length - req->body_received)
+			n = (size_t)(req->content_length - req->body_received);
+	}
 	for (;;) {
 		int64_t left = body_left_ms(req, 0);
 		ssize_t r;

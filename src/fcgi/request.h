@@ -25,7 +25,10 @@ typedef struct it_req {
 	const char *url_prefix;	  /* the site's prefix that was stripped ("" when none) */
 	const char *query;	  /* raw query string, "" when absent */
 	const char *remote_addr;  /* client address as the web server saw it */
-	int64_t content_length;	  /* -1 when the request has no Content-Length */
+	int64_t content_length;	  /* -1: unknown, the body ends where the server says
+				   * (FastCGI's empty stdin record; in CGI mode only
+				   * for a chunked body, see request.c); CGI mode
+				   * without CONTENT_LENGTH otherwise has 0 */
 	struct timespec started;
 
 	/* The deadline of the request body (it_req_body_limits), kept by
