@@ -7,6 +7,7 @@
 #include "bridge/ratelimit.h"
 #include "bridge/ws.h"
 #include "common/buf.h"
+#include "common/hex.h"
 #include "common/host.h"
 #include "common/id.h"
 #include "common/list.h"
@@ -14,6 +15,7 @@
 #include "common/origin.h"
 #include "db/metrics.h"
 #include "feed/feed.h"
+#include "feed/outq.h"
 #include "feed/sse.h"
 
 #include <arpa/inet.h>
@@ -42,7 +44,6 @@
 #define HEAD_TIMEOUT 10.0     /* seconds to send it */
 #define CLOSE_LINGER 2.0      /* seconds to wait for the peer after a close */
 #define SHUTDOWN_GRACE 3.0    /* seconds to let clients go on SIGTERM */
-#define IOV_BATCH 64	      /* iovecs per writev */
 #define TICK_MS 250	      /* housekeeping period */
 #define RATE_WINDOW 10.0      /* ws_rate counts messages per this many seconds */
 
@@ -70,138 +71,22 @@ enum client_state {
 	C_CLOSING,   /* Close (or an HTTP error) queued; draining, then waiting for the peer */
 };
 
-/* ------------------------------------------------------------ output queue
- *
- * What a client still has to be sent, in order: shared events (a reference;
- * the bytes are the event's WebSocket frame, the same for every client of
- * the session) and bytes of its own (the 101 answer, control frames,
- * connection.status and session.resync). Written with writev. */
+/* A client's output is an it_outq (src/feed/outq.h): shared events by
+ * reference (the bytes are the event's WebSocket frame or SSE form, the same
+ * for every client of the session) and bytes of its own (the 101 answer,
+ * heads, control frames, connection.status and session.resync), written with
+ * writev. */
 
-struct seg {
-	it_feed_event *ev; /* reference held, or NULL */
-	char *heap;	   /* owned bytes, or NULL */
-	const char *p;	   /* the bytes: into ev's frame or heap */
-	size_t len, off;   /* bytes, and how many are written */
-};
-
-struct outq {
-	struct seg *v;
-	unsigned head, n, cap;
-	size_t bytes; /* not yet written */
-};
-
-static struct seg *oq_add(struct outq *q)
+/* Queues a copy of a and b (either may be empty). Returns 0 or -ENOMEM. */
+static int oq_copy(it_outq *q, const void *a, size_t na, const void *b, size_t nb)
 {
-	if (q->n == q->cap) {
-		unsigned cap = q->cap ? q->cap * 2 : 8;
-		struct seg *v = malloc(cap * sizeof(*v));
-		if (v == NULL)
-			return NULL;
-		for (unsigned i = 0; i < q->n; i++)
-			v[i] = q->v[(q->head + i) % q->cap];
-		free(q->v);
-		q->v = v;
-		q->head = 0;
-		q->cap = cap;
-	}
-	return &q->v[(q->head + q->n++) % q->cap];
+	return it_outq_copy(q, NULL, 0, a, na, b, nb) < 0 ? -ENOMEM : 0;
 }
 
-static void oq_free(struct outq *q)
+/* Queues a shared event's bytes (w: one of its wire forms) by reference. */
+static int oq_event(it_outq *q, it_feed_event *ev, const struct iovec *w)
 {
-	for (unsigned i = 0; i < q->n; i++) {
-		struct seg *s = &q->v[(q->head + i) % q->cap];
-		it_feed_event_unref(s->ev);
-		free(s->heap);
-	}
-	free(q->v);
-	memset(q, 0, sizeof(*q));
-}
-
-/* Queues a copy of n bytes (a and then b, either may be empty). Returns 0
- * or -ENOMEM (nothing queued). */
-static int oq_copy(struct outq *q, const void *a, size_t na, const void *b, size_t nb)
-{
-	char *c = malloc(na + nb ? na + nb : 1);
-	struct seg *s;
-
-	if (c == NULL)
-		return -ENOMEM;
-	if ((s = oq_add(q)) == NULL) {
-		free(c);
-		return -ENOMEM;
-	}
-	memcpy(c, a, na);
-	if (nb)
-		memcpy(c + na, b, nb);
-	s->ev = NULL;
-	s->heap = c;
-	s->p = c;
-	s->len = na + nb;
-	s->off = 0;
-	q->bytes += na + nb;
-	return 0;
-}
-
-/* Queues a shared event's frame (w: its IT_FEED_FMT_WS form). */
-static int oq_event(struct outq *q, it_feed_event *ev, const struct iovec *w)
-{
-	struct seg *s = oq_add(q);
-
-	if (s == NULL)
-		return -ENOMEM;
-	s->ev = it_feed_event_ref(ev);
-	s->heap = NULL;
-	s->p = w->iov_base;
-	s->len = w->iov_len;
-	s->off = 0;
-	q->bytes += w->iov_len;
-	return 0;
-}
-
-/* Writes what it can. Returns bytes written (>= 0), or -1 on a broken
- * connection. */
-static ssize_t oq_write(struct outq *q, int fd)
-{
-	struct iovec iov[IOV_BATCH];
-	ssize_t total = 0;
-
-	while (q->n > 0) {
-		int k = 0;
-		size_t want = 0;
-		ssize_t w;
-		for (unsigned i = 0; i < q->n && k < IOV_BATCH; i++) {
-			struct seg *s = &q->v[(q->head + i) % q->cap];
-			iov[k].iov_base = (char *)s->p + s->off;
-			iov[k].iov_len = s->len - s->off;
-			want += iov[k++].iov_len;
-		}
-		do
-			w = writev(fd, iov, k);
-		while (w < 0 && errno == EINTR);
-		if (w < 0)
-			return errno == EAGAIN || errno == EWOULDBLOCK ? total : -1;
-		total += w;
-		q->bytes -= (size_t)w;
-		if ((size_t)w < want)
-			want = 0; /* the kernel took part: the socket is full */
-		while (w > 0) {
-			struct seg *s = &q->v[q->head];
-			size_t c = s->len - s->off;
-			c = (size_t)w < c ? (size_t)w : c;
-			s->off += c;
-			w -= (ssize_t)c;
-			if (s->off == s->len) {
-				it_feed_event_unref(s->ev);
-				free(s->heap);
-				q->head = (q->head + 1) % q->cap;
-				q->n--;
-			}
-		}
-		if (want == 0)
-			break;
-	}
-	return total;
+	return it_outq_push(q, NULL, 0, ev, NULL, w->iov_base, w->iov_len) < 0 ? -ENOMEM : 0;
 }
 
 /* The metrics label of each kind. */
@@ -222,7 +107,7 @@ typedef struct client {
 	uint8_t subscribed;	/* sub is in the feed */
 	it_list alink;		/* in bridge.clients */
 	it_buf in;		/* the request head, freed after the upgrade */
-	struct outq out;	/* bytes not yet accepted by the socket */
+	it_outq out;		/* bytes not yet accepted by the socket */
 	it_ws_reader rd;
 	double created, ping_sent, last_tx, rate_start, close_deadline;
 	unsigned rate_count;
@@ -291,7 +176,7 @@ static void set_want_out(client *c, int on)
 /* Writes what is queued. Returns 0, or -1 when the client was freed. */
 static int client_flush(client *c)
 {
-	ssize_t n = oq_write(&c->out, c->fd);
+	ssize_t n = it_outq_write(&c->out, c->fd);
 
 	if (n < 0) {
 		client_free(c);
@@ -301,13 +186,6 @@ static int client_flush(client *c)
 		c->last_tx = B.now;
 	if (c->out.n == 0) {
 		c->last_tx = B.now;
-		/* Idle connections give their queue back: with thousands of
-		 * them, memory follows the clients that are actually busy. */
-		if (c->out.cap > 8) {
-			free(c->out.v);
-			c->out.v = NULL;
-			c->out.cap = c->out.head = 0;
-		}
 		set_want_out(c, 0);
 		if (c->state == C_CLOSING && !c->wr_shut) {
 			/* Only our half is closed: the peer may still send its
@@ -537,14 +415,14 @@ static void report_delivered(void)
 	}
 }
 
-/* Queues an HTTP head: status line, the headers every API answer has, the
- * CORS lines, extra (may be NULL) and Connection: close. */
+/* Queues an HTTP head: status line, the headers every API answer has (as
+ * imagetools.fcgi's it_resp_head writes them), type (may be NULL: no
+ * Content-Type), extra (may be NULL), the CORS lines and Connection: close. */
 static int stream_head(client *c, int status, const char *title, const char *type, const char *extra)
 {
 	char head[512];
-	int n = snprintf(head, sizeof(head),
-			 "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nX-Content-Type-Options: nosniff\r\n%s", status, title,
-			 type, extra ? extra : "");
+	int n = snprintf(head, sizeof(head), "HTTP/1.1 %d %s\r\n%s%s%sX-Content-Type-Options: nosniff\r\n%s", status,
+			 title, type ? "Content-Type: " : "", type ? type : "", type ? "\r\n" : "", extra ? extra : "");
 
 	if (n < 0 || (size_t)n >= sizeof(head))
 		return -1;
@@ -555,16 +433,19 @@ static int stream_head(client *c, int status, const char *title, const char *typ
 		       : 0;
 }
 
-/* Answers with a problem (application/problem+json, as imagetools.fcgi
- * words it) and closes. Returns -1 (the client is closing or freed). */
-static int stream_problem(client *c, int status, const char *title, const char *slug, const char *detail,
-			  const char *extra)
+/* Answers with a problem (application/problem+json, worded and laid out as
+ * imagetools.fcgi's it_resp_problem writes it: type, title, status, detail,
+ * instance, then ext, a JSON fragment of further members, may be NULL) and
+ * closes. extra: header lines (may be NULL). Returns -1 (the client is
+ * closing or freed). */
+static int stream_problem_ext(client *c, int status, const char *title, const char *slug, const char *detail,
+			      const char *extra, const char *ext)
 {
 	char body[768], hdr[160];
 	int bl = snprintf(body, sizeof(body),
 			  "{\"type\":\"urn:imagetools:problem:%s\",\"title\":\"%s\",\"status\":%d,\"detail\":\"%s\","
-			  "\"instance\":\"%s\"}\n",
-			  slug, title, status, detail, c->instance ? c->instance : "");
+			  "\"instance\":\"%s\"%s}\n",
+			  slug, title, status, detail, c->instance ? c->instance : "", ext ? ext : "");
 
 	client_detach(c);
 	if (bl < 0 || (size_t)bl >= sizeof(body))
@@ -579,6 +460,12 @@ static int stream_problem(client *c, int status, const char *title, const char *
 	}
 	client_flush(c);
 	return -1;
+}
+
+static int stream_problem(client *c, int status, const char *title, const char *slug, const char *detail,
+			  const char *extra)
+{
+	return stream_problem_ext(c, status, title, slug, detail, extra, NULL);
 }
 
 /* Ends the answer: a long-poll's body goes now (the head too if it has not
@@ -754,29 +641,77 @@ static void on_stream_ended(it_feed_sub *sub, enum it_feed_end why)
 static const it_feed_sub_ops stream_ops = {on_stream_event, on_stream_transient, on_stream_batch_end,
 					   on_stream_ended};
 
-/* Reads key's value out of query (qlen bytes) into out. Returns its length,
- * -1 when absent, -2 when it does not fit. Values are taken as they are:
- * session ids and numbers need no decoding, and a %-escape in one makes it
- * invalid anyway. */
+/* Reads key's value out of query (qlen bytes, may be NULL) into out,
+ * decoded as imagetools.fcgi's it_query_get decodes it (%XX and '+').
+ * Returns its length, -1 when absent, -2 when it does not fit, holds a NUL
+ * or a broken escape. */
 static int query_get(const char *q, size_t qlen, const char *key, char *out, size_t outlen)
 {
 	size_t i = 0, kl = strlen(key);
 
 	while (q && i < qlen) {
-		size_t e = i;
+		size_t e = i, o = 0;
 		while (e < qlen && q[e] != '&')
 			e++;
-		if (e - i > kl && q[i + kl] == '=' && memcmp(q + i, key, kl) == 0) {
-			size_t n = e - i - kl - 1;
-			if (n >= outlen)
-				return -2;
-			memcpy(out, q + i + kl + 1, n);
-			out[n] = '\0';
-			return (int)n;
+		if (e - i >= kl && memcmp(q + i, key, kl) == 0 && (e - i == kl || q[i + kl] == '=')) {
+			for (size_t k = i + kl + (e - i > kl); k < e; k++) {
+				int ch = (unsigned char)q[k], h, l;
+				if (ch == '+') {
+					ch = ' ';
+				} else if (ch == '%') {
+					if (e - k < 3 || (h = it_hex_value(q[k + 1])) < 0 || (l = it_hex_value(q[k + 2])) < 0)
+						return -2;
+					ch = h << 4 | l;
+					k += 2;
+				}
+				if (ch == 0 || o + 1 >= outlen)
+					return -2;
+				out[o++] = (char)ch;
+			}
+			out[o] = '\0';
+			return (int)o;
 		}
 		i = e + 1;
 	}
 	return -1;
+}
+
+/* The session credential a request presents, as imagetools.fcgi takes it
+ * (src/fcgi/auth.c): "Authorization: Bearer <value>" first (another scheme
+ * is passed over), else the session_id query parameter. Returns 1 with it
+ * in out, 0 when there is none, -1 when it is empty, too long or not
+ * visible ASCII. */
+static int credential(const it_http_request *req, const char *q, size_t qlen, char *out, size_t outlen)
+{
+	const it_http_header *a = it_http_find(req, "Authorization");
+	const char *p = NULL;
+	size_t n = 0;
+	int rc;
+
+	if (a && a->value_len > 6 && strncasecmp(a->value, "Bearer", 6) == 0 &&
+	    (a->value[6] == ' ' || a->value[6] == '\t')) {
+		p = a->value + 6;
+		n = a->value_len - 6;
+		while (n > 0 && (*p == ' ' || *p == '\t'))
+			p++, n--;
+		while (n > 0 && (p[n - 1] == ' ' || p[n - 1] == '\t'))
+			n--;
+	} else {
+		if ((rc = query_get(q, qlen, "session_id", out, outlen)) == -1)
+			return 0;
+		if (rc < 0)
+			return -1;
+		p = out;
+		n = (size_t)rc;
+	}
+	if (n == 0 || n >= outlen)
+		return -1;
+	for (size_t i = 0; i < n; i++)
+		if ((unsigned char)p[i] <= 0x20 || (unsigned char)p[i] >= 0x7f)
+			return -1;
+	memmove(out, p, n);
+	out[n] = '\0';
+	return 1;
 }
 
 /* A non-negative integer of at most 18 digits. */
@@ -797,13 +732,41 @@ static int parse_count(const char *s, size_t n, int64_t *out)
 
 static void client_address(const client *c, const it_http_request *req, char *out, size_t outlen);
 
-/* Starts an SSE stream or a long-poll once the request head is parsed
- * (server_names and the method already checked). path is without
- * url_prefix; q the query (may be NULL). */
+/* The CORS part of an answer (src/common/origin.h): c->cors gets the
+ * header lines it_cors_decide chose. Returns its status (0, 204 or 403),
+ * or -1 when out of memory. */
+static int stream_cors(client *c, const it_http_request *req)
+{
+	const it_http_header *o = it_http_find(req, "Origin"), *h = it_http_find(req, "Host");
+	it_origin_verdict v = it_origin_check(o ? o->value : NULL, o ? o->value_len : 0, h ? h->value : NULL,
+					      h ? h->value_len : 0, B.cfg->allowed_origins);
+	it_cors cors;
+	it_buf b;
+
+	it_cors_decide(v, req->method, req->method_len, o ? o->value : NULL, o ? o->value_len : 0, &cors);
+	if (cors.n == 0)
+		return cors.status;
+	it_buf_init(&b, 1024);
+	for (unsigned i = 0; i < cors.n; i++)
+		if (it_buf_printf(&b, "%s: %.*s\r\n", cors.h[i].name, (int)cors.h[i].value_len, cors.h[i].value) < 0) {
+			it_buf_free(&b);
+			return -1;
+		}
+	c->cors = b.data; /* NUL-terminated by it_buf_printf */
+	return cors.status;
+}
+
+/* Answers a request for /api/v1/events or /api/v1/events/stream once its
+ * head is parsed (server_names already checked), in the order
+ * imagetools.fcgi answers it: the Origin and CORS rule (a refused
+ * state-changing request or preflight is 403, a preflight 204), then the
+ * method, the credential, the cursor, the rate limit, then the session (the
+ * feed checks it: unknown is 404). path is without url_prefix; q the query
+ * (may be NULL). */
 static int stream_start(client *c, const it_http_request *req, enum client_kind kind, const char *q, size_t qlen)
 {
-	const it_http_header *o = it_http_find(req, "Origin"), *h = it_http_find(req, "Host"), *lei;
-	char sid[72], v[32], addr[64];
+	const it_http_header *lei;
+	char sid[72], v[32], addr[64], detail[96];
 	int64_t cursor = 0, timeout = B.cfg->longpoll_timeout;
 	const char *ckey = kind == K_SSE ? "last_event_id" : "cursor";
 	it_feed_info fi;
@@ -811,28 +774,42 @@ static int stream_start(client *c, const it_http_request *req, enum client_kind 
 
 	c->kind = kind;
 	c->instance = strndup(req->target, q ? (size_t)(q - 1 - req->target) : req->target_len);
-	it_buf_free(&c->in);
 	if (c->instance == NULL) {
 		client_free(c);
 		return -1;
 	}
-	/* The Origin rule of every server: a listed origin gets CORS headers;
-	 * a refused one is answered without them, so the browser keeps the
-	 * answer from the page (a GET changes nothing). */
-	if (it_origin_check(o ? o->value : NULL, o ? o->value_len : 0, h ? h->value : NULL, h ? h->value_len : 0,
-			    B.cfg->allowed_origins) == IT_ORIGIN_LISTED &&
-	    o->value_len < 512) {
-		char buf[640];
-		snprintf(buf, sizeof(buf),
-			 "Access-Control-Allow-Origin: %.*s\r\nVary: Origin\r\nAccess-Control-Expose-Headers: Retry-After\r\n",
-			 (int)o->value_len, o->value);
-		c->cors = strdup(buf);
+	switch (stream_cors(c, req)) {
+	case 0:
+		break;
+	case 204:
+		client_detach(c);
+		c->state = C_CLOSING;
+		c->close_deadline = B.now + CLOSE_LINGER;
+		if (stream_head(c, 204, "No Content", NULL, NULL) < 0) {
+			client_free(c);
+			return -1;
+		}
+		client_flush(c);
+		return -1;
+	case 403:
+		it_metrics_inc("imagetools_origin_refused_total", NULL, 1);
+		return stream_problem(c, 403, "Forbidden", "origin-not-allowed",
+				      "Requests from this origin are not allowed; see allowed_origins.", NULL);
+	default:
+		client_free(c);
+		return -1;
 	}
-	n = query_get(q, qlen, "session_id", sid, sizeof(sid));
-	if (n < 0)
+	if (req->method_len != 3 || memcmp(req->method, "GET", 3) != 0) {
+		/* The method is a token (no quote or backslash): safe in JSON. */
+		snprintf(detail, sizeof(detail), "%.*s is not allowed here; allowed: GET.", (int)req->method_len,
+			 req->method);
+		return stream_problem(c, 405, "Method Not Allowed", "method-not-allowed", detail, "Allow: GET\r\n");
+	}
+	n = credential(req, q, qlen, sid, sizeof(sid));
+	if (n == 0)
 		return stream_problem(c, 400, "Bad Request", "missing-session-id",
 				      "The session_id query parameter is required.", NULL);
-	if (!it_id_session_valid(sid))
+	if (n < 0 || !it_id_session_valid(sid))
 		return stream_problem(c, 400, "Bad Request", "invalid-session-id", "The session id is malformed.", NULL);
 	lei = kind == K_SSE ? it_http_find(req, "Last-Event-ID") : NULL;
 	if (lei && lei->value_len > 0) {
@@ -860,10 +837,12 @@ static int stream_start(client *c, const it_http_request *req, enum client_kind 
 		client_address(c, req, addr, sizeof(addr));
 		wait = it_rl_hit(&B.rate, addr, B.now);
 		if (wait) {
-			char hdr[48];
+			char hdr[48], ext[40];
 			snprintf(hdr, sizeof(hdr), "Retry-After: %u\r\n", wait);
-			return stream_problem(c, 429, "Too Many Requests", "rate-limited",
-					      "Too many requests from this address; retry later.", hdr);
+			snprintf(ext, sizeof(ext), ",\"retry_after\":%u", wait);
+			snprintf(detail, sizeof(detail), "Too many streams requests; try again in %u seconds.", wait);
+			it_metrics_inc("imagetools_rate_limited_total", "limit=\"streams\"", 1);
+			return stream_problem_ext(c, 429, "Too Many Requests", "rate-limited", detail, hdr, ext);
 		}
 	}
 	if (kind == K_SSE && cursor > 0)
@@ -1048,14 +1027,11 @@ static int handshake(client *c)
 	/* SSE and long-poll, as imagetools.fcgi serves them. */
 	if ((plen == sizeof(events_path) - 1 && memcmp(path, events_path, plen) == 0) ||
 	    (plen == sizeof(stream_path) - 1 && memcmp(path, stream_path, plen) == 0)) {
-		c->kind = plen == sizeof(stream_path) - 1 ? K_SSE : K_POLL;
-		if (req.method_len != 3 || memcmp(req.method, "GET", 3) != 0) {
-			c->instance = strndup(req.target, q ? (size_t)(q - 1 - req.target) : req.target_len);
+		int rc = stream_start(c, &req, plen == sizeof(stream_path) - 1 ? K_SSE : K_POLL, q, qlen);
+		/* The head is parsed into c->in: free it only now. */
+		if (!c->dead)
 			it_buf_free(&c->in);
-			return stream_problem(c, 405, "Method Not Allowed", "method-not-allowed",
-					      "This resource answers GET only.", "Allow: GET\r\n");
-		}
-		return stream_start(c, &req, c->kind, q, qlen);
+		return rc;
 	}
 	if (req.method_len != 3 || memcmp(req.method, "GET", 3) != 0 || req.minor_version < 1)
 		return client_http_error(c, 400, "Bad Request", "bad-request",
@@ -1305,7 +1281,7 @@ static void client_free(client *c)
 	it_list_unlink(&c->alink);
 	it_list_push(&B.dead, &c->alink);
 	it_buf_free(&c->in);
-	oq_free(&c->out);
+	it_outq_free(&c->out);
 	lp_clear(c);
 	free(c->lp);
 	c->lp = NULL;

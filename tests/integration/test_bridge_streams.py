@@ -1,7 +1,10 @@
 """test_bridge_streams.py: SSE and long-poll served by the bridge on its own port, through the same
 delivery core as its WebSockets: the answers of imagetools.fcgi (heads, problems, retry hint,
 keepalives), order and exactly-once, resume, resync, unknown sessions, a deleted session ending the
-stream, a PostgreSQL restart losing nothing, CORS for a listed origin and rate_streams."""
+stream, a PostgreSQL restart losing nothing, CORS for a listed origin and rate_streams. Then the
+same requests to both servers: every refusal (unknown session, bad cursor, wrong origin, method,
+rate limit) and every CORS answer, preflights included, is the one imagetools.fcgi gives, and the
+credential may come as Authorization: Bearer."""
 
 import http.client
 import json
@@ -32,15 +35,39 @@ class Answer:
         return json.loads(self.body)
 
 
-def get(st, path, headers=None, timeout=30):
-    """A GET to the bridge's own port."""
-    conn = http.client.HTTPConnection("127.0.0.1", st.bridge_port, timeout=timeout)
+def get(st, path, headers=None, timeout=30, method="GET", port=None):
+    """A GET (or method) to the bridge's own port (or port)."""
+    conn = http.client.HTTPConnection("127.0.0.1", port or st.bridge_port, timeout=timeout)
     try:
-        conn.request("GET", path, headers=dict(headers or {}))
+        conn.request(method, path, headers=dict(headers or {}))
         r = conn.getresponse()
         return Answer(r.status, r.getheaders(), r.read())
     finally:
         conn.close()
+
+
+# The headers whose values must be the same from both servers.
+SAME_HEADERS = ("content-type", "cache-control", "allow", "vary", "access-control-allow-origin",
+                "access-control-allow-methods", "access-control-allow-headers", "access-control-max-age",
+                "access-control-expose-headers", "x-content-type-options")
+
+
+def same_answer(st, method, path, headers, name, ignore=()):
+    """The same request to imagetools.fcgi (through lighttpd) and to the bridge: the same status,
+    the same headers of SAME_HEADERS and the same problem body (but for the members in ignore)."""
+    f = get(st, path, headers=headers, method=method, port=st.port)
+    b = get(st, path, headers=headers, method=method)
+    tap.is_(b.status, f.status, name + ": status %d from both" % f.status)
+    diff = [h for h in SAME_HEADERS if f.headers.get(h) != b.headers.get(h)]
+    tap.ok(not diff, name + ": the same headers (%s)" % "; ".join(
+        "%s: fcgi %r, bridge %r" % (h, f.headers.get(h), b.headers.get(h)) for h in diff))
+    if f.headers.get("content-type") == "application/problem+json":
+        fj, bj = f.json(), b.json()
+        for k in ignore:
+            fj.pop(k, None)
+            bj.pop(k, None)
+        tap.is_(bj, fj, name + ": the same problem")
+    return f, b
 
 
 def longpoll(st, sid, cursor, timeout=5):
@@ -160,6 +187,57 @@ with Stack(tap, own_cluster=True, bridge=True,
     tap.ok(r.status == 200 and "access-control-allow-origin" not in r.headers,
            "an unlisted origin is answered without CORS headers")
 
+    # --- the same answers as imagetools.fcgi
+    unknown = "A" * 43
+    for method, path, headers, name in (
+            ("GET", "/api/v1/events?session_id=" + unknown, {}, "long-poll of an unknown session"),
+            ("GET", "/api/v1/events/stream?session_id=" + unknown, {}, "SSE of an unknown session"),
+            ("GET", "/api/v1/events", {}, "long-poll without a credential"),
+            ("GET", "/api/v1/events/stream?session_id=bad!", {}, "SSE of a malformed id"),
+            ("GET", "/api/v1/events?session_id=%s&cursor=x" % sid, {}, "long-poll with a bad cursor"),
+            ("GET", "/api/v1/events?session_id=%s&cursor=-1" % sid, {}, "long-poll with a negative cursor"),
+            ("GET", "/api/v1/events?session_id=%s&timeout=soon" % sid, {}, "long-poll with a bad timeout"),
+            ("GET", "/api/v1/events/stream?session_id=%s&last_event_id=1e3" % sid, {}, "SSE with a bad last_event_id"),
+            ("GET", "/api/v1/events/stream?session_id=" + sid, {"Last-Event-ID": "x"}, "SSE with a bad Last-Event-ID"),
+            ("POST", "/api/v1/events?session_id=" + sid, {"Content-Length": "0"}, "POST to the long-poll"),
+            ("DELETE", "/api/v1/events/stream?session_id=" + sid, {}, "DELETE on the stream"),
+            ("POST", "/api/v1/events?session_id=" + sid, {"Origin": "https://evil.example", "Content-Length": "0"},
+             "POST from an unlisted origin"),
+            ("GET", "/api/v1/events?timeout=0&session_id=" + sid, {"Origin": "https://app.example"},
+             "a listed origin's long-poll"),
+            ("GET", "/api/v1/events?timeout=0&session_id=" + sid, {"Origin": "https://evil.example"},
+             "an unlisted origin's long-poll"),
+            ("OPTIONS", "/api/v1/events/stream", {"Origin": "https://app.example", "Access-Control-Request-Method": "GET",
+                                                  "Access-Control-Request-Headers": "cache-control,last-event-id"},
+             "a listed origin's preflight"),
+            ("OPTIONS", "/api/v1/events", {"Origin": "http://localhost", "Host": "localhost",
+                                           "Access-Control-Request-Method": "GET",
+                                           "Access-Control-Request-Headers": "authorization"},
+             "a same-origin preflight"),
+            ("OPTIONS", "/api/v1/events", {"Origin": "https://evil.example", "Access-Control-Request-Method": "GET"},
+             "an unlisted origin's preflight"),
+            ("OPTIONS", "/api/v1/events", {}, "OPTIONS without Origin")):
+        same_answer(st, method, path, headers, name)
+    r = get(st, "/api/v1/events/stream", method="OPTIONS", headers={
+        "Origin": "https://app.example", "Access-Control-Request-Method": "GET",
+        "Access-Control-Request-Headers": "cache-control,x-requested-with"})
+    tap.ok(r.status == 204 and {"cache-control", "x-requested-with"} <= {
+        h.strip().lower() for h in r.headers.get("access-control-allow-headers", "").split(",")},
+        "the bridge's preflight allows what Dropzone sends")
+    r = get(st, "/api/v1/events?timeout=0&session_id=" + sid, headers={"Origin": "https://app.example"})
+    tap.ok("Retry-After" in r.headers.get("access-control-expose-headers", "")
+           and "Location" in r.headers.get("access-control-expose-headers", ""),
+           "a listed origin may read the headers imagetools.fcgi exposes")
+    r, b = (lambda r: (r, r.json() if r.status == 200 else None))(
+        get(st, "/api/v1/events?timeout=0&cursor=6", headers={"Authorization": "Bearer " + sid}))
+    tap.is_(ids(b), [7], "the credential as Authorization: Bearer")
+    r = get(st, "/api/v1/events?timeout=0&cursor=6&session_id=" + sid, headers={"Authorization": "Basic dTpw"})
+    tap.is_(ids(r.json() if r.status == 200 else None), [7], "another scheme is passed over for ?session_id=")
+    problem(get(st, "/api/v1/events?timeout=0", headers={"Authorization": "Bearer " + unknown}), 404,
+            "unknown-session", "an unknown Bearer credential")
+    problem(get(st, "/api/v1/events?timeout=0", headers={"Authorization": "Bearer bad!"}), 400,
+            "invalid-session-id", "a malformed Bearer credential")
+
     # --- a deleted session ends its streams
     doomed = st.new_session()
     s5 = SSEStream(st.bridge_port, doomed)
@@ -200,10 +278,15 @@ with Stack(tap, own_cluster=True, bridge=True,
 
 with Stack(tap, bridge=True, settings={"rate_streams": 2}) as st:
     sid = st.new_session()
-    streams = [SSEStream(st.bridge_port, sid) for _ in range(2)]
+    streams = [SSEStream(port, sid) for port in (st.bridge_port, st.bridge_port, st.port, st.port)]
     r = get(st, "/api/v1/events/stream?session_id=" + sid)
     tap.is_(r.status, 429, "rate_streams: the third stream in a minute is 429")
     tap.ok(r.headers.get("retry-after", "").isdigit(), "with Retry-After")
+    tap.ok(r.json().get("retry_after") == int(r.headers.get("retry-after", "-1")),
+           "and retry_after in the problem, as Retry-After says")
+    # The seconds to wait differ by when each server's window began.
+    same_answer(st, "GET", "/api/v1/events/stream?session_id=" + sid, {}, "rate_streams",
+                ignore=("retry_after", "detail"))
     for s in streams:
         s.close()
 
