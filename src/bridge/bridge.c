@@ -746,7 +746,8 @@ static int stream_cors(client *c, const it_http_request *req)
 	it_cors_decide(v, req->method, req->method_len, o ? o->value : NULL, o ? o->value_len : 0, &cors);
 	if (cors.n == 0)
 		return cors.status;
-	it_buf_init(&b, 1024);
+	/* The Origin echoed is part of the head, so at most HEAD_MAX. */
+	it_buf_init(&b, HEAD_MAX + 2048);
 	for (unsigned i = 0; i < cors.n; i++)
 		if (it_buf_printf(&b, "%s: %.*s\r\n", cors.h[i].name, (int)cors.h[i].value_len, cors.h[i].value) < 0) {
 			it_buf_free(&b);
