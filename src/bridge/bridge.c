@@ -762,8 +762,10 @@ static int stream_cors(client *c, const it_http_request *req)
  * imagetools.fcgi answers it: the Origin and CORS rule (a refused
  * state-changing request or preflight is 403, a preflight 204), then the
  * method, the credential, the cursor, the rate limit, then the session (the
- * feed checks it: unknown is 404). path is without url_prefix; q the query
- * (may be NULL). */
+ * feed checks it: unknown is 404). q is the query (qlen bytes, may be
+ * NULL). req points into c->in, which the caller frees afterwards. Returns
+ * 0 while the request waits for the feed, -1 once it is answered (or the
+ * client freed). */
 static int stream_start(client *c, const it_http_request *req, enum client_kind kind, const char *q, size_t qlen)
 {
 	const it_http_header *lei;
