@@ -139,6 +139,7 @@ static struct bridge {
 	it_list dead;		/* clients to free once the epoll batch is done */
 	size_t soft, hard;
 	double now;
+	double started;		/* when the loop began */
 	double listen_paused_until;
 	int stopping;
 	double stop_deadline;
@@ -732,6 +733,44 @@ static int parse_count(const char *s, size_t n, int64_t *out)
 
 static void client_address(const client *c, const it_http_request *req, char *out, size_t outlen);
 
+/* Whether the database is out of reach, as far as a new request can tell:
+ * the feed's connection was up and is down now, or it has not come up in
+ * the connect deadline since the bridge started (a request in the first
+ * moments waits for it instead). */
+static int feed_down(void)
+{
+	it_feed_stats fs;
+
+	it_feed_stats_get(B.feed, &fs);
+	return !fs.db_up && (fs.reconnects > 0 || B.now - B.started > 10.0);
+}
+
+/* An SSE request while the database is out of reach, answered as
+ * imagetools.fcgi answers it: EventSource gives up for good on a status
+ * other than 200, so a short stream tells it to come back (retry: 5000) and
+ * why (connection.status degraded). Returns -1 (closing or freed). */
+static int stream_degraded(client *c)
+{
+	it_feed_transient t = {.type = "connection.status", .status = "degraded"};
+	char *json = it_feed_transient_json(&t, "sse");
+	it_buf b;
+	int rc;
+
+	it_buf_init(&b, 4096);
+	rc = json == NULL || it_sse_retry(&b, 5000) < 0 || it_sse_transient(&b, t.type, json) < 0 ? -1 : 0;
+	free(json);
+	if (rc == 0)
+		rc = stream_head(c, 200, "OK", "text/event-stream", "Cache-Control: no-cache\r\nX-Accel-Buffering: no\r\n");
+	if (rc == 0)
+		rc = oq_copy(&c->out, b.data, b.len, NULL, 0);
+	it_buf_free(&b);
+	if (rc < 0) {
+		client_free(c);
+		return -1;
+	}
+	return stream_end(c, 0);
+}
+
 /* The CORS part of an answer (src/common/origin.h): c->cors gets the
  * header lines it_cors_decide chose. Returns its status (0, 204 or 403),
  * or -1 when out of memory. */
@@ -833,6 +872,12 @@ static int stream_start(client *c, const it_http_request *req, enum client_kind 
 		if (timeout > B.cfg->longpoll_timeout)
 			timeout = B.cfg->longpoll_timeout;
 	}
+	/* imagetools.fcgi asks the database for the session at this point;
+	 * while it cannot, a long-poll is 503, an SSE stream (after its rate
+	 * check) a short degraded one. */
+	if (kind == K_POLL && feed_down())
+		return stream_problem(c, 503, "Service Unavailable", "database-unavailable",
+				      "The database cannot be reached; try again shortly.", "Retry-After: 5\r\n");
 	/* rate_streams counts streams, and long-polls that will wait: one
 	 * the feed can answer at once is an ordinary request. */
 	if (kind == K_SSE || it_feed_lookup(B.feed, sid, &fi) < 0 || cursor >= fi.last_seq) {
@@ -850,6 +895,8 @@ static int stream_start(client *c, const it_http_request *req, enum client_kind 
 	}
 	if (kind == K_SSE && cursor > 0)
 		it_metrics_inc("imagetools_resumes_total", "transport=\"sse\"", 1);
+	if (kind == K_SSE && feed_down())
+		return stream_degraded(c);
 	c->state = C_OPEN;
 	c->deadline = B.now + (double)timeout;
 	c->next_keepalive = B.now + (double)B.cfg->keepalive_interval;
@@ -1492,7 +1539,7 @@ int it_bridge_run(const it_config *cfg, const char *listen_addr)
 	B.lfd = B.sigfd = B.tfd = -1;
 	B.hard = (size_t)cfg->stream_buffer;
 	B.soft = B.hard / 2;
-	B.now = mono();
+	B.now = B.started = mono();
 	it_list_init(&B.clients);
 	it_list_init(&B.dead);
 	B.listen_h.kind = H_LISTEN;

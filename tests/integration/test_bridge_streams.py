@@ -263,6 +263,23 @@ with Stack(tap, own_cluster=True, bridge=True,
     for w in watchers:
         w.read_until(lambda s: len(s.ids()) >= 3)
     st.pg.stop()
+    # New requests meanwhile are answered as imagetools.fcgi answers them: a long-poll 503, an
+    # SSE stream a short one that says degraded and asks to come back (EventSource gives up
+    # for good on any other status).
+    lp_path = "/api/v1/events?timeout=0&session_id=" + rs
+    try:
+        wait_for(lambda: get(st, lp_path).status == 503, timeout=15, interval=0.2, what="the bridge to notice")
+    except TimeoutError:
+        pass
+    same_answer(st, "GET", lp_path, {}, "long-poll while the database is down")
+    for name, port in (("imagetools.fcgi", st.port), ("bridge", st.bridge_port)):
+        d = SSEStream(port, rs)
+        d.read_until(lambda s: s.closed, timeout=15)
+        tap.ok(d.status == 200 and d.closed and d.parser.retry == 5000
+               and [(e["type"], e["json"]["data"]) for e in d.parser.events]
+               == [("connection.status", {"status": "degraded", "transport": "sse"})],
+               "%s: a new SSE stream while the database is down: 200, retry 5000, degraded, end" % name)
+        d.close()
     time.sleep(1.0)
     st.pg.start()
     wait_for(lambda: st.request("GET", "/api/v1/health").status == 200, timeout=20, what="the database")
