@@ -1,4 +1,4 @@
-/* origin.c: the one Origin rule of every server: whether a request's Origin may use the API or open a WebSocket. */
+/* origin.c: the one Origin and CORS rule of every server: whether a request's Origin may use the API or open a WebSocket, and the CORS answer. */
 #include "config.h"
 
 #include "common/origin.h"
@@ -207,4 +207,57 @@ const char *it_origin_verdict_name(it_origin_verdict v)
 		return "refused";
 	}
 	return "?";
+}
+
+static int is_method(const char *m, size_t mlen, const char *name)
+{
+	return m != NULL && mlen == strlen(name) && memcmp(m, name, mlen) == 0;
+}
+
+static void add(it_cors *c, const char *name, const char *value, size_t len)
+{
+	c->h[c->n].name = name;
+	c->h[c->n].value = value;
+	c->h[c->n].value_len = len;
+	c->n++;
+}
+
+#define ADD_STATIC(c, name, value) add((c), (name), (value), sizeof(value) - 1)
+
+void it_cors_decide(it_origin_verdict v, const char *method, size_t mlen, const char *origin_value, size_t olen,
+		    it_cors *out)
+{
+	/* Methods are case-sensitive (RFC 9110 9.1): "get" is not GET, and
+	 * counts as state-changing. */
+	int options = is_method(method, mlen, "OPTIONS");
+	int safe = options || is_method(method, mlen, "GET") || is_method(method, mlen, "HEAD");
+
+	out->status = 0;
+	out->n = 0;
+	switch (v) {
+	case IT_ORIGIN_ABSENT:
+		if (options) {
+			ADD_STATIC(out, "Allow", IT_CORS_ALLOW_METHODS);
+			out->status = 204;
+		}
+		return;
+	case IT_ORIGIN_REFUSED:
+		if (options || !safe)
+			out->status = 403;
+		return;
+	case IT_ORIGIN_LISTED:
+		add(out, "Access-Control-Allow-Origin", origin_value, olen);
+		ADD_STATIC(out, "Vary", "Origin");
+		if (!options)
+			ADD_STATIC(out, "Access-Control-Expose-Headers", IT_CORS_EXPOSE_HEADERS);
+		break;
+	case IT_ORIGIN_SAME:
+		break;
+	}
+	if (options) {
+		ADD_STATIC(out, "Access-Control-Allow-Methods", IT_CORS_ALLOW_METHODS);
+		ADD_STATIC(out, "Access-Control-Allow-Headers", IT_CORS_ALLOW_HEADERS);
+		ADD_STATIC(out, "Access-Control-Max-Age", IT_CORS_MAX_AGE);
+		out->status = 204;
+	}
 }

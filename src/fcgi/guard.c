@@ -15,48 +15,12 @@
 #include <string.h>
 #include <strings.h>
 
-/* What a cross-origin page may send and read. A browser refuses the whole
- * request when its preflight asks for one header not listed here, and
- * upload libraries add theirs to every request: Dropzone and Fine Uploader
- * send Cache-Control and X-Requested-With (Fine Uploader also X-File-Name
- * and X-Mime-Type), jQuery File Upload Content-Range and
- * Content-Disposition for chunks, tus-js-client (and Uppy's tus plugin, and
- * FilePond's chunks) the tus headers, X-HTTP-Method-Override in place of
- * PATCH, and Upload-Complete with Upload-Draft-Interop-Version for the IETF
- * resumable upload draft. Last-Event-ID lets a polyfilled EventSource
- * resume; Authorization carries the metrics token; Range, If-Range and
- * If-None-Match make downloads resumable and cacheable. Listing a header
- * the API does not read costs nothing: the request is answered as if it
- * were not there. */
-#define ALLOW_METHODS "GET, POST, PATCH, DELETE, OPTIONS"
-#define ALLOW_HEADERS                                                                                              \
-	"Content-Type, Last-Event-ID, Authorization, Cache-Control, X-Requested-With, X-File-Name, X-Mime-Type, "   \
-	"Content-Range, Content-Disposition, Range, If-Range, If-None-Match, X-HTTP-Method-Override, "             \
-	"Tus-Resumable, Upload-Length, Upload-Offset, Upload-Metadata, Upload-Checksum, Upload-Defer-Length, "     \
-	"Upload-Concat, Upload-Name, Upload-Complete, Upload-Draft-Interop-Version"
-/* Response headers a cross-origin page may read besides the CORS-safelisted
- * ones: where a new resource is (Location), when to retry (Retry-After),
- * download metadata, and the tus headers a resumable upload needs to go on
- * (its offset and length, the server's version, extensions and limits). */
-#define EXPOSE_HEADERS                                                                                             \
-	"Location, Retry-After, ETag, Content-Disposition, Content-Range, Upload-Offset, Upload-Length, "          \
-	"Upload-Metadata, Upload-Expires, Upload-Complete, Tus-Resumable, Tus-Version, Tus-Extension, "            \
-	"Tus-Max-Size, Tus-Checksum-Algorithm"
-/* Browsers cap this anyway (Chromium: 2 h); ten minutes keeps a changed
- * allowed_origins effective soon. */
-#define PREFLIGHT_MAX_AGE "600"
-
-static int state_changing(const char *method)
-{
-	return strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0 && strcmp(method, "OPTIONS") != 0;
-}
-
 int it_guard_request(it_req *req)
 {
 	const char *origin = it_req_env(req, "HTTP_ORIGIN");
 	const char *host = it_req_env(req, "HTTP_HOST");
-	int preflight = strcmp(req->method, "OPTIONS") == 0;
 	it_origin_verdict verdict;
+	it_cors cors;
 
 	/* tus discovery: an OPTIONS request to the resumable upload endpoint
 	 * learns the protocol's version, extensions and limits, whether or
@@ -77,36 +41,17 @@ int it_guard_request(it_req *req)
 	}
 	verdict = it_origin_check(origin, origin ? strlen(origin) : 0, host, host ? strlen(host) : 0,
 				  it_g.cfg.allowed_origins);
-	if (verdict == IT_ORIGIN_ABSENT) {
-		if (preflight) {
-			/* Not a CORS preflight: say what the API speaks. */
-			it_resp_header(req, "Allow", ALLOW_METHODS);
-			it_resp_begin(req, 204, NULL);
-			return 1;
-		}
-		return 0;
+	/* The CORS answer is the bridge's too (src/common/origin.h). */
+	it_cors_decide(verdict, req->method, strlen(req->method), origin, origin ? strlen(origin) : 0, &cors);
+	if (cors.status == 403) {
+		it_metrics_inc("imagetools_origin_refused_total", NULL, 1);
+		it_resp_problem(req, 403, "origin-not-allowed",
+				"Requests from this origin are not allowed; see allowed_origins.");
+		return 1;
 	}
-	if (verdict == IT_ORIGIN_REFUSED) {
-		if (preflight || state_changing(req->method)) {
-			it_metrics_inc("imagetools_origin_refused_total", NULL, 1);
-			it_resp_problem(req, 403, "origin-not-allowed",
-					"Requests from this origin are not allowed; see allowed_origins.");
-			return 1;
-		}
-		/* A cross-origin read without permission: answered, but without
-		 * Access-Control-Allow-Origin the browser keeps it from the page. */
-		return 0;
-	}
-	if (verdict == IT_ORIGIN_LISTED) {
-		it_resp_header(req, "Access-Control-Allow-Origin", "%s", origin);
-		it_resp_header(req, "Vary", "Origin");
-		if (!preflight)
-			it_resp_header(req, "Access-Control-Expose-Headers", EXPOSE_HEADERS);
-	}
-	if (preflight) {
-		it_resp_header(req, "Access-Control-Allow-Methods", ALLOW_METHODS);
-		it_resp_header(req, "Access-Control-Allow-Headers", ALLOW_HEADERS);
-		it_resp_header(req, "Access-Control-Max-Age", PREFLIGHT_MAX_AGE);
+	for (unsigned i = 0; i < cors.n; i++)
+		it_resp_header(req, cors.h[i].name, "%.*s", (int)cors.h[i].value_len, cors.h[i].value);
+	if (cors.status == 204) {
 		it_resp_begin(req, 204, NULL);
 		return 1;
 	}

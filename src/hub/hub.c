@@ -6,6 +6,7 @@
 #include "common/list.h"
 #include "common/log.h"
 #include "feed/feed.h"
+#include "feed/outq.h"
 #include "feed/sse.h"
 #include "hub/fcgi_record.h"
 
@@ -25,8 +26,6 @@
 #define TICK_MS 250
 /* An ended stream gets this long to drain its last bytes. */
 #define LINGER_MS 10000
-/* iovecs per writev. */
-#define IOV_MAX_HUB 64
 
 enum tag_kind { TAG_STREAM, TAG_PG, TAG_CMD };
 
@@ -36,170 +35,47 @@ struct tag {
 
 /* ------------------------------------------------------------------ output queue
  *
- * What a stream still has to write: FastCGI records whose content is either
- * a shared event (a reference: the bytes are the event's own SSE form, the
- * same for every stream of the session) or bytes of this stream's own (the
- * head, a keepalive, a connection.status). Written with writev: a record
- * header of 8 bytes, then the content where it lies. */
-
-struct seg {
-	it_feed_event *ev; /* reference held, or NULL */
-	char *heap;	   /* owned bytes, or NULL (then inl) */
-	const char *p;	   /* content: into ev's wire form or heap; NULL: inl */
-	size_t len, off;   /* content bytes, and how many are written */
-	uint8_t hdr[IT_FCGI_HEADER_LEN];
-	uint8_t hlen, hoff;
-	uint8_t inl[24]; /* small content of its own (end records) */
-};
-
-struct outq {
-	struct seg *v;
-	unsigned head, n, cap;
-	size_t bytes; /* not yet written */
-};
-
-static struct seg *oq_add(struct outq *q)
-{
-	if (q->n == q->cap) {
-		unsigned cap = q->cap ? q->cap * 2 : 8;
-		struct seg *v = malloc(cap * sizeof(*v));
-		if (v == NULL)
-			return NULL;
-		for (unsigned i = 0; i < q->n; i++)
-			v[i] = q->v[(q->head + i) % q->cap];
-		free(q->v);
-		q->v = v;
-		q->head = 0;
-		q->cap = cap;
-	}
-	struct seg *s = &q->v[(q->head + q->n++) % q->cap];
-	memset(s, 0, sizeof(*s));
-	return s;
-}
-
-static void seg_release(struct seg *s)
-{
-	it_feed_event_unref(s->ev);
-	free(s->heap);
-}
-
-static void oq_free(struct outq *q)
-{
-	for (unsigned i = 0; i < q->n; i++)
-		seg_release(&q->v[(q->head + i) % q->cap]);
-	free(q->v);
-	memset(q, 0, sizeof(*q));
-}
+ * A stream's output is an it_outq (src/feed/outq.h) of FastCGI records:
+ * each segment is a record header of the stream's own (its prefix) and
+ * content that is either a shared event (a reference: the bytes are the
+ * event's own SSE form, the same for every stream of the session) or bytes
+ * of this stream's own (the head, a keepalive, a connection.status). */
 
 /* Queues content as FCGI_STDOUT records (65535 bytes at most each). With
  * ev, the content lies in ev and each record holds a reference; with heap,
  * the queue takes ownership (the last record frees it). Returns 0 or
  * -ENOMEM (nothing queued; heap freed). */
-static int oq_stdout(struct outq *q, uint16_t rid, it_feed_event *ev, char *heap, const char *p, size_t n)
+static int oq_stdout(it_outq *q, uint16_t rid, it_feed_event *ev, char *heap, const char *p, size_t n)
 {
-	unsigned before = q->n;
-	size_t bytes = q->bytes;
+	unsigned mark = it_outq_mark(q);
 
 	while (n > 0) {
 		uint16_t len = n > 65535 ? 65535 : (uint16_t)n;
-		struct seg *s = oq_add(q);
-		if (s == NULL)
-			goto nomem;
-		it_fcgi_header(s->hdr, IT_FCGI_STDOUT, rid, len);
-		s->hlen = IT_FCGI_HEADER_LEN;
-		s->p = p;
-		s->len = len;
-		if (ev)
-			s->ev = it_feed_event_ref(ev);
+		uint8_t hdr[IT_FCGI_HEADER_LEN];
+		it_fcgi_header(hdr, IT_FCGI_STDOUT, rid, len);
+		if (it_outq_push(q, hdr, sizeof(hdr), ev, len == n ? heap : NULL, p, len) < 0) {
+			it_outq_rollback(q, mark);
+			free(heap);
+			return -ENOMEM;
+		}
 		p += len;
 		n -= len;
-		q->bytes += IT_FCGI_HEADER_LEN + len;
 	}
-	if (heap && q->n > before)
-		q->v[(q->head + q->n - 1) % q->cap].heap = heap;
-	else
+	if (it_outq_mark(q) == mark)
 		free(heap);
 	return 0;
-nomem:
-	while (q->n > before) {
-		q->n--;
-		seg_release(&q->v[(q->head + q->n) % q->cap]);
-	}
-	q->bytes = bytes;
-	free(heap);
-	return -ENOMEM;
 }
 
 /* Queues the end of the response: an empty FCGI_STDOUT and FCGI_END_REQUEST. */
-static int oq_end(struct outq *q, uint16_t rid)
+static int oq_end(it_outq *q, uint16_t rid)
 {
 	it_buf b;
-	struct seg *s = oq_add(q);
+	int rc;
 
-	if (s == NULL)
-		return -ENOMEM;
-	/* it_fcgi_end writes into a buffer; the 24 bytes go inline. */
 	it_buf_init(&b, 64);
-	if (it_fcgi_end(&b, rid) < 0 || b.len != sizeof(s->inl)) {
-		it_buf_free(&b);
-		q->n--;
-		return -ENOMEM;
-	}
-	memcpy(s->inl, b.data, b.len);
-	s->len = b.len;
-	q->bytes += b.len;
+	rc = it_fcgi_end(&b, rid) < 0 ? -ENOMEM : it_outq_copy(q, NULL, 0, b.data, b.len, NULL, 0);
 	it_buf_free(&b);
-	return 0;
-}
-
-/* Writes what it can. Returns bytes written (>= 0), or -1 on a broken
- * connection. */
-static ssize_t oq_write(struct outq *q, int fd)
-{
-	struct iovec iov[IOV_MAX_HUB];
-	ssize_t total = 0;
-
-	while (q->n > 0) {
-		int k = 0;
-		ssize_t w;
-		for (unsigned i = 0; i < q->n && k + 2 <= IOV_MAX_HUB; i++) {
-			struct seg *s = &q->v[(q->head + i) % q->cap];
-			if (s->hoff < s->hlen) {
-				iov[k].iov_base = s->hdr + s->hoff;
-				iov[k++].iov_len = (size_t)(s->hlen - s->hoff);
-			}
-			if (s->off < s->len) {
-				iov[k].iov_base = (char *)(s->p ? s->p : (const char *)s->inl) + s->off;
-				iov[k++].iov_len = s->len - s->off;
-			}
-		}
-		do
-			w = writev(fd, iov, k);
-		while (w < 0 && errno == EINTR);
-		if (w < 0)
-			return errno == EAGAIN || errno == EWOULDBLOCK ? total : -1;
-		total += w;
-		q->bytes -= (size_t)w;
-		while (w > 0) {
-			struct seg *s = &q->v[q->head];
-			size_t h = (size_t)(s->hlen - s->hoff), c;
-			if (h) {
-				h = (size_t)w < h ? (size_t)w : h;
-				s->hoff = (uint8_t)(s->hoff + h);
-				w -= (ssize_t)h;
-			}
-			c = s->len - s->off;
-			c = (size_t)w < c ? (size_t)w : c;
-			s->off += c;
-			w -= (ssize_t)c;
-			if (s->hoff == s->hlen && s->off == s->len) {
-				seg_release(s);
-				q->head = (q->head + 1) % q->cap;
-				q->n--;
-			}
-		}
-	}
-	return total;
+	return rc < 0 ? -ENOMEM : 0;
 }
 
 /* ------------------------------------------------------------------ streams */
@@ -230,7 +106,7 @@ struct hstream {
 	int64_t last_progress_ms;
 	size_t max;	     /* stream_buffer */
 	it_fcgi_scan scan;
-	struct outq out;
+	it_outq out;
 	struct lpitem *lp; /* long-poll: the answer gathered so far */
 	unsigned nlp, lpcap;
 	size_t lp_bytes;
@@ -299,7 +175,7 @@ static void stream_close(it_hub *hub, struct hstream *st)
 	epoll_ctl(hub->epfd, EPOLL_CTL_DEL, st->fd, NULL);
 	close(st->fd);
 	it_list_unlink(&st->all_link);
-	oq_free(&st->out);
+	it_outq_free(&st->out);
 	lp_clear(st);
 	free(st->lp);
 	pthread_mutex_lock(&hub->lock);
@@ -312,7 +188,7 @@ static void stream_close(it_hub *hub, struct hstream *st)
 /* Writes what is queued. Returns -1 when the stream was closed. */
 static int stream_flush(it_hub *hub, struct hstream *st)
 {
-	ssize_t w = oq_write(&st->out, st->fd);
+	ssize_t w = it_outq_write(&st->out, st->fd);
 
 	if (w < 0) {
 		stat_add(&hub->stats.released, 1);
@@ -325,12 +201,6 @@ static int stream_flush(it_hub *hub, struct hstream *st)
 		if (st->ending) {
 			stream_close(hub, st);
 			return -1;
-		}
-		/* Idle streams keep no queue: that is most of them. */
-		if (st->out.cap > 8) {
-			free(st->out.v);
-			st->out.v = NULL;
-			st->out.cap = st->out.head = 0;
 		}
 		set_out_interest(hub, st, 0);
 		if (st->behind) {
@@ -808,7 +678,7 @@ int it_hub_park(it_hub *hub, const it_park *p)
 nomem:
 	if (st) {
 		free(st->pending_sid);
-		oq_free(&st->out);
+		it_outq_free(&st->out);
 		free(st);
 	}
 	pthread_mutex_lock(&hub->lock);

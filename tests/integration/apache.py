@@ -107,12 +107,13 @@ class ApacheStack(Stack):
     imagetools.fcgi on a Unix socket, the bridge behind mod_proxy) or as plain CGI (mode
     "cgi": mod_cgi, the shipped .htaccess files in a shared-hosting directory layout)."""
 
-    def __init__(self, tap, mode="fcgi", prefix=None, activation="socket", **kw):
+    def __init__(self, tap, mode="fcgi", prefix=None, activation="socket", enable=(), **kw):
         if mode == "cgi":
             prefix = "/imagetools" if prefix is None else prefix
         self.mode = mode
         self.prefix = prefix or ""
         self.activation = activation
+        self.enable = tuple(enable)  # optional "#Define NAME" lines of the example to switch on
         self.apache = None
         self.fcgi = None
         settings = dict(kw.pop("settings", None) or {})
@@ -241,6 +242,8 @@ class ApacheStack(Stack):
             template = f.read()
         webroot = os.path.join(self.dir, "htdocs")
         self.copy_web(webroot)
+        for name in self.enable:
+            template = re.sub(r"^#Define %s$" % name, "Define %s" % name, template, flags=re.M)
         return render_defines(template, {
             "IT_PORT": str(self.port), "IT_SERVERNAME": "127.0.0.1", "IT_WEBROOT": webroot,
             "IT_SOCKET": self.socket_path, "IT_BRIDGE": "127.0.0.1:%d" % self.bridge_port,

@@ -201,7 +201,7 @@ def psql(sockdir, port, db, sql, *args):
 # ---------------------------------------------------------------- the stack
 
 LIGHTTPD_VARS = ("port", "bind", "statedir", "webroot", "fcgi_bin", "fcgi_procs", "config", "bridge_host",
-                 "bridge_port", "errorlog", "pidfile")
+                 "bridge_port", "errorlog", "pidfile", "bridge_urls")
 
 
 def render_lighttpd(template, values):
@@ -220,13 +220,14 @@ class Stack:
     """PostgreSQL (shared or private) + migrations + lighttpd with imagetools.fcgi (+ bridge, worker)."""
 
     def __init__(self, tap, own_cluster=False, settings=None, bridge=False, worker=False, fcgi_procs=1,
-                 pg=None, dbname=None):
+                 pg=None, dbname=None, lighttpd_vars=None):
         self.tap = tap
         self.own_cluster = own_cluster
         self.settings = dict(settings or {})
         self.want_bridge = bridge
         self.want_worker = worker
         self.fcgi_procs = fcgi_procs
+        self.lighttpd_vars = dict(lighttpd_vars or {})  # more var. lines of lighttpd.conf.example to set
         self.pg = pg
         self.owns_pg = False
         self.dbname = dbname
@@ -352,12 +353,12 @@ class Stack:
         self.lighttpd_conf = os.path.join(self.dir, "lighttpd.conf")
         self.errorlog = os.path.join(self.dir, "lighttpd-error.log")
         with open(self.lighttpd_conf, "w") as f:
-            f.write(render_lighttpd(template, {
+            f.write(render_lighttpd(template, dict({
                 "port": self.port, "bind": "127.0.0.1", "statedir": self.dir,
                 "webroot": os.path.join(SRCDIR, "web"), "fcgi_bin": self.bin("cgi-bin/imagetools.fcgi"),
                 "fcgi_procs": self.fcgi_procs, "config": self.config, "bridge_host": "127.0.0.1",
                 "bridge_port": self.bridge_port, "errorlog": self.errorlog,
-                "pidfile": os.path.join(self.dir, "lighttpd.pid")}))
+                "pidfile": os.path.join(self.dir, "lighttpd.pid")}, **self.lighttpd_vars)))
         # The FastCGI processes inherit lighttpd's stderr: their log lines land here.
         log = open(os.path.join(self.dir, "fcgi.log"), "ab")
         self.lighttpd = subprocess.Popen(["lighttpd", "-D", "-f", self.lighttpd_conf], env=self.env(),

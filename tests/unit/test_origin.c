@@ -139,11 +139,69 @@ static void test_edges(void)
 	is_str(it_origin_verdict_name((it_origin_verdict)42), "?", "an unknown verdict");
 }
 
+/* The headers of a decision as "Name: value" lines, in order. */
+static const char *cors_text(const it_cors *c)
+{
+	static char buf[2048];
+	size_t n = 0;
+
+	buf[0] = '\0';
+	for (unsigned i = 0; i < c->n && n < sizeof(buf); i++)
+		n += (size_t)snprintf(buf + n, sizeof(buf) - n, "%s: %.*s\n", c->h[i].name, (int)c->h[i].value_len,
+				      c->h[i].value);
+	return buf;
+}
+
+/* The CORS half: what every server answers for each verdict and method. */
+static void test_cors(void)
+{
+	static const char listed[] = "https://app.example/extra";
+	it_cors c;
+
+	it_cors_decide(IT_ORIGIN_ABSENT, "GET", 3, NULL, 0, &c);
+	ok(c.status == 0 && c.n == 0, "no Origin, GET: goes on, no CORS headers");
+	it_cors_decide(IT_ORIGIN_ABSENT, "OPTIONS", 7, NULL, 0, &c);
+	is_int(c.status, 204, "no Origin, OPTIONS: 204");
+	is_str(cors_text(&c), "Allow: " IT_CORS_ALLOW_METHODS "\n", "with Allow only");
+	it_cors_decide(IT_ORIGIN_REFUSED, "GET", 3, "https://evil.example", 20, &c);
+	ok(c.status == 0 && c.n == 0, "refused origin, GET: answered without CORS headers");
+	it_cors_decide(IT_ORIGIN_REFUSED, "HEAD", 4, "https://evil.example", 20, &c);
+	ok(c.status == 0 && c.n == 0, "refused origin, HEAD: the same");
+	it_cors_decide(IT_ORIGIN_REFUSED, "POST", 4, "https://evil.example", 20, &c);
+	ok(c.status == 403 && c.n == 0, "refused origin, POST: 403");
+	it_cors_decide(IT_ORIGIN_REFUSED, "get", 3, "https://evil.example", 20, &c);
+	is_int(c.status, 403, "methods are case-sensitive: \"get\" counts as state-changing");
+	it_cors_decide(IT_ORIGIN_REFUSED, "OPTIONS", 7, "https://evil.example", 20, &c);
+	ok(c.status == 403 && c.n == 0, "refused origin, preflight: 403, naming no headers");
+	it_cors_decide(IT_ORIGIN_LISTED, "GET", 3, listed, 19, &c);
+	is_int(c.status, 0, "listed origin, GET: goes on");
+	is_str(cors_text(&c),
+	       "Access-Control-Allow-Origin: https://app.example\nVary: Origin\n"
+	       "Access-Control-Expose-Headers: " IT_CORS_EXPOSE_HEADERS "\n",
+	       "with Allow-Origin (olen bytes of Origin), Vary and Expose-Headers");
+	it_cors_decide(IT_ORIGIN_LISTED, "OPTIONS", 7, listed, 19, &c);
+	is_int(c.status, 204, "listed origin, preflight: 204");
+	is_str(cors_text(&c),
+	       "Access-Control-Allow-Origin: https://app.example\nVary: Origin\n"
+	       "Access-Control-Allow-Methods: " IT_CORS_ALLOW_METHODS "\n"
+	       "Access-Control-Allow-Headers: " IT_CORS_ALLOW_HEADERS "\n"
+	       "Access-Control-Max-Age: " IT_CORS_MAX_AGE "\n",
+	       "with Allow-Origin, Vary, Allow-Methods, Allow-Headers and Max-Age");
+	it_cors_decide(IT_ORIGIN_SAME, "OPTIONS", 7, "http://example.org", 18, &c);
+	ok(c.status == 204 && c.n == 3 && strcmp(c.h[0].name, "Access-Control-Allow-Methods") == 0,
+	   "same origin, preflight: 204 without Allow-Origin");
+	it_cors_decide(IT_ORIGIN_SAME, "DELETE", 6, "http://example.org", 18, &c);
+	ok(c.status == 0 && c.n == 0, "same origin, DELETE: goes on, no CORS headers");
+	ok(strstr(IT_CORS_ALLOW_HEADERS, "Cache-Control") && strstr(IT_CORS_ALLOW_HEADERS, "X-Requested-With"),
+	   "Dropzone's headers are allowed");
+}
+
 int main(void)
 {
 	int rows = run_table();
 
 	ok(rows >= 50, "the shared table has its rows (%d)", rows);
 	test_edges();
+	test_cors();
 	return tap_done();
 }
