@@ -22,12 +22,6 @@ int it_guard_request(it_req *req)
 	it_origin_verdict verdict;
 	it_cors cors;
 
-	/* tus discovery: an OPTIONS request to the resumable upload endpoint
-	 * learns the protocol's version, extensions and limits, whether or
-	 * not it is a CORS preflight. */
-	if (preflight && strncmp(req->path, "/api/v1/uploads/tus", 19) == 0)
-		it_h_tus_discovery_headers(req);
-
 	/* DNS rebinding: a page on evil.example whose name later resolves to
 	 * this server is same-origin with itself, so its Origin matches its
 	 * Host, and only the Host tells that the browser thinks it is talking
@@ -49,6 +43,11 @@ int it_guard_request(it_req *req)
 				"Requests from this origin are not allowed; see allowed_origins.");
 		return 1;
 	}
+	/* tus discovery: an OPTIONS request to the resumable upload endpoint
+	 * learns the protocol's version, extensions and limits, whether or
+	 * not it is a CORS preflight. */
+	if (strcmp(req->method, "OPTIONS") == 0 && strncmp(req->path, "/api/v1/uploads/tus", 19) == 0)
+		it_h_tus_discovery_headers(req);
 	for (unsigned i = 0; i < cors.n; i++)
 		it_resp_header(req, cors.h[i].name, "%.*s", (int)cors.h[i].value_len, cors.h[i].value);
 	if (cors.status == 204) {
