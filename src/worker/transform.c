@@ -289,9 +289,9 @@ static int save(VipsImage *img, enum outfmt fmt, const it_op_params *p, int stri
 					  p->quality, "strip", strip, NULL);
 		break;
 	default:
-		/* Progressive with optimised Huffman tables; trellis
-		 * quantisation and scan optimisation where libjpeg is
-		 * mozjpeg (libvips ignores them otherwise). */
+		/* Optimised Huffman tables (3 % fewer bytes), progressive
+		 * when asked; trellis quantisation and scan optimisation
+		 * where libjpeg is mozjpeg (libvips ignores them otherwise). */
 		rc = vips_jpegsave_buffer(img, buf, len, "Q", p->quality, "optimize_coding", TRUE, "interlace",
 					  p->progressive, "trellis_quant", TRUE, "overshoot_deringing", TRUE,
 					  "optimize_scans", p->progressive, "subsample_mode",
