@@ -3,7 +3,8 @@
 // images and how many were left unchanged, with the numbers of the operation's result; every
 // image is listed; PNG and GIF downloads are still PNG and GIF; a cancelled operation lists the
 // images done before the cancel; and a real cancel, clicked while 16 large photos are being
-// compressed, leaves exactly the listed images rewritten and the others untouched.
+// compressed, leaves exactly the listed images rewritten and the others untouched; HEIC and AVIF
+// uploaded through the page are shown in the gallery.
 
 import { BASE, FEATURES, ctl, is, ok, openPage, run, skip, until } from './lib.mjs';
 
@@ -158,5 +159,25 @@ run(async (context) => {
   const untouched = slow.filter((f) => !listed.some((e) => e.id === cards[f.name]));
   ok(untouched.every((f) => stored[cards[f.name]].version === 1 && stored[cards[f.name]].sha256 === f.sha256),
     `the other ${untouched.length} are as uploaded: version 1, same bytes`);
+
+  // ---------------------------------------------------------------- what phones send
+  // HEIC (no browser shows it) and AVIF are shown in the gallery through the JPEG thumbnail the
+  // server makes of them.
+  const phones = await ctl('phones');
+  if (!phones.length) {
+    skip('HEIC and AVIF in the gallery', 'this libvips cannot write them to make test files');
+  } else {
+    await page.setInputFiles('#file-input', phones.map((f) => f.path));
+    for (const f of phones) {
+      const card = page.locator(`#gallery .card:has(.name:text-is("${f.name}"))`);
+      await until(async () => (await card.count()) === 1 || null, 60000);
+      // Thumbnails load lazily: the card is brought into view first.
+      await card.scrollIntoViewIfNeeded();
+      const shown = await until(async () =>
+        (await card.locator('img.thumb').evaluate((i) => i.complete && i.naturalWidth > 0)) || null, 30000);
+      ok(shown, `${f.name} is in the gallery with its thumbnail`);
+      ok(!(await card.evaluate((li) => li.classList.contains('no-thumb'))), `${f.name}: the thumbnail loaded`);
+    }
+  }
   is(page.report.errors.filter((e) => !/Failed to load resource|WebSocket|net::ERR_|EventSource/.test(e)), [], 'no script errors');
 });

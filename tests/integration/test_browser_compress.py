@@ -5,7 +5,8 @@ through the page: the summary reads "Saved ... on 6 images, N unchanged" with th
 operation's result, every image is listed, and the PNG and GIF downloads are still PNG and GIF
 (bytes, Content-Type, file name); a cancelled operation lists the images it finished. Then a
 real cancel in the middle of compressing 16 large photos: the images the page lists as done are
-exactly those whose stored bytes changed, and the others are untouched (tests/browser/compress.mjs).
+exactly those whose stored bytes changed, and the others are untouched. HEIC and AVIF uploaded
+through the page show in the gallery with a thumbnail (tests/browser/compress.mjs).
 The corpus comes from compress_corpus.py.
 """
 
@@ -28,6 +29,12 @@ class CompressRun(BrowserRun):
         d = tempfile.mkdtemp(dir=self.st.dir)
         items = {i.name: i for i in cc.make(d, photo_size=(1600, 1200), small=(640, 480))}
         return [{"name": n, "path": items[n].path, "size": items[n].size} for n in MIXED]
+
+    def ctl_phones(self, req):
+        """The HEIC and AVIF of the corpus, those this libvips can write (made with the corpus)."""
+        d = tempfile.mkdtemp(dir=self.st.dir)
+        items = cc.make(d, photo_size=(320, 240), small=(640, 480))
+        return [{"name": i.name, "path": i.path} for i in items if i.name.startswith("phone.")]
 
     def ctl_slow(self, req):
         """Makes `count` different 7.7-megapixel photo JPEGs at quality 95 (about 2 MB each, a
