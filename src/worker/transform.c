@@ -5,10 +5,12 @@
 
 #include "common/log.h"
 #include "image/sniff.h"
+#include "worker/cmyk.h"
 
 #include <inttypes.h>
 #include <pthread.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <vips/vips.h>
 
@@ -435,6 +437,29 @@ int it_xf_apply(const it_op_params *p, const char *in_type, const void *in, size
 			 fmt == O_JPEG ? "JPEG" : fmt == O_PNG ? "PNG" : "AVIF");
 	animated = animated && (fmt == O_GIF || fmt == O_WEBP);
 
+	if (p->type == IT_OP_COMPRESS && k == K_JPEG && fmt == O_JPEG && !p->strip) {
+		/* A CMYK JPEG is written as YCCK, which libvips cannot do
+		 * (its plain CMYK is about a quarter larger); with strip it
+		 * goes through libvips, which also turns it upright. */
+		void *buf = NULL;
+		size_t blen = 0;
+		char why[200];
+		if (it_cmyk_jpeg(in, len, p->quality, p->subsample == IT_SUB_ON ? 1 : p->subsample == IT_SUB_OFF ? 0 : -1,
+				 p->progressive, lim->max_decode_bytes, &buf, &blen, why, sizeof(why)) == 0) {
+			out->data = g_malloc(blen);
+			memcpy(out->data, buf, blen);
+			out->len = blen;
+			free(buf);
+			out->width = (int)s.width;
+			out->height = (int)s.height;
+			out->frames = 1;
+			out->content_type = mime(O_JPEG);
+			goto encoded;
+		}
+		if (strcmp(why, "not 8-bit CMYK") != 0)
+			it_log_debug("compress: CMYK through libvips (%s)", why);
+	}
+
 	hdr = vips_image_new_from_buffer(in, len, "", NULL);
 	if (hdr == NULL) {
 		vips_err(err, errlen, "not a readable image");
@@ -539,6 +564,7 @@ int it_xf_apply(const it_op_params *p, const char *in_type, const void *in, size
 	out->frames = frames;
 	out->content_type = mime((enum outfmt)fmt);
 
+encoded:
 	if (p->type == IT_OP_COMPRESS && out->len >= len) {
 		/* A compressor must never make a file bigger: the original
 		 * stays, and the entry says why. */

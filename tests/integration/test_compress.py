@@ -4,7 +4,8 @@ alpha, palette PNG, 16-bit PNG, animated GIF, animated and lossless WebP, CMYK a
 HEIC and AVIF when this libvips writes them), uploaded through the API, run by a real worker:
 
 - compress with default settings keeps every image's format, size, alpha, frame count and depth;
-  no file gets larger (an image that would is `unchanged`, with the reason); the lossy ones stay
+  no file gets larger (an image that would is `unchanged`, with the reason); a CMYK JPEG is written
+  as YCCK, as Photoshop and ImageMagick write it (smaller than libvips' plain CMYK); the lossy ones stay
   above the SSIM floor below, the lossless ones are pixel-identical (SSIM 1); the photo keeps its
   EXIF orientation and ICC profile; the events carry per-image bytes and the totals, and the
   closing message says "Saved ... on N images, M unchanged";
@@ -50,6 +51,19 @@ def sniff(data):
 def subprocess_out(argv):
     r = subprocess.run(argv, capture_output=True, text=True)
     return r.stdout.strip()
+
+
+def adobe_transform(path):
+    """The colour transform of a JPEG's Adobe APP14 segment (0 none, 1 YCbCr, 2 YCCK), or None."""
+    with open(path, "rb") as f:
+        b = f.read()
+    i = 2
+    while i + 4 <= len(b) and b[i] == 0xFF and b[i + 1] != 0xDA:
+        n = int.from_bytes(b[i + 2:i + 4], "big")
+        if b[i + 1] == 0xEE and b[i + 4:i + 9] == b"Adobe":
+            return b[i + 15]
+        i += 2 + n
+    return None
 
 
 def save(name, data):
@@ -123,6 +137,13 @@ try:
                and per[ids["anim.gif"]]["status"] == "ok",
                "the photo, the PNG with alpha and the animated GIF did shrink")
         tap.is_(per[ids["anim.gif"]].get("frames"), 8, "the GIF's entry counts its 8 frames")
+        cmyk = save("c-cmyk.jpg", wu.image_bytes(st, ids["cmyk.jpg"]))
+        i = cc.info(cmyk)
+        tap.is_((per[ids["cmyk.jpg"]]["status"], i["bands"], i["interpretation"], adobe_transform(cmyk)),
+                ("ok", 4, "cmyk", 2), "the CMYK JPEG stays CMYK, written as YCCK (Adobe transform 2)")
+        e = per[ids["cmyk.jpg"]]
+        tap.ok(e["bytes_after"] < 0.62 * e["bytes_before"], "which saves more than plain CMYK could: %d -> %d"
+               % (e["bytes_before"], e["bytes_after"]))
         for n in ("phone.heic", "phone.avif"):
             if n in ids:
                 e = per[ids[n]]
