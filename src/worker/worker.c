@@ -561,31 +561,46 @@ out:
 	return rc;
 }
 
-/* Waits for the transform threads of a batch, renewing the lease every
- * third of worker_lease meanwhile: a huge image, or a slow machine, must not
- * look like a dead worker. Losing the lease here is noticed by the next
- * store, whose conditional update then finds no row. */
-static void wait_transforms(struct run *r, struct slot *slots, int n)
+/* Waits for the transform thread of sl, renewing the lease every third of
+ * worker_lease meanwhile: a huge image, or a slow machine, must not look
+ * like a dead worker. Losing the lease here is noticed by the next store,
+ * whose conditional update then finds no row. */
+static void wait_transform(struct run *r, struct slot *sl)
 {
 	const int lease = (int)r->w->cfg->worker_lease;
 	struct timespec deadline;
 
-	for (int k = 0; k < n; k++) {
-		if (!slots[k].has_thread)
-			continue;
-		for (;;) {
-			clock_gettime(CLOCK_REALTIME, &deadline);
-			deadline.tv_sec += lease / 3 > 0 ? lease / 3 : 1;
-			if (pthread_timedjoin_np(slots[k].thread, NULL, &deadline) != ETIMEDOUT)
-				break;
-			if (it_wq_renew(r->w->conn, r->job, r->w->owner, lease) < 0)
-				it_log_warn("operation %s: lease renewal failed", r->job->id);
-		}
-		slots[k].has_thread = 0;
+	if (!sl->has_thread)
+		return;
+	for (;;) {
+		clock_gettime(CLOCK_REALTIME, &deadline);
+		deadline.tv_sec += lease / 3 > 0 ? lease / 3 : 1;
+		if (pthread_timedjoin_np(sl->thread, NULL, &deadline) != ETIMEDOUT)
+			break;
+		if (it_wq_renew(r->w->conn, r->job, r->w->owner, lease) < 0)
+			it_log_warn("operation %s: lease renewal failed", r->job->id);
 	}
-	/* A full lease for storing the batch, however long the wait was. */
-	if (it_wq_renew(r->w->conn, r->job, r->w->owner, lease) < 0)
-		it_log_warn("operation %s: lease renewal failed", r->job->id);
+	sl->has_thread = 0;
+}
+
+/* Loads image `index` into sl and starts its transform on a thread of its
+ * own (this thread keeps the lease alive meanwhile: wait_transform).
+ * Returns 0, or -1 on a database error (sl then holds nothing to wait for). */
+static int start_image(struct run *r, struct slot *sl, int index)
+{
+	memset(sl, 0, sizeof(*sl));
+	sl->index = index;
+	sl->params = &r->job->params;
+	sl->cfg = r->w->cfg;
+	if (load(r, sl) < 0) {
+		slot_free(sl);
+		return -1;
+	}
+	if (pthread_create(&sl->thread, NULL, transform, sl) == 0)
+		sl->has_thread = 1;
+	else
+		transform(sl);
+	return 0;
 }
 
 /* Checks between two images whether the job goes on. Returns 0 to go on,
@@ -618,14 +633,15 @@ int it_wk_run(it_worker *w, it_wq_job *job)
 {
 	struct run r = {w, job, it_op_type_name(job->params.type), 0, NULL};
 	struct slot *slots;
-	int par = w->parallel > 0 ? w->parallel : 1, rc = 0, stopped = 0;
+	int par = w->parallel > 0 ? w->parallel : 1, nslots = par + 1, rc = 0, stopped = 0, next = job->done, busy = 0,
+	    first = 1;
 	char msg[160];
 
 	/* Before any transaction: the signing key may be made on first use. */
 	r.signer = it_secrets_url_signer(&w->conn, w->cfg);
 	if (r.signer == NULL)
 		return -1;
-	slots = calloc((size_t)par, sizeof(*slots));
+	slots = calloc((size_t)nslots, sizeof(*slots));
 	if (slots == NULL)
 		return -1;
 	it_log_info("operation %s: %s of %d images, from image %d (claim %d)", job->id, r.type, job->total,
@@ -656,56 +672,59 @@ int it_wk_run(it_worker *w, it_wq_job *job)
 			goto out;
 		}
 	}
+	/* A pipeline in image order: up to `parallel` images are transformed
+	 * on helper threads (libvips is thread-safe; the database is used only
+	 * here, on this thread) while this thread stores the finished image at
+	 * the head and loads the next one, so the cores are not idle during
+	 * the database work. Stores stay in order, one transaction each, and
+	 * cancellation and shutdown are honoured before every store. One slot
+	 * more than `parallel`: the head waits to be stored while `parallel`
+	 * others are transformed. */
 	while (job->done < job->total) {
-		int n = job->total - job->done < par ? job->total - job->done : par, k;
+		struct slot *head = &slots[job->done % nslots];
 
-		/* Load a batch, transform it on up to `parallel` threads (libvips
-		 * is thread-safe; the database is only used here, on this
-		 * thread), then store the images in order. */
-		for (k = 0; k < n; k++) {
-			struct slot *sl = &slots[k];
-			memset(sl, 0, sizeof(*sl));
-			sl->index = job->done + k;
-			sl->params = &job->params;
-			sl->cfg = w->cfg;
-			if (load(&r, sl) < 0) {
-				n = k + 1;
+		while (busy < par && next < job->total) {
+			if (start_image(&r, &slots[next % nslots], next) < 0) {
 				rc = -1;
-				break;
+				goto drain;
 			}
-			/* A thread even for one image: this thread keeps the
-			 * lease alive meanwhile (wait_transforms). */
-			if (pthread_create(&sl->thread, NULL, transform, sl) == 0)
-				sl->has_thread = 1;
-			else
-				transform(sl);
+			next++;
+			busy++;
 		}
-		wait_transforms(&r, slots, n);
-		for (k = 0; k < n && rc == 0 && !stopped; k++) {
-			/* Cancellation and shutdown are honoured before every image. */
-			if (k > 0) {
-				rc = between(&r, job->done, &stopped);
-				if (stopped)
-					break;
+		wait_transform(&r, head);
+		if (busy < nslots && next < job->total) {
+			if (start_image(&r, &slots[next % nslots], next) < 0) {
+				rc = -1;
+				goto drain;
 			}
-			rc = store(&r, &slots[k]);
-			if (rc == 2) {
-				it_log_warn("operation %s: no longer ours (lease expired or session gone)", job->id);
-				rc = 0;
-				stopped = 1;
-			}
+			next++;
+			busy++;
 		}
-		for (k = 0; k < n; k++)
-			slot_free(&slots[k]);
-		if (rc < 0 || stopped)
-			goto out;
-		if (job->done < job->total) {
+		if (!first) {
 			rc = between(&r, job->done, &stopped);
 			if (stopped)
-				goto out;
+				goto drain;
 		}
+		first = 0;
+		rc = store(&r, head);
+		slot_free(head);
+		busy--;
+		if (rc == 2) {
+			it_log_warn("operation %s: no longer ours (lease expired or session gone)", job->id);
+			rc = 0;
+			stopped = 1;
+		}
+		if (rc < 0 || stopped)
+			goto drain;
 	}
 	rc = finish(&r, 0) < 0 ? -1 : 0;
+	goto out;
+drain:
+	/* Stopped early: the images still in the pipeline are dropped. */
+	for (int k = job->done; k < next; k++) {
+		wait_transform(&r, &slots[k % nslots]);
+		slot_free(&slots[k % nslots]);
+	}
 out:
 	free(slots);
 	return rc;

@@ -4,7 +4,8 @@ alpha, palette PNG, 16-bit PNG, animated GIF, animated and lossless WebP, CMYK a
 HEIC and AVIF when this libvips writes them), uploaded through the API, run by a real worker:
 
 - compress with default settings keeps every image's format, size, alpha, frame count and depth;
-  no file gets larger (an image that would is `unchanged`, with the reason); the lossy ones stay
+  no file gets larger (an image that would is `unchanged`, with the reason); a CMYK JPEG is written
+  as YCCK, as Photoshop and ImageMagick write it (smaller than libvips' plain CMYK); the lossy ones stay
   above the SSIM floor below, the lossless ones are pixel-identical (SSIM 1); the photo keeps its
   EXIF orientation and ICC profile; the events carry per-image bytes and the totals, and the
   closing message says "Saved ... on N images, M unchanged";
@@ -12,7 +13,10 @@ HEIC and AVIF when this libvips writes them), uploaded through the API, run by a
 - strip turns the photo upright and drops EXIF but keeps its (not sRGB) profile;
 - convert renames (extension of the new type), flattens alpha only onto the chosen background,
   keeps animation where the format can, and turns HEIC and AVIF into JPEG and WebP;
-- resize keeps the aspect, never enlarges unless asked, keeps animation.
+- resize keeps the aspect, never enlarges unless asked, keeps animation;
+- alpha is flattened only for JPEG, onto the background asked for (white by default), and kept by
+  WebP, AVIF and a resized PNG; a resize fits its box with the aspect kept;
+- HEIC and AVIF become JPEG or WebP through compress with a format and through convert.
 """
 
 import os
@@ -47,6 +51,19 @@ def sniff(data):
 def subprocess_out(argv):
     r = subprocess.run(argv, capture_output=True, text=True)
     return r.stdout.strip()
+
+
+def adobe_transform(path):
+    """The colour transform of a JPEG's Adobe APP14 segment (0 none, 1 YCbCr, 2 YCCK), or None."""
+    with open(path, "rb") as f:
+        b = f.read()
+    i = 2
+    while i + 4 <= len(b) and b[i] == 0xFF and b[i + 1] != 0xDA:
+        n = int.from_bytes(b[i + 2:i + 4], "big")
+        if b[i + 1] == 0xEE and b[i + 4:i + 9] == b"Adobe":
+            return b[i + 15]
+        i += 2 + n
+    return None
 
 
 def save(name, data):
@@ -120,6 +137,13 @@ try:
                and per[ids["anim.gif"]]["status"] == "ok",
                "the photo, the PNG with alpha and the animated GIF did shrink")
         tap.is_(per[ids["anim.gif"]].get("frames"), 8, "the GIF's entry counts its 8 frames")
+        cmyk = save("c-cmyk.jpg", wu.image_bytes(st, ids["cmyk.jpg"]))
+        i = cc.info(cmyk)
+        tap.is_((per[ids["cmyk.jpg"]]["status"], i["bands"], i["interpretation"], adobe_transform(cmyk)),
+                ("ok", 4, "cmyk", 2), "the CMYK JPEG stays CMYK, written as YCCK (Adobe transform 2)")
+        e = per[ids["cmyk.jpg"]]
+        tap.ok(e["bytes_after"] < 0.62 * e["bytes_before"], "which saves more than plain CMYK could: %d -> %d"
+               % (e["bytes_before"], e["bytes_after"]))
         for n in ("phone.heic", "phone.avif"):
             if n in ids:
                 e = per[ids[n]]
@@ -223,6 +247,96 @@ try:
         a = cc.info(save("r-anim.gif", wu.image_bytes(st, r_ids["anim.gif"])))
         tap.is_((e["status"], a["format"], a["width"], a["height"], a["frames"]), ("ok", "gif", 100, 75, 8),
                 "a resized animated GIF stays a GIF of 8 frames, 100x75")
+
+        # ------------------------------------------------------------ alpha and aspect, one by one
+        # Transparency is flattened only when the output format has none (JPEG), and only onto the
+        # background asked for (white when none is); formats with alpha keep it. A resize fits the
+        # box with the aspect kept and never enlarges unless asked.
+        sid4 = st.new_session()
+
+        def fresh(name):
+            return wu.put_image(st, sid4, by_name[name].data(), filename=name)
+
+        def run_one(image, type_, params):
+            op = wu.start_operation(st, sid4, [image], type_, params)
+            e = wu.wait_operation(st, op, timeout=120)["result"]["images"][0]
+            path = save("%s-%s" % (type_, e.get("filename", image)), wu.image_bytes(st, image))
+            return e, cc.info(path), path
+
+        def pixel(path, x, y):
+            return [float(v) for v in subprocess_out(["vips", "getpoint", path, str(x), str(y)]).split()]
+
+        e, i, path = run_one(fresh("alpha.png"), "bulk_convert", {"format": "webp"})
+        tap.is_((e["status"], i["format"], i["alpha"], i["width"], i["height"], e.get("filename")),
+                ("ok", "webp", True, 1024, 768, "alpha.webp"),
+                "PNG with alpha converted to WebP keeps its transparency and its 1024x768")
+        tap.ok("flattened" not in e.get("note", ""), "and says nothing was flattened")
+        tap.ok(pixel(path, 0, 100)[-1] < 8, "its transparent left edge is still transparent: %s" % pixel(path, 0, 100))
+
+        if "phone.avif" in by_name:
+            e, i, path = run_one(fresh("alpha.png"), "bulk_convert", {"format": "avif"})
+            tap.is_((e["status"], i["alpha"], i["width"], i["height"], e.get("filename")),
+                    ("ok", True, 1024, 768, "alpha.avif"), "converted to AVIF it keeps its transparency too")
+        else:
+            tap.skip("PNG with alpha converted to AVIF keeps alpha", "this libvips cannot write AVIF")
+
+        e, i, path = run_one(fresh("palette.png"), "bulk_convert", {"format": "jpeg"})
+        tap.is_((e["status"], i["format"], i["width"], i["height"]), ("ok", "jpeg", 512, 384),
+                "a palette PNG with transparency converted to JPEG keeps its size")
+        tap.like(e.get("note", ""), "onto #ffffff", "flattened onto white, the background when none is asked for")
+        tap.ok(min(pixel(path, 0, 100)) > 235, "its transparent left edge is white: %s" % pixel(path, 0, 100))
+
+        e, i, path = run_one(fresh("alpha.png"), "bulk_resize", {"width": 512})
+        tap.is_((e["status"], i["format"], i["alpha"], i["width"], i["height"], e.get("filename")),
+                ("ok", "png", True, 512, 384, "alpha.png"),
+                "a PNG with alpha resized to width 512 stays a PNG with alpha, 512x384")
+        tap.ok(pixel(path, 0, 100)[-1] < 8, "nothing flattened: the left edge is still transparent")
+
+        e, i, path = run_one(fresh("alpha.png"), "bulk_resize", {"width": 512, "format": "jpeg",
+                                                                 "background": "#00ff00"})
+        px = pixel(path, 0, 100)
+        tap.is_((e["status"], i["format"], i["width"], i["height"], e.get("filename")),
+                ("ok", "jpeg", 512, 384, "alpha.jpg"), "resized into JPEG: 512x384, renamed alpha.jpg")
+        tap.ok(len(px) == 3 and px[1] > 200 and px[0] < 60 and px[2] < 60,
+               "the transparency went onto the chosen green: %s" % px)
+
+        gray = fresh("gray.jpg")
+        e, i, _ = run_one(gray, "bulk_resize", {"width": 500, "height": 500})
+        tap.is_((i["width"], i["height"]), (500, 375), "resize into a 500x500 box keeps the aspect: 500x375")
+        e, i, _ = run_one(gray, "bulk_resize", {"height": 300})
+        tap.is_((i["width"], i["height"]), (400, 300), "height 300 alone: 400x300")
+        e, i, _ = run_one(gray, "bulk_resize", {"width": 3000, "height": 3000})
+        tap.is_((i["width"], i["height"]), (400, 300), "a box larger than the image does not enlarge it")
+        e, i, _ = run_one(gray, "bulk_resize", {"width": 800, "height": 800, "enlarge": True})
+        tap.is_((i["width"], i["height"]), (800, 600), "with enlarge it grows to fit the box, aspect kept: 800x600")
+
+        # ------------------------------------------------------------ HEIC and AVIF
+        # Compress keeps their format as it is (unchanged, with the reason, above). Compress with a
+        # format converts only when that is smaller, as everywhere: the HEIC (quality 60, 202 KB)
+        # becomes a smaller JPEG or WebP, the AVIF (93 KB) would not, so it stays, saying why.
+        # Convert always converts. Either way: upright, at its size, type and name following.
+        for n in ("phone.heic", "phone.avif"):
+            if n not in by_name:
+                tap.skip("%s: compress to a format" % n, "this libvips cannot write it to make one")
+                continue
+            for fmt, type_ in (("webp", "bulk_compress"), ("jpeg", "bulk_compress"), ("webp", "bulk_convert"),
+                               ("jpeg", "bulk_convert")):
+                image = fresh(n)
+                e, i, path = run_one(image, type_, {"format": fmt})
+                row = wu.image_row(st, image)
+                if type_ == "bulk_compress" and n == "phone.avif":
+                    tap.ok(e["status"] == "unchanged" and "not fewer" in e.get("reason", "")
+                           and row["version"] == 1 and wu.image_bytes(st, image) == by_name[n].data(),
+                           "%s compressed to %s is larger, so it stays as it was: %s" % (n, fmt, e.get("reason")))
+                    continue
+                tap.is_((e["status"], i["format"], i["width"], i["height"], row["content_type"], e.get("filename")),
+                        ("ok", fmt, 1024, 768, "image/" + fmt, "phone." + ("jpg" if fmt == "jpeg" else fmt)),
+                        "%s with %s to %s: 1024x768, type and name follow" % (n, type_, fmt))
+                if type_ == "bulk_compress":
+                    tap.ok(e["bytes_after"] < e["bytes_before"], "and smaller: %d -> %d" % (e["bytes_before"],
+                                                                                           e["bytes_after"]))
+                if fmt == "jpeg" and type_ == "bulk_convert":
+                    tap.ok(cc.ssim(by_name[n].path, path) > SSIM_LOSSY, "and looks like the original")
 finally:
     shutil.rmtree(work, ignore_errors=True)
 tap.done()

@@ -33,7 +33,7 @@ static void test_params(void)
 	is_int(parse(IT_OP_COMPRESS, NULL, &p, err), 0, "compress without params");
 	is_int(p.quality, 75, "default quality 75");
 	is_int(p.strip, 0, "compress keeps metadata unless asked");
-	ok(p.progressive == 1 && p.palette == 0 && p.subsample == IT_SUB_AUTO, "progressive JPEG, no palette, auto subsampling");
+	ok(p.progressive == 0 && p.palette == 0 && p.subsample == IT_SUB_AUTO, "baseline JPEG, no palette, auto subsampling");
 	ok(p.background[0] == 255 && p.background[1] == 255 && p.background[2] == 255, "white background");
 	is_int(parse(IT_OP_COMPRESS, "{\"palette\":true,\"subsample\":\"off\",\"background\":\"#10A0ff\",\"format\":\"avif\"}",
 		     &p, err), 0, "palette, subsampling, background, AVIF");
