@@ -14,6 +14,7 @@
 #include "common/origin.h"
 #include "db/metrics.h"
 #include "feed/feed.h"
+#include "feed/sse.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -46,6 +47,8 @@
 #define RATE_WINDOW 10.0      /* ws_rate counts messages per this many seconds */
 
 static const char ws_prefix[] = "/api/v1/ws/";
+static const char events_path[] = "/api/v1/events";
+static const char stream_path[] = "/api/v1/events/stream";
 
 enum handle_kind { H_CLIENT, H_LISTEN, H_SIGNAL, H_TIMER, H_PG };
 
@@ -54,9 +57,16 @@ typedef struct handle {
 	enum handle_kind kind;
 } handle;
 
+/* What a client asked for. */
+enum client_kind {
+	K_WS,	/* GET /api/v1/ws/{session}: a WebSocket */
+	K_SSE,	/* GET /api/v1/events/stream: Server-Sent Events */
+	K_POLL, /* GET /api/v1/events: one long-poll */
+};
+
 enum client_state {
 	C_HANDSHAKE, /* reading the upgrade request */
-	C_OPEN,	     /* upgraded: subscribed to its session in the feed */
+	C_OPEN,	     /* upgraded (or a stream answered): subscribed to its session in the feed */
 	C_CLOSING,   /* Close (or an HTTP error) queued; draining, then waiting for the peer */
 };
 
@@ -194,10 +204,20 @@ static ssize_t oq_write(struct outq *q, int fd)
 	return total;
 }
 
+/* The metrics label of each kind. */
+static const char *const kind_label[] = {"transport=\"websocket\"", "transport=\"sse\"", "transport=\"longpoll\""};
+
+/* One item of a long-poll answer: an event, or a session.resync's JSON. */
+struct lpitem {
+	it_feed_event *ev;
+	char *json;
+};
+
 typedef struct client {
 	handle h;
 	int fd;
 	enum client_state state;
+	enum client_kind kind;
 	it_feed_sub sub;	/* the feed's view of this client, once open */
 	uint8_t subscribed;	/* sub is in the feed */
 	it_list alink;		/* in bridge.clients */
@@ -213,6 +233,16 @@ typedef struct client {
 	uint8_t want_out;	/* registered for EPOLLOUT */
 	uint8_t wr_shut;	/* our side of the TCP connection is shut down */
 	uint8_t dead;		/* freed at the end of this loop iteration */
+	/* SSE and long-poll only */
+	uint8_t admitted;	/* the feed checked the session: the answer is 200 */
+	uint8_t head_sent;	/* the HTTP head is queued */
+	char *cors;		/* CORS header lines for a listed origin, or NULL */
+	char *instance;		/* the path as the client sent it (problem answers) */
+	double deadline;	/* long-poll: answer by then */
+	double next_keepalive;
+	struct lpitem *lp;	/* long-poll: the answer gathered so far */
+	unsigned nlp, lpcap;
+	size_t lp_bytes;
 } client;
 
 static struct bridge {
@@ -227,7 +257,7 @@ static struct bridge {
 	double listen_paused_until;
 	int stopping;
 	double stop_deadline;
-	int64_t delivered_unreported; /* events taken since the metric was last added to */
+	int64_t delivered_unreported[3]; /* events taken, per client_kind, since the metric was last added to */
 	it_rl rate;		/* upgrades per client address (rate_streams) */
 	double rate_pruned;
 	unsigned char rbuf[65536];
@@ -327,11 +357,14 @@ static void client_detach(client *c)
 		return;
 	it_feed_unsubscribe(&c->sub);
 	c->subscribed = 0;
-	it_metrics_gauge_add("imagetools_connections_open", "transport=\"websocket\"", -1);
+	it_metrics_gauge_add("imagetools_connections_open", kind_label[c->kind], -1);
 }
 
-/* Starts the closing handshake with code and reason (reason < 124 bytes).
- * Returns -1 when the client was freed, else 0. */
+static int stream_end(client *c, int retry_ms);
+
+/* Starts the closing handshake with code and reason (reason < 124 bytes);
+ * an SSE stream or a long-poll just ends its answer. Returns -1 when the
+ * client was freed, else 0. */
 static int client_close(client *c, int code, const char *reason)
 {
 	unsigned char p[125];
@@ -339,6 +372,15 @@ static int client_close(client *c, int code, const char *reason)
 
 	if (c->state == C_CLOSING)
 		return 0;
+	if (c->kind != K_WS) {
+		if (c->head_sent) {
+			stream_end(c, 0);
+		} else {
+			client_free(c);
+			return -1;
+		}
+		return c->dead ? -1 : 0;
+	}
 	if (rl > sizeof(p) - 2)
 		rl = sizeof(p) - 2;
 	client_detach(c);
@@ -407,7 +449,7 @@ static int on_event(it_feed_sub *sub, it_feed_event *ev)
 		client_close(c, IT_WS_CLOSE_INTERNAL, "Out of memory");
 		return -1;
 	}
-	B.delivered_unreported++;
+	B.delivered_unreported[K_WS]++;
 	return 0;
 }
 
@@ -450,6 +492,434 @@ static void on_ended(it_feed_sub *sub, enum it_feed_end why)
 }
 
 static const it_feed_sub_ops ws_ops = {on_event, on_transient, on_batch_end, on_ended};
+
+/* ------------------------------------------------------------ SSE and long-poll
+ *
+ * The same URLs and answers as imagetools.fcgi (src/fcgi/h_events.c and the
+ * hub): the head goes out once the feed has checked the session (so an
+ * unknown session is a 404 problem), then SSE frames (IT_FEED_FMT_SSE,
+ * shared) or one long-poll answer built around the events' own JSON. Every
+ * answer closes the connection. */
+
+static void lp_clear(client *c)
+{
+	for (unsigned i = 0; i < c->nlp; i++) {
+		it_feed_event_unref(c->lp[i].ev);
+		free(c->lp[i].json);
+	}
+	c->nlp = 0;
+	c->lp_bytes = 0;
+}
+
+static int lp_add(client *c, it_feed_event *ev, char *json)
+{
+	if (c->nlp == c->lpcap) {
+		unsigned cap = c->lpcap ? c->lpcap * 2 : 8;
+		struct lpitem *v = realloc(c->lp, cap * sizeof(*v));
+		if (v == NULL)
+			return -1;
+		c->lp = v;
+		c->lpcap = cap;
+	}
+	c->lp[c->nlp].ev = ev ? it_feed_event_ref(ev) : NULL;
+	c->lp[c->nlp].json = json;
+	c->nlp++;
+	c->lp_bytes += (ev ? ev->json_len : strlen(json)) + 1;
+	return 0;
+}
+
+static void report_delivered(void)
+{
+	for (int k = 0; k < 3; k++) {
+		if (B.delivered_unreported[k] > 0)
+			it_metrics_inc("imagetools_events_delivered_total", kind_label[k], B.delivered_unreported[k]);
+		B.delivered_unreported[k] = 0;
+	}
+}
+
+/* Queues an HTTP head: status line, the headers every API answer has, the
+ * CORS lines, extra (may be NULL) and Connection: close. */
+static int stream_head(client *c, int status, const char *title, const char *type, const char *extra)
+{
+	char head[512];
+	int n = snprintf(head, sizeof(head),
+			 "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nX-Content-Type-Options: nosniff\r\n%s", status, title,
+			 type, extra ? extra : "");
+
+	if (n < 0 || (size_t)n >= sizeof(head))
+		return -1;
+	c->head_sent = 1;
+	return oq_copy(&c->out, head, (size_t)n, c->cors ? c->cors : "", c->cors ? strlen(c->cors) : 0) < 0 ||
+			       oq_copy(&c->out, "Connection: close\r\n\r\n", 21, NULL, 0) < 0
+		       ? -1
+		       : 0;
+}
+
+/* Answers with a problem (application/problem+json, as imagetools.fcgi
+ * words it) and closes. Returns -1 (the client is closing or freed). */
+static int stream_problem(client *c, int status, const char *title, const char *slug, const char *detail,
+			  const char *extra)
+{
+	char body[768], hdr[160];
+	int bl = snprintf(body, sizeof(body),
+			  "{\"type\":\"urn:imagetools:problem:%s\",\"title\":\"%s\",\"status\":%d,\"detail\":\"%s\","
+			  "\"instance\":\"%s\"}\n",
+			  slug, title, status, detail, c->instance ? c->instance : "");
+
+	client_detach(c);
+	if (bl < 0 || (size_t)bl >= sizeof(body))
+		bl = 0;
+	snprintf(hdr, sizeof(hdr), "%sCache-Control: no-store\r\nContent-Length: %d\r\n", extra ? extra : "", bl);
+	c->state = C_CLOSING;
+	c->close_deadline = B.now + CLOSE_LINGER;
+	if (stream_head(c, status, title, "application/problem+json", hdr) < 0 ||
+	    oq_copy(&c->out, body, (size_t)bl, NULL, 0) < 0) {
+		client_free(c);
+		return -1;
+	}
+	client_flush(c);
+	return -1;
+}
+
+/* Ends the answer: a long-poll's body goes now (the head too if it has not
+ * gone yet, then with a length), a stream just ends. retry_ms > 0 adds the
+ * hint of a refused long-poll. Returns -1 (the client is closing or freed). */
+static int stream_end(client *c, int retry_ms)
+{
+	if (c->state == C_CLOSING)
+		return -1;
+	client_detach(c);
+	if (c->kind == K_POLL) {
+		char tail[96], len[48];
+		size_t total = 11;
+		int n = snprintf(tail, sizeof(tail), "],\"cursor\":%lld%s}\n", (long long)c->sub.cursor,
+				 retry_ms > 0 ? ",\"retry_after_ms\":5000" : "");
+		int rc = 0;
+
+		for (unsigned i = 0; i < c->nlp; i++)
+			total += (i > 0) + (c->lp[i].ev ? c->lp[i].ev->json_len : strlen(c->lp[i].json));
+		total += (size_t)n;
+		if (!c->head_sent) {
+			snprintf(len, sizeof(len), "Cache-Control: no-store\r\nContent-Length: %zu\r\n", total);
+			rc = stream_head(c, 200, "OK", "application/json", len);
+		}
+		if (rc == 0)
+			rc = oq_copy(&c->out, "{\"events\":[", 11, NULL, 0);
+		for (unsigned i = 0; rc == 0 && i < c->nlp; i++) {
+			if (i > 0)
+				rc = oq_copy(&c->out, ",", 1, NULL, 0);
+			if (rc == 0 && c->lp[i].ev) {
+				struct iovec w = {(void *)c->lp[i].ev->json, c->lp[i].ev->json_len};
+				rc = oq_event(&c->out, c->lp[i].ev, &w);
+			} else if (rc == 0) {
+				rc = oq_copy(&c->out, c->lp[i].json, strlen(c->lp[i].json), NULL, 0);
+			}
+		}
+		if (rc == 0)
+			rc = oq_copy(&c->out, tail, (size_t)n, NULL, 0);
+		lp_clear(c);
+		if (rc < 0) {
+			client_free(c);
+			return -1;
+		}
+	}
+	c->state = C_CLOSING;
+	c->close_deadline = B.now + CLOSE_LINGER;
+	client_flush(c);
+	return -1;
+}
+
+/* The feed has admitted the client: the 200 head. SSE also gets its retry
+ * hint and connection.status "connected" (t). */
+static int stream_admit(client *c, const it_feed_transient *t)
+{
+	c->admitted = 1;
+	if (c->kind == K_SSE) {
+		char pre[64], *json = it_feed_transient_json(t, "sse");
+		it_buf b;
+		int rc;
+
+		if (json == NULL)
+			return 0;
+		it_buf_init(&b, strlen(json) + 128);
+		snprintf(pre, sizeof(pre), "retry: %lld\n\n", (long long)B.cfg->sse_retry_ms);
+		rc = it_buf_puts(&b, pre) < 0 || it_sse_transient(&b, t->type, json) < 0 ? -1 : 0;
+		free(json);
+		if (rc == 0)
+			rc = stream_head(c, 200, "OK", "text/event-stream", "Cache-Control: no-cache\r\nX-Accel-Buffering: no\r\n");
+		if (rc == 0)
+			rc = oq_copy(&c->out, b.data, b.len, NULL, 0);
+		it_buf_free(&b);
+		return rc;
+	}
+	return 0;
+}
+
+static int on_stream_event(it_feed_sub *sub, it_feed_event *ev)
+{
+	client *c = sub_client(sub);
+	struct iovec w;
+
+	if (c->kind == K_POLL) {
+		/* A full answer goes now; the next poll continues. */
+		if (c->nlp > 0 && c->lp_bytes + ev->json_len > B.hard)
+			return 1;
+		if (lp_add(c, ev, NULL) < 0)
+			return 1;
+		B.delivered_unreported[K_POLL]++;
+		return 0;
+	}
+	if (c->out.bytes > 0 && c->out.bytes + ev->json_len + 64 > B.soft) {
+		c->behind = 1;
+		return 1;
+	}
+	if (it_feed_event_wire(ev, IT_FEED_FMT_SSE, &w) < 0 || oq_event(&c->out, ev, &w) < 0) {
+		it_log_error("out of memory for a client's send queue");
+		stream_end(c, 0);
+		return -1;
+	}
+	B.delivered_unreported[K_SSE]++;
+	return 0;
+}
+
+static int on_stream_transient(it_feed_sub *sub, const it_feed_transient *t)
+{
+	client *c = sub_client(sub);
+	int resync = strcmp(t->type, "session.resync") == 0;
+	char *json;
+
+	if (!c->admitted) {
+		if (resync || t->status == NULL || strcmp(t->status, "connected") != 0)
+			return 0;
+		if (stream_admit(c, t) < 0) {
+			client_free(c);
+			return -1;
+		}
+		return 0;
+	}
+	if (resync)
+		it_metrics_inc("imagetools_resyncs_total", NULL, 1);
+	else if (c->kind == K_POLL)
+		return 0; /* a long-poll's answer is about the session only */
+	if ((json = it_feed_transient_json(t, "sse")) == NULL)
+		return 0;
+	if (c->kind == K_SSE) {
+		it_buf b;
+		it_buf_init(&b, strlen(json) + 128);
+		if (it_sse_transient(&b, t->type, json) == 0)
+			oq_copy(&c->out, b.data, b.len, NULL, 0);
+		it_buf_free(&b);
+		free(json);
+	} else if (lp_add(c, NULL, json) < 0) {
+		free(json);
+	}
+	return 0;
+}
+
+static int on_stream_batch_end(it_feed_sub *sub)
+{
+	client *c = sub_client(sub);
+
+	if (c->kind == K_POLL) {
+		if (c->nlp > 0)
+			return stream_end(c, 0);
+		if (!c->head_sent) {
+			/* Waiting: the head and a space (allowed before JSON),
+			 * as the hub sends them. */
+			if (stream_head(c, 200, "OK", "application/json",
+					"Cache-Control: no-store\r\nX-Accel-Buffering: no\r\n") < 0 ||
+			    oq_copy(&c->out, " ", 1, NULL, 0) < 0) {
+				client_free(c);
+				return -1;
+			}
+		}
+	}
+	if (client_flush(c) < 0)
+		return -1;
+	return c->subscribed ? 0 : -1;
+}
+
+static void on_stream_ended(it_feed_sub *sub, enum it_feed_end why)
+{
+	client *c = sub_client(sub);
+
+	(void)why;
+	client_detach(c);
+	if (!c->head_sent)
+		stream_problem(c, 404, "Not Found", "unknown-session", "No such session, or it has expired.", NULL);
+	else
+		stream_end(c, 0);
+}
+
+static const it_feed_sub_ops stream_ops = {on_stream_event, on_stream_transient, on_stream_batch_end,
+					   on_stream_ended};
+
+/* Reads key's value out of query (qlen bytes) into out. Returns its length,
+ * -1 when absent, -2 when it does not fit. Values are taken as they are:
+ * session ids and numbers need no decoding, and a %-escape in one makes it
+ * invalid anyway. */
+static int query_get(const char *q, size_t qlen, const char *key, char *out, size_t outlen)
+{
+	size_t i = 0, kl = strlen(key);
+
+	while (q && i < qlen) {
+		size_t e = i;
+		while (e < qlen && q[e] != '&')
+			e++;
+		if (e - i > kl && q[i + kl] == '=' && memcmp(q + i, key, kl) == 0) {
+			size_t n = e - i - kl - 1;
+			if (n >= outlen)
+				return -2;
+			memcpy(out, q + i + kl + 1, n);
+			out[n] = '\0';
+			return (int)n;
+		}
+		i = e + 1;
+	}
+	return -1;
+}
+
+/* A non-negative integer of at most 18 digits. */
+static int parse_count(const char *s, size_t n, int64_t *out)
+{
+	int64_t v = 0;
+
+	if (n == 0 || n > 18)
+		return -1;
+	for (size_t i = 0; i < n; i++) {
+		if (s[i] < '0' || s[i] > '9')
+			return -1;
+		v = v * 10 + (s[i] - '0');
+	}
+	*out = v;
+	return 0;
+}
+
+static void client_address(const client *c, const it_http_request *req, char *out, size_t outlen);
+
+/* Starts an SSE stream or a long-poll once the request head is parsed
+ * (server_names and the method already checked). path is without
+ * url_prefix; q the query (may be NULL). */
+static int stream_start(client *c, const it_http_request *req, enum client_kind kind, const char *q, size_t qlen)
+{
+	const it_http_header *o = it_http_find(req, "Origin"), *h = it_http_find(req, "Host"), *lei;
+	char sid[72], v[32], addr[64];
+	int64_t cursor = 0, timeout = B.cfg->longpoll_timeout;
+	const char *ckey = kind == K_SSE ? "last_event_id" : "cursor";
+	it_feed_info fi;
+	int n;
+
+	c->kind = kind;
+	c->instance = strndup(req->target, q ? (size_t)(q - 1 - req->target) : req->target_len);
+	it_buf_free(&c->in);
+	if (c->instance == NULL) {
+		client_free(c);
+		return -1;
+	}
+	/* The Origin rule of every server: a listed origin gets CORS headers;
+	 * a refused one is answered without them, so the browser keeps the
+	 * answer from the page (a GET changes nothing). */
+	if (it_origin_check(o ? o->value : NULL, o ? o->value_len : 0, h ? h->value : NULL, h ? h->value_len : 0,
+			    B.cfg->allowed_origins) == IT_ORIGIN_LISTED &&
+	    o->value_len < 512) {
+		char buf[640];
+		snprintf(buf, sizeof(buf),
+			 "Access-Control-Allow-Origin: %.*s\r\nVary: Origin\r\nAccess-Control-Expose-Headers: Retry-After\r\n",
+			 (int)o->value_len, o->value);
+		c->cors = strdup(buf);
+	}
+	n = query_get(q, qlen, "session_id", sid, sizeof(sid));
+	if (n < 0)
+		return stream_problem(c, 400, "Bad Request", "missing-session-id",
+				      "The session_id query parameter is required.", NULL);
+	if (!it_id_session_valid(sid))
+		return stream_problem(c, 400, "Bad Request", "invalid-session-id", "The session id is malformed.", NULL);
+	lei = kind == K_SSE ? it_http_find(req, "Last-Event-ID") : NULL;
+	if (lei && lei->value_len > 0) {
+		if (parse_count(lei->value, lei->value_len, &cursor) < 0)
+			return stream_problem(c, 400, "Bad Request", "invalid-cursor",
+					      "Last-Event-ID must be a non-negative integer.", NULL);
+	} else if ((n = query_get(q, qlen, ckey, v, sizeof(v))) != -1) {
+		if (n < 0 || parse_count(v, (size_t)n, &cursor) < 0)
+			return stream_problem(c, 400, "Bad Request", "invalid-cursor",
+					      kind == K_SSE ? "last_event_id must be a non-negative integer."
+							    : "cursor must be a non-negative integer.",
+					      NULL);
+	}
+	if (kind == K_POLL && (n = query_get(q, qlen, "timeout", v, sizeof(v))) != -1) {
+		if (n < 0 || parse_count(v, (size_t)n, &timeout) < 0 || timeout > 86400)
+			return stream_problem(c, 400, "Bad Request", "invalid-timeout",
+					      "timeout must be a whole number of seconds.", NULL);
+		if (timeout > B.cfg->longpoll_timeout)
+			timeout = B.cfg->longpoll_timeout;
+	}
+	/* rate_streams counts streams, and long-polls that will wait: one
+	 * the feed can answer at once is an ordinary request. */
+	if (kind == K_SSE || it_feed_lookup(B.feed, sid, &fi) < 0 || cursor >= fi.last_seq) {
+		unsigned wait;
+		client_address(c, req, addr, sizeof(addr));
+		wait = it_rl_hit(&B.rate, addr, B.now);
+		if (wait) {
+			char hdr[48];
+			snprintf(hdr, sizeof(hdr), "Retry-After: %u\r\n", wait);
+			return stream_problem(c, 429, "Too Many Requests", "rate-limited",
+					      "Too many requests from this address; retry later.", hdr);
+		}
+	}
+	if (kind == K_SSE && cursor > 0)
+		it_metrics_inc("imagetools_resumes_total", "transport=\"sse\"", 1);
+	c->state = C_OPEN;
+	c->deadline = B.now + (double)timeout;
+	c->next_keepalive = B.now + (double)B.cfg->keepalive_interval;
+	c->sub.ops = &stream_ops;
+	if (it_feed_subscribe(B.feed, &c->sub, sid, cursor, IT_FEED_HELLO | IT_FEED_FRESH) < 0) {
+		client_free(c);
+		return -1;
+	}
+	c->subscribed = 1;
+	it_metrics_gauge_add("imagetools_connections_open", kind_label[kind], 1);
+	if (it_feed_sub_count(&c->sub) > (unsigned)B.cfg->max_streams_per_session) {
+		/* Too many streams on one session: this one ends at once with
+		 * a hint to come back later, as the hub does. */
+		client_detach(c);
+		if (kind == K_SSE) {
+			static const char retry[] = "retry: 5000\n\n";
+			if (stream_head(c, 200, "OK", "text/event-stream", "Cache-Control: no-cache\r\n") < 0 ||
+			    oq_copy(&c->out, retry, sizeof(retry) - 1, NULL, 0) < 0) {
+				client_free(c);
+				return -1;
+			}
+		}
+		return stream_end(c, 5000);
+	}
+	return 0;
+}
+
+/* Housekeeping of one SSE stream or long-poll. */
+static void stream_tick(client *c)
+{
+	if (c->behind && c->out.bytes > 0 && B.now - c->last_tx >= (double)B.cfg->stream_stall_timeout) {
+		client_free(c);
+		return;
+	}
+	if (c->kind == K_POLL && B.now >= c->deadline) {
+		if (c->admitted)
+			stream_end(c, 0);
+		else
+			stream_problem(c, 503, "Service Unavailable", "database-unavailable",
+				       "The database cannot be reached; try again shortly.", "Retry-After: 5\r\n");
+		return;
+	}
+	if (c->head_sent && B.now >= c->next_keepalive) {
+		static const char ka[] = ": keepalive\n\n";
+		c->next_keepalive = B.now + (double)B.cfg->keepalive_interval;
+		/* JSON allows leading whitespace: a waiting long-poll sends a
+		 * space so proxies see traffic. */
+		if ((c->kind == K_SSE ? oq_copy(&c->out, ka, sizeof(ka) - 1, NULL, 0)
+				      : oq_copy(&c->out, " ", 1, NULL, 0)) == 0)
+			client_flush(c);
+	}
+}
 
 /* ------------------------------------------------------------ the upgrade */
 
@@ -562,12 +1032,6 @@ static int handshake(client *c)
 					 "This server does not answer for the host named in the request; see server_names.",
 					 NULL);
 	}
-	if (req.method_len != 3 || memcmp(req.method, "GET", 3) != 0 || req.minor_version < 1)
-		return client_http_error(c, 400, "Bad Request", "bad-request",
-					 "A WebSocket upgrade is a GET over HTTP/1.1.", NULL);
-	if (it_http_find(&req, "Host") == NULL)
-		return client_http_error(c, 400, "Bad Request", "bad-request", "An HTTP/1.1 request needs a Host header.",
-					 NULL);
 	path = req.target;
 	plen = req.target_len;
 	prelen = strlen(B.cfg->url_prefix);
@@ -581,6 +1045,24 @@ static int handshake(client *c)
 		plen = (size_t)(q - path);
 		q++;
 	}
+	/* SSE and long-poll, as imagetools.fcgi serves them. */
+	if ((plen == sizeof(events_path) - 1 && memcmp(path, events_path, plen) == 0) ||
+	    (plen == sizeof(stream_path) - 1 && memcmp(path, stream_path, plen) == 0)) {
+		c->kind = plen == sizeof(stream_path) - 1 ? K_SSE : K_POLL;
+		if (req.method_len != 3 || memcmp(req.method, "GET", 3) != 0) {
+			c->instance = strndup(req.target, q ? (size_t)(q - 1 - req.target) : req.target_len);
+			it_buf_free(&c->in);
+			return stream_problem(c, 405, "Method Not Allowed", "method-not-allowed",
+					      "This resource answers GET only.", "Allow: GET\r\n");
+		}
+		return stream_start(c, &req, c->kind, q, qlen);
+	}
+	if (req.method_len != 3 || memcmp(req.method, "GET", 3) != 0 || req.minor_version < 1)
+		return client_http_error(c, 400, "Bad Request", "bad-request",
+					 "A WebSocket upgrade is a GET over HTTP/1.1.", NULL);
+	if (it_http_find(&req, "Host") == NULL)
+		return client_http_error(c, 400, "Bad Request", "bad-request", "An HTTP/1.1 request needs a Host header.",
+					 NULL);
 	if (plen <= sizeof(ws_prefix) - 1 || memcmp(path, ws_prefix, sizeof(ws_prefix) - 1) != 0)
 		return client_http_error(c, 404, "Not Found", "not-found", "No such WebSocket endpoint.", NULL);
 	h = it_http_find(&req, "Upgrade");
@@ -800,6 +1282,8 @@ static void client_readable(client *c)
 				return;
 			continue;
 		}
+		if (c->kind != K_WS)
+			continue; /* a request body or pipelined requests mean nothing here */
 		if (process_frames(c, B.rbuf, (size_t)n) < 0)
 			return;
 	}
@@ -822,6 +1306,13 @@ static void client_free(client *c)
 	it_list_push(&B.dead, &c->alink);
 	it_buf_free(&c->in);
 	oq_free(&c->out);
+	lp_clear(c);
+	free(c->lp);
+	c->lp = NULL;
+	free(c->cors);
+	c->cors = NULL;
+	free(c->instance);
+	c->instance = NULL;
 }
 
 static void reap(void)
@@ -903,6 +1394,10 @@ static void tick(void)
 				client_free(c);
 			break;
 		case C_OPEN:
+			if (c->kind != K_WS) {
+				stream_tick(c);
+				break;
+			}
 			if (c->behind && c->out.bytes > 0 && B.now - c->last_tx >= interval) {
 				client_close(c, IT_WS_CLOSE_TRY_LATER, "Consumer too slow");
 			} else if (c->ping_out && B.now - c->ping_sent >= pong_timeout) {
@@ -1113,11 +1608,7 @@ int it_bridge_run(const it_config *cfg, const char *listen_addr)
 			}
 		}
 		it_feed_run(B.feed);
-		if (B.delivered_unreported > 0) {
-			it_metrics_inc("imagetools_events_delivered_total", "transport=\"websocket\"",
-				       B.delivered_unreported);
-			B.delivered_unreported = 0;
-		}
+		report_delivered();
 		reap();
 	}
 	rc = 0;

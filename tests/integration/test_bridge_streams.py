@@ -1,0 +1,210 @@
+"""test_bridge_streams.py: SSE and long-poll served by the bridge on its own port, through the same
+delivery core as its WebSockets: the answers of imagetools.fcgi (heads, problems, retry hint,
+keepalives), order and exactly-once, resume, resync, unknown sessions, a deleted session ending the
+stream, a PostgreSQL restart losing nothing, CORS for a listed origin and rate_streams."""
+
+import http.client
+import json
+import os
+import sys
+import threading
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from harness import Stack, Tap, wait_for  # noqa: E402
+from sseclient import SSEStream  # noqa: E402
+
+tap = Tap()
+
+
+def append(st, sid, n):
+    sql = "".join("SELECT it_append_event(:'p1', 'image.uploaded', '{\"n\": %d}'::jsonb);\n" % i for i in range(n))
+    st.sql(sql, sid)
+
+
+class Answer:
+    def __init__(self, status, headers, body):
+        self.status, self.body = status, body
+        self.headers = {k.lower(): v for k, v in headers}
+
+    def json(self):
+        return json.loads(self.body)
+
+
+def get(st, path, headers=None, timeout=30):
+    """A GET to the bridge's own port."""
+    conn = http.client.HTTPConnection("127.0.0.1", st.bridge_port, timeout=timeout)
+    try:
+        conn.request("GET", path, headers=dict(headers or {}))
+        r = conn.getresponse()
+        return Answer(r.status, r.getheaders(), r.read())
+    finally:
+        conn.close()
+
+
+def longpoll(st, sid, cursor, timeout=5):
+    r = get(st, "/api/v1/events?session_id=%s&cursor=%d&timeout=%d" % (sid, cursor, timeout), timeout=timeout + 10)
+    return r, (r.json() if r.status == 200 else None)
+
+
+def ids(b):
+    return [e["id"] for e in (b or {}).get("events", []) if "id" in e]
+
+
+def problem(r, status, slug, name):
+    tap.is_(r.status, status, name + ": status %d" % status)
+    tap.is_(r.headers.get("content-type"), "application/problem+json", name + ": problem+json")
+    try:
+        body = r.json()
+    except ValueError:
+        body = {}
+    tap.is_(body.get("type"), "urn:imagetools:problem:" + slug, name + ": type " + slug)
+    tap.ok(body.get("status") == status and body.get("title") and body.get("instance", "").startswith("/api/v1/events"),
+           name + ": title, status and instance")
+
+
+with Stack(tap, own_cluster=True, bridge=True,
+           settings={"keepalive_interval": 1, "allowed_origins": "https://app.example",
+                     "server_names": '"127.0.0.1 localhost"'}) as st:
+    sid = st.new_session()
+
+    # --- long-poll
+    r, b = longpoll(st, sid, 0, timeout=0)
+    tap.is_(b, {"events": [], "cursor": 0}, "long-poll with nothing to say answers at once with timeout=0")
+    tap.is_(r.headers.get("content-type"), "application/json", "long-poll answers JSON")
+    tap.is_(r.headers.get("cache-control"), "no-store", "long-poll answers are not stored")
+    got = {}
+    th = threading.Thread(target=lambda: got.update(zip(("r", "b"), longpoll(st, sid, 0, timeout=10))))
+    th.start()
+    time.sleep(0.5)
+    append(st, sid, 1)
+    th.join()
+    tap.is_(ids(got.get("b")), [1], "a waiting long-poll answers with the event that committed")
+    tap.is_((got.get("b") or {}).get("cursor"), 1, "cursor is the last id returned")
+    append(st, sid, 3)
+    r, b = longpoll(st, sid, 1)
+    tap.is_(ids(b), [2, 3, 4], "long-poll returns every missed event at once, in order")
+    t0 = time.monotonic()
+    r, b = longpoll(st, sid, 4, timeout=1)
+    tap.ok(b == {"events": [], "cursor": 4} and time.monotonic() - t0 >= 0.9,
+           "nothing after the last id: answered empty at the timeout")
+
+    # --- SSE
+    s1 = SSEStream(st.bridge_port, sid)
+    tap.is_(s1.status, 200, "SSE answers 200")
+    tap.is_((s1.content_type or "").split(";")[0], "text/event-stream", "SSE content type")
+    hd = {k.lower(): v for k, v in s1.headers}
+    tap.is_(hd.get("cache-control"), "no-cache", "SSE is not cached")
+    tap.is_(hd.get("x-accel-buffering"), "no", "SSE tells proxies not to buffer")
+    s1.read_until(lambda s: len(s.ids()) >= 4)
+    tap.is_(s1.ids(), [1, 2, 3, 4], "a new SSE stream gets the session's log from the start")
+    first = s1.parser.events[0]
+    tap.ok(first["type"] == "connection.status" and first["id"] == ""
+           and first["json"]["data"] == {"status": "connected", "transport": "sse"},
+           "first event is connection.status connected, without id")
+    tap.is_(s1.parser.retry, 3000, "retry hint sent")
+    append(st, sid, 2)
+    s1.read_until(lambda s: len(s.ids()) >= 6)
+    tap.is_(s1.ids(), [1, 2, 3, 4, 5, 6], "live events arrive in order, once")
+    s1.read_until(lambda s: b": keepalive" in s.body, timeout=5)
+    tap.ok(b": keepalive" in s1.body, "keepalive comments while idle")
+
+    s2 = SSEStream(st.bridge_port, sid, last_event_id=4)
+    s3 = SSEStream(st.bridge_port, sid, query_id=5)
+    s2.read_until(lambda s: len(s.ids()) >= 2)
+    s3.read_until(lambda s: len(s.ids()) >= 1)
+    append(st, sid, 1)
+    s2.read_until(lambda s: len(s.ids()) >= 3)
+    s3.read_until(lambda s: len(s.ids()) >= 2)
+    s1.read_until(lambda s: len(s.ids()) >= 7)
+    tap.is_(s2.ids(), [5, 6, 7], "Last-Event-ID 4 resumes with exactly 5, 6, then 7")
+    tap.is_(s3.ids(), [6, 7], "last_event_id=5 in the query resumes with 6, then 7")
+    tap.is_(s1.ids(), list(range(1, 8)), "the first stream got 7 once as well")
+    for s in (s2, s3):
+        s.close()
+
+    # --- resync: pruned and ahead
+    st.sql("DELETE FROM events WHERE session_id = :'p1' AND seq < 4;"
+           "UPDATE sessions SET first_kept_seq = 4 WHERE id = :'p1'", sid)
+    s4 = SSEStream(st.bridge_port, sid, last_event_id=1)
+    s4.read_until(lambda s: len(s.parser.events) >= 2)
+    ev = s4.parser.events[1] if len(s4.parser.events) > 1 else {"type": None, "id": None, "json": {}}
+    tap.ok(ev["type"] == "session.resync" and ev["id"] == ""
+           and ev["json"]["data"] == {"reason": "cursor-expired", "last_event_id": 7},
+           "SSE: a pruned cursor gets session.resync cursor-expired to 7, without id")
+    tap.ok(not s4.read_until(lambda s: len(s.ids()) > 0, timeout=0.5), "and no stale events after it")
+    s4.close()
+    r, b = longpoll(st, sid, 1)
+    tap.ok(b and b["cursor"] == 7 and len(b["events"]) == 1 and b["events"][0]["type"] == "session.resync"
+           and b["events"][0]["data"]["reason"] == "cursor-expired", "long-poll: a pruned cursor gets the resync")
+    r, b = longpoll(st, sid, 500)
+    tap.ok(b and b["cursor"] == 7 and b["events"][0]["type"] == "session.resync"
+           and b["events"][0]["data"] == {"reason": "cursor-ahead", "last_event_id": 7},
+           "long-poll: a cursor ahead gets session.resync cursor-ahead")
+
+    # --- refusals, with the FastCGI app's problems
+    problem(get(st, "/api/v1/events?session_id=" + "A" * 43), 404, "unknown-session", "long-poll of an unknown session")
+    problem(get(st, "/api/v1/events/stream?session_id=" + "A" * 43), 404, "unknown-session", "SSE of an unknown session")
+    problem(get(st, "/api/v1/events/stream?session_id=bad!"), 400, "invalid-session-id", "SSE of a malformed id")
+    problem(get(st, "/api/v1/events"), 400, "missing-session-id", "long-poll without session_id")
+    problem(get(st, "/api/v1/events?session_id=%s&cursor=x" % sid), 400, "invalid-cursor", "long-poll with a bad cursor")
+    r = get(st, "/api/v1/events?timeout=0&session_id=" + sid, headers={"Host": "evil.example"})
+    tap.is_(r.status, 421, "a Host not in server_names is 421")
+
+    # --- CORS: the Origin rule of every server
+    r = get(st, "/api/v1/events?timeout=0&session_id=" + sid, headers={"Origin": "https://app.example"})
+    tap.ok(r.status == 200 and r.headers.get("access-control-allow-origin") == "https://app.example"
+           and r.headers.get("vary") == "Origin", "a listed origin gets Access-Control-Allow-Origin")
+    r = get(st, "/api/v1/events?timeout=0&session_id=" + sid, headers={"Origin": "https://evil.example"})
+    tap.ok(r.status == 200 and "access-control-allow-origin" not in r.headers,
+           "an unlisted origin is answered without CORS headers")
+
+    # --- a deleted session ends its streams
+    doomed = st.new_session()
+    s5 = SSEStream(st.bridge_port, doomed)
+    s5.read_until(lambda s: len(s.parser.events) >= 1)
+    got = {}
+    th = threading.Thread(target=lambda: got.update(zip(("r", "b"), longpoll(st, doomed, 0, timeout=20))))
+    th.start()
+    time.sleep(0.5)
+    r = st.request("DELETE", "/api/v1/sessions/" + doomed)
+    tap.ok(r.status in (200, 204), "session deleted through the API")
+    tap.ok(s5.read_until(lambda s: s.closed, timeout=10), "the SSE stream of a deleted session ends")
+    th.join(15)
+    tap.ok(got.get("b") == {"events": [], "cursor": 0}, "a waiting long-poll of a deleted session is answered")
+    s5.close()
+    s1.close()
+
+    # --- PostgreSQL restarts under open streams while events keep coming
+    rs = st.new_session()
+    watchers = [SSEStream(st.bridge_port, rs) for _ in range(3)]
+    for w in watchers:
+        w.read_until(lambda s: len(s.parser.events) >= 1)
+    append(st, rs, 3)
+    for w in watchers:
+        w.read_until(lambda s: len(s.ids()) >= 3)
+    st.pg.stop()
+    time.sleep(1.0)
+    st.pg.start()
+    wait_for(lambda: st.request("GET", "/api/v1/health").status == 200, timeout=20, what="the database")
+    append(st, rs, 3)
+    for i, w in enumerate(watchers):
+        w.read_until(lambda s: len(s.ids()) >= 6, timeout=20)
+        tap.is_(w.ids(), [1, 2, 3, 4, 5, 6], "after a PostgreSQL restart stream %d has every event once" % (i + 1))
+    statuses = [e["json"]["data"]["status"] for e in watchers[0].parser.events if e["type"] == "connection.status"]
+    tap.ok("degraded" in statuses and statuses[-1] == "connected",
+           "clients were told degraded, then connected (%s)" % ",".join(statuses))
+    for w in watchers:
+        w.close()
+
+with Stack(tap, bridge=True, settings={"rate_streams": 2}) as st:
+    sid = st.new_session()
+    streams = [SSEStream(st.bridge_port, sid) for _ in range(2)]
+    r = get(st, "/api/v1/events/stream?session_id=" + sid)
+    tap.is_(r.status, 429, "rate_streams: the third stream in a minute is 429")
+    tap.ok(r.headers.get("retry-after", "").isdigit(), "with Retry-After")
+    for s in streams:
+        s.close()
+
+tap.done()
