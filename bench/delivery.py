@@ -2,14 +2,17 @@
 """bench/delivery.py: event delivery of ImageTools against Nchan (nginx pub/sub), same client, same run.
 
     python3 bench/delivery.py [--builddir build] [--sizes 100,2000] [--events 200] [--rate 50]
-                              [--transports sse,longpoll,ws] [--spread] [--ceiling] [--no-nchan] [--out FILE]
+                              [--transports sse,longpoll,ws] [--spread] [--ceiling] [--all] [--quick]
+                              [--repeat R] [--no-nchan] [--out FILE]
 
 Starts, on 127.0.0.1 only:
   - Nchan: nginx with Debian's libnginx-mod-nchan, one worker, from a config this script
     writes into a temporary directory (EventSource, long-poll and WebSocket subscriber
     locations and one publisher location, all on one free port);
-  - ImageTools: a private PostgreSQL cluster, lighttpd with imagetools.fcgi from the shipped
-    lighttpd.conf.example, and the WebSocket bridge (tests/integration/harness.py).
+  - ImageTools: a private PostgreSQL cluster (with pg_stat_statements loaded, to count
+    queries), lighttpd with imagetools.fcgi from the shipped lighttpd.conf.example (its
+    server.max-connections and server.max-fds raised so that 10,000 streams fit), and the
+    bridge (tests/integration/harness.py).
 
 Every scenario runs the same C client (bench/fanout, built by make) against both: N
 subscribers over one transport, on one session or spread over many; the publisher sends
@@ -18,19 +21,33 @@ T is the wall-clock time at which the publisher sent it. Nchan gets each event a
 to its publisher location (pipelined on keep-alive connections); ImageTools gets it the way the
 application writes events, `SELECT it_append_event(session, type, payload)` in its own
 transaction, through psql sessions (each session's events always through the same one, so
-their order is the commit order). The client reports delivered/expected, duplicates,
-out-of-order, latency p50/p99/max, the time to open every subscriber and its own CPU time;
-this script adds each server's CPU seconds during the event phase (from /proc/PID/stat:
-the nginx worker; lighttpd, imagetools.fcgi, the bridge and PostgreSQL), ImageTools' HTTP
-5xx answers and the new lighttpd error-log lines, and for ImageTools the database
-transactions per delivered event (pg_stat_database, the publisher's own subtracted).
+their order is the commit order). ImageTools is measured through lighttpd (SSE and long-poll
+served by imagetools.fcgi, WebSocket proxied to the bridge) and with the clients on the
+bridge's own port (SSE, long-poll and WebSocket all served by the bridge).
+
+The client reports delivered/expected, duplicates, out-of-order, latency p50/p99/max, the time
+to open every subscriber and its own CPU time; this script adds each server's CPU seconds
+during the event phase (from /proc/PID/stat: the nginx worker; lighttpd, imagetools.fcgi, the
+bridge and PostgreSQL), the memory per subscriber (growth of the serving processes' VmRSS
+from before the clients connect to when all are connected, divided by the subscribers: the
+nginx worker; lighttpd + imagetools.fcgi, lighttpd + bridge for WebSocket through lighttpd,
+the bridge alone directly), ImageTools' HTTP 5xx answers and new lighttpd error-log lines,
+and for ImageTools the database queries per delivered event (every statement in
+pg_stat_statements during the event phase except the publisher's it_append_event, this
+script's own, the metrics flushes and BEGIN/COMMIT, divided by the events the client got).
 
 Scenarios: N (--sizes) subscribers on one session, --events events at --rate/s, for each
-transport; WebSocket to ImageTools both through lighttpd and to the bridge directly.
---spread: --spread-clients subscribers over --spread-sessions sessions (two each), events at
---spread-rate/s spread over the sessions. --ceiling: one SSE subscriber on each of 100
-sessions, publishing at rising rates (--ceiling-rates) for --ceiling-seconds each, until
-events are lost or the publisher cannot reach the rate.
+transport. --spread: --spread-clients subscribers over --spread-sessions sessions (two each),
+events at --spread-rate/s spread over the sessions. --ceiling: one SSE subscriber on each of
+100 sessions, publishing at rising rates (--ceiling-rates) for --ceiling-seconds each, until
+an event is lost, a publish fails or the server takes less than 90 % of the rate; for
+ImageTools along two paths: the SQL append above, and renames through the API (PATCH
+/api/v1/images/{id} via lighttpd, pipelined on --api-connections keep-alive connections: one
+request, one transaction with the new name and its image.updated event, as the web page
+renames), where the client counts every logged event by id (no latency: the events carry
+no timestamp of the benchmark's). --all: --spread and --ceiling. --quick: every scenario
+small (about two minutes). --repeat R runs each scenario R times and the table shows the
+run with the median p99 (every run's p99 beside it).
 
 --no-nchan runs the ImageTools side only (nginx is then neither needed nor started).
 
@@ -60,6 +77,7 @@ sys.path.insert(0, os.path.join(HERE, "..", "tests", "integration"))
 
 import harness  # noqa: E402
 from harness import Stack, Tap, free_port  # noqa: E402
+from uploads_util import vips_image  # noqa: E402
 
 NCHAN_MODULE = "/usr/lib/nginx/modules/ngx_nchan_module.so"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -93,6 +111,18 @@ def child_pids(ppid):
         except (OSError, IndexError, ValueError):
             pass
     return out
+
+
+def proc_rss(pid):
+    """Resident bytes of pid (VmRSS); 0 if gone."""
+    try:
+        with open("/proc/%d/status" % pid) as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
 
 
 # ---------------------------------------------------------------- Nchan
@@ -158,6 +188,9 @@ class Nginx:
 
     def cpu(self):
         return {"nginx": sum(proc_cpu(p) for p in self.worker())}
+
+    def rss(self):
+        return {"nginx": sum(proc_rss(p) for p in self.worker())}
 
     def stop(self):
         if self.proc.poll() is None:
@@ -289,22 +322,6 @@ def imagetools_cpu(st):
             "pg": proc_cpu(pm, children=True) + sum(proc_cpu(p) for p in child_pids(pm))}
 
 
-def db_xacts(st):
-    """Transactions committed or rolled back in the database so far, once the counters are settled.
-
-    A backend publishes its counters at most about once a second, so this reads until two
-    reads a second apart differ only by the first read's own transaction (at most 12 s)."""
-    q = "SELECT xact_commit + xact_rollback FROM pg_stat_database WHERE datname = current_database()"
-    last = int(st.sql(q))
-    for _ in range(12):
-        time.sleep(1.0)
-        now = int(st.sql(q))
-        if now - last <= 1:
-            return now
-        last = now
-    return last
-
-
 # ---------------------------------------------------------------- one run
 
 def publish(pub, sids, events, rate):
@@ -345,9 +362,9 @@ def read_line(proc, timeout):
 class Target:
     """One server under test: how to reach it, publish to it and read its costs."""
 
-    def __init__(self, name, flavor, urls, make_pub, cpu, sessions, st=None, errorlog=None):
+    def __init__(self, name, flavor, urls, make_pub, cpu, rss, sessions, st=None, errorlog=None):
         self.name, self.flavor, self.urls, self.make_pub, self.cpu = name, flavor, urls, make_pub, cpu
-        self.sessions, self.st, self.errorlog = sessions, st, errorlog
+        self.rss, self.sessions, self.st, self.errorlog = rss, sessions, st, errorlog
 
 
 def log_lines(path):
@@ -357,17 +374,27 @@ def log_lines(path):
         return f.readlines()
 
 
-def run(args, target, transport, nclients, nsessions, events, rate, publishers=1):
-    sids = target.sessions(nsessions)
+def run(args, target, transport, nclients, nsessions, events, rate, publishers=1, prepared=None, log_events=None,
+        commits=False):
+    """One scenario. prepared: (session ids, publisher factory) instead of fresh sessions and
+    target.make_pub; log_events: the client counts every event of the logs by id (--ids), this
+    many in all, instead of the benchmark payloads."""
+    if prepared:
+        sids, make_pub = prepared
+    else:
+        sids, make_pub = target.sessions(nsessions), target.make_pub
     sfile = tempfile.NamedTemporaryFile("w", delete=False, prefix="bench-sids-")
     sfile.write("\n".join(sids) + "\n")
     sfile.close()
     cmd = [args.fanout, "--transport", transport, "--flavor", target.flavor, "--url", target.urls[transport],
-           "--sessions", sfile.name, "--clients", str(nclients), "--events", str(events),
+           "--sessions", sfile.name, "--clients", str(nclients), "--events", str(log_events or events),
            "--open-timeout", "120", "--drain", str(args.drain), "--timeout", "900"]
-    proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    if log_events:
+        cmd.append("--ids")
     res = {"server": target.name, "transport": transport, "clients": nclients, "sessions": nsessions,
            "events": events, "rate": rate}
+    mem0 = sum(target.rss(transport).values())
+    proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
     try:
         ready = read_line(proc, 180)
         if not ready or not ready.startswith("READY"):
@@ -377,12 +404,22 @@ def run(args, target, transport, nclients, nsessions, events, rate, publishers=1
         # park them all (a late one still gets every event, both servers replay from the start).
         if transport == "longpoll":
             time.sleep(1.0 + nclients / 1000.0)
+        # Memory per subscriber: what the serving processes grew by with every subscriber
+        # connected (and, for long-poll, parked), divided by the subscribers.
+        nready = int(ready.split()[2].split("/")[0])
+        res["mem_per_sub"] = (sum(target.rss(transport).values()) - mem0) / nready if nready else float("nan")
         log0 = len(log_lines(target.errorlog))
-        x0 = db_xacts(target.st) if target.st else 0
-        pub = target.make_pub(publishers)
+        if target.st:
+            stmt_reset(target.st)
+            c0 = pg_commits(target.st) if commits else 0
+        pub = make_pub(publishers)
         cpu0 = target.cpu()
+        t0 = time.monotonic()
         res["achieved_rate"] = publish(pub, sids, events, rate)
         res.update(pub.finish())
+        # What the server took in per second: from the first publish to the last one answered
+        # (Nchan, API) or committed (psql sessions, which finish() waits for).
+        res["sustained_rate"] = events / max(time.monotonic() - t0, 1e-6)
         try:
             proc.stdin.write(b"END\n")
             proc.stdin.flush()
@@ -395,11 +432,12 @@ def run(args, target, transport, nclients, nsessions, events, rate, publishers=1
         res["cpu"] = {k: cpu1[k] - cpu0[k] for k in cpu1}
         res["server_cpu_s"] = sum(res["cpu"].values())
         if target.st:
-            # The publisher's transactions (one per event, one for its connection check) and the
-            # last counter read are not the application's.
-            x1 = db_xacts(target.st)
-            res["db_xacts_per_event"] = ((x1 - x0 - events - publishers - 1) / res["delivered"]
-                                         if res["delivered"] else float("nan"))
+            q, top = stmt_counts(target.st)
+            res["queries"] = q
+            res["queries_top"] = top
+            res["queries_per_event"] = q / res["delivered"] if res["delivered"] else float("nan")
+            if commits:
+                res["commits"] = pg_commits(target.st) - c0
         new = log_lines(target.errorlog)[log0:]
         res["errorlog_lines"] = len(new)
         res["errorlog_sample"] = sorted(set(re.sub(r"^\S+ \S+ ", "", l).strip()[:160] for l in new))[:5]
@@ -413,18 +451,38 @@ def run(args, target, transport, nclients, nsessions, events, rate, publishers=1
 
 # ---------------------------------------------------------------- report
 
+def median_run(runs):
+    """The run whose p99 is the median of the runs (the lower middle one for an even count)."""
+    ok = sorted(runs, key=lambda r: r["p99_ms"])
+    m = ok[(len(ok) - 1) // 2]
+    m["p99_runs"] = [r["p99_ms"] for r in runs]
+    return m
+
+
 def fmt_row(r, base):
-    ratio = lambda k: "%.2f" % (r[k] / base[k]) if base and base.get(k) else "–"  # noqa: E731
-    dbx = "%.2f" % r["db_xacts_per_event"] if "db_xacts_per_event" in r else "–"
-    return "| %s | %s | %d/%d | %d | %d | %.1f | %.1f | %.1f | %.2f | %d | %.2f | %.2f | %s | %s | %s |" % (
-        r["server"], r["transport"], r["delivered"], r["expected"], r["dup"], r["ooo"], r["p50_ms"], r["p99_ms"],
-        r["max_ms"], r["open_s"], r["s5xx"], r["server_cpu_s"], r["cpu_s"], dbx, ratio("p99_ms"),
-        ratio("server_cpu_s"))
+    def ratio(k, floor=0.0):
+        # A baseline near zero (nginx preallocates its connection structures, so a subscriber
+        # may cost it no new resident page) gives no meaningful ratio.
+        ok = base and base.get(k) and base[k] > floor and r.get(k) == r.get(k)
+        return "%.2f" % (r[k] / base[k]) if ok else "–"
+    qpe = "%.3f" % r["queries_per_event"] if "queries_per_event" in r else "–"
+    runs = " / ".join(("%.1f" if x < 10 else "%.0f") % x for x in r.get("p99_runs", [r["p99_ms"]]))
+    return ("| %s | %s | %d/%d | %d | %d | %.1f | %.1f | %s | %.1f | %.2f | %d | %.2f | %.2f | %.1f | %s | %s | %s | %s |"
+            % (r["server"], r["transport"], r["delivered"], r["expected"], r["dup"], r["ooo"], r["p50_ms"],
+               r["p99_ms"], runs, r["max_ms"], r["open_s"], r["s5xx"], r["server_cpu_s"], r["cpu_s"],
+               r["mem_per_sub"] / 1024.0, qpe, ratio("p99_ms"), ratio("server_cpu_s"), ratio("mem_per_sub", 512)))
 
 
-HEAD = ("| server | transport | delivered/expected | dup | out of order | p50 ms | p99 ms | max ms | open all s "
-        "| 5xx | server CPU s | client CPU s | DB xacts/event | p99 ÷ Nchan | CPU ÷ Nchan |\n"
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+HEAD = ("| server | transport | delivered/expected | dup | out of order | p50 ms | p99 ms | p99 of each run | max ms "
+        "| open all s | 5xx | server CPU s | client CPU s | KB/subscriber | DB queries/delivered event "
+        "| p99 ÷ Nchan | CPU ÷ Nchan | memory ÷ Nchan |\n"
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+
+
+def emit(text, out):
+    print(text, flush=True)
+    out.write(text + "\n")
+    out.flush()
 
 
 def report(title, rows, out):
@@ -438,27 +496,34 @@ def report(title, rows, out):
         extra = ""
         if r["transport"] == "longpoll":
             extra = "; %d polls, %d reconnects" % (r["polls"], r["reconnects"])
+        if r.get("queries_top"):
+            extra += "; most frequent queries: %s" % "; ".join(r["queries_top"])
         if r.get("errorlog_lines"):
             extra += "; %d new error-log lines, e.g. %s" % (r["errorlog_lines"], r["errorlog_sample"][:2])
         if r.get("publish_errors"):
             extra += "; %d publishes failed" % r["publish_errors"]
         notes.append("- %s %s: CPU %s; published at %.0f/s%s" % (r["server"], r["transport"], cpu,
                                                                   r["achieved_rate"], extra))
-    lines += [""] + notes
-    text = "\n".join(lines)
-    print(text, flush=True)
-    out.write(text + "\n")
-    out.flush()
+    emit("\n".join(lines + [""] + notes), out)
 
 
 # ---------------------------------------------------------------- main
 
-def attempt(rows, fn, *a, **kw):
-    """Runs one scenario; a failure is printed and the others still run."""
-    try:
-        rows.append(fn(*a, **kw))
-    except Exception as e:  # noqa: BLE001 - a benchmark reports and goes on
-        print("# %s %s failed: %s" % (a[1].name, a[2], e), flush=True)
+def attempt(rows, repeat, fn, *a, **kw):
+    """Runs one scenario repeat times and keeps the median run; a failure is printed and the others still run."""
+    runs = []
+    for _ in range(repeat):
+        try:
+            runs.append(fn(*a, **kw))
+        except Exception as e:  # noqa: BLE001 - a benchmark reports and goes on
+            print("# %s %s failed: %s" % (a[1].name, a[2], e), flush=True)
+        time.sleep(1)
+    if runs:
+        rows.append(median_run(runs))
+
+
+QUICK = {"sizes": "100", "events": 100, "spread_clients": 1000, "spread_sessions": 500, "spread_events": 1000,
+         "spread_rate": 250, "ceiling_rates": "500,1000", "ceiling_seconds": 2, "repeat": 1, "drain": 15}
 
 
 def main():
@@ -469,6 +534,11 @@ def main():
     ap.add_argument("--rate", type=float, default=50)
     ap.add_argument("--transports", default="sse,longpoll,ws")
     ap.add_argument("--drain", type=float, default=30, help="seconds to wait for stragglers after the last publish")
+    ap.add_argument("--repeat", type=int, default=1, help="runs of each scenario; the table shows the median")
+    ap.add_argument("--all", action="store_true", help="--spread and --ceiling too")
+    ap.add_argument("--quick", action="store_true",
+                    help="a small run of every scenario (100 subscribers, spread 1,000 over 500 sessions, "
+                         "ceiling 500 and 1,000/s), about two minutes")
     ap.add_argument("--spread", action="store_true", help="also run the many-sessions scenario")
     ap.add_argument("--spread-clients", type=int, default=10000)
     ap.add_argument("--spread-sessions", type=int, default=5000)
@@ -476,18 +546,28 @@ def main():
     ap.add_argument("--spread-events", type=int, default=5000)
     ap.add_argument("--spread-transports", default="sse,ws")
     ap.add_argument("--ceiling", action="store_true", help="also find the publishing ceiling over 100 sessions")
-    ap.add_argument("--ceiling-rates", default="500,1000,2000,4000,8000")
+    ap.add_argument("--ceiling-rates", default="500,1000,2000,3000,4000,6000")
     ap.add_argument("--ceiling-seconds", type=float, default=3)
-    ap.add_argument("--publishers", type=int, default=4, help="publisher connections in the ceiling runs")
+    ap.add_argument("--ceiling-paths", default="nchan,sql,api")
+    ap.add_argument("--publishers", type=int, default=4, help="psql sessions / Nchan connections publishing")
+    ap.add_argument("--api-connections", type=int, default=16, help="keep-alive connections renaming through the API")
     ap.add_argument("--no-nchan", action="store_true", help="run the ImageTools side only")
     ap.add_argument("--out", help="file the tables are appended to (default: BUILDDIR/delivery-results.md)")
     args = ap.parse_args()
+    if args.quick:
+        args.spread = args.ceiling = True
+        for k, v in QUICK.items():
+            setattr(args, k, v)
+    if args.all:
+        args.spread = args.ceiling = True
 
     if not args.no_nchan and (not shutil.which("nginx") or not os.path.exists(NCHAN_MODULE)):
         sys.exit("delivery.py: needs nginx and Nchan: scripts/dev bench, or "
                  "apt-get install nginx-light libnginx-mod-nchan")
     harness.BUILDDIR = os.path.abspath(args.builddir)
     harness.SRCDIR = os.path.abspath(os.path.join(HERE, ".."))
+    harness.Postgres = StatementsPostgres
+    harness.render_lighttpd = render_lighttpd_lifted
     args.fanout = os.path.join(harness.BUILDDIR, "bench", "fanout")
     if not os.path.exists(args.fanout):
         sys.exit("delivery.py: %s is missing: run make in the build directory" % args.fanout)
@@ -501,82 +581,113 @@ def main():
     out.write("\n" + header + "\n")
     tap = Tap()
     nginx = None if args.no_nchan else Nginx(
-        buffer_length=max(1000, args.events, args.spread_events // max(1, args.spread_sessions) + 10))
+        buffer_length=max(1000, args.events, args.spread_events // max(1, args.spread_sessions) + 10,
+                          int(max(float(x) for x in args.ceiling_rates.split(",")) * args.ceiling_seconds) // 100 + 10))
     # One subscriber group shares a session from one address: the per-session and per-address
-    # stream limits are lifted, as in bench/streams.py and bench/run_ws_fanout.py.
-    settings = {"log_level": "warn", "max_streams": 20000, "max_streams_per_session": 100000, "rate_streams": 0}
+    # stream limits are lifted, as in bench/streams.py and bench/run_ws_fanout.py; so is the
+    # per-address upload limit (the ceiling uploads one image into each of its sessions).
+    settings = {"log_level": "warn", "max_streams": 20000, "max_streams_per_session": 100000, "rate_streams": 0,
+                "rate_uploads": 0}
     try:
         with Stack(tap, own_cluster=True, bridge=True, settings=settings) as st:
-            # Autovacuum would add its own transactions to the per-event count of queries
-            # (and its CPU to PostgreSQL's) at random moments; runs are minutes long.
+            # Autovacuum would add its own queries (and its CPU to PostgreSQL's) at random moments.
             st.sql("ALTER SYSTEM SET autovacuum = off")
             st.sql("SELECT pg_reload_conf()")
+            st.sql("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
             np_ = nginx.port if nginx else 0
             nchan = None if nginx is None else Target("nchan", "nchan",
                            {"sse": "http://127.0.0.1:%d/sub/sse?id={s}" % np_,
                             "longpoll": "http://127.0.0.1:%d/sub/lp?id={s}" % np_,
                             "ws": "ws://127.0.0.1:%d/sub/ws?id={s}" % np_},
-                           lambda n: NchanPublisher(np_, n), nginx.cpu,
+                           lambda n: NchanPublisher(np_, n), nginx.cpu, lambda tr: nginx.rss(),
                            lambda n: [secrets.token_urlsafe(24) for _ in range(n)])
-            lp = st.port
-            it_urls = {"sse": "http://127.0.0.1:%d/api/v1/events/stream?session_id={s}" % lp,
-                       "longpoll": "http://127.0.0.1:%d/api/v1/events?session_id={s}&cursor={c}&timeout=30" % lp,
-                       "ws": "ws://127.0.0.1:%d/api/v1/ws/{s}?last_event_id=0" % lp}
-            it = Target("imagetools", "imagetools", it_urls, lambda n: PgPublisher(st, n),
-                        lambda: imagetools_cpu(st), lambda n: new_sessions(st, n), st=st, errorlog=st.errorlog)
-            bridge = Target("imagetools bridge", "imagetools",
-                            {"ws": "ws://127.0.0.1:%d/api/v1/ws/{s}?last_event_id=0" % st.bridge_port},
+
+            def it_urls(port):
+                return {"sse": "http://127.0.0.1:%d/api/v1/events/stream?session_id={s}" % port,
+                        "longpoll": "http://127.0.0.1:%d/api/v1/events?session_id={s}&cursor={c}&timeout=30" % port,
+                        "ws": "ws://127.0.0.1:%d/api/v1/ws/{s}?last_event_id=0" % port}
+            # Through lighttpd, SSE and long-poll are served by imagetools.fcgi, WebSocket is proxied
+            # to the bridge; directly, the bridge serves all three on its own port.
+            it = Target("imagetools", "imagetools", it_urls(st.port), lambda n: PgPublisher(st, n),
+                        lambda: imagetools_cpu(st),
+                        lambda tr: imagetools_rss(st, ("lighttpd", "bridge" if tr == "ws" else "fcgi")),
+                        lambda n: new_sessions(st, n), st=st, errorlog=st.errorlog)
+            bridge = Target("imagetools bridge", "imagetools", it_urls(st.bridge_port),
                             lambda n: PgPublisher(st, n), lambda: imagetools_cpu(st),
-                            lambda n: new_sessions(st, n), st=st)
-            transports = args.transports.split(",")
+                            lambda tr: imagetools_rss(st, ("bridge",)), lambda n: new_sessions(st, n), st=st,
+                            errorlog=st.errorlog)
             others = () if nchan is None else (nchan,)
             for n in [int(x) for x in args.sizes.split(",") if x]:
                 rows = []
-                for tr in transports:
-                    for target in others + (it,) + ((bridge,) if tr == "ws" else ()):
-                        attempt(rows, run, args, target, tr, n, 1, args.events, args.rate)
-                        time.sleep(1)
+                for tr in args.transports.split(","):
+                    for target in others + (it, bridge):
+                        attempt(rows, args.repeat, run, args, target, tr, n, 1, args.events, args.rate)
                 report("%d subscribers on one session, %d events at %g/s" % (n, args.events, args.rate), rows, out)
             if args.spread:
                 rows = []
                 for tr in args.spread_transports.split(","):
-                    for target in others + (it,) + ((bridge,) if tr == "ws" else ()):
-                        attempt(rows, run, args, target, tr, args.spread_clients, args.spread_sessions,
+                    for target in others + (it, bridge):
+                        attempt(rows, args.repeat, run, args, target, tr, args.spread_clients, args.spread_sessions,
                                 args.spread_events, args.spread_rate, publishers=args.publishers)
-                        time.sleep(2)
                 report("%d subscribers over %d sessions, %d events at %g/s spread over the sessions"
                        % (args.spread_clients, args.spread_sessions, args.spread_events, args.spread_rate), rows, out)
             if args.ceiling:
-                ceiling(args, others + (it,), out)
+                for _ in range(args.repeat):
+                    ceiling(args, nchan, it, st, out)
     finally:
         if nginx:
             nginx.stop()
         out.close()
 
 
-def ceiling(args, targets, out):
-    lines = ["", "### Publishing ceiling: one SSE subscriber on each of 100 sessions, %d publisher connections"
-             % args.publishers, "",
-             "| server | target events/s | achieved events/s | delivered/expected | p50 ms | p99 ms | server CPU s |",
-             "|---|---|---|---|---|---|---|"]
-    for target in targets:
+def ceiling(args, nchan, it, st, out):
+    """Publishing at rising rates over 100 sessions, one SSE subscriber each (through lighttpd for
+    ImageTools), until events are lost, a publish fails or the server cannot take the rate."""
+    nsess = 100
+    jpeg = os.path.join(tempfile.mkdtemp(prefix="bench-jpeg-"), "small.jpg")
+    vips_image(jpeg, 64, 48)
+    lines = ["", "### Publishing ceiling: one SSE subscriber on each of %d sessions, %g s per step" %
+             (nsess, args.ceiling_seconds), "",
+             "| server | publishing path | target events/s | sustained events/s | delivered/expected | failed publishes "
+             "| p50 ms | p99 ms | CPU s: lighttpd / fcgi / bridge / PostgreSQL (nginx) | PostgreSQL transactions/s |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    paths = args.ceiling_paths.split(",")
+    ladders = []
+    if nchan and "nchan" in paths:
+        ladders.append((nchan, "HTTP POST, %d connections" % args.publishers, "nchan"))
+    if "sql" in paths:
+        ladders.append((it, "SQL it_append_event, %d psql sessions" % args.publishers, "sql"))
+    if "api" in paths:
+        ladders.append((it, "API PATCH /images/{id}, %d connections" % args.api_connections, "api"))
+    for target, label, kind in ladders:
         for rate in [float(x) for x in args.ceiling_rates.split(",")]:
-            events = int(rate * args.ceiling_seconds)
+            events = max(nsess, int(rate * args.ceiling_seconds) // nsess * nsess)
             try:
-                r = run(args, target, "sse", 100, 100, events, rate, publishers=args.publishers)
+                if kind == "api":
+                    sids, images = sessions_with_images(st, nsess, jpeg)
+                    r = run(args, target, "sse", nsess, nsess, events, rate, publishers=args.api_connections,
+                            prepared=(sids, lambda n, im=images: ApiPublisher(st.port, im, n)),
+                            log_events=events + nsess, commits=True)
+                else:
+                    r = run(args, target, "sse", nsess, nsess, events, rate, publishers=args.publishers,
+                            commits=target.st is not None)
             except Exception as e:  # noqa: BLE001
-                print("# %s at %g/s failed: %s" % (target.name, rate, e), flush=True)
+                print("# %s at %g/s failed: %s" % (label, rate, e), flush=True)
                 break
-            lines.append("| %s | %.0f | %.0f | %d/%d | %.1f | %.1f | %.2f |" % (
-                target.name, rate, r["achieved_rate"], r["delivered"], r["expected"], r["p50_ms"], r["p99_ms"],
-                r["server_cpu_s"]))
+            c = r["cpu"]
+            cpu = (" / ".join("%.2f" % c.get(k, 0.0) for k in ("lighttpd", "fcgi", "bridge", "pg"))
+                   if "pg" in c else "(%.2f)" % c["nginx"])
+            lat = ("%.1f | %.1f" % (r["p50_ms"], r["p99_ms"])) if kind != "api" else "– | –"
+            commits = "%.0f" % (r["commits"] / (events / r["sustained_rate"])) if "commits" in r else "–"
+            lines.append("| %s | %s | %.0f | %.0f | %d/%d | %d | %s | %s | %s |" % (
+                target.name, label, rate, r["sustained_rate"], r["delivered"], r["expected"],
+                r.get("publish_errors", 0), lat, cpu, commits))
             print(lines[-1], flush=True)
             time.sleep(1)
-            if r["delivered"] != r["expected"] or r["dup"] or r["achieved_rate"] < 0.9 * rate:
+            if (r["delivered"] != r["expected"] or r["dup"] or r.get("publish_errors")
+                    or r["sustained_rate"] < 0.9 * rate):
                 break
-    text = "\n".join(lines)
-    print(text, flush=True)
-    out.write(text + "\n")
+    emit("\n".join(lines), out)
 
 
 if __name__ == "__main__":
