@@ -213,6 +213,7 @@ class NchanPublisher:
         self.sent = 0
         self.statuses = {}
         self.tails = [b""] * nconn
+        self.t_done = None  # when the last answer so far came in, once every request has one
 
     def send(self, batch):
         """batch: (session index, session id, seq) triples; all stamped with the same send time."""
@@ -226,6 +227,7 @@ class NchanPublisher:
             if reqs:
                 s.sendall("".join(reqs).encode())
         self.sent += len(batch)
+        self.t_done = None
         self.read(0)
 
     def read(self, timeout):
@@ -241,6 +243,8 @@ class NchanPublisher:
                     last = m.end()
                 self.tails[i] = buf[max(last, len(buf) - 16):]
                 timeout = 0
+        if self.t_done is None and self.sent and self.answered() >= self.sent:
+            self.t_done = time.monotonic()
 
     def answered(self):
         return sum(self.statuses.values())
@@ -320,6 +324,137 @@ def imagetools_cpu(st):
             "bridge": proc_cpu(st.bridge.pid) if st.bridge else 0.0,
             # Backends that exit during the run land in the postmaster's children time.
             "pg": proc_cpu(pm, children=True) + sum(proc_cpu(p) for p in child_pids(pm))}
+
+
+class StatementsPostgres(harness.Postgres):
+    """The harness's private cluster with pg_stat_statements loaded, so that every query can be counted."""
+
+    def start(self):
+        conf = os.path.join(self.data, "postgresql.conf")
+        with open(conf) as f:
+            text = f.read()
+        if "pg_stat_statements" not in text:
+            with open(conf, "a") as f:
+                f.write("shared_preload_libraries = 'pg_stat_statements'\n"
+                        "pg_stat_statements.track = top\npg_stat_statements.max = 10000\n")
+        super().start()
+
+
+# The shipped lighttpd.conf.example holds 8,000 connections (server.max-connections) in 16,384
+# descriptors; a proxied or FastCGI stream takes two. The spread scenario needs 10,000
+# subscribers through it, so the benchmark raises these two limits and nothing else.
+LIGHTTPD_LIFT = {"server.max-fds": 45000, "server.max-connections": 22000}
+
+
+def render_lighttpd_lifted(template, values, _orig=harness.render_lighttpd):
+    out = []
+    for line in _orig(template, values).splitlines():
+        m = re.match(r"^(server\.max-fds|server\.max-connections)\s*=", line)
+        if m:
+            line = "%s = %d" % (m.group(1), LIGHTTPD_LIFT[m.group(1)])
+        out.append(line)
+    return "\n".join(out) + "\n"
+
+
+# Statements that are not event delivery: the publishers' own, the benchmark's, the metrics
+# flushes every process makes every 5 s, and transaction control.
+NOT_DELIVERY = ("it_append_event", "pg_stat_", "process_metrics", "BEGIN", "COMMIT", "ROLLBACK")
+
+
+def stmt_reset(st):
+    st.sql("SELECT pg_stat_statements_reset()")
+
+
+def stmt_counts(st):
+    """(queries that are not the publisher's, the benchmark's or metrics flushes, the 3 most frequent)."""
+    rows = st.sql("SELECT calls, regexp_replace(left(query, 70), '\\s+', ' ', 'g') FROM pg_stat_statements "
+                  "ORDER BY calls DESC")
+    total, top = 0, []
+    for line in rows.splitlines():
+        calls, _, q = line.partition("|")
+        if any(x in q for x in NOT_DELIVERY):
+            continue
+        total += int(calls)
+        if len(top) < 3:
+            top.append("%s× %s" % (calls, q.strip()))
+    return total, top
+
+
+def pg_commits(st):
+    """Transactions committed in the database so far, once the counters are settled.
+
+    A backend publishes its counters at most about once a second, so this reads until two
+    reads a second apart differ only by the first read's own transaction (at most 12 s)."""
+    q = "SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()"
+    last = int(st.sql(q))
+    for _ in range(12):
+        time.sleep(1.0)
+        now = int(st.sql(q))
+        if now - last <= 1:
+            return now
+        last = now
+    return last
+
+
+class ApiPublisher:
+    """Renames through the API, PATCH /api/v1/images/{id} via lighttpd, as the web page does: each
+    rename is one request that commits the new name and an image.updated event. Pipelined on a
+    few keep-alive connections (each session always on the same one); counts the answers."""
+
+    def __init__(self, port, images, nconn):
+        self.images = images
+        self.socks = [socket.create_connection(("127.0.0.1", port)) for _ in range(nconn)]
+        for s in self.socks:
+            s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.port = port
+        self.sent = 0
+        self.statuses = {}
+        self.tails = [b""] * nconn
+        self.t_done = None  # when the last answer so far came in, once every request has one
+
+    def send(self, batch):
+        out = [[] for _ in self.socks]
+        for j, sid, seq in batch:
+            body = '{"filename": "bench-%d.jpg"}' % seq
+            out[j % len(self.socks)].append(
+                "PATCH /api/v1/images/%s HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nAuthorization: Bearer %s\r\n"
+                "Content-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"
+                % (self.images[sid], self.port, sid, len(body), body))
+        for s, reqs in zip(self.socks, out):
+            if reqs:
+                s.sendall("".join(reqs).encode())
+        self.sent += len(batch)
+        self.t_done = None
+        self.read(0)
+
+    read = NchanPublisher.read
+    answered = NchanPublisher.answered
+
+    def finish(self):
+        deadline = time.monotonic() + 120
+        while self.answered() < self.sent and time.monotonic() < deadline:
+            self.read(0.05)
+        for s in self.socks:
+            s.close()
+        bad = sum(n for code, n in self.statuses.items() if code != "200")
+        return {"publish_errors": bad + (self.sent - self.answered()), "publish_statuses": dict(self.statuses)}
+
+
+def sessions_with_images(st, n, jpeg):
+    """n new sessions, each holding one image uploaded through the API (so each log starts with image.uploaded)."""
+    sids = new_sessions(st, n)
+    images = {}
+    for sid in sids:
+        status, _, body = st.curl("-F", "session_id=" + sid, "-F", "file=@" + jpeg, st.url + "/api/v1/images")
+        if status != 201:
+            raise RuntimeError("upload answered %s: %s" % (status, body[:200]))
+        images[sid] = json.loads(body)["images"][0]["id"]
+    return sids, images
+
+
+def imagetools_rss(st, which):
+    procs = {"lighttpd": [st.lighttpd.pid], "fcgi": st.fcgi_pids(), "bridge": [st.bridge.pid] if st.bridge else []}
+    return {k: sum(proc_rss(p) for p in procs[k]) for k in which}
 
 
 # ---------------------------------------------------------------- one run
@@ -419,7 +554,7 @@ def run(args, target, transport, nclients, nsessions, events, rate, publishers=1
         res.update(pub.finish())
         # What the server took in per second: from the first publish to the last one answered
         # (Nchan, API) or committed (psql sessions, which finish() waits for).
-        res["sustained_rate"] = events / max(time.monotonic() - t0, 1e-6)
+        res["sustained_rate"] = events / max((getattr(pub, "t_done", None) or time.monotonic()) - t0, 1e-6)
         try:
             proc.stdin.write(b"END\n")
             proc.stdin.flush()
@@ -550,7 +685,7 @@ def main():
     ap.add_argument("--ceiling-seconds", type=float, default=3)
     ap.add_argument("--ceiling-paths", default="nchan,sql,api")
     ap.add_argument("--publishers", type=int, default=4, help="psql sessions / Nchan connections publishing")
-    ap.add_argument("--api-connections", type=int, default=16, help="keep-alive connections renaming through the API")
+    ap.add_argument("--api-connections", type=int, default=32, help="keep-alive connections renaming through the API")
     ap.add_argument("--no-nchan", action="store_true", help="run the ImageTools side only")
     ap.add_argument("--out", help="file the tables are appended to (default: BUILDDIR/delivery-results.md)")
     args = ap.parse_args()
@@ -683,6 +818,9 @@ def ceiling(args, nchan, it, st, out):
                 target.name, label, rate, r["sustained_rate"], r["delivered"], r["expected"],
                 r.get("publish_errors", 0), lat, cpu, commits))
             print(lines[-1], flush=True)
+            if r.get("queries_top"):
+                print("#   %d statements besides it_append_event (%.2f per event); most frequent: %s"
+                      % (r["queries"], r["queries"] / events, "; ".join(r["queries_top"])), flush=True)
             time.sleep(1)
             if (r["delivered"] != r["expected"] or r["dup"] or r.get("publish_errors")
                     or r["sustained_rate"] < 0.9 * rate):
