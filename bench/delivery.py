@@ -3,7 +3,7 @@
 
     python3 bench/delivery.py [--builddir build] [--sizes 100,2000] [--events 200] [--rate 50]
                               [--transports sse,longpoll,ws] [--spread] [--ceiling] [--all] [--quick]
-                              [--repeat R] [--no-nchan] [--out FILE]
+                              [--repeat R] [--fresh] [--no-nchan] [--out FILE]
 
 Starts, on 127.0.0.1 only:
   - Nchan: nginx with Debian's libnginx-mod-nchan, one worker, from a config this script
@@ -47,7 +47,10 @@ request, one transaction with the new name and its image.updated event, as the w
 renames), where the client counts every logged event by id (no latency: the events carry
 no timestamp of the benchmark's). --all: --spread and --ceiling. --quick: every scenario
 small (about two minutes). --repeat R runs each scenario R times and the table shows the
-run with the median p99 (every run's p99 beside it).
+run with the median p99 (every run's p99 beside it). --fresh starts new server processes
+before every run (a new nginx worker by SIGHUP; lighttpd with its imagetools.fcgi and the
+bridge restarted): an allocator keeps what an earlier, larger run freed, which would
+otherwise make the memory per subscriber of later runs look like zero.
 
 --no-nchan runs the ImageTools side only (nginx is then neither needed nor started).
 
@@ -191,6 +194,13 @@ class Nginx:
 
     def rss(self):
         return {"nginx": sum(proc_rss(p) for p in self.worker())}
+
+    def fresh(self):
+        """A new worker (SIGHUP: nginx starts one and retires the old), so that memory is measured from scratch."""
+        old = set(self.worker())
+        os.kill(self.proc.pid, signal.SIGHUP)
+        harness.wait_for(lambda: self.worker() and not old & set(self.worker()), timeout=30,
+                         what="a new nginx worker")
 
     def stop(self):
         if self.proc.poll() is None:
@@ -452,6 +462,23 @@ def sessions_with_images(st, n, jpeg):
     return sids, images
 
 
+def restart_bridge(st):
+    st.bridge.terminate()
+    st.bridge.wait(timeout=15)
+    st.procs.remove(st.bridge)
+    st.start_bridge()
+
+
+def fresh_imagetools(st, via_lighttpd):
+    """New serving processes (lighttpd and its imagetools.fcgi, the bridge), so that memory is measured from scratch."""
+    if via_lighttpd:
+        st.restart_lighttpd()
+    restart_bridge(st)
+    # Each process connects to the database (the hub at its first stream) before it serves;
+    # a moment for the bridge's LISTEN connection.
+    time.sleep(1.0)
+
+
 def imagetools_rss(st, which):
     procs = {"lighttpd": [st.lighttpd.pid], "fcgi": st.fcgi_pids(), "bridge": [st.bridge.pid] if st.bridge else []}
     return {k: sum(proc_rss(p) for p in procs[k]) for k in which}
@@ -497,9 +524,9 @@ def read_line(proc, timeout):
 class Target:
     """One server under test: how to reach it, publish to it and read its costs."""
 
-    def __init__(self, name, flavor, urls, make_pub, cpu, rss, sessions, st=None, errorlog=None):
+    def __init__(self, name, flavor, urls, make_pub, cpu, rss, sessions, st=None, errorlog=None, fresh=None):
         self.name, self.flavor, self.urls, self.make_pub, self.cpu = name, flavor, urls, make_pub, cpu
-        self.rss, self.sessions, self.st, self.errorlog = rss, sessions, st, errorlog
+        self.rss, self.sessions, self.st, self.errorlog, self.fresh = rss, sessions, st, errorlog, fresh
 
 
 def log_lines(path):
@@ -514,6 +541,8 @@ def run(args, target, transport, nclients, nsessions, events, rate, publishers=1
     """One scenario. prepared: (session ids, publisher factory) instead of fresh sessions and
     target.make_pub; log_events: the client counts every event of the logs by id (--ids), this
     many in all, instead of the benchmark payloads."""
+    if args.fresh and target.fresh:
+        target.fresh()
     if prepared:
         sids, make_pub = prepared
     else:
@@ -671,6 +700,9 @@ def main():
     ap.add_argument("--drain", type=float, default=30, help="seconds to wait for stragglers after the last publish")
     ap.add_argument("--repeat", type=int, default=1, help="runs of each scenario; the table shows the median")
     ap.add_argument("--all", action="store_true", help="--spread and --ceiling too")
+    ap.add_argument("--fresh", action="store_true",
+                    help="new server processes before every run (nginx worker; lighttpd, imagetools.fcgi, bridge): "
+                         "memory per subscriber is then not hidden by what an earlier run freed")
     ap.add_argument("--quick", action="store_true",
                     help="a small run of every scenario (100 subscribers, spread 1,000 over 500 sessions, "
                          "ceiling 500 and 1,000/s), about two minutes")
@@ -735,7 +767,7 @@ def main():
                             "longpoll": "http://127.0.0.1:%d/sub/lp?id={s}" % np_,
                             "ws": "ws://127.0.0.1:%d/sub/ws?id={s}" % np_},
                            lambda n: NchanPublisher(np_, n), nginx.cpu, lambda tr: nginx.rss(),
-                           lambda n: [secrets.token_urlsafe(24) for _ in range(n)])
+                           lambda n: [secrets.token_urlsafe(24) for _ in range(n)], fresh=nginx.fresh)
 
             def it_urls(port):
                 return {"sse": "http://127.0.0.1:%d/api/v1/events/stream?session_id={s}" % port,
@@ -746,11 +778,12 @@ def main():
             it = Target("imagetools", "imagetools", it_urls(st.port), lambda n: PgPublisher(st, n),
                         lambda: imagetools_cpu(st),
                         lambda tr: imagetools_rss(st, ("lighttpd", "bridge" if tr == "ws" else "fcgi")),
-                        lambda n: new_sessions(st, n), st=st, errorlog=st.errorlog)
+                        lambda n: new_sessions(st, n), st=st, errorlog=st.errorlog,
+                        fresh=lambda: fresh_imagetools(st, True))
             bridge = Target("imagetools bridge", "imagetools", it_urls(st.bridge_port),
                             lambda n: PgPublisher(st, n), lambda: imagetools_cpu(st),
                             lambda tr: imagetools_rss(st, ("bridge",)), lambda n: new_sessions(st, n), st=st,
-                            errorlog=st.errorlog)
+                            errorlog=st.errorlog, fresh=lambda: fresh_imagetools(st, False))
             others = () if nchan is None else (nchan,)
             for n in [int(x) for x in args.sizes.split(",") if x]:
                 rows = []
