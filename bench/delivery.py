@@ -34,7 +34,9 @@ nginx worker; lighttpd + imagetools.fcgi, lighttpd + bridge for WebSocket throug
 the bridge alone directly), ImageTools' HTTP 5xx answers and new lighttpd error-log lines,
 and for ImageTools the database queries per delivered event (every statement in
 pg_stat_statements during the event phase except the publisher's it_append_event, this
-script's own, the metrics flushes and BEGIN/COMMIT, divided by the events the client got).
+script's own, the metrics flushes and BEGIN/COMMIT, divided by the events the client got;
+beside it, for SSE and long-poll through lighttpd, the hubs' own imagetools_feed_queries_total
+from /metrics, which counts the feed's reads and checks only).
 
 Scenarios: N (--sizes) subscribers on one session, --events events at --rate/s, for each
 transport. --spread: --spread-clients subscribers over --spread-sessions sessions (two each),
@@ -482,6 +484,22 @@ def fresh_imagetools(st, via_lighttpd):
     time.sleep(1.0)
 
 
+def feed_metric(st):
+    """The FastCGI hubs' own count of their event-log reads and session checks
+    (imagetools_feed_queries_total in /metrics, summed over its kinds); None if unreadable."""
+    try:
+        r = st.request("GET", "/api/v1/metrics")
+    except OSError:
+        return None
+    if r.status != 200:
+        return None
+    total = 0.0
+    for line in r.body.decode(errors="replace").splitlines():
+        if line.startswith("imagetools_feed_queries_total"):
+            total += float(line.rsplit(None, 1)[1])
+    return total
+
+
 def imagetools_rss(st, which):
     procs = {"lighttpd": [st.lighttpd.pid], "fcgi": st.fcgi_pids(), "bridge": [st.bridge.pid] if st.bridge else []}
     return {k: sum(proc_rss(p) for p in procs[k]) for k in which}
@@ -577,6 +595,7 @@ def run(args, target, transport, nclients, nsessions, events, rate, publishers=1
         res["mem_per_sub"] = (sum(target.rss(transport).values()) - mem0) / nready if nready else float("nan")
         log0 = len(log_lines(target.errorlog))
         if target.st:
+            f0 = feed_metric(target.st)
             stmt_reset(target.st)
             c0 = pg_commits(target.st) if commits else 0
         pub = make_pub(publishers)
@@ -603,6 +622,11 @@ def run(args, target, transport, nclients, nsessions, events, rate, publishers=1
             res["queries"] = q
             res["queries_top"] = top
             res["queries_per_event"] = q / res["delivered"] if res["delivered"] else float("nan")
+            # Cross-check: what the hubs of imagetools.fcgi count themselves (the bridge's feed
+            # does not publish this counter, so it is only the FastCGI side's share).
+            f1 = feed_metric(target.st)
+            if f0 is not None and f1 is not None:
+                res["hub_feed_queries"] = f1 - f0
             if commits:
                 res["commits"] = pg_commits(target.st) - c0
         new = log_lines(target.errorlog)[log0:]
@@ -665,6 +689,9 @@ def report(title, rows, out):
             extra = "; %d polls, %d reconnects" % (r["polls"], r["reconnects"])
         if r.get("queries_top"):
             extra += "; most frequent queries: %s" % "; ".join(r["queries_top"])
+        if r.get("hub_feed_queries") and r["transport"] != "ws" and r["server"] == "imagetools":
+            extra += "; the hub's own feed counters (/metrics): %d queries, %.3f per delivered event" % (
+                r["hub_feed_queries"], r["hub_feed_queries"] / max(1, r["delivered"]))
         if r.get("errorlog_lines"):
             extra += "; %d new error-log lines, e.g. %s" % (r["errorlog_lines"], r["errorlog_sample"][:2])
         if r.get("publish_errors"):
