@@ -658,7 +658,8 @@ def fmt_row(r, base):
         return "%.2f" % (r[k] / base[k]) if ok else "–"
     qpe = "%.3f" % r["queries_per_event"] if "queries_per_event" in r else "–"
     runs = " / ".join(("%.1f" if x < 10 else "%.0f") % x for x in r.get("p99_runs", [r["p99_ms"]]))
-    return ("| %s | %s | %d/%d | %d | %d | %.1f | %.1f | %s | %.1f | %.2f | %d | %.2f | %.2f | %.1f | %s | %s | %s | %s |"
+    return ("| %s | %s | %d/%d | %d | %d | %.1f | %.1f | %s | %.1f | %.2f | %d | %.2f | %.2f | %.1f "
+            "| %s | %s | %s | %s |"
             % (r["server"], r["transport"], r["delivered"], r["expected"], r["dup"], r["ooo"], r["p50_ms"],
                r["p99_ms"], runs, r["max_ms"], r["open_s"], r["s5xx"], r["server_cpu_s"], r["cpu_s"],
                r["mem_per_sub"] / 1024.0, qpe, ratio("p99_ms"), ratio("server_cpu_s"), ratio("mem_per_sub", 512)))
@@ -842,11 +843,18 @@ def ceiling(args, nchan, it, st, out):
     """Publishing at rising rates over 100 sessions, one SSE subscriber each (through lighttpd for
     ImageTools), until events are lost, a publish fails or the server cannot take the rate."""
     nsess = 100
-    jpeg = os.path.join(tempfile.mkdtemp(prefix="bench-jpeg-"), "small.jpg")
-    vips_image(jpeg, 64, 48)
+    jpegdir = tempfile.mkdtemp(prefix="bench-jpeg-")
+    try:
+        ceiling_ladders(args, nchan, it, st, out, nsess, vips_image(os.path.join(jpegdir, "small.jpg"), 64, 48))
+    finally:
+        shutil.rmtree(jpegdir, ignore_errors=True)
+
+
+def ceiling_ladders(args, nchan, it, st, out, nsess, jpeg):
     lines = ["", "### Publishing ceiling: one SSE subscriber on each of %d sessions, %g s per step" %
              (nsess, args.ceiling_seconds), "",
-             "| server | publishing path | target events/s | sustained events/s | delivered/expected | failed publishes "
+             "| server | publishing path | target events/s | sustained events/s | delivered/expected "
+             "| failed publishes "
              "| p50 ms | p99 ms | CPU s: lighttpd / fcgi / bridge / PostgreSQL (nginx) | PostgreSQL transactions/s |",
              "|---|---|---|---|---|---|---|---|---|---|"]
     paths = args.ceiling_paths.split(",")
