@@ -188,7 +188,8 @@ char *it_feed_transient_json(const it_feed_transient *t, const char *transport)
 
 /* ------------------------------------------------------------------ NOTIFY */
 
-int it_feed_parse_notify(const char *p, size_t len, char *id, size_t idlen, int64_t *seq)
+/* Parses "<id>:<n>" (n whole, at most 18 digits). */
+static int parse_id_num(const char *p, size_t len, char *id, size_t idlen, int64_t *num)
 {
 	size_t colon = len, i;
 	int64_t v = 0;
@@ -208,7 +209,24 @@ int it_feed_parse_notify(const char *p, size_t len, char *id, size_t idlen, int6
 	}
 	memcpy(id, p, colon);
 	id[colon] = '\0';
-	*seq = v;
+	*num = v;
+	return 0;
+}
+
+int it_feed_parse_notify(const char *p, size_t len, char *id, size_t idlen, int64_t *num, enum it_feed_note *kind)
+{
+	static const char kept[] = "kept:";
+	const size_t kl = sizeof(kept) - 1;
+
+	if (len > kl && memcmp(p, kept, kl) == 0) {
+		if (parse_id_num(p + kl, len - kl, id, idlen, num) < 0 || *num < 1 || strchr(id, ':') != NULL)
+			return -EINVAL;
+		*kind = IT_FEED_NOTE_KEPT;
+		return 0;
+	}
+	if (parse_id_num(p, len, id, idlen, num) < 0)
+		return -EINVAL;
+	*kind = *num == 0 ? IT_FEED_NOTE_ENDED : IT_FEED_NOTE_EVENT;
 	return 0;
 }
 
@@ -672,10 +690,14 @@ static void on_check_row(it_feed *f, sess *s, int64_t last, int64_t first, int64
 {
 	it_feed_sub *sub;
 
+	/* first_kept only grows while the connection stays up: a prune's
+	 * notification may be handled before the answer of a check that
+	 * started earlier. */
+	if (first > s->first_kept)
+		s->first_kept = first;
 	s->checked = 1;
 	s->ever_valid = 1;
 	s->check_gen = s->sent_gen;
-	s->first_kept = first;
 	s->expires = exp;
 	if (last > s->known_last)
 		s->known_last = last;
@@ -873,6 +895,7 @@ void it_feed_db_lost(it_feed *f)
 		for (; s; s = next) {
 			next = s->hnext;
 			s->checked = 0;
+			s->first_kept = 0; /* the next check says it again */
 			sess_release(f, s); /* frees only s itself */
 		}
 	}
@@ -886,11 +909,22 @@ void it_feed_db_notify(it_feed *f, const char *payload)
 {
 	char id[ID_MAX];
 	int64_t seq;
+	enum it_feed_note kind;
 	sess *s;
 
-	if (it_feed_parse_notify(payload, strlen(payload), id, sizeof(id), &seq) < 0 || (s = sess_find(f, id)) == NULL)
+	if (it_feed_parse_notify(payload, strlen(payload), id, sizeof(id), &seq, &kind) < 0 ||
+	    (s = sess_find(f, id)) == NULL)
 		return;
-	if (seq == 0) {
+	if (kind == IT_FEED_NOTE_KEPT) {
+		/* Pruning committed: a cursor below the new first kept id - 1
+		 * now gets cursor-expired from the cached check, as it would
+		 * from a query. Events the ring still holds below it are no
+		 * longer offered to anyone admitted from here on. */
+		if (seq > s->first_kept)
+			s->first_kept = seq;
+		return;
+	}
+	if (kind == IT_FEED_NOTE_ENDED) {
 		s->checked = 0;
 		s->need_read = 0;
 		ring_clear(s, f->o.ring_events);
@@ -1180,7 +1214,10 @@ int it_feed_lookup(it_feed *f, const char *session, it_feed_info *out)
 {
 	sess *s = sess_find(f, session);
 
-	if (s == NULL || !f->db_up || !s->checked || s->need_check || s->busy == Q_CHECK || f->o.wall() >= s->expires)
+	/* The expiry is in whole seconds rounded up: within its last second
+	 * the session may already have expired, and the database decides. */
+	if (s == NULL || !f->db_up || !s->checked || s->need_check || s->busy == Q_CHECK ||
+	    f->o.wall() >= s->expires - 1)
 		return -ENOENT;
 	s->idle_since = f->now_ms;
 	out->last_seq = s->known_last;

@@ -129,11 +129,13 @@ static void teardown(struct fake *fk)
 static void test_parse_notify(void)
 {
 	static const char good[] = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA:12345";
+	static const char kept[] = "kept:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA:678";
 	static const char *bad[] = {"", ":", "abc", "abc:", ":12", "abc:1x", "abc:-1", "abc:1234567890123456789",
-				    "a:b:c"};
+				    "a:b:c", "kept:", "kept::5", "kept:abc:", "kept:abc:0", "kept:abc:x", "kept:a:b:5"};
 	char id[72];
 	int64_t seq = -1;
-	int all_safe = 1;
+	enum it_feed_note kind = 0;
+	int all_safe = 1, kept_safe = 1;
 
 	/* Every prefix of a good payload, placed right before an unmapped
 	 * page: no read past its end, and only the prefixes that end in a
@@ -141,25 +143,46 @@ static void test_parse_notify(void)
 	for (size_t n = 0; n <= sizeof(good) - 1; n++) {
 		size_t mapped;
 		unsigned char *p = guard_copy(good, n, &mapped);
-		int rc = it_feed_parse_notify((const char *)p, n, id, sizeof(id), &seq);
+		int rc = it_feed_parse_notify((const char *)p, n, id, sizeof(id), &seq, &kind);
 		int want_ok = n > 33;
 		if ((rc == 0) != want_ok)
 			all_safe = 0;
 		guard_free(p, n, mapped);
 	}
 	ok(all_safe, "every prefix of a payload parses or is refused, with no read past its end");
-	ok(it_feed_parse_notify(good, strlen(good), id, sizeof(id), &seq) == 0 && seq == 12345 && strlen(id) == 32,
-	   "<session>:<seq> gives the id and the seq");
-	ok(it_feed_parse_notify("BBBBBBBBBBBBBBBBBBBBBBBBBB:0", 28, id, sizeof(id), &seq) == 0 && seq == 0,
+	/* The same for the "kept:" form. Its shorter prefixes are not
+	 * "kept:" payloads: "kept" and "kep" have no colon and are refused,
+	 * and none of them may be taken for a first kept id. */
+	for (size_t n = 0; n <= sizeof(kept) - 1; n++) {
+		size_t mapped;
+		unsigned char *p = guard_copy(kept, n, &mapped);
+		int rc = it_feed_parse_notify((const char *)p, n, id, sizeof(id), &seq, &kind);
+		int want_ok = n > 38;
+		if ((rc == 0) != want_ok || (rc == 0 && (kind != IT_FEED_NOTE_KEPT || strlen(id) != 32)))
+			kept_safe = 0;
+		guard_free(p, n, mapped);
+	}
+	ok(kept_safe, "every prefix of a kept: payload parses as one or is refused, with no read past its end");
+	ok(it_feed_parse_notify(good, strlen(good), id, sizeof(id), &seq, &kind) == 0 && seq == 12345 &&
+		   strlen(id) == 32 && kind == IT_FEED_NOTE_EVENT,
+	   "<session>:<seq> gives the id and the seq of an event");
+	ok(it_feed_parse_notify("BBBBBBBBBBBBBBBBBBBBBBBBBB:0", 28, id, sizeof(id), &seq, &kind) == 0 && seq == 0 &&
+		   kind == IT_FEED_NOTE_ENDED,
 	   "seq 0 (the session ended) parses");
+	ok(it_feed_parse_notify(kept, strlen(kept), id, sizeof(id), &seq, &kind) == 0 && seq == 678 &&
+		   kind == IT_FEED_NOTE_KEPT && strcmp(id, "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA") == 0,
+	   "kept:<session>:<seq> gives the id and the first kept id");
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-		int rc = it_feed_parse_notify(bad[i], strlen(bad[i]), id, sizeof(id), &seq);
+		int rc = it_feed_parse_notify(bad[i], strlen(bad[i]), id, sizeof(id), &seq, &kind);
 		if (strcmp(bad[i], "a:b:c") == 0)
 			ok(rc == -EINVAL, "a non-numeric seq after the last colon is refused");
 		else
 			ok(rc == -EINVAL, "malformed payload '%s' is refused", bad[i]);
 	}
-	ok(it_feed_parse_notify(good, strlen(good), id, 20, &seq) == -EINVAL, "an id longer than the buffer is refused");
+	ok(it_feed_parse_notify(good, strlen(good), id, 20, &seq, &kind) == -EINVAL,
+	   "an id longer than the buffer is refused");
+	ok(it_feed_parse_notify(kept, strlen(kept), id, 20, &seq, &kind) == -EINVAL,
+	   "a kept: id longer than the buffer is refused");
 }
 
 static void test_event_formats(void)
@@ -548,6 +571,133 @@ static void test_many_events_and_pages(void)
 	teardown(&fk);
 }
 
+static void fake_kept(struct fake *fk, struct fake_sess *s, int64_t first_kept)
+{
+	char p[96];
+	snprintf(p, sizeof(p), "kept:%s:%lld", s->id, (long long)first_kept);
+	it_feed_db_notify(fk->feed, p);
+	it_feed_run(fk->feed);
+}
+
+/* Pruning announces the new first kept id: the cached check stays
+ * trustworthy, and a cursor pruned away gets cursor-expired without a query. */
+static void test_kept_notify(void)
+{
+	struct fake fk;
+	it_feed *f = setup(&fk, 8);
+	struct fake_sess *fs = fake_add(&fk, 'A', fake_now + 3600);
+	struct fsub *a = fsub_new(), *b = fsub_new(), *c = fsub_new(), *d = fsub_new();
+	it_feed_info info;
+	int checks, reads;
+
+	fake_append(fs, 10);
+	it_feed_subscribe(f, &a->sub, fs->id, 0, 0);
+	it_feed_run(f);
+	fake_settle(&fk);
+	ok(got_run(a, 1, 10), "the log is read");
+	it_feed_unsubscribe(&a->sub); /* a long-poll answered: the session lingers */
+	checks = fk.checks;
+	reads = fk.reads;
+
+	fake_prune(fs, 6);
+	fake_kept(&fk, fs, 7);
+	ok(fk.busy == 0 && it_feed_lookup(f, fs->id, &info) == 0 && info.first_kept == 7 && info.last_seq == 10,
+	   "kept: raises the cached first kept id, without a query");
+	it_feed_subscribe(f, &b->sub, fs->id, 2, 0);
+	it_feed_run(f);
+	is_str(b->transients[0], "resync:cursor-expired:10",
+	       "a re-poll from a pruned cursor gets cursor-expired from the cache, not events from the ring");
+	ok(b->n == 0 && b->sub.cursor == 10, "and continues from the last id");
+	it_feed_subscribe(f, &c->sub, fs->id, 6, 0);
+	it_feed_run(f);
+	ok(got_run(c, 7, 10) && c->nt == 0, "a cursor at first kept - 1 is still served, from the ring");
+	ok(fk.busy == 0 && fk.checks == checks && fk.reads == reads, "none of this cost a query");
+
+	fake_kept(&fk, fs, 3);
+	ok(it_feed_lookup(f, fs->id, &info) == 0 && info.first_kept == 7, "an older kept: never lowers it");
+	it_feed_db_notify(f, "kept:CCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCC:5");
+	it_feed_db_notify(f, "kept:garbage");
+	ok(fk.busy == 0, "kept: for an unwatched session or malformed costs nothing");
+
+	/* A check whose snapshot predates the prune, answered after its
+	 * notification, does not lower the first kept id either. */
+	fs->first_kept = 5;
+	it_feed_subscribe(f, &d->sub, fs->id, 11, 0); /* ahead: asks for a new check */
+	it_feed_run(f);
+	ok(fk.busy && strcmp(fk.sql, it_feed_check_sql) == 0, "a cursor ahead of the cache asks the database");
+	fake_settle(&fk);
+	is_str(d->transients[0], "resync:cursor-ahead:10", "which calls it ahead");
+	ok(it_feed_lookup(f, fs->id, &info) == 0 && info.first_kept == 7, "an older check answer keeps the higher id");
+
+	/* The connection drops: the next check decides again. */
+	fake_down(&fk);
+	fake_up(&fk);
+	fake_settle(&fk);
+	ok(it_feed_lookup(f, fs->id, &info) == 0 && info.first_kept == 5, "after a reconnect the check is taken as is");
+	fsub_free(a);
+	fsub_free(b);
+	fsub_free(c);
+	fsub_free(d);
+	teardown(&fk);
+}
+
+/* Long-poll clients answered and coming back (unsubscribe, subscribe again
+ * from their cursor) cost no query: one read per event for all of them. */
+static void test_repoll_no_query(void)
+{
+	struct fake fk;
+	it_feed *f = setup(&fk, 16);
+	struct fake_sess *fs = fake_add(&fk, 'A', fake_now + 3600);
+	struct fsub *subs[3];
+	it_feed_info info;
+	int checks, reads, all_ok = 1, no_query = 1, looked = 1;
+
+	fake_append(fs, 2);
+	for (int i = 0; i < 3; i++) {
+		subs[i] = fsub_new();
+		it_feed_subscribe(f, &subs[i]->sub, fs->id, 0, 0);
+	}
+	it_feed_run(f);
+	fake_settle(&fk);
+	checks = fk.checks;
+	reads = fk.reads;
+	for (int round = 0; round < 20; round++) {
+		/* Each answered poll comes back from where it stopped. */
+		for (int i = 0; i < 3; i++) {
+			int64_t cur = subs[i]->sub.cursor;
+			it_feed_unsubscribe(&subs[i]->sub);
+			if (it_feed_lookup(f, fs->id, &info) < 0 || info.last_seq != cur)
+				looked = 0;
+			it_feed_subscribe(f, &subs[i]->sub, fs->id, cur, 0);
+		}
+		it_feed_run(f);
+		if (fk.busy)
+			no_query = 0;
+		fake_append(fs, 1);
+		fake_notify(&fk, fs, fs->last);
+		fake_settle(&fk);
+	}
+	/* And one that lost an answer comes back from an older cursor
+	 * inside the ring. */
+	it_feed_unsubscribe(&subs[0]->sub);
+	subs[0]->n = 0;
+	it_feed_subscribe(f, &subs[0]->sub, fs->id, fs->last - 5, 0);
+	it_feed_run(f);
+	if (fk.busy || !got_run(subs[0], fs->last - 4, fs->last))
+		no_query = 0;
+	for (int i = 1; i < 3; i++)
+		if (!got_run(subs[i], 1, 22))
+			all_ok = 0;
+	ok(looked, "between polls, lookup answers with the cursor the client holds");
+	ok(no_query, "a re-poll inside the ring sends no query");
+	is_int(fk.checks, checks, "no check after the first");
+	is_int(fk.reads - reads, 20, "one read per event for every poll of the session");
+	ok(all_ok, "every poll saw every event once, in order");
+	for (int i = 0; i < 3; i++)
+		fsub_free(subs[i]);
+	teardown(&fk);
+}
+
 int main(void)
 {
 	test_parse_notify();
@@ -562,5 +712,7 @@ int main(void)
 	test_session_end();
 	test_degraded();
 	test_many_events_and_pages();
+	test_kept_notify();
+	test_repoll_no_query();
 	return tap_done();
 }
