@@ -1,32 +1,31 @@
--- 007: pruning announces the new first kept id, so a listener can trust what it cached (docs/feed.md).
+-- 007: every change to a session that a listener may have cached is announced (docs/feed.md).
 
--- Same contract as in 003, plus one notification per pruned session,
--- "kept:<session>:<first_kept_seq>", delivered when the prune commits. A
--- listener that checked a session while its LISTEN connection stayed up then
--- knows everything that can change about it without asking again: new events
--- ("<session>:<seq>"), its end ("<session>:0") and now its first kept id.
--- The "kept:" prefix makes the payload unlike "<session>:<seq>", so a
--- listener that does not know this form ignores it.
-CREATE OR REPLACE FUNCTION it_prune_events(p_retention integer, p_limit integer) RETURNS bigint
+-- A listener that checked a session while its LISTEN connection stayed up
+-- already hears of new events ("<session>:<seq>") and of the session's end
+-- ("<session>:0"). These two notifications cover the rest, so that it can
+-- answer "is this session valid, what are its first kept and last ids" without
+-- asking again:
+--   "kept:<session>:<first_kept_seq>"  pruning (it_prune_events, or anything
+--                                      else) raised the first kept id;
+--   "expires:<session>:<epoch>"        the expiry changed (whole seconds,
+--                                      rounded up, as the feed's check reads it).
+-- Both are sent when the change commits, in commit order with the others. The
+-- prefix makes them unlike "<session>:<seq>", so a listener that does not know
+-- these forms ignores them. it_append_event updates neither column, so event
+-- appends do not fire the trigger.
+CREATE FUNCTION it_sessions_announce() RETURNS trigger
 LANGUAGE plpgsql AS $$
-DECLARE
-    r record;
-    d bigint;
-    v_kept bigint;
-    n bigint := 0;
 BEGIN
-    FOR r IN SELECT session_id, max(seq) AS upto FROM events
-              WHERE created_at < now() - make_interval(secs => p_retention)
-              GROUP BY session_id ORDER BY session_id LIMIT p_limit LOOP
-        UPDATE sessions SET first_kept_seq = greatest(first_kept_seq, r.upto + 1) WHERE id = r.session_id
-        RETURNING first_kept_seq INTO v_kept;
-        DELETE FROM events WHERE session_id = r.session_id AND seq <= r.upto;
-        GET DIAGNOSTICS d = ROW_COUNT;
-        n := n + d;
-        IF v_kept IS NOT NULL THEN
-            PERFORM pg_notify('imagetools_events', 'kept:' || r.session_id || ':' || v_kept);
-        END IF;
-    END LOOP;
-    RETURN n;
+    IF NEW.first_kept_seq > OLD.first_kept_seq THEN
+        PERFORM pg_notify('imagetools_events', 'kept:' || NEW.id || ':' || NEW.first_kept_seq);
+    END IF;
+    IF NEW.expires_at IS DISTINCT FROM OLD.expires_at THEN
+        PERFORM pg_notify('imagetools_events',
+                          'expires:' || NEW.id || ':' || ceil(extract(epoch FROM NEW.expires_at))::bigint);
+    END IF;
+    RETURN NULL;
 END
 $$;
+
+CREATE TRIGGER sessions_announce AFTER UPDATE OF first_kept_seq, expires_at ON sessions
+    FOR EACH ROW EXECUTE FUNCTION it_sessions_announce();

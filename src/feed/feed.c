@@ -215,13 +215,19 @@ static int parse_id_num(const char *p, size_t len, char *id, size_t idlen, int64
 
 int it_feed_parse_notify(const char *p, size_t len, char *id, size_t idlen, int64_t *num, enum it_feed_note *kind)
 {
-	static const char kept[] = "kept:";
-	const size_t kl = sizeof(kept) - 1;
+	static const struct {
+		const char *prefix;
+		size_t len;
+		enum it_feed_note kind;
+	} forms[] = {{"kept:", 5, IT_FEED_NOTE_KEPT}, {"expires:", 8, IT_FEED_NOTE_EXPIRES}};
 
-	if (len > kl && memcmp(p, kept, kl) == 0) {
-		if (parse_id_num(p + kl, len - kl, id, idlen, num) < 0 || *num < 1 || strchr(id, ':') != NULL)
+	for (size_t i = 0; i < sizeof(forms) / sizeof(forms[0]); i++) {
+		if (len <= forms[i].len || memcmp(p, forms[i].prefix, forms[i].len) != 0)
+			continue;
+		if (parse_id_num(p + forms[i].len, len - forms[i].len, id, idlen, num) < 0 || *num < 1 ||
+		    strchr(id, ':') != NULL)
 			return -EINVAL;
-		*kind = IT_FEED_NOTE_KEPT;
+		*kind = forms[i].kind;
 		return 0;
 	}
 	if (parse_id_num(p, len, id, idlen, num) < 0)
@@ -922,6 +928,15 @@ void it_feed_db_notify(it_feed *f, const char *payload)
 		 * longer offered to anyone admitted from here on. */
 		if (seq > s->first_kept)
 			s->first_kept = seq;
+		return;
+	}
+	if (kind == IT_FEED_NOTE_EXPIRES) {
+		/* The expiry changed (not something the application does, but
+		 * the cache must not outlive it). An unchecked session learns
+		 * it from its check; a watched one past its new expiry is
+		 * checked again by the tick. */
+		if (s->checked)
+			s->expires = seq;
 		return;
 	}
 	if (kind == IT_FEED_NOTE_ENDED) {

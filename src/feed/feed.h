@@ -254,11 +254,12 @@ enum it_feed_note {
 	IT_FEED_NOTE_EVENT = 1, /* "<session>:<seq>": event seq was committed */
 	IT_FEED_NOTE_ENDED,	/* "<session>:0": the session was deleted or expired */
 	IT_FEED_NOTE_KEPT,	/* "kept:<session>:<seq>": pruning raised its first kept id to seq */
+	IT_FEED_NOTE_EXPIRES,	/* "expires:<session>:<t>": its expiry is now t (epoch seconds, rounded up) */
 };
 
 /* Parses a NOTIFY payload. Copies the session id (NUL-terminated) into id
- * (idlen bytes) and sets *num (the event's seq, 0, or the first kept id)
- * and *kind. Returns 0, or -EINVAL when the payload is malformed or the id
+ * (idlen bytes) and sets *num (the event's seq, 0, the first kept id or the
+ * expiry) and *kind. Returns 0, or -EINVAL when the payload is malformed or the id
  * does not fit. Reads at most len bytes of p. */
 int it_feed_parse_notify(const char *p, size_t len, char *id, size_t idlen, int64_t *num, enum it_feed_note *kind);
 

@@ -131,7 +131,8 @@ static void test_parse_notify(void)
 	static const char good[] = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA:12345";
 	static const char kept[] = "kept:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA:678";
 	static const char *bad[] = {"", ":", "abc", "abc:", ":12", "abc:1x", "abc:-1", "abc:1234567890123456789",
-				    "a:b:c", "kept:", "kept::5", "kept:abc:", "kept:abc:0", "kept:abc:x", "kept:a:b:5"};
+				    "a:b:c", "kept:", "kept::5", "kept:abc:", "kept:abc:0", "kept:abc:x", "kept:a:b:5",
+				    "expires:", "expires:abc", "expires:abc:0", "expires:abc:1y"};
 	char id[72];
 	int64_t seq = -1;
 	enum it_feed_note kind = 0;
@@ -172,6 +173,9 @@ static void test_parse_notify(void)
 	ok(it_feed_parse_notify(kept, strlen(kept), id, sizeof(id), &seq, &kind) == 0 && seq == 678 &&
 		   kind == IT_FEED_NOTE_KEPT && strcmp(id, "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA") == 0,
 	   "kept:<session>:<seq> gives the id and the first kept id");
+	ok(it_feed_parse_notify("expires:AAAA:1700000000", 23, id, sizeof(id), &seq, &kind) == 0 &&
+		   seq == 1700000000 && kind == IT_FEED_NOTE_EXPIRES && strcmp(id, "AAAA") == 0,
+	   "expires:<session>:<t> gives the id and the new expiry");
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		int rc = it_feed_parse_notify(bad[i], strlen(bad[i]), id, sizeof(id), &seq, &kind);
 		if (strcmp(bad[i], "a:b:c") == 0)
@@ -573,7 +577,7 @@ static void test_many_events_and_pages(void)
 
 static void fake_kept(struct fake *fk, struct fake_sess *s, int64_t first_kept)
 {
-	char p[96];
+	char p[128];
 	snprintf(p, sizeof(p), "kept:%s:%lld", s->id, (long long)first_kept);
 	it_feed_db_notify(fk->feed, p);
 	it_feed_run(fk->feed);
@@ -628,6 +632,20 @@ static void test_kept_notify(void)
 	fake_settle(&fk);
 	is_str(d->transients[0], "resync:cursor-ahead:10", "which calls it ahead");
 	ok(it_feed_lookup(f, fs->id, &info) == 0 && info.first_kept == 7, "an older check answer keeps the higher id");
+
+	/* The expiry changes: the cache follows, and past it the database decides. */
+	{
+		char p[128];
+		snprintf(p, sizeof(p), "expires:%s:%lld", fs->id, (long long)fake_now + 60);
+		it_feed_db_notify(f, p);
+		ok(it_feed_lookup(f, fs->id, &info) == 0 && info.expires == fake_now + 60, "expires: moves the cached expiry");
+		snprintf(p, sizeof(p), "expires:%s:%lld", fs->id, (long long)fake_now);
+		it_feed_db_notify(f, p);
+		ok(it_feed_lookup(f, fs->id, &info) == -ENOENT && fk.busy == 0,
+		   "an expiry moved to now: lookup no longer vouches for the session");
+		snprintf(p, sizeof(p), "expires:%s:%lld", fs->id, (long long)fake_now + 3600);
+		it_feed_db_notify(f, p);
+	}
 
 	/* The connection drops: the next check decides again. */
 	fake_down(&fk);
