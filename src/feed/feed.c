@@ -1241,6 +1241,20 @@ int it_feed_lookup(it_feed *f, const char *session, it_feed_info *out)
 	return 0;
 }
 
+void it_feed_forget(it_feed *f, const char *session)
+{
+	sess *s = sess_find(f, session);
+
+	if (s == NULL || !s->checked)
+		return;
+	s->checked = 0;
+	if (s->nsubs) {
+		s->need_check = 1;
+		sess_queue(f, s);
+	}
+	sess_release(f, s);
+}
+
 void it_feed_stats_get(const it_feed *f, it_feed_stats *out)
 {
 	*out = f->st;

@@ -236,6 +236,12 @@ typedef struct it_feed_info {
  * the caller must ask the database. Counts as a use of the session for its linger time. */
 int it_feed_lookup(it_feed *f, const char *session, it_feed_info *out);
 
+/* Stops vouching for session: the next lookup says -ENOENT and its
+ * subscribers wait for a new check. For the process that just deleted the
+ * session, so that its own next request does not wait for the "<session>:0"
+ * notification to learn it. Harmless for a session the feed does not know. */
+void it_feed_forget(it_feed *f, const char *session);
+
 /* Copies the counters. */
 void it_feed_stats_get(const it_feed *f, it_feed_stats *out);
 

@@ -713,6 +713,10 @@ static void test_repoll_no_query(void)
 	ok(all_ok, "every poll saw every event once, in order");
 	for (int i = 0; i < 3; i++)
 		fsub_free(subs[i]);
+	ok(it_feed_lookup(f, fs->id, &info) == 0, "the session lingers");
+	it_feed_forget(f, fs->id);
+	ok(it_feed_lookup(f, fs->id, &info) == -ENOENT && fk.busy == 0,
+	   "forget (this process deleted it): lookup no longer vouches for it");
 	teardown(&fk);
 }
 
