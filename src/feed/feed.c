@@ -213,14 +213,49 @@ static int parse_id_num(const char *p, size_t len, char *id, size_t idlen, int64
 	return 0;
 }
 
-int it_feed_parse_notify(const char *p, size_t len, char *id, size_t idlen, int64_t *num, enum it_feed_note *kind)
+/* Parses "<id>:<seq>:<type>\n<json>", nl pointing at the first newline. */
+static int parse_carried(const char *p, size_t len, const char *nl, char *id, size_t idlen, int64_t *num,
+			 it_feed_carried *ev)
+{
+	size_t hl = (size_t)(nl - p);
+	const char *c1 = memchr(p, ':', hl), *c2, *type;
+
+	if (c1 == NULL || (c2 = memchr(c1 + 1, ':', hl - (size_t)(c1 + 1 - p))) == NULL)
+		return -EINVAL;
+	if (parse_id_num(p, (size_t)(c2 - p), id, idlen, num) < 0 || *num < 1)
+		return -EINVAL;
+	type = c2 + 1;
+	/* The JSON is an object: a cheap guard against anything else. */
+	if (type == nl || memchr(type, ':', (size_t)(nl - type)) != NULL || len - hl - 1 < 2 || nl[1] != '{' ||
+	    p[len - 1] != '}')
+		return -EINVAL;
+	if (ev) {
+		ev->type = type;
+		ev->type_len = (size_t)(nl - type);
+		ev->json = nl + 1;
+		ev->json_len = len - hl - 1;
+	}
+	return 0;
+}
+
+int it_feed_parse_notify(const char *p, size_t len, char *id, size_t idlen, int64_t *num, enum it_feed_note *kind,
+			 it_feed_carried *ev)
 {
 	static const struct {
 		const char *prefix;
 		size_t len;
 		enum it_feed_note kind;
 	} forms[] = {{"kept:", 5, IT_FEED_NOTE_KEPT}, {"expires:", 8, IT_FEED_NOTE_EXPIRES}};
+	const char *nl = memchr(p, '\n', len);
 
+	if (ev)
+		memset(ev, 0, sizeof(*ev));
+	if (nl != NULL) {
+		if (parse_carried(p, len, nl, id, idlen, num, ev) < 0)
+			return -EINVAL;
+		*kind = IT_FEED_NOTE_EVENT;
+		return 0;
+	}
 	for (size_t i = 0; i < sizeof(forms) / sizeof(forms[0]); i++) {
 		if (len <= forms[i].len || memcmp(p, forms[i].prefix, forms[i].len) != 0)
 			continue;
@@ -911,14 +946,39 @@ void it_feed_db_lost(it_feed *f)
 	}
 }
 
+/* Keeps an event its NOTIFY carried as the ring's newest, as a read would
+ * have. Returns 1 when the ring holds it, 0 when it must be read instead
+ * (out of memory, an odd type, too large for the ring). */
+static int take_carried(it_feed *f, sess *s, int64_t seq, const it_feed_carried *ce)
+{
+	char type[128];
+	it_feed_event *ev;
+	int kept;
+
+	if (ce->type_len >= sizeof(type))
+		return 0;
+	memcpy(type, ce->type, ce->type_len);
+	type[ce->type_len] = '\0';
+	ev = it_feed_event_new(seq, type, ce->json, ce->json_len);
+	if (ev == NULL)
+		return 0;
+	ring_push(f, s, ev);
+	kept = ring_get(f, s, seq) == ev;
+	it_feed_event_unref(ev);
+	if (kept)
+		f->st.carried++;
+	return kept;
+}
+
 void it_feed_db_notify(it_feed *f, const char *payload)
 {
 	char id[ID_MAX];
 	int64_t seq;
 	enum it_feed_note kind;
+	it_feed_carried ce;
 	sess *s;
 
-	if (it_feed_parse_notify(payload, strlen(payload), id, sizeof(id), &seq, &kind) < 0 ||
+	if (it_feed_parse_notify(payload, strlen(payload), id, sizeof(id), &seq, &kind, &ce) < 0 ||
 	    (s = sess_find(f, id)) == NULL)
 		return;
 	if (kind == IT_FEED_NOTE_KEPT) {
@@ -949,6 +1009,18 @@ void it_feed_db_notify(it_feed *f, const char *payload)
 	if (seq <= s->known_last)
 		return;
 	s->known_last = seq;
+	if (ce.json != NULL && take_carried(f, s, seq, &ce)) {
+		/* The event is in the ring: a subscriber whose cursor is
+		 * right before it takes it from there at the next
+		 * it_feed_run, with no read; one further behind asks for a
+		 * read then. */
+		for (it_list *pos = s->subs.next; pos != &s->subs; pos = pos->next) {
+			it_feed_sub *sub = it_container_of(pos, it_feed_sub, link);
+			if (sub->state == SUB_LIVE && !sub->paused && sub->cursor < s->known_last)
+				mark_ready(f, sub);
+		}
+		return;
+	}
 	if (s->busy == Q_READ)
 		s->stale = 1;
 	if (read_from(s) >= 0) {

@@ -171,6 +171,7 @@ typedef struct it_feed_stats {
 	uint64_t rows;	      /* rows those reads returned */
 	uint64_t delivered;   /* events taken by subscribers */
 	uint64_t ring_served; /* of those, served from a ring without a read for them */
+	uint64_t carried;     /* events taken from their NOTIFY into a ring, with no read */
 	uint64_t resyncs;     /* session.resync sent */
 	uint64_t reconnects;  /* times the LISTEN connection became ready */
 	uint64_t sessions;    /* sessions in the registry now */
@@ -263,11 +264,23 @@ enum it_feed_note {
 	IT_FEED_NOTE_EXPIRES,	/* "expires:<session>:<t>": its expiry is now t (epoch seconds, rounded up) */
 };
 
+/* An event carried whole by its NOTIFY, "<session>:<seq>:<type>\n<json>"
+ * (it_append_event sends that form when it fits in 8000 bytes): pointers
+ * into the payload, not NUL-terminated. */
+typedef struct it_feed_carried {
+	const char *type;
+	size_t type_len;
+	const char *json; /* NULL: the payload carried no event */
+	size_t json_len;
+} it_feed_carried;
+
 /* Parses a NOTIFY payload. Copies the session id (NUL-terminated) into id
  * (idlen bytes) and sets *num (the event's seq, 0, the first kept id or the
- * expiry) and *kind. Returns 0, or -EINVAL when the payload is malformed or the id
- * does not fit. Reads at most len bytes of p. */
-int it_feed_parse_notify(const char *p, size_t len, char *id, size_t idlen, int64_t *num, enum it_feed_note *kind);
+ * expiry) and *kind; for an event, sets *ev (when not NULL) to what the
+ * payload carries of it. Returns 0, or -EINVAL when the payload is malformed
+ * or the id does not fit. Reads at most len bytes of p. */
+int it_feed_parse_notify(const char *p, size_t len, char *id, size_t idlen, int64_t *num, enum it_feed_note *kind,
+			 it_feed_carried *ev);
 
 /* The statements the feed sends (for stand-ins): session checks ($1 a
  * text[] of ids; columns id, last_event_seq, first_kept_seq, expiry in

@@ -1,10 +1,12 @@
 """test_repoll_cost.py: what a long-poll re-poll or an SSE resume costs the database when the
 hub follows the session. Counted from PostgreSQL's own statement log: re-polls at the newest
 cursor, behind it (inside the hub's ring), with timeout=0, and SSE resumes send no session
-look-up and no read from the request thread. A cursor pruned away still gets session.resync
+look-up and no read from the request thread; the hub itself takes small events from their
+notifications, without reading them. A cursor pruned away still gets session.resync
 cursor-expired, now from the hub's registry (pruning announces the first kept id); a cursor
 ahead of the log still goes to the database; a deleted session is 404 at once."""
 
+import json
 import os
 import threading
 import time
@@ -78,16 +80,21 @@ with Stack(tap, own_cluster=True, settings={"rate_streams": 0, "keepalive_interv
     log = StatementLog(st)
 
     # --- N long-poll rounds: park at the newest id, one event commits, the answer carries it.
+    hub_reads = st.request("GET", "/api/v1/health").json()["hub"]["reads"]
     cursor, got, order_ok = last, [], True
     for k in range(ROUNDS):
         b = parked_poll(st, sid, cursor, lambda: append(st, sid, 1))
         ids = [e["id"] for e in b.get("events", [])]
         if not ids or ids[0] != cursor + 1:
             order_ok = False
-        got += ids
+        got += b.get("events", [])
         cursor = b.get("cursor", cursor)
     last = cursor
-    tap.ok(order_ok and got == list(range(4, 4 + ROUNDS)), "%d re-polls: every event once, in order" % ROUNDS)
+    tap.ok(order_ok and [e["id"] for e in got] == list(range(4, 4 + ROUNDS)),
+           "%d re-polls: every event once, in order" % ROUNDS)
+    hub_reads = st.request("GET", "/api/v1/health").json()["hub"]["reads"] - hub_reads
+    tap.ok(hub_reads <= 2, "the hub took the events from their notifications: %d reads for %d events"
+           % (hub_reads, ROUNDS))
 
     # --- behind the newest id (inside the ring), at once (timeout=0), and SSE resumes.
     r, b = longpoll(st, sid, last - 5)
@@ -105,6 +112,9 @@ with Stack(tap, own_cluster=True, settings={"rate_streams": 0, "keepalive_interv
              % (ROUNDS + 2, lookups, reads))
     tap.ok(lookups <= 2, "re-polls and resumes of a followed session send no session look-up (%d)" % lookups)
     tap.is_(reads, 0, "and no read from the request thread")
+    stored = [json.loads(j) for j in st.sql("SELECT it_event_json(e) FROM events e WHERE session_id = :'p1'"
+                                            " AND seq > 3 AND seq <= :'p2' ORDER BY seq", sid, 3 + ROUNDS).splitlines()]
+    tap.ok(got == stored, "the events of the %d rounds are exactly what a read of the log gives" % ROUNDS)
 
     # --- pruning: the hub hears of the new first kept id and answers cursor-expired itself.
     st.sql("UPDATE events SET created_at = now() - interval '1 hour' WHERE session_id = :'p1' AND seq <= :'p2'",

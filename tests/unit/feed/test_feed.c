@@ -144,7 +144,7 @@ static void test_parse_notify(void)
 	for (size_t n = 0; n <= sizeof(good) - 1; n++) {
 		size_t mapped;
 		unsigned char *p = guard_copy(good, n, &mapped);
-		int rc = it_feed_parse_notify((const char *)p, n, id, sizeof(id), &seq, &kind);
+		int rc = it_feed_parse_notify((const char *)p, n, id, sizeof(id), &seq, &kind, NULL);
 		int want_ok = n > 33;
 		if ((rc == 0) != want_ok)
 			all_safe = 0;
@@ -157,36 +157,79 @@ static void test_parse_notify(void)
 	for (size_t n = 0; n <= sizeof(kept) - 1; n++) {
 		size_t mapped;
 		unsigned char *p = guard_copy(kept, n, &mapped);
-		int rc = it_feed_parse_notify((const char *)p, n, id, sizeof(id), &seq, &kind);
+		int rc = it_feed_parse_notify((const char *)p, n, id, sizeof(id), &seq, &kind, NULL);
 		int want_ok = n > 38;
 		if ((rc == 0) != want_ok || (rc == 0 && (kind != IT_FEED_NOTE_KEPT || strlen(id) != 32)))
 			kept_safe = 0;
 		guard_free(p, n, mapped);
 	}
 	ok(kept_safe, "every prefix of a kept: payload parses as one or is refused, with no read past its end");
-	ok(it_feed_parse_notify(good, strlen(good), id, sizeof(id), &seq, &kind) == 0 && seq == 12345 &&
+	ok(it_feed_parse_notify(good, strlen(good), id, sizeof(id), &seq, &kind, NULL) == 0 && seq == 12345 &&
 		   strlen(id) == 32 && kind == IT_FEED_NOTE_EVENT,
 	   "<session>:<seq> gives the id and the seq of an event");
-	ok(it_feed_parse_notify("BBBBBBBBBBBBBBBBBBBBBBBBBB:0", 28, id, sizeof(id), &seq, &kind) == 0 && seq == 0 &&
+	ok(it_feed_parse_notify("BBBBBBBBBBBBBBBBBBBBBBBBBB:0", 28, id, sizeof(id), &seq, &kind, NULL) == 0 && seq == 0 &&
 		   kind == IT_FEED_NOTE_ENDED,
 	   "seq 0 (the session ended) parses");
-	ok(it_feed_parse_notify(kept, strlen(kept), id, sizeof(id), &seq, &kind) == 0 && seq == 678 &&
+	ok(it_feed_parse_notify(kept, strlen(kept), id, sizeof(id), &seq, &kind, NULL) == 0 && seq == 678 &&
 		   kind == IT_FEED_NOTE_KEPT && strcmp(id, "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA") == 0,
 	   "kept:<session>:<seq> gives the id and the first kept id");
-	ok(it_feed_parse_notify("expires:AAAA:1700000000", 23, id, sizeof(id), &seq, &kind) == 0 &&
+	ok(it_feed_parse_notify("expires:AAAA:1700000000", 23, id, sizeof(id), &seq, &kind, NULL) == 0 &&
 		   seq == 1700000000 && kind == IT_FEED_NOTE_EXPIRES && strcmp(id, "AAAA") == 0,
 	   "expires:<session>:<t> gives the id and the new expiry");
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-		int rc = it_feed_parse_notify(bad[i], strlen(bad[i]), id, sizeof(id), &seq, &kind);
+		int rc = it_feed_parse_notify(bad[i], strlen(bad[i]), id, sizeof(id), &seq, &kind, NULL);
 		if (strcmp(bad[i], "a:b:c") == 0)
 			ok(rc == -EINVAL, "a non-numeric seq after the last colon is refused");
 		else
 			ok(rc == -EINVAL, "malformed payload '%s' is refused", bad[i]);
 	}
-	ok(it_feed_parse_notify(good, strlen(good), id, 20, &seq, &kind) == -EINVAL,
+	ok(it_feed_parse_notify(good, strlen(good), id, 20, &seq, &kind, NULL) == -EINVAL,
 	   "an id longer than the buffer is refused");
-	ok(it_feed_parse_notify(kept, strlen(kept), id, 20, &seq, &kind) == -EINVAL,
+	ok(it_feed_parse_notify(kept, strlen(kept), id, 20, &seq, &kind, NULL) == -EINVAL,
 	   "a kept: id longer than the buffer is refused");
+}
+
+static void test_parse_carried(void)
+{
+	static const char good[] = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA:5:image.uploaded\n{\"id\":5,\"data\":{\"n\":1}}";
+	static const char *bad[] = {"A:5:t\n", "A:5:t\n{", "A:5:\n{}", "A:0:t\n{}", "A:x:t\n{}", "A::t\n{}",
+				    ":5:t\n{}", "A:5:a:b\n{}", "A:5\n{}", "A:5:t\n[]", "kept:A:5\n{}"};
+	const size_t nl = strchr(good, '\n') - good;
+	char id[72];
+	int64_t seq;
+	enum it_feed_note kind;
+	it_feed_carried ev;
+	int all_safe = 1;
+
+	/* Every prefix, before an unmapped page: what parses is either the
+	 * short form "<id>:5" or the event with exactly the JSON the prefix
+	 * holds after the newline (a complete object's last byte). */
+	for (size_t n = 0; n <= sizeof(good) - 1; n++) {
+		size_t mapped;
+		unsigned char *p = guard_copy(good, n, &mapped);
+		int rc = it_feed_parse_notify((const char *)p, n, id, sizeof(id), &seq, &kind, &ev);
+		int want_short = n == 34, want_carried = n > nl + 2 && good[n - 1] == '}';
+		if ((rc == 0) != (want_short || want_carried))
+			all_safe = 0;
+		else if (rc == 0 && (kind != IT_FEED_NOTE_EVENT || seq != 5 || strlen(id) != 32))
+			all_safe = 0;
+		else if (rc == 0 && want_short && ev.json != NULL)
+			all_safe = 0;
+		else if (rc == 0 && want_carried &&
+			 (ev.json != (const char *)p + nl + 1 || ev.json + ev.json_len != (const char *)p + n ||
+			  ev.type_len != 14 || memcmp(ev.type, "image.uploaded", 14) != 0))
+			all_safe = 0;
+		guard_free(p, n, mapped);
+	}
+	ok(all_safe, "every prefix of a carried event parses as the short form, as the event, or not at all");
+	ok(it_feed_parse_notify(good, strlen(good), id, sizeof(id), &seq, &kind, &ev) == 0 && ev.json &&
+		   ev.json_len == strlen(good) - nl - 1 && seq == 5,
+	   "<session>:<seq>:<type>\\n<json> gives the event");
+	ok(it_feed_parse_notify(good, 34, id, sizeof(id), &seq, &kind, &ev) == 0 && ev.json == NULL,
+	   "the short form carries nothing");
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		ok(it_feed_parse_notify(bad[i], strlen(bad[i]), id, sizeof(id), &seq, &kind, &ev) == -EINVAL,
+		   "malformed carried payload %zu is refused", i);
 }
 
 static void test_event_formats(void)
@@ -720,9 +763,71 @@ static void test_repoll_no_query(void)
 	teardown(&fk);
 }
 
+/* Events carried by their NOTIFY reach up-to-date subscribers with no read;
+ * anyone behind them is read for, exactly once and in order. */
+static void test_carried(void)
+{
+	struct fake fk;
+	it_feed *f = setup(&fk, 16);
+	struct fake_sess *fs = fake_add(&fk, 'A', fake_now + 3600);
+	struct fsub *a = fsub_new(), *b = fsub_new(), *c = fsub_new();
+	it_feed_stats st;
+	int reads;
+
+	fake_append(fs, 3);
+	it_feed_subscribe(f, &a->sub, fs->id, 0, 0);
+	it_feed_subscribe(f, &b->sub, fs->id, 3, 0);
+	it_feed_run(f);
+	fake_settle(&fk);
+	reads = fk.reads;
+	fake_append(fs, 2);
+	fake_carry(&fk, fs, 4);
+	fake_carry(&fk, fs, 5);
+	ok(fk.busy == 0 && fk.reads == reads, "carried events send no read");
+	ok(got_run(a, 1, 5) && got_run(b, 4, 5), "and reach every up-to-date subscriber in order");
+	ok(a->ids[3] == 4 && a->kept != NULL, "as events like any other");
+
+	/* A notification that carried nothing (too large), then one that
+	 * does: the ring starts again at the newer one, the missing one is
+	 * read, nothing twice. */
+	fake_append(fs, 2);
+	it_feed_db_notify(f, "garbage"); /* nothing */
+	fake_carry(&fk, fs, 7);	 /* 6 never announced to this feed */
+	ok(fk.busy && strcmp(fk.sql, it_feed_check_sql) != 0, "a subscriber behind the carried event asks for a read");
+	fake_settle(&fk);
+	ok(got_run(a, 1, 7) && got_run(b, 4, 7), "which brings the missing one first, then the carried one once");
+
+	/* A lingering session keeps taking carried events: a re-poll right
+	 * after needs no query. */
+	fsub_free(b);
+	b = NULL;
+	it_feed_unsubscribe(&a->sub);
+	reads = fk.reads;
+	fake_append(fs, 1);
+	fake_carry(&fk, fs, 8);
+	it_feed_subscribe(f, &c->sub, fs->id, 7, 0);
+	it_feed_run(f);
+	ok(fk.busy == 0 && fk.reads == reads && got_run(c, 8, 8), "a re-poll finds the carried event in the ring");
+
+	/* A carried event while a read is in flight for an earlier one. */
+	fake_append(fs, 1);
+	fake_notify(&fk, fs, 9); /* short: a read is sent */
+	ok(fk.busy, "a short notification asks for a read");
+	fake_append(fs, 1);
+	fake_carry(&fk, fs, 10);
+	fake_settle(&fk);
+	ok(got_run(c, 8, 10), "a carried event during a read: every event once, in order");
+	it_feed_stats_get(f, &st);
+	is_int((int)st.carried, 5, "carried events counted");
+	fsub_free(a);
+	fsub_free(c);
+	teardown(&fk);
+}
+
 int main(void)
 {
 	test_parse_notify();
+	test_parse_carried();
 	test_event_formats();
 	test_basic_flow();
 	test_shared_events();
@@ -736,5 +841,6 @@ int main(void)
 	test_many_events_and_pages();
 	test_kept_notify();
 	test_repoll_no_query();
+	test_carried();
 	return tap_done();
 }
