@@ -54,6 +54,11 @@ typedef struct it_feed_sess {
 	it_feed_event **ring;
 	unsigned rhead, rcount;
 	size_t rbytes;
+	/* The rows of the last read that lie below the ring, a run of
+	 * consecutive ids (allocated on first use, READ_LIMIT entries). */
+	it_feed_event **back;
+	unsigned bcount;
+	size_t bbytes;
 	char id[ID_MAX];
 } sess;
 
@@ -352,6 +357,21 @@ static void ring_clear(sess *s, unsigned cap)
 	s->rbytes = 0;
 }
 
+static void back_clear(sess *s)
+{
+	for (unsigned i = 0; i < s->bcount; i++)
+		it_feed_event_unref(s->back[i]);
+	s->bcount = 0;
+	s->bbytes = 0;
+}
+
+/* Forgets every cached event of s: its ring and the rows of its last read. */
+static void caches_clear(it_feed *f, sess *s)
+{
+	ring_clear(s, f->o.ring_events);
+	back_clear(s);
+}
+
 static void sess_free(it_feed *f, sess *s)
 {
 	sess **pp;
@@ -362,8 +382,9 @@ static void sess_free(it_feed *f, sess *s)
 			break;
 		}
 	it_list_unlink(&s->work);
-	ring_clear(s, f->o.ring_events);
+	caches_clear(f, s);
 	free(s->ring);
+	free(s->back);
 	f->nsess--;
 	free(s);
 }
@@ -426,6 +447,68 @@ static void ring_push(it_feed *f, sess *s, it_feed_event *ev)
 	s->ring[(s->rhead + s->rcount) % cap] = it_feed_event_ref(ev);
 	s->rcount++;
 	s->rbytes += ev->json_len;
+}
+
+static it_feed_event *back_get(const sess *s, int64_t seq)
+{
+	int64_t first;
+
+	if (s->bcount == 0)
+		return NULL;
+	first = s->back[0]->seq;
+	if (seq < first || seq >= first + s->bcount)
+		return NULL;
+	return s->back[seq - first];
+}
+
+/* Event seq of s if the feed still holds it: in the ring, or among the rows
+ * of the last read. */
+static it_feed_event *cached_get(const it_feed *f, const sess *s, int64_t seq)
+{
+	it_feed_event *ev = ring_get(f, s, seq);
+
+	return ev ? ev : back_get(s, seq);
+}
+
+/* Keeps the rows of a read that the ring does not hold (evs, in seq order,
+ * already pushed into the ring where they belong there). A subscriber that
+ * took only some of them before it paused (a slow stream) resumes from here
+ * instead of reading the same rows again. A run of consecutive ids, at most
+ * READ_LIMIT events and ring_bytes of JSON. */
+static void back_keep(it_feed *f, sess *s, it_feed_event **evs, int n)
+{
+	back_clear(s);
+	if (n == 0 || ring_get(f, s, evs[0]->seq) != NULL)
+		return;
+	if (s->back == NULL && (s->back = calloc(READ_LIMIT, sizeof(*s->back))) == NULL)
+		return;
+	for (int i = 0; i < n && s->bcount < READ_LIMIT; i++) {
+		if (ring_get(f, s, evs[i]->seq) != NULL)
+			break; /* the ring has the rest */
+		if (s->bcount && evs[i]->seq != s->back[s->bcount - 1]->seq + 1)
+			break;
+		if (s->bbytes + evs[i]->json_len > f->o.ring_bytes)
+			break;
+		s->back[s->bcount++] = it_feed_event_ref(evs[i]);
+		s->bbytes += evs[i]->json_len;
+	}
+}
+
+/* Whether a subscriber of s may still want an event of the back buffer. */
+static int back_wanted(const sess *s)
+{
+	int64_t first, last;
+
+	if (s->bcount == 0)
+		return 0;
+	first = s->back[0]->seq;
+	last = first + s->bcount - 1;
+	for (const it_list *pos = s->subs.next; pos != &s->subs; pos = pos->next) {
+		const it_feed_sub *sub = it_container_of(pos, it_feed_sub, link);
+		if (sub->cursor + 1 >= first && sub->cursor < last)
+			return 1;
+	}
+	return 0;
 }
 
 /* ------------------------------------------------------------------ subscribers */
@@ -500,7 +583,7 @@ static int from_ring(it_feed *f, sess *s, it_feed_sub *sub, int *touched)
 {
 	it_feed_event *ev;
 
-	while (!sub->paused && sub->cursor < s->known_last && (ev = ring_get(f, s, sub->cursor + 1)) != NULL) {
+	while (!sub->paused && sub->cursor < s->known_last && (ev = cached_get(f, s, sub->cursor + 1)) != NULL) {
 		int r = offer(f, sub, ev);
 		if (r < 0)
 			return -1;
@@ -776,7 +859,7 @@ static void on_check(it_feed *f, PGresult *res)
 		why = !s->ever_valid ? IT_FEED_END_UNKNOWN : wall >= s->expires ? IT_FEED_END_EXPIRED : IT_FEED_END_DELETED;
 		s->checked = 0;
 		s->need_read = 0;
-		ring_clear(s, f->o.ring_events);
+		caches_clear(f, s);
 		end_all(f, s, why);
 	}
 }
@@ -795,7 +878,7 @@ static void on_rows(it_feed *f, sess *s, PGresult *res, int base, int n)
 	}
 	for (int i = 0; i < n; i++) {
 		int64_t seq = strtoll(PQgetvalue(res, base + i, 1), NULL, 10);
-		it_feed_event *ev = ring_get(f, s, seq);
+		it_feed_event *ev = cached_get(f, s, seq);
 		evs[i] = ev ? it_feed_event_ref(ev)
 			    : it_feed_event_new(seq, PQgetvalue(res, base + i, 2), PQgetvalue(res, base + i, 3),
 						(size_t)PQgetlength(res, base + i, 3));
@@ -804,12 +887,13 @@ static void on_rows(it_feed *f, sess *s, PGresult *res, int base, int n)
 			s->need_read = 1;
 			break;
 		}
-		if (ev == NULL && (s->rcount == 0 || seq > ring_last(f, s)))
+		if (ring_get(f, s, seq) == NULL && (s->rcount == 0 || seq > ring_last(f, s)))
 			ring_push(f, s, evs[i]);
 		if (seq > s->known_last)
 			s->known_last = seq;
 	}
 	f->st.rows += (uint64_t)n;
+	back_keep(f, s, evs, n);
 	pin(s);
 	FOREACH_SUB(s, sub)
 	{
@@ -1002,7 +1086,7 @@ void it_feed_db_notify(it_feed *f, const char *payload)
 	if (kind == IT_FEED_NOTE_ENDED) {
 		s->checked = 0;
 		s->need_read = 0;
-		ring_clear(s, f->o.ring_events);
+		caches_clear(f, s);
 		end_all(f, s, IT_FEED_END_DELETED); /* frees s when nothing else holds it */
 		return;
 	}
@@ -1160,8 +1244,9 @@ void it_feed_free(it_feed *f)
 				it_list_unlink(&sub->work);
 				sub->sess = NULL;
 			}
-			ring_clear(s, f->o.ring_events);
+			caches_clear(f, s);
 			free(s->ring);
+			free(s->back);
 			free(s);
 		}
 	}
@@ -1201,11 +1286,15 @@ void it_feed_tick(it_feed *f, int64_t now_ms)
 					 * clock alone. */
 					s->need_check = 1;
 				} else {
-					ring_clear(s, f->o.ring_events);
+					caches_clear(f, s);
 					end_all(f, s, IT_FEED_END_EXPIRED);
 					continue;
 				}
 			}
+			/* The rows of the last read are kept while a
+			 * subscriber may still want them. */
+			if (s->bcount && !back_wanted(s))
+				back_clear(s);
 			/* Work a failed query left undone. */
 			sess_queue(f, s);
 		}
@@ -1280,6 +1369,7 @@ void it_feed_unsubscribe(it_feed_sub *sub)
 	f->st.subs--;
 	if (s->nsubs == 0) {
 		s->idle_since = f->now_ms;
+		back_clear(s);
 		sess_release(f, s);
 	}
 }

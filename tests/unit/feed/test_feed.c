@@ -824,6 +824,46 @@ static void test_carried(void)
 	teardown(&fk);
 }
 
+/* A slow subscriber far behind, taking a few events per resume, is served
+ * from the rows of the last read instead of reading them again each time. */
+static void test_slow_reader_reads(void)
+{
+	struct fake fk;
+	it_feed *f = setup(&fk, 16);
+	struct fake_sess *fs = fake_add(&fk, 'A', fake_now + 3600);
+	struct fsub *fast = fsub_new(), *slow = fsub_new();
+	int rounds = 0, reads;
+
+	fake_append(fs, 1100);
+	it_feed_subscribe(f, &fast->sub, fs->id, 0, 0);
+	it_feed_run(f);
+	fake_settle(&fk);
+	ok(got_run(fast, 1, 1100), "a reader at full speed gets the whole log");
+	reads = fk.reads;
+	slow->room = 4;
+	it_feed_subscribe(f, &slow->sub, fs->id, 0, 0);
+	it_feed_run(f);
+	fake_settle(&fk);
+	while (slow->n < 1100 && rounds++ < 1000) {
+		slow->room = 4;
+		it_feed_resume(&slow->sub);
+		it_feed_run(f);
+		fake_settle(&fk);
+	}
+	ok(got_run(slow, 1, 1100), "a reader taking 4 events per resume gets every event once, in order");
+	ok(fk.reads - reads <= 4, "with one read per 500 events, not one per resume (%d reads)", fk.reads - reads);
+	slow->room = -1;
+	it_feed_resume(&slow->sub);
+	it_feed_tick(f, 2000);
+	fake_append(fs, 1);
+	fake_notify(&fk, fs, 1101);
+	fake_settle(&fk);
+	ok(got_run(fast, 1, 1101) && slow->ids[slow->n - 1] == 1101, "and both continue with new events");
+	fsub_free(fast);
+	fsub_free(slow);
+	teardown(&fk);
+}
+
 int main(void)
 {
 	test_parse_notify();
@@ -842,5 +882,6 @@ int main(void)
 	test_kept_notify();
 	test_repoll_no_query();
 	test_carried();
+	test_slow_reader_reads();
 	return tap_done();
 }
