@@ -1277,6 +1277,8 @@ void it_feed_tick(it_feed *f, int64_t now_ms)
 				if (s->pins == 0 && s->busy == Q_NONE &&
 				    (!s->checked || !f->db_up || now_ms - s->idle_since >= (int64_t)f->o.linger_ms))
 					sess_free(f, s);
+				else if (s->pins == 0)
+					back_clear(s); /* lingering: the ring is enough */
 				continue;
 			}
 			if (s->checked && wall >= s->expires) {
@@ -1369,7 +1371,6 @@ void it_feed_unsubscribe(it_feed_sub *sub)
 	f->st.subs--;
 	if (s->nsubs == 0) {
 		s->idle_since = f->now_ms;
-		back_clear(s);
 		sess_release(f, s);
 	}
 }
