@@ -5,12 +5,12 @@
  * and resync. A long-poll whose session has no event after the cursor reads
  * nothing; one that has events answers at once, from the log, or, under
  * FastCGI when the hub follows the session, from the hub's ring of recent
- * events. Under
- * FastCGI a request that waits sends nothing itself: it formats the response
- * head and hands the raw connection to the hub (hub/hub.h), which waits for
- * events without a thread or a database connection per client. Under plain
- * CGI there is no hub: the process waits on its own connection with LISTEN,
- * and a cross-process cap (advisory locks) bounds how many may wait. */
+ * events. Under FastCGI a request that waits sends nothing itself: it
+ * formats the response head and hands the raw connection to the hub
+ * (hub/hub.h), which waits for events without a thread or a database
+ * connection per client. Under plain CGI there is no hub: the process waits
+ * on its own connection with LISTEN, and a cross-process cap (advisory
+ * locks) bounds how many may wait. */
 #include "config.h"
 
 #include "common/log.h"
