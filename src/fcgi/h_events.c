@@ -184,7 +184,7 @@ static void lp_write_body(it_req *req, struct lp_body *b)
  * complete as far as this thread is concerned) or a negative errno with
  * nothing taken. */
 static int handover(it_req *req, enum it_stream_kind kind, const struct stream_args *a, const it_session *s,
-		    const it_buf *head, int cached)
+		    const it_buf *head)
 {
 	it_park p;
 	int fd, hi, rc;
@@ -212,12 +212,6 @@ static int handover(it_req *req, enum it_stream_kind kind, const struct stream_a
 	p.timeout_ms = a->timeout_s * 1000;
 	p.head = head->data;
 	p.head_len = head->len;
-	/* A cursor behind the newest id, weighed only against the hub's
-	 * registry, is weighed again against a check the hub sends now: the
-	 * notification of a prune that just committed may still be on its
-	 * way, and the log may no longer serve it. The hub's one check is
-	 * shared by every stream that waits on one. */
-	p.fresh = cached && a->cursor < s->last_event_seq;
 	rc = it_hub_park(it_g.hub, &p);
 	if (rc < 0) {
 		close(hi);
@@ -265,7 +259,7 @@ static int hub_follows(const char *session)
 
 /* Parks a long-poll on the hub. Returns 0 or a negative errno (nothing
  * sent; the caller answers). */
-static int park_longpoll(it_req *req, const struct stream_args *a, const it_session *s, int cached)
+static int park_longpoll(it_req *req, const struct stream_args *a, const it_session *s)
 {
 	it_buf head;
 	int rc;
@@ -277,7 +271,7 @@ static int park_longpoll(it_req *req, const struct stream_args *a, const it_sess
 	/* Apache's mod_proxy_fcgi sends no header before the first body
 	 * byte: a space (allowed before JSON) releases them. */
 	it_buf_puts(&head, " ");
-	rc = handover(req, IT_STREAM_LONGPOLL, a, s, &head, cached);
+	rc = handover(req, IT_STREAM_LONGPOLL, a, s, &head);
 	it_buf_free(&head);
 	if (rc < 0) {
 		it_buf_free(&req->headers);
@@ -493,7 +487,7 @@ void it_h_events_poll(it_req *req)
 	if (a.cursor < s.last_event_seq && a.timeout_s > 0 && (cached || hub_follows(a.session))) {
 		/* The events exist and the hub has them (or reads them once for
 		 * every stream of the session): it answers at once. */
-		if (park_longpoll(req, &a, &s, cached) == 0)
+		if (park_longpoll(req, &a, &s) == 0)
 			goto out;
 	}
 	/* The session's last id is the cursor: nothing to read. */
@@ -514,7 +508,7 @@ void it_h_events_poll(it_req *req)
 		cgi_longpoll(req, &conn, &a, &b);
 		goto out;
 	}
-	if (park_longpoll(req, &a, &s, cached) < 0)
+	if (park_longpoll(req, &a, &s) < 0)
 		busy_answer(req, &b);
 out:
 	it_buf_free(&b.items);
@@ -527,7 +521,7 @@ void it_h_events_stream(it_req *req)
 	it_session s;
 	it_buf head;
 	char *j;
-	int rc, cached;
+	int rc;
 
 	if (parse_args(req, &a, "last_event_id", "HTTP_LAST_EVENT_ID") < 0)
 		return;
@@ -536,8 +530,7 @@ void it_h_events_stream(it_req *req)
 	if (a.cursor > 0)
 		it_metrics_inc("imagetools_resumes_total", "transport=\"sse\"", 1);
 	/* A resume on a session the hub follows costs no query. */
-	cached = hub_session(a.session, a.cursor, &s);
-	rc = cached ? 0 : it_sessions_get(&conn, a.session, &s);
+	rc = hub_session(a.session, a.cursor, &s) ? 0 : it_sessions_get(&conn, a.session, &s);
 	it_resp_header(req, "Cache-Control", "no-cache");
 	it_resp_header(req, "X-Accel-Buffering", "no");
 	if (rc == 503) {
@@ -582,7 +575,7 @@ void it_h_events_stream(it_req *req)
 		cgi_stream(req, &conn, &a);
 		return;
 	}
-	rc = handover(req, IT_STREAM_SSE, &a, &s, &head, cached);
+	rc = handover(req, IT_STREAM_SSE, &a, &s, &head);
 	it_buf_free(&head);
 	if (rc < 0) {
 		/* Full: come back later rather than fail for good. */

@@ -224,7 +224,6 @@ struct hstream {
 	uint8_t want_out;   /* EPOLLOUT registered */
 	uint8_t behind;	    /* told the core "no room": resumed once drained */
 	uint8_t refused;    /* over a limit: ended at once with a retry hint */
-	uint8_t fresh;	    /* subscribe with IT_FEED_FRESH (it_park.fresh) */
 	int64_t expires_unix;
 	int64_t deadline_ms; /* long-poll answer time, or linger limit once ending */
 	int64_t next_keepalive_ms;
@@ -516,7 +515,7 @@ static void adopt(it_hub *hub, struct hstream *st)
 	stat_add(st->kind == IT_STREAM_SSE ? &hub->stats.open_sse : &hub->stats.open_longpoll, 1);
 	it_list_push(&hub->all, &st->all_link);
 	if (epoll_ctl(hub->epfd, EPOLL_CTL_ADD, st->fd, &ev) < 0 ||
-	    it_feed_subscribe(hub->feed, &st->sub, st->pending_sid, st->sub.cursor, st->fresh ? IT_FEED_FRESH : 0) < 0) {
+	    it_feed_subscribe(hub->feed, &st->sub, st->pending_sid, st->sub.cursor, 0) < 0) {
 		free(st->pending_sid);
 		st->pending_sid = NULL;
 		stream_close(hub, st);
@@ -785,7 +784,6 @@ int it_hub_park(it_hub *hub, const it_park *p)
 		goto nomem;
 	st->sub.ops = &stream_ops;
 	st->sub.cursor = p->cursor;
-	st->fresh = p->fresh != 0;
 	st->hub = hub;
 	st->tag.kind = TAG_STREAM;
 	it_list_init(&st->all_link);

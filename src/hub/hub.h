@@ -33,11 +33,6 @@ typedef struct it_park {
 	int64_t timeout_ms;	 /* long-poll: answer with no events after this */
 	const void *head;	 /* bytes to send first (CGI-style headers and any body start), copied */
 	size_t head_len;
-	/* The session was vouched for by it_hub_lookup, not a query: a cursor
-	 * behind the newest id is weighed against a check the hub sends after
-	 * the stream came (IT_FEED_FRESH), so that a prune whose notification
-	 * is still on the way gives cursor-expired exactly as a query would. */
-	int fresh;
 } it_park;
 
 /* Counters, read by /metrics. Updated atomically by the hub thread. */

@@ -99,7 +99,7 @@ with Stack(tap, own_cluster=True, settings={"rate_streams": 0, "keepalive_interv
     # --- behind the newest id (inside the ring), at once (timeout=0), and SSE resumes.
     r, b = longpoll(st, sid, last - 5)
     tap.is_([e["id"] for e in b["events"]], list(range(last - 4, last + 1)),
-            "a re-poll behind the newest id is answered by the hub (one check of its own, then its ring)")
+            "a re-poll behind the newest id is answered from the hub's ring")
     r, b = longpoll(st, sid, last, timeout=0)
     tap.is_(b, {"events": [], "cursor": last}, "timeout=0 at the newest id answers empty at once")
     for back in (0, 3):
