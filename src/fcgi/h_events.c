@@ -228,16 +228,24 @@ static int handover(it_req *req, enum it_stream_kind kind, const struct stream_a
 /* Fills *s from the hub's registry instead of a query, when the hub can
  * vouch for the session: it checked it while its LISTEN connection stayed
  * up, and every change since (events, pruning, the session's end) has been
- * announced to it by NOTIFY (docs/hub.md, "What a poll costs"). A cursor
- * beyond the last id the hub knows may only mean that its notification is
- * still on the way, so the database decides cursor-ahead. Returns 1 with *s
+ * announced to it by NOTIFY (docs/hub.md, "What a poll costs"). What the
+ * registry says is exact as of the last notification the hub handled, so
+ * it decides only what a notification still on its way cannot change:
+ * - a cursor at the newest id: never expired (pruning keeps first kept - 1
+ *   at most the last id) and not ahead;
+ * - a cursor below the first kept id - 1: expired (that id only grows).
+ * A cursor beyond the last id the hub knows may only mean that its event's
+ * notification is late, and one between the two may have been pruned a
+ * moment ago: the database decides those, as before. Returns 1 with *s
  * filled (id, expiry, last and first kept ids), 0 when the caller must ask
  * the database. */
 static int hub_session(const char *session, int64_t cursor, it_session *s)
 {
 	it_feed_info fi;
 
-	if (it_g.hub == NULL || it_g.cgi || it_hub_lookup(it_g.hub, session, &fi) < 0 || cursor > fi.last_seq)
+	if (it_g.hub == NULL || it_g.cgi || it_hub_lookup(it_g.hub, session, &fi) < 0)
+		return 0;
+	if (cursor != fi.last_seq && cursor >= fi.first_kept - 1)
 		return 0;
 	memset(s, 0, sizeof(*s));
 	snprintf(s->id, sizeof(s->id), "%s", session);

@@ -233,8 +233,8 @@ typedef struct it_feed_info {
 
 /* Fills *out from the registry without any query. Returns 0, or -ENOENT
  * when the feed has no trustworthy answer (never checked, connection lost
- * since, expired or within a second of expiring, or a check is pending) and
- * the caller must ask the database. Counts as a use of the session for its linger time. */
+ * since, expired or within a second of expiring) and the caller must ask
+ * the database. Counts as a use of the session for its linger time. */
 int it_feed_lookup(it_feed *f, const char *session, it_feed_info *out);
 
 /* Stops vouching for session: the next lookup says -ENOENT and its
