@@ -1,14 +1,16 @@
 /* h_events.c: GET /events (long-poll) and GET /events/stream (Server-Sent Events).
  *
- * Both look the session up (one query: it decides 404 and resync). A
- * long-poll whose session has no event after the cursor reads nothing; one
- * that has events answers at once, from the log, or, under FastCGI when
- * the hub follows the session, from the hub's ring of recent events. Under
- * FastCGI a request that waits sends nothing itself: it formats the response
- * head and hands the raw connection to the hub (hub/hub.h), which waits for
- * events without a thread or a database connection per client. Under plain
- * CGI there is no hub: the process waits on its own connection with LISTEN,
- * and a cross-process cap (advisory locks) bounds how many may wait. */
+ * Both look the session up: in the hub's registry when it follows the
+ * session (no query), else in the database (one query); either decides 404
+ * and resync. A long-poll whose session has no event after the cursor reads
+ * nothing; one that has events answers at once, from the log, or, under
+ * FastCGI when the hub follows the session, from the hub's ring of recent
+ * events. Under FastCGI a request that waits sends nothing itself: it
+ * formats the response head and hands the raw connection to the hub
+ * (hub/hub.h), which waits for events without a thread or a database
+ * connection per client. Under plain CGI there is no hub: the process waits
+ * on its own connection with LISTEN, and a cross-process cap (advisory
+ * locks) bounds how many may wait. */
 #include "config.h"
 
 #include "common/log.h"
@@ -223,12 +225,39 @@ static int handover(it_req *req, enum it_stream_kind kind, const struct stream_a
 	return 0;
 }
 
+/* Fills *s from the hub's registry instead of a query, when the hub can
+ * vouch for the session: it checked it while its LISTEN connection stayed
+ * up, and every change since (events, pruning, the session's end) has been
+ * announced to it by NOTIFY (docs/hub.md, "What a poll costs"). What the
+ * registry says is exact as of the last notification the hub handled, so
+ * it decides only what a notification still on its way cannot change:
+ * - a cursor at the newest id: never expired (pruning keeps first kept - 1
+ *   at most the last id) and not ahead;
+ * - a cursor below the first kept id - 1: expired (that id only grows).
+ * A cursor beyond the last id the hub knows may only mean that its event's
+ * notification is late, and one between the two may have been pruned a
+ * moment ago: the database decides those, as before. Returns 1 with *s
+ * filled (id, expiry, last and first kept ids), 0 when the caller must ask
+ * the database. */
+static int hub_session(const char *session, int64_t cursor, it_session *s)
+{
+	it_feed_info fi;
+
+	if (it_g.hub == NULL || it_g.cgi || it_hub_lookup(it_g.hub, session, &fi) < 0)
+		return 0;
+	if (cursor != fi.last_seq && cursor >= fi.first_kept - 1)
+		return 0;
+	memset(s, 0, sizeof(*s));
+	snprintf(s->id, sizeof(s->id), "%s", session);
+	s->expires_unix = fi.expires;
+	s->last_event_seq = fi.last_seq;
+	s->first_kept_seq = fi.first_kept;
+	return 1;
+}
+
 /* Whether the hub follows session closely enough to answer a poll from its
  * ring of recent events (or one read shared by every stream of the session)
- * instead of this thread reading the log. The session itself is still
- * looked up by the caller: pruning raises first_kept_seq without any
- * notification, so only the database can say whether a cursor still lies
- * within the log (docs/hub.md, "What a poll costs"). */
+ * instead of this thread reading the log. */
 static int hub_follows(const char *session)
 {
 	it_feed_info fi;
@@ -443,14 +472,16 @@ void it_h_events_poll(it_req *req)
 	struct stream_args a;
 	struct lp_body b;
 	it_session s;
-	int n;
+	int n, cached;
 
 	if (parse_args(req, &a, "cursor", NULL) < 0)
 		return;
 	it_buf_init(&b.items, (size_t)it_g.cfg.stream_buffer);
 	b.cursor = a.cursor;
 	b.count = 0;
-	if (it_app_session_problem(req, it_sessions_get(&conn, a.session, &s)))
+	/* A re-poll of a session the hub follows costs no query. */
+	cached = hub_session(a.session, a.cursor, &s);
+	if (!cached && it_app_session_problem(req, it_sessions_get(&conn, a.session, &s)))
 		goto out;
 	if (needs_resync(&s, a.cursor)) {
 		char *j = resync_json(&s, a.cursor > s.last_event_seq ? "cursor-ahead" : "cursor-expired");
@@ -461,7 +492,7 @@ void it_h_events_poll(it_req *req)
 		lp_answer(req, &b, NULL);
 		goto out;
 	}
-	if (a.cursor < s.last_event_seq && a.timeout_s > 0 && hub_follows(a.session)) {
+	if (a.cursor < s.last_event_seq && a.timeout_s > 0 && (cached || hub_follows(a.session))) {
 		/* The events exist and the hub has them (or reads them once for
 		 * every stream of the session): it answers at once. */
 		if (park_longpoll(req, &a, &s) == 0)
@@ -506,7 +537,8 @@ void it_h_events_stream(it_req *req)
 		return;
 	if (a.cursor > 0)
 		it_metrics_inc("imagetools_resumes_total", "transport=\"sse\"", 1);
-	rc = it_sessions_get(&conn, a.session, &s);
+	/* A resume on a session the hub follows costs no query. */
+	rc = hub_session(a.session, a.cursor, &s) ? 0 : it_sessions_get(&conn, a.session, &s);
 	it_resp_header(req, "Cache-Control", "no-cache");
 	it_resp_header(req, "X-Accel-Buffering", "no");
 	if (rc == 503) {

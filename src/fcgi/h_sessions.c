@@ -6,6 +6,7 @@
 #include "fcgi/app.h"
 #include "fcgi/guard.h"
 #include "fcgi/handlers.h"
+#include "hub/hub.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -75,5 +76,9 @@ void it_h_session_delete(it_req *req)
 
 	if (it_app_session_problem(req, it_sessions_delete(&conn, req->params[0])))
 		return;
+	/* This process's next poll of the session must not be answered from
+	 * the hub's registry before the "<session>:0" notification arrives. */
+	if (it_g.hub != NULL)
+		it_hub_forget(it_g.hub, req->params[0]);
 	it_resp_begin(req, 204, NULL);
 }

@@ -54,6 +54,11 @@ typedef struct it_feed_sess {
 	it_feed_event **ring;
 	unsigned rhead, rcount;
 	size_t rbytes;
+	/* The rows of the last read that lie below the ring, a run of
+	 * consecutive ids (allocated on first use, READ_LIMIT entries). */
+	it_feed_event **back;
+	unsigned bcount;
+	size_t bbytes;
 	char id[ID_MAX];
 } sess;
 
@@ -188,7 +193,8 @@ char *it_feed_transient_json(const it_feed_transient *t, const char *transport)
 
 /* ------------------------------------------------------------------ NOTIFY */
 
-int it_feed_parse_notify(const char *p, size_t len, char *id, size_t idlen, int64_t *seq)
+/* Parses "<id>:<n>" (n whole, at most 18 digits). */
+static int parse_id_num(const char *p, size_t len, char *id, size_t idlen, int64_t *num)
 {
 	size_t colon = len, i;
 	int64_t v = 0;
@@ -208,7 +214,65 @@ int it_feed_parse_notify(const char *p, size_t len, char *id, size_t idlen, int6
 	}
 	memcpy(id, p, colon);
 	id[colon] = '\0';
-	*seq = v;
+	*num = v;
+	return 0;
+}
+
+/* Parses "<id>:<seq>:<type>\n<json>", nl pointing at the first newline. */
+static int parse_carried(const char *p, size_t len, const char *nl, char *id, size_t idlen, int64_t *num,
+			 it_feed_carried *ev)
+{
+	size_t hl = (size_t)(nl - p);
+	const char *c1 = memchr(p, ':', hl), *c2, *type;
+
+	if (c1 == NULL || (c2 = memchr(c1 + 1, ':', hl - (size_t)(c1 + 1 - p))) == NULL)
+		return -EINVAL;
+	if (parse_id_num(p, (size_t)(c2 - p), id, idlen, num) < 0 || *num < 1)
+		return -EINVAL;
+	type = c2 + 1;
+	/* The JSON is an object: a cheap guard against anything else. */
+	if (type == nl || memchr(type, ':', (size_t)(nl - type)) != NULL || len - hl - 1 < 2 || nl[1] != '{' ||
+	    p[len - 1] != '}')
+		return -EINVAL;
+	if (ev) {
+		ev->type = type;
+		ev->type_len = (size_t)(nl - type);
+		ev->json = nl + 1;
+		ev->json_len = len - hl - 1;
+	}
+	return 0;
+}
+
+int it_feed_parse_notify(const char *p, size_t len, char *id, size_t idlen, int64_t *num, enum it_feed_note *kind,
+			 it_feed_carried *ev)
+{
+	static const struct {
+		const char *prefix;
+		size_t len;
+		enum it_feed_note kind;
+	} forms[] = {{"kept:", 5, IT_FEED_NOTE_KEPT}, {"expires:", 8, IT_FEED_NOTE_EXPIRES}};
+	const char *nl = memchr(p, '\n', len);
+
+	if (ev)
+		memset(ev, 0, sizeof(*ev));
+	if (nl != NULL) {
+		if (parse_carried(p, len, nl, id, idlen, num, ev) < 0)
+			return -EINVAL;
+		*kind = IT_FEED_NOTE_EVENT;
+		return 0;
+	}
+	for (size_t i = 0; i < sizeof(forms) / sizeof(forms[0]); i++) {
+		if (len <= forms[i].len || memcmp(p, forms[i].prefix, forms[i].len) != 0)
+			continue;
+		if (parse_id_num(p + forms[i].len, len - forms[i].len, id, idlen, num) < 0 || *num < 1 ||
+		    strchr(id, ':') != NULL)
+			return -EINVAL;
+		*kind = forms[i].kind;
+		return 0;
+	}
+	if (parse_id_num(p, len, id, idlen, num) < 0)
+		return -EINVAL;
+	*kind = *num == 0 ? IT_FEED_NOTE_ENDED : IT_FEED_NOTE_EVENT;
 	return 0;
 }
 
@@ -293,6 +357,21 @@ static void ring_clear(sess *s, unsigned cap)
 	s->rbytes = 0;
 }
 
+static void back_clear(sess *s)
+{
+	for (unsigned i = 0; i < s->bcount; i++)
+		it_feed_event_unref(s->back[i]);
+	s->bcount = 0;
+	s->bbytes = 0;
+}
+
+/* Forgets every cached event of s: its ring and the rows of its last read. */
+static void caches_clear(it_feed *f, sess *s)
+{
+	ring_clear(s, f->o.ring_events);
+	back_clear(s);
+}
+
 static void sess_free(it_feed *f, sess *s)
 {
 	sess **pp;
@@ -303,8 +382,9 @@ static void sess_free(it_feed *f, sess *s)
 			break;
 		}
 	it_list_unlink(&s->work);
-	ring_clear(s, f->o.ring_events);
+	caches_clear(f, s);
 	free(s->ring);
+	free(s->back);
 	f->nsess--;
 	free(s);
 }
@@ -367,6 +447,68 @@ static void ring_push(it_feed *f, sess *s, it_feed_event *ev)
 	s->ring[(s->rhead + s->rcount) % cap] = it_feed_event_ref(ev);
 	s->rcount++;
 	s->rbytes += ev->json_len;
+}
+
+static it_feed_event *back_get(const sess *s, int64_t seq)
+{
+	int64_t first;
+
+	if (s->bcount == 0)
+		return NULL;
+	first = s->back[0]->seq;
+	if (seq < first || seq >= first + s->bcount)
+		return NULL;
+	return s->back[seq - first];
+}
+
+/* Event seq of s if the feed still holds it: in the ring, or among the rows
+ * of the last read. */
+static it_feed_event *cached_get(const it_feed *f, const sess *s, int64_t seq)
+{
+	it_feed_event *ev = ring_get(f, s, seq);
+
+	return ev ? ev : back_get(s, seq);
+}
+
+/* Keeps the rows of a read that the ring does not hold (evs, in seq order,
+ * already pushed into the ring where they belong there). A subscriber that
+ * took only some of them before it paused (a slow stream) resumes from here
+ * instead of reading the same rows again. A run of consecutive ids, at most
+ * READ_LIMIT events and ring_bytes of JSON. */
+static void back_keep(it_feed *f, sess *s, it_feed_event **evs, int n)
+{
+	back_clear(s);
+	if (n == 0 || ring_get(f, s, evs[0]->seq) != NULL)
+		return;
+	if (s->back == NULL && (s->back = calloc(READ_LIMIT, sizeof(*s->back))) == NULL)
+		return;
+	for (int i = 0; i < n && s->bcount < READ_LIMIT; i++) {
+		if (ring_get(f, s, evs[i]->seq) != NULL)
+			break; /* the ring has the rest */
+		if (s->bcount && evs[i]->seq != s->back[s->bcount - 1]->seq + 1)
+			break;
+		if (s->bbytes + evs[i]->json_len > f->o.ring_bytes)
+			break;
+		s->back[s->bcount++] = it_feed_event_ref(evs[i]);
+		s->bbytes += evs[i]->json_len;
+	}
+}
+
+/* Whether a subscriber of s may still want an event of the back buffer. */
+static int back_wanted(const sess *s)
+{
+	int64_t first, last;
+
+	if (s->bcount == 0)
+		return 0;
+	first = s->back[0]->seq;
+	last = first + s->bcount - 1;
+	for (const it_list *pos = s->subs.next; pos != &s->subs; pos = pos->next) {
+		const it_feed_sub *sub = it_container_of(pos, it_feed_sub, link);
+		if (sub->cursor + 1 >= first && sub->cursor < last)
+			return 1;
+	}
+	return 0;
 }
 
 /* ------------------------------------------------------------------ subscribers */
@@ -441,7 +583,7 @@ static int from_ring(it_feed *f, sess *s, it_feed_sub *sub, int *touched)
 {
 	it_feed_event *ev;
 
-	while (!sub->paused && sub->cursor < s->known_last && (ev = ring_get(f, s, sub->cursor + 1)) != NULL) {
+	while (!sub->paused && sub->cursor < s->known_last && (ev = cached_get(f, s, sub->cursor + 1)) != NULL) {
 		int r = offer(f, sub, ev);
 		if (r < 0)
 			return -1;
@@ -672,10 +814,14 @@ static void on_check_row(it_feed *f, sess *s, int64_t last, int64_t first, int64
 {
 	it_feed_sub *sub;
 
+	/* first_kept only grows while the connection stays up: a prune's
+	 * notification may be handled before the answer of a check that
+	 * started earlier. */
+	if (first > s->first_kept)
+		s->first_kept = first;
 	s->checked = 1;
 	s->ever_valid = 1;
 	s->check_gen = s->sent_gen;
-	s->first_kept = first;
 	s->expires = exp;
 	if (last > s->known_last)
 		s->known_last = last;
@@ -713,7 +859,7 @@ static void on_check(it_feed *f, PGresult *res)
 		why = !s->ever_valid ? IT_FEED_END_UNKNOWN : wall >= s->expires ? IT_FEED_END_EXPIRED : IT_FEED_END_DELETED;
 		s->checked = 0;
 		s->need_read = 0;
-		ring_clear(s, f->o.ring_events);
+		caches_clear(f, s);
 		end_all(f, s, why);
 	}
 }
@@ -732,7 +878,7 @@ static void on_rows(it_feed *f, sess *s, PGresult *res, int base, int n)
 	}
 	for (int i = 0; i < n; i++) {
 		int64_t seq = strtoll(PQgetvalue(res, base + i, 1), NULL, 10);
-		it_feed_event *ev = ring_get(f, s, seq);
+		it_feed_event *ev = cached_get(f, s, seq);
 		evs[i] = ev ? it_feed_event_ref(ev)
 			    : it_feed_event_new(seq, PQgetvalue(res, base + i, 2), PQgetvalue(res, base + i, 3),
 						(size_t)PQgetlength(res, base + i, 3));
@@ -741,12 +887,13 @@ static void on_rows(it_feed *f, sess *s, PGresult *res, int base, int n)
 			s->need_read = 1;
 			break;
 		}
-		if (ev == NULL && (s->rcount == 0 || seq > ring_last(f, s)))
+		if (ring_get(f, s, seq) == NULL && (s->rcount == 0 || seq > ring_last(f, s)))
 			ring_push(f, s, evs[i]);
 		if (seq > s->known_last)
 			s->known_last = seq;
 	}
 	f->st.rows += (uint64_t)n;
+	back_keep(f, s, evs, n);
 	pin(s);
 	FOREACH_SUB(s, sub)
 	{
@@ -873,6 +1020,7 @@ void it_feed_db_lost(it_feed *f)
 		for (; s; s = next) {
 			next = s->hnext;
 			s->checked = 0;
+			s->first_kept = 0; /* the next check says it again */
 			sess_release(f, s); /* frees only s itself */
 		}
 	}
@@ -882,24 +1030,81 @@ void it_feed_db_lost(it_feed *f)
 	}
 }
 
+/* Keeps an event its NOTIFY carried as the ring's newest, as a read would
+ * have. Returns 1 when the ring holds it, 0 when it must be read instead
+ * (out of memory, an odd type, too large for the ring). */
+static int take_carried(it_feed *f, sess *s, int64_t seq, const it_feed_carried *ce)
+{
+	char type[128];
+	it_feed_event *ev;
+	int kept;
+
+	if (ce->type_len >= sizeof(type))
+		return 0;
+	memcpy(type, ce->type, ce->type_len);
+	type[ce->type_len] = '\0';
+	ev = it_feed_event_new(seq, type, ce->json, ce->json_len);
+	if (ev == NULL)
+		return 0;
+	ring_push(f, s, ev);
+	kept = ring_get(f, s, seq) == ev;
+	it_feed_event_unref(ev);
+	if (kept)
+		f->st.carried++;
+	return kept;
+}
+
 void it_feed_db_notify(it_feed *f, const char *payload)
 {
 	char id[ID_MAX];
 	int64_t seq;
+	enum it_feed_note kind;
+	it_feed_carried ce;
 	sess *s;
 
-	if (it_feed_parse_notify(payload, strlen(payload), id, sizeof(id), &seq) < 0 || (s = sess_find(f, id)) == NULL)
+	if (it_feed_parse_notify(payload, strlen(payload), id, sizeof(id), &seq, &kind, &ce) < 0 ||
+	    (s = sess_find(f, id)) == NULL)
 		return;
-	if (seq == 0) {
+	if (kind == IT_FEED_NOTE_KEPT) {
+		/* Pruning committed: a cursor below the new first kept id - 1
+		 * now gets cursor-expired from the cached check, as it would
+		 * from a query. Events the ring still holds below it are no
+		 * longer offered to anyone admitted from here on. */
+		if (seq > s->first_kept)
+			s->first_kept = seq;
+		return;
+	}
+	if (kind == IT_FEED_NOTE_EXPIRES) {
+		/* The expiry changed (not something the application does, but
+		 * the cache must not outlive it). An unchecked session learns
+		 * it from its check; a watched one past its new expiry is
+		 * checked again by the tick. */
+		if (s->checked)
+			s->expires = seq;
+		return;
+	}
+	if (kind == IT_FEED_NOTE_ENDED) {
 		s->checked = 0;
 		s->need_read = 0;
-		ring_clear(s, f->o.ring_events);
+		caches_clear(f, s);
 		end_all(f, s, IT_FEED_END_DELETED); /* frees s when nothing else holds it */
 		return;
 	}
 	if (seq <= s->known_last)
 		return;
 	s->known_last = seq;
+	if (ce.json != NULL && take_carried(f, s, seq, &ce)) {
+		/* The event is in the ring: a subscriber whose cursor is
+		 * right before it takes it from there at the next
+		 * it_feed_run, with no read; one further behind asks for a
+		 * read then. */
+		for (it_list *pos = s->subs.next; pos != &s->subs; pos = pos->next) {
+			it_feed_sub *sub = it_container_of(pos, it_feed_sub, link);
+			if (sub->state == SUB_LIVE && !sub->paused && sub->cursor < s->known_last)
+				mark_ready(f, sub);
+		}
+		return;
+	}
 	if (s->busy == Q_READ)
 		s->stale = 1;
 	if (read_from(s) >= 0) {
@@ -1039,8 +1244,9 @@ void it_feed_free(it_feed *f)
 				it_list_unlink(&sub->work);
 				sub->sess = NULL;
 			}
-			ring_clear(s, f->o.ring_events);
+			caches_clear(f, s);
 			free(s->ring);
+			free(s->back);
 			free(s);
 		}
 	}
@@ -1071,6 +1277,8 @@ void it_feed_tick(it_feed *f, int64_t now_ms)
 				if (s->pins == 0 && s->busy == Q_NONE &&
 				    (!s->checked || !f->db_up || now_ms - s->idle_since >= (int64_t)f->o.linger_ms))
 					sess_free(f, s);
+				else if (s->pins == 0)
+					back_clear(s); /* lingering: the ring is enough */
 				continue;
 			}
 			if (s->checked && wall >= s->expires) {
@@ -1080,11 +1288,15 @@ void it_feed_tick(it_feed *f, int64_t now_ms)
 					 * clock alone. */
 					s->need_check = 1;
 				} else {
-					ring_clear(s, f->o.ring_events);
+					caches_clear(f, s);
 					end_all(f, s, IT_FEED_END_EXPIRED);
 					continue;
 				}
 			}
+			/* The rows of the last read are kept while a
+			 * subscriber may still want them. */
+			if (s->bcount && !back_wanted(s))
+				back_clear(s);
 			/* Work a failed query left undone. */
 			sess_queue(f, s);
 		}
@@ -1180,13 +1392,32 @@ int it_feed_lookup(it_feed *f, const char *session, it_feed_info *out)
 {
 	sess *s = sess_find(f, session);
 
-	if (s == NULL || !f->db_up || !s->checked || s->need_check || s->busy == Q_CHECK || f->o.wall() >= s->expires)
+	/* The expiry is in whole seconds rounded up: within its last second
+	 * the session may already have expired, and the database decides. A
+	 * check asked for by a subscriber (a cursor ahead, IT_FEED_FRESH)
+	 * does not make the cached answer less true: refusing then would send
+	 * every other poll of the session to the database meanwhile. */
+	if (s == NULL || !f->db_up || !s->checked || f->o.wall() >= s->expires - 1)
 		return -ENOENT;
 	s->idle_since = f->now_ms;
 	out->last_seq = s->known_last;
 	out->first_kept = s->first_kept;
 	out->expires = s->expires;
 	return 0;
+}
+
+void it_feed_forget(it_feed *f, const char *session)
+{
+	sess *s = sess_find(f, session);
+
+	if (s == NULL || !s->checked)
+		return;
+	s->checked = 0;
+	if (s->nsubs) {
+		s->need_check = 1;
+		sess_queue(f, s);
+	}
+	sess_release(f, s);
 }
 
 void it_feed_stats_get(const it_feed *f, it_feed_stats *out)

@@ -171,6 +171,7 @@ typedef struct it_feed_stats {
 	uint64_t rows;	      /* rows those reads returned */
 	uint64_t delivered;   /* events taken by subscribers */
 	uint64_t ring_served; /* of those, served from a ring without a read for them */
+	uint64_t carried;     /* events taken from their NOTIFY into a ring, with no read */
 	uint64_t resyncs;     /* session.resync sent */
 	uint64_t reconnects;  /* times the LISTEN connection became ready */
 	uint64_t sessions;    /* sessions in the registry now */
@@ -219,7 +220,11 @@ unsigned it_feed_sub_count(const it_feed_sub *sub);
 
 /* What the feed knows about a session it has checked while its LISTEN
  * connection stayed up: valid, not expired, its last id (raised by every
- * NOTIFY since) and first kept id. */
+ * NOTIFY since) and first kept id (raised by every "kept:" NOTIFY since).
+ * Everything that changes a session in the database is announced, so this
+ * is what a query would say, as of the last notification handled; a cursor
+ * above last_seq may only mean that its notification has not arrived yet,
+ * and only the database can call it ahead. */
 typedef struct it_feed_info {
 	int64_t last_seq;
 	int64_t first_kept;
@@ -228,9 +233,15 @@ typedef struct it_feed_info {
 
 /* Fills *out from the registry without any query. Returns 0, or -ENOENT
  * when the feed has no trustworthy answer (never checked, connection lost
- * since, expired, or a check is pending) and the caller must ask the
- * database. Counts as a use of the session for its linger time. */
+ * since, expired or within a second of expiring) and the caller must ask
+ * the database. Counts as a use of the session for its linger time. */
 int it_feed_lookup(it_feed *f, const char *session, it_feed_info *out);
+
+/* Stops vouching for session: the next lookup says -ENOENT and its
+ * subscribers wait for a new check. For the process that just deleted the
+ * session, so that its own next request does not wait for the "<session>:0"
+ * notification to learn it. Harmless for a session the feed does not know. */
+void it_feed_forget(it_feed *f, const char *session);
 
 /* Copies the counters. */
 void it_feed_stats_get(const it_feed *f, it_feed_stats *out);
@@ -245,11 +256,31 @@ void it_feed_db_result(it_feed *f, PGresult *res);
 
 /* ------------------------------------------------------------------ pieces, exposed for tests */
 
-/* Parses a NOTIFY payload "<session>:<seq>" (seq 0: the session ended).
- * Copies the session id (NUL-terminated) into id (idlen bytes). Returns 0,
- * or -EINVAL when the payload is malformed or the id does not fit. Reads
- * at most len bytes of p. */
-int it_feed_parse_notify(const char *p, size_t len, char *id, size_t idlen, int64_t *seq);
+/* What a NOTIFY on the events channel says about a session. */
+enum it_feed_note {
+	IT_FEED_NOTE_EVENT = 1, /* "<session>:<seq>": event seq was committed */
+	IT_FEED_NOTE_ENDED,	/* "<session>:0": the session was deleted or expired */
+	IT_FEED_NOTE_KEPT,	/* "kept:<session>:<seq>": pruning raised its first kept id to seq */
+	IT_FEED_NOTE_EXPIRES,	/* "expires:<session>:<t>": its expiry is now t (epoch seconds, rounded up) */
+};
+
+/* An event carried whole by its NOTIFY, "<session>:<seq>:<type>\n<json>"
+ * (it_append_event sends that form when it fits in 8000 bytes): pointers
+ * into the payload, not NUL-terminated. */
+typedef struct it_feed_carried {
+	const char *type;
+	size_t type_len;
+	const char *json; /* NULL: the payload carried no event */
+	size_t json_len;
+} it_feed_carried;
+
+/* Parses a NOTIFY payload. Copies the session id (NUL-terminated) into id
+ * (idlen bytes) and sets *num (the event's seq, 0, the first kept id or the
+ * expiry) and *kind; for an event, sets *ev (when not NULL) to what the
+ * payload carries of it. Returns 0, or -EINVAL when the payload is malformed
+ * or the id does not fit. Reads at most len bytes of p. */
+int it_feed_parse_notify(const char *p, size_t len, char *id, size_t idlen, int64_t *num, enum it_feed_note *kind,
+			 it_feed_carried *ev);
 
 /* The statements the feed sends (for stand-ins): session checks ($1 a
  * text[] of ids; columns id, last_event_seq, first_kept_seq, expiry in

@@ -699,6 +699,13 @@ int it_hub_lookup(it_hub *hub, const char *session, it_feed_info *out)
 	return rc;
 }
 
+void it_hub_forget(it_hub *hub, const char *session)
+{
+	pthread_mutex_lock(&hub->feed_lock);
+	it_feed_forget(hub->feed, session);
+	pthread_mutex_unlock(&hub->feed_lock);
+}
+
 void it_hub_stats_get(it_hub *hub, it_hub_stats *out)
 {
 	out->open_sse = __atomic_load_n(&hub->stats.open_sse, __ATOMIC_RELAXED);

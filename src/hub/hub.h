@@ -8,8 +8,8 @@
  * connection to the hub, which writes FastCGI records itself; a parked
  * stream costs a few hundred bytes, not a thread and a database connection.
  *
- * Every function here is thread-safe: it_hub_park, it_hub_lookup and
- * it_hub_stats_get are called from request threads. */
+ * Every function here is thread-safe: it_hub_park, it_hub_lookup,
+ * it_hub_forget and it_hub_stats_get are called from request threads. */
 #ifndef IT_HUB_H
 #define IT_HUB_H
 
@@ -64,6 +64,10 @@ int it_hub_park(it_hub *hub, const it_park *p);
  * not expired). Returns 0 with *out filled, or -ENOENT when the caller must
  * ask the database. Thread-safe; holds the hub's lock for a hash look-up. */
 int it_hub_lookup(it_hub *hub, const char *session, it_feed_info *out);
+
+/* Makes the hub stop vouching for session (it_feed_forget), after this
+ * process deleted it. Thread-safe. */
+void it_hub_forget(it_hub *hub, const char *session);
 
 /* Copies the counters. Thread-safe. */
 void it_hub_stats_get(it_hub *hub, it_hub_stats *out);

@@ -119,6 +119,17 @@ static void fake_notify(struct fake *fk, struct fake_sess *s, int64_t seq)
 	it_feed_run(fk->feed);
 }
 
+/* The notification of event seq carrying the event, as it_append_event
+ * sends it: the same JSON a read returns. */
+static void fake_carry(struct fake *fk, struct fake_sess *s, int64_t seq)
+{
+	char p[160];
+	snprintf(p, sizeof(p), "%s:%lld:image.uploaded\n{\"id\":%lld,\"type\":\"image.uploaded\"}", s->id,
+		 (long long)seq, (long long)seq);
+	it_feed_db_notify(fk->feed, p);
+	it_feed_run(fk->feed);
+}
+
 /* Splits a PostgreSQL array literal {a,"b",...} in place. */
 static int fake_array(char *lit, char **items, int max)
 {

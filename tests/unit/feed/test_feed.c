@@ -129,11 +129,14 @@ static void teardown(struct fake *fk)
 static void test_parse_notify(void)
 {
 	static const char good[] = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA:12345";
+	static const char kept[] = "kept:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA:678";
 	static const char *bad[] = {"", ":", "abc", "abc:", ":12", "abc:1x", "abc:-1", "abc:1234567890123456789",
-				    "a:b:c"};
+				    "a:b:c", "kept:", "kept::5", "kept:abc:", "kept:abc:0", "kept:abc:x", "kept:a:b:5",
+				    "expires:", "expires:abc", "expires:abc:0", "expires:abc:1y"};
 	char id[72];
 	int64_t seq = -1;
-	int all_safe = 1;
+	enum it_feed_note kind = 0;
+	int all_safe = 1, kept_safe = 1;
 
 	/* Every prefix of a good payload, placed right before an unmapped
 	 * page: no read past its end, and only the prefixes that end in a
@@ -141,25 +144,92 @@ static void test_parse_notify(void)
 	for (size_t n = 0; n <= sizeof(good) - 1; n++) {
 		size_t mapped;
 		unsigned char *p = guard_copy(good, n, &mapped);
-		int rc = it_feed_parse_notify((const char *)p, n, id, sizeof(id), &seq);
+		int rc = it_feed_parse_notify((const char *)p, n, id, sizeof(id), &seq, &kind, NULL);
 		int want_ok = n > 33;
 		if ((rc == 0) != want_ok)
 			all_safe = 0;
 		guard_free(p, n, mapped);
 	}
 	ok(all_safe, "every prefix of a payload parses or is refused, with no read past its end");
-	ok(it_feed_parse_notify(good, strlen(good), id, sizeof(id), &seq) == 0 && seq == 12345 && strlen(id) == 32,
-	   "<session>:<seq> gives the id and the seq");
-	ok(it_feed_parse_notify("BBBBBBBBBBBBBBBBBBBBBBBBBB:0", 28, id, sizeof(id), &seq) == 0 && seq == 0,
+	/* The same for the "kept:" form. Its shorter prefixes are not
+	 * "kept:" payloads: "kept" and "kep" have no colon and are refused,
+	 * and none of them may be taken for a first kept id. */
+	for (size_t n = 0; n <= sizeof(kept) - 1; n++) {
+		size_t mapped;
+		unsigned char *p = guard_copy(kept, n, &mapped);
+		int rc = it_feed_parse_notify((const char *)p, n, id, sizeof(id), &seq, &kind, NULL);
+		int want_ok = n > 38;
+		if ((rc == 0) != want_ok || (rc == 0 && (kind != IT_FEED_NOTE_KEPT || strlen(id) != 32)))
+			kept_safe = 0;
+		guard_free(p, n, mapped);
+	}
+	ok(kept_safe, "every prefix of a kept: payload parses as one or is refused, with no read past its end");
+	ok(it_feed_parse_notify(good, strlen(good), id, sizeof(id), &seq, &kind, NULL) == 0 && seq == 12345 &&
+		   strlen(id) == 32 && kind == IT_FEED_NOTE_EVENT,
+	   "<session>:<seq> gives the id and the seq of an event");
+	ok(it_feed_parse_notify("BBBBBBBBBBBBBBBBBBBBBBBBBB:0", 28, id, sizeof(id), &seq, &kind, NULL) == 0 && seq == 0 &&
+		   kind == IT_FEED_NOTE_ENDED,
 	   "seq 0 (the session ended) parses");
+	ok(it_feed_parse_notify(kept, strlen(kept), id, sizeof(id), &seq, &kind, NULL) == 0 && seq == 678 &&
+		   kind == IT_FEED_NOTE_KEPT && strcmp(id, "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA") == 0,
+	   "kept:<session>:<seq> gives the id and the first kept id");
+	ok(it_feed_parse_notify("expires:AAAA:1700000000", 23, id, sizeof(id), &seq, &kind, NULL) == 0 &&
+		   seq == 1700000000 && kind == IT_FEED_NOTE_EXPIRES && strcmp(id, "AAAA") == 0,
+	   "expires:<session>:<t> gives the id and the new expiry");
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-		int rc = it_feed_parse_notify(bad[i], strlen(bad[i]), id, sizeof(id), &seq);
+		int rc = it_feed_parse_notify(bad[i], strlen(bad[i]), id, sizeof(id), &seq, &kind, NULL);
 		if (strcmp(bad[i], "a:b:c") == 0)
 			ok(rc == -EINVAL, "a non-numeric seq after the last colon is refused");
 		else
 			ok(rc == -EINVAL, "malformed payload '%s' is refused", bad[i]);
 	}
-	ok(it_feed_parse_notify(good, strlen(good), id, 20, &seq) == -EINVAL, "an id longer than the buffer is refused");
+	ok(it_feed_parse_notify(good, strlen(good), id, 20, &seq, &kind, NULL) == -EINVAL,
+	   "an id longer than the buffer is refused");
+	ok(it_feed_parse_notify(kept, strlen(kept), id, 20, &seq, &kind, NULL) == -EINVAL,
+	   "a kept: id longer than the buffer is refused");
+}
+
+static void test_parse_carried(void)
+{
+	static const char good[] = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA:5:image.uploaded\n{\"id\":5,\"data\":{\"n\":1}}";
+	static const char *bad[] = {"A:5:t\n", "A:5:t\n{", "A:5:\n{}", "A:0:t\n{}", "A:x:t\n{}", "A::t\n{}",
+				    ":5:t\n{}", "A:5:a:b\n{}", "A:5\n{}", "A:5:t\n[]", "kept:A:5\n{}"};
+	const size_t nl = strchr(good, '\n') - good;
+	char id[72];
+	int64_t seq;
+	enum it_feed_note kind;
+	it_feed_carried ev;
+	int all_safe = 1;
+
+	/* Every prefix, before an unmapped page: what parses is either the
+	 * short form "<id>:5" or the event with exactly the JSON the prefix
+	 * holds after the newline (a complete object's last byte). */
+	for (size_t n = 0; n <= sizeof(good) - 1; n++) {
+		size_t mapped;
+		unsigned char *p = guard_copy(good, n, &mapped);
+		int rc = it_feed_parse_notify((const char *)p, n, id, sizeof(id), &seq, &kind, &ev);
+		int want_short = n == 34, want_carried = n > nl + 2 && good[n - 1] == '}';
+		if ((rc == 0) != (want_short || want_carried))
+			all_safe = 0;
+		else if (rc == 0 && (kind != IT_FEED_NOTE_EVENT || seq != 5 || strlen(id) != 32))
+			all_safe = 0;
+		else if (rc == 0 && want_short && ev.json != NULL)
+			all_safe = 0;
+		else if (rc == 0 && want_carried &&
+			 (ev.json != (const char *)p + nl + 1 || ev.json + ev.json_len != (const char *)p + n ||
+			  ev.type_len != 14 || memcmp(ev.type, "image.uploaded", 14) != 0))
+			all_safe = 0;
+		guard_free(p, n, mapped);
+	}
+	ok(all_safe, "every prefix of a carried event parses as the short form, as the event, or not at all");
+	ok(it_feed_parse_notify(good, strlen(good), id, sizeof(id), &seq, &kind, &ev) == 0 && ev.json &&
+		   ev.json_len == strlen(good) - nl - 1 && seq == 5,
+	   "<session>:<seq>:<type>\\n<json> gives the event");
+	ok(it_feed_parse_notify(good, 34, id, sizeof(id), &seq, &kind, &ev) == 0 && ev.json == NULL,
+	   "the short form carries nothing");
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		ok(it_feed_parse_notify(bad[i], strlen(bad[i]), id, sizeof(id), &seq, &kind, &ev) == -EINVAL,
+		   "malformed carried payload %zu is refused", i);
 }
 
 static void test_event_formats(void)
@@ -548,9 +618,256 @@ static void test_many_events_and_pages(void)
 	teardown(&fk);
 }
 
+static void fake_kept(struct fake *fk, struct fake_sess *s, int64_t first_kept)
+{
+	char p[128];
+	snprintf(p, sizeof(p), "kept:%s:%lld", s->id, (long long)first_kept);
+	it_feed_db_notify(fk->feed, p);
+	it_feed_run(fk->feed);
+}
+
+/* Pruning announces the new first kept id: the cached check stays
+ * trustworthy, and a cursor pruned away gets cursor-expired without a query. */
+static void test_kept_notify(void)
+{
+	struct fake fk;
+	it_feed *f = setup(&fk, 8);
+	struct fake_sess *fs = fake_add(&fk, 'A', fake_now + 3600);
+	struct fsub *a = fsub_new(), *b = fsub_new(), *c = fsub_new(), *d = fsub_new();
+	it_feed_info info;
+	int checks, reads;
+
+	fake_append(fs, 10);
+	it_feed_subscribe(f, &a->sub, fs->id, 0, 0);
+	it_feed_run(f);
+	fake_settle(&fk);
+	ok(got_run(a, 1, 10), "the log is read");
+	it_feed_unsubscribe(&a->sub); /* a long-poll answered: the session lingers */
+	checks = fk.checks;
+	reads = fk.reads;
+
+	fake_prune(fs, 6);
+	fake_kept(&fk, fs, 7);
+	ok(fk.busy == 0 && it_feed_lookup(f, fs->id, &info) == 0 && info.first_kept == 7 && info.last_seq == 10,
+	   "kept: raises the cached first kept id, without a query");
+	it_feed_subscribe(f, &b->sub, fs->id, 2, 0);
+	it_feed_run(f);
+	is_str(b->transients[0], "resync:cursor-expired:10",
+	       "a re-poll from a pruned cursor gets cursor-expired from the cache, not events from the ring");
+	ok(b->n == 0 && b->sub.cursor == 10, "and continues from the last id");
+	it_feed_subscribe(f, &c->sub, fs->id, 6, 0);
+	it_feed_run(f);
+	ok(got_run(c, 7, 10) && c->nt == 0, "a cursor at first kept - 1 is still served, from the ring");
+	ok(fk.busy == 0 && fk.checks == checks && fk.reads == reads, "none of this cost a query");
+
+	fake_kept(&fk, fs, 3);
+	ok(it_feed_lookup(f, fs->id, &info) == 0 && info.first_kept == 7, "an older kept: never lowers it");
+	it_feed_db_notify(f, "kept:CCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCC:5");
+	it_feed_db_notify(f, "kept:garbage");
+	ok(fk.busy == 0, "kept: for an unwatched session or malformed costs nothing");
+
+	/* A check whose snapshot predates the prune, answered after its
+	 * notification, does not lower the first kept id either. */
+	fs->first_kept = 5;
+	it_feed_subscribe(f, &d->sub, fs->id, 11, 0); /* ahead: asks for a new check */
+	it_feed_run(f);
+	ok(fk.busy && strcmp(fk.sql, it_feed_check_sql) == 0, "a cursor ahead of the cache asks the database");
+	fake_settle(&fk);
+	is_str(d->transients[0], "resync:cursor-ahead:10", "which calls it ahead");
+	ok(it_feed_lookup(f, fs->id, &info) == 0 && info.first_kept == 7, "an older check answer keeps the higher id");
+
+	/* The expiry changes: the cache follows, and past it the database decides. */
+	{
+		char p[128];
+		snprintf(p, sizeof(p), "expires:%s:%lld", fs->id, (long long)fake_now + 60);
+		it_feed_db_notify(f, p);
+		ok(it_feed_lookup(f, fs->id, &info) == 0 && info.expires == fake_now + 60, "expires: moves the cached expiry");
+		snprintf(p, sizeof(p), "expires:%s:%lld", fs->id, (long long)fake_now);
+		it_feed_db_notify(f, p);
+		ok(it_feed_lookup(f, fs->id, &info) == -ENOENT && fk.busy == 0,
+		   "an expiry moved to now: lookup no longer vouches for the session");
+		snprintf(p, sizeof(p), "expires:%s:%lld", fs->id, (long long)fake_now + 3600);
+		it_feed_db_notify(f, p);
+	}
+
+	/* The connection drops: the next check decides again. */
+	fake_down(&fk);
+	fake_up(&fk);
+	fake_settle(&fk);
+	ok(it_feed_lookup(f, fs->id, &info) == 0 && info.first_kept == 5, "after a reconnect the check is taken as is");
+	fsub_free(a);
+	fsub_free(b);
+	fsub_free(c);
+	fsub_free(d);
+	teardown(&fk);
+}
+
+/* Long-poll clients answered and coming back (unsubscribe, subscribe again
+ * from their cursor) cost no query: one read per event for all of them. */
+static void test_repoll_no_query(void)
+{
+	struct fake fk;
+	it_feed *f = setup(&fk, 16);
+	struct fake_sess *fs = fake_add(&fk, 'A', fake_now + 3600);
+	struct fsub *subs[3];
+	it_feed_info info;
+	int checks, reads, all_ok = 1, no_query = 1, looked = 1;
+
+	fake_append(fs, 2);
+	for (int i = 0; i < 3; i++) {
+		subs[i] = fsub_new();
+		it_feed_subscribe(f, &subs[i]->sub, fs->id, 0, 0);
+	}
+	it_feed_run(f);
+	fake_settle(&fk);
+	checks = fk.checks;
+	reads = fk.reads;
+	for (int round = 0; round < 20; round++) {
+		/* Each answered poll comes back from where it stopped. */
+		for (int i = 0; i < 3; i++) {
+			int64_t cur = subs[i]->sub.cursor;
+			it_feed_unsubscribe(&subs[i]->sub);
+			if (it_feed_lookup(f, fs->id, &info) < 0 || info.last_seq != cur)
+				looked = 0;
+			it_feed_subscribe(f, &subs[i]->sub, fs->id, cur, 0);
+		}
+		it_feed_run(f);
+		if (fk.busy)
+			no_query = 0;
+		fake_append(fs, 1);
+		fake_notify(&fk, fs, fs->last);
+		fake_settle(&fk);
+	}
+	/* And one that lost an answer comes back from an older cursor
+	 * inside the ring. */
+	it_feed_unsubscribe(&subs[0]->sub);
+	subs[0]->n = 0;
+	it_feed_subscribe(f, &subs[0]->sub, fs->id, fs->last - 5, 0);
+	it_feed_run(f);
+	if (fk.busy || !got_run(subs[0], fs->last - 4, fs->last))
+		no_query = 0;
+	for (int i = 1; i < 3; i++)
+		if (!got_run(subs[i], 1, 22))
+			all_ok = 0;
+	ok(looked, "between polls, lookup answers with the cursor the client holds");
+	ok(no_query, "a re-poll inside the ring sends no query");
+	is_int(fk.checks, checks, "no check after the first");
+	is_int(fk.reads - reads, 20, "one read per event for every poll of the session");
+	ok(all_ok, "every poll saw every event once, in order");
+	for (int i = 0; i < 3; i++)
+		fsub_free(subs[i]);
+	ok(it_feed_lookup(f, fs->id, &info) == 0, "the session lingers");
+	it_feed_forget(f, fs->id);
+	ok(it_feed_lookup(f, fs->id, &info) == -ENOENT && fk.busy == 0,
+	   "forget (this process deleted it): lookup no longer vouches for it");
+	teardown(&fk);
+}
+
+/* Events carried by their NOTIFY reach up-to-date subscribers with no read;
+ * anyone behind them is read for, exactly once and in order. */
+static void test_carried(void)
+{
+	struct fake fk;
+	it_feed *f = setup(&fk, 16);
+	struct fake_sess *fs = fake_add(&fk, 'A', fake_now + 3600);
+	struct fsub *a = fsub_new(), *b = fsub_new(), *c = fsub_new();
+	it_feed_stats st;
+	int reads;
+
+	fake_append(fs, 3);
+	it_feed_subscribe(f, &a->sub, fs->id, 0, 0);
+	it_feed_subscribe(f, &b->sub, fs->id, 3, 0);
+	it_feed_run(f);
+	fake_settle(&fk);
+	reads = fk.reads;
+	fake_append(fs, 2);
+	fake_carry(&fk, fs, 4);
+	fake_carry(&fk, fs, 5);
+	ok(fk.busy == 0 && fk.reads == reads, "carried events send no read");
+	ok(got_run(a, 1, 5) && got_run(b, 4, 5), "and reach every up-to-date subscriber in order");
+	ok(a->ids[3] == 4 && a->kept != NULL, "as events like any other");
+
+	/* A notification that carried nothing (too large), then one that
+	 * does: the ring starts again at the newer one, the missing one is
+	 * read, nothing twice. */
+	fake_append(fs, 2);
+	it_feed_db_notify(f, "garbage"); /* nothing */
+	fake_carry(&fk, fs, 7);	 /* 6 never announced to this feed */
+	ok(fk.busy && strcmp(fk.sql, it_feed_check_sql) != 0, "a subscriber behind the carried event asks for a read");
+	fake_settle(&fk);
+	ok(got_run(a, 1, 7) && got_run(b, 4, 7), "which brings the missing one first, then the carried one once");
+
+	/* A lingering session keeps taking carried events: a re-poll right
+	 * after needs no query. */
+	fsub_free(b);
+	b = NULL;
+	it_feed_unsubscribe(&a->sub);
+	reads = fk.reads;
+	fake_append(fs, 1);
+	fake_carry(&fk, fs, 8);
+	it_feed_subscribe(f, &c->sub, fs->id, 7, 0);
+	it_feed_run(f);
+	ok(fk.busy == 0 && fk.reads == reads && got_run(c, 8, 8), "a re-poll finds the carried event in the ring");
+
+	/* A carried event while a read is in flight for an earlier one. */
+	fake_append(fs, 1);
+	fake_notify(&fk, fs, 9); /* short: a read is sent */
+	ok(fk.busy, "a short notification asks for a read");
+	fake_append(fs, 1);
+	fake_carry(&fk, fs, 10);
+	fake_settle(&fk);
+	ok(got_run(c, 8, 10), "a carried event during a read: every event once, in order");
+	it_feed_stats_get(f, &st);
+	is_int((int)st.carried, 5, "carried events counted");
+	fsub_free(a);
+	fsub_free(c);
+	teardown(&fk);
+}
+
+/* A slow subscriber far behind, taking a few events per resume, is served
+ * from the rows of the last read instead of reading them again each time. */
+static void test_slow_reader_reads(void)
+{
+	struct fake fk;
+	it_feed *f = setup(&fk, 16);
+	struct fake_sess *fs = fake_add(&fk, 'A', fake_now + 3600);
+	struct fsub *fast = fsub_new(), *slow = fsub_new();
+	int rounds = 0, reads;
+
+	fake_append(fs, 1100);
+	it_feed_subscribe(f, &fast->sub, fs->id, 0, 0);
+	it_feed_run(f);
+	fake_settle(&fk);
+	ok(got_run(fast, 1, 1100), "a reader at full speed gets the whole log");
+	reads = fk.reads;
+	slow->room = 4;
+	it_feed_subscribe(f, &slow->sub, fs->id, 0, 0);
+	it_feed_run(f);
+	fake_settle(&fk);
+	while (slow->n < 1100 && rounds++ < 1000) {
+		slow->room = 4;
+		it_feed_resume(&slow->sub);
+		it_feed_run(f);
+		fake_settle(&fk);
+	}
+	ok(got_run(slow, 1, 1100), "a reader taking 4 events per resume gets every event once, in order");
+	ok(fk.reads - reads <= 4, "with one read per 500 events, not one per resume (%d reads)", fk.reads - reads);
+	slow->room = -1;
+	it_feed_resume(&slow->sub);
+	it_feed_tick(f, 2000);
+	fake_append(fs, 1);
+	fake_notify(&fk, fs, 1101);
+	fake_settle(&fk);
+	ok(got_run(fast, 1, 1101) && slow->ids[slow->n - 1] == 1101, "and both continue with new events");
+	fsub_free(fast);
+	fsub_free(slow);
+	teardown(&fk);
+}
+
 int main(void)
 {
 	test_parse_notify();
+	test_parse_carried();
 	test_event_formats();
 	test_basic_flow();
 	test_shared_events();
@@ -562,5 +879,9 @@ int main(void)
 	test_session_end();
 	test_degraded();
 	test_many_events_and_pages();
+	test_kept_notify();
+	test_repoll_no_query();
+	test_carried();
+	test_slow_reader_reads();
 	return tap_done();
 }
