@@ -19,6 +19,7 @@
 #include "db/metrics.h"
 #include "db/sessions.h"
 #include "fcgi/app.h"
+#include "fcgi/auth.h"
 #include "fcgi/guard.h"
 #include "fcgi/handlers.h"
 #include "hub/hub.h"
@@ -61,12 +62,14 @@ static int parse_args(it_req *req, struct stream_args *a, const char *cursor_key
 	char v[32];
 	int n;
 
-	n = it_query_get(req->query, "session_id", a->session, sizeof(a->session));
-	if (n < 0) {
+	/* The credential as every other endpoint takes it (Bearer first, then
+	 * the query), and as the bridge takes it for the same URLs. */
+	n = it_auth_credential(req, a->session, sizeof(a->session));
+	if (n == 0) {
 		it_resp_problem(req, 400, "missing-session-id", "The session_id query parameter is required.");
 		return -1;
 	}
-	if (!it_id_session_valid(a->session)) {
+	if (n < 0 || !it_id_session_valid(a->session)) {
 		it_resp_problem(req, 400, "invalid-session-id", "The session id is malformed.");
 		return -1;
 	}
