@@ -7,6 +7,7 @@
 #include "bridge/ratelimit.h"
 #include "bridge/ws.h"
 #include "common/buf.h"
+#include "common/cred.h"
 #include "common/hex.h"
 #include "common/host.h"
 #include "common/id.h"
@@ -685,34 +686,17 @@ static int query_get(const char *q, size_t qlen, const char *key, char *out, siz
 static int credential(const it_http_request *req, const char *q, size_t qlen, char *out, size_t outlen)
 {
 	const it_http_header *a = it_http_find(req, "Authorization");
-	const char *p = NULL;
-	size_t n = 0;
+	const char *tok;
+	size_t toklen;
 	int rc;
 
-	if (a && a->value_len > 6 && strncasecmp(a->value, "Bearer", 6) == 0 &&
-	    (a->value[6] == ' ' || a->value[6] == '\t')) {
-		p = a->value + 6;
-		n = a->value_len - 6;
-		while (n > 0 && (*p == ' ' || *p == '\t'))
-			p++, n--;
-		while (n > 0 && (p[n - 1] == ' ' || p[n - 1] == '\t'))
-			n--;
-	} else {
-		if ((rc = query_get(q, qlen, "session_id", out, outlen)) == -1)
-			return 0;
-		if (rc < 0)
-			return -1;
-		p = out;
-		n = (size_t)rc;
-	}
-	if (n == 0 || n >= outlen)
+	if (a && it_cred_bearer(a->value, a->value_len, &tok, &toklen))
+		return it_cred_copy(tok, toklen, out, outlen);
+	if ((rc = query_get(q, qlen, "session_id", out, outlen)) == -1)
+		return 0;
+	if (rc < 0)
 		return -1;
-	for (size_t i = 0; i < n; i++)
-		if ((unsigned char)p[i] <= 0x20 || (unsigned char)p[i] >= 0x7f)
-			return -1;
-	memmove(out, p, n);
-	out[n] = '\0';
-	return 1;
+	return it_cred_copy(out, (size_t)rc, out, outlen);
 }
 
 /* A non-negative integer of at most 18 digits. */

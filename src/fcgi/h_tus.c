@@ -434,20 +434,6 @@ static void local_drop(tus *t)
 	t->local_md = NULL;
 }
 
-static int write_all(int fd, const char *p, size_t n)
-{
-	while (n > 0) {
-		ssize_t w = write(fd, p, n);
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w <= 0)
-			return -1;
-		p += w;
-		n -= (size_t)w;
-	}
-	return 0;
-}
-
 /* Writes the request body at t->up.offset (the caller checked it and holds
  * the row in an open transaction), one committed step of STEP_BYTES at a
  * time unless a checksum makes the body all or nothing. Bytes that arrived
@@ -560,7 +546,7 @@ static int write_body(tus *t)
 		}
 		if (t->local_fd >= 0) {
 			/* Only a shortcut: without it, finishing reads the blob. */
-			if (write_all(t->local_fd, buf, (size_t)r) != 0 ||
+			if (it_ingest_write(t->local_fd, buf, (size_t)r) != 0 ||
 			    EVP_DigestUpdate(t->local_md, buf, (size_t)r) != 1)
 				local_drop(t);
 			else

@@ -117,20 +117,6 @@ __attribute__((format(printf, 4, 5))) static int up_fail(upload *u, int status, 
 	return -1;
 }
 
-static int write_all(int fd, const char *p, size_t n)
-{
-	while (n > 0) {
-		ssize_t w = write(fd, p, n);
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w <= 0)
-			return -1;
-		p += w;
-		n -= (size_t)w;
-	}
-	return 0;
-}
-
 static void close_file_part(upload *u)
 {
 	if (u->blob_open)
@@ -268,7 +254,7 @@ static int part_data(upload *u, const char *p, size_t n)
 					       "or the session in the URL (?session_id=...) or in an Authorization: Bearer "
 					       "header.");
 		}
-		if (write_all(u->tmp_fd, p, n) < 0) {
+		if (it_ingest_write(u->tmp_fd, p, n) < 0) {
 			it_log_error("temporary file write failed: %s", strerror(errno));
 			return up_fail(u, 503, "storage-unavailable", "The upload cannot be stored right now.");
 		}

@@ -53,6 +53,24 @@ int it_ingest_tmpfile(void)
 	return fd;
 }
 
+int it_ingest_write(int fd, const char *p, size_t n)
+{
+	while (n > 0) {
+		ssize_t w = write(fd, p, n);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w < 0)
+			return -1;
+		if (w == 0) {
+			errno = EIO;
+			return -1;
+		}
+		p += w;
+		n -= (size_t)w;
+	}
+	return 0;
+}
+
 int it_ingest_examine(PGconn *conn, int fd, int64_t size, const char *client_name, it_image *img,
 		      it_ingest_error *e)
 {

@@ -25,6 +25,10 @@ int it_ingest_fail(it_ingest_error *e, int status, const char *slug, const char 
  * process. Returns the descriptor or -1 with errno set. */
 int it_ingest_tmpfile(void);
 
+/* Writes all n bytes of p to fd (the temporary file), going on after EINTR
+ * and short writes. Returns 0, or -1 with errno set (ENOSPC, EIO ...). */
+int it_ingest_write(int fd, const char *p, size_t n);
+
 /* The file's bytes are complete in fd (size bytes) and in the blob
  * img->blob_id: walks its header (it_sniff_fd), judges it against the pixel
  * limits of the configuration, makes the thumbnail and stores it as a
