@@ -457,6 +457,7 @@ function uploadFiles(files) {
 // repeat (not an image, too large, unknown session) are final.
 const UPLOAD_RETRIES = 8;
 const waitingUploads = new Set(); // uploads waiting for their next attempt: {retryNow}
+let tusUnavailable = false; // set when the server answers that it has no /uploads/tus
 
 function retryFailedUploads() {
   for (const job of [...waitingUploads]) job.retryNow();
@@ -554,7 +555,12 @@ function uploadOne(file) {
       if (state.session === session) loadImages();
       setTimeout(() => row.remove(), 4000);
     }, (err) => {
-      if (tusRetryable(err) && attempt < UPLOAD_RETRIES) {
+      if (err.unsupported) {
+        // This server has no resumable uploads: the page sends every file as multipart.
+        release();
+        tusUnavailable = true;
+        send();
+      } else if (tusRetryable(err) && attempt < UPLOAD_RETRIES) {
         retryLater(err.message, err.retryAfter);
       } else {
         release();
@@ -565,7 +571,7 @@ function uploadOne(file) {
   };
 
   const send = () => {
-    if (file.size >= TUS_THRESHOLD) {
+    if (file.size >= TUS_THRESHOLD && !tusUnavailable) {
       sendTus();
       return;
     }

@@ -65,6 +65,13 @@ function failure(xhr, what) {
   }
   const err = new Error(xhr.status ? detail || what + ' failed (HTTP ' + xhr.status + ')' : 'network error');
   err.status = xhr.status;
+  err.type = '';
+  try {
+    const j = JSON.parse(xhr.responseText || 'null');
+    err.type = (j && typeof j.type === 'string' && j.type) || '';
+  } catch (e) {
+    err.type = '';
+  }
   err.retryAfter = Number(xhr.getResponseHeader('Retry-After')) || 0;
   return err;
 }
@@ -122,7 +129,13 @@ export async function tusAttempt(endpoint, session, file, opts = {}) {
         filetype: file.type || 'application/octet-stream' }),
     });
     const loc = created.getResponseHeader('Location');
-    if (created.status !== 201 || !loc) throw failure(created, 'creating the upload');
+    if (created.status !== 201 || !loc) {
+      const err = failure(created, 'creating the upload');
+      // A server without resumable uploads (an older version): the route does not exist.
+      err.unsupported = created.status === 405 || created.status === 501 ||
+        (created.status === 404 && /(^|[:/])not-found$/.test(err.type));
+      throw err;
+    }
     url = new URL(loc, new URL(endpoint, location.href)).href;
     remember(key, url);
   }
@@ -153,5 +166,7 @@ export async function tusAttempt(endpoint, session, file, opts = {}) {
 /** Whether a failed attempt may succeed when tried again (network, server away, busy, racing). */
 export function tusRetryable(err) {
   const s = err && err.status;
+  // 400 truncated: the body ended early (a proxy or the link cut it); the bytes that came are kept.
+  if (s === 400 && /:truncated$/.test(err.type || '')) return true;
   return !s || s === 409 || s === 423 || s === 429 || s === 408 || s >= 500;
 }
