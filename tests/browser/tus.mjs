@@ -8,6 +8,7 @@
 // 2. A reload in the middle of an upload: the same file chosen again goes on at the kept URL.
 // 3. Uppy (@uppy/core + @uppy/tus from npm, bundled with esbuild) uploads from a test page.
 // 4. tus-js-client (npm, bundled with esbuild) uploads from a test page.
+// 5. A server without resumable uploads gets the large file as multipart.
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -205,6 +206,26 @@ run(async (context) => {
     const facts4 = await ctl('tus_facts', { session: sid4 });
     is(facts4.uploaded.map((e) => [e.filename, e.sha256]), [['tus-js.png', sha256(small)]],
       'one image.uploaded, byte-identical');
+
+    // ---------------------------------------------------------------- 5. a server without tus
+    // The creation answers as a server without the route does (404 not-found): the page sends
+    // the large file as multipart instead, and it is stored once.
+    const sid5 = await ctl('new_session');
+    await page.unroute(BASE + '/__test/**');
+    await page.route(BASE + '/api/v1/uploads/tus', (route) => route.fulfill({
+      status: 404, contentType: 'application/problem+json',
+      body: JSON.stringify({ type: 'urn:imagetools:problem:not-found', title: 'Not Found', status: 404 }),
+    }));
+    await page.goto(BASE + '/#s=' + sid5);
+    await until(async () => (await page.getAttribute('#conn', 'data-status')) === 'connected', 30000);
+    const plain = rawPng(1700, 1700, 5);
+    const plainPath = path.join(dir, 'no-tus.png');
+    fs.writeFileSync(plainPath, plain);
+    await page.setInputFiles('#file-input', plainPath);
+    ok(await until(async () => (await page.locator('#gallery .card:has(.name:text-is("no-tus.png"))').count()) === 1, 60000),
+      'without tus on the server a large file goes as multipart and arrives');
+    const facts5 = await ctl('tus_facts', { session: sid5 });
+    is([facts5.uploads, facts5.uploaded.map((e) => e.sha256)], [0, [sha256(plain)]], 'once, byte-identical, no tus upload');
     is(page.report.errors.filter((e) => !/Failed to load resource|WebSocket|net::ERR_|EventSource/.test(e)), [],
       'no script errors');
   } finally {
