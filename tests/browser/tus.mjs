@@ -129,6 +129,7 @@ run(async (context) => {
     fs.writeFileSync(midPath, mid);
     await page.goto(BASE + '/#s=' + sid2);
     await page.reload();
+    await until(async () => (await page.getAttribute('#conn', 'data-status')) === 'connected', 30000);
     const cdp2 = await context.newCDPSession(page);
     await throttle(cdp2, 2 * 1024 * 1024);
     await page.setInputFiles('#file-input', midPath);
@@ -145,10 +146,15 @@ run(async (context) => {
     const row3 = await rowOf(page, 'reloaded.png');
     const resumedFrom = await until(async () => Number(await row3.getAttribute('data-offset')) || null, 30000, 20);
     ok(resumedFrom >= 4 * 1024 * 1024, `chosen again after the reload, it goes on from ${resumedFrom} bytes`);
-    ok(await until(async () => (await page.locator('#gallery .card:has(.name:text-is("reloaded.png"))').count()) === 1, 60000),
+    // The tab that resumes the upload shows it in its upload list, not as arriving from elsewhere.
+    ok(await until(async () => (await page.locator('#gallery .card.arriving').count()) === 0, 15000),
+      'no arriving card for the upload this tab goes on with');
+    ok(await until(async () => (await row3.locator('.status').textContent()) === 'done' || (await row3.count()) === 0, 60000),
       'and completes');
+    ok(await until(async () => (await page.locator('#gallery .card:not(.arriving):has(.name:text-is("reloaded.png"))').count()) === 1, 30000),
+      'the image is in the gallery');
     const facts2 = await ctl('tus_facts', { session: sid2 });
-    is([facts2.uploads, facts2.uploaded.length], [1, 1], 'one upload, one image.uploaded');
+    if (!is([facts2.uploads, facts2.uploaded.length], [1, 1], 'one upload, one image.uploaded')) diag(JSON.stringify(facts2));
     is(facts2.uploaded.map((e) => e.sha256), [sha256(mid)], 'byte-identical');
     await cdp2.detach();
 
@@ -222,7 +228,7 @@ run(async (context) => {
     const plainPath = path.join(dir, 'no-tus.png');
     fs.writeFileSync(plainPath, plain);
     await page.setInputFiles('#file-input', plainPath);
-    ok(await until(async () => (await page.locator('#gallery .card:has(.name:text-is("no-tus.png"))').count()) === 1, 60000),
+    ok(await until(async () => (await page.locator('#gallery .card:not(.arriving):has(.name:text-is("no-tus.png"))').count()) === 1, 60000),
       'without tus on the server a large file goes as multipart and arrives');
     const facts5 = await ctl('tus_facts', { session: sid5 });
     is([facts5.uploads, facts5.uploaded.map((e) => e.sha256)], [0, [sha256(plain)]], 'once, byte-identical, no tus upload');

@@ -525,6 +525,8 @@ function uploadOne(file) {
     if (!job.held) {
       job.held = true;
       state.ownUploads.set(file.size, (state.ownUploads.get(file.size) || 0) + 1);
+      // After a reload, the events of the upload this tab now goes on with made an arriving card.
+      settleArriving({ filename: file.name, size: file.size });
     }
     const release = () => {
       if (!job.held) return;
