@@ -538,7 +538,6 @@ function uploadOne(file) {
     const started = Number(row.dataset.offset || 0);
     tusAttempt(API + '/uploads/tus', session, file, {
       source: 'web',
-      onStart: (url) => { row.dataset.upload = url.slice(url.lastIndexOf('/') + 1, url.lastIndexOf('/') + 7); },
       onProgress: (heldBytes, total) => {
         // A step forward is a sign the link works again: the backoff starts over.
         if (heldBytes > started) attempt = 0;
