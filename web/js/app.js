@@ -6,6 +6,7 @@
 
 import { realtime } from './imagetools-realtime.js';
 import { drawQr } from './qr.js';
+import { TUS_THRESHOLD, tusAttempt, tusRetryable } from './tus.js';
 
 // The page may live under a path (shared hosting, url_prefix); the API is beside it.
 const ROOT = new URL('.', location.href).pathname.replace(/\/$/, '');
@@ -170,6 +171,7 @@ async function openSession(id, { create = false } = {}) {
 // ------------------------------------------------------------------ gallery
 
 function clearGallery() {
+  arriving.clear();
   state.images.clear();
   state.deleted.clear();
   state.selected.clear();
@@ -455,6 +457,7 @@ function uploadFiles(files) {
 // repeat (not an image, too large, unknown session) are final.
 const UPLOAD_RETRIES = 8;
 const waitingUploads = new Set(); // uploads waiting for their next attempt: {retryNow}
+let tusUnavailable = false; // set when the server answers that it has no /uploads/tus
 
 function retryFailedUploads() {
   for (const job of [...waitingUploads]) job.retryNow();
@@ -508,7 +511,71 @@ function uploadOne(file) {
     waitingUploads.add(job);
   };
 
+  // Large files go through tus: an interruption costs only what had not arrived, and the
+  // next attempt (or the same file chosen again after a reload) goes on from the server's offset.
+  const sendTus = () => {
+    clearTimeout(timer);
+    timer = null;
+    waitingUploads.delete(job);
+    row.classList.remove('failed');
+    row.dataset.via = 'tus';
+    status.textContent = attempt ? 'resuming…' : bar.value + ' %';
+    // As for multipart, the events of this upload are recognised as this tab's own by its size;
+    // it stays registered across retries, as the upload's events keep coming between them.
+    if (!job.held) {
+      job.held = true;
+      state.ownUploads.set(file.size, (state.ownUploads.get(file.size) || 0) + 1);
+      // After a reload, the events of the upload this tab now goes on with made an arriving card.
+      settleArriving({ filename: file.name, size: file.size });
+    }
+    const release = () => {
+      if (!job.held) return;
+      job.held = false;
+      const c = (state.ownUploads.get(file.size) || 1) - 1;
+      if (c > 0) state.ownUploads.set(file.size, c);
+      else state.ownUploads.delete(file.size);
+    };
+    const started = Number(row.dataset.offset || 0);
+    tusAttempt(API + '/uploads/tus', session, file, {
+      source: 'web',
+      onProgress: (heldBytes, total) => {
+        // A step forward is a sign the link works again: the backoff starts over.
+        if (heldBytes > started) attempt = 0;
+        row.dataset.offset = String(heldBytes);
+        bar.value = total ? Math.floor((heldBytes / total) * 100) : 0;
+        status.textContent = bar.value + ' %';
+      },
+    }).then(() => {
+      bar.value = 100;
+      status.textContent = 'done';
+      row.classList.remove('retrying');
+      row.classList.add('done');
+      // The image.uploaded event normally brings the card; the list is read again in case the
+      // events are not flowing. The size stays this tab's own until then.
+      setTimeout(release, 10000);
+      if (state.session === session) loadImages();
+      setTimeout(() => row.remove(), 4000);
+    }, (err) => {
+      if (err.unsupported) {
+        // This server has no resumable uploads: the page sends every file as multipart.
+        release();
+        tusUnavailable = true;
+        send();
+      } else if (tusRetryable(err) && attempt < UPLOAD_RETRIES) {
+        retryLater(err.message, err.retryAfter);
+      } else {
+        release();
+        fail(err.message);
+        setTimeout(() => row.remove(), 30000);
+      }
+    });
+  };
+
   const send = () => {
+    if (file.size >= TUS_THRESHOLD && !tusUnavailable) {
+      sendTus();
+      return;
+    }
     clearTimeout(timer);
     timer = null;
     waitingUploads.delete(job);
@@ -758,7 +825,67 @@ async function loadFormats() {
 
 // ------------------------------------------------------------------ realtime events
 
+// A resumable upload from another device (or tab) shows as an "arriving" card at the top of the
+// gallery, with the progress its events report, until its image.uploaded replaces it (same file
+// name and size) or upload.failed says it will not come. This tab's own uploads have their row.
+const arriving = new Map(); // upload_id -> {el, data}
+
+function onUploadEvent(type, d) {
+  const id = d && d.upload_id;
+  if (typeof id !== 'string' || !id) return;
+  let a = arriving.get(id);
+  if (type === 'upload.failed') {
+    if (a) a.el.remove();
+    arriving.delete(id);
+    if (a || (d.reason && d.reason !== 'expired')) {
+      if (!(d.source === 'web' && state.ownUploads.has(d.length))) {
+        toast('An upload from ' + (SOURCE_NAMES[d.source] || d.source || 'somewhere') + ' did not arrive: ' +
+          (d.filename || 'unnamed'), 'warning');
+      }
+    }
+    return;
+  }
+  // This tab's own upload is shown in its upload list already.
+  if (!a && d.source === 'web' && state.ownUploads.has(d.length)) return;
+  if (!a) {
+    const li = el('li', 'card arriving');
+    li.dataset.upload = id;
+    li.setAttribute('aria-busy', 'true');
+    const box = el('figure', 'thumb-box');
+    const bar = el('progress');
+    bar.max = 100;
+    box.append(bar);
+    const meta = el('div', 'meta');
+    meta.append(el('span', 'name'), el('span', 'info'));
+    li.append(box, meta);
+    a = { el: li, data: {} };
+    arriving.set(id, a);
+    $('gallery').prepend(li);
+  }
+  Object.assign(a.data, d);
+  const name = a.data.filename || '(unnamed)';
+  const pct = a.data.length > 0 ? Math.floor(((a.data.offset || 0) * 100) / a.data.length) : (a.data.progress || 0);
+  a.el.querySelector('.name').textContent = name;
+  a.el.querySelector('.name').title = name;
+  a.el.querySelector('progress').value = Math.max(0, Math.min(100, pct));
+  a.el.dataset.progress = String(pct);
+  const from = SOURCE_NAMES[a.data.source] || a.data.source || 'somewhere';
+  a.el.querySelector('.info').textContent = 'arriving from ' + from + ' · ' + pct + ' %' +
+    (a.data.length ? ' of ' + humanSize(a.data.length) : '');
+}
+
+function settleArriving(d) {
+  for (const [id, a] of arriving) {
+    if (a.data.filename === d.filename && a.data.length === d.size) {
+      a.el.remove();
+      arriving.delete(id);
+      return;
+    }
+  }
+}
+
 function onUploaded(d) {
+  settleArriving(d);
   const id = imageId(d);
   const known = state.images.has(id) || state.ownImageIds.has(id);
   const mine = known || (d.source === 'web' && state.ownUploads.has(d.size));
@@ -776,6 +903,7 @@ function setupRealtime() {
     if (state.images.has(imageId(d))) upsertImage(d);
   });
   realtime.on('image.deleted', (d) => removeImage(imageId(d)));
+  for (const t of ['upload.started', 'upload.progress', 'upload.failed']) realtime.on(t, (d) => onUploadEvent(t, d));
   for (const t of ['operation.started', 'operation.progress', 'operation.completed', 'operation.failed']) {
     realtime.on(t, (d) => onOperationEvent(t, d));
   }

@@ -19,7 +19,7 @@ const DEFAULT_TRANSPORTS = ['websocket', 'sse', 'longpoll'];
 // listeners registered for that exact name, so the stream transport has to know them all;
 // unnamed events ('message') are taken as well, for types added later.
 const EVENT_TYPES = [
-  'image.uploaded', 'image.updated', 'image.deleted',
+  'image.uploaded', 'image.updated', 'image.deleted', 'upload.started', 'upload.progress', 'upload.failed',
   'operation.started', 'operation.progress', 'operation.completed', 'operation.failed',
   'session.expiring', 'connection.status', 'session.resync', 'message',
 ];
