@@ -236,19 +236,26 @@ static int handover(it_req *req, enum it_stream_kind kind, const struct stream_a
  * it decides only what a notification still on its way cannot change:
  * - a cursor at the newest id: never expired (pruning keeps first kept - 1
  *   at most the last id) and not ahead;
- * - a cursor below the first kept id - 1: expired (that id only grows).
+ * - a cursor below the first kept id - 1: expired (that id only grows);
+ * - a cursor behind the newest id whose next event the hub's ring holds:
+ *   the hub answers with events it has in memory, in order, from the
+ *   cursor on. A prune that committed a moment ago, its notification still
+ *   on the way, cannot take them from the client: they were in the log and
+ *   they are delivered exactly once.
  * A cursor beyond the last id the hub knows may only mean that its event's
- * notification is late, and one between the two may have been pruned a
- * moment ago: the database decides those, as before. Returns 1 with *s
- * filled (id, expiry, last and first kept ids), 0 when the caller must ask
- * the database. */
+ * notification is late, and one between the first kept id and the ring may
+ * have been pruned a moment ago: the database decides those, as before.
+ * Returns 1 with *s filled (id, expiry, last and first kept ids), 0 when the
+ * caller must ask the database. */
 static int hub_session(const char *session, int64_t cursor, it_session *s)
 {
 	it_feed_info fi;
 
 	if (it_g.hub == NULL || it_g.cgi || it_hub_lookup(it_g.hub, session, &fi) < 0)
 		return 0;
-	if (cursor != fi.last_seq && cursor >= fi.first_kept - 1)
+	if (cursor > fi.last_seq)
+		return 0;
+	if (cursor != fi.last_seq && cursor >= fi.first_kept - 1 && cursor + 1 < fi.held_from)
 		return 0;
 	memset(s, 0, sizeof(*s));
 	snprintf(s->id, sizeof(s->id), "%s", session);

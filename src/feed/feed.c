@@ -1403,6 +1403,7 @@ int it_feed_lookup(it_feed *f, const char *session, it_feed_info *out)
 	out->last_seq = s->known_last;
 	out->first_kept = s->first_kept;
 	out->expires = s->expires;
+	out->held_from = s->rcount ? s->ring[s->rhead]->seq : s->known_last + 1;
 	return 0;
 }
 

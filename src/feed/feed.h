@@ -228,7 +228,9 @@ unsigned it_feed_sub_count(const it_feed_sub *sub);
 typedef struct it_feed_info {
 	int64_t last_seq;
 	int64_t first_kept;
-	int64_t expires; /* wall-clock seconds */
+	int64_t expires;   /* wall-clock seconds */
+	int64_t held_from; /* the oldest id of the ring, whose events run on from
+			    * there; last_seq + 1 when it holds none */
 } it_feed_info;
 
 /* Fills *out from the registry without any query. Returns 0, or -ENOENT

@@ -352,6 +352,7 @@ static void test_ring_and_linger(void)
 	it_feed_tick(f, 1000 + 29000);
 	ok(it_feed_lookup(f, fs->id, &info) == 0 && info.last_seq == 5 && info.first_kept == 1,
 	   "a session nobody watches lingers: lookup answers without a query");
+	is_int(info.held_from, 1, "lookup says the ring holds the events from 1");
 	fake_append(fs, 1);
 	fake_notify(&fk, fs, 6);
 	ok(fk.busy == 0 && it_feed_lookup(f, fs->id, &info) == 0 && info.last_seq == 6,
