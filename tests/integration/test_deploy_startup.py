@@ -126,8 +126,15 @@ try:
     second = subprocess.Popen([BIN["fcgi"], "--config", good, "--socket", sock], stdin=subprocess.DEVNULL,
                               stdout=second_log, stderr=second_log, start_new_session=True)
     procs.append(second)
-    wait_for(lambda: os.stat(sock).st_ino != ino and socket.socket(socket.AF_UNIX).connect(sock) is None,
-             timeout=10, what="the new server on the stale socket")
+    # Only a listener accepts a connection there (the stale file refuses it), and
+    # nobody but the new server listens now. An inode comparison would not do: a
+    # file system may give the new socket the very inode number the old one had.
+    def reaches(path):
+        with socket.socket(socket.AF_UNIX) as c:
+            c.settimeout(2)
+            c.connect(path)
+        return True
+    wait_for(lambda: reaches(sock), timeout=20, what="the new server on the stale socket")
     tap.ok(second.poll() is None, "a stale socket file is replaced")
     second.send_signal(signal.SIGTERM)
     second.wait(timeout=20)
