@@ -236,6 +236,9 @@ run(async (context) => {
       || (await a.getAttribute('#operation', 'data-status')) === 'running' || null);
     ok(queued, 'a second operation is queued');
     await a.click('#op-cancel');
+    // The click only sends the request: the worker comes back once the queued
+    // operation is cancelled, or it could claim the job before the cancel lands.
+    await until(async () => (await a.getAttribute('#operation', 'data-status')) === 'cancelled' || null, 30000);
     await ctl('worker_start');
     const end = await until(async () => {
       const s = await a.getAttribute('#operation', 'data-status');
