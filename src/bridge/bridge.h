@@ -1,6 +1,6 @@
 /* bridge.h: the WebSocket bridge's event loop: clients, the session registry and event fan-out. */
-#ifndef IT_BRIDGE_H
-#define IT_BRIDGE_H
+#ifndef IT_BRIDGE_BRIDGE_H
+#define IT_BRIDGE_BRIDGE_H
 
 #include "common/config.h"
 

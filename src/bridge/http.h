@@ -1,6 +1,6 @@
 /* http.h: the bridge's parser for the HTTP/1.1 request head of a WebSocket upgrade (no allocation). */
-#ifndef IT_HTTP_H
-#define IT_HTTP_H
+#ifndef IT_BRIDGE_HTTP_H
+#define IT_BRIDGE_HTTP_H
 
 #include <stddef.h>
 

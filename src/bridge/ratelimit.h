@@ -1,6 +1,6 @@
 /* ratelimit.h: fixed-window counters per key (client address), for the bridge's connection rate limit. */
-#ifndef IT_RATELIMIT_H
-#define IT_RATELIMIT_H
+#ifndef IT_BRIDGE_RATELIMIT_H
+#define IT_BRIDGE_RATELIMIT_H
 
 #include <stddef.h>
 

@@ -1,6 +1,6 @@
 /* ws.h: the RFC 6455 frame layer of the bridge: an incremental, allocation-free reader, frame encoding, keys. */
-#ifndef IT_WS_H
-#define IT_WS_H
+#ifndef IT_BRIDGE_WS_H
+#define IT_BRIDGE_WS_H
 
 #include <stddef.h>
 #include <stdint.h>

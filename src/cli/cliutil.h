@@ -1,6 +1,6 @@
 /* cliutil.h: what imagetools-upload and imagetools-watch share: settings, URLs, errors, backoff. */
-#ifndef IT_CLIUTIL_H
-#define IT_CLIUTIL_H
+#ifndef IT_CLI_CLIUTIL_H
+#define IT_CLI_CLIUTIL_H
 
 #include <signal.h>
 #include <stddef.h>

@@ -1,6 +1,6 @@
 /* sseparse.h: an incremental, allocation-free parser for text/event-stream (WHATWG HTML, "Server-sent events"). */
-#ifndef IT_SSEPARSE_H
-#define IT_SSEPARSE_H
+#ifndef IT_CLI_SSEPARSE_H
+#define IT_CLI_SSEPARSE_H
 
 #include <stddef.h>
 

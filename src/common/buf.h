@@ -1,6 +1,6 @@
 /* buf.h: growable byte buffers with a hard ceiling on their size. */
-#ifndef IT_BUF_H
-#define IT_BUF_H
+#ifndef IT_COMMON_BUF_H
+#define IT_COMMON_BUF_H
 
 #include <stdarg.h>
 #include <stddef.h>

@@ -1,6 +1,6 @@
 /* config.h: settings from a key=value file and IMAGETOOLS_* environment variables. */
-#ifndef IT_CONFIG_H
-#define IT_CONFIG_H
+#ifndef IT_COMMON_CONFIG_H
+#define IT_COMMON_CONFIG_H
 
 #include <stdint.h>
 

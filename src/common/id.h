@@ -1,6 +1,6 @@
 /* id.h: unguessable identifiers from the operating system's random source. */
-#ifndef IT_ID_H
-#define IT_ID_H
+#ifndef IT_COMMON_ID_H
+#define IT_COMMON_ID_H
 
 #include <stddef.h>
 

@@ -1,6 +1,6 @@
 /* list.h: intrusive doubly linked lists; unlinking is O(1) and allocates nothing. */
-#ifndef IT_LIST_H
-#define IT_LIST_H
+#ifndef IT_COMMON_LIST_H
+#define IT_COMMON_LIST_H
 
 #include <stddef.h>
 

@@ -1,6 +1,6 @@
 /* log.h: one-line log records on stderr, shared by every program. */
-#ifndef IT_LOG_H
-#define IT_LOG_H
+#ifndef IT_COMMON_LOG_H
+#define IT_COMMON_LOG_H
 
 #include <stdarg.h>
 

@@ -6,8 +6,8 @@
  * every few seconds and at exit; GET /api/v1/metrics sums the rows of every
  * process of the deployment. Plain CGI processes, which live for one request,
  * add their counts to a shared row instead (it_metrics_flush_cgi). */
-#ifndef IT_METRICS_H
-#define IT_METRICS_H
+#ifndef IT_DB_METRICS_H
+#define IT_DB_METRICS_H
 
 #include <libpq-fe.h>
 #include <stdint.h>

@@ -1,6 +1,6 @@
 /* migrate.h: applies the ordered schema migrations in sql/ exactly once each. */
-#ifndef IT_MIGRATE_H
-#define IT_MIGRATE_H
+#ifndef IT_DB_MIGRATE_H
+#define IT_DB_MIGRATE_H
 
 #include <libpq-fe.h>
 

@@ -1,6 +1,6 @@
 /* ratelimit.h: token-bucket rate limits kept in PostgreSQL, shared by every process and node. */
-#ifndef IT_RATELIMIT_H
-#define IT_RATELIMIT_H
+#ifndef IT_DB_RATELIMIT_H
+#define IT_DB_RATELIMIT_H
 
 #include <libpq-fe.h>
 #include <stdint.h>

@@ -1,6 +1,6 @@
 /* sessions.h: the sessions table: create, look up, end. */
-#ifndef IT_SESSIONS_H
-#define IT_SESSIONS_H
+#ifndef IT_DB_SESSIONS_H
+#define IT_DB_SESSIONS_H
 
 #include "common/id.h"
 

@@ -1,6 +1,6 @@
 /* app.h: process-wide state of imagetools.fcgi, shared by its handlers. */
-#ifndef IT_APP_H
-#define IT_APP_H
+#ifndef IT_FCGI_APP_H
+#define IT_FCGI_APP_H
 
 #include "common/config.h"
 #include "fcgi/request.h"

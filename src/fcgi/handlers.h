@@ -1,6 +1,6 @@
 /* handlers.h: the HTTP handlers of imagetools.fcgi, one group per file. */
-#ifndef IT_HANDLERS_H
-#define IT_HANDLERS_H
+#ifndef IT_FCGI_HANDLERS_H
+#define IT_FCGI_HANDLERS_H
 
 #include "fcgi/request.h"
 

@@ -1,6 +1,6 @@
 /* request.h: one HTTP request as the FastCGI or CGI front sees it, and its response. */
-#ifndef IT_REQUEST_H
-#define IT_REQUEST_H
+#ifndef IT_FCGI_REQUEST_H
+#define IT_FCGI_REQUEST_H
 
 #include "common/buf.h"
 

@@ -1,6 +1,6 @@
 /* router.h: maps a method and a path such as /api/v1/images/{id}/file to a handler. */
-#ifndef IT_ROUTER_H
-#define IT_ROUTER_H
+#ifndef IT_FCGI_ROUTER_H
+#define IT_FCGI_ROUTER_H
 
 #include "fcgi/request.h"
 

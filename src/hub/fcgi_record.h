@@ -1,6 +1,6 @@
 /* fcgi_record.h: FastCGI records for connections the hub writes itself, without libfcgi. */
-#ifndef IT_FCGI_RECORD_H
-#define IT_FCGI_RECORD_H
+#ifndef IT_HUB_FCGI_RECORD_H
+#define IT_HUB_FCGI_RECORD_H
 
 #include "common/buf.h"
 

@@ -10,8 +10,8 @@
  *
  * Every function here is thread-safe: it_hub_park, it_hub_lookup,
  * it_hub_forget and it_hub_stats_get are called from request threads. */
-#ifndef IT_HUB_H
-#define IT_HUB_H
+#ifndef IT_HUB_HUB_H
+#define IT_HUB_HUB_H
 
 #include "common/config.h"
 #include "feed/feed.h"

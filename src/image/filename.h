@@ -1,6 +1,6 @@
 /* filename.h: client-supplied file names made safe to store, display and send back in headers. */
-#ifndef IT_FILENAME_H
-#define IT_FILENAME_H
+#ifndef IT_IMAGE_FILENAME_H
+#define IT_IMAGE_FILENAME_H
 
 #include <stddef.h>
 

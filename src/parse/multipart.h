@@ -1,6 +1,6 @@
 /* multipart.h: an incremental multipart/form-data parser (RFC 7578, RFC 2046) that never allocates. */
-#ifndef IT_MULTIPART_H
-#define IT_MULTIPART_H
+#ifndef IT_PARSE_MULTIPART_H
+#define IT_PARSE_MULTIPART_H
 
 #include <stddef.h>
 #include <sys/types.h>

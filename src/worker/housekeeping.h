@@ -1,6 +1,6 @@
 /* housekeeping.h: periodic chores: expiry warnings, expired sessions, event retention, orphaned blobs, expired uploads. */
-#ifndef IT_HOUSEKEEPING_H
-#define IT_HOUSEKEEPING_H
+#ifndef IT_WORKER_HOUSEKEEPING_H
+#define IT_WORKER_HOUSEKEEPING_H
 
 #include "common/config.h"
 

@@ -1,6 +1,6 @@
 /* queue.h: the worker's side of the job queue: claim, lease, record progress, finish (docs/worker.md). */
-#ifndef IT_QUEUE_H
-#define IT_QUEUE_H
+#ifndef IT_WORKER_QUEUE_H
+#define IT_WORKER_QUEUE_H
 
 #include "db/operations.h"
 

@@ -1,6 +1,6 @@
 /* transform.h: the image work of each operation type (compress, resize, convert), done by libvips on buffers. */
-#ifndef IT_TRANSFORM_H
-#define IT_TRANSFORM_H
+#ifndef IT_WORKER_TRANSFORM_H
+#define IT_WORKER_TRANSFORM_H
 
 #include "db/operations.h"
 #include "image/sniff.h"

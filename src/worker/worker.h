@@ -1,6 +1,6 @@
 /* worker.h: runs one claimed operation image by image, with progress events, cancellation and shutdown. */
-#ifndef IT_WORKER_H
-#define IT_WORKER_H
+#ifndef IT_WORKER_WORKER_H
+#define IT_WORKER_WORKER_H
 
 #include "common/config.h"
 #include "worker/queue.h"

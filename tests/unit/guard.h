@@ -1,6 +1,6 @@
 /* guard.h: test input placed right before an unmapped page, so any read past its end crashes. */
-#ifndef IT_GUARD_H
-#define IT_GUARD_H
+#ifndef IT_TESTS_UNIT_GUARD_H
+#define IT_TESTS_UNIT_GUARD_H
 
 #include <stdlib.h>
 #include <string.h>

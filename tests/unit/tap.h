@@ -1,6 +1,6 @@
 /* tap.h: a minimal Test Anything Protocol emitter for the unit tests. */
-#ifndef IT_TAP_H
-#define IT_TAP_H
+#ifndef IT_TESTS_UNIT_TAP_H
+#define IT_TESTS_UNIT_TAP_H
 
 #include <stdarg.h>
 #include <stdio.h>

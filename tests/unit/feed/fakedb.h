@@ -5,8 +5,8 @@
  * counts what it was asked. Results are real PGresults, built with libpq's
  * PQmakeEmptyPGresult/PQsetvalue, so the core parses exactly what it would
  * get from a server. */
-#ifndef IT_TESTS_FAKEDB_H
-#define IT_TESTS_FAKEDB_H
+#ifndef IT_TESTS_UNIT_FEED_FAKEDB_H
+#define IT_TESTS_UNIT_FEED_FAKEDB_H
 
 #include "db/eventlog.h"
 #include "feed/feed.h"
