@@ -3,13 +3,12 @@
 #include "config.h"
 
 #include "parse/multipart.h"
+#include "guard.h"
 #include "tap.h"
 
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
-#include <unistd.h>
 
 #define MAX_PARTS 8
 #define MAX_DATA (256 * 1024)
@@ -28,29 +27,7 @@ typedef struct result {
 	int stuck; /* the parser made no progress with a full buffer */
 } result;
 
-static char *guard_page_end; /* the first byte of the unmapped page */
-
-/* Maps a region whose end touches a PROT_NONE page. */
-static void guard_init(void)
-{
-	long pg = sysconf(_SC_PAGESIZE);
-	size_t span = ((BUF_CAP + (size_t)pg - 1) / (size_t)pg + 1) * (size_t)pg;
-	char *base = mmap(NULL, span, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-
-	if (base == MAP_FAILED || mprotect(base + span - (size_t)pg, (size_t)pg, PROT_NONE) != 0) {
-		printf("Bail out! cannot map a guard page\n");
-		exit(1);
-	}
-	guard_page_end = base + span - (size_t)pg;
-}
-
-/* Copies n bytes so that they end exactly at the guard page. */
-static const char *guarded(const char *p, size_t n)
-{
-	char *dst = guard_page_end - n;
-	memmove(dst, p, n);
-	return dst;
-}
+static char *guard_end; /* the first byte of the unmapped page after the parser's input */
 
 static void result_init(result *r)
 {
@@ -103,7 +80,7 @@ static void run(const char *boundary, const char *in, size_t len, int split, uns
 		pos += piece;
 		for (;;) {
 			it_mp_event ev;
-			const char *b = guarded(pend, plen);
+			const char *b = guard_place(guard_end, pend, plen);
 			ssize_t used = it_mp_parse(&mp, b, plen, &ev);
 			if (used < 0) {
 				r->err = 1;
@@ -487,7 +464,7 @@ static void test_random_payloads(void)
 
 int main(void)
 {
-	guard_init();
+	guard_end = guard_area(BUF_CAP);
 	test_basic();
 	test_preamble_epilogue();
 	test_boundary_like_data();

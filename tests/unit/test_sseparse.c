@@ -1,13 +1,12 @@
 /* test_sseparse.c: unit tests for cli/sseparse, the text/event-stream parser. */
 #include "config.h"
 
-#include "cli/sseparse.c"
+#include "cli/sseparse.h"
+#include "guard.h"
 #include "tap.h"
 
 #include <errno.h>
 #include <stdlib.h>
-#include <sys/mman.h>
-#include <unistd.h>
 
 /* Parses input fed in pieces of the given sizes (0: all at once, 1: byte by
  * byte, -1: random sizes) and returns a transcript of the dispatched events,
@@ -65,21 +64,12 @@ static void check(const char *name, const char *in, const char *want)
  * the end crashes the test instead of passing unnoticed. */
 static void check_guarded(const char *name, const char *in, const char *want)
 {
-	long page = sysconf(_SC_PAGESIZE);
-	size_t len = strlen(in);
-	char *map = mmap(NULL, 2 * page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	char *at;
+	size_t len = strlen(in), mapped;
+	unsigned char *at = guard_copy(in, len, &mapped);
 
-	if (map == MAP_FAILED || len > (size_t)page) {
-		ok(0, "%s: guard page", name);
-		return;
-	}
-	mprotect(map + page, page, PROT_NONE);
-	at = map + page - len;
-	memcpy(at, in, len);
-	is_str(transcript(at, len, 0, 4096), want, "%s (before an unmapped page)", name);
-	is_str(transcript(at, len, 1, 4096), want, "%s (byte by byte before an unmapped page)", name);
-	munmap(map, 2 * page);
+	is_str(transcript((const char *)at, len, 0, 4096), want, "%s (before an unmapped page)", name);
+	is_str(transcript((const char *)at, len, 1, 4096), want, "%s (byte by byte before an unmapped page)", name);
+	guard_free(at, len, mapped);
 }
 
 int main(void)

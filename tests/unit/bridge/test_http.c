@@ -1,7 +1,7 @@
 /* test_http.c: unit tests of the bridge's upgrade request head parser. */
 #include "config.h"
 
-#include "bridge/http.c"
+#include "bridge/http.h"
 
 #include "guard.h"
 #include "tap.h"

@@ -1,7 +1,7 @@
 /* test_ws.c: unit tests of the bridge's WebSocket frame reader, UTF-8 validator, frame encoder and accept key. */
 #include "config.h"
 
-#include "bridge/ws.c"
+#include "bridge/ws.h"
 
 #include "guard.h"
 #include "tap.h"
