@@ -89,7 +89,17 @@ static void wait_for_work(PGconn *conn, int timeout_ms)
 		PQfreemem(n);
 }
 
-int main(int argc, char **argv)
+/* What the command line asks for. */
+struct options {
+	const char *config_path;
+	int once;
+	long interval; /* --progress-interval, ms */
+	long parallel; /* --parallel; 0 until defaulted */
+};
+
+/* Reads the command line into o. Returns -1 to go on, or the exit status
+ * (0 after --help, 2 after a usage error, which it has reported). */
+static int parse_options(int argc, char **argv, struct options *o)
 {
 	static const struct option opts[] = {
 		{"config", required_argument, NULL, 'c'}, {"once", no_argument, NULL, 'o'},
@@ -97,32 +107,27 @@ int main(int argc, char **argv)
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
-	const char *config_path = IT_CONFIG_PATH;
-	int once = 0, c, level, backoff = 1, rc = 0;
-	long interval = 250, parallel = 0;
 	char *end;
-	time_t next_hk = 0, next_gc = 0;
-	it_config cfg;
-	it_worker w;
-	char err[512], host[64], rnd[12];
-	unsigned char raw[6];
-	struct sigaction sa;
+	int c;
 
-	it_log_init("imagetools-worker", IT_LOG_INFO);
+	o->config_path = IT_CONFIG_PATH;
+	o->once = 0;
+	o->interval = 250;
+	o->parallel = 0;
 	while ((c = getopt_long(argc, argv, "c:op:j:h", opts, NULL)) != -1) {
 		switch (c) {
-		case 'c': config_path = optarg; break;
-		case 'o': once = 1; break;
+		case 'c': o->config_path = optarg; break;
+		case 'o': o->once = 1; break;
 		case 'p':
-			interval = strtol(optarg, &end, 10);
-			if (*optarg == '\0' || *end != '\0' || interval < 0 || interval > 60000) {
+			o->interval = strtol(optarg, &end, 10);
+			if (*optarg == '\0' || *end != '\0' || o->interval < 0 || o->interval > 60000) {
 				fprintf(stderr, "imagetools-worker: --progress-interval takes 0 to 60000 ms\n");
 				return 2;
 			}
 			break;
 		case 'j':
-			parallel = strtol(optarg, &end, 10);
-			if (*optarg == '\0' || *end != '\0' || parallel < 1 || parallel > 64) {
+			o->parallel = strtol(optarg, &end, 10);
+			if (*optarg == '\0' || *end != '\0' || o->parallel < 1 || o->parallel > 64) {
 				fprintf(stderr, "imagetools-worker: --parallel takes 1 to 64\n");
 				return 2;
 			}
@@ -135,13 +140,105 @@ int main(int argc, char **argv)
 		usage(stderr);
 		return 2;
 	}
-	if (parallel == 0) {
+	if (o->parallel == 0) {
 		/* One image per core: JPEG decoding and encoding are serial, so
 		 * a single image keeps one core busy. */
 		long cpus = sysconf(_SC_NPROCESSORS_ONLN);
-		parallel = cpus < 1 ? 1 : cpus > 8 ? 8 : cpus;
+		o->parallel = cpus < 1 ? 1 : cpus > 8 ? 8 : cpus;
 	}
-	if (it_config_load(&cfg, config_path, err, sizeof(err)) < 0 ||
+	return -1;
+}
+
+/* Names this worker in the leases it takes: host, pid, and a random part
+ * that keeps owners unique even when a pid is reused. */
+static void make_owner(char *out, size_t outlen)
+{
+	char host[64], rnd[12];
+	unsigned char raw[6];
+
+	if (gethostname(host, sizeof(host)) < 0)
+		snprintf(host, sizeof(host), "localhost");
+	host[sizeof(host) - 1] = '\0';
+	if (it_random_bytes(raw, sizeof(raw)) < 0)
+		memset(raw, 0, sizeof(raw));
+	it_base64url(raw, sizeof(raw), rnd);
+	snprintf(out, outlen, "%s:%d:%s", host, (int)getpid(), rnd);
+}
+
+/* The worker's loop: keeps a LISTEN connection, runs housekeeping every
+ * HK_INTERVAL seconds, claims and runs jobs, and sleeps until one is
+ * announced. Returns when a signal asks it to stop (0), or with once set
+ * when the queue is empty (0) or the database fails (1). */
+static int serve(it_worker *w, const it_config *cfg, int once)
+{
+	time_t next_hk = 0, next_gc = 0;
+	int backoff = 1;
+
+	while (!stopping) {
+		it_wq_job job;
+		int claimed;
+
+		/* Broken also covers a connection whose session answered that
+		 * it cannot be trusted (read-only after a failover, or the
+		 * server shutting down): only a new session recovers. */
+		if (it_db_broken(w->conn)) {
+			if (w->conn)
+				PQfinish(w->conn);
+			w->conn = connect_listen();
+			if (w->conn == NULL) {
+				if (once)
+					return 1;
+				sleep((unsigned)backoff);
+				backoff = backoff * 2 > MAX_BACKOFF ? MAX_BACKOFF : backoff * 2;
+				continue;
+			}
+			backoff = 1;
+		}
+		if (mono() >= next_hk) {
+			it_hk_stats st;
+			int gc = mono() >= next_gc;
+			if (it_hk_run(w->conn, cfg, gc, &st) == 0 && gc)
+				next_gc = mono() + GC_INTERVAL;
+			next_hk = mono() + HK_INTERVAL;
+		}
+		claimed = it_wq_claim(w->conn, w->owner, (int)cfg->worker_lease, &job);
+		if (claimed == 1) {
+			if (it_wk_run(w, &job) < 0)
+				it_log_warn("operation %s interrupted by a database error; its lease will expire", job.id);
+			it_wq_job_free(&job);
+			continue;
+		}
+		if (claimed < 0) {
+			/* A broken connection is replaced at the top of the loop,
+			 * after a pause: a new session can fail the same way (a
+			 * database still read-only), and neither that nor any
+			 * other failure may spin the loop. */
+			if (once)
+				return 1;
+			sleep(1);
+			continue;
+		}
+		if (once)
+			break;
+		wait_for_work(w->conn, HK_INTERVAL * 1000);
+	}
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	struct options o;
+	int level, rc;
+	it_config cfg;
+	it_worker w;
+	char err[512];
+	struct sigaction sa;
+
+	it_log_init("imagetools-worker", IT_LOG_INFO);
+	rc = parse_options(argc, argv, &o);
+	if (rc >= 0)
+		return rc;
+	if (it_config_load(&cfg, o.config_path, err, sizeof(err)) < 0 ||
 	    it_db_check_conninfo(cfg.database_url, err, sizeof(err)) < 0) {
 		fprintf(stderr, "imagetools-worker: %s\n", err);
 		it_config_free(&cfg);
@@ -164,74 +261,16 @@ int main(int argc, char **argv)
 
 	memset(&w, 0, sizeof(w));
 	w.cfg = &cfg;
-	w.progress_interval_ms = (int)interval;
-	w.parallel = (int)parallel;
+	w.progress_interval_ms = (int)o.interval;
+	w.parallel = (int)o.parallel;
 	w.stopping = &stopping;
-	if (gethostname(host, sizeof(host)) < 0)
-		snprintf(host, sizeof(host), "localhost");
-	host[sizeof(host) - 1] = '\0';
-	/* The random part keeps owners unique even when a pid is reused. */
-	if (it_random_bytes(raw, sizeof(raw)) < 0)
-		memset(raw, 0, sizeof(raw));
-	it_base64url(raw, sizeof(raw), rnd);
-	snprintf(w.owner, sizeof(w.owner), "%s:%d:%s", host, (int)getpid(), rnd);
+	make_owner(w.owner, sizeof(w.owner));
 	it_log_info("started as %s (lease %lld s, %d images at once%s)", w.owner, (long long)cfg.worker_lease,
-		    w.parallel, once ? ", once" : "");
+		    w.parallel, o.once ? ", once" : "");
 
 	/* Counters reach /metrics through the database, on a thread of their own. */
 	it_metrics_start("imagetools-worker", 5, NULL, NULL);
-	while (!stopping) {
-		it_wq_job job;
-		int claimed;
-
-		/* Broken also covers a connection whose session answered that
-		 * it cannot be trusted (read-only after a failover, or the
-		 * server shutting down): only a new session recovers. */
-		if (it_db_broken(w.conn)) {
-			if (w.conn)
-				PQfinish(w.conn);
-			w.conn = connect_listen();
-			if (w.conn == NULL) {
-				if (once) {
-					rc = 1;
-					break;
-				}
-				sleep((unsigned)backoff);
-				backoff = backoff * 2 > MAX_BACKOFF ? MAX_BACKOFF : backoff * 2;
-				continue;
-			}
-			backoff = 1;
-		}
-		if (mono() >= next_hk) {
-			it_hk_stats st;
-			int gc = mono() >= next_gc;
-			if (it_hk_run(w.conn, &cfg, gc, &st) == 0 && gc)
-				next_gc = mono() + GC_INTERVAL;
-			next_hk = mono() + HK_INTERVAL;
-		}
-		claimed = it_wq_claim(w.conn, w.owner, (int)cfg.worker_lease, &job);
-		if (claimed == 1) {
-			if (it_wk_run(&w, &job) < 0)
-				it_log_warn("operation %s interrupted by a database error; its lease will expire", job.id);
-			it_wq_job_free(&job);
-			continue;
-		}
-		if (claimed < 0) {
-			/* A broken connection is replaced at the top of the loop,
-			 * after a pause: a new session can fail the same way (a
-			 * database still read-only), and neither that nor any
-			 * other failure may spin the loop. */
-			if (once) {
-				rc = 1;
-				break;
-			}
-			sleep(1);
-			continue;
-		}
-		if (once)
-			break;
-		wait_for_work(w.conn, HK_INTERVAL * 1000);
-	}
+	rc = serve(&w, &cfg, o.once);
 	if (w.conn)
 		PQfinish(w.conn);
 	it_metrics_stop();

@@ -299,6 +299,81 @@ static int try_lock_image(struct run *r, const char *id)
 	return rc;
 }
 
+/* Replaces the image's bytes with the transform's result (the blobs
+ * blob_id and thumb_id, already written) inside the open transaction, which
+ * holds the session's row lock. When the image is gone, or another version
+ * was stored meanwhile (ours was computed from stale bytes and must not
+ * replace it), it says so in sl->err, clears *changed and deletes the new
+ * blobs, which belong to nothing then. Returns 0, 1 when someone else holds
+ * the image row, or -1. */
+static int replace_version(struct run *r, struct slot *sl, int64_t blob_id, int64_t thumb_id, const char *sha,
+			   int *changed, it_image *out)
+{
+	it_worker *w = r->w;
+	const char *id = r->job->image_ids[sl->index];
+	it_image cur;
+	int rc = try_lock_image(r, id);
+
+	if (rc != 0)
+		return rc > 0 ? 1 : -1;
+	rc = it_images_get_for_update(w->conn, id, &cur);
+	if (rc == 404 || rc == 400) {
+		snprintf(sl->err, sizeof(sl->err), "the image no longer exists");
+		*changed = 0;
+	} else if (rc != 0) {
+		return -1;
+	} else if (cur.blob_id != sl->img.blob_id) {
+		snprintf(sl->err, sizeof(sl->err), "the image changed while it was being processed");
+		*changed = 0;
+	}
+	if (!*changed) {
+		if (it_blob_delete(w->conn, blob_id) == 503 || (thumb_id && it_blob_delete(w->conn, thumb_id) == 503))
+			return -1;
+		return 0;
+	}
+	if (strcmp(cur.content_type, sl->xf.content_type) != 0) {
+		/* Another format: the name's extension follows it, so that a
+		 * download's name, Content-Type and bytes agree. */
+		char name[sizeof(cur.filename)];
+		it_filename_sanitize(cur.filename, it_filename_ext_for_type(sl->xf.content_type), name, sizeof(name));
+		memcpy(cur.filename, name, sizeof(name));
+	}
+	cur.blob_id = blob_id;
+	cur.thumb_blob_id = thumb_id;
+	snprintf(cur.content_type, sizeof(cur.content_type), "%s", sl->xf.content_type);
+	cur.size = (int64_t)sl->xf.len;
+	snprintf(cur.sha256, sizeof(cur.sha256), "%s", sha);
+	cur.width = sl->xf.width;
+	cur.height = sl->xf.height;
+	return it_images_new_version(w->conn, id, &cur, out) != 0 ? -1 : 0;
+}
+
+/* Completes the result entry of one image: "ok" with what the new version
+ * is (out), "failed" with sl->err, or "unchanged" with the reason. */
+static void describe_outcome(json_object *entry, const struct slot *sl, int changed, const it_image *out)
+{
+	if (changed) {
+		json_object_object_add(entry, "status", json_object_new_string("ok"));
+		json_object_object_add(entry, "filename", json_object_new_string(out->filename));
+		json_object_object_add(entry, "bytes_after", json_object_new_int64(out->size));
+		json_object_object_add(entry, "content_type", json_object_new_string(out->content_type));
+		json_object_object_add(entry, "width", json_object_new_int(out->width));
+		json_object_object_add(entry, "height", json_object_new_int(out->height));
+		json_object_object_add(entry, "frames", json_object_new_int(sl->xf.frames));
+		json_object_object_add(entry, "version", json_object_new_int(out->version));
+		if (sl->xf.note[0])
+			json_object_object_add(entry, "note", json_object_new_string(sl->xf.note));
+	} else if (sl->err[0]) {
+		json_object_object_add(entry, "status", json_object_new_string("failed"));
+		json_object_object_add(entry, "error", json_object_new_string(sl->err));
+	} else {
+		json_object_object_add(entry, "status", json_object_new_string("unchanged"));
+		json_object_object_add(entry, "bytes_after", json_object_new_int64(sl->img.size));
+		if (sl->xf.unchanged[0])
+			json_object_object_add(entry, "reason", json_object_new_string(sl->xf.unchanged));
+	}
+}
+
 /* One attempt of store(). Lock order, the same as every other writer of a
  * session's rows: the new blobs first (rows nobody else can see), then the
  * session, then the image, then the job. Deleting a session (session, then
@@ -312,7 +387,7 @@ static int store_once(struct run *r, struct slot *sl)
 	const int i = sl->index;
 	const char *id = job->image_ids[i];
 	json_object *entry = json_object_new_object(), *data = NULL;
-	it_image cur, out;
+	it_image out;
 	char msg[160];
 	int rc, commit_rc = -1, changed = 0, progress, next;
 	int64_t blob_id = 0, thumb_id = 0;
@@ -339,72 +414,13 @@ static int store_once(struct run *r, struct slot *sl)
 			goto out;
 	}
 	rc = lock_session(r);
+	if (rc == 0 && changed)
+		rc = replace_version(r, sl, blob_id, thumb_id, sha, &changed, &out);
 	if (rc != 0) {
 		commit_rc = rc;
 		goto out;
 	}
-	if (changed) {
-		rc = try_lock_image(r, id);
-		if (rc != 0) {
-			commit_rc = rc > 0 ? 1 : -1;
-			goto out;
-		}
-		rc = it_images_get_for_update(w->conn, id, &cur);
-		if (rc == 404 || rc == 400) {
-			snprintf(sl->err, sizeof(sl->err), "the image no longer exists");
-			changed = 0;
-		} else if (rc != 0) {
-			goto out;
-		} else if (cur.blob_id != sl->img.blob_id) {
-			/* Another operation stored a version meanwhile: ours was
-			 * computed from stale bytes and must not replace it. */
-			snprintf(sl->err, sizeof(sl->err), "the image changed while it was being processed");
-			changed = 0;
-		}
-		if (!changed) {
-			/* The blobs written above belong to nothing now. */
-			if (it_blob_delete(w->conn, blob_id) == 503 ||
-			    (thumb_id && it_blob_delete(w->conn, thumb_id) == 503))
-				goto out;
-		}
-	}
-	if (changed) {
-		if (strcmp(cur.content_type, sl->xf.content_type) != 0) {
-			/* Another format: the name's extension follows it, so
-			 * that a download's name, Content-Type and bytes agree. */
-			char name[sizeof(cur.filename)];
-			it_filename_sanitize(cur.filename, it_filename_ext_for_type(sl->xf.content_type), name,
-					     sizeof(name));
-			memcpy(cur.filename, name, sizeof(name));
-		}
-		cur.blob_id = blob_id;
-		cur.thumb_blob_id = thumb_id;
-		snprintf(cur.content_type, sizeof(cur.content_type), "%s", sl->xf.content_type);
-		cur.size = (int64_t)sl->xf.len;
-		snprintf(cur.sha256, sizeof(cur.sha256), "%s", sha);
-		cur.width = sl->xf.width;
-		cur.height = sl->xf.height;
-		if (it_images_new_version(w->conn, id, &cur, &out) != 0)
-			goto out;
-		json_object_object_add(entry, "status", json_object_new_string("ok"));
-		json_object_object_add(entry, "filename", json_object_new_string(out.filename));
-		json_object_object_add(entry, "bytes_after", json_object_new_int64(out.size));
-		json_object_object_add(entry, "content_type", json_object_new_string(out.content_type));
-		json_object_object_add(entry, "width", json_object_new_int(out.width));
-		json_object_object_add(entry, "height", json_object_new_int(out.height));
-		json_object_object_add(entry, "frames", json_object_new_int(sl->xf.frames));
-		json_object_object_add(entry, "version", json_object_new_int(out.version));
-		if (sl->xf.note[0])
-			json_object_object_add(entry, "note", json_object_new_string(sl->xf.note));
-	} else if (sl->err[0]) {
-		json_object_object_add(entry, "status", json_object_new_string("failed"));
-		json_object_object_add(entry, "error", json_object_new_string(sl->err));
-	} else {
-		json_object_object_add(entry, "status", json_object_new_string("unchanged"));
-		json_object_object_add(entry, "bytes_after", json_object_new_int64(sl->img.size));
-		if (sl->xf.unchanged[0])
-			json_object_object_add(entry, "reason", json_object_new_string(sl->xf.unchanged));
-	}
+	describe_outcome(entry, sl, changed, &out);
 
 	add_entry(job, json_object_get(entry));
 	job->done = i + 1;
