@@ -12,8 +12,9 @@
 #include <sys/time.h>
 #include <time.h>
 
-const char it_event_read_sql[] = "SELECT e.seq, e.type, it_event_json(e) FROM events e"
-				 " WHERE e.session_id = $1 AND e.seq > $2 ORDER BY e.seq LIMIT $3";
+/* $1 session, $2 after, $3 limit; columns seq, type, wire JSON. */
+static const char read_sql[] = "SELECT e.seq, e.type, it_event_json(e) FROM events e"
+			      " WHERE e.session_id = $1 AND e.seq > $2 ORDER BY e.seq LIMIT $3";
 
 const char it_event_read_many_sql[] =
 	"SELECT q.sid, e.seq, e.type, e.json"
@@ -57,7 +58,7 @@ int it_event_read(PGconn **connp, const char *session, int64_t after, int limit,
 
 	snprintf(afters, sizeof(afters), "%lld", (long long)after);
 	snprintf(limits, sizeof(limits), "%d", limit);
-	res = it_db_exec(connp, 1, it_event_read_sql, 3, params);
+	res = it_db_exec(connp, 1, read_sql, 3, params);
 	if (!it_db_ok(res, PGRES_TUPLES_OK)) {
 		PQclear(res);
 		return -1;

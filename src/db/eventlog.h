@@ -6,8 +6,10 @@
 #include <libpq-fe.h>
 #include <stdint.h>
 
-/* The NOTIFY channel every event is announced on; payload "<session>:<seq>",
- * seq 0 meaning the session ended. */
+/* The NOTIFY channel every event is announced on. Payloads (sql/008):
+ * "<session>:<seq>" or, when the event fits, "<session>:<seq>:<type>\n<json>";
+ * "<session>:0" when the session ended; "kept:" and "expires:" forms when
+ * its first kept id or its expiry changed (docs/feed.md). */
 #define IT_EVENT_CHANNEL "imagetools_events"
 
 /* Appends an event of type with data (not owned; NULL means {}) to the log of
@@ -18,7 +20,7 @@
  * caller must roll back. */
 int it_event_append(PGconn *conn, const char *session, const char *type, json_object *data, int64_t *seq);
 
-/* One event as read back, in wire form (DESIGN §4). */
+/* One event as read back, in wire form (docs/api.md, "Events"). */
 typedef struct it_event {
 	int64_t seq;
 	const char *type;
@@ -32,11 +34,6 @@ typedef struct it_event {
  * database error. */
 int it_event_read(PGconn **connp, const char *session, int64_t after, int limit,
 		  int (*fn)(const it_event *ev, void *arg), void *arg);
-
-/* The SQL that reads events: $1 session, $2 after, $3 limit; columns seq,
- * type, wire JSON. Shared by the synchronous reader above and by the hub's
- * asynchronous one. */
-extern const char it_event_read_sql[];
 
 /* The SQL that reads events of many sessions in one round trip: $1 a text[]
  * of session ids, $2 a bigint[] of their cursors, $3 the limit per session;
