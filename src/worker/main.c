@@ -1,6 +1,7 @@
 /* main.c: imagetools-worker, the daemon that runs long operations from the job queue and does housekeeping. */
 #include "config.h"
 
+#include "common/clock.h"
 #include "common/config.h"
 #include "common/id.h"
 #include "common/log.h"
@@ -47,14 +48,6 @@ static void usage(FILE *f)
 		   "SIGTERM finishes the current image, returns the job to the queue, exits.\n"
 		   "--progress-interval: least time between progress events of a job (250).\n"
 		   "--parallel: images transformed at once (default: one per CPU, at most 8).\n");
-}
-
-static time_t mono(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec;
 }
 
 /* Connects and LISTENs on the jobs channel. Returns the connection or NULL. */
@@ -171,7 +164,7 @@ static void make_owner(char *out, size_t outlen)
  * when the queue is empty (0) or the database fails (1). */
 static int serve(it_worker *w, const it_config *cfg, int once)
 {
-	time_t next_hk = 0, next_gc = 0;
+	int64_t next_hk = 0, next_gc = 0;
 	int backoff = 1;
 
 	while (!stopping) {
@@ -194,12 +187,12 @@ static int serve(it_worker *w, const it_config *cfg, int once)
 			}
 			backoff = 1;
 		}
-		if (mono() >= next_hk) {
+		if (it_clock_ms() >= next_hk) {
 			it_hk_stats st;
-			int gc = mono() >= next_gc;
+			int gc = it_clock_ms() >= next_gc;
 			if (it_hk_run(w->conn, cfg, gc, &st) == 0 && gc)
-				next_gc = mono() + GC_INTERVAL;
-			next_hk = mono() + HK_INTERVAL;
+				next_gc = it_clock_ms() + GC_INTERVAL * 1000;
+			next_hk = it_clock_ms() + HK_INTERVAL * 1000;
 		}
 		claimed = it_wq_claim(w->conn, w->owner, (int)cfg->worker_lease, &job);
 		if (claimed == 1) {

@@ -4,6 +4,7 @@
 #include "worker/worker.h"
 
 #include "common/buf.h"
+#include "common/clock.h"
 #include "common/log.h"
 #include "db/blobs.h"
 #include "db/db.h"
@@ -30,14 +31,6 @@ struct run {
 	long long last_progress_ms; /* when the last progress event was written, 0: never */
 	const it_urlsign *signer;   /* signs the URLs in image.updated events */
 };
-
-static long long now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 /* What the images finished so far add up to. */
 struct totals {
@@ -129,7 +122,7 @@ static int progress_event(struct run *r, int current, int progress, const char *
 		json_object_object_add(d, "image", json_object_get(image));
 	rc = it_event_append(r->w->conn, r->job->session, "operation.progress", d, NULL);
 	json_object_put(d);
-	r->last_progress_ms = now_ms();
+	r->last_progress_ms = it_clock_ms();
 	return rc;
 }
 
@@ -137,7 +130,7 @@ static int progress_event(struct run *r, int current, int progress, const char *
  * would otherwise flood every client of the session. */
 static int progress_due(const struct run *r)
 {
-	return r->last_progress_ms == 0 || now_ms() - r->last_progress_ms >= r->w->progress_interval_ms;
+	return r->last_progress_ms == 0 || it_clock_ms() - r->last_progress_ms >= r->w->progress_interval_ms;
 }
 
 static void next_message(const struct run *r, int current, char *buf, size_t len)
@@ -228,7 +221,7 @@ static void slot_free(struct slot *sl)
 static int load(struct run *r, struct slot *sl)
 {
 	it_wq_job *job = r->job;
-	long long t0 = now_ms();
+	long long t0 = it_clock_ms();
 	int rc;
 
 	rc = it_images_get(&r->w->conn, job->image_ids[sl->index], &sl->img);
@@ -250,7 +243,7 @@ static int load(struct run *r, struct slot *sl)
 	if (rc != 0)
 		return -1;
 	sl->loaded = 1;
-	sl->load_ms = now_ms() - t0;
+	sl->load_ms = it_clock_ms() - t0;
 	return 0;
 }
 
@@ -258,7 +251,7 @@ static int load(struct run *r, struct slot *sl)
 static void *transform(void *arg)
 {
 	struct slot *sl = arg;
-	long long t0 = now_ms();
+	long long t0 = it_clock_ms();
 
 	if (sl->loaded && it_xf_apply(sl->params, sl->img.content_type, sl->bytes.data, sl->bytes.len,
 				      &(it_sniff_limits){(uint64_t)sl->cfg->max_pixels, (uint64_t)sl->cfg->max_dimension,
@@ -268,7 +261,7 @@ static void *transform(void *arg)
 		sl->transformed = 1;
 	/* The original is not needed any more; free it before the next stage. */
 	it_buf_free(&sl->bytes);
-	sl->xf_ms = now_ms() - t0;
+	sl->xf_ms = it_clock_ms() - t0;
 	return NULL;
 }
 
@@ -392,7 +385,7 @@ static int store_once(struct run *r, struct slot *sl)
 	int rc, commit_rc = -1, changed = 0, progress, next;
 	int64_t blob_id = 0, thumb_id = 0;
 	char sha[65];
-	long long t0 = now_ms();
+	long long t0 = it_clock_ms();
 
 	json_object_object_add(entry, "image_id", json_object_new_string(id));
 	if (sl->loaded) {
@@ -445,7 +438,7 @@ static int store_once(struct run *r, struct slot *sl)
 		goto out;
 	commit_rc = 0;
 	it_log_debug("operation %s: image %d: load %lld ms, %s %lld ms, store %lld ms", job->id, i + 1, sl->load_ms,
-		     it_op_type_verb(job->params.type), sl->xf_ms, now_ms() - t0);
+		     it_op_type_verb(job->params.type), sl->xf_ms, it_clock_ms() - t0);
 	if (sl->err[0])
 		it_log_info("operation %s: image %s failed: %s", job->id, id, sl->err);
 out:
