@@ -34,7 +34,7 @@ int main(int argc, char **argv)
 	const char *config_path = IT_CONFIG_PATH, *listen_addr = NULL;
 	it_config cfg;
 	char err[512];
-	int opt, rc, level;
+	int opt, rc;
 
 	while ((opt = getopt_long(argc, argv, "c:l:h", opts, NULL)) != -1) {
 		switch (opt) {
@@ -57,16 +57,11 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	it_log_init("imagetools-wsbridge", IT_LOG_INFO);
-	if (it_config_load(&cfg, config_path, err, sizeof(err)) < 0 ||
-	    it_db_check_conninfo(cfg.database_url, err, sizeof(err)) < 0) {
+	if (it_db_startup("imagetools-wsbridge", config_path, &cfg, err, sizeof(err)) < 0) {
 		it_log_error("%s", err);
-		it_config_free(&cfg);
 		return 1;
 	}
-	level = it_log_level_parse(cfg.log_level);
-	it_log_init("imagetools-wsbridge", level < 0 ? IT_LOG_INFO : (enum it_log_level)level);
 	/* Counters reach /metrics through the database, on a thread of their own. */
-	it_db_configure(cfg.database_url);
 	it_metrics_start("imagetools-wsbridge", 5, NULL, NULL);
 	rc = it_bridge_run(&cfg, listen_addr ? listen_addr : cfg.bridge_listen);
 	it_metrics_stop();

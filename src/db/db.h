@@ -2,7 +2,10 @@
 #ifndef IT_DB_DB_H
 #define IT_DB_DB_H
 
+#include "common/config.h"
+
 #include <libpq-fe.h>
+#include <stddef.h>
 #include <stdint.h>
 
 /* Sets the conninfo every later connection uses (copied). NULL or "" lets
@@ -18,6 +21,13 @@ void it_db_configure(const char *conninfo);
  * that is not a libpq keyword is replaced by "...": nothing of the value,
  * a password least of all, is repeated. */
 int it_db_check_conninfo(const char *conninfo, char *err, size_t errlen);
+
+/* The start of every daemon: loads the configuration file at path into cfg,
+ * checks its database_url (it_db_check_conninfo), sets the log level it
+ * names for the program called prog, and configures the database
+ * connections. Returns 0, or -1 with the reason in err (errlen bytes) and
+ * cfg freed. */
+int it_db_startup(const char *prog, const char *path, it_config *cfg, char *err, size_t errlen);
 
 /* Returns the calling thread's connection, connecting or reconnecting as
  * needed, or NULL when the database cannot be reached (logged, rate-limited).

@@ -327,7 +327,7 @@ int main(int argc, char **argv)
 	sigset_t stop_set;
 	pthread_t *tids;
 	struct sigaction sa;
-	int c, level;
+	int c;
 
 	while ((c = getopt_long(argc, argv, "c:s:t:h", opts, NULL)) != -1) {
 		switch (c) {
@@ -339,8 +339,7 @@ int main(int argc, char **argv)
 		}
 	}
 	it_log_init("imagetools.fcgi", IT_LOG_INFO);
-	if (it_config_load(&it_g.cfg, config_path, err, sizeof(err)) < 0 ||
-	    it_db_check_conninfo(it_g.cfg.database_url, err, sizeof(err)) < 0) {
+	if (it_db_startup("imagetools.fcgi", config_path, &it_g.cfg, err, sizeof(err)) < 0) {
 		it_log_error("configuration: %s", err);
 		if (sock == NULL && FCGX_IsCGI()) {
 			printf("Status: 500 Internal Server Error\r\nContent-Type: application/problem+json\r\n\r\n"
@@ -349,13 +348,10 @@ int main(int argc, char **argv)
 		}
 		return 1;
 	}
-	level = it_log_level_parse(it_g.cfg.log_level);
-	it_log_init("imagetools.fcgi", level < 0 ? IT_LOG_INFO : (enum it_log_level)level);
 	if (threads > 0)
 		it_g.cfg.threads = threads;
 	if (sock == NULL && it_g.cfg.listen[0])
 		sock = it_g.cfg.listen;
-	it_db_configure(it_g.cfg.database_url);
 	it_g.started = time(NULL);
 
 	/* Our own handlers go in before FCGX_Init: libfcgi only installs its

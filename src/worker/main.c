@@ -221,7 +221,7 @@ static int serve(it_worker *w, const it_config *cfg, int once)
 int main(int argc, char **argv)
 {
 	struct options o;
-	int level, rc;
+	int rc;
 	it_config cfg;
 	it_worker w;
 	char err[512];
@@ -231,15 +231,10 @@ int main(int argc, char **argv)
 	rc = parse_options(argc, argv, &o);
 	if (rc >= 0)
 		return rc;
-	if (it_config_load(&cfg, o.config_path, err, sizeof(err)) < 0 ||
-	    it_db_check_conninfo(cfg.database_url, err, sizeof(err)) < 0) {
+	if (it_db_startup("imagetools-worker", o.config_path, &cfg, err, sizeof(err)) < 0) {
 		fprintf(stderr, "imagetools-worker: %s\n", err);
-		it_config_free(&cfg);
 		return 2;
 	}
-	level = it_log_level_parse(cfg.log_level);
-	it_log_init("imagetools-worker", level < 0 ? IT_LOG_INFO : (enum it_log_level)level);
-	it_db_configure(cfg.database_url);
 	if (it_xf_init(argv[0]) < 0) {
 		it_log_error("libvips failed to start");
 		return 1;
