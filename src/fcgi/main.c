@@ -312,6 +312,112 @@ static int run_cgi(void)
 	return 0;
 }
 
+/* Sets it_g.listen_fd: the socket systemd passed (activated_fd >= 0), the
+ * one libfcgi was given on fd 0, or one opened on *sock, a [host]:port (then
+ * *sock becomes NULL: there is no file to remove on exit) or a path (its
+ * identity goes to *ident). Returns 0, or -1 after logging why. */
+static int open_listener(int activated_fd, const char **sock, it_listen_ident *ident)
+{
+	char err[512];
+
+	it_g.listen_fd = activated_fd >= 0 ? activated_fd : 0;
+	if (*sock && strchr(*sock, '/') == NULL && strchr(*sock, ':') != NULL) {
+		/* libfcgi's [host]:port form, a TCP socket: bind() itself refuses
+		 * a port in use, and there is no file to remove. */
+		it_g.listen_fd = FCGX_OpenSocket(*sock, LISTEN_BACKLOG);
+		if (it_g.listen_fd < 0) {
+			it_log_error("cannot listen on %s", *sock);
+			return -1;
+		}
+		*sock = NULL;
+	} else if (*sock) {
+		/* Never over a live socket: a second server started on the same
+		 * path would take it over, and delete it under the first on exit. */
+		it_g.listen_fd = it_listen_unix(*sock, LISTEN_BACKLOG, ident, err, sizeof(err));
+		if (it_g.listen_fd < 0) {
+			it_log_error("%s", err);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+/* Starts what a FastCGI server runs: the event hub, the metrics thread, the
+ * upload threads, the accepting thread and the request threads (their ids
+ * in *tids, it_g.cfg.threads of them). Returns 0, or -1 after logging. */
+static int start_threads(pthread_t **tids)
+{
+	raise_fd_limit();
+	if (it_hub_start(&it_g.hub, &it_g.cfg) < 0) {
+		it_log_error("cannot start the event hub");
+		return -1;
+	}
+	it_h_metrics_start();
+	upload_pool = it_pool_start((unsigned)it_g.cfg.upload_threads, (unsigned)it_g.cfg.upload_queue,
+				    (unsigned)it_g.cfg.max_uploads_per_address, upload_serve, upload_drop);
+	if (upload_pool == NULL) {
+		it_log_error("cannot start the upload threads");
+		return -1;
+	}
+	acceptor = it_acceptor_start(it_g.listen_fd, accept_queue_max());
+	if (acceptor == NULL) {
+		it_log_error("cannot start the accepting thread");
+		return -1;
+	}
+	*tids = calloc((size_t)it_g.cfg.threads, sizeof(**tids));
+	if (*tids == NULL)
+		return -1;
+	for (int64_t i = 0; i < it_g.cfg.threads; i++)
+		if (pthread_create(&(*tids)[i], NULL, request_thread, NULL) != 0) {
+			it_log_error("cannot start thread %lld", (long long)i);
+			return -1;
+		}
+	it_log_info("serving FastCGI with %lld threads and %lld upload threads", (long long)it_g.cfg.threads,
+		    (long long)it_g.cfg.upload_threads);
+	return 0;
+}
+
+/* Stops accepting and ends what start_threads started, in the order that
+ * loses no request: the request threads waiting for a connection get none
+ * and end, and the connections not yet served are closed (the web server
+ * tries them again elsewhere or on the next process). */
+static void stop_threads(pthread_t *tids)
+{
+	int64_t left = it_g.cfg.threads;
+	char *done = calloc((size_t)it_g.cfg.threads, 1);
+
+	it_g.stopping = 1;
+	FCGX_ShutdownPending();
+	it_acceptor_stop(acceptor);
+	/* A thread reading a request is woken by a signal; every round wakes
+	 * again those that have not finished (one may be just about to block). */
+	for (int round = 0; left > 0 && done && round < 100; round++) {
+		for (int64_t i = 0; i < it_g.cfg.threads; i++) {
+			if (done[i])
+				continue;
+			if (pthread_tryjoin_np(tids[i], NULL) == 0) {
+				done[i] = 1;
+				left--;
+			} else {
+				pthread_kill(tids[i], SIGUSR2);
+			}
+		}
+		if (left > 0)
+			usleep(50 * 1000);
+	}
+	free(done);
+	it_acceptor_free(acceptor);
+	acceptor = NULL;
+	/* No request thread hands over uploads any more: the upload threads end
+	 * theirs, and uploads still waiting get a 503 to retry elsewhere. */
+	it_pool_stop(upload_pool);
+	upload_pool = NULL;
+	/* Open streams are ended properly, so clients reconnect at once. */
+	it_h_metrics_stop();
+	it_hub_stop(it_g.hub);
+	it_g.hub = NULL;
+}
+
 int main(int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -322,10 +428,10 @@ int main(int argc, char **argv)
 	const char *config_path = IT_CONFIG_PATH, *sock = NULL;
 	it_listen_ident sock_ident = {0};
 	long threads = 0;
-	int activated_fd;
+	int activated_fd, sig = 0;
 	char err[512];
 	sigset_t stop_set;
-	pthread_t *tids;
+	pthread_t *tids = NULL;
 	struct sigaction sa;
 	int c;
 
@@ -386,96 +492,14 @@ int main(int argc, char **argv)
 		it_g.cgi = 1;
 		return run_cgi();
 	}
-	it_g.listen_fd = activated_fd >= 0 ? activated_fd : 0;
-	if (sock && strchr(sock, '/') == NULL && strchr(sock, ':') != NULL) {
-		/* libfcgi's [host]:port form, a TCP socket: bind() itself refuses
-		 * a port in use, and there is no file to remove. */
-		it_g.listen_fd = FCGX_OpenSocket(sock, LISTEN_BACKLOG);
-		if (it_g.listen_fd < 0) {
-			it_log_error("cannot listen on %s", sock);
-			return 1;
-		}
-		sock = NULL;
-	} else if (sock) {
-		/* Never over a live socket: a second server started on the same
-		 * path would take it over, and delete it under the first on exit. */
-		it_g.listen_fd = it_listen_unix(sock, LISTEN_BACKLOG, &sock_ident, err, sizeof(err));
-		if (it_g.listen_fd < 0) {
-			it_log_error("%s", err);
-			return 1;
-		}
-	}
-	raise_fd_limit();
-	if (it_hub_start(&it_g.hub, &it_g.cfg) < 0) {
-		it_log_error("cannot start the event hub");
+	if (open_listener(activated_fd, &sock, &sock_ident) < 0 || start_threads(&tids) < 0)
 		return 1;
-	}
-	it_h_metrics_start();
 
-	upload_pool = it_pool_start((unsigned)it_g.cfg.upload_threads, (unsigned)it_g.cfg.upload_queue,
-				    (unsigned)it_g.cfg.max_uploads_per_address, upload_serve, upload_drop);
-	if (upload_pool == NULL) {
-		it_log_error("cannot start the upload threads");
-		return 1;
-	}
-	acceptor = it_acceptor_start(it_g.listen_fd, accept_queue_max());
-	if (acceptor == NULL) {
-		it_log_error("cannot start the accepting thread");
-		return 1;
-	}
-	tids = calloc((size_t)it_g.cfg.threads, sizeof(*tids));
-	if (tids == NULL)
-		return 1;
-	for (int64_t i = 0; i < it_g.cfg.threads; i++)
-		if (pthread_create(&tids[i], NULL, request_thread, NULL) != 0) {
-			it_log_error("cannot start thread %lld", (long long)i);
-			return 1;
-		}
-	it_log_info("serving FastCGI with %lld threads and %lld upload threads", (long long)it_g.cfg.threads,
-		    (long long)it_g.cfg.upload_threads);
-
-	/* The main thread waits for a stop signal, then stops accepting: the
-	 * request threads waiting for a connection get none and end, and the
-	 * connections not yet served are closed (the web server tries them
-	 * again elsewhere or on the next process). */
-	int sig = 0;
+	/* The main thread waits for a stop signal. */
 	sigwait(&stop_set, &sig);
 	it_log_info("signal %d: shutting down", sig);
-	it_g.stopping = 1;
-	FCGX_ShutdownPending();
-	it_acceptor_stop(acceptor);
-	/* A thread reading a request is woken by a signal; every round wakes
-	 * again those that have not finished (one may be just about to block). */
-	{
-		int64_t left = it_g.cfg.threads;
-		char *done = calloc((size_t)it_g.cfg.threads, 1);
-		for (int round = 0; left > 0 && done && round < 100; round++) {
-			for (int64_t i = 0; i < it_g.cfg.threads; i++) {
-				if (done[i])
-					continue;
-				if (pthread_tryjoin_np(tids[i], NULL) == 0) {
-					done[i] = 1;
-					left--;
-				} else {
-					pthread_kill(tids[i], SIGUSR2);
-				}
-			}
-			if (left > 0)
-				usleep(50 * 1000);
-		}
-		free(done);
-	}
+	stop_threads(tids);
 	free(tids);
-	it_acceptor_free(acceptor);
-	acceptor = NULL;
-	/* No request thread hands over uploads any more: the upload threads end
-	 * theirs, and uploads still waiting get a 503 to retry elsewhere. */
-	it_pool_stop(upload_pool);
-	upload_pool = NULL;
-	/* Open streams are ended properly, so clients reconnect at once. */
-	it_h_metrics_stop();
-	it_hub_stop(it_g.hub);
-	it_g.hub = NULL;
 	/* Only the socket this process created: another server may have
 	 * replaced it by now. */
 	if (sock)
