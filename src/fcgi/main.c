@@ -2,6 +2,7 @@
 #include "config.h"
 
 #include "common/log.h"
+#include "common/proc.h"
 #include "db/db.h"
 #include "db/metrics.h"
 #include "fcgi/acceptor.h"
@@ -254,18 +255,6 @@ static void on_wake(int sig)
 	(void)sig;
 }
 
-/* Raises the soft descriptor limit to the hard one: every parked stream is
- * a descriptor. */
-static void raise_fd_limit(void)
-{
-	struct rlimit rl;
-
-	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
-		rl.rlim_cur = rl.rlim_max;
-		setrlimit(RLIMIT_NOFILE, &rl);
-	}
-}
-
 /* Returns the listening socket systemd passed (socket activation), or -1.
  * systemd puts the first socket on fd 3 and names the receiving process in
  * LISTEN_PID; a value meant for another process (inherited by accident) is
@@ -347,7 +336,7 @@ static int open_listener(int activated_fd, const char **sock, it_listen_ident *i
  * in *tids, it_g.cfg.threads of them). Returns 0, or -1 after logging. */
 static int start_threads(pthread_t **tids)
 {
-	raise_fd_limit();
+	it_raise_fd_limit();
 	if (it_hub_start(&it_g.hub, &it_g.cfg) < 0) {
 		it_log_error("cannot start the event hub");
 		return -1;
