@@ -3,24 +3,18 @@
 
 #include "bridge/ratelimit.h"
 
+#include "common/list.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 struct it_rl_entry {
-	struct it_rl_entry *next;
+	it_hnode node; /* in it_rl.keys, named by key */
 	double start;
 	unsigned count;
 	char key[64];
 };
-
-static size_t hash(const char *s)
-{
-	size_t h = 1469598103934665603ULL;
-	while (*s)
-		h = (h ^ (unsigned char)*s++) * 1099511628211ULL;
-	return h;
-}
 
 int it_rl_init(it_rl *rl, unsigned limit, double window, size_t max_keys)
 {
@@ -28,9 +22,8 @@ int it_rl_init(it_rl *rl, unsigned limit, double window, size_t max_keys)
 	rl->limit = limit;
 	rl->window = window;
 	rl->max_keys = max_keys;
-	rl->nbuckets = 1024;
-	rl->buckets = calloc(rl->nbuckets, sizeof(*rl->buckets));
-	return rl->buckets ? 0 : -1;
+	it_htab_init(&rl->keys);
+	return 0;
 }
 
 /* Counts a hit in a window that started at *start; returns the wait. */
@@ -53,58 +46,50 @@ static unsigned count(const it_rl *rl, double *start, unsigned *n, double now)
 
 unsigned it_rl_hit(it_rl *rl, const char *key, double now)
 {
-	struct it_rl_entry *e, **head;
+	struct it_rl_entry *e;
+	it_hnode *n;
 	char k[64];
 
 	if (rl->limit == 0)
 		return 0;
 	snprintf(k, sizeof(k), "%s", key);
-	head = &rl->buckets[hash(k) & (rl->nbuckets - 1)];
-	for (e = *head; e; e = e->next)
-		if (strcmp(e->key, k) == 0)
-			return count(rl, &e->start, &e->count, now);
-	if (rl->nkeys >= rl->max_keys || (e = calloc(1, sizeof(*e))) == NULL)
+	n = it_htab_find(&rl->keys, k);
+	if (n != NULL) {
+		e = it_container_of(n, struct it_rl_entry, node);
+		return count(rl, &e->start, &e->count, now);
+	}
+	if (rl->keys.count >= rl->max_keys || (e = calloc(1, sizeof(*e))) == NULL)
 		return count(rl, &rl->overflow_start, &rl->overflow_count, now);
 	memcpy(e->key, k, sizeof(k));
+	e->node.key = e->key;
 	e->start = now;
-	e->next = *head;
-	*head = e;
-	rl->nkeys++;
+	if (it_htab_add(&rl->keys, &e->node) < 0) {
+		free(e);
+		return count(rl, &rl->overflow_start, &rl->overflow_count, now);
+	}
 	return count(rl, &e->start, &e->count, now);
 }
 
 void it_rl_prune(it_rl *rl, double now)
 {
+	it_hnode *n, *next;
 	size_t i;
 
-	for (i = 0; i < rl->nbuckets; i++) {
-		struct it_rl_entry **pp = &rl->buckets[i];
-		while (*pp) {
-			struct it_rl_entry *e = *pp;
-			if (now - e->start >= rl->window) {
-				*pp = e->next;
-				free(e);
-				rl->nkeys--;
-			} else {
-				pp = &e->next;
-			}
+	it_htab_foreach_safe(&rl->keys, i, n, next) {
+		struct it_rl_entry *e = it_container_of(n, struct it_rl_entry, node);
+		if (now - e->start >= rl->window) {
+			it_htab_del(&rl->keys, n);
+			free(e);
 		}
 	}
 }
 
 void it_rl_free(it_rl *rl)
 {
+	it_hnode *n, *next;
 	size_t i;
 
-	if (rl->buckets == NULL)
-		return;
-	for (i = 0; i < rl->nbuckets; i++) {
-		struct it_rl_entry *e = rl->buckets[i], *next;
-		for (; e; e = next) {
-			next = e->next;
-			free(e);
-		}
-	}
-	free(rl->buckets);
-	rl->buckets = NULL;
+	it_htab_foreach_safe(&rl->keys, i, n, next)
+		free(it_container_of(n, struct it_rl_entry, node));
+	it_htab_free(&rl->keys);
 }

@@ -2,17 +2,17 @@
 #ifndef IT_BRIDGE_RATELIMIT_H
 #define IT_BRIDGE_RATELIMIT_H
 
-#include <stddef.h>
+#include "common/htab.h"
 
-struct it_rl_entry;
+#include <stddef.h>
 
 /* Counts hits per key in windows of window seconds; a key may have limit
  * hits per window. Memory is one small entry per key seen in the current
  * window, and at most max_keys of them (a flood of distinct keys makes new
  * keys share one overflow counter rather than grow the table). */
 typedef struct it_rl {
-	struct it_rl_entry **buckets;
-	size_t nbuckets, nkeys, max_keys;
+	it_htab keys; /* of struct it_rl_entry */
+	size_t max_keys;
 	unsigned limit;
 	double window;
 	double overflow_start;
@@ -20,7 +20,7 @@ typedef struct it_rl {
 } it_rl;
 
 /* Prepares a limiter; limit 0 means no limit (it_rl_hit always allows).
- * Returns 0, or -1 when out of memory. */
+ * Returns 0 (nothing is allocated before the first key). */
 int it_rl_init(it_rl *rl, unsigned limit, double window, size_t max_keys);
 
 /* Records one hit of key (copied, at most 63 bytes used) at time now

@@ -25,9 +25,9 @@ int main(void)
 		allowed += it_rl_hit(&rl, key, 161.0) == 0;
 	}
 	is_int(allowed, 3, "distinct keys past max_keys share one counter");
-	is_int(rl.nkeys, 2, "the table did not grow past max_keys");
+	is_int(rl.keys.count, 2, "the table did not grow past max_keys");
 	it_rl_prune(&rl, 300.0);
-	is_int(rl.nkeys, 0, "prune forgets finished windows");
+	is_int(rl.keys.count, 0, "prune forgets finished windows");
 	it_rl_free(&rl);
 
 	is_int(it_rl_init(&rl, 0, 60.0, 10), 0, "init without a limit");
