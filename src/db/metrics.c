@@ -3,6 +3,7 @@
 
 #include "db/metrics.h"
 
+#include "common/htab.h"
 #include "common/log.h"
 #include "db/db.h"
 
@@ -49,16 +50,6 @@ static struct {
 } m = {.lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER,
        .flush_lock = PTHREAD_MUTEX_INITIALIZER};
 
-/* FNV-1a over the key: short keys, good enough spread for 256 slots. */
-static uint32_t hash(const char *s)
-{
-	uint32_t h = 2166136261u;
-
-	for (; *s; s++)
-		h = (h ^ (unsigned char)*s) * 16777619u;
-	return h;
-}
-
 static int make_key(char *out, const char *name, const char *labels)
 {
 	int n = labels && *labels ? snprintf(out, IT_METRICS_KEY_MAX, "%s{%s}", name, labels)
@@ -71,13 +62,13 @@ static int make_key(char *out, const char *name, const char *labels)
 static struct slot *lookup(const char *name, const char *labels, int kind, int create)
 {
 	char key[IT_METRICS_KEY_MAX];
-	uint32_t h;
+	size_t h;
 
 	if (make_key(key, name, labels) < 0) {
 		atomic_fetch_add(&dropped, 1);
 		return NULL;
 	}
-	h = hash(key);
+	h = it_hash_str(key);
 	for (unsigned i = 0; i < IT_METRICS_SLOTS; i++) {
 		struct slot *s = &slots[(h + i) % IT_METRICS_SLOTS];
 		int st = atomic_load_explicit(&s->state, memory_order_acquire);
