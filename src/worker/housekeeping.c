@@ -1,4 +1,5 @@
-/* housekeeping.c: periodic chores: expiry warnings, expired sessions, event retention, orphaned blobs, expired uploads. */
+/* housekeeping.c: periodic chores: expiry warnings, expired sessions, event retention, orphaned blobs, expired uploads.
+ */
 #include "config.h"
 
 #include "worker/housekeeping.h"
@@ -18,7 +19,7 @@
  * instead of one long transaction holding many session locks. */
 #define HK_BATCH "200"
 
-int it_hk_run(PGconn *conn, const it_config *cfg, int gc_blobs, it_hk_stats *st)
+int it_housekeeping_run(PGconn *conn, const it_config *cfg, int gc_blobs, it_housekeeping_stats *st)
 {
 	char warn[24], keep[24], maxa[16];
 	const char *pv[4] = {maxa, warn, keep, HK_BATCH};
@@ -63,12 +64,13 @@ int it_hk_run(PGconn *conn, const it_config *cfg, int gc_blobs, it_hk_stats *st)
 		/* Images delete their blobs themselves (a trigger); this catches
 		 * any that never got attached. The age guard leaves alone blobs
 		 * a long upload may still be about to attach. */
-		res = PQexec(conn, "WITH d AS (DELETE FROM blobs WHERE id IN (SELECT b.id FROM blobs b"
-				   " WHERE b.created_at < now() - interval '1 hour'"
-				   " AND NOT EXISTS (SELECT 1 FROM images i WHERE i.blob_id = b.id)"
-				   " AND NOT EXISTS (SELECT 1 FROM images i WHERE i.thumb_blob_id = b.id)"
-				   " AND NOT EXISTS (SELECT 1 FROM tus_uploads t WHERE t.blob_id = b.id)"
-				   " LIMIT 1000) RETURNING 1) SELECT count(*) FROM d");
+		res = PQexec(conn,
+			     "WITH d AS (DELETE FROM blobs WHERE id IN (SELECT b.id FROM blobs b"
+			     " WHERE b.created_at < now() - interval '1 hour'"
+			     " AND NOT EXISTS (SELECT 1 FROM images i WHERE i.blob_id = b.id)"
+			     " AND NOT EXISTS (SELECT 1 FROM images i WHERE i.thumb_blob_id = b.id)"
+			     " AND NOT EXISTS (SELECT 1 FROM tus_uploads t WHERE t.blob_id = b.id)"
+			     " LIMIT 1000) RETURNING 1) SELECT count(*) FROM d");
 		if (!it_db_ok(res, PGRES_TUPLES_OK))
 			goto out;
 		st->blobs = atoll(PQgetvalue(res, 0, 0));

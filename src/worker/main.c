@@ -41,13 +41,14 @@ static void on_signal(int sig)
 
 static void usage(FILE *f)
 {
-	fprintf(f, "Usage: imagetools-worker [--config FILE] [--once] [--progress-interval MS] [--parallel N]\n"
-		   "Runs long operations (bulk compress, resize, convert) from the job queue\n"
-		   "and the housekeeping of sessions and events. Any number may run at once,\n"
-		   "on one machine or many. --once drains the queue and exits (for cron).\n"
-		   "SIGTERM finishes the current image, returns the job to the queue, exits.\n"
-		   "--progress-interval: least time between progress events of a job (250).\n"
-		   "--parallel: images transformed at once (default: one per CPU, at most 8).\n");
+	fprintf(f,
+		"Usage: imagetools-worker [--config FILE] [--once] [--progress-interval MS] [--parallel N]\n"
+		"Runs long operations (bulk compress, resize, convert) from the job queue\n"
+		"and the housekeeping of sessions and events. Any number may run at once,\n"
+		"on one machine or many. --once drains the queue and exits (for cron).\n"
+		"SIGTERM finishes the current image, returns the job to the queue, exits.\n"
+		"--progress-interval: least time between progress events of a job (250).\n"
+		"--parallel: images transformed at once (default: one per CPU, at most 8).\n");
 }
 
 /* Connects and LISTENs on the jobs channel. Returns the connection or NULL. */
@@ -95,8 +96,10 @@ struct options {
 static int parse_options(int argc, char **argv, struct options *o)
 {
 	static const struct option opts[] = {
-		{"config", required_argument, NULL, 'c'}, {"once", no_argument, NULL, 'o'},
-		{"progress-interval", required_argument, NULL, 'p'}, {"parallel", required_argument, NULL, 'j'},
+		{"config", required_argument, NULL, 'c'},
+		{"once", no_argument, NULL, 'o'},
+		{"progress-interval", required_argument, NULL, 'p'},
+		{"parallel", required_argument, NULL, 'j'},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
@@ -168,7 +171,7 @@ static int serve(it_worker *w, const it_config *cfg, int once)
 	int backoff = 1;
 
 	while (!stopping) {
-		it_wq_job job;
+		it_queue_job job;
 		int claimed;
 
 		/* Broken also covers a connection whose session answered that
@@ -188,17 +191,18 @@ static int serve(it_worker *w, const it_config *cfg, int once)
 			backoff = 1;
 		}
 		if (it_clock_ms() >= next_hk) {
-			it_hk_stats st;
+			it_housekeeping_stats st;
 			int gc = it_clock_ms() >= next_gc;
-			if (it_hk_run(w->conn, cfg, gc, &st) == 0 && gc)
+			if (it_housekeeping_run(w->conn, cfg, gc, &st) == 0 && gc)
 				next_gc = it_clock_ms() + GC_INTERVAL * 1000;
 			next_hk = it_clock_ms() + HK_INTERVAL * 1000;
 		}
-		claimed = it_wq_claim(w->conn, w->owner, (int)cfg->worker_lease, &job);
+		claimed = it_queue_claim(w->conn, w->owner, (int)cfg->worker_lease, &job);
 		if (claimed == 1) {
-			if (it_wk_run(w, &job) < 0)
-				it_log_warn("operation %s interrupted by a database error; its lease will expire", job.id);
-			it_wq_job_free(&job);
+			if (it_worker_run(w, &job) < 0)
+				it_log_warn("operation %s interrupted by a database error; its lease will expire",
+					    job.id);
+			it_queue_job_free(&job);
 			continue;
 		}
 		if (claimed < 0) {
@@ -235,7 +239,7 @@ int main(int argc, char **argv)
 		fprintf(stderr, "imagetools-worker: %s\n", err);
 		return 2;
 	}
-	if (it_xf_init(argv[0]) < 0) {
+	if (it_transform_init(argv[0]) < 0) {
 		it_log_error("libvips failed to start");
 		return 1;
 	}
@@ -264,6 +268,6 @@ int main(int argc, char **argv)
 	it_metrics_stop();
 	it_log_info("stopped");
 	it_config_free(&cfg);
-	it_xf_shutdown();
+	it_transform_shutdown();
 	return rc;
 }

@@ -10,7 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-void it_wq_job_free(it_wq_job *job)
+void it_queue_job_free(it_queue_job *job)
 {
 	free(job->image_ids);
 	json_object_put(job->result);
@@ -18,7 +18,7 @@ void it_wq_job_free(it_wq_job *job)
 }
 
 /* Splits "a,b,c" (uuids from array_to_string) into job->image_ids. */
-static int split_ids(it_wq_job *job, const char *s)
+static int split_ids(it_queue_job *job, const char *s)
 {
 	job->image_ids = calloc((size_t)job->total, sizeof(*job->image_ids));
 	if (job->image_ids == NULL)
@@ -35,7 +35,7 @@ static int split_ids(it_wq_job *job, const char *s)
 	return 0;
 }
 
-int it_wq_claim(PGconn *conn, const char *owner, int lease, it_wq_job *job)
+int it_queue_claim(PGconn *conn, const char *owner, int lease, it_queue_job *job)
 {
 	char leases[16], maxs[16], err[160];
 	const char *pv[3] = {owner, leases, maxs};
@@ -57,7 +57,8 @@ int it_wq_claim(PGconn *conn, const char *owner, int lease, it_wq_job *job)
 		/* Round robin between sessions: the job of the session whose
 		 * last job started longest ago (or never) goes first, so one
 		 * session queueing many jobs does not hold up the others. */
-		"   ORDER BY (SELECT max(r.started_at) FROM operations r WHERE r.session_id = q.session_id) NULLS FIRST,"
+		"   ORDER BY (SELECT max(r.started_at) FROM operations r WHERE r.session_id = q.session_id) NULLS "
+		"FIRST,"
 		"     q.created_at LIMIT 1 FOR UPDATE OF q SKIP LOCKED)"
 		" RETURNING o.id::text, o.session_id, o.type, o.params::text, array_to_string(o.image_ids, ','),"
 		" o.total, o.done, o.attempts, o.result::text",
@@ -91,11 +92,11 @@ out:
 	/* A malformed job keeps its claim: its lease runs out and after
 	 * IT_OPS_MAX_ATTEMPTS claims housekeeping fails it for good. */
 	if (rc != 1)
-		it_wq_job_free(job);
+		it_queue_job_free(job);
 	return rc;
 }
 
-int it_wq_renew(PGconn *conn, const it_wq_job *job, const char *owner, int lease)
+int it_queue_renew(PGconn *conn, const it_queue_job *job, const char *owner, int lease)
 {
 	char leases[16];
 	const char *pv[3] = {job->id, owner, leases};
@@ -116,12 +117,13 @@ int it_wq_renew(PGconn *conn, const it_wq_job *job, const char *owner, int lease
 	return rc;
 }
 
-int it_wq_record(PGconn *conn, const it_wq_job *job, const char *owner, int lease, int current, int progress,
-		 const char *message)
+int it_queue_record(PGconn *conn, const it_queue_job *job, const char *owner, int lease, int current, int progress,
+		    const char *message)
 {
 	char leases[16], currents[16], progs[16], dones[16];
-	const char *pv[8] = {job->id,  owner, leases, currents, progs, message, dones,
-			     json_object_to_json_string_ext(job->result, JSON_C_TO_STRING_PLAIN)};
+	const char *pv[8] = {
+		job->id, owner,	  leases, currents,
+		progs,	 message, dones,  json_object_to_json_string_ext(job->result, JSON_C_TO_STRING_PLAIN)};
 	PGresult *res;
 	int rc = -1;
 
@@ -143,11 +145,11 @@ int it_wq_record(PGconn *conn, const it_wq_job *job, const char *owner, int leas
 	return rc;
 }
 
-int it_wq_finish(PGconn *conn, const it_wq_job *job, const char *owner, const char *status, const char *error,
-		 const char *message)
+int it_queue_finish(PGconn *conn, const it_queue_job *job, const char *owner, const char *status, const char *error,
+		    const char *message)
 {
-	const char *pv[6] = {job->id, owner, status, error, message,
-			     json_object_to_json_string_ext(job->result, JSON_C_TO_STRING_PLAIN)};
+	const char *pv[6] = {job->id, owner,   status,
+			     error,   message, json_object_to_json_string_ext(job->result, JSON_C_TO_STRING_PLAIN)};
 	PGresult *res;
 	int rc = -1;
 
@@ -165,7 +167,7 @@ int it_wq_finish(PGconn *conn, const it_wq_job *job, const char *owner, const ch
 	return rc;
 }
 
-int it_wq_release(PGconn *conn, const it_wq_job *job, const char *owner)
+int it_queue_release(PGconn *conn, const it_queue_job *job, const char *owner)
 {
 	const char *pv[2] = {job->id, owner};
 	PGresult *res;

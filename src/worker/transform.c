@@ -24,7 +24,7 @@ static void vips_warning(const gchar *domain, GLogLevelFlags level, const gchar 
 	it_log_debug("libvips: %s", message);
 }
 
-int it_xf_init(const char *argv0)
+int it_transform_init(const char *argv0)
 {
 	if (VIPS_INIT(argv0))
 		return -1;
@@ -36,7 +36,7 @@ int it_xf_init(const char *argv0)
 	return 0;
 }
 
-void it_xf_shutdown(void)
+void it_transform_shutdown(void)
 {
 	vips_shutdown();
 }
@@ -62,7 +62,7 @@ static enum kind kind_of(const char *type)
 	static const struct {
 		const char *type;
 		enum kind k;
-	} kinds[] = {{"image/jpeg", K_JPEG}, {"image/png", K_PNG},	 {"image/gif", K_GIF},	{"image/webp", K_WEBP},
+	} kinds[] = {{"image/jpeg", K_JPEG}, {"image/png", K_PNG},   {"image/gif", K_GIF},  {"image/webp", K_WEBP},
 		     {"image/heic", K_HEIC}, {"image/heif", K_HEIC}, {"image/avif", K_AVIF}};
 
 	for (size_t i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++)
@@ -90,7 +90,7 @@ static const char *mime(enum outfmt f)
 static int same_format(enum outfmt f, enum kind k)
 {
 	return (f == O_JPEG && k == K_JPEG) || (f == O_PNG && k == K_PNG) || (f == O_GIF && k == K_GIF) ||
-	       (f == O_WEBP && k == K_WEBP) || (f == O_AVIF && k == K_AVIF);
+		(f == O_WEBP && k == K_WEBP) || (f == O_AVIF && k == K_AVIF);
 }
 
 static pthread_once_t probe_once = PTHREAD_ONCE_INIT;
@@ -106,8 +106,7 @@ static void probe(void)
 
 	heif_read_ok = vips_type_find("VipsForeignLoad", "heifload_source") != 0;
 	if (vips_black(&x, 16, 16, "bands", 3, NULL) == 0 &&
-	    vips_heifsave_buffer(x, &buf, &len, "compression", VIPS_FOREIGN_HEIF_COMPRESSION_AV1, "Q", 50, NULL) ==
-		    0 &&
+	    vips_heifsave_buffer(x, &buf, &len, "compression", VIPS_FOREIGN_HEIF_COMPRESSION_AV1, "Q", 50, NULL) == 0 &&
 	    len > 12)
 		avif_ok = 1;
 	vips_error_clear();
@@ -116,13 +115,13 @@ static void probe(void)
 		g_object_unref(x);
 }
 
-int it_xf_can_write(enum it_op_format f)
+int it_transform_can_write(enum it_op_format f)
 {
 	pthread_once(&probe_once, probe);
 	return f != IT_FMT_AVIF || avif_ok;
 }
 
-int it_xf_can_read_heif(void)
+int it_transform_can_read_heif(void)
 {
 	pthread_once(&probe_once, probe);
 	return heif_read_ok;
@@ -137,7 +136,7 @@ static int webp_lossless(const unsigned char *in, size_t len)
 
 	while (off + 8 <= len) {
 		uint32_t n = (uint32_t)in[off + 4] | (uint32_t)in[off + 5] << 8 | (uint32_t)in[off + 6] << 16 |
-			     (uint32_t)in[off + 7] << 24;
+			(uint32_t)in[off + 7] << 24;
 		if (memcmp(in + off, "VP8L", 4) == 0)
 			return 1;
 		if (memcmp(in + off, "VP8 ", 4) == 0)
@@ -231,21 +230,21 @@ static int strip_metadata(VipsImage **img)
 }
 
 /* Replaces *img by what op(*img) made; unrefs the old one. */
-#define STEP(img, call)                                                                                                \
-	do {                                                                                                           \
-		VipsImage *step_out_ = NULL;                                                                           \
-		if (call) {                                                                                            \
-			goto out;                                                                                      \
-		}                                                                                                      \
-		g_object_unref(img);                                                                                   \
-		(img) = step_out_;                                                                                     \
+#define STEP(img, call)                      \
+	do {                                 \
+		VipsImage *step_out_ = NULL; \
+		if (call) {                  \
+			goto out;            \
+		}                            \
+		g_object_unref(img);         \
+		(img) = step_out_;           \
 	} while (0)
 
 /* Encodes img as fmt. src is the source's kind, for what "keep" means in
  * each format (a palette PNG stays a palette, a lossless WebP lossless).
  * Returns 0 or -1 (vips error set). */
-static int save(VipsImage *img, enum outfmt fmt, const it_op_params *p, int strip, int src_palette,
-		int src_lossless, void **buf, size_t *len)
+static int save(VipsImage *img, enum outfmt fmt, const it_op_params *p, int strip, int src_palette, int src_lossless,
+		void **buf, size_t *len)
 {
 	int rc;
 
@@ -256,7 +255,8 @@ static int save(VipsImage *img, enum outfmt fmt, const it_op_params *p, int stri
 			 * down to 8 first (quantising loses far more). */
 			VipsImage *eight = NULL;
 			int grey = vips_image_get_bands(img) <= 2;
-			if (vips_colourspace(img, &eight, grey ? VIPS_INTERPRETATION_B_W : VIPS_INTERPRETATION_sRGB, NULL))
+			if (vips_colourspace(img, &eight, grey ? VIPS_INTERPRETATION_B_W : VIPS_INTERPRETATION_sRGB,
+					     NULL))
 				return -1;
 			rc = vips_pngsave_buffer(eight, buf, len, "palette", TRUE, "Q", p->quality, "dither", 1.0,
 						 "compression", 9, "strip", strip, NULL);
@@ -271,8 +271,8 @@ static int save(VipsImage *img, enum outfmt fmt, const it_op_params *p, int stri
 		} else {
 			/* Lossless: the best deflate level with the adaptive
 			 * row filter; 16-bit stays 16-bit. */
-			rc = vips_pngsave_buffer(img, buf, len, "compression", 9, "filter",
-						 VIPS_FOREIGN_PNG_FILTER_ALL, "strip", strip, NULL);
+			rc = vips_pngsave_buffer(img, buf, len, "compression", 9, "filter", VIPS_FOREIGN_PNG_FILTER_ALL,
+						 "strip", strip, NULL);
 		}
 		break;
 	case O_GIF:
@@ -297,9 +297,9 @@ static int save(VipsImage *img, enum outfmt fmt, const it_op_params *p, int stri
 		rc = vips_jpegsave_buffer(img, buf, len, "Q", p->quality, "optimize_coding", TRUE, "interlace",
 					  p->progressive, "trellis_quant", TRUE, "overshoot_deringing", TRUE,
 					  "optimize_scans", p->progressive, "subsample_mode",
-					  p->subsample == IT_SUB_ON	   ? VIPS_FOREIGN_SUBSAMPLE_ON
-					  : p->subsample == IT_SUB_OFF ? VIPS_FOREIGN_SUBSAMPLE_OFF
-								       : VIPS_FOREIGN_SUBSAMPLE_AUTO,
+					  p->subsample == IT_SUB_ON	       ? VIPS_FOREIGN_SUBSAMPLE_ON
+						  : p->subsample == IT_SUB_OFF ? VIPS_FOREIGN_SUBSAMPLE_OFF
+									       : VIPS_FOREIGN_SUBSAMPLE_AUTO,
 					  "strip", strip, NULL);
 		break;
 	}
@@ -326,8 +326,8 @@ static void resized(const it_op_params *p, uint32_t w, uint32_t h, double *ow, d
  * the WebP encoder its whole output (libvips hands libwebp one picture:
  * measured, about 5 bytes a pixel for RGB and 13 with alpha above what a
  * streamed JPEG of the same image takes). s receives the header facts. */
-static int check_limits(const it_op_params *p, enum outfmt fmt, const void *in, size_t len,
-			const it_sniff_limits *lim, int rotate, it_sniff *s, char *err, size_t errlen)
+static int check_limits(const it_op_params *p, enum outfmt fmt, const void *in, size_t len, const it_sniff_limits *lim,
+			int rotate, it_sniff *s, char *err, size_t errlen)
 {
 	char why[200];
 	double ow = 0, oh = 0;
@@ -346,8 +346,8 @@ static int check_limits(const it_op_params *p, enum outfmt fmt, const void *in, 
 		resized(p, s->width, s->height, &ow, &oh);
 		if (ow > (double)lim->max_dimension || oh > (double)lim->max_dimension ||
 		    ow * oh > (double)lim->max_pixels) {
-			snprintf(err, errlen, "resizing would make %.0fx%.0f pixels, more than max_pixels or max_dimension",
-				 ow, oh);
+			snprintf(err, errlen,
+				 "resizing would make %.0fx%.0f pixels, more than max_pixels or max_dimension", ow, oh);
 			return -1;
 		}
 	} else {
@@ -401,8 +401,8 @@ static int choose_format(const it_op_params *p, enum kind k, char *unchanged, si
 	}
 }
 
-int it_xf_apply(const it_op_params *p, const char *in_type, const void *in, size_t len, const it_sniff_limits *lim,
-		int thumb_size, it_xf_out *out, char *err, size_t errlen)
+int it_transform_apply(const it_op_params *p, const char *in_type, const void *in, size_t len,
+		       const it_sniff_limits *lim, int thumb_size, it_transform_out *out, char *err, size_t errlen)
 {
 	VipsImage *hdr = NULL, *img = NULL, *thumb = NULL;
 	enum kind k = kind_of(in_type);
@@ -422,11 +422,11 @@ int it_xf_apply(const it_op_params *p, const char *in_type, const void *in, size
 		rc = 0;
 		goto out;
 	}
-	if ((k == K_HEIC || k == K_AVIF) && !it_xf_can_read_heif()) {
+	if ((k == K_HEIC || k == K_AVIF) && !it_transform_can_read_heif()) {
 		snprintf(err, errlen, "this server's libvips cannot read %s images (no HEIF loader)", kind_name(k));
 		goto out;
 	}
-	if (fmt == O_AVIF && !it_xf_can_write(IT_FMT_AVIF)) {
+	if (fmt == O_AVIF && !it_transform_can_write(IT_FMT_AVIF)) {
 		snprintf(err, errlen, "this server's libvips cannot write AVIF (libheif has no AV1 encoder)");
 		goto out;
 	}
@@ -434,7 +434,9 @@ int it_xf_apply(const it_op_params *p, const char *in_type, const void *in, size
 	animated = s.frames > 1 && (k == K_GIF || k == K_WEBP);
 	if (animated && fmt != O_GIF && fmt != O_WEBP)
 		snprintf(out->note, sizeof(out->note), "only the first of %u frames: %s holds one", s.frames,
-			 fmt == O_JPEG ? "JPEG" : fmt == O_PNG ? "PNG" : "AVIF");
+			 fmt == O_JPEG		? "JPEG"
+				 : fmt == O_PNG ? "PNG"
+						: "AVIF");
 	animated = animated && (fmt == O_GIF || fmt == O_WEBP);
 
 	if (p->type == IT_OP_COMPRESS && k == K_JPEG && fmt == O_JPEG && !p->strip) {
@@ -444,7 +446,10 @@ int it_xf_apply(const it_op_params *p, const char *in_type, const void *in, size
 		void *buf = NULL;
 		size_t blen = 0;
 		char why[200];
-		if (it_cmyk_jpeg(in, len, p->quality, p->subsample == IT_SUB_ON ? 1 : p->subsample == IT_SUB_OFF ? 0 : -1,
+		if (it_cmyk_jpeg(in, len, p->quality,
+				 p->subsample == IT_SUB_ON	      ? 1
+					 : p->subsample == IT_SUB_OFF ? 0
+								      : -1,
 				 p->progressive, lim->max_decode_bytes, &buf, &blen, why, sizeof(why)) == 0) {
 			out->data = g_malloc(blen);
 			memcpy(out->data, buf, blen);
@@ -481,8 +486,8 @@ int it_xf_apply(const it_op_params *p, const char *in_type, const void *in, size
 		 * the aspect is kept; smaller images stay unless enlarge. */
 		int w = p->width ? p->width : VIPS_MAX_COORD, h = p->height ? p->height : VIPS_MAX_COORD;
 		if (vips_thumbnail_buffer((void *)in, len, &img, w, "height", h, "size",
-					  p->enlarge ? VIPS_SIZE_BOTH : VIPS_SIZE_DOWN, "fail_on", VIPS_FAIL_ON_TRUNCATED,
-					  "option_string", animated ? "n=-1" : "", NULL)) {
+					  p->enlarge ? VIPS_SIZE_BOTH : VIPS_SIZE_DOWN, "fail_on",
+					  VIPS_FAIL_ON_TRUNCATED, "option_string", animated ? "n=-1" : "", NULL)) {
 			vips_err(err, errlen, "cannot resize");
 			goto out;
 		}
@@ -516,8 +521,8 @@ int it_xf_apply(const it_op_params *p, const char *in_type, const void *in, size
 		int bands = vips_image_get_bands(img), r;
 		if (bands <= 2) {
 			vips_area_unref(VIPS_AREA(bg));
-			bg = vips_array_double_newv(1, (0.2126 * p->background[0] + 0.7152 * p->background[1] +
-							0.0722 * p->background[2]));
+			bg = vips_array_double_newv(
+				1, (0.2126 * p->background[0] + 0.7152 * p->background[1] + 0.0722 * p->background[2]));
 		}
 		r = vips_flatten(img, &thumb, "background", bg, NULL);
 		vips_area_unref(VIPS_AREA(bg));
@@ -538,7 +543,8 @@ int it_xf_apply(const it_op_params *p, const char *in_type, const void *in, size
 		const char *sub = NULL;
 		if (p->subsample == IT_SUB_AUTO && k == K_JPEG && fmt == O_JPEG &&
 		    vips_image_get_typeof(hdr, "jpeg-chroma-subsample") &&
-		    vips_image_get_string(hdr, "jpeg-chroma-subsample", &sub) == 0 && sub && strcmp(sub, "4:4:4") == 0) {
+		    vips_image_get_string(hdr, "jpeg-chroma-subsample", &sub) == 0 && sub &&
+		    strcmp(sub, "4:4:4") == 0) {
 			keep444 = *p;
 			keep444.subsample = IT_SUB_OFF;
 			p = &keep444;
@@ -569,8 +575,8 @@ encoded:
 		/* A compressor must never make a file bigger: the original
 		 * stays, and the entry says why. */
 		snprintf(out->unchanged, sizeof(out->unchanged),
-			 "re-encoding gave %zu bytes, not fewer than the original's %zu: the original is kept", out->len,
-			 len);
+			 "re-encoding gave %zu bytes, not fewer than the original's %zu: the original is kept",
+			 out->len, len);
 		g_free(out->data);
 		out->data = NULL;
 		out->len = 0;
@@ -607,7 +613,7 @@ out:
 	if (rc < 0) {
 		if (!err[0])
 			vips_err(err, errlen, "cannot process the image");
-		it_xf_out_free(out);
+		it_transform_out_free(out);
 		memset(out, 0, sizeof(*out));
 	}
 	if (thumb)
@@ -619,7 +625,7 @@ out:
 	return rc;
 }
 
-void it_xf_out_free(it_xf_out *out)
+void it_transform_out_free(it_transform_out *out)
 {
 	g_free(out->data);
 	g_free(out->thumb);

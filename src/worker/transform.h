@@ -8,15 +8,15 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* A transformed image. data is owned by the struct (it_xf_out_free). When
+/* A transformed image. data is owned by the struct (it_transform_out_free). When
  * unchanged is not empty the original stays as it is (compressing would not
  * have made it smaller, or the format is kept as it is): data and thumb are
  * then NULL and unchanged says why, in a sentence for people. */
-typedef struct it_xf_out {
+typedef struct it_transform_out {
 	void *data;
 	size_t len;
-	int width, height; /* as stored; of one frame for an animation */
-	int frames;	   /* frames in the result (1 for a still image) */
+	int width, height;	  /* as stored; of one frame for an animation */
+	int frames;		  /* frames in the result (1 for a still image) */
 	const char *content_type; /* static string: image/jpeg, image/png, image/gif, image/webp, image/avif */
 	void *thumb;		  /* thumbnail (JPEG or PNG), or NULL */
 	size_t thumb_len;
@@ -25,18 +25,18 @@ typedef struct it_xf_out {
 	/* What the result lost that is worth telling ("only the first of 12
 	 * frames: JPEG holds one"; "transparency flattened onto #ffffff"), or "". */
 	char note[200];
-} it_xf_out;
+} it_transform_out;
 
 /* Starts libvips for this process (argv0 for its messages). Returns 0 or -1. */
-int it_xf_init(const char *argv0);
+int it_transform_init(const char *argv0);
 
 /* Releases libvips' process-wide state (at exit, for leak checkers). */
-void it_xf_shutdown(void);
+void it_transform_shutdown(void);
 
 /* Whether this libvips writes f (AVIF needs libheif with an AV1 encoder:
  * found out once, by encoding a tiny image) and reads HEIF (HEIC, AVIF). */
-int it_xf_can_write(enum it_op_format f);
-int it_xf_can_read_heif(void);
+int it_transform_can_write(enum it_op_format f);
+int it_transform_can_read_heif(void);
 
 /* Applies p to the encoded image in[0..len) whose sniffed type is in_type,
  * and renders a thumbnail of the result with longest edge thumb_size (0: no
@@ -58,10 +58,10 @@ int it_xf_can_read_heif(void);
  *
  * Returns 0 and fills out, or -1 with a sentence in err (a corrupt or
  * unsupported file, or a format this libvips cannot write). */
-int it_xf_apply(const it_op_params *p, const char *in_type, const void *in, size_t len, const it_sniff_limits *lim,
-		int thumb_size, it_xf_out *out, char *err, size_t errlen);
+int it_transform_apply(const it_op_params *p, const char *in_type, const void *in, size_t len,
+		       const it_sniff_limits *lim, int thumb_size, it_transform_out *out, char *err, size_t errlen);
 
 /* Frees what out holds; safe on a zeroed or already freed struct. */
-void it_xf_out_free(it_xf_out *out);
+void it_transform_out_free(it_transform_out *out);
 
 #endif

@@ -26,7 +26,7 @@
 /* Per-run state that is not part of the stored job. */
 struct run {
 	it_worker *w;
-	it_wq_job *job;
+	it_queue_job *job;
 	const char *type;
 	long long last_progress_ms; /* when the last progress event was written, 0: never */
 	const it_urlsign *signer;   /* signs the URLs in image.updated events */
@@ -38,7 +38,7 @@ struct totals {
 	long long before, after; /* of the images that did not fail */
 };
 
-static void count(const it_wq_job *job, struct totals *t)
+static void count(const it_queue_job *job, struct totals *t)
 {
 	json_object *images;
 
@@ -168,7 +168,7 @@ static int read_blob(PGconn *conn, int64_t id, it_buf *b)
 }
 
 /* Adds the per-image entry to the job's result. Takes ownership of entry. */
-static void add_entry(it_wq_job *job, json_object *entry)
+static void add_entry(it_queue_job *job, json_object *entry)
 {
 	json_object *images;
 
@@ -181,7 +181,7 @@ static void add_entry(it_wq_job *job, json_object *entry)
 }
 
 /* Drops the entry add_entry added last (its transaction rolled back). */
-static void drop_last_entry(it_wq_job *job)
+static void drop_last_entry(it_queue_job *job)
 {
 	json_object *images;
 
@@ -196,13 +196,13 @@ static void drop_last_entry(it_wq_job *job)
  * (main thread), transformed (a helper thread when several run at once),
  * stored with its events (main thread, in order). */
 struct slot {
-	int index;		/* 0-based position in the job */
-	it_image img;		/* the row as loaded */
-	int loaded;		/* img and bytes are valid */
-	it_buf bytes;		/* the original file */
-	it_xf_out xf;		/* the result, when transformed */
+	int index;	     /* 0-based position in the job */
+	it_image img;	     /* the row as loaded */
+	int loaded;	     /* img and bytes are valid */
+	it_buf bytes;	     /* the original file */
+	it_transform_out xf; /* the result, when transformed */
 	int transformed;
-	char err[256];		/* why this image failed, "" when it did not */
+	char err[256]; /* why this image failed, "" when it did not */
 	const it_op_params *params;
 	const it_config *cfg;
 	long long load_ms, xf_ms;
@@ -213,14 +213,14 @@ struct slot {
 static void slot_free(struct slot *sl)
 {
 	it_buf_free(&sl->bytes);
-	it_xf_out_free(&sl->xf);
+	it_transform_out_free(&sl->xf);
 }
 
 /* Stage 1: reads the image's row and bytes. Returns 0 (sl->err set when the
  * image is gone), or -1 on a database error. */
 static int load(struct run *r, struct slot *sl)
 {
-	it_wq_job *job = r->job;
+	it_queue_job *job = r->job;
 	long long t0 = it_clock_ms();
 	int rc;
 
@@ -253,11 +253,11 @@ static void *transform(void *arg)
 	struct slot *sl = arg;
 	long long t0 = it_clock_ms();
 
-	if (sl->loaded && it_xf_apply(sl->params, sl->img.content_type, sl->bytes.data, sl->bytes.len,
-				      &(it_sniff_limits){(uint64_t)sl->cfg->max_pixels, (uint64_t)sl->cfg->max_dimension,
-							 (uint64_t)sl->cfg->max_decode_bytes},
-				      (int)sl->cfg->thumbnail_size, &sl->xf, sl->err,
-				      sizeof(sl->err)) == 0)
+	if (sl->loaded &&
+	    it_transform_apply(sl->params, sl->img.content_type, sl->bytes.data, sl->bytes.len,
+			       &(it_sniff_limits){(uint64_t)sl->cfg->max_pixels, (uint64_t)sl->cfg->max_dimension,
+						  (uint64_t)sl->cfg->max_decode_bytes},
+			       (int)sl->cfg->thumbnail_size, &sl->xf, sl->err, sizeof(sl->err)) == 0)
 		sl->transformed = 1;
 	/* The original is not needed any more; free it before the next stage. */
 	it_buf_free(&sl->bytes);
@@ -271,8 +271,8 @@ static int lock_session(struct run *r)
 {
 	const char *pv[1] = {r->job->session};
 	PGresult *res = PQexecParams(r->w->conn,
-				     "SELECT 1 FROM sessions WHERE id = $1 AND expires_at > now() FOR NO KEY UPDATE",
-				     1, NULL, pv, NULL, NULL, 0);
+				     "SELECT 1 FROM sessions WHERE id = $1 AND expires_at > now() FOR NO KEY UPDATE", 1,
+				     NULL, pv, NULL, NULL, 0);
 	int rc = !it_db_ok(res, PGRES_TUPLES_OK) ? -1 : PQntuples(res) == 1 ? 0 : 2;
 
 	PQclear(res);
@@ -284,8 +284,8 @@ static int lock_session(struct run *r)
 static int try_lock_image(struct run *r, const char *id)
 {
 	const char *pv[1] = {id};
-	PGresult *res = PQexecParams(r->w->conn, "SELECT 1 FROM images WHERE id = $1::uuid FOR UPDATE NOWAIT", 1,
-				     NULL, pv, NULL, NULL, 0);
+	PGresult *res = PQexecParams(r->w->conn, "SELECT 1 FROM images WHERE id = $1::uuid FOR UPDATE NOWAIT", 1, NULL,
+				     pv, NULL, NULL, 0);
 	int rc = it_db_ok(res, PGRES_TUPLES_OK) ? 0 : strcmp(it_db_sqlstate(res), "55P03") == 0 ? 1 : -1;
 
 	PQclear(res);
@@ -376,7 +376,7 @@ static void describe_outcome(json_object *entry, const struct slot *sl, int chan
 static int store_once(struct run *r, struct slot *sl)
 {
 	it_worker *w = r->w;
-	it_wq_job *job = r->job;
+	it_queue_job *job = r->job;
 	const int i = sl->index;
 	const char *id = job->image_ids[i];
 	json_object *entry = json_object_new_object(), *data = NULL;
@@ -420,7 +420,7 @@ static int store_once(struct run *r, struct slot *sl)
 	next = i + 2 <= job->total ? i + 2 : job->total;
 	progress = job->done * 100 / job->total;
 	next_message(r, next, msg, sizeof(msg));
-	rc = it_wq_record(w->conn, job, w->owner, (int)w->cfg->worker_lease, next, progress, msg);
+	rc = it_queue_record(w->conn, job, w->owner, (int)w->cfg->worker_lease, next, progress, msg);
 	if (rc != 0) {
 		commit_rc = rc;
 		goto out;
@@ -479,7 +479,7 @@ static int store(struct run *r, struct slot *sl)
 }
 
 /* Totals of the result, added to it for the summary. */
-static void summarise(it_wq_job *job, struct totals *t)
+static void summarise(it_queue_job *job, struct totals *t)
 {
 	json_object *images, *failed_ids = json_object_new_array();
 
@@ -487,7 +487,8 @@ static void summarise(it_wq_job *job, struct totals *t)
 	if (json_object_object_get_ex(job->result, "images", &images)) {
 		for (size_t k = 0, n = json_object_array_length(images); k < n; k++) {
 			json_object *e = json_object_array_get_idx(images, k), *v;
-			if (json_object_object_get_ex(e, "status", &v) && strcmp(json_object_get_string(v), "failed") == 0 &&
+			if (json_object_object_get_ex(e, "status", &v) &&
+			    strcmp(json_object_get_string(v), "failed") == 0 &&
 			    json_object_object_get_ex(e, "image_id", &v))
 				json_object_array_add(failed_ids, json_object_get(v));
 		}
@@ -502,7 +503,7 @@ static void summarise(it_wq_job *job, struct totals *t)
 static int finish(struct run *r, int cancelled)
 {
 	it_worker *w = r->w;
-	it_wq_job *job = r->job;
+	it_queue_job *job = r->job;
 	json_object *d = json_object_new_object();
 	const char *status, *reason = NULL;
 	char msg[200], saved[120];
@@ -517,8 +518,8 @@ static int finish(struct run *r, int cancelled)
 		status = "cancelled";
 		reason = "cancelled";
 		/* What was done before the cancel stays done: say so. */
-		snprintf(msg, sizeof(msg), "Cancelled after %d of %d images; those stay done. %s", job->done, job->total,
-			 saved);
+		snprintf(msg, sizeof(msg), "Cancelled after %d of %d images; those stay done. %s", job->done,
+			 job->total, saved);
 	} else if (ok == 0) {
 		status = "failed";
 		reason = "every image failed";
@@ -538,7 +539,7 @@ static int finish(struct run *r, int cancelled)
 	rc = lock_session(r);
 	if (rc != 0)
 		goto out;
-	rc = it_wq_finish(w->conn, job, w->owner, status, reason, msg);
+	rc = it_queue_finish(w->conn, job, w->owner, status, reason, msg);
 	if (rc != 0)
 		goto out;
 	rc = -1;
@@ -586,7 +587,7 @@ static void wait_transform(struct run *r, struct slot *sl)
 		deadline.tv_sec += lease / 3 > 0 ? lease / 3 : 1;
 		if (pthread_timedjoin_np(sl->thread, NULL, &deadline) != ETIMEDOUT)
 			break;
-		if (it_wq_renew(r->w->conn, r->job, r->w->owner, lease) < 0)
+		if (it_queue_renew(r->w->conn, r->job, r->w->owner, lease) < 0)
 			it_log_warn("operation %s: lease renewal failed", r->job->id);
 	}
 	sl->has_thread = 0;
@@ -613,19 +614,19 @@ static int start_image(struct run *r, struct slot *sl, int index)
 }
 
 /* Checks between two images whether the job goes on. Returns 0 to go on,
- * or the value it_wk_run returns after stopping here (*stopped set). */
+ * or the value it_worker_run returns after stopping here (*stopped set). */
 static int between(struct run *r, int i, int *stopped)
 {
 	it_worker *w = r->w;
-	it_wq_job *job = r->job;
+	it_queue_job *job = r->job;
 	int rc;
 
 	*stopped = 1;
 	if (*w->stopping) {
 		it_log_info("operation %s: shutting down, returned to the queue after %d images", job->id, i);
-		return it_wq_release(w->conn, job, w->owner);
+		return it_queue_release(w->conn, job, w->owner);
 	}
-	rc = it_wq_renew(w->conn, job, w->owner, (int)w->cfg->worker_lease);
+	rc = it_queue_renew(w->conn, job, w->owner, (int)w->cfg->worker_lease);
 	if (rc < 0)
 		return -1;
 	if (rc == 2) {
@@ -638,7 +639,7 @@ static int between(struct run *r, int i, int *stopped)
 	return 0;
 }
 
-int it_wk_run(it_worker *w, it_wq_job *job)
+int it_worker_run(it_worker *w, it_queue_job *job)
 {
 	struct run r = {w, job, it_op_type_name(job->params.type), 0, NULL};
 	struct slot *slots;
@@ -669,8 +670,8 @@ int it_wk_run(it_worker *w, it_wq_job *job)
 		}
 		rc = lock_session(&r);
 		if (rc == 0)
-			rc = it_wq_record(w->conn, job, w->owner, (int)w->cfg->worker_lease, i + 1,
-					  i * 100 / job->total, msg);
+			rc = it_queue_record(w->conn, job, w->owner, (int)w->cfg->worker_lease, i + 1,
+					     i * 100 / job->total, msg);
 		if (rc == 0)
 			rc = progress_event(&r, i + 1, i * 100 / job->total, msg, NULL) == 0 ? 0 : -1;
 		if (rc == 0)

@@ -9,12 +9,12 @@
 #include <signal.h>
 
 typedef struct it_worker {
-	PGconn *conn;			  /* owned by the caller */
+	PGconn *conn; /* owned by the caller */
 	const it_config *cfg;
-	char owner[128];		  /* lease owner: host:pid:random */
-	int progress_interval_ms;	  /* least time between progress events of one job */
-	int parallel;			  /* images transformed at once (threads), >= 1 */
-	volatile sig_atomic_t *stopping;  /* set by SIGTERM: release the job after the current image */
+	char owner[128];		 /* lease owner: host:pid:random */
+	int progress_interval_ms;	 /* least time between progress events of one job */
+	int parallel;			 /* images transformed at once (threads), >= 1 */
+	volatile sig_atomic_t *stopping; /* set by SIGTERM: release the job after the current image */
 } it_worker;
 
 /* Works through job (claimed by w->owner) from image job->done + 1 to the
@@ -24,6 +24,6 @@ typedef struct it_worker {
  * image's new version, its image.updated event and the job's progress
  * commit together. Returns 0, or -1 on a database error (the job is then
  * left to its lease). Does not free job. */
-int it_wk_run(it_worker *w, it_wq_job *job);
+int it_worker_run(it_worker *w, it_queue_job *job);
 
 #endif

@@ -33,12 +33,16 @@ static void test_params(void)
 	is_int(parse(IT_OP_COMPRESS, NULL, &p, err), 0, "compress without params");
 	is_int(p.quality, 75, "default quality 75");
 	is_int(p.strip, 0, "compress keeps metadata unless asked");
-	ok(p.progressive == 0 && p.palette == 0 && p.subsample == IT_SUB_AUTO, "baseline JPEG, no palette, auto subsampling");
+	ok(p.progressive == 0 && p.palette == 0 && p.subsample == IT_SUB_AUTO,
+	   "baseline JPEG, no palette, auto subsampling");
 	ok(p.background[0] == 255 && p.background[1] == 255 && p.background[2] == 255, "white background");
-	is_int(parse(IT_OP_COMPRESS, "{\"palette\":true,\"subsample\":\"off\",\"background\":\"#10A0ff\",\"format\":\"avif\"}",
-		     &p, err), 0, "palette, subsampling, background, AVIF");
+	is_int(parse(IT_OP_COMPRESS,
+		     "{\"palette\":true,\"subsample\":\"off\",\"background\":\"#10A0ff\",\"format\":\"avif\"}", &p,
+		     err),
+	       0, "palette, subsampling, background, AVIF");
 	ok(p.palette && p.subsample == IT_SUB_OFF && p.background[0] == 0x10 && p.background[1] == 0xa0 &&
-	   p.background[2] == 0xff && p.format == IT_FMT_AVIF, "values taken");
+		   p.background[2] == 0xff && p.format == IT_FMT_AVIF,
+	   "values taken");
 	is_int(parse(IT_OP_COMPRESS, "{\"background\":\"white\"}", &p, err), -1, "a colour name refused");
 	is_str(err, "params.background must be a colour written \"#rrggbb\".", "the error shows the form");
 	is_int(parse(IT_OP_COMPRESS, "{\"subsample\":\"420\"}", &p, err), -1, "an unknown subsampling refused");
@@ -124,14 +128,15 @@ static void *make_rgba_png(int w, int h, size_t *len)
 static void test_formats(const it_sniff_limits *lim)
 {
 	it_op_params p;
-	it_xf_out out;
+	it_transform_out out;
 	char err[256];
 	size_t len = 0;
 	void *png = make_rgba_png(300, 200, &len);
 	VipsImage *back;
 
 	parse(IT_OP_COMPRESS, NULL, &p, err);
-	is_int(it_xf_apply(&p, "image/png", png, len, lim, 64, &out, err, sizeof(err)), 0, "compress a PNG with alpha");
+	is_int(it_transform_apply(&p, "image/png", png, len, lim, 64, &out, err, sizeof(err)), 0,
+	       "compress a PNG with alpha");
 	if (out.unchanged[0]) {
 		ok(out.data == NULL, "unchanged: %s", out.unchanged);
 	} else {
@@ -142,7 +147,7 @@ static void test_formats(const it_sniff_limits *lim)
 		if (back)
 			g_object_unref(back);
 	}
-	it_xf_out_free(&out);
+	it_transform_out_free(&out);
 
 	/* An image that cannot get smaller stays as it is, with the reason. */
 	{
@@ -153,16 +158,17 @@ static void test_formats(const it_sniff_limits *lim)
 		vips_jpegsave_buffer(x, &tight, &tlen, "Q", 20, "optimize_coding", TRUE, "strip", TRUE, NULL);
 		g_object_unref(x);
 		parse(IT_OP_COMPRESS, "{\"quality\":95}", &p, err);
-		is_int(it_xf_apply(&p, "image/jpeg", tight, tlen, lim, 64, &out, err, sizeof(err)), 0,
+		is_int(it_transform_apply(&p, "image/jpeg", tight, tlen, lim, 64, &out, err, sizeof(err)), 0,
 		       "compress a JPEG at a higher quality than it has");
 		ok(out.unchanged[0] && out.data == NULL && out.thumb == NULL, "the original stays: %s", out.unchanged);
-		it_xf_out_free(&out);
+		it_transform_out_free(&out);
 		g_free(tight);
 	}
 
 	/* To JPEG: alpha flattened onto the chosen background, and said. */
 	parse(IT_OP_CONVERT, "{\"format\":\"jpeg\",\"background\":\"#000000\"}", &p, err);
-	is_int(it_xf_apply(&p, "image/png", png, len, lim, 0, &out, err, sizeof(err)), 0, "convert RGBA to JPEG");
+	is_int(it_transform_apply(&p, "image/png", png, len, lim, 0, &out, err, sizeof(err)), 0,
+	       "convert RGBA to JPEG");
 	is_str(out.content_type, "image/jpeg", "JPEG");
 	ok(strstr(out.note, "#000000") != NULL, "the note says onto what: %s", out.note);
 	back = out.data ? vips_image_new_from_buffer(out.data, out.len, "", NULL) : NULL;
@@ -179,16 +185,17 @@ static void test_formats(const it_sniff_limits *lim)
 	}
 	if (back)
 		g_object_unref(back);
-	it_xf_out_free(&out);
+	it_transform_out_free(&out);
 
 	/* To WebP: alpha kept, nothing flattened. */
 	parse(IT_OP_CONVERT, "{\"format\":\"webp\"}", &p, err);
-	is_int(it_xf_apply(&p, "image/png", png, len, lim, 0, &out, err, sizeof(err)), 0, "convert RGBA to WebP");
+	is_int(it_transform_apply(&p, "image/png", png, len, lim, 0, &out, err, sizeof(err)), 0,
+	       "convert RGBA to WebP");
 	back = out.data ? vips_image_new_from_buffer(out.data, out.len, "", NULL) : NULL;
 	ok(back && vips_image_get_bands(back) == 4 && out.note[0] == '\0', "alpha kept, no note");
 	if (back)
 		g_object_unref(back);
-	it_xf_out_free(&out);
+	it_transform_out_free(&out);
 	g_free(png);
 
 	/* An animated GIF stays animated, every frame. */
@@ -204,7 +211,7 @@ static void test_formats(const it_sniff_limits *lim)
 		vips_image_set_int(anim, "page-height", 30);
 		vips_gifsave_buffer(anim, &gif, &glen, NULL);
 		parse(IT_OP_COMPRESS, NULL, &p, err);
-		is_int(it_xf_apply(&p, "image/gif", gif, glen, lim, 32, &out, err, sizeof(err)), 0,
+		is_int(it_transform_apply(&p, "image/gif", gif, glen, lim, 32, &out, err, sizeof(err)), 0,
 		       "compress an animated GIF");
 		if (out.unchanged[0])
 			ok(1, "unchanged: %s", out.unchanged);
@@ -213,18 +220,18 @@ static void test_formats(const it_sniff_limits *lim)
 				   out.height == 30,
 			   "a GIF of 3 frames of 40x30 (%s, %d, %dx%d)", out.content_type, out.frames, out.width,
 			   out.height);
-		it_xf_out_free(&out);
+		it_transform_out_free(&out);
 		parse(IT_OP_CONVERT, "{\"format\":\"jpeg\"}", &p, err);
-		is_int(it_xf_apply(&p, "image/gif", gif, glen, lim, 0, &out, err, sizeof(err)), 0,
+		is_int(it_transform_apply(&p, "image/gif", gif, glen, lim, 0, &out, err, sizeof(err)), 0,
 		       "convert the animation to JPEG");
 		ok(out.frames == 1 && strstr(out.note, "first of 3 frames") != NULL, "one frame, and said: %s",
 		   out.note);
-		it_xf_out_free(&out);
+		it_transform_out_free(&out);
 		parse(IT_OP_CONVERT, "{\"format\":\"webp\"}", &p, err);
-		is_int(it_xf_apply(&p, "image/gif", gif, glen, lim, 0, &out, err, sizeof(err)), 0,
+		is_int(it_transform_apply(&p, "image/gif", gif, glen, lim, 0, &out, err, sizeof(err)), 0,
 		       "convert the animation to WebP");
 		ok(out.frames == 3 && out.height == 30, "every frame (%d)", out.frames);
-		it_xf_out_free(&out);
+		it_transform_out_free(&out);
 		for (int i = 0; i < 3; i++)
 			g_object_unref(frames[i]);
 		g_object_unref(anim);
@@ -234,23 +241,23 @@ static void test_formats(const it_sniff_limits *lim)
 	}
 
 	/* HEIC: kept as it is by compress, convertible to JPEG. */
-	if (it_xf_can_read_heif()) {
+	if (it_transform_can_read_heif()) {
 		VipsImage *x = NULL;
 		void *heic = NULL;
 		size_t hlen = 0;
 		vips_black(&x, 64, 48, "bands", 3, NULL);
 		if (vips_heifsave_buffer(x, &heic, &hlen, "Q", 50, NULL) == 0) {
 			parse(IT_OP_COMPRESS, NULL, &p, err);
-			is_int(it_xf_apply(&p, "image/heic", heic, hlen, lim, 0, &out, err, sizeof(err)), 0,
+			is_int(it_transform_apply(&p, "image/heic", heic, hlen, lim, 0, &out, err, sizeof(err)), 0,
 			       "compress a HEIC");
 			ok(strstr(out.unchanged, "HEIC") != NULL, "kept as it is, with the reason: %s", out.unchanged);
-			it_xf_out_free(&out);
+			it_transform_out_free(&out);
 			parse(IT_OP_CONVERT, "{\"format\":\"jpeg\"}", &p, err);
-			is_int(it_xf_apply(&p, "image/heic", heic, hlen, lim, 16, &out, err, sizeof(err)), 0,
+			is_int(it_transform_apply(&p, "image/heic", heic, hlen, lim, 16, &out, err, sizeof(err)), 0,
 			       "convert a HEIC to JPEG: %s", err);
 			ok(out.width == 64 && out.height == 48 && strcmp(out.content_type, "image/jpeg") == 0,
 			   "a 64x48 JPEG");
-			it_xf_out_free(&out);
+			it_transform_out_free(&out);
 		} else {
 			ok(1, "# SKIP this libvips cannot write HEIC");
 		}
@@ -264,40 +271,40 @@ static void test_transform(void)
 {
 	static const it_sniff_limits lim = {100000000, 16384, 134217728}, tiny = {1000, 16384, 134217728};
 	it_op_params p;
-	it_xf_out out;
+	it_transform_out out;
 	char err[256];
 	size_t len = 0;
 	void *jpg = make_image(640, 480, 0, &len);
 
 	ok(jpg != NULL, "test JPEG made");
 	parse(IT_OP_COMPRESS, "{\"quality\":50}", &p, err);
-	is_int(it_xf_apply(&p, "image/jpeg", jpg, len, &lim, 64, &out, err, sizeof(err)), 0, "compress");
+	is_int(it_transform_apply(&p, "image/jpeg", jpg, len, &lim, 64, &out, err, sizeof(err)), 0, "compress");
 	ok(out.len > 0 && out.len < len, "smaller than the quality-95 original (%zu < %zu)", out.len, len);
 	ok(out.width == 640 && out.height == 480, "same size");
 	is_str(out.content_type, "image/jpeg", "still JPEG");
 	ok(out.thumb != NULL && out.thumb_len > 0, "thumbnail made");
-	it_xf_out_free(&out);
+	it_transform_out_free(&out);
 
 	parse(IT_OP_RESIZE, "{\"width\":100,\"height\":100}", &p, err);
-	is_int(it_xf_apply(&p, "image/jpeg", jpg, len, &lim, 0, &out, err, sizeof(err)), 0, "resize");
+	is_int(it_transform_apply(&p, "image/jpeg", jpg, len, &lim, 0, &out, err, sizeof(err)), 0, "resize");
 	ok(out.width == 100 && out.height == 75, "fits within 100x100 keeping the aspect (%dx%d)", out.width,
 	   out.height);
 	ok(out.thumb == NULL, "no thumbnail asked");
-	it_xf_out_free(&out);
+	it_transform_out_free(&out);
 
 	parse(IT_OP_CONVERT, "{\"format\":\"webp\"}", &p, err);
-	is_int(it_xf_apply(&p, "image/jpeg", jpg, len, &lim, 0, &out, err, sizeof(err)), 0, "convert");
+	is_int(it_transform_apply(&p, "image/jpeg", jpg, len, &lim, 0, &out, err, sizeof(err)), 0, "convert");
 	is_str(out.content_type, "image/webp", "to WebP");
 	ok(out.len > 12 && memcmp((char *)out.data + 8, "WEBP", 4) == 0, "the bytes are WebP");
-	it_xf_out_free(&out);
+	it_transform_out_free(&out);
 
 	parse(IT_OP_COMPRESS, NULL, &p, err);
-	is_int(it_xf_apply(&p, "image/jpeg", jpg, len, &tiny, 0, &out, err, sizeof(err)), -1,
+	is_int(it_transform_apply(&p, "image/jpeg", jpg, len, &tiny, 0, &out, err, sizeof(err)), -1,
 	       "more than max_pixels refused");
 	ok(strstr(err, "max_pixels") != NULL, "and says why: %s", err);
-	is_int(it_xf_apply(&p, "image/jpeg", jpg, len / 2, &lim, 0, &out, err, sizeof(err)), -1,
+	is_int(it_transform_apply(&p, "image/jpeg", jpg, len / 2, &lim, 0, &out, err, sizeof(err)), -1,
 	       "truncated JPEG refused");
-	is_int(it_xf_apply(&p, "image/jpeg", "not an image at all", 19, &lim, 0, &out, err, sizeof(err)), -1,
+	is_int(it_transform_apply(&p, "image/jpeg", "not an image at all", 19, &lim, 0, &out, err, sizeof(err)), -1,
 	       "garbage refused");
 	ok(err[0] != '\0' && strchr(err, '\n') == NULL, "one-line error: %s", err);
 	g_free(jpg);
@@ -316,7 +323,7 @@ static void test_transform(void)
 		g_object_unref(x);
 		g_object_unref(y);
 		parse(IT_OP_COMPRESS, "{\"quality\":60}", &p, err);
-		is_int(it_xf_apply(&p, "image/jpeg", rot, rotlen, &lim, 0, &out, err, sizeof(err)), 0,
+		is_int(it_transform_apply(&p, "image/jpeg", rot, rotlen, &lim, 0, &out, err, sizeof(err)), 0,
 		       "compress a rotated photo, keeping its metadata");
 		ok(out.width == 640 && out.height == 480, "pixels stay as stored (%dx%d)", out.width, out.height);
 		back = vips_image_new_from_buffer(out.data, out.len, "", NULL);
@@ -328,16 +335,16 @@ static void test_transform(void)
 		}
 		if (back)
 			g_object_unref(back);
-		it_xf_out_free(&out);
+		it_transform_out_free(&out);
 		parse(IT_OP_COMPRESS, "{\"quality\":60,\"strip\":true}", &p, err);
-		is_int(it_xf_apply(&p, "image/jpeg", rot, rotlen, &lim, 0, &out, err, sizeof(err)), 0,
+		is_int(it_transform_apply(&p, "image/jpeg", rot, rotlen, &lim, 0, &out, err, sizeof(err)), 0,
 		       "compress a rotated photo, stripping metadata");
 		ok(out.width == 480 && out.height == 640, "the orientation is applied (%dx%d)", out.width, out.height);
 		back = vips_image_new_from_buffer(out.data, out.len, "", NULL);
 		ok(back && !vips_image_get_typeof(back, VIPS_META_EXIF_NAME), "and the EXIF block is gone");
 		if (back)
 			g_object_unref(back);
-		it_xf_out_free(&out);
+		it_transform_out_free(&out);
 		g_free(rot);
 	}
 
@@ -345,10 +352,10 @@ static void test_transform(void)
 
 	jpg = make_image(200, 100, 1, &len);
 	parse(IT_OP_RESIZE, "{\"width\":50}", &p, err);
-	is_int(it_xf_apply(&p, "image/png", jpg, len, &lim, 0, &out, err, sizeof(err)), 0, "resize a PNG");
+	is_int(it_transform_apply(&p, "image/png", jpg, len, &lim, 0, &out, err, sizeof(err)), 0, "resize a PNG");
 	is_str(out.content_type, "image/png", "stays PNG");
 	ok(out.width == 50 && out.height == 25, "50x25");
-	it_xf_out_free(&out);
+	it_transform_out_free(&out);
 	g_free(jpg);
 }
 
@@ -356,11 +363,11 @@ int main(int argc, char **argv)
 {
 	(void)argc;
 	test_params();
-	if (it_xf_init(argv[0]) < 0) {
+	if (it_transform_init(argv[0]) < 0) {
 		ok(0, "libvips starts");
 	} else {
 		test_transform();
-		it_xf_shutdown();
+		it_transform_shutdown();
 	}
 	return tap_done();
 }
