@@ -17,6 +17,7 @@ What a user relies on:
 import hashlib
 import json
 import os
+import re
 import select
 import shutil
 import subprocess
@@ -124,14 +125,25 @@ def image_part(n, seed):
     return png_bytes(n, n, seed=seed)
 
 
-def check_one_connection(tap, st, sid, label, nstreams):
-    """nstreams SSE streams and three uploads at once over one HTTP/2 connection."""
+def lighttpd_version():
+    r = subprocess.run(["lighttpd", "-v"], capture_output=True, text=True)
+    m = re.search(r"lighttpd/(\d+)\.(\d+)\.(\d+)", r.stdout + r.stderr)
+    return tuple(int(x) for x in m.groups()) if m else (0, 0, 0)
+
+
+def check_one_connection(tap, st, sid, label, want_streams, unknown_length=True):
+    """SSE streams (want_streams, or fewer when the server allows fewer streams per connection)
+    and three uploads at once over one HTTP/2 connection. unknown_length: the third upload is
+    sent without a content-length."""
     c = h2client.H2Client("127.0.0.1", st.port, st.cert)
     try:
         c.wait(lambda: c.settings_seen, what="the server's SETTINGS")
-        tap.ok(c.peer_max_concurrent_streams >= nstreams + 3,
-               label + ": the server allows %d concurrent streams on a connection (%d needed)"
-               % (c.peer_max_concurrent_streams, nstreams + 3))
+        limit = c.peer_max_concurrent_streams
+        nstreams = min(want_streams, limit - 3)
+        tap.diag("%s: the server allows %d concurrent streams on a connection: %d SSE streams and 3 uploads"
+                 % (label, limit, nstreams))
+        tap.ok(nstreams + 3 > 6, label + ": %d requests at once on one connection, more than the six connections "
+               "a browser opens per host over HTTP/1.1" % (nstreams + 3))
         # First what a browser tab does before it opens a stream: the page, its scripts and
         # styles, the health check. Apache's mod_http2 starts a connection at six requests
         # processed at once and raises that only as requests on it complete (docs/deploy.md,
@@ -156,7 +168,7 @@ def check_one_connection(tap, st, sid, label, nstreams):
             ctype, body = multipart({"session_id": sid, "source": "cli"},
                                     [("file", "h2-%d.png" % i, "image/png", data)])
             hdrs = [("content-type", ctype)]
-            if i == 2:
+            if i == 2 and unknown_length:
                 hdrs.append(("content-length", None))
             ups.append(c.request("POST", "/api/v1/images", headers=hdrs, body=body))
         tap.ok(c.open_streams() == nstreams + 3, label + ": %d streams open at once on the connection"
@@ -166,7 +178,8 @@ def check_one_connection(tap, st, sid, label, nstreams):
             tap.diag([(u.status, u.reset, u.body()[:300]) for u in ups])
         images = [u.json()["images"][0] if u.status == 201 else {} for u in ups]
         tap.is_([im.get("sha256") for im in images], [hashlib.sha256(d).hexdigest() for d in files],
-                label + ": each stored with the sha256 of the bytes sent (one without a content-length)")
+                label + ": each stored with the sha256 of the bytes sent%s"
+                % (" (one without a content-length)" if unknown_length else ""))
         downs = [c.request("GET", im.get("file_url", "/")) for im in images]
         c.wait(lambda: all(d.ended or d.reset is not None for d in downs), timeout=60, what="the downloads")
         tap.ok(all(d.status == 200 and d.body() == want for d, want in zip(downs, files)),
@@ -279,23 +292,28 @@ def check_browser(tap, st, label, nstreams):
                             env={"IT_IGNORE_HTTPS_ERRORS": "1", "IT_STREAMS": str(nstreams)})
 
 
-def run(tap, st, label, acme, nstreams, browser_streams):
+def run(tap, st, label, acme, streams, browser_streams, unknown_length=True):
     check_negotiation(tap, st, label)
     sid = st.new_session()
     check_sse_unbuffered(tap, st, sid, label)
-    check_one_connection(tap, st, st.new_session(), label, nstreams)
+    check_one_connection(tap, st, st.new_session(), label, streams, unknown_length)
     check_wss(tap, st, sid, label)
     check_redirect(tap, st, label, acme)
     check_browser(tap, st, label, browser_streams)
 
 
 tap = Tap()
-only = os.environ.get("IT_H2_ONLY", "")
-if only in ("", "lighttpd"):
-    with LighttpdTlsStack(tap, bridge=True, settings=SETTINGS) as st:
-        run(tap, st, "lighttpd h2", acme=True, nstreams=int(os.environ.get("IT_H2_L", 5)),
-            browser_streams=int(os.environ.get("IT_H2_LB", 10)))
-if only in ("", "apache"):
-    with ApacheTlsStack(tap, bridge=True, settings=SETTINGS) as st:
-        run(tap, st, "apache h2", acme=False, nstreams=STREAMS, browser_streams=STREAMS)
+with LighttpdTlsStack(tap, bridge=True, settings=SETTINGS) as st:
+    # lighttpd serves at most 8 streams per HTTP/2 connection (SETTINGS_MAX_CONCURRENT_STREAMS,
+    # compiled in), and a browser queues what is over: the page's own realtime connection, six
+    # EventSource streams and the upload fill it (docs/deploy.md, "TLS and HTTP/2"). Before
+    # 1.4.78 it also answers 411 to an HTTP/2 request body without a content-length, before any
+    # configuration applies.
+    unknown = lighttpd_version() >= (1, 4, 78)
+    if not unknown:
+        tap.skip("lighttpd h2: an upload without a content-length over HTTP/2",
+                 "lighttpd %d.%d.%d answers it 411 (fixed in 1.4.78)" % lighttpd_version())
+    run(tap, st, "lighttpd h2", acme=True, streams=STREAMS, browser_streams=6, unknown_length=unknown)
+with ApacheTlsStack(tap, bridge=True, settings=SETTINGS) as st:
+    run(tap, st, "apache h2", acme=False, streams=STREAMS, browser_streams=STREAMS)
 tap.done()
