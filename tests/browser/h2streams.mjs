@@ -5,12 +5,14 @@
 //
 // Environment: IT_STREAMS, the number of EventSource streams; IT_IGNORE_HTTPS_ERRORS (lib.mjs).
 
-import { BASE, ctl, diag, is, makePng, ok, openPage, run, until } from './lib.mjs';
+import { BASE, FEATURES, ctl, diag, is, makePng, ok, openPage, run, until } from './lib.mjs';
 
 const STREAMS = Number(process.env.IT_STREAMS || 10);
 const SID_RE = /^[A-Za-z0-9_-]{22,64}$/;
 
 run(async (context) => {
+  const wsUrls = [];
+  context.on('page', (p) => p.on('websocket', (ws) => wsUrls.push(ws.url())));
   const page = await openPage(context, BASE + '/');
   const proto = await page.evaluate(() => performance.getEntriesByType('navigation')[0].nextHopProtocol);
   is(proto, 'h2', 'the page is loaded over HTTP/2');
@@ -19,6 +21,12 @@ run(async (context) => {
     return SID_RE.test(id) ? id : null;
   });
   ok(sid, 'the page has its session');
+  if (FEATURES.bridge) {
+    // The page's own connection: a WebSocket to the bridge through the same TLS front (wss:).
+    const via = await until(async () => ((await page.getAttribute('#conn', 'data-transport')) === 'websocket' ? 'websocket' : null));
+    is(via, 'websocket', "the page's own connection is a WebSocket through the TLS front");
+    is(wsUrls.length > 0 && wsUrls.every((u) => u.startsWith('wss://')), true, 'opened as wss:');
+  }
 
   // The streams, each keeping every event it receives (by type, with its id).
   await page.evaluate(({ n, sid }) => {

@@ -25,8 +25,8 @@ import time
 
 import h2client
 from apache import prerequisites
-from deploy_scenarios import SETTINGS, append_event, multipart, png_bytes
-from harness import SRCDIR, Tap
+from deploy_scenarios import SETTINGS, append_event, multipart, open_streams, png_bytes, settled_count
+from harness import SRCDIR, Tap, wait_for
 from tls_stack import ApacheTlsStack, LighttpdTlsStack
 
 why = prerequisites("lighttpd", "apache")
@@ -154,10 +154,12 @@ def check_one_connection(tap, st, sid, label, want_streams, unknown_length=True)
         c.wait(lambda: all(p.ended for p in page), what="the page and its files")
         tap.ok(all(p.status == 200 for p in page), label + ": the page, its %d files and the health check load"
                % (len(page) - 1))
+        before = settled_count(st, "fastcgi")
         streams = [c.request("GET", "/api/v1/events/stream?session_id=" + sid) for _ in range(nstreams)]
         c.wait(lambda: all(len(s.events()) >= 1 for s in streams), timeout=20, what="every connection.status")
         tap.ok(all(s.status == 200 and s.events()[0].get("event") == "connection.status" for s in streams),
                label + ": %d SSE streams open on one connection, each with its connection.status" % nstreams)
+        tap.is_(open_streams(st), before + nstreams, label + ": the backend holds each of them as a stream of its own")
         # Three uploads while the ten streams stay open: about 300 KB each, more than a
         # stream's first flow-control window, so the body moves only as the server reads it.
         # The last has no content-length: HTTP/2 has no chunked encoding, a body of
@@ -199,8 +201,20 @@ def check_one_connection(tap, st, sid, label, want_streams, unknown_length=True)
                 % (nstreams, len(want)))
         tap.ok(c.max_open >= nstreams + 3 and not c.closed,
                label + ": all of it on one connection (%d streams open at most)" % c.max_open)
+        # A browser closes an EventSource with RST_STREAM, on a connection that stays open:
+        # the backend must let go of each stream all the same.
         for s in streams:
             c.cancel(s)
+        # (before may count a stream of an earlier check that is still on its way out.)
+        try:
+            wait_for(lambda: open_streams(st) <= before, timeout=20, what="the streams' release")
+        except TimeoutError:
+            pass
+        tap.ok(open_streams(st) <= before, label + ": streams the client resets are released, the connection open")
+        tap.ok(not c.closed, label + ": the connection stays usable")
+        h = c.request("GET", "/api/v1/health")
+        c.wait(lambda: h.ended, what="a request after the resets")
+        tap.is_(h.status, 200, label + ": and answers the next request")
     finally:
         c.close()
 
@@ -303,7 +317,9 @@ def run(tap, st, label, acme, streams, browser_streams, unknown_length=True):
 
 
 tap = Tap()
-with LighttpdTlsStack(tap, bridge=True, settings=SETTINGS) as st:
+# keepalive_interval 2: Apache notices a departed stream only when a write to it fails.
+H2_SETTINGS = dict(SETTINGS, keepalive_interval=2)
+with LighttpdTlsStack(tap, bridge=True, settings=H2_SETTINGS) as st:
     # lighttpd serves at most 8 streams per HTTP/2 connection (SETTINGS_MAX_CONCURRENT_STREAMS,
     # compiled in), and a browser queues what is over: the page's own realtime connection, six
     # EventSource streams and the upload fill it (docs/deploy.md, "TLS and HTTP/2"). Before
@@ -314,6 +330,6 @@ with LighttpdTlsStack(tap, bridge=True, settings=SETTINGS) as st:
         tap.skip("lighttpd h2: an upload without a content-length over HTTP/2",
                  "lighttpd %d.%d.%d answers it 411 (fixed in 1.4.78)" % lighttpd_version())
     run(tap, st, "lighttpd h2", acme=True, streams=STREAMS, browser_streams=6, unknown_length=unknown)
-with ApacheTlsStack(tap, bridge=True, settings=SETTINGS) as st:
+with ApacheTlsStack(tap, bridge=True, settings=H2_SETTINGS) as st:
     run(tap, st, "apache h2", acme=False, streams=STREAMS, browser_streams=STREAMS)
 tap.done()
