@@ -5,13 +5,16 @@ self-signed certificate and nothing changed in the shipped files but their docum
 What a user relies on:
 - the site answers HTTP/2 (ALPN h2), and curl --http2 on an SSE stream gets the first event and
   then each published event while the stream is open: each is read before the next is published;
-- one HTTP/2 connection carries ten SSE streams and three uploads at once (more than the six
-  connections a browser opens per host over HTTP/1.1): every stream gets every event once, in
-  order, and every upload is stored byte for byte, one of them sent without a length;
+- one HTTP/2 connection carries ten SSE streams and three uploads at once (under lighttpd, which
+  allows eight streams per connection, five and three), more than the six connections a browser
+  opens per host over HTTP/1.1: every stream gets every event once, in order, and every upload
+  is stored byte for byte (under Apache one sent without a length); streams the client resets
+  are released and the connection goes on;
 - WebSockets reach the bridge through the same TLS front (wss:);
 - plain HTTP redirects to https for the site's name, and lighttpd answers ACME challenges on it;
-- Chromium on the https page with ten EventSource streams to one session uploads a file and
-  every stream gets its event (tests/browser/h2streams.mjs).
+- Chromium on the https page with ten EventSource streams to one session (six under lighttpd)
+  uploads a file and every stream gets its event (tests/browser/h2streams.mjs); over HTTP/1.1
+  the same script fails, its upload stuck behind the streams.
 """
 
 import hashlib
