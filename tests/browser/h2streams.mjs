@@ -75,7 +75,7 @@ run(async (context) => {
   const [eid] = await ctl('append', { session: sid, type: 'image.deleted', data: { image_id: 'h2-browser' } });
   const want = (s) => s.events.filter((e) => e.type === 'image.uploaded' && (e.data.data || {}).image_id === up.id).length === 1
     && s.events.filter((e) => e.id === eid).length === 1;
-  const all = await until(() => page.evaluate((w) => window.__streams.map((s) => s.events), null).then((evs) =>
+  const all = await until(() => page.evaluate(() => window.__streams.map((s) => s.events)).then((evs) =>
     evs.every((list) => want({ events: list }))), 20000);
   ok(all, `each of the ${STREAMS} streams got the upload's event and the published one, once each`);
   if (!all) diag(JSON.stringify(await page.evaluate(() => window.__streams.map((s) => s.events.map((e) => e.id)))));
