@@ -79,6 +79,8 @@ export async function launch() {
     executablePath: process.env.IT_CHROMIUM || '/usr/bin/chromium',
     headless: true,
     viewport: { width: 1280, height: 860 },
+    // IT_IGNORE_HTTPS_ERRORS: the stack serves https with a self-signed certificate.
+    ignoreHTTPSErrors: !!process.env.IT_IGNORE_HTTPS_ERRORS,
     args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
       '--disable-background-networking', '--disable-component-update', '--disable-sync'],
   });

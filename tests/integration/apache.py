@@ -114,6 +114,9 @@ class ApacheStack(Stack):
         self.prefix = prefix or ""
         self.activation = activation
         self.enable = tuple(enable)  # optional "#Define NAME" lines of the example to switch on
+        self.extra_defines = {}      # more Define lines of the example to set (tls_stack.py)
+        self.extra_modules = []      # more modules the host loads, and lines it adds (tls_stack.py)
+        self.extra_host_lines = []
         self.apache = None
         self.fcgi = None
         settings = dict(kw.pop("settings", None) or {})
@@ -247,7 +250,7 @@ class ApacheStack(Stack):
         return render_defines(template, {
             "IT_PORT": str(self.port), "IT_SERVERNAME": "127.0.0.1", "IT_WEBROOT": webroot,
             "IT_SOCKET": self.socket_path, "IT_BRIDGE": "127.0.0.1:%d" % self.bridge_port,
-            "IT_LOGDIR": self.dir})
+            "IT_LOGDIR": self.dir, **self.extra_defines})
 
     def render_cgi_site(self):
         """The shared-hosting layout of apache/htaccess.example under a document root that
@@ -286,6 +289,7 @@ class ApacheStack(Stack):
     def host_config(self, site):
         mods = ["mpm_event", "authz_core", "authz_host", "mime", "dir", "alias", "env", "setenvif", "headers",
                 "rewrite", "filter", "deflate", "reqtimeout", "proxy", "proxy_fcgi", "proxy_http", "proxy_wstunnel"]
+        mods += self.extra_modules
         if self.mode == "cgi":
             # The classic shared host: prefork, mod_cgi forking each CGI from its child.
             mods[0] = "mpm_prefork"
@@ -311,6 +315,7 @@ class ApacheStack(Stack):
                  "SetOutputFilter DEFLATE",
                  "RequestReadTimeout header=20-40,MinRate=500 body=20,MinRate=500"]
         lines[1:1] = ["LoadModule %s_module %s/mod_%s.so" % (m, APACHE_MODULES, m) for m in mods]
+        lines += self.extra_host_lines
         if self.web:
             lines += ["User %s" % self.web[2], "Group #%d" % self.web[1]]
         return "\n".join(lines) + "\n" + site
