@@ -31,6 +31,7 @@ void it_h_tus_discovery_headers(it_req *req);
 
 /* h_images.c */
 void it_h_session_images(it_req *req);
+void it_h_images_list(it_req *req);
 void it_h_image_get(it_req *req);
 void it_h_image_patch(it_req *req);
 void it_h_image_delete(it_req *req);
