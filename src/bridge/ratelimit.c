@@ -70,6 +70,34 @@ unsigned it_rl_hit(it_rl *rl, const char *key, double now)
 	return count(rl, &e->start, &e->count, now);
 }
 
+unsigned it_rl_peek(const it_rl *rl, const char *key, double now)
+{
+	const struct it_rl_entry *e;
+	const it_hnode *n;
+	char k[64];
+	double start;
+	unsigned hits;
+
+	if (rl->limit == 0)
+		return 0;
+	snprintf(k, sizeof(k), "%s", key);
+	n = it_htab_find(&rl->keys, k);
+	e = n ? it_container_of(n, const struct it_rl_entry, node) : NULL;
+	if (e == NULL && rl->keys.count < rl->max_keys)
+		return 0;
+	start = e ? e->start : rl->overflow_start;
+	hits = e ? e->count : rl->overflow_count;
+	if (now - start >= rl->window || hits < rl->limit)
+		return 0;
+	{
+		double left = start + rl->window - now;
+		unsigned s = (unsigned)left;
+		if ((double)s < left)
+			s++;
+		return s ? s : 1;
+	}
+}
+
 void it_rl_prune(it_rl *rl, double now)
 {
 	it_hnode *n, *next;
