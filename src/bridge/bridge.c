@@ -13,6 +13,7 @@
 #include "common/id.h"
 #include "common/list.h"
 #include "common/log.h"
+#include "common/proc.h"
 #include "common/origin.h"
 #include "common/scope.h"
 #include "common/token.h"
@@ -37,7 +38,6 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/epoll.h>
-#include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/timerfd.h>
@@ -2019,17 +2019,6 @@ static int open_listener(const char *addr)
 	return fd;
 }
 
-static void raise_fd_limit(void)
-{
-	struct rlimit rl;
-
-	/* Every client is a descriptor: take all the hard limit allows. */
-	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
-		rl.rlim_cur = rl.rlim_max;
-		setrlimit(RLIMIT_NOFILE, &rl);
-	}
-}
-
 static int add_watch(int fd, handle *h)
 {
 	struct epoll_event e = {.events = EPOLLIN, .data.ptr = h};
@@ -2064,7 +2053,7 @@ int it_bridge_run(const it_config *cfg, const char *listen_addr)
 		it_log_error("out of memory");
 		return -1;
 	}
-	raise_fd_limit();
+	it_raise_fd_limit();
 	signal(SIGPIPE, SIG_IGN);
 	sigemptyset(&mask);
 	sigaddset(&mask, SIGTERM);
