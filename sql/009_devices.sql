@@ -109,10 +109,27 @@ BEGIN
 END
 $$;
 
+-- Room for one more device in session p_session, whose row the caller has
+-- locked: devices revoked or expired for more than a day are deleted (with
+-- any unfinished upload they began, which could not go on anyway), and the
+-- session may hold p_max live devices and ten times as many rows in all, so
+-- that minting and revoking in a loop cannot grow the table without bound.
+CREATE FUNCTION it_device_room(p_session text, p_max integer) RETURNS boolean
+LANGUAGE plpgsql AS $$
+BEGIN
+    DELETE FROM devices x
+     WHERE x.session_id = p_session
+       AND (x.revoked_at < now() - interval '1 day' OR x.expires_at < now() - interval '1 day');
+    RETURN (SELECT count(*) FILTER (WHERE x.revoked_at IS NULL AND (x.expires_at IS NULL OR x.expires_at > now()))
+                   < p_max AND count(*) < 10 * p_max
+              FROM devices x WHERE x.session_id = p_session);
+END
+$$;
+
 -- Makes a device for a token the caller generated (only its hash comes
 -- here) in a live session, with its event. p_ttl 0: the token lives as long
 -- as the session. Returns 201 and the device's JSON, 404 when the session is
--- unknown or expired, 409 when the session already has p_max live devices.
+-- unknown or expired, 409 when the session has no room (it_device_room).
 CREATE FUNCTION it_device_mint(p_session text, p_device text, p_token_hash bytea, p_scope text, p_label text,
                                p_source text, p_ttl integer, p_max integer,
                                OUT status integer, OUT device jsonb)
@@ -128,9 +145,7 @@ BEGIN
         status := 404;
         RETURN;
     END IF;
-    IF (SELECT count(*) FROM devices x
-         WHERE x.session_id = p_session AND x.revoked_at IS NULL
-           AND (x.expires_at IS NULL OR x.expires_at > now())) >= p_max THEN
+    IF NOT it_device_room(p_session, p_max) THEN
         status := 409;
         RETURN;
     END IF;
@@ -180,10 +195,11 @@ $$;
 -- caller generated. The code's row lock makes the exchange single-use: of
 -- two concurrent exchanges, the second finds the code used. Returns 201
 -- with the device's session and JSON; 401 'unknown' when no such code;
--- 410 'used' or 410 'expired' (also when its session has expired).
+-- 410 'used' or 410 'expired' (also when its session has expired); 409
+-- when the session has no room for another device (the code stays unused).
 -- p_label NULL takes the owner's label, else 'Paired device'.
 CREATE FUNCTION it_pairing_exchange(p_code_hash bytea, p_device text, p_token_hash bytea, p_label text,
-                                    p_source text,
+                                    p_source text, p_max integer,
                                     OUT status integer, OUT reason text, OUT session_id text, OUT device jsonb)
 LANGUAGE plpgsql AS $$
 #variable_conflict use_column
@@ -203,10 +219,16 @@ BEGIN
         reason := 'used';
         RETURN;
     END IF;
-    SELECT s.expires_at INTO v_expires FROM sessions s WHERE s.id = c.session_id AND s.expires_at > now();
+    SELECT s.expires_at INTO v_expires FROM sessions s WHERE s.id = c.session_id AND s.expires_at > now()
+       FOR UPDATE;
     IF c.expires_at <= now() OR NOT FOUND THEN
         status := 410;
         reason := 'expired';
+        RETURN;
+    END IF;
+    IF NOT it_device_room(c.session_id, p_max) THEN
+        status := 409;
+        reason := 'full';
         RETURN;
     END IF;
     INSERT INTO devices (id, session_id, token_hash, scope, label, source, expires_at)

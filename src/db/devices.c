@@ -165,8 +165,8 @@ int it_devices_pairing_create(PGconn **connp, const char *session, unsigned scop
 int it_devices_pair(PGconn **connp, const char *code, const char *label, const char *source, char *token,
 		    json_object **device, unsigned *scope, const char **reason)
 {
-	char id[IT_DEVICE_ID_SIZE], chash[IT_TOKEN_HASH_HEX_SIZE], thash[IT_TOKEN_HASH_HEX_SIZE];
-	const char *params[5] = {chash, id, thash, label, source};
+	char id[IT_DEVICE_ID_SIZE], chash[IT_TOKEN_HASH_HEX_SIZE], thash[IT_TOKEN_HASH_HEX_SIZE], max[16];
+	const char *params[6] = {chash, id, thash, label, source, max};
 	PGresult *res;
 	int rc = 503;
 
@@ -181,10 +181,11 @@ int it_devices_pair(PGconn **connp, const char *code, const char *label, const c
 	}
 	it_token_hash_text(code, chash);
 	it_token_hash_text(token, thash);
+	snprintf(max, sizeof(max), "%d", IT_DEVICES_MAX);
 	res = it_db_exec(connp, 0,
 			 "SELECT status, reason, device, device->>'scope' FROM it_pairing_exchange($1::bytea, $2,"
-			 " $3::bytea, $4, $5)",
-			 5, params);
+			 " $3::bytea, $4, $5, $6::integer)",
+			 6, params);
 	if (it_db_ok(res, PGRES_TUPLES_OK) && PQntuples(res) == 1) {
 		rc = atoi(PQgetvalue(res, 0, 0));
 		if (rc == 410)

@@ -9,9 +9,10 @@
 #include <libpq-fe.h>
 #include <stdint.h>
 
-/* Live (unrevoked, unexpired) devices one session may have, and pairing
- * codes waiting to be used: a full-scope caller cannot grow the tables
- * without bound. */
+/* Live (unrevoked, unexpired) devices one session may have (and ten times
+ * as many rows with the revoked and expired ones of the last day), and
+ * pairing codes waiting to be used: a full-scope caller cannot grow the
+ * tables without bound. */
 #define IT_DEVICES_MAX 100
 #define IT_PAIRINGS_MAX 20
 
@@ -43,7 +44,7 @@ int it_devices_live(PGconn *conn, const char *device_id, int lock);
  * shown this once, to token (IT_TOKEN_LEN + 1 bytes) and the device's JSON
  * (device_id, label, source, scope, created_at, expires_at) to *device
  * (json_object_put it). Returns 0, 404 (session unknown or expired), 409
- * (IT_DEVICES_MAX live devices already) or 503. */
+ * (no room: IT_DEVICES_MAX live devices already) or 503. */
 int it_devices_mint(PGconn **connp, const char *session, unsigned scope, const char *label, const char *source,
 		    int64_t ttl, char *token, json_object **device);
 
@@ -59,7 +60,8 @@ int it_devices_pairing_create(PGconn **connp, const char *session, unsigned scop
  * label (NULL: the owner's choice) with source. Writes the token to token
  * (IT_TOKEN_LEN + 1 bytes), the device's JSON to *device and its scope
  * bits to *scope. Returns 0; 401 unknown code; 410 with *reason "used" or
- * "expired"; 503. */
+ * "expired"; 409 when the session has no room for another device (the code
+ * stays usable); 503. */
 int it_devices_pair(PGconn **connp, const char *code, const char *label, const char *source, char *token,
 		    json_object **device, unsigned *scope, const char **reason);
 

@@ -273,7 +273,7 @@ void it_h_pair(it_req *req)
 		else
 			it_resp_problem(req, 410, "pairing-code-expired", "This pairing code has expired. Ask for a new one.");
 		break;
-	default: it_app_session_problem(req, 503); break;
+	default: devices_problem(req, rc, "devices"); break;
 	}
 out:
 	json_object_put(body);

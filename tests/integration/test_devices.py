@@ -358,6 +358,16 @@ with Stack(tap, settings={"rate_auth_failures": AUTH_FAILURES, "rate_pairing": 1
             "the session's devices go with it")
     problem(call("GET", "/api/v1/images", VIEW), 401, "invalid-token", "a token of a deleted session is unknown")
 
+    # ------------------------------------------------------------ bounded
+    D = st.new_session()
+    made = [mint("upload", label="d%d" % i, cred=D).status for i in range(100)]
+    tap.is_(made, [201] * 100, "a session holds 100 live devices")
+    problem(mint("upload", cred=D), 409, "too-many-devices", "the 101st")
+    r = call("POST", "/api/v1/pairings", D, body={})
+    problem(call("POST", "/api/v1/pair", body={"code": r.json().get("code", "")}), 409, "too-many-devices",
+            "pairing into a full session")
+    seen.append(r.json().get("code", ""))
+
     # ------------------------------------------------------------ brute force
     C = st.new_session()
     GOOD = mint("view", cred=C).json().get("token", "")
