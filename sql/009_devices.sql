@@ -140,7 +140,8 @@ DECLARE
 BEGIN
     -- The session's row lock (taken again by it_append_event below)
     -- serialises the count against concurrent mints.
-    SELECT s.expires_at INTO v_expires FROM sessions s WHERE s.id = p_session AND s.expires_at > now() FOR UPDATE;
+    SELECT s.expires_at INTO v_expires FROM sessions s WHERE s.id = p_session AND s.expires_at > now()
+       FOR NO KEY UPDATE;
     IF NOT FOUND THEN
         status := 404;
         RETURN;
@@ -172,7 +173,8 @@ LANGUAGE plpgsql AS $$
 DECLARE
     v_text text;
 BEGIN
-    PERFORM 1 FROM sessions s WHERE s.id = p_session AND s.expires_at > now() FOR UPDATE;
+    PERFORM 1 FROM sessions s WHERE s.id = p_session AND s.expires_at > now()
+       FOR NO KEY UPDATE;
     IF NOT FOUND THEN
         status := 404;
         RETURN;
@@ -220,7 +222,7 @@ BEGIN
         RETURN;
     END IF;
     SELECT s.expires_at INTO v_expires FROM sessions s WHERE s.id = c.session_id AND s.expires_at > now()
-       FOR UPDATE;
+       FOR NO KEY UPDATE;
     IF c.expires_at <= now() OR NOT FOUND THEN
         status := 410;
         reason := 'expired';
@@ -257,6 +259,11 @@ LANGUAGE plpgsql AS $$
 DECLARE
     d devices;
 BEGIN
+    -- The session's row first, then the device's: the order an upload takes
+    -- them in (it locks the session to store, then holds the device row
+    -- FOR SHARE until it commits, it_device_live), so the two wait for each
+    -- other instead of deadlocking.
+    PERFORM 1 FROM sessions s WHERE s.id = p_session FOR NO KEY UPDATE;
     UPDATE devices x SET revoked_at = now()
      WHERE x.id = p_device AND x.session_id = p_session AND x.revoked_at IS NULL
     RETURNING * INTO d;
