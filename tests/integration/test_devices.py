@@ -352,6 +352,34 @@ with Stack(tap, settings={"rate_auth_failures": AUTH_FAILURES, "rate_pairing": 1
     tap.is_(call("DELETE", loc, headers={"Tus-Resumable": "1.0.0"}).status, 204,
             "tus: the upload can still be terminated")
 
+    # A revocation while a PATCH is sending: its bytes are not kept.
+    TUS2 = mint("upload", label="Resumable 2").json()
+    big_tus = png_bytes(400, 400, level=0)
+    r = call("POST", "/api/v1/uploads/tus", TUS2["token"], headers={
+        "Tus-Resumable": "1.0.0", "Upload-Length": str(len(big_tus))})
+    loc2 = r.header("Location") or "/"
+    tid2 = loc2.rsplit("/", 1)[1]
+
+    def tus_locked():
+        try:
+            st.sql("BEGIN; SELECT 1 FROM tus_uploads WHERE id = :'p1' FOR UPDATE NOWAIT; ROLLBACK;", tid2)
+            return False
+        except RuntimeError:
+            return True
+
+    s = socket.create_connection(("127.0.0.1", st.port), timeout=60)
+    s.sendall(("PATCH %s HTTP/1.1\r\nHost: 127.0.0.1\r\nTus-Resumable: 1.0.0\r\nUpload-Offset: 0\r\n"
+               "Content-Type: application/offset+octet-stream\r\nContent-Length: %d\r\nConnection: close\r\n\r\n"
+               % (loc2, len(big_tus))).encode() + big_tus[:len(big_tus) // 2])
+    wait_for(tus_locked, timeout=20, what="the PATCH to hold its upload")
+    tap.is_(call("DELETE", "/api/v1/devices/" + TUS2["device_id"], A).status, 204, "tus: revoked while a PATCH sends")
+    s.sendall(big_tus[len(big_tus) // 2:])
+    status, raw = read_to_end(s)
+    s.close()
+    tap.is_(status, 401, "tus: the PATCH whose token was revoked meanwhile: 401")
+    tap.is_(st.sql("SELECT \"offset\" FROM tus_uploads WHERE id = :'p1'", tid2), "0",
+            "tus: none of its bytes are kept")
+
     # ------------------------------------------------------------ the session id stays the owner's key
     tap.is_(call("DELETE", "/api/v1/sessions/" + A, FULL).status, 204, "a full token of the session deletes it")
     tap.is_(st.sql("SELECT count(*) FROM devices WHERE session_id = :'p1'", A), "0",
