@@ -307,6 +307,10 @@ with Stack(tap, settings={"rate_auth_failures": AUTH_FAILURES, "rate_pairing": 1
     problem(r, 401, "invalid-token", "tus with the revoked token")
     tap.is_(state(), before, "the revoked token stored nothing")
     problem(call("DELETE", "/api/v1/devices/" + up_dev, A), 404, "unknown-device", "revoking it again")
+    # Listeners learn of a revocation from its notification (what the streams act on).
+    heard = st.sql("LISTEN imagetools_events; SELECT it_device_revoke(:'p1', :'p2');", A,
+                   mint("view", label="Listened").json().get("device_id", ""))
+    tap.like(heard, r"revoked:%s:dev_[A-Za-z0-9_-]{16}" % A, "a revocation sends revoked:<session>:<device_id>")
     other_dev = mint("upload", cred=B).json().get("device_id", "dev_AAAAAAAAAAAAAAAA")
     problem(call("DELETE", "/api/v1/devices/" + other_dev, A), 404, "unknown-device",
             "revoking another session's device")
