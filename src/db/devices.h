@@ -30,6 +30,19 @@
  * refresh takes the device row's lock until commit. */
 int it_devices_check(PGconn **connp, const char *cred, it_principal *out);
 
+/* The same check in three steps, for callers that send the statement
+ * themselves (the bridge and the feed, asynchronously):
+ * it_devices_check_params fills hash (IT_TOKEN_HASH_HEX_SIZE bytes) and the
+ * two text parameters of IT_DEVICES_CHECK_SQL for cred, or answers 401 for
+ * a malformed token (nothing to send); it_devices_check_result reads the
+ * statement's result (NULL allowed: 503) with the same hash, into out, with
+ * the answers of it_devices_check. */
+#define IT_DEVICES_CHECK_SQL                                                                                   \
+	"SELECT status, session_id, scope, device_id, label, source, until_epoch, token_hash"                  \
+	" FROM it_credential_check($1, $2::bytea)"
+int it_devices_check_params(const char *cred, char *hash, const char *params[2]);
+int it_devices_check_result(const PGresult *res, const char *hash, it_principal *out);
+
 /* 0 when device_id's token still works, 401 when it was revoked or has
  * expired (since the request began), 503. With lock, inside the caller's
  * transaction on conn just before it commits what the device sent: the row
