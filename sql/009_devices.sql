@@ -315,3 +315,31 @@ $$;
 -- the device's token is revoked nothing more of the upload is stored, even
 -- from a request that presents only the upload's URL.
 ALTER TABLE tus_uploads ADD COLUMN device_id text REFERENCES devices (id) ON DELETE CASCADE;
+
+-- it_credential_check behind the failure limit of p_fail_key (see
+-- it_rate_peek): when the bucket is empty, 429 and the seconds until a
+-- token is back, before the credential is looked at; else
+-- it_credential_check's row with retry_after 0. One round trip for what
+-- would otherwise take two. p_per_sec 0 (or p_fail_key NULL): no limit.
+CREATE FUNCTION it_credential_check_limited(p_cred text, p_token_hash bytea, p_fail_key text,
+                                            p_cap double precision, p_per_sec double precision)
+RETURNS TABLE (status integer, session_id text, scope text, device_id text, label text, source text,
+               until_epoch bigint, token_hash bytea, retry_after double precision)
+LANGUAGE plpgsql AS $$
+DECLARE
+    v_allowed boolean;
+    v_retry double precision;
+BEGIN
+    IF p_fail_key IS NOT NULL AND p_per_sec > 0 THEN
+        SELECT r.allowed, r.retry_after INTO v_allowed, v_retry FROM it_rate_peek(p_fail_key, p_cap, p_per_sec) r;
+        IF NOT v_allowed THEN
+            RETURN QUERY SELECT 429, NULL::text, NULL::text, NULL::text, NULL::text, NULL::text, NULL::bigint,
+                                NULL::bytea, v_retry;
+            RETURN;
+        END IF;
+    END IF;
+    RETURN QUERY SELECT c.status, c.session_id, c.scope, c.device_id, c.label, c.source, c.until_epoch,
+                        c.token_hash, 0::double precision
+                   FROM it_credential_check(p_cred, p_token_hash) c;
+END
+$$;

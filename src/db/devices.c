@@ -44,7 +44,7 @@ int it_devices_check_result(const PGresult *res, const char *hash, it_principal 
 	int rc;
 
 	memset(out, 0, sizeof(*out));
-	if (!it_db_ok(res, PGRES_TUPLES_OK) || PQntuples(res) != 1 || PQnfields(res) != 8) {
+	if (!it_db_ok(res, PGRES_TUPLES_OK) || PQntuples(res) != 1 || PQnfields(res) < 8) {
 		if (res)
 			it_log_warn("credential check failed: %s", PQresultErrorMessage(res));
 		return 503;
@@ -80,6 +80,41 @@ int it_devices_check(PGconn **connp, const char *cred, it_principal *out)
 	 * last_seen_at that means the same done twice. */
 	res = it_db_exec(connp, 1, IT_DEVICES_CHECK_SQL, 2, params);
 	rc = it_devices_check_result(res, hash, out);
+	PQclear(res);
+	return rc;
+}
+
+int it_devices_check_limited(PGconn **connp, const char *cred, const char *kind, const char *subject,
+			     int64_t per_minute, it_principal *out, int64_t *retry_after)
+{
+	char hash[IT_TOKEN_HASH_HEX_SIZE], key[256], cap[32], rate[48];
+	const char *params[5];
+	PGresult *res;
+	int rc;
+
+	memset(out, 0, sizeof(*out));
+	*retry_after = 0;
+	if ((rc = it_devices_check_params(cred, hash, params)) != 0)
+		return rc;
+	/* The key and rates as it_ratelimit_take writes them. */
+	snprintf(key, sizeof(key), "%s:%s", kind, subject ? subject : "-");
+	snprintf(cap, sizeof(cap), "%lld", (long long)(per_minute > 0 ? per_minute : 0));
+	snprintf(rate, sizeof(rate), "%.9g", per_minute > 0 ? (double)per_minute / 60.0 : 0.0);
+	params[2] = key;
+	params[3] = cap;
+	params[4] = rate;
+	res = it_db_exec(connp, 1,
+			 "SELECT status, session_id, scope, device_id, label, source, until_epoch, token_hash, retry_after"
+			 " FROM it_credential_check_limited($1, $2::bytea, $3, $4, $5)",
+			 5, params);
+	if (it_db_ok(res, PGRES_TUPLES_OK) && PQntuples(res) == 1 && atoi(PQgetvalue(res, 0, 0)) == 429) {
+		double s = strtod(PQgetvalue(res, 0, 8), NULL);
+		/* Whole seconds, rounded up, at least 1, as it_ratelimit_take. */
+		*retry_after = s < 1 ? 1 : (int64_t)s + ((double)(int64_t)s < s);
+		rc = 429;
+	} else {
+		rc = it_devices_check_result(res, hash, out);
+	}
 	PQclear(res);
 	return rc;
 }

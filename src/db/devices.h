@@ -30,6 +30,15 @@
  * refresh takes the device row's lock until commit. */
 int it_devices_check(PGconn **connp, const char *cred, it_principal *out);
 
+/* it_devices_check behind a limit on failures: when the rate-limit bucket
+ * of kind and subject (db/ratelimit.h; "auth-fail" and a client address)
+ * holds no token, answers 429 with *retry_after (whole seconds, at least 1)
+ * before the credential is looked at; otherwise as it_devices_check. Takes
+ * nothing from the bucket (the caller takes on a failure). One round trip.
+ * per_minute <= 0: no limit. */
+int it_devices_check_limited(PGconn **connp, const char *cred, const char *kind, const char *subject,
+			     int64_t per_minute, it_principal *out, int64_t *retry_after);
+
 /* The same check in three steps, for callers that send the statement
  * themselves (the bridge and the feed, asynchronously):
  * it_devices_check_params fills hash (IT_TOKEN_HASH_HEX_SIZE bytes) and the
