@@ -115,14 +115,14 @@ async function browserRound(context, transport, shared) {
 // ------------------------------------------------------------------ simulated browsers
 
 class Stream {
-  constructor(port, session, onEvent) {
+  constructor(port, session, from, onEvent) {
     this.buf = '';
     this.ok = false;
     this.events = 0;
     this.sock = net.connect(port, '127.0.0.1');
     this.sock.setEncoding('utf8');
     this.sock.on('connect', () => {
-      this.sock.write(`GET /api/v1/events/stream?session_id=${session}&last_event_id=0 HTTP/1.0\r\n` +
+      this.sock.write(`GET /api/v1/events/stream?session_id=${session}&last_event_id=${from} HTTP/1.0\r\n` +
         'Host: 127.0.0.1\r\nAccept: text/event-stream\r\n\r\n');
     });
     this.sock.on('data', (d) => {
@@ -158,7 +158,8 @@ class Stream {
   }
 }
 
-async function simRound(target, port, sessions, perBrowser) {
+// from: the events each session holds already (one per earlier round); a stream starts after them.
+async function simRound(target, port, sessions, perBrowser, from) {
   const idle = await ctl('rss');
   const conns = await ctl('conns', { port });
   const streams = [];
@@ -168,7 +169,7 @@ async function simRound(target, port, sessions, perBrowser) {
     for (let t = 0; t < perBrowser; t++) {
       // In shared mode a browser's one stream hands each event to its tabs (BroadcastChannel in
       // a real browser, measured above); here it counts each event once per tab.
-      streams.push(new Stream(port, sessions[b], (m) => {
+      streams.push(new Stream(port, sessions[b], from, (m) => {
         const now = Date.now();
         if (m.data && m.data.t) lat.push(now - m.data.t);
       }));
@@ -222,7 +223,7 @@ run(async (context) => {
   const sessions = await ctl('new_sessions', { count: BROWSERS });
   const sims = [];
   for (const [target, port] of [['imagetools.fcgi via lighttpd', HTTP_PORT], ['bridge', BRIDGE_PORT]]) {
-    for (const per of [1, PER_BROWSER]) sims.push(await simRound(target, port, sessions, per));
+    for (const per of [1, PER_BROWSER]) sims.push(await simRound(target, port, sessions, per, sims.length));
   }
   diag('');
   diag(`${BROWSERS} simulated browsers with ${PER_BROWSER} tabs each (one session each), one event per session:`);

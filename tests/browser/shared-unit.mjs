@@ -12,8 +12,9 @@
 // Checks: one leader and one connection for many tabs; every tab sees every event once and in
 // order; the leader closing, crashing and freezing (events published meanwhile): another tab
 // takes over, nothing is lost or repeated, and a frozen leader that wakes gives up its
-// connection; a tab joining late gets what it missed from the others; shared: false and another
-// session get their own connection.
+// connection; a tab joining late gets what it missed from the others (from their recent events,
+// or through a connection reopened further back); the Page Lifecycle freeze/resume and pagehide
+// events hand the lead over at once; shared: false and another session get their own connection.
 
 import { Worker, isMainThread, parentPort, workerData } from 'node:worker_threads';
 import { fileURLToPath } from 'node:url';
@@ -31,6 +32,9 @@ if (!isMainThread) {
 // ------------------------------------------------------------------ one tab (a worker)
 
 async function tab() {
+  // The page's lifecycle events (pagehide, freeze, resume) are dispatched on these.
+  globalThis.window = new EventTarget();
+  globalThis.document = new EventTarget();
   const { SharedRealtimeClient } = await import('../../web/js/imagetools-shared.js');
   const wd = workerData;
   let nextConn = 1;
@@ -103,6 +107,8 @@ async function tab() {
       c.connect(m.session, m.lastEventId !== undefined ? { lastEventId: m.lastEventId } : {});
     } else if (m.op === 'disconnect') {
       c.disconnect();
+    } else if (m.op === 'lifecycle') {
+      globalThis[m.target].dispatchEvent(new Event(m.type));
     } else if (m.op === 'freeze') {
       // Blocks this thread: no timers, no messages, as a frozen page.
       Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, m.ms);
@@ -347,9 +353,36 @@ async function main() {
       label('...and the other tabs see nothing twice'));
     alive.push(older);
 
+    // The browser freezes the leader (the Page Lifecycle freeze event): it hands over first and
+    // follows again on resume, having missed nothing.
+    st = await states(alive);
+    const fl = alive[st.findIndex((s) => s.role === 'leader')];
+    const rest = alive.filter((w) => w !== fl);
+    fl.postMessage({ op: 'lifecycle', target: 'document', type: 'freeze' });
+    ok(await until(async () => (await state(fl)).role === 'suspended' && (await leaders(rest)) === 1 && openOn(S) === 1),
+      label('a leader the browser freezes hands over: another leads, one connection'));
+    publish(S, 3);
+    ok(await until(() => seenAll(rest, 58)), label('...and the others go on'));
+    fl.postMessage({ op: 'lifecycle', target: 'document', type: 'resume' });
+    ok(await until(async () => (await state(fl)).role === 'follower' && (await leaders(alive)) === 1), label('on resume it follows'));
+    publish(S, 1);
+    ok(await until(() => seenAll(alive, 59)), label('...and receives'));
+    ok((await states(alive)).every((s) => s.seen.at(-1) === 59 && s.seen.length === new Set(s.seen).size &&
+      s.seen.every((id, i) => i === 0 || id === s.seen[i - 1] + 1)), label('...every tab in order, none twice, no gap'));
+
+    // pagehide (the tab closes or navigates): the leader says goodbye and another takes over.
+    st = await states(alive);
+    const gone = alive[st.findIndex((s) => s.role === 'leader')];
+    alive = alive.filter((w) => w !== gone);
+    gone.postMessage({ op: 'lifecycle', target: 'window', type: 'pagehide' });
+    publish(S, 2);
+    ok(await until(async () => (await leaders(alive)) === 1 && openOn(S) === 1 && seenAll(alive, 61)),
+      label('a leader whose page is hidden for good (pagehide) hands over'));
+    await gone.terminate();
+
     // shared: false: its own connection. Another session: its own leader and connection.
     const solo = await spawn(mode + '-solo', { locks: useLocks, shared: false });
-    solo.postMessage({ op: 'connect', session: S, lastEventId: 55 });
+    solo.postMessage({ op: 'connect', session: S, lastEventId: 61 });
     ok(await until(() => openOn(S) === 2), label('shared: false opens its own connection'));
     is((await state(solo)).role, 'own', label('...and says so'));
     const S2 = S + '-other';
@@ -362,10 +395,10 @@ async function main() {
       label('tabs of another session elect their own leader, one connection for them'));
     publish(S2, 3);
     publish(S, 1);
-    ok(await until(async () => (await state(b2)).last === 3 && (await state(b1)).last === 3 && seenAll(alive, 56)),
+    ok(await until(async () => (await state(b2)).last === 3 && (await state(b1)).last === 3 && seenAll(alive, 62)),
       label('each session gets its own events'));
     is((await state(b1)).seen, [1, 2, 3], label('...and none of the other session'));
-    ok((await states(alive)).every((s) => s.seen.at(-1) === 56), label('...in both directions'));
+    ok((await states(alive)).every((s) => s.seen.at(-1) === 62), label('...in both directions'));
     for (const w of [...alive, solo, b1, b2]) await w.terminate();
   }
   console.log(`# connections opened in all: ${opened}`);
