@@ -68,7 +68,9 @@ async function tab() {
   // A lock manager in the main thread, reached over messages (only when the test asks for it).
   let nextReq = 1;
   const reqs = new Map();
-  const locks = wd.locks ? {
+  // 'broken': what an opaque origin or a sandboxed frame gives (a SecurityError).
+  const broken = { request() { throw new DOMException('locks are not available here', 'SecurityError'); } };
+  const locks = wd.locks === 'broken' ? broken : wd.locks ? {
     request(name, opts, cb) {
       return new Promise((resolve, reject) => {
         const id = nextReq++;
@@ -101,7 +103,7 @@ async function tab() {
       const r = reqs.get(m.req);
       if (r) {
         reqs.delete(m.req);
-        r.reject(new Error('AbortError'));
+        r.reject(new DOMException('the lock request was aborted or the lock stolen', 'AbortError'));
       }
     } else if (m.op === 'connect') {
       c.connect(m.session, m.lastEventId !== undefined ? { lastEventId: m.lastEventId } : {});
@@ -401,6 +403,17 @@ async function main() {
     ok((await states(alive)).every((s) => s.seen.at(-1) === 62), label('...in both directions'));
     for (const w of [...alive, solo, b1, b2]) await w.terminate();
   }
+  // Web Locks present but failing: the tabs fall back to the election over BroadcastChannel.
+  const SB = 'session-broken-locks';
+  log.set(SB, []);
+  const bl = [];
+  for (let i = 0; i < 3; i++) bl.push(await spawn('broken-' + i, { locks: 'broken' }));
+  for (const w of bl) w.postMessage({ op: 'connect', session: SB, lastEventId: 0 });
+  ok(await until(async () => (await leaders(bl)) === 1 && openOn(SB) === 1),
+    'locks that throw: the tabs elect a leader over BroadcastChannel, one connection');
+  publish(SB, 4);
+  ok(await until(() => seenAll(bl, 4)), '...and every tab receives');
+  for (const w of bl) await w.terminate();
   console.log(`# connections opened in all: ${opened}`);
   process.exit(failures ? 1 : 0);
 }

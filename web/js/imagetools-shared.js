@@ -112,6 +112,7 @@ export class SharedRealtimeClient {
     this._lockToken = null;
     this._release = null;
     this._stealing = false;
+    this._locksBroken = false;
     this._claimEp = 0;
     this._positions = null;
     this._timers = {};
@@ -240,6 +241,7 @@ export class SharedRealtimeClient {
   }
 
   _locks() {
+    if (this._locksBroken) return null;
     const l = 'locks' in this._opts ? this._opts.locks : typeof navigator !== 'undefined' ? navigator.locks : null;
     return l && typeof l.request === 'function' ? l : null;
   }
@@ -332,8 +334,11 @@ export class SharedRealtimeClient {
     } catch (e) {
       p = Promise.reject(e);
     }
-    Promise.resolve(p).catch(() => {
-      // Left the queue (this tab aborted), or stolen: another tab found this one silent.
+    Promise.resolve(p).catch((e) => {
+      // Left the queue (this tab aborted), or stolen: another tab found this one silent. Any
+      // other error means locks do not work here (an opaque origin, a sandboxed frame): the
+      // tabs' election over BroadcastChannel takes their place.
+      if (!e || e.name !== 'AbortError') this._locksBroken = true;
       if (gen !== this._gen || this._lockToken !== token) return;
       this._stealing = false;
       if (this._role === 'leader') this._stepDown(false);
