@@ -81,6 +81,11 @@ class TabsBench(BrowserRun):
             out["bridge"] = rss_kb(st.bridge.pid)
         return out
 
+    def ctl_restart_bridge(self, req):
+        self.ctl_bridge_stop(req)
+        self.ctl_bridge_start(req)
+        return True
+
     def ctl_conns(self, req):
         return established(int(req["port"]))
 
