@@ -6,7 +6,8 @@
 // ten; an upload from the tenth tab completes while the stream is open; the leader tab closed
 // mid-stream, and then the next leader stopped (paused in the debugger, as a hung or frozen tab):
 // the others carry on with no gap or duplicate while events are published during the take-over,
-// and the stopped one, running again, gives up its connection.
+// and the stopped one, running again, gives up its connection. Two tabs of another session get
+// their own stream and only their session's events.
 //
 // IT_TABS_SHARED=0 opens the tabs with ?shared=0 (one connection each, as before the shared
 // mode): the scenario then fails, which is what it is there to show.
@@ -148,6 +149,28 @@ run(async (context) => {
   ok(got4 && exactly(got4, all), 'once it runs again it follows, and no tab (it included) misses or repeats an event');
   is(await role(frozen), 'follower', 'the tab that stopped no longer leads');
   ok(await until(async () => (await streams()).sse === 1, 15000), 'and the server holds one stream');
+
+  // ---------------------------------------------------------------- another session
+  // Two tabs on a second session form their own group: a second stream, and neither group sees
+  // the other's events.
+  const sid2 = await ctl('new_session');
+  const second = [];
+  for (let i = 0; i < 2; i++) {
+    const p = await openPage(context, BASE + '/#s=' + sid2);
+    await record(p);
+    second.push(p);
+  }
+  ok(await until(async () => (await Promise.all(second.map((p) => p.getAttribute('#conn', 'data-status'))))
+    .every((x) => x === 'connected'), 15000), 'two tabs of another session are live');
+  is((await roles(second)).sort(), ['follower', 'leader'], 'they elect their own leader');
+  ok(await until(async () => (await streams()).sse === 2, 10000), 'the server holds one stream per session: two');
+  const other = await ctl('append', { session: sid2, count: 3 });
+  const mine = await ctl('append', { session: sid, count: 1 });
+  all = all.concat(mine);
+  ok(await until(() => allSaw(second, other), 15000) && exactly(await Promise.all(second.map(ids)), other),
+    'the second session\'s tabs get its events once, in order');
+  ok(await until(() => allSaw(rest, all), 15000) && exactly(await Promise.all(rest.map(ids)), all),
+    'and the first session\'s tabs only their own');
 
   // ---------------------------------------------------------------- hygiene
   for (const p of rest) {
