@@ -4,7 +4,8 @@
 // page through textContent or element properties, never through innerHTML, so a file named
 // "<img src=x onerror=alert(1)>.png" is shown as exactly that text.
 
-import { realtime } from './imagetools-realtime.js';
+// One connection for every tab of this browser on a session (docs/browser-client.md, "Many tabs").
+import { realtime } from './imagetools-shared.js';
 import { drawQr } from './qr.js';
 import { TUS_THRESHOLD, tusAttempt, tusRetryable } from './tus.js';
 
@@ -1057,7 +1058,8 @@ function setupControls() {
   });
 }
 
-realtime.configure({ baseUrl: location.origin + ROOT });
+// ?shared=0 gives this tab its own connection instead of sharing one with the session's other tabs.
+realtime.configure({ baseUrl: location.origin + ROOT, shared: new URLSearchParams(location.search).get('shared') !== '0' });
 window.addEventListener('online', retryFailedUploads);
 setupRealtime();
 setupControls();
