@@ -156,7 +156,7 @@ int it_cmyk_jpeg(const void *in, size_t len, int quality, int subsample, int pro
 	struct err derr, cerr;
 	/* volatile: read after a longjmp back into this frame, where every
 	 * libjpeg error of the helpers above lands too. */
-	volatile int have_d = 0, have_c = 0, rc = 1;
+	volatile int have_d = 0, have_c = 0, have_dest = 0, rc = 1;
 	unsigned char *volatile obuf = NULL;
 	JSAMPLE *volatile row = NULL;
 	unsigned long olen = 0;
@@ -185,6 +185,7 @@ int it_cmyk_jpeg(const void *in, size_t len, int quality, int subsample, int pro
 	have_c = 1;
 	ycck_params(&c, &d, quality, subsample, progressive);
 	jpeg_mem_dest(&c, (unsigned char **)&obuf, &olen);
+	have_dest = 1;
 	jpeg_start_compress(&c, TRUE);
 	copy_markers(&d, &c);
 	row = malloc((size_t)d.output_width * 4);
@@ -201,6 +202,12 @@ int it_cmyk_jpeg(const void *in, size_t len, int quality, int subsample, int pro
 	obuf = NULL;
 	rc = 0;
 out:
+	/* The memory destination moves to a larger buffer as it fills (a
+	 * CMYK profile alone takes several), freeing the one before, and
+	 * tells obuf which one it is only in term_destination: on failure
+	 * obuf would still name a freed buffer. */
+	if (rc != 0 && have_dest)
+		c.dest->term_destination(&c);
 	if (have_c)
 		jpeg_destroy_compress(&c);
 	if (have_d)
