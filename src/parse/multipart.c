@@ -528,6 +528,9 @@ static ssize_t header_block(it_multipart *mp, const char *h, size_t avail, it_mp
 	return (ssize_t)(hlen + 4);
 }
 
+/* The state machine stays one switch, so that every transition can be read
+ * in one place: each case names what its state waits for and which state
+ * follows; the reading itself is done by the functions above. */
 ssize_t it_mp_parse(it_multipart *mp, const char *buf, size_t len, it_mp_event *ev)
 {
 	size_t off = 0, p = 0, ll = 0;
