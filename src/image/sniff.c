@@ -317,9 +317,8 @@ done:
 	/* The decoder draws every frame into a canvas of RGBA pixels and
 	 * decodes each frame into a buffer of its own. */
 	out->bytes_per_pixel = 4;
-	out->whole_bytes = ((uint64_t)out->extent_width * out->extent_height +
-			    (uint64_t)out->frame_width * out->frame_height) *
-			   4;
+	out->whole_bytes =
+		((uint64_t)out->extent_width * out->extent_height + (uint64_t)out->frame_width * out->frame_height) * 4;
 	return IT_SNIFF_OK;
 }
 
@@ -599,11 +598,13 @@ static enum it_sniff_rc find_box(src *s, uint64_t off, uint64_t end, const char 
 	return IT_SNIFF_BAD;
 }
 
-/* The properties of the primary item that size its pixels. */
+/* The properties of the primary item that size its pixels, and the largest
+ * size any item declares. */
 typedef struct heif_props {
 	uint32_t width, height; /* ispe */
 	unsigned depth;		/* pixi: the largest bits per channel, 8 without one */
 	int rotated;		/* irot by 90 or 270 degrees */
+	uint32_t max_w, max_h;	/* the largest ispe of any item */
 } heif_props;
 
 /* Walks ipma for item's property indices (1-based into ipco), up to max of
@@ -647,33 +648,41 @@ static int ipma_indices(src *s, const box *ipma, uint32_t item, unsigned *idx, i
 	return 0;
 }
 
-static enum it_sniff_rc isobmff_size(src *s, it_sniff *out)
+/* Names the codec from the ftyp box and sets *ftyp_len. Returns OK,
+ * UNKNOWN for a codec we do not take, or what the bytes' end means. */
+static enum it_sniff_rc heif_codec(src *s, it_sniff *out, uint64_t *ftyp_len)
 {
 	const unsigned char *p;
-	/* The top level ends with the file; a prefix does not know where. */
-	uint64_t ftyp_len, end = s->final ? s->size : UINT64_MAX, off;
-	box meta, pitm, iprp, ipco, ipma, prop;
-	heif_props hp = {0, 0, 8, 0};
-	uint32_t primary, max_w = 0, max_h = 0;
-	unsigned idx[64];
-	int named, nidx;
-	enum it_sniff_rc rc;
+	uint64_t off;
+	int named;
 
 	/* The type (it_sniff_type) came from the major brand; a generic one
 	 * ("mif1") leaves the codec to the compatible brands. */
 	if ((p = at(s, 0, 12)) == NULL)
 		return short_of(s);
-	ftyp_len = be32(p);
+	*ftyp_len = be32(p);
 	named = brand_type(p + 8, out);
-	for (off = 16; named <= 0 && off + 4 <= ftyp_len; off += 4) {
+	for (off = 16; named <= 0 && off + 4 <= *ftyp_len; off += 4) {
 		if ((p = at(s, off, 4)) == NULL)
 			return short_of(s);
 		if (brand_in(p, heic_brands, NBRANDS(heic_brands)) || brand_in(p, avif_brands, NBRANDS(avif_brands)))
 			named = brand_type(p, out);
 	}
-	if (named <= 0 && off + 4 > ftyp_len)
+	if (named <= 0 && off + 4 > *ftyp_len)
 		/* An image collection of a codec we do not take (JPEG in HEIF). */
 		return IT_SNIFF_UNKNOWN;
+	return IT_SNIFF_OK;
+}
+
+/* Finds the boxes that describe the items: pitm, ipco and ipma, all inside
+ * the meta box that follows ftyp. Returns OK, BAD, or what the bytes' end
+ * means. */
+static enum it_sniff_rc item_boxes(src *s, uint64_t ftyp_len, box *pitm, box *ipco, box *ipma)
+{
+	/* The top level ends with the file; a prefix does not know where. */
+	uint64_t end = s->final ? s->size : UINT64_MAX;
+	box meta, iprp;
+	enum it_sniff_rc rc;
 
 	/* meta (a full box: version and flags first) holds pitm, the primary
 	 * item's id, and iprp: ipco (the properties, numbered from 1) and ipma
@@ -687,100 +696,172 @@ static enum it_sniff_rc isobmff_size(src *s, it_sniff *out)
 	 * and a file that ends inside it is damaged. */
 	if (at(s, meta.end - 1, 1) == NULL)
 		return short_of(s);
-	if ((rc = find_box(s, meta.body + 4, meta.end, "pitm", &pitm)) != IT_SNIFF_OK ||
+	if ((rc = find_box(s, meta.body + 4, meta.end, "pitm", pitm)) != IT_SNIFF_OK ||
 	    (rc = find_box(s, meta.body + 4, meta.end, "iprp", &iprp)) != IT_SNIFF_OK ||
-	    (rc = find_box(s, iprp.body, iprp.end, "ipco", &ipco)) != IT_SNIFF_OK ||
-	    (rc = find_box(s, iprp.body, iprp.end, "ipma", &ipma)) != IT_SNIFF_OK)
+	    (rc = find_box(s, iprp.body, iprp.end, "ipco", ipco)) != IT_SNIFF_OK ||
+	    (rc = find_box(s, iprp.body, iprp.end, "ipma", ipma)) != IT_SNIFF_OK)
 		return rc;
-	if (pitm.end - pitm.body < 6 || ipma.end - ipma.body < 8)
+	if (pitm->end - pitm->body < 6 || ipma->end - ipma->body < 8)
 		return IT_SNIFF_BAD;
+	return IT_SNIFF_OK;
+}
+
+/* Reads the primary item's id from pitm (at least 6 bytes long). */
+static enum it_sniff_rc primary_item(src *s, const box *pitm, uint32_t *id)
+{
+	const unsigned char *p;
+
 	/* pitm: version and flags, then the id in 16 bits (version 0) or 32. */
-	if ((p = at(s, pitm.body, 6)) == NULL)
+	if ((p = at(s, pitm->body, 6)) == NULL)
 		return short_of(s);
 	if (p[0] == 0) {
-		primary = be16(p + 4);
-	} else {
-		if (pitm.end - pitm.body < 8)
-			return IT_SNIFF_BAD;
-		if ((p = at(s, pitm.body, 8)) == NULL)
-			return short_of(s);
-		primary = be32(p + 4);
+		*id = be16(p + 4);
+		return IT_SNIFF_OK;
 	}
-	nidx = ipma_indices(s, &ipma, primary, idx, (int)(sizeof(idx) / sizeof(idx[0])));
-	if (nidx < 0)
-		return nidx == -2 ? short_of(s) : IT_SNIFF_BAD;
+	if (pitm->end - pitm->body < 8)
+		return IT_SNIFF_BAD;
+	if ((p = at(s, pitm->body, 8)) == NULL)
+		return short_of(s);
+	*id = be32(p + 4);
+	return IT_SNIFF_OK;
+}
 
-	/* Every property in order: the primary item's size, depth and
-	 * rotation, and the largest size any item declares (a grid's tiles,
-	 * an alpha plane, a thumbnail: libheif decodes those too). */
-	off = ipco.body;
-	for (unsigned n = 1; off < ipco.end; n++) {
+/* Reads an ispe property: an item's width and height. */
+static enum it_sniff_rc read_ispe(src *s, const box *prop, uint32_t *w, uint32_t *h)
+{
+	const unsigned char *p;
+
+	/* A full box: version and flags, then width and height. */
+	if (prop->end - prop->body < 12)
+		return IT_SNIFF_BAD;
+	if ((p = at(s, prop->body + 4, 8)) == NULL)
+		return short_of(s);
+	*w = be32(p);
+	*h = be32(p + 4);
+	return IT_SNIFF_OK;
+}
+
+/* Raises *depth to the largest bits per channel a pixi property declares. */
+static enum it_sniff_rc read_pixi(src *s, const box *prop, unsigned *depth)
+{
+	const unsigned char *p;
+	unsigned nch;
+
+	/* A full box: channel count, then bits of each channel. */
+	if (prop->end - prop->body < 5)
+		return IT_SNIFF_BAD;
+	if ((p = at(s, prop->body + 4, 1)) == NULL)
+		return short_of(s);
+	nch = p[0];
+	if (nch > 16 || prop->end - prop->body < 5 + (uint64_t)nch)
+		return IT_SNIFF_BAD;
+	if (nch && (p = at(s, prop->body + 5, nch)) == NULL)
+		return short_of(s);
+	for (unsigned c = 0; c < nch; c++)
+		*depth = p[c] > *depth ? p[c] : *depth;
+	return IT_SNIFF_OK;
+}
+
+/* Reads an irot property: whether the image is shown turned a quarter. */
+static enum it_sniff_rc read_irot(src *s, const box *prop, int *rotated)
+{
+	const unsigned char *p;
+
+	if (prop->end - prop->body < 1)
+		return IT_SNIFF_BAD;
+	if ((p = at(s, prop->body, 1)) == NULL)
+		return short_of(s);
+	*rotated = (p[0] & 3) == 1 || (p[0] & 3) == 3;
+	return IT_SNIFF_OK;
+}
+
+/* Walks every property in ipco, in order, into hp: the primary item's (its
+ * nidx indices in idx) size, depth and rotation, and the largest size any
+ * item declares (a grid's tiles, an alpha plane, a thumbnail: libheif
+ * decodes those too). */
+static enum it_sniff_rc item_props(src *s, const box *ipco, const unsigned *idx, int nidx, heif_props *hp)
+{
+	uint64_t off = ipco->body;
+	enum it_sniff_rc rc;
+	box prop;
+
+	for (unsigned n = 1; off < ipco->end; n++) {
 		int mine = 0;
 		if (n > 4096)
 			return IT_SNIFF_BAD;
-		if ((rc = box_at(s, off, ipco.end, &prop)) != IT_SNIFF_OK)
+		if ((rc = box_at(s, off, ipco->end, &prop)) != IT_SNIFF_OK)
 			return rc;
 		for (int a = 0; a < nidx; a++)
 			mine |= idx[a] == n;
 		if (memcmp(prop.type, "ispe", 4) == 0) {
 			uint32_t w, h;
-			/* A full box: version and flags, then width and height. */
-			if (prop.end - prop.body < 12)
-				return IT_SNIFF_BAD;
-			if ((p = at(s, prop.body + 4, 8)) == NULL)
-				return short_of(s);
-			w = be32(p);
-			h = be32(p + 4);
-			if ((uint64_t)w * h > (uint64_t)max_w * max_h) {
-				max_w = w;
-				max_h = h;
+			if ((rc = read_ispe(s, &prop, &w, &h)) != IT_SNIFF_OK)
+				return rc;
+			if ((uint64_t)w * h > (uint64_t)hp->max_w * hp->max_h) {
+				hp->max_w = w;
+				hp->max_h = h;
 			}
 			if (mine) {
-				hp.width = w;
-				hp.height = h;
+				hp->width = w;
+				hp->height = h;
 			}
 		} else if (mine && memcmp(prop.type, "pixi", 4) == 0) {
-			/* A full box: channel count, then bits of each channel. */
-			unsigned nch;
-			if (prop.end - prop.body < 5)
-				return IT_SNIFF_BAD;
-			if ((p = at(s, prop.body + 4, 1)) == NULL)
-				return short_of(s);
-			nch = p[0];
-			if (nch > 16 || prop.end - prop.body < 5 + (uint64_t)nch)
-				return IT_SNIFF_BAD;
-			if (nch && (p = at(s, prop.body + 5, nch)) == NULL)
-				return short_of(s);
-			for (unsigned c = 0; c < nch; c++)
-				hp.depth = p[c] > hp.depth ? p[c] : hp.depth;
+			if ((rc = read_pixi(s, &prop, &hp->depth)) != IT_SNIFF_OK)
+				return rc;
 		} else if (mine && memcmp(prop.type, "irot", 4) == 0) {
-			if (prop.end - prop.body < 1)
-				return IT_SNIFF_BAD;
-			if ((p = at(s, prop.body, 1)) == NULL)
-				return short_of(s);
-			hp.rotated = (p[0] & 3) == 1 || (p[0] & 3) == 3;
+			if ((rc = read_irot(s, &prop, &hp->rotated)) != IT_SNIFF_OK)
+				return rc;
 		}
 		off = prop.end;
 	}
-	if (hp.width == 0 || hp.height == 0 || hp.depth > 16)
-		return IT_SNIFF_BAD;
-	/* libheif applies the rotation: the image is shown turned. */
-	out->width = hp.rotated ? hp.height : hp.width;
-	out->height = hp.rotated ? hp.width : hp.height;
+	return IT_SNIFF_OK;
+}
+
+/* Sets out's size, frame, extent and decoding costs from hp. */
+static void heif_costs(const heif_props *hp, it_sniff *out)
+{
 	/* The largest item is a frame turned the way the image is shown; the
 	 * extent holds it and the image. */
-	{
-		uint32_t fw = hp.rotated ? max_h : max_w, fh = hp.rotated ? max_w : max_h;
-		add_frame(out, 0, 0, fw, fh);
-		out->extent_width = out->width > fw ? out->width : fw;
-		out->extent_height = out->height > fh ? out->height : fh;
-	}
+	uint32_t fw = hp->rotated ? hp->max_h : hp->max_w, fh = hp->rotated ? hp->max_w : hp->max_h;
+
+	/* libheif applies the rotation: the image is shown turned. */
+	out->width = hp->rotated ? hp->height : hp->width;
+	out->height = hp->rotated ? hp->width : hp->height;
+	add_frame(out, 0, 0, fw, fh);
+	out->extent_width = out->width > fw ? out->width : fw;
+	out->extent_height = out->height > fh ? out->height : fh;
 	/* libvips hands out 8- or 16-bit samples, RGB plus maybe alpha; libheif
 	 * decodes the whole image at once, into its YCbCr planes (at most
 	 * three full ones) and then into the interleaved RGBA that libvips
 	 * reads rows from. */
-	out->bytes_per_pixel = 4 * (hp.depth > 8 ? 2 : 1);
-	out->whole_bytes = (uint64_t)max_w * max_h * (out->bytes_per_pixel + 3 * (hp.depth > 8 ? 2 : 1));
+	out->bytes_per_pixel = 4 * (hp->depth > 8 ? 2 : 1);
+	out->whole_bytes = (uint64_t)hp->max_w * hp->max_h * (out->bytes_per_pixel + 3 * (hp->depth > 8 ? 2 : 1));
+}
+
+/* HEIC and AVIF: the primary item's size, depth and rotation, read from the
+ * properties that meta's boxes assign to it. */
+static enum it_sniff_rc isobmff_size(src *s, it_sniff *out)
+{
+	uint64_t ftyp_len = 0;
+	box pitm, ipco, ipma;
+	heif_props hp = {.depth = 8};
+	uint32_t primary;
+	unsigned idx[64];
+	int nidx;
+	enum it_sniff_rc rc;
+
+	if ((rc = heif_codec(s, out, &ftyp_len)) != IT_SNIFF_OK ||
+	    (rc = item_boxes(s, ftyp_len, &pitm, &ipco, &ipma)) != IT_SNIFF_OK ||
+	    (rc = primary_item(s, &pitm, &primary)) != IT_SNIFF_OK)
+		return rc;
+	nidx = ipma_indices(s, &ipma, primary, idx, (int)(sizeof(idx) / sizeof(idx[0])));
+	if (nidx < 0)
+		return nidx == -2 ? short_of(s) : IT_SNIFF_BAD;
+	if ((rc = item_props(s, &ipco, idx, nidx, &hp)) != IT_SNIFF_OK)
+		return rc;
+	if (hp.width == 0 || hp.height == 0 || hp.depth > 16)
+		return IT_SNIFF_BAD;
+	heif_costs(&hp, out);
 	return IT_SNIFF_OK;
 }
 
@@ -856,34 +937,36 @@ int it_sniff_check(const it_sniff *s, const it_sniff_limits *lim, char *why, siz
 		return -1;
 	}
 	if ((uint64_t)s->width * s->height > lim->max_pixels) {
-		snprintf(why, whylen, "is %" PRIu32 "x%" PRIu32 " pixels; the limit (max_pixels) is %" PRIu64 " pixels", s->width,
-			 s->height, lim->max_pixels);
+		snprintf(why, whylen, "is %" PRIu32 "x%" PRIu32 " pixels; the limit (max_pixels) is %" PRIu64 " pixels",
+			 s->width, s->height, lim->max_pixels);
 		return -1;
 	}
 	if ((uint64_t)s->frame_width * s->frame_height > lim->max_pixels) {
-		snprintf(why, whylen, "has a frame of %" PRIu32 "x%" PRIu32 " pixels; the limit (max_pixels) is %" PRIu64 " pixels",
+		snprintf(why, whylen,
+			 "has a frame of %" PRIu32 "x%" PRIu32 " pixels; the limit (max_pixels) is %" PRIu64 " pixels",
 			 s->frame_width, s->frame_height, lim->max_pixels);
 		return -1;
 	}
 	if ((uint64_t)s->extent_width * s->extent_height > lim->max_pixels) {
 		snprintf(why, whylen,
-			 "has frames reaching %" PRIu32 "x%" PRIu32 " pixels; the limit (max_pixels) is %" PRIu64 " pixels",
+			 "has frames reaching %" PRIu32 "x%" PRIu32 " pixels; the limit (max_pixels) is %" PRIu64
+			 " pixels",
 			 s->extent_width, s->extent_height, lim->max_pixels);
 		return -1;
 	}
 	if (side > lim->max_dimension) {
-		snprintf(why, whylen, "is %" PRIu32 " pixels %s; the limit (max_dimension) is %" PRIu64 " pixels",
-			 side, s->extent_width >= s->extent_height ? "wide" : "high", lim->max_dimension);
+		snprintf(why, whylen, "is %" PRIu32 " pixels %s; the limit (max_dimension) is %" PRIu64 " pixels", side,
+			 s->extent_width >= s->extent_height ? "wide" : "high", lim->max_dimension);
 		return -1;
 	}
 	if (s->whole_bytes > lim->max_decode_bytes) {
 		snprintf(why, whylen,
 			 "would take %" PRIu64 " MiB to decode (%s); the limit (max_decode_bytes) is %" PRIu64 " MiB",
 			 (s->whole_bytes + (1 << 20) - 1) >> 20,
-			 s->ext[0] == 'j'	  ? "progressive JPEG"
-			 : s->ext[0] == 'p' ? "interlaced PNG"
-			 : s->ext[0] == 'h' || s->ext[0] == 'a' ? "HEIF is decoded whole"
-						   : "whole frames",
+			 s->ext[0] == 'j'				? "progressive JPEG"
+				 : s->ext[0] == 'p'			? "interlaced PNG"
+				 : s->ext[0] == 'h' || s->ext[0] == 'a' ? "HEIF is decoded whole"
+									: "whole frames",
 			 lim->max_decode_bytes >> 20);
 		return -1;
 	}

@@ -17,14 +17,14 @@ static int is_bchar(int c)
 {
 	/* RFC 2046 bcharsnospace, plus space (not as the last character). */
 	return (c >= '0' && c <= '9') || (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
-	       strchr("'()+_,-./:=? ", c) != NULL;
+		strchr("'()+_,-./:=? ", c) != NULL;
 }
 
 static int is_tchar(int c)
 {
 	/* RFC 9110 token characters. */
 	return (c >= '0' && c <= '9') || (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
-	       (c != 0 && strchr("!#$%&'*+-.^_`|~", c) != NULL);
+		(c != 0 && strchr("!#$%&'*+-.^_`|~", c) != NULL);
 }
 
 static int is_ows(int c)
@@ -468,10 +468,74 @@ static ssize_t fail(it_multipart *mp, const char *why)
 	return -1;
 }
 
+/* Whether the body opens with the first delimiter, which may come without
+ * the CRLF in front of it (RFC 2046 5.1.1): the answer of classify, with
+ * D_NOT also when the bytes cannot be that delimiter. */
+static int opening_delim(const it_multipart *mp, const char *buf, size_t len, size_t *linelen)
+{
+	if (len < mp->dlen - 2)
+		return memcmp(buf, mp->delim + 2, len) == 0 ? D_NEED : D_NOT;
+	if (memcmp(buf, mp->delim + 2, mp->dlen - 2) != 0)
+		return D_NOT;
+	return classify(buf, len, mp->dlen - 2, linelen);
+}
+
+/* Finds the next delimiter line in buf[from..len), passing over
+ * boundary-like bytes that are not one. Sets *at to where it starts (or
+ * where a possible one starts, or len) and returns D_NEXT or D_CLOSE (with
+ * *linelen), or D_NEED when the bytes end before it is certain. */
+static int next_delim(const it_multipart *mp, const char *buf, size_t len, size_t from, size_t *at, size_t *linelen)
+{
+	for (;;) {
+		int full, c;
+
+		*at = find_delim(buf, len, from, mp->delim, mp->dlen, &full);
+		if (!full)
+			return D_NEED;
+		c = classify(buf + *at, len - *at, mp->dlen, linelen);
+		if (c != D_NOT)
+			return c;
+		from = *at + 1;
+	}
+}
+
+/* Reads a part's header block from h[0..avail) into part. Returns its
+ * length with the blank line that ends it, 0 when it has not all arrived,
+ * or -1 (mp failed). */
+static ssize_t header_block(it_multipart *mp, const char *h, size_t avail, it_mp_part *part)
+{
+	size_t limit = mp->max_header_bytes + 4, n = avail, hlen;
+	const char *end = NULL, *err;
+
+	if (n >= 2 && h[0] == '\r' && h[1] == '\n')
+		return fail(mp, "A part has no headers (a Content-Disposition is required).");
+	if (n > limit)
+		n = limit;
+	for (size_t i = 0; i + 3 < n; i++) {
+		if (h[i] == '\r' && h[i + 1] == '\n' && h[i + 2] == '\r' && h[i + 3] == '\n') {
+			end = h + i;
+			break;
+		}
+	}
+	if (end == NULL) {
+		if (avail >= limit)
+			return fail(mp, "A part's header block is too large.");
+		return 0;
+	}
+	hlen = (size_t)(end - h);
+	if ((err = parse_headers(h, h + hlen + 2, part)) != NULL)
+		return fail(mp, err);
+	return (ssize_t)(hlen + 4);
+}
+
+/* The state machine stays one switch, so that every transition can be read
+ * in one place: each case names what its state waits for and which state
+ * follows; the reading itself is done by the functions above. */
 ssize_t it_mp_parse(it_multipart *mp, const char *buf, size_t len, it_mp_event *ev)
 {
-	size_t off = 0, p, ll = 0, from;
-	int full, c;
+	size_t off = 0, p = 0, ll = 0;
+	ssize_t n;
+	int c;
 
 	ev->type = IT_MP_NEED_MORE;
 	ev->data = NULL;
@@ -479,19 +543,7 @@ ssize_t it_mp_parse(it_multipart *mp, const char *buf, size_t len, it_mp_event *
 	for (;;) {
 		switch (mp->state) {
 		case ST_START:
-			/* The first delimiter may open the body without the CRLF
-			 * in front of it (RFC 2046 5.1.1). */
-			if (len - off < mp->dlen - 2) {
-				if (memcmp(buf + off, mp->delim + 2, len - off) == 0)
-					return (ssize_t)off;
-				mp->state = ST_PREAMBLE;
-				break;
-			}
-			if (memcmp(buf + off, mp->delim + 2, mp->dlen - 2) != 0) {
-				mp->state = ST_PREAMBLE;
-				break;
-			}
-			c = classify(buf + off, len - off, mp->dlen - 2, &ll);
+			c = opening_delim(mp, buf + off, len - off, &ll);
 			if (c == D_NEED)
 				return (ssize_t)off;
 			if (c == D_NOT) {
@@ -503,69 +555,26 @@ ssize_t it_mp_parse(it_multipart *mp, const char *buf, size_t len, it_mp_event *
 			break;
 
 		case ST_PREAMBLE:
-			from = off;
-			for (;;) {
-				p = find_delim(buf, len, from, mp->delim, mp->dlen, &full);
-				if (!full) {
-					/* The preamble is dropped; only a possible
-					 * delimiter at the end is held back. */
-					return (ssize_t)p;
-				}
-				c = classify(buf + p, len - p, mp->dlen, &ll);
-				if (c == D_NOT) {
-					from = p + 1;
-					continue;
-				}
-				if (c == D_NEED)
-					return (ssize_t)p;
-				break;
-			}
+			/* The preamble is dropped; only a possible delimiter at
+			 * the end is held back. */
+			c = next_delim(mp, buf, len, off, &p, &ll);
+			if (c == D_NEED)
+				return (ssize_t)p;
 			off = p + ll;
 			mp->state = c == D_CLOSE ? ST_DONE : ST_HEADERS;
 			break;
 
-		case ST_HEADERS: {
-			size_t avail = len - off, limit = mp->max_header_bytes + 4, hlen;
-			const char *h = buf + off, *end = NULL;
-			const char *err;
-
-			if (avail >= 2 && h[0] == '\r' && h[1] == '\n')
-				return fail(mp, "A part has no headers (a Content-Disposition is required).");
-			if (avail > limit)
-				avail = limit;
-			for (size_t i = 0; i + 3 < avail; i++) {
-				if (h[i] == '\r' && h[i + 1] == '\n' && h[i + 2] == '\r' && h[i + 3] == '\n') {
-					end = h + i;
-					break;
-				}
-			}
-			if (end == NULL) {
-				if (len - off >= limit)
-					return fail(mp, "A part's header block is too large.");
-				return (ssize_t)off;
-			}
-			hlen = (size_t)(end - h);
-			if ((err = parse_headers(h, h + hlen + 2, &ev->part)) != NULL)
-				return fail(mp, err);
+		case ST_HEADERS:
+			n = header_block(mp, buf + off, len - off, &ev->part);
+			if (n <= 0)
+				return n < 0 ? -1 : (ssize_t)off;
 			mp->parts++;
 			mp->state = ST_DATA;
 			ev->type = IT_MP_PART;
-			return (ssize_t)(off + hlen + 4);
-		}
+			return (ssize_t)off + n;
 
 		case ST_DATA:
-			from = off;
-			for (;;) {
-				p = find_delim(buf, len, from, mp->delim, mp->dlen, &full);
-				if (!full) {
-					c = D_NEED;
-					break;
-				}
-				c = classify(buf + p, len - p, mp->dlen, &ll);
-				if (c != D_NOT)
-					break;
-				from = p + 1; /* boundary-like bytes inside the data */
-			}
+			c = next_delim(mp, buf, len, off, &p, &ll);
 			if (p > off) {
 				ev->type = IT_MP_DATA;
 				ev->data = buf + off;
@@ -578,12 +587,9 @@ ssize_t it_mp_parse(it_multipart *mp, const char *buf, size_t len, it_mp_event *
 			ev->type = IT_MP_PART_END;
 			return (ssize_t)(off + ll);
 
-		case ST_DONE:
-			ev->type = IT_MP_END;
-			return (ssize_t)len;
+		case ST_DONE: ev->type = IT_MP_END; return (ssize_t)len;
 
-		default:
-			return -1;
+		default: return -1;
 		}
 	}
 }

@@ -401,83 +401,117 @@ static int choose_format(const it_op_params *p, enum kind k, char *unchanged, si
 	}
 }
 
-int it_transform_apply(const it_op_params *p, const char *in_type, const void *in, size_t len,
-		       const it_sniff_limits *lim, int thumb_size, it_transform_out *out, char *err, size_t errlen)
-{
-	VipsImage *hdr = NULL, *img = NULL, *thumb = NULL;
-	enum kind k = kind_of(in_type);
-	it_sniff s;
-	int orientation = 1, rc = -1, fmt, animated, rotate, frames = 1, page_h, strip_all = 0;
+/* One image on its way through it_transform_apply: what it is, what it
+ * becomes, and the libvips images that hold it until the end. */
+struct job {
+	const it_op_params *p; /* the operation, or keep444 once that is chosen */
 	it_op_params keep444;
+	const void *in;
+	size_t len;
+	const it_sniff_limits *lim;
+	enum kind k;
+	enum outfmt fmt;
+	int animated; /* every frame is kept */
+	it_sniff s;
+	VipsImage *hdr, *img;
+	it_transform_out *out;
+	char *err;
+	size_t errlen;
+};
 
-	memset(out, 0, sizeof(*out));
-	if (errlen)
-		err[0] = '\0';
-	fmt = choose_format(p, k, out->unchanged, sizeof(out->unchanged));
-	/* Our own header walk first: libvips is not asked even for the header
-	 * of an image that would not be decoded anyway. */
-	if (check_limits(p, fmt < 0 ? O_JPEG : (enum outfmt)fmt, in, len, lim, 0, &s, err, errlen) < 0)
-		goto out;
-	if (fmt < 0) {
-		rc = 0;
-		goto out;
+/* Refuses what this libvips cannot read or write. Returns 0 or -1. */
+static int can_convert(const struct job *j)
+{
+	if ((j->k == K_HEIC || j->k == K_AVIF) && !it_transform_can_read_heif()) {
+		snprintf(j->err, j->errlen, "this server's libvips cannot read %s images (no HEIF loader)",
+			 kind_name(j->k));
+		return -1;
 	}
-	if ((k == K_HEIC || k == K_AVIF) && !it_transform_can_read_heif()) {
-		snprintf(err, errlen, "this server's libvips cannot read %s images (no HEIF loader)", kind_name(k));
-		goto out;
+	if (j->fmt == O_AVIF && !it_transform_can_write(IT_FMT_AVIF)) {
+		snprintf(j->err, j->errlen, "this server's libvips cannot write AVIF (libheif has no AV1 encoder)");
+		return -1;
 	}
-	if (fmt == O_AVIF && !it_transform_can_write(IT_FMT_AVIF)) {
-		snprintf(err, errlen, "this server's libvips cannot write AVIF (libheif has no AV1 encoder)");
-		goto out;
-	}
+	return 0;
+}
+
+/* Decides whether every frame is kept, and notes the frames that are not. */
+static void plan_frames(struct job *j)
+{
 	/* An animation stays one where the format holds one (GIF, WebP). */
-	animated = s.frames > 1 && (k == K_GIF || k == K_WEBP);
-	if (animated && fmt != O_GIF && fmt != O_WEBP)
-		snprintf(out->note, sizeof(out->note), "only the first of %u frames: %s holds one", s.frames,
-			 fmt == O_JPEG		? "JPEG"
-				 : fmt == O_PNG ? "PNG"
-						: "AVIF");
-	animated = animated && (fmt == O_GIF || fmt == O_WEBP);
+	int animated = j->s.frames > 1 && (j->k == K_GIF || j->k == K_WEBP);
 
-	if (p->type == IT_OP_COMPRESS && k == K_JPEG && fmt == O_JPEG && !p->strip) {
-		/* A CMYK JPEG is written as YCCK, which libvips cannot do
-		 * (its plain CMYK is about a quarter larger); with strip it
-		 * goes through libvips, which also turns it upright. */
-		void *buf = NULL;
-		size_t blen = 0;
-		char why[200];
-		if (it_cmyk_jpeg(in, len, p->quality,
-				 p->subsample == IT_SUB_ON	      ? 1
-					 : p->subsample == IT_SUB_OFF ? 0
-								      : -1,
-				 p->progressive, lim->max_decode_bytes, &buf, &blen, why, sizeof(why)) == 0) {
-			out->data = g_malloc(blen);
-			memcpy(out->data, buf, blen);
-			out->len = blen;
-			free(buf);
-			out->width = (int)s.width;
-			out->height = (int)s.height;
-			out->frames = 1;
-			out->content_type = mime(O_JPEG);
-			goto encoded;
-		}
+	if (animated && j->fmt != O_GIF && j->fmt != O_WEBP)
+		snprintf(j->out->note, sizeof(j->out->note), "only the first of %u frames: %s holds one", j->s.frames,
+			 j->fmt == O_JPEG	   ? "JPEG"
+				 : j->fmt == O_PNG ? "PNG"
+						   : "AVIF");
+	j->animated = animated && (j->fmt == O_GIF || j->fmt == O_WEBP);
+}
+
+/* Compresses a CMYK JPEG with metadata kept through libjpeg. Returns 1 when
+ * out holds the result, 0 when the image takes the libvips path. */
+static int ycck_path(struct job *j)
+{
+	const it_op_params *p = j->p;
+	it_transform_out *out = j->out;
+	void *buf = NULL;
+	size_t blen = 0;
+	char why[200];
+
+	/* A CMYK JPEG is written as YCCK, which libvips cannot do (its plain
+	 * CMYK is about a quarter larger); with strip it goes through
+	 * libvips, which also turns it upright. */
+	if (p->type != IT_OP_COMPRESS || j->k != K_JPEG || j->fmt != O_JPEG || p->strip)
+		return 0;
+	if (it_cmyk_jpeg(j->in, j->len, p->quality,
+			 p->subsample == IT_SUB_ON	      ? 1
+				 : p->subsample == IT_SUB_OFF ? 0
+							      : -1,
+			 p->progressive, j->lim->max_decode_bytes, &buf, &blen, why, sizeof(why)) != 0) {
 		if (strcmp(why, "not 8-bit CMYK") != 0)
 			it_log_debug("compress: CMYK through libvips (%s)", why);
+		return 0;
 	}
+	out->data = g_malloc(blen);
+	memcpy(out->data, buf, blen);
+	out->len = blen;
+	free(buf);
+	out->width = (int)j->s.width;
+	out->height = (int)j->s.height;
+	out->frames = 1;
+	out->content_type = mime(O_JPEG);
+	return 1;
+}
 
-	hdr = vips_image_new_from_buffer(in, len, "", NULL);
-	if (hdr == NULL) {
-		vips_err(err, errlen, "not a readable image");
-		goto out;
+/* Reads the header into j->hdr and decides whether the orientation goes
+ * into the pixels (*rotate), refusing an upright rotation beyond the
+ * limits. Returns 0 or -1. */
+static int open_header(struct job *j, int *rotate)
+{
+	int orientation = 1;
+
+	j->hdr = vips_image_new_from_buffer(j->in, j->len, "", NULL);
+	if (j->hdr == NULL) {
+		vips_err(j->err, j->errlen, "not a readable image");
+		return -1;
 	}
-	if (vips_image_get_typeof(hdr, VIPS_META_ORIENTATION))
-		vips_image_get_int(hdr, VIPS_META_ORIENTATION, &orientation);
+	if (vips_image_get_typeof(j->hdr, VIPS_META_ORIENTATION))
+		vips_image_get_int(j->hdr, VIPS_META_ORIENTATION, &orientation);
 	/* The orientation goes into the pixels when the tag will not be
 	 * there to say it: metadata stripped, or another format. */
-	rotate = !animated && orientation > 1 && (p->strip || !same_format((enum outfmt)fmt, k));
-	if (p->type != IT_OP_RESIZE && rotate &&
-	    check_limits(p, (enum outfmt)fmt, in, len, lim, 1, &s, err, errlen) < 0)
-		goto out;
+	*rotate = !j->animated && orientation > 1 && (j->p->strip || !same_format(j->fmt, j->k));
+	if (j->p->type != IT_OP_RESIZE && *rotate &&
+	    check_limits(j->p, j->fmt, j->in, j->len, j->lim, 1, &j->s, j->err, j->errlen) < 0)
+		return -1;
+	return 0;
+}
+
+/* Decodes the image into j->img: resized for a resize, turned upright
+ * when rotate says so. Returns 0 or -1. */
+static int decode(struct job *j, int rotate)
+{
+	const it_op_params *p = j->p;
+	int rc = -1;
 
 	if (p->type == IT_OP_RESIZE) {
 		/* thumbnail_buffer shrinks while decoding (JPEG DCT scaling,
@@ -485,10 +519,10 @@ int it_transform_apply(const it_op_params *p, const char *in_type, const void *i
 		 * applies the EXIF orientation. A missing side is unbounded;
 		 * the aspect is kept; smaller images stay unless enlarge. */
 		int w = p->width ? p->width : VIPS_MAX_COORD, h = p->height ? p->height : VIPS_MAX_COORD;
-		if (vips_thumbnail_buffer((void *)in, len, &img, w, "height", h, "size",
+		if (vips_thumbnail_buffer((void *)j->in, j->len, &j->img, w, "height", h, "size",
 					  p->enlarge ? VIPS_SIZE_BOTH : VIPS_SIZE_DOWN, "fail_on",
-					  VIPS_FAIL_ON_TRUNCATED, "option_string", animated ? "n=-1" : "", NULL)) {
-			vips_err(err, errlen, "cannot resize");
+					  VIPS_FAIL_ON_TRUNCATED, "option_string", j->animated ? "n=-1" : "", NULL)) {
+			vips_err(j->err, j->errlen, "cannot resize");
 			goto out;
 		}
 	} else {
@@ -496,118 +530,214 @@ int it_transform_apply(const it_op_params *p, const char *in_type, const void *i
 		 * strips; a rotation needs the whole image, so only then is it
 		 * decoded with random access. */
 		VipsAccess access = rotate ? VIPS_ACCESS_RANDOM : VIPS_ACCESS_SEQUENTIAL;
-		if (animated)
-			img = vips_image_new_from_buffer(in, len, "", "access", access, "fail_on",
-							 VIPS_FAIL_ON_TRUNCATED, "n", -1, NULL);
+		if (j->animated)
+			j->img = vips_image_new_from_buffer(j->in, j->len, "", "access", access, "fail_on",
+							    VIPS_FAIL_ON_TRUNCATED, "n", -1, NULL);
 		else
-			img = vips_image_new_from_buffer(in, len, "", "access", access, "fail_on",
-							 VIPS_FAIL_ON_TRUNCATED, NULL);
-		if (img == NULL) {
-			vips_err(err, errlen, "cannot decode");
+			j->img = vips_image_new_from_buffer(j->in, j->len, "", "access", access, "fail_on",
+							    VIPS_FAIL_ON_TRUNCATED, NULL);
+		if (j->img == NULL) {
+			vips_err(j->err, j->errlen, "cannot decode");
 			goto out;
 		}
 		if (rotate)
-			STEP(img, vips_autorot(img, &step_out_, NULL));
+			STEP(j->img, vips_autorot(j->img, &step_out_, NULL));
 	}
+	rc = 0;
+out:
+	return rc;
+}
+
+/* Flattens j->img onto the chosen background, for JPEG, which has no
+ * alpha, and notes it. Returns 0 or -1. */
+static int flatten(struct job *j)
+{
+	const it_op_params *p = j->p;
+	it_transform_out *out = j->out;
+	VipsImage *flat = NULL;
+	VipsArrayDouble *bg =
+		vips_array_double_newv(3, (double)p->background[0], (double)p->background[1], (double)p->background[2]);
+	int bands = vips_image_get_bands(j->img), r;
+
+	if (bands <= 2) {
+		vips_area_unref(VIPS_AREA(bg));
+		bg = vips_array_double_newv(
+			1, (0.2126 * p->background[0] + 0.7152 * p->background[1] + 0.0722 * p->background[2]));
+	}
+	r = vips_flatten(j->img, &flat, "background", bg, NULL);
+	vips_area_unref(VIPS_AREA(bg));
+	if (r)
+		return -1;
+	g_object_unref(j->img);
+	j->img = flat;
+	snprintf(out->note + strlen(out->note), sizeof(out->note) - strlen(out->note),
+		 "%stransparency flattened onto #%02x%02x%02x", out->note[0] ? "; " : "", p->background[0],
+		 p->background[1], p->background[2]);
+	return 0;
+}
+
+/* Makes j->img's colours fit the output format. Returns 0 or -1. */
+static int fit_format(struct job *j)
+{
+	int rc = -1;
+
 	/* CMYK becomes sRGB when the format changes (only JPEG holds CMYK,
 	 * and a CMYK profile must not end up on RGB pixels). */
-	if (vips_image_get_interpretation(img) == VIPS_INTERPRETATION_CMYK && !same_format((enum outfmt)fmt, k))
-		STEP(img, vips_icc_transform(img, &step_out_, "srgb", "embedded", TRUE, "input_profile", "cmyk", NULL));
-	if (fmt == O_JPEG && vips_image_hasalpha(img)) {
-		/* JPEG has no alpha: flattened onto the chosen background,
-		 * and said so. */
-		VipsArrayDouble *bg = vips_array_double_newv(3, (double)p->background[0], (double)p->background[1],
-							     (double)p->background[2]);
-		int bands = vips_image_get_bands(img), r;
-		if (bands <= 2) {
-			vips_area_unref(VIPS_AREA(bg));
-			bg = vips_array_double_newv(
-				1, (0.2126 * p->background[0] + 0.7152 * p->background[1] + 0.0722 * p->background[2]));
-		}
-		r = vips_flatten(img, &thumb, "background", bg, NULL);
-		vips_area_unref(VIPS_AREA(bg));
-		if (r)
-			goto out;
-		g_object_unref(img);
-		img = thumb;
-		thumb = NULL;
-		snprintf(out->note + strlen(out->note), sizeof(out->note) - strlen(out->note),
-			 "%stransparency flattened onto #%02x%02x%02x", out->note[0] ? "; " : "", p->background[0],
-			 p->background[1], p->background[2]);
+	if (vips_image_get_interpretation(j->img) == VIPS_INTERPRETATION_CMYK && !same_format(j->fmt, j->k))
+		STEP(j->img,
+		     vips_icc_transform(j->img, &step_out_, "srgb", "embedded", TRUE, "input_profile", "cmyk", NULL));
+	if (j->fmt == O_JPEG && vips_image_hasalpha(j->img) && flatten(j) < 0)
+		goto out;
+	rc = 0;
+out:
+	return rc;
+}
+
+/* Turns subsampling off for a 4:4:4 JPEG source when p says "auto". */
+static void keep_chroma(struct job *j)
+{
+	/* "auto" keeps a JPEG's own chroma resolution: subsampling a 4:4:4
+	 * source halves its colour detail, which a compressor must not do
+	 * behind the owner's back (ImageMagick keeps the source's sampling
+	 * too). */
+	const char *sub = NULL;
+
+	if (j->p->subsample == IT_SUB_AUTO && j->k == K_JPEG && j->fmt == O_JPEG &&
+	    vips_image_get_typeof(j->hdr, "jpeg-chroma-subsample") &&
+	    vips_image_get_string(j->hdr, "jpeg-chroma-subsample", &sub) == 0 && sub && strcmp(sub, "4:4:4") == 0) {
+		j->keep444 = *j->p;
+		j->keep444.subsample = IT_SUB_OFF;
+		j->p = &j->keep444;
 	}
-	{
-		/* "auto" keeps a JPEG's own chroma resolution: subsampling a
-		 * 4:4:4 source halves its colour detail, which a compressor
-		 * must not do behind the owner's back (ImageMagick keeps the
-		 * source's sampling too). */
-		const char *sub = NULL;
-		if (p->subsample == IT_SUB_AUTO && k == K_JPEG && fmt == O_JPEG &&
-		    vips_image_get_typeof(hdr, "jpeg-chroma-subsample") &&
-		    vips_image_get_string(hdr, "jpeg-chroma-subsample", &sub) == 0 && sub &&
-		    strcmp(sub, "4:4:4") == 0) {
-			keep444 = *p;
-			keep444.subsample = IT_SUB_OFF;
-			p = &keep444;
-		}
-	}
+}
+
+/* Encodes j->img into out, without the metadata strip removes, and records
+ * what was stored. Returns 0 or -1. */
+static int encode(struct job *j)
+{
+	const it_op_params *p = j->p;
+	it_transform_out *out = j->out;
+	int strip_all = 0, page_h, frames;
+
 	if (p->strip) {
-		int kept = strip_metadata(&img);
+		int kept = strip_metadata(&j->img);
 		if (kept < 0)
-			goto out;
+			return -1;
 		strip_all = kept == 0;
 	}
-	if (save(img, (enum outfmt)fmt, p, strip_all, k == K_PNG && fmt == O_PNG && png_palette(in, len),
-		 k == K_WEBP && fmt == O_WEBP && p->format == IT_FMT_KEEP && webp_lossless(in, len), &out->data,
-		 &out->len) < 0) {
+	if (save(j->img, j->fmt, p, strip_all, j->k == K_PNG && j->fmt == O_PNG && png_palette(j->in, j->len),
+		 j->k == K_WEBP && j->fmt == O_WEBP && p->format == IT_FMT_KEEP && webp_lossless(j->in, j->len),
+		 &out->data, &out->len) < 0) {
 		/* Decoding is lazy: a damaged file fails here, while it is read. */
-		vips_err(err, errlen, "damaged or unsupported image");
+		vips_err(j->err, j->errlen, "damaged or unsupported image");
+		return -1;
+	}
+	page_h = vips_image_get_page_height(j->img);
+	frames = j->animated && page_h > 0 ? vips_image_get_height(j->img) / page_h : 1;
+	out->width = vips_image_get_width(j->img);
+	out->height = frames > 1 ? page_h : vips_image_get_height(j->img);
+	out->frames = frames;
+	out->content_type = mime(j->fmt);
+	return 0;
+}
+
+/* Transforms the image with libvips into out. Returns 0 or -1. */
+static int through_vips(struct job *j)
+{
+	int rotate;
+
+	if (open_header(j, &rotate) < 0 || decode(j, rotate) < 0 || fit_format(j) < 0)
+		return -1;
+	keep_chroma(j);
+	return encode(j);
+}
+
+/* Drops a result that is not smaller than the original's len bytes. */
+static void keep_original(it_transform_out *out, size_t len)
+{
+	/* A compressor must never make a file bigger: the original stays,
+	 * and the entry says why. */
+	snprintf(out->unchanged, sizeof(out->unchanged),
+		 "re-encoding gave %zu bytes, not fewer than the original's %zu: the original is kept", out->len, len);
+	g_free(out->data);
+	out->data = NULL;
+	out->len = 0;
+	out->note[0] = '\0';
+}
+
+/* Renders the thumbnail of the result, with longest edge size. Returns 0
+ * or -1. */
+static int thumbnail(struct job *j, int size)
+{
+	it_transform_out *out = j->out;
+	it_op_params tp = *j->p;
+	VipsImage *thumb = NULL;
+	int from_source, rc = -1;
+
+	tp.quality = 80;
+	tp.palette = 0;
+	tp.progressive = 0;
+	tp.subsample = IT_SUB_AUTO;
+	/* From the encoded result, so the thumbnail shows what is stored;
+	 * but a JPEG recompressed as JPEG looks the same at thumbnail size,
+	 * and when the result is progressive it would be decoded whole,
+	 * where the source (usually baseline) shrinks while it decodes:
+	 * measured on a 12 MP photo, 0.18 s against 0.10. A baseline result
+	 * is the cheapest of all to read (0.07 s): it is smaller than the
+	 * source. */
+	from_source = j->p->type == IT_OP_COMPRESS && j->k == K_JPEG && j->fmt == O_JPEG && j->p->progressive;
+	if (vips_thumbnail_buffer(from_source ? (void *)j->in : out->data, from_source ? j->len : out->len, &thumb,
+				  size, "height", size, "size", VIPS_SIZE_DOWN, NULL) ||
+	    save(thumb, vips_image_hasalpha(thumb) ? O_PNG : O_JPEG, &tp, 1, 0, 0, &out->thumb, &out->thumb_len) < 0) {
+		vips_err(j->err, j->errlen, "cannot make the thumbnail");
 		goto out;
 	}
-	page_h = vips_image_get_page_height(img);
-	frames = animated && page_h > 0 ? vips_image_get_height(img) / page_h : 1;
-	out->width = vips_image_get_width(img);
-	out->height = frames > 1 ? page_h : vips_image_get_height(img);
-	out->frames = frames;
-	out->content_type = mime((enum outfmt)fmt);
+	out->thumb_type = vips_image_hasalpha(thumb) ? "image/png" : "image/jpeg";
+	rc = 0;
+out:
+	if (thumb)
+		g_object_unref(thumb);
+	return rc;
+}
 
-encoded:
-	if (p->type == IT_OP_COMPRESS && out->len >= len) {
-		/* A compressor must never make a file bigger: the original
-		 * stays, and the entry says why. */
-		snprintf(out->unchanged, sizeof(out->unchanged),
-			 "re-encoding gave %zu bytes, not fewer than the original's %zu: the original is kept",
-			 out->len, len);
-		g_free(out->data);
-		out->data = NULL;
-		out->len = 0;
-		out->note[0] = '\0';
+int it_transform_apply(const it_op_params *p, const char *in_type, const void *in, size_t len,
+		       const it_sniff_limits *lim, int thumb_size, it_transform_out *out, char *err, size_t errlen)
+{
+	struct job j = {.p = p,
+			.in = in,
+			.len = len,
+			.lim = lim,
+			.k = kind_of(in_type),
+			.out = out,
+			.err = err,
+			.errlen = errlen};
+	int rc = -1, fmt;
+
+	memset(out, 0, sizeof(*out));
+	if (errlen)
+		err[0] = '\0';
+	fmt = choose_format(p, j.k, out->unchanged, sizeof(out->unchanged));
+	/* Our own header walk first: libvips is not asked even for the header
+	 * of an image that would not be decoded anyway. */
+	if (check_limits(p, fmt < 0 ? O_JPEG : (enum outfmt)fmt, in, len, lim, 0, &j.s, err, errlen) < 0)
+		goto out;
+	if (fmt < 0) {
 		rc = 0;
 		goto out;
 	}
-
-	if (thumb_size > 0) {
-		it_op_params tp = *p;
-		tp.quality = 80;
-		tp.palette = 0;
-		tp.progressive = 0;
-		tp.subsample = IT_SUB_AUTO;
-		/* From the encoded result, so the thumbnail shows what is
-		 * stored; but a JPEG recompressed as JPEG looks the same at
-		 * thumbnail size, and when the result is progressive it would
-		 * be decoded whole, where the source (usually baseline) shrinks
-		 * while it decodes: measured on a 12 MP photo, 0.18 s against
-		 * 0.10. A baseline result is the cheapest of all to read
-		 * (0.07 s): it is smaller than the source. */
-		int from_source = p->type == IT_OP_COMPRESS && k == K_JPEG && fmt == O_JPEG && p->progressive;
-		if (vips_thumbnail_buffer(from_source ? (void *)in : out->data, from_source ? len : out->len, &thumb,
-					  thumb_size, "height", thumb_size, "size", VIPS_SIZE_DOWN, NULL) ||
-		    save(thumb, vips_image_hasalpha(thumb) ? O_PNG : O_JPEG, &tp, 1, 0, 0, &out->thumb,
-			 &out->thumb_len) < 0) {
-			vips_err(err, errlen, "cannot make the thumbnail");
-			goto out;
-		}
-		out->thumb_type = vips_image_hasalpha(thumb) ? "image/png" : "image/jpeg";
+	j.fmt = (enum outfmt)fmt;
+	if (can_convert(&j) < 0)
+		goto out;
+	plan_frames(&j);
+	if (!ycck_path(&j) && through_vips(&j) < 0)
+		goto out;
+	if (j.p->type == IT_OP_COMPRESS && out->len >= len) {
+		keep_original(out, len);
+		rc = 0;
+		goto out;
 	}
+	if (thumb_size > 0 && thumbnail(&j, thumb_size) < 0)
+		goto out;
 	rc = 0;
 out:
 	if (rc < 0) {
@@ -616,12 +746,10 @@ out:
 		it_transform_out_free(out);
 		memset(out, 0, sizeof(*out));
 	}
-	if (thumb)
-		g_object_unref(thumb);
-	if (img)
-		g_object_unref(img);
-	if (hdr)
-		g_object_unref(hdr);
+	if (j.img)
+		g_object_unref(j.img);
+	if (j.hdr)
+		g_object_unref(j.hdr);
 	return rc;
 }
 

@@ -24,12 +24,15 @@ static unsigned char sample(int x, int y, int ch)
 }
 
 /* Encodes the pattern as plain CMYK at quality 95, with the Adobe segment
- * (Photoshop's inverted samples) or without, plus a COM segment. */
-static unsigned char *make(int adobe, unsigned long *len)
+ * (Photoshop's inverted samples) or without, plus a COM segment and, when
+ * app2 is not 0, an APP2 segment of app2 bytes (where an ICC profile goes;
+ * a CMYK one is hundreds of kilobytes, in segments of up to 64 KiB). */
+static unsigned char *make(int adobe, unsigned app2, unsigned long *len)
 {
 	struct jpeg_compress_struct c;
 	struct jpeg_error_mgr e;
 	unsigned char *buf = NULL, row[W * 4];
+	static unsigned char profile[65000];
 
 	*len = 0;
 	c.err = jpeg_std_error(&e);
@@ -45,6 +48,10 @@ static unsigned char *make(int adobe, unsigned long *len)
 	jpeg_set_quality(&c, 95, TRUE);
 	jpeg_start_compress(&c, TRUE);
 	jpeg_write_marker(&c, JPEG_COM, (const JOCTET *)"kept", 4);
+	if (app2) {
+		memset(profile, 'p', sizeof(profile));
+		jpeg_write_marker(&c, JPEG_APP0 + 2, profile, app2);
+	}
 	while (c.next_scanline < H) {
 		JSAMPROW r[1] = {row};
 		for (int x = 0; x < W; x++)
@@ -137,9 +144,9 @@ int main(void)
 	struct facts f;
 
 	/* Adobe CMYK (inverted, as Photoshop writes it) becomes YCCK. */
-	src = make(1, &n);
-	is_int(it_cmyk_jpeg(src, n, 75, -1, 0, 1 << 20, &out, &outlen, why, sizeof(why)), 0, "Adobe CMYK re-encoded: %s",
-	       why);
+	src = make(1, 0, &n);
+	is_int(it_cmyk_jpeg(src, n, 75, -1, 0, 1 << 20, &out, &outlen, why, sizeof(why)), 0,
+	       "Adobe CMYK re-encoded: %s", why);
 	ok(outlen > 0 && outlen < n, "smaller than the quality-95 source (%zu < %lu)", outlen, n);
 	facts_of(out, outlen, 0, &f);
 	ok(f.space == JCS_YCCK && f.adobe, "written as YCCK with its Adobe segment");
@@ -167,11 +174,25 @@ int main(void)
 
 	/* CMYK without the Adobe segment holds plain samples: YCCK needs
 	 * the segment, which says "inverted", so they are inverted. */
-	src = make(0, &n);
+	src = make(0, 0, &n);
 	is_int(it_cmyk_jpeg(src, n, 75, -1, 0, 1 << 20, &out, &outlen, why, sizeof(why)), 0, "plain CMYK re-encoded");
 	facts_of(out, outlen, 1, &f);
 	ok(f.space == JCS_YCCK && f.adobe && f.max_err < 40, "inverted under its new Adobe segment (%.0f)", f.max_err);
 	free(out);
+	free(src);
+
+	/* A large segment fills more than libjpeg's first output buffer,
+	 * which it then replaces by a larger one: a file damaged after it
+	 * must still come back with nothing returned and nothing freed
+	 * twice. */
+	src = make(1, 60000, &n);
+	is_int(it_cmyk_jpeg(src, n, 75, -1, 0, 1 << 20, &out, &outlen, why, sizeof(why)), 0,
+	       "with a 60000-byte APP2 segment: re-encoded");
+	ok(outlen > 60000, "the segment is copied (%zu bytes)", outlen);
+	free(out);
+	is_int(it_cmyk_jpeg(src, n - 500, 75, -1, 0, 1 << 20, &out, &outlen, why, sizeof(why)), 1,
+	       "with a 60000-byte APP2 segment, truncated: not here (%s)", why);
+	ok(out == NULL && outlen == 0, "and nothing returned");
 	free(src);
 
 	src = make_grey(&n);
