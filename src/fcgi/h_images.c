@@ -450,46 +450,6 @@ out:
 
 /* ---------------------------------------------------------------- changes */
 
-/* Reads a JSON request body of at most JSON_BODY_MAX bytes. Returns the
- * parsed object (json_object_put it) or NULL after answering the problem. */
-static json_object *read_json_body(it_req *req)
-{
-	it_buf b;
-	char tmp[4096];
-	ssize_t r;
-	json_object *o = NULL;
-	json_tokener *tok;
-
-	if (req->content_length > JSON_BODY_MAX) {
-		it_resp_problem(req, 413, "body-too-large", "The JSON body is limited to %d bytes.", JSON_BODY_MAX);
-		return NULL;
-	}
-	it_buf_init(&b, JSON_BODY_MAX);
-	while ((r = it_req_read(req, tmp, sizeof(tmp))) > 0) {
-		if (it_buf_append(&b, tmp, (size_t)r) != 0) {
-			it_buf_free(&b);
-			it_resp_problem(req, 413, "body-too-large", "The JSON body is limited to %d bytes.", JSON_BODY_MAX);
-			return NULL;
-		}
-	}
-	if (r < 0 || b.len == 0) {
-		it_buf_free(&b);
-		it_resp_problem(req, 400, "bad-json", "The request body must be a JSON object.");
-		return NULL;
-	}
-	tok = json_tokener_new();
-	o = json_tokener_parse_ex(tok, b.data, (int)b.len);
-	if (o == NULL || json_tokener_get_error(tok) != json_tokener_success ||
-	    json_tokener_get_parse_end(tok) != b.len || !json_object_is_type(o, json_type_object)) {
-		json_object_put(o);
-		o = NULL;
-		it_resp_problem(req, 400, "bad-json", "The request body must be a JSON object.");
-	}
-	json_tokener_free(tok);
-	it_buf_free(&b);
-	return o;
-}
-
 void it_h_image_patch(it_req *req)
 {
 	PGconn *conn = it_db_thread_conn();
@@ -509,7 +469,7 @@ void it_h_image_patch(it_req *req)
 		goto out;
 	}
 	session = p.session_id;
-	if ((body = read_json_body(req)) == NULL)
+	if ((body = it_req_read_json(req, JSON_BODY_MAX, 8)) == NULL)
 		goto out;
 	if (!json_object_object_get_ex(body, "filename", &fn) || !json_object_is_type(fn, json_type_string)) {
 		it_resp_problem(req, 400, "missing-filename", "Send {\"filename\": \"new name\"}.");

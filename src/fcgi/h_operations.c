@@ -18,44 +18,6 @@
  * about 40 KB; anything beyond this is not a valid operation request. */
 #define MAX_BODY (64 * 1024)
 
-/* Reads the whole JSON body into b (bounded by MAX_BODY) and parses it.
- * Returns the object (put it) or NULL after answering with a problem. */
-static json_object *read_json_body(it_req *req, it_buf *b)
-{
-	char tmp[8192];
-	ssize_t r;
-	json_tokener *tok;
-	json_object *o;
-
-	if (req->content_length > MAX_BODY) {
-		it_resp_problem(req, 413, "body-too-large", "The request body is larger than %d bytes.", MAX_BODY);
-		return NULL;
-	}
-	while ((r = it_req_read(req, tmp, sizeof(tmp))) > 0) {
-		if (it_buf_append(b, tmp, (size_t)r) < 0) {
-			it_resp_problem(req, 413, "body-too-large", "The request body is larger than %d bytes.",
-					MAX_BODY);
-			return NULL;
-		}
-	}
-	if (r < 0) {
-		it_resp_problem(req, 400, "bad-body", "The request body could not be read.");
-		return NULL;
-	}
-	/* A shallow depth limit: a valid request nests three levels deep. */
-	tok = json_tokener_new_ex(8);
-	o = tok ? json_tokener_parse_ex(tok, b->data ? b->data : "", (int)b->len) : NULL;
-	if (o == NULL || json_tokener_get_error(tok) != json_tokener_success ||
-	    json_tokener_get_parse_end(tok) != b->len || !json_object_is_type(o, json_type_object)) {
-		json_object_put(o);
-		o = NULL;
-		it_resp_problem(req, 400, "bad-json", "The body must be one JSON object.");
-	}
-	if (tok)
-		json_tokener_free(tok);
-	return o;
-}
-
 void it_h_operation_create(it_req *req)
 {
 	PGconn *conn = it_db_thread_conn();
@@ -65,7 +27,6 @@ void it_h_operation_create(it_req *req)
 	const char *session, *cred = NULL;
 	it_principal pr;
 	it_op_params p;
-	it_buf b;
 	int type, n, rc;
 	int64_t retry;
 
@@ -81,8 +42,8 @@ void it_h_operation_create(it_req *req)
 				"operations.");
 		return;
 	}
-	it_buf_init(&b, MAX_BODY);
-	body = read_json_body(req, &b);
+	/* A shallow depth limit: a valid request nests three levels deep. */
+	body = it_req_read_json(req, MAX_BODY, 8);
 	if (body == NULL)
 		goto out;
 
@@ -159,7 +120,6 @@ void it_h_operation_create(it_req *req)
 out:
 	json_object_put(op);
 	json_object_put(body);
-	it_buf_free(&b);
 }
 
 static int op_problem(it_req *req, int rc)
