@@ -27,6 +27,7 @@ static const it_route routes[] = {
 	{"PATCH", "/api/v1/uploads/tus/{id}", it_h_tus_patch, IT_ROUTE_LONG_BODY},
 	{"DELETE", "/api/v1/uploads/tus/{id}", it_h_tus_delete, 0},
 	{"POST", "/api/v1/uploads/tus/{id}", it_h_tus_override, IT_ROUTE_LONG_BODY},
+	{"GET", "/api/v1/images", it_h_images_list, 0},
 	{"GET", "/api/v1/images/{id}", it_h_image_get, 0},
 	{"PATCH", "/api/v1/images/{id}", it_h_image_patch, 0},
 	{"DELETE", "/api/v1/images/{id}", it_h_image_delete, 0},
@@ -36,6 +37,11 @@ static const it_route routes[] = {
 	{"GET", "/api/v1/operations/{id}", it_h_operation_get, 0},
 	{"POST", "/api/v1/operations/{id}/cancel", it_h_operation_cancel, 0},
 	{"GET", "/api/v1/metrics", it_h_metrics, 0},
+	{"POST", "/api/v1/tokens", it_h_token_create, 0},
+	{"POST", "/api/v1/pairings", it_h_pairing_create, 0},
+	{"POST", "/api/v1/pair", it_h_pair, 0},
+	{"GET", "/api/v1/devices", it_h_devices_list, 0},
+	{"DELETE", "/api/v1/devices/{id}", it_h_device_delete, 0},
 };
 
 int it_app_session_problem(it_req *req, int rc)
