@@ -5,9 +5,11 @@ in order on both transports, resuming from --state after a kill, --once, bad ses
 import hashlib
 import json
 import os
+import re
 import pty
 import shutil
 import signal
+import socket
 import subprocess
 import tempfile
 import time
@@ -18,6 +20,7 @@ from harness import Stack, Tap, free_port, wait_for
 tap = Tap()
 tmp = tempfile.mkdtemp(prefix="it-cli-")
 SID = "A" * 32
+TOKEN = "itk." + "T0k_-" * 6 + "XY"  # the form of a device token: itk. and 32 characters
 img1 = write(os.path.join(tmp, "one.png"), png_bytes(40, 30, seed=1))
 img2 = write(os.path.join(tmp, "two.png"), png_bytes(64, 48, seed=2))
 big = write(os.path.join(tmp, "big.png"), png_bytes(700, 600, seed=3, noisy=True))
@@ -55,6 +58,52 @@ with Scripted([OK]) as srv:
     tap.like(req["headers"].get("Content-Type", ""), r"^multipart/form-data; boundary=", "multipart/form-data")
     tap.like(r.stdout, r"big\.png: stored as 0b7e3c1a", "a line per stored file")
     tap.ok("\r" not in r.stderr, "no progress bar when stderr is not a terminal")
+
+# A token goes in the Authorization header only: not in the form, not in the URL. While it uploads,
+# the program is in the session's presence list (POST /presence, then DELETE at the end).
+with Scripted([OK, OK], presence_status=204) as srv:
+    r = run("imagetools-upload", "-s", srv.url, "--token", TOKEN, img1, img2)
+    tap.is_(r.returncode, 0, "--token: stored")
+    req = srv.requests[0] if srv.requests else {"parts": {}, "path": "", "headers": {}}
+    tap.is_(req["headers"].get("Authorization"), "Bearer " + TOKEN, "--token: sent as Authorization: Bearer")
+    tap.ok("session_id" not in req["parts"] and TOKEN not in req["path"],
+           "--token: neither a session_id field nor anything in the URL")
+    tap.is_(set(q["parts"].get("file", (None, None))[0] for q in srv.requests), {"one.png", "two.png"},
+            "--token: both files sent")
+    pres = srv.presence
+    tap.is_([(x["method"], (x["body"] or {}).get("state")) for x in pres], [("POST", "uploading"), ("DELETE", None)],
+            "presence: announced as uploading before the first file, left at the end")
+    first = (pres[0]["body"] or {}) if pres else {}
+    tap.is_((first.get("label"), first.get("source")), ("imagetools-upload", "cli"), "presence: label and source")
+    tap.like(first.get("client_id", ""), r"^[A-Za-z0-9_-]{16}$", "presence: a random client_id")
+    tap.ok(len(pres) == 2 and pres[1]["path"] == "/api/v1/presence?client_id=" + first.get("client_id", "?") and
+           pres[1]["headers"].get("Authorization") == "Bearer " + TOKEN,
+           "presence: the DELETE names the same client_id, with the credential in the header")
+    tap.ok(pres and srv.requests and pres[0]["t"] < srv.requests[0]["t"] and pres[-1]["t"] > srv.requests[-1]["t"],
+           "presence: around the uploads")
+    tap.ok(TOKEN not in r.stderr + r.stdout, "the token is never printed")
+# A server from before presence answers 404: asked once, then left alone; the upload goes on.
+with Scripted([OK, OK]) as srv:
+    r = run("imagetools-upload", "-s", srv.url, "-S", SID, img1, img2)
+    tap.is_((r.returncode, len(srv.requests), len(srv.presence)), (0, 2, 1),
+            "presence 404 (an older server): asked once, both files stored")
+    tap.is_(srv.requests[0]["parts"].get("session_id", (None, b""))[1] if srv.requests else None, SID.encode(),
+            "a session id still goes in the session_id field, as every server takes it")
+# Refusals of a token: 401 invalid-token (unknown, expired or revoked) and 403 insufficient-scope
+# stop the batch with exit codes of their own and a message saying what to do.
+for status, slug, code, pattern in [(401, "invalid-token", 6, r"token itk\.T0k_-T\.\.\. is unknown, expired or revoked"),
+                                    (403, "insufficient-scope", 7, r"token itk\.T0k_-T\.\.\. may not upload")]:
+    with Scripted([problem(status, slug, "The token is refused."), OK]) as srv:
+        r = run("imagetools-upload", "-s", srv.url, "--token", TOKEN, img1, img2)
+        tap.is_((r.returncode, len(srv.requests)), (code, 1), "%d %s: exit %d, the later file not sent"
+                % (status, slug, code))
+        tap.like(r.stderr, pattern, "%d %s: the message says what is wrong" % (status, slug))
+        tap.ok(TOKEN not in r.stderr, "%d %s: only the token's prefix is shown" % (status, slug))
+r = run("imagetools-upload", "-s", "http://127.0.0.1:9", "--token", "itk.short", img1)
+tap.is_(r.returncode, 3, "a token of the wrong form: exit 3 before anything is sent")
+r = run("imagetools-upload", "--pair", "http://127.0.0.1:9/#s=" + SID)
+tap.is_(r.returncode, 2, "--pair with a link that carries no pairing code: exit 2")
+tap.like(r.stderr, r"--pair takes a pairing code", "and the message says what --pair takes")
 
 # 429 is retried like 503; every other 4xx is final and explained.
 with Scripted([(429, {"Retry-After": "0"}, b""), OK]) as srv:
@@ -418,6 +467,93 @@ with Stack(tap, settings={"max_upload_bytes": "2M", "keepalive_interval": 2}) as
     tap.like(r.stderr, r"cannot write the state file", "watch: and named")
     tap.is_(run("imagetools-watch", "-s", st.url, "-S", sid, "-t", "ws").returncode, 2,
             "watch: unknown transport: exit 2")
+
+    # -- devices: pair with a code, upload and watch with tokens, a revoked token, a token's scope.
+    def auth(cred):
+        return {"Authorization": "Bearer " + cred}
+
+    def mint_code(owner, scope):
+        r = st.request("POST", "/api/v1/pairings", body=json.dumps({"scope": scope}).encode(),
+                       headers=dict(auth(owner), **{"Content-Type": "application/json"}))
+        tap.is_(r.status, 201, "the owner makes a %s pairing code" % scope)
+        return r.json() if r.status == 201 else {}
+
+    def mint_token(owner, scope, label):
+        r = st.request("POST", "/api/v1/tokens", body=json.dumps({"scope": scope, "label": label}).encode(),
+                       headers=dict(auth(owner), **{"Content-Type": "application/json"}))
+        return r.json() if r.status == 201 else {}
+
+    ds = st.new_session()
+    home = os.path.join(tmp, "pairhome")
+    conf = os.path.join(home, "imagetools", "cli.conf")
+    os.makedirs(os.path.dirname(conf))
+    write(conf, b"# mine\nsource = cli\nsession = " + ("Z" * 32).encode() + b"\n")
+    os.chmod(conf, 0o644)
+    pairing = mint_code(ds, "upload")
+    r = run("imagetools-upload", "--pair", pairing.get("pair_url", "?"), env={"XDG_CONFIG_HOME": home})
+    tap.is_(r.returncode, 0, "--pair with the page's pairing link: exit 0")
+    tap.like(r.stderr, r"paired as dev_[A-Za-z0-9_-]{16} .*scope upload", "it says which device it became")
+    saved = open(conf).read()
+    token = (re.search(r'^token = "(itk\.[A-Za-z0-9_-]{32})"$', saved, re.M) or [None, ""])[1]
+    tap.ok(token, "the token is kept in the config file")
+    tap.ok(token and token not in r.stderr + r.stdout, "and never printed")
+    tap.like(saved, r'(?m)^server = "%s"$' % re.escape(st.url), "with the server from the link")
+    tap.ok("# mine" in saved and "source = cli" in saved and "session =" not in saved,
+           "the user's other lines stay; the old session line goes")
+    tap.is_(oct(os.stat(conf).st_mode & 0o777), "0o600", "the config file is private (0600) once it holds a token")
+    dev = st.sql("SELECT label || '|' || source || '|' || scope FROM devices WHERE session_id = :'p1'", ds)
+    tap.is_(dev, "imagetools-upload on %s|cli|upload" % socket.gethostname()[:43],
+            "the device is labelled after the program and the host, source cli")
+    r = run("imagetools-upload", "--pair", pairing.get("pair_url", "?"), env={"XDG_CONFIG_HOME": home})
+    tap.is_(r.returncode, 6, "the same pairing code again: exit 6")
+    tap.like(r.stderr, r"already used", "and the message says it was used")
+    r = run("imagetools-upload", "-s", st.url, "--pair", "itp." + "x" * 22, env={"XDG_CONFIG_HOME": home})
+    tap.is_(r.returncode, 6, "an unknown pairing code (bare, with --server): exit 6")
+
+    # The paired token uploads: the bytes stored are the bytes sent.
+    r = run("imagetools-upload", "--json", img2, env={"XDG_CONFIG_HOME": home})
+    tap.is_(r.returncode, 0, "upload with the paired token from the config file: exit 0")
+    img = ((json.loads(r.stdout.splitlines()[0]) if r.stdout.strip() else {}).get("images") or [{}])[0]
+    want = hashlib.sha256(open(img2, "rb").read()).hexdigest()
+    status, body = download(st, img.get("file_url", "/"))
+    tap.ok(img.get("sha256") == want and status == 200 and hashlib.sha256(body).hexdigest() == want,
+           "token upload: the bytes stored are the bytes sent")
+    tap.is_(st.sql("SELECT count(*) FROM images WHERE session_id = :'p1' AND source = 'cli'", ds), "1",
+            "token upload: stored in the code's session")
+    r = run("imagetools-upload", "--resume", "--state-dir", os.path.join(tmp, "tus-token"), "--json", img1,
+            env={"XDG_CONFIG_HOME": home})
+    tap.is_(r.returncode, 0, "token upload over tus (--resume): exit 0")
+    tap.is_(st.sql("SELECT count(*) FROM images WHERE session_id = :'p1'", ds), "2", "token upload over tus: stored")
+
+    # An upload-only token cannot follow the session: exit 7 with a message, on both transports.
+    for transport in ("sse", "longpoll"):
+        r = run("imagetools-watch", "-s", st.url, "--token", token, "-t", transport, timeout=30)
+        tap.is_(r.returncode, 7, "%s: watch with an upload token: exit 7" % transport)
+        tap.like(r.stderr, r"may not read this session's events.*view or full", "%s: the message says why" % transport)
+        tap.ok(token not in r.stderr, "%s: the token is not printed" % transport)
+
+    # A view token follows; revoking it ends the follower at once with exit 6.
+    for transport in ("sse", "longpoll"):
+        view = mint_token(ds, "view", "watcher " + transport)
+        before = st.sql("SELECT coalesce(max(seq), 0) FROM events WHERE session_id = :'p1'", ds)
+        f = Follower("-s", st.url, "-t", transport, "--since", "now", "--retry-delay", "100", "--poll-timeout", "20",
+                     env={"IMAGETOOLS_TOKEN": view.get("token", "?")})
+        append_events(st, ds, 2)
+        got = f.stored(2)
+        tap.is_([e.get("id") for e in got], [int(before) + 1, int(before) + 2],
+                "%s: watch with a view token prints the new events" % transport)
+        r = st.request("DELETE", "/api/v1/devices/" + view.get("device_id", "?"), headers=auth(ds))
+        tap.is_(r.status, 204, "%s: the owner revokes the watcher's token" % transport)
+        code = f.wait(15)
+        tap.is_(code, 6, "%s: the revoked follower stops with exit 6" % transport)
+        tap.like("".join(f.stderr), r"token itk\.\S{6}\.\.\. (was revoked|is unknown, expired or revoked)",
+                 "%s: and says its token was revoked" % transport)
+        f.stop()
+        r = run("imagetools-watch", "-s", st.url, "--token", view.get("token", "?"), "-t", transport, timeout=30)
+        tap.is_(r.returncode, 6, "%s: a revoked token from the start: exit 6" % transport)
+    tap.ok(not any(token in open(os.path.join(st.dir, n), errors="replace").read()
+                   for n in os.listdir(st.dir) if n.endswith(".log")),
+           "no log of the stack holds the paired token")
     r = run("imagetools-watch", "--help")
     tap.ok(r.returncode == 0 and "--transport" in r.stdout, "watch --help")
 
