@@ -128,6 +128,13 @@ with Stack(tap, bridge=True, settings={"keepalive_interval": 1, "rate_auth_failu
     tap.is_(ids(ws_events(ws, last)), list(range(1, last + 1)), "Authorization: Bearer on the upgrade")
     ws.close()
 
+    ws = WsClient.connect("127.0.0.1", st.port, "/api/v1/ws",
+                          headers={"Sec-WebSocket-Protocol": "imagetools.v1, imagetools.bearer." + view})
+    tap.ok(ws.headers.get("sec-websocket-protocol") == "imagetools.v1"
+           and ids(ws_events(ws, last)) == list(range(1, last + 1)),
+           "through lighttpd: the shipped config sends /api/v1/ws to the bridge, subprotocol and all")
+    ws.close()
+
     ws = ws_connect(st)
     tap.is_(ws.quiet(1.0), [], "first message: nothing at all is sent before the auth message")
     ws.send_text(json.dumps({"type": "auth", "credential": view, "last_event_id": last - 2,
