@@ -137,6 +137,25 @@ int it_auth_blocked(it_req *req)
 	return 1;
 }
 
+/* Whether a credential that could not be copied (spaces, control bytes,
+ * too long) still begins like a token: it is then a malformed token (401),
+ * not a malformed session id (400). */
+static int token_prefix(const it_req *req, const char *cred)
+{
+	const char *h = it_req_env(req, "HTTP_AUTHORIZATION"), *q = req->query, *tok;
+	size_t n;
+
+	if (cred != NULL)
+		return it_token_is(cred);
+	if (h != NULL && it_cred_bearer(h, strlen(h), &tok, &n))
+		return n >= 4 && memcmp(tok, IT_TOKEN_PREFIX, 4) == 0;
+	for (; q != NULL && *q; q += strcspn(q, "&"), q += *q == '&') {
+		if (strncmp(q, "session_id=", 11) == 0)
+			return strncmp(q + 11, IT_TOKEN_PREFIX, 4) == 0;
+	}
+	return 0;
+}
+
 int it_auth_resolve(it_req *req, const char *cred, unsigned need, it_principal *out, it_auth_refusal *why)
 {
 	/* Larger than any credential: a token with a tail is still seen as a
@@ -169,6 +188,10 @@ int it_auth_resolve(it_req *req, const char *cred, unsigned need, it_principal *
 		} else {
 			rc = it_devices_check(it_guard_conn(), buf, out);
 		}
+	} else if (rc < 0 && token_prefix(req, cred)) {
+		if (it_guard_rate_peek(FAIL_KIND, req->remote_addr, it_g.cfg.rate_auth_failures, &why->retry_after))
+			return refuse(why, 429, "rate-limited", "Too many refused credentials from this address.");
+		rc = 401;
 	} else {
 		return refuse(why, 400, "invalid-credential",
 			      "The credential is malformed: send \"Authorization: Bearer <credential>\" with the session"
