@@ -2148,8 +2148,10 @@ int it_bridge_run(const it_config *cfg, const char *listen_addr)
 	}
 	rc = 0;
 	it_feed_stats_get(B.feed, &fs);
-	it_log_info("stopped: %llu event frames delivered, %llu reads of the log, %llu session checks",
-		    (unsigned long long)fs.delivered, (unsigned long long)fs.reads, (unsigned long long)fs.checks);
+	it_log_info("stopped: %llu event frames delivered, %llu reads of the log, %llu session checks, %llu token"
+		    " checks, %llu streams ended by their token",
+		    (unsigned long long)fs.delivered, (unsigned long long)fs.reads, (unsigned long long)fs.checks,
+		    (unsigned long long)fs.creds, (unsigned long long)fs.revoked);
 out:
 	{
 		it_list *pos, *tmp;

@@ -7,6 +7,7 @@
 #include "common/id.h"
 #include "common/token.h"
 #include "db/devices.h"
+#include "db/metrics.h"
 #include "fcgi/app.h"
 #include "fcgi/guard.h"
 
@@ -127,11 +128,21 @@ void it_auth_refuse_token(it_req *req)
 	it_auth_answer(req, &why);
 }
 
+/* Whether the address has used up its refused credentials; counted in
+ * imagetools_rate_limited_total like every 429. */
+static int blocked(it_req *req, int64_t *retry)
+{
+	if (!it_guard_rate_peek(FAIL_KIND, req->remote_addr, it_g.cfg.rate_auth_failures, retry))
+		return 0;
+	it_metrics_inc("imagetools_rate_limited_total", "limit=\"" FAIL_KIND "\"", 1);
+	return 1;
+}
+
 int it_auth_blocked(it_req *req)
 {
 	int64_t retry;
 
-	if (!it_guard_rate_peek(FAIL_KIND, req->remote_addr, it_g.cfg.rate_auth_failures, &retry))
+	if (!blocked(req, &retry))
 		return 0;
 	it_guard_rate_refuse(req, retry, "Too many refused credentials from this address");
 	return 1;
@@ -177,7 +188,7 @@ int it_auth_resolve(it_req *req, const char *cred, unsigned need, it_principal *
 	if (rc > 0 && it_token_is(buf)) {
 		/* Asked before the token is looked at: an address that keeps
 		 * guessing learns nothing more, not even "wrong". */
-		if (it_guard_rate_peek(FAIL_KIND, req->remote_addr, it_g.cfg.rate_auth_failures, &why->retry_after))
+		if (blocked(req, &why->retry_after))
 			return refuse(why, 429, "rate-limited", "Too many refused credentials from this address.");
 		rc = it_token_valid(buf) ? it_devices_check(it_guard_conn(), buf, out) : 401;
 	} else if (rc > 0 && it_id_session_valid(buf)) {
@@ -189,7 +200,7 @@ int it_auth_resolve(it_req *req, const char *cred, unsigned need, it_principal *
 			rc = it_devices_check(it_guard_conn(), buf, out);
 		}
 	} else if (rc < 0 && token_prefix(req, cred)) {
-		if (it_guard_rate_peek(FAIL_KIND, req->remote_addr, it_g.cfg.rate_auth_failures, &why->retry_after))
+		if (blocked(req, &why->retry_after))
 			return refuse(why, 429, "rate-limited", "Too many refused credentials from this address.");
 		rc = 401;
 	} else {
