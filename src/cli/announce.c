@@ -6,21 +6,15 @@
 #include "cli/cliutil.h"
 #include "common/buf.h"
 
+#include <errno.h>
 #include <json-c/json.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
 /* Presence is a courtesy: it must not hold up an upload for long. */
 #define ANNOUNCE_TIMEOUT_S 5L
-
-static double mono_s(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + ts.tv_nsec / 1e9;
-}
 
 /* The answers are empty (204) or a short problem: nothing is kept. */
 static size_t discard(char *data, size_t size, size_t n, void *p)
@@ -33,11 +27,19 @@ static size_t discard(char *data, size_t size, size_t n, void *p)
 void it_announce_init(it_announce *a, const char *server, const char *cred, const char *label, const char *source)
 {
 	it_buf url;
+	pthread_condattr_t ca;
 
 	memset(a, 0, sizeof(*a));
 	a->cred = cred;
 	a->label = label;
 	a->source = source;
+	a->state = "idle";
+	pthread_mutex_init(&a->lock, NULL);
+	/* Renewals follow elapsed time, not the wall clock a user may set. */
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&a->cond, &ca);
+	pthread_condattr_destroy(&ca);
 	it_cli_random_name(a->client_id);
 	it_buf_init(&url, 8192);
 	if (it_cli_url(&url, server, "/api/v1/presence") == 0 && (a->h = curl_easy_init()) != NULL) {
@@ -78,36 +80,77 @@ static long send_one(it_announce *a, const char *method, const char *url, const 
 	return status;
 }
 
-void it_announce_state(it_announce *a, const char *state, int force)
+static void post(it_announce *a)
 {
-	json_object *o;
-	double now = mono_s();
+	json_object *o = json_object_new_object();
 	long status;
 
-	if (a->off || (!force && a->joined && now - a->last < IT_ANNOUNCE_RENEW_S))
-		return;
-	o = json_object_new_object();
 	if (o == NULL)
 		return;
 	json_object_object_add(o, "client_id", json_object_new_string(a->client_id));
-	json_object_object_add(o, "state", json_object_new_string(state));
+	json_object_object_add(o, "state", json_object_new_string(a->state));
 	json_object_object_add(o, "label", json_object_new_string(a->label));
 	json_object_object_add(o, "source", json_object_new_string(a->source));
 	status = send_one(a, "POST", a->url, json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN));
 	json_object_put(o);
-	if (status == 404 || status == 405) {
-		/* A server from before presence: the upload goes on unseen. */
-		a->off = 1;
-	} else if (status >= 200 && status < 300) {
+	if (status == 404 || status == 405)
+		a->off = 1; /* a server from before presence: the client goes on unseen */
+	else if (status >= 200 && status < 300)
 		a->joined = 1;
-		a->last = now;
+}
+
+/* Renews the entry every IT_ANNOUNCE_RENEW_S seconds until told to stop. A
+ * failed renewal is tried again at the next one: the entry outlives two of
+ * them. */
+static void *renew(void *p)
+{
+	it_announce *a = p;
+	struct timespec t;
+	int stop;
+
+	pthread_mutex_lock(&a->lock);
+	for (;;) {
+		clock_gettime(CLOCK_MONOTONIC, &t);
+		t.tv_sec += IT_ANNOUNCE_RENEW_S;
+		while (!a->stopping && pthread_cond_timedwait(&a->cond, &a->lock, &t) != ETIMEDOUT)
+			;
+		stop = a->stopping;
+		pthread_mutex_unlock(&a->lock);
+		if (stop || a->off)
+			return NULL;
+		post(a);
+		pthread_mutex_lock(&a->lock);
 	}
+}
+
+void it_announce_start(it_announce *a, const char *state)
+{
+	sigset_t all, old;
+
+	if (a->off || a->running)
+		return;
+	a->state = state;
+	post(a);
+	if (a->off)
+		return;
+	/* The program's signals (SIGINT, SIGTERM) stay with its main thread. */
+	sigfillset(&all);
+	pthread_sigmask(SIG_BLOCK, &all, &old);
+	a->running = pthread_create(&a->thread, NULL, renew, a) == 0;
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
 }
 
 void it_announce_done(it_announce *a)
 {
 	it_buf url;
 
+	if (a->running) {
+		pthread_mutex_lock(&a->lock);
+		a->stopping = 1;
+		pthread_cond_signal(&a->cond);
+		pthread_mutex_unlock(&a->lock);
+		pthread_join(a->thread, NULL);
+	}
 	if (a->joined && !a->off && a->h) {
 		it_buf_init(&url, 8192);
 		if (it_buf_printf(&url, "%s?client_id=%s", a->url, a->client_id) == 0)
@@ -117,5 +160,7 @@ void it_announce_done(it_announce *a)
 	if (a->h)
 		curl_easy_cleanup(a->h);
 	free(a->url);
+	pthread_cond_destroy(&a->cond);
+	pthread_mutex_destroy(&a->lock);
 	memset(a, 0, sizeof(*a));
 }

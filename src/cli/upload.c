@@ -862,8 +862,9 @@ static int run(int argc, char **argv, struct opts *o, it_buf *url, struct pathli
 
 	/* The session's other devices see this one while it uploads. */
 	it_announce_init(&o->presence, o->conf.server, o->conf.session, PROG, "cli");
+	if (files->n > 0 || o->files_from)
+		it_announce_start(&o->presence, "uploading");
 	for (size_t i = 0; i < files->n && !batch_over(&t); i++) {
-		it_announce_state(&o->presence, "uploading", i == 0);
 		tally(&t, o->resume ? resume_one(h, o, files->v[i])
 				    : upload_one(h, o, files->v[i], (int)i + 1, (int)files->n));
 		total++;
@@ -883,7 +884,6 @@ static int run(int argc, char **argv, struct opts *o, it_buf *url, struct pathli
 				line[--n] = '\0';
 			if (n == 0)
 				continue;
-			it_announce_state(&o->presence, "uploading", total == 0);
 			total++;
 			tally(&t, o->resume ? resume_one(h, o, line) : upload_one(h, o, line, total, 0));
 		}

@@ -82,6 +82,16 @@ with Scripted([OK, OK], presence_status=204) as srv:
     tap.ok(pres and srv.requests and pres[0]["t"] < srv.requests[0]["t"] and pres[-1]["t"] > srv.requests[-1]["t"],
            "presence: around the uploads")
     tap.ok(TOKEN not in r.stderr + r.stdout, "the token is never printed")
+# A long upload stays in the presence list: the entry is renewed every 20 s while the file is sent.
+slow = write(os.path.join(tmp, "slow.png"), png_bytes(270, 270, seed=9, noisy=True))
+with Scripted([OK], presence_status=204) as srv:
+    r = run("imagetools-upload", "-s", srv.url, "--token", TOKEN, "--limit-rate", "8000", slow)
+    posts = [x for x in srv.presence if x["method"] == "POST"]
+    tap.is_(r.returncode, 0, "a slow upload (%d bytes at 8 kB/s): stored" % os.path.getsize(slow))
+    tap.ok(len(posts) >= 2 and srv.requests and posts[-1]["t"] < srv.requests[0]["t"],
+           "presence: renewed while the file was still being sent (%d posts)" % len(posts))
+    tap.ok(len(set(x["body"]["client_id"] for x in posts)) == 1 and srv.presence[-1]["method"] == "DELETE",
+           "presence: one client_id throughout, and a DELETE at the end")
 # A server from before presence answers 404: asked once, then left alone; the upload goes on.
 with Scripted([OK, OK]) as srv:
     r = run("imagetools-upload", "-s", srv.url, "-S", SID, img1, img2)
