@@ -438,9 +438,8 @@ static int check_session(struct watch *w, long long *last)
 {
 	json_object *o, *v;
 	CURLcode rc;
-	int ok;
-
 	char num[32];
+	int ok;
 
 	snprintf(num, sizeof(num), "%lld", w->cursor);
 	it_buf_reset(&w->url);
