@@ -410,7 +410,10 @@ int it_tusc_upload(CURL *h, const it_tusc_opts *o, const char *path, char *url_o
 		}
 		break;
 	}
-	if (result == IT_TUSC_STORED || result == IT_TUSC_REJECTED)
+	/* A final answer ends the upload for good: a revoked or too narrow token
+	 * will not resume it either. */
+	if (result == IT_TUSC_STORED || result == IT_TUSC_REJECTED || result == IT_TUSC_BAD_TOKEN ||
+	    result == IT_TUSC_SCOPE)
 		unlink(file);
 out:
 	if (url_out)

@@ -286,22 +286,32 @@ static void report_not_server(const char *url, long status)
 			safe, status);
 }
 
+/* Explains a refusal of the token itself (kind IT_CLI_AUTH_TOKEN or
+ * IT_CLI_AUTH_SCOPE) with the server's words in msg; only the token's prefix
+ * is shown. */
+static void report_token(int kind, const char *token, const char *msg)
+{
+	char red[16];
+
+	if (kind == IT_CLI_AUTH_TOKEN)
+		fprintf(stderr, PROG ": the token %s is unknown, expired or revoked; pair again with " PROG
+				" --pair and a new code from the ImageTools page (%s)\n",
+			it_log_redact(token, red, sizeof(red)), msg);
+	else
+		fprintf(stderr, PROG ": the token %s may not upload into this session; pair with an upload or "
+				"full-access code (%s)\n",
+			it_log_redact(token, red, sizeof(red)), msg);
+}
+
 /* Explains a 4xx answer the way a user can act on it. */
 static void report_rejection(const char *path, long status, const it_buf *body, const char *session)
 {
 	char msg[600], red[16];
+	int kind = it_cli_auth_problem(status, body->data, body->len);
 
 	it_cli_problem_message(body->data, body->len, status, msg, sizeof(msg));
-	switch (it_cli_auth_problem(status, body->data, body->len)) {
-	case IT_CLI_AUTH_TOKEN:
-		fprintf(stderr, PROG ": the token %s is unknown, expired or revoked; pair again with " PROG
-				" --pair and a new code from the ImageTools page (%s)\n",
-			it_log_redact(session, red, sizeof(red)), msg);
-		return;
-	case IT_CLI_AUTH_SCOPE:
-		fprintf(stderr, PROG ": the token %s may not upload into this session; pair with an upload or "
-				"full-access code (%s)\n",
-			it_log_redact(session, red, sizeof(red)), msg);
+	if (kind != IT_CLI_AUTH_OTHER) {
+		report_token(kind, session, msg);
 		return;
 	}
 	switch (status) {
@@ -510,7 +520,9 @@ static enum outcome resume_one(CURL *h, const struct opts *o, const char *path)
 	} else if (rc == IT_TUSC_STORED && !o->quiet) {
 		printf("%s: stored\n", path);
 	}
-	if (rc != IT_TUSC_STORED && rc != IT_TUSC_INTERRUPTED)
+	if (rc == IT_TUSC_BAD_TOKEN || rc == IT_TUSC_SCOPE)
+		report_token(rc == IT_TUSC_BAD_TOKEN ? IT_CLI_AUTH_TOKEN : IT_CLI_AUTH_SCOPE, o->conf.session, msg);
+	else if (rc != IT_TUSC_STORED && rc != IT_TUSC_INTERRUPTED)
 		fprintf(stderr, PROG ": %s: %s\n", path, msg);
 	switch (rc) {
 	case IT_TUSC_STORED: return STORED;
