@@ -371,7 +371,7 @@ static void on_ended(it_feed_sub *sub, enum it_feed_end why)
 	client_close(c, IT_WS_CLOSE_INVALID_SESSION, "Invalid session");
 }
 
-static const it_feed_sub_ops ws_ops = {on_event, on_transient, on_batch_end, on_ended};
+static const it_feed_sub_ops ws_ops = {on_event, on_transient, on_batch_end, on_ended, NULL};
 
 /* ------------------------------------------------------------ SSE and long-poll
  *
@@ -641,7 +641,7 @@ static void on_stream_ended(it_feed_sub *sub, enum it_feed_end why)
 }
 
 static const it_feed_sub_ops stream_ops = {on_stream_event, on_stream_transient, on_stream_batch_end,
-					   on_stream_ended};
+					   on_stream_ended, NULL};
 
 /* Reads key's value out of query (qlen bytes, may be NULL) into out,
  * decoded as imagetools.fcgi's it_query_get decodes it (%XX and '+').
