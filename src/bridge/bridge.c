@@ -17,6 +17,7 @@
 #include "db/metrics.h"
 #include "feed/feed.h"
 #include "feed/outq.h"
+#include "feed/presence.h"
 #include "feed/sse.h"
 
 #include <arpa/inet.h>
@@ -52,7 +53,7 @@ static const char ws_prefix[] = "/api/v1/ws/";
 static const char events_path[] = "/api/v1/events";
 static const char stream_path[] = "/api/v1/events/stream";
 
-enum handle_kind { H_CLIENT, H_LISTEN, H_SIGNAL, H_TIMER, H_PG };
+enum handle_kind { H_CLIENT, H_LISTEN, H_SIGNAL, H_TIMER, H_PG, H_PRESENCE };
 
 /* What epoll's data.ptr points at: every watched object starts with one. */
 typedef struct handle {
@@ -129,13 +130,22 @@ typedef struct client {
 	struct lpitem *lp;	/* long-poll: the answer gathered so far */
 	unsigned nlp, lpcap;
 	size_t lp_bytes;
+	struct bpresence *pres;	/* what the client announced (docs/presence.md), or NULL */
 } client;
+
+/* A client that announced itself: joined once admitted, left when it ends. */
+struct bpresence {
+	it_presence_ident id;
+	char session[72];
+	it_presence_entry *entry;
+};
 
 static struct bridge {
 	const it_config *cfg;
 	int epfd, lfd, sigfd, tfd;
-	handle listen_h, signal_h, timer_h, pg_h;
+	handle listen_h, signal_h, timer_h, pg_h, presence_h;
 	it_feed *feed;
+	it_presence *presence;
 	it_list clients;
 	it_list dead;		/* clients to free once the epoll batch is done */
 	size_t soft, hard;
@@ -231,8 +241,57 @@ static int client_frame(client *c, int opcode, const void *payload, size_t len)
 	return was_empty ? client_flush(c) : 0;
 }
 
+/* The client's presence entry, if it announced itself, is let go: a
+ * long-poll's next poll comes right after this one. */
+static void presence_end(client *c)
+{
+	if (c->pres == NULL)
+		return;
+	it_presence_leave(B.presence, c->pres->entry, c->kind == K_POLL ? IT_PRESENCE_LONGPOLL_HOLD * 1000 : 0);
+	free(c->pres);
+	c->pres = NULL;
+}
+
+static int query_get(const char *q, size_t qlen, const char *key, char *out, size_t outlen);
+
+/* Reads what a client says about itself (client_id, client_label,
+ * client_source) from the query, for session sid. Returns 0 (c->pres set
+ * when it announces itself), or -1 when a value is malformed. */
+static int presence_ident(client *c, const char *q, size_t qlen, const char *sid)
+{
+	char cid[72], label[300], source[40];
+	int a = query_get(q, qlen, "client_id", cid, sizeof(cid));
+	int l = query_get(q, qlen, "client_label", label, sizeof(label));
+	int s = query_get(q, qlen, "client_source", source, sizeof(source));
+	it_presence_ident id;
+	int rc;
+
+	if (a == -2 || l == -2 || s == -2)
+		return -1;
+	rc = it_presence_ident_set(&id, a >= 0 ? cid : NULL, l >= 0 ? label : NULL, s >= 0 ? source : NULL,
+				   c->sub.device, NULL, NULL);
+	if (rc <= 0)
+		return rc;
+	if ((c->pres = calloc(1, sizeof(*c->pres))) == NULL)
+		return 0; /* just not in presence */
+	c->pres->id = id;
+	snprintf(c->pres->session, sizeof(c->pres->session), "%s", sid);
+	return 0;
+}
+
+/* The feed admitted the client: it joins the session's presence. */
+static void on_admitted(it_feed_sub *sub)
+{
+	client *c = it_container_of(sub, client, sub);
+
+	if (c->pres && c->pres->entry == NULL)
+		c->pres->entry = it_presence_join(B.presence, c->pres->session, &c->pres->id,
+						  c->kind == K_WS ? "websocket" : c->kind == K_SSE ? "sse" : "longpoll");
+}
+
 static void client_detach(client *c)
 {
+	presence_end(c);
 	if (!c->subscribed)
 		return;
 	it_feed_unsubscribe(&c->sub);
@@ -371,7 +430,7 @@ static void on_ended(it_feed_sub *sub, enum it_feed_end why)
 	client_close(c, IT_WS_CLOSE_INVALID_SESSION, "Invalid session");
 }
 
-static const it_feed_sub_ops ws_ops = {on_event, on_transient, on_batch_end, on_ended, NULL};
+static const it_feed_sub_ops ws_ops = {on_event, on_transient, on_batch_end, on_ended, on_admitted};
 
 /* ------------------------------------------------------------ SSE and long-poll
  *
@@ -641,7 +700,7 @@ static void on_stream_ended(it_feed_sub *sub, enum it_feed_end why)
 }
 
 static const it_feed_sub_ops stream_ops = {on_stream_event, on_stream_transient, on_stream_batch_end,
-					   on_stream_ended, NULL};
+					   on_stream_ended, on_admitted};
 
 /* Reads key's value out of query (qlen bytes, may be NULL) into out,
  * decoded as imagetools.fcgi's it_query_get decodes it (%XX and '+').
@@ -885,6 +944,11 @@ static int stream_start(client *c, const it_http_request *req, enum client_kind 
 	c->deadline = B.now + (double)timeout;
 	c->next_keepalive = B.now + (double)B.cfg->keepalive_interval;
 	c->sub.ops = &stream_ops;
+	if (presence_ident(c, q, qlen, sid) < 0)
+		return stream_problem(c, 400, "Bad Request", "invalid-client-id",
+				      "client_id (1-64 of A-Z a-z 0-9 _ -), client_label (1-64 characters) or "
+				      "client_source (1-32 of A-Z a-z 0-9 _ . -) is malformed.",
+				      NULL);
 	if (it_feed_subscribe(B.feed, &c->sub, sid, cursor, IT_FEED_HELLO | IT_FEED_FRESH) < 0) {
 		client_free(c);
 		return -1;
@@ -1091,6 +1155,9 @@ static int handshake(client *c)
 	if (parse_query(q, qlen, &requested) < 0)
 		return client_http_error(c, 400, "Bad Request", "bad-cursor",
 					 "last_event_id must be a non-negative integer.", NULL);
+	if (presence_ident(c, q, qlen, "") < 0)
+		return client_http_error(c, 400, "Bad Request", "invalid-client-id",
+					 "client_id, client_label or client_source is malformed.", NULL);
 	if (!origin_allowed(&req)) {
 		it_metrics_inc("imagetools_origin_refused_total", NULL, 1);
 		it_log_info("WebSocket upgrade refused: origin not allowed");
@@ -1115,6 +1182,8 @@ static int handshake(client *c)
 		plen = sizeof(sid) - 1; /* too long to be valid; still closed with 4004 */
 	memcpy(sid, path, plen);
 	sid[plen] = '\0';
+	if (c->pres)
+		snprintf(c->pres->session, sizeof(c->pres->session), "%s", sid);
 
 	rl = snprintf(resp, sizeof(resp),
 		      "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
@@ -1309,6 +1378,7 @@ static void client_free(client *c)
 		return;
 	c->dead = 1;
 	client_detach(c);
+	presence_end(c);
 	epoll_ctl(B.epfd, EPOLL_CTL_DEL, c->fd, NULL);
 	close(c->fd);
 	c->fd = -1;
@@ -1383,6 +1453,7 @@ static void tick(void)
 	double pong_timeout = (double)B.cfg->ws_pong_timeout;
 
 	it_feed_tick(B.feed, (int64_t)(B.now * 1000.0));
+	it_presence_tick(B.presence, (int64_t)(B.now * 1000.0));
 	if (B.now - B.rate_pruned >= 10.0) {
 		it_rl_prune(&B.rate, B.now);
 		B.rate_pruned = B.now;
@@ -1530,6 +1601,7 @@ int it_bridge_run(const it_config *cfg, const char *listen_addr)
 	B.signal_h.kind = H_SIGNAL;
 	B.timer_h.kind = H_TIMER;
 	B.pg_h.kind = H_PG;
+	B.presence_h.kind = H_PRESENCE;
 	/* 100,000 addresses at most in one minute's table (some 10 MB); past
 	 * that, new ones share one counter. */
 	if (it_rl_init(&B.rate, (unsigned)cfg->rate_streams, 60.0, 100000) < 0) {
@@ -1564,6 +1636,18 @@ int it_bridge_run(const it_config *cfg, const char *listen_addr)
 	if (it_feed_new(&B.feed, &fo) < 0) {
 		it_log_error("out of memory");
 		goto out;
+	}
+	{
+		it_presence_opts po = {.conninfo = cfg->database_url,
+				       .app_name = "imagetools-wsbridge presence",
+				       .epfd = B.epfd,
+				       .pg_tag = &B.presence_h,
+				       .ttl = cfg->presence_ttl};
+		if (it_presence_new(&B.presence, &po) < 0) {
+			it_log_error("out of memory");
+			goto out;
+		}
+		it_presence_tick(B.presence, (int64_t)(B.now * 1000.0));
 	}
 	it_feed_tick(B.feed, (int64_t)(B.now * 1000.0));
 	it_log_info("listening on %s", listen_addr);
@@ -1604,6 +1688,9 @@ int it_bridge_run(const it_config *cfg, const char *listen_addr)
 			case H_PG:
 				it_feed_handle_pg(B.feed, evs[i].events);
 				break;
+			case H_PRESENCE:
+				it_presence_handle_pg(B.presence, evs[i].events);
+				break;
 			case H_CLIENT:
 				{
 					client *c = (client *)h;
@@ -1633,7 +1720,10 @@ out:
 		}
 		reap();
 	}
-	/* Every client is gone: the feed has no subscriber left. */
+	/* Every client is gone: the feed has no subscriber left, and the
+	 * entries still held here are let go in one statement. */
+	it_presence_free(B.presence);
+	B.presence = NULL;
 	it_feed_free(B.feed);
 	B.feed = NULL;
 	if (B.lfd >= 0)

@@ -73,11 +73,12 @@ int it_presence_db_leave(PGconn **connp, const char *session, const char *client
 	int rc = 503;
 
 	res = it_db_exec(connp, 0,
-			 "SELECT it_presence_leave($1, $2, NULL, 0) FROM presence"
-			 " WHERE session_id = $1 AND client_id = $2 AND ($3::text IS NULL OR device_id = $3)",
+			 "SELECT (SELECT count(*) FROM (SELECT it_presence_leave($1, $2, NULL, 0) FROM presence"
+			 " WHERE session_id = $1 AND client_id = $2 AND ($3::text IS NULL OR device_id = $3)) l)"
+			 " FROM sessions WHERE id = $1 AND expires_at > now()",
 			 3, params);
 	if (it_db_ok(res, PGRES_TUPLES_OK))
-		rc = 0;
+		rc = PQntuples(res) == 1 ? 0 : 404;
 	else if (res)
 		it_log_warn("presence leave failed: %s", PQresultErrorMessage(res));
 	PQclear(res);

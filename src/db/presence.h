@@ -30,7 +30,7 @@ int it_presence_db_list(PGconn **connp, const char *session, json_object **out, 
 
 /* client_id's entry in session leaves now (presence.left "closed"); with
  * device_id (not NULL), only when it is that device's. Leaving an entry
- * that does not exist is not an error. */
+ * that does not exist is not an error; an unknown session is 404. */
 int it_presence_db_leave(PGconn **connp, const char *session, const char *client_id, const char *device_id);
 
 /* Deletes the entries nobody renewed in time (at most a few hundred

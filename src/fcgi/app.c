@@ -36,6 +36,9 @@ static const it_route routes[] = {
 	{"GET", "/api/v1/operations/{id}", it_h_operation_get, 0},
 	{"POST", "/api/v1/operations/{id}/cancel", it_h_operation_cancel, 0},
 	{"GET", "/api/v1/metrics", it_h_metrics, 0},
+	{"GET", "/api/v1/presence", it_h_presence_get, 0},
+	{"POST", "/api/v1/presence", it_h_presence_post, 0},
+	{"DELETE", "/api/v1/presence", it_h_presence_delete, 0},
 };
 
 int it_app_session_problem(it_req *req, int rc)

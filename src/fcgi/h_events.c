@@ -17,6 +17,7 @@
 #include "db/db.h"
 #include "db/eventlog.h"
 #include "db/metrics.h"
+#include "db/presence.h"
 #include "db/sessions.h"
 #include "fcgi/app.h"
 #include "fcgi/auth.h"
@@ -45,6 +46,8 @@ struct stream_args {
 	char session[72];
 	int64_t cursor;
 	int64_t timeout_s;
+	int announced; /* the client said who it is (docs/presence.md) */
+	it_presence_ident presence;
 };
 
 static int64_t mono_ms(void)
@@ -95,6 +98,8 @@ static int parse_args(it_req *req, struct stream_args *a, const char *cursor_key
 		if (a->timeout_s > it_g.cfg.longpoll_timeout)
 			a->timeout_s = it_g.cfg.longpoll_timeout;
 	}
+	if ((a->announced = it_h_presence_ident(req, NULL, NULL, NULL, &a->presence)) < 0)
+		return -1;
 	return 0;
 }
 
@@ -215,6 +220,7 @@ static int handover(it_req *req, enum it_stream_kind kind, const struct stream_a
 	p.timeout_ms = a->timeout_s * 1000;
 	p.head = head->data;
 	p.head_len = head->len;
+	p.presence = a->announced ? &a->presence : NULL;
 	rc = it_hub_park(it_g.hub, &p);
 	if (rc < 0) {
 		close(hi);
@@ -523,6 +529,11 @@ void it_h_events_poll(it_req *req)
 	if (it_guard_rate(req, "streams", req->remote_addr, it_g.cfg.rate_streams))
 		goto out;
 	if (it_g.cgi) {
+		/* No process here renews an entry: it lives as long as the
+		 * wait, and the grace in which the next poll comes. */
+		if (a.announced)
+			it_presence_db_join(&conn, a.session, &a.presence, "longpoll", NULL, NULL,
+					    a.timeout_s + IT_PRESENCE_GRACE);
 		cgi_longpoll(req, &conn, &a, &b);
 		goto out;
 	}
@@ -590,6 +601,9 @@ void it_h_events_stream(it_req *req)
 		it_resp_begin(req, 200, "text/event-stream");
 		it_resp_write(req, head.data, head.len);
 		it_buf_free(&head);
+		if (a.announced)
+			it_presence_db_join(&conn, a.session, &a.presence, "sse", NULL, NULL,
+					    it_g.cfg.cgi_stream_lifetime + IT_PRESENCE_GRACE);
 		cgi_stream(req, &conn, &a);
 		return;
 	}

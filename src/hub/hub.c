@@ -27,7 +27,7 @@
 /* An ended stream gets this long to drain its last bytes. */
 #define LINGER_MS 10000
 
-enum tag_kind { TAG_STREAM, TAG_PG, TAG_CMD };
+enum tag_kind { TAG_STREAM, TAG_PG, TAG_CMD, TAG_PRESENCE };
 
 struct tag {
 	enum tag_kind kind;
@@ -110,13 +110,21 @@ struct hstream {
 	struct lpitem *lp; /* long-poll: the answer gathered so far */
 	unsigned nlp, lpcap;
 	size_t lp_bytes;
+	struct hpresence *pres; /* what the client announced (docs/presence.md), or NULL */
+};
+
+/* A stream that announced itself: joined once admitted, left when it ends. */
+struct hpresence {
+	it_presence_ident id;
+	char session[72];
+	it_presence_entry *entry;
 };
 
 struct it_hub {
 	const it_config *cfg;
 	pthread_t thread;
 	int epfd, evfd;
-	struct tag cmd_tag, pg_tag;
+	struct tag cmd_tag, pg_tag, presence_tag;
 
 	pthread_mutex_t lock; /* guards incoming, nstreams, stopping */
 	it_list incoming;     /* streams parked by request threads, not yet adopted */
@@ -129,6 +137,7 @@ struct it_hub {
 	 * is single-threaded. */
 	pthread_mutex_t feed_lock;
 	it_feed *feed;
+	it_presence *presence;
 	it_list all;
 	int64_t now;
 };
@@ -172,6 +181,12 @@ static void stream_close(it_hub *hub, struct hstream *st)
 {
 	if (st->subscribed)
 		it_feed_unsubscribe(&st->sub);
+	if (st->pres) {
+		/* A long-poll's next poll comes right after this one. */
+		it_presence_leave(hub->presence, st->pres->entry,
+				  st->kind == IT_STREAM_LONGPOLL ? IT_PRESENCE_LONGPOLL_HOLD * 1000 : 0);
+		free(st->pres);
+	}
 	epoll_ctl(hub->epfd, EPOLL_CTL_DEL, st->fd, NULL);
 	close(st->fd);
 	it_list_unlink(&st->all_link);
@@ -370,7 +385,16 @@ static void on_ended(it_feed_sub *sub, enum it_feed_end why)
 	stream_end(st->hub, st);
 }
 
-static const it_feed_sub_ops stream_ops = {on_event, on_transient, on_batch_end, on_ended, NULL};
+static void on_admitted(it_feed_sub *sub)
+{
+	struct hstream *st = (struct hstream *)sub;
+
+	if (st->pres && st->pres->entry == NULL)
+		st->pres->entry = it_presence_join(st->hub->presence, st->pres->session, &st->pres->id,
+						   st->kind == IT_STREAM_SSE ? "sse" : "longpoll");
+}
+
+static const it_feed_sub_ops stream_ops = {on_event, on_transient, on_batch_end, on_ended, on_admitted};
 
 /* ------------------------------------------------------------------ the loop */
 
@@ -546,6 +570,7 @@ static void *hub_main(void *arg)
 	hub->now = now_ms();
 	next_tick = hub->now + TICK_MS;
 	it_feed_tick(hub->feed, hub->now);
+	it_presence_tick(hub->presence, hub->now);
 	pthread_mutex_unlock(&hub->feed_lock);
 	for (;;) {
 		struct epoll_event evs[256];
@@ -562,6 +587,7 @@ static void *hub_main(void *arg)
 			switch (t->kind) {
 			case TAG_CMD: drain_incoming(hub); break;
 			case TAG_PG: it_feed_handle_pg(hub->feed, evs[i].events); break;
+			case TAG_PRESENCE: it_presence_handle_pg(hub->presence, evs[i].events); break;
 			case TAG_STREAM:
 				stream_io(hub, it_container_of(t, struct hstream, tag), evs[i].events);
 				break;
@@ -570,6 +596,7 @@ static void *hub_main(void *arg)
 		if (hub->now >= next_tick) {
 			tick(hub);
 			it_feed_tick(hub->feed, hub->now);
+			it_presence_tick(hub->presence, hub->now);
 			next_tick = hub->now + TICK_MS;
 		}
 		it_feed_run(hub->feed);
@@ -596,6 +623,7 @@ int it_hub_start(it_hub **out, const it_config *cfg)
 	hub->cfg = cfg;
 	hub->cmd_tag.kind = TAG_CMD;
 	hub->pg_tag.kind = TAG_PG;
+	hub->presence_tag.kind = TAG_PRESENCE;
 	hub->epfd = hub->evfd = -1;
 	pthread_mutex_init(&hub->lock, NULL);
 	pthread_mutex_init(&hub->feed_lock, NULL);
@@ -615,6 +643,16 @@ int it_hub_start(it_hub **out, const it_config *cfg)
 	rc = it_feed_new(&hub->feed, &fo);
 	if (rc < 0)
 		goto fail;
+	{
+		it_presence_opts po = {.conninfo = cfg->database_url,
+				       .app_name = "imagetools.fcgi presence",
+				       .epfd = hub->epfd,
+				       .pg_tag = &hub->presence_tag,
+				       .ttl = cfg->presence_ttl};
+		rc = it_presence_new(&hub->presence, &po);
+		if (rc < 0)
+			goto fail;
+	}
 	ev.events = EPOLLIN;
 	ev.data.ptr = &hub->cmd_tag;
 	epoll_ctl(hub->epfd, EPOLL_CTL_ADD, hub->evfd, &ev);
@@ -626,6 +664,7 @@ int it_hub_start(it_hub **out, const it_config *cfg)
 	*out = hub;
 	return 0;
 fail:
+	it_presence_free(hub->presence);
 	it_feed_free(hub->feed);
 	if (hub->epfd >= 0)
 		close(hub->epfd);
@@ -667,6 +706,12 @@ int it_hub_park(it_hub *hub, const it_park *p)
 	st->max = (size_t)hub->cfg->stream_buffer;
 	if (p->head_len && stream_put(st, p->head, p->head_len) < 0)
 		goto nomem;
+	if (p->presence && p->presence->client_id[0]) {
+		if ((st->pres = calloc(1, sizeof(*st->pres))) == NULL)
+			goto nomem;
+		st->pres->id = *p->presence;
+		snprintf(st->pres->session, sizeof(st->pres->session), "%s", p->session);
+	}
 
 	pthread_mutex_lock(&hub->lock);
 	it_list_push(&hub->incoming, &st->all_link);
@@ -677,6 +722,7 @@ int it_hub_park(it_hub *hub, const it_park *p)
 	return 0;
 nomem:
 	if (st) {
+		free(st->pres);
 		free(st->pending_sid);
 		it_outq_free(&st->out);
 		free(st);
@@ -735,6 +781,7 @@ void it_hub_stop(it_hub *hub)
 		/* Already signalled. */
 	}
 	pthread_join(hub->thread, NULL);
+	it_presence_free(hub->presence);
 	it_feed_free(hub->feed);
 	close(hub->epfd);
 	close(hub->evfd);

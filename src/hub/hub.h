@@ -15,6 +15,7 @@
 
 #include "common/config.h"
 #include "feed/feed.h"
+#include "feed/presence.h"
 
 #include <stddef.h>
 #include <stdint.h>
@@ -33,6 +34,7 @@ typedef struct it_park {
 	int64_t timeout_ms;	 /* long-poll: answer with no events after this */
 	const void *head;	 /* bytes to send first (CGI-style headers and any body start), copied */
 	size_t head_len;
+	const it_presence_ident *presence; /* what the client announced, or NULL: not in presence (copied) */
 } it_park;
 
 /* Counters, read by /metrics. Updated atomically by the hub thread. */
