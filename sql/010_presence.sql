@@ -70,7 +70,7 @@ BEGIN
     -- to close it: it must not come back.
     IF p_device IS NOT NULL THEN
         PERFORM 1 FROM devices WHERE id = p_device AND session_id = p_session
-                                 AND revoked_at IS NULL AND expires_at > now();
+                                 AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > now());
         IF NOT FOUND THEN
             RETURN NULL;
         END IF;

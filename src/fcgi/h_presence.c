@@ -17,18 +17,17 @@
 /* Who asks: the session the credential names, and the device of a token
  * ("" for a session id). */
 struct who {
-	char session[IT_AUTH_CRED_MAX + 1];
-	char device_id[24];
-	char label[65], source[33];
+	it_principal p;
 };
 
-/* Resolves the request's credential. Answers (401/400) and returns -1 when
- * it presents none or a malformed one; whether the session is live is the
- * statement's question (404). */
-static int who_asks(it_req *req, struct who *w)
+/* Resolves the request's credential and checks it holds need (IT_SCOPE_*
+ * bits; 0: any scope). Answers (401/400/403/404/429/503) and returns -1,
+ * or returns 0. A session id is not looked up here: every statement below
+ * checks that the session is live (404). */
+static int who_asks(it_req *req, unsigned need, struct who *w)
 {
 	memset(w, 0, sizeof(*w));
-	return it_auth_require_session(req, w->session, sizeof(w->session));
+	return it_auth_principal(req, NULL, need | IT_AUTH_SESSION_UNCHECKED, &w->p);
 }
 
 int it_h_presence_ident(it_req *req, const char *device_id, const char *device_label, const char *device_source,
@@ -57,9 +56,9 @@ void it_h_presence_get(it_req *req)
 	int64_t last = 0;
 	struct who w;
 
-	if (who_asks(req, &w) < 0)
+	if (who_asks(req, IT_SCOPE_VIEW, &w) < 0)
 		return;
-	if (it_app_session_problem(req, it_presence_db_list(&conn, w.session, &list, &last)))
+	if (it_app_session_problem(req, it_presence_db_list(&conn, w.p.session_id, &list, &last)))
 		return;
 	o = json_object_new_object();
 	json_object_object_add(o, "presence", list);
@@ -134,7 +133,7 @@ void it_h_presence_post(it_req *req)
 	struct who w;
 	int bad = 0;
 
-	if (who_asks(req, &w) < 0)
+	if (who_asks(req, 0, &w) < 0)
 		return;
 	if ((body = read_body(req)) == NULL)
 		return;
@@ -150,8 +149,8 @@ void it_h_presence_post(it_req *req)
 			goto out;
 		}
 	}
-	if (bad || (cid == NULL && w.device_id[0] == '\0') ||
-	    it_presence_ident_set(&id, cid, label, source, w.device_id, w.label, w.source) <= 0) {
+	if (bad || (cid == NULL && w.p.device_id[0] == '\0') ||
+	    it_presence_ident_set(&id, cid, label, source, w.p.device_id, w.p.label, w.p.source) <= 0) {
 		it_resp_problem(req, 400, "invalid-client-id",
 				"client_id (1-64 of A-Z a-z 0-9 _ -) is required; label (1-64 characters, no control "
 				"characters) and source (1-32 of A-Z a-z 0-9 _ . -) are optional strings.");
@@ -166,7 +165,7 @@ void it_h_presence_post(it_req *req)
 	/* Any process may sweep: a site without a worker or a hub (CGI)
 	 * still sees its clients leave. */
 	it_presence_db_sweep(&conn);
-	if (it_app_session_problem(req, it_presence_db_join(&conn, w.session, &id, "http", state, "http",
+	if (it_app_session_problem(req, it_presence_db_join(&conn, w.p.session_id, &id, "http", state, "http",
 							     it_g.cfg.presence_http_ttl)))
 		goto out;
 	it_resp_begin(req, 204, NULL);
@@ -181,7 +180,7 @@ void it_h_presence_delete(it_req *req)
 	struct who w;
 	int n;
 
-	if (who_asks(req, &w) < 0)
+	if (who_asks(req, 0, &w) < 0)
 		return;
 	n = it_query_get(req->query, "client_id", cid, sizeof(cid));
 	if (n < 0 || !it_presence_client_id_valid(cid)) {
@@ -189,7 +188,7 @@ void it_h_presence_delete(it_req *req)
 		return;
 	}
 	/* A device's token lets only its own entries go. */
-	if (it_app_session_problem(req, it_presence_db_leave(&conn, w.session, cid, w.device_id[0] ? w.device_id : NULL)))
+	if (it_app_session_problem(req, it_presence_db_leave(&conn, w.p.session_id, cid, w.p.device_id[0] ? w.p.device_id : NULL)))
 		return;
 	it_resp_begin(req, 204, NULL);
 }

@@ -6,6 +6,7 @@
 #include "common/buf.h"
 #include "common/id.h"
 #include "common/list.h"
+#include "common/scope.h"
 #include "common/log.h"
 #include "db/pgl.h"
 
@@ -44,50 +45,16 @@ int it_presence_client_id_valid(const char *s)
 	return ascii_run(s, 64, "_-");
 }
 
+/* Labels and sources follow the devices' rules (common/scope.h), so that a
+ * tab and a paired phone are named alike. */
 int it_presence_source_valid(const char *s)
 {
-	return ascii_run(s, 32, "_.-");
+	return it_scope_source_valid(s);
 }
 
 int it_presence_label_valid(const char *s)
 {
-	const unsigned char *p = (const unsigned char *)s;
-	unsigned chars = 0;
-
-	/* Well-formed UTF-8 (no overlong forms, no surrogates), 1 to 64 code
-	 * points, none of them a control character (C0, DEL, C1): a label is
-	 * shown on other devices' pages and must not move their text about. */
-	while (*p) {
-		uint32_t cp;
-		int len;
-		if (p[0] < 0x80) {
-			cp = p[0];
-			len = 1;
-		} else if ((p[0] & 0xE0) == 0xC0) {
-			cp = p[0] & 0x1Fu;
-			len = 2;
-		} else if ((p[0] & 0xF0) == 0xE0) {
-			cp = p[0] & 0x0Fu;
-			len = 3;
-		} else if ((p[0] & 0xF8) == 0xF0) {
-			cp = p[0] & 0x07u;
-			len = 4;
-		} else {
-			return 0;
-		}
-		for (int i = 1; i < len; i++) {
-			if ((p[i] & 0xC0) != 0x80)
-				return 0;
-			cp = cp << 6 | (p[i] & 0x3Fu);
-		}
-		if ((len == 2 && cp < 0x80) || (len == 3 && cp < 0x800) || (len == 4 && (cp < 0x10000 || cp > 0x10FFFF)) ||
-		    (cp >= 0xD800 && cp <= 0xDFFF) || cp < 0x20 || (cp >= 0x7F && cp <= 0x9F))
-			return 0;
-		if (++chars > 64)
-			return 0;
-		p += len;
-	}
-	return chars > 0;
+	return it_scope_label_valid(s);
 }
 
 int it_presence_ident_set(it_presence_ident *id, const char *client_id, const char *label, const char *source,
