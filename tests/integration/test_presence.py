@@ -207,6 +207,35 @@ with Stack(tap, bridge=True, settings=SETTINGS) as st:
     tap.is_([d["reason"] for _, d in of(presence_events(st, sid), "cam-5", "presence.left")], ["closed"],
             "and it leaves now")
 
+    # ---------------------------------------------------------------- a paired device's token
+    r = st.request("POST", "/api/v1/tokens", body={"scope": "upload", "label": "Anna's phone",
+                                                   "source": "android_app"}, headers=auth)
+    tap.is_(r.status, 201, "an upload token is minted")
+    tok, dev = r.json()["token"], r.json()["device_id"]
+    bearer = {"Authorization": "Bearer " + tok}
+    r = st.request("POST", "/api/v1/presence", body={"state": "uploading", "label": "ignored"}, headers=bearer)
+    tap.is_(r.status, 204, "POST /presence with an upload token: 204")
+    e = clients(listed(st, sid)).get(dev, {})
+    tap.is_((e.get("device_id"), e.get("label"), e.get("source"), e.get("state")),
+            (dev, "Anna's phone", "android_app", "uploading"),
+            "the device appears uploading, under its own id, label and source")
+    st.is_problem(st.request("GET", "/api/v1/presence", headers=bearer), 403,
+                  "an upload token cannot read presence")
+    r = st.request("POST", "/api/v1/tokens", body={"scope": "view", "label": "Wall screen"}, headers=auth)
+    viewer = {"Authorization": "Bearer " + r.json()["token"]}
+    r = st.request("GET", "/api/v1/presence", headers=viewer)
+    tap.is_((r.status, dev in clients(r.json()) if r.status == 200 else None), (200, True),
+            "a view token reads presence")
+    r = st.request("DELETE", "/api/v1/presence?client_id=phone-4", headers=bearer)
+    tap.ok("phone-4" in clients(listed(st, sid)), "a device's token cannot make another client leave")
+    r = st.request("DELETE", "/api/v1/devices/" + dev, headers=auth)
+    tap.is_(r.status, 204, "the device is revoked")
+    tap.is_([d["reason"] for _, d in of(presence_events(st, sid), dev, "presence.left")], ["revoked"],
+            "its entry leaves with reason \"revoked\", at once")
+    r = st.request("POST", "/api/v1/presence", body={"state": "uploading"}, headers=bearer)
+    st.is_problem(r, 401, "a revoked token's heartbeat")
+    tap.ok(dev not in clients(listed(st, sid)), "and does not bring it back")
+
     # ---------------------------------------------------------------- bad input
     st.is_problem(st.request("POST", "/api/v1/presence", body={"client_id": "bad id"}, headers=auth), 400,
                   "a malformed client_id")
