@@ -5,15 +5,18 @@ leaves ("expired") and shows no ghost; a bridge restart with the client back qui
 nodes on one database see the same presence; the HTTP heartbeat shows a device uploading; anonymous
 connections add nothing."""
 
+import http.client
 import json
 import os
 import signal
 import sys
+import threading
 import time
 import urllib.parse
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+from apache import LighttpdCgiStack  # noqa: E402
 from harness import Tap, Stack, wait_for  # noqa: E402
 from sseclient import SSEStream  # noqa: E402
 from wsclient import WsClient  # noqa: E402
@@ -270,6 +273,60 @@ with Stack(tap, bridge=True, settings=SETTINGS) as st:
         observer.read_until(lambda s: seen(s, "presence.left", "node-b-6"), timeout=GRACE + TTL + 10)
         tap.is_([x["data"].get("reason") for x in seen(observer, "presence.left", "node-b-6")], ["closed"],
                 "and its leaving is seen on node A")
+
+    # ---------------------------------------------------------------- the bridge's SSE and long-poll
+    bs = sse(st, sid, "bridge-sse-7", "Add-on", "browser_addon", port=st.bridge_port)
+    wait_for(lambda: of(presence_events(st, sid), "bridge-sse-7", "presence.joined"), timeout=10,
+             what="the bridge's SSE client joined")
+    tap.is_([d["transport"] for _, d in of(presence_events(st, sid), "bridge-sse-7", "presence.joined")], ["sse"],
+            "an SSE client of the bridge joins with transport sse")
+    bs.close()
+
+    def poll(cursor):
+        conn = http.client.HTTPConnection("127.0.0.1", st.bridge_port, timeout=30)
+        try:
+            conn.request("GET", "/api/v1/events?" + query("poll-8", "CLI watcher", "cli", sid=sid, cursor=cursor,
+                                                            timeout=1))
+            r = conn.getresponse()
+            return r.status, json.loads(r.read() or b"{}")
+        finally:
+            conn.close()
+
+    cursor = int(st.sql("SELECT last_event_seq FROM sessions WHERE id = :'p1'", sid))
+    for i in range(3):
+        status, body = poll(cursor)
+        tap.is_(status, 200, "long-poll %d through the bridge" % (i + 1))
+        cursor = body.get("cursor", cursor)
+    evs = of(presence_events(st, sid), "poll-8")
+    tap.is_([(t, d.get("transport")) for t, d in evs], [("presence.joined", "longpoll")],
+            "a long-poll client that polls again and again joins once, and does not leave between polls")
+    wait_for(lambda: of(presence_events(st, sid), "poll-8", "presence.left"), timeout=30,
+             what="the long-poll client's left")
+    tap.is_([d["reason"] for _, d in of(presence_events(st, sid), "poll-8", "presence.left")], ["closed"],
+            "once it stops polling it leaves, \"closed\"")
+    wait_for(lambda: of(presence_events(st, sid), "bridge-sse-7", "presence.left"), timeout=GRACE + TTL + 10,
+             what="the bridge's SSE client's left")
+
+    # ---------------------------------------------------------------- plain CGI: no process renews an entry
+    with LighttpdCgiStack(tap, pg=st.pg, dbname=st.dbname, settings=SETTINGS) as cgi:
+        cursor = int(st.sql("SELECT last_event_seq FROM sessions WHERE id = :'p1'", sid))
+        result = {}
+
+        def cgi_poll():
+            result["r"] = cgi.request("GET", "/api/v1/events?" + query("cgi-9", "Shared host tab", "web", sid=sid,
+                                                                       cursor=cursor, timeout=3))
+
+        t = threading.Thread(target=cgi_poll)
+        t.start()
+        wait_for(lambda: "cgi-9" in clients(listed(st, sid)), timeout=10, what="the CGI long-poll listed")
+        tap.is_(clients(listed(st, sid))["cgi-9"]["transport"], "longpoll",
+                "a waiting CGI long-poll registers itself, transport longpoll")
+        t.join()
+        tap.is_(result["r"].status, 200, "and is answered")
+        wait_for(lambda: of(presence_events(st, sid), "cgi-9", "presence.left"), timeout=3 + GRACE + TTL + 10,
+                 what="the CGI client's left")
+        tap.is_([d["reason"] for _, d in of(presence_events(st, sid), "cgi-9", "presence.left")], ["closed"],
+                "it leaves \"closed\" once its wait and the grace are over")
 
     # ---------------------------------------------------------------- every event once, every stream
     evs = presence_events(st, sid)
