@@ -68,9 +68,11 @@ BEGIN
     END IF;
     -- A revoked device's stream may still be open for the moment it takes
     -- to close it: it must not come back.
+    -- A device's own label and source win over what its connection says.
     IF p_device IS NOT NULL THEN
-        PERFORM 1 FROM devices WHERE id = p_device AND session_id = p_session
-                                 AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > now());
+        SELECT d.label, d.source INTO p_label, p_source FROM devices d
+         WHERE d.id = p_device AND d.session_id = p_session
+           AND d.revoked_at IS NULL AND (d.expires_at IS NULL OR d.expires_at > now());
         IF NOT FOUND THEN
             RETURN NULL;
         END IF;

@@ -254,29 +254,50 @@ static void presence_end(client *c)
 
 static int query_get(const char *q, size_t qlen, const char *key, char *out, size_t outlen);
 
-/* Reads what a client says about itself (client_id, client_label,
- * client_source) from the query, for session sid. Returns 0 (c->pres set
- * when it announces itself), or -1 when a value is malformed. */
+/* Records what a client says about itself for session sid: client_id,
+ * label and source as it sent them (each NULL when absent), and its
+ * token's device (c->sub.device; dev_label and dev_source may be NULL),
+ * whose label and source win. The query and the WebSocket auth message
+ * both end here. Returns 0 (c->pres set when the client announces itself),
+ * or -1 when a value is malformed. */
+static int presence_set(client *c, const char *sid, const char *cid, const char *label, const char *source,
+			const char *dev_label, const char *dev_source)
+{
+	it_presence_ident id;
+	int rc = it_presence_ident_set(&id, cid, label, source, c->sub.device, dev_label, dev_source);
+
+	if (rc <= 0 || (c->pres && c->pres->entry))
+		return rc < 0 ? rc : 0; /* anonymous, or joined already: announced once */
+	free(c->pres);
+	if ((c->pres = calloc(1, sizeof(*c->pres))) == NULL)
+		return 0; /* just not in presence */
+	c->pres->id = id;
+	snprintf(c->pres->session, sizeof(c->pres->session), "%s", sid);
+	return 0;
+}
+
+/* Called right before the client is subscribed to session sid: names the
+ * session of what it announced, and makes a client that came with a
+ * device's token and no client_id announce itself as that device. */
+static void presence_subscribing(client *c, const char *sid)
+{
+	if (c->pres)
+		snprintf(c->pres->session, sizeof(c->pres->session), "%s", sid);
+	else if (c->sub.device[0])
+		presence_set(c, sid, NULL, NULL, NULL, NULL, NULL);
+}
+
+/* presence_set from the query's client_id, client_label and client_source. */
 static int presence_ident(client *c, const char *q, size_t qlen, const char *sid)
 {
 	char cid[72], label[300], source[40];
 	int a = query_get(q, qlen, "client_id", cid, sizeof(cid));
 	int l = query_get(q, qlen, "client_label", label, sizeof(label));
 	int s = query_get(q, qlen, "client_source", source, sizeof(source));
-	it_presence_ident id;
-	int rc;
 
 	if (a == -2 || l == -2 || s == -2)
 		return -1;
-	rc = it_presence_ident_set(&id, a >= 0 ? cid : NULL, l >= 0 ? label : NULL, s >= 0 ? source : NULL,
-				   c->sub.device, NULL, NULL);
-	if (rc <= 0)
-		return rc;
-	if ((c->pres = calloc(1, sizeof(*c->pres))) == NULL)
-		return 0; /* just not in presence */
-	c->pres->id = id;
-	snprintf(c->pres->session, sizeof(c->pres->session), "%s", sid);
-	return 0;
+	return presence_set(c, sid, a >= 0 ? cid : NULL, l >= 0 ? label : NULL, s >= 0 ? source : NULL, NULL, NULL);
 }
 
 /* The feed admitted the client: it joins the session's presence. */
@@ -949,6 +970,7 @@ static int stream_start(client *c, const it_http_request *req, enum client_kind 
 				      "client_id (1-64 of A-Z a-z 0-9 _ -), client_label (1-64 characters) or "
 				      "client_source (1-32 of A-Z a-z 0-9 _ . -) is malformed.",
 				      NULL);
+	presence_subscribing(c, sid);
 	if (it_feed_subscribe(B.feed, &c->sub, sid, cursor, IT_FEED_HELLO | IT_FEED_FRESH) < 0) {
 		client_free(c);
 		return -1;
@@ -1182,8 +1204,6 @@ static int handshake(client *c)
 		plen = sizeof(sid) - 1; /* too long to be valid; still closed with 4004 */
 	memcpy(sid, path, plen);
 	sid[plen] = '\0';
-	if (c->pres)
-		snprintf(c->pres->session, sizeof(c->pres->session), "%s", sid);
 
 	rl = snprintf(resp, sizeof(resp),
 		      "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
@@ -1205,6 +1225,7 @@ static int handshake(client *c)
 	 * it, sends connection.status "connected" on admission, weighs the
 	 * cursor against the log and then hands over the events. */
 	c->sub.ops = &ws_ops;
+	presence_subscribing(c, sid);
 	if (it_feed_subscribe(B.feed, &c->sub, sid, requested, IT_FEED_HELLO | IT_FEED_FRESH) < 0) {
 		it_buf_free(&c->in);
 		return client_close(c, IT_WS_CLOSE_INVALID_SESSION, "Invalid session");

@@ -398,6 +398,21 @@ static const it_feed_sub_ops stream_ops = {on_event, on_transient, on_batch_end,
 
 /* ------------------------------------------------------------------ the loop */
 
+/* A stream that came with a device's token announces itself even without a
+ * client_id: the device is the client (its label and source are the
+ * database's). Anything else said nothing. */
+static void presence_for_device(struct hstream *st, const char *session)
+{
+	it_presence_ident id;
+
+	if (st->pres || st->sub.device[0] == '\0' ||
+	    it_presence_ident_set(&id, NULL, NULL, NULL, st->sub.device, NULL, NULL) <= 0 ||
+	    (st->pres = calloc(1, sizeof(*st->pres))) == NULL)
+		return;
+	st->pres->id = id;
+	snprintf(st->pres->session, sizeof(st->pres->session), "%s", session);
+}
+
 static void adopt(it_hub *hub, struct hstream *st)
 {
 	struct epoll_event ev;
@@ -415,6 +430,7 @@ static void adopt(it_hub *hub, struct hstream *st)
 		stream_close(hub, st);
 		return;
 	}
+	presence_for_device(st, st->pending_sid);
 	free(st->pending_sid);
 	st->pending_sid = NULL;
 	st->subscribed = 1;
