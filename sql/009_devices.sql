@@ -40,14 +40,17 @@ CREATE INDEX pairing_codes_session_id ON pairing_codes (session_id);
 
 -- The JSON of a device on the wire (GET /devices, POST /tokens, POST /pair).
 -- expires_at is when the token stops working: its own expiry or its
--- session's, whichever comes first.
+-- session's, whichever comes first; last_seen_at is null until the token is
+-- first used; revoked_at is there only once it is revoked.
 CREATE FUNCTION it_device_json(d devices, p_session_expires timestamptz) RETURNS jsonb
 LANGUAGE sql STABLE PARALLEL SAFE AS $$
-    SELECT jsonb_strip_nulls(jsonb_build_object(
+    SELECT jsonb_build_object(
                'device_id', d.id, 'label', d.label, 'source', d.source, 'scope', d.scope,
                'created_at', it_ts(d.created_at),
                'expires_at', it_ts(least(d.expires_at, p_session_expires)),
-               'last_seen_at', it_ts(d.last_seen_at), 'revoked_at', it_ts(d.revoked_at)))
+               'last_seen_at', it_ts(d.last_seen_at))
+           || CASE WHEN d.revoked_at IS NULL THEN '{}'::jsonb
+                   ELSE jsonb_build_object('revoked_at', it_ts(d.revoked_at)) END
 $$;
 
 -- Resolves a credential. For a session id (p_token_hash NULL): 200 with
@@ -245,14 +248,25 @@ BEGIN
 END
 $$;
 
--- Whether a device's token still works, for the transaction that stores
--- what the device sent: FOR SHARE holds off a concurrent revocation until
--- this transaction ends, so either the revocation committed first and the
--- upload is refused, or the upload commits before the token is revoked.
-CREATE FUNCTION it_device_live(p_device text) RETURNS boolean
-LANGUAGE sql AS $$
-    SELECT coalesce((SELECT x.revoked_at IS NULL AND (x.expires_at IS NULL OR x.expires_at > now())
-                       FROM devices x WHERE x.id = p_device FOR SHARE), false)
+-- Whether a device's token still works. With p_lock, for the transaction
+-- that stores what the device sent, just before it commits: FOR SHARE holds
+-- off a concurrent revocation until this transaction ends, so either the
+-- revocation committed first and the upload is refused, or the upload
+-- commits before the token is revoked.
+CREATE FUNCTION it_device_live(p_device text, p_lock boolean) RETURNS boolean
+LANGUAGE plpgsql AS $$
+DECLARE
+    v boolean;
+BEGIN
+    IF p_lock THEN
+        SELECT x.revoked_at IS NULL AND (x.expires_at IS NULL OR x.expires_at > now()) INTO v
+          FROM devices x WHERE x.id = p_device FOR SHARE;
+    ELSE
+        SELECT x.revoked_at IS NULL AND (x.expires_at IS NULL OR x.expires_at > now()) INTO v
+          FROM devices x WHERE x.id = p_device;
+    END IF;
+    RETURN coalesce(v, false);
+END
 $$;
 
 -- Whether the bucket p_key (see it_rate_take in 005) holds a token, without
@@ -267,3 +281,8 @@ LANGUAGE sql STABLE AS $$
       FROM (SELECT (SELECT least(p_cap, r.tokens + p_per_sec * extract(epoch FROM clock_timestamp() - r.updated))
                       FROM rate_limits r WHERE r.key = p_key) AS level) t
 $$;
+
+-- A resumable upload remembers the device that created it, so that once
+-- the device's token is revoked nothing more of the upload is stored, even
+-- from a request that presents only the upload's URL.
+ALTER TABLE tus_uploads ADD COLUMN device_id text REFERENCES devices (id) ON DELETE CASCADE;

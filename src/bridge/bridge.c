@@ -14,11 +14,16 @@
 #include "common/list.h"
 #include "common/log.h"
 #include "common/origin.h"
+#include "common/scope.h"
+#include "common/token.h"
 #include "db/metrics.h"
 #include "feed/feed.h"
+#include "feed/ident.h"
 #include "feed/outq.h"
 #include "feed/presence.h"
 #include "feed/sse.h"
+
+#include <json-c/json.h>
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -48,8 +53,15 @@
 #define SHUTDOWN_GRACE 3.0    /* seconds to let clients go on SIGTERM */
 #define TICK_MS 250	      /* housekeeping period */
 #define RATE_WINDOW 10.0      /* ws_rate counts messages per this many seconds */
+#define AUTH_TIMEOUT 10.0     /* seconds for the auth message on /api/v1/ws */
+#define AUTH_MSG_MAX 4096     /* bytes of an auth message */
+
+/* Close codes for credentials (docs/api.md): refused, and a scope too small. */
+#define WS_CLOSE_BAD_CREDENTIAL 4401
+#define WS_CLOSE_SCOPE 4403
 
 static const char ws_prefix[] = "/api/v1/ws/";
+static const char ws_bare[] = "/api/v1/ws";
 static const char events_path[] = "/api/v1/events";
 static const char stream_path[] = "/api/v1/events/stream";
 
@@ -130,22 +142,26 @@ typedef struct client {
 	struct lpitem *lp;	/* long-poll: the answer gathered so far */
 	unsigned nlp, lpcap;
 	size_t lp_bytes;
-	struct bpresence *pres;	/* what the client announced (docs/presence.md), or NULL */
+	/* Credentials */
+	it_feed_credq cq;	/* a token check in flight (cq.feed set while it is) */
+	uint8_t auth_wait;	/* WebSocket on /api/v1/ws: the auth message is still to come */
+	uint8_t joined;		/* admitted: presence_joined was called */
+	uint8_t end_why;	/* enum it_feed_end when the feed ended it, else 0 */
+	double auth_deadline;
+	it_buf authmsg;		/* the auth message so far, at most AUTH_MSG_MAX bytes */
+	int64_t cursor0;	/* where to start once the credential is known */
+	int64_t timeout0;	/* long-poll: its timeout, likewise */
+	char addr[64];		/* the client's address (rate limits) */
+	it_ident *ident;	/* what it says of itself and what its token says; NULL: nothing */
+	it_presence_entry *presence; /* its entry while joined (docs/presence.md) */
 } client;
-
-/* A client that announced itself: joined once admitted, left when it ends. */
-struct bpresence {
-	it_presence_ident id;
-	char session[72];
-	it_presence_entry *entry;
-};
 
 static struct bridge {
 	const it_config *cfg;
 	int epfd, lfd, sigfd, tfd;
 	handle listen_h, signal_h, timer_h, pg_h, presence_h;
 	it_feed *feed;
-	it_presence *presence;
+	it_presence *presence;	/* the entries of this bridge's clients */
 	it_list clients;
 	it_list dead;		/* clients to free once the epoll batch is done */
 	size_t soft, hard;
@@ -156,6 +172,7 @@ static struct bridge {
 	double stop_deadline;
 	int64_t delivered_unreported[3]; /* events taken, per client_kind, since the metric was last added to */
 	it_rl rate;		/* upgrades per client address (rate_streams) */
+	it_rl authfail;		/* failed credentials per client address */
 	double rate_pruned;
 	unsigned char rbuf[65536];
 } B;
@@ -241,78 +258,52 @@ static int client_frame(client *c, int opcode, const void *payload, size_t len)
 	return was_empty ? client_flush(c) : 0;
 }
 
-/* The client's presence entry, if it announced itself, is let go: a
- * long-poll's next poll comes right after this one. */
-static void presence_end(client *c)
+/* ------------------------------------------------------------ presence hooks
+ *
+ * The two places where a subscriber starts and stops counting as a
+ * connected client of its session, on every transport of the bridge:
+ * presence_joined when the feed admits it (its credential and session
+ * hold, events follow), presence_left once when it leaves the feed after
+ * that, for whatever reason: reason is "revoked" (its token was revoked),
+ * "expired" (its token or session expired) or "closed" (anything else: the
+ * client went away or closed, a long-poll answered, the session was
+ * deleted, the bridge stops). c->ident says who the client is (its
+ * session_id is set at admission); it is NULL for an anonymous client (a
+ * session id and no client_id), which presence does not show. Both run on
+ * the loop's thread inside feed callbacks or client teardown: they must not
+ * block, nor end or free the client. */
+
+static const char *const transport_name[] = {"websocket", "sse", "longpoll"};
+
+static void presence_joined(client *c)
 {
-	if (c->pres == NULL)
+	if (c->ident == NULL || !it_ident_announces(c->ident))
 		return;
-	it_presence_leave(B.presence, c->pres->entry, c->kind == K_POLL ? IT_PRESENCE_LONGPOLL_HOLD * 1000 : 0);
-	free(c->pres);
-	c->pres = NULL;
+	c->presence = it_presence_join(B.presence, c->ident, transport_name[c->kind]);
 }
 
-static int query_get(const char *q, size_t qlen, const char *key, char *out, size_t outlen);
-
-/* Records what a client says about itself for session sid: client_id,
- * label and source as it sent them (each NULL when absent), and its
- * token's device (c->sub.device; dev_label and dev_source may be NULL),
- * whose label and source win. The query and the WebSocket auth message
- * both end here. Returns 0 (c->pres set when the client announces itself),
- * or -1 when a value is malformed. */
-static int presence_set(client *c, const char *sid, const char *cid, const char *label, const char *source,
-			const char *dev_label, const char *dev_source)
+static void presence_left(client *c, const char *reason)
 {
-	it_presence_ident id;
-	int rc = it_presence_ident_set(&id, cid, label, source, c->sub.device, dev_label, dev_source);
-
-	if (rc <= 0 || (c->pres && c->pres->entry))
-		return rc < 0 ? rc : 0; /* anonymous, or joined already: announced once */
-	free(c->pres);
-	if ((c->pres = calloc(1, sizeof(*c->pres))) == NULL)
-		return 0; /* just not in presence */
-	c->pres->id = id;
-	snprintf(c->pres->session, sizeof(c->pres->session), "%s", sid);
-	return 0;
-}
-
-/* Called right before the client is subscribed to session sid: names the
- * session of what it announced, and makes a client that came with a
- * device's token and no client_id announce itself as that device. */
-static void presence_subscribing(client *c, const char *sid)
-{
-	if (c->pres)
-		snprintf(c->pres->session, sizeof(c->pres->session), "%s", sid);
-	else if (c->sub.device[0])
-		presence_set(c, sid, NULL, NULL, NULL, NULL, NULL);
-}
-
-/* presence_set from the query's client_id, client_label and client_source. */
-static int presence_ident(client *c, const char *q, size_t qlen, const char *sid)
-{
-	char cid[72], label[300], source[40];
-	int a = query_get(q, qlen, "client_id", cid, sizeof(cid));
-	int l = query_get(q, qlen, "client_label", label, sizeof(label));
-	int s = query_get(q, qlen, "client_source", source, sizeof(source));
-
-	if (a == -2 || l == -2 || s == -2)
-		return -1;
-	return presence_set(c, sid, a >= 0 ? cid : NULL, l >= 0 ? label : NULL, s >= 0 ? source : NULL, NULL, NULL);
-}
-
-/* The feed admitted the client: it joins the session's presence. */
-static void on_admitted(it_feed_sub *sub)
-{
-	client *c = it_container_of(sub, client, sub);
-
-	if (c->pres && c->pres->entry == NULL)
-		c->pres->entry = it_presence_join(B.presence, c->pres->session, &c->pres->id,
-						  c->kind == K_WS ? "websocket" : c->kind == K_SSE ? "sse" : "longpoll");
+	/* A revoked device's entries are gone with the revocation itself
+	 * (sql/010); for the others the grace starts, and a long-poll's next
+	 * poll comes right after this one. */
+	(void)reason;
+	it_presence_leave(B.presence, c->presence, c->kind == K_POLL ? IT_PRESENCE_LONGPOLL_HOLD * 1000 : 0);
+	c->presence = NULL;
 }
 
 static void client_detach(client *c)
 {
-	presence_end(c);
+	/* A token check still in flight is withdrawn: whatever ends the
+	 * client ends it here. */
+	it_feed_cred_cancel(&c->cq);
+	if (c->joined) {
+		c->joined = 0;
+		presence_left(c, c->end_why == IT_FEED_END_REVOKED ? "revoked"
+				 : c->end_why == IT_FEED_END_TOKEN_EXPIRED || c->end_why == IT_FEED_END_EXPIRED
+				     ? "expired"
+				     : "closed");
+	}
 	if (!c->subscribed)
 		return;
 	it_feed_unsubscribe(&c->sub);
@@ -441,14 +432,31 @@ static int on_batch_end(it_feed_sub *sub)
 }
 
 /* The session is unknown, deleted or expired: 4004, as a browser reports
- * the close code of an open socket. */
+ * the close code of an open socket. The token it came with was revoked or
+ * expired: 4401, after the session.revoked frame the feed sent. */
 static void on_ended(it_feed_sub *sub, enum it_feed_end why)
 {
 	client *c = sub_client(sub);
 
-	(void)why;
+	c->end_why = (uint8_t)why;
 	client_detach(c); /* the feed has unsubscribed it: only the bookkeeping */
-	client_close(c, IT_WS_CLOSE_INVALID_SESSION, "Invalid session");
+	if (why == IT_FEED_END_REVOKED)
+		client_close(c, WS_CLOSE_BAD_CREDENTIAL, "Token revoked");
+	else if (why == IT_FEED_END_TOKEN_EXPIRED)
+		client_close(c, WS_CLOSE_BAD_CREDENTIAL, "Token expired");
+	else
+		client_close(c, IT_WS_CLOSE_INVALID_SESSION, "Invalid session");
+}
+
+/* The feed let the client in: it counts as connected from here on. */
+static void on_admitted(it_feed_sub *sub)
+{
+	client *c = sub_client(sub);
+
+	c->joined = 1;
+	if (c->ident)
+		snprintf(c->ident->session_id, sizeof(c->ident->session_id), "%s", it_feed_sub_session(sub));
+	presence_joined(c);
 }
 
 static const it_feed_sub_ops ws_ops = {on_event, on_transient, on_batch_end, on_ended, on_admitted};
@@ -668,8 +676,8 @@ static int on_stream_transient(it_feed_sub *sub, const it_feed_transient *t)
 	}
 	if (resync)
 		it_metrics_inc("imagetools_resyncs_total", NULL, 1);
-	else if (c->kind == K_POLL)
-		return 0; /* a long-poll's answer is about the session only */
+	else if (c->kind == K_POLL && strcmp(t->type, "session.revoked") != 0)
+		return 0; /* a long-poll's answer is about the session (and its credential) only */
 	if ((json = it_feed_transient_json(t, "sse")) == NULL)
 		return 0;
 	if (c->kind == K_SSE) {
@@ -708,16 +716,20 @@ static int on_stream_batch_end(it_feed_sub *sub)
 	return c->subscribed ? 0 : -1;
 }
 
+static int token_refused(client *c);
+
 static void on_stream_ended(it_feed_sub *sub, enum it_feed_end why)
 {
 	client *c = sub_client(sub);
 
-	(void)why;
+	c->end_why = (uint8_t)why;
 	client_detach(c);
-	if (!c->head_sent)
-		stream_problem(c, 404, "Not Found", "unknown-session", "No such session, or it has expired.", NULL);
+	if (c->head_sent)
+		stream_end(c, 0); /* a revoked token's stream got session.revoked first */
+	else if (why == IT_FEED_END_REVOKED || why == IT_FEED_END_TOKEN_EXPIRED)
+		token_refused(c);
 	else
-		stream_end(c, 0);
+		stream_problem(c, 404, "Not Found", "unknown-session", "No such session, or it has expired.", NULL);
 }
 
 static const it_feed_sub_ops stream_ops = {on_stream_event, on_stream_transient, on_stream_batch_end,
@@ -860,23 +872,209 @@ static int stream_cors(client *c, const it_http_request *req)
 	return cors.status;
 }
 
+/* ------------------------------------------------------------ credentials */
+
+/* Whether a scope (as it_credential_check names it) may read events. */
+static int scope_views(const char *scope)
+{
+	return (it_scope_parse(scope) & IT_SCOPE_VIEW) != 0;
+}
+
+/* The client's identity, made on first use. Returns NULL when out of memory. */
+static it_ident *ident_get(client *c)
+{
+	if (c->ident == NULL)
+		c->ident = calloc(1, sizeof(*c->ident));
+	return c->ident;
+}
+
+/* Counts a refused credential against the client's address. */
+static void auth_failed(client *c)
+{
+	it_rl_hit(&B.authfail, c->addr, B.now);
+}
+
+/* Sends a token's hash to the feed for checking; done is called with the
+ * answer. Returns 0, or -1 when out of memory (nothing pending). */
+static int token_check(client *c, const char *cred, void (*done)(it_feed_credq *, const it_feed_principal *))
+{
+	unsigned char h[IT_TOKEN_HASH_LEN];
+
+	it_token_hash(cred, h);
+	c->cq.done = done;
+	return it_feed_cred_check(B.feed, &c->cq, h) < 0 ? -1 : 0;
+}
+
+/* ------------------------------------------------------------ SSE and long-poll: the request */
+
+/* Answers 401 invalid-token, as imagetools.fcgi does for a token that is
+ * malformed, unknown, expired or revoked (it does not say which). Returns -1. */
+static int token_refused(client *c)
+{
+	return stream_problem(c, 401, "Unauthorized", "invalid-token",
+			      "The token is unknown, expired or revoked. Ask the session's owner for a new one.",
+			      "WWW-Authenticate: Bearer realm=\"imagetools\", error=\"invalid_token\"\r\n");
+}
+
+/* Answers 429 for an address whose failed credentials are used up. */
+static int authfail_refused(client *c, unsigned wait)
+{
+	char hdr[48], ext[40], detail[112];
+
+	snprintf(hdr, sizeof(hdr), "Retry-After: %u\r\n", wait);
+	snprintf(ext, sizeof(ext), ",\"retry_after\":%u", wait);
+	snprintf(detail, sizeof(detail), "Too many refused credentials from this address; try again in %u seconds.",
+		 wait);
+	it_metrics_inc("imagetools_rate_limited_total", "limit=\"auth-fail\"", 1);
+	return stream_problem_ext(c, 429, "Too Many Requests", "rate-limited", detail, hdr, ext);
+}
+
+/* Counts the stream against rate_streams. Returns 0 when allowed, -1 once
+ * refused with 429. */
+static int stream_rate(client *c)
+{
+	unsigned wait = it_rl_hit(&B.rate, c->addr, B.now);
+	char hdr[48], ext[40], detail[96];
+
+	if (!wait)
+		return 0;
+	snprintf(hdr, sizeof(hdr), "Retry-After: %u\r\n", wait);
+	snprintf(ext, sizeof(ext), ",\"retry_after\":%u", wait);
+	snprintf(detail, sizeof(detail), "Too many streams requests; try again in %u seconds.", wait);
+	it_metrics_inc("imagetools_rate_limited_total", "limit=\"streams\"", 1);
+	return stream_problem_ext(c, 429, "Too Many Requests", "rate-limited", detail, hdr, ext);
+}
+
+/* Subscribes an SSE stream or long-poll (its kind, cursor0 and timeout0 set)
+ * to session sid, for a token with its device and until (else "" and 0).
+ * rated: rate_streams was counted already. Returns 0 while it waits for the
+ * feed, -1 once it is answered (or freed). */
+static int stream_open(client *c, const char *sid, const char *device, int64_t until, int rated)
+{
+	it_feed_info fi;
+
+	/* rate_streams counts streams, and long-polls that will wait: one
+	 * the feed can answer at once is an ordinary request. */
+	if (!rated && (c->kind == K_SSE || it_feed_lookup(B.feed, sid, &fi) < 0 || c->cursor0 >= fi.last_seq) &&
+	    stream_rate(c) < 0)
+		return -1;
+	if (c->kind == K_SSE && c->cursor0 > 0)
+		it_metrics_inc("imagetools_resumes_total", "transport=\"sse\"", 1);
+	if (c->kind == K_SSE && feed_down())
+		return stream_degraded(c);
+	c->state = C_OPEN;
+	c->deadline = B.now + (double)c->timeout0;
+	c->next_keepalive = B.now + (double)B.cfg->keepalive_interval;
+	c->sub.ops = &stream_ops;
+	c->sub.until = until;
+	snprintf(c->sub.device, sizeof(c->sub.device), "%s", device);
+	if (it_feed_subscribe(B.feed, &c->sub, sid, c->cursor0, IT_FEED_HELLO | IT_FEED_FRESH) < 0) {
+		client_free(c);
+		return -1;
+	}
+	c->subscribed = 1;
+	it_metrics_gauge_add("imagetools_connections_open", kind_label[c->kind], 1);
+	if (it_feed_sub_count(&c->sub) > (unsigned)B.cfg->max_streams_per_session) {
+		/* Too many streams on one session: this one ends at once with
+		 * a hint to come back later, as the hub does. */
+		client_detach(c);
+		if (c->kind == K_SSE) {
+			static const char retry[] = "retry: 5000\n\n";
+			if (stream_head(c, 200, "OK", "text/event-stream", "Cache-Control: no-cache\r\n") < 0 ||
+			    oq_copy(&c->out, retry, sizeof(retry) - 1, NULL, 0) < 0) {
+				client_free(c);
+				return -1;
+			}
+		}
+		return stream_end(c, 5000);
+	}
+	return 0;
+}
+
+/* The feed's answer about an SSE stream's or long-poll's token. */
+static void stream_cred_done(it_feed_credq *q, const it_feed_principal *p)
+{
+	client *c = it_container_of(q, client, cq);
+
+	switch (p->status) {
+	case 200:
+		if (!scope_views(p->scope)) {
+			stream_problem(c, 403, "Forbidden", "insufficient-scope",
+				       "This credential's scope does not allow this request: it needs a credential of"
+				       " scope \\\"view\\\". Nothing was changed.",
+				       "WWW-Authenticate: Bearer realm=\"imagetools\", error=\"insufficient_scope\","
+				       " scope=\"view\"\r\n");
+			return;
+		}
+		if (ident_get(c) == NULL) {
+			client_free(c);
+			return;
+		}
+		it_ident_set_device(c->ident, p->device_id, p->label, p->source);
+		stream_open(c, p->session_id, p->device_id, p->until, c->kind == K_SSE);
+		return;
+	case 401:
+		auth_failed(c);
+		token_refused(c);
+		return;
+	case 404:
+		stream_problem(c, 404, "Not Found", "unknown-session", "No such session, or it has expired.", NULL);
+		return;
+	default:
+		stream_problem(c, 503, "Service Unavailable", "database-unavailable",
+			       "The database cannot be reached; try again shortly.", "Retry-After: 5\r\n");
+		return;
+	}
+}
+
+/* Reads client_id, client_label and client_source out of the query into
+ * c->ident (made only when one is present). Returns 0, 1 when one is
+ * malformed (name set to its key), -1 when out of memory. */
+static int parse_ident(client *c, const char *q, size_t qlen, const char **name)
+{
+	static const struct {
+		const char *key;
+		int (*valid)(const char *, size_t);
+		size_t off, size;
+	} fields[] = {
+		{"client_id", it_ident_client_id_valid, offsetof(it_ident, client_id), sizeof(((it_ident *)0)->client_id)},
+		{"client_label", it_ident_label_valid, offsetof(it_ident, label), sizeof(((it_ident *)0)->label)},
+		{"client_source", it_ident_source_valid, offsetof(it_ident, source), sizeof(((it_ident *)0)->source)},
+	};
+	char v[IT_DEVICE_LABEL_SIZE + 3];
+
+	for (size_t i = 0; i < sizeof(fields) / sizeof(fields[0]); i++) {
+		int n = query_get(q, qlen, fields[i].key, v, sizeof(v));
+		if (n == -1)
+			continue;
+		if (n < 0 || !fields[i].valid(v, (size_t)n)) {
+			*name = fields[i].key;
+			return 1;
+		}
+		if (ident_get(c) == NULL)
+			return -1;
+		memcpy((char *)c->ident + fields[i].off, v, (size_t)n + 1);
+	}
+	return 0;
+}
+
 /* Answers a request for /api/v1/events or /api/v1/events/stream once its
  * head is parsed (server_names already checked), in the order
  * imagetools.fcgi answers it: the Origin and CORS rule (a refused
  * state-changing request or preflight is 403, a preflight 204), then the
- * method, the credential, the cursor, the rate limit, then the session (the
- * feed checks it: unknown is 404). q is the query (qlen bytes, may be
- * NULL). req points into c->in, which the caller frees afterwards. Returns
- * 0 while the request waits for the feed, -1 once it is answered (or the
- * client freed). */
+ * method, the credential, the cursor, the client's identity, the rate
+ * limit, then the session (the feed checks it: unknown is 404). A token is
+ * checked by the feed first (401, 403, 404; failures count against the
+ * address). q is the query (qlen bytes, may be NULL). req points into
+ * c->in, which the caller frees afterwards. Returns 0 while the request
+ * waits for the feed, -1 once it is answered (or the client freed). */
 static int stream_start(client *c, const it_http_request *req, enum client_kind kind, const char *q, size_t qlen)
 {
 	const it_http_header *lei;
-	char sid[72], v[32], addr[64], detail[96];
+	char sid[1024], v[32], detail[112];
 	int64_t cursor = 0, timeout = B.cfg->longpoll_timeout;
-	const char *ckey = kind == K_SSE ? "last_event_id" : "cursor";
-	it_feed_info fi;
-	int n;
+	const char *ckey = kind == K_SSE ? "last_event_id" : "cursor", *bad;
+	int n, token;
 
 	c->kind = kind;
 	c->instance = strndup(req->target, q ? (size_t)(q - 1 - req->target) : req->target_len);
@@ -884,6 +1082,7 @@ static int stream_start(client *c, const it_http_request *req, enum client_kind 
 		client_free(c);
 		return -1;
 	}
+	client_address(c, req, c->addr, sizeof(c->addr));
 	switch (stream_cors(c, req)) {
 	case 0:
 		break;
@@ -915,7 +1114,8 @@ static int stream_start(client *c, const it_http_request *req, enum client_kind 
 	if (n == 0)
 		return stream_problem(c, 400, "Bad Request", "missing-session-id",
 				      "The session_id query parameter is required.", NULL);
-	if (n < 0 || !it_id_session_valid(sid))
+	token = n > 0 && it_token_is(sid);
+	if (!token && (n < 0 || !it_id_session_valid(sid)))
 		return stream_problem(c, 400, "Bad Request", "invalid-session-id", "The session id is malformed.", NULL);
 	lei = kind == K_SSE ? it_http_find(req, "Last-Event-ID") : NULL;
 	if (lei && lei->value_len > 0) {
@@ -936,67 +1136,59 @@ static int stream_start(client *c, const it_http_request *req, enum client_kind 
 		if (timeout > B.cfg->longpoll_timeout)
 			timeout = B.cfg->longpoll_timeout;
 	}
-	/* imagetools.fcgi asks the database for the session at this point;
-	 * while it cannot, a long-poll is 503, an SSE stream (after its rate
-	 * check) a short degraded one. */
-	if (kind == K_POLL && feed_down())
+	if ((n = parse_ident(c, q, qlen, &bad)) != 0) {
+		if (n < 0) {
+			client_free(c);
+			return -1;
+		}
+		snprintf(detail, sizeof(detail), "%s is malformed; see docs/api.md, \\\"Client identity\\\".", bad);
+		return stream_problem(c, 400, "Bad Request", "invalid-client-identity", detail, NULL);
+	}
+	c->cursor0 = cursor;
+	c->timeout0 = timeout;
+	/* imagetools.fcgi asks the database for the session (or the token) at
+	 * this point; while it cannot, a long-poll is 503, an SSE stream with
+	 * a session id (after its rate check) a short degraded one. */
+	if ((kind == K_POLL || token) && feed_down())
 		return stream_problem(c, 503, "Service Unavailable", "database-unavailable",
 				      "The database cannot be reached; try again shortly.", "Retry-After: 5\r\n");
-	/* rate_streams counts streams, and long-polls that will wait: one
-	 * the feed can answer at once is an ordinary request. */
-	if (kind == K_SSE || it_feed_lookup(B.feed, sid, &fi) < 0 || cursor >= fi.last_seq) {
-		unsigned wait;
-		client_address(c, req, addr, sizeof(addr));
-		wait = it_rl_hit(&B.rate, addr, B.now);
-		if (wait) {
-			char hdr[48], ext[40];
-			snprintf(hdr, sizeof(hdr), "Retry-After: %u\r\n", wait);
-			snprintf(ext, sizeof(ext), ",\"retry_after\":%u", wait);
-			snprintf(detail, sizeof(detail), "Too many streams requests; try again in %u seconds.", wait);
-			it_metrics_inc("imagetools_rate_limited_total", "limit=\"streams\"", 1);
-			return stream_problem_ext(c, 429, "Too Many Requests", "rate-limited", detail, hdr, ext);
-		}
+	if (!token)
+		return stream_open(c, sid, "", 0, 0);
+	/* A token: an SSE stream counts against rate_streams before its
+	 * credential is looked at, as in imagetools.fcgi; then the address's
+	 * failed credentials, then the form, then the database. */
+	if (kind == K_SSE && stream_rate(c) < 0)
+		return -1;
+	{
+		unsigned wait = it_rl_peek(&B.authfail, c->addr, B.now);
+		if (wait)
+			return authfail_refused(c, wait);
 	}
-	if (kind == K_SSE && cursor > 0)
-		it_metrics_inc("imagetools_resumes_total", "transport=\"sse\"", 1);
-	if (kind == K_SSE && feed_down())
-		return stream_degraded(c);
-	c->state = C_OPEN;
-	c->deadline = B.now + (double)timeout;
-	c->next_keepalive = B.now + (double)B.cfg->keepalive_interval;
-	c->sub.ops = &stream_ops;
-	if (presence_ident(c, q, qlen, sid) < 0)
-		return stream_problem(c, 400, "Bad Request", "invalid-client-id",
-				      "client_id (1-64 of A-Z a-z 0-9 _ -), client_label (1-64 characters) or "
-				      "client_source (1-32 of A-Z a-z 0-9 _ . -) is malformed.",
-				      NULL);
-	presence_subscribing(c, sid);
-	if (it_feed_subscribe(B.feed, &c->sub, sid, cursor, IT_FEED_HELLO | IT_FEED_FRESH) < 0) {
+	if (!it_token_valid(sid)) {
+		auth_failed(c);
+		return token_refused(c);
+	}
+	if (token_check(c, sid, stream_cred_done) < 0) {
 		client_free(c);
 		return -1;
 	}
-	c->subscribed = 1;
-	it_metrics_gauge_add("imagetools_connections_open", kind_label[kind], 1);
-	if (it_feed_sub_count(&c->sub) > (unsigned)B.cfg->max_streams_per_session) {
-		/* Too many streams on one session: this one ends at once with
-		 * a hint to come back later, as the hub does. */
-		client_detach(c);
-		if (kind == K_SSE) {
-			static const char retry[] = "retry: 5000\n\n";
-			if (stream_head(c, 200, "OK", "text/event-stream", "Cache-Control: no-cache\r\n") < 0 ||
-			    oq_copy(&c->out, retry, sizeof(retry) - 1, NULL, 0) < 0) {
-				client_free(c);
-				return -1;
-			}
-		}
-		return stream_end(c, 5000);
-	}
+	/* Waiting for the feed: input is ignored from here on, and the
+	 * tick answers 503 if the database does not answer in time. */
+	c->state = C_OPEN;
+	c->deadline = B.now + HEAD_TIMEOUT;
 	return 0;
 }
 
 /* Housekeeping of one SSE stream or long-poll. */
 static void stream_tick(client *c)
 {
+	if (c->cq.feed != NULL) {
+		/* A token check the database has not answered in time. */
+		if (B.now >= c->deadline)
+			stream_problem(c, 503, "Service Unavailable", "database-unavailable",
+				       "The database cannot be reached; try again shortly.", "Retry-After: 5\r\n");
+		return;
+	}
 	if (c->behind && c->out.bytes > 0 && B.now - c->last_tx >= (double)B.cfg->stream_stall_timeout) {
 		client_free(c);
 		return;
@@ -1100,6 +1292,214 @@ static void client_address(const client *c, const it_http_request *req, char *ou
 	}
 }
 
+/* ------------------------------------------------------------ WebSocket credentials */
+
+/* Subscribes an open WebSocket to session sid from c->cursor0, for a token
+ * with its device and until (else "" and 0). Returns 0, or -1 when the
+ * client is closing or was freed. */
+static int ws_subscribe(client *c, const char *sid, const char *device, int64_t until)
+{
+	c->sub.ops = &ws_ops;
+	c->sub.until = until;
+	snprintf(c->sub.device, sizeof(c->sub.device), "%s", device);
+	if (it_feed_subscribe(B.feed, &c->sub, sid, c->cursor0, IT_FEED_HELLO | IT_FEED_FRESH) < 0) {
+		client_close(c, IT_WS_CLOSE_INVALID_SESSION, "Invalid session");
+		return -1;
+	}
+	c->subscribed = 1;
+	it_metrics_gauge_add("imagetools_connections_open", "transport=\"websocket\"", 1);
+	if (c->cursor0 > 0)
+		it_metrics_inc("imagetools_resumes_total", "transport=\"websocket\"", 1);
+	if (it_feed_sub_count(&c->sub) > (unsigned)B.cfg->max_streams_per_session) {
+		/* One capability should not pin unbounded resources: extras
+		 * are told to come back later, as the hub does for SSE. */
+		client_close(c, IT_WS_CLOSE_TRY_LATER, "Too many connections to this session");
+		return -1;
+	}
+	if (device[0]) {
+		it_log_debug("WebSocket for device %s from id %lld", device, (long long)c->cursor0);
+	} else {
+		char red[16];
+		it_log_debug("WebSocket for session %s from id %lld", it_log_redact(sid, red, sizeof(red)),
+			     (long long)c->cursor0);
+	}
+	return 0;
+}
+
+/* The feed's answer about a WebSocket's token. */
+static void ws_cred_done(it_feed_credq *q, const it_feed_principal *p)
+{
+	client *c = it_container_of(q, client, cq);
+
+	switch (p->status) {
+	case 200:
+		if (!scope_views(p->scope)) {
+			client_close(c, WS_CLOSE_SCOPE, "Insufficient scope");
+			return;
+		}
+		if (ident_get(c) == NULL) {
+			client_close(c, IT_WS_CLOSE_INTERNAL, "Out of memory");
+			return;
+		}
+		it_ident_set_device(c->ident, p->device_id, p->label, p->source);
+		ws_subscribe(c, p->session_id, p->device_id, p->until);
+		return;
+	case 401:
+		auth_failed(c);
+		client_close(c, WS_CLOSE_BAD_CREDENTIAL, "Invalid token");
+		return;
+	case 404:
+		client_close(c, IT_WS_CLOSE_INVALID_SESSION, "Invalid session");
+		return;
+	default:
+		client_close(c, IT_WS_CLOSE_TRY_LATER, "Database unavailable");
+		return;
+	}
+}
+
+/* Takes the credential of a WebSocket on /api/v1/ws: a session id is
+ * subscribed at once (the feed checks it: 4004 when unknown), a token is
+ * checked by the feed first. Returns 0, or -1 when the client is closing or
+ * was freed. */
+static int ws_authenticate(client *c, const char *cred)
+{
+	if (it_token_is(cred)) {
+		if (it_rl_peek(&B.authfail, c->addr, B.now)) {
+			client_close(c, IT_WS_CLOSE_TRY_LATER, "Too many failed credentials");
+			return -1;
+		}
+		if (!it_token_valid(cred)) {
+			auth_failed(c);
+			client_close(c, WS_CLOSE_BAD_CREDENTIAL, "Invalid token");
+			return -1;
+		}
+		if (token_check(c, cred, ws_cred_done) < 0) {
+			client_close(c, IT_WS_CLOSE_INTERNAL, "Out of memory");
+			return -1;
+		}
+		return 0;
+	}
+	if (!it_id_session_valid(cred)) {
+		client_close(c, WS_CLOSE_BAD_CREDENTIAL, "Invalid credential");
+		return -1;
+	}
+	return ws_subscribe(c, cred, "", 0);
+}
+
+/* Copies a string member of o (at most outlen - 1 bytes, checked by valid)
+ * into out. Returns 0 (absent or copied) or -1 (not a string, or invalid). */
+static int json_field(json_object *o, const char *key, int (*valid)(const char *, size_t), char *out, size_t outlen)
+{
+	json_object *v;
+	const char *s;
+	size_t n;
+
+	if (!json_object_object_get_ex(o, key, &v))
+		return 0;
+	if (!json_object_is_type(v, json_type_string))
+		return -1;
+	s = json_object_get_string(v);
+	n = (size_t)json_object_get_string_len(v);
+	if (n >= outlen || strlen(s) != n || (valid && !valid(s, n)))
+		return -1;
+	memcpy(out, s, n + 1);
+	return 0;
+}
+
+/* The first text message on /api/v1/ws, c->authmsg:
+ * {"type":"auth","credential":"...","last_event_id":n,"client_id":"...",
+ *  "client_label":"...","client_source":"..."}. Returns 0, or -1 when the
+ * client is closing or was freed. */
+static int ws_auth_message(client *c)
+{
+	json_tokener *tk = json_tokener_new();
+	json_object *o = NULL, *v;
+	char cred[72];
+	it_ident id;
+	int rc = -1;
+
+	memset(&id, 0, sizeof(id));
+	cred[0] = '\0';
+	if (tk != NULL)
+		o = json_tokener_parse_ex(tk, c->authmsg.data ? c->authmsg.data : "", (int)c->authmsg.len);
+	if (o == NULL || json_tokener_get_error(tk) != json_tokener_success ||
+	    !json_object_is_type(o, json_type_object) || !json_object_object_get_ex(o, "type", &v) ||
+	    !json_object_is_type(v, json_type_string) || strcmp(json_object_get_string(v), "auth") != 0 ||
+	    json_field(o, "credential", NULL, cred, sizeof(cred)) < 0 || cred[0] == '\0' ||
+	    it_cred_copy(cred, strlen(cred), cred, sizeof(cred)) < 0 ||
+	    json_field(o, "client_id", it_ident_client_id_valid, id.client_id, sizeof(id.client_id)) < 0 ||
+	    json_field(o, "client_label", it_ident_label_valid, id.label, sizeof(id.label)) < 0 ||
+	    json_field(o, "client_source", it_ident_source_valid, id.source, sizeof(id.source)) < 0)
+		goto refuse;
+	if (json_object_object_get_ex(o, "last_event_id", &v)) {
+		if (!json_object_is_type(v, json_type_int) || json_object_get_int64(v) < 0 ||
+		    json_object_get_int64(v) > INT64_MAX / 2)
+			goto refuse;
+		c->cursor0 = json_object_get_int64(v);
+	}
+	if (id.client_id[0] || id.label[0] || id.source[0]) {
+		if (ident_get(c) == NULL)
+			goto refuse;
+		if (id.client_id[0])
+			memcpy(c->ident->client_id, id.client_id, sizeof(id.client_id));
+		if (id.label[0])
+			memcpy(c->ident->label, id.label, sizeof(id.label));
+		if (id.source[0])
+			memcpy(c->ident->source, id.source, sizeof(id.source));
+	}
+	c->auth_wait = 0;
+	it_buf_free(&c->authmsg);
+	rc = ws_authenticate(c, cred);
+	goto out;
+refuse:
+	c->auth_wait = 0;
+	it_buf_free(&c->authmsg);
+	client_close(c, WS_CLOSE_BAD_CREDENTIAL, "Invalid auth message");
+out:
+	if (o)
+		json_object_put(o);
+	if (tk)
+		json_tokener_free(tk);
+	return rc;
+}
+
+/* Reads the credential offered as a subprotocol, "Sec-WebSocket-Protocol:
+ * imagetools.v1, imagetools.bearer.<credential>", into out, and whether
+ * imagetools.v1 was offered (the answer selects it: a client that offers
+ * subprotocols must get one of them back, and never the one that holds its
+ * credential). Returns 1 with the credential, 0 when none was offered, -1
+ * when the one offered is malformed. */
+static int ws_protocols(const it_http_request *req, char *out, size_t outlen, int *offer_v1)
+{
+	static const char bearer[] = "imagetools.bearer.";
+	int rc = 0;
+
+	*offer_v1 = 0;
+	for (size_t i = 0; i < req->num_headers; i++) {
+		const it_http_header *h = &req->headers[i];
+		size_t k = 0;
+
+		if (h->name_len != 22 || strncasecmp(h->name, "Sec-WebSocket-Protocol", 22) != 0)
+			continue;
+		while (k < h->value_len) {
+			size_t b, e;
+			while (k < h->value_len && (h->value[k] == ' ' || h->value[k] == '\t' || h->value[k] == ','))
+				k++;
+			b = k;
+			while (k < h->value_len && h->value[k] != ',')
+				k++;
+			e = k;
+			while (e > b && (h->value[e - 1] == ' ' || h->value[e - 1] == '\t'))
+				e--;
+			if (e - b == 13 && memcmp(h->value + b, "imagetools.v1", 13) == 0)
+				*offer_v1 = 1;
+			else if (e - b > sizeof(bearer) - 1 && memcmp(h->value + b, bearer, sizeof(bearer) - 1) == 0 && rc == 0)
+				rc = it_cred_copy(h->value + b + sizeof(bearer) - 1, e - b - (sizeof(bearer) - 1), out, outlen);
+		}
+	}
+	return rc;
+}
+
 static int process_frames(client *c, unsigned char *buf, size_t len);
 
 static int handshake(client *c)
@@ -1111,7 +1511,7 @@ static int handshake(client *c)
 	size_t plen, prelen, qlen = 0;
 	char sid[72], accept[32], resp[256];
 	int64_t requested;
-	int n, rl;
+	int n, rl, bare, offer_v1 = 0;
 
 	n = it_http_parse_request(c->in.data, c->in.len, &req);
 	if (n == -2) {
@@ -1159,7 +1559,8 @@ static int handshake(client *c)
 	if (it_http_find(&req, "Host") == NULL)
 		return client_http_error(c, 400, "Bad Request", "bad-request", "An HTTP/1.1 request needs a Host header.",
 					 NULL);
-	if (plen <= sizeof(ws_prefix) - 1 || memcmp(path, ws_prefix, sizeof(ws_prefix) - 1) != 0)
+	bare = plen == sizeof(ws_bare) - 1 && memcmp(path, ws_bare, plen) == 0;
+	if (!bare && (plen <= sizeof(ws_prefix) - 1 || memcmp(path, ws_prefix, sizeof(ws_prefix) - 1) != 0))
 		return client_http_error(c, 404, "Not Found", "not-found", "No such WebSocket endpoint.", NULL);
 	h = it_http_find(&req, "Upgrade");
 	if (h == NULL || !it_http_has_token(h->value, h->value_len, "websocket") ||
@@ -1177,9 +1578,6 @@ static int handshake(client *c)
 	if (parse_query(q, qlen, &requested) < 0)
 		return client_http_error(c, 400, "Bad Request", "bad-cursor",
 					 "last_event_id must be a non-negative integer.", NULL);
-	if (presence_ident(c, q, qlen, "") < 0)
-		return client_http_error(c, 400, "Bad Request", "invalid-client-id",
-					 "client_id, client_label or client_source is malformed.", NULL);
 	if (!origin_allowed(&req)) {
 		it_metrics_inc("imagetools_origin_refused_total", NULL, 1);
 		it_log_info("WebSocket upgrade refused: origin not allowed");
@@ -1187,28 +1585,57 @@ static int handshake(client *c)
 					 "This origin may not open WebSockets here.", NULL);
 	}
 	{
-		char addr[64], hdr[48];
+		char hdr[48];
 		unsigned wait;
 
-		client_address(c, &req, addr, sizeof(addr));
-		wait = it_rl_hit(&B.rate, addr, B.now);
+		client_address(c, &req, c->addr, sizeof(c->addr));
+		wait = it_rl_hit(&B.rate, c->addr, B.now);
 		if (wait) {
 			snprintf(hdr, sizeof(hdr), "Retry-After: %u\r\n", wait);
 			return client_http_error(c, 429, "Too Many Requests", "rate-limited",
 						 "Too many WebSocket connections from this address; retry later.", hdr);
 		}
 	}
-	plen -= sizeof(ws_prefix) - 1;
-	path += sizeof(ws_prefix) - 1;
-	if (plen >= sizeof(sid))
-		plen = sizeof(sid) - 1; /* too long to be valid; still closed with 4004 */
-	memcpy(sid, path, plen);
-	sid[plen] = '\0';
+	c->cursor0 = requested;
+	sid[0] = '\0';
+	if (bare) {
+		/* The credential travels in a header here, never in the URL:
+		 * the subprotocol (which a browser can set), else
+		 * Authorization, else the first message after the upgrade. */
+		int r = ws_protocols(&req, sid, sizeof(sid), &offer_v1);
+		if (r == 0 && (h = it_http_find(&req, "Authorization")) != NULL) {
+			const char *tok;
+			size_t toklen;
+			if (it_cred_bearer(h->value, h->value_len, &tok, &toklen))
+				r = it_cred_copy(tok, toklen, sid, sizeof(sid));
+		}
+		if (r < 0)
+			snprintf(sid, sizeof(sid), "-"); /* malformed: refused after the upgrade */
+	} else {
+		plen -= sizeof(ws_prefix) - 1;
+		path += sizeof(ws_prefix) - 1;
+		if (plen >= sizeof(sid))
+			plen = sizeof(sid) - 1; /* too long to be valid; still closed with 4004 */
+		memcpy(sid, path, plen);
+		sid[plen] = '\0';
+	}
+	/* Both WebSocket URLs take the client's identity from the query. */
+	{
+		const char *bad;
+		int r = parse_ident(c, q, qlen, &bad);
+		if (r < 0) {
+			client_free(c);
+			return -1;
+		}
+		if (r > 0)
+			return client_http_error(c, 400, "Bad Request", "invalid-client-identity",
+						 "client_id, client_label or client_source is malformed.", NULL);
+	}
 
 	rl = snprintf(resp, sizeof(resp),
 		      "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-		      "Sec-WebSocket-Accept: %s\r\n\r\n",
-		      accept);
+		      "Sec-WebSocket-Accept: %s\r\n%s\r\n",
+		      accept, offer_v1 ? "Sec-WebSocket-Protocol: imagetools.v1\r\n" : "");
 	if (oq_copy(&c->out, resp, (size_t)rl, NULL, 0) < 0) {
 		client_free(c);
 		return -1;
@@ -1220,30 +1647,25 @@ static int handshake(client *c)
 	if (client_flush(c) < 0)
 		return -1;
 
-	/* The session is checked after the upgrade, so that a browser sees
-	 * the 4004 close code rather than a failed handshake. The feed checks
-	 * it, sends connection.status "connected" on admission, weighs the
-	 * cursor against the log and then hands over the events. */
-	c->sub.ops = &ws_ops;
-	presence_subscribing(c, sid);
-	if (it_feed_subscribe(B.feed, &c->sub, sid, requested, IT_FEED_HELLO | IT_FEED_FRESH) < 0) {
-		it_buf_free(&c->in);
-		return client_close(c, IT_WS_CLOSE_INVALID_SESSION, "Invalid session");
+	/* The credential is checked after the upgrade, so that a browser sees
+	 * the close code (4004, 4401, 4403) rather than a failed handshake.
+	 * The feed checks the session, sends connection.status "connected" on
+	 * admission, weighs the cursor against the log and then hands over
+	 * the events. */
+	if (bare && sid[0] == '\0') {
+		c->auth_wait = 1;
+		c->auth_deadline = B.now + AUTH_TIMEOUT;
+		it_buf_init(&c->authmsg, AUTH_MSG_MAX);
+	} else if (bare) {
+		ws_authenticate(c, sid);
+	} else {
+		ws_subscribe(c, sid, "", 0);
 	}
-	c->subscribed = 1;
-	it_metrics_gauge_add("imagetools_connections_open", "transport=\"websocket\"", 1);
-	if (requested > 0)
-		it_metrics_inc("imagetools_resumes_total", "transport=\"websocket\"", 1);
-	if (it_feed_sub_count(&c->sub) > (unsigned)B.cfg->max_streams_per_session) {
-		/* One capability should not pin unbounded resources: extras
-		 * are told to come back later, as the hub does for SSE. */
+	if (c->dead)
+		return -1;
+	if (c->state == C_CLOSING) {
 		it_buf_free(&c->in);
-		return client_close(c, IT_WS_CLOSE_TRY_LATER, "Too many connections to this session");
-	}
-	{
-		char red[16];
-		it_log_debug("WebSocket for session %s from id %lld", it_log_redact(sid, red, sizeof(red)),
-			     (long long)requested);
+		return 0;
 	}
 	/* Frames that came in the same packet as the request head. */
 	if ((size_t)n < c->in.len) {
@@ -1312,15 +1734,30 @@ static int process_frames(client *c, unsigned char *buf, size_t len)
 			for (i = 0; i < ev.len && c->msg_n < 5; i++, c->msg_n++)
 				if (c->msg_n >= 4 || ev.data[i] != (unsigned char)"ping"[c->msg_n])
 					c->msg_ping = 0;
+			if (c->auth_wait && ev.len > 0) {
+				/* The auth message is gathered (it is small); any
+				 * other message is never kept. */
+				if (c->authmsg.len + ev.len > AUTH_MSG_MAX ||
+				    it_buf_append(&c->authmsg, ev.data, ev.len) < 0) {
+					client_close(c, WS_CLOSE_BAD_CREDENTIAL, "Auth message too large");
+					return -1;
+				}
+			}
 			if (!ev.fin)
 				break;
 			if (ev.opcode == IT_WS_OP_BINARY) {
 				client_close(c, IT_WS_CLOSE_UNSUPPORTED, "Binary messages are not accepted");
 				return -1;
 			}
-			if (c->msg_n == 4 && c->msg_ping && client_frame(c, IT_WS_OP_TEXT, "pong", 4) < 0)
-				return -1;
-			/* Other text messages mean nothing to the bridge yet. */
+			if (c->msg_n == 4 && c->msg_ping) {
+				if (client_frame(c, IT_WS_OP_TEXT, "pong", 4) < 0)
+					return -1;
+				it_buf_reset(&c->authmsg); /* "ping" is not the auth message */
+			} else if (c->auth_wait) {
+				if (ws_auth_message(c) < 0 || c->dead || c->state == C_CLOSING)
+					return -1;
+			}
+			/* Other text messages mean nothing to the bridge. */
 			c->msg_n = 0;
 			c->msg_ping = 1;
 			break;
@@ -1399,13 +1836,15 @@ static void client_free(client *c)
 		return;
 	c->dead = 1;
 	client_detach(c);
-	presence_end(c);
 	epoll_ctl(B.epfd, EPOLL_CTL_DEL, c->fd, NULL);
 	close(c->fd);
 	c->fd = -1;
 	it_list_unlink(&c->alink);
 	it_list_push(&B.dead, &c->alink);
 	it_buf_free(&c->in);
+	it_buf_free(&c->authmsg);
+	free(c->ident);
+	c->ident = NULL;
 	it_outq_free(&c->out);
 	lp_clear(c);
 	free(c->lp);
@@ -1477,6 +1916,7 @@ static void tick(void)
 	it_presence_tick(B.presence, (int64_t)(B.now * 1000.0));
 	if (B.now - B.rate_pruned >= 10.0) {
 		it_rl_prune(&B.rate, B.now);
+		it_rl_prune(&B.authfail, B.now);
 		B.rate_pruned = B.now;
 	}
 	if (B.listen_paused_until > 0 && B.now >= B.listen_paused_until && !B.stopping) {
@@ -1498,6 +1938,10 @@ static void tick(void)
 		case C_OPEN:
 			if (c->kind != K_WS) {
 				stream_tick(c);
+				break;
+			}
+			if (c->auth_wait && B.now >= c->auth_deadline) {
+				client_close(c, WS_CLOSE_BAD_CREDENTIAL, "Authentication timeout");
 				break;
 			}
 			if (c->behind && c->out.bytes > 0 && B.now - c->last_tx >= interval) {
@@ -1625,7 +2069,8 @@ int it_bridge_run(const it_config *cfg, const char *listen_addr)
 	B.presence_h.kind = H_PRESENCE;
 	/* 100,000 addresses at most in one minute's table (some 10 MB); past
 	 * that, new ones share one counter. */
-	if (it_rl_init(&B.rate, (unsigned)cfg->rate_streams, 60.0, 100000) < 0) {
+	if (it_rl_init(&B.rate, (unsigned)cfg->rate_streams, 60.0, 100000) < 0 ||
+	    it_rl_init(&B.authfail, (unsigned)cfg->rate_auth_failures, 60.0, 100000) < 0) {
 		it_log_error("out of memory");
 		return -1;
 	}
@@ -1731,8 +2176,10 @@ int it_bridge_run(const it_config *cfg, const char *listen_addr)
 	}
 	rc = 0;
 	it_feed_stats_get(B.feed, &fs);
-	it_log_info("stopped: %llu event frames delivered, %llu reads of the log, %llu session checks",
-		    (unsigned long long)fs.delivered, (unsigned long long)fs.reads, (unsigned long long)fs.checks);
+	it_log_info("stopped: %llu event frames delivered, %llu reads of the log, %llu session checks, %llu token"
+		    " checks, %llu streams ended by their token",
+		    (unsigned long long)fs.delivered, (unsigned long long)fs.reads, (unsigned long long)fs.checks,
+		    (unsigned long long)fs.creds, (unsigned long long)fs.revoked);
 out:
 	{
 		it_list *pos, *tmp;
@@ -1742,7 +2189,7 @@ out:
 		reap();
 	}
 	/* Every client is gone: the feed has no subscriber left, and the
-	 * entries still held here are let go in one statement. */
+	 * presence entries still held here are let go in one statement. */
 	it_presence_free(B.presence);
 	B.presence = NULL;
 	it_feed_free(B.feed);
@@ -1756,5 +2203,6 @@ out:
 	if (B.epfd >= 0)
 		close(B.epfd);
 	it_rl_free(&B.rate);
+	it_rl_free(&B.authfail);
 	return rc;
 }

@@ -10,12 +10,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-int it_presence_db_join(PGconn **connp, const char *session, const it_presence_ident *id, const char *transport,
+int it_presence_db_join(PGconn **connp, const char *session, const it_ident *id, const char *transport,
 			const char *state, const char *holder, int64_t ttl)
 {
 	char ttls[24];
 	const char *params[9] = {session,
-				 id->client_id,
+				 id->client_id[0] ? id->client_id : id->device_id,
 				 id->device_id[0] ? id->device_id : NULL,
 				 id->label[0] ? id->label : NULL,
 				 id->source[0] ? id->source : NULL,

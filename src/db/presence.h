@@ -10,17 +10,19 @@
 #ifndef IT_DB_PRESENCE_H
 #define IT_DB_PRESENCE_H
 
+#include "feed/ident.h"
 #include "feed/presence.h"
 
 #include <json-c/json.h>
 #include <libpq-fe.h>
 #include <stdint.h>
 
-/* Joins (or renews) id's entry in session with transport ("http" for the
+/* Joins (or renews) the entry of id (its client_id, or its device when it
+ * gave none) in session with transport ("http" for the
  * HTTP heartbeat, or a stream's), state ("idle", "uploading", or NULL:
  * keep), holder ("http", or NULL for a CGI process: nobody renews it) and
  * ttl seconds to live. A refused join (the device was revoked) is 404. */
-int it_presence_db_join(PGconn **connp, const char *session, const it_presence_ident *id, const char *transport,
+int it_presence_db_join(PGconn **connp, const char *session, const it_ident *id, const char *transport,
 			const char *state, const char *holder, int64_t ttl);
 
 /* Sets *out to a new JSON array of session's live entries (the caller puts

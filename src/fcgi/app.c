@@ -27,6 +27,7 @@ static const it_route routes[] = {
 	{"PATCH", "/api/v1/uploads/tus/{id}", it_h_tus_patch, IT_ROUTE_LONG_BODY},
 	{"DELETE", "/api/v1/uploads/tus/{id}", it_h_tus_delete, 0},
 	{"POST", "/api/v1/uploads/tus/{id}", it_h_tus_override, IT_ROUTE_LONG_BODY},
+	{"GET", "/api/v1/images", it_h_images_list, 0},
 	{"GET", "/api/v1/images/{id}", it_h_image_get, 0},
 	{"PATCH", "/api/v1/images/{id}", it_h_image_patch, 0},
 	{"DELETE", "/api/v1/images/{id}", it_h_image_delete, 0},

@@ -7,6 +7,7 @@
 #include "fcgi/app.h"
 #include "fcgi/auth.h"
 #include "fcgi/handlers.h"
+#include "feed/ident.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -28,25 +29,6 @@ static int who_asks(it_req *req, unsigned need, struct who *w)
 {
 	memset(w, 0, sizeof(*w));
 	return it_auth_principal(req, NULL, need | IT_AUTH_SESSION_UNCHECKED, &w->p);
-}
-
-int it_h_presence_ident(it_req *req, const char *device_id, const char *device_label, const char *device_source,
-			it_presence_ident *out)
-{
-	char cid[72], label[300], source[40];
-	int a = it_query_get(req->query, "client_id", cid, sizeof(cid));
-	int l = it_query_get(req->query, "client_label", label, sizeof(label));
-	int s = it_query_get(req->query, "client_source", source, sizeof(source));
-	int rc = -1;
-
-	if (a != -2 && l != -2 && s != -2)
-		rc = it_presence_ident_set(out, a >= 0 ? cid : NULL, l >= 0 ? label : NULL, s >= 0 ? source : NULL,
-					   device_id, device_label, device_source);
-	if (rc < 0)
-		it_resp_problem(req, 400, "invalid-client-id",
-				"client_id (1-64 of A-Z a-z 0-9 _ -), client_label (1-64 characters, no control "
-				"characters) or client_source (1-32 of A-Z a-z 0-9 _ . -) is malformed.");
-	return rc;
 }
 
 void it_h_presence_get(it_req *req)
@@ -129,7 +111,7 @@ void it_h_presence_post(it_req *req)
 	PGconn *conn = it_db_thread_conn();
 	json_object *body = NULL;
 	const char *cid, *label, *source, *state;
-	it_presence_ident id;
+	it_ident id;
 	struct who w;
 	int bad = 0;
 
@@ -149,9 +131,22 @@ void it_h_presence_post(it_req *req)
 			goto out;
 		}
 	}
-	if (bad || (cid == NULL && w.p.device_id[0] == '\0') ||
-	    it_presence_ident_set(&id, cid, label, source, w.p.device_id, w.p.label, w.p.source) <= 0) {
-		it_resp_problem(req, 400, "invalid-client-id",
+	memset(&id, 0, sizeof(id));
+	if (!bad && cid && it_ident_client_id_valid(cid, strlen(cid)))
+		snprintf(id.client_id, sizeof(id.client_id), "%s", cid);
+	else if (cid)
+		bad = 1;
+	if (!bad && label && it_ident_label_valid(label, strlen(label)))
+		snprintf(id.label, sizeof(id.label), "%s", label);
+	else if (label)
+		bad = 1;
+	if (!bad && source && it_ident_source_valid(source, strlen(source)))
+		snprintf(id.source, sizeof(id.source), "%s", source);
+	else if (source)
+		bad = 1;
+	it_ident_set_device(&id, w.p.device_id, w.p.label, w.p.source);
+	if (bad || !it_ident_announces(&id)) {
+		it_resp_problem(req, 400, "invalid-client-identity",
 				"client_id (1-64 of A-Z a-z 0-9 _ -) is required; label (1-64 characters, no control "
 				"characters) and source (1-32 of A-Z a-z 0-9 _ . -) are optional strings.");
 		goto out;
@@ -183,8 +178,8 @@ void it_h_presence_delete(it_req *req)
 	if (who_asks(req, 0, &w) < 0)
 		return;
 	n = it_query_get(req->query, "client_id", cid, sizeof(cid));
-	if (n < 0 || !it_presence_client_id_valid(cid)) {
-		it_resp_problem(req, 400, "invalid-client-id", "client_id (1-64 of A-Z a-z 0-9 _ -) is required.");
+	if (n < 0 || !it_ident_client_id_valid(cid, (size_t)n)) {
+		it_resp_problem(req, 400, "invalid-client-identity", "client_id (1-64 of A-Z a-z 0-9 _ -) is required.");
 		return;
 	}
 	/* A device's token lets only its own entries go. */

@@ -2,7 +2,6 @@
 #ifndef IT_HANDLERS_H
 #define IT_HANDLERS_H
 
-#include "feed/presence.h"
 #include "fcgi/request.h"
 
 /* h_health.c */
@@ -32,6 +31,7 @@ void it_h_tus_discovery_headers(it_req *req);
 
 /* h_images.c */
 void it_h_session_images(it_req *req);
+void it_h_images_list(it_req *req);
 void it_h_image_get(it_req *req);
 void it_h_image_patch(it_req *req);
 void it_h_image_delete(it_req *req);
@@ -47,13 +47,6 @@ void it_h_operation_cancel(it_req *req);
 void it_h_presence_get(it_req *req);
 void it_h_presence_post(it_req *req);
 void it_h_presence_delete(it_req *req);
-/* Reads what a stream says about itself (the client_id, client_label and
- * client_source query parameters) and the device of its token (device_id
- * NULL or "" for a session id; label and source may be NULL) into *out.
- * Returns 1 when it announces itself, 0 when it is anonymous, or -1 after
- * answering 400 invalid-client-id. */
-int it_h_presence_ident(it_req *req, const char *device_id, const char *device_label, const char *device_source,
-			it_presence_ident *out);
 
 /* h_devices.c: scoped tokens, pairing codes and devices */
 void it_h_token_create(it_req *req);

@@ -6,7 +6,6 @@
 #include "common/buf.h"
 #include "common/id.h"
 #include "common/list.h"
-#include "common/scope.h"
 #include "common/log.h"
 #include "db/pgl.h"
 
@@ -23,79 +22,13 @@
 /* A channel nobody notifies: it_pgl LISTENs, this connection only queries. */
 #define CHANNEL "imagetools_presence"
 
-/* ------------------------------------------------------------------ validation */
-
-static int ascii_run(const char *s, size_t max, const char *extra)
-{
-	size_t n = 0;
-
-	for (; s[n]; n++) {
-		unsigned char ch = (unsigned char)s[n];
-		if (n >= max)
-			return 0;
-		if (!((ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') ||
-		      strchr(extra, ch)))
-			return 0;
-	}
-	return n > 0;
-}
-
-int it_presence_client_id_valid(const char *s)
-{
-	return ascii_run(s, 64, "_-");
-}
-
-/* Labels and sources follow the devices' rules (common/scope.h), so that a
- * tab and a paired phone are named alike. */
-int it_presence_source_valid(const char *s)
-{
-	return it_scope_source_valid(s);
-}
-
-int it_presence_label_valid(const char *s)
-{
-	return it_scope_label_valid(s);
-}
-
-int it_presence_ident_set(it_presence_ident *id, const char *client_id, const char *label, const char *source,
-			  const char *device_id, const char *device_label, const char *device_source)
-{
-	int device = device_id && *device_id;
-
-	memset(id, 0, sizeof(*id));
-	if ((client_id && !it_presence_client_id_valid(client_id)) || (label && !it_presence_label_valid(label)) ||
-	    (source && !it_presence_source_valid(source)))
-		return -1;
-	if (device) {
-		/* A device's id is of the client id's alphabet ("dev_" and
-		 * base64url); its label and source were checked when it paired. */
-		if (strlen(device_id) >= sizeof(id->device_id) || !it_presence_client_id_valid(device_id))
-			return -1;
-		snprintf(id->device_id, sizeof(id->device_id), "%s", device_id);
-		if (device_label && *device_label)
-			label = device_label;
-		if (device_source && *device_source)
-			source = device_source;
-		if (client_id == NULL)
-			client_id = device_id;
-	}
-	if (client_id == NULL) {
-		memset(id, 0, sizeof(*id));
-		return 0;
-	}
-	snprintf(id->client_id, sizeof(id->client_id), "%s", client_id);
-	snprintf(id->label, sizeof(id->label), "%s", label ? label : "");
-	snprintf(id->source, sizeof(id->source), "%s", source ? source : "");
-	return 1;
-}
-
 /* ------------------------------------------------------------------ entries */
 
 struct it_presence_entry {
 	struct it_presence_entry *hnext; /* hash chain */
 	it_list link;			 /* in p->work (a statement is due), p->held, or self-linked */
-	char session[65];
-	it_presence_ident id;
+	char session[72];
+	it_ident id;		  /* client_id is the key (the device id when the client gave none) */
 	const char *transport;	  /* a literal */
 	const char *db_transport; /* what the database was told, NULL when not joined */
 	const char *inflight_transport; /* what the join in flight tells it */
@@ -513,29 +446,43 @@ void it_presence_tick(it_presence *p, int64_t now_ms)
 	pump(p);
 }
 
-it_presence_entry *it_presence_join(it_presence *p, const char *session, const it_presence_ident *id,
-				    const char *transport)
+/* Whether s is a non-empty run of [A-Za-z0-9_-] shorter than max: what a
+ * session id, a client id and a device id are made of, so that nothing in a
+ * heartbeat's array literal needs quoting. */
+static int key_ok(const char *s, size_t max)
+{
+	size_t n = strspn(s, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-");
+
+	return n > 0 && s[n] == '\0' && n < max;
+}
+
+it_presence_entry *it_presence_join(it_presence *p, const it_ident *ident, const char *transport)
 {
 	it_presence_entry **s, *e;
+	it_ident id;
 
-	if (p == NULL || id == NULL || id->client_id[0] == '\0' || strlen(session) >= sizeof(e->session) ||
-	    !it_presence_client_id_valid(session))
+	if (p == NULL || ident == NULL || !it_ident_announces(ident))
 		return NULL;
-	s = slot_of(p, session, id->client_id);
+	id = *ident;
+	if (id.client_id[0] == '\0')
+		snprintf(id.client_id, sizeof(id.client_id), "%s", id.device_id);
+	if (!key_ok(id.session_id, sizeof(e->session)) || !key_ok(id.client_id, sizeof(id.client_id)))
+		return NULL;
+	s = slot_of(p, id.session_id, id.client_id);
 	e = *s;
 	if (e == NULL) {
 		if ((e = calloc(1, sizeof(*e))) == NULL)
 			return NULL;
-		snprintf(e->session, sizeof(e->session), "%s", session);
-		e->id = *id;
+		snprintf(e->session, sizeof(e->session), "%s", id.session_id);
+		e->id = id;
 		it_list_init(&e->link);
 		*s = e;
 		p->nentries++;
 		maybe_grow(p);
-	} else if (strcmp(e->id.label, id->label) != 0 || strcmp(e->id.source, id->source) != 0 ||
-		   strcmp(e->id.device_id, id->device_id) != 0) {
+	} else if (strcmp(e->id.label, id.label) != 0 || strcmp(e->id.source, id.source) != 0 ||
+		   strcmp(e->id.device_id, id.device_id) != 0) {
 		/* The same client says something new about itself. */
-		e->id = *id;
+		e->id = id;
 		e->db_transport = NULL;
 	}
 	e->conns++;

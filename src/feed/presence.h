@@ -18,10 +18,15 @@
  *   and right after a grace ends, so that each appends its presence.left
  *   once, whichever process dies.
  *
+ * Who a connection is (client_id, label, source, device) is the
+ * transport's it_ident (src/feed/ident.h).
+ *
  * Threading: none; every function is called from the owner's loop thread.
  * Return convention: 0 or a negative errno; pointers NULL on failure. */
 #ifndef IT_FEED_PRESENCE_H
 #define IT_FEED_PRESENCE_H
+
+#include "feed/ident.h"
 
 #include <stdint.h>
 
@@ -30,31 +35,6 @@
 /* Seconds a long-poll's entry is held here after one poll is answered: the
  * next poll comes within it. */
 #define IT_PRESENCE_LONGPOLL_HOLD 5
-
-/* What a connection says about itself. Strings are NUL-terminated; an empty
- * one is absent. */
-typedef struct it_presence_ident {
-	char client_id[65]; /* 1-64 of [A-Za-z0-9_-] */
-	char device_id[24]; /* the token's device, or "" */
-	char label[257];    /* 1-64 characters of UTF-8, no control characters, or "" */
-	char source[33];    /* 1-32 of [A-Za-z0-9_.-], or "" */
-} it_presence_ident;
-
-/* Validators of the values a client sends (not NULL). Return 1 when valid. */
-int it_presence_client_id_valid(const char *s);
-int it_presence_label_valid(const char *s);
-int it_presence_source_valid(const char *s);
-
-/* Fills *id from what a connection presented: its client_id, client_label
- * and client_source parameters (each may be NULL when absent), and the
- * device of its token (device_id NULL or "" for a session id; label and
- * source may then be NULL). A device's label and source win over the
- * parameters, and its id is the client id when no client_id was given.
- * Returns 1 when the connection announces itself, 0 when it is anonymous
- * (not in presence), -1 when a value it sent is malformed (*id then holds
- * nothing). */
-int it_presence_ident_set(it_presence_ident *id, const char *client_id, const char *label, const char *source,
-			  const char *device_id, const char *device_label, const char *device_source);
 
 typedef struct it_presence it_presence;
 typedef struct it_presence_entry it_presence_entry;
@@ -90,13 +70,14 @@ void it_presence_free(it_presence *p);
 void it_presence_handle_pg(it_presence *p, unsigned events);
 void it_presence_tick(it_presence *p, int64_t now_ms);
 
-/* A connection of session announced itself as id over transport
- * ("websocket", "sse" or "longpoll"). Returns the entry it holds (pass it to
- * it_presence_leave when the connection ends), or NULL when p is NULL, id is
- * NULL or anonymous, or memory ran out: such a connection is just not in
+/* A connection announced itself as id (its session_id set: the transport
+ * sets it at admission) over transport ("websocket", "sse" or
+ * "longpoll"). The client is id->client_id, or its token's device when it
+ * gave none. Returns the entry it holds (pass it to it_presence_leave when
+ * the connection ends), or NULL when p or id is NULL, id announces nothing
+ * or is malformed, or memory ran out: such a connection is just not in
  * presence. */
-it_presence_entry *it_presence_join(it_presence *p, const char *session, const it_presence_ident *id,
-				    const char *transport);
+it_presence_entry *it_presence_join(it_presence *p, const it_ident *id, const char *transport);
 
 /* The connection holding e ended. The entry is held here hold_ms more (a
  * long-poll between two polls), then let go when no other connection of the

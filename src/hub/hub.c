@@ -7,6 +7,7 @@
 #include "common/log.h"
 #include "feed/feed.h"
 #include "feed/outq.h"
+#include "feed/presence.h"
 #include "feed/sse.h"
 #include "hub/fcgi_record.h"
 
@@ -100,6 +101,10 @@ struct hstream {
 	uint8_t want_out;   /* EPOLLOUT registered */
 	uint8_t behind;	    /* told the core "no room": resumed once drained */
 	uint8_t refused;    /* over a limit: ended at once with a retry hint */
+	uint8_t joined;	    /* admitted: presence_joined was called */
+	uint8_t end_why;    /* enum it_feed_end when the feed ended it, else 0 */
+	it_ident *ident;    /* NULL: anonymous */
+	it_presence_entry *presence; /* its entry while joined (docs/presence.md) */
 	int64_t expires_unix;
 	int64_t deadline_ms; /* long-poll answer time, or linger limit once ending */
 	int64_t next_keepalive_ms;
@@ -110,14 +115,6 @@ struct hstream {
 	struct lpitem *lp; /* long-poll: the answer gathered so far */
 	unsigned nlp, lpcap;
 	size_t lp_bytes;
-	struct hpresence *pres; /* what the client announced (docs/presence.md), or NULL */
-};
-
-/* A stream that announced itself: joined once admitted, left when it ends. */
-struct hpresence {
-	it_presence_ident id;
-	char session[72];
-	it_presence_entry *entry;
 };
 
 struct it_hub {
@@ -137,7 +134,7 @@ struct it_hub {
 	 * is single-threaded. */
 	pthread_mutex_t feed_lock;
 	it_feed *feed;
-	it_presence *presence;
+	it_presence *presence; /* the entries of this process's streams */
 	it_list all;
 	int64_t now;
 };
@@ -177,22 +174,63 @@ static void lp_clear(struct hstream *st)
 	st->lp_bytes = 0;
 }
 
+/* ------------------------------------------------------------------ presence hooks
+ *
+ * presence_joined: the feed admitted the stream (its session holds, events
+ * follow). presence_left: once, when an admitted stream leaves the feed for
+ * any reason: "revoked" (its token was revoked), "expired" (its token or
+ * session expired) or "closed" (the client went away, a long-poll answered,
+ * the session was deleted, the process stops). st->ident says who the
+ * client is (its session_id is set at admission); it is NULL for an
+ * anonymous client, which presence does not show. Both run on the hub's
+ * thread with the feed lock held: they must not block, nor end or free the
+ * stream. */
+
+static void presence_joined(it_hub *hub, struct hstream *st)
+{
+	if (st->ident == NULL)
+		return;
+	st->presence = it_presence_join(hub->presence, st->ident, st->kind == IT_STREAM_SSE ? "sse" : "longpoll");
+}
+
+static void presence_left(it_hub *hub, struct hstream *st, const char *reason)
+{
+	/* A revoked device's entries are gone with the revocation itself
+	 * (sql/010); for the others the grace starts, and a long-poll's next
+	 * poll comes right after this one. */
+	(void)reason;
+	it_presence_leave(hub->presence, st->presence,
+			  st->kind == IT_STREAM_LONGPOLL ? IT_PRESENCE_LONGPOLL_HOLD * 1000 : 0);
+	st->presence = NULL;
+}
+
+/* Takes the stream out of the feed (if it is in it) and out of presence. */
+static void stream_detach(it_hub *hub, struct hstream *st)
+{
+	if (st->subscribed) {
+		it_feed_unsubscribe(&st->sub);
+		st->subscribed = 0;
+	}
+	if (st->joined) {
+		st->joined = 0;
+		presence_left(hub, st,
+			      st->end_why == IT_FEED_END_REVOKED ? "revoked"
+			      : st->end_why == IT_FEED_END_TOKEN_EXPIRED || st->end_why == IT_FEED_END_EXPIRED
+				  ? "expired"
+				  : "closed");
+	}
+}
+
 static void stream_close(it_hub *hub, struct hstream *st)
 {
-	if (st->subscribed)
-		it_feed_unsubscribe(&st->sub);
-	if (st->pres) {
-		/* A long-poll's next poll comes right after this one. */
-		it_presence_leave(hub->presence, st->pres->entry,
-				  st->kind == IT_STREAM_LONGPOLL ? IT_PRESENCE_LONGPOLL_HOLD * 1000 : 0);
-		free(st->pres);
-	}
+	stream_detach(hub, st);
 	epoll_ctl(hub->epfd, EPOLL_CTL_DEL, st->fd, NULL);
 	close(st->fd);
 	it_list_unlink(&st->all_link);
 	it_outq_free(&st->out);
 	lp_clear(st);
 	free(st->lp);
+	free(st->ident);
 	pthread_mutex_lock(&hub->lock);
 	hub->nstreams--;
 	pthread_mutex_unlock(&hub->lock);
@@ -247,10 +285,7 @@ static int stream_end(it_hub *hub, struct hstream *st)
 {
 	if (st->ending)
 		return 0;
-	if (st->subscribed) {
-		it_feed_unsubscribe(&st->sub);
-		st->subscribed = 0;
-	}
+	stream_detach(hub, st);
 	if (st->kind == IT_STREAM_LONGPOLL) {
 		/* Only whitespace was sent while waiting; the answer goes now:
 		 * the events' own JSON, shared, between bytes of its own. */
@@ -342,8 +377,8 @@ static int on_transient(it_feed_sub *sub, const it_feed_transient *t)
 
 	if (resync)
 		stat_add(&st->hub->stats.resyncs, 1);
-	else if (st->kind == IT_STREAM_LONGPOLL)
-		return 0; /* a long-poll's answer is about the session only */
+	else if (st->kind == IT_STREAM_LONGPOLL && strcmp(t->type, "session.revoked") != 0)
+		return 0; /* a long-poll's answer is about the session (and its credential) only */
 	json = it_feed_transient_json(t, "sse");
 	if (json == NULL)
 		return 0;
@@ -379,9 +414,12 @@ static void on_ended(it_feed_sub *sub, enum it_feed_end why)
 {
 	struct hstream *st = (struct hstream *)sub;
 
-	(void)why;
-	/* The session was deleted or expired: its streams end. */
+	/* The session was deleted or expired, or the stream's token was
+	 * revoked or expired (session.revoked is queued already): it ends. A
+	 * long-poll's head went out when it was parked, so it answers 200 with
+	 * session.revoked among its events; its next poll is 401. */
 	st->subscribed = 0;
+	st->end_why = (uint8_t)why;
 	stream_end(st->hub, st);
 }
 
@@ -389,29 +427,15 @@ static void on_admitted(it_feed_sub *sub)
 {
 	struct hstream *st = (struct hstream *)sub;
 
-	if (st->pres && st->pres->entry == NULL)
-		st->pres->entry = it_presence_join(st->hub->presence, st->pres->session, &st->pres->id,
-						   st->kind == IT_STREAM_SSE ? "sse" : "longpoll");
+	st->joined = 1;
+	if (st->ident)
+		snprintf(st->ident->session_id, sizeof(st->ident->session_id), "%s", it_feed_sub_session(sub));
+	presence_joined(st->hub, st);
 }
 
 static const it_feed_sub_ops stream_ops = {on_event, on_transient, on_batch_end, on_ended, on_admitted};
 
 /* ------------------------------------------------------------------ the loop */
-
-/* A stream that came with a device's token announces itself even without a
- * client_id: the device is the client (its label and source are the
- * database's). Anything else said nothing. */
-static void presence_for_device(struct hstream *st, const char *session)
-{
-	it_presence_ident id;
-
-	if (st->pres || st->sub.device[0] == '\0' ||
-	    it_presence_ident_set(&id, NULL, NULL, NULL, st->sub.device, NULL, NULL) <= 0 ||
-	    (st->pres = calloc(1, sizeof(*st->pres))) == NULL)
-		return;
-	st->pres->id = id;
-	snprintf(st->pres->session, sizeof(st->pres->session), "%s", session);
-}
 
 static void adopt(it_hub *hub, struct hstream *st)
 {
@@ -430,7 +454,6 @@ static void adopt(it_hub *hub, struct hstream *st)
 		stream_close(hub, st);
 		return;
 	}
-	presence_for_device(st, st->pending_sid);
 	free(st->pending_sid);
 	st->pending_sid = NULL;
 	st->subscribed = 1;
@@ -709,6 +732,13 @@ int it_hub_park(it_hub *hub, const it_park *p)
 		goto nomem;
 	st->sub.ops = &stream_ops;
 	st->sub.cursor = p->cursor;
+	st->sub.until = p->until;
+	snprintf(st->sub.device, sizeof(st->sub.device), "%s", p->device ? p->device : "");
+	if (p->ident && it_ident_announces(p->ident)) {
+		if ((st->ident = malloc(sizeof(*st->ident))) == NULL)
+			goto nomem;
+		*st->ident = *p->ident;
+	}
 	st->hub = hub;
 	st->tag.kind = TAG_STREAM;
 	it_list_init(&st->all_link);
@@ -722,12 +752,6 @@ int it_hub_park(it_hub *hub, const it_park *p)
 	st->max = (size_t)hub->cfg->stream_buffer;
 	if (p->head_len && stream_put(st, p->head, p->head_len) < 0)
 		goto nomem;
-	if (p->presence && p->presence->client_id[0]) {
-		if ((st->pres = calloc(1, sizeof(*st->pres))) == NULL)
-			goto nomem;
-		st->pres->id = *p->presence;
-		snprintf(st->pres->session, sizeof(st->pres->session), "%s", p->session);
-	}
 
 	pthread_mutex_lock(&hub->lock);
 	it_list_push(&hub->incoming, &st->all_link);
@@ -738,8 +762,8 @@ int it_hub_park(it_hub *hub, const it_park *p)
 	return 0;
 nomem:
 	if (st) {
-		free(st->pres);
 		free(st->pending_sid);
+		free(st->ident);
 		it_outq_free(&st->out);
 		free(st);
 	}
