@@ -67,6 +67,7 @@ struct watch {
 	int token;	      /* the credential is a token (else a session id) */
 	char cred_shown[16];  /* its log-safe prefix, for messages and the state file */
 	char client_id[17];   /* this run's presence name, stable across reconnects */
+	int anonymous;	      /* --no-presence: no client identity on the streams */
 	struct curl_slist *auth; /* Authorization: Bearer, on every request */
 	char revoked[16];     /* session.revoked arrived: its reason ("revoked", "expired") */
 };
@@ -99,6 +100,8 @@ static void usage(FILE *f)
 		"  -T, --type TYPE         print only events of TYPE (repeatable)\n"
 		"  -1, --once              exit after the first printed event\n"
 		"  -q, --quiet             no messages about reconnects\n"
+		"      --no-presence       do not announce this follower in the session's\n"
+		"                          presence list (a token's device is announced anyway)\n"
 		"      --poll-timeout SEC  long-poll wait per request (default 25)\n"
 		"      --idle-timeout SEC  reconnect an SSE stream silent this long (default 45)\n"
 		"      --retry-delay MS    first reconnect delay, doubled each time (default 1000)\n"
@@ -403,17 +406,21 @@ static void prepare(struct watch *w, const char *url)
 /* The URL of an event request: the credential is not in it (it goes in the
  * Authorization header), the presence identity is: a random client_id kept
  * for the whole run, so that reconnects keep one presence entry, and the
- * program's name (a token's own device label wins on the server). */
+ * program's name (a token's own device label wins on the server), unless
+ * --no-presence asked for none. */
 static int build_url(struct watch *w, const char *path, int with_cursor)
 {
 	char num[32];
 
-	if (it_cli_url(&w->url, w->conf.server, path) < 0 ||
+	if (it_cli_url(&w->url, w->conf.server, path) < 0)
+		return -1;
+	if (!w->anonymous &&
 	    it_buf_printf(&w->url, "?client_id=%s&client_label=" PROG "&client_source=cli", w->client_id) < 0)
 		return -1;
 	if (with_cursor) {
 		snprintf(num, sizeof(num), "%lld", w->cursor);
-		if (it_buf_printf(&w->url, "&cursor=%s&timeout=%ld", num, w->poll_timeout_s) < 0)
+		if (it_buf_printf(&w->url, "%ccursor=%s&timeout=%ld", w->anonymous ? '?' : '&', num,
+				  w->poll_timeout_s) < 0)
 			return -1;
 	}
 	return 0;
@@ -667,7 +674,8 @@ int main(int argc, char **argv)
 		{"poll-timeout", required_argument, NULL, 'P'}, {"idle-timeout", required_argument, NULL, 'I'},
 		{"retry-delay", required_argument, NULL, 'd'}, {"max-wait", required_argument, NULL, 'w'},
 		{"help", no_argument, NULL, 'h'},	       {"version", no_argument, NULL, 'V'},
-		{"token", required_argument, NULL, 'K'},      {NULL, 0, NULL, 0},
+		{"token", required_argument, NULL, 'K'},      {"no-presence", no_argument, NULL, 'A'},
+		{NULL, 0, NULL, 0},
 	};
 	struct watch w;
 	struct sigaction sa;
@@ -711,6 +719,7 @@ int main(int argc, char **argv)
 			w.types[w.ntypes++] = optarg;
 			break;
 		case '1': w.once = 1; break;
+		case 'A': w.anonymous = 1; break;
 		case 'q': w.quiet = 1; break;
 		case 'P':
 			if (it_cli_parse_long(optarg, 1, 3600, &w.poll_timeout_s) < 0)

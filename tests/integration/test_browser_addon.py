@@ -147,6 +147,7 @@ try:
                 "#pair= link: the session id is no longer kept in synced storage")
         tap.is_(st.sql("SELECT label || '|' || source || '|' || scope FROM devices WHERE session_id = :'p1'", sid),
                 "Browser add-on|browser_addon|upload", "#pair= link: the device is the Browser add-on")
+        mark = st.sql("SELECT max(seq) FROM events WHERE session_id = :'p1'", sid)
         with Scripted([], files={"/photos/cat.png": ("image/png", cat)}) as srv:
             r = browser.evaluate(s, "imagetools.sendImage(%s)" % js(srv.url + "/photos/cat.png"))
         tap.is_((r or {}).get("ok"), True, "token: Send image stored it")
@@ -154,6 +155,16 @@ try:
                 "token: the bytes stored are the image's")
         tap.is_(st.sql("SELECT count(*) FROM images WHERE session_id = :'p1' AND source = 'browser_addon'", sid),
                 "2", "token: the image is in the code's session")
+        # While it sent, the add-on was in the session's presence list, as itself, uploading.
+        joined = st.sql("SELECT concat_ws('|', payload->>'label', payload->>'source', payload->>'state', "
+                        "payload->>'client_id') FROM events WHERE session_id = :'p1' AND type = 'presence.joined' "
+                        "AND seq > %d ORDER BY seq" % int(mark), sid).splitlines()
+        tap.is_([j.rsplit("|", 1)[0] for j in joined], ["Browser add-on|browser_addon|uploading"],
+                "token: presence.joined for the add-on, uploading, while it sent")
+        cid = joined[0].rsplit("|", 1)[1] if joined else "?"
+        tap.is_(st.sql("SELECT count(*) FROM events WHERE session_id = :'p1' AND type = 'presence.left' "
+                       "AND payload->>'client_id' = :'p2' AND seq > %d" % int(mark), sid, cid), "1",
+                "token: and presence.left once it was done")
         r = browser.evaluate(s, "imagetools.pair(%s)" % js(link))
         tap.like((r or {}).get("message", ""), r"already used", "the same #pair= link again: refused as used")
         tap.is_((r or {}).get("status"), 410, "with the server's 410")

@@ -348,8 +348,10 @@ with Stack(tap, settings={"max_upload_bytes": "2M", "keepalive_interval": 2}) as
     for transport in ("sse", "longpoll"):
         ws = st.new_session()
         state = os.path.join(tmp, "state-" + transport)
+        # --no-presence: the follower's own presence events would take ids in the log these
+        # checks count on (presence is checked further down).
         args = ["-s", st.url, "-S", ws, "--transport", transport, "--state", state, "--retry-delay", "100",
-                "--poll-timeout", "5"]
+                "--poll-timeout", "5", "--no-presence"]
         f = Follower(*args)
         append_events(st, ws, 5)
         got = f.stored(5)
@@ -385,7 +387,7 @@ with Stack(tap, settings={"max_upload_bytes": "2M", "keepalive_interval": 2}) as
         # --type filters, --once exits on the first match.
         # --since 13: whenever the follower gets going, it starts after the events above.
         f = Follower("-s", st.url, "-S", ws, "-t", transport, "--since", "13", "--type", "image.uploaded",
-                     "--once")
+                     "--once", "--no-presence")
         append_events(st, ws, 2, "image.deleted")
         r = run("imagetools-upload", "-s", st.url, "-S", ws, "-q", img2)
         tap.is_(r.returncode, 0, "%s: uploaded while watching" % transport)
@@ -394,12 +396,15 @@ with Stack(tap, settings={"max_upload_bytes": "2M", "keepalive_interval": 2}) as
         lines = f.rest(0.1)
         tap.is_(len(lines), 1, "%s: exactly one line printed" % transport)
         ev = lines[0] if lines else {}
+        # The uploader's own presence events come before and after its image.uploaded.
+        want = int(st.sql("SELECT min(seq) FROM events WHERE session_id = :'p1' AND type = 'image.uploaded' "
+                          "AND seq > 15", ws) or 0)
         tap.is_((ev.get("id"), ev.get("type"), (ev.get("data") or {}).get("filename")),
-                (16, "image.uploaded", "two.png"), "%s: it is the upload, not the filtered events" % transport)
+                (want, "image.uploaded", "two.png"), "%s: it is the upload, not the filtered events" % transport)
 
         # The session ending stops the follower with a clear message and exit 3.
         f = Follower("-s", st.url, "-S", ws, "-t", transport, "--since", "now", "--retry-delay", "100",
-                     "--poll-timeout", "2")
+                     "--poll-timeout", "2", "--no-presence")
         time.sleep(1.0)
         tap.is_(st.request("DELETE", "/api/v1/sessions/" + ws).status, 204, "%s: session deleted" % transport)
         code = f.wait(30)
@@ -414,7 +419,7 @@ with Stack(tap, settings={"max_upload_bytes": "2M", "keepalive_interval": 2}) as
         ks = st.new_session()
         append_events(st, ks, 2000)
         kstate = os.path.join(tmp, "state-kill-" + transport)
-        args = ["-s", st.url, "-S", ks, "-t", transport, "--state", kstate, "--retry-delay", "100"]
+        args = ["-s", st.url, "-S", ks, "-t", transport, "--state", kstate, "--retry-delay", "100", "--no-presence"]
         f = Follower(*args)
         first = f.stored(300)
         f.proc.kill()
@@ -435,7 +440,7 @@ with Stack(tap, settings={"max_upload_bytes": "2M", "keepalive_interval": 2}) as
     # the follower has read the session's last id, so the event appended then is the first new one.
     ns = st.new_session()
     append_events(st, ns, 3)
-    f = Follower("-s", st.url, "-S", ns, "--since", "now")
+    f = Follower("-s", st.url, "-S", ns, "--since", "now", "--no-presence")
     first = f.events(1)
     tap.is_([e.get("type") for e in first], ["connection.status"], "--since now: connected")
     append_events(st, ns, 1)
@@ -451,7 +456,7 @@ with Stack(tap, settings={"max_upload_bytes": "2M", "keepalive_interval": 2}) as
         rstate = os.path.join(tmp, "state-resync-" + transport)
         write(rstate, json.dumps({"session_id": rs, "last_event_id": 50}).encode())
         f = Follower("-s", st.url, "-S", rs, "-t", transport, "--state", rstate, "--retry-delay", "100",
-                     "--poll-timeout", "2")
+                     "--poll-timeout", "2", "--no-presence")
         seen = []
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline and not any(e.get("type") == "session.resync" for e in seen):
@@ -535,6 +540,31 @@ with Stack(tap, settings={"max_upload_bytes": "2M", "keepalive_interval": 2}) as
     tap.is_(r.returncode, 0, "token upload over tus (--resume): exit 0")
     tap.is_(st.sql("SELECT count(*) FROM images WHERE session_id = :'p1'", ds), "2", "token upload over tus: stored")
 
+    # While it uploads, imagetools-upload is in the session's presence list, under its device's
+    # label, and leaves when it ends.
+    def presence(owner):
+        r = st.request("GET", "/api/v1/presence", headers=auth(owner))
+        return r.json().get("presence", []) if r.status == 200 else []
+
+    me = "imagetools-upload on %s" % socket.gethostname()[:43]
+    p = subprocess.Popen([os.path.join(os.environ.get("IT_BUILDDIR", "."), "imagetools-upload"), "-q",
+                          "--limit-rate", "100000", big], env=dict(os.environ, XDG_CONFIG_HOME=home),
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        seen = wait_for(lambda: [e for e in presence(ds) if e.get("label") == me], timeout=20,
+                        what="the uploader in presence")
+    except TimeoutError:
+        seen = []
+    entry = seen[0] if seen else {}
+    tap.is_((entry.get("state"), entry.get("source"), entry.get("transport")), ("uploading", "cli", "http"),
+            "presence: imagetools-upload is listed as uploading while it sends, under its device's label")
+    tap.is_(p.wait(timeout=60), 0, "the slow upload is stored")
+    left = [e for e in presence(ds) if e.get("label") == me]
+    tap.is_(left, [], "presence: it leaves when it ends")
+    tap.ok(st.sql("SELECT count(*) FROM events WHERE session_id = :'p1' AND type = 'presence.left' "
+                  "AND payload->>'client_id' = :'p2'", ds, entry.get("client_id", "?")) == "1",
+           "presence: one presence.left for it")
+
     # An upload-only token cannot follow the session: exit 7 with a message, on both transports.
     for transport in ("sse", "longpoll"):
         r = run("imagetools-watch", "-s", st.url, "--token", token, "-t", transport, timeout=30)
@@ -546,12 +576,18 @@ with Stack(tap, settings={"max_upload_bytes": "2M", "keepalive_interval": 2}) as
     for transport in ("sse", "longpoll"):
         view = mint_token(ds, "view", "watcher " + transport)
         before = st.sql("SELECT coalesce(max(seq), 0) FROM events WHERE session_id = :'p1'", ds)
+        # --type: a token's device announces itself, and its presence events are in the log too.
         f = Follower("-s", st.url, "-t", transport, "--since", "now", "--retry-delay", "100", "--poll-timeout", "20",
-                     env={"IMAGETOOLS_TOKEN": view.get("token", "?")})
+                     "--type", "image.deleted", env={"IMAGETOOLS_TOKEN": view.get("token", "?")})
         append_events(st, ds, 2)
         got = f.stored(2)
-        tap.is_([e.get("id") for e in got], [int(before) + 1, int(before) + 2],
+        want = st.sql("SELECT string_agg(seq::text, ',' ORDER BY seq) FROM events WHERE session_id = :'p1' "
+                      "AND type = 'image.deleted' AND seq > %d" % int(before), ds)
+        tap.is_(",".join(str(e.get("id")) for e in got), want,
                 "%s: watch with a view token prints the new events" % transport)
+        listed = [e for e in presence(ds) if e.get("label") == "watcher " + transport]
+        tap.is_([e.get("transport") for e in listed], [transport],
+                "%s: the follower is in presence, under its device's label" % transport)
         r = st.request("DELETE", "/api/v1/devices/" + view.get("device_id", "?"), headers=auth(ds))
         tap.is_(r.status, 204, "%s: the owner revokes the watcher's token" % transport)
         code = f.wait(15)
@@ -561,6 +597,23 @@ with Stack(tap, settings={"max_upload_bytes": "2M", "keepalive_interval": 2}) as
         f.stop()
         r = run("imagetools-watch", "-s", st.url, "--token", view.get("token", "?"), "-t", transport, timeout=30)
         tap.is_(r.returncode, 6, "%s: a revoked token from the start: exit 6" % transport)
+    # A follower with the session id announces itself by name; it leaves soon after it stops.
+    f = Follower("-s", st.url, "-S", ds, "--since", "now")
+    try:
+        mine = wait_for(lambda: [e for e in presence(ds) if e.get("label") == "imagetools-watch"], timeout=20,
+                        what="the follower in presence")
+    except TimeoutError:
+        mine = []
+    tap.is_([(e.get("source"), e.get("transport")) for e in mine], [("cli", "sse")],
+            "presence: imagetools-watch with the session id is listed as itself (source cli, sse)")
+    tap.like((mine or [{}])[0].get("client_id", ""), r"^[A-Za-z0-9_-]{16}$", "presence: with its random client_id")
+    tap.is_(f.stop(), 0, "the follower stops")
+    try:
+        wait_for(lambda: not [e for e in presence(ds) if e.get("label") == "imagetools-watch"], timeout=30,
+                 what="the follower leaving presence")
+        tap.ok(True, "presence: the stopped follower leaves")
+    except TimeoutError:
+        tap.ok(False, "presence: the stopped follower leaves")
     tap.ok(not any(token in open(os.path.join(st.dir, n), errors="replace").read()
                    for n in os.listdir(st.dir) if n.endswith(".log")),
            "no log of the stack holds the paired token")
