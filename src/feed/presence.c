@@ -232,7 +232,8 @@ static int beat(it_presence *p)
 	{
 		const char *params[4] = {p->holder, ttl, s.data, c.data};
 		if (it_pgl_send(&p->pg,
-				"SELECT session_id, client_id FROM it_presence_beat($1, $2::integer, $3::text[], $4::text[])",
+				"SELECT session_id, client_id"
+				" FROM it_presence_beat($1, $2::integer, $3::text[], $4::text[])",
 				4, params) < 0)
 			goto out;
 	}
