@@ -31,23 +31,18 @@ async function load() {
   if (lastResult) $('last').textContent = `Last: ${lastResult.ok ? 'ok' : 'failed'}, ${lastResult.message}`;
 }
 
-// Whether the credential opens the session. A session id: GET /api/v1/sessions/{id}. A token
-// (which must not go in a URL): a long-poll that does not wait, from a cursor beyond any log,
-// with the token in the header; an upload-only token is refused it with 403 insufficient-scope,
-// which still says the token is valid.
+// Whether the credential opens the session, asked without putting it in a URL: a long-poll
+// that does not wait, from a cursor beyond any log, with the credential in the header. An
+// upload-only token is refused it with 403 insufficient-scope, which still says it is valid.
 async function check(server, { session, token }) {
   try {
-    if (token) {
-      const r = await fetch(`${server}/api/v1/events?cursor=4611686018427387903&timeout=0`, {
-        credentials: 'omit', headers: { Authorization: 'Bearer ' + token },
-      });
-      if (r.status === 200 || r.status === 403) return [true, 'Paired: the token is valid.'];
-      return [false, problemMessage(r.status, await r.text()).trim()];
-    }
-    const r = await fetch(`${server}/api/v1/sessions/${encodeURIComponent(session)}`, { credentials: 'omit' });
+    const r = await fetch(`${server}/api/v1/events?cursor=4611686018427387903&timeout=0`, {
+      credentials: 'omit', headers: { Authorization: 'Bearer ' + (token || session) },
+    });
+    if (token && (r.status === 200 || r.status === 403)) return [true, 'Paired: the token is valid.'];
     if (r.status === 200) return [true, 'Paired: the session exists.'];
     if (r.status === 404) return [false, 'The session is unknown or has expired.'];
-    return [false, `The server answered ${r.status}.`];
+    return [false, problemMessage(r.status, await r.text()).trim()];
   } catch (e) {
     return [false, `Cannot reach ${server}: ${e.message}`];
   }
