@@ -647,6 +647,7 @@ static int collect_dir(struct pathlist *l, const char *dir, int depth)
  * Returns IT_EXIT_OK or the exit code after a message. */
 static int pair(struct opts *o)
 {
+	static const char *const env_creds[] = {"IMAGETOOLS_TOKEN", "IMAGETOOLS_SESSION"};
 	char server[2048], code[64], path[4096], label[72], msg[900], err[600];
 	it_cli_conf c = {0};
 	it_pairing_result r;
@@ -707,6 +708,15 @@ static int pair(struct opts *o)
 	if (!o->quiet)
 		fprintf(stderr, PROG ": paired as %s (\"%s\", scope %s%s%s); the token is kept in %s\n",
 			r.device_id, r.label, r.scope, r.expires_at[0] ? ", until " : "", r.expires_at, path);
+	/* Later runs would take the environment's credential instead: say so
+	 * now rather than leave the user wondering which one is used. */
+	for (size_t i = 0; i < sizeof(env_creds) / sizeof(env_creds[0]); i++) {
+		const char *v = getenv(env_creds[i]);
+
+		if (v && *v)
+			fprintf(stderr, PROG ": note: %s is set, and later runs use it rather than the new token\n",
+				env_creds[i]);
+	}
 	explicit_bzero(&r, sizeof(r));
 	return o->conf.server && o->conf.session ? IT_EXIT_OK : IT_EXIT_FAILED;
 }

@@ -524,6 +524,16 @@ with Stack(tap, settings={"max_upload_bytes": "2M", "keepalive_interval": 2}) as
     tap.like(r.stderr, r"already used", "and the message says it was used")
     r = run("imagetools-upload", "-s", st.url, "--pair", "itp." + "x" * 22, env={"XDG_CONFIG_HOME": home})
     tap.is_(r.returncode, 6, "an unknown pairing code (bare, with --server): exit 6")
+    # A credential in the environment would win over the saved token: the pairing says so.
+    home2 = os.path.join(tmp, "pairhome2")
+    r = run("imagetools-upload", "--pair", mint_code(ds, "upload").get("pair_url", "?"),
+            env={"XDG_CONFIG_HOME": home2, "IMAGETOOLS_SESSION": ds})
+    tap.is_(r.returncode, 0, "--pair with IMAGETOOLS_SESSION set: paired")
+    tap.like(r.stderr, r"note: IMAGETOOLS_SESSION is set, and later runs use it",
+             "and it says the environment's credential wins later")
+    tap.ok(os.path.exists(os.path.join(home2, "imagetools", "cli.conf")), "the config directory was created")
+    tap.is_(oct(os.stat(os.path.join(home2, "imagetools")).st_mode & 0o777), "0o700",
+            "the new config directory is private (0700)")
 
     # The paired token uploads: the bytes stored are the bytes sent.
     r = run("imagetools-upload", "--json", img2, env={"XDG_CONFIG_HOME": home})
