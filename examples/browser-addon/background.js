@@ -1,6 +1,9 @@
 // background.js: the add-on's service worker: context menus, fetching the image or taking the
 // screenshot, and the upload through imagetools.js.
-import { filenameFor, parsePairing, screenshotName, uploadImage } from './imagetools.js';
+import {
+  exchangePairing, filenameFor, parsePairing, screenshotName, shortCredential, uploadImage, whileAnnounced,
+} from './imagetools.js';
+import { loadSettings, savePairing } from './store.js';
 
 const MENU_IMAGE = 'send-image';
 const MENU_SCREENSHOT = 'send-screenshot';
@@ -25,15 +28,10 @@ chrome.contextMenus.onClicked.addListener((info, tab) => {
   else if (info.menuItemId === MENU_PAIR) pair(info.linkUrl || info.pageUrl || (tab && tab.url));
 });
 
-async function settings() {
-  const { server, session } = await chrome.storage.sync.get(['server', 'session']);
-  if (!server || !session) {
-    throw Object.assign(new Error('Not paired: open the add-on options and paste the pairing link.'), {
-      status: 0,
-    });
-  }
-  return { server, session };
-}
+// The toolbar tooltip follows the pairing, wherever it was changed (here or on the options page).
+chrome.storage.onChanged.addListener((changes) => {
+  if (changes.token || changes.session || changes.server) refreshTitle();
+});
 
 // Shows the outcome on the toolbar button and keeps it for the options page.
 async function report(ok, message) {
@@ -45,17 +43,23 @@ async function report(ok, message) {
 }
 
 async function refreshTitle() {
-  const { server, session } = await chrome.storage.sync.get(['server', 'session']);
-  await chrome.action.setTitle({
-    title: server && session ? `ImageTools: sending to ${server} (session ${session.slice(0, 6)}...)`
-      : 'ImageTools: not paired (open the options)',
-  });
+  let title = 'ImageTools: not paired (open the options)';
+  try {
+    const s = await loadSettings();
+    title = s.token ? `ImageTools: sending to ${s.server} (token ${shortCredential(s.token)})`
+      : `ImageTools: sending to ${s.server} (session ${shortCredential(s.session)})`;
+  } catch {
+    // not paired
+  }
+  await chrome.action.setTitle({ title });
 }
 
 async function send(blob, filename) {
   try {
-    const { server, session } = await settings();
-    const image = await uploadImage({ server, session, blob, filename });
+    const { server, session, token, clientId } = await loadSettings();
+    // The session's other devices see the add-on while it sends.
+    const image = await whileAnnounced({ server, credential: token || session, clientId },
+      () => uploadImage({ server, session, token, blob, filename }));
     await report(true, `sent ${image.filename || filename}`);
     return { ok: true, image };
   } catch (e) {
@@ -95,17 +99,31 @@ export async function sendScreenshot(tab) {
   return send(blob, screenshotName());
 }
 
-// Takes server and session from an ImageTools page's address or pairing link.
+// Pairs from an ImageTools pairing link: one with #pair=<code> is exchanged for a token of the
+// add-on's own (upload only, as the page's owner chose, and revocable from the page); an older
+// one with #s=<session> is kept as it is.
 export async function pair(url) {
   const p = parsePairing(url || '');
   if (!p) {
-    await report(false, 'This is not an ImageTools pairing link (it needs #s=<session>).');
+    await report(false, 'This is not an ImageTools pairing link (it needs #pair=<code> or #s=<session>).');
     return { ok: false };
   }
-  await chrome.storage.sync.set(p);
-  await refreshTitle();
-  await report(true, `paired with ${p.server}`);
-  return { ok: true, ...p };
+  if (p.session) {
+    await savePairing(p);
+    await report(true, `paired with ${p.server}`);
+    return { ok: true, ...p };
+  }
+  let t;
+  try {
+    t = await exchangePairing({ server: p.server, code: p.code });
+  } catch (e) {
+    await report(false, e.message);
+    return { ok: false, status: e.status, message: e.message };
+  }
+  await savePairing({ server: p.server, token: t.token, deviceId: t.device_id, scope: t.scope });
+  await report(true, `paired with ${p.server} as "${t.label}" (${t.scope})`);
+  // The token stays in the add-on: the answer names the device, not the credential.
+  return { ok: true, server: p.server, device_id: t.device_id, scope: t.scope, label: t.label };
 }
 
 // Reachable from the options page and from tests that drive the worker directly (a

@@ -39,10 +39,12 @@ static int conf_cb(void *ud, const char *key, const char *val, char *why, size_t
 		slot = &c->server;
 	else if (strcmp(key, "session") == 0)
 		slot = &c->session;
+	else if (strcmp(key, "token") == 0)
+		slot = &c->token;
 	else if (strcmp(key, "source") == 0)
 		slot = &c->source;
 	else {
-		snprintf(why, whylen, "unknown key '%.40s' (known: server, session, source)", key);
+		snprintf(why, whylen, "unknown key '%.40s' (known: server, session, token, source)", key);
 		return -1;
 	}
 	/* Values already given on the command line or in the environment win. */
@@ -71,16 +73,28 @@ static int from_env(char **slot, const char *name)
 int it_cli_conf_resolve(it_cli_conf *c, char *err, size_t errlen)
 {
 	char path[4096];
+	int had_credential, rc = 0;
 
-	if (from_env(&c->server, "IMAGETOOLS_SERVER") < 0 || from_env(&c->session, "IMAGETOOLS_SESSION") < 0 ||
-	    from_env(&c->source, "IMAGETOOLS_SOURCE") < 0) {
+	if (from_env(&c->server, "IMAGETOOLS_SERVER") < 0 || from_env(&c->session, "IMAGETOOLS_TOKEN") < 0 ||
+	    from_env(&c->session, "IMAGETOOLS_SESSION") < 0 || from_env(&c->source, "IMAGETOOLS_SOURCE") < 0) {
 		snprintf(err, errlen, "out of memory");
 		return -1;
 	}
+	had_credential = c->session != NULL;
 	if ((c->server == NULL || c->session == NULL || c->source == NULL) &&
 	    it_cli_conf_path(path, sizeof(path)) == 0)
-		return it_cli_conf_load_file(c, path, err, errlen);
-	return 0;
+		rc = it_cli_conf_load_file(c, path, err, errlen);
+	/* The file's token (what --pair saved) wins over its session id; a
+	 * credential given on the command line or in the environment wins over
+	 * both. */
+	if (c->token && !had_credential) {
+		free(c->session);
+		c->session = c->token;
+		c->token = NULL;
+	}
+	free(c->token);
+	c->token = NULL;
+	return rc;
 }
 
 void it_cli_conf_free(it_cli_conf *c)
@@ -88,7 +102,30 @@ void it_cli_conf_free(it_cli_conf *c)
 	free(c->server);
 	free(c->session);
 	free(c->source);
-	c->server = c->session = c->source = NULL;
+	free(c->token);
+	c->server = c->session = c->source = c->token = NULL;
+}
+
+static int url_safe_run(const char *s, size_t want_min, size_t want_max)
+{
+	size_t n = 0;
+
+	for (; s[n]; n++)
+		if (!(isalnum((unsigned char)s[n]) || s[n] == '-' || s[n] == '_'))
+			return 0;
+	return n >= want_min && n <= want_max;
+}
+
+int it_cli_cred_kind(const char *s)
+{
+	if (strncmp(s, "itk.", 4) == 0)
+		return url_safe_run(s + 4, 32, 32) ? IT_CLI_CRED_TOKEN : IT_CLI_CRED_MALFORMED;
+	return url_safe_run(s, 22, 64) ? IT_CLI_CRED_SESSION : IT_CLI_CRED_MALFORMED;
+}
+
+int it_cli_pairing_code_valid(const char *s)
+{
+	return strncmp(s, "itp.", 4) == 0 && url_safe_run(s + 4, 22, 22);
 }
 
 int it_cli_url(it_buf *out, const char *server, const char *path)
@@ -229,6 +266,25 @@ void it_cli_problem_type(const char *body, size_t len, char *out, size_t outlen)
 	json_object_put(o);
 }
 
+int it_cli_auth_problem(long status, const char *body, size_t len)
+{
+	char type[128];
+	const char *slug;
+
+	if (status != 401 && status != 403 && status != 410)
+		return IT_CLI_AUTH_OTHER;
+	it_cli_problem_type(body, len, type, sizeof(type));
+	if (strncmp(type, "urn:imagetools:problem:", 23) != 0)
+		return IT_CLI_AUTH_OTHER;
+	slug = type + 23;
+	if (status == 403 && strcmp(slug, "insufficient-scope") == 0)
+		return IT_CLI_AUTH_SCOPE;
+	if ((status == 401 && (strcmp(slug, "invalid-token") == 0 || strcmp(slug, "invalid-pairing-code") == 0)) ||
+	    (status == 410 && strncmp(slug, "pairing-code-", 13) == 0))
+		return IT_CLI_AUTH_TOKEN;
+	return IT_CLI_AUTH_OTHER;
+}
+
 int it_cli_sleep_ms(long ms, volatile sig_atomic_t *stop)
 {
 	while (ms > 0) {
@@ -241,6 +297,34 @@ int it_cli_sleep_ms(long ms, volatile sig_atomic_t *stop)
 		ms -= slice;
 	}
 	return stop && *stop ? -1 : 0;
+}
+
+void it_cli_random_name(char *out)
+{
+	static const char abc[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+	unsigned char r[16];
+
+	if (getrandom(r, sizeof(r), GRND_NONBLOCK) != (ssize_t)sizeof(r))
+		for (size_t i = 0; i < sizeof(r); i++)
+			r[i] = (unsigned char)rand();
+	for (size_t i = 0; i < sizeof(r); i++)
+		out[i] = abc[r[i] & 63];
+	out[sizeof(r)] = '\0';
+}
+
+struct curl_slist *it_cli_bearer(struct curl_slist *list, const char *cred)
+{
+	struct curl_slist *l;
+	char line[300];
+
+	snprintf(line, sizeof(line), "Authorization: Bearer %s", cred);
+	l = curl_slist_append(list, line);
+	if (l == NULL)
+		curl_slist_free_all(list);
+	/* The line held the credential: it does not stay in freed stack memory
+	 * longer than it must. */
+	explicit_bzero(line, sizeof(line));
+	return l;
 }
 
 double it_cli_random(void)

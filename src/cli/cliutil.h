@@ -8,6 +8,8 @@
 
 #include "common/buf.h"
 
+struct curl_slist;
+
 /* Exit codes shared by both programs (documented in docs/cli.md and the man pages). */
 enum {
 	IT_EXIT_OK = 0,
@@ -16,13 +18,36 @@ enum {
 	IT_EXIT_SESSION = 3,	 /* the session is unknown or expired (404) */
 	IT_EXIT_UNREACHABLE = 4, /* upload: the server stayed unreachable or kept failing */
 	IT_EXIT_NOT_SERVER = 5,	 /* the URL answers, but not as an ImageTools server (a wrong URL) */
+	IT_EXIT_TOKEN = 6,	 /* the token or pairing code is unknown, used, expired or revoked (401, 410) */
+	IT_EXIT_SCOPE = 7,	 /* the token is valid but not for this (403 insufficient-scope) */
 };
 
-/* The settings a user gives once: where the server is and which session. */
+/* The kinds of credential a string can be (docs/cli.md): a session id (22 to
+ * 64 URL-safe base64 characters, full access) or a scoped token ("itk." and
+ * 32 such characters). */
+enum { IT_CLI_CRED_MALFORMED = 0, IT_CLI_CRED_SESSION = 1, IT_CLI_CRED_TOKEN = 2 };
+
+/* Which kind of credential s (not NULL) has the form of; says nothing about
+ * whether the server knows it. */
+int it_cli_cred_kind(const char *s);
+
+/* Whether s (not NULL) has the form of a pairing code: "itp." and 22 URL-safe
+ * base64 characters. */
+int it_cli_pairing_code_valid(const char *s);
+
+/* What a refusal says about the credential, from its status and problem
+ * type: IT_CLI_AUTH_TOKEN for 401 invalid-token (unknown, expired or revoked)
+ * and 401/410 of a pairing code, IT_CLI_AUTH_SCOPE for 403
+ * insufficient-scope, else IT_CLI_AUTH_OTHER. body may be NULL. */
+enum { IT_CLI_AUTH_OTHER = 0, IT_CLI_AUTH_TOKEN = 1, IT_CLI_AUTH_SCOPE = 2 };
+int it_cli_auth_problem(long status, const char *body, size_t len);
+
+/* The settings a user gives once: where the server is and which credential. */
 typedef struct it_cli_conf {
 	char *server;  /* base URL of the site, e.g. http://host:8080 or https://host/imagetools */
-	char *session; /* session id */
+	char *session; /* the credential: a session id or a token (it_cli_cred_kind) */
 	char *source;  /* upload source (imagetools-upload only) */
+	char *token;   /* the config file's token key while it is read; moved into session */
 } it_cli_conf;
 
 /* Writes the user's config file path into out: $XDG_CONFIG_HOME/imagetools/cli.conf,
@@ -31,15 +56,17 @@ typedef struct it_cli_conf {
 int it_cli_conf_path(char *out, size_t outlen);
 
 /* Fills the unset (NULL) members of c from a key = value file (keys server,
- * session, source; # comments; values optionally in double quotes). A
- * missing file is not an error. Returns 0, or -1 with a message naming the
+ * session, token, source; # comments; values optionally in double quotes); a
+ * token key goes to c->token, which it_cli_conf_resolve prefers to the
+ * file's session. A missing file is not an error. Returns 0, or -1 with a message naming the
  * file and line in err (unknown key, malformed line, unreadable file).
  * Strings set here are heap copies owned by c. */
 int it_cli_conf_load_file(it_cli_conf *c, const char *path, char *err, size_t errlen);
 
 /* Resolves c: members already set (from the command line, heap copies) win,
- * then IMAGETOOLS_SERVER / IMAGETOOLS_SESSION / IMAGETOOLS_SOURCE, then the
- * user's config file. Returns 0 or -1 with err set. */
+ * then IMAGETOOLS_SERVER / IMAGETOOLS_TOKEN or else IMAGETOOLS_SESSION /
+ * IMAGETOOLS_SOURCE, then the user's config file (its token key before its
+ * session key). Returns 0 or -1 with err set. */
 int it_cli_conf_resolve(it_cli_conf *c, char *err, size_t errlen);
 
 void it_cli_conf_free(it_cli_conf *c);
@@ -76,8 +103,6 @@ void it_cli_sanitize(char *out, size_t outlen, const char *s);
 /* Reads the "type" member of a problem+json body into out ("" when absent). */
 void it_cli_problem_type(const char *body, size_t len, char *out, size_t outlen);
 
-/* Sleeps ms milliseconds, waking early when *stop becomes non-zero.
- * Returns 0, or -1 when it was stopped. */
 /* Copies the value of the header line h (len bytes, as libcurl's header
  * callback passes it) into out (NUL-terminated, truncated to outlen) when the
  * line's name is name, compared without regard to case; otherwise leaves out
@@ -99,9 +124,20 @@ typedef struct it_cli_headers {
  * the set afresh. */
 size_t it_cli_on_header(char *data, size_t size, size_t n, void *headers);
 
+/* Sleeps ms milliseconds, waking early when *stop becomes non-zero.
+ * Returns 0, or -1 when it was stopped. */
 int it_cli_sleep_ms(long ms, volatile sig_atomic_t *stop);
 
 /* A random number in [0, 1) for jitter (not for secrets). */
 double it_cli_random(void);
+
+/* Fills out (at least 17 bytes) with 16 random URL-safe base64 characters:
+ * a name for this run of a program, such as its presence client_id. */
+void it_cli_random_name(char *out);
+
+/* Adds "Authorization: Bearer <cred>" to list and returns the new list (NULL
+ * when out of memory; list is then freed). The credential travels only in
+ * this header, never in a URL, where web servers and proxies log it. */
+struct curl_slist *it_cli_bearer(struct curl_slist *list, const char *cred);
 
 #endif

@@ -403,10 +403,17 @@ int it_tusc_upload(CURL *h, const it_tusc_opts *o, const char *path, char *url_o
 		}
 		/* A final answer: the same request would fail again. */
 		it_cli_problem_message(a.body.data, a.body.len, status, msg, msglen);
-		result = status == 404 && url[0] == '\0' ? IT_TUSC_BAD_SESSION : IT_TUSC_REJECTED;
+		switch (it_cli_auth_problem(status, a.body.data, a.body.len)) {
+		case IT_CLI_AUTH_TOKEN: result = IT_TUSC_BAD_TOKEN; break;
+		case IT_CLI_AUTH_SCOPE: result = IT_TUSC_SCOPE; break;
+		default: result = status == 404 && url[0] == '\0' ? IT_TUSC_BAD_SESSION : IT_TUSC_REJECTED;
+		}
 		break;
 	}
-	if (result == IT_TUSC_STORED || result == IT_TUSC_REJECTED)
+	/* A final answer ends the upload for good: a revoked or too narrow token
+	 * will not resume it either. */
+	if (result == IT_TUSC_STORED || result == IT_TUSC_REJECTED || result == IT_TUSC_BAD_TOKEN ||
+	    result == IT_TUSC_SCOPE)
 		unlink(file);
 out:
 	if (url_out)

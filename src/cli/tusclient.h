@@ -27,6 +27,8 @@ enum {
 	IT_TUSC_BAD_SESSION = 3, /* 404 at creation: the session is unknown or expired */
 	IT_TUSC_INTERRUPTED = 4, /* *stop was set; the state file stays */
 	IT_TUSC_LOCAL_ERROR = 5, /* the file or the state directory cannot be used */
+	IT_TUSC_BAD_TOKEN = 6,	 /* 401: the token is unknown, expired or revoked; the state file is removed */
+	IT_TUSC_SCOPE = 7,	 /* 403: the token may not upload; the state file is removed */
 };
 
 /* Uploads path (size bytes, a regular file) with tus through h. When the

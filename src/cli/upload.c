@@ -1,10 +1,11 @@
 /* upload.c: imagetools-upload, which sends image files into a session: the reference external source. */
 #include "config.h"
 
+#include "cli/announce.h"
 #include "cli/cliutil.h"
+#include "cli/pairing.h"
 #include "cli/tusclient.h"
 #include "common/buf.h"
-#include "common/id.h"
 #include "common/log.h"
 
 #include <curl/curl.h>
@@ -29,7 +30,7 @@
 #define MAX_ANSWER (1u << 20)
 
 /* What happened to one file; the exit code is derived from the worst. */
-enum outcome { STORED, REJECTED, LOCAL_ERROR, GAVE_UP, BAD_SESSION, NOT_SERVER, INTERRUPTED };
+enum outcome { STORED, REJECTED, LOCAL_ERROR, GAVE_UP, BAD_SESSION, NOT_SERVER, INTERRUPTED, BAD_TOKEN, SCOPE };
 
 struct opts {
 	it_cli_conf conf;
@@ -43,6 +44,9 @@ struct opts {
 	int resume;	     /* tus: resumable, surviving a kill of this program */
 	char state_dir[4096]; /* where --resume keeps upload URLs */
 	long limit_rate;     /* bytes per second sent at most; 0: no limit */
+	const char *pair;    /* --pair: a pairing code or link to exchange for a token first */
+	int token;	     /* the credential is a token: it goes in Authorization: Bearer */
+	it_announce presence; /* this run's presence entry while it uploads */
 };
 
 /* Per-transfer state shared with libcurl's callbacks. */
@@ -79,6 +83,11 @@ static void usage(FILE *f)
 		"\n"
 		"  -s, --server URL       the site, e.g. http://host:8080 or host:8080 (IMAGETOOLS_SERVER)\n"
 		"  -S, --session ID       the session to upload into (IMAGETOOLS_SESSION)\n"
+		"      --token TOKEN      a device token (itk....) instead of the session id\n"
+		"                         (IMAGETOOLS_TOKEN)\n"
+		"      --pair CODE|LINK   exchange a pairing code, or the pairing link the\n"
+		"                         ImageTools page shows, for an upload token of this\n"
+		"                         computer and keep it (with the server) in the config file\n"
 		"      --source NAME      android_app, browser_addon, cli (default), web, api\n"
 		"  -r, --recursive        upload the files in directories given, and below\n"
 		"                         (names starting with a dot are left out)\n"
@@ -98,12 +107,13 @@ static void usage(FILE *f)
 		"  -h, --help             this text\n"
 		"  -V, --version          the version\n"
 		"\n"
-		"Server and session may also come from the user's config file\n"
+		"Server and credential may also come from the user's config file\n"
 		"($XDG_CONFIG_HOME/imagetools/cli.conf or ~/.config/imagetools/cli.conf,\n"
-		"lines of key = value with keys server, session, source).\n"
+		"lines of key = value with keys server, session, token, source).\n"
 		"Exit status: 0 all stored, 1 some files failed, 2 usage or configuration error,\n"
 		"3 unknown, expired or malformed session, 4 server unreachable or failing after\n"
-		"retries, 5 the URL is not an ImageTools server.\n");
+		"retries, 5 the URL is not an ImageTools server, 6 the token or pairing code is\n"
+		"unknown, used, expired or revoked, 7 the token may not upload.\n");
 }
 
 static void human_bytes(char *out, size_t n, double v)
@@ -276,15 +286,38 @@ static void report_not_server(const char *url, long status)
 			safe, status);
 }
 
+/* Explains a refusal of the token itself (kind IT_CLI_AUTH_TOKEN or
+ * IT_CLI_AUTH_SCOPE) with the server's words in msg; only the token's prefix
+ * is shown. */
+static void report_token(int kind, const char *token, const char *msg)
+{
+	char red[16];
+
+	if (kind == IT_CLI_AUTH_TOKEN)
+		fprintf(stderr, PROG ": the token %s is unknown, expired or revoked; pair again with " PROG
+				" --pair and a new code from the ImageTools page (%s)\n",
+			it_log_redact(token, red, sizeof(red)), msg);
+	else
+		fprintf(stderr, PROG ": the token %s may not upload into this session; pair with an upload or "
+				"full-access code (%s)\n",
+			it_log_redact(token, red, sizeof(red)), msg);
+}
+
 /* Explains a 4xx answer the way a user can act on it. */
 static void report_rejection(const char *path, long status, const it_buf *body, const char *session)
 {
 	char msg[600], red[16];
+	int kind = it_cli_auth_problem(status, body->data, body->len);
 
 	it_cli_problem_message(body->data, body->len, status, msg, sizeof(msg));
+	if (kind != IT_CLI_AUTH_OTHER) {
+		report_token(kind, session, msg);
+		return;
+	}
 	switch (status) {
 	case 404:
-		fprintf(stderr, PROG ": session %s is unknown or has expired; start a new one in ImageTools (%s)\n",
+		fprintf(stderr, PROG ": %s %s is unknown or has expired; start a new one in ImageTools (%s)\n",
+			strncmp(session, "itk.", 4) == 0 ? "the session of token" : "session",
 			it_log_redact(session, red, sizeof(red)), msg);
 		break;
 	case 413: fprintf(stderr, PROG ": %s: too large for this server (%s)\n", path, msg); break;
@@ -333,9 +366,14 @@ static enum outcome upload_one(CURL *h, const struct opts *o, const char *path, 
 		long wait_ms = -1, ra;
 		char why[700];
 
-		part = curl_mime_addpart(mime);
-		curl_mime_name(part, "session_id");
-		curl_mime_data(part, o->conf.session, CURL_ZERO_TERMINATED);
+		/* A session id goes first in the form, where every server since the
+		 * first takes it; a token goes in the Authorization header (set by
+		 * run), which servers that know tokens read. */
+		if (!o->token) {
+			part = curl_mime_addpart(mime);
+			curl_mime_name(part, "session_id");
+			curl_mime_data(part, o->conf.session, CURL_ZERO_TERMINATED);
+		}
 		part = curl_mime_addpart(mime);
 		curl_mime_name(part, "source");
 		curl_mime_data(part, o->conf.source, CURL_ZERO_TERMINATED);
@@ -434,7 +472,13 @@ static enum outcome upload_one(CURL *h, const struct opts *o, const char *path, 
 			report_rejection(path, status, &x.body, o->conf.session);
 			if (o->json)
 				print_json(path, status, &x.body, NULL);
-			result = status == 404 || imagetools_problem(&x.body, "invalid-session-id") ? BAD_SESSION : REJECTED;
+			switch (it_cli_auth_problem(status, x.body.data, x.body.len)) {
+			case IT_CLI_AUTH_TOKEN: result = BAD_TOKEN; break;
+			case IT_CLI_AUTH_SCOPE: result = SCOPE; break;
+			default:
+				result = status == 404 || imagetools_problem(&x.body, "invalid-session-id") ? BAD_SESSION
+													: REJECTED;
+			}
 			break;
 		}
 		if (wait_ms < 0) {
@@ -476,12 +520,16 @@ static enum outcome resume_one(CURL *h, const struct opts *o, const char *path)
 	} else if (rc == IT_TUSC_STORED && !o->quiet) {
 		printf("%s: stored\n", path);
 	}
-	if (rc != IT_TUSC_STORED && rc != IT_TUSC_INTERRUPTED)
+	if (rc == IT_TUSC_BAD_TOKEN || rc == IT_TUSC_SCOPE)
+		report_token(rc == IT_TUSC_BAD_TOKEN ? IT_CLI_AUTH_TOKEN : IT_CLI_AUTH_SCOPE, o->conf.session, msg);
+	else if (rc != IT_TUSC_STORED && rc != IT_TUSC_INTERRUPTED)
 		fprintf(stderr, PROG ": %s: %s\n", path, msg);
 	switch (rc) {
 	case IT_TUSC_STORED: return STORED;
 	case IT_TUSC_REJECTED: return REJECTED;
 	case IT_TUSC_BAD_SESSION: return BAD_SESSION;
+	case IT_TUSC_BAD_TOKEN: return BAD_TOKEN;
+	case IT_TUSC_SCOPE: return SCOPE;
 	case IT_TUSC_INTERRUPTED: return INTERRUPTED;
 	case IT_TUSC_LOCAL_ERROR: return LOCAL_ERROR;
 	default: return GAVE_UP;
@@ -490,8 +538,14 @@ static enum outcome resume_one(CURL *h, const struct opts *o, const char *path)
 
 /* How the files went, for the summary and the exit code. */
 struct totals {
-	int stored, rejected, gave_up, bad_session, not_server, interrupted;
+	int stored, rejected, gave_up, bad_session, not_server, interrupted, bad_token, scope;
 };
+
+/* Whether the batch stops: every later file would fail the same way. */
+static int batch_over(const struct totals *t)
+{
+	return t->bad_session || t->not_server || t->interrupted || t->bad_token || t->scope;
+}
 
 static void tally(struct totals *t, enum outcome r)
 {
@@ -503,6 +557,8 @@ static void tally(struct totals *t, enum outcome r)
 	case BAD_SESSION: t->bad_session = 1; break;
 	case NOT_SERVER: t->not_server = 1; break;
 	case INTERRUPTED: t->interrupted = 1; break;
+	case BAD_TOKEN: t->bad_token = 1; break;
+	case SCOPE: t->scope = 1; break;
 	}
 }
 
@@ -585,6 +641,86 @@ static int collect_dir(struct pathlist *l, const char *dir, int depth)
 	return rc;
 }
 
+/* --pair: exchanges the code for a token, keeps it with the server in the
+ * user's config file and makes it this run's credential. The server comes
+ * from the link, else from --server, the environment or the config file.
+ * Returns IT_EXIT_OK or the exit code after a message. */
+static int pair(struct opts *o)
+{
+	static const char *const env_creds[] = {"IMAGETOOLS_TOKEN", "IMAGETOOLS_SESSION"};
+	char server[2048], code[64], path[4096], label[72], msg[900], err[600];
+	it_cli_conf c = {0};
+	it_pairing_result r;
+	CURL *h;
+	int rc;
+
+	if (it_pairing_parse(o->pair, server, sizeof(server), code, sizeof(code)) < 0) {
+		fprintf(stderr, PROG ": --pair takes a pairing code (itp....) or the pairing link the ImageTools "
+				"page shows (.../#pair=itp....)\n");
+		return IT_EXIT_USAGE;
+	}
+	if (server[0] == '\0') {
+		/* A bare code: the server as the other settings give it. */
+		c.server = o->conf.server ? strdup(o->conf.server) : NULL;
+		c.session = strdup("-"); /* the credential is about to be replaced: not looked up */
+		if (it_cli_conf_resolve(&c, err, sizeof(err)) < 0) {
+			fprintf(stderr, PROG ": %s\n", err);
+			it_cli_conf_free(&c);
+			return IT_EXIT_USAGE;
+		}
+		if (c.server == NULL) {
+			fprintf(stderr, PROG ": --pair with a bare code needs the server: use --server, "
+					"IMAGETOOLS_SERVER, or the pairing link instead of the code\n");
+			it_cli_conf_free(&c);
+			return IT_EXIT_USAGE;
+		}
+		snprintf(server, sizeof(server), "%s", c.server);
+		it_cli_conf_free(&c);
+	}
+	if (it_cli_conf_path(path, sizeof(path)) < 0) {
+		fprintf(stderr, PROG ": --pair keeps the token in the config file, which needs XDG_CONFIG_HOME or "
+				"HOME\n");
+		return IT_EXIT_USAGE;
+	}
+	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK || (h = curl_easy_init()) == NULL) {
+		fprintf(stderr, PROG ": cannot initialise libcurl\n");
+		return IT_EXIT_FAILED;
+	}
+	it_pairing_label(PROG, label, sizeof(label));
+	rc = it_pairing_exchange(h, server, code, label, "cli", &r, msg, sizeof(msg));
+	curl_easy_cleanup(h);
+	curl_global_cleanup();
+	if (rc != IT_EXIT_OK) {
+		fprintf(stderr, PROG ": %s\n", msg);
+		return rc;
+	}
+	if (it_pairing_save(path, server, r.token, err, sizeof(err)) < 0) {
+		fprintf(stderr, PROG ": paired, but %s; the token is lost, pair again with a new code\n", err);
+		explicit_bzero(&r, sizeof(r));
+		return IT_EXIT_FAILED;
+	}
+	/* The new token is this run's credential and server, whatever else the
+	 * options said. */
+	free(o->conf.server);
+	free(o->conf.session);
+	o->conf.server = strdup(server);
+	o->conf.session = strdup(r.token);
+	if (!o->quiet)
+		fprintf(stderr, PROG ": paired as %s (\"%s\", scope %s%s%s); the token is kept in %s\n",
+			r.device_id, r.label, r.scope, r.expires_at[0] ? ", until " : "", r.expires_at, path);
+	/* Later runs would take the environment's credential instead: say so
+	 * now rather than leave the user wondering which one is used. */
+	for (size_t i = 0; i < sizeof(env_creds) / sizeof(env_creds[0]); i++) {
+		const char *v = getenv(env_creds[i]);
+
+		if (v && *v)
+			fprintf(stderr, PROG ": note: %s is set, and later runs use it rather than the new token\n",
+				env_creds[i]);
+	}
+	explicit_bzero(&r, sizeof(r));
+	return o->conf.server && o->conf.session ? IT_EXIT_OK : IT_EXIT_FAILED;
+}
+
 /* Everything main does; returns the exit code. main frees o->conf and url
  * whichever way this returns. */
 static int run(int argc, char **argv, struct opts *o, it_buf *url, struct pathlist *files)
@@ -598,9 +734,11 @@ static int run(int argc, char **argv, struct opts *o, it_buf *url, struct pathli
 		{"timeout", required_argument, NULL, 't'}, {"help", no_argument, NULL, 'h'},
 		{"version", no_argument, NULL, 'V'},	  {"files-from", required_argument, NULL, 'F'},
 		{"resume", no_argument, NULL, 'R'},	  {"state-dir", required_argument, NULL, 'D'},
-		{"limit-rate", required_argument, NULL, 'L'}, {NULL, 0, NULL, 0},
+		{"limit-rate", required_argument, NULL, 'L'}, {"token", required_argument, NULL, 'K'},
+		{"pair", required_argument, NULL, 'P'},	  {NULL, 0, NULL, 0},
 	};
 	struct sigaction sa;
+	struct curl_slist *auth = NULL;
 	char err[600], ua[64];
 	CURL *h;
 	long v;
@@ -614,7 +752,9 @@ static int run(int argc, char **argv, struct opts *o, it_buf *url, struct pathli
 	while ((c = getopt_long(argc, argv, "s:S:jqrhV", longopts, NULL)) != -1) {
 		switch (c) {
 		case 's': free(o->conf.server); o->conf.server = strdup(optarg); break;
-		case 'S': free(o->conf.session); o->conf.session = strdup(optarg); break;
+		case 'S':
+		case 'K': free(o->conf.session); o->conf.session = strdup(optarg); break;
+		case 'P': o->pair = optarg; break;
 		case 'o': free(o->conf.source); o->conf.source = strdup(optarg); break;
 		case 'j': o->json = 1; break;
 		case 'F': o->files_from = optarg; break;
@@ -649,14 +789,18 @@ static int run(int argc, char **argv, struct opts *o, it_buf *url, struct pathli
 		default: usage(stderr); return IT_EXIT_USAGE;
 		}
 	}
-	if (optind >= argc && o->files_from == NULL) {
+	if (optind >= argc && o->files_from == NULL && o->pair == NULL) {
 		fprintf(stderr, PROG ": no files given (try --help)\n");
 		return IT_EXIT_USAGE;
 	}
+	if (o->pair && (c = pair(o)) != IT_EXIT_OK)
+		return c;
 	if (it_cli_conf_resolve(&o->conf, err, sizeof(err)) < 0) {
 		fprintf(stderr, PROG ": %s\n", err);
 		return IT_EXIT_USAGE;
 	}
+	if (o->pair && optind >= argc && o->files_from == NULL)
+		return IT_EXIT_OK;
 	if (o->conf.server == NULL || o->conf.session == NULL) {
 		fprintf(stderr, PROG ": %s is not set: use --%s, %s or the config file (see --help)\n",
 			o->conf.server ? "the session" : "the server", o->conf.server ? "session" : "server",
@@ -674,17 +818,22 @@ static int run(int argc, char **argv, struct opts *o, it_buf *url, struct pathli
 		return IT_EXIT_USAGE;
 	}
 	o->url = url->data;
-	/* A session id has one form; anything else would be refused for every
-	 * file alike, so it is said once, before anything is sent. */
-	if (!it_id_session_valid(o->conf.session)) {
+	/* A session id and a token each have one form; anything else would be
+	 * refused for every file alike, so it is said once, before anything is
+	 * sent. */
+	switch (it_cli_cred_kind(o->conf.session)) {
+	case IT_CLI_CRED_TOKEN: o->token = 1; break;
+	case IT_CLI_CRED_SESSION: break;
+	default: {
 		char safe[80];
 
 		it_cli_sanitize(safe, sizeof(safe), o->conf.session);
 		fprintf(stderr,
-			PROG ": '%s' is not a session id (22 to 64 letters, digits, '-' and '_'); copy it from "
-			     "the ImageTools page (the part after #s= in its link)\n",
+			PROG ": '%s' is not a session id (22 to 64 letters, digits, '-' and '_') or a token "
+			     "(itk. and 32 of them); copy it from the ImageTools page, or pair with --pair\n",
 			strlen(o->conf.session) > 12 ? "..." : safe);
 		return IT_EXIT_SESSION;
+	}
 	}
 	for (int i = optind; i < argc; i++) {
 		struct stat st;
@@ -725,13 +874,24 @@ static int run(int argc, char **argv, struct opts *o, it_buf *url, struct pathli
 	curl_easy_setopt(h, CURLOPT_NOPROGRESS, 0L);
 	if (o->limit_rate > 0)
 		curl_easy_setopt(h, CURLOPT_MAX_SEND_SPEED_LARGE, (curl_off_t)o->limit_rate);
+	if (o->token && (auth = it_cli_bearer(NULL, o->conf.session)) == NULL) {
+		fprintf(stderr, PROG ": out of memory\n");
+		curl_easy_cleanup(h);
+		curl_global_cleanup();
+		return IT_EXIT_FAILED;
+	}
+	curl_easy_setopt(h, CURLOPT_HTTPHEADER, auth);
 
-	for (size_t i = 0; i < files->n && !t.bad_session && !t.not_server && !t.interrupted; i++) {
+	/* The session's other devices see this one while it uploads. */
+	it_announce_init(&o->presence, o->conf.server, o->conf.session, PROG, "cli");
+	if (files->n > 0 || o->files_from)
+		it_announce_start(&o->presence, "uploading");
+	for (size_t i = 0; i < files->n && !batch_over(&t); i++) {
 		tally(&t, o->resume ? resume_one(h, o, files->v[i])
 				    : upload_one(h, o, files->v[i], (int)i + 1, (int)files->n));
 		total++;
 	}
-	if (o->files_from && !t.bad_session && !t.not_server && !t.interrupted) {
+	if (o->files_from && !batch_over(&t)) {
 		FILE *f = strcmp(o->files_from, "-") == 0 ? stdin : fopen(o->files_from, "r");
 		char *line = NULL;
 		size_t cap = 0;
@@ -741,7 +901,7 @@ static int run(int argc, char **argv, struct opts *o, it_buf *url, struct pathli
 			fprintf(stderr, PROG ": %s: %s\n", o->files_from, strerror(errno));
 			t.rejected++;
 		}
-		while (f && !t.bad_session && !t.not_server && !t.interrupted && (n = getline(&line, &cap, f)) > 0) {
+		while (f && !batch_over(&t) && (n = getline(&line, &cap, f)) > 0) {
 			while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r'))
 				line[--n] = '\0';
 			if (n == 0)
@@ -753,7 +913,9 @@ static int run(int argc, char **argv, struct opts *o, it_buf *url, struct pathli
 		if (f && f != stdin)
 			fclose(f);
 	}
+	it_announce_done(&o->presence);
 	curl_easy_cleanup(h);
+	curl_slist_free_all(auth);
 	curl_global_cleanup();
 	if (!o->quiet && !o->json && total > 1)
 		fprintf(stderr, PROG ": %d of %d files stored\n", t.stored, total);
@@ -763,6 +925,10 @@ static int run(int argc, char **argv, struct opts *o, it_buf *url, struct pathli
 	}
 	if (t.bad_session)
 		return IT_EXIT_SESSION;
+	if (t.bad_token)
+		return IT_EXIT_TOKEN;
+	if (t.scope)
+		return IT_EXIT_SCOPE;
 	if (t.not_server)
 		return IT_EXIT_NOT_SERVER;
 	if (t.gave_up)

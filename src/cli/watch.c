@@ -33,7 +33,11 @@
 enum transport { T_SSE, T_LONGPOLL };
 
 /* Why a connection ended, deciding what happens next. */
-enum ending { E_RETRY, E_DONE, E_STOPPED, E_BAD_SESSION, E_FATAL };
+enum ending { E_RETRY, E_DONE, E_STOPPED, E_BAD_SESSION, E_FATAL, E_TOKEN, E_SCOPE };
+
+/* A cursor beyond any session's log: a long-poll from it is answered at once
+ * with session.resync naming the session's last event id. */
+#define CURSOR_AHEAD "4611686018427387903"
 
 struct watch {
 	it_cli_conf conf;
@@ -60,6 +64,12 @@ struct watch {
 	int unsynced;	  /* the state file was renamed since then without a flush */
 	it_ssep_parser sse;
 	char *sse_data;
+	int token;	      /* the credential is a token (else a session id) */
+	char cred_shown[16];  /* its log-safe prefix, for messages and the state file */
+	char client_id[17];   /* this run's presence name, stable across reconnects */
+	int anonymous;	      /* --no-presence: no client identity on the streams */
+	struct curl_slist *auth; /* Authorization: Bearer, on every request */
+	char revoked[16];     /* session.revoked arrived: its reason ("revoked", "expired") */
 };
 
 static volatile sig_atomic_t stop_requested;
@@ -80,6 +90,8 @@ static void usage(FILE *f)
 		"\n"
 		"  -s, --server URL        the site, e.g. http://host:8080 (IMAGETOOLS_SERVER)\n"
 		"  -S, --session ID        the session to follow (IMAGETOOLS_SESSION)\n"
+		"      --token TOKEN       a device token (itk....) with view or full access\n"
+		"                          instead of the session id (IMAGETOOLS_TOKEN)\n"
 		"  -t, --transport T       sse (default) or longpoll\n"
 		"      --since N|now       start after event N (default 0: the whole log) or\n"
 		"                          after the session's current last event\n"
@@ -88,6 +100,8 @@ static void usage(FILE *f)
 		"  -T, --type TYPE         print only events of TYPE (repeatable)\n"
 		"  -1, --once              exit after the first printed event\n"
 		"  -q, --quiet             no messages about reconnects\n"
+		"      --no-presence       do not announce this follower in the session's\n"
+		"                          presence list (a token's device is announced anyway)\n"
 		"      --poll-timeout SEC  long-poll wait per request (default 25)\n"
 		"      --idle-timeout SEC  reconnect an SSE stream silent this long (default 45)\n"
 		"      --retry-delay MS    first reconnect delay, doubled each time (default 1000)\n"
@@ -95,10 +109,11 @@ static void usage(FILE *f)
 		"  -h, --help              this text\n"
 		"  -V, --version           the version\n"
 		"\n"
-		"Server and session may also come from the user's config file\n"
+		"Server and credential may also come from the user's config file\n"
 		"($XDG_CONFIG_HOME/imagetools/cli.conf or ~/.config/imagetools/cli.conf).\n"
 		"Exit status: 0 stopped by --once or a signal, 1 local error (state file),\n"
-		"2 usage or configuration error, 3 unknown or expired session.\n");
+		"2 usage or configuration error, 3 unknown or expired session, 6 the token\n"
+		"is unknown, expired or revoked, 7 the token may not read events.\n");
 }
 
 /* ------------------------------------------------------------ state file */
@@ -132,8 +147,8 @@ static int state_load(struct watch *w)
 		goto out;
 	}
 	w->cursor = json_object_get_int64(v);
-	if (!json_object_object_get_ex(o, "session_id", &v) ||
-	    strcmp(json_object_get_string(v), w->conf.session) != 0) {
+	if (!json_object_object_get_ex(o, w->token ? "token" : "session_id", &v) ||
+	    strcmp(json_object_get_string(v), w->token ? w->cred_shown : w->conf.session) != 0) {
 		fprintf(stderr, PROG ": %s belongs to another session; use another --state file\n", w->state_path);
 		goto out;
 	}
@@ -156,6 +171,12 @@ static double mono_s(void)
  * previous one in place. */
 static int state_text(const struct watch *w, char *text, size_t len)
 {
+	/* A token is kept in the config file only: the state file names it by
+	 * its prefix, which is enough to tell one credential's file from
+	 * another's. */
+	if (w->token)
+		return snprintf(text, len, "{\"token\":\"%s\",\"last_event_id\":%-20lld}\n", w->cred_shown,
+				w->cursor);
 	return snprintf(text, len, "{\"session_id\":\"%s\",\"last_event_id\":%-20lld}\n", w->conf.session,
 			w->cursor);
 }
@@ -243,6 +264,18 @@ static int handle_event(struct watch *w, json_object *ev, const char *fallback_t
 	 * only be a repeat, and printing it twice would mislead a consumer. */
 	if (id >= 0 && id <= w->cursor)
 		return 0;
+	/* The token was revoked or ran out while the stream was open: the
+	 * server closes it next, and every reconnect would be refused. */
+	if (id < 0 && type && strcmp(type, "session.revoked") == 0) {
+		const char *reason = "revoked";
+
+		if (json_object_object_get_ex(ev, "data", &data) && json_object_object_get_ex(data, "reason", &v) &&
+		    json_object_is_type(v, json_type_string))
+			reason = json_object_get_string(v);
+		else if (json_object_object_get_ex(ev, "reason", &v) && json_object_is_type(v, json_type_string))
+			reason = json_object_get_string(v);
+		it_cli_sanitize(w->revoked, sizeof(w->revoked), reason);
+	}
 	if (type && wanted(w, type)) {
 		if (printf("%s\n", json_object_to_json_string_ext(ev, JSON_C_TO_STRING_PLAIN |
 									      JSON_C_TO_STRING_NOSLASHESCAPE)) < 0 ||
@@ -253,6 +286,8 @@ static int handle_event(struct watch *w, json_object *ev, const char *fallback_t
 		if (w->once)
 			w->done = 1;
 	}
+	if (w->revoked[0])
+		return -1;
 	if (id >= 0) {
 		w->cursor = id;
 		w->delivered = 1;
@@ -302,7 +337,7 @@ static int on_progress(void *p, curl_off_t a, curl_off_t b, curl_off_t c, curl_o
 	(void)b;
 	(void)c;
 	(void)d;
-	return stop_requested || w->done || w->fatal;
+	return stop_requested || w->done || w->fatal || w->revoked[0];
 }
 
 /* Collects an answer body (long-poll answers and errors). */
@@ -340,7 +375,7 @@ static size_t on_stream(char *data, size_t size, size_t n, void *p)
 		}
 		if (rc == IT_SSEP_EVENT && handle_event_text(w, ev.data, ev.data_len, ev.type) < 0)
 			return 0;
-		if (w->done)
+		if (w->done || w->revoked[0])
 			return 0;
 	}
 	return len;
@@ -361,60 +396,89 @@ static void prepare(struct watch *w, const char *url)
 	curl_easy_setopt(w->h, CURLOPT_HEADERDATA, &w->hdr);
 	curl_easy_setopt(w->h, CURLOPT_WRITEDATA, w);
 	curl_easy_setopt(w->h, CURLOPT_ACCEPT_ENCODING, "");
+	curl_easy_setopt(w->h, CURLOPT_HTTPHEADER, w->auth);
 	w->status = 0;
 	w->checked = 0;
 	w->streaming = 0;
 	w->hdr.retry_after[0] = w->hdr.content_type[0] = '\0';
 }
 
+/* The URL of an event request: the credential is not in it (it goes in the
+ * Authorization header), the presence identity is: a random client_id kept
+ * for the whole run, so that reconnects keep one presence entry, and the
+ * program's name (a token's own device label wins on the server), unless
+ * --no-presence asked for none. */
 static int build_url(struct watch *w, const char *path, int with_cursor)
 {
 	char num[32];
 
-	if (it_cli_url(&w->url, w->conf.server, path) < 0 || it_buf_puts(&w->url, "?session_id=") < 0 ||
-	    it_cli_urlencode(&w->url, w->conf.session) < 0)
+	if (it_cli_url(&w->url, w->conf.server, path) < 0)
+		return -1;
+	if (!w->anonymous &&
+	    it_buf_printf(&w->url, "?client_id=%s&client_label=" PROG "&client_source=cli", w->client_id) < 0)
 		return -1;
 	if (with_cursor) {
 		snprintf(num, sizeof(num), "%lld", w->cursor);
-		if (it_buf_printf(&w->url, "&cursor=%s&timeout=%ld", num, w->poll_timeout_s) < 0)
+		if (it_buf_printf(&w->url, "%ccursor=%s&timeout=%ld", w->anonymous ? '?' : '&', num,
+				  w->poll_timeout_s) < 0)
 			return -1;
 	}
 	return 0;
 }
 
-/* Asks GET /sessions/{id} whether the session exists. Returns 1 yes (and
- * sets *last to its last event id when last is not NULL), 0 when it is
- * unknown or expired, -1 when the server could not say (try again later). */
+/* What check_session learned. */
+enum { CHECK_RETRY = -1, CHECK_GONE = 0, CHECK_OK = 1, CHECK_TOKEN = 2, CHECK_SCOPE = 3, CHECK_REFUSED = 4 };
+
+/* Asks whether the credential still opens the session, with a long-poll that
+ * does not wait (GET /events?cursor=...&timeout=0): it takes a session id and
+ * a token alike, in the header, and needs only what following needs (view
+ * access), so the answer is the one the stream would get. Without last it
+ * starts at the cursor: a follower that is up to date gets an empty answer,
+ * one that is behind gets what the stream sends it next anyway (and drops it
+ * here). With last (for --since now) the cursor is beyond any log, and the
+ * session.resync answer names the session's last event id, stored into
+ * *last. Returns CHECK_OK, CHECK_GONE (unknown, expired or
+ * malformed: 404 or 400), CHECK_TOKEN (401 invalid-token), CHECK_SCOPE (403
+ * insufficient-scope), CHECK_REFUSED (another 4xx), or CHECK_RETRY when the
+ * server could not say (try again later). */
 static int check_session(struct watch *w, long long *last)
 {
 	json_object *o, *v;
 	CURLcode rc;
-	int ok = -1;
+	char num[32];
+	int ok;
 
+	snprintf(num, sizeof(num), "%lld", w->cursor);
 	it_buf_reset(&w->url);
-	if (it_cli_url(&w->url, w->conf.server, "/api/v1/sessions/") < 0 ||
-	    it_cli_urlencode(&w->url, w->conf.session) < 0)
-		return -1;
+	if (it_cli_url(&w->url, w->conf.server, "/api/v1/events") < 0 ||
+	    it_buf_printf(&w->url, "?cursor=%s&timeout=0", last ? CURSOR_AHEAD : num) < 0)
+		return CHECK_RETRY;
 	prepare(w, w->url.data);
 	it_buf_reset(&w->body);
-	w->body.max = MAX_ERROR_ANSWER;
+	w->body.max = MAX_POLL_ANSWER;
 	curl_easy_setopt(w->h, CURLOPT_WRITEFUNCTION, on_body);
 	curl_easy_setopt(w->h, CURLOPT_TIMEOUT, 30L);
 	rc = curl_easy_perform(w->h);
 	curl_easy_getinfo(w->h, CURLINFO_RESPONSE_CODE, &w->status);
 	if (rc != CURLE_OK)
-		return -1;
+		return CHECK_RETRY;
+	switch (it_cli_auth_problem(w->status, w->body.data, w->body.len)) {
+	case IT_CLI_AUTH_TOKEN: return CHECK_TOKEN;
+	case IT_CLI_AUTH_SCOPE: return CHECK_SCOPE;
+	}
 	if (w->status == 404 || w->status == 400)
-		return 0;
+		return CHECK_GONE;
+	if (w->status >= 400 && w->status < 500 && w->status != 408 && w->status != 429)
+		return CHECK_REFUSED;
 	if (w->status != 200)
-		return -1;
-	ok = 1;
+		return CHECK_RETRY;
+	ok = CHECK_OK;
 	if (last) {
 		o = json_tokener_parse(w->body.data);
-		if (o && json_object_object_get_ex(o, "last_event_id", &v))
+		if (o && json_object_object_get_ex(o, "cursor", &v) && json_object_is_type(v, json_type_int))
 			*last = json_object_get_int64(v);
 		else
-			ok = -1;
+			ok = CHECK_RETRY;
 		json_object_put(o);
 	}
 	return ok;
@@ -425,8 +489,51 @@ static void explain_bad_session(struct watch *w)
 	char red[16], msg[600];
 
 	it_cli_problem_message(w->body.data, w->body.len, w->status, msg, sizeof(msg));
-	fprintf(stderr, PROG ": session %s is unknown or has expired (%s)\n",
+	fprintf(stderr, PROG ": %s %s is unknown or has expired (%s)\n", w->token ? "the session of token" : "session",
 		it_log_redact(w->conf.session, red, sizeof(red)), msg);
+}
+
+/* Says why the token no longer opens the session: revoked or expired (from
+ * the stream's session.revoked), or refused by a request (401). */
+static void explain_token(struct watch *w)
+{
+	char msg[600];
+
+	if (w->revoked[0]) {
+		fprintf(stderr, PROG ": the token %s was %s; ask the session's owner for a new pairing code\n",
+			w->cred_shown, strcmp(w->revoked, "expired") == 0 ? "expired" : "revoked");
+		return;
+	}
+	it_cli_problem_message(w->body.data, w->body.len, w->status, msg, sizeof(msg));
+	fprintf(stderr, PROG ": the token %s is unknown, expired or revoked; ask the session's owner for a new "
+			"pairing code (%s)\n",
+		w->cred_shown, msg);
+}
+
+static void explain_scope(struct watch *w)
+{
+	char msg[600];
+
+	it_cli_problem_message(w->body.data, w->body.len, w->status, msg, sizeof(msg));
+	fprintf(stderr, PROG ": the token %s may not read this session's events (an upload-only token?); "
+			"follow with a token of view or full access (%s)\n",
+		w->cred_shown, msg);
+}
+
+/* Explains a final answer of check_session and returns the exit code. */
+static int checked_exit(struct watch *w, int check)
+{
+	char why[700];
+
+	switch (check) {
+	case CHECK_GONE: explain_bad_session(w); return IT_EXIT_SESSION;
+	case CHECK_TOKEN: explain_token(w); return IT_EXIT_TOKEN;
+	case CHECK_SCOPE: explain_scope(w); return IT_EXIT_SCOPE;
+	default:
+		it_cli_problem_message(w->body.data, w->body.len, w->status, why, sizeof(why));
+		fprintf(stderr, PROG ": the server refused: %s\n", why);
+		return IT_EXIT_FAILED;
+	}
 }
 
 /* Classifies a finished request that was not a success. */
@@ -436,6 +543,8 @@ static enum ending failure(struct watch *w, CURLcode rc, char *why, size_t whyle
 		return E_STOPPED;
 	if (w->fatal)
 		return E_FATAL;
+	if (w->revoked[0])
+		return E_TOKEN;
 	if (w->done)
 		return E_DONE;
 	if (rc != CURLE_OK && !(rc == CURLE_WRITE_ERROR && w->streaming)) {
@@ -445,6 +554,10 @@ static enum ending failure(struct watch *w, CURLcode rc, char *why, size_t whyle
 	if (w->status == 404) {
 		explain_bad_session(w);
 		return E_BAD_SESSION;
+	}
+	switch (it_cli_auth_problem(w->status, w->body.data, w->body.len)) {
+	case IT_CLI_AUTH_TOKEN: return E_TOKEN;
+	case IT_CLI_AUTH_SCOPE: return E_SCOPE;
 	}
 	if (w->status >= 400 && w->status < 500 && w->status != 429 && w->status != 408) {
 		it_cli_problem_message(w->body.data, w->body.len, w->status, why, whylen);
@@ -476,6 +589,9 @@ static enum ending run_sse(struct watch *w, char *why, size_t whylen)
 	hdr = curl_slist_append(hdr, line);
 	hdr = curl_slist_append(hdr, "Accept: text/event-stream");
 	hdr = curl_slist_append(hdr, "Cache-Control: no-cache");
+	hdr = it_cli_bearer(hdr, w->conf.session);
+	if (hdr == NULL)
+		return E_FATAL;
 	curl_easy_setopt(w->h, CURLOPT_HTTPHEADER, hdr);
 	curl_easy_setopt(w->h, CURLOPT_WRITEFUNCTION, on_stream);
 	/* The server sends a comment every keepalive_interval; a stream silent for
@@ -523,8 +639,12 @@ static enum ending run_longpoll(struct watch *w, char *why, size_t whylen)
 			return E_RETRY;
 		}
 		n = json_object_array_length(events);
-		for (i = 0; i < n && !w->done && !w->fatal; i++)
+		for (i = 0; i < n && !w->done && !w->fatal && !w->revoked[0]; i++)
 			handle_event(w, json_object_array_get_idx(events, i), NULL);
+		if (w->revoked[0]) {
+			json_object_put(o);
+			return E_TOKEN;
+		}
 		if (!w->done && !w->fatal && json_object_object_get_ex(o, "cursor", &cur) &&
 		    json_object_is_type(cur, json_type_int) && json_object_get_int64(cur) > w->cursor) {
 			/* Every event up to the answer's cursor was handled (printed or
@@ -554,6 +674,7 @@ int main(int argc, char **argv)
 		{"poll-timeout", required_argument, NULL, 'P'}, {"idle-timeout", required_argument, NULL, 'I'},
 		{"retry-delay", required_argument, NULL, 'd'}, {"max-wait", required_argument, NULL, 'w'},
 		{"help", no_argument, NULL, 'h'},	       {"version", no_argument, NULL, 'V'},
+		{"token", required_argument, NULL, 'K'},      {"no-presence", no_argument, NULL, 'A'},
 		{NULL, 0, NULL, 0},
 	};
 	struct watch w;
@@ -576,7 +697,8 @@ int main(int argc, char **argv)
 	while ((c = getopt_long(argc, argv, "s:S:t:T:1qhV", longopts, NULL)) != -1) {
 		switch (c) {
 		case 's': free(w.conf.server); w.conf.server = strdup(optarg); break;
-		case 'S': free(w.conf.session); w.conf.session = strdup(optarg); break;
+		case 'S':
+		case 'K': free(w.conf.session); w.conf.session = strdup(optarg); break;
 		case 't':
 			if (strcmp(optarg, "sse") == 0)
 				w.transport = T_SSE;
@@ -597,6 +719,7 @@ int main(int argc, char **argv)
 			w.types[w.ntypes++] = optarg;
 			break;
 		case '1': w.once = 1; break;
+		case 'A': w.anonymous = 1; break;
 		case 'q': w.quiet = 1; break;
 		case 'P':
 			if (it_cli_parse_long(optarg, 1, 3600, &w.poll_timeout_s) < 0)
@@ -640,6 +763,22 @@ int main(int argc, char **argv)
 		exit_code = IT_EXIT_USAGE;
 		goto out;
 	}
+	switch (it_cli_cred_kind(w.conf.session)) {
+	case IT_CLI_CRED_TOKEN: w.token = 1; break;
+	case IT_CLI_CRED_SESSION: break;
+	default:
+		fprintf(stderr, PROG ": this is not a session id (22 to 64 letters, digits, '-' and '_') or a "
+				"token (itk. and 32 of them); copy it from the ImageTools page\n");
+		exit_code = IT_EXIT_SESSION;
+		goto out;
+	}
+	it_log_redact(w.conf.session, w.cred_shown, sizeof(w.cred_shown));
+	it_cli_random_name(w.client_id);
+	if ((w.auth = it_cli_bearer(NULL, w.conf.session)) == NULL) {
+		fprintf(stderr, PROG ": out of memory\n");
+		exit_code = IT_EXIT_FAILED;
+		goto out;
+	}
 	if (since && strcmp(since, "now") != 0) {
 		char *end;
 		errno = 0;
@@ -674,14 +813,13 @@ int main(int argc, char **argv)
 		long long last = 0;
 
 		rc = check_session(&w, want_now ? &last : NULL);
-		if (rc == 1) {
+		if (rc == CHECK_OK) {
 			if (last > w.cursor)
 				w.cursor = last;
 			break;
 		}
-		if (rc == 0) {
-			explain_bad_session(&w);
-			exit_code = IT_EXIT_SESSION;
+		if (rc != CHECK_RETRY) {
+			exit_code = checked_exit(&w, rc);
 			goto out;
 		}
 		v = it_cli_backoff_ms(attempt++, w.retry_delay_ms, w.max_wait_ms, it_cli_random());
@@ -715,6 +853,16 @@ int main(int argc, char **argv)
 			exit_code = IT_EXIT_FAILED;
 			break;
 		}
+		if (end == E_TOKEN) {
+			explain_token(&w);
+			exit_code = IT_EXIT_TOKEN;
+			break;
+		}
+		if (end == E_SCOPE) {
+			explain_scope(&w);
+			exit_code = IT_EXIT_SCOPE;
+			break;
+		}
 		if (w.delivered)
 			attempt = 0;
 		/* The server's retry: hint is the base delay when it gave one and
@@ -734,9 +882,8 @@ int main(int argc, char **argv)
 		/* A stream that ended may mean the session ended: ask, so that the
 		 * program stops with a clear message instead of retrying forever. */
 		rc = check_session(&w, NULL);
-		if (rc == 0) {
-			explain_bad_session(&w);
-			exit_code = IT_EXIT_SESSION;
+		if (rc != CHECK_OK && rc != CHECK_RETRY) {
+			exit_code = checked_exit(&w, rc);
 			break;
 		}
 	}
@@ -750,6 +897,7 @@ out:
 		curl_easy_cleanup(w.h);
 		curl_global_cleanup();
 	}
+	curl_slist_free_all(w.auth);
 	free(w.sse_data);
 	it_buf_free(&w.url);
 	it_buf_free(&w.body);

@@ -32,12 +32,27 @@ static int id_char(unsigned char c)
 	return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '_';
 }
 
+/* Whether s[0..i) ends with a credential's type prefix, "itk." (a scoped
+ * token) or "itp." (a pairing code), standing at the start of s or after a
+ * character that cannot be part of an id. redact_ids asks this of what it
+ * has already written, which holds the prefix as it came. */
+static int after_cred_prefix(const char *s, int i)
+{
+	if (i < 4 || s[i - 1] != '.' || s[i - 4] != 'i' || s[i - 3] != 't' || (s[i - 2] != 'k' && s[i - 2] != 'p'))
+		return 0;
+	return i == 4 || !id_char((unsigned char)s[i - 5]);
+}
+
 /* Shortens every run of exactly IT_LOG_SECRET_LEN URL-safe characters (the
- * shape of a session id) in s[0..n) to its first six and "...", in place,
- * and returns the new length. Callers redact the ids they log themselves;
- * this catches the ones that arrive inside text they pass on, such as a
- * database error's "Key (session_id)=(...)" detail. UUIDs (36 characters
- * with dashes) and SHA-256 digests (64) are left alone. */
+ * shape of a session id, and of the random part of a token after its "itk.")
+ * in s[0..n) to its first six and "...", in place, and returns the new
+ * length. A run of any length over nine after "itk." or "itp." is cut the
+ * same way: a pairing code's random part is 22 characters, and a token
+ * truncated or padded by a client is still most of a secret. (Nine, so that
+ * the text never grows: the compaction in place relies on it.) Callers redact
+ * the ids they log themselves; this catches the ones that arrive inside text
+ * they pass on, such as a database error's "Key (session_id)=(...)" detail.
+ * UUIDs (36 characters with dashes) and SHA-256 digests (64) are left alone. */
 static int redact_ids(char *s, int n)
 {
 	int in = 0, out = 0;
@@ -46,7 +61,7 @@ static int redact_ids(char *s, int n)
 		int run = 0;
 		while (in + run < n && id_char((unsigned char)s[in + run]))
 			run++;
-		if (run == IT_LOG_SECRET_LEN) {
+		if (run == IT_LOG_SECRET_LEN || (run > 9 && after_cred_prefix(s, out))) {
 			memmove(s + out, s + in, 6);
 			memcpy(s + out + 6, "...", 3);
 			out += 9;
@@ -115,6 +130,11 @@ const char *it_log_redact(const char *secret, char *out, unsigned outlen)
 		snprintf(out, outlen, "-");
 		return out;
 	}
-	snprintf(out, outlen, "%.6s...", secret);
+	/* A token or pairing code keeps its type prefix, so that a message
+	 * still says which kind of credential it was. */
+	if ((strncmp(secret, "itk.", 4) == 0 || strncmp(secret, "itp.", 4) == 0) && strlen(secret) > 10)
+		snprintf(out, outlen, "%.10s...", secret);
+	else
+		snprintf(out, outlen, "%.6s...", secret);
 	return out;
 }

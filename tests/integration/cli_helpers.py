@@ -56,15 +56,19 @@ def run(prog, *args, env=None, timeout=120, stdin=subprocess.DEVNULL, stderr=sub
 
 class Scripted(http.server.ThreadingHTTPServer):
     """A loopback HTTP server that answers POST /api/v1/images with the next canned answer
-    (status, headers, body) and records every request: time, headers, parsed multipart parts."""
+    (status, headers, body) and records every request: time, headers, parsed multipart parts.
+    Presence announcements (POST and DELETE /api/v1/presence) are recorded apart, in presence,
+    and answered presence_status: by default 404, as a server from before presence does."""
 
     daemon_threads = True
 
-    def __init__(self, answers, files=None):
+    def __init__(self, answers, files=None, presence_status=404):
         super().__init__(("127.0.0.1", 0), _ScriptedHandler)
         self.answers = list(answers)
         self.files = dict(files or {})  # path -> (content type, bytes) served on GET
         self.requests = []
+        self.presence = []
+        self.presence_status = presence_status
         self.lock = threading.Lock()
         self.thread = threading.Thread(target=self.serve_forever, daemon=True)
 
@@ -96,8 +100,29 @@ class _ScriptedHandler(http.server.BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(data or b"")
 
+    def _presence(self):
+        srv = self.server
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        with srv.lock:
+            srv.presence.append({"t": time.monotonic(), "method": self.command, "path": self.path,
+                                 "headers": dict(self.headers), "body": json.loads(body) if body else None})
+        out = b"" if srv.presence_status == 204 else json.dumps(
+            {"type": "urn:imagetools:problem:not-found", "title": "Not Found", "status": srv.presence_status,
+             "detail": "No such route."}).encode()
+        self.send_response(srv.presence_status)
+        if out:
+            self.send_header("Content-Type", "application/problem+json")
+            self.send_header("Content-Length", str(len(out)))
+        self.end_headers()
+        self.wfile.write(out)
+
+    def do_DELETE(self):
+        self._presence()
+
     def do_POST(self):
         srv = self.server
+        if self.path.split("?")[0].endswith("/api/v1/presence"):
+            return self._presence()
         length = int(self.headers.get("Content-Length") or 0)
         if self.headers.get("Expect", "").lower() == "100-continue":
             self.send_response_only(100)

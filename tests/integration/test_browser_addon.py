@@ -2,11 +2,13 @@
 headless Chromium, driven over the DevTools protocol: pairing from a link and from the options
 page, "Send image" and "Send screenshot" (the context-menu handlers, called in the service worker
 since a headless browser has no menus to click), against a scripted server that records exactly
-what was sent and against the real stack."""
+what was sent and against the real stack; pairing from a #pair= link exchanges the code for a token
+of the add-on's own, which it then uploads with (in the header) while announcing its presence."""
 
 import hashlib
 import json
 import os
+import re
 import struct
 import sys
 
@@ -20,6 +22,8 @@ if not os.access(CHROMIUM, os.X_OK):
 
 ADDON = os.path.join(SRCDIR, "examples", "browser-addon")
 SID = "S" * 32
+TOKEN = "itk." + "AddOn-_" * 4 + "xyzw"
+CODE = "itp." + "C0de_" * 4 + "ab"
 tap = Tap()
 cat = png_bytes(120, 80, seed=7)
 page = b"<!doctype html><title>cats</title><body style='background:#3a6'><img id=c src='/photos/cat.png'></body>"
@@ -127,6 +131,109 @@ try:
         tap.is_(img.get("sha256"), hashlib.sha256(cat).hexdigest(), "real server: the bytes stored are the image's")
         tap.is_(st.sql("SELECT count(*) FROM images WHERE session_id = :'p1' AND source = 'browser_addon'", sid),
                 "1", "real server: one image in the session")
+        # Pairing from a #pair= link: the code is exchanged for a token of the add-on's own.
+        pairing = st.request("POST", "/api/v1/pairings", body={"scope": "upload"},
+                             headers={"Authorization": "Bearer " + sid})
+        tap.is_(pairing.status, 201, "real server: the owner makes a pairing code")
+        link = (pairing.json() if pairing.status == 201 else {}).get("pair_url", "?")
+        tap.like(link, r"/#pair=itp\.", "real server: the pairing link carries the code in its fragment")
+        r = browser.evaluate(s, "imagetools.pair(%s)" % js(link))
+        tap.is_(((r or {}).get("ok"), (r or {}).get("scope")), (True, "upload"), "#pair= link: paired, scope upload")
+        tap.ok("token" not in (r or {}), "#pair= link: the token stays inside the add-on")
+        kept = browser.evaluate(s, "chrome.storage.local.get(['server', 'token'])") or {}
+        tap.like(kept.get("token", ""), r"^itk\.[A-Za-z0-9_-]{32}$", "#pair= link: a token in local storage")
+        tap.is_(kept.get("server"), st.url, "#pair= link: with the server from the link")
+        tap.is_(browser.evaluate(s, "chrome.storage.sync.get('session')"), {},
+                "#pair= link: the session id is no longer kept in synced storage")
+        tap.is_(st.sql("SELECT label || '|' || source || '|' || scope FROM devices WHERE session_id = :'p1'", sid),
+                "Browser add-on|browser_addon|upload", "#pair= link: the device is the Browser add-on")
+        mark = st.sql("SELECT max(seq) FROM events WHERE session_id = :'p1'", sid)
+        with Scripted([], files={"/photos/cat.png": ("image/png", cat)}) as srv:
+            r = browser.evaluate(s, "imagetools.sendImage(%s)" % js(srv.url + "/photos/cat.png"))
+        tap.is_((r or {}).get("ok"), True, "token: Send image stored it")
+        tap.is_(((r or {}).get("image") or {}).get("sha256"), hashlib.sha256(cat).hexdigest(),
+                "token: the bytes stored are the image's")
+        tap.is_(st.sql("SELECT count(*) FROM images WHERE session_id = :'p1' AND source = 'browser_addon'", sid),
+                "2", "token: the image is in the code's session")
+        # While it sent, the add-on was in the session's presence list, as itself, uploading.
+        joined = st.sql("SELECT concat_ws('|', payload->>'label', payload->>'source', payload->>'state', "
+                        "payload->>'client_id') FROM events WHERE session_id = :'p1' AND type = 'presence.joined' "
+                        "AND seq > %d ORDER BY seq" % int(mark), sid).splitlines()
+        tap.is_([j.rsplit("|", 1)[0] for j in joined], ["Browser add-on|browser_addon|uploading"],
+                "token: presence.joined for the add-on, uploading, while it sent")
+        cid = joined[0].rsplit("|", 1)[1] if joined else "?"
+        tap.is_(st.sql("SELECT count(*) FROM events WHERE session_id = :'p1' AND type = 'presence.left' "
+                       "AND payload->>'client_id' = :'p2' AND seq > %d" % int(mark), sid, cid), "1",
+                "token: and presence.left once it was done")
+        r = browser.evaluate(s, "imagetools.pair(%s)" % js(link))
+        tap.like((r or {}).get("message", ""), r"already used", "the same #pair= link again: refused as used")
+        tap.is_((r or {}).get("status"), 410, "with the server's 410")
+        # Revoked from the page: the next upload says so and stores nothing.
+        dev = st.sql("SELECT id FROM devices WHERE session_id = :'p1'", sid)
+        tap.is_(st.request("DELETE", "/api/v1/devices/" + dev, headers={"Authorization": "Bearer " + sid}).status,
+                204, "the owner revokes the add-on")
+        with Scripted([], files={"/photos/cat.png": ("image/png", cat)}) as srv:
+            r = browser.evaluate(s, "imagetools.sendImage(%s)" % js(srv.url + "/photos/cat.png"))
+        tap.is_((r or {}).get("status"), 401, "revoked: the upload is refused with 401")
+        tap.like((r or {}).get("message", ""), r"token is unknown, expired or revoked: pair again",
+                 "revoked: the message says to pair again")
+        tap.is_(st.sql("SELECT count(*) FROM images WHERE session_id = :'p1'", sid), "2", "revoked: nothing stored")
+
+        # A bare code pasted into the options page, with the server typed in: paired again.
+        pairing = st.request("POST", "/api/v1/pairings", body={"scope": "upload"},
+                             headers={"Authorization": "Bearer " + sid})
+        code = (pairing.json() if pairing.status == 201 else {}).get("code", "?")
+        opt = browser.send("Target.createTarget", {"url": "chrome-extension://%s/options.html" % ext_id})
+        ps = browser.attach(opt["targetId"])
+        wait_for(lambda: browser.evaluate(ps, "document.readyState === 'complete' && "
+                                             "!!document.getElementById('pairing')"), what="options page")
+        browser.evaluate(ps, "document.getElementById('server').value = %s; "
+                             "document.getElementById('pairing').value = %s; "
+                             "document.getElementById('status').textContent = ''; "
+                             "document.getElementById('form').requestSubmit(); true" % (js(st.url), js(code)))
+        status = wait_for(lambda: browser.evaluate(ps, "document.getElementById('status').textContent"),
+                          timeout=15, what="the options page's answer")
+        tap.is_(status, 'Paired as "Browser add-on" (upload).', "options page: a pasted code is exchanged")
+        shown = browser.evaluate(ps, "[document.getElementById('pairing').value, "
+                                     "document.getElementById('pairing').placeholder]") or ["?", "?"]
+        tap.ok(shown[0] == "" and re.match(r"^paired: token itk\.\S{6}\.\.\. \(upload\)$", shown[1]),
+               "options page: the field is emptied and shows only the token's prefix (%r)" % (shown,))
+        browser.send("Target.closeTarget", {"targetId": opt["targetId"]})
+        with Scripted([], files={"/photos/cat.png": ("image/png", cat)}) as srv:
+            r = browser.evaluate(s, "imagetools.sendImage(%s)" % js(srv.url + "/photos/cat.png"))
+        tap.is_((r or {}).get("ok"), True, "options page pairing: Send image stored it")
+        tap.is_(st.sql("SELECT count(*) FROM images i JOIN devices d ON d.session_id = i.session_id "
+                       "WHERE i.session_id = :'p1' AND d.revoked_at IS NULL", sid), "3",
+                "options page pairing: the third image, with a live device")
+
+    # Against a scripted server: the token goes in the header only, and the add-on is in the
+    # session's presence list while it sends.
+    paired = (201, {"Content-Type": "application/json"},
+              {"token": TOKEN, "device_id": "dev_" + "d" * 16, "scope": "upload", "label": "Browser add-on",
+               "source": "browser_addon", "expires_at": "2027-01-01T00:00:00.000Z"})
+    with Scripted([paired, OK], files={"/photos/cat.png": ("image/png", cat)}, presence_status=204) as srv:
+        r = browser.evaluate(s, "imagetools.pair(%s)" % js(srv.url + "/index.html#pair=" + CODE))
+        tap.is_((r or {}).get("ok"), True, "scripted: paired from a #pair= link")
+        req = srv.requests[0] if srv.requests else {"path": "", "headers": {}}
+        tap.is_(req["path"], "/api/v1/pair", "scripted: the code is posted to /api/v1/pair")
+        r = browser.evaluate(s, "imagetools.sendImage(%s)" % js(srv.url + "/photos/cat.png"))
+        tap.is_((r or {}).get("ok"), True, "scripted: sent with the token")
+        req = srv.requests[1] if len(srv.requests) > 1 else {"parts": {}, "path": "", "headers": {}}
+        tap.is_(req["headers"].get("Authorization"), "Bearer " + TOKEN, "scripted: the token in Authorization")
+        tap.ok("session_id" not in req["parts"] and "?" not in req["path"],
+               "scripted: no session_id field and nothing in the URL")
+        tap.ok(req["parts"].get("file", (None, b""))[1] == cat, "scripted: the image's exact bytes")
+        pres = srv.presence
+        tap.is_([(x["method"], (x["body"] or {}).get("state")) for x in pres], [("POST", "uploading"), ("DELETE", None)],
+                "scripted: a presence heartbeat while sending, and a leave after")
+        body = (pres[0]["body"] or {}) if pres else {}
+        tap.is_((body.get("label"), body.get("source")), ("Browser add-on", "browser_addon"),
+                "scripted: presence label and source")
+        tap.ok(pres and all(x["headers"].get("Authorization") == "Bearer " + TOKEN for x in pres) and
+               pres[0]["t"] < req["t"] and pres[-1]["t"] > req["t"], "scripted: around the upload, with the token")
+        # An older #s= link still pairs with the session id, as before, and replaces the token.
+        r = browser.evaluate(s, "imagetools.pair(%s)" % js(srv.url + "/#s=" + SID))
+        tap.is_(browser.evaluate(s, "chrome.storage.local.get('token')"), {}, "an #s= link afterwards drops the token")
 finally:
     browser.close()
 

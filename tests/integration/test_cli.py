@@ -5,9 +5,11 @@ in order on both transports, resuming from --state after a kill, --once, bad ses
 import hashlib
 import json
 import os
+import re
 import pty
 import shutil
 import signal
+import socket
 import subprocess
 import tempfile
 import time
@@ -18,6 +20,7 @@ from harness import Stack, Tap, free_port, wait_for
 tap = Tap()
 tmp = tempfile.mkdtemp(prefix="it-cli-")
 SID = "A" * 32
+TOKEN = "itk." + "T0k_-" * 6 + "XY"  # the form of a device token: itk. and 32 characters
 img1 = write(os.path.join(tmp, "one.png"), png_bytes(40, 30, seed=1))
 img2 = write(os.path.join(tmp, "two.png"), png_bytes(64, 48, seed=2))
 big = write(os.path.join(tmp, "big.png"), png_bytes(700, 600, seed=3, noisy=True))
@@ -55,6 +58,62 @@ with Scripted([OK]) as srv:
     tap.like(req["headers"].get("Content-Type", ""), r"^multipart/form-data; boundary=", "multipart/form-data")
     tap.like(r.stdout, r"big\.png: stored as 0b7e3c1a", "a line per stored file")
     tap.ok("\r" not in r.stderr, "no progress bar when stderr is not a terminal")
+
+# A token goes in the Authorization header only: not in the form, not in the URL. While it uploads,
+# the program is in the session's presence list (POST /presence, then DELETE at the end).
+with Scripted([OK, OK], presence_status=204) as srv:
+    r = run("imagetools-upload", "-s", srv.url, "--token", TOKEN, img1, img2)
+    tap.is_(r.returncode, 0, "--token: stored")
+    req = srv.requests[0] if srv.requests else {"parts": {}, "path": "", "headers": {}}
+    tap.is_(req["headers"].get("Authorization"), "Bearer " + TOKEN, "--token: sent as Authorization: Bearer")
+    tap.ok("session_id" not in req["parts"] and TOKEN not in req["path"],
+           "--token: neither a session_id field nor anything in the URL")
+    tap.is_(set(q["parts"].get("file", (None, None))[0] for q in srv.requests), {"one.png", "two.png"},
+            "--token: both files sent")
+    pres = srv.presence
+    tap.is_([(x["method"], (x["body"] or {}).get("state")) for x in pres], [("POST", "uploading"), ("DELETE", None)],
+            "presence: announced as uploading before the first file, left at the end")
+    first = (pres[0]["body"] or {}) if pres else {}
+    tap.is_((first.get("label"), first.get("source")), ("imagetools-upload", "cli"), "presence: label and source")
+    tap.like(first.get("client_id", ""), r"^[A-Za-z0-9_-]{16}$", "presence: a random client_id")
+    tap.ok(len(pres) == 2 and pres[1]["path"] == "/api/v1/presence?client_id=" + first.get("client_id", "?") and
+           pres[1]["headers"].get("Authorization") == "Bearer " + TOKEN,
+           "presence: the DELETE names the same client_id, with the credential in the header")
+    tap.ok(pres and srv.requests and pres[0]["t"] < srv.requests[0]["t"] and pres[-1]["t"] > srv.requests[-1]["t"],
+           "presence: around the uploads")
+    tap.ok(TOKEN not in r.stderr + r.stdout, "the token is never printed")
+# A long upload stays in the presence list: the entry is renewed every 20 s while the file is sent.
+slow = write(os.path.join(tmp, "slow.png"), png_bytes(270, 270, seed=9, noisy=True))
+with Scripted([OK], presence_status=204) as srv:
+    r = run("imagetools-upload", "-s", srv.url, "--token", TOKEN, "--limit-rate", "8000", slow)
+    posts = [x for x in srv.presence if x["method"] == "POST"]
+    tap.is_(r.returncode, 0, "a slow upload (%d bytes at 8 kB/s): stored" % os.path.getsize(slow))
+    tap.ok(len(posts) >= 2 and srv.requests and posts[-1]["t"] < srv.requests[0]["t"],
+           "presence: renewed while the file was still being sent (%d posts)" % len(posts))
+    tap.ok(len(set(x["body"]["client_id"] for x in posts)) == 1 and srv.presence[-1]["method"] == "DELETE",
+           "presence: one client_id throughout, and a DELETE at the end")
+# A server from before presence answers 404: asked once, then left alone; the upload goes on.
+with Scripted([OK, OK]) as srv:
+    r = run("imagetools-upload", "-s", srv.url, "-S", SID, img1, img2)
+    tap.is_((r.returncode, len(srv.requests), len(srv.presence)), (0, 2, 1),
+            "presence 404 (an older server): asked once, both files stored")
+    tap.is_(srv.requests[0]["parts"].get("session_id", (None, b""))[1] if srv.requests else None, SID.encode(),
+            "a session id still goes in the session_id field, as every server takes it")
+# Refusals of a token: 401 invalid-token (unknown, expired or revoked) and 403 insufficient-scope
+# stop the batch with exit codes of their own and a message saying what to do.
+for status, slug, code, pattern in [(401, "invalid-token", 6, r"token itk\.T0k_-T\.\.\. is unknown, expired or revoked"),
+                                    (403, "insufficient-scope", 7, r"token itk\.T0k_-T\.\.\. may not upload")]:
+    with Scripted([problem(status, slug, "The token is refused."), OK]) as srv:
+        r = run("imagetools-upload", "-s", srv.url, "--token", TOKEN, img1, img2)
+        tap.is_((r.returncode, len(srv.requests)), (code, 1), "%d %s: exit %d, the later file not sent"
+                % (status, slug, code))
+        tap.like(r.stderr, pattern, "%d %s: the message says what is wrong" % (status, slug))
+        tap.ok(TOKEN not in r.stderr, "%d %s: only the token's prefix is shown" % (status, slug))
+r = run("imagetools-upload", "-s", "http://127.0.0.1:9", "--token", "itk.short", img1)
+tap.is_(r.returncode, 3, "a token of the wrong form: exit 3 before anything is sent")
+r = run("imagetools-upload", "--pair", "http://127.0.0.1:9/#s=" + SID)
+tap.is_(r.returncode, 2, "--pair with a link that carries no pairing code: exit 2")
+tap.like(r.stderr, r"--pair takes a pairing code", "and the message says what --pair takes")
 
 # 429 is retried like 503; every other 4xx is final and explained.
 with Scripted([(429, {"Retry-After": "0"}, b""), OK]) as srv:
@@ -289,8 +348,10 @@ with Stack(tap, settings={"max_upload_bytes": "2M", "keepalive_interval": 2}) as
     for transport in ("sse", "longpoll"):
         ws = st.new_session()
         state = os.path.join(tmp, "state-" + transport)
+        # --no-presence: the follower's own presence events would take ids in the log these
+        # checks count on (presence is checked further down).
         args = ["-s", st.url, "-S", ws, "--transport", transport, "--state", state, "--retry-delay", "100",
-                "--poll-timeout", "5"]
+                "--poll-timeout", "5", "--no-presence"]
         f = Follower(*args)
         append_events(st, ws, 5)
         got = f.stored(5)
@@ -326,7 +387,7 @@ with Stack(tap, settings={"max_upload_bytes": "2M", "keepalive_interval": 2}) as
         # --type filters, --once exits on the first match.
         # --since 13: whenever the follower gets going, it starts after the events above.
         f = Follower("-s", st.url, "-S", ws, "-t", transport, "--since", "13", "--type", "image.uploaded",
-                     "--once")
+                     "--once", "--no-presence")
         append_events(st, ws, 2, "image.deleted")
         r = run("imagetools-upload", "-s", st.url, "-S", ws, "-q", img2)
         tap.is_(r.returncode, 0, "%s: uploaded while watching" % transport)
@@ -335,12 +396,15 @@ with Stack(tap, settings={"max_upload_bytes": "2M", "keepalive_interval": 2}) as
         lines = f.rest(0.1)
         tap.is_(len(lines), 1, "%s: exactly one line printed" % transport)
         ev = lines[0] if lines else {}
+        # The uploader's own presence events come before and after its image.uploaded.
+        want = int(st.sql("SELECT min(seq) FROM events WHERE session_id = :'p1' AND type = 'image.uploaded' "
+                          "AND seq > 15", ws) or 0)
         tap.is_((ev.get("id"), ev.get("type"), (ev.get("data") or {}).get("filename")),
-                (16, "image.uploaded", "two.png"), "%s: it is the upload, not the filtered events" % transport)
+                (want, "image.uploaded", "two.png"), "%s: it is the upload, not the filtered events" % transport)
 
         # The session ending stops the follower with a clear message and exit 3.
         f = Follower("-s", st.url, "-S", ws, "-t", transport, "--since", "now", "--retry-delay", "100",
-                     "--poll-timeout", "2")
+                     "--poll-timeout", "2", "--no-presence")
         time.sleep(1.0)
         tap.is_(st.request("DELETE", "/api/v1/sessions/" + ws).status, 204, "%s: session deleted" % transport)
         code = f.wait(30)
@@ -355,7 +419,7 @@ with Stack(tap, settings={"max_upload_bytes": "2M", "keepalive_interval": 2}) as
         ks = st.new_session()
         append_events(st, ks, 2000)
         kstate = os.path.join(tmp, "state-kill-" + transport)
-        args = ["-s", st.url, "-S", ks, "-t", transport, "--state", kstate, "--retry-delay", "100"]
+        args = ["-s", st.url, "-S", ks, "-t", transport, "--state", kstate, "--retry-delay", "100", "--no-presence"]
         f = Follower(*args)
         first = f.stored(300)
         f.proc.kill()
@@ -376,7 +440,7 @@ with Stack(tap, settings={"max_upload_bytes": "2M", "keepalive_interval": 2}) as
     # the follower has read the session's last id, so the event appended then is the first new one.
     ns = st.new_session()
     append_events(st, ns, 3)
-    f = Follower("-s", st.url, "-S", ns, "--since", "now")
+    f = Follower("-s", st.url, "-S", ns, "--since", "now", "--no-presence")
     first = f.events(1)
     tap.is_([e.get("type") for e in first], ["connection.status"], "--since now: connected")
     append_events(st, ns, 1)
@@ -392,7 +456,7 @@ with Stack(tap, settings={"max_upload_bytes": "2M", "keepalive_interval": 2}) as
         rstate = os.path.join(tmp, "state-resync-" + transport)
         write(rstate, json.dumps({"session_id": rs, "last_event_id": 50}).encode())
         f = Follower("-s", st.url, "-S", rs, "-t", transport, "--state", rstate, "--retry-delay", "100",
-                     "--poll-timeout", "2")
+                     "--poll-timeout", "2", "--no-presence")
         seen = []
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline and not any(e.get("type") == "session.resync" for e in seen):
@@ -418,6 +482,151 @@ with Stack(tap, settings={"max_upload_bytes": "2M", "keepalive_interval": 2}) as
     tap.like(r.stderr, r"cannot write the state file", "watch: and named")
     tap.is_(run("imagetools-watch", "-s", st.url, "-S", sid, "-t", "ws").returncode, 2,
             "watch: unknown transport: exit 2")
+
+    # -- devices: pair with a code, upload and watch with tokens, a revoked token, a token's scope.
+    def auth(cred):
+        return {"Authorization": "Bearer " + cred}
+
+    def mint_code(owner, scope):
+        r = st.request("POST", "/api/v1/pairings", body=json.dumps({"scope": scope}).encode(),
+                       headers=dict(auth(owner), **{"Content-Type": "application/json"}))
+        tap.is_(r.status, 201, "the owner makes a %s pairing code" % scope)
+        return r.json() if r.status == 201 else {}
+
+    def mint_token(owner, scope, label):
+        r = st.request("POST", "/api/v1/tokens", body=json.dumps({"scope": scope, "label": label}).encode(),
+                       headers=dict(auth(owner), **{"Content-Type": "application/json"}))
+        return r.json() if r.status == 201 else {}
+
+    ds = st.new_session()
+    home = os.path.join(tmp, "pairhome")
+    conf = os.path.join(home, "imagetools", "cli.conf")
+    os.makedirs(os.path.dirname(conf))
+    write(conf, b"# mine\nsource = cli\nsession = " + ("Z" * 32).encode() + b"\n")
+    os.chmod(conf, 0o644)
+    pairing = mint_code(ds, "upload")
+    r = run("imagetools-upload", "--pair", pairing.get("pair_url", "?"), env={"XDG_CONFIG_HOME": home})
+    tap.is_(r.returncode, 0, "--pair with the page's pairing link: exit 0")
+    tap.like(r.stderr, r"paired as dev_[A-Za-z0-9_-]{16} .*scope upload", "it says which device it became")
+    saved = open(conf).read()
+    token = (re.search(r'^token = "(itk\.[A-Za-z0-9_-]{32})"$', saved, re.M) or [None, ""])[1]
+    tap.ok(token, "the token is kept in the config file")
+    tap.ok(token and token not in r.stderr + r.stdout, "and never printed")
+    tap.like(saved, r'(?m)^server = "%s"$' % re.escape(st.url), "with the server from the link")
+    tap.ok("# mine" in saved and "source = cli" in saved and "session =" not in saved,
+           "the user's other lines stay; the old session line goes")
+    tap.is_(oct(os.stat(conf).st_mode & 0o777), "0o600", "the config file is private (0600) once it holds a token")
+    dev = st.sql("SELECT label || '|' || source || '|' || scope FROM devices WHERE session_id = :'p1'", ds)
+    tap.is_(dev, "imagetools-upload on %s|cli|upload" % socket.gethostname()[:43],
+            "the device is labelled after the program and the host, source cli")
+    r = run("imagetools-upload", "--pair", pairing.get("pair_url", "?"), env={"XDG_CONFIG_HOME": home})
+    tap.is_(r.returncode, 6, "the same pairing code again: exit 6")
+    tap.like(r.stderr, r"already used", "and the message says it was used")
+    r = run("imagetools-upload", "-s", st.url, "--pair", "itp." + "x" * 22, env={"XDG_CONFIG_HOME": home})
+    tap.is_(r.returncode, 6, "an unknown pairing code (bare, with --server): exit 6")
+    # A credential in the environment would win over the saved token: the pairing says so.
+    home2 = os.path.join(tmp, "pairhome2")
+    r = run("imagetools-upload", "--pair", mint_code(ds, "upload").get("pair_url", "?"),
+            env={"XDG_CONFIG_HOME": home2, "IMAGETOOLS_SESSION": ds})
+    tap.is_(r.returncode, 0, "--pair with IMAGETOOLS_SESSION set: paired")
+    tap.like(r.stderr, r"note: IMAGETOOLS_SESSION is set, and later runs use it",
+             "and it says the environment's credential wins later")
+    tap.ok(os.path.exists(os.path.join(home2, "imagetools", "cli.conf")), "the config directory was created")
+    tap.is_(oct(os.stat(os.path.join(home2, "imagetools")).st_mode & 0o777), "0o700",
+            "the new config directory is private (0700)")
+
+    # The paired token uploads: the bytes stored are the bytes sent.
+    r = run("imagetools-upload", "--json", img2, env={"XDG_CONFIG_HOME": home})
+    tap.is_(r.returncode, 0, "upload with the paired token from the config file: exit 0")
+    img = ((json.loads(r.stdout.splitlines()[0]) if r.stdout.strip() else {}).get("images") or [{}])[0]
+    want = hashlib.sha256(open(img2, "rb").read()).hexdigest()
+    status, body = download(st, img.get("file_url", "/"))
+    tap.ok(img.get("sha256") == want and status == 200 and hashlib.sha256(body).hexdigest() == want,
+           "token upload: the bytes stored are the bytes sent")
+    tap.is_(st.sql("SELECT count(*) FROM images WHERE session_id = :'p1' AND source = 'cli'", ds), "1",
+            "token upload: stored in the code's session")
+    r = run("imagetools-upload", "--resume", "--state-dir", os.path.join(tmp, "tus-token"), "--json", img1,
+            env={"XDG_CONFIG_HOME": home})
+    tap.is_(r.returncode, 0, "token upload over tus (--resume): exit 0")
+    tap.is_(st.sql("SELECT count(*) FROM images WHERE session_id = :'p1'", ds), "2", "token upload over tus: stored")
+
+    # While it uploads, imagetools-upload is in the session's presence list, under its device's
+    # label, and leaves when it ends.
+    def presence(owner):
+        r = st.request("GET", "/api/v1/presence", headers=auth(owner))
+        return r.json().get("presence", []) if r.status == 200 else []
+
+    me = "imagetools-upload on %s" % socket.gethostname()[:43]
+    p = subprocess.Popen([os.path.join(os.environ.get("IT_BUILDDIR", "."), "imagetools-upload"), "-q",
+                          "--limit-rate", "100000", big], env=dict(os.environ, XDG_CONFIG_HOME=home),
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        seen = wait_for(lambda: [e for e in presence(ds) if e.get("label") == me], timeout=20,
+                        what="the uploader in presence")
+    except TimeoutError:
+        seen = []
+    entry = seen[0] if seen else {}
+    tap.is_((entry.get("state"), entry.get("source"), entry.get("transport")), ("uploading", "cli", "http"),
+            "presence: imagetools-upload is listed as uploading while it sends, under its device's label")
+    tap.is_(p.wait(timeout=60), 0, "the slow upload is stored")
+    left = [e for e in presence(ds) if e.get("label") == me]
+    tap.is_(left, [], "presence: it leaves when it ends")
+    tap.ok(st.sql("SELECT count(*) FROM events WHERE session_id = :'p1' AND type = 'presence.left' "
+                  "AND payload->>'client_id' = :'p2'", ds, entry.get("client_id", "?")) == "1",
+           "presence: one presence.left for it")
+
+    # An upload-only token cannot follow the session: exit 7 with a message, on both transports.
+    for transport in ("sse", "longpoll"):
+        r = run("imagetools-watch", "-s", st.url, "--token", token, "-t", transport, timeout=30)
+        tap.is_(r.returncode, 7, "%s: watch with an upload token: exit 7" % transport)
+        tap.like(r.stderr, r"may not read this session's events.*view or full", "%s: the message says why" % transport)
+        tap.ok(token not in r.stderr, "%s: the token is not printed" % transport)
+
+    # A view token follows; revoking it ends the follower at once with exit 6.
+    for transport in ("sse", "longpoll"):
+        view = mint_token(ds, "view", "watcher " + transport)
+        before = st.sql("SELECT coalesce(max(seq), 0) FROM events WHERE session_id = :'p1'", ds)
+        # --type: a token's device announces itself, and its presence events are in the log too.
+        f = Follower("-s", st.url, "-t", transport, "--since", "now", "--retry-delay", "100", "--poll-timeout", "20",
+                     "--type", "image.deleted", env={"IMAGETOOLS_TOKEN": view.get("token", "?")})
+        append_events(st, ds, 2)
+        got = f.stored(2)
+        want = st.sql("SELECT string_agg(seq::text, ',' ORDER BY seq) FROM events WHERE session_id = :'p1' "
+                      "AND type = 'image.deleted' AND seq > %d" % int(before), ds)
+        tap.is_(",".join(str(e.get("id")) for e in got), want,
+                "%s: watch with a view token prints the new events" % transport)
+        listed = [e for e in presence(ds) if e.get("label") == "watcher " + transport]
+        tap.is_([e.get("transport") for e in listed], [transport],
+                "%s: the follower is in presence, under its device's label" % transport)
+        r = st.request("DELETE", "/api/v1/devices/" + view.get("device_id", "?"), headers=auth(ds))
+        tap.is_(r.status, 204, "%s: the owner revokes the watcher's token" % transport)
+        code = f.wait(15)
+        tap.is_(code, 6, "%s: the revoked follower stops with exit 6" % transport)
+        tap.like("".join(f.stderr), r"token itk\.\S{6}\.\.\. (was revoked|is unknown, expired or revoked)",
+                 "%s: and says its token was revoked" % transport)
+        f.stop()
+        r = run("imagetools-watch", "-s", st.url, "--token", view.get("token", "?"), "-t", transport, timeout=30)
+        tap.is_(r.returncode, 6, "%s: a revoked token from the start: exit 6" % transport)
+    # A follower with the session id announces itself by name; it leaves soon after it stops.
+    f = Follower("-s", st.url, "-S", ds, "--since", "now")
+    try:
+        mine = wait_for(lambda: [e for e in presence(ds) if e.get("label") == "imagetools-watch"], timeout=20,
+                        what="the follower in presence")
+    except TimeoutError:
+        mine = []
+    tap.is_([(e.get("source"), e.get("transport")) for e in mine], [("cli", "sse")],
+            "presence: imagetools-watch with the session id is listed as itself (source cli, sse)")
+    tap.like((mine or [{}])[0].get("client_id", ""), r"^[A-Za-z0-9_-]{16}$", "presence: with its random client_id")
+    tap.is_(f.stop(), 0, "the follower stops")
+    try:
+        wait_for(lambda: not [e for e in presence(ds) if e.get("label") == "imagetools-watch"], timeout=30,
+                 what="the follower leaving presence")
+        tap.ok(True, "presence: the stopped follower leaves")
+    except TimeoutError:
+        tap.ok(False, "presence: the stopped follower leaves")
+    tap.ok(not any(token in open(os.path.join(st.dir, n), errors="replace").read()
+                   for n in os.listdir(st.dir) if n.endswith(".log")),
+           "no log of the stack holds the paired token")
     r = run("imagetools-watch", "--help")
     tap.ok(r.returncode == 0 and "--transport" in r.stdout, "watch --help")
 

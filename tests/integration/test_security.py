@@ -11,7 +11,7 @@ import threading
 import time
 
 from harness import Stack, Tap, wait_for
-from uploads_util import png_bytes, read_to_end
+from uploads_util import multipart, png_bytes, read_to_end
 from worker_util import _multipart, jpeg_bytes, put_image, start_operation, wait_operation
 from wsclient import HandshakeError, WsClient
 
@@ -503,6 +503,120 @@ with Stack(tap, bridge=True, worker=True, settings={"allowed_origins": "https://
     tap.ok(m2.get("imagetools_origin_refused_total", 0) >= m0.get("imagetools_origin_refused_total", 0) + 1,
            "the bridge's Origin refusals are counted")
 
+
+# ---------------------------------------------------------------- credentials out of /metrics and web server logs
+def credential_traffic(st, sid):
+    """Uses a session id and tokens the ways clients do (Bearer uploads, SSE and long-poll, WebSocket
+    with the credential in its subprotocol, refused and revoked tokens) and returns every secret."""
+    def mint(scope):
+        r = st.request("POST", "/api/v1/tokens", body={"scope": scope, "label": "audit " + scope},
+                       headers={"Authorization": "Bearer " + sid})
+        return r.json() if r.status == 201 else {"token": "itk.unminted", "device_id": "?"}
+    up, view = mint("upload"), mint("view")
+    code = st.request("POST", "/api/v1/pairings", body={"scope": "upload"},
+                      headers={"Authorization": "Bearer " + sid}).json().get("code", "itp.none")
+    ct, body = multipart([], [("file", 'filename="a.jpg"', jpeg_bytes(32, 24))])
+    st.request("POST", "/api/v1/images", body=body, headers={"Content-Type": ct, "Authorization": "Bearer " + up["token"]})
+    st.request("GET", "/api/v1/events?cursor=0&timeout=0", headers={"Authorization": "Bearer " + view["token"]})
+    st.request("GET", "/api/v1/events?cursor=0&timeout=0", headers={"Authorization": "Bearer " + up["token"]})
+    forged = "itk." + "F" * 32
+    st.request("GET", "/api/v1/events?cursor=0&timeout=0", headers={"Authorization": "Bearer " + forged})
+    st.request("POST", "/api/v1/pair", body={"code": code})
+    st.request("POST", "/api/v1/pair", body={"code": code})
+    ws = WsClient.connect("127.0.0.1", st.port, "/api/v1/ws?client_id=audit",
+                          headers={"Sec-WebSocket-Protocol": "imagetools.v1, imagetools.bearer." + view["token"]})
+    try:
+        ws.recv_events(1, timeout=10)
+    except Exception:
+        pass
+    st.request("DELETE", "/api/v1/devices/" + view["device_id"], headers={"Authorization": "Bearer " + sid})
+    try:
+        ws.recv_events(1, timeout=5)
+    except Exception:
+        pass
+    ws.close()
+    return [sid, up["token"], view["token"], forged, code]
+
+
+with Stack(tap, bridge=True, worker=True) as st:
+    sid = st.new_session()
+    secrets = credential_traffic(st, sid)
+    # Every process flushes its counters at least every 5 s: wait for the bridge's WebSocket.
+    wait_for(lambda: all('imagetools_processes{program="%s"}' % p in metrics(st)
+                         for p in ("imagetools-wsbridge", "imagetools-worker")), timeout=20, interval=0.5,
+             what="the bridge and the worker in /metrics")
+    text = st.request("GET", "/api/v1/metrics").body.decode(errors="replace")
+    tap.ok(text.count("\n") > 50, "/metrics answers with the counters of every process")
+    tap.ok(not any(x in text for x in secrets), "/metrics carries no session id, token or pairing code")
+    tap.ok(not any(x[4:10] in text or x[:6] in text for x in secrets),
+           "nor a prefix of one: no label is made from a credential")
+    values = re.findall(r'="([^"]*)"', text)
+    tap.ok(values and not [v for v in values if re.search(r"it[kp]\.|^[A-Za-z0-9_-]{22,}$", v)],
+           "no label value has a credential's shape (%d values)" % len(values))
+    logs = "".join(open(os.path.join(st.dir, n), errors="replace").read() for n in os.listdir(st.dir)
+                   if n.endswith(".log"))
+    tap.ok(not any(x in logs for x in secrets), "no log of the stack holds a whole session id, token or code")
+
+# With the bridge down, the web server logs the URL it could not pass on. /api/v1/ws carries no
+# credential (it travels in Sec-WebSocket-Protocol), so none reaches lighttpd's or Apache's logs.
+from apache import ApacheStack, prerequisites  # noqa: E402
+
+
+def ws_while_bridge_down(st, sid, token, logfile, marker):
+    """Opens /api/v1/ws the way the page and the add-on do, with each credential, until the web
+    server has logged the refusal; returns the statuses the client saw."""
+    seen = []
+    for cred, cid in ((sid, "audit-session"), (token, "audit-token")):
+        def logged():
+            try:
+                WsClient.connect("127.0.0.1", st.port, "/api/v1/ws?client_id=" + cid, origin=st.url,
+                                 headers={"Sec-WebSocket-Protocol": "imagetools.v1, imagetools.bearer." + cred})
+            except HandshakeError as e:
+                seen.append(e.status)
+            text = open(logfile, errors="replace").read() if os.path.exists(logfile) else ""
+            return marker(text, cid)
+        wait_for(logged, timeout=30, interval=0.5, what="the web server's log of the bridge being down")
+    return seen
+
+
+with Stack(tap, bridge=True) as st:
+    sid = st.new_session()
+    token = st.request("POST", "/api/v1/tokens", body={"scope": "view", "label": "tab"},
+                       headers={"Authorization": "Bearer " + sid}).json().get("token", "itk.none")
+    st.bridge.terminate()
+    st.bridge.wait(timeout=10)
+    seen = ws_while_bridge_down(st, sid, token, st.errorlog, lambda text, cid: "/api/v1/ws?client_id=" + cid in text)
+    tap.ok(seen and all(x == 503 for x in seen), "lighttpd: /api/v1/ws with the bridge down answers 503")
+    text = open(st.errorlog, errors="replace").read()
+    tap.like(text, r"/api/v1/ws\?client_id=audit-token", "lighttpd logs the URL of the refused WebSocket")
+    tap.ok(sid not in text and token not in text and sid[:6] not in text,
+           "lighttpd's error log holds neither the session id nor the token, nor a prefix of them")
+
+why = prerequisites("apache")
+if why:
+    tap.skip("Apache: credentials out of the error log with the bridge down", why)
+else:
+    with ApacheStack(tap, mode="fcgi", bridge=True) as st:
+        sid = st.new_session()
+        token = st.request("POST", "/api/v1/tokens", body={"scope": "view", "label": "tab"},
+                           headers={"Authorization": "Bearer " + sid}).json().get("token", "itk.none")
+        st.bridge.terminate()
+        st.bridge.wait(timeout=10)
+        errlog = os.path.join(st.dir, "imagetools-error.log")
+        before = [0]
+
+        def refused(text, cid):
+            n = text.count("AH01114")
+            if n > before[0]:
+                before[0] = n
+                return True
+            return False
+        seen = ws_while_bridge_down(st, sid, token, errlog, refused)
+        tap.ok(seen and all(x == 503 for x in seen), "Apache: /api/v1/ws with the bridge down answers 503")
+        tap.ok(before[0] >= 2, "Apache's error log has the proxy's refusals (%d)" % before[0])
+        text = "".join(open(os.path.join(st.dir, n), errors="replace").read() for n in os.listdir(st.dir)
+                       if n.endswith(".log"))
+        tap.ok(sid not in text and token not in text, "Apache's logs hold neither the session id nor the token")
 
 # ---------------------------------------------------------------- server_names: the Host allow-list
 NAMES = "127.0.0.1 [::1] app.example:8080 tls.example:443"

@@ -1,6 +1,7 @@
 """test_tus_cli.py: imagetools-upload --resume (libcurl tus client): killed with SIGKILL in the middle of an
 upload, run again, it goes on from the server's offset with the URL it kept, and the file becomes one
-byte-identical image; a refused file leaves no state behind."""
+byte-identical image; a refused file leaves no state behind; an upload token revoked while its upload
+is interrupted ends the next run with exit 6, nothing stored and no state left."""
 
 import hashlib
 import json
@@ -61,6 +62,32 @@ with Stack(tap, settings={"max_upload_bytes": "64M", "thumbnail_size": "64"}) as
     tap.is_(r.returncode, 1, "a non-image: exit 1")
     tap.ok("not" in r.stderr and "image" in r.stderr, "a non-image: the server's reason is shown")
     tap.is_(os.listdir(state), [], "a refused file leaves no state behind")
+
+    # An upload token revoked between a kill and the next run: refused (exit 6), nothing stored.
+    S2 = st.new_session()
+    r = st.request("POST", "/api/v1/tokens", body={"scope": "upload", "label": "laptop"},
+                   headers={"Authorization": "Bearer " + S2})
+    dev = r.json() if r.status == 201 else {}
+    targs = [cli, "--resume", "--state-dir", state, "-s", st.url]
+    env = dict(os.environ, IMAGETOOLS_TOKEN=dev.get("token", "?"), XDG_CONFIG_HOME="/nonexistent-config")
+    env.pop("IMAGETOOLS_SESSION", None)
+
+    def offset2():
+        v = st.sql("SELECT max(\"offset\") FROM tus_uploads WHERE session_id = :'p1'", S2)
+        return int(v) if v else -1
+    p = subprocess.Popen(targs + ["--limit-rate", "4000000", path], env=env, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE)
+    wait_for(lambda: offset2() >= 8 * 1024 * 1024, timeout=60, what="8 MiB committed with the token")
+    p.send_signal(signal.SIGKILL)
+    p.wait()
+    tap.is_(len(os.listdir(state)), 1, "token upload killed: its URL is kept")
+    tap.is_(st.request("DELETE", "/api/v1/devices/" + dev.get("device_id", "?"),
+                       headers={"Authorization": "Bearer " + S2}).status, 204, "the owner revokes the token")
+    r = subprocess.run(targs + [path], env=env, capture_output=True, text=True, timeout=120)
+    tap.is_(r.returncode, 6, "run again with the revoked token: exit 6")
+    tap.like(r.stderr, r"token itk\.\S{6}\.\.\. is unknown, expired or revoked", "and the message says so")
+    tap.is_(st.sql("SELECT count(*) FROM images WHERE session_id = :'p1'", S2), "0", "nothing was stored")
+    tap.is_(os.listdir(state), [], "and no state is left for an upload that cannot resume")
 
 shutil.rmtree(work, ignore_errors=True)
 tap.done()

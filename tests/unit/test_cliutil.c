@@ -1,10 +1,11 @@
-/* test_cliutil.c: unit tests for cli/cliutil (settings, URLs, Retry-After, backoff, problem messages). */
+/* test_cliutil.c: unit tests for cli/cliutil (settings, credentials, URLs, Retry-After, backoff, problem messages). */
 #include "config.h"
 
 #include "cli/cliutil.h"
 #include "tap.h"
 
 #include <stdlib.h>
+#include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -78,6 +79,58 @@ int main(void)
 	is_str(c.session, "fromflag", "the command line wins over the environment");
 	it_cli_conf_free(&c);
 	unsetenv("IMAGETOOLS_SESSION");
+
+	/* Tokens: the file's token wins over its session id (what --pair saved is
+	 * the newer credential); IMAGETOOLS_TOKEN over IMAGETOOLS_SESSION; a
+	 * credential given on the command line over every token. */
+	write_file(conf, "server = http://file:1\nsession = fromfile\ntoken = itk.fromfile\n");
+	is_int(it_cli_conf_resolve(&c, err, sizeof(err)), 0, "resolve with a token in the file");
+	is_str(c.session, "itk.fromfile", "the file's token wins over its session");
+	ok(c.token == NULL, "and nothing is left in the token slot");
+	it_cli_conf_free(&c);
+	setenv("IMAGETOOLS_SESSION", "fromenv", 1);
+	it_cli_conf_resolve(&c, err, sizeof(err));
+	is_str(c.session, "fromenv", "the environment's session wins over the file's token");
+	it_cli_conf_free(&c);
+	setenv("IMAGETOOLS_TOKEN", "itk.fromenv", 1);
+	it_cli_conf_resolve(&c, err, sizeof(err));
+	is_str(c.session, "itk.fromenv", "IMAGETOOLS_TOKEN wins over IMAGETOOLS_SESSION");
+	it_cli_conf_free(&c);
+	c.session = strdup("fromflag");
+	it_cli_conf_resolve(&c, err, sizeof(err));
+	is_str(c.session, "fromflag", "the command line wins over IMAGETOOLS_TOKEN");
+	it_cli_conf_free(&c);
+	unsetenv("IMAGETOOLS_SESSION");
+	unsetenv("IMAGETOOLS_TOKEN");
+
+	/* The forms of credentials and codes. */
+	is_int(it_cli_cred_kind("AbCdEf0123456789_-ghijklmnopqrst"), IT_CLI_CRED_SESSION, "a session id");
+	is_int(it_cli_cred_kind("AbCdEf0123456789_-ghij"), IT_CLI_CRED_SESSION, "22 characters: a session id");
+	is_int(it_cli_cred_kind("AbCdEf0123456789_-ghi"), IT_CLI_CRED_MALFORMED, "21: too short");
+	is_int(it_cli_cred_kind("itk.AbCdEf0123456789_-ghijklmnopqrst"), IT_CLI_CRED_TOKEN, "a token");
+	is_int(it_cli_cred_kind("itk.AbCdEf0123456789_-ghijklmnopqrs"), IT_CLI_CRED_MALFORMED, "a token cut short");
+	is_int(it_cli_cred_kind("itk.AbCdEf0123456789_-ghijklmnopqrstu"), IT_CLI_CRED_MALFORMED, "one too long");
+	is_int(it_cli_cred_kind("itk.AbCdEf0123456789_-ghijklmnopq st"), IT_CLI_CRED_MALFORMED, "a space");
+	is_int(it_cli_cred_kind(""), IT_CLI_CRED_MALFORMED, "empty");
+	ok(it_cli_pairing_code_valid("itp.Pq9rS8tUvWxYz012345ABC"), "a pairing code");
+	ok(!it_cli_pairing_code_valid("itp.Pq9rS8tUvWxYz012345AB"), "a pairing code cut short");
+	ok(!it_cli_pairing_code_valid("itk.Pq9rS8tUvWxYz012345ABC"), "a code with a token's prefix");
+
+	/* What a refusal says about the credential. */
+	{
+		const char *tok = "{\"type\":\"urn:imagetools:problem:invalid-token\"}";
+		const char *scope = "{\"type\":\"urn:imagetools:problem:insufficient-scope\"}";
+		const char *used = "{\"type\":\"urn:imagetools:problem:pairing-code-used\"}";
+		const char *req = "{\"type\":\"urn:imagetools:problem:credential-required\"}";
+
+		is_int(it_cli_auth_problem(401, tok, strlen(tok)), IT_CLI_AUTH_TOKEN, "401 invalid-token");
+		is_int(it_cli_auth_problem(403, scope, strlen(scope)), IT_CLI_AUTH_SCOPE, "403 insufficient-scope");
+		is_int(it_cli_auth_problem(410, used, strlen(used)), IT_CLI_AUTH_TOKEN, "410 pairing-code-used");
+		is_int(it_cli_auth_problem(401, req, strlen(req)), IT_CLI_AUTH_OTHER, "401 credential-required: other");
+		is_int(it_cli_auth_problem(403, tok, strlen(tok)), IT_CLI_AUTH_OTHER, "a slug with the wrong status");
+		is_int(it_cli_auth_problem(401, "<html>", 6), IT_CLI_AUTH_OTHER, "a proxy's 401 page");
+		is_int(it_cli_auth_problem(401, NULL, 0), IT_CLI_AUTH_OTHER, "no body");
+	}
 
 	/* URLs. */
 	it_buf_init(&b, 1024);

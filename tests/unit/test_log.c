@@ -1,4 +1,4 @@
-/* test_log.c: unit tests for common/log: record format and the redaction of session ids. */
+/* test_log.c: unit tests for common/log: record format and the redaction of session ids, tokens and pairing codes. */
 #include "config.h"
 
 #include "common/log.h"
@@ -53,6 +53,25 @@ int main(void)
 	out = capture("line%s", "\nforged 2026-01-01 record");
 	ok(strchr(out, '\n') == out + strlen(out) - 1, "a newline from input cannot start a forged record");
 
+	/* Scoped tokens ("itk." and 32 characters) and pairing codes ("itp." and
+	 * 22) keep their type prefix and six characters, wherever they stand. */
+	out = capture("auth failed for %s", "itk.Zq3xY7-_abcdefghijklmnopqrstuvwx");
+	ok(strstr(out, "Zq3xY7-_abcdefghijklmnopqrstuvwx") == NULL && strstr(out, "for itk.Zq3xY7...\n"),
+	   "a token is cut to itk. and six characters");
+	out = capture("GET /api/v1/events?session_id=%s&cursor=3", "itk.Zq3xY7-_abcdefghijklmnopqrstuvwx");
+	ok(strstr(out, "session_id=itk.Zq3xY7...&cursor=3") != NULL, "a token inside a query string is cut");
+	out = capture("pairing code %s used", "itp.Pq9rS8tUvWxYz012345ABC");
+	ok(strstr(out, "Pq9rS8tUvWxYz012345ABC") == NULL && strstr(out, "code itp.Pq9rS8... used"),
+	   "a pairing code (22 characters, not a 32-run) is cut too");
+	out = capture("bearer %s", "itk.Zq3xY7-_abcdefghij");
+	ok(strstr(out, "bearer itk.Zq3xY7...\n") != NULL, "a truncated token is cut as well");
+	out = capture("bearer %s", "itk.Zq3xY7-_abcdefghijklmnopqrstuvwxyz0123");
+	ok(strstr(out, "bearer itk.Zq3xY7...\n") != NULL, "and one padded past its length");
+	out = capture("file %s", "splitk.Zq3xY7-_abcdefg.png");
+	ok(strstr(out, "splitk.Zq3xY7-_abcdefg.png") != NULL, "a name merely ending in itk. is left alone");
+
 	is_str(it_log_redact(sid, red, sizeof(red)), "AbCdEf...", "it_log_redact keeps six characters");
+	is_str(it_log_redact("itk.Zq3xY7-_abcdefghijklmnopqrstuvwx", red, sizeof(red)), "itk.Zq3xY7...",
+	       "it_log_redact keeps a token's prefix and six characters");
 	return tap_done();
 }
