@@ -164,7 +164,8 @@ $$;
 -- Deletes entries that were not renewed in time, at most p_limit sessions'
 -- worth, appending one presence.left each: "closed" when the connection
 -- ended (no holder), "expired" when its holder stopped renewing it (the
--- process died or lost the database). A session another transaction holds
+-- process died or lost the database) or when its device's token expired
+-- (its streams were ended for it). A session another transaction holds
 -- is left for the next round. Any process may call it at any time. Returns
 -- the number of entries deleted.
 CREATE FUNCTION it_presence_sweep(p_limit integer) RETURNS integer
@@ -179,8 +180,13 @@ BEGIN
         CONTINUE WHEN NOT FOUND;
         FOR r IN DELETE FROM presence p WHERE p.session_id = v_session AND p.expires_at <= now() RETURNING * LOOP
             PERFORM it_append_event(v_session, 'presence.left',
-                                    it_presence_left_json(r, CASE WHEN r.holder IS NULL THEN 'closed'
-                                                                  ELSE 'expired' END));
+                                    it_presence_left_json(r, CASE WHEN r.holder IS NOT NULL THEN 'expired'
+                                                                  WHEN r.device_id IS NOT NULL AND EXISTS (
+                                                                       SELECT 1 FROM devices d
+                                                                        WHERE d.id = r.device_id
+                                                                          AND d.expires_at <= now())
+                                                                  THEN 'expired'
+                                                                  ELSE 'closed' END));
             n := n + 1;
         END LOOP;
     END LOOP;

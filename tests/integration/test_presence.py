@@ -257,6 +257,18 @@ with Stack(tap, bridge=True, settings=SETTINGS) as st:
             "and it does not come back while its connection closes")
     screen.close()
 
+    # A token that expires while its stream is open: the stream ends, the entry leaves "expired".
+    r = st.request("POST", "/api/v1/tokens", body={"scope": "view", "label": "Visitor", "ttl": 4}, headers=auth)
+    tap.is_(r.status, 201, "a token that lives 4 s")
+    brief_tok, brief_dev = r.json()["token"], r.json()["device_id"]
+    visitor = SSEStream(st.port, sid, path="/api/v1/events/stream?session_id=" + brief_tok)
+    wait_for(lambda: brief_dev in clients(listed(st, sid)), timeout=10, what="the visitor listed")
+    wait_for(lambda: of(presence_events(st, sid), brief_dev, "presence.left"), timeout=4 + GRACE + TTL + 10,
+             what="the visitor's left")
+    tap.is_([d["reason"] for _, d in of(presence_events(st, sid), brief_dev, "presence.left")], ["expired"],
+            "a device whose token expired while connected leaves \"expired\"")
+    visitor.close()
+
     # ---------------------------------------------------------------- bad input
     st.is_problem(st.request("POST", "/api/v1/presence", body={"client_id": "bad id"}, headers=auth), 400,
                   "a malformed client_id")
