@@ -85,6 +85,10 @@ static const struct key keys[] = {
 	I(ws_pong_timeout, 10, 1, 3600),
 	I(worker_lease, 60, 5, 3600),
 	I(signed_url_ttl, 604800, 300, 31536000),
+	I(pairing_ttl, 600, 10, 86400),
+	I(token_ttl, 0, 0, 31536000),
+	I(rate_auth_failures, 30, 0, 1000000),
+	I(rate_pairing, 10, 0, 1000000),
 };
 
 #undef S

@@ -57,6 +57,10 @@ typedef struct it_config {
 	int64_t ws_pong_timeout;    /* seconds a client has to answer a ping */
 	int64_t worker_lease;	    /* seconds a worker's claim on a job lasts */
 	int64_t signed_url_ttl;	    /* seconds a signed file/thumbnail URL lives (at least) */
+	int64_t pairing_ttl;	    /* seconds a pairing code can be exchanged */
+	int64_t token_ttl;	    /* default lifetime of a new token, seconds; 0: the session's */
+	int64_t rate_auth_failures; /* refused tokens and pairing codes per minute per address */
+	int64_t rate_pairing;	    /* pairing code exchanges per minute per address */
 } it_config;
 
 /* Fills cfg with the defaults. Strings are heap copies. */

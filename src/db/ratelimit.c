@@ -36,8 +36,9 @@ static void maybe_prune(PGconn **connp)
 	PQclear(res);
 }
 
-int it_ratelimit_take(PGconn **connp, const char *kind, const char *subject, int64_t per_minute,
-		      int64_t *retry_after)
+/* Runs sql (it_rate_take or it_rate_peek) on the bucket of kind and subject. */
+static int ask(PGconn **connp, const char *sql, const char *kind, const char *subject, int64_t per_minute,
+	       int64_t *retry_after)
 {
 	char key[256], cap[32], rate[48];
 	const char *params[3] = {key, cap, rate};
@@ -52,7 +53,7 @@ int it_ratelimit_take(PGconn **connp, const char *kind, const char *subject, int
 	snprintf(rate, sizeof(rate), "%.9g", (double)per_minute / 60.0);
 	/* Not retried after a reconnect: a take that may have happened once
 	 * must not be taken twice. */
-	res = it_db_exec(connp, 0, "SELECT allowed, retry_after FROM it_rate_take($1, $2, $3)", 3, params);
+	res = it_db_exec(connp, 0, sql, 3, params);
 	if (it_db_ok(res, PGRES_TUPLES_OK) && PQntuples(res) == 1) {
 		if (strcmp(PQgetvalue(res, 0, 0), "t") == 0) {
 			rc = 0;
@@ -70,4 +71,18 @@ int it_ratelimit_take(PGconn **connp, const char *kind, const char *subject, int
 	if (rc >= 0)
 		maybe_prune(connp);
 	return rc;
+}
+
+int it_ratelimit_take(PGconn **connp, const char *kind, const char *subject, int64_t per_minute,
+		      int64_t *retry_after)
+{
+	return ask(connp, "SELECT allowed, retry_after FROM it_rate_take($1, $2, $3)", kind, subject, per_minute,
+		   retry_after);
+}
+
+int it_ratelimit_peek(PGconn **connp, const char *kind, const char *subject, int64_t per_minute,
+		      int64_t *retry_after)
+{
+	return ask(connp, "SELECT allowed, retry_after FROM it_rate_peek($1, $2, $3)", kind, subject, per_minute,
+		   retry_after);
 }

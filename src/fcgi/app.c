@@ -36,6 +36,11 @@ static const it_route routes[] = {
 	{"GET", "/api/v1/operations/{id}", it_h_operation_get, 0},
 	{"POST", "/api/v1/operations/{id}/cancel", it_h_operation_cancel, 0},
 	{"GET", "/api/v1/metrics", it_h_metrics, 0},
+	{"POST", "/api/v1/tokens", it_h_token_create, 0},
+	{"POST", "/api/v1/pairings", it_h_pairing_create, 0},
+	{"POST", "/api/v1/pair", it_h_pair, 0},
+	{"GET", "/api/v1/devices", it_h_devices_list, 0},
+	{"DELETE", "/api/v1/devices/{id}", it_h_device_delete, 0},
 };
 
 int it_app_session_problem(it_req *req, int rc)

@@ -1,13 +1,14 @@
-/* auth.h: the credential a request presents for its session (docs/security.md). */
+/* auth.h: the credential a request presents, and the principal and scope it resolves to (docs/security.md). */
 #ifndef IT_FCGI_AUTH_H
 #define IT_FCGI_AUTH_H
 
+#include "common/scope.h"
 #include "fcgi/request.h"
 
 #include <stddef.h>
 
 /* Longest credential copied out, without the NUL. Session ids are 22 to 64
- * characters; the room above that is for scoped tokens. */
+ * characters, tokens 36; the room above that is for what may come. */
 #define IT_AUTH_CRED_MAX 127
 
 /* Finds the session credential the request presents and copies it into out
@@ -29,5 +30,48 @@ int it_auth_credential(const it_req *req, char *out, size_t outlen);
  * least IT_AUTH_CRED_MAX + 1 bytes. Returns 0 with the credential in out,
  * or -1 after answering. */
 int it_auth_require_session(it_req *req, char *out, size_t outlen);
+
+/* A bit of need for it_auth_principal, not a scope: when the credential is
+ * a session id, the database is not asked, because the handler's own query
+ * checks that the session is live anyway (and a request costs no more than
+ * before tokens existed). The principal then has scope IT_SCOPE_FULL and
+ * until 0. Tokens are always checked. */
+#define IT_AUTH_SESSION_UNCHECKED 0x100u
+
+/* Resolves the request's credential (Bearer, else ?session_id=, or cred
+ * when it is not NULL, e.g. a multipart field) into out and checks that it
+ * holds every IT_SCOPE_* bit of need. Answers the request itself and
+ * returns -1: 401 credential-required (none presented), 400
+ * invalid-credential (neither a session id's nor a token's form), 401
+ * invalid-token (a string starting "itk." that is not a live token:
+ * malformed, unknown, expired or revoked, not saying which), 404
+ * unknown-session (the session is unknown or has expired), 403
+ * insufficient-scope (WWW-Authenticate names the scope needed; nothing was
+ * done), 429 (too many refused tokens from this address: asked before the
+ * token is looked at), 503. Returns 0 otherwise. Every refused token takes
+ * one from the address's auth-fail bucket (rate_auth_failures). Safe inside
+ * a transaction on the thread's connection (it asks on another one). */
+int it_auth_principal(it_req *req, const char *cred, unsigned need, it_principal *out);
+
+/* Answers 403 insufficient-scope for a principal that lacks need, with
+ * WWW-Authenticate: Bearer error="insufficient_scope", scope="...". For
+ * handlers that learn what is needed after it_auth_principal. */
+void it_auth_refuse_scope(it_req *req, unsigned need);
+
+/* 1 when p holds every scope bit of need. */
+int it_auth_allows(const it_principal *p, unsigned need);
+
+/* Answers 401 invalid-token (WWW-Authenticate: Bearer error="invalid_token")
+ * and takes one from the address's auth-fail bucket: for a token found
+ * revoked or expired after it_auth_principal accepted it. */
+void it_auth_refuse_token(it_req *req);
+
+/* For credentials that are not tokens but fail the same way (pairing
+ * codes): 1 after answering 429 when the address's auth-fail bucket is
+ * empty; else 0. */
+int it_auth_blocked(it_req *req);
+
+/* Takes one from the address's auth-fail bucket (a refused pairing code). */
+void it_auth_failed(it_req *req);
 
 #endif

@@ -61,30 +61,49 @@ int it_guard_request(it_req *req)
  * thread's own connection is inside the request's transaction. */
 static __thread PGconn *side_conn;
 
+/* The thread's own connection, kept here so that it_guard_conn can hand
+ * out a pointer that stays valid. */
+static __thread PGconn *own_conn;
+
+PGconn **it_guard_conn(void)
+{
+	own_conn = it_db_thread_conn();
+	if (own_conn == NULL || PQtransactionStatus(own_conn) == PQTRANS_IDLE)
+		return &own_conn;
+	if (side_conn && it_db_broken(side_conn)) {
+		PQfinish(side_conn);
+		side_conn = NULL;
+	}
+	if (side_conn == NULL)
+		side_conn = it_db_connect();
+	return &side_conn;
+}
+
 int it_guard_rate_check(const char *kind, const char *subject, int64_t per_minute, int64_t *retry_after)
 {
-	PGconn *conn, **connp;
+	PGconn **connp;
 	char labels[64];
 
 	*retry_after = 0;
 	if (per_minute <= 0)
 		return 0;
-	conn = it_db_thread_conn();
-	connp = &conn;
-	if (conn && PQtransactionStatus(conn) != PQTRANS_IDLE) {
-		if (side_conn && it_db_broken(side_conn)) {
-			PQfinish(side_conn);
-			side_conn = NULL;
-		}
-		if (side_conn == NULL)
-			side_conn = it_db_connect();
-		connp = &side_conn;
-	}
+	connp = it_guard_conn();
 	if (*connp == NULL || it_ratelimit_take(connp, kind, subject, per_minute, retry_after) != 1)
 		return 0;
 	snprintf(labels, sizeof(labels), "limit=\"%s\"", kind);
 	it_metrics_inc("imagetools_rate_limited_total", labels, 1);
 	return 1;
+}
+
+int it_guard_rate_peek(const char *kind, const char *subject, int64_t per_minute, int64_t *retry_after)
+{
+	PGconn **connp;
+
+	*retry_after = 0;
+	if (per_minute <= 0)
+		return 0;
+	connp = it_guard_conn();
+	return *connp != NULL && it_ratelimit_peek(connp, kind, subject, per_minute, retry_after) == 1;
 }
 
 int it_guard_rate(it_req *req, const char *kind, const char *subject, int64_t per_minute)

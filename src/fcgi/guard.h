@@ -4,6 +4,7 @@
 
 #include "fcgi/request.h"
 
+#include <libpq-fe.h>
 #include <stdint.h>
 
 /* Runs before routing. First refuses a request whose Host header is not
@@ -33,6 +34,17 @@ int it_guard_rate(it_req *req, const char *kind, const char *subject, int64_t pe
  * bucket is then updated on a second connection of the thread, so that its
  * row lock is not held until the request's own commit. */
 int it_guard_rate_check(const char *kind, const char *subject, int64_t per_minute, int64_t *retry_after);
+
+/* The connection for a short statement that must not join the request's
+ * transaction: the thread's own when no transaction is open on it, else a
+ * second connection of the thread (made on first use, replaced when broken).
+ * Never NULL itself; *result is NULL when no connection can be made. */
+PGconn **it_guard_conn(void);
+
+/* Like it_guard_rate_check, but only looks: takes nothing. For limits that
+ * count failures (the bucket is then taken from with it_guard_rate_check
+ * when the attempt fails). Not counted in metrics. */
+int it_guard_rate_peek(const char *kind, const char *subject, int64_t per_minute, int64_t *retry_after);
 
 /* The 429 answer of it_guard_rate, for a refusal found by it_guard_rate_check:
  * Retry-After, retry_after in the problem body, and the detail

@@ -42,6 +42,13 @@ void it_h_operation_create(it_req *req);
 void it_h_operation_get(it_req *req);
 void it_h_operation_cancel(it_req *req);
 
+/* h_devices.c: scoped tokens, pairing codes and devices */
+void it_h_token_create(it_req *req);
+void it_h_pairing_create(it_req *req);
+void it_h_pair(it_req *req);
+void it_h_devices_list(it_req *req);
+void it_h_device_delete(it_req *req);
+
 /* h_metrics.c */
 void it_h_metrics(it_req *req);
 /* Starts and stops the flush thread that makes this process count in /metrics. */

@@ -579,3 +579,41 @@ int it_parse_uint(const char *s, int64_t max, int64_t *out)
 	*out = v;
 	return 0;
 }
+
+json_object *it_req_read_json(it_req *req, size_t max, int depth)
+{
+	json_object *o = NULL;
+	json_tokener *tok = NULL;
+	char tmp[4096];
+	ssize_t r;
+	it_buf b;
+
+	if (req->content_length > (int64_t)max) {
+		it_req_drain(req, (int64_t)max);
+		it_resp_problem(req, 413, "body-too-large", "The JSON body is limited to %zu bytes.", max);
+		return NULL;
+	}
+	it_buf_init(&b, max);
+	while ((r = it_req_read(req, tmp, sizeof(tmp))) > 0) {
+		if (it_buf_append(&b, tmp, (size_t)r) != 0) {
+			it_resp_problem(req, 413, "body-too-large", "The JSON body is limited to %zu bytes.", max);
+			goto out;
+		}
+	}
+	if (r < 0 || b.len == 0 || (tok = json_tokener_new_ex(depth)) == NULL) {
+		it_resp_problem(req, 400, "bad-json", "The request body must be a JSON object.");
+		goto out;
+	}
+	o = json_tokener_parse_ex(tok, b.data, (int)b.len);
+	if (o == NULL || json_tokener_get_error(tok) != json_tokener_success ||
+	    json_tokener_get_parse_end(tok) != b.len || !json_object_is_type(o, json_type_object)) {
+		json_object_put(o);
+		o = NULL;
+		it_resp_problem(req, 400, "bad-json", "The request body must be a JSON object.");
+	}
+out:
+	if (tok)
+		json_tokener_free(tok);
+	it_buf_free(&b);
+	return o;
+}

@@ -139,4 +139,9 @@ int it_query_get(const char *query, const char *key, char *out, size_t outlen);
 /* Parses a non-negative decimal integer no larger than max. Returns 0 or -1. */
 int it_parse_uint(const char *s, int64_t max, int64_t *out);
 
+/* Reads a request body of at most max bytes that must be one JSON object
+ * nested at most depth levels. Returns the object (json_object_put it), or
+ * NULL after answering 413 body-too-large or 400 bad-json. */
+json_object *it_req_read_json(it_req *req, size_t max, int depth);
+
 #endif

@@ -1,0 +1,245 @@
+/* devices.c: scoped tokens, pairing codes and devices in PostgreSQL (devices.h). */
+#include "config.h"
+
+#include "db/devices.h"
+
+#include "common/log.h"
+#include "db/db.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static void copy(char *dst, size_t n, const char *src)
+{
+	snprintf(dst, n, "%s", src);
+}
+
+/* The JSON text of column col, parsed; NULL when it is NULL or unparsable. */
+static json_object *json_col(const PGresult *res, int col)
+{
+	if (PQgetisnull(res, 0, col))
+		return NULL;
+	return json_tokener_parse(PQgetvalue(res, 0, col));
+}
+
+int it_devices_check(PGconn **connp, const char *cred, it_principal *out)
+{
+	char hash[IT_TOKEN_HASH_HEX_SIZE];
+	const char *params[2] = {NULL, NULL};
+	int is_token = it_token_is(cred);
+	PGresult *res;
+	int rc = 503;
+
+	memset(out, 0, sizeof(*out));
+	if (is_token) {
+		if (!it_token_valid(cred))
+			return 401;
+		it_token_hash_text(cred, hash);
+		params[1] = hash;
+	} else {
+		params[0] = cred;
+	}
+	/* Safe to repeat after a reconnect: a read, and a refresh of
+	 * last_seen_at that means the same done twice. */
+	res = it_db_exec(connp, 1,
+			 "SELECT status, session_id, scope, device_id, label, source, until_epoch, token_hash"
+			 " FROM it_credential_check($1, $2::bytea)",
+			 2, params);
+	if (!it_db_ok(res, PGRES_TUPLES_OK) || PQntuples(res) != 1) {
+		if (res)
+			it_log_warn("credential check failed: %s", PQresultErrorMessage(res));
+		goto out;
+	}
+	rc = atoi(PQgetvalue(res, 0, 0));
+	if (rc != 200)
+		goto out;
+	/* The index found the row by hash; the answer must not rest on how
+	 * the lookup compared, so the hash is compared again in full. */
+	if (is_token && !it_token_equal(PQgetvalue(res, 0, 7), hash)) {
+		rc = 401;
+		goto out;
+	}
+	rc = 0;
+	copy(out->session_id, sizeof(out->session_id), PQgetvalue(res, 0, 1));
+	out->scope = it_scope_parse(PQgetvalue(res, 0, 2));
+	copy(out->device_id, sizeof(out->device_id), PQgetvalue(res, 0, 3));
+	copy(out->label, sizeof(out->label), PQgetvalue(res, 0, 4));
+	copy(out->source, sizeof(out->source), PQgetvalue(res, 0, 5));
+	out->until = strtoll(PQgetvalue(res, 0, 6), NULL, 10);
+	if (out->scope == 0)
+		rc = 503; /* the table's CHECK makes this impossible */
+out:
+	PQclear(res);
+	return rc;
+}
+
+int it_devices_live(PGconn *conn, const char *device_id)
+{
+	const char *params[1] = {device_id};
+	PGresult *res = it_db_exec(&conn, 0, "SELECT it_device_live($1)", 1, params);
+	int rc = 503;
+
+	if (it_db_ok(res, PGRES_TUPLES_OK) && PQntuples(res) == 1)
+		rc = strcmp(PQgetvalue(res, 0, 0), "t") == 0 ? 0 : 401;
+	else if (res)
+		it_log_warn("device check failed: %s", PQresultErrorMessage(res));
+	PQclear(res);
+	return rc;
+}
+
+int it_devices_mint(PGconn **connp, const char *session, unsigned scope, const char *label, const char *source,
+		    int64_t ttl, char *token, json_object **device)
+{
+	char id[IT_DEVICE_ID_SIZE], hash[IT_TOKEN_HASH_HEX_SIZE], ttls[24], max[16];
+	const char *params[8] = {session, id, hash, it_scope_name(scope), label, source, ttls, max};
+	PGresult *res;
+	int rc = 503;
+
+	*device = NULL;
+	if (params[3] == NULL)
+		return 503;
+	if (it_token_new(token) < 0 || it_token_new_device_id(id) < 0) {
+		it_log_error("random source failed: refusing to make a token");
+		return 503;
+	}
+	it_token_hash_text(token, hash);
+	snprintf(ttls, sizeof(ttls), "%" PRId64, ttl);
+	snprintf(max, sizeof(max), "%d", IT_DEVICES_MAX);
+	/* Not repeated after a reconnect: the first try may have committed. */
+	res = it_db_exec(connp, 0,
+			 "SELECT status, device FROM it_device_mint($1, $2, $3::bytea, $4, $5, $6, $7::integer, $8::integer)",
+			 8, params);
+	if (it_db_ok(res, PGRES_TUPLES_OK) && PQntuples(res) == 1) {
+		rc = atoi(PQgetvalue(res, 0, 0));
+		if (rc == 201)
+			rc = (*device = json_col(res, 1)) != NULL ? 0 : 503;
+	} else if (res) {
+		it_log_warn("token insert failed: %s", PQresultErrorMessage(res));
+	}
+	PQclear(res);
+	if (rc != 0)
+		memset(token, 0, IT_TOKEN_LEN + 1);
+	return rc;
+}
+
+int it_devices_pairing_create(PGconn **connp, const char *session, unsigned scope, const char *label,
+			      int64_t token_ttl, int64_t ttl, char *code, char *expires_at)
+{
+	char hash[IT_TOKEN_HASH_HEX_SIZE], tts[24], ttls[24], max[16];
+	const char *params[7] = {session, hash, it_scope_name(scope), label, tts, ttls, max};
+	PGresult *res;
+	int rc = 503;
+
+	expires_at[0] = '\0';
+	if (params[2] == NULL)
+		return 503;
+	if (it_token_new_pairing(code) < 0) {
+		it_log_error("random source failed: refusing to make a pairing code");
+		return 503;
+	}
+	it_token_hash_text(code, hash);
+	snprintf(tts, sizeof(tts), "%" PRId64, token_ttl);
+	snprintf(ttls, sizeof(ttls), "%" PRId64, ttl);
+	snprintf(max, sizeof(max), "%d", IT_PAIRINGS_MAX);
+	res = it_db_exec(connp, 0,
+			 "SELECT status, expires_at FROM it_pairing_create($1, $2::bytea, $3, $4, $5::integer,"
+			 " $6::integer, $7::integer)",
+			 7, params);
+	if (it_db_ok(res, PGRES_TUPLES_OK) && PQntuples(res) == 1) {
+		rc = atoi(PQgetvalue(res, 0, 0));
+		if (rc == 201) {
+			copy(expires_at, 40, PQgetvalue(res, 0, 1));
+			rc = 0;
+		}
+	} else if (res) {
+		it_log_warn("pairing code insert failed: %s", PQresultErrorMessage(res));
+	}
+	PQclear(res);
+	if (rc != 0)
+		memset(code, 0, IT_PAIRING_LEN + 1);
+	return rc;
+}
+
+int it_devices_pair(PGconn **connp, const char *code, const char *label, const char *source, char *token,
+		    json_object **device, unsigned *scope, const char **reason)
+{
+	char id[IT_DEVICE_ID_SIZE], chash[IT_TOKEN_HASH_HEX_SIZE], thash[IT_TOKEN_HASH_HEX_SIZE];
+	const char *params[5] = {chash, id, thash, label, source};
+	PGresult *res;
+	int rc = 503;
+
+	*device = NULL;
+	*scope = 0;
+	*reason = "unknown";
+	if (!it_token_pairing_valid(code))
+		return 401;
+	if (it_token_new(token) < 0 || it_token_new_device_id(id) < 0) {
+		it_log_error("random source failed: refusing to make a token");
+		return 503;
+	}
+	it_token_hash_text(code, chash);
+	it_token_hash_text(token, thash);
+	res = it_db_exec(connp, 0,
+			 "SELECT status, reason, device, device->>'scope' FROM it_pairing_exchange($1::bytea, $2,"
+			 " $3::bytea, $4, $5)",
+			 5, params);
+	if (it_db_ok(res, PGRES_TUPLES_OK) && PQntuples(res) == 1) {
+		rc = atoi(PQgetvalue(res, 0, 0));
+		if (rc == 410)
+			*reason = strcmp(PQgetvalue(res, 0, 1), "used") == 0 ? "used" : "expired";
+		if (rc == 201) {
+			*scope = it_scope_parse(PQgetvalue(res, 0, 3));
+			rc = (*device = json_col(res, 2)) != NULL && *scope ? 0 : 503;
+		}
+	} else if (res) {
+		it_log_warn("pairing exchange failed: %s", PQresultErrorMessage(res));
+	}
+	PQclear(res);
+	if (rc != 0) {
+		memset(token, 0, IT_TOKEN_LEN + 1);
+		json_object_put(*device);
+		*device = NULL;
+	}
+	return rc;
+}
+
+int it_devices_list(PGconn **connp, const char *session, json_object **out)
+{
+	const char *params[1] = {session};
+	PGresult *res;
+	int rc = 503;
+
+	*out = NULL;
+	res = it_db_exec(connp, 1,
+			 "SELECT coalesce(jsonb_agg(it_device_json(d, s.expires_at) ORDER BY d.created_at DESC, d.id),"
+			 " '[]'::jsonb) FROM sessions s JOIN devices d ON d.session_id = s.id"
+			 " WHERE s.id = $1 AND d.revoked_at IS NULL AND (d.expires_at IS NULL OR d.expires_at > now())",
+			 1, params);
+	if (it_db_ok(res, PGRES_TUPLES_OK) && PQntuples(res) == 1)
+		rc = (*out = json_col(res, 0)) != NULL ? 0 : 503;
+	else if (res)
+		it_log_warn("device list failed: %s", PQresultErrorMessage(res));
+	PQclear(res);
+	return rc;
+}
+
+int it_devices_revoke(PGconn **connp, const char *session, const char *device_id)
+{
+	const char *params[2] = {session, device_id};
+	PGresult *res;
+	int rc = 503;
+
+	if (!it_scope_device_id_valid(device_id))
+		return 404;
+	/* Not repeated after a reconnect: had the first try committed, the
+	 * second would find the device revoked and answer 404. */
+	res = it_db_exec(connp, 0, "SELECT it_device_revoke($1, $2)", 2, params);
+	if (it_db_ok(res, PGRES_TUPLES_OK) && PQntuples(res) == 1)
+		rc = strcmp(PQgetvalue(res, 0, 0), "t") == 0 ? 0 : 404;
+	else if (res)
+		it_log_warn("device revocation failed: %s", PQresultErrorMessage(res));
+	PQclear(res);
+	return rc;
+}
