@@ -104,7 +104,9 @@ static int list_one(const it_image *img, void *arg)
 	return 0;
 }
 
-void it_h_session_images(it_req *req)
+/* One page of a session's images, newest first: the answer of both list
+ * routes once they know the session. */
+static void list_images(it_req *req, const char *sid)
 {
 	PGconn *conn = it_db_thread_conn();
 	struct list_ctx c = {0};
@@ -122,13 +124,13 @@ void it_h_session_images(it_req *req)
 		it_resp_problem(req, 400, "bad-cursor", "before must be the next value of a previous page.");
 		return;
 	}
-	if (it_app_session_problem(req, conn ? it_sessions_get(&conn, req->params[0], NULL) : 503))
+	if (it_app_session_problem(req, conn ? it_sessions_get(&conn, sid, NULL) : 503))
 		return;
 	if ((c.us = signer_or_503(req, &conn)) == NULL)
 		return;
 	c.arr = json_object_new_array();
 	c.limit = (int)limit;
-	got = it_images_list(&conn, req->params[0], before, (int)limit + 1, list_one, &c);
+	got = it_images_list(&conn, sid, before, (int)limit + 1, list_one, &c);
 	if (got < 0) {
 		json_object_put(c.arr);
 		it_app_session_problem(req, 503);
@@ -144,6 +146,23 @@ void it_h_session_images(it_req *req)
 	}
 	it_resp_json(req, 200, o);
 	json_object_put(o);
+}
+
+void it_h_session_images(it_req *req)
+{
+	list_images(req, req->params[0]);
+}
+
+/* GET /images: the images of the credential's session, for clients that
+ * keep the session id (or a token, which never names its session) out of
+ * the URL. Needs the view scope. */
+void it_h_images_list(it_req *req)
+{
+	it_principal p;
+
+	if (it_auth_principal(req, NULL, IT_SCOPE_VIEW | IT_AUTH_SESSION_UNCHECKED, &p) < 0)
+		return;
+	list_images(req, p.session_id);
 }
 
 /* ---------------------------------------------------------------- downloads */

@@ -11,6 +11,7 @@ void it_h_health(it_req *req);
 void it_h_session_create(it_req *req);
 void it_h_session_get(it_req *req);
 void it_h_session_delete(it_req *req);
+void it_h_session_self(it_req *req);
 
 /* h_events.c */
 void it_h_events_poll(it_req *req);
@@ -31,6 +32,7 @@ void it_h_tus_discovery_headers(it_req *req);
 
 /* h_images.c */
 void it_h_session_images(it_req *req);
+void it_h_images_list(it_req *req);
 void it_h_image_get(it_req *req);
 void it_h_image_patch(it_req *req);
 void it_h_image_delete(it_req *req);
