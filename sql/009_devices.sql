@@ -245,14 +245,25 @@ BEGIN
 END
 $$;
 
--- Whether a device's token still works, for the transaction that stores
--- what the device sent: FOR SHARE holds off a concurrent revocation until
--- this transaction ends, so either the revocation committed first and the
--- upload is refused, or the upload commits before the token is revoked.
-CREATE FUNCTION it_device_live(p_device text) RETURNS boolean
-LANGUAGE sql AS $$
-    SELECT coalesce((SELECT x.revoked_at IS NULL AND (x.expires_at IS NULL OR x.expires_at > now())
-                       FROM devices x WHERE x.id = p_device FOR SHARE), false)
+-- Whether a device's token still works. With p_lock, for the transaction
+-- that stores what the device sent, just before it commits: FOR SHARE holds
+-- off a concurrent revocation until this transaction ends, so either the
+-- revocation committed first and the upload is refused, or the upload
+-- commits before the token is revoked.
+CREATE FUNCTION it_device_live(p_device text, p_lock boolean) RETURNS boolean
+LANGUAGE plpgsql AS $$
+DECLARE
+    v boolean;
+BEGIN
+    IF p_lock THEN
+        SELECT x.revoked_at IS NULL AND (x.expires_at IS NULL OR x.expires_at > now()) INTO v
+          FROM devices x WHERE x.id = p_device FOR SHARE;
+    ELSE
+        SELECT x.revoked_at IS NULL AND (x.expires_at IS NULL OR x.expires_at > now()) INTO v
+          FROM devices x WHERE x.id = p_device;
+    END IF;
+    RETURN coalesce(v, false);
+END
 $$;
 
 -- Whether the bucket p_key (see it_rate_take in 005) holds a token, without
@@ -267,3 +278,8 @@ LANGUAGE sql STABLE AS $$
       FROM (SELECT (SELECT least(p_cap, r.tokens + p_per_sec * extract(epoch FROM clock_timestamp() - r.updated))
                       FROM rate_limits r WHERE r.key = p_key) AS level) t
 $$;
+
+-- A resumable upload remembers the device that created it, so that once
+-- the device's token is revoked nothing more of the upload is stored, even
+-- from a request that presents only the upload's URL.
+ALTER TABLE tus_uploads ADD COLUMN device_id text REFERENCES devices (id) ON DELETE CASCADE;

@@ -75,10 +75,10 @@ out:
 	return rc;
 }
 
-int it_devices_live(PGconn *conn, const char *device_id)
+int it_devices_live(PGconn *conn, const char *device_id, int lock)
 {
-	const char *params[1] = {device_id};
-	PGresult *res = it_db_exec(&conn, 0, "SELECT it_device_live($1)", 1, params);
+	const char *params[2] = {device_id, lock ? "t" : "f"};
+	PGresult *res = it_db_exec(&conn, 0, "SELECT it_device_live($1, $2::boolean)", 2, params);
 	int rc = 503;
 
 	if (it_db_ok(res, PGRES_TUPLES_OK) && PQntuples(res) == 1)

@@ -29,12 +29,13 @@
  * refresh takes the device row's lock until commit. */
 int it_devices_check(PGconn **connp, const char *cred, it_principal *out);
 
-/* Inside the caller's transaction on conn, just before it commits what a
- * device sent: 0 when device_id's token still works, 401 when it was revoked
- * or has expired since the request began, 503. The row is locked FOR SHARE
- * until the transaction ends, so a revocation either committed before (and
- * the caller rolls back) or waits for the commit. */
-int it_devices_live(PGconn *conn, const char *device_id);
+/* 0 when device_id's token still works, 401 when it was revoked or has
+ * expired (since the request began), 503. With lock, inside the caller's
+ * transaction on conn just before it commits what the device sent: the row
+ * is then held FOR SHARE until the transaction ends, so a revocation either
+ * committed before (and the caller rolls back) or waits for the commit,
+ * which comes at once. */
+int it_devices_live(PGconn *conn, const char *device_id, int lock);
 
 /* Makes a token of scope (IT_SCOPE_UPLOAD, _VIEW or _FULL) for session with
  * label and source (valid forms, see common/scope.h), living ttl seconds (0:

@@ -30,10 +30,11 @@ typedef struct it_tus_upload {
 	char source[16];
 	char image_id[37];		 /* "" until the upload became an image */
 	int64_t expires;		 /* Unix time */
+	char device_id[24];		 /* the device whose token created it; "" for a session id */
 } it_tus_upload;
 
 /* Creates the upload u describes (id, session_id, length, metadata,
- * filename, display, source set by the caller) with an empty blob, expiring ttl
+ * filename, display, source, device_id set by the caller) with an empty blob, expiring ttl
  * seconds from now, and appends upload.started, in conn's open transaction.
  * Fills name, blob_id and expires. Returns 0, 404 (the session is unknown or
  * expired) or 503. */

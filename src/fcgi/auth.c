@@ -63,16 +63,53 @@ int it_auth_allows(const it_principal *p, unsigned need)
 	return (p->scope & need) == need;
 }
 
+static int refuse(it_auth_refusal *why, int status, const char *slug, const char *detail)
+{
+	why->status = status;
+	why->slug = slug;
+	why->detail = detail;
+	return -1;
+}
+
+static int refuse_token(it_req *req, it_auth_refusal *why)
+{
+	it_auth_failed(req);
+	snprintf(why->www_authenticate, sizeof(why->www_authenticate),
+		 "Bearer realm=\"imagetools\", error=\"invalid_token\"");
+	return refuse(why, 401, "invalid-token",
+		      "The token is unknown, expired or revoked. Ask the session's owner for a new one.");
+}
+
+static int refuse_scope(unsigned need, it_auth_refusal *why)
+{
+	snprintf(why->www_authenticate, sizeof(why->www_authenticate),
+		 "Bearer realm=\"imagetools\", error=\"insufficient_scope\", scope=\"%s\"", it_scope_needed(need));
+	snprintf(why->text, sizeof(why->text),
+		 "This credential's scope does not allow this request: it needs a credential of scope \"%s\"."
+		 " Nothing was changed.",
+		 it_scope_needed(need));
+	return refuse(why, 403, "insufficient-scope", why->text);
+}
+
+void it_auth_answer(it_req *req, const it_auth_refusal *why)
+{
+	if (why->www_authenticate[0])
+		it_resp_header(req, "WWW-Authenticate", "%s", why->www_authenticate);
+	if (why->status == 429) {
+		it_guard_rate_refuse(req, why->retry_after, "Too many refused credentials from this address");
+		return;
+	}
+	if (why->status == 503)
+		it_resp_header(req, "Retry-After", "5");
+	it_resp_problem(req, why->status, why->slug, "%s", why->detail);
+}
+
 void it_auth_refuse_scope(it_req *req, unsigned need)
 {
-	const char *name = it_scope_needed(need);
+	it_auth_refusal why = {0};
 
-	it_resp_header(req, "WWW-Authenticate", "Bearer realm=\"imagetools\", error=\"insufficient_scope\", scope=\"%s\"",
-		       name);
-	it_resp_problem(req, 403, "insufficient-scope",
-			"This credential's scope does not allow this request: it needs a credential of scope \"%s\"."
-			" Nothing was changed.",
-			name);
+	refuse_scope(need, &why);
+	it_auth_answer(req, &why);
 }
 
 void it_auth_failed(it_req *req)
@@ -84,10 +121,10 @@ void it_auth_failed(it_req *req)
 
 void it_auth_refuse_token(it_req *req)
 {
-	it_auth_failed(req);
-	it_resp_header(req, "WWW-Authenticate", "Bearer realm=\"imagetools\", error=\"invalid_token\"");
-	it_resp_problem(req, 401, "invalid-token",
-			"The token is unknown, expired or revoked. Ask the session's owner for a new one.");
+	it_auth_refusal why = {0};
+
+	refuse_token(req, &why);
+	it_auth_answer(req, &why);
 }
 
 int it_auth_blocked(it_req *req)
@@ -100,7 +137,7 @@ int it_auth_blocked(it_req *req)
 	return 1;
 }
 
-int it_auth_principal(it_req *req, const char *cred, unsigned need, it_principal *out)
+int it_auth_resolve(it_req *req, const char *cred, unsigned need, it_principal *out, it_auth_refusal *why)
 {
 	/* Larger than any credential: a token with a tail is still seen as a
 	 * token (401), not as an over-long session id (400). */
@@ -108,21 +145,21 @@ int it_auth_principal(it_req *req, const char *cred, unsigned need, it_principal
 	int rc;
 
 	memset(out, 0, sizeof(*out));
+	memset(why, 0, sizeof(*why));
 	if (cred != NULL)
 		rc = it_cred_copy(cred, strlen(cred), buf, sizeof(buf));
 	else
 		rc = it_auth_credential(req, buf, sizeof(buf));
 	if (rc == 0) {
-		it_resp_header(req, "WWW-Authenticate", "Bearer realm=\"imagetools\"");
-		it_resp_problem(req, 401, "credential-required",
-				"This needs a credential: send \"Authorization: Bearer <session_id or token>\".");
-		return -1;
+		snprintf(why->www_authenticate, sizeof(why->www_authenticate), "Bearer realm=\"imagetools\"");
+		return refuse(why, 401, "credential-required",
+			      "This needs a credential: send \"Authorization: Bearer <session_id or token>\".");
 	}
 	if (rc > 0 && it_token_is(buf)) {
-		/* Checked before the token is looked at: an address that keeps
+		/* Asked before the token is looked at: an address that keeps
 		 * guessing learns nothing more, not even "wrong". */
-		if (it_auth_blocked(req))
-			return -1;
+		if (it_guard_rate_peek(FAIL_KIND, req->remote_addr, it_g.cfg.rate_auth_failures, &why->retry_after))
+			return refuse(why, 429, "rate-limited", "Too many refused credentials from this address.");
 		rc = it_token_valid(buf) ? it_devices_check(it_guard_conn(), buf, out) : 401;
 	} else if (rc > 0 && it_id_session_valid(buf)) {
 		if (need & IT_AUTH_SESSION_UNCHECKED) {
@@ -133,20 +170,28 @@ int it_auth_principal(it_req *req, const char *cred, unsigned need, it_principal
 			rc = it_devices_check(it_guard_conn(), buf, out);
 		}
 	} else {
-		it_resp_problem(req, 400, "invalid-credential",
-				"The credential is malformed: send \"Authorization: Bearer <credential>\" with the session id"
-				" POST /api/v1/sessions returned, or a token.");
-		return -1;
+		return refuse(why, 400, "invalid-credential",
+			      "The credential is malformed: send \"Authorization: Bearer <credential>\" with the session"
+			      " id POST /api/v1/sessions returned, or a token.");
 	}
 	memset(buf, 0, sizeof(buf));
 	switch (rc) {
 	case 0: break;
-	case 401: it_auth_refuse_token(req); return -1;
-	default: it_app_session_problem(req, rc); return -1;
+	case 401: return refuse_token(req, why);
+	case 404: return refuse(why, 404, "unknown-session", "No such session, or it has expired.");
+	default: return refuse(why, 503, "database-unavailable", "The database cannot be reached; try again shortly.");
 	}
-	if (!it_auth_allows(out, need)) {
-		it_auth_refuse_scope(req, need);
-		return -1;
-	}
+	if (!it_auth_allows(out, need))
+		return refuse_scope(need, why);
 	return 0;
+}
+
+int it_auth_principal(it_req *req, const char *cred, unsigned need, it_principal *out)
+{
+	it_auth_refusal why;
+
+	if (it_auth_resolve(req, cred, need, out, &why) == 0)
+		return 0;
+	it_auth_answer(req, &why);
+	return -1;
 }

@@ -6,6 +6,7 @@
 #include "fcgi/request.h"
 
 #include <stddef.h>
+#include <stdint.h>
 
 /* Longest credential copied out, without the NUL. Session ids are 22 to 64
  * characters, tokens 36; the room above that is for what may come. */
@@ -52,6 +53,27 @@ int it_auth_require_session(it_req *req, char *out, size_t outlen);
  * one from the address's auth-fail bucket (rate_auth_failures). Safe inside
  * a transaction on the thread's connection (it asks on another one). */
 int it_auth_principal(it_req *req, const char *cred, unsigned need, it_principal *out);
+
+/* Why it_auth_resolve refused a credential: what it_auth_principal would
+ * answer. */
+typedef struct it_auth_refusal {
+	int status;		      /* 400, 401, 403, 404, 429 or 503 */
+	const char *slug;	      /* the problem type's slug */
+	const char *detail;	      /* a sentence for humans (may point into text) */
+	char www_authenticate[128];   /* the WWW-Authenticate value; "" when none */
+	int64_t retry_after;	      /* seconds, with 429 */
+	char text[192];
+} it_auth_refusal;
+
+/* it_auth_principal without the answer, for handlers that answer later
+ * (an upload finds its credential in the middle of the body and answers
+ * once the body is read): returns 0, or -1 with why filled in. Counts a
+ * refused token in the auth-fail bucket all the same. */
+int it_auth_resolve(it_req *req, const char *cred, unsigned need, it_principal *out, it_auth_refusal *why);
+
+/* Answers the problem why describes, with its WWW-Authenticate and
+ * Retry-After headers. */
+void it_auth_answer(it_req *req, const it_auth_refusal *why);
 
 /* Answers 403 insufficient-scope for a principal that lacks need, with
  * WWW-Authenticate: Bearer error="insufficient_scope", scope="...". For

@@ -2,6 +2,7 @@
 #include "config.h"
 
 #include "common/id.h"
+#include "common/token.h"
 #include "common/log.h"
 #include "db/blobs.h"
 #include "db/db.h"
@@ -56,27 +57,29 @@ static const it_urlsign *signer_or_503(it_req *req, PGconn **connp)
 	return us;
 }
 
-/* Checks the image id's form and the session credential. Returns 0 with
- * the credential in session, or 1 after answering (400 malformed id, 401
- * no credential, 400 malformed credential). The id's form is checked first:
- * it reveals nothing, and a client with a broken id learns that first. */
-static int id_and_credential(it_req *req, char *session, size_t len)
+/* Checks the image id's form and the request's credential, which must
+ * hold need (IT_SCOPE_*). Returns 0 with the principal in p, or 1 after
+ * answering (400 malformed id; it_auth_principal's 400, 401, 403, 429).
+ * The id's form is checked first: it reveals nothing, and a client with a
+ * broken id learns that first. A session id is not looked up here: the
+ * image query is on (id, session) and answers 404 for a dead session. */
+static int id_and_principal(it_req *req, unsigned need, it_principal *p)
 {
 	if (!it_id_uuid_valid(req->params[0]))
 		return image_problem(req, 400);
-	return it_auth_require_session(req, session, len) < 0;
+	return it_auth_principal(req, NULL, need | IT_AUTH_SESSION_UNCHECKED, p) < 0;
 }
 
 void it_h_image_get(it_req *req)
 {
 	PGconn *conn = it_db_thread_conn();
 	it_image *img = malloc(sizeof(*img));
-	char session[IT_AUTH_CRED_MAX + 1];
 	const it_urlsign *us;
+	it_principal p;
 	json_object *o;
 
-	if (img == NULL || id_and_credential(req, session, sizeof(session)) || (us = signer_or_503(req, &conn)) == NULL ||
-	    image_problem(req, it_images_get_owned(&conn, req->params[0], session, img)))
+	if (img == NULL || id_and_principal(req, IT_SCOPE_VIEW, &p) || (us = signer_or_503(req, &conn)) == NULL ||
+	    image_problem(req, it_images_get_owned(&conn, req->params[0], p.session_id, img)))
 		goto out;
 	o = it_images_json(img, it_g.cfg.url_prefix, us);
 	it_resp_json(req, 200, o);
@@ -104,9 +107,9 @@ static int list_one(const it_image *img, void *arg)
 	return 0;
 }
 
-/* One page of a session's images, newest first: the answer of both list
- * routes once they know the session. */
-static void list_images(it_req *req, const char *sid)
+/* Answers a page of session's images (GET /sessions/{id}/images, GET
+ * /images). */
+static void list_images(it_req *req, const char *session)
 {
 	PGconn *conn = it_db_thread_conn();
 	struct list_ctx c = {0};
@@ -124,13 +127,13 @@ static void list_images(it_req *req, const char *sid)
 		it_resp_problem(req, 400, "bad-cursor", "before must be the next value of a previous page.");
 		return;
 	}
-	if (it_app_session_problem(req, conn ? it_sessions_get(&conn, sid, NULL) : 503))
+	if (it_app_session_problem(req, conn ? it_sessions_get(&conn, session, NULL) : 503))
 		return;
 	if ((c.us = signer_or_503(req, &conn)) == NULL)
 		return;
 	c.arr = json_object_new_array();
 	c.limit = (int)limit;
-	got = it_images_list(&conn, sid, before, (int)limit + 1, list_one, &c);
+	got = it_images_list(&conn, session, before, (int)limit + 1, list_one, &c);
 	if (got < 0) {
 		json_object_put(c.arr);
 		it_app_session_problem(req, 503);
@@ -148,14 +151,17 @@ static void list_images(it_req *req, const char *sid)
 	json_object_put(o);
 }
 
+/* The path's session id is the credential (a token is never accepted in a
+ * path: it would land in access logs). */
 void it_h_session_images(it_req *req)
 {
+	if (it_token_is(req->params[0])) {
+		it_app_session_problem(req, 404);
+		return;
+	}
 	list_images(req, req->params[0]);
 }
 
-/* GET /images: the images of the credential's session, for clients that
- * keep the session id (or a token, which never names its session) out of
- * the URL. Needs the view scope. */
 void it_h_images_list(it_req *req)
 {
 	it_principal p;
@@ -305,6 +311,7 @@ static int image_for_bytes(it_req *req, PGconn **connp, const char *label, it_im
 {
 	char cred[IT_AUTH_CRED_MAX + 1], probe[2];
 	const char *slug = NULL, *why = NULL;
+	it_principal p;
 	int rc;
 
 	if (!it_id_uuid_valid(req->params[0]))
@@ -318,9 +325,9 @@ static int image_for_bytes(it_req *req, PGconn **connp, const char *label, it_im
 		if (it_auth_credential(req, cred, sizeof(cred)) == 0)
 			return url_refused(req, slug, why);
 	}
-	if (it_auth_require_session(req, cred, sizeof(cred)) < 0)
+	if (it_auth_principal(req, NULL, IT_SCOPE_VIEW | IT_AUTH_SESSION_UNCHECKED, &p) < 0)
 		return 1;
-	return image_problem(req, *connp ? it_images_get_owned(connp, req->params[0], cred, img) : 503);
+	return image_problem(req, *connp ? it_images_get_owned(connp, req->params[0], p.session_id, img) : 503);
 }
 
 void it_h_image_file(it_req *req)
@@ -490,15 +497,18 @@ void it_h_image_patch(it_req *req)
 	it_image *img = NULL;
 	const it_urlsign *us;
 	const char *raw;
-	char name[IT_IMAGE_NAME_MAX + 1], session[IT_AUTH_CRED_MAX + 1];
+	char name[IT_IMAGE_NAME_MAX + 1];
+	const char *session;
+	it_principal p;
 	int rc;
 
 	/* Refused before the body is read: a caller without the credential
 	 * gets nothing parsed on its behalf. */
-	if (id_and_credential(req, session, sizeof(session))) {
+	if (id_and_principal(req, IT_SCOPE_FULL, &p)) {
 		it_req_drain(req, JSON_BODY_MAX);
 		goto out;
 	}
+	session = p.session_id;
 	if ((body = read_json_body(req)) == NULL)
 		goto out;
 	if (!json_object_object_get_ex(body, "filename", &fn) || !json_object_is_type(fn, json_type_string)) {
@@ -557,11 +567,11 @@ void it_h_image_delete(it_req *req)
 {
 	PGconn *conn = it_db_thread_conn();
 	it_image *img = malloc(sizeof(*img));
-	char session[IT_AUTH_CRED_MAX + 1];
+	it_principal p;
 	json_object *data;
 	int rc;
 
-	if (id_and_credential(req, session, sizeof(session))) {
+	if (id_and_principal(req, IT_SCOPE_FULL, &p)) {
 		it_req_drain(req, JSON_BODY_MAX);
 		goto out;
 	}
@@ -573,7 +583,7 @@ void it_h_image_delete(it_req *req)
 		image_problem(req, 503);
 		goto out;
 	}
-	rc = it_images_delete(conn, req->params[0], session, img);
+	rc = it_images_delete(conn, req->params[0], p.session_id, img);
 	if (rc == 0) {
 		data = json_object_new_object();
 		json_object_object_add(data, "image_id", json_object_new_string(img->id));

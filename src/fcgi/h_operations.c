@@ -3,6 +3,7 @@
 
 #include "common/buf.h"
 #include "common/id.h"
+#include "common/token.h"
 #include "db/db.h"
 #include "db/operations.h"
 #include "fcgi/app.h"
@@ -60,8 +61,9 @@ void it_h_operation_create(it_req *req)
 	PGconn *conn = it_db_thread_conn();
 	const char *ids[IT_OPS_MAX_IMAGES];
 	json_object *body = NULL, *v, *arr, *op = NULL;
-	char err[160], missing[40], cred[IT_AUTH_CRED_MAX + 1];
-	const char *session;
+	char err[160], missing[40];
+	const char *session, *cred = NULL;
+	it_principal pr;
 	it_op_params p;
 	it_buf b;
 	int type, n, rc;
@@ -84,16 +86,19 @@ void it_h_operation_create(it_req *req)
 	if (body == NULL)
 		goto out;
 
-	/* The session is named in the body, or else by the credential the
-	 * request presents (Authorization: Bearer), as for the other calls. */
-	if (json_object_object_get_ex(body, "session_id", &v))
-		session = json_object_is_type(v, json_type_string) ? json_object_get_string(v) : "";
-	else
-		session = it_auth_credential(req, cred, sizeof(cred)) == 1 ? cred : "";
-	if (!it_id_session_valid(session)) {
-		it_resp_problem(req, 400, "invalid-session-id", "session_id is missing or malformed.");
-		goto out;
+	/* The credential is the body's session_id (a session id or a token),
+	 * or else the one the request presents (Authorization: Bearer), as for
+	 * the other calls. */
+	if (json_object_object_get_ex(body, "session_id", &v)) {
+		cred = json_object_is_type(v, json_type_string) ? json_object_get_string(v) : "";
+		if (!it_id_session_valid(cred) && !it_token_is(cred)) {
+			it_resp_problem(req, 400, "invalid-session-id", "session_id is malformed.");
+			goto out;
+		}
 	}
+	if (it_auth_principal(req, cred, IT_SCOPE_FULL | IT_AUTH_SESSION_UNCHECKED, &pr) < 0)
+		goto out;
+	session = pr.session_id;
 	if (it_guard_rate_check("operations-session", session, it_g.cfg.rate_operations, &retry)) {
 		it_guard_rate_refuse(req, retry, "Too many operations in this session");
 		goto out;
@@ -173,15 +178,15 @@ void it_h_operation_get(it_req *req)
 {
 	PGconn *conn = it_db_thread_conn();
 	json_object *op = NULL;
-	char session[IT_AUTH_CRED_MAX + 1];
+	it_principal p;
 
 	if (!it_id_uuid_valid(req->params[0])) {
 		it_resp_problem(req, 404, "unknown-operation", "No such operation.");
 		return;
 	}
-	if (it_auth_require_session(req, session, sizeof(session)) < 0)
+	if (it_auth_principal(req, NULL, IT_SCOPE_VIEW | IT_AUTH_SESSION_UNCHECKED, &p) < 0)
 		return;
-	if (op_problem(req, it_ops_get(&conn, req->params[0], session, &op)))
+	if (op_problem(req, it_ops_get(&conn, req->params[0], p.session_id, &op)))
 		return;
 	it_resp_json(req, 200, op);
 	json_object_put(op);
@@ -191,7 +196,7 @@ void it_h_operation_cancel(it_req *req)
 {
 	PGconn *conn = it_db_thread_conn();
 	json_object *op = NULL;
-	char session[IT_AUTH_CRED_MAX + 1];
+	it_principal p;
 
 	if (it_req_drain(req, MAX_BODY) < 0) {
 		it_resp_problem(req, 413, "body-too-large", "The request body is larger than %d bytes.", MAX_BODY);
@@ -201,9 +206,9 @@ void it_h_operation_cancel(it_req *req)
 		it_resp_problem(req, 404, "unknown-operation", "No such operation.");
 		return;
 	}
-	if (it_auth_require_session(req, session, sizeof(session)) < 0)
+	if (it_auth_principal(req, NULL, IT_SCOPE_FULL | IT_AUTH_SESSION_UNCHECKED, &p) < 0)
 		return;
-	if (op_problem(req, it_ops_cancel(&conn, req->params[0], session, &op)))
+	if (op_problem(req, it_ops_cancel(&conn, req->params[0], p.session_id, &op)))
 		return;
 	it_resp_json(req, 202, op);
 	json_object_put(op);

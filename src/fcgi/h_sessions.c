@@ -1,6 +1,7 @@
 /* h_sessions.c: POST /sessions, GET and DELETE /sessions/{id}, GET /session. */
 #include "config.h"
 
+#include "common/token.h"
 #include "db/db.h"
 #include "db/sessions.h"
 #include "fcgi/app.h"
@@ -64,6 +65,12 @@ void it_h_session_get(it_req *req)
 	PGconn *conn = it_db_thread_conn();
 	it_session s;
 
+	/* A path names a session by its id only: a token there would land in
+	 * access logs, and is answered as an unknown session. */
+	if (it_token_is(req->params[0])) {
+		it_app_session_problem(req, 404);
+		return;
+	}
 	if (it_app_session_problem(req, it_sessions_get(&conn, req->params[0], &s)))
 		return;
 	json_object *o = session_json(&s);
@@ -100,10 +107,29 @@ void it_h_session_self(it_req *req)
 	json_object_put(o);
 }
 
+/* The path's session id is the owner's capability and enough by itself. A
+ * request that also presents a credential (a full-scope token of the
+ * session, say) must present one of this session with scope full: a
+ * token of another session is answered as an unknown session, a smaller
+ * scope 403. */
 void it_h_session_delete(it_req *req)
 {
 	PGconn *conn = it_db_thread_conn();
+	char cred[IT_AUTH_CRED_MAX + 1];
+	it_principal p;
 
+	if (it_token_is(req->params[0])) {
+		it_app_session_problem(req, 404);
+		return;
+	}
+	if (it_auth_credential(req, cred, sizeof(cred)) != 0) {
+		if (it_auth_principal(req, NULL, IT_SCOPE_FULL | IT_AUTH_SESSION_UNCHECKED, &p) < 0)
+			return;
+		if (strcmp(p.session_id, req->params[0]) != 0) {
+			it_app_session_problem(req, 404);
+			return;
+		}
+	}
 	if (it_app_session_problem(req, it_sessions_delete(&conn, req->params[0])))
 		return;
 	/* This process's next poll of the session must not be answered from

@@ -5,6 +5,7 @@
 #include "common/id.h"
 #include "common/log.h"
 #include "db/blobs.h"
+#include "db/devices.h"
 #include "db/db.h"
 #include "db/images.h"
 #include "db/metrics.h"
@@ -52,7 +53,9 @@ typedef struct tus {
 	PGconn *conn;
 	int in_txn;
 	it_tus_upload up;
-	char cred[IT_AUTH_CRED_MAX + 1]; /* the session presented with the request, "" when none */
+	char cred[IT_AUTH_CRED_MAX + 1]; /* the credential presented with the request, "" when none */
+	it_principal who;		 /* whom cred speaks for; session_id "" when none */
+	int terminating;		 /* a DELETE: allowed after the device's revocation */
 	/* the first error */
 	int status;
 	const char *slug;
@@ -247,17 +250,56 @@ static int parse_metadata(tus *t, const char *s, metadata *m)
 	return 0;
 }
 
-/* The session presented with the request itself, if any (Authorization:
- * Bearer or ?session_id=). */
+/* Takes a refused credential as t's error, with its WWW-Authenticate. A
+ * malformed one keeps this endpoint's slug of old, invalid-session-id. */
+static int auth_fail(tus *t, const it_auth_refusal *why)
+{
+	if (t->status == 0 && why->www_authenticate[0])
+		it_resp_header(t->req, "WWW-Authenticate", "%s", why->www_authenticate);
+	if (t->status == 0 && why->status == 429)
+		it_resp_header(t->req, "Retry-After", "%" PRId64, why->retry_after);
+	if (why->status == 400)
+		return fail(t, 400, "invalid-session-id", "The credential is malformed.");
+	return fail(t, why->status, why->slug, "%s", why->detail);
+}
+
+/* Resolves cred (a session id or a token) into t->who, which must be
+ * allowed to upload. */
+static int resolve(tus *t, const char *cred)
+{
+	it_auth_refusal why;
+
+	if (it_auth_resolve(t->req, cred, IT_SCOPE_UPLOAD | IT_AUTH_SESSION_UNCHECKED, &t->who, &why) < 0)
+		return auth_fail(t, &why);
+	return 0;
+}
+
+/* The credential presented with the request itself, if any
+ * (Authorization: Bearer or ?session_id=): without one, the upload's URL
+ * is the capability, as tus clients expect. */
 static int read_credential(tus *t)
 {
 	int rc = it_auth_credential(t->req, t->cred, sizeof(t->cred));
 
 	if (rc < 0)
 		return fail(t, 400, "invalid-session-id", "The session in the Authorization header or the URL is malformed.");
-	if (rc == 0)
+	if (rc == 0) {
 		t->cred[0] = '\0';
-	return 0;
+		return 0;
+	}
+	return resolve(t, t->cred);
+}
+
+/* The refusal for an upload whose device's token was revoked or expired. */
+static int device_gone(tus *t)
+{
+	it_auth_refusal why = {0};
+
+	snprintf(why.www_authenticate, sizeof(why.www_authenticate), "Bearer realm=\"imagetools\", error=\"invalid_token\"");
+	why.status = 401;
+	why.slug = "invalid-token";
+	why.detail = "The token that began this upload is revoked or expired: nothing more of it is stored.";
+	return auth_fail(t, &why);
 }
 
 /* Reads the request's upload (with lock: in a new transaction, its row
@@ -273,8 +315,14 @@ static int load_upload(tus *t, const char *id, int lock)
 		t->in_txn = 1;
 	}
 	rc = it_tus_get(&t->conn, id, lock, &t->up);
-	if (rc == 0 && t->cred[0] != '\0' && strcmp(t->cred, t->up.session_id) != 0)
+	if (rc == 0 && t->who.session_id[0] != '\0' && strcmp(t->who.session_id, t->up.session_id) != 0)
 		rc = 404;
+	/* An upload a device began takes nothing more once the device's token
+	 * is revoked or has expired, whoever sends the bytes (asked again
+	 * before every commit: end_txn). */
+	if (rc == 0 && t->up.device_id[0] != '\0' && !t->terminating &&
+	    (rc = it_devices_live(t->conn, t->up.device_id, 0)) == 401)
+		return device_gone(t);
 	if (rc == 404)
 		return fail(t, 404, "unknown-upload", "No such upload: it never existed, has expired or was terminated.");
 	if (rc == 423)
@@ -293,6 +341,18 @@ static void end_txn(tus *t, int commit)
 {
 	if (!t->in_txn)
 		return;
+	/* What a device sent is committed only while its token works; the
+	 * device row is held from here to the commit (it_devices_live). */
+	if (commit && t->up.device_id[0] != '\0' && !t->terminating) {
+		int rc = it_devices_live(t->conn, t->up.device_id, 1);
+		if (rc != 0) {
+			if (rc == 401)
+				device_gone(t);
+			else
+				db_fail(t);
+			commit = 0;
+		}
+	}
 	if (commit) {
 		if (it_db_commit(t->conn) != 0)
 			db_fail(t);
@@ -756,7 +816,8 @@ void it_h_tus_create(it_req *req)
 	}
 	if (parse_metadata(t, it_req_env(req, "HTTP_UPLOAD_METADATA"), &m) != 0)
 		goto out;
-	if (m.session[0] != '\0' && t->cred[0] != '\0' && strcmp(m.session, t->cred) != 0) {
+	if (m.session[0] != '\0' && t->cred[0] != '\0' && strcmp(m.session, t->cred) != 0 &&
+	    strcmp(m.session, t->who.session_id) != 0) {
 		fail(t, 400, "session-mismatch",
 		     "The session_id of Upload-Metadata names another session than the Authorization header or the URL.");
 		goto out;
@@ -766,12 +827,13 @@ void it_h_tus_create(it_req *req)
 		     "Name the session: session_id in Upload-Metadata, or an Authorization: Bearer header.");
 		goto out;
 	}
-	memset(&t->up, 0, sizeof(t->up));
-	snprintf(t->up.session_id, sizeof(t->up.session_id), "%.79s", m.session[0] ? m.session : t->cred);
-	if (!it_id_session_valid(t->up.session_id)) {
-		fail(t, 400, "invalid-session-id", "The session id is malformed.");
+	/* Without a credential in the request, the metadata's session_id is
+	 * the credential (a session id or a token). */
+	if (t->cred[0] == '\0' && resolve(t, m.session) != 0)
 		goto out;
-	}
+	memset(&t->up, 0, sizeof(t->up));
+	snprintf(t->up.session_id, sizeof(t->up.session_id), "%s", t->who.session_id);
+	snprintf(t->up.device_id, sizeof(t->up.device_id), "%s", t->who.device_id);
 	with_body = is_octet_stream(req) && req->content_length != 0;
 	if (!with_body && req->content_length > 0) {
 		fail(t, 415, "not-offset-octet-stream",
@@ -929,6 +991,7 @@ void it_h_tus_delete(it_req *req)
 
 	if (t == NULL || t->status)
 		goto out;
+	t->terminating = 1;
 	if (lock_upload(t, req->params[0]) != 0)
 		goto out;
 	if (it_tus_remove(t->conn, &t->up, "terminated") != 0) {

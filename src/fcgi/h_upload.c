@@ -4,6 +4,7 @@
 #include "common/id.h"
 #include "common/log.h"
 #include "db/blobs.h"
+#include "db/devices.h"
 #include "db/db.h"
 #include "db/eventlog.h"
 #include "db/images.h"
@@ -82,6 +83,8 @@ typedef struct upload {
 	char display[IT_IMAGE_NAME_MAX + 1]; /* the part's sanitised filename, for messages */
 
 	/* the request so far */
+	it_principal who;      /* whom the credential speaks for, once known */
+	char cred[FIELD_MAX + 1]; /* the credential of the header or the URL, as sent */
 	char session[FIELD_MAX + 1];
 	int session_ok;	       /* the session was checked: live, within rate and quota */
 	int from_credential;   /* it came from the Authorization header or the URL */
@@ -115,6 +118,33 @@ __attribute__((format(printf, 4, 5))) static int up_fail(upload *u, int status, 
 		va_end(ap);
 	}
 	return -1;
+}
+
+/* Takes a refused credential as the request's first error; the answer
+ * carries its WWW-Authenticate. A malformed credential keeps this
+ * endpoint's slug of old, invalid-session-id. */
+static int auth_fail(upload *u, const it_auth_refusal *why)
+{
+	if (u->status == 0 && why->www_authenticate[0])
+		it_resp_header(u->req, "WWW-Authenticate", "%s", why->www_authenticate);
+	if (u->status == 0 && why->status == 429)
+		u->retry_after = why->retry_after;
+	if (why->status == 400)
+		return up_fail(u, 400, "invalid-session-id", "The credential is malformed.");
+	return up_fail(u, why->status, why->slug, "%s", why->detail);
+}
+
+/* Resolves cred (the header's, the URL's or the session_id field's) into
+ * u->who, which must be allowed to upload, and takes its session as the
+ * request's. Returns 0 or -1 with the error set. */
+static int resolve(upload *u, const char *cred)
+{
+	it_auth_refusal why;
+
+	if (it_auth_resolve(u->req, cred, IT_SCOPE_UPLOAD | IT_AUTH_SESSION_UNCHECKED, &u->who, &why) < 0)
+		return auth_fail(u, &why);
+	snprintf(u->session, sizeof(u->session), "%s", u->who.session_id);
+	return 0;
 }
 
 static void close_file_part(upload *u)
@@ -385,14 +415,17 @@ static int part_end(upload *u)
 				return up_fail(u, 400, "duplicate-field", "The field session_id is sent twice.");
 			u->have_session_field = 1;
 			if (u->from_credential) {
-				if (strcmp(u->field, u->session) != 0)
+				/* The same credential, or the session id of the
+				 * session the header's token opens. */
+				if (strcmp(u->field, u->cred) != 0 && strcmp(u->field, u->session) != 0)
 					return up_fail(u, 400, "session-mismatch",
 						       "The session_id field names another session than the "
 						       "Authorization header or the URL.");
 				break;
 			}
-			memcpy(u->session, u->field, u->field_len + 1);
-			if (session_known(u) != 0)
+			if (u->field_len == 0)
+				return up_fail(u, 400, "invalid-session-id", "The session_id field is empty.");
+			if (resolve(u, u->field) != 0 || session_known(u) != 0)
 				return -1;
 		} else {
 			if (u->have_source)
@@ -423,15 +456,15 @@ static int part_end(upload *u)
  * the parts. */
 static int upload_credential(upload *u)
 {
-	char cred[IT_AUTH_CRED_MAX + 1];
-	int rc = it_auth_credential(u->req, cred, sizeof(cred));
+	int rc = it_auth_credential(u->req, u->cred, sizeof(u->cred));
 
 	if (rc == 0)
 		return 0;
-	if (rc < 0 || strlen(cred) > FIELD_MAX)
+	if (rc < 0)
 		return up_fail(u, 400, "invalid-session-id",
 			       "The session in the Authorization header or the URL is malformed.");
-	memcpy(u->session, cred, strlen(cred) + 1);
+	if (resolve(u, u->cred) != 0)
+		return -1;
 	u->from_credential = 1;
 	return session_known(u);
 }
@@ -512,6 +545,20 @@ static int upload_store(upload *u)
 		snprintf(img->source, sizeof(img->source), "%.15s", u->source[0] ? u->source : "web");
 		if (it_ingest_record(u->conn, img, u->signer, &e) != 0)
 			return up_fail(u, e.status, e.slug, "%s", e.detail);
+	}
+	/* A token revoked (or expired) while the body came in stores nothing:
+	 * asked in this transaction, with the device row held until commit. */
+	if (u->who.device_id[0] && (rc = it_devices_live(u->conn, u->who.device_id, 1)) != 0) {
+		if (rc == 401) {
+			it_auth_refusal why = {0};
+			snprintf(why.www_authenticate, sizeof(why.www_authenticate),
+				 "Bearer realm=\"imagetools\", error=\"invalid_token\"");
+			why.status = 401;
+			why.slug = "invalid-token";
+			why.detail = "The token was revoked or expired before the upload was stored; nothing was stored.";
+			return auth_fail(u, &why);
+		}
+		return up_fail(u, 503, "database-unavailable", "The database cannot be reached; try again shortly.");
 	}
 	if (it_db_commit(u->conn) != 0)
 		return up_fail(u, 503, "database-unavailable", "The database cannot be reached; try again shortly.");
