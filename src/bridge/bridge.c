@@ -16,8 +16,12 @@
 #include "common/origin.h"
 #include "db/metrics.h"
 #include "feed/feed.h"
+#include "feed/ident.h"
 #include "feed/outq.h"
 #include "feed/sse.h"
+
+#include <json-c/json.h>
+#include <openssl/sha.h>
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -47,8 +51,16 @@
 #define SHUTDOWN_GRACE 3.0    /* seconds to let clients go on SIGTERM */
 #define TICK_MS 250	      /* housekeeping period */
 #define RATE_WINDOW 10.0      /* ws_rate counts messages per this many seconds */
+#define AUTH_TIMEOUT 10.0     /* seconds for the auth message on /api/v1/ws */
+#define AUTH_MSG_MAX 4096     /* bytes of an auth message */
+#define AUTH_FAIL_LIMIT 30    /* failed credentials per address per minute */
+
+/* Close codes for credentials (docs/api.md): refused, and a scope too small. */
+#define WS_CLOSE_BAD_CREDENTIAL 4401
+#define WS_CLOSE_SCOPE 4403
 
 static const char ws_prefix[] = "/api/v1/ws/";
+static const char ws_bare[] = "/api/v1/ws";
 static const char events_path[] = "/api/v1/events";
 static const char stream_path[] = "/api/v1/events/stream";
 
@@ -129,6 +141,17 @@ typedef struct client {
 	struct lpitem *lp;	/* long-poll: the answer gathered so far */
 	unsigned nlp, lpcap;
 	size_t lp_bytes;
+	/* Credentials */
+	it_feed_credq cq;	/* a token check in flight (cq.feed set while it is) */
+	uint8_t auth_wait;	/* WebSocket on /api/v1/ws: the auth message is still to come */
+	uint8_t joined;		/* admitted: presence_joined was called */
+	uint8_t end_why;	/* enum it_feed_end when the feed ended it, else 0 */
+	double auth_deadline;
+	it_buf authmsg;		/* the auth message so far, at most AUTH_MSG_MAX bytes */
+	int64_t cursor0;	/* where to start once the credential is known */
+	int64_t timeout0;	/* long-poll: its timeout, likewise */
+	char addr[64];		/* the client's address (rate limits) */
+	it_ident *ident;	/* what it says of itself and what its token says; NULL: nothing */
 } client;
 
 static struct bridge {
@@ -146,6 +169,7 @@ static struct bridge {
 	double stop_deadline;
 	int64_t delivered_unreported[3]; /* events taken, per client_kind, since the metric was last added to */
 	it_rl rate;		/* upgrades per client address (rate_streams) */
+	it_rl authfail;		/* failed credentials per client address */
 	double rate_pruned;
 	unsigned char rbuf[65536];
 } B;
@@ -231,8 +255,49 @@ static int client_frame(client *c, int opcode, const void *payload, size_t len)
 	return was_empty ? client_flush(c) : 0;
 }
 
+/* ------------------------------------------------------------ presence hooks
+ *
+ * The two places where a subscriber starts and stops counting as a
+ * connected client of its session, on every transport of the bridge:
+ * presence_joined when the feed admits it (its credential and session
+ * hold, events follow), presence_left once when it leaves the feed after
+ * that, for whatever reason: reason is "revoked" (its token was revoked),
+ * "expired" (its token or session expired) or "closed" (anything else: the
+ * client went away or closed, a long-poll answered, the session was
+ * deleted, the bridge stops). c->ident is NULL for an anonymous client (a
+ * session id and no client_id), which presence does not show. Both run on
+ * the loop's thread inside feed callbacks or client teardown: they must not
+ * block, nor end or free the client. */
+
+static const char *const transport_name[] = {"websocket", "sse", "longpoll"};
+
+static void presence_joined(client *c)
+{
+	if (c->ident == NULL || !it_ident_announces(c->ident))
+		return;
+	it_log_debug("%s client joined (device %s)", transport_name[c->kind],
+		     c->ident->device_id[0] ? c->ident->device_id : "none");
+}
+
+static void presence_left(client *c, const char *reason)
+{
+	if (c->ident == NULL || !it_ident_announces(c->ident))
+		return;
+	it_log_debug("%s client left (%s)", transport_name[c->kind], reason);
+}
+
 static void client_detach(client *c)
 {
+	/* A token check still in flight is withdrawn: whatever ends the
+	 * client ends it here. */
+	it_feed_cred_cancel(&c->cq);
+	if (c->joined) {
+		c->joined = 0;
+		presence_left(c, c->end_why == IT_FEED_END_REVOKED ? "revoked"
+				 : c->end_why == IT_FEED_END_TOKEN_EXPIRED || c->end_why == IT_FEED_END_EXPIRED
+				     ? "expired"
+				     : "closed");
+	}
 	if (!c->subscribed)
 		return;
 	it_feed_unsubscribe(&c->sub);
@@ -361,17 +426,32 @@ static int on_batch_end(it_feed_sub *sub)
 }
 
 /* The session is unknown, deleted or expired: 4004, as a browser reports
- * the close code of an open socket. */
+ * the close code of an open socket. The token it came with was revoked or
+ * expired: 4401, after the session.revoked frame the feed sent. */
 static void on_ended(it_feed_sub *sub, enum it_feed_end why)
 {
 	client *c = sub_client(sub);
 
-	(void)why;
+	c->end_why = (uint8_t)why;
 	client_detach(c); /* the feed has unsubscribed it: only the bookkeeping */
-	client_close(c, IT_WS_CLOSE_INVALID_SESSION, "Invalid session");
+	if (why == IT_FEED_END_REVOKED)
+		client_close(c, WS_CLOSE_BAD_CREDENTIAL, "Token revoked");
+	else if (why == IT_FEED_END_TOKEN_EXPIRED)
+		client_close(c, WS_CLOSE_BAD_CREDENTIAL, "Token expired");
+	else
+		client_close(c, IT_WS_CLOSE_INVALID_SESSION, "Invalid session");
 }
 
-static const it_feed_sub_ops ws_ops = {on_event, on_transient, on_batch_end, on_ended};
+/* The feed let the client in: it counts as connected from here on. */
+static void on_admitted(it_feed_sub *sub)
+{
+	client *c = sub_client(sub);
+
+	c->joined = 1;
+	presence_joined(c);
+}
+
+static const it_feed_sub_ops ws_ops = {on_event, on_transient, on_batch_end, on_ended, on_admitted};
 
 /* ------------------------------------------------------------ SSE and long-poll
  *
@@ -588,8 +668,8 @@ static int on_stream_transient(it_feed_sub *sub, const it_feed_transient *t)
 	}
 	if (resync)
 		it_metrics_inc("imagetools_resyncs_total", NULL, 1);
-	else if (c->kind == K_POLL)
-		return 0; /* a long-poll's answer is about the session only */
+	else if (c->kind == K_POLL && strcmp(t->type, "session.revoked") != 0)
+		return 0; /* a long-poll's answer is about the session (and its credential) only */
 	if ((json = it_feed_transient_json(t, "sse")) == NULL)
 		return 0;
 	if (c->kind == K_SSE) {
@@ -628,20 +708,24 @@ static int on_stream_batch_end(it_feed_sub *sub)
 	return c->subscribed ? 0 : -1;
 }
 
+static int token_refused(client *c);
+
 static void on_stream_ended(it_feed_sub *sub, enum it_feed_end why)
 {
 	client *c = sub_client(sub);
 
-	(void)why;
+	c->end_why = (uint8_t)why;
 	client_detach(c);
-	if (!c->head_sent)
-		stream_problem(c, 404, "Not Found", "unknown-session", "No such session, or it has expired.", NULL);
+	if (c->head_sent)
+		stream_end(c, 0); /* a revoked token's stream got session.revoked first */
+	else if (why == IT_FEED_END_REVOKED || why == IT_FEED_END_TOKEN_EXPIRED)
+		token_refused(c);
 	else
-		stream_end(c, 0);
+		stream_problem(c, 404, "Not Found", "unknown-session", "No such session, or it has expired.", NULL);
 }
 
 static const it_feed_sub_ops stream_ops = {on_stream_event, on_stream_transient, on_stream_batch_end,
-					   on_stream_ended};
+					   on_stream_ended, on_admitted};
 
 /* Reads key's value out of query (qlen bytes, may be NULL) into out,
  * decoded as imagetools.fcgi's it_query_get decodes it (%XX and '+').
@@ -780,23 +864,224 @@ static int stream_cors(client *c, const it_http_request *req)
 	return cors.status;
 }
 
+/* ------------------------------------------------------------ credentials */
+
+/* Whether cred starts like a token ("itk."): a session id has no dot, so
+ * the form alone says which it is. */
+static int token_prefixed(const char *cred)
+{
+	return strncmp(cred, "itk.", 4) == 0;
+}
+
+/* Whether cred is exactly a token's form: "itk." and 32 base64url characters. */
+static int token_form(const char *cred)
+{
+	if (strlen(cred) != 36 || !token_prefixed(cred))
+		return 0;
+	for (const char *p = cred + 4; *p; p++)
+		if (!((*p >= 'A' && *p <= 'Z') || (*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') || *p == '-' ||
+		      *p == '_'))
+			return 0;
+	return 1;
+}
+
+/* Whether a scope (as it_credential_check names it) may read events. */
+static int scope_views(const char *scope)
+{
+	return strcmp(scope, "view") == 0 || strcmp(scope, "full") == 0;
+}
+
+/* The client's identity, made on first use. Returns NULL when out of memory. */
+static it_ident *ident_get(client *c)
+{
+	if (c->ident == NULL)
+		c->ident = calloc(1, sizeof(*c->ident));
+	return c->ident;
+}
+
+/* Counts a refused credential against the client's address. */
+static void auth_failed(client *c)
+{
+	it_rl_hit(&B.authfail, c->addr, B.now);
+}
+
+/* Sends a token's hash to the feed for checking; done is called with the
+ * answer. Returns 0, or -1 when out of memory (nothing pending). */
+static int token_check(client *c, const char *cred, void (*done)(it_feed_credq *, const it_feed_principal *))
+{
+	unsigned char h[SHA256_DIGEST_LENGTH];
+
+	SHA256((const unsigned char *)cred, strlen(cred), h);
+	c->cq.done = done;
+	return it_feed_cred_check(B.feed, &c->cq, h) < 0 ? -1 : 0;
+}
+
+/* ------------------------------------------------------------ SSE and long-poll: the request */
+
+/* Answers 401 invalid-token, as imagetools.fcgi does for a token that is
+ * malformed, unknown, expired or revoked (it does not say which). Returns -1. */
+static int token_refused(client *c)
+{
+	return stream_problem(c, 401, "Unauthorized", "invalid-token", "The token is unknown, expired or revoked.",
+			      "WWW-Authenticate: Bearer error=\"invalid_token\"\r\n");
+}
+
+/* Answers 429 for an address whose failed credentials are used up. */
+static int authfail_refused(client *c, unsigned wait)
+{
+	char hdr[48], ext[40], detail[112];
+
+	snprintf(hdr, sizeof(hdr), "Retry-After: %u\r\n", wait);
+	snprintf(ext, sizeof(ext), ",\"retry_after\":%u", wait);
+	snprintf(detail, sizeof(detail), "Too many auth-fail requests; try again in %u seconds.", wait);
+	it_metrics_inc("imagetools_rate_limited_total", "limit=\"auth-fail\"", 1);
+	return stream_problem_ext(c, 429, "Too Many Requests", "rate-limited", detail, hdr, ext);
+}
+
+/* Counts the stream against rate_streams. Returns 0 when allowed, -1 once
+ * refused with 429. */
+static int stream_rate(client *c)
+{
+	unsigned wait = it_rl_hit(&B.rate, c->addr, B.now);
+	char hdr[48], ext[40], detail[96];
+
+	if (!wait)
+		return 0;
+	snprintf(hdr, sizeof(hdr), "Retry-After: %u\r\n", wait);
+	snprintf(ext, sizeof(ext), ",\"retry_after\":%u", wait);
+	snprintf(detail, sizeof(detail), "Too many streams requests; try again in %u seconds.", wait);
+	it_metrics_inc("imagetools_rate_limited_total", "limit=\"streams\"", 1);
+	return stream_problem_ext(c, 429, "Too Many Requests", "rate-limited", detail, hdr, ext);
+}
+
+/* Subscribes an SSE stream or long-poll (its kind, cursor0 and timeout0 set)
+ * to session sid, for a token with its device and until (else "" and 0).
+ * rated: rate_streams was counted already. Returns 0 while it waits for the
+ * feed, -1 once it is answered (or freed). */
+static int stream_open(client *c, const char *sid, const char *device, int64_t until, int rated)
+{
+	it_feed_info fi;
+
+	/* rate_streams counts streams, and long-polls that will wait: one
+	 * the feed can answer at once is an ordinary request. */
+	if (!rated && (c->kind == K_SSE || it_feed_lookup(B.feed, sid, &fi) < 0 || c->cursor0 >= fi.last_seq) &&
+	    stream_rate(c) < 0)
+		return -1;
+	if (c->kind == K_SSE && c->cursor0 > 0)
+		it_metrics_inc("imagetools_resumes_total", "transport=\"sse\"", 1);
+	if (c->kind == K_SSE && feed_down())
+		return stream_degraded(c);
+	c->state = C_OPEN;
+	c->deadline = B.now + (double)c->timeout0;
+	c->next_keepalive = B.now + (double)B.cfg->keepalive_interval;
+	c->sub.ops = &stream_ops;
+	c->sub.until = until;
+	snprintf(c->sub.device, sizeof(c->sub.device), "%s", device);
+	if (it_feed_subscribe(B.feed, &c->sub, sid, c->cursor0, IT_FEED_HELLO | IT_FEED_FRESH) < 0) {
+		client_free(c);
+		return -1;
+	}
+	c->subscribed = 1;
+	it_metrics_gauge_add("imagetools_connections_open", kind_label[c->kind], 1);
+	if (it_feed_sub_count(&c->sub) > (unsigned)B.cfg->max_streams_per_session) {
+		/* Too many streams on one session: this one ends at once with
+		 * a hint to come back later, as the hub does. */
+		client_detach(c);
+		if (c->kind == K_SSE) {
+			static const char retry[] = "retry: 5000\n\n";
+			if (stream_head(c, 200, "OK", "text/event-stream", "Cache-Control: no-cache\r\n") < 0 ||
+			    oq_copy(&c->out, retry, sizeof(retry) - 1, NULL, 0) < 0) {
+				client_free(c);
+				return -1;
+			}
+		}
+		return stream_end(c, 5000);
+	}
+	return 0;
+}
+
+/* The feed's answer about an SSE stream's or long-poll's token. */
+static void stream_cred_done(it_feed_credq *q, const it_feed_principal *p)
+{
+	client *c = it_container_of(q, client, cq);
+
+	switch (p->status) {
+	case 200:
+		if (!scope_views(p->scope)) {
+			stream_problem(c, 403, "Forbidden", "insufficient-scope",
+				       "This token's scope does not allow this; it needs view.",
+				       "WWW-Authenticate: Bearer error=\"insufficient_scope\", scope=\"view\"\r\n");
+			return;
+		}
+		if (ident_get(c) == NULL) {
+			client_free(c);
+			return;
+		}
+		it_ident_set_device(c->ident, p->device_id, p->label, p->source);
+		stream_open(c, p->session_id, p->device_id, p->until, c->kind == K_SSE);
+		return;
+	case 401:
+		auth_failed(c);
+		token_refused(c);
+		return;
+	case 404:
+		stream_problem(c, 404, "Not Found", "unknown-session", "No such session, or it has expired.", NULL);
+		return;
+	default:
+		stream_problem(c, 503, "Service Unavailable", "database-unavailable",
+			       "The database cannot be reached; try again shortly.", "Retry-After: 5\r\n");
+		return;
+	}
+}
+
+/* Reads client_id, client_label and client_source out of the query into
+ * c->ident (made only when one is present). Returns 0, 1 when one is
+ * malformed (name set to its key), -1 when out of memory. */
+static int parse_ident(client *c, const char *q, size_t qlen, const char **name)
+{
+	static const struct {
+		const char *key;
+		int (*valid)(const char *, size_t);
+		size_t off, size;
+	} fields[] = {
+		{"client_id", it_ident_client_id_valid, offsetof(it_ident, client_id), sizeof(((it_ident *)0)->client_id)},
+		{"client_label", it_ident_label_valid, offsetof(it_ident, label), sizeof(((it_ident *)0)->label)},
+		{"client_source", it_ident_source_valid, offsetof(it_ident, source), sizeof(((it_ident *)0)->source)},
+	};
+	char v[72];
+
+	for (size_t i = 0; i < sizeof(fields) / sizeof(fields[0]); i++) {
+		int n = query_get(q, qlen, fields[i].key, v, sizeof(v));
+		if (n == -1)
+			continue;
+		if (n < 0 || !fields[i].valid(v, (size_t)n)) {
+			*name = fields[i].key;
+			return 1;
+		}
+		if (ident_get(c) == NULL)
+			return -1;
+		memcpy((char *)c->ident + fields[i].off, v, (size_t)n + 1);
+	}
+	return 0;
+}
+
 /* Answers a request for /api/v1/events or /api/v1/events/stream once its
  * head is parsed (server_names already checked), in the order
  * imagetools.fcgi answers it: the Origin and CORS rule (a refused
  * state-changing request or preflight is 403, a preflight 204), then the
- * method, the credential, the cursor, the rate limit, then the session (the
- * feed checks it: unknown is 404). q is the query (qlen bytes, may be
- * NULL). req points into c->in, which the caller frees afterwards. Returns
- * 0 while the request waits for the feed, -1 once it is answered (or the
- * client freed). */
+ * method, the credential, the cursor, the client's identity, the rate
+ * limit, then the session (the feed checks it: unknown is 404). A token is
+ * checked by the feed first (401, 403, 404; failures count against the
+ * address). q is the query (qlen bytes, may be NULL). req points into
+ * c->in, which the caller frees afterwards. Returns 0 while the request
+ * waits for the feed, -1 once it is answered (or the client freed). */
 static int stream_start(client *c, const it_http_request *req, enum client_kind kind, const char *q, size_t qlen)
 {
 	const it_http_header *lei;
-	char sid[72], v[32], addr[64], detail[96];
+	char sid[72], v[32], detail[112];
 	int64_t cursor = 0, timeout = B.cfg->longpoll_timeout;
-	const char *ckey = kind == K_SSE ? "last_event_id" : "cursor";
-	it_feed_info fi;
-	int n;
+	const char *ckey = kind == K_SSE ? "last_event_id" : "cursor", *bad;
+	int n, token;
 
 	c->kind = kind;
 	c->instance = strndup(req->target, q ? (size_t)(q - 1 - req->target) : req->target_len);
@@ -804,6 +1089,7 @@ static int stream_start(client *c, const it_http_request *req, enum client_kind 
 		client_free(c);
 		return -1;
 	}
+	client_address(c, req, c->addr, sizeof(c->addr));
 	switch (stream_cors(c, req)) {
 	case 0:
 		break;
@@ -835,7 +1121,8 @@ static int stream_start(client *c, const it_http_request *req, enum client_kind 
 	if (n == 0)
 		return stream_problem(c, 400, "Bad Request", "missing-session-id",
 				      "The session_id query parameter is required.", NULL);
-	if (n < 0 || !it_id_session_valid(sid))
+	token = n > 0 && token_prefixed(sid);
+	if (!token && (n < 0 || !it_id_session_valid(sid)))
 		return stream_problem(c, 400, "Bad Request", "invalid-session-id", "The session id is malformed.", NULL);
 	lei = kind == K_SSE ? it_http_find(req, "Last-Event-ID") : NULL;
 	if (lei && lei->value_len > 0) {
@@ -856,61 +1143,59 @@ static int stream_start(client *c, const it_http_request *req, enum client_kind 
 		if (timeout > B.cfg->longpoll_timeout)
 			timeout = B.cfg->longpoll_timeout;
 	}
-	/* imagetools.fcgi asks the database for the session at this point;
-	 * while it cannot, a long-poll is 503, an SSE stream (after its rate
-	 * check) a short degraded one. */
-	if (kind == K_POLL && feed_down())
+	if ((n = parse_ident(c, q, qlen, &bad)) != 0) {
+		if (n < 0) {
+			client_free(c);
+			return -1;
+		}
+		snprintf(detail, sizeof(detail), "%s is malformed; see docs/api.md, \"Client identity\".", bad);
+		return stream_problem(c, 400, "Bad Request", "invalid-client-identity", detail, NULL);
+	}
+	c->cursor0 = cursor;
+	c->timeout0 = timeout;
+	/* imagetools.fcgi asks the database for the session (or the token) at
+	 * this point; while it cannot, a long-poll is 503, an SSE stream with
+	 * a session id (after its rate check) a short degraded one. */
+	if ((kind == K_POLL || token) && feed_down())
 		return stream_problem(c, 503, "Service Unavailable", "database-unavailable",
 				      "The database cannot be reached; try again shortly.", "Retry-After: 5\r\n");
-	/* rate_streams counts streams, and long-polls that will wait: one
-	 * the feed can answer at once is an ordinary request. */
-	if (kind == K_SSE || it_feed_lookup(B.feed, sid, &fi) < 0 || cursor >= fi.last_seq) {
-		unsigned wait;
-		client_address(c, req, addr, sizeof(addr));
-		wait = it_rl_hit(&B.rate, addr, B.now);
-		if (wait) {
-			char hdr[48], ext[40];
-			snprintf(hdr, sizeof(hdr), "Retry-After: %u\r\n", wait);
-			snprintf(ext, sizeof(ext), ",\"retry_after\":%u", wait);
-			snprintf(detail, sizeof(detail), "Too many streams requests; try again in %u seconds.", wait);
-			it_metrics_inc("imagetools_rate_limited_total", "limit=\"streams\"", 1);
-			return stream_problem_ext(c, 429, "Too Many Requests", "rate-limited", detail, hdr, ext);
-		}
+	if (!token)
+		return stream_open(c, sid, "", 0, 0);
+	/* A token: an SSE stream counts against rate_streams before its
+	 * credential is looked at, as in imagetools.fcgi; then the address's
+	 * failed credentials, then the form, then the database. */
+	if (kind == K_SSE && stream_rate(c) < 0)
+		return -1;
+	{
+		unsigned wait = it_rl_peek(&B.authfail, c->addr, B.now);
+		if (wait)
+			return authfail_refused(c, wait);
 	}
-	if (kind == K_SSE && cursor > 0)
-		it_metrics_inc("imagetools_resumes_total", "transport=\"sse\"", 1);
-	if (kind == K_SSE && feed_down())
-		return stream_degraded(c);
-	c->state = C_OPEN;
-	c->deadline = B.now + (double)timeout;
-	c->next_keepalive = B.now + (double)B.cfg->keepalive_interval;
-	c->sub.ops = &stream_ops;
-	if (it_feed_subscribe(B.feed, &c->sub, sid, cursor, IT_FEED_HELLO | IT_FEED_FRESH) < 0) {
+	if (!token_form(sid)) {
+		auth_failed(c);
+		return token_refused(c);
+	}
+	if (token_check(c, sid, stream_cred_done) < 0) {
 		client_free(c);
 		return -1;
 	}
-	c->subscribed = 1;
-	it_metrics_gauge_add("imagetools_connections_open", kind_label[kind], 1);
-	if (it_feed_sub_count(&c->sub) > (unsigned)B.cfg->max_streams_per_session) {
-		/* Too many streams on one session: this one ends at once with
-		 * a hint to come back later, as the hub does. */
-		client_detach(c);
-		if (kind == K_SSE) {
-			static const char retry[] = "retry: 5000\n\n";
-			if (stream_head(c, 200, "OK", "text/event-stream", "Cache-Control: no-cache\r\n") < 0 ||
-			    oq_copy(&c->out, retry, sizeof(retry) - 1, NULL, 0) < 0) {
-				client_free(c);
-				return -1;
-			}
-		}
-		return stream_end(c, 5000);
-	}
+	/* Waiting for the feed: input is ignored from here on, and the
+	 * tick answers 503 if the database does not answer in time. */
+	c->state = C_OPEN;
+	c->deadline = B.now + HEAD_TIMEOUT;
 	return 0;
 }
 
 /* Housekeeping of one SSE stream or long-poll. */
 static void stream_tick(client *c)
 {
+	if (c->cq.feed != NULL) {
+		/* A token check the database has not answered in time. */
+		if (B.now >= c->deadline)
+			stream_problem(c, 503, "Service Unavailable", "database-unavailable",
+				       "The database cannot be reached; try again shortly.", "Retry-After: 5\r\n");
+		return;
+	}
 	if (c->behind && c->out.bytes > 0 && B.now - c->last_tx >= (double)B.cfg->stream_stall_timeout) {
 		client_free(c);
 		return;
@@ -1014,6 +1299,214 @@ static void client_address(const client *c, const it_http_request *req, char *ou
 	}
 }
 
+/* ------------------------------------------------------------ WebSocket credentials */
+
+/* Subscribes an open WebSocket to session sid from c->cursor0, for a token
+ * with its device and until (else "" and 0). Returns 0, or -1 when the
+ * client is closing or was freed. */
+static int ws_subscribe(client *c, const char *sid, const char *device, int64_t until)
+{
+	c->sub.ops = &ws_ops;
+	c->sub.until = until;
+	snprintf(c->sub.device, sizeof(c->sub.device), "%s", device);
+	if (it_feed_subscribe(B.feed, &c->sub, sid, c->cursor0, IT_FEED_HELLO | IT_FEED_FRESH) < 0) {
+		client_close(c, IT_WS_CLOSE_INVALID_SESSION, "Invalid session");
+		return -1;
+	}
+	c->subscribed = 1;
+	it_metrics_gauge_add("imagetools_connections_open", "transport=\"websocket\"", 1);
+	if (c->cursor0 > 0)
+		it_metrics_inc("imagetools_resumes_total", "transport=\"websocket\"", 1);
+	if (it_feed_sub_count(&c->sub) > (unsigned)B.cfg->max_streams_per_session) {
+		/* One capability should not pin unbounded resources: extras
+		 * are told to come back later, as the hub does for SSE. */
+		client_close(c, IT_WS_CLOSE_TRY_LATER, "Too many connections to this session");
+		return -1;
+	}
+	if (device[0]) {
+		it_log_debug("WebSocket for device %s from id %lld", device, (long long)c->cursor0);
+	} else {
+		char red[16];
+		it_log_debug("WebSocket for session %s from id %lld", it_log_redact(sid, red, sizeof(red)),
+			     (long long)c->cursor0);
+	}
+	return 0;
+}
+
+/* The feed's answer about a WebSocket's token. */
+static void ws_cred_done(it_feed_credq *q, const it_feed_principal *p)
+{
+	client *c = it_container_of(q, client, cq);
+
+	switch (p->status) {
+	case 200:
+		if (!scope_views(p->scope)) {
+			client_close(c, WS_CLOSE_SCOPE, "Insufficient scope");
+			return;
+		}
+		if (ident_get(c) == NULL) {
+			client_close(c, IT_WS_CLOSE_INTERNAL, "Out of memory");
+			return;
+		}
+		it_ident_set_device(c->ident, p->device_id, p->label, p->source);
+		ws_subscribe(c, p->session_id, p->device_id, p->until);
+		return;
+	case 401:
+		auth_failed(c);
+		client_close(c, WS_CLOSE_BAD_CREDENTIAL, "Invalid token");
+		return;
+	case 404:
+		client_close(c, IT_WS_CLOSE_INVALID_SESSION, "Invalid session");
+		return;
+	default:
+		client_close(c, IT_WS_CLOSE_TRY_LATER, "Database unavailable");
+		return;
+	}
+}
+
+/* Takes the credential of a WebSocket on /api/v1/ws: a session id is
+ * subscribed at once (the feed checks it: 4004 when unknown), a token is
+ * checked by the feed first. Returns 0, or -1 when the client is closing or
+ * was freed. */
+static int ws_authenticate(client *c, const char *cred)
+{
+	if (token_prefixed(cred)) {
+		if (it_rl_peek(&B.authfail, c->addr, B.now)) {
+			client_close(c, IT_WS_CLOSE_TRY_LATER, "Too many failed credentials");
+			return -1;
+		}
+		if (!token_form(cred)) {
+			auth_failed(c);
+			client_close(c, WS_CLOSE_BAD_CREDENTIAL, "Invalid token");
+			return -1;
+		}
+		if (token_check(c, cred, ws_cred_done) < 0) {
+			client_close(c, IT_WS_CLOSE_INTERNAL, "Out of memory");
+			return -1;
+		}
+		return 0;
+	}
+	if (!it_id_session_valid(cred)) {
+		client_close(c, WS_CLOSE_BAD_CREDENTIAL, "Invalid credential");
+		return -1;
+	}
+	return ws_subscribe(c, cred, "", 0);
+}
+
+/* Copies a string member of o (at most outlen - 1 bytes, checked by valid)
+ * into out. Returns 0 (absent or copied) or -1 (not a string, or invalid). */
+static int json_field(json_object *o, const char *key, int (*valid)(const char *, size_t), char *out, size_t outlen)
+{
+	json_object *v;
+	const char *s;
+	size_t n;
+
+	if (!json_object_object_get_ex(o, key, &v))
+		return 0;
+	if (!json_object_is_type(v, json_type_string))
+		return -1;
+	s = json_object_get_string(v);
+	n = (size_t)json_object_get_string_len(v);
+	if (n >= outlen || strlen(s) != n || (valid && !valid(s, n)))
+		return -1;
+	memcpy(out, s, n + 1);
+	return 0;
+}
+
+/* The first text message on /api/v1/ws, c->authmsg:
+ * {"type":"auth","credential":"...","last_event_id":n,"client_id":"...",
+ *  "client_label":"...","client_source":"..."}. Returns 0, or -1 when the
+ * client is closing or was freed. */
+static int ws_auth_message(client *c)
+{
+	json_tokener *tk = json_tokener_new();
+	json_object *o = NULL, *v;
+	char cred[72];
+	it_ident id;
+	int rc = -1;
+
+	memset(&id, 0, sizeof(id));
+	cred[0] = '\0';
+	if (tk != NULL)
+		o = json_tokener_parse_ex(tk, c->authmsg.data ? c->authmsg.data : "", (int)c->authmsg.len);
+	if (o == NULL || json_tokener_get_error(tk) != json_tokener_success ||
+	    !json_object_is_type(o, json_type_object) || !json_object_object_get_ex(o, "type", &v) ||
+	    !json_object_is_type(v, json_type_string) || strcmp(json_object_get_string(v), "auth") != 0 ||
+	    json_field(o, "credential", NULL, cred, sizeof(cred)) < 0 || cred[0] == '\0' ||
+	    it_cred_copy(cred, strlen(cred), cred, sizeof(cred)) < 0 ||
+	    json_field(o, "client_id", it_ident_client_id_valid, id.client_id, sizeof(id.client_id)) < 0 ||
+	    json_field(o, "client_label", it_ident_label_valid, id.label, sizeof(id.label)) < 0 ||
+	    json_field(o, "client_source", it_ident_source_valid, id.source, sizeof(id.source)) < 0)
+		goto refuse;
+	if (json_object_object_get_ex(o, "last_event_id", &v)) {
+		if (!json_object_is_type(v, json_type_int) || json_object_get_int64(v) < 0 ||
+		    json_object_get_int64(v) > INT64_MAX / 2)
+			goto refuse;
+		c->cursor0 = json_object_get_int64(v);
+	}
+	if (id.client_id[0] || id.label[0] || id.source[0]) {
+		if (ident_get(c) == NULL)
+			goto refuse;
+		if (id.client_id[0])
+			memcpy(c->ident->client_id, id.client_id, sizeof(id.client_id));
+		if (id.label[0])
+			memcpy(c->ident->label, id.label, sizeof(id.label));
+		if (id.source[0])
+			memcpy(c->ident->source, id.source, sizeof(id.source));
+	}
+	c->auth_wait = 0;
+	it_buf_free(&c->authmsg);
+	rc = ws_authenticate(c, cred);
+	goto out;
+refuse:
+	c->auth_wait = 0;
+	it_buf_free(&c->authmsg);
+	client_close(c, WS_CLOSE_BAD_CREDENTIAL, "Invalid auth message");
+out:
+	if (o)
+		json_object_put(o);
+	if (tk)
+		json_tokener_free(tk);
+	return rc;
+}
+
+/* Reads the credential offered as a subprotocol, "Sec-WebSocket-Protocol:
+ * imagetools.v1, imagetools.bearer.<credential>", into out, and whether
+ * imagetools.v1 was offered (the answer selects it: a client that offers
+ * subprotocols must get one of them back, and never the one that holds its
+ * credential). Returns 1 with the credential, 0 when none was offered, -1
+ * when the one offered is malformed. */
+static int ws_protocols(const it_http_request *req, char *out, size_t outlen, int *offer_v1)
+{
+	static const char bearer[] = "imagetools.bearer.";
+	int rc = 0;
+
+	*offer_v1 = 0;
+	for (size_t i = 0; i < req->num_headers; i++) {
+		const it_http_header *h = &req->headers[i];
+		size_t k = 0;
+
+		if (h->name_len != 22 || strncasecmp(h->name, "Sec-WebSocket-Protocol", 22) != 0)
+			continue;
+		while (k < h->value_len) {
+			size_t b, e;
+			while (k < h->value_len && (h->value[k] == ' ' || h->value[k] == '\t' || h->value[k] == ','))
+				k++;
+			b = k;
+			while (k < h->value_len && h->value[k] != ',')
+				k++;
+			e = k;
+			while (e > b && (h->value[e - 1] == ' ' || h->value[e - 1] == '\t'))
+				e--;
+			if (e - b == 13 && memcmp(h->value + b, "imagetools.v1", 13) == 0)
+				*offer_v1 = 1;
+			else if (e - b > sizeof(bearer) - 1 && memcmp(h->value + b, bearer, sizeof(bearer) - 1) == 0 && rc == 0)
+				rc = it_cred_copy(h->value + b + sizeof(bearer) - 1, e - b - (sizeof(bearer) - 1), out, outlen);
+		}
+	}
+	return rc;
+}
+
 static int process_frames(client *c, unsigned char *buf, size_t len);
 
 static int handshake(client *c)
@@ -1025,7 +1518,7 @@ static int handshake(client *c)
 	size_t plen, prelen, qlen = 0;
 	char sid[72], accept[32], resp[256];
 	int64_t requested;
-	int n, rl;
+	int n, rl, bare, offer_v1 = 0;
 
 	n = it_http_parse_request(c->in.data, c->in.len, &req);
 	if (n == -2) {
@@ -1073,7 +1566,8 @@ static int handshake(client *c)
 	if (it_http_find(&req, "Host") == NULL)
 		return client_http_error(c, 400, "Bad Request", "bad-request", "An HTTP/1.1 request needs a Host header.",
 					 NULL);
-	if (plen <= sizeof(ws_prefix) - 1 || memcmp(path, ws_prefix, sizeof(ws_prefix) - 1) != 0)
+	bare = plen == sizeof(ws_bare) - 1 && memcmp(path, ws_bare, plen) == 0;
+	if (!bare && (plen <= sizeof(ws_prefix) - 1 || memcmp(path, ws_prefix, sizeof(ws_prefix) - 1) != 0))
 		return client_http_error(c, 404, "Not Found", "not-found", "No such WebSocket endpoint.", NULL);
 	h = it_http_find(&req, "Upgrade");
 	if (h == NULL || !it_http_has_token(h->value, h->value_len, "websocket") ||
@@ -1098,28 +1592,54 @@ static int handshake(client *c)
 					 "This origin may not open WebSockets here.", NULL);
 	}
 	{
-		char addr[64], hdr[48];
+		char hdr[48];
 		unsigned wait;
 
-		client_address(c, &req, addr, sizeof(addr));
-		wait = it_rl_hit(&B.rate, addr, B.now);
+		client_address(c, &req, c->addr, sizeof(c->addr));
+		wait = it_rl_hit(&B.rate, c->addr, B.now);
 		if (wait) {
 			snprintf(hdr, sizeof(hdr), "Retry-After: %u\r\n", wait);
 			return client_http_error(c, 429, "Too Many Requests", "rate-limited",
 						 "Too many WebSocket connections from this address; retry later.", hdr);
 		}
 	}
-	plen -= sizeof(ws_prefix) - 1;
-	path += sizeof(ws_prefix) - 1;
-	if (plen >= sizeof(sid))
-		plen = sizeof(sid) - 1; /* too long to be valid; still closed with 4004 */
-	memcpy(sid, path, plen);
-	sid[plen] = '\0';
+	c->cursor0 = requested;
+	sid[0] = '\0';
+	if (bare) {
+		/* The credential travels in a header here, never in the URL:
+		 * the subprotocol (which a browser can set), else
+		 * Authorization, else the first message after the upgrade. */
+		const char *bad;
+		int r = ws_protocols(&req, sid, sizeof(sid), &offer_v1);
+		if (r == 0 && (h = it_http_find(&req, "Authorization")) != NULL) {
+			const char *tok;
+			size_t toklen;
+			if (it_cred_bearer(h->value, h->value_len, &tok, &toklen))
+				r = it_cred_copy(tok, toklen, sid, sizeof(sid));
+		}
+		if (r < 0)
+			snprintf(sid, sizeof(sid), "-"); /* malformed: refused after the upgrade */
+		if ((r = parse_ident(c, q, qlen, &bad)) != 0) {
+			if (r < 0) {
+				client_free(c);
+				return -1;
+			}
+			return client_http_error(c, 400, "Bad Request", "invalid-client-identity",
+						 "client_id, client_label or client_source is malformed.", NULL);
+		}
+	} else {
+		plen -= sizeof(ws_prefix) - 1;
+		path += sizeof(ws_prefix) - 1;
+		if (plen >= sizeof(sid))
+			plen = sizeof(sid) - 1; /* too long to be valid; still closed with 4004 */
+		memcpy(sid, path, plen);
+		sid[plen] = '\0';
+	}
 
 	rl = snprintf(resp, sizeof(resp),
 		      "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-		      "Sec-WebSocket-Accept: %s\r\n\r\n",
-		      accept);
+		      "Sec-WebSocket-Accept: %s\r\n%s\r\n",
+		      accept, offer_v1 ? "Sec-WebSocket-Protocol: imagetools.v1\r\n" : "");
 	if (oq_copy(&c->out, resp, (size_t)rl, NULL, 0) < 0) {
 		client_free(c);
 		return -1;
@@ -1131,29 +1651,25 @@ static int handshake(client *c)
 	if (client_flush(c) < 0)
 		return -1;
 
-	/* The session is checked after the upgrade, so that a browser sees
-	 * the 4004 close code rather than a failed handshake. The feed checks
-	 * it, sends connection.status "connected" on admission, weighs the
-	 * cursor against the log and then hands over the events. */
-	c->sub.ops = &ws_ops;
-	if (it_feed_subscribe(B.feed, &c->sub, sid, requested, IT_FEED_HELLO | IT_FEED_FRESH) < 0) {
-		it_buf_free(&c->in);
-		return client_close(c, IT_WS_CLOSE_INVALID_SESSION, "Invalid session");
+	/* The credential is checked after the upgrade, so that a browser sees
+	 * the close code (4004, 4401, 4403) rather than a failed handshake.
+	 * The feed checks the session, sends connection.status "connected" on
+	 * admission, weighs the cursor against the log and then hands over
+	 * the events. */
+	if (bare && sid[0] == '\0') {
+		c->auth_wait = 1;
+		c->auth_deadline = B.now + AUTH_TIMEOUT;
+		it_buf_init(&c->authmsg, AUTH_MSG_MAX);
+	} else if (bare) {
+		ws_authenticate(c, sid);
+	} else {
+		ws_subscribe(c, sid, "", 0);
 	}
-	c->subscribed = 1;
-	it_metrics_gauge_add("imagetools_connections_open", "transport=\"websocket\"", 1);
-	if (requested > 0)
-		it_metrics_inc("imagetools_resumes_total", "transport=\"websocket\"", 1);
-	if (it_feed_sub_count(&c->sub) > (unsigned)B.cfg->max_streams_per_session) {
-		/* One capability should not pin unbounded resources: extras
-		 * are told to come back later, as the hub does for SSE. */
+	if (c->dead)
+		return -1;
+	if (c->state == C_CLOSING) {
 		it_buf_free(&c->in);
-		return client_close(c, IT_WS_CLOSE_TRY_LATER, "Too many connections to this session");
-	}
-	{
-		char red[16];
-		it_log_debug("WebSocket for session %s from id %lld", it_log_redact(sid, red, sizeof(red)),
-			     (long long)requested);
+		return 0;
 	}
 	/* Frames that came in the same packet as the request head. */
 	if ((size_t)n < c->in.len) {
@@ -1222,15 +1738,30 @@ static int process_frames(client *c, unsigned char *buf, size_t len)
 			for (i = 0; i < ev.len && c->msg_n < 5; i++, c->msg_n++)
 				if (c->msg_n >= 4 || ev.data[i] != (unsigned char)"ping"[c->msg_n])
 					c->msg_ping = 0;
+			if (c->auth_wait && ev.len > 0) {
+				/* The auth message is gathered (it is small); any
+				 * other message is never kept. */
+				if (c->authmsg.len + ev.len > AUTH_MSG_MAX ||
+				    it_buf_append(&c->authmsg, ev.data, ev.len) < 0) {
+					client_close(c, WS_CLOSE_BAD_CREDENTIAL, "Auth message too large");
+					return -1;
+				}
+			}
 			if (!ev.fin)
 				break;
 			if (ev.opcode == IT_WS_OP_BINARY) {
 				client_close(c, IT_WS_CLOSE_UNSUPPORTED, "Binary messages are not accepted");
 				return -1;
 			}
-			if (c->msg_n == 4 && c->msg_ping && client_frame(c, IT_WS_OP_TEXT, "pong", 4) < 0)
-				return -1;
-			/* Other text messages mean nothing to the bridge yet. */
+			if (c->msg_n == 4 && c->msg_ping) {
+				if (client_frame(c, IT_WS_OP_TEXT, "pong", 4) < 0)
+					return -1;
+				it_buf_reset(&c->authmsg); /* "ping" is not the auth message */
+			} else if (c->auth_wait) {
+				if (ws_auth_message(c) < 0 || c->dead || c->state == C_CLOSING)
+					return -1;
+			}
+			/* Other text messages mean nothing to the bridge. */
 			c->msg_n = 0;
 			c->msg_ping = 1;
 			break;
@@ -1315,6 +1846,9 @@ static void client_free(client *c)
 	it_list_unlink(&c->alink);
 	it_list_push(&B.dead, &c->alink);
 	it_buf_free(&c->in);
+	it_buf_free(&c->authmsg);
+	free(c->ident);
+	c->ident = NULL;
 	it_outq_free(&c->out);
 	lp_clear(c);
 	free(c->lp);
@@ -1385,6 +1919,7 @@ static void tick(void)
 	it_feed_tick(B.feed, (int64_t)(B.now * 1000.0));
 	if (B.now - B.rate_pruned >= 10.0) {
 		it_rl_prune(&B.rate, B.now);
+		it_rl_prune(&B.authfail, B.now);
 		B.rate_pruned = B.now;
 	}
 	if (B.listen_paused_until > 0 && B.now >= B.listen_paused_until && !B.stopping) {
@@ -1406,6 +1941,10 @@ static void tick(void)
 		case C_OPEN:
 			if (c->kind != K_WS) {
 				stream_tick(c);
+				break;
+			}
+			if (c->auth_wait && B.now >= c->auth_deadline) {
+				client_close(c, WS_CLOSE_BAD_CREDENTIAL, "Authentication timeout");
 				break;
 			}
 			if (c->behind && c->out.bytes > 0 && B.now - c->last_tx >= interval) {
@@ -1532,7 +2071,8 @@ int it_bridge_run(const it_config *cfg, const char *listen_addr)
 	B.pg_h.kind = H_PG;
 	/* 100,000 addresses at most in one minute's table (some 10 MB); past
 	 * that, new ones share one counter. */
-	if (it_rl_init(&B.rate, (unsigned)cfg->rate_streams, 60.0, 100000) < 0) {
+	if (it_rl_init(&B.rate, (unsigned)cfg->rate_streams, 60.0, 100000) < 0 ||
+	    it_rl_init(&B.authfail, AUTH_FAIL_LIMIT, 60.0, 100000) < 0) {
 		it_log_error("out of memory");
 		return -1;
 	}
@@ -1645,5 +2185,6 @@ out:
 	if (B.epfd >= 0)
 		close(B.epfd);
 	it_rl_free(&B.rate);
+	it_rl_free(&B.authfail);
 	return rc;
 }

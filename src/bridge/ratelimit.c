@@ -73,6 +73,34 @@ unsigned it_rl_hit(it_rl *rl, const char *key, double now)
 	return count(rl, &e->start, &e->count, now);
 }
 
+unsigned it_rl_peek(const it_rl *rl, const char *key, double now)
+{
+	const struct it_rl_entry *e;
+	char k[64];
+	double start;
+	unsigned n;
+
+	if (rl->limit == 0)
+		return 0;
+	snprintf(k, sizeof(k), "%s", key);
+	for (e = rl->buckets[hash(k) & (rl->nbuckets - 1)]; e; e = e->next)
+		if (strcmp(e->key, k) == 0)
+			break;
+	if (e == NULL && rl->nkeys < rl->max_keys)
+		return 0;
+	start = e ? e->start : rl->overflow_start;
+	n = e ? e->count : rl->overflow_count;
+	if (now - start >= rl->window || n < rl->limit)
+		return 0;
+	{
+		double left = start + rl->window - now;
+		unsigned s = (unsigned)left;
+		if ((double)s < left)
+			s++;
+		return s ? s : 1;
+	}
+}
+
 void it_rl_prune(it_rl *rl, double now)
 {
 	size_t i;

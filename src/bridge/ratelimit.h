@@ -28,6 +28,11 @@ int it_rl_init(it_rl *rl, unsigned limit, double window, size_t max_keys);
  * seconds until the key's window ends when over the limit. */
 unsigned it_rl_hit(it_rl *rl, const char *key, double now);
 
+/* Like it_rl_hit without recording a hit: whether key's window is used up
+ * (the wait in whole seconds) or not (0). For limits that count failures:
+ * the request is refused before the thing that may fail is tried. */
+unsigned it_rl_peek(const it_rl *rl, const char *key, double now);
+
 /* Forgets keys whose window ended before now. Call it now and then. */
 void it_rl_prune(it_rl *rl, double now);
 

@@ -27,11 +27,22 @@
 #define ID_MAX 72
 
 enum { SUB_PENDING, SUB_LIVE };
-enum q_kind { Q_NONE, Q_CHECK, Q_READ };
+/* How long a revocation is remembered, so that a token check whose query
+ * ran before the revocation committed cannot let the device back in. */
+#define REVOKED_MEMORY_MS 60000
+#define REVOKED_SLOTS 64
+
+enum q_kind { Q_NONE, Q_CHECK, Q_READ, Q_CRED };
 
 const char it_feed_check_sql[] =
 	"SELECT s.id, s.last_event_seq, s.first_kept_seq, ceil(extract(epoch from s.expires_at))::bigint"
 	" FROM sessions s WHERE s.id = ANY($1::text[]) AND s.expires_at > now()";
+
+const char it_feed_cred_sql[] =
+	"SELECT c.i, r.status, r.session_id, r.scope, r.device_id, r.label, r.source, r.until_epoch,"
+	" encode(r.token_hash, 'hex')"
+	" FROM unnest($1::text[]) WITH ORDINALITY AS c(h, i)"
+	" CROSS JOIN LATERAL it_credential_check(NULL, decode(c.h, 'hex')) r ORDER BY c.i";
 
 typedef struct it_feed_sess {
 	struct it_feed_sess *hnext; /* hash chain */
@@ -51,6 +62,7 @@ typedef struct it_feed_sess {
 	int64_t known_last, first_kept, expires;
 	int64_t idle_since; /* ms; when it was last watched or looked up */
 	int64_t read_after; /* cursor of the read in flight */
+	int64_t next_until; /* the earliest until among its subscribers (or later); 0: none */
 	it_feed_event **ring;
 	unsigned rhead, rcount;
 	size_t rbytes;
@@ -78,6 +90,13 @@ struct it_feed {
 	enum q_kind q;
 	sess *inflight[BATCH_SESSIONS];
 	int ninflight;
+	it_list creds; /* token checks not sent yet (it_feed_credq.link) */
+	it_feed_credq *cinflight[BATCH_SESSIONS];
+	struct {
+		char device[24];
+		int64_t at_ms;
+	} revoked[REVOKED_SLOTS]; /* recent revocations, a ring */
+	unsigned revoked_next;
 	int64_t now_ms;
 	it_feed_stats st;
 };
@@ -181,6 +200,10 @@ char *it_feed_transient_json(const it_feed_transient *t, const char *transport)
 	if (strcmp(t->type, "session.resync") == 0) {
 		json_object_object_add(d, "reason", json_object_new_string(t->reason ? t->reason : "gap"));
 		json_object_object_add(d, "last_event_id", json_object_new_int64(t->last_event_id));
+	} else if (strcmp(t->type, "session.revoked") == 0) {
+		json_object_object_add(d, "reason", json_object_new_string(t->reason ? t->reason : "revoked"));
+		if (t->device_id && *t->device_id)
+			json_object_object_add(d, "device_id", json_object_new_string(t->device_id));
 	} else {
 		json_object_object_add(d, "status", json_object_new_string(t->status ? t->status : "connected"));
 		if (transport)
@@ -243,6 +266,42 @@ static int parse_carried(const char *p, size_t len, const char *nl, char *id, si
 	return 0;
 }
 
+static int b64url_char(char c)
+{
+	return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' || c == '-';
+}
+
+/* Parses "<session>:<device>" (after "revoked:"): both base64url-ish, the
+ * device id 1-23 characters. */
+static int parse_revoked(const char *p, size_t len, char *id, size_t idlen, int64_t *num, enum it_feed_note *kind,
+			 it_feed_carried *ev)
+{
+	const char *c = memchr(p, ':', len);
+	size_t sl, dl;
+
+	if (c == NULL)
+		return -EINVAL;
+	sl = (size_t)(c - p);
+	dl = len - sl - 1;
+	if (sl == 0 || sl + 1 > idlen || dl == 0 || dl > 23)
+		return -EINVAL;
+	for (size_t i = 0; i < sl; i++)
+		if (!b64url_char(p[i]))
+			return -EINVAL;
+	for (size_t i = 0; i < dl; i++)
+		if (!b64url_char(c[1 + i]))
+			return -EINVAL;
+	memcpy(id, p, sl);
+	id[sl] = '\0';
+	*num = 0;
+	*kind = IT_FEED_NOTE_REVOKED;
+	if (ev) {
+		ev->device = c + 1;
+		ev->device_len = dl;
+	}
+	return 0;
+}
+
 int it_feed_parse_notify(const char *p, size_t len, char *id, size_t idlen, int64_t *num, enum it_feed_note *kind,
 			 it_feed_carried *ev)
 {
@@ -261,6 +320,8 @@ int it_feed_parse_notify(const char *p, size_t len, char *id, size_t idlen, int6
 		*kind = IT_FEED_NOTE_EVENT;
 		return 0;
 	}
+	if (len > 8 && memcmp(p, "revoked:", 8) == 0)
+		return parse_revoked(p + 8, len - 8, id, idlen, num, kind, ev);
 	for (size_t i = 0; i < sizeof(forms) / sizeof(forms[0]); i++) {
 		if (len <= forms[i].len || memcmp(p, forms[i].prefix, forms[i].len) != 0)
 			continue;
@@ -599,11 +660,51 @@ static int from_ring(it_feed *f, sess *s, it_feed_sub *sub, int *touched)
 	return 0;
 }
 
+/* Whether device was revoked within REVOKED_MEMORY_MS. */
+static int recently_revoked(const it_feed *f, const char *device, size_t len)
+{
+	for (unsigned i = 0; i < REVOKED_SLOTS; i++)
+		if (f->revoked[i].device[0] && strlen(f->revoked[i].device) == len &&
+		    memcmp(f->revoked[i].device, device, len) == 0 && f->now_ms - f->revoked[i].at_ms < REVOKED_MEMORY_MS)
+			return 1;
+	return 0;
+}
+
+/* Ends sub because its own credential no longer holds (revoked, or its
+ * until passed), whatever its session does: a live subscriber is told first
+ * with a session.revoked transient, so that a client knows not to come back
+ * with the same token. */
+static void end_for_credential(it_feed *f, it_feed_sub *sub, enum it_feed_end why)
+{
+	f->st.revoked++;
+	if (sub->state == SUB_LIVE) {
+		it_feed_transient t = {.type = "session.revoked",
+				       .reason = why == IT_FEED_END_REVOKED ? "revoked" : "expired",
+				       .device_id = sub->device};
+		if (send_transient(f, sub, &t) < 0)
+			return;
+	}
+	it_feed_unsubscribe(sub);
+	if (sub->ops->ended)
+		sub->ops->ended(sub, why);
+}
+
 /* Decides what a checked session can do for a pending subscriber. Returns
  * -1 when sub went away, 0 otherwise (it may stay pending). */
 static int admit(it_feed *f, sess *s, it_feed_sub *sub)
 {
 	int touched = 0;
+
+	/* A token revoked or expired while its subscriber waited for the
+	 * check goes no further. */
+	if (sub->device[0] && recently_revoked(f, sub->device, strlen(sub->device))) {
+		end_for_credential(f, sub, IT_FEED_END_REVOKED);
+		return -1;
+	}
+	if (sub->until && f->o.wall() >= sub->until) {
+		end_for_credential(f, sub, IT_FEED_END_TOKEN_EXPIRED);
+		return -1;
+	}
 
 	if (s->check_gen <= sub->gen &&
 	    (sub->cursor > s->known_last || ((sub->flags & IT_FEED_FRESH) && sub->cursor != s->known_last))) {
@@ -618,6 +719,8 @@ static int admit(it_feed *f, sess *s, it_feed_sub *sub)
 		return 0;
 	}
 	sub->state = SUB_LIVE;
+	if (sub->ops->admitted)
+		sub->ops->admitted(sub);
 	if (sub->flags & IT_FEED_HELLO) {
 		if (send_status(f, sub, "connected") < 0)
 			return -1;
@@ -709,7 +812,8 @@ static void pump(it_feed *f)
 	char limit[16];
 	int n = 0;
 
-	if (f->q != Q_NONE || !f->db_up || it_list_empty(&f->work) || !f->dbops->idle(f->db))
+	if (f->q != Q_NONE || !f->db_up || (it_list_empty(&f->work) && it_list_empty(&f->creds)) ||
+	    !f->dbops->idle(f->db))
 		return;
 	it_buf_init(&ids, (size_t)BATCH_SESSIONS * 80 + 16);
 	it_buf_init(&afters, (size_t)BATCH_SESSIONS * 24 + 16);
@@ -738,6 +842,32 @@ static void pump(it_feed *f)
 		f->ninflight = n;
 		f->st.checks++;
 		if (f->dbops->send(f->db, it_feed_check_sql, 1, params) < 0 && f->q == Q_CHECK)
+			it_feed_db_lost(f);
+		goto out;
+	}
+	/* Token checks next: a client waits on each. */
+	it_list_foreach_safe(pos, tmp, &f->creds)
+	{
+		it_feed_credq *q = it_container_of(pos, it_feed_credq, link);
+		char hex[65];
+
+		if (n == BATCH_SESSIONS)
+			break;
+		for (int i = 0; i < 32; i++)
+			snprintf(hex + 2 * i, 3, "%02x", q->hash[i]);
+		if (array_add(&ids, hex, 1) < 0)
+			break;
+		it_list_unlink(&q->link);
+		q->slot = n;
+		f->cinflight[n++] = q;
+	}
+	if (n > 0) {
+		it_buf_puts(&ids, "}");
+		params[0] = ids.data;
+		f->q = Q_CRED;
+		f->ninflight = n;
+		f->st.creds++;
+		if (f->dbops->send(f->db, it_feed_cred_sql, 1, params) < 0 && f->q == Q_CRED)
 			it_feed_db_lost(f);
 		goto out;
 	}
@@ -785,6 +915,29 @@ out:
 	it_buf_free(&afters);
 }
 
+/* Answers every token check still in the query in flight (n of them) with
+ * status, unless redo: then they go back to the front of the queue, in
+ * their order, for the next query. */
+static void creds_done(it_feed *f, int n, int redo)
+{
+	for (int i = n - 1; i >= 0; i--) {
+		it_feed_credq *q = f->cinflight[i];
+		if (q == NULL)
+			continue;
+		f->cinflight[i] = NULL;
+		q->slot = -1;
+		if (redo) {
+			it_list_push(f->creds.next, &q->link); /* at the front */
+		} else {
+			it_feed_principal p;
+			memset(&p, 0, sizeof(p));
+			p.status = 503;
+			q->feed = NULL;
+			q->done(q, &p);
+		}
+	}
+}
+
 /* Ends the query in flight. redo: its work is still to be done; queue:
  * queue the sessions again now (after a failed query the tick does it a
  * moment later instead, so that a query that keeps failing does not spin). */
@@ -795,6 +948,10 @@ static void inflight_done(it_feed *f, int redo, int queue)
 
 	f->ninflight = 0;
 	f->q = Q_NONE;
+	if (q == Q_CRED) {
+		creds_done(f, n, redo);
+		return;
+	}
 	for (int i = 0; i < n; i++) {
 		sess *s = f->inflight[i];
 		if (redo) {
@@ -967,12 +1124,107 @@ static void on_read(it_feed *f, PGresult *res)
 	}
 }
 
+/* Compares two 32-byte hashes in time that does not depend on where they
+ * differ. */
+static int hash_equal(const unsigned char *a, const unsigned char *b)
+{
+	volatile unsigned char d = 0;
+
+	for (int i = 0; i < 32; i++)
+		d |= a[i] ^ b[i];
+	return d == 0;
+}
+
+/* Decodes 64 hex digits into 32 bytes. Returns 0 or -1. */
+static int unhex32(const char *s, unsigned char *out)
+{
+	if (strlen(s) != 64)
+		return -1;
+	for (int i = 0; i < 32; i++) {
+		unsigned v = 0;
+		for (int k = 0; k < 2; k++) {
+			char c = s[2 * i + k];
+			v <<= 4;
+			if (c >= '0' && c <= '9')
+				v |= (unsigned)(c - '0');
+			else if (c >= 'a' && c <= 'f')
+				v |= (unsigned)(c - 'a' + 10);
+			else
+				return -1;
+		}
+		out[i] = (unsigned char)v;
+	}
+	return 0;
+}
+
+static void copy_col(PGresult *res, int row, int col, char *out, size_t outlen)
+{
+	snprintf(out, outlen, "%s", PQgetisnull(res, row, col) ? "" : PQgetvalue(res, row, col));
+}
+
+/* Answers the token checks of the query that just returned res. */
+static void on_cred(it_feed *f, PGresult *res, int n)
+{
+	int rows = PQntuples(res);
+
+	for (int r = 0; r < rows; r++) {
+		long i = strtol(PQgetvalue(res, r, 0), NULL, 10) - 1;
+		it_feed_credq *q;
+		it_feed_principal p;
+		unsigned char stored[32];
+
+		if (i < 0 || i >= n || (q = f->cinflight[i]) == NULL)
+			continue;
+		f->cinflight[i] = NULL;
+		q->slot = -1;
+		q->feed = NULL;
+		memset(&p, 0, sizeof(p));
+		p.status = (int)strtol(PQgetvalue(res, r, 1), NULL, 10);
+		if (p.status == 200) {
+			copy_col(res, r, 2, p.session_id, sizeof(p.session_id));
+			copy_col(res, r, 3, p.scope, sizeof(p.scope));
+			copy_col(res, r, 4, p.device_id, sizeof(p.device_id));
+			copy_col(res, r, 5, p.label, sizeof(p.label));
+			copy_col(res, r, 6, p.source, sizeof(p.source));
+			p.until = strtoll(PQgetvalue(res, r, 7), NULL, 10);
+			/* The row was found by its hash; comparing again in
+			 * constant time costs nothing and does not lean on the
+			 * index alone. */
+			if (PQgetisnull(res, r, 8) || unhex32(PQgetvalue(res, r, 8), stored) < 0 ||
+			    !hash_equal(stored, q->hash) || !it_id_session_valid(p.session_id) ||
+			    recently_revoked(f, p.device_id, strlen(p.device_id))) {
+				memset(&p, 0, sizeof(p));
+				p.status = 401;
+			}
+		} else if (p.status != 401 && p.status != 404) {
+			p.status = 401;
+		}
+		q->done(q, &p);
+	}
+	/* A check without a row (not expected): the database did not say. */
+	creds_done(f, n, 0);
+}
+
 /* ------------------------------------------------------------------ database events */
 
 void it_feed_db_result(it_feed *f, PGresult *res)
 {
 	if (f->q == Q_NONE)
 		return;
+	if (f->q == Q_CRED) {
+		int n = f->ninflight;
+		/* The query is over before anyone is answered: a callback may
+		 * ask for new checks, which wait for the next query. */
+		f->q = Q_NONE;
+		f->ninflight = 0;
+		if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+			it_log_warn("feed: token check failed: %s", PQresultErrorMessage(res));
+			creds_done(f, n, 0);
+		} else {
+			on_cred(f, res, n);
+		}
+		return;
+	}
 	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
 		/* Retried from the tick, so that a query that keeps failing
 		 * does not spin. */
@@ -1030,6 +1282,41 @@ void it_feed_db_lost(it_feed *f)
 	}
 }
 
+/* Ends every subscriber of s that came with the token of device. */
+static void revoke_device(it_feed *f, sess *s, const char *device, size_t len)
+{
+	it_feed_sub *sub;
+
+	pin(s);
+	FOREACH_SUB(s, sub)
+	{
+		if (strlen(sub->device) == len && memcmp(sub->device, device, len) == 0)
+			end_for_credential(f, sub, IT_FEED_END_REVOKED);
+	}
+	unpin(f, s);
+}
+
+/* Ends the subscribers of s whose until has passed, and notes the next
+ * until to come. */
+static void expire_tokens(it_feed *f, sess *s, time_t wall)
+{
+	it_feed_sub *sub;
+	int64_t next = 0;
+
+	pin(s);
+	FOREACH_SUB(s, sub)
+	{
+		if (sub->until == 0)
+			continue;
+		if (wall >= sub->until)
+			end_for_credential(f, sub, IT_FEED_END_TOKEN_EXPIRED);
+		else if (next == 0 || sub->until < next)
+			next = sub->until;
+	}
+	s->next_until = next;
+	unpin(f, s);
+}
+
 /* Keeps an event its NOTIFY carried as the ring's newest, as a read would
  * have. Returns 1 when the ring holds it, 0 when it must be read instead
  * (out of memory, an odd type, too large for the ring). */
@@ -1062,8 +1349,21 @@ void it_feed_db_notify(it_feed *f, const char *payload)
 	it_feed_carried ce;
 	sess *s;
 
-	if (it_feed_parse_notify(payload, strlen(payload), id, sizeof(id), &seq, &kind, &ce) < 0 ||
-	    (s = sess_find(f, id)) == NULL)
+	if (it_feed_parse_notify(payload, strlen(payload), id, sizeof(id), &seq, &kind, &ce) < 0)
+		return;
+	if (kind == IT_FEED_NOTE_REVOKED) {
+		/* Remembered even for a session nobody here watches: a token
+		 * check in flight may have been answered before the revocation
+		 * committed. */
+		unsigned k = f->revoked_next++ % REVOKED_SLOTS;
+		memcpy(f->revoked[k].device, ce.device, ce.device_len);
+		f->revoked[k].device[ce.device_len] = '\0';
+		f->revoked[k].at_ms = f->now_ms;
+		if ((s = sess_find(f, id)) != NULL)
+			revoke_device(f, s, ce.device, ce.device_len);
+		return;
+	}
+	if ((s = sess_find(f, id)) == NULL)
 		return;
 	if (kind == IT_FEED_NOTE_KEPT) {
 		/* Pruning committed: a cursor below the new first kept id - 1
@@ -1179,6 +1479,7 @@ static it_feed *feed_alloc(const it_feed_opts *o)
 		f->o.linger_ms = DEF_LINGER_MS;
 	it_list_init(&f->work);
 	it_list_init(&f->ready);
+	it_list_init(&f->creds);
 	if (grow(f) < 0) {
 		free(f);
 		return NULL;
@@ -1234,6 +1535,16 @@ void it_feed_free(it_feed *f)
 		return;
 	if (f->dbops->destroy)
 		f->dbops->destroy(f->db);
+	while (!it_list_empty(&f->creds)) {
+		it_feed_credq *q = it_container_of(f->creds.next, it_feed_credq, link);
+		it_list_unlink(&q->link);
+		q->feed = NULL;
+	}
+	for (int i = 0; f->q == Q_CRED && i < f->ninflight; i++)
+		if (f->cinflight[i]) {
+			f->cinflight[i]->feed = NULL;
+			f->cinflight[i]->slot = -1;
+		}
 	for (size_t i = 0; i < f->nbuckets; i++) {
 		sess *s = f->buckets[i], *next;
 		for (; s; s = next) {
@@ -1281,6 +1592,10 @@ void it_feed_tick(it_feed *f, int64_t now_ms)
 					back_clear(s); /* lingering: the ring is enough */
 				continue;
 			}
+			if (s->next_until && wall >= s->next_until)
+				expire_tokens(f, s, wall);
+			if (s->nsubs == 0)
+				continue;
 			if (s->checked && wall >= s->expires) {
 				s->checked = 0;
 				if (f->db_up) {
@@ -1346,6 +1661,9 @@ int it_feed_subscribe(it_feed *f, it_feed_sub *sub, const char *session, int64_t
 	sub->state = SUB_PENDING;
 	sub->paused = 0;
 	sub->flags = (uint8_t)flags;
+	sub->device[sizeof(sub->device) - 1] = '\0';
+	if (sub->until && (s->next_until == 0 || sub->until < s->next_until))
+		s->next_until = sub->until;
 	it_list_init(&sub->work);
 	it_list_push(&s->subs, &sub->link);
 	s->nsubs++;
@@ -1419,6 +1737,32 @@ void it_feed_forget(it_feed *f, const char *session)
 		sess_queue(f, s);
 	}
 	sess_release(f, s);
+}
+
+int it_feed_cred_check(it_feed *f, it_feed_credq *q, const unsigned char hash[32])
+{
+	if (q->feed != NULL)
+		return -EBUSY;
+	q->feed = f;
+	q->slot = -1;
+	memcpy(q->hash, hash, sizeof(q->hash));
+	it_list_init(&q->link);
+	it_list_push(&f->creds, &q->link);
+	return 0;
+}
+
+void it_feed_cred_cancel(it_feed_credq *q)
+{
+	it_feed *f = q->feed;
+
+	if (f == NULL)
+		return;
+	if (q->slot >= 0)
+		f->cinflight[q->slot] = NULL;
+	else
+		it_list_unlink(&q->link);
+	q->slot = -1;
+	q->feed = NULL;
 }
 
 void it_feed_stats_get(const it_feed *f, it_feed_stats *out)

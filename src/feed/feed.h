@@ -76,14 +76,18 @@ enum it_feed_end {
 	IT_FEED_END_UNKNOWN = 1, /* the session does not exist (or expired before it was checked) */
 	IT_FEED_END_DELETED,	 /* the session was ended (NOTIFY with seq 0, or gone at a re-check) */
 	IT_FEED_END_EXPIRED,	 /* its expiry was reached */
+	IT_FEED_END_REVOKED,	 /* its device was revoked (NOTIFY "revoked:<session>:<device>") */
+	IT_FEED_END_TOKEN_EXPIRED, /* its credential's until passed (a token's expiry) */
 };
 
 /* A message about the connection, not stored, without an id. */
 typedef struct it_feed_transient {
-	const char *type;	 /* "connection.status" or "session.resync" */
+	const char *type;	 /* "connection.status", "session.resync" or "session.revoked" */
 	const char *status;	 /* connection.status: "degraded" or "connected" */
-	const char *reason;	 /* session.resync: "cursor-expired", "cursor-ahead" or "gap" */
+	const char *reason;	 /* session.resync: "cursor-expired", "cursor-ahead" or "gap";
+				    session.revoked: "revoked" or "expired" */
 	int64_t last_event_id;	 /* session.resync: continue after this id */
+	const char *device_id;	 /* session.revoked: the subscriber's device */
 } it_feed_transient;
 
 /* Builds the wire JSON of a transient message, "transport" (for
@@ -109,9 +113,16 @@ typedef struct it_feed_sub_ops {
 	 * what it gathered. Called after event/transient calls, once. May be
 	 * NULL. Return 0 or negative (gone). */
 	int (*batch_end)(it_feed_sub *sub);
-	/* The session is gone or expired. The subscriber has already been
-	 * unsubscribed; the callback may free it. */
+	/* The session is gone or expired, or the subscriber's own credential
+	 * is (IT_FEED_END_REVOKED, IT_FEED_END_TOKEN_EXPIRED: a live
+	 * subscriber got a session.revoked transient just before). The
+	 * subscriber has already been unsubscribed; the callback may free it. */
 	void (*ended)(it_feed_sub *sub, enum it_feed_end why);
+	/* The session check let the subscriber in: events follow. Called
+	 * once, before any other callback for it (IT_FEED_HELLO's
+	 * connection.status comes right after). It must not unsubscribe sub.
+	 * May be NULL. Transports announce the connection here (presence). */
+	void (*admitted)(it_feed_sub *sub);
 } it_feed_sub_ops;
 
 /* Flags for it_feed_subscribe. */
@@ -121,11 +132,19 @@ typedef struct it_feed_sub_ops {
  * client that is up to date costs no query. */
 #define IT_FEED_FRESH 2u
 
-/* Embedded by a transport in its connection. The transport sets ops and
- * reads cursor; everything else belongs to the core. */
+/* Embedded by a transport in its connection. The transport sets ops (and,
+ * for a token, until and device) before it_feed_subscribe and reads cursor;
+ * everything else belongs to the core. */
 struct it_feed_sub {
 	const it_feed_sub_ops *ops;
 	int64_t cursor; /* the last id handed over (or the one to resume after) */
+	/* The credential the subscriber came with. A session id leaves both
+	 * zero: the session's own expiry and end apply. A token sets until
+	 * (epoch seconds: the subscriber ends then, IT_FEED_END_TOKEN_EXPIRED)
+	 * and device (NOTIFY "revoked:<session>:<device>" ends it,
+	 * IT_FEED_END_REVOKED). */
+	int64_t until;
+	char device[24];
 	/* core-private */
 	struct it_feed_sess *sess;
 	it_list link;
@@ -176,6 +195,8 @@ typedef struct it_feed_stats {
 	uint64_t reconnects;  /* times the LISTEN connection became ready */
 	uint64_t sessions;    /* sessions in the registry now */
 	uint64_t subs;	      /* subscribers now */
+	uint64_t creds;	      /* token checks (one query, many tokens) */
+	uint64_t revoked;     /* subscribers ended by a revocation or their token's expiry */
 	int db_up;	      /* the LISTEN connection is ready */
 } it_feed_stats;
 
@@ -245,6 +266,48 @@ int it_feed_lookup(it_feed *f, const char *session, it_feed_info *out);
  * notification to learn it. Harmless for a session the feed does not know. */
 void it_feed_forget(it_feed *f, const char *session);
 
+/* ------------------------------------------------------------------ credential checks */
+
+/* What the database says of a token (it_credential_check, sql/009). */
+typedef struct it_feed_principal {
+	int status;	     /* 200 valid; 401 unknown, expired or revoked; 404 its session has
+				expired; 503 the database could not answer */
+	char session_id[72]; /* the rest only with 200 */
+	char device_id[24];
+	char scope[8];	     /* "upload", "view" or "full" */
+	char label[65];
+	char source[33];
+	int64_t until;	     /* epoch s: the token's expiry or its session's, whichever is first */
+} it_feed_principal;
+
+/* A pending token check, embedded by a transport in its connection. The
+ * transport sets done; everything else belongs to the core. */
+typedef struct it_feed_credq {
+	/* The answer, called once inside it_feed_handle_pg, it_feed_tick or
+	 * it_feed_run. p is borrowed. The callback may free the connection
+	 * that embeds q (the core does not touch q afterwards). */
+	void (*done)(struct it_feed_credq *q, const it_feed_principal *p);
+	/* core-private */
+	struct it_feed *feed;
+	it_list link;
+	int slot; /* index in the query in flight, or -1 */
+	unsigned char hash[32];
+} it_feed_credq;
+
+/* Asks the database about a token by the SHA-256 of its whole string (hash,
+ * 32 bytes, copied). Checks are batched, up to 128 in one query on the
+ * feed's connection, and go before reads of the log (a client waits on
+ * them). The stored hash the row returns is compared with hash in constant
+ * time (a mismatch answers 401), and a device revoked within the last minute
+ * answers 401 even when the query ran before the revocation committed. While
+ * the connection is down the check waits. Returns 0, or -EBUSY when q is
+ * pending already. */
+int it_feed_cred_check(it_feed *f, it_feed_credq *q, const unsigned char hash[32]);
+
+/* Withdraws a pending check: done is not called. O(1); harmless when q is
+ * not pending. */
+void it_feed_cred_cancel(it_feed_credq *q);
+
 /* Copies the counters. */
 void it_feed_stats_get(const it_feed *f, it_feed_stats *out);
 
@@ -264,23 +327,28 @@ enum it_feed_note {
 	IT_FEED_NOTE_ENDED,	/* "<session>:0": the session was deleted or expired */
 	IT_FEED_NOTE_KEPT,	/* "kept:<session>:<seq>": pruning raised its first kept id to seq */
 	IT_FEED_NOTE_EXPIRES,	/* "expires:<session>:<t>": its expiry is now t (epoch seconds, rounded up) */
+	IT_FEED_NOTE_REVOKED,	/* "revoked:<session>:<device>": the device's token was revoked */
 };
 
-/* An event carried whole by its NOTIFY, "<session>:<seq>:<type>\n<json>"
- * (it_append_event sends that form when it fits in 8000 bytes): pointers
- * into the payload, not NUL-terminated. */
+/* What a NOTIFY carries besides the session id: an event carried whole,
+ * "<session>:<seq>:<type>\n<json>" (it_append_event sends that form when it
+ * fits in 8000 bytes), or a revoked device's id. Pointers into the payload,
+ * not NUL-terminated. */
 typedef struct it_feed_carried {
 	const char *type;
 	size_t type_len;
 	const char *json; /* NULL: the payload carried no event */
 	size_t json_len;
+	const char *device; /* IT_FEED_NOTE_REVOKED: the device id (1-23 of [A-Za-z0-9_-]) */
+	size_t device_len;
 } it_feed_carried;
 
 /* Parses a NOTIFY payload. Copies the session id (NUL-terminated) into id
  * (idlen bytes) and sets *num (the event's seq, 0, the first kept id or the
- * expiry) and *kind; for an event, sets *ev (when not NULL) to what the
- * payload carries of it. Returns 0, or -EINVAL when the payload is malformed
- * or the id does not fit. Reads at most len bytes of p. */
+ * expiry; 0 for a revocation) and *kind; for an event or a revocation, sets
+ * *ev (when not NULL) to what the payload carries. Returns 0, or -EINVAL
+ * when the payload is malformed or the id does not fit. Reads at most len
+ * bytes of p. */
 int it_feed_parse_notify(const char *p, size_t len, char *id, size_t idlen, int64_t *num, enum it_feed_note *kind,
 			 it_feed_carried *ev);
 
@@ -289,5 +357,10 @@ int it_feed_parse_notify(const char *p, size_t len, char *id, size_t idlen, int6
  * whole seconds rounded up; only live sessions) and reads
  * (it_event_read_many_sql). */
 extern const char it_feed_check_sql[];
+
+/* The batched token check ($1 a text[] of hex SHA-256 hashes; columns: the
+ * 1-based position, status, session_id, scope, device_id, label, source,
+ * until_epoch, the stored hash in hex). */
+extern const char it_feed_cred_sql[];
 
 #endif

@@ -370,7 +370,7 @@ static void on_ended(it_feed_sub *sub, enum it_feed_end why)
 	stream_end(st->hub, st);
 }
 
-static const it_feed_sub_ops stream_ops = {on_event, on_transient, on_batch_end, on_ended};
+static const it_feed_sub_ops stream_ops = {on_event, on_transient, on_batch_end, on_ended, NULL};
 
 /* ------------------------------------------------------------------ the loop */
 

@@ -30,6 +30,18 @@ int main(void)
 	is_int(rl.nkeys, 0, "prune forgets finished windows");
 	it_rl_free(&rl);
 
+	/* peek: a failure counter is looked at before the attempt, and
+	 * only a failure is counted. */
+	is_int(it_rl_init(&rl, 2, 60.0, 10), 0, "init for peek");
+	is_int(it_rl_peek(&rl, "10.0.0.9", 10.0), 0, "peek at an unknown key: room");
+	it_rl_hit(&rl, "10.0.0.9", 10.0);
+	is_int(it_rl_peek(&rl, "10.0.0.9", 11.0), 0, "one of two used: room");
+	it_rl_hit(&rl, "10.0.0.9", 11.0);
+	is_int(it_rl_peek(&rl, "10.0.0.9", 12.0), 58, "used up: peek says how long to wait");
+	is_int(it_rl_peek(&rl, "10.0.0.9", 12.0), 58, "and peeking counts nothing");
+	is_int(it_rl_peek(&rl, "10.0.0.9", 70.5), 0, "the next window has room");
+	it_rl_free(&rl);
+
 	is_int(it_rl_init(&rl, 0, 60.0, 10), 0, "init without a limit");
 	allowed = 0;
 	for (i = 0; i < 1000; i++)

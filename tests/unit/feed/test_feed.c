@@ -54,6 +54,8 @@ static int f_transient(it_feed_sub *sub, const it_feed_transient *t)
 
 	if (strcmp(t->type, "session.resync") == 0)
 		snprintf(s->transients[s->nt++ % 16], 64, "resync:%s:%lld", t->reason, (long long)t->last_event_id);
+	else if (strcmp(t->type, "session.revoked") == 0)
+		snprintf(s->transients[s->nt++ % 16], 64, "revoked:%s:%s", t->reason, t->device_id);
 	else
 		snprintf(s->transients[s->nt++ % 16], 64, "status:%s", t->status);
 	return 0;
@@ -70,7 +72,18 @@ static void f_ended(it_feed_sub *sub, enum it_feed_end why)
 	((struct fsub *)sub)->ended = (int)why;
 }
 
-static const it_feed_sub_ops fops = {f_event, f_transient, f_batch, f_ended};
+static const it_feed_sub_ops fops = {f_event, f_transient, f_batch, f_ended, NULL};
+
+/* Subscribers that count their admission, and what came before it. */
+static int admitted_calls, admitted_before_transients;
+static void f_admitted(it_feed_sub *sub)
+{
+	admitted_calls++;
+	if (((struct fsub *)sub)->nt == 0 && ((struct fsub *)sub)->n == 0)
+		admitted_before_transients++;
+}
+
+static const it_feed_sub_ops fops_adm = {f_event, f_transient, f_batch, f_ended, f_admitted};
 
 static struct fsub *fsub_new(void)
 {
@@ -865,6 +878,249 @@ static void test_slow_reader_reads(void)
 	teardown(&fk);
 }
 
+/* ------------------------------------------------------------------ credentials: tokens */
+
+static void test_parse_revoked(void)
+{
+	static const char good[] = "revoked:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA:dev_abcdefghijklmnop";
+	static const char *bad[] = {"revoked:", "revoked::dev_a", "revoked:AAAA:", "revoked:AAAA", "revoked:A:B:C",
+				    "revoked:AA AA:dev_a", "revoked:AAAA:dev_abcdefghijklmnopqrstuvwxyz",
+				    "revoked:AAAA:dev.x"};
+	char id[72];
+	int64_t num = -1;
+	enum it_feed_note kind = 0;
+	it_feed_carried ce;
+	int safe = 1;
+
+	for (size_t n = 0; n <= sizeof(good) - 1; n++) {
+		size_t mapped;
+		unsigned char *p = guard_copy(good, n, &mapped);
+		int rc = it_feed_parse_notify((const char *)p, n, id, sizeof(id), &num, &kind, &ce);
+		/* "revoked:<32>:" is 42 bytes: a prefix with at least one
+		 * character of the device id parses as a revocation. */
+		int want_ok = n > 41;
+		if ((rc == 0) != want_ok || (rc == 0 && (kind != IT_FEED_NOTE_REVOKED || strlen(id) != 32)))
+			safe = 0;
+		guard_free(p, n, mapped);
+	}
+	ok(safe, "every prefix of a revoked: payload parses as one or is refused, with no read past its end");
+	ok(it_feed_parse_notify(good, strlen(good), id, sizeof(id), &num, &kind, &ce) == 0 &&
+		   kind == IT_FEED_NOTE_REVOKED && strcmp(id, "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA") == 0 &&
+		   ce.device_len == 20 && memcmp(ce.device, "dev_abcdefghijklmnop", 20) == 0 && ce.json == NULL,
+	   "revoked:<session>:<device> gives the session and the device id");
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		ok(it_feed_parse_notify(bad[i], strlen(bad[i]), id, sizeof(id), &num, &kind, &ce) == -EINVAL,
+		   "malformed revocation '%s' is refused", bad[i]);
+	ok(it_feed_parse_notify(good, strlen(good), id, 20, &num, &kind, &ce) == -EINVAL,
+	   "a revoked: session id longer than the buffer is refused");
+}
+
+static void revoke_notify(struct fake *fk, struct fake_sess *s, const char *device)
+{
+	char p[128];
+	snprintf(p, sizeof(p), "revoked:%s:%s", s->id, device);
+	it_feed_db_notify(fk->feed, p);
+	it_feed_run(fk->feed);
+}
+
+static void test_revoke(void)
+{
+	struct fake fk;
+	it_feed *f = setup(&fk, 0);
+	struct fake_sess *fs = fake_add(&fk, 'A', fake_now + 3600), *other = fake_add(&fk, 'B', fake_now + 3600);
+	struct fsub *tok = fsub_new(), *tok2 = fsub_new(), *sid = fsub_new(), *elsewhere = fsub_new(),
+		    *late = fsub_new();
+	int reads;
+
+	admitted_calls = admitted_before_transients = 0;
+	tok->sub.ops = &fops_adm;
+	snprintf(tok->sub.device, sizeof(tok->sub.device), "dev_phone000000000000");
+	snprintf(tok2->sub.device, sizeof(tok2->sub.device), "dev_phone000000000000");
+	snprintf(elsewhere->sub.device, sizeof(elsewhere->sub.device), "dev_phone000000000000");
+	tok->sub.until = tok2->sub.until = fake_now + 3600;
+	fake_append(fs, 2);
+	it_feed_subscribe(f, &tok->sub, fs->id, 0, IT_FEED_HELLO);
+	it_feed_subscribe(f, &tok2->sub, fs->id, 0, 0);
+	it_feed_subscribe(f, &sid->sub, fs->id, 0, 0);
+	it_feed_subscribe(f, &elsewhere->sub, other->id, 0, 0);
+	it_feed_run(f);
+	fake_settle(&fk);
+	ok(got_run(tok, 1, 2) && got_run(sid, 1, 2), "token and session-id subscribers get the same events");
+	is_int(admitted_calls, 1, "the admitted op is called once for the subscriber that has one");
+	is_int(admitted_before_transients, 1, "before its connection.status and its events");
+	reads = fk.reads + fk.checks;
+	revoke_notify(&fk, fs, "dev_phone000000000000");
+	is_str(tok->transients[tok->nt - 1], "revoked:revoked:dev_phone000000000000",
+	       "a revoked device's subscriber is told session.revoked (reason, device id)");
+	ok(tok->ended == IT_FEED_END_REVOKED && tok2->ended == IT_FEED_END_REVOKED,
+	   "then ended with IT_FEED_END_REVOKED, every subscriber of that device");
+	ok(sid->ended == 0 && sid->nt == 0, "a session-id subscriber of the same session is untouched");
+	ok(elsewhere->ended == 0, "a subscriber of another session is untouched (the session is part of the name)");
+	is_int(it_feed_sub_count(&sid->sub), 1, "one subscriber left on the session");
+	is_int(fk.reads + fk.checks, reads, "a revocation costs no query");
+	fake_append(fs, 1);
+	fake_notify(&fk, fs, 3);
+	fake_settle(&fk);
+	ok(got_run(sid, 1, 3) && got_run(tok, 1, 2), "events go on for the others, not for the revoked");
+
+	/* A subscriber with that device that comes after the revocation
+	 * (its token checked a moment before it committed) is not admitted. */
+	snprintf(late->sub.device, sizeof(late->sub.device), "dev_phone000000000000");
+	it_feed_subscribe(f, &late->sub, fs->id, 0, IT_FEED_HELLO);
+	it_feed_run(f);
+	fake_settle(&fk);
+	ok(late->ended == IT_FEED_END_REVOKED && late->n == 0 && late->nt == 0,
+	   "a device revoked a moment ago is refused at admission, before any event");
+	revoke_notify(&fk, fs, "dev_unknown");
+	ok(sid->ended == 0, "revoking a device nobody here uses changes nothing");
+	it_feed_db_notify(f, "revoked:CCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCC:dev_x");
+	ok(1, "a revocation for a session the feed does not watch is harmless");
+	fsub_free(tok);
+	fsub_free(tok2);
+	fsub_free(sid);
+	fsub_free(elsewhere);
+	fsub_free(late);
+	teardown(&fk);
+}
+
+static void test_token_until(void)
+{
+	struct fake fk;
+	it_feed *f = setup(&fk, 0);
+	struct fake_sess *fs = fake_add(&fk, 'A', fake_now + 3600);
+	struct fsub *soon = fsub_new(), *later = fsub_new(), *sid = fsub_new(), *past = fsub_new();
+
+	snprintf(soon->sub.device, sizeof(soon->sub.device), "dev_soon");
+	snprintf(later->sub.device, sizeof(later->sub.device), "dev_later");
+	soon->sub.until = fake_now + 5;
+	later->sub.until = fake_now + 60;
+	fake_append(fs, 1);
+	it_feed_subscribe(f, &soon->sub, fs->id, 0, 0);
+	it_feed_subscribe(f, &later->sub, fs->id, 0, 0);
+	it_feed_subscribe(f, &sid->sub, fs->id, 0, 0);
+	it_feed_run(f);
+	fake_settle(&fk);
+	fake_now += 4;
+	it_feed_tick(f, 2000);
+	ok(soon->ended == 0, "a token subscriber lives until its until");
+	fake_now += 1;
+	it_feed_tick(f, 2250);
+	is_str(soon->transients[soon->nt - 1], "revoked:expired:dev_soon",
+	       "at its until it is told session.revoked, reason expired");
+	is_int(soon->ended, IT_FEED_END_TOKEN_EXPIRED, "and ended with IT_FEED_END_TOKEN_EXPIRED");
+	ok(later->ended == 0 && sid->ended == 0, "the others go on");
+	fake_now += 56;
+	it_feed_tick(f, 2500);
+	is_int(later->ended, IT_FEED_END_TOKEN_EXPIRED, "the next until is kept track of");
+	ok(sid->ended == 0, "a session-id subscriber has no until of its own");
+
+	/* Subscribing with an until already past: ended at admission. */
+	snprintf(past->sub.device, sizeof(past->sub.device), "dev_past");
+	past->sub.until = fake_now - 1;
+	it_feed_subscribe(f, &past->sub, fs->id, 0, IT_FEED_HELLO);
+	it_feed_run(f);
+	fake_settle(&fk);
+	ok(past->ended == IT_FEED_END_TOKEN_EXPIRED && past->n == 0 && past->nt == 0,
+	   "a token past its until is not admitted");
+	fsub_free(soon);
+	fsub_free(later);
+	fsub_free(sid);
+	fsub_free(past);
+	teardown(&fk);
+}
+
+struct fcred {
+	it_feed_credq q;
+	int calls;
+	it_feed_principal p;
+};
+
+static void fcred_done(it_feed_credq *q, const it_feed_principal *p)
+{
+	struct fcred *c = (struct fcred *)q;
+	c->calls++;
+	c->p = *p;
+}
+
+static void hash_of(int k, unsigned char h[32], char hex[65])
+{
+	for (int i = 0; i < 32; i++) {
+		h[i] = (unsigned char)(k * 31 + i);
+		snprintf(hex + 2 * i, 3, "%02x", h[i]);
+	}
+}
+
+static void test_cred_checks(void)
+{
+	struct fake fk;
+	it_feed *f = setup(&fk, 0);
+	struct fake_sess *fs = fake_add(&fk, 'A', fake_now + 3600);
+	struct fcred c[6];
+	unsigned char h[6][32];
+
+	memset(c, 0, sizeof(c));
+	for (int i = 0; i < 6; i++) {
+		c[i].q.done = fcred_done;
+		hash_of(i, h[i], fk.tok[i].hex);
+		snprintf(fk.tok[i].session, sizeof(fk.tok[i].session), "%s", fs->id);
+		snprintf(fk.tok[i].device, sizeof(fk.tok[i].device), "dev_%d", i);
+		fk.tok[i].status = 200;
+		fk.tok[i].until = fake_now + 600;
+	}
+	fk.ntok = 6;
+	fk.tok[1].status = 401;	 /* unknown, expired or revoked */
+	fk.tok[2].status = 404;	 /* its session expired */
+	fk.tok[3].wrong_hash = 1; /* the row found does not hold this hash */
+	for (int i = 0; i < 5; i++)
+		ok(it_feed_cred_check(f, &c[i].q, h[i]) == 0, "token check %d queued", i);
+	ok(it_feed_cred_check(f, &c[0].q, h[0]) == -EBUSY, "a pending check cannot be queued twice");
+	it_feed_cred_cancel(&c[4].q);
+	ok(c[0].calls == 0, "nothing is called back inside it_feed_cred_check");
+	it_feed_run(f);
+	fake_settle(&fk);
+	is_int(fk.creds, 1, "four checks, one query");
+	is_int(fk.last_batch, 4, "with the four hashes (the cancelled one is not sent)");
+	ok(c[0].calls == 1 && c[0].p.status == 200 && strcmp(c[0].p.session_id, fs->id) == 0 &&
+		   strcmp(c[0].p.device_id, "dev_0") == 0 && strcmp(c[0].p.scope, "view") == 0 &&
+		   strcmp(c[0].p.label, "Phone") == 0 && c[0].p.until == fake_now + 600,
+	   "a valid token: 200, its session, device, scope, label and until");
+	ok(c[1].calls == 1 && c[1].p.status == 401 && c[1].p.session_id[0] == '\0', "an unknown token: 401, no session");
+	ok(c[2].calls == 1 && c[2].p.status == 404, "a token of an expired session: 404");
+	ok(c[3].calls == 1 && c[3].p.status == 401 && c[3].p.session_id[0] == '\0',
+	   "a row whose stored hash differs: 401");
+	is_int(c[4].calls, 0, "a cancelled check is never answered");
+
+	/* The connection drops with a check in flight: it is sent again. */
+	it_feed_cred_check(f, &c[0].q, h[0]);
+	it_feed_run(f);
+	ok(fk.busy, "a check in flight");
+	fake_down(&fk);
+	is_int(c[0].calls, 1, "not answered while the database is away");
+	fake_up(&fk);
+	fake_settle(&fk);
+	ok(c[0].calls == 2 && c[0].p.status == 200, "answered once it is back");
+
+	/* A device revoked after the query ran, before its answer came. */
+	it_feed_cred_check(f, &c[5].q, h[5]);
+	it_feed_run(f);
+	revoke_notify(&fk, fs, "dev_5");
+	fake_settle(&fk);
+	ok(c[5].calls == 1 && c[5].p.status == 401, "a device revoked meanwhile is answered 401, not 200");
+
+	/* A failing query answers 503 rather than leave clients waiting. */
+	it_feed_cred_check(f, &c[0].q, h[0]);
+	it_feed_run(f);
+	{
+		PGresult *res = PQmakeEmptyPGresult(NULL, PGRES_FATAL_ERROR);
+		fake_clear(&fk);
+		it_feed_db_result(f, res);
+		PQclear(res);
+	}
+	ok(c[0].calls == 3 && c[0].p.status == 503, "a failed token check answers 503");
+	ok(fk.s[0].exists, "session untouched");
+	teardown(&fk);
+}
+
 int main(void)
 {
 	test_parse_notify();
@@ -884,5 +1140,9 @@ int main(void)
 	test_repoll_no_query();
 	test_carried();
 	test_slow_reader_reads();
+	test_parse_revoked();
+	test_revoke();
+	test_token_until();
+	test_cred_checks();
 	return tap_done();
 }
