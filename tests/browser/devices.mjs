@@ -143,6 +143,11 @@ async function scenario(desktopCtx, phoneCtx, tabletCtx, urls) {
     'an upload-only device shows the upload area, not the gallery');
   ok(!(await phone.isVisible('#qr')), 'a device does not offer pairing further devices');
 
+  // GET /session tells the device what it may do, and never which session it is.
+  const self = await api('/session', phoneToken);
+  ok(self.status === 200 && self.body && self.body.scope === 'upload' && !('session_id' in self.body) &&
+    !JSON.stringify(self.body).includes(sid), 'GET /session with the token: scope upload, no session id: ' + JSON.stringify(self.body));
+
   // The code is single use: a second exchange is refused.
   const again = await fetch(BASE + '/api/v1/pair', { method: 'POST', headers: { 'Content-Type': 'application/json' },
     body: JSON.stringify({ code: pairUrl.split('#pair=')[1] }) });
