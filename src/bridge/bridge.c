@@ -14,6 +14,8 @@
 #include "common/list.h"
 #include "common/log.h"
 #include "common/origin.h"
+#include "common/scope.h"
+#include "common/token.h"
 #include "db/metrics.h"
 #include "feed/feed.h"
 #include "feed/ident.h"
@@ -21,7 +23,6 @@
 #include "feed/sse.h"
 
 #include <json-c/json.h>
-#include <openssl/sha.h>
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -53,7 +54,6 @@
 #define RATE_WINDOW 10.0      /* ws_rate counts messages per this many seconds */
 #define AUTH_TIMEOUT 10.0     /* seconds for the auth message on /api/v1/ws */
 #define AUTH_MSG_MAX 4096     /* bytes of an auth message */
-#define AUTH_FAIL_LIMIT 30    /* failed credentials per address per minute */
 
 /* Close codes for credentials (docs/api.md): refused, and a scope too small. */
 #define WS_CLOSE_BAD_CREDENTIAL 4401
@@ -866,29 +866,10 @@ static int stream_cors(client *c, const it_http_request *req)
 
 /* ------------------------------------------------------------ credentials */
 
-/* Whether cred starts like a token ("itk."): a session id has no dot, so
- * the form alone says which it is. */
-static int token_prefixed(const char *cred)
-{
-	return strncmp(cred, "itk.", 4) == 0;
-}
-
-/* Whether cred is exactly a token's form: "itk." and 32 base64url characters. */
-static int token_form(const char *cred)
-{
-	if (strlen(cred) != 36 || !token_prefixed(cred))
-		return 0;
-	for (const char *p = cred + 4; *p; p++)
-		if (!((*p >= 'A' && *p <= 'Z') || (*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') || *p == '-' ||
-		      *p == '_'))
-			return 0;
-	return 1;
-}
-
 /* Whether a scope (as it_credential_check names it) may read events. */
 static int scope_views(const char *scope)
 {
-	return strcmp(scope, "view") == 0 || strcmp(scope, "full") == 0;
+	return (it_scope_parse(scope) & IT_SCOPE_VIEW) != 0;
 }
 
 /* The client's identity, made on first use. Returns NULL when out of memory. */
@@ -909,9 +890,9 @@ static void auth_failed(client *c)
  * answer. Returns 0, or -1 when out of memory (nothing pending). */
 static int token_check(client *c, const char *cred, void (*done)(it_feed_credq *, const it_feed_principal *))
 {
-	unsigned char h[SHA256_DIGEST_LENGTH];
+	unsigned char h[IT_TOKEN_HASH_LEN];
 
-	SHA256((const unsigned char *)cred, strlen(cred), h);
+	it_token_hash(cred, h);
 	c->cq.done = done;
 	return it_feed_cred_check(B.feed, &c->cq, h) < 0 ? -1 : 0;
 }
@@ -922,8 +903,9 @@ static int token_check(client *c, const char *cred, void (*done)(it_feed_credq *
  * malformed, unknown, expired or revoked (it does not say which). Returns -1. */
 static int token_refused(client *c)
 {
-	return stream_problem(c, 401, "Unauthorized", "invalid-token", "The token is unknown, expired or revoked.",
-			      "WWW-Authenticate: Bearer error=\"invalid_token\"\r\n");
+	return stream_problem(c, 401, "Unauthorized", "invalid-token",
+			      "The token is unknown, expired or revoked. Ask the session's owner for a new one.",
+			      "WWW-Authenticate: Bearer realm=\"imagetools\", error=\"invalid_token\"\r\n");
 }
 
 /* Answers 429 for an address whose failed credentials are used up. */
@@ -933,7 +915,8 @@ static int authfail_refused(client *c, unsigned wait)
 
 	snprintf(hdr, sizeof(hdr), "Retry-After: %u\r\n", wait);
 	snprintf(ext, sizeof(ext), ",\"retry_after\":%u", wait);
-	snprintf(detail, sizeof(detail), "Too many auth-fail requests; try again in %u seconds.", wait);
+	snprintf(detail, sizeof(detail), "Too many refused credentials from this address; try again in %u seconds.",
+		 wait);
 	it_metrics_inc("imagetools_rate_limited_total", "limit=\"auth-fail\"", 1);
 	return stream_problem_ext(c, 429, "Too Many Requests", "rate-limited", detail, hdr, ext);
 }
@@ -1009,8 +992,10 @@ static void stream_cred_done(it_feed_credq *q, const it_feed_principal *p)
 	case 200:
 		if (!scope_views(p->scope)) {
 			stream_problem(c, 403, "Forbidden", "insufficient-scope",
-				       "This token's scope does not allow this; it needs view.",
-				       "WWW-Authenticate: Bearer error=\"insufficient_scope\", scope=\"view\"\r\n");
+				       "This credential's scope does not allow this request: it needs a credential of"
+				       " scope \\\"view\\\". Nothing was changed.",
+				       "WWW-Authenticate: Bearer realm=\"imagetools\", error=\"insufficient_scope\","
+				       " scope=\"view\"\r\n");
 			return;
 		}
 		if (ident_get(c) == NULL) {
@@ -1048,7 +1033,7 @@ static int parse_ident(client *c, const char *q, size_t qlen, const char **name)
 		{"client_label", it_ident_label_valid, offsetof(it_ident, label), sizeof(((it_ident *)0)->label)},
 		{"client_source", it_ident_source_valid, offsetof(it_ident, source), sizeof(((it_ident *)0)->source)},
 	};
-	char v[72];
+	char v[IT_DEVICE_LABEL_SIZE + 3];
 
 	for (size_t i = 0; i < sizeof(fields) / sizeof(fields[0]); i++) {
 		int n = query_get(q, qlen, fields[i].key, v, sizeof(v));
@@ -1078,7 +1063,7 @@ static int parse_ident(client *c, const char *q, size_t qlen, const char **name)
 static int stream_start(client *c, const it_http_request *req, enum client_kind kind, const char *q, size_t qlen)
 {
 	const it_http_header *lei;
-	char sid[72], v[32], detail[112];
+	char sid[1024], v[32], detail[112];
 	int64_t cursor = 0, timeout = B.cfg->longpoll_timeout;
 	const char *ckey = kind == K_SSE ? "last_event_id" : "cursor", *bad;
 	int n, token;
@@ -1121,7 +1106,7 @@ static int stream_start(client *c, const it_http_request *req, enum client_kind 
 	if (n == 0)
 		return stream_problem(c, 400, "Bad Request", "missing-session-id",
 				      "The session_id query parameter is required.", NULL);
-	token = n > 0 && token_prefixed(sid);
+	token = n > 0 && it_token_is(sid);
 	if (!token && (n < 0 || !it_id_session_valid(sid)))
 		return stream_problem(c, 400, "Bad Request", "invalid-session-id", "The session id is malformed.", NULL);
 	lei = kind == K_SSE ? it_http_find(req, "Last-Event-ID") : NULL;
@@ -1148,7 +1133,7 @@ static int stream_start(client *c, const it_http_request *req, enum client_kind 
 			client_free(c);
 			return -1;
 		}
-		snprintf(detail, sizeof(detail), "%s is malformed; see docs/api.md, \"Client identity\".", bad);
+		snprintf(detail, sizeof(detail), "%s is malformed; see docs/api.md, \\\"Client identity\\\".", bad);
 		return stream_problem(c, 400, "Bad Request", "invalid-client-identity", detail, NULL);
 	}
 	c->cursor0 = cursor;
@@ -1171,7 +1156,7 @@ static int stream_start(client *c, const it_http_request *req, enum client_kind 
 		if (wait)
 			return authfail_refused(c, wait);
 	}
-	if (!token_form(sid)) {
+	if (!it_token_valid(sid)) {
 		auth_failed(c);
 		return token_refused(c);
 	}
@@ -1370,12 +1355,12 @@ static void ws_cred_done(it_feed_credq *q, const it_feed_principal *p)
  * was freed. */
 static int ws_authenticate(client *c, const char *cred)
 {
-	if (token_prefixed(cred)) {
+	if (it_token_is(cred)) {
 		if (it_rl_peek(&B.authfail, c->addr, B.now)) {
 			client_close(c, IT_WS_CLOSE_TRY_LATER, "Too many failed credentials");
 			return -1;
 		}
-		if (!token_form(cred)) {
+		if (!it_token_valid(cred)) {
 			auth_failed(c);
 			client_close(c, WS_CLOSE_BAD_CREDENTIAL, "Invalid token");
 			return -1;
@@ -2072,7 +2057,7 @@ int it_bridge_run(const it_config *cfg, const char *listen_addr)
 	/* 100,000 addresses at most in one minute's table (some 10 MB); past
 	 * that, new ones share one counter. */
 	if (it_rl_init(&B.rate, (unsigned)cfg->rate_streams, 60.0, 100000) < 0 ||
-	    it_rl_init(&B.authfail, AUTH_FAIL_LIMIT, 60.0, 100000) < 0) {
+	    it_rl_init(&B.authfail, (unsigned)cfg->rate_auth_failures, 60.0, 100000) < 0) {
 		it_log_error("out of memory");
 		return -1;
 	}

@@ -10,10 +10,16 @@
  * (hub/hub.h), which waits for events without a thread or a database
  * connection per client. Under plain CGI there is no hub: the process waits
  * on its own connection with LISTEN, and a cross-process cap (advisory
- * locks) bounds how many may wait. */
+ * locks) bounds how many may wait.
+ *
+ * The credential is a session id (as ever: checked by the session look-up
+ * above, no extra query) or a token of scope view or full, resolved with
+ * it_auth_principal; a token's stream carries its device and expiry, and
+ * ends with session.revoked when the token is revoked or expires. */
 #include "config.h"
 
 #include "common/log.h"
+#include "common/token.h"
 #include "db/db.h"
 #include "db/eventlog.h"
 #include "db/metrics.h"
@@ -23,11 +29,14 @@
 #include "fcgi/guard.h"
 #include "fcgi/handlers.h"
 #include "hub/hub.h"
+#include "feed/feed.h"
+#include "feed/ident.h"
 #include "feed/sse.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -45,6 +54,13 @@ struct stream_args {
 	char session[72];
 	int64_t cursor;
 	int64_t timeout_s;
+	/* A token: the credential until it is resolved, then its device and
+	 * expiry. */
+	int token;
+	char cred[IT_TOKEN_LEN + 1];
+	char device[IT_DEVICE_ID_SIZE];
+	int64_t until;
+	it_ident ident; /* what the client says of itself (and its token) */
 };
 
 static int64_t mono_ms(void)
@@ -55,24 +71,64 @@ static int64_t mono_ms(void)
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+/* Reads client_id, client_label and client_source from the query into
+ * a->ident. Sends the problem and returns -1 when one is malformed. */
+static int parse_ident(it_req *req, struct stream_args *a)
+{
+	static const struct {
+		const char *key;
+		int (*valid)(const char *, size_t);
+		size_t off;
+	} fields[] = {
+		{"client_id", it_ident_client_id_valid, offsetof(it_ident, client_id)},
+		{"client_label", it_ident_label_valid, offsetof(it_ident, label)},
+		{"client_source", it_ident_source_valid, offsetof(it_ident, source)},
+	};
+	char v[IT_DEVICE_LABEL_SIZE + 3];
+
+	for (size_t i = 0; i < sizeof(fields) / sizeof(fields[0]); i++) {
+		int n = it_query_get(req->query, fields[i].key, v, sizeof(v));
+		if (n == -1)
+			continue;
+		if (n < 0 || !fields[i].valid(v, (size_t)n)) {
+			it_resp_problem(req, 400, "invalid-client-identity",
+					"%s is malformed; see docs/api.md, \"Client identity\".", fields[i].key);
+			return -1;
+		}
+		memcpy((char *)&a->ident + fields[i].off, v, (size_t)n + 1);
+	}
+	return 0;
+}
+
 /* Reads session_id and an optional integer from the query. Sends the problem
  * and returns -1 on bad input. */
 static int parse_args(it_req *req, struct stream_args *a, const char *cursor_key, const char *header)
 {
-	char v[32];
+	/* Larger than any credential: a token with a tail is still judged as
+	 * a token (401), as it_auth_principal judges it. */
+	char v[32], cred[1024];
 	int n;
 
+	memset(a, 0, sizeof(*a));
 	/* The credential as every other endpoint takes it (Bearer first, then
 	 * the query), and as the bridge takes it for the same URLs. */
-	n = it_auth_credential(req, a->session, sizeof(a->session));
+	n = it_auth_credential(req, cred, sizeof(cred));
 	if (n == 0) {
 		it_resp_problem(req, 400, "missing-session-id", "The session_id query parameter is required.");
 		return -1;
 	}
-	if (n < 0 || !it_id_session_valid(a->session)) {
+	a->token = n > 0 && it_token_is(cred);
+	if (!a->token && (n < 0 || !it_id_session_valid(cred))) {
 		it_resp_problem(req, 400, "invalid-session-id", "The session id is malformed.");
 		return -1;
 	}
+	/* A token that is not exactly a token's form is refused (401) when it
+	 * is resolved, after the checks before it. */
+	if (a->token)
+		snprintf(a->cred, sizeof(a->cred), "%.36s", it_token_valid(cred) ? cred : "itk.");
+	else
+		snprintf(a->session, sizeof(a->session), "%.64s", cred);
+	memset(cred, 0, sizeof(cred));
 	a->cursor = 0;
 	const char *h = header ? it_req_env(req, header) : NULL;
 	if (h && *h) {
@@ -95,6 +151,27 @@ static int parse_args(it_req *req, struct stream_args *a, const char *cursor_key
 		if (a->timeout_s > it_g.cfg.longpoll_timeout)
 			a->timeout_s = it_g.cfg.longpoll_timeout;
 	}
+	return parse_ident(req, a);
+}
+
+/* Resolves a token (a->token) with it_auth_principal, which answers every
+ * refusal itself (401, 403, 404, 429, 503). Returns 0 with a->session,
+ * a->device and a->until set (nothing to do for a session id), or -1. */
+static int resolve_token(it_req *req, struct stream_args *a)
+{
+	it_principal p;
+	int rc;
+
+	if (!a->token)
+		return 0;
+	rc = it_auth_principal(req, a->cred, IT_SCOPE_VIEW, &p);
+	memset(a->cred, 0, sizeof(a->cred));
+	if (rc < 0)
+		return -1;
+	snprintf(a->session, sizeof(a->session), "%s", p.session_id);
+	snprintf(a->device, sizeof(a->device), "%s", p.device_id);
+	a->until = p.until;
+	it_ident_set_device(&a->ident, p.device_id, p.label, p.source);
 	return 0;
 }
 
@@ -115,6 +192,14 @@ static char *resync_json(const it_session *s, const char *reason)
 	j = it_event_transient("session.resync", d);
 	json_object_put(d);
 	return j;
+}
+
+/* The session.revoked message of a token's stream, as the feed makes it. */
+static char *revoked_json(const struct stream_args *a, const char *reason)
+{
+	it_feed_transient t = {.type = "session.revoked", .reason = reason, .device_id = a->device};
+
+	return it_feed_transient_json(&t, NULL);
 }
 
 static char *status_json(const char *status, const char *transport)
@@ -212,6 +297,9 @@ static int handover(it_req *req, enum it_stream_kind kind, const struct stream_a
 	p.session = a->session;
 	p.cursor = a->cursor;
 	p.expires_unix = s->expires_unix;
+	p.until = a->until;
+	p.device = a->device;
+	p.ident = &a->ident;
 	p.timeout_ms = a->timeout_s * 1000;
 	p.head = head->data;
 	p.head_len = head->len;
@@ -336,14 +424,31 @@ static int cgi_slot(PGconn **conn)
 	return rc;
 }
 
-/* Waits on conn (which LISTENs) until a notification for session arrives
- * (returns its seq, 0 meaning the session ended), deadline passes (-1), or the
- * connection fails (-2). Calls keepalive(arg) every keepalive_interval; a
- * non-zero return from it (the client went away) ends the wait with -3. */
-static int64_t cgi_wait(PGconn *conn, const char *session, int64_t deadline, int (*keepalive)(void *), void *arg)
+/* Whether a NOTIFY payload revokes the device of a's token. */
+static int revokes(const struct stream_args *a, const char *payload)
+{
+	char id[72];
+	int64_t num;
+	enum it_feed_note kind;
+	it_feed_carried ce;
+
+	return a->device[0] &&
+	       it_feed_parse_notify(payload, strlen(payload), id, sizeof(id), &num, &kind, &ce) == 0 &&
+	       kind == IT_FEED_NOTE_REVOKED && strcmp(id, a->session) == 0 && ce.device_len == strlen(a->device) &&
+	       memcmp(ce.device, a->device, ce.device_len) == 0;
+}
+
+/* Waits on conn (which LISTENs) until a notification for a's session
+ * arrives (returns its seq, 0 meaning the session ended), deadline passes
+ * (-1), or the connection fails (-2). Calls keepalive(arg) every
+ * keepalive_interval; a non-zero return from it (the client went away) ends
+ * the wait with -3. A token's wait ends with -4 when its device is revoked,
+ * -5 when it expires. */
+static int64_t cgi_wait(PGconn *conn, const struct stream_args *a, int64_t deadline, int (*keepalive)(void *),
+			void *arg)
 {
 	int64_t next_ka = mono_ms() + it_g.cfg.keepalive_interval * 1000;
-	size_t slen = strlen(session);
+	size_t slen = strlen(a->session);
 
 	for (;;) {
 		PGnotify *n;
@@ -352,12 +457,16 @@ static int64_t cgi_wait(PGconn *conn, const char *session, int64_t deadline, int
 
 		while ((n = PQnotifies(conn)) != NULL) {
 			int64_t seq = -1;
-			if (strncmp(n->extra, session, slen) == 0 && n->extra[slen] == ':')
+			if (strncmp(n->extra, a->session, slen) == 0 && n->extra[slen] == ':')
 				seq = strtoll(n->extra + slen + 1, NULL, 10);
+			else if (revokes(a, n->extra))
+				seq = -4;
 			PQfreemem(n);
-			if (seq >= 0)
+			if (seq >= 0 || seq == -4)
 				return seq;
 		}
+		if (a->until && time(NULL) >= a->until)
+			return -5;
 		if (now >= deadline)
 			return -1;
 		if (now >= next_ka) {
@@ -412,8 +521,14 @@ static void cgi_longpoll(it_req *req, PGconn **conn, const struct stream_args *a
 	it_resp_write(req, " ", 1);
 	it_resp_flush(req);
 	do {
-		seq = cgi_wait(*conn, a->session, deadline, lp_keepalive, req);
+		seq = cgi_wait(*conn, a, deadline, lp_keepalive, req);
 	} while (seq > 0 && it_event_read(conn, a->session, a->cursor, BATCH, lp_collect, b) == 0);
+	if (seq == -4 || seq == -5) {
+		char *j = revoked_json(a, seq == -4 ? "revoked" : "expired");
+		if (j && it_buf_printf(&b->items, "%s%s", b->count ? "," : "", j) == 0)
+			b->count++;
+		free(j);
+	}
 	lp_write_body(req, b);
 }
 
@@ -470,7 +585,17 @@ static void cgi_stream(it_req *req, PGconn **conn, const struct stream_args *a)
 		} while (n == BATCH && !o.failed);
 		if (n < 0 || o.failed || it_resp_flush(req) < 0)
 			break;
-		seq = cgi_wait(*conn, a->session, deadline, sse_keepalive, req);
+		seq = cgi_wait(*conn, a, deadline, sse_keepalive, req);
+	}
+	if (seq == -4 || seq == -5) {
+		/* The token was revoked or expired: said once, then the end. */
+		char *j = revoked_json(a, seq == -4 ? "revoked" : "expired");
+		it_buf b;
+		it_buf_init(&b, 4096);
+		if (j && it_sse_transient(&b, "session.revoked", j) == 0)
+			it_resp_write(req, b.data, b.len);
+		it_buf_free(&b);
+		free(j);
 	}
 }
 
@@ -484,7 +609,7 @@ void it_h_events_poll(it_req *req)
 	it_session s;
 	int n, cached;
 
-	if (parse_args(req, &a, "cursor", NULL) < 0)
+	if (parse_args(req, &a, "cursor", NULL) < 0 || resolve_token(req, &a) < 0)
 		return;
 	it_buf_init(&b.items, (size_t)it_g.cfg.stream_buffer);
 	b.cursor = a.cursor;
@@ -543,7 +668,7 @@ void it_h_events_stream(it_req *req)
 
 	if (parse_args(req, &a, "last_event_id", "HTTP_LAST_EVENT_ID") < 0)
 		return;
-	if (it_guard_rate(req, "streams", req->remote_addr, it_g.cfg.rate_streams))
+	if (it_guard_rate(req, "streams", req->remote_addr, it_g.cfg.rate_streams) || resolve_token(req, &a) < 0)
 		return;
 	if (a.cursor > 0)
 		it_metrics_inc("imagetools_resumes_total", "transport=\"sse\"", 1);

@@ -22,6 +22,7 @@
 #define IT_FEED_FEED_H
 
 #include "common/list.h"
+#include "common/scope.h"
 
 #include <libpq-fe.h>
 #include <stddef.h>
@@ -273,10 +274,10 @@ typedef struct it_feed_principal {
 	int status;	     /* 200 valid; 401 unknown, expired or revoked; 404 its session has
 				expired; 503 the database could not answer */
 	char session_id[72]; /* the rest only with 200 */
-	char device_id[24];
+	char device_id[IT_DEVICE_ID_SIZE];
 	char scope[8];	     /* "upload", "view" or "full" */
-	char label[65];
-	char source[33];
+	char label[IT_DEVICE_LABEL_SIZE];
+	char source[IT_DEVICE_SOURCE_SIZE];
 	int64_t until;	     /* epoch s: the token's expiry or its session's, whichever is first */
 } it_feed_principal;
 

@@ -3,9 +3,12 @@
 
 #include "feed/ident.h"
 
+#include "common/scope.h"
+
 #include <stdio.h>
 #include <string.h>
 
+/* 1 to max of [A-Za-z0-9] and the characters of extra. */
 static int in_set(const char *s, size_t n, size_t max, const char *extra)
 {
 	if (n == 0 || n > max)
@@ -26,47 +29,24 @@ int it_ident_client_id_valid(const char *s, size_t n)
 
 int it_ident_source_valid(const char *s, size_t n)
 {
-	return in_set(s, n, 32, "_.-");
+	char b[IT_DEVICE_SOURCE_SIZE];
+
+	if (n == 0 || n >= sizeof(b) || memchr(s, '\0', n) != NULL)
+		return 0;
+	memcpy(b, s, n);
+	b[n] = '\0';
+	return it_scope_source_valid(b);
 }
 
 int it_ident_label_valid(const char *s, size_t n)
 {
-	const unsigned char *p = (const unsigned char *)s;
-	size_t i = 0;
+	char b[IT_DEVICE_LABEL_SIZE];
 
-	if (n > 64)
+	if (n == 0 || n >= sizeof(b) || memchr(s, '\0', n) != NULL)
 		return 0;
-	/* Well-formed UTF-8 (no overlongs, surrogates or code points past
-	 * U+10FFFF) without C0, DEL or C1 controls: a label is shown to
-	 * people and written into JSON. */
-	while (i < n) {
-		unsigned c = p[i], cp, need, min;
-		if (c < 0x80) {
-			if (c < 0x20 || c == 0x7f)
-				return 0;
-			i++;
-			continue;
-		}
-		if (c >= 0xc2 && c <= 0xdf)
-			need = 1, cp = c & 0x1f, min = 0x80;
-		else if (c >= 0xe0 && c <= 0xef)
-			need = 2, cp = c & 0x0f, min = 0x800;
-		else if (c >= 0xf0 && c <= 0xf4)
-			need = 3, cp = c & 0x07, min = 0x10000;
-		else
-			return 0;
-		if (n - i - 1 < need)
-			return 0;
-		for (unsigned k = 1; k <= need; k++) {
-			if ((p[i + k] & 0xc0) != 0x80)
-				return 0;
-			cp = cp << 6 | (p[i + k] & 0x3f);
-		}
-		if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff) || (cp >= 0x80 && cp <= 0x9f))
-			return 0;
-		i += need + 1;
-	}
-	return 1;
+	memcpy(b, s, n);
+	b[n] = '\0';
+	return it_scope_label_valid(b);
 }
 
 void it_ident_set_device(it_ident *id, const char *device_id, const char *label, const char *source)

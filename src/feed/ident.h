@@ -11,17 +11,20 @@
 #ifndef IT_FEED_IDENT_H
 #define IT_FEED_IDENT_H
 
+#include "common/scope.h"
+
 #include <stddef.h>
 
 typedef struct it_ident {
 	char client_id[65]; /* 1-64 of [A-Za-z0-9_-]; "" when the client gave none */
-	char label[65];	    /* UTF-8, no control characters, at most 64 bytes; may be "" */
-	char source[33];    /* 1-32 of [A-Za-z0-9_.-]; may be "" */
-	char device_id[24]; /* the token's device; "" for a session id */
+	char label[IT_DEVICE_LABEL_SIZE];   /* 1-64 characters of UTF-8, no control characters; may be "" */
+	char source[IT_DEVICE_SOURCE_SIZE]; /* 1-32 of [A-Za-z0-9_.-]; may be "" */
+	char device_id[IT_DEVICE_ID_SIZE];  /* the token's device; "" for a session id */
 } it_ident;
 
-/* Validators for n bytes at s (not necessarily NUL-terminated). Each returns
- * 1 when the value is acceptable, else 0. */
+/* Validators for n bytes at s (not necessarily NUL-terminated), by the rules
+ * a device's label and source follow (common/scope.h). Each returns 1 when
+ * the value is acceptable, else 0. */
 int it_ident_client_id_valid(const char *s, size_t n);
 int it_ident_label_valid(const char *s, size_t n);
 int it_ident_source_valid(const char *s, size_t n);

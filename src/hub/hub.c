@@ -100,6 +100,9 @@ struct hstream {
 	uint8_t want_out;   /* EPOLLOUT registered */
 	uint8_t behind;	    /* told the core "no room": resumed once drained */
 	uint8_t refused;    /* over a limit: ended at once with a retry hint */
+	uint8_t joined;	    /* admitted: presence_joined was called */
+	uint8_t end_why;    /* enum it_feed_end when the feed ended it, else 0 */
+	it_ident *ident;    /* NULL: anonymous */
 	int64_t expires_unix;
 	int64_t deadline_ms; /* long-poll answer time, or linger limit once ending */
 	int64_t next_keepalive_ms;
@@ -168,16 +171,61 @@ static void lp_clear(struct hstream *st)
 	st->lp_bytes = 0;
 }
 
+/* ------------------------------------------------------------------ presence hooks
+ *
+ * presence_joined: the feed admitted the stream (its session holds, events
+ * follow). presence_left: once, when an admitted stream leaves the feed for
+ * any reason: "revoked" (its token was revoked), "expired" (its token or
+ * session expired) or "closed" (the client went away, a long-poll answered,
+ * the session was deleted, the process stops). st->ident is NULL for an
+ * anonymous client, which presence does not show. Both run on the hub's
+ * thread with the feed lock held: they must not block, nor end or free the
+ * stream. */
+
+static void presence_joined(it_hub *hub, struct hstream *st)
+{
+	(void)hub;
+	if (st->ident == NULL)
+		return;
+	it_log_debug("%s stream joined (device %s)", st->kind == IT_STREAM_SSE ? "sse" : "longpoll",
+		     st->ident->device_id[0] ? st->ident->device_id : "none");
+}
+
+static void presence_left(it_hub *hub, struct hstream *st, const char *reason)
+{
+	(void)hub;
+	if (st->ident == NULL)
+		return;
+	it_log_debug("%s stream left (%s)", st->kind == IT_STREAM_SSE ? "sse" : "longpoll", reason);
+}
+
+/* Takes the stream out of the feed (if it is in it) and out of presence. */
+static void stream_detach(it_hub *hub, struct hstream *st)
+{
+	if (st->subscribed) {
+		it_feed_unsubscribe(&st->sub);
+		st->subscribed = 0;
+	}
+	if (st->joined) {
+		st->joined = 0;
+		presence_left(hub, st,
+			      st->end_why == IT_FEED_END_REVOKED ? "revoked"
+			      : st->end_why == IT_FEED_END_TOKEN_EXPIRED || st->end_why == IT_FEED_END_EXPIRED
+				  ? "expired"
+				  : "closed");
+	}
+}
+
 static void stream_close(it_hub *hub, struct hstream *st)
 {
-	if (st->subscribed)
-		it_feed_unsubscribe(&st->sub);
+	stream_detach(hub, st);
 	epoll_ctl(hub->epfd, EPOLL_CTL_DEL, st->fd, NULL);
 	close(st->fd);
 	it_list_unlink(&st->all_link);
 	it_outq_free(&st->out);
 	lp_clear(st);
 	free(st->lp);
+	free(st->ident);
 	pthread_mutex_lock(&hub->lock);
 	hub->nstreams--;
 	pthread_mutex_unlock(&hub->lock);
@@ -232,10 +280,7 @@ static int stream_end(it_hub *hub, struct hstream *st)
 {
 	if (st->ending)
 		return 0;
-	if (st->subscribed) {
-		it_feed_unsubscribe(&st->sub);
-		st->subscribed = 0;
-	}
+	stream_detach(hub, st);
 	if (st->kind == IT_STREAM_LONGPOLL) {
 		/* Only whitespace was sent while waiting; the answer goes now:
 		 * the events' own JSON, shared, between bytes of its own. */
@@ -327,8 +372,8 @@ static int on_transient(it_feed_sub *sub, const it_feed_transient *t)
 
 	if (resync)
 		stat_add(&st->hub->stats.resyncs, 1);
-	else if (st->kind == IT_STREAM_LONGPOLL)
-		return 0; /* a long-poll's answer is about the session only */
+	else if (st->kind == IT_STREAM_LONGPOLL && strcmp(t->type, "session.revoked") != 0)
+		return 0; /* a long-poll's answer is about the session (and its credential) only */
 	json = it_feed_transient_json(t, "sse");
 	if (json == NULL)
 		return 0;
@@ -364,13 +409,24 @@ static void on_ended(it_feed_sub *sub, enum it_feed_end why)
 {
 	struct hstream *st = (struct hstream *)sub;
 
-	(void)why;
-	/* The session was deleted or expired: its streams end. */
+	/* The session was deleted or expired, or the stream's token was
+	 * revoked or expired (session.revoked is queued already): it ends. A
+	 * long-poll's head went out when it was parked, so it answers 200 with
+	 * session.revoked among its events; its next poll is 401. */
 	st->subscribed = 0;
+	st->end_why = (uint8_t)why;
 	stream_end(st->hub, st);
 }
 
-static const it_feed_sub_ops stream_ops = {on_event, on_transient, on_batch_end, on_ended, NULL};
+static void on_admitted(it_feed_sub *sub)
+{
+	struct hstream *st = (struct hstream *)sub;
+
+	st->joined = 1;
+	presence_joined(st->hub, st);
+}
+
+static const it_feed_sub_ops stream_ops = {on_event, on_transient, on_batch_end, on_ended, on_admitted};
 
 /* ------------------------------------------------------------------ the loop */
 
@@ -654,6 +710,13 @@ int it_hub_park(it_hub *hub, const it_park *p)
 		goto nomem;
 	st->sub.ops = &stream_ops;
 	st->sub.cursor = p->cursor;
+	st->sub.until = p->until;
+	snprintf(st->sub.device, sizeof(st->sub.device), "%s", p->device ? p->device : "");
+	if (p->ident && it_ident_announces(p->ident)) {
+		if ((st->ident = malloc(sizeof(*st->ident))) == NULL)
+			goto nomem;
+		*st->ident = *p->ident;
+	}
 	st->hub = hub;
 	st->tag.kind = TAG_STREAM;
 	it_list_init(&st->all_link);
@@ -678,6 +741,7 @@ int it_hub_park(it_hub *hub, const it_park *p)
 nomem:
 	if (st) {
 		free(st->pending_sid);
+		free(st->ident);
 		it_outq_free(&st->out);
 		free(st);
 	}

@@ -9,12 +9,19 @@
  * stream costs a few hundred bytes, not a thread and a database connection.
  *
  * Every function here is thread-safe: it_hub_park, it_hub_lookup,
- * it_hub_forget and it_hub_stats_get are called from request threads. */
+ * it_hub_forget and it_hub_stats_get are called from request threads.
+ *
+ * Presence: hub.c has one place where a parked stream starts counting as a
+ * connected client of its session (presence_joined, when the feed admits
+ * it) and one where it stops (presence_left, once, with the reason
+ * "closed", "revoked" or "expired"); streams that announce themselves (a
+ * client_id, or a token) carry an it_ident (feed/ident.h). */
 #ifndef IT_HUB_H
 #define IT_HUB_H
 
 #include "common/config.h"
 #include "feed/feed.h"
+#include "feed/ident.h"
 
 #include <stddef.h>
 #include <stdint.h>
@@ -30,6 +37,10 @@ typedef struct it_park {
 	const char *session;	 /* copied */
 	int64_t cursor;		 /* deliver events with seq > cursor */
 	int64_t expires_unix;	 /* the session's expiry: the stream ends then */
+	int64_t until;		 /* a token's: the stream ends with session.revoked then; 0: none */
+	const char *device;	 /* the token's device ("" or NULL for a session id; copied): NOTIFY
+				    revoked:<session>:<device> ends the stream likewise */
+	const it_ident *ident;	 /* who the client says it is (copied when it announces itself); may be NULL */
 	int64_t timeout_ms;	 /* long-poll: answer with no events after this */
 	const void *head;	 /* bytes to send first (CGI-style headers and any body start), copied */
 	size_t head_len;

@@ -4,7 +4,9 @@ keepalives), order and exactly-once, resume, resync, unknown sessions, a deleted
 stream, a PostgreSQL restart losing nothing, CORS for a listed origin and rate_streams. Then the
 same requests to both servers: every refusal (unknown session, bad cursor, wrong origin, method,
 rate limit) and every CORS answer, preflights included, is the one imagetools.fcgi gives, and the
-credential may come as Authorization: Bearer."""
+credential may come as Authorization: Bearer. Scoped tokens likewise: view and full tokens follow
+the session on both servers; upload-only, forged, truncated and unknown tokens get the same
+problem (403 insufficient-scope, 401 invalid-token) and the same WWW-Authenticate from both."""
 
 import http.client
 import json
@@ -47,7 +49,7 @@ def get(st, path, headers=None, timeout=30, method="GET", port=None):
 
 
 # The headers whose values must be the same from both servers.
-SAME_HEADERS = ("content-type", "cache-control", "allow", "vary", "access-control-allow-origin",
+SAME_HEADERS = ("content-type", "cache-control", "allow", "vary", "www-authenticate", "access-control-allow-origin",
                 "access-control-allow-methods", "access-control-allow-headers", "access-control-max-age",
                 "access-control-expose-headers", "x-content-type-options")
 
@@ -242,6 +244,34 @@ with Stack(tap, own_cluster=True, bridge=True,
             "unknown-session", "an unknown Bearer credential")
     problem(get(st, "/api/v1/events?timeout=0", headers={"Authorization": "Bearer bad!"}), 400,
             "invalid-session-id", "a malformed Bearer credential")
+
+    # --- scoped tokens: the same answers from both servers
+    def mint(scope, label):
+        r = st.request("POST", "/api/v1/tokens", body={"scope": scope, "label": label},
+                       headers={"Authorization": "Bearer " + sid})
+        return r.json()["token"] if r.status == 201 else "itk." + "Z" * 32
+
+    view_tok, upload_tok, full_tok = mint("view", "Viewer"), mint("upload", "Phone"), mint("full", "Laptop")
+    newest = int(st.sql("SELECT last_event_seq FROM sessions WHERE id = :'p1'", sid))
+    for method, path, headers, name in (
+            ("GET", "/api/v1/events?timeout=0&cursor=%d" % (newest - 1), {"Authorization": "Bearer " + view_tok},
+             "long-poll with a view token"),
+            ("GET", "/api/v1/events?timeout=0&cursor=%d&session_id=%s" % (newest - 1, full_tok), {},
+             "long-poll with a full token in the query"),
+            ("GET", "/api/v1/events?timeout=0", {"Authorization": "Bearer " + upload_tok},
+             "long-poll with an upload-only token"),
+            ("GET", "/api/v1/events/stream?session_id=" + upload_tok, {}, "SSE with an upload-only token"),
+            ("GET", "/api/v1/events?timeout=0", {"Authorization": "Bearer itk." + "Q" * 32},
+             "long-poll with an unknown token"),
+            ("GET", "/api/v1/events/stream", {"Authorization": "Bearer " + view_tok[:20]}, "SSE with a truncated token"),
+            ("GET", "/api/v1/events?timeout=0&session_id=itk.", {}, "long-poll with a bare token prefix"),
+            ("GET", "/api/v1/events?timeout=0&cursor=x", {"Authorization": "Bearer " + view_tok},
+             "a token with a bad cursor")):
+        f, b = same_answer(st, method, path, headers, name)
+        if name.startswith("long-poll with a") and f.status == 200:
+            tap.is_(ids(b.json()), ids(f.json()), name + ": the same events")
+    tap.ok(same_answer(st, "GET", "/api/v1/events?timeout=0", {"Authorization": "Bearer " + upload_tok},
+                       "upload-only token again")[0].status == 403, "an upload-only token is 403 on events")
 
     # --- a deleted session ends its streams
     doomed = st.new_session()

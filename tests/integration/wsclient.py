@@ -65,6 +65,7 @@ class WsClient:
         self.buf = bytearray(leftover)
         self.pings = 0
         self.auto_pong = True
+        self.headers = {}  # the 101 answer's headers, lower-case names
 
     @classmethod
     def connect(cls, host, port, path, origin=None, headers=None, timeout=10.0, version="13", key=None,
@@ -109,7 +110,9 @@ class WsClient:
         if hdrs.get("sec-websocket-accept") != want:
             sock.close()
             raise ConnectionError("bad Sec-WebSocket-Accept %r" % hdrs.get("sec-websocket-accept"))
-        return cls(sock, rest)
+        ws = cls(sock, rest)
+        ws.headers = hdrs
+        return ws
 
     # -- sending
 
