@@ -1296,8 +1296,10 @@ async function refreshPairing() {
     return;
   }
   if (seq !== pairSeq || state.session !== cred) return;
+  // The server builds the link from public_url, else from the request's origin; on that same
+  // origin this page knows its own path best (a site under /imagetools/, say).
   let link = typeof r.pair_url === 'string' && /^https?:\/\//.test(r.pair_url) ? r.pair_url : '';
-  if (!link) link = location.origin + location.pathname + '#pair=' + r.code;
+  if (!link || new URL(link).origin === location.origin) link = location.origin + location.pathname + '#pair=' + r.code;
   state.pairCode = r.code;
   showPairLink(link);
   $('qr').dataset.state = 'ready';
