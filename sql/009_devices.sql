@@ -40,14 +40,17 @@ CREATE INDEX pairing_codes_session_id ON pairing_codes (session_id);
 
 -- The JSON of a device on the wire (GET /devices, POST /tokens, POST /pair).
 -- expires_at is when the token stops working: its own expiry or its
--- session's, whichever comes first.
+-- session's, whichever comes first; last_seen_at is null until the token is
+-- first used; revoked_at is there only once it is revoked.
 CREATE FUNCTION it_device_json(d devices, p_session_expires timestamptz) RETURNS jsonb
 LANGUAGE sql STABLE PARALLEL SAFE AS $$
-    SELECT jsonb_strip_nulls(jsonb_build_object(
+    SELECT jsonb_build_object(
                'device_id', d.id, 'label', d.label, 'source', d.source, 'scope', d.scope,
                'created_at', it_ts(d.created_at),
                'expires_at', it_ts(least(d.expires_at, p_session_expires)),
-               'last_seen_at', it_ts(d.last_seen_at), 'revoked_at', it_ts(d.revoked_at)))
+               'last_seen_at', it_ts(d.last_seen_at))
+           || CASE WHEN d.revoked_at IS NULL THEN '{}'::jsonb
+                   ELSE jsonb_build_object('revoked_at', it_ts(d.revoked_at)) END
 $$;
 
 -- Resolves a credential. For a session id (p_token_hash NULL): 200 with

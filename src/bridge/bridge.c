@@ -264,7 +264,8 @@ static int client_frame(client *c, int opcode, const void *payload, size_t len)
  * that, for whatever reason: reason is "revoked" (its token was revoked),
  * "expired" (its token or session expired) or "closed" (anything else: the
  * client went away or closed, a long-poll answered, the session was
- * deleted, the bridge stops). c->ident is NULL for an anonymous client (a
+ * deleted, the bridge stops). c->ident says who the client is (its
+ * session_id is set at admission); it is NULL for an anonymous client (a
  * session id and no client_id), which presence does not show. Both run on
  * the loop's thread inside feed callbacks or client teardown: they must not
  * block, nor end or free the client. */
@@ -448,6 +449,8 @@ static void on_admitted(it_feed_sub *sub)
 	client *c = sub_client(sub);
 
 	c->joined = 1;
+	if (c->ident)
+		snprintf(c->ident->session_id, sizeof(c->ident->session_id), "%s", it_feed_sub_session(sub));
 	presence_joined(c);
 }
 
@@ -2148,8 +2151,10 @@ int it_bridge_run(const it_config *cfg, const char *listen_addr)
 	}
 	rc = 0;
 	it_feed_stats_get(B.feed, &fs);
-	it_log_info("stopped: %llu event frames delivered, %llu reads of the log, %llu session checks",
-		    (unsigned long long)fs.delivered, (unsigned long long)fs.reads, (unsigned long long)fs.checks);
+	it_log_info("stopped: %llu event frames delivered, %llu reads of the log, %llu session checks, %llu token"
+		    " checks, %llu streams ended by their token",
+		    (unsigned long long)fs.delivered, (unsigned long long)fs.reads, (unsigned long long)fs.checks,
+		    (unsigned long long)fs.creds, (unsigned long long)fs.revoked);
 out:
 	{
 		it_list *pos, *tmp;

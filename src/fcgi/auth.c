@@ -7,6 +7,7 @@
 #include "common/id.h"
 #include "common/token.h"
 #include "db/devices.h"
+#include "db/metrics.h"
 #include "fcgi/app.h"
 #include "fcgi/guard.h"
 
@@ -127,14 +128,43 @@ void it_auth_refuse_token(it_req *req)
 	it_auth_answer(req, &why);
 }
 
+/* Whether the address has used up its refused credentials; counted in
+ * imagetools_rate_limited_total like every 429. */
+static int blocked(it_req *req, int64_t *retry)
+{
+	if (!it_guard_rate_peek(FAIL_KIND, req->remote_addr, it_g.cfg.rate_auth_failures, retry))
+		return 0;
+	it_metrics_inc("imagetools_rate_limited_total", "limit=\"" FAIL_KIND "\"", 1);
+	return 1;
+}
+
 int it_auth_blocked(it_req *req)
 {
 	int64_t retry;
 
-	if (!it_guard_rate_peek(FAIL_KIND, req->remote_addr, it_g.cfg.rate_auth_failures, &retry))
+	if (!blocked(req, &retry))
 		return 0;
 	it_guard_rate_refuse(req, retry, "Too many refused credentials from this address");
 	return 1;
+}
+
+/* Whether a credential that could not be copied (spaces, control bytes,
+ * too long) still begins like a token: it is then a malformed token (401),
+ * not a malformed session id (400). */
+static int token_prefix(const it_req *req, const char *cred)
+{
+	const char *h = it_req_env(req, "HTTP_AUTHORIZATION"), *q = req->query, *tok;
+	size_t n;
+
+	if (cred != NULL)
+		return it_token_is(cred);
+	if (h != NULL && it_cred_bearer(h, strlen(h), &tok, &n))
+		return n >= 4 && memcmp(tok, IT_TOKEN_PREFIX, 4) == 0;
+	for (; q != NULL && *q; q += strcspn(q, "&"), q += *q == '&') {
+		if (strncmp(q, "session_id=", 11) == 0)
+			return strncmp(q + 11, IT_TOKEN_PREFIX, 4) == 0;
+	}
+	return 0;
 }
 
 int it_auth_resolve(it_req *req, const char *cred, unsigned need, it_principal *out, it_auth_refusal *why)
@@ -158,7 +188,7 @@ int it_auth_resolve(it_req *req, const char *cred, unsigned need, it_principal *
 	if (rc > 0 && it_token_is(buf)) {
 		/* Asked before the token is looked at: an address that keeps
 		 * guessing learns nothing more, not even "wrong". */
-		if (it_guard_rate_peek(FAIL_KIND, req->remote_addr, it_g.cfg.rate_auth_failures, &why->retry_after))
+		if (blocked(req, &why->retry_after))
 			return refuse(why, 429, "rate-limited", "Too many refused credentials from this address.");
 		rc = it_token_valid(buf) ? it_devices_check(it_guard_conn(), buf, out) : 401;
 	} else if (rc > 0 && it_id_session_valid(buf)) {
@@ -169,6 +199,10 @@ int it_auth_resolve(it_req *req, const char *cred, unsigned need, it_principal *
 		} else {
 			rc = it_devices_check(it_guard_conn(), buf, out);
 		}
+	} else if (rc < 0 && token_prefix(req, cred)) {
+		if (blocked(req, &why->retry_after))
+			return refuse(why, 429, "rate-limited", "Too many refused credentials from this address.");
+		rc = 401;
 	} else {
 		return refuse(why, 400, "invalid-credential",
 			      "The credential is malformed: send \"Authorization: Bearer <credential>\" with the session"

@@ -281,8 +281,12 @@ static int read_credential(tus *t)
 {
 	int rc = it_auth_credential(t->req, t->cred, sizeof(t->cred));
 
-	if (rc < 0)
+	/* A malformed credential is refused by resolve (401 when it begins
+	 * like a token, else 400), from the request's own copy. */
+	if (rc < 0 && resolve(t, NULL) == 0)
 		return fail(t, 400, "invalid-session-id", "The session in the Authorization header or the URL is malformed.");
+	if (rc < 0)
+		return -1;
 	if (rc == 0) {
 		t->cred[0] = '\0';
 		return 0;

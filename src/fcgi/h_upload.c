@@ -460,10 +460,12 @@ static int upload_credential(upload *u)
 
 	if (rc == 0)
 		return 0;
-	if (rc < 0)
+	/* A malformed credential is refused by resolve (401 when it begins
+	 * like a token, else 400), from the request's own copy. */
+	if (rc < 0 && resolve(u, NULL) == 0)
 		return up_fail(u, 400, "invalid-session-id",
 			       "The session in the Authorization header or the URL is malformed.");
-	if (resolve(u, u->cred) != 0)
+	if (rc < 0 || resolve(u, u->cred) != 0)
 		return -1;
 	u->from_credential = 1;
 	return session_known(u);

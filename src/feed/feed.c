@@ -1706,6 +1706,11 @@ unsigned it_feed_sub_count(const it_feed_sub *sub)
 	return sub->sess ? sub->sess->nsubs : 0;
 }
 
+const char *it_feed_sub_session(const it_feed_sub *sub)
+{
+	return sub->sess ? sub->sess->id : NULL;
+}
+
 int it_feed_lookup(it_feed *f, const char *session, it_feed_info *out)
 {
 	sess *s = sess_find(f, session);

@@ -240,6 +240,10 @@ void it_feed_resume(it_feed_sub *sub);
 /* Subscribers of sub's session (0 when sub is not subscribed). */
 unsigned it_feed_sub_count(const it_feed_sub *sub);
 
+/* The id of sub's session (NUL-terminated, owned by the feed, valid while
+ * sub is subscribed), or NULL when it is not subscribed. */
+const char *it_feed_sub_session(const it_feed_sub *sub);
+
 /* What the feed knows about a session it has checked while its LISTEN
  * connection stayed up: valid, not expired, its last id (raised by every
  * NOTIFY since) and first kept id (raised by every "kept:" NOTIFY since).

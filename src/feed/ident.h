@@ -20,6 +20,7 @@ typedef struct it_ident {
 	char label[IT_DEVICE_LABEL_SIZE];   /* 1-64 characters of UTF-8, no control characters; may be "" */
 	char source[IT_DEVICE_SOURCE_SIZE]; /* 1-32 of [A-Za-z0-9_.-]; may be "" */
 	char device_id[IT_DEVICE_ID_SIZE];  /* the token's device; "" for a session id */
+	char session_id[72];		    /* set by the transport when the feed admits it */
 } it_ident;
 
 /* Validators for n bytes at s (not necessarily NUL-terminated), by the rules

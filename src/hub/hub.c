@@ -177,7 +177,8 @@ static void lp_clear(struct hstream *st)
  * follow). presence_left: once, when an admitted stream leaves the feed for
  * any reason: "revoked" (its token was revoked), "expired" (its token or
  * session expired) or "closed" (the client went away, a long-poll answered,
- * the session was deleted, the process stops). st->ident is NULL for an
+ * the session was deleted, the process stops). st->ident says who the
+ * client is (its session_id is set at admission); it is NULL for an
  * anonymous client, which presence does not show. Both run on the hub's
  * thread with the feed lock held: they must not block, nor end or free the
  * stream. */
@@ -423,6 +424,8 @@ static void on_admitted(it_feed_sub *sub)
 	struct hstream *st = (struct hstream *)sub;
 
 	st->joined = 1;
+	if (st->ident)
+		snprintf(st->ident->session_id, sizeof(st->ident->session_id), "%s", it_feed_sub_session(sub));
 	presence_joined(st->hub, st);
 }
 

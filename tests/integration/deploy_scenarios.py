@@ -433,6 +433,17 @@ def check_websocket(tap, st, sid, label):
         tap.is_(ws.recv_text(), "pong", label + ": ping is answered with pong")
     finally:
         ws.close()
+    # /api/v1/ws: no session id in the URL (so none in the web server's logs), the
+    # credential in the first message.
+    ws = WSClient("127.0.0.1", st.port, api(st, "/ws?last_event_id=%d" % last), origin)
+    try:
+        tap.is_(ws.status, 101, label + ": /ws, with no id in the URL, is upgraded through the web server too")
+        if ws.status == 101:
+            ws.send_text(json.dumps({"type": "auth", "credential": sid}))
+            msg = json.loads(ws.recv_text())
+            tap.is_(msg.get("type"), "connection.status", label + ": and follows the session after the auth message")
+    finally:
+        ws.close()
     # The bridge's Origin check works through the proxy only if the proxy passes the
     # browser's Host on: a page from elsewhere must be refused, ours (above) accepted.
     ws = WSClient("127.0.0.1", st.port, api(st, "/ws/%s" % sid), "http://evil.example")

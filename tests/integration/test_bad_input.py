@@ -120,6 +120,17 @@ with Stack(tap, settings=SETTINGS, bridge=True) as st:
     IMG = json.loads(body)["images"][0]["id"] if status == 201 else "00000000-0000-4000-8000-000000000000"
     tap.is_(status, 201, "setup: one image stored")
 
+    def mint(scope):
+        r = st.request("POST", "/api/v1/tokens", body={"scope": scope, "label": "bad-input " + scope},
+                       headers={"Authorization": "Bearer " + SID})
+        return r.json().get("token", "itk." + "x" * 32) if r.status == 201 else "itk." + "x" * 32
+
+    # Scoped tokens and a pairing code that has been used, for the security cases.
+    UPT, VIEWT = mint("upload"), mint("view")
+    r = st.request("POST", "/api/v1/pairings", body={}, headers={"Authorization": "Bearer " + SID})
+    USED_CODE = r.json().get("code", "itp." + "x" * 22) if r.status == 201 else "itp." + "x" * 22
+    tap.is_(st.request("POST", "/api/v1/pair", body={"code": USED_CODE}).status, 201, "setup: a pairing code used once")
+
     def counts():
         return st.sql("SELECT (SELECT count(*) FROM images) || ',' || (SELECT count(*) FROM blobs) || ',' ||"
                       " (SELECT count(*) FROM blob_chunks) || ',' || (SELECT count(*) FROM events) || ',' ||"
@@ -226,6 +237,64 @@ with Stack(tap, settings=SETTINGS, bridge=True) as st:
          lambda: raw(st, get("/api/v1/images/" + IMG, "Authorization: Bearer x'OR'1'='1\r\n")), slug="invalid-credential")
     case("image with two Bearer tokens", 400,
          lambda: raw(st, get("/api/v1/images/" + IMG, "Authorization: Bearer %s %s\r\n" % (SID, SID))))
+
+    # ------------------------------------------------------------ tokens and pairing codes
+    forged = "itk." + "Q" * 32
+    case("image with a forged token", 401, lambda: raw(st, get("/api/v1/images/" + IMG, "Authorization: Bearer %s\r\n"
+                                                             % forged)), slug="invalid-token")
+    case("image with a truncated token", 401,
+         lambda: raw(st, get("/api/v1/images/" + IMG, "Authorization: Bearer %s\r\n" % UPT[:-3])), slug="invalid-token")
+    case("image with a 300-character token", 401,
+         lambda: raw(st, get("/api/v1/images/%s?session_id=itk.%s" % (IMG, "A" * 296))), slug="invalid-token")
+    case("image with a token and SQL", 401,
+         lambda: raw(st, get("/api/v1/images/%s?session_id=itk.%%27%%20OR%%201%%3D1--" % IMG)), slug="invalid-token")
+    case("upload token reads an image", 403,
+         lambda: raw(st, get("/api/v1/images/" + IMG, "Authorization: Bearer %s\r\n" % UPT)), slug="insufficient-scope")
+    case("upload token downloads a file", 403,
+         lambda: raw(st, get("/api/v1/images/%s/file?session_id=%s" % (IMG, UPT))), slug="insufficient-scope")
+    case("upload token lists images", 403,
+         lambda: raw(st, get("/api/v1/images", "Authorization: Bearer %s\r\n" % UPT)), slug="insufficient-scope")
+    case("upload token deletes an image", 403,
+         lambda: raw(st, post("/api/v1/images/%s?session_id=%s" % (IMG, UPT), b"", "text/plain")
+                     .replace(b"POST", b"DELETE", 1)), slug="insufficient-scope")
+    case("upload token renames an image", 403,
+         lambda: raw(st, post("/api/v1/images/%s?session_id=%s" % (IMG, UPT), b'{"filename":"x.png"}', "application/json")
+                     .replace(b"POST", b"PATCH", 1)), slug="insufficient-scope")
+    case("upload token deletes the session", 403,
+         lambda: raw(st, post("/api/v1/sessions/%s?session_id=%s" % (SID, UPT), b"", "text/plain")
+                     .replace(b"POST", b"DELETE", 1)), slug="insufficient-scope")
+    case("upload token mints a token", 403,
+         lambda: raw(st, post("/api/v1/tokens?session_id=" + UPT, b'{"scope":"full","label":"x"}', "application/json")),
+         slug="insufficient-scope")
+    case("view token uploads", 403,
+         lambda: raw(st, post("/api/v1/images", form([('name="file"; filename="a.png"', png_ok)]),
+                              extra="Authorization: Bearer %s\r\n" % VIEWT)), slug="insufficient-scope")
+    case("forged token in the multipart field", 401,
+         lambda: raw(st, post("/api/v1/images", form([('name="session_id"', forged.encode()),
+                                                      ('name="file"; filename="a.png"', png_ok)]))), slug="invalid-token")
+    case("token in a session path", 404, lambda: raw(st, get("/api/v1/sessions/" + VIEWT)), slug="unknown-session")
+    case("pairing with a forged code", 401,
+         lambda: raw(st, post("/api/v1/pair", '{"code":"itp.%s"}' % ("Q" * 22), "application/json")),
+         slug="invalid-pairing-code")
+    case("pairing with SQL as the code", 401,
+         lambda: raw(st, post("/api/v1/pair", '{"code":"itp.\' OR 1=1--"}', "application/json")),
+         slug="invalid-pairing-code")
+    case("pairing with a used code", 410,
+         lambda: raw(st, post("/api/v1/pair", '{"code":"%s"}' % USED_CODE, "application/json")), slug="pairing-code-used")
+    case("pairing asking for a scope", 400,
+         lambda: raw(st, post("/api/v1/pair", '{"code":"%s","scope":"full"}' % USED_CODE, "application/json")),
+         slug="unknown-field")
+    case("pairing with a 1 MB body", 413,
+         lambda: raw(st, post("/api/v1/pair", '{"code":"%s"}' % ("A" * 1000000), "application/json")))
+    case("token with a NUL in its label", 400,
+         lambda: raw(st, post("/api/v1/tokens?session_id=" + SID, b'{"scope":"view","label":"a\\u0000b"}',
+                              "application/json")), slug="invalid-field")
+    case("token with a control character in its label", 400,
+         lambda: raw(st, post("/api/v1/tokens?session_id=" + SID, b'{"scope":"view","label":"a\\u001bb"}',
+                              "application/json")), slug="invalid-label")
+    case("revoking a device with SQL as its id", 404,
+         lambda: raw(st, post("/api/v1/devices/x%27%20OR%201%3D1--?session_id=" + SID, b"", "text/plain")
+                     .replace(b"POST", b"DELETE", 1)), slug="unknown-device")
     case("image file with a forged signature", 403,
          lambda: raw(st, get("/api/v1/images/%s/file?v=1&exp=9999999999&sig=%s" % (IMG, "A" * 43))), slug="bad-signature")
     case("image file with a huge exp", 403,

@@ -8,7 +8,8 @@ invalid-token, close 4401), with the same answer from both servers; a token in t
 form /ws/<token> is not a session id (4004). Revoking the device closes its open WebSocket,
 both SSE streams and the parked long-polls within a bounded wait, each seeing session.revoked
 first, while a session-id stream of the same session goes on; its next request is 401. A token
-that expires ends its streams the same way."""
+that expires ends its streams the same way. Refused tokens are counted per address on both
+servers."""
 
 import http.client
 import json
@@ -126,6 +127,13 @@ with Stack(tap, bridge=True, settings={"keepalive_interval": 1, "rate_auth_failu
 
     ws = ws_connect(st, headers={"Authorization": "Bearer " + view})
     tap.is_(ids(ws_events(ws, last)), list(range(1, last + 1)), "Authorization: Bearer on the upgrade")
+    ws.close()
+
+    ws = WsClient.connect("127.0.0.1", st.port, "/api/v1/ws",
+                          headers={"Sec-WebSocket-Protocol": "imagetools.v1, imagetools.bearer." + view})
+    tap.ok(ws.headers.get("sec-websocket-protocol") == "imagetools.v1"
+           and ids(ws_events(ws, last)) == list(range(1, last + 1)),
+           "through lighttpd: the shipped config sends /api/v1/ws to the bridge, subprotocol and all")
     ws.close()
 
     ws = ws_connect(st)
@@ -293,5 +301,18 @@ with Stack(tap, bridge=True, settings={"keepalive_interval": 1, "rate_auth_failu
     ws = ws_connect(st)
     got, code = until_close(ws, timeout=20)
     tap.ok(code == 4401 and not got, "no auth message within 10 s: close 4401, nothing sent before")
+
+# --- refused tokens are counted per address: past rate_auth_failures, 429 before the look-up
+with Stack(tap, bridge=True, settings={"rate_auth_failures": 2}) as st:
+    forged = "itk." + "F" * 32
+    for name, port in (("imagetools.fcgi", st.port), ("bridge", st.bridge_port)):
+        answers = [get(port, "/api/v1/events?timeout=0", {"Authorization": "Bearer " + forged}) for _ in range(3)]
+        tap.is_([a.status for a in answers], [401, 401, 429],
+                name + ": two forged tokens are 401, the third request 429")
+        tap.ok(answers[2].headers.get("retry-after", "").isdigit()
+               and answers[2].json().get("type") == "urn:imagetools:problem:rate-limited",
+               name + ": rate-limited, with Retry-After")
+    refused_ws(st, "a WebSocket token from that address", 1013,
+               conn={"headers": {"Authorization": "Bearer " + forged}})
 
 tap.done()

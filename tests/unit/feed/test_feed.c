@@ -957,6 +957,8 @@ static void test_revoke(void)
 	ok(sid->ended == 0 && sid->nt == 0, "a session-id subscriber of the same session is untouched");
 	ok(elsewhere->ended == 0, "a subscriber of another session is untouched (the session is part of the name)");
 	is_int(it_feed_sub_count(&sid->sub), 1, "one subscriber left on the session");
+	is_str(it_feed_sub_session(&sid->sub), fs->id, "a subscriber's session id, for presence");
+	ok(it_feed_sub_session(&tok->sub) == NULL, "none once it is no longer subscribed");
 	is_int(fk.reads + fk.checks, reads, "a revocation costs no query");
 	fake_append(fs, 1);
 	fake_notify(&fk, fs, 3);
