@@ -20,6 +20,7 @@
 #include "feed/feed.h"
 #include "feed/ident.h"
 #include "feed/outq.h"
+#include "feed/presence.h"
 #include "feed/sse.h"
 
 #include <json-c/json.h>
@@ -64,7 +65,7 @@ static const char ws_bare[] = "/api/v1/ws";
 static const char events_path[] = "/api/v1/events";
 static const char stream_path[] = "/api/v1/events/stream";
 
-enum handle_kind { H_CLIENT, H_LISTEN, H_SIGNAL, H_TIMER, H_PG };
+enum handle_kind { H_CLIENT, H_LISTEN, H_SIGNAL, H_TIMER, H_PG, H_PRESENCE };
 
 /* What epoll's data.ptr points at: every watched object starts with one. */
 typedef struct handle {
@@ -152,13 +153,15 @@ typedef struct client {
 	int64_t timeout0;	/* long-poll: its timeout, likewise */
 	char addr[64];		/* the client's address (rate limits) */
 	it_ident *ident;	/* what it says of itself and what its token says; NULL: nothing */
+	it_presence_entry *presence; /* its entry while joined (docs/presence.md) */
 } client;
 
 static struct bridge {
 	const it_config *cfg;
 	int epfd, lfd, sigfd, tfd;
-	handle listen_h, signal_h, timer_h, pg_h;
+	handle listen_h, signal_h, timer_h, pg_h, presence_h;
 	it_feed *feed;
+	it_presence *presence;	/* the entries of this bridge's clients */
 	it_list clients;
 	it_list dead;		/* clients to free once the epoll batch is done */
 	size_t soft, hard;
@@ -276,15 +279,17 @@ static void presence_joined(client *c)
 {
 	if (c->ident == NULL || !it_ident_announces(c->ident))
 		return;
-	it_log_debug("%s client joined (device %s)", transport_name[c->kind],
-		     c->ident->device_id[0] ? c->ident->device_id : "none");
+	c->presence = it_presence_join(B.presence, c->ident, transport_name[c->kind]);
 }
 
 static void presence_left(client *c, const char *reason)
 {
-	if (c->ident == NULL || !it_ident_announces(c->ident))
-		return;
-	it_log_debug("%s client left (%s)", transport_name[c->kind], reason);
+	/* A revoked device's entries are gone with the revocation itself
+	 * (sql/010); for the others the grace starts, and a long-poll's next
+	 * poll comes right after this one. */
+	(void)reason;
+	it_presence_leave(B.presence, c->presence, c->kind == K_POLL ? IT_PRESENCE_LONGPOLL_HOLD * 1000 : 0);
+	c->presence = NULL;
 }
 
 static void client_detach(client *c)
@@ -1597,7 +1602,6 @@ static int handshake(client *c)
 		/* The credential travels in a header here, never in the URL:
 		 * the subprotocol (which a browser can set), else
 		 * Authorization, else the first message after the upgrade. */
-		const char *bad;
 		int r = ws_protocols(&req, sid, sizeof(sid), &offer_v1);
 		if (r == 0 && (h = it_http_find(&req, "Authorization")) != NULL) {
 			const char *tok;
@@ -1607,14 +1611,6 @@ static int handshake(client *c)
 		}
 		if (r < 0)
 			snprintf(sid, sizeof(sid), "-"); /* malformed: refused after the upgrade */
-		if ((r = parse_ident(c, q, qlen, &bad)) != 0) {
-			if (r < 0) {
-				client_free(c);
-				return -1;
-			}
-			return client_http_error(c, 400, "Bad Request", "invalid-client-identity",
-						 "client_id, client_label or client_source is malformed.", NULL);
-		}
 	} else {
 		plen -= sizeof(ws_prefix) - 1;
 		path += sizeof(ws_prefix) - 1;
@@ -1622,6 +1618,18 @@ static int handshake(client *c)
 			plen = sizeof(sid) - 1; /* too long to be valid; still closed with 4004 */
 		memcpy(sid, path, plen);
 		sid[plen] = '\0';
+	}
+	/* Both WebSocket URLs take the client's identity from the query. */
+	{
+		const char *bad;
+		int r = parse_ident(c, q, qlen, &bad);
+		if (r < 0) {
+			client_free(c);
+			return -1;
+		}
+		if (r > 0)
+			return client_http_error(c, 400, "Bad Request", "invalid-client-identity",
+						 "client_id, client_label or client_source is malformed.", NULL);
 	}
 
 	rl = snprintf(resp, sizeof(resp),
@@ -1905,6 +1913,7 @@ static void tick(void)
 	double pong_timeout = (double)B.cfg->ws_pong_timeout;
 
 	it_feed_tick(B.feed, (int64_t)(B.now * 1000.0));
+	it_presence_tick(B.presence, (int64_t)(B.now * 1000.0));
 	if (B.now - B.rate_pruned >= 10.0) {
 		it_rl_prune(&B.rate, B.now);
 		it_rl_prune(&B.authfail, B.now);
@@ -2057,6 +2066,7 @@ int it_bridge_run(const it_config *cfg, const char *listen_addr)
 	B.signal_h.kind = H_SIGNAL;
 	B.timer_h.kind = H_TIMER;
 	B.pg_h.kind = H_PG;
+	B.presence_h.kind = H_PRESENCE;
 	/* 100,000 addresses at most in one minute's table (some 10 MB); past
 	 * that, new ones share one counter. */
 	if (it_rl_init(&B.rate, (unsigned)cfg->rate_streams, 60.0, 100000) < 0 ||
@@ -2092,6 +2102,18 @@ int it_bridge_run(const it_config *cfg, const char *listen_addr)
 	if (it_feed_new(&B.feed, &fo) < 0) {
 		it_log_error("out of memory");
 		goto out;
+	}
+	{
+		it_presence_opts po = {.conninfo = cfg->database_url,
+				       .app_name = "imagetools-wsbridge presence",
+				       .epfd = B.epfd,
+				       .pg_tag = &B.presence_h,
+				       .ttl = cfg->presence_ttl};
+		if (it_presence_new(&B.presence, &po) < 0) {
+			it_log_error("out of memory");
+			goto out;
+		}
+		it_presence_tick(B.presence, (int64_t)(B.now * 1000.0));
 	}
 	it_feed_tick(B.feed, (int64_t)(B.now * 1000.0));
 	it_log_info("listening on %s", listen_addr);
@@ -2132,6 +2154,9 @@ int it_bridge_run(const it_config *cfg, const char *listen_addr)
 			case H_PG:
 				it_feed_handle_pg(B.feed, evs[i].events);
 				break;
+			case H_PRESENCE:
+				it_presence_handle_pg(B.presence, evs[i].events);
+				break;
 			case H_CLIENT:
 				{
 					client *c = (client *)h;
@@ -2163,7 +2188,10 @@ out:
 		}
 		reap();
 	}
-	/* Every client is gone: the feed has no subscriber left. */
+	/* Every client is gone: the feed has no subscriber left, and the
+	 * presence entries still held here are let go in one statement. */
+	it_presence_free(B.presence);
+	B.presence = NULL;
 	it_feed_free(B.feed);
 	B.feed = NULL;
 	if (B.lfd >= 0)

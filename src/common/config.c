@@ -79,6 +79,8 @@ static const struct key keys[] = {
 	I(rate_streams, 120, 0, 1000000),
 	I(rate_operations, 30, 0, 1000000),
 	I(max_streams_per_session, 64, 1, 100000),
+	I(presence_ttl, 15, 3, 3600),
+	I(presence_http_ttl, 45, 5, 3600),
 	I(ws_max_message, 65536, 126, 16777216),
 	I(ws_rate, 100, 1, 1000000),
 	I(ws_ping_interval, 30, 1, 3600),

@@ -51,6 +51,8 @@ typedef struct it_config {
 	int64_t rate_streams;	    /* stream connects per minute per address */
 	int64_t rate_operations;    /* operations started per minute per session and per address */
 	int64_t max_streams_per_session; /* concurrent streams on one session */
+	int64_t presence_ttl;	    /* seconds a connection's presence entry lives unless its process renews it */
+	int64_t presence_http_ttl;  /* seconds a POST /presence heartbeat keeps an entry */
 	int64_t ws_max_message;	    /* largest WebSocket message accepted, bytes */
 	int64_t ws_rate;	    /* WebSocket messages per 10 s per connection */
 	int64_t ws_ping_interval;   /* seconds between server pings */

@@ -23,6 +23,7 @@
 #include "db/db.h"
 #include "db/eventlog.h"
 #include "db/metrics.h"
+#include "db/presence.h"
 #include "db/sessions.h"
 #include "fcgi/app.h"
 #include "fcgi/auth.h"
@@ -648,6 +649,11 @@ void it_h_events_poll(it_req *req)
 	if (it_guard_rate(req, "streams", req->remote_addr, it_g.cfg.rate_streams))
 		goto out;
 	if (it_g.cgi) {
+		/* No process here renews a presence entry: it lives as long as
+		 * the wait, and the grace in which the next poll comes. */
+		if (it_ident_announces(&a.ident))
+			it_presence_db_join(&conn, a.session, &a.ident, "longpoll", NULL, NULL,
+					    a.timeout_s + IT_PRESENCE_GRACE);
 		cgi_longpoll(req, &conn, &a, &b);
 		goto out;
 	}
@@ -715,6 +721,9 @@ void it_h_events_stream(it_req *req)
 		it_resp_begin(req, 200, "text/event-stream");
 		it_resp_write(req, head.data, head.len);
 		it_buf_free(&head);
+		if (it_ident_announces(&a.ident))
+			it_presence_db_join(&conn, a.session, &a.ident, "sse", NULL, NULL,
+					    it_g.cfg.cgi_stream_lifetime + IT_PRESENCE_GRACE);
 		cgi_stream(req, &conn, &a);
 		return;
 	}

@@ -44,6 +44,11 @@ void it_h_operation_create(it_req *req);
 void it_h_operation_get(it_req *req);
 void it_h_operation_cancel(it_req *req);
 
+/* h_presence.c */
+void it_h_presence_get(it_req *req);
+void it_h_presence_post(it_req *req);
+void it_h_presence_delete(it_req *req);
+
 /* h_devices.c: scoped tokens, pairing codes and devices */
 void it_h_token_create(it_req *req);
 void it_h_pairing_create(it_req *req);

@@ -7,6 +7,7 @@
 #include "common/log.h"
 #include "feed/feed.h"
 #include "feed/outq.h"
+#include "feed/presence.h"
 #include "feed/sse.h"
 #include "hub/fcgi_record.h"
 
@@ -27,7 +28,7 @@
 /* An ended stream gets this long to drain its last bytes. */
 #define LINGER_MS 10000
 
-enum tag_kind { TAG_STREAM, TAG_PG, TAG_CMD };
+enum tag_kind { TAG_STREAM, TAG_PG, TAG_CMD, TAG_PRESENCE };
 
 struct tag {
 	enum tag_kind kind;
@@ -103,6 +104,7 @@ struct hstream {
 	uint8_t joined;	    /* admitted: presence_joined was called */
 	uint8_t end_why;    /* enum it_feed_end when the feed ended it, else 0 */
 	it_ident *ident;    /* NULL: anonymous */
+	it_presence_entry *presence; /* its entry while joined (docs/presence.md) */
 	int64_t expires_unix;
 	int64_t deadline_ms; /* long-poll answer time, or linger limit once ending */
 	int64_t next_keepalive_ms;
@@ -119,7 +121,7 @@ struct it_hub {
 	const it_config *cfg;
 	pthread_t thread;
 	int epfd, evfd;
-	struct tag cmd_tag, pg_tag;
+	struct tag cmd_tag, pg_tag, presence_tag;
 
 	pthread_mutex_t lock; /* guards incoming, nstreams, stopping */
 	it_list incoming;     /* streams parked by request threads, not yet adopted */
@@ -132,6 +134,7 @@ struct it_hub {
 	 * is single-threaded. */
 	pthread_mutex_t feed_lock;
 	it_feed *feed;
+	it_presence *presence; /* the entries of this process's streams */
 	it_list all;
 	int64_t now;
 };
@@ -185,19 +188,20 @@ static void lp_clear(struct hstream *st)
 
 static void presence_joined(it_hub *hub, struct hstream *st)
 {
-	(void)hub;
 	if (st->ident == NULL)
 		return;
-	it_log_debug("%s stream joined (device %s)", st->kind == IT_STREAM_SSE ? "sse" : "longpoll",
-		     st->ident->device_id[0] ? st->ident->device_id : "none");
+	st->presence = it_presence_join(hub->presence, st->ident, st->kind == IT_STREAM_SSE ? "sse" : "longpoll");
 }
 
 static void presence_left(it_hub *hub, struct hstream *st, const char *reason)
 {
-	(void)hub;
-	if (st->ident == NULL)
-		return;
-	it_log_debug("%s stream left (%s)", st->kind == IT_STREAM_SSE ? "sse" : "longpoll", reason);
+	/* A revoked device's entries are gone with the revocation itself
+	 * (sql/010); for the others the grace starts, and a long-poll's next
+	 * poll comes right after this one. */
+	(void)reason;
+	it_presence_leave(hub->presence, st->presence,
+			  st->kind == IT_STREAM_LONGPOLL ? IT_PRESENCE_LONGPOLL_HOLD * 1000 : 0);
+	st->presence = NULL;
 }
 
 /* Takes the stream out of the feed (if it is in it) and out of presence. */
@@ -605,6 +609,7 @@ static void *hub_main(void *arg)
 	hub->now = now_ms();
 	next_tick = hub->now + TICK_MS;
 	it_feed_tick(hub->feed, hub->now);
+	it_presence_tick(hub->presence, hub->now);
 	pthread_mutex_unlock(&hub->feed_lock);
 	for (;;) {
 		struct epoll_event evs[256];
@@ -621,6 +626,7 @@ static void *hub_main(void *arg)
 			switch (t->kind) {
 			case TAG_CMD: drain_incoming(hub); break;
 			case TAG_PG: it_feed_handle_pg(hub->feed, evs[i].events); break;
+			case TAG_PRESENCE: it_presence_handle_pg(hub->presence, evs[i].events); break;
 			case TAG_STREAM:
 				stream_io(hub, it_container_of(t, struct hstream, tag), evs[i].events);
 				break;
@@ -629,6 +635,7 @@ static void *hub_main(void *arg)
 		if (hub->now >= next_tick) {
 			tick(hub);
 			it_feed_tick(hub->feed, hub->now);
+			it_presence_tick(hub->presence, hub->now);
 			next_tick = hub->now + TICK_MS;
 		}
 		it_feed_run(hub->feed);
@@ -655,6 +662,7 @@ int it_hub_start(it_hub **out, const it_config *cfg)
 	hub->cfg = cfg;
 	hub->cmd_tag.kind = TAG_CMD;
 	hub->pg_tag.kind = TAG_PG;
+	hub->presence_tag.kind = TAG_PRESENCE;
 	hub->epfd = hub->evfd = -1;
 	pthread_mutex_init(&hub->lock, NULL);
 	pthread_mutex_init(&hub->feed_lock, NULL);
@@ -674,6 +682,16 @@ int it_hub_start(it_hub **out, const it_config *cfg)
 	rc = it_feed_new(&hub->feed, &fo);
 	if (rc < 0)
 		goto fail;
+	{
+		it_presence_opts po = {.conninfo = cfg->database_url,
+				       .app_name = "imagetools.fcgi presence",
+				       .epfd = hub->epfd,
+				       .pg_tag = &hub->presence_tag,
+				       .ttl = cfg->presence_ttl};
+		rc = it_presence_new(&hub->presence, &po);
+		if (rc < 0)
+			goto fail;
+	}
 	ev.events = EPOLLIN;
 	ev.data.ptr = &hub->cmd_tag;
 	epoll_ctl(hub->epfd, EPOLL_CTL_ADD, hub->evfd, &ev);
@@ -685,6 +703,7 @@ int it_hub_start(it_hub **out, const it_config *cfg)
 	*out = hub;
 	return 0;
 fail:
+	it_presence_free(hub->presence);
 	it_feed_free(hub->feed);
 	if (hub->epfd >= 0)
 		close(hub->epfd);
@@ -802,6 +821,7 @@ void it_hub_stop(it_hub *hub)
 		/* Already signalled. */
 	}
 	pthread_join(hub->thread, NULL);
+	it_presence_free(hub->presence);
 	it_feed_free(hub->feed);
 	close(hub->epfd);
 	close(hub->evfd);

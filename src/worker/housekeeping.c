@@ -1,4 +1,4 @@
-/* housekeeping.c: periodic chores: expiry warnings, expired sessions, event retention, orphaned blobs, expired uploads. */
+/* housekeeping.c: periodic chores: expiry warnings, expired sessions, event retention, orphaned blobs, expired uploads, presence. */
 #include "config.h"
 
 #include "worker/housekeeping.h"
@@ -48,7 +48,7 @@ int it_hk_run(PGconn *conn, const it_config *cfg, int gc_blobs, it_hk_stats *st)
 			   "SELECT it_fail_abandoned_operations($1::integer),"
 			   " it_warn_expiring_sessions($2::integer, $4::integer),"
 			   " it_delete_expired_sessions($4::integer), it_prune_events($3::integer, $4::integer),"
-			   " it_expire_tus_uploads($4::integer)",
+			   " it_expire_tus_uploads($4::integer), it_presence_sweep($4::integer)",
 			   4, NULL, pv, NULL, NULL, 0);
 	if (!it_db_ok(res, PGRES_TUPLES_OK))
 		goto out;
@@ -57,6 +57,7 @@ int it_hk_run(PGconn *conn, const it_config *cfg, int gc_blobs, it_hk_stats *st)
 	st->expired = atoi(PQgetvalue(res, 0, 2));
 	st->pruned = atoll(PQgetvalue(res, 0, 3));
 	st->uploads = atoi(PQgetvalue(res, 0, 4));
+	st->presence = atoi(PQgetvalue(res, 0, 5));
 	PQclear(res);
 	res = NULL;
 	if (gc_blobs) {
@@ -89,5 +90,7 @@ out:
 		it_log_info("housekeeping: %d operations abandoned, %d sessions warned, %d expired sessions deleted,"
 			    " %lld events pruned, %lld orphaned blobs deleted, %d expired uploads deleted",
 			    st->abandoned, st->warned, st->expired, st->pruned, st->blobs, st->uploads);
+	if (rc == 0 && st->presence)
+		it_log_debug("housekeeping: %d presence entries swept", st->presence);
 	return rc;
 }

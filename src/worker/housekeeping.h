@@ -1,4 +1,4 @@
-/* housekeeping.h: periodic chores: expiry warnings, expired sessions, event retention, orphaned blobs, expired uploads. */
+/* housekeeping.h: periodic chores: expiry warnings, expired sessions, event retention, orphaned blobs, expired uploads, presence. */
 #ifndef IT_HOUSEKEEPING_H
 #define IT_HOUSEKEEPING_H
 
@@ -14,6 +14,7 @@ typedef struct it_hk_stats {
 	long long pruned;   /* events deleted */
 	long long blobs;    /* orphaned blobs deleted */
 	int uploads;	    /* expired resumable uploads deleted, with their bytes */
+	int presence;	    /* presence entries nobody renewed, swept (presence.left) */
 } it_hk_stats;
 
 /* Runs one round in one transaction. Only one worker at a time does it (a
