@@ -157,7 +157,7 @@ async function scenario(desktopCtx, phoneCtx, tabletCtx, urls) {
   const row = await until(async () => (await desk.$$eval('#device-list .device-row', (els) => els.map((e) => ({
     id: e.dataset.deviceId, scope: e.dataset.scope, text: e.textContent }))))
     .find((d) => d.id === phoneRec.device_id) || null, 15000);
-  ok(row && /Phone/.test(row.text) && row.scope === 'upload' && /last seen/.test(row.text),
+  ok(row && /Phone/.test(row.text) && row.scope === 'upload' && /last seen|not seen since/.test(row.text),
     'the desktop\'s device list shows the phone (label, scope, last seen): ' + (row && row.text));
   ok(await until(async () => {
     const h = await desk.getAttribute('#join-link', 'href');

@@ -1357,7 +1357,9 @@ async function loadDevices() {
     li.dataset.scope = d.scope || '';
     const name = el('span', 'device-name', d.label || d.device_id);
     const meta = el('span', 'device-meta muted',
-      [SCOPE_NAMES[d.scope] || d.scope, SOURCE_NAMES[d.source] || d.source, 'last seen ' + ago(d.last_seen_at)].filter(Boolean).join(' · '));
+      [SCOPE_NAMES[d.scope] || d.scope, SOURCE_NAMES[d.source] || d.source,
+        d.last_seen_at ? 'last seen ' + ago(d.last_seen_at) : 'paired ' + ago(d.created_at) + ', not seen since']
+        .filter(Boolean).join(' · '));
     const revoke = el('button', 'button danger small revoke', 'Revoke');
     revoke.type = 'button';
     revoke.setAttribute('aria-label', 'Revoke ' + (d.label || 'this device'));
