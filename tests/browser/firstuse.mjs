@@ -151,7 +151,7 @@ run(async (context) => {
   // The web server away long enough for the backoff to grow, then back: live within seconds.
   // What the page's client and network did, for the diagnosis should this fail.
   await a.evaluate(async () => {
-    const { realtime } = await import(new URL('js/imagetools-realtime.js', document.baseURI).href);
+    const { realtime } = await import(new URL('js/imagetools-shared.js', document.baseURI).href);
     window.__st = [];
     realtime.on('connection.status', (d) => window.__st.push([Date.now(), d.status, d.transport, d.online, d.retry_in]));
   });

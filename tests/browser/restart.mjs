@@ -27,7 +27,7 @@ run(async (context) => {
   // A recorder on the page's own client (the module's shared instance), plus a client with
   // short health polling to watch the outage.
   await page.evaluate(async () => {
-    const { realtime, RealtimeClient } = await import(new URL('js/imagetools-realtime.js', document.baseURI).href);
+    const { realtime, RealtimeClient } = await import(new URL('js/imagetools-shared.js', document.baseURI).href);
     window.__rec = { ids: [], online: [], page: [] };
     realtime.on('*', (m) => {
       if (m.id !== undefined) window.__rec.ids.push(m.id);

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """test_browser_client.py: the realtime client's decisions under a fake clock and fake transports
 (tests/browser/client-unit.mjs, in Node.js): backoff, heartbeat, duplicate filtering, resume
-positions, invalid sessions; and the QR encoder (web/js/qr.js) read back by zbarimg at every
+positions, invalid sessions; the tabs' election and relay of the shared mode
+(tests/browser/shared-unit.mjs); and the QR encoder (web/js/qr.js) read back by zbarimg at every
 version it offers. No stack needed; the Chromium tests cover the real server.
 """
 
@@ -18,18 +19,21 @@ if not shutil.which("node"):
     print("1..0 # SKIP node is not installed")
     sys.exit(0)
 tap = Tap()
-script = os.path.join(SRCDIR, "tests", "browser", "client-unit.mjs")
-p = subprocess.run(["node", script], capture_output=True, text=True, timeout=120)
-ran = 0
-for line in p.stdout.splitlines():
-    if line.startswith("ok - ") or line.startswith("not ok - "):
-        ran += 1
-        tap.ok(line.startswith("ok - "), line.split(" - ", 1)[1])
-    else:
-        print(line if line.startswith("#") else "# " + line)
-if p.returncode != 0:
-    tap.diag(p.stderr[-3000:])
-tap.ok(p.returncode == 0 and ran > 0, "client-unit.mjs ran %d checks and exited cleanly (rc %d)" % (ran, p.returncode))
+# client-unit.mjs: the client itself; shared-unit.mjs: the tabs' election and relay
+# (web/js/imagetools-shared.js), each tab a worker thread.
+for name in ("client-unit.mjs", "shared-unit.mjs"):
+    script = os.path.join(SRCDIR, "tests", "browser", name)
+    p = subprocess.run(["node", script], capture_output=True, text=True, timeout=180)
+    ran = 0
+    for line in p.stdout.splitlines():
+        if line.startswith("ok - ") or line.startswith("not ok - "):
+            ran += 1
+            tap.ok(line.startswith("ok - "), name + ": " + line.split(" - ", 1)[1])
+        else:
+            print(line if line.startswith("#") else "# " + line)
+    if p.returncode != 0:
+        tap.diag(p.stderr[-3000:])
+    tap.ok(p.returncode == 0 and ran > 0, "%s ran %d checks and exited cleanly (rc %d)" % (name, ran, p.returncode))
 
 # web/js/qr.js: codes of every version it offers, at both levels, read back by a real decoder.
 if not shutil.which("zbarimg"):

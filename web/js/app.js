@@ -4,7 +4,8 @@
 // page through textContent or element properties, never through innerHTML, so a file named
 // "<img src=x onerror=alert(1)>.png" is shown as exactly that text.
 
-import { realtime } from './imagetools-realtime.js';
+// One connection for every tab of this browser on a session (docs/browser-client.md, "Many tabs").
+import { realtime } from './imagetools-shared.js';
 import { drawQr } from './qr.js';
 import { TUS_THRESHOLD, tusAttempt, tusRetryable } from './tus.js';
 
@@ -358,6 +359,16 @@ function renderPresence(entries) {
     ul.append(li);
   }
   ul.hidden = others.length === 0;
+}
+
+async function loadPresence() {
+  const cred = state.session;
+  try {
+    const r = await api('GET', '/presence');
+    if (state.session === cred && r && Array.isArray(r.presence)) renderPresence(r.presence);
+  } catch (e) {
+    // A server without presence: nothing to show.
+  }
 }
 
 // An upload-only device has no stream: it keeps its presence entry alive with POST /presence
@@ -1169,6 +1180,11 @@ function setupRealtime() {
   // This device's token was revoked or expired while its stream was open.
   realtime.on('session.revoked', () => showRevoked());
   realtime.on('presence', (d) => renderPresence(d.presence || []));
+  // A tab that follows another tab's shared connection hears the leader's presence list only
+  // when it changes: it reads the current one itself once it is live.
+  realtime.on('connection.status', (d) => {
+    if (d.status === 'connected' && !Array.isArray(realtime.presence) && state.session && can('view')) loadPresence();
+  });
   // A device paired with the code on show (or another one): the list changes and the code is
   // spent, so a fresh one replaces it.
   realtime.on('device.paired', () => {
@@ -1470,7 +1486,8 @@ async function start() {
   return startNewSession();
 }
 
-realtime.configure({ baseUrl: location.origin + ROOT });
+// ?shared=0 gives this tab its own connection instead of sharing one with the session's other tabs.
+realtime.configure({ baseUrl: location.origin + ROOT, shared: new URLSearchParams(location.search).get('shared') !== '0' });
 window.addEventListener('online', retryFailedUploads);
 setupRealtime();
 setupControls();
