@@ -109,10 +109,27 @@ BEGIN
 END
 $$;
 
+-- Room for one more device in session p_session, whose row the caller has
+-- locked: devices revoked or expired for more than a day are deleted (with
+-- any unfinished upload they began, which could not go on anyway), and the
+-- session may hold p_max live devices and ten times as many rows in all, so
+-- that minting and revoking in a loop cannot grow the table without bound.
+CREATE FUNCTION it_device_room(p_session text, p_max integer) RETURNS boolean
+LANGUAGE plpgsql AS $$
+BEGIN
+    DELETE FROM devices x
+     WHERE x.session_id = p_session
+       AND (x.revoked_at < now() - interval '1 day' OR x.expires_at < now() - interval '1 day');
+    RETURN (SELECT count(*) FILTER (WHERE x.revoked_at IS NULL AND (x.expires_at IS NULL OR x.expires_at > now()))
+                   < p_max AND count(*) < 10 * p_max
+              FROM devices x WHERE x.session_id = p_session);
+END
+$$;
+
 -- Makes a device for a token the caller generated (only its hash comes
 -- here) in a live session, with its event. p_ttl 0: the token lives as long
 -- as the session. Returns 201 and the device's JSON, 404 when the session is
--- unknown or expired, 409 when the session already has p_max live devices.
+-- unknown or expired, 409 when the session has no room (it_device_room).
 CREATE FUNCTION it_device_mint(p_session text, p_device text, p_token_hash bytea, p_scope text, p_label text,
                                p_source text, p_ttl integer, p_max integer,
                                OUT status integer, OUT device jsonb)
@@ -123,14 +140,13 @@ DECLARE
 BEGIN
     -- The session's row lock (taken again by it_append_event below)
     -- serialises the count against concurrent mints.
-    SELECT s.expires_at INTO v_expires FROM sessions s WHERE s.id = p_session AND s.expires_at > now() FOR UPDATE;
+    SELECT s.expires_at INTO v_expires FROM sessions s WHERE s.id = p_session AND s.expires_at > now()
+       FOR NO KEY UPDATE;
     IF NOT FOUND THEN
         status := 404;
         RETURN;
     END IF;
-    IF (SELECT count(*) FROM devices x
-         WHERE x.session_id = p_session AND x.revoked_at IS NULL
-           AND (x.expires_at IS NULL OR x.expires_at > now())) >= p_max THEN
+    IF NOT it_device_room(p_session, p_max) THEN
         status := 409;
         RETURN;
     END IF;
@@ -157,7 +173,8 @@ LANGUAGE plpgsql AS $$
 DECLARE
     v_text text;
 BEGIN
-    PERFORM 1 FROM sessions s WHERE s.id = p_session AND s.expires_at > now() FOR UPDATE;
+    PERFORM 1 FROM sessions s WHERE s.id = p_session AND s.expires_at > now()
+       FOR NO KEY UPDATE;
     IF NOT FOUND THEN
         status := 404;
         RETURN;
@@ -180,10 +197,11 @@ $$;
 -- caller generated. The code's row lock makes the exchange single-use: of
 -- two concurrent exchanges, the second finds the code used. Returns 201
 -- with the device's session and JSON; 401 'unknown' when no such code;
--- 410 'used' or 410 'expired' (also when its session has expired).
+-- 410 'used' or 410 'expired' (also when its session has expired); 409
+-- when the session has no room for another device (the code stays unused).
 -- p_label NULL takes the owner's label, else 'Paired device'.
 CREATE FUNCTION it_pairing_exchange(p_code_hash bytea, p_device text, p_token_hash bytea, p_label text,
-                                    p_source text,
+                                    p_source text, p_max integer,
                                     OUT status integer, OUT reason text, OUT session_id text, OUT device jsonb)
 LANGUAGE plpgsql AS $$
 #variable_conflict use_column
@@ -203,10 +221,16 @@ BEGIN
         reason := 'used';
         RETURN;
     END IF;
-    SELECT s.expires_at INTO v_expires FROM sessions s WHERE s.id = c.session_id AND s.expires_at > now();
+    SELECT s.expires_at INTO v_expires FROM sessions s WHERE s.id = c.session_id AND s.expires_at > now()
+       FOR NO KEY UPDATE;
     IF c.expires_at <= now() OR NOT FOUND THEN
         status := 410;
         reason := 'expired';
+        RETURN;
+    END IF;
+    IF NOT it_device_room(c.session_id, p_max) THEN
+        status := 409;
+        reason := 'full';
         RETURN;
     END IF;
     INSERT INTO devices (id, session_id, token_hash, scope, label, source, expires_at)
@@ -235,6 +259,11 @@ LANGUAGE plpgsql AS $$
 DECLARE
     d devices;
 BEGIN
+    -- The session's row first, then the device's: the order an upload takes
+    -- them in (it locks the session to store, then holds the device row
+    -- FOR SHARE until it commits, it_device_live), so the two wait for each
+    -- other instead of deadlocking.
+    PERFORM 1 FROM sessions s WHERE s.id = p_session FOR NO KEY UPDATE;
     UPDATE devices x SET revoked_at = now()
      WHERE x.id = p_device AND x.session_id = p_session AND x.revoked_at IS NULL
     RETURNING * INTO d;
@@ -286,3 +315,31 @@ $$;
 -- the device's token is revoked nothing more of the upload is stored, even
 -- from a request that presents only the upload's URL.
 ALTER TABLE tus_uploads ADD COLUMN device_id text REFERENCES devices (id) ON DELETE CASCADE;
+
+-- it_credential_check behind the failure limit of p_fail_key (see
+-- it_rate_peek): when the bucket is empty, 429 and the seconds until a
+-- token is back, before the credential is looked at; else
+-- it_credential_check's row with retry_after 0. One round trip for what
+-- would otherwise take two. p_per_sec 0 (or p_fail_key NULL): no limit.
+CREATE FUNCTION it_credential_check_limited(p_cred text, p_token_hash bytea, p_fail_key text,
+                                            p_cap double precision, p_per_sec double precision)
+RETURNS TABLE (status integer, session_id text, scope text, device_id text, label text, source text,
+               until_epoch bigint, token_hash bytea, retry_after double precision)
+LANGUAGE plpgsql AS $$
+DECLARE
+    v_allowed boolean;
+    v_retry double precision;
+BEGIN
+    IF p_fail_key IS NOT NULL AND p_per_sec > 0 THEN
+        SELECT r.allowed, r.retry_after INTO v_allowed, v_retry FROM it_rate_peek(p_fail_key, p_cap, p_per_sec) r;
+        IF NOT v_allowed THEN
+            RETURN QUERY SELECT 429, NULL::text, NULL::text, NULL::text, NULL::text, NULL::text, NULL::bigint,
+                                NULL::bytea, v_retry;
+            RETURN;
+        END IF;
+    END IF;
+    RETURN QUERY SELECT c.status, c.session_id, c.scope, c.device_id, c.label, c.source, c.until_epoch,
+                        c.token_hash, 0::double precision
+                   FROM it_credential_check(p_cred, p_token_hash) c;
+END
+$$;

@@ -24,16 +24,11 @@ static json_object *json_col(const PGresult *res, int col)
 	return json_tokener_parse(PQgetvalue(res, 0, col));
 }
 
-int it_devices_check(PGconn **connp, const char *cred, it_principal *out)
+int it_devices_check_params(const char *cred, char *hash, const char *params[2])
 {
-	char hash[IT_TOKEN_HASH_HEX_SIZE];
-	const char *params[2] = {NULL, NULL};
-	int is_token = it_token_is(cred);
-	PGresult *res;
-	int rc = 503;
-
-	memset(out, 0, sizeof(*out));
-	if (is_token) {
+	params[0] = params[1] = NULL;
+	hash[0] = '\0';
+	if (it_token_is(cred)) {
 		if (!it_token_valid(cred))
 			return 401;
 		it_token_hash_text(cred, hash);
@@ -41,36 +36,85 @@ int it_devices_check(PGconn **connp, const char *cred, it_principal *out)
 	} else {
 		params[0] = cred;
 	}
-	/* Safe to repeat after a reconnect: a read, and a refresh of
-	 * last_seen_at that means the same done twice. */
-	res = it_db_exec(connp, 1,
-			 "SELECT status, session_id, scope, device_id, label, source, until_epoch, token_hash"
-			 " FROM it_credential_check($1, $2::bytea)",
-			 2, params);
-	if (!it_db_ok(res, PGRES_TUPLES_OK) || PQntuples(res) != 1) {
+	return 0;
+}
+
+int it_devices_check_result(const PGresult *res, const char *hash, it_principal *out)
+{
+	int rc;
+
+	memset(out, 0, sizeof(*out));
+	if (!it_db_ok(res, PGRES_TUPLES_OK) || PQntuples(res) != 1 || PQnfields(res) < 8) {
 		if (res)
 			it_log_warn("credential check failed: %s", PQresultErrorMessage(res));
-		goto out;
+		return 503;
 	}
 	rc = atoi(PQgetvalue(res, 0, 0));
 	if (rc != 200)
-		goto out;
+		return rc == 401 || rc == 404 ? rc : 503;
 	/* The index found the row by hash; the answer must not rest on how
 	 * the lookup compared, so the hash is compared again in full. */
-	if (is_token && !it_token_equal(PQgetvalue(res, 0, 7), hash)) {
-		rc = 401;
-		goto out;
-	}
-	rc = 0;
+	if (hash[0] && !it_token_equal(PQgetvalue(res, 0, 7), hash))
+		return 401;
 	copy(out->session_id, sizeof(out->session_id), PQgetvalue(res, 0, 1));
 	out->scope = it_scope_parse(PQgetvalue(res, 0, 2));
 	copy(out->device_id, sizeof(out->device_id), PQgetvalue(res, 0, 3));
 	copy(out->label, sizeof(out->label), PQgetvalue(res, 0, 4));
 	copy(out->source, sizeof(out->source), PQgetvalue(res, 0, 5));
 	out->until = strtoll(PQgetvalue(res, 0, 6), NULL, 10);
-	if (out->scope == 0)
-		rc = 503; /* the table's CHECK makes this impossible */
-out:
+	/* The table's CHECK makes an unknown scope impossible. */
+	return out->scope ? 0 : 503;
+}
+
+int it_devices_check(PGconn **connp, const char *cred, it_principal *out)
+{
+	char hash[IT_TOKEN_HASH_HEX_SIZE];
+	const char *params[2];
+	PGresult *res;
+	int rc;
+
+	memset(out, 0, sizeof(*out));
+	if ((rc = it_devices_check_params(cred, hash, params)) != 0)
+		return rc;
+	/* Safe to repeat after a reconnect: a read, and a refresh of
+	 * last_seen_at that means the same done twice. */
+	res = it_db_exec(connp, 1, IT_DEVICES_CHECK_SQL, 2, params);
+	rc = it_devices_check_result(res, hash, out);
+	PQclear(res);
+	return rc;
+}
+
+int it_devices_check_limited(PGconn **connp, const char *cred, const char *kind, const char *subject,
+			     int64_t per_minute, it_principal *out, int64_t *retry_after)
+{
+	char hash[IT_TOKEN_HASH_HEX_SIZE], key[256], cap[32], rate[48];
+	const char *params[5];
+	PGresult *res;
+	int rc;
+
+	memset(out, 0, sizeof(*out));
+	*retry_after = 0;
+	if ((rc = it_devices_check_params(cred, hash, params)) != 0)
+		return rc;
+	/* The key and rates as it_ratelimit_take writes them. */
+	snprintf(key, sizeof(key), "%s:%s", kind, subject ? subject : "-");
+	snprintf(cap, sizeof(cap), "%lld", (long long)(per_minute > 0 ? per_minute : 0));
+	snprintf(rate, sizeof(rate), "%.9g", per_minute > 0 ? (double)per_minute / 60.0 : 0.0);
+	params[2] = key;
+	params[3] = cap;
+	params[4] = rate;
+	res = it_db_exec(connp, 1,
+			 "SELECT status, session_id, scope, device_id, label, source, until_epoch, token_hash, retry_after"
+			 " FROM it_credential_check_limited($1, $2::bytea, $3, $4, $5)",
+			 5, params);
+	if (it_db_ok(res, PGRES_TUPLES_OK) && PQntuples(res) == 1 && atoi(PQgetvalue(res, 0, 0)) == 429) {
+		double s = strtod(PQgetvalue(res, 0, 8), NULL);
+		/* Whole seconds, rounded up, at least 1, as it_ratelimit_take. */
+		*retry_after = s < 1 ? 1 : (int64_t)s + ((double)(int64_t)s < s);
+		rc = 429;
+	} else {
+		rc = it_devices_check_result(res, hash, out);
+	}
 	PQclear(res);
 	return rc;
 }
@@ -165,8 +209,8 @@ int it_devices_pairing_create(PGconn **connp, const char *session, unsigned scop
 int it_devices_pair(PGconn **connp, const char *code, const char *label, const char *source, char *token,
 		    json_object **device, unsigned *scope, const char **reason)
 {
-	char id[IT_DEVICE_ID_SIZE], chash[IT_TOKEN_HASH_HEX_SIZE], thash[IT_TOKEN_HASH_HEX_SIZE];
-	const char *params[5] = {chash, id, thash, label, source};
+	char id[IT_DEVICE_ID_SIZE], chash[IT_TOKEN_HASH_HEX_SIZE], thash[IT_TOKEN_HASH_HEX_SIZE], max[16];
+	const char *params[6] = {chash, id, thash, label, source, max};
 	PGresult *res;
 	int rc = 503;
 
@@ -181,10 +225,11 @@ int it_devices_pair(PGconn **connp, const char *code, const char *label, const c
 	}
 	it_token_hash_text(code, chash);
 	it_token_hash_text(token, thash);
+	snprintf(max, sizeof(max), "%d", IT_DEVICES_MAX);
 	res = it_db_exec(connp, 0,
 			 "SELECT status, reason, device, device->>'scope' FROM it_pairing_exchange($1::bytea, $2,"
-			 " $3::bytea, $4, $5)",
-			 5, params);
+			 " $3::bytea, $4, $5, $6::integer)",
+			 6, params);
 	if (it_db_ok(res, PGRES_TUPLES_OK) && PQntuples(res) == 1) {
 		rc = atoi(PQgetvalue(res, 0, 0));
 		if (rc == 410)

@@ -186,11 +186,21 @@ int it_auth_resolve(it_req *req, const char *cred, unsigned need, it_principal *
 			      "This needs a credential: send \"Authorization: Bearer <session_id or token>\".");
 	}
 	if (rc > 0 && it_token_is(buf)) {
-		/* Asked before the token is looked at: an address that keeps
-		 * guessing learns nothing more, not even "wrong". */
-		if (blocked(req, &why->retry_after))
-			return refuse(why, 429, "rate-limited", "Too many refused credentials from this address.");
-		rc = it_token_valid(buf) ? it_devices_check(it_guard_conn(), buf, out) : 401;
+		/* The address's failures are asked before the token is looked
+		 * at (in the same statement): an address that keeps guessing
+		 * learns nothing more, not even "wrong". */
+		if (!it_token_valid(buf)) {
+			if (blocked(req, &why->retry_after))
+				return refuse(why, 429, "rate-limited", "Too many refused credentials from this address.");
+			rc = 401;
+		} else {
+			rc = it_devices_check_limited(it_guard_conn(), buf, FAIL_KIND, req->remote_addr,
+						      it_g.cfg.rate_auth_failures, out, &why->retry_after);
+			if (rc == 429) {
+				it_metrics_inc("imagetools_rate_limited_total", "limit=\"" FAIL_KIND "\"", 1);
+				return refuse(why, 429, "rate-limited", "Too many refused credentials from this address.");
+			}
+		}
 	} else if (rc > 0 && it_id_session_valid(buf)) {
 		if (need & IT_AUTH_SESSION_UNCHECKED) {
 			snprintf(out->session_id, sizeof(out->session_id), "%.64s", buf);

@@ -160,26 +160,30 @@ out:
 	json_object_put(body);
 }
 
-/* The link a pairing QR code carries: public_url, else the origin of the
- * page that asked (the guard has vetted it), else this server as the
- * request named it; "" when none is known. The code rides in the fragment,
- * which browsers never send to a server. */
+/* The link a pairing QR code carries: public_url; else the origin of the
+ * page that asked (the guard has vetted it), with url_prefix when that
+ * page is this server's own (the page is served beside the API); else
+ * this server as the request named it; "" when none is known. The code
+ * rides in the fragment, which browsers never send to a server. */
 static void pair_url(it_req *req, const char *code, char *out, size_t n)
 {
-	const char *base = it_g.cfg.public_url, *host;
-	char made[600];
+	const char *origin = it_req_env(req, "HTTP_ORIGIN"), *host = it_req_env(req, "HTTP_HOST");
+	const char *https = it_req_env(req, "HTTPS"), *prefix = "";
+	char self[600] = "";
+	const char *base = it_g.cfg.public_url;
 	size_t len;
 
-	if (base[0] == '\0' && (base = it_req_env(req, "HTTP_ORIGIN")) != NULL && strcmp(base, "null") == 0)
-		base = NULL;
-	if ((base == NULL || base[0] == '\0') && (host = it_req_env(req, "HTTP_HOST")) != NULL && strlen(host) < 512 &&
-	    strpbrk(host, "/?#@\\ ") == NULL) {
-		const char *https = it_req_env(req, "HTTPS");
-		snprintf(made, sizeof(made), "%s://%s%s", https && strcmp(https, "on") == 0 ? "https" : "http", host,
-			 it_g.cfg.url_prefix);
-		base = made;
+	if (host != NULL && strlen(host) < 512 && strpbrk(host, "/?#@\\ ") == NULL)
+		snprintf(self, sizeof(self), "%s://%s", https && strcmp(https, "on") == 0 ? "https" : "http", host);
+	if (base[0] == '\0' && origin != NULL && strcmp(origin, "null") != 0) {
+		base = origin;
+		if (strcmp(origin, self) == 0)
+			prefix = it_g.cfg.url_prefix;
+	} else if (base[0] == '\0') {
+		base = self;
+		prefix = it_g.cfg.url_prefix;
 	}
-	if (base == NULL || base[0] == '\0') {
+	if (base[0] == '\0') {
 		out[0] = '\0';
 		return;
 	}
@@ -188,7 +192,7 @@ static void pair_url(it_req *req, const char *code, char *out, size_t n)
 		len--;
 	if (len > 1024)
 		len = 1024;
-	snprintf(out, n, "%.*s/#pair=%s", (int)len, base, code);
+	snprintf(out, n, "%.*s%s/#pair=%s", (int)len, base, prefix, code);
 }
 
 void it_h_pairing_create(it_req *req)
@@ -273,7 +277,7 @@ void it_h_pair(it_req *req)
 		else
 			it_resp_problem(req, 410, "pairing-code-expired", "This pairing code has expired. Ask for a new one.");
 		break;
-	default: it_app_session_problem(req, 503); break;
+	default: devices_problem(req, rc, "devices"); break;
 	}
 out:
 	json_object_put(body);

@@ -549,7 +549,10 @@ static int upload_store(upload *u)
 			return up_fail(u, e.status, e.slug, "%s", e.detail);
 	}
 	/* A token revoked (or expired) while the body came in stores nothing:
-	 * asked in this transaction, with the device row held until commit. */
+	 * asked in this transaction, with the device row held until commit.
+	 * The session's row is locked already (session_check): the order
+	 * it_device_revoke takes the two in, so neither waits on the other in
+	 * a cycle. */
 	if (u->who.device_id[0] && (rc = it_devices_live(u->conn, u->who.device_id, 1)) != 0) {
 		if (rc == 401) {
 			it_auth_refusal why = {0};

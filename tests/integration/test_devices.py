@@ -307,6 +307,10 @@ with Stack(tap, settings={"rate_auth_failures": AUTH_FAILURES, "rate_pairing": 1
     problem(r, 401, "invalid-token", "tus with the revoked token")
     tap.is_(state(), before, "the revoked token stored nothing")
     problem(call("DELETE", "/api/v1/devices/" + up_dev, A), 404, "unknown-device", "revoking it again")
+    # Listeners learn of a revocation from its notification (what the streams act on).
+    heard = st.sql("LISTEN imagetools_events; SELECT it_device_revoke(:'p1', :'p2');", A,
+                   mint("view", label="Listened").json().get("device_id", ""))
+    tap.like(heard, r"revoked:%s:dev_[A-Za-z0-9_-]{16}" % A, "a revocation sends revoked:<session>:<device_id>")
     other_dev = mint("upload", cred=B).json().get("device_id", "dev_AAAAAAAAAAAAAAAA")
     problem(call("DELETE", "/api/v1/devices/" + other_dev, A), 404, "unknown-device",
             "revoking another session's device")
@@ -352,11 +356,49 @@ with Stack(tap, settings={"rate_auth_failures": AUTH_FAILURES, "rate_pairing": 1
     tap.is_(call("DELETE", loc, headers={"Tus-Resumable": "1.0.0"}).status, 204,
             "tus: the upload can still be terminated")
 
+    # A revocation while a PATCH is sending: its bytes are not kept.
+    TUS2 = mint("upload", label="Resumable 2").json()
+    big_tus = png_bytes(400, 400, level=0)
+    r = call("POST", "/api/v1/uploads/tus", TUS2["token"], headers={
+        "Tus-Resumable": "1.0.0", "Upload-Length": str(len(big_tus))})
+    loc2 = r.header("Location") or "/"
+    tid2 = loc2.rsplit("/", 1)[1]
+
+    def tus_locked():
+        try:
+            st.sql("BEGIN; SELECT 1 FROM tus_uploads WHERE id = :'p1' FOR UPDATE NOWAIT; ROLLBACK;", tid2)
+            return False
+        except RuntimeError:
+            return True
+
+    s = socket.create_connection(("127.0.0.1", st.port), timeout=60)
+    s.sendall(("PATCH %s HTTP/1.1\r\nHost: 127.0.0.1\r\nTus-Resumable: 1.0.0\r\nUpload-Offset: 0\r\n"
+               "Content-Type: application/offset+octet-stream\r\nContent-Length: %d\r\nConnection: close\r\n\r\n"
+               % (loc2, len(big_tus))).encode() + big_tus[:len(big_tus) // 2])
+    wait_for(tus_locked, timeout=20, what="the PATCH to hold its upload")
+    tap.is_(call("DELETE", "/api/v1/devices/" + TUS2["device_id"], A).status, 204, "tus: revoked while a PATCH sends")
+    s.sendall(big_tus[len(big_tus) // 2:])
+    status, raw = read_to_end(s)
+    s.close()
+    tap.is_(status, 401, "tus: the PATCH whose token was revoked meanwhile: 401")
+    tap.is_(st.sql("SELECT \"offset\" FROM tus_uploads WHERE id = :'p1'", tid2), "0",
+            "tus: none of its bytes are kept")
+
     # ------------------------------------------------------------ the session id stays the owner's key
     tap.is_(call("DELETE", "/api/v1/sessions/" + A, FULL).status, 204, "a full token of the session deletes it")
     tap.is_(st.sql("SELECT count(*) FROM devices WHERE session_id = :'p1'", A), "0",
             "the session's devices go with it")
     problem(call("GET", "/api/v1/images", VIEW), 401, "invalid-token", "a token of a deleted session is unknown")
+
+    # ------------------------------------------------------------ bounded
+    D = st.new_session()
+    made = [mint("upload", label="d%d" % i, cred=D).status for i in range(100)]
+    tap.is_(made, [201] * 100, "a session holds 100 live devices")
+    problem(mint("upload", cred=D), 409, "too-many-devices", "the 101st")
+    r = call("POST", "/api/v1/pairings", D, body={})
+    problem(call("POST", "/api/v1/pair", body={"code": r.json().get("code", "")}), 409, "too-many-devices",
+            "pairing into a full session")
+    seen.append(r.json().get("code", ""))
 
     # ------------------------------------------------------------ brute force
     C = st.new_session()
