@@ -49,8 +49,8 @@ $$;
 --   p_state      NULL: keep the entry's state ('connected' for a new one)
 --   p_label, p_source  NULL: keep (defaults for a new entry)
 --   p_ttl        seconds the entry lives without being renewed
--- A live entry held by a stream keeps its transport and holder when an HTTP
--- client (the same tab posting its upload state) joins. Returns 'joined',
+-- A live entry keeps its transport and holder when the same client joins
+-- over a lesser transport (a tab's heartbeat beside its WebSocket). Returns 'joined',
 -- 'updated' (transport, state, label, source or device changed: an event),
 -- 'kept' (nothing to tell), or NULL when the session does not exist, has
 -- expired, or the device has been revoked.
@@ -86,7 +86,13 @@ BEGIN
         PERFORM it_append_event(p_session, 'presence.joined', it_presence_json(cur));
         RETURN 'joined';
     END IF;
-    v_stream := p_transport = 'http' AND old.holder IS NOT NULL AND old.holder <> 'http' AND old.expires_at > now();
+    -- A live entry keeps its transport and holder when the same client
+    -- connects over a lesser one as well (its WebSocket is the one to show,
+    -- not the long-poll or the heartbeat beside it): websocket, then sse,
+    -- then longpoll, then http.
+    v_stream := old.holder IS NOT NULL AND old.expires_at > now()
+                AND array_position(ARRAY['http', 'longpoll', 'sse', 'websocket'], p_transport)
+                    < array_position(ARRAY['http', 'longpoll', 'sse', 'websocket'], old.transport);
     UPDATE presence SET device_id = coalesce(p_device, old.device_id),
                         label = coalesce(p_label, old.label),
                         source = coalesce(p_source, old.source),

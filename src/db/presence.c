@@ -47,7 +47,8 @@ int it_presence_db_list(PGconn **connp, const char *session, json_object **out, 
 	 * Entries past their expiry are not shown even before a sweep has
 	 * deleted them: a dead process leaves no ghost. */
 	res = it_db_exec(connp, 1,
-			 "SELECT s.last_event_seq, coalesce((SELECT jsonb_agg(it_presence_json(p) ORDER BY p.since, p.client_id)"
+			 "SELECT s.last_event_seq,"
+			 " coalesce((SELECT jsonb_agg(it_presence_json(p) ORDER BY p.since, p.client_id)"
 			 " FROM presence p WHERE p.session_id = s.id AND p.expires_at > now()), '[]'::jsonb)"
 			 " FROM sessions s WHERE s.id = $1 AND s.expires_at > now()",
 			 1, params);

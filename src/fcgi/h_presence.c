@@ -15,20 +15,15 @@
 /* A heartbeat is a handful of short strings. */
 #define MAX_BODY 4096
 
-/* Who asks: the session the credential names, and the device of a token
- * ("" for a session id). */
-struct who {
-	it_principal p;
-};
-
-/* Resolves the request's credential and checks it holds need (IT_SCOPE_*
- * bits; 0: any scope). Answers (401/400/403/404/429/503) and returns -1,
- * or returns 0. A session id is not looked up here: every statement below
+/* Resolves the request's credential into *w (its session, and its token's
+ * device, "" for a session id) and checks it holds need (IT_SCOPE_* bits;
+ * 0: any scope). Answers (401/400/403/404/429/503) and returns -1, or
+ * returns 0. A session id is not looked up here: every statement below
  * checks that the session is live (404). */
-static int who_asks(it_req *req, unsigned need, struct who *w)
+static int who_asks(it_req *req, unsigned need, it_principal *w)
 {
 	memset(w, 0, sizeof(*w));
-	return it_auth_principal(req, NULL, need | IT_AUTH_SESSION_UNCHECKED, &w->p);
+	return it_auth_principal(req, NULL, need | IT_AUTH_SESSION_UNCHECKED, w);
 }
 
 void it_h_presence_get(it_req *req)
@@ -36,11 +31,11 @@ void it_h_presence_get(it_req *req)
 	PGconn *conn = it_db_thread_conn();
 	json_object *list = NULL, *o;
 	int64_t last = 0;
-	struct who w;
+	it_principal w;
 
 	if (who_asks(req, IT_SCOPE_VIEW, &w) < 0)
 		return;
-	if (it_app_session_problem(req, it_presence_db_list(&conn, w.p.session_id, &list, &last)))
+	if (it_app_session_problem(req, it_presence_db_list(&conn, w.session_id, &list, &last)))
 		return;
 	o = json_object_new_object();
 	json_object_object_add(o, "presence", list);
@@ -112,7 +107,7 @@ void it_h_presence_post(it_req *req)
 	json_object *body = NULL;
 	const char *cid, *label, *source, *state;
 	it_ident id;
-	struct who w;
+	it_principal w;
 	int bad = 0;
 
 	if (who_asks(req, 0, &w) < 0)
@@ -144,7 +139,7 @@ void it_h_presence_post(it_req *req)
 		snprintf(id.source, sizeof(id.source), "%s", source);
 	else if (source)
 		bad = 1;
-	it_ident_set_device(&id, w.p.device_id, w.p.label, w.p.source);
+	it_ident_set_device(&id, w.device_id, w.label, w.source);
 	if (bad || !it_ident_announces(&id)) {
 		it_resp_problem(req, 400, "invalid-client-identity",
 				"client_id (1-64 of A-Z a-z 0-9 _ -) is required; label (1-64 characters, no control "
@@ -160,7 +155,7 @@ void it_h_presence_post(it_req *req)
 	/* Any process may sweep: a site without a worker or a hub (CGI)
 	 * still sees its clients leave. */
 	it_presence_db_sweep(&conn);
-	if (it_app_session_problem(req, it_presence_db_join(&conn, w.p.session_id, &id, "http", state, "http",
+	if (it_app_session_problem(req, it_presence_db_join(&conn, w.session_id, &id, "http", state, "http",
 							     it_g.cfg.presence_http_ttl)))
 		goto out;
 	it_resp_begin(req, 204, NULL);
@@ -172,7 +167,7 @@ void it_h_presence_delete(it_req *req)
 {
 	PGconn *conn = it_db_thread_conn();
 	char cid[72];
-	struct who w;
+	it_principal w;
 	int n;
 
 	if (who_asks(req, 0, &w) < 0)
@@ -183,7 +178,8 @@ void it_h_presence_delete(it_req *req)
 		return;
 	}
 	/* A device's token lets only its own entries go. */
-	if (it_app_session_problem(req, it_presence_db_leave(&conn, w.p.session_id, cid, w.p.device_id[0] ? w.p.device_id : NULL)))
+	if (it_app_session_problem(req,
+				   it_presence_db_leave(&conn, w.session_id, cid, w.device_id[0] ? w.device_id : NULL)))
 		return;
 	it_resp_begin(req, 204, NULL);
 }

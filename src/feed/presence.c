@@ -232,7 +232,8 @@ static int beat(it_presence *p)
 	{
 		const char *params[4] = {p->holder, ttl, s.data, c.data};
 		if (it_pgl_send(&p->pg,
-				"SELECT session_id, client_id FROM it_presence_beat($1, $2::integer, $3::text[], $4::text[])",
+				"SELECT session_id, client_id"
+				" FROM it_presence_beat($1, $2::integer, $3::text[], $4::text[])",
 				4, params) < 0)
 			goto out;
 	}
@@ -446,6 +447,17 @@ void it_presence_tick(it_presence *p, int64_t now_ms)
 	pump(p);
 }
 
+/* The order in which a client's transports are shown (sql/010). */
+static int rank(const char *transport)
+{
+	static const char *const order[] = {"http", "longpoll", "sse", "websocket"};
+
+	for (int i = 0; i < 4; i++)
+		if (strcmp(transport, order[i]) == 0)
+			return i;
+	return -1;
+}
+
 /* Whether s is a non-empty run of [A-Za-z0-9_-] shorter than max: what a
  * session id, a client id and a device id are made of, so that nothing in a
  * heartbeat's array literal needs quoting. */
@@ -485,9 +497,13 @@ it_presence_entry *it_presence_join(it_presence *p, const it_ident *ident, const
 		e->id = id;
 		e->db_transport = NULL;
 	}
+	/* Several connections of one client show as the best of them: a
+	 * WebSocket beside a long-poll is a WebSocket client (the database
+	 * keeps the better one too, across processes). */
+	if (e->conns == 0 || rank(transport) > rank(e->transport))
+		e->transport = transport;
 	e->conns++;
 	e->hold_until = 0;
-	e->transport = transport;
 	if (!e->busy && !joined(e) && !e->refused)
 		queue(p, e);
 	pump(p);

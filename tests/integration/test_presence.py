@@ -225,7 +225,8 @@ with Stack(tap, bridge=True, settings=SETTINGS) as st:
     st.is_problem(st.request("GET", "/api/v1/presence", headers=bearer), 403,
                   "an upload token cannot read presence")
     r = st.request("POST", "/api/v1/tokens", body={"scope": "view", "label": "Wall screen"}, headers=auth)
-    viewer = {"Authorization": "Bearer " + r.json()["token"]}
+    view_tok, view_dev = r.json()["token"], r.json()["device_id"]
+    viewer = {"Authorization": "Bearer " + view_tok}
     r = st.request("GET", "/api/v1/presence", headers=viewer)
     tap.is_((r.status, dev in clients(r.json()) if r.status == 200 else None), (200, True),
             "a view token reads presence")
@@ -238,6 +239,23 @@ with Stack(tap, bridge=True, settings=SETTINGS) as st:
     r = st.request("POST", "/api/v1/presence", body={"state": "uploading"}, headers=bearer)
     st.is_problem(r, 401, "a revoked token's heartbeat")
     tap.ok(dev not in clients(listed(st, sid)), "and does not bring it back")
+
+    # A stream that comes with a device's token announces itself, without a client_id.
+    screen = SSEStream(st.port, sid, path="/api/v1/events/stream?session_id=" + view_tok)
+    tap.is_(screen.status, 200, "an SSE stream with a view token")
+    wait_for(lambda: view_dev in clients(listed(st, sid)), timeout=10, what="the token's stream listed")
+    e = clients(listed(st, sid)).get(view_dev, {})
+    tap.is_((e.get("device_id"), e.get("label"), e.get("transport")), (view_dev, "Wall screen", "sse"),
+            "it is listed as its device, with the device's label")
+    r = st.request("DELETE", "/api/v1/devices/" + view_dev, headers=auth)
+    tap.is_(r.status, 204, "that device is revoked while its stream is open")
+    tap.ok(screen.read_until(lambda x: x.closed, timeout=10), "its stream ends")
+    tap.is_([d["reason"] for _, d in of(presence_events(st, sid), view_dev, "presence.left")], ["revoked"],
+            "its entry leaves \"revoked\", once")
+    time.sleep(GRACE + TTL)
+    tap.is_([t for t, _ in of(presence_events(st, sid), view_dev)], ["presence.joined", "presence.left"],
+            "and it does not come back while its connection closes")
+    screen.close()
 
     # ---------------------------------------------------------------- bad input
     st.is_problem(st.request("POST", "/api/v1/presence", body={"client_id": "bad id"}, headers=auth), 400,
@@ -332,7 +350,7 @@ with Stack(tap, bridge=True, settings=SETTINGS) as st:
     evs = presence_events(st, sid)
     joined = [d["client_id"] for t, d in evs if t == "presence.joined"]
     tap.is_(sorted(joined), sorted(set(joined)), "no client joined twice without leaving in between")
-    phone.close()
+    phone.abort()  # not read for a while: the bridge may have closed it for unanswered Pings
     observer.close()
 
 tap.done()
