@@ -6,7 +6,9 @@
 // ten; an upload from the tenth tab completes while the stream is open; the leader tab closed
 // mid-stream, and then the next leader stopped (paused in the debugger, as a hung or frozen tab):
 // the others carry on with no gap or duplicate while events are published during the take-over,
-// and the stopped one, running again, gives up its connection.
+// and the stopped one, running again, gives up its connection. Two tabs of another session get
+// their own stream and only their session's events; three tabs of a third session without Web
+// Locks elect their leader over BroadcastChannel and replace it when it closes.
 //
 // IT_TABS_SHARED=0 opens the tabs with ?shared=0 (one connection each, as before the shared
 // mode): the scenario then fails, which is what it is there to show.
@@ -150,6 +152,60 @@ run(async (context) => {
   ok(got4 && exactly(got4, all), 'once it runs again it follows, and no tab (it included) misses or repeats an event');
   is(await role(frozen), 'follower', 'the tab that stopped no longer leads');
   ok(await until(async () => (await streams()).sse === 1, 15000), 'and the server holds one stream');
+
+  // ---------------------------------------------------------------- another session
+  // Two tabs on a second session form their own group: a second stream, and neither group sees
+  // the other's events.
+  const sid2 = await ctl('new_session');
+  const second = [];
+  for (let i = 0; i < 2; i++) {
+    const p = await openPage(context, BASE + '/#s=' + sid2);
+    await record(p);
+    second.push(p);
+  }
+  ok(await until(async () => (await Promise.all(second.map((p) => p.getAttribute('#conn', 'data-status'))))
+    .every((x) => x === 'connected'), 15000), 'two tabs of another session are live');
+  is((await roles(second)).sort(), ['follower', 'leader'], 'they elect their own leader');
+  ok(await until(async () => (await streams()).sse === 2, 10000), 'the server holds one stream per session: two');
+  const other = await ctl('append', { session: sid2, count: 3 });
+  const mine = await ctl('append', { session: sid, count: 1 });
+  all = all.concat(mine);
+  ok(await until(() => allSaw(second, other), 15000) && exactly(await Promise.all(second.map(ids)), other),
+    'the second session\'s tabs get its events once, in order');
+  ok(await until(() => allSaw(rest, all), 15000) && exactly(await Promise.all(rest.map(ids)), all),
+    'and the first session\'s tabs only their own');
+
+  // ---------------------------------------------------------------- without Web Locks
+  // Three tabs of a third session whose browser lacks Web Locks (as a page outside a secure
+  // context): they elect a leader over BroadcastChannel, and replace it when it closes.
+  const sid3 = await ctl('new_session');
+  const third = [];
+  for (let i = 0; i < 3; i++) {
+    const p = await context.newPage();
+    p.report = { errors: [], dialogs: [] };
+    p.on('pageerror', (e) => p.report.errors.push(String(e)));
+    await p.addInitScript(() => Object.defineProperty(Navigator.prototype, 'locks', { get: () => undefined }));
+    await p.goto(BASE + '/#s=' + sid3);
+    await record(p);
+    third.push(p);
+  }
+  ok(await third[0].evaluate(() => navigator.locks === undefined), 'a third session\'s tabs run without Web Locks');
+  ok(await until(async () => (await Promise.all(third.map((p) => p.getAttribute('#conn', 'data-status'))))
+    .every((x) => x === 'connected'), 15000), 'they are live');
+  is((await roles(third)).sort(), ['follower', 'follower', 'leader'], 'they elect one leader over BroadcastChannel');
+  ok(await until(async () => (await streams()).sse === 3, 10000), 'one more stream at the server (three sessions, three streams)');
+  let all3 = await ctl('append', { session: sid3, count: 5 });
+  const l3 = (await roles(third)).indexOf('leader');
+  const pub3 = ctl('append_timed', { session: sid3, count: 15, interval_ms: 100 });
+  await sleep(300);
+  await third[l3].close();
+  all3 = all3.concat(await pub3);
+  const left3 = third.filter((_, i) => i !== l3);
+  const got5 = await until(() => allSaw(left3, all3), 20000);
+  ok(got5 && exactly(got5, all3), 'the leader closes mid-stream: the other two have every event once, in order');
+  is((await roles(left3)).filter((r) => r === 'leader').length, 1, 'one of them leads');
+  ok(await until(async () => (await streams()).sse === 3, 15000), 'still one stream for that session');
+  ok(left3.every((p) => !p.report.errors.some((e) => !NETWORK_NOISE.test(e))), 'no script errors in those tabs');
 
   // ---------------------------------------------------------------- hygiene
   for (const p of rest) {

@@ -488,8 +488,7 @@ export class SharedRealtimeClient {
     if (!msg || typeof msg !== 'object') return;
     if (msg.type === 'connection.status') {
       const d = msg.data || {};
-      this._setView({ status: d.status, transport: d.transport || null, fallback: !!d.fallback, online: d.online !== false,
-        reason: d.reason, retry_in: d.retry_in });
+      this._setView(d);
       this._beat();
       return;
     }
@@ -704,9 +703,10 @@ export class SharedRealtimeClient {
   // could see changed, as RealtimeClient does.
   _setView(v) {
     const status = typeof v.status === 'string' ? v.status : 'connecting';
-    this._view = { status, transport: v.transport || null, fallback: !!v.fallback, online: v.online !== false };
-    if (v.reason) this._view.reason = v.reason;
-    if (typeof v.retry_in === 'number') this._view.retry_in = v.retry_in;
+    // Whatever else the client says about its connection (reason, retry_in, and fields a later
+    // client may add) travels along; the position and role are this tab's own.
+    const { last_event_id: _pos, shared: _shared, leader: _leader, ...rest } = v;
+    this._view = { ...rest, status, transport: v.transport || null, fallback: !!v.fallback, online: v.online !== false };
     const key = [status, this._view.transport, this.online, this._view.fallback].join('/');
     if (key === this._viewKey) return;
     this._viewKey = key;
