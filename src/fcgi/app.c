@@ -18,6 +18,7 @@ static const it_route routes[] = {
 	{"POST", "/api/v1/sessions", it_h_session_create, 0},
 	{"GET", "/api/v1/sessions/{id}", it_h_session_get, 0},
 	{"DELETE", "/api/v1/sessions/{id}", it_h_session_delete, 0},
+	{"GET", "/api/v1/session", it_h_session_self, 0},
 	{"GET", "/api/v1/events", it_h_events_poll, 0},
 	{"GET", "/api/v1/events/stream", it_h_events_stream, 0},
 	{"GET", "/api/v1/sessions/{id}/images", it_h_session_images, 0},

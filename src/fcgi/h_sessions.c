@@ -1,4 +1,4 @@
-/* h_sessions.c: POST /sessions, GET and DELETE /sessions/{id}. */
+/* h_sessions.c: POST /sessions, GET and DELETE /sessions/{id}, GET /session. */
 #include "config.h"
 
 #include "common/token.h"
@@ -74,6 +74,35 @@ void it_h_session_get(it_req *req)
 	if (it_app_session_problem(req, it_sessions_get(&conn, req->params[0], &s)))
 		return;
 	json_object *o = session_json(&s);
+	it_resp_json(req, 200, o);
+	json_object_put(o);
+}
+
+/* GET /session: the credential's own session, without its id in the URL.
+ * Any scope may ask (an upload-only device learns what it may do and until
+ * when). For a token the answer names neither the session id nor the join
+ * link that carries it, and says the device's scope, id and label; for the
+ * session id it is GET /sessions/{id}'s answer with scope "full". */
+void it_h_session_self(it_req *req)
+{
+	PGconn *conn = it_db_thread_conn();
+	it_principal p;
+	it_session s;
+	json_object *o;
+
+	if (it_auth_principal(req, NULL, IT_AUTH_SESSION_UNCHECKED, &p) < 0)
+		return;
+	if (it_app_session_problem(req, it_sessions_get(&conn, p.session_id, &s)))
+		return;
+	o = session_json(&s);
+	json_object_object_add(o, "scope", json_object_new_string(it_scope_name(p.scope) ? it_scope_name(p.scope) : "full"));
+	if (p.device_id[0]) {
+		json_object_object_del(o, "session_id");
+		json_object_object_del(o, "join_url");
+		json_object_object_add(o, "device_id", json_object_new_string(p.device_id));
+		json_object_object_add(o, "label", json_object_new_string(p.label));
+		json_object_object_add(o, "source", json_object_new_string(p.source));
+	}
 	it_resp_json(req, 200, o);
 	json_object_put(o);
 }

@@ -11,6 +11,7 @@ void it_h_health(it_req *req);
 void it_h_session_create(it_req *req);
 void it_h_session_get(it_req *req);
 void it_h_session_delete(it_req *req);
+void it_h_session_self(it_req *req);
 
 /* h_events.c */
 void it_h_events_poll(it_req *req);

@@ -1,6 +1,7 @@
 // client-unit.mjs: the realtime client's decisions under a fake clock and fake transports (Node,
 // no browser): backoff bounds and cap, never giving up, duplicate and order filtering, resync,
-// heartbeat, resume positions in every transport's URL, invalid sessions.
+// heartbeat, resume positions in every transport's URL, invalid sessions; the credential only in
+// headers or the first WebSocket message, a refused or revoked credential, presence.
 //
 // The browser scenarios (gallery, fallback, restart) show the same client against the real
 // server; this file covers what takes minutes of real time or cannot be provoked there.
@@ -119,11 +120,15 @@ class FakeEs {
 }
 
 const fetches = [];
+const fetchInits = [];
 let longpollWorks = false;
 const healthChecks = [];
-async function fakeFetch(url) {
+async function fakeFetch(url, init = {}) {
   fetches.push(url);
+  fetchInits.push({ url, init });
   if (url.endsWith('/health')) healthChecks.push(clock.now);
+  // SSE is read with fetch and a streaming body; this server refuses it (see the SSE tests below).
+  if (url.includes('/events/stream')) log.push({ t: clock.now, kind: 'sse', url });
   if (url.includes('/events?')) {
     log.push({ t: clock.now, kind: 'longpoll', url });
     if (longpollWorks) {
@@ -268,7 +273,10 @@ const base = { baseUrl: 'http://app.test', WebSocket: FakeWs, EventSource: FakeE
   await advance(0);
   is(c.transport, 'websocket', 'a WebSocket that greets is used');
   const ws = FakeWs.instances[0];
-  ok(ws.url === 'ws://app.test/api/v1/ws/S2?last_event_id=0', 'the WebSocket URL carries last_event_id: ' + ws.url);
+  ok(ws.url === 'ws://app.test/api/v1/ws', 'the WebSocket URL carries neither credential nor position: ' + ws.url);
+  is(JSON.parse(ws.sent[0]), { type: 'auth', credential: 'S2', last_event_id: 0 },
+    'the first message carries the credential and last_event_id');
+  ws.sent.shift();
   for (const id of [1, 2, 2, 3, 1, 4]) ws.frame({ id, type: 'image.deleted', data: { image_id: 'x' + id } });
   is(seen, [1, 2, 3, 4], 'repeated and older ids are dropped, order kept');
   ws.frame({ type: 'session.resync', data: { reason: 'cursor too old', last_event_id: 10 } });
@@ -295,7 +303,8 @@ const base = { baseUrl: 'http://app.test', WebSocket: FakeWs, EventSource: FakeE
   await advance(1500 + 1300);
   is(FakeWs.instances.length, 2, 'no pong within 10 s: the socket is declared dead and replaced');
   const again = FakeWs.instances[FakeWs.instances.length - 1];
-  ok(again.url.endsWith('last_event_id=11'), 'the replacement resumes after the last id: ' + again.url);
+  ok(again.sent.length && JSON.parse(again.sent[0]).last_event_id === 11,
+    'the replacement resumes after the last id: ' + again.sent[0]);
   c.disconnect();
 }
 
@@ -318,19 +327,25 @@ const base = { baseUrl: 'http://app.test', WebSocket: FakeWs, EventSource: FakeE
   FakeWs.mode = 'refuse';
   FakeEs.instances = [];
   fetches.length = 0;
+  fetchInits.length = 0;
   const c = new RealtimeClient({ ...base });
   c.connect('S3', { lastEventId: 42 });
   await advance(0);
-  const es = FakeEs.instances[0];
-  ok(es && es.url === 'http://app.test/api/v1/events/stream?session_id=S3&last_event_id=42',
+  const es = fetchInits.find((f) => f.url.includes('/events/stream'));
+  ok(es && es.url === 'http://app.test/api/v1/events/stream?last_event_id=42',
     'SSE resumes with the last_event_id query: ' + (es && es.url));
-  const lp = fetches.find((u) => u.includes('/events?'));
-  ok(lp === 'http://app.test/api/v1/events?session_id=S3&cursor=42&timeout=0',
-    'long-poll resumes with cursor, first asking for an answer at once: ' + lp);
+  is(es && es.init.headers, { Authorization: 'Bearer S3', Accept: 'text/event-stream' },
+    'SSE is read with fetch, the credential in the Authorization header');
+  is(FakeEs.instances.length, 0, 'no EventSource where fetch can stream');
+  const lp = fetchInits.find((f) => f.url.includes('/events?'));
+  ok(lp && lp.url === 'http://app.test/api/v1/events?cursor=42&timeout=0',
+    'long-poll resumes with cursor, first asking for an answer at once: ' + (lp && lp.url));
+  is(lp && lp.init.headers, { Authorization: 'Bearer S3' }, 'long-poll sends the credential in the header');
   c.disconnect();
 
   longpollWorks = true;
   fetches.length = 0;
+  fetchInits.length = 0;
   const d = new RealtimeClient({ ...base });
   d.connect('S3b', { lastEventId: 7 });
   await advance(100);
@@ -353,7 +368,8 @@ const base = { baseUrl: 'http://app.test', WebSocket: FakeWs, EventSource: FakeE
   c.connect('S7');
   await advance(100);
   is(c.transport, 'longpoll', 'without WebSocket and EventSource the client long-polls');
-  is(log.map((l) => l.kind).slice(0, 1), ['longpoll'], 'without trying to construct the missing ones');
+  // SSE goes through fetch (which this fake server refuses), not through EventSource.
+  is(log.map((l) => l.kind).slice(0, 2), ['sse', 'longpoll'], 'without trying to construct the missing ones');
   c.disconnect();
   longpollWorks = false;
 }
@@ -380,7 +396,7 @@ const base = { baseUrl: 'http://app.test', WebSocket: FakeWs, EventSource: FakeE
   c.configure({ baseUrl: 'https://example.test/tools/' });
   c.connect('S6');
   await advance(0);
-  is(FakeWs.instances[0] && FakeWs.instances[0].url, 'wss://example.test/tools/api/v1/ws/S6?last_event_id=0',
+  is(FakeWs.instances[0] && FakeWs.instances[0].url, 'wss://example.test/tools/api/v1/ws',
     'configure() moves the client under a path, https becomes wss');
   c.disconnect();
   let threw = false;
@@ -400,6 +416,168 @@ const base = { baseUrl: 'http://app.test', WebSocket: FakeWs, EventSource: FakeE
     threw = true;
   }
   ok(threw, 'an unknown transport name is refused');
+}
+
+// ------------------------------------------------------------------ SSE read with fetch
+
+// A response whose body the test writes chunk by chunk, as a server's event stream arrives.
+function streamResponse(status = 200, headers = {}) {
+  const chunks = [];
+  let wake = null;
+  let ended = false;
+  const enc = new TextEncoder();
+  const h = new Map(Object.entries({ 'Content-Type': 'text/event-stream', ...headers }));
+  return {
+    status,
+    headers: h,
+    write(text) {
+      chunks.push(enc.encode(text));
+      if (wake) wake();
+    },
+    end() {
+      ended = true;
+      if (wake) wake();
+    },
+    body: {
+      getReader: () => ({
+        read: async () => {
+          while (!chunks.length && !ended) await new Promise((res) => { wake = res; });
+          wake = null;
+          if (chunks.length) return { value: chunks.shift(), done: false };
+          return { value: undefined, done: true };
+        },
+        cancel: async () => { ended = true; },
+      }),
+    },
+    text: async () => '',
+    json: async () => null,
+  };
+}
+
+const TOKEN = 'itk.' + 'A'.repeat(32);
+
+{
+  // Only SSE offered; the stream splits lines and events across reads, has comments and CRLF.
+  const streams = [];
+  const seenUrls = [];
+  const f = async (url, init = {}) => {
+    seenUrls.push(url);
+    if (url.endsWith('/health')) return { status: 200, headers: new Map(), json: async () => ({ status: 'ok' }) };
+    if (url.includes('/events/stream')) {
+      const r = streamResponse();
+      r.init = init;
+      streams.push(r);
+      return r;
+    }
+    throw new TypeError('Failed to fetch');
+  };
+  const c = new RealtimeClient({ ...base, fetch: f, transports: ['sse', 'longpoll'] });
+  const got = [];
+  c.on('*', (m) => { if (m.type !== 'connection.status') got.push(m.type + ':' + (m.id || '')); });
+  c.connect(TOKEN, { lastEventId: 3 });
+  await advance(2000);
+  is(c.transport, 'sse', 'SSE over fetch: the answer with text/event-stream makes it live');
+  const s1 = streams[0];
+  is(s1.init.headers.Authorization, 'Bearer ' + TOKEN, 'the token goes in the Authorization header');
+  s1.write(': keepalive\n\nevent: connection.status\ndata: {"type":"connection.status","data":{"status":"connected"}}\n\n');
+  s1.write('id: 4\nevent: image.deleted\r\ndata: {"id":4,"type":"image.del');
+  s1.write('eted","data":{}}\r\n\r');
+  s1.write('\nid: 5\ndata: {"id":5,"type":"image.deleted",\ndata: "data":{}}\n\n');
+  await advance(10);
+  is(got, ['image.deleted:4', 'image.deleted:5'], 'events split across reads, CRLF and multi-line data are parsed');
+  s1.end();
+  await advance(1500);
+  ok(streams.length === 2 && streams[1] && new URL(seenUrls.filter((u) => u.includes('/events/stream'))[1]).searchParams.get('last_event_id') === '5',
+    'a stream that ends is reopened after the last id');
+  ok(seenUrls.every((u) => !u.includes(TOKEN)), 'the token is in no URL the client asked for');
+
+  // The server revokes the device: session.revoked, then the stream ends.
+  const revoked = [];
+  const statuses = [];
+  c.on('session.revoked', (d) => revoked.push(d));
+  c.on('connection.status', (d) => statuses.push(d.status));
+  streams[1].write('event: session.revoked\ndata: {"type":"session.revoked","data":{"reason":"revoked","device_id":"dev_x"}}\n\n');
+  streams[1].end();
+  await advance(60000);
+  is(revoked, [{ reason: 'revoked', device_id: 'dev_x' }], 'session.revoked reaches handlers once');
+  is(c.status, 'revoked', 'the status is revoked');
+  is(streams.length, 2, 'and the client does not reconnect');
+  is(statuses[statuses.length - 1], 'revoked', 'connection.status says revoked');
+}
+
+{
+  // A WebSocket closed with 4401 (a token refused at once): revoked, no loop. 4403: forbidden.
+  for (const [code, want, event] of [[4401, 'revoked', 'session.revoked'], [4403, 'forbidden', 'session.forbidden']]) {
+    FakeWs.mode = 'accept';
+    FakeWs.instances = [];
+    const c = new RealtimeClient({ ...base });
+    const heard = [];
+    c.on(event, (d) => heard.push(d));
+    c.connect(TOKEN);
+    await advance(0);
+    FakeWs.instances[0].onclose({ code });
+    await advance(120000);
+    is([c.status, FakeWs.instances.length, heard.length], [want, 1, 1],
+      'close ' + code + ': status ' + want + ', ' + event + ' once, no reconnect');
+  }
+}
+
+{
+  // Long-poll answered 401 with the server's Bearer challenge: revoked. The same status with a
+  // web server's Basic challenge (a site behind a password) is only a failure to retry.
+  for (const [challenge, want] of [['Bearer error="invalid_token"', 'revoked'], ['Basic realm="x"', 'offline']]) {
+    let polls = 0;
+    const f = async (url) => {
+      if (url.endsWith('/health')) return { status: 200, headers: new Map(), json: async () => ({}) };
+      if (url.includes('/events?')) {
+        polls++;
+        return { status: 401, headers: new Map([['WWW-Authenticate', challenge]]), text: async () => '{}' };
+      }
+      throw new TypeError('Failed to fetch');
+    };
+    const c = new RealtimeClient({ ...base, fetch: f, transports: ['longpoll'] });
+    c.connect(TOKEN);
+    await advance(60000);
+    ok(c.status === want && (want === 'revoked' ? polls === 1 : polls > 2),
+      'long-poll 401 with ' + challenge.split(' ')[0] + ': ' + c.status + ' after ' + polls + ' request(s)');
+    c.disconnect();
+  }
+}
+
+{
+  // Presence: the identity in the first message, a snapshot on (re)connect, events after it.
+  FakeWs.mode = 'accept';
+  FakeWs.instances = [];
+  const asked = [];
+  const f = async (url, init = {}) => {
+    asked.push({ url, init });
+    if (url.endsWith('/presence')) {
+      return { status: 200, headers: new Map(), json: async () => ({ last_event_id: 7, presence: [
+        { client_id: 'tabA', label: 'Chrome on Linux', transport: 'websocket', state: 'connected' },
+        { client_id: 'phone', label: 'Phone', transport: 'http', state: 'uploading' }] }) };
+    }
+    return fakeFetch(url, init);
+  };
+  const c = new RealtimeClient({ ...base, fetch: f, presence: true, clientId: 'tabA', clientLabel: 'Chrome on Linux', clientSource: 'web' });
+  const snaps = [];
+  c.on('presence', (d) => snaps.push(d.presence.map((e) => e.client_id + '/' + e.state).sort().join(',')));
+  c.connect('S8', { lastEventId: 5 });
+  await advance(0);
+  const ws = FakeWs.instances[0];
+  is(JSON.parse(ws.sent[0]), { type: 'auth', credential: 'S8', last_event_id: 5, client_id: 'tabA',
+    client_label: 'Chrome on Linux', client_source: 'web' }, 'the auth message names this tab for presence');
+  const p = asked.find((a) => a.url.endsWith('/presence'));
+  ok(p && p.init.headers.Authorization === 'Bearer S8', 'the snapshot is asked with the credential in the header');
+  // An event already in the snapshot (id <= 7) changes nothing; later ones do.
+  ws.frame({ id: 6, type: 'presence.left', data: { client_id: 'phone', reason: 'closed' } });
+  ws.frame({ id: 8, type: 'presence.updated', data: { client_id: 'phone', state: 'idle' } });
+  ws.frame({ id: 9, type: 'presence.joined', data: { client_id: 'cli1', label: 'imagetools-watch', state: 'connected' } });
+  ws.frame({ id: 10, type: 'presence.left', data: { client_id: 'tabA', reason: 'closed' } });
+  await advance(10);
+  is(snaps, ['phone/uploading,tabA/connected', 'phone/idle,tabA/connected', 'cli1/connected,phone/idle,tabA/connected',
+    'cli1/connected,phone/idle'], 'snapshot, then each presence event after its position, as a presence event');
+  is(c.presence.length, 2, 'client.presence holds the current list');
+  c.disconnect();
 }
 
 Date.now = realNow;

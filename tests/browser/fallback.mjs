@@ -158,7 +158,7 @@ run(async (context) => {
   // ---------------------------------------------------------------- a WebSocket that closes before delivering
   // What a proxy that strips the Upgrade header does: the socket opens (or not) and closes
   // without a single frame. The client must not stay on it.
-  await page.routeWebSocket(/\/api\/v1\/ws\//, (ws) => ws.close({ code: 1011, reason: 'no upgrade' }));
+  await page.routeWebSocket(/\/api\/v1\/ws(\/|\?|$)/, (ws) => ws.close({ code: 1011, reason: 'no upgrade' }));
   await makeClient(page, sid, 'stripped');
   is(await waitTransport(page, 'stripped', 'sse'), 'sse', 'a WebSocket closed before any frame falls back to SSE');
   last = (await events(2)).pop();

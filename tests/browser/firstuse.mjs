@@ -57,8 +57,11 @@ run(async (context) => {
   const { page: a, rec: ra } = await openRecorded(context, BASE + '/');
   const sid = await sessionOf(a);
   ok(sid, 'the page creates a session');
-  const want = PUBLIC_URL.replace(/\/+$/, '') + '/#s=' + sid;
-  is(await a.getAttribute('#join-link', 'href'), want, 'the pairing link is public_url + #s=<session>');
+  // The link carries a single-use pairing code, never the session id.
+  await until(async () => (await a.getAttribute('#qr', 'data-state')) === 'ready' || null);
+  const want = await a.getAttribute('#join-link', 'href');
+  ok(want.startsWith(PUBLIC_URL.replace(/\/+$/, '') + '/#pair=itp.') && !want.includes(sid),
+    'the pairing link is public_url + #pair=<code>: ' + want);
   const qrPath = path.join(ARTIFACTS, LABEL + 'firstuse-qr.png');
   await a.locator('#qr').screenshot({ path: qrPath });
   const decoded = await ctl('zbar', { path: qrPath });
@@ -93,7 +96,7 @@ run(async (context) => {
     ok(/does not exist or has expired/.test(await u.textContent('#session-missing', { timeout: 1000 }).catch(() => '')), '... in plain words');
     await sleep(500);
     is(rec.posts.filter((p) => p.endsWith('/api/v1/sessions')), [], 'no new session was created behind the person\'s back');
-    ok(u.url().endsWith('#s=' + unknown), 'the address still names the session that was asked for');
+    ok(!u.url().includes(unknown), 'the id asked for left the address (it is a credential)');
     ok(!SID_RE.test(await u.textContent('#session-id')), 'no session id is shown as if it were open');
     ok(await u.$eval('#dropzone', (e) => e.offsetParent === null), 'the upload area is not offered (nothing would reach anyone)');
     await clickIf(u, '#enter-other');
@@ -101,7 +104,7 @@ run(async (context) => {
       '"Enter another session" takes the person to the join field');
     await clickIf(u, '#start-new');
     const fresh = await sessionOf(u);
-    ok(fresh && fresh !== unknown && u.url().endsWith('#s=' + fresh), '"Start a new session" opens a new one');
+    ok(fresh && fresh !== unknown && !u.url().includes(fresh), '"Start a new session" opens a new one');
     ok((await isHidden(u, '#session-missing')) === true, 'and the notice goes away');
     await u.close();
   }

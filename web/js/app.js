@@ -12,7 +12,12 @@ import { TUS_THRESHOLD, tusAttempt, tusRetryable } from './tus.js';
 // The page may live under a path (shared hosting, url_prefix); the API is beside it.
 const ROOT = new URL('.', location.href).pathname.replace(/\/$/, '');
 const API = ROOT + '/api/v1';
-const SESSION_RE = /^[A-Za-z0-9_-]{16,128}$/;
+// A session id (22-64 URL-safe base64 characters, the server's rule), a device token and a
+// pairing code: the form alone tells them apart.
+const SESSION_RE = /^[A-Za-z0-9_-]{22,64}$/;
+const TOKEN_RE = /^itk\.[A-Za-z0-9_-]{32}$/;
+const PAIR_RE = /^itp\.[A-Za-z0-9_-]{22}$/;
+const SCOPE_NAMES = { upload: 'upload only', view: 'view only', full: 'full access' };
 const SOURCE_NAMES = {
   web: 'a web browser',
   android_app: 'Android app',
@@ -25,7 +30,11 @@ const TRANSPORT_NAMES = { websocket: 'WebSocket', sse: 'SSE', longpoll: 'long-po
 const $ = (id) => document.getElementById(id);
 
 const state = {
-  session: null,
+  session: null, // the credential in use: the session id (owner) or this device's token
+  kind: '', // 'session' or 'token'
+  sessionId: null, // the session id, when the credential is one
+  scope: '', // 'full', 'view' or 'upload'
+  label: '',
   images: new Map(), // id -> {data, el}
   selected: new Set(),
   ownUploads: new Map(), // size -> count of this tab's uploads in flight, to tell own uploads from others'
@@ -47,10 +56,12 @@ function el(tag, className, text) {
   return e;
 }
 
-async function api(method, path, body) {
+// Calls the API with the credential in use (or cred: a given one; null: none).
+async function api(method, path, body, cred = state.session) {
   const init = { method, headers: {}, cache: 'no-store' };
-  // Image and operation ids are names, not keys: every call about them presents the session.
-  if (state.session) init.headers.Authorization = 'Bearer ' + state.session;
+  // Image and operation ids are names, not keys: every call about them presents the credential,
+  // always in the header, never in the address.
+  if (cred) init.headers.Authorization = 'Bearer ' + cred;
   if (body !== undefined) {
     init.headers['Content-Type'] = 'application/json';
     init.body = JSON.stringify(body);
@@ -95,16 +106,54 @@ function humanSize(n) {
 }
 
 // ------------------------------------------------------------------ session
+//
+// The credential never sits in the page's address: an address is kept in history, synced
+// between devices, shown over a shoulder and sent on by people who mean to share "the page". The
+// session's owner keeps the session id in localStorage (so that a new tab or a restarted browser
+// finds the session again) and in sessionStorage (so that a tab keeps its session when another
+// tab starts a new one). A paired device keeps its token the same way. Old links with #s=<id>
+// still work: the id is taken out of the address at once.
 
-function sessionFromUrl() {
-  const hash = new URLSearchParams(location.hash.slice(1));
-  const query = new URLSearchParams(location.search);
-  const id = hash.get('s') || hash.get('session') || query.get('session') || query.get('s');
-  return id && SESSION_RE.test(id) ? id : null;
+const STORE_KEY = 'imagetools.credential';
+
+function stored() {
+  for (const store of [() => sessionStorage, () => localStorage]) {
+    try {
+      const rec = JSON.parse(store().getItem(STORE_KEY) || 'null');
+      if (rec && typeof rec.cred === 'string' && (SESSION_RE.test(rec.cred) || TOKEN_RE.test(rec.cred))) return rec;
+    } catch (e) {
+      // Storage disabled or garbled: as if nothing were kept.
+    }
+  }
+  return null;
 }
 
-function sessionLink(id) {
-  return state.joinUrl || location.origin + location.pathname + '#s=' + id;
+function store(rec) {
+  for (const s of [() => sessionStorage, () => localStorage]) {
+    try {
+      if (rec) s().setItem(STORE_KEY, JSON.stringify(rec));
+      else s().removeItem(STORE_KEY);
+    } catch (e) {
+      // Without storage the page still works until it is closed.
+    }
+  }
+}
+
+// What the address brings: a pairing code (#pair=), or a session id from an old link (#s=,
+// ?session=). Either is taken out of the address before anything else happens.
+function takeFromUrl() {
+  const hash = new URLSearchParams(location.hash.slice(1));
+  const query = new URLSearchParams(location.search);
+  const pair = hash.get('pair');
+  const id = hash.get('s') || hash.get('session') || query.get('session') || query.get('s');
+  if (pair || id || location.hash) {
+    for (const k of ['session', 's']) query.delete(k);
+    const q = query.toString();
+    history.replaceState(null, '', location.pathname + (q ? '?' + q : ''));
+  }
+  if (pair && PAIR_RE.test(pair)) return { pair };
+  if (id && SESSION_RE.test(id)) return { id };
+  return null;
 }
 
 function showSessionError(msg) {
@@ -122,52 +171,250 @@ async function newSession() {
 // the page says so and lets the person choose, rather than quietly starting an empty session
 // that nobody else is looking at.
 function showSessionMissing(id) {
-  state.session = null;
-  realtime.disconnect();
-  clearGallery();
+  stopSession();
   $('session-id').textContent = id ? id.slice(0, 6) + '… (not found)' : '—';
   $('session-missing').hidden = false;
   document.body.dataset.session = 'missing';
   setConnIndicator({ status: 'none' });
 }
 
-async function openSession(id, { create = false } = {}) {
+// The device's token was revoked or has expired: nothing it sends is taken any more. It is
+// forgotten, and the page says what happened and how to go on.
+function showRevoked() {
+  if (document.body.dataset.session === 'revoked') return;
+  const wasDevice = state.kind === 'token';
+  stopSession();
+  store(null);
+  document.body.dataset.session = 'revoked';
+  $('session-id').textContent = '—';
+  $('revoked').hidden = false;
+  $('revoked-text').textContent = wasDevice
+    ? 'This device was disconnected from the session (its access was revoked or has expired). ' +
+      'Nothing more is sent from here. Scan a new code on the other device to pair again.'
+    : 'This page\'s access to the session has ended.';
+  setConnIndicator({ status: 'revoked' });
+}
+
+function stopSession() {
+  state.session = null;
+  state.sessionId = null;
+  state.scope = '';
+  realtime.disconnect();
+  stopPairing();
+  stopHeartbeat();
+  clearGallery();
+  renderPresence([]);
+}
+
+// Exchanges a pairing code for this device's own token (POST /pair). The code is single use:
+// a photographed QR code is worth nothing once this page has used it.
+async function pairWith(code) {
   showSessionError('');
-  if (!id && create) {
-    try {
-      id = await newSession();
-    } catch (e) {
-      showSessionError('Could not create a session: ' + e.message);
-      return;
-    }
+  let r;
+  try {
+    r = await api('POST', '/pair', { code, source: 'web' }, null);
+  } catch (e) {
+    const why = e.status === 410 ? 'This pairing code was used already or has expired. Ask for a new one on the other device.'
+      : e.status === 401 ? 'This pairing code is not valid.'
+        : 'Could not pair: ' + e.message;
+    showSessionError(why);
+    const kept = stored();
+    if (kept) await openCredential(kept);
+    else showSessionMissing(null);
+    return;
   }
-  if (!id) return;
+  const rec = { cred: r.token, kind: 'token', scope: r.scope, label: r.label, device_id: r.device_id };
+  store(rec);
+  await openCredential(rec);
+}
+
+// Opens the session a credential leads to. GET /session answers what it may do (scope, label)
+// and where the session's events stand, without the credential in the address.
+async function openCredential(rec) {
+  showSessionError('');
   let info = null;
   try {
-    info = await api('GET', '/sessions/' + encodeURIComponent(id));
+    info = await api('GET', '/session', undefined, rec.cred);
   } catch (e) {
+    if (e.status === 401) {
+      showRevoked();
+      return;
+    }
     if (e.status === 404 || e.status === 400) {
-      showSessionMissing(id);
+      if (rec.kind === 'session') showSessionMissing(rec.cred);
+      else showRevoked();
       return;
     }
     showSessionError('The server cannot be reached right now; retrying in the background.');
   }
+  stopSession();
   $('session-missing').hidden = true;
+  $('revoked').hidden = true;
   document.body.dataset.session = 'open';
-  state.session = id;
+  state.session = rec.cred;
+  state.kind = rec.kind;
+  state.sessionId = rec.kind === 'session' ? rec.cred : null;
+  state.scope = (info && info.scope) || rec.scope || 'full';
+  state.label = (info && info.label) || rec.label || '';
+  document.body.dataset.scope = state.scope;
+  document.body.dataset.kind = rec.kind;
+  store({ ...rec, scope: state.scope, label: state.label });
   state.joinUrl = info && typeof info.join_url === 'string' && /^https?:\/\//.test(info.join_url) ? info.join_url : null;
-  // The id is a capability: it lives in the fragment, which browsers never send to servers.
-  if (sessionFromUrl() !== id) history.replaceState(null, '', '#s=' + id);
-  $('session-id').textContent = id;
-  renderDevicePanel(id);
+  $('session-id').textContent = state.sessionId || '';
+  $('device-info').hidden = rec.kind !== 'token';
+  if (rec.kind === 'token') {
+    $('device-label').textContent = state.label || 'this device';
+    $('device-scope').textContent = SCOPE_NAMES[state.scope] || state.scope;
+  }
+  if (can('manage')) renderDevicePanel();
   clearGallery();
+  if (!can('view')) {
+    // An upload-only device has no stream to be seen by: it says it is here, and whether it is
+    // sending, by a heartbeat.
+    setConnIndicator({ status: 'paired' });
+    startHeartbeat();
+    return;
+  }
   // Events up to the session's current position are history the image list already shows; a
   // device joining now starts after them, so it never replays old notifications or an old
   // operation's panel ("Compressing 0 % · Cancelled") as if they were happening now.
   const from = info && Number.isSafeInteger(info.last_event_id) ? { lastEventId: info.last_event_id } : {};
-  realtime.connect(id, from);
+  realtime.configure({ clientId: clientId(), clientLabel: browserLabel(), clientSource: 'web', presence: true });
+  realtime.connect(rec.cred, from);
   await loadImages();
 }
+
+// What the credential in use allows: 'upload', 'view', 'manage' (the session id: everything).
+function can(what) {
+  const s = state.scope;
+  if (s === 'full') return true;
+  return s === what;
+}
+
+async function openSessionId(id) {
+  await openCredential({ cred: id, kind: 'session', scope: 'full' });
+}
+
+async function startNewSession() {
+  const id = await newSession().catch((e) => {
+    showSessionError('Could not create a session: ' + e.message);
+    return null;
+  });
+  if (id) {
+    store({ cred: id, kind: 'session', scope: 'full' });
+    await openSessionId(id);
+  }
+}
+
+// ------------------------------------------------------------------ presence
+
+// One name per tab (sessionStorage), so that a reload is the same entry, not a new one.
+function clientId() {
+  let id = null;
+  try {
+    id = sessionStorage.getItem('imagetools.client_id');
+  } catch (e) {
+    id = null;
+  }
+  if (!id || !/^[A-Za-z0-9_-]{16,64}$/.test(id)) {
+    const b = new Uint8Array(12);
+    crypto.getRandomValues(b);
+    id = btoa(String.fromCharCode(...b)).replace(/\+/g, '-').replace(/\//g, '_');
+    try {
+      sessionStorage.setItem('imagetools.client_id', id);
+    } catch (e) {
+      // A new name on every load then; presence still works.
+    }
+  }
+  return id;
+}
+
+// "Chrome on Android": how other devices see this tab (a device's token label wins).
+function browserLabel() {
+  const ua = navigator.userAgent || '';
+  const browser = /Edg\//.test(ua) ? 'Edge' : /Firefox\//.test(ua) ? 'Firefox' : /Chrom(e|ium)\//.test(ua) ? 'Chrome'
+    : /Safari\//.test(ua) ? 'Safari' : 'Browser';
+  const os = /Android/.test(ua) ? 'Android' : /iPhone|iPad|iPod/.test(ua) ? 'iOS' : /Windows/.test(ua) ? 'Windows'
+    : /Mac OS X/.test(ua) ? 'macOS' : /Linux|X11/.test(ua) ? 'Linux' : '';
+  return os ? browser + ' on ' + os : browser;
+}
+
+const STATE_WORDS = { uploading: 'uploading', idle: '', connected: '' };
+
+// "Phone connected · uploading" next to the gallery, one line per other tab or device.
+function renderPresence(entries) {
+  const ul = $('presence');
+  const me = state.session ? clientId() : null;
+  const others = entries.filter((e) => e.client_id !== me).sort((x, y) => String(x.since || '').localeCompare(String(y.since || '')));
+  ul.replaceChildren();
+  for (const e of others) {
+    const li = el('li', 'presence-item');
+    li.dataset.clientId = e.client_id;
+    li.dataset.state = e.state || '';
+    li.dataset.source = e.source || '';
+    const word = STATE_WORDS[e.state] ?? e.state ?? '';
+    li.textContent = (e.label || SOURCE_NAMES[e.source] || 'A device') + ' connected' + (word ? ' · ' + word : '');
+    li.title = [e.label, SOURCE_NAMES[e.source] || e.source, e.transport && 'via ' + (TRANSPORT_NAMES[e.transport] || e.transport)]
+      .filter(Boolean).join(' · ');
+    ul.append(li);
+  }
+  ul.hidden = others.length === 0;
+}
+
+async function loadPresence() {
+  const cred = state.session;
+  try {
+    const r = await api('GET', '/presence');
+    if (state.session === cred && r && Array.isArray(r.presence)) renderPresence(r.presence);
+  } catch (e) {
+    // A server without presence: nothing to show.
+  }
+}
+
+// An upload-only device has no stream: it keeps its presence entry alive with POST /presence
+// (every 20 s; the server keeps an entry 45 s) and says at once when it starts or stops sending.
+let heartbeat = null;
+let sentState = '';
+
+function uploadState() {
+  return waitingUploads.size || $('uploads').querySelector('.upload:not(.done):not(.failed)') ? 'uploading' : 'idle';
+}
+
+async function beat() {
+  if (!state.session || can('view')) return;
+  const want = uploadState();
+  sentState = want;
+  try {
+    await api('POST', '/presence', { client_id: clientId(), state: want, source: 'web' });
+  } catch (e) {
+    if (e.status === 401) showRevoked();
+    // Anything else (a server without presence, a moment offline) only costs the entry.
+  }
+}
+
+function startHeartbeat() {
+  stopHeartbeat();
+  beat();
+  heartbeat = setInterval(beat, 20000);
+}
+
+function stopHeartbeat() {
+  if (heartbeat) clearInterval(heartbeat);
+  heartbeat = null;
+  sentState = '';
+}
+
+function presenceChanged() {
+  if (heartbeat && uploadState() !== sentState) beat();
+}
+
+// Leaving the page leaves presence at once rather than after the entry's time runs out.
+window.addEventListener('pagehide', () => {
+  if (!heartbeat || !state.session) return;
+  fetch(API + '/presence?client_id=' + encodeURIComponent(clientId()), {
+    method: 'DELETE', keepalive: true, headers: { Authorization: 'Bearer ' + state.session },
+  }).catch(() => {});
+});
 
 // ------------------------------------------------------------------ gallery
 
@@ -188,7 +435,8 @@ async function loadImages() {
     // Newest first, page by page; a few hundred images at most in a session in practice.
     for (let pages = 0; pages < 20; pages++) {
       const q = '?limit=100' + (before ? '&before=' + encodeURIComponent(before) : '');
-      const r = await api('GET', '/sessions/' + encodeURIComponent(id) + '/images' + q);
+      // The credential's session, named by the header: no session id in the address.
+      const r = await api('GET', '/images' + q);
       if (state.session !== id) return;
       for (const img of r.images || []) {
         seen.add(img.id);
@@ -200,7 +448,8 @@ async function loadImages() {
     // After a resync, drop what the server no longer has.
     for (const imgId of [...state.images.keys()]) if (!seen.has(imgId)) removeImage(imgId);
   } catch (e) {
-    if (e.status !== 404) toast('Could not load the images: ' + e.message, 'error');
+    if (e.status === 401) showRevoked();
+    else if (e.status !== 404) toast('Could not load the images: ' + e.message, 'error');
   }
 }
 
@@ -554,7 +803,8 @@ function uploadOne(file) {
       // The image.uploaded event normally brings the card; the list is read again in case the
       // events are not flowing. The size stays this tab's own until then.
       setTimeout(release, 10000);
-      if (state.session === session) loadImages();
+      presenceChanged();
+      if (state.session === session && can('view')) loadImages();
       setTimeout(() => row.remove(), 4000);
     }, (err) => {
       if (err.unsupported) {
@@ -567,9 +817,12 @@ function uploadOne(file) {
       } else {
         release();
         fail(err.message);
+        if (err.status === 401 && state.session === session && state.kind === 'token') showRevoked();
         setTimeout(() => row.remove(), 30000);
       }
+      presenceChanged();
     });
+    presenceChanged();
   };
 
   const send = () => {
@@ -585,7 +838,6 @@ function uploadOne(file) {
     status.textContent = attempt ? 'retrying…' : '0 %';
 
     const form = new FormData();
-    form.append('session_id', session);
     form.append('source', 'web');
     form.append('file', file, file.name);
     // The image.uploaded event may arrive before this request's answer does; the size of the
@@ -601,6 +853,8 @@ function uploadOne(file) {
     const xhr = new XMLHttpRequest();
     xhr.open('POST', API + '/images');
     xhr.responseType = 'text';
+    // The credential in the header (a token or the session id), not in the address or the form.
+    xhr.setRequestHeader('Authorization', 'Bearer ' + session);
     xhr.upload.addEventListener('progress', (e) => {
       if (!e.lengthComputable) return;
       bar.value = Math.round((e.loaded / e.total) * 100);
@@ -629,14 +883,19 @@ function uploadOne(file) {
         retryLater(said, Number(xhr.getResponseHeader('Retry-After')) || 0);
       } else {
         fail(said);
+        // A revoked or expired token: nothing from here is taken any more.
+        if (xhr.status === 401 && state.session === session && state.kind === 'token') showRevoked();
         setTimeout(() => row.remove(), 30000);
       }
+      presenceChanged();
     });
     xhr.addEventListener('error', () => {
       release();
       retryLater('network error');
+      presenceChanged();
     });
     xhr.send(form);
+    presenceChanged();
   };
   send();
 }
@@ -742,7 +1001,7 @@ async function startCompress() {
   $('compress').disabled = true;
   try {
     const op = await api('POST', '/operations', {
-      session_id: state.session, type: 'bulk_compress', image_ids: ids, params: compressParams(),
+      type: 'bulk_compress', image_ids: ids, params: compressParams(),
     });
     const id = op.operation_id || op.id;
     // The operation.started event may already have shown it; keep whatever is further along.
@@ -918,6 +1177,24 @@ function setupRealtime() {
     showSessionError('This session has ended. Start a new one to go on.');
     setConnIndicator({ status: 'ended' });
   });
+  // This device's token was revoked or expired while its stream was open.
+  realtime.on('session.revoked', () => showRevoked());
+  realtime.on('presence', (d) => renderPresence(d.presence || []));
+  // A tab that follows another tab's shared connection hears the leader's presence list only
+  // when it changes: it reads the current one itself once it is live.
+  realtime.on('connection.status', (d) => {
+    if (d.status === 'connected' && !Array.isArray(realtime.presence) && state.session && can('view')) loadPresence();
+  });
+  // A device paired with the code on show (or another one): the list changes and the code is
+  // spent, so a fresh one replaces it.
+  realtime.on('device.paired', () => {
+    if (!can('manage')) return;
+    loadDevices();
+    refreshPairing();
+  });
+  realtime.on('device.revoked', () => {
+    if (can('manage')) loadDevices();
+  });
   realtime.on('connection.status', setConnIndicator);
 }
 
@@ -941,6 +1218,9 @@ function setConnIndicator(d) {
     disconnected: ['Disconnected', 'offline'],
     ended: ['Session ended', 'ended'],
     none: ['No session', 'ended'],
+    revoked: ['Disconnected by the owner', 'ended'],
+    forbidden: ['Upload only', 'live'],
+    paired: ['Paired · upload only', 'live'],
   }[d.status] || [d.status, d.status];
   conn.dataset.state = state;
   $('conn-text').textContent = word;
@@ -972,13 +1252,24 @@ function isLoopback(url) {
     host === '0.0.0.0' || host === '[::]';
 }
 
-function renderDevicePanel(id) {
-  const link = sessionLink(id);
+// The QR code and the link carry a pairing code (POST /pairings), never the session id: the code
+// is good for one exchange within a few minutes, for the scope chosen here, so a photographed
+// code is useless once a device has used it. A new code replaces it when it is used or expires.
+let pairTimer = null;
+let pairSeq = 0;
+
+function stopPairing() {
+  clearTimeout(pairTimer);
+  pairTimer = null;
+  pairSeq++;
+}
+
+function showPairLink(link) {
   const a = $('join-link');
-  a.href = link;
-  a.textContent = link;
+  a.href = link || '#';
+  a.textContent = link || '';
   const warn = $('loopback-warning');
-  if (isLoopback(link)) {
+  if (link && isLoopback(link)) {
     warn.textContent = 'This link uses ' + new URL(link).host + ', which only this computer can open: a phone ' +
       'cannot reach it. Open this page by the computer\'s network address instead, or set public_url ' +
       'in the server\'s configuration.';
@@ -986,55 +1277,159 @@ function renderDevicePanel(id) {
   } else {
     warn.hidden = true;
   }
+  const canvas = $('qr');
+  if (!link) {
+    canvas.hidden = true;
+    return;
+  }
   try {
-    drawQr($('qr'), link, { level: 'M', moduleSize: 5 });
+    drawQr(canvas, link, { level: 'M', moduleSize: 5 });
+    canvas.hidden = false;
   } catch (e) {
     // A link too long for the encoder (a very long host name): the text link still works.
-    $('qr').hidden = true;
+    canvas.hidden = true;
   }
+}
+
+async function refreshPairing() {
+  stopPairing();
+  const seq = pairSeq;
+  const cred = state.session;
+  if (!cred || !can('manage')) return;
+  const scope = $('pair-scope').value === 'view' ? 'view' : 'upload';
+  const label = $('pair-label').value.trim().slice(0, 64) || 'Phone';
+  $('qr').dataset.state = 'loading';
+  let r;
+  try {
+    r = await api('POST', '/pairings', { scope, label });
+  } catch (e) {
+    if (seq !== pairSeq) return;
+    $('qr').dataset.state = 'error';
+    showPairLink('');
+    $('pair-status').textContent = 'No pairing code: ' + e.message;
+    // Try again in a while (the server may be away for a moment).
+    pairTimer = setTimeout(refreshPairing, 15000);
+    return;
+  }
+  if (seq !== pairSeq || state.session !== cred) return;
+  // The server builds the link from public_url, else from the request's origin; on that same
+  // origin this page knows its own path best (a site under /imagetools/, say).
+  let link = typeof r.pair_url === 'string' && /^https?:\/\//.test(r.pair_url) ? r.pair_url : '';
+  if (!link || new URL(link).origin === location.origin) link = location.origin + location.pathname + '#pair=' + r.code;
+  state.pairCode = r.code;
+  showPairLink(link);
+  $('qr').dataset.state = 'ready';
+  $('qr').dataset.scope = r.scope || scope;
+  const until = Date.parse(r.expires_at);
+  const ms = Number.isFinite(until) ? until - Date.now() : 600000;
+  $('pair-status').textContent = 'Single use, ' + (SCOPE_NAMES[r.scope || scope] || scope) + '; a new code comes when ' +
+    'this one is used or in ' + Math.max(1, Math.round(ms / 60000)) + ' min.';
+  // A little before it expires, so that a code scanned at the last moment still works.
+  pairTimer = setTimeout(refreshPairing, Math.max(5000, ms - 15000));
+}
+
+function renderDevicePanel() {
+  refreshPairing();
+  loadDevices();
   const uploadUrl = location.origin + API + '/images';
   $('upload-url').textContent = uploadUrl;
   $('curl-example').textContent =
-    "curl -F session_id=" + id + " -F source=cli \\\n     -F file=@photo.jpg " + uploadUrl;
+    "curl -H 'Authorization: Bearer " + (state.sessionId || '<token>') + "' -F source=cli \\\n     -F file=@photo.jpg " + uploadUrl;
+}
+
+function ago(iso) {
+  const t = Date.parse(iso);
+  if (!Number.isFinite(t)) return 'never';
+  const s = Math.max(0, Math.round((Date.now() - t) / 1000));
+  if (s < 60) return 'just now';
+  if (s < 3600) return Math.round(s / 60) + ' min ago';
+  if (s < 86400) return Math.round(s / 3600) + ' h ago';
+  return new Date(t).toLocaleDateString();
+}
+
+let devicesTimer = null;
+
+// The devices paired with the session (GET /devices): label, scope, source, last seen, and
+// Revoke, which ends the device's access at once (its open streams close within a second).
+async function loadDevices() {
+  clearTimeout(devicesTimer);
+  devicesTimer = null;
+  const cred = state.session;
+  if (!cred || !can('manage')) return;
+  let r;
+  try {
+    r = await api('GET', '/devices');
+  } catch (e) {
+    if (state.session === cred) devicesTimer = setTimeout(loadDevices, 30000);
+    return;
+  }
+  if (state.session !== cred) return;
+  const ul = $('device-list');
+  ul.replaceChildren();
+  for (const d of (r && r.devices) || []) {
+    if (d.revoked_at) continue;
+    const li = el('li', 'device-row');
+    li.dataset.deviceId = d.device_id;
+    li.dataset.scope = d.scope || '';
+    const name = el('span', 'device-name', d.label || d.device_id);
+    const meta = el('span', 'device-meta muted',
+      [SCOPE_NAMES[d.scope] || d.scope, SOURCE_NAMES[d.source] || d.source,
+        d.last_seen_at ? 'last seen ' + ago(d.last_seen_at) : 'paired ' + ago(d.created_at) + ', not seen since']
+        .filter(Boolean).join(' · '));
+    const revoke = el('button', 'button danger small revoke', 'Revoke');
+    revoke.type = 'button';
+    revoke.setAttribute('aria-label', 'Revoke ' + (d.label || 'this device'));
+    revoke.addEventListener('click', async () => {
+      revoke.disabled = true;
+      try {
+        await api('DELETE', '/devices/' + encodeURIComponent(d.device_id));
+        li.remove();
+        toast((d.label || 'The device') + ' can no longer reach this session', 'success', 3000);
+      } catch (e) {
+        revoke.disabled = false;
+        toast('Could not revoke: ' + e.message, 'error');
+      }
+      updateDeviceCount();
+    });
+    li.append(name, meta, revoke);
+    ul.append(li);
+  }
+  updateDeviceCount();
+  // "Last seen" moves on even when nothing else happens.
+  devicesTimer = setTimeout(loadDevices, 30000);
+}
+
+function updateDeviceCount() {
+  const n = $('device-list').children.length;
+  $('devices-empty').hidden = n > 0;
 }
 
 // ------------------------------------------------------------------ start
 
 function setupControls() {
-  $('new-session').addEventListener('click', async () => {
-    const id = await newSession().catch((e) => {
-      showSessionError('Could not create a session: ' + e.message);
-      return null;
-    });
-    if (id) {
-      history.pushState(null, '', '#s=' + id);
-      await openSession(id);
-    }
-  });
+  $('new-session').addEventListener('click', startNewSession);
   $('join-form').addEventListener('submit', (e) => {
     e.preventDefault();
     const v = $('join-input').value.trim();
+    const pair = v.match(/[#&]pair=(itp\.[A-Za-z0-9_-]+)/) || v.match(/^(itp\.[A-Za-z0-9_-]+)$/);
+    if (pair && PAIR_RE.test(pair[1])) {
+      $('join-input').value = '';
+      pairWith(pair[1]);
+      return;
+    }
     let id = v;
     const m = v.match(/[#?&]s(?:ession)?=([A-Za-z0-9_-]+)/);
     if (m) id = m[1];
     if (!SESSION_RE.test(id)) {
-      showSessionError('That is not a session link or id.');
+      showSessionError('That is not a session link, a pairing link or a session id.');
       return;
     }
     $('join-input').value = '';
-    history.pushState(null, '', '#s=' + id);
-    openSession(id);
+    store({ cred: id, kind: 'session', scope: 'full' });
+    openSessionId(id);
   });
-  $('start-new').addEventListener('click', async () => {
-    const id = await newSession().catch((e) => {
-      showSessionError('Could not create a session: ' + e.message);
-      return null;
-    });
-    if (id) {
-      history.pushState(null, '', '#s=' + id);
-      await openSession(id);
-    }
-  });
+  $('start-new').addEventListener('click', startNewSession);
+  $('revoked-new').addEventListener('click', startNewSession);
   $('enter-other').addEventListener('click', () => {
     $('join-input').focus();
   });
@@ -1046,16 +1441,49 @@ function setupControls() {
       toast('Copy failed; select the link instead', 'error', 3000);
     }
   });
+  $('pair-scope').addEventListener('change', refreshPairing);
+  $('pair-label').addEventListener('change', refreshPairing);
+  $('leave-device').addEventListener('click', () => {
+    // Forgets this device's token here; the owner's list keeps it until revoked or expired.
+    store(null);
+    stopSession();
+    startNewSession();
+  });
   $('select-all').addEventListener('change', (e) => selectAll(e.target.checked));
   $('compress').addEventListener('click', startCompress);
   $('cmp-quality').addEventListener('input', () => {
     $('cmp-quality-out').textContent = $('cmp-quality').value;
   });
   $('op-cancel').addEventListener('click', cancelOperation);
+  // A link pasted into the address bar of an open page.
   window.addEventListener('hashchange', () => {
-    const id = sessionFromUrl();
-    if (id && id !== state.session) openSession(id);
+    const got = takeFromUrl();
+    if (got && got.pair) pairWith(got.pair);
+    else if (got && got.id && got.id !== state.session) {
+      store({ cred: got.id, kind: 'session', scope: 'full' });
+      openSessionId(got.id);
+    }
   });
+}
+
+async function start() {
+  const got = takeFromUrl();
+  if (got && got.pair) return pairWith(got.pair);
+  if (got && got.id) {
+    // Kept for this tab only until the server knows it: an unknown id must not replace the
+    // session another tab keeps.
+    try {
+      sessionStorage.setItem(STORE_KEY, JSON.stringify({ cred: got.id, kind: 'session', scope: 'full' }));
+    } catch (e) {
+      // Opened all the same, just not kept.
+    }
+    return openCredential({ cred: got.id, kind: 'session', scope: 'full' }).then(() => {
+      if (state.session === got.id) store({ cred: got.id, kind: 'session', scope: 'full' });
+    });
+  }
+  const rec = stored();
+  if (rec) return openCredential(rec);
+  return startNewSession();
 }
 
 // ?shared=0 gives this tab its own connection instead of sharing one with the session's other tabs.
@@ -1065,4 +1493,4 @@ setupRealtime();
 setupControls();
 setupDropzone();
 loadFormats();
-openSession(sessionFromUrl(), { create: true });
+start();

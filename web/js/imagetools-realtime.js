@@ -5,12 +5,14 @@
 //   import { realtime } from '/js/imagetools-realtime.js';
 //   realtime.on('image.uploaded', (data, msg) => addToGallery(data));
 //   realtime.on('connection.status', (data) => showIndicator(data.status, data.transport));
-//   realtime.connect(sessionId);
+//   realtime.connect(credential);   // the session id, or a device token (itk....)
 //
 // The client never gives up on its own: it falls back from WebSocket to Server-Sent Events to
 // long-polling when the better transport is missing or broken, probes the better ones again now
 // and then, reconnects with exponential backoff and jitter, and resumes from the id of the last
 // event it handled, so handlers see every event of the session exactly once and in order.
+// The credential travels only in headers (Authorization: Bearer) or in the first WebSocket
+// message, never in a URL: URLs end up in web server logs, proxies and browser history.
 // docs/browser-client.md describes it in full.
 
 const DEFAULT_TRANSPORTS = ['websocket', 'sse', 'longpoll'];
@@ -21,8 +23,18 @@ const DEFAULT_TRANSPORTS = ['websocket', 'sse', 'longpoll'];
 const EVENT_TYPES = [
   'image.uploaded', 'image.updated', 'image.deleted', 'upload.started', 'upload.progress', 'upload.failed',
   'operation.started', 'operation.progress', 'operation.completed', 'operation.failed',
-  'session.expiring', 'connection.status', 'session.resync', 'message',
+  'session.expiring', 'connection.status', 'session.resync', 'session.revoked',
+  'presence.joined', 'presence.updated', 'presence.left', 'device.paired', 'device.revoked', 'message',
 ];
+
+// Close codes of the bridge: the credential was refused (unknown, expired or revoked token), or
+// it lacks the scope events need (an upload-only device), or the session is unknown.
+const CLOSE_REFUSED = 4401;
+const CLOSE_SCOPE = 4403;
+const CLOSE_UNKNOWN_SESSION = 4004;
+
+// A client id names one tab for presence (1-64 of [A-Za-z0-9_-]); it is not a secret.
+const CLIENT_ID_RE = /^[A-Za-z0-9_-]{1,64}$/;
 
 const DEFAULTS = {
   baseUrl: '',
@@ -37,6 +49,10 @@ const DEFAULTS = {
   healthFirstWait: 1500, // how long connect() waits for the first /health answer before trying, ms
   upgradeInterval: 60000, // how often to try a better transport while on a fallback, ms
   longpollTimeout: 25, // seconds the server may hold a long-poll
+  clientId: null, // this tab's name for presence; null: the connection does not announce itself
+  clientLabel: '', // what presence shows for it ("Chrome on Linux"); a device token's label wins
+  clientSource: '', // e.g. 'web'
+  presence: false, // keep a presence list: snapshot from GET /presence on every (re)connect + events
 };
 
 // A connection that lasted this long without dropping resets the backoff, ms.
@@ -71,16 +87,42 @@ function isValidId(n) {
 //   fail(info)     the connection is over; info = {code, invalidSession} where known
 // A transport calls fail at most once and nothing after it, and nothing after close().
 
+// The identity a connection announces for presence, as query parameters (not secrets).
+function identityParams(url, opts) {
+  if (!opts.clientId || !CLIENT_ID_RE.test(opts.clientId)) return;
+  url.searchParams.set('client_id', opts.clientId);
+  if (opts.clientLabel) url.searchParams.set('client_label', String(opts.clientLabel).slice(0, 64));
+  if (opts.clientSource) url.searchParams.set('client_source', String(opts.clientSource).slice(0, 32));
+}
+
+function fetchOf(opts) {
+  return opts.fetch || (typeof globalThis.fetch === 'function' ? globalThis.fetch.bind(globalThis) : null);
+}
+
+// What a refused request says about the credential: 401 = unknown, expired or revoked token,
+// 403 = valid but without the scope. Only the server's own Bearer challenge counts: a web server
+// in front that asks for a password (WWW-Authenticate: Basic) says nothing about the token.
+function refusal(r) {
+  const challenge = (r.headers && r.headers.get && r.headers.get('WWW-Authenticate')) || '';
+  if (!/^\s*Bearer\b/i.test(challenge)) return {};
+  if (r.status === 401) return { refused: 'revoked' };
+  if (r.status === 403) return { refused: 'forbidden' };
+  return {};
+}
+
 class WebSocketTransport {
-  constructor(client, sessionId, cb) {
+  constructor(client, credential, cb) {
     this.name = 'websocket';
     this.cb = cb;
     this.done = false;
     this.pingTimer = null;
     this.pongTimer = null;
-    const url = new URL(client._apiUrl('/ws/' + encodeURIComponent(sessionId)));
+    this.revoked = null;
+    // No credential and no position in the URL: /api/v1/ws is the same for everyone, and the
+    // first message (sent on open, before anything else) carries the credential, the position
+    // and the identity. The bridge sends no event before it has checked that message.
+    const url = new URL(client._apiUrl('/ws'));
     url.protocol = url.protocol === 'https:' ? 'wss:' : 'ws:';
-    url.searchParams.set('last_event_id', String(client.lastEventId));
     const Ws = client._opts.WebSocket || globalThis.WebSocket;
     if (typeof Ws !== 'function') {
       queueMicrotask(() => this._fail({ reason: 'unavailable' }));
@@ -105,6 +147,8 @@ class WebSocketTransport {
       } catch (e) {
         return;
       }
+      // The close that follows a session.revoked carries 4401; remember why.
+      if (msg && msg.type === 'session.revoked') this.revoked = msg.data || msg;
       // Opening the socket is not enough: a proxy that strips the Upgrade header may accept
       // and close at once. The bridge's first frame (connection.status) is the proof.
       if (!this.alive) {
@@ -115,6 +159,18 @@ class WebSocketTransport {
       if (!this.done) this.cb.message(msg);
     };
     this.ws.onopen = () => {
+      const auth = { type: 'auth', credential: client._credential, last_event_id: client.lastEventId };
+      if (opts.clientId && CLIENT_ID_RE.test(opts.clientId)) {
+        auth.client_id = opts.clientId;
+        if (opts.clientLabel) auth.client_label = String(opts.clientLabel).slice(0, 64);
+        if (opts.clientSource) auth.client_source = String(opts.clientSource).slice(0, 32);
+      }
+      try {
+        this.ws.send(JSON.stringify(auth));
+      } catch (e) {
+        this._fail({ reason: 'refused' });
+        return;
+      }
       this.pingTimer = setInterval(() => {
         if (this.ws.readyState !== 1) return;
         try {
@@ -126,7 +182,11 @@ class WebSocketTransport {
       }, opts.pingInterval);
     };
     this.ws.onclose = (ev) => {
-      this._fail({ reason: 'closed', code: ev.code, invalidSession: ev.code === 4004 });
+      const info = { reason: 'closed', code: ev.code, invalidSession: ev.code === CLOSE_UNKNOWN_SESSION };
+      if (ev.code === CLOSE_REFUSED) info.refused = 'revoked';
+      if (ev.code === CLOSE_SCOPE) info.refused = 'forbidden';
+      if (this.revoked) info.revokedData = this.revoked;
+      this._fail(info);
     };
     this.ws.onerror = () => {
       // onclose follows and carries the code; nothing to do here.
@@ -167,28 +227,123 @@ class WebSocketTransport {
   }
 }
 
+// Server-Sent Events read with fetch() and a streaming body reader, so that the credential goes
+// in the Authorization header. Where the browser cannot stream a fetch body (none of the current
+// ones), EventSource is the last resort: it cannot send headers, so the credential then has to
+// travel in the query (docs/browser-client.md).
 class SseTransport {
-  constructor(client, sessionId, cb) {
+  constructor(client, credential, cb) {
     this.name = 'sse';
     this.cb = cb;
     this.done = false;
-    const Es = client._opts.EventSource || globalThis.EventSource;
+    this.client = client;
+    const opts = client._opts;
+    const fetchFn = fetchOf(opts);
+    const streams = typeof globalThis.ReadableStream === 'function' && typeof globalThis.TextDecoder === 'function';
+    const url = new URL(client._apiUrl('/events/stream'));
+    url.searchParams.set('last_event_id', String(client.lastEventId));
+    identityParams(url, opts);
+    this.connectTimer = setTimeout(() => this._fail({ reason: 'timeout' }), opts.connectTimeout);
+    if (fetchFn && streams) {
+      this._fetchStream(fetchFn, url, credential);
+      return;
+    }
+    this._eventSource(url, credential);
+  }
+
+  async _fetchStream(fetchFn, url, credential) {
+    this.abort = typeof AbortController === 'function' ? new AbortController() : null;
+    let r;
+    try {
+      r = await fetchFn(url.toString(), {
+        headers: { Authorization: 'Bearer ' + credential, Accept: 'text/event-stream' },
+        cache: 'no-store',
+        signal: this.abort ? this.abort.signal : undefined,
+      });
+    } catch (e) {
+      this._fail({ reason: 'error' });
+      return;
+    }
+    if (this.done) return;
+    const type = (r.headers && r.headers.get && r.headers.get('Content-Type')) || '';
+    if (r.status !== 200 || !/^text\/event-stream/i.test(type)) {
+      this._fail({ reason: 'http', code: r.status, ...refusal(r) });
+      return;
+    }
+    if (!r.body || typeof r.body.getReader !== 'function') {
+      // Answered, but this browser cannot read the body as it arrives.
+      this._eventSource(url, credential);
+      return;
+    }
+    this._alive();
+    const reader = r.body.getReader();
+    this.reader = reader;
+    const dec = new TextDecoder();
+    let buf = '';
+    let ev = { type: '', data: [] };
+    try {
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (this.done) return;
+        if (done) break;
+        buf += dec.decode(value, { stream: true });
+        // One line at a time; an event ends at an empty line (text/event-stream, WHATWG HTML 9.2).
+        let nl;
+        while ((nl = buf.search(/\r\n|\r|\n/)) >= 0) {
+          if (buf[nl] === '\r' && nl + 1 === buf.length) break; // a \r\n split across reads
+          const line = buf.slice(0, nl);
+          buf = buf.slice(nl + (buf[nl] === '\r' && buf[nl + 1] === '\n' ? 2 : 1));
+          if (line === '') {
+            if (ev.data.length) this._deliver(ev.data.join('\n'));
+            ev = { type: '', data: [] };
+            if (this.done) return;
+            continue;
+          }
+          if (line[0] === ':') continue; // a keepalive comment
+          const colon = line.indexOf(':');
+          const field = colon < 0 ? line : line.slice(0, colon);
+          let value = colon < 0 ? '' : line.slice(colon + 1);
+          if (value[0] === ' ') value = value.slice(1);
+          if (field === 'data') ev.data.push(value);
+          else if (field === 'event') ev.type = value;
+          // id: and retry: are the server's advice for EventSource; the client keeps its own
+          // position from the events' ids and its own backoff.
+        }
+        // A line longer than any event the server writes means this is not an event stream.
+        if (buf.length > 4 * 1024 * 1024) break;
+      }
+    } catch (e) {
+      // The connection broke (network, server restart): the client reconnects.
+    }
+    this._fail({ reason: 'closed' });
+  }
+
+  _deliver(data) {
+    let msg;
+    try {
+      msg = JSON.parse(data);
+    } catch (e) {
+      return;
+    }
+    if (msg && msg.type === 'session.revoked') this.revoked = msg.data || msg;
+    if (!this.done) this.cb.message(msg);
+  }
+
+  _eventSource(url, credential) {
+    const Es = this.client._opts.EventSource || globalThis.EventSource;
     if (typeof Es !== 'function') {
       queueMicrotask(() => this._fail({ reason: 'unavailable' }));
       return;
     }
-    // A new EventSource cannot be given a Last-Event-ID header, so the position travels in the
-    // query; the browser's own reconnects are not used (see onerror).
-    const url = new URL(client._apiUrl('/events/stream'));
-    url.searchParams.set('session_id', sessionId);
-    url.searchParams.set('last_event_id', String(client.lastEventId));
+    // A new EventSource cannot be given a Last-Event-ID header (nor Authorization), so the
+    // position and the credential travel in the query; the browser's own reconnects are not used.
+    url.searchParams.set('session_id', credential);
     try {
       this.es = new Es(url.toString());
     } catch (e) {
       queueMicrotask(() => this._fail({ reason: 'refused' }));
       return;
     }
-    this.connectTimer = setTimeout(() => this._fail({ reason: 'timeout' }), client._opts.connectTimeout);
     this.es.onopen = () => this._alive();
     this.listener = (ev) => {
       let msg;
@@ -198,6 +353,7 @@ class SseTransport {
         return;
       }
       this._alive();
+      if (msg && msg.type === 'session.revoked') this.revoked = msg.data || msg;
       if (!this.done) this.cb.message(msg);
     };
     for (const t of EVENT_TYPES) this.es.addEventListener(t, this.listener);
@@ -216,6 +372,7 @@ class SseTransport {
 
   _fail(info) {
     if (this.done) return;
+    if (this.revoked) info = { ...info, refused: 'revoked', revokedData: this.revoked };
     this.close();
     this.cb.fail(info);
   }
@@ -223,6 +380,8 @@ class SseTransport {
   close() {
     this.done = true;
     clearTimeout(this.connectTimer);
+    if (this.abort) this.abort.abort();
+    if (this.reader) this.reader.cancel().catch(() => {});
     if (this.es) {
       for (const t of EVENT_TYPES) this.es.removeEventListener(t, this.listener);
       this.es.onopen = this.es.onerror = null;
@@ -232,10 +391,10 @@ class SseTransport {
 }
 
 class LongPollTransport {
-  constructor(client, sessionId, cb) {
+  constructor(client, credential, cb) {
     this.name = 'longpoll';
     this.client = client;
-    this.sessionId = sessionId;
+    this.credential = credential;
     this.cb = cb;
     this.done = false;
     this.abort = null;
@@ -244,27 +403,34 @@ class LongPollTransport {
 
   async _loop() {
     const opts = this.client._opts;
-    const fetchFn = opts.fetch || globalThis.fetch.bind(globalThis);
+    const fetchFn = fetchOf(opts);
+    if (!fetchFn) {
+      this._fail({ reason: 'unavailable' });
+      return;
+    }
     while (!this.done) {
       // Each request starts from the client's position (which a session.resync may have moved),
       // not from the server's cursor, so there is one position for every transport.
       const url = new URL(this.client._apiUrl('/events'));
-      url.searchParams.set('session_id', this.sessionId);
       url.searchParams.set('cursor', String(this.client.lastEventId));
       // The first request asks for an immediate answer: it proves the route works (and fetches
       // the backlog) at once, rather than after a whole quiet wait.
       url.searchParams.set('timeout', String(this.alive ? opts.longpollTimeout : 0));
+      identityParams(url, opts);
       this.abort = new AbortController();
       // The server answers within its timeout (plus keepalive spaces); a request that hangs far
       // longer went to a dead connection.
       const timer = setTimeout(() => this.abort.abort(), opts.longpollTimeout * 1000 + opts.connectTimeout);
       let body;
       try {
-        const r = await fetchFn(url.toString(), { signal: this.abort.signal, cache: 'no-store' });
+        const r = await fetchFn(url.toString(), {
+          headers: { Authorization: 'Bearer ' + this.credential }, signal: this.abort.signal, cache: 'no-store',
+        });
         // A 404 may mean an unknown session or a server without this route; the client asks
-        // GET /sessions/{id} before it concludes the session is gone (see _checkSession).
+        // GET /session before it concludes the session is gone (see _checkSession).
         if (r.status !== 200) {
-          this._fail({ reason: 'http', code: r.status, retryAfter: Number(r.headers.get('Retry-After')) || 0 });
+          this._fail({ reason: 'http', code: r.status, retryAfter: Number(r.headers.get('Retry-After')) || 0,
+            ...refusal(r) });
           return;
         }
         // The body may begin with keepalive spaces, which JSON.parse skips.
@@ -325,8 +491,12 @@ export class RealtimeClient {
       throw new Error('RealtimeClient: unknown transport(s): ' + unknown.join(', '));
     }
     this._handlers = new Map();
-    this._sessionId = null;
+    this._sessionId = null; // the credential connected with (a session id or a token)
     this._lastSession = null;
+    this._ended = null; // 'revoked' or 'forbidden' once the server refused the credential
+    this._presence = new Map(); // client_id -> entry
+    this._presenceAt = -1; // last_event_id of the snapshot; -1 while none arrived
+    this._presenceQueue = null; // presence events that came while a snapshot was on its way
     this._lastEventId = 0;
     this._active = null; // the transport delivering events
     this._activeLevel = -1; // its index in transports
@@ -379,7 +549,8 @@ export class RealtimeClient {
 
   /**
    * 'disconnected', 'connecting', 'connected' (events flow), 'degraded' (events flow but the
-   * server reports trouble) or 'offline' (no transport works at the moment; retrying).
+   * server reports trouble), 'offline' (no transport works at the moment; retrying), or, after
+   * the server refused the credential for good, 'revoked' or 'forbidden' (no more attempts).
    */
   get status() {
     return this._status;
@@ -390,9 +561,27 @@ export class RealtimeClient {
     return this._online && !(typeof navigator !== 'undefined' && navigator.onLine === false);
   }
 
-  /** The session connected to, or null. */
+  /** The credential connected with (a session id or a device token), or null. */
   get sessionId() {
     return this._sessionId;
+  }
+
+  /** The same as sessionId: the credential in use, or null. */
+  get credential() {
+    return this._sessionId;
+  }
+
+  /** Internal: what transports present. */
+  get _credential() {
+    return this._sessionId;
+  }
+
+  /**
+   * Who else is connected to the session (with options.presence): an array of entries
+   * {client_id, device_id?, label, source, transport, state, since}, this tab's own included.
+   */
+  get presence() {
+    return [...this._presence.values()];
   }
 
   /**
@@ -419,7 +608,8 @@ export class RealtimeClient {
    * (or after options.lastEventId). Connecting to another session starts from its beginning.
    */
   connect(sessionId, options = {}) {
-    if (typeof sessionId !== 'string' || !sessionId) throw new TypeError('connect: session id required');
+    if (typeof sessionId !== 'string' || !sessionId) throw new TypeError('connect: session id or token required');
+    this._ended = null;
     // The position belongs to a session: kept across disconnect() and connect() of the same
     // one, reset for another.
     if (sessionId !== this._lastSession) this._lastEventId = 0;
@@ -455,12 +645,33 @@ export class RealtimeClient {
 
   /** Closes every connection and timer; handlers stay registered. */
   disconnect() {
+    this._stop('disconnected');
+  }
+
+  _stop(status) {
     this._teardown();
     this._listenEnvironment(false);
     clearTimeout(this._healthTimer);
     this._healthTimer = null;
     this._sessionId = null;
-    this._setStatus('disconnected');
+    this._presence.clear();
+    this._presenceAt = -1;
+    this._presenceQueue = null;
+    this._setStatus(status);
+  }
+
+  // The server refused the credential for good: a token unknown, expired or revoked (401, close
+  // 4401, or a session.revoked message), or one whose scope does not cover events (403, close
+  // 4403). Trying again would be refused again, so the client stops and says so, once.
+  _refused(kind, data) {
+    if (!this._sessionId) return;
+    this._ended = kind;
+    this._stop(kind);
+    if (kind === 'revoked') {
+      if (!this._revokedSeen) this._emitLocal('session.revoked', { reason: 'revoked', ...(data || {}) });
+    } else {
+      this._emitLocal('session.forbidden', { needed: 'view' });
+    }
   }
 
   // -------------------------------------------------------------- internals
@@ -552,10 +763,14 @@ export class RealtimeClient {
     }, STABLE_AFTER);
     this._scheduleUpgrade();
     this._setStatus();
+    // Whatever happened while no transport delivered (entries that left, others that came) is
+    // read again as a whole; the events then keep it current.
+    if (this._opts.presence) this._loadPresence();
   }
 
   _attemptFailed(level, info) {
     if (info && info.invalidSession) return this._invalidSession();
+    if (info && info.refused) return this._refused(info.refused, info.revokedData);
     if (level + 1 < this._opts.transports.length) {
       this._attempt(level + 1);
       return;
@@ -575,6 +790,7 @@ export class RealtimeClient {
       this._probe = null;
     }
     if (info && info.invalidSession) return this._invalidSession();
+    if (info && info.refused) return this._refused(info.refused, info.revokedData);
     this._retryLater(level, info);
   }
 
@@ -598,12 +814,19 @@ export class RealtimeClient {
     this._checkSession();
   }
 
+  // GET /session names the credential's session without putting the credential in the URL. A
+  // 404 counts only with the problem type unknown-session: a server without the route answers
+  // its generic not-found, which says nothing about the session.
   async _checkSession() {
     const id = this._sessionId;
     try {
       const r = await (this._opts.fetch || globalThis.fetch.bind(globalThis))(
-        this._apiUrl('/sessions/' + encodeURIComponent(id)), { cache: 'no-store' });
-      if (r.status === 404 && this._sessionId === id && !this._active) this._invalidSession();
+        this._apiUrl('/session'), { cache: 'no-store', headers: { Authorization: 'Bearer ' + id } });
+      if (this._sessionId !== id || this._active) return;
+      if (refusal(r).refused === 'revoked') return this._refused('revoked', { reason: 'invalid-token' });
+      if (r.status !== 404) return;
+      const p = await r.json().catch(() => null);
+      if (this._sessionId === id && !this._active && p && /:unknown-session$/.test(String(p.type))) this._invalidSession();
     } catch (e) {
       // Unreachable: that is what the backoff is for.
     }
@@ -668,8 +891,54 @@ export class RealtimeClient {
     this._probe = p;
   }
 
+  async _loadPresence() {
+    const id = this._sessionId;
+    if (this._presenceQueue) return; // one snapshot at a time; the events fill in the rest
+    this._presenceQueue = [];
+    let snap = null;
+    try {
+      const r = await (this._opts.fetch || globalThis.fetch.bind(globalThis))(
+        this._apiUrl('/presence'), { cache: 'no-store', headers: { Authorization: 'Bearer ' + id } });
+      if (r.status === 200) snap = await r.json();
+    } catch (e) {
+      snap = null;
+    }
+    const queued = this._presenceQueue || [];
+    this._presenceQueue = null;
+    if (this._sessionId !== id) return;
+    if (snap && Array.isArray(snap.presence)) {
+      this._presence.clear();
+      for (const e of snap.presence) if (e && typeof e.client_id === 'string') this._presence.set(e.client_id, e);
+      this._presenceAt = Number.isSafeInteger(snap.last_event_id) ? snap.last_event_id : 0;
+    }
+    // Events that arrived while the snapshot was on its way: those after its position apply.
+    for (const msg of queued) this._applyPresence(msg);
+    this._emitLocal('presence', { presence: this.presence });
+  }
+
+  _applyPresence(msg) {
+    const d = msg.data || {};
+    if (typeof d.client_id !== 'string') return false;
+    if (msg.id != null && Number(msg.id) <= this._presenceAt) return false;
+    if (msg.type === 'presence.left') {
+      this._presence.delete(d.client_id);
+    } else {
+      this._presence.set(d.client_id, { ...(this._presence.get(d.client_id) || {}), ...d });
+    }
+    return true;
+  }
+
   _dispatch(msg) {
     if (!msg || typeof msg !== 'object' || typeof msg.type !== 'string') return;
+    if (msg.type === 'session.revoked') {
+      // The server ends the stream right after this (close 4401, end of SSE, a 401 long-poll);
+      // handlers hear it once, and the client stops rather than reconnecting.
+      this._revokedSeen = true;
+      this._emit(msg);
+      this._refused('revoked', msg.data);
+      this._revokedSeen = false;
+      return;
+    }
     if (msg.type === 'connection.status') {
       // The server's view of its own health (degraded while its database is away). It is
       // folded into the client's status instead of being passed on, so that handlers see one
@@ -695,6 +964,10 @@ export class RealtimeClient {
       this._failures = 0;
     }
     this._emit(msg);
+    if (this._opts.presence && msg.type.startsWith('presence.')) {
+      if (this._presenceQueue) this._presenceQueue.push(msg);
+      else if (this._applyPresence(msg)) this._emitLocal('presence', { presence: this.presence });
+    }
   }
 
   _emit(msg) {
@@ -724,7 +997,7 @@ export class RealtimeClient {
     let status = explicit;
     const netOffline = typeof navigator !== 'undefined' && navigator.onLine === false;
     if (!status || status === 'connecting') {
-      if (!this._sessionId) status = 'disconnected';
+      if (!this._sessionId) status = this._ended || 'disconnected';
       // The browser knows it has no network: whatever a socket opened before still claims,
       // nothing new can arrive or be sent, and the person should see that.
       else if (netOffline) status = 'offline';

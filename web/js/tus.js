@@ -96,8 +96,8 @@ function request(method, url, headers, body, onUpload, signal) {
 }
 
 /**
- * One attempt at uploading file to endpoint for session. opts: source, credential (the session,
- * sent as Authorization: Bearer), onProgress(bytesHeld, total) with the upload's own bytes,
+ * One attempt at uploading file to endpoint for session (the credential: a session id or a token,
+ * sent as Authorization: Bearer). opts: source, onProgress(bytesHeld, total) with the upload's own bytes,
  * onStart(url). The same file given again later resumes at the URL kept for it.
  */
 export async function tusAttempt(endpoint, session, file, opts = {}) {
@@ -125,7 +125,9 @@ export async function tusAttempt(endpoint, session, file, opts = {}) {
     const created = await request('POST', endpoint, {
       ...auth,
       'Upload-Length': String(file.size),
-      'Upload-Metadata': metadata({ session_id: session, filename: file.name, source: opts.source || 'web',
+      // The credential goes in Authorization only: metadata is stored with the upload and
+      // answered to every HEAD.
+      'Upload-Metadata': metadata({ filename: file.name, source: opts.source || 'web',
         filetype: file.type || 'application/octet-stream' }),
     });
     const loc = created.getResponseHeader('Location');
