@@ -81,8 +81,7 @@ int it_cli_conf_resolve(it_cli_conf *c, char *err, size_t errlen)
 		return -1;
 	}
 	had_credential = c->session != NULL;
-	if ((c->server == NULL || c->session == NULL || c->source == NULL) &&
-	    it_cli_conf_path(path, sizeof(path)) == 0)
+	if ((c->server == NULL || c->session == NULL || c->source == NULL) && it_cli_conf_path(path, sizeof(path)) == 0)
 		rc = it_cli_conf_load_file(c, path, err, errlen);
 	/* The file's token (what --pair saved) wins over its session id; a
 	 * credential given on the command line or in the environment wins over

@@ -1,4 +1,5 @@
-/* pairing.c: imagetools-upload --pair: a pairing code exchanged for a token (POST /api/v1/pair), kept in the user's config file. */
+/* pairing.c: imagetools-upload --pair: a pairing code exchanged for a token (POST /api/v1/pair), kept in the user's
+ * config file. */
 #include "config.h"
 
 #include "cli/pairing.h"
@@ -62,8 +63,9 @@ int it_pairing_parse(const char *arg, char *server, size_t serverlen, char *code
 	if ((p = memchr(arg, '?', n)) != NULL)
 		n = (size_t)(p - arg);
 	for (size_t i = n; i > 0 && arg[i - 1] != '/'; i--) {
-		if (arg[i - 1] == '.' && ((n - i == 4 && strncmp(arg + i, "html", 4) == 0) ||
-					  (n - i == 3 && strncmp(arg + i, "htm", 3) == 0))) {
+		if (arg[i - 1] == '.' &&
+		    ((n - i == 4 && strncmp(arg + i, "html", 4) == 0) ||
+		     (n - i == 3 && strncmp(arg + i, "htm", 3) == 0))) {
 			while (n > 0 && arg[n - 1] != '/')
 				n--;
 			break;
@@ -183,7 +185,8 @@ int it_pairing_exchange(CURL *h, const char *server, const char *code, const cha
 			copy_member(ans, "expires_at", out->expires_at, sizeof(out->expires_at));
 		}
 		if (it_cli_cred_kind(out->token) != IT_CLI_CRED_TOKEN) {
-			snprintf(msg, msglen, "%s answered %ld, but not with a token: check --server", url.data, status);
+			snprintf(msg, msglen, "%s answered %ld, but not with a token: check --server", url.data,
+				 status);
 			memset(out, 0, sizeof(*out));
 			result = IT_EXIT_NOT_SERVER;
 			goto out;
@@ -191,14 +194,16 @@ int it_pairing_exchange(CURL *h, const char *server, const char *code, const cha
 		result = IT_EXIT_OK;
 	} else if (it_cli_auth_problem(status, body.data, body.len) == IT_CLI_AUTH_TOKEN) {
 		if (strcmp(type, "urn:imagetools:problem:pairing-code-used") == 0)
-			snprintf(msg, msglen, "this pairing code was already used: ask the ImageTools page for a new one (%s)",
-				 why);
+			snprintf(msg, msglen,
+				 "this pairing code was already used: ask the ImageTools page for a new one (%s)", why);
 		else if (strcmp(type, "urn:imagetools:problem:pairing-code-expired") == 0)
-			snprintf(msg, msglen, "this pairing code has expired: ask the ImageTools page for a new one (%s)",
-				 why);
+			snprintf(msg, msglen,
+				 "this pairing code has expired: ask the ImageTools page for a new one (%s)", why);
 		else
-			snprintf(msg, msglen, "the server does not know this pairing code: check it, or ask the ImageTools "
-					      "page for a new one (%s)", why);
+			snprintf(msg, msglen,
+				 "the server does not know this pairing code: check it, or ask the ImageTools "
+				 "page for a new one (%s)",
+				 why);
 		result = IT_EXIT_TOKEN;
 	} else if (status == 429 || status >= 500) {
 		ra = it_cli_retry_after(hd.retry_after, time(NULL));

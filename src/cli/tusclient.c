@@ -1,4 +1,5 @@
-/* tusclient.c: a resumable (tus 1.0) upload of one file with libcurl, whose upload URL is kept in a state file so that a killed client resumes. */
+/* tusclient.c: a resumable (tus 1.0) upload of one file with libcurl, whose upload URL is kept in a state file so that
+ * a killed client resumes. */
 #include "config.h"
 
 #include "cli/tusclient.h"
@@ -315,7 +316,8 @@ int it_tusc_upload(CURL *h, const it_tusc_opts *o, const char *path, char *url_o
 				break;
 			}
 			strcpy(meta, "Upload-Metadata: filename ");
-			it_base64_encode((const unsigned char *)(copy ? basename(copy) : path), flen, meta + strlen(meta));
+			it_base64_encode((const unsigned char *)(copy ? basename(copy) : path), flen,
+					 meta + strlen(meta));
 			strcat(meta, ",source ");
 			it_base64_encode((const unsigned char *)o->source, strlen(o->source), meta + strlen(meta));
 			free(copy);
@@ -326,9 +328,11 @@ int it_tusc_upload(CURL *h, const it_tusc_opts *o, const char *path, char *url_o
 			status = perform(h, o, "POST", endpoint.data, extra, NULL, 0, &a, why, sizeof(why));
 			curl_slist_free_all(extra);
 			extra = NULL;
-			if (status == 201 && a.location[0] && resolve(endpoint.data, a.location, url, sizeof(url)) == 0) {
+			if (status == 201 && a.location[0] &&
+			    resolve(endpoint.data, a.location, url, sizeof(url)) == 0) {
 				if (state_write(file, &key, url) < 0) {
-					snprintf(msg, msglen, "the upload URL cannot be kept in %s: %s", file, strerror(errno));
+					snprintf(msg, msglen, "the upload URL cannot be kept in %s: %s", file,
+						 strerror(errno));
 					result = IT_TUSC_LOCAL_ERROR;
 					break;
 				}
@@ -382,7 +386,8 @@ int it_tusc_upload(CURL *h, const it_tusc_opts *o, const char *path, char *url_o
 			if (status != 0 && why[0] == '\0')
 				it_cli_problem_message(a.body.data, a.body.len, status, why, sizeof(why));
 			if (attempt >= o->retries) {
-				snprintf(msg, msglen, "%s (giving up after %u retries; run again to resume)", why, o->retries);
+				snprintf(msg, msglen, "%s (giving up after %u retries; run again to resume)", why,
+					 o->retries);
 				result = IT_TUSC_GAVE_UP;
 				break;
 			}
@@ -390,7 +395,8 @@ int it_tusc_upload(CURL *h, const it_tusc_opts *o, const char *path, char *url_o
 			if (ra >= 0)
 				wait_ms = ra > o->max_wait_ms / 1000 ? o->max_wait_ms : ra * 1000;
 			if (wait_ms < 0)
-				wait_ms = it_cli_backoff_ms(attempt, o->retry_delay_ms, o->max_wait_ms, it_cli_random());
+				wait_ms =
+					it_cli_backoff_ms(attempt, o->retry_delay_ms, o->max_wait_ms, it_cli_random());
 			attempt++;
 			if (o->verbose)
 				fprintf(stderr, "imagetools-upload: %s: %s; resuming in %.1f s (%u of %u)\n", path,

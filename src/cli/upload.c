@@ -37,15 +37,15 @@ struct opts {
 	int quiet, json, progress, recursive;
 	const char *files_from; /* file with one path per line, "-" for standard input */
 	unsigned retries;
-	long retry_delay_ms; /* first backoff delay */
-	long max_wait_ms;    /* ceiling on any single wait, Retry-After included */
-	long timeout_s;	     /* a transfer making no progress this long is retried */
-	const char *url;     /* the upload URL, for messages */
-	int resume;	     /* tus: resumable, surviving a kill of this program */
+	long retry_delay_ms;  /* first backoff delay */
+	long max_wait_ms;     /* ceiling on any single wait, Retry-After included */
+	long timeout_s;	      /* a transfer making no progress this long is retried */
+	const char *url;      /* the upload URL, for messages */
+	int resume;	      /* tus: resumable, surviving a kill of this program */
 	char state_dir[4096]; /* where --resume keeps upload URLs */
-	long limit_rate;     /* bytes per second sent at most; 0: no limit */
-	const char *pair;    /* --pair: a pairing code or link to exchange for a token first */
-	int token;	     /* the credential is a token: it goes in Authorization: Bearer */
+	long limit_rate;      /* bytes per second sent at most; 0: no limit */
+	const char *pair;     /* --pair: a pairing code or link to exchange for a token first */
+	int token;	      /* the credential is a token: it goes in Authorization: Bearer */
 	it_announce presence; /* this run's presence entry while it uploads */
 };
 
@@ -278,11 +278,14 @@ static void report_not_server(const char *url, long status)
 
 	it_cli_sanitize(safe, sizeof(safe), url);
 	if (status >= 200 && status < 300)
-		fprintf(stderr, PROG ": %s answered %ld, but not as an ImageTools server: check --server "
-				"(the address of the ImageTools page, e.g. http://host:8080)\n", safe, status);
+		fprintf(stderr,
+			PROG ": %s answered %ld, but not as an ImageTools server: check --server "
+			     "(the address of the ImageTools page, e.g. http://host:8080)\n",
+			safe, status);
 	else
-		fprintf(stderr, PROG ": %s is not an ImageTools server (HTTP %ld without an ImageTools "
-				"error): check --server (the address of the ImageTools page, e.g. http://host:8080)\n",
+		fprintf(stderr,
+			PROG ": %s is not an ImageTools server (HTTP %ld without an ImageTools "
+			     "error): check --server (the address of the ImageTools page, e.g. http://host:8080)\n",
 			safe, status);
 }
 
@@ -294,12 +297,14 @@ static void report_token(int kind, const char *token, const char *msg)
 	char red[16];
 
 	if (kind == IT_CLI_AUTH_TOKEN)
-		fprintf(stderr, PROG ": the token %s is unknown, expired or revoked; pair again with " PROG
-				" --pair and a new code from the ImageTools page (%s)\n",
+		fprintf(stderr,
+			PROG ": the token %s is unknown, expired or revoked; pair again with " PROG
+			     " --pair and a new code from the ImageTools page (%s)\n",
 			it_log_redact(token, red, sizeof(red)), msg);
 	else
-		fprintf(stderr, PROG ": the token %s may not upload into this session; pair with an upload or "
-				"full-access code (%s)\n",
+		fprintf(stderr,
+			PROG ": the token %s may not upload into this session; pair with an upload or "
+			     "full-access code (%s)\n",
 			it_log_redact(token, red, sizeof(red)), msg);
 }
 
@@ -326,8 +331,7 @@ static void report_rejection(const char *path, long status, const it_buf *body, 
 	}
 }
 
-static enum outcome upload_one(CURL *h, const struct opts *o, const char *path, int idx,
-			       int count)
+static enum outcome upload_one(CURL *h, const struct opts *o, const char *path, int idx, int count)
 {
 	struct xfer x;
 	struct stat st;
@@ -476,8 +480,9 @@ static enum outcome upload_one(CURL *h, const struct opts *o, const char *path, 
 			case IT_CLI_AUTH_TOKEN: result = BAD_TOKEN; break;
 			case IT_CLI_AUTH_SCOPE: result = SCOPE; break;
 			default:
-				result = status == 404 || imagetools_problem(&x.body, "invalid-session-id") ? BAD_SESSION
-													: REJECTED;
+				result = status == 404 || imagetools_problem(&x.body, "invalid-session-id")
+					? BAD_SESSION
+					: REJECTED;
 			}
 			break;
 		}
@@ -487,8 +492,8 @@ static enum outcome upload_one(CURL *h, const struct opts *o, const char *path, 
 				wait_ms = o->max_wait_ms;
 		}
 		if (!o->quiet)
-			fprintf(stderr, PROG ": %s: %s; retrying in %.1f s (%u of %u)\n", path,
-				why, wait_ms / 1000.0, attempt + 1, o->retries);
+			fprintf(stderr, PROG ": %s: %s; retrying in %.1f s (%u of %u)\n", path, why, wait_ms / 1000.0,
+				attempt + 1, o->retries);
 		if (it_cli_sleep_ms(wait_ms, &stop_requested) < 0) {
 			result = INTERRUPTED;
 			break;
@@ -502,8 +507,8 @@ static enum outcome upload_one(CURL *h, const struct opts *o, const char *path, 
 /* --resume: one file through tus (tusclient.h), reported like upload_one. */
 static enum outcome resume_one(CURL *h, const struct opts *o, const char *path)
 {
-	it_tusc_opts t = {o->conf.server, o->conf.session, o->conf.source, o->state_dir, o->retries,
-			  o->retry_delay_ms, o->max_wait_ms, &stop_requested, !o->quiet};
+	it_tusc_opts t = {o->conf.server,    o->conf.session, o->conf.source,  o->state_dir, o->retries,
+			  o->retry_delay_ms, o->max_wait_ms,  &stop_requested, !o->quiet};
 	char url[2048], msg[700];
 	int rc = it_tusc_upload(h, &t, path, url, sizeof(url), msg, sizeof(msg));
 
@@ -655,8 +660,9 @@ static int pair(struct opts *o)
 	int rc;
 
 	if (it_pairing_parse(o->pair, server, sizeof(server), code, sizeof(code)) < 0) {
-		fprintf(stderr, PROG ": --pair takes a pairing code (itp....) or the pairing link the ImageTools "
-				"page shows (.../#pair=itp....)\n");
+		fprintf(stderr,
+			PROG ": --pair takes a pairing code (itp....) or the pairing link the ImageTools "
+			     "page shows (.../#pair=itp....)\n");
 		return IT_EXIT_USAGE;
 	}
 	if (server[0] == '\0') {
@@ -669,8 +675,9 @@ static int pair(struct opts *o)
 			return IT_EXIT_USAGE;
 		}
 		if (c.server == NULL) {
-			fprintf(stderr, PROG ": --pair with a bare code needs the server: use --server, "
-					"IMAGETOOLS_SERVER, or the pairing link instead of the code\n");
+			fprintf(stderr,
+				PROG ": --pair with a bare code needs the server: use --server, "
+				     "IMAGETOOLS_SERVER, or the pairing link instead of the code\n");
 			it_cli_conf_free(&c);
 			return IT_EXIT_USAGE;
 		}
@@ -678,8 +685,9 @@ static int pair(struct opts *o)
 		it_cli_conf_free(&c);
 	}
 	if (it_cli_conf_path(path, sizeof(path)) < 0) {
-		fprintf(stderr, PROG ": --pair keeps the token in the config file, which needs XDG_CONFIG_HOME or "
-				"HOME\n");
+		fprintf(stderr,
+			PROG ": --pair keeps the token in the config file, which needs XDG_CONFIG_HOME or "
+			     "HOME\n");
 		return IT_EXIT_USAGE;
 	}
 	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK || (h = curl_easy_init()) == NULL) {
@@ -706,8 +714,8 @@ static int pair(struct opts *o)
 	o->conf.server = strdup(server);
 	o->conf.session = strdup(r.token);
 	if (!o->quiet)
-		fprintf(stderr, PROG ": paired as %s (\"%s\", scope %s%s%s); the token is kept in %s\n",
-			r.device_id, r.label, r.scope, r.expires_at[0] ? ", until " : "", r.expires_at, path);
+		fprintf(stderr, PROG ": paired as %s (\"%s\", scope %s%s%s); the token is kept in %s\n", r.device_id,
+			r.label, r.scope, r.expires_at[0] ? ", until " : "", r.expires_at, path);
 	/* Later runs would take the environment's credential instead: say so
 	 * now rather than leave the user wondering which one is used. */
 	for (size_t i = 0; i < sizeof(env_creds) / sizeof(env_creds[0]); i++) {
@@ -726,16 +734,25 @@ static int pair(struct opts *o)
 static int run(int argc, char **argv, struct opts *o, it_buf *url, struct pathlist *files)
 {
 	static const struct option longopts[] = {
-		{"server", required_argument, NULL, 's'}, {"session", required_argument, NULL, 'S'},
-		{"source", required_argument, NULL, 'o'}, {"json", no_argument, NULL, 'j'},
-		{"quiet", no_argument, NULL, 'q'},	  {"retries", required_argument, NULL, 'n'},
+		{"server", required_argument, NULL, 's'},
+		{"session", required_argument, NULL, 'S'},
+		{"source", required_argument, NULL, 'o'},
+		{"json", no_argument, NULL, 'j'},
+		{"quiet", no_argument, NULL, 'q'},
+		{"retries", required_argument, NULL, 'n'},
 		{"recursive", no_argument, NULL, 'r'},
-		{"retry-delay", required_argument, NULL, 'd'}, {"max-wait", required_argument, NULL, 'w'},
-		{"timeout", required_argument, NULL, 't'}, {"help", no_argument, NULL, 'h'},
-		{"version", no_argument, NULL, 'V'},	  {"files-from", required_argument, NULL, 'F'},
-		{"resume", no_argument, NULL, 'R'},	  {"state-dir", required_argument, NULL, 'D'},
-		{"limit-rate", required_argument, NULL, 'L'}, {"token", required_argument, NULL, 'K'},
-		{"pair", required_argument, NULL, 'P'},	  {NULL, 0, NULL, 0},
+		{"retry-delay", required_argument, NULL, 'd'},
+		{"max-wait", required_argument, NULL, 'w'},
+		{"timeout", required_argument, NULL, 't'},
+		{"help", no_argument, NULL, 'h'},
+		{"version", no_argument, NULL, 'V'},
+		{"files-from", required_argument, NULL, 'F'},
+		{"resume", no_argument, NULL, 'R'},
+		{"state-dir", required_argument, NULL, 'D'},
+		{"limit-rate", required_argument, NULL, 'L'},
+		{"token", required_argument, NULL, 'K'},
+		{"pair", required_argument, NULL, 'P'},
+		{NULL, 0, NULL, 0},
 	};
 	struct sigaction sa;
 	struct curl_slist *auth = NULL;
@@ -751,11 +768,20 @@ static int run(int argc, char **argv, struct opts *o, it_buf *url, struct pathli
 	o->timeout_s = 60;
 	while ((c = getopt_long(argc, argv, "s:S:jqrhV", longopts, NULL)) != -1) {
 		switch (c) {
-		case 's': free(o->conf.server); o->conf.server = strdup(optarg); break;
+		case 's':
+			free(o->conf.server);
+			o->conf.server = strdup(optarg);
+			break;
 		case 'S':
-		case 'K': free(o->conf.session); o->conf.session = strdup(optarg); break;
+		case 'K':
+			free(o->conf.session);
+			o->conf.session = strdup(optarg);
+			break;
 		case 'P': o->pair = optarg; break;
-		case 'o': free(o->conf.source); o->conf.source = strdup(optarg); break;
+		case 'o':
+			free(o->conf.source);
+			o->conf.source = strdup(optarg);
+			break;
 		case 'j': o->json = 1; break;
 		case 'F': o->files_from = optarg; break;
 		case 'q': o->quiet = 1; break;
@@ -840,7 +866,8 @@ static int run(int argc, char **argv, struct opts *o, it_buf *url, struct pathli
 
 		if (stat(argv[i], &st) == 0 && S_ISDIR(st.st_mode)) {
 			if (!o->recursive) {
-				fprintf(stderr, PROG ": %s: is a directory (use -r to upload what it holds)\n", argv[i]);
+				fprintf(stderr, PROG ": %s: is a directory (use -r to upload what it holds)\n",
+					argv[i]);
 				t.rejected++;
 				continue;
 			}
@@ -887,8 +914,9 @@ static int run(int argc, char **argv, struct opts *o, it_buf *url, struct pathli
 	if (files->n > 0 || o->files_from)
 		it_announce_start(&o->presence, "uploading");
 	for (size_t i = 0; i < files->n && !batch_over(&t); i++) {
-		tally(&t, o->resume ? resume_one(h, o, files->v[i])
-				    : upload_one(h, o, files->v[i], (int)i + 1, (int)files->n));
+		tally(&t,
+		      o->resume ? resume_one(h, o, files->v[i])
+				: upload_one(h, o, files->v[i], (int)i + 1, (int)files->n));
 		total++;
 	}
 	if (o->files_from && !batch_over(&t)) {

@@ -53,8 +53,8 @@ struct watch {
 	CURL *h;
 	it_buf url, body;
 	long status;
-	int checked;	  /* the status of the current answer has been looked at */
-	int streaming;	  /* the current answer is a 200 event stream */
+	int checked;   /* the status of the current answer has been looked at */
+	int streaming; /* the current answer is a 200 event stream */
 	it_cli_headers hdr;
 	int done;	  /* --once: the first matching event was printed */
 	int fatal;	  /* a local error (state file) ends the program */
@@ -64,12 +64,12 @@ struct watch {
 	int unsynced;	  /* the state file was renamed since then without a flush */
 	it_ssep_parser sse;
 	char *sse_data;
-	int token;	      /* the credential is a token (else a session id) */
-	char cred_shown[16];  /* its log-safe prefix, for messages and the state file */
-	char client_id[17];   /* this run's presence name, stable across reconnects */
-	int anonymous;	      /* --no-presence: no client identity on the streams */
+	int token;		 /* the credential is a token (else a session id) */
+	char cred_shown[16];	 /* its log-safe prefix, for messages and the state file */
+	char client_id[17];	 /* this run's presence name, stable across reconnects */
+	int anonymous;		 /* --no-presence: no client identity on the streams */
 	struct curl_slist *auth; /* Authorization: Bearer, on every request */
-	char revoked[16];     /* session.revoked arrived: its reason ("revoked", "expired") */
+	char revoked[16];	 /* session.revoked arrived: its reason ("revoked", "expired") */
 };
 
 static volatile sig_atomic_t stop_requested;
@@ -175,10 +175,8 @@ static int state_text(const struct watch *w, char *text, size_t len)
 	 * its prefix, which is enough to tell one credential's file from
 	 * another's. */
 	if (w->token)
-		return snprintf(text, len, "{\"token\":\"%s\",\"last_event_id\":%-20lld}\n", w->cred_shown,
-				w->cursor);
-	return snprintf(text, len, "{\"session_id\":\"%s\",\"last_event_id\":%-20lld}\n", w->conf.session,
-			w->cursor);
+		return snprintf(text, len, "{\"token\":\"%s\",\"last_event_id\":%-20lld}\n", w->cred_shown, w->cursor);
+	return snprintf(text, len, "{\"session_id\":\"%s\",\"last_event_id\":%-20lld}\n", w->conf.session, w->cursor);
 }
 
 /* Keeps the cursor in the state file. The first call writes a temporary file,
@@ -277,8 +275,9 @@ static int handle_event(struct watch *w, json_object *ev, const char *fallback_t
 		it_cli_sanitize(w->revoked, sizeof(w->revoked), reason);
 	}
 	if (type && wanted(w, type)) {
-		if (printf("%s\n", json_object_to_json_string_ext(ev, JSON_C_TO_STRING_PLAIN |
-									      JSON_C_TO_STRING_NOSLASHESCAPE)) < 0 ||
+		if (printf("%s\n",
+			   json_object_to_json_string_ext(
+				   ev, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE)) < 0 ||
 		    fflush(stdout) != 0) {
 			w->fatal = 1;
 			return -1;
@@ -505,8 +504,9 @@ static void explain_token(struct watch *w)
 		return;
 	}
 	it_cli_problem_message(w->body.data, w->body.len, w->status, msg, sizeof(msg));
-	fprintf(stderr, PROG ": the token %s is unknown, expired or revoked; ask the session's owner for a new "
-			"pairing code (%s)\n",
+	fprintf(stderr,
+		PROG ": the token %s is unknown, expired or revoked; ask the session's owner for a new "
+		     "pairing code (%s)\n",
 		w->cred_shown, msg);
 }
 
@@ -515,8 +515,9 @@ static void explain_scope(struct watch *w)
 	char msg[600];
 
 	it_cli_problem_message(w->body.data, w->body.len, w->status, msg, sizeof(msg));
-	fprintf(stderr, PROG ": the token %s may not read this session's events (an upload-only token?); "
-			"follow with a token of view or full access (%s)\n",
+	fprintf(stderr,
+		PROG ": the token %s may not read this session's events (an upload-only token?); "
+		     "follow with a token of view or full access (%s)\n",
 		w->cred_shown, msg);
 }
 
@@ -667,14 +668,22 @@ static enum ending run_longpoll(struct watch *w, char *why, size_t whylen)
 int main(int argc, char **argv)
 {
 	static const struct option longopts[] = {
-		{"server", required_argument, NULL, 's'},      {"session", required_argument, NULL, 'S'},
-		{"transport", required_argument, NULL, 't'},   {"since", required_argument, NULL, 'n'},
-		{"state", required_argument, NULL, 'f'},       {"type", required_argument, NULL, 'T'},
-		{"once", no_argument, NULL, '1'},	       {"quiet", no_argument, NULL, 'q'},
-		{"poll-timeout", required_argument, NULL, 'P'}, {"idle-timeout", required_argument, NULL, 'I'},
-		{"retry-delay", required_argument, NULL, 'd'}, {"max-wait", required_argument, NULL, 'w'},
-		{"help", no_argument, NULL, 'h'},	       {"version", no_argument, NULL, 'V'},
-		{"token", required_argument, NULL, 'K'},      {"no-presence", no_argument, NULL, 'A'},
+		{"server", required_argument, NULL, 's'},
+		{"session", required_argument, NULL, 'S'},
+		{"transport", required_argument, NULL, 't'},
+		{"since", required_argument, NULL, 'n'},
+		{"state", required_argument, NULL, 'f'},
+		{"type", required_argument, NULL, 'T'},
+		{"once", no_argument, NULL, '1'},
+		{"quiet", no_argument, NULL, 'q'},
+		{"poll-timeout", required_argument, NULL, 'P'},
+		{"idle-timeout", required_argument, NULL, 'I'},
+		{"retry-delay", required_argument, NULL, 'd'},
+		{"max-wait", required_argument, NULL, 'w'},
+		{"help", no_argument, NULL, 'h'},
+		{"version", no_argument, NULL, 'V'},
+		{"token", required_argument, NULL, 'K'},
+		{"no-presence", no_argument, NULL, 'A'},
 		{NULL, 0, NULL, 0},
 	};
 	struct watch w;
@@ -696,9 +705,15 @@ int main(int argc, char **argv)
 	w.max_wait_ms = 60000;
 	while ((c = getopt_long(argc, argv, "s:S:t:T:1qhV", longopts, NULL)) != -1) {
 		switch (c) {
-		case 's': free(w.conf.server); w.conf.server = strdup(optarg); break;
+		case 's':
+			free(w.conf.server);
+			w.conf.server = strdup(optarg);
+			break;
 		case 'S':
-		case 'K': free(w.conf.session); w.conf.session = strdup(optarg); break;
+		case 'K':
+			free(w.conf.session);
+			w.conf.session = strdup(optarg);
+			break;
 		case 't':
 			if (strcmp(optarg, "sse") == 0)
 				w.transport = T_SSE;
@@ -767,8 +782,9 @@ int main(int argc, char **argv)
 	case IT_CLI_CRED_TOKEN: w.token = 1; break;
 	case IT_CLI_CRED_SESSION: break;
 	default:
-		fprintf(stderr, PROG ": this is not a session id (22 to 64 letters, digits, '-' and '_') or a "
-				"token (itk. and 32 of them); copy it from the ImageTools page\n");
+		fprintf(stderr,
+			PROG ": this is not a session id (22 to 64 letters, digits, '-' and '_') or a "
+			     "token (itk. and 32 of them); copy it from the ImageTools page\n");
 		exit_code = IT_EXIT_SESSION;
 		goto out;
 	}
@@ -869,7 +885,7 @@ int main(int argc, char **argv)
 		 * the user did not choose one. */
 		delay = it_cli_backoff_ms(attempt++,
 					  it_ssep_retry(&w.sse) > 0 && !w.retry_delay_given ? it_ssep_retry(&w.sse)
-											     : w.retry_delay_ms,
+											    : w.retry_delay_ms,
 					  w.max_wait_ms, it_cli_random());
 		ra = it_cli_retry_after(w.hdr.retry_after, time(NULL));
 		if (ra >= 0)
