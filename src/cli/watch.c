@@ -380,10 +380,12 @@ static size_t on_stream(char *data, size_t size, size_t n, void *p)
 	return len;
 }
 
-static void prepare(struct watch *w, const char *url)
+/* Readies the handle for a request to w->url and empties the body buffer,
+ * which holds at most max bytes of this answer. */
+static void prepare(struct watch *w, size_t max)
 {
 	curl_easy_reset(w->h);
-	curl_easy_setopt(w->h, CURLOPT_URL, url);
+	curl_easy_setopt(w->h, CURLOPT_URL, w->url.data);
 	curl_easy_setopt(w->h, CURLOPT_USERAGENT, PROG "/" PACKAGE_VERSION);
 	curl_easy_setopt(w->h, CURLOPT_NOSIGNAL, 1L);
 	curl_easy_setopt(w->h, CURLOPT_PROTOCOLS_STR, "http,https");
@@ -400,6 +402,8 @@ static void prepare(struct watch *w, const char *url)
 	w->checked = 0;
 	w->streaming = 0;
 	w->hdr.retry_after[0] = w->hdr.content_type[0] = '\0';
+	it_buf_reset(&w->body);
+	w->body.max = max;
 }
 
 /* The URL of an event request: the credential is not in it (it goes in the
@@ -452,9 +456,7 @@ static int check_session(struct watch *w, long long *last)
 	if (it_cli_url(&w->url, w->conf.server, "/api/v1/events") < 0 ||
 	    it_buf_printf(&w->url, "?cursor=%s&timeout=0", last ? CURSOR_AHEAD : num) < 0)
 		return CHECK_RETRY;
-	prepare(w, w->url.data);
-	it_buf_reset(&w->body);
-	w->body.max = MAX_POLL_ANSWER;
+	prepare(w, MAX_POLL_ANSWER);
 	curl_easy_setopt(w->h, CURLOPT_WRITEFUNCTION, on_body);
 	curl_easy_setopt(w->h, CURLOPT_TIMEOUT, 30L);
 	rc = curl_easy_perform(w->h);
@@ -578,12 +580,9 @@ static enum ending run_sse(struct watch *w, char *why, size_t whylen)
 	char line[64];
 	CURLcode rc;
 
-	it_buf_reset(&w->url);
 	if (build_url(w, "/api/v1/events/stream", 0) < 0)
 		return E_FATAL;
-	prepare(w, w->url.data);
-	it_buf_reset(&w->body);
-	w->body.max = MAX_ERROR_ANSWER;
+	prepare(w, MAX_ERROR_ANSWER);
 	it_ssep_init(&w->sse, w->sse_data, MAX_EVENT);
 	/* Resuming is the whole point: the server sends what came after this id. */
 	snprintf(line, sizeof(line), "Last-Event-ID: %lld", w->cursor);
@@ -618,12 +617,9 @@ static enum ending run_longpoll(struct watch *w, char *why, size_t whylen)
 	size_t i, n;
 
 	for (;;) {
-		it_buf_reset(&w->url);
 		if (build_url(w, "/api/v1/events", 1) < 0)
 			return E_FATAL;
-		prepare(w, w->url.data);
-		it_buf_reset(&w->body);
-		w->body.max = MAX_POLL_ANSWER;
+		prepare(w, MAX_POLL_ANSWER);
 		curl_easy_setopt(w->h, CURLOPT_WRITEFUNCTION, on_body);
 		curl_easy_setopt(w->h, CURLOPT_TIMEOUT, w->poll_timeout_s + 30);
 		rc = curl_easy_perform(w->h);
@@ -665,7 +661,27 @@ static enum ending run_longpoll(struct watch *w, char *why, size_t whylen)
 	return end;
 }
 
-int main(int argc, char **argv)
+/* What a step of main returns when the program goes on; any other value is
+ * the exit code. */
+#define GO_ON (-1)
+
+/* Sets the defaults that the options may change. */
+static void watch_init(struct watch *w)
+{
+	memset(w, 0, sizeof(*w));
+	w->state_fd = -1;
+	it_buf_init(&w->url, 8192);
+	it_buf_init(&w->body, MAX_ERROR_ANSWER);
+	w->transport = T_SSE;
+	w->poll_timeout_s = 25;
+	w->idle_timeout_s = 45;
+	w->retry_delay_ms = 1000;
+	w->max_wait_ms = 60000;
+}
+
+/* Reads the command line into w, and --since into *since. Returns GO_ON, or
+ * the exit code after --help, --version or a message. */
+static int parse_options(struct watch *w, int argc, char **argv, const char **since)
 {
 	static const struct option longopts[] = {
 		{"server", required_argument, NULL, 's'},
@@ -686,243 +702,306 @@ int main(int argc, char **argv)
 		{"no-presence", no_argument, NULL, 'A'},
 		{NULL, 0, NULL, 0},
 	};
-	struct watch w;
-	struct sigaction sa;
-	const char *since = NULL;
-	char err[600], why[700];
-	unsigned attempt = 0;
-	int c, rc, want_now, exit_code = IT_EXIT_OK;
+	int c;
 	long v;
 
-	memset(&w, 0, sizeof(w));
-	w.state_fd = -1;
-	it_buf_init(&w.url, 8192);
-	it_buf_init(&w.body, MAX_ERROR_ANSWER);
-	w.transport = T_SSE;
-	w.poll_timeout_s = 25;
-	w.idle_timeout_s = 45;
-	w.retry_delay_ms = 1000;
-	w.max_wait_ms = 60000;
 	while ((c = getopt_long(argc, argv, "s:S:t:T:1qhV", longopts, NULL)) != -1) {
 		switch (c) {
 		case 's':
-			free(w.conf.server);
-			w.conf.server = strdup(optarg);
+			free(w->conf.server);
+			w->conf.server = strdup(optarg);
 			break;
 		case 'S':
 		case 'K':
-			free(w.conf.session);
-			w.conf.session = strdup(optarg);
+			free(w->conf.session);
+			w->conf.session = strdup(optarg);
 			break;
 		case 't':
 			if (strcmp(optarg, "sse") == 0)
-				w.transport = T_SSE;
+				w->transport = T_SSE;
 			else if (strcmp(optarg, "longpoll") == 0)
-				w.transport = T_LONGPOLL;
+				w->transport = T_LONGPOLL;
 			else {
 				fprintf(stderr, PROG ": --transport is sse or longpoll, not '%s'\n", optarg);
-				goto usage_error;
+				return IT_EXIT_USAGE;
 			}
 			break;
-		case 'n': since = optarg; break;
-		case 'f': w.state_path = optarg; break;
+		case 'n': *since = optarg; break;
+		case 'f': w->state_path = optarg; break;
 		case 'T':
-			if (w.ntypes == MAX_TYPES) {
+			if (w->ntypes == MAX_TYPES) {
 				fprintf(stderr, PROG ": at most %d --type options\n", MAX_TYPES);
-				goto usage_error;
+				return IT_EXIT_USAGE;
 			}
-			w.types[w.ntypes++] = optarg;
+			w->types[w->ntypes++] = optarg;
 			break;
-		case '1': w.once = 1; break;
-		case 'A': w.anonymous = 1; break;
-		case 'q': w.quiet = 1; break;
+		case '1': w->once = 1; break;
+		case 'A': w->anonymous = 1; break;
+		case 'q': w->quiet = 1; break;
 		case 'P':
-			if (it_cli_parse_long(optarg, 1, 3600, &w.poll_timeout_s) < 0)
+			if (it_cli_parse_long(optarg, 1, 3600, &w->poll_timeout_s) < 0)
 				goto bad_number;
 			break;
 		case 'I':
-			if (it_cli_parse_long(optarg, 1, 86400, &w.idle_timeout_s) < 0)
+			if (it_cli_parse_long(optarg, 1, 86400, &w->idle_timeout_s) < 0)
 				goto bad_number;
 			break;
 		case 'd':
-			if (it_cli_parse_long(optarg, 1, 3600000, &w.retry_delay_ms) < 0)
+			if (it_cli_parse_long(optarg, 1, 3600000, &w->retry_delay_ms) < 0)
 				goto bad_number;
-			w.retry_delay_given = 1;
+			w->retry_delay_given = 1;
 			break;
 		case 'w':
 			if (it_cli_parse_long(optarg, 1, 86400, &v) < 0)
 				goto bad_number;
-			w.max_wait_ms = v * 1000;
+			w->max_wait_ms = v * 1000;
 			break;
-		case 'h': usage(stdout); goto out;
-		case 'V': printf(PROG " %s\n", PACKAGE_VERSION); goto out;
-		default: usage(stderr); goto usage_error;
+		case 'h': usage(stdout); return IT_EXIT_OK;
+		case 'V': printf(PROG " %s\n", PACKAGE_VERSION); return IT_EXIT_OK;
+		default: usage(stderr); return IT_EXIT_USAGE;
 		}
 	}
 	if (optind != argc) {
 		fprintf(stderr, PROG ": unexpected argument '%s' (try --help)\n", argv[optind]);
-		goto usage_error;
+		return IT_EXIT_USAGE;
 	}
-	if (it_cli_conf_resolve(&w.conf, err, sizeof(err)) < 0) {
+	return GO_ON;
+
+bad_number:
+	fprintf(stderr, PROG ": '%s' is not a number in the allowed range (see --help)\n", optarg);
+	return IT_EXIT_USAGE;
+}
+
+/* Completes the server and the credential from the environment and the
+ * config file, checks their form and prepares the Authorization header.
+ * Returns GO_ON or the exit code after a message. */
+static int check_settings(struct watch *w)
+{
+	char err[600];
+
+	if (it_cli_conf_resolve(&w->conf, err, sizeof(err)) < 0) {
 		fprintf(stderr, PROG ": %s\n", err);
-		goto usage_error;
+		return IT_EXIT_USAGE;
 	}
-	if (w.conf.server == NULL || w.conf.session == NULL) {
+	if (w->conf.server == NULL || w->conf.session == NULL) {
 		fprintf(stderr, PROG ": %s is not set: use --%s, %s or the config file (see --help)\n",
-			w.conf.server ? "the session" : "the server", w.conf.server ? "session" : "server",
-			w.conf.server ? "IMAGETOOLS_SESSION" : "IMAGETOOLS_SERVER");
-		goto usage_error;
+			w->conf.server ? "the session" : "the server", w->conf.server ? "session" : "server",
+			w->conf.server ? "IMAGETOOLS_SESSION" : "IMAGETOOLS_SERVER");
+		return IT_EXIT_USAGE;
 	}
-	if (it_cli_url(&w.url, w.conf.server, "/") < 0) {
+	if (it_cli_url(&w->url, w->conf.server, "/") < 0) {
 		fprintf(stderr, PROG ": the server must be an http:// or https:// URL\n");
-		exit_code = IT_EXIT_USAGE;
-		goto out;
+		return IT_EXIT_USAGE;
 	}
-	switch (it_cli_cred_kind(w.conf.session)) {
-	case IT_CLI_CRED_TOKEN: w.token = 1; break;
+	switch (it_cli_cred_kind(w->conf.session)) {
+	case IT_CLI_CRED_TOKEN: w->token = 1; break;
 	case IT_CLI_CRED_SESSION: break;
 	default:
 		fprintf(stderr,
 			PROG ": this is not a session id (22 to 64 letters, digits, '-' and '_') or a "
 			     "token (itk. and 32 of them); copy it from the ImageTools page\n");
-		exit_code = IT_EXIT_SESSION;
-		goto out;
+		return IT_EXIT_SESSION;
 	}
-	it_log_redact(w.conf.session, w.cred_shown, sizeof(w.cred_shown));
-	it_cli_random_name(w.client_id);
-	if ((w.auth = it_cli_bearer(NULL, w.conf.session)) == NULL) {
+	it_log_redact(w->conf.session, w->cred_shown, sizeof(w->cred_shown));
+	it_cli_random_name(w->client_id);
+	if ((w->auth = it_cli_bearer(NULL, w->conf.session)) == NULL) {
 		fprintf(stderr, PROG ": out of memory\n");
-		exit_code = IT_EXIT_FAILED;
-		goto out;
+		return IT_EXIT_FAILED;
 	}
+	return GO_ON;
+}
+
+/* Sets the cursor from --since (an event id; "now" is resolved later, by the
+ * server) and then from the state file, which wins; *loaded says whether the
+ * state file gave it. Returns GO_ON or the exit code after a message. */
+static int starting_cursor(struct watch *w, const char *since, int *loaded)
+{
+	int rc;
+
 	if (since && strcmp(since, "now") != 0) {
 		char *end;
 		errno = 0;
-		w.cursor = strtoll(since, &end, 10);
-		if (errno || end == since || *end || w.cursor < 0) {
+		w->cursor = strtoll(since, &end, 10);
+		if (errno || end == since || *end || w->cursor < 0) {
 			fprintf(stderr, PROG ": --since is an event id or 'now', not '%s'\n", since);
-			exit_code = IT_EXIT_USAGE;
-			goto out;
+			return IT_EXIT_USAGE;
 		}
 	}
-	rc = w.state_path ? state_load(&w) : 0;
-	if (rc < 0) {
-		exit_code = IT_EXIT_USAGE;
-		goto out;
-	}
-	w.sse_data = malloc(MAX_EVENT);
-	if (w.sse_data == NULL || curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK ||
-	    (w.h = curl_easy_init()) == NULL) {
+	rc = w->state_path ? state_load(w) : 0;
+	if (rc < 0)
+		return IT_EXIT_USAGE;
+	*loaded = rc;
+	return GO_ON;
+}
+
+/* Allocates the event buffer and the libcurl handle. Returns GO_ON or the
+ * exit code after a message. */
+static int open_client(struct watch *w)
+{
+	w->sse_data = malloc(MAX_EVENT);
+	if (w->sse_data == NULL || curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK ||
+	    (w->h = curl_easy_init()) == NULL) {
 		fprintf(stderr, PROG ": out of memory\n");
-		exit_code = IT_EXIT_FAILED;
-		goto out;
+		return IT_EXIT_FAILED;
 	}
+	return GO_ON;
+}
+
+/* SIGINT and SIGTERM end the program after the state file is flushed. */
+static void catch_signals(void)
+{
+	struct sigaction sa;
+
 	memset(&sa, 0, sizeof(sa));
 	sa.sa_handler = on_signal;
 	sigaction(SIGINT, &sa, NULL);
 	sigaction(SIGTERM, &sa, NULL);
+}
 
-	/* Check the session first, so a typo is reported at once instead of as
-	 * a stream of reconnects; --since now needs its last event id anyway. */
-	want_now = since && rc == 0 && strcmp(since, "now") == 0;
+/* Checks the session before following it, so that a typo is reported at
+ * once instead of as a stream of reconnects, and retries with backoff while
+ * the server does not answer; want_now (--since now) moves the cursor to the
+ * session's last event. Returns GO_ON, or the exit code (IT_EXIT_OK when a
+ * signal stopped the wait). */
+static int wait_for_session(struct watch *w, int want_now)
+{
+	unsigned attempt = 0;
+	long delay;
+	int rc;
+
 	for (;;) {
 		long long last = 0;
 
-		rc = check_session(&w, want_now ? &last : NULL);
+		rc = check_session(w, want_now ? &last : NULL);
 		if (rc == CHECK_OK) {
-			if (last > w.cursor)
-				w.cursor = last;
-			break;
+			if (last > w->cursor)
+				w->cursor = last;
+			return GO_ON;
 		}
-		if (rc != CHECK_RETRY) {
-			exit_code = checked_exit(&w, rc);
-			goto out;
-		}
-		v = it_cli_backoff_ms(attempt++, w.retry_delay_ms, w.max_wait_ms, it_cli_random());
-		if (!w.quiet)
-			fprintf(stderr, PROG ": the server is not answering; trying again in %.1f s\n", v / 1000.0);
-		if (it_cli_sleep_ms(v, &stop_requested) < 0)
-			goto out;
+		if (rc != CHECK_RETRY)
+			return checked_exit(w, rc);
+		delay = it_cli_backoff_ms(attempt++, w->retry_delay_ms, w->max_wait_ms, it_cli_random());
+		if (!w->quiet)
+			fprintf(stderr, PROG ": the server is not answering; trying again in %.1f s\n", delay / 1000.0);
+		if (it_cli_sleep_ms(delay, &stop_requested) < 0)
+			return IT_EXIT_OK;
 	}
+}
+
+/* The exit code for a connection that ended in end, after the message it
+ * calls for; GO_ON when the program reconnects. */
+static int ending_exit(struct watch *w, enum ending end)
+{
+	switch (end) {
+	case E_DONE:
+	case E_STOPPED: return IT_EXIT_OK;
+	case E_BAD_SESSION: return IT_EXIT_SESSION;
+	case E_FATAL: return IT_EXIT_FAILED;
+	case E_TOKEN: explain_token(w); return IT_EXIT_TOKEN;
+	case E_SCOPE: explain_scope(w); return IT_EXIT_SCOPE;
+	default: return GO_ON;
+	}
+}
+
+/* The delay before the next connection: backoff from the server's retry:
+ * hint when it gave one and the user did not choose a delay, replaced by a
+ * Retry-After of the last answer. */
+static long reconnect_delay(struct watch *w, unsigned attempt)
+{
+	long delay, ra;
+
+	delay = it_cli_backoff_ms(attempt,
+				  it_ssep_retry(&w->sse) > 0 && !w->retry_delay_given ? it_ssep_retry(&w->sse)
+										      : w->retry_delay_ms,
+				  w->max_wait_ms, it_cli_random());
+	ra = it_cli_retry_after(w->hdr.retry_after, time(NULL));
+	if (ra >= 0)
+		delay = ra * 1000 > w->max_wait_ms ? w->max_wait_ms : ra * 1000;
+	return delay;
+}
+
+/* The run loop: follows the session over the chosen transport, reconnecting
+ * with backoff, until --once is satisfied, a signal arrives or the session
+ * or credential is refused. Returns the exit code. */
+static int follow(struct watch *w)
+{
+	char why[700];
+	unsigned attempt = 0;
+	int rc;
 
 	/* Writing the starting point now reports an unwritable state file at
 	 * once, not after the first event has been printed. */
-	if (state_save(&w, 1) < 0) {
-		exit_code = IT_EXIT_FAILED;
-		goto out;
-	}
-	attempt = 0;
+	if (state_save(w, 1) < 0)
+		return IT_EXIT_FAILED;
 	for (;;) {
 		enum ending end;
-		long delay, ra;
+		long delay;
 
-		w.delivered = 0;
+		w->delivered = 0;
 		why[0] = '\0';
-		end = w.transport == T_SSE ? run_sse(&w, why, sizeof(why)) : run_longpoll(&w, why, sizeof(why));
-		if (end == E_DONE || end == E_STOPPED)
-			break;
-		if (end == E_BAD_SESSION) {
-			exit_code = IT_EXIT_SESSION;
-			break;
-		}
-		if (end == E_FATAL) {
-			exit_code = IT_EXIT_FAILED;
-			break;
-		}
-		if (end == E_TOKEN) {
-			explain_token(&w);
-			exit_code = IT_EXIT_TOKEN;
-			break;
-		}
-		if (end == E_SCOPE) {
-			explain_scope(&w);
-			exit_code = IT_EXIT_SCOPE;
-			break;
-		}
-		if (w.delivered)
+		end = w->transport == T_SSE ? run_sse(w, why, sizeof(why)) : run_longpoll(w, why, sizeof(why));
+		if ((rc = ending_exit(w, end)) != GO_ON)
+			return rc;
+		if (w->delivered)
 			attempt = 0;
-		/* The server's retry: hint is the base delay when it gave one and
-		 * the user did not choose one. */
-		delay = it_cli_backoff_ms(attempt++,
-					  it_ssep_retry(&w.sse) > 0 && !w.retry_delay_given ? it_ssep_retry(&w.sse)
-											    : w.retry_delay_ms,
-					  w.max_wait_ms, it_cli_random());
-		ra = it_cli_retry_after(w.hdr.retry_after, time(NULL));
-		if (ra >= 0)
-			delay = ra * 1000 > w.max_wait_ms ? w.max_wait_ms : ra * 1000;
-		if (!w.quiet)
+		delay = reconnect_delay(w, attempt++);
+		if (!w->quiet)
 			fprintf(stderr, PROG ": %s; reconnecting in %.1f s after event %lld\n", why, delay / 1000.0,
-				w.cursor);
+				w->cursor);
 		if (it_cli_sleep_ms(delay, &stop_requested) < 0)
-			break;
+			return IT_EXIT_OK;
 		/* A stream that ended may mean the session ended: ask, so that the
 		 * program stops with a clear message instead of retrying forever. */
-		rc = check_session(&w, NULL);
-		if (rc != CHECK_OK && rc != CHECK_RETRY) {
-			exit_code = checked_exit(&w, rc);
-			break;
-		}
+		rc = check_session(w, NULL);
+		if (rc != CHECK_OK && rc != CHECK_RETRY)
+			return checked_exit(w, rc);
 	}
-out:
-	/* The last cursor reaches the disk before the program ends. */
-	if (w.unsynced && state_save(&w, 1) < 0 && exit_code == IT_EXIT_OK)
+}
+
+/* Flushes the last cursor to disk and frees what w holds; returns the exit
+ * code, made IT_EXIT_FAILED when a clean exit could not flush. */
+static int finish(struct watch *w, int exit_code)
+{
+	if (w->unsynced && state_save(w, 1) < 0 && exit_code == IT_EXIT_OK)
 		exit_code = IT_EXIT_FAILED;
-	if (w.state_fd >= 0)
-		close(w.state_fd);
-	if (w.h) {
-		curl_easy_cleanup(w.h);
+	if (w->state_fd >= 0)
+		close(w->state_fd);
+	if (w->h) {
+		curl_easy_cleanup(w->h);
 		curl_global_cleanup();
 	}
-	curl_slist_free_all(w.auth);
-	free(w.sse_data);
-	it_buf_free(&w.url);
-	it_buf_free(&w.body);
-	it_cli_conf_free(&w.conf);
+	curl_slist_free_all(w->auth);
+	free(w->sse_data);
+	it_buf_free(&w->url);
+	it_buf_free(&w->body);
+	it_cli_conf_free(&w->conf);
 	return exit_code;
+}
 
-bad_number:
-	fprintf(stderr, PROG ": '%s' is not a number in the allowed range (see --help)\n", optarg);
-usage_error:
-	exit_code = IT_EXIT_USAGE;
-	goto out;
+/* Reads as the program's steps, the way curl's tool splits option parsing,
+ * settings and the run loop. */
+int main(int argc, char **argv)
+{
+	struct watch w;
+	const char *since = NULL;
+	int loaded = 0, rc;
+
+	watch_init(&w);
+	rc = parse_options(&w, argc, argv, &since);
+	if (rc == GO_ON)
+		rc = check_settings(&w);
+	if (rc == GO_ON)
+		rc = starting_cursor(&w, since, &loaded);
+	if (rc == GO_ON)
+		rc = open_client(&w);
+	if (rc == GO_ON) {
+		catch_signals();
+		/* --since now needs the session's last event id, unless the state
+		 * file already said where to go on. */
+		rc = wait_for_session(&w, since && !loaded && strcmp(since, "now") == 0);
+	}
+	if (rc == GO_ON)
+		rc = follow(&w);
+	/* The last cursor reaches the disk before the program ends. */
+	return finish(&w, rc);
 }
