@@ -8,11 +8,13 @@
 #include <curl/curl.h>
 #include <errno.h>
 #include <json-c/json.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <sys/random.h>
+#include <sys/stat.h>
 
 int it_cli_conf_path(char *out, size_t outlen)
 {
@@ -203,6 +205,16 @@ long it_cli_backoff_ms(unsigned attempt, long base_ms, long cap_ms, double r)
 	return d - (long)(r * (double)(d / 2));
 }
 
+long it_cli_retry_wait_ms(const char *retry_after, unsigned attempt, long base_ms, long max_ms)
+{
+	long ra = it_cli_retry_after(retry_after, time(NULL));
+
+	/* The server knows best when it can take the request again. */
+	if (ra >= 0)
+		return ra > max_ms / 1000 ? max_ms : ra * 1000;
+	return it_cli_backoff_ms(attempt, base_ms, max_ms, it_cli_random());
+}
+
 void it_cli_sanitize(char *out, size_t outlen, const char *s)
 {
 	size_t i;
@@ -296,6 +308,26 @@ int it_cli_sleep_ms(long ms, volatile sig_atomic_t *stop)
 		ms -= slice;
 	}
 	return stop && *stop ? -1 : 0;
+}
+
+int it_cli_make_dirs(const char *dir)
+{
+	char p[PATH_MAX];
+	size_t n = strlen(dir);
+
+	if (n == 0 || n >= sizeof(p))
+		return -1;
+	memcpy(p, dir, n + 1);
+	for (size_t i = 1; i <= n; i++) {
+		if (p[i] == '/' || p[i] == '\0') {
+			char c = p[i];
+			p[i] = '\0';
+			if (mkdir(p, 0700) < 0 && errno != EEXIST)
+				return -1;
+			p[i] = c;
+		}
+	}
+	return 0;
 }
 
 void it_cli_random_name(char *out)

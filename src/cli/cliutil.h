@@ -90,6 +90,11 @@ long it_cli_retry_after(const char *value, time_t now);
  * that many clients do not retry in step. r is a random value in [0, 1). */
 long it_cli_backoff_ms(unsigned attempt, long base_ms, long cap_ms, double r);
 
+/* The wait before retry number attempt (0-based) of a request: the
+ * server's Retry-After (retry_after, a header value or NULL) when it gave
+ * one, capped at max_ms, else it_cli_backoff_ms from base_ms with jitter. */
+long it_cli_retry_wait_ms(const char *retry_after, unsigned attempt, long base_ms, long max_ms);
+
 /* Writes a one-line description of an error answer into out: the
  * problem+json title and detail when body is one, else the status alone.
  * Control characters from the server are replaced, so a hostile server
@@ -123,6 +128,12 @@ typedef struct it_cli_headers {
  * CURLOPT_HEADERDATA; each status line (a 100 Continue, a redirect) starts
  * the set afresh. */
 size_t it_cli_on_header(char *data, size_t size, size_t n, void *headers);
+
+/* Creates dir and every missing directory above it with mode 0700 (they
+ * hold credentials and upload URLs, which are capabilities), like mkdir -p.
+ * Returns 0, or -1 when dir is empty or too long or a mkdir failed (errno
+ * says why). */
+int it_cli_make_dirs(const char *dir);
 
 /* Sleeps ms milliseconds, waking early when *stop becomes non-zero.
  * Returns 0, or -1 when it was stopped. */

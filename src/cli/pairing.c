@@ -233,27 +233,6 @@ out:
 	return result;
 }
 
-/* mkdir -p with mode 0700 for the directories that do not exist yet. */
-static int make_dirs(const char *dir)
-{
-	char p[PATH_MAX];
-	size_t n = strlen(dir);
-
-	if (n == 0 || n >= sizeof(p))
-		return -1;
-	memcpy(p, dir, n + 1);
-	for (size_t i = 1; i <= n; i++) {
-		if (p[i] == '/' || p[i] == '\0') {
-			char c = p[i];
-			p[i] = '\0';
-			if (mkdir(p, 0700) < 0 && errno != EEXIST)
-				return -1;
-			p[i] = c;
-		}
-	}
-	return 0;
-}
-
 /* Whether line (a line of a key = value file) sets one of the keys that a
  * pairing replaces. */
 static int replaced_key(const char *line)
@@ -289,7 +268,7 @@ int it_pairing_save(const char *path, const char *server, const char *token, cha
 		return -1;
 	}
 	snprintf(dir, sizeof(dir), "%s", path);
-	if (make_dirs(dirname(dir)) < 0) {
+	if (it_cli_make_dirs(dirname(dir)) < 0) {
 		snprintf(err, errlen, "cannot create the directory of %s: %s", path, strerror(errno));
 		return -1;
 	}

@@ -81,27 +81,6 @@ int it_tusc_default_state_dir(char *out, size_t outlen)
 	return w > 0 && (size_t)w < outlen ? 0 : -1;
 }
 
-/* mkdir -p for the state directory (private: it holds capabilities). */
-static int make_dirs(const char *dir)
-{
-	char p[PATH_MAX];
-	size_t n = strlen(dir);
-
-	if (n == 0 || n >= sizeof(p))
-		return -1;
-	memcpy(p, dir, n + 1);
-	for (size_t i = 1; i <= n; i++) {
-		if (p[i] == '/' || p[i] == '\0') {
-			char c = p[i];
-			p[i] = '\0';
-			if (mkdir(p, 0700) < 0 && errno != EEXIST)
-				return -1;
-			p[i] = c;
-		}
-	}
-	return 0;
-}
-
 /* The state file of one upload: named by a hash of what identifies it (the
  * server, the session, the file's path, size and modification time), and
  * holding that key on its first line, so that a collision is noticed. */
@@ -279,7 +258,7 @@ int it_tusc_upload(CURL *h, const it_tusc_opts *o, const char *path, char *url_o
 		result = IT_TUSC_LOCAL_ERROR;
 		goto out;
 	}
-	if (make_dirs(o->state_dir) < 0) {
+	if (it_cli_make_dirs(o->state_dir) < 0) {
 		snprintf(msg, msglen, "the state directory %s cannot be made: %s", o->state_dir, strerror(errno));
 		result = IT_TUSC_LOCAL_ERROR;
 		goto out;

@@ -903,21 +903,14 @@ static int ending_exit(struct watch *w, enum ending end)
 	}
 }
 
-/* The delay before the next connection: backoff from the server's retry:
- * hint when it gave one and the user did not choose a delay, replaced by a
- * Retry-After of the last answer. */
+/* The delay before the next connection: a Retry-After of the last answer,
+ * else backoff from the server's retry: hint when it gave one and the user
+ * did not choose a delay. */
 static long reconnect_delay(struct watch *w, unsigned attempt)
 {
-	long delay, ra;
+	long base = it_ssep_retry(&w->sse) > 0 && !w->retry_delay_given ? it_ssep_retry(&w->sse) : w->retry_delay_ms;
 
-	delay = it_cli_backoff_ms(attempt,
-				  it_ssep_retry(&w->sse) > 0 && !w->retry_delay_given ? it_ssep_retry(&w->sse)
-										      : w->retry_delay_ms,
-				  w->max_wait_ms, it_cli_random());
-	ra = it_cli_retry_after(w->hdr.retry_after, time(NULL));
-	if (ra >= 0)
-		delay = ra * 1000 > w->max_wait_ms ? w->max_wait_ms : ra * 1000;
-	return delay;
+	return it_cli_retry_wait_ms(w->hdr.retry_after, attempt, base, w->max_wait_ms);
 }
 
 /* The run loop: follows the session over the chosen transport, reconnecting

@@ -165,6 +165,17 @@ int main(void)
 	is_int(it_cli_backoff_ms(10, 1000, 60000, 0.0), 60000, "capped");
 	is_int(it_cli_backoff_ms(4000000000u, 1000, 60000, 0.0), 60000, "no overflow on huge attempts");
 	is_int(it_cli_backoff_ms(0, 1000, 60000, 0.999), 501, "jitter takes at most half");
+	/* The wait before a retry: Retry-After first, capped; else backoff. */
+	is_int(it_cli_retry_wait_ms("3", 0, 1000, 60000), 3000, "Retry-After in seconds");
+	is_int(it_cli_retry_wait_ms("0", 5, 1000, 60000), 0, "Retry-After 0 wins over backoff");
+	is_int(it_cli_retry_wait_ms("999", 0, 1000, 60000), 60000, "Retry-After capped at the longest wait");
+	is_int(it_cli_retry_wait_ms("9999999999", 0, 1000, 300000), 300000, "an absurd Retry-After is capped");
+	{
+		long w0 = it_cli_retry_wait_ms(NULL, 0, 1000, 60000), w3 = it_cli_retry_wait_ms("soon", 3, 1000, 60000);
+
+		ok(w0 >= 500 && w0 <= 1000, "no Retry-After: the first backoff delay");
+		ok(w3 >= 4000 && w3 <= 8000, "a malformed Retry-After: backoff");
+	}
 	for (int i = 0; i < 1000; i++) {
 		double r = it_cli_random();
 		if (r < 0 || r >= 1) {
@@ -190,6 +201,31 @@ int main(void)
 		is_str(msg, "HTTP 503", "no body");
 		it_cli_problem_type("[1]", 3, msg, sizeof(msg));
 		is_str(msg, "", "not an object: no type");
+	}
+
+	/* mkdir -p, private. */
+	{
+		char deep[4400];
+		struct stat st;
+
+		snprintf(deep, sizeof(deep), "%s/a/b/c", dir);
+		ok(it_cli_make_dirs(deep) == 0 && stat(deep, &st) == 0 && S_ISDIR(st.st_mode),
+		   "missing directories are made");
+		is_int(st.st_mode & 0777, 0700, "with mode 0700");
+		ok(it_cli_make_dirs(deep) == 0, "existing directories are fine");
+		snprintf(deep, sizeof(deep), "%s/f", dir);
+		write_file(deep, "");
+		snprintf(deep, sizeof(deep), "%s/f/x", dir);
+		ok(it_cli_make_dirs(deep) < 0, "a file in the way is an error");
+		snprintf(deep, sizeof(deep), "%s/f", dir);
+		unlink(deep);
+		ok(it_cli_make_dirs("") < 0, "an empty path is refused");
+		snprintf(deep, sizeof(deep), "%s/a/b/c", dir);
+		rmdir(deep);
+		snprintf(deep, sizeof(deep), "%s/a/b", dir);
+		rmdir(deep);
+		snprintf(deep, sizeof(deep), "%s/a", dir);
+		rmdir(deep);
 	}
 
 	unlink(conf);
