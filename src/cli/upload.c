@@ -57,6 +57,13 @@ struct xfer {
 	int show;
 	double start, last_draw;
 	int drawn;
+	/* What the last attempt got, and why it is tried again. */
+	const char *path;
+	CURLcode rc;
+	long status;
+	char errbuf[CURL_ERROR_SIZE];
+	char why[700];
+	int server_busy; /* a 429 or 5xx: the server's Retry-After sets the wait */
 };
 
 static volatile sig_atomic_t stop_requested;
@@ -331,176 +338,239 @@ static void report_rejection(const char *path, long status, const it_buf *body, 
 	}
 }
 
+/* Fills *st and says (on stderr, and in --json) why path cannot be uploaded
+ * at all, if so. Returns 0 when the file can be sent, else -1. */
+static int check_file(const struct opts *o, const char *path, struct stat *st)
+{
+	const char *unusable = NULL;
+
+	if (stat(path, st) < 0 || access(path, R_OK) < 0)
+		unusable = strerror(errno);
+	else if (!S_ISREG(st->st_mode))
+		unusable = "not a regular file";
+	if (unusable == NULL)
+		return 0;
+	fprintf(stderr, PROG ": %s: %s\n", path, unusable);
+	if (o->json)
+		print_json(path, 0, NULL, unusable);
+	return -1;
+}
+
+/* The progress bar's label: the file's name, numbered when there are several
+ * ("[2/5] photo.jpg") or when the total is not known yet (count 0, files
+ * read from --files-from). */
+static void file_label(char *label, size_t len, const char *path, int idx, int count)
+{
+	char *copy = strdup(path);
+	const char *name = copy ? basename(copy) : path;
+
+	if (count > 1)
+		snprintf(label, len, "[%d/%d] %s", idx, count, name);
+	else if (count == 0)
+		snprintf(label, len, "[%d] %s", idx, name);
+	else
+		snprintf(label, len, "%s", name);
+	free(copy);
+}
+
+/* The form of one attempt; NULL after a message when the file cannot be
+ * attached. The caller frees it with curl_mime_free. */
+static curl_mime *build_form(CURL *h, const struct opts *o, const char *path)
+{
+	curl_mime *mime = curl_mime_init(h);
+	curl_mimepart *part;
+
+	/* A session id goes first in the form, where every server since the
+	 * first takes it; a token goes in the Authorization header (set by
+	 * run), which servers that know tokens read. */
+	if (!o->token) {
+		part = curl_mime_addpart(mime);
+		curl_mime_name(part, "session_id");
+		curl_mime_data(part, o->conf.session, CURL_ZERO_TERMINATED);
+	}
+	part = curl_mime_addpart(mime);
+	curl_mime_name(part, "source");
+	curl_mime_data(part, o->conf.source, CURL_ZERO_TERMINATED);
+	/* The file is read from disk while it is sent: memory stays small
+	 * whatever the file's size. */
+	part = curl_mime_addpart(mime);
+	curl_mime_name(part, "file");
+	if (curl_mime_filedata(part, path) != CURLE_OK) {
+		curl_mime_free(mime);
+		fprintf(stderr, PROG ": %s: cannot be read\n", path);
+		return NULL;
+	}
+	return mime;
+}
+
+/* Sends one attempt's form (size bytes of file, for the progress bar), frees
+ * it, and fills x->rc, x->status and x->body with what came back. */
+static void send_form(CURL *h, struct xfer *x, curl_mime *mime, curl_off_t size)
+{
+	curl_easy_setopt(h, CURLOPT_MIMEPOST, mime);
+	it_buf_reset(&x->body);
+	x->start = x->last_draw = now_s();
+	x->drawn = 0;
+	x->errbuf[0] = '\0';
+	curl_easy_setopt(h, CURLOPT_ERRORBUFFER, x->errbuf);
+	curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
+	curl_easy_setopt(h, CURLOPT_WRITEDATA, x);
+	curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, it_cli_on_header);
+	curl_easy_setopt(h, CURLOPT_HEADERDATA, &x->hdr);
+	curl_easy_setopt(h, CURLOPT_XFERINFOFUNCTION, on_progress);
+	curl_easy_setopt(h, CURLOPT_XFERINFODATA, x);
+	x->rc = curl_easy_perform(h);
+	curl_mime_free(mime);
+	x->status = 0;
+	curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &x->status);
+	/* The last state is drawn even for a transfer too quick for the
+	 * callback's throttle, so a terminal always shows how it ended. */
+	if (x->show && (x->rc == CURLE_OK || x->drawn))
+		draw_progress(x, (double)size, (double)size, 1);
+}
+
+/* Decides about an attempt that libcurl could not complete: a file that
+ * could not be read, an error not worth retrying or the last retry is final
+ * (returns 1 with *result set after a message); else returns 0 to retry. */
+static int transfer_failed(const struct opts *o, struct xfer *x, unsigned attempt, enum outcome *result)
+{
+	snprintf(x->why, sizeof(x->why), "%s", x->errbuf[0] ? x->errbuf : curl_easy_strerror(x->rc));
+	if (x->rc == CURLE_READ_ERROR) {
+		fprintf(stderr, PROG ": %s: reading the file failed: %s\n", x->path, x->why);
+		if (o->json)
+			print_json(x->path, 0, NULL, x->why);
+		*result = LOCAL_ERROR;
+		return 1;
+	}
+	if (!curl_retryable(x->rc) || attempt >= o->retries) {
+		fprintf(stderr, PROG ": %s: %s%s\n", x->path, x->why,
+			curl_retryable(x->rc) ? " (giving up after retries)" : "");
+		if (o->json)
+			print_json(x->path, 0, NULL, x->why);
+		*result = GAVE_UP;
+		return 1;
+	}
+	return 0;
+}
+
+/* Reports an answer that is not from an ImageTools server (a wrong URL) and
+ * returns NOT_SERVER. */
+static enum outcome not_server(const struct opts *o, const struct xfer *x)
+{
+	report_not_server(o->url, x->status);
+	if (o->json)
+		print_json(x->path, x->status, NULL, "not an ImageTools server");
+	return NOT_SERVER;
+}
+
+/* Reports a final refusal of the server and returns what it means for the
+ * rest of the batch. */
+static enum outcome refused(const struct opts *o, const struct xfer *x)
+{
+	report_rejection(x->path, x->status, &x->body, o->conf.session);
+	if (o->json)
+		print_json(x->path, x->status, &x->body, NULL);
+	switch (it_cli_auth_problem(x->status, x->body.data, x->body.len)) {
+	case IT_CLI_AUTH_TOKEN: return BAD_TOKEN;
+	case IT_CLI_AUTH_SCOPE: return SCOPE;
+	default: return x->status == 404 || imagetools_problem(&x->body, "invalid-session-id") ? BAD_SESSION : REJECTED;
+	}
+}
+
+/* Decides what an attempt came to: returns 1 with *result set when it is
+ * final, after saying so, or 0 when the upload is tried again (x->why says
+ * why). */
+static int final_answer(const struct opts *o, struct xfer *x, unsigned attempt, enum outcome *result)
+{
+	long status = x->status;
+
+	x->server_busy = 0;
+	if (x->rc == CURLE_ABORTED_BY_CALLBACK || stop_requested) {
+		*result = INTERRUPTED;
+		return 1;
+	}
+	if (x->rc != CURLE_OK)
+		return transfer_failed(o, x, attempt, result);
+	if ((status == 200 || status == 201) && !stored_answer(&x->body)) {
+		*result = not_server(o, x);
+	} else if (status == 200 || status == 201) {
+		if (o->json)
+			print_json(x->path, status, &x->body, NULL);
+		else if (!o->quiet)
+			print_stored(x->path, &x->body);
+		*result = STORED;
+	} else if (status == 429 || status >= 500) {
+		it_cli_problem_message(x->body.data, x->body.len, status, x->why, sizeof(x->why));
+		if (attempt < o->retries) {
+			x->server_busy = 1;
+			return 0;
+		}
+		fprintf(stderr, PROG ": %s: %s (giving up after %u retries)\n", x->path, x->why, o->retries);
+		if (o->json)
+			print_json(x->path, status, &x->body, x->why);
+		*result = GAVE_UP;
+	} else if ((status >= 300 && status < 400) || status == 405 ||
+		   (status == 404 && !imagetools_problem(&x->body, "unknown-session"))) {
+		/* A 404 that is not about the session comes from a path
+		 * that is not the API, a redirect or a refused POST from
+		 * a server of static files: the URL is wrong. (Other
+		 * refusals, such as a proxy's 413, are about the file.) */
+		*result = not_server(o, x);
+	} else {
+		/* Any other answer is final: the same request would fail again. */
+		*result = refused(o, x);
+	}
+	return 1;
+}
+
+/* Waits before attempt + 1, saying so unless --quiet: as long as the server
+ * asked for with Retry-After, else the backoff. Returns 0, or -1 when a
+ * signal cut the wait short. */
+static int wait_to_retry(const struct opts *o, const struct xfer *x, unsigned attempt)
+{
+	long wait_ms = it_cli_retry_wait_ms(x->server_busy ? x->hdr.retry_after : NULL, attempt, o->retry_delay_ms,
+					    o->max_wait_ms);
+
+	if (!o->quiet)
+		fprintf(stderr, PROG ": %s: %s; retrying in %.1f s (%u of %u)\n", x->path, x->why, wait_ms / 1000.0,
+			attempt + 1, o->retries);
+	return it_cli_sleep_ms(wait_ms, &stop_requested);
+}
+
+/* Uploads one file (number idx of count, count 0 when the total is not
+ * known yet) in one multipart request, tried again with backoff after
+ * connection errors, 429 and 5xx. Returns its outcome, after saying what
+ * happened. */
 static enum outcome upload_one(CURL *h, const struct opts *o, const char *path, int idx, int count)
 {
 	struct xfer x;
 	struct stat st;
-	char label[64], *pathcopy, errbuf[CURL_ERROR_SIZE];
+	char label[64];
 	enum outcome result = GAVE_UP;
-	unsigned attempt;
-	long status = 0;
-	const char *unusable = NULL;
+	curl_mime *mime;
 
-	if (stat(path, &st) < 0 || access(path, R_OK) < 0)
-		unusable = strerror(errno);
-	else if (!S_ISREG(st.st_mode))
-		unusable = "not a regular file";
-	if (unusable) {
-		fprintf(stderr, PROG ": %s: %s\n", path, unusable);
-		if (o->json)
-			print_json(path, 0, NULL, unusable);
+	if (check_file(o, path, &st) < 0)
 		return LOCAL_ERROR;
-	}
-	pathcopy = strdup(path);
-	if (count > 1)
-		snprintf(label, sizeof(label), "[%d/%d] %s", idx, count, pathcopy ? basename(pathcopy) : path);
-	else if (count == 0) /* read from --files-from: the total is not known yet */
-		snprintf(label, sizeof(label), "[%d] %s", idx, pathcopy ? basename(pathcopy) : path);
-	else
-		snprintf(label, sizeof(label), "%s", pathcopy ? basename(pathcopy) : path);
+	file_label(label, sizeof(label), path, idx, count);
 	memset(&x, 0, sizeof(x));
 	it_buf_init(&x.body, MAX_ANSWER);
 	x.label = label;
 	x.show = o->progress;
-
-	for (attempt = 0;; attempt++) {
-		curl_mime *mime = curl_mime_init(h);
-		curl_mimepart *part;
-		CURLcode rc;
-		long wait_ms = -1, ra;
-		char why[700];
-
-		/* A session id goes first in the form, where every server since the
-		 * first takes it; a token goes in the Authorization header (set by
-		 * run), which servers that know tokens read. */
-		if (!o->token) {
-			part = curl_mime_addpart(mime);
-			curl_mime_name(part, "session_id");
-			curl_mime_data(part, o->conf.session, CURL_ZERO_TERMINATED);
-		}
-		part = curl_mime_addpart(mime);
-		curl_mime_name(part, "source");
-		curl_mime_data(part, o->conf.source, CURL_ZERO_TERMINATED);
-		/* The file is read from disk while it is sent: memory stays small
-		 * whatever the file's size. */
-		part = curl_mime_addpart(mime);
-		curl_mime_name(part, "file");
-		if (curl_mime_filedata(part, path) != CURLE_OK) {
-			curl_mime_free(mime);
-			fprintf(stderr, PROG ": %s: cannot be read\n", path);
+	x.path = path;
+	for (unsigned attempt = 0;; attempt++) {
+		if ((mime = build_form(h, o, path)) == NULL) {
 			result = LOCAL_ERROR;
 			break;
 		}
-		curl_easy_setopt(h, CURLOPT_MIMEPOST, mime);
-
-		it_buf_reset(&x.body);
-		x.start = x.last_draw = now_s();
-		x.drawn = 0;
-		errbuf[0] = '\0';
-		curl_easy_setopt(h, CURLOPT_ERRORBUFFER, errbuf);
-		curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
-		curl_easy_setopt(h, CURLOPT_WRITEDATA, &x);
-		curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, it_cli_on_header);
-		curl_easy_setopt(h, CURLOPT_HEADERDATA, &x.hdr);
-		curl_easy_setopt(h, CURLOPT_XFERINFOFUNCTION, on_progress);
-		curl_easy_setopt(h, CURLOPT_XFERINFODATA, &x);
-		rc = curl_easy_perform(h);
-		curl_mime_free(mime);
-		status = 0;
-		curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
-		/* The last state is drawn even for a transfer too quick for the
-		 * callback's throttle, so a terminal always shows how it ended. */
-		if (x.show && (rc == CURLE_OK || x.drawn))
-			draw_progress(&x, (double)st.st_size, (double)st.st_size, 1);
-
-		if (rc == CURLE_ABORTED_BY_CALLBACK || stop_requested) {
-			result = INTERRUPTED;
+		send_form(h, &x, mime, st.st_size);
+		if (final_answer(o, &x, attempt, &result))
 			break;
-		}
-		if (rc != CURLE_OK) {
-			snprintf(why, sizeof(why), "%s", errbuf[0] ? errbuf : curl_easy_strerror(rc));
-			if (rc == CURLE_READ_ERROR) {
-				fprintf(stderr, PROG ": %s: reading the file failed: %s\n", path, why);
-				if (o->json)
-					print_json(path, 0, NULL, why);
-				result = LOCAL_ERROR;
-				break;
-			}
-			if (!curl_retryable(rc) || attempt >= o->retries) {
-				fprintf(stderr, PROG ": %s: %s%s\n", path, why,
-					curl_retryable(rc) ? " (giving up after retries)" : "");
-				if (o->json)
-					print_json(path, 0, NULL, why);
-				result = GAVE_UP;
-				break;
-			}
-		} else if ((status == 200 || status == 201) && !stored_answer(&x.body)) {
-			report_not_server(o->url, status);
-			if (o->json)
-				print_json(path, status, NULL, "not an ImageTools server");
-			result = NOT_SERVER;
-			break;
-		} else if (status == 200 || status == 201) {
-			if (o->json)
-				print_json(path, status, &x.body, NULL);
-			else if (!o->quiet)
-				print_stored(path, &x.body);
-			result = STORED;
-			break;
-		} else if (status == 429 || status >= 500) {
-			it_cli_problem_message(x.body.data, x.body.len, status, why, sizeof(why));
-			if (attempt >= o->retries) {
-				fprintf(stderr, PROG ": %s: %s (giving up after %u retries)\n", path, why, o->retries);
-				if (o->json)
-					print_json(path, status, &x.body, why);
-				result = GAVE_UP;
-				break;
-			}
-			/* The server knows best when it can take the request again. */
-			ra = it_cli_retry_after(x.hdr.retry_after, time(NULL));
-			if (ra >= 0)
-				wait_ms = ra > o->max_wait_ms / 1000 ? o->max_wait_ms : ra * 1000;
-		} else if ((status >= 300 && status < 400) || status == 405 ||
-			   (status == 404 && !imagetools_problem(&x.body, "unknown-session"))) {
-			/* A 404 that is not about the session comes from a path
-			 * that is not the API, a redirect or a refused POST from
-			 * a server of static files: the URL is wrong. (Other
-			 * refusals, such as a proxy's 413, are about the file.) */
-			report_not_server(o->url, status);
-			if (o->json)
-				print_json(path, status, NULL, "not an ImageTools server");
-			result = NOT_SERVER;
-			break;
-		} else {
-			/* Any other answer is final: the same request would fail again. */
-			report_rejection(path, status, &x.body, o->conf.session);
-			if (o->json)
-				print_json(path, status, &x.body, NULL);
-			switch (it_cli_auth_problem(status, x.body.data, x.body.len)) {
-			case IT_CLI_AUTH_TOKEN: result = BAD_TOKEN; break;
-			case IT_CLI_AUTH_SCOPE: result = SCOPE; break;
-			default:
-				result = status == 404 || imagetools_problem(&x.body, "invalid-session-id")
-					? BAD_SESSION
-					: REJECTED;
-			}
-			break;
-		}
-		if (wait_ms < 0) {
-			wait_ms = it_cli_backoff_ms(attempt, o->retry_delay_ms, o->max_wait_ms, it_cli_random());
-			if (wait_ms > o->max_wait_ms)
-				wait_ms = o->max_wait_ms;
-		}
-		if (!o->quiet)
-			fprintf(stderr, PROG ": %s: %s; retrying in %.1f s (%u of %u)\n", path, why, wait_ms / 1000.0,
-				attempt + 1, o->retries);
-		if (it_cli_sleep_ms(wait_ms, &stop_requested) < 0) {
+		if (wait_to_retry(o, &x, attempt) < 0) {
 			result = INTERRUPTED;
 			break;
 		}
 	}
 	it_buf_free(&x.body);
-	free(pathcopy);
 	return result;
 }
 
