@@ -799,9 +799,13 @@ static int pair(struct opts *o)
 	return o->conf.server && o->conf.session ? IT_EXIT_OK : IT_EXIT_FAILED;
 }
 
-/* Everything main does; returns the exit code. main frees o->conf and url
- * whichever way this returns. */
-static int run(int argc, char **argv, struct opts *o, it_buf *url, struct pathlist *files)
+/* What a step of run returns when the program goes on; any other value is
+ * the exit code. */
+#define GO_ON (-1)
+
+/* Sets the defaults and reads the command line into o. Returns GO_ON, or
+ * the exit code after --help, --version or a message. */
+static int parse_options(struct opts *o, int argc, char **argv)
 {
 	static const struct option longopts[] = {
 		{"server", required_argument, NULL, 's'},
@@ -824,13 +828,8 @@ static int run(int argc, char **argv, struct opts *o, it_buf *url, struct pathli
 		{"pair", required_argument, NULL, 'P'},
 		{NULL, 0, NULL, 0},
 	};
-	struct sigaction sa;
-	struct curl_slist *auth = NULL;
-	char err[600], ua[64];
-	CURL *h;
 	long v;
-	struct totals t = {0};
-	int c, total = 0;
+	int c;
 
 	o->retries = 5;
 	o->retry_delay_ms = 1000;
@@ -889,13 +888,30 @@ static int run(int argc, char **argv, struct opts *o, it_buf *url, struct pathli
 		fprintf(stderr, PROG ": no files given (try --help)\n");
 		return IT_EXIT_USAGE;
 	}
-	if (o->pair && (c = pair(o)) != IT_EXIT_OK)
-		return c;
+	return GO_ON;
+
+bad_number:
+	fprintf(stderr, PROG ": '%s' is not a number in the allowed range (see --help)\n", optarg);
+	return IT_EXIT_USAGE;
+}
+
+/* Pairs when --pair asks to, completes the settings from the environment
+ * and the config file, and checks them: the server's URL (into url) and the
+ * credential's form, which would otherwise be refused for every file alike.
+ * have_files says whether files were named. Returns GO_ON, or the exit code
+ * (IT_EXIT_OK after a --pair without files) after a message. */
+static int check_settings(struct opts *o, it_buf *url, int have_files)
+{
+	char err[600];
+	int rc;
+
+	if (o->pair && (rc = pair(o)) != IT_EXIT_OK)
+		return rc;
 	if (it_cli_conf_resolve(&o->conf, err, sizeof(err)) < 0) {
 		fprintf(stderr, PROG ": %s\n", err);
 		return IT_EXIT_USAGE;
 	}
-	if (o->pair && optind >= argc && o->files_from == NULL)
+	if (o->pair && !have_files)
 		return IT_EXIT_OK;
 	if (o->conf.server == NULL || o->conf.session == NULL) {
 		fprintf(stderr, PROG ": %s is not set: use --%s, %s or the config file (see --help)\n",
@@ -931,6 +947,14 @@ static int run(int argc, char **argv, struct opts *o, it_buf *url, struct pathli
 		return IT_EXIT_SESSION;
 	}
 	}
+	return GO_ON;
+}
+
+/* Adds the files named on the command line to files, a directory's under
+ * --recursive; a directory without it, or one that cannot be read, counts
+ * as a rejected file in t. Returns GO_ON or the exit code. */
+static int collect_args(const struct opts *o, int argc, char **argv, struct pathlist *files, struct totals *t)
+{
 	for (int i = optind; i < argc; i++) {
 		struct stat st;
 
@@ -938,28 +962,44 @@ static int run(int argc, char **argv, struct opts *o, it_buf *url, struct pathli
 			if (!o->recursive) {
 				fprintf(stderr, PROG ": %s: is a directory (use -r to upload what it holds)\n",
 					argv[i]);
-				t.rejected++;
+				t->rejected++;
 				continue;
 			}
 			if (collect_dir(files, argv[i], 0) < 0)
-				t.rejected++;
+				t->rejected++;
 		} else if (pathlist_add(files, argv[i]) < 0) {
 			fprintf(stderr, PROG ": out of memory\n");
 			return IT_EXIT_FAILED;
 		}
 	}
-	o->progress = !o->quiet && isatty(STDERR_FILENO);
+	return GO_ON;
+}
+
+/* SIGINT and SIGTERM stop the upload in progress and the batch. */
+static void catch_signals(void)
+{
+	struct sigaction sa;
 
 	memset(&sa, 0, sizeof(sa));
 	sa.sa_handler = on_signal;
 	sigaction(SIGINT, &sa, NULL);
 	sigaction(SIGTERM, &sa, NULL);
+}
+
+/* Makes the libcurl handle that every upload of the run shares, with the
+ * Authorization header of a token in *auth (the caller frees it and the
+ * handle, and calls curl_global_cleanup). Returns NULL after a message. */
+static CURL *open_handle(const struct opts *o, const char *url, struct curl_slist **auth)
+{
+	char ua[64];
+	CURL *h;
+
 	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK || (h = curl_easy_init()) == NULL) {
 		fprintf(stderr, PROG ": cannot initialise libcurl\n");
-		return IT_EXIT_FAILED;
+		return NULL;
 	}
 	snprintf(ua, sizeof(ua), PROG "/%s", PACKAGE_VERSION);
-	curl_easy_setopt(h, CURLOPT_URL, url->data);
+	curl_easy_setopt(h, CURLOPT_URL, url);
 	curl_easy_setopt(h, CURLOPT_USERAGENT, ua);
 	curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
 	curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
@@ -971,71 +1011,117 @@ static int run(int argc, char **argv, struct opts *o, it_buf *url, struct pathli
 	curl_easy_setopt(h, CURLOPT_NOPROGRESS, 0L);
 	if (o->limit_rate > 0)
 		curl_easy_setopt(h, CURLOPT_MAX_SEND_SPEED_LARGE, (curl_off_t)o->limit_rate);
-	if (o->token && (auth = it_cli_bearer(NULL, o->conf.session)) == NULL) {
+	if (o->token && (*auth = it_cli_bearer(NULL, o->conf.session)) == NULL) {
 		fprintf(stderr, PROG ": out of memory\n");
 		curl_easy_cleanup(h);
 		curl_global_cleanup();
-		return IT_EXIT_FAILED;
+		return NULL;
 	}
-	curl_easy_setopt(h, CURLOPT_HTTPHEADER, auth);
+	curl_easy_setopt(h, CURLOPT_HTTPHEADER, *auth);
+	return h;
+}
+
+/* Uploads one file the way the options say: through tus with --resume,
+ * else in one request. */
+static enum outcome upload_file(CURL *h, const struct opts *o, const char *path, int idx, int count)
+{
+	return o->resume ? resume_one(h, o, path) : upload_one(h, o, path, idx, count);
+}
+
+/* Uploads the files named in --files-from, numbered after the total so far
+ * (*total), until the batch is over. */
+static void upload_listed(CURL *h, const struct opts *o, struct totals *t, int *total)
+{
+	FILE *f = strcmp(o->files_from, "-") == 0 ? stdin : fopen(o->files_from, "r");
+	char *line = NULL;
+	size_t cap = 0;
+	ssize_t n;
+
+	if (f == NULL) {
+		fprintf(stderr, PROG ": %s: %s\n", o->files_from, strerror(errno));
+		t->rejected++;
+	}
+	while (f && !batch_over(t) && (n = getline(&line, &cap, f)) > 0) {
+		while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r'))
+			line[--n] = '\0';
+		if (n == 0)
+			continue;
+		(*total)++;
+		tally(t, upload_file(h, o, line, *total, 0));
+	}
+	free(line);
+	if (f && f != stdin)
+		fclose(f);
+}
+
+/* The run loop: uploads the files, then those of --files-from, while this
+ * run is announced in the session's presence. Returns how many were tried. */
+static int upload_all(CURL *h, struct opts *o, const struct pathlist *files, struct totals *t)
+{
+	int total = 0;
 
 	/* The session's other devices see this one while it uploads. */
 	it_announce_init(&o->presence, o->conf.server, o->conf.session, PROG, "cli");
 	if (files->n > 0 || o->files_from)
 		it_announce_start(&o->presence, "uploading");
-	for (size_t i = 0; i < files->n && !batch_over(&t); i++) {
-		tally(&t,
-		      o->resume ? resume_one(h, o, files->v[i])
-				: upload_one(h, o, files->v[i], (int)i + 1, (int)files->n));
+	for (size_t i = 0; i < files->n && !batch_over(t); i++) {
+		tally(t, upload_file(h, o, files->v[i], (int)i + 1, (int)files->n));
 		total++;
 	}
-	if (o->files_from && !batch_over(&t)) {
-		FILE *f = strcmp(o->files_from, "-") == 0 ? stdin : fopen(o->files_from, "r");
-		char *line = NULL;
-		size_t cap = 0;
-		ssize_t n;
-
-		if (f == NULL) {
-			fprintf(stderr, PROG ": %s: %s\n", o->files_from, strerror(errno));
-			t.rejected++;
-		}
-		while (f && !batch_over(&t) && (n = getline(&line, &cap, f)) > 0) {
-			while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r'))
-				line[--n] = '\0';
-			if (n == 0)
-				continue;
-			total++;
-			tally(&t, o->resume ? resume_one(h, o, line) : upload_one(h, o, line, total, 0));
-		}
-		free(line);
-		if (f && f != stdin)
-			fclose(f);
-	}
+	if (o->files_from && !batch_over(t))
+		upload_listed(h, o, t, &total);
 	it_announce_done(&o->presence);
-	curl_easy_cleanup(h);
-	curl_slist_free_all(auth);
-	curl_global_cleanup();
+	return total;
+}
+
+/* Says how the batch went and returns its exit code: the gravest outcome
+ * wins. */
+static int summary(const struct opts *o, const struct totals *t, int total)
+{
 	if (!o->quiet && !o->json && total > 1)
-		fprintf(stderr, PROG ": %d of %d files stored\n", t.stored, total);
-	if (t.interrupted) {
+		fprintf(stderr, PROG ": %d of %d files stored\n", t->stored, total);
+	if (t->interrupted) {
 		fprintf(stderr, PROG ": interrupted\n");
 		return IT_EXIT_FAILED;
 	}
-	if (t.bad_session)
+	if (t->bad_session)
 		return IT_EXIT_SESSION;
-	if (t.bad_token)
+	if (t->bad_token)
 		return IT_EXIT_TOKEN;
-	if (t.scope)
+	if (t->scope)
 		return IT_EXIT_SCOPE;
-	if (t.not_server)
+	if (t->not_server)
 		return IT_EXIT_NOT_SERVER;
-	if (t.gave_up)
+	if (t->gave_up)
 		return IT_EXIT_UNREACHABLE;
-	return t.rejected ? IT_EXIT_FAILED : IT_EXIT_OK;
+	return t->rejected ? IT_EXIT_FAILED : IT_EXIT_OK;
+}
 
-bad_number:
-	fprintf(stderr, PROG ": '%s' is not a number in the allowed range (see --help)\n", optarg);
-	return IT_EXIT_USAGE;
+/* Everything main does, as its steps; returns the exit code. main frees
+ * o->conf, url and files whichever way this returns. */
+static int run(int argc, char **argv, struct opts *o, it_buf *url, struct pathlist *files)
+{
+	struct curl_slist *auth = NULL;
+	struct totals t = {0};
+	CURL *h;
+	int rc, total;
+
+	rc = parse_options(o, argc, argv);
+	if (rc == GO_ON)
+		rc = check_settings(o, url, optind < argc || o->files_from != NULL);
+	if (rc == GO_ON)
+		rc = collect_args(o, argc, argv, files, &t);
+	if (rc != GO_ON)
+		return rc;
+	o->progress = !o->quiet && isatty(STDERR_FILENO);
+	catch_signals();
+	if ((h = open_handle(o, url->data, &auth)) == NULL)
+		return IT_EXIT_FAILED;
+	total = upload_all(h, o, files, &t);
+	curl_easy_cleanup(h);
+	curl_slist_free_all(auth);
+	curl_global_cleanup();
+	return summary(o, &t, total);
 }
 
 int main(int argc, char **argv)
