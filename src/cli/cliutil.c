@@ -8,6 +8,7 @@
 #include <curl/curl.h>
 #include <errno.h>
 #include <json-c/json.h>
+#include <signal.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -96,6 +97,16 @@ int it_cli_conf_resolve(it_cli_conf *c, char *err, size_t errlen)
 	free(c->token);
 	c->token = NULL;
 	return rc;
+}
+
+int it_cli_conf_complete(const it_cli_conf *c, const char *program)
+{
+	if (c->server && c->session)
+		return 0;
+	fprintf(stderr, "%s: %s is not set: use --%s, %s or the config file (see --help)\n", program,
+		c->server ? "the session" : "the server", c->server ? "session" : "server",
+		c->server ? "IMAGETOOLS_SESSION" : "IMAGETOOLS_SERVER");
+	return -1;
 }
 
 void it_cli_conf_free(it_cli_conf *c)
@@ -224,7 +235,7 @@ void it_cli_sanitize(char *out, size_t outlen, const char *s)
 	out[i] = '\0';
 }
 
-static json_object *parse_object(const char *body, size_t len)
+json_object *it_cli_json_object(const char *body, size_t len)
 {
 	json_tokener *tok;
 	json_object *o;
@@ -254,7 +265,7 @@ static const char *member(json_object *o, const char *key)
 
 void it_cli_problem_message(const char *body, size_t len, long status, char *out, size_t outlen)
 {
-	json_object *o = parse_object(body, len);
+	json_object *o = it_cli_json_object(body, len);
 	const char *title = member(o, "title"), *detail = member(o, "detail");
 	char raw[512];
 
@@ -270,7 +281,7 @@ void it_cli_problem_message(const char *body, size_t len, long status, char *out
 
 void it_cli_problem_type(const char *body, size_t len, char *out, size_t outlen)
 {
-	json_object *o = parse_object(body, len);
+	json_object *o = it_cli_json_object(body, len);
 	const char *t = member(o, "type");
 
 	it_cli_sanitize(out, outlen, t ? t : "");
@@ -356,6 +367,36 @@ struct curl_slist *it_cli_bearer(struct curl_slist *list, const char *cred)
 	 * longer than it must. */
 	explicit_bzero(line, sizeof(line));
 	return l;
+}
+
+volatile sig_atomic_t it_cli_stop;
+
+static void on_stop(int sig)
+{
+	(void)sig;
+	it_cli_stop = 1;
+}
+
+void it_cli_catch_stop(void)
+{
+	struct sigaction sa;
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_stop;
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+}
+
+void it_cli_curl_defaults(CURL *h, const char *program, long connect_s)
+{
+	char ua[128];
+
+	/* libcurl keeps its own copy of the string. */
+	snprintf(ua, sizeof(ua), "%s/%s", program, PACKAGE_VERSION);
+	curl_easy_setopt(h, CURLOPT_USERAGENT, ua);
+	curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
+	curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT, connect_s);
 }
 
 double it_cli_random(void)

@@ -8,7 +8,9 @@
 
 #include "common/buf.h"
 
-struct curl_slist;
+struct json_object;
+
+#include <curl/curl.h>
 
 /* Exit codes shared by both programs (documented in docs/cli.md and the man pages). */
 enum {
@@ -69,6 +71,11 @@ int it_cli_conf_load_file(it_cli_conf *c, const char *path, char *err, size_t er
  * session key). Returns 0 or -1 with err set. */
 int it_cli_conf_resolve(it_cli_conf *c, char *err, size_t errlen);
 
+/* Whether c names both a server and a credential; when not, says on stderr,
+ * after program's name, which is missing and where it can be given.
+ * Returns 0 or -1. */
+int it_cli_conf_complete(const it_cli_conf *c, const char *program);
+
 void it_cli_conf_free(it_cli_conf *c);
 
 /* Sets out to server + path (path starts with "/api/v1"), dropping trailing
@@ -105,6 +112,10 @@ void it_cli_problem_message(const char *body, size_t len, long status, char *out
  * replaced by '?': for printing text that came from a server. */
 void it_cli_sanitize(char *out, size_t outlen, const char *s);
 
+/* Parses body (len bytes, may be NULL) as one JSON object. Returns it (the
+ * caller puts it), or NULL when body is empty, not JSON or not an object. */
+struct json_object *it_cli_json_object(const char *body, size_t len);
+
 /* Reads the "type" member of a problem+json body into out ("" when absent). */
 void it_cli_problem_type(const char *body, size_t len, char *out, size_t outlen);
 
@@ -138,6 +149,19 @@ int it_cli_make_dirs(const char *dir);
 /* Sleeps ms milliseconds, waking early when *stop becomes non-zero.
  * Returns 0, or -1 when it was stopped. */
 int it_cli_sleep_ms(long ms, volatile sig_atomic_t *stop);
+
+/* Set by SIGINT or SIGTERM once it_cli_catch_stop has run: the program
+ * stops what it does as soon as it can and exits. */
+extern volatile sig_atomic_t it_cli_stop;
+
+/* Makes SIGINT and SIGTERM set it_cli_stop instead of ending the process, so
+ * that state files are flushed and the exit code says what happened. */
+void it_cli_catch_stop(void);
+
+/* Sets the options every request of the programs shares on h: the user
+ * agent program/version, no signals, http and https only, and a connect
+ * timeout of connect_s seconds. */
+void it_cli_curl_defaults(CURL *h, const char *program, long connect_s);
 
 /* A random number in [0, 1) for jitter (not for secrets). */
 double it_cli_random(void);

@@ -128,10 +128,7 @@ static int post_exchange(CURL *h, const char *url, json_object *req, it_buf *bod
 	errbuf[0] = '\0';
 	curl_easy_reset(h);
 	curl_easy_setopt(h, CURLOPT_URL, url);
-	curl_easy_setopt(h, CURLOPT_USERAGENT, "imagetools-upload/" PACKAGE_VERSION);
-	curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
-	curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
-	curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT, 15L);
+	it_cli_curl_defaults(h, "imagetools-upload", 15L);
 	curl_easy_setopt(h, CURLOPT_TIMEOUT, 60L);
 	curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdr);
 	curl_easy_setopt(h, CURLOPT_COPYPOSTFIELDS, json_object_to_json_string_ext(req, JSON_C_TO_STRING_PLAIN));
@@ -160,13 +157,9 @@ static int post_exchange(CURL *h, const char *url, json_object *req, it_buf *bod
 static int read_token(const it_buf *body, long status, const char *url, it_pairing_result *out, char *msg,
 		      size_t msglen)
 {
-	json_tokener *tok = json_tokener_new();
-	json_object *ans = NULL;
+	json_object *ans = it_cli_json_object(body->data, body->len);
 
-	if (tok && body->len)
-		ans = json_tokener_parse_ex(tok, body->data, (int)body->len);
-	json_tokener_free(tok);
-	if (ans && json_object_is_type(ans, json_type_object)) {
+	if (ans) {
 		copy_member(ans, "token", out->token, sizeof(out->token));
 		copy_member(ans, "device_id", out->device_id, sizeof(out->device_id));
 		copy_member(ans, "scope", out->scope, sizeof(out->scope));

@@ -162,13 +162,12 @@ static long perform(CURL *h, const it_tusc_opts *o, const char *method, const ch
 		    FILE *body, curl_off_t body_len, struct answer *a, char *msg, size_t msglen)
 {
 	struct curl_slist *hl = NULL;
-	char auth[300], errbuf[CURL_ERROR_SIZE];
+	char errbuf[CURL_ERROR_SIZE];
 	long status = 0;
 	CURLcode rc;
 
-	snprintf(auth, sizeof(auth), "Authorization: Bearer %s", o->session);
 	hl = curl_slist_append(hl, "Tus-Resumable: 1.0.0");
-	hl = curl_slist_append(hl, auth);
+	hl = it_cli_bearer(hl, o->session);
 	hl = curl_slist_append(hl, "Expect:");
 	for (struct curl_slist *e = extra; e; e = e->next)
 		hl = curl_slist_append(hl, e->data);

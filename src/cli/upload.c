@@ -66,14 +66,6 @@ struct xfer {
 	int server_busy; /* a 429 or 5xx: the server's Retry-After sets the wait */
 };
 
-static volatile sig_atomic_t stop_requested;
-
-static void on_signal(int sig)
-{
-	(void)sig;
-	stop_requested = 1;
-}
-
 static double now_s(void)
 {
 	struct timespec ts;
@@ -167,7 +159,7 @@ static int on_progress(void *p, curl_off_t dltotal, curl_off_t dlnow, curl_off_t
 
 	(void)dltotal;
 	(void)dlnow;
-	if (stop_requested)
+	if (it_cli_stop)
 		return 1;
 	if (x->show && ultotal > 0)
 		draw_progress(x, (double)ulnow, (double)ultotal, 0);
@@ -205,19 +197,8 @@ static int curl_retryable(CURLcode rc)
  * an object describing a failure that produced no JSON answer. */
 static void print_json(const char *path, long status, const it_buf *body, const char *error)
 {
-	json_object *o = NULL;
+	json_object *o = body ? it_cli_json_object(body->data, body->len) : NULL;
 
-	if (body && body->len) {
-		json_tokener *tok = json_tokener_new();
-		if (tok) {
-			o = json_tokener_parse_ex(tok, body->data, (int)body->len);
-			json_tokener_free(tok);
-		}
-		if (o && !json_object_is_type(o, json_type_object)) {
-			json_object_put(o);
-			o = NULL;
-		}
-	}
 	if (o == NULL) {
 		o = json_object_new_object();
 		json_object_object_add(o, "status", json_object_new_int64(status));
@@ -485,7 +466,7 @@ static int final_answer(const struct opts *o, struct xfer *x, unsigned attempt, 
 	long status = x->status;
 
 	x->server_busy = 0;
-	if (x->rc == CURLE_ABORTED_BY_CALLBACK || stop_requested) {
+	if (x->rc == CURLE_ABORTED_BY_CALLBACK || it_cli_stop) {
 		*result = INTERRUPTED;
 		return 1;
 	}
@@ -534,7 +515,7 @@ static int wait_to_retry(const struct opts *o, const struct xfer *x, unsigned at
 	if (!o->quiet)
 		fprintf(stderr, PROG ": %s: %s; retrying in %.1f s (%u of %u)\n", x->path, x->why, wait_ms / 1000.0,
 			attempt + 1, o->retries);
-	return it_cli_sleep_ms(wait_ms, &stop_requested);
+	return it_cli_sleep_ms(wait_ms, &it_cli_stop);
 }
 
 /* Uploads one file (number idx of count, count 0 when the total is not
@@ -577,8 +558,8 @@ static enum outcome upload_one(CURL *h, const struct opts *o, const char *path, 
 /* --resume: one file through tus (tusclient.h), reported like upload_one. */
 static enum outcome resume_one(CURL *h, const struct opts *o, const char *path)
 {
-	it_tusc_opts t = {o->conf.server,    o->conf.session, o->conf.source,  o->state_dir, o->retries,
-			  o->retry_delay_ms, o->max_wait_ms,  &stop_requested, !o->quiet};
+	it_tusc_opts t = {o->conf.server,    o->conf.session, o->conf.source, o->state_dir, o->retries,
+			  o->retry_delay_ms, o->max_wait_ms,  &it_cli_stop,   !o->quiet};
 	char url[2048], msg[700];
 	int rc = it_tusc_upload(h, &t, path, url, sizeof(url), msg, sizeof(msg));
 
@@ -913,12 +894,8 @@ static int check_settings(struct opts *o, it_buf *url, int have_files)
 	}
 	if (o->pair && !have_files)
 		return IT_EXIT_OK;
-	if (o->conf.server == NULL || o->conf.session == NULL) {
-		fprintf(stderr, PROG ": %s is not set: use --%s, %s or the config file (see --help)\n",
-			o->conf.server ? "the session" : "the server", o->conf.server ? "session" : "server",
-			o->conf.server ? "IMAGETOOLS_SESSION" : "IMAGETOOLS_SERVER");
+	if (it_cli_conf_complete(&o->conf, PROG) < 0)
 		return IT_EXIT_USAGE;
-	}
 	if (o->conf.source == NULL)
 		o->conf.source = strdup("cli");
 	if (o->resume && o->state_dir[0] == '\0' && it_tusc_default_state_dir(o->state_dir, sizeof(o->state_dir)) < 0) {
@@ -975,35 +952,19 @@ static int collect_args(const struct opts *o, int argc, char **argv, struct path
 	return GO_ON;
 }
 
-/* SIGINT and SIGTERM stop the upload in progress and the batch. */
-static void catch_signals(void)
-{
-	struct sigaction sa;
-
-	memset(&sa, 0, sizeof(sa));
-	sa.sa_handler = on_signal;
-	sigaction(SIGINT, &sa, NULL);
-	sigaction(SIGTERM, &sa, NULL);
-}
-
 /* Makes the libcurl handle that every upload of the run shares, with the
  * Authorization header of a token in *auth (the caller frees it and the
  * handle, and calls curl_global_cleanup). Returns NULL after a message. */
 static CURL *open_handle(const struct opts *o, const char *url, struct curl_slist **auth)
 {
-	char ua[64];
 	CURL *h;
 
 	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK || (h = curl_easy_init()) == NULL) {
 		fprintf(stderr, PROG ": cannot initialise libcurl\n");
 		return NULL;
 	}
-	snprintf(ua, sizeof(ua), PROG "/%s", PACKAGE_VERSION);
 	curl_easy_setopt(h, CURLOPT_URL, url);
-	curl_easy_setopt(h, CURLOPT_USERAGENT, ua);
-	curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
-	curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
-	curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT, 15L);
+	it_cli_curl_defaults(h, PROG, 15L);
 	/* A transfer that moves nothing for timeout_s is treated as a connection
 	 * failure and retried; a slow but moving upload is left alone. */
 	curl_easy_setopt(h, CURLOPT_LOW_SPEED_LIMIT, 1L);
@@ -1114,7 +1075,7 @@ static int run(int argc, char **argv, struct opts *o, it_buf *url, struct pathli
 	if (rc != GO_ON)
 		return rc;
 	o->progress = !o->quiet && isatty(STDERR_FILENO);
-	catch_signals();
+	it_cli_catch_stop();
 	if ((h = open_handle(o, url->data, &auth)) == NULL)
 		return IT_EXIT_FAILED;
 	total = upload_all(h, o, files, &t);

@@ -72,14 +72,6 @@ struct watch {
 	char revoked[16];	 /* session.revoked arrived: its reason ("revoked", "expired") */
 };
 
-static volatile sig_atomic_t stop_requested;
-
-static void on_signal(int sig)
-{
-	(void)sig;
-	stop_requested = 1;
-}
-
 static void usage(FILE *f)
 {
 	fprintf(f,
@@ -336,7 +328,7 @@ static int on_progress(void *p, curl_off_t a, curl_off_t b, curl_off_t c, curl_o
 	(void)b;
 	(void)c;
 	(void)d;
-	return stop_requested || w->done || w->fatal || w->revoked[0];
+	return it_cli_stop || w->done || w->fatal || w->revoked[0];
 }
 
 /* Collects an answer body (long-poll answers and errors). */
@@ -386,10 +378,7 @@ static void prepare(struct watch *w, size_t max)
 {
 	curl_easy_reset(w->h);
 	curl_easy_setopt(w->h, CURLOPT_URL, w->url.data);
-	curl_easy_setopt(w->h, CURLOPT_USERAGENT, PROG "/" PACKAGE_VERSION);
-	curl_easy_setopt(w->h, CURLOPT_NOSIGNAL, 1L);
-	curl_easy_setopt(w->h, CURLOPT_PROTOCOLS_STR, "http,https");
-	curl_easy_setopt(w->h, CURLOPT_CONNECTTIMEOUT, 15L);
+	it_cli_curl_defaults(w->h, PROG, 15L);
 	curl_easy_setopt(w->h, CURLOPT_NOPROGRESS, 0L);
 	curl_easy_setopt(w->h, CURLOPT_XFERINFOFUNCTION, on_progress);
 	curl_easy_setopt(w->h, CURLOPT_XFERINFODATA, w);
@@ -542,7 +531,7 @@ static int checked_exit(struct watch *w, int check)
 /* Classifies a finished request that was not a success. */
 static enum ending failure(struct watch *w, CURLcode rc, char *why, size_t whylen)
 {
-	if (stop_requested)
+	if (it_cli_stop)
 		return E_STOPPED;
 	if (w->fatal)
 		return E_FATAL;
@@ -655,7 +644,7 @@ static enum ending run_longpoll(struct watch *w, char *why, size_t whylen)
 			return E_FATAL;
 		if (w->done)
 			return E_DONE;
-		if (stop_requested)
+		if (it_cli_stop)
 			return E_STOPPED;
 	}
 	return end;
@@ -783,12 +772,8 @@ static int check_settings(struct watch *w)
 		fprintf(stderr, PROG ": %s\n", err);
 		return IT_EXIT_USAGE;
 	}
-	if (w->conf.server == NULL || w->conf.session == NULL) {
-		fprintf(stderr, PROG ": %s is not set: use --%s, %s or the config file (see --help)\n",
-			w->conf.server ? "the session" : "the server", w->conf.server ? "session" : "server",
-			w->conf.server ? "IMAGETOOLS_SESSION" : "IMAGETOOLS_SERVER");
+	if (it_cli_conf_complete(&w->conf, PROG) < 0)
 		return IT_EXIT_USAGE;
-	}
 	if (it_cli_url(&w->url, w->conf.server, "/") < 0) {
 		fprintf(stderr, PROG ": the server must be an http:// or https:// URL\n");
 		return IT_EXIT_USAGE;
@@ -847,17 +832,6 @@ static int open_client(struct watch *w)
 	return GO_ON;
 }
 
-/* SIGINT and SIGTERM end the program after the state file is flushed. */
-static void catch_signals(void)
-{
-	struct sigaction sa;
-
-	memset(&sa, 0, sizeof(sa));
-	sa.sa_handler = on_signal;
-	sigaction(SIGINT, &sa, NULL);
-	sigaction(SIGTERM, &sa, NULL);
-}
-
 /* Checks the session before following it, so that a typo is reported at
  * once instead of as a stream of reconnects, and retries with backoff while
  * the server does not answer; want_now (--since now) moves the cursor to the
@@ -883,7 +857,7 @@ static int wait_for_session(struct watch *w, int want_now)
 		delay = it_cli_backoff_ms(attempt++, w->retry_delay_ms, w->max_wait_ms, it_cli_random());
 		if (!w->quiet)
 			fprintf(stderr, PROG ": the server is not answering; trying again in %.1f s\n", delay / 1000.0);
-		if (it_cli_sleep_ms(delay, &stop_requested) < 0)
+		if (it_cli_sleep_ms(delay, &it_cli_stop) < 0)
 			return IT_EXIT_OK;
 	}
 }
@@ -941,7 +915,7 @@ static int follow(struct watch *w)
 		if (!w->quiet)
 			fprintf(stderr, PROG ": %s; reconnecting in %.1f s after event %lld\n", why, delay / 1000.0,
 				w->cursor);
-		if (it_cli_sleep_ms(delay, &stop_requested) < 0)
+		if (it_cli_sleep_ms(delay, &it_cli_stop) < 0)
 			return IT_EXIT_OK;
 		/* A stream that ended may mean the session ended: ask, so that the
 		 * program stops with a clear message instead of retrying forever. */
@@ -988,7 +962,7 @@ int main(int argc, char **argv)
 	if (rc == GO_ON)
 		rc = open_client(&w);
 	if (rc == GO_ON) {
-		catch_signals();
+		it_cli_catch_stop();
 		/* --since now needs the session's last event id, unless the state
 		 * file already said where to go on. */
 		rc = wait_for_session(&w, since && !loaded && strcmp(since, "now") == 0);

@@ -4,6 +4,8 @@
 #include "cli/cliutil.h"
 #include "tap.h"
 
+#include <json-c/json.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -202,6 +204,34 @@ int main(void)
 		it_cli_problem_type("[1]", 3, msg, sizeof(msg));
 		is_str(msg, "", "not an object: no type");
 	}
+
+	/* A body parsed as one JSON object, or nothing. */
+	{
+		json_object *j = it_cli_json_object("{\"a\":1}", 7);
+
+		ok(j && json_object_is_type(j, json_type_object), "an object");
+		json_object_put(j);
+		ok(it_cli_json_object("[1]", 3) == NULL, "an array is not an object");
+		ok(it_cli_json_object("{\"a\":", 5) == NULL, "a cut object is nothing");
+		ok(it_cli_json_object(NULL, 0) == NULL, "no body");
+	}
+
+	/* Both settings must be there. */
+	{
+		it_cli_conf k = {0};
+
+		ok(it_cli_conf_complete(&k, "test") < 0, "no server, no credential: incomplete");
+		k.server = "http://h";
+		ok(it_cli_conf_complete(&k, "test") < 0, "no credential: incomplete");
+		k.session = "s";
+		ok(it_cli_conf_complete(&k, "test") == 0, "server and credential: complete");
+	}
+
+	/* SIGTERM asks the program to stop instead of ending it. */
+	it_cli_catch_stop();
+	ok(it_cli_stop == 0, "not stopped before a signal");
+	raise(SIGTERM);
+	ok(it_cli_stop == 1, "SIGTERM sets it_cli_stop");
 
 	/* mkdir -p, private. */
 	{
