@@ -109,6 +109,12 @@ int it_cli_conf_complete(const it_cli_conf *c, const char *program)
 	return -1;
 }
 
+void it_cli_conf_set(char **slot, const char *value)
+{
+	free(*slot);
+	*slot = strdup(value);
+}
+
 void it_cli_conf_free(it_cli_conf *c)
 {
 	free(c->server);

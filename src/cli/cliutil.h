@@ -76,6 +76,10 @@ int it_cli_conf_resolve(it_cli_conf *c, char *err, size_t errlen);
  * Returns 0 or -1. */
 int it_cli_conf_complete(const it_cli_conf *c, const char *program);
 
+/* Replaces the string *slot (heap or NULL, freed here) by a heap copy of
+ * value; *slot is NULL when out of memory, as a setting not given. */
+void it_cli_conf_set(char **slot, const char *value);
+
 void it_cli_conf_free(it_cli_conf *c);
 
 /* Sets out to server + path (path starts with "/api/v1"), dropping trailing

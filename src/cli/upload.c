@@ -818,20 +818,11 @@ static int parse_options(struct opts *o, int argc, char **argv)
 	o->timeout_s = 60;
 	while ((c = getopt_long(argc, argv, "s:S:jqrhV", longopts, NULL)) != -1) {
 		switch (c) {
-		case 's':
-			free(o->conf.server);
-			o->conf.server = strdup(optarg);
-			break;
+		case 's': it_cli_conf_set(&o->conf.server, optarg); break;
 		case 'S':
-		case 'K':
-			free(o->conf.session);
-			o->conf.session = strdup(optarg);
-			break;
+		case 'K': it_cli_conf_set(&o->conf.session, optarg); break;
 		case 'P': o->pair = optarg; break;
-		case 'o':
-			free(o->conf.source);
-			o->conf.source = strdup(optarg);
-			break;
+		case 'o': it_cli_conf_set(&o->conf.source, optarg); break;
 		case 'j': o->json = 1; break;
 		case 'F': o->files_from = optarg; break;
 		case 'q': o->quiet = 1; break;

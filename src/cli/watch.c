@@ -696,15 +696,9 @@ static int parse_options(struct watch *w, int argc, char **argv, const char **si
 
 	while ((c = getopt_long(argc, argv, "s:S:t:T:1qhV", longopts, NULL)) != -1) {
 		switch (c) {
-		case 's':
-			free(w->conf.server);
-			w->conf.server = strdup(optarg);
-			break;
+		case 's': it_cli_conf_set(&w->conf.server, optarg); break;
 		case 'S':
-		case 'K':
-			free(w->conf.session);
-			w->conf.session = strdup(optarg);
-			break;
+		case 'K': it_cli_conf_set(&w->conf.session, optarg); break;
 		case 't':
 			if (strcmp(optarg, "sse") == 0)
 				w->transport = T_SSE;

@@ -216,6 +216,16 @@ int main(void)
 		ok(it_cli_json_object(NULL, 0) == NULL, "no body");
 	}
 
+	/* A setting given twice: the last one wins, the first is freed. */
+	{
+		char *slot = NULL;
+
+		it_cli_conf_set(&slot, "first");
+		it_cli_conf_set(&slot, "second");
+		is_str(slot, "second", "the last value wins");
+		free(slot);
+	}
+
 	/* Both settings must be there. */
 	{
 		it_cli_conf k = {0};
