@@ -63,10 +63,7 @@ static long send_one(it_announce *a, const char *method, const char *url, const 
 	if (hdr == NULL)
 		return 0;
 	curl_easy_setopt(a->h, CURLOPT_URL, url);
-	curl_easy_setopt(a->h, CURLOPT_USERAGENT, "imagetools-cli/" PACKAGE_VERSION);
-	curl_easy_setopt(a->h, CURLOPT_NOSIGNAL, 1L);
-	curl_easy_setopt(a->h, CURLOPT_PROTOCOLS_STR, "http,https");
-	curl_easy_setopt(a->h, CURLOPT_CONNECTTIMEOUT, ANNOUNCE_TIMEOUT_S);
+	it_cli_curl_defaults(a->h, "imagetools-cli", ANNOUNCE_TIMEOUT_S);
 	curl_easy_setopt(a->h, CURLOPT_TIMEOUT, ANNOUNCE_TIMEOUT_S);
 	curl_easy_setopt(a->h, CURLOPT_HTTPHEADER, hdr);
 	curl_easy_setopt(a->h, CURLOPT_WRITEFUNCTION, discard);

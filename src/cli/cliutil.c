@@ -8,11 +8,14 @@
 #include <curl/curl.h>
 #include <errno.h>
 #include <json-c/json.h>
+#include <signal.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <sys/random.h>
+#include <sys/stat.h>
 
 int it_cli_conf_path(char *out, size_t outlen)
 {
@@ -81,8 +84,7 @@ int it_cli_conf_resolve(it_cli_conf *c, char *err, size_t errlen)
 		return -1;
 	}
 	had_credential = c->session != NULL;
-	if ((c->server == NULL || c->session == NULL || c->source == NULL) &&
-	    it_cli_conf_path(path, sizeof(path)) == 0)
+	if ((c->server == NULL || c->session == NULL || c->source == NULL) && it_cli_conf_path(path, sizeof(path)) == 0)
 		rc = it_cli_conf_load_file(c, path, err, errlen);
 	/* The file's token (what --pair saved) wins over its session id; a
 	 * credential given on the command line or in the environment wins over
@@ -95,6 +97,22 @@ int it_cli_conf_resolve(it_cli_conf *c, char *err, size_t errlen)
 	free(c->token);
 	c->token = NULL;
 	return rc;
+}
+
+int it_cli_conf_complete(const it_cli_conf *c, const char *program)
+{
+	if (c->server && c->session)
+		return 0;
+	fprintf(stderr, "%s: %s is not set: use --%s, %s or the config file (see --help)\n", program,
+		c->server ? "the session" : "the server", c->server ? "session" : "server",
+		c->server ? "IMAGETOOLS_SESSION" : "IMAGETOOLS_SERVER");
+	return -1;
+}
+
+void it_cli_conf_set(char **slot, const char *value)
+{
+	free(*slot);
+	*slot = strdup(value);
 }
 
 void it_cli_conf_free(it_cli_conf *c)
@@ -204,6 +222,16 @@ long it_cli_backoff_ms(unsigned attempt, long base_ms, long cap_ms, double r)
 	return d - (long)(r * (double)(d / 2));
 }
 
+long it_cli_retry_wait_ms(const char *retry_after, unsigned attempt, long base_ms, long max_ms)
+{
+	long ra = it_cli_retry_after(retry_after, time(NULL));
+
+	/* The server knows best when it can take the request again. */
+	if (ra >= 0)
+		return ra > max_ms / 1000 ? max_ms : ra * 1000;
+	return it_cli_backoff_ms(attempt, base_ms, max_ms, it_cli_random());
+}
+
 void it_cli_sanitize(char *out, size_t outlen, const char *s)
 {
 	size_t i;
@@ -213,7 +241,7 @@ void it_cli_sanitize(char *out, size_t outlen, const char *s)
 	out[i] = '\0';
 }
 
-static json_object *parse_object(const char *body, size_t len)
+json_object *it_cli_json_object(const char *body, size_t len)
 {
 	json_tokener *tok;
 	json_object *o;
@@ -243,7 +271,7 @@ static const char *member(json_object *o, const char *key)
 
 void it_cli_problem_message(const char *body, size_t len, long status, char *out, size_t outlen)
 {
-	json_object *o = parse_object(body, len);
+	json_object *o = it_cli_json_object(body, len);
 	const char *title = member(o, "title"), *detail = member(o, "detail");
 	char raw[512];
 
@@ -259,7 +287,7 @@ void it_cli_problem_message(const char *body, size_t len, long status, char *out
 
 void it_cli_problem_type(const char *body, size_t len, char *out, size_t outlen)
 {
-	json_object *o = parse_object(body, len);
+	json_object *o = it_cli_json_object(body, len);
 	const char *t = member(o, "type");
 
 	it_cli_sanitize(out, outlen, t ? t : "");
@@ -299,6 +327,26 @@ int it_cli_sleep_ms(long ms, volatile sig_atomic_t *stop)
 	return stop && *stop ? -1 : 0;
 }
 
+int it_cli_make_dirs(const char *dir)
+{
+	char p[PATH_MAX];
+	size_t n = strlen(dir);
+
+	if (n == 0 || n >= sizeof(p))
+		return -1;
+	memcpy(p, dir, n + 1);
+	for (size_t i = 1; i <= n; i++) {
+		if (p[i] == '/' || p[i] == '\0') {
+			char c = p[i];
+			p[i] = '\0';
+			if (mkdir(p, 0700) < 0 && errno != EEXIST)
+				return -1;
+			p[i] = c;
+		}
+	}
+	return 0;
+}
+
 void it_cli_random_name(char *out)
 {
 	static const char abc[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
@@ -325,6 +373,36 @@ struct curl_slist *it_cli_bearer(struct curl_slist *list, const char *cred)
 	 * longer than it must. */
 	explicit_bzero(line, sizeof(line));
 	return l;
+}
+
+volatile sig_atomic_t it_cli_stop;
+
+static void on_stop(int sig)
+{
+	(void)sig;
+	it_cli_stop = 1;
+}
+
+void it_cli_catch_stop(void)
+{
+	struct sigaction sa;
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_stop;
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+}
+
+void it_cli_curl_defaults(CURL *h, const char *program, long connect_s)
+{
+	char ua[128];
+
+	/* libcurl keeps its own copy of the string. */
+	snprintf(ua, sizeof(ua), "%s/%s", program, PACKAGE_VERSION);
+	curl_easy_setopt(h, CURLOPT_USERAGENT, ua);
+	curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
+	curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT, connect_s);
 }
 
 double it_cli_random(void)

@@ -8,7 +8,9 @@
 
 #include "common/buf.h"
 
-struct curl_slist;
+struct json_object;
+
+#include <curl/curl.h>
 
 /* Exit codes shared by both programs (documented in docs/cli.md and the man pages). */
 enum {
@@ -69,6 +71,15 @@ int it_cli_conf_load_file(it_cli_conf *c, const char *path, char *err, size_t er
  * session key). Returns 0 or -1 with err set. */
 int it_cli_conf_resolve(it_cli_conf *c, char *err, size_t errlen);
 
+/* Whether c names both a server and a credential; when not, says on stderr,
+ * after program's name, which is missing and where it can be given.
+ * Returns 0 or -1. */
+int it_cli_conf_complete(const it_cli_conf *c, const char *program);
+
+/* Replaces the string *slot (heap or NULL, freed here) by a heap copy of
+ * value; *slot is NULL when out of memory, as a setting not given. */
+void it_cli_conf_set(char **slot, const char *value);
+
 void it_cli_conf_free(it_cli_conf *c);
 
 /* Sets out to server + path (path starts with "/api/v1"), dropping trailing
@@ -90,6 +101,11 @@ long it_cli_retry_after(const char *value, time_t now);
  * that many clients do not retry in step. r is a random value in [0, 1). */
 long it_cli_backoff_ms(unsigned attempt, long base_ms, long cap_ms, double r);
 
+/* The wait before retry number attempt (0-based) of a request: the
+ * server's Retry-After (retry_after, a header value or NULL) when it gave
+ * one, capped at max_ms, else it_cli_backoff_ms from base_ms with jitter. */
+long it_cli_retry_wait_ms(const char *retry_after, unsigned attempt, long base_ms, long max_ms);
+
 /* Writes a one-line description of an error answer into out: the
  * problem+json title and detail when body is one, else the status alone.
  * Control characters from the server are replaced, so a hostile server
@@ -99,6 +115,10 @@ void it_cli_problem_message(const char *body, size_t len, long status, char *out
 /* Copies s into out (outlen >= 1), truncated, with control characters
  * replaced by '?': for printing text that came from a server. */
 void it_cli_sanitize(char *out, size_t outlen, const char *s);
+
+/* Parses body (len bytes, may be NULL) as one JSON object. Returns it (the
+ * caller puts it), or NULL when body is empty, not JSON or not an object. */
+struct json_object *it_cli_json_object(const char *body, size_t len);
 
 /* Reads the "type" member of a problem+json body into out ("" when absent). */
 void it_cli_problem_type(const char *body, size_t len, char *out, size_t outlen);
@@ -124,9 +144,28 @@ typedef struct it_cli_headers {
  * the set afresh. */
 size_t it_cli_on_header(char *data, size_t size, size_t n, void *headers);
 
+/* Creates dir and every missing directory above it with mode 0700 (they
+ * hold credentials and upload URLs, which are capabilities), like mkdir -p.
+ * Returns 0, or -1 when dir is empty or too long or a mkdir failed (errno
+ * says why). */
+int it_cli_make_dirs(const char *dir);
+
 /* Sleeps ms milliseconds, waking early when *stop becomes non-zero.
  * Returns 0, or -1 when it was stopped. */
 int it_cli_sleep_ms(long ms, volatile sig_atomic_t *stop);
+
+/* Set by SIGINT or SIGTERM once it_cli_catch_stop has run: the program
+ * stops what it does as soon as it can and exits. */
+extern volatile sig_atomic_t it_cli_stop;
+
+/* Makes SIGINT and SIGTERM set it_cli_stop instead of ending the process, so
+ * that state files are flushed and the exit code says what happened. */
+void it_cli_catch_stop(void);
+
+/* Sets the options every request of the programs shares on h: the user
+ * agent program/version, no signals, http and https only, and a connect
+ * timeout of connect_s seconds. */
+void it_cli_curl_defaults(CURL *h, const char *program, long connect_s);
 
 /* A random number in [0, 1) for jitter (not for secrets). */
 double it_cli_random(void);

@@ -1,4 +1,5 @@
-/* pairing.c: imagetools-upload --pair: a pairing code exchanged for a token (POST /api/v1/pair), kept in the user's config file. */
+/* pairing.c: imagetools-upload --pair: a pairing code exchanged for a token (POST /api/v1/pair), kept in the user's
+ * config file. */
 #include "config.h"
 
 #include "cli/pairing.h"
@@ -62,8 +63,9 @@ int it_pairing_parse(const char *arg, char *server, size_t serverlen, char *code
 	if ((p = memchr(arg, '?', n)) != NULL)
 		n = (size_t)(p - arg);
 	for (size_t i = n; i > 0 && arg[i - 1] != '/'; i--) {
-		if (arg[i - 1] == '.' && ((n - i == 4 && strncmp(arg + i, "html", 4) == 0) ||
-					  (n - i == 3 && strncmp(arg + i, "htm", 3) == 0))) {
+		if (arg[i - 1] == '.' &&
+		    ((n - i == 4 && strncmp(arg + i, "html", 4) == 0) ||
+		     (n - i == 3 && strncmp(arg + i, "htm", 3) == 0))) {
 			while (n > 0 && arg[n - 1] != '/')
 				n--;
 			break;
@@ -111,16 +113,117 @@ static void copy_member(json_object *o, const char *key, char *out, size_t outle
 		it_cli_sanitize(out, outlen, json_object_get_string(v));
 }
 
+/* Posts the exchange request req to url through h and collects the answer
+ * into body and hd, its status into *status. Returns IT_EXIT_OK, or
+ * IT_EXIT_UNREACHABLE with msg set when the server could not be reached. */
+static int post_exchange(CURL *h, const char *url, json_object *req, it_buf *body, it_cli_headers *hd, long *status,
+			 char *msg, size_t msglen)
+{
+	struct curl_slist *hdr = NULL;
+	char errbuf[CURL_ERROR_SIZE];
+	CURLcode rc;
+
+	hdr = curl_slist_append(hdr, "Content-Type: application/json");
+	hdr = curl_slist_append(hdr, "Accept: application/json");
+	errbuf[0] = '\0';
+	curl_easy_reset(h);
+	curl_easy_setopt(h, CURLOPT_URL, url);
+	it_cli_curl_defaults(h, "imagetools-upload", 15L);
+	curl_easy_setopt(h, CURLOPT_TIMEOUT, 60L);
+	curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdr);
+	curl_easy_setopt(h, CURLOPT_COPYPOSTFIELDS, json_object_to_json_string_ext(req, JSON_C_TO_STRING_PLAIN));
+	curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
+	curl_easy_setopt(h, CURLOPT_WRITEDATA, body);
+	curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, it_cli_on_header);
+	curl_easy_setopt(h, CURLOPT_HEADERDATA, hd);
+	curl_easy_setopt(h, CURLOPT_ERRORBUFFER, errbuf);
+	/* A code is single use: an exchange is never repeated on its own, since
+	 * one whose answer was lost would be refused as used. */
+	rc = curl_easy_perform(h);
+	curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, status);
+	curl_easy_setopt(h, CURLOPT_HTTPHEADER, NULL);
+	curl_easy_setopt(h, CURLOPT_ERRORBUFFER, NULL);
+	curl_slist_free_all(hdr);
+	if (rc != CURLE_OK) {
+		snprintf(msg, msglen, "cannot reach %s: %s", url, errbuf[0] ? errbuf : curl_easy_strerror(rc));
+		return IT_EXIT_UNREACHABLE;
+	}
+	return IT_EXIT_OK;
+}
+
+/* Reads the token and what describes it from a 2xx answer into out.
+ * Returns IT_EXIT_OK, or IT_EXIT_NOT_SERVER with msg set and out cleared
+ * when the answer holds no token. */
+static int read_token(const it_buf *body, long status, const char *url, it_pairing_result *out, char *msg,
+		      size_t msglen)
+{
+	json_object *ans = it_cli_json_object(body->data, body->len);
+
+	if (ans) {
+		copy_member(ans, "token", out->token, sizeof(out->token));
+		copy_member(ans, "device_id", out->device_id, sizeof(out->device_id));
+		copy_member(ans, "scope", out->scope, sizeof(out->scope));
+		copy_member(ans, "label", out->label, sizeof(out->label));
+		copy_member(ans, "expires_at", out->expires_at, sizeof(out->expires_at));
+	}
+	json_object_put(ans);
+	if (it_cli_cred_kind(out->token) != IT_CLI_CRED_TOKEN) {
+		snprintf(msg, msglen, "%s answered %ld, but not with a token: check --server", url, status);
+		memset(out, 0, sizeof(*out));
+		return IT_EXIT_NOT_SERVER;
+	}
+	return IT_EXIT_OK;
+}
+
+/* Says in msg why the server refused the exchange (from its status, its
+ * problem body and Retry-After) and returns the exit code that means. */
+static int explain_refusal(long status, const it_buf *body, const it_cli_headers *hd, const char *url, char *msg,
+			   size_t msglen)
+{
+	char why[600], type[128];
+	long ra;
+
+	it_cli_problem_message(body->data, body->len, status, why, sizeof(why));
+	it_cli_problem_type(body->data, body->len, type, sizeof(type));
+	if (it_cli_auth_problem(status, body->data, body->len) == IT_CLI_AUTH_TOKEN) {
+		if (strcmp(type, "urn:imagetools:problem:pairing-code-used") == 0)
+			snprintf(msg, msglen,
+				 "this pairing code was already used: ask the ImageTools page for a new one (%s)", why);
+		else if (strcmp(type, "urn:imagetools:problem:pairing-code-expired") == 0)
+			snprintf(msg, msglen,
+				 "this pairing code has expired: ask the ImageTools page for a new one (%s)", why);
+		else
+			snprintf(msg, msglen,
+				 "the server does not know this pairing code: check it, or ask the ImageTools "
+				 "page for a new one (%s)",
+				 why);
+		return IT_EXIT_TOKEN;
+	}
+	if (status == 429 || status >= 500) {
+		ra = it_cli_retry_after(hd->retry_after, time(NULL));
+		if (ra >= 0)
+			snprintf(msg, msglen, "%s; try again in %ld s", why, ra);
+		else
+			snprintf(msg, msglen, "%s; try again later", why);
+		return IT_EXIT_UNREACHABLE;
+	}
+	if (strncmp(type, "urn:imagetools:problem:", 23) != 0 || status == 404 || status == 405) {
+		/* No route for /pair: another server, or one from before devices. */
+		snprintf(msg, msglen, "%s is not an ImageTools server that pairs devices (HTTP %ld): check --server",
+			 url, status);
+		return IT_EXIT_NOT_SERVER;
+	}
+	snprintf(msg, msglen, "pairing was refused: %s", why);
+	return IT_EXIT_FAILED;
+}
+
 int it_pairing_exchange(CURL *h, const char *server, const char *code, const char *label, const char *source,
 			it_pairing_result *out, char *msg, size_t msglen)
 {
-	json_object *req = json_object_new_object(), *ans = NULL;
-	struct curl_slist *hdr = NULL;
+	json_object *req = json_object_new_object();
 	it_cli_headers hd;
 	it_buf url, body;
-	char why[600], type[128], errbuf[CURL_ERROR_SIZE];
-	long status = 0, ra;
-	CURLcode rc;
+	long status = 0;
 	int result = IT_EXIT_FAILED;
 
 	memset(out, 0, sizeof(*out));
@@ -139,114 +242,21 @@ int it_pairing_exchange(CURL *h, const char *server, const char *code, const cha
 	json_object_object_add(req, "code", json_object_new_string(code));
 	json_object_object_add(req, "label", json_object_new_string(label));
 	json_object_object_add(req, "source", json_object_new_string(source));
-	hdr = curl_slist_append(hdr, "Content-Type: application/json");
-	hdr = curl_slist_append(hdr, "Accept: application/json");
-	errbuf[0] = '\0';
-	curl_easy_reset(h);
-	curl_easy_setopt(h, CURLOPT_URL, url.data);
-	curl_easy_setopt(h, CURLOPT_USERAGENT, "imagetools-upload/" PACKAGE_VERSION);
-	curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
-	curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
-	curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT, 15L);
-	curl_easy_setopt(h, CURLOPT_TIMEOUT, 60L);
-	curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdr);
-	curl_easy_setopt(h, CURLOPT_COPYPOSTFIELDS, json_object_to_json_string_ext(req, JSON_C_TO_STRING_PLAIN));
-	curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
-	curl_easy_setopt(h, CURLOPT_WRITEDATA, &body);
-	curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, it_cli_on_header);
-	curl_easy_setopt(h, CURLOPT_HEADERDATA, &hd);
-	curl_easy_setopt(h, CURLOPT_ERRORBUFFER, errbuf);
-	/* A code is single use: an exchange is never repeated on its own, since
-	 * one whose answer was lost would be refused as used. */
-	rc = curl_easy_perform(h);
-	curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
-	curl_easy_setopt(h, CURLOPT_HTTPHEADER, NULL);
-	curl_easy_setopt(h, CURLOPT_ERRORBUFFER, NULL);
-	if (rc != CURLE_OK) {
-		snprintf(msg, msglen, "cannot reach %s: %s", url.data, errbuf[0] ? errbuf : curl_easy_strerror(rc));
-		result = IT_EXIT_UNREACHABLE;
+	result = post_exchange(h, url.data, req, &body, &hd, &status, msg, msglen);
+	if (result != IT_EXIT_OK)
 		goto out;
-	}
-	it_cli_problem_message(body.data, body.len, status, why, sizeof(why));
-	it_cli_problem_type(body.data, body.len, type, sizeof(type));
-	if (status == 201 || status == 200) {
-		json_tokener *tok = json_tokener_new();
-
-		if (tok && body.len)
-			ans = json_tokener_parse_ex(tok, body.data, (int)body.len);
-		json_tokener_free(tok);
-		if (ans && json_object_is_type(ans, json_type_object)) {
-			copy_member(ans, "token", out->token, sizeof(out->token));
-			copy_member(ans, "device_id", out->device_id, sizeof(out->device_id));
-			copy_member(ans, "scope", out->scope, sizeof(out->scope));
-			copy_member(ans, "label", out->label, sizeof(out->label));
-			copy_member(ans, "expires_at", out->expires_at, sizeof(out->expires_at));
-		}
-		if (it_cli_cred_kind(out->token) != IT_CLI_CRED_TOKEN) {
-			snprintf(msg, msglen, "%s answered %ld, but not with a token: check --server", url.data, status);
-			memset(out, 0, sizeof(*out));
-			result = IT_EXIT_NOT_SERVER;
-			goto out;
-		}
-		result = IT_EXIT_OK;
-	} else if (it_cli_auth_problem(status, body.data, body.len) == IT_CLI_AUTH_TOKEN) {
-		if (strcmp(type, "urn:imagetools:problem:pairing-code-used") == 0)
-			snprintf(msg, msglen, "this pairing code was already used: ask the ImageTools page for a new one (%s)",
-				 why);
-		else if (strcmp(type, "urn:imagetools:problem:pairing-code-expired") == 0)
-			snprintf(msg, msglen, "this pairing code has expired: ask the ImageTools page for a new one (%s)",
-				 why);
-		else
-			snprintf(msg, msglen, "the server does not know this pairing code: check it, or ask the ImageTools "
-					      "page for a new one (%s)", why);
-		result = IT_EXIT_TOKEN;
-	} else if (status == 429 || status >= 500) {
-		ra = it_cli_retry_after(hd.retry_after, time(NULL));
-		if (ra >= 0)
-			snprintf(msg, msglen, "%s; try again in %ld s", why, ra);
-		else
-			snprintf(msg, msglen, "%s; try again later", why);
-		result = IT_EXIT_UNREACHABLE;
-	} else if (strncmp(type, "urn:imagetools:problem:", 23) != 0 || status == 404 || status == 405) {
-		/* No route for /pair: another server, or one from before devices. */
-		snprintf(msg, msglen, "%s is not an ImageTools server that pairs devices (HTTP %ld): check --server",
-			 url.data, status);
-		result = IT_EXIT_NOT_SERVER;
-	} else {
-		snprintf(msg, msglen, "pairing was refused: %s", why);
-		result = IT_EXIT_FAILED;
-	}
+	if (status == 201 || status == 200)
+		result = read_token(&body, status, url.data, out, msg, msglen);
+	else
+		result = explain_refusal(status, &body, &hd, url.data, msg, msglen);
 out:
 	json_object_put(req);
-	json_object_put(ans);
-	curl_slist_free_all(hdr);
 	/* The answer held the token. */
 	if (body.data)
 		explicit_bzero(body.data, body.len);
 	it_buf_free(&url);
 	it_buf_free(&body);
 	return result;
-}
-
-/* mkdir -p with mode 0700 for the directories that do not exist yet. */
-static int make_dirs(const char *dir)
-{
-	char p[PATH_MAX];
-	size_t n = strlen(dir);
-
-	if (n == 0 || n >= sizeof(p))
-		return -1;
-	memcpy(p, dir, n + 1);
-	for (size_t i = 1; i <= n; i++) {
-		if (p[i] == '/' || p[i] == '\0') {
-			char c = p[i];
-			p[i] = '\0';
-			if (mkdir(p, 0700) < 0 && errno != EEXIST)
-				return -1;
-			p[i] = c;
-		}
-	}
-	return 0;
 }
 
 /* Whether line (a line of a key = value file) sets one of the keys that a
@@ -284,7 +294,7 @@ int it_pairing_save(const char *path, const char *server, const char *token, cha
 		return -1;
 	}
 	snprintf(dir, sizeof(dir), "%s", path);
-	if (make_dirs(dirname(dir)) < 0) {
+	if (it_cli_make_dirs(dirname(dir)) < 0) {
 		snprintf(err, errlen, "cannot create the directory of %s: %s", path, strerror(errno));
 		return -1;
 	}

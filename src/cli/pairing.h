@@ -1,4 +1,5 @@
-/* pairing.h: imagetools-upload --pair: a pairing code exchanged for a token (POST /api/v1/pair), kept in the user's config file. */
+/* pairing.h: imagetools-upload --pair: a pairing code exchanged for a token (POST /api/v1/pair), kept in the user's
+ * config file. */
 #ifndef IT_CLI_PAIRING_H
 #define IT_CLI_PAIRING_H
 

@@ -1,4 +1,5 @@
-/* tusclient.c: a resumable (tus 1.0) upload of one file with libcurl, whose upload URL is kept in a state file so that a killed client resumes. */
+/* tusclient.c: a resumable (tus 1.0) upload of one file with libcurl, whose upload URL is kept in a state file so that
+ * a killed client resumes. */
 #include "config.h"
 
 #include "cli/tusclient.h"
@@ -78,27 +79,6 @@ int it_tusc_default_state_dir(char *out, size_t outlen)
 	else
 		return -1;
 	return w > 0 && (size_t)w < outlen ? 0 : -1;
-}
-
-/* mkdir -p for the state directory (private: it holds capabilities). */
-static int make_dirs(const char *dir)
-{
-	char p[PATH_MAX];
-	size_t n = strlen(dir);
-
-	if (n == 0 || n >= sizeof(p))
-		return -1;
-	memcpy(p, dir, n + 1);
-	for (size_t i = 1; i <= n; i++) {
-		if (p[i] == '/' || p[i] == '\0') {
-			char c = p[i];
-			p[i] = '\0';
-			if (mkdir(p, 0700) < 0 && errno != EEXIST)
-				return -1;
-			p[i] = c;
-		}
-	}
-	return 0;
 }
 
 /* The state file of one upload: named by a hash of what identifies it (the
@@ -182,13 +162,12 @@ static long perform(CURL *h, const it_tusc_opts *o, const char *method, const ch
 		    FILE *body, curl_off_t body_len, struct answer *a, char *msg, size_t msglen)
 {
 	struct curl_slist *hl = NULL;
-	char auth[300], errbuf[CURL_ERROR_SIZE];
+	char errbuf[CURL_ERROR_SIZE];
 	long status = 0;
 	CURLcode rc;
 
-	snprintf(auth, sizeof(auth), "Authorization: Bearer %s", o->session);
 	hl = curl_slist_append(hl, "Tus-Resumable: 1.0.0");
-	hl = curl_slist_append(hl, auth);
+	hl = it_cli_bearer(hl, o->session);
 	hl = curl_slist_append(hl, "Expect:");
 	for (struct curl_slist *e = extra; e; e = e->next)
 		hl = curl_slist_append(hl, e->data);
@@ -252,178 +231,237 @@ static int resolve(const char *base, const char *loc, char *out, size_t outlen)
 	return rc;
 }
 
+/* One upload in progress. */
+struct upload {
+	const it_tusc_opts *o;
+	const char *path;
+	struct stat st;
+	FILE *f;		  /* the file, read from the offset for a PATCH */
+	it_buf key;		  /* what identifies the upload (state_key) */
+	it_buf endpoint;	  /* the creation URL */
+	char file[PATH_MAX + 32]; /* the state file */
+	char url[URL_MAX];	  /* the upload's URL; "" until it is created */
+	int64_t offset;		  /* where the server stands; -1 when it must be asked */
+	unsigned attempt;	  /* retries so far */
+	long status;		  /* of the last request; 0 when libcurl failed */
+	char why[600];		  /* why the last request failed */
+	struct answer a;
+	char *msg; /* the caller's sentence for the user */
+	size_t msglen;
+};
+
+/* What a step of the upload returns besides an IT_TUSC_* outcome: go on
+ * (round the loop again), or decide from the last request's status. */
+enum { GO_ON = -1, JUDGE = -2 };
+
+/* Opens the file and the state directory and reads the upload URL kept for
+ * this file, if any. Returns GO_ON or IT_TUSC_LOCAL_ERROR with u->msg set. */
+static int upload_open(struct upload *u)
+{
+	const it_tusc_opts *o = u->o;
+
+	if (stat(u->path, &u->st) < 0 || (u->f = fopen(u->path, "rb")) == NULL) {
+		snprintf(u->msg, u->msglen, "%s", strerror(errno));
+		return IT_TUSC_LOCAL_ERROR;
+	}
+	if (it_cli_make_dirs(o->state_dir) < 0) {
+		snprintf(u->msg, u->msglen, "the state directory %s cannot be made: %s", o->state_dir, strerror(errno));
+		return IT_TUSC_LOCAL_ERROR;
+	}
+	if (it_cli_url(&u->endpoint, o->server, "/api/v1/uploads/tus") < 0) {
+		snprintf(u->msg, u->msglen, "the server must be an http:// or https:// URL");
+		return IT_TUSC_LOCAL_ERROR;
+	}
+	state_key(o, u->path, &u->st, &u->key);
+	state_path(o, &u->key, u->file, sizeof(u->file));
+	state_read(u->file, &u->key, u->url, sizeof(u->url));
+	if (u->url[0] && o->verbose)
+		fprintf(stderr, "imagetools-upload: %s: resuming %s\n", u->path, u->url);
+	return GO_ON;
+}
+
+/* Creates the upload (POST with its length and metadata) and keeps its URL
+ * on disk before its first byte leaves. Returns GO_ON when created, JUDGE
+ * when the server did not create it, or IT_TUSC_LOCAL_ERROR. */
+static int create_upload(CURL *h, struct upload *u)
+{
+	const it_tusc_opts *o = u->o;
+	char line[64], *copy = strdup(u->path), *meta;
+	const char *name = copy ? basename(copy) : u->path;
+	size_t flen = strlen(name);
+	struct curl_slist *extra;
+
+	meta = malloc(64 + 4 * ((flen + 2) / 3) + 4 * ((strlen(o->source) + 2) / 3));
+	if (meta == NULL) {
+		free(copy);
+		snprintf(u->msg, u->msglen, "out of memory");
+		return IT_TUSC_LOCAL_ERROR;
+	}
+	strcpy(meta, "Upload-Metadata: filename ");
+	it_base64_encode((const unsigned char *)name, flen, meta + strlen(meta));
+	strcat(meta, ",source ");
+	it_base64_encode((const unsigned char *)o->source, strlen(o->source), meta + strlen(meta));
+	free(copy);
+	snprintf(line, sizeof(line), "Upload-Length: %lld", (long long)u->st.st_size);
+	extra = curl_slist_append(NULL, line);
+	extra = curl_slist_append(extra, meta);
+	u->status = perform(h, o, "POST", u->endpoint.data, extra, NULL, 0, &u->a, u->why, sizeof(u->why));
+	curl_slist_free_all(extra);
+	free(meta);
+	if (u->status != 201 || u->a.location[0] == '\0' ||
+	    resolve(u->endpoint.data, u->a.location, u->url, sizeof(u->url)) < 0)
+		return JUDGE;
+	if (state_write(u->file, &u->key, u->url) < 0) {
+		snprintf(u->msg, u->msglen, "the upload URL cannot be kept in %s: %s", u->file, strerror(errno));
+		return IT_TUSC_LOCAL_ERROR;
+	}
+	u->offset = 0;
+	return GO_ON;
+}
+
+/* Asks the server where the upload stands (HEAD). Returns IT_TUSC_STORED
+ * when it has every byte, GO_ON when the offset is known or the upload is
+ * gone (expired or terminated: it starts over), else JUDGE. */
+static int ask_offset(CURL *h, struct upload *u)
+{
+	u->status = perform(h, u->o, "HEAD", u->url, NULL, NULL, 0, &u->a, u->why, sizeof(u->why));
+	if (u->status == 200 && u->a.offset[0]) {
+		u->offset = strtoll(u->a.offset, NULL, 10);
+		return u->offset == (int64_t)u->st.st_size ? IT_TUSC_STORED : GO_ON;
+	}
+	if (u->status == 404 || u->status == 410) {
+		unlink(u->file);
+		u->url[0] = '\0';
+		return GO_ON;
+	}
+	return JUDGE;
+}
+
+/* Sends the rest of the file from the offset (PATCH). Returns
+ * IT_TUSC_STORED when the server then has every byte, IT_TUSC_LOCAL_ERROR
+ * when the file cannot be read, else JUDGE, with the offset to be asked
+ * again. */
+static int send_rest(CURL *h, struct upload *u)
+{
+	struct curl_slist *extra;
+	char line[64];
+
+	if (fseeko(u->f, (off_t)u->offset, SEEK_SET) != 0) {
+		snprintf(u->msg, u->msglen, "%s", strerror(errno));
+		return IT_TUSC_LOCAL_ERROR;
+	}
+	snprintf(line, sizeof(line), "Upload-Offset: %lld", (long long)u->offset);
+	extra = curl_slist_append(NULL, line);
+	extra = curl_slist_append(extra, "Content-Type: application/offset+octet-stream");
+	u->status = perform(h, u->o, "PATCH", u->url, extra, u->f, (curl_off_t)(u->st.st_size - u->offset), &u->a,
+			    u->why, sizeof(u->why));
+	curl_slist_free_all(extra);
+	if (u->status == 204 && u->a.offset[0] && strtoll(u->a.offset, NULL, 10) == (int64_t)u->st.st_size)
+		return IT_TUSC_STORED;
+	/* Whatever happened, the server says next where to go on. */
+	u->offset = -1;
+	return JUDGE;
+}
+
+/* Waits before another try after a failure worth retrying, unless the
+ * retries are used up (IT_TUSC_GAVE_UP) or a signal cuts the wait short
+ * (IT_TUSC_INTERRUPTED). Returns GO_ON or that outcome. */
+static int retry_later(struct upload *u)
+{
+	const it_tusc_opts *o = u->o;
+	long wait_ms;
+
+	if (u->status != 0 && u->why[0] == '\0')
+		it_cli_problem_message(u->a.body.data, u->a.body.len, u->status, u->why, sizeof(u->why));
+	if (u->attempt >= o->retries) {
+		snprintf(u->msg, u->msglen, "%s (giving up after %u retries; run again to resume)", u->why, o->retries);
+		return IT_TUSC_GAVE_UP;
+	}
+	wait_ms = it_cli_retry_wait_ms(u->a.hdr.retry_after, u->attempt, o->retry_delay_ms, o->max_wait_ms);
+	u->attempt++;
+	if (o->verbose)
+		fprintf(stderr, "imagetools-upload: %s: %s; resuming in %.1f s (%u of %u)\n", u->path,
+			u->why[0] ? u->why : "interrupted", wait_ms / 1000.0, u->attempt, o->retries);
+	if (it_cli_sleep_ms(wait_ms, o->stop) < 0)
+		return IT_TUSC_INTERRUPTED;
+	return GO_ON;
+}
+
+/* Decides from the last request's status: go on, retry later, or a final
+ * answer (the same request would fail again). Returns GO_ON or an
+ * outcome. */
+static int judge(struct upload *u)
+{
+	long status = u->status;
+
+	if (u->o->stop && *u->o->stop)
+		return IT_TUSC_INTERRUPTED;
+	if (status == 204 || (status == 200 && u->url[0] != '\0'))
+		return GO_ON; /* a PATCH that ended short, or a HEAD: ask where to go on */
+	if (status == 0 || status >= 500 || status == 409 || status == 423 || status == 429 || status == 408)
+		return retry_later(u);
+	it_cli_problem_message(u->a.body.data, u->a.body.len, status, u->msg, u->msglen);
+	switch (it_cli_auth_problem(status, u->a.body.data, u->a.body.len)) {
+	case IT_CLI_AUTH_TOKEN: return IT_TUSC_BAD_TOKEN;
+	case IT_CLI_AUTH_SCOPE: return IT_TUSC_SCOPE;
+	default: return status == 404 && u->url[0] == '\0' ? IT_TUSC_BAD_SESSION : IT_TUSC_REJECTED;
+	}
+}
+
+/* The upload's loop: creates it, asks where it stands, sends the rest, and
+ * retries with backoff until it has an outcome. */
+static int upload_loop(CURL *h, struct upload *u)
+{
+	int rc;
+
+	for (;;) {
+		if (u->o->stop && *u->o->stop)
+			return IT_TUSC_INTERRUPTED;
+		u->why[0] = '\0';
+		if (u->url[0] == '\0')
+			rc = create_upload(h, u);
+		else if (u->offset < 0)
+			rc = ask_offset(h, u);
+		else
+			rc = send_rest(h, u);
+		if (rc == JUDGE)
+			rc = judge(u);
+		if (rc != GO_ON)
+			return rc;
+	}
+}
+
 int it_tusc_upload(CURL *h, const it_tusc_opts *o, const char *path, char *url_out, size_t urllen, char *msg,
 		   size_t msglen)
 {
-	char url[URL_MAX], file[PATH_MAX + 32], why[600], line[URL_MAX + 64], *copy = NULL;
-	char *meta = NULL;
-	struct answer a;
-	struct stat st;
-	struct curl_slist *extra = NULL;
-	it_buf key, endpoint;
-	FILE *f = NULL;
-	int64_t offset = -1;
-	unsigned attempt = 0;
-	int result = IT_TUSC_GAVE_UP;
-	long status;
+	struct upload u;
+	int result;
 
+	memset(&u, 0, sizeof(u));
+	u.o = o;
+	u.path = path;
+	u.offset = -1;
+	u.msg = msg;
+	u.msglen = msglen;
 	msg[0] = '\0';
-	url[0] = '\0';
-	memset(&a, 0, sizeof(a));
-	it_buf_init(&a.body, MAX_ANSWER);
-	it_buf_init(&key, 2 * PATH_MAX);
-	it_buf_init(&endpoint, URL_MAX);
-	if (stat(path, &st) < 0 || (f = fopen(path, "rb")) == NULL) {
-		snprintf(msg, msglen, "%s", strerror(errno));
-		result = IT_TUSC_LOCAL_ERROR;
-		goto out;
+	it_buf_init(&u.a.body, MAX_ANSWER);
+	it_buf_init(&u.key, 2 * PATH_MAX);
+	it_buf_init(&u.endpoint, URL_MAX);
+	result = upload_open(&u);
+	if (result == GO_ON) {
+		result = upload_loop(h, &u);
+		/* A final answer ends the upload for good: a revoked or too
+		 * narrow token will not resume it either. */
+		if (result == IT_TUSC_STORED || result == IT_TUSC_REJECTED || result == IT_TUSC_BAD_TOKEN ||
+		    result == IT_TUSC_SCOPE)
+			unlink(u.file);
 	}
-	if (make_dirs(o->state_dir) < 0) {
-		snprintf(msg, msglen, "the state directory %s cannot be made: %s", o->state_dir, strerror(errno));
-		result = IT_TUSC_LOCAL_ERROR;
-		goto out;
-	}
-	if (it_cli_url(&endpoint, o->server, "/api/v1/uploads/tus") < 0) {
-		snprintf(msg, msglen, "the server must be an http:// or https:// URL");
-		result = IT_TUSC_LOCAL_ERROR;
-		goto out;
-	}
-	state_key(o, path, &st, &key);
-	state_path(o, &key, file, sizeof(file));
-	state_read(file, &key, url, sizeof(url));
-	if (url[0] && o->verbose)
-		fprintf(stderr, "imagetools-upload: %s: resuming %s\n", path, url);
-
-	for (;;) {
-		long wait_ms = -1, ra;
-
-		if (o->stop && *o->stop) {
-			result = IT_TUSC_INTERRUPTED;
-			break;
-		}
-		why[0] = '\0';
-		if (url[0] == '\0') {
-			/* A new upload: its URL is on disk before its first byte leaves. */
-			size_t flen;
-			copy = strdup(path);
-			flen = strlen(copy ? basename(copy) : path);
-			free(meta);
-			meta = malloc(64 + 4 * ((flen + 2) / 3) + 4 * ((strlen(o->source) + 2) / 3));
-			if (meta == NULL) {
-				result = IT_TUSC_LOCAL_ERROR;
-				snprintf(msg, msglen, "out of memory");
-				break;
-			}
-			strcpy(meta, "Upload-Metadata: filename ");
-			it_base64_encode((const unsigned char *)(copy ? basename(copy) : path), flen, meta + strlen(meta));
-			strcat(meta, ",source ");
-			it_base64_encode((const unsigned char *)o->source, strlen(o->source), meta + strlen(meta));
-			free(copy);
-			copy = NULL;
-			snprintf(line, sizeof(line), "Upload-Length: %lld", (long long)st.st_size);
-			extra = curl_slist_append(NULL, line);
-			extra = curl_slist_append(extra, meta);
-			status = perform(h, o, "POST", endpoint.data, extra, NULL, 0, &a, why, sizeof(why));
-			curl_slist_free_all(extra);
-			extra = NULL;
-			if (status == 201 && a.location[0] && resolve(endpoint.data, a.location, url, sizeof(url)) == 0) {
-				if (state_write(file, &key, url) < 0) {
-					snprintf(msg, msglen, "the upload URL cannot be kept in %s: %s", file, strerror(errno));
-					result = IT_TUSC_LOCAL_ERROR;
-					break;
-				}
-				offset = 0;
-				continue;
-			}
-		} else if (offset < 0) {
-			/* Where the server stands. */
-			status = perform(h, o, "HEAD", url, NULL, NULL, 0, &a, why, sizeof(why));
-			if (status == 200 && a.offset[0]) {
-				offset = strtoll(a.offset, NULL, 10);
-				if (offset == (int64_t)st.st_size) {
-					result = IT_TUSC_STORED;
-					break;
-				}
-				continue;
-			}
-			if (status == 404 || status == 410) {
-				/* Expired or terminated: start over. */
-				unlink(file);
-				url[0] = '\0';
-				continue;
-			}
-		} else {
-			if (fseeko(f, (off_t)offset, SEEK_SET) != 0) {
-				snprintf(msg, msglen, "%s", strerror(errno));
-				result = IT_TUSC_LOCAL_ERROR;
-				break;
-			}
-			snprintf(line, sizeof(line), "Upload-Offset: %lld", (long long)offset);
-			extra = curl_slist_append(NULL, line);
-			extra = curl_slist_append(extra, "Content-Type: application/offset+octet-stream");
-			status = perform(h, o, "PATCH", url, extra, f, (curl_off_t)(st.st_size - offset), &a, why,
-					 sizeof(why));
-			curl_slist_free_all(extra);
-			extra = NULL;
-			if (status == 204 && a.offset[0] && strtoll(a.offset, NULL, 10) == (int64_t)st.st_size) {
-				result = IT_TUSC_STORED;
-				break;
-			}
-			/* Whatever happened, the server says next where to go on. */
-			offset = -1;
-		}
-		if (o->stop && *o->stop) {
-			result = IT_TUSC_INTERRUPTED;
-			break;
-		}
-		if (status == 204 || (status == 200 && url[0] != '\0'))
-			continue; /* a PATCH that ended short, or a HEAD: ask where to go on */
-		if (status == 0 || status >= 500 || status == 409 || status == 423 || status == 429 || status == 408) {
-			if (status != 0 && why[0] == '\0')
-				it_cli_problem_message(a.body.data, a.body.len, status, why, sizeof(why));
-			if (attempt >= o->retries) {
-				snprintf(msg, msglen, "%s (giving up after %u retries; run again to resume)", why, o->retries);
-				result = IT_TUSC_GAVE_UP;
-				break;
-			}
-			ra = it_cli_retry_after(a.hdr.retry_after, time(NULL));
-			if (ra >= 0)
-				wait_ms = ra > o->max_wait_ms / 1000 ? o->max_wait_ms : ra * 1000;
-			if (wait_ms < 0)
-				wait_ms = it_cli_backoff_ms(attempt, o->retry_delay_ms, o->max_wait_ms, it_cli_random());
-			attempt++;
-			if (o->verbose)
-				fprintf(stderr, "imagetools-upload: %s: %s; resuming in %.1f s (%u of %u)\n", path,
-					why[0] ? why : "interrupted", wait_ms / 1000.0, attempt, o->retries);
-			if (it_cli_sleep_ms(wait_ms, o->stop) < 0) {
-				result = IT_TUSC_INTERRUPTED;
-				break;
-			}
-			continue;
-		}
-		/* A final answer: the same request would fail again. */
-		it_cli_problem_message(a.body.data, a.body.len, status, msg, msglen);
-		switch (it_cli_auth_problem(status, a.body.data, a.body.len)) {
-		case IT_CLI_AUTH_TOKEN: result = IT_TUSC_BAD_TOKEN; break;
-		case IT_CLI_AUTH_SCOPE: result = IT_TUSC_SCOPE; break;
-		default: result = status == 404 && url[0] == '\0' ? IT_TUSC_BAD_SESSION : IT_TUSC_REJECTED;
-		}
-		break;
-	}
-	/* A final answer ends the upload for good: a revoked or too narrow token
-	 * will not resume it either. */
-	if (result == IT_TUSC_STORED || result == IT_TUSC_REJECTED || result == IT_TUSC_BAD_TOKEN ||
-	    result == IT_TUSC_SCOPE)
-		unlink(file);
-out:
 	if (url_out)
-		snprintf(url_out, urllen, "%s", url);
-	if (f)
-		fclose(f);
-	free(meta);
-	free(copy);
-	it_buf_free(&a.body);
-	it_buf_free(&key);
-	it_buf_free(&endpoint);
+		snprintf(url_out, urllen, "%s", u.url);
+	if (u.f)
+		fclose(u.f);
+	it_buf_free(&u.a.body);
+	it_buf_free(&u.key);
+	it_buf_free(&u.endpoint);
 	return result;
 }

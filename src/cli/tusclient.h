@@ -1,4 +1,5 @@
-/* tusclient.h: a resumable (tus 1.0) upload of one file with libcurl, whose upload URL is kept in a state file so that a killed client resumes. */
+/* tusclient.h: a resumable (tus 1.0) upload of one file with libcurl, whose upload URL is kept in a state file so that
+ * a killed client resumes. */
 #ifndef IT_CLI_TUSCLIENT_H
 #define IT_CLI_TUSCLIENT_H
 
@@ -8,15 +9,15 @@
 
 /* What the upload needs; every pointer is borrowed for the call. */
 typedef struct it_tusc_opts {
-	const char *server;	  /* the site, e.g. http://host:8080/prefix */
-	const char *session;	  /* the session credential (sent as Authorization: Bearer) */
-	const char *source;	  /* "cli", ... */
-	const char *state_dir;	  /* where upload URLs are kept; created when missing */
-	unsigned retries;	  /* attempts after a failure before giving up */
-	long retry_delay_ms;	  /* first backoff delay, doubled each retry */
-	long max_wait_ms;	  /* ceiling on one wait */
+	const char *server;	     /* the site, e.g. http://host:8080/prefix */
+	const char *session;	     /* the session credential (sent as Authorization: Bearer) */
+	const char *source;	     /* "cli", ... */
+	const char *state_dir;	     /* where upload URLs are kept; created when missing */
+	unsigned retries;	     /* attempts after a failure before giving up */
+	long retry_delay_ms;	     /* first backoff delay, doubled each retry */
+	long max_wait_ms;	     /* ceiling on one wait */
 	volatile sig_atomic_t *stop; /* set by a signal: give up at once */
-	int verbose;		  /* say on stderr when an upload resumes */
+	int verbose;		     /* say on stderr when an upload resumes */
 } it_tusc_opts;
 
 /* Outcomes of it_tusc_upload. */

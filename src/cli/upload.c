@@ -37,15 +37,15 @@ struct opts {
 	int quiet, json, progress, recursive;
 	const char *files_from; /* file with one path per line, "-" for standard input */
 	unsigned retries;
-	long retry_delay_ms; /* first backoff delay */
-	long max_wait_ms;    /* ceiling on any single wait, Retry-After included */
-	long timeout_s;	     /* a transfer making no progress this long is retried */
-	const char *url;     /* the upload URL, for messages */
-	int resume;	     /* tus: resumable, surviving a kill of this program */
+	long retry_delay_ms;  /* first backoff delay */
+	long max_wait_ms;     /* ceiling on any single wait, Retry-After included */
+	long timeout_s;	      /* a transfer making no progress this long is retried */
+	const char *url;      /* the upload URL, for messages */
+	int resume;	      /* tus: resumable, surviving a kill of this program */
 	char state_dir[4096]; /* where --resume keeps upload URLs */
-	long limit_rate;     /* bytes per second sent at most; 0: no limit */
-	const char *pair;    /* --pair: a pairing code or link to exchange for a token first */
-	int token;	     /* the credential is a token: it goes in Authorization: Bearer */
+	long limit_rate;      /* bytes per second sent at most; 0: no limit */
+	const char *pair;     /* --pair: a pairing code or link to exchange for a token first */
+	int token;	      /* the credential is a token: it goes in Authorization: Bearer */
 	it_announce presence; /* this run's presence entry while it uploads */
 };
 
@@ -57,15 +57,14 @@ struct xfer {
 	int show;
 	double start, last_draw;
 	int drawn;
+	/* What the last attempt got, and why it is tried again. */
+	const char *path;
+	CURLcode rc;
+	long status;
+	char errbuf[CURL_ERROR_SIZE];
+	char why[700];
+	int server_busy; /* a 429 or 5xx: the server's Retry-After sets the wait */
 };
-
-static volatile sig_atomic_t stop_requested;
-
-static void on_signal(int sig)
-{
-	(void)sig;
-	stop_requested = 1;
-}
 
 static double now_s(void)
 {
@@ -160,7 +159,7 @@ static int on_progress(void *p, curl_off_t dltotal, curl_off_t dlnow, curl_off_t
 
 	(void)dltotal;
 	(void)dlnow;
-	if (stop_requested)
+	if (it_cli_stop)
 		return 1;
 	if (x->show && ultotal > 0)
 		draw_progress(x, (double)ulnow, (double)ultotal, 0);
@@ -198,19 +197,8 @@ static int curl_retryable(CURLcode rc)
  * an object describing a failure that produced no JSON answer. */
 static void print_json(const char *path, long status, const it_buf *body, const char *error)
 {
-	json_object *o = NULL;
+	json_object *o = body ? it_cli_json_object(body->data, body->len) : NULL;
 
-	if (body && body->len) {
-		json_tokener *tok = json_tokener_new();
-		if (tok) {
-			o = json_tokener_parse_ex(tok, body->data, (int)body->len);
-			json_tokener_free(tok);
-		}
-		if (o && !json_object_is_type(o, json_type_object)) {
-			json_object_put(o);
-			o = NULL;
-		}
-	}
 	if (o == NULL) {
 		o = json_object_new_object();
 		json_object_object_add(o, "status", json_object_new_int64(status));
@@ -278,11 +266,14 @@ static void report_not_server(const char *url, long status)
 
 	it_cli_sanitize(safe, sizeof(safe), url);
 	if (status >= 200 && status < 300)
-		fprintf(stderr, PROG ": %s answered %ld, but not as an ImageTools server: check --server "
-				"(the address of the ImageTools page, e.g. http://host:8080)\n", safe, status);
+		fprintf(stderr,
+			PROG ": %s answered %ld, but not as an ImageTools server: check --server "
+			     "(the address of the ImageTools page, e.g. http://host:8080)\n",
+			safe, status);
 	else
-		fprintf(stderr, PROG ": %s is not an ImageTools server (HTTP %ld without an ImageTools "
-				"error): check --server (the address of the ImageTools page, e.g. http://host:8080)\n",
+		fprintf(stderr,
+			PROG ": %s is not an ImageTools server (HTTP %ld without an ImageTools "
+			     "error): check --server (the address of the ImageTools page, e.g. http://host:8080)\n",
 			safe, status);
 }
 
@@ -294,12 +285,14 @@ static void report_token(int kind, const char *token, const char *msg)
 	char red[16];
 
 	if (kind == IT_CLI_AUTH_TOKEN)
-		fprintf(stderr, PROG ": the token %s is unknown, expired or revoked; pair again with " PROG
-				" --pair and a new code from the ImageTools page (%s)\n",
+		fprintf(stderr,
+			PROG ": the token %s is unknown, expired or revoked; pair again with " PROG
+			     " --pair and a new code from the ImageTools page (%s)\n",
 			it_log_redact(token, red, sizeof(red)), msg);
 	else
-		fprintf(stderr, PROG ": the token %s may not upload into this session; pair with an upload or "
-				"full-access code (%s)\n",
+		fprintf(stderr,
+			PROG ": the token %s may not upload into this session; pair with an upload or "
+			     "full-access code (%s)\n",
 			it_log_redact(token, red, sizeof(red)), msg);
 }
 
@@ -326,184 +319,247 @@ static void report_rejection(const char *path, long status, const it_buf *body, 
 	}
 }
 
-static enum outcome upload_one(CURL *h, const struct opts *o, const char *path, int idx,
-			       int count)
+/* Fills *st and says (on stderr, and in --json) why path cannot be uploaded
+ * at all, if so. Returns 0 when the file can be sent, else -1. */
+static int check_file(const struct opts *o, const char *path, struct stat *st)
+{
+	const char *unusable = NULL;
+
+	if (stat(path, st) < 0 || access(path, R_OK) < 0)
+		unusable = strerror(errno);
+	else if (!S_ISREG(st->st_mode))
+		unusable = "not a regular file";
+	if (unusable == NULL)
+		return 0;
+	fprintf(stderr, PROG ": %s: %s\n", path, unusable);
+	if (o->json)
+		print_json(path, 0, NULL, unusable);
+	return -1;
+}
+
+/* The progress bar's label: the file's name, numbered when there are several
+ * ("[2/5] photo.jpg") or when the total is not known yet (count 0, files
+ * read from --files-from). */
+static void file_label(char *label, size_t len, const char *path, int idx, int count)
+{
+	char *copy = strdup(path);
+	const char *name = copy ? basename(copy) : path;
+
+	if (count > 1)
+		snprintf(label, len, "[%d/%d] %s", idx, count, name);
+	else if (count == 0)
+		snprintf(label, len, "[%d] %s", idx, name);
+	else
+		snprintf(label, len, "%s", name);
+	free(copy);
+}
+
+/* The form of one attempt; NULL after a message when the file cannot be
+ * attached. The caller frees it with curl_mime_free. */
+static curl_mime *build_form(CURL *h, const struct opts *o, const char *path)
+{
+	curl_mime *mime = curl_mime_init(h);
+	curl_mimepart *part;
+
+	/* A session id goes first in the form, where every server since the
+	 * first takes it; a token goes in the Authorization header (set by
+	 * run), which servers that know tokens read. */
+	if (!o->token) {
+		part = curl_mime_addpart(mime);
+		curl_mime_name(part, "session_id");
+		curl_mime_data(part, o->conf.session, CURL_ZERO_TERMINATED);
+	}
+	part = curl_mime_addpart(mime);
+	curl_mime_name(part, "source");
+	curl_mime_data(part, o->conf.source, CURL_ZERO_TERMINATED);
+	/* The file is read from disk while it is sent: memory stays small
+	 * whatever the file's size. */
+	part = curl_mime_addpart(mime);
+	curl_mime_name(part, "file");
+	if (curl_mime_filedata(part, path) != CURLE_OK) {
+		curl_mime_free(mime);
+		fprintf(stderr, PROG ": %s: cannot be read\n", path);
+		return NULL;
+	}
+	return mime;
+}
+
+/* Sends one attempt's form (size bytes of file, for the progress bar), frees
+ * it, and fills x->rc, x->status and x->body with what came back. */
+static void send_form(CURL *h, struct xfer *x, curl_mime *mime, curl_off_t size)
+{
+	curl_easy_setopt(h, CURLOPT_MIMEPOST, mime);
+	it_buf_reset(&x->body);
+	x->start = x->last_draw = now_s();
+	x->drawn = 0;
+	x->errbuf[0] = '\0';
+	curl_easy_setopt(h, CURLOPT_ERRORBUFFER, x->errbuf);
+	curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
+	curl_easy_setopt(h, CURLOPT_WRITEDATA, x);
+	curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, it_cli_on_header);
+	curl_easy_setopt(h, CURLOPT_HEADERDATA, &x->hdr);
+	curl_easy_setopt(h, CURLOPT_XFERINFOFUNCTION, on_progress);
+	curl_easy_setopt(h, CURLOPT_XFERINFODATA, x);
+	x->rc = curl_easy_perform(h);
+	curl_mime_free(mime);
+	x->status = 0;
+	curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &x->status);
+	/* The last state is drawn even for a transfer too quick for the
+	 * callback's throttle, so a terminal always shows how it ended. */
+	if (x->show && (x->rc == CURLE_OK || x->drawn))
+		draw_progress(x, (double)size, (double)size, 1);
+}
+
+/* Decides about an attempt that libcurl could not complete: a file that
+ * could not be read, an error not worth retrying or the last retry is final
+ * (returns 1 with *result set after a message); else returns 0 to retry. */
+static int transfer_failed(const struct opts *o, struct xfer *x, unsigned attempt, enum outcome *result)
+{
+	snprintf(x->why, sizeof(x->why), "%s", x->errbuf[0] ? x->errbuf : curl_easy_strerror(x->rc));
+	if (x->rc == CURLE_READ_ERROR) {
+		fprintf(stderr, PROG ": %s: reading the file failed: %s\n", x->path, x->why);
+		if (o->json)
+			print_json(x->path, 0, NULL, x->why);
+		*result = LOCAL_ERROR;
+		return 1;
+	}
+	if (!curl_retryable(x->rc) || attempt >= o->retries) {
+		fprintf(stderr, PROG ": %s: %s%s\n", x->path, x->why,
+			curl_retryable(x->rc) ? " (giving up after retries)" : "");
+		if (o->json)
+			print_json(x->path, 0, NULL, x->why);
+		*result = GAVE_UP;
+		return 1;
+	}
+	return 0;
+}
+
+/* Reports an answer that is not from an ImageTools server (a wrong URL) and
+ * returns NOT_SERVER. */
+static enum outcome not_server(const struct opts *o, const struct xfer *x)
+{
+	report_not_server(o->url, x->status);
+	if (o->json)
+		print_json(x->path, x->status, NULL, "not an ImageTools server");
+	return NOT_SERVER;
+}
+
+/* Reports a final refusal of the server and returns what it means for the
+ * rest of the batch. */
+static enum outcome refused(const struct opts *o, const struct xfer *x)
+{
+	report_rejection(x->path, x->status, &x->body, o->conf.session);
+	if (o->json)
+		print_json(x->path, x->status, &x->body, NULL);
+	switch (it_cli_auth_problem(x->status, x->body.data, x->body.len)) {
+	case IT_CLI_AUTH_TOKEN: return BAD_TOKEN;
+	case IT_CLI_AUTH_SCOPE: return SCOPE;
+	default: return x->status == 404 || imagetools_problem(&x->body, "invalid-session-id") ? BAD_SESSION : REJECTED;
+	}
+}
+
+/* Decides what an attempt came to: returns 1 with *result set when it is
+ * final, after saying so, or 0 when the upload is tried again (x->why says
+ * why). */
+static int final_answer(const struct opts *o, struct xfer *x, unsigned attempt, enum outcome *result)
+{
+	long status = x->status;
+
+	x->server_busy = 0;
+	if (x->rc == CURLE_ABORTED_BY_CALLBACK || it_cli_stop) {
+		*result = INTERRUPTED;
+		return 1;
+	}
+	if (x->rc != CURLE_OK)
+		return transfer_failed(o, x, attempt, result);
+	if ((status == 200 || status == 201) && !stored_answer(&x->body)) {
+		*result = not_server(o, x);
+	} else if (status == 200 || status == 201) {
+		if (o->json)
+			print_json(x->path, status, &x->body, NULL);
+		else if (!o->quiet)
+			print_stored(x->path, &x->body);
+		*result = STORED;
+	} else if (status == 429 || status >= 500) {
+		it_cli_problem_message(x->body.data, x->body.len, status, x->why, sizeof(x->why));
+		if (attempt < o->retries) {
+			x->server_busy = 1;
+			return 0;
+		}
+		fprintf(stderr, PROG ": %s: %s (giving up after %u retries)\n", x->path, x->why, o->retries);
+		if (o->json)
+			print_json(x->path, status, &x->body, x->why);
+		*result = GAVE_UP;
+	} else if ((status >= 300 && status < 400) || status == 405 ||
+		   (status == 404 && !imagetools_problem(&x->body, "unknown-session"))) {
+		/* A 404 that is not about the session comes from a path
+		 * that is not the API, a redirect or a refused POST from
+		 * a server of static files: the URL is wrong. (Other
+		 * refusals, such as a proxy's 413, are about the file.) */
+		*result = not_server(o, x);
+	} else {
+		/* Any other answer is final: the same request would fail again. */
+		*result = refused(o, x);
+	}
+	return 1;
+}
+
+/* Waits before attempt + 1, saying so unless --quiet: as long as the server
+ * asked for with Retry-After, else the backoff. Returns 0, or -1 when a
+ * signal cut the wait short. */
+static int wait_to_retry(const struct opts *o, const struct xfer *x, unsigned attempt)
+{
+	long wait_ms = it_cli_retry_wait_ms(x->server_busy ? x->hdr.retry_after : NULL, attempt, o->retry_delay_ms,
+					    o->max_wait_ms);
+
+	if (!o->quiet)
+		fprintf(stderr, PROG ": %s: %s; retrying in %.1f s (%u of %u)\n", x->path, x->why, wait_ms / 1000.0,
+			attempt + 1, o->retries);
+	return it_cli_sleep_ms(wait_ms, &it_cli_stop);
+}
+
+/* Uploads one file (number idx of count, count 0 when the total is not
+ * known yet) in one multipart request, tried again with backoff after
+ * connection errors, 429 and 5xx. Returns its outcome, after saying what
+ * happened. */
+static enum outcome upload_one(CURL *h, const struct opts *o, const char *path, int idx, int count)
 {
 	struct xfer x;
 	struct stat st;
-	char label[64], *pathcopy, errbuf[CURL_ERROR_SIZE];
+	char label[64];
 	enum outcome result = GAVE_UP;
-	unsigned attempt;
-	long status = 0;
-	const char *unusable = NULL;
+	curl_mime *mime;
 
-	if (stat(path, &st) < 0 || access(path, R_OK) < 0)
-		unusable = strerror(errno);
-	else if (!S_ISREG(st.st_mode))
-		unusable = "not a regular file";
-	if (unusable) {
-		fprintf(stderr, PROG ": %s: %s\n", path, unusable);
-		if (o->json)
-			print_json(path, 0, NULL, unusable);
+	if (check_file(o, path, &st) < 0)
 		return LOCAL_ERROR;
-	}
-	pathcopy = strdup(path);
-	if (count > 1)
-		snprintf(label, sizeof(label), "[%d/%d] %s", idx, count, pathcopy ? basename(pathcopy) : path);
-	else if (count == 0) /* read from --files-from: the total is not known yet */
-		snprintf(label, sizeof(label), "[%d] %s", idx, pathcopy ? basename(pathcopy) : path);
-	else
-		snprintf(label, sizeof(label), "%s", pathcopy ? basename(pathcopy) : path);
+	file_label(label, sizeof(label), path, idx, count);
 	memset(&x, 0, sizeof(x));
 	it_buf_init(&x.body, MAX_ANSWER);
 	x.label = label;
 	x.show = o->progress;
-
-	for (attempt = 0;; attempt++) {
-		curl_mime *mime = curl_mime_init(h);
-		curl_mimepart *part;
-		CURLcode rc;
-		long wait_ms = -1, ra;
-		char why[700];
-
-		/* A session id goes first in the form, where every server since the
-		 * first takes it; a token goes in the Authorization header (set by
-		 * run), which servers that know tokens read. */
-		if (!o->token) {
-			part = curl_mime_addpart(mime);
-			curl_mime_name(part, "session_id");
-			curl_mime_data(part, o->conf.session, CURL_ZERO_TERMINATED);
-		}
-		part = curl_mime_addpart(mime);
-		curl_mime_name(part, "source");
-		curl_mime_data(part, o->conf.source, CURL_ZERO_TERMINATED);
-		/* The file is read from disk while it is sent: memory stays small
-		 * whatever the file's size. */
-		part = curl_mime_addpart(mime);
-		curl_mime_name(part, "file");
-		if (curl_mime_filedata(part, path) != CURLE_OK) {
-			curl_mime_free(mime);
-			fprintf(stderr, PROG ": %s: cannot be read\n", path);
+	x.path = path;
+	for (unsigned attempt = 0;; attempt++) {
+		if ((mime = build_form(h, o, path)) == NULL) {
 			result = LOCAL_ERROR;
 			break;
 		}
-		curl_easy_setopt(h, CURLOPT_MIMEPOST, mime);
-
-		it_buf_reset(&x.body);
-		x.start = x.last_draw = now_s();
-		x.drawn = 0;
-		errbuf[0] = '\0';
-		curl_easy_setopt(h, CURLOPT_ERRORBUFFER, errbuf);
-		curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
-		curl_easy_setopt(h, CURLOPT_WRITEDATA, &x);
-		curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, it_cli_on_header);
-		curl_easy_setopt(h, CURLOPT_HEADERDATA, &x.hdr);
-		curl_easy_setopt(h, CURLOPT_XFERINFOFUNCTION, on_progress);
-		curl_easy_setopt(h, CURLOPT_XFERINFODATA, &x);
-		rc = curl_easy_perform(h);
-		curl_mime_free(mime);
-		status = 0;
-		curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
-		/* The last state is drawn even for a transfer too quick for the
-		 * callback's throttle, so a terminal always shows how it ended. */
-		if (x.show && (rc == CURLE_OK || x.drawn))
-			draw_progress(&x, (double)st.st_size, (double)st.st_size, 1);
-
-		if (rc == CURLE_ABORTED_BY_CALLBACK || stop_requested) {
-			result = INTERRUPTED;
+		send_form(h, &x, mime, st.st_size);
+		if (final_answer(o, &x, attempt, &result))
 			break;
-		}
-		if (rc != CURLE_OK) {
-			snprintf(why, sizeof(why), "%s", errbuf[0] ? errbuf : curl_easy_strerror(rc));
-			if (rc == CURLE_READ_ERROR) {
-				fprintf(stderr, PROG ": %s: reading the file failed: %s\n", path, why);
-				if (o->json)
-					print_json(path, 0, NULL, why);
-				result = LOCAL_ERROR;
-				break;
-			}
-			if (!curl_retryable(rc) || attempt >= o->retries) {
-				fprintf(stderr, PROG ": %s: %s%s\n", path, why,
-					curl_retryable(rc) ? " (giving up after retries)" : "");
-				if (o->json)
-					print_json(path, 0, NULL, why);
-				result = GAVE_UP;
-				break;
-			}
-		} else if ((status == 200 || status == 201) && !stored_answer(&x.body)) {
-			report_not_server(o->url, status);
-			if (o->json)
-				print_json(path, status, NULL, "not an ImageTools server");
-			result = NOT_SERVER;
-			break;
-		} else if (status == 200 || status == 201) {
-			if (o->json)
-				print_json(path, status, &x.body, NULL);
-			else if (!o->quiet)
-				print_stored(path, &x.body);
-			result = STORED;
-			break;
-		} else if (status == 429 || status >= 500) {
-			it_cli_problem_message(x.body.data, x.body.len, status, why, sizeof(why));
-			if (attempt >= o->retries) {
-				fprintf(stderr, PROG ": %s: %s (giving up after %u retries)\n", path, why, o->retries);
-				if (o->json)
-					print_json(path, status, &x.body, why);
-				result = GAVE_UP;
-				break;
-			}
-			/* The server knows best when it can take the request again. */
-			ra = it_cli_retry_after(x.hdr.retry_after, time(NULL));
-			if (ra >= 0)
-				wait_ms = ra > o->max_wait_ms / 1000 ? o->max_wait_ms : ra * 1000;
-		} else if ((status >= 300 && status < 400) || status == 405 ||
-			   (status == 404 && !imagetools_problem(&x.body, "unknown-session"))) {
-			/* A 404 that is not about the session comes from a path
-			 * that is not the API, a redirect or a refused POST from
-			 * a server of static files: the URL is wrong. (Other
-			 * refusals, such as a proxy's 413, are about the file.) */
-			report_not_server(o->url, status);
-			if (o->json)
-				print_json(path, status, NULL, "not an ImageTools server");
-			result = NOT_SERVER;
-			break;
-		} else {
-			/* Any other answer is final: the same request would fail again. */
-			report_rejection(path, status, &x.body, o->conf.session);
-			if (o->json)
-				print_json(path, status, &x.body, NULL);
-			switch (it_cli_auth_problem(status, x.body.data, x.body.len)) {
-			case IT_CLI_AUTH_TOKEN: result = BAD_TOKEN; break;
-			case IT_CLI_AUTH_SCOPE: result = SCOPE; break;
-			default:
-				result = status == 404 || imagetools_problem(&x.body, "invalid-session-id") ? BAD_SESSION
-													: REJECTED;
-			}
-			break;
-		}
-		if (wait_ms < 0) {
-			wait_ms = it_cli_backoff_ms(attempt, o->retry_delay_ms, o->max_wait_ms, it_cli_random());
-			if (wait_ms > o->max_wait_ms)
-				wait_ms = o->max_wait_ms;
-		}
-		if (!o->quiet)
-			fprintf(stderr, PROG ": %s: %s; retrying in %.1f s (%u of %u)\n", path,
-				why, wait_ms / 1000.0, attempt + 1, o->retries);
-		if (it_cli_sleep_ms(wait_ms, &stop_requested) < 0) {
+		if (wait_to_retry(o, &x, attempt) < 0) {
 			result = INTERRUPTED;
 			break;
 		}
 	}
 	it_buf_free(&x.body);
-	free(pathcopy);
 	return result;
 }
 
 /* --resume: one file through tus (tusclient.h), reported like upload_one. */
 static enum outcome resume_one(CURL *h, const struct opts *o, const char *path)
 {
-	it_tusc_opts t = {o->conf.server, o->conf.session, o->conf.source, o->state_dir, o->retries,
-			  o->retry_delay_ms, o->max_wait_ms, &stop_requested, !o->quiet};
+	it_tusc_opts t = {o->conf.server,    o->conf.session, o->conf.source, o->state_dir, o->retries,
+			  o->retry_delay_ms, o->max_wait_ms,  &it_cli_stop,   !o->quiet};
 	char url[2048], msg[700];
 	int rc = it_tusc_upload(h, &t, path, url, sizeof(url), msg, sizeof(msg));
 
@@ -655,8 +711,9 @@ static int pair(struct opts *o)
 	int rc;
 
 	if (it_pairing_parse(o->pair, server, sizeof(server), code, sizeof(code)) < 0) {
-		fprintf(stderr, PROG ": --pair takes a pairing code (itp....) or the pairing link the ImageTools "
-				"page shows (.../#pair=itp....)\n");
+		fprintf(stderr,
+			PROG ": --pair takes a pairing code (itp....) or the pairing link the ImageTools "
+			     "page shows (.../#pair=itp....)\n");
 		return IT_EXIT_USAGE;
 	}
 	if (server[0] == '\0') {
@@ -669,8 +726,9 @@ static int pair(struct opts *o)
 			return IT_EXIT_USAGE;
 		}
 		if (c.server == NULL) {
-			fprintf(stderr, PROG ": --pair with a bare code needs the server: use --server, "
-					"IMAGETOOLS_SERVER, or the pairing link instead of the code\n");
+			fprintf(stderr,
+				PROG ": --pair with a bare code needs the server: use --server, "
+				     "IMAGETOOLS_SERVER, or the pairing link instead of the code\n");
 			it_cli_conf_free(&c);
 			return IT_EXIT_USAGE;
 		}
@@ -678,8 +736,9 @@ static int pair(struct opts *o)
 		it_cli_conf_free(&c);
 	}
 	if (it_cli_conf_path(path, sizeof(path)) < 0) {
-		fprintf(stderr, PROG ": --pair keeps the token in the config file, which needs XDG_CONFIG_HOME or "
-				"HOME\n");
+		fprintf(stderr,
+			PROG ": --pair keeps the token in the config file, which needs XDG_CONFIG_HOME or "
+			     "HOME\n");
 		return IT_EXIT_USAGE;
 	}
 	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK || (h = curl_easy_init()) == NULL) {
@@ -706,8 +765,8 @@ static int pair(struct opts *o)
 	o->conf.server = strdup(server);
 	o->conf.session = strdup(r.token);
 	if (!o->quiet)
-		fprintf(stderr, PROG ": paired as %s (\"%s\", scope %s%s%s); the token is kept in %s\n",
-			r.device_id, r.label, r.scope, r.expires_at[0] ? ", until " : "", r.expires_at, path);
+		fprintf(stderr, PROG ": paired as %s (\"%s\", scope %s%s%s); the token is kept in %s\n", r.device_id,
+			r.label, r.scope, r.expires_at[0] ? ", until " : "", r.expires_at, path);
 	/* Later runs would take the environment's credential instead: say so
 	 * now rather than leave the user wondering which one is used. */
 	for (size_t i = 0; i < sizeof(env_creds) / sizeof(env_creds[0]); i++) {
@@ -721,29 +780,37 @@ static int pair(struct opts *o)
 	return o->conf.server && o->conf.session ? IT_EXIT_OK : IT_EXIT_FAILED;
 }
 
-/* Everything main does; returns the exit code. main frees o->conf and url
- * whichever way this returns. */
-static int run(int argc, char **argv, struct opts *o, it_buf *url, struct pathlist *files)
+/* What a step of run returns when the program goes on; any other value is
+ * the exit code. */
+#define GO_ON (-1)
+
+/* Sets the defaults and reads the command line into o. Returns GO_ON, or
+ * the exit code after --help, --version or a message. */
+static int parse_options(struct opts *o, int argc, char **argv)
 {
 	static const struct option longopts[] = {
-		{"server", required_argument, NULL, 's'}, {"session", required_argument, NULL, 'S'},
-		{"source", required_argument, NULL, 'o'}, {"json", no_argument, NULL, 'j'},
-		{"quiet", no_argument, NULL, 'q'},	  {"retries", required_argument, NULL, 'n'},
+		{"server", required_argument, NULL, 's'},
+		{"session", required_argument, NULL, 'S'},
+		{"source", required_argument, NULL, 'o'},
+		{"json", no_argument, NULL, 'j'},
+		{"quiet", no_argument, NULL, 'q'},
+		{"retries", required_argument, NULL, 'n'},
 		{"recursive", no_argument, NULL, 'r'},
-		{"retry-delay", required_argument, NULL, 'd'}, {"max-wait", required_argument, NULL, 'w'},
-		{"timeout", required_argument, NULL, 't'}, {"help", no_argument, NULL, 'h'},
-		{"version", no_argument, NULL, 'V'},	  {"files-from", required_argument, NULL, 'F'},
-		{"resume", no_argument, NULL, 'R'},	  {"state-dir", required_argument, NULL, 'D'},
-		{"limit-rate", required_argument, NULL, 'L'}, {"token", required_argument, NULL, 'K'},
-		{"pair", required_argument, NULL, 'P'},	  {NULL, 0, NULL, 0},
+		{"retry-delay", required_argument, NULL, 'd'},
+		{"max-wait", required_argument, NULL, 'w'},
+		{"timeout", required_argument, NULL, 't'},
+		{"help", no_argument, NULL, 'h'},
+		{"version", no_argument, NULL, 'V'},
+		{"files-from", required_argument, NULL, 'F'},
+		{"resume", no_argument, NULL, 'R'},
+		{"state-dir", required_argument, NULL, 'D'},
+		{"limit-rate", required_argument, NULL, 'L'},
+		{"token", required_argument, NULL, 'K'},
+		{"pair", required_argument, NULL, 'P'},
+		{NULL, 0, NULL, 0},
 	};
-	struct sigaction sa;
-	struct curl_slist *auth = NULL;
-	char err[600], ua[64];
-	CURL *h;
 	long v;
-	struct totals t = {0};
-	int c, total = 0;
+	int c;
 
 	o->retries = 5;
 	o->retry_delay_ms = 1000;
@@ -751,11 +818,11 @@ static int run(int argc, char **argv, struct opts *o, it_buf *url, struct pathli
 	o->timeout_s = 60;
 	while ((c = getopt_long(argc, argv, "s:S:jqrhV", longopts, NULL)) != -1) {
 		switch (c) {
-		case 's': free(o->conf.server); o->conf.server = strdup(optarg); break;
+		case 's': it_cli_conf_set(&o->conf.server, optarg); break;
 		case 'S':
-		case 'K': free(o->conf.session); o->conf.session = strdup(optarg); break;
+		case 'K': it_cli_conf_set(&o->conf.session, optarg); break;
 		case 'P': o->pair = optarg; break;
-		case 'o': free(o->conf.source); o->conf.source = strdup(optarg); break;
+		case 'o': it_cli_conf_set(&o->conf.source, optarg); break;
 		case 'j': o->json = 1; break;
 		case 'F': o->files_from = optarg; break;
 		case 'q': o->quiet = 1; break;
@@ -793,20 +860,33 @@ static int run(int argc, char **argv, struct opts *o, it_buf *url, struct pathli
 		fprintf(stderr, PROG ": no files given (try --help)\n");
 		return IT_EXIT_USAGE;
 	}
-	if (o->pair && (c = pair(o)) != IT_EXIT_OK)
-		return c;
+	return GO_ON;
+
+bad_number:
+	fprintf(stderr, PROG ": '%s' is not a number in the allowed range (see --help)\n", optarg);
+	return IT_EXIT_USAGE;
+}
+
+/* Pairs when --pair asks to, completes the settings from the environment
+ * and the config file, and checks them: the server's URL (into url) and the
+ * credential's form, which would otherwise be refused for every file alike.
+ * have_files says whether files were named. Returns GO_ON, or the exit code
+ * (IT_EXIT_OK after a --pair without files) after a message. */
+static int check_settings(struct opts *o, it_buf *url, int have_files)
+{
+	char err[600];
+	int rc;
+
+	if (o->pair && (rc = pair(o)) != IT_EXIT_OK)
+		return rc;
 	if (it_cli_conf_resolve(&o->conf, err, sizeof(err)) < 0) {
 		fprintf(stderr, PROG ": %s\n", err);
 		return IT_EXIT_USAGE;
 	}
-	if (o->pair && optind >= argc && o->files_from == NULL)
+	if (o->pair && !have_files)
 		return IT_EXIT_OK;
-	if (o->conf.server == NULL || o->conf.session == NULL) {
-		fprintf(stderr, PROG ": %s is not set: use --%s, %s or the config file (see --help)\n",
-			o->conf.server ? "the session" : "the server", o->conf.server ? "session" : "server",
-			o->conf.server ? "IMAGETOOLS_SESSION" : "IMAGETOOLS_SERVER");
+	if (it_cli_conf_complete(&o->conf, PROG) < 0)
 		return IT_EXIT_USAGE;
-	}
 	if (o->conf.source == NULL)
 		o->conf.source = strdup("cli");
 	if (o->resume && o->state_dir[0] == '\0' && it_tusc_default_state_dir(o->state_dir, sizeof(o->state_dir)) < 0) {
@@ -835,38 +915,47 @@ static int run(int argc, char **argv, struct opts *o, it_buf *url, struct pathli
 		return IT_EXIT_SESSION;
 	}
 	}
+	return GO_ON;
+}
+
+/* Adds the files named on the command line to files, a directory's under
+ * --recursive; a directory without it, or one that cannot be read, counts
+ * as a rejected file in t. Returns GO_ON or the exit code. */
+static int collect_args(const struct opts *o, int argc, char **argv, struct pathlist *files, struct totals *t)
+{
 	for (int i = optind; i < argc; i++) {
 		struct stat st;
 
 		if (stat(argv[i], &st) == 0 && S_ISDIR(st.st_mode)) {
 			if (!o->recursive) {
-				fprintf(stderr, PROG ": %s: is a directory (use -r to upload what it holds)\n", argv[i]);
-				t.rejected++;
+				fprintf(stderr, PROG ": %s: is a directory (use -r to upload what it holds)\n",
+					argv[i]);
+				t->rejected++;
 				continue;
 			}
 			if (collect_dir(files, argv[i], 0) < 0)
-				t.rejected++;
+				t->rejected++;
 		} else if (pathlist_add(files, argv[i]) < 0) {
 			fprintf(stderr, PROG ": out of memory\n");
 			return IT_EXIT_FAILED;
 		}
 	}
-	o->progress = !o->quiet && isatty(STDERR_FILENO);
+	return GO_ON;
+}
 
-	memset(&sa, 0, sizeof(sa));
-	sa.sa_handler = on_signal;
-	sigaction(SIGINT, &sa, NULL);
-	sigaction(SIGTERM, &sa, NULL);
+/* Makes the libcurl handle that every upload of the run shares, with the
+ * Authorization header of a token in *auth (the caller frees it and the
+ * handle, and calls curl_global_cleanup). Returns NULL after a message. */
+static CURL *open_handle(const struct opts *o, const char *url, struct curl_slist **auth)
+{
+	CURL *h;
+
 	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK || (h = curl_easy_init()) == NULL) {
 		fprintf(stderr, PROG ": cannot initialise libcurl\n");
-		return IT_EXIT_FAILED;
+		return NULL;
 	}
-	snprintf(ua, sizeof(ua), PROG "/%s", PACKAGE_VERSION);
-	curl_easy_setopt(h, CURLOPT_URL, url->data);
-	curl_easy_setopt(h, CURLOPT_USERAGENT, ua);
-	curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
-	curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
-	curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT, 15L);
+	curl_easy_setopt(h, CURLOPT_URL, url);
+	it_cli_curl_defaults(h, PROG, 15L);
 	/* A transfer that moves nothing for timeout_s is treated as a connection
 	 * failure and retried; a slow but moving upload is left alone. */
 	curl_easy_setopt(h, CURLOPT_LOW_SPEED_LIMIT, 1L);
@@ -874,70 +963,117 @@ static int run(int argc, char **argv, struct opts *o, it_buf *url, struct pathli
 	curl_easy_setopt(h, CURLOPT_NOPROGRESS, 0L);
 	if (o->limit_rate > 0)
 		curl_easy_setopt(h, CURLOPT_MAX_SEND_SPEED_LARGE, (curl_off_t)o->limit_rate);
-	if (o->token && (auth = it_cli_bearer(NULL, o->conf.session)) == NULL) {
+	if (o->token && (*auth = it_cli_bearer(NULL, o->conf.session)) == NULL) {
 		fprintf(stderr, PROG ": out of memory\n");
 		curl_easy_cleanup(h);
 		curl_global_cleanup();
-		return IT_EXIT_FAILED;
+		return NULL;
 	}
-	curl_easy_setopt(h, CURLOPT_HTTPHEADER, auth);
+	curl_easy_setopt(h, CURLOPT_HTTPHEADER, *auth);
+	return h;
+}
+
+/* Uploads one file the way the options say: through tus with --resume,
+ * else in one request. */
+static enum outcome upload_file(CURL *h, const struct opts *o, const char *path, int idx, int count)
+{
+	return o->resume ? resume_one(h, o, path) : upload_one(h, o, path, idx, count);
+}
+
+/* Uploads the files named in --files-from, numbered after the total so far
+ * (*total), until the batch is over. */
+static void upload_listed(CURL *h, const struct opts *o, struct totals *t, int *total)
+{
+	FILE *f = strcmp(o->files_from, "-") == 0 ? stdin : fopen(o->files_from, "r");
+	char *line = NULL;
+	size_t cap = 0;
+	ssize_t n;
+
+	if (f == NULL) {
+		fprintf(stderr, PROG ": %s: %s\n", o->files_from, strerror(errno));
+		t->rejected++;
+	}
+	while (f && !batch_over(t) && (n = getline(&line, &cap, f)) > 0) {
+		while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r'))
+			line[--n] = '\0';
+		if (n == 0)
+			continue;
+		(*total)++;
+		tally(t, upload_file(h, o, line, *total, 0));
+	}
+	free(line);
+	if (f && f != stdin)
+		fclose(f);
+}
+
+/* The run loop: uploads the files, then those of --files-from, while this
+ * run is announced in the session's presence. Returns how many were tried. */
+static int upload_all(CURL *h, struct opts *o, const struct pathlist *files, struct totals *t)
+{
+	int total = 0;
 
 	/* The session's other devices see this one while it uploads. */
 	it_announce_init(&o->presence, o->conf.server, o->conf.session, PROG, "cli");
 	if (files->n > 0 || o->files_from)
 		it_announce_start(&o->presence, "uploading");
-	for (size_t i = 0; i < files->n && !batch_over(&t); i++) {
-		tally(&t, o->resume ? resume_one(h, o, files->v[i])
-				    : upload_one(h, o, files->v[i], (int)i + 1, (int)files->n));
+	for (size_t i = 0; i < files->n && !batch_over(t); i++) {
+		tally(t, upload_file(h, o, files->v[i], (int)i + 1, (int)files->n));
 		total++;
 	}
-	if (o->files_from && !batch_over(&t)) {
-		FILE *f = strcmp(o->files_from, "-") == 0 ? stdin : fopen(o->files_from, "r");
-		char *line = NULL;
-		size_t cap = 0;
-		ssize_t n;
-
-		if (f == NULL) {
-			fprintf(stderr, PROG ": %s: %s\n", o->files_from, strerror(errno));
-			t.rejected++;
-		}
-		while (f && !batch_over(&t) && (n = getline(&line, &cap, f)) > 0) {
-			while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r'))
-				line[--n] = '\0';
-			if (n == 0)
-				continue;
-			total++;
-			tally(&t, o->resume ? resume_one(h, o, line) : upload_one(h, o, line, total, 0));
-		}
-		free(line);
-		if (f && f != stdin)
-			fclose(f);
-	}
+	if (o->files_from && !batch_over(t))
+		upload_listed(h, o, t, &total);
 	it_announce_done(&o->presence);
-	curl_easy_cleanup(h);
-	curl_slist_free_all(auth);
-	curl_global_cleanup();
+	return total;
+}
+
+/* Says how the batch went and returns its exit code: the gravest outcome
+ * wins. */
+static int summary(const struct opts *o, const struct totals *t, int total)
+{
 	if (!o->quiet && !o->json && total > 1)
-		fprintf(stderr, PROG ": %d of %d files stored\n", t.stored, total);
-	if (t.interrupted) {
+		fprintf(stderr, PROG ": %d of %d files stored\n", t->stored, total);
+	if (t->interrupted) {
 		fprintf(stderr, PROG ": interrupted\n");
 		return IT_EXIT_FAILED;
 	}
-	if (t.bad_session)
+	if (t->bad_session)
 		return IT_EXIT_SESSION;
-	if (t.bad_token)
+	if (t->bad_token)
 		return IT_EXIT_TOKEN;
-	if (t.scope)
+	if (t->scope)
 		return IT_EXIT_SCOPE;
-	if (t.not_server)
+	if (t->not_server)
 		return IT_EXIT_NOT_SERVER;
-	if (t.gave_up)
+	if (t->gave_up)
 		return IT_EXIT_UNREACHABLE;
-	return t.rejected ? IT_EXIT_FAILED : IT_EXIT_OK;
+	return t->rejected ? IT_EXIT_FAILED : IT_EXIT_OK;
+}
 
-bad_number:
-	fprintf(stderr, PROG ": '%s' is not a number in the allowed range (see --help)\n", optarg);
-	return IT_EXIT_USAGE;
+/* Everything main does, as its steps; returns the exit code. main frees
+ * o->conf, url and files whichever way this returns. */
+static int run(int argc, char **argv, struct opts *o, it_buf *url, struct pathlist *files)
+{
+	struct curl_slist *auth = NULL;
+	struct totals t = {0};
+	CURL *h;
+	int rc, total;
+
+	rc = parse_options(o, argc, argv);
+	if (rc == GO_ON)
+		rc = check_settings(o, url, optind < argc || o->files_from != NULL);
+	if (rc == GO_ON)
+		rc = collect_args(o, argc, argv, files, &t);
+	if (rc != GO_ON)
+		return rc;
+	o->progress = !o->quiet && isatty(STDERR_FILENO);
+	it_cli_catch_stop();
+	if ((h = open_handle(o, url->data, &auth)) == NULL)
+		return IT_EXIT_FAILED;
+	total = upload_all(h, o, files, &t);
+	curl_easy_cleanup(h);
+	curl_slist_free_all(auth);
+	curl_global_cleanup();
+	return summary(o, &t, total);
 }
 
 int main(int argc, char **argv)

@@ -53,8 +53,8 @@ struct watch {
 	CURL *h;
 	it_buf url, body;
 	long status;
-	int checked;	  /* the status of the current answer has been looked at */
-	int streaming;	  /* the current answer is a 200 event stream */
+	int checked;   /* the status of the current answer has been looked at */
+	int streaming; /* the current answer is a 200 event stream */
 	it_cli_headers hdr;
 	int done;	  /* --once: the first matching event was printed */
 	int fatal;	  /* a local error (state file) ends the program */
@@ -64,21 +64,13 @@ struct watch {
 	int unsynced;	  /* the state file was renamed since then without a flush */
 	it_ssep_parser sse;
 	char *sse_data;
-	int token;	      /* the credential is a token (else a session id) */
-	char cred_shown[16];  /* its log-safe prefix, for messages and the state file */
-	char client_id[17];   /* this run's presence name, stable across reconnects */
-	int anonymous;	      /* --no-presence: no client identity on the streams */
+	int token;		 /* the credential is a token (else a session id) */
+	char cred_shown[16];	 /* its log-safe prefix, for messages and the state file */
+	char client_id[17];	 /* this run's presence name, stable across reconnects */
+	int anonymous;		 /* --no-presence: no client identity on the streams */
 	struct curl_slist *auth; /* Authorization: Bearer, on every request */
-	char revoked[16];     /* session.revoked arrived: its reason ("revoked", "expired") */
+	char revoked[16];	 /* session.revoked arrived: its reason ("revoked", "expired") */
 };
-
-static volatile sig_atomic_t stop_requested;
-
-static void on_signal(int sig)
-{
-	(void)sig;
-	stop_requested = 1;
-}
 
 static void usage(FILE *f)
 {
@@ -175,10 +167,8 @@ static int state_text(const struct watch *w, char *text, size_t len)
 	 * its prefix, which is enough to tell one credential's file from
 	 * another's. */
 	if (w->token)
-		return snprintf(text, len, "{\"token\":\"%s\",\"last_event_id\":%-20lld}\n", w->cred_shown,
-				w->cursor);
-	return snprintf(text, len, "{\"session_id\":\"%s\",\"last_event_id\":%-20lld}\n", w->conf.session,
-			w->cursor);
+		return snprintf(text, len, "{\"token\":\"%s\",\"last_event_id\":%-20lld}\n", w->cred_shown, w->cursor);
+	return snprintf(text, len, "{\"session_id\":\"%s\",\"last_event_id\":%-20lld}\n", w->conf.session, w->cursor);
 }
 
 /* Keeps the cursor in the state file. The first call writes a temporary file,
@@ -277,8 +267,9 @@ static int handle_event(struct watch *w, json_object *ev, const char *fallback_t
 		it_cli_sanitize(w->revoked, sizeof(w->revoked), reason);
 	}
 	if (type && wanted(w, type)) {
-		if (printf("%s\n", json_object_to_json_string_ext(ev, JSON_C_TO_STRING_PLAIN |
-									      JSON_C_TO_STRING_NOSLASHESCAPE)) < 0 ||
+		if (printf("%s\n",
+			   json_object_to_json_string_ext(
+				   ev, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE)) < 0 ||
 		    fflush(stdout) != 0) {
 			w->fatal = 1;
 			return -1;
@@ -337,7 +328,7 @@ static int on_progress(void *p, curl_off_t a, curl_off_t b, curl_off_t c, curl_o
 	(void)b;
 	(void)c;
 	(void)d;
-	return stop_requested || w->done || w->fatal || w->revoked[0];
+	return it_cli_stop || w->done || w->fatal || w->revoked[0];
 }
 
 /* Collects an answer body (long-poll answers and errors). */
@@ -381,14 +372,13 @@ static size_t on_stream(char *data, size_t size, size_t n, void *p)
 	return len;
 }
 
-static void prepare(struct watch *w, const char *url)
+/* Readies the handle for a request to w->url and empties the body buffer,
+ * which holds at most max bytes of this answer. */
+static void prepare(struct watch *w, size_t max)
 {
 	curl_easy_reset(w->h);
-	curl_easy_setopt(w->h, CURLOPT_URL, url);
-	curl_easy_setopt(w->h, CURLOPT_USERAGENT, PROG "/" PACKAGE_VERSION);
-	curl_easy_setopt(w->h, CURLOPT_NOSIGNAL, 1L);
-	curl_easy_setopt(w->h, CURLOPT_PROTOCOLS_STR, "http,https");
-	curl_easy_setopt(w->h, CURLOPT_CONNECTTIMEOUT, 15L);
+	curl_easy_setopt(w->h, CURLOPT_URL, w->url.data);
+	it_cli_curl_defaults(w->h, PROG, 15L);
 	curl_easy_setopt(w->h, CURLOPT_NOPROGRESS, 0L);
 	curl_easy_setopt(w->h, CURLOPT_XFERINFOFUNCTION, on_progress);
 	curl_easy_setopt(w->h, CURLOPT_XFERINFODATA, w);
@@ -401,6 +391,8 @@ static void prepare(struct watch *w, const char *url)
 	w->checked = 0;
 	w->streaming = 0;
 	w->hdr.retry_after[0] = w->hdr.content_type[0] = '\0';
+	it_buf_reset(&w->body);
+	w->body.max = max;
 }
 
 /* The URL of an event request: the credential is not in it (it goes in the
@@ -453,9 +445,7 @@ static int check_session(struct watch *w, long long *last)
 	if (it_cli_url(&w->url, w->conf.server, "/api/v1/events") < 0 ||
 	    it_buf_printf(&w->url, "?cursor=%s&timeout=0", last ? CURSOR_AHEAD : num) < 0)
 		return CHECK_RETRY;
-	prepare(w, w->url.data);
-	it_buf_reset(&w->body);
-	w->body.max = MAX_POLL_ANSWER;
+	prepare(w, MAX_POLL_ANSWER);
 	curl_easy_setopt(w->h, CURLOPT_WRITEFUNCTION, on_body);
 	curl_easy_setopt(w->h, CURLOPT_TIMEOUT, 30L);
 	rc = curl_easy_perform(w->h);
@@ -505,8 +495,9 @@ static void explain_token(struct watch *w)
 		return;
 	}
 	it_cli_problem_message(w->body.data, w->body.len, w->status, msg, sizeof(msg));
-	fprintf(stderr, PROG ": the token %s is unknown, expired or revoked; ask the session's owner for a new "
-			"pairing code (%s)\n",
+	fprintf(stderr,
+		PROG ": the token %s is unknown, expired or revoked; ask the session's owner for a new "
+		     "pairing code (%s)\n",
 		w->cred_shown, msg);
 }
 
@@ -515,8 +506,9 @@ static void explain_scope(struct watch *w)
 	char msg[600];
 
 	it_cli_problem_message(w->body.data, w->body.len, w->status, msg, sizeof(msg));
-	fprintf(stderr, PROG ": the token %s may not read this session's events (an upload-only token?); "
-			"follow with a token of view or full access (%s)\n",
+	fprintf(stderr,
+		PROG ": the token %s may not read this session's events (an upload-only token?); "
+		     "follow with a token of view or full access (%s)\n",
 		w->cred_shown, msg);
 }
 
@@ -539,7 +531,7 @@ static int checked_exit(struct watch *w, int check)
 /* Classifies a finished request that was not a success. */
 static enum ending failure(struct watch *w, CURLcode rc, char *why, size_t whylen)
 {
-	if (stop_requested)
+	if (it_cli_stop)
 		return E_STOPPED;
 	if (w->fatal)
 		return E_FATAL;
@@ -577,12 +569,9 @@ static enum ending run_sse(struct watch *w, char *why, size_t whylen)
 	char line[64];
 	CURLcode rc;
 
-	it_buf_reset(&w->url);
 	if (build_url(w, "/api/v1/events/stream", 0) < 0)
 		return E_FATAL;
-	prepare(w, w->url.data);
-	it_buf_reset(&w->body);
-	w->body.max = MAX_ERROR_ANSWER;
+	prepare(w, MAX_ERROR_ANSWER);
 	it_ssep_init(&w->sse, w->sse_data, MAX_EVENT);
 	/* Resuming is the whole point: the server sends what came after this id. */
 	snprintf(line, sizeof(line), "Last-Event-ID: %lld", w->cursor);
@@ -617,12 +606,9 @@ static enum ending run_longpoll(struct watch *w, char *why, size_t whylen)
 	size_t i, n;
 
 	for (;;) {
-		it_buf_reset(&w->url);
 		if (build_url(w, "/api/v1/events", 1) < 0)
 			return E_FATAL;
-		prepare(w, w->url.data);
-		it_buf_reset(&w->body);
-		w->body.max = MAX_POLL_ANSWER;
+		prepare(w, MAX_POLL_ANSWER);
 		curl_easy_setopt(w->h, CURLOPT_WRITEFUNCTION, on_body);
 		curl_easy_setopt(w->h, CURLOPT_TIMEOUT, w->poll_timeout_s + 30);
 		rc = curl_easy_perform(w->h);
@@ -658,255 +644,325 @@ static enum ending run_longpoll(struct watch *w, char *why, size_t whylen)
 			return E_FATAL;
 		if (w->done)
 			return E_DONE;
-		if (stop_requested)
+		if (it_cli_stop)
 			return E_STOPPED;
 	}
 	return end;
 }
 
-int main(int argc, char **argv)
+/* What a step of main returns when the program goes on; any other value is
+ * the exit code. */
+#define GO_ON (-1)
+
+/* Sets the defaults that the options may change. */
+static void watch_init(struct watch *w)
+{
+	memset(w, 0, sizeof(*w));
+	w->state_fd = -1;
+	it_buf_init(&w->url, 8192);
+	it_buf_init(&w->body, MAX_ERROR_ANSWER);
+	w->transport = T_SSE;
+	w->poll_timeout_s = 25;
+	w->idle_timeout_s = 45;
+	w->retry_delay_ms = 1000;
+	w->max_wait_ms = 60000;
+}
+
+/* Reads the command line into w, and --since into *since. Returns GO_ON, or
+ * the exit code after --help, --version or a message. */
+static int parse_options(struct watch *w, int argc, char **argv, const char **since)
 {
 	static const struct option longopts[] = {
-		{"server", required_argument, NULL, 's'},      {"session", required_argument, NULL, 'S'},
-		{"transport", required_argument, NULL, 't'},   {"since", required_argument, NULL, 'n'},
-		{"state", required_argument, NULL, 'f'},       {"type", required_argument, NULL, 'T'},
-		{"once", no_argument, NULL, '1'},	       {"quiet", no_argument, NULL, 'q'},
-		{"poll-timeout", required_argument, NULL, 'P'}, {"idle-timeout", required_argument, NULL, 'I'},
-		{"retry-delay", required_argument, NULL, 'd'}, {"max-wait", required_argument, NULL, 'w'},
-		{"help", no_argument, NULL, 'h'},	       {"version", no_argument, NULL, 'V'},
-		{"token", required_argument, NULL, 'K'},      {"no-presence", no_argument, NULL, 'A'},
+		{"server", required_argument, NULL, 's'},
+		{"session", required_argument, NULL, 'S'},
+		{"transport", required_argument, NULL, 't'},
+		{"since", required_argument, NULL, 'n'},
+		{"state", required_argument, NULL, 'f'},
+		{"type", required_argument, NULL, 'T'},
+		{"once", no_argument, NULL, '1'},
+		{"quiet", no_argument, NULL, 'q'},
+		{"poll-timeout", required_argument, NULL, 'P'},
+		{"idle-timeout", required_argument, NULL, 'I'},
+		{"retry-delay", required_argument, NULL, 'd'},
+		{"max-wait", required_argument, NULL, 'w'},
+		{"help", no_argument, NULL, 'h'},
+		{"version", no_argument, NULL, 'V'},
+		{"token", required_argument, NULL, 'K'},
+		{"no-presence", no_argument, NULL, 'A'},
 		{NULL, 0, NULL, 0},
 	};
-	struct watch w;
-	struct sigaction sa;
-	const char *since = NULL;
-	char err[600], why[700];
-	unsigned attempt = 0;
-	int c, rc, want_now, exit_code = IT_EXIT_OK;
+	int c;
 	long v;
 
-	memset(&w, 0, sizeof(w));
-	w.state_fd = -1;
-	it_buf_init(&w.url, 8192);
-	it_buf_init(&w.body, MAX_ERROR_ANSWER);
-	w.transport = T_SSE;
-	w.poll_timeout_s = 25;
-	w.idle_timeout_s = 45;
-	w.retry_delay_ms = 1000;
-	w.max_wait_ms = 60000;
 	while ((c = getopt_long(argc, argv, "s:S:t:T:1qhV", longopts, NULL)) != -1) {
 		switch (c) {
-		case 's': free(w.conf.server); w.conf.server = strdup(optarg); break;
+		case 's': it_cli_conf_set(&w->conf.server, optarg); break;
 		case 'S':
-		case 'K': free(w.conf.session); w.conf.session = strdup(optarg); break;
+		case 'K': it_cli_conf_set(&w->conf.session, optarg); break;
 		case 't':
 			if (strcmp(optarg, "sse") == 0)
-				w.transport = T_SSE;
+				w->transport = T_SSE;
 			else if (strcmp(optarg, "longpoll") == 0)
-				w.transport = T_LONGPOLL;
+				w->transport = T_LONGPOLL;
 			else {
 				fprintf(stderr, PROG ": --transport is sse or longpoll, not '%s'\n", optarg);
-				goto usage_error;
+				return IT_EXIT_USAGE;
 			}
 			break;
-		case 'n': since = optarg; break;
-		case 'f': w.state_path = optarg; break;
+		case 'n': *since = optarg; break;
+		case 'f': w->state_path = optarg; break;
 		case 'T':
-			if (w.ntypes == MAX_TYPES) {
+			if (w->ntypes == MAX_TYPES) {
 				fprintf(stderr, PROG ": at most %d --type options\n", MAX_TYPES);
-				goto usage_error;
+				return IT_EXIT_USAGE;
 			}
-			w.types[w.ntypes++] = optarg;
+			w->types[w->ntypes++] = optarg;
 			break;
-		case '1': w.once = 1; break;
-		case 'A': w.anonymous = 1; break;
-		case 'q': w.quiet = 1; break;
+		case '1': w->once = 1; break;
+		case 'A': w->anonymous = 1; break;
+		case 'q': w->quiet = 1; break;
 		case 'P':
-			if (it_cli_parse_long(optarg, 1, 3600, &w.poll_timeout_s) < 0)
+			if (it_cli_parse_long(optarg, 1, 3600, &w->poll_timeout_s) < 0)
 				goto bad_number;
 			break;
 		case 'I':
-			if (it_cli_parse_long(optarg, 1, 86400, &w.idle_timeout_s) < 0)
+			if (it_cli_parse_long(optarg, 1, 86400, &w->idle_timeout_s) < 0)
 				goto bad_number;
 			break;
 		case 'd':
-			if (it_cli_parse_long(optarg, 1, 3600000, &w.retry_delay_ms) < 0)
+			if (it_cli_parse_long(optarg, 1, 3600000, &w->retry_delay_ms) < 0)
 				goto bad_number;
-			w.retry_delay_given = 1;
+			w->retry_delay_given = 1;
 			break;
 		case 'w':
 			if (it_cli_parse_long(optarg, 1, 86400, &v) < 0)
 				goto bad_number;
-			w.max_wait_ms = v * 1000;
+			w->max_wait_ms = v * 1000;
 			break;
-		case 'h': usage(stdout); goto out;
-		case 'V': printf(PROG " %s\n", PACKAGE_VERSION); goto out;
-		default: usage(stderr); goto usage_error;
+		case 'h': usage(stdout); return IT_EXIT_OK;
+		case 'V': printf(PROG " %s\n", PACKAGE_VERSION); return IT_EXIT_OK;
+		default: usage(stderr); return IT_EXIT_USAGE;
 		}
 	}
 	if (optind != argc) {
 		fprintf(stderr, PROG ": unexpected argument '%s' (try --help)\n", argv[optind]);
-		goto usage_error;
+		return IT_EXIT_USAGE;
 	}
-	if (it_cli_conf_resolve(&w.conf, err, sizeof(err)) < 0) {
-		fprintf(stderr, PROG ": %s\n", err);
-		goto usage_error;
-	}
-	if (w.conf.server == NULL || w.conf.session == NULL) {
-		fprintf(stderr, PROG ": %s is not set: use --%s, %s or the config file (see --help)\n",
-			w.conf.server ? "the session" : "the server", w.conf.server ? "session" : "server",
-			w.conf.server ? "IMAGETOOLS_SESSION" : "IMAGETOOLS_SERVER");
-		goto usage_error;
-	}
-	if (it_cli_url(&w.url, w.conf.server, "/") < 0) {
-		fprintf(stderr, PROG ": the server must be an http:// or https:// URL\n");
-		exit_code = IT_EXIT_USAGE;
-		goto out;
-	}
-	switch (it_cli_cred_kind(w.conf.session)) {
-	case IT_CLI_CRED_TOKEN: w.token = 1; break;
-	case IT_CLI_CRED_SESSION: break;
-	default:
-		fprintf(stderr, PROG ": this is not a session id (22 to 64 letters, digits, '-' and '_') or a "
-				"token (itk. and 32 of them); copy it from the ImageTools page\n");
-		exit_code = IT_EXIT_SESSION;
-		goto out;
-	}
-	it_log_redact(w.conf.session, w.cred_shown, sizeof(w.cred_shown));
-	it_cli_random_name(w.client_id);
-	if ((w.auth = it_cli_bearer(NULL, w.conf.session)) == NULL) {
-		fprintf(stderr, PROG ": out of memory\n");
-		exit_code = IT_EXIT_FAILED;
-		goto out;
-	}
-	if (since && strcmp(since, "now") != 0) {
-		char *end;
-		errno = 0;
-		w.cursor = strtoll(since, &end, 10);
-		if (errno || end == since || *end || w.cursor < 0) {
-			fprintf(stderr, PROG ": --since is an event id or 'now', not '%s'\n", since);
-			exit_code = IT_EXIT_USAGE;
-			goto out;
-		}
-	}
-	rc = w.state_path ? state_load(&w) : 0;
-	if (rc < 0) {
-		exit_code = IT_EXIT_USAGE;
-		goto out;
-	}
-	w.sse_data = malloc(MAX_EVENT);
-	if (w.sse_data == NULL || curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK ||
-	    (w.h = curl_easy_init()) == NULL) {
-		fprintf(stderr, PROG ": out of memory\n");
-		exit_code = IT_EXIT_FAILED;
-		goto out;
-	}
-	memset(&sa, 0, sizeof(sa));
-	sa.sa_handler = on_signal;
-	sigaction(SIGINT, &sa, NULL);
-	sigaction(SIGTERM, &sa, NULL);
-
-	/* Check the session first, so a typo is reported at once instead of as
-	 * a stream of reconnects; --since now needs its last event id anyway. */
-	want_now = since && rc == 0 && strcmp(since, "now") == 0;
-	for (;;) {
-		long long last = 0;
-
-		rc = check_session(&w, want_now ? &last : NULL);
-		if (rc == CHECK_OK) {
-			if (last > w.cursor)
-				w.cursor = last;
-			break;
-		}
-		if (rc != CHECK_RETRY) {
-			exit_code = checked_exit(&w, rc);
-			goto out;
-		}
-		v = it_cli_backoff_ms(attempt++, w.retry_delay_ms, w.max_wait_ms, it_cli_random());
-		if (!w.quiet)
-			fprintf(stderr, PROG ": the server is not answering; trying again in %.1f s\n", v / 1000.0);
-		if (it_cli_sleep_ms(v, &stop_requested) < 0)
-			goto out;
-	}
-
-	/* Writing the starting point now reports an unwritable state file at
-	 * once, not after the first event has been printed. */
-	if (state_save(&w, 1) < 0) {
-		exit_code = IT_EXIT_FAILED;
-		goto out;
-	}
-	attempt = 0;
-	for (;;) {
-		enum ending end;
-		long delay, ra;
-
-		w.delivered = 0;
-		why[0] = '\0';
-		end = w.transport == T_SSE ? run_sse(&w, why, sizeof(why)) : run_longpoll(&w, why, sizeof(why));
-		if (end == E_DONE || end == E_STOPPED)
-			break;
-		if (end == E_BAD_SESSION) {
-			exit_code = IT_EXIT_SESSION;
-			break;
-		}
-		if (end == E_FATAL) {
-			exit_code = IT_EXIT_FAILED;
-			break;
-		}
-		if (end == E_TOKEN) {
-			explain_token(&w);
-			exit_code = IT_EXIT_TOKEN;
-			break;
-		}
-		if (end == E_SCOPE) {
-			explain_scope(&w);
-			exit_code = IT_EXIT_SCOPE;
-			break;
-		}
-		if (w.delivered)
-			attempt = 0;
-		/* The server's retry: hint is the base delay when it gave one and
-		 * the user did not choose one. */
-		delay = it_cli_backoff_ms(attempt++,
-					  it_ssep_retry(&w.sse) > 0 && !w.retry_delay_given ? it_ssep_retry(&w.sse)
-											     : w.retry_delay_ms,
-					  w.max_wait_ms, it_cli_random());
-		ra = it_cli_retry_after(w.hdr.retry_after, time(NULL));
-		if (ra >= 0)
-			delay = ra * 1000 > w.max_wait_ms ? w.max_wait_ms : ra * 1000;
-		if (!w.quiet)
-			fprintf(stderr, PROG ": %s; reconnecting in %.1f s after event %lld\n", why, delay / 1000.0,
-				w.cursor);
-		if (it_cli_sleep_ms(delay, &stop_requested) < 0)
-			break;
-		/* A stream that ended may mean the session ended: ask, so that the
-		 * program stops with a clear message instead of retrying forever. */
-		rc = check_session(&w, NULL);
-		if (rc != CHECK_OK && rc != CHECK_RETRY) {
-			exit_code = checked_exit(&w, rc);
-			break;
-		}
-	}
-out:
-	/* The last cursor reaches the disk before the program ends. */
-	if (w.unsynced && state_save(&w, 1) < 0 && exit_code == IT_EXIT_OK)
-		exit_code = IT_EXIT_FAILED;
-	if (w.state_fd >= 0)
-		close(w.state_fd);
-	if (w.h) {
-		curl_easy_cleanup(w.h);
-		curl_global_cleanup();
-	}
-	curl_slist_free_all(w.auth);
-	free(w.sse_data);
-	it_buf_free(&w.url);
-	it_buf_free(&w.body);
-	it_cli_conf_free(&w.conf);
-	return exit_code;
+	return GO_ON;
 
 bad_number:
 	fprintf(stderr, PROG ": '%s' is not a number in the allowed range (see --help)\n", optarg);
-usage_error:
-	exit_code = IT_EXIT_USAGE;
-	goto out;
+	return IT_EXIT_USAGE;
+}
+
+/* Completes the server and the credential from the environment and the
+ * config file, checks their form and prepares the Authorization header.
+ * Returns GO_ON or the exit code after a message. */
+static int check_settings(struct watch *w)
+{
+	char err[600];
+
+	if (it_cli_conf_resolve(&w->conf, err, sizeof(err)) < 0) {
+		fprintf(stderr, PROG ": %s\n", err);
+		return IT_EXIT_USAGE;
+	}
+	if (it_cli_conf_complete(&w->conf, PROG) < 0)
+		return IT_EXIT_USAGE;
+	if (it_cli_url(&w->url, w->conf.server, "/") < 0) {
+		fprintf(stderr, PROG ": the server must be an http:// or https:// URL\n");
+		return IT_EXIT_USAGE;
+	}
+	switch (it_cli_cred_kind(w->conf.session)) {
+	case IT_CLI_CRED_TOKEN: w->token = 1; break;
+	case IT_CLI_CRED_SESSION: break;
+	default:
+		fprintf(stderr,
+			PROG ": this is not a session id (22 to 64 letters, digits, '-' and '_') or a "
+			     "token (itk. and 32 of them); copy it from the ImageTools page\n");
+		return IT_EXIT_SESSION;
+	}
+	it_log_redact(w->conf.session, w->cred_shown, sizeof(w->cred_shown));
+	it_cli_random_name(w->client_id);
+	if ((w->auth = it_cli_bearer(NULL, w->conf.session)) == NULL) {
+		fprintf(stderr, PROG ": out of memory\n");
+		return IT_EXIT_FAILED;
+	}
+	return GO_ON;
+}
+
+/* Sets the cursor from --since (an event id; "now" is resolved later, by the
+ * server) and then from the state file, which wins; *loaded says whether the
+ * state file gave it. Returns GO_ON or the exit code after a message. */
+static int starting_cursor(struct watch *w, const char *since, int *loaded)
+{
+	int rc;
+
+	if (since && strcmp(since, "now") != 0) {
+		char *end;
+		errno = 0;
+		w->cursor = strtoll(since, &end, 10);
+		if (errno || end == since || *end || w->cursor < 0) {
+			fprintf(stderr, PROG ": --since is an event id or 'now', not '%s'\n", since);
+			return IT_EXIT_USAGE;
+		}
+	}
+	rc = w->state_path ? state_load(w) : 0;
+	if (rc < 0)
+		return IT_EXIT_USAGE;
+	*loaded = rc;
+	return GO_ON;
+}
+
+/* Allocates the event buffer and the libcurl handle. Returns GO_ON or the
+ * exit code after a message. */
+static int open_client(struct watch *w)
+{
+	w->sse_data = malloc(MAX_EVENT);
+	if (w->sse_data == NULL || curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK ||
+	    (w->h = curl_easy_init()) == NULL) {
+		fprintf(stderr, PROG ": out of memory\n");
+		return IT_EXIT_FAILED;
+	}
+	return GO_ON;
+}
+
+/* Checks the session before following it, so that a typo is reported at
+ * once instead of as a stream of reconnects, and retries with backoff while
+ * the server does not answer; want_now (--since now) moves the cursor to the
+ * session's last event. Returns GO_ON, or the exit code (IT_EXIT_OK when a
+ * signal stopped the wait). */
+static int wait_for_session(struct watch *w, int want_now)
+{
+	unsigned attempt = 0;
+	long delay;
+	int rc;
+
+	for (;;) {
+		long long last = 0;
+
+		rc = check_session(w, want_now ? &last : NULL);
+		if (rc == CHECK_OK) {
+			if (last > w->cursor)
+				w->cursor = last;
+			return GO_ON;
+		}
+		if (rc != CHECK_RETRY)
+			return checked_exit(w, rc);
+		delay = it_cli_backoff_ms(attempt++, w->retry_delay_ms, w->max_wait_ms, it_cli_random());
+		if (!w->quiet)
+			fprintf(stderr, PROG ": the server is not answering; trying again in %.1f s\n", delay / 1000.0);
+		if (it_cli_sleep_ms(delay, &it_cli_stop) < 0)
+			return IT_EXIT_OK;
+	}
+}
+
+/* The exit code for a connection that ended in end, after the message it
+ * calls for; GO_ON when the program reconnects. */
+static int ending_exit(struct watch *w, enum ending end)
+{
+	switch (end) {
+	case E_DONE:
+	case E_STOPPED: return IT_EXIT_OK;
+	case E_BAD_SESSION: return IT_EXIT_SESSION;
+	case E_FATAL: return IT_EXIT_FAILED;
+	case E_TOKEN: explain_token(w); return IT_EXIT_TOKEN;
+	case E_SCOPE: explain_scope(w); return IT_EXIT_SCOPE;
+	default: return GO_ON;
+	}
+}
+
+/* The delay before the next connection: a Retry-After of the last answer,
+ * else backoff from the server's retry: hint when it gave one and the user
+ * did not choose a delay. */
+static long reconnect_delay(struct watch *w, unsigned attempt)
+{
+	long base = it_ssep_retry(&w->sse) > 0 && !w->retry_delay_given ? it_ssep_retry(&w->sse) : w->retry_delay_ms;
+
+	return it_cli_retry_wait_ms(w->hdr.retry_after, attempt, base, w->max_wait_ms);
+}
+
+/* The run loop: follows the session over the chosen transport, reconnecting
+ * with backoff, until --once is satisfied, a signal arrives or the session
+ * or credential is refused. Returns the exit code. */
+static int follow(struct watch *w)
+{
+	char why[700];
+	unsigned attempt = 0;
+	int rc;
+
+	/* Writing the starting point now reports an unwritable state file at
+	 * once, not after the first event has been printed. */
+	if (state_save(w, 1) < 0)
+		return IT_EXIT_FAILED;
+	for (;;) {
+		enum ending end;
+		long delay;
+
+		w->delivered = 0;
+		why[0] = '\0';
+		end = w->transport == T_SSE ? run_sse(w, why, sizeof(why)) : run_longpoll(w, why, sizeof(why));
+		if ((rc = ending_exit(w, end)) != GO_ON)
+			return rc;
+		if (w->delivered)
+			attempt = 0;
+		delay = reconnect_delay(w, attempt++);
+		if (!w->quiet)
+			fprintf(stderr, PROG ": %s; reconnecting in %.1f s after event %lld\n", why, delay / 1000.0,
+				w->cursor);
+		if (it_cli_sleep_ms(delay, &it_cli_stop) < 0)
+			return IT_EXIT_OK;
+		/* A stream that ended may mean the session ended: ask, so that the
+		 * program stops with a clear message instead of retrying forever. */
+		rc = check_session(w, NULL);
+		if (rc != CHECK_OK && rc != CHECK_RETRY)
+			return checked_exit(w, rc);
+	}
+}
+
+/* Flushes the last cursor to disk and frees what w holds; returns the exit
+ * code, made IT_EXIT_FAILED when a clean exit could not flush. */
+static int finish(struct watch *w, int exit_code)
+{
+	if (w->unsynced && state_save(w, 1) < 0 && exit_code == IT_EXIT_OK)
+		exit_code = IT_EXIT_FAILED;
+	if (w->state_fd >= 0)
+		close(w->state_fd);
+	if (w->h) {
+		curl_easy_cleanup(w->h);
+		curl_global_cleanup();
+	}
+	curl_slist_free_all(w->auth);
+	free(w->sse_data);
+	it_buf_free(&w->url);
+	it_buf_free(&w->body);
+	it_cli_conf_free(&w->conf);
+	return exit_code;
+}
+
+/* Reads as the program's steps, the way curl's tool splits option parsing,
+ * settings and the run loop. */
+int main(int argc, char **argv)
+{
+	struct watch w;
+	const char *since = NULL;
+	int loaded = 0, rc;
+
+	watch_init(&w);
+	rc = parse_options(&w, argc, argv, &since);
+	if (rc == GO_ON)
+		rc = check_settings(&w);
+	if (rc == GO_ON)
+		rc = starting_cursor(&w, since, &loaded);
+	if (rc == GO_ON)
+		rc = open_client(&w);
+	if (rc == GO_ON) {
+		it_cli_catch_stop();
+		/* --since now needs the session's last event id, unless the state
+		 * file already said where to go on. */
+		rc = wait_for_session(&w, since && !loaded && strcmp(since, "now") == 0);
+	}
+	if (rc == GO_ON)
+		rc = follow(&w);
+	/* The last cursor reaches the disk before the program ends. */
+	return finish(&w, rc);
 }

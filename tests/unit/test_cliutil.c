@@ -4,6 +4,8 @@
 #include "cli/cliutil.h"
 #include "tap.h"
 
+#include <json-c/json.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -165,6 +167,17 @@ int main(void)
 	is_int(it_cli_backoff_ms(10, 1000, 60000, 0.0), 60000, "capped");
 	is_int(it_cli_backoff_ms(4000000000u, 1000, 60000, 0.0), 60000, "no overflow on huge attempts");
 	is_int(it_cli_backoff_ms(0, 1000, 60000, 0.999), 501, "jitter takes at most half");
+	/* The wait before a retry: Retry-After first, capped; else backoff. */
+	is_int(it_cli_retry_wait_ms("3", 0, 1000, 60000), 3000, "Retry-After in seconds");
+	is_int(it_cli_retry_wait_ms("0", 5, 1000, 60000), 0, "Retry-After 0 wins over backoff");
+	is_int(it_cli_retry_wait_ms("999", 0, 1000, 60000), 60000, "Retry-After capped at the longest wait");
+	is_int(it_cli_retry_wait_ms("9999999999", 0, 1000, 300000), 300000, "an absurd Retry-After is capped");
+	{
+		long w0 = it_cli_retry_wait_ms(NULL, 0, 1000, 60000), w3 = it_cli_retry_wait_ms("soon", 3, 1000, 60000);
+
+		ok(w0 >= 500 && w0 <= 1000, "no Retry-After: the first backoff delay");
+		ok(w3 >= 4000 && w3 <= 8000, "a malformed Retry-After: backoff");
+	}
 	for (int i = 0; i < 1000; i++) {
 		double r = it_cli_random();
 		if (r < 0 || r >= 1) {
@@ -190,6 +203,69 @@ int main(void)
 		is_str(msg, "HTTP 503", "no body");
 		it_cli_problem_type("[1]", 3, msg, sizeof(msg));
 		is_str(msg, "", "not an object: no type");
+	}
+
+	/* A body parsed as one JSON object, or nothing. */
+	{
+		json_object *j = it_cli_json_object("{\"a\":1}", 7);
+
+		ok(j && json_object_is_type(j, json_type_object), "an object");
+		json_object_put(j);
+		ok(it_cli_json_object("[1]", 3) == NULL, "an array is not an object");
+		ok(it_cli_json_object("{\"a\":", 5) == NULL, "a cut object is nothing");
+		ok(it_cli_json_object(NULL, 0) == NULL, "no body");
+	}
+
+	/* A setting given twice: the last one wins, the first is freed. */
+	{
+		char *slot = NULL;
+
+		it_cli_conf_set(&slot, "first");
+		it_cli_conf_set(&slot, "second");
+		is_str(slot, "second", "the last value wins");
+		free(slot);
+	}
+
+	/* Both settings must be there. */
+	{
+		it_cli_conf k = {0};
+
+		ok(it_cli_conf_complete(&k, "test") < 0, "no server, no credential: incomplete");
+		k.server = "http://h";
+		ok(it_cli_conf_complete(&k, "test") < 0, "no credential: incomplete");
+		k.session = "s";
+		ok(it_cli_conf_complete(&k, "test") == 0, "server and credential: complete");
+	}
+
+	/* SIGTERM asks the program to stop instead of ending it. */
+	it_cli_catch_stop();
+	ok(it_cli_stop == 0, "not stopped before a signal");
+	raise(SIGTERM);
+	ok(it_cli_stop == 1, "SIGTERM sets it_cli_stop");
+
+	/* mkdir -p, private. */
+	{
+		char deep[4400];
+		struct stat st;
+
+		snprintf(deep, sizeof(deep), "%s/a/b/c", dir);
+		ok(it_cli_make_dirs(deep) == 0 && stat(deep, &st) == 0 && S_ISDIR(st.st_mode),
+		   "missing directories are made");
+		is_int(st.st_mode & 0777, 0700, "with mode 0700");
+		ok(it_cli_make_dirs(deep) == 0, "existing directories are fine");
+		snprintf(deep, sizeof(deep), "%s/f", dir);
+		write_file(deep, "");
+		snprintf(deep, sizeof(deep), "%s/f/x", dir);
+		ok(it_cli_make_dirs(deep) < 0, "a file in the way is an error");
+		snprintf(deep, sizeof(deep), "%s/f", dir);
+		unlink(deep);
+		ok(it_cli_make_dirs("") < 0, "an empty path is refused");
+		snprintf(deep, sizeof(deep), "%s/a/b/c", dir);
+		rmdir(deep);
+		snprintf(deep, sizeof(deep), "%s/a/b", dir);
+		rmdir(deep);
+		snprintf(deep, sizeof(deep), "%s/a", dir);
+		rmdir(deep);
 	}
 
 	unlink(conf);
