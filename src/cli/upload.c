@@ -561,7 +561,13 @@ static enum outcome resume_one(CURL *h, const struct opts *o, const char *path)
 	it_tusc_opts t = {o->conf.server,    o->conf.session, o->conf.source, o->state_dir, o->retries,
 			  o->retry_delay_ms, o->max_wait_ms,  &it_cli_stop,   !o->quiet};
 	char url[2048], msg[700];
-	int rc = it_tusc_upload(h, &t, path, url, sizeof(url), msg, sizeof(msg));
+	int rc;
+
+	/* The tus requests install no progress callback: with progress on (for
+	 * the multipart path's meter), libcurl would print its own on stderr. */
+	curl_easy_setopt(h, CURLOPT_NOPROGRESS, 1L);
+	rc = it_tusc_upload(h, &t, path, url, sizeof(url), msg, sizeof(msg));
+	curl_easy_setopt(h, CURLOPT_NOPROGRESS, 0L);
 
 	if (o->json) {
 		json_object *j = json_object_new_object();
