@@ -6,6 +6,7 @@
 #include "cli/pairing.h"
 #include "cli/tusclient.h"
 #include "common/buf.h"
+#include "common/clock.h"
 #include "common/log.h"
 
 #include <curl/curl.h>
@@ -66,14 +67,6 @@ struct xfer {
 	int server_busy; /* a 429 or 5xx: the server's Retry-After sets the wait */
 };
 
-static double now_s(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + ts.tv_nsec / 1e9;
-}
-
 static void usage(FILE *f)
 {
 	fprintf(f,
@@ -129,7 +122,7 @@ static void human_bytes(char *out, size_t n, double v)
 
 static void draw_progress(struct xfer *x, double done, double total, int final)
 {
-	double t = now_s(), el = t - x->start, rate = el > 0 ? done / el : 0;
+	double t = it_clock_s(), el = t - x->start, rate = el > 0 ? done / el : 0;
 	char d[32], tot[32], r[32], eta[32] = "";
 	char bar[21];
 	int pct = total > 0 ? (int)(done * 100 / total) : 0, fill = pct / 5;
@@ -390,7 +383,7 @@ static void send_form(CURL *h, struct xfer *x, curl_mime *mime, curl_off_t size)
 {
 	curl_easy_setopt(h, CURLOPT_MIMEPOST, mime);
 	it_buf_reset(&x->body);
-	x->start = x->last_draw = now_s();
+	x->start = x->last_draw = it_clock_s();
 	x->drawn = 0;
 	x->errbuf[0] = '\0';
 	curl_easy_setopt(h, CURLOPT_ERRORBUFFER, x->errbuf);

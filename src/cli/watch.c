@@ -3,6 +3,7 @@
 
 #include "cli/cliutil.h"
 #include "cli/sseparse.h"
+#include "common/clock.h"
 #include "common/buf.h"
 #include "common/log.h"
 
@@ -150,14 +151,6 @@ out:
 	return rc;
 }
 
-static double mono_s(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + ts.tv_nsec / 1e9;
-}
-
 /* The state file's text for the current cursor. The id is padded to a fixed
  * width so that every update has the same length and can overwrite the
  * previous one in place. */
@@ -185,7 +178,7 @@ static int state_save(struct watch *w, int durable)
 {
 	char tmp[4200], text[256];
 	int fd, n, ok;
-	double now = mono_s();
+	double now = it_clock_s();
 
 	if (w->state_path == NULL)
 		return 0;
