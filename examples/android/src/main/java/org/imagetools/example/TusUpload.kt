@@ -4,9 +4,11 @@
 // so that a process the system killed resumes where it stopped instead of starting over.
 //
 // The same requests as tus-android-client (io.tus.android.client) makes; that library works
-// too (endpoint [server]/api/v1/uploads/tus, metadata session_id / filename / source, or the
-// session as an Authorization: Bearer header). This file spells them out so that nothing about
-// the protocol is hidden.
+// too (endpoint [server]/api/v1/uploads/tus, metadata filename / source, and the device token
+// as an Authorization: Bearer header). This file spells them out so that nothing about the
+// protocol is hidden. A token needs scope upload or full; it goes only in the header, never in
+// the metadata. A legacy pairing (session id) sends the session id as the metadata's session_id
+// when it creates an upload, as before.
 package org.imagetools.example
 
 import android.content.ContentResolver
@@ -42,14 +44,16 @@ class TusUpload(
      * Uploads [uri] resumably. [onProgress] gets the bytes the server holds. Returns when the
      * server holds every byte: the PATCH that brings the last byte answers only once the image
      * is stored and its image.uploaded event sent. Throws [ImageToolsException] on a refusal
-     * (4xx other than 409/423/429) or after [retries] failed attempts in a row.
+     * (4xx other than 409/423/429) or after [retries] failed attempts in a row. Once the token
+     * is revoked or has expired, every HEAD and PATCH is 401 `invalid-token` and nothing more
+     * is stored ([ImageToolsException.mustPairAgain]).
      */
-    fun upload(resolver: ContentResolver, uri: Uri, source: String = "android_app", onProgress: (Long, Long) -> Unit = { _, _ -> }) {
+    fun upload(resolver: ContentResolver, uri: Uri, source: String = ImageToolsApi.SOURCE, onProgress: (Long, Long) -> Unit = { _, _ -> }) {
         val (name, length) = nameAndSize(resolver, uri)
         // A file of unknown size (some content providers) has no Upload-Length: send it with
         // imagetools' chunked multipart (ImageToolsApi.upload) instead.
         require(length >= 0) { "size of $uri unknown" }
-        val key = "tus:" + pairing.session + ":" + uri + ":" + length
+        val key = "tus:" + pairing.key + ":" + uri + ":" + length
         var failures = 0
         while (true) {
             try {
@@ -71,7 +75,8 @@ class TusUpload(
                 return
             } catch (e: ImageToolsException) {
                 if (e.status != 0 && e.status != 409 && e.status != 423 && e.status != 429 && e.status < 500) {
-                    if (e.status == 404) prefs.edit().remove(key).apply()
+                    // Gone, or its token revoked: this upload URL will never take more bytes.
+                    if (e.status == 404 || e.status == 401) prefs.edit().remove(key).apply()
                     throw e
                 }
                 if (++failures > retries) throw e
@@ -86,12 +91,16 @@ class TusUpload(
 
     /** POST /uploads/tus: Upload-Length and Upload-Metadata ("key base64,..."); 201 with Location. */
     private fun create(name: String, length: Long, source: String): String {
-        val req = Request.Builder().url(endpoint)
+        // A token only in the Authorization header; a legacy session id in the metadata, as before.
+        val meta = (if (pairing.isToken) "" else "session_id ${b64(pairing.credential)},") +
+            "filename ${b64(name)},source ${b64(source)}"
+        val builder = Request.Builder().url(endpoint)
             .header("Tus-Resumable", "1.0.0")
             .header("Upload-Length", length.toString())
-            .header("Upload-Metadata", "session_id ${b64(pairing.session)},filename ${b64(name)},source ${b64(source)}")
+            .header("Upload-Metadata", meta)
             .post(ByteArray(0).toRequestBody(null))
-            .build()
+        if (pairing.isToken) builder.header("Authorization", "Bearer " + pairing.credential)
+        val req = builder.build()
         client.newCall(req).execute().use { res ->
             val loc = res.header("Location")
             if (res.code != 201 || loc == null) throw ImageToolsApi.problem(res)
@@ -103,7 +112,7 @@ class TusUpload(
     private fun head(url: String, length: Long): Long {
         val req = Request.Builder().url(url).head()
             .header("Tus-Resumable", "1.0.0")
-            .header("Authorization", "Bearer " + pairing.session)
+            .header("Authorization", "Bearer " + pairing.credential)
             .build()
         client.newCall(req).execute().use { res ->
             if (res.code == 404 || res.code == 410) return -1
@@ -125,7 +134,7 @@ class TusUpload(
         }
         val req = Request.Builder().url(url)
             .header("Tus-Resumable", "1.0.0")
-            .header("Authorization", "Bearer " + pairing.session)
+            .header("Authorization", "Bearer " + pairing.credential)
             .header("Upload-Offset", offset.toString())
             .patch(body)
             .build()
