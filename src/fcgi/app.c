@@ -51,14 +51,13 @@ int it_app_session_problem(it_req *req, int rc)
 {
 	switch (rc) {
 	case 0: return 0;
-	case 400: it_resp_problem(req, 400, "invalid-session-id", "The session id is malformed."); break;
-	case 404: it_resp_problem(req, 404, "unknown-session", "No such session, or it has expired."); break;
+	case 400: it_resp_problem(req, 400, "invalid-session-id", "The session id is malformed."); return 400;
+	case 404: it_resp_problem(req, 404, "unknown-session", "No such session, or it has expired."); return 404;
 	default:
 		it_resp_header(req, "Retry-After", "5");
 		it_resp_problem(req, 503, "database-unavailable", "The database cannot be reached; try again shortly.");
-		break;
+		return 503;
 	}
-	return 1;
 }
 
 /* Counts the answer by route pattern (never the raw path: ids would make
@@ -80,7 +79,7 @@ static void count_response(const it_req *req)
  * (problem+json) whoever made it. REDIRECT_STATUS comes from the server
  * only (a client's headers arrive as HTTP_*); lighttpd sets it to 200 on
  * every request and Apache on its internal redirects, so only 400 to 599
- * marks an error document. Returns 1 when it has answered. */
+ * marks an error document. Returns the status it answered with, or 0. */
 static int web_server_refusal(it_req *req)
 {
 	const char *rs = it_req_env(req, "REDIRECT_STATUS");
@@ -117,7 +116,7 @@ static int web_server_refusal(it_req *req)
 				(long long)it_g.cfg.max_request_bytes);
 	else
 		it_resp_problem(req, (int)status, slug, "%s", detail);
-	return 1;
+	return (int)status;
 }
 
 const it_route *it_app_route(it_req *req)
