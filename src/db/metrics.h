@@ -5,7 +5,7 @@
  * it_metrics_start) writes the whole table as one row of process_metrics
  * every few seconds and at exit; GET /api/v1/metrics sums the rows of every
  * process of the deployment. Plain CGI processes, which live for one request,
- * add their counts to a shared row instead (it_metrics_flush_cgi). */
+ * add their counts to a shared row of their host instead (it_metrics_flush). */
 #ifndef IT_DB_METRICS_H
 #define IT_DB_METRICS_H
 

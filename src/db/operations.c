@@ -17,11 +17,6 @@ static const char *const type_verbs[IT_OP_NTYPES] = {"Compressing", "Resizing", 
 static const char *const format_names[] = {"keep", "jpeg", "png", "webp", "avif"};
 static const char *const subsample_names[] = {"auto", "on", "off"};
 
-const char *it_op_format_name(enum it_op_format f)
-{
-	return (unsigned)f <= IT_FMT_AVIF ? format_names[f] : "keep";
-}
-
 int it_op_type_parse(const char *name)
 {
 	for (int i = 0; i < IT_OP_NTYPES; i++)

@@ -42,9 +42,6 @@ typedef struct it_op_params {
 	int enlarge;		  /* bulk_resize: also scale smaller images up */
 } it_op_params;
 
-/* The name of a format in params ("keep", "jpeg", ...). */
-const char *it_op_format_name(enum it_op_format f);
-
 /* Returns the type for its name ("bulk_compress", ...) or -1. */
 int it_op_type_parse(const char *name);
 const char *it_op_type_name(enum it_op_type t);
