@@ -16,7 +16,7 @@ void it_db_configure(const char *conninfo);
  * PG* environment) is a connection string libpq can parse, key=value pairs
  * or a postgresql:// URI, before anything tries to connect with it (a
  * malformed one would otherwise only show up as a failing connection,
- * retried for ever). Returns 0, or -1 with a sentence in err (errlen bytes)
+ * retried for ever). Returns 0, or -EINVAL with a sentence in err (errlen bytes)
  * that names database_url and libpq's reason, in which every quoted word
  * that is not a libpq keyword is replaced by "...": nothing of the value,
  * a password least of all, is repeated. */
@@ -25,8 +25,8 @@ int it_db_check_conninfo(const char *conninfo, char *err, size_t errlen);
 /* The start of every daemon: loads the configuration file at path into cfg,
  * checks its database_url (it_db_check_conninfo), sets the log level it
  * names for the program called prog, and configures the database
- * connections. Returns 0, or -1 with the reason in err (errlen bytes) and
- * cfg freed. */
+ * connections. Returns 0, or -EINVAL with the reason in err (errlen bytes)
+ * and cfg freed. */
 int it_db_startup(const char *prog, const char *path, it_config *cfg, char *err, size_t errlen);
 
 /* Returns the calling thread's connection, connecting or reconnecting as
@@ -80,7 +80,8 @@ int it_db_broken(PGconn *conn);
 int it_db_conn_error(const PGresult *res);
 
 /* Runs BEGIN (renewing a broken connection first, retrying once on a dead
- * one), COMMIT or ROLLBACK. Return 0 on success, -1 on failure (logged);
+ * one), COMMIT or ROLLBACK. Return 0 on success; on failure (logged)
+ * -ENOTCONN when there is no connection to begin on, else -EIO;
  * COMMIT fails too when the transaction had already failed (the server then
  * answers ROLLBACK). */
 int it_db_begin(PGconn **connp);

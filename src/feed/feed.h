@@ -50,7 +50,7 @@ typedef struct it_feed_event {
 	int64_t seq;
 	unsigned refs;
 	const char *type; /* NUL-terminated; lives as long as the event */
-	const char *json; /* the wire JSON (DESIGN §4), NUL-terminated */
+	const char *json; /* the wire JSON (docs/api.md), NUL-terminated */
 	size_t json_len;
 	char *wire[IT_FEED_NFMT]; /* formatted on first use, then shared */
 	size_t wire_len[IT_FEED_NFMT];
@@ -164,8 +164,9 @@ struct it_feed_sub {
  * result below. impl is the first argument of every op. */
 typedef struct it_feed_db_ops {
 	int (*idle)(void *impl); /* 1: a query may be sent */
-	/* Sends one statement; 0, or -1 when the connection broke (the
-	 * stand-in then calls it_feed_db_lost itself, as it_pgl does). */
+	/* Sends one statement; 0, or a negative errno when it could not be
+	 * sent (-EIO when the connection broke: the stand-in then calls
+	 * it_feed_db_lost itself, as it_pgl does). */
 	int (*send)(void *impl, const char *sql, int nparams, const char *const *params);
 	void (*handle)(void *impl, unsigned events); /* may be NULL */
 	void (*tick)(void *impl, double now_s);	     /* may be NULL */
