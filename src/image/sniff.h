@@ -79,7 +79,7 @@ typedef struct it_sniff_limits {
 } it_sniff_limits;
 
 /* Decides whether the image sniffed into s (IT_SNIFF_OK) may be decoded
- * within lim. Returns 0, or -1 with a sentence fragment in why that follows
+ * within lim. Returns 0, or -EFBIG with a sentence fragment in why that follows
  * the file's name ("has a 65535x65535 frame; ..."). The upload handler and
  * the worker both call it before libvips sees the bytes. */
 int it_sniff_check(const it_sniff *s, const it_sniff_limits *lim, char *why, size_t whylen);
