@@ -166,7 +166,7 @@ int it_cli_urlencode(it_buf *out, const char *s)
 			rc = it_buf_append(out, e, 3);
 		}
 	}
-	return rc;
+	return rc < 0 ? -1 : 0;
 }
 
 long it_cli_retry_after(const char *value, time_t now)

@@ -76,8 +76,8 @@ void it_cli_conf_free(it_cli_conf *c);
  * http://. Returns 0, or -1 when server names another scheme or no host. */
 int it_cli_url(it_buf *out, const char *server, const char *path);
 
-/* Appends s to out percent-encoded for a query value. Returns 0 or a
- * negative errno from it_buf. */
+/* Appends s to out percent-encoded for a query value. Returns 0, or -1 when
+ * out would grow past its ceiling or memory runs out. */
 int it_cli_urlencode(it_buf *out, const char *s);
 
 /* Parses a Retry-After value (delta-seconds or an HTTP-date, relative to
