@@ -31,7 +31,7 @@ int it_auth_credential(const it_req *req, char *out, size_t outlen)
 		n = it_cred_copy(tok, toklen, out, outlen);
 	} else {
 		n = it_query_get(req->query, "session_id", out, outlen);
-		if (n == -1)
+		if (n == IT_QUERY_ABSENT)
 			return 0;
 		if (n >= 0)
 			n = it_cred_copy(out, (size_t)n, out, outlen);

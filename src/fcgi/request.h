@@ -131,9 +131,15 @@ int it_resp_problem_ext(it_req *req, int status, const char *slug, json_object *
 /* The reason phrase of an HTTP status ("Not Found"), "" when unknown. */
 const char *it_http_reason(int status);
 
+/* What it_query_get returns when the key is absent, and when its value is
+ * malformed or too long. */
+#define IT_QUERY_ABSENT (-1)
+#define IT_QUERY_BAD (-2)
+
 /* Finds key in an application/x-www-form-urlencoded query and decodes its
- * value into out (NUL-terminated). Returns the decoded length, -1 when the
- * key is absent, or -2 when the value is malformed or longer than outlen-1. */
+ * value into out (NUL-terminated). Returns the decoded length,
+ * IT_QUERY_ABSENT when the key is absent, or IT_QUERY_BAD when the value is
+ * malformed or longer than outlen-1. */
 int it_query_get(const char *query, const char *key, char *out, size_t outlen);
 
 /* Parses a non-negative decimal integer no larger than max. Returns 0 or -1. */
