@@ -1,4 +1,17 @@
-/* db.h: PostgreSQL connections for request threads, with reconnection and recycling. */
+/* db.h: PostgreSQL connections for request threads, with reconnection and recycling.
+ *
+ * Return convention of the database layer (src/db/, docs/layout.md): a
+ * function that runs statements on behalf of a request returns 0 or the
+ * HTTP status the caller answers with (400, 401, 404, 409, 410, 416, 423,
+ * 429, 503; after 503 inside a transaction the caller rolls back). One that
+ * returns a count or a length returns it, or minus such a status
+ * (it_event_read, it_images_list, it_presence_db_sweep: -503;
+ * it_blob_reader_next: -404 or -503). it_ratelimit_take and _peek return 0,
+ * 429 or 503 like the rest. Connection plumbing (db.c, pgl.c, metrics.c,
+ * migrate.c) and pure helpers that ask no database (it_images_url,
+ * it_op_type_parse, it_op_params_parse) follow the common layer's rule:
+ * 0 or a negative errno. Constructors of results return a pointer or NULL,
+ * and it_db_ok, it_db_broken and it_db_conn_error are predicates. */
 #ifndef IT_DB_DB_H
 #define IT_DB_DB_H
 

@@ -153,7 +153,7 @@ void it_app_run(it_req *req, const it_route *route)
 	count_response(req);
 }
 
-void it_app_refuse_busy(it_req *req, int status, int64_t retry_after)
+int it_app_refuse_busy(it_req *req, int status, int64_t retry_after)
 {
 	char labels[32];
 
@@ -169,6 +169,7 @@ void it_app_refuse_busy(it_req *req, int status, int64_t retry_after)
 	snprintf(labels, sizeof(labels), "status=\"%d\"", status);
 	it_metrics_inc("imagetools_upload_errors_total", labels, 1);
 	count_response(req);
+	return status;
 }
 
 void it_app_dispatch(it_req *req)

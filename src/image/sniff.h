@@ -1,4 +1,13 @@
-/* sniff.h: an image's type from its magic bytes and its size from its header, never from the client. */
+/* sniff.h: an image's type from its magic bytes and its size from its header, never from the client.
+ *
+ * Return convention of the image layer (src/image/, docs/layout.md): 0 or a
+ * negative errno, with a sentence in err or why when the call takes one
+ * (it_sniff_check -EFBIG, it_filename_disposition -ENOSPC, it_thumb_make
+ * -EINVAL/-EIO/-ENOTSUP). The sniffers (it_sniff_type, _image, _whole, _fd)
+ * return enum it_sniff_rc (OK, NEED_MORE, UNKNOWN, BAD), a parser's outcome
+ * that every caller compares against by name. it_thumb_available,
+ * it_thumb_heif_readable and it_thumb_avif_writable are predicates; the file
+ * name functions return the length they wrote or a string. */
 #ifndef IT_IMAGE_SNIFF_H
 #define IT_IMAGE_SNIFF_H
 

@@ -1,4 +1,10 @@
-/* multipart.h: an incremental multipart/form-data parser (RFC 7578, RFC 2046) that never allocates. */
+/* multipart.h: an incremental multipart/form-data parser (RFC 7578, RFC 2046) that never allocates.
+ *
+ * Return convention of the parse layer (src/parse/, docs/layout.md): 0 or a
+ * negative errno, as in the common layer. it_mp_boundary returns the
+ * boundary's length or -EINVAL; it_mp_parse, like picohttpparser, returns the
+ * bytes consumed (0 with IT_MP_NEED_MORE) or -EBADMSG, and it_mp_error()
+ * then says why. it_mp_done is a predicate. */
 #ifndef IT_PARSE_MULTIPART_H
 #define IT_PARSE_MULTIPART_H
 
