@@ -48,19 +48,19 @@ static int conf_cb(void *ud, const char *key, const char *val, char *why, size_t
 		slot = &c->source;
 	else {
 		snprintf(why, whylen, "unknown key '%.40s' (known: server, session, token, source)", key);
-		return -1;
+		return -EINVAL;
 	}
 	/* Values already given on the command line or in the environment win. */
 	if (*slot == NULL && *val && (*slot = strdup(val)) == NULL) {
 		snprintf(why, whylen, "out of memory");
-		return -1;
+		return -ENOMEM;
 	}
 	return 0;
 }
 
 int it_cli_conf_load_file(it_cli_conf *c, const char *path, char *err, size_t errlen)
 {
-	return it_kv_read_file(path, 1, conf_cb, c, err, errlen);
+	return it_kv_read_file(path, 1, conf_cb, c, err, errlen) < 0 ? -1 : 0;
 }
 
 static int from_env(char **slot, const char *name)
@@ -184,7 +184,7 @@ int it_cli_urlencode(it_buf *out, const char *s)
 			rc = it_buf_append(out, e, 3);
 		}
 	}
-	return rc;
+	return rc < 0 ? -1 : 0;
 }
 
 long it_cli_retry_after(const char *value, time_t now)

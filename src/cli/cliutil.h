@@ -1,4 +1,11 @@
-/* cliutil.h: what imagetools-upload and imagetools-watch share: settings, URLs, errors, backoff. */
+/* cliutil.h: what imagetools-upload and imagetools-watch share: settings, URLs, errors, backoff.
+ *
+ * Return convention of the command-line layer (src/cli/, docs/layout.md): 0
+ * or -1, with a sentence in err when the call takes one. Parsers and whole
+ * operations return named outcomes: it_ssep_feed (IT_SSEP_* or a negative
+ * errno), it_tusc_upload and it_pairing_exchange (IT_TUSC_*, IT_EXIT_*,
+ * which main() maps to exit codes). A value that may be absent is returned
+ * as a number >= 0, or -1 when absent (it_cli_retry_after). */
 #ifndef IT_CLI_CLIUTIL_H
 #define IT_CLI_CLIUTIL_H
 
@@ -87,8 +94,8 @@ void it_cli_conf_free(it_cli_conf *c);
  * http://. Returns 0, or -1 when server names another scheme or no host. */
 int it_cli_url(it_buf *out, const char *server, const char *path);
 
-/* Appends s to out percent-encoded for a query value. Returns 0 or a
- * negative errno from it_buf. */
+/* Appends s to out percent-encoded for a query value. Returns 0, or -1 when
+ * out would grow past its ceiling or memory runs out. */
 int it_cli_urlencode(it_buf *out, const char *s);
 
 /* Parses a Retry-After value (delta-seconds or an HTTP-date, relative to

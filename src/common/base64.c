@@ -3,6 +3,8 @@
 
 #include "common/base64.h"
 
+#include <errno.h>
+
 static int value(unsigned char c)
 {
 	if (c >= 'A' && c <= 'Z')
@@ -30,26 +32,26 @@ ssize_t it_base64_decode(const char *in, size_t n, unsigned char *out, size_t ou
 		pad++;
 	}
 	if (pad > 0 && (n + pad) % 4 != 0)
-		return -1;
+		return -EINVAL;
 	if (n % 4 == 1)
-		return -1;
+		return -EINVAL;
 	for (i = 0; i < n; i++) {
 		int v = value((unsigned char)in[i]);
 		if (v < 0)
-			return -1;
+			return -EINVAL;
 		acc = (acc << 6) | (unsigned)v;
 		bits += 6;
 		if (bits >= 8) {
 			bits -= 8;
 			if (o >= outlen)
-				return -1;
+				return -ENOSPC;
 			out[o++] = (unsigned char)(acc >> bits);
 			acc &= (1u << bits) - 1;
 		}
 	}
 	/* What is left must be padding bits, and zero. */
 	if (acc != 0)
-		return -1;
+		return -EINVAL;
 	return (ssize_t)o;
 }
 

@@ -11,7 +11,8 @@
  * encoding has (one character past a multiple of four), and non-zero bits
  * left over in the last character are refused, so every value has exactly
  * one accepted form besides its unpadded twin. Returns the number of bytes
- * written, or -1 when in is not such an encoding or out is too small. in
+ * written, -EINVAL when in is not such an encoding, or -ENOSPC when out is
+ * too small. in
  * need not be NUL-terminated; out is not NUL-terminated. */
 ssize_t it_base64_decode(const char *in, size_t n, unsigned char *out, size_t outlen);
 

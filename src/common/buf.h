@@ -1,4 +1,16 @@
-/* buf.h: growable byte buffers with a hard ceiling on their size. */
+/* buf.h: growable byte buffers with a hard ceiling on their size.
+ *
+ * Return convention of the common layer (src/common/, docs/layout.md): a
+ * call that can fail returns 0 or a negative errno (-EINVAL for input that
+ * is not of the expected form, -ENOSPC when the caller's buffer is too
+ * small, -ENOMEM, or the errno of the system call that failed), with a
+ * sentence in err or why when it takes one. Decoders return the length
+ * they wrote (it_base64_decode, it_urlsign_key_parse, it_cred_copy) or a
+ * negative errno. Predicates (*_valid, *_listed, *_same, it_cred_bearer,
+ * it_token_is, it_token_equal) return 1 or 0. Classifiers return a named
+ * outcome and do not fail: it_origin_check (it_origin_verdict),
+ * it_urlsign_verify (IT_URLSIGN_OK, _BAD, _EXPIRED), it_scope_parse (0
+ * for none). A call that cannot fail returns void or its value. */
 #ifndef IT_COMMON_BUF_H
 #define IT_COMMON_BUF_H
 

@@ -210,12 +210,12 @@ static int set_key(it_config *cfg, const struct key *k, const char *value, char 
 		if (k->check && k->check(value, why, sizeof(why)) < 0) {
 			/* The value itself is not echoed: it may be a secret. */
 			snprintf(err, errlen, "%s %s", k->name, why);
-			return -1;
+			return -EINVAL;
 		}
 		copy = strdup(value);
 		if (copy == NULL) {
 			snprintf(err, errlen, "out of memory");
-			return -1;
+			return -ENOMEM;
 		}
 		free(*slot);
 		*slot = copy;
@@ -224,12 +224,12 @@ static int set_key(it_config *cfg, const struct key *k, const char *value, char 
 	int64_t v;
 	if (parse_int(value, &v) < 0) {
 		snprintf(err, errlen, "%s: '%s' is not a whole number", k->name, value);
-		return -1;
+		return -EINVAL;
 	}
 	if (v < k->min || v > k->max) {
 		snprintf(err, errlen, "%s: %lld is outside %lld..%lld", k->name, (long long)v, (long long)k->min,
 			 (long long)k->max);
-		return -1;
+		return -EINVAL;
 	}
 	*(int64_t *)(base + k->off) = v;
 	return 0;
@@ -241,7 +241,7 @@ int it_config_set(it_config *cfg, const char *key, const char *value, char *err,
 
 	if (k == NULL) {
 		snprintf(err, errlen, "unknown setting '%s'", key);
-		return -1;
+		return -EINVAL;
 	}
 	return set_key(cfg, k, value, err, errlen);
 }
@@ -292,10 +292,11 @@ int it_config_load_env(it_config *cfg, char *const *envp, char *err, unsigned er
 		const struct key *k = find_key(name, n);
 		if (k == NULL) {
 			snprintf(err, errlen, "unknown setting in environment: IMAGETOOLS_%.*s", (int)n, e);
-			return -1;
+			return -EINVAL;
 		}
-		if (set_key(cfg, k, eq + 1, err, errlen) < 0)
-			return -1;
+		int rc = set_key(cfg, k, eq + 1, err, errlen);
+		if (rc < 0)
+			return rc;
 	}
 	return 0;
 }
@@ -303,11 +304,12 @@ int it_config_load_env(it_config *cfg, char *const *envp, char *err, unsigned er
 int it_config_load(it_config *cfg, const char *path, char *err, unsigned errlen)
 {
 	const char *env = getenv("IMAGETOOLS_CONFIG");
+	int rc;
 
 	it_config_defaults(cfg);
 	if (env && *env) {
-		if (it_config_load_file(cfg, env, err, errlen) < 0)
-			return -1;
+		if ((rc = it_config_load_file(cfg, env, err, errlen)) < 0)
+			return rc;
 	} else if (path) {
 		/* Only the built-in default file may be absent (every setting has
 		 * a default); a file named with --config must be there. One that
@@ -315,8 +317,8 @@ int it_config_load(it_config *cfg, const char *path, char *err, unsigned errlen)
 		 * user, is an error naming the file and the reason: skipping it
 		 * would run on the defaults, connecting to another database
 		 * without a word. */
-		if (it_kv_read_file(path, strcmp(path, IT_CONFIG_PATH) == 0, set_cb, cfg, err, errlen) < 0)
-			return -1;
+		if ((rc = it_kv_read_file(path, strcmp(path, IT_CONFIG_PATH) == 0, set_cb, cfg, err, errlen)) < 0)
+			return rc;
 	}
 	return it_config_load_env(cfg, NULL, err, errlen);
 }

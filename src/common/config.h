@@ -69,20 +69,23 @@ typedef struct it_config {
 void it_config_defaults(it_config *cfg);
 
 /* Applies the key=value file at path (# comments, blank lines allowed).
- * Returns 0, or -1 with a message naming the file, line and problem in err. */
+ * Returns 0, or a negative errno (as it_kv_read_file) with a message naming
+ * the file, line and problem in err. */
 int it_config_load_file(it_config *cfg, const char *path, char *err, unsigned errlen);
 
 /* Applies IMAGETOOLS_<KEY> variables from the environment (after the file, so
  * the environment wins). envp may be NULL for the process environment.
- * Returns 0 or -1 with err set. */
+ * Returns 0, or -EINVAL (-ENOMEM) with err set. */
 int it_config_load_env(it_config *cfg, char *const *envp, char *err, unsigned errlen);
 
-/* Sets one key from its text form. Returns 0, or -1 with err set when the
- * key is unknown or the value is out of range. */
+/* Sets one key from its text form. Returns 0, or -EINVAL with err set when
+ * the key is unknown or the value is out of range (-ENOMEM when a copy
+ * cannot be made). */
 int it_config_set(it_config *cfg, const char *key, const char *value, char *err, unsigned errlen);
 
 /* Loads defaults, then the file named by IMAGETOOLS_CONFIG or else path
- * (NULL: none), then the environment. Returns 0 or -1 with err set. Only
+ * (NULL: none), then the environment. Returns 0, or a negative errno with
+ * err set. Only
  * path equal to the built-in default (IT_CONFIG_PATH, sysconfdir) may be
  * absent; any other file that is missing, or that exists but cannot be read,
  * is an error naming it and the reason ("/etc/imagetools.conf: Permission

@@ -3,6 +3,8 @@
 
 #include "common/cred.h"
 
+#include <errno.h>
+#include <limits.h>
 #include <string.h>
 #include <strings.h>
 
@@ -30,12 +32,12 @@ int it_cred_bearer(const char *value, size_t len, const char **tok, size_t *tokl
 
 int it_cred_copy(const char *p, size_t n, char *out, size_t outlen)
 {
-	if (n == 0 || n >= outlen)
-		return -1;
+	if (n == 0 || n >= outlen || n > INT_MAX)
+		return -EINVAL;
 	for (size_t i = 0; i < n; i++)
 		if ((unsigned char)p[i] <= 0x20 || (unsigned char)p[i] >= 0x7f)
-			return -1;
+			return -EINVAL;
 	memmove(out, p, n);
 	out[n] = '\0';
-	return 1;
+	return (int)n;
 }

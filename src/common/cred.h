@@ -16,7 +16,8 @@ int it_cred_bearer(const char *value, size_t len, const char **tok, size_t *tokl
 /* Copies the n bytes of a credential at p into out (outlen bytes, NUL-
  * terminated; p may lie inside out), refusing anything but visible ASCII: a
  * credential travels in headers and URLs, never with spaces or control
- * bytes. Returns 1, or -1 when it is empty, does not fit or has such a byte. */
+ * bytes. Returns its length (at least 1), or -EINVAL when it is empty, does
+ * not fit or has such a byte. */
 int it_cred_copy(const char *p, size_t n, char *out, size_t outlen);
 
 #endif

@@ -3,6 +3,7 @@
 
 #include "common/host.h"
 
+#include <errno.h>
 #include <string.h>
 #include <strings.h>
 
@@ -14,11 +15,11 @@ int it_host_split(const char *s, size_t n, it_hostport *hp)
 
 	memset(hp, 0, sizeof(*hp));
 	if (n == 0)
-		return -1;
+		return -EINVAL;
 	if (s[0] == '[') {
 		p = memchr(s, ']', n);
 		if (p == NULL || p == s + 1)
-			return -1;
+			return -EINVAL;
 		hp->name = s;
 		hp->name_len = (size_t)(p - s) + 1;
 		p++;
@@ -29,26 +30,26 @@ int it_host_split(const char *s, size_t n, it_hostport *hp)
 		hp->name = s;
 		hp->name_len = (size_t)(p - s);
 		if (hp->name_len == 0)
-			return -1;
+			return -EINVAL;
 	}
 	if (p < end) {
 		size_t i;
 		if (*p != ':')
-			return -1;
+			return -EINVAL;
 		hp->port = p + 1;
 		hp->port_len = (size_t)(end - p - 1);
 		if (hp->port_len == 0 || hp->port_len > 5)
-			return -1;
+			return -EINVAL;
 		for (i = 0; i < hp->port_len; i++)
 			if (hp->port[i] < '0' || hp->port[i] > '9')
-				return -1;
+				return -EINVAL;
 	}
 	/* User info, paths, queries, spaces and control characters have no
 	 * place in a Host header. */
 	for (p = hp->name; p < hp->name + hp->name_len; p++)
 		if (*p == '@' || *p == '/' || *p == '?' || *p == '#' || *p == '\\' || (unsigned char)*p <= ' ' ||
 		    *p == 0x7f)
-			return -1;
+			return -EINVAL;
 	return 0;
 }
 

@@ -14,7 +14,7 @@ typedef struct it_hostport {
 } it_hostport;
 
 /* Splits s (n bytes, not necessarily NUL-terminated) into *hp. Returns 0, or
- * -1 when s is not host[:port] with host a non-empty reg-name, an IPv4
+ * -EINVAL when s is not host[:port] with host a non-empty reg-name, an IPv4
  * address or a bracketed IPv6 address: user info, a path, a query, a
  * fragment, a backslash, spaces or control characters, an unbracketed IPv6
  * address or a port that is not 1 to 5 digits. Only the shape is checked.

@@ -28,10 +28,11 @@ int it_kv_read_file(const char *path, int missing_ok, it_kv_cb cb, void *ud, cha
 	int rc = 0;
 
 	if (f == NULL) {
-		if (missing_ok && errno == ENOENT)
+		rc = -errno;
+		if (missing_ok && rc == -ENOENT)
 			return 0;
-		snprintf(err, errlen, "%s: %s", path, strerror(errno));
-		return -1;
+		snprintf(err, errlen, "%s: %s", path, strerror(-rc));
+		return rc;
 	}
 	while (fgets(line, sizeof(line), f)) {
 		char *s, *eq, *key, *val;
@@ -40,7 +41,7 @@ int it_kv_read_file(const char *path, int missing_ok, it_kv_cb cb, void *ud, cha
 		lineno++;
 		if (strchr(line, '\n') == NULL && !feof(f)) {
 			snprintf(err, errlen, "%s:%u: line too long", path, lineno);
-			rc = -1;
+			rc = -EINVAL;
 			break;
 		}
 		s = trim(line);
@@ -49,7 +50,7 @@ int it_kv_read_file(const char *path, int missing_ok, it_kv_cb cb, void *ud, cha
 		eq = strchr(s, '=');
 		if (eq == NULL) {
 			snprintf(err, errlen, "%s:%u: expected key = value", path, lineno);
-			rc = -1;
+			rc = -EINVAL;
 			break;
 		}
 		*eq = '\0';
@@ -61,11 +62,11 @@ int it_kv_read_file(const char *path, int missing_ok, it_kv_cb cb, void *ud, cha
 			val++;
 		}
 		why[0] = '\0';
-		if (cb(ud, key, val, why, sizeof(why)) < 0) {
+		if ((rc = cb(ud, key, val, why, sizeof(why))) < 0) {
 			snprintf(err, errlen, "%s:%u: %s", path, lineno, why);
-			rc = -1;
 			break;
 		}
+		rc = 0;
 	}
 	fclose(f);
 	return rc;

@@ -5,15 +5,17 @@
 
 #include <stddef.h>
 
-/* Called once per pair. Returns 0 to go on, or -1 after writing the reason
- * (without file and line, which the reader adds) into why. */
+/* Called once per pair. Returns 0 to go on, or a negative errno (-EINVAL for
+ * a bad key or value) after writing the reason (without file and line,
+ * which the reader adds) into why. */
 typedef int (*it_kv_cb)(void *ud, const char *key, const char *val, char *why, size_t whylen);
 
 /* Reads path line by line: blank lines and lines starting with '#' are
  * skipped, spaces around keys and values are dropped, and a value in double
- * quotes keeps its inner spaces. Lines are at most 4 KiB. Returns 0, or -1
- * with "path:line: reason" (or "path: strerror") in err. A file that does not
- * exist is not an error when missing_ok is set. */
+ * quotes keeps its inner spaces. Lines are at most 4 KiB. Returns 0, or a
+ * negative errno with "path:line: reason" (or "path: strerror") in err:
+ * that of opening the file, -EINVAL for a malformed line, or the callback's.
+ * A file that does not exist is not an error when missing_ok is set. */
 int it_kv_read_file(const char *path, int missing_ok, it_kv_cb cb, void *ud, char *err, size_t errlen);
 
 #endif

@@ -3,6 +3,7 @@
 
 #include "common/log.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/time.h>
@@ -24,7 +25,7 @@ int it_log_level_parse(const char *s)
 	for (unsigned i = 0; i < sizeof(level_names) / sizeof(level_names[0]); i++)
 		if (strcmp(s, level_names[i]) == 0)
 			return (int)i;
-	return -1;
+	return -EINVAL;
 }
 
 static int id_char(unsigned char c)

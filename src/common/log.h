@@ -15,7 +15,7 @@ void it_log_init(const char *progname, enum it_log_level max_level);
 void it_log(enum it_log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void it_logv(enum it_log_level level, const char *fmt, va_list ap);
 
-/* Parses "error", "warn", "info" or "debug"; returns -1 for anything else. */
+/* Parses "error", "warn", "info" or "debug"; returns -EINVAL for anything else. */
 int it_log_level_parse(const char *s);
 
 /* Length of a session id (common/id.h). Every record is scanned for runs of

@@ -6,6 +6,7 @@
 #include "common/hex.h"
 #include "common/id.h"
 
+#include <errno.h>
 #include <inttypes.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
@@ -57,7 +58,7 @@ int it_urlsign_key_parse(const char *text, unsigned char *out)
 			hex = 0;
 	if (hex) {
 		if (n / 2 > IT_URLSIGN_KEY_MAX)
-			return -1;
+			return -EINVAL;
 		for (i = 0; i < n; i += 2)
 			out[len++] = (unsigned char)(it_hex_value((unsigned char)text[i]) << 4 | it_hex_value((unsigned char)text[i + 1]));
 		return (int)len;
@@ -65,27 +66,27 @@ int it_urlsign_key_parse(const char *text, unsigned char *out)
 	while (n > 0 && text[n - 1] == '=')
 		n--;
 	if (n % 4 == 1)
-		return -1;
+		return -EINVAL;
 	for (i = 0; i < n; i++) {
 		int v = b64val((unsigned char)text[i]);
 		if (v < 0)
-			return -1;
+			return -EINVAL;
 		acc = acc << 6 | (uint32_t)v;
 		bits += 6;
 		if (bits >= 8) {
 			bits -= 8;
 			if (len == IT_URLSIGN_KEY_MAX)
-				return -1;
+				return -EINVAL;
 			out[len++] = (unsigned char)(acc >> bits);
 		}
 	}
-	return len >= IT_URLSIGN_KEY_MIN ? (int)len : -1;
+	return len >= IT_URLSIGN_KEY_MIN ? (int)len : -EINVAL;
 }
 
 int it_urlsign_init(it_urlsign *s, const unsigned char *key, size_t keylen, int64_t ttl)
 {
 	if (keylen < IT_URLSIGN_KEY_MIN || keylen > IT_URLSIGN_KEY_MAX || ttl <= 0)
-		return -1;
+		return -EINVAL;
 	memset(s, 0, sizeof(*s));
 	memcpy(s->key, key, keylen);
 	s->keylen = keylen;
@@ -126,7 +127,7 @@ int it_urlsign_query(const it_urlsign *s, const char *label, const char *id, int
 
 	it_urlsign_sig(s, label, id, version, exp, sig);
 	n = snprintf(out, outlen, "v=%" PRId64 "&exp=%" PRId64 "&sig=%s", version, exp, sig);
-	return n < 0 || (size_t)n >= outlen ? -1 : 0;
+	return n < 0 || (size_t)n >= outlen ? -ENOSPC : 0;
 }
 
 int it_urlsign_verify(const it_urlsign *s, const char *label, const char *id, int64_t version, int64_t exp,

@@ -39,13 +39,13 @@ void it_urlsign_hmac(const void *key, size_t keylen, const void *msg, size_t len
 /* Decodes a configured key: an even number of hex digits (at least 64), or
  * else base64 or base64url, padding optional. The result must be
  * IT_URLSIGN_KEY_MIN to IT_URLSIGN_KEY_MAX bytes. out holds
- * IT_URLSIGN_KEY_MAX bytes. Returns the key length, or -1 when text is not
+ * IT_URLSIGN_KEY_MAX bytes. Returns the key length, or -EINVAL when text is not
  * such a key (out is then unspecified). text must not be NULL. */
 int it_urlsign_key_parse(const char *text, unsigned char *out);
 
 /* Fills s with a key of keylen (IT_URLSIGN_KEY_MIN..MAX) bytes and the URL
- * lifetime ttl (seconds, > 0). Returns 0, or -1 when keylen or ttl is out
- * of range. */
+ * lifetime ttl (seconds, > 0). Returns 0, or -EINVAL when keylen or ttl is
+ * out of range. */
 int it_urlsign_init(it_urlsign *s, const unsigned char *key, size_t keylen, int64_t ttl);
 
 /* The expiry of a URL signed at now: now + ttl rounded up to the next whole
@@ -60,14 +60,15 @@ void it_urlsign_sig(const it_urlsign *s, const char *label, const char *id, int6
 		    char out[IT_URLSIGN_SIG_LEN + 1]);
 
 /* Writes the query of a URL signed at now ("v=<version>&exp=<unix>&sig=<sig>")
- * into out (outlen bytes, at least IT_URLSIGN_QUERY_MAX). Returns 0, or -1
- * when out is too small. */
+ * into out (outlen bytes, at least IT_URLSIGN_QUERY_MAX). Returns 0, or
+ * -ENOSPC when out is too small. */
 int it_urlsign_query(const it_urlsign *s, const char *label, const char *id, int64_t version, int64_t now,
 		     char *out, size_t outlen);
 
 /* Checks a signature presented with label, id, version and exp at time now.
  * The comparison takes the same time wherever the signatures differ.
- * Returns IT_URLSIGN_OK, IT_URLSIGN_BAD (sig is not the signature of these
+ * A classification, not a failure (one of the common layer's documented
+ * exceptions): returns IT_URLSIGN_OK, IT_URLSIGN_BAD (sig is not the signature of these
  * values under s's key; sig may be NULL) or IT_URLSIGN_EXPIRED (the
  * signature is right but exp is before now). */
 int it_urlsign_verify(const it_urlsign *s, const char *label, const char *id, int64_t version, int64_t exp,

@@ -383,11 +383,6 @@ void it_blob_reader_close(it_blob_reader *r)
 	r->res = NULL;
 }
 
-int it_blob_read_to_fd(PGconn *conn, int64_t id, int fd)
-{
-	return it_blob_export(conn, id, fd, NULL);
-}
-
 int it_blob_export(PGconn *conn, int64_t id, int fd, char *sha256_hex)
 {
 	unsigned char digest[EVP_MAX_MD_SIZE];

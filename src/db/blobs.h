@@ -104,12 +104,10 @@ ssize_t it_blob_reader_next(it_blob_reader *r, const void **data);
 /* Frees what the reader holds. Safe to call twice. */
 void it_blob_reader_close(it_blob_reader *r);
 
-/* Copies a whole blob to fd (for libvips, which wants a file). Returns 0,
- * 404, 503, or 500 when writing to fd fails. */
-int it_blob_read_to_fd(PGconn *conn, int64_t id, int fd);
-
-/* Like it_blob_read_to_fd, and writes the SHA-256 of the bytes (lower-case
- * hex, 65 bytes with the NUL) to sha256_hex unless it is NULL. */
+/* Copies a whole blob to fd (for libvips, which wants a file), and writes
+ * the SHA-256 of the bytes (lower-case hex, 65 bytes with the NUL) to
+ * sha256_hex unless it is NULL. Returns 0, 404, 503, or 500 when writing to
+ * fd fails. */
 int it_blob_export(PGconn *conn, int64_t id, int fd, char *sha256_hex);
 
 /* Deletes a blob and its chunks inside the caller's transaction. Images

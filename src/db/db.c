@@ -5,6 +5,7 @@
 
 #include "common/log.h"
 
+#include <errno.h>
 #include <libpq-events.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -53,7 +54,7 @@ int it_db_check_conninfo(const char *ci, char *err, size_t errlen)
 		PQconninfoFree(parsed);
 		goto out;
 	}
-	rc = -1;
+	rc = -EINVAL;
 	o = (size_t)snprintf(err, errlen, "database_url is malformed (expected key=value pairs such as "
 					  "\"host=/run/postgresql dbname=imagetools user=imagetools\", or a URI "
 					  "such as \"postgresql://imagetools@localhost/imagetools\")");
@@ -92,7 +93,7 @@ int it_db_startup(const char *prog, const char *path, it_config *cfg, char *err,
 
 	if (it_config_load(cfg, path, err, (unsigned)errlen) < 0 || it_db_check_conninfo(cfg->database_url, err, errlen) < 0) {
 		it_config_free(cfg);
-		return -1;
+		return -EINVAL;
 	}
 	level = it_log_level_parse(cfg->log_level);
 	it_log_init(prog, level < 0 ? IT_LOG_INFO : (enum it_log_level)level);
@@ -304,18 +305,18 @@ int it_db_begin(PGconn **connp)
 	int ok;
 
 	if (*connp == NULL)
-		return -1;
+		return -ENOTCONN;
 	/* A new transaction starts here, so a broken connection may be
 	 * renewed even when its old transaction's fate is unknown. */
 	if (it_db_broken(*connp) && (PQstatus(*connp) != CONNECTION_OK || !maybe_in_transaction(*connp)) &&
 	    renew(*connp) < 0)
-		return -1;
+		return -ENOTCONN;
 	res = it_db_exec(connp, 1, "BEGIN", 0, NULL);
 	ok = it_db_ok(res, PGRES_COMMAND_OK);
 	if (!ok)
 		it_log_warn("BEGIN failed: %s", PQerrorMessage(*connp));
 	PQclear(res);
-	return ok ? 0 : -1;
+	return ok ? 0 : -EIO;
 }
 
 int it_db_commit(PGconn *conn)
@@ -330,7 +331,7 @@ int it_db_commit(PGconn *conn)
 							  ? "the transaction had failed and was rolled back"
 							  : PQerrorMessage(conn));
 	PQclear(res);
-	return ok ? 0 : -1;
+	return ok ? 0 : -EIO;
 }
 
 void it_db_rollback(PGconn *conn)

@@ -1,4 +1,17 @@
-/* db.h: PostgreSQL connections for request threads, with reconnection and recycling. */
+/* db.h: PostgreSQL connections for request threads, with reconnection and recycling.
+ *
+ * Return convention of the database layer (src/db/, docs/layout.md): a
+ * function that runs statements on behalf of a request returns 0 or the
+ * HTTP status the caller answers with (400, 401, 404, 409, 410, 416, 423,
+ * 429, 503; after 503 inside a transaction the caller rolls back). One that
+ * returns a count or a length returns it, or minus such a status
+ * (it_event_read, it_images_list, it_presence_db_sweep: -503;
+ * it_blob_reader_next: -404 or -503). it_ratelimit_take and _peek return 0,
+ * 429 or 503 like the rest. Connection plumbing (db.c, pgl.c, metrics.c,
+ * migrate.c) and pure helpers that ask no database (it_images_url,
+ * it_op_type_parse, it_op_params_parse) follow the common layer's rule:
+ * 0 or a negative errno. Constructors of results return a pointer or NULL,
+ * and it_db_ok, it_db_broken and it_db_conn_error are predicates. */
 #ifndef IT_DB_DB_H
 #define IT_DB_DB_H
 
@@ -16,7 +29,7 @@ void it_db_configure(const char *conninfo);
  * PG* environment) is a connection string libpq can parse, key=value pairs
  * or a postgresql:// URI, before anything tries to connect with it (a
  * malformed one would otherwise only show up as a failing connection,
- * retried for ever). Returns 0, or -1 with a sentence in err (errlen bytes)
+ * retried for ever). Returns 0, or -EINVAL with a sentence in err (errlen bytes)
  * that names database_url and libpq's reason, in which every quoted word
  * that is not a libpq keyword is replaced by "...": nothing of the value,
  * a password least of all, is repeated. */
@@ -25,8 +38,8 @@ int it_db_check_conninfo(const char *conninfo, char *err, size_t errlen);
 /* The start of every daemon: loads the configuration file at path into cfg,
  * checks its database_url (it_db_check_conninfo), sets the log level it
  * names for the program called prog, and configures the database
- * connections. Returns 0, or -1 with the reason in err (errlen bytes) and
- * cfg freed. */
+ * connections. Returns 0, or -EINVAL with the reason in err (errlen bytes)
+ * and cfg freed. */
 int it_db_startup(const char *prog, const char *path, it_config *cfg, char *err, size_t errlen);
 
 /* Returns the calling thread's connection, connecting or reconnecting as
@@ -80,7 +93,8 @@ int it_db_broken(PGconn *conn);
 int it_db_conn_error(const PGresult *res);
 
 /* Runs BEGIN (renewing a broken connection first, retrying once on a dead
- * one), COMMIT or ROLLBACK. Return 0 on success, -1 on failure (logged);
+ * one), COMMIT or ROLLBACK. Return 0 on success; on failure (logged)
+ * -ENOTCONN when there is no connection to begin on, else -EIO;
  * COMMIT fails too when the transaction had already failed (the server then
  * answers ROLLBACK). */
 int it_db_begin(PGconn **connp);

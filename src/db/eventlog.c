@@ -61,7 +61,7 @@ int it_event_read(PGconn **connp, const char *session, int64_t after, int limit,
 	res = it_db_exec(connp, 1, read_sql, 3, params);
 	if (!it_db_ok(res, PGRES_TUPLES_OK)) {
 		PQclear(res);
-		return -1;
+		return -503;
 	}
 	n = PQntuples(res);
 	for (i = 0; i < n; i++) {

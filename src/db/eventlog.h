@@ -30,7 +30,7 @@ typedef struct it_event {
 
 /* Calls fn for each event of session with seq > after, in seq order, at most
  * limit of them. The strings live until fn returns. Stops early when fn
- * returns non-zero. Returns the number of events passed to fn, or -1 on a
+ * returns non-zero. Returns the number of events passed to fn, or -503 on a
  * database error. */
 int it_event_read(PGconn **connp, const char *session, int64_t after, int limit,
 		  int (*fn)(const it_event *ev, void *arg), void *arg);

@@ -7,6 +7,7 @@
 #include "common/log.h"
 #include "db/db.h"
 
+#include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -176,12 +177,12 @@ int it_images_list(PGconn **connp, const char *session, int64_t before, int limi
 			 3, params);
 	if (!it_db_ok(res, PGRES_TUPLES_OK)) {
 		PQclear(res);
-		return -1;
+		return -503;
 	}
 	img = malloc(sizeof(*img));
 	if (img == NULL) {
 		PQclear(res);
-		return -1;
+		return -503;
 	}
 	n = PQntuples(res);
 	for (i = 0; i < n; i++) {
@@ -254,9 +255,9 @@ int it_images_url(const it_image *img, const char *label, const char *url_prefix
 	int n;
 
 	if (it_urlsign_query(signer, label, img->id, img->version, now, query, sizeof(query)) != 0)
-		return -1;
+		return -ENOSPC;
 	n = snprintf(out, outlen, "%s/api/v1/images/%s/%s?%s", url_prefix ? url_prefix : "", img->id, label, query);
-	return n < 0 || (size_t)n >= outlen ? -1 : 0;
+	return n < 0 || (size_t)n >= outlen ? -ENOSPC : 0;
 }
 
 static void add_urls(json_object *o, const it_image *img, const char *url_prefix, const it_urlsign *signer)

@@ -67,8 +67,8 @@ int it_images_get_owned(PGconn **connp, const char *id, const char *session, it_
 int it_images_get_for_update(PGconn *conn, const char *id, it_image *out);
 
 /* Calls fn for up to limit images of session, newest first, whose pos is
- * below before (0: from the newest). Returns the number passed to fn, or -1
- * on a database error. Stops early when fn returns non-zero. */
+ * below before (0: from the newest). Returns the number passed to fn, or
+ * -503 on a database error (or when memory runs out). Stops early when fn returns non-zero. */
 int it_images_list(PGconn **connp, const char *session, int64_t before, int limit,
 		   int (*fn)(const it_image *img, void *arg), void *arg);
 
@@ -94,7 +94,8 @@ int it_images_new_version(PGconn *conn, const char *id, const it_image *v, it_im
 /* Writes the signed URL of img's bytes named label ("file" or "thumbnail")
  * under url_prefix (NULL: none), signed by signer at time now (Unix), into
  * out: "<prefix>/api/v1/images/<id>/<label>?v=<version>&exp=<unix>&sig=<mac>".
- * Returns 0, or -1 when out (outlen bytes) is too small. */
+ * Returns 0, or -ENOSPC when out (outlen bytes) is too small. A pure
+ * helper: it follows the common rule, not the HTTP one. */
 int it_images_url(const it_image *img, const char *label, const char *url_prefix, const it_urlsign *signer,
 		  int64_t now, char *out, size_t outlen);
 

@@ -191,7 +191,7 @@ static int flush_on(PGconn **connp)
 {
 	static int64_t marks[IT_METRICS_SLOTS];
 	char pid[16], *counters = NULL, *gauges = NULL;
-	int delta = !m.running, rc = -1;
+	int delta = !m.running, rc = -EIO;
 	PGresult *res;
 
 	pthread_mutex_lock(&m.flush_lock);

@@ -5,7 +5,7 @@
  * it_metrics_start) writes the whole table as one row of process_metrics
  * every few seconds and at exit; GET /api/v1/metrics sums the rows of every
  * process of the deployment. Plain CGI processes, which live for one request,
- * add their counts to a shared row instead (it_metrics_flush_cgi). */
+ * add their counts to a shared row of their host instead (it_metrics_flush). */
 #ifndef IT_DB_METRICS_H
 #define IT_DB_METRICS_H
 
@@ -63,7 +63,7 @@ void it_metrics_program(const char *program);
  * answering process up to date, or for a CGI process at its end. With the
  * thread running, writes the process's row like the thread does; without it
  * (plain CGI), adds what was counted since the last call to the shared row of
- * this host's CGI processes. Returns 0 or -1 (logged at debug level). */
+ * this host's CGI processes. Returns 0 or -EIO (logged at debug level). */
 int it_metrics_flush(PGconn **connp);
 
 /* Seconds after which a process that stopped flushing no longer counts for

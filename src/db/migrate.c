@@ -87,7 +87,7 @@ static int exec_ok(PGconn *conn, const char *sql)
 int it_migrate_version(PGconn *conn)
 {
 	PGresult *res = PQexec(conn, "SELECT coalesce(max(version), 0) FROM schema_migrations");
-	int v = -1;
+	int v = -EIO;
 
 	if (PQresultStatus(res) == PGRES_TUPLES_OK)
 		v = atoi(PQgetvalue(res, 0, 0));
@@ -99,25 +99,28 @@ int it_migrate(PGconn *conn, const char *dir, int verbose)
 {
 	struct migration *list = NULL;
 	size_t count = 0;
-	int applied = 0, rc = -1, current;
+	int applied = 0, rc = -EIO, current;
 	DIR *d = NULL;
 	struct dirent *de;
 
 	if (exec_ok(conn, "SET client_min_messages = warning") < 0 ||
 	    exec_ok(conn, "SELECT pg_advisory_lock(7324001)") < 0)
-		return -1;
+		return -EIO;
 	if (exec_ok(conn, "CREATE TABLE IF NOT EXISTS schema_migrations ("
 			  " version integer PRIMARY KEY,"
 			  " name text NOT NULL,"
 			  " applied_at timestamptz NOT NULL DEFAULT now())") < 0)
 		goto out;
 	current = it_migrate_version(conn);
-	if (current < 0)
+	if (current < 0) {
+		rc = current;
 		goto out;
+	}
 
 	d = opendir(dir);
 	if (d == NULL) {
-		it_log_error("cannot open migrations directory %s: %s", dir, strerror(errno));
+		rc = -errno;
+		it_log_error("cannot open migrations directory %s: %s", dir, strerror(-rc));
 		goto out;
 	}
 	list = calloc(MAX_MIGRATIONS, sizeof(*list));

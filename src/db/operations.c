@@ -7,6 +7,7 @@
 #include "db/db.h"
 #include "db/eventlog.h"
 
+#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,17 +18,12 @@ static const char *const type_verbs[IT_OP_NTYPES] = {"Compressing", "Resizing", 
 static const char *const format_names[] = {"keep", "jpeg", "png", "webp", "avif"};
 static const char *const subsample_names[] = {"auto", "on", "off"};
 
-const char *it_op_format_name(enum it_op_format f)
-{
-	return (unsigned)f <= IT_FMT_AVIF ? format_names[f] : "keep";
-}
-
 int it_op_type_parse(const char *name)
 {
 	for (int i = 0; i < IT_OP_NTYPES; i++)
 		if (name && strcmp(name, type_names[i]) == 0)
 			return i;
-	return -1;
+	return -EINVAL;
 }
 
 const char *it_op_type_name(enum it_op_type t)
@@ -48,10 +44,10 @@ static int fail(char *err, size_t errlen, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(err, errlen, fmt, ap);
 	va_end(ap);
-	return -1;
+	return -EINVAL;
 }
 
-/* Reads an integer member in [lo, hi]. Returns 0 (value set or absent), -1. */
+/* Reads an integer member in [lo, hi]. Returns 0 (value set or absent), -EINVAL. */
 static int get_int(json_object *v, const char *key, int lo, int hi, int *out, char *err, size_t errlen)
 {
 	int64_t x;
@@ -165,7 +161,7 @@ int it_op_params_parse(enum it_op_type type, json_object *params, it_op_params *
 				rc = fail(err, errlen, "params.%.40s is not a parameter of %s.", key, type_names[type]);
 			}
 			if (rc < 0)
-				return -1;
+				return -EINVAL;
 		}
 	}
 	if (type == IT_OP_RESIZE && out->width == 0 && out->height == 0)

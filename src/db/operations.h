@@ -42,10 +42,9 @@ typedef struct it_op_params {
 	int enlarge;		  /* bulk_resize: also scale smaller images up */
 } it_op_params;
 
-/* The name of a format in params ("keep", "jpeg", ...). */
-const char *it_op_format_name(enum it_op_format f);
-
-/* Returns the type for its name ("bulk_compress", ...) or -1. */
+/* Returns the type for its name ("bulk_compress", ...) or -EINVAL. Like
+ * it_op_params_parse, a pure validation that asks no database: both follow
+ * the common rule (0 or a negative errno), not the HTTP one. */
 int it_op_type_parse(const char *name);
 const char *it_op_type_name(enum it_op_type t);
 
@@ -54,7 +53,7 @@ const char *it_op_type_verb(enum it_op_type t);
 
 /* Validates params (a JSON object, or NULL for {}) for type and fills out.
  * Unknown keys, wrong JSON types and out-of-range values are errors.
- * Returns 0, or -1 with a sentence for the client in err. */
+ * Returns 0, or -EINVAL with a sentence for the client in err. */
 int it_op_params_parse(enum it_op_type type, json_object *params, it_op_params *out, char *err, size_t errlen);
 
 /* Builds the normalised JSON form of p (stored in operations.params, so the

@@ -212,14 +212,14 @@ static void poll_connect(it_pgl *p)
 int it_pgl_send(it_pgl *p, const char *sql, int nparams, const char *const *params)
 {
 	if (p->state != ST_READY)
-		return -1;
+		return p->state == ST_BUSY || p->state == ST_LISTENING ? -EBUSY : -ENOTCONN;
 	if (!PQsendQueryParams(p->conn, sql, nparams, NULL, params, NULL, NULL, 0)) {
 		lose(p, "send");
-		return -1;
+		return -EIO;
 	}
 	p->state = ST_BUSY;
 	flush(p);
-	return p->state == ST_DOWN ? -1 : 0;
+	return p->state == ST_DOWN ? -EIO : 0;
 }
 
 /* Collects finished results; called whenever input was consumed. */

@@ -83,8 +83,9 @@ void it_pgl_free(it_pgl *p);
 int it_pgl_idle(const it_pgl *p);
 
 /* Sends one parameterised statement (text parameters and results). Only when
- * it_pgl_idle. Returns 0, or -1 when the connection broke (lost has then
- * been called) or was not idle. */
+ * it_pgl_idle. Returns 0; -EIO when the connection broke (lost has then
+ * been called); -EBUSY when a statement is in flight; -ENOTCONN when the
+ * connection is not up. */
 int it_pgl_send(it_pgl *p, const char *sql, int nparams, const char *const *params);
 
 /* Handles readiness of the socket (epoll events). */

@@ -89,7 +89,7 @@ int it_presence_db_leave(PGconn **connp, const char *session, const char *client
 int it_presence_db_sweep(PGconn **connp)
 {
 	PGresult *res = it_db_exec(connp, 0, "SELECT it_presence_sweep(200)", 0, NULL);
-	int n = -1;
+	int n = -503;
 
 	if (it_db_ok(res, PGRES_TUPLES_OK) && PQntuples(res) == 1)
 		n = atoi(PQgetvalue(res, 0, 0));

@@ -36,8 +36,8 @@ int it_presence_db_list(PGconn **connp, const char *session, json_object **out, 
 int it_presence_db_leave(PGconn **connp, const char *session, const char *client_id, const char *device_id);
 
 /* Deletes the entries nobody renewed in time (at most a few hundred
- * sessions' worth), appending their presence.left. Returns how many, or -1
- * on a database error. */
+ * sessions' worth), appending their presence.left. Returns how many, or
+ * -503 on a database error. */
 int it_presence_db_sweep(PGconn **connp);
 
 #endif

@@ -43,7 +43,7 @@ static int ask(PGconn **connp, const char *sql, const char *kind, const char *su
 	char key[256], cap[32], rate[48];
 	const char *params[3] = {key, cap, rate};
 	PGresult *res;
-	int rc = -1;
+	int rc = 503;
 
 	*retry_after = 0;
 	if (per_minute <= 0)
@@ -62,13 +62,13 @@ static int ask(PGconn **connp, const char *sql, const char *kind, const char *su
 			/* Whole seconds, rounded up: a client that waits exactly this
 			 * long finds a token. */
 			*retry_after = s < 1 ? 1 : (int64_t)s + ((double)(int64_t)s < s);
-			rc = 1;
+			rc = 429;
 		}
 	} else if (res) {
 		it_log_warn("rate limit check failed: %s", PQresultErrorMessage(res));
 	}
 	PQclear(res);
-	if (rc >= 0)
+	if (rc != 503)
 		maybe_prune(connp);
 	return rc;
 }

@@ -11,10 +11,10 @@
  * burst a minute's allowance and then continues at the steady rate.
  * per_minute <= 0 disables the limit.
  *
- * Returns 0 when the request may go ahead, 1 when it is over the limit
+ * Returns 0 when the request may go ahead, 429 when it is over the limit
  * (*retry_after is then the whole seconds until a token is back, at least 1),
- * or -1 when the database could not answer (logged). Callers let requests
- * through on -1: the handler that follows needs the database anyway and
+ * or 503 when the database could not answer (logged). Callers let requests
+ * through on 503: the handler that follows needs the database anyway and
  * answers 503 itself, and a limiter must not turn a database blip into a
  * refusal of everything. Also prunes buckets idle for long, about once a
  * minute per process. */

@@ -52,14 +52,13 @@ int it_app_session_problem(it_req *req, int rc)
 {
 	switch (rc) {
 	case 0: return 0;
-	case 400: it_resp_problem(req, 400, "invalid-session-id", "The session id is malformed."); break;
-	case 404: it_resp_problem(req, 404, "unknown-session", "No such session, or it has expired."); break;
+	case 400: it_resp_problem(req, 400, "invalid-session-id", "The session id is malformed."); return 400;
+	case 404: it_resp_problem(req, 404, "unknown-session", "No such session, or it has expired."); return 404;
 	default:
 		it_resp_header(req, "Retry-After", "5");
 		it_resp_problem(req, 503, "database-unavailable", "The database cannot be reached; try again shortly.");
-		break;
+		return 503;
 	}
-	return 1;
 }
 
 /* Counts the answer by route pattern (never the raw path: ids would make
@@ -81,7 +80,7 @@ static void count_response(const it_req *req)
  * (problem+json) whoever made it. REDIRECT_STATUS comes from the server
  * only (a client's headers arrive as HTTP_*); lighttpd sets it to 200 on
  * every request and Apache on its internal redirects, so only 400 to 599
- * marks an error document. Returns 1 when it has answered. */
+ * marks an error document. Returns the status it answered with, or 0. */
 static int web_server_refusal(it_req *req)
 {
 	const char *rs = it_req_env(req, "REDIRECT_STATUS");
@@ -118,7 +117,7 @@ static int web_server_refusal(it_req *req)
 				(long long)it_g.cfg.max_request_bytes);
 	else
 		it_resp_problem(req, (int)status, slug, "%s", detail);
-	return 1;
+	return (int)status;
 }
 
 const it_route *it_app_route(it_req *req)
@@ -155,7 +154,7 @@ void it_app_run(it_req *req, const it_route *route)
 	count_response(req);
 }
 
-void it_app_refuse_busy(it_req *req, int status, int64_t retry_after)
+int it_app_refuse_busy(it_req *req, int status, int64_t retry_after)
 {
 	char labels[32];
 
@@ -171,6 +170,7 @@ void it_app_refuse_busy(it_req *req, int status, int64_t retry_after)
 	snprintf(labels, sizeof(labels), "status=\"%d\"", status);
 	it_metrics_inc("imagetools_upload_errors_total", labels, 1);
 	count_response(req);
+	return status;
 }
 
 void it_app_dispatch(it_req *req)

@@ -41,11 +41,12 @@ void it_app_run(it_req *req, const it_route *route);
  * reading any of its body, and counts it: 429 "too-many-uploads" when its
  * address has max_uploads_per_address uploads in flight, 503 "server-busy"
  * when every upload thread and queue slot is taken. Both carry Retry-After:
- * retry_after seconds. */
-void it_app_refuse_busy(it_req *req, int status, int64_t retry_after);
+ * retry_after seconds. Returns status, the status it answered with. */
+int it_app_refuse_busy(it_req *req, int status, int64_t retry_after);
 
 /* Sends the problem for a store outcome (400 malformed session id, 404 unknown
- * session, 503 database) and returns 1, or returns 0 when rc is 0. */
+ * session, anything else 503 database) and returns the status it answered
+ * with, or returns 0 when rc is 0. */
 int it_app_session_problem(it_req *req, int rc);
 
 #endif

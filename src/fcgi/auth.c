@@ -27,14 +27,16 @@ int it_auth_credential(const it_req *req, char *out, size_t outlen)
 	if (outlen == 0)
 		return -1;
 	out[0] = '\0';
-	if (h != NULL && it_cred_bearer(h, strlen(h), &tok, &toklen))
-		return it_cred_copy(tok, toklen, out, outlen);
-	n = it_query_get(req->query, "session_id", out, outlen);
-	if (n == -1)
-		return 0;
-	if (n < 0)
-		return -1;
-	return it_cred_copy(out, (size_t)n, out, outlen);
+	if (h != NULL && it_cred_bearer(h, strlen(h), &tok, &toklen)) {
+		n = it_cred_copy(tok, toklen, out, outlen);
+	} else {
+		n = it_query_get(req->query, "session_id", out, outlen);
+		if (n == IT_QUERY_ABSENT)
+			return 0;
+		if (n >= 0)
+			n = it_cred_copy(out, (size_t)n, out, outlen);
+	}
+	return n < 0 ? -1 : n;
 }
 
 int it_auth_require_session(it_req *req, char *out, size_t outlen)
@@ -47,13 +49,13 @@ int it_auth_require_session(it_req *req, char *out, size_t outlen)
 				"This needs the session's credential: send \"Authorization: Bearer <session_id>\" (or"
 				" ?session_id=). File and thumbnail bytes can also be fetched through the signed URLs"
 				" the API hands out.");
-		return -1;
+		return 401;
 	}
 	if (rc < 0 || !it_id_session_valid(out)) {
 		it_resp_problem(req, 400, "invalid-credential",
 				"The credential is malformed: send \"Authorization: Bearer <session_id>\" with the id"
 				" POST /api/v1/sessions returned.");
-		return -1;
+		return 400;
 	}
 	return 0;
 }
@@ -69,7 +71,7 @@ static int refuse(it_auth_refusal *why, int status, const char *slug, const char
 	why->status = status;
 	why->slug = slug;
 	why->detail = detail;
-	return -1;
+	return status;
 }
 
 static int refuse_token(it_req *req, it_auth_refusal *why)
@@ -92,25 +94,24 @@ static int refuse_scope(unsigned need, it_auth_refusal *why)
 	return refuse(why, 403, "insufficient-scope", why->text);
 }
 
-void it_auth_answer(it_req *req, const it_auth_refusal *why)
+int it_auth_answer(it_req *req, const it_auth_refusal *why)
 {
 	if (why->www_authenticate[0])
 		it_resp_header(req, "WWW-Authenticate", "%s", why->www_authenticate);
-	if (why->status == 429) {
-		it_guard_rate_refuse(req, why->retry_after, "Too many refused credentials from this address");
-		return;
-	}
+	if (why->status == 429)
+		return it_guard_rate_refuse(req, why->retry_after, "Too many refused credentials from this address");
 	if (why->status == 503)
 		it_resp_header(req, "Retry-After", "5");
 	it_resp_problem(req, why->status, why->slug, "%s", why->detail);
+	return why->status;
 }
 
-void it_auth_refuse_scope(it_req *req, unsigned need)
+int it_auth_refuse_scope(it_req *req, unsigned need)
 {
 	it_auth_refusal why = {0};
 
 	refuse_scope(need, &why);
-	it_auth_answer(req, &why);
+	return it_auth_answer(req, &why);
 }
 
 void it_auth_failed(it_req *req)
@@ -120,19 +121,19 @@ void it_auth_failed(it_req *req)
 	it_guard_rate_check(FAIL_KIND, req->remote_addr, it_g.cfg.rate_auth_failures, &retry);
 }
 
-void it_auth_refuse_token(it_req *req)
+int it_auth_refuse_token(it_req *req)
 {
 	it_auth_refusal why = {0};
 
 	refuse_token(req, &why);
-	it_auth_answer(req, &why);
+	return it_auth_answer(req, &why);
 }
 
 /* Whether the address has used up its refused credentials; counted in
  * imagetools_rate_limited_total like every 429. */
 static int blocked(it_req *req, int64_t *retry)
 {
-	if (!it_guard_rate_peek(FAIL_KIND, req->remote_addr, it_g.cfg.rate_auth_failures, retry))
+	if (it_guard_rate_peek(FAIL_KIND, req->remote_addr, it_g.cfg.rate_auth_failures, retry) == 0)
 		return 0;
 	it_metrics_inc("imagetools_rate_limited_total", "limit=\"" FAIL_KIND "\"", 1);
 	return 1;
@@ -144,8 +145,7 @@ int it_auth_blocked(it_req *req)
 
 	if (!blocked(req, &retry))
 		return 0;
-	it_guard_rate_refuse(req, retry, "Too many refused credentials from this address");
-	return 1;
+	return it_guard_rate_refuse(req, retry, "Too many refused credentials from this address");
 }
 
 /* Whether a credential that could not be copied (spaces, control bytes,
@@ -236,6 +236,5 @@ int it_auth_principal(it_req *req, const char *cred, unsigned need, it_principal
 
 	if (it_auth_resolve(req, cred, need, out, &why) == 0)
 		return 0;
-	it_auth_answer(req, &why);
-	return -1;
+	return it_auth_answer(req, &why);
 }

@@ -18,9 +18,9 @@
  * another scheme (Basic, for a site behind a password) is not a credential
  * of ours and is passed over. Only where the credential
  * came from is decided here; whether it names a live session is the
- * handler's question. Returns 1 when one was found, 0 when the request
- * presents none, -1 when the one it presents is empty, too long for out or
- * not printable ASCII. */
+ * handler's question. Returns its length (at least 1) when one was found, 0
+ * when the request presents none, -1 when the one it presents is empty, too
+ * long for out or not printable ASCII. */
 int it_auth_credential(const it_req *req, char *out, size_t outlen);
 
 /* Like it_auth_credential, for endpoints that need the credential: when the
@@ -29,7 +29,7 @@ int it_auth_credential(const it_req *req, char *out, size_t outlen);
  * of a session id, answers 400 invalid-credential. Whether the session is
  * live and what it may see is left to the handler's query. out holds at
  * least IT_AUTH_CRED_MAX + 1 bytes. Returns 0 with the credential in out,
- * or -1 after answering. */
+ * or the status it answered with (401 or 400). */
 int it_auth_require_session(it_req *req, char *out, size_t outlen);
 
 /* A bit of need for it_auth_principal, not a scope: when the credential is
@@ -42,7 +42,7 @@ int it_auth_require_session(it_req *req, char *out, size_t outlen);
 /* Resolves the request's credential (Bearer, else ?session_id=, or cred
  * when it is not NULL, e.g. a multipart field) into out and checks that it
  * holds every IT_SCOPE_* bit of need. Answers the request itself and
- * returns -1: 401 credential-required (none presented), 400
+ * returns the status it answered with: 401 credential-required (none presented), 400
  * invalid-credential (neither a session id's nor a token's form), 401
  * invalid-token (a string starting "itk." that is not a live token:
  * malformed, unknown, expired or revoked, not saying which), 404
@@ -67,29 +67,30 @@ typedef struct it_auth_refusal {
 
 /* it_auth_principal without the answer, for handlers that answer later
  * (an upload finds its credential in the middle of the body and answers
- * once the body is read): returns 0, or -1 with why filled in. Counts a
+ * once the body is read): returns 0, or the status to answer (why->status)
+ * with why filled in. Counts a
  * refused token in the auth-fail bucket all the same. */
 int it_auth_resolve(it_req *req, const char *cred, unsigned need, it_principal *out, it_auth_refusal *why);
 
 /* Answers the problem why describes, with its WWW-Authenticate and
- * Retry-After headers. */
-void it_auth_answer(it_req *req, const it_auth_refusal *why);
+ * Retry-After headers. Returns the status it answered with (why->status). */
+int it_auth_answer(it_req *req, const it_auth_refusal *why);
 
 /* Answers 403 insufficient-scope for a principal that lacks need, with
  * WWW-Authenticate: Bearer error="insufficient_scope", scope="...". For
- * handlers that learn what is needed after it_auth_principal. */
-void it_auth_refuse_scope(it_req *req, unsigned need);
+ * handlers that learn what is needed after it_auth_principal. Returns 403. */
+int it_auth_refuse_scope(it_req *req, unsigned need);
 
 /* 1 when p holds every scope bit of need. */
 int it_auth_allows(const it_principal *p, unsigned need);
 
 /* Answers 401 invalid-token (WWW-Authenticate: Bearer error="invalid_token")
  * and takes one from the address's auth-fail bucket: for a token found
- * revoked or expired after it_auth_principal accepted it. */
-void it_auth_refuse_token(it_req *req);
+ * revoked or expired after it_auth_principal accepted it. Returns 401. */
+int it_auth_refuse_token(it_req *req);
 
 /* For credentials that are not tokens but fail the same way (pairing
- * codes): 1 after answering 429 when the address's auth-fail bucket is
+ * codes): 429 after answering it when the address's auth-fail bucket is
  * empty; else 0. */
 int it_auth_blocked(it_req *req);
 

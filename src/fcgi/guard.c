@@ -31,7 +31,7 @@ int it_guard_request(it_req *req)
 	if (!it_host_listed(it_g.cfg.server_names, host, host ? strlen(host) : 0)) {
 		it_resp_problem(req, 421, "misdirected-request",
 				"This server does not answer for the host named in the request; see server_names.");
-		return 1;
+		return 421;
 	}
 	verdict = it_origin_check(origin, origin ? strlen(origin) : 0, host, host ? strlen(host) : 0,
 				  it_g.cfg.allowed_origins);
@@ -41,7 +41,7 @@ int it_guard_request(it_req *req)
 		it_metrics_inc("imagetools_origin_refused_total", NULL, 1);
 		it_resp_problem(req, 403, "origin-not-allowed",
 				"Requests from this origin are not allowed; see allowed_origins.");
-		return 1;
+		return 403;
 	}
 	/* tus discovery: an OPTIONS request to the resumable upload endpoint
 	 * learns the protocol's version, extensions and limits, whether or
@@ -52,7 +52,7 @@ int it_guard_request(it_req *req)
 		it_resp_header(req, cors.h[i].name, "%.*s", (int)cors.h[i].value_len, cors.h[i].value);
 	if (cors.status == 204) {
 		it_resp_begin(req, 204, NULL);
-		return 1;
+		return 204;
 	}
 	return 0;
 }
@@ -88,11 +88,11 @@ int it_guard_rate_check(const char *kind, const char *subject, int64_t per_minut
 	if (per_minute <= 0)
 		return 0;
 	connp = it_guard_conn();
-	if (*connp == NULL || it_ratelimit_take(connp, kind, subject, per_minute, retry_after) != 1)
+	if (*connp == NULL || it_ratelimit_take(connp, kind, subject, per_minute, retry_after) != 429)
 		return 0;
 	snprintf(labels, sizeof(labels), "limit=\"%s\"", kind);
 	it_metrics_inc("imagetools_rate_limited_total", labels, 1);
-	return 1;
+	return 429;
 }
 
 int it_guard_rate_peek(const char *kind, const char *subject, int64_t per_minute, int64_t *retry_after)
@@ -103,7 +103,9 @@ int it_guard_rate_peek(const char *kind, const char *subject, int64_t per_minute
 	if (per_minute <= 0)
 		return 0;
 	connp = it_guard_conn();
-	return *connp != NULL && it_ratelimit_peek(connp, kind, subject, per_minute, retry_after) == 1;
+	if (*connp == NULL || it_ratelimit_peek(connp, kind, subject, per_minute, retry_after) != 429)
+		return 0;
+	return 429;
 }
 
 int it_guard_rate(it_req *req, const char *kind, const char *subject, int64_t per_minute)
@@ -111,14 +113,13 @@ int it_guard_rate(it_req *req, const char *kind, const char *subject, int64_t pe
 	int64_t retry = 0;
 	char what[64];
 
-	if (!it_guard_rate_check(kind, subject, per_minute, &retry))
+	if (it_guard_rate_check(kind, subject, per_minute, &retry) == 0)
 		return 0;
 	snprintf(what, sizeof(what), "Too many %s requests", kind);
-	it_guard_rate_refuse(req, retry, what);
-	return 1;
+	return it_guard_rate_refuse(req, retry, what);
 }
 
-void it_guard_rate_refuse(it_req *req, int64_t retry_after, const char *what)
+int it_guard_rate_refuse(it_req *req, int64_t retry_after, const char *what)
 {
 	json_object *ext = json_object_new_object();
 
@@ -127,4 +128,5 @@ void it_guard_rate_refuse(it_req *req, int64_t retry_after, const char *what)
 	it_resp_problem_ext(req, 429, "rate-limited", ext, "%s; try again in %lld seconds.", what,
 			    (long long)retry_after);
 	json_object_put(ext);
+	return 429;
 }

@@ -122,7 +122,7 @@ static int devices_problem(it_req *req, int rc, const char *what)
 				" for them to expire.",
 				strcmp(what, "codes") == 0 ? IT_PAIRINGS_MAX : IT_DEVICES_MAX,
 				strcmp(what, "codes") == 0 ? "pairing codes waiting to be used" : "devices");
-		return 1;
+		return 409;
 	}
 	return it_app_session_problem(req, rc);
 }
@@ -138,7 +138,7 @@ void it_h_token_create(it_req *req)
 
 	/* Refused before the body is read: nothing is parsed for a caller
 	 * that may not mint. */
-	if (it_auth_principal(req, NULL, IT_SCOPE_FULL, &p) < 0) {
+	if (it_auth_principal(req, NULL, IT_SCOPE_FULL, &p) != 0) {
 		it_req_drain(req, BODY_MAX);
 		return;
 	}
@@ -205,7 +205,7 @@ void it_h_pairing_create(it_req *req)
 	unsigned scope;
 	int rc;
 
-	if (it_auth_principal(req, NULL, IT_SCOPE_FULL, &p) < 0) {
+	if (it_auth_principal(req, NULL, IT_SCOPE_FULL, &p) != 0) {
 		it_req_drain(req, BODY_MAX);
 		return;
 	}
@@ -289,7 +289,7 @@ void it_h_devices_list(it_req *req)
 	json_object *arr = NULL, *o;
 	it_principal p;
 
-	if (it_auth_principal(req, NULL, IT_SCOPE_FULL, &p) < 0)
+	if (it_auth_principal(req, NULL, IT_SCOPE_FULL, &p) != 0)
 		return;
 	if (it_app_session_problem(req, it_devices_list(&conn, p.session_id, &arr)))
 		return;
@@ -305,7 +305,7 @@ void it_h_device_delete(it_req *req)
 	it_principal p;
 	int rc;
 
-	if (it_auth_principal(req, NULL, IT_SCOPE_FULL, &p) < 0) {
+	if (it_auth_principal(req, NULL, IT_SCOPE_FULL, &p) != 0) {
 		it_req_drain(req, BODY_MAX);
 		return;
 	}

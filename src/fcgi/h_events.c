@@ -167,7 +167,7 @@ static int resolve_token(it_req *req, struct stream_args *a)
 		return 0;
 	rc = it_auth_principal(req, a->cred, IT_SCOPE_VIEW, &p);
 	memset(a->cred, 0, sizeof(a->cred));
-	if (rc < 0)
+	if (rc != 0)
 		return -1;
 	snprintf(a->session, sizeof(a->session), "%s", p.session_id);
 	snprintf(a->device, sizeof(a->device), "%s", p.device_id);

@@ -67,7 +67,7 @@ static int id_and_principal(it_req *req, unsigned need, it_principal *p)
 {
 	if (!it_id_uuid_valid(req->params[0]))
 		return image_problem(req, 400);
-	return it_auth_principal(req, NULL, need | IT_AUTH_SESSION_UNCHECKED, p) < 0;
+	return it_auth_principal(req, NULL, need | IT_AUTH_SESSION_UNCHECKED, p) != 0;
 }
 
 void it_h_image_get(it_req *req)
@@ -166,7 +166,7 @@ void it_h_images_list(it_req *req)
 {
 	it_principal p;
 
-	if (it_auth_principal(req, NULL, IT_SCOPE_VIEW | IT_AUTH_SESSION_UNCHECKED, &p) < 0)
+	if (it_auth_principal(req, NULL, IT_SCOPE_VIEW | IT_AUTH_SESSION_UNCHECKED, &p) != 0)
 		return;
 	list_images(req, p.session_id);
 }
@@ -325,7 +325,7 @@ static int image_for_bytes(it_req *req, PGconn **connp, const char *label, it_im
 		if (it_auth_credential(req, cred, sizeof(cred)) == 0)
 			return url_refused(req, slug, why);
 	}
-	if (it_auth_principal(req, NULL, IT_SCOPE_VIEW | IT_AUTH_SESSION_UNCHECKED, &p) < 0)
+	if (it_auth_principal(req, NULL, IT_SCOPE_VIEW | IT_AUTH_SESSION_UNCHECKED, &p) != 0)
 		return 1;
 	return image_problem(req, *connp ? it_images_get_owned(connp, req->params[0], p.session_id, img) : 503);
 }

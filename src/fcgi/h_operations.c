@@ -57,7 +57,7 @@ void it_h_operation_create(it_req *req)
 			goto out;
 		}
 	}
-	if (it_auth_principal(req, cred, IT_SCOPE_FULL | IT_AUTH_SESSION_UNCHECKED, &pr) < 0)
+	if (it_auth_principal(req, cred, IT_SCOPE_FULL | IT_AUTH_SESSION_UNCHECKED, &pr) != 0)
 		goto out;
 	session = pr.session_id;
 	if (it_guard_rate_check("operations-session", session, it_g.cfg.rate_operations, &retry)) {
@@ -144,7 +144,7 @@ void it_h_operation_get(it_req *req)
 		it_resp_problem(req, 404, "unknown-operation", "No such operation.");
 		return;
 	}
-	if (it_auth_principal(req, NULL, IT_SCOPE_VIEW | IT_AUTH_SESSION_UNCHECKED, &p) < 0)
+	if (it_auth_principal(req, NULL, IT_SCOPE_VIEW | IT_AUTH_SESSION_UNCHECKED, &p) != 0)
 		return;
 	if (op_problem(req, it_ops_get(&conn, req->params[0], p.session_id, &op)))
 		return;
@@ -166,7 +166,7 @@ void it_h_operation_cancel(it_req *req)
 		it_resp_problem(req, 404, "unknown-operation", "No such operation.");
 		return;
 	}
-	if (it_auth_principal(req, NULL, IT_SCOPE_FULL | IT_AUTH_SESSION_UNCHECKED, &p) < 0)
+	if (it_auth_principal(req, NULL, IT_SCOPE_FULL | IT_AUTH_SESSION_UNCHECKED, &p) != 0)
 		return;
 	if (op_problem(req, it_ops_cancel(&conn, req->params[0], p.session_id, &op)))
 		return;

@@ -17,8 +17,8 @@
 
 /* Resolves the request's credential into *w (its session, and its token's
  * device, "" for a session id) and checks it holds need (IT_SCOPE_* bits;
- * 0: any scope). Answers (401/400/403/404/429/503) and returns -1, or
- * returns 0. A session id is not looked up here: every statement below
+ * 0: any scope). Answers (401/400/403/404/429/503) and returns that
+ * status, or returns 0. A session id is not looked up here: every statement below
  * checks that the session is live (404). */
 static int who_asks(it_req *req, unsigned need, it_principal *w)
 {
@@ -33,7 +33,7 @@ void it_h_presence_get(it_req *req)
 	int64_t last = 0;
 	it_principal w;
 
-	if (who_asks(req, IT_SCOPE_VIEW, &w) < 0)
+	if (who_asks(req, IT_SCOPE_VIEW, &w) != 0)
 		return;
 	if (it_app_session_problem(req, it_presence_db_list(&conn, w.session_id, &list, &last)))
 		return;
@@ -110,7 +110,7 @@ void it_h_presence_post(it_req *req)
 	it_principal w;
 	int bad = 0;
 
-	if (who_asks(req, 0, &w) < 0)
+	if (who_asks(req, 0, &w) != 0)
 		return;
 	if ((body = read_body(req)) == NULL)
 		return;
@@ -170,7 +170,7 @@ void it_h_presence_delete(it_req *req)
 	it_principal w;
 	int n;
 
-	if (who_asks(req, 0, &w) < 0)
+	if (who_asks(req, 0, &w) != 0)
 		return;
 	n = it_query_get(req->query, "client_id", cid, sizeof(cid));
 	if (n < 0 || !it_ident_client_id_valid(cid, (size_t)n)) {

@@ -123,7 +123,7 @@ void it_h_session_delete(it_req *req)
 		return;
 	}
 	if (it_auth_credential(req, cred, sizeof(cred)) != 0) {
-		if (it_auth_principal(req, NULL, IT_SCOPE_FULL | IT_AUTH_SESSION_UNCHECKED, &p) < 0)
+		if (it_auth_principal(req, NULL, IT_SCOPE_FULL | IT_AUTH_SESSION_UNCHECKED, &p) != 0)
 			return;
 		if (strcmp(p.session_id, req->params[0]) != 0) {
 			it_app_session_problem(req, 404);

@@ -269,7 +269,7 @@ static int resolve(tus *t, const char *cred)
 {
 	it_auth_refusal why;
 
-	if (it_auth_resolve(t->req, cred, IT_SCOPE_UPLOAD | IT_AUTH_SESSION_UNCHECKED, &t->who, &why) < 0)
+	if (it_auth_resolve(t->req, cred, IT_SCOPE_UPLOAD | IT_AUTH_SESSION_UNCHECKED, &t->who, &why) != 0)
 		return auth_fail(t, &why);
 	return 0;
 }

@@ -141,7 +141,7 @@ static int resolve(upload *u, const char *cred)
 {
 	it_auth_refusal why;
 
-	if (it_auth_resolve(u->req, cred, IT_SCOPE_UPLOAD | IT_AUTH_SESSION_UNCHECKED, &u->who, &why) < 0)
+	if (it_auth_resolve(u->req, cred, IT_SCOPE_UPLOAD | IT_AUTH_SESSION_UNCHECKED, &u->who, &why) != 0)
 		return auth_fail(u, &why);
 	snprintf(u->session, sizeof(u->session), "%s", u->who.session_id);
 	return 0;

@@ -107,6 +107,10 @@ int it_listen_unix(const char *path, int backlog, it_listen_ident *ident, char *
 out:
 	if (fd >= 0)
 		close(fd);
+	if (rc < 0) {
+		errno = -rc;
+		return -1;
+	}
 	return rc;
 }
 

@@ -18,12 +18,12 @@ typedef struct it_listen_ident {
 /* Creates a listening Unix stream socket at path (backlog as for listen(2))
  * and fills *ident with the file it created. A socket file already at path
  * is first tried with connect(): when a server accepts there, nothing is
- * touched and -EADDRINUSE is returned (a second server would otherwise
+ * touched and the call fails with EADDRINUSE (a second server would otherwise
  * take the path over, and delete it under the first when it exits); when
  * nobody listens (ECONNREFUSED: left behind by a server that died) it is
  * removed and replaced. Anything at path that is not a socket is never
- * removed: -EEXIST. Returns the descriptor (blocking, close-on-exec not
- * set, as libfcgi expects), or a negative errno with a sentence naming path
+ * removed: EEXIST. Returns the descriptor (blocking, close-on-exec not
+ * set, as libfcgi expects), or -1 with errno set and a sentence naming path
  * in err (errlen bytes, NUL-terminated). path must not be NULL. */
 int it_listen_unix(const char *path, int backlog, it_listen_ident *ident, char *err, size_t errlen);
 

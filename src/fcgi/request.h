@@ -1,4 +1,25 @@
-/* request.h: one HTTP request as the FastCGI or CGI front sees it, and its response. */
+/* request.h: one HTTP request as the FastCGI or CGI front sees it, and its response.
+ *
+ * Return convention of the FastCGI layer (src/fcgi/, docs/layout.md):
+ * - Handlers (handlers.h) return void: the response they wrote is their
+ *   outcome.
+ * - A function that answers the request, or may, returns 0 when it did not
+ *   answer and the caller goes on, or the HTTP status it answered with
+ *   (it_guard_request, it_guard_rate, it_guard_rate_refuse,
+ *   it_app_session_problem, it_app_refuse_busy, it_auth_principal,
+ *   it_auth_require_session, it_auth_answer, it_auth_blocked ...). One that
+ *   decides without answering returns 0 or the status the caller must
+ *   answer with (it_req_init, it_router_match, it_pool_submit,
+ *   it_guard_rate_check, it_auth_resolve). A caller tests "!= 0", never
+ *   "< 0". Functions that answer and return what they read return it, or
+ *   NULL after answering (it_req_read_json).
+ * - Everything else returns 0 (or a count, a length or a descriptor) or -1,
+ *   and errno, err or it_ingest_error says why: the it_resp_* writers
+ *   report the write, not a decision. Readers and lookups name their other
+ *   answers: it_req_read (IT_REQ_TOO_SLOW), it_query_get (IT_QUERY_ABSENT,
+ *   IT_QUERY_BAD); it_auth_credential returns the credential's length, 0
+ *   for none or -1 for a malformed one. it_auth_allows and
+ *   it_listen_release are predicates. */
 #ifndef IT_FCGI_REQUEST_H
 #define IT_FCGI_REQUEST_H
 
@@ -131,9 +152,15 @@ int it_resp_problem_ext(it_req *req, int status, const char *slug, json_object *
 /* The reason phrase of an HTTP status ("Not Found"), "" when unknown. */
 const char *it_http_reason(int status);
 
+/* What it_query_get returns when the key is absent, and when its value is
+ * malformed or too long. */
+#define IT_QUERY_ABSENT (-1)
+#define IT_QUERY_BAD (-2)
+
 /* Finds key in an application/x-www-form-urlencoded query and decodes its
- * value into out (NUL-terminated). Returns the decoded length, -1 when the
- * key is absent, or -2 when the value is malformed or longer than outlen-1. */
+ * value into out (NUL-terminated). Returns the decoded length,
+ * IT_QUERY_ABSENT when the key is absent, or IT_QUERY_BAD when the value is
+ * malformed or longer than outlen-1. */
 int it_query_get(const char *query, const char *key, char *out, size_t outlen);
 
 /* Parses a non-negative decimal integer no larger than max. Returns 0 or -1. */

@@ -17,7 +17,16 @@
  * it_feed_handle_pg, it_feed_tick and it_feed_run (never inside subscribe,
  * unsubscribe or resume, which only record what is to be done).
  *
- * Return convention: 0 or a negative errno. */
+ * Return convention of the feed layer (src/feed/, docs/layout.md): 0 or a
+ * negative errno. Constructors of shared objects return a pointer or NULL
+ * (it_feed_event_new, it_presence_join); the it_feed_new and it_presence_new
+ * constructors return 0 or a negative errno with *out set. it_outq_write
+ * returns the bytes written or the negative errno of writev; it_outq_mark
+ * and it_feed_sub_count return counts; the it_ident_*_valid checks and
+ * it_ident_announces are predicates. Subscriber callbacks (it_feed_sub_ops)
+ * return 0, 1 for "no room now" (event only) or a negative value when the
+ * subscriber is gone; the database stand-in's send returns 0 or a negative
+ * errno like it_pgl_send. */
 #ifndef IT_FEED_FEED_H
 #define IT_FEED_FEED_H
 
@@ -50,7 +59,7 @@ typedef struct it_feed_event {
 	int64_t seq;
 	unsigned refs;
 	const char *type; /* NUL-terminated; lives as long as the event */
-	const char *json; /* the wire JSON (DESIGN §4), NUL-terminated */
+	const char *json; /* the wire JSON (docs/api.md), NUL-terminated */
 	size_t json_len;
 	char *wire[IT_FEED_NFMT]; /* formatted on first use, then shared */
 	size_t wire_len[IT_FEED_NFMT];
@@ -164,8 +173,9 @@ struct it_feed_sub {
  * result below. impl is the first argument of every op. */
 typedef struct it_feed_db_ops {
 	int (*idle)(void *impl); /* 1: a query may be sent */
-	/* Sends one statement; 0, or -1 when the connection broke (the
-	 * stand-in then calls it_feed_db_lost itself, as it_pgl does). */
+	/* Sends one statement; 0, or a negative errno when it could not be
+	 * sent (-EIO when the connection broke: the stand-in then calls
+	 * it_feed_db_lost itself, as it_pgl does). */
 	int (*send)(void *impl, const char *sql, int nparams, const char *const *params);
 	void (*handle)(void *impl, unsigned events); /* may be NULL */
 	void (*tick)(void *impl, double now_s);	     /* may be NULL */

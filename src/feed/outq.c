@@ -168,7 +168,7 @@ ssize_t it_outq_write(it_outq *q, int fd)
 		if (w < 0) {
 			if (errno == EAGAIN || errno == EWOULDBLOCK)
 				break;
-			return -1;
+			return -errno;
 		}
 		total += w;
 		q->bytes -= (size_t)w;

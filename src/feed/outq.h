@@ -70,7 +70,8 @@ void it_outq_rollback(it_outq *q, unsigned mark);
 /* Writes what the non-blocking socket fd takes, with writev, in order.
  * Segments are released as they are written; once the queue is empty its
  * ring is freed unless it is the smallest one. Returns bytes written (0 when
- * the socket is full), or -1 when the connection is broken (errno set). */
+ * the socket is full), or the negative errno of writev when the connection
+ * is broken (errno is then set too). */
 ssize_t it_outq_write(it_outq *q, int fd);
 
 /* Drops everything and frees the ring: the queue is empty (and usable). */

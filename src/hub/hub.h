@@ -1,5 +1,9 @@
 /* hub.h: the per-process event hub of imagetools.fcgi (docs/hub.md).
  *
+ * Return convention of the hub layer (src/hub/, docs/layout.md): 0 or a
+ * negative errno, as in the feed it sits on. it_fcgi_scan_feed is a
+ * predicate (1 once the web server aborted the request).
+ *
  * One thread owns an epoll loop, the event-delivery core (src/feed/: the
  * LISTEN connection, the session registry, reads, resync, the ring of recent
  * events) and every parked stream: long-polls waiting for an event and open

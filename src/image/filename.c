@@ -4,6 +4,7 @@
 #include "image/filename.h"
 
 #include <ctype.h>
+#include <errno.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
@@ -271,11 +272,11 @@ int it_filename_disposition(const char *name, char *out, size_t outlen)
 	int w = snprintf(out, outlen, "attachment; filename=\"");
 
 	if (w < 0 || (size_t)w >= outlen)
-		return -1;
+		return -ENOSPC;
 	o = (size_t)w;
 	for (s = (const unsigned char *)name; *s; s++) {
 		if (o + 2 >= outlen)
-			return -1;
+			return -ENOSPC;
 		if (*s >= 0x80) {
 			/* One '_' per character, not per byte. */
 			if ((*s & 0xc0) == 0x80)
@@ -287,14 +288,14 @@ int it_filename_disposition(const char *name, char *out, size_t outlen)
 	}
 	w = snprintf(out + o, outlen - o, "\"; filename*=UTF-8''");
 	if (w < 0 || (size_t)w >= outlen - o)
-		return -1;
+		return -ENOSPC;
 	o += (size_t)w;
 	for (s = (const unsigned char *)name; *s; s++) {
 		/* RFC 8187 attr-char: ALPHA / DIGIT / "!#$&+-.^_`|~" */
 		int plain = (*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9') ||
 			    (*s && strchr("!#$&+-.^_`|~", *s));
 		if (o + (plain ? 1 : 3) >= outlen)
-			return -1;
+			return -ENOSPC;
 		if (plain) {
 			out[o++] = (char)*s;
 		} else {

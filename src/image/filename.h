@@ -39,7 +39,7 @@ const char *it_filename_ext_for_type(const char *content_type);
 /* Writes a Content-Disposition value for name (already sanitised):
  * `attachment; filename="<ASCII fallback>"; filename*=UTF-8''<percent-encoded>`
  * (RFC 6266). The fallback replaces non-ASCII, '"', '\' and '%' with '_'.
- * Returns 0, or -1 when out is too small. */
+ * Returns 0, or -ENOSPC when out is too small. */
 int it_filename_disposition(const char *name, char *out, size_t outlen);
 
 #endif

@@ -3,6 +3,7 @@
 
 #include "image/sniff.h"
 
+#include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
@@ -934,30 +935,30 @@ int it_sniff_check(const it_sniff *s, const it_sniff_limits *lim, char *why, siz
 	if (s->frames > IT_SNIFF_MAX_FRAMES) {
 		snprintf(why, whylen, "has more than %d frames; the limit is %d frames", IT_SNIFF_MAX_FRAMES,
 			 IT_SNIFF_MAX_FRAMES);
-		return -1;
+		return -EFBIG;
 	}
 	if ((uint64_t)s->width * s->height > lim->max_pixels) {
 		snprintf(why, whylen, "is %" PRIu32 "x%" PRIu32 " pixels; the limit (max_pixels) is %" PRIu64 " pixels",
 			 s->width, s->height, lim->max_pixels);
-		return -1;
+		return -EFBIG;
 	}
 	if ((uint64_t)s->frame_width * s->frame_height > lim->max_pixels) {
 		snprintf(why, whylen,
 			 "has a frame of %" PRIu32 "x%" PRIu32 " pixels; the limit (max_pixels) is %" PRIu64 " pixels",
 			 s->frame_width, s->frame_height, lim->max_pixels);
-		return -1;
+		return -EFBIG;
 	}
 	if ((uint64_t)s->extent_width * s->extent_height > lim->max_pixels) {
 		snprintf(why, whylen,
 			 "has frames reaching %" PRIu32 "x%" PRIu32 " pixels; the limit (max_pixels) is %" PRIu64
 			 " pixels",
 			 s->extent_width, s->extent_height, lim->max_pixels);
-		return -1;
+		return -EFBIG;
 	}
 	if (side > lim->max_dimension) {
 		snprintf(why, whylen, "is %" PRIu32 " pixels %s; the limit (max_dimension) is %" PRIu64 " pixels", side,
 			 s->extent_width >= s->extent_height ? "wide" : "high", lim->max_dimension);
-		return -1;
+		return -EFBIG;
 	}
 	if (s->whole_bytes > lim->max_decode_bytes) {
 		snprintf(why, whylen,
@@ -968,7 +969,7 @@ int it_sniff_check(const it_sniff *s, const it_sniff_limits *lim, char *why, siz
 				 : s->ext[0] == 'h' || s->ext[0] == 'a' ? "HEIF is decoded whole"
 									: "whole frames",
 			 lim->max_decode_bytes >> 20);
-		return -1;
+		return -EFBIG;
 	}
 	return 0;
 }

@@ -1,4 +1,13 @@
-/* sniff.h: an image's type from its magic bytes and its size from its header, never from the client. */
+/* sniff.h: an image's type from its magic bytes and its size from its header, never from the client.
+ *
+ * Return convention of the image layer (src/image/, docs/layout.md): 0 or a
+ * negative errno, with a sentence in err or why when the call takes one
+ * (it_sniff_check -EFBIG, it_filename_disposition -ENOSPC, it_thumb_make
+ * -EINVAL/-EIO/-ENOTSUP). The sniffers (it_sniff_type, _image, _whole, _fd)
+ * return enum it_sniff_rc (OK, NEED_MORE, UNKNOWN, BAD), a parser's outcome
+ * that every caller compares against by name. it_thumb_available,
+ * it_thumb_heif_readable and it_thumb_avif_writable are predicates; the file
+ * name functions return the length they wrote or a string. */
 #ifndef IT_IMAGE_SNIFF_H
 #define IT_IMAGE_SNIFF_H
 
@@ -79,7 +88,7 @@ typedef struct it_sniff_limits {
 } it_sniff_limits;
 
 /* Decides whether the image sniffed into s (IT_SNIFF_OK) may be decoded
- * within lim. Returns 0, or -1 with a sentence fragment in why that follows
+ * within lim. Returns 0, or -EFBIG with a sentence fragment in why that follows
  * the file's name ("has a 65535x65535 frame; ..."). The upload handler and
  * the worker both call it before libvips sees the bytes. */
 int it_sniff_check(const it_sniff *s, const it_sniff_limits *lim, char *why, size_t whylen);

@@ -3,6 +3,7 @@
 
 #include "image/thumb.h"
 
+#include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,7 +19,7 @@ int it_thumb_available(void)
 }
 
 static pthread_once_t once = PTHREAD_ONCE_INIT;
-static int init_rc = -1;
+static int init_rc = -EIO;
 
 static void init_once(void)
 {
@@ -83,17 +84,18 @@ int it_thumb_make(int fd, int size, void **out, size_t *outlen, const char **con
 	VipsImage *img = NULL;
 	void *buf = NULL;
 	size_t len = 0;
-	int rc = -1;
+	int rc = -EINVAL;
 
 	*out = NULL;
 	*outlen = 0;
 	if (it_thumb_init() < 0) {
 		snprintf(err, errlen, "libvips failed to start");
-		return -1;
+		return -EIO;
 	}
 	if (lseek(fd, 0, SEEK_SET) < 0) {
+		rc = -errno;
 		snprintf(err, errlen, "cannot rewind the image file");
-		return -1;
+		return rc;
 	}
 	/* vips_thumbnail_source opens the image with sequential access and
 	 * shrinks while loading where the format allows it (JPEG by DCT
@@ -181,7 +183,7 @@ int it_thumb_make(int fd, int size, void **out, size_t *outlen, const char **con
 	*outlen = 0;
 	*content_type = NULL;
 	snprintf(err, errlen, "this server was built without libvips and makes no thumbnails");
-	return -1;
+	return -ENOTSUP;
 }
 
 #endif

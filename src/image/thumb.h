@@ -13,7 +13,8 @@ int it_thumb_available(void);
 /* Starts libvips once per process (later calls do nothing) and turns off its
  * operation cache, which would otherwise keep decoded images and descriptors
  * of deleted temporary files alive. Called by it_thumb_make; call it from
- * main() before threads if you want start-up errors early. Returns 0 or -1. */
+ * main() before threads if you want start-up errors early. Returns 0, or
+ * -EIO when libvips did not start. */
 int it_thumb_init(void);
 
 /* Whether this libvips reads HEIF images (HEIC, AVIF): it has the heif
@@ -31,8 +32,9 @@ int it_thumb_avif_writable(void);
  * closed), its longest edge at most size pixels (never enlarged), rotated
  * upright from EXIF, metadata stripped: PNG when the image has an alpha
  * channel, JPEG otherwise. Returns 0 and sets *out (heap, free() it),
- * *outlen and *content_type (static), or -1 with a sentence in err when
- * libvips cannot read the image. The caller runs it_sniff_check (image/sniff.h)
+ * *outlen and *content_type (static), or a negative errno with a sentence in
+ * err: -EINVAL when libvips cannot read the image, -EIO when it did not
+ * start, -ENOTSUP in a build without libvips. The caller runs it_sniff_check (image/sniff.h)
  * on the same file first: decoding is where a bomb would go off, and what
  * that check lets through is what bounds the memory a thumbnail takes. */
 int it_thumb_make(int fd, int size, void **out, size_t *outlen, const char **content_type, char *err,

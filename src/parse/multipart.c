@@ -5,6 +5,7 @@
 
 #include "common/hex.h"
 
+#include <errno.h>
 #include <string.h>
 #include <strings.h>
 
@@ -375,15 +376,15 @@ int it_mp_boundary(const char *ct, char *out)
 	span s;
 	const char *tok;
 	size_t n;
-	int found = -1;
+	int found = -EINVAL;
 
 	if (ct == NULL)
-		return -1;
+		return -EINVAL;
 	s.p = ct;
 	s.end = ct + strlen(ct);
 	skip_ows(&s);
 	if (s.end - s.p < 19 || strncasecmp(s.p, "multipart/form-data", 19) != 0)
-		return -1;
+		return -EINVAL;
 	s.p += 19;
 	for (;;) {
 		char key[16], val[IT_MP_BOUNDARY_MAX + 2];
@@ -394,18 +395,18 @@ int it_mp_boundary(const char *ct, char *out)
 		if (s.p >= s.end)
 			return found;
 		if (*s.p != ';')
-			return -1;
+			return -EINVAL;
 		s.p++;
 		skip_ows(&s);
 		if (read_token(&s, &tok, &n) < 0)
-			return -1;
+			return -EINVAL;
 		if (n >= sizeof(key))
 			n = sizeof(key) - 1;
 		memcpy(key, tok, n);
 		key[n] = '\0';
 		skip_ows(&s);
 		if (s.p >= s.end || *s.p != '=')
-			return -1;
+			return -EINVAL;
 		s.p++;
 		skip_ows(&s);
 		if (s.p < s.end && *s.p != '"') {
@@ -426,17 +427,17 @@ int it_mp_boundary(const char *ct, char *out)
 			vlen = read_value(&s, val, sizeof(val), &cut);
 		}
 		if (vlen < 0)
-			return -1;
+			return -EINVAL;
 		if (strcasecmp(key, "boundary") == 0) {
 			/* Two boundaries are ambiguous: a filter in front may split
 			 * the body by the other one than we do, so neither is used. */
 			if (found >= 0)
-				return -1;
+				return -EINVAL;
 			if (cut || vlen < 1 || vlen > IT_MP_BOUNDARY_MAX || val[vlen - 1] == ' ')
-				return -1;
+				return -EINVAL;
 			for (long i = 0; i < vlen; i++)
 				if (!is_bchar((unsigned char)val[i]))
-					return -1;
+					return -EINVAL;
 			memcpy(out, val, (size_t)vlen + 1);
 			found = (int)vlen;
 		}
@@ -451,7 +452,7 @@ int it_mp_init(it_multipart *mp, const char *boundary, size_t max_header_bytes)
 	if (n < 1 || n > IT_MP_BOUNDARY_MAX) {
 		mp->state = ST_ERROR;
 		mp->error = "The multipart boundary is malformed.";
-		return -1;
+		return -EINVAL;
 	}
 	memcpy(mp->delim, "\r\n--", 4);
 	memcpy(mp->delim + 4, boundary, n);
@@ -465,7 +466,7 @@ static ssize_t fail(it_multipart *mp, const char *why)
 {
 	mp->state = ST_ERROR;
 	mp->error = why;
-	return -1;
+	return -EBADMSG;
 }
 
 /* Whether the body opens with the first delimiter, which may come without
@@ -589,7 +590,7 @@ ssize_t it_mp_parse(it_multipart *mp, const char *buf, size_t len, it_mp_event *
 
 		case ST_DONE: ev->type = IT_MP_END; return (ssize_t)len;
 
-		default: return -1;
+		default: return -EBADMSG;
 		}
 	}
 }

@@ -1,4 +1,10 @@
-/* multipart.h: an incremental multipart/form-data parser (RFC 7578, RFC 2046) that never allocates. */
+/* multipart.h: an incremental multipart/form-data parser (RFC 7578, RFC 2046) that never allocates.
+ *
+ * Return convention of the parse layer (src/parse/, docs/layout.md): 0 or a
+ * negative errno, as in the common layer. it_mp_boundary returns the
+ * boundary's length or -EINVAL; it_mp_parse, like picohttpparser, returns the
+ * bytes consumed (0 with IT_MP_NEED_MORE) or -EBADMSG, and it_mp_error()
+ * then says why. it_mp_done is a predicate. */
 #ifndef IT_PARSE_MULTIPART_H
 #define IT_PARSE_MULTIPART_H
 
@@ -67,17 +73,19 @@ typedef struct it_multipart {
 /* Extracts the boundary parameter from a Content-Type header value such as
  * `multipart/form-data; boundary="a b"` (quoted or not). Checks that the
  * type is multipart/form-data and the boundary has RFC 2046's form. Writes
- * it to out (IT_MP_BOUNDARY_MAX + 1 bytes) and returns its length, or -1. */
+ * it to out (IT_MP_BOUNDARY_MAX + 1 bytes) and returns its length, or
+ * -EINVAL. */
 int it_mp_boundary(const char *content_type, char *out);
 
 /* Prepares mp for a body with boundary (1 to IT_MP_BOUNDARY_MAX bytes, as
  * returned by it_mp_boundary). A part's header block larger than
- * max_header_bytes is an error. Returns 0, or -1 for a bad boundary. */
+ * max_header_bytes is an error. Returns 0, or -EINVAL for a bad boundary. */
 int it_mp_init(it_multipart *mp, const char *boundary, size_t max_header_bytes);
 
 /* Parses buf[0..len) and fills ev with one event. Returns the number of
- * bytes consumed (possibly 0 with IT_MP_NEED_MORE), or -1 when the input is
- * malformed; it_mp_error() then says why, and every later call fails too.
+ * bytes consumed (possibly 0 with IT_MP_NEED_MORE), or -EBADMSG when the
+ * input is malformed; it_mp_error() then says why, and every later call
+ * fails too.
  * Never reads outside buf[0..len). */
 ssize_t it_mp_parse(it_multipart *mp, const char *buf, size_t len, it_mp_event *ev);
 

@@ -63,7 +63,7 @@ static void catch_errors(j_decompress_ptr d, struct err *derr, j_compress_ptr c,
 
 /* Reads the header of in[0..len) and keeps its APPn and COM segments.
  * Returns 0 when it is an 8-bit CMYK image small enough for max_bytes, or
- * 1 with why set. */
+ * -1 with why set. */
 static int read_header(j_decompress_ptr d, const void *in, size_t len, uint64_t max_bytes, char *why, size_t whylen)
 {
 	jpeg_mem_src(d, (const unsigned char *)in, (unsigned long)len);
@@ -72,18 +72,18 @@ static int read_header(j_decompress_ptr d, const void *in, size_t len, uint64_t 
 		jpeg_save_markers(d, JPEG_APP0 + m, 0xffff);
 	if (jpeg_read_header(d, TRUE) != JPEG_HEADER_OK) {
 		snprintf(why, whylen, "no image in the file");
-		return 1;
+		return -1;
 	}
 	if (d->num_components != 4 || (d->jpeg_color_space != JCS_CMYK && d->jpeg_color_space != JCS_YCCK) ||
 	    d->data_precision != 8) {
 		snprintf(why, whylen, "not 8-bit CMYK");
-		return 1;
+		return -1;
 	}
 	/* Optimised Huffman tables take a second pass over the coefficients
 	 * of the whole image: 4 channels of 2-byte coefficients. */
 	if ((uint64_t)d->image_width * d->image_height * 8 > max_bytes) {
 		snprintf(why, whylen, "%ux%u is too large to hold whole", d->image_width, d->image_height);
-		return 1;
+		return -1;
 	}
 	d->out_color_space = JCS_CMYK;
 	return 0;
@@ -130,14 +130,14 @@ static void copy_markers(j_decompress_ptr d, j_compress_ptr c)
 }
 
 /* Passes every row from d to c through row (output_width * 4 samples),
- * inverted when d saw no Adobe segment. Returns 0, or 1 with why set. */
+ * inverted when d saw no Adobe segment. Returns 0, or -1 with why set. */
 static int copy_rows(j_decompress_ptr d, j_compress_ptr c, JSAMPLE *row, char *why, size_t whylen)
 {
 	while (d->output_scanline < d->output_height) {
 		JSAMPROW rows[1] = {row};
 		if (jpeg_read_scanlines(d, rows, 1) != 1) {
 			snprintf(why, whylen, "reading: no more rows");
-			return 1;
+			return -1;
 		}
 		if (!d->saw_Adobe_marker)
 			for (JDIMENSION x = 0; x < d->output_width * 4; x++)
@@ -156,7 +156,7 @@ int it_cmyk_jpeg(const void *in, size_t len, int quality, int subsample, int pro
 	struct err derr, cerr;
 	/* volatile: read after a longjmp back into this frame, where every
 	 * libjpeg error of the helpers above lands too. */
-	volatile int have_d = 0, have_c = 0, have_dest = 0, rc = 1;
+	volatile int have_d = 0, have_c = 0, have_dest = 0, rc = -1;
 	unsigned char *volatile obuf = NULL;
 	JSAMPLE *volatile row = NULL;
 	unsigned long olen = 0;

@@ -22,7 +22,7 @@
  * at most max_bytes. progressive asks for progressive scans.
  *
  * Returns 0 and sets *out (malloc'd; the caller frees it with free()) and
- * *outlen; or 1 when the file is not a 4-channel 8-bit JPEG, is too large
+ * *outlen; or -1 when the file is not a 4-channel 8-bit JPEG, is too large
  * for max_bytes, or is damaged (libjpeg warnings count): why says which,
  * and the caller takes its ordinary path, which reports damage properly.
  * Never exits or aborts on a bad file. */

@@ -110,7 +110,9 @@ int it_queue_renew(PGconn *conn, const it_queue_job *job, const char *owner, int
 			   " AND s.id = o.session_id AND s.expires_at > now() RETURNING o.cancel_requested",
 			   3, NULL, pv, NULL, NULL, 0);
 	if (it_db_ok(res, PGRES_TUPLES_OK))
-		rc = PQntuples(res) == 0 ? 2 : strcmp(PQgetvalue(res, 0, 0), "t") == 0 ? 1 : 0;
+		rc = PQntuples(res) == 0			? IT_QUEUE_LOST
+		     : strcmp(PQgetvalue(res, 0, 0), "t") == 0 ? IT_QUEUE_CANCELLED
+							       : IT_QUEUE_OK;
 	else
 		it_log_warn("lease renewal failed: %s", PQerrorMessage(conn));
 	PQclear(res);
@@ -138,7 +140,7 @@ int it_queue_record(PGconn *conn, const it_queue_job *job, const char *owner, in
 			   " WHERE id = $1::uuid AND lease_owner = $2 AND status = 'running'",
 			   8, NULL, pv, NULL, NULL, 0);
 	if (it_db_ok(res, PGRES_COMMAND_OK))
-		rc = strcmp(PQcmdTuples(res), "1") == 0 ? 0 : 2;
+		rc = strcmp(PQcmdTuples(res), "1") == 0 ? IT_QUEUE_OK : IT_QUEUE_LOST;
 	else
 		it_log_warn("progress update failed: %s", PQerrorMessage(conn));
 	PQclear(res);
@@ -160,7 +162,7 @@ int it_queue_finish(PGconn *conn, const it_queue_job *job, const char *owner, co
 			   " WHERE id = $1::uuid AND lease_owner = $2 AND status = 'running'",
 			   6, NULL, pv, NULL, NULL, 0);
 	if (it_db_ok(res, PGRES_COMMAND_OK))
-		rc = strcmp(PQcmdTuples(res), "1") == 0 ? 0 : 2;
+		rc = strcmp(PQcmdTuples(res), "1") == 0 ? IT_QUEUE_OK : IT_QUEUE_LOST;
 	else
 		it_log_warn("finishing an operation failed: %s", PQerrorMessage(conn));
 	PQclear(res);

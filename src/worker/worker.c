@@ -629,11 +629,11 @@ static int between(struct run *r, int i, int *stopped)
 	rc = it_queue_renew(w->conn, job, w->owner, (int)w->cfg->worker_lease);
 	if (rc < 0)
 		return -1;
-	if (rc == 2) {
+	if (rc == IT_QUEUE_LOST) {
 		it_log_warn("operation %s: no longer ours (lease expired or session gone)", job->id);
 		return 0;
 	}
-	if (rc == 1)
+	if (rc == IT_QUEUE_CANCELLED)
 		return finish(r, 1) < 0 ? -1 : 0;
 	*stopped = 0;
 	return 0;

@@ -1,4 +1,12 @@
-/* worker.h: runs one claimed operation image by image, with progress events, cancellation and shutdown. */
+/* worker.h: runs one claimed operation image by image, with progress events, cancellation and shutdown.
+ *
+ * Return convention of the worker layer (src/worker/, docs/layout.md): 0 or
+ * -1, logged or with a sentence in err or why (it_cmyk_jpeg's -1 also means
+ * "take the ordinary path"). A call that can succeed in more than one way
+ * returns a named, non-negative outcome and keeps -1 for errors
+ * (it_queue_renew, _record, _finish: enum it_queue_rc); it_queue_claim
+ * returns how many jobs it claimed (0 or 1) or -1. it_transform_can_write
+ * and it_transform_can_read_heif are predicates. */
 #ifndef IT_WORKER_WORKER_H
 #define IT_WORKER_WORKER_H
 

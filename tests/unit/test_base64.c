@@ -5,7 +5,9 @@
 #include "guard.h"
 #include "tap.h"
 
-/* Decodes s placed right before an unmapped page; returns the length or -1. */
+#include <errno.h>
+
+/* Decodes s placed right before an unmapped page; returns the length or a negative errno. */
 static ssize_t dec(const char *s, unsigned char *out, size_t outlen)
 {
 	size_t n = strlen(s), mapped;
@@ -34,17 +36,17 @@ int main(void)
 	}
 	r = dec("+/+/", out, sizeof(out));
 	ok(r == 3 && out[0] == 0xfb && out[1] == 0xff && out[2] == 0xbf, "the standard alphabet's + and /");
-	is_int(dec("-_-_", out, sizeof(out)), -1, "base64url characters refused");
-	is_int(dec("Zm9v YmFy", out, sizeof(out)), -1, "a space refused");
-	is_int(dec("Zm9vY", out, sizeof(out)), -1, "a length no encoding has refused");
-	is_int(dec("Zg=", out, sizeof(out)), -1, "incomplete padding refused");
-	is_int(dec("Zg===", out, sizeof(out)), -1, "too much padding refused");
-	is_int(dec("Z===", out, sizeof(out)), -1, "padding after one character refused");
-	is_int(dec("Zm=v", out, sizeof(out)), -1, "padding inside refused");
-	is_int(dec("Zh==", out, sizeof(out)), -1, "non-zero leftover bits refused");
-	is_int(dec("Zm9vYmFy", out, 5), -1, "output too small refused");
+	is_int(dec("-_-_", out, sizeof(out)), -EINVAL, "base64url characters refused");
+	is_int(dec("Zm9v YmFy", out, sizeof(out)), -EINVAL, "a space refused");
+	is_int(dec("Zm9vY", out, sizeof(out)), -EINVAL, "a length no encoding has refused");
+	is_int(dec("Zg=", out, sizeof(out)), -EINVAL, "incomplete padding refused");
+	is_int(dec("Zg===", out, sizeof(out)), -EINVAL, "too much padding refused");
+	is_int(dec("Z===", out, sizeof(out)), -EINVAL, "padding after one character refused");
+	is_int(dec("Zm=v", out, sizeof(out)), -EINVAL, "padding inside refused");
+	is_int(dec("Zh==", out, sizeof(out)), -EINVAL, "non-zero leftover bits refused");
+	is_int(dec("Zm9vYmFy", out, 5), -ENOSPC, "output too small refused");
 	is_int(dec("Zm9vYmFy", out, 6), 6, "output exactly large enough");
-	is_int(dec("YQ=", out, sizeof(out)), -1, "YQ= (as in a header cut short) refused");
+	is_int(dec("YQ=", out, sizeof(out)), -EINVAL, "YQ= (as in a header cut short) refused");
 	for (size_t i = 0; i < sizeof(vectors) / sizeof(vectors[0]) - 2; i++) {
 		char enc[16];
 		it_base64_encode((const unsigned char *)vectors[i][1], strlen(vectors[i][1]), enc);

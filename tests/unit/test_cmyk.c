@@ -161,14 +161,14 @@ int main(void)
 	free(out);
 
 	/* Too large to hold, truncated, damaged: the ordinary path's. */
-	is_int(it_cmyk_jpeg(src, n, 75, -1, 0, W * H * 8 - 1, &out, &outlen, why, sizeof(why)), 1,
+	is_int(it_cmyk_jpeg(src, n, 75, -1, 0, W * H * 8 - 1, &out, &outlen, why, sizeof(why)), -1,
 	       "over max_bytes: not here (%s)", why);
 	ok(out == NULL && outlen == 0, "and nothing returned");
-	is_int(it_cmyk_jpeg(src, n / 2, 75, -1, 0, 1 << 20, &out, &outlen, why, sizeof(why)), 1,
+	is_int(it_cmyk_jpeg(src, n / 2, 75, -1, 0, 1 << 20, &out, &outlen, why, sizeof(why)), -1,
 	       "truncated: not here (%s)", why);
-	is_int(it_cmyk_jpeg(src, 20, 75, -1, 0, 1 << 20, &out, &outlen, why, sizeof(why)), 1, "20 bytes: not here (%s)",
+	is_int(it_cmyk_jpeg(src, 20, 75, -1, 0, 1 << 20, &out, &outlen, why, sizeof(why)), -1, "20 bytes: not here (%s)",
 	       why);
-	is_int(it_cmyk_jpeg("not a jpeg at all", 17, 75, -1, 0, 1 << 20, &out, &outlen, why, sizeof(why)), 1,
+	is_int(it_cmyk_jpeg("not a jpeg at all", 17, 75, -1, 0, 1 << 20, &out, &outlen, why, sizeof(why)), -1,
 	       "not a JPEG: not here (%s)", why);
 	free(src);
 
@@ -190,13 +190,13 @@ int main(void)
 	       "with a 60000-byte APP2 segment: re-encoded");
 	ok(outlen > 60000, "the segment is copied (%zu bytes)", outlen);
 	free(out);
-	is_int(it_cmyk_jpeg(src, n - 500, 75, -1, 0, 1 << 20, &out, &outlen, why, sizeof(why)), 1,
+	is_int(it_cmyk_jpeg(src, n - 500, 75, -1, 0, 1 << 20, &out, &outlen, why, sizeof(why)), -1,
 	       "with a 60000-byte APP2 segment, truncated: not here (%s)", why);
 	ok(out == NULL && outlen == 0, "and nothing returned");
 	free(src);
 
 	src = make_grey(&n);
-	is_int(it_cmyk_jpeg(src, n, 75, -1, 0, 1 << 20, &out, &outlen, why, sizeof(why)), 1, "greyscale: not here (%s)",
+	is_int(it_cmyk_jpeg(src, n, 75, -1, 0, 1 << 20, &out, &outlen, why, sizeof(why)), -1, "greyscale: not here (%s)",
 	       why);
 	free(src);
 	return tap_done();

@@ -4,6 +4,7 @@
 #include "common/config.h"
 #include "tap.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,24 +32,24 @@ int main(void)
 	unlink(path);
 
 	path = tap_write_tmp("threads = 4\nthreds = 5\n");
-	is_int(it_config_load_file(&cfg, path, err, sizeof(err)), -1, "unknown key refused");
+	is_int(it_config_load_file(&cfg, path, err, sizeof(err)), -EINVAL, "unknown key refused");
 	ok(strstr(err, ":2:") && strstr(err, "threds"), "error names line and key: %s", err);
 	unlink(path);
 
 	path = tap_write_tmp("threads = 0\n");
-	is_int(it_config_load_file(&cfg, path, err, sizeof(err)), -1, "value below range refused");
+	is_int(it_config_load_file(&cfg, path, err, sizeof(err)), -EINVAL, "value below range refused");
 	ok(strstr(err, "outside") != NULL, "error says out of range: %s", err);
 	unlink(path);
 
 	path = tap_write_tmp("threads = many\n");
-	is_int(it_config_load_file(&cfg, path, err, sizeof(err)), -1, "non-number refused");
+	is_int(it_config_load_file(&cfg, path, err, sizeof(err)), -EINVAL, "non-number refused");
 	unlink(path);
 
 	path = tap_write_tmp("just words\n");
-	is_int(it_config_load_file(&cfg, path, err, sizeof(err)), -1, "line without = refused");
+	is_int(it_config_load_file(&cfg, path, err, sizeof(err)), -EINVAL, "line without = refused");
 	unlink(path);
 
-	is_int(it_config_load_file(&cfg, "/nonexistent/it.conf", err, sizeof(err)), -1, "missing file refused");
+	is_int(it_config_load_file(&cfg, "/nonexistent/it.conf", err, sizeof(err)), -ENOENT, "missing file refused");
 
 	/* The default path (no IMAGETOOLS_CONFIG): a file that is not there is
 	 * skipped, one that cannot be read is an error naming it and why. */
@@ -60,7 +61,7 @@ int main(void)
 		ok(1, "a missing default file is skipped # SKIP " IT_CONFIG_PATH " exists here");
 	}
 	it_config_free(&cfg);
-	is_int(it_config_load(&cfg, "/nonexistent/it.conf", err, sizeof(err)), -1, "a missing file named by --config is not");
+	is_int(it_config_load(&cfg, "/nonexistent/it.conf", err, sizeof(err)), -ENOENT, "a missing file named by --config is not");
 	ok(strstr(err, "/nonexistent/it.conf") && strstr(err, "No such file"), "the error names it: %s", err);
 	it_config_free(&cfg);
 	path = tap_write_tmp("threads = 3\n");
@@ -68,13 +69,13 @@ int main(void)
 		/* A path through a regular file cannot be looked at, even by root. */
 		char below[64];
 		snprintf(below, sizeof(below), "%s/imagetools.conf", path);
-		is_int(it_config_load(&cfg, below, err, sizeof(err)), -1, "a default path that cannot be looked at is an error");
+		is_int(it_config_load(&cfg, below, err, sizeof(err)), -ENOTDIR, "a default path that cannot be looked at is an error");
 		ok(strstr(err, below) && strstr(err, "Not a directory"), "naming the path and the reason: %s", err);
 		it_config_free(&cfg);
 	}
 	if (geteuid() != 0) {
 		chmod(path, 0);
-		is_int(it_config_load(&cfg, path, err, sizeof(err)), -1, "an unreadable default file is an error");
+		is_int(it_config_load(&cfg, path, err, sizeof(err)), -EACCES, "an unreadable default file is an error");
 		ok(strstr(err, path) && strstr(err, "Permission denied"), "naming the path and the reason: %s", err);
 		it_config_free(&cfg);
 	} else {
@@ -93,24 +94,24 @@ int main(void)
 	}
 	{
 		char *envp[] = {"IMAGETOOLS_NO_SUCH=1", NULL};
-		is_int(it_config_load_env(&cfg, envp, err, sizeof(err)), -1, "unknown variable refused");
+		is_int(it_config_load_env(&cfg, envp, err, sizeof(err)), -EINVAL, "unknown variable refused");
 	}
 	{
 		char *envp[] = {"IMAGETOOLS_CONFIG=/etc/x.conf", NULL};
 		is_int(it_config_load_env(&cfg, envp, err, sizeof(err)), 0, "IMAGETOOLS_CONFIG is not a setting");
 	}
-	is_int(it_config_set(&cfg, "max_upload_bytes", "99999999999999999999", err, sizeof(err)), -1,
+	is_int(it_config_set(&cfg, "max_upload_bytes", "99999999999999999999", err, sizeof(err)), -EINVAL,
 	       "overflow refused");
-	is_int(it_config_set(&cfg, "max_upload_bytes", "9223372036854775807G", err, sizeof(err)), -1,
+	is_int(it_config_set(&cfg, "max_upload_bytes", "9223372036854775807G", err, sizeof(err)), -EINVAL,
 	       "overflow through a suffix refused");
 	is_int(it_config_set(&cfg, "public_url", "http://192.168.1.20:8080/imagetools/", err, sizeof(err)), 0,
 	       "public_url takes an http URL with a port and a path");
 	is_str(cfg.public_url, "http://192.168.1.20:8080/imagetools/", "public_url kept as given");
-	is_int(it_config_set(&cfg, "public_url", "images.example.org", err, sizeof(err)), -1,
+	is_int(it_config_set(&cfg, "public_url", "images.example.org", err, sizeof(err)), -EINVAL,
 	       "public_url without a scheme refused");
 	ok(strstr(err, "public_url") != NULL && strstr(err, "http://") != NULL, "the error names the key and the form");
-	is_int(it_config_set(&cfg, "public_url", "https://", err, sizeof(err)), -1, "public_url without a host refused");
-	is_int(it_config_set(&cfg, "public_url", "https://x.example/?a=\"b", err, sizeof(err)), -1,
+	is_int(it_config_set(&cfg, "public_url", "https://", err, sizeof(err)), -EINVAL, "public_url without a host refused");
+	is_int(it_config_set(&cfg, "public_url", "https://x.example/?a=\"b", err, sizeof(err)), -EINVAL,
 	       "public_url with a query or a quote refused");
 	is_int(it_config_set(&cfg, "public_url", "", err, sizeof(err)), 0, "empty public_url allowed");
 	it_config_free(&cfg);

@@ -4,6 +4,7 @@
 #include "common/cred.h"
 #include "tap.h"
 
+#include <errno.h>
 #include <string.h>
 
 /* The token it_cred_bearer finds in v, or "<none>" for another scheme. */
@@ -39,16 +40,16 @@ static void copy(void)
 {
 	char out[8];
 
-	is_int(it_cred_copy("abc", 3, out, sizeof(out)), 1, "visible ASCII is copied");
+	is_int(it_cred_copy("abc", 3, out, sizeof(out)), 3, "visible ASCII is copied");
 	is_str(out, "abc", "as it was");
-	is_int(it_cred_copy("abcdefg", 7, out, sizeof(out)), 1, "the longest that fits");
-	is_int(it_cred_copy("abcdefgh", 8, out, sizeof(out)), -1, "one more does not fit");
-	is_int(it_cred_copy("", 0, out, sizeof(out)), -1, "empty");
-	is_int(it_cred_copy("a b", 3, out, sizeof(out)), -1, "a space");
-	is_int(it_cred_copy("a\x7f", 2, out, sizeof(out)), -1, "DEL");
-	is_int(it_cred_copy("a\xc3\xa9", 3, out, sizeof(out)), -1, "a byte above ASCII");
+	is_int(it_cred_copy("abcdefg", 7, out, sizeof(out)), 7, "the longest that fits");
+	is_int(it_cred_copy("abcdefgh", 8, out, sizeof(out)), -EINVAL, "one more does not fit");
+	is_int(it_cred_copy("", 0, out, sizeof(out)), -EINVAL, "empty");
+	is_int(it_cred_copy("a b", 3, out, sizeof(out)), -EINVAL, "a space");
+	is_int(it_cred_copy("a\x7f", 2, out, sizeof(out)), -EINVAL, "DEL");
+	is_int(it_cred_copy("a\xc3\xa9", 3, out, sizeof(out)), -EINVAL, "a byte above ASCII");
 	memcpy(out, "xyz", 4);
-	is_int(it_cred_copy(out + 1, 2, out, sizeof(out)), 1, "from inside out");
+	is_int(it_cred_copy(out + 1, 2, out, sizeof(out)), 2, "from inside out");
 	is_str(out, "yz", "moved, not garbled");
 }
 

@@ -4,6 +4,7 @@
 #include "db/db.h"
 #include "tap.h"
 
+#include <errno.h>
 #include <string.h>
 
 int main(void)
@@ -20,27 +21,27 @@ int main(void)
 
 	/* A space inside an unquoted password: libpq reads its second half as
 	 * an option name and quotes it in its message. */
-	is_int(it_db_check_conninfo("host=/tmp dbname=it password=pass hunter2secret", err, sizeof(err)), -1,
+	is_int(it_db_check_conninfo("host=/tmp dbname=it password=pass hunter2secret", err, sizeof(err)), -EINVAL,
 	       "a malformed string is refused");
 	ok(strstr(err, "database_url") != NULL, "the error names the setting: %s", err);
 	ok(strstr(err, "hunter2") == NULL, "and does not repeat the password");
 
-	is_int(it_db_check_conninfo("host=/tmp passwrd=topsecret", err, sizeof(err)), -1, "an unknown option");
+	is_int(it_db_check_conninfo("host=/tmp passwrd=topsecret", err, sizeof(err)), -EINVAL, "an unknown option");
 	ok(strstr(err, "database_url") && !strstr(err, "topsecret") && !strstr(err, "passwrd"),
 	   "named without its words: %s", err);
 
-	is_int(it_db_check_conninfo("postgresql://it:pw@localhost/db?bogus=zzsecret", err, sizeof(err)), -1,
+	is_int(it_db_check_conninfo("postgresql://it:pw@localhost/db?bogus=zzsecret", err, sizeof(err)), -EINVAL,
 	       "a URI with an unknown parameter");
 	ok(strstr(err, "database_url") && !strstr(err, "zzsecret"), "named without its value: %s", err);
 
-	is_int(it_db_check_conninfo("host='/tmp dbname=it", err, sizeof(err)), -1, "an unterminated quote");
+	is_int(it_db_check_conninfo("host='/tmp dbname=it", err, sizeof(err)), -EINVAL, "an unterminated quote");
 	ok(strstr(err, "database_url") != NULL, "is named: %s", err);
 
 	/* A short buffer is filled, never overrun. */
 	{
 		char small[24];
 		memset(small, 'Z', sizeof(small));
-		is_int(it_db_check_conninfo("a b c", small, 16), -1, "a malformed string, short buffer");
+		is_int(it_db_check_conninfo("a b c", small, 16), -EINVAL, "a malformed string, short buffer");
 		ok(memchr(small, '\0', 16) != NULL && small[16] == 'Z', "the message fits in the buffer");
 	}
 	return tap_done();

@@ -4,6 +4,7 @@
 #include "image/filename.h"
 #include "tap.h"
 
+#include <errno.h>
 #include <string.h>
 
 static const char *san(const char *in, const char *ext)
@@ -107,6 +108,6 @@ int main(void)
 	is_int(it_filename_disposition("caf\xc3\xa9 \"1\".jpg", out, sizeof(out)), 0, "disposition fits");
 	is_str(out, "attachment; filename=\"caf_ _1_.jpg\"; filename*=UTF-8''caf%C3%A9%20%221%22.jpg",
 	       "ASCII fallback and RFC 8187 filename*");
-	is_int(it_filename_disposition("x.jpg", out, 20), -1, "too small an output is refused");
+	is_int(it_filename_disposition("x.jpg", out, 20), -ENOSPC, "too small an output is refused");
 	return tap_done();
 }

@@ -1,9 +1,16 @@
-/* test_guard.c: unit tests for the check fcgi/guard makes before Origin: the Host allow-list (common/host). */
+/* test_guard.c: unit tests for the checks fcgi/guard makes before a handler: the Host allow-list (common/host), and what the guard and the session problem return. */
 #include "config.h"
 
 #include "common/host.h"
+#include "fcgi/app.h"
+#include "fcgi/guard.h"
 #include "guard.h"
 #include "tap.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
 
 /* it_host_listed on a Host value placed right before an unmapped page, so a
  * read past its end crashes instead of passing. */
@@ -77,9 +84,110 @@ static void test_split(void)
 	ok(it_host_split("", 0, &hp) < 0, "nothing is no host");
 }
 
+/* The status line of the last answer, "" when nothing was answered. */
+static char answered[64];
+
+/* Runs it_guard_request on a CGI request (method, Host, Origin: NULL for
+ * none) with stdout captured, and returns what it returned. */
+static int guard(const char *method, const char *host, const char *origin)
+{
+	char path[] = "/tmp/it-guard-XXXXXX", out[4096];
+	int fd = mkstemp(path), saved = dup(STDOUT_FILENO), rc;
+	const char *st;
+	ssize_t n;
+	it_req req;
+
+	fflush(stdout);
+	dup2(fd, STDOUT_FILENO);
+	setenv("REQUEST_METHOD", method, 1);
+	setenv("REQUEST_URI", "/api/v1/sessions", 1);
+	setenv("REMOTE_ADDR", "127.0.0.1", 1);
+	if (host)
+		setenv("HTTP_HOST", host, 1);
+	else
+		unsetenv("HTTP_HOST");
+	if (origin)
+		setenv("HTTP_ORIGIN", origin, 1);
+	else
+		unsetenv("HTTP_ORIGIN");
+	it_req_init(&req, NULL, "");
+	rc = it_guard_request(&req);
+	fflush(stdout);
+	it_buf_free(&req.headers);
+	dup2(saved, STDOUT_FILENO);
+	close(saved);
+	n = pread(fd, out, sizeof(out) - 1, 0);
+	out[n > 0 ? n : 0] = '\0';
+	close(fd);
+	unlink(path);
+	st = strstr(out, "Status: ");
+	snprintf(answered, sizeof(answered), "%.11s", st ? st : "");
+	return rc;
+}
+
+/* A function that may answer returns 0 to let the handler run, or the
+ * status it answered with (src/fcgi/request.h), never a bare 1. */
+static void test_answered(void)
+{
+	it_config_defaults(&it_g.cfg);
+	free(it_g.cfg.server_names);
+	it_g.cfg.server_names = strdup("images.example.org");
+	free(it_g.cfg.allowed_origins);
+	it_g.cfg.allowed_origins = strdup("https://app.example");
+
+	is_int(guard("GET", "images.example.org", NULL), 0, "a request for a listed host goes on");
+	is_str(answered, "", "and nothing is answered");
+	is_int(guard("GET", "evil.example", NULL), 421, "another Host: the guard returns 421");
+	is_str(answered, "Status: 421", "the status it answered with");
+	is_int(guard("POST", "images.example.org", "https://evil.example"), 403,
+	       "a POST from a refused origin: 403");
+	is_str(answered, "Status: 403", "the status it answered with");
+	is_int(guard("OPTIONS", "images.example.org", "https://app.example"), 204, "a listed origin's preflight: 204");
+	is_str(answered, "Status: 204", "the status it answered with");
+	is_int(guard("POST", "images.example.org", "https://app.example"), 0, "a POST from a listed origin goes on");
+	it_config_free(&it_g.cfg);
+}
+
+/* it_app_session_problem passes a store outcome on as the answer. */
+static void test_session_problem(void)
+{
+	char path[] = "/tmp/it-guard-XXXXXX";
+	int fd = mkstemp(path), saved = dup(STDOUT_FILENO);
+	int ok0, r404, r400, r503;
+	it_req req;
+
+	fflush(stdout);
+	dup2(fd, STDOUT_FILENO);
+	setenv("REQUEST_METHOD", "GET", 1);
+	setenv("REQUEST_URI", "/api/v1/sessions/x", 1);
+	it_req_init(&req, NULL, "");
+	ok0 = it_app_session_problem(&req, 0);
+	r404 = it_app_session_problem(&req, 404);
+	fflush(stdout);
+	it_buf_free(&req.headers);
+	it_req_init(&req, NULL, "");
+	r400 = it_app_session_problem(&req, 400);
+	fflush(stdout);
+	it_buf_free(&req.headers);
+	it_req_init(&req, NULL, "");
+	r503 = it_app_session_problem(&req, -1);
+	fflush(stdout);
+	it_buf_free(&req.headers);
+	dup2(saved, STDOUT_FILENO);
+	close(saved);
+	close(fd);
+	unlink(path);
+	is_int(ok0, 0, "no problem: 0, nothing answered");
+	is_int(r404, 404, "unknown session: returns the 404 it answered");
+	is_int(r400, 400, "malformed id: 400");
+	is_int(r503, 503, "anything else: 503");
+}
+
 int main(void)
 {
 	test_server_names();
 	test_split();
+	test_answered();
+	test_session_problem();
 	return tap_done();
 }

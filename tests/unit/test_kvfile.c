@@ -4,6 +4,7 @@
 #include "common/kvfile.h"
 #include "tap.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <unistd.h>
@@ -15,7 +16,7 @@ static int collect(void *ud, const char *key, const char *val, char *why, size_t
 
 	if (strcmp(key, "bad") == 0) {
 		snprintf(why, whylen, "bad is refused");
-		return -1;
+		return -EINVAL;
 	}
 	snprintf(out + strlen(out), 512 - strlen(out), "%s=%s;", key, val);
 	return 0;
@@ -36,13 +37,13 @@ int main(void)
 
 	got[0] = '\0';
 	path = tap_write_tmp("a = 1\nbad = 2\nc = 3\n");
-	is_int(it_kv_read_file(path, 0, collect, got, err, sizeof(err)), -1, "a refusal by the callback stops the read");
+	is_int(it_kv_read_file(path, 0, collect, got, err, sizeof(err)), -EINVAL, "a refusal by the callback stops the read");
 	ok(strstr(err, ":2: bad is refused") != NULL, "the error names the file and line: %s", err);
 	is_str(got, "a=1;", "nothing after the refused line is read");
 	unlink(path);
 
 	path = tap_write_tmp("a = 1\nno equals sign here\n");
-	is_int(it_kv_read_file(path, 0, collect, got, err, sizeof(err)), -1, "a line without = is an error");
+	is_int(it_kv_read_file(path, 0, collect, got, err, sizeof(err)), -EINVAL, "a line without = is an error");
 	ok(strstr(err, ":2: expected key = value") != NULL, "and says so: %s", err);
 	unlink(path);
 
@@ -52,13 +53,13 @@ int main(void)
 	long_line[sizeof(long_line) - 2] = '\n';
 	long_line[sizeof(long_line) - 1] = '\0';
 	path = tap_write_tmp(long_line);
-	is_int(it_kv_read_file(path, 0, collect, got, err, sizeof(err)), -1, "a line over 4 KiB is an error");
+	is_int(it_kv_read_file(path, 0, collect, got, err, sizeof(err)), -EINVAL, "a line over 4 KiB is an error");
 	ok(strstr(err, ":1: line too long") != NULL, "and says so: %s", err);
 	unlink(path);
 
 	is_int(it_kv_read_file("/nonexistent/it.conf", 1, collect, got, err, sizeof(err)), 0,
 	       "a missing file is fine when allowed");
-	is_int(it_kv_read_file("/nonexistent/it.conf", 0, collect, got, err, sizeof(err)), -1,
+	is_int(it_kv_read_file("/nonexistent/it.conf", 0, collect, got, err, sizeof(err)), -ENOENT,
 	       "and an error otherwise");
 	ok(strstr(err, "/nonexistent/it.conf: ") == err, "naming the file: %s", err);
 

@@ -45,7 +45,7 @@ int main(void)
 	ok(accepts(path), "connections reach it");
 
 	fd2 = it_listen_unix(path, 16, &b, err, sizeof(err));
-	is_int(fd2, -EADDRINUSE, "a second server on a live socket is refused");
+	ok(fd2 == -1 && errno == EADDRINUSE, "a second server on a live socket is refused (EADDRINUSE)");
 	ok(strstr(err, path) && strstr(err, "in use"), "the error names the path: %s", err);
 	ok(!b.valid, "and it owns nothing");
 	is_int(inode(path), a.ino, "the first server's socket file is untouched");
@@ -85,7 +85,8 @@ int main(void)
 		ok(f >= 0 && write(f, "data\n", 5) == 5, "a regular file at the path");
 		close(f);
 	}
-	is_int(it_listen_unix(path, 16, &b, err, sizeof(err)), -EEXIST, "is refused");
+	is_int(it_listen_unix(path, 16, &b, err, sizeof(err)), -1, "is refused");
+	is_int(errno, EEXIST, "with EEXIST");
 	ok(strstr(err, "not a socket") != NULL, "with a reason: %s", err);
 	{
 		struct stat st;

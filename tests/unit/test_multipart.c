@@ -6,6 +6,7 @@
 #include "guard.h"
 #include "tap.h"
 
+#include <errno.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -393,18 +394,18 @@ static void test_boundary_header(void)
 	is_int(it_mp_boundary("Multipart/Form-Data;charset=utf-8;BOUNDARY=\"a b:c=d?\"", b), 8, "quoted boundary");
 	is_str(b, "a b:c=d?", "quoted boundary value");
 	is_int(it_mp_boundary("multipart/form-data; boundary=x:y=z", b), 5, "unquoted boundary with : and =");
-	is_int(it_mp_boundary("multipart/form-data", b), -1, "no boundary");
-	is_int(it_mp_boundary("multipart/mixed; boundary=x", b), -1, "not form-data");
-	is_int(it_mp_boundary("multipart/form-data; boundary=\"\"", b), -1, "empty boundary");
-	is_int(it_mp_boundary("multipart/form-data; boundary=\"ends with space \"", b), -1, "boundary ending in space");
-	is_int(it_mp_boundary("multipart/form-data; boundary=a<b", b), -1, "character outside bchars");
+	is_int(it_mp_boundary("multipart/form-data", b), -EINVAL, "no boundary");
+	is_int(it_mp_boundary("multipart/mixed; boundary=x", b), -EINVAL, "not form-data");
+	is_int(it_mp_boundary("multipart/form-data; boundary=\"\"", b), -EINVAL, "empty boundary");
+	is_int(it_mp_boundary("multipart/form-data; boundary=\"ends with space \"", b), -EINVAL, "boundary ending in space");
+	is_int(it_mp_boundary("multipart/form-data; boundary=a<b", b), -EINVAL, "character outside bchars");
 	memset(longb, 0, sizeof(longb));
 	strcpy(longb, "multipart/form-data; boundary=");
 	memset(longb + strlen(longb), 'x', 71);
-	is_int(it_mp_boundary(longb, b), -1, "71-character boundary");
+	is_int(it_mp_boundary(longb, b), -EINVAL, "71-character boundary");
 	longb[strlen(longb) - 1] = '\0';
 	is_int(it_mp_boundary(longb, b), 70, "70-character boundary");
-	is_int(it_mp_boundary(NULL, b), -1, "no Content-Type");
+	is_int(it_mp_boundary(NULL, b), -EINVAL, "no Content-Type");
 }
 
 /* Random binary parts that contain pieces of the delimiter survive intact. */

@@ -6,6 +6,7 @@
 
 #include "tap.h"
 
+#include <errno.h>
 #include <stdlib.h>
 #include <vips/vips.h>
 
@@ -27,8 +28,8 @@ static void test_params(void)
 	is_int(it_op_type_parse("bulk_compress"), IT_OP_COMPRESS, "bulk_compress is known");
 	is_int(it_op_type_parse("bulk_resize"), IT_OP_RESIZE, "bulk_resize is known");
 	is_int(it_op_type_parse("bulk_convert"), IT_OP_CONVERT, "bulk_convert is known");
-	is_int(it_op_type_parse("bulk_delete"), -1, "unknown type refused");
-	is_int(it_op_type_parse(NULL), -1, "NULL type refused");
+	is_int(it_op_type_parse("bulk_delete"), -EINVAL, "unknown type refused");
+	is_int(it_op_type_parse(NULL), -EINVAL, "NULL type refused");
 
 	is_int(parse(IT_OP_COMPRESS, NULL, &p, err), 0, "compress without params");
 	is_int(p.quality, 75, "default quality 75");
@@ -43,36 +44,36 @@ static void test_params(void)
 	ok(p.palette && p.subsample == IT_SUB_OFF && p.background[0] == 0x10 && p.background[1] == 0xa0 &&
 		   p.background[2] == 0xff && p.format == IT_FMT_AVIF,
 	   "values taken");
-	is_int(parse(IT_OP_COMPRESS, "{\"background\":\"white\"}", &p, err), -1, "a colour name refused");
+	is_int(parse(IT_OP_COMPRESS, "{\"background\":\"white\"}", &p, err), -EINVAL, "a colour name refused");
 	is_str(err, "params.background must be a colour written \"#rrggbb\".", "the error shows the form");
-	is_int(parse(IT_OP_COMPRESS, "{\"subsample\":\"420\"}", &p, err), -1, "an unknown subsampling refused");
+	is_int(parse(IT_OP_COMPRESS, "{\"subsample\":\"420\"}", &p, err), -EINVAL, "an unknown subsampling refused");
 	is_int(p.format, IT_FMT_KEEP, "compress keeps the format by default");
 	is_int(parse(IT_OP_COMPRESS, "{\"quality\":40,\"format\":\"webp\",\"strip\":false}", &p, err), 0,
 	       "compress with every param");
 	ok(p.quality == 40 && p.format == IT_FMT_WEBP && p.strip == 0, "values taken");
-	is_int(parse(IT_OP_COMPRESS, "{\"quality\":0}", &p, err), -1, "quality 0 refused");
+	is_int(parse(IT_OP_COMPRESS, "{\"quality\":0}", &p, err), -EINVAL, "quality 0 refused");
 	is_str(err, "params.quality must be between 1 and 100.", "the error names the range");
-	is_int(parse(IT_OP_COMPRESS, "{\"quality\":101}", &p, err), -1, "quality 101 refused");
-	is_int(parse(IT_OP_COMPRESS, "{\"quality\":\"75\"}", &p, err), -1, "quality as a string refused");
-	is_int(parse(IT_OP_COMPRESS, "{\"quality\":75.5}", &p, err), -1, "fractional quality refused");
-	is_int(parse(IT_OP_COMPRESS, "{\"format\":\"png\"}", &p, err), -1, "compress to PNG refused");
-	is_int(parse(IT_OP_COMPRESS, "{\"qualty\":75}", &p, err), -1, "misspelt key refused");
+	is_int(parse(IT_OP_COMPRESS, "{\"quality\":101}", &p, err), -EINVAL, "quality 101 refused");
+	is_int(parse(IT_OP_COMPRESS, "{\"quality\":\"75\"}", &p, err), -EINVAL, "quality as a string refused");
+	is_int(parse(IT_OP_COMPRESS, "{\"quality\":75.5}", &p, err), -EINVAL, "fractional quality refused");
+	is_int(parse(IT_OP_COMPRESS, "{\"format\":\"png\"}", &p, err), -EINVAL, "compress to PNG refused");
+	is_int(parse(IT_OP_COMPRESS, "{\"qualty\":75}", &p, err), -EINVAL, "misspelt key refused");
 	is_str(err, "params.qualty is not a parameter of bulk_compress.", "the error names the key");
-	is_int(parse(IT_OP_COMPRESS, "[1]", &p, err), -1, "params must be an object");
-	is_int(parse(IT_OP_COMPRESS, "{\"width\":10}", &p, err), -1, "width is not a compress param");
+	is_int(parse(IT_OP_COMPRESS, "[1]", &p, err), -EINVAL, "params must be an object");
+	is_int(parse(IT_OP_COMPRESS, "{\"width\":10}", &p, err), -EINVAL, "width is not a compress param");
 
-	is_int(parse(IT_OP_RESIZE, NULL, &p, err), -1, "resize needs a size");
+	is_int(parse(IT_OP_RESIZE, NULL, &p, err), -EINVAL, "resize needs a size");
 	is_int(parse(IT_OP_RESIZE, "{\"width\":800}", &p, err), 0, "resize by width only");
 	ok(p.width == 800 && p.height == 0 && p.enlarge == 0, "width taken, height unbounded");
-	is_int(parse(IT_OP_RESIZE, "{\"width\":0,\"height\":10}", &p, err), -1, "width 0 refused");
-	is_int(parse(IT_OP_RESIZE, "{\"width\":16385}", &p, err), -1, "width past the maximum refused");
+	is_int(parse(IT_OP_RESIZE, "{\"width\":0,\"height\":10}", &p, err), -EINVAL, "width 0 refused");
+	is_int(parse(IT_OP_RESIZE, "{\"width\":16385}", &p, err), -EINVAL, "width past the maximum refused");
 	is_int(parse(IT_OP_RESIZE, "{\"width\":100,\"height\":50,\"format\":\"png\",\"enlarge\":true}", &p, err), 0,
 	       "resize with every param");
 	ok(p.height == 50 && p.format == IT_FMT_PNG && p.enlarge == 1, "values taken");
 
-	is_int(parse(IT_OP_CONVERT, NULL, &p, err), -1, "convert needs a format");
-	is_int(parse(IT_OP_CONVERT, "{\"format\":\"keep\"}", &p, err), -1, "convert to keep refused");
-	is_int(parse(IT_OP_CONVERT, "{\"format\":\"gif\"}", &p, err), -1, "convert to gif refused");
+	is_int(parse(IT_OP_CONVERT, NULL, &p, err), -EINVAL, "convert needs a format");
+	is_int(parse(IT_OP_CONVERT, "{\"format\":\"keep\"}", &p, err), -EINVAL, "convert to keep refused");
+	is_int(parse(IT_OP_CONVERT, "{\"format\":\"gif\"}", &p, err), -EINVAL, "convert to gif refused");
 	is_int(parse(IT_OP_CONVERT, "{\"format\":\"png\"}", &p, err), 0, "convert to png");
 
 	/* The stored form goes through the same validation when the worker reads it. */

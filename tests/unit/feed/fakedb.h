@@ -11,6 +11,7 @@
 #include "db/eventlog.h"
 #include "feed/feed.h"
 
+#include <errno.h>
 #include <libpq-fe.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -63,7 +64,7 @@ static int fake_send(void *impl, const char *sql, int nparams, const char *const
 	struct fake *fk = impl;
 
 	if (!fk->up || fk->busy)
-		return -1;
+		return fk->up ? -EBUSY : -ENOTCONN;
 	fk->busy = 1;
 	fk->sql = strdup(sql);
 	fk->nparams = nparams;

@@ -186,7 +186,7 @@ static void broken(void)
 	close(sv[1]);
 	it_outq_copy(&q, NULL, 0, "hello", 5, NULL, 0);
 	signal(SIGPIPE, SIG_IGN);
-	is_int(it_outq_write(&q, sv[0]), -1, "a closed peer is a broken connection");
+	is_int(it_outq_write(&q, sv[0]), -EPIPE, "a closed peer is a broken connection, -EPIPE");
 	ok(errno == EPIPE, "with errno EPIPE");
 	it_outq_free(&q);
 	close(sv[0]);

@@ -6,6 +6,7 @@
 #include "tap.h"
 
 #include <arpa/inet.h>
+#include <errno.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <sys/epoll.h>
@@ -90,7 +91,7 @@ int main(void)
 	spin(&p, epfd, 300);
 	is_int(p.state, IT_PGL_DOWN, "a refused connection fails at once");
 	ok(p.backoff == it_pgl_backoff_next(IT_PGL_BACKOFF_MIN), "and the backoff grows");
-	ok(!it_pgl_idle(&p) && it_pgl_send(&p, "SELECT 1", 0, NULL) == -1, "nothing can be sent while down");
+	ok(!it_pgl_idle(&p) && it_pgl_send(&p, "SELECT 1", 0, NULL) == -ENOTCONN, "nothing can be sent while down");
 	it_pgl_free(&p);
 	close(epfd);
 	return tap_done();
