@@ -90,7 +90,7 @@ void it_h_session_self(it_req *req)
 	it_session s;
 	json_object *o;
 
-	if (it_auth_principal(req, NULL, IT_AUTH_SESSION_UNCHECKED, &p) < 0)
+	if (it_auth_principal(req, NULL, IT_AUTH_SESSION_UNCHECKED, &p) != 0)
 		return;
 	if (it_app_session_problem(req, it_sessions_get(&conn, p.session_id, &s)))
 		return;
