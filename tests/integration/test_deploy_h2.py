@@ -151,9 +151,13 @@ def check_one_connection(tap, st, sid, label, want_streams, unknown_length=True)
         # styles, the health check. Apache's mod_http2 starts a connection at six requests
         # processed at once and raises that only as requests on it complete (docs/deploy.md,
         # "TLS and HTTP/2"); a tab's own loading is what raises it.
-        page = [c.request("GET", "/" + os.path.relpath(os.path.join(dirpath, name), os.path.join(SRCDIR, "web")))
-                for dirpath, _, names in os.walk(os.path.join(SRCDIR, "web")) for name in sorted(names)]
-        page.append(c.request("GET", "/api/v1/health"))
+        # Like a browser, never more at once than the server's SETTINGS allow (lighttpd: 8).
+        paths = ["/" + os.path.relpath(os.path.join(dirpath, name), os.path.join(SRCDIR, "web"))
+                 for dirpath, _, names in os.walk(os.path.join(SRCDIR, "web")) for name in sorted(names)]
+        page = []
+        for path in paths + ["/api/v1/health"]:
+            c.wait(lambda: c.conn.open_outbound_streams < limit, what="a free stream for the page's files")
+            page.append(c.request("GET", path))
         c.wait(lambda: all(p.ended for p in page), what="the page and its files")
         tap.ok(all(p.status == 200 for p in page), label + ": the page, its %d files and the health check load"
                % (len(page) - 1))
