@@ -4,7 +4,7 @@
 #include "bridge/bridge.h"
 
 #include "bridge/http.h"
-#include "bridge/ratelimit.h"
+#include "bridge/addrlimit.h"
 #include "bridge/ws.h"
 #include "common/buf.h"
 #include "common/cred.h"
@@ -171,8 +171,8 @@ static struct bridge {
 	int stopping;
 	double stop_deadline;
 	int64_t delivered_unreported[3]; /* events taken, per client_kind, since the metric was last added to */
-	it_rl rate;		/* upgrades per client address (rate_streams) */
-	it_rl authfail;		/* failed credentials per client address */
+	it_addrlimit rate;		 /* upgrades per client address (rate_streams) */
+	it_addrlimit authfail;		 /* failed credentials per client address */
 	double rate_pruned;
 	unsigned char rbuf[65536];
 } B;
@@ -891,7 +891,7 @@ static it_ident *ident_get(client *c)
 /* Counts a refused credential against the client's address. */
 static void auth_failed(client *c)
 {
-	it_rl_hit(&B.authfail, c->addr, B.now);
+	it_addrlimit_hit(&B.authfail, c->addr, B.now);
 }
 
 /* Sends a token's hash to the feed for checking; done is called with the
@@ -933,7 +933,7 @@ static int authfail_refused(client *c, unsigned wait)
  * refused with 429. */
 static int stream_rate(client *c)
 {
-	unsigned wait = it_rl_hit(&B.rate, c->addr, B.now);
+	unsigned wait = it_addrlimit_hit(&B.rate, c->addr, B.now);
 	char hdr[48], ext[40], detail[96];
 
 	if (!wait)
@@ -1160,7 +1160,7 @@ static int stream_start(client *c, const it_http_request *req, enum client_kind 
 	if (kind == K_SSE && stream_rate(c) < 0)
 		return -1;
 	{
-		unsigned wait = it_rl_peek(&B.authfail, c->addr, B.now);
+		unsigned wait = it_addrlimit_peek(&B.authfail, c->addr, B.now);
 		if (wait)
 			return authfail_refused(c, wait);
 	}
@@ -1364,7 +1364,7 @@ static void ws_cred_done(it_feed_credq *q, const it_feed_principal *p)
 static int ws_authenticate(client *c, const char *cred)
 {
 	if (it_token_is(cred)) {
-		if (it_rl_peek(&B.authfail, c->addr, B.now)) {
+		if (it_addrlimit_peek(&B.authfail, c->addr, B.now)) {
 			client_close(c, IT_WS_CLOSE_TRY_LATER, "Too many failed credentials");
 			return -1;
 		}
@@ -1589,7 +1589,7 @@ static int handshake(client *c)
 		unsigned wait;
 
 		client_address(c, &req, c->addr, sizeof(c->addr));
-		wait = it_rl_hit(&B.rate, c->addr, B.now);
+		wait = it_addrlimit_hit(&B.rate, c->addr, B.now);
 		if (wait) {
 			snprintf(hdr, sizeof(hdr), "Retry-After: %u\r\n", wait);
 			return client_http_error(c, 429, "Too Many Requests", "rate-limited",
@@ -1915,8 +1915,8 @@ static void tick(void)
 	it_feed_tick(B.feed, (int64_t)(B.now * 1000.0));
 	it_presence_tick(B.presence, (int64_t)(B.now * 1000.0));
 	if (B.now - B.rate_pruned >= 10.0) {
-		it_rl_prune(&B.rate, B.now);
-		it_rl_prune(&B.authfail, B.now);
+		it_addrlimit_prune(&B.rate, B.now);
+		it_addrlimit_prune(&B.authfail, B.now);
 		B.rate_pruned = B.now;
 	}
 	if (B.listen_paused_until > 0 && B.now >= B.listen_paused_until && !B.stopping) {
@@ -2058,11 +2058,8 @@ int it_bridge_run(const it_config *cfg, const char *listen_addr)
 	B.presence_h.kind = H_PRESENCE;
 	/* 100,000 addresses at most in one minute's table (some 10 MB); past
 	 * that, new ones share one counter. */
-	if (it_rl_init(&B.rate, (unsigned)cfg->rate_streams, 60.0, 100000) < 0 ||
-	    it_rl_init(&B.authfail, (unsigned)cfg->rate_auth_failures, 60.0, 100000) < 0) {
-		it_log_error("out of memory");
-		return -1;
-	}
+	it_addrlimit_init(&B.rate, (unsigned)cfg->rate_streams, 60.0, 100000);
+	it_addrlimit_init(&B.authfail, (unsigned)cfg->rate_auth_failures, 60.0, 100000);
 	it_raise_fd_limit();
 	signal(SIGPIPE, SIG_IGN);
 	sigemptyset(&mask);
@@ -2191,7 +2188,7 @@ out:
 		close(B.tfd);
 	if (B.epfd >= 0)
 		close(B.epfd);
-	it_rl_free(&B.rate);
-	it_rl_free(&B.authfail);
+	it_addrlimit_free(&B.rate);
+	it_addrlimit_free(&B.authfail);
 	return rc;
 }
