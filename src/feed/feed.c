@@ -4,6 +4,7 @@
 #include "feed/feed.h"
 
 #include "common/buf.h"
+#include "common/htab.h"
 #include "common/id.h"
 #include "common/log.h"
 #include "db/eventlog.h"
@@ -45,7 +46,7 @@ const char it_feed_cred_sql[] =
 	" CROSS JOIN LATERAL it_credential_check(NULL, decode(c.h, 'hex')) r ORDER BY c.i";
 
 typedef struct it_feed_sess {
-	struct it_feed_sess *hnext; /* hash chain */
+	it_hnode node; /* in feed->sessions, named by id */
 	struct it_feed *feed;
 	it_list subs;		    /* it_feed_sub.link */
 	it_list *iter_next;	    /* the next subscriber of a walk in progress */
@@ -80,8 +81,7 @@ struct it_feed {
 	const it_feed_db_ops *dbops;
 	void *db;
 	it_pgl pgl;
-	sess **buckets;
-	size_t nbuckets, nsess;
+	it_htab sessions; /* of sess.node */
 	it_list work;  /* sessions with need_check / need_read, not busy */
 	it_list ready; /* subscribers to look at in it_feed_run */
 	int db_up, degraded;
@@ -339,56 +339,19 @@ int it_feed_parse_notify(const char *p, size_t len, char *id, size_t idlen, int6
 
 /* ------------------------------------------------------------------ the registry */
 
-static size_t hash_id(const char *s)
-{
-	size_t h = 1469598103934665603ULL;
-
-	while (*s)
-		h = (h ^ (unsigned char)*s++) * 1099511628211ULL;
-	return h;
-}
-
-static int grow(it_feed *f)
-{
-	size_t n = f->nbuckets ? f->nbuckets * 2 : 256;
-	sess **b = calloc(n, sizeof(*b));
-
-	if (b == NULL)
-		return -ENOMEM;
-	for (size_t i = 0; i < f->nbuckets; i++) {
-		sess *s = f->buckets[i], *next;
-		for (; s; s = next) {
-			size_t k = hash_id(s->id) & (n - 1);
-			next = s->hnext;
-			s->hnext = b[k];
-			b[k] = s;
-		}
-	}
-	free(f->buckets);
-	f->buckets = b;
-	f->nbuckets = n;
-	return 0;
-}
-
 static sess *sess_find(const it_feed *f, const char *id)
 {
-	if (f->nbuckets == 0)
-		return NULL;
-	for (sess *s = f->buckets[hash_id(id) & (f->nbuckets - 1)]; s; s = s->hnext)
-		if (strcmp(s->id, id) == 0)
-			return s;
-	return NULL;
+	it_hnode *n = it_htab_find(&f->sessions, id);
+
+	return n ? it_container_of(n, sess, node) : NULL;
 }
 
 static sess *sess_get(it_feed *f, const char *id)
 {
 	sess *s = sess_find(f, id);
-	size_t k;
 
 	if (s)
 		return s;
-	if (f->nsess >= f->nbuckets && grow(f) < 0)
-		return NULL;
 	s = calloc(1, sizeof(*s));
 	if (s == NULL)
 		return NULL;
@@ -403,10 +366,12 @@ static sess *sess_get(it_feed *f, const char *id)
 	it_list_init(&s->work);
 	s->expires = INT64_MAX;
 	s->idle_since = f->now_ms;
-	k = hash_id(id) & (f->nbuckets - 1);
-	s->hnext = f->buckets[k];
-	f->buckets[k] = s;
-	f->nsess++;
+	s->node.key = s->id;
+	if (it_htab_add(&f->sessions, &s->node) < 0) {
+		free(s->ring);
+		free(s);
+		return NULL;
+	}
 	return s;
 }
 
@@ -435,18 +400,11 @@ static void caches_clear(it_feed *f, sess *s)
 
 static void sess_free(it_feed *f, sess *s)
 {
-	sess **pp;
-
-	for (pp = &f->buckets[hash_id(s->id) & (f->nbuckets - 1)]; *pp; pp = &(*pp)->hnext)
-		if (*pp == s) {
-			*pp = s->hnext;
-			break;
-		}
+	it_htab_del(&f->sessions, &s->node);
 	it_list_unlink(&s->work);
 	caches_clear(f, s);
 	free(s->ring);
 	free(s->back);
-	f->nsess--;
 	free(s);
 }
 
@@ -762,20 +720,20 @@ static void end_all(it_feed *f, sess *s, enum it_feed_end why)
 
 static void announce(it_feed *f, const char *status)
 {
+	it_hnode *n, *next;
+	size_t i;
+
 	f->walking++;
-	for (size_t i = 0; i < f->nbuckets; i++) {
-		sess *s = f->buckets[i], *next;
-		for (; s; s = next) {
-			it_feed_sub *sub;
-			next = s->hnext;
-			pin(s);
-			FOREACH_SUB(s, sub)
-			{
-				if (sub->state == SUB_LIVE && send_status(f, sub, status) == 0)
-					batch_end(sub);
-			}
-			unpin(f, s);
+	it_htab_foreach_safe (&f->sessions, i, n, next) {
+		sess *s = it_container_of(n, sess, node);
+		it_feed_sub *sub;
+		pin(s);
+		FOREACH_SUB(s, sub)
+		{
+			if (sub->state == SUB_LIVE && send_status(f, sub, status) == 0)
+				batch_end(sub);
 		}
+		unpin(f, s);
 	}
 	f->walking--;
 }
@@ -1242,17 +1200,20 @@ void it_feed_db_result(it_feed *f, PGresult *res)
 
 void it_feed_db_ready(it_feed *f)
 {
+	it_hnode *n, *next;
+	size_t i;
+
 	f->db_up = 1;
 	f->st.reconnects++;
 	/* Notifications may have been missed while the connection was down:
 	 * check every watched session again (it may have ended) and read from
 	 * every subscriber's cursor. */
-	for (size_t i = 0; i < f->nbuckets; i++)
-		for (sess *s = f->buckets[i]; s; s = s->hnext) {
-			s->need_check = 1;
-			s->need_read = 1;
-			sess_queue(f, s);
-		}
+	it_htab_foreach_safe (&f->sessions, i, n, next) {
+		sess *s = it_container_of(n, sess, node);
+		s->need_check = 1;
+		s->need_read = 1;
+		sess_queue(f, s);
+	}
 	if (f->degraded) {
 		f->degraded = 0;
 		announce(f, "connected");
@@ -1262,19 +1223,18 @@ void it_feed_db_ready(it_feed *f)
 void it_feed_db_lost(it_feed *f)
 {
 	int was_up = f->db_up;
+	it_hnode *n, *next;
+	size_t i;
 
 	f->db_up = 0;
 	inflight_done(f, 1, 1);
 	/* What was known may have changed unseen: nothing is trusted until
 	 * checked again, and sessions nobody watches are forgotten. */
-	for (size_t i = 0; i < f->nbuckets; i++) {
-		sess *s = f->buckets[i], *next;
-		for (; s; s = next) {
-			next = s->hnext;
-			s->checked = 0;
-			s->first_kept = 0; /* the next check says it again */
-			sess_release(f, s); /* frees only s itself */
-		}
+	it_htab_foreach_safe (&f->sessions, i, n, next) {
+		sess *s = it_container_of(n, sess, node);
+		s->checked = 0;
+		s->first_kept = 0;  /* the next check says it again */
+		sess_release(f, s); /* frees only s itself */
 	}
 	if (was_up) {
 		f->degraded = 1;
@@ -1480,10 +1440,7 @@ static it_feed *feed_alloc(const it_feed_opts *o)
 	it_list_init(&f->work);
 	it_list_init(&f->ready);
 	it_list_init(&f->creds);
-	if (grow(f) < 0) {
-		free(f);
-		return NULL;
-	}
+	it_htab_init(&f->sessions);
 	return f;
 }
 
@@ -1518,7 +1475,6 @@ int it_feed_new(it_feed **out, const it_feed_opts *o)
 	it_pgl_init(&f->pgl, o->epfd, o->pg_tag, o->conninfo, IT_EVENT_CHANNEL, &hooks, f);
 	if (f->pgl.channel == NULL || f->pgl.conninfo == NULL) {
 		it_pgl_free(&f->pgl);
-		free(f->buckets);
 		free(f);
 		return -ENOMEM;
 	}
@@ -1531,6 +1487,9 @@ int it_feed_new(it_feed **out, const it_feed_opts *o)
 
 void it_feed_free(it_feed *f)
 {
+	it_hnode *n, *next;
+	size_t b;
+
 	if (f == NULL)
 		return;
 	if (f->dbops->destroy)
@@ -1545,23 +1504,20 @@ void it_feed_free(it_feed *f)
 			f->cinflight[i]->feed = NULL;
 			f->cinflight[i]->slot = -1;
 		}
-	for (size_t i = 0; i < f->nbuckets; i++) {
-		sess *s = f->buckets[i], *next;
-		for (; s; s = next) {
-			next = s->hnext;
-			while (!it_list_empty(&s->subs)) {
-				it_feed_sub *sub = it_container_of(s->subs.next, it_feed_sub, link);
-				it_list_unlink(&sub->link);
-				it_list_unlink(&sub->work);
-				sub->sess = NULL;
-			}
-			caches_clear(f, s);
-			free(s->ring);
-			free(s->back);
-			free(s);
+	it_htab_foreach_safe (&f->sessions, b, n, next) {
+		sess *s = it_container_of(n, sess, node);
+		while (!it_list_empty(&s->subs)) {
+			it_feed_sub *sub = it_container_of(s->subs.next, it_feed_sub, link);
+			it_list_unlink(&sub->link);
+			it_list_unlink(&sub->work);
+			sub->sess = NULL;
 		}
+		caches_clear(f, s);
+		free(s->ring);
+		free(s->back);
+		free(s);
 	}
-	free(f->buckets);
+	it_htab_free(&f->sessions);
 	free(f);
 }
 
@@ -1572,49 +1528,55 @@ void it_feed_handle_pg(it_feed *f, unsigned events)
 	it_feed_run(f);
 }
 
+/* The tick's look at one session: frees it when nobody has wanted it for
+ * long enough, ends what has expired, and queues work a failed query left
+ * undone. */
+static void tick_sess(it_feed *f, sess *s, int64_t now_ms, time_t wall)
+{
+	if (s->nsubs == 0) {
+		if (s->pins == 0 && s->busy == Q_NONE &&
+		    (!s->checked || !f->db_up || now_ms - s->idle_since >= (int64_t)f->o.linger_ms))
+			sess_free(f, s);
+		else if (s->pins == 0)
+			back_clear(s); /* lingering: the ring is enough */
+		return;
+	}
+	if (s->next_until && wall >= s->next_until)
+		expire_tokens(f, s, wall);
+	if (s->nsubs == 0)
+		return;
+	if (s->checked && wall >= s->expires) {
+		s->checked = 0;
+		if (f->db_up) {
+			/* Ask the database rather than trust the
+			 * clock alone. */
+			s->need_check = 1;
+		} else {
+			caches_clear(f, s);
+			end_all(f, s, IT_FEED_END_EXPIRED);
+			return;
+		}
+	}
+	/* The rows of the last read are kept while a
+	 * subscriber may still want them. */
+	if (s->bcount && !back_wanted(s))
+		back_clear(s);
+	/* Work a failed query left undone. */
+	sess_queue(f, s);
+}
+
 void it_feed_tick(it_feed *f, int64_t now_ms)
 {
 	time_t wall = f->o.wall();
+	it_hnode *n, *next;
+	size_t i;
 
 	f->now_ms = now_ms;
 	if (f->dbops->tick)
 		f->dbops->tick(f->db, (double)now_ms / 1000.0);
 	f->walking++;
-	for (size_t i = 0; i < f->nbuckets; i++) {
-		sess *s = f->buckets[i], *next;
-		for (; s; s = next) {
-			next = s->hnext;
-			if (s->nsubs == 0) {
-				if (s->pins == 0 && s->busy == Q_NONE &&
-				    (!s->checked || !f->db_up || now_ms - s->idle_since >= (int64_t)f->o.linger_ms))
-					sess_free(f, s);
-				else if (s->pins == 0)
-					back_clear(s); /* lingering: the ring is enough */
-				continue;
-			}
-			if (s->next_until && wall >= s->next_until)
-				expire_tokens(f, s, wall);
-			if (s->nsubs == 0)
-				continue;
-			if (s->checked && wall >= s->expires) {
-				s->checked = 0;
-				if (f->db_up) {
-					/* Ask the database rather than trust the
-					 * clock alone. */
-					s->need_check = 1;
-				} else {
-					caches_clear(f, s);
-					end_all(f, s, IT_FEED_END_EXPIRED);
-					continue;
-				}
-			}
-			/* The rows of the last read are kept while a
-			 * subscriber may still want them. */
-			if (s->bcount && !back_wanted(s))
-				back_clear(s);
-			/* Work a failed query left undone. */
-			sess_queue(f, s);
-		}
+	it_htab_foreach_safe (&f->sessions, i, n, next) {
+		tick_sess(f, it_container_of(n, sess, node), now_ms, wall);
 	}
 	f->walking--;
 	it_feed_run(f);
@@ -1773,6 +1735,6 @@ void it_feed_cred_cancel(it_feed_credq *q)
 void it_feed_stats_get(const it_feed *f, it_feed_stats *out)
 {
 	*out = f->st;
-	out->sessions = f->nsess;
+	out->sessions = f->sessions.count;
 	out->db_up = f->db_up;
 }
