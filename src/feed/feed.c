@@ -759,33 +759,21 @@ static int64_t read_from(const sess *s)
 	return after == INT64_MAX ? -1 : after;
 }
 
-/* Sends the next query when the connection is free: session checks first
- * (subscribers wait on them), else one read for up to BATCH_SESSIONS
- * sessions, each from its lowest cursor. */
-static void pump(it_feed *f)
+/* Sends one check of the sessions that need one, up to BATCH_SESSIONS of
+ * them; ids is the open array literal. Returns whether a query went out. */
+static int send_checks(it_feed *f, it_buf *ids)
 {
+	const char *params[1];
 	it_list *pos, *tmp;
-	it_buf ids, afters;
-	const char *params[3];
-	char limit[16];
 	int n = 0;
 
-	if (f->q != Q_NONE || !f->db_up || (it_list_empty(&f->work) && it_list_empty(&f->creds)) ||
-	    !f->dbops->idle(f->db))
-		return;
-	it_buf_init(&ids, (size_t)BATCH_SESSIONS * 80 + 16);
-	it_buf_init(&afters, (size_t)BATCH_SESSIONS * 24 + 16);
-	it_buf_puts(&ids, "{");
-	it_buf_puts(&afters, "{");
-	f->gen++;
-	it_list_foreach_safe(pos, tmp, &f->work)
-	{
+	it_list_foreach_safe (pos, tmp, &f->work) {
 		sess *s = it_container_of(pos, sess, work);
 		if (n == BATCH_SESSIONS)
 			break;
 		if (!s->need_check)
 			continue;
-		if (array_add(&ids, s->id, 1) < 0)
+		if (array_add(ids, s->id, 1) < 0)
 			break;
 		it_list_unlink(&s->work);
 		s->need_check = 0;
@@ -793,19 +781,27 @@ static void pump(it_feed *f)
 		s->sent_gen = f->gen;
 		f->inflight[n++] = s;
 	}
-	if (n > 0) {
-		it_buf_puts(&ids, "}");
-		params[0] = ids.data;
-		f->q = Q_CHECK;
-		f->ninflight = n;
-		f->st.checks++;
-		if (f->dbops->send(f->db, it_feed_check_sql, 1, params) < 0 && f->q == Q_CHECK)
-			it_feed_db_lost(f);
-		goto out;
-	}
-	/* Token checks next: a client waits on each. */
-	it_list_foreach_safe(pos, tmp, &f->creds)
-	{
+	if (n == 0)
+		return 0;
+	it_buf_puts(ids, "}");
+	params[0] = ids->data;
+	f->q = Q_CHECK;
+	f->ninflight = n;
+	f->st.checks++;
+	if (f->dbops->send(f->db, it_feed_check_sql, 1, params) < 0 && f->q == Q_CHECK)
+		it_feed_db_lost(f);
+	return 1;
+}
+
+/* Sends one check of waiting tokens, up to BATCH_SESSIONS of them; ids is
+ * the open array literal. Returns whether a query went out. */
+static int send_creds(it_feed *f, it_buf *ids)
+{
+	const char *params[1];
+	it_list *pos, *tmp;
+	int n = 0;
+
+	it_list_foreach_safe (pos, tmp, &f->creds) {
 		it_feed_credq *q = it_container_of(pos, it_feed_credq, link);
 		char hex[65];
 
@@ -813,24 +809,35 @@ static void pump(it_feed *f)
 			break;
 		for (int i = 0; i < 32; i++)
 			snprintf(hex + 2 * i, 3, "%02x", q->hash[i]);
-		if (array_add(&ids, hex, 1) < 0)
+		if (array_add(ids, hex, 1) < 0)
 			break;
 		it_list_unlink(&q->link);
 		q->slot = n;
 		f->cinflight[n++] = q;
 	}
-	if (n > 0) {
-		it_buf_puts(&ids, "}");
-		params[0] = ids.data;
-		f->q = Q_CRED;
-		f->ninflight = n;
-		f->st.creds++;
-		if (f->dbops->send(f->db, it_feed_cred_sql, 1, params) < 0 && f->q == Q_CRED)
-			it_feed_db_lost(f);
-		goto out;
-	}
-	it_list_foreach_safe(pos, tmp, &f->work)
-	{
+	if (n == 0)
+		return 0;
+	it_buf_puts(ids, "}");
+	params[0] = ids->data;
+	f->q = Q_CRED;
+	f->ninflight = n;
+	f->st.creds++;
+	if (f->dbops->send(f->db, it_feed_cred_sql, 1, params) < 0 && f->q == Q_CRED)
+		it_feed_db_lost(f);
+	return 1;
+}
+
+/* Sends one read of the log for the sessions that need one, each from its
+ * lowest cursor; ids and afters are the open array literals. Sessions that
+ * turn out to need nothing are released. */
+static void send_reads(it_feed *f, it_buf *ids, it_buf *afters)
+{
+	const char *params[3];
+	char limit[16];
+	it_list *pos, *tmp;
+	int n = 0;
+
+	it_list_foreach_safe (pos, tmp, &f->work) {
 		sess *s = it_container_of(pos, sess, work);
 		char num[24];
 		int64_t after;
@@ -845,7 +852,7 @@ static void pump(it_feed *f)
 			continue;
 		}
 		snprintf(num, sizeof(num), "%lld", (long long)after);
-		if (array_add(&ids, s->id, 1) < 0 || array_add(&afters, num, 0) < 0) {
+		if (array_add(ids, s->id, 1) < 0 || array_add(afters, num, 0) < 0) {
 			s->need_read = 1;
 			sess_queue(f, s);
 			break;
@@ -855,20 +862,39 @@ static void pump(it_feed *f)
 		s->read_after = after;
 		f->inflight[n++] = s;
 	}
-	if (n > 0) {
-		snprintf(limit, sizeof(limit), "%d", READ_LIMIT);
-		it_buf_puts(&ids, "}");
-		it_buf_puts(&afters, "}");
-		params[0] = ids.data;
-		params[1] = afters.data;
-		params[2] = limit;
-		f->q = Q_READ;
-		f->ninflight = n;
-		f->st.reads++;
-		if (f->dbops->send(f->db, it_event_read_many_sql, 3, params) < 0 && f->q == Q_READ)
-			it_feed_db_lost(f);
-	}
-out:
+	if (n == 0)
+		return;
+	snprintf(limit, sizeof(limit), "%d", READ_LIMIT);
+	it_buf_puts(ids, "}");
+	it_buf_puts(afters, "}");
+	params[0] = ids->data;
+	params[1] = afters->data;
+	params[2] = limit;
+	f->q = Q_READ;
+	f->ninflight = n;
+	f->st.reads++;
+	if (f->dbops->send(f->db, it_event_read_many_sql, 3, params) < 0 && f->q == Q_READ)
+		it_feed_db_lost(f);
+}
+
+/* Sends the next query when the connection is free: session checks first
+ * (subscribers wait on them), then token checks (a client waits on each),
+ * else one read for up to BATCH_SESSIONS sessions, each from its lowest
+ * cursor. */
+static void pump(it_feed *f)
+{
+	it_buf ids, afters;
+
+	if (f->q != Q_NONE || !f->db_up || (it_list_empty(&f->work) && it_list_empty(&f->creds)) ||
+	    !f->dbops->idle(f->db))
+		return;
+	it_buf_init(&ids, (size_t)BATCH_SESSIONS * 80 + 16);
+	it_buf_init(&afters, (size_t)BATCH_SESSIONS * 24 + 16);
+	it_buf_puts(&ids, "{");
+	it_buf_puts(&afters, "{");
+	f->gen++;
+	if (!send_checks(f, &ids) && !send_creds(f, &ids))
+		send_reads(f, &ids, &afters);
 	it_buf_free(&ids);
 	it_buf_free(&afters);
 }
