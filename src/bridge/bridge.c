@@ -47,14 +47,14 @@
 #include <unistd.h>
 
 /* Limits that are not worth a configuration key. */
-#define HEAD_MAX 8192	      /* bytes of an upgrade request head */
-#define HEAD_TIMEOUT 10.0     /* seconds to send it */
-#define CLOSE_LINGER 2.0      /* seconds to wait for the peer after a close */
-#define SHUTDOWN_GRACE 3.0    /* seconds to let clients go on SIGTERM */
-#define TICK_MS 250	      /* housekeeping period */
-#define RATE_WINDOW 10.0      /* ws_rate counts messages per this many seconds */
-#define AUTH_TIMEOUT 10.0     /* seconds for the auth message on /api/v1/ws */
-#define AUTH_MSG_MAX 4096     /* bytes of an auth message */
+#define HEAD_MAX 8192	   /* bytes of an upgrade request head */
+#define HEAD_TIMEOUT 10.0  /* seconds to send it */
+#define CLOSE_LINGER 2.0   /* seconds to wait for the peer after a close */
+#define SHUTDOWN_GRACE 3.0 /* seconds to let clients go on SIGTERM */
+#define TICK_MS 250	   /* housekeeping period */
+#define RATE_WINDOW 10.0   /* ws_rate counts messages per this many seconds */
+#define AUTH_TIMEOUT 10.0  /* seconds for the auth message on /api/v1/ws */
+#define AUTH_MSG_MAX 4096  /* bytes of an auth message */
 
 /* Close codes for credentials (docs/api.md): refused, and a scope too small. */
 #define WS_CLOSE_BAD_CREDENTIAL 4401
@@ -117,42 +117,42 @@ typedef struct client {
 	int fd;
 	enum client_state state;
 	enum client_kind kind;
-	it_feed_sub sub;	/* the feed's view of this client, once open */
-	uint8_t subscribed;	/* sub is in the feed */
-	it_list alink;		/* in bridge.clients */
-	it_buf in;		/* the request head, freed after the upgrade */
-	it_outq out;		/* bytes not yet accepted by the socket */
+	it_feed_sub sub;    /* the feed's view of this client, once open */
+	uint8_t subscribed; /* sub is in the feed */
+	it_list alink;	    /* in bridge.clients */
+	it_buf in;	    /* the request head, freed after the upgrade */
+	it_outq out;	    /* bytes not yet accepted by the socket */
 	it_ws_reader rd;
 	double created, ping_sent, last_tx, rate_start, close_deadline;
 	unsigned rate_count;
-	unsigned msg_n;		/* bytes of the current message, saturating at 5 */
-	uint8_t msg_ping;	/* the current message still reads as a prefix of "ping" */
-	uint8_t ping_out;	/* the last Ping (sent at ping_sent) is not answered yet */
-	uint8_t behind;		/* told the feed "no room": resumed once drained */
-	uint8_t want_out;	/* registered for EPOLLOUT */
-	uint8_t wr_shut;	/* our side of the TCP connection is shut down */
-	uint8_t dead;		/* freed at the end of this loop iteration */
+	unsigned msg_n;	  /* bytes of the current message, saturating at 5 */
+	uint8_t msg_ping; /* the current message still reads as a prefix of "ping" */
+	uint8_t ping_out; /* the last Ping (sent at ping_sent) is not answered yet */
+	uint8_t behind;	  /* told the feed "no room": resumed once drained */
+	uint8_t want_out; /* registered for EPOLLOUT */
+	uint8_t wr_shut;  /* our side of the TCP connection is shut down */
+	uint8_t dead;	  /* freed at the end of this loop iteration */
 	/* SSE and long-poll only */
-	uint8_t admitted;	/* the feed checked the session: the answer is 200 */
-	uint8_t head_sent;	/* the HTTP head is queued */
-	char *cors;		/* CORS header lines for a listed origin, or NULL */
-	char *instance;		/* the path as the client sent it (problem answers) */
-	double deadline;	/* long-poll: answer by then */
+	uint8_t admitted;  /* the feed checked the session: the answer is 200 */
+	uint8_t head_sent; /* the HTTP head is queued */
+	char *cors;	   /* CORS header lines for a listed origin, or NULL */
+	char *instance;	   /* the path as the client sent it (problem answers) */
+	double deadline;   /* long-poll: answer by then */
 	double next_keepalive;
-	struct lpitem *lp;	/* long-poll: the answer gathered so far */
+	struct lpitem *lp; /* long-poll: the answer gathered so far */
 	unsigned nlp, lpcap;
 	size_t lp_bytes;
 	/* Credentials */
-	it_feed_credq cq;	/* a token check in flight (cq.feed set while it is) */
-	uint8_t auth_wait;	/* WebSocket on /api/v1/ws: the auth message is still to come */
-	uint8_t joined;		/* admitted: presence_joined was called */
-	uint8_t end_why;	/* enum it_feed_end when the feed ended it, else 0 */
+	it_feed_credq cq;  /* a token check in flight (cq.feed set while it is) */
+	uint8_t auth_wait; /* WebSocket on /api/v1/ws: the auth message is still to come */
+	uint8_t joined;	   /* admitted: presence_joined was called */
+	uint8_t end_why;   /* enum it_feed_end when the feed ended it, else 0 */
 	double auth_deadline;
-	it_buf authmsg;		/* the auth message so far, at most AUTH_MSG_MAX bytes */
-	int64_t cursor0;	/* where to start once the credential is known */
-	int64_t timeout0;	/* long-poll: its timeout, likewise */
-	char addr[64];		/* the client's address (rate limits) */
-	it_ident *ident;	/* what it says of itself and what its token says; NULL: nothing */
+	it_buf authmsg;		     /* the auth message so far, at most AUTH_MSG_MAX bytes */
+	int64_t cursor0;	     /* where to start once the credential is known */
+	int64_t timeout0;	     /* long-poll: its timeout, likewise */
+	char addr[64];		     /* the client's address (rate limits) */
+	it_ident *ident;	     /* what it says of itself and what its token says; NULL: nothing */
 	it_presence_entry *presence; /* its entry while joined (docs/presence.md) */
 } client;
 
@@ -161,12 +161,12 @@ static struct bridge {
 	int epfd, lfd, sigfd, tfd;
 	handle listen_h, signal_h, timer_h, pg_h, presence_h;
 	it_feed *feed;
-	it_presence *presence;	/* the entries of this bridge's clients */
+	it_presence *presence; /* the entries of this bridge's clients */
 	it_list clients;
-	it_list dead;		/* clients to free once the epoll batch is done */
+	it_list dead; /* clients to free once the epoll batch is done */
 	size_t soft, hard;
 	double now;
-	double started;		/* when the loop began */
+	double started; /* when the loop began */
 	double listen_paused_until;
 	int stopping;
 	double stop_deadline;
@@ -299,10 +299,11 @@ static void client_detach(client *c)
 	it_feed_cred_cancel(&c->cq);
 	if (c->joined) {
 		c->joined = 0;
-		presence_left(c, c->end_why == IT_FEED_END_REVOKED ? "revoked"
-				 : c->end_why == IT_FEED_END_TOKEN_EXPIRED || c->end_why == IT_FEED_END_EXPIRED
-				     ? "expired"
-				     : "closed");
+		presence_left(c,
+			      c->end_why == IT_FEED_END_REVOKED ? "revoked"
+				      : c->end_why == IT_FEED_END_TOKEN_EXPIRED || c->end_why == IT_FEED_END_EXPIRED
+				      ? "expired"
+				      : "closed");
 	}
 	if (!c->subscribed)
 		return;
@@ -518,9 +519,9 @@ static int stream_head(client *c, int status, const char *title, const char *typ
 		return -1;
 	c->head_sent = 1;
 	return oq_copy(&c->out, head, (size_t)n, c->cors ? c->cors : "", c->cors ? strlen(c->cors) : 0) < 0 ||
-			       oq_copy(&c->out, "Connection: close\r\n\r\n", 21, NULL, 0) < 0
-		       ? -1
-		       : 0;
+			oq_copy(&c->out, "Connection: close\r\n\r\n", 21, NULL, 0) < 0
+		? -1
+		: 0;
 }
 
 /* Answers with a problem (application/problem+json, worded and laid out as
@@ -623,7 +624,8 @@ static int stream_admit(client *c, const it_feed_transient *t)
 		rc = it_buf_puts(&b, pre) < 0 || it_sse_transient(&b, t->type, json) < 0 ? -1 : 0;
 		free(json);
 		if (rc == 0)
-			rc = stream_head(c, 200, "OK", "text/event-stream", "Cache-Control: no-cache\r\nX-Accel-Buffering: no\r\n");
+			rc = stream_head(c, 200, "OK", "text/event-stream",
+					 "Cache-Control: no-cache\r\nX-Accel-Buffering: no\r\n");
 		if (rc == 0)
 			rc = oq_copy(&c->out, b.data, b.len, NULL, 0);
 		it_buf_free(&b);
@@ -732,8 +734,8 @@ static void on_stream_ended(it_feed_sub *sub, enum it_feed_end why)
 		stream_problem(c, 404, "Not Found", "unknown-session", "No such session, or it has expired.", NULL);
 }
 
-static const it_feed_sub_ops stream_ops = {on_stream_event, on_stream_transient, on_stream_batch_end,
-					   on_stream_ended, on_admitted};
+static const it_feed_sub_ops stream_ops = {on_stream_event, on_stream_transient, on_stream_batch_end, on_stream_ended,
+					   on_admitted};
 
 /* Reads key's value out of query (qlen bytes, may be NULL) into out,
  * decoded as imagetools.fcgi's it_query_get decodes it (%XX and '+').
@@ -753,7 +755,8 @@ static int query_get(const char *q, size_t qlen, const char *key, char *out, siz
 				if (ch == '+') {
 					ch = ' ';
 				} else if (ch == '%') {
-					if (e - k < 3 || (h = it_hex_value(q[k + 1])) < 0 || (l = it_hex_value(q[k + 2])) < 0)
+					if (e - k < 3 || (h = it_hex_value(q[k + 1])) < 0 ||
+					    (l = it_hex_value(q[k + 2])) < 0)
 						return -2;
 					ch = h << 4 | l;
 					k += 2;
@@ -836,7 +839,8 @@ static int stream_degraded(client *c)
 	rc = json == NULL || it_sse_retry(&b, 5000) < 0 || it_sse_transient(&b, t.type, json) < 0 ? -1 : 0;
 	free(json);
 	if (rc == 0)
-		rc = stream_head(c, 200, "OK", "text/event-stream", "Cache-Control: no-cache\r\nX-Accel-Buffering: no\r\n");
+		rc = stream_head(c, 200, "OK", "text/event-stream",
+				 "Cache-Control: no-cache\r\nX-Accel-Buffering: no\r\n");
 	if (rc == 0)
 		rc = oq_copy(&c->out, b.data, b.len, NULL, 0);
 	it_buf_free(&b);
@@ -1037,7 +1041,8 @@ static int parse_ident(client *c, const char *q, size_t qlen, const char **name)
 		int (*valid)(const char *, size_t);
 		size_t off, size;
 	} fields[] = {
-		{"client_id", it_ident_client_id_valid, offsetof(it_ident, client_id), sizeof(((it_ident *)0)->client_id)},
+		{"client_id", it_ident_client_id_valid, offsetof(it_ident, client_id),
+		 sizeof(((it_ident *)0)->client_id)},
 		{"client_label", it_ident_label_valid, offsetof(it_ident, label), sizeof(((it_ident *)0)->label)},
 		{"client_source", it_ident_source_valid, offsetof(it_ident, source), sizeof(((it_ident *)0)->source)},
 	};
@@ -1089,9 +1094,7 @@ static int stream_origin(client *c, const it_http_request *req)
 		it_metrics_inc("imagetools_origin_refused_total", NULL, 1);
 		return stream_problem(c, 403, "Forbidden", "origin-not-allowed",
 				      "Requests from this origin are not allowed; see allowed_origins.", NULL);
-	default:
-		client_free(c);
-		return -1;
+	default: client_free(c); return -1;
 	}
 }
 
@@ -1116,7 +1119,8 @@ static int stream_credential(client *c, const it_http_request *req, const char *
 				      "The session_id query parameter is required.", NULL);
 	*token = n > 0 && it_token_is(sid);
 	if (!*token && (n < 0 || !it_id_session_valid(sid)))
-		return stream_problem(c, 400, "Bad Request", "invalid-session-id", "The session id is malformed.", NULL);
+		return stream_problem(c, 400, "Bad Request", "invalid-session-id", "The session id is malformed.",
+				      NULL);
 	return 0;
 }
 
@@ -1389,12 +1393,8 @@ static void ws_cred_done(it_feed_credq *q, const it_feed_principal *p)
 		auth_failed(c);
 		client_close(c, WS_CLOSE_BAD_CREDENTIAL, "Invalid token");
 		return;
-	case 404:
-		client_close(c, IT_WS_CLOSE_INVALID_SESSION, "Invalid session");
-		return;
-	default:
-		client_close(c, IT_WS_CLOSE_TRY_LATER, "Database unavailable");
-		return;
+	case 404: client_close(c, IT_WS_CLOSE_INVALID_SESSION, "Invalid session"); return;
+	default: client_close(c, IT_WS_CLOSE_TRY_LATER, "Database unavailable"); return;
 	}
 }
 
@@ -1534,8 +1534,10 @@ static int ws_protocols(const it_http_request *req, char *out, size_t outlen, in
 				e--;
 			if (e - b == 13 && memcmp(h->value + b, "imagetools.v1", 13) == 0)
 				*offer_v1 = 1;
-			else if (e - b > sizeof(bearer) - 1 && memcmp(h->value + b, bearer, sizeof(bearer) - 1) == 0 && rc == 0)
-				rc = it_cred_copy(h->value + b + sizeof(bearer) - 1, e - b - (sizeof(bearer) - 1), out, outlen);
+			else if (e - b > sizeof(bearer) - 1 && memcmp(h->value + b, bearer, sizeof(bearer) - 1) == 0 &&
+				 rc == 0)
+				rc = it_cred_copy(h->value + b + sizeof(bearer) - 1, e - b - (sizeof(bearer) - 1), out,
+						  outlen);
 		}
 	}
 	return rc;
@@ -1760,9 +1762,9 @@ static int handshake(client *c)
 	h = it_http_find(&req, "Host");
 	if (!it_host_listed(B.cfg->server_names, h ? h->value : NULL, h ? h->value_len : 0)) {
 		it_log_info("WebSocket upgrade refused: Host not in server_names");
-		return client_http_error(c, 421, "Misdirected Request", "misdirected-request",
-					 "This server does not answer for the host named in the request; see server_names.",
-					 NULL);
+		return client_http_error(
+			c, 421, "Misdirected Request", "misdirected-request",
+			"This server does not answer for the host named in the request; see server_names.", NULL);
 	}
 	split_target(&req, &t);
 	if (PATH_IS(&t, events_path) || PATH_IS(&t, stream_path))
@@ -1851,17 +1853,16 @@ static int process_frames(client *c, unsigned char *buf, size_t len)
 		}
 		if (n < 0) {
 			int code = (int)-n;
-			const char *why = code == IT_WS_CLOSE_BAD_DATA	? "Invalid UTF-8"
-					  : code == IT_WS_CLOSE_TOO_BIG ? "Message too big"
-									: "Protocol error";
+			const char *why = code == IT_WS_CLOSE_BAD_DATA ? "Invalid UTF-8"
+				: code == IT_WS_CLOSE_TOO_BIG	       ? "Message too big"
+								       : "Protocol error";
 			client_close(c, code, why);
 			return -1;
 		}
 		buf += n;
 		len -= (size_t)n;
 		switch (ev.kind) {
-		case IT_WS_MORE:
-			return 0;
+		case IT_WS_MORE: return 0;
 		case IT_WS_DATA:
 			for (i = 0; i < ev.len && c->msg_n < 5; i++, c->msg_n++)
 				if (c->msg_n >= 4 || ev.data[i] != (unsigned char)"ping"[c->msg_n])
@@ -1902,20 +1903,18 @@ static int process_frames(client *c, unsigned char *buf, size_t len)
 			 * show that the peer follows the protocol. */
 			c->ping_out = 0;
 			break;
-		case IT_WS_CLOSE:
-			{
-				/* Echo the code (RFC 6455 5.5.1), then wait for
-				 * the peer to close the TCP connection. */
-				unsigned char p[2] = {(unsigned char)(ev.close_code >> 8),
-						      (unsigned char)ev.close_code};
-				client_detach(c);
-				c->state = C_CLOSING;
-				c->close_deadline = B.now + CLOSE_LINGER;
-				if (client_frame(c, IT_WS_OP_CLOSE, p, ev.close_code == 1005 ? 0 : 2) < 0)
-					return -1;
-				client_flush(c);
+		case IT_WS_CLOSE: {
+			/* Echo the code (RFC 6455 5.5.1), then wait for
+			 * the peer to close the TCP connection. */
+			unsigned char p[2] = {(unsigned char)(ev.close_code >> 8), (unsigned char)ev.close_code};
+			client_detach(c);
+			c->state = C_CLOSING;
+			c->close_deadline = B.now + CLOSE_LINGER;
+			if (client_frame(c, IT_WS_OP_CLOSE, p, ev.close_code == 1005 ? 0 : 2) < 0)
 				return -1;
-			}
+			client_flush(c);
+			return -1;
+		}
 		}
 	}
 }
@@ -2056,7 +2055,7 @@ static void tick(void)
 		epoll_ctl(B.epfd, EPOLL_CTL_ADD, B.lfd, &e);
 		B.listen_paused_until = 0;
 	}
-	it_list_foreach_safe(pos, tmp, &B.clients) {
+	it_list_foreach_safe (pos, tmp, &B.clients) {
 		client *c = it_container_of(pos, client, alink);
 		switch (c->state) {
 		case C_HANDSHAKE:
@@ -2112,7 +2111,7 @@ static void begin_shutdown(void)
 	epoll_ctl(B.epfd, EPOLL_CTL_DEL, B.lfd, NULL);
 	close(B.lfd);
 	B.lfd = -1;
-	it_list_foreach_safe(pos, tmp, &B.clients) {
+	it_list_foreach_safe (pos, tmp, &B.clients) {
 		client *c = it_container_of(pos, client, alink);
 		if (c->state == C_HANDSHAKE)
 			client_free(c);

@@ -1,4 +1,5 @@
-/* h_tus.c: resumable uploads, tus 1.0.0 (core, creation, creation-with-upload, creation-defer-length, termination, checksum, expiration). */
+/* h_tus.c: resumable uploads, tus 1.0.0 (core, creation, creation-with-upload, creation-defer-length, termination,
+ * checksum, expiration). */
 #include "config.h"
 
 #include "common/base64.h"
@@ -175,8 +176,8 @@ static int meta_value(tus *t, const char *key, size_t klen, const char *v, size_
 	ssize_t n = it_base64_decode(v, vlen, (unsigned char *)out, outlen - 1);
 
 	if (n < 0)
-		return fail(t, 400, "malformed-metadata", "The Upload-Metadata value of %.*s is not base64 or too long.",
-			    (int)klen, key);
+		return fail(t, 400, "malformed-metadata",
+			    "The Upload-Metadata value of %.*s is not base64 or too long.", (int)klen, key);
 	out[n] = '\0';
 	if (strlen(out) != (size_t)n)
 		return fail(t, 400, "malformed-metadata", "The Upload-Metadata value of %.*s contains a NUL byte.",
@@ -198,7 +199,8 @@ static int parse_metadata(tus *t, const char *s, metadata *m)
 	if (s == NULL || *s == '\0')
 		return 0;
 	if (strlen(s) > IT_TUS_METADATA_MAX)
-		return fail(t, 400, "malformed-metadata", "Upload-Metadata is longer than %d bytes.", IT_TUS_METADATA_MAX);
+		return fail(t, 400, "malformed-metadata", "Upload-Metadata is longer than %d bytes.",
+			    IT_TUS_METADATA_MAX);
 	while (*s) {
 		const char *key = s, *val = NULL;
 		size_t klen, vlen = 0;
@@ -220,10 +222,12 @@ static int parse_metadata(tus *t, const char *s, metadata *m)
 			return fail(t, 400, "malformed-metadata", "Upload-Metadata has an empty key.");
 		for (size_t i = 0; i < klen; i++)
 			if ((unsigned char)key[i] <= 0x20 || (unsigned char)key[i] >= 0x7f)
-				return fail(t, 400, "malformed-metadata", "Upload-Metadata has a key with a control character.");
+				return fail(t, 400, "malformed-metadata",
+					    "Upload-Metadata has a key with a control character.");
 		for (int i = 0; i < nkeys; i++)
 			if (klens[i] == klen && memcmp(keys[i], key, klen) == 0)
-				return fail(t, 400, "malformed-metadata", "Upload-Metadata names %.*s twice.", (int)klen, key);
+				return fail(t, 400, "malformed-metadata", "Upload-Metadata names %.*s twice.",
+					    (int)klen, key);
 		if (nkeys == (int)(sizeof(keys) / sizeof(keys[0])))
 			return fail(t, 400, "malformed-metadata", "Upload-Metadata has too many keys.");
 		keys[nkeys] = key;
@@ -284,7 +288,8 @@ static int read_credential(tus *t)
 	/* A malformed credential is refused by resolve (401 when it begins
 	 * like a token, else 400), from the request's own copy. */
 	if (rc < 0 && resolve(t, NULL) == 0)
-		return fail(t, 400, "invalid-session-id", "The session in the Authorization header or the URL is malformed.");
+		return fail(t, 400, "invalid-session-id",
+			    "The session in the Authorization header or the URL is malformed.");
 	if (rc < 0)
 		return -1;
 	if (rc == 0) {
@@ -299,7 +304,8 @@ static int device_gone(tus *t)
 {
 	it_auth_refusal why = {0};
 
-	snprintf(why.www_authenticate, sizeof(why.www_authenticate), "Bearer realm=\"imagetools\", error=\"invalid_token\"");
+	snprintf(why.www_authenticate, sizeof(why.www_authenticate),
+		 "Bearer realm=\"imagetools\", error=\"invalid_token\"");
 	why.status = 401;
 	why.slug = "invalid-token";
 	why.detail = "The token that began this upload is revoked or expired: nothing more of it is stored.";
@@ -328,7 +334,8 @@ static int load_upload(tus *t, const char *id, int lock)
 	    (rc = it_devices_live(t->conn, t->up.device_id, 0)) == 401)
 		return device_gone(t);
 	if (rc == 404)
-		return fail(t, 404, "unknown-upload", "No such upload: it never existed, has expired or was terminated.");
+		return fail(t, 404, "unknown-upload",
+			    "No such upload: it never existed, has expired or was terminated.");
 	if (rc == 423)
 		return fail(t, 423, "upload-locked", "Another request is writing to this upload; try again shortly.");
 	if (rc != 0)
@@ -758,7 +765,8 @@ static int patch_locked(tus *t, int64_t offset)
 	}
 	if (offset != t->up.offset)
 		return fail(t, 409, "offset-mismatch",
-			    "Upload-Offset is %" PRId64 " but the upload holds %" PRId64 " bytes; ask HEAD and go on from there.",
+			    "Upload-Offset is %" PRId64 " but the upload holds %" PRId64
+			    " bytes; ask HEAD and go on from there.",
 			    offset, t->up.offset);
 	if (t->up.image_id[0] == '\0' && it_g.cfg.max_session_bytes > 0) {
 		/* The quota on the bytes received, for uploads whose length was
@@ -771,7 +779,8 @@ static int patch_locked(tus *t, int64_t offset)
 					 : db_fail(t);
 		if (held + end > it_g.cfg.max_session_bytes)
 			return fail(t, 413, "session-quota-exceeded",
-				    "The session holds %" PRId64 " bytes; with this upload it would pass its limit of %" PRId64
+				    "The session holds %" PRId64
+				    " bytes; with this upload it would pass its limit of %" PRId64
 				    " bytes. Delete images to make room.",
 				    held, it_g.cfg.max_session_bytes);
 	}
@@ -840,8 +849,8 @@ static int is_octet_stream(const it_req *req)
 	const char *ct = it_req_env(req, "CONTENT_TYPE");
 
 	return ct != NULL && strncasecmp(ct, OCTET_STREAM, sizeof(OCTET_STREAM) - 1) == 0 &&
-	       (ct[sizeof(OCTET_STREAM) - 1] == '\0' || ct[sizeof(OCTET_STREAM) - 1] == ';' ||
-		ct[sizeof(OCTET_STREAM) - 1] == ' ');
+		(ct[sizeof(OCTET_STREAM) - 1] == '\0' || ct[sizeof(OCTET_STREAM) - 1] == ';' ||
+		 ct[sizeof(OCTET_STREAM) - 1] == ' ');
 }
 
 /* Reads Upload-Length or Upload-Defer-Length (one of them, -1 in *len
@@ -977,7 +986,8 @@ void it_h_tus_create(it_req *req)
 	}
 	if (it_guard_rate_check("uploads-session", t->up.session_id, it_g.cfg.rate_uploads, &retry)) {
 		it_resp_header(req, "Retry-After", "%" PRId64, retry);
-		fail(t, 429, "rate-limited", "Too many uploads into this session; try again in %" PRId64 " seconds.", retry);
+		fail(t, 429, "rate-limited", "Too many uploads into this session; try again in %" PRId64 " seconds.",
+		     retry);
 		goto out;
 	}
 	if (creation_quota(t, len) != 0 || creation_record(t, &m, len) != 0)

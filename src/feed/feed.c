@@ -48,9 +48,9 @@ const char it_feed_cred_sql[] =
 typedef struct it_feed_sess {
 	it_hnode node; /* in feed->sessions, named by id */
 	struct it_feed *feed;
-	it_list subs;		    /* it_feed_sub.link */
-	it_list *iter_next;	    /* the next subscriber of a walk in progress */
-	it_list work;		    /* in feed->work while it needs a query */
+	it_list subs;	    /* it_feed_sub.link */
+	it_list *iter_next; /* the next subscriber of a walk in progress */
+	it_list work;	    /* in feed->work while it needs a query */
 	unsigned nsubs, pins;
 	uint8_t busy; /* enum q_kind in flight for it */
 	uint8_t need_check, need_read;
@@ -82,8 +82,8 @@ struct it_feed {
 	void *db;
 	it_pgl pgl;
 	it_htab sessions; /* of sess.node */
-	it_list work;  /* sessions with need_check / need_read, not busy */
-	it_list ready; /* subscribers to look at in it_feed_run */
+	it_list work;	  /* sessions with need_check / need_read, not busy */
+	it_list ready;	  /* subscribers to look at in it_feed_run */
 	int db_up, degraded;
 	int walking;  /* walking the whole registry: sessions are freed by the tick instead */
 	uint64_t gen; /* counts check queries sent */
@@ -535,8 +535,8 @@ static int back_wanted(const sess *s)
 /* Walks the subscribers of s so that any of them may be unsubscribed (and
  * freed) by a callback on the way: the walk keeps only the next link, which
  * unsubscribe moves on when it removes that one. */
-#define FOREACH_SUB(s, sub)                                                                                        \
-	for (it_list *pos_ = ((s)->iter_next = (s)->subs.next, (s)->iter_next);                                    \
+#define FOREACH_SUB(s, sub)                                                                                            \
+	for (it_list *pos_ = ((s)->iter_next = (s)->subs.next, (s)->iter_next);                                        \
 	     pos_ != &(s)->subs && ((sub) = it_container_of(pos_, it_feed_sub, link), (s)->iter_next = pos_->next, 1); \
 	     pos_ = (s)->iter_next)
 
@@ -623,7 +623,8 @@ static int recently_revoked(const it_feed *f, const char *device, size_t len)
 {
 	for (unsigned i = 0; i < REVOKED_SLOTS; i++)
 		if (f->revoked[i].device[0] && strlen(f->revoked[i].device) == len &&
-		    memcmp(f->revoked[i].device, device, len) == 0 && f->now_ms - f->revoked[i].at_ms < REVOKED_MEMORY_MS)
+		    memcmp(f->revoked[i].device, device, len) == 0 &&
+		    f->now_ms - f->revoked[i].at_ms < REVOKED_MEMORY_MS)
 			return 1;
 	return 0;
 }
@@ -687,7 +688,8 @@ static int admit(it_feed *f, sess *s, it_feed_sub *sub)
 	if (sub->cursor > s->known_last || sub->cursor < s->first_kept - 1) {
 		/* The log cannot say what happened since the cursor: the client
 		 * reloads its state and follows from the newest id. */
-		if (send_resync(f, sub, sub->cursor > s->known_last ? "cursor-ahead" : "cursor-expired", s->known_last) < 0)
+		if (send_resync(f, sub, sub->cursor > s->known_last ? "cursor-ahead" : "cursor-expired",
+				s->known_last) < 0)
 			return -1;
 		sub->cursor = s->known_last;
 		touched = 1;
@@ -997,7 +999,9 @@ static void on_check(it_feed *f, PGresult *res)
 		enum it_feed_end why;
 		if (s->seen)
 			continue;
-		why = !s->ever_valid ? IT_FEED_END_UNKNOWN : wall >= s->expires ? IT_FEED_END_EXPIRED : IT_FEED_END_DELETED;
+		why = !s->ever_valid	     ? IT_FEED_END_UNKNOWN
+			: wall >= s->expires ? IT_FEED_END_EXPIRED
+					     : IT_FEED_END_DELETED;
 		s->checked = 0;
 		s->need_read = 0;
 		caches_clear(f, s);
