@@ -1641,21 +1641,13 @@ static const struct refusal *upgrade_refusal(const it_http_request *req, const s
 	return NULL;
 }
 
-/* Counts the upgrade against rate_streams for the client's address (which
- * it notes in c->addr). Returns 1 when allowed, else what the 429 answer
- * returned. */
-static int upgrade_rate(client *c, const it_http_request *req)
+/* Notes the client's address in c->addr and counts the upgrade against
+ * rate_streams for it. Returns 0 when allowed, else the whole seconds to
+ * wait. */
+static unsigned upgrade_wait(client *c, const it_http_request *req)
 {
-	char hdr[48];
-	unsigned wait;
-
 	client_address(c, req, c->addr, sizeof(c->addr));
-	wait = it_addrlimit_hit(&B.rate, c->addr, B.now);
-	if (wait == 0)
-		return 1;
-	snprintf(hdr, sizeof(hdr), "Retry-After: %u\r\n", wait);
-	return client_http_error(c, 429, "Too Many Requests", "rate-limited",
-				 "Too many WebSocket connections from this address; retry later.", hdr);
+	return it_addrlimit_hit(&B.rate, c->addr, B.now);
 }
 
 /* Copies the credential of an upgrade into sid (sidlen bytes): from the
@@ -1744,8 +1736,9 @@ static int handshake(client *c)
 	const it_http_header *h;
 	struct target t;
 	const char *bad;
-	char sid[72], accept[32];
+	char sid[72], accept[32], hdr[48];
 	int64_t requested;
+	unsigned wait;
 	int n, r, bare, offer_v1 = 0;
 
 	n = it_http_parse_request(c->in.data, c->in.len, &req);
@@ -1778,8 +1771,11 @@ static int handshake(client *c)
 		return client_http_error(c, 403, "Forbidden", "origin-not-allowed",
 					 "This origin may not open WebSockets here.", NULL);
 	}
-	if ((r = upgrade_rate(c, &req)) != 1)
-		return r;
+	if ((wait = upgrade_wait(c, &req)) != 0) {
+		snprintf(hdr, sizeof(hdr), "Retry-After: %u\r\n", wait);
+		return client_http_error(c, 429, "Too Many Requests", "rate-limited",
+					 "Too many WebSocket connections from this address; retry later.", hdr);
+	}
 	c->cursor0 = requested;
 	upgrade_credential(&req, &t, bare, sid, sizeof(sid), &offer_v1);
 	/* Both WebSocket URLs take the client's identity from the query. */

@@ -20,7 +20,7 @@
 
 /* Reads the operation out of a request body: its type, its image ids (n
  * of them, pointing into body, no id twice), its params, and no other
- * field but session_id. Returns 0, or -1 once answered (400). */
+ * field but session_id. Returns 0, or 400 once it answered with that status. */
 static int parse_operation(it_req *req, json_object *body, const char **ids, int *n, it_op_params *p)
 {
 	json_object *v, *arr;
@@ -31,33 +31,33 @@ static int parse_operation(it_req *req, json_object *body, const char **ids, int
 	    (type = it_op_type_parse(json_object_get_string(v))) < 0) {
 		it_resp_problem(req, 400, "unknown-operation-type",
 				"type must be \"bulk_compress\", \"bulk_resize\" or \"bulk_convert\".");
-		return -1;
+		return 400;
 	}
 	if (!json_object_object_get_ex(body, "image_ids", &arr) || !json_object_is_type(arr, json_type_array) ||
 	    (*n = (int)json_object_array_length(arr)) < 1 || *n > IT_OPS_MAX_IMAGES) {
 		it_resp_problem(req, 400, "invalid-image-ids", "image_ids must be an array of 1 to %d image ids.",
 				IT_OPS_MAX_IMAGES);
-		return -1;
+		return 400;
 	}
 	for (int i = 0; i < *n; i++) {
 		json_object *e = json_object_array_get_idx(arr, (size_t)i);
 		if (!json_object_is_type(e, json_type_string) || !it_id_uuid_valid(json_object_get_string(e))) {
 			it_resp_problem(req, 400, "invalid-image-ids", "image_ids[%d] is not an image id.", i);
-			return -1;
+			return 400;
 		}
 		ids[i] = json_object_get_string(e);
 		/* Quadratic, but n is at most IT_OPS_MAX_IMAGES and this is cheap next to the work queued. */
 		for (int j = 0; j < i; j++) {
 			if (strcmp(ids[j], ids[i]) == 0) {
 				it_resp_problem(req, 400, "invalid-image-ids", "image_ids names %s twice.", ids[i]);
-				return -1;
+				return 400;
 			}
 		}
 	}
 	json_object_object_get_ex(body, "params", &v);
 	if (it_op_params_parse((enum it_op_type)type, v, p, err, sizeof(err)) < 0) {
 		it_resp_problem(req, 400, "invalid-params", "%s", err);
-		return -1;
+		return 400;
 	}
 	json_object_object_foreach(body, key, val)
 	{
@@ -66,7 +66,7 @@ static int parse_operation(it_req *req, json_object *body, const char **ids, int
 		    strcmp(key, "params")) {
 			it_resp_problem(req, 400, "unknown-field", "%.40s is not a field of an operation request.",
 					key);
-			return -1;
+			return 400;
 		}
 	}
 	return 0;
@@ -118,7 +118,7 @@ void it_h_operation_create(it_req *req)
 		it_guard_rate_refuse(req, retry, "Too many operations in this session");
 		goto out;
 	}
-	if (parse_operation(req, body, ids, &n, &p) < 0)
+	if (parse_operation(req, body, ids, &n, &p) != 0)
 		goto out;
 	rc = it_ops_enqueue(&conn, session, &p, ids, n, &op, missing);
 	if (rc == 404 && missing[0]) {
