@@ -4,7 +4,7 @@
 #include "bridge/bridge.h"
 
 #include "bridge/http.h"
-#include "bridge/ratelimit.h"
+#include "bridge/addrlimit.h"
 #include "bridge/ws.h"
 #include "common/buf.h"
 #include "common/cred.h"
@@ -47,14 +47,14 @@
 #include <unistd.h>
 
 /* Limits that are not worth a configuration key. */
-#define HEAD_MAX 8192	      /* bytes of an upgrade request head */
-#define HEAD_TIMEOUT 10.0     /* seconds to send it */
-#define CLOSE_LINGER 2.0      /* seconds to wait for the peer after a close */
-#define SHUTDOWN_GRACE 3.0    /* seconds to let clients go on SIGTERM */
-#define TICK_MS 250	      /* housekeeping period */
-#define RATE_WINDOW 10.0      /* ws_rate counts messages per this many seconds */
-#define AUTH_TIMEOUT 10.0     /* seconds for the auth message on /api/v1/ws */
-#define AUTH_MSG_MAX 4096     /* bytes of an auth message */
+#define HEAD_MAX 8192	   /* bytes of an upgrade request head */
+#define HEAD_TIMEOUT 10.0  /* seconds to send it */
+#define CLOSE_LINGER 2.0   /* seconds to wait for the peer after a close */
+#define SHUTDOWN_GRACE 3.0 /* seconds to let clients go on SIGTERM */
+#define TICK_MS 250	   /* housekeeping period */
+#define RATE_WINDOW 10.0   /* ws_rate counts messages per this many seconds */
+#define AUTH_TIMEOUT 10.0  /* seconds for the auth message on /api/v1/ws */
+#define AUTH_MSG_MAX 4096  /* bytes of an auth message */
 
 /* Close codes for credentials (docs/api.md): refused, and a scope too small. */
 #define WS_CLOSE_BAD_CREDENTIAL 4401
@@ -117,42 +117,42 @@ typedef struct client {
 	int fd;
 	enum client_state state;
 	enum client_kind kind;
-	it_feed_sub sub;	/* the feed's view of this client, once open */
-	uint8_t subscribed;	/* sub is in the feed */
-	it_list alink;		/* in bridge.clients */
-	it_buf in;		/* the request head, freed after the upgrade */
-	it_outq out;		/* bytes not yet accepted by the socket */
+	it_feed_sub sub;    /* the feed's view of this client, once open */
+	uint8_t subscribed; /* sub is in the feed */
+	it_list alink;	    /* in bridge.clients */
+	it_buf in;	    /* the request head, freed after the upgrade */
+	it_outq out;	    /* bytes not yet accepted by the socket */
 	it_ws_reader rd;
 	double created, ping_sent, last_tx, rate_start, close_deadline;
 	unsigned rate_count;
-	unsigned msg_n;		/* bytes of the current message, saturating at 5 */
-	uint8_t msg_ping;	/* the current message still reads as a prefix of "ping" */
-	uint8_t ping_out;	/* the last Ping (sent at ping_sent) is not answered yet */
-	uint8_t behind;		/* told the feed "no room": resumed once drained */
-	uint8_t want_out;	/* registered for EPOLLOUT */
-	uint8_t wr_shut;	/* our side of the TCP connection is shut down */
-	uint8_t dead;		/* freed at the end of this loop iteration */
+	unsigned msg_n;	  /* bytes of the current message, saturating at 5 */
+	uint8_t msg_ping; /* the current message still reads as a prefix of "ping" */
+	uint8_t ping_out; /* the last Ping (sent at ping_sent) is not answered yet */
+	uint8_t behind;	  /* told the feed "no room": resumed once drained */
+	uint8_t want_out; /* registered for EPOLLOUT */
+	uint8_t wr_shut;  /* our side of the TCP connection is shut down */
+	uint8_t dead;	  /* freed at the end of this loop iteration */
 	/* SSE and long-poll only */
-	uint8_t admitted;	/* the feed checked the session: the answer is 200 */
-	uint8_t head_sent;	/* the HTTP head is queued */
-	char *cors;		/* CORS header lines for a listed origin, or NULL */
-	char *instance;		/* the path as the client sent it (problem answers) */
-	double deadline;	/* long-poll: answer by then */
+	uint8_t admitted;  /* the feed checked the session: the answer is 200 */
+	uint8_t head_sent; /* the HTTP head is queued */
+	char *cors;	   /* CORS header lines for a listed origin, or NULL */
+	char *instance;	   /* the path as the client sent it (problem answers) */
+	double deadline;   /* long-poll: answer by then */
 	double next_keepalive;
-	struct lpitem *lp;	/* long-poll: the answer gathered so far */
+	struct lpitem *lp; /* long-poll: the answer gathered so far */
 	unsigned nlp, lpcap;
 	size_t lp_bytes;
 	/* Credentials */
-	it_feed_credq cq;	/* a token check in flight (cq.feed set while it is) */
-	uint8_t auth_wait;	/* WebSocket on /api/v1/ws: the auth message is still to come */
-	uint8_t joined;		/* admitted: presence_joined was called */
-	uint8_t end_why;	/* enum it_feed_end when the feed ended it, else 0 */
+	it_feed_credq cq;  /* a token check in flight (cq.feed set while it is) */
+	uint8_t auth_wait; /* WebSocket on /api/v1/ws: the auth message is still to come */
+	uint8_t joined;	   /* admitted: presence_joined was called */
+	uint8_t end_why;   /* enum it_feed_end when the feed ended it, else 0 */
 	double auth_deadline;
-	it_buf authmsg;		/* the auth message so far, at most AUTH_MSG_MAX bytes */
-	int64_t cursor0;	/* where to start once the credential is known */
-	int64_t timeout0;	/* long-poll: its timeout, likewise */
-	char addr[64];		/* the client's address (rate limits) */
-	it_ident *ident;	/* what it says of itself and what its token says; NULL: nothing */
+	it_buf authmsg;		     /* the auth message so far, at most AUTH_MSG_MAX bytes */
+	int64_t cursor0;	     /* where to start once the credential is known */
+	int64_t timeout0;	     /* long-poll: its timeout, likewise */
+	char addr[64];		     /* the client's address (rate limits) */
+	it_ident *ident;	     /* what it says of itself and what its token says; NULL: nothing */
 	it_presence_entry *presence; /* its entry while joined (docs/presence.md) */
 } client;
 
@@ -161,18 +161,18 @@ static struct bridge {
 	int epfd, lfd, sigfd, tfd;
 	handle listen_h, signal_h, timer_h, pg_h, presence_h;
 	it_feed *feed;
-	it_presence *presence;	/* the entries of this bridge's clients */
+	it_presence *presence; /* the entries of this bridge's clients */
 	it_list clients;
-	it_list dead;		/* clients to free once the epoll batch is done */
+	it_list dead; /* clients to free once the epoll batch is done */
 	size_t soft, hard;
 	double now;
-	double started;		/* when the loop began */
+	double started; /* when the loop began */
 	double listen_paused_until;
 	int stopping;
 	double stop_deadline;
 	int64_t delivered_unreported[3]; /* events taken, per client_kind, since the metric was last added to */
-	it_rl rate;		/* upgrades per client address (rate_streams) */
-	it_rl authfail;		/* failed credentials per client address */
+	it_addrlimit rate;		 /* upgrades per client address (rate_streams) */
+	it_addrlimit authfail;		 /* failed credentials per client address */
 	double rate_pruned;
 	unsigned char rbuf[65536];
 } B;
@@ -299,10 +299,11 @@ static void client_detach(client *c)
 	it_feed_cred_cancel(&c->cq);
 	if (c->joined) {
 		c->joined = 0;
-		presence_left(c, c->end_why == IT_FEED_END_REVOKED ? "revoked"
-				 : c->end_why == IT_FEED_END_TOKEN_EXPIRED || c->end_why == IT_FEED_END_EXPIRED
-				     ? "expired"
-				     : "closed");
+		presence_left(c,
+			      c->end_why == IT_FEED_END_REVOKED ? "revoked"
+				      : c->end_why == IT_FEED_END_TOKEN_EXPIRED || c->end_why == IT_FEED_END_EXPIRED
+				      ? "expired"
+				      : "closed");
 	}
 	if (!c->subscribed)
 		return;
@@ -518,9 +519,9 @@ static int stream_head(client *c, int status, const char *title, const char *typ
 		return -1;
 	c->head_sent = 1;
 	return oq_copy(&c->out, head, (size_t)n, c->cors ? c->cors : "", c->cors ? strlen(c->cors) : 0) < 0 ||
-			       oq_copy(&c->out, "Connection: close\r\n\r\n", 21, NULL, 0) < 0
-		       ? -1
-		       : 0;
+			oq_copy(&c->out, "Connection: close\r\n\r\n", 21, NULL, 0) < 0
+		? -1
+		: 0;
 }
 
 /* Answers with a problem (application/problem+json, worded and laid out as
@@ -623,7 +624,8 @@ static int stream_admit(client *c, const it_feed_transient *t)
 		rc = it_buf_puts(&b, pre) < 0 || it_sse_transient(&b, t->type, json) < 0 ? -1 : 0;
 		free(json);
 		if (rc == 0)
-			rc = stream_head(c, 200, "OK", "text/event-stream", "Cache-Control: no-cache\r\nX-Accel-Buffering: no\r\n");
+			rc = stream_head(c, 200, "OK", "text/event-stream",
+					 "Cache-Control: no-cache\r\nX-Accel-Buffering: no\r\n");
 		if (rc == 0)
 			rc = oq_copy(&c->out, b.data, b.len, NULL, 0);
 		it_buf_free(&b);
@@ -732,8 +734,8 @@ static void on_stream_ended(it_feed_sub *sub, enum it_feed_end why)
 		stream_problem(c, 404, "Not Found", "unknown-session", "No such session, or it has expired.", NULL);
 }
 
-static const it_feed_sub_ops stream_ops = {on_stream_event, on_stream_transient, on_stream_batch_end,
-					   on_stream_ended, on_admitted};
+static const it_feed_sub_ops stream_ops = {on_stream_event, on_stream_transient, on_stream_batch_end, on_stream_ended,
+					   on_admitted};
 
 /* Reads key's value out of query (qlen bytes, may be NULL) into out,
  * decoded as imagetools.fcgi's it_query_get decodes it (%XX and '+').
@@ -753,7 +755,8 @@ static int query_get(const char *q, size_t qlen, const char *key, char *out, siz
 				if (ch == '+') {
 					ch = ' ';
 				} else if (ch == '%') {
-					if (e - k < 3 || (h = it_hex_value(q[k + 1])) < 0 || (l = it_hex_value(q[k + 2])) < 0)
+					if (e - k < 3 || (h = it_hex_value(q[k + 1])) < 0 ||
+					    (l = it_hex_value(q[k + 2])) < 0)
 						return -2;
 					ch = h << 4 | l;
 					k += 2;
@@ -836,7 +839,8 @@ static int stream_degraded(client *c)
 	rc = json == NULL || it_sse_retry(&b, 5000) < 0 || it_sse_transient(&b, t.type, json) < 0 ? -1 : 0;
 	free(json);
 	if (rc == 0)
-		rc = stream_head(c, 200, "OK", "text/event-stream", "Cache-Control: no-cache\r\nX-Accel-Buffering: no\r\n");
+		rc = stream_head(c, 200, "OK", "text/event-stream",
+				 "Cache-Control: no-cache\r\nX-Accel-Buffering: no\r\n");
 	if (rc == 0)
 		rc = oq_copy(&c->out, b.data, b.len, NULL, 0);
 	it_buf_free(&b);
@@ -891,7 +895,7 @@ static it_ident *ident_get(client *c)
 /* Counts a refused credential against the client's address. */
 static void auth_failed(client *c)
 {
-	it_rl_hit(&B.authfail, c->addr, B.now);
+	it_addrlimit_hit(&B.authfail, c->addr, B.now);
 }
 
 /* Sends a token's hash to the feed for checking; done is called with the
@@ -933,7 +937,7 @@ static int authfail_refused(client *c, unsigned wait)
  * refused with 429. */
 static int stream_rate(client *c)
 {
-	unsigned wait = it_rl_hit(&B.rate, c->addr, B.now);
+	unsigned wait = it_addrlimit_hit(&B.rate, c->addr, B.now);
 	char hdr[48], ext[40], detail[96];
 
 	if (!wait)
@@ -1037,7 +1041,8 @@ static int parse_ident(client *c, const char *q, size_t qlen, const char **name)
 		int (*valid)(const char *, size_t);
 		size_t off, size;
 	} fields[] = {
-		{"client_id", it_ident_client_id_valid, offsetof(it_ident, client_id), sizeof(((it_ident *)0)->client_id)},
+		{"client_id", it_ident_client_id_valid, offsetof(it_ident, client_id),
+		 sizeof(((it_ident *)0)->client_id)},
 		{"client_label", it_ident_label_valid, offsetof(it_ident, label), sizeof(((it_ident *)0)->label)},
 		{"client_source", it_ident_source_valid, offsetof(it_ident, source), sizeof(((it_ident *)0)->source)},
 	};
@@ -1068,24 +1073,13 @@ static int parse_ident(client *c, const char *q, size_t qlen, const char **name)
  * address). q is the query (qlen bytes, may be NULL). req points into
  * c->in, which the caller frees afterwards. Returns 0 while the request
  * waits for the feed, -1 once it is answered (or the client freed). */
-static int stream_start(client *c, const it_http_request *req, enum client_kind kind, const char *q, size_t qlen)
+/* Applies the Origin and CORS rule to a stream request: a preflight is
+ * answered 204, a refused origin 403. Returns 0 to go on, -1 once answered
+ * (or the client freed). */
+static int stream_origin(client *c, const it_http_request *req)
 {
-	const it_http_header *lei;
-	char sid[1024], v[32], detail[112];
-	int64_t cursor = 0, timeout = B.cfg->longpoll_timeout;
-	const char *ckey = kind == K_SSE ? "last_event_id" : "cursor", *bad;
-	int n, token;
-
-	c->kind = kind;
-	c->instance = strndup(req->target, q ? (size_t)(q - 1 - req->target) : req->target_len);
-	if (c->instance == NULL) {
-		client_free(c);
-		return -1;
-	}
-	client_address(c, req, c->addr, sizeof(c->addr));
 	switch (stream_cors(c, req)) {
-	case 0:
-		break;
+	case 0: return 0;
 	case 204:
 		client_detach(c);
 		c->state = C_CLOSING;
@@ -1100,42 +1094,115 @@ static int stream_start(client *c, const it_http_request *req, enum client_kind 
 		it_metrics_inc("imagetools_origin_refused_total", NULL, 1);
 		return stream_problem(c, 403, "Forbidden", "origin-not-allowed",
 				      "Requests from this origin are not allowed; see allowed_origins.", NULL);
-	default:
-		client_free(c);
-		return -1;
+	default: client_free(c); return -1;
 	}
+}
+
+/* Checks the method and reads the credential (a session id or a token)
+ * into sid (sidlen bytes); *token says which. Returns 0 to go on, -1 once
+ * answered (405 or 400). */
+static int stream_credential(client *c, const it_http_request *req, const char *q, size_t qlen, char *sid,
+			     size_t sidlen, int *token)
+{
+	char detail[112];
+	int n;
+
 	if (req->method_len != 3 || memcmp(req->method, "GET", 3) != 0) {
 		/* The method is a token (no quote or backslash): safe in JSON. */
 		snprintf(detail, sizeof(detail), "%.*s is not allowed here; allowed: GET.", (int)req->method_len,
 			 req->method);
 		return stream_problem(c, 405, "Method Not Allowed", "method-not-allowed", detail, "Allow: GET\r\n");
 	}
-	n = credential(req, q, qlen, sid, sizeof(sid));
+	n = credential(req, q, qlen, sid, sidlen);
 	if (n == 0)
 		return stream_problem(c, 400, "Bad Request", "missing-session-id",
 				      "The session_id query parameter is required.", NULL);
-	token = n > 0 && it_token_is(sid);
-	if (!token && (n < 0 || !it_id_session_valid(sid)))
-		return stream_problem(c, 400, "Bad Request", "invalid-session-id", "The session id is malformed.", NULL);
-	lei = kind == K_SSE ? it_http_find(req, "Last-Event-ID") : NULL;
+	*token = n > 0 && it_token_is(sid);
+	if (!*token && (n < 0 || !it_id_session_valid(sid)))
+		return stream_problem(c, 400, "Bad Request", "invalid-session-id", "The session id is malformed.",
+				      NULL);
+	return 0;
+}
+
+/* Reads the cursor (Last-Event-ID, else last_event_id for SSE, cursor for
+ * long-poll) and a long-poll's timeout (capped at longpoll_timeout) into
+ * *cursor and *timeout, which keep their values when not given. Returns 0
+ * to go on, -1 once answered (400). */
+static int stream_cursor(client *c, const it_http_request *req, enum client_kind kind, const char *q, size_t qlen,
+			 int64_t *cursor, int64_t *timeout)
+{
+	const it_http_header *lei = kind == K_SSE ? it_http_find(req, "Last-Event-ID") : NULL;
+	const char *ckey = kind == K_SSE ? "last_event_id" : "cursor";
+	char v[32];
+	int n;
+
 	if (lei && lei->value_len > 0) {
-		if (parse_count(lei->value, lei->value_len, &cursor) < 0)
+		if (parse_count(lei->value, lei->value_len, cursor) < 0)
 			return stream_problem(c, 400, "Bad Request", "invalid-cursor",
 					      "Last-Event-ID must be a non-negative integer.", NULL);
 	} else if ((n = query_get(q, qlen, ckey, v, sizeof(v))) != -1) {
-		if (n < 0 || parse_count(v, (size_t)n, &cursor) < 0)
+		if (n < 0 || parse_count(v, (size_t)n, cursor) < 0)
 			return stream_problem(c, 400, "Bad Request", "invalid-cursor",
 					      kind == K_SSE ? "last_event_id must be a non-negative integer."
 							    : "cursor must be a non-negative integer.",
 					      NULL);
 	}
 	if (kind == K_POLL && (n = query_get(q, qlen, "timeout", v, sizeof(v))) != -1) {
-		if (n < 0 || parse_count(v, (size_t)n, &timeout) < 0 || timeout > 86400)
+		if (n < 0 || parse_count(v, (size_t)n, timeout) < 0 || *timeout > 86400)
 			return stream_problem(c, 400, "Bad Request", "invalid-timeout",
 					      "timeout must be a whole number of seconds.", NULL);
-		if (timeout > B.cfg->longpoll_timeout)
-			timeout = B.cfg->longpoll_timeout;
+		if (*timeout > B.cfg->longpoll_timeout)
+			*timeout = B.cfg->longpoll_timeout;
 	}
+	return 0;
+}
+
+/* Hands a stream's token to the feed to check, after the limits in the
+ * order imagetools.fcgi applies them: an SSE stream counts against
+ * rate_streams before its credential is looked at, then the address's
+ * failed credentials, then the form, then the database. Returns 0 while
+ * the client waits for the feed, -1 once answered (or freed). */
+static int stream_token(client *c, enum client_kind kind, const char *sid)
+{
+	unsigned wait;
+
+	if (kind == K_SSE && stream_rate(c) < 0)
+		return -1;
+	wait = it_addrlimit_peek(&B.authfail, c->addr, B.now);
+	if (wait)
+		return authfail_refused(c, wait);
+	if (!it_token_valid(sid)) {
+		auth_failed(c);
+		return token_refused(c);
+	}
+	if (token_check(c, sid, stream_cred_done) < 0) {
+		client_free(c);
+		return -1;
+	}
+	/* Waiting for the feed: input is ignored from here on, and the
+	 * tick answers 503 if the database does not answer in time. */
+	c->state = C_OPEN;
+	c->deadline = B.now + HEAD_TIMEOUT;
+	return 0;
+}
+
+static int stream_start(client *c, const it_http_request *req, enum client_kind kind, const char *q, size_t qlen)
+{
+	char sid[1024], detail[112];
+	int64_t cursor = 0, timeout = B.cfg->longpoll_timeout;
+	const char *bad;
+	int n, token;
+
+	c->kind = kind;
+	c->instance = strndup(req->target, q ? (size_t)(q - 1 - req->target) : req->target_len);
+	if (c->instance == NULL) {
+		client_free(c);
+		return -1;
+	}
+	client_address(c, req, c->addr, sizeof(c->addr));
+	if (stream_origin(c, req) < 0 || stream_credential(c, req, q, qlen, sid, sizeof(sid), &token) < 0 ||
+	    stream_cursor(c, req, kind, q, qlen, &cursor, &timeout) < 0)
+		return -1;
 	if ((n = parse_ident(c, q, qlen, &bad)) != 0) {
 		if (n < 0) {
 			client_free(c);
@@ -1154,29 +1221,7 @@ static int stream_start(client *c, const it_http_request *req, enum client_kind 
 				      "The database cannot be reached; try again shortly.", "Retry-After: 5\r\n");
 	if (!token)
 		return stream_open(c, sid, "", 0, 0);
-	/* A token: an SSE stream counts against rate_streams before its
-	 * credential is looked at, as in imagetools.fcgi; then the address's
-	 * failed credentials, then the form, then the database. */
-	if (kind == K_SSE && stream_rate(c) < 0)
-		return -1;
-	{
-		unsigned wait = it_rl_peek(&B.authfail, c->addr, B.now);
-		if (wait)
-			return authfail_refused(c, wait);
-	}
-	if (!it_token_valid(sid)) {
-		auth_failed(c);
-		return token_refused(c);
-	}
-	if (token_check(c, sid, stream_cred_done) < 0) {
-		client_free(c);
-		return -1;
-	}
-	/* Waiting for the feed: input is ignored from here on, and the
-	 * tick answers 503 if the database does not answer in time. */
-	c->state = C_OPEN;
-	c->deadline = B.now + HEAD_TIMEOUT;
-	return 0;
+	return stream_token(c, kind, sid);
 }
 
 /* Housekeeping of one SSE stream or long-poll. */
@@ -1348,12 +1393,8 @@ static void ws_cred_done(it_feed_credq *q, const it_feed_principal *p)
 		auth_failed(c);
 		client_close(c, WS_CLOSE_BAD_CREDENTIAL, "Invalid token");
 		return;
-	case 404:
-		client_close(c, IT_WS_CLOSE_INVALID_SESSION, "Invalid session");
-		return;
-	default:
-		client_close(c, IT_WS_CLOSE_TRY_LATER, "Database unavailable");
-		return;
+	case 404: client_close(c, IT_WS_CLOSE_INVALID_SESSION, "Invalid session"); return;
+	default: client_close(c, IT_WS_CLOSE_TRY_LATER, "Database unavailable"); return;
 	}
 }
 
@@ -1364,7 +1405,7 @@ static void ws_cred_done(it_feed_credq *q, const it_feed_principal *p)
 static int ws_authenticate(client *c, const char *cred)
 {
 	if (it_token_is(cred)) {
-		if (it_rl_peek(&B.authfail, c->addr, B.now)) {
+		if (it_addrlimit_peek(&B.authfail, c->addr, B.now)) {
 			client_close(c, IT_WS_CLOSE_TRY_LATER, "Too many failed credentials");
 			return -1;
 		}
@@ -1493,8 +1534,10 @@ static int ws_protocols(const it_http_request *req, char *out, size_t outlen, in
 				e--;
 			if (e - b == 13 && memcmp(h->value + b, "imagetools.v1", 13) == 0)
 				*offer_v1 = 1;
-			else if (e - b > sizeof(bearer) - 1 && memcmp(h->value + b, bearer, sizeof(bearer) - 1) == 0 && rc == 0)
-				rc = it_cred_copy(h->value + b + sizeof(bearer) - 1, e - b - (sizeof(bearer) - 1), out, outlen);
+			else if (e - b > sizeof(bearer) - 1 && memcmp(h->value + b, bearer, sizeof(bearer) - 1) == 0 &&
+				 rc == 0)
+				rc = it_cred_copy(h->value + b + sizeof(bearer) - 1, e - b - (sizeof(bearer) - 1), out,
+						  outlen);
 		}
 	}
 	return rc;
@@ -1502,16 +1545,201 @@ static int ws_protocols(const it_http_request *req, char *out, size_t outlen, in
 
 static int process_frames(client *c, unsigned char *buf, size_t len);
 
+/* The target of a request head: the path without url_prefix, and the query
+ * (q after the '?', qlen bytes; NULL when there is none). Both point into
+ * the head. */
+struct target {
+	const char *path, *q;
+	size_t plen, qlen;
+};
+
+/* Splits req's target into path and query, dropping url_prefix. */
+static void split_target(const it_http_request *req, struct target *t)
+{
+	size_t prelen = strlen(B.cfg->url_prefix);
+	const char *q;
+
+	t->path = req->target;
+	t->plen = req->target_len;
+	t->q = NULL;
+	t->qlen = 0;
+	if (prelen && t->plen >= prelen && memcmp(t->path, B.cfg->url_prefix, prelen) == 0) {
+		t->path += prelen;
+		t->plen -= prelen;
+	}
+	q = memchr(t->path, '?', t->plen);
+	if (q) {
+		t->qlen = t->plen - (size_t)(q - t->path) - 1;
+		t->plen = (size_t)(q - t->path);
+		t->q = q + 1;
+	}
+}
+
+/* Whether the path is p (a string literal's array, NUL included). */
+#define PATH_IS(t, p) ((t)->plen == sizeof(p) - 1 && memcmp((t)->path, (p), (t)->plen) == 0)
+
+/* Answers SSE and long-poll, as imagetools.fcgi serves them, and frees the
+ * head (parsed into c->in) once it is no longer looked at. */
+static int stream_handshake(client *c, const it_http_request *req, const struct target *t)
+{
+	int rc = stream_start(c, req, PATH_IS(t, stream_path) ? K_SSE : K_POLL, t->q, t->qlen);
+
+	if (!c->dead)
+		it_buf_free(&c->in);
+	return rc;
+}
+
+/* A refusal of a WebSocket upgrade: status line, problem and extra header. */
+struct refusal {
+	int status;
+	const char *title, *slug, *detail, *header;
+};
+
+/* Checks, in this order, that req is a WebSocket upgrade of version 13 to
+ * one of the WebSocket URLs with a valid key and cursor. Returns NULL, with
+ * *bare (whether the URL is the one without a session), accept (the
+ * Sec-WebSocket-Accept value, 29 bytes and a NUL) and *requested (the
+ * cursor) set, or the refusal. */
+static const struct refusal *upgrade_refusal(const it_http_request *req, const struct target *t, int *bare,
+					     char *accept, int64_t *requested)
+{
+	static const struct refusal not_get = {400, "Bad Request", "bad-request",
+					       "A WebSocket upgrade is a GET over HTTP/1.1.", NULL};
+	static const struct refusal no_host = {400, "Bad Request", "bad-request",
+					       "An HTTP/1.1 request needs a Host header.", NULL};
+	static const struct refusal not_found = {404, "Not Found", "not-found", "No such WebSocket endpoint.", NULL};
+	static const struct refusal not_ws = {426, "Upgrade Required", "upgrade-required",
+					      "This endpoint speaks WebSocket only.", "Upgrade: websocket\r\n"};
+	static const struct refusal version = {426, "Upgrade Required", "websocket-version",
+					       "Only WebSocket version 13 is supported.",
+					       "Sec-WebSocket-Version: 13\r\n"};
+	static const struct refusal bad_key = {400, "Bad Request", "bad-request",
+					       "Missing or malformed Sec-WebSocket-Key.", NULL};
+	static const struct refusal bad_cursor = {400, "Bad Request", "bad-cursor",
+						  "last_event_id must be a non-negative integer.", NULL};
+	const it_http_header *h;
+
+	if (req->method_len != 3 || memcmp(req->method, "GET", 3) != 0 || req->minor_version < 1)
+		return &not_get;
+	if (it_http_find(req, "Host") == NULL)
+		return &no_host;
+	*bare = PATH_IS(t, ws_bare);
+	if (!*bare && (t->plen <= sizeof(ws_prefix) - 1 || memcmp(t->path, ws_prefix, sizeof(ws_prefix) - 1) != 0))
+		return &not_found;
+	h = it_http_find(req, "Upgrade");
+	if (h == NULL || !it_http_has_token(h->value, h->value_len, "websocket") ||
+	    (h = it_http_find(req, "Connection")) == NULL || !it_http_has_token(h->value, h->value_len, "upgrade"))
+		return &not_ws;
+	h = it_http_find(req, "Sec-WebSocket-Version");
+	if (h == NULL || h->value_len != 2 || memcmp(h->value, "13", 2) != 0)
+		return &version;
+	h = it_http_find(req, "Sec-WebSocket-Key");
+	if (h == NULL || it_ws_accept_key(h->value, h->value_len, accept) < 0)
+		return &bad_key;
+	if (parse_query(t->q, t->qlen, requested) < 0)
+		return &bad_cursor;
+	return NULL;
+}
+
+/* Notes the client's address in c->addr and counts the upgrade against
+ * rate_streams for it. Returns 0 when allowed, else the whole seconds to
+ * wait. */
+static unsigned upgrade_wait(client *c, const it_http_request *req)
+{
+	client_address(c, req, c->addr, sizeof(c->addr));
+	return it_addrlimit_hit(&B.rate, c->addr, B.now);
+}
+
+/* Copies the credential of an upgrade into sid (sidlen bytes): from the
+ * URL /api/v1/ws/<session>, or for the bare URL from a header, never the
+ * URL: the subprotocol (which a browser can set), else Authorization. sid
+ * is left empty when the first message after the upgrade is to bring it,
+ * and "-" when the one offered is malformed (refused after the upgrade).
+ * *offer_v1 says whether imagetools.v1 was offered. */
+static void upgrade_credential(const it_http_request *req, const struct target *t, int bare, char *sid, size_t sidlen,
+			       int *offer_v1)
+{
+	const it_http_header *h;
+	size_t plen;
+
+	sid[0] = '\0';
+	if (bare) {
+		int r = ws_protocols(req, sid, sidlen, offer_v1);
+		if (r == 0 && (h = it_http_find(req, "Authorization")) != NULL) {
+			const char *tok;
+			size_t toklen;
+			if (it_cred_bearer(h->value, h->value_len, &tok, &toklen))
+				r = it_cred_copy(tok, toklen, sid, sidlen);
+		}
+		if (r < 0)
+			snprintf(sid, sidlen, "-");
+		return;
+	}
+	plen = t->plen - (sizeof(ws_prefix) - 1);
+	if (plen >= sidlen)
+		plen = sidlen - 1; /* too long to be valid; still closed with 4004 */
+	memcpy(sid, t->path + sizeof(ws_prefix) - 1, plen);
+	sid[plen] = '\0';
+}
+
+/* Answers 101 Switching Protocols (selecting imagetools.v1 when offered)
+ * and starts the WebSocket: the reader, the ping clock. Returns 0, or -1
+ * when the client is gone. */
+static int upgrade_answer(client *c, const char *accept, int offer_v1)
+{
+	char resp[256];
+	int rl = snprintf(resp, sizeof(resp),
+			  "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+			  "Sec-WebSocket-Accept: %s\r\n%s\r\n",
+			  accept, offer_v1 ? "Sec-WebSocket-Protocol: imagetools.v1\r\n" : "");
+
+	if (oq_copy(&c->out, resp, (size_t)rl, NULL, 0) < 0) {
+		client_free(c);
+		return -1;
+	}
+	c->state = C_OPEN;
+	/* The first Ping goes out one ws_ping_interval after the upgrade. */
+	c->ping_sent = B.now;
+	it_ws_reader_init(&c->rd, (uint64_t)B.cfg->ws_max_message);
+	return client_flush(c);
+}
+
+/* Reads the frames that came in the same packet as the request head (the
+ * head is n bytes of c->in), and frees c->in. */
+static int upgrade_leftover(client *c, int n)
+{
+	it_buf leftover;
+
+	if ((size_t)n >= c->in.len) {
+		it_buf_free(&c->in);
+		return 0;
+	}
+	leftover = c->in;
+	it_buf_init(&c->in, 0);
+	if (process_frames(c, (unsigned char *)leftover.data + n, leftover.len - (size_t)n) < 0) {
+		it_buf_free(&leftover);
+		return -1;
+	}
+	it_buf_free(&leftover);
+	return 0;
+}
+
+/* Answers a request head in c->in once it is whole: SSE and long-poll go to
+ * stream_start, anything else must be a WebSocket upgrade. The checks run
+ * in the order the tests and imagetools.fcgi expect: the head, Host, the
+ * upgrade itself, Origin, the rate limit, the client's identity. */
 static int handshake(client *c)
 {
 	it_http_header hdrs[64];
 	it_http_request req = {.headers = hdrs, .num_headers = 64};
-	const it_http_header *h, *key;
-	const char *path, *q;
-	size_t plen, prelen, qlen = 0;
-	char sid[72], accept[32], resp[256];
+	const struct refusal *why;
+	const it_http_header *h;
+	struct target t;
+	const char *bad;
+	char sid[72], accept[32], hdr[48];
 	int64_t requested;
-	int n, rl, bare, offer_v1 = 0;
+	unsigned wait;
+	int n, r, bare, offer_v1 = 0;
 
 	n = it_http_parse_request(c->in.data, c->in.len, &req);
 	if (n == -2) {
@@ -1527,126 +1755,40 @@ static int handshake(client *c)
 	h = it_http_find(&req, "Host");
 	if (!it_host_listed(B.cfg->server_names, h ? h->value : NULL, h ? h->value_len : 0)) {
 		it_log_info("WebSocket upgrade refused: Host not in server_names");
-		return client_http_error(c, 421, "Misdirected Request", "misdirected-request",
-					 "This server does not answer for the host named in the request; see server_names.",
-					 NULL);
+		return client_http_error(
+			c, 421, "Misdirected Request", "misdirected-request",
+			"This server does not answer for the host named in the request; see server_names.", NULL);
 	}
-	path = req.target;
-	plen = req.target_len;
-	prelen = strlen(B.cfg->url_prefix);
-	if (prelen && plen >= prelen && memcmp(path, B.cfg->url_prefix, prelen) == 0) {
-		path += prelen;
-		plen -= prelen;
-	}
-	q = memchr(path, '?', plen);
-	if (q) {
-		qlen = plen - (size_t)(q - path) - 1;
-		plen = (size_t)(q - path);
-		q++;
-	}
-	/* SSE and long-poll, as imagetools.fcgi serves them. */
-	if ((plen == sizeof(events_path) - 1 && memcmp(path, events_path, plen) == 0) ||
-	    (plen == sizeof(stream_path) - 1 && memcmp(path, stream_path, plen) == 0)) {
-		int rc = stream_start(c, &req, plen == sizeof(stream_path) - 1 ? K_SSE : K_POLL, q, qlen);
-		/* The head is parsed into c->in: free it only now. */
-		if (!c->dead)
-			it_buf_free(&c->in);
-		return rc;
-	}
-	if (req.method_len != 3 || memcmp(req.method, "GET", 3) != 0 || req.minor_version < 1)
-		return client_http_error(c, 400, "Bad Request", "bad-request",
-					 "A WebSocket upgrade is a GET over HTTP/1.1.", NULL);
-	if (it_http_find(&req, "Host") == NULL)
-		return client_http_error(c, 400, "Bad Request", "bad-request", "An HTTP/1.1 request needs a Host header.",
-					 NULL);
-	bare = plen == sizeof(ws_bare) - 1 && memcmp(path, ws_bare, plen) == 0;
-	if (!bare && (plen <= sizeof(ws_prefix) - 1 || memcmp(path, ws_prefix, sizeof(ws_prefix) - 1) != 0))
-		return client_http_error(c, 404, "Not Found", "not-found", "No such WebSocket endpoint.", NULL);
-	h = it_http_find(&req, "Upgrade");
-	if (h == NULL || !it_http_has_token(h->value, h->value_len, "websocket") ||
-	    (h = it_http_find(&req, "Connection")) == NULL || !it_http_has_token(h->value, h->value_len, "upgrade"))
-		return client_http_error(c, 426, "Upgrade Required", "upgrade-required",
-					 "This endpoint speaks WebSocket only.", "Upgrade: websocket\r\n");
-	h = it_http_find(&req, "Sec-WebSocket-Version");
-	if (h == NULL || h->value_len != 2 || memcmp(h->value, "13", 2) != 0)
-		return client_http_error(c, 426, "Upgrade Required", "websocket-version",
-					 "Only WebSocket version 13 is supported.", "Sec-WebSocket-Version: 13\r\n");
-	key = it_http_find(&req, "Sec-WebSocket-Key");
-	if (key == NULL || it_ws_accept_key(key->value, key->value_len, accept) < 0)
-		return client_http_error(c, 400, "Bad Request", "bad-request", "Missing or malformed Sec-WebSocket-Key.",
-					 NULL);
-	if (parse_query(q, qlen, &requested) < 0)
-		return client_http_error(c, 400, "Bad Request", "bad-cursor",
-					 "last_event_id must be a non-negative integer.", NULL);
+	split_target(&req, &t);
+	if (PATH_IS(&t, events_path) || PATH_IS(&t, stream_path))
+		return stream_handshake(c, &req, &t);
+	why = upgrade_refusal(&req, &t, &bare, accept, &requested);
+	if (why != NULL)
+		return client_http_error(c, why->status, why->title, why->slug, why->detail, why->header);
 	if (!origin_allowed(&req)) {
 		it_metrics_inc("imagetools_origin_refused_total", NULL, 1);
 		it_log_info("WebSocket upgrade refused: origin not allowed");
 		return client_http_error(c, 403, "Forbidden", "origin-not-allowed",
 					 "This origin may not open WebSockets here.", NULL);
 	}
-	{
-		char hdr[48];
-		unsigned wait;
-
-		client_address(c, &req, c->addr, sizeof(c->addr));
-		wait = it_rl_hit(&B.rate, c->addr, B.now);
-		if (wait) {
-			snprintf(hdr, sizeof(hdr), "Retry-After: %u\r\n", wait);
-			return client_http_error(c, 429, "Too Many Requests", "rate-limited",
-						 "Too many WebSocket connections from this address; retry later.", hdr);
-		}
+	if ((wait = upgrade_wait(c, &req)) != 0) {
+		snprintf(hdr, sizeof(hdr), "Retry-After: %u\r\n", wait);
+		return client_http_error(c, 429, "Too Many Requests", "rate-limited",
+					 "Too many WebSocket connections from this address; retry later.", hdr);
 	}
 	c->cursor0 = requested;
-	sid[0] = '\0';
-	if (bare) {
-		/* The credential travels in a header here, never in the URL:
-		 * the subprotocol (which a browser can set), else
-		 * Authorization, else the first message after the upgrade. */
-		int r = ws_protocols(&req, sid, sizeof(sid), &offer_v1);
-		if (r == 0 && (h = it_http_find(&req, "Authorization")) != NULL) {
-			const char *tok;
-			size_t toklen;
-			if (it_cred_bearer(h->value, h->value_len, &tok, &toklen))
-				r = it_cred_copy(tok, toklen, sid, sizeof(sid));
-		}
-		if (r < 0)
-			snprintf(sid, sizeof(sid), "-"); /* malformed: refused after the upgrade */
-	} else {
-		plen -= sizeof(ws_prefix) - 1;
-		path += sizeof(ws_prefix) - 1;
-		if (plen >= sizeof(sid))
-			plen = sizeof(sid) - 1; /* too long to be valid; still closed with 4004 */
-		memcpy(sid, path, plen);
-		sid[plen] = '\0';
-	}
+	upgrade_credential(&req, &t, bare, sid, sizeof(sid), &offer_v1);
 	/* Both WebSocket URLs take the client's identity from the query. */
-	{
-		const char *bad;
-		int r = parse_ident(c, q, qlen, &bad);
-		if (r < 0) {
-			client_free(c);
-			return -1;
-		}
-		if (r > 0)
-			return client_http_error(c, 400, "Bad Request", "invalid-client-identity",
-						 "client_id, client_label or client_source is malformed.", NULL);
-	}
-
-	rl = snprintf(resp, sizeof(resp),
-		      "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-		      "Sec-WebSocket-Accept: %s\r\n%s\r\n",
-		      accept, offer_v1 ? "Sec-WebSocket-Protocol: imagetools.v1\r\n" : "");
-	if (oq_copy(&c->out, resp, (size_t)rl, NULL, 0) < 0) {
+	r = parse_ident(c, t.q, t.qlen, &bad);
+	if (r < 0) {
 		client_free(c);
 		return -1;
 	}
-	c->state = C_OPEN;
-	/* The first Ping goes out one ws_ping_interval after the upgrade. */
-	c->ping_sent = B.now;
-	it_ws_reader_init(&c->rd, (uint64_t)B.cfg->ws_max_message);
-	if (client_flush(c) < 0)
+	if (r > 0)
+		return client_http_error(c, 400, "Bad Request", "invalid-client-identity",
+					 "client_id, client_label or client_source is malformed.", NULL);
+	if (upgrade_answer(c, accept, offer_v1) < 0)
 		return -1;
-
 	/* The credential is checked after the upgrade, so that a browser sees
 	 * the close code (4004, 4401, 4403) rather than a failed handshake.
 	 * The feed checks the session, sends connection.status "connected" on
@@ -1667,19 +1809,7 @@ static int handshake(client *c)
 		it_buf_free(&c->in);
 		return 0;
 	}
-	/* Frames that came in the same packet as the request head. */
-	if ((size_t)n < c->in.len) {
-		it_buf leftover = c->in;
-		it_buf_init(&c->in, 0);
-		if (process_frames(c, (unsigned char *)leftover.data + n, leftover.len - (size_t)n) < 0) {
-			it_buf_free(&leftover);
-			return -1;
-		}
-		it_buf_free(&leftover);
-	} else {
-		it_buf_free(&c->in);
-	}
-	return 0;
+	return upgrade_leftover(c, n);
 }
 
 /* ------------------------------------------------------------ client input */
@@ -1719,17 +1849,16 @@ static int process_frames(client *c, unsigned char *buf, size_t len)
 		}
 		if (n < 0) {
 			int code = (int)-n;
-			const char *why = code == IT_WS_CLOSE_BAD_DATA	? "Invalid UTF-8"
-					  : code == IT_WS_CLOSE_TOO_BIG ? "Message too big"
-									: "Protocol error";
+			const char *why = code == IT_WS_CLOSE_BAD_DATA ? "Invalid UTF-8"
+				: code == IT_WS_CLOSE_TOO_BIG	       ? "Message too big"
+								       : "Protocol error";
 			client_close(c, code, why);
 			return -1;
 		}
 		buf += n;
 		len -= (size_t)n;
 		switch (ev.kind) {
-		case IT_WS_MORE:
-			return 0;
+		case IT_WS_MORE: return 0;
 		case IT_WS_DATA:
 			for (i = 0; i < ev.len && c->msg_n < 5; i++, c->msg_n++)
 				if (c->msg_n >= 4 || ev.data[i] != (unsigned char)"ping"[c->msg_n])
@@ -1770,20 +1899,18 @@ static int process_frames(client *c, unsigned char *buf, size_t len)
 			 * show that the peer follows the protocol. */
 			c->ping_out = 0;
 			break;
-		case IT_WS_CLOSE:
-			{
-				/* Echo the code (RFC 6455 5.5.1), then wait for
-				 * the peer to close the TCP connection. */
-				unsigned char p[2] = {(unsigned char)(ev.close_code >> 8),
-						      (unsigned char)ev.close_code};
-				client_detach(c);
-				c->state = C_CLOSING;
-				c->close_deadline = B.now + CLOSE_LINGER;
-				if (client_frame(c, IT_WS_OP_CLOSE, p, ev.close_code == 1005 ? 0 : 2) < 0)
-					return -1;
-				client_flush(c);
+		case IT_WS_CLOSE: {
+			/* Echo the code (RFC 6455 5.5.1), then wait for
+			 * the peer to close the TCP connection. */
+			unsigned char p[2] = {(unsigned char)(ev.close_code >> 8), (unsigned char)ev.close_code};
+			client_detach(c);
+			c->state = C_CLOSING;
+			c->close_deadline = B.now + CLOSE_LINGER;
+			if (client_frame(c, IT_WS_OP_CLOSE, p, ev.close_code == 1005 ? 0 : 2) < 0)
 				return -1;
-			}
+			client_flush(c);
+			return -1;
+		}
 		}
 	}
 }
@@ -1915,8 +2042,8 @@ static void tick(void)
 	it_feed_tick(B.feed, (int64_t)(B.now * 1000.0));
 	it_presence_tick(B.presence, (int64_t)(B.now * 1000.0));
 	if (B.now - B.rate_pruned >= 10.0) {
-		it_rl_prune(&B.rate, B.now);
-		it_rl_prune(&B.authfail, B.now);
+		it_addrlimit_prune(&B.rate, B.now);
+		it_addrlimit_prune(&B.authfail, B.now);
 		B.rate_pruned = B.now;
 	}
 	if (B.listen_paused_until > 0 && B.now >= B.listen_paused_until && !B.stopping) {
@@ -1924,7 +2051,7 @@ static void tick(void)
 		epoll_ctl(B.epfd, EPOLL_CTL_ADD, B.lfd, &e);
 		B.listen_paused_until = 0;
 	}
-	it_list_foreach_safe(pos, tmp, &B.clients) {
+	it_list_foreach_safe (pos, tmp, &B.clients) {
 		client *c = it_container_of(pos, client, alink);
 		switch (c->state) {
 		case C_HANDSHAKE:
@@ -1980,7 +2107,7 @@ static void begin_shutdown(void)
 	epoll_ctl(B.epfd, EPOLL_CTL_DEL, B.lfd, NULL);
 	close(B.lfd);
 	B.lfd = -1;
-	it_list_foreach_safe(pos, tmp, &B.clients) {
+	it_list_foreach_safe (pos, tmp, &B.clients) {
 		client *c = it_container_of(pos, client, alink);
 		if (c->state == C_HANDSHAKE)
 			client_free(c);
@@ -2034,15 +2161,9 @@ static int add_watch(int fd, handle *h)
 	return epoll_ctl(B.epfd, EPOLL_CTL_ADD, fd, &e);
 }
 
-int it_bridge_run(const it_config *cfg, const char *listen_addr)
+/* Resets the bridge's state for cfg (nothing is opened yet). */
+static void bridge_init(const it_config *cfg)
 {
-	it_feed_opts fo;
-	it_feed_stats fs;
-	struct itimerspec its = {{0, TICK_MS * 1000000L}, {0, TICK_MS * 1000000L}};
-	struct epoll_event evs[256];
-	sigset_t mask;
-	int rc = -1;
-
 	memset(&B, 0, sizeof(B));
 	B.cfg = cfg;
 	B.lfd = B.sigfd = B.tfd = -1;
@@ -2058,11 +2179,18 @@ int it_bridge_run(const it_config *cfg, const char *listen_addr)
 	B.presence_h.kind = H_PRESENCE;
 	/* 100,000 addresses at most in one minute's table (some 10 MB); past
 	 * that, new ones share one counter. */
-	if (it_rl_init(&B.rate, (unsigned)cfg->rate_streams, 60.0, 100000) < 0 ||
-	    it_rl_init(&B.authfail, (unsigned)cfg->rate_auth_failures, 60.0, 100000) < 0) {
-		it_log_error("out of memory");
-		return -1;
-	}
+	it_addrlimit_init(&B.rate, (unsigned)cfg->rate_streams, 60.0, 100000);
+	it_addrlimit_init(&B.authfail, (unsigned)cfg->rate_auth_failures, 60.0, 100000);
+}
+
+/* Opens the event loop: the epoll set with the listening socket, a
+ * signalfd for SIGTERM and SIGINT (blocked from here on) and the tick's
+ * timerfd. Returns 0, or -1 (logged). */
+static int loop_open(const char *listen_addr)
+{
+	struct itimerspec its = {{0, TICK_MS * 1000000L}, {0, TICK_MS * 1000000L}};
+	sigset_t mask;
+
 	it_raise_fd_limit();
 	signal(SIGPIPE, SIG_IGN);
 	sigemptyset(&mask);
@@ -2075,14 +2203,29 @@ int it_bridge_run(const it_config *cfg, const char *listen_addr)
 	B.tfd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
 	if (B.epfd < 0 || B.sigfd < 0 || B.tfd < 0 || timerfd_settime(B.tfd, 0, &its, NULL) < 0) {
 		it_log_error("cannot set up the event loop: %s", strerror(errno));
-		goto out;
+		return -1;
 	}
 	B.lfd = open_listener(listen_addr);
 	if (B.lfd < 0)
-		goto out;
+		return -1;
 	if (add_watch(B.lfd, &B.listen_h) < 0 || add_watch(B.sigfd, &B.signal_h) < 0 ||
 	    add_watch(B.tfd, &B.timer_h) < 0)
-		goto out;
+		return -1;
+	return 0;
+}
+
+/* Makes the feed and the presence registry, each with its own database
+ * connection in the epoll set, and gives each its first tick. Returns 0,
+ * or -1 (logged). */
+static int feeds_open(const it_config *cfg)
+{
+	it_feed_opts fo;
+	it_presence_opts po = {.conninfo = cfg->database_url,
+			       .app_name = "imagetools-wsbridge presence",
+			       .epfd = B.epfd,
+			       .pg_tag = &B.presence_h,
+			       .ttl = cfg->presence_ttl};
+
 	memset(&fo, 0, sizeof(fo));
 	fo.conninfo = cfg->database_url;
 	fo.app_name = "imagetools-wsbridge";
@@ -2090,25 +2233,63 @@ int it_bridge_run(const it_config *cfg, const char *listen_addr)
 	fo.pg_tag = &B.pg_h;
 	if (it_feed_new(&B.feed, &fo) < 0) {
 		it_log_error("out of memory");
-		goto out;
+		return -1;
 	}
-	{
-		it_presence_opts po = {.conninfo = cfg->database_url,
-				       .app_name = "imagetools-wsbridge presence",
-				       .epfd = B.epfd,
-				       .pg_tag = &B.presence_h,
-				       .ttl = cfg->presence_ttl};
-		if (it_presence_new(&B.presence, &po) < 0) {
-			it_log_error("out of memory");
-			goto out;
-		}
-		it_presence_tick(B.presence, (int64_t)(B.now * 1000.0));
+	if (it_presence_new(&B.presence, &po) < 0) {
+		it_log_error("out of memory");
+		return -1;
 	}
+	it_presence_tick(B.presence, (int64_t)(B.now * 1000.0));
 	it_feed_tick(B.feed, (int64_t)(B.now * 1000.0));
-	it_log_info("listening on %s", listen_addr);
+	return 0;
+}
+
+/* Hands one event of the epoll set to whom it belongs. */
+static void dispatch(const struct epoll_event *ev)
+{
+	handle *h = ev->data.ptr;
+
+	switch (h->kind) {
+	case H_LISTEN:
+		if (!B.stopping)
+			accept_clients();
+		break;
+	case H_SIGNAL: {
+		struct signalfd_siginfo si;
+		while (read(B.sigfd, &si, sizeof(si)) == sizeof(si))
+			;
+		begin_shutdown();
+		break;
+	}
+	case H_TIMER: {
+		uint64_t ticks;
+		if (read(B.tfd, &ticks, sizeof(ticks)) > 0)
+			tick();
+		break;
+	}
+	case H_PG: it_feed_handle_pg(B.feed, ev->events); break;
+	case H_PRESENCE: it_presence_handle_pg(B.presence, ev->events); break;
+	case H_CLIENT: {
+		client *c = (client *)h;
+		if (c->dead)
+			break;
+		if ((ev->events & EPOLLOUT) && client_flush(c) < 0)
+			break;
+		if (ev->events & (EPOLLIN | EPOLLERR | EPOLLHUP))
+			client_readable(c);
+		break;
+	}
+	}
+}
+
+/* Runs the event loop until a shutdown has let every client go (or its
+ * deadline passed), or epoll_wait fails. */
+static void run_loop(void)
+{
+	struct epoll_event evs[256];
 
 	for (;;) {
-		int n, i;
+		int n;
 
 		if (B.stopping && (it_list_empty(&B.clients) || B.now >= B.stop_deadline))
 			break;
@@ -2118,65 +2299,24 @@ int it_bridge_run(const it_config *cfg, const char *listen_addr)
 			break;
 		}
 		B.now = mono();
-		for (i = 0; i < n; i++) {
-			handle *h = evs[i].data.ptr;
-			switch (h->kind) {
-			case H_LISTEN:
-				if (!B.stopping)
-					accept_clients();
-				break;
-			case H_SIGNAL:
-				{
-					struct signalfd_siginfo si;
-					while (read(B.sigfd, &si, sizeof(si)) == sizeof(si))
-						;
-					begin_shutdown();
-				}
-				break;
-			case H_TIMER:
-				{
-					uint64_t ticks;
-					if (read(B.tfd, &ticks, sizeof(ticks)) > 0)
-						tick();
-				}
-				break;
-			case H_PG:
-				it_feed_handle_pg(B.feed, evs[i].events);
-				break;
-			case H_PRESENCE:
-				it_presence_handle_pg(B.presence, evs[i].events);
-				break;
-			case H_CLIENT:
-				{
-					client *c = (client *)h;
-					if (c->dead)
-						break;
-					if ((evs[i].events & EPOLLOUT) && client_flush(c) < 0)
-						break;
-					if (evs[i].events & (EPOLLIN | EPOLLERR | EPOLLHUP))
-						client_readable(c);
-				}
-				break;
-			}
-		}
+		for (int i = 0; i < n; i++)
+			dispatch(&evs[i]);
 		it_feed_run(B.feed);
 		report_delivered();
 		reap();
 	}
-	rc = 0;
-	it_feed_stats_get(B.feed, &fs);
-	it_log_info("stopped: %llu event frames delivered, %llu reads of the log, %llu session checks, %llu token"
-		    " checks, %llu streams ended by their token",
-		    (unsigned long long)fs.delivered, (unsigned long long)fs.reads, (unsigned long long)fs.checks,
-		    (unsigned long long)fs.creds, (unsigned long long)fs.revoked);
-out:
-	{
-		it_list *pos, *tmp;
-		it_list_foreach_safe(pos, tmp, &B.clients) {
-			client_free(it_container_of(pos, client, alink));
-		}
-		reap();
+}
+
+/* Frees every client, then the feed and the presence registry, then the
+ * event loop; safe after a start that failed half-way. */
+static void bridge_close(void)
+{
+	it_list *pos, *tmp;
+
+	it_list_foreach_safe (pos, tmp, &B.clients) {
+		client_free(it_container_of(pos, client, alink));
 	}
+	reap();
 	/* Every client is gone: the feed has no subscriber left, and the
 	 * presence entries still held here are let go in one statement. */
 	it_presence_free(B.presence);
@@ -2191,7 +2331,27 @@ out:
 		close(B.tfd);
 	if (B.epfd >= 0)
 		close(B.epfd);
-	it_rl_free(&B.rate);
-	it_rl_free(&B.authfail);
+	it_addrlimit_free(&B.rate);
+	it_addrlimit_free(&B.authfail);
+}
+
+int it_bridge_run(const it_config *cfg, const char *listen_addr)
+{
+	it_feed_stats fs;
+	int rc = -1;
+
+	bridge_init(cfg);
+	if (loop_open(listen_addr) < 0 || feeds_open(cfg) < 0)
+		goto out;
+	it_log_info("listening on %s", listen_addr);
+	run_loop();
+	rc = 0;
+	it_feed_stats_get(B.feed, &fs);
+	it_log_info("stopped: %llu event frames delivered, %llu reads of the log, %llu session checks, %llu token"
+		    " checks, %llu streams ended by their token",
+		    (unsigned long long)fs.delivered, (unsigned long long)fs.reads, (unsigned long long)fs.checks,
+		    (unsigned long long)fs.creds, (unsigned long long)fs.revoked);
+out:
+	bridge_close();
 	return rc;
 }

@@ -18,16 +18,70 @@
  * about 40 KB; anything beyond this is not a valid operation request. */
 #define MAX_BODY (64 * 1024)
 
+/* Reads the operation out of a request body: its type, its image ids (n
+ * of them, pointing into body, no id twice), its params, and no other
+ * field but session_id. Returns 0, or 400 once it answered with that status. */
+static int parse_operation(it_req *req, json_object *body, const char **ids, int *n, it_op_params *p)
+{
+	json_object *v, *arr;
+	char err[160];
+	int type;
+
+	if (!json_object_object_get_ex(body, "type", &v) || !json_object_is_type(v, json_type_string) ||
+	    (type = it_op_type_parse(json_object_get_string(v))) < 0) {
+		it_resp_problem(req, 400, "unknown-operation-type",
+				"type must be \"bulk_compress\", \"bulk_resize\" or \"bulk_convert\".");
+		return 400;
+	}
+	if (!json_object_object_get_ex(body, "image_ids", &arr) || !json_object_is_type(arr, json_type_array) ||
+	    (*n = (int)json_object_array_length(arr)) < 1 || *n > IT_OPS_MAX_IMAGES) {
+		it_resp_problem(req, 400, "invalid-image-ids", "image_ids must be an array of 1 to %d image ids.",
+				IT_OPS_MAX_IMAGES);
+		return 400;
+	}
+	for (int i = 0; i < *n; i++) {
+		json_object *e = json_object_array_get_idx(arr, (size_t)i);
+		if (!json_object_is_type(e, json_type_string) || !it_id_uuid_valid(json_object_get_string(e))) {
+			it_resp_problem(req, 400, "invalid-image-ids", "image_ids[%d] is not an image id.", i);
+			return 400;
+		}
+		ids[i] = json_object_get_string(e);
+		/* Quadratic, but n is at most IT_OPS_MAX_IMAGES and this is cheap next to the work queued. */
+		for (int j = 0; j < i; j++) {
+			if (strcmp(ids[j], ids[i]) == 0) {
+				it_resp_problem(req, 400, "invalid-image-ids", "image_ids names %s twice.", ids[i]);
+				return 400;
+			}
+		}
+	}
+	json_object_object_get_ex(body, "params", &v);
+	if (it_op_params_parse((enum it_op_type)type, v, p, err, sizeof(err)) < 0) {
+		it_resp_problem(req, 400, "invalid-params", "%s", err);
+		return 400;
+	}
+	json_object_object_foreach(body, key, val)
+	{
+		(void)val;
+		if (strcmp(key, "session_id") && strcmp(key, "type") && strcmp(key, "image_ids") &&
+		    strcmp(key, "params")) {
+			it_resp_problem(req, 400, "unknown-field", "%.40s is not a field of an operation request.",
+					key);
+			return 400;
+		}
+	}
+	return 0;
+}
+
 void it_h_operation_create(it_req *req)
 {
 	PGconn *conn = it_db_thread_conn();
 	const char *ids[IT_OPS_MAX_IMAGES];
-	json_object *body = NULL, *v, *arr, *op = NULL;
-	char err[160], missing[40];
+	json_object *body = NULL, *v, *op = NULL;
+	char missing[40];
 	const char *session, *cred = NULL;
 	it_principal pr;
 	it_op_params p;
-	int type, n, rc;
+	int n, rc;
 	int64_t retry;
 
 	/* An operation costs a worker seconds of CPU per image: the address is
@@ -64,49 +118,8 @@ void it_h_operation_create(it_req *req)
 		it_guard_rate_refuse(req, retry, "Too many operations in this session");
 		goto out;
 	}
-	if (!json_object_object_get_ex(body, "type", &v) || !json_object_is_type(v, json_type_string) ||
-	    (type = it_op_type_parse(json_object_get_string(v))) < 0) {
-		it_resp_problem(req, 400, "unknown-operation-type",
-				"type must be \"bulk_compress\", \"bulk_resize\" or \"bulk_convert\".");
+	if (parse_operation(req, body, ids, &n, &p) != 0)
 		goto out;
-	}
-	if (!json_object_object_get_ex(body, "image_ids", &arr) || !json_object_is_type(arr, json_type_array) ||
-	    (n = (int)json_object_array_length(arr)) < 1 || n > IT_OPS_MAX_IMAGES) {
-		it_resp_problem(req, 400, "invalid-image-ids", "image_ids must be an array of 1 to %d image ids.",
-				IT_OPS_MAX_IMAGES);
-		goto out;
-	}
-	for (int i = 0; i < n; i++) {
-		json_object *e = json_object_array_get_idx(arr, (size_t)i);
-		if (!json_object_is_type(e, json_type_string) || !it_id_uuid_valid(json_object_get_string(e))) {
-			it_resp_problem(req, 400, "invalid-image-ids", "image_ids[%d] is not an image id.", i);
-			goto out;
-		}
-		ids[i] = json_object_get_string(e);
-		/* Quadratic, but n is at most IT_OPS_MAX_IMAGES and this is cheap next to the work queued. */
-		for (int j = 0; j < i; j++) {
-			if (strcmp(ids[j], ids[i]) == 0) {
-				it_resp_problem(req, 400, "invalid-image-ids", "image_ids names %s twice.", ids[i]);
-				goto out;
-			}
-		}
-	}
-	json_object_object_get_ex(body, "params", &v);
-	if (it_op_params_parse((enum it_op_type)type, v, &p, err, sizeof(err)) < 0) {
-		it_resp_problem(req, 400, "invalid-params", "%s", err);
-		goto out;
-	}
-	json_object_object_foreach(body, key, val)
-	{
-		(void)val;
-		if (strcmp(key, "session_id") && strcmp(key, "type") && strcmp(key, "image_ids") &&
-		    strcmp(key, "params")) {
-			it_resp_problem(req, 400, "unknown-field", "%.40s is not a field of an operation request.",
-					key);
-			goto out;
-		}
-	}
-
 	rc = it_ops_enqueue(&conn, session, &p, ids, n, &op, missing);
 	if (rc == 404 && missing[0]) {
 		it_resp_problem(req, 404, "unknown-image", "Image %s is not in this session.", missing);

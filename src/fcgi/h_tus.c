@@ -1,4 +1,5 @@
-/* h_tus.c: resumable uploads, tus 1.0.0 (core, creation, creation-with-upload, creation-defer-length, termination, checksum, expiration). */
+/* h_tus.c: resumable uploads, tus 1.0.0 (core, creation, creation-with-upload, creation-defer-length, termination,
+ * checksum, expiration). */
 #include "config.h"
 
 #include "common/base64.h"
@@ -175,8 +176,8 @@ static int meta_value(tus *t, const char *key, size_t klen, const char *v, size_
 	ssize_t n = it_base64_decode(v, vlen, (unsigned char *)out, outlen - 1);
 
 	if (n < 0)
-		return fail(t, 400, "malformed-metadata", "The Upload-Metadata value of %.*s is not base64 or too long.",
-			    (int)klen, key);
+		return fail(t, 400, "malformed-metadata",
+			    "The Upload-Metadata value of %.*s is not base64 or too long.", (int)klen, key);
 	out[n] = '\0';
 	if (strlen(out) != (size_t)n)
 		return fail(t, 400, "malformed-metadata", "The Upload-Metadata value of %.*s contains a NUL byte.",
@@ -198,7 +199,8 @@ static int parse_metadata(tus *t, const char *s, metadata *m)
 	if (s == NULL || *s == '\0')
 		return 0;
 	if (strlen(s) > IT_TUS_METADATA_MAX)
-		return fail(t, 400, "malformed-metadata", "Upload-Metadata is longer than %d bytes.", IT_TUS_METADATA_MAX);
+		return fail(t, 400, "malformed-metadata", "Upload-Metadata is longer than %d bytes.",
+			    IT_TUS_METADATA_MAX);
 	while (*s) {
 		const char *key = s, *val = NULL;
 		size_t klen, vlen = 0;
@@ -220,10 +222,12 @@ static int parse_metadata(tus *t, const char *s, metadata *m)
 			return fail(t, 400, "malformed-metadata", "Upload-Metadata has an empty key.");
 		for (size_t i = 0; i < klen; i++)
 			if ((unsigned char)key[i] <= 0x20 || (unsigned char)key[i] >= 0x7f)
-				return fail(t, 400, "malformed-metadata", "Upload-Metadata has a key with a control character.");
+				return fail(t, 400, "malformed-metadata",
+					    "Upload-Metadata has a key with a control character.");
 		for (int i = 0; i < nkeys; i++)
 			if (klens[i] == klen && memcmp(keys[i], key, klen) == 0)
-				return fail(t, 400, "malformed-metadata", "Upload-Metadata names %.*s twice.", (int)klen, key);
+				return fail(t, 400, "malformed-metadata", "Upload-Metadata names %.*s twice.",
+					    (int)klen, key);
 		if (nkeys == (int)(sizeof(keys) / sizeof(keys[0])))
 			return fail(t, 400, "malformed-metadata", "Upload-Metadata has too many keys.");
 		keys[nkeys] = key;
@@ -284,7 +288,8 @@ static int read_credential(tus *t)
 	/* A malformed credential is refused by resolve (401 when it begins
 	 * like a token, else 400), from the request's own copy. */
 	if (rc < 0 && resolve(t, NULL) == 0)
-		return fail(t, 400, "invalid-session-id", "The session in the Authorization header or the URL is malformed.");
+		return fail(t, 400, "invalid-session-id",
+			    "The session in the Authorization header or the URL is malformed.");
 	if (rc < 0)
 		return -1;
 	if (rc == 0) {
@@ -299,7 +304,8 @@ static int device_gone(tus *t)
 {
 	it_auth_refusal why = {0};
 
-	snprintf(why.www_authenticate, sizeof(why.www_authenticate), "Bearer realm=\"imagetools\", error=\"invalid_token\"");
+	snprintf(why.www_authenticate, sizeof(why.www_authenticate),
+		 "Bearer realm=\"imagetools\", error=\"invalid_token\"");
 	why.status = 401;
 	why.slug = "invalid-token";
 	why.detail = "The token that began this upload is revoked or expired: nothing more of it is stored.";
@@ -328,7 +334,8 @@ static int load_upload(tus *t, const char *id, int lock)
 	    (rc = it_devices_live(t->conn, t->up.device_id, 0)) == 401)
 		return device_gone(t);
 	if (rc == 404)
-		return fail(t, 404, "unknown-upload", "No such upload: it never existed, has expired or was terminated.");
+		return fail(t, 404, "unknown-upload",
+			    "No such upload: it never existed, has expired or was terminated.");
 	if (rc == 423)
 		return fail(t, 423, "upload-locked", "Another request is writing to this upload; try again shortly.");
 	if (rc != 0)
@@ -504,176 +511,228 @@ static void local_drop(tus *t)
  * before the client went away are kept (tus asks for as many as possible),
  * so that a resume re-sends only what was never received. Returns 0 or -1
  * with t's error set. */
+/* One PATCH body on its way into the blob. */
+struct body {
+	it_blob_writer w;
+	int writer_open;
+	EVP_MD_CTX *md;		/* the SHA-1 of an Upload-Checksum; NULL without one */
+	unsigned char want[20]; /* the digest Upload-Checksum names */
+	int64_t start, end_max; /* the offset it starts at, and the furthest it may reach */
+	int64_t received, step; /* bytes written, and bytes since the last committed step */
+	int sniffing;		/* it starts the upload: its first bytes must look like an image */
+	unsigned char head[IT_SNIFF_MAGIC_BYTES];
+	size_t head_len;
+};
+
+/* Reads Upload-Checksum, when there is one, into b->want and starts
+ * b->md. Returns 0, or -1 with t's error set. */
+static int body_checksum(tus *t, struct body *b)
+{
+	const char *ck = it_req_env(t->req, "HTTP_UPLOAD_CHECKSUM");
+	const char *sp;
+
+	if (ck == NULL)
+		return 0;
+	sp = strchr(ck, ' ');
+	if (sp == NULL || (size_t)(sp - ck) != 4 || strncasecmp(ck, "sha1", 4) != 0)
+		return fail(t, 400, "unsupported-checksum",
+			    "Upload-Checksum must be \"sha1 <base64 digest>\"; sha1 is the algorithm this server "
+			    "supports (Tus-Checksum-Algorithm).");
+	if (it_base64_decode(sp + 1, strlen(sp + 1), b->want, sizeof(b->want)) != (ssize_t)sizeof(b->want))
+		return fail(t, 400, "malformed-checksum", "The Upload-Checksum digest is not 20 bytes of base64.");
+	if ((b->md = EVP_MD_CTX_new()) == NULL || EVP_DigestInit_ex(b->md, EVP_sha1(), NULL) != 1)
+		return fail(t, 503, "out-of-memory", "The server is out of memory; try again shortly.");
+	return 0;
+}
+
+/* Opens the local copy when the body starts the upload and none is open. */
+static void local_open(tus *t, int64_t start)
+{
+	if (start != 0 || t->local_fd >= 0 || (t->local_fd = it_ingest_tmpfile()) < 0)
+		return;
+	t->local_md = EVP_MD_CTX_new();
+	t->local_len = 0;
+	if (t->local_md == NULL || EVP_DigestInit_ex(t->local_md, EVP_sha256(), NULL) != 1)
+		local_drop(t);
+}
+
+/* Reads the next piece of the body into buf (READ_BUF bytes). Returns its
+ * length, 0 at the end, or -1 with t's error set (too slow, cut short). */
+static ssize_t body_read(tus *t, const struct body *b, char *buf)
+{
+	it_req *req = t->req;
+	size_t want_n = READ_BUF;
+	ssize_t r;
+
+	if (req->content_length >= 0 && req->content_length - b->received < (int64_t)want_n)
+		want_n = (size_t)(req->content_length - b->received);
+	if (want_n == 0)
+		return 0;
+	r = it_req_read(req, buf, want_n);
+	if (r == 0 && req->content_length < 0)
+		return 0; /* the end of a body of unknown length */
+	if (r > 0)
+		return r;
+	if (r == IT_REQ_TOO_SLOW)
+		return fail(t, 408, "too-slow",
+			    "The request body arrived slower than %" PRId64 " bytes per second; the bytes received "
+			    "are kept: ask HEAD for the offset and go on from there.",
+			    it_g.cfg.upload_min_rate);
+	return fail(t, 400, "truncated",
+		    "The request body ended early; the bytes received are kept: ask HEAD for the "
+		    "offset and go on from there.");
+}
+
+/* Refuses a body that starts the upload as soon as its first bytes say it
+ * is not an image. Returns 0, or -1 with t's error set (415). */
+static int body_sniff(tus *t, struct body *b, const char *buf, size_t r)
+{
+	size_t k = sizeof(b->head) - b->head_len;
+	it_sniff s;
+
+	if (!b->sniffing || b->head_len >= sizeof(b->head))
+		return 0;
+	if (k > r)
+		k = r;
+	memcpy(b->head + b->head_len, buf, k);
+	b->head_len += k;
+	if (it_sniff_type(b->head, b->head_len, &s) == IT_SNIFF_UNKNOWN)
+		return fail(t, 415, "not-an-image", "The upload is not a JPEG, PNG, GIF, WebP, HEIC or AVIF image.");
+	return 0;
+}
+
+/* Makes one step durable: ends the COPY, records the offset (and maybe a
+ * progress event), commits, and goes on in a new transaction that holds
+ * the row again. Returns 0, or -1 with t's error set. */
+static int body_step(tus *t, struct body *b)
+{
+	b->writer_open = 0;
+	if (it_blob_writer_finish(&b->w) != 0 ||
+	    it_tus_advance(t->conn, t->up.id, b->start + b->received, it_g.cfg.resumable_upload_ttl,
+			   it_g.cfg.upload_progress_interval_ms) != 0)
+		return db_fail(t);
+	end_txn(t, 1);
+	if (t->status)
+		return -1;
+	t->up.offset = b->start + b->received;
+	b->step = 0;
+	if (lock_upload(t, t->up.id) != 0)
+		return -1;
+	if (it_blob_writer_resume(&b->w, t->conn, t->up.blob_id, t->up.offset) != 0)
+		return db_fail(t);
+	b->writer_open = 1;
+	return 0;
+}
+
+/* Takes r bytes of the body: the sniff, the checksum, the blob, the local
+ * copy, and a committed step every STEP_BYTES unless a checksum makes the
+ * body all or nothing. Returns 0, or -1 with t's error set. */
+static int body_take(tus *t, struct body *b, const char *buf, size_t r)
+{
+	if (body_sniff(t, b, buf, r) < 0)
+		return -1;
+	if (b->md != NULL && EVP_DigestUpdate(b->md, buf, r) != 1)
+		return fail(t, 503, "out-of-memory", "The server is out of memory; try again shortly.");
+	if (it_blob_writer_append(&b->w, buf, r) != 0)
+		return db_fail(t);
+	if (t->local_fd >= 0) {
+		/* Only a shortcut: without it, finishing reads the blob. */
+		if (it_ingest_write(t->local_fd, buf, r) != 0 || EVP_DigestUpdate(t->local_md, buf, r) != 1)
+			local_drop(t);
+		else
+			t->local_len += (int64_t)r;
+	}
+	b->received += (int64_t)r;
+	b->step += (int64_t)r;
+	if (b->md == NULL && b->step >= STEP_BYTES)
+		return body_step(t, b);
+	return 0;
+}
+
+/* Ends the body once read: drops it all when it failed and is all or
+ * nothing (or not worth keeping), compares the checksum, and records the
+ * new offset. Returns 0, or -1 with t's error set. */
+static int body_finish(tus *t, struct body *b)
+{
+	unsigned char got[EVP_MAX_MD_SIZE];
+	unsigned int got_len = 0;
+
+	if (t->status != 0 && (b->md != NULL || (t->status != 400 && t->status != 408))) {
+		/* All or nothing, or nothing worth keeping: the transaction ends
+		 * here, so that the caller keeps nothing of it. */
+		it_blob_writer_abort(&b->w);
+		b->writer_open = 0;
+		end_txn(t, 0);
+		return -1;
+	}
+	if (b->md != NULL) {
+		if (EVP_DigestFinal_ex(b->md, got, &got_len) != 1 || got_len != sizeof(b->want) ||
+		    memcmp(got, b->want, sizeof(b->want)) != 0)
+			return fail(t, 460, "checksum-mismatch",
+				    "The bytes received do not have the SHA-1 of Upload-Checksum; they were discarded: "
+				    "send them again from the same offset.");
+	}
+	b->writer_open = 0;
+	if (it_blob_writer_finish(&b->w) != 0 ||
+	    it_tus_advance(t->conn, t->up.id, b->start + b->received, it_g.cfg.resumable_upload_ttl,
+			   it_g.cfg.upload_progress_interval_ms) != 0)
+		return db_fail(t);
+	t->up.offset = b->start + b->received;
+	return t->status ? -1 : 0;
+}
+
 static int write_body(tus *t)
 {
 	it_req *req = t->req;
-	const char *ck = it_req_env(req, "HTTP_UPLOAD_CHECKSUM");
-	unsigned char want[20], got[EVP_MAX_MD_SIZE];
-	unsigned int got_len = 0;
-	EVP_MD_CTX *md = NULL;
-	it_blob_writer w;
-	int writer_open = 0, ret = -1;
-	int64_t start = t->up.offset, end_max, step = 0, received = 0;
+	struct body b;
 	char *buf = NULL;
-	unsigned char head[IT_SNIFF_MAGIC_BYTES];
-	size_t head_len = 0;
-	int sniffing = t->up.offset == 0;
+	ssize_t r;
+	int ret = -1;
 
-	if (ck != NULL) {
-		const char *sp = strchr(ck, ' ');
-		if (sp == NULL || (size_t)(sp - ck) != 4 || strncasecmp(ck, "sha1", 4) != 0)
-			return fail(t, 400, "unsupported-checksum",
-				    "Upload-Checksum must be \"sha1 <base64 digest>\"; sha1 is the algorithm this server "
-				    "supports (Tus-Checksum-Algorithm).");
-		if (it_base64_decode(sp + 1, strlen(sp + 1), want, sizeof(want)) != (ssize_t)sizeof(want))
-			return fail(t, 400, "malformed-checksum", "The Upload-Checksum digest is not 20 bytes of base64.");
-		if ((md = EVP_MD_CTX_new()) == NULL || EVP_DigestInit_ex(md, EVP_sha1(), NULL) != 1) {
-			fail(t, 503, "out-of-memory", "The server is out of memory; try again shortly.");
-			goto out;
-		}
-	}
+	memset(&b, 0, sizeof(b));
+	b.start = t->up.offset;
+	b.sniffing = t->up.offset == 0;
+	if (body_checksum(t, &b) < 0)
+		goto out;
 	/* What this request may add: up to the declared length, or, while it
 	 * is deferred, up to the largest file allowed. */
-	end_max = t->up.length >= 0 ? t->up.length : it_g.cfg.max_upload_bytes;
-	if (req->content_length > end_max - start) {
+	b.end_max = t->up.length >= 0 ? t->up.length : it_g.cfg.max_upload_bytes;
+	if (req->content_length > b.end_max - b.start) {
 		fail(t, 413, t->up.length >= 0 ? "past-upload-length" : "file-too-large",
 		     "The PATCH would take the upload to %" PRId64 " bytes, past its %s of %" PRId64 " bytes.",
 		     t->up.offset + req->content_length, t->up.length >= 0 ? "Upload-Length" : "limit",
 		     t->up.length >= 0 ? t->up.length : it_g.cfg.max_upload_bytes);
 		goto out;
 	}
-	if (req->content_length == 0)
-		return 0;
+	if (req->content_length == 0) {
+		ret = 0;
+		goto out;
+	}
 	if ((buf = malloc(READ_BUF)) == NULL) {
 		fail(t, 503, "out-of-memory", "The server is out of memory; try again shortly.");
 		goto out;
 	}
-	if (it_blob_writer_resume(&w, t->conn, t->up.blob_id, t->up.offset) != 0) {
+	if (it_blob_writer_resume(&b.w, t->conn, t->up.blob_id, t->up.offset) != 0) {
 		db_fail(t);
 		goto out;
 	}
-	writer_open = 1;
-	if (start == 0 && t->local_fd < 0 && (t->local_fd = it_ingest_tmpfile()) >= 0) {
-		t->local_md = EVP_MD_CTX_new();
-		t->local_len = 0;
-		if (t->local_md == NULL || EVP_DigestInit_ex(t->local_md, EVP_sha256(), NULL) != 1)
-			local_drop(t);
-	}
-	for (;;) {
-		size_t want_n = READ_BUF;
-		ssize_t r;
-
-		if (req->content_length >= 0 && req->content_length - received < (int64_t)want_n)
-			want_n = (size_t)(req->content_length - received);
-		if (want_n == 0)
-			break;
-		r = it_req_read(req, buf, want_n);
-		if (r == 0 && req->content_length < 0)
-			break; /* the end of a body of unknown length */
-		if (r <= 0) {
-			if (r == IT_REQ_TOO_SLOW)
-				fail(t, 408, "too-slow",
-				     "The request body arrived slower than %" PRId64 " bytes per second; the bytes received "
-				     "are kept: ask HEAD for the offset and go on from there.",
-				     it_g.cfg.upload_min_rate);
-			else
-				fail(t, 400, "truncated",
-				     "The request body ended early; the bytes received are kept: ask HEAD for the "
-				     "offset and go on from there.");
-			break;
-		}
+	b.writer_open = 1;
+	local_open(t, b.start);
+	while ((r = body_read(t, &b, buf)) > 0) {
 		t->body_read += r;
-		if (start + received + r > end_max) {
+		if (b.start + b.received + r > b.end_max) {
 			fail(t, 413, "past-upload-length", "The PATCH goes past the upload's length.");
 			break;
 		}
-		if (sniffing && head_len < sizeof(head)) {
-			size_t k = sizeof(head) - head_len;
-			it_sniff s;
-			if (k > (size_t)r)
-				k = (size_t)r;
-			memcpy(head + head_len, buf, k);
-			head_len += k;
-			/* Refuse non-images as soon as their first bytes say so. */
-			if (it_sniff_type(head, head_len, &s) == IT_SNIFF_UNKNOWN) {
-				fail(t, 415, "not-an-image", "The upload is not a JPEG, PNG, GIF, WebP, HEIC or AVIF image.");
-				goto out;
-			}
-		}
-		if (md != NULL && EVP_DigestUpdate(md, buf, (size_t)r) != 1) {
-			fail(t, 503, "out-of-memory", "The server is out of memory; try again shortly.");
+		if (body_take(t, &b, buf, (size_t)r) < 0)
 			goto out;
-		}
-		if (it_blob_writer_append(&w, buf, (size_t)r) != 0) {
-			db_fail(t);
-			goto out;
-		}
-		if (t->local_fd >= 0) {
-			/* Only a shortcut: without it, finishing reads the blob. */
-			if (it_ingest_write(t->local_fd, buf, (size_t)r) != 0 ||
-			    EVP_DigestUpdate(t->local_md, buf, (size_t)r) != 1)
-				local_drop(t);
-			else
-				t->local_len += r;
-		}
-		received += r;
-		step += r;
-		if (md == NULL && step >= STEP_BYTES) {
-			/* One step is durable: end the COPY, record the offset
-			 * (and maybe a progress event), commit, and go on in a
-			 * new transaction that holds the row again. */
-			writer_open = 0;
-			if (it_blob_writer_finish(&w) != 0 ||
-			    it_tus_advance(t->conn, t->up.id, start + received, it_g.cfg.resumable_upload_ttl,
-					   it_g.cfg.upload_progress_interval_ms) != 0) {
-				db_fail(t);
-				goto out;
-			}
-			end_txn(t, 1);
-			if (t->status)
-				goto out;
-			t->up.offset = start + received;
-			step = 0;
-			if (lock_upload(t, t->up.id) != 0)
-				goto out;
-			if (it_blob_writer_resume(&w, t->conn, t->up.blob_id, t->up.offset) != 0) {
-				db_fail(t);
-				goto out;
-			}
-			writer_open = 1;
-		}
 	}
-	if (t->status != 0 && (md != NULL || (t->status != 400 && t->status != 408))) {
-		/* All or nothing, or nothing worth keeping: the transaction ends
-		 * here, so that the caller keeps nothing of it. */
-		it_blob_writer_abort(&w);
-		writer_open = 0;
-		end_txn(t, 0);
-		goto out;
-	}
-	if (md != NULL) {
-		if (EVP_DigestFinal_ex(md, got, &got_len) != 1 || got_len != sizeof(want) ||
-		    memcmp(got, want, sizeof(want)) != 0) {
-			fail(t, 460, "checksum-mismatch",
-			     "The bytes received do not have the SHA-1 of Upload-Checksum; they were discarded: send "
-			     "them again from the same offset.");
-			goto out;
-		}
-	}
-	writer_open = 0;
-	if (it_blob_writer_finish(&w) != 0 ||
-	    it_tus_advance(t->conn, t->up.id, start + received, it_g.cfg.resumable_upload_ttl,
-			   it_g.cfg.upload_progress_interval_ms) != 0) {
-		db_fail(t);
-		goto out;
-	}
-	t->up.offset = start + received;
-	ret = t->status ? -1 : 0;
+	ret = body_finish(t, &b);
 out:
-	if (writer_open)
-		it_blob_writer_abort(&w);
-	if (md != NULL)
-		EVP_MD_CTX_free(md);
+	if (b.writer_open)
+		it_blob_writer_abort(&b.w);
+	if (b.md != NULL)
+		EVP_MD_CTX_free(b.md);
 	free(buf);
 	return ret;
 }
@@ -706,7 +765,8 @@ static int patch_locked(tus *t, int64_t offset)
 	}
 	if (offset != t->up.offset)
 		return fail(t, 409, "offset-mismatch",
-			    "Upload-Offset is %" PRId64 " but the upload holds %" PRId64 " bytes; ask HEAD and go on from there.",
+			    "Upload-Offset is %" PRId64 " but the upload holds %" PRId64
+			    " bytes; ask HEAD and go on from there.",
 			    offset, t->up.offset);
 	if (t->up.image_id[0] == '\0' && it_g.cfg.max_session_bytes > 0) {
 		/* The quota on the bytes received, for uploads whose length was
@@ -719,7 +779,8 @@ static int patch_locked(tus *t, int64_t offset)
 					 : db_fail(t);
 		if (held + end > it_g.cfg.max_session_bytes)
 			return fail(t, 413, "session-quota-exceeded",
-				    "The session holds %" PRId64 " bytes; with this upload it would pass its limit of %" PRId64
+				    "The session holds %" PRId64
+				    " bytes; with this upload it would pass its limit of %" PRId64
 				    " bytes. Delete images to make room.",
 				    held, it_g.cfg.max_session_bytes);
 	}
@@ -788,52 +849,127 @@ static int is_octet_stream(const it_req *req)
 	const char *ct = it_req_env(req, "CONTENT_TYPE");
 
 	return ct != NULL && strncasecmp(ct, OCTET_STREAM, sizeof(OCTET_STREAM) - 1) == 0 &&
-	       (ct[sizeof(OCTET_STREAM) - 1] == '\0' || ct[sizeof(OCTET_STREAM) - 1] == ';' ||
-		ct[sizeof(OCTET_STREAM) - 1] == ' ');
+		(ct[sizeof(OCTET_STREAM) - 1] == '\0' || ct[sizeof(OCTET_STREAM) - 1] == ';' ||
+		 ct[sizeof(OCTET_STREAM) - 1] == ' ');
+}
+
+/* Reads Upload-Length or Upload-Defer-Length (one of them, -1 in *len
+ * when deferred) and checks the length against max_upload_bytes. Returns
+ * 0, or -1 with t's error set. */
+static int creation_length(tus *t, int64_t *len)
+{
+	const char *defer = it_req_env(t->req, "HTTP_UPLOAD_DEFER_LENGTH");
+
+	*len = header_uint(t->req, "HTTP_UPLOAD_LENGTH");
+	if (*len == -2)
+		return fail(t, 400, "malformed-upload-length", "Upload-Length is not a non-negative integer.");
+	if ((*len >= 0) == (defer != NULL) || (defer != NULL && strcmp(defer, "1") != 0))
+		return fail(t, 400, "missing-upload-length", "Send either Upload-Length or Upload-Defer-Length: 1.");
+	if (*len > it_g.cfg.max_upload_bytes)
+		return fail(t, 413, "file-too-large",
+			    "The upload is larger than the limit of %" PRId64 " bytes (Tus-Max-Size).",
+			    it_g.cfg.max_upload_bytes);
+	return 0;
+}
+
+/* Parses Upload-Metadata into m and settles the session: the request's
+ * credential, else the metadata's session_id (a session id or a token),
+ * which must not name another one. Returns 0 with t->who set, or -1 with
+ * t's error set. */
+static int creation_session(tus *t, metadata *m)
+{
+	if (parse_metadata(t, it_req_env(t->req, "HTTP_UPLOAD_METADATA"), m) != 0)
+		return -1;
+	if (m->session[0] != '\0' && t->cred[0] != '\0' && strcmp(m->session, t->cred) != 0 &&
+	    strcmp(m->session, t->who.session_id) != 0)
+		return fail(t, 400, "session-mismatch",
+			    "The session_id of Upload-Metadata names another session than the Authorization header or "
+			    "the URL.");
+	if (m->session[0] == '\0' && t->cred[0] == '\0')
+		return fail(t, 400, "missing-session-id",
+			    "Name the session: session_id in Upload-Metadata, or an Authorization: Bearer header.");
+	/* Without a credential in the request, the metadata's session_id is
+	 * the credential (a session id or a token). */
+	if (t->cred[0] == '\0' && resolve(t, m->session) != 0)
+		return -1;
+	return 0;
+}
+
+/* Counts the declared length against the session's quota at once, so
+ * that an upload that could never fit is refused before its first byte.
+ * Returns 0, or -1 with t's error set. */
+static int creation_quota(tus *t, int64_t len)
+{
+	int64_t held;
+	int rc = it_images_session_bytes(t->conn, t->up.session_id, 0, &held);
+
+	if (rc == 404)
+		return fail(t, 404, "unknown-session", "No such session, or it has expired.");
+	if (rc != 0)
+		return db_fail(t);
+	if (it_g.cfg.max_session_bytes > 0 && len > 0 && held + len > it_g.cfg.max_session_bytes)
+		return fail(t, 413, "session-quota-exceeded",
+			    "The session holds %" PRId64 " bytes; with this upload it would pass its limit of %" PRId64
+			    " bytes. Delete images to make room.",
+			    held, it_g.cfg.max_session_bytes);
+	return 0;
+}
+
+/* Names the upload (a random id), fills t->up from the request and m, and
+ * stores it in a transaction of its own. Returns 0, or -1 with t's error
+ * set. */
+static int creation_record(tus *t, const metadata *m, int64_t len)
+{
+	const char *md = it_req_env(t->req, "HTTP_UPLOAD_METADATA");
+	unsigned char rnd[24];
+	int rc;
+
+	if (it_random_bytes(rnd, sizeof(rnd)) != 0)
+		return fail(t, 503, "random-unavailable", "The server cannot make an upload id right now.");
+	it_base64url(rnd, sizeof(rnd), t->up.id);
+	t->up.length = len;
+	snprintf(t->up.metadata, sizeof(t->up.metadata), "%s", md ? md : "");
+	snprintf(t->up.filename, sizeof(t->up.filename), "%s", m->filename);
+	it_filename_sanitize(m->filename, NULL, t->up.display, sizeof(t->up.display));
+	snprintf(t->up.source, sizeof(t->up.source), "%s", m->source[0] ? m->source : "web");
+	if (it_db_begin(&t->conn) != 0)
+		return db_fail(t);
+	t->in_txn = 1;
+	rc = it_tus_create(t->conn, &t->up, it_g.cfg.resumable_upload_ttl);
+	if (rc == 404)
+		return fail(t, 404, "unknown-session", "No such session, or it has expired.");
+	if (rc != 0)
+		return db_fail(t);
+	end_txn(t, 1);
+	return t->status ? -1 : 0;
+}
+
+/* creation-with-upload: the body is the first PATCH. A refusal of its
+ * bytes still leaves the upload created (Location is sent), as the
+ * extension asks, unless the bytes ended it. Returns 0 when the creation
+ * is to be answered 201, -1 with t's error set otherwise. */
+static int creation_body(tus *t)
+{
+	if (lock_upload(t, t->up.id) == 0 && patch_locked(t, 0) == 0)
+		return 0;
+	if (t->status != 400 && t->status != 408 && t->status != 460 && t->status != 503 && t->status != 423)
+		return -1;
+	t->status = 0;
+	if (t->in_txn)
+		end_txn(t, 0);
+	it_req_drain(t->req, DRAIN_MAX);
+	return 0;
 }
 
 void it_h_tus_create(it_req *req)
 {
 	tus *t = tus_begin(req);
-	int64_t len, held, retry = 0;
-	const char *defer;
+	int64_t len, retry = 0;
 	metadata m;
-	int rc, with_body;
+	int with_body;
 	char location[512];
 
-	if (t == NULL || t->status)
-		goto out;
-	len = header_uint(req, "HTTP_UPLOAD_LENGTH");
-	defer = it_req_env(req, "HTTP_UPLOAD_DEFER_LENGTH");
-	if (len == -2) {
-		fail(t, 400, "malformed-upload-length", "Upload-Length is not a non-negative integer.");
-		goto out;
-	}
-	if ((len >= 0) == (defer != NULL) || (defer != NULL && strcmp(defer, "1") != 0)) {
-		fail(t, 400, "missing-upload-length", "Send either Upload-Length or Upload-Defer-Length: 1.");
-		goto out;
-	}
-	if (len > it_g.cfg.max_upload_bytes) {
-		fail(t, 413, "file-too-large", "The upload is larger than the limit of %" PRId64 " bytes (Tus-Max-Size).",
-		     it_g.cfg.max_upload_bytes);
-		goto out;
-	}
-	if (parse_metadata(t, it_req_env(req, "HTTP_UPLOAD_METADATA"), &m) != 0)
-		goto out;
-	if (m.session[0] != '\0' && t->cred[0] != '\0' && strcmp(m.session, t->cred) != 0 &&
-	    strcmp(m.session, t->who.session_id) != 0) {
-		fail(t, 400, "session-mismatch",
-		     "The session_id of Upload-Metadata names another session than the Authorization header or the URL.");
-		goto out;
-	}
-	if (m.session[0] == '\0' && t->cred[0] == '\0') {
-		fail(t, 400, "missing-session-id",
-		     "Name the session: session_id in Upload-Metadata, or an Authorization: Bearer header.");
-		goto out;
-	}
-	/* Without a credential in the request, the metadata's session_id is
-	 * the credential (a session id or a token). */
-	if (t->cred[0] == '\0' && resolve(t, m.session) != 0)
+	if (t == NULL || t->status || creation_length(t, &len) != 0 || creation_session(t, &m) != 0)
 		goto out;
 	memset(&t->up, 0, sizeof(t->up));
 	snprintf(t->up.session_id, sizeof(t->up.session_id), "%s", t->who.session_id);
@@ -850,78 +986,16 @@ void it_h_tus_create(it_req *req)
 	}
 	if (it_guard_rate_check("uploads-session", t->up.session_id, it_g.cfg.rate_uploads, &retry)) {
 		it_resp_header(req, "Retry-After", "%" PRId64, retry);
-		fail(t, 429, "rate-limited", "Too many uploads into this session; try again in %" PRId64 " seconds.", retry);
+		fail(t, 429, "rate-limited", "Too many uploads into this session; try again in %" PRId64 " seconds.",
+		     retry);
 		goto out;
 	}
-	/* The declared length counts against the quota at once, so that an
-	 * upload that could never fit is refused before its first byte. */
-	rc = it_images_session_bytes(t->conn, t->up.session_id, 0, &held);
-	if (rc == 404) {
-		fail(t, 404, "unknown-session", "No such session, or it has expired.");
-		goto out;
-	}
-	if (rc != 0) {
-		db_fail(t);
-		goto out;
-	}
-	if (it_g.cfg.max_session_bytes > 0 && len > 0 && held + len > it_g.cfg.max_session_bytes) {
-		fail(t, 413, "session-quota-exceeded",
-		     "The session holds %" PRId64 " bytes; with this upload it would pass its limit of %" PRId64
-		     " bytes. Delete images to make room.",
-		     held, it_g.cfg.max_session_bytes);
-		goto out;
-	}
-	{
-		unsigned char rnd[24];
-		if (it_random_bytes(rnd, sizeof(rnd)) != 0) {
-			fail(t, 503, "random-unavailable", "The server cannot make an upload id right now.");
-			goto out;
-		}
-		it_base64url(rnd, sizeof(rnd), t->up.id);
-	}
-	t->up.length = len;
-	{
-		const char *md = it_req_env(req, "HTTP_UPLOAD_METADATA");
-		snprintf(t->up.metadata, sizeof(t->up.metadata), "%s", md ? md : "");
-	}
-	snprintf(t->up.filename, sizeof(t->up.filename), "%s", m.filename);
-	it_filename_sanitize(m.filename, NULL, t->up.display, sizeof(t->up.display));
-	snprintf(t->up.source, sizeof(t->up.source), "%s", m.source[0] ? m.source : "web");
-	if (it_db_begin(&t->conn) != 0) {
-		db_fail(t);
-		goto out;
-	}
-	t->in_txn = 1;
-	rc = it_tus_create(t->conn, &t->up, it_g.cfg.resumable_upload_ttl);
-	if (rc == 404) {
-		fail(t, 404, "unknown-session", "No such session, or it has expired.");
-		goto out;
-	}
-	if (rc != 0) {
-		db_fail(t);
-		goto out;
-	}
-	end_txn(t, 1);
-	if (t->status)
+	if (creation_quota(t, len) != 0 || creation_record(t, &m, len) != 0)
 		goto out;
 	snprintf(location, sizeof(location), "%s/api/v1/uploads/tus/%s", req->url_prefix, t->up.id);
 	it_resp_header(req, "Location", "%s", location);
-	if (with_body) {
-		/* creation-with-upload: the body is the first PATCH. A refusal
-		 * of its bytes still leaves the upload created (Location is
-		 * sent), as the extension asks, unless the bytes ended it. */
-		if (lock_upload(t, t->up.id) != 0 || patch_locked(t, 0) != 0) {
-			if (t->status == 400 || t->status == 408 || t->status == 460 || t->status == 503 ||
-			    t->status == 423) {
-				t->status = 0;
-				if (t->in_txn)
-					end_txn(t, 0);
-				it_req_drain(req, DRAIN_MAX);
-			} else {
-				goto out;
-			}
-		}
-	}
+	if (with_body && creation_body(t) != 0)
+		goto out;
 	it_resp_header(req, "Upload-Offset", "%" PRId64, t->up.offset);
 	expires_header(req, t->up.expires);
 	snprintf(req->log_note, sizeof(req->log_note), "tus=%.8s", t->up.id);

@@ -4,6 +4,7 @@
 #include "feed/feed.h"
 
 #include "common/buf.h"
+#include "common/htab.h"
 #include "common/id.h"
 #include "common/log.h"
 #include "db/eventlog.h"
@@ -45,11 +46,11 @@ const char it_feed_cred_sql[] =
 	" CROSS JOIN LATERAL it_credential_check(NULL, decode(c.h, 'hex')) r ORDER BY c.i";
 
 typedef struct it_feed_sess {
-	struct it_feed_sess *hnext; /* hash chain */
+	it_hnode node; /* in feed->sessions, named by id */
 	struct it_feed *feed;
-	it_list subs;		    /* it_feed_sub.link */
-	it_list *iter_next;	    /* the next subscriber of a walk in progress */
-	it_list work;		    /* in feed->work while it needs a query */
+	it_list subs;	    /* it_feed_sub.link */
+	it_list *iter_next; /* the next subscriber of a walk in progress */
+	it_list work;	    /* in feed->work while it needs a query */
 	unsigned nsubs, pins;
 	uint8_t busy; /* enum q_kind in flight for it */
 	uint8_t need_check, need_read;
@@ -80,10 +81,9 @@ struct it_feed {
 	const it_feed_db_ops *dbops;
 	void *db;
 	it_pgl pgl;
-	sess **buckets;
-	size_t nbuckets, nsess;
-	it_list work;  /* sessions with need_check / need_read, not busy */
-	it_list ready; /* subscribers to look at in it_feed_run */
+	it_htab sessions; /* of sess.node */
+	it_list work;	  /* sessions with need_check / need_read, not busy */
+	it_list ready;	  /* subscribers to look at in it_feed_run */
 	int db_up, degraded;
 	int walking;  /* walking the whole registry: sessions are freed by the tick instead */
 	uint64_t gen; /* counts check queries sent */
@@ -339,56 +339,19 @@ int it_feed_parse_notify(const char *p, size_t len, char *id, size_t idlen, int6
 
 /* ------------------------------------------------------------------ the registry */
 
-static size_t hash_id(const char *s)
-{
-	size_t h = 1469598103934665603ULL;
-
-	while (*s)
-		h = (h ^ (unsigned char)*s++) * 1099511628211ULL;
-	return h;
-}
-
-static int grow(it_feed *f)
-{
-	size_t n = f->nbuckets ? f->nbuckets * 2 : 256;
-	sess **b = calloc(n, sizeof(*b));
-
-	if (b == NULL)
-		return -ENOMEM;
-	for (size_t i = 0; i < f->nbuckets; i++) {
-		sess *s = f->buckets[i], *next;
-		for (; s; s = next) {
-			size_t k = hash_id(s->id) & (n - 1);
-			next = s->hnext;
-			s->hnext = b[k];
-			b[k] = s;
-		}
-	}
-	free(f->buckets);
-	f->buckets = b;
-	f->nbuckets = n;
-	return 0;
-}
-
 static sess *sess_find(const it_feed *f, const char *id)
 {
-	if (f->nbuckets == 0)
-		return NULL;
-	for (sess *s = f->buckets[hash_id(id) & (f->nbuckets - 1)]; s; s = s->hnext)
-		if (strcmp(s->id, id) == 0)
-			return s;
-	return NULL;
+	it_hnode *n = it_htab_find(&f->sessions, id);
+
+	return n ? it_container_of(n, sess, node) : NULL;
 }
 
 static sess *sess_get(it_feed *f, const char *id)
 {
 	sess *s = sess_find(f, id);
-	size_t k;
 
 	if (s)
 		return s;
-	if (f->nsess >= f->nbuckets && grow(f) < 0)
-		return NULL;
 	s = calloc(1, sizeof(*s));
 	if (s == NULL)
 		return NULL;
@@ -403,10 +366,12 @@ static sess *sess_get(it_feed *f, const char *id)
 	it_list_init(&s->work);
 	s->expires = INT64_MAX;
 	s->idle_since = f->now_ms;
-	k = hash_id(id) & (f->nbuckets - 1);
-	s->hnext = f->buckets[k];
-	f->buckets[k] = s;
-	f->nsess++;
+	s->node.key = s->id;
+	if (it_htab_add(&f->sessions, &s->node) < 0) {
+		free(s->ring);
+		free(s);
+		return NULL;
+	}
 	return s;
 }
 
@@ -435,18 +400,11 @@ static void caches_clear(it_feed *f, sess *s)
 
 static void sess_free(it_feed *f, sess *s)
 {
-	sess **pp;
-
-	for (pp = &f->buckets[hash_id(s->id) & (f->nbuckets - 1)]; *pp; pp = &(*pp)->hnext)
-		if (*pp == s) {
-			*pp = s->hnext;
-			break;
-		}
+	it_htab_del(&f->sessions, &s->node);
 	it_list_unlink(&s->work);
 	caches_clear(f, s);
 	free(s->ring);
 	free(s->back);
-	f->nsess--;
 	free(s);
 }
 
@@ -577,8 +535,8 @@ static int back_wanted(const sess *s)
 /* Walks the subscribers of s so that any of them may be unsubscribed (and
  * freed) by a callback on the way: the walk keeps only the next link, which
  * unsubscribe moves on when it removes that one. */
-#define FOREACH_SUB(s, sub)                                                                                        \
-	for (it_list *pos_ = ((s)->iter_next = (s)->subs.next, (s)->iter_next);                                    \
+#define FOREACH_SUB(s, sub)                                                                                            \
+	for (it_list *pos_ = ((s)->iter_next = (s)->subs.next, (s)->iter_next);                                        \
 	     pos_ != &(s)->subs && ((sub) = it_container_of(pos_, it_feed_sub, link), (s)->iter_next = pos_->next, 1); \
 	     pos_ = (s)->iter_next)
 
@@ -665,7 +623,8 @@ static int recently_revoked(const it_feed *f, const char *device, size_t len)
 {
 	for (unsigned i = 0; i < REVOKED_SLOTS; i++)
 		if (f->revoked[i].device[0] && strlen(f->revoked[i].device) == len &&
-		    memcmp(f->revoked[i].device, device, len) == 0 && f->now_ms - f->revoked[i].at_ms < REVOKED_MEMORY_MS)
+		    memcmp(f->revoked[i].device, device, len) == 0 &&
+		    f->now_ms - f->revoked[i].at_ms < REVOKED_MEMORY_MS)
 			return 1;
 	return 0;
 }
@@ -729,7 +688,8 @@ static int admit(it_feed *f, sess *s, it_feed_sub *sub)
 	if (sub->cursor > s->known_last || sub->cursor < s->first_kept - 1) {
 		/* The log cannot say what happened since the cursor: the client
 		 * reloads its state and follows from the newest id. */
-		if (send_resync(f, sub, sub->cursor > s->known_last ? "cursor-ahead" : "cursor-expired", s->known_last) < 0)
+		if (send_resync(f, sub, sub->cursor > s->known_last ? "cursor-ahead" : "cursor-expired",
+				s->known_last) < 0)
 			return -1;
 		sub->cursor = s->known_last;
 		touched = 1;
@@ -762,20 +722,20 @@ static void end_all(it_feed *f, sess *s, enum it_feed_end why)
 
 static void announce(it_feed *f, const char *status)
 {
+	it_hnode *n, *next;
+	size_t i;
+
 	f->walking++;
-	for (size_t i = 0; i < f->nbuckets; i++) {
-		sess *s = f->buckets[i], *next;
-		for (; s; s = next) {
-			it_feed_sub *sub;
-			next = s->hnext;
-			pin(s);
-			FOREACH_SUB(s, sub)
-			{
-				if (sub->state == SUB_LIVE && send_status(f, sub, status) == 0)
-					batch_end(sub);
-			}
-			unpin(f, s);
+	it_htab_foreach_safe (&f->sessions, i, n, next) {
+		sess *s = it_container_of(n, sess, node);
+		it_feed_sub *sub;
+		pin(s);
+		FOREACH_SUB(s, sub)
+		{
+			if (sub->state == SUB_LIVE && send_status(f, sub, status) == 0)
+				batch_end(sub);
 		}
+		unpin(f, s);
 	}
 	f->walking--;
 }
@@ -801,33 +761,21 @@ static int64_t read_from(const sess *s)
 	return after == INT64_MAX ? -1 : after;
 }
 
-/* Sends the next query when the connection is free: session checks first
- * (subscribers wait on them), else one read for up to BATCH_SESSIONS
- * sessions, each from its lowest cursor. */
-static void pump(it_feed *f)
+/* Sends one check of the sessions that need one, up to BATCH_SESSIONS of
+ * them; ids is the open array literal. Returns whether a query went out. */
+static int send_checks(it_feed *f, it_buf *ids)
 {
+	const char *params[1];
 	it_list *pos, *tmp;
-	it_buf ids, afters;
-	const char *params[3];
-	char limit[16];
 	int n = 0;
 
-	if (f->q != Q_NONE || !f->db_up || (it_list_empty(&f->work) && it_list_empty(&f->creds)) ||
-	    !f->dbops->idle(f->db))
-		return;
-	it_buf_init(&ids, (size_t)BATCH_SESSIONS * 80 + 16);
-	it_buf_init(&afters, (size_t)BATCH_SESSIONS * 24 + 16);
-	it_buf_puts(&ids, "{");
-	it_buf_puts(&afters, "{");
-	f->gen++;
-	it_list_foreach_safe(pos, tmp, &f->work)
-	{
+	it_list_foreach_safe (pos, tmp, &f->work) {
 		sess *s = it_container_of(pos, sess, work);
 		if (n == BATCH_SESSIONS)
 			break;
 		if (!s->need_check)
 			continue;
-		if (array_add(&ids, s->id, 1) < 0)
+		if (array_add(ids, s->id, 1) < 0)
 			break;
 		it_list_unlink(&s->work);
 		s->need_check = 0;
@@ -835,19 +783,27 @@ static void pump(it_feed *f)
 		s->sent_gen = f->gen;
 		f->inflight[n++] = s;
 	}
-	if (n > 0) {
-		it_buf_puts(&ids, "}");
-		params[0] = ids.data;
-		f->q = Q_CHECK;
-		f->ninflight = n;
-		f->st.checks++;
-		if (f->dbops->send(f->db, it_feed_check_sql, 1, params) < 0 && f->q == Q_CHECK)
-			it_feed_db_lost(f);
-		goto out;
-	}
-	/* Token checks next: a client waits on each. */
-	it_list_foreach_safe(pos, tmp, &f->creds)
-	{
+	if (n == 0)
+		return 0;
+	it_buf_puts(ids, "}");
+	params[0] = ids->data;
+	f->q = Q_CHECK;
+	f->ninflight = n;
+	f->st.checks++;
+	if (f->dbops->send(f->db, it_feed_check_sql, 1, params) < 0 && f->q == Q_CHECK)
+		it_feed_db_lost(f);
+	return 1;
+}
+
+/* Sends one check of waiting tokens, up to BATCH_SESSIONS of them; ids is
+ * the open array literal. Returns whether a query went out. */
+static int send_creds(it_feed *f, it_buf *ids)
+{
+	const char *params[1];
+	it_list *pos, *tmp;
+	int n = 0;
+
+	it_list_foreach_safe (pos, tmp, &f->creds) {
 		it_feed_credq *q = it_container_of(pos, it_feed_credq, link);
 		char hex[65];
 
@@ -855,24 +811,35 @@ static void pump(it_feed *f)
 			break;
 		for (int i = 0; i < 32; i++)
 			snprintf(hex + 2 * i, 3, "%02x", q->hash[i]);
-		if (array_add(&ids, hex, 1) < 0)
+		if (array_add(ids, hex, 1) < 0)
 			break;
 		it_list_unlink(&q->link);
 		q->slot = n;
 		f->cinflight[n++] = q;
 	}
-	if (n > 0) {
-		it_buf_puts(&ids, "}");
-		params[0] = ids.data;
-		f->q = Q_CRED;
-		f->ninflight = n;
-		f->st.creds++;
-		if (f->dbops->send(f->db, it_feed_cred_sql, 1, params) < 0 && f->q == Q_CRED)
-			it_feed_db_lost(f);
-		goto out;
-	}
-	it_list_foreach_safe(pos, tmp, &f->work)
-	{
+	if (n == 0)
+		return 0;
+	it_buf_puts(ids, "}");
+	params[0] = ids->data;
+	f->q = Q_CRED;
+	f->ninflight = n;
+	f->st.creds++;
+	if (f->dbops->send(f->db, it_feed_cred_sql, 1, params) < 0 && f->q == Q_CRED)
+		it_feed_db_lost(f);
+	return 1;
+}
+
+/* Sends one read of the log for the sessions that need one, each from its
+ * lowest cursor; ids and afters are the open array literals. Sessions that
+ * turn out to need nothing are released. */
+static void send_reads(it_feed *f, it_buf *ids, it_buf *afters)
+{
+	const char *params[3];
+	char limit[16];
+	it_list *pos, *tmp;
+	int n = 0;
+
+	it_list_foreach_safe (pos, tmp, &f->work) {
 		sess *s = it_container_of(pos, sess, work);
 		char num[24];
 		int64_t after;
@@ -887,7 +854,7 @@ static void pump(it_feed *f)
 			continue;
 		}
 		snprintf(num, sizeof(num), "%lld", (long long)after);
-		if (array_add(&ids, s->id, 1) < 0 || array_add(&afters, num, 0) < 0) {
+		if (array_add(ids, s->id, 1) < 0 || array_add(afters, num, 0) < 0) {
 			s->need_read = 1;
 			sess_queue(f, s);
 			break;
@@ -897,20 +864,39 @@ static void pump(it_feed *f)
 		s->read_after = after;
 		f->inflight[n++] = s;
 	}
-	if (n > 0) {
-		snprintf(limit, sizeof(limit), "%d", READ_LIMIT);
-		it_buf_puts(&ids, "}");
-		it_buf_puts(&afters, "}");
-		params[0] = ids.data;
-		params[1] = afters.data;
-		params[2] = limit;
-		f->q = Q_READ;
-		f->ninflight = n;
-		f->st.reads++;
-		if (f->dbops->send(f->db, it_event_read_many_sql, 3, params) < 0 && f->q == Q_READ)
-			it_feed_db_lost(f);
-	}
-out:
+	if (n == 0)
+		return;
+	snprintf(limit, sizeof(limit), "%d", READ_LIMIT);
+	it_buf_puts(ids, "}");
+	it_buf_puts(afters, "}");
+	params[0] = ids->data;
+	params[1] = afters->data;
+	params[2] = limit;
+	f->q = Q_READ;
+	f->ninflight = n;
+	f->st.reads++;
+	if (f->dbops->send(f->db, it_event_read_many_sql, 3, params) < 0 && f->q == Q_READ)
+		it_feed_db_lost(f);
+}
+
+/* Sends the next query when the connection is free: session checks first
+ * (subscribers wait on them), then token checks (a client waits on each),
+ * else one read for up to BATCH_SESSIONS sessions, each from its lowest
+ * cursor. */
+static void pump(it_feed *f)
+{
+	it_buf ids, afters;
+
+	if (f->q != Q_NONE || !f->db_up || (it_list_empty(&f->work) && it_list_empty(&f->creds)) ||
+	    !f->dbops->idle(f->db))
+		return;
+	it_buf_init(&ids, (size_t)BATCH_SESSIONS * 80 + 16);
+	it_buf_init(&afters, (size_t)BATCH_SESSIONS * 24 + 16);
+	it_buf_puts(&ids, "{");
+	it_buf_puts(&afters, "{");
+	f->gen++;
+	if (!send_checks(f, &ids) && !send_creds(f, &ids))
+		send_reads(f, &ids, &afters);
 	it_buf_free(&ids);
 	it_buf_free(&afters);
 }
@@ -1013,7 +999,9 @@ static void on_check(it_feed *f, PGresult *res)
 		enum it_feed_end why;
 		if (s->seen)
 			continue;
-		why = !s->ever_valid ? IT_FEED_END_UNKNOWN : wall >= s->expires ? IT_FEED_END_EXPIRED : IT_FEED_END_DELETED;
+		why = !s->ever_valid	     ? IT_FEED_END_UNKNOWN
+			: wall >= s->expires ? IT_FEED_END_EXPIRED
+					     : IT_FEED_END_DELETED;
 		s->checked = 0;
 		s->need_read = 0;
 		caches_clear(f, s);
@@ -1242,17 +1230,20 @@ void it_feed_db_result(it_feed *f, PGresult *res)
 
 void it_feed_db_ready(it_feed *f)
 {
+	it_hnode *n, *next;
+	size_t i;
+
 	f->db_up = 1;
 	f->st.reconnects++;
 	/* Notifications may have been missed while the connection was down:
 	 * check every watched session again (it may have ended) and read from
 	 * every subscriber's cursor. */
-	for (size_t i = 0; i < f->nbuckets; i++)
-		for (sess *s = f->buckets[i]; s; s = s->hnext) {
-			s->need_check = 1;
-			s->need_read = 1;
-			sess_queue(f, s);
-		}
+	it_htab_foreach_safe (&f->sessions, i, n, next) {
+		sess *s = it_container_of(n, sess, node);
+		s->need_check = 1;
+		s->need_read = 1;
+		sess_queue(f, s);
+	}
 	if (f->degraded) {
 		f->degraded = 0;
 		announce(f, "connected");
@@ -1262,19 +1253,18 @@ void it_feed_db_ready(it_feed *f)
 void it_feed_db_lost(it_feed *f)
 {
 	int was_up = f->db_up;
+	it_hnode *n, *next;
+	size_t i;
 
 	f->db_up = 0;
 	inflight_done(f, 1, 1);
 	/* What was known may have changed unseen: nothing is trusted until
 	 * checked again, and sessions nobody watches are forgotten. */
-	for (size_t i = 0; i < f->nbuckets; i++) {
-		sess *s = f->buckets[i], *next;
-		for (; s; s = next) {
-			next = s->hnext;
-			s->checked = 0;
-			s->first_kept = 0; /* the next check says it again */
-			sess_release(f, s); /* frees only s itself */
-		}
+	it_htab_foreach_safe (&f->sessions, i, n, next) {
+		sess *s = it_container_of(n, sess, node);
+		s->checked = 0;
+		s->first_kept = 0;  /* the next check says it again */
+		sess_release(f, s); /* frees only s itself */
 	}
 	if (was_up) {
 		f->degraded = 1;
@@ -1480,10 +1470,7 @@ static it_feed *feed_alloc(const it_feed_opts *o)
 	it_list_init(&f->work);
 	it_list_init(&f->ready);
 	it_list_init(&f->creds);
-	if (grow(f) < 0) {
-		free(f);
-		return NULL;
-	}
+	it_htab_init(&f->sessions);
 	return f;
 }
 
@@ -1518,7 +1505,6 @@ int it_feed_new(it_feed **out, const it_feed_opts *o)
 	it_pgl_init(&f->pgl, o->epfd, o->pg_tag, o->conninfo, IT_EVENT_CHANNEL, &hooks, f);
 	if (f->pgl.channel == NULL || f->pgl.conninfo == NULL) {
 		it_pgl_free(&f->pgl);
-		free(f->buckets);
 		free(f);
 		return -ENOMEM;
 	}
@@ -1531,6 +1517,9 @@ int it_feed_new(it_feed **out, const it_feed_opts *o)
 
 void it_feed_free(it_feed *f)
 {
+	it_hnode *n, *next;
+	size_t b;
+
 	if (f == NULL)
 		return;
 	if (f->dbops->destroy)
@@ -1545,23 +1534,20 @@ void it_feed_free(it_feed *f)
 			f->cinflight[i]->feed = NULL;
 			f->cinflight[i]->slot = -1;
 		}
-	for (size_t i = 0; i < f->nbuckets; i++) {
-		sess *s = f->buckets[i], *next;
-		for (; s; s = next) {
-			next = s->hnext;
-			while (!it_list_empty(&s->subs)) {
-				it_feed_sub *sub = it_container_of(s->subs.next, it_feed_sub, link);
-				it_list_unlink(&sub->link);
-				it_list_unlink(&sub->work);
-				sub->sess = NULL;
-			}
-			caches_clear(f, s);
-			free(s->ring);
-			free(s->back);
-			free(s);
+	it_htab_foreach_safe (&f->sessions, b, n, next) {
+		sess *s = it_container_of(n, sess, node);
+		while (!it_list_empty(&s->subs)) {
+			it_feed_sub *sub = it_container_of(s->subs.next, it_feed_sub, link);
+			it_list_unlink(&sub->link);
+			it_list_unlink(&sub->work);
+			sub->sess = NULL;
 		}
+		caches_clear(f, s);
+		free(s->ring);
+		free(s->back);
+		free(s);
 	}
-	free(f->buckets);
+	it_htab_free(&f->sessions);
 	free(f);
 }
 
@@ -1572,49 +1558,55 @@ void it_feed_handle_pg(it_feed *f, unsigned events)
 	it_feed_run(f);
 }
 
+/* The tick's look at one session: frees it when nobody has wanted it for
+ * long enough, ends what has expired, and queues work a failed query left
+ * undone. */
+static void tick_sess(it_feed *f, sess *s, int64_t now_ms, time_t wall)
+{
+	if (s->nsubs == 0) {
+		if (s->pins == 0 && s->busy == Q_NONE &&
+		    (!s->checked || !f->db_up || now_ms - s->idle_since >= (int64_t)f->o.linger_ms))
+			sess_free(f, s);
+		else if (s->pins == 0)
+			back_clear(s); /* lingering: the ring is enough */
+		return;
+	}
+	if (s->next_until && wall >= s->next_until)
+		expire_tokens(f, s, wall);
+	if (s->nsubs == 0)
+		return;
+	if (s->checked && wall >= s->expires) {
+		s->checked = 0;
+		if (f->db_up) {
+			/* Ask the database rather than trust the
+			 * clock alone. */
+			s->need_check = 1;
+		} else {
+			caches_clear(f, s);
+			end_all(f, s, IT_FEED_END_EXPIRED);
+			return;
+		}
+	}
+	/* The rows of the last read are kept while a
+	 * subscriber may still want them. */
+	if (s->bcount && !back_wanted(s))
+		back_clear(s);
+	/* Work a failed query left undone. */
+	sess_queue(f, s);
+}
+
 void it_feed_tick(it_feed *f, int64_t now_ms)
 {
 	time_t wall = f->o.wall();
+	it_hnode *n, *next;
+	size_t i;
 
 	f->now_ms = now_ms;
 	if (f->dbops->tick)
 		f->dbops->tick(f->db, (double)now_ms / 1000.0);
 	f->walking++;
-	for (size_t i = 0; i < f->nbuckets; i++) {
-		sess *s = f->buckets[i], *next;
-		for (; s; s = next) {
-			next = s->hnext;
-			if (s->nsubs == 0) {
-				if (s->pins == 0 && s->busy == Q_NONE &&
-				    (!s->checked || !f->db_up || now_ms - s->idle_since >= (int64_t)f->o.linger_ms))
-					sess_free(f, s);
-				else if (s->pins == 0)
-					back_clear(s); /* lingering: the ring is enough */
-				continue;
-			}
-			if (s->next_until && wall >= s->next_until)
-				expire_tokens(f, s, wall);
-			if (s->nsubs == 0)
-				continue;
-			if (s->checked && wall >= s->expires) {
-				s->checked = 0;
-				if (f->db_up) {
-					/* Ask the database rather than trust the
-					 * clock alone. */
-					s->need_check = 1;
-				} else {
-					caches_clear(f, s);
-					end_all(f, s, IT_FEED_END_EXPIRED);
-					continue;
-				}
-			}
-			/* The rows of the last read are kept while a
-			 * subscriber may still want them. */
-			if (s->bcount && !back_wanted(s))
-				back_clear(s);
-			/* Work a failed query left undone. */
-			sess_queue(f, s);
-		}
+	it_htab_foreach_safe (&f->sessions, i, n, next) {
+		tick_sess(f, it_container_of(n, sess, node), now_ms, wall);
 	}
 	f->walking--;
 	it_feed_run(f);
@@ -1773,6 +1765,6 @@ void it_feed_cred_cancel(it_feed_credq *q)
 void it_feed_stats_get(const it_feed *f, it_feed_stats *out)
 {
 	*out = f->st;
-	out->sessions = f->nsess;
+	out->sessions = f->sessions.count;
 	out->db_up = f->db_up;
 }

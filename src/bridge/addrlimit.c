@@ -1,7 +1,7 @@
-/* ratelimit.c: fixed-window counters per key (client address), for the bridge's connection rate limit. */
+/* addrlimit.c: fixed-window counters per key (client address), for the bridge's connection rate limit. */
 #include "config.h"
 
-#include "bridge/ratelimit.h"
+#include "bridge/addrlimit.h"
 
 #include "common/list.h"
 
@@ -9,25 +9,24 @@
 #include <stdlib.h>
 #include <string.h>
 
-struct it_rl_entry {
-	it_hnode node; /* in it_rl.keys, named by key */
+struct it_addrlimit_entry {
+	it_hnode node; /* in it_addrlimit.keys, named by key */
 	double start;
 	unsigned count;
 	char key[64];
 };
 
-int it_rl_init(it_rl *rl, unsigned limit, double window, size_t max_keys)
+void it_addrlimit_init(it_addrlimit *rl, unsigned limit, double window, size_t max_keys)
 {
 	memset(rl, 0, sizeof(*rl));
 	rl->limit = limit;
 	rl->window = window;
 	rl->max_keys = max_keys;
 	it_htab_init(&rl->keys);
-	return 0;
 }
 
 /* Counts a hit in a window that started at *start; returns the wait. */
-static unsigned count(const it_rl *rl, double *start, unsigned *n, double now)
+static unsigned count(const it_addrlimit *rl, double *start, unsigned *n, double now)
 {
 	if (now - *start >= rl->window) {
 		*start = now;
@@ -44,9 +43,9 @@ static unsigned count(const it_rl *rl, double *start, unsigned *n, double now)
 	return 0;
 }
 
-unsigned it_rl_hit(it_rl *rl, const char *key, double now)
+unsigned it_addrlimit_hit(it_addrlimit *rl, const char *key, double now)
 {
-	struct it_rl_entry *e;
+	struct it_addrlimit_entry *e;
 	it_hnode *n;
 	char k[64];
 
@@ -55,7 +54,7 @@ unsigned it_rl_hit(it_rl *rl, const char *key, double now)
 	snprintf(k, sizeof(k), "%s", key);
 	n = it_htab_find(&rl->keys, k);
 	if (n != NULL) {
-		e = it_container_of(n, struct it_rl_entry, node);
+		e = it_container_of(n, struct it_addrlimit_entry, node);
 		return count(rl, &e->start, &e->count, now);
 	}
 	if (rl->keys.count >= rl->max_keys || (e = calloc(1, sizeof(*e))) == NULL)
@@ -70,9 +69,9 @@ unsigned it_rl_hit(it_rl *rl, const char *key, double now)
 	return count(rl, &e->start, &e->count, now);
 }
 
-unsigned it_rl_peek(const it_rl *rl, const char *key, double now)
+unsigned it_addrlimit_peek(const it_addrlimit *rl, const char *key, double now)
 {
-	const struct it_rl_entry *e;
+	const struct it_addrlimit_entry *e;
 	const it_hnode *n;
 	char k[64];
 	double start;
@@ -82,7 +81,7 @@ unsigned it_rl_peek(const it_rl *rl, const char *key, double now)
 		return 0;
 	snprintf(k, sizeof(k), "%s", key);
 	n = it_htab_find(&rl->keys, k);
-	e = n ? it_container_of(n, const struct it_rl_entry, node) : NULL;
+	e = n ? it_container_of(n, const struct it_addrlimit_entry, node) : NULL;
 	if (e == NULL && rl->keys.count < rl->max_keys)
 		return 0;
 	start = e ? e->start : rl->overflow_start;
@@ -98,13 +97,13 @@ unsigned it_rl_peek(const it_rl *rl, const char *key, double now)
 	}
 }
 
-void it_rl_prune(it_rl *rl, double now)
+void it_addrlimit_prune(it_addrlimit *rl, double now)
 {
 	it_hnode *n, *next;
 	size_t i;
 
-	it_htab_foreach_safe(&rl->keys, i, n, next) {
-		struct it_rl_entry *e = it_container_of(n, struct it_rl_entry, node);
+	it_htab_foreach_safe (&rl->keys, i, n, next) {
+		struct it_addrlimit_entry *e = it_container_of(n, struct it_addrlimit_entry, node);
 		if (now - e->start >= rl->window) {
 			it_htab_del(&rl->keys, n);
 			free(e);
@@ -112,12 +111,12 @@ void it_rl_prune(it_rl *rl, double now)
 	}
 }
 
-void it_rl_free(it_rl *rl)
+void it_addrlimit_free(it_addrlimit *rl)
 {
 	it_hnode *n, *next;
 	size_t i;
 
-	it_htab_foreach_safe(&rl->keys, i, n, next)
-		free(it_container_of(n, struct it_rl_entry, node));
+	it_htab_foreach_safe (&rl->keys, i, n, next)
+		free(it_container_of(n, struct it_addrlimit_entry, node));
 	it_htab_free(&rl->keys);
 }
