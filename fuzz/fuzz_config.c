@@ -1,5 +1,5 @@
 /* fuzz_config.c: libFuzzer target for the configuration file parser
- * (it_config_load_file over it_kv_read_file) and it_config_set. */
+ * (it_config_load_file over it_kvfile_read) and it_config_set. */
 #define _GNU_SOURCE
 #include "config.h"
 

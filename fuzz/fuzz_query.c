@@ -1,4 +1,4 @@
-/* fuzz_query.c: libFuzzer target for the query-string and number parsers of fcgi/request (it_query_get, it_parse_uint). */
+/* fuzz_query.c: libFuzzer target for the query-string and number parsers of fcgi/request (it_req_query, it_parse_uint). */
 #include "config.h"
 
 #include "fcgi/request.h"
@@ -22,7 +22,7 @@ static void check(const char *query, const char *key, size_t outlen)
 	int n;
 
 	/* Exactly outlen bytes, so ASan catches a write one past the end. */
-	n = it_query_get(query, key, out, outlen);
+	n = it_req_query(query, key, out, outlen);
 	if (n >= 0) {
 		if ((size_t)n >= outlen || out[n] != '\0' || memchr(out, '\0', (size_t)n) != NULL)
 			abort(); /* the length must match, with no NUL inside */

@@ -15,29 +15,29 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	static char buf[512];
-	it_ssep_parser p;
-	it_ssep_event ev;
+	it_sseparse_parser p;
+	it_sseparse_event ev;
 	size_t off = 1, used, piece;
 	int rc;
 
 	if (size == 0)
 		return 0;
 	piece = 1 + data[0] % 17;
-	it_ssep_init(&p, buf, sizeof(buf));
+	it_sseparse_init(&p, buf, sizeof(buf));
 	while (off < size) {
 		size_t n = size - off < piece ? size - off : piece;
 
-		rc = it_ssep_feed(&p, (const char *)data + off, n, &used, &ev);
+		rc = it_sseparse_feed(&p, (const char *)data + off, n, &used, &ev);
 		if (used > n)
 			abort();
 		off += used;
 		if (rc < 0) {
-			it_ssep_init(&p, buf, sizeof(buf));
+			it_sseparse_init(&p, buf, sizeof(buf));
 			continue;
 		}
-		if (rc == IT_SSEP_EVENT) {
+		if (rc == IT_SSEPARSE_EVENT) {
 			if (ev.data_len >= sizeof(buf) || strlen(ev.data) > ev.data_len ||
-			    ev.type[ev.type_len] != '\0' || strlen(ev.last_id) > IT_SSEP_ID_MAX)
+			    ev.type[ev.type_len] != '\0' || strlen(ev.last_id) > IT_SSEPARSE_ID_MAX)
 				abort();
 			if (ev.type_len == 0 || memchr(ev.type, '\n', ev.type_len) || memchr(ev.type, '\r', ev.type_len))
 				abort();

@@ -738,7 +738,7 @@ static const it_feed_sub_ops stream_ops = {on_stream_event, on_stream_transient,
 					   on_admitted};
 
 /* Reads key's value out of query (qlen bytes, may be NULL) into out,
- * decoded as imagetools.fcgi's it_query_get decodes it (%XX and '+').
+ * decoded as imagetools.fcgi's it_req_query decodes it (%XX and '+').
  * Returns its length, -1 when absent, -2 when it does not fit, holds a NUL
  * or a broken escape. */
 static int query_get(const char *q, size_t qlen, const char *key, char *out, size_t outlen)
@@ -2191,7 +2191,7 @@ static int loop_open(const char *listen_addr)
 	struct itimerspec its = {{0, TICK_MS * 1000000L}, {0, TICK_MS * 1000000L}};
 	sigset_t mask;
 
-	it_raise_fd_limit();
+	it_proc_raise_fd_limit();
 	signal(SIGPIPE, SIG_IGN);
 	sigemptyset(&mask);
 	sigaddset(&mask, SIGTERM);

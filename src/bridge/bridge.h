@@ -4,8 +4,8 @@
  * -1 (logged). The protocol parsers return the bytes consumed or a negative
  * code named in their header: it_http_parse_request -2 incomplete and -1
  * malformed (as picohttpparser), it_ws_read minus the RFC 6455 close code.
- * it_rl_hit and it_rl_peek return the seconds to wait (0: allowed), and
- * it_rl_init cannot fail (it returns 0). it_http_has_token is a predicate,
+ * it_addrlimit_hit and it_addrlimit_peek return the seconds to wait (0:
+ * allowed). it_http_has_token is a predicate,
  * it_http_find returns a pointer or NULL. */
 #ifndef IT_BRIDGE_BRIDGE_H
 #define IT_BRIDGE_BRIDGE_H

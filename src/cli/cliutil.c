@@ -60,7 +60,7 @@ static int conf_cb(void *ud, const char *key, const char *val, char *why, size_t
 
 int it_cli_conf_load_file(it_cli_conf *c, const char *path, char *err, size_t errlen)
 {
-	return it_kv_read_file(path, 1, conf_cb, c, err, errlen) < 0 ? -1 : 0;
+	return it_kvfile_read(path, 1, conf_cb, c, err, errlen) < 0 ? -1 : 0;
 }
 
 static int from_env(char **slot, const char *name)

@@ -2,8 +2,8 @@
  *
  * Return convention of the command-line layer (src/cli/, docs/layout.md): 0
  * or -1, with a sentence in err when the call takes one. Parsers and whole
- * operations return named outcomes: it_ssep_feed (IT_SSEP_* or a negative
- * errno), it_tusc_upload and it_pairing_exchange (IT_TUSC_*, IT_EXIT_*,
+ * operations return named outcomes: it_sseparse_feed (IT_SSEPARSE_* or a negative
+ * errno), it_tusclient_upload and it_pairing_exchange (IT_TUSCLIENT_*, IT_EXIT_*,
  * which main() maps to exit codes). A value that may be absent is returned
  * as a number >= 0, or -1 when absent (it_cli_retry_after). */
 #ifndef IT_CLI_CLIUTIL_H

@@ -18,7 +18,7 @@ static const unsigned char bom_bytes[3] = {0xEF, 0xBB, 0xBF};
 /* The retry value saturates here (about 31 years), well inside a long. */
 #define RETRY_CAP 999999999999ULL
 
-void it_ssep_init(it_ssep_parser *p, char *data, size_t data_cap)
+void it_sseparse_init(it_sseparse_parser *p, char *data, size_t data_cap)
 {
 	memset(p, 0, sizeof(*p));
 	p->data = data;
@@ -29,7 +29,7 @@ void it_ssep_init(it_ssep_parser *p, char *data, size_t data_cap)
 		data[0] = '\0';
 }
 
-static int field_of(const it_ssep_parser *p)
+static int field_of(const it_sseparse_parser *p)
 {
 	size_t n = p->name_len;
 
@@ -46,7 +46,7 @@ static int field_of(const it_ssep_parser *p)
 	return F_UNKNOWN;
 }
 
-static void begin_field(it_ssep_parser *p)
+static void begin_field(it_sseparse_parser *p)
 {
 	p->field = field_of(p);
 	switch (p->field) {
@@ -65,7 +65,7 @@ static void begin_field(it_ssep_parser *p)
 }
 
 /* Appends one byte to the data buffer, keeping room for the terminating NUL. */
-static int data_put(it_ssep_parser *p, char c)
+static int data_put(it_sseparse_parser *p, char c)
 {
 	if (p->data_len + 1 >= p->data_cap)
 		return -EMSGSIZE;
@@ -73,19 +73,19 @@ static int data_put(it_ssep_parser *p, char c)
 	return 0;
 }
 
-static int value_byte(it_ssep_parser *p, unsigned char c)
+static int value_byte(it_sseparse_parser *p, unsigned char c)
 {
 	switch (p->field) {
 	case F_DATA: return data_put(p, (char)c);
 	case F_EVENT:
-		if (p->type_len >= IT_SSEP_TYPE_MAX)
+		if (p->type_len >= IT_SSEPARSE_TYPE_MAX)
 			return -EMSGSIZE;
 		p->type[p->type_len++] = (char)c;
 		return 0;
 	case F_ID:
 		if (c == '\0')
 			p->pend_nul = 1;
-		if (p->pend_len >= IT_SSEP_ID_MAX)
+		if (p->pend_len >= IT_SSEPARSE_ID_MAX)
 			return -EMSGSIZE;
 		p->pend_id[p->pend_len++] = (char)c;
 		return 0;
@@ -104,7 +104,7 @@ static int value_byte(it_ssep_parser *p, unsigned char c)
 }
 
 /* The line ended: apply the field it carried. */
-static int commit_field(it_ssep_parser *p)
+static int commit_field(it_sseparse_parser *p)
 {
 	switch (p->field) {
 	case F_DATA: return data_put(p, '\n');
@@ -127,7 +127,7 @@ static int commit_field(it_ssep_parser *p)
 }
 
 /* An empty line: hand out the event if it has data, and start the next one. */
-static int dispatch(it_ssep_parser *p, it_ssep_event *ev)
+static int dispatch(it_sseparse_parser *p, it_sseparse_event *ev)
 {
 	int has_id = p->block_has_id;
 
@@ -150,7 +150,7 @@ static int dispatch(it_ssep_parser *p, it_ssep_event *ev)
 	return 1;
 }
 
-static int end_line(it_ssep_parser *p, it_ssep_event *ev)
+static int end_line(it_sseparse_parser *p, it_sseparse_event *ev)
 {
 	int rc = 0, state = p->state;
 
@@ -170,7 +170,7 @@ static int end_line(it_ssep_parser *p, it_ssep_event *ev)
 }
 
 /* Feeds one byte that is not part of a line end. */
-static int line_byte(it_ssep_parser *p, unsigned char c)
+static int line_byte(it_sseparse_parser *p, unsigned char c)
 {
 	switch (p->state) {
 	case S_LINE_START:
@@ -202,7 +202,7 @@ static int line_byte(it_ssep_parser *p, unsigned char c)
 	}
 }
 
-static int step(it_ssep_parser *p, unsigned char c, it_ssep_event *ev)
+static int step(it_sseparse_parser *p, unsigned char c, it_sseparse_event *ev)
 {
 	if (c == '\n' && p->after_cr) {
 		p->after_cr = 0;
@@ -216,7 +216,7 @@ static int step(it_ssep_parser *p, unsigned char c, it_ssep_event *ev)
 	return line_byte(p, c);
 }
 
-int it_ssep_feed(it_ssep_parser *p, const char *buf, size_t len, size_t *consumed, it_ssep_event *ev)
+int it_sseparse_feed(it_sseparse_parser *p, const char *buf, size_t len, size_t *consumed, it_sseparse_event *ev)
 {
 	const unsigned char *s = (const unsigned char *)buf;
 	size_t i;
@@ -239,9 +239,9 @@ int it_ssep_feed(it_ssep_parser *p, const char *buf, size_t len, size_t *consume
 		rc = step(p, c, ev);
 		if (rc != 0) {
 			*consumed = i + 1;
-			return rc < 0 ? rc : IT_SSEP_EVENT;
+			return rc < 0 ? rc : IT_SSEPARSE_EVENT;
 		}
 	}
 	*consumed = len;
-	return IT_SSEP_NEED_MORE;
+	return IT_SSEPARSE_NEED_MORE;
 }

@@ -67,7 +67,7 @@ static size_t on_read(char *buf, size_t size, size_t n, void *p)
 	return r;
 }
 
-int it_tusc_default_state_dir(char *out, size_t outlen)
+int it_tusclient_default_state_dir(char *out, size_t outlen)
 {
 	const char *x = getenv("XDG_STATE_HOME"), *home = getenv("HOME");
 	int w;
@@ -84,7 +84,7 @@ int it_tusc_default_state_dir(char *out, size_t outlen)
 /* The state file of one upload: named by a hash of what identifies it (the
  * server, the session, the file's path, size and modification time), and
  * holding that key on its first line, so that a collision is noticed. */
-static void state_key(const it_tusc_opts *o, const char *path, const struct stat *st, it_buf *key)
+static void state_key(const it_tusclient_opts *o, const char *path, const struct stat *st, it_buf *key)
 {
 	char real[PATH_MAX];
 	char line[128];
@@ -104,7 +104,7 @@ static void state_key(const it_tusc_opts *o, const char *path, const struct stat
 			key->data[i] = '?';
 }
 
-static void state_path(const it_tusc_opts *o, const it_buf *key, char *out, size_t outlen)
+static void state_path(const it_tusclient_opts *o, const it_buf *key, char *out, size_t outlen)
 {
 	uint64_t h = 1469598103934665603ULL; /* FNV-1a */
 
@@ -158,7 +158,7 @@ static int state_write(const char *file, const it_buf *key, const char *url)
 }
 
 /* One request; returns the HTTP status, or 0 with curl's error in msg. */
-static long perform(CURL *h, const it_tusc_opts *o, const char *method, const char *url, struct curl_slist *extra,
+static long perform(CURL *h, const it_tusclient_opts *o, const char *method, const char *url, struct curl_slist *extra,
 		    FILE *body, curl_off_t body_len, struct answer *a, char *msg, size_t msglen)
 {
 	struct curl_slist *hl = NULL;
@@ -233,7 +233,7 @@ static int resolve(const char *base, const char *loc, char *out, size_t outlen)
 
 /* One upload in progress. */
 struct upload {
-	const it_tusc_opts *o;
+	const it_tusclient_opts *o;
 	const char *path;
 	struct stat st;
 	FILE *f;		  /* the file, read from the offset for a PATCH */
@@ -250,27 +250,27 @@ struct upload {
 	size_t msglen;
 };
 
-/* What a step of the upload returns besides an IT_TUSC_* outcome: go on
+/* What a step of the upload returns besides an IT_TUSCLIENT_* outcome: go on
  * (round the loop again), or decide from the last request's status. */
 enum { GO_ON = -1, JUDGE = -2 };
 
 /* Opens the file and the state directory and reads the upload URL kept for
- * this file, if any. Returns GO_ON or IT_TUSC_LOCAL_ERROR with u->msg set. */
+ * this file, if any. Returns GO_ON or IT_TUSCLIENT_LOCAL_ERROR with u->msg set. */
 static int upload_open(struct upload *u)
 {
-	const it_tusc_opts *o = u->o;
+	const it_tusclient_opts *o = u->o;
 
 	if (stat(u->path, &u->st) < 0 || (u->f = fopen(u->path, "rb")) == NULL) {
 		snprintf(u->msg, u->msglen, "%s", strerror(errno));
-		return IT_TUSC_LOCAL_ERROR;
+		return IT_TUSCLIENT_LOCAL_ERROR;
 	}
 	if (it_cli_make_dirs(o->state_dir) < 0) {
 		snprintf(u->msg, u->msglen, "the state directory %s cannot be made: %s", o->state_dir, strerror(errno));
-		return IT_TUSC_LOCAL_ERROR;
+		return IT_TUSCLIENT_LOCAL_ERROR;
 	}
 	if (it_cli_url(&u->endpoint, o->server, "/api/v1/uploads/tus") < 0) {
 		snprintf(u->msg, u->msglen, "the server must be an http:// or https:// URL");
-		return IT_TUSC_LOCAL_ERROR;
+		return IT_TUSCLIENT_LOCAL_ERROR;
 	}
 	state_key(o, u->path, &u->st, &u->key);
 	state_path(o, &u->key, u->file, sizeof(u->file));
@@ -282,10 +282,10 @@ static int upload_open(struct upload *u)
 
 /* Creates the upload (POST with its length and metadata) and keeps its URL
  * on disk before its first byte leaves. Returns GO_ON when created, JUDGE
- * when the server did not create it, or IT_TUSC_LOCAL_ERROR. */
+ * when the server did not create it, or IT_TUSCLIENT_LOCAL_ERROR. */
 static int create_upload(CURL *h, struct upload *u)
 {
-	const it_tusc_opts *o = u->o;
+	const it_tusclient_opts *o = u->o;
 	char line[64], *copy = strdup(u->path), *meta;
 	const char *name = copy ? basename(copy) : u->path;
 	size_t flen = strlen(name);
@@ -295,7 +295,7 @@ static int create_upload(CURL *h, struct upload *u)
 	if (meta == NULL) {
 		free(copy);
 		snprintf(u->msg, u->msglen, "out of memory");
-		return IT_TUSC_LOCAL_ERROR;
+		return IT_TUSCLIENT_LOCAL_ERROR;
 	}
 	strcpy(meta, "Upload-Metadata: filename ");
 	it_base64_encode((const unsigned char *)name, flen, meta + strlen(meta));
@@ -313,13 +313,13 @@ static int create_upload(CURL *h, struct upload *u)
 		return JUDGE;
 	if (state_write(u->file, &u->key, u->url) < 0) {
 		snprintf(u->msg, u->msglen, "the upload URL cannot be kept in %s: %s", u->file, strerror(errno));
-		return IT_TUSC_LOCAL_ERROR;
+		return IT_TUSCLIENT_LOCAL_ERROR;
 	}
 	u->offset = 0;
 	return GO_ON;
 }
 
-/* Asks the server where the upload stands (HEAD). Returns IT_TUSC_STORED
+/* Asks the server where the upload stands (HEAD). Returns IT_TUSCLIENT_STORED
  * when it has every byte, GO_ON when the offset is known or the upload is
  * gone (expired or terminated: it starts over), else JUDGE. */
 static int ask_offset(CURL *h, struct upload *u)
@@ -327,7 +327,7 @@ static int ask_offset(CURL *h, struct upload *u)
 	u->status = perform(h, u->o, "HEAD", u->url, NULL, NULL, 0, &u->a, u->why, sizeof(u->why));
 	if (u->status == 200 && u->a.offset[0]) {
 		u->offset = strtoll(u->a.offset, NULL, 10);
-		return u->offset == (int64_t)u->st.st_size ? IT_TUSC_STORED : GO_ON;
+		return u->offset == (int64_t)u->st.st_size ? IT_TUSCLIENT_STORED : GO_ON;
 	}
 	if (u->status == 404 || u->status == 410) {
 		unlink(u->file);
@@ -338,7 +338,7 @@ static int ask_offset(CURL *h, struct upload *u)
 }
 
 /* Sends the rest of the file from the offset (PATCH). Returns
- * IT_TUSC_STORED when the server then has every byte, IT_TUSC_LOCAL_ERROR
+ * IT_TUSCLIENT_STORED when the server then has every byte, IT_TUSCLIENT_LOCAL_ERROR
  * when the file cannot be read, else JUDGE, with the offset to be asked
  * again. */
 static int send_rest(CURL *h, struct upload *u)
@@ -348,7 +348,7 @@ static int send_rest(CURL *h, struct upload *u)
 
 	if (fseeko(u->f, (off_t)u->offset, SEEK_SET) != 0) {
 		snprintf(u->msg, u->msglen, "%s", strerror(errno));
-		return IT_TUSC_LOCAL_ERROR;
+		return IT_TUSCLIENT_LOCAL_ERROR;
 	}
 	snprintf(line, sizeof(line), "Upload-Offset: %lld", (long long)u->offset);
 	extra = curl_slist_append(NULL, line);
@@ -357,25 +357,25 @@ static int send_rest(CURL *h, struct upload *u)
 			    u->why, sizeof(u->why));
 	curl_slist_free_all(extra);
 	if (u->status == 204 && u->a.offset[0] && strtoll(u->a.offset, NULL, 10) == (int64_t)u->st.st_size)
-		return IT_TUSC_STORED;
+		return IT_TUSCLIENT_STORED;
 	/* Whatever happened, the server says next where to go on. */
 	u->offset = -1;
 	return JUDGE;
 }
 
 /* Waits before another try after a failure worth retrying, unless the
- * retries are used up (IT_TUSC_GAVE_UP) or a signal cuts the wait short
- * (IT_TUSC_INTERRUPTED). Returns GO_ON or that outcome. */
+ * retries are used up (IT_TUSCLIENT_GAVE_UP) or a signal cuts the wait short
+ * (IT_TUSCLIENT_INTERRUPTED). Returns GO_ON or that outcome. */
 static int retry_later(struct upload *u)
 {
-	const it_tusc_opts *o = u->o;
+	const it_tusclient_opts *o = u->o;
 	long wait_ms;
 
 	if (u->status != 0 && u->why[0] == '\0')
 		it_cli_problem_message(u->a.body.data, u->a.body.len, u->status, u->why, sizeof(u->why));
 	if (u->attempt >= o->retries) {
 		snprintf(u->msg, u->msglen, "%s (giving up after %u retries; run again to resume)", u->why, o->retries);
-		return IT_TUSC_GAVE_UP;
+		return IT_TUSCLIENT_GAVE_UP;
 	}
 	wait_ms = it_cli_retry_wait_ms(u->a.hdr.retry_after, u->attempt, o->retry_delay_ms, o->max_wait_ms);
 	u->attempt++;
@@ -383,7 +383,7 @@ static int retry_later(struct upload *u)
 		fprintf(stderr, "imagetools-upload: %s: %s; resuming in %.1f s (%u of %u)\n", u->path,
 			u->why[0] ? u->why : "interrupted", wait_ms / 1000.0, u->attempt, o->retries);
 	if (it_cli_sleep_ms(wait_ms, o->stop) < 0)
-		return IT_TUSC_INTERRUPTED;
+		return IT_TUSCLIENT_INTERRUPTED;
 	return GO_ON;
 }
 
@@ -395,16 +395,16 @@ static int judge(struct upload *u)
 	long status = u->status;
 
 	if (u->o->stop && *u->o->stop)
-		return IT_TUSC_INTERRUPTED;
+		return IT_TUSCLIENT_INTERRUPTED;
 	if (status == 204 || (status == 200 && u->url[0] != '\0'))
 		return GO_ON; /* a PATCH that ended short, or a HEAD: ask where to go on */
 	if (status == 0 || status >= 500 || status == 409 || status == 423 || status == 429 || status == 408)
 		return retry_later(u);
 	it_cli_problem_message(u->a.body.data, u->a.body.len, status, u->msg, u->msglen);
 	switch (it_cli_auth_problem(status, u->a.body.data, u->a.body.len)) {
-	case IT_CLI_AUTH_TOKEN: return IT_TUSC_BAD_TOKEN;
-	case IT_CLI_AUTH_SCOPE: return IT_TUSC_SCOPE;
-	default: return status == 404 && u->url[0] == '\0' ? IT_TUSC_BAD_SESSION : IT_TUSC_REJECTED;
+	case IT_CLI_AUTH_TOKEN: return IT_TUSCLIENT_BAD_TOKEN;
+	case IT_CLI_AUTH_SCOPE: return IT_TUSCLIENT_SCOPE;
+	default: return status == 404 && u->url[0] == '\0' ? IT_TUSCLIENT_BAD_SESSION : IT_TUSCLIENT_REJECTED;
 	}
 }
 
@@ -416,7 +416,7 @@ static int upload_loop(CURL *h, struct upload *u)
 
 	for (;;) {
 		if (u->o->stop && *u->o->stop)
-			return IT_TUSC_INTERRUPTED;
+			return IT_TUSCLIENT_INTERRUPTED;
 		u->why[0] = '\0';
 		if (u->url[0] == '\0')
 			rc = create_upload(h, u);
@@ -431,7 +431,7 @@ static int upload_loop(CURL *h, struct upload *u)
 	}
 }
 
-int it_tusc_upload(CURL *h, const it_tusc_opts *o, const char *path, char *url_out, size_t urllen, char *msg,
+int it_tusclient_upload(CURL *h, const it_tusclient_opts *o, const char *path, char *url_out, size_t urllen, char *msg,
 		   size_t msglen)
 {
 	struct upload u;
@@ -452,8 +452,8 @@ int it_tusc_upload(CURL *h, const it_tusc_opts *o, const char *path, char *url_o
 		result = upload_loop(h, &u);
 		/* A final answer ends the upload for good: a revoked or too
 		 * narrow token will not resume it either. */
-		if (result == IT_TUSC_STORED || result == IT_TUSC_REJECTED || result == IT_TUSC_BAD_TOKEN ||
-		    result == IT_TUSC_SCOPE)
+		if (result == IT_TUSCLIENT_STORED || result == IT_TUSCLIENT_REJECTED || result == IT_TUSCLIENT_BAD_TOKEN ||
+		    result == IT_TUSCLIENT_SCOPE)
 			unlink(u.file);
 	}
 	if (url_out)

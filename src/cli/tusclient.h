@@ -8,7 +8,7 @@
 #include <stddef.h>
 
 /* What the upload needs; every pointer is borrowed for the call. */
-typedef struct it_tusc_opts {
+typedef struct it_tusclient_opts {
 	const char *server;	     /* the site, e.g. http://host:8080/prefix */
 	const char *session;	     /* the session credential (sent as Authorization: Bearer) */
 	const char *source;	     /* "cli", ... */
@@ -18,18 +18,18 @@ typedef struct it_tusc_opts {
 	long max_wait_ms;	     /* ceiling on one wait */
 	volatile sig_atomic_t *stop; /* set by a signal: give up at once */
 	int verbose;		     /* say on stderr when an upload resumes */
-} it_tusc_opts;
+} it_tusclient_opts;
 
-/* Outcomes of it_tusc_upload. */
+/* Outcomes of it_tusclient_upload. */
 enum {
-	IT_TUSC_STORED = 0,	 /* complete; the state file is removed */
-	IT_TUSC_REJECTED = 1,	 /* a final refusal (4xx); the state file is removed */
-	IT_TUSC_GAVE_UP = 2,	 /* the server stayed unreachable; the state file stays for next time */
-	IT_TUSC_BAD_SESSION = 3, /* 404 at creation: the session is unknown or expired */
-	IT_TUSC_INTERRUPTED = 4, /* *stop was set; the state file stays */
-	IT_TUSC_LOCAL_ERROR = 5, /* the file or the state directory cannot be used */
-	IT_TUSC_BAD_TOKEN = 6,	 /* 401: the token is unknown, expired or revoked; the state file is removed */
-	IT_TUSC_SCOPE = 7,	 /* 403: the token may not upload; the state file is removed */
+	IT_TUSCLIENT_STORED = 0,	 /* complete; the state file is removed */
+	IT_TUSCLIENT_REJECTED = 1,	 /* a final refusal (4xx); the state file is removed */
+	IT_TUSCLIENT_GAVE_UP = 2,	 /* the server stayed unreachable; the state file stays for next time */
+	IT_TUSCLIENT_BAD_SESSION = 3, /* 404 at creation: the session is unknown or expired */
+	IT_TUSCLIENT_INTERRUPTED = 4, /* *stop was set; the state file stays */
+	IT_TUSCLIENT_LOCAL_ERROR = 5, /* the file or the state directory cannot be used */
+	IT_TUSCLIENT_BAD_TOKEN = 6,	 /* 401: the token is unknown, expired or revoked; the state file is removed */
+	IT_TUSCLIENT_SCOPE = 7,	 /* 403: the token may not upload; the state file is removed */
 };
 
 /* Uploads path (size bytes, a regular file) with tus through h. When the
@@ -41,13 +41,13 @@ enum {
  * connection error, 5xx, 409, 423 or 429 is retried from the server's
  * offset with backoff. On return, msg (msglen bytes) holds a sentence for
  * the user and url (urllen bytes, may be NULL) the upload URL. Returns an
- * IT_TUSC_* outcome. */
-int it_tusc_upload(CURL *h, const it_tusc_opts *o, const char *path, char *url, size_t urllen, char *msg,
+ * IT_TUSCLIENT_* outcome. */
+int it_tusclient_upload(CURL *h, const it_tusclient_opts *o, const char *path, char *url, size_t urllen, char *msg,
 		   size_t msglen);
 
 /* The default state directory: $XDG_STATE_HOME/imagetools-upload, else
  * $HOME/.local/state/imagetools-upload. Returns 0, or -1 when neither is
  * set or out (outlen bytes) is too small. */
-int it_tusc_default_state_dir(char *out, size_t outlen);
+int it_tusclient_default_state_dir(char *out, size_t outlen);
 
 #endif

@@ -551,7 +551,7 @@ static enum outcome upload_one(CURL *h, const struct opts *o, const char *path, 
 /* --resume: one file through tus (tusclient.h), reported like upload_one. */
 static enum outcome resume_one(CURL *h, const struct opts *o, const char *path)
 {
-	it_tusc_opts t = {o->conf.server,    o->conf.session, o->conf.source, o->state_dir, o->retries,
+	it_tusclient_opts t = {o->conf.server,    o->conf.session, o->conf.source, o->state_dir, o->retries,
 			  o->retry_delay_ms, o->max_wait_ms,  &it_cli_stop,   !o->quiet};
 	char url[2048], msg[700];
 	int rc;
@@ -559,34 +559,34 @@ static enum outcome resume_one(CURL *h, const struct opts *o, const char *path)
 	/* The tus requests install no progress callback: with progress on (for
 	 * the multipart path's meter), libcurl would print its own on stderr. */
 	curl_easy_setopt(h, CURLOPT_NOPROGRESS, 1L);
-	rc = it_tusc_upload(h, &t, path, url, sizeof(url), msg, sizeof(msg));
+	rc = it_tusclient_upload(h, &t, path, url, sizeof(url), msg, sizeof(msg));
 	curl_easy_setopt(h, CURLOPT_NOPROGRESS, 0L);
 
 	if (o->json) {
 		json_object *j = json_object_new_object();
 		json_object_object_add(j, "file", json_object_new_string(path));
 		json_object_object_add(j, "upload_url", json_object_new_string(url));
-		json_object_object_add(j, "stored", json_object_new_boolean(rc == IT_TUSC_STORED));
-		if (rc != IT_TUSC_STORED)
+		json_object_object_add(j, "stored", json_object_new_boolean(rc == IT_TUSCLIENT_STORED));
+		if (rc != IT_TUSCLIENT_STORED)
 			json_object_object_add(j, "error", json_object_new_string(msg));
 		printf("%s\n", json_object_to_json_string_ext(j, JSON_C_TO_STRING_PLAIN));
 		fflush(stdout);
 		json_object_put(j);
-	} else if (rc == IT_TUSC_STORED && !o->quiet) {
+	} else if (rc == IT_TUSCLIENT_STORED && !o->quiet) {
 		printf("%s: stored\n", path);
 	}
-	if (rc == IT_TUSC_BAD_TOKEN || rc == IT_TUSC_SCOPE)
-		report_token(rc == IT_TUSC_BAD_TOKEN ? IT_CLI_AUTH_TOKEN : IT_CLI_AUTH_SCOPE, o->conf.session, msg);
-	else if (rc != IT_TUSC_STORED && rc != IT_TUSC_INTERRUPTED)
+	if (rc == IT_TUSCLIENT_BAD_TOKEN || rc == IT_TUSCLIENT_SCOPE)
+		report_token(rc == IT_TUSCLIENT_BAD_TOKEN ? IT_CLI_AUTH_TOKEN : IT_CLI_AUTH_SCOPE, o->conf.session, msg);
+	else if (rc != IT_TUSCLIENT_STORED && rc != IT_TUSCLIENT_INTERRUPTED)
 		fprintf(stderr, PROG ": %s: %s\n", path, msg);
 	switch (rc) {
-	case IT_TUSC_STORED: return STORED;
-	case IT_TUSC_REJECTED: return REJECTED;
-	case IT_TUSC_BAD_SESSION: return BAD_SESSION;
-	case IT_TUSC_BAD_TOKEN: return BAD_TOKEN;
-	case IT_TUSC_SCOPE: return SCOPE;
-	case IT_TUSC_INTERRUPTED: return INTERRUPTED;
-	case IT_TUSC_LOCAL_ERROR: return LOCAL_ERROR;
+	case IT_TUSCLIENT_STORED: return STORED;
+	case IT_TUSCLIENT_REJECTED: return REJECTED;
+	case IT_TUSCLIENT_BAD_SESSION: return BAD_SESSION;
+	case IT_TUSCLIENT_BAD_TOKEN: return BAD_TOKEN;
+	case IT_TUSCLIENT_SCOPE: return SCOPE;
+	case IT_TUSCLIENT_INTERRUPTED: return INTERRUPTED;
+	case IT_TUSCLIENT_LOCAL_ERROR: return LOCAL_ERROR;
 	default: return GAVE_UP;
 	}
 }
@@ -888,7 +888,7 @@ static int check_settings(struct opts *o, it_buf *url, int have_files)
 		return IT_EXIT_USAGE;
 	if (o->conf.source == NULL)
 		o->conf.source = strdup("cli");
-	if (o->resume && o->state_dir[0] == '\0' && it_tusc_default_state_dir(o->state_dir, sizeof(o->state_dir)) < 0) {
+	if (o->resume && o->state_dir[0] == '\0' && it_tusclient_default_state_dir(o->state_dir, sizeof(o->state_dir)) < 0) {
 		fprintf(stderr, PROG ": --resume needs --state-dir, XDG_STATE_HOME or HOME\n");
 		return IT_EXIT_USAGE;
 	}

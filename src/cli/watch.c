@@ -63,7 +63,7 @@ struct watch {
 	int state_fd;	  /* the state file, open for in-place updates (-1 before the first save) */
 	double last_sync; /* when the state file was last flushed to disk */
 	int unsynced;	  /* the state file was renamed since then without a flush */
-	it_ssep_parser sse;
+	it_sseparse_parser sse;
 	char *sse_data;
 	int token;		 /* the credential is a token (else a session id) */
 	char cred_shown[16];	 /* its log-safe prefix, for messages and the state file */
@@ -338,7 +338,7 @@ static size_t on_stream(char *data, size_t size, size_t n, void *p)
 {
 	struct watch *w = p;
 	size_t len = size * n, off = 0, used;
-	it_ssep_event ev;
+	it_sseparse_event ev;
 	int rc;
 
 	if (!w->checked) {
@@ -349,7 +349,7 @@ static size_t on_stream(char *data, size_t size, size_t n, void *p)
 	if (!w->streaming)
 		return on_body(data, size, n, p);
 	while (off < len) {
-		rc = it_ssep_feed(&w->sse, data + off, len - off, &used, &ev);
+		rc = it_sseparse_feed(&w->sse, data + off, len - off, &used, &ev);
 		off += used;
 		if (rc < 0) {
 			if (!w->quiet)
@@ -357,7 +357,7 @@ static size_t on_stream(char *data, size_t size, size_t n, void *p)
 					strerror(-rc));
 			return 0;
 		}
-		if (rc == IT_SSEP_EVENT && handle_event_text(w, ev.data, ev.data_len, ev.type) < 0)
+		if (rc == IT_SSEPARSE_EVENT && handle_event_text(w, ev.data, ev.data_len, ev.type) < 0)
 			return 0;
 		if (w->done || w->revoked[0])
 			return 0;
@@ -565,7 +565,7 @@ static enum ending run_sse(struct watch *w, char *why, size_t whylen)
 	if (build_url(w, "/api/v1/events/stream", 0) < 0)
 		return E_FATAL;
 	prepare(w, MAX_ERROR_ANSWER);
-	it_ssep_init(&w->sse, w->sse_data, MAX_EVENT);
+	it_sseparse_init(&w->sse, w->sse_data, MAX_EVENT);
 	/* Resuming is the whole point: the server sends what came after this id. */
 	snprintf(line, sizeof(line), "Last-Event-ID: %lld", w->cursor);
 	hdr = curl_slist_append(hdr, line);
@@ -869,7 +869,7 @@ static int ending_exit(struct watch *w, enum ending end)
  * did not choose a delay. */
 static long reconnect_delay(struct watch *w, unsigned attempt)
 {
-	long base = it_ssep_retry(&w->sse) > 0 && !w->retry_delay_given ? it_ssep_retry(&w->sse) : w->retry_delay_ms;
+	long base = it_sseparse_retry(&w->sse) > 0 && !w->retry_delay_given ? it_sseparse_retry(&w->sse) : w->retry_delay_ms;
 
 	return it_cli_retry_wait_ms(w->hdr.retry_after, attempt, base, w->max_wait_ms);
 }

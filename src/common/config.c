@@ -263,7 +263,7 @@ static int set_cb(void *ud, const char *key, const char *val, char *why, size_t 
 
 int it_config_load_file(it_config *cfg, const char *path, char *err, unsigned errlen)
 {
-	return it_kv_read_file(path, 0, set_cb, cfg, err, errlen);
+	return it_kvfile_read(path, 0, set_cb, cfg, err, errlen);
 }
 
 int it_config_load_env(it_config *cfg, char *const *envp, char *err, unsigned errlen)
@@ -317,7 +317,7 @@ int it_config_load(it_config *cfg, const char *path, char *err, unsigned errlen)
 		 * user, is an error naming the file and the reason: skipping it
 		 * would run on the defaults, connecting to another database
 		 * without a word. */
-		if ((rc = it_kv_read_file(path, strcmp(path, IT_CONFIG_PATH) == 0, set_cb, cfg, err, errlen)) < 0)
+		if ((rc = it_kvfile_read(path, strcmp(path, IT_CONFIG_PATH) == 0, set_cb, cfg, err, errlen)) < 0)
 			return rc;
 	}
 	return it_config_load_env(cfg, NULL, err, errlen);

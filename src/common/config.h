@@ -69,7 +69,7 @@ typedef struct it_config {
 void it_config_defaults(it_config *cfg);
 
 /* Applies the key=value file at path (# comments, blank lines allowed).
- * Returns 0, or a negative errno (as it_kv_read_file) with a message naming
+ * Returns 0, or a negative errno (as it_kvfile_read) with a message naming
  * the file, line and problem in err. */
 int it_config_load_file(it_config *cfg, const char *path, char *err, unsigned errlen);
 

@@ -9,7 +9,7 @@
 
 #define FIRST_BUCKETS 16
 
-size_t it_hash_str(const char *s)
+size_t it_htab_hash(const char *s)
 {
 	size_t h = (size_t)0xcbf29ce484222325ULL; /* the FNV offset basis */
 
@@ -37,7 +37,7 @@ it_hnode *it_htab_find(const it_htab *t, const char *key)
 
 	if (t->nbuckets == 0)
 		return NULL;
-	h = it_hash_str(key);
+	h = it_htab_hash(key);
 	for (it_hnode *n = t->buckets[h & (t->nbuckets - 1)]; n; n = n->next)
 		if (n->hash == h && strcmp(n->key, key) == 0)
 			return n;
@@ -73,7 +73,7 @@ int it_htab_add(it_htab *t, it_hnode *n)
 
 	if (t->count >= t->nbuckets && grow(t) < 0 && t->nbuckets == 0)
 		return -ENOMEM;
-	n->hash = it_hash_str(n->key);
+	n->hash = it_htab_hash(n->key);
 	head = &t->buckets[n->hash & (t->nbuckets - 1)];
 	n->next = *head;
 	*head = n;

@@ -14,7 +14,7 @@
 
 typedef struct it_hnode {
 	struct it_hnode *next; /* the bucket's chain; the table's */
-	size_t hash;	       /* it_hash_str(key), kept so growing rehashes nothing */
+	size_t hash;	       /* it_htab_hash(key), kept so growing rehashes nothing */
 	const char *key;       /* set by the owner before it_htab_add; must not change while added */
 } it_hnode;
 
@@ -26,7 +26,7 @@ typedef struct it_htab {
 
 /* FNV-1a over the bytes of s: fast, and spread well enough for short keys
  * such as ids and addresses. The same function everywhere a string is hashed. */
-size_t it_hash_str(const char *s);
+size_t it_htab_hash(const char *s);
 
 /* An empty table (allocates nothing). */
 void it_htab_init(it_htab *t);

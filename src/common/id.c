@@ -9,7 +9,7 @@
 
 static const char b64url[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
 
-int it_random_bytes(void *buf, size_t n)
+int it_id_random(void *buf, size_t n)
 {
 	unsigned char *p = buf;
 
@@ -54,7 +54,7 @@ void it_base64url(const unsigned char *in, size_t n, char *out)
 int it_id_session(char *out)
 {
 	unsigned char raw[24];
-	int rc = it_random_bytes(raw, sizeof(raw));
+	int rc = it_id_random(raw, sizeof(raw));
 
 	if (rc < 0)
 		return rc;

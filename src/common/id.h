@@ -20,7 +20,7 @@ int it_id_session_valid(const char *s);
 int it_id_uuid_valid(const char *s);
 
 /* Fills buf with n bytes from getrandom(2). Returns 0 or a negative errno. */
-int it_random_bytes(void *buf, size_t n);
+int it_id_random(void *buf, size_t n);
 
 /* Encodes n bytes as unpadded base64url into out (4*ceil(n/3)+1 bytes). */
 void it_base64url(const unsigned char *in, size_t n, char *out);

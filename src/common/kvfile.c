@@ -20,7 +20,7 @@ static char *trim(char *s)
 	return s;
 }
 
-int it_kv_read_file(const char *path, int missing_ok, it_kv_cb cb, void *ud, char *err, size_t errlen)
+int it_kvfile_read(const char *path, int missing_ok, it_kvfile_cb cb, void *ud, char *err, size_t errlen)
 {
 	FILE *f = fopen(path, "r");
 	char line[4096], why[200];

@@ -5,7 +5,7 @@
 
 #include <sys/resource.h>
 
-void it_raise_fd_limit(void)
+void it_proc_raise_fd_limit(void)
 {
 	struct rlimit rl;
 

@@ -6,6 +6,6 @@
  * a server is a descriptor (a socket, and for FastCGI its database
  * connection too), and the soft limit's usual 1024 is far below what one
  * process serves. Failure is not an error: the process runs with what it has. */
-void it_raise_fd_limit(void);
+void it_proc_raise_fd_limit(void);
 
 #endif

@@ -43,7 +43,7 @@ int it_token_pairing_valid(const char *s)
 static int make(char *out, const char *prefix, size_t n)
 {
 	unsigned char raw[24];
-	int rc = it_random_bytes(raw, n);
+	int rc = it_id_random(raw, n);
 
 	if (rc < 0)
 		return rc;

@@ -68,7 +68,7 @@ static struct slot *lookup(const char *name, const char *labels, int kind, int c
 		atomic_fetch_add(&dropped, 1);
 		return NULL;
 	}
-	h = it_hash_str(key);
+	h = it_htab_hash(key);
 	for (unsigned i = 0; i < IT_METRICS_SLOTS; i++) {
 		struct slot *s = &slots[(h + i) % IT_METRICS_SLOTS];
 		int st = atomic_load_explicit(&s->state, memory_order_acquire);

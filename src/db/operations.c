@@ -5,7 +5,7 @@
 
 #include "common/log.h"
 #include "db/db.h"
-#include "db/eventlog.h"
+#include "db/event.h"
 
 #include <errno.h>
 #include <stdarg.h>

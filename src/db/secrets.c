@@ -62,7 +62,7 @@ int it_secrets_get(PGconn **connp, const char *name, size_t len, unsigned char *
 		return 503;
 	}
 	PQclear(res);
-	if (it_random_bytes(fresh, len) != 0)
+	if (it_id_random(fresh, len) != 0)
 		return 503;
 	for (size_t i = 0; i < len; i++)
 		snprintf(hex + 2 * i, 3, "%02x", fresh[i]);

@@ -4,9 +4,9 @@
 #include "db/tus.h"
 
 #include "common/log.h"
-#include "db/blobs.h"
+#include "db/blob.h"
 #include "db/db.h"
-#include "db/eventlog.h"
+#include "db/event.h"
 
 #include <inttypes.h>
 #include <stdio.h>

@@ -30,7 +30,7 @@ int it_auth_credential(const it_req *req, char *out, size_t outlen)
 	if (h != NULL && it_cred_bearer(h, strlen(h), &tok, &toklen)) {
 		n = it_cred_copy(tok, toklen, out, outlen);
 	} else {
-		n = it_query_get(req->query, "session_id", out, outlen);
+		n = it_req_query(req->query, "session_id", out, outlen);
 		if (n == IT_QUERY_ABSENT)
 			return 0;
 		if (n >= 0)

@@ -21,7 +21,7 @@
 #include "common/log.h"
 #include "common/token.h"
 #include "db/db.h"
-#include "db/eventlog.h"
+#include "db/event.h"
 #include "db/metrics.h"
 #include "db/presence.h"
 #include "db/sessions.h"
@@ -88,7 +88,7 @@ static int parse_ident(it_req *req, struct stream_args *a)
 	char v[IT_DEVICE_LABEL_SIZE + 3];
 
 	for (size_t i = 0; i < sizeof(fields) / sizeof(fields[0]); i++) {
-		int n = it_query_get(req->query, fields[i].key, v, sizeof(v));
+		int n = it_req_query(req->query, fields[i].key, v, sizeof(v));
 		if (n == -1)
 			continue;
 		if (n < 0 || !fields[i].valid(v, (size_t)n)) {
@@ -137,14 +137,14 @@ static int parse_args(it_req *req, struct stream_args *a, const char *cursor_key
 			it_resp_problem(req, 400, "invalid-cursor", "Last-Event-ID must be a non-negative integer.");
 			return -1;
 		}
-	} else if ((n = it_query_get(req->query, cursor_key, v, sizeof(v))) != -1) {
+	} else if ((n = it_req_query(req->query, cursor_key, v, sizeof(v))) != -1) {
 		if (n < 0 || it_parse_uint(v, INT64_MAX / 2, &a->cursor) < 0) {
 			it_resp_problem(req, 400, "invalid-cursor", "%s must be a non-negative integer.", cursor_key);
 			return -1;
 		}
 	}
 	a->timeout_s = it_g.cfg.longpoll_timeout;
-	if ((n = it_query_get(req->query, "timeout", v, sizeof(v))) != -1) {
+	if ((n = it_req_query(req->query, "timeout", v, sizeof(v))) != -1) {
 		if (n < 0 || it_parse_uint(v, 86400, &a->timeout_s) < 0) {
 			it_resp_problem(req, 400, "invalid-timeout", "timeout must be a whole number of seconds.");
 			return -1;

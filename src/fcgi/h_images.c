@@ -4,9 +4,9 @@
 #include "common/id.h"
 #include "common/token.h"
 #include "common/log.h"
-#include "db/blobs.h"
+#include "db/blob.h"
 #include "db/db.h"
-#include "db/eventlog.h"
+#include "db/event.h"
 #include "db/images.h"
 #include "db/metrics.h"
 #include "db/secrets.h"
@@ -118,12 +118,12 @@ static void list_images(it_req *req, const char *session)
 	int got;
 	json_object *o;
 
-	if (it_query_get(req->query, "limit", v, sizeof(v)) != -1 &&
+	if (it_req_query(req->query, "limit", v, sizeof(v)) != -1 &&
 	    (it_parse_uint(v, 200, &limit) < 0 || limit < 1)) {
 		it_resp_problem(req, 400, "bad-limit", "limit must be an integer from 1 to 200.");
 		return;
 	}
-	if (it_query_get(req->query, "before", v, sizeof(v)) != -1 && it_parse_uint(v, INT64_MAX, &before) < 0) {
+	if (it_req_query(req->query, "before", v, sizeof(v)) != -1 && it_parse_uint(v, INT64_MAX, &before) < 0) {
 		it_resp_problem(req, 400, "bad-cursor", "before must be the next value of a previous page.");
 		return;
 	}
@@ -274,8 +274,8 @@ static int check_signed(it_req *req, PGconn **connp, const char *label, it_image
 	int rc;
 
 	*slug = "bad-signature";
-	if (it_query_get(req->query, "sig", sig, sizeof(sig)) < 0 || it_query_get(req->query, "v", v, sizeof(v)) < 0 ||
-	    it_parse_uint(v, INT32_MAX, &version) < 0 || it_query_get(req->query, "exp", v, sizeof(v)) < 0 ||
+	if (it_req_query(req->query, "sig", sig, sizeof(sig)) < 0 || it_req_query(req->query, "v", v, sizeof(v)) < 0 ||
+	    it_parse_uint(v, INT32_MAX, &version) < 0 || it_req_query(req->query, "exp", v, sizeof(v)) < 0 ||
 	    it_parse_uint(v, INT64_MAX, &exp) < 0) {
 		*why = "This URL's signature is incomplete or malformed.";
 		return 403;
@@ -316,7 +316,7 @@ static int image_for_bytes(it_req *req, PGconn **connp, const char *label, it_im
 
 	if (!it_id_uuid_valid(req->params[0]))
 		return image_problem(req, 400);
-	if (it_query_get(req->query, "sig", probe, sizeof(probe)) != -1) {
+	if (it_req_query(req->query, "sig", probe, sizeof(probe)) != -1) {
 		rc = check_signed(req, connp, label, img, &slug, &why);
 		if (rc == 0)
 			return 0;

@@ -172,7 +172,7 @@ void it_h_presence_delete(it_req *req)
 
 	if (who_asks(req, 0, &w) != 0)
 		return;
-	n = it_query_get(req->query, "client_id", cid, sizeof(cid));
+	n = it_req_query(req->query, "client_id", cid, sizeof(cid));
 	if (n < 0 || !it_ident_client_id_valid(cid, (size_t)n)) {
 		it_resp_problem(req, 400, "invalid-client-identity", "client_id (1-64 of A-Z a-z 0-9 _ -) is required.");
 		return;

@@ -5,7 +5,7 @@
 #include "common/base64.h"
 #include "common/id.h"
 #include "common/log.h"
-#include "db/blobs.h"
+#include "db/blob.h"
 #include "db/devices.h"
 #include "db/db.h"
 #include "db/images.h"
@@ -924,7 +924,7 @@ static int creation_record(tus *t, const metadata *m, int64_t len)
 	unsigned char rnd[24];
 	int rc;
 
-	if (it_random_bytes(rnd, sizeof(rnd)) != 0)
+	if (it_id_random(rnd, sizeof(rnd)) != 0)
 		return fail(t, 503, "random-unavailable", "The server cannot make an upload id right now.");
 	it_base64url(rnd, sizeof(rnd), t->up.id);
 	t->up.length = len;

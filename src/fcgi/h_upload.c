@@ -3,10 +3,10 @@
 
 #include "common/id.h"
 #include "common/log.h"
-#include "db/blobs.h"
+#include "db/blob.h"
 #include "db/devices.h"
 #include "db/db.h"
-#include "db/eventlog.h"
+#include "db/event.h"
 #include "db/images.h"
 #include "db/metrics.h"
 #include "db/secrets.h"

@@ -4,8 +4,8 @@
 #include "fcgi/ingest.h"
 
 #include "common/log.h"
-#include "db/blobs.h"
-#include "db/eventlog.h"
+#include "db/blob.h"
+#include "db/event.h"
 #include "fcgi/app.h"
 #include "image/filename.h"
 #include "image/sniff.h"

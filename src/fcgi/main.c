@@ -336,7 +336,7 @@ static int open_listener(int activated_fd, const char **sock, it_listen_ident *i
  * in *tids, it_g.cfg.threads of them). Returns 0, or -1 after logging. */
 static int start_threads(pthread_t **tids)
 {
-	it_raise_fd_limit();
+	it_proc_raise_fd_limit();
 	if (it_hub_start(&it_g.hub, &it_g.cfg) < 0) {
 		it_log_error("cannot start the event hub");
 		return -1;

@@ -519,7 +519,7 @@ int it_resp_problem_ext(it_req *req, int status, const char *slug, json_object *
 	return rc;
 }
 
-int it_query_get(const char *query, const char *key, char *out, size_t outlen)
+int it_req_query(const char *query, const char *key, char *out, size_t outlen)
 {
 	size_t klen = strlen(key);
 	const char *p = query;

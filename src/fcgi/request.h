@@ -16,7 +16,7 @@
  * - Everything else returns 0 (or a count, a length or a descriptor) or -1,
  *   and errno, err or it_ingest_error says why: the it_resp_* writers
  *   report the write, not a decision. Readers and lookups name their other
- *   answers: it_req_read (IT_REQ_TOO_SLOW), it_query_get (IT_QUERY_ABSENT,
+ *   answers: it_req_read (IT_REQ_TOO_SLOW), it_req_query (IT_QUERY_ABSENT,
  *   IT_QUERY_BAD); it_auth_credential returns the credential's length, 0
  *   for none or -1 for a malformed one. it_auth_allows and
  *   it_listen_release are predicates. */
@@ -152,7 +152,7 @@ int it_resp_problem_ext(it_req *req, int status, const char *slug, json_object *
 /* The reason phrase of an HTTP status ("Not Found"), "" when unknown. */
 const char *it_http_reason(int status);
 
-/* What it_query_get returns when the key is absent, and when its value is
+/* What it_req_query returns when the key is absent, and when its value is
  * malformed or too long. */
 #define IT_QUERY_ABSENT (-1)
 #define IT_QUERY_BAD (-2)
@@ -161,7 +161,7 @@ const char *it_http_reason(int status);
  * value into out (NUL-terminated). Returns the decoded length,
  * IT_QUERY_ABSENT when the key is absent, or IT_QUERY_BAD when the value is
  * malformed or longer than outlen-1. */
-int it_query_get(const char *query, const char *key, char *out, size_t outlen);
+int it_req_query(const char *query, const char *key, char *out, size_t outlen);
 
 /* Parses a non-negative decimal integer no larger than max. Returns 0 or -1. */
 int it_parse_uint(const char *s, int64_t max, int64_t *out);

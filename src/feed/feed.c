@@ -7,7 +7,7 @@
 #include "common/htab.h"
 #include "common/id.h"
 #include "common/log.h"
-#include "db/eventlog.h"
+#include "db/event.h"
 #include "db/pgl.h"
 #include "feed/sse.h"
 

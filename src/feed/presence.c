@@ -377,7 +377,7 @@ int it_presence_new(it_presence **out, const it_presence_opts *o)
 	p->beat_ms = p->ttl * 1000 / 3;
 	it_list_init(&p->work);
 	it_list_init(&p->held);
-	it_random_bytes(rnd, sizeof(rnd));
+	it_id_random(rnd, sizeof(rnd));
 	snprintf(p->holder, sizeof(p->holder), "%s/%ld/%02x%02x%02x%02x", o->app_name ? o->app_name : "imagetools",
 		 (long)getpid(), rnd[0], rnd[1], rnd[2], rnd[3]);
 	it_pgl_init(&p->pg, o->epfd, o->pg_tag, o->conninfo, CHANNEL, &hooks, p);

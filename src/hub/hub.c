@@ -52,8 +52,8 @@ static int oq_stdout(it_outq *q, uint16_t rid, it_feed_event *ev, char *heap, co
 
 	while (n > 0) {
 		uint16_t len = n > 65535 ? 65535 : (uint16_t)n;
-		uint8_t hdr[IT_FCGI_HEADER_LEN];
-		it_fcgi_header(hdr, IT_FCGI_STDOUT, rid, len);
+		uint8_t hdr[IT_FCGI_RECORD_HEADER_LEN];
+		it_fcgi_record_header(hdr, IT_FCGI_RECORD_STDOUT, rid, len);
 		if (it_outq_push(q, hdr, sizeof(hdr), ev, len == n ? heap : NULL, p, len) < 0) {
 			it_outq_rollback(q, mark);
 			free(heap);
@@ -74,7 +74,7 @@ static int oq_end(it_outq *q, uint16_t rid)
 	int rc;
 
 	it_buf_init(&b, 64);
-	rc = it_fcgi_end(&b, rid) < 0 ? -ENOMEM : it_outq_copy(q, NULL, 0, b.data, b.len, NULL, 0);
+	rc = it_fcgi_record_end(&b, rid) < 0 ? -ENOMEM : it_outq_copy(q, NULL, 0, b.data, b.len, NULL, 0);
 	it_buf_free(&b);
 	return rc < 0 ? -ENOMEM : 0;
 }
@@ -110,7 +110,7 @@ struct hstream {
 	int64_t next_keepalive_ms;
 	int64_t last_progress_ms;
 	size_t max;	     /* stream_buffer */
-	it_fcgi_scan scan;
+	it_fcgi_record_scan scan;
 	it_outq out;
 	struct lpitem *lp; /* long-poll: the answer gathered so far */
 	unsigned nlp, lpcap;
@@ -507,7 +507,7 @@ static void stream_io(it_hub *hub, struct hstream *st, uint32_t events)
 			stream_close(hub, st);
 			return;
 		}
-		if (r == 0 || (r > 0 && it_fcgi_scan_feed(&st->scan, st->rid, buf, (size_t)r))) {
+		if (r == 0 || (r > 0 && it_fcgi_record_scan_feed(&st->scan, st->rid, buf, (size_t)r))) {
 			/* The web server half-closed the connection (lighttpd's
 			 * tcp-fin-propagate) or aborted the request: the client is
 			 * gone. The request still ends properly, so the web server

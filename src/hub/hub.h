@@ -1,7 +1,7 @@
 /* hub.h: the per-process event hub of imagetools.fcgi (docs/hub.md).
  *
  * Return convention of the hub layer (src/hub/, docs/layout.md): 0 or a
- * negative errno, as in the feed it sits on. it_fcgi_scan_feed is a
+ * negative errno, as in the feed it sits on. it_fcgi_record_scan_feed is a
  * predicate (1 once the web server aborted the request).
  *
  * One thread owns an epoll loop, the event-delivery core (src/feed/: the

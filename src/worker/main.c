@@ -155,7 +155,7 @@ static void make_owner(char *out, size_t outlen)
 	if (gethostname(host, sizeof(host)) < 0)
 		snprintf(host, sizeof(host), "localhost");
 	host[sizeof(host) - 1] = '\0';
-	if (it_random_bytes(raw, sizeof(raw)) < 0)
+	if (it_id_random(raw, sizeof(raw)) < 0)
 		memset(raw, 0, sizeof(raw));
 	it_base64url(raw, sizeof(raw), rnd);
 	snprintf(out, outlen, "%s:%d:%s", host, (int)getpid(), rnd);

@@ -333,17 +333,17 @@ int main(void)
 		it_buf_free(&req.headers);
 	}
 
-	is_int(it_query_get("a=1&session_id=abc%2Fd&b", "session_id", out, sizeof(out)), 5, "decoded length");
+	is_int(it_req_query("a=1&session_id=abc%2Fd&b", "session_id", out, sizeof(out)), 5, "decoded length");
 	is_str(out, "abc/d", "percent-decoding");
-	is_int(it_query_get("a=1&b", "b", out, sizeof(out)), 0, "key without value is empty");
-	is_int(it_query_get("a=1", "c", out, sizeof(out)), -1, "missing key");
-	is_int(it_query_get("a=%zz", "a", out, sizeof(out)), -2, "bad escape");
-	is_int(it_query_get("a=%00", "a", out, sizeof(out)), -2, "NUL refused");
-	is_int(it_query_get("a=%4", "a", out, sizeof(out)), -2, "truncated escape");
-	is_int(it_query_get("a=0123456789", "a", out, 8), -2, "value too long for the buffer");
-	is_int(it_query_get("aa=1&a=2", "a", out, sizeof(out)), 1, "prefix of another key does not match");
+	is_int(it_req_query("a=1&b", "b", out, sizeof(out)), 0, "key without value is empty");
+	is_int(it_req_query("a=1", "c", out, sizeof(out)), -1, "missing key");
+	is_int(it_req_query("a=%zz", "a", out, sizeof(out)), -2, "bad escape");
+	is_int(it_req_query("a=%00", "a", out, sizeof(out)), -2, "NUL refused");
+	is_int(it_req_query("a=%4", "a", out, sizeof(out)), -2, "truncated escape");
+	is_int(it_req_query("a=0123456789", "a", out, 8), -2, "value too long for the buffer");
+	is_int(it_req_query("aa=1&a=2", "a", out, sizeof(out)), 1, "prefix of another key does not match");
 	is_str(out, "2", "right key found");
-	is_int(it_query_get("a=x+y", "a", out, sizeof(out)), 3, "plus is a space");
+	is_int(it_req_query("a=x+y", "a", out, sizeof(out)), 3, "plus is a space");
 	is_str(out, "x y", "plus decoded");
 
 	is_int(it_parse_uint("42", 100, &v), 0, "uint");

@@ -15,20 +15,20 @@ static const char *transcript(const char *in, size_t len, int mode, size_t data_
 {
 	static char out[8192];
 	char *data = malloc(data_cap);
-	it_ssep_parser p;
-	it_ssep_event ev;
+	it_sseparse_parser p;
+	it_sseparse_event ev;
 	size_t off = 0, used, n;
 	int rc;
 
 	out[0] = '\0';
-	it_ssep_init(&p, data, data_cap);
+	it_sseparse_init(&p, data, data_cap);
 	while (off < len) {
 		n = mode == 0 ? len - off : mode == 1 ? 1 : 1 + (size_t)rand() % 7;
 		if (n > len - off)
 			n = len - off;
 		/* A piece may hold several events: feed it until it is used up. */
 		while (n > 0) {
-			rc = it_ssep_feed(&p, in + off, n, &used, &ev);
+			rc = it_sseparse_feed(&p, in + off, n, &used, &ev);
 			off += used;
 			n -= used;
 			if (rc < 0) {
@@ -36,7 +36,7 @@ static const char *transcript(const char *in, size_t len, int mode, size_t data_
 				free(data);
 				return out;
 			}
-			if (rc == IT_SSEP_EVENT)
+			if (rc == IT_SSEPARSE_EVENT)
 				snprintf(out + strlen(out), sizeof(out) - strlen(out), "%s|%s|%s|%d\n", ev.type,
 					 ev.data, ev.last_id, ev.has_id);
 		}
@@ -124,38 +124,38 @@ int main(void)
 		};
 		for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 			char data[64], got[32];
-			it_ssep_parser p;
-			it_ssep_event ev;
+			it_sseparse_parser p;
+			it_sseparse_event ev;
 			size_t used;
 
-			it_ssep_init(&p, data, sizeof(data));
-			it_ssep_feed(&p, cases[i][0], strlen(cases[i][0]), &used, &ev);
-			snprintf(got, sizeof(got), "%ld", it_ssep_retry(&p));
+			it_sseparse_init(&p, data, sizeof(data));
+			it_sseparse_feed(&p, cases[i][0], strlen(cases[i][0]), &used, &ev);
+			snprintf(got, sizeof(got), "%ld", it_sseparse_retry(&p));
 			is_str(got, cases[i][1], "retry case %zu", i);
 		}
 		char data[64];
-		it_ssep_parser p;
-		it_ssep_event ev;
+		it_sseparse_parser p;
+		it_sseparse_event ev;
 		size_t used;
-		it_ssep_init(&p, data, sizeof(data));
-		it_ssep_feed(&p, "retry: 99999999999999999999\n", 28, &used, &ev);
-		ok(it_ssep_retry(&p) > 0, "a huge retry saturates instead of wrapping");
+		it_sseparse_init(&p, data, sizeof(data));
+		it_sseparse_feed(&p, "retry: 99999999999999999999\n", 28, &used, &ev);
+		ok(it_sseparse_retry(&p) > 0, "a huge retry saturates instead of wrapping");
 	}
 
 	/* Consumed counts stop right after the dispatching line end. */
 	{
 		char data[64];
-		it_ssep_parser p;
-		it_ssep_event ev;
+		it_sseparse_parser p;
+		it_sseparse_event ev;
 		size_t used;
 		const char *in = "data: a\n\ndata: b\n\n";
 
-		it_ssep_init(&p, data, sizeof(data));
-		is_int(it_ssep_feed(&p, in, strlen(in), &used, &ev), IT_SSEP_EVENT, "first event");
+		it_sseparse_init(&p, data, sizeof(data));
+		is_int(it_sseparse_feed(&p, in, strlen(in), &used, &ev), IT_SSEPARSE_EVENT, "first event");
 		is_int(used, 9, "consumed up to the blank line");
-		is_int(it_ssep_feed(&p, in + used, strlen(in) - used, &used, &ev), IT_SSEP_EVENT, "second event");
+		is_int(it_sseparse_feed(&p, in + used, strlen(in) - used, &used, &ev), IT_SSEPARSE_EVENT, "second event");
 		is_int(used, 9, "and again");
-		is_int(it_ssep_feed(&p, "", 0, &used, &ev), IT_SSEP_NEED_MORE, "empty input needs more");
+		is_int(it_sseparse_feed(&p, "", 0, &used, &ev), IT_SSEPARSE_NEED_MORE, "empty input needs more");
 		is_int(used, 0, "consumes nothing");
 	}
 
@@ -192,23 +192,23 @@ int main(void)
 
 		for (size_t cut = 0; cut <= len; cut++) {
 			char data[256], got[1024] = "";
-			it_ssep_parser p;
-			it_ssep_event ev;
+			it_sseparse_parser p;
+			it_sseparse_event ev;
 			size_t used, off = 0;
 			int rc;
 
-			it_ssep_init(&p, data, sizeof(data));
+			it_sseparse_init(&p, data, sizeof(data));
 			while (off < len) {
 				size_t end = off < cut ? cut : len;
-				rc = it_ssep_feed(&p, in + off, end - off, &used, &ev);
+				rc = it_sseparse_feed(&p, in + off, end - off, &used, &ev);
 				off += used;
-				if (rc == IT_SSEP_EVENT)
+				if (rc == IT_SSEPARSE_EVENT)
 					snprintf(got + strlen(got), sizeof(got) - strlen(got), "%s|%s|%s|%d\n", ev.type,
 						 ev.data, ev.last_id, ev.has_id);
 				else if (rc < 0)
 					break;
 			}
-			if (strcmp(got, want) != 0 || it_ssep_retry(&p) != 3000)
+			if (strcmp(got, want) != 0 || it_sseparse_retry(&p) != 3000)
 				all = 0;
 		}
 		ok(all, "a server stream split at every offset gives the same events");

@@ -8,7 +8,7 @@
 #ifndef IT_TESTS_UNIT_FEED_FAKEDB_H
 #define IT_TESTS_UNIT_FEED_FAKEDB_H
 
-#include "db/eventlog.h"
+#include "db/event.h"
 #include "feed/feed.h"
 
 #include <errno.h>

@@ -1,6 +1,6 @@
-/* blobs.h: immutable byte strings stored as chunk rows, written and read as streams. */
-#ifndef IT_DB_BLOBS_H
-#define IT_DB_BLOBS_H
+/* blob.h: immutable byte strings stored as chunk rows, written and read as streams. */
+#ifndef IT_DB_BLOB_H
+#define IT_DB_BLOB_H
 
 #include <libpq-fe.h>
 #include <stddef.h>

@@ -1,6 +1,6 @@
-/* eventlog.h: the session event log of docs/event-log.md — the one way a change becomes an event. */
-#ifndef IT_DB_EVENTLOG_H
-#define IT_DB_EVENTLOG_H
+/* event.h: the session event log of docs/event-log.md — the one way a change becomes an event. */
+#ifndef IT_DB_EVENT_H
+#define IT_DB_EVENT_H
 
 #include <json-c/json.h>
 #include <libpq-fe.h>

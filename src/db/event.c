@@ -1,7 +1,7 @@
-/* eventlog.c: the session event log — the one way a change becomes an event. */
+/* event.c: the session event log — the one way a change becomes an event. */
 #include "config.h"
 
-#include "db/eventlog.h"
+#include "db/event.h"
 
 #include "common/log.h"
 #include "db/db.h"

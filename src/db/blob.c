@@ -1,7 +1,7 @@
-/* blobs.c: immutable byte strings stored as chunk rows, written and read as streams. */
+/* blob.c: immutable byte strings stored as chunk rows, written and read as streams. */
 #include "config.h"
 
-#include "db/blobs.h"
+#include "db/blob.h"
 
 #include "common/log.h"
 #include "db/db.h"
