@@ -1,4 +1,5 @@
-/* fanout.c: one event-delivery client for every server and transport: N subscribers over SSE, long-poll or WebSocket. */
+/* fanout.c: one event-delivery client for every server and transport: N subscribers over SSE, long-poll or WebSocket.
+ */
 /*
  * Usage: fanout --transport sse|longpoll|ws --flavor imagetools|nchan --url PATTERN
  *               --sessions FILE --clients N --events E [--burst B] [--open-timeout S]
@@ -105,7 +106,7 @@ static struct {
 	char *pattern; /* path and query, with {s} and {c} */
 	char (*sids)[72];
 	int nsessions, nclients, nevents;
-	int ids; /* --ids: every logged event counts, by its id */
+	int ids;     /* --ids: every logged event counts, by its id */
 	int *expect; /* events per session */
 	sub *subs;
 	int epfd;
@@ -143,7 +144,7 @@ static double cpu_seconds(void)
 	struct rusage ru;
 	getrusage(RUSAGE_SELF, &ru);
 	return (double)ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 + (double)ru.ru_stime.tv_sec +
-	       ru.ru_stime.tv_usec / 1e6;
+		ru.ru_stime.tv_usec / 1e6;
 }
 
 /* Appends n bytes; returns -1 past MAX_INPUT (the subscriber is then failed). */
@@ -315,9 +316,10 @@ static int send_request(sub *s)
 			     "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
 			     path, G.host);
 	else if (G.transport == T_SSE)
-		n = snprintf(req, sizeof(req),
-			     "GET %s HTTP/1.1\r\nHost: %s\r\nAccept: text/event-stream\r\nCache-Control: no-cache\r\n\r\n",
-			     path, G.host);
+		n = snprintf(
+			req, sizeof(req),
+			"GET %s HTTP/1.1\r\nHost: %s\r\nAccept: text/event-stream\r\nCache-Control: no-cache\r\n\r\n",
+			path, G.host);
 	else if (s->lm[0])
 		n = snprintf(req, sizeof(req),
 			     "GET %s HTTP/1.1\r\nHost: %s\r\nAccept: */*\r\nIf-Modified-Since: %s\r\n"
@@ -788,9 +790,18 @@ static int pump(double deadline, int burst, int (*done)(void), int *ended)
 	return 0;
 }
 
-static int all_ready(void) { return G.ready >= G.nclients; }
-static int all_delivered(void) { return G.delivered >= G.expected; }
-static int never(void) { return 0; }
+static int all_ready(void)
+{
+	return G.ready >= G.nclients;
+}
+static int all_delivered(void)
+{
+	return G.delivered >= G.expected;
+}
+static int never(void)
+{
+	return 0;
+}
 
 static int cmp_float(const void *a, const void *b)
 {
@@ -900,10 +911,10 @@ static void setup(int nclients, int nevents)
 int main(int argc, char **argv)
 {
 	static const struct option opts[] = {
-	    {"transport", 1, NULL, 'T'}, {"flavor", 1, NULL, 'F'},	 {"url", 1, NULL, 'u'},
-	    {"sessions", 1, NULL, 's'},	 {"clients", 1, NULL, 'n'},	 {"events", 1, NULL, 'e'},
-	    {"burst", 1, NULL, 'b'},	 {"open-timeout", 1, NULL, 'o'}, {"drain", 1, NULL, 'd'},
-	    {"timeout", 1, NULL, 't'},	 {"ids", 0, NULL, 'i'},		 {NULL, 0, NULL, 0}};
+		{"transport", 1, NULL, 'T'}, {"flavor", 1, NULL, 'F'},	     {"url", 1, NULL, 'u'},
+		{"sessions", 1, NULL, 's'},  {"clients", 1, NULL, 'n'},	     {"events", 1, NULL, 'e'},
+		{"burst", 1, NULL, 'b'},     {"open-timeout", 1, NULL, 'o'}, {"drain", 1, NULL, 'd'},
+		{"timeout", 1, NULL, 't'},   {"ids", 0, NULL, 'i'},	     {NULL, 0, NULL, 0}};
 	const char *url = NULL, *sessions = NULL, *transport = NULL, *flavor = NULL;
 	int nclients = 100, nevents = 200, burst = 500, opt, ended = 0, i;
 	double open_timeout = 120, drain = 30, timeout = 900, t0, t_ready, cpu0, cpu1, deadline, t_end = 0;

@@ -40,8 +40,8 @@
 typedef struct bclient {
 	int fd;
 	int session;
-	int upgraded;	  /* 101 seen */
-	int ready;	  /* connection.status seen */
+	int upgraded; /* 101 seen */
+	int ready;    /* connection.status seen */
 	size_t len;
 	unsigned char buf[2048];
 } bclient;
@@ -299,8 +299,8 @@ static void send_events(int first, int count, int events, double rate, long long
 int main(int argc, char **argv)
 {
 	static const struct option opts[] = {
-	    {"bridge", 1, NULL, 'b'}, {"db", 1, NULL, 'd'},	 {"pid", 1, NULL, 'p'}, {"clients", 1, NULL, 'n'},
-	    {"sessions", 1, NULL, 's'}, {"events", 1, NULL, 'e'}, {"rate", 1, NULL, 'r'}, {NULL, 0, NULL, 0}};
+		{"bridge", 1, NULL, 'b'},   {"db", 1, NULL, 'd'},     {"pid", 1, NULL, 'p'},  {"clients", 1, NULL, 'n'},
+		{"sessions", 1, NULL, 's'}, {"events", 1, NULL, 'e'}, {"rate", 1, NULL, 'r'}, {NULL, 0, NULL, 0}};
 	const char *bridge = NULL, *db = NULL;
 	int pid = 0, nclients = 1000, nsessions = 1, nevents = 100, opt, i;
 	double rate = 200, cpu0, cpu1, base50, base99, p50, p99, t0, t1;

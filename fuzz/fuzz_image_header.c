@@ -1,4 +1,5 @@
-/* fuzz_image_header.c: libFuzzer target for image/sniff: formats, sizes, frames and decoding costs of JPEG, PNG, GIF and WebP headers. */
+/* fuzz_image_header.c: libFuzzer target for image/sniff: formats, sizes, frames and decoding costs of JPEG, PNG, GIF
+ * and WebP headers. */
 #include "config.h"
 
 #include "image/sniff.h"
@@ -28,10 +29,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 static int same(const it_sniff *a, const it_sniff *b)
 {
 	return a->width == b->width && a->height == b->height && a->extent_width == b->extent_width &&
-	       a->extent_height == b->extent_height && a->frame_width == b->frame_width &&
-	       a->frame_height == b->frame_height && a->frames == b->frames &&
-	       a->bytes_per_pixel == b->bytes_per_pixel && a->whole_bytes == b->whole_bytes &&
-	       a->interlaced == b->interlaced && a->content_type == b->content_type;
+		a->extent_height == b->extent_height && a->frame_width == b->frame_width &&
+		a->frame_height == b->frame_height && a->frames == b->frames &&
+		a->bytes_per_pixel == b->bytes_per_pixel && a->whole_bytes == b->whole_bytes &&
+		a->interlaced == b->interlaced && a->content_type == b->content_type;
 }
 
 static int memfd = -1;

@@ -1,4 +1,5 @@
-/* fuzz_json_body.c: libFuzzer target for the JSON request bodies: POST /operations parameters (it_op_params_parse) and PATCH /images file names. */
+/* fuzz_json_body.c: libFuzzer target for the JSON request bodies: POST /operations parameters (it_op_params_parse) and
+ * PATCH /images file names. */
 #include "config.h"
 
 #include "db/operations.h"
@@ -23,7 +24,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 static int valid_utf8(const unsigned char *s)
 {
 	while (*s) {
-		int n = *s < 0x80 ? 0 : (*s & 0xE0) == 0xC0 ? 1 : (*s & 0xF0) == 0xE0 ? 2 : (*s & 0xF8) == 0xF0 ? 3 : -1;
+		int n = *s < 0x80	      ? 0
+			: (*s & 0xE0) == 0xC0 ? 1
+			: (*s & 0xF0) == 0xE0 ? 2
+			: (*s & 0xF8) == 0xF0 ? 3
+					      : -1;
 		if (n < 0)
 			return 0;
 		s++;
@@ -77,7 +82,8 @@ static void check_filename(const char *name)
 			abort();
 		/* The quoted ASCII fallback ends at the first '"' after its opening one. */
 		const char *q = strstr(disp, "filename=\"");
-		if (q == NULL || strchr(q + 10, '"') == NULL || strncmp(strchr(q + 10, '"'), "\"; filename*=UTF-8''", 20) != 0)
+		if (q == NULL || strchr(q + 10, '"') == NULL ||
+		    strncmp(strchr(q + 10, '"'), "\"; filename*=UTF-8''", 20) != 0)
 			abort();
 	}
 }
@@ -96,7 +102,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		check_params(json_object_object_get_ex(o, "params", &v) ? v : o);
 		if (json_object_object_get_ex(o, "type", &v) && json_object_is_type(v, json_type_string)) {
 			int t = it_op_type_parse(json_object_get_string(v));
-			if (t >= IT_OP_NTYPES || (t >= 0 && strcmp(it_op_type_name((enum it_op_type)t), json_object_get_string(v)) != 0))
+			if (t >= IT_OP_NTYPES ||
+			    (t >= 0 && strcmp(it_op_type_name((enum it_op_type)t), json_object_get_string(v)) != 0))
 				abort();
 		}
 		if (json_object_object_get_ex(o, "filename", &v) && json_object_is_type(v, json_type_string))

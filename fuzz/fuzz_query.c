@@ -1,4 +1,5 @@
-/* fuzz_query.c: libFuzzer target for the query-string and number parsers of fcgi/request (it_req_query, it_parse_uint). */
+/* fuzz_query.c: libFuzzer target for the query-string and number parsers of fcgi/request (it_req_query, it_parse_uint).
+ */
 #include "config.h"
 
 #include "fcgi/request.h"

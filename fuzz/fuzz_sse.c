@@ -39,7 +39,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			if (ev.data_len >= sizeof(buf) || strlen(ev.data) > ev.data_len ||
 			    ev.type[ev.type_len] != '\0' || strlen(ev.last_id) > IT_SSEPARSE_ID_MAX)
 				abort();
-			if (ev.type_len == 0 || memchr(ev.type, '\n', ev.type_len) || memchr(ev.type, '\r', ev.type_len))
+			if (ev.type_len == 0 || memchr(ev.type, '\n', ev.type_len) ||
+			    memchr(ev.type, '\r', ev.type_len))
 				abort();
 		} else if (used != n) {
 			abort();

@@ -12,7 +12,7 @@ typedef struct it_http_header {
 typedef struct it_http_request {
 	const char *method, *target;
 	size_t method_len, target_len;
-	int minor_version; /* HTTP/1.<minor_version> */
+	int minor_version;	 /* HTTP/1.<minor_version> */
 	it_http_header *headers; /* caller-owned array */
 	size_t num_headers;	 /* in: capacity of headers; out: how many were found */
 } it_http_request;

@@ -38,18 +38,10 @@ int main(int argc, char **argv)
 
 	while ((opt = getopt_long(argc, argv, "c:l:h", opts, NULL)) != -1) {
 		switch (opt) {
-		case 'c':
-			config_path = optarg;
-			break;
-		case 'l':
-			listen_addr = optarg;
-			break;
-		case 'h':
-			usage(stdout);
-			return 0;
-		default:
-			usage(stderr);
-			return 2;
+		case 'c': config_path = optarg; break;
+		case 'l': listen_addr = optarg; break;
+		case 'h': usage(stdout); return 0;
+		default: usage(stderr); return 2;
 		}
 	}
 	if (optind != argc) {

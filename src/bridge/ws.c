@@ -84,16 +84,14 @@ static int start_header(it_ws_reader *r)
 	switch (op) {
 	case IT_WS_OP_CONT:
 	case IT_WS_OP_TEXT:
-	case IT_WS_OP_BINARY:
-		break;
+	case IT_WS_OP_BINARY: break;
 	case IT_WS_OP_CLOSE:
 	case IT_WS_OP_PING:
 	case IT_WS_OP_PONG:
 		if (!(b0 & 0x80) || len7 > 125)
 			return -IT_WS_CLOSE_PROTOCOL;
 		break;
-	default:
-		return -IT_WS_CLOSE_PROTOCOL;
+	default: return -IT_WS_CLOSE_PROTOCOL;
 	}
 	r->hdr_need = (uint8_t)(2 + (len7 == 126 ? 2 : len7 == 127 ? 8 : 0) + 4);
 	return 0;

@@ -42,11 +42,11 @@ enum it_ws_kind {
 
 typedef struct it_ws_event {
 	enum it_ws_kind kind;
-	int opcode;	     /* IT_WS_DATA: IT_WS_OP_TEXT or IT_WS_OP_BINARY */
-	int fin;	     /* IT_WS_DATA: this chunk ends the message */
+	int opcode;		   /* IT_WS_DATA: IT_WS_OP_TEXT or IT_WS_OP_BINARY */
+	int fin;		   /* IT_WS_DATA: this chunk ends the message */
 	const unsigned char *data; /* unmasked payload; valid until the next call */
 	size_t len;
-	int close_code;	     /* IT_WS_CLOSE */
+	int close_code; /* IT_WS_CLOSE */
 } it_ws_event;
 
 /* The state of one connection's incoming frame stream. Messages are never
@@ -55,22 +55,22 @@ typedef struct it_ws_event {
  * boundaries, and only control payloads (at most 125 bytes) are kept. So a
  * connection costs this struct and nothing more, whatever a client sends. */
 typedef struct it_ws_reader {
-	uint64_t max_message;  /* largest message, all fragments, in bytes */
-	uint64_t remaining;    /* payload bytes left in the current frame */
-	uint64_t msg_len;      /* bytes of the current data message so far */
-	uint32_t utf8;	       /* UTF-8 validator state across chunks */
-	uint8_t hdr[14];       /* header bytes collected so far */
-	uint8_t hdr_len;       /* 0 while between frames */
-	uint8_t hdr_need;      /* header length once known from the first two bytes */
-	uint8_t in_payload;    /* header done, payload being read */
-	uint8_t opcode;	       /* of the current frame */
-	uint8_t fin;	       /* of the current frame */
+	uint64_t max_message; /* largest message, all fragments, in bytes */
+	uint64_t remaining;   /* payload bytes left in the current frame */
+	uint64_t msg_len;     /* bytes of the current data message so far */
+	uint32_t utf8;	      /* UTF-8 validator state across chunks */
+	uint8_t hdr[14];      /* header bytes collected so far */
+	uint8_t hdr_len;      /* 0 while between frames */
+	uint8_t hdr_need;     /* header length once known from the first two bytes */
+	uint8_t in_payload;   /* header done, payload being read */
+	uint8_t opcode;	      /* of the current frame */
+	uint8_t fin;	      /* of the current frame */
 	uint8_t mask[4];
-	uint8_t mask_pos;      /* index into mask of the next payload byte */
-	uint8_t msg_opcode;    /* text/binary message in progress, or 0 */
+	uint8_t mask_pos;   /* index into mask of the next payload byte */
+	uint8_t msg_opcode; /* text/binary message in progress, or 0 */
 	uint8_t ctl_len;
-	uint8_t ctl[125];      /* control frame payload */
-	uint32_t frames;       /* frames whose header was read: counted up here, read and reset by the caller */
+	uint8_t ctl[125]; /* control frame payload */
+	uint32_t frames;  /* frames whose header was read: counted up here, read and reset by the caller */
 } it_ws_reader;
 
 /* Prepares a reader that accepts messages up to max_message bytes. */

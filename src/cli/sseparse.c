@@ -196,7 +196,7 @@ static int line_byte(it_sseparse_parser *p, unsigned char c)
 		p->state = S_VALUE;
 		if (c == ' ')
 			return 0; /* one space after the colon is not part of the value */
-		/* fall through */
+				  /* fall through */
 	case S_VALUE: return value_byte(p, c);
 	default: return 0; /* comment */
 	}

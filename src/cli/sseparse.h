@@ -35,15 +35,15 @@ typedef struct it_sseparse_parser {
 	int pend_nul; /* the id being read contains a NUL, so it is ignored */
 	int block_has_id;
 	unsigned long long retry_acc;
-	int retry_ok;	   /* the retry value read so far is all digits */
+	int retry_ok; /* the retry value read so far is all digits */
 	int retry_digits;
-	long retry_ms;	   /* last valid "retry:" value, or -1 when none was seen */
-	char name[8];	   /* field name being read (only short names matter) */
-	size_t name_len;   /* may exceed sizeof(name): the name is then unknown */
+	long retry_ms;	 /* last valid "retry:" value, or -1 when none was seen */
+	char name[8];	 /* field name being read (only short names matter) */
+	size_t name_len; /* may exceed sizeof(name): the name is then unknown */
 	int state;
 	int field;
-	int after_cr;	   /* the previous byte was CR: a following LF is part of that line end */
-	int bom;	   /* bytes of a leading UTF-8 byte order mark matched so far; -1 when past it */
+	int after_cr; /* the previous byte was CR: a following LF is part of that line end */
+	int bom;      /* bytes of a leading UTF-8 byte order mark matched so far; -1 when past it */
 } it_sseparse_parser;
 
 /* Return values of it_sseparse_feed besides a negative errno. */

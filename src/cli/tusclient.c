@@ -432,7 +432,7 @@ static int upload_loop(CURL *h, struct upload *u)
 }
 
 int it_tusclient_upload(CURL *h, const it_tusclient_opts *o, const char *path, char *url_out, size_t urllen, char *msg,
-		   size_t msglen)
+			size_t msglen)
 {
 	struct upload u;
 	int result;
@@ -452,8 +452,8 @@ int it_tusclient_upload(CURL *h, const it_tusclient_opts *o, const char *path, c
 		result = upload_loop(h, &u);
 		/* A final answer ends the upload for good: a revoked or too
 		 * narrow token will not resume it either. */
-		if (result == IT_TUSCLIENT_STORED || result == IT_TUSCLIENT_REJECTED || result == IT_TUSCLIENT_BAD_TOKEN ||
-		    result == IT_TUSCLIENT_SCOPE)
+		if (result == IT_TUSCLIENT_STORED || result == IT_TUSCLIENT_REJECTED ||
+		    result == IT_TUSCLIENT_BAD_TOKEN || result == IT_TUSCLIENT_SCOPE)
 			unlink(u.file);
 	}
 	if (url_out)

@@ -22,14 +22,14 @@ typedef struct it_tusclient_opts {
 
 /* Outcomes of it_tusclient_upload. */
 enum {
-	IT_TUSCLIENT_STORED = 0,	 /* complete; the state file is removed */
-	IT_TUSCLIENT_REJECTED = 1,	 /* a final refusal (4xx); the state file is removed */
-	IT_TUSCLIENT_GAVE_UP = 2,	 /* the server stayed unreachable; the state file stays for next time */
+	IT_TUSCLIENT_STORED = 0,      /* complete; the state file is removed */
+	IT_TUSCLIENT_REJECTED = 1,    /* a final refusal (4xx); the state file is removed */
+	IT_TUSCLIENT_GAVE_UP = 2,     /* the server stayed unreachable; the state file stays for next time */
 	IT_TUSCLIENT_BAD_SESSION = 3, /* 404 at creation: the session is unknown or expired */
 	IT_TUSCLIENT_INTERRUPTED = 4, /* *stop was set; the state file stays */
 	IT_TUSCLIENT_LOCAL_ERROR = 5, /* the file or the state directory cannot be used */
-	IT_TUSCLIENT_BAD_TOKEN = 6,	 /* 401: the token is unknown, expired or revoked; the state file is removed */
-	IT_TUSCLIENT_SCOPE = 7,	 /* 403: the token may not upload; the state file is removed */
+	IT_TUSCLIENT_BAD_TOKEN = 6,   /* 401: the token is unknown, expired or revoked; the state file is removed */
+	IT_TUSCLIENT_SCOPE = 7,	      /* 403: the token may not upload; the state file is removed */
 };
 
 /* Uploads path (size bytes, a regular file) with tus through h. When the
@@ -43,7 +43,7 @@ enum {
  * the user and url (urllen bytes, may be NULL) the upload URL. Returns an
  * IT_TUSCLIENT_* outcome. */
 int it_tusclient_upload(CURL *h, const it_tusclient_opts *o, const char *path, char *url, size_t urllen, char *msg,
-		   size_t msglen);
+			size_t msglen);
 
 /* The default state directory: $XDG_STATE_HOME/imagetools-upload, else
  * $HOME/.local/state/imagetools-upload. Returns 0, or -1 when neither is

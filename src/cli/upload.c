@@ -551,8 +551,8 @@ static enum outcome upload_one(CURL *h, const struct opts *o, const char *path, 
 /* --resume: one file through tus (tusclient.h), reported like upload_one. */
 static enum outcome resume_one(CURL *h, const struct opts *o, const char *path)
 {
-	it_tusclient_opts t = {o->conf.server,    o->conf.session, o->conf.source, o->state_dir, o->retries,
-			  o->retry_delay_ms, o->max_wait_ms,  &it_cli_stop,   !o->quiet};
+	it_tusclient_opts t = {o->conf.server,	  o->conf.session, o->conf.source, o->state_dir, o->retries,
+			       o->retry_delay_ms, o->max_wait_ms,  &it_cli_stop,   !o->quiet};
 	char url[2048], msg[700];
 	int rc;
 
@@ -576,7 +576,8 @@ static enum outcome resume_one(CURL *h, const struct opts *o, const char *path)
 		printf("%s: stored\n", path);
 	}
 	if (rc == IT_TUSCLIENT_BAD_TOKEN || rc == IT_TUSCLIENT_SCOPE)
-		report_token(rc == IT_TUSCLIENT_BAD_TOKEN ? IT_CLI_AUTH_TOKEN : IT_CLI_AUTH_SCOPE, o->conf.session, msg);
+		report_token(rc == IT_TUSCLIENT_BAD_TOKEN ? IT_CLI_AUTH_TOKEN : IT_CLI_AUTH_SCOPE, o->conf.session,
+			     msg);
 	else if (rc != IT_TUSCLIENT_STORED && rc != IT_TUSCLIENT_INTERRUPTED)
 		fprintf(stderr, PROG ": %s: %s\n", path, msg);
 	switch (rc) {
@@ -888,7 +889,8 @@ static int check_settings(struct opts *o, it_buf *url, int have_files)
 		return IT_EXIT_USAGE;
 	if (o->conf.source == NULL)
 		o->conf.source = strdup("cli");
-	if (o->resume && o->state_dir[0] == '\0' && it_tusclient_default_state_dir(o->state_dir, sizeof(o->state_dir)) < 0) {
+	if (o->resume && o->state_dir[0] == '\0' &&
+	    it_tusclient_default_state_dir(o->state_dir, sizeof(o->state_dir)) < 0) {
 		fprintf(stderr, PROG ": --resume needs --state-dir, XDG_STATE_HOME or HOME\n");
 		return IT_EXIT_USAGE;
 	}

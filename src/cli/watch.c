@@ -869,7 +869,8 @@ static int ending_exit(struct watch *w, enum ending end)
  * did not choose a delay. */
 static long reconnect_delay(struct watch *w, unsigned attempt)
 {
-	long base = it_sseparse_retry(&w->sse) > 0 && !w->retry_delay_given ? it_sseparse_retry(&w->sse) : w->retry_delay_ms;
+	long base = it_sseparse_retry(&w->sse) > 0 && !w->retry_delay_given ? it_sseparse_retry(&w->sse)
+									    : w->retry_delay_ms;
 
 	return it_cli_retry_wait_ms(w->hdr.retry_after, attempt, base, w->max_wait_ms);
 }

@@ -30,9 +30,18 @@ struct key {
 static int check_signing_key(const char *value, char *why, size_t whylen);
 static int check_public_url(const char *value, char *why, size_t whylen);
 
-#define S(field, def) {#field, K_STR, offsetof(it_config, field), def, 0, 0, NULL}
-#define SC(field, def, check) {#field, K_STR, offsetof(it_config, field), def, 0, 0, check}
-#define I(field, def, lo, hi) {#field, K_INT, offsetof(it_config, field), #def, lo, hi, NULL}
+#define S(field, def)                                                      \
+	{                                                                  \
+#field, K_STR, offsetof(it_config, field), def, 0, 0, NULL \
+	}
+#define SC(field, def, check)                                               \
+	{                                                                   \
+#field, K_STR, offsetof(it_config, field), def, 0, 0, check \
+	}
+#define I(field, def, lo, hi)                                                 \
+	{                                                                     \
+#field, K_INT, offsetof(it_config, field), #def, lo, hi, NULL \
+	}
 
 static const struct key keys[] = {
 	S(database_url, ""),
@@ -125,8 +134,8 @@ static int check_public_url(const char *value, char *why, size_t whylen)
 	}
 	for (const char *p = value; *p; p++) {
 		unsigned char c = (unsigned char)*p;
-		if (c <= ' ' || c >= 0x7f || c == '"' || c == '\'' || c == '<' || c == '>' || c == '\\' ||
-		    c == '?' || c == '#') {
+		if (c <= ' ' || c >= 0x7f || c == '"' || c == '\'' || c == '<' || c == '>' || c == '\\' || c == '?' ||
+		    c == '#') {
 			snprintf(why, whylen, "must be a plain URL without spaces, quotes, query or fragment");
 			return -1;
 		}
@@ -161,8 +170,9 @@ static int check_signing_key(const char *value, char *why, size_t whylen)
 		if (i == n && n % 4 != 1 && n * 3 / 4 >= 32 && n * 3 / 4 <= 64)
 			return 0;
 	}
-	snprintf(why, whylen, "must be 32 to 64 random bytes in hex (64 to 128 digits) or base64, e.g. the output of"
-			      " `openssl rand -hex 32`");
+	snprintf(why, whylen,
+		 "must be 32 to 64 random bytes in hex (64 to 128 digits) or base64, e.g. the output of"
+		 " `openssl rand -hex 32`");
 	return -1;
 }
 

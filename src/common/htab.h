@@ -21,7 +21,7 @@ typedef struct it_hnode {
 typedef struct it_htab {
 	it_hnode **buckets; /* nbuckets chains; NULL until the first add */
 	size_t nbuckets;
-	size_t count;	    /* entries added */
+	size_t count; /* entries added */
 } it_htab;
 
 /* FNV-1a over the bytes of s: fast, and spread well enough for short keys
@@ -48,8 +48,8 @@ void it_htab_del(it_htab *t, it_hnode *n);
 
 /* Visits every entry; the current one may be removed (and freed) by the
  * body, others not. i is a size_t, n and next it_hnode pointers. */
-#define it_htab_foreach_safe(t, i, n, next)                                                  \
-	for ((i) = 0; (i) < (t)->nbuckets; (i)++)                                            \
+#define it_htab_foreach_safe(t, i, n, next)       \
+	for ((i) = 0; (i) < (t)->nbuckets; (i)++) \
 		for ((n) = (t)->buckets[i]; (n) && ((next) = (n)->next, 1); (n) = (next))
 
 #endif

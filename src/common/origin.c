@@ -1,4 +1,5 @@
-/* origin.c: the one Origin and CORS rule of every server: whether a request's Origin may use the API or open a WebSocket, and the CORS answer. */
+/* origin.c: the one Origin and CORS rule of every server: whether a request's Origin may use the API or open a
+ * WebSocket, and the CORS answer. */
 #include "config.h"
 
 #include "common/origin.h"
@@ -142,7 +143,7 @@ static int entry_matches(const char *entry, size_t n, const origin *o)
 	if (parse_origin(entry, n, &e) < 0)
 		return 0;
 	return same_text(e.scheme, e.scheme_len, o->scheme, o->scheme_len) &&
-	       same_text(e.name, e.name_len, o->name, o->name_len) && e.port == o->port;
+		same_text(e.name, e.name_len, o->name, o->name_len) && e.port == o->port;
 }
 
 static int listed(const char *allowed, const origin *o)
@@ -197,14 +198,10 @@ it_origin_verdict it_origin_check(const char *origin_value, size_t olen, const c
 const char *it_origin_verdict_name(it_origin_verdict v)
 {
 	switch (v) {
-	case IT_ORIGIN_ABSENT:
-		return "absent";
-	case IT_ORIGIN_SAME:
-		return "same";
-	case IT_ORIGIN_LISTED:
-		return "listed";
-	case IT_ORIGIN_REFUSED:
-		return "refused";
+	case IT_ORIGIN_ABSENT: return "absent";
+	case IT_ORIGIN_SAME: return "same";
+	case IT_ORIGIN_LISTED: return "listed";
+	case IT_ORIGIN_REFUSED: return "refused";
 	}
 	return "?";
 }
@@ -251,8 +248,7 @@ void it_cors_decide(it_origin_verdict v, const char *method, size_t mlen, const 
 		if (!options)
 			ADD_STATIC(out, "Access-Control-Expose-Headers", IT_CORS_EXPOSE_HEADERS);
 		break;
-	case IT_ORIGIN_SAME:
-		break;
+	case IT_ORIGIN_SAME: break;
 	}
 	if (options) {
 		ADD_STATIC(out, "Access-Control-Allow-Methods", IT_CORS_ALLOW_METHODS);

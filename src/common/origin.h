@@ -1,4 +1,5 @@
-/* origin.h: the one Origin and CORS rule of every server: whether a request's Origin may use the API or open a WebSocket, and the CORS answer (docs/security.md). */
+/* origin.h: the one Origin and CORS rule of every server: whether a request's Origin may use the API or open a
+ * WebSocket, and the CORS answer (docs/security.md). */
 #ifndef IT_COMMON_ORIGIN_H
 #define IT_COMMON_ORIGIN_H
 
@@ -52,8 +53,7 @@ typedef enum it_origin_verdict {
  *    and apps, never a site. A bare "*", "http://" or "https://" with a
  *    star, "null" and malformed entries allow nothing.
  * 5. Anything else: IT_ORIGIN_REFUSED. */
-it_origin_verdict it_origin_check(const char *origin, size_t olen, const char *host, size_t hlen,
-				  const char *allowed);
+it_origin_verdict it_origin_check(const char *origin, size_t olen, const char *host, size_t hlen, const char *allowed);
 
 /* Rule 3 alone: 1 when origin (olen bytes) is an http(s) origin naming the
  * same host and port as host (hlen bytes; NULL allowed: 0), else 0. */
@@ -84,18 +84,18 @@ const char *it_origin_verdict_name(it_origin_verdict v);
  * cacheable. Listing a header the API does not read costs nothing: the
  * request is answered as if it were not there. */
 #define IT_CORS_ALLOW_METHODS "GET, POST, PATCH, DELETE, OPTIONS"
-#define IT_CORS_ALLOW_HEADERS                                                                                      \
-	"Content-Type, Last-Event-ID, Authorization, Cache-Control, X-Requested-With, X-File-Name, X-Mime-Type, "   \
-	"Content-Range, Content-Disposition, Range, If-Range, If-None-Match, X-HTTP-Method-Override, "             \
-	"Tus-Resumable, Upload-Length, Upload-Offset, Upload-Metadata, Upload-Checksum, Upload-Defer-Length, "     \
+#define IT_CORS_ALLOW_HEADERS                                                                                     \
+	"Content-Type, Last-Event-ID, Authorization, Cache-Control, X-Requested-With, X-File-Name, X-Mime-Type, " \
+	"Content-Range, Content-Disposition, Range, If-Range, If-None-Match, X-HTTP-Method-Override, "            \
+	"Tus-Resumable, Upload-Length, Upload-Offset, Upload-Metadata, Upload-Checksum, Upload-Defer-Length, "    \
 	"Upload-Concat, Upload-Name, Upload-Complete, Upload-Draft-Interop-Version"
 /* Response headers a cross-origin page may read besides the CORS-safelisted
  * ones: where a new resource is (Location), when to retry (Retry-After),
  * download metadata, and the tus headers a resumable upload needs to go on
  * (its offset and length, the server's version, extensions and limits). */
-#define IT_CORS_EXPOSE_HEADERS                                                                                     \
-	"Location, Retry-After, ETag, Content-Disposition, Content-Range, Upload-Offset, Upload-Length, "          \
-	"Upload-Metadata, Upload-Expires, Upload-Complete, Tus-Resumable, Tus-Version, Tus-Extension, "            \
+#define IT_CORS_EXPOSE_HEADERS                                                                            \
+	"Location, Retry-After, ETag, Content-Disposition, Content-Range, Upload-Offset, Upload-Length, " \
+	"Upload-Metadata, Upload-Expires, Upload-Complete, Tus-Resumable, Tus-Version, Tus-Extension, "   \
 	"Tus-Max-Size, Tus-Checksum-Algorithm"
 /* Browsers cap this anyway (Chromium: 2 h); ten minutes keeps a changed
  * allowed_origins effective soon. */

@@ -19,8 +19,7 @@
  * (the key is a server secret that may one day sign other things). */
 #define DOMAIN "imagetools-url-1"
 
-void it_urlsign_hmac(const void *key, size_t keylen, const void *msg, size_t len,
-		     unsigned char out[IT_URLSIGN_MAC_LEN])
+void it_urlsign_hmac(const void *key, size_t keylen, const void *msg, size_t len, unsigned char out[IT_URLSIGN_MAC_LEN])
 {
 	unsigned int outlen = IT_URLSIGN_MAC_LEN;
 	static const unsigned char nokey[1];
@@ -60,7 +59,8 @@ int it_urlsign_key_parse(const char *text, unsigned char *out)
 		if (n / 2 > IT_URLSIGN_KEY_MAX)
 			return -EINVAL;
 		for (i = 0; i < n; i += 2)
-			out[len++] = (unsigned char)(it_hex_value((unsigned char)text[i]) << 4 | it_hex_value((unsigned char)text[i + 1]));
+			out[len++] = (unsigned char)(it_hex_value((unsigned char)text[i]) << 4 |
+						     it_hex_value((unsigned char)text[i + 1]));
 		return (int)len;
 	}
 	while (n > 0 && text[n - 1] == '=')
@@ -118,8 +118,8 @@ void it_urlsign_sig(const it_urlsign *s, const char *label, const char *id, int6
 	OPENSSL_cleanse(mac, sizeof(mac));
 }
 
-int it_urlsign_query(const it_urlsign *s, const char *label, const char *id, int64_t version, int64_t now,
-		     char *out, size_t outlen)
+int it_urlsign_query(const it_urlsign *s, const char *label, const char *id, int64_t version, int64_t now, char *out,
+		     size_t outlen)
 {
 	char sig[IT_URLSIGN_SIG_LEN + 1];
 	int64_t exp = it_urlsign_expiry(now, s->ttl);

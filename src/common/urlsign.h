@@ -62,8 +62,8 @@ void it_urlsign_sig(const it_urlsign *s, const char *label, const char *id, int6
 /* Writes the query of a URL signed at now ("v=<version>&exp=<unix>&sig=<sig>")
  * into out (outlen bytes, at least IT_URLSIGN_QUERY_MAX). Returns 0, or
  * -ENOSPC when out is too small. */
-int it_urlsign_query(const it_urlsign *s, const char *label, const char *id, int64_t version, int64_t now,
-		     char *out, size_t outlen);
+int it_urlsign_query(const it_urlsign *s, const char *label, const char *id, int64_t version, int64_t now, char *out,
+		     size_t outlen);
 
 /* Checks a signature presented with label, id, version and exp at time now.
  * The comparison takes the same time wherever the signatures differ.

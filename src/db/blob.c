@@ -21,8 +21,8 @@
  * COPY stream is a fixed header, tuples of
  *   int16 field count, then per field int32 length + bytes (network order),
  * and an int16 -1 trailer. Our tuples are (blob_id int8, n int4, data bytea). */
-static const unsigned char copy_header[19] = {'P', 'G', 'C', 'O', 'P', 'Y', '\n', 0xff, '\r', '\n', 0,
-					      0,   0,   0,   0,   0,   0,   0,    0};
+static const unsigned char copy_header[19] = {'P', 'G', 'C', 'O', 'P', 'Y', '\n', 0xff, '\r', '\n',
+					      0,   0,	0,   0,	  0,   0,   0,	  0,	0};
 #define ROW_HEAD (2 + 4 + 8 + 4 + 4 + 4)
 
 enum { W_IDLE = 0, W_COPYING, W_DONE, W_FAILED };
@@ -308,8 +308,7 @@ int it_blob_stat(PGconn *conn, int64_t id, it_blob_info *out)
 	int rc = 503;
 
 	snprintf(ids, sizeof(ids), "%" PRId64, id);
-	res = it_db_exec(&conn, 0, "SELECT size, chunk_size, coalesce(sha256, '') FROM blobs WHERE id = $1", 1,
-			 params);
+	res = it_db_exec(&conn, 0, "SELECT size, chunk_size, coalesce(sha256, '') FROM blobs WHERE id = $1", 1, params);
 	if (it_db_ok(res, PGRES_TUPLES_OK)) {
 		if (PQntuples(res) == 1) {
 			out->id = id;
@@ -395,8 +394,7 @@ int it_blob_export(PGconn *conn, int64_t id, int fd, char *sha256_hex)
 
 	if (rc != 0)
 		return rc;
-	if (sha256_hex != NULL &&
-	    ((md = EVP_MD_CTX_new()) == NULL || EVP_DigestInit_ex(md, EVP_sha256(), NULL) != 1)) {
+	if (sha256_hex != NULL && ((md = EVP_MD_CTX_new()) == NULL || EVP_DigestInit_ex(md, EVP_sha256(), NULL) != 1)) {
 		rc = 503;
 		goto out;
 	}

@@ -22,17 +22,17 @@
  * used for anything else. Memory: one chunk buffer, whatever the blob size. */
 typedef struct it_blob_writer {
 	PGconn *conn;
-	int64_t id;		/* the new blob's id, set by open */
-	int64_t size;		/* bytes appended so far */
-	char sha256[65];	/* lower-case hex, set by finish */
+	int64_t id;	 /* the new blob's id, set by open */
+	int64_t size;	 /* bytes appended so far */
+	char sha256[65]; /* lower-case hex, set by finish */
 	/* private */
 	int32_t next_n;
 	size_t fill;
-	unsigned char *row;	/* one COPY tuple: header + up to IT_BLOB_CHUNK bytes */
-	void *md;		/* EVP_MD_CTX */
+	unsigned char *row; /* one COPY tuple: header + up to IT_BLOB_CHUNK bytes */
+	void *md;	    /* EVP_MD_CTX */
 	int state;
-	int in_copy;		/* the connection is in COPY IN mode */
-	int resumed;		/* opened by it_blob_writer_resume: sha256 unknown */
+	int in_copy; /* the connection is in COPY IN mode */
+	int resumed; /* opened by it_blob_writer_resume: sha256 unknown */
 } it_blob_writer;
 
 /* Creates a blob row and starts streaming its chunks. Returns 0 or 503; on
@@ -86,9 +86,9 @@ int it_blob_stat(PGconn *conn, int64_t id, it_blob_info *out);
 typedef struct it_blob_reader {
 	PGconn *conn;
 	it_blob_info info;
-	int64_t pos;		/* next offset to read */
-	int64_t end;		/* one past the last offset to read */
-	PGresult *res;		/* holds the bytes last returned */
+	int64_t pos;   /* next offset to read */
+	int64_t end;   /* one past the last offset to read */
+	PGresult *res; /* holds the bytes last returned */
 } it_blob_reader;
 
 /* Opens a reader over [offset, offset + length) of blob id; length -1 means

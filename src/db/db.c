@@ -55,9 +55,10 @@ int it_db_check_conninfo(const char *ci, char *err, size_t errlen)
 		goto out;
 	}
 	rc = -EINVAL;
-	o = (size_t)snprintf(err, errlen, "database_url is malformed (expected key=value pairs such as "
-					  "\"host=/run/postgresql dbname=imagetools user=imagetools\", or a URI "
-					  "such as \"postgresql://imagetools@localhost/imagetools\")");
+	o = (size_t)snprintf(err, errlen,
+			     "database_url is malformed (expected key=value pairs such as "
+			     "\"host=/run/postgresql dbname=imagetools user=imagetools\", or a URI "
+			     "such as \"postgresql://imagetools@localhost/imagetools\")");
 	if (msg == NULL || o >= errlen)
 		goto out;
 	defs = PQconndefaults();
@@ -91,7 +92,8 @@ int it_db_startup(const char *prog, const char *path, it_config *cfg, char *err,
 {
 	int level;
 
-	if (it_config_load(cfg, path, err, (unsigned)errlen) < 0 || it_db_check_conninfo(cfg->database_url, err, errlen) < 0) {
+	if (it_config_load(cfg, path, err, (unsigned)errlen) < 0 ||
+	    it_db_check_conninfo(cfg->database_url, err, errlen) < 0) {
 		it_config_free(cfg);
 		return -EINVAL;
 	}
@@ -280,8 +282,8 @@ PGresult *it_db_exec(PGconn **connp, int retry, const char *sql, int nparams, co
 	return PQexecParams(conn, sql, nparams, NULL, params, NULL, NULL, 0);
 }
 
-PGresult *it_db_exec_bin(PGconn *conn, const char *sql, int nparams, const char *const *values,
-			 const int *lengths, const int *formats, int result_binary)
+PGresult *it_db_exec_bin(PGconn *conn, const char *sql, int nparams, const char *const *values, const int *lengths,
+			 const int *formats, int result_binary)
 {
 	if (conn == NULL)
 		return NULL;
@@ -327,9 +329,10 @@ int it_db_commit(PGconn *conn)
 	int ok = it_db_ok(res, PGRES_COMMAND_OK) && strcmp(PQcmdStatus(res), "COMMIT") == 0;
 
 	if (!ok)
-		it_log_warn("COMMIT failed: %s", res && PQresultStatus(res) == PGRES_COMMAND_OK
-							  ? "the transaction had failed and was rolled back"
-							  : PQerrorMessage(conn));
+		it_log_warn("COMMIT failed: %s",
+			    res && PQresultStatus(res) == PGRES_COMMAND_OK
+				    ? "the transaction had failed and was rolled back"
+				    : PQerrorMessage(conn));
 	PQclear(res);
 	return ok ? 0 : -EIO;
 }

@@ -72,8 +72,8 @@ PGresult *it_db_exec(PGconn **connp, int retry, const char *sql, int nparams, co
 
 /* Like it_db_exec but with explicit lengths and formats (1 = binary) for
  * parameters, and binary results when result_binary is set. Never retries. */
-PGresult *it_db_exec_bin(PGconn *conn, const char *sql, int nparams, const char *const *values,
-			 const int *lengths, const int *formats, int result_binary);
+PGresult *it_db_exec_bin(PGconn *conn, const char *sql, int nparams, const char *const *values, const int *lengths,
+			 const int *formats, int result_binary);
 
 /* Returns 1 when res succeeded with the expected status. */
 int it_db_ok(const PGresult *res, ExecStatusType want);

@@ -103,10 +103,11 @@ int it_devices_check_limited(PGconn **connp, const char *cred, const char *kind,
 	params[2] = key;
 	params[3] = cap;
 	params[4] = rate;
-	res = it_db_exec(connp, 1,
-			 "SELECT status, session_id, scope, device_id, label, source, until_epoch, token_hash, retry_after"
-			 " FROM it_credential_check_limited($1, $2::bytea, $3, $4, $5)",
-			 5, params);
+	res = it_db_exec(
+		connp, 1,
+		"SELECT status, session_id, scope, device_id, label, source, until_epoch, token_hash, retry_after"
+		" FROM it_credential_check_limited($1, $2::bytea, $3, $4, $5)",
+		5, params);
 	if (it_db_ok(res, PGRES_TUPLES_OK) && PQntuples(res) == 1 && atoi(PQgetvalue(res, 0, 0)) == 429) {
 		double s = strtod(PQgetvalue(res, 0, 8), NULL);
 		/* Whole seconds, rounded up, at least 1, as it_ratelimit_take. */
@@ -152,9 +153,10 @@ int it_devices_mint(PGconn **connp, const char *session, unsigned scope, const c
 	snprintf(ttls, sizeof(ttls), "%" PRId64, ttl);
 	snprintf(max, sizeof(max), "%d", IT_DEVICES_MAX);
 	/* Not repeated after a reconnect: the first try may have committed. */
-	res = it_db_exec(connp, 0,
-			 "SELECT status, device FROM it_device_mint($1, $2, $3::bytea, $4, $5, $6, $7::integer, $8::integer)",
-			 8, params);
+	res = it_db_exec(
+		connp, 0,
+		"SELECT status, device FROM it_device_mint($1, $2, $3::bytea, $4, $5, $6, $7::integer, $8::integer)", 8,
+		params);
 	if (it_db_ok(res, PGRES_TUPLES_OK) && PQntuples(res) == 1) {
 		rc = atoi(PQgetvalue(res, 0, 0));
 		if (rc == 201)
@@ -168,8 +170,8 @@ int it_devices_mint(PGconn **connp, const char *session, unsigned scope, const c
 	return rc;
 }
 
-int it_devices_pairing_create(PGconn **connp, const char *session, unsigned scope, const char *label,
-			      int64_t token_ttl, int64_t ttl, char *code, char *expires_at)
+int it_devices_pairing_create(PGconn **connp, const char *session, unsigned scope, const char *label, int64_t token_ttl,
+			      int64_t ttl, char *code, char *expires_at)
 {
 	char hash[IT_TOKEN_HASH_HEX_SIZE], tts[24], ttls[24], max[16];
 	const char *params[7] = {session, hash, it_scope_name(scope), label, tts, ttls, max};

@@ -46,8 +46,8 @@ int it_devices_check_limited(PGconn **connp, const char *cred, const char *kind,
  * a malformed token (nothing to send); it_devices_check_result reads the
  * statement's result (NULL allowed: 503) with the same hash, into out, with
  * the answers of it_devices_check. */
-#define IT_DEVICES_CHECK_SQL                                                                                   \
-	"SELECT status, session_id, scope, device_id, label, source, until_epoch, token_hash"                  \
+#define IT_DEVICES_CHECK_SQL                                                                  \
+	"SELECT status, session_id, scope, device_id, label, source, until_epoch, token_hash" \
 	" FROM it_credential_check($1, $2::bytea)"
 int it_devices_check_params(const char *cred, char *hash, const char *params[2]);
 int it_devices_check_result(const PGresult *res, const char *hash, it_principal *out);
@@ -75,8 +75,8 @@ int it_devices_mint(PGconn **connp, const char *session, unsigned scope, const c
  * session's) of the token its exchange makes. Writes the code to code
  * (IT_PAIRING_LEN + 1 bytes) and its expiry (it_ts form) to expires_at (40
  * bytes). Returns 0, 404, 409 (IT_PAIRINGS_MAX codes waiting) or 503. */
-int it_devices_pairing_create(PGconn **connp, const char *session, unsigned scope, const char *label,
-			      int64_t token_ttl, int64_t ttl, char *code, char *expires_at);
+int it_devices_pairing_create(PGconn **connp, const char *session, unsigned scope, const char *label, int64_t token_ttl,
+			      int64_t ttl, char *code, char *expires_at);
 
 /* Exchanges code (a pairing code of valid form) for a new device labelled
  * label (NULL: the owner's choice) with source. Writes the token to token

@@ -14,7 +14,7 @@
 
 /* $1 session, $2 after, $3 limit; columns seq, type, wire JSON. */
 static const char read_sql[] = "SELECT e.seq, e.type, it_event_json(e) FROM events e"
-			      " WHERE e.session_id = $1 AND e.seq > $2 ORDER BY e.seq LIMIT $3";
+			       " WHERE e.session_id = $1 AND e.seq > $2 ORDER BY e.seq LIMIT $3";
 
 const char it_event_read_many_sql[] =
 	"SELECT q.sid, e.seq, e.type, e.json"

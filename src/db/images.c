@@ -14,7 +14,7 @@
 #include <string.h>
 #include <time.h>
 
-#define IMAGE_COLUMNS                                                                                       \
+#define IMAGE_COLUMNS                                                                                           \
 	"i.id::text, i.session_id, i.filename, i.original_filename, i.content_type, i.size, i.sha256, i.width," \
 	" i.height, i.source, i.version, i.blob_id, coalesce(i.thumb_blob_id, 0), it_ts(i.created_at),"         \
 	" it_ts(i.updated_at), i.pos"
@@ -45,8 +45,7 @@ static void fill(const PGresult *res, int row, it_image *out)
 }
 
 /* Runs a statement expected to return at most one image row. */
-static int one_row(PGconn **connp, int retry, const char *sql, int nparams, const char *const *params,
-		   it_image *out)
+static int one_row(PGconn **connp, int retry, const char *sql, int nparams, const char *const *params, it_image *out)
 {
 	PGresult *res = it_db_exec(connp, retry, sql, nparams, params);
 	int rc = 503;
@@ -74,8 +73,17 @@ static int one_row(PGconn **connp, int retry, const char *sql, int nparams, cons
 int it_images_insert(PGconn *conn, it_image *img)
 {
 	char sizes[24], ws[16], hs[16], blobs[24], thumbs[24];
-	const char *params[11] = {img->session_id, img->filename, img->original_filename, img->content_type,
-				  sizes, img->sha256, ws, hs, img->source, blobs, thumbs};
+	const char *params[11] = {img->session_id,
+				  img->filename,
+				  img->original_filename,
+				  img->content_type,
+				  sizes,
+				  img->sha256,
+				  ws,
+				  hs,
+				  img->source,
+				  blobs,
+				  thumbs};
 
 	snprintf(sizes, sizeof(sizes), "%" PRId64, img->size);
 	snprintf(ws, sizeof(ws), "%" PRId32, img->width);
@@ -100,8 +108,9 @@ int it_images_session_bytes(PGconn *conn, const char *session, int lock, int64_t
 	if (!it_id_session_valid(session))
 		return 400;
 	if (lock) {
-		res = it_db_exec(&conn, 0, "SELECT 1 FROM sessions WHERE id = $1 AND expires_at > now() FOR NO KEY UPDATE",
-				 1, params);
+		res = it_db_exec(&conn, 0,
+				 "SELECT 1 FROM sessions WHERE id = $1 AND expires_at > now() FOR NO KEY UPDATE", 1,
+				 params);
 		if (!it_db_ok(res, PGRES_TUPLES_OK) || PQntuples(res) != 1) {
 			rc = it_db_ok(res, PGRES_TUPLES_OK) ? 404 : 503;
 			PQclear(res);
@@ -248,8 +257,8 @@ int it_images_new_version(PGconn *conn, const char *id, const it_image *v, it_im
 		       9, params, out);
 }
 
-int it_images_url(const it_image *img, const char *label, const char *url_prefix, const it_urlsign *signer,
-		  int64_t now, char *out, size_t outlen)
+int it_images_url(const it_image *img, const char *label, const char *url_prefix, const it_urlsign *signer, int64_t now,
+		  char *out, size_t outlen)
 {
 	char query[IT_URLSIGN_QUERY_MAX];
 	int n;

@@ -16,20 +16,20 @@
 
 /* One image row. Strings are NUL-terminated copies owned by the struct. */
 typedef struct it_image {
-	char id[37];			/* uuid, lower-case */
+	char id[37]; /* uuid, lower-case */
 	char session_id[80];
 	char filename[IT_IMAGE_NAME_MAX + 1];
 	char original_filename[IT_IMAGE_ORIG_MAX + 1];
-	char content_type[32];		/* sniffed: image/jpeg, image/png, ... */
+	char content_type[32]; /* sniffed: image/jpeg, image/png, ... */
 	int64_t size;
 	char sha256[65];
 	int32_t width, height;
 	char source[16];
 	int32_t version;
 	int64_t blob_id;
-	int64_t thumb_blob_id;		/* 0 when there is none */
+	int64_t thumb_blob_id; /* 0 when there is none */
 	char created_at[40], updated_at[40];
-	int64_t pos;			/* listing order / pagination cursor */
+	int64_t pos; /* listing order / pagination cursor */
 } it_image;
 
 /* Outcomes, as in the rest of the database layer: 0, or an HTTP status:
@@ -96,8 +96,8 @@ int it_images_new_version(PGconn *conn, const char *id, const it_image *v, it_im
  * out: "<prefix>/api/v1/images/<id>/<label>?v=<version>&exp=<unix>&sig=<mac>".
  * Returns 0, or -ENOSPC when out (outlen bytes) is too small. A pure
  * helper: it follows the common rule, not the HTTP one. */
-int it_images_url(const it_image *img, const char *label, const char *url_prefix, const it_urlsign *signer,
-		  int64_t now, char *out, size_t outlen);
+int it_images_url(const it_image *img, const char *label, const char *url_prefix, const it_urlsign *signer, int64_t now,
+		  char *out, size_t outlen);
 
 /* The image's API representation (docs/api.md), with file_url and
  * thumbnail_url signed by signer (not NULL) under url_prefix. It never

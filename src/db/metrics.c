@@ -45,10 +45,9 @@ static struct {
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
 	char host[128];
-	char started[40]; /* the process's start, ISO 8601, part of its row's key */
+	char started[40];	    /* the process's start, ISO 8601, part of its row's key */
 	pthread_mutex_t flush_lock; /* one flush at a time per process */
-} m = {.lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER,
-       .flush_lock = PTHREAD_MUTEX_INITIALIZER};
+} m = {.lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER, .flush_lock = PTHREAD_MUTEX_INITIALIZER};
 
 static int make_key(char *out, const char *name, const char *labels)
 {

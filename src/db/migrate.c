@@ -106,10 +106,11 @@ int it_migrate(PGconn *conn, const char *dir, int verbose)
 	if (exec_ok(conn, "SET client_min_messages = warning") < 0 ||
 	    exec_ok(conn, "SELECT pg_advisory_lock(7324001)") < 0)
 		return -EIO;
-	if (exec_ok(conn, "CREATE TABLE IF NOT EXISTS schema_migrations ("
-			  " version integer PRIMARY KEY,"
-			  " name text NOT NULL,"
-			  " applied_at timestamptz NOT NULL DEFAULT now())") < 0)
+	if (exec_ok(conn,
+		    "CREATE TABLE IF NOT EXISTS schema_migrations ("
+		    " version integer PRIMARY KEY,"
+		    " name text NOT NULL,"
+		    " applied_at timestamptz NOT NULL DEFAULT now())") < 0)
 		goto out;
 	current = it_migrate_version(conn);
 	if (current < 0) {

@@ -13,20 +13,24 @@
 
 static void usage(FILE *f)
 {
-	fprintf(f, "Usage: imagetools-migrate [--dir DIR] [--database CONNINFO] [--status] [--quiet]\n"
-		   "Applies the schema migrations in DIR (default %s) that the database\n"
-		   "has not seen yet. Safe to run any number of times, also concurrently.\n"
-		   "The database comes from --database, IMAGETOOLS_DATABASE_URL, the config\n"
-		   "file, or libpq's PG* environment variables.\n",
+	fprintf(f,
+		"Usage: imagetools-migrate [--dir DIR] [--database CONNINFO] [--status] [--quiet]\n"
+		"Applies the schema migrations in DIR (default %s) that the database\n"
+		"has not seen yet. Safe to run any number of times, also concurrently.\n"
+		"The database comes from --database, IMAGETOOLS_DATABASE_URL, the config\n"
+		"file, or libpq's PG* environment variables.\n",
 		IT_SQLDIR);
 }
 
 int main(int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{"dir", required_argument, NULL, 'd'},	   {"database", required_argument, NULL, 'D'},
-		{"status", no_argument, NULL, 's'},	   {"quiet", no_argument, NULL, 'q'},
-		{"config", required_argument, NULL, 'c'}, {"help", no_argument, NULL, 'h'},
+		{"dir", required_argument, NULL, 'd'},
+		{"database", required_argument, NULL, 'D'},
+		{"status", no_argument, NULL, 's'},
+		{"quiet", no_argument, NULL, 'q'},
+		{"config", required_argument, NULL, 'c'},
+		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
 	const char *dir = IT_SQLDIR, *database = NULL, *config_path = IT_CONFIG_PATH;

@@ -101,9 +101,9 @@ static int get_format(enum it_op_type type, json_object *v, enum it_op_format *o
 		*out = IT_FMT_PNG;
 	else
 		return fail(err, errlen, "params.format must be %s.",
-			    type == IT_OP_COMPRESS ? "\"keep\", \"jpeg\", \"webp\" or \"avif\""
-			    : type == IT_OP_RESIZE ? "\"keep\", \"jpeg\", \"png\", \"webp\" or \"avif\""
-						   : "\"jpeg\", \"png\", \"webp\" or \"avif\"");
+			    type == IT_OP_COMPRESS	   ? "\"keep\", \"jpeg\", \"webp\" or \"avif\""
+				    : type == IT_OP_RESIZE ? "\"keep\", \"jpeg\", \"png\", \"webp\" or \"avif\""
+							   : "\"jpeg\", \"png\", \"webp\" or \"avif\"");
 	return 0;
 }
 
@@ -138,7 +138,8 @@ int it_op_params_parse(enum it_op_type type, json_object *params, it_op_params *
 			} else if (strcmp(key, "progressive") == 0) {
 				rc = get_bool(v, key, &out->progressive, err, errlen);
 			} else if (strcmp(key, "subsample") == 0) {
-				const char *s = json_object_is_type(v, json_type_string) ? json_object_get_string(v) : "";
+				const char *s =
+					json_object_is_type(v, json_type_string) ? json_object_get_string(v) : "";
 				int k;
 				for (k = 0; k < 3 && strcmp(s, subsample_names[k]) != 0; k++)
 					;
@@ -245,7 +246,8 @@ int it_ops_enqueue(PGconn **connp, const char *session, const it_op_params *p, c
 	 * both try to upgrade a shared lock. */
 	{
 		const char *pv[1] = {session};
-		res = it_db_exec(connp, 0, "SELECT 1 FROM sessions WHERE id = $1 AND expires_at > now() FOR NO KEY UPDATE", 1,
+		res = it_db_exec(connp, 0,
+				 "SELECT 1 FROM sessions WHERE id = $1 AND expires_at > now() FOR NO KEY UPDATE", 1,
 				 pv);
 		if (!it_db_ok(res, PGRES_TUPLES_OK))
 			goto out;
@@ -382,15 +384,16 @@ int it_ops_cancel(PGconn **connp, const char *id, const char *session, json_obje
 	}
 	if (data) {
 		/* No worker holds it: it ends here, in this transaction. */
-		res = it_db_exec(connp, 0,
-				 "UPDATE operations SET status = 'cancelled', cancel_requested = true, error = 'cancelled',"
-				 " message = 'Cancelled', updated_at = now(), finished_at = now() WHERE id = $1::uuid",
-				 1, pv);
+		res = it_db_exec(
+			connp, 0,
+			"UPDATE operations SET status = 'cancelled', cancel_requested = true, error = 'cancelled',"
+			" message = 'Cancelled', updated_at = now(), finished_at = now() WHERE id = $1::uuid",
+			1, pv);
 	} else {
 		/* The worker sees the flag when it renews its lease before the next image. */
-		res = it_db_exec(connp, 0,
-				 "UPDATE operations SET cancel_requested = true, updated_at = now() WHERE id = $1::uuid", 1,
-				 pv);
+		res = it_db_exec(
+			connp, 0,
+			"UPDATE operations SET cancel_requested = true, updated_at = now() WHERE id = $1::uuid", 1, pv);
 	}
 	if (!it_db_ok(res, PGRES_COMMAND_OK))
 		goto out;

@@ -38,8 +38,8 @@ typedef struct it_op_params {
 	int progressive;	  /* JPEG output: progressive (interlaced) */
 	enum it_op_subsample subsample;
 	unsigned char background[3]; /* what alpha is flattened onto for a format without alpha */
-	int width, height;	  /* bulk_resize: fit within (0 = unbounded side) */
-	int enlarge;		  /* bulk_resize: also scale smaller images up */
+	int width, height;	     /* bulk_resize: fit within (0 = unbounded side) */
+	int enlarge;		     /* bulk_resize: also scale smaller images up */
 } it_op_params;
 
 /* Returns the type for its name ("bulk_compress", ...) or -EINVAL. Like

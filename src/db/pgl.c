@@ -66,7 +66,8 @@ static void unwatch(it_pgl *p)
 	p->reg_fd = -1;
 }
 
-void it_pgl_init(it_pgl *p, int epfd, void *tag, const char *conninfo, const char *channel, const it_pgl_hooks *hooks, void *arg)
+void it_pgl_init(it_pgl *p, int epfd, void *tag, const char *conninfo, const char *channel, const it_pgl_hooks *hooks,
+		 void *arg)
 {
 	memset(p, 0, sizeof(*p));
 	p->epfd = epfd;
@@ -184,14 +185,9 @@ static int send_listen(it_pgl *p)
 static void poll_connect(it_pgl *p)
 {
 	switch (PQconnectPoll(p->conn)) {
-	case PGRES_POLLING_READING:
-		watch(p, EPOLLIN);
-		return;
-	case PGRES_POLLING_WRITING:
-		watch(p, EPOLLOUT);
-		return;
-	case PGRES_POLLING_OK:
-		break;
+	case PGRES_POLLING_READING: watch(p, EPOLLIN); return;
+	case PGRES_POLLING_WRITING: watch(p, EPOLLOUT); return;
+	case PGRES_POLLING_OK: break;
 	default:
 		/* One line per failed attempt would flood the log while the
 		 * server is down; the first and every tenth will do. */

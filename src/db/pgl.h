@@ -44,21 +44,21 @@ enum it_pgl_state { IT_PGL_DOWN, IT_PGL_CONNECTING, IT_PGL_LISTENING, IT_PGL_REA
 
 typedef struct it_pgl {
 	PGconn *conn;
-	int epfd;	  /* the loop the socket is registered with */
-	void *tag;	  /* epoll data.ptr of the socket */
-	int reg_fd;	  /* socket currently registered, or -1 */
-	unsigned reg_ev;  /* events it is registered for */
-	int state;	  /* enum it_pgl_state */
-	int flushing;	  /* a query is still being written */
-	int recycle;	  /* an answer said the session is no good: reconnect once the statement is done */
-	double now;	  /* the owner's clock at the last it_pgl_tick */
-	double retry_at;  /* when to try connecting again */
-	double deadline;  /* a connection attempt in progress is abandoned then */
-	double backoff;	  /* the next reconnect delay, seconds */
-	unsigned failures;/* attempts failed since the last success (logged sparingly) */
+	int epfd;	   /* the loop the socket is registered with */
+	void *tag;	   /* epoll data.ptr of the socket */
+	int reg_fd;	   /* socket currently registered, or -1 */
+	unsigned reg_ev;   /* events it is registered for */
+	int state;	   /* enum it_pgl_state */
+	int flushing;	   /* a query is still being written */
+	int recycle;	   /* an answer said the session is no good: reconnect once the statement is done */
+	double now;	   /* the owner's clock at the last it_pgl_tick */
+	double retry_at;   /* when to try connecting again */
+	double deadline;   /* a connection attempt in progress is abandoned then */
+	double backoff;	   /* the next reconnect delay, seconds */
+	unsigned failures; /* attempts failed since the last success (logged sparingly) */
 	char *channel;
 	char *conninfo;
-	const char *app;  /* application_name, a static string */
+	const char *app; /* application_name, a static string */
 	it_pgl_hooks hooks;
 	void *arg;
 } it_pgl;

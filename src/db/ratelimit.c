@@ -73,15 +73,13 @@ static int ask(PGconn **connp, const char *sql, const char *kind, const char *su
 	return rc;
 }
 
-int it_ratelimit_take(PGconn **connp, const char *kind, const char *subject, int64_t per_minute,
-		      int64_t *retry_after)
+int it_ratelimit_take(PGconn **connp, const char *kind, const char *subject, int64_t per_minute, int64_t *retry_after)
 {
 	return ask(connp, "SELECT allowed, retry_after FROM it_rate_take($1, $2, $3)", kind, subject, per_minute,
 		   retry_after);
 }
 
-int it_ratelimit_peek(PGconn **connp, const char *kind, const char *subject, int64_t per_minute,
-		      int64_t *retry_after)
+int it_ratelimit_peek(PGconn **connp, const char *kind, const char *subject, int64_t per_minute, int64_t *retry_after)
 {
 	return ask(connp, "SELECT allowed, retry_after FROM it_rate_peek($1, $2, $3)", kind, subject, per_minute,
 		   retry_after);

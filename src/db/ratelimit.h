@@ -18,13 +18,11 @@
  * answers 503 itself, and a limiter must not turn a database blip into a
  * refusal of everything. Also prunes buckets idle for long, about once a
  * minute per process. */
-int it_ratelimit_take(PGconn **connp, const char *kind, const char *subject, int64_t per_minute,
-		      int64_t *retry_after);
+int it_ratelimit_take(PGconn **connp, const char *kind, const char *subject, int64_t per_minute, int64_t *retry_after);
 
 /* Whether the bucket of kind and subject holds a token, without taking it:
  * for limits that count failures, asked before an attempt whose failure
  * then takes a token (it_ratelimit_take). Same answers as it_ratelimit_take. */
-int it_ratelimit_peek(PGconn **connp, const char *kind, const char *subject, int64_t per_minute,
-		      int64_t *retry_after);
+int it_ratelimit_peek(PGconn **connp, const char *kind, const char *subject, int64_t per_minute, int64_t *retry_after);
 
 #endif

@@ -45,8 +45,8 @@ int it_secrets_get(PGconn **connp, const char *name, size_t len, unsigned char *
 	PGresult *res;
 	int rc = 503;
 
-	if (len < 32 || len > IT_SECRET_MAX || *connp == NULL ||
-	    PQtransactionStatus(*connp) == PQTRANS_INTRANS || PQtransactionStatus(*connp) == PQTRANS_INERROR)
+	if (len < 32 || len > IT_SECRET_MAX || *connp == NULL || PQtransactionStatus(*connp) == PQTRANS_INTRANS ||
+	    PQtransactionStatus(*connp) == PQTRANS_INERROR)
 		return 503;
 	/* Nearly always the secret exists: one read. */
 	res = it_db_exec(connp, 1, select_sql, 1, params);

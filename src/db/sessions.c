@@ -10,8 +10,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define SESSION_COLUMNS \
-	"id, it_ts(created_at), it_ts(expires_at), ceil(extract(epoch from expires_at))::bigint, last_event_seq, first_kept_seq"
+#define SESSION_COLUMNS                                                                                            \
+	"id, it_ts(created_at), it_ts(expires_at), ceil(extract(epoch from expires_at))::bigint, last_event_seq, " \
+	"first_kept_seq"
 
 static void fill(const PGresult *res, it_session *out)
 {

@@ -11,7 +11,7 @@ typedef struct it_session {
 	char id[IT_SESSION_ID_LEN + 33];
 	char created_at[40];
 	char expires_at[40];
-	int64_t expires_unix;	/* seconds since the epoch */
+	int64_t expires_unix; /* seconds since the epoch */
 	int64_t last_event_seq;
 	int64_t first_kept_seq;
 } it_session;

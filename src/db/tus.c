@@ -13,9 +13,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define UPLOAD_COLUMNS                                                                                             \
-	"t.id, t.name, t.session_id, coalesce(t.blob_id, 0), coalesce(t.length, -1), t.\"offset\", t.metadata,"    \
-	" t.filename, t.source, coalesce(t.image_id::text, ''), extract(epoch FROM t.expires_at)::bigint,"         \
+#define UPLOAD_COLUMNS                                                                                          \
+	"t.id, t.name, t.session_id, coalesce(t.blob_id, 0), coalesce(t.length, -1), t.\"offset\", t.metadata," \
+	" t.filename, t.source, coalesce(t.image_id::text, ''), extract(epoch FROM t.expires_at)::bigint,"      \
 	" t.display_name, coalesce(t.device_id, '')"
 
 static void copy_row(const PGresult *res, it_tus_upload *u)
@@ -51,8 +51,10 @@ static json_object *event_data(const it_tus_upload *u)
 int it_tus_create(PGconn *conn, it_tus_upload *u, int64_t ttl)
 {
 	char lens[24], ttls[24], chunk[16];
-	const char *params[10] = {u->id,     u->session_id, u->length >= 0 ? lens : NULL, u->metadata, u->filename,
-				  u->source, ttls,	    chunk,			     u->display,  u->device_id};
+	const char *params[10] = {u->id,       u->session_id, u->length >= 0 ? lens : NULL,
+				  u->metadata, u->filename,   u->source,
+				  ttls,	       chunk,	      u->display,
+				  u->device_id};
 	json_object *data;
 	PGresult *res;
 	int rc;
@@ -60,15 +62,16 @@ int it_tus_create(PGconn *conn, it_tus_upload *u, int64_t ttl)
 	snprintf(lens, sizeof(lens), "%" PRId64, u->length);
 	snprintf(ttls, sizeof(ttls), "%" PRId64, ttl);
 	snprintf(chunk, sizeof(chunk), "%d", IT_BLOB_CHUNK);
-	res = it_db_exec(&conn, 0,
-			 "WITH b AS (INSERT INTO blobs (chunk_size) VALUES ($8::integer) RETURNING id)"
-			 " INSERT INTO tus_uploads (id, session_id, blob_id, length, metadata, filename, source, expires_at,"
-			 " display_name, device_id)"
-			 " SELECT $1, s.id, b.id, $3::bigint, $4, $5, $6, now() + make_interval(secs => $7::integer), $9,"
-			 " nullif($10, '')"
-			 " FROM sessions s, b WHERE s.id = $2 AND s.expires_at > now()"
-			 " RETURNING name, blob_id, extract(epoch FROM expires_at)::bigint",
-			 10, params);
+	res = it_db_exec(
+		&conn, 0,
+		"WITH b AS (INSERT INTO blobs (chunk_size) VALUES ($8::integer) RETURNING id)"
+		" INSERT INTO tus_uploads (id, session_id, blob_id, length, metadata, filename, source, expires_at,"
+		" display_name, device_id)"
+		" SELECT $1, s.id, b.id, $3::bigint, $4, $5, $6, now() + make_interval(secs => $7::integer), $9,"
+		" nullif($10, '')"
+		" FROM sessions s, b WHERE s.id = $2 AND s.expires_at > now()"
+		" RETURNING name, blob_id, extract(epoch FROM expires_at)::bigint",
+		10, params);
 	if (!it_db_ok(res, PGRES_TUPLES_OK)) {
 		it_log_warn("upload insert failed: %s", PQerrorMessage(conn));
 		PQclear(res);

@@ -18,19 +18,19 @@
 
 /* One upload row. Strings are NUL-terminated copies owned by the struct. */
 typedef struct it_tus_upload {
-	char id[IT_TUS_ID_LEN + 1];	 /* the secret in the URL */
-	char name[37];			 /* the public name (uuid), in events */
+	char id[IT_TUS_ID_LEN + 1]; /* the secret in the URL */
+	char name[37];		    /* the public name (uuid), in events */
 	char session_id[80];
-	int64_t blob_id;		 /* 0 once the bytes belong to an image */
-	int64_t length;			 /* -1 while deferred */
+	int64_t blob_id; /* 0 once the bytes belong to an image */
+	int64_t length;	 /* -1 while deferred */
 	int64_t offset;
 	char metadata[IT_TUS_METADATA_MAX + 1]; /* Upload-Metadata as sent */
-	char filename[IT_IMAGE_ORIG_MAX + 1];	 /* as sent, may be "" */
-	char display[IT_IMAGE_NAME_MAX + 1];	 /* sanitised for display, in events */
+	char filename[IT_IMAGE_ORIG_MAX + 1];	/* as sent, may be "" */
+	char display[IT_IMAGE_NAME_MAX + 1];	/* sanitised for display, in events */
 	char source[16];
-	char image_id[37];		 /* "" until the upload became an image */
-	int64_t expires;		 /* Unix time */
-	char device_id[24];		 /* the device whose token created it; "" for a session id */
+	char image_id[37];  /* "" until the upload became an image */
+	int64_t expires;    /* Unix time */
+	char device_id[24]; /* the device whose token created it; "" for a session id */
 } it_tus_upload;
 
 /* Creates the upload u describes (id, session_id, length, metadata,

@@ -1,4 +1,5 @@
-/* acceptor.c: the thread of imagetools.fcgi that takes FastCGI connections off the listening socket as fast as they arrive, and the queue the request threads serve them from. */
+/* acceptor.c: the thread of imagetools.fcgi that takes FastCGI connections off the listening socket as fast as they
+ * arrive, and the queue the request threads serve them from. */
 #include "config.h"
 
 #include "fcgi/acceptor.h"
@@ -132,10 +133,8 @@ static int transient(int err)
 	case EHOSTDOWN:
 	case EHOSTUNREACH:
 	case ENONET:
-	case ENOPROTOOPT:
-		return 1;
-	default:
-		return 0;
+	case ENOPROTOOPT: return 1;
+	default: return 0;
 	}
 }
 

@@ -1,4 +1,5 @@
-/* acceptor.h: the thread of imagetools.fcgi that takes FastCGI connections off the listening socket as fast as they arrive, and the queue the request threads serve them from. */
+/* acceptor.h: the thread of imagetools.fcgi that takes FastCGI connections off the listening socket as fast as they
+ * arrive, and the queue the request threads serve them from. */
 #ifndef IT_FCGI_ACCEPTOR_H
 #define IT_FCGI_ACCEPTOR_H
 

@@ -90,8 +90,14 @@ static int web_server_refusal(it_req *req)
 	if (rs == NULL || it_parse_uint(rs, 999, &status) < 0 || status < 400 || status > 599)
 		return 0;
 	switch (status) {
-	case 400: slug = "bad-request"; detail = "The web server could not parse the request."; break;
-	case 408: slug = "too-slow"; detail = "The request did not arrive in time."; break;
+	case 400:
+		slug = "bad-request";
+		detail = "The web server could not parse the request.";
+		break;
+	case 408:
+		slug = "too-slow";
+		detail = "The request did not arrive in time.";
+		break;
 	case 411:
 		slug = "length-required";
 		detail = "The web server needs this request's length (Content-Length) here.";
@@ -100,8 +106,14 @@ static int web_server_refusal(it_req *req)
 		slug = "request-too-large";
 		detail = "The request is larger than the web server accepts.";
 		break;
-	case 414: slug = "uri-too-long"; detail = "The request's URL is too long."; break;
-	case 431: slug = "headers-too-large"; detail = "The request's header block is too large."; break;
+	case 414:
+		slug = "uri-too-long";
+		detail = "The request's URL is too long.";
+		break;
+	case 431:
+		slug = "headers-too-large";
+		detail = "The request's header block is too large.";
+		break;
 	case 502:
 	case 503:
 	case 504:
@@ -130,18 +142,15 @@ const it_route *it_app_route(it_req *req)
 	 * web server's refusal too, and can read why its upload failed. */
 	if (it_guard_request(req) || web_server_refusal(req))
 		goto answered;
-	switch (it_router_match(routes, sizeof(routes) / sizeof(routes[0]), req->method, req->path, req, &route,
-				allow, sizeof(allow))) {
-	case IT_MATCH_OK:
-		return route;
+	switch (it_router_match(routes, sizeof(routes) / sizeof(routes[0]), req->method, req->path, req, &route, allow,
+				sizeof(allow))) {
+	case IT_MATCH_OK: return route;
 	case IT_MATCH_BAD_METHOD:
 		it_resp_header(req, "Allow", "%s", allow);
 		it_resp_problem(req, 405, "method-not-allowed", "%s is not allowed here; allowed: %s.", req->method,
 				allow);
 		break;
-	default:
-		it_resp_problem(req, 404, "not-found", "No such resource.");
-		break;
+	default: it_resp_problem(req, 404, "not-found", "No such resource."); break;
 	}
 answered:
 	count_response(req);

@@ -13,10 +13,10 @@ struct it_hub;
 
 typedef struct it_app {
 	it_config cfg;
-	int cgi;		/* plain CGI: one request per process */
-	int listen_fd;		/* FastCGI listening socket */
+	int cgi;       /* plain CGI: one request per process */
+	int listen_fd; /* FastCGI listening socket */
 	time_t started;
-	struct it_hub *hub;	/* NULL in CGI mode */
+	struct it_hub *hub; /* NULL in CGI mode */
 	volatile sig_atomic_t stopping;
 } it_app;
 

@@ -191,14 +191,16 @@ int it_auth_resolve(it_req *req, const char *cred, unsigned need, it_principal *
 		 * learns nothing more, not even "wrong". */
 		if (!it_token_valid(buf)) {
 			if (blocked(req, &why->retry_after))
-				return refuse(why, 429, "rate-limited", "Too many refused credentials from this address.");
+				return refuse(why, 429, "rate-limited",
+					      "Too many refused credentials from this address.");
 			rc = 401;
 		} else {
 			rc = it_devices_check_limited(it_guard_conn(), buf, FAIL_KIND, req->remote_addr,
 						      it_g.cfg.rate_auth_failures, out, &why->retry_after);
 			if (rc == 429) {
 				it_metrics_inc("imagetools_rate_limited_total", "limit=\"" FAIL_KIND "\"", 1);
-				return refuse(why, 429, "rate-limited", "Too many refused credentials from this address.");
+				return refuse(why, 429, "rate-limited",
+					      "Too many refused credentials from this address.");
 			}
 		}
 	} else if (rc > 0 && it_id_session_valid(buf)) {
@@ -214,9 +216,10 @@ int it_auth_resolve(it_req *req, const char *cred, unsigned need, it_principal *
 			return refuse(why, 429, "rate-limited", "Too many refused credentials from this address.");
 		rc = 401;
 	} else {
-		return refuse(why, 400, "invalid-credential",
-			      "The credential is malformed: send \"Authorization: Bearer <credential>\" with the session"
-			      " id POST /api/v1/sessions returned, or a token.");
+		return refuse(
+			why, 400, "invalid-credential",
+			"The credential is malformed: send \"Authorization: Bearer <credential>\" with the session"
+			" id POST /api/v1/sessions returned, or a token.");
 	}
 	memset(buf, 0, sizeof(buf));
 	switch (rc) {

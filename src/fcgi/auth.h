@@ -57,11 +57,11 @@ int it_auth_principal(it_req *req, const char *cred, unsigned need, it_principal
 /* Why it_auth_resolve refused a credential: what it_auth_principal would
  * answer. */
 typedef struct it_auth_refusal {
-	int status;		      /* 400, 401, 403, 404, 429 or 503 */
-	const char *slug;	      /* the problem type's slug */
-	const char *detail;	      /* a sentence for humans (may point into text) */
-	char www_authenticate[128];   /* the WWW-Authenticate value; "" when none */
-	int64_t retry_after;	      /* seconds, with 429 */
+	int status;		    /* 400, 401, 403, 404, 429 or 503 */
+	const char *slug;	    /* the problem type's slug */
+	const char *detail;	    /* a sentence for humans (may point into text) */
+	char www_authenticate[128]; /* the WWW-Authenticate value; "" when none */
+	int64_t retry_after;	    /* seconds, with 429 */
 	char text[192];
 } it_auth_refusal;
 

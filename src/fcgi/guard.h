@@ -1,4 +1,5 @@
-/* guard.h: checks every API request passes before its handler: Host, Origin and CORS, and the rate-limit answer (docs/security.md). */
+/* guard.h: checks every API request passes before its handler: Host, Origin and CORS, and the rate-limit answer
+ * (docs/security.md). */
 #ifndef IT_FCGI_GUARD_H
 #define IT_FCGI_GUARD_H
 

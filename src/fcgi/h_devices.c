@@ -61,10 +61,11 @@ static int read_fields(it_req *req, json_object *body, const char *allowed, stru
 		if (strcmp(key, "ttl") == 0) {
 			if (!json_object_is_type(val, json_type_int) || json_object_get_int64(val) < 0 ||
 			    json_object_get_int64(val) > TTL_MAX) {
-				it_resp_problem(req, 400, "invalid-ttl",
-						"ttl is the token's lifetime in whole seconds, from 0 (as long as the session)"
-						" to %d.",
-						TTL_MAX);
+				it_resp_problem(
+					req, 400, "invalid-ttl",
+					"ttl is the token's lifetime in whole seconds, from 0 (as long as the session)"
+					" to %d.",
+					TTL_MAX);
 				return 1;
 			}
 			f->ttl = json_object_get_int64(val);
@@ -78,21 +79,24 @@ static int read_fields(it_req *req, json_object *body, const char *allowed, stru
 		s = json_object_get_string(val);
 		if (strcmp(key, "scope") == 0) {
 			if (it_scope_parse(s) == 0) {
-				it_resp_problem(req, 400, "invalid-scope", "scope must be \"upload\", \"view\" or \"full\".");
+				it_resp_problem(req, 400, "invalid-scope",
+						"scope must be \"upload\", \"view\" or \"full\".");
 				return 1;
 			}
 			f->scope = s;
 		} else if (strcmp(key, "label") == 0) {
 			if (!it_scope_label_valid(s)) {
-				it_resp_problem(req, 400, "invalid-label",
-						"label must be 1 to 64 characters of UTF-8 without control characters.");
+				it_resp_problem(
+					req, 400, "invalid-label",
+					"label must be 1 to 64 characters of UTF-8 without control characters.");
 				return 1;
 			}
 			f->label = s;
 		} else if (strcmp(key, "source") == 0) {
 			if (!it_scope_source_valid(s)) {
 				it_resp_problem(req, 400, "invalid-source",
-						"source must be 1 to 32 letters, digits, \"_\", \".\" or \"-\" (web, android_app,"
+						"source must be 1 to 32 letters, digits, \"_\", \".\" or \"-\" (web, "
+						"android_app,"
 						" browser_addon, cli...).");
 				return 1;
 			}
@@ -117,11 +121,12 @@ static void answer_token(it_req *req, json_object *device, char *token)
 static int devices_problem(it_req *req, int rc, const char *what)
 {
 	if (rc == 409) {
-		it_resp_problem(req, 409, "too-many-devices",
-				"This session already has %d %s: revoke some (DELETE /api/v1/devices/{device_id}) or wait"
-				" for them to expire.",
-				strcmp(what, "codes") == 0 ? IT_PAIRINGS_MAX : IT_DEVICES_MAX,
-				strcmp(what, "codes") == 0 ? "pairing codes waiting to be used" : "devices");
+		it_resp_problem(
+			req, 409, "too-many-devices",
+			"This session already has %d %s: revoke some (DELETE /api/v1/devices/{device_id}) or wait"
+			" for them to expire.",
+			strcmp(what, "codes") == 0 ? IT_PAIRINGS_MAX : IT_DEVICES_MAX,
+			strcmp(what, "codes") == 0 ? "pairing codes waiting to be used" : "devices");
 		return 409;
 	}
 	return it_app_session_problem(req, rc);
@@ -267,15 +272,18 @@ void it_h_pair(it_req *req)
 	case 0: answer_token(req, device, token); break;
 	case 401:
 		it_auth_failed(req);
-		it_resp_problem(req, 401, "invalid-pairing-code",
-				"The pairing code is malformed or unknown: scan the QR code again, or ask for a new one.");
+		it_resp_problem(
+			req, 401, "invalid-pairing-code",
+			"The pairing code is malformed or unknown: scan the QR code again, or ask for a new one.");
 		break;
 	case 410:
 		if (strcmp(reason, "used") == 0)
-			it_resp_problem(req, 410, "pairing-code-used",
-					"This pairing code has been used already: a code pairs one device. Ask for a new one.");
+			it_resp_problem(
+				req, 410, "pairing-code-used",
+				"This pairing code has been used already: a code pairs one device. Ask for a new one.");
 		else
-			it_resp_problem(req, 410, "pairing-code-expired", "This pairing code has expired. Ask for a new one.");
+			it_resp_problem(req, 410, "pairing-code-expired",
+					"This pairing code has expired. Ask for a new one.");
 		break;
 	default: devices_problem(req, rc, "devices"); break;
 	}
@@ -315,7 +323,8 @@ void it_h_device_delete(it_req *req)
 	}
 	rc = it_devices_revoke(&conn, p.session_id, req->params[0]);
 	if (rc == 404) {
-		it_resp_problem(req, 404, "unknown-device", "This session has no such device (or it is revoked already).");
+		it_resp_problem(req, 404, "unknown-device",
+				"This session has no such device (or it is revoked already).");
 		return;
 	}
 	if (it_app_session_problem(req, rc))

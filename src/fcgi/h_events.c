@@ -433,10 +433,9 @@ static int revokes(const struct stream_args *a, const char *payload)
 	enum it_feed_note kind;
 	it_feed_carried ce;
 
-	return a->device[0] &&
-	       it_feed_parse_notify(payload, strlen(payload), id, sizeof(id), &num, &kind, &ce) == 0 &&
-	       kind == IT_FEED_NOTE_REVOKED && strcmp(id, a->session) == 0 && ce.device_len == strlen(a->device) &&
-	       memcmp(ce.device, a->device, ce.device_len) == 0;
+	return a->device[0] && it_feed_parse_notify(payload, strlen(payload), id, sizeof(id), &num, &kind, &ce) == 0 &&
+		kind == IT_FEED_NOTE_REVOKED && strcmp(id, a->session) == 0 && ce.device_len == strlen(a->device) &&
+		memcmp(ce.device, a->device, ce.device_len) == 0;
 }
 
 /* Waits on conn (which LISTENs) until a notification for a's session

@@ -118,8 +118,7 @@ static void list_images(it_req *req, const char *session)
 	int got;
 	json_object *o;
 
-	if (it_req_query(req->query, "limit", v, sizeof(v)) != -1 &&
-	    (it_parse_uint(v, 200, &limit) < 0 || limit < 1)) {
+	if (it_req_query(req->query, "limit", v, sizeof(v)) != -1 && (it_parse_uint(v, 200, &limit) < 0 || limit < 1)) {
 		it_resp_problem(req, 400, "bad-limit", "limit must be an integer from 1 to 200.");
 		return;
 	}
@@ -186,7 +185,8 @@ static int etag_matches(const char *list, const char *etag)
 			return 1;
 		if (strncmp(p, "W/", 2) == 0)
 			p += 2;
-		if (strncmp(p, etag, elen) == 0 && (p[elen] == '\0' || p[elen] == ',' || p[elen] == ' ' || p[elen] == '\t'))
+		if (strncmp(p, etag, elen) == 0 &&
+		    (p[elen] == '\0' || p[elen] == ',' || p[elen] == ' ' || p[elen] == '\t'))
 			return 1;
 		while (*p && *p != ',')
 			p++;
@@ -360,7 +360,8 @@ void it_h_image_file(it_req *req)
 		int pr = parse_range(range, img->size, &start, &end);
 		if (pr < 0) {
 			it_resp_header(req, "Content-Range", "bytes */%" PRId64, img->size);
-			it_resp_problem(req, 416, "range-not-satisfiable", "The file has %" PRId64 " bytes.", img->size);
+			it_resp_problem(req, 416, "range-not-satisfiable", "The file has %" PRId64 " bytes.",
+					img->size);
 			goto out;
 		}
 		if (pr == 0) {
@@ -476,7 +477,8 @@ void it_h_image_patch(it_req *req)
 		goto out;
 	}
 	raw = json_object_get_string(fn);
-	if (json_object_get_string_len(fn) > IT_IMAGE_ORIG_MAX || strlen(raw) != (size_t)json_object_get_string_len(fn)) {
+	if (json_object_get_string_len(fn) > IT_IMAGE_ORIG_MAX ||
+	    strlen(raw) != (size_t)json_object_get_string_len(fn)) {
 		it_resp_problem(req, 400, "bad-filename", "The filename is too long or contains a NUL character.");
 		goto out;
 	}

@@ -28,10 +28,12 @@ static const struct family families[] = {
 	{"imagetools_connections_open", "gauge", "Open event connections, by transport (sse, longpoll, websocket)."},
 	{"imagetools_events_delivered_total", "counter", "Events written to clients, by transport."},
 	{"imagetools_resumes_total", "counter", "Stream connections that resumed from a last event id, by transport."},
-	{"imagetools_resyncs_total", "counter", "session.resync events sent (cursor older than the log, or ahead of it)."},
+	{"imagetools_resyncs_total", "counter",
+	 "session.resync events sent (cursor older than the log, or ahead of it)."},
 	{"imagetools_streams_dropped_total", "counter", "Streams closed because the client read too slowly."},
 	{"imagetools_streams_released_total", "counter", "Streams ended because the client went away."},
-	{"imagetools_hub_reconnects_total", "counter", "Times a hub re-established its LISTEN connection after losing it."},
+	{"imagetools_hub_reconnects_total", "counter",
+	 "Times a hub re-established its LISTEN connection after losing it."},
 	{"imagetools_hub_listening", "gauge", "FastCGI processes whose hub is connected and listening."},
 	{"imagetools_feed_queries_total", "counter",
 	 "Queries the event-delivery core made, by kind (read: the event log; check: sessions)."},
@@ -41,7 +43,8 @@ static const struct family families[] = {
 	{"imagetools_upload_bytes_total", "counter", "Bytes of images stored by uploads."},
 	{"imagetools_upload_errors_total", "counter", "Upload requests refused or failed, by HTTP status."},
 	{"imagetools_http_responses_total", "counter", "API responses of imagetools.fcgi, by route and status."},
-	{"imagetools_rate_limited_total", "counter", "Requests refused with 429, by limit (sessions, streams, uploads)."},
+	{"imagetools_rate_limited_total", "counter",
+	 "Requests refused with 429, by limit (sessions, streams, uploads)."},
 	{"imagetools_origin_refused_total", "counter", "Requests refused because of their Origin."},
 	{"imagetools_metrics_dropped_total", "counter", "Metric samples dropped because a process's table was full."},
 	{"imagetools_operations_finished_total", "counter", "Operations the workers finished, by type and status."},
@@ -50,7 +53,8 @@ static const struct family families[] = {
 	{"imagetools_sessions_active", "gauge", "Sessions that have not expired."},
 	{"imagetools_images_stored", "gauge", "Images stored."},
 	{"imagetools_image_bytes_stored", "gauge", "Bytes of original images stored."},
-	{"imagetools_operations", "gauge", "Operations in the queue table, by status (queued and running: the queue depth)."},
+	{"imagetools_operations", "gauge",
+	 "Operations in the queue table, by status (queued and running: the queue depth)."},
 	{"imagetools_operation_duration_seconds", "summary",
 	 "Run time of operations finished in the last hour, by type (quantiles, sum, count)."},
 };
@@ -219,19 +223,19 @@ void it_h_metrics(it_req *req)
 		const char *sql, *table;
 		int nparams;
 	} parts[] = {
-		{sql_processes, NULL, 1},
-		{sql_state, NULL, 0},
-		{sql_images, "images", 0},
-		{sql_operations, "operations", 0},
+		{sql_processes, NULL, 1},	  {sql_state, NULL, 0},
+		{sql_images, "images", 0},	  {sql_operations, "operations", 0},
 		{sql_durations, "operations", 0},
 	};
 	it_buf out;
 
 	if (it_g.cfg.metrics_token[0]) {
 		const char *auth = it_req_env(req, "HTTP_AUTHORIZATION");
-		if (auth == NULL || strncmp(auth, "Bearer ", 7) != 0 || !token_equal(auth + 7, it_g.cfg.metrics_token)) {
+		if (auth == NULL || strncmp(auth, "Bearer ", 7) != 0 ||
+		    !token_equal(auth + 7, it_g.cfg.metrics_token)) {
 			it_resp_header(req, "WWW-Authenticate", "Bearer realm=\"imagetools-metrics\"");
-			it_resp_problem(req, 401, "unauthorized", "GET /metrics needs Authorization: Bearer <metrics_token>.");
+			it_resp_problem(req, 401, "unauthorized",
+					"GET /metrics needs Authorization: Bearer <metrics_token>.");
 			return;
 		}
 	}

@@ -140,9 +140,7 @@ static int op_problem(it_req *req, int rc)
 	switch (rc) {
 	case 0: return 0;
 	case 404: it_resp_problem(req, 404, "unknown-operation", "No such operation."); return 1;
-	case 409:
-		it_resp_problem(req, 409, "operation-finished", "The operation has already finished.");
-		return 1;
+	case 409: it_resp_problem(req, 409, "operation-finished", "The operation has already finished."); return 1;
 	default: return it_app_session_problem(req, 503);
 	}
 }

@@ -122,7 +122,8 @@ void it_h_presence_post(it_req *req)
 	{
 		(void)val;
 		if (strcmp(key, "client_id") && strcmp(key, "label") && strcmp(key, "source") && strcmp(key, "state")) {
-			it_resp_problem(req, 400, "unknown-field", "%.40s is not a field of a presence heartbeat.", key);
+			it_resp_problem(req, 400, "unknown-field", "%.40s is not a field of a presence heartbeat.",
+					key);
 			goto out;
 		}
 	}
@@ -155,8 +156,9 @@ void it_h_presence_post(it_req *req)
 	/* Any process may sweep: a site without a worker or a hub (CGI)
 	 * still sees its clients leave. */
 	it_presence_db_sweep(&conn);
-	if (it_app_session_problem(req, it_presence_db_join(&conn, w.session_id, &id, "http", state, "http",
-							     it_g.cfg.presence_http_ttl)))
+	if (it_app_session_problem(
+		    req,
+		    it_presence_db_join(&conn, w.session_id, &id, "http", state, "http", it_g.cfg.presence_http_ttl)))
 		goto out;
 	it_resp_begin(req, 204, NULL);
 out:
@@ -174,7 +176,8 @@ void it_h_presence_delete(it_req *req)
 		return;
 	n = it_req_query(req->query, "client_id", cid, sizeof(cid));
 	if (n < 0 || !it_ident_client_id_valid(cid, (size_t)n)) {
-		it_resp_problem(req, 400, "invalid-client-identity", "client_id (1-64 of A-Z a-z 0-9 _ -) is required.");
+		it_resp_problem(req, 400, "invalid-client-identity",
+				"client_id (1-64 of A-Z a-z 0-9 _ -) is required.");
 		return;
 	}
 	/* A device's token lets only its own entries go. */

@@ -95,7 +95,8 @@ void it_h_session_self(it_req *req)
 	if (it_app_session_problem(req, it_sessions_get(&conn, p.session_id, &s)))
 		return;
 	o = session_json(&s);
-	json_object_object_add(o, "scope", json_object_new_string(it_scope_name(p.scope) ? it_scope_name(p.scope) : "full"));
+	json_object_object_add(o, "scope",
+			       json_object_new_string(it_scope_name(p.scope) ? it_scope_name(p.scope) : "full"));
 	if (p.device_id[0]) {
 		json_object_object_del(o, "session_id");
 		json_object_object_del(o, "join_url");

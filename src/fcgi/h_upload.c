@@ -62,7 +62,7 @@ typedef struct staged_file {
 typedef struct upload {
 	it_req *req;
 	PGconn *conn;
-	const it_urlsign *signer;	/* signs the URLs of the stored images */
+	const it_urlsign *signer; /* signs the URLs of the stored images */
 	it_multipart mp;
 	char *buf;
 	size_t blen;
@@ -83,11 +83,11 @@ typedef struct upload {
 	char display[IT_IMAGE_NAME_MAX + 1]; /* the part's sanitised filename, for messages */
 
 	/* the request so far */
-	it_principal who;      /* whom the credential speaks for, once known */
+	it_principal who;	  /* whom the credential speaks for, once known */
 	char cred[FIELD_MAX + 1]; /* the credential of the header or the URL, as sent */
 	char session[FIELD_MAX + 1];
-	int session_ok;	       /* the session was checked: live, within rate and quota */
-	int from_credential;   /* it came from the Authorization header or the URL */
+	int session_ok;	     /* the session was checked: live, within rate and quota */
+	int from_credential; /* it came from the Authorization header or the URL */
 	int have_session_field;
 	int have_source;
 	int64_t session_bytes; /* held by the session's images when its id arrived */
@@ -95,8 +95,8 @@ typedef struct upload {
 	int64_t staged_bytes;  /* of the file parts that came before the session */
 	char source[FIELD_MAX + 1];
 	upload_file *files;
-	int nfiles;	       /* stored in the blob store */
-	staged_file *staged;   /* allocated with the first one */
+	int nfiles;	     /* stored in the blob store */
+	staged_file *staged; /* allocated with the first one */
 	int nstaged;
 
 	/* the first error: status, problem slug and detail */
@@ -163,7 +163,7 @@ static void close_file_part(upload *u)
 static int is_file_field(const char *name)
 {
 	return strcmp(name, "file") == 0 || strcmp(name, "file[]") == 0 || strcmp(name, "files") == 0 ||
-	       strcmp(name, "files[]") == 0;
+		strcmp(name, "files[]") == 0;
 }
 
 static void close_staged(upload *u)
@@ -198,7 +198,8 @@ static int part_begin(upload *u, const it_mp_part *part)
 		if (!u->session_ok)
 			return 0;
 		if (it_blob_writer_open(&u->blob, u->conn) != 0)
-			return up_fail(u, 503, "database-unavailable", "The database cannot be reached; try again shortly.");
+			return up_fail(u, 503, "database-unavailable",
+				       "The database cannot be reached; try again shortly.");
 		u->blob_open = 1;
 		return 0;
 	}
@@ -260,7 +261,8 @@ static int part_data(upload *u, const char *p, size_t n)
 		u->file_size += (int64_t)n;
 		u->files_bytes += (int64_t)n;
 		if (u->file_size > it_g.cfg.max_upload_bytes)
-			return up_fail(u, 413, "file-too-large", "A file is larger than the limit of %" PRId64 " bytes.",
+			return up_fail(u, 413, "file-too-large",
+				       "A file is larger than the limit of %" PRId64 " bytes.",
 				       it_g.cfg.max_upload_bytes);
 		if (over_quota(u, u->session_bytes))
 			return quota_fail(u, u->session_bytes);
@@ -274,25 +276,27 @@ static int part_data(upload *u, const char *p, size_t n)
 			/* Refuse non-images as soon as their first bytes say so. */
 			if (it_sniff_type(u->head, u->head_len, &s) == IT_SNIFF_UNKNOWN)
 				return up_fail(u, 415, "not-an-image",
-					       "\"%.60s\" is not a JPEG, PNG, GIF, WebP, HEIC or AVIF image.", u->display);
+					       "\"%.60s\" is not a JPEG, PNG, GIF, WebP, HEIC or AVIF image.",
+					       u->display);
 		}
 		if (!u->blob_open) {
 			u->staged_bytes += (int64_t)n;
 			if (u->staged_bytes > it_g.cfg.max_staged_bytes)
-				return up_fail(u, 400, "session-id-first",
-					       "A file came before the session: send the session_id field before the files, "
-					       "or the session in the URL (?session_id=...) or in an Authorization: Bearer "
-					       "header.");
+				return up_fail(
+					u, 400, "session-id-first",
+					"A file came before the session: send the session_id field before the files, "
+					"or the session in the URL (?session_id=...) or in an Authorization: Bearer "
+					"header.");
 		}
 		if (it_ingest_write(u->tmp_fd, p, n) < 0) {
 			it_log_error("temporary file write failed: %s", strerror(errno));
 			return up_fail(u, 503, "storage-unavailable", "The upload cannot be stored right now.");
 		}
 		if (u->blob_open && it_blob_writer_append(&u->blob, p, n) != 0)
-			return up_fail(u, 503, "database-unavailable", "The database cannot be reached; try again shortly.");
+			return up_fail(u, 503, "database-unavailable",
+				       "The database cannot be reached; try again shortly.");
 		return 0;
-	default:
-		return 0;
+	default: return 0;
 	}
 }
 
@@ -370,7 +374,8 @@ static int store_staged(upload *u, staged_file *f)
 			return up_fail(u, 503, "storage-unavailable", "The upload cannot be stored right now.");
 		}
 		if (it_blob_writer_append(&u->blob, buf, (size_t)r) != 0)
-			return up_fail(u, 503, "database-unavailable", "The database cannot be reached; try again shortly.");
+			return up_fail(u, 503, "database-unavailable",
+				       "The database cannot be reached; try again shortly.");
 		off += r;
 	}
 	return file_end(u);
@@ -388,8 +393,8 @@ static int session_known(upload *u)
 	if ((rc = session_check(u, 0, &u->session_bytes)) != 0)
 		return rc;
 	if (it_guard_rate_check("uploads-session", u->session, it_g.cfg.rate_uploads, &u->retry_after))
-		return up_fail(u, 429, "rate-limited", "Too many uploads into this session; try again in %" PRId64 " seconds.",
-			       u->retry_after);
+		return up_fail(u, 429, "rate-limited",
+			       "Too many uploads into this session; try again in %" PRId64 " seconds.", u->retry_after);
 	u->session_ok = 1;
 	for (int i = 0; i < u->nstaged; i++) {
 		rc = store_staged(u, &u->staged[i]);
@@ -494,10 +499,8 @@ static int upload_body(upload *u)
 			if (part_end(u) < 0)
 				return -1;
 			break;
-		case IT_MP_END:
-			return 0;
-		case IT_MP_NEED_MORE:
-			break;
+		case IT_MP_END: return 0;
+		case IT_MP_NEED_MORE: break;
 		}
 		memmove(u->buf, u->buf + used, u->blen - (size_t)used);
 		u->blen -= (size_t)used;
@@ -509,7 +512,8 @@ static int upload_body(upload *u)
 			if (r == IT_REQ_TOO_SLOW)
 				return up_fail(u, 408, "too-slow",
 					       "The request body arrived slower than %" PRId64
-					       " bytes per second (after a first %" PRId64 " seconds); nothing was stored.",
+					       " bytes per second (after a first %" PRId64
+					       " seconds); nothing was stored.",
 					       it_g.cfg.upload_min_rate, it_g.cfg.upload_body_timeout);
 			if (r < 0)
 				return up_fail(u, 400, "truncated", "The request body could not be read to its end.");
@@ -560,7 +564,8 @@ static int upload_store(upload *u)
 				 "Bearer realm=\"imagetools\", error=\"invalid_token\"");
 			why.status = 401;
 			why.slug = "invalid-token";
-			why.detail = "The token was revoked or expired before the upload was stored; nothing was stored.";
+			why.detail =
+				"The token was revoked or expired before the upload was stored; nothing was stored.";
 			return auth_fail(u, &why);
 		}
 		return up_fail(u, 503, "database-unavailable", "The database cannot be reached; try again shortly.");
@@ -586,7 +591,8 @@ void it_h_image_upload(it_req *req)
 	}
 	if (req->content_length > it_g.cfg.max_request_bytes) {
 		/* Not a byte is read: the web server closes the connection. */
-		it_resp_problem(req, 413, "request-too-large", "The request is larger than the limit of %" PRId64 " bytes.",
+		it_resp_problem(req, 413, "request-too-large",
+				"The request is larger than the limit of %" PRId64 " bytes.",
 				it_g.cfg.max_request_bytes);
 		it_metrics_inc("imagetools_upload_errors_total", "status=\"413\"", 1);
 		return;

@@ -71,8 +71,7 @@ int it_ingest_write(int fd, const char *p, size_t n)
 	return 0;
 }
 
-int it_ingest_examine(PGconn *conn, int fd, int64_t size, const char *client_name, it_image *img,
-		      it_ingest_error *e)
+int it_ingest_examine(PGconn *conn, int fd, int64_t size, const char *client_name, it_image *img, it_ingest_error *e)
 {
 	char name[IT_IMAGE_NAME_MAX + 1], err[256];
 	void *thumb = NULL;
@@ -137,6 +136,7 @@ int it_ingest_record(PGconn *conn, it_image *img, const it_urlsign *signer, it_i
 	if (rc == 404)
 		return it_ingest_fail(e, 404, "unknown-session", "No such session, or it has expired.");
 	if (rc != 0)
-		return it_ingest_fail(e, 503, "database-unavailable", "The database cannot be reached; try again shortly.");
+		return it_ingest_fail(e, 503, "database-unavailable",
+				      "The database cannot be reached; try again shortly.");
 	return 0;
 }

@@ -37,8 +37,7 @@ int it_ingest_write(int fd, const char *p, size_t n);
  * client_name, as the client sent it; may be ""). Returns 0, or -1 with e
  * set: 415 not-an-image, unsupported-format or corrupt-image, 413
  * too-many-pixels, 503 database-unavailable (roll back). */
-int it_ingest_examine(PGconn *conn, int fd, int64_t size, const char *client_name, it_image *img,
-		      it_ingest_error *e);
+int it_ingest_examine(PGconn *conn, int fd, int64_t size, const char *client_name, it_image *img, it_ingest_error *e);
 
 /* Inserts img (all its fields set, session_id and source included) and
  * appends its image.uploaded event, with URLs signed by signer, in conn's

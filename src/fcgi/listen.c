@@ -1,4 +1,5 @@
-/* listen.c: the Unix socket imagetools.fcgi listens on with --socket, taken only when no other server holds it and removed only when it is still ours. */
+/* listen.c: the Unix socket imagetools.fcgi listens on with --socket, taken only when no other server holds it and
+ * removed only when it is still ours. */
 #include "config.h"
 
 #include "fcgi/listen.h"
@@ -65,12 +66,14 @@ int it_listen_unix(const char *path, int backlog, it_listen_ident *ident, char *
 		rc = someone_listens(&sa);
 		if (rc == 1) {
 			rc = -EADDRINUSE;
-			snprintf(err, errlen, "%s is in use: a server is listening on it (stop it first, or use another path)",
+			snprintf(err, errlen,
+				 "%s is in use: a server is listening on it (stop it first, or use another path)",
 				 path);
 			goto out;
 		}
 		if (rc < 0) {
-			snprintf(err, errlen, "%s: cannot tell whether a server listens on it: %s", path, strerror(-rc));
+			snprintf(err, errlen, "%s: cannot tell whether a server listens on it: %s", path,
+				 strerror(-rc));
 			goto out;
 		}
 		/* Left behind by a server that is gone. */

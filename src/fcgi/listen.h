@@ -1,4 +1,5 @@
-/* listen.h: the Unix socket imagetools.fcgi listens on with --socket, taken only when no other server holds it and removed only when it is still ours. */
+/* listen.h: the Unix socket imagetools.fcgi listens on with --socket, taken only when no other server holds it and
+ * removed only when it is still ours. */
 #ifndef IT_FCGI_LISTEN_H
 #define IT_FCGI_LISTEN_H
 

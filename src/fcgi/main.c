@@ -266,8 +266,8 @@ static int systemd_listen_fd(void)
 
 	if (pid == NULL || fds == NULL)
 		return -1;
-	if (it_parse_uint(pid, INT32_MAX, &p) < 0 || p != (int64_t)getpid() ||
-	    it_parse_uint(fds, 1024, &n) < 0 || n < 1) {
+	if (it_parse_uint(pid, INT32_MAX, &p) < 0 || p != (int64_t)getpid() || it_parse_uint(fds, 1024, &n) < 0 ||
+	    n < 1) {
 		unsetenv("LISTEN_PID");
 		unsetenv("LISTEN_FDS");
 		unsetenv("LISTEN_FDNAMES");
@@ -410,8 +410,10 @@ static void stop_threads(pthread_t *tids)
 int main(int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{"config", required_argument, NULL, 'c'}, {"socket", required_argument, NULL, 's'},
-		{"threads", required_argument, NULL, 't'}, {"help", no_argument, NULL, 'h'},
+		{"config", required_argument, NULL, 'c'},
+		{"socket", required_argument, NULL, 's'},
+		{"threads", required_argument, NULL, 't'},
+		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
 	const char *config_path = IT_CONFIG_PATH, *sock = NULL;

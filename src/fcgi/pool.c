@@ -1,4 +1,5 @@
-/* pool.c: the upload threads of imagetools.fcgi, fed by the accept threads through a bounded queue, with the count of uploads in flight per client address. */
+/* pool.c: the upload threads of imagetools.fcgi, fed by the accept threads through a bounded queue, with the count of
+ * uploads in flight per client address. */
 #include "config.h"
 
 #include "fcgi/pool.h"
@@ -92,8 +93,7 @@ static void *upload_thread(void *arg)
 	return NULL;
 }
 
-it_pool *it_pool_start(unsigned threads, unsigned queue_max, unsigned per_address, it_pool_fn serve,
-		       it_pool_fn drop)
+it_pool *it_pool_start(unsigned threads, unsigned queue_max, unsigned per_address, it_pool_fn serve, it_pool_fn drop)
 {
 	it_pool *p = calloc(1, sizeof(*p));
 

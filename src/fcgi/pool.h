@@ -1,4 +1,5 @@
-/* pool.h: the upload threads of imagetools.fcgi, fed by the accept threads through a bounded queue, with the count of uploads in flight per client address. */
+/* pool.h: the upload threads of imagetools.fcgi, fed by the accept threads through a bounded queue, with the count of
+ * uploads in flight per client address. */
 #ifndef IT_FCGI_POOL_H
 #define IT_FCGI_POOL_H
 
@@ -24,9 +25,9 @@ typedef void (*it_pool_fn)(it_pool_job *job);
 typedef struct it_pool it_pool;
 
 enum it_pool_rc {
-	IT_POOL_QUEUED = 0,	   /* the pool owns the job now */
+	IT_POOL_QUEUED = 0,	    /* the pool owns the job now */
 	IT_POOL_ADDRESS_BUSY = 429, /* its address has per_address jobs in flight */
-	IT_POOL_FULL = 503	   /* every thread and queue slot is taken, or the pool is stopping */
+	IT_POOL_FULL = 503	    /* every thread and queue slot is taken, or the pool is stopping */
 };
 
 /* Starts threads upload threads (each keeps its own database connection, as
@@ -35,8 +36,7 @@ enum it_pool_rc {
  * most per_address of them from one client address (0: no limit). drop ends
  * the jobs still waiting when the pool stops (answering 503). Returns the
  * pool, or NULL when threads cannot be started or memory is short. */
-it_pool *it_pool_start(unsigned threads, unsigned queue_max, unsigned per_address, it_pool_fn serve,
-		       it_pool_fn drop);
+it_pool *it_pool_start(unsigned threads, unsigned queue_max, unsigned per_address, it_pool_fn serve, it_pool_fn drop);
 
 /* Hands job over to the pool. Never blocks for long: it takes the lock, no
  * more. Returns IT_POOL_QUEUED when the pool has taken the job (the caller

@@ -236,7 +236,7 @@ static int64_t body_left_ms(it_req *req, size_t extra)
 		req->body_clock = 1;
 	}
 	elapsed = (int64_t)(now.tv_sec - req->body_started.tv_sec) * 1000 +
-		  (now.tv_nsec - req->body_started.tv_nsec) / 1000000;
+		(now.tv_nsec - req->body_started.tv_nsec) / 1000000;
 	return allow - elapsed;
 }
 
@@ -445,7 +445,8 @@ int it_resp_flush(it_req *req)
 int it_resp_json(it_req *req, int status, json_object *obj)
 {
 	size_t len;
-	const char *s = json_object_to_json_string_length(obj, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE, &len);
+	const char *s =
+		json_object_to_json_string_length(obj, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE, &len);
 
 	it_resp_header(req, "Cache-Control", "no-store");
 	it_resp_header(req, "Content-Length", "%zu", len + 1);
@@ -484,7 +485,8 @@ static int problem_v(it_req *req, int status, const char *slug, json_object *ext
 	}
 	{
 		size_t len;
-		const char *s = json_object_to_json_string_length(o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE, &len);
+		const char *s = json_object_to_json_string_length(
+			o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE, &len);
 		it_resp_header(req, "Cache-Control", "no-store");
 		it_resp_header(req, "Content-Length", "%zu", len + 1);
 		rc = it_resp_begin(req, status, "application/problem+json");
@@ -542,7 +544,8 @@ int it_req_query(const char *query, const char *key, char *out, size_t outlen)
 					v++;
 				} else if (c == '%') {
 					int h, l;
-					if (vend - v < 3 || (h = it_hex_value(v[1])) < 0 || (l = it_hex_value(v[2])) < 0)
+					if (vend - v < 3 || (h = it_hex_value(v[1])) < 0 ||
+					    (l = it_hex_value(v[2])) < 0)
 						return -2;
 					c = h << 4 | l;
 					v += 3;

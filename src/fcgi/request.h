@@ -41,26 +41,26 @@ typedef struct it_req {
 	FCGX_Request *fcgx; /* NULL in CGI mode: stdin/stdout/environ are used */
 	char **envp;
 
-	const char *method;	  /* "GET", ... (never NULL) */
-	char path[1024];	  /* path below url_prefix, without the query */
-	const char *url_prefix;	  /* the site's prefix that was stripped ("" when none) */
-	const char *query;	  /* raw query string, "" when absent */
-	const char *remote_addr;  /* client address as the web server saw it */
-	int64_t content_length;	  /* -1: unknown, the body ends where the server says
-				   * (FastCGI's empty stdin record; in CGI mode only
-				   * for a chunked body, see request.c); CGI mode
-				   * without CONTENT_LENGTH otherwise has 0 */
+	const char *method;	 /* "GET", ... (never NULL) */
+	char path[1024];	 /* path below url_prefix, without the query */
+	const char *url_prefix;	 /* the site's prefix that was stripped ("" when none) */
+	const char *query;	 /* raw query string, "" when absent */
+	const char *remote_addr; /* client address as the web server saw it */
+	int64_t content_length;	 /* -1: unknown, the body ends where the server says
+				  * (FastCGI's empty stdin record; in CGI mode only
+				  * for a chunked body, see request.c); CGI mode
+				  * without CONTENT_LENGTH otherwise has 0 */
 	struct timespec started;
 
 	/* The deadline of the request body (it_req_body_limits), kept by
 	 * it_req_read: the clock starts at the first read. */
 	int64_t body_grace_s;
-	int64_t body_min_rate;	  /* bytes per second; 0: no deadline */
-	int64_t body_cap_s;	  /* 0: no cap */
-	int64_t body_received;	  /* bytes read so far */
+	int64_t body_min_rate; /* bytes per second; 0: no deadline */
+	int64_t body_cap_s;    /* 0: no cap */
+	int64_t body_received; /* bytes read so far */
 	struct timespec body_started;
-	int body_clock;		  /* body_started is set */
-	int body_too_slow;	  /* the deadline passed: every later read fails */
+	int body_clock;	   /* body_started is set */
+	int body_too_slow; /* the deadline passed: every later read fails */
 
 	/* Filled by the router. */
 	const char *route;
@@ -71,10 +71,10 @@ typedef struct it_req {
 	/* Response state. */
 	int status;
 	int headers_sent;
-	int detached;		  /* the connection now belongs to the hub */
+	int detached; /* the connection now belongs to the hub */
 	int64_t bytes_out;
-	it_buf headers;		  /* extra "Name: value\r\n" lines, bounded */
-	char log_note[96];	  /* short text appended to the access log line */
+	it_buf headers;	   /* extra "Name: value\r\n" lines, bounded */
+	char log_note[96]; /* short text appended to the access log line */
 } it_req;
 
 /* Binds req to an accepted FastCGI request, or to the CGI environment when

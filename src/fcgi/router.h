@@ -19,7 +19,7 @@ typedef struct it_route {
 	const char *method;  /* "GET", "POST", ... */
 	const char *pattern; /* literal segments and {name} placeholders */
 	it_handler handler;
-	unsigned flags;	     /* IT_ROUTE_* */
+	unsigned flags; /* IT_ROUTE_* */
 } it_route;
 
 enum it_match { IT_MATCH_OK = 0, IT_MATCH_NOT_FOUND = 404, IT_MATCH_BAD_METHOD = 405 };

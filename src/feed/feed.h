@@ -83,21 +83,21 @@ it_feed_event *it_feed_event_new(int64_t seq, const char *type, const char *json
 
 /* Why a subscription ended. */
 enum it_feed_end {
-	IT_FEED_END_UNKNOWN = 1, /* the session does not exist (or expired before it was checked) */
-	IT_FEED_END_DELETED,	 /* the session was ended (NOTIFY with seq 0, or gone at a re-check) */
-	IT_FEED_END_EXPIRED,	 /* its expiry was reached */
-	IT_FEED_END_REVOKED,	 /* its device was revoked (NOTIFY "revoked:<session>:<device>") */
+	IT_FEED_END_UNKNOWN = 1,   /* the session does not exist (or expired before it was checked) */
+	IT_FEED_END_DELETED,	   /* the session was ended (NOTIFY with seq 0, or gone at a re-check) */
+	IT_FEED_END_EXPIRED,	   /* its expiry was reached */
+	IT_FEED_END_REVOKED,	   /* its device was revoked (NOTIFY "revoked:<session>:<device>") */
 	IT_FEED_END_TOKEN_EXPIRED, /* its credential's until passed (a token's expiry) */
 };
 
 /* A message about the connection, not stored, without an id. */
 typedef struct it_feed_transient {
-	const char *type;	 /* "connection.status", "session.resync" or "session.revoked" */
-	const char *status;	 /* connection.status: "degraded" or "connected" */
-	const char *reason;	 /* session.resync: "cursor-expired", "cursor-ahead" or "gap";
-				    session.revoked: "revoked" or "expired" */
-	int64_t last_event_id;	 /* session.resync: continue after this id */
-	const char *device_id;	 /* session.revoked: the subscriber's device */
+	const char *type;      /* "connection.status", "session.resync" or "session.revoked" */
+	const char *status;    /* connection.status: "degraded" or "connected" */
+	const char *reason;    /* session.resync: "cursor-expired", "cursor-ahead" or "gap";
+				  session.revoked: "revoked" or "expired" */
+	int64_t last_event_id; /* session.resync: continue after this id */
+	const char *device_id; /* session.revoked: the subscriber's device */
 } it_feed_transient;
 
 /* Builds the wire JSON of a transient message, "transport" (for
@@ -183,15 +183,15 @@ typedef struct it_feed_db_ops {
 } it_feed_db_ops;
 
 typedef struct it_feed_opts {
-	const char *conninfo;	 /* libpq conninfo or URI; NULL or "" for PG* (copied) */
-	const char *app_name;	 /* application_name, a literal; NULL: "imagetools" */
-	int epfd;		 /* the owner's epoll set (it_feed_new only) */
-	void *pg_tag;		 /* epoll data.ptr for the database socket: the owner passes
-				    its events to it_feed_handle_pg */
-	unsigned ring_events;	 /* recent events kept per session; 0: 256 */
-	size_t ring_bytes;	 /* and at most this many bytes of JSON; 0: 1 MiB */
-	unsigned linger_ms;	 /* a session nobody watches is kept this long; 0: 30000 */
-	time_t (*wall)(void);	 /* wall clock for expiry (tests); NULL: time() */
+	const char *conninfo; /* libpq conninfo or URI; NULL or "" for PG* (copied) */
+	const char *app_name; /* application_name, a literal; NULL: "imagetools" */
+	int epfd;	      /* the owner's epoll set (it_feed_new only) */
+	void *pg_tag;	      /* epoll data.ptr for the database socket: the owner passes
+				 its events to it_feed_handle_pg */
+	unsigned ring_events; /* recent events kept per session; 0: 256 */
+	size_t ring_bytes;    /* and at most this many bytes of JSON; 0: 1 MiB */
+	unsigned linger_ms;   /* a session nobody watches is kept this long; 0: 30000 */
+	time_t (*wall)(void); /* wall clock for expiry (tests); NULL: time() */
 } it_feed_opts;
 
 /* Counters, for metrics. Plain integers: read them on the owner's thread. */
@@ -289,10 +289,10 @@ typedef struct it_feed_principal {
 				expired; 503 the database could not answer */
 	char session_id[72]; /* the rest only with 200 */
 	char device_id[IT_DEVICE_ID_SIZE];
-	char scope[8];	     /* "upload", "view" or "full" */
+	char scope[8]; /* "upload", "view" or "full" */
 	char label[IT_DEVICE_LABEL_SIZE];
 	char source[IT_DEVICE_SOURCE_SIZE];
-	int64_t until;	     /* epoch s: the token's expiry or its session's, whichever is first */
+	int64_t until; /* epoch s: the token's expiry or its session's, whichever is first */
 } it_feed_principal;
 
 /* A pending token check, embedded by a transport in its connection. The

@@ -1,4 +1,5 @@
-/* ident.h: who is behind a streaming connection, as it says (client_id, label, source) and as its token says (docs/feed.md).
+/* ident.h: who is behind a streaming connection, as it says (client_id, label, source) and as its token says
+ * (docs/feed.md).
  *
  * Every transport (the hub's SSE and long-poll, the bridge's WebSocket, SSE
  * and long-poll) keeps one it_ident per connection that announces itself, so
@@ -16,7 +17,7 @@
 #include <stddef.h>
 
 typedef struct it_ident {
-	char client_id[65]; /* 1-64 of [A-Za-z0-9_-]; "" when the client gave none */
+	char client_id[65];		    /* 1-64 of [A-Za-z0-9_-]; "" when the client gave none */
 	char label[IT_DEVICE_LABEL_SIZE];   /* 1-64 characters of UTF-8, no control characters; may be "" */
 	char source[IT_DEVICE_SOURCE_SIZE]; /* 1-32 of [A-Za-z0-9_.-]; may be "" */
 	char device_id[IT_DEVICE_ID_SIZE];  /* the token's device; "" for a session id */

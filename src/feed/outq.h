@@ -1,4 +1,5 @@
-/* outq.h: a connection's output queue: shared events by reference and bytes of its own, written with writev (docs/feed.md). */
+/* outq.h: a connection's output queue: shared events by reference and bytes of its own, written with writev
+ * (docs/feed.md). */
 #ifndef IT_FEED_OUTQ_H
 #define IT_FEED_OUTQ_H
 

@@ -28,17 +28,17 @@ struct it_presence_entry {
 	struct it_presence_entry *hnext; /* hash chain */
 	it_list link;			 /* in p->work (a statement is due), p->held, or self-linked */
 	char session[72];
-	it_ident id;		  /* client_id is the key (the device id when the client gave none) */
-	const char *transport;	  /* a literal */
-	const char *db_transport; /* what the database was told, NULL when not joined */
+	it_ident id;			/* client_id is the key (the device id when the client gave none) */
+	const char *transport;		/* a literal */
+	const char *db_transport;	/* what the database was told, NULL when not joined */
 	const char *inflight_transport; /* what the join in flight tells it */
-	unsigned conns;		  /* connections here that hold it */
-	int64_t hold_until;	  /* ms: kept after the last connection ended, until then */
-	int64_t retry_at;	  /* ms: a join that failed is tried again then */
-	uint8_t in_db;		  /* joined and not known lost */
-	uint8_t refused;	  /* the join was refused (session gone, device revoked) */
-	uint8_t busy;		  /* its join is in flight */
-	uint8_t queued;		  /* in p->work */
+	unsigned conns;			/* connections here that hold it */
+	int64_t hold_until;		/* ms: kept after the last connection ended, until then */
+	int64_t retry_at;		/* ms: a join that failed is tried again then */
+	uint8_t in_db;			/* joined and not known lost */
+	uint8_t refused;		/* the join was refused (session gone, device revoked) */
+	uint8_t busy;			/* its join is in flight */
+	uint8_t queued;			/* in p->work */
 };
 
 enum inflight { IF_NONE, IF_JOIN, IF_LEAVE, IF_BEAT, IF_SWEEP };
@@ -319,25 +319,23 @@ static void on_result(void *arg, PGresult *res)
 	if (!ok)
 		it_log_warn("presence statement failed: %s", PQresultErrorMessage(res));
 	switch (p->inflight) {
-	case IF_JOIN:
-		{
-			it_presence_entry *e = p->inflight_e;
-			e->busy = 0;
-			if (ok && PQntuples(res) == 1 && !PQgetisnull(res, 0, 0)) {
-				e->in_db = 1;
-				e->db_transport = e->inflight_transport;
-			} else if (ok) {
-				/* The session is gone or the device revoked: its
-				 * connections end on their own; nothing to hold. */
-				e->refused = 1;
-			} else {
-				e->retry_at = p->now + p->beat_ms;
-			}
-			/* Whatever changed meanwhile (the client left, or came
-			 * back over another transport) is looked at now. */
-			queue(p, e);
+	case IF_JOIN: {
+		it_presence_entry *e = p->inflight_e;
+		e->busy = 0;
+		if (ok && PQntuples(res) == 1 && !PQgetisnull(res, 0, 0)) {
+			e->in_db = 1;
+			e->db_transport = e->inflight_transport;
+		} else if (ok) {
+			/* The session is gone or the device revoked: its
+			 * connections end on their own; nothing to hold. */
+			e->refused = 1;
+		} else {
+			e->retry_at = p->now + p->beat_ms;
 		}
-		break;
+		/* Whatever changed meanwhile (the client left, or came
+		 * back over another transport) is looked at now. */
+		queue(p, e);
+	} break;
 	case IF_BEAT:
 		for (int i = 0; ok && i < PQntuples(res); i++) {
 			it_presence_entry *e = *slot_of(p, PQgetvalue(res, i, 0), PQgetvalue(res, i, 1));
@@ -352,8 +350,7 @@ static void on_result(void *arg, PGresult *res)
 		if (ok && PQntuples(res) == 1)
 			p->stats.swept += (uint64_t)strtoull(PQgetvalue(res, 0, 0), NULL, 10);
 		break;
-	default:
-		break;
+	default: break;
 	}
 	p->inflight = IF_NONE;
 	p->inflight_e = NULL;
@@ -438,8 +435,7 @@ void it_presence_tick(it_presence *p, int64_t now_ms)
 	}
 	p->now = now_ms;
 	it_pgl_tick(&p->pg, (double)now_ms / 1000.0);
-	it_list_foreach_safe(pos, tmp, &p->held)
-	{
+	it_list_foreach_safe (pos, tmp, &p->held) {
 		it_presence_entry *e = it_container_of(pos, it_presence_entry, link);
 		if (!e->busy && (!live(p, e) || (!joined(e) && !e->refused && p->now >= e->retry_at)))
 			queue(p, e);

@@ -32,8 +32,8 @@ int it_fcgi_record_end(it_buf *out, uint16_t id);
  * for id has been seen, else 0. */
 typedef struct it_fcgi_record_scan {
 	uint8_t hdr[IT_FCGI_RECORD_HEADER_LEN];
-	uint8_t have;	/* header bytes collected */
-	uint32_t skip;	/* content and padding bytes left in the current record */
+	uint8_t have;  /* header bytes collected */
+	uint32_t skip; /* content and padding bytes left in the current record */
 } it_fcgi_record_scan;
 
 int it_fcgi_record_scan_feed(it_fcgi_record_scan *s, uint16_t id, const uint8_t *p, size_t n);

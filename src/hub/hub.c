@@ -96,20 +96,20 @@ struct hstream {
 	int fd;
 	uint16_t rid;
 	uint8_t kind;
-	uint8_t subscribed; /* in the feed */
-	uint8_t ending;	    /* end records queued; close once written */
-	uint8_t want_out;   /* EPOLLOUT registered */
-	uint8_t behind;	    /* told the core "no room": resumed once drained */
-	uint8_t refused;    /* over a limit: ended at once with a retry hint */
-	uint8_t joined;	    /* admitted: presence_joined was called */
-	uint8_t end_why;    /* enum it_feed_end when the feed ended it, else 0 */
-	it_ident *ident;    /* NULL: anonymous */
+	uint8_t subscribed;	     /* in the feed */
+	uint8_t ending;		     /* end records queued; close once written */
+	uint8_t want_out;	     /* EPOLLOUT registered */
+	uint8_t behind;		     /* told the core "no room": resumed once drained */
+	uint8_t refused;	     /* over a limit: ended at once with a retry hint */
+	uint8_t joined;		     /* admitted: presence_joined was called */
+	uint8_t end_why;	     /* enum it_feed_end when the feed ended it, else 0 */
+	it_ident *ident;	     /* NULL: anonymous */
 	it_presence_entry *presence; /* its entry while joined (docs/presence.md) */
 	int64_t expires_unix;
 	int64_t deadline_ms; /* long-poll answer time, or linger limit once ending */
 	int64_t next_keepalive_ms;
 	int64_t last_progress_ms;
-	size_t max;	     /* stream_buffer */
+	size_t max; /* stream_buffer */
 	it_fcgi_record_scan scan;
 	it_outq out;
 	struct lpitem *lp; /* long-poll: the answer gathered so far */
@@ -215,9 +215,9 @@ static void stream_detach(it_hub *hub, struct hstream *st)
 		st->joined = 0;
 		presence_left(hub, st,
 			      st->end_why == IT_FEED_END_REVOKED ? "revoked"
-			      : st->end_why == IT_FEED_END_TOKEN_EXPIRED || st->end_why == IT_FEED_END_EXPIRED
-				  ? "expired"
-				  : "closed");
+				      : st->end_why == IT_FEED_END_TOKEN_EXPIRED || st->end_why == IT_FEED_END_EXPIRED
+				      ? "expired"
+				      : "closed");
 	}
 }
 
@@ -489,8 +489,7 @@ static void drain_incoming(it_hub *hub)
 		it_list_init(&hub->incoming);
 	}
 	pthread_mutex_unlock(&hub->lock);
-	it_list_foreach_safe(pos, tmp, &batch)
-	{
+	it_list_foreach_safe (pos, tmp, &batch) {
 		struct hstream *st = it_container_of(pos, struct hstream, all_link);
 		it_list_unlink(pos);
 		adopt(hub, st);
@@ -532,8 +531,7 @@ static void tick(it_hub *hub)
 	time_t wall = time(NULL);
 	it_list *pos, *tmp;
 
-	it_list_foreach_safe(pos, tmp, &hub->all)
-	{
+	it_list_foreach_safe (pos, tmp, &hub->all) {
 		struct hstream *st = it_container_of(pos, struct hstream, all_link);
 		if (st->ending) {
 			if (now >= st->deadline_ms)
@@ -579,8 +577,7 @@ static void shutdown_streams(it_hub *hub)
 	int64_t until = now_ms() + 1000;
 
 	drain_incoming(hub);
-	it_list_foreach_safe(pos, tmp, &hub->all)
-	{
+	it_list_foreach_safe (pos, tmp, &hub->all) {
 		stream_end(hub, it_container_of(pos, struct hstream, all_link));
 	}
 	/* Give the last bytes a moment, then close whatever is left. */
@@ -594,8 +591,7 @@ static void shutdown_streams(it_hub *hub)
 				stream_io(hub, it_container_of(t, struct hstream, tag), evs[i].events);
 		}
 	}
-	it_list_foreach_safe(pos, tmp, &hub->all)
-	{
+	it_list_foreach_safe (pos, tmp, &hub->all) {
 		stream_close(hub, it_container_of(pos, struct hstream, all_link));
 	}
 }
@@ -627,9 +623,7 @@ static void *hub_main(void *arg)
 			case TAG_CMD: drain_incoming(hub); break;
 			case TAG_PG: it_feed_handle_pg(hub->feed, evs[i].events); break;
 			case TAG_PRESENCE: it_presence_handle_pg(hub->presence, evs[i].events); break;
-			case TAG_STREAM:
-				stream_io(hub, it_container_of(t, struct hstream, tag), evs[i].events);
-				break;
+			case TAG_STREAM: stream_io(hub, it_container_of(t, struct hstream, tag), evs[i].events); break;
 			}
 		}
 		if (hub->now >= next_tick) {

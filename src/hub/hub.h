@@ -35,18 +35,18 @@ typedef struct it_hub it_hub;
 enum it_stream_kind { IT_STREAM_SSE = 1, IT_STREAM_LONGPOLL = 2 };
 
 typedef struct it_park {
-	int fd;			 /* the FastCGI connection; the hub owns it after a successful park */
-	uint16_t request_id;	 /* FastCGI request id on that connection */
+	int fd;		     /* the FastCGI connection; the hub owns it after a successful park */
+	uint16_t request_id; /* FastCGI request id on that connection */
 	enum it_stream_kind kind;
-	const char *session;	 /* copied */
-	int64_t cursor;		 /* deliver events with seq > cursor */
-	int64_t expires_unix;	 /* the session's expiry: the stream ends then */
-	int64_t until;		 /* a token's: the stream ends with session.revoked then; 0: none */
-	const char *device;	 /* the token's device ("" or NULL for a session id; copied): NOTIFY
-				    revoked:<session>:<device> ends the stream likewise */
-	const it_ident *ident;	 /* who the client says it is (copied when it announces itself); may be NULL */
-	int64_t timeout_ms;	 /* long-poll: answer with no events after this */
-	const void *head;	 /* bytes to send first (CGI-style headers and any body start), copied */
+	const char *session;   /* copied */
+	int64_t cursor;	       /* deliver events with seq > cursor */
+	int64_t expires_unix;  /* the session's expiry: the stream ends then */
+	int64_t until;	       /* a token's: the stream ends with session.revoked then; 0: none */
+	const char *device;    /* the token's device ("" or NULL for a session id; copied): NOTIFY
+				  revoked:<session>:<device> ends the stream likewise */
+	const it_ident *ident; /* who the client says it is (copied when it announces itself); may be NULL */
+	int64_t timeout_ms;    /* long-poll: answer with no events after this */
+	const void *head;      /* bytes to send first (CGI-style headers and any body start), copied */
 	size_t head_len;
 } it_park;
 
@@ -55,12 +55,12 @@ typedef struct it_hub_stats {
 	int64_t open_sse, open_longpoll;
 	int64_t events_sse, events_longpoll; /* events written to clients */
 	int64_t resyncs;
-	int64_t dropped_slow;		     /* streams closed because their output stood still */
-	int64_t released;		     /* streams ended by the client going away */
-	int64_t reconnects;		     /* LISTEN connection re-established */
-	int64_t fetches;		     /* event reads from the database (one query, many sessions) */
-	int64_t checks;			     /* session checks from the database (one query, many sessions) */
-	int64_t lookups;		     /* request threads answered from the hub's registry (no query) */
+	int64_t dropped_slow; /* streams closed because their output stood still */
+	int64_t released;     /* streams ended by the client going away */
+	int64_t reconnects;   /* LISTEN connection re-established */
+	int64_t fetches;      /* event reads from the database (one query, many sessions) */
+	int64_t checks;	      /* session checks from the database (one query, many sessions) */
+	int64_t lookups;      /* request threads answered from the hub's registry (no query) */
 	int db_up;
 } it_hub_stats;
 

@@ -75,9 +75,9 @@ size_t it_filename_utf8(const char *in, char *out, size_t outlen)
 
 static int dropped(uint32_t cp)
 {
-	return cp < 0x20 || cp == 0x7f || (cp >= 0x80 && cp <= 0x9f) || /* C0, DEL, C1 */
-	       (cp >= 0x202a && cp <= 0x202e) || (cp >= 0x2066 && cp <= 0x2069) || /* bidi overrides */
-	       cp == 0x200e || cp == 0x200f || cp == 0xfeff;
+	return cp < 0x20 || cp == 0x7f || (cp >= 0x80 && cp <= 0x9f) ||		    /* C0, DEL, C1 */
+		(cp >= 0x202a && cp <= 0x202e) || (cp >= 0x2066 && cp <= 0x2069) || /* bidi overrides */
+		cp == 0x200e || cp == 0x200f || cp == 0xfeff;
 }
 
 /* The extensions that name each accepted type; the first is the one given
@@ -87,12 +87,9 @@ static const struct {
 	const char *ext;
 	const char *aliases[4];
 } types[] = {
-	{"image/jpeg", "jpg", {"jpg", "jpeg", "jpe", "jfif"}},
-	{"image/png", "png", {"png", NULL, NULL, NULL}},
-	{"image/gif", "gif", {"gif", NULL, NULL, NULL}},
-	{"image/webp", "webp", {"webp", NULL, NULL, NULL}},
-	{"image/heic", "heic", {"heic", "heif", "hif", NULL}},
-	{"image/heif", "heif", {"heif", "heic", "hif", NULL}},
+	{"image/jpeg", "jpg", {"jpg", "jpeg", "jpe", "jfif"}}, {"image/png", "png", {"png", NULL, NULL, NULL}},
+	{"image/gif", "gif", {"gif", NULL, NULL, NULL}},       {"image/webp", "webp", {"webp", NULL, NULL, NULL}},
+	{"image/heic", "heic", {"heic", "heif", "hif", NULL}}, {"image/heif", "heif", {"heif", "heic", "hif", NULL}},
 	{"image/avif", "avif", {"avif", NULL, NULL, NULL}},
 };
 
@@ -293,7 +290,7 @@ int it_filename_disposition(const char *name, char *out, size_t outlen)
 	for (s = (const unsigned char *)name; *s; s++) {
 		/* RFC 8187 attr-char: ALPHA / DIGIT / "!#$&+-.^_`|~" */
 		int plain = (*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9') ||
-			    (*s && strchr("!#$&+-.^_`|~", *s));
+			(*s && strchr("!#$&+-.^_`|~", *s));
 		if (o + (plain ? 1 : 3) >= outlen)
 			return -ENOSPC;
 		if (plain) {

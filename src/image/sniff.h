@@ -31,15 +31,15 @@ typedef struct it_sniff {
 	 * "image/heif" for a HEIF whose major brand does not name the codec:
 	 * the whole header walk then decides between HEIC and AVIF. */
 	const char *content_type;
-	const char *ext; /* "jpg", "png", "gif", "webp", "heic", "avif" ("heif"), static */
-	uint32_t width, height;	  /* the image as shown (GIF screen, WebP canvas, PNG/JPEG frame) */
+	const char *ext;	/* "jpg", "png", "gif", "webp", "heic", "avif" ("heif"), static */
+	uint32_t width, height; /* the image as shown (GIF screen, WebP canvas, PNG/JPEG frame) */
 	/* The smallest canvas that holds the image and every frame at its
 	 * offset: a GIF frame may lie outside (or be larger than) the screen
 	 * it belongs to, and decoders size their buffers to cover it. */
 	uint32_t extent_width, extent_height;
 	uint32_t frame_width, frame_height; /* the largest frame by area (the image itself when still) */
 	uint32_t frames;		    /* 1 for still images; IT_SNIFF_MAX_FRAMES + 1 means "more" */
-	uint32_t bytes_per_pixel;	    /* as decoded: 16-bit RGBA PNG is 8, GIF and WebP 4, JPEG one per component */
+	uint32_t bytes_per_pixel; /* as decoded: 16-bit RGBA PNG is 8, GIF and WebP 4, JPEG one per component */
 	/* Bytes the decoder holds at once whatever libvips asks of it: the
 	 * whole canvas for GIF and WebP, the whole image for an interlaced PNG,
 	 * the DCT coefficients of every block for a progressive or multi-scan

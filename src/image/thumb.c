@@ -60,8 +60,7 @@ static void avif_probe(void)
 	size_t len = 0;
 
 	if (vips_black(&x, 16, 16, "bands", 3, NULL) == 0 &&
-	    vips_heifsave_buffer(x, &buf, &len, "compression", VIPS_FOREIGN_HEIF_COMPRESSION_AV1, "Q", 50, NULL) ==
-		    0)
+	    vips_heifsave_buffer(x, &buf, &len, "compression", VIPS_FOREIGN_HEIF_COMPRESSION_AV1, "Q", 50, NULL) == 0)
 		avif_ok = len > 12;
 	vips_error_clear();
 	g_free(buf);
@@ -77,8 +76,7 @@ int it_thumb_avif_writable(void)
 	return avif_ok;
 }
 
-int it_thumb_make(int fd, int size, void **out, size_t *outlen, const char **content_type, char *err,
-		  size_t errlen)
+int it_thumb_make(int fd, int size, void **out, size_t *outlen, const char **content_type, char *err, size_t errlen)
 {
 	VipsSource *src = NULL;
 	VipsImage *img = NULL;
@@ -174,8 +172,7 @@ int it_thumb_avif_writable(void)
 	return 0;
 }
 
-int it_thumb_make(int fd, int size, void **out, size_t *outlen, const char **content_type, char *err,
-		  size_t errlen)
+int it_thumb_make(int fd, int size, void **out, size_t *outlen, const char **content_type, char *err, size_t errlen)
 {
 	(void)fd;
 	(void)size;

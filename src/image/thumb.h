@@ -37,7 +37,6 @@ int it_thumb_avif_writable(void);
  * start, -ENOTSUP in a build without libvips. The caller runs it_sniff_check (image/sniff.h)
  * on the same file first: decoding is where a bomb would go off, and what
  * that check lets through is what bounds the memory a thumbnail takes. */
-int it_thumb_make(int fd, int size, void **out, size_t *outlen, const char **content_type, char *err,
-		  size_t errlen);
+int it_thumb_make(int fd, int size, void **out, size_t *outlen, const char **content_type, char *err, size_t errlen);
 
 #endif

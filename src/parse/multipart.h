@@ -46,11 +46,11 @@ enum it_mp_type {
 };
 
 typedef struct it_mp_part {
-	char name[IT_MP_NAME_MAX + 1];	    /* the form field's name */
-	char filename[IT_MP_FILENAME_MAX + 1]; /* decoded (filename* wins over filename), not sanitised */
+	char name[IT_MP_NAME_MAX + 1];		/* the form field's name */
+	char filename[IT_MP_FILENAME_MAX + 1];	/* decoded (filename* wins over filename), not sanitised */
 	char content_type[IT_MP_CTYPE_MAX + 1]; /* as sent, "" when absent; never trust it */
-	int has_filename;		    /* a filename or filename* parameter was present */
-	int filename_truncated;		    /* it was longer than IT_MP_FILENAME_MAX */
+	int has_filename;			/* a filename or filename* parameter was present */
+	int filename_truncated;			/* it was longer than IT_MP_FILENAME_MAX */
 } it_mp_part;
 
 typedef struct it_mp_event {

@@ -110,9 +110,9 @@ int it_queue_renew(PGconn *conn, const it_queue_job *job, const char *owner, int
 			   " AND s.id = o.session_id AND s.expires_at > now() RETURNING o.cancel_requested",
 			   3, NULL, pv, NULL, NULL, 0);
 	if (it_db_ok(res, PGRES_TUPLES_OK))
-		rc = PQntuples(res) == 0			? IT_QUEUE_LOST
-		     : strcmp(PQgetvalue(res, 0, 0), "t") == 0 ? IT_QUEUE_CANCELLED
-							       : IT_QUEUE_OK;
+		rc = PQntuples(res) == 0			  ? IT_QUEUE_LOST
+			: strcmp(PQgetvalue(res, 0, 0), "t") == 0 ? IT_QUEUE_CANCELLED
+								  : IT_QUEUE_OK;
 	else
 		it_log_warn("lease renewal failed: %s", PQerrorMessage(conn));
 	PQclear(res);

@@ -14,13 +14,13 @@
 #include <vips/vips.h>
 
 /* Replaces *img by what the call made. */
-#define STEP(img, call)                                                                                                \
-	do {                                                                                                           \
-		VipsImage *o_ = NULL;                                                                                  \
-		if (call)                                                                                              \
-			return -1;                                                                                     \
-		vips_object_local(parent, o_);                                                                         \
-		(img) = o_;                                                                                            \
+#define STEP(img, call)                        \
+	do {                                   \
+		VipsImage *o_ = NULL;          \
+		if (call)                      \
+			return -1;             \
+		vips_object_local(parent, o_); \
+		(img) = o_;                    \
 	} while (0)
 
 static int luma(VipsObject *parent, const char *path, VipsImage **out)
@@ -74,7 +74,8 @@ static int ssim(VipsObject *parent, const char *a, const char *b, double *mean)
 
 	if (luma(parent, a, &x) || luma(parent, b, &y))
 		return -1;
-	if (vips_image_get_width(x) != vips_image_get_width(y) || vips_image_get_height(x) != vips_image_get_height(y)) {
+	if (vips_image_get_width(x) != vips_image_get_width(y) ||
+	    vips_image_get_height(x) != vips_image_get_height(y)) {
 		fprintf(stderr, "it-ssim: the images differ in size\n");
 		return -1;
 	}

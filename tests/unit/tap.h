@@ -11,11 +11,11 @@
 static int tap_n, tap_failed;
 
 #define ok(cond, ...) tap_ok(!!(cond), __FILE__, __LINE__, __VA_ARGS__)
-#define is_int(got, want, ...) \
-	tap_is_int((long long)(got), (long long)(want), __FILE__, __LINE__, __VA_ARGS__)
+#define is_int(got, want, ...) tap_is_int((long long)(got), (long long)(want), __FILE__, __LINE__, __VA_ARGS__)
 #define is_str(got, want, ...) tap_is_str((got), (want), __FILE__, __LINE__, __VA_ARGS__)
 
-__attribute__((format(printf, 4, 5), unused)) static int tap_ok(int pass, const char *file, int line, const char *fmt, ...)
+__attribute__((format(printf, 4, 5), unused)) static int tap_ok(int pass, const char *file, int line, const char *fmt,
+								...)
 {
 	va_list ap;
 
@@ -34,7 +34,7 @@ __attribute__((format(printf, 4, 5), unused)) static int tap_ok(int pass, const 
 }
 
 __attribute__((format(printf, 5, 6), unused)) static int tap_is_int(long long got, long long want, const char *file,
-							    int line, const char *fmt, ...)
+								    int line, const char *fmt, ...)
 {
 	va_list ap;
 	char msg[512];
@@ -50,7 +50,7 @@ __attribute__((format(printf, 5, 6), unused)) static int tap_is_int(long long go
 }
 
 __attribute__((format(printf, 5, 6), unused)) static int tap_is_str(const char *got, const char *want, const char *file,
-							    int line, const char *fmt, ...)
+								    int line, const char *fmt, ...)
 {
 	va_list ap;
 	char msg[512];

@@ -1,4 +1,5 @@
-/* test_acceptor.c: unit tests for fcgi/acceptor: it drains a small listen backlog with nobody serving, hands connections over in arrival order, bounds its queue, honours FCGI_WEB_SERVER_ADDRS and stops cleanly. */
+/* test_acceptor.c: unit tests for fcgi/acceptor: it drains a small listen backlog with nobody serving, hands
+ * connections over in arrival order, bounds its queue, honours FCGI_WEB_SERVER_ADDRS and stops cleanly. */
 #include "config.h"
 
 #include "fcgi/acceptor.h"

@@ -21,8 +21,14 @@ static ssize_t dec(const char *s, unsigned char *out, size_t outlen)
 int main(void)
 {
 	static const char *const vectors[][2] = {
-		{"", ""},	      {"Zg==", "f"},	     {"Zm8=", "fo"},	     {"Zm9v", "foo"},
-		{"Zm9vYg==", "foob"}, {"Zm9vYmE=", "fooba"}, {"Zm9vYmFy", "foobar"}, {"Zm9vYg", "foob"},
+		{"", ""},
+		{"Zg==", "f"},
+		{"Zm8=", "fo"},
+		{"Zm9v", "foo"},
+		{"Zm9vYg==", "foob"},
+		{"Zm9vYmE=", "fooba"},
+		{"Zm9vYmFy", "foobar"},
+		{"Zm9vYg", "foob"},
 		{"Zm9vYmE", "fooba"},
 	};
 	unsigned char out[64];
@@ -31,8 +37,8 @@ int main(void)
 	for (size_t i = 0; i < sizeof(vectors) / sizeof(vectors[0]); i++) {
 		memset(out, 0, sizeof(out));
 		r = dec(vectors[i][0], out, sizeof(out));
-		ok(r == (ssize_t)strlen(vectors[i][1]) && memcmp(out, vectors[i][1], (size_t)r) == 0,
-		   "decodes \"%s\"", vectors[i][0]);
+		ok(r == (ssize_t)strlen(vectors[i][1]) && memcmp(out, vectors[i][1], (size_t)r) == 0, "decodes \"%s\"",
+		   vectors[i][0]);
 	}
 	r = dec("+/+/", out, sizeof(out));
 	ok(r == 3 && out[0] == 0xfb && out[1] == 0xff && out[2] == 0xbf, "the standard alphabet's + and /");

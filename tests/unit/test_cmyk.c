@@ -166,8 +166,8 @@ int main(void)
 	ok(out == NULL && outlen == 0, "and nothing returned");
 	is_int(it_cmyk_jpeg(src, n / 2, 75, -1, 0, 1 << 20, &out, &outlen, why, sizeof(why)), -1,
 	       "truncated: not here (%s)", why);
-	is_int(it_cmyk_jpeg(src, 20, 75, -1, 0, 1 << 20, &out, &outlen, why, sizeof(why)), -1, "20 bytes: not here (%s)",
-	       why);
+	is_int(it_cmyk_jpeg(src, 20, 75, -1, 0, 1 << 20, &out, &outlen, why, sizeof(why)), -1,
+	       "20 bytes: not here (%s)", why);
 	is_int(it_cmyk_jpeg("not a jpeg at all", 17, 75, -1, 0, 1 << 20, &out, &outlen, why, sizeof(why)), -1,
 	       "not a JPEG: not here (%s)", why);
 	free(src);
@@ -196,8 +196,8 @@ int main(void)
 	free(src);
 
 	src = make_grey(&n);
-	is_int(it_cmyk_jpeg(src, n, 75, -1, 0, 1 << 20, &out, &outlen, why, sizeof(why)), -1, "greyscale: not here (%s)",
-	       why);
+	is_int(it_cmyk_jpeg(src, n, 75, -1, 0, 1 << 20, &out, &outlen, why, sizeof(why)), -1,
+	       "greyscale: not here (%s)", why);
 	free(src);
 	return tap_done();
 }

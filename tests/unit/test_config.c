@@ -23,7 +23,7 @@ int main(void)
 	is_str(cfg.log_level, "info", "default log level");
 
 	path = tap_write_tmp("# comment\n\n  threads = 4  \nmax_upload_bytes=10M\nurl_prefix = \" /x \"\n"
-			 "database_url = host=/tmp port=5432 dbname=it\n");
+			     "database_url = host=/tmp port=5432 dbname=it\n");
 	is_int(it_config_load_file(&cfg, path, err, sizeof(err)), 0, "file loads");
 	is_int(cfg.threads, 4, "spaces around keys and values are ignored");
 	is_int(cfg.max_upload_bytes, 10 * 1024 * 1024, "M suffix");
@@ -61,7 +61,8 @@ int main(void)
 		ok(1, "a missing default file is skipped # SKIP " IT_CONFIG_PATH " exists here");
 	}
 	it_config_free(&cfg);
-	is_int(it_config_load(&cfg, "/nonexistent/it.conf", err, sizeof(err)), -ENOENT, "a missing file named by --config is not");
+	is_int(it_config_load(&cfg, "/nonexistent/it.conf", err, sizeof(err)), -ENOENT,
+	       "a missing file named by --config is not");
 	ok(strstr(err, "/nonexistent/it.conf") && strstr(err, "No such file"), "the error names it: %s", err);
 	it_config_free(&cfg);
 	path = tap_write_tmp("threads = 3\n");
@@ -69,7 +70,8 @@ int main(void)
 		/* A path through a regular file cannot be looked at, even by root. */
 		char below[64];
 		snprintf(below, sizeof(below), "%s/imagetools.conf", path);
-		is_int(it_config_load(&cfg, below, err, sizeof(err)), -ENOTDIR, "a default path that cannot be looked at is an error");
+		is_int(it_config_load(&cfg, below, err, sizeof(err)), -ENOTDIR,
+		       "a default path that cannot be looked at is an error");
 		ok(strstr(err, below) && strstr(err, "Not a directory"), "naming the path and the reason: %s", err);
 		it_config_free(&cfg);
 	}
@@ -110,7 +112,8 @@ int main(void)
 	is_int(it_config_set(&cfg, "public_url", "images.example.org", err, sizeof(err)), -EINVAL,
 	       "public_url without a scheme refused");
 	ok(strstr(err, "public_url") != NULL && strstr(err, "http://") != NULL, "the error names the key and the form");
-	is_int(it_config_set(&cfg, "public_url", "https://", err, sizeof(err)), -EINVAL, "public_url without a host refused");
+	is_int(it_config_set(&cfg, "public_url", "https://", err, sizeof(err)), -EINVAL,
+	       "public_url without a host refused");
 	is_int(it_config_set(&cfg, "public_url", "https://x.example/?a=\"b", err, sizeof(err)), -EINVAL,
 	       "public_url with a query or a quote refused");
 	is_int(it_config_set(&cfg, "public_url", "", err, sizeof(err)), 0, "empty public_url allowed");

@@ -1,4 +1,5 @@
-/* test_db.c: unit tests for db/db's check of database_url: well-formed strings and URIs pass, a malformed one is named without repeating its value. */
+/* test_db.c: unit tests for db/db's check of database_url: well-formed strings and URIs pass, a malformed one is named
+ * without repeating its value. */
 #include "config.h"
 
 #include "db/db.h"

@@ -24,7 +24,7 @@ int main(void)
 	is_int(b.len, sizeof(big) + 16, "split into two records");
 	ok((uint8_t)b.data[4] == 0xff && (uint8_t)b.data[5] == 0xff, "first record is 65535 bytes");
 	ok((uint8_t)b.data[8 + 65535 + 4] == ((70000 - 65535) >> 8) &&
-	       (uint8_t)b.data[8 + 65535 + 5] == ((70000 - 65535) & 0xff),
+		   (uint8_t)b.data[8 + 65535 + 5] == ((70000 - 65535) & 0xff),
 	   "second record carries the rest");
 	it_buf_free(&b);
 
@@ -41,10 +41,11 @@ int main(void)
 
 	{
 		/* stdin EOF record, then a params record with padding, then abort. */
-		static const uint8_t in[] = {1, 5, 0, 7, 0, 0, 0, 0,	   1, 4, 0, 7, 0, 3, 5, 0, 'a', 'b', 'c',
-					     0, 0, 0, 0, 0,		   1, 2, 0, 9, 0, 0, 0, 0, 1, 2, 0, 7, 0, 0, 0, 0};
+		static const uint8_t in[] = {1, 5, 0, 7, 0, 0, 0, 0, 1, 4, 0, 7, 0, 3, 5, 0, 'a', 'b', 'c', 0,
+					     0, 0, 0, 0, 1, 2, 0, 9, 0, 0, 0, 0, 1, 2, 0, 7, 0,	  0,   0,   0};
 		memset(&scan, 0, sizeof(scan));
-		is_int(it_fcgi_record_scan_feed(&scan, 7, in, 32), 0, "records of other types, and an abort of another id");
+		is_int(it_fcgi_record_scan_feed(&scan, 7, in, 32), 0,
+		       "records of other types, and an abort of another id");
 		is_int(it_fcgi_record_scan_feed(&scan, 7, in + 32, 8), 1, "abort of our request seen");
 		memset(&scan, 0, sizeof(scan));
 		int seen = 0;

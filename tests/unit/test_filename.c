@@ -22,7 +22,10 @@ int main(void)
 	is_str(san("../../etc/passwd", NULL), "passwd", "path components are dropped");
 	is_str(san("C:\\Users\\me\\x.gif", "gif"), "x.gif", "Windows paths too");
 	is_str(san("a\r\nb\tc.png", NULL), "a b c.png", "CR, LF and tab become spaces");
-	is_str(san("a\x01\x7f" "b.png", NULL), "ab.png", "control characters are removed");
+	is_str(san("a\x01\x7f"
+		   "b.png",
+		   NULL),
+	       "ab.png", "control characters are removed");
 	is_str(san("evil\xe2\x80\xaegnp.exe", NULL), "evilgnp.exe", "bidi overrides are removed");
 	is_str(san("<script>alert(1)</script>.png", NULL), "script>.png",
 	       "the last '/' still starts the name; the rest is kept for display (escaped by renderers)");

@@ -1,4 +1,5 @@
-/* test_guard.c: unit tests for the checks fcgi/guard makes before a handler: the Host allow-list (common/host), and what the guard and the session problem return. */
+/* test_guard.c: unit tests for the checks fcgi/guard makes before a handler: the Host allow-list (common/host), and
+ * what the guard and the session problem return. */
 #include "config.h"
 
 #include "common/host.h"
@@ -26,7 +27,8 @@ static int host_ok(const char *list, const char *host)
 
 static void test_server_names(void)
 {
-	const char *names = "images.example.org  127.0.0.1:8080 localhost:8080 [::1]:8080 [2001:db8::7] tls.example:443";
+	const char *names =
+		"images.example.org  127.0.0.1:8080 localhost:8080 [::1]:8080 [2001:db8::7] tls.example:443";
 
 	ok(it_host_listed(NULL, "evil.example", 12), "no server_names: any host");
 	ok(it_host_listed("", "evil.example", 12), "empty server_names: any host");
@@ -139,8 +141,7 @@ static void test_answered(void)
 	is_str(answered, "", "and nothing is answered");
 	is_int(guard("GET", "evil.example", NULL), 421, "another Host: the guard returns 421");
 	is_str(answered, "Status: 421", "the status it answered with");
-	is_int(guard("POST", "images.example.org", "https://evil.example"), 403,
-	       "a POST from a refused origin: 403");
+	is_int(guard("POST", "images.example.org", "https://evil.example"), 403, "a POST from a refused origin: 403");
 	is_str(answered, "Status: 403", "the status it answered with");
 	is_int(guard("OPTIONS", "images.example.org", "https://app.example"), 204, "a listed origin's preflight: 204");
 	is_str(answered, "Status: 204", "the status it answered with");

@@ -62,7 +62,7 @@ int main(void)
 	   "absent keys are not found");
 
 	/* Remove the odd ones while iterating. */
-	it_htab_foreach_safe(&t, i, n, next) {
+	it_htab_foreach_safe (&t, i, n, next) {
 		struct entry *x = it_container_of(n, struct entry, node);
 		seen++;
 		if (x->value % 2)

@@ -28,8 +28,9 @@ int main(void)
 	const char *path;
 
 	got[0] = '\0';
-	path = tap_write_tmp("# a comment\n\n   a = 1\nb=two words  \n\tc = \" padded \"\nd =\ne = \"\n  # indented comment\n"
-			 "f = x = y\nlast = no newline");
+	path = tap_write_tmp(
+		"# a comment\n\n   a = 1\nb=two words  \n\tc = \" padded \"\nd =\ne = \"\n  # indented comment\n"
+		"f = x = y\nlast = no newline");
 	is_int(it_kvfile_read(path, 0, collect, got, err, sizeof(err)), 0, "a well-formed file reads");
 	is_str(got, "a=1;b=two words;c= padded ;d=;e=\";f=x = y;last=no newline;",
 	       "spaces trimmed, quotes kept inside, the first = splits, comments and blank lines skipped");
@@ -37,7 +38,8 @@ int main(void)
 
 	got[0] = '\0';
 	path = tap_write_tmp("a = 1\nbad = 2\nc = 3\n");
-	is_int(it_kvfile_read(path, 0, collect, got, err, sizeof(err)), -EINVAL, "a refusal by the callback stops the read");
+	is_int(it_kvfile_read(path, 0, collect, got, err, sizeof(err)), -EINVAL,
+	       "a refusal by the callback stops the read");
 	ok(strstr(err, ":2: bad is refused") != NULL, "the error names the file and line: %s", err);
 	is_str(got, "a=1;", "nothing after the refused line is read");
 	unlink(path);

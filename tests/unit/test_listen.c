@@ -1,4 +1,5 @@
-/* test_listen.c: unit tests for fcgi/listen: a live socket is never taken over, a stale one is replaced, a file that is not a socket is left alone, and only the socket a process created is removed. */
+/* test_listen.c: unit tests for fcgi/listen: a live socket is never taken over, a stale one is replaced, a file that is
+ * not a socket is left alone, and only the socket a process created is removed. */
 #include "config.h"
 
 #include "fcgi/listen.h"

@@ -35,7 +35,8 @@ int main(void)
 		pthread_create(&t[i], NULL, writer, (void *)i);
 	for (int i = 0; i < THREADS; i++)
 		pthread_join(t[i], NULL);
-	is_int(it_metrics_get("test_shared_total", NULL), THREADS * ROUNDS, "no increment lost among %d threads", THREADS);
+	is_int(it_metrics_get("test_shared_total", NULL), THREADS * ROUNDS, "no increment lost among %d threads",
+	       THREADS);
 	for (int i = 0; i < 4; i++) {
 		snprintf(name, sizeof(name), "t=\"%d\"", i);
 		sum += it_metrics_get("test_labelled_total", name);

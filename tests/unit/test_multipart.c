@@ -22,8 +22,8 @@ typedef struct result {
 	unsigned char *data[MAX_PARTS];
 	size_t dlen[MAX_PARTS];
 	int ended[MAX_PARTS];
-	int done;  /* IT_MP_END seen */
-	int err;   /* it_mp_parse failed */
+	int done; /* IT_MP_END seen */
+	int err;  /* it_mp_parse failed */
 	const char *errmsg;
 	int stuck; /* the parser made no progress with a full buffer */
 } result;
@@ -200,12 +200,13 @@ static void test_basic(void)
 static void test_preamble_epilogue(void)
 {
 	result r;
-	const char body[] = "This is the preamble. --b is not at a line start.\r\n--bb is another boundary\r\n"
-			    "--b\r\n"
-			    "Content-Disposition: form-data; name=a\r\n\r\n"
-			    "1\r\n"
-			    "--b--\r\n"
-			    "epilogue with\r\n--b\r\nContent-Disposition: form-data; name=ignored\r\n\r\nX\r\n--b--\r\n";
+	const char body[] =
+		"This is the preamble. --b is not at a line start.\r\n--bb is another boundary\r\n"
+		"--b\r\n"
+		"Content-Disposition: form-data; name=a\r\n\r\n"
+		"1\r\n"
+		"--b--\r\n"
+		"epilogue with\r\n--b\r\nContent-Disposition: form-data; name=ignored\r\n\r\nX\r\n--b--\r\n";
 
 	parse_all_ways("preamble", "b", S(body), 8192, &r);
 	is_int(r.err, 0, "preamble: no error");
@@ -226,14 +227,16 @@ static void test_boundary_like_data(void)
 	n += (size_t)sprintf(body + n, "--boundary\r\nContent-Disposition: form-data; name=\"f\"; filename=x\r\n\r\n");
 	memcpy(body + n, data, sizeof(data) - 1);
 	n += sizeof(data) - 1;
-	n += (size_t)sprintf(body + n, "\r\n--boundary  \t\r\nContent-Disposition: form-data; name=g\r\n\r\n\r\n"
-				       "--boundary--");
+	n += (size_t)sprintf(body + n,
+			     "\r\n--boundary  \t\r\nContent-Disposition: form-data; name=g\r\n\r\n\r\n"
+			     "--boundary--");
 	parse_all_ways("boundary-like", "boundary", body, n, 8192, &r);
 	is_int(r.err, 0, "boundary-like: no error");
 	is_int(r.done, 1, "boundary-like: close delimiter without CRLF ends the body");
 	is_int(r.nparts, 2, "boundary-like: transport padding after a delimiter is allowed");
 	is_int(r.dlen[0], sizeof(data) - 1, "boundary-like: data length");
-	ok(memcmp(r.data[0], data, sizeof(data) - 1) == 0, "boundary-like: bytes that only look like a boundary are data");
+	ok(memcmp(r.data[0], data, sizeof(data) - 1) == 0,
+	   "boundary-like: bytes that only look like a boundary are data");
 	is_int(r.dlen[1], 0, "boundary-like: an empty part");
 	result_free(&r);
 }
@@ -259,7 +262,8 @@ static void test_filenames(void)
 	const char body[] =
 		"--z\r\ncontent-disposition: FORM-DATA; filename*=UTF-8''%E2%82%AC%20rates.jpg; name=\"a\"; "
 		"filename=\"fallback.jpg\"\r\n\r\n\r\n"
-		"--z\r\nContent-Disposition: form-data; name=\"b\"; filename=\"q\\\"uo\\\\te\"; filename*=bogus\r\n\r\n\r\n"
+		"--z\r\nContent-Disposition: form-data; name=\"b\"; filename=\"q\\\"uo\\\\te\"; "
+		"filename*=bogus\r\n\r\n\r\n"
 		"--z\r\nContent-Disposition: form-data; name=\"c\"; filename*=iso-8859-1'en'%E9t%E9.png\r\n\r\n\r\n"
 		"--z\r\nContent-Disposition: form-data; name=\"d\"; filename=\"C:\\Users\\me\\x.gif\"\r\n\r\n\r\n"
 		"--z\r\nContent-Disposition: form-data; name=\"e\"; filename=\"\"\r\n\r\n\r\n"
@@ -307,7 +311,8 @@ static void test_errors(void)
 		{"control character", "--b\r\nContent-Disposition: form-data; name=a\x01\r\n\r\nx\r\n--b--"},
 		{"bare LF in a header", "--b\r\nContent-Disposition: form-data; name=a\nX: y\r\n\r\nx\r\n--b--"},
 		{"two dispositions",
-		 "--b\r\nContent-Disposition: form-data; name=a\r\nContent-Disposition: form-data; name=b\r\n\r\nx\r\n--b--"},
+		 "--b\r\nContent-Disposition: form-data; name=a\r\nContent-Disposition: form-data; "
+		 "name=b\r\n\r\nx\r\n--b--"},
 	};
 	result r;
 
@@ -324,10 +329,12 @@ static void test_errors(void)
 			const char *name, *body;
 		} dup[] = {
 			{"two filename parameters",
-			 "--b\r\nContent-Disposition: form-data; name=file; filename=\"a.jpg\"; filename=\"b.html\"\r\n\r\n"
+			 "--b\r\nContent-Disposition: form-data; name=file; filename=\"a.jpg\"; "
+			 "filename=\"b.html\"\r\n\r\n"
 			 "x\r\n--b--"},
 			{"two name parameters",
-			 "--b\r\nContent-Disposition: form-data; name=file; filename=a.jpg; name=session_id\r\n\r\nx\r\n--b--"},
+			 "--b\r\nContent-Disposition: form-data; name=file; filename=a.jpg; "
+			 "name=session_id\r\n\r\nx\r\n--b--"},
 			{"two name parameters, differing in case",
 			 "--b\r\nContent-Disposition: form-data; NAME=file; name=file\r\n\r\nx\r\n--b--"},
 			{"two filename* parameters",
@@ -360,7 +367,8 @@ static void test_errors(void)
 		n += 600;
 		n += (size_t)sprintf(body + n, "\r\n\r\nx\r\n--b--");
 		parse_all_ways("header limit", "b", body, n, 512, &r);
-		ok(r.err == 1 && strstr(r.errmsg ? r.errmsg : "", "too large"), "a header block over the limit is refused");
+		ok(r.err == 1 && strstr(r.errmsg ? r.errmsg : "", "too large"),
+		   "a header block over the limit is refused");
 		result_free(&r);
 		parse_all_ways("header limit ok", "b", body, n, 1024, &r);
 		ok(r.err == 0 && r.done && r.nparts == 1, "the same block under a larger limit parses");
@@ -397,7 +405,8 @@ static void test_boundary_header(void)
 	is_int(it_mp_boundary("multipart/form-data", b), -EINVAL, "no boundary");
 	is_int(it_mp_boundary("multipart/mixed; boundary=x", b), -EINVAL, "not form-data");
 	is_int(it_mp_boundary("multipart/form-data; boundary=\"\"", b), -EINVAL, "empty boundary");
-	is_int(it_mp_boundary("multipart/form-data; boundary=\"ends with space \"", b), -EINVAL, "boundary ending in space");
+	is_int(it_mp_boundary("multipart/form-data; boundary=\"ends with space \"", b), -EINVAL,
+	       "boundary ending in space");
 	is_int(it_mp_boundary("multipart/form-data; boundary=a<b", b), -EINVAL, "character outside bchars");
 	memset(longb, 0, sizeof(longb));
 	strcpy(longb, "multipart/form-data; boundary=");
@@ -411,7 +420,8 @@ static void test_boundary_header(void)
 /* Random binary parts that contain pieces of the delimiter survive intact. */
 static void test_random_payloads(void)
 {
-	static const char *pieces[] = {"\r", "\n", "\r\n", "-", "--", "\r\n--", "\r\n--rnd", "--rnd", "rnd", "\r\n--rn"};
+	static const char *pieces[] = {"\r",	 "\n",	      "\r\n",  "-",   "--",
+				       "\r\n--", "\r\n--rnd", "--rnd", "rnd", "\r\n--rn"};
 	char *body = malloc(200000);
 	unsigned char *want[3];
 	size_t wlen[3];
@@ -445,7 +455,9 @@ static void test_random_payloads(void)
 				if (i + 7 == wlen[p] || strchr("- \t\r", want[p][i + 7]))
 					want[p][i + 6] = 'D';
 			}
-			n += (size_t)sprintf(body + n, "--rnd\r\nContent-Disposition: form-data; name=\"p%d\"; filename=\"f\"\r\n\r\n", p);
+			n += (size_t)sprintf(
+				body + n,
+				"--rnd\r\nContent-Disposition: form-data; name=\"p%d\"; filename=\"f\"\r\n\r\n", p);
 			memcpy(body + n, want[p], wlen[p]);
 			n += wlen[p];
 			n += (size_t)sprintf(body + n, "\r\n");

@@ -82,8 +82,8 @@ static int run_table(void)
 		else if (strcmp(origin, "''") == 0)
 			origin = "";
 		is_str(it_origin_verdict_name(check(origin, fields[2], allowed)), fields[0],
-		       "line %d: %s (Origin %s, Host %s, allowed_origins \"%s\")", lineno, fields[3], fields[1], fields[2],
-		       allowed);
+		       "line %d: %s (Origin %s, Host %s, allowed_origins \"%s\")", lineno, fields[3], fields[1],
+		       fields[2], allowed);
 		rows++;
 	}
 	fclose(f);
@@ -101,7 +101,8 @@ static void test_edges(void)
 	is_int(check("http://example.org", "", NULL), IT_ORIGIN_REFUSED, "empty Host: never same-origin");
 	is_int(check("https://app.example", NULL, list), IT_ORIGIN_LISTED, "no Host: listed still works");
 	is_int(check(NULL, NULL, NULL), IT_ORIGIN_ABSENT, "no Origin, no Host");
-	is_int(check("http://user@example.org", "user@example.org", NULL), IT_ORIGIN_REFUSED, "user info on both sides");
+	is_int(check("http://user@example.org", "user@example.org", NULL), IT_ORIGIN_REFUSED,
+	       "user info on both sides");
 	is_int(check("http://example.org/x", "example.org/x", NULL), IT_ORIGIN_REFUSED, "a path on both sides");
 	is_int(check("http://[::1]", "::1", NULL), IT_ORIGIN_REFUSED, "an unbracketed IPv6 Host");
 	is_int(check("http://example.org", "example.org:", NULL), IT_ORIGIN_REFUSED, "a Host with an empty port");
@@ -109,15 +110,18 @@ static void test_edges(void)
 	is_int(check("http://example.org:123456", "example.org:123456", NULL), IT_ORIGIN_REFUSED, "six-digit ports");
 	is_int(check("http://", "", NULL), IT_ORIGIN_REFUSED, "an Origin without host");
 	is_int(check("://example.org", "example.org", NULL), IT_ORIGIN_REFUSED, "an Origin without scheme");
-	is_int(check("1http://example.org", "example.org", NULL), IT_ORIGIN_REFUSED, "a scheme must start with a letter");
+	is_int(check("1http://example.org", "example.org", NULL), IT_ORIGIN_REFUSED,
+	       "a scheme must start with a letter");
 	is_int(check("http:/example.org", "example.org", NULL), IT_ORIGIN_REFUSED, "one slash is not an origin");
 	is_int(check("http://exa mple.org", "exa mple.org", NULL), IT_ORIGIN_REFUSED, "a space inside");
 	is_int(check("http://example.org\r\n", "example.org", NULL), IT_ORIGIN_REFUSED, "a line break after it");
 	is_int(check("http://example.org:0080", "example.org", NULL), IT_ORIGIN_SAME, "ports compare as numbers");
 
 	/* Lengths are honoured: the same bytes followed by more. */
-	is_int(it_origin_check(both, 19, "app.example", 11, NULL), IT_ORIGIN_SAME, "only olen bytes of Origin are read");
-	is_int(it_origin_check(both, 19, "example.org", 7, NULL), IT_ORIGIN_REFUSED, "only hlen bytes of Host are read");
+	is_int(it_origin_check(both, 19, "app.example", 11, NULL), IT_ORIGIN_SAME,
+	       "only olen bytes of Origin are read");
+	is_int(it_origin_check(both, 19, "example.org", 7, NULL), IT_ORIGIN_REFUSED,
+	       "only hlen bytes of Host are read");
 	ok(it_origin_listed(list, both, 19), "a listed prefix of a longer buffer");
 	ok(!it_origin_listed(list, both, sizeof(both) - 1), "the whole longer value is not listed");
 

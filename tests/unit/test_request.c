@@ -83,8 +83,8 @@ static size_t fcgi_record(unsigned char *out, int type, const void *content, siz
 
 struct web_server {
 	char path[108];
-	int end_body;	/* send the empty stdin record that ends the body */
-	int fd;		/* the connection, kept open until the test is done */
+	int end_body; /* send the empty stdin record that ends the body */
+	int fd;	      /* the connection, kept open until the test is done */
 };
 
 /* Plays the web server: one request whose body ("hello" then "world") comes
@@ -95,8 +95,8 @@ static void *web_server(void *arg)
 {
 	struct web_server *w = arg;
 	static const unsigned char begin[8] = {0, 1, 0, 0, 0, 0, 0, 0}; /* responder, no keep-conn */
-	static const unsigned char params[] = {14, 4, 'R', 'E', 'Q', 'U', 'E', 'S', 'T', '_', 'M', 'E', 'T', 'H',
-					       'O', 'D', 'P', 'O', 'S', 'T'};
+	static const unsigned char params[] = {14,  4,	 'R', 'E', 'Q', 'U', 'E', 'S', 'T', '_',
+					       'M', 'E', 'T', 'H', 'O', 'D', 'P', 'O', 'S', 'T'};
 	unsigned char buf[256];
 	size_t n = 0;
 	struct sockaddr_un sa = {.sun_family = AF_UNIX};

@@ -4,10 +4,22 @@
 #include "fcgi/router.h"
 #include "tap.h"
 
-static void h1(it_req *r) { (void)r; }
-static void h2(it_req *r) { (void)r; }
-static void h3(it_req *r) { (void)r; }
-static void h4(it_req *r) { (void)r; }
+static void h1(it_req *r)
+{
+	(void)r;
+}
+static void h2(it_req *r)
+{
+	(void)r;
+}
+static void h3(it_req *r)
+{
+	(void)r;
+}
+static void h4(it_req *r)
+{
+	(void)r;
+}
 
 static const it_route routes[] = {
 	{"GET", "/api/v1/health", h1, 0},
@@ -29,8 +41,8 @@ int main(void)
 	ok(r && r->handler == h1, "literal handler");
 	is_int(it_router_match(routes, N, "GET", "/api/v1/health/", &req, &r, allow, sizeof(allow)), IT_MATCH_OK,
 	       "one trailing slash tolerated");
-	is_int(it_router_match(routes, N, "GET", "/api/v1/sessions/abc", &req, &r, allow, sizeof(allow)),
-	       IT_MATCH_OK, "placeholder route");
+	is_int(it_router_match(routes, N, "GET", "/api/v1/sessions/abc", &req, &r, allow, sizeof(allow)), IT_MATCH_OK,
+	       "placeholder route");
 	ok(r && r->handler == h2, "placeholder handler");
 	is_str(req.params[0], "abc", "placeholder value");
 	is_int(req.nparams, 1, "one placeholder");
@@ -46,8 +58,8 @@ int main(void)
 	       IT_MATCH_NOT_FOUND, "empty placeholder does not match");
 	is_int(it_router_match(routes, N, "GET", "/api/v1/sessions/a/b", &req, &r, allow, sizeof(allow)),
 	       IT_MATCH_NOT_FOUND, "placeholder is one segment");
-	is_int(it_router_match(routes, N, "GET", "/api/v1/images/x/file", &req, &r, allow, sizeof(allow)),
-	       IT_MATCH_OK, "placeholder in the middle");
+	is_int(it_router_match(routes, N, "GET", "/api/v1/images/x/file", &req, &r, allow, sizeof(allow)), IT_MATCH_OK,
+	       "placeholder in the middle");
 	ok(r && r->handler == h4, "middle placeholder handler");
 	is_int(it_router_match(routes, N, "GET", "/api/v1/images/x/filex", &req, &r, allow, sizeof(allow)),
 	       IT_MATCH_NOT_FOUND, "suffix must match exactly");
@@ -58,8 +70,8 @@ int main(void)
 		memset(longseg, 'a', sizeof(longseg));
 		memcpy(longseg, "/api/v1/sessions/", 17);
 		longseg[sizeof(longseg) - 1] = '\0';
-		is_int(it_router_match(routes, N, "GET", longseg, &req, &r, allow, sizeof(allow)),
-		       IT_MATCH_NOT_FOUND, "over-long placeholder refused");
+		is_int(it_router_match(routes, N, "GET", longseg, &req, &r, allow, sizeof(allow)), IT_MATCH_NOT_FOUND,
+		       "over-long placeholder refused");
 	}
 	return tap_done();
 }

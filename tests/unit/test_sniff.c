@@ -92,10 +92,10 @@ static enum it_sniff_rc sniff_file(const void *p, size_t n, it_sniff *s)
 static int same(const it_sniff *a, const it_sniff *b)
 {
 	return a->width == b->width && a->height == b->height && a->extent_width == b->extent_width &&
-	       a->extent_height == b->extent_height && a->frame_width == b->frame_width &&
-	       a->frame_height == b->frame_height && a->frames == b->frames &&
-	       a->bytes_per_pixel == b->bytes_per_pixel && a->whole_bytes == b->whole_bytes &&
-	       a->interlaced == b->interlaced && a->content_type == b->content_type;
+		a->extent_height == b->extent_height && a->frame_width == b->frame_width &&
+		a->frame_height == b->frame_height && a->frames == b->frames &&
+		a->bytes_per_pixel == b->bytes_per_pixel && a->whole_bytes == b->whole_bytes &&
+		a->interlaced == b->interlaced && a->content_type == b->content_type;
 }
 
 /* The full input gives want; it_sniff_whole and it_sniff_fd agree with
@@ -219,8 +219,8 @@ static void webp_anmf(bytes *b, unsigned x, unsigned y, unsigned w, unsigned h)
 /* A JPEG: SOI, APP0, an APP1 of app1 bytes full of bytes that look like
  * markers, fill bytes, DQT, SOFn with the given components (id, HV), DHT,
  * then SOS with ns components. */
-static void jpeg(bytes *b, unsigned sof, unsigned w, unsigned h, const unsigned char *hv, unsigned ncomp,
-		 unsigned ns, size_t app1)
+static void jpeg(bytes *b, unsigned sof, unsigned w, unsigned h, const unsigned char *hv, unsigned ncomp, unsigned ns,
+		 size_t app1)
 {
 	put(b, "\xff\xd8\xff\xe0\x00\x10JFIF\x00\x01\x01\x00\x00\x01\x00\x01\x00\x00", 20);
 	if (app1) {
@@ -516,7 +516,10 @@ static void heif(bytes *b, const char *major, const char *compat, uint32_t w, ui
 	box_end(b, iprp);
 	box_end(b, meta);
 	x = box_begin(b, "mdat");
-	put(b, "\0\0\0\x10" "coded", 9);
+	put(b,
+	    "\0\0\0\x10"
+	    "coded",
+	    9);
 	box_end(b, x);
 }
 
@@ -547,9 +550,9 @@ static void test_heif(void)
 	heif(&b, "avif", "avifmif1miafMA1B", 1000, 500, 10, 1, 0, 0, 0, 0);
 	check("AVIF 10-bit turned 90 degrees", b.p, b.n, IT_SNIFF_OK, &s);
 	is_str(s.content_type, "image/avif", "AVIF: content type");
-	ok(s.width == 500 && s.height == 1000 && s.bytes_per_pixel == 8 && s.frame_width == 500 && s.extent_height == 1000,
-	   "irot: shown 500x1000; 10 bits decode to 16-bit samples (%ux%u, %u)", s.width, s.height,
-	   s.bytes_per_pixel);
+	ok(s.width == 500 && s.height == 1000 && s.bytes_per_pixel == 8 && s.frame_width == 500 &&
+		   s.extent_height == 1000,
+	   "irot: shown 500x1000; 10 bits decode to 16-bit samples (%ux%u, %u)", s.width, s.height, s.bytes_per_pixel);
 
 	b.n = 0;
 	heif(&b, "mif1", "mif1miafavif", 64, 64, 8, 2, 0, 0, 0, 0);
@@ -616,18 +619,25 @@ static void test_heif(void)
 			b.p[k] = 'x'; /* pitm becomes "xitm" */
 	check("HEIC without a primary item", b.p, b.n, IT_SNIFF_BAD, &s);
 
-	check("QuickTime", "\0\0\0\x14" "ftypqt  \0\0\0\0qt  ", 20, IT_SNIFF_UNKNOWN, &s);
-	check("ftyp of a wrong size", "\0\0\0\x13" "ftypheic\0\0\0\0mif", 19, IT_SNIFF_UNKNOWN, &s);
+	check("QuickTime",
+	      "\0\0\0\x14"
+	      "ftypqt  \0\0\0\0qt  ",
+	      20, IT_SNIFF_UNKNOWN, &s);
+	check("ftyp of a wrong size",
+	      "\0\0\0\x13"
+	      "ftypheic\0\0\0\0mif",
+	      19, IT_SNIFF_UNKNOWN, &s);
 	is_int(it_sniff_type("\0\0", 2, &s), IT_SNIFF_NEED_MORE, "two zero bytes: maybe a HEIF");
 	free(b.p);
 }
 
 static void test_webp(void)
 {
-	static const unsigned char webp_l[] = {'R', 'I', 'F', 'F', 0, 0, 0, 0, 'W', 'E', 'B', 'P', 'V', 'P', '8', 'L',
-					       5, 0, 0, 0, 0x2f, 0x63, 0x40, 0x0c, 0x00};
-	static const unsigned char webp_lossy[] = {'R', 'I', 'F', 'F', 0, 0, 0, 0, 'W', 'E', 'B', 'P', 'V', 'P', '8', ' ',
-						   10, 0, 0, 0, 0x10, 0x02, 0x00, 0x9d, 0x01, 0x2a, 0x80, 0x02, 0xe0, 0x01};
+	static const unsigned char webp_l[] = {'R', 'I', 'F', 'F', 0, 0, 0, 0,	  'W',	'E',  'B',  'P', 'V',
+					       'P', '8', 'L', 5,   0, 0, 0, 0x2f, 0x63, 0x40, 0x0c, 0x00};
+	static const unsigned char webp_lossy[] = {'R',	 'I',  'F',  'F',  0,	 0,    0,    0,	   'W',	 'E',
+						   'B',	 'P',  'V',  'P',  '8',	 ' ',  10,   0,	   0,	 0,
+						   0x10, 0x02, 0x00, 0x9d, 0x01, 0x2a, 0x80, 0x02, 0xe0, 0x01};
 	bytes b = {0};
 	it_sniff s;
 
@@ -688,8 +698,8 @@ static void test_webp(void)
 
 static void test_jpeg(void)
 {
-	static const unsigned char h420[] = {0x22, 0x11, 0x11}, h444[] = {0x11, 0x11, 0x11}, bad_hv[] = {0x22, 0x10, 0x11},
-				   h5[] = {0x11, 0x11, 0x11, 0x11, 0x11};
+	static const unsigned char h420[] = {0x22, 0x11, 0x11}, h444[] = {0x11, 0x11, 0x11},
+				   bad_hv[] = {0x22, 0x10, 0x11}, h5[] = {0x11, 0x11, 0x11, 0x11, 0x11};
 	bytes b = {0};
 	it_sniff s;
 
@@ -748,9 +758,16 @@ static void test_jpeg(void)
 
 static void test_limits(void)
 {
-	it_sniff s = {.content_type = "image/png", .ext = "png", .width = 10000, .height = 10000,
-		      .extent_width = 10000, .extent_height = 10000, .frame_width = 10000, .frame_height = 10000,
-		      .frames = 1, .bytes_per_pixel = 3};
+	it_sniff s = {.content_type = "image/png",
+		      .ext = "png",
+		      .width = 10000,
+		      .height = 10000,
+		      .extent_width = 10000,
+		      .extent_height = 10000,
+		      .frame_width = 10000,
+		      .frame_height = 10000,
+		      .frames = 1,
+		      .bytes_per_pixel = 3};
 	char why[200];
 
 	is_int(it_sniff_check(&s, &dflt, why, sizeof(why)), 0, "10000x10000 streamed PNG: allowed");

@@ -99,9 +99,17 @@ int main(void)
 	check("an unterminated line is dropped", "data: a", "");
 	check("the event type resets after each event", "event: t\ndata: a\n\ndata: b\n\n", "t|a||0\nmessage|b||0\n");
 	check("the last event field wins", "event: a\nevent: b\ndata: x\n\n", "b|x||0\n");
-	check("a leading byte order mark is dropped", "\xEF\xBB\xBF" "data: a\n\n", "message|a||0\n");
-	check("a second byte order mark is content", "\xEF\xBB\xBF\xEF\xBB\xBF" "data: a\n\n", "");
-	check("a partial byte order mark is content", "\xEF\xBB" "data: a\n\ndata: b\n\n",
+	check("a leading byte order mark is dropped",
+	      "\xEF\xBB\xBF"
+	      "data: a\n\n",
+	      "message|a||0\n");
+	check("a second byte order mark is content",
+	      "\xEF\xBB\xBF\xEF\xBB\xBF"
+	      "data: a\n\n",
+	      "");
+	check("a partial byte order mark is content",
+	      "\xEF\xBB"
+	      "data: a\n\ndata: b\n\n",
 	      "message|b||0\n");
 	check("colons in the value are kept", "data: a:b: c\n\n", "message|a:b: c||0\n");
 	check("long field names are unknown", "dataxxxxxxxxxxxx: a\ndata: b\n\n", "message|b||0\n");
@@ -118,8 +126,8 @@ int main(void)
 	/* retry: only all-digit values count. */
 	{
 		static const char *cases[][2] = {
-			{"retry: 2500\n", "2500"}, {"retry: 25a\n", "-1"},   {"retry:\n", "-1"},
-			{"retry: -5\n", "-1"},	   {"retry:  7\n", "-1"},    {"retry: 10\nretry: x\n", "10"},
+			{"retry: 2500\n", "2500"}, {"retry: 25a\n", "-1"}, {"retry:\n", "-1"},
+			{"retry: -5\n", "-1"},	   {"retry:  7\n", "-1"},  {"retry: 10\nretry: x\n", "10"},
 			{"retry\n", "-1"},	   {"retry: 0\n", "0"},
 		};
 		for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
@@ -153,7 +161,8 @@ int main(void)
 		it_sseparse_init(&p, data, sizeof(data));
 		is_int(it_sseparse_feed(&p, in, strlen(in), &used, &ev), IT_SSEPARSE_EVENT, "first event");
 		is_int(used, 9, "consumed up to the blank line");
-		is_int(it_sseparse_feed(&p, in + used, strlen(in) - used, &used, &ev), IT_SSEPARSE_EVENT, "second event");
+		is_int(it_sseparse_feed(&p, in + used, strlen(in) - used, &used, &ev), IT_SSEPARSE_EVENT,
+		       "second event");
 		is_int(used, 9, "and again");
 		is_int(it_sseparse_feed(&p, "", 0, &used, &ev), IT_SSEPARSE_NEED_MORE, "empty input needs more");
 		is_int(used, 0, "consumes nothing");

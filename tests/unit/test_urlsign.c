@@ -69,17 +69,19 @@ static void keys(void)
 		{"000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f", 32},
 		{"000102030405060708090A0B0C0D0E0F101112131415161718191A1B1C1D1E1F", 32},
 		{"000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f"
-		 "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f", 64},
+		 "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f",
+		 64},
 		{"000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f"
-		 "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f00", -1}, /* 65 bytes */
-		{"AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=", 32},			 /* base64 */
-		{"AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8", 32},			 /* unpadded */
-		{"-_-_AwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8", 32},			 /* base64url */
-		{"AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh", -1},			 /* 31 bytes */
-		{"0001020304050607", -1},							 /* too short */
+		 "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f00",
+		 -1},						      /* 65 bytes */
+		{"AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=", 32}, /* base64 */
+		{"AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8", 32},  /* unpadded */
+		{"-_-_AwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8", 32},  /* base64url */
+		{"AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh", -1},   /* 31 bytes */
+		{"0001020304050607", -1},			      /* too short */
 		{"secret", -1},
 		{"AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBk aGxwdHh8=", -1}, /* a space */
-		{"AAECAwQFBgcICQoLDA0ODxAREhMUFR=YXGBkaGxwdHh8", -1},	 /* padding inside */
+		{"AAECAwQFBgcICQoLDA0ODxAREhMUFR=YXGBkaGxwdHh8", -1},  /* padding inside */
 	};
 	unsigned char key[IT_URLSIGN_KEY_MAX];
 	char err[256];
@@ -91,7 +93,8 @@ static void keys(void)
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		int n = it_urlsign_key_parse(cases[i].text, key);
 		int c = it_config_set(&cfg, "url_signing_key", cases[i].text, err, sizeof(err));
-		is_int(n, cases[i].len < 0 ? -EINVAL : cases[i].len, "key %zu: %s", i, cases[i].len < 0 ? "refused" : "decoded");
+		is_int(n, cases[i].len < 0 ? -EINVAL : cases[i].len, "key %zu: %s", i,
+		       cases[i].len < 0 ? "refused" : "decoded");
 		is_int(c, cases[i].len < 0 ? -EINVAL : 0, "key %zu: the configuration says the same", i);
 		if (c < 0)
 			ok(strstr(err, cases[i].text) == NULL && strstr(err, "url_signing_key"),

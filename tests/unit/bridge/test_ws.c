@@ -126,22 +126,22 @@ static void test_utf8(void)
 		int valid;
 		const char *name;
 	} cases[] = {
-	    {"hello", 1, "ASCII"},
-	    {"h\xc3\xa9llo", 1, "two-byte"},
-	    {"\xe2\x82\xac", 1, "three-byte (euro)"},
-	    {"\xf0\x9f\x98\x80", 1, "four-byte (emoji)"},
-	    {"\xf4\x8f\xbf\xbf", 1, "U+10FFFF"},
-	    {"\xc0\x80", 0, "overlong NUL"},
-	    {"\xc1\xbf", 0, "overlong two-byte"},
-	    {"\xe0\x80\xaf", 0, "overlong three-byte"},
-	    {"\xf0\x80\x80\xaf", 0, "overlong four-byte"},
-	    {"\xed\xa0\x80", 0, "surrogate"},
-	    {"\xf4\x90\x80\x80", 0, "past U+10FFFF"},
-	    {"\xf5\x80\x80\x80", 0, "F5 lead byte"},
-	    {"\xff", 0, "FF"},
-	    {"\x80", 0, "lone continuation"},
-	    {"\xc3\x28", 0, "bad continuation"},
-	    {"\xe2\x82", 0, "truncated"},
+		{"hello", 1, "ASCII"},
+		{"h\xc3\xa9llo", 1, "two-byte"},
+		{"\xe2\x82\xac", 1, "three-byte (euro)"},
+		{"\xf0\x9f\x98\x80", 1, "four-byte (emoji)"},
+		{"\xf4\x8f\xbf\xbf", 1, "U+10FFFF"},
+		{"\xc0\x80", 0, "overlong NUL"},
+		{"\xc1\xbf", 0, "overlong two-byte"},
+		{"\xe0\x80\xaf", 0, "overlong three-byte"},
+		{"\xf0\x80\x80\xaf", 0, "overlong four-byte"},
+		{"\xed\xa0\x80", 0, "surrogate"},
+		{"\xf4\x90\x80\x80", 0, "past U+10FFFF"},
+		{"\xf5\x80\x80\x80", 0, "F5 lead byte"},
+		{"\xff", 0, "FF"},
+		{"\x80", 0, "lone continuation"},
+		{"\xc3\x28", 0, "bad continuation"},
+		{"\xe2\x82", 0, "truncated"},
 	};
 	size_t i;
 
@@ -188,7 +188,10 @@ static void test_frames(void)
 	check_stream(in, n, 1024, 0, "ping:hb;T6:caf\xc3\xa9!;pong:;", "fragments, control in between");
 
 	n = frame(in, 0x81, "a", 1, 1);
-	n += frame(in + n, 0x88, "\x03\xe8" "bye", 5, 1);
+	n += frame(in + n, 0x88,
+		   "\x03\xe8"
+		   "bye",
+		   5, 1);
 	check_stream(in, n, 1024, 0, "T1:a;close:1000:bye;", "text then close with reason");
 
 	n = frame(in, 0x88, "", 0, 1);

@@ -31,17 +31,17 @@ struct fake_sess {
 /* A token as it_credential_check sees it, by the hex of its hash. */
 struct fake_token {
 	char hex[65];
-	int status;	  /* what the function answers */
+	int status; /* what the function answers */
 	char session[72];
 	char device[24];
 	int64_t until;
-	int wrong_hash;	  /* the row's stored hash differs from the one asked for */
+	int wrong_hash; /* the row's stored hash differs from the one asked for */
 };
 
 struct fake {
 	it_feed *feed;
 	int up, busy;
-	char *sql;	   /* statement waiting for fake_step */
+	char *sql; /* statement waiting for fake_step */
 	char *params[3];
 	int nparams;
 	int checks, reads; /* statements answered */
@@ -270,7 +270,8 @@ static int fake_step(struct fake *fk)
 				char json[96];
 				if (s->seq[e] <= after)
 					continue;
-				snprintf(json, sizeof(json), "{\"id\":%lld,\"type\":\"image.uploaded\"}", (long long)s->seq[e]);
+				snprintf(json, sizeof(json), "{\"id\":%lld,\"type\":\"image.uploaded\"}",
+					 (long long)s->seq[e]);
 				fake_set(res, row, 0, NULL, 0, s->id);
 				fake_set(res, row, 1, "%lld", s->seq[e], NULL);
 				fake_set(res, row, 2, NULL, 0, "image.uploaded");

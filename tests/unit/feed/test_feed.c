@@ -18,8 +18,8 @@ struct fsub {
 	char transients[16][64]; /* "status:degraded", "resync:gap:7" */
 	int nt;
 	int batches;
-	int ended; /* enum it_feed_end, 0 while subscribed */
-	int room;  /* events it takes before saying "no room"; -1: no limit */
+	int ended;		 /* enum it_feed_end, 0 while subscribed */
+	int room;		 /* events it takes before saying "no room"; -1: no limit */
 	struct fsub *kill_other; /* unsubscribed by this one's first event */
 	int free_self;		 /* unsubscribes and frees itself on its first event */
 	it_feed_event *kept;	 /* the first event, referenced */
@@ -143,9 +143,25 @@ static void test_parse_notify(void)
 {
 	static const char good[] = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA:12345";
 	static const char kept[] = "kept:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA:678";
-	static const char *bad[] = {"", ":", "abc", "abc:", ":12", "abc:1x", "abc:-1", "abc:1234567890123456789",
-				    "a:b:c", "kept:", "kept::5", "kept:abc:", "kept:abc:0", "kept:abc:x", "kept:a:b:5",
-				    "expires:", "expires:abc", "expires:abc:0", "expires:abc:1y"};
+	static const char *bad[] = {"",
+				    ":",
+				    "abc",
+				    "abc:",
+				    ":12",
+				    "abc:1x",
+				    "abc:-1",
+				    "abc:1234567890123456789",
+				    "a:b:c",
+				    "kept:",
+				    "kept::5",
+				    "kept:abc:",
+				    "kept:abc:0",
+				    "kept:abc:x",
+				    "kept:a:b:5",
+				    "expires:",
+				    "expires:abc",
+				    "expires:abc:0",
+				    "expires:abc:1y"};
 	char id[72];
 	int64_t seq = -1;
 	enum it_feed_note kind = 0;
@@ -180,8 +196,8 @@ static void test_parse_notify(void)
 	ok(it_feed_parse_notify(good, strlen(good), id, sizeof(id), &seq, &kind, NULL) == 0 && seq == 12345 &&
 		   strlen(id) == 32 && kind == IT_FEED_NOTE_EVENT,
 	   "<session>:<seq> gives the id and the seq of an event");
-	ok(it_feed_parse_notify("BBBBBBBBBBBBBBBBBBBBBBBBBB:0", 28, id, sizeof(id), &seq, &kind, NULL) == 0 && seq == 0 &&
-		   kind == IT_FEED_NOTE_ENDED,
+	ok(it_feed_parse_notify("BBBBBBBBBBBBBBBBBBBBBBBBBB:0", 28, id, sizeof(id), &seq, &kind, NULL) == 0 &&
+		   seq == 0 && kind == IT_FEED_NOTE_ENDED,
 	   "seq 0 (the session ended) parses");
 	ok(it_feed_parse_notify(kept, strlen(kept), id, sizeof(id), &seq, &kind, NULL) == 0 && seq == 678 &&
 		   kind == IT_FEED_NOTE_KEPT && strcmp(id, "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA") == 0,
@@ -205,8 +221,8 @@ static void test_parse_notify(void)
 static void test_parse_carried(void)
 {
 	static const char good[] = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA:5:image.uploaded\n{\"id\":5,\"data\":{\"n\":1}}";
-	static const char *bad[] = {"A:5:t\n", "A:5:t\n{", "A:5:\n{}", "A:0:t\n{}", "A:x:t\n{}", "A::t\n{}",
-				    ":5:t\n{}", "A:5:a:b\n{}", "A:5\n{}", "A:5:t\n[]", "kept:A:5\n{}"};
+	static const char *bad[] = {"A:5:t\n",	"A:5:t\n{",    "A:5:\n{}", "A:0:t\n{}", "A:x:t\n{}",   "A::t\n{}",
+				    ":5:t\n{}", "A:5:a:b\n{}", "A:5\n{}",  "A:5:t\n[]", "kept:A:5\n{}"};
 	const size_t nl = strchr(good, '\n') - good;
 	char id[72];
 	int64_t seq;
@@ -263,7 +279,8 @@ static void test_event_formats(void)
 	it_feed_event_unref(ev);
 	memset(big, 'x', sizeof(big));
 	ev = it_feed_event_new(1, "t", big, 200);
-	ok(it_feed_event_wire(ev, IT_FEED_FMT_WS, &a) == 0 && a.iov_len == 204 && ((unsigned char *)a.iov_base)[1] == 126,
+	ok(it_feed_event_wire(ev, IT_FEED_FMT_WS, &a) == 0 && a.iov_len == 204 &&
+		   ((unsigned char *)a.iov_base)[1] == 126,
 	   "WebSocket form: 16-bit length from 126 bytes");
 	it_feed_event_unref(ev);
 	ev = it_feed_event_new(1, "t", big, sizeof(big));
@@ -311,7 +328,8 @@ static void test_basic_flow(void)
 	is_int(fk.busy, 0, "NOTIFYs for unwatched sessions, malformed ones and old seqs send nothing");
 
 	it_feed_stats_get(f, &st);
-	ok(st.delivered == 5 && st.subs == 2 && st.sessions == 1 && st.db_up, "stats: delivered, subscribers, sessions");
+	ok(st.delivered == 5 && st.subs == 2 && st.sessions == 1 && st.db_up,
+	   "stats: delivered, subscribers, sessions");
 	fsub_free(a);
 	fsub_free(b);
 	teardown(&fk);
@@ -395,7 +413,8 @@ static void test_resync(void)
 	it_feed_subscribe(f, &a->sub, fs->id, 1, 0);
 	it_feed_run(f);
 	fake_settle(&fk);
-	is_str(a->transients[0], "resync:cursor-expired:10", "a cursor older than the first kept event: cursor-expired");
+	is_str(a->transients[0], "resync:cursor-expired:10",
+	       "a cursor older than the first kept event: cursor-expired");
 	ok(a->n == 0 && a->sub.cursor == 10, "and it continues from the last id");
 	fake_append(fs, 1);
 	fake_notify(&fk, fs, 11);
@@ -460,7 +479,8 @@ static void test_fresh(void)
 	checks = fk.checks;
 	it_feed_subscribe(f, &c->sub, fs->id, 10, IT_FEED_FRESH);
 	it_feed_run(f);
-	ok(fk.busy == 0 && fk.checks == checks && c->nt == 0, "IT_FEED_FRESH: a cursor at the newest id costs no query");
+	ok(fk.busy == 0 && fk.checks == checks && c->nt == 0,
+	   "IT_FEED_FRESH: a cursor at the newest id costs no query");
 	fsub_free(a);
 	fsub_free(b);
 	fsub_free(c);
@@ -597,7 +617,7 @@ static void test_degraded(void)
 	fake_down(&fk);
 	is_str(a->transients[0], "status:degraded", "the LISTEN connection lost: connection.status degraded");
 	ok(it_feed_lookup(f, fs->id, &info) == -ENOENT, "and nothing cached is trusted");
-	fake_append(fs, 2);  /* committed while nobody listened */
+	fake_append(fs, 2); /* committed while nobody listened */
 	fake_append(fs2, 1);
 	fake_up(&fk);
 	is_str(a->transients[1], "status:connected", "back: connection.status connected");
@@ -695,7 +715,8 @@ static void test_kept_notify(void)
 		char p[128];
 		snprintf(p, sizeof(p), "expires:%s:%lld", fs->id, (long long)fake_now + 60);
 		it_feed_db_notify(f, p);
-		ok(it_feed_lookup(f, fs->id, &info) == 0 && info.expires == fake_now + 60, "expires: moves the cached expiry");
+		ok(it_feed_lookup(f, fs->id, &info) == 0 && info.expires == fake_now + 60,
+		   "expires: moves the cached expiry");
 		snprintf(p, sizeof(p), "expires:%s:%lld", fs->id, (long long)fake_now);
 		it_feed_db_notify(f, p);
 		ok(it_feed_lookup(f, fs->id, &info) == -ENOENT && fk.busy == 0,
@@ -806,7 +827,7 @@ static void test_carried(void)
 	 * read, nothing twice. */
 	fake_append(fs, 2);
 	it_feed_db_notify(f, "garbage"); /* nothing */
-	fake_carry(&fk, fs, 7);	 /* 6 never announced to this feed */
+	fake_carry(&fk, fs, 7);		 /* 6 never announced to this feed */
 	ok(fk.busy && strcmp(fk.sql, it_feed_check_sql) != 0, "a subscriber behind the carried event asks for a read");
 	fake_settle(&fk);
 	ok(got_run(a, 1, 7) && got_run(b, 4, 7), "which brings the missing one first, then the carried one once");
@@ -883,8 +904,13 @@ static void test_slow_reader_reads(void)
 static void test_parse_revoked(void)
 {
 	static const char good[] = "revoked:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA:dev_abcdefghijklmnop";
-	static const char *bad[] = {"revoked:", "revoked::dev_a", "revoked:AAAA:", "revoked:AAAA", "revoked:A:B:C",
-				    "revoked:AA AA:dev_a", "revoked:AAAA:dev_abcdefghijklmnopqrstuvwxyz",
+	static const char *bad[] = {"revoked:",
+				    "revoked::dev_a",
+				    "revoked:AAAA:",
+				    "revoked:AAAA",
+				    "revoked:A:B:C",
+				    "revoked:AA AA:dev_a",
+				    "revoked:AAAA:dev_abcdefghijklmnopqrstuvwxyz",
 				    "revoked:AAAA:dev.x"};
 	char id[72];
 	int64_t num = -1;
@@ -1070,8 +1096,8 @@ static void test_cred_checks(void)
 		fk.tok[i].until = fake_now + 600;
 	}
 	fk.ntok = 6;
-	fk.tok[1].status = 401;	 /* unknown, expired or revoked */
-	fk.tok[2].status = 404;	 /* its session expired */
+	fk.tok[1].status = 401;	  /* unknown, expired or revoked */
+	fk.tok[2].status = 404;	  /* its session expired */
 	fk.tok[3].wrong_hash = 1; /* the row found does not hold this hash */
 	for (int i = 0; i < 5; i++)
 		ok(it_feed_cred_check(f, &c[i].q, h[i]) == 0, "token check %d queued", i);
@@ -1086,7 +1112,8 @@ static void test_cred_checks(void)
 		   strcmp(c[0].p.device_id, "dev_0") == 0 && strcmp(c[0].p.scope, "view") == 0 &&
 		   strcmp(c[0].p.label, "Phone") == 0 && c[0].p.until == fake_now + 600,
 	   "a valid token: 200, its session, device, scope, label and until");
-	ok(c[1].calls == 1 && c[1].p.status == 401 && c[1].p.session_id[0] == '\0', "an unknown token: 401, no session");
+	ok(c[1].calls == 1 && c[1].p.status == 401 && c[1].p.session_id[0] == '\0',
+	   "an unknown token: 401, no session");
 	ok(c[2].calls == 1 && c[2].p.status == 404, "a token of an expired session: 404");
 	ok(c[3].calls == 1 && c[3].p.status == 401 && c[3].p.session_id[0] == '\0',
 	   "a row whose stored hash differs: 401");

@@ -83,6 +83,7 @@ int main(void)
 	memset(&id, 0, sizeof(id));
 	snprintf(id.label, sizeof(id.label), "Kept");
 	it_ident_set_device(&id, "dev_x", "", NULL);
-	ok(it_ident_announces(&id) && strcmp(id.label, "Kept") == 0, "a token announces; an empty device label keeps the client's");
+	ok(it_ident_announces(&id) && strcmp(id.label, "Kept") == 0,
+	   "a token announces; an empty device label keeps the client's");
 	return tap_done();
 }
