@@ -95,6 +95,48 @@ int it_migrate_version(PGconn *conn)
 	return v;
 }
 
+/* Applies the migration m from dir and records it, in one transaction.
+ * Returns 0, or -EIO (logged) with nothing of it applied. */
+static int apply_one(PGconn *conn, const char *dir, const struct migration *m)
+{
+	char path[4096], ver[16];
+	const char *params[2];
+	PGresult *res;
+	char *sql;
+	int ok;
+
+	snprintf(path, sizeof(path), "%s/%s", dir, m->name);
+	sql = read_file(path);
+	if (sql == NULL) {
+		it_log_error("cannot read %s", path);
+		return -EIO;
+	}
+	if (exec_ok(conn, "BEGIN") < 0) {
+		free(sql);
+		return -EIO;
+	}
+	ok = exec_ok(conn, sql) == 0;
+	free(sql);
+	if (!ok) {
+		it_log_error("migration %s failed; nothing of it was applied", m->name);
+		PQclear(PQexec(conn, "ROLLBACK"));
+		return -EIO;
+	}
+	snprintf(ver, sizeof(ver), "%d", m->version);
+	params[0] = ver;
+	params[1] = m->name;
+	res = PQexecParams(conn, "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)", 2, NULL, params, NULL,
+			   NULL, 0);
+	if (PQresultStatus(res) != PGRES_COMMAND_OK) {
+		it_log_error("%s", PQerrorMessage(conn));
+		PQclear(res);
+		PQclear(PQexec(conn, "ROLLBACK"));
+		return -EIO;
+	}
+	PQclear(res);
+	return exec_ok(conn, "COMMIT") < 0 ? -EIO : 0;
+}
+
 int it_migrate(PGconn *conn, const char *dir, int verbose)
 {
 	struct migration *list = NULL;
@@ -147,43 +189,9 @@ int it_migrate(PGconn *conn, const char *dir, int verbose)
 		}
 
 	for (size_t i = 0; i < count; i++) {
-		char path[4096], ver[16];
-		char *sql;
-		PGresult *res;
-		const char *params[2];
-
 		if (list[i].version <= current)
 			continue;
-		snprintf(path, sizeof(path), "%s/%s", dir, list[i].name);
-		sql = read_file(path);
-		if (sql == NULL) {
-			it_log_error("cannot read %s", path);
-			goto out;
-		}
-		if (exec_ok(conn, "BEGIN") < 0) {
-			free(sql);
-			goto out;
-		}
-		if (exec_ok(conn, sql) < 0) {
-			it_log_error("migration %s failed; nothing of it was applied", list[i].name);
-			free(sql);
-			PQclear(PQexec(conn, "ROLLBACK"));
-			goto out;
-		}
-		free(sql);
-		snprintf(ver, sizeof(ver), "%d", list[i].version);
-		params[0] = ver;
-		params[1] = list[i].name;
-		res = PQexecParams(conn, "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)", 2, NULL,
-				   params, NULL, NULL, 0);
-		if (PQresultStatus(res) != PGRES_COMMAND_OK) {
-			it_log_error("%s", PQerrorMessage(conn));
-			PQclear(res);
-			PQclear(PQexec(conn, "ROLLBACK"));
-			goto out;
-		}
-		PQclear(res);
-		if (exec_ok(conn, "COMMIT") < 0)
+		if (apply_one(conn, dir, &list[i]) < 0)
 			goto out;
 		if (verbose)
 			it_log_info("applied %s", list[i].name);
