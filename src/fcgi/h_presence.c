@@ -45,47 +45,6 @@ void it_h_presence_get(it_req *req)
 	json_object_put(o);
 }
 
-/* Reads the body (at most MAX_BODY bytes) as one JSON object. Returns it
- * (put it) or NULL after answering. */
-static json_object *read_body(it_req *req)
-{
-	char tmp[1024];
-	it_buf b;
-	ssize_t r;
-	json_object *o = NULL;
-	json_tokener *tok = NULL;
-
-	if (req->content_length > MAX_BODY) {
-		it_resp_problem(req, 413, "body-too-large", "The request body is larger than %d bytes.", MAX_BODY);
-		return NULL;
-	}
-	it_buf_init(&b, MAX_BODY);
-	while ((r = it_req_read(req, tmp, sizeof(tmp))) > 0) {
-		if (it_buf_append(&b, tmp, (size_t)r) < 0) {
-			it_resp_problem(req, 413, "body-too-large", "The request body is larger than %d bytes.",
-					MAX_BODY);
-			goto out;
-		}
-	}
-	if (r < 0) {
-		it_resp_problem(req, 400, "bad-body", "The request body could not be read.");
-		goto out;
-	}
-	tok = json_tokener_new_ex(4);
-	o = tok ? json_tokener_parse_ex(tok, b.data ? b.data : "", (int)b.len) : NULL;
-	if (o == NULL || json_tokener_get_error(tok) != json_tokener_success ||
-	    json_tokener_get_parse_end(tok) != b.len || !json_object_is_type(o, json_type_object)) {
-		json_object_put(o);
-		o = NULL;
-		it_resp_problem(req, 400, "bad-json", "The body must be one JSON object.");
-	}
-out:
-	if (tok)
-		json_tokener_free(tok);
-	it_buf_free(&b);
-	return o;
-}
-
 /* The string member key of o, or NULL when absent; *bad is set when it is
  * present but not a string. */
 static const char *member(json_object *o, const char *key, int *bad)
@@ -112,7 +71,7 @@ void it_h_presence_post(it_req *req)
 
 	if (who_asks(req, 0, &w) != 0)
 		return;
-	if ((body = read_body(req)) == NULL)
+	if ((body = it_req_read_json(req, MAX_BODY, 4)) == NULL)
 		return;
 	cid = member(body, "client_id", &bad);
 	label = member(body, "label", &bad);

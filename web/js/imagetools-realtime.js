@@ -474,6 +474,50 @@ class LongPollTransport {
 
 const TRANSPORT_CLASSES = { websocket: WebSocketTransport, sse: SseTransport, longpoll: LongPollTransport };
 
+// ------------------------------------------------------------------ handlers
+
+/**
+ * The handlers registered with on(), by event type ('*' for every message), shared by
+ * RealtimeClient and the many-tabs wrapper (imagetools-shared.js). name labels the console
+ * message of a handler that throws.
+ */
+export class Handlers {
+  constructor(name) {
+    this._name = name;
+    this._byType = new Map();
+  }
+
+  on(type, handler) {
+    if (typeof handler !== 'function') throw new TypeError('handler must be a function');
+    if (!this._byType.has(type)) this._byType.set(type, new Set());
+    this._byType.get(type).add(handler);
+    return () => this.off(type, handler);
+  }
+
+  off(type, handler) {
+    const set = this._byType.get(type);
+    if (!set) return;
+    if (handler) set.delete(handler);
+    else set.clear();
+  }
+
+  /** Calls handler(data, message) for msg.type, then handler(message) for '*'. */
+  emit(msg) {
+    const call = (fn, ...args) => {
+      try {
+        fn(...args);
+      } catch (e) {
+        // One faulty handler must not stop the others or the stream.
+        console.error(this._name + ': handler for', msg.type, 'threw', e);
+      }
+    };
+    const typed = this._byType.get(msg.type);
+    if (typed) for (const fn of [...typed]) call(fn, msg.data, msg);
+    const all = this._byType.get('*');
+    if (all) for (const fn of [...all]) call(fn, msg);
+  }
+}
+
 // ------------------------------------------------------------------ the client
 
 export class RealtimeClient {
@@ -490,7 +534,7 @@ export class RealtimeClient {
     if (unknown.length || !this._opts.transports.length) {
       throw new Error('RealtimeClient: unknown transport(s): ' + unknown.join(', '));
     }
-    this._handlers = new Map();
+    this._handlers = new Handlers('imagetools-realtime');
     this._sessionId = null; // the credential connected with (a session id or a token)
     this._lastSession = null;
     this._ended = null; // 'revoked' or 'forbidden' once the server refused the credential
@@ -589,18 +633,12 @@ export class RealtimeClient {
    * event, including the local connection.status). Returns a function that unregisters it.
    */
   on(type, handler) {
-    if (typeof handler !== 'function') throw new TypeError('handler must be a function');
-    if (!this._handlers.has(type)) this._handlers.set(type, new Set());
-    this._handlers.get(type).add(handler);
-    return () => this.off(type, handler);
+    return this._handlers.on(type, handler);
   }
 
   /** Unregisters a handler given to on(); without handler, every handler of type. */
   off(type, handler) {
-    const set = this._handlers.get(type);
-    if (!set) return;
-    if (handler) set.delete(handler);
-    else set.clear();
+    this._handlers.off(type, handler);
   }
 
   /**
@@ -971,18 +1009,7 @@ export class RealtimeClient {
   }
 
   _emit(msg) {
-    const call = (fn, ...args) => {
-      try {
-        fn(...args);
-      } catch (e) {
-        // One faulty handler must not stop the others or the stream.
-        console.error('imagetools-realtime: handler for', msg.type, 'threw', e);
-      }
-    };
-    const typed = this._handlers.get(msg.type);
-    if (typed) for (const fn of [...typed]) call(fn, msg.data, msg);
-    const all = this._handlers.get('*');
-    if (all) for (const fn of [...all]) call(fn, msg);
+    this._handlers.emit(msg);
   }
 
   _emitLocal(type, data) {

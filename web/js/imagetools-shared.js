@@ -16,7 +16,7 @@
 // takes over. `shared: false` gives a client its own connection. docs/browser-client.md
 // ("Many tabs") describes it in full.
 
-import { RealtimeClient } from './imagetools-realtime.js';
+import { Handlers, RealtimeClient } from './imagetools-realtime.js';
 
 export { RealtimeClient };
 
@@ -88,7 +88,7 @@ export class SharedRealtimeClient {
    */
   constructor(options = {}) {
     this._opts = { ...SHARED_DEFAULTS, ...options };
-    this._handlers = new Map();
+    this._handlers = new Handlers('imagetools-shared');
     this._sessionId = null;
     this._lastSession = null;
     this._lastEventId = 0;
@@ -170,18 +170,12 @@ export class SharedRealtimeClient {
 
   /** As RealtimeClient.on: handler(data, message) for a type, handler(message) for '*'. */
   on(type, handler) {
-    if (typeof handler !== 'function') throw new TypeError('handler must be a function');
-    if (!this._handlers.has(type)) this._handlers.set(type, new Set());
-    this._handlers.get(type).add(handler);
-    return () => this.off(type, handler);
+    return this._handlers.on(type, handler);
   }
 
   /** Unregisters a handler given to on(); without handler, every handler of type. */
   off(type, handler) {
-    const set = this._handlers.get(type);
-    if (!set) return;
-    if (handler) set.delete(handler);
-    else set.clear();
+    this._handlers.off(type, handler);
   }
 
   /**
@@ -684,18 +678,7 @@ export class SharedRealtimeClient {
   }
 
   _emit(msg) {
-    const call = (fn, ...args) => {
-      try {
-        fn(...args);
-      } catch (e) {
-        // One faulty handler must not stop the others or the relay.
-        console.error('imagetools-shared: handler for', msg.type, 'threw', e);
-      }
-    };
-    const typed = this._handlers.get(msg.type);
-    if (typed) for (const fn of [...typed]) call(fn, msg.data, msg);
-    const all = this._handlers.get('*');
-    if (all) for (const fn of [...all]) call(fn, msg);
+    this._handlers.emit(msg);
   }
 
   // The connection's state as this tab reports it: the leader's (or its own) status, transport
