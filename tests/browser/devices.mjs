@@ -8,9 +8,8 @@
 
 import crypto from 'node:crypto';
 import path from 'node:path';
-import zlib from 'node:zlib';
 import { chromium } from 'playwright-core';
-import { ARTIFACTS, BASE, FEATURES, ctl, diag, is, makePng, ok, openPage, run, skip, until } from './lib.mjs';
+import { ARTIFACTS, BASE, FEATURES, ctl, diag, is, makePng, ok, openPage, run, skip, until, encodePng } from './lib.mjs';
 
 const SID_RE = /^[A-Za-z0-9_-]{22,64}$/;
 const PHONE_UA = 'Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 (KHTML, like Gecko) ' +
@@ -27,21 +26,7 @@ function recordUrls(context, into) {
 function noisePng(w, h) {
   const raw = crypto.randomBytes((w * 3 + 1) * h);
   for (let y = 0; y < h; y++) raw[y * (w * 3 + 1)] = 0; // filter type None on every row
-  const chunk = (type, data) => {
-    const len = Buffer.alloc(4);
-    len.writeUInt32BE(data.length);
-    const td = Buffer.concat([Buffer.from(type, 'ascii'), data]);
-    const crc = Buffer.alloc(4);
-    crc.writeUInt32BE(zlib.crc32(td) >>> 0);
-    return Buffer.concat([len, td, crc]);
-  };
-  const ihdr = Buffer.alloc(13);
-  ihdr.writeUInt32BE(w, 0);
-  ihdr.writeUInt32BE(h, 4);
-  ihdr[8] = 8;
-  ihdr[9] = 2;
-  return Buffer.concat([Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]),
-    chunk('IHDR', ihdr), chunk('IDAT', zlib.deflateSync(raw)), chunk('IEND', Buffer.alloc(0))]);
+  return encodePng(w, h, raw);
 }
 
 async function credentialOf(page) {

@@ -150,6 +150,12 @@ export function makePng(w, h, seed = 0) {
       raw[row + 3 + x * 3] = 128 + seed * 25;
     }
   }
+  return encodePng(w, h, raw);
+}
+
+// A PNG file (8-bit RGB) of the w x h image raw: rows of a filter byte (0, None) and w * 3
+// samples. deflate is zlib.deflateSync's options (level 0 keeps the file as large as the image).
+export function encodePng(w, h, raw, deflate = {}) {
   const chunk = (type, data) => {
     const len = Buffer.alloc(4);
     len.writeUInt32BE(data.length);
@@ -165,7 +171,7 @@ export function makePng(w, h, seed = 0) {
   ihdr[9] = 2; // truecolour
   return Buffer.concat([
     Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]),
-    chunk('IHDR', ihdr), chunk('IDAT', zlib.deflateSync(raw)), chunk('IEND', Buffer.alloc(0)),
+    chunk('IHDR', ihdr), chunk('IDAT', zlib.deflateSync(raw, deflate)), chunk('IEND', Buffer.alloc(0)),
   ]);
 }
 

@@ -13,10 +13,9 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import zlib from 'node:zlib';
 import { fileURLToPath } from 'node:url';
 import * as esbuild from 'esbuild';
-import { run, openPage, ok, is, diag, ctl, until, sleep, BASE } from './lib.mjs';
+import { run, openPage, ok, is, diag, ctl, until, sleep, BASE, encodePng } from './lib.mjs';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 
@@ -32,21 +31,7 @@ function rawPng(w, h, seed) {
       raw[row + 3 + x * 3] = (x ^ y) & 255;
     }
   }
-  const chunk = (type, data) => {
-    const len = Buffer.alloc(4);
-    len.writeUInt32BE(data.length);
-    const td = Buffer.concat([Buffer.from(type, 'ascii'), data]);
-    const crc = Buffer.alloc(4);
-    crc.writeUInt32BE(zlib.crc32(td) >>> 0);
-    return Buffer.concat([len, td, crc]);
-  };
-  const ihdr = Buffer.alloc(13);
-  ihdr.writeUInt32BE(w, 0);
-  ihdr.writeUInt32BE(h, 4);
-  ihdr[8] = 8;
-  ihdr[9] = 2;
-  return Buffer.concat([Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]), chunk('IHDR', ihdr),
-    chunk('IDAT', zlib.deflateSync(raw, { level: 0 })), chunk('IEND', Buffer.alloc(0))]);
+  return encodePng(w, h, raw, { level: 0 });
 }
 
 const sha256 = (b) => crypto.createHash('sha256').update(b).digest('hex');

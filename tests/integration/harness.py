@@ -128,6 +128,28 @@ class Response:
     def json(self):
         return json.loads(self.body.decode("utf-8"))
 
+
+class Answer:
+    """An answer with its headers as a dict of lower-case names (the last of repeats)."""
+
+    def __init__(self, status, headers, body):
+        self.status, self.body = status, body
+        self.headers = {k.lower(): v for k, v in headers}
+
+    def json(self):
+        return json.loads(self.body)
+
+
+def http_get(port, path, headers=None, timeout=30, method="GET"):
+    """One request (GET unless method says otherwise) to 127.0.0.1:port, on a connection of its own."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        conn.request(method, path, headers=dict(headers or {}))
+        r = conn.getresponse()
+        return Answer(r.status, r.getheaders(), r.read())
+    finally:
+        conn.close()
+
     def __repr__(self):
         return "<Response %d %r>" % (self.status, self.body[:200])
 
@@ -460,8 +482,12 @@ class Stack:
     def url(self):
         return "http://127.0.0.1:%d" % self.port
 
+    def _connection(self, timeout):
+        """A connection to the stack's web server (TlsStack makes an HTTPS one)."""
+        return http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+
     def request(self, method, path, body=None, headers=None, timeout=30):
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+        conn = self._connection(timeout)
         try:
             h = dict(headers or {})
             if body is not None and not isinstance(body, (bytes, bytearray)):

@@ -8,8 +8,6 @@ credential may come as Authorization: Bearer. Scoped tokens likewise: view and f
 the session on both servers; upload-only, forged, truncated and unknown tokens get the same
 problem (403 insufficient-scope, 401 invalid-token) and the same WWW-Authenticate from both."""
 
-import http.client
-import json
 import os
 import sys
 import threading
@@ -17,7 +15,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from harness import Stack, Tap, wait_for  # noqa: E402
+from harness import Stack, Tap, http_get, wait_for  # noqa: E402
 from sseclient import SSEStream  # noqa: E402
 
 tap = Tap()
@@ -28,24 +26,9 @@ def append(st, sid, n):
     st.sql(sql, sid)
 
 
-class Answer:
-    def __init__(self, status, headers, body):
-        self.status, self.body = status, body
-        self.headers = {k.lower(): v for k, v in headers}
-
-    def json(self):
-        return json.loads(self.body)
-
-
 def get(st, path, headers=None, timeout=30, method="GET", port=None):
     """A GET (or method) to the bridge's own port (or port)."""
-    conn = http.client.HTTPConnection("127.0.0.1", port or st.bridge_port, timeout=timeout)
-    try:
-        conn.request(method, path, headers=dict(headers or {}))
-        r = conn.getresponse()
-        return Answer(r.status, r.getheaders(), r.read())
-    finally:
-        conn.close()
+    return http_get(port or st.bridge_port, path, headers, timeout, method)
 
 
 # The headers whose values must be the same from both servers.

@@ -11,7 +11,6 @@ first, while a session-id stream of the same session goes on; its next request i
 that expires ends its streams the same way. Refused tokens are counted per address on both
 servers."""
 
-import http.client
 import json
 import os
 import sys
@@ -20,30 +19,15 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from harness import Stack, Tap, wait_for  # noqa: E402
+from harness import Stack, Tap, http_get, wait_for  # noqa: E402
 from sseclient import SSEStream  # noqa: E402
 from wsclient import Closed, HandshakeError, WsClient  # noqa: E402
 
 tap = Tap()
 
 
-class Answer:
-    def __init__(self, status, headers, body):
-        self.status, self.body = status, body
-        self.headers = {k.lower(): v for k, v in headers}
-
-    def json(self):
-        return json.loads(self.body)
-
-
 def get(port, path, headers=None, timeout=30):
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
-    try:
-        conn.request("GET", path, headers=dict(headers or {}))
-        r = conn.getresponse()
-        return Answer(r.status, r.getheaders(), r.read())
-    finally:
-        conn.close()
+    return http_get(port, path, headers, timeout)
 
 
 def append(st, sid, n):

@@ -12,13 +12,12 @@ harness.py and deploy_scenarios.py do works unchanged through the TLS front.
 """
 
 import http.client
-import json
 import os
 import ssl
 import subprocess
 
 from apache import ApacheStack
-from harness import SRCDIR, Response, Stack, free_port, render_lighttpd, wait_for
+from harness import SRCDIR, Stack, free_port, render_lighttpd, wait_for
 
 
 def make_cert(directory):
@@ -52,18 +51,8 @@ class TlsClient:
         ctx.set_alpn_protocols(list(alpn))
         return ctx
 
-    def request(self, method, path, body=None, headers=None, timeout=30):
-        conn = http.client.HTTPSConnection("127.0.0.1", self.port, timeout=timeout, context=self.ssl_context())
-        try:
-            h = dict(headers or {})
-            if body is not None and not isinstance(body, (bytes, bytearray)):
-                body = json.dumps(body).encode()
-                h.setdefault("Content-Type", "application/json")
-            conn.request(method, path, body=body, headers=h)
-            r = conn.getresponse()
-            return Response(r.status, r.getheaders(), r.read())
-        finally:
-            conn.close()
+    def _connection(self, timeout):
+        return http.client.HTTPSConnection("127.0.0.1", self.port, timeout=timeout, context=self.ssl_context())
 
     def curl(self, *args, check=False):
         return super().curl("--cacert", self.cert, *args, check=check)
