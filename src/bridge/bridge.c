@@ -7,6 +7,7 @@
 #include "bridge/addrlimit.h"
 #include "bridge/ws.h"
 #include "common/buf.h"
+#include "common/clock.h"
 #include "common/cred.h"
 #include "common/hex.h"
 #include "common/host.h"
@@ -176,15 +177,6 @@ static struct bridge {
 	double rate_pruned;
 	unsigned char rbuf[65536];
 } B;
-
-/* ------------------------------------------------------------ time */
-
-static double mono(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + ts.tv_nsec / 1e9;
-}
 
 /* ------------------------------------------------------------ client output */
 
@@ -2169,7 +2161,7 @@ static void bridge_init(const it_config *cfg)
 	B.lfd = B.sigfd = B.tfd = -1;
 	B.hard = (size_t)cfg->stream_buffer;
 	B.soft = B.hard / 2;
-	B.now = B.started = mono();
+	B.now = B.started = it_clock_s();
 	it_list_init(&B.clients);
 	it_list_init(&B.dead);
 	B.listen_h.kind = H_LISTEN;
@@ -2298,7 +2290,7 @@ static void run_loop(void)
 			it_log_error("epoll_wait: %s", strerror(errno));
 			break;
 		}
-		B.now = mono();
+		B.now = it_clock_s();
 		for (int i = 0; i < n; i++)
 			dispatch(&evs[i]);
 		it_feed_run(B.feed);

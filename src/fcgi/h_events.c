@@ -18,6 +18,7 @@
  * ends with session.revoked when the token is revoked or expires. */
 #include "config.h"
 
+#include "common/clock.h"
 #include "common/log.h"
 #include "common/token.h"
 #include "db/db.h"
@@ -63,14 +64,6 @@ struct stream_args {
 	int64_t until;
 	it_ident ident; /* what the client says of itself (and its token) */
 };
-
-static int64_t mono_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 /* Reads client_id, client_label and client_source from the query into
  * a->ident. Sends the problem and returns -1 when one is malformed. */
@@ -185,14 +178,9 @@ static int needs_resync(const it_session *s, int64_t cursor)
 
 static char *resync_json(const it_session *s, const char *reason)
 {
-	json_object *d = json_object_new_object();
-	char *j;
+	it_feed_transient t = {.type = "session.resync", .reason = reason, .last_event_id = s->last_event_seq};
 
-	json_object_object_add(d, "reason", json_object_new_string(reason));
-	json_object_object_add(d, "last_event_id", json_object_new_int64(s->last_event_seq));
-	j = it_event_transient("session.resync", d);
-	json_object_put(d);
-	return j;
+	return it_feed_transient_json(&t, NULL);
 }
 
 /* The session.revoked message of a token's stream, as the feed makes it. */
@@ -205,14 +193,9 @@ static char *revoked_json(const struct stream_args *a, const char *reason)
 
 static char *status_json(const char *status, const char *transport)
 {
-	json_object *d = json_object_new_object();
-	char *j;
+	it_feed_transient t = {.type = "connection.status", .status = status};
 
-	json_object_object_add(d, "status", json_object_new_string(status));
-	json_object_object_add(d, "transport", json_object_new_string(transport));
-	j = it_event_transient("connection.status", d);
-	json_object_put(d);
-	return j;
+	return it_feed_transient_json(&t, transport);
 }
 
 /* ------------------------------------------------------------------ long-poll body */
@@ -447,12 +430,12 @@ static int revokes(const struct stream_args *a, const char *payload)
 static int64_t cgi_wait(PGconn *conn, const struct stream_args *a, int64_t deadline, int (*keepalive)(void *),
 			void *arg)
 {
-	int64_t next_ka = mono_ms() + it_g.cfg.keepalive_interval * 1000;
+	int64_t next_ka = it_clock_ms() + it_g.cfg.keepalive_interval * 1000;
 	size_t slen = strlen(a->session);
 
 	for (;;) {
 		PGnotify *n;
-		int64_t now = mono_ms(), wait;
+		int64_t now = it_clock_ms(), wait;
 		struct pollfd pfd;
 
 		while ((n = PQnotifies(conn)) != NULL) {
@@ -501,7 +484,7 @@ static int lp_keepalive(void *arg)
 static void cgi_longpoll(it_req *req, PGconn **conn, const struct stream_args *a, struct lp_body *b)
 {
 	int slot = cgi_slot(conn);
-	int64_t deadline = mono_ms() + a->timeout_s * 1000, seq;
+	int64_t deadline = it_clock_ms() + a->timeout_s * 1000, seq;
 
 	if (slot <= 0 || listen_on(conn) < 0) {
 		char extra[48];
@@ -566,7 +549,7 @@ static int sse_write(const it_event *ev, void *arg)
 static void cgi_stream(it_req *req, PGconn **conn, const struct stream_args *a)
 {
 	struct sse_out o = {req, a->cursor, 0};
-	int64_t deadline = mono_ms() + it_g.cfg.cgi_stream_lifetime * 1000, seq = 1;
+	int64_t deadline = it_clock_ms() + it_g.cfg.cgi_stream_lifetime * 1000, seq = 1;
 	int n;
 
 	if (cgi_slot(conn) <= 0 || listen_on(conn) < 0) {

@@ -3,6 +3,7 @@
 
 #include "hub/hub.h"
 
+#include "common/clock.h"
 #include "common/list.h"
 #include "common/log.h"
 #include "feed/feed.h"
@@ -138,14 +139,6 @@ struct it_hub {
 	it_list all;
 	int64_t now;
 };
-
-static int64_t now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static void stat_add(int64_t *field, int64_t d)
 {
@@ -574,17 +567,17 @@ static void publish_stats(it_hub *hub)
 static void shutdown_streams(it_hub *hub)
 {
 	it_list *pos, *tmp;
-	int64_t until = now_ms() + 1000;
+	int64_t until = it_clock_ms() + 1000;
 
 	drain_incoming(hub);
 	it_list_foreach_safe (pos, tmp, &hub->all) {
 		stream_end(hub, it_container_of(pos, struct hstream, all_link));
 	}
 	/* Give the last bytes a moment, then close whatever is left. */
-	while (!it_list_empty(&hub->all) && now_ms() < until) {
+	while (!it_list_empty(&hub->all) && it_clock_ms() < until) {
 		struct epoll_event evs[64];
 		int n = epoll_wait(hub->epfd, evs, 64, 50);
-		hub->now = now_ms();
+		hub->now = it_clock_ms();
 		for (int i = 0; i < n; i++) {
 			struct tag *t = evs[i].data.ptr;
 			if (t->kind == TAG_STREAM)
@@ -602,21 +595,21 @@ static void *hub_main(void *arg)
 	int64_t next_tick;
 
 	pthread_mutex_lock(&hub->feed_lock);
-	hub->now = now_ms();
+	hub->now = it_clock_ms();
 	next_tick = hub->now + TICK_MS;
 	it_feed_tick(hub->feed, hub->now);
 	it_presence_tick(hub->presence, hub->now);
 	pthread_mutex_unlock(&hub->feed_lock);
 	for (;;) {
 		struct epoll_event evs[256];
-		int64_t wait = next_tick - now_ms();
+		int64_t wait = next_tick - it_clock_ms();
 		int n;
 
 		if (__atomic_load_n(&hub->stopping, __ATOMIC_ACQUIRE))
 			break;
 		n = epoll_wait(hub->epfd, evs, 256, wait < 0 ? 0 : (int)wait);
 		pthread_mutex_lock(&hub->feed_lock);
-		hub->now = now_ms();
+		hub->now = it_clock_ms();
 		for (int i = 0; i < n; i++) {
 			struct tag *t = evs[i].data.ptr;
 			switch (t->kind) {
@@ -711,7 +704,7 @@ int it_hub_park(it_hub *hub, const it_park *p)
 {
 	struct hstream *st;
 	uint64_t one = 1;
-	int64_t now = now_ms();
+	int64_t now = it_clock_ms();
 
 	pthread_mutex_lock(&hub->lock);
 	if (hub->nstreams >= hub->cfg->max_streams || hub->stopping) {

@@ -858,7 +858,7 @@ export class RealtimeClient {
   async _checkSession() {
     const id = this._sessionId;
     try {
-      const r = await (this._opts.fetch || globalThis.fetch.bind(globalThis))(
+      const r = await fetchOf(this._opts)(
         this._apiUrl('/session'), { cache: 'no-store', headers: { Authorization: 'Bearer ' + id } });
       if (this._sessionId !== id || this._active) return;
       if (refusal(r).refused === 'revoked') return this._refused('revoked', { reason: 'invalid-token' });
@@ -935,7 +935,7 @@ export class RealtimeClient {
     this._presenceQueue = [];
     let snap = null;
     try {
-      const r = await (this._opts.fetch || globalThis.fetch.bind(globalThis))(
+      const r = await fetchOf(this._opts)(
         this._apiUrl('/presence'), { cache: 'no-store', headers: { Authorization: 'Bearer ' + id } });
       if (r.status === 200) snap = await r.json();
     } catch (e) {
@@ -1065,7 +1065,7 @@ export class RealtimeClient {
     const ctl = new AbortController();
     const timer = setTimeout(() => ctl.abort(), opts.connectTimeout);
     try {
-      const r = await (opts.fetch || globalThis.fetch.bind(globalThis))(this._apiUrl('/health'),
+      const r = await fetchOf(opts)(this._apiUrl('/health'),
         { cache: 'no-store', signal: ctl.signal });
       ok = r.status === 200;
       if (ok) {
