@@ -2,12 +2,12 @@
 #include "config.h"
 
 #include "bridge/bridge.h"
+#include "common/cmdline.h"
 #include "common/config.h"
 #include "common/log.h"
 #include "db/db.h"
 #include "db/metrics.h"
 
-#include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,25 +31,22 @@ int main(int argc, char **argv)
 					     {"listen", required_argument, NULL, 'l'},
 					     {"help", no_argument, NULL, 'h'},
 					     {NULL, 0, NULL, 0}};
+	it_cmdline cl = {.prog = "imagetools-wsbridge", .usage = usage, .shortopts = "c:l:h", .longopts = opts};
 	const char *config_path = IT_CONFIG_PATH, *listen_addr = NULL;
 	it_config cfg;
 	char err[512];
 	int opt, rc;
 
-	while ((opt = getopt_long(argc, argv, "c:l:h", opts, NULL)) != -1) {
+	while ((opt = it_cmdline_next(&cl, argc, argv)) >= 0) {
 		switch (opt) {
 		case 'c': config_path = optarg; break;
 		case 'l': listen_addr = optarg; break;
-		case 'h': usage(stdout); return 0;
-		default: usage(stderr); return 2;
 		}
 	}
-	if (optind != argc) {
-		usage(stderr);
-		return 2;
-	}
+	if (opt == IT_CMDLINE_EXIT)
+		return cl.status;
 	it_log_init("imagetools-wsbridge", IT_LOG_INFO);
-	if (it_db_startup("imagetools-wsbridge", config_path, &cfg, err, sizeof(err)) < 0) {
+	if (it_db_startup("imagetools-wsbridge", config_path, NULL, &cfg, err, sizeof(err)) < 0) {
 		it_log_error("%s", err);
 		return 1;
 	}

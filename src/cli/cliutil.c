@@ -430,19 +430,6 @@ void it_cli_header_value(const char *h, size_t len, const char *name, char *out,
 	out[len - v] = '\0';
 }
 
-int it_cli_parse_long(const char *s, long lo, long hi, long *out)
-{
-	char *end;
-	long v;
-
-	errno = 0;
-	v = strtol(s, &end, 10);
-	if (errno || end == s || *end || v < lo || v > hi)
-		return -1;
-	*out = v;
-	return 0;
-}
-
 size_t it_cli_on_header(char *data, size_t size, size_t n, void *headers)
 {
 	it_cli_headers *hd = headers;

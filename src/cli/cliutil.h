@@ -136,10 +136,6 @@ void it_cli_problem_type(const char *body, size_t len, char *out, size_t outlen)
  * alone. */
 void it_cli_header_value(const char *h, size_t len, const char *name, char *out, size_t outlen);
 
-/* Parses s as a whole decimal number within [lo, hi] into out; -1 when it is
- * not one. */
-int it_cli_parse_long(const char *s, long lo, long hi, long *out);
-
 /* The response headers the clients act on. */
 typedef struct it_cli_headers {
 	char retry_after[64];

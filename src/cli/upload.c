@@ -7,6 +7,7 @@
 #include "cli/tusclient.h"
 #include "common/buf.h"
 #include "common/clock.h"
+#include "common/cmdline.h"
 #include "common/log.h"
 
 #include <curl/curl.h>
@@ -809,6 +810,12 @@ static int parse_options(struct opts *o, int argc, char **argv)
 		{"pair", required_argument, NULL, 'P'},
 		{NULL, 0, NULL, 0},
 	};
+	it_cmdline cl = {.prog = PROG,
+			 .version = PACKAGE_VERSION,
+			 .usage = usage,
+			 .shortopts = "s:S:jqrhV",
+			 .longopts = longopts,
+			 .operands = 1};
 	long v;
 	int c;
 
@@ -816,7 +823,7 @@ static int parse_options(struct opts *o, int argc, char **argv)
 	o->retry_delay_ms = 1000;
 	o->max_wait_ms = 300000;
 	o->timeout_s = 60;
-	while ((c = getopt_long(argc, argv, "s:S:jqrhV", longopts, NULL)) != -1) {
+	while ((c = it_cmdline_next(&cl, argc, argv)) >= 0) {
 		switch (c) {
 		case 's': it_cli_conf_set(&o->conf.server, optarg); break;
 		case 'S':
@@ -830,32 +837,31 @@ static int parse_options(struct opts *o, int argc, char **argv)
 		case 'R': o->resume = 1; break;
 		case 'D': snprintf(o->state_dir, sizeof(o->state_dir), "%s", optarg); break;
 		case 'L':
-			if (it_cli_parse_long(optarg, 1, 1L << 40, &o->limit_rate) < 0)
+			if (it_cmdline_long(optarg, 1, 1L << 40, &o->limit_rate) < 0)
 				goto bad_number;
 			break;
 		case 'n':
-			if (it_cli_parse_long(optarg, 0, 100, &v) < 0)
+			if (it_cmdline_long(optarg, 0, 100, &v) < 0)
 				goto bad_number;
 			o->retries = (unsigned)v;
 			break;
 		case 'd':
-			if (it_cli_parse_long(optarg, 1, 3600000, &o->retry_delay_ms) < 0)
+			if (it_cmdline_long(optarg, 1, 3600000, &o->retry_delay_ms) < 0)
 				goto bad_number;
 			break;
 		case 'w':
-			if (it_cli_parse_long(optarg, 1, 86400, &v) < 0)
+			if (it_cmdline_long(optarg, 1, 86400, &v) < 0)
 				goto bad_number;
 			o->max_wait_ms = v * 1000;
 			break;
 		case 't':
-			if (it_cli_parse_long(optarg, 1, 86400, &o->timeout_s) < 0)
+			if (it_cmdline_long(optarg, 1, 86400, &o->timeout_s) < 0)
 				goto bad_number;
 			break;
-		case 'h': usage(stdout); return IT_EXIT_OK;
-		case 'V': printf(PROG " %s\n", PACKAGE_VERSION); return IT_EXIT_OK;
-		default: usage(stderr); return IT_EXIT_USAGE;
 		}
 	}
+	if (c == IT_CMDLINE_EXIT)
+		return cl.status;
 	if (optind >= argc && o->files_from == NULL && o->pair == NULL) {
 		fprintf(stderr, PROG ": no files given (try --help)\n");
 		return IT_EXIT_USAGE;

@@ -5,6 +5,7 @@
 #include "cli/sseparse.h"
 #include "common/clock.h"
 #include "common/buf.h"
+#include "common/cmdline.h"
 #include "common/log.h"
 
 #include <curl/curl.h>
@@ -684,10 +685,17 @@ static int parse_options(struct watch *w, int argc, char **argv, const char **si
 		{"no-presence", no_argument, NULL, 'A'},
 		{NULL, 0, NULL, 0},
 	};
+	/* An argument after the options gets a message of its own, below. */
+	it_cmdline cl = {.prog = PROG,
+			 .version = PACKAGE_VERSION,
+			 .usage = usage,
+			 .shortopts = "s:S:t:T:1qhV",
+			 .longopts = longopts,
+			 .operands = 1};
 	int c;
 	long v;
 
-	while ((c = getopt_long(argc, argv, "s:S:t:T:1qhV", longopts, NULL)) != -1) {
+	while ((c = it_cmdline_next(&cl, argc, argv)) >= 0) {
 		switch (c) {
 		case 's': it_cli_conf_set(&w->conf.server, optarg); break;
 		case 'S':
@@ -715,28 +723,27 @@ static int parse_options(struct watch *w, int argc, char **argv, const char **si
 		case 'A': w->anonymous = 1; break;
 		case 'q': w->quiet = 1; break;
 		case 'P':
-			if (it_cli_parse_long(optarg, 1, 3600, &w->poll_timeout_s) < 0)
+			if (it_cmdline_long(optarg, 1, 3600, &w->poll_timeout_s) < 0)
 				goto bad_number;
 			break;
 		case 'I':
-			if (it_cli_parse_long(optarg, 1, 86400, &w->idle_timeout_s) < 0)
+			if (it_cmdline_long(optarg, 1, 86400, &w->idle_timeout_s) < 0)
 				goto bad_number;
 			break;
 		case 'd':
-			if (it_cli_parse_long(optarg, 1, 3600000, &w->retry_delay_ms) < 0)
+			if (it_cmdline_long(optarg, 1, 3600000, &w->retry_delay_ms) < 0)
 				goto bad_number;
 			w->retry_delay_given = 1;
 			break;
 		case 'w':
-			if (it_cli_parse_long(optarg, 1, 86400, &v) < 0)
+			if (it_cmdline_long(optarg, 1, 86400, &v) < 0)
 				goto bad_number;
 			w->max_wait_ms = v * 1000;
 			break;
-		case 'h': usage(stdout); return IT_EXIT_OK;
-		case 'V': printf(PROG " %s\n", PACKAGE_VERSION); return IT_EXIT_OK;
-		default: usage(stderr); return IT_EXIT_USAGE;
 		}
 	}
+	if (c == IT_CMDLINE_EXIT)
+		return cl.status;
 	if (optind != argc) {
 		fprintf(stderr, PROG ": unexpected argument '%s' (try --help)\n", argv[optind]);
 		return IT_EXIT_USAGE;

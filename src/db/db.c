@@ -88,18 +88,18 @@ out:
 	return rc;
 }
 
-int it_db_startup(const char *prog, const char *path, it_config *cfg, char *err, size_t errlen)
+int it_db_startup(const char *prog, const char *path, const char *database, it_config *cfg, char *err, size_t errlen)
 {
 	int level;
 
 	if (it_config_load(cfg, path, err, (unsigned)errlen) < 0 ||
-	    it_db_check_conninfo(cfg->database_url, err, errlen) < 0) {
+	    it_db_check_conninfo(database ? database : cfg->database_url, err, errlen) < 0) {
 		it_config_free(cfg);
 		return -EINVAL;
 	}
 	level = it_log_level_parse(cfg->log_level);
 	it_log_init(prog, level < 0 ? IT_LOG_INFO : (enum it_log_level)level);
-	it_db_configure(cfg->database_url);
+	it_db_configure(database ? database : cfg->database_url);
 	return 0;
 }
 

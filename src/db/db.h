@@ -35,12 +35,14 @@ void it_db_configure(const char *conninfo);
  * a password least of all, is repeated. */
 int it_db_check_conninfo(const char *conninfo, char *err, size_t errlen);
 
-/* The start of every daemon: loads the configuration file at path into cfg,
- * checks its database_url (it_db_check_conninfo), sets the log level it
- * names for the program called prog, and configures the database
- * connections. Returns 0, or -EINVAL with the reason in err (errlen bytes)
- * and cfg freed. */
-int it_db_startup(const char *prog, const char *path, it_config *cfg, char *err, size_t errlen);
+/* The start of every program that uses the database: loads the
+ * configuration file at path into cfg, checks the connection string
+ * database, or the file's database_url when database is NULL
+ * (it_db_check_conninfo), sets the log level the file names for the
+ * program called prog, and configures the database connections with that
+ * string. Returns 0, or -EINVAL with the reason in err (errlen bytes) and
+ * cfg freed. */
+int it_db_startup(const char *prog, const char *path, const char *database, it_config *cfg, char *err, size_t errlen);
 
 /* Returns the calling thread's connection, connecting or reconnecting as
  * needed, or NULL when the database cannot be reached (logged, rate-limited).

@@ -1,12 +1,12 @@
 /* migrate_main.c: imagetools-migrate, the command that brings a database's schema up to date. */
 #include "config.h"
 
+#include "common/cmdline.h"
 #include "common/config.h"
 #include "common/log.h"
 #include "db/db.h"
 #include "db/migrate.h"
 
-#include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,6 +33,7 @@ int main(int argc, char **argv)
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
+	it_cmdline cl = {.prog = "imagetools-migrate", .usage = usage, .shortopts = "d:D:sqc:h", .longopts = opts};
 	const char *dir = IT_SQLDIR, *database = NULL, *config_path = IT_CONFIG_PATH;
 	int status = 0, verbose = 1, c, rc;
 	it_config cfg;
@@ -40,32 +41,21 @@ int main(int argc, char **argv)
 	PGconn *conn;
 
 	it_log_init("imagetools-migrate", IT_LOG_INFO);
-	while ((c = getopt_long(argc, argv, "d:D:sqc:h", opts, NULL)) != -1) {
+	while ((c = it_cmdline_next(&cl, argc, argv)) >= 0) {
 		switch (c) {
 		case 'd': dir = optarg; break;
 		case 'D': database = optarg; break;
 		case 's': status = 1; break;
 		case 'q': verbose = 0; break;
 		case 'c': config_path = optarg; break;
-		case 'h': usage(stdout); return 0;
-		default: usage(stderr); return 2;
 		}
 	}
-	if (optind != argc) {
-		usage(stderr);
-		return 2;
-	}
-	if (it_config_load(&cfg, config_path, err, sizeof(err)) < 0) {
+	if (c == IT_CMDLINE_EXIT)
+		return cl.status;
+	if (it_db_startup("imagetools-migrate", config_path, database, &cfg, err, sizeof(err)) < 0) {
 		fprintf(stderr, "imagetools-migrate: %s\n", err);
-		it_config_free(&cfg);
 		return 2;
 	}
-	if (it_db_check_conninfo(database ? database : cfg.database_url, err, sizeof(err)) < 0) {
-		fprintf(stderr, "imagetools-migrate: %s\n", err);
-		it_config_free(&cfg);
-		return 2;
-	}
-	it_db_configure(database ? database : cfg.database_url);
 	it_config_free(&cfg);
 	conn = it_db_connect();
 	if (conn == NULL) {

@@ -1,6 +1,7 @@
 /* main.c: imagetools.fcgi — the REST API as a multi-threaded FastCGI server, or one plain CGI request. */
 #include "config.h"
 
+#include "common/cmdline.h"
 #include "common/log.h"
 #include "common/proc.h"
 #include "db/db.h"
@@ -15,7 +16,6 @@
 
 #include <errno.h>
 #include <fcgiapp.h>
-#include <getopt.h>
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
@@ -416,6 +416,9 @@ int main(int argc, char **argv)
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
+	/* Arguments after the options are ignored. */
+	it_cmdline cl = {
+		.prog = "imagetools.fcgi", .usage = usage, .shortopts = "c:s:t:h", .longopts = opts, .operands = 1};
 	const char *config_path = IT_CONFIG_PATH, *sock = NULL;
 	it_listen_ident sock_ident = {0};
 	long threads = 0;
@@ -426,17 +429,17 @@ int main(int argc, char **argv)
 	struct sigaction sa;
 	int c;
 
-	while ((c = getopt_long(argc, argv, "c:s:t:h", opts, NULL)) != -1) {
+	while ((c = it_cmdline_next(&cl, argc, argv)) >= 0) {
 		switch (c) {
 		case 'c': config_path = optarg; break;
 		case 's': sock = optarg; break;
 		case 't': threads = strtol(optarg, NULL, 10); break;
-		case 'h': usage(stdout); return 0;
-		default: usage(stderr); return 2;
 		}
 	}
+	if (c == IT_CMDLINE_EXIT)
+		return cl.status;
 	it_log_init("imagetools.fcgi", IT_LOG_INFO);
-	if (it_db_startup("imagetools.fcgi", config_path, &it_g.cfg, err, sizeof(err)) < 0) {
+	if (it_db_startup("imagetools.fcgi", config_path, NULL, &it_g.cfg, err, sizeof(err)) < 0) {
 		it_log_error("configuration: %s", err);
 		if (sock == NULL && FCGX_IsCGI()) {
 			printf("Status: 500 Internal Server Error\r\nContent-Type: application/problem+json\r\n\r\n"

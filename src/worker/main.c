@@ -2,6 +2,7 @@
 #include "config.h"
 
 #include "common/clock.h"
+#include "common/cmdline.h"
 #include "common/config.h"
 #include "common/id.h"
 #include "common/log.h"
@@ -14,7 +15,6 @@
 #include "worker/worker.h"
 
 #include <errno.h>
-#include <getopt.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
@@ -103,39 +103,33 @@ static int parse_options(int argc, char **argv, struct options *o)
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
-	char *end;
+	it_cmdline cl = {.prog = "imagetools-worker", .usage = usage, .shortopts = "c:op:j:h", .longopts = opts};
 	int c;
 
 	o->config_path = IT_CONFIG_PATH;
 	o->once = 0;
 	o->interval = 250;
 	o->parallel = 0;
-	while ((c = getopt_long(argc, argv, "c:op:j:h", opts, NULL)) != -1) {
+	while ((c = it_cmdline_next(&cl, argc, argv)) >= 0) {
 		switch (c) {
 		case 'c': o->config_path = optarg; break;
 		case 'o': o->once = 1; break;
 		case 'p':
-			o->interval = strtol(optarg, &end, 10);
-			if (*optarg == '\0' || *end != '\0' || o->interval < 0 || o->interval > 60000) {
+			if (it_cmdline_long(optarg, 0, 60000, &o->interval) < 0) {
 				fprintf(stderr, "imagetools-worker: --progress-interval takes 0 to 60000 ms\n");
 				return 2;
 			}
 			break;
 		case 'j':
-			o->parallel = strtol(optarg, &end, 10);
-			if (*optarg == '\0' || *end != '\0' || o->parallel < 1 || o->parallel > 64) {
+			if (it_cmdline_long(optarg, 1, 64, &o->parallel) < 0) {
 				fprintf(stderr, "imagetools-worker: --parallel takes 1 to 64\n");
 				return 2;
 			}
 			break;
-		case 'h': usage(stdout); return 0;
-		default: usage(stderr); return 2;
 		}
 	}
-	if (optind != argc) {
-		usage(stderr);
-		return 2;
-	}
+	if (c == IT_CMDLINE_EXIT)
+		return cl.status;
 	if (o->parallel == 0) {
 		/* One image per core: JPEG decoding and encoding are serial, so
 		 * a single image keeps one core busy. */
@@ -235,7 +229,7 @@ int main(int argc, char **argv)
 	rc = parse_options(argc, argv, &o);
 	if (rc >= 0)
 		return rc;
-	if (it_db_startup("imagetools-worker", o.config_path, &cfg, err, sizeof(err)) < 0) {
+	if (it_db_startup("imagetools-worker", o.config_path, NULL, &cfg, err, sizeof(err)) < 0) {
 		fprintf(stderr, "imagetools-worker: %s\n", err);
 		return 2;
 	}
