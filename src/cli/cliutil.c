@@ -2,6 +2,7 @@
 #include "config.h"
 
 #include "cli/cliutil.h"
+#include "common/cmdline.h"
 #include "common/kvfile.h"
 
 #include <ctype.h>
@@ -144,6 +145,29 @@ int it_cli_cred_kind(const char *s)
 int it_cli_pairing_code_valid(const char *s)
 {
 	return strncmp(s, "itp.", 4) == 0 && url_safe_run(s + 4, 22, 22);
+}
+
+int it_cli_option(it_cli_opts *o, int c, const char *arg)
+{
+	long v;
+
+	switch (c) {
+	case 's': it_cli_conf_set(&o->conf.server, arg); break;
+	case 'S':
+	case 'K': it_cli_conf_set(&o->conf.session, arg); break;
+	case 'q': o->quiet = 1; break;
+	case 'd':
+		if (it_cmdline_long(arg, 1, 3600000, &o->retry_delay_ms) < 0)
+			return -1;
+		o->retry_delay_given = 1;
+		break;
+	case 'w':
+		if (it_cmdline_long(arg, 1, 86400, &v) < 0)
+			return -1;
+		o->max_wait_ms = v * 1000;
+		break;
+	}
+	return 0;
 }
 
 int it_cli_url(it_buf *out, const char *server, const char *path)

@@ -18,6 +18,7 @@
 struct json_object;
 
 #include <curl/curl.h>
+#include <getopt.h>
 
 /* Exit codes shared by both programs (documented in docs/cli.md and the man pages). */
 enum {
@@ -88,6 +89,39 @@ int it_cli_conf_complete(const it_cli_conf *c, const char *program);
 void it_cli_conf_set(char **slot, const char *value);
 
 void it_cli_conf_free(it_cli_conf *c);
+
+/* The options both programs take, in the form of getopt_long's table: a
+ * program puts IT_CLI_OPTIONS first in its own table and
+ * IT_CLI_SHORTOPTS in its optstring, and hands them to it_cli_option. 'h'
+ * and 'V' are --help and --version (common/cmdline.h). */
+/* clang-format off */
+#define IT_CLI_OPTIONS \
+	{"server", required_argument, NULL, 's'}, \
+	{"session", required_argument, NULL, 'S'}, \
+	{"token", required_argument, NULL, 'K'}, \
+	{"quiet", no_argument, NULL, 'q'}, \
+	{"retry-delay", required_argument, NULL, 'd'}, \
+	{"max-wait", required_argument, NULL, 'w'}, \
+	{"help", no_argument, NULL, 'h'}, \
+	{"version", no_argument, NULL, 'V'}
+/* clang-format on */
+#define IT_CLI_SHORTOPTS "s:S:qhV"
+
+/* What the options both programs take set; a program sets the defaults of
+ * the two delays. */
+typedef struct it_cli_opts {
+	it_cli_conf conf;      /* --server; --session and --token, the credential */
+	int quiet;	       /* --quiet */
+	long retry_delay_ms;   /* --retry-delay: the first backoff delay */
+	int retry_delay_given; /* --retry-delay was given */
+	long max_wait_ms;      /* --max-wait, in seconds on the command line */
+} it_cli_opts;
+
+/* Takes option c (getopt_long's value) and its argument arg into o when it
+ * is one of IT_CLI_OPTIONS but 'h' and 'V'; any other c is left alone.
+ * Returns 0, or -1 when arg is not a number in the option's range (the
+ * caller says so). */
+int it_cli_option(it_cli_opts *o, int c, const char *arg);
 
 /* Sets out to server + path (path starts with "/api/v1"), dropping trailing
  * slashes of server; a server without a scheme ("host:8080") is taken as

@@ -35,12 +35,12 @@
 enum outcome { STORED, REJECTED, LOCAL_ERROR, GAVE_UP, BAD_SESSION, NOT_SERVER, INTERRUPTED, BAD_TOKEN, SCOPE };
 
 struct opts {
-	it_cli_conf conf;
-	int quiet, json, progress, recursive;
+	/* The server, the credential, --quiet, and the delays: max_wait_ms is
+	 * the ceiling on any single wait, Retry-After included. */
+	it_cli_opts cli;
+	int json, progress, recursive;
 	const char *files_from; /* file with one path per line, "-" for standard input */
 	unsigned retries;
-	long retry_delay_ms;  /* first backoff delay */
-	long max_wait_ms;     /* ceiling on any single wait, Retry-After included */
 	long timeout_s;	      /* a transfer making no progress this long is retried */
 	const char *url;      /* the upload URL, for messages */
 	int resume;	      /* tus: resumable, surviving a kill of this program */
@@ -361,11 +361,11 @@ static curl_mime *build_form(CURL *h, const struct opts *o, const char *path)
 	if (!o->token) {
 		part = curl_mime_addpart(mime);
 		curl_mime_name(part, "session_id");
-		curl_mime_data(part, o->conf.session, CURL_ZERO_TERMINATED);
+		curl_mime_data(part, o->cli.conf.session, CURL_ZERO_TERMINATED);
 	}
 	part = curl_mime_addpart(mime);
 	curl_mime_name(part, "source");
-	curl_mime_data(part, o->conf.source, CURL_ZERO_TERMINATED);
+	curl_mime_data(part, o->cli.conf.source, CURL_ZERO_TERMINATED);
 	/* The file is read from disk while it is sent: memory stays small
 	 * whatever the file's size. */
 	part = curl_mime_addpart(mime);
@@ -442,7 +442,7 @@ static enum outcome not_server(const struct opts *o, const struct xfer *x)
  * rest of the batch. */
 static enum outcome refused(const struct opts *o, const struct xfer *x)
 {
-	report_rejection(x->path, x->status, &x->body, o->conf.session);
+	report_rejection(x->path, x->status, &x->body, o->cli.conf.session);
 	if (o->json)
 		print_json(x->path, x->status, &x->body, NULL);
 	switch (it_cli_auth_problem(x->status, x->body.data, x->body.len)) {
@@ -471,7 +471,7 @@ static int final_answer(const struct opts *o, struct xfer *x, unsigned attempt, 
 	} else if (status == 200 || status == 201) {
 		if (o->json)
 			print_json(x->path, status, &x->body, NULL);
-		else if (!o->quiet)
+		else if (!o->cli.quiet)
 			print_stored(x->path, &x->body);
 		*result = STORED;
 	} else if (status == 429 || status >= 500) {
@@ -503,10 +503,10 @@ static int final_answer(const struct opts *o, struct xfer *x, unsigned attempt, 
  * signal cut the wait short. */
 static int wait_to_retry(const struct opts *o, const struct xfer *x, unsigned attempt)
 {
-	long wait_ms = it_cli_retry_wait_ms(x->server_busy ? x->hdr.retry_after : NULL, attempt, o->retry_delay_ms,
-					    o->max_wait_ms);
+	long wait_ms = it_cli_retry_wait_ms(x->server_busy ? x->hdr.retry_after : NULL, attempt, o->cli.retry_delay_ms,
+					    o->cli.max_wait_ms);
 
-	if (!o->quiet)
+	if (!o->cli.quiet)
 		fprintf(stderr, PROG ": %s: %s; retrying in %.1f s (%u of %u)\n", x->path, x->why, wait_ms / 1000.0,
 			attempt + 1, o->retries);
 	return it_cli_sleep_ms(wait_ms, &it_cli_stop);
@@ -552,8 +552,8 @@ static enum outcome upload_one(CURL *h, const struct opts *o, const char *path, 
 /* --resume: one file through tus (tusclient.h), reported like upload_one. */
 static enum outcome resume_one(CURL *h, const struct opts *o, const char *path)
 {
-	it_tusclient_opts t = {o->conf.server,	  o->conf.session, o->conf.source, o->state_dir, o->retries,
-			       o->retry_delay_ms, o->max_wait_ms,  &it_cli_stop,   !o->quiet};
+	it_tusclient_opts t = {o->cli.conf.server,    o->cli.conf.session, o->cli.conf.source, o->state_dir, o->retries,
+			       o->cli.retry_delay_ms, o->cli.max_wait_ms,  &it_cli_stop,       !o->cli.quiet};
 	char url[2048], msg[700];
 	int rc;
 
@@ -573,11 +573,11 @@ static enum outcome resume_one(CURL *h, const struct opts *o, const char *path)
 		printf("%s\n", json_object_to_json_string_ext(j, JSON_C_TO_STRING_PLAIN));
 		fflush(stdout);
 		json_object_put(j);
-	} else if (rc == IT_TUSCLIENT_STORED && !o->quiet) {
+	} else if (rc == IT_TUSCLIENT_STORED && !o->cli.quiet) {
 		printf("%s: stored\n", path);
 	}
 	if (rc == IT_TUSCLIENT_BAD_TOKEN || rc == IT_TUSCLIENT_SCOPE)
-		report_token(rc == IT_TUSCLIENT_BAD_TOKEN ? IT_CLI_AUTH_TOKEN : IT_CLI_AUTH_SCOPE, o->conf.session,
+		report_token(rc == IT_TUSCLIENT_BAD_TOKEN ? IT_CLI_AUTH_TOKEN : IT_CLI_AUTH_SCOPE, o->cli.conf.session,
 			     msg);
 	else if (rc != IT_TUSCLIENT_STORED && rc != IT_TUSCLIENT_INTERRUPTED)
 		fprintf(stderr, PROG ": %s: %s\n", path, msg);
@@ -719,7 +719,7 @@ static int pair(struct opts *o)
 	}
 	if (server[0] == '\0') {
 		/* A bare code: the server as the other settings give it. */
-		c.server = o->conf.server ? strdup(o->conf.server) : NULL;
+		c.server = o->cli.conf.server ? strdup(o->cli.conf.server) : NULL;
 		c.session = strdup("-"); /* the credential is about to be replaced: not looked up */
 		if (it_cli_conf_resolve(&c, err, sizeof(err)) < 0) {
 			fprintf(stderr, PROG ": %s\n", err);
@@ -761,11 +761,11 @@ static int pair(struct opts *o)
 	}
 	/* The new token is this run's credential and server, whatever else the
 	 * options said. */
-	free(o->conf.server);
-	free(o->conf.session);
-	o->conf.server = strdup(server);
-	o->conf.session = strdup(r.token);
-	if (!o->quiet)
+	free(o->cli.conf.server);
+	free(o->cli.conf.session);
+	o->cli.conf.server = strdup(server);
+	o->cli.conf.session = strdup(r.token);
+	if (!o->cli.quiet)
 		fprintf(stderr, PROG ": paired as %s (\"%s\", scope %s%s%s); the token is kept in %s\n", r.device_id,
 			r.label, r.scope, r.expires_at[0] ? ", until " : "", r.expires_at, path);
 	/* Later runs would take the environment's credential instead: say so
@@ -778,7 +778,7 @@ static int pair(struct opts *o)
 				env_creds[i]);
 	}
 	explicit_bzero(&r, sizeof(r));
-	return o->conf.server && o->conf.session ? IT_EXIT_OK : IT_EXIT_FAILED;
+	return o->cli.conf.server && o->cli.conf.session ? IT_EXIT_OK : IT_EXIT_FAILED;
 }
 
 /* What a step of run returns when the program goes on; any other value is
@@ -790,49 +790,38 @@ static int pair(struct opts *o)
 static int parse_options(struct opts *o, int argc, char **argv)
 {
 	static const struct option longopts[] = {
-		{"server", required_argument, NULL, 's'},
-		{"session", required_argument, NULL, 'S'},
+		IT_CLI_OPTIONS,
 		{"source", required_argument, NULL, 'o'},
 		{"json", no_argument, NULL, 'j'},
-		{"quiet", no_argument, NULL, 'q'},
 		{"retries", required_argument, NULL, 'n'},
 		{"recursive", no_argument, NULL, 'r'},
-		{"retry-delay", required_argument, NULL, 'd'},
-		{"max-wait", required_argument, NULL, 'w'},
 		{"timeout", required_argument, NULL, 't'},
-		{"help", no_argument, NULL, 'h'},
-		{"version", no_argument, NULL, 'V'},
 		{"files-from", required_argument, NULL, 'F'},
 		{"resume", no_argument, NULL, 'R'},
 		{"state-dir", required_argument, NULL, 'D'},
 		{"limit-rate", required_argument, NULL, 'L'},
-		{"token", required_argument, NULL, 'K'},
 		{"pair", required_argument, NULL, 'P'},
 		{NULL, 0, NULL, 0},
 	};
 	it_cmdline cl = {.prog = PROG,
 			 .version = PACKAGE_VERSION,
 			 .usage = usage,
-			 .shortopts = "s:S:jqrhV",
+			 .shortopts = IT_CLI_SHORTOPTS "jr",
 			 .longopts = longopts,
 			 .operands = 1};
 	long v;
 	int c;
 
 	o->retries = 5;
-	o->retry_delay_ms = 1000;
-	o->max_wait_ms = 300000;
+	o->cli.retry_delay_ms = 1000;
+	o->cli.max_wait_ms = 300000;
 	o->timeout_s = 60;
 	while ((c = it_cmdline_next(&cl, argc, argv)) >= 0) {
 		switch (c) {
-		case 's': it_cli_conf_set(&o->conf.server, optarg); break;
-		case 'S':
-		case 'K': it_cli_conf_set(&o->conf.session, optarg); break;
 		case 'P': o->pair = optarg; break;
-		case 'o': it_cli_conf_set(&o->conf.source, optarg); break;
+		case 'o': it_cli_conf_set(&o->cli.conf.source, optarg); break;
 		case 'j': o->json = 1; break;
 		case 'F': o->files_from = optarg; break;
-		case 'q': o->quiet = 1; break;
 		case 'r': o->recursive = 1; break;
 		case 'R': o->resume = 1; break;
 		case 'D': snprintf(o->state_dir, sizeof(o->state_dir), "%s", optarg); break;
@@ -845,17 +834,12 @@ static int parse_options(struct opts *o, int argc, char **argv)
 				goto bad_number;
 			o->retries = (unsigned)v;
 			break;
-		case 'd':
-			if (it_cmdline_long(optarg, 1, 3600000, &o->retry_delay_ms) < 0)
-				goto bad_number;
-			break;
-		case 'w':
-			if (it_cmdline_long(optarg, 1, 86400, &v) < 0)
-				goto bad_number;
-			o->max_wait_ms = v * 1000;
-			break;
 		case 't':
 			if (it_cmdline_long(optarg, 1, 86400, &o->timeout_s) < 0)
+				goto bad_number;
+			break;
+		default:
+			if (it_cli_option(&o->cli, c, optarg) < 0)
 				goto bad_number;
 			break;
 		}
@@ -885,22 +869,22 @@ static int check_settings(struct opts *o, it_buf *url, int have_files)
 
 	if (o->pair && (rc = pair(o)) != IT_EXIT_OK)
 		return rc;
-	if (it_cli_conf_resolve(&o->conf, err, sizeof(err)) < 0) {
+	if (it_cli_conf_resolve(&o->cli.conf, err, sizeof(err)) < 0) {
 		fprintf(stderr, PROG ": %s\n", err);
 		return IT_EXIT_USAGE;
 	}
 	if (o->pair && !have_files)
 		return IT_EXIT_OK;
-	if (it_cli_conf_complete(&o->conf, PROG) < 0)
+	if (it_cli_conf_complete(&o->cli.conf, PROG) < 0)
 		return IT_EXIT_USAGE;
-	if (o->conf.source == NULL)
-		o->conf.source = strdup("cli");
+	if (o->cli.conf.source == NULL)
+		o->cli.conf.source = strdup("cli");
 	if (o->resume && o->state_dir[0] == '\0' &&
 	    it_tusclient_default_state_dir(o->state_dir, sizeof(o->state_dir)) < 0) {
 		fprintf(stderr, PROG ": --resume needs --state-dir, XDG_STATE_HOME or HOME\n");
 		return IT_EXIT_USAGE;
 	}
-	if (it_cli_url(url, o->conf.server, "/api/v1/images") < 0) {
+	if (it_cli_url(url, o->cli.conf.server, "/api/v1/images") < 0) {
 		fprintf(stderr, PROG ": the server must be an http:// or https:// URL, or host:port\n");
 		return IT_EXIT_USAGE;
 	}
@@ -908,17 +892,17 @@ static int check_settings(struct opts *o, it_buf *url, int have_files)
 	/* A session id and a token each have one form; anything else would be
 	 * refused for every file alike, so it is said once, before anything is
 	 * sent. */
-	switch (it_cli_cred_kind(o->conf.session)) {
+	switch (it_cli_cred_kind(o->cli.conf.session)) {
 	case IT_CLI_CRED_TOKEN: o->token = 1; break;
 	case IT_CLI_CRED_SESSION: break;
 	default: {
 		char safe[80];
 
-		it_cli_sanitize(safe, sizeof(safe), o->conf.session);
+		it_cli_sanitize(safe, sizeof(safe), o->cli.conf.session);
 		fprintf(stderr,
 			PROG ": '%s' is not a session id (22 to 64 letters, digits, '-' and '_') or a token "
 			     "(itk. and 32 of them); copy it from the ImageTools page, or pair with --pair\n",
-			strlen(o->conf.session) > 12 ? "..." : safe);
+			strlen(o->cli.conf.session) > 12 ? "..." : safe);
 		return IT_EXIT_SESSION;
 	}
 	}
@@ -970,7 +954,7 @@ static CURL *open_handle(const struct opts *o, const char *url, struct curl_slis
 	curl_easy_setopt(h, CURLOPT_NOPROGRESS, 0L);
 	if (o->limit_rate > 0)
 		curl_easy_setopt(h, CURLOPT_MAX_SEND_SPEED_LARGE, (curl_off_t)o->limit_rate);
-	if (o->token && (*auth = it_cli_bearer(NULL, o->conf.session)) == NULL) {
+	if (o->token && (*auth = it_cli_bearer(NULL, o->cli.conf.session)) == NULL) {
 		fprintf(stderr, PROG ": out of memory\n");
 		curl_easy_cleanup(h);
 		curl_global_cleanup();
@@ -1020,7 +1004,7 @@ static int upload_all(CURL *h, struct opts *o, const struct pathlist *files, str
 	int total = 0;
 
 	/* The session's other devices see this one while it uploads. */
-	it_announce_init(&o->presence, o->conf.server, o->conf.session, PROG, "cli");
+	it_announce_init(&o->presence, o->cli.conf.server, o->cli.conf.session, PROG, "cli");
 	if (files->n > 0 || o->files_from)
 		it_announce_start(&o->presence, "uploading");
 	for (size_t i = 0; i < files->n && !batch_over(t); i++) {
@@ -1037,7 +1021,7 @@ static int upload_all(CURL *h, struct opts *o, const struct pathlist *files, str
  * wins. */
 static int summary(const struct opts *o, const struct totals *t, int total)
 {
-	if (!o->quiet && !o->json && total > 1)
+	if (!o->cli.quiet && !o->json && total > 1)
 		fprintf(stderr, PROG ": %d of %d files stored\n", t->stored, total);
 	if (t->interrupted) {
 		fprintf(stderr, PROG ": interrupted\n");
@@ -1057,7 +1041,7 @@ static int summary(const struct opts *o, const struct totals *t, int total)
 }
 
 /* Everything main does, as its steps; returns the exit code. main frees
- * o->conf, url and files whichever way this returns. */
+ * o->cli.conf, url and files whichever way this returns. */
 static int run(int argc, char **argv, struct opts *o, it_buf *url, struct pathlist *files)
 {
 	struct curl_slist *auth = NULL;
@@ -1072,7 +1056,7 @@ static int run(int argc, char **argv, struct opts *o, it_buf *url, struct pathli
 		rc = collect_args(o, argc, argv, files, &t);
 	if (rc != GO_ON)
 		return rc;
-	o->progress = !o->quiet && isatty(STDERR_FILENO);
+	o->progress = !o->cli.quiet && isatty(STDERR_FILENO);
 	it_cli_catch_stop();
 	if ((h = open_handle(o, url->data, &auth)) == NULL)
 		return IT_EXIT_FAILED;
@@ -1095,6 +1079,6 @@ int main(int argc, char **argv)
 	rc = run(argc, argv, &o, &url, &files);
 	pathlist_free(&files);
 	it_buf_free(&url);
-	it_cli_conf_free(&o.conf);
+	it_cli_conf_free(&o.cli.conf);
 	return rc;
 }

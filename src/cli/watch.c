@@ -42,14 +42,13 @@ enum ending { E_RETRY, E_DONE, E_STOPPED, E_BAD_SESSION, E_FATAL, E_TOKEN, E_SCO
 #define CURSOR_AHEAD "4611686018427387903"
 
 struct watch {
-	it_cli_conf conf;
+	it_cli_opts cli; /* the server, the credential, --quiet, the reconnect delays */
 	enum transport transport;
 	const char *state_path;
 	const char *types[MAX_TYPES];
 	int ntypes;
-	int once, quiet;
-	long poll_timeout_s, idle_timeout_s, retry_delay_ms, max_wait_ms;
-	int retry_delay_given; /* --retry-delay was given: it wins over the server's hint */
+	int once;
+	long poll_timeout_s, idle_timeout_s;
 	long long cursor;
 
 	CURL *h;
@@ -142,7 +141,7 @@ static int state_load(struct watch *w)
 	}
 	w->cursor = json_object_get_int64(v);
 	if (!json_object_object_get_ex(o, w->token ? "token" : "session_id", &v) ||
-	    strcmp(json_object_get_string(v), w->token ? w->cred_shown : w->conf.session) != 0) {
+	    strcmp(json_object_get_string(v), w->token ? w->cred_shown : w->cli.conf.session) != 0) {
 		fprintf(stderr, PROG ": %s belongs to another session; use another --state file\n", w->state_path);
 		goto out;
 	}
@@ -162,7 +161,8 @@ static int state_text(const struct watch *w, char *text, size_t len)
 	 * another's. */
 	if (w->token)
 		return snprintf(text, len, "{\"token\":\"%s\",\"last_event_id\":%-20lld}\n", w->cred_shown, w->cursor);
-	return snprintf(text, len, "{\"session_id\":\"%s\",\"last_event_id\":%-20lld}\n", w->conf.session, w->cursor);
+	return snprintf(text, len, "{\"session_id\":\"%s\",\"last_event_id\":%-20lld}\n", w->cli.conf.session,
+			w->cursor);
 }
 
 /* Keeps the cursor in the state file. The first call writes a temporary file,
@@ -302,7 +302,7 @@ static int handle_event_text(struct watch *w, const char *text, size_t len, cons
 		return -1;
 	ev = json_tokener_parse_ex(tok, text, (int)len);
 	if (ev == NULL || json_tokener_get_parse_end(tok) != len) {
-		if (!w->quiet)
+		if (!w->cli.quiet)
 			fprintf(stderr, PROG ": skipping an event whose data is not JSON (type %.40s)\n", type);
 	} else {
 		rc = handle_event(w, ev, type);
@@ -353,7 +353,7 @@ static size_t on_stream(char *data, size_t size, size_t n, void *p)
 		rc = it_sseparse_feed(&w->sse, data + off, len - off, &used, &ev);
 		off += used;
 		if (rc < 0) {
-			if (!w->quiet)
+			if (!w->cli.quiet)
 				fprintf(stderr, PROG ": the event stream broke the protocol (%s); reconnecting\n",
 					strerror(-rc));
 			return 0;
@@ -398,7 +398,7 @@ static int build_url(struct watch *w, const char *path, int with_cursor)
 {
 	char num[32];
 
-	if (it_cli_url(&w->url, w->conf.server, path) < 0)
+	if (it_cli_url(&w->url, w->cli.conf.server, path) < 0)
 		return -1;
 	if (!w->anonymous &&
 	    it_buf_printf(&w->url, "?client_id=%s&client_label=" PROG "&client_source=cli", w->client_id) < 0)
@@ -436,7 +436,7 @@ static int check_session(struct watch *w, long long *last)
 
 	snprintf(num, sizeof(num), "%lld", w->cursor);
 	it_buf_reset(&w->url);
-	if (it_cli_url(&w->url, w->conf.server, "/api/v1/events") < 0 ||
+	if (it_cli_url(&w->url, w->cli.conf.server, "/api/v1/events") < 0 ||
 	    it_buf_printf(&w->url, "?cursor=%s&timeout=0", last ? CURSOR_AHEAD : num) < 0)
 		return CHECK_RETRY;
 	prepare(w, MAX_POLL_ANSWER);
@@ -474,7 +474,7 @@ static void explain_bad_session(struct watch *w)
 
 	it_cli_problem_message(w->body.data, w->body.len, w->status, msg, sizeof(msg));
 	fprintf(stderr, PROG ": %s %s is unknown or has expired (%s)\n", w->token ? "the session of token" : "session",
-		it_log_redact(w->conf.session, red, sizeof(red)), msg);
+		it_log_redact(w->cli.conf.session, red, sizeof(red)), msg);
 }
 
 /* Says why the token no longer opens the session: revoked or expired (from
@@ -572,7 +572,7 @@ static enum ending run_sse(struct watch *w, char *why, size_t whylen)
 	hdr = curl_slist_append(hdr, line);
 	hdr = curl_slist_append(hdr, "Accept: text/event-stream");
 	hdr = curl_slist_append(hdr, "Cache-Control: no-cache");
-	hdr = it_cli_bearer(hdr, w->conf.session);
+	hdr = it_cli_bearer(hdr, w->cli.conf.session);
 	if (hdr == NULL)
 		return E_FATAL;
 	curl_easy_setopt(w->h, CURLOPT_HTTPHEADER, hdr);
@@ -658,8 +658,8 @@ static void watch_init(struct watch *w)
 	w->transport = T_SSE;
 	w->poll_timeout_s = 25;
 	w->idle_timeout_s = 45;
-	w->retry_delay_ms = 1000;
-	w->max_wait_ms = 60000;
+	w->cli.retry_delay_ms = 1000;
+	w->cli.max_wait_ms = 60000;
 }
 
 /* Reads the command line into w, and --since into *since. Returns GO_ON, or
@@ -667,21 +667,14 @@ static void watch_init(struct watch *w)
 static int parse_options(struct watch *w, int argc, char **argv, const char **since)
 {
 	static const struct option longopts[] = {
-		{"server", required_argument, NULL, 's'},
-		{"session", required_argument, NULL, 'S'},
+		IT_CLI_OPTIONS,
 		{"transport", required_argument, NULL, 't'},
 		{"since", required_argument, NULL, 'n'},
 		{"state", required_argument, NULL, 'f'},
 		{"type", required_argument, NULL, 'T'},
 		{"once", no_argument, NULL, '1'},
-		{"quiet", no_argument, NULL, 'q'},
 		{"poll-timeout", required_argument, NULL, 'P'},
 		{"idle-timeout", required_argument, NULL, 'I'},
-		{"retry-delay", required_argument, NULL, 'd'},
-		{"max-wait", required_argument, NULL, 'w'},
-		{"help", no_argument, NULL, 'h'},
-		{"version", no_argument, NULL, 'V'},
-		{"token", required_argument, NULL, 'K'},
 		{"no-presence", no_argument, NULL, 'A'},
 		{NULL, 0, NULL, 0},
 	};
@@ -689,17 +682,13 @@ static int parse_options(struct watch *w, int argc, char **argv, const char **si
 	it_cmdline cl = {.prog = PROG,
 			 .version = PACKAGE_VERSION,
 			 .usage = usage,
-			 .shortopts = "s:S:t:T:1qhV",
+			 .shortopts = IT_CLI_SHORTOPTS "t:T:1",
 			 .longopts = longopts,
 			 .operands = 1};
 	int c;
-	long v;
 
 	while ((c = it_cmdline_next(&cl, argc, argv)) >= 0) {
 		switch (c) {
-		case 's': it_cli_conf_set(&w->conf.server, optarg); break;
-		case 'S':
-		case 'K': it_cli_conf_set(&w->conf.session, optarg); break;
 		case 't':
 			if (strcmp(optarg, "sse") == 0)
 				w->transport = T_SSE;
@@ -721,7 +710,6 @@ static int parse_options(struct watch *w, int argc, char **argv, const char **si
 			break;
 		case '1': w->once = 1; break;
 		case 'A': w->anonymous = 1; break;
-		case 'q': w->quiet = 1; break;
 		case 'P':
 			if (it_cmdline_long(optarg, 1, 3600, &w->poll_timeout_s) < 0)
 				goto bad_number;
@@ -730,15 +718,9 @@ static int parse_options(struct watch *w, int argc, char **argv, const char **si
 			if (it_cmdline_long(optarg, 1, 86400, &w->idle_timeout_s) < 0)
 				goto bad_number;
 			break;
-		case 'd':
-			if (it_cmdline_long(optarg, 1, 3600000, &w->retry_delay_ms) < 0)
+		default:
+			if (it_cli_option(&w->cli, c, optarg) < 0)
 				goto bad_number;
-			w->retry_delay_given = 1;
-			break;
-		case 'w':
-			if (it_cmdline_long(optarg, 1, 86400, &v) < 0)
-				goto bad_number;
-			w->max_wait_ms = v * 1000;
 			break;
 		}
 	}
@@ -762,17 +744,17 @@ static int check_settings(struct watch *w)
 {
 	char err[600];
 
-	if (it_cli_conf_resolve(&w->conf, err, sizeof(err)) < 0) {
+	if (it_cli_conf_resolve(&w->cli.conf, err, sizeof(err)) < 0) {
 		fprintf(stderr, PROG ": %s\n", err);
 		return IT_EXIT_USAGE;
 	}
-	if (it_cli_conf_complete(&w->conf, PROG) < 0)
+	if (it_cli_conf_complete(&w->cli.conf, PROG) < 0)
 		return IT_EXIT_USAGE;
-	if (it_cli_url(&w->url, w->conf.server, "/") < 0) {
+	if (it_cli_url(&w->url, w->cli.conf.server, "/") < 0) {
 		fprintf(stderr, PROG ": the server must be an http:// or https:// URL\n");
 		return IT_EXIT_USAGE;
 	}
-	switch (it_cli_cred_kind(w->conf.session)) {
+	switch (it_cli_cred_kind(w->cli.conf.session)) {
 	case IT_CLI_CRED_TOKEN: w->token = 1; break;
 	case IT_CLI_CRED_SESSION: break;
 	default:
@@ -781,9 +763,9 @@ static int check_settings(struct watch *w)
 			     "token (itk. and 32 of them); copy it from the ImageTools page\n");
 		return IT_EXIT_SESSION;
 	}
-	it_log_redact(w->conf.session, w->cred_shown, sizeof(w->cred_shown));
+	it_log_redact(w->cli.conf.session, w->cred_shown, sizeof(w->cred_shown));
 	it_cli_random_name(w->client_id);
-	if ((w->auth = it_cli_bearer(NULL, w->conf.session)) == NULL) {
+	if ((w->auth = it_cli_bearer(NULL, w->cli.conf.session)) == NULL) {
 		fprintf(stderr, PROG ": out of memory\n");
 		return IT_EXIT_FAILED;
 	}
@@ -848,8 +830,8 @@ static int wait_for_session(struct watch *w, int want_now)
 		}
 		if (rc != CHECK_RETRY)
 			return checked_exit(w, rc);
-		delay = it_cli_backoff_ms(attempt++, w->retry_delay_ms, w->max_wait_ms, it_cli_random());
-		if (!w->quiet)
+		delay = it_cli_backoff_ms(attempt++, w->cli.retry_delay_ms, w->cli.max_wait_ms, it_cli_random());
+		if (!w->cli.quiet)
 			fprintf(stderr, PROG ": the server is not answering; trying again in %.1f s\n", delay / 1000.0);
 		if (it_cli_sleep_ms(delay, &it_cli_stop) < 0)
 			return IT_EXIT_OK;
@@ -876,10 +858,10 @@ static int ending_exit(struct watch *w, enum ending end)
  * did not choose a delay. */
 static long reconnect_delay(struct watch *w, unsigned attempt)
 {
-	long base = it_sseparse_retry(&w->sse) > 0 && !w->retry_delay_given ? it_sseparse_retry(&w->sse)
-									    : w->retry_delay_ms;
+	long base = it_sseparse_retry(&w->sse) > 0 && !w->cli.retry_delay_given ? it_sseparse_retry(&w->sse)
+										: w->cli.retry_delay_ms;
 
-	return it_cli_retry_wait_ms(w->hdr.retry_after, attempt, base, w->max_wait_ms);
+	return it_cli_retry_wait_ms(w->hdr.retry_after, attempt, base, w->cli.max_wait_ms);
 }
 
 /* The run loop: follows the session over the chosen transport, reconnecting
@@ -907,7 +889,7 @@ static int follow(struct watch *w)
 		if (w->delivered)
 			attempt = 0;
 		delay = reconnect_delay(w, attempt++);
-		if (!w->quiet)
+		if (!w->cli.quiet)
 			fprintf(stderr, PROG ": %s; reconnecting in %.1f s after event %lld\n", why, delay / 1000.0,
 				w->cursor);
 		if (it_cli_sleep_ms(delay, &it_cli_stop) < 0)
@@ -936,7 +918,7 @@ static int finish(struct watch *w, int exit_code)
 	free(w->sse_data);
 	it_buf_free(&w->url);
 	it_buf_free(&w->body);
-	it_cli_conf_free(&w->conf);
+	it_cli_conf_free(&w->cli.conf);
 	return exit_code;
 }
 
