@@ -5,6 +5,7 @@
 
 #include "cli/cliutil.h"
 #include "common/buf.h"
+#include "common/clock.h"
 
 #include <errno.h>
 #include <json-c/json.h>
@@ -107,8 +108,7 @@ static void *renew(void *p)
 
 	pthread_mutex_lock(&a->lock);
 	for (;;) {
-		clock_gettime(CLOCK_MONOTONIC, &t);
-		t.tv_sec += IT_ANNOUNCE_RENEW_S;
+		t = it_clock_deadline(IT_ANNOUNCE_RENEW_S * 1000);
 		while (!a->stopping && pthread_cond_timedwait(&a->cond, &a->lock, &t) != ETIMEDOUT)
 			;
 		stop = a->stopping;

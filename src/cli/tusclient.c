@@ -104,13 +104,18 @@ static void state_key(const it_tusclient_opts *o, const char *path, const struct
 			key->data[i] = '?';
 }
 
+/* The file name is 64-bit FNV-1a of the key, written out here rather than
+ * taken from it_htab_hash: that one is a size_t, 32 bits on some machines,
+ * and serves tables in memory that may change it, whereas these names are on
+ * users' disks and must stay the same for every build, or a resumable
+ * upload would no longer find its state. */
 static void state_path(const it_tusclient_opts *o, const it_buf *key, char *out, size_t outlen)
 {
-	uint64_t h = 1469598103934665603ULL; /* FNV-1a */
+	uint64_t h = 1469598103934665603ULL; /* the FNV-1a offset basis */
 
 	for (size_t i = 0; i < key->len; i++) {
 		h ^= (unsigned char)key->data[i];
-		h *= 1099511628211ULL;
+		h *= 1099511628211ULL; /* the FNV prime */
 	}
 	snprintf(out, outlen, "%s/%016" PRIx64, o->state_dir, h);
 }

@@ -1,4 +1,4 @@
-/* clock.h: the monotonic clock, read the two ways the code needs it.
+/* clock.h: the monotonic clock, read the ways the code needs it.
  *
  * Timeouts, deadlines, intervals and durations are measured on
  * CLOCK_MONOTONIC, which neither jumps with the wall clock nor stops for a
@@ -27,6 +27,23 @@ static inline double it_clock_s(void)
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* The moment ms milliseconds (>= 0) from now on the same clock, as the
+ * deadline of a pthread_cond_timedwait on a condition variable set to
+ * CLOCK_MONOTONIC (pthread_condattr_setclock). */
+static inline struct timespec it_clock_deadline(int64_t ms)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	ts.tv_sec += (time_t)(ms / 1000);
+	ts.tv_nsec += (long)(ms % 1000) * 1000000L;
+	if (ts.tv_nsec >= 1000000000L) {
+		ts.tv_sec++;
+		ts.tv_nsec -= 1000000000L;
+	}
+	return ts;
 }
 
 #endif
