@@ -558,31 +558,36 @@ static int stream_end(client *c, int retry_ms)
 	return -1;
 }
 
+/* Queues an SSE stream's 200 head, the retry hint of retry_ms and the
+ * transient of type whose JSON is json (freed here). Returns 0, or -1 when
+ * out of memory. */
+static int sse_start(client *c, int64_t retry_ms, const char *type, char *json)
+{
+	it_buf b;
+	int rc;
+
+	it_buf_init(&b, strlen(json) + 128);
+	rc = it_sse_retry(&b, retry_ms) < 0 || it_sse_transient(&b, type, json) < 0 ? -1 : 0;
+	free(json);
+	if (rc == 0)
+		rc = stream_head(c, 200, "OK", "text/event-stream",
+				 "Cache-Control: no-cache\r\nX-Accel-Buffering: no\r\n");
+	if (rc == 0)
+		rc = oq_copy(&c->out, b.data, b.len, NULL, 0);
+	it_buf_free(&b);
+	return rc;
+}
+
 /* The feed has admitted the client: the 200 head. SSE also gets its retry
  * hint and connection.status "connected" (t). */
 static int stream_admit(client *c, const it_feed_transient *t)
 {
-	c->admitted = 1;
-	if (c->kind == K_SSE) {
-		char pre[64], *json = it_feed_transient_json(t, "sse");
-		it_buf b;
-		int rc;
+	char *json;
 
-		if (json == NULL)
-			return 0;
-		it_buf_init(&b, strlen(json) + 128);
-		snprintf(pre, sizeof(pre), "retry: %lld\n\n", (long long)B.cfg->sse_retry_ms);
-		rc = it_buf_puts(&b, pre) < 0 || it_sse_transient(&b, t->type, json) < 0 ? -1 : 0;
-		free(json);
-		if (rc == 0)
-			rc = stream_head(c, 200, "OK", "text/event-stream",
-					 "Cache-Control: no-cache\r\nX-Accel-Buffering: no\r\n");
-		if (rc == 0)
-			rc = oq_copy(&c->out, b.data, b.len, NULL, 0);
-		it_buf_free(&b);
-		return rc;
-	}
-	return 0;
+	c->admitted = 1;
+	if (c->kind != K_SSE || (json = it_feed_transient_json(t, "sse")) == NULL)
+		return 0;
+	return sse_start(c, B.cfg->sse_retry_ms, t->type, json);
 }
 
 static int on_stream_event(it_feed_sub *sub, it_feed_event *ev)
@@ -781,19 +786,8 @@ static int stream_degraded(client *c)
 {
 	it_feed_transient t = {.type = "connection.status", .status = "degraded"};
 	char *json = it_feed_transient_json(&t, "sse");
-	it_buf b;
-	int rc;
 
-	it_buf_init(&b, 4096);
-	rc = json == NULL || it_sse_retry(&b, 5000) < 0 || it_sse_transient(&b, t.type, json) < 0 ? -1 : 0;
-	free(json);
-	if (rc == 0)
-		rc = stream_head(c, 200, "OK", "text/event-stream",
-				 "Cache-Control: no-cache\r\nX-Accel-Buffering: no\r\n");
-	if (rc == 0)
-		rc = oq_copy(&c->out, b.data, b.len, NULL, 0);
-	it_buf_free(&b);
-	if (rc < 0) {
+	if (json == NULL || sse_start(c, 5000, t.type, json) < 0) {
 		client_free(c);
 		return -1;
 	}
