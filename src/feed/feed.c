@@ -775,11 +775,24 @@ static void send_query(it_feed *f, enum q_kind q, int n, uint64_t *count, const 
 		it_feed_db_lost(f);
 }
 
+/* Closes the array literal ids and sends it as the one parameter of sql, as
+ * for send_query. Returns whether a query went out (n > 0). */
+static int send_ids(it_feed *f, enum q_kind q, int n, uint64_t *count, const char *sql, it_buf *ids)
+{
+	const char *params[1];
+
+	if (n == 0)
+		return 0;
+	it_buf_puts(ids, "}");
+	params[0] = ids->data;
+	send_query(f, q, n, count, sql, 1, params);
+	return 1;
+}
+
 /* Sends one check of the sessions that need one, up to BATCH_SESSIONS of
  * them; ids is the open array literal. Returns whether a query went out. */
 static int send_checks(it_feed *f, it_buf *ids)
 {
-	const char *params[1];
 	it_list *pos, *tmp;
 	int n = 0;
 
@@ -797,19 +810,13 @@ static int send_checks(it_feed *f, it_buf *ids)
 		s->sent_gen = f->gen;
 		f->inflight[n++] = s;
 	}
-	if (n == 0)
-		return 0;
-	it_buf_puts(ids, "}");
-	params[0] = ids->data;
-	send_query(f, Q_CHECK, n, &f->st.checks, it_feed_check_sql, 1, params);
-	return 1;
+	return send_ids(f, Q_CHECK, n, &f->st.checks, it_feed_check_sql, ids);
 }
 
 /* Sends one check of waiting tokens, up to BATCH_SESSIONS of them; ids is
  * the open array literal. Returns whether a query went out. */
 static int send_creds(it_feed *f, it_buf *ids)
 {
-	const char *params[1];
 	it_list *pos, *tmp;
 	int n = 0;
 
@@ -827,12 +834,7 @@ static int send_creds(it_feed *f, it_buf *ids)
 		q->slot = n;
 		f->cinflight[n++] = q;
 	}
-	if (n == 0)
-		return 0;
-	it_buf_puts(ids, "}");
-	params[0] = ids->data;
-	send_query(f, Q_CRED, n, &f->st.creds, it_feed_cred_sql, 1, params);
-	return 1;
+	return send_ids(f, Q_CRED, n, &f->st.creds, it_feed_cred_sql, ids);
 }
 
 /* Sends one read of the log for the sessions that need one, each from its
