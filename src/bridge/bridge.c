@@ -21,6 +21,7 @@
 #include "db/metrics.h"
 #include "feed/feed.h"
 #include "feed/ident.h"
+#include "feed/longpoll.h"
 #include "feed/outq.h"
 #include "feed/presence.h"
 #include "feed/sse.h"
@@ -104,14 +105,17 @@ static int oq_event(it_outq *q, it_feed_event *ev, const struct iovec *w)
 	return it_outq_push(q, NULL, 0, ev, NULL, w->iov_base, w->iov_len) < 0 ? -ENOMEM : 0;
 }
 
+/* it_longpoll_put for a client's output queue: events by reference, the
+ * rest copied. */
+static int lp_put(void *q, it_feed_event *ev, const char *p, size_t n)
+{
+	if (ev != NULL)
+		return it_outq_push(q, NULL, 0, ev, NULL, p, n) < 0 ? -ENOMEM : 0;
+	return oq_copy(q, p, n, NULL, 0);
+}
+
 /* The metrics label of each kind. */
 static const char *const kind_label[] = {"transport=\"websocket\"", "transport=\"sse\"", "transport=\"longpoll\""};
-
-/* One item of a long-poll answer: an event, or a session.resync's JSON. */
-struct lpitem {
-	it_feed_event *ev;
-	char *json;
-};
 
 typedef struct client {
 	handle h;
@@ -140,9 +144,7 @@ typedef struct client {
 	char *instance;	   /* the path as the client sent it (problem answers) */
 	double deadline;   /* long-poll: answer by then */
 	double next_keepalive;
-	struct lpitem *lp; /* long-poll: the answer gathered so far */
-	unsigned nlp, lpcap;
-	size_t lp_bytes;
+	it_longpoll lp; /* long-poll: the answer gathered so far */
 	/* Credentials */
 	it_feed_credq cq;  /* a token check in flight (cq.feed set while it is) */
 	uint8_t auth_wait; /* WebSocket on /api/v1/ws: the auth message is still to come */
@@ -462,33 +464,6 @@ static const it_feed_sub_ops ws_ops = {on_event, on_transient, on_batch_end, on_
  * shared) or one long-poll answer built around the events' own JSON. Every
  * answer closes the connection. */
 
-static void lp_clear(client *c)
-{
-	for (unsigned i = 0; i < c->nlp; i++) {
-		it_feed_event_unref(c->lp[i].ev);
-		free(c->lp[i].json);
-	}
-	c->nlp = 0;
-	c->lp_bytes = 0;
-}
-
-static int lp_add(client *c, it_feed_event *ev, char *json)
-{
-	if (c->nlp == c->lpcap) {
-		unsigned cap = c->lpcap ? c->lpcap * 2 : 8;
-		struct lpitem *v = realloc(c->lp, cap * sizeof(*v));
-		if (v == NULL)
-			return -1;
-		c->lp = v;
-		c->lpcap = cap;
-	}
-	c->lp[c->nlp].ev = ev ? it_feed_event_ref(ev) : NULL;
-	c->lp[c->nlp].json = json;
-	c->nlp++;
-	c->lp_bytes += (ev ? ev->json_len : strlen(json)) + 1;
-	return 0;
-}
-
 static void report_delivered(void)
 {
 	for (int k = 0; k < 3; k++) {
@@ -560,34 +535,18 @@ static int stream_end(client *c, int retry_ms)
 		return -1;
 	client_detach(c);
 	if (c->kind == K_POLL) {
-		char tail[96], len[48];
-		size_t total = 11;
-		int n = snprintf(tail, sizeof(tail), "],\"cursor\":%lld%s}\n", (long long)c->sub.cursor,
-				 retry_ms > 0 ? ",\"retry_after_ms\":5000" : "");
+		char len[48];
 		int rc = 0;
 
-		for (unsigned i = 0; i < c->nlp; i++)
-			total += (i > 0) + (c->lp[i].ev ? c->lp[i].ev->json_len : strlen(c->lp[i].json));
-		total += (size_t)n;
 		if (!c->head_sent) {
-			snprintf(len, sizeof(len), "Cache-Control: no-store\r\nContent-Length: %zu\r\n", total);
+			snprintf(len, sizeof(len), "Cache-Control: no-store\r\nContent-Length: %zu\r\n",
+				 it_longpoll_size(&c->lp, c->sub.cursor, retry_ms > 0));
 			rc = stream_head(c, 200, "OK", "application/json", len);
 		}
 		if (rc == 0)
-			rc = oq_copy(&c->out, "{\"events\":[", 11, NULL, 0);
-		for (unsigned i = 0; rc == 0 && i < c->nlp; i++) {
-			if (i > 0)
-				rc = oq_copy(&c->out, ",", 1, NULL, 0);
-			if (rc == 0 && c->lp[i].ev) {
-				struct iovec w = {(void *)c->lp[i].ev->json, c->lp[i].ev->json_len};
-				rc = oq_event(&c->out, c->lp[i].ev, &w);
-			} else if (rc == 0) {
-				rc = oq_copy(&c->out, c->lp[i].json, strlen(c->lp[i].json), NULL, 0);
-			}
-		}
-		if (rc == 0)
-			rc = oq_copy(&c->out, tail, (size_t)n, NULL, 0);
-		lp_clear(c);
+			rc = it_longpoll_write(&c->lp, c->sub.cursor, retry_ms > 0, lp_put, &c->out);
+		else
+			it_longpoll_clear(&c->lp);
 		if (rc < 0) {
 			client_free(c);
 			return -1;
@@ -599,31 +558,36 @@ static int stream_end(client *c, int retry_ms)
 	return -1;
 }
 
+/* Queues an SSE stream's 200 head, the retry hint of retry_ms and the
+ * transient of type whose JSON is json (freed here). Returns 0, or -1 when
+ * out of memory. */
+static int sse_start(client *c, int64_t retry_ms, const char *type, char *json)
+{
+	it_buf b;
+	int rc;
+
+	it_buf_init(&b, strlen(json) + 128);
+	rc = it_sse_retry(&b, retry_ms) < 0 || it_sse_transient(&b, type, json) < 0 ? -1 : 0;
+	free(json);
+	if (rc == 0)
+		rc = stream_head(c, 200, "OK", "text/event-stream",
+				 "Cache-Control: no-cache\r\nX-Accel-Buffering: no\r\n");
+	if (rc == 0)
+		rc = oq_copy(&c->out, b.data, b.len, NULL, 0);
+	it_buf_free(&b);
+	return rc;
+}
+
 /* The feed has admitted the client: the 200 head. SSE also gets its retry
  * hint and connection.status "connected" (t). */
 static int stream_admit(client *c, const it_feed_transient *t)
 {
-	c->admitted = 1;
-	if (c->kind == K_SSE) {
-		char pre[64], *json = it_feed_transient_json(t, "sse");
-		it_buf b;
-		int rc;
+	char *json;
 
-		if (json == NULL)
-			return 0;
-		it_buf_init(&b, strlen(json) + 128);
-		snprintf(pre, sizeof(pre), "retry: %lld\n\n", (long long)B.cfg->sse_retry_ms);
-		rc = it_buf_puts(&b, pre) < 0 || it_sse_transient(&b, t->type, json) < 0 ? -1 : 0;
-		free(json);
-		if (rc == 0)
-			rc = stream_head(c, 200, "OK", "text/event-stream",
-					 "Cache-Control: no-cache\r\nX-Accel-Buffering: no\r\n");
-		if (rc == 0)
-			rc = oq_copy(&c->out, b.data, b.len, NULL, 0);
-		it_buf_free(&b);
-		return rc;
-	}
-	return 0;
+	c->admitted = 1;
+	if (c->kind != K_SSE || (json = it_feed_transient_json(t, "sse")) == NULL)
+		return 0;
+	return sse_start(c, B.cfg->sse_retry_ms, t->type, json);
 }
 
 static int on_stream_event(it_feed_sub *sub, it_feed_event *ev)
@@ -633,9 +597,7 @@ static int on_stream_event(it_feed_sub *sub, it_feed_event *ev)
 
 	if (c->kind == K_POLL) {
 		/* A full answer goes now; the next poll continues. */
-		if (c->nlp > 0 && c->lp_bytes + ev->json_len > B.hard)
-			return 1;
-		if (lp_add(c, ev, NULL) < 0)
+		if (it_longpoll_full(&c->lp, ev, B.hard) || it_longpoll_add(&c->lp, ev, NULL) < 0)
 			return 1;
 		B.delivered_unreported[K_POLL]++;
 		return 0;
@@ -681,7 +643,7 @@ static int on_stream_transient(it_feed_sub *sub, const it_feed_transient *t)
 			oq_copy(&c->out, b.data, b.len, NULL, 0);
 		it_buf_free(&b);
 		free(json);
-	} else if (lp_add(c, NULL, json) < 0) {
+	} else if (it_longpoll_add(&c->lp, NULL, json) < 0) {
 		free(json);
 	}
 	return 0;
@@ -692,7 +654,7 @@ static int on_stream_batch_end(it_feed_sub *sub)
 	client *c = sub_client(sub);
 
 	if (c->kind == K_POLL) {
-		if (c->nlp > 0)
+		if (c->lp.n > 0)
 			return stream_end(c, 0);
 		if (!c->head_sent) {
 			/* Waiting: the head and a space (allowed before JSON),
@@ -824,19 +786,8 @@ static int stream_degraded(client *c)
 {
 	it_feed_transient t = {.type = "connection.status", .status = "degraded"};
 	char *json = it_feed_transient_json(&t, "sse");
-	it_buf b;
-	int rc;
 
-	it_buf_init(&b, 4096);
-	rc = json == NULL || it_sse_retry(&b, 5000) < 0 || it_sse_transient(&b, t.type, json) < 0 ? -1 : 0;
-	free(json);
-	if (rc == 0)
-		rc = stream_head(c, 200, "OK", "text/event-stream",
-				 "Cache-Control: no-cache\r\nX-Accel-Buffering: no\r\n");
-	if (rc == 0)
-		rc = oq_copy(&c->out, b.data, b.len, NULL, 0);
-	it_buf_free(&b);
-	if (rc < 0) {
+	if (json == NULL || sse_start(c, 5000, t.type, json) < 0) {
 		client_free(c);
 		return -1;
 	}
@@ -890,14 +841,25 @@ static void auth_failed(client *c)
 	it_addrlimit_hit(&B.authfail, c->addr, B.now);
 }
 
-/* Sends a token's hash to the feed for checking; done is called with the
- * answer. Returns 0, or -1 when out of memory (nothing pending). */
-static int token_check(client *c, const char *cred, void (*done)(it_feed_credq *, const it_feed_principal *))
+/* Why the feed's answer refuses a token, whatever the transport. */
+enum cred_refusal {
+	R_SCOPE,    /* not of scope view */
+	R_NOMEM,    /* out of memory */
+	R_TOKEN,    /* unknown, expired or revoked */
+	R_SESSION,  /* its session is gone */
+	R_DATABASE, /* the database did not answer */
+};
+
+static void cred_done(it_feed_credq *q, const it_feed_principal *p);
+
+/* Sends a token's hash to the feed for checking; cred_done is called with
+ * the answer. Returns 0, or -1 when out of memory (nothing pending). */
+static int token_check(client *c, const char *cred)
 {
 	unsigned char h[IT_TOKEN_HASH_LEN];
 
 	it_token_hash(cred, h);
-	c->cq.done = done;
+	c->cq.done = cred_done;
 	return it_feed_cred_check(B.feed, &c->cq, h) < 0 ? -1 : 0;
 }
 
@@ -987,36 +949,24 @@ static int stream_open(client *c, const char *sid, const char *device, int64_t u
 	return 0;
 }
 
-/* The feed's answer about an SSE stream's or long-poll's token. */
-static void stream_cred_done(it_feed_credq *q, const it_feed_principal *p)
+/* Refuses an SSE stream's or long-poll's token with the answer
+ * imagetools.fcgi gives (R_NOMEM: the client is freed). */
+static void stream_refuse(client *c, enum cred_refusal why)
 {
-	client *c = it_container_of(q, client, cq);
-
-	switch (p->status) {
-	case 200:
-		if (!scope_views(p->scope)) {
-			stream_problem(c, 403, "Forbidden", "insufficient-scope",
-				       "This credential's scope does not allow this request: it needs a credential of"
-				       " scope \\\"view\\\". Nothing was changed.",
-				       "WWW-Authenticate: Bearer realm=\"imagetools\", error=\"insufficient_scope\","
-				       " scope=\"view\"\r\n");
-			return;
-		}
-		if (ident_get(c) == NULL) {
-			client_free(c);
-			return;
-		}
-		it_ident_set_device(c->ident, p->device_id, p->label, p->source);
-		stream_open(c, p->session_id, p->device_id, p->until, c->kind == K_SSE);
+	switch (why) {
+	case R_SCOPE:
+		stream_problem(c, 403, "Forbidden", "insufficient-scope",
+			       "This credential's scope does not allow this request: it needs a credential of"
+			       " scope \\\"view\\\". Nothing was changed.",
+			       "WWW-Authenticate: Bearer realm=\"imagetools\", error=\"insufficient_scope\","
+			       " scope=\"view\"\r\n");
 		return;
-	case 401:
-		auth_failed(c);
-		token_refused(c);
-		return;
-	case 404:
+	case R_NOMEM: client_free(c); return;
+	case R_TOKEN: token_refused(c); return;
+	case R_SESSION:
 		stream_problem(c, 404, "Not Found", "unknown-session", "No such session, or it has expired.", NULL);
 		return;
-	default:
+	case R_DATABASE:
 		stream_problem(c, 503, "Service Unavailable", "database-unavailable",
 			       "The database cannot be reached; try again shortly.", "Retry-After: 5\r\n");
 		return;
@@ -1167,7 +1117,7 @@ static int stream_token(client *c, enum client_kind kind, const char *sid)
 		auth_failed(c);
 		return token_refused(c);
 	}
-	if (token_check(c, sid, stream_cred_done) < 0) {
+	if (token_check(c, sid) < 0) {
 		client_free(c);
 		return -1;
 	}
@@ -1363,30 +1313,53 @@ static int ws_subscribe(client *c, const char *sid, const char *device, int64_t 
 	return 0;
 }
 
-/* The feed's answer about a WebSocket's token. */
-static void ws_cred_done(it_feed_credq *q, const it_feed_principal *p)
+/* Refuses a WebSocket's token with a close code. */
+static void ws_refuse(client *c, enum cred_refusal why)
+{
+	static const struct {
+		int code;
+		const char *reason;
+	} close_with[] = {
+		[R_SCOPE] = {WS_CLOSE_SCOPE, "Insufficient scope"},
+		[R_NOMEM] = {IT_WS_CLOSE_INTERNAL, "Out of memory"},
+		[R_TOKEN] = {WS_CLOSE_BAD_CREDENTIAL, "Invalid token"},
+		[R_SESSION] = {IT_WS_CLOSE_INVALID_SESSION, "Invalid session"},
+		[R_DATABASE] = {IT_WS_CLOSE_TRY_LATER, "Database unavailable"},
+	};
+
+	client_close(c, close_with[why].code, close_with[why].reason);
+}
+
+/* The feed's answer about a client's token: a token of scope view opens
+ * the client's stream or subscribes its WebSocket, anything else is
+ * refused the way the client's transport refuses. */
+static void cred_done(it_feed_credq *q, const it_feed_principal *p)
 {
 	client *c = it_container_of(q, client, cq);
+	void (*refuse)(client *, enum cred_refusal) = c->kind == K_WS ? ws_refuse : stream_refuse;
 
 	switch (p->status) {
 	case 200:
 		if (!scope_views(p->scope)) {
-			client_close(c, WS_CLOSE_SCOPE, "Insufficient scope");
+			refuse(c, R_SCOPE);
 			return;
 		}
 		if (ident_get(c) == NULL) {
-			client_close(c, IT_WS_CLOSE_INTERNAL, "Out of memory");
+			refuse(c, R_NOMEM);
 			return;
 		}
 		it_ident_set_device(c->ident, p->device_id, p->label, p->source);
-		ws_subscribe(c, p->session_id, p->device_id, p->until);
+		if (c->kind == K_WS)
+			ws_subscribe(c, p->session_id, p->device_id, p->until);
+		else
+			stream_open(c, p->session_id, p->device_id, p->until, c->kind == K_SSE);
 		return;
 	case 401:
 		auth_failed(c);
-		client_close(c, WS_CLOSE_BAD_CREDENTIAL, "Invalid token");
+		refuse(c, R_TOKEN);
 		return;
-	case 404: client_close(c, IT_WS_CLOSE_INVALID_SESSION, "Invalid session"); return;
-	default: client_close(c, IT_WS_CLOSE_TRY_LATER, "Database unavailable"); return;
+	case 404: refuse(c, R_SESSION); return;
+	default: refuse(c, R_DATABASE); return;
 	}
 }
 
@@ -1406,7 +1379,7 @@ static int ws_authenticate(client *c, const char *cred)
 			client_close(c, WS_CLOSE_BAD_CREDENTIAL, "Invalid token");
 			return -1;
 		}
-		if (token_check(c, cred, ws_cred_done) < 0) {
+		if (token_check(c, cred) < 0) {
 			client_close(c, IT_WS_CLOSE_INTERNAL, "Out of memory");
 			return -1;
 		}
@@ -1965,9 +1938,7 @@ static void client_free(client *c)
 	free(c->ident);
 	c->ident = NULL;
 	it_outq_free(&c->out);
-	lp_clear(c);
-	free(c->lp);
-	c->lp = NULL;
+	it_longpoll_free(&c->lp);
 	free(c->cors);
 	c->cors = NULL;
 	free(c->instance);

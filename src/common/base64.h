@@ -16,6 +16,12 @@
  * need not be NUL-terminated; out is not NUL-terminated. */
 ssize_t it_base64_decode(const char *in, size_t n, unsigned char *out, size_t outlen);
 
+/* Decodes a key typed by a person: standard base64 or base64url (either
+ * alphabet, even mixed), any number of trailing "=" and bits left over in
+ * the last character ignored; otherwise as it_base64_decode (-EINVAL when
+ * in is not such an encoding, -ENOSPC when out is too small). */
+ssize_t it_base64_decode_lax(const char *in, size_t n, unsigned char *out, size_t outlen);
+
 /* Encodes n bytes as padded standard base64 into out, which holds at least
  * 4 * ((n + 2) / 3) + 1 bytes (NUL-terminated). */
 void it_base64_encode(const unsigned char *in, size_t n, char *out);

@@ -3,6 +3,7 @@
 
 #include "common/urlsign.h"
 
+#include "common/base64.h"
 #include "common/hex.h"
 #include "common/id.h"
 
@@ -30,27 +31,11 @@ void it_urlsign_hmac(const void *key, size_t keylen, const void *msg, size_t len
 		memset(out, 0, IT_URLSIGN_MAC_LEN); /* cannot happen with SHA-256; never sign with garbage */
 }
 
-static int b64val(int c)
-{
-	if (c >= 'A' && c <= 'Z')
-		return c - 'A';
-	if (c >= 'a' && c <= 'z')
-		return c - 'a' + 26;
-	if (c >= '0' && c <= '9')
-		return c - '0' + 52;
-	if (c == '+' || c == '-')
-		return 62;
-	if (c == '/' || c == '_')
-		return 63;
-	return -1;
-}
-
 int it_urlsign_key_parse(const char *text, unsigned char *out)
 {
 	size_t n = strlen(text), i, len = 0;
 	int hex = n >= 2 * IT_URLSIGN_KEY_MIN && n % 2 == 0;
-	uint32_t acc = 0;
-	int bits = 0;
+	ssize_t r;
 
 	for (i = 0; hex && i < n; i++)
 		if (it_hex_value((unsigned char)text[i]) < 0)
@@ -63,24 +48,8 @@ int it_urlsign_key_parse(const char *text, unsigned char *out)
 						     it_hex_value((unsigned char)text[i + 1]));
 		return (int)len;
 	}
-	while (n > 0 && text[n - 1] == '=')
-		n--;
-	if (n % 4 == 1)
-		return -EINVAL;
-	for (i = 0; i < n; i++) {
-		int v = b64val((unsigned char)text[i]);
-		if (v < 0)
-			return -EINVAL;
-		acc = acc << 6 | (uint32_t)v;
-		bits += 6;
-		if (bits >= 8) {
-			bits -= 8;
-			if (len == IT_URLSIGN_KEY_MAX)
-				return -EINVAL;
-			out[len++] = (unsigned char)(acc >> bits);
-		}
-	}
-	return len >= IT_URLSIGN_KEY_MIN ? (int)len : -EINVAL;
+	r = it_base64_decode_lax(text, n, out, IT_URLSIGN_KEY_MAX);
+	return r >= IT_URLSIGN_KEY_MIN ? (int)r : -EINVAL;
 }
 
 int it_urlsign_init(it_urlsign *s, const unsigned char *key, size_t keylen, int64_t ttl)

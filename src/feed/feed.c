@@ -7,6 +7,7 @@
 #include "common/htab.h"
 #include "common/id.h"
 #include "common/log.h"
+#include "common/token.h"
 #include "db/event.h"
 #include "db/pgl.h"
 #include "feed/sse.h"
@@ -761,11 +762,37 @@ static int64_t read_from(const sess *s)
 	return after == INT64_MAX ? -1 : after;
 }
 
+/* Sends sql with its parameters as query q for the n sessions or tokens
+ * just put in flight, counted in *count. A failed send loses the
+ * connection (unless that already ended the query). */
+static void send_query(it_feed *f, enum q_kind q, int n, uint64_t *count, const char *sql, int nparams,
+		       const char *const *params)
+{
+	f->q = q;
+	f->ninflight = n;
+	(*count)++;
+	if (f->dbops->send(f->db, sql, nparams, params) < 0 && f->q == q)
+		it_feed_db_lost(f);
+}
+
+/* Closes the array literal ids and sends it as the one parameter of sql, as
+ * for send_query. Returns whether a query went out (n > 0). */
+static int send_ids(it_feed *f, enum q_kind q, int n, uint64_t *count, const char *sql, it_buf *ids)
+{
+	const char *params[1];
+
+	if (n == 0)
+		return 0;
+	it_buf_puts(ids, "}");
+	params[0] = ids->data;
+	send_query(f, q, n, count, sql, 1, params);
+	return 1;
+}
+
 /* Sends one check of the sessions that need one, up to BATCH_SESSIONS of
  * them; ids is the open array literal. Returns whether a query went out. */
 static int send_checks(it_feed *f, it_buf *ids)
 {
-	const char *params[1];
 	it_list *pos, *tmp;
 	int n = 0;
 
@@ -783,50 +810,31 @@ static int send_checks(it_feed *f, it_buf *ids)
 		s->sent_gen = f->gen;
 		f->inflight[n++] = s;
 	}
-	if (n == 0)
-		return 0;
-	it_buf_puts(ids, "}");
-	params[0] = ids->data;
-	f->q = Q_CHECK;
-	f->ninflight = n;
-	f->st.checks++;
-	if (f->dbops->send(f->db, it_feed_check_sql, 1, params) < 0 && f->q == Q_CHECK)
-		it_feed_db_lost(f);
-	return 1;
+	return send_ids(f, Q_CHECK, n, &f->st.checks, it_feed_check_sql, ids);
 }
 
 /* Sends one check of waiting tokens, up to BATCH_SESSIONS of them; ids is
  * the open array literal. Returns whether a query went out. */
 static int send_creds(it_feed *f, it_buf *ids)
 {
-	const char *params[1];
 	it_list *pos, *tmp;
 	int n = 0;
 
 	it_list_foreach_safe (pos, tmp, &f->creds) {
 		it_feed_credq *q = it_container_of(pos, it_feed_credq, link);
-		char hex[65];
+		char hex[IT_TOKEN_HASH_HEX_SIZE];
 
 		if (n == BATCH_SESSIONS)
 			break;
-		for (int i = 0; i < 32; i++)
-			snprintf(hex + 2 * i, 3, "%02x", q->hash[i]);
-		if (array_add(ids, hex, 1) < 0)
+		/* The array holds the bare digits, without the "\\x" in front. */
+		it_token_hash_hex(q->hash, hex);
+		if (array_add(ids, hex + 2, 1) < 0)
 			break;
 		it_list_unlink(&q->link);
 		q->slot = n;
 		f->cinflight[n++] = q;
 	}
-	if (n == 0)
-		return 0;
-	it_buf_puts(ids, "}");
-	params[0] = ids->data;
-	f->q = Q_CRED;
-	f->ninflight = n;
-	f->st.creds++;
-	if (f->dbops->send(f->db, it_feed_cred_sql, 1, params) < 0 && f->q == Q_CRED)
-		it_feed_db_lost(f);
-	return 1;
+	return send_ids(f, Q_CRED, n, &f->st.creds, it_feed_cred_sql, ids);
 }
 
 /* Sends one read of the log for the sessions that need one, each from its
@@ -872,11 +880,7 @@ static void send_reads(it_feed *f, it_buf *ids, it_buf *afters)
 	params[0] = ids->data;
 	params[1] = afters->data;
 	params[2] = limit;
-	f->q = Q_READ;
-	f->ninflight = n;
-	f->st.reads++;
-	if (f->dbops->send(f->db, it_event_read_many_sql, 3, params) < 0 && f->q == Q_READ)
-		it_feed_db_lost(f);
+	send_query(f, Q_READ, n, &f->st.reads, it_event_read_many_sql, 3, params);
 }
 
 /* Sends the next query when the connection is free: session checks first

@@ -22,8 +22,9 @@
  * (it_feed_event_new, it_presence_join); the it_feed_new and it_presence_new
  * constructors return 0 or a negative errno with *out set. it_outq_write
  * returns the bytes written or the negative errno of writev; it_outq_mark
- * and it_feed_sub_count return counts; the it_ident_*_valid checks and
- * it_ident_announces are predicates. Subscriber callbacks (it_feed_sub_ops)
+ * and it_feed_sub_count return counts, it_longpoll_size a length; the
+ * it_ident_*_valid checks, it_ident_announces and it_longpoll_full are
+ * predicates. Subscriber callbacks (it_feed_sub_ops)
  * return 0, 1 for "no room now" (event only) or a negative value when the
  * subscriber is gone; the database stand-in's send returns 0 or a negative
  * errno like it_pgl_send. */

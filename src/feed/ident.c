@@ -27,26 +27,27 @@ int it_ident_client_id_valid(const char *s, size_t n)
 	return in_set(s, n, 64, "_-");
 }
 
-int it_ident_source_valid(const char *s, size_t n)
+/* n bytes at s, at most size - 1 of them and no NUL, that valid accepts as
+ * a C string; size is at most IT_DEVICE_LABEL_SIZE. */
+static int str_valid(const char *s, size_t n, size_t size, int (*valid)(const char *))
 {
-	char b[IT_DEVICE_SOURCE_SIZE];
+	char b[IT_DEVICE_LABEL_SIZE];
 
-	if (n == 0 || n >= sizeof(b) || memchr(s, '\0', n) != NULL)
+	if (n == 0 || n >= size || n >= sizeof(b) || memchr(s, '\0', n) != NULL)
 		return 0;
 	memcpy(b, s, n);
 	b[n] = '\0';
-	return it_scope_source_valid(b);
+	return valid(b);
+}
+
+int it_ident_source_valid(const char *s, size_t n)
+{
+	return str_valid(s, n, IT_DEVICE_SOURCE_SIZE, it_scope_source_valid);
 }
 
 int it_ident_label_valid(const char *s, size_t n)
 {
-	char b[IT_DEVICE_LABEL_SIZE];
-
-	if (n == 0 || n >= sizeof(b) || memchr(s, '\0', n) != NULL)
-		return 0;
-	memcpy(b, s, n);
-	b[n] = '\0';
-	return it_scope_label_valid(b);
+	return str_valid(s, n, IT_DEVICE_LABEL_SIZE, it_scope_label_valid);
 }
 
 void it_ident_set_device(it_ident *id, const char *device_id, const char *label, const char *source)

@@ -7,6 +7,7 @@
 #include "common/list.h"
 #include "common/log.h"
 #include "feed/feed.h"
+#include "feed/longpoll.h"
 #include "feed/outq.h"
 #include "feed/presence.h"
 #include "feed/sse.h"
@@ -82,12 +83,6 @@ static int oq_end(it_outq *q, uint16_t rid)
 
 /* ------------------------------------------------------------------ streams */
 
-/* One item of a long-poll answer: an event or a transient's JSON. */
-struct lpitem {
-	it_feed_event *ev;
-	char *json;
-};
-
 struct hstream {
 	it_feed_sub sub; /* the core's view of this stream */
 	struct tag tag;
@@ -113,9 +108,7 @@ struct hstream {
 	size_t max; /* stream_buffer */
 	it_fcgi_record_scan scan;
 	it_outq out;
-	struct lpitem *lp; /* long-poll: the answer gathered so far */
-	unsigned nlp, lpcap;
-	size_t lp_bytes;
+	it_longpoll lp; /* long-poll: the answer gathered so far */
 };
 
 struct it_hub {
@@ -155,16 +148,6 @@ static void set_out_interest(it_hub *hub, struct hstream *st, int want)
 	ev.events = EPOLLIN | EPOLLRDHUP | (want ? EPOLLOUT : 0);
 	ev.data.ptr = &st->tag;
 	epoll_ctl(hub->epfd, EPOLL_CTL_MOD, st->fd, &ev);
-}
-
-static void lp_clear(struct hstream *st)
-{
-	for (unsigned i = 0; i < st->nlp; i++) {
-		it_feed_event_unref(st->lp[i].ev);
-		free(st->lp[i].json);
-	}
-	st->nlp = 0;
-	st->lp_bytes = 0;
 }
 
 /* ------------------------------------------------------------------ presence hooks
@@ -221,8 +204,7 @@ static void stream_close(it_hub *hub, struct hstream *st)
 	close(st->fd);
 	it_list_unlink(&st->all_link);
 	it_outq_free(&st->out);
-	lp_clear(st);
-	free(st->lp);
+	it_longpoll_free(&st->lp);
 	free(st->ident);
 	pthread_mutex_lock(&hub->lock);
 	hub->nstreams--;
@@ -272,6 +254,17 @@ static int stream_put(struct hstream *st, const void *p, size_t n)
 	return oq_stdout(&st->out, st->rid, NULL, c, c, n) < 0 ? -1 : 0;
 }
 
+/* it_longpoll_put for a stream: STDOUT records, events by reference, the
+ * rest copied. */
+static int lp_put(void *ctx, it_feed_event *ev, const char *p, size_t n)
+{
+	struct hstream *st = ctx;
+
+	if (ev != NULL)
+		return oq_stdout(&st->out, st->rid, ev, NULL, p, n);
+	return stream_put(st, p, n);
+}
+
 /* Completes the response and closes once the bytes are out. Returns -1
  * when the stream was closed already. */
 static int stream_end(it_hub *hub, struct hstream *st)
@@ -282,23 +275,7 @@ static int stream_end(it_hub *hub, struct hstream *st)
 	if (st->kind == IT_STREAM_LONGPOLL) {
 		/* Only whitespace was sent while waiting; the answer goes now:
 		 * the events' own JSON, shared, between bytes of its own. */
-		char tail[80];
-		int n = snprintf(tail, sizeof(tail), "],\"cursor\":%lld%s}\n", (long long)st->sub.cursor,
-				 st->refused ? ",\"retry_after_ms\":5000" : "");
-		int rc = stream_put(st, "{\"events\":[", 11);
-		for (unsigned i = 0; rc == 0 && i < st->nlp; i++) {
-			if (i > 0)
-				rc = stream_put(st, ",", 1);
-			if (rc == 0 && st->lp[i].ev)
-				rc = oq_stdout(&st->out, st->rid, st->lp[i].ev, NULL, st->lp[i].ev->json,
-					       st->lp[i].ev->json_len);
-			else if (rc == 0)
-				rc = stream_put(st, st->lp[i].json, strlen(st->lp[i].json));
-		}
-		if (rc == 0)
-			rc = stream_put(st, tail, (size_t)n);
-		lp_clear(st);
-		if (rc < 0) {
+		if (it_longpoll_write(&st->lp, st->sub.cursor, st->refused, lp_put, st) < 0) {
 			stream_close(hub, st);
 			return -1;
 		}
@@ -310,23 +287,6 @@ static int stream_end(it_hub *hub, struct hstream *st)
 	st->ending = 1;
 	st->deadline_ms = hub->now + LINGER_MS;
 	return stream_flush(hub, st);
-}
-
-static int lp_add(struct hstream *st, it_feed_event *ev, char *json)
-{
-	if (st->nlp == st->lpcap) {
-		unsigned cap = st->lpcap ? st->lpcap * 2 : 8;
-		struct lpitem *v = realloc(st->lp, cap * sizeof(*v));
-		if (v == NULL)
-			return -1;
-		st->lp = v;
-		st->lpcap = cap;
-	}
-	st->lp[st->nlp].ev = ev ? it_feed_event_ref(ev) : NULL;
-	st->lp[st->nlp].json = json;
-	st->nlp++;
-	st->lp_bytes += (ev ? ev->json_len : strlen(json)) + 1;
-	return 0;
 }
 
 /* ------------------------------------------------------------------ the core's callbacks */
@@ -354,9 +314,7 @@ static int on_event(it_feed_sub *sub, it_feed_event *ev)
 		return 0;
 	}
 	/* Long-poll: a full answer goes now; the next poll continues. */
-	if (st->nlp > 0 && st->lp_bytes + ev->json_len > st->max)
-		return 1;
-	if (lp_add(st, ev, NULL) < 0)
+	if (it_longpoll_full(&st->lp, ev, st->max) || it_longpoll_add(&st->lp, ev, NULL) < 0)
 		return 1;
 	stat_add(&hub->stats.events_longpoll, 1);
 	return 0;
@@ -383,7 +341,7 @@ static int on_transient(it_feed_sub *sub, const it_feed_transient *t)
 		else
 			it_buf_free(&b);
 		free(json);
-	} else if (lp_add(st, NULL, json) < 0) {
+	} else if (it_longpoll_add(&st->lp, NULL, json) < 0) {
 		free(json);
 	}
 	return 0;
@@ -395,7 +353,7 @@ static int on_batch_end(it_feed_sub *sub)
 
 	/* A long-poll answers with everything this hand-over gave it. */
 	if (st->kind == IT_STREAM_LONGPOLL) {
-		if (st->nlp == 0)
+		if (st->lp.n == 0)
 			return 0;
 		stream_end(st->hub, st);
 		return -1;
@@ -509,7 +467,7 @@ static void stream_io(it_hub *hub, struct hstream *st, uint32_t events)
 				stream_close(hub, st);
 				return;
 			}
-			lp_clear(st);
+			it_longpoll_clear(&st->lp);
 			stream_end(hub, st);
 			return;
 		}

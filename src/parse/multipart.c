@@ -169,20 +169,49 @@ static long decode_ext(const char *in, size_t n, char *out, size_t cap, int *tru
 	return (long)o;
 }
 
+/* The Content-Disposition parameters a part reads, each at most once, and
+ * what a second one or a malformed value is told. */
+enum { P_NAME, P_FILENAME, P_FILENAME_EXT, P_OTHER };
+static const struct {
+	const char *key, *twice, *bad;
+} params[] = {
+	[P_NAME] = {"name", "A part's Content-Disposition has two name parameters.",
+		    "A part's field name is malformed or too long."},
+	[P_FILENAME] = {"filename", "A part's Content-Disposition has two filename parameters.",
+			"A part's filename is malformed."},
+	[P_FILENAME_EXT] = {"filename*", "A part's Content-Disposition has two filename* parameters.",
+			    "A part's filename* is malformed."},
+	[P_OTHER] = {NULL, NULL, "A part's Content-Disposition is malformed."},
+};
+
+/* Sets the part's file name from filename= (raw, vlen bytes, cut when it
+ * did not fit), shortened at a character boundary to IT_MP_FILENAME_MAX. */
+static void set_filename(it_mp_part *part, const char *raw, size_t vlen, int cut)
+{
+	if (vlen > IT_MP_FILENAME_MAX) {
+		vlen = utf8_cut(raw, IT_MP_FILENAME_MAX);
+		cut = 1;
+	}
+	memcpy(part->filename, raw, vlen);
+	part->filename[vlen] = '\0';
+	part->filename_truncated = cut;
+}
+
 /* Content-Disposition: form-data; name="x"; filename="y"; filename*=UTF-8''z */
 static const char *parse_disposition(span s, it_mp_part *part)
 {
 	const char *tok;
 	size_t n;
-	int have_name = 0, have_ext = 0, seen_filename = 0, seen_ext = 0;
+	unsigned seen = 0; /* 1 << P_*: the parameters read so far */
+	int have_ext = 0;
 
 	skip_ows(&s);
 	if (read_token(&s, &tok, &n) < 0 || n != 9 || strncasecmp(tok, "form-data", 9) != 0)
 		return "A part's Content-Disposition is not form-data.";
 	for (;;) {
-		char key[32], raw[IT_MP_FILENAME_MAX * 3 + 1];
+		char key[32], raw[IT_MP_FILENAME_MAX * 3 + 1], dec[IT_MP_FILENAME_MAX + 1];
 		long vlen;
-		int cut = 0;
+		int cut = 0, dcut = 0, k;
 
 		skip_ows(&s);
 		if (s.p >= s.end)
@@ -205,57 +234,33 @@ static const char *parse_disposition(span s, it_mp_part *part)
 			return "A part's Content-Disposition is malformed.";
 		s.p++;
 		skip_ows(&s);
+		for (k = 0; k < P_OTHER && strcasecmp(key, params[k].key) != 0; k++)
+			;
 		/* A parameter given twice is refused rather than resolved: which
 		 * one wins differs between parsers (a filter in front may check
 		 * the first name while we would store under the last one). */
-		if (strcasecmp(key, "name") == 0) {
-			if (have_name)
-				return "A part's Content-Disposition has two name parameters.";
+		if (k != P_OTHER && (seen & 1u << k))
+			return params[k].twice;
+		seen |= 1u << k;
+		if (k == P_NAME)
 			vlen = read_value(&s, part->name, sizeof(part->name), &cut);
-			if (vlen < 0 || cut)
-				return "A part's field name is malformed or too long.";
-			have_name = 1;
-		} else if (strcasecmp(key, "filename") == 0) {
-			if (seen_filename)
-				return "A part's Content-Disposition has two filename parameters.";
-			seen_filename = 1;
+		else
 			vlen = read_value(&s, raw, sizeof(raw), &cut);
-			if (vlen < 0)
-				return "A part's filename is malformed.";
+		if (vlen < 0 || (k == P_NAME && cut))
+			return params[k].bad;
+		if (k == P_FILENAME || k == P_FILENAME_EXT)
 			part->has_filename = 1;
-			if (!have_ext) {
-				size_t keep = (size_t)vlen;
-				if (keep > IT_MP_FILENAME_MAX) {
-					keep = utf8_cut(raw, IT_MP_FILENAME_MAX);
-					cut = 1;
-				}
-				memcpy(part->filename, raw, keep);
-				part->filename[keep] = '\0';
-				part->filename_truncated = cut;
-			}
-		} else if (strcasecmp(key, "filename*") == 0) {
-			char dec[IT_MP_FILENAME_MAX + 1];
-			int dcut = 0;
-			if (seen_ext)
-				return "A part's Content-Disposition has two filename* parameters.";
-			seen_ext = 1;
-			vlen = read_value(&s, raw, sizeof(raw), &cut);
-			if (vlen < 0)
-				return "A part's filename* is malformed.";
-			part->has_filename = 1;
-			/* An undecodable filename* is ignored in favour of filename,
-			 * as RFC 6266 asks of recipients. */
-			if (!cut && decode_ext(raw, (size_t)vlen, dec, sizeof(dec), &dcut) >= 0) {
-				memcpy(part->filename, dec, strlen(dec) + 1);
-				part->filename_truncated = dcut;
-				have_ext = 1;
-			}
-		} else {
-			if (read_value(&s, raw, sizeof(raw), &cut) < 0)
-				return "A part's Content-Disposition is malformed.";
+		if (k == P_FILENAME && !have_ext) {
+			set_filename(part, raw, (size_t)vlen, cut);
+		} else if (k == P_FILENAME_EXT && !cut && decode_ext(raw, (size_t)vlen, dec, sizeof(dec), &dcut) >= 0) {
+			/* An undecodable filename* is ignored in favour of
+			 * filename, as RFC 6266 asks of recipients. */
+			memcpy(part->filename, dec, strlen(dec) + 1);
+			part->filename_truncated = dcut;
+			have_ext = 1;
 		}
 	}
-	if (!have_name)
+	if (!(seen & 1u << P_NAME))
 		return "A part has no field name.";
 	return NULL;
 }

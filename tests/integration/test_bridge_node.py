@@ -1,88 +1,20 @@
 """test_bridge_node.py: the bridge through lighttpd, spoken to by the npm "ws" client (tests/ws/client.mjs):
 events arrive, text and protocol ping/pong, resume by last_event_id, 4004."""
 
-import json
 import os
-import selectors
-import shutil
-import subprocess
 import sys
-import time
 import uuid
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from harness import SRCDIR, Tap, Stack  # noqa: E402
+from harness import Tap, Stack  # noqa: E402
+from nodews import NodeWs, missing  # noqa: E402
 
 tap = Tap()
-WSDIR = os.path.join(SRCDIR, "tests", "ws")
-NODE = shutil.which("node")
-
-if NODE is None or not os.path.isdir(os.path.join(WSDIR, "node_modules", "ws")):
+if missing():
     # scripts/dev check installs it; a bare make check without network may not have it.
-    print("1..0 # SKIP node or tests/ws/node_modules/ws missing (cd tests/ws && npm install)")
+    print("1..0 # SKIP " + missing())
     sys.exit(0)
-
-
-class NodeClient:
-    """One node process running client.mjs; commands in, JSON lines out."""
-
-    def __init__(self):
-        self.p = subprocess.Popen([NODE, os.path.join(WSDIR, "client.mjs")], stdin=subprocess.PIPE,
-                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=WSDIR)
-        self.sel = selectors.DefaultSelector()
-        self.sel.register(self.p.stdout, selectors.EVENT_READ)
-        self.buf = b""
-
-    def cmd(self, **c):
-        self.p.stdin.write((json.dumps(c) + "\n").encode())
-        self.p.stdin.flush()
-
-    def next(self, timeout=10.0):
-        deadline = time.monotonic() + timeout
-        while b"\n" not in self.buf:
-            left = deadline - time.monotonic()
-            if left <= 0 or not self.sel.select(left):
-                raise TimeoutError("node client said nothing")
-            chunk = os.read(self.p.stdout.fileno(), 65536)
-            if not chunk:
-                raise EOFError("node client exited: " + self.p.stderr.read().decode(errors="replace"))
-            self.buf += chunk
-        line, self.buf = self.buf.split(b"\n", 1)
-        return json.loads(line)
-
-    def until(self, pred, timeout=10.0):
-        """Returns every line up to and including the first for which pred is true."""
-        seen = []
-        deadline = time.monotonic() + timeout
-        while True:
-            m = self.next(max(0.01, deadline - time.monotonic()))
-            seen.append(m)
-            if pred(m):
-                return seen
-
-    def events(self, n, timeout=10.0):
-        got = []
-        deadline = time.monotonic() + timeout
-        while len(got) < n:
-            m = self.next(max(0.01, deadline - time.monotonic()))
-            if isinstance(m.get("msg"), dict) and "id" in m["msg"]:
-                got.append(m["msg"])
-        return got
-
-    def quiet(self, seconds):
-        try:
-            return [self.next(seconds)]
-        except TimeoutError:
-            return []
-
-    def stop(self):
-        try:
-            self.p.stdin.close()
-            self.p.wait(timeout=5)
-        except Exception:
-            self.p.kill()
-            self.p.wait()
 
 
 # A 1x1 PNG, for when the upload endpoint is there.
@@ -110,7 +42,7 @@ def append(st, sid, n):
 with Stack(tap, bridge=True) as st:
     sid = st.new_session()
     base = "ws://127.0.0.1:%d/api/v1/ws/" % st.port
-    c = NodeClient()
+    c = NodeWs()
     try:
         c.cmd(cmd="connect", url=base + sid, origin="http://127.0.0.1:%d" % st.port)
         tap.is_(c.next(), {"open": True}, "ws: connection opens through lighttpd")

@@ -18,11 +18,9 @@ What a user relies on:
 """
 
 import hashlib
-import json
 import os
 import re
 import select
-import shutil
 import subprocess
 import time
 
@@ -30,6 +28,7 @@ import h2client
 from apache import prerequisites
 from deploy_scenarios import SETTINGS, append_event, multipart, open_streams, png_bytes, settled_count
 from harness import SRCDIR, Tap, wait_for
+from nodews import NODE, NodeWs, missing
 from tls_stack import ApacheTlsStack, LighttpdTlsStack
 
 why = prerequisites("lighttpd", "apache")
@@ -43,8 +42,6 @@ if why:
     print("1..0 # SKIP " + why)
     raise SystemExit(0)
 
-WSDIR = os.path.join(SRCDIR, "tests", "ws")
-NODE = shutil.which("node")
 STREAMS = 10
 
 
@@ -226,45 +223,9 @@ def check_one_connection(tap, st, sid, label, want_streams, unknown_length=True)
         c.close()
 
 
-class NodeWs:
-    """tests/ws/client.mjs (the npm "ws" package): JSON commands in, JSON lines out."""
-
-    def __init__(self):
-        self.p = subprocess.Popen([NODE, os.path.join(WSDIR, "client.mjs")], stdin=subprocess.PIPE,
-                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=WSDIR)
-        self.buf = b""
-
-    def cmd(self, **c):
-        self.p.stdin.write((json.dumps(c) + "\n").encode())
-        self.p.stdin.flush()
-
-    def next(self, timeout=10.0):
-        deadline = time.monotonic() + timeout
-        while b"\n" not in self.buf:
-            left = deadline - time.monotonic()
-            if left <= 0 or not select.select([self.p.stdout], [], [], left)[0]:
-                raise TimeoutError("the node client said nothing")
-            chunk = os.read(self.p.stdout.fileno(), 65536)
-            if not chunk:
-                raise EOFError("the node client exited: " + self.p.stderr.read().decode(errors="replace"))
-            self.buf += chunk
-        line, self.buf = self.buf.split(b"\n", 1)
-        return json.loads(line)
-
-    def stop(self):
-        try:
-            self.p.stdin.close()
-            self.p.wait(timeout=5)
-        except Exception:
-            self.p.kill()
-            self.p.wait()
-        self.p.stdout.close()
-        self.p.stderr.close()
-
-
 def check_wss(tap, st, sid, label):
-    if NODE is None or not os.path.isdir(os.path.join(WSDIR, "node_modules", "ws")):
-        tap.skip(label + ": wss through the TLS front", "node or tests/ws/node_modules/ws missing")
+    if missing():
+        tap.skip(label + ": wss through the TLS front", missing())
         return
     c = NodeWs()
     try:

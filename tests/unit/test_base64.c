@@ -53,6 +53,13 @@ int main(void)
 	is_int(dec("Zm9vYmFy", out, 5), -ENOSPC, "output too small refused");
 	is_int(dec("Zm9vYmFy", out, 6), 6, "output exactly large enough");
 	is_int(dec("YQ=", out, sizeof(out)), -EINVAL, "YQ= (as in a header cut short) refused");
+	r = it_base64_decode_lax("-_+/", 4, out, sizeof(out));
+	ok(r == 3 && out[0] == 0xfb && out[1] == 0xff && out[2] == 0xbf, "lax: either alphabet, mixed");
+	is_int(it_base64_decode_lax("Zh", 2, out, sizeof(out)), 1, "lax: leftover bits ignored, padding optional");
+	is_int(it_base64_decode_lax("Zg===", 5, out, sizeof(out)), 1, "lax: any padding");
+	is_int(it_base64_decode_lax("Zm9vY", 5, out, sizeof(out)), -EINVAL, "lax: a length no encoding has refused");
+	is_int(it_base64_decode_lax("Zm=v", 4, out, sizeof(out)), -EINVAL, "lax: padding inside refused");
+	is_int(it_base64_decode_lax("Zm9vYmFy", 8, out, 5), -ENOSPC, "lax: output too small refused");
 	for (size_t i = 0; i < sizeof(vectors) / sizeof(vectors[0]) - 2; i++) {
 		char enc[16];
 		it_base64_encode((const unsigned char *)vectors[i][1], strlen(vectors[i][1]), enc);

@@ -518,9 +518,32 @@ export class Handlers {
   }
 }
 
+/**
+ * What both clients share: on() and off() over their own Handlers, named name (RealtimeClient
+ * and the many-tabs wrapper in imagetools-shared.js extend it).
+ */
+export class HandlerHost {
+  constructor(name) {
+    this._handlers = new Handlers(name);
+  }
+
+  /**
+   * Registers handler(data, message) for events of type, or handler(message) for '*' (every
+   * event, including the local connection.status). Returns a function that unregisters it.
+   */
+  on(type, handler) {
+    return this._handlers.on(type, handler);
+  }
+
+  /** Unregisters a handler given to on(); without handler, every handler of type. */
+  off(type, handler) {
+    this._handlers.off(type, handler);
+  }
+}
+
 // ------------------------------------------------------------------ the client
 
-export class RealtimeClient {
+export class RealtimeClient extends HandlerHost {
   /**
    * @param {object} [options]
    * @param {string} [options.baseUrl]  origin and path in front of /api/v1 ('' = this page's origin)
@@ -529,12 +552,12 @@ export class RealtimeClient {
    * connectTimeout, healthInterval, upgradeInterval, longpollTimeout (s). See docs/browser-client.md.
    */
   constructor(options = {}) {
+    super('imagetools-realtime');
     this._opts = { ...DEFAULTS, ...options };
     const unknown = this._opts.transports.filter((t) => !TRANSPORT_CLASSES[t]);
     if (unknown.length || !this._opts.transports.length) {
       throw new Error('RealtimeClient: unknown transport(s): ' + unknown.join(', '));
     }
-    this._handlers = new Handlers('imagetools-realtime');
     this._sessionId = null; // the credential connected with (a session id or a token)
     this._lastSession = null;
     this._ended = null; // 'revoked' or 'forbidden' once the server refused the credential
@@ -626,19 +649,6 @@ export class RealtimeClient {
    */
   get presence() {
     return [...this._presence.values()];
-  }
-
-  /**
-   * Registers handler(data, message) for events of type, or handler(message) for '*' (every
-   * event, including the local connection.status). Returns a function that unregisters it.
-   */
-  on(type, handler) {
-    return this._handlers.on(type, handler);
-  }
-
-  /** Unregisters a handler given to on(); without handler, every handler of type. */
-  off(type, handler) {
-    this._handlers.off(type, handler);
   }
 
   /**
@@ -757,32 +767,37 @@ export class RealtimeClient {
 
   // Starts the transport at level; on failure before it worked, the next level is tried at once.
   _attempt(level) {
-    const opts = this._opts;
     level = this._usable(level);
     this._attemptLevel = level;
     this._setStatus('connecting');
-    const name = opts.transports[level];
+    this._startTransport(level, '_pending', (info) => this._attemptFailed(level, info));
+  }
+
+  // Starts the transport at level as this[slot] ('_pending' or '_probe'): once alive it is
+  // promoted; its messages are dispatched while it is in the slot or active; a failure while in
+  // the slot calls failedEarly(info), one once active is the active transport's failure.
+  _startTransport(level, slot, failedEarly) {
     let t = null;
     const cb = {
       alive: () => {
-        if (this._pending !== t) return;
-        this._pending = null;
+        if (this[slot] !== t) return;
+        this[slot] = null;
         this._promote(t, level);
       },
       message: (msg) => {
-        if (this._pending === t || this._active === t) this._dispatch(msg);
+        if (this[slot] === t || this._active === t) this._dispatch(msg);
       },
       fail: (info) => {
-        if (this._pending === t) {
-          this._pending = null;
-          this._attemptFailed(level, info);
+        if (this[slot] === t) {
+          this[slot] = null;
+          failedEarly(info);
         } else if (this._active === t) {
           this._activeFailed(level, info);
         }
       },
     };
-    t = new TRANSPORT_CLASSES[name](this, this._sessionId, cb);
-    this._pending = t;
+    t = new TRANSPORT_CLASSES[this._opts.transports[level]](this, this._sessionId, cb);
+    this[slot] = t;
   }
 
   _promote(t, level) {
@@ -903,30 +918,9 @@ export class RealtimeClient {
       this._scheduleUpgrade();
       return;
     }
-    const name = this._opts.transports[level];
-    let p = null;
     // The probe resumes from the current position and its events go through the same duplicate
     // filter, so while both transports run an event is handed on once, by whichever is first.
-    const cb = {
-      alive: () => {
-        if (this._probe !== p) return;
-        this._probe = null;
-        this._promote(p, level);
-      },
-      message: (msg) => {
-        if (this._probe === p || this._active === p) this._dispatch(msg);
-      },
-      fail: (info) => {
-        if (this._probe === p) {
-          this._probe = null;
-          this._tryUpgrade(level + 1);
-        } else if (this._active === p) {
-          this._activeFailed(level, info);
-        }
-      },
-    };
-    p = new TRANSPORT_CLASSES[name](this, this._sessionId, cb);
-    this._probe = p;
+    this._startTransport(level, '_probe', () => this._tryUpgrade(level + 1));
   }
 
   async _loadPresence() {

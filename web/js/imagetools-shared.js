@@ -16,7 +16,7 @@
 // takes over. `shared: false` gives a client its own connection. docs/browser-client.md
 // ("Many tabs") describes it in full.
 
-import { Handlers, RealtimeClient } from './imagetools-realtime.js';
+import { HandlerHost, RealtimeClient } from './imagetools-realtime.js';
 
 export { RealtimeClient };
 
@@ -80,15 +80,15 @@ function outranks(a, b) {
   return a.ep > b.ep || (a.ep === b.ep && a.id < b.id);
 }
 
-export class SharedRealtimeClient {
+export class SharedRealtimeClient extends HandlerHost {
   /**
    * @param {object} [options]  everything RealtimeClient takes (baseUrl, transports, timings),
    *   and: shared (default true), heartbeatInterval, takeoverAfter, pingWait, positionWait,
    *   leaderWait, claimWait, replayLimit, gapWait. See docs/browser-client.md, "Many tabs".
    */
   constructor(options = {}) {
+    super('imagetools-shared');
     this._opts = { ...SHARED_DEFAULTS, ...options };
-    this._handlers = new Handlers('imagetools-shared');
     this._sessionId = null;
     this._lastSession = null;
     this._lastEventId = 0;
@@ -166,16 +166,6 @@ export class SharedRealtimeClient {
    */
   get role() {
     return this._role;
-  }
-
-  /** As RealtimeClient.on: handler(data, message) for a type, handler(message) for '*'. */
-  on(type, handler) {
-    return this._handlers.on(type, handler);
-  }
-
-  /** Unregisters a handler given to on(); without handler, every handler of type. */
-  off(type, handler) {
-    this._handlers.off(type, handler);
   }
 
   /**
@@ -407,13 +397,18 @@ export class SharedRealtimeClient {
   _suspend() {
     if (this._role === 'leader') this._stepDown(true, false);
     if (this._role !== 'follower' && this._role !== 'leader') return;
+    this._letGo();
+    this._role = 'suspended';
+  }
+
+  // Stops every timer, any claim to leadership and any wait for the lock.
+  _letGo() {
     this._clearAll();
     this._cancelClaim();
     if (this._lockCtl) this._lockCtl.abort();
     this._lockCtl = null;
     this._lockToken = null;
     this._stealing = false;
-    this._role = 'suspended';
   }
 
   _resume() {
@@ -423,12 +418,7 @@ export class SharedRealtimeClient {
   _stop() {
     if (this._role === 'leader') this._stepDown(true, false);
     this._stopInner();
-    this._clearAll();
-    this._cancelClaim();
-    if (this._lockCtl) this._lockCtl.abort();
-    this._lockCtl = null;
-    this._lockToken = null;
-    this._stealing = false;
+    this._letGo();
     if (this._bc) {
       this._bc.onmessage = null;
       this._bc.close();
