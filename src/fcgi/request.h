@@ -7,7 +7,7 @@
  *   answer and the caller goes on, or the HTTP status it answered with
  *   (it_guard_request, it_guard_rate, it_guard_rate_refuse,
  *   it_app_session_problem, it_app_refuse_busy, it_auth_principal,
- *   it_auth_require_session, it_auth_answer, it_auth_blocked ...). One that
+ *   it_auth_answer, it_auth_blocked ...). One that
  *   decides without answering returns 0 or the status the caller must
  *   answer with (it_req_init, it_router_match, it_pool_submit,
  *   it_guard_rate_check, it_auth_resolve). A caller tests "!= 0", never
