@@ -7,7 +7,7 @@
  *   answer and the caller goes on, or the HTTP status it answered with
  *   (it_guard_request, it_guard_rate, it_guard_rate_refuse,
  *   it_app_session_problem, it_app_refuse_busy, it_auth_principal,
- *   it_auth_answer, it_auth_blocked ...). One that
+ *   it_auth_answer, it_auth_blocked, it_ingest_answer ...). One that
  *   decides without answering returns 0 or the status the caller must
  *   answer with (it_req_init, it_router_match, it_pool_submit,
  *   it_guard_rate_check, it_auth_resolve). A caller tests "!= 0", never
@@ -18,8 +18,8 @@
  *   report the write, not a decision. Readers and lookups name their other
  *   answers: it_req_read (IT_REQ_TOO_SLOW), it_req_query (IT_QUERY_ABSENT,
  *   IT_QUERY_BAD); it_auth_credential returns the credential's length, 0
- *   for none or -1 for a malformed one. it_auth_allows and
- *   it_listen_release are predicates. */
+ *   for none or -1 for a malformed one. it_auth_allows,
+ *   it_ingest_sniff_head and it_listen_release are predicates. */
 #ifndef IT_FCGI_REQUEST_H
 #define IT_FCGI_REQUEST_H
 
