@@ -65,6 +65,15 @@ static int end_change(it_req *req, PGconn *conn, int rc, const char *session, co
 	return image_problem(req, rc);
 }
 
+/* Answers 200 with img, its URLs signed by us. */
+static void answer_image(it_req *req, const it_image *img, const it_urlsign *us)
+{
+	json_object *o = it_images_json(img, it_g.cfg.url_prefix, us);
+
+	it_resp_json(req, 200, o);
+	json_object_put(o);
+}
+
 /* The URL signer, or NULL after answering 503. Called before any
  * transaction is opened on *connp (the key may be made on first use). */
 static const it_urlsign *signer_or_503(it_req *req, PGconn **connp)
@@ -95,14 +104,11 @@ void it_h_image_get(it_req *req)
 	it_image *img = malloc(sizeof(*img));
 	const it_urlsign *us;
 	it_principal p;
-	json_object *o;
 
 	if (img == NULL || id_and_principal(req, IT_SCOPE_VIEW, &p) || (us = signer_or_503(req, &conn)) == NULL ||
 	    image_problem(req, it_images_get_owned(&conn, req->params[0], p.session_id, img)))
 		goto out;
-	o = it_images_json(img, it_g.cfg.url_prefix, us);
-	it_resp_json(req, 200, o);
-	json_object_put(o);
+	answer_image(req, img, us);
 out:
 	free(img);
 }
@@ -528,9 +534,7 @@ void it_h_image_patch(it_req *req)
 		data = it_images_event_data(img, it_g.cfg.url_prefix, us);
 	if (end_change(req, conn, rc, img->session_id, "image.updated", data) != 0)
 		goto out;
-	data = it_images_json(img, it_g.cfg.url_prefix, us);
-	it_resp_json(req, 200, data);
-	json_object_put(data);
+	answer_image(req, img, us);
 out:
 	free(img);
 	json_object_put(body);
