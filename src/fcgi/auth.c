@@ -39,27 +39,6 @@ int it_auth_credential(const it_req *req, char *out, size_t outlen)
 	return n < 0 ? -1 : n;
 }
 
-int it_auth_require_session(it_req *req, char *out, size_t outlen)
-{
-	int rc = it_auth_credential(req, out, outlen);
-
-	if (rc == 0) {
-		it_resp_header(req, "WWW-Authenticate", "Bearer realm=\"imagetools\"");
-		it_resp_problem(req, 401, "credential-required",
-				"This needs the session's credential: send \"Authorization: Bearer <session_id>\" (or"
-				" ?session_id=). File and thumbnail bytes can also be fetched through the signed URLs"
-				" the API hands out.");
-		return 401;
-	}
-	if (rc < 0 || !it_id_session_valid(out)) {
-		it_resp_problem(req, 400, "invalid-credential",
-				"The credential is malformed: send \"Authorization: Bearer <session_id>\" with the id"
-				" POST /api/v1/sessions returned.");
-		return 400;
-	}
-	return 0;
-}
-
 int it_auth_allows(const it_principal *p, unsigned need)
 {
 	need &= IT_SCOPE_FULL;
@@ -106,27 +85,11 @@ int it_auth_answer(it_req *req, const it_auth_refusal *why)
 	return why->status;
 }
 
-int it_auth_refuse_scope(it_req *req, unsigned need)
-{
-	it_auth_refusal why = {0};
-
-	refuse_scope(need, &why);
-	return it_auth_answer(req, &why);
-}
-
 void it_auth_failed(it_req *req)
 {
 	int64_t retry;
 
 	it_guard_rate_check(FAIL_KIND, req->remote_addr, it_g.cfg.rate_auth_failures, &retry);
-}
-
-int it_auth_refuse_token(it_req *req)
-{
-	it_auth_refusal why = {0};
-
-	refuse_token(req, &why);
-	return it_auth_answer(req, &why);
 }
 
 /* Whether the address has used up its refused credentials; counted in

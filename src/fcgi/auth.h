@@ -23,15 +23,6 @@
  * long for out or not printable ASCII. */
 int it_auth_credential(const it_req *req, char *out, size_t outlen);
 
-/* Like it_auth_credential, for endpoints that need the credential: when the
- * request presents none, answers 401 credential-required (with
- * WWW-Authenticate: Bearer); when it presents one that is not of the form
- * of a session id, answers 400 invalid-credential. Whether the session is
- * live and what it may see is left to the handler's query. out holds at
- * least IT_AUTH_CRED_MAX + 1 bytes. Returns 0 with the credential in out,
- * or the status it answered with (401 or 400). */
-int it_auth_require_session(it_req *req, char *out, size_t outlen);
-
 /* A bit of need for it_auth_principal, not a scope: when the credential is
  * a session id, the database is not asked, because the handler's own query
  * checks that the session is live anyway (and a request costs no more than
@@ -76,18 +67,8 @@ int it_auth_resolve(it_req *req, const char *cred, unsigned need, it_principal *
  * Retry-After headers. Returns the status it answered with (why->status). */
 int it_auth_answer(it_req *req, const it_auth_refusal *why);
 
-/* Answers 403 insufficient-scope for a principal that lacks need, with
- * WWW-Authenticate: Bearer error="insufficient_scope", scope="...". For
- * handlers that learn what is needed after it_auth_principal. Returns 403. */
-int it_auth_refuse_scope(it_req *req, unsigned need);
-
 /* 1 when p holds every scope bit of need. */
 int it_auth_allows(const it_principal *p, unsigned need);
-
-/* Answers 401 invalid-token (WWW-Authenticate: Bearer error="invalid_token")
- * and takes one from the address's auth-fail bucket: for a token found
- * revoked or expired after it_auth_principal accepted it. Returns 401. */
-int it_auth_refuse_token(it_req *req);
 
 /* For credentials that are not tokens but fail the same way (pairing
  * codes): 429 after answering it when the address's auth-fail bucket is

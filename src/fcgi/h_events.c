@@ -408,17 +408,26 @@ static int cgi_slot(PGconn **conn)
 	return rc;
 }
 
-/* Whether a NOTIFY payload revokes the device of a's token. */
-static int revokes(const struct stream_args *a, const char *payload)
+/* What a NOTIFY payload means to a's wait: the seq of an event committed
+ * in a's session (0: the session ended), -4 when it revokes the device of
+ * a's token, -1 for anything else (another session, another device, a
+ * pruning or expiry note, a malformed payload). */
+static int64_t note_for(const struct stream_args *a, const char *payload)
 {
 	char id[72];
 	int64_t num;
 	enum it_feed_note kind;
 	it_feed_carried ce;
 
-	return a->device[0] && it_feed_parse_notify(payload, strlen(payload), id, sizeof(id), &num, &kind, &ce) == 0 &&
-		kind == IT_FEED_NOTE_REVOKED && strcmp(id, a->session) == 0 && ce.device_len == strlen(a->device) &&
-		memcmp(ce.device, a->device, ce.device_len) == 0;
+	if (it_feed_parse_notify(payload, strlen(payload), id, sizeof(id), &num, &kind, &ce) != 0 ||
+	    strcmp(id, a->session) != 0)
+		return -1;
+	if (kind == IT_FEED_NOTE_EVENT || kind == IT_FEED_NOTE_ENDED)
+		return num;
+	if (kind == IT_FEED_NOTE_REVOKED && a->device[0] && ce.device_len == strlen(a->device) &&
+	    memcmp(ce.device, a->device, ce.device_len) == 0)
+		return -4;
+	return -1;
 }
 
 /* Waits on conn (which LISTENs) until a notification for a's session
@@ -431,7 +440,6 @@ static int64_t cgi_wait(PGconn *conn, const struct stream_args *a, int64_t deadl
 			void *arg)
 {
 	int64_t next_ka = it_clock_ms() + it_g.cfg.keepalive_interval * 1000;
-	size_t slen = strlen(a->session);
 
 	for (;;) {
 		PGnotify *n;
@@ -439,11 +447,7 @@ static int64_t cgi_wait(PGconn *conn, const struct stream_args *a, int64_t deadl
 		struct pollfd pfd;
 
 		while ((n = PQnotifies(conn)) != NULL) {
-			int64_t seq = -1;
-			if (strncmp(n->extra, a->session, slen) == 0 && n->extra[slen] == ':')
-				seq = strtoll(n->extra + slen + 1, NULL, 10);
-			else if (revokes(a, n->extra))
-				seq = -4;
+			int64_t seq = note_for(a, n->extra);
 			PQfreemem(n);
 			if (seq >= 0 || seq == -4)
 				return seq;

@@ -46,6 +46,34 @@ static int image_problem(it_req *req, int rc)
 	return 1;
 }
 
+/* Ends the transaction of a change to one image. When rc is 0 the change was
+ * made: its event (data) is appended to the session's log and the
+ * transaction committed. When rc is a status, or the append or the commit
+ * fails, the transaction is rolled back and the refusal answered. data is
+ * consumed in every case (NULL is allowed when rc is not 0). Returns 0 when
+ * committed, or nonzero once the request is answered. */
+static int end_change(it_req *req, PGconn *conn, int rc, const char *session, const char *type, json_object *data)
+{
+	if (rc == 0)
+		rc = it_event_append(conn, session, type, data, NULL);
+	json_object_put(data);
+	if (rc == 0 && it_db_commit(conn) != 0)
+		rc = 503;
+	if (rc == 0)
+		return 0;
+	it_db_rollback(conn);
+	return image_problem(req, rc);
+}
+
+/* Answers 200 with img, its URLs signed by us. */
+static void answer_image(it_req *req, const it_image *img, const it_urlsign *us)
+{
+	json_object *o = it_images_json(img, it_g.cfg.url_prefix, us);
+
+	it_resp_json(req, 200, o);
+	json_object_put(o);
+}
+
 /* The URL signer, or NULL after answering 503. Called before any
  * transaction is opened on *connp (the key may be made on first use). */
 static const it_urlsign *signer_or_503(it_req *req, PGconn **connp)
@@ -76,14 +104,11 @@ void it_h_image_get(it_req *req)
 	it_image *img = malloc(sizeof(*img));
 	const it_urlsign *us;
 	it_principal p;
-	json_object *o;
 
 	if (img == NULL || id_and_principal(req, IT_SCOPE_VIEW, &p) || (us = signer_or_503(req, &conn)) == NULL ||
 	    image_problem(req, it_images_get_owned(&conn, req->params[0], p.session_id, img)))
 		goto out;
-	o = it_images_json(img, it_g.cfg.url_prefix, us);
-	it_resp_json(req, 200, o);
-	json_object_put(o);
+	answer_image(req, img, us);
 out:
 	free(img);
 }
@@ -454,7 +479,7 @@ out:
 void it_h_image_patch(it_req *req)
 {
 	PGconn *conn = it_db_thread_conn();
-	json_object *body = NULL, *fn, *data;
+	json_object *body = NULL, *fn, *data = NULL;
 	it_image *img = NULL;
 	const it_urlsign *us;
 	const char *raw;
@@ -505,21 +530,11 @@ void it_h_image_patch(it_req *req)
 		it_filename_sanitize(raw, it_filename_ext_for_type(img->content_type), name, sizeof(name));
 		rc = it_images_rename(conn, req->params[0], session, name, img);
 	}
-	if (rc == 0) {
+	if (rc == 0)
 		data = it_images_event_data(img, it_g.cfg.url_prefix, us);
-		rc = it_event_append(conn, img->session_id, "image.updated", data, NULL);
-		json_object_put(data);
-		if (rc == 0 && it_db_commit(conn) != 0)
-			rc = 503;
-	}
-	if (rc != 0) {
-		it_db_rollback(conn);
-		image_problem(req, rc);
+	if (end_change(req, conn, rc, img->session_id, "image.updated", data) != 0)
 		goto out;
-	}
-	data = it_images_json(img, it_g.cfg.url_prefix, us);
-	it_resp_json(req, 200, data);
-	json_object_put(data);
+	answer_image(req, img, us);
 out:
 	free(img);
 	json_object_put(body);
@@ -530,7 +545,7 @@ void it_h_image_delete(it_req *req)
 	PGconn *conn = it_db_thread_conn();
 	it_image *img = malloc(sizeof(*img));
 	it_principal p;
-	json_object *data;
+	json_object *data = NULL;
 	int rc;
 
 	if (id_and_principal(req, IT_SCOPE_FULL, &p)) {
@@ -549,16 +564,9 @@ void it_h_image_delete(it_req *req)
 	if (rc == 0) {
 		data = json_object_new_object();
 		json_object_object_add(data, "image_id", json_object_new_string(img->id));
-		rc = it_event_append(conn, img->session_id, "image.deleted", data, NULL);
-		json_object_put(data);
-		if (rc == 0 && it_db_commit(conn) != 0)
-			rc = 503;
 	}
-	if (rc != 0) {
-		it_db_rollback(conn);
-		image_problem(req, rc);
+	if (end_change(req, conn, rc, img->session_id, "image.deleted", data) != 0)
 		goto out;
-	}
 	it_resp_begin(req, 204, NULL);
 out:
 	free(img);

@@ -145,7 +145,11 @@ static int op_problem(it_req *req, int rc)
 	}
 }
 
-void it_h_operation_get(it_req *req)
+/* Answers GET or POST .../cancel on the operation the path names: its id
+ * must be a UUID and the credential must hold need; run reads or cancels
+ * the operation of the credential's session, answered with status. */
+static void op_answer(it_req *req, unsigned need, int (*run)(PGconn **, const char *, const char *, json_object **),
+		      int status)
 {
 	PGconn *conn = it_db_thread_conn();
 	json_object *op = NULL;
@@ -155,32 +159,24 @@ void it_h_operation_get(it_req *req)
 		it_resp_problem(req, 404, "unknown-operation", "No such operation.");
 		return;
 	}
-	if (it_auth_principal(req, NULL, IT_SCOPE_VIEW | IT_AUTH_SESSION_UNCHECKED, &p) != 0)
+	if (it_auth_principal(req, NULL, need | IT_AUTH_SESSION_UNCHECKED, &p) != 0)
 		return;
-	if (op_problem(req, it_ops_get(&conn, req->params[0], p.session_id, &op)))
+	if (op_problem(req, run(&conn, req->params[0], p.session_id, &op)))
 		return;
-	it_resp_json(req, 200, op);
+	it_resp_json(req, status, op);
 	json_object_put(op);
+}
+
+void it_h_operation_get(it_req *req)
+{
+	op_answer(req, IT_SCOPE_VIEW, it_ops_get, 200);
 }
 
 void it_h_operation_cancel(it_req *req)
 {
-	PGconn *conn = it_db_thread_conn();
-	json_object *op = NULL;
-	it_principal p;
-
 	if (it_req_drain(req, MAX_BODY) < 0) {
 		it_resp_problem(req, 413, "body-too-large", "The request body is larger than %d bytes.", MAX_BODY);
 		return;
 	}
-	if (!it_id_uuid_valid(req->params[0])) {
-		it_resp_problem(req, 404, "unknown-operation", "No such operation.");
-		return;
-	}
-	if (it_auth_principal(req, NULL, IT_SCOPE_FULL | IT_AUTH_SESSION_UNCHECKED, &p) != 0)
-		return;
-	if (op_problem(req, it_ops_cancel(&conn, req->params[0], p.session_id, &op)))
-		return;
-	it_resp_json(req, 202, op);
-	json_object_put(op);
+	op_answer(req, IT_SCOPE_FULL, it_ops_cancel, 202);
 }

@@ -23,7 +23,6 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <openssl/evp.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -57,10 +56,7 @@ typedef struct tus {
 	char cred[IT_AUTH_CRED_MAX + 1]; /* the credential presented with the request, "" when none */
 	it_principal who;		 /* whom cred speaks for; session_id "" when none */
 	int terminating;		 /* a DELETE: allowed after the device's revocation */
-	/* the first error */
-	int status;
-	const char *slug;
-	char detail[256];
+	it_ingest_error err;		 /* the first error */
 	int64_t body_read;
 	/* A request that sends the whole upload from its first byte keeps a
 	 * local copy and its SHA-256 on the way, as a multipart upload does,
@@ -70,23 +66,10 @@ typedef struct tus {
 	int64_t local_len;
 } tus;
 
-__attribute__((format(printf, 4, 5))) static int fail(tus *t, int status, const char *slug, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (t->status == 0) {
-		t->status = status;
-		t->slug = slug;
-		va_start(ap, fmt);
-		vsnprintf(t->detail, sizeof(t->detail), fmt, ap);
-		va_end(ap);
-	}
-	return -1;
-}
-
 static int db_fail(tus *t)
 {
-	return fail(t, 503, "database-unavailable", "The database cannot be reached; try again shortly.");
+	return it_ingest_fail(&t->err, 503, "database-unavailable",
+			      "The database cannot be reached; try again shortly.");
 }
 
 /* The headers every tus response carries, and those of discovery. */
@@ -118,15 +101,9 @@ static void expires_header(it_req *req, int64_t when)
 
 static void answer_problem(tus *t)
 {
-	char labels[32];
-
-	if (t->status == 503)
-		it_resp_header(t->req, "Retry-After", "5");
-	if (t->status == 412)
+	if (t->err.status == 412)
 		it_resp_header(t->req, "Tus-Version", TUS_VERSION);
-	snprintf(labels, sizeof(labels), "status=\"%d\"", t->status ? t->status : 500);
-	it_metrics_inc("imagetools_upload_errors_total", labels, 1);
-	it_resp_problem(t->req, t->status ? t->status : 500, t->slug ? t->slug : "internal", "%s", t->detail);
+	it_ingest_answer(t->req, &t->err);
 }
 
 /* Tus-Resumable must name the version this server speaks (every request
@@ -136,8 +113,8 @@ static int check_version(tus *t)
 	const char *v = it_req_env(t->req, "HTTP_TUS_RESUMABLE");
 
 	if (v == NULL || strcmp(v, TUS_VERSION) != 0)
-		return fail(t, 412, "tus-version-unsupported",
-			    "This server speaks tus " TUS_VERSION "; send Tus-Resumable: " TUS_VERSION ".");
+		return it_ingest_fail(&t->err, 412, "tus-version-unsupported",
+				      "This server speaks tus " TUS_VERSION "; send Tus-Resumable: " TUS_VERSION ".");
 	return 0;
 }
 
@@ -176,12 +153,12 @@ static int meta_value(tus *t, const char *key, size_t klen, const char *v, size_
 	ssize_t n = it_base64_decode(v, vlen, (unsigned char *)out, outlen - 1);
 
 	if (n < 0)
-		return fail(t, 400, "malformed-metadata",
-			    "The Upload-Metadata value of %.*s is not base64 or too long.", (int)klen, key);
+		return it_ingest_fail(&t->err, 400, "malformed-metadata",
+				      "The Upload-Metadata value of %.*s is not base64 or too long.", (int)klen, key);
 	out[n] = '\0';
 	if (strlen(out) != (size_t)n)
-		return fail(t, 400, "malformed-metadata", "The Upload-Metadata value of %.*s contains a NUL byte.",
-			    (int)klen, key);
+		return it_ingest_fail(&t->err, 400, "malformed-metadata",
+				      "The Upload-Metadata value of %.*s contains a NUL byte.", (int)klen, key);
 	return 0;
 }
 
@@ -199,8 +176,8 @@ static int parse_metadata(tus *t, const char *s, metadata *m)
 	if (s == NULL || *s == '\0')
 		return 0;
 	if (strlen(s) > IT_TUS_METADATA_MAX)
-		return fail(t, 400, "malformed-metadata", "Upload-Metadata is longer than %d bytes.",
-			    IT_TUS_METADATA_MAX);
+		return it_ingest_fail(&t->err, 400, "malformed-metadata", "Upload-Metadata is longer than %d bytes.",
+				      IT_TUS_METADATA_MAX);
 	while (*s) {
 		const char *key = s, *val = NULL;
 		size_t klen, vlen = 0;
@@ -219,17 +196,17 @@ static int parse_metadata(tus *t, const char *s, metadata *m)
 		while (*s == ' ')
 			s++;
 		if (klen == 0)
-			return fail(t, 400, "malformed-metadata", "Upload-Metadata has an empty key.");
+			return it_ingest_fail(&t->err, 400, "malformed-metadata", "Upload-Metadata has an empty key.");
 		for (size_t i = 0; i < klen; i++)
 			if ((unsigned char)key[i] <= 0x20 || (unsigned char)key[i] >= 0x7f)
-				return fail(t, 400, "malformed-metadata",
-					    "Upload-Metadata has a key with a control character.");
+				return it_ingest_fail(&t->err, 400, "malformed-metadata",
+						      "Upload-Metadata has a key with a control character.");
 		for (int i = 0; i < nkeys; i++)
 			if (klens[i] == klen && memcmp(keys[i], key, klen) == 0)
-				return fail(t, 400, "malformed-metadata", "Upload-Metadata names %.*s twice.",
-					    (int)klen, key);
+				return it_ingest_fail(&t->err, 400, "malformed-metadata",
+						      "Upload-Metadata names %.*s twice.", (int)klen, key);
 		if (nkeys == (int)(sizeof(keys) / sizeof(keys[0])))
-			return fail(t, 400, "malformed-metadata", "Upload-Metadata has too many keys.");
+			return it_ingest_fail(&t->err, 400, "malformed-metadata", "Upload-Metadata has too many keys.");
 		keys[nkeys] = key;
 		klens[nkeys++] = klen;
 #define IS(k) (klen == sizeof(k) - 1 && memcmp(key, k, klen) == 0)
@@ -240,8 +217,9 @@ static int parse_metadata(tus *t, const char *s, metadata *m)
 			if (meta_value(t, key, klen, val, vlen, m->source, sizeof(m->source)) != 0)
 				return -1;
 			if (!valid_source(m->source))
-				return fail(t, 400, "unknown-source",
-					    "source must be one of web, android_app, browser_addon, cli, api.");
+				return it_ingest_fail(
+					&t->err, 400, "unknown-source",
+					"source must be one of web, android_app, browser_addon, cli, api.");
 		} else if (IS("filename") || (IS("name") && !m->have_filename)) {
 			if (meta_value(t, key, klen, val, vlen, m->filename, sizeof(m->filename)) != 0)
 				return -1;
@@ -254,19 +232,6 @@ static int parse_metadata(tus *t, const char *s, metadata *m)
 	return 0;
 }
 
-/* Takes a refused credential as t's error, with its WWW-Authenticate. A
- * malformed one keeps this endpoint's slug of old, invalid-session-id. */
-static int auth_fail(tus *t, const it_auth_refusal *why)
-{
-	if (t->status == 0 && why->www_authenticate[0])
-		it_resp_header(t->req, "WWW-Authenticate", "%s", why->www_authenticate);
-	if (t->status == 0 && why->status == 429)
-		it_resp_header(t->req, "Retry-After", "%" PRId64, why->retry_after);
-	if (why->status == 400)
-		return fail(t, 400, "invalid-session-id", "The credential is malformed.");
-	return fail(t, why->status, why->slug, "%s", why->detail);
-}
-
 /* Resolves cred (a session id or a token) into t->who, which must be
  * allowed to upload. */
 static int resolve(tus *t, const char *cred)
@@ -274,7 +239,7 @@ static int resolve(tus *t, const char *cred)
 	it_auth_refusal why;
 
 	if (it_auth_resolve(t->req, cred, IT_SCOPE_UPLOAD | IT_AUTH_SESSION_UNCHECKED, &t->who, &why) != 0)
-		return auth_fail(t, &why);
+		return it_ingest_refused(t->req, &t->err, &why);
 	return 0;
 }
 
@@ -288,8 +253,8 @@ static int read_credential(tus *t)
 	/* A malformed credential is refused by resolve (401 when it begins
 	 * like a token, else 400), from the request's own copy. */
 	if (rc < 0 && resolve(t, NULL) == 0)
-		return fail(t, 400, "invalid-session-id",
-			    "The session in the Authorization header or the URL is malformed.");
+		return it_ingest_fail(&t->err, 400, "invalid-session-id",
+				      "The session in the Authorization header or the URL is malformed.");
 	if (rc < 0)
 		return -1;
 	if (rc == 0) {
@@ -309,7 +274,7 @@ static int device_gone(tus *t)
 	why.status = 401;
 	why.slug = "invalid-token";
 	why.detail = "The token that began this upload is revoked or expired: nothing more of it is stored.";
-	return auth_fail(t, &why);
+	return it_ingest_refused(t->req, &t->err, &why);
 }
 
 /* Reads the request's upload (with lock: in a new transaction, its row
@@ -334,10 +299,11 @@ static int load_upload(tus *t, const char *id, int lock)
 	    (rc = it_devices_live(t->conn, t->up.device_id, 0)) == 401)
 		return device_gone(t);
 	if (rc == 404)
-		return fail(t, 404, "unknown-upload",
-			    "No such upload: it never existed, has expired or was terminated.");
+		return it_ingest_fail(&t->err, 404, "unknown-upload",
+				      "No such upload: it never existed, has expired or was terminated.");
 	if (rc == 423)
-		return fail(t, 423, "upload-locked", "Another request is writing to this upload; try again shortly.");
+		return it_ingest_fail(&t->err, 423, "upload-locked",
+				      "Another request is writing to this upload; try again shortly.");
 	if (rc != 0)
 		return db_fail(t);
 	return 0;
@@ -404,7 +370,7 @@ static int finish(tus *t)
 	char labels[48];
 
 	end_txn(t, 1);
-	if (t->status)
+	if (t->err.status)
 		return -1;
 	if ((signer = it_secrets_url_signer(&t->conn, &it_g.cfg)) == NULL)
 		return db_fail(t);
@@ -417,7 +383,7 @@ static int finish(tus *t)
 	img.size = t->up.length;
 	if ((fd = it_ingest_tmpfile()) < 0) {
 		it_log_error("cannot create a temporary file: %s", strerror(errno));
-		rc = fail(t, 503, "storage-unavailable", "The upload cannot be stored right now.");
+		rc = it_ingest_fail(&t->err, 503, "storage-unavailable", "The upload cannot be stored right now.");
 		goto out;
 	}
 	/* The bytes arrived over many requests and maybe many processes: the
@@ -428,7 +394,8 @@ static int finish(tus *t)
 		unsigned int dlen = 0;
 		static const char hexd[] = "0123456789abcdef";
 		if (EVP_DigestFinal_ex(t->local_md, digest, &dlen) != 1 || dlen != 32) {
-			rc = fail(t, 503, "out-of-memory", "The server is out of memory; try again shortly.");
+			rc = it_ingest_fail(&t->err, 503, "out-of-memory",
+					    "The server is out of memory; try again shortly.");
 			goto out;
 		}
 		for (unsigned i = 0; i < dlen; i++) {
@@ -448,12 +415,12 @@ static int finish(tus *t)
 		goto out;
 	}
 	if (it_ingest_examine(t->conn, fd, img.size, t->up.filename, &img, &e) != 0) {
-		rc = fail(t, e.status, e.slug, "%s", e.detail);
+		rc = it_ingest_fail(&t->err, e.status, e.slug, "%s", e.detail);
 		goto out;
 	}
 	rc = it_images_session_bytes(t->conn, t->up.session_id, 1, &held);
 	if (rc == 404) {
-		rc = fail(t, 404, "unknown-upload", "No such upload: its session has expired.");
+		rc = it_ingest_fail(&t->err, 404, "unknown-upload", "No such upload: its session has expired.");
 		goto out;
 	}
 	if (rc != 0) {
@@ -461,16 +428,17 @@ static int finish(tus *t)
 		goto out;
 	}
 	if (it_g.cfg.max_session_bytes > 0 && held + img.size > it_g.cfg.max_session_bytes) {
-		rc = fail(t, 413, "session-quota-exceeded",
-			  "The session holds %" PRId64 " bytes; with this upload it would pass its limit of %" PRId64
-			  " bytes. Delete images to make room.",
-			  held, it_g.cfg.max_session_bytes);
+		rc = it_ingest_fail(&t->err, 413, "session-quota-exceeded",
+				    "The session holds %" PRId64
+				    " bytes; with this upload it would pass its limit of %" PRId64
+				    " bytes. Delete images to make room.",
+				    held, it_g.cfg.max_session_bytes);
 		goto out;
 	}
 	snprintf(img.session_id, sizeof(img.session_id), "%s", t->up.session_id);
 	snprintf(img.source, sizeof(img.source), "%s", t->up.source);
 	if (it_ingest_record(t->conn, &img, signer, &e) != 0) {
-		rc = fail(t, e.status, e.slug, "%s", e.detail);
+		rc = it_ingest_fail(&t->err, e.status, e.slug, "%s", e.detail);
 		goto out;
 	}
 	if (it_tus_done(t->conn, t->up.id, img.id) != 0) {
@@ -478,7 +446,7 @@ static int finish(tus *t)
 		goto out;
 	}
 	end_txn(t, 1);
-	if (t->status) {
+	if (t->err.status) {
 		rc = -1;
 		goto out;
 	}
@@ -490,8 +458,8 @@ static int finish(tus *t)
 out:
 	if (fd >= 0)
 		close(fd);
-	if (rc != 0 && t->status != 503 && t->status != 0)
-		remove_upload(t, t->slug);
+	if (rc != 0 && t->err.status != 503 && t->err.status != 0)
+		remove_upload(t, t->err.slug);
 	return rc;
 }
 
@@ -505,12 +473,6 @@ static void local_drop(tus *t)
 	t->local_md = NULL;
 }
 
-/* Writes the request body at t->up.offset (the caller checked it and holds
- * the row in an open transaction), one committed step of STEP_BYTES at a
- * time unless a checksum makes the body all or nothing. Bytes that arrived
- * before the client went away are kept (tus asks for as many as possible),
- * so that a resume re-sends only what was never received. Returns 0 or -1
- * with t's error set. */
 /* One PATCH body on its way into the blob. */
 struct body {
 	it_blob_writer w;
@@ -535,13 +497,15 @@ static int body_checksum(tus *t, struct body *b)
 		return 0;
 	sp = strchr(ck, ' ');
 	if (sp == NULL || (size_t)(sp - ck) != 4 || strncasecmp(ck, "sha1", 4) != 0)
-		return fail(t, 400, "unsupported-checksum",
-			    "Upload-Checksum must be \"sha1 <base64 digest>\"; sha1 is the algorithm this server "
-			    "supports (Tus-Checksum-Algorithm).");
+		return it_ingest_fail(
+			&t->err, 400, "unsupported-checksum",
+			"Upload-Checksum must be \"sha1 <base64 digest>\"; sha1 is the algorithm this server "
+			"supports (Tus-Checksum-Algorithm).");
 	if (it_base64_decode(sp + 1, strlen(sp + 1), b->want, sizeof(b->want)) != (ssize_t)sizeof(b->want))
-		return fail(t, 400, "malformed-checksum", "The Upload-Checksum digest is not 20 bytes of base64.");
+		return it_ingest_fail(&t->err, 400, "malformed-checksum",
+				      "The Upload-Checksum digest is not 20 bytes of base64.");
 	if ((b->md = EVP_MD_CTX_new()) == NULL || EVP_DigestInit_ex(b->md, EVP_sha1(), NULL) != 1)
-		return fail(t, 503, "out-of-memory", "The server is out of memory; try again shortly.");
+		return it_ingest_fail(&t->err, 503, "out-of-memory", "The server is out of memory; try again shortly.");
 	return 0;
 }
 
@@ -574,30 +538,23 @@ static ssize_t body_read(tus *t, const struct body *b, char *buf)
 	if (r > 0)
 		return r;
 	if (r == IT_REQ_TOO_SLOW)
-		return fail(t, 408, "too-slow",
-			    "The request body arrived slower than %" PRId64 " bytes per second; the bytes received "
-			    "are kept: ask HEAD for the offset and go on from there.",
-			    it_g.cfg.upload_min_rate);
-	return fail(t, 400, "truncated",
-		    "The request body ended early; the bytes received are kept: ask HEAD for the "
-		    "offset and go on from there.");
+		return it_ingest_fail(&t->err, 408, "too-slow",
+				      "The request body arrived slower than %" PRId64
+				      " bytes per second; the bytes received "
+				      "are kept: ask HEAD for the offset and go on from there.",
+				      it_g.cfg.upload_min_rate);
+	return it_ingest_fail(&t->err, 400, "truncated",
+			      "The request body ended early; the bytes received are kept: ask HEAD for the "
+			      "offset and go on from there.");
 }
 
 /* Refuses a body that starts the upload as soon as its first bytes say it
  * is not an image. Returns 0, or -1 with t's error set (415). */
 static int body_sniff(tus *t, struct body *b, const char *buf, size_t r)
 {
-	size_t k = sizeof(b->head) - b->head_len;
-	it_sniff s;
-
-	if (!b->sniffing || b->head_len >= sizeof(b->head))
-		return 0;
-	if (k > r)
-		k = r;
-	memcpy(b->head + b->head_len, buf, k);
-	b->head_len += k;
-	if (it_sniff_type(b->head, b->head_len, &s) == IT_SNIFF_UNKNOWN)
-		return fail(t, 415, "not-an-image", "The upload is not a JPEG, PNG, GIF, WebP, HEIC or AVIF image.");
+	if (b->sniffing && it_ingest_sniff_head(b->head, &b->head_len, buf, r))
+		return it_ingest_fail(&t->err, 415, "not-an-image",
+				      "The upload is not a JPEG, PNG, GIF, WebP, HEIC or AVIF image.");
 	return 0;
 }
 
@@ -612,7 +569,7 @@ static int body_step(tus *t, struct body *b)
 			   it_g.cfg.upload_progress_interval_ms) != 0)
 		return db_fail(t);
 	end_txn(t, 1);
-	if (t->status)
+	if (t->err.status)
 		return -1;
 	t->up.offset = b->start + b->received;
 	b->step = 0;
@@ -632,7 +589,7 @@ static int body_take(tus *t, struct body *b, const char *buf, size_t r)
 	if (body_sniff(t, b, buf, r) < 0)
 		return -1;
 	if (b->md != NULL && EVP_DigestUpdate(b->md, buf, r) != 1)
-		return fail(t, 503, "out-of-memory", "The server is out of memory; try again shortly.");
+		return it_ingest_fail(&t->err, 503, "out-of-memory", "The server is out of memory; try again shortly.");
 	if (it_blob_writer_append(&b->w, buf, r) != 0)
 		return db_fail(t);
 	if (t->local_fd >= 0) {
@@ -657,7 +614,7 @@ static int body_finish(tus *t, struct body *b)
 	unsigned char got[EVP_MAX_MD_SIZE];
 	unsigned int got_len = 0;
 
-	if (t->status != 0 && (b->md != NULL || (t->status != 400 && t->status != 408))) {
+	if (t->err.status != 0 && (b->md != NULL || (t->err.status != 400 && t->err.status != 408))) {
 		/* All or nothing, or nothing worth keeping: the transaction ends
 		 * here, so that the caller keeps nothing of it. */
 		it_blob_writer_abort(&b->w);
@@ -668,9 +625,10 @@ static int body_finish(tus *t, struct body *b)
 	if (b->md != NULL) {
 		if (EVP_DigestFinal_ex(b->md, got, &got_len) != 1 || got_len != sizeof(b->want) ||
 		    memcmp(got, b->want, sizeof(b->want)) != 0)
-			return fail(t, 460, "checksum-mismatch",
-				    "The bytes received do not have the SHA-1 of Upload-Checksum; they were discarded: "
-				    "send them again from the same offset.");
+			return it_ingest_fail(
+				&t->err, 460, "checksum-mismatch",
+				"The bytes received do not have the SHA-1 of Upload-Checksum; they were discarded: "
+				"send them again from the same offset.");
 	}
 	b->writer_open = 0;
 	if (it_blob_writer_finish(&b->w) != 0 ||
@@ -678,9 +636,15 @@ static int body_finish(tus *t, struct body *b)
 			   it_g.cfg.upload_progress_interval_ms) != 0)
 		return db_fail(t);
 	t->up.offset = b->start + b->received;
-	return t->status ? -1 : 0;
+	return t->err.status ? -1 : 0;
 }
 
+/* Writes the request body at t->up.offset (the caller checked it and holds
+ * the row in an open transaction), one committed step of STEP_BYTES at a
+ * time unless a checksum makes the body all or nothing. Bytes that arrived
+ * before the client went away are kept (tus asks for as many as possible),
+ * so that a resume re-sends only what was never received. Returns 0 or -1
+ * with t's error set. */
 static int write_body(tus *t)
 {
 	it_req *req = t->req;
@@ -698,10 +662,11 @@ static int write_body(tus *t)
 	 * is deferred, up to the largest file allowed. */
 	b.end_max = t->up.length >= 0 ? t->up.length : it_g.cfg.max_upload_bytes;
 	if (req->content_length > b.end_max - b.start) {
-		fail(t, 413, t->up.length >= 0 ? "past-upload-length" : "file-too-large",
-		     "The PATCH would take the upload to %" PRId64 " bytes, past its %s of %" PRId64 " bytes.",
-		     t->up.offset + req->content_length, t->up.length >= 0 ? "Upload-Length" : "limit",
-		     t->up.length >= 0 ? t->up.length : it_g.cfg.max_upload_bytes);
+		it_ingest_fail(&t->err, 413, t->up.length >= 0 ? "past-upload-length" : "file-too-large",
+			       "The PATCH would take the upload to %" PRId64 " bytes, past its %s of %" PRId64
+			       " bytes.",
+			       t->up.offset + req->content_length, t->up.length >= 0 ? "Upload-Length" : "limit",
+			       t->up.length >= 0 ? t->up.length : it_g.cfg.max_upload_bytes);
 		goto out;
 	}
 	if (req->content_length == 0) {
@@ -709,7 +674,7 @@ static int write_body(tus *t)
 		goto out;
 	}
 	if ((buf = malloc(READ_BUF)) == NULL) {
-		fail(t, 503, "out-of-memory", "The server is out of memory; try again shortly.");
+		it_ingest_fail(&t->err, 503, "out-of-memory", "The server is out of memory; try again shortly.");
 		goto out;
 	}
 	if (it_blob_writer_resume(&b.w, t->conn, t->up.blob_id, t->up.offset) != 0) {
@@ -721,7 +686,7 @@ static int write_body(tus *t)
 	while ((r = body_read(t, &b, buf)) > 0) {
 		t->body_read += r;
 		if (b.start + b.received + r > b.end_max) {
-			fail(t, 413, "past-upload-length", "The PATCH goes past the upload's length.");
+			it_ingest_fail(&t->err, 413, "past-upload-length", "The PATCH goes past the upload's length.");
 			break;
 		}
 		if (body_take(t, &b, buf, (size_t)r) < 0)
@@ -745,29 +710,30 @@ static int patch_locked(tus *t, int64_t offset)
 	int64_t len = header_uint(t->req, "HTTP_UPLOAD_LENGTH");
 
 	if (len == -2)
-		return fail(t, 400, "malformed-upload-length", "Upload-Length is not a non-negative integer.");
+		return it_ingest_fail(&t->err, 400, "malformed-upload-length",
+				      "Upload-Length is not a non-negative integer.");
 	if (len >= 0) {
 		if (t->up.length >= 0 && len != t->up.length)
-			return fail(t, 400, "upload-length-fixed", "The upload's length is %" PRId64 " already.",
-				    t->up.length);
+			return it_ingest_fail(&t->err, 400, "upload-length-fixed",
+					      "The upload's length is %" PRId64 " already.", t->up.length);
 		if (t->up.length < 0) {
 			if (len > it_g.cfg.max_upload_bytes)
-				return fail(t, 413, "file-too-large",
-					    "The upload is larger than the limit of %" PRId64 " bytes.",
-					    it_g.cfg.max_upload_bytes);
+				return it_ingest_fail(&t->err, 413, "file-too-large",
+						      "The upload is larger than the limit of %" PRId64 " bytes.",
+						      it_g.cfg.max_upload_bytes);
 			if (len < t->up.offset)
-				return fail(t, 400, "upload-length-too-small",
-					    "Upload-Length is smaller than the bytes already received.");
+				return it_ingest_fail(&t->err, 400, "upload-length-too-small",
+						      "Upload-Length is smaller than the bytes already received.");
 			if (it_tus_set_length(t->conn, t->up.id, len) != 0)
 				return db_fail(t);
 			t->up.length = len;
 		}
 	}
 	if (offset != t->up.offset)
-		return fail(t, 409, "offset-mismatch",
-			    "Upload-Offset is %" PRId64 " but the upload holds %" PRId64
-			    " bytes; ask HEAD and go on from there.",
-			    offset, t->up.offset);
+		return it_ingest_fail(&t->err, 409, "offset-mismatch",
+				      "Upload-Offset is %" PRId64 " but the upload holds %" PRId64
+				      " bytes; ask HEAD and go on from there.",
+				      offset, t->up.offset);
 	if (t->up.image_id[0] == '\0' && it_g.cfg.max_session_bytes > 0) {
 		/* The quota on the bytes received, for uploads whose length was
 		 * deferred (a declared one was checked at creation); checked
@@ -775,36 +741,37 @@ static int patch_locked(tus *t, int64_t offset)
 		int64_t held, end = offset + (t->req->content_length > 0 ? t->req->content_length : 0);
 		int rc = it_images_session_bytes(t->conn, t->up.session_id, 0, &held);
 		if (rc != 0)
-			return rc == 404 ? fail(t, 404, "unknown-upload", "No such upload: its session has expired.")
+			return rc == 404 ? it_ingest_fail(&t->err, 404, "unknown-upload",
+							  "No such upload: its session has expired.")
 					 : db_fail(t);
 		if (held + end > it_g.cfg.max_session_bytes)
-			return fail(t, 413, "session-quota-exceeded",
-				    "The session holds %" PRId64
-				    " bytes; with this upload it would pass its limit of %" PRId64
-				    " bytes. Delete images to make room.",
-				    held, it_g.cfg.max_session_bytes);
+			return it_ingest_fail(&t->err, 413, "session-quota-exceeded",
+					      "The session holds %" PRId64
+					      " bytes; with this upload it would pass its limit of %" PRId64
+					      " bytes. Delete images to make room.",
+					      held, it_g.cfg.max_session_bytes);
 	}
 	if (t->up.image_id[0] == '\0') {
 		int rc = write_body(t);
-		if (rc != 0 && (t->status == 400 || t->status == 408) && t->in_txn) {
+		if (rc != 0 && (t->err.status == 400 || t->err.status == 408) && t->in_txn) {
 			/* The bytes that did arrive are kept. */
-			int status = t->status;
-			t->status = 0;
+			int status = t->err.status;
+			t->err.status = 0;
 			end_txn(t, 1);
-			if (t->status == 0)
-				t->status = status;
+			if (t->err.status == 0)
+				t->err.status = status;
 		}
-		if (rc != 0 && t->status == 415)
-			remove_upload(t, t->slug);
+		if (rc != 0 && t->err.status == 415)
+			remove_upload(t, t->err.slug);
 		if (rc != 0)
 			return -1;
 	} else if (t->req->content_length > 0) {
-		return fail(t, 413, "past-upload-length", "The upload is complete already.");
+		return it_ingest_fail(&t->err, 413, "past-upload-length", "The upload is complete already.");
 	}
 	if (t->up.length >= 0 && t->up.offset == t->up.length && t->up.image_id[0] == '\0')
 		return finish(t);
 	end_txn(t, 1);
-	return t->status ? -1 : 0;
+	return t->err.status ? -1 : 0;
 }
 
 /* The parts of a request every tus handler starts with. */
@@ -822,7 +789,7 @@ static tus *tus_begin(it_req *req)
 	version_header(req);
 	if (check_version(t) == 0)
 		read_credential(t);
-	if (t->status == 0 && t->conn == NULL)
+	if (t->err.status == 0 && t->conn == NULL)
 		db_fail(t);
 	return t;
 }
@@ -834,7 +801,7 @@ static void tus_end(tus *t, int drain)
 
 	if (t->in_txn)
 		end_txn(t, 0);
-	if (t->status) {
+	if (t->err.status) {
 		answer_problem(t);
 		it_resp_flush(req);
 		if (drain && (req->content_length < 0 || req->content_length - t->body_read <= DRAIN_MAX))
@@ -862,13 +829,15 @@ static int creation_length(tus *t, int64_t *len)
 
 	*len = header_uint(t->req, "HTTP_UPLOAD_LENGTH");
 	if (*len == -2)
-		return fail(t, 400, "malformed-upload-length", "Upload-Length is not a non-negative integer.");
+		return it_ingest_fail(&t->err, 400, "malformed-upload-length",
+				      "Upload-Length is not a non-negative integer.");
 	if ((*len >= 0) == (defer != NULL) || (defer != NULL && strcmp(defer, "1") != 0))
-		return fail(t, 400, "missing-upload-length", "Send either Upload-Length or Upload-Defer-Length: 1.");
+		return it_ingest_fail(&t->err, 400, "missing-upload-length",
+				      "Send either Upload-Length or Upload-Defer-Length: 1.");
 	if (*len > it_g.cfg.max_upload_bytes)
-		return fail(t, 413, "file-too-large",
-			    "The upload is larger than the limit of %" PRId64 " bytes (Tus-Max-Size).",
-			    it_g.cfg.max_upload_bytes);
+		return it_ingest_fail(&t->err, 413, "file-too-large",
+				      "The upload is larger than the limit of %" PRId64 " bytes (Tus-Max-Size).",
+				      it_g.cfg.max_upload_bytes);
 	return 0;
 }
 
@@ -882,12 +851,14 @@ static int creation_session(tus *t, metadata *m)
 		return -1;
 	if (m->session[0] != '\0' && t->cred[0] != '\0' && strcmp(m->session, t->cred) != 0 &&
 	    strcmp(m->session, t->who.session_id) != 0)
-		return fail(t, 400, "session-mismatch",
-			    "The session_id of Upload-Metadata names another session than the Authorization header or "
-			    "the URL.");
+		return it_ingest_fail(
+			&t->err, 400, "session-mismatch",
+			"The session_id of Upload-Metadata names another session than the Authorization header or "
+			"the URL.");
 	if (m->session[0] == '\0' && t->cred[0] == '\0')
-		return fail(t, 400, "missing-session-id",
-			    "Name the session: session_id in Upload-Metadata, or an Authorization: Bearer header.");
+		return it_ingest_fail(
+			&t->err, 400, "missing-session-id",
+			"Name the session: session_id in Upload-Metadata, or an Authorization: Bearer header.");
 	/* Without a credential in the request, the metadata's session_id is
 	 * the credential (a session id or a token). */
 	if (t->cred[0] == '\0' && resolve(t, m->session) != 0)
@@ -904,14 +875,15 @@ static int creation_quota(tus *t, int64_t len)
 	int rc = it_images_session_bytes(t->conn, t->up.session_id, 0, &held);
 
 	if (rc == 404)
-		return fail(t, 404, "unknown-session", "No such session, or it has expired.");
+		return it_ingest_fail(&t->err, 404, "unknown-session", "No such session, or it has expired.");
 	if (rc != 0)
 		return db_fail(t);
 	if (it_g.cfg.max_session_bytes > 0 && len > 0 && held + len > it_g.cfg.max_session_bytes)
-		return fail(t, 413, "session-quota-exceeded",
-			    "The session holds %" PRId64 " bytes; with this upload it would pass its limit of %" PRId64
-			    " bytes. Delete images to make room.",
-			    held, it_g.cfg.max_session_bytes);
+		return it_ingest_fail(&t->err, 413, "session-quota-exceeded",
+				      "The session holds %" PRId64
+				      " bytes; with this upload it would pass its limit of %" PRId64
+				      " bytes. Delete images to make room.",
+				      held, it_g.cfg.max_session_bytes);
 	return 0;
 }
 
@@ -925,7 +897,8 @@ static int creation_record(tus *t, const metadata *m, int64_t len)
 	int rc;
 
 	if (it_id_random(rnd, sizeof(rnd)) != 0)
-		return fail(t, 503, "random-unavailable", "The server cannot make an upload id right now.");
+		return it_ingest_fail(&t->err, 503, "random-unavailable",
+				      "The server cannot make an upload id right now.");
 	it_base64url(rnd, sizeof(rnd), t->up.id);
 	t->up.length = len;
 	snprintf(t->up.metadata, sizeof(t->up.metadata), "%s", md ? md : "");
@@ -937,11 +910,11 @@ static int creation_record(tus *t, const metadata *m, int64_t len)
 	t->in_txn = 1;
 	rc = it_tus_create(t->conn, &t->up, it_g.cfg.resumable_upload_ttl);
 	if (rc == 404)
-		return fail(t, 404, "unknown-session", "No such session, or it has expired.");
+		return it_ingest_fail(&t->err, 404, "unknown-session", "No such session, or it has expired.");
 	if (rc != 0)
 		return db_fail(t);
 	end_txn(t, 1);
-	return t->status ? -1 : 0;
+	return t->err.status ? -1 : 0;
 }
 
 /* creation-with-upload: the body is the first PATCH. A refusal of its
@@ -952,74 +925,79 @@ static int creation_body(tus *t)
 {
 	if (lock_upload(t, t->up.id) == 0 && patch_locked(t, 0) == 0)
 		return 0;
-	if (t->status != 400 && t->status != 408 && t->status != 460 && t->status != 503 && t->status != 423)
+	if (t->err.status != 400 && t->err.status != 408 && t->err.status != 460 && t->err.status != 503 &&
+	    t->err.status != 423)
 		return -1;
-	t->status = 0;
+	t->err.status = 0;
 	if (t->in_txn)
 		end_txn(t, 0);
 	it_req_drain(t->req, DRAIN_MAX);
 	return 0;
 }
 
-void it_h_tus_create(it_req *req)
+/* Runs one tus request: step answers it when the request's common part
+ * (tus_begin: version, credential, connection) passed, and leaves t's error
+ * set otherwise; tus_end answers the error, dropping the rest of the body
+ * when drain is set. */
+static void tus_run(it_req *req, int drain, void (*step)(tus *t))
 {
 	tus *t = tus_begin(req);
-	int64_t len, retry = 0;
+
+	if (t == NULL)
+		return;
+	if (t->err.status == 0)
+		step(t);
+	tus_end(t, drain);
+}
+
+static void create(tus *t)
+{
+	it_req *req = t->req;
+	int64_t len;
 	metadata m;
 	int with_body;
 	char location[512];
 
-	if (t == NULL || t->status || creation_length(t, &len) != 0 || creation_session(t, &m) != 0)
-		goto out;
+	if (creation_length(t, &len) != 0 || creation_session(t, &m) != 0)
+		return;
 	memset(&t->up, 0, sizeof(t->up));
 	snprintf(t->up.session_id, sizeof(t->up.session_id), "%s", t->who.session_id);
 	snprintf(t->up.device_id, sizeof(t->up.device_id), "%s", t->who.device_id);
 	with_body = is_octet_stream(req) && req->content_length != 0;
 	if (!with_body && req->content_length > 0) {
-		fail(t, 415, "not-offset-octet-stream",
-		     "A creation request's body (creation-with-upload) is Content-Type: " OCTET_STREAM ".");
-		goto out;
+		it_ingest_fail(&t->err, 415, "not-offset-octet-stream",
+			       "A creation request's body (creation-with-upload) is Content-Type: " OCTET_STREAM ".");
+		return;
 	}
-	if (it_guard_rate(req, "uploads", req->remote_addr, it_g.cfg.rate_uploads)) {
-		free(t);
-		return; /* answered */
-	}
-	if (it_guard_rate_check("uploads-session", t->up.session_id, it_g.cfg.rate_uploads, &retry)) {
-		it_resp_header(req, "Retry-After", "%" PRId64, retry);
-		fail(t, 429, "rate-limited", "Too many uploads into this session; try again in %" PRId64 " seconds.",
-		     retry);
-		goto out;
-	}
-	if (creation_quota(t, len) != 0 || creation_record(t, &m, len) != 0)
-		goto out;
+	/* A refusal here is answered by the guard; t has no error, so
+	 * tus_end only frees it. */
+	if (it_guard_rate(req, "uploads", req->remote_addr, it_g.cfg.rate_uploads))
+		return;
+	if (it_ingest_session_rate(t->up.session_id, &t->err) != 0 || creation_quota(t, len) != 0 ||
+	    creation_record(t, &m, len) != 0)
+		return;
 	snprintf(location, sizeof(location), "%s/api/v1/uploads/tus/%s", req->url_prefix, t->up.id);
 	it_resp_header(req, "Location", "%s", location);
 	if (with_body && creation_body(t) != 0)
-		goto out;
+		return;
 	it_resp_header(req, "Upload-Offset", "%" PRId64, t->up.offset);
 	expires_header(req, t->up.expires);
 	snprintf(req->log_note, sizeof(req->log_note), "tus=%.8s", t->up.id);
 	it_resp_begin(req, 201, NULL);
-out:
-	if (t)
-		tus_end(t, 1);
 }
 
-/* HEAD (and GET) /uploads/tus/{id}: where the upload stands. */
-void it_h_tus_head(it_req *req)
+static void head(tus *t)
 {
-	tus *t = tus_begin(req);
+	it_req *req = t->req;
 
-	if (t == NULL || t->status)
-		goto out;
 	/* No lock: a HEAD must answer while a PATCH is writing. */
 	if (load_upload(t, req->params[0], 0) != 0)
-		goto out;
+		return;
 	/* Complete but not yet an image (the request that sent the last byte
 	 * failed on the database or died): finish it now, since a client that
 	 * sees offset == length will not send anything more. */
 	if (t->up.length >= 0 && t->up.offset == t->up.length && t->up.image_id[0] == '\0' && finish(t) != 0)
-		goto out;
+		return;
 	it_resp_header(req, "Upload-Offset", "%" PRId64, t->up.offset);
 	if (t->up.length >= 0)
 		it_resp_header(req, "Upload-Length", "%" PRId64, t->up.length);
@@ -1031,57 +1009,65 @@ void it_h_tus_head(it_req *req)
 		expires_header(req, t->up.expires);
 	it_resp_header(req, "Cache-Control", "no-store");
 	it_resp_begin(req, 200, NULL);
-out:
-	if (t)
-		tus_end(t, 0);
 }
 
-void it_h_tus_patch(it_req *req)
+static void patch(tus *t)
 {
-	tus *t = tus_begin(req);
+	it_req *req = t->req;
 	int64_t offset;
 
-	if (t == NULL || t->status)
-		goto out;
 	if (!is_octet_stream(req)) {
-		fail(t, 415, "not-offset-octet-stream", "A PATCH body is Content-Type: " OCTET_STREAM ".");
-		goto out;
+		it_ingest_fail(&t->err, 415, "not-offset-octet-stream",
+			       "A PATCH body is Content-Type: " OCTET_STREAM ".");
+		return;
 	}
 	offset = header_uint(req, "HTTP_UPLOAD_OFFSET");
 	if (offset < 0) {
-		fail(t, 400, "malformed-upload-offset", "Upload-Offset is missing or not a non-negative integer.");
-		goto out;
+		it_ingest_fail(&t->err, 400, "malformed-upload-offset",
+			       "Upload-Offset is missing or not a non-negative integer.");
+		return;
 	}
 	if (lock_upload(t, req->params[0]) != 0 || patch_locked(t, offset) != 0)
-		goto out;
+		return;
 	it_resp_header(req, "Upload-Offset", "%" PRId64, t->up.offset);
 	if (t->up.image_id[0] == '\0')
 		expires_header(req, t->up.expires);
 	it_resp_begin(req, 204, NULL);
-out:
-	if (t)
-		tus_end(t, 1);
+}
+
+static void terminate(tus *t)
+{
+	t->terminating = 1;
+	if (lock_upload(t, t->req->params[0]) != 0)
+		return;
+	if (it_tus_remove(t->conn, &t->up, "terminated") != 0) {
+		db_fail(t);
+		return;
+	}
+	end_txn(t, 1);
+	if (t->err.status == 0)
+		it_resp_begin(t->req, 204, NULL);
+}
+
+void it_h_tus_create(it_req *req)
+{
+	tus_run(req, 1, create);
+}
+
+/* HEAD (and GET) /uploads/tus/{id}: where the upload stands. */
+void it_h_tus_head(it_req *req)
+{
+	tus_run(req, 0, head);
+}
+
+void it_h_tus_patch(it_req *req)
+{
+	tus_run(req, 1, patch);
 }
 
 void it_h_tus_delete(it_req *req)
 {
-	tus *t = tus_begin(req);
-
-	if (t == NULL || t->status)
-		goto out;
-	t->terminating = 1;
-	if (lock_upload(t, req->params[0]) != 0)
-		goto out;
-	if (it_tus_remove(t->conn, &t->up, "terminated") != 0) {
-		db_fail(t);
-		goto out;
-	}
-	end_txn(t, 1);
-	if (t->status == 0)
-		it_resp_begin(req, 204, NULL);
-out:
-	if (t)
-		tus_end(t, 1);
+	tus_run(req, 1, terminate);
 }
 
 /* POST with X-HTTP-Method-Override: PATCH or DELETE, for clients and

@@ -24,7 +24,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -99,40 +98,8 @@ typedef struct upload {
 	staged_file *staged; /* allocated with the first one */
 	int nstaged;
 
-	/* the first error: status, problem slug and detail */
-	int status;
-	const char *slug;
-	char detail[256];
-	int64_t retry_after; /* with status 429 */
+	it_ingest_error err; /* the first error */
 } upload;
-
-__attribute__((format(printf, 4, 5))) static int up_fail(upload *u, int status, const char *slug, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (u->status == 0) {
-		u->status = status;
-		u->slug = slug;
-		va_start(ap, fmt);
-		vsnprintf(u->detail, sizeof(u->detail), fmt, ap);
-		va_end(ap);
-	}
-	return -1;
-}
-
-/* Takes a refused credential as the request's first error; the answer
- * carries its WWW-Authenticate. A malformed credential keeps this
- * endpoint's slug of old, invalid-session-id. */
-static int auth_fail(upload *u, const it_auth_refusal *why)
-{
-	if (u->status == 0 && why->www_authenticate[0])
-		it_resp_header(u->req, "WWW-Authenticate", "%s", why->www_authenticate);
-	if (u->status == 0 && why->status == 429)
-		u->retry_after = why->retry_after;
-	if (why->status == 400)
-		return up_fail(u, 400, "invalid-session-id", "The credential is malformed.");
-	return up_fail(u, why->status, why->slug, "%s", why->detail);
-}
 
 /* Resolves cred (the header's, the URL's or the session_id field's) into
  * u->who, which must be allowed to upload, and takes its session as the
@@ -142,7 +109,7 @@ static int resolve(upload *u, const char *cred)
 	it_auth_refusal why;
 
 	if (it_auth_resolve(u->req, cred, IT_SCOPE_UPLOAD | IT_AUTH_SESSION_UNCHECKED, &u->who, &why) != 0)
-		return auth_fail(u, &why);
+		return it_ingest_refused(u->req, &u->err, &why);
 	snprintf(u->session, sizeof(u->session), "%s", u->who.session_id);
 	return 0;
 }
@@ -182,15 +149,16 @@ static int part_begin(upload *u, const it_mp_part *part)
 	snprintf(u->field_name, sizeof(u->field_name), "%s", part->name);
 	if (is_file_field(part->name)) {
 		if (u->nfiles + u->nstaged >= it_g.cfg.max_files)
-			return up_fail(u, 413, "too-many-files", "At most %" PRId64 " files per request.",
-				       it_g.cfg.max_files);
+			return it_ingest_fail(&u->err, 413, "too-many-files", "At most %" PRId64 " files per request.",
+					      it_g.cfg.max_files);
 		u->kind = P_FILE;
 		u->head_len = 0;
 		u->file_size = 0;
 		u->tmp_fd = it_ingest_tmpfile();
 		if (u->tmp_fd < 0) {
 			it_log_error("cannot create a temporary file: %s", strerror(errno));
-			return up_fail(u, 503, "storage-unavailable", "The upload cannot be stored right now.");
+			return it_ingest_fail(&u->err, 503, "storage-unavailable",
+					      "The upload cannot be stored right now.");
 		}
 		/* Before the session is known the part goes to its temporary
 		 * file only (staged): an anonymous client writes nothing into
@@ -198,8 +166,8 @@ static int part_begin(upload *u, const it_mp_part *part)
 		if (!u->session_ok)
 			return 0;
 		if (it_blob_writer_open(&u->blob, u->conn) != 0)
-			return up_fail(u, 503, "database-unavailable",
-				       "The database cannot be reached; try again shortly.");
+			return it_ingest_fail(&u->err, 503, "database-unavailable",
+					      "The database cannot be reached; try again shortly.");
 		u->blob_open = 1;
 		return 0;
 	}
@@ -224,10 +192,11 @@ static int over_quota(const upload *u, int64_t held)
 
 static int quota_fail(upload *u, int64_t held)
 {
-	return up_fail(u, 413, "session-quota-exceeded",
-		       "The session holds %" PRId64 " bytes; with this upload it would pass its limit of %" PRId64
-		       " bytes. Delete images to make room.",
-		       held, it_g.cfg.max_session_bytes);
+	return it_ingest_fail(&u->err, 413, "session-quota-exceeded",
+			      "The session holds %" PRId64
+			      " bytes; with this upload it would pass its limit of %" PRId64
+			      " bytes. Delete images to make room.",
+			      held, it_g.cfg.max_session_bytes);
 }
 
 /* Reads what the session's images hold (locking its row with lock) and
@@ -240,11 +209,12 @@ static int session_check(upload *u, int lock, int64_t *held)
 	int rc = it_images_session_bytes(u->conn, u->session, lock, held);
 
 	if (rc == 400)
-		return up_fail(u, 400, "invalid-session-id", "The session id is malformed.");
+		return it_ingest_fail(&u->err, 400, "invalid-session-id", "The session id is malformed.");
 	if (rc == 404)
-		return up_fail(u, 404, "unknown-session", "No such session, or it has expired.");
+		return it_ingest_fail(&u->err, 404, "unknown-session", "No such session, or it has expired.");
 	if (rc != 0)
-		return up_fail(u, 503, "database-unavailable", "The database cannot be reached; try again shortly.");
+		return it_ingest_fail(&u->err, 503, "database-unavailable",
+				      "The database cannot be reached; try again shortly.");
 	return over_quota(u, *held) ? quota_fail(u, *held) : 0;
 }
 
@@ -253,7 +223,8 @@ static int part_data(upload *u, const char *p, size_t n)
 	switch (u->kind) {
 	case P_FIELD:
 		if (u->field_len + n > FIELD_MAX)
-			return up_fail(u, 400, "field-too-long", "The field %s is too long.", u->field_name);
+			return it_ingest_fail(&u->err, 400, "field-too-long", "The field %s is too long.",
+					      u->field_name);
 		memcpy(u->field + u->field_len, p, n);
 		u->field_len += n;
 		return 0;
@@ -261,40 +232,33 @@ static int part_data(upload *u, const char *p, size_t n)
 		u->file_size += (int64_t)n;
 		u->files_bytes += (int64_t)n;
 		if (u->file_size > it_g.cfg.max_upload_bytes)
-			return up_fail(u, 413, "file-too-large",
-				       "A file is larger than the limit of %" PRId64 " bytes.",
-				       it_g.cfg.max_upload_bytes);
+			return it_ingest_fail(&u->err, 413, "file-too-large",
+					      "A file is larger than the limit of %" PRId64 " bytes.",
+					      it_g.cfg.max_upload_bytes);
 		if (over_quota(u, u->session_bytes))
 			return quota_fail(u, u->session_bytes);
-		if (u->head_len < sizeof(u->head)) {
-			size_t k = sizeof(u->head) - u->head_len;
-			it_sniff s;
-			if (k > n)
-				k = n;
-			memcpy(u->head + u->head_len, p, k);
-			u->head_len += k;
-			/* Refuse non-images as soon as their first bytes say so. */
-			if (it_sniff_type(u->head, u->head_len, &s) == IT_SNIFF_UNKNOWN)
-				return up_fail(u, 415, "not-an-image",
-					       "\"%.60s\" is not a JPEG, PNG, GIF, WebP, HEIC or AVIF image.",
-					       u->display);
-		}
+		/* Refuse non-images as soon as their first bytes say so. */
+		if (it_ingest_sniff_head(u->head, &u->head_len, p, n))
+			return it_ingest_fail(&u->err, 415, "not-an-image",
+					      "\"%.60s\" is not a JPEG, PNG, GIF, WebP, HEIC or AVIF image.",
+					      u->display);
 		if (!u->blob_open) {
 			u->staged_bytes += (int64_t)n;
 			if (u->staged_bytes > it_g.cfg.max_staged_bytes)
-				return up_fail(
-					u, 400, "session-id-first",
+				return it_ingest_fail(
+					&u->err, 400, "session-id-first",
 					"A file came before the session: send the session_id field before the files, "
 					"or the session in the URL (?session_id=...) or in an Authorization: Bearer "
 					"header.");
 		}
 		if (it_ingest_write(u->tmp_fd, p, n) < 0) {
 			it_log_error("temporary file write failed: %s", strerror(errno));
-			return up_fail(u, 503, "storage-unavailable", "The upload cannot be stored right now.");
+			return it_ingest_fail(&u->err, 503, "storage-unavailable",
+					      "The upload cannot be stored right now.");
 		}
 		if (u->blob_open && it_blob_writer_append(&u->blob, p, n) != 0)
-			return up_fail(u, 503, "database-unavailable",
-				       "The database cannot be reached; try again shortly.");
+			return it_ingest_fail(&u->err, 503, "database-unavailable",
+					      "The database cannot be reached; try again shortly.");
 		return 0;
 	default: return 0;
 	}
@@ -318,17 +282,18 @@ static int file_end(upload *u)
 
 	memset(img, 0, sizeof(*img));
 	if (u->file_size == 0)
-		return up_fail(u, 415, "not-an-image", "\"%.60s\" is empty.", u->display);
+		return it_ingest_fail(&u->err, 415, "not-an-image", "\"%.60s\" is empty.", u->display);
 	if (it_blob_writer_finish(&u->blob) != 0) {
 		u->blob_open = 0;
-		return up_fail(u, 503, "database-unavailable", "The database cannot be reached; try again shortly.");
+		return it_ingest_fail(&u->err, 503, "database-unavailable",
+				      "The database cannot be reached; try again shortly.");
 	}
 	u->blob_open = 0;
 	img->blob_id = u->blob.id;
 	img->size = u->blob.size;
 	memcpy(img->sha256, u->blob.sha256, sizeof(img->sha256));
 	if (it_ingest_examine(u->conn, u->tmp_fd, u->file_size, u->part.filename, img, &e) != 0)
-		return up_fail(u, e.status, e.slug, "%s", e.detail);
+		return it_ingest_fail(&u->err, e.status, e.slug, "%s", e.detail);
 	u->nfiles++;
 	return 0;
 }
@@ -340,7 +305,7 @@ static int stage_file(upload *u)
 	staged_file *f;
 
 	if (u->staged == NULL && (u->staged = calloc((size_t)it_g.cfg.max_files, sizeof(*u->staged))) == NULL)
-		return up_fail(u, 503, "out-of-memory", "The server is out of memory; try again shortly.");
+		return it_ingest_fail(&u->err, 503, "out-of-memory", "The server is out of memory; try again shortly.");
 	f = &u->staged[u->nstaged++];
 	f->tmp_fd = u->tmp_fd;
 	u->tmp_fd = -1;
@@ -363,7 +328,8 @@ static int store_staged(upload *u, staged_file *f)
 	snprintf(u->part.filename, sizeof(u->part.filename), "%s", f->filename);
 	snprintf(u->display, sizeof(u->display), "%s", f->display);
 	if (it_blob_writer_open(&u->blob, u->conn) != 0)
-		return up_fail(u, 503, "database-unavailable", "The database cannot be reached; try again shortly.");
+		return it_ingest_fail(&u->err, 503, "database-unavailable",
+				      "The database cannot be reached; try again shortly.");
 	u->blob_open = 1;
 	while (off < f->size) {
 		ssize_t r = pread(u->tmp_fd, buf, sizeof(buf), off);
@@ -371,11 +337,12 @@ static int store_staged(upload *u, staged_file *f)
 			continue;
 		if (r <= 0) {
 			it_log_error("temporary file read failed: %s", r < 0 ? strerror(errno) : "short file");
-			return up_fail(u, 503, "storage-unavailable", "The upload cannot be stored right now.");
+			return it_ingest_fail(&u->err, 503, "storage-unavailable",
+					      "The upload cannot be stored right now.");
 		}
 		if (it_blob_writer_append(&u->blob, buf, (size_t)r) != 0)
-			return up_fail(u, 503, "database-unavailable",
-				       "The database cannot be reached; try again shortly.");
+			return it_ingest_fail(&u->err, 503, "database-unavailable",
+					      "The database cannot be reached; try again shortly.");
 		off += r;
 	}
 	return file_end(u);
@@ -392,9 +359,8 @@ static int session_known(upload *u)
 	 * stops before its bytes are read. */
 	if ((rc = session_check(u, 0, &u->session_bytes)) != 0)
 		return rc;
-	if (it_guard_rate_check("uploads-session", u->session, it_g.cfg.rate_uploads, &u->retry_after))
-		return up_fail(u, 429, "rate-limited",
-			       "Too many uploads into this session; try again in %" PRId64 " seconds.", u->retry_after);
+	if (it_ingest_session_rate(u->session, &u->err) != 0)
+		return -1;
 	u->session_ok = 1;
 	for (int i = 0; i < u->nstaged; i++) {
 		rc = store_staged(u, &u->staged[i]);
@@ -412,34 +378,39 @@ static int part_end(upload *u)
 	case P_FIELD:
 		u->field[u->field_len] = '\0';
 		if (strlen(u->field) != u->field_len)
-			return up_fail(u, 400, "bad-field", "The field %s contains a NUL byte.", u->field_name);
+			return it_ingest_fail(&u->err, 400, "bad-field", "The field %s contains a NUL byte.",
+					      u->field_name);
 		if (strcmp(u->field_name, "session_id") == 0) {
 			/* Two values are ambiguous: the one checked must be the one
 			 * stored under. */
 			if (u->have_session_field)
-				return up_fail(u, 400, "duplicate-field", "The field session_id is sent twice.");
+				return it_ingest_fail(&u->err, 400, "duplicate-field",
+						      "The field session_id is sent twice.");
 			u->have_session_field = 1;
 			if (u->from_credential) {
 				/* The same credential, or the session id of the
 				 * session the header's token opens. */
 				if (strcmp(u->field, u->cred) != 0 && strcmp(u->field, u->session) != 0)
-					return up_fail(u, 400, "session-mismatch",
-						       "The session_id field names another session than the "
-						       "Authorization header or the URL.");
+					return it_ingest_fail(&u->err, 400, "session-mismatch",
+							      "The session_id field names another session than the "
+							      "Authorization header or the URL.");
 				break;
 			}
 			if (u->field_len == 0)
-				return up_fail(u, 400, "invalid-session-id", "The session_id field is empty.");
+				return it_ingest_fail(&u->err, 400, "invalid-session-id",
+						      "The session_id field is empty.");
 			if (resolve(u, u->field) != 0 || session_known(u) != 0)
 				return -1;
 		} else {
 			if (u->have_source)
-				return up_fail(u, 400, "duplicate-field", "The field source is sent twice.");
+				return it_ingest_fail(&u->err, 400, "duplicate-field",
+						      "The field source is sent twice.");
 			u->have_source = 1;
 			memcpy(u->source, u->field, u->field_len + 1);
 			if (!valid_source(u->source))
-				return up_fail(u, 400, "unknown-source",
-					       "source must be one of web, android_app, browser_addon, cli, api.");
+				return it_ingest_fail(
+					&u->err, 400, "unknown-source",
+					"source must be one of web, android_app, browser_addon, cli, api.");
 		}
 		break;
 	case P_FILE: {
@@ -468,8 +439,8 @@ static int upload_credential(upload *u)
 	/* A malformed credential is refused by resolve (401 when it begins
 	 * like a token, else 400), from the request's own copy. */
 	if (rc < 0 && resolve(u, NULL) == 0)
-		return up_fail(u, 400, "invalid-session-id",
-			       "The session in the Authorization header or the URL is malformed.");
+		return it_ingest_fail(&u->err, 400, "invalid-session-id",
+				      "The session in the Authorization header or the URL is malformed.");
 	if (rc < 0 || resolve(u, u->cred) != 0)
 		return -1;
 	u->from_credential = 1;
@@ -477,7 +448,7 @@ static int upload_credential(upload *u)
 }
 
 /* Reads and parses the whole body. Returns 0 when every part is stored,
- * -1 with u->status set otherwise. */
+ * -1 with u->err.status set otherwise. */
 static int upload_body(upload *u)
 {
 	for (;;) {
@@ -485,7 +456,7 @@ static int upload_body(upload *u)
 		ssize_t used = it_mp_parse(&u->mp, u->buf, u->blen, &ev);
 
 		if (used < 0)
-			return up_fail(u, 400, "malformed-multipart", "%s", it_mp_error(&u->mp));
+			return it_ingest_fail(&u->err, 400, "malformed-multipart", "%s", it_mp_error(&u->mp));
 		switch (ev.type) {
 		case IT_MP_PART:
 			if (part_begin(u, &ev.part) < 0)
@@ -507,24 +478,26 @@ static int upload_body(upload *u)
 		if (ev.type == IT_MP_NEED_MORE) {
 			ssize_t r;
 			if (u->blen == READ_BUF)
-				return up_fail(u, 400, "malformed-multipart", "A part's header block is too large.");
+				return it_ingest_fail(&u->err, 400, "malformed-multipart",
+						      "A part's header block is too large.");
 			r = it_req_read(u->req, u->buf + u->blen, READ_BUF - u->blen);
 			if (r == IT_REQ_TOO_SLOW)
-				return up_fail(u, 408, "too-slow",
-					       "The request body arrived slower than %" PRId64
-					       " bytes per second (after a first %" PRId64
-					       " seconds); nothing was stored.",
-					       it_g.cfg.upload_min_rate, it_g.cfg.upload_body_timeout);
+				return it_ingest_fail(&u->err, 408, "too-slow",
+						      "The request body arrived slower than %" PRId64
+						      " bytes per second (after a first %" PRId64
+						      " seconds); nothing was stored.",
+						      it_g.cfg.upload_min_rate, it_g.cfg.upload_body_timeout);
 			if (r < 0)
-				return up_fail(u, 400, "truncated", "The request body could not be read to its end.");
+				return it_ingest_fail(&u->err, 400, "truncated",
+						      "The request body could not be read to its end.");
 			if (r == 0)
-				return up_fail(u, 400, "truncated",
-					       "The request body ends before the closing multipart boundary.");
+				return it_ingest_fail(&u->err, 400, "truncated",
+						      "The request body ends before the closing multipart boundary.");
 			u->body_read += r;
 			if (u->body_read > it_g.cfg.max_request_bytes)
-				return up_fail(u, 413, "request-too-large",
-					       "The request is larger than the limit of %" PRId64 " bytes.",
-					       it_g.cfg.max_request_bytes);
+				return it_ingest_fail(&u->err, 413, "request-too-large",
+						      "The request is larger than the limit of %" PRId64 " bytes.",
+						      it_g.cfg.max_request_bytes);
 			u->blen += (size_t)r;
 		}
 	}
@@ -538,10 +511,11 @@ static int upload_store(upload *u)
 	int rc;
 
 	if (u->session[0] == '\0')
-		return up_fail(u, 400, "missing-session-id", "The session_id field is missing.");
+		return it_ingest_fail(&u->err, 400, "missing-session-id", "The session_id field is missing.");
 	if (u->nfiles == 0)
-		return up_fail(u, 400, "missing-file",
-			       "No file part was sent (field name \"file\", \"file[]\", \"files\" or \"files[]\").");
+		return it_ingest_fail(
+			&u->err, 400, "missing-file",
+			"No file part was sent (field name \"file\", \"file[]\", \"files\" or \"files[]\").");
 	if ((rc = session_check(u, 1, &held)) != 0)
 		return rc;
 	for (int i = 0; i < u->nfiles; i++) {
@@ -550,7 +524,7 @@ static int upload_store(upload *u)
 		snprintf(img->session_id, sizeof(img->session_id), "%.79s", u->session);
 		snprintf(img->source, sizeof(img->source), "%.15s", u->source[0] ? u->source : "web");
 		if (it_ingest_record(u->conn, img, u->signer, &e) != 0)
-			return up_fail(u, e.status, e.slug, "%s", e.detail);
+			return it_ingest_fail(&u->err, e.status, e.slug, "%s", e.detail);
 	}
 	/* A token revoked (or expired) while the body came in stores nothing:
 	 * asked in this transaction, with the device row held until commit.
@@ -566,12 +540,14 @@ static int upload_store(upload *u)
 			why.slug = "invalid-token";
 			why.detail =
 				"The token was revoked or expired before the upload was stored; nothing was stored.";
-			return auth_fail(u, &why);
+			return it_ingest_refused(u->req, &u->err, &why);
 		}
-		return up_fail(u, 503, "database-unavailable", "The database cannot be reached; try again shortly.");
+		return it_ingest_fail(&u->err, 503, "database-unavailable",
+				      "The database cannot be reached; try again shortly.");
 	}
 	if (it_db_commit(u->conn) != 0)
-		return up_fail(u, 503, "database-unavailable", "The database cannot be reached; try again shortly.");
+		return it_ingest_fail(&u->err, 503, "database-unavailable",
+				      "The database cannot be reached; try again shortly.");
 	return 0;
 }
 
@@ -619,13 +595,14 @@ void it_h_image_upload(it_req *req)
 	/* Before the transaction: the signing key may be made on first use. */
 	if (u->conn == NULL || (u->signer = it_secrets_url_signer(&u->conn, &it_g.cfg)) == NULL ||
 	    it_db_begin(&u->conn) != 0)
-		up_fail(u, 503, "database-unavailable", "The database cannot be reached; try again shortly.");
+		it_ingest_fail(&u->err, 503, "database-unavailable",
+			       "The database cannot be reached; try again shortly.");
 	else
 		in_txn = 1;
-	if (u->status == 0)
+	if (u->err.status == 0)
 		upload_credential(u);
 
-	if (u->status == 0 && upload_body(u) == 0 && upload_store(u) == 0) {
+	if (u->err.status == 0 && upload_body(u) == 0 && upload_store(u) == 0) {
 		/* The epilogue after the close delimiter (usually a CRLF) is read
 		 * and dropped so that the web server sees the body consumed. */
 		it_req_drain(req, 64 * 1024);
@@ -649,16 +626,7 @@ void it_h_image_upload(it_req *req)
 		close_file_part(u);
 		if (in_txn)
 			it_db_rollback(u->conn);
-		if (u->status == 503)
-			it_resp_header(req, "Retry-After", "5");
-		if (u->status == 429)
-			it_resp_header(req, "Retry-After", "%" PRId64, u->retry_after);
-		{
-			char labels[32];
-			snprintf(labels, sizeof(labels), "status=\"%d\"", u->status ? u->status : 500);
-			it_metrics_inc("imagetools_upload_errors_total", labels, 1);
-		}
-		it_resp_problem(req, u->status ? u->status : 500, u->slug ? u->slug : "internal", "%s", u->detail);
+		it_ingest_answer(req, &u->err);
 		it_resp_flush(req);
 		/* Read what is left so that the client, still sending, gets the
 		 * answer instead of a reset; past DRAIN_MAX the connection is cut. */

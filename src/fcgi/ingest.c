@@ -1,4 +1,5 @@
-/* ingest.c: the last step of every upload, multipart or resumable: a complete file becomes an image with its event. */
+/* ingest.c: what every upload shares, multipart or resumable: its first error and the answer to it, the sniffing of a
+ * file's first bytes, and the last step, where a complete file becomes an image with its event. */
 #include "config.h"
 
 #include "fcgi/ingest.h"
@@ -6,13 +7,16 @@
 #include "common/log.h"
 #include "db/blob.h"
 #include "db/event.h"
+#include "db/metrics.h"
 #include "fcgi/app.h"
+#include "fcgi/guard.h"
 #include "image/filename.h"
 #include "image/sniff.h"
 #include "image/thumb.h"
 
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -31,6 +35,58 @@ int it_ingest_fail(it_ingest_error *e, int status, const char *slug, const char 
 		va_end(ap);
 	}
 	return -1;
+}
+
+int it_ingest_refused(it_req *req, it_ingest_error *e, const it_auth_refusal *why)
+{
+	if (e->status == 0 && why->www_authenticate[0])
+		it_resp_header(req, "WWW-Authenticate", "%s", why->www_authenticate);
+	if (e->status == 0 && why->status == 429)
+		e->retry_after = why->retry_after;
+	if (why->status == 400)
+		return it_ingest_fail(e, 400, "invalid-session-id", "The credential is malformed.");
+	return it_ingest_fail(e, why->status, why->slug, "%s", why->detail);
+}
+
+int it_ingest_session_rate(const char *session, it_ingest_error *e)
+{
+	int64_t retry = 0;
+
+	if (it_guard_rate_check("uploads-session", session, it_g.cfg.rate_uploads, &retry) == 0)
+		return 0;
+	if (e->status == 0)
+		e->retry_after = retry;
+	return it_ingest_fail(e, 429, "rate-limited",
+			      "Too many uploads into this session; try again in %" PRId64 " seconds.", retry);
+}
+
+int it_ingest_answer(it_req *req, const it_ingest_error *e)
+{
+	int status = e->status ? e->status : 500;
+	char labels[32];
+
+	if (status == 503)
+		it_resp_header(req, "Retry-After", "5");
+	if (status == 429)
+		it_resp_header(req, "Retry-After", "%" PRId64, e->retry_after);
+	snprintf(labels, sizeof(labels), "status=\"%d\"", status);
+	it_metrics_inc("imagetools_upload_errors_total", labels, 1);
+	it_resp_problem(req, status, e->slug ? e->slug : "internal", "%s", e->detail);
+	return status;
+}
+
+int it_ingest_sniff_head(unsigned char *head, size_t *head_len, const char *p, size_t n)
+{
+	size_t k = IT_SNIFF_MAGIC_BYTES - *head_len;
+	it_sniff s;
+
+	if (*head_len >= IT_SNIFF_MAGIC_BYTES)
+		return 0;
+	if (k > n)
+		k = n;
+	memcpy(head + *head_len, p, k);
+	*head_len += k;
+	return it_sniff_type(head, *head_len, &s) == IT_SNIFF_UNKNOWN;
 }
 
 int it_ingest_tmpfile(void)

@@ -3,6 +3,7 @@
 
 #include "fcgi/request.h"
 
+#include "common/clock.h"
 #include "common/hex.h"
 #include "common/id.h"
 #include "common/log.h"
@@ -94,7 +95,7 @@ int it_req_init(it_req *req, FCGX_Request *fcgx, const char *url_prefix)
 	size_t plen, prelen = url_prefix ? strlen(url_prefix) : 0;
 
 	memset(req, 0, sizeof(*req));
-	clock_gettime(CLOCK_MONOTONIC, &req->started);
+	req->started = it_clock_s();
 	req->fcgx = fcgx;
 	req->envp = fcgx ? fcgx->envp : environ;
 	it_buf_init(&req->headers, HEADERS_MAX);
@@ -177,12 +178,9 @@ static void log_path(const char *path, char *out, size_t outlen)
 
 void it_req_finish(it_req *req)
 {
-	struct timespec now;
+	double ms = (it_clock_s() - req->started) * 1e3;
 	char path[256];
-	double ms;
 
-	clock_gettime(CLOCK_MONOTONIC, &now);
-	ms = (double)(now.tv_sec - req->started.tv_sec) * 1e3 + (double)(now.tv_nsec - req->started.tv_nsec) / 1e6;
 	log_path(req->path, path, sizeof(path));
 	it_log_info("%s %s %s %d %lld %.1fms%s%s", req->remote_addr, req->method, path, req->status,
 		    (long long)req->bytes_out, ms, req->log_note[0] ? " " : "", req->log_note);
@@ -223,21 +221,18 @@ int64_t it_req_body_allowance_ms(int64_t grace_s, int64_t min_rate, int64_t cap_
  * the current call; INT64_MAX without a deadline. Starts the clock. */
 static int64_t body_left_ms(it_req *req, size_t extra)
 {
-	struct timespec now;
-	int64_t allow, elapsed;
+	int64_t allow, now;
 
 	allow = it_req_body_allowance_ms(req->body_grace_s, req->body_min_rate, req->body_cap_s,
 					 req->body_received + (int64_t)extra);
 	if (allow == INT64_MAX)
 		return INT64_MAX;
-	clock_gettime(CLOCK_MONOTONIC, &now);
+	now = it_clock_ms();
 	if (!req->body_clock) {
 		req->body_started = now;
 		req->body_clock = 1;
 	}
-	elapsed = (int64_t)(now.tv_sec - req->body_started.tv_sec) * 1000 +
-		(now.tv_nsec - req->body_started.tv_nsec) / 1000000;
-	return allow - elapsed;
+	return allow - (now - req->body_started);
 }
 
 /* Sets the receive timeout of a FastCGI connection (0: none). */
@@ -442,7 +437,8 @@ int it_resp_flush(it_req *req)
 	return fflush(stdout) == 0 ? 0 : -1;
 }
 
-int it_resp_json(it_req *req, int status, json_object *obj)
+/* Sends obj as the whole body, as content type ctype. */
+static int send_json(it_req *req, int status, const char *ctype, json_object *obj)
 {
 	size_t len;
 	const char *s =
@@ -450,25 +446,33 @@ int it_resp_json(it_req *req, int status, json_object *obj)
 
 	it_resp_header(req, "Cache-Control", "no-store");
 	it_resp_header(req, "Content-Length", "%zu", len + 1);
-	if (it_resp_begin(req, status, "application/json") < 0)
+	if (it_resp_begin(req, status, ctype) < 0)
 		return -1;
 	if (it_resp_write(req, s, len) < 0)
 		return -1;
 	return it_resp_write(req, "\n", 1);
 }
 
-static int problem_v(it_req *req, int status, const char *slug, json_object *ext, const char *detail, va_list ap)
+int it_resp_json(it_req *req, int status, json_object *obj)
+{
+	return send_json(req, status, "application/json", obj);
+}
+
+int it_resp_problem_ext(it_req *req, int status, const char *slug, json_object *ext, const char *detail, ...)
 {
 	json_object *o = json_object_new_object();
 	char type[128], text[1024];
-	int rc;
+	va_list ap;
+	int rc = -1;
 
 	snprintf(type, sizeof(type), "urn:imagetools:problem:%s", slug);
 	json_object_object_add(o, "type", json_object_new_string(type));
 	json_object_object_add(o, "title", json_object_new_string(it_http_reason(status)));
 	json_object_object_add(o, "status", json_object_new_int(status));
 	if (detail) {
+		va_start(ap, detail);
 		vsnprintf(text, sizeof(text), detail, ap);
+		va_end(ap);
 		json_object_object_add(o, "detail", json_object_new_string(text));
 	}
 	/* The path as the client knows it, so that it resolves on this site. */
@@ -478,46 +482,11 @@ static int problem_v(it_req *req, int status, const char *slug, json_object *ext
 		json_object_object_foreach(ext, k, v) json_object_object_add(o, k, json_object_get(v));
 	}
 	snprintf(req->log_note, sizeof(req->log_note), "problem=%s", slug);
-	if (req->headers_sent) {
-		/* Too late to change the status: the caller must end the stream. */
-		json_object_put(o);
-		return -1;
-	}
-	{
-		size_t len;
-		const char *s = json_object_to_json_string_length(
-			o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE, &len);
-		it_resp_header(req, "Cache-Control", "no-store");
-		it_resp_header(req, "Content-Length", "%zu", len + 1);
-		rc = it_resp_begin(req, status, "application/problem+json");
-		if (rc == 0)
-			rc = it_resp_write(req, s, len);
-		if (rc == 0)
-			rc = it_resp_write(req, "\n", 1);
-	}
+	/* Once the headers are out it is too late to change the status: the
+	 * caller must end the stream. */
+	if (!req->headers_sent)
+		rc = send_json(req, status, "application/problem+json", o);
 	json_object_put(o);
-	return rc;
-}
-
-int it_resp_problem(it_req *req, int status, const char *slug, const char *detail, ...)
-{
-	va_list ap;
-	int rc;
-
-	va_start(ap, detail);
-	rc = problem_v(req, status, slug, NULL, detail, ap);
-	va_end(ap);
-	return rc;
-}
-
-int it_resp_problem_ext(it_req *req, int status, const char *slug, json_object *ext, const char *detail, ...)
-{
-	va_list ap;
-	int rc;
-
-	va_start(ap, detail);
-	rc = problem_v(req, status, slug, ext, detail, ap);
-	va_end(ap);
 	return rc;
 }
 

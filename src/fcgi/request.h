@@ -7,7 +7,7 @@
  *   answer and the caller goes on, or the HTTP status it answered with
  *   (it_guard_request, it_guard_rate, it_guard_rate_refuse,
  *   it_app_session_problem, it_app_refuse_busy, it_auth_principal,
- *   it_auth_require_session, it_auth_answer, it_auth_blocked ...). One that
+ *   it_auth_answer, it_auth_blocked, it_ingest_answer ...). One that
  *   decides without answering returns 0 or the status the caller must
  *   answer with (it_req_init, it_router_match, it_pool_submit,
  *   it_guard_rate_check, it_auth_resolve). A caller tests "!= 0", never
@@ -18,8 +18,8 @@
  *   report the write, not a decision. Readers and lookups name their other
  *   answers: it_req_read (IT_REQ_TOO_SLOW), it_req_query (IT_QUERY_ABSENT,
  *   IT_QUERY_BAD); it_auth_credential returns the credential's length, 0
- *   for none or -1 for a malformed one. it_auth_allows and
- *   it_listen_release are predicates. */
+ *   for none or -1 for a malformed one. it_auth_allows,
+ *   it_ingest_sniff_head and it_listen_release are predicates. */
 #ifndef IT_FCGI_REQUEST_H
 #define IT_FCGI_REQUEST_H
 
@@ -50,7 +50,7 @@ typedef struct it_req {
 				  * (FastCGI's empty stdin record; in CGI mode only
 				  * for a chunked body, see request.c); CGI mode
 				  * without CONTENT_LENGTH otherwise has 0 */
-	struct timespec started;
+	double started;		 /* it_clock_s() when the request began */
 
 	/* The deadline of the request body (it_req_body_limits), kept by
 	 * it_req_read: the clock starts at the first read. */
@@ -58,9 +58,9 @@ typedef struct it_req {
 	int64_t body_min_rate; /* bytes per second; 0: no deadline */
 	int64_t body_cap_s;    /* 0: no cap */
 	int64_t body_received; /* bytes read so far */
-	struct timespec body_started;
-	int body_clock;	   /* body_started is set */
-	int body_too_slow; /* the deadline passed: every later read fails */
+	int64_t body_started;  /* it_clock_ms() at the first read */
+	int body_clock;	       /* body_started is set */
+	int body_too_slow;     /* the deadline passed: every later read fails */
 
 	/* Filled by the router. */
 	const char *route;
@@ -141,13 +141,15 @@ int it_resp_json(it_req *req, int status, json_object *obj);
 
 /* Sends an RFC 9457 application/problem+json response: type is a short slug
  * (turned into "urn:imagetools:problem:<slug>"), detail a sentence for
- * humans (may be NULL). Returns 0 or -1. */
-int it_resp_problem(it_req *req, int status, const char *slug, const char *detail, ...)
-	__attribute__((format(printf, 4, 5)));
-
-/* Like it_resp_problem, with extra members merged into the body (not owned). */
+ * humans (may be NULL), and ext extra members merged into the body (may be
+ * NULL; not owned). Returns 0 or -1. */
 int it_resp_problem_ext(it_req *req, int status, const char *slug, json_object *ext, const char *detail, ...)
 	__attribute__((format(printf, 5, 6)));
+
+/* it_resp_problem(req, status, slug, detail, ...): it_resp_problem_ext
+ * without extra members. A macro, so that the format is still checked and
+ * the variadic forwarding is written once. */
+#define it_resp_problem(req, status, slug, ...) it_resp_problem_ext(req, status, slug, NULL, __VA_ARGS__)
 
 /* The reason phrase of an HTTP status ("Not Found"), "" when unknown. */
 const char *it_http_reason(int status);
