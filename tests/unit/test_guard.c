@@ -5,6 +5,7 @@
 #include "common/host.h"
 #include "fcgi/app.h"
 #include "fcgi/guard.h"
+#include "capture.h"
 #include "guard.h"
 #include "tap.h"
 
@@ -91,16 +92,18 @@ static char answered[64];
 
 /* Runs it_guard_request on a CGI request (method, Host, Origin: NULL for
  * none) with stdout captured, and returns what it returned. */
+static int run_guard(it_req *req, void *arg)
+{
+	(void)arg;
+	return it_guard_request(req);
+}
+
 static int guard(const char *method, const char *host, const char *origin)
 {
-	char path[] = "/tmp/it-guard-XXXXXX", out[4096];
-	int fd = mkstemp(path), saved = dup(STDOUT_FILENO), rc;
+	char out[4096];
 	const char *st;
-	ssize_t n;
-	it_req req;
+	int rc;
 
-	fflush(stdout);
-	dup2(fd, STDOUT_FILENO);
 	setenv("REQUEST_METHOD", method, 1);
 	setenv("REQUEST_URI", "/api/v1/sessions", 1);
 	setenv("REMOTE_ADDR", "127.0.0.1", 1);
@@ -112,16 +115,7 @@ static int guard(const char *method, const char *host, const char *origin)
 		setenv("HTTP_ORIGIN", origin, 1);
 	else
 		unsetenv("HTTP_ORIGIN");
-	it_req_init(&req, NULL, "");
-	rc = it_guard_request(&req);
-	fflush(stdout);
-	it_buf_free(&req.headers);
-	dup2(saved, STDOUT_FILENO);
-	close(saved);
-	n = pread(fd, out, sizeof(out) - 1, 0);
-	out[n > 0 ? n : 0] = '\0';
-	close(fd);
-	unlink(path);
+	rc = capture_cgi(run_guard, NULL, out, sizeof(out));
 	st = strstr(out, "Status: ");
 	snprintf(answered, sizeof(answered), "%.11s", st ? st : "");
 	return rc;

@@ -4,6 +4,7 @@
 
 #include "db/metrics.h"
 #include "fcgi/ingest.h"
+#include "capture.h"
 #include "guard.h"
 #include "tap.h"
 
@@ -64,30 +65,28 @@ static int answered;
 
 /* Runs the answer of e (after it_ingest_refused with why when why is not
  * NULL) on a CGI request, and returns what it wrote (static). */
+struct answer_args {
+	it_ingest_error *e;
+	const it_auth_refusal *why;
+};
+
+static int run_answer(it_req *req, void *arg)
+{
+	struct answer_args *a = arg;
+
+	if (a->why)
+		it_ingest_refused(req, a->e, a->why);
+	return it_ingest_answer(req, a->e);
+}
+
 static const char *answer(it_ingest_error *e, const it_auth_refusal *why)
 {
 	static char out[4096];
-	char path[] = "/tmp/it-ingest-XXXXXX";
-	int fd = mkstemp(path), saved = dup(STDOUT_FILENO);
-	ssize_t n;
-	it_req req;
+	struct answer_args a = {e, why};
 
-	fflush(stdout);
-	dup2(fd, STDOUT_FILENO);
 	setenv("REQUEST_METHOD", "POST", 1);
 	setenv("REQUEST_URI", "/api/v1/images", 1);
-	it_req_init(&req, NULL, "");
-	if (why)
-		it_ingest_refused(&req, e, why);
-	answered = it_ingest_answer(&req, e);
-	fflush(stdout);
-	it_buf_free(&req.headers);
-	dup2(saved, STDOUT_FILENO);
-	close(saved);
-	n = pread(fd, out, sizeof(out) - 1, 0);
-	out[n > 0 ? n : 0] = '\0';
-	close(fd);
-	unlink(path);
+	answered = capture_cgi(run_answer, &a, out, sizeof(out));
 	return out;
 }
 

@@ -2,6 +2,7 @@
 #include "config.h"
 
 #include "fcgi/request.h"
+#include "capture.h"
 #include "tap.h"
 
 #include <json-c/json.h>
@@ -13,29 +14,21 @@
 
 static char captured[65536];
 
-/* Runs fn with stdout sent to a temporary file; leaves the bytes in captured. */
+static int run_void(it_req *req, void *arg)
+{
+	void (*fn)(it_req *) = *(void (**)(it_req *))arg;
+
+	fn(req);
+	return 0;
+}
+
+/* Runs fn on a GET of uri; leaves what it wrote in captured. */
 static void capture(void (*fn)(it_req *), const char *uri)
 {
-	char path[] = "/tmp/it-req-XXXXXX";
-	int fd = mkstemp(path), saved = dup(STDOUT_FILENO);
-	it_req req;
-	ssize_t n;
-
-	fflush(stdout);
-	dup2(fd, STDOUT_FILENO);
 	setenv("REQUEST_METHOD", "GET", 1);
 	setenv("REQUEST_URI", uri, 1);
 	setenv("REMOTE_ADDR", "127.0.0.1", 1);
-	it_req_init(&req, NULL, "");
-	fn(&req);
-	fflush(stdout);
-	it_buf_free(&req.headers);
-	dup2(saved, STDOUT_FILENO);
-	close(saved);
-	n = pread(fd, captured, sizeof(captured) - 1, 0);
-	captured[n > 0 ? n : 0] = '\0';
-	close(fd);
-	unlink(path);
+	capture_cgi(run_void, &fn, captured, sizeof(captured));
 }
 
 static void send_problem(it_req *req)
