@@ -13,6 +13,7 @@ servers."""
 
 import json
 import os
+import re
 import sys
 import threading
 import time
@@ -234,6 +235,11 @@ with Stack(tap, bridge=True, settings={"keepalive_interval": 1, "rate_auth_failu
     bystander.read_until(lambda x: len(x.parser.events) >= 1)
     polls = {}
 
+    def parked_longpolls(st):
+        r = st.request("GET", "/api/v1/metrics")
+        m = re.search(r'^imagetools_connections_open\{transport="longpoll"\}\s+(\d+)', r.body.decode(), re.M)
+        return int(m.group(1)) if r.status == 200 and m else 0
+
     def poll(name, port):
         polls[name] = get(port, "/api/v1/events?cursor=%d&timeout=30" % last,
                           headers={"Authorization": "Bearer " + victim}, timeout=40)
@@ -242,7 +248,12 @@ with Stack(tap, bridge=True, settings={"keepalive_interval": 1, "rate_auth_failu
                                                                ("bridge", st.bridge_port))]
     for t in threads:
         t.start()
-    time.sleep(1.5)  # parked
+    # Both polls are parked once /metrics counts them (each process flushes
+    # its gauges every few seconds); revoking before would answer them 401.
+    try:
+        wait_for(lambda: parked_longpolls(st) >= 2, timeout=20, interval=0.25, what="both long-polls parked")
+    except TimeoutError:
+        pass  # the checks below say what the polls answered
     t0 = time.monotonic()
     r = st.request("DELETE", "/api/v1/devices/" + victim_dev, headers={"Authorization": "Bearer " + sid})
     tap.is_(r.status, 204, "the device is revoked through the API")
