@@ -70,6 +70,20 @@ static int one_row(PGconn **connp, int retry, const char *sql, int nparams, cons
 	return rc;
 }
 
+/* Runs a statement on the row of image id, of session unless session is
+ * NULL, once both ids have the right form: a malformed image id is the
+ * client's mistake (400), while a session id that cannot exist names no live
+ * session (404, as an unknown one would). */
+static int by_id(PGconn **connp, int retry, const char *id, const char *session, const char *sql, int nparams,
+		 const char *const *params, it_image *out)
+{
+	if (!it_id_uuid_valid(id))
+		return 400;
+	if (session != NULL && !it_id_session_valid(session))
+		return 404;
+	return one_row(connp, retry, sql, nparams, params, out);
+}
+
 int it_images_insert(PGconn *conn, it_image *img)
 {
 	char sizes[24], ws[16], hs[16], blobs[24], thumbs[24];
@@ -135,38 +149,30 @@ int it_images_get(PGconn **connp, const char *id, it_image *out)
 {
 	const char *params[1] = {id};
 
-	if (!it_id_uuid_valid(id))
-		return 400;
-	return one_row(connp, 1,
-		       "SELECT " IMAGE_COLUMNS " FROM images i JOIN sessions s ON s.id = i.session_id"
-		       " WHERE i.id = $1::uuid AND s.expires_at > now()",
-		       1, params, out);
+	return by_id(connp, 1, id, NULL,
+		     "SELECT " IMAGE_COLUMNS " FROM images i JOIN sessions s ON s.id = i.session_id"
+		     " WHERE i.id = $1::uuid AND s.expires_at > now()",
+		     1, params, out);
 }
 
 int it_images_get_owned(PGconn **connp, const char *id, const char *session, it_image *out)
 {
 	const char *params[2] = {id, session};
 
-	if (!it_id_uuid_valid(id))
-		return 400;
-	if (!it_id_session_valid(session))
-		return 404;
-	return one_row(connp, 1,
-		       "SELECT " IMAGE_COLUMNS " FROM images i JOIN sessions s ON s.id = i.session_id"
-		       " WHERE i.id = $1::uuid AND i.session_id = $2 AND s.expires_at > now()",
-		       2, params, out);
+	return by_id(connp, 1, id, session,
+		     "SELECT " IMAGE_COLUMNS " FROM images i JOIN sessions s ON s.id = i.session_id"
+		     " WHERE i.id = $1::uuid AND i.session_id = $2 AND s.expires_at > now()",
+		     2, params, out);
 }
 
 int it_images_get_for_update(PGconn *conn, const char *id, it_image *out)
 {
 	const char *params[1] = {id};
 
-	if (!it_id_uuid_valid(id))
-		return 400;
-	return one_row(&conn, 0,
-		       "SELECT " IMAGE_COLUMNS " FROM images i JOIN sessions s ON s.id = i.session_id"
-		       " WHERE i.id = $1::uuid AND s.expires_at > now() FOR UPDATE OF i",
-		       1, params, out);
+	return by_id(&conn, 0, id, NULL,
+		     "SELECT " IMAGE_COLUMNS " FROM images i JOIN sessions s ON s.id = i.session_id"
+		     " WHERE i.id = $1::uuid AND s.expires_at > now() FOR UPDATE OF i",
+		     1, params, out);
 }
 
 int it_images_list(PGconn **connp, const char *session, int64_t before, int limit,
@@ -210,30 +216,22 @@ int it_images_rename(PGconn *conn, const char *id, const char *session, const ch
 {
 	const char *params[3] = {id, session, filename};
 
-	if (!it_id_uuid_valid(id))
-		return 400;
-	if (!it_id_session_valid(session))
-		return 404;
-	return one_row(&conn, 0,
-		       "UPDATE images AS i SET filename = $3, updated_at = now() FROM sessions s"
-		       " WHERE i.id = $1::uuid AND i.session_id = $2 AND s.id = i.session_id AND s.expires_at > now()"
-		       " RETURNING " IMAGE_COLUMNS,
-		       3, params, out);
+	return by_id(&conn, 0, id, session,
+		     "UPDATE images AS i SET filename = $3, updated_at = now() FROM sessions s"
+		     " WHERE i.id = $1::uuid AND i.session_id = $2 AND s.id = i.session_id AND s.expires_at > now()"
+		     " RETURNING " IMAGE_COLUMNS,
+		     3, params, out);
 }
 
 int it_images_delete(PGconn *conn, const char *id, const char *session, it_image *out)
 {
 	const char *params[2] = {id, session};
 
-	if (!it_id_uuid_valid(id))
-		return 400;
-	if (!it_id_session_valid(session))
-		return 404;
-	return one_row(&conn, 0,
-		       "DELETE FROM images AS i USING sessions s"
-		       " WHERE i.id = $1::uuid AND i.session_id = $2 AND s.id = i.session_id AND s.expires_at > now()"
-		       " RETURNING " IMAGE_COLUMNS,
-		       2, params, out);
+	return by_id(&conn, 0, id, session,
+		     "DELETE FROM images AS i USING sessions s"
+		     " WHERE i.id = $1::uuid AND i.session_id = $2 AND s.id = i.session_id AND s.expires_at > now()"
+		     " RETURNING " IMAGE_COLUMNS,
+		     2, params, out);
 }
 
 int it_images_new_version(PGconn *conn, const char *id, const it_image *v, it_image *out)
@@ -241,20 +239,18 @@ int it_images_new_version(PGconn *conn, const char *id, const it_image *v, it_im
 	char sizes[24], ws[16], hs[16], blobs[24], thumbs[24];
 	const char *params[9] = {id, v->content_type, sizes, v->sha256, ws, hs, blobs, thumbs, v->filename};
 
-	if (!it_id_uuid_valid(id))
-		return 400;
 	snprintf(sizes, sizeof(sizes), "%" PRId64, v->size);
 	snprintf(ws, sizeof(ws), "%" PRId32, v->width);
 	snprintf(hs, sizeof(hs), "%" PRId32, v->height);
 	snprintf(blobs, sizeof(blobs), "%" PRId64, v->blob_id);
 	snprintf(thumbs, sizeof(thumbs), "%" PRId64, v->thumb_blob_id);
-	return one_row(&conn, 0,
-		       "UPDATE images AS i SET content_type = $2, size = $3, sha256 = $4, width = $5, height = $6,"
-		       " blob_id = $7, thumb_blob_id = nullif($8::bigint, 0), version = i.version + 1,"
-		       " filename = coalesce(nullif($9, ''), i.filename), updated_at = now() FROM sessions s"
-		       " WHERE i.id = $1::uuid AND s.id = i.session_id AND s.expires_at > now()"
-		       " RETURNING " IMAGE_COLUMNS,
-		       9, params, out);
+	return by_id(&conn, 0, id, NULL,
+		     "UPDATE images AS i SET content_type = $2, size = $3, sha256 = $4, width = $5, height = $6,"
+		     " blob_id = $7, thumb_blob_id = nullif($8::bigint, 0), version = i.version + 1,"
+		     " filename = coalesce(nullif($9, ''), i.filename), updated_at = now() FROM sessions s"
+		     " WHERE i.id = $1::uuid AND s.id = i.session_id AND s.expires_at > now()"
+		     " RETURNING " IMAGE_COLUMNS,
+		     9, params, out);
 }
 
 int it_images_url(const it_image *img, const char *label, const char *url_prefix, const it_urlsign *signer, int64_t now,
