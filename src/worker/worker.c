@@ -613,6 +613,20 @@ static int start_image(struct run *r, struct slot *sl, int index)
 	return 0;
 }
 
+/* Starts the transforms of the next images, in job order, until limit of
+ * them are in the pipeline or none is left. Returns 0, or -1 when an image
+ * could not be loaded. */
+static int fill_pipeline(struct run *r, struct slot *slots, int nslots, int limit, int *next, int *busy)
+{
+	while (*busy < limit && *next < r->job->total) {
+		if (start_image(r, &slots[*next % nslots], *next) < 0)
+			return -1;
+		(*next)++;
+		(*busy)++;
+	}
+	return 0;
+}
+
 /* Checks between two images whether the job goes on. Returns 0 to go on,
  * or the value it_worker_run returns after stopping here (*stopped set). */
 static int between(struct run *r, int i, int *stopped)
@@ -693,22 +707,16 @@ int it_worker_run(it_worker *w, it_queue_job *job)
 	while (job->done < job->total) {
 		struct slot *head = &slots[job->done % nslots];
 
-		while (busy < par && next < job->total) {
-			if (start_image(&r, &slots[next % nslots], next) < 0) {
-				rc = -1;
-				goto drain;
-			}
-			next++;
-			busy++;
+		if (fill_pipeline(&r, slots, nslots, par, &next, &busy) < 0) {
+			rc = -1;
+			goto drain;
 		}
 		wait_transform(&r, head);
-		if (busy < nslots && next < job->total) {
-			if (start_image(&r, &slots[next % nslots], next) < 0) {
-				rc = -1;
-				goto drain;
-			}
-			next++;
-			busy++;
+		/* The head is done but still holds its slot: the spare slot
+		 * takes one more image while the head is stored. */
+		if (fill_pipeline(&r, slots, nslots, nslots, &next, &busy) < 0) {
+			rc = -1;
+			goto drain;
 		}
 		if (!first) {
 			rc = between(&r, job->done, &stopped);
