@@ -6,6 +6,7 @@
 #include "common/id.h"
 #include "common/log.h"
 #include "db/db.h"
+#include "db/sessions.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -121,17 +122,9 @@ int it_images_session_bytes(PGconn *conn, const char *session, int lock, int64_t
 	*bytes = 0;
 	if (!it_id_session_valid(session))
 		return 400;
-	if (lock) {
-		res = it_db_exec(&conn, 0,
-				 "SELECT 1 FROM sessions WHERE id = $1 AND expires_at > now() FOR NO KEY UPDATE", 1,
-				 params);
-		if (!it_db_ok(res, PGRES_TUPLES_OK) || PQntuples(res) != 1) {
-			rc = it_db_ok(res, PGRES_TUPLES_OK) ? 404 : 503;
-			PQclear(res);
-			return rc;
-		}
-		PQclear(res);
-	}
+	if (lock && (rc = it_sessions_lock(conn, session)) != 0)
+		return rc;
+	rc = 503;
 	res = it_db_exec(&conn, 0,
 			 "SELECT COALESCE((SELECT sum(size) FROM images WHERE session_id = s.id), 0)::bigint"
 			 " FROM sessions s WHERE s.id = $1 AND s.expires_at > now()",

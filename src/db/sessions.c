@@ -75,6 +75,17 @@ int it_sessions_get(PGconn **connp, const char *id, it_session *out)
 	return rc;
 }
 
+int it_sessions_lock(PGconn *conn, const char *id)
+{
+	const char *params[1] = {id};
+	PGresult *res = it_db_exec(
+		&conn, 0, "SELECT 1 FROM sessions WHERE id = $1 AND expires_at > now() FOR NO KEY UPDATE", 1, params);
+	int rc = !it_db_ok(res, PGRES_TUPLES_OK) ? 503 : PQntuples(res) == 1 ? 0 : 404;
+
+	PQclear(res);
+	return rc;
+}
+
 int it_sessions_delete(PGconn **connp, const char *id)
 {
 	const char *params[1] = {id};

@@ -12,6 +12,7 @@
 #include "db/images.h"
 #include "db/metrics.h"
 #include "db/secrets.h"
+#include "db/sessions.h"
 #include "image/filename.h"
 #include "worker/transform.h"
 
@@ -266,17 +267,13 @@ static void *transform(void *arg)
 }
 
 /* Takes the session's row lock (the mode it_event_append takes anyway)
- * inside the open transaction. Returns 0, 2 when the session is gone, -1. */
+ * inside the open transaction. Returns 0, IT_QUEUE_LOST when the session is
+ * gone, -1. */
 static int lock_session(struct run *r)
 {
-	const char *pv[1] = {r->job->session};
-	PGresult *res = PQexecParams(r->w->conn,
-				     "SELECT 1 FROM sessions WHERE id = $1 AND expires_at > now() FOR NO KEY UPDATE", 1,
-				     NULL, pv, NULL, NULL, 0);
-	int rc = !it_db_ok(res, PGRES_TUPLES_OK) ? -1 : PQntuples(res) == 1 ? 0 : 2;
+	int rc = it_sessions_lock(r->w->conn, r->job->session);
 
-	PQclear(res);
-	return rc;
+	return rc == 0 ? 0 : rc == 404 ? IT_QUEUE_LOST : -1;
 }
 
 /* Locks the image row without waiting. Returns 0 (locked, or the image is
@@ -457,8 +454,9 @@ out:
 /* Stage 3: stores the outcome of sl and the job's progress in one
  * transaction. A transaction that fails on a live connection (the image
  * row was busy, or PostgreSQL broke a deadlock with some other writer by
- * aborting us) is tried again a few times. Returns 0, 2 when the job is no
- * longer ours (or its session is gone), or -1 on a database error. */
+ * aborting us) is tried again a few times. Returns 0, IT_QUEUE_LOST when
+ * the job is no longer ours (or its session is gone), or -1 on a database
+ * error. */
 static int store(struct run *r, struct slot *sl)
 {
 	char err[sizeof(sl->err)];
@@ -468,7 +466,7 @@ static int store(struct run *r, struct slot *sl)
 	for (int attempt = 0; attempt < 20; attempt++) {
 		memcpy(sl->err, err, sizeof(err));
 		rc = store_once(r, sl);
-		if (rc == 0 || rc == 2 || it_db_broken(r->w->conn))
+		if (rc == 0 || rc == IT_QUEUE_LOST || it_db_broken(r->w->conn))
 			break;
 		it_log_debug("operation %s: image %d: storing again (%s)", r->job->id, sl->index + 1,
 			     rc > 0 ? "image busy" : "transaction failed");
@@ -499,7 +497,7 @@ static void summarise(it_queue_job *job, struct totals *t)
 
 /* Ends the job: completed, failed (every image failed) or cancelled, with
  * the final progress event (never throttled) and the closing event in one
- * transaction. Returns 0, 2 or -1. */
+ * transaction. Returns 0, IT_QUEUE_LOST or -1. */
 static int finish(struct run *r, int cancelled)
 {
 	it_worker *w = r->w;
@@ -727,7 +725,7 @@ int it_worker_run(it_worker *w, it_queue_job *job)
 		rc = store(&r, head);
 		slot_free(head);
 		busy--;
-		if (rc == 2) {
+		if (rc == IT_QUEUE_LOST) {
 			it_log_warn("operation %s: no longer ours (lease expired or session gone)", job->id);
 			rc = 0;
 			stopped = 1;
