@@ -24,6 +24,33 @@ static json_object *json_col(const PGresult *res, int col)
 	return json_tokener_parse(PQgetvalue(res, 0, col));
 }
 
+/* Runs a statement that answers exactly one row. Returns the result (PQclear
+ * it), or NULL, after logging "<what> failed" when there is an answer, when
+ * the statement failed or answered no row: the caller answers 503. */
+static PGresult *one_row(PGconn **connp, int retry, const char *what, const char *sql, int nparams,
+			 const char *const *params)
+{
+	PGresult *res = it_db_exec(connp, retry, sql, nparams, params);
+
+	if (it_db_ok(res, PGRES_TUPLES_OK) && PQntuples(res) == 1)
+		return res;
+	if (res)
+		it_log_warn("%s failed: %s", what, PQresultErrorMessage(res));
+	PQclear(res);
+	return NULL;
+}
+
+/* A new device token and device id. Returns 0, or 503 when the random
+ * source failed. */
+static int new_device(char *token, char *id)
+{
+	if (it_token_new(token) < 0 || it_token_new_device_id(id) < 0) {
+		it_log_error("random source failed: refusing to make a token");
+		return 503;
+	}
+	return 0;
+}
+
 int it_devices_check_params(const char *cred, char *hash, const char *params[2])
 {
 	params[0] = params[1] = NULL;
@@ -123,13 +150,9 @@ int it_devices_check_limited(PGconn **connp, const char *cred, const char *kind,
 int it_devices_live(PGconn *conn, const char *device_id, int lock)
 {
 	const char *params[2] = {device_id, lock ? "t" : "f"};
-	PGresult *res = it_db_exec(&conn, 0, "SELECT it_device_live($1, $2::boolean)", 2, params);
-	int rc = 503;
+	PGresult *res = one_row(&conn, 0, "device check", "SELECT it_device_live($1, $2::boolean)", 2, params);
+	int rc = res == NULL ? 503 : strcmp(PQgetvalue(res, 0, 0), "t") == 0 ? 0 : 401;
 
-	if (it_db_ok(res, PGRES_TUPLES_OK) && PQntuples(res) == 1)
-		rc = strcmp(PQgetvalue(res, 0, 0), "t") == 0 ? 0 : 401;
-	else if (res)
-		it_log_warn("device check failed: %s", PQresultErrorMessage(res));
 	PQclear(res);
 	return rc;
 }
@@ -145,24 +168,20 @@ int it_devices_mint(PGconn **connp, const char *session, unsigned scope, const c
 	*device = NULL;
 	if (params[3] == NULL)
 		return 503;
-	if (it_token_new(token) < 0 || it_token_new_device_id(id) < 0) {
-		it_log_error("random source failed: refusing to make a token");
+	if (new_device(token, id) != 0)
 		return 503;
-	}
 	it_token_hash_text(token, hash);
 	snprintf(ttls, sizeof(ttls), "%" PRId64, ttl);
 	snprintf(max, sizeof(max), "%d", IT_DEVICES_MAX);
 	/* Not repeated after a reconnect: the first try may have committed. */
-	res = it_db_exec(
-		connp, 0,
+	res = one_row(
+		connp, 0, "token insert",
 		"SELECT status, device FROM it_device_mint($1, $2, $3::bytea, $4, $5, $6, $7::integer, $8::integer)", 8,
 		params);
-	if (it_db_ok(res, PGRES_TUPLES_OK) && PQntuples(res) == 1) {
+	if (res) {
 		rc = atoi(PQgetvalue(res, 0, 0));
 		if (rc == 201)
 			rc = (*device = json_col(res, 1)) != NULL ? 0 : 503;
-	} else if (res) {
-		it_log_warn("token insert failed: %s", PQresultErrorMessage(res));
 	}
 	PQclear(res);
 	if (rc != 0)
@@ -189,18 +208,16 @@ int it_devices_pairing_create(PGconn **connp, const char *session, unsigned scop
 	snprintf(tts, sizeof(tts), "%" PRId64, token_ttl);
 	snprintf(ttls, sizeof(ttls), "%" PRId64, ttl);
 	snprintf(max, sizeof(max), "%d", IT_PAIRINGS_MAX);
-	res = it_db_exec(connp, 0,
-			 "SELECT status, expires_at FROM it_pairing_create($1, $2::bytea, $3, $4, $5::integer,"
-			 " $6::integer, $7::integer)",
-			 7, params);
-	if (it_db_ok(res, PGRES_TUPLES_OK) && PQntuples(res) == 1) {
+	res = one_row(connp, 0, "pairing code insert",
+		      "SELECT status, expires_at FROM it_pairing_create($1, $2::bytea, $3, $4, $5::integer,"
+		      " $6::integer, $7::integer)",
+		      7, params);
+	if (res) {
 		rc = atoi(PQgetvalue(res, 0, 0));
 		if (rc == 201) {
 			copy(expires_at, 40, PQgetvalue(res, 0, 1));
 			rc = 0;
 		}
-	} else if (res) {
-		it_log_warn("pairing code insert failed: %s", PQresultErrorMessage(res));
 	}
 	PQclear(res);
 	if (rc != 0)
@@ -221,18 +238,16 @@ int it_devices_pair(PGconn **connp, const char *code, const char *label, const c
 	*reason = "unknown";
 	if (!it_token_pairing_valid(code))
 		return 401;
-	if (it_token_new(token) < 0 || it_token_new_device_id(id) < 0) {
-		it_log_error("random source failed: refusing to make a token");
+	if (new_device(token, id) != 0)
 		return 503;
-	}
 	it_token_hash_text(code, chash);
 	it_token_hash_text(token, thash);
 	snprintf(max, sizeof(max), "%d", IT_DEVICES_MAX);
-	res = it_db_exec(connp, 0,
-			 "SELECT status, reason, device, device->>'scope' FROM it_pairing_exchange($1::bytea, $2,"
-			 " $3::bytea, $4, $5, $6::integer)",
-			 6, params);
-	if (it_db_ok(res, PGRES_TUPLES_OK) && PQntuples(res) == 1) {
+	res = one_row(connp, 0, "pairing exchange",
+		      "SELECT status, reason, device, device->>'scope' FROM it_pairing_exchange($1::bytea, $2,"
+		      " $3::bytea, $4, $5, $6::integer)",
+		      6, params);
+	if (res) {
 		rc = atoi(PQgetvalue(res, 0, 0));
 		if (rc == 410)
 			*reason = strcmp(PQgetvalue(res, 0, 1), "used") == 0 ? "used" : "expired";
@@ -240,8 +255,6 @@ int it_devices_pair(PGconn **connp, const char *code, const char *label, const c
 			*scope = it_scope_parse(PQgetvalue(res, 0, 3));
 			rc = (*device = json_col(res, 2)) != NULL && *scope ? 0 : 503;
 		}
-	} else if (res) {
-		it_log_warn("pairing exchange failed: %s", PQresultErrorMessage(res));
 	}
 	PQclear(res);
 	if (rc != 0) {
@@ -259,15 +272,13 @@ int it_devices_list(PGconn **connp, const char *session, json_object **out)
 	int rc = 503;
 
 	*out = NULL;
-	res = it_db_exec(connp, 1,
-			 "SELECT coalesce(jsonb_agg(it_device_json(d, s.expires_at) ORDER BY d.created_at DESC, d.id),"
-			 " '[]'::jsonb) FROM sessions s JOIN devices d ON d.session_id = s.id"
-			 " WHERE s.id = $1 AND d.revoked_at IS NULL AND (d.expires_at IS NULL OR d.expires_at > now())",
-			 1, params);
-	if (it_db_ok(res, PGRES_TUPLES_OK) && PQntuples(res) == 1)
+	res = one_row(connp, 1, "device list",
+		      "SELECT coalesce(jsonb_agg(it_device_json(d, s.expires_at) ORDER BY d.created_at DESC, d.id),"
+		      " '[]'::jsonb) FROM sessions s JOIN devices d ON d.session_id = s.id"
+		      " WHERE s.id = $1 AND d.revoked_at IS NULL AND (d.expires_at IS NULL OR d.expires_at > now())",
+		      1, params);
+	if (res)
 		rc = (*out = json_col(res, 0)) != NULL ? 0 : 503;
-	else if (res)
-		it_log_warn("device list failed: %s", PQresultErrorMessage(res));
 	PQclear(res);
 	return rc;
 }
@@ -282,11 +293,9 @@ int it_devices_revoke(PGconn **connp, const char *session, const char *device_id
 		return 404;
 	/* Not repeated after a reconnect: had the first try committed, the
 	 * second would find the device revoked and answer 404. */
-	res = it_db_exec(connp, 0, "SELECT it_device_revoke($1, $2)", 2, params);
-	if (it_db_ok(res, PGRES_TUPLES_OK) && PQntuples(res) == 1)
+	res = one_row(connp, 0, "device revocation", "SELECT it_device_revoke($1, $2)", 2, params);
+	if (res)
 		rc = strcmp(PQgetvalue(res, 0, 0), "t") == 0 ? 0 : 404;
-	else if (res)
-		it_log_warn("device revocation failed: %s", PQresultErrorMessage(res));
 	PQclear(res);
 	return rc;
 }
