@@ -270,6 +270,17 @@ static void add_urls(json_object *o, const it_image *img, const char *url_prefix
 		json_object_object_add(o, "thumbnail_url", json_object_new_string(url));
 }
 
+/* The members that describe the bytes of the image's current version, in the
+ * order both representations list them. */
+static void add_bytes(json_object *o, const it_image *img)
+{
+	json_object_object_add(o, "content_type", json_object_new_string(img->content_type));
+	json_object_object_add(o, "size", json_object_new_int64(img->size));
+	json_object_object_add(o, "sha256", json_object_new_string(img->sha256));
+	json_object_object_add(o, "width", json_object_new_int(img->width));
+	json_object_object_add(o, "height", json_object_new_int(img->height));
+}
+
 json_object *it_images_json(const it_image *img, const char *url_prefix, const it_urlsign *signer)
 {
 	json_object *o = json_object_new_object();
@@ -277,11 +288,7 @@ json_object *it_images_json(const it_image *img, const char *url_prefix, const i
 	json_object_object_add(o, "id", json_object_new_string(img->id));
 	json_object_object_add(o, "filename", json_object_new_string(img->filename));
 	json_object_object_add(o, "original_filename", json_object_new_string(img->original_filename));
-	json_object_object_add(o, "content_type", json_object_new_string(img->content_type));
-	json_object_object_add(o, "size", json_object_new_int64(img->size));
-	json_object_object_add(o, "sha256", json_object_new_string(img->sha256));
-	json_object_object_add(o, "width", json_object_new_int(img->width));
-	json_object_object_add(o, "height", json_object_new_int(img->height));
+	add_bytes(o, img);
 	json_object_object_add(o, "source", json_object_new_string(img->source));
 	json_object_object_add(o, "version", json_object_new_int(img->version));
 	json_object_object_add(o, "created_at", json_object_new_string(img->created_at));
@@ -297,11 +304,7 @@ json_object *it_images_event_data(const it_image *img, const char *url_prefix, c
 	json_object_object_add(o, "image_id", json_object_new_string(img->id));
 	json_object_object_add(o, "filename", json_object_new_string(img->filename));
 	json_object_object_add(o, "source", json_object_new_string(img->source));
-	json_object_object_add(o, "content_type", json_object_new_string(img->content_type));
-	json_object_object_add(o, "size", json_object_new_int64(img->size));
-	json_object_object_add(o, "sha256", json_object_new_string(img->sha256));
-	json_object_object_add(o, "width", json_object_new_int(img->width));
-	json_object_object_add(o, "height", json_object_new_int(img->height));
+	add_bytes(o, img);
 	json_object_object_add(o, "version", json_object_new_int(img->version));
 	add_urls(o, img, url_prefix, signer);
 	return o;
