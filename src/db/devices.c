@@ -5,6 +5,7 @@
 
 #include "common/log.h"
 #include "db/db.h"
+#include "db/ratelimit.h"
 
 #include <inttypes.h>
 #include <stdio.h>
@@ -22,22 +23,6 @@ static json_object *json_col(const PGresult *res, int col)
 	if (PQgetisnull(res, 0, col))
 		return NULL;
 	return json_tokener_parse(PQgetvalue(res, 0, col));
-}
-
-/* Runs a statement that answers exactly one row. Returns the result (PQclear
- * it), or NULL, after logging "<what> failed" when there is an answer, when
- * the statement failed or answered no row: the caller answers 503. */
-static PGresult *one_row(PGconn **connp, int retry, const char *what, const char *sql, int nparams,
-			 const char *const *params)
-{
-	PGresult *res = it_db_exec(connp, retry, sql, nparams, params);
-
-	if (it_db_ok(res, PGRES_TUPLES_OK) && PQntuples(res) == 1)
-		return res;
-	if (res)
-		it_log_warn("%s failed: %s", what, PQresultErrorMessage(res));
-	PQclear(res);
-	return NULL;
 }
 
 /* A new device token and device id. Returns 0, or 503 when the random
@@ -114,7 +99,8 @@ int it_devices_check(PGconn **connp, const char *cred, it_principal *out)
 int it_devices_check_limited(PGconn **connp, const char *cred, const char *kind, const char *subject,
 			     int64_t per_minute, it_principal *out, int64_t *retry_after)
 {
-	char hash[IT_TOKEN_HASH_HEX_SIZE], key[256], cap[32], rate[48];
+	char hash[IT_TOKEN_HASH_HEX_SIZE];
+	it_ratelimit_bucket b;
 	const char *params[5];
 	PGresult *res;
 	int rc;
@@ -123,22 +109,17 @@ int it_devices_check_limited(PGconn **connp, const char *cred, const char *kind,
 	*retry_after = 0;
 	if ((rc = it_devices_check_params(cred, hash, params)) != 0)
 		return rc;
-	/* The key and rates as it_ratelimit_take writes them. */
-	snprintf(key, sizeof(key), "%s:%s", kind, subject ? subject : "-");
-	snprintf(cap, sizeof(cap), "%lld", (long long)(per_minute > 0 ? per_minute : 0));
-	snprintf(rate, sizeof(rate), "%.9g", per_minute > 0 ? (double)per_minute / 60.0 : 0.0);
-	params[2] = key;
-	params[3] = cap;
-	params[4] = rate;
+	it_ratelimit_bucket_init(&b, kind, subject, per_minute);
+	params[2] = b.key;
+	params[3] = b.cap;
+	params[4] = b.rate;
 	res = it_db_exec(
 		connp, 1,
 		"SELECT status, session_id, scope, device_id, label, source, until_epoch, token_hash, retry_after"
 		" FROM it_credential_check_limited($1, $2::bytea, $3, $4, $5)",
 		5, params);
 	if (it_db_ok(res, PGRES_TUPLES_OK) && PQntuples(res) == 1 && atoi(PQgetvalue(res, 0, 0)) == 429) {
-		double s = strtod(PQgetvalue(res, 0, 8), NULL);
-		/* Whole seconds, rounded up, at least 1, as it_ratelimit_take. */
-		*retry_after = s < 1 ? 1 : (int64_t)s + ((double)(int64_t)s < s);
+		*retry_after = it_ratelimit_retry_after(strtod(PQgetvalue(res, 0, 8), NULL));
 		rc = 429;
 	} else {
 		rc = it_devices_check_result(res, hash, out);
@@ -150,7 +131,7 @@ int it_devices_check_limited(PGconn **connp, const char *cred, const char *kind,
 int it_devices_live(PGconn *conn, const char *device_id, int lock)
 {
 	const char *params[2] = {device_id, lock ? "t" : "f"};
-	PGresult *res = one_row(&conn, 0, "device check", "SELECT it_device_live($1, $2::boolean)", 2, params);
+	PGresult *res = it_db_exec_row(&conn, 0, "device check", "SELECT it_device_live($1, $2::boolean)", 2, params);
 	int rc = res == NULL ? 503 : strcmp(PQgetvalue(res, 0, 0), "t") == 0 ? 0 : 401;
 
 	PQclear(res);
@@ -174,7 +155,7 @@ int it_devices_mint(PGconn **connp, const char *session, unsigned scope, const c
 	snprintf(ttls, sizeof(ttls), "%" PRId64, ttl);
 	snprintf(max, sizeof(max), "%d", IT_DEVICES_MAX);
 	/* Not repeated after a reconnect: the first try may have committed. */
-	res = one_row(
+	res = it_db_exec_row(
 		connp, 0, "token insert",
 		"SELECT status, device FROM it_device_mint($1, $2, $3::bytea, $4, $5, $6, $7::integer, $8::integer)", 8,
 		params);
@@ -208,10 +189,10 @@ int it_devices_pairing_create(PGconn **connp, const char *session, unsigned scop
 	snprintf(tts, sizeof(tts), "%" PRId64, token_ttl);
 	snprintf(ttls, sizeof(ttls), "%" PRId64, ttl);
 	snprintf(max, sizeof(max), "%d", IT_PAIRINGS_MAX);
-	res = one_row(connp, 0, "pairing code insert",
-		      "SELECT status, expires_at FROM it_pairing_create($1, $2::bytea, $3, $4, $5::integer,"
-		      " $6::integer, $7::integer)",
-		      7, params);
+	res = it_db_exec_row(connp, 0, "pairing code insert",
+			     "SELECT status, expires_at FROM it_pairing_create($1, $2::bytea, $3, $4, $5::integer,"
+			     " $6::integer, $7::integer)",
+			     7, params);
 	if (res) {
 		rc = atoi(PQgetvalue(res, 0, 0));
 		if (rc == 201) {
@@ -243,10 +224,10 @@ int it_devices_pair(PGconn **connp, const char *code, const char *label, const c
 	it_token_hash_text(code, chash);
 	it_token_hash_text(token, thash);
 	snprintf(max, sizeof(max), "%d", IT_DEVICES_MAX);
-	res = one_row(connp, 0, "pairing exchange",
-		      "SELECT status, reason, device, device->>'scope' FROM it_pairing_exchange($1::bytea, $2,"
-		      " $3::bytea, $4, $5, $6::integer)",
-		      6, params);
+	res = it_db_exec_row(connp, 0, "pairing exchange",
+			     "SELECT status, reason, device, device->>'scope' FROM it_pairing_exchange($1::bytea, $2,"
+			     " $3::bytea, $4, $5, $6::integer)",
+			     6, params);
 	if (res) {
 		rc = atoi(PQgetvalue(res, 0, 0));
 		if (rc == 410)
@@ -272,11 +253,12 @@ int it_devices_list(PGconn **connp, const char *session, json_object **out)
 	int rc = 503;
 
 	*out = NULL;
-	res = one_row(connp, 1, "device list",
-		      "SELECT coalesce(jsonb_agg(it_device_json(d, s.expires_at) ORDER BY d.created_at DESC, d.id),"
-		      " '[]'::jsonb) FROM sessions s JOIN devices d ON d.session_id = s.id"
-		      " WHERE s.id = $1 AND d.revoked_at IS NULL AND (d.expires_at IS NULL OR d.expires_at > now())",
-		      1, params);
+	res = it_db_exec_row(
+		connp, 1, "device list",
+		"SELECT coalesce(jsonb_agg(it_device_json(d, s.expires_at) ORDER BY d.created_at DESC, d.id),"
+		" '[]'::jsonb) FROM sessions s JOIN devices d ON d.session_id = s.id"
+		" WHERE s.id = $1 AND d.revoked_at IS NULL AND (d.expires_at IS NULL OR d.expires_at > now())",
+		1, params);
 	if (res)
 		rc = (*out = json_col(res, 0)) != NULL ? 0 : 503;
 	PQclear(res);
@@ -293,7 +275,7 @@ int it_devices_revoke(PGconn **connp, const char *session, const char *device_id
 		return 404;
 	/* Not repeated after a reconnect: had the first try committed, the
 	 * second would find the device revoked and answer 404. */
-	res = one_row(connp, 0, "device revocation", "SELECT it_device_revoke($1, $2)", 2, params);
+	res = it_db_exec_row(connp, 0, "device revocation", "SELECT it_device_revoke($1, $2)", 2, params);
 	if (res)
 		rc = strcmp(PQgetvalue(res, 0, 0), "t") == 0 ? 0 : 404;
 	PQclear(res);

@@ -38,15 +38,14 @@ int it_sessions_create(PGconn **connp, int64_t ttl, it_session *out)
 	snprintf(ttls, sizeof(ttls), "%lld", (long long)ttl);
 	/* A fresh id cannot collide in practice (192 bits); retrying the
 	 * statement after a reconnect is therefore safe. */
-	res = it_db_exec(connp, 1,
-			 "INSERT INTO sessions (id, expires_at) VALUES ($1, now() + make_interval(secs => $2::bigint))"
-			 " RETURNING " SESSION_COLUMNS,
-			 2, params);
-	if (it_db_ok(res, PGRES_TUPLES_OK) && PQntuples(res) == 1) {
+	res = it_db_exec_row(
+		connp, 1, "session insert",
+		"INSERT INTO sessions (id, expires_at) VALUES ($1, now() + make_interval(secs => $2::bigint))"
+		" RETURNING " SESSION_COLUMNS,
+		2, params);
+	if (res) {
 		fill(res, out);
 		rc = 0;
-	} else if (res) {
-		it_log_warn("session insert failed: %s", PQresultErrorMessage(res));
 	}
 	PQclear(res);
 	return rc;
