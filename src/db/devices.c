@@ -78,47 +78,36 @@ int it_devices_check_result(const PGresult *res, const char *hash, it_principal 
 	return out->scope ? 0 : 503;
 }
 
-int it_devices_check(PGconn **connp, const char *cred, it_principal *out)
+/* IT_DEVICES_CHECK_SQL behind a limit on failures: $3, $4 and $5 are the
+ * bucket's key, capacity and rate, and a ninth column says how long to wait. */
+#define CHECK_LIMITED_SQL                                                                                  \
+	"SELECT status, session_id, scope, device_id, label, source, until_epoch, token_hash, retry_after" \
+	" FROM it_credential_check_limited($1, $2::bytea, $3, $4, $5)"
+
+/* The check of it_devices_check, behind the failure limit of bucket b when
+ * b is not NULL (it_devices_check_limited). */
+static int check(PGconn **connp, const char *cred, const it_ratelimit_bucket *b, it_principal *out,
+		 int64_t *retry_after)
 {
 	char hash[IT_TOKEN_HASH_HEX_SIZE];
-	const char *params[2];
-	PGresult *res;
-	int rc;
-
-	memset(out, 0, sizeof(*out));
-	if ((rc = it_devices_check_params(cred, hash, params)) != 0)
-		return rc;
-	/* Safe to repeat after a reconnect: a read, and a refresh of
-	 * last_seen_at that means the same done twice. */
-	res = it_db_exec(connp, 1, IT_DEVICES_CHECK_SQL, 2, params);
-	rc = it_devices_check_result(res, hash, out);
-	PQclear(res);
-	return rc;
-}
-
-int it_devices_check_limited(PGconn **connp, const char *cred, const char *kind, const char *subject,
-			     int64_t per_minute, it_principal *out, int64_t *retry_after)
-{
-	char hash[IT_TOKEN_HASH_HEX_SIZE];
-	it_ratelimit_bucket b;
 	const char *params[5];
 	PGresult *res;
 	int rc;
 
 	memset(out, 0, sizeof(*out));
-	*retry_after = 0;
 	if ((rc = it_devices_check_params(cred, hash, params)) != 0)
 		return rc;
-	it_ratelimit_bucket_init(&b, kind, subject, per_minute);
-	params[2] = b.key;
-	params[3] = b.cap;
-	params[4] = b.rate;
-	res = it_db_exec(
-		connp, 1,
-		"SELECT status, session_id, scope, device_id, label, source, until_epoch, token_hash, retry_after"
-		" FROM it_credential_check_limited($1, $2::bytea, $3, $4, $5)",
-		5, params);
-	if (it_db_ok(res, PGRES_TUPLES_OK) && PQntuples(res) == 1 && atoi(PQgetvalue(res, 0, 0)) == 429) {
+	/* Safe to repeat after a reconnect: a read (of the bucket too), and a
+	 * refresh of last_seen_at that means the same done twice. */
+	if (b == NULL) {
+		res = it_db_exec(connp, 1, IT_DEVICES_CHECK_SQL, 2, params);
+	} else {
+		params[2] = b->key;
+		params[3] = b->cap;
+		params[4] = b->rate;
+		res = it_db_exec(connp, 1, CHECK_LIMITED_SQL, 5, params);
+	}
+	if (b != NULL && it_db_ok(res, PGRES_TUPLES_OK) && PQntuples(res) == 1 && atoi(PQgetvalue(res, 0, 0)) == 429) {
 		*retry_after = it_ratelimit_retry_after(strtod(PQgetvalue(res, 0, 8), NULL));
 		rc = 429;
 	} else {
@@ -126,6 +115,21 @@ int it_devices_check_limited(PGconn **connp, const char *cred, const char *kind,
 	}
 	PQclear(res);
 	return rc;
+}
+
+int it_devices_check(PGconn **connp, const char *cred, it_principal *out)
+{
+	return check(connp, cred, NULL, out, NULL);
+}
+
+int it_devices_check_limited(PGconn **connp, const char *cred, const char *kind, const char *subject,
+			     int64_t per_minute, it_principal *out, int64_t *retry_after)
+{
+	it_ratelimit_bucket b;
+
+	*retry_after = 0;
+	it_ratelimit_bucket_init(&b, kind, subject, per_minute);
+	return check(connp, cred, &b, out, retry_after);
 }
 
 int it_devices_live(PGconn *conn, const char *device_id, int lock)
