@@ -25,6 +25,19 @@ static json_object *json_col(const PGresult *res, int col)
 	return json_tokener_parse(PQgetvalue(res, 0, col));
 }
 
+/* Runs one of the SQL functions that answer an HTTP status in their first
+ * column (it_device_mint, it_pairing_create, it_pairing_exchange); not
+ * repeated after a reconnect, as the first try may have committed. Sets *rc
+ * to that status, or to 503 and returns NULL when there is no answer. */
+static PGresult *status_row(PGconn **connp, const char *what, const char *sql, int nparams, const char *const *params,
+			    int *rc)
+{
+	PGresult *res = it_db_exec_row(connp, 0, what, sql, nparams, params);
+
+	*rc = res != NULL ? atoi(PQgetvalue(res, 0, 0)) : 503;
+	return res;
+}
+
 /* A new device token and device id. Returns 0, or 503 when the random
  * source failed. */
 static int new_device(char *token, char *id)
@@ -158,16 +171,12 @@ int it_devices_mint(PGconn **connp, const char *session, unsigned scope, const c
 	it_token_hash_text(token, hash);
 	snprintf(ttls, sizeof(ttls), "%" PRId64, ttl);
 	snprintf(max, sizeof(max), "%d", IT_DEVICES_MAX);
-	/* Not repeated after a reconnect: the first try may have committed. */
-	res = it_db_exec_row(
-		connp, 0, "token insert",
+	res = status_row(
+		connp, "token insert",
 		"SELECT status, device FROM it_device_mint($1, $2, $3::bytea, $4, $5, $6, $7::integer, $8::integer)", 8,
-		params);
-	if (res) {
-		rc = atoi(PQgetvalue(res, 0, 0));
-		if (rc == 201)
-			rc = (*device = json_col(res, 1)) != NULL ? 0 : 503;
-	}
+		params, &rc);
+	if (rc == 201)
+		rc = (*device = json_col(res, 1)) != NULL ? 0 : 503;
 	PQclear(res);
 	if (rc != 0)
 		memset(token, 0, IT_TOKEN_LEN + 1);
@@ -193,16 +202,13 @@ int it_devices_pairing_create(PGconn **connp, const char *session, unsigned scop
 	snprintf(tts, sizeof(tts), "%" PRId64, token_ttl);
 	snprintf(ttls, sizeof(ttls), "%" PRId64, ttl);
 	snprintf(max, sizeof(max), "%d", IT_PAIRINGS_MAX);
-	res = it_db_exec_row(connp, 0, "pairing code insert",
-			     "SELECT status, expires_at FROM it_pairing_create($1, $2::bytea, $3, $4, $5::integer,"
-			     " $6::integer, $7::integer)",
-			     7, params);
-	if (res) {
-		rc = atoi(PQgetvalue(res, 0, 0));
-		if (rc == 201) {
-			copy(expires_at, 40, PQgetvalue(res, 0, 1));
-			rc = 0;
-		}
+	res = status_row(connp, "pairing code insert",
+			 "SELECT status, expires_at FROM it_pairing_create($1, $2::bytea, $3, $4, $5::integer,"
+			 " $6::integer, $7::integer)",
+			 7, params, &rc);
+	if (rc == 201) {
+		copy(expires_at, 40, PQgetvalue(res, 0, 1));
+		rc = 0;
 	}
 	PQclear(res);
 	if (rc != 0)
@@ -228,18 +234,15 @@ int it_devices_pair(PGconn **connp, const char *code, const char *label, const c
 	it_token_hash_text(code, chash);
 	it_token_hash_text(token, thash);
 	snprintf(max, sizeof(max), "%d", IT_DEVICES_MAX);
-	res = it_db_exec_row(connp, 0, "pairing exchange",
-			     "SELECT status, reason, device, device->>'scope' FROM it_pairing_exchange($1::bytea, $2,"
-			     " $3::bytea, $4, $5, $6::integer)",
-			     6, params);
-	if (res) {
-		rc = atoi(PQgetvalue(res, 0, 0));
-		if (rc == 410)
-			*reason = strcmp(PQgetvalue(res, 0, 1), "used") == 0 ? "used" : "expired";
-		if (rc == 201) {
-			*scope = it_scope_parse(PQgetvalue(res, 0, 3));
-			rc = (*device = json_col(res, 2)) != NULL && *scope ? 0 : 503;
-		}
+	res = status_row(connp, "pairing exchange",
+			 "SELECT status, reason, device, device->>'scope' FROM it_pairing_exchange($1::bytea, $2,"
+			 " $3::bytea, $4, $5, $6::integer)",
+			 6, params, &rc);
+	if (rc == 410)
+		*reason = strcmp(PQgetvalue(res, 0, 1), "used") == 0 ? "used" : "expired";
+	if (rc == 201) {
+		*scope = it_scope_parse(PQgetvalue(res, 0, 3));
+		rc = (*device = json_col(res, 2)) != NULL && *scope ? 0 : 503;
 	}
 	PQclear(res);
 	if (rc != 0) {
