@@ -282,6 +282,19 @@ PGresult *it_db_exec(PGconn **connp, int retry, const char *sql, int nparams, co
 	return PQexecParams(conn, sql, nparams, NULL, params, NULL, NULL, 0);
 }
 
+PGresult *it_db_exec_row(PGconn **connp, int retry, const char *what, const char *sql, int nparams,
+			 const char *const *params)
+{
+	PGresult *res = it_db_exec(connp, retry, sql, nparams, params);
+
+	if (it_db_ok(res, PGRES_TUPLES_OK) && PQntuples(res) == 1)
+		return res;
+	if (res)
+		it_log_warn("%s failed: %s", what, PQresultErrorMessage(res));
+	PQclear(res);
+	return NULL;
+}
+
 PGresult *it_db_exec_bin(PGconn *conn, const char *sql, int nparams, const char *const *values, const int *lengths,
 			 const int *formats, int result_binary)
 {

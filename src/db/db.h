@@ -72,6 +72,13 @@ PGconn *it_db_connect(void);
  * NULL when there is no connection. *connp stays the same object. */
 PGresult *it_db_exec(PGconn **connp, int retry, const char *sql, int nparams, const char *const *params);
 
+/* it_db_exec for a statement that answers exactly one row. Returns the
+ * result (PQclear it), or NULL when there is no connection, the statement
+ * failed or it answered another number of rows; when there was an answer,
+ * "<what> failed: <the server's message>" is logged as a warning. */
+PGresult *it_db_exec_row(PGconn **connp, int retry, const char *what, const char *sql, int nparams,
+			 const char *const *params);
+
 /* Like it_db_exec but with explicit lengths and formats (1 = binary) for
  * parameters, and binary results when result_binary is set. Never retries. */
 PGresult *it_db_exec_bin(PGconn *conn, const char *sql, int nparams, const char *const *values, const int *lengths,

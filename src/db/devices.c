@@ -5,6 +5,7 @@
 
 #include "common/log.h"
 #include "db/db.h"
+#include "db/ratelimit.h"
 
 #include <inttypes.h>
 #include <stdio.h>
@@ -22,6 +23,30 @@ static json_object *json_col(const PGresult *res, int col)
 	if (PQgetisnull(res, 0, col))
 		return NULL;
 	return json_tokener_parse(PQgetvalue(res, 0, col));
+}
+
+/* Runs one of the SQL functions that answer an HTTP status in their first
+ * column (it_device_mint, it_pairing_create, it_pairing_exchange); not
+ * repeated after a reconnect, as the first try may have committed. Sets *rc
+ * to that status, or to 503 and returns NULL when there is no answer. */
+static PGresult *status_row(PGconn **connp, const char *what, const char *sql, int nparams, const char *const *params,
+			    int *rc)
+{
+	PGresult *res = it_db_exec_row(connp, 0, what, sql, nparams, params);
+
+	*rc = res != NULL ? atoi(PQgetvalue(res, 0, 0)) : 503;
+	return res;
+}
+
+/* A new device token and device id. Returns 0, or 503 when the random
+ * source failed. */
+static int new_device(char *token, char *id)
+{
+	if (it_token_new(token) < 0 || it_token_new_device_id(id) < 0) {
+		it_log_error("random source failed: refusing to make a token");
+		return 503;
+	}
+	return 0;
 }
 
 int it_devices_check_params(const char *cred, char *hash, const char *params[2])
@@ -66,52 +91,37 @@ int it_devices_check_result(const PGresult *res, const char *hash, it_principal 
 	return out->scope ? 0 : 503;
 }
 
-int it_devices_check(PGconn **connp, const char *cred, it_principal *out)
+/* IT_DEVICES_CHECK_SQL behind a limit on failures: $3, $4 and $5 are the
+ * bucket's key, capacity and rate, and a ninth column says how long to wait. */
+#define CHECK_LIMITED_SQL                                                                                  \
+	"SELECT status, session_id, scope, device_id, label, source, until_epoch, token_hash, retry_after" \
+	" FROM it_credential_check_limited($1, $2::bytea, $3, $4, $5)"
+
+/* The check of it_devices_check, behind the failure limit of bucket b when
+ * b is not NULL (it_devices_check_limited). */
+static int check(PGconn **connp, const char *cred, const it_ratelimit_bucket *b, it_principal *out,
+		 int64_t *retry_after)
 {
 	char hash[IT_TOKEN_HASH_HEX_SIZE];
-	const char *params[2];
-	PGresult *res;
-	int rc;
-
-	memset(out, 0, sizeof(*out));
-	if ((rc = it_devices_check_params(cred, hash, params)) != 0)
-		return rc;
-	/* Safe to repeat after a reconnect: a read, and a refresh of
-	 * last_seen_at that means the same done twice. */
-	res = it_db_exec(connp, 1, IT_DEVICES_CHECK_SQL, 2, params);
-	rc = it_devices_check_result(res, hash, out);
-	PQclear(res);
-	return rc;
-}
-
-int it_devices_check_limited(PGconn **connp, const char *cred, const char *kind, const char *subject,
-			     int64_t per_minute, it_principal *out, int64_t *retry_after)
-{
-	char hash[IT_TOKEN_HASH_HEX_SIZE], key[256], cap[32], rate[48];
 	const char *params[5];
 	PGresult *res;
 	int rc;
 
 	memset(out, 0, sizeof(*out));
-	*retry_after = 0;
 	if ((rc = it_devices_check_params(cred, hash, params)) != 0)
 		return rc;
-	/* The key and rates as it_ratelimit_take writes them. */
-	snprintf(key, sizeof(key), "%s:%s", kind, subject ? subject : "-");
-	snprintf(cap, sizeof(cap), "%lld", (long long)(per_minute > 0 ? per_minute : 0));
-	snprintf(rate, sizeof(rate), "%.9g", per_minute > 0 ? (double)per_minute / 60.0 : 0.0);
-	params[2] = key;
-	params[3] = cap;
-	params[4] = rate;
-	res = it_db_exec(
-		connp, 1,
-		"SELECT status, session_id, scope, device_id, label, source, until_epoch, token_hash, retry_after"
-		" FROM it_credential_check_limited($1, $2::bytea, $3, $4, $5)",
-		5, params);
-	if (it_db_ok(res, PGRES_TUPLES_OK) && PQntuples(res) == 1 && atoi(PQgetvalue(res, 0, 0)) == 429) {
-		double s = strtod(PQgetvalue(res, 0, 8), NULL);
-		/* Whole seconds, rounded up, at least 1, as it_ratelimit_take. */
-		*retry_after = s < 1 ? 1 : (int64_t)s + ((double)(int64_t)s < s);
+	/* Safe to repeat after a reconnect: a read (of the bucket too), and a
+	 * refresh of last_seen_at that means the same done twice. */
+	if (b == NULL) {
+		res = it_db_exec(connp, 1, IT_DEVICES_CHECK_SQL, 2, params);
+	} else {
+		params[2] = b->key;
+		params[3] = b->cap;
+		params[4] = b->rate;
+		res = it_db_exec(connp, 1, CHECK_LIMITED_SQL, 5, params);
+	}
+	if (b != NULL && it_db_ok(res, PGRES_TUPLES_OK) && PQntuples(res) == 1 && atoi(PQgetvalue(res, 0, 0)) == 429) {
+		*retry_after = it_ratelimit_retry_after(strtod(PQgetvalue(res, 0, 8), NULL));
 		rc = 429;
 	} else {
 		rc = it_devices_check_result(res, hash, out);
@@ -120,16 +130,27 @@ int it_devices_check_limited(PGconn **connp, const char *cred, const char *kind,
 	return rc;
 }
 
+int it_devices_check(PGconn **connp, const char *cred, it_principal *out)
+{
+	return check(connp, cred, NULL, out, NULL);
+}
+
+int it_devices_check_limited(PGconn **connp, const char *cred, const char *kind, const char *subject,
+			     int64_t per_minute, it_principal *out, int64_t *retry_after)
+{
+	it_ratelimit_bucket b;
+
+	*retry_after = 0;
+	it_ratelimit_bucket_init(&b, kind, subject, per_minute);
+	return check(connp, cred, &b, out, retry_after);
+}
+
 int it_devices_live(PGconn *conn, const char *device_id, int lock)
 {
 	const char *params[2] = {device_id, lock ? "t" : "f"};
-	PGresult *res = it_db_exec(&conn, 0, "SELECT it_device_live($1, $2::boolean)", 2, params);
-	int rc = 503;
+	PGresult *res = it_db_exec_row(&conn, 0, "device check", "SELECT it_device_live($1, $2::boolean)", 2, params);
+	int rc = res == NULL ? 503 : strcmp(PQgetvalue(res, 0, 0), "t") == 0 ? 0 : 401;
 
-	if (it_db_ok(res, PGRES_TUPLES_OK) && PQntuples(res) == 1)
-		rc = strcmp(PQgetvalue(res, 0, 0), "t") == 0 ? 0 : 401;
-	else if (res)
-		it_log_warn("device check failed: %s", PQresultErrorMessage(res));
 	PQclear(res);
 	return rc;
 }
@@ -145,25 +166,17 @@ int it_devices_mint(PGconn **connp, const char *session, unsigned scope, const c
 	*device = NULL;
 	if (params[3] == NULL)
 		return 503;
-	if (it_token_new(token) < 0 || it_token_new_device_id(id) < 0) {
-		it_log_error("random source failed: refusing to make a token");
+	if (new_device(token, id) != 0)
 		return 503;
-	}
 	it_token_hash_text(token, hash);
 	snprintf(ttls, sizeof(ttls), "%" PRId64, ttl);
 	snprintf(max, sizeof(max), "%d", IT_DEVICES_MAX);
-	/* Not repeated after a reconnect: the first try may have committed. */
-	res = it_db_exec(
-		connp, 0,
+	res = status_row(
+		connp, "token insert",
 		"SELECT status, device FROM it_device_mint($1, $2, $3::bytea, $4, $5, $6, $7::integer, $8::integer)", 8,
-		params);
-	if (it_db_ok(res, PGRES_TUPLES_OK) && PQntuples(res) == 1) {
-		rc = atoi(PQgetvalue(res, 0, 0));
-		if (rc == 201)
-			rc = (*device = json_col(res, 1)) != NULL ? 0 : 503;
-	} else if (res) {
-		it_log_warn("token insert failed: %s", PQresultErrorMessage(res));
-	}
+		params, &rc);
+	if (rc == 201)
+		rc = (*device = json_col(res, 1)) != NULL ? 0 : 503;
 	PQclear(res);
 	if (rc != 0)
 		memset(token, 0, IT_TOKEN_LEN + 1);
@@ -189,18 +202,13 @@ int it_devices_pairing_create(PGconn **connp, const char *session, unsigned scop
 	snprintf(tts, sizeof(tts), "%" PRId64, token_ttl);
 	snprintf(ttls, sizeof(ttls), "%" PRId64, ttl);
 	snprintf(max, sizeof(max), "%d", IT_PAIRINGS_MAX);
-	res = it_db_exec(connp, 0,
+	res = status_row(connp, "pairing code insert",
 			 "SELECT status, expires_at FROM it_pairing_create($1, $2::bytea, $3, $4, $5::integer,"
 			 " $6::integer, $7::integer)",
-			 7, params);
-	if (it_db_ok(res, PGRES_TUPLES_OK) && PQntuples(res) == 1) {
-		rc = atoi(PQgetvalue(res, 0, 0));
-		if (rc == 201) {
-			copy(expires_at, 40, PQgetvalue(res, 0, 1));
-			rc = 0;
-		}
-	} else if (res) {
-		it_log_warn("pairing code insert failed: %s", PQresultErrorMessage(res));
+			 7, params, &rc);
+	if (rc == 201) {
+		copy(expires_at, 40, PQgetvalue(res, 0, 1));
+		rc = 0;
 	}
 	PQclear(res);
 	if (rc != 0)
@@ -221,27 +229,20 @@ int it_devices_pair(PGconn **connp, const char *code, const char *label, const c
 	*reason = "unknown";
 	if (!it_token_pairing_valid(code))
 		return 401;
-	if (it_token_new(token) < 0 || it_token_new_device_id(id) < 0) {
-		it_log_error("random source failed: refusing to make a token");
+	if (new_device(token, id) != 0)
 		return 503;
-	}
 	it_token_hash_text(code, chash);
 	it_token_hash_text(token, thash);
 	snprintf(max, sizeof(max), "%d", IT_DEVICES_MAX);
-	res = it_db_exec(connp, 0,
+	res = status_row(connp, "pairing exchange",
 			 "SELECT status, reason, device, device->>'scope' FROM it_pairing_exchange($1::bytea, $2,"
 			 " $3::bytea, $4, $5, $6::integer)",
-			 6, params);
-	if (it_db_ok(res, PGRES_TUPLES_OK) && PQntuples(res) == 1) {
-		rc = atoi(PQgetvalue(res, 0, 0));
-		if (rc == 410)
-			*reason = strcmp(PQgetvalue(res, 0, 1), "used") == 0 ? "used" : "expired";
-		if (rc == 201) {
-			*scope = it_scope_parse(PQgetvalue(res, 0, 3));
-			rc = (*device = json_col(res, 2)) != NULL && *scope ? 0 : 503;
-		}
-	} else if (res) {
-		it_log_warn("pairing exchange failed: %s", PQresultErrorMessage(res));
+			 6, params, &rc);
+	if (rc == 410)
+		*reason = strcmp(PQgetvalue(res, 0, 1), "used") == 0 ? "used" : "expired";
+	if (rc == 201) {
+		*scope = it_scope_parse(PQgetvalue(res, 0, 3));
+		rc = (*device = json_col(res, 2)) != NULL && *scope ? 0 : 503;
 	}
 	PQclear(res);
 	if (rc != 0) {
@@ -259,15 +260,14 @@ int it_devices_list(PGconn **connp, const char *session, json_object **out)
 	int rc = 503;
 
 	*out = NULL;
-	res = it_db_exec(connp, 1,
-			 "SELECT coalesce(jsonb_agg(it_device_json(d, s.expires_at) ORDER BY d.created_at DESC, d.id),"
-			 " '[]'::jsonb) FROM sessions s JOIN devices d ON d.session_id = s.id"
-			 " WHERE s.id = $1 AND d.revoked_at IS NULL AND (d.expires_at IS NULL OR d.expires_at > now())",
-			 1, params);
-	if (it_db_ok(res, PGRES_TUPLES_OK) && PQntuples(res) == 1)
+	res = it_db_exec_row(
+		connp, 1, "device list",
+		"SELECT coalesce(jsonb_agg(it_device_json(d, s.expires_at) ORDER BY d.created_at DESC, d.id),"
+		" '[]'::jsonb) FROM sessions s JOIN devices d ON d.session_id = s.id"
+		" WHERE s.id = $1 AND d.revoked_at IS NULL AND (d.expires_at IS NULL OR d.expires_at > now())",
+		1, params);
+	if (res)
 		rc = (*out = json_col(res, 0)) != NULL ? 0 : 503;
-	else if (res)
-		it_log_warn("device list failed: %s", PQresultErrorMessage(res));
 	PQclear(res);
 	return rc;
 }
@@ -282,11 +282,9 @@ int it_devices_revoke(PGconn **connp, const char *session, const char *device_id
 		return 404;
 	/* Not repeated after a reconnect: had the first try committed, the
 	 * second would find the device revoked and answer 404. */
-	res = it_db_exec(connp, 0, "SELECT it_device_revoke($1, $2)", 2, params);
-	if (it_db_ok(res, PGRES_TUPLES_OK) && PQntuples(res) == 1)
+	res = it_db_exec_row(connp, 0, "device revocation", "SELECT it_device_revoke($1, $2)", 2, params);
+	if (res)
 		rc = strcmp(PQgetvalue(res, 0, 0), "t") == 0 ? 0 : 404;
-	else if (res)
-		it_log_warn("device revocation failed: %s", PQresultErrorMessage(res));
 	PQclear(res);
 	return rc;
 }

@@ -6,6 +6,7 @@
 #include "common/id.h"
 #include "common/log.h"
 #include "db/db.h"
+#include "db/sessions.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -70,6 +71,20 @@ static int one_row(PGconn **connp, int retry, const char *sql, int nparams, cons
 	return rc;
 }
 
+/* Runs a statement on the row of image id, of session unless session is
+ * NULL, once both ids have the right form: a malformed image id is the
+ * client's mistake (400), while a session id that cannot exist names no live
+ * session (404, as an unknown one would). */
+static int by_id(PGconn **connp, int retry, const char *id, const char *session, const char *sql, int nparams,
+		 const char *const *params, it_image *out)
+{
+	if (!it_id_uuid_valid(id))
+		return 400;
+	if (session != NULL && !it_id_session_valid(session))
+		return 404;
+	return one_row(connp, retry, sql, nparams, params, out);
+}
+
 int it_images_insert(PGconn *conn, it_image *img)
 {
 	char sizes[24], ws[16], hs[16], blobs[24], thumbs[24];
@@ -107,17 +122,9 @@ int it_images_session_bytes(PGconn *conn, const char *session, int lock, int64_t
 	*bytes = 0;
 	if (!it_id_session_valid(session))
 		return 400;
-	if (lock) {
-		res = it_db_exec(&conn, 0,
-				 "SELECT 1 FROM sessions WHERE id = $1 AND expires_at > now() FOR NO KEY UPDATE", 1,
-				 params);
-		if (!it_db_ok(res, PGRES_TUPLES_OK) || PQntuples(res) != 1) {
-			rc = it_db_ok(res, PGRES_TUPLES_OK) ? 404 : 503;
-			PQclear(res);
-			return rc;
-		}
-		PQclear(res);
-	}
+	if (lock && (rc = it_sessions_lock(conn, session)) != 0)
+		return rc;
+	rc = 503;
 	res = it_db_exec(&conn, 0,
 			 "SELECT COALESCE((SELECT sum(size) FROM images WHERE session_id = s.id), 0)::bigint"
 			 " FROM sessions s WHERE s.id = $1 AND s.expires_at > now()",
@@ -135,38 +142,30 @@ int it_images_get(PGconn **connp, const char *id, it_image *out)
 {
 	const char *params[1] = {id};
 
-	if (!it_id_uuid_valid(id))
-		return 400;
-	return one_row(connp, 1,
-		       "SELECT " IMAGE_COLUMNS " FROM images i JOIN sessions s ON s.id = i.session_id"
-		       " WHERE i.id = $1::uuid AND s.expires_at > now()",
-		       1, params, out);
+	return by_id(connp, 1, id, NULL,
+		     "SELECT " IMAGE_COLUMNS " FROM images i JOIN sessions s ON s.id = i.session_id"
+		     " WHERE i.id = $1::uuid AND s.expires_at > now()",
+		     1, params, out);
 }
 
 int it_images_get_owned(PGconn **connp, const char *id, const char *session, it_image *out)
 {
 	const char *params[2] = {id, session};
 
-	if (!it_id_uuid_valid(id))
-		return 400;
-	if (!it_id_session_valid(session))
-		return 404;
-	return one_row(connp, 1,
-		       "SELECT " IMAGE_COLUMNS " FROM images i JOIN sessions s ON s.id = i.session_id"
-		       " WHERE i.id = $1::uuid AND i.session_id = $2 AND s.expires_at > now()",
-		       2, params, out);
+	return by_id(connp, 1, id, session,
+		     "SELECT " IMAGE_COLUMNS " FROM images i JOIN sessions s ON s.id = i.session_id"
+		     " WHERE i.id = $1::uuid AND i.session_id = $2 AND s.expires_at > now()",
+		     2, params, out);
 }
 
 int it_images_get_for_update(PGconn *conn, const char *id, it_image *out)
 {
 	const char *params[1] = {id};
 
-	if (!it_id_uuid_valid(id))
-		return 400;
-	return one_row(&conn, 0,
-		       "SELECT " IMAGE_COLUMNS " FROM images i JOIN sessions s ON s.id = i.session_id"
-		       " WHERE i.id = $1::uuid AND s.expires_at > now() FOR UPDATE OF i",
-		       1, params, out);
+	return by_id(&conn, 0, id, NULL,
+		     "SELECT " IMAGE_COLUMNS " FROM images i JOIN sessions s ON s.id = i.session_id"
+		     " WHERE i.id = $1::uuid AND s.expires_at > now() FOR UPDATE OF i",
+		     1, params, out);
 }
 
 int it_images_list(PGconn **connp, const char *session, int64_t before, int limit,
@@ -210,30 +209,22 @@ int it_images_rename(PGconn *conn, const char *id, const char *session, const ch
 {
 	const char *params[3] = {id, session, filename};
 
-	if (!it_id_uuid_valid(id))
-		return 400;
-	if (!it_id_session_valid(session))
-		return 404;
-	return one_row(&conn, 0,
-		       "UPDATE images AS i SET filename = $3, updated_at = now() FROM sessions s"
-		       " WHERE i.id = $1::uuid AND i.session_id = $2 AND s.id = i.session_id AND s.expires_at > now()"
-		       " RETURNING " IMAGE_COLUMNS,
-		       3, params, out);
+	return by_id(&conn, 0, id, session,
+		     "UPDATE images AS i SET filename = $3, updated_at = now() FROM sessions s"
+		     " WHERE i.id = $1::uuid AND i.session_id = $2 AND s.id = i.session_id AND s.expires_at > now()"
+		     " RETURNING " IMAGE_COLUMNS,
+		     3, params, out);
 }
 
 int it_images_delete(PGconn *conn, const char *id, const char *session, it_image *out)
 {
 	const char *params[2] = {id, session};
 
-	if (!it_id_uuid_valid(id))
-		return 400;
-	if (!it_id_session_valid(session))
-		return 404;
-	return one_row(&conn, 0,
-		       "DELETE FROM images AS i USING sessions s"
-		       " WHERE i.id = $1::uuid AND i.session_id = $2 AND s.id = i.session_id AND s.expires_at > now()"
-		       " RETURNING " IMAGE_COLUMNS,
-		       2, params, out);
+	return by_id(&conn, 0, id, session,
+		     "DELETE FROM images AS i USING sessions s"
+		     " WHERE i.id = $1::uuid AND i.session_id = $2 AND s.id = i.session_id AND s.expires_at > now()"
+		     " RETURNING " IMAGE_COLUMNS,
+		     2, params, out);
 }
 
 int it_images_new_version(PGconn *conn, const char *id, const it_image *v, it_image *out)
@@ -241,20 +232,18 @@ int it_images_new_version(PGconn *conn, const char *id, const it_image *v, it_im
 	char sizes[24], ws[16], hs[16], blobs[24], thumbs[24];
 	const char *params[9] = {id, v->content_type, sizes, v->sha256, ws, hs, blobs, thumbs, v->filename};
 
-	if (!it_id_uuid_valid(id))
-		return 400;
 	snprintf(sizes, sizeof(sizes), "%" PRId64, v->size);
 	snprintf(ws, sizeof(ws), "%" PRId32, v->width);
 	snprintf(hs, sizeof(hs), "%" PRId32, v->height);
 	snprintf(blobs, sizeof(blobs), "%" PRId64, v->blob_id);
 	snprintf(thumbs, sizeof(thumbs), "%" PRId64, v->thumb_blob_id);
-	return one_row(&conn, 0,
-		       "UPDATE images AS i SET content_type = $2, size = $3, sha256 = $4, width = $5, height = $6,"
-		       " blob_id = $7, thumb_blob_id = nullif($8::bigint, 0), version = i.version + 1,"
-		       " filename = coalesce(nullif($9, ''), i.filename), updated_at = now() FROM sessions s"
-		       " WHERE i.id = $1::uuid AND s.id = i.session_id AND s.expires_at > now()"
-		       " RETURNING " IMAGE_COLUMNS,
-		       9, params, out);
+	return by_id(&conn, 0, id, NULL,
+		     "UPDATE images AS i SET content_type = $2, size = $3, sha256 = $4, width = $5, height = $6,"
+		     " blob_id = $7, thumb_blob_id = nullif($8::bigint, 0), version = i.version + 1,"
+		     " filename = coalesce(nullif($9, ''), i.filename), updated_at = now() FROM sessions s"
+		     " WHERE i.id = $1::uuid AND s.id = i.session_id AND s.expires_at > now()"
+		     " RETURNING " IMAGE_COLUMNS,
+		     9, params, out);
 }
 
 int it_images_url(const it_image *img, const char *label, const char *url_prefix, const it_urlsign *signer, int64_t now,
@@ -281,6 +270,17 @@ static void add_urls(json_object *o, const it_image *img, const char *url_prefix
 		json_object_object_add(o, "thumbnail_url", json_object_new_string(url));
 }
 
+/* The members that describe the bytes of the image's current version, in the
+ * order both representations list them. */
+static void add_bytes(json_object *o, const it_image *img)
+{
+	json_object_object_add(o, "content_type", json_object_new_string(img->content_type));
+	json_object_object_add(o, "size", json_object_new_int64(img->size));
+	json_object_object_add(o, "sha256", json_object_new_string(img->sha256));
+	json_object_object_add(o, "width", json_object_new_int(img->width));
+	json_object_object_add(o, "height", json_object_new_int(img->height));
+}
+
 json_object *it_images_json(const it_image *img, const char *url_prefix, const it_urlsign *signer)
 {
 	json_object *o = json_object_new_object();
@@ -288,11 +288,7 @@ json_object *it_images_json(const it_image *img, const char *url_prefix, const i
 	json_object_object_add(o, "id", json_object_new_string(img->id));
 	json_object_object_add(o, "filename", json_object_new_string(img->filename));
 	json_object_object_add(o, "original_filename", json_object_new_string(img->original_filename));
-	json_object_object_add(o, "content_type", json_object_new_string(img->content_type));
-	json_object_object_add(o, "size", json_object_new_int64(img->size));
-	json_object_object_add(o, "sha256", json_object_new_string(img->sha256));
-	json_object_object_add(o, "width", json_object_new_int(img->width));
-	json_object_object_add(o, "height", json_object_new_int(img->height));
+	add_bytes(o, img);
 	json_object_object_add(o, "source", json_object_new_string(img->source));
 	json_object_object_add(o, "version", json_object_new_int(img->version));
 	json_object_object_add(o, "created_at", json_object_new_string(img->created_at));
@@ -308,11 +304,7 @@ json_object *it_images_event_data(const it_image *img, const char *url_prefix, c
 	json_object_object_add(o, "image_id", json_object_new_string(img->id));
 	json_object_object_add(o, "filename", json_object_new_string(img->filename));
 	json_object_object_add(o, "source", json_object_new_string(img->source));
-	json_object_object_add(o, "content_type", json_object_new_string(img->content_type));
-	json_object_object_add(o, "size", json_object_new_int64(img->size));
-	json_object_object_add(o, "sha256", json_object_new_string(img->sha256));
-	json_object_object_add(o, "width", json_object_new_int(img->width));
-	json_object_object_add(o, "height", json_object_new_int(img->height));
+	add_bytes(o, img);
 	json_object_object_add(o, "version", json_object_new_int(img->version));
 	add_urls(o, img, url_prefix, signer);
 	return o;

@@ -6,6 +6,7 @@
 #include "common/log.h"
 #include "db/db.h"
 #include "db/event.h"
+#include "db/sessions.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -240,23 +241,10 @@ int it_ops_enqueue(PGconn **connp, const char *session, const it_op_params *p, c
 	if (ids == NULL)
 		goto out;
 
-	/* Lock the session row first, in the mode it_event_append's UPDATE
-	 * takes anyway: the session cannot be deleted under us, and two
-	 * enqueues on one session queue up here instead of deadlocking while
-	 * both try to upgrade a shared lock. */
-	{
-		const char *pv[1] = {session};
-		res = it_db_exec(connp, 0,
-				 "SELECT 1 FROM sessions WHERE id = $1 AND expires_at > now() FOR NO KEY UPDATE", 1,
-				 pv);
-		if (!it_db_ok(res, PGRES_TUPLES_OK))
-			goto out;
-		if (PQntuples(res) == 0) {
-			rc = 404;
-			goto out;
-		}
-		PQclear(res);
-	}
+	/* The session row first: two enqueues on one session queue up here. */
+	if ((rc = it_sessions_lock(*connp, session)) != 0)
+		goto out;
+	rc = 503;
 	{
 		const char *pv[2] = {session, ids};
 		res = it_db_exec(connp, 0,

@@ -1,4 +1,10 @@
-/* operations.h: the long-operation job queue of docs/worker.md, as the API and the worker use it. */
+/* operations.h: the long-operation job queue of docs/worker.md, as the API and the worker use it.
+ *
+ * Two prefixes, split by what a call works on: it_op_* handle one
+ * operation's type and parameters, pure validation and encoding that asks no
+ * database (the common rule: 0 or a negative errno); it_ops_* work on the
+ * table of operations, the queue, for a request (the database rule: 0 or an
+ * HTTP status). The worker's side of the queue is worker/queue.h. */
 #ifndef IT_DB_OPERATIONS_H
 #define IT_DB_OPERATIONS_H
 

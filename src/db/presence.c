@@ -27,11 +27,10 @@ int it_presence_db_join(PGconn **connp, const char *session, const it_ident *id,
 	int rc = 503;
 
 	snprintf(ttls, sizeof(ttls), "%lld", (long long)ttl);
-	res = it_db_exec(connp, 0, "SELECT it_presence_join($1, $2, $3, $4, $5, $6, $7, $8, $9::integer)", 9, params);
-	if (it_db_ok(res, PGRES_TUPLES_OK) && PQntuples(res) == 1)
+	res = it_db_exec_row(connp, 0, "presence join",
+			     "SELECT it_presence_join($1, $2, $3, $4, $5, $6, $7, $8, $9::integer)", 9, params);
+	if (res)
 		rc = PQgetisnull(res, 0, 0) ? 404 : 0;
-	else if (res)
-		it_log_warn("presence join failed: %s", PQresultErrorMessage(res));
 	PQclear(res);
 	return rc;
 }

@@ -36,36 +36,43 @@ static void maybe_prune(PGconn **connp)
 	PQclear(res);
 }
 
+void it_ratelimit_bucket_init(it_ratelimit_bucket *b, const char *kind, const char *subject, int64_t per_minute)
+{
+	if (per_minute < 0)
+		per_minute = 0;
+	snprintf(b->key, sizeof(b->key), "%s:%s", kind, subject ? subject : "-");
+	snprintf(b->cap, sizeof(b->cap), "%lld", (long long)per_minute);
+	snprintf(b->rate, sizeof(b->rate), "%.9g", (double)per_minute / 60.0);
+}
+
+int64_t it_ratelimit_retry_after(double s)
+{
+	return s < 1 ? 1 : (int64_t)s + ((double)(int64_t)s < s);
+}
+
 /* Runs sql (it_rate_take or it_rate_peek) on the bucket of kind and subject. */
 static int ask(PGconn **connp, const char *sql, const char *kind, const char *subject, int64_t per_minute,
 	       int64_t *retry_after)
 {
-	char key[256], cap[32], rate[48];
-	const char *params[3] = {key, cap, rate};
+	it_ratelimit_bucket b;
+	const char *params[3] = {b.key, b.cap, b.rate};
 	PGresult *res;
 	int rc = 503;
 
 	*retry_after = 0;
 	if (per_minute <= 0)
 		return 0;
-	snprintf(key, sizeof(key), "%s:%s", kind, subject ? subject : "-");
-	snprintf(cap, sizeof(cap), "%lld", (long long)per_minute);
-	snprintf(rate, sizeof(rate), "%.9g", (double)per_minute / 60.0);
+	it_ratelimit_bucket_init(&b, kind, subject, per_minute);
 	/* Not retried after a reconnect: a take that may have happened once
 	 * must not be taken twice. */
-	res = it_db_exec(connp, 0, sql, 3, params);
-	if (it_db_ok(res, PGRES_TUPLES_OK) && PQntuples(res) == 1) {
+	res = it_db_exec_row(connp, 0, "rate limit check", sql, 3, params);
+	if (res) {
 		if (strcmp(PQgetvalue(res, 0, 0), "t") == 0) {
 			rc = 0;
 		} else {
-			double s = strtod(PQgetvalue(res, 0, 1), NULL);
-			/* Whole seconds, rounded up: a client that waits exactly this
-			 * long finds a token. */
-			*retry_after = s < 1 ? 1 : (int64_t)s + ((double)(int64_t)s < s);
+			*retry_after = it_ratelimit_retry_after(strtod(PQgetvalue(res, 0, 1), NULL));
 			rc = 429;
 		}
-	} else if (res) {
-		it_log_warn("rate limit check failed: %s", PQresultErrorMessage(res));
 	}
 	PQclear(res);
 	if (rc != 503)

@@ -20,6 +20,23 @@
  * minute per process. */
 int it_ratelimit_take(PGconn **connp, const char *kind, const char *subject, int64_t per_minute, int64_t *retry_after);
 
+/* The text parameters that name and size a bucket in the SQL functions
+ * it_rate_take, it_rate_peek and it_credential_check_limited: the key
+ * "kind:subject" (subject NULL: "-"), the capacity, and the refill rate in
+ * tokens per second (per_minute <= 0: both 0). */
+typedef struct it_ratelimit_bucket {
+	char key[256];
+	char cap[32];
+	char rate[48];
+} it_ratelimit_bucket;
+
+void it_ratelimit_bucket_init(it_ratelimit_bucket *b, const char *kind, const char *subject, int64_t per_minute);
+
+/* The Retry-After of a bucket that needs s more seconds for a token: whole
+ * seconds, rounded up (a client that waits exactly this long finds a token),
+ * at least 1. */
+int64_t it_ratelimit_retry_after(double s);
+
 /* Whether the bucket of kind and subject holds a token, without taking it:
  * for limits that count failures, asked before an attempt whose failure
  * then takes a token (it_ratelimit_take). Same answers as it_ratelimit_take. */

@@ -38,15 +38,14 @@ int it_sessions_create(PGconn **connp, int64_t ttl, it_session *out)
 	snprintf(ttls, sizeof(ttls), "%lld", (long long)ttl);
 	/* A fresh id cannot collide in practice (192 bits); retrying the
 	 * statement after a reconnect is therefore safe. */
-	res = it_db_exec(connp, 1,
-			 "INSERT INTO sessions (id, expires_at) VALUES ($1, now() + make_interval(secs => $2::bigint))"
-			 " RETURNING " SESSION_COLUMNS,
-			 2, params);
-	if (it_db_ok(res, PGRES_TUPLES_OK) && PQntuples(res) == 1) {
+	res = it_db_exec_row(
+		connp, 1, "session insert",
+		"INSERT INTO sessions (id, expires_at) VALUES ($1, now() + make_interval(secs => $2::bigint))"
+		" RETURNING " SESSION_COLUMNS,
+		2, params);
+	if (res) {
 		fill(res, out);
 		rc = 0;
-	} else if (res) {
-		it_log_warn("session insert failed: %s", PQresultErrorMessage(res));
 	}
 	PQclear(res);
 	return rc;
@@ -71,6 +70,17 @@ int it_sessions_get(PGconn **connp, const char *id, it_session *out)
 			rc = 404;
 		}
 	}
+	PQclear(res);
+	return rc;
+}
+
+int it_sessions_lock(PGconn *conn, const char *id)
+{
+	const char *params[1] = {id};
+	PGresult *res = it_db_exec(
+		&conn, 0, "SELECT 1 FROM sessions WHERE id = $1 AND expires_at > now() FOR NO KEY UPDATE", 1, params);
+	int rc = !it_db_ok(res, PGRES_TUPLES_OK) ? 503 : PQntuples(res) == 1 ? 0 : 404;
+
 	PQclear(res);
 	return rc;
 }

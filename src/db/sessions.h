@@ -25,6 +25,14 @@ int it_sessions_create(PGconn **connp, int64_t ttl, it_session *out);
 /* Looks up a live session. out may be NULL when only validity matters. */
 int it_sessions_get(PGconn **connp, const char *id, it_session *out);
 
+/* Inside the caller's transaction, locks the row of live session id in the
+ * mode an event append's UPDATE takes anyway (FOR NO KEY UPDATE): the session
+ * cannot be deleted until the transaction ends, and two writers on one session
+ * queue up here instead of deadlocking while both try to upgrade a shared
+ * lock. id is not checked for form: it comes from a credential or a row.
+ * Returns 0, 404 (unknown or expired) or 503. */
+int it_sessions_lock(PGconn *conn, const char *id);
+
 /* Ends a session: its images, events and operations go with it, and every
  * open stream of it is closed (listeners are told through NOTIFY). */
 int it_sessions_delete(PGconn **connp, const char *id);

@@ -35,6 +35,23 @@ static int split_ids(it_queue_job *job, const char *s)
 	return 0;
 }
 
+/* Runs an UPDATE of a job's row that only the worker holding its lease may
+ * make (the statement's WHERE says so). Returns IT_QUEUE_OK when it changed
+ * the row, IT_QUEUE_LOST when the job is no longer ours, or -1 on a
+ * database error, logged as "<what> failed". */
+static int owned_update(PGconn *conn, const char *what, const char *sql, int nparams, const char *const *pv)
+{
+	PGresult *res = PQexecParams(conn, sql, nparams, NULL, pv, NULL, NULL, 0);
+	int rc = -1;
+
+	if (it_db_ok(res, PGRES_COMMAND_OK))
+		rc = strcmp(PQcmdTuples(res), "1") == 0 ? IT_QUEUE_OK : IT_QUEUE_LOST;
+	else
+		it_log_warn("%s failed: %s", what, PQerrorMessage(conn));
+	PQclear(res);
+	return rc;
+}
+
 int it_queue_claim(PGconn *conn, const char *owner, int lease, it_queue_job *job)
 {
 	char leases[16], maxs[16], err[160];
@@ -126,25 +143,17 @@ int it_queue_record(PGconn *conn, const it_queue_job *job, const char *owner, in
 	const char *pv[8] = {
 		job->id, owner,	  leases, currents,
 		progs,	 message, dones,  json_object_to_json_string_ext(job->result, JSON_C_TO_STRING_PLAIN)};
-	PGresult *res;
-	int rc = -1;
 
 	snprintf(leases, sizeof(leases), "%d", lease);
 	snprintf(currents, sizeof(currents), "%d", current);
 	snprintf(progs, sizeof(progs), "%d", progress);
 	snprintf(dones, sizeof(dones), "%d", job->done);
-	res = PQexecParams(conn,
-			   "UPDATE operations SET lease_until = now() + make_interval(secs => $3::integer),"
-			   " current = $4::integer, progress = $5::integer, message = $6, done = $7::integer,"
-			   " result = $8::jsonb, updated_at = now()"
-			   " WHERE id = $1::uuid AND lease_owner = $2 AND status = 'running'",
-			   8, NULL, pv, NULL, NULL, 0);
-	if (it_db_ok(res, PGRES_COMMAND_OK))
-		rc = strcmp(PQcmdTuples(res), "1") == 0 ? IT_QUEUE_OK : IT_QUEUE_LOST;
-	else
-		it_log_warn("progress update failed: %s", PQerrorMessage(conn));
-	PQclear(res);
-	return rc;
+	return owned_update(conn, "progress update",
+			    "UPDATE operations SET lease_until = now() + make_interval(secs => $3::integer),"
+			    " current = $4::integer, progress = $5::integer, message = $6, done = $7::integer,"
+			    " result = $8::jsonb, updated_at = now()"
+			    " WHERE id = $1::uuid AND lease_owner = $2 AND status = 'running'",
+			    8, pv);
 }
 
 int it_queue_finish(PGconn *conn, const it_queue_job *job, const char *owner, const char *status, const char *error,
@@ -152,21 +161,13 @@ int it_queue_finish(PGconn *conn, const it_queue_job *job, const char *owner, co
 {
 	const char *pv[6] = {job->id, owner,   status,
 			     error,   message, json_object_to_json_string_ext(job->result, JSON_C_TO_STRING_PLAIN)};
-	PGresult *res;
-	int rc = -1;
 
-	res = PQexecParams(conn,
-			   "UPDATE operations SET status = $3, error = $4, message = $5, result = $6::jsonb,"
-			   " progress = CASE WHEN $3 = 'completed' THEN 100 ELSE progress END,"
-			   " lease_owner = NULL, lease_until = NULL, updated_at = now(), finished_at = now()"
-			   " WHERE id = $1::uuid AND lease_owner = $2 AND status = 'running'",
-			   6, NULL, pv, NULL, NULL, 0);
-	if (it_db_ok(res, PGRES_COMMAND_OK))
-		rc = strcmp(PQcmdTuples(res), "1") == 0 ? IT_QUEUE_OK : IT_QUEUE_LOST;
-	else
-		it_log_warn("finishing an operation failed: %s", PQerrorMessage(conn));
-	PQclear(res);
-	return rc;
+	return owned_update(conn, "finishing an operation",
+			    "UPDATE operations SET status = $3, error = $4, message = $5, result = $6::jsonb,"
+			    " progress = CASE WHEN $3 = 'completed' THEN 100 ELSE progress END,"
+			    " lease_owner = NULL, lease_until = NULL, updated_at = now(), finished_at = now()"
+			    " WHERE id = $1::uuid AND lease_owner = $2 AND status = 'running'",
+			    6, pv);
 }
 
 int it_queue_release(PGconn *conn, const it_queue_job *job, const char *owner)

@@ -12,6 +12,7 @@
 #include "db/images.h"
 #include "db/metrics.h"
 #include "db/secrets.h"
+#include "db/sessions.h"
 #include "image/filename.h"
 #include "worker/transform.h"
 
@@ -266,17 +267,13 @@ static void *transform(void *arg)
 }
 
 /* Takes the session's row lock (the mode it_event_append takes anyway)
- * inside the open transaction. Returns 0, 2 when the session is gone, -1. */
+ * inside the open transaction. Returns 0, IT_QUEUE_LOST when the session is
+ * gone, -1. */
 static int lock_session(struct run *r)
 {
-	const char *pv[1] = {r->job->session};
-	PGresult *res = PQexecParams(r->w->conn,
-				     "SELECT 1 FROM sessions WHERE id = $1 AND expires_at > now() FOR NO KEY UPDATE", 1,
-				     NULL, pv, NULL, NULL, 0);
-	int rc = !it_db_ok(res, PGRES_TUPLES_OK) ? -1 : PQntuples(res) == 1 ? 0 : 2;
+	int rc = it_sessions_lock(r->w->conn, r->job->session);
 
-	PQclear(res);
-	return rc;
+	return rc == 0 ? 0 : rc == 404 ? IT_QUEUE_LOST : -1;
 }
 
 /* Locks the image row without waiting. Returns 0 (locked, or the image is
@@ -457,8 +454,9 @@ out:
 /* Stage 3: stores the outcome of sl and the job's progress in one
  * transaction. A transaction that fails on a live connection (the image
  * row was busy, or PostgreSQL broke a deadlock with some other writer by
- * aborting us) is tried again a few times. Returns 0, 2 when the job is no
- * longer ours (or its session is gone), or -1 on a database error. */
+ * aborting us) is tried again a few times. Returns 0, IT_QUEUE_LOST when
+ * the job is no longer ours (or its session is gone), or -1 on a database
+ * error. */
 static int store(struct run *r, struct slot *sl)
 {
 	char err[sizeof(sl->err)];
@@ -468,7 +466,7 @@ static int store(struct run *r, struct slot *sl)
 	for (int attempt = 0; attempt < 20; attempt++) {
 		memcpy(sl->err, err, sizeof(err));
 		rc = store_once(r, sl);
-		if (rc == 0 || rc == 2 || it_db_broken(r->w->conn))
+		if (rc == 0 || rc == IT_QUEUE_LOST || it_db_broken(r->w->conn))
 			break;
 		it_log_debug("operation %s: image %d: storing again (%s)", r->job->id, sl->index + 1,
 			     rc > 0 ? "image busy" : "transaction failed");
@@ -499,7 +497,7 @@ static void summarise(it_queue_job *job, struct totals *t)
 
 /* Ends the job: completed, failed (every image failed) or cancelled, with
  * the final progress event (never throttled) and the closing event in one
- * transaction. Returns 0, 2 or -1. */
+ * transaction. Returns 0, IT_QUEUE_LOST or -1. */
 static int finish(struct run *r, int cancelled)
 {
 	it_worker *w = r->w;
@@ -613,6 +611,20 @@ static int start_image(struct run *r, struct slot *sl, int index)
 	return 0;
 }
 
+/* Starts the transforms of the next images, in job order, until limit of
+ * them are in the pipeline or none is left. Returns 0, or -1 when an image
+ * could not be loaded. */
+static int fill_pipeline(struct run *r, struct slot *slots, int nslots, int limit, int *next, int *busy)
+{
+	while (*busy < limit && *next < r->job->total) {
+		if (start_image(r, &slots[*next % nslots], *next) < 0)
+			return -1;
+		(*next)++;
+		(*busy)++;
+	}
+	return 0;
+}
+
 /* Checks between two images whether the job goes on. Returns 0 to go on,
  * or the value it_worker_run returns after stopping here (*stopped set). */
 static int between(struct run *r, int i, int *stopped)
@@ -693,22 +705,16 @@ int it_worker_run(it_worker *w, it_queue_job *job)
 	while (job->done < job->total) {
 		struct slot *head = &slots[job->done % nslots];
 
-		while (busy < par && next < job->total) {
-			if (start_image(&r, &slots[next % nslots], next) < 0) {
-				rc = -1;
-				goto drain;
-			}
-			next++;
-			busy++;
+		if (fill_pipeline(&r, slots, nslots, par, &next, &busy) < 0) {
+			rc = -1;
+			goto drain;
 		}
 		wait_transform(&r, head);
-		if (busy < nslots && next < job->total) {
-			if (start_image(&r, &slots[next % nslots], next) < 0) {
-				rc = -1;
-				goto drain;
-			}
-			next++;
-			busy++;
+		/* The head is done but still holds its slot: the spare slot
+		 * takes one more image while the head is stored. */
+		if (fill_pipeline(&r, slots, nslots, nslots, &next, &busy) < 0) {
+			rc = -1;
+			goto drain;
 		}
 		if (!first) {
 			rc = between(&r, job->done, &stopped);
@@ -719,7 +725,7 @@ int it_worker_run(it_worker *w, it_queue_job *job)
 		rc = store(&r, head);
 		slot_free(head);
 		busy--;
-		if (rc == 2) {
+		if (rc == IT_QUEUE_LOST) {
 			it_log_warn("operation %s: no longer ours (lease expired or session gone)", job->id);
 			rc = 0;
 			stopped = 1;
