@@ -316,7 +316,7 @@ function clientId() {
   } catch (e) {
     id = null;
   }
-  if (!id || !/^[A-Za-z0-9_-]{16,64}$/.test(id)) {
+  if (!id || !/^[A-Za-z0-9_-]{1,64}$/.test(id)) { // the server's rule for a client_id
     const b = new Uint8Array(12);
     crypto.getRandomValues(b);
     id = btoa(String.fromCharCode(...b)).replace(/\+/g, '-').replace(/\//g, '_');
