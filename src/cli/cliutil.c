@@ -47,8 +47,10 @@ static int conf_cb(void *ud, const char *key, const char *val, char *why, size_t
 		slot = &c->token;
 	else if (strcmp(key, "source") == 0)
 		slot = &c->source;
+	else if (strcmp(key, "cacert") == 0)
+		slot = &c->cacert;
 	else {
-		snprintf(why, whylen, "unknown key '%.40s' (known: server, session, token, source)", key);
+		snprintf(why, whylen, "unknown key '%.40s' (known: server, session, token, source, cacert)", key);
 		return -EINVAL;
 	}
 	/* Values already given on the command line or in the environment win. */
@@ -85,7 +87,8 @@ int it_cli_conf_resolve(it_cli_conf *c, char *err, size_t errlen)
 		return -1;
 	}
 	had_credential = c->session != NULL;
-	if ((c->server == NULL || c->session == NULL || c->source == NULL) && it_cli_conf_path(path, sizeof(path)) == 0)
+	if ((c->server == NULL || c->session == NULL || c->source == NULL || c->cacert == NULL) &&
+	    it_cli_conf_path(path, sizeof(path)) == 0)
 		rc = it_cli_conf_load_file(c, path, err, errlen);
 	/* The file's token (what --pair saved) wins over its session id; a
 	 * credential given on the command line or in the environment wins over
@@ -122,7 +125,8 @@ void it_cli_conf_free(it_cli_conf *c)
 	free(c->session);
 	free(c->source);
 	free(c->token);
-	c->server = c->session = c->source = c->token = NULL;
+	free(c->cacert);
+	c->server = c->session = c->source = c->token = c->cacert = NULL;
 }
 
 static int url_safe_run(const char *s, size_t want_min, size_t want_max)
@@ -155,6 +159,7 @@ int it_cli_option(it_cli_opts *o, int c, const char *arg)
 	case 's': it_cli_conf_set(&o->conf.server, arg); break;
 	case 'S':
 	case 'K': it_cli_conf_set(&o->conf.session, arg); break;
+	case 'C': it_cli_conf_set(&o->conf.cacert, arg); break;
 	case 'q': o->quiet = 1; break;
 	case 'd':
 		if (it_cmdline_long(arg, 1, 3600000, &o->retry_delay_ms) < 0)
@@ -401,6 +406,11 @@ struct curl_slist *it_cli_bearer(struct curl_slist *list, const char *cred)
 
 volatile sig_atomic_t it_cli_stop;
 
+/* The CA file every handle trusts (it_cli_cacert_use), "" for the system's
+ * store: one per process, like the settings it comes from, so that no
+ * transfer of either program can be made without it. */
+static char cacert[4096];
+
 static void on_stop(int sig)
 {
 	(void)sig;
@@ -427,6 +437,70 @@ void it_cli_curl_defaults(CURL *h, const char *program, long connect_s)
 	curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
 	curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
 	curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT, connect_s);
+	if (cacert[0])
+		curl_easy_setopt(h, CURLOPT_CAINFO, cacert);
+}
+
+int it_cli_cacert_use(const char *path, char *err, size_t errlen)
+{
+	char line[256];
+	int found = 0;
+	FILE *f;
+
+	cacert[0] = '\0';
+	if (path == NULL)
+		return 0;
+	if (path[0] == '\0' || strlen(path) >= sizeof(cacert)) {
+		snprintf(err, errlen, "the CA certificate file '%.200s' is not a usable path", path);
+		return -1;
+	}
+	f = fopen(path, "r");
+	if (f == NULL) {
+		snprintf(err, errlen, "cannot read the CA certificate file %.300s: %s", path, strerror(errno));
+		return -1;
+	}
+	/* libcurl would only say later, as a certificate problem of the
+	 * server, that a file holds no certificate: a text file or a key
+	 * given by mistake is said to be one here. */
+	while (!found && fgets(line, sizeof(line), f))
+		found = strncmp(line, "-----BEGIN CERTIFICATE-----", 27) == 0 ||
+			strncmp(line, "-----BEGIN TRUSTED CERTIFICATE-----", 35) == 0;
+	if (ferror(f)) {
+		snprintf(err, errlen, "cannot read the CA certificate file %.300s: %s", path, strerror(errno));
+		fclose(f);
+		return -1;
+	}
+	fclose(f);
+	if (!found) {
+		snprintf(err, errlen, "the CA certificate file %.300s holds no PEM certificate (-----BEGIN CERTIFICATE-----)",
+			 path);
+		return -1;
+	}
+	memcpy(cacert, path, strlen(path) + 1);
+	return 0;
+}
+
+int it_cli_tls_failure(CURLcode rc)
+{
+	switch (rc) {
+	case CURLE_PEER_FAILED_VERIFICATION:
+	case CURLE_SSL_CACERT_BADFILE:
+	case CURLE_SSL_ISSUER_ERROR:
+	case CURLE_SSL_INVALIDCERTSTATUS:
+	case CURLE_SSL_PINNEDPUBKEYNOTMATCH: return 1;
+	default: return 0;
+	}
+}
+
+void it_cli_tls_message(char *out, size_t outlen, CURLcode rc, const char *detail)
+{
+	char d[CURL_ERROR_SIZE];
+
+	it_cli_sanitize(d, sizeof(d), detail && detail[0] ? detail : curl_easy_strerror(rc));
+	snprintf(out, outlen,
+		 "the server's certificate cannot be verified (%s); for a self-signed certificate or a private CA, "
+		 "give its certificate with --cacert FILE or cacert = FILE in the config file",
+		 d);
 }
 
 double it_cli_random(void)

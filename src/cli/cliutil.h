@@ -58,6 +58,7 @@ typedef struct it_cli_conf {
 	char *session; /* the credential: a session id or a token (it_cli_cred_kind) */
 	char *source;  /* upload source (imagetools-upload only) */
 	char *token;   /* the config file's token key while it is read; moved into session */
+	char *cacert;  /* a PEM file of the CA certificates to trust instead of the system's (--cacert) */
 } it_cli_conf;
 
 /* Writes the user's config file path into out: $XDG_CONFIG_HOME/imagetools/cli.conf,
@@ -66,7 +67,7 @@ typedef struct it_cli_conf {
 int it_cli_conf_path(char *out, size_t outlen);
 
 /* Fills the unset (NULL) members of c from a key = value file (keys server,
- * session, token, source; # comments; values optionally in double quotes); a
+ * session, token, source, cacert; # comments; values optionally in double quotes); a
  * token key goes to c->token, which it_cli_conf_resolve prefers to the
  * file's session. A missing file is not an error. Returns 0, or -1 with a message naming the
  * file and line in err (unknown key, malformed line, unreadable file).
@@ -102,6 +103,7 @@ void it_cli_conf_free(it_cli_conf *c);
 	{"quiet", no_argument, NULL, 'q'}, \
 	{"retry-delay", required_argument, NULL, 'd'}, \
 	{"max-wait", required_argument, NULL, 'w'}, \
+	{"cacert", required_argument, NULL, 'C'}, \
 	{"help", no_argument, NULL, 'h'}, \
 	{"version", no_argument, NULL, 'V'}
 /* clang-format on */
@@ -200,9 +202,28 @@ extern volatile sig_atomic_t it_cli_stop;
 void it_cli_catch_stop(void);
 
 /* Sets the options every request of the programs shares on h: the user
- * agent program/version, no signals, http and https only, and a connect
- * timeout of connect_s seconds. */
+ * agent program/version, no signals, http and https only, a connect
+ * timeout of connect_s seconds, and the CA file of it_cli_cacert_use when
+ * one was given. Certificate verification is never turned off. */
 void it_cli_curl_defaults(CURL *h, const char *program, long connect_s);
+
+/* Makes path (a PEM bundle of CA certificates, or NULL for the system's
+ * store) what every later handle trusts (CURLOPT_CAINFO, set by
+ * it_cli_curl_defaults), after checking that it can be read and holds a
+ * certificate, so that a wrong path is a usage error before any transfer
+ * rather than a certificate failure after one. Returns 0, or -1 with a
+ * sentence naming the file in err. */
+int it_cli_cacert_use(const char *path, char *err, size_t errlen);
+
+/* Whether rc says the server's certificate could not be verified (an
+ * unknown or private CA, a self-signed certificate, a name that does not
+ * match the host): a failure that another try cannot mend. */
+int it_cli_tls_failure(CURLcode rc);
+
+/* Writes into out the sentence a certificate failure is reported with:
+ * libcurl's detail (detail, may be NULL or empty, else rc's text) and how
+ * to trust a private CA. */
+void it_cli_tls_message(char *out, size_t outlen, CURLcode rc, const char *detail);
 
 /* A random number in [0, 1) for jitter (not for secrets). */
 double it_cli_random(void);

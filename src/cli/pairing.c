@@ -144,6 +144,10 @@ static int post_exchange(CURL *h, const char *url, json_object *req, it_buf *bod
 	curl_easy_setopt(h, CURLOPT_HTTPHEADER, NULL);
 	curl_easy_setopt(h, CURLOPT_ERRORBUFFER, NULL);
 	curl_slist_free_all(hdr);
+	if (it_cli_tls_failure(rc)) {
+		it_cli_tls_message(msg, msglen, rc, errbuf);
+		return IT_EXIT_UNREACHABLE;
+	}
 	if (rc != CURLE_OK) {
 		snprintf(msg, msglen, "cannot reach %s: %s", url, errbuf[0] ? errbuf : curl_easy_strerror(rc));
 		return IT_EXIT_UNREACHABLE;

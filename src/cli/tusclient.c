@@ -31,6 +31,7 @@ struct answer {
 	char location[URL_MAX];
 	char offset[32];
 	it_buf body;
+	int untrusted; /* the last request failed on the server's certificate */
 };
 
 static size_t on_header(char *data, size_t size, size_t n, void *p)
@@ -209,6 +210,11 @@ static long perform(CURL *h, const it_tusclient_opts *o, const char *method, con
 	curl_easy_setopt(h, CURLOPT_NOBODY, 0L);
 	curl_easy_setopt(h, CURLOPT_UPLOAD, 0L);
 	curl_slist_free_all(hl);
+	a->untrusted = it_cli_tls_failure(rc);
+	if (a->untrusted) {
+		it_cli_tls_message(msg, msglen, rc, errbuf);
+		return 0;
+	}
 	if (rc != CURLE_OK) {
 		snprintf(msg, msglen, "%s", errbuf[0] ? errbuf : curl_easy_strerror(rc));
 		return 0;
@@ -403,6 +409,11 @@ static int judge(struct upload *u)
 		return IT_TUSCLIENT_INTERRUPTED;
 	if (status == 204 || (status == 200 && u->url[0] != '\0'))
 		return GO_ON; /* a PATCH that ended short, or a HEAD: ask where to go on */
+	if (status == 0 && u->a.untrusted) {
+		/* Another try would meet the same certificate. */
+		snprintf(u->msg, u->msglen, "%s", u->why);
+		return IT_TUSCLIENT_UNTRUSTED;
+	}
 	if (status == 0 || status >= 500 || status == 409 || status == 423 || status == 429 || status == 408)
 		return retry_later(u);
 	it_cli_problem_message(u->a.body.data, u->a.body.len, status, u->msg, u->msglen);

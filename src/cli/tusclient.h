@@ -30,6 +30,7 @@ enum {
 	IT_TUSCLIENT_LOCAL_ERROR = 5, /* the file or the state directory cannot be used */
 	IT_TUSCLIENT_BAD_TOKEN = 6,   /* 401: the token is unknown, expired or revoked; the state file is removed */
 	IT_TUSCLIENT_SCOPE = 7,	      /* 403: the token may not upload; the state file is removed */
+	IT_TUSCLIENT_UNTRUSTED = 8,   /* the server's certificate cannot be verified; the state file stays */
 };
 
 /* Uploads path (size bytes, a regular file) with tus through h. When the

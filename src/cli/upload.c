@@ -32,7 +32,7 @@
 #define MAX_ANSWER (1u << 20)
 
 /* What happened to one file; the exit code is derived from the worst. */
-enum outcome { STORED, REJECTED, LOCAL_ERROR, GAVE_UP, BAD_SESSION, NOT_SERVER, INTERRUPTED, BAD_TOKEN, SCOPE };
+enum outcome { STORED, REJECTED, LOCAL_ERROR, GAVE_UP, BAD_SESSION, NOT_SERVER, INTERRUPTED, BAD_TOKEN, SCOPE, UNTRUSTED };
 
 struct opts {
 	/* The server, the credential, --quiet, and the delays: max_wait_ms is
@@ -97,6 +97,8 @@ static void usage(FILE *f)
 		"      --state-dir DIR    where --resume keeps upload URLs\n"
 		"                         (default $XDG_STATE_HOME/imagetools-upload)\n"
 		"      --limit-rate BYTES send at most this many bytes per second\n"
+		"      --cacert FILE      trust the CA certificates in FILE (PEM), e.g. a\n"
+		"                         self-signed server's own certificate\n"
 		"  -h, --help             this text\n"
 		"  -V, --version          the version\n"
 		"\n"
@@ -417,6 +419,16 @@ static int transfer_failed(const struct opts *o, struct xfer *x, unsigned attemp
 		*result = LOCAL_ERROR;
 		return 1;
 	}
+	if (it_cli_tls_failure(x->rc)) {
+		char msg[sizeof(x->why) + 300];
+
+		it_cli_tls_message(msg, sizeof(msg), x->rc, x->why);
+		fprintf(stderr, PROG ": %s\n", msg);
+		if (o->json)
+			print_json(x->path, 0, NULL, msg);
+		*result = UNTRUSTED;
+		return 1;
+	}
 	if (!curl_retryable(x->rc) || attempt >= o->retries) {
 		fprintf(stderr, PROG ": %s: %s%s\n", x->path, x->why,
 			curl_retryable(x->rc) ? " (giving up after retries)" : "");
@@ -579,6 +591,8 @@ static enum outcome resume_one(CURL *h, const struct opts *o, const char *path)
 	if (rc == IT_TUSCLIENT_BAD_TOKEN || rc == IT_TUSCLIENT_SCOPE)
 		report_token(rc == IT_TUSCLIENT_BAD_TOKEN ? IT_CLI_AUTH_TOKEN : IT_CLI_AUTH_SCOPE, o->cli.conf.session,
 			     msg);
+	else if (rc == IT_TUSCLIENT_UNTRUSTED)
+		fprintf(stderr, PROG ": %s\n", msg);
 	else if (rc != IT_TUSCLIENT_STORED && rc != IT_TUSCLIENT_INTERRUPTED)
 		fprintf(stderr, PROG ": %s: %s\n", path, msg);
 	switch (rc) {
@@ -589,19 +603,20 @@ static enum outcome resume_one(CURL *h, const struct opts *o, const char *path)
 	case IT_TUSCLIENT_SCOPE: return SCOPE;
 	case IT_TUSCLIENT_INTERRUPTED: return INTERRUPTED;
 	case IT_TUSCLIENT_LOCAL_ERROR: return LOCAL_ERROR;
+	case IT_TUSCLIENT_UNTRUSTED: return UNTRUSTED;
 	default: return GAVE_UP;
 	}
 }
 
 /* How the files went, for the summary and the exit code. */
 struct totals {
-	int stored, rejected, gave_up, bad_session, not_server, interrupted, bad_token, scope;
+	int stored, rejected, gave_up, bad_session, not_server, interrupted, bad_token, scope, untrusted;
 };
 
 /* Whether the batch stops: every later file would fail the same way. */
 static int batch_over(const struct totals *t)
 {
-	return t->bad_session || t->not_server || t->interrupted || t->bad_token || t->scope;
+	return t->bad_session || t->not_server || t->interrupted || t->bad_token || t->scope || t->untrusted;
 }
 
 static void tally(struct totals *t, enum outcome r)
@@ -616,6 +631,7 @@ static void tally(struct totals *t, enum outcome r)
 	case INTERRUPTED: t->interrupted = 1; break;
 	case BAD_TOKEN: t->bad_token = 1; break;
 	case SCOPE: t->scope = 1; break;
+	case UNTRUSTED: t->untrusted = 1; break;
 	}
 }
 
@@ -717,15 +733,18 @@ static int pair(struct opts *o)
 			     "page shows (.../#pair=itp....)\n");
 		return IT_EXIT_USAGE;
 	}
+	/* The server comes from the link, else as the other settings give it;
+	 * the CA file as they give it in any case, since the exchange is a
+	 * transfer like any other. */
+	c.server = server[0] ? strdup(server) : o->cli.conf.server ? strdup(o->cli.conf.server) : NULL;
+	c.session = strdup("-"); /* the credential is about to be replaced: not looked up */
+	c.cacert = o->cli.conf.cacert ? strdup(o->cli.conf.cacert) : NULL;
+	if (it_cli_conf_resolve(&c, err, sizeof(err)) < 0 || it_cli_cacert_use(c.cacert, err, sizeof(err)) < 0) {
+		fprintf(stderr, PROG ": %s\n", err);
+		it_cli_conf_free(&c);
+		return IT_EXIT_USAGE;
+	}
 	if (server[0] == '\0') {
-		/* A bare code: the server as the other settings give it. */
-		c.server = o->cli.conf.server ? strdup(o->cli.conf.server) : NULL;
-		c.session = strdup("-"); /* the credential is about to be replaced: not looked up */
-		if (it_cli_conf_resolve(&c, err, sizeof(err)) < 0) {
-			fprintf(stderr, PROG ": %s\n", err);
-			it_cli_conf_free(&c);
-			return IT_EXIT_USAGE;
-		}
 		if (c.server == NULL) {
 			fprintf(stderr,
 				PROG ": --pair with a bare code needs the server: use --server, "
@@ -734,8 +753,8 @@ static int pair(struct opts *o)
 			return IT_EXIT_USAGE;
 		}
 		snprintf(server, sizeof(server), "%s", c.server);
-		it_cli_conf_free(&c);
 	}
+	it_cli_conf_free(&c);
 	if (it_cli_conf_path(path, sizeof(path)) < 0) {
 		fprintf(stderr,
 			PROG ": --pair keeps the token in the config file, which needs XDG_CONFIG_HOME or "
@@ -877,6 +896,10 @@ static int check_settings(struct opts *o, it_buf *url, int have_files)
 		return IT_EXIT_OK;
 	if (it_cli_conf_complete(&o->cli.conf, PROG) < 0)
 		return IT_EXIT_USAGE;
+	if (it_cli_cacert_use(o->cli.conf.cacert, err, sizeof(err)) < 0) {
+		fprintf(stderr, PROG ": %s\n", err);
+		return IT_EXIT_USAGE;
+	}
 	if (o->cli.conf.source == NULL)
 		o->cli.conf.source = strdup("cli");
 	if (o->resume && o->state_dir[0] == '\0' &&
@@ -1035,7 +1058,7 @@ static int summary(const struct opts *o, const struct totals *t, int total)
 		return IT_EXIT_SCOPE;
 	if (t->not_server)
 		return IT_EXIT_NOT_SERVER;
-	if (t->gave_up)
+	if (t->gave_up || t->untrusted)
 		return IT_EXIT_UNREACHABLE;
 	return t->rejected ? IT_EXIT_FAILED : IT_EXIT_OK;
 }

@@ -35,7 +35,7 @@
 enum transport { T_SSE, T_LONGPOLL };
 
 /* Why a connection ended, deciding what happens next. */
-enum ending { E_RETRY, E_DONE, E_STOPPED, E_BAD_SESSION, E_FATAL, E_TOKEN, E_SCOPE };
+enum ending { E_RETRY, E_DONE, E_STOPPED, E_BAD_SESSION, E_FATAL, E_TOKEN, E_SCOPE, E_UNTRUSTED };
 
 /* A cursor beyond any session's log: a long-poll from it is answered at once
  * with session.resync naming the session's last event id. */
@@ -71,6 +71,7 @@ struct watch {
 	int anonymous;		 /* --no-presence: no client identity on the streams */
 	struct curl_slist *auth; /* Authorization: Bearer, on every request */
 	char revoked[16];	 /* session.revoked arrived: its reason ("revoked", "expired") */
+	char errbuf[CURL_ERROR_SIZE]; /* libcurl's detail of the last failed request */
 };
 
 static void usage(FILE *f)
@@ -99,6 +100,8 @@ static void usage(FILE *f)
 		"      --idle-timeout SEC  reconnect an SSE stream silent this long (default 45)\n"
 		"      --retry-delay MS    first reconnect delay, doubled each time (default 1000)\n"
 		"      --max-wait SEC      longest reconnect delay (default 60)\n"
+		"      --cacert FILE       trust the CA certificates in FILE (PEM), e.g. a\n"
+		"                          self-signed server's own certificate\n"
 		"  -h, --help              this text\n"
 		"  -V, --version           the version\n"
 		"\n"
@@ -381,6 +384,8 @@ static void prepare(struct watch *w, size_t max)
 	curl_easy_setopt(w->h, CURLOPT_WRITEDATA, w);
 	curl_easy_setopt(w->h, CURLOPT_ACCEPT_ENCODING, "");
 	curl_easy_setopt(w->h, CURLOPT_HTTPHEADER, w->auth);
+	curl_easy_setopt(w->h, CURLOPT_ERRORBUFFER, w->errbuf);
+	w->errbuf[0] = '\0';
 	w->status = 0;
 	w->checked = 0;
 	w->streaming = 0;
@@ -413,7 +418,7 @@ static int build_url(struct watch *w, const char *path, int with_cursor)
 }
 
 /* What check_session learned. */
-enum { CHECK_RETRY = -1, CHECK_GONE = 0, CHECK_OK = 1, CHECK_TOKEN = 2, CHECK_SCOPE = 3, CHECK_REFUSED = 4 };
+enum { CHECK_RETRY = -1, CHECK_GONE = 0, CHECK_OK = 1, CHECK_TOKEN = 2, CHECK_SCOPE = 3, CHECK_REFUSED = 4, CHECK_UNTRUSTED = 5 };
 
 /* Asks whether the credential still opens the session, with a long-poll that
  * does not wait (GET /events?cursor=...&timeout=0): it takes a session id and
@@ -444,6 +449,8 @@ static int check_session(struct watch *w, long long *last)
 	curl_easy_setopt(w->h, CURLOPT_TIMEOUT, 30L);
 	rc = curl_easy_perform(w->h);
 	curl_easy_getinfo(w->h, CURLINFO_RESPONSE_CODE, &w->status);
+	if (it_cli_tls_failure(rc))
+		return CHECK_UNTRUSTED;
 	if (rc != CURLE_OK)
 		return CHECK_RETRY;
 	switch (it_cli_auth_problem(w->status, w->body.data, w->body.len)) {
@@ -506,6 +513,17 @@ static void explain_scope(struct watch *w)
 		w->cred_shown, msg);
 }
 
+/* A certificate the CA file (or the system's store) does not vouch for
+ * fails the same way on every reconnect: it is said once and ends the
+ * program, like a server that stays unreachable ends imagetools-upload. */
+static void explain_untrusted(struct watch *w)
+{
+	char msg[CURL_ERROR_SIZE + 300];
+
+	it_cli_tls_message(msg, sizeof(msg), CURLE_PEER_FAILED_VERIFICATION, w->errbuf);
+	fprintf(stderr, PROG ": %s\n", msg);
+}
+
 /* Explains a final answer of check_session and returns the exit code. */
 static int checked_exit(struct watch *w, int check)
 {
@@ -515,6 +533,7 @@ static int checked_exit(struct watch *w, int check)
 	case CHECK_GONE: explain_bad_session(w); return IT_EXIT_SESSION;
 	case CHECK_TOKEN: explain_token(w); return IT_EXIT_TOKEN;
 	case CHECK_SCOPE: explain_scope(w); return IT_EXIT_SCOPE;
+	case CHECK_UNTRUSTED: explain_untrusted(w); return IT_EXIT_UNREACHABLE;
 	default:
 		it_cli_problem_message(w->body.data, w->body.len, w->status, why, sizeof(why));
 		fprintf(stderr, PROG ": the server refused: %s\n", why);
@@ -533,6 +552,8 @@ static enum ending failure(struct watch *w, CURLcode rc, char *why, size_t whyle
 		return E_TOKEN;
 	if (w->done)
 		return E_DONE;
+	if (it_cli_tls_failure(rc))
+		return E_UNTRUSTED;
 	if (rc != CURLE_OK && !(rc == CURLE_WRITE_ERROR && w->streaming)) {
 		snprintf(why, whylen, "%s", curl_easy_strerror(rc));
 		return E_RETRY;
@@ -750,6 +771,10 @@ static int check_settings(struct watch *w)
 	}
 	if (it_cli_conf_complete(&w->cli.conf, PROG) < 0)
 		return IT_EXIT_USAGE;
+	if (it_cli_cacert_use(w->cli.conf.cacert, err, sizeof(err)) < 0) {
+		fprintf(stderr, PROG ": %s\n", err);
+		return IT_EXIT_USAGE;
+	}
 	if (it_cli_url(&w->url, w->cli.conf.server, "/") < 0) {
 		fprintf(stderr, PROG ": the server must be an http:// or https:// URL\n");
 		return IT_EXIT_USAGE;
@@ -849,6 +874,7 @@ static int ending_exit(struct watch *w, enum ending end)
 	case E_FATAL: return IT_EXIT_FAILED;
 	case E_TOKEN: explain_token(w); return IT_EXIT_TOKEN;
 	case E_SCOPE: explain_scope(w); return IT_EXIT_SCOPE;
+	case E_UNTRUSTED: explain_untrusted(w); return IT_EXIT_UNREACHABLE;
 	default: return GO_ON;
 	}
 }
