@@ -66,6 +66,37 @@ int main(void)
 	it_cli_conf_free(&c);
 	is_int(it_cli_conf_load_file(&c, "/nonexistent/cli.conf", err, sizeof(err)), 0, "a missing file is fine");
 
+	/* The CA file: the cacert key and --cacert, checked before any transfer. */
+	write_file(conf, "cacert = \"/etc/private ca.pem\"\n");
+	is_int(it_cli_conf_load_file(&c, conf, err, sizeof(err)), 0, "the cacert key is known");
+	is_str(c.cacert, "/etc/private ca.pem", "cacert is read");
+	it_cli_conf_free(&c);
+	{
+		it_cli_opts o = {0};
+		char pem[4300];
+
+		is_int(it_cli_option(&o, 'C', "/flag/ca.pem"), 0, "--cacert is one of the shared options");
+		is_str(o.conf.cacert, "/flag/ca.pem", "--cacert sets the setting");
+		it_cli_conf_free(&o.conf);
+		is_int(it_cli_cacert_use(NULL, err, sizeof(err)), 0, "no CA file: the system's store");
+		snprintf(pem, sizeof(pem), "%s/nope.pem", dir);
+		is_int(it_cli_cacert_use(pem, err, sizeof(err)), -1, "a missing CA file is refused");
+		ok(strstr(err, "nope.pem") && strstr(err, "No such file"), "and named with the reason: %s", err);
+		write_file(pem, "hello\n");
+		is_int(it_cli_cacert_use(pem, err, sizeof(err)), -1, "a CA file without a certificate is refused");
+		ok(strstr(err, "no PEM certificate") != NULL, "and said so: %s", err);
+		write_file(pem, "# the dev CA\n-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n");
+		is_int(it_cli_cacert_use(pem, err, sizeof(err)), 0, "a PEM bundle is taken");
+		unlink(pem);
+		it_cli_cacert_use(NULL, err, sizeof(err));
+	}
+	ok(it_cli_tls_failure(CURLE_PEER_FAILED_VERIFICATION) && !it_cli_tls_failure(CURLE_COULDNT_CONNECT) &&
+	       !it_cli_tls_failure(CURLE_OK),
+	   "an unverifiable certificate is told from a connection failure");
+	it_cli_tls_message(msg, sizeof(msg), CURLE_PEER_FAILED_VERIFICATION, "SSL certificate problem: \x1b[2Jself-signed");
+	ok(strstr(msg, "certificate cannot be verified") && strstr(msg, "--cacert") && strchr(msg, 0x1b) == NULL,
+	   "the certificate message names the problem and --cacert, without control characters: %s", msg);
+
 	/* Precedence: command line, environment, file. */
 	write_file(conf, "server = http://file:1\nsession = fromfile\n");
 	setenv("XDG_CONFIG_HOME", dir, 1);
