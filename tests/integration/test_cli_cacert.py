@@ -141,6 +141,16 @@ with LighttpdTlsStack(tap) as st:
         tap.like(r.stderr, CERT_MSG, "%s: watch: the message names the certificate" % label)
     tap.is_(stored(st, bad), "0", "untrusted: nothing was stored")
 
+    # The --pair exchange: refused on the certificate without --cacert (exit 4, before the code is
+    # looked at), and with it reaches the server, which does not know the code (exit 6).
+    link = "%s/#pair=itp.%s" % (st.url, "Zz9_" * 5 + "Q1")
+    pair_env = {"XDG_CONFIG_HOME": os.path.join(tmp, "xdg-pair")}
+    r = run("imagetools-upload", "--pair", link, env=pair_env)
+    tap.is_(r.returncode, 4, "--pair without --cacert: exit 4")
+    tap.like(r.stderr, CERT_MSG, "--pair without --cacert: the certificate message")
+    r = run("imagetools-upload", "--cacert", st.cert, "--pair", link, env=pair_env)
+    tap.is_(r.returncode, 6, "--pair with --cacert: the exchange reaches the server (an unknown code: exit 6)")
+
     # A name the certificate does not hold: a server whose certificate (trusted with --cacert) names
     # elsewhere.example only, reached as 127.0.0.1.
     r = run("imagetools-upload", "-s", mismatch.url, "-S", bad, "--cacert", mismatch.cert, "--retry-delay", "50", img1)
