@@ -497,10 +497,19 @@ void it_cli_tls_message(char *out, size_t outlen, CURLcode rc, const char *detai
 	char d[CURL_ERROR_SIZE];
 
 	it_cli_sanitize(d, sizeof(d), detail && detail[0] ? detail : curl_easy_strerror(rc));
-	snprintf(out, outlen,
-		 "the server's certificate cannot be verified (%s); for a self-signed certificate or a private CA, "
-		 "give its certificate with --cacert FILE or cacert = FILE in the config file",
-		 d);
+	/* With a CA file already given, pointing at --cacert again would not
+	 * help: the file is the wrong one, or the certificate names another
+	 * host than the one in the server URL. */
+	if (cacert[0])
+		snprintf(out, outlen,
+			 "the server's certificate cannot be verified (%s) with the CA file %.300s: it must hold the "
+			 "server's certificate or its CA's, and the certificate must name the host of the server URL",
+			 d, cacert);
+	else
+		snprintf(out, outlen,
+			 "the server's certificate cannot be verified (%s); for a self-signed certificate or a private "
+			 "CA, give its certificate with --cacert FILE or cacert = FILE in the config file",
+			 d);
 }
 
 double it_cli_random(void)

@@ -222,7 +222,8 @@ int it_cli_tls_failure(CURLcode rc);
 
 /* Writes into out the sentence a certificate failure is reported with:
  * libcurl's detail (detail, may be NULL or empty, else rc's text) and how
- * to trust a private CA. */
+ * to trust a private CA, or, when a CA file is in use, which file the
+ * certificate was checked against. */
 void it_cli_tls_message(char *out, size_t outlen, CURLcode rc, const char *detail);
 
 /* A random number in [0, 1) for jitter (not for secrets). */

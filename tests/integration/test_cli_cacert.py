@@ -18,6 +18,7 @@ import hashlib
 import http.server
 import json
 import os
+import re
 import ssl
 import subprocess
 import tempfile
@@ -45,6 +46,8 @@ subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_para
                 "-keyout", os.path.join(tmp, "other-key.pem"), "-out", other], check=True, capture_output=True)
 notpem = write(os.path.join(tmp, "notes.txt"), b"not a certificate\n")
 CERT_MSG = r"certificate cannot be verified \(.*\).*--cacert"
+# With a CA file given, the message names it instead of pointing at --cacert again.
+CERT_FILE_MSG = r"certificate cannot be verified \(.*\) with the CA file %s"
 
 
 class MismatchServer:
@@ -129,16 +132,17 @@ with LighttpdTlsStack(tap) as st:
     for label, extra in (("no --cacert", []), ("another CA", ["--cacert", other])):
         r = run("imagetools-upload", "-s", st.url, "-S", bad, "--retry-delay", "50", *extra, img1, img3)
         tap.is_(r.returncode, 4, "%s: the upload fails with exit 4" % label)
-        tap.like(r.stderr, CERT_MSG, "%s: the message names the certificate and --cacert" % label)
+        want = CERT_FILE_MSG % re.escape(other) if extra else CERT_MSG
+        tap.like(r.stderr, want, "%s: the message names the certificate and --cacert or the CA file" % label)
         tap.ok("retrying" not in r.stderr and r.stderr.count("cannot be verified") == 1,
                "%s: said once, not retried, the batch stopped" % label)
         r = run("imagetools-upload", "-s", st.url, "-S", bad, "--resume", "--state-dir", os.path.join(tmp, "s2"),
                 "--retry-delay", "50", *extra, img1)
         tap.is_(r.returncode, 4, "%s: the tus upload fails with exit 4" % label)
-        tap.like(r.stderr, CERT_MSG, "%s: tus: the message names the certificate" % label)
+        tap.like(r.stderr, want, "%s: tus: the message names the certificate" % label)
         r = run("imagetools-watch", "-s", st.url, "-S", bad, "--retry-delay", "50", *extra, timeout=30)
         tap.is_(r.returncode, 4, "%s: watch stops with exit 4 instead of reconnecting" % label)
-        tap.like(r.stderr, CERT_MSG, "%s: watch: the message names the certificate" % label)
+        tap.like(r.stderr, want, "%s: watch: the message names the certificate" % label)
     tap.is_(stored(st, bad), "0", "untrusted: nothing was stored")
 
     # The --pair exchange: refused on the certificate without --cacert (exit 4, before the code is
@@ -155,7 +159,8 @@ with LighttpdTlsStack(tap) as st:
     # elsewhere.example only, reached as 127.0.0.1.
     r = run("imagetools-upload", "-s", mismatch.url, "-S", bad, "--cacert", mismatch.cert, "--retry-delay", "50", img1)
     tap.is_(r.returncode, 4, "a certificate for another name: exit 4")
-    tap.like(r.stderr, CERT_MSG, "a certificate for another name: the message says so")
+    tap.like(r.stderr, CERT_FILE_MSG % re.escape(mismatch.cert),
+             "a certificate for another name: the message names the CA file it was checked against")
     tap.like(r.stderr, r"(?i)(name|subject)", "a certificate for another name: libcurl's detail names the mismatch")
 
     # -- a file that cannot be used is a usage error before any transfer.
