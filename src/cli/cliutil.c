@@ -472,8 +472,8 @@ int it_cli_cacert_use(const char *path, char *err, size_t errlen)
 	}
 	fclose(f);
 	if (!found) {
-		snprintf(err, errlen, "the CA certificate file %.300s holds no PEM certificate (-----BEGIN CERTIFICATE-----)",
-			 path);
+		snprintf(err, errlen,
+			 "the CA certificate file %.300s holds no PEM certificate (-----BEGIN CERTIFICATE-----)", path);
 		return -1;
 	}
 	memcpy(cacert, path, strlen(path) + 1);

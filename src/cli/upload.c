@@ -32,7 +32,18 @@
 #define MAX_ANSWER (1u << 20)
 
 /* What happened to one file; the exit code is derived from the worst. */
-enum outcome { STORED, REJECTED, LOCAL_ERROR, GAVE_UP, BAD_SESSION, NOT_SERVER, INTERRUPTED, BAD_TOKEN, SCOPE, UNTRUSTED };
+enum outcome {
+	STORED,
+	REJECTED,
+	LOCAL_ERROR,
+	GAVE_UP,
+	BAD_SESSION,
+	NOT_SERVER,
+	INTERRUPTED,
+	BAD_TOKEN,
+	SCOPE,
+	UNTRUSTED
+};
 
 struct opts {
 	/* The server, the credential, --quiet, and the delays: max_wait_ms is

@@ -65,12 +65,12 @@ struct watch {
 	int unsynced;	  /* the state file was renamed since then without a flush */
 	it_sseparse_parser sse;
 	char *sse_data;
-	int token;		 /* the credential is a token (else a session id) */
-	char cred_shown[16];	 /* its log-safe prefix, for messages and the state file */
-	char client_id[17];	 /* this run's presence name, stable across reconnects */
-	int anonymous;		 /* --no-presence: no client identity on the streams */
-	struct curl_slist *auth; /* Authorization: Bearer, on every request */
-	char revoked[16];	 /* session.revoked arrived: its reason ("revoked", "expired") */
+	int token;		      /* the credential is a token (else a session id) */
+	char cred_shown[16];	      /* its log-safe prefix, for messages and the state file */
+	char client_id[17];	      /* this run's presence name, stable across reconnects */
+	int anonymous;		      /* --no-presence: no client identity on the streams */
+	struct curl_slist *auth;      /* Authorization: Bearer, on every request */
+	char revoked[16];	      /* session.revoked arrived: its reason ("revoked", "expired") */
 	char errbuf[CURL_ERROR_SIZE]; /* libcurl's detail of the last failed request */
 };
 
@@ -418,7 +418,15 @@ static int build_url(struct watch *w, const char *path, int with_cursor)
 }
 
 /* What check_session learned. */
-enum { CHECK_RETRY = -1, CHECK_GONE = 0, CHECK_OK = 1, CHECK_TOKEN = 2, CHECK_SCOPE = 3, CHECK_REFUSED = 4, CHECK_UNTRUSTED = 5 };
+enum {
+	CHECK_RETRY = -1,
+	CHECK_GONE = 0,
+	CHECK_OK = 1,
+	CHECK_TOKEN = 2,
+	CHECK_SCOPE = 3,
+	CHECK_REFUSED = 4,
+	CHECK_UNTRUSTED = 5
+};
 
 /* Asks whether the credential still opens the session, with a long-poll that
  * does not wait (GET /events?cursor=...&timeout=0): it takes a session id and

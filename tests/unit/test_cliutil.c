@@ -91,9 +91,10 @@ int main(void)
 		it_cli_cacert_use(NULL, err, sizeof(err));
 	}
 	ok(it_cli_tls_failure(CURLE_PEER_FAILED_VERIFICATION) && !it_cli_tls_failure(CURLE_COULDNT_CONNECT) &&
-	       !it_cli_tls_failure(CURLE_OK),
+		   !it_cli_tls_failure(CURLE_OK),
 	   "an unverifiable certificate is told from a connection failure");
-	it_cli_tls_message(msg, sizeof(msg), CURLE_PEER_FAILED_VERIFICATION, "SSL certificate problem: \x1b[2Jself-signed");
+	it_cli_tls_message(msg, sizeof(msg), CURLE_PEER_FAILED_VERIFICATION,
+			   "SSL certificate problem: \x1b[2Jself-signed");
 	ok(strstr(msg, "certificate cannot be verified") && strstr(msg, "--cacert") && strchr(msg, 0x1b) == NULL,
 	   "the certificate message names the problem and --cacert, without control characters: %s", msg);
 
