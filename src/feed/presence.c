@@ -7,7 +7,9 @@
 #include "common/id.h"
 #include "common/list.h"
 #include "common/log.h"
+#include "db/metrics.h"
 #include "db/pgl.h"
+#include "db/presence.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -56,6 +58,7 @@ struct it_presence {
 	it_presence_entry *inflight_e;
 	it_presence_entry **buckets;
 	unsigned nbuckets, nentries;
+	unsigned nheld; /* entries with in_db set: what imagetools_presence_entries counts */
 	it_list work, held;
 	it_presence_stats stats;
 };
@@ -104,6 +107,21 @@ static void maybe_grow(it_presence *p)
 	p->beat_bucket = n; /* a round in progress ends; the next starts on time */
 }
 
+/* Marks whether the database holds e for this process, keeping the
+ * entries gauge in step: it moves by the change, so several instances in
+ * one process (tests) add up. */
+static void set_in_db(it_presence *p, it_presence_entry *e, int in_db)
+{
+	if (!e->in_db == !in_db)
+		return;
+	e->in_db = in_db ? 1 : 0;
+	if (in_db)
+		p->nheld++;
+	else
+		p->nheld--;
+	it_metrics_gauge_add(IT_PRESENCE_M_ENTRIES, NULL, in_db ? 1 : -1);
+}
+
 static void entry_free(it_presence *p, it_presence_entry *e)
 {
 	it_presence_entry **s = slot_of(p, e->session, e->id.client_id);
@@ -111,6 +129,7 @@ static void entry_free(it_presence *p, it_presence_entry *e)
 	if (*s == e)
 		*s = e->hnext;
 	it_list_unlink(&e->link);
+	set_in_db(p, e, 0);
 	p->nentries--;
 	free(e);
 }
@@ -265,7 +284,7 @@ static void pump(it_presence *p)
 		}
 		if (p->now >= p->next_sweep) {
 			p->next_sweep = p->now + p->beat_ms;
-			if (it_pgl_send(&p->pg, "SELECT it_presence_sweep(" SWEEP_SESSIONS ")", 0, NULL) == 0) {
+			if (it_pgl_send(&p->pg, "SELECT it_presence_sweep_reasons(" SWEEP_SESSIONS ")", 0, NULL) == 0) {
 				p->inflight = IF_SWEEP;
 				p->stats.sweeps++;
 			}
@@ -285,7 +304,7 @@ static void on_ready(void *arg)
 	 * one that is still there costs a statement and no event. */
 	for (unsigned i = 0; i < p->nbuckets; i++)
 		for (it_presence_entry *e = p->buckets[i]; e; e = e->hnext) {
-			e->in_db = 0;
+			set_in_db(p, e, 0);
 			e->db_transport = NULL;
 			queue(p, e);
 		}
@@ -299,6 +318,12 @@ static void on_lost(void *arg)
 	if (p->inflight == IF_JOIN && p->inflight_e) {
 		p->inflight_e->busy = 0;
 		queue(p, p->inflight_e);
+	}
+	/* A heartbeat that got no answer renewed nothing that this process
+	 * knows of: the entries may expire if it stays so. */
+	if (p->inflight == IF_BEAT) {
+		p->stats.beat_failures++;
+		it_metrics_inc(IT_PRESENCE_M_RENEW_FAILURES, NULL, 1);
 	}
 	p->inflight = IF_NONE;
 	p->inflight_e = NULL;
@@ -323,8 +348,14 @@ static void on_result(void *arg, PGresult *res)
 		it_presence_entry *e = p->inflight_e;
 		e->busy = 0;
 		if (ok && PQntuples(res) == 1 && !PQgetisnull(res, 0, 0)) {
-			e->in_db = 1;
+			set_in_db(p, e, 1);
 			e->db_transport = e->inflight_transport;
+			/* "joined" is the one answer that appended presence.joined
+			 * ("updated" and "kept" found the entry there). */
+			if (strcmp(PQgetvalue(res, 0, 0), "joined") == 0) {
+				p->stats.joined++;
+				it_metrics_inc(IT_PRESENCE_M_JOINS, NULL, 1);
+			}
 		} else if (ok) {
 			/* The session is gone or the device revoked: its
 			 * connections end on their own; nothing to hold. */
@@ -337,18 +368,26 @@ static void on_result(void *arg, PGresult *res)
 		queue(p, e);
 	} break;
 	case IF_BEAT:
+		if (!ok) {
+			p->stats.beat_failures++;
+			it_metrics_inc(IT_PRESENCE_M_RENEW_FAILURES, NULL, 1);
+		}
 		for (int i = 0; ok && i < PQntuples(res); i++) {
 			it_presence_entry *e = *slot_of(p, PQgetvalue(res, i, 0), PQgetvalue(res, i, 1));
 			if (e) {
-				e->in_db = 0;
+				set_in_db(p, e, 0);
 				e->db_transport = NULL;
 				queue(p, e);
 			}
 		}
 		break;
 	case IF_SWEEP:
-		if (ok && PQntuples(res) == 1)
-			p->stats.swept += (uint64_t)strtoull(PQgetvalue(res, 0, 0), NULL, 10);
+		if (ok && PQntuples(res) == 1) {
+			/* The counts by reason it appended presence.left with. */
+			int64_t n = it_presence_count_swept(PQgetvalue(res, 0, 0));
+			if (n > 0)
+				p->stats.swept += (uint64_t)n;
+		}
 		break;
 	default: break;
 	}
@@ -407,6 +446,7 @@ void it_presence_free(it_presence *p)
 		PQclear(res);
 	}
 	it_pgl_free(&p->pg);
+	it_metrics_gauge_add(IT_PRESENCE_M_ENTRIES, NULL, -(int64_t)p->nheld);
 	for (unsigned i = 0; i < p->nbuckets; i++) {
 		it_presence_entry *e = p->buckets[i], *next;
 		for (; e; e = next) {
@@ -534,4 +574,5 @@ void it_presence_stats_get(const it_presence *p, it_presence_stats *out)
 {
 	*out = p->stats;
 	out->entries = p->nentries;
+	out->held = p->nheld;
 }

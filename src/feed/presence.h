@@ -48,11 +48,17 @@ typedef struct it_presence_opts {
 	int64_t ttl;	      /* presence_ttl, seconds (at least 3) */
 } it_presence_opts;
 
-/* Counters, for tests and metrics. */
+/* Counters, for tests. The same facts go to the process's metrics as they
+ * happen (docs/metrics.md): imagetools_presence_entries (held),
+ * _joins_total (joined), _leaves_total{reason} (swept, by reason) and
+ * _renew_failures_total (beat_failures). */
 typedef struct it_presence_stats {
 	uint64_t joins, leaves, beats, sweeps; /* statements sent */
+	uint64_t joined;		       /* entries a join statement added (presence.joined) */
 	uint64_t swept;			       /* entries the sweeps deleted */
-	uint64_t entries;		       /* entries held now */
+	uint64_t beat_failures;		       /* heartbeat statements that failed or got no answer */
+	uint64_t entries;		       /* entries known here now */
+	uint64_t held;			       /* of those, held in the database: the ones renewed */
 } it_presence_stats;
 
 /* Makes the presence of one loop. Connecting starts at the first tick.
