@@ -47,6 +47,8 @@ enum inflight { IF_NONE, IF_JOIN, IF_LEAVE, IF_BEAT, IF_SWEEP };
 
 struct it_presence {
 	it_pgl pg;
+	const it_feed_db_ops *ops; /* a stand-in for pg (tests), or NULL */
+	void *impl;
 	char holder[96];
 	int64_t ttl;
 	int64_t beat_ms;   /* heartbeat and sweep period */
@@ -143,6 +145,17 @@ static void queue(it_presence *p, it_presence_entry *e)
 
 /* ------------------------------------------------------------------ statements */
 
+/* The database connection: pg, or the stand-in of a test. */
+static int db_idle(it_presence *p)
+{
+	return p->ops ? p->ops->idle(p->impl) : it_pgl_idle(&p->pg);
+}
+
+static int db_send(it_presence *p, const char *sql, int nparams, const char *const *params)
+{
+	return p->ops ? p->ops->send(p->impl, sql, nparams, params) : it_pgl_send(&p->pg, sql, nparams, params);
+}
+
 static int live(const it_presence *p, const it_presence_entry *e)
 {
 	return e->conns > 0 || p->now < e->hold_until;
@@ -180,7 +193,7 @@ static int service(it_presence *p, it_presence_entry *e)
 					 e->transport,
 					 p->holder,
 					 ttl};
-		if (it_pgl_send(&p->pg, "SELECT it_presence_join($1, $2, $3, $4, $5, $6, NULL, $7, $8::integer)", 8,
+		if (db_send(p, "SELECT it_presence_join($1, $2, $3, $4, $5, $6, NULL, $7, $8::integer)", 8,
 				params) < 0) {
 			queue(p, e);
 			return 1;
@@ -203,7 +216,7 @@ static int service(it_presence *p, it_presence_entry *e)
 	snprintf(grace, sizeof(grace), "%d", IT_PRESENCE_GRACE);
 	{
 		const char *params[4] = {e->session, e->id.client_id, p->holder, grace};
-		if (it_pgl_send(&p->pg, "SELECT it_presence_leave($1, $2, $3, $4::integer)", 4, params) < 0) {
+		if (db_send(p, "SELECT it_presence_leave($1, $2, $3, $4::integer)", 4, params) < 0) {
 			queue(p, e);
 			return 1;
 		}
@@ -250,7 +263,7 @@ static int beat(it_presence *p)
 	snprintf(ttl, sizeof(ttl), "%lld", (long long)p->ttl);
 	{
 		const char *params[4] = {p->holder, ttl, s.data, c.data};
-		if (it_pgl_send(&p->pg,
+		if (db_send(p,
 				"SELECT session_id, client_id"
 				" FROM it_presence_beat($1, $2::integer, $3::text[], $4::text[])",
 				4, params) < 0)
@@ -268,7 +281,7 @@ out:
 /* Sends the next statement, if one is due and the connection can take it. */
 static void pump(it_presence *p)
 {
-	while (p->inflight == IF_NONE && it_pgl_idle(&p->pg)) {
+	while (p->inflight == IF_NONE && db_idle(p)) {
 		if (p->now >= p->next_beat && p->beat_bucket >= p->nbuckets) {
 			p->beat_bucket = 0;
 			p->next_beat = p->now + p->beat_ms;
@@ -284,7 +297,7 @@ static void pump(it_presence *p)
 		}
 		if (p->now >= p->next_sweep) {
 			p->next_sweep = p->now + p->beat_ms;
-			if (it_pgl_send(&p->pg, "SELECT it_presence_sweep_reasons(" SWEEP_SESSIONS ")", 0, NULL) == 0) {
+			if (db_send(p, "SELECT it_presence_sweep_reasons(" SWEEP_SESSIONS ")", 0, NULL) == 0) {
 				p->inflight = IF_SWEEP;
 				p->stats.sweeps++;
 			}
@@ -397,15 +410,15 @@ static void on_result(void *arg, PGresult *res)
 
 /* ------------------------------------------------------------------ public */
 
-int it_presence_new(it_presence **out, const it_presence_opts *o)
+/* Makes everything but the connection. */
+static it_presence *make(const it_presence_opts *o)
 {
 	it_presence *p = calloc(1, sizeof(*p));
-	it_pgl_hooks hooks = {on_ready, on_lost, on_notify, on_result};
 	unsigned char rnd[4] = {0};
 
 	if (p == NULL || (p->buckets = calloc(64, sizeof(*p->buckets))) == NULL) {
 		free(p);
-		return -ENOMEM;
+		return NULL;
 	}
 	p->nbuckets = 64;
 	p->beat_bucket = p->nbuckets;
@@ -416,8 +429,32 @@ int it_presence_new(it_presence **out, const it_presence_opts *o)
 	it_id_random(rnd, sizeof(rnd));
 	snprintf(p->holder, sizeof(p->holder), "%s/%ld/%02x%02x%02x%02x", o->app_name ? o->app_name : "imagetools",
 		 (long)getpid(), rnd[0], rnd[1], rnd[2], rnd[3]);
+	return p;
+}
+
+int it_presence_new(it_presence **out, const it_presence_opts *o)
+{
+	it_presence *p = make(o);
+	it_pgl_hooks hooks = {on_ready, on_lost, on_notify, on_result};
+
+	if (p == NULL)
+		return -ENOMEM;
 	it_pgl_init(&p->pg, o->epfd, o->pg_tag, o->conninfo, CHANNEL, &hooks, p);
 	it_pgl_set_app(&p->pg, o->app_name ? o->app_name : "imagetools");
+	*out = p;
+	return 0;
+}
+
+int it_presence_new_db(it_presence **out, const it_presence_opts *o, const it_feed_db_ops *ops, void *impl,
+		       it_pgl_hooks *hooks)
+{
+	it_presence *p = make(o);
+
+	if (p == NULL)
+		return -ENOMEM;
+	p->ops = ops;
+	p->impl = impl;
+	*hooks = (it_pgl_hooks){on_ready, on_lost, on_notify, on_result};
 	*out = p;
 	return 0;
 }
@@ -446,6 +483,8 @@ void it_presence_free(it_presence *p)
 		PQclear(res);
 	}
 	it_pgl_free(&p->pg);
+	if (p->ops && p->ops->destroy)
+		p->ops->destroy(p->impl);
 	it_metrics_gauge_add(IT_PRESENCE_M_ENTRIES, NULL, -(int64_t)p->nheld);
 	for (unsigned i = 0; i < p->nbuckets; i++) {
 		it_presence_entry *e = p->buckets[i], *next;
@@ -460,7 +499,10 @@ void it_presence_free(it_presence *p)
 
 void it_presence_handle_pg(it_presence *p, unsigned events)
 {
-	it_pgl_handle(&p->pg, events);
+	if (p->ops == NULL)
+		it_pgl_handle(&p->pg, events);
+	else if (p->ops->handle)
+		p->ops->handle(p->impl, events);
 	pump(p);
 }
 
@@ -474,7 +516,10 @@ void it_presence_tick(it_presence *p, int64_t now_ms)
 		p->next_sweep = now_ms + p->beat_ms / 2 + rand() % (p->beat_ms / 2 + 1);
 	}
 	p->now = now_ms;
-	it_pgl_tick(&p->pg, (double)now_ms / 1000.0);
+	if (p->ops == NULL)
+		it_pgl_tick(&p->pg, (double)now_ms / 1000.0);
+	else if (p->ops->tick)
+		p->ops->tick(p->impl, (double)now_ms / 1000.0);
 	it_list_foreach_safe (pos, tmp, &p->held) {
 		it_presence_entry *e = it_container_of(pos, it_presence_entry, link);
 		if (!e->busy && (!live(p, e) || (!joined(e) && !e->refused && p->now >= e->retry_at)))

@@ -26,6 +26,8 @@
 #ifndef IT_FEED_PRESENCE_H
 #define IT_FEED_PRESENCE_H
 
+#include "db/pgl.h"
+#include "feed/feed.h"
 #include "feed/ident.h"
 
 #include <stdint.h>
@@ -64,6 +66,15 @@ typedef struct it_presence_stats {
 /* Makes the presence of one loop. Connecting starts at the first tick.
  * Returns 0 with *out set, or -ENOMEM. */
 int it_presence_new(it_presence **out, const it_presence_opts *o);
+
+/* Makes the presence of one loop over a stand-in database (tests), as
+ * it_feed_new_db does for a feed: ops and impl must outlive p, and
+ * ops->destroy(impl), if set, is called by it_presence_free. The stand-in
+ * reports back by calling the hooks *hooks is set to, with p as their
+ * argument, as it_pgl would (then it_presence_handle_pg, for the next
+ * statement to go out). Returns 0 or -ENOMEM. */
+int it_presence_new_db(it_presence **out, const it_presence_opts *o, const it_feed_db_ops *ops, void *impl,
+		       it_pgl_hooks *hooks);
 
 /* Lets every entry held here go (their grace starts now) with one blocking
  * statement when the connection is up, then frees everything. Entries still
