@@ -110,17 +110,17 @@ int it_presence_db_sweep(PGconn **connp)
 
 void it_presence_count_left(const char *reason, int64_t n)
 {
-	static const char *const known[] = {"closed", "expired", "revoked"};
+	static const struct {
+		const char *reason, *label;
+	} known[] = {
+		{"closed", "reason=\"closed\""}, {"expired", "reason=\"expired\""}, {"revoked", "reason=\"revoked\""}};
 	const char *label = "reason=\"other\"";
 
 	if (n <= 0)
 		return;
 	for (size_t i = 0; i < sizeof(known) / sizeof(known[0]); i++)
-		if (strcmp(reason, known[i]) == 0) {
-			static const char *const labels[] = {"reason=\"closed\"", "reason=\"expired\"",
-							     "reason=\"revoked\""};
-			label = labels[i];
-		}
+		if (strcmp(reason, known[i].reason) == 0)
+			label = known[i].label;
 	it_metrics_inc(IT_PRESENCE_M_LEAVES, label, n);
 }
 

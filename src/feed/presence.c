@@ -193,8 +193,8 @@ static int service(it_presence *p, it_presence_entry *e)
 					 e->transport,
 					 p->holder,
 					 ttl};
-		if (db_send(p, "SELECT it_presence_join($1, $2, $3, $4, $5, $6, NULL, $7, $8::integer)", 8,
-				params) < 0) {
+		if (db_send(p, "SELECT it_presence_join($1, $2, $3, $4, $5, $6, NULL, $7, $8::integer)", 8, params) <
+		    0) {
 			queue(p, e);
 			return 1;
 		}
@@ -264,9 +264,9 @@ static int beat(it_presence *p)
 	{
 		const char *params[4] = {p->holder, ttl, s.data, c.data};
 		if (db_send(p,
-				"SELECT session_id, client_id"
-				" FROM it_presence_beat($1, $2::integer, $3::text[], $4::text[])",
-				4, params) < 0)
+			    "SELECT session_id, client_id"
+			    " FROM it_presence_beat($1, $2::integer, $3::text[], $4::text[])",
+			    4, params) < 0)
 			goto out;
 	}
 	p->inflight = IF_BEAT;

@@ -1,4 +1,4 @@
-/* test_presence.c: the presence of one loop counts its metrics from the answers it gets, against a stand-in database. */
+/* test_presence.c: the presence of one loop counts its metrics from what the database answers (a stand-in). */
 #include "config.h"
 
 #include "db/metrics.h"
