@@ -1,7 +1,8 @@
 """test_presence_metrics.py: presence in /api/v1/metrics (docs/metrics.md): a device's WebSocket and a tab's
 SSE stream that say who they are show as held entries and joins; when they close, their entries leave
 ("closed") after the grace and are no longer held; the HTTP heartbeat and DELETE /presence count their join and
-leave; a heartbeat statement the database refuses is counted as a renewal failure. Against real PostgreSQL,
+leave; a heartbeat statement the database refuses is counted as a renewal failure; an entry nobody renews
+leaves "expired"; the leaves counted over all processes equal the presence.left events. Against real PostgreSQL,
 lighttpd, imagetools.fcgi and the bridge."""
 
 import os
@@ -21,6 +22,7 @@ FLUSH = 5  # seconds between two metrics flushes of a process
 ENTRIES = "imagetools_presence_entries"
 JOINS = "imagetools_presence_joins_total"
 CLOSED = 'imagetools_presence_leaves_total{reason="closed"}'
+EXPIRED = 'imagetools_presence_leaves_total{reason="expired"}'
 FAILURES = "imagetools_presence_renew_failures_total"
 
 
@@ -53,7 +55,8 @@ def listed(st, sid):
     return {e["client_id"] for e in r.json()["presence"]} if r.status == 200 else set()
 
 
-with Stack(tap, bridge=True, settings={"presence_ttl": TTL}) as st:
+# The worker sweeps too (in its housekeeping): every process that appends a presence.left counts it.
+with Stack(tap, bridge=True, worker=True, settings={"presence_ttl": TTL}) as st:
     sid = st.new_session()
     auth = {"Authorization": "Bearer " + sid}
     m0 = metrics(st)
@@ -121,5 +124,28 @@ with Stack(tap, bridge=True, settings={"presence_ttl": TTL}) as st:
         st.sql(original)
     tap.ok(m4 is not None, "a heartbeat statement that fails is counted in %s" % FAILURES)
     tab.close()
+
+    # ---------------------------------------------------------------- expired, and each left counted once
+    # An entry whose holder died (it stopped renewing it): whichever process sweeps it counts it expired.
+    base = metrics(st)
+    st.sql("INSERT INTO presence (session_id, client_id, label, source, transport, state, holder, expires_at)"
+           " VALUES (:'p1', 'ghost-m', 'Ghost', 'web', 'websocket', 'connected', 'dead/1/x',"
+           " now() - interval '1 second')", sid)
+    m5 = until(st, lambda m: m.get(EXPIRED, 0) >= base.get(EXPIRED, 0) + 1, TTL + 2 * FLUSH + 10,
+               "an expired leave")
+    tap.ok(m5 is not None, "an entry its process stopped renewing is counted as left \"expired\" when swept")
+
+    def left_events():
+        return int(st.sql("SELECT count(*) FROM events WHERE type = 'presence.left'"
+                          " AND payload->>'reason' IN ('closed', 'expired')"))
+
+    def counted(m):
+        return m.get(CLOSED, 0) + m.get(EXPIRED, 0)
+
+    n = left_events()
+    tap.ok(n >= 4, "the log holds the presence.left events of this test (%d)" % n)
+    m6 = until(st, lambda m: counted(m) == left_events(), 2 * FLUSH + 10, "as many leaves as presence.left events")
+    tap.ok(m6 is not None, "the leaves counted over every process (hub, bridge, worker, requests) equal the"
+           " presence.left events in the log: each is counted once")
 
 tap.done()
