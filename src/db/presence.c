@@ -88,7 +88,7 @@ int it_presence_db_leave(PGconn **connp, const char *session, const char *client
 	if (it_db_ok(res, PGRES_TUPLES_OK)) {
 		rc = PQntuples(res) == 1 ? 0 : 404;
 		if (rc == 0)
-			it_presence_count_left("closed", strtoll(PQgetvalue(res, 0, 0), NULL, 10));
+			it_presence_db_count_left("closed", strtoll(PQgetvalue(res, 0, 0), NULL, 10));
 	} else if (res)
 		it_log_warn("presence leave failed: %s", PQresultErrorMessage(res));
 	PQclear(res);
@@ -101,14 +101,14 @@ int it_presence_db_sweep(PGconn **connp)
 	int n = -503;
 
 	if (it_db_ok(res, PGRES_TUPLES_OK) && PQntuples(res) == 1) {
-		int64_t swept = it_presence_count_swept(PQgetvalue(res, 0, 0));
+		int64_t swept = it_presence_db_count_swept(PQgetvalue(res, 0, 0));
 		n = swept < 0 ? 0 : (int)swept;
 	}
 	PQclear(res);
 	return n;
 }
 
-void it_presence_count_left(const char *reason, int64_t n)
+void it_presence_db_count_left(const char *reason, int64_t n)
 {
 	static const struct {
 		const char *reason, *label;
@@ -124,7 +124,7 @@ void it_presence_count_left(const char *reason, int64_t n)
 	it_metrics_inc(IT_PRESENCE_M_LEAVES, label, n);
 }
 
-int64_t it_presence_count_swept(const char *counts)
+int64_t it_presence_db_count_swept(const char *counts)
 {
 	json_object *o = json_tokener_parse(counts);
 	int64_t total = -1;
@@ -135,7 +135,7 @@ int64_t it_presence_count_swept(const char *counts)
 	json_object_object_foreach(o, reason, v)
 	{
 		int64_t n = json_object_get_int64(v);
-		it_presence_count_left(reason, n);
+		it_presence_db_count_left(reason, n);
 		if (n > 0)
 			total += n;
 	}

@@ -52,11 +52,11 @@ int it_presence_db_sweep(PGconn **connp);
 /* Counts n entries that left for reason ("closed", "expired",
  * "revoked"; anything else is counted as "other", so a label never comes
  * from outside a fixed set). */
-void it_presence_count_left(const char *reason, int64_t n);
+void it_presence_db_count_left(const char *reason, int64_t n);
 
 /* Counts what one sweep answered (it_presence_sweep_reasons: a JSON object
  * of counts by reason, such as {"closed": 2}). Returns the entries it names
  * in total, or -1 when counts is not such an object (nothing counted). */
-int64_t it_presence_count_swept(const char *counts);
+int64_t it_presence_db_count_swept(const char *counts);
 
 #endif

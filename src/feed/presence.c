@@ -10,6 +10,7 @@
 #include "db/metrics.h"
 #include "db/pgl.h"
 #include "db/presence.h"
+#include "feed/feed.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -47,7 +48,7 @@ enum inflight { IF_NONE, IF_JOIN, IF_LEAVE, IF_BEAT, IF_SWEEP };
 
 struct it_presence {
 	it_pgl pg;
-	const it_feed_db_ops *ops; /* a stand-in for pg (tests), or NULL */
+	const struct it_feed_db_ops *ops; /* a stand-in for pg (tests), or NULL */
 	void *impl;
 	char holder[96];
 	int64_t ttl;
@@ -397,7 +398,7 @@ static void on_result(void *arg, PGresult *res)
 	case IF_SWEEP:
 		if (ok && PQntuples(res) == 1) {
 			/* The counts by reason it appended presence.left with. */
-			int64_t n = it_presence_count_swept(PQgetvalue(res, 0, 0));
+			int64_t n = it_presence_db_count_swept(PQgetvalue(res, 0, 0));
 			if (n > 0)
 				p->stats.swept += (uint64_t)n;
 		}
@@ -445,8 +446,8 @@ int it_presence_new(it_presence **out, const it_presence_opts *o)
 	return 0;
 }
 
-int it_presence_new_db(it_presence **out, const it_presence_opts *o, const it_feed_db_ops *ops, void *impl,
-		       it_pgl_hooks *hooks)
+int it_presence_new_db(it_presence **out, const it_presence_opts *o, const struct it_feed_db_ops *ops, void *impl,
+		       struct it_pgl_hooks *hooks)
 {
 	it_presence *p = make(o);
 

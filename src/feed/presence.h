@@ -26,8 +26,6 @@
 #ifndef IT_FEED_PRESENCE_H
 #define IT_FEED_PRESENCE_H
 
-#include "db/pgl.h"
-#include "feed/feed.h"
 #include "feed/ident.h"
 
 #include <stdint.h>
@@ -73,8 +71,10 @@ int it_presence_new(it_presence **out, const it_presence_opts *o);
  * reports back by calling the hooks *hooks is set to, with p as their
  * argument, as it_pgl would (then it_presence_handle_pg, for the next
  * statement to go out). Returns 0 or -ENOMEM. */
-int it_presence_new_db(it_presence **out, const it_presence_opts *o, const it_feed_db_ops *ops, void *impl,
-		       it_pgl_hooks *hooks);
+struct it_feed_db_ops; /* feed/feed.h */
+struct it_pgl_hooks;   /* db/pgl.h */
+int it_presence_new_db(it_presence **out, const it_presence_opts *o, const struct it_feed_db_ops *ops, void *impl,
+		       struct it_pgl_hooks *hooks);
 
 /* Lets every entry held here go (their grace starts now) with one blocking
  * statement when the connection is up, then frees everything. Entries still

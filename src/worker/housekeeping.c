@@ -95,7 +95,7 @@ out:
 			    " %lld events pruned, %lld orphaned blobs deleted, %d expired uploads deleted",
 			    st->abandoned, st->warned, st->expired, st->pruned, st->blobs, st->uploads);
 	if (rc == 0 && swept) {
-		int64_t n = it_presence_count_swept(swept);
+		int64_t n = it_presence_db_count_swept(swept);
 		st->presence = n > 0 ? (int)n : 0;
 	}
 	free(swept);

@@ -2,7 +2,9 @@
 #include "config.h"
 
 #include "db/metrics.h"
+#include "db/pgl.h"
 #include "db/presence.h"
+#include "feed/feed.h"
 #include "feed/presence.h"
 
 #include "tap.h"
