@@ -38,6 +38,8 @@
 
 typedef struct it_presence it_presence;
 typedef struct it_presence_entry it_presence_entry;
+struct it_feed_db_ops; /* feed/feed.h: a stand-in database, for it_presence_new_db */
+struct it_pgl_hooks;   /* db/pgl.h */
 
 typedef struct it_presence_opts {
 	const char *conninfo; /* libpq conninfo or URI; NULL or "" for PG* (copied) */
@@ -71,8 +73,6 @@ int it_presence_new(it_presence **out, const it_presence_opts *o);
  * reports back by calling the hooks *hooks is set to, with p as their
  * argument, as it_pgl would (then it_presence_handle_pg, for the next
  * statement to go out). Returns 0 or -ENOMEM. */
-struct it_feed_db_ops; /* feed/feed.h */
-struct it_pgl_hooks;   /* db/pgl.h */
 int it_presence_new_db(it_presence **out, const it_presence_opts *o, const struct it_feed_db_ops *ops, void *impl,
 		       struct it_pgl_hooks *hooks);
 
