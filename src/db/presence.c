@@ -5,6 +5,7 @@
 
 #include "common/log.h"
 #include "db/db.h"
+#include "db/metrics.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -29,8 +30,12 @@ int it_presence_db_join(PGconn **connp, const char *session, const it_ident *id,
 	snprintf(ttls, sizeof(ttls), "%lld", (long long)ttl);
 	res = it_db_exec_row(connp, 0, "presence join",
 			     "SELECT it_presence_join($1, $2, $3, $4, $5, $6, $7, $8, $9::integer)", 9, params);
-	if (res)
+	if (res) {
 		rc = PQgetisnull(res, 0, 0) ? 404 : 0;
+		/* "joined" is the one answer that appended presence.joined. */
+		if (rc == 0 && strcmp(PQgetvalue(res, 0, 0), "joined") == 0)
+			it_metrics_inc(IT_PRESENCE_M_JOINS, NULL, 1);
+	}
 	PQclear(res);
 	return rc;
 }
@@ -72,14 +77,19 @@ int it_presence_db_leave(PGconn **connp, const char *session, const char *client
 	PGresult *res;
 	int rc = 503;
 
+	/* The count is of entries it_presence_leave deleted, each with its
+	 * presence.left "closed". */
 	res = it_db_exec(connp, 0,
-			 "SELECT (SELECT count(*) FROM (SELECT it_presence_leave($1, $2, NULL, 0) FROM presence"
+			 "SELECT (SELECT count(*) FILTER (WHERE l.gone) FROM (SELECT it_presence_leave($1, $2, NULL, 0)"
+			 " AS gone FROM presence"
 			 " WHERE session_id = $1 AND client_id = $2 AND ($3::text IS NULL OR device_id = $3)) l)"
 			 " FROM sessions WHERE id = $1 AND expires_at > now()",
 			 3, params);
-	if (it_db_ok(res, PGRES_TUPLES_OK))
+	if (it_db_ok(res, PGRES_TUPLES_OK)) {
 		rc = PQntuples(res) == 1 ? 0 : 404;
-	else if (res)
+		if (rc == 0)
+			it_presence_db_count_left("closed", strtoll(PQgetvalue(res, 0, 0), NULL, 10));
+	} else if (res)
 		it_log_warn("presence leave failed: %s", PQresultErrorMessage(res));
 	PQclear(res);
 	return rc;
@@ -87,11 +97,49 @@ int it_presence_db_leave(PGconn **connp, const char *session, const char *client
 
 int it_presence_db_sweep(PGconn **connp)
 {
-	PGresult *res = it_db_exec(connp, 0, "SELECT it_presence_sweep(200)", 0, NULL);
+	PGresult *res = it_db_exec(connp, 0, "SELECT it_presence_sweep_reasons(200)", 0, NULL);
 	int n = -503;
 
-	if (it_db_ok(res, PGRES_TUPLES_OK) && PQntuples(res) == 1)
-		n = atoi(PQgetvalue(res, 0, 0));
+	if (it_db_ok(res, PGRES_TUPLES_OK) && PQntuples(res) == 1) {
+		int64_t swept = it_presence_db_count_swept(PQgetvalue(res, 0, 0));
+		n = swept < 0 ? 0 : (int)swept;
+	}
 	PQclear(res);
 	return n;
+}
+
+void it_presence_db_count_left(const char *reason, int64_t n)
+{
+	static const struct {
+		const char *reason, *label;
+	} known[] = {
+		{"closed", "reason=\"closed\""}, {"expired", "reason=\"expired\""}, {"revoked", "reason=\"revoked\""}};
+	const char *label = "reason=\"other\"";
+
+	if (n <= 0)
+		return;
+	for (size_t i = 0; i < sizeof(known) / sizeof(known[0]); i++)
+		if (strcmp(reason, known[i].reason) == 0)
+			label = known[i].label;
+	it_metrics_inc(IT_PRESENCE_M_LEAVES, label, n);
+}
+
+int64_t it_presence_db_count_swept(const char *counts)
+{
+	json_object *o = json_tokener_parse(counts);
+	int64_t total = -1;
+
+	if (o == NULL || !json_object_is_type(o, json_type_object))
+		goto out;
+	total = 0;
+	json_object_object_foreach(o, reason, v)
+	{
+		int64_t n = json_object_get_int64(v);
+		it_presence_db_count_left(reason, n);
+		if (n > 0)
+			total += n;
+	}
+out:
+	json_object_put(o);
+	return total;
 }

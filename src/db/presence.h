@@ -36,8 +36,27 @@ int it_presence_db_list(PGconn **connp, const char *session, json_object **out, 
 int it_presence_db_leave(PGconn **connp, const char *session, const char *client_id, const char *device_id);
 
 /* Deletes the entries nobody renewed in time (at most a few hundred
- * sessions' worth), appending their presence.left. Returns how many, or
- * -503 on a database error. */
+ * sessions' worth), appending their presence.left, and counts them in
+ * imagetools_presence_leaves_total. Returns how many, or -503 on a
+ * database error. */
 int it_presence_db_sweep(PGconn **connp);
+
+/* The presence metrics (docs/metrics.md). Each joined or left entry is
+ * counted once, by the process whose statement appended its event; the
+ * entries gauge is what the event loops hold (src/feed/presence.c). */
+#define IT_PRESENCE_M_ENTRIES "imagetools_presence_entries"
+#define IT_PRESENCE_M_JOINS "imagetools_presence_joins_total"
+#define IT_PRESENCE_M_LEAVES "imagetools_presence_leaves_total"
+#define IT_PRESENCE_M_RENEW_FAILURES "imagetools_presence_renew_failures_total"
+
+/* Counts n entries that left for reason ("closed", "expired",
+ * "revoked"; anything else is counted as "other", so a label never comes
+ * from outside a fixed set). */
+void it_presence_db_count_left(const char *reason, int64_t n);
+
+/* Counts what one sweep answered (it_presence_sweep_reasons: a JSON object
+ * of counts by reason, such as {"closed": 2}). Returns the entries it names
+ * in total, or -1 when counts is not such an object (nothing counted). */
+int64_t it_presence_db_count_swept(const char *counts);
 
 #endif

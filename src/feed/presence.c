@@ -7,7 +7,10 @@
 #include "common/id.h"
 #include "common/list.h"
 #include "common/log.h"
+#include "db/metrics.h"
 #include "db/pgl.h"
+#include "db/presence.h"
+#include "feed/feed.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -45,6 +48,8 @@ enum inflight { IF_NONE, IF_JOIN, IF_LEAVE, IF_BEAT, IF_SWEEP };
 
 struct it_presence {
 	it_pgl pg;
+	const struct it_feed_db_ops *ops; /* a stand-in for pg (tests), or NULL */
+	void *impl;
 	char holder[96];
 	int64_t ttl;
 	int64_t beat_ms;   /* heartbeat and sweep period */
@@ -56,6 +61,7 @@ struct it_presence {
 	it_presence_entry *inflight_e;
 	it_presence_entry **buckets;
 	unsigned nbuckets, nentries;
+	unsigned nheld; /* entries with in_db set: what imagetools_presence_entries counts */
 	it_list work, held;
 	it_presence_stats stats;
 };
@@ -104,6 +110,21 @@ static void maybe_grow(it_presence *p)
 	p->beat_bucket = n; /* a round in progress ends; the next starts on time */
 }
 
+/* Marks whether the database holds e for this process, keeping the
+ * entries gauge in step: it moves by the change, so several instances in
+ * one process (tests) add up. */
+static void set_in_db(it_presence *p, it_presence_entry *e, int in_db)
+{
+	if (!e->in_db == !in_db)
+		return;
+	e->in_db = in_db ? 1 : 0;
+	if (in_db)
+		p->nheld++;
+	else
+		p->nheld--;
+	it_metrics_gauge_add(IT_PRESENCE_M_ENTRIES, NULL, in_db ? 1 : -1);
+}
+
 static void entry_free(it_presence *p, it_presence_entry *e)
 {
 	it_presence_entry **s = slot_of(p, e->session, e->id.client_id);
@@ -111,6 +132,7 @@ static void entry_free(it_presence *p, it_presence_entry *e)
 	if (*s == e)
 		*s = e->hnext;
 	it_list_unlink(&e->link);
+	set_in_db(p, e, 0);
 	p->nentries--;
 	free(e);
 }
@@ -123,6 +145,17 @@ static void queue(it_presence *p, it_presence_entry *e)
 }
 
 /* ------------------------------------------------------------------ statements */
+
+/* The database connection: pg, or the stand-in of a test. */
+static int db_idle(it_presence *p)
+{
+	return p->ops ? p->ops->idle(p->impl) : it_pgl_idle(&p->pg);
+}
+
+static int db_send(it_presence *p, const char *sql, int nparams, const char *const *params)
+{
+	return p->ops ? p->ops->send(p->impl, sql, nparams, params) : it_pgl_send(&p->pg, sql, nparams, params);
+}
 
 static int live(const it_presence *p, const it_presence_entry *e)
 {
@@ -161,8 +194,8 @@ static int service(it_presence *p, it_presence_entry *e)
 					 e->transport,
 					 p->holder,
 					 ttl};
-		if (it_pgl_send(&p->pg, "SELECT it_presence_join($1, $2, $3, $4, $5, $6, NULL, $7, $8::integer)", 8,
-				params) < 0) {
+		if (db_send(p, "SELECT it_presence_join($1, $2, $3, $4, $5, $6, NULL, $7, $8::integer)", 8, params) <
+		    0) {
 			queue(p, e);
 			return 1;
 		}
@@ -184,7 +217,7 @@ static int service(it_presence *p, it_presence_entry *e)
 	snprintf(grace, sizeof(grace), "%d", IT_PRESENCE_GRACE);
 	{
 		const char *params[4] = {e->session, e->id.client_id, p->holder, grace};
-		if (it_pgl_send(&p->pg, "SELECT it_presence_leave($1, $2, $3, $4::integer)", 4, params) < 0) {
+		if (db_send(p, "SELECT it_presence_leave($1, $2, $3, $4::integer)", 4, params) < 0) {
 			queue(p, e);
 			return 1;
 		}
@@ -231,10 +264,10 @@ static int beat(it_presence *p)
 	snprintf(ttl, sizeof(ttl), "%lld", (long long)p->ttl);
 	{
 		const char *params[4] = {p->holder, ttl, s.data, c.data};
-		if (it_pgl_send(&p->pg,
-				"SELECT session_id, client_id"
-				" FROM it_presence_beat($1, $2::integer, $3::text[], $4::text[])",
-				4, params) < 0)
+		if (db_send(p,
+			    "SELECT session_id, client_id"
+			    " FROM it_presence_beat($1, $2::integer, $3::text[], $4::text[])",
+			    4, params) < 0)
 			goto out;
 	}
 	p->inflight = IF_BEAT;
@@ -249,7 +282,7 @@ out:
 /* Sends the next statement, if one is due and the connection can take it. */
 static void pump(it_presence *p)
 {
-	while (p->inflight == IF_NONE && it_pgl_idle(&p->pg)) {
+	while (p->inflight == IF_NONE && db_idle(p)) {
 		if (p->now >= p->next_beat && p->beat_bucket >= p->nbuckets) {
 			p->beat_bucket = 0;
 			p->next_beat = p->now + p->beat_ms;
@@ -265,7 +298,7 @@ static void pump(it_presence *p)
 		}
 		if (p->now >= p->next_sweep) {
 			p->next_sweep = p->now + p->beat_ms;
-			if (it_pgl_send(&p->pg, "SELECT it_presence_sweep(" SWEEP_SESSIONS ")", 0, NULL) == 0) {
+			if (db_send(p, "SELECT it_presence_sweep_reasons(" SWEEP_SESSIONS ")", 0, NULL) == 0) {
 				p->inflight = IF_SWEEP;
 				p->stats.sweeps++;
 			}
@@ -285,7 +318,7 @@ static void on_ready(void *arg)
 	 * one that is still there costs a statement and no event. */
 	for (unsigned i = 0; i < p->nbuckets; i++)
 		for (it_presence_entry *e = p->buckets[i]; e; e = e->hnext) {
-			e->in_db = 0;
+			set_in_db(p, e, 0);
 			e->db_transport = NULL;
 			queue(p, e);
 		}
@@ -299,6 +332,12 @@ static void on_lost(void *arg)
 	if (p->inflight == IF_JOIN && p->inflight_e) {
 		p->inflight_e->busy = 0;
 		queue(p, p->inflight_e);
+	}
+	/* A heartbeat that got no answer renewed nothing that this process
+	 * knows of: the entries may expire if it stays so. */
+	if (p->inflight == IF_BEAT) {
+		p->stats.beat_failures++;
+		it_metrics_inc(IT_PRESENCE_M_RENEW_FAILURES, NULL, 1);
 	}
 	p->inflight = IF_NONE;
 	p->inflight_e = NULL;
@@ -323,8 +362,14 @@ static void on_result(void *arg, PGresult *res)
 		it_presence_entry *e = p->inflight_e;
 		e->busy = 0;
 		if (ok && PQntuples(res) == 1 && !PQgetisnull(res, 0, 0)) {
-			e->in_db = 1;
+			set_in_db(p, e, 1);
 			e->db_transport = e->inflight_transport;
+			/* "joined" is the one answer that appended presence.joined
+			 * ("updated" and "kept" found the entry there). */
+			if (strcmp(PQgetvalue(res, 0, 0), "joined") == 0) {
+				p->stats.joined++;
+				it_metrics_inc(IT_PRESENCE_M_JOINS, NULL, 1);
+			}
 		} else if (ok) {
 			/* The session is gone or the device revoked: its
 			 * connections end on their own; nothing to hold. */
@@ -337,18 +382,26 @@ static void on_result(void *arg, PGresult *res)
 		queue(p, e);
 	} break;
 	case IF_BEAT:
+		if (!ok) {
+			p->stats.beat_failures++;
+			it_metrics_inc(IT_PRESENCE_M_RENEW_FAILURES, NULL, 1);
+		}
 		for (int i = 0; ok && i < PQntuples(res); i++) {
 			it_presence_entry *e = *slot_of(p, PQgetvalue(res, i, 0), PQgetvalue(res, i, 1));
 			if (e) {
-				e->in_db = 0;
+				set_in_db(p, e, 0);
 				e->db_transport = NULL;
 				queue(p, e);
 			}
 		}
 		break;
 	case IF_SWEEP:
-		if (ok && PQntuples(res) == 1)
-			p->stats.swept += (uint64_t)strtoull(PQgetvalue(res, 0, 0), NULL, 10);
+		if (ok && PQntuples(res) == 1) {
+			/* The counts by reason it appended presence.left with. */
+			int64_t n = it_presence_db_count_swept(PQgetvalue(res, 0, 0));
+			if (n > 0)
+				p->stats.swept += (uint64_t)n;
+		}
 		break;
 	default: break;
 	}
@@ -358,15 +411,15 @@ static void on_result(void *arg, PGresult *res)
 
 /* ------------------------------------------------------------------ public */
 
-int it_presence_new(it_presence **out, const it_presence_opts *o)
+/* Makes everything but the connection. */
+static it_presence *make(const it_presence_opts *o)
 {
 	it_presence *p = calloc(1, sizeof(*p));
-	it_pgl_hooks hooks = {on_ready, on_lost, on_notify, on_result};
 	unsigned char rnd[4] = {0};
 
 	if (p == NULL || (p->buckets = calloc(64, sizeof(*p->buckets))) == NULL) {
 		free(p);
-		return -ENOMEM;
+		return NULL;
 	}
 	p->nbuckets = 64;
 	p->beat_bucket = p->nbuckets;
@@ -377,8 +430,32 @@ int it_presence_new(it_presence **out, const it_presence_opts *o)
 	it_id_random(rnd, sizeof(rnd));
 	snprintf(p->holder, sizeof(p->holder), "%s/%ld/%02x%02x%02x%02x", o->app_name ? o->app_name : "imagetools",
 		 (long)getpid(), rnd[0], rnd[1], rnd[2], rnd[3]);
+	return p;
+}
+
+int it_presence_new(it_presence **out, const it_presence_opts *o)
+{
+	it_presence *p = make(o);
+	it_pgl_hooks hooks = {on_ready, on_lost, on_notify, on_result};
+
+	if (p == NULL)
+		return -ENOMEM;
 	it_pgl_init(&p->pg, o->epfd, o->pg_tag, o->conninfo, CHANNEL, &hooks, p);
 	it_pgl_set_app(&p->pg, o->app_name ? o->app_name : "imagetools");
+	*out = p;
+	return 0;
+}
+
+int it_presence_new_db(it_presence **out, const it_presence_opts *o, const struct it_feed_db_ops *ops, void *impl,
+		       struct it_pgl_hooks *hooks)
+{
+	it_presence *p = make(o);
+
+	if (p == NULL)
+		return -ENOMEM;
+	p->ops = ops;
+	p->impl = impl;
+	*hooks = (it_pgl_hooks){on_ready, on_lost, on_notify, on_result};
 	*out = p;
 	return 0;
 }
@@ -407,6 +484,9 @@ void it_presence_free(it_presence *p)
 		PQclear(res);
 	}
 	it_pgl_free(&p->pg);
+	if (p->ops && p->ops->destroy)
+		p->ops->destroy(p->impl);
+	it_metrics_gauge_add(IT_PRESENCE_M_ENTRIES, NULL, -(int64_t)p->nheld);
 	for (unsigned i = 0; i < p->nbuckets; i++) {
 		it_presence_entry *e = p->buckets[i], *next;
 		for (; e; e = next) {
@@ -420,7 +500,10 @@ void it_presence_free(it_presence *p)
 
 void it_presence_handle_pg(it_presence *p, unsigned events)
 {
-	it_pgl_handle(&p->pg, events);
+	if (p->ops == NULL)
+		it_pgl_handle(&p->pg, events);
+	else if (p->ops->handle)
+		p->ops->handle(p->impl, events);
 	pump(p);
 }
 
@@ -434,7 +517,10 @@ void it_presence_tick(it_presence *p, int64_t now_ms)
 		p->next_sweep = now_ms + p->beat_ms / 2 + rand() % (p->beat_ms / 2 + 1);
 	}
 	p->now = now_ms;
-	it_pgl_tick(&p->pg, (double)now_ms / 1000.0);
+	if (p->ops == NULL)
+		it_pgl_tick(&p->pg, (double)now_ms / 1000.0);
+	else if (p->ops->tick)
+		p->ops->tick(p->impl, (double)now_ms / 1000.0);
 	it_list_foreach_safe (pos, tmp, &p->held) {
 		it_presence_entry *e = it_container_of(pos, it_presence_entry, link);
 		if (!e->busy && (!live(p, e) || (!joined(e) && !e->refused && p->now >= e->retry_at)))
@@ -534,4 +620,5 @@ void it_presence_stats_get(const it_presence *p, it_presence_stats *out)
 {
 	*out = p->stats;
 	out->entries = p->nentries;
+	out->held = p->nheld;
 }

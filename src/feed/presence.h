@@ -38,6 +38,8 @@
 
 typedef struct it_presence it_presence;
 typedef struct it_presence_entry it_presence_entry;
+struct it_feed_db_ops; /* feed/feed.h: a stand-in database, for it_presence_new_db */
+struct it_pgl_hooks;   /* db/pgl.h */
 
 typedef struct it_presence_opts {
 	const char *conninfo; /* libpq conninfo or URI; NULL or "" for PG* (copied) */
@@ -48,16 +50,31 @@ typedef struct it_presence_opts {
 	int64_t ttl;	      /* presence_ttl, seconds (at least 3) */
 } it_presence_opts;
 
-/* Counters, for tests and metrics. */
+/* Counters, for tests. The same facts go to the process's metrics as they
+ * happen (docs/metrics.md): imagetools_presence_entries (held),
+ * _joins_total (joined), _leaves_total{reason} (swept, by reason) and
+ * _renew_failures_total (beat_failures). */
 typedef struct it_presence_stats {
 	uint64_t joins, leaves, beats, sweeps; /* statements sent */
+	uint64_t joined;		       /* entries a join statement added (presence.joined) */
 	uint64_t swept;			       /* entries the sweeps deleted */
-	uint64_t entries;		       /* entries held now */
+	uint64_t beat_failures;		       /* heartbeat statements that failed or got no answer */
+	uint64_t entries;		       /* entries known here now */
+	uint64_t held;			       /* of those, held in the database: the ones renewed */
 } it_presence_stats;
 
 /* Makes the presence of one loop. Connecting starts at the first tick.
  * Returns 0 with *out set, or -ENOMEM. */
 int it_presence_new(it_presence **out, const it_presence_opts *o);
+
+/* Makes the presence of one loop over a stand-in database (tests), as
+ * it_feed_new_db does for a feed: ops and impl must outlive p, and
+ * ops->destroy(impl), if set, is called by it_presence_free. The stand-in
+ * reports back by calling the hooks *hooks is set to, with p as their
+ * argument, as it_pgl would (then it_presence_handle_pg, for the next
+ * statement to go out). Returns 0 or -ENOMEM. */
+int it_presence_new_db(it_presence **out, const it_presence_opts *o, const struct it_feed_db_ops *ops, void *impl,
+		       struct it_pgl_hooks *hooks);
 
 /* Lets every entry held here go (their grace starts now) with one blocking
  * statement when the connection is up, then frees everything. Entries still

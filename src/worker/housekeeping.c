@@ -7,6 +7,7 @@
 #include "common/log.h"
 #include "db/db.h"
 #include "db/operations.h"
+#include "db/presence.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,6 +25,7 @@ int it_housekeeping_run(PGconn *conn, const it_config *cfg, int gc_blobs, it_hou
 	char warn[24], keep[24], maxa[16];
 	const char *pv[4] = {maxa, warn, keep, HK_BATCH};
 	PGresult *res = NULL;
+	char *swept = NULL; /* the presence sweep's counts by reason, counted once committed */
 	int rc = -1;
 
 	memset(st, 0, sizeof(*st));
@@ -49,7 +51,7 @@ int it_housekeeping_run(PGconn *conn, const it_config *cfg, int gc_blobs, it_hou
 			   "SELECT it_fail_abandoned_operations($1::integer),"
 			   " it_warn_expiring_sessions($2::integer, $4::integer),"
 			   " it_delete_expired_sessions($4::integer), it_prune_events($3::integer, $4::integer),"
-			   " it_expire_tus_uploads($4::integer), it_presence_sweep($4::integer)",
+			   " it_expire_tus_uploads($4::integer), it_presence_sweep_reasons($4::integer)",
 			   4, NULL, pv, NULL, NULL, 0);
 	if (!it_db_ok(res, PGRES_TUPLES_OK))
 		goto out;
@@ -58,7 +60,7 @@ int it_housekeeping_run(PGconn *conn, const it_config *cfg, int gc_blobs, it_hou
 	st->expired = atoi(PQgetvalue(res, 0, 2));
 	st->pruned = atoll(PQgetvalue(res, 0, 3));
 	st->uploads = atoi(PQgetvalue(res, 0, 4));
-	st->presence = atoi(PQgetvalue(res, 0, 5));
+	swept = strdup(PQgetvalue(res, 0, 5));
 	PQclear(res);
 	res = NULL;
 	if (gc_blobs) {
@@ -92,6 +94,11 @@ out:
 		it_log_info("housekeeping: %d operations abandoned, %d sessions warned, %d expired sessions deleted,"
 			    " %lld events pruned, %lld orphaned blobs deleted, %d expired uploads deleted",
 			    st->abandoned, st->warned, st->expired, st->pruned, st->blobs, st->uploads);
+	if (rc == 0 && swept) {
+		int64_t n = it_presence_db_count_swept(swept);
+		st->presence = n > 0 ? (int)n : 0;
+	}
+	free(swept);
 	if (rc == 0 && st->presence)
 		it_log_debug("housekeeping: %d presence entries swept", st->presence);
 	return rc;
