@@ -105,12 +105,25 @@ int it_cli_conf_resolve(it_cli_conf *c, char *err, size_t errlen)
 
 int it_cli_conf_complete(const it_cli_conf *c, const char *program)
 {
-	if (c->server && c->session)
-		return 0;
-	fprintf(stderr, "%s: %s is not set: use --%s, %s or the config file (see --help)\n", program,
-		c->server ? "the session" : "the server", c->server ? "session" : "server",
-		c->server ? "IMAGETOOLS_SESSION" : "IMAGETOOLS_SERVER");
-	return -1;
+	char err[600];
+
+	if (c->server == NULL || c->session == NULL) {
+		fprintf(stderr, "%s: %s is not set: use --%s, %s or the config file (see --help)\n", program,
+			c->server ? "the session" : "the server", c->server ? "session" : "server",
+			c->server ? "IMAGETOOLS_SESSION" : "IMAGETOOLS_SERVER");
+		return -1;
+	}
+	if (it_cli_cacert_use(c->cacert, err, sizeof(err)) < 0) {
+		fprintf(stderr, "%s: %s\n", program, err);
+		return -1;
+	}
+	return 0;
+}
+
+int it_cli_bad_number(const char *program, const char *arg)
+{
+	fprintf(stderr, "%s: '%s' is not a number in the allowed range (see --help)\n", program, arg);
+	return IT_EXIT_USAGE;
 }
 
 void it_cli_conf_set(char **slot, const char *value)

@@ -80,9 +80,10 @@ int it_cli_conf_load_file(it_cli_conf *c, const char *path, char *err, size_t er
  * session key). Returns 0 or -1 with err set. */
 int it_cli_conf_resolve(it_cli_conf *c, char *err, size_t errlen);
 
-/* Whether c names both a server and a credential; when not, says on stderr,
- * after program's name, which is missing and where it can be given.
- * Returns 0 or -1. */
+/* Whether c names both a server and a credential, and its CA file (if any)
+ * can be used (it_cli_cacert_use, which then takes it for every transfer);
+ * when not, says on stderr, after program's name, what is missing or wrong
+ * and where it can be given. Returns 0 or -1. */
 int it_cli_conf_complete(const it_cli_conf *c, const char *program);
 
 /* Replaces the string *slot (heap or NULL, freed here) by a heap copy of
@@ -108,6 +109,19 @@ void it_cli_conf_free(it_cli_conf *c);
 	{"version", no_argument, NULL, 'V'}
 /* clang-format on */
 #define IT_CLI_SHORTOPTS "s:S:qhV"
+
+/* The it_cmdline (common/cmdline.h) of a program that takes files or other
+ * arguments after its options: its name, usage function, the short options
+ * it adds to IT_CLI_SHORTOPTS (a string literal) and its getopt_long table. */
+#define IT_CLI_CMDLINE(name_, usage_, more_shortopts_, longopts_)                                     \
+	{                                                                                             \
+		.prog = (name_), .version = PACKAGE_VERSION, .usage = (usage_),                       \
+		.shortopts = IT_CLI_SHORTOPTS more_shortopts_, .longopts = (longopts_), .operands = 1 \
+	}
+
+/* Says on stderr, after program's name, that arg is not a number in the
+ * allowed range. Returns IT_EXIT_USAGE, for the caller to exit with. */
+int it_cli_bad_number(const char *program, const char *arg);
 
 /* What the options both programs take set; a program sets the defaults of
  * the two delays. */

@@ -833,12 +833,7 @@ static int parse_options(struct opts *o, int argc, char **argv)
 		{"pair", required_argument, NULL, 'P'},
 		{NULL, 0, NULL, 0},
 	};
-	it_cmdline cl = {.prog = PROG,
-			 .version = PACKAGE_VERSION,
-			 .usage = usage,
-			 .shortopts = IT_CLI_SHORTOPTS "jr",
-			 .longopts = longopts,
-			 .operands = 1};
+	it_cmdline cl = IT_CLI_CMDLINE(PROG, usage, "jr", longopts);
 	long v;
 	int c;
 
@@ -883,8 +878,7 @@ static int parse_options(struct opts *o, int argc, char **argv)
 	return GO_ON;
 
 bad_number:
-	fprintf(stderr, PROG ": '%s' is not a number in the allowed range (see --help)\n", optarg);
-	return IT_EXIT_USAGE;
+	return it_cli_bad_number(PROG, optarg);
 }
 
 /* Pairs when --pair asks to, completes the settings from the environment
@@ -907,10 +901,6 @@ static int check_settings(struct opts *o, it_buf *url, int have_files)
 		return IT_EXIT_OK;
 	if (it_cli_conf_complete(&o->cli.conf, PROG) < 0)
 		return IT_EXIT_USAGE;
-	if (it_cli_cacert_use(o->cli.conf.cacert, err, sizeof(err)) < 0) {
-		fprintf(stderr, PROG ": %s\n", err);
-		return IT_EXIT_USAGE;
-	}
 	if (o->cli.conf.source == NULL)
 		o->cli.conf.source = strdup("cli");
 	if (o->resume && o->state_dir[0] == '\0' &&

@@ -708,12 +708,7 @@ static int parse_options(struct watch *w, int argc, char **argv, const char **si
 		{NULL, 0, NULL, 0},
 	};
 	/* An argument after the options gets a message of its own, below. */
-	it_cmdline cl = {.prog = PROG,
-			 .version = PACKAGE_VERSION,
-			 .usage = usage,
-			 .shortopts = IT_CLI_SHORTOPTS "t:T:1",
-			 .longopts = longopts,
-			 .operands = 1};
+	it_cmdline cl = IT_CLI_CMDLINE(PROG, usage, "t:T:1", longopts);
 	int c;
 
 	while ((c = it_cmdline_next(&cl, argc, argv)) >= 0) {
@@ -762,8 +757,7 @@ static int parse_options(struct watch *w, int argc, char **argv, const char **si
 	return GO_ON;
 
 bad_number:
-	fprintf(stderr, PROG ": '%s' is not a number in the allowed range (see --help)\n", optarg);
-	return IT_EXIT_USAGE;
+	return it_cli_bad_number(PROG, optarg);
 }
 
 /* Completes the server and the credential from the environment and the
@@ -779,10 +773,6 @@ static int check_settings(struct watch *w)
 	}
 	if (it_cli_conf_complete(&w->cli.conf, PROG) < 0)
 		return IT_EXIT_USAGE;
-	if (it_cli_cacert_use(w->cli.conf.cacert, err, sizeof(err)) < 0) {
-		fprintf(stderr, PROG ": %s\n", err);
-		return IT_EXIT_USAGE;
-	}
 	if (it_cli_url(&w->url, w->cli.conf.server, "/") < 0) {
 		fprintf(stderr, PROG ": the server must be an http:// or https:// URL\n");
 		return IT_EXIT_USAGE;
